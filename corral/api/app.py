@@ -1,0 +1,87 @@
+"""``create_app(settings)``: build an ASGI app; any number can coexist (tests do this)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from starlette.concurrency import run_in_threadpool
+
+from corral._version import __version__
+from corral.api.deps import AppContext
+from corral.api.errors import install_error_handlers
+from corral.api.middleware import RequestLogMiddleware
+from corral.api.routes import encord_rpc, encord_v2, health, jobs, me
+from corral.db import migrate
+from corral.db.engine import Database, create_database
+from corral.errors import ConfigurationError
+from corral.jobs.tasks import TaskRegistry, registry
+from corral.jobs.worker import Worker
+from corral.settings import Settings
+
+DESCRIPTION = """
+corral's native REST API. Authenticate every request (except `/healthz`) with
+`Authorization: Bearer <token>` (`corral token create EMAIL`) or by signing it with your
+Ed25519 SSH key. Errors always have the shape
+`{"ok": false, "status", "code", "message", "errors": [{"message", "field"?}]}`.
+
+The Encord-compatible families live under `/v2/public` and `/public`.
+"""
+
+
+def check_schema(db: Database) -> None:
+    current, head = migrate.current_revision(db), migrate.head_revision()
+    if current != head:
+        raise ConfigurationError(
+            f"the database schema is at revision {current or 'none'} but this corral needs {head}: "
+            "run `corral migrate`"
+        )
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    db: Database | None = None,
+    run_worker: bool = False,
+    tasks: TaskRegistry = registry,
+) -> FastAPI:
+    settings = settings or Settings()
+    owns_db = db is None
+    database = db or create_database(settings)
+    ctx = AppContext(settings=settings, db=database, tasks=tasks)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        await run_in_threadpool(check_schema, database)
+        thread: threading.Thread | None = None
+        if run_worker:
+            ctx.worker = Worker(database, settings, tasks)
+            thread = threading.Thread(target=ctx.worker.run, name="corral-worker", daemon=True)
+            thread.start()
+        try:
+            yield
+        finally:
+            if ctx.worker is not None and thread is not None:
+                ctx.worker.stop()
+                await run_in_threadpool(thread.join, ctx.worker.shutdown_grace_seconds + 5)
+                ctx.worker = None
+            if owns_db:
+                database.dispose()
+
+    app = FastAPI(
+        title="corral",
+        version=__version__,
+        description=DESCRIPTION,
+        docs_url="/api/docs",
+        redoc_url=None,
+        openapi_url="/api/openapi.json",
+        lifespan=lifespan,
+    )
+    app.state.corral = ctx
+    install_error_handlers(app)
+    app.add_middleware(RequestLogMiddleware)
+    for module in (health, me, jobs, encord_v2, encord_rpc):
+        app.include_router(module.router)
+    return app

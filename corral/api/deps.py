@@ -1,0 +1,119 @@
+"""FastAPI dependencies: the app context and the authenticated principal."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import Headers
+from starlette.types import Scope
+
+from corral.api.errors import is_rpc_path
+from corral.auth.signatures import verify_message_signature, verify_rpc_signature
+from corral.core import identity
+from corral.core.identity import Principal
+from corral.db.engine import Database
+from corral.db.tables import User
+from corral.errors import AuthenticationFailed
+from corral.jobs.tasks import TaskRegistry
+from corral.jobs.worker import Worker
+from corral.settings import Settings
+
+
+@dataclass
+class AppContext:
+    settings: Settings
+    db: Database
+    tasks: TaskRegistry
+    worker: Worker | None = None
+
+    def wake_worker(self) -> None:
+        if self.worker is not None:
+            self.worker.wake()
+
+
+def get_ctx(request: Request) -> AppContext:
+    ctx: AppContext = request.app.state.corral
+    return ctx
+
+
+Ctx = Annotated[AppContext, Depends(get_ctx)]
+
+
+def raw_request_target(scope: Scope) -> str:
+    """Path and query exactly as the client sent them on the request line."""
+    raw: bytes = scope.get("raw_path") or scope["path"].encode()
+    if b"?" in raw:  # some ASGI servers/transports include the query in raw_path
+        return raw.decode("latin-1")
+    query: bytes = scope.get("query_string", b"")
+    return raw.decode("latin-1") + ("?" + query.decode("latin-1") if query else "")
+
+
+def _by_key(db: Database, method: str, verify: object) -> Principal:
+    found: list[User] = []
+
+    def lookup(key_id: str) -> identity.Ed25519PublicKey | None:
+        with db.read() as s:
+            user = identity.user_for_key_id(s, key_id)
+        if user is None:
+            return None
+        found.append(user)
+        return identity.public_key_from_id(key_id)
+
+    assert callable(verify)
+    verify(lookup)
+    return identity.principal_for_user(found[0], method)  # type: ignore[arg-type]
+
+
+def _by_token(db: Database, token: str) -> Principal:
+    with db.read() as s:
+        user = identity.user_for_token(s, token)
+    return identity.principal_for_user(user, "bearer")
+
+
+async def authenticate(request: Request) -> Principal:
+    cached: Principal | None = getattr(request.state, "principal", None)
+    if cached is not None:
+        return cached
+    ctx = get_ctx(request)
+    headers: Headers = request.headers
+    authz = headers.get("authorization", "").strip()
+    if authz[:7].lower() == "bearer ":
+        principal = await run_in_threadpool(_by_token, ctx.db, authz[7:].strip())
+    elif any(h in headers for h in ("signature-input", "signature", "content-digest")):
+        body = await request.body()
+        target = raw_request_target(request.scope)
+        s = ctx.settings
+
+        def verify_v2(lookup: object) -> str:
+            return verify_message_signature(
+                method=request.method, target=target, body=body, headers=headers,
+                lookup=lookup, max_age=s.signature_max_age_seconds,  # type: ignore[arg-type]
+                max_skew=s.signature_max_skew_seconds,
+            )
+
+        principal = await run_in_threadpool(_by_key, ctx.db, "signature", verify_v2)
+    elif authz and is_rpc_path(request.url.path):
+        body = await request.body()
+
+        def verify_v1(lookup: object) -> str:
+            return verify_rpc_signature(body=body, authorization=authz, lookup=lookup)  # type: ignore[arg-type]
+
+        principal = await run_in_threadpool(_by_key, ctx.db, "rpc-signature", verify_v1)
+    elif authz:
+        raise AuthenticationFailed(
+            "Authorization header is not understood: send 'Bearer <token>' or sign the request "
+            "with your SSH key"
+        )
+    else:
+        raise AuthenticationFailed(
+            "Missing authentication: send 'Authorization: Bearer <token>' or sign the request "
+            "with your SSH key (Signature-Input, Signature and Content-Digest headers)"
+        )
+    request.state.principal = principal
+    return principal
+
+
+CurrentPrincipal = Annotated[Principal, Depends(authenticate)]

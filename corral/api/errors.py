@@ -1,0 +1,108 @@
+"""Map every error to one JSON shape, in one place.
+
+Native API and ``/v2/public`` routes::
+
+    {"ok": false, "status": 404, "code": "not_found",
+     "message": "job 5b1… not found", "errors": [{"message": "…", "field": "…"}]}
+
+(The Encord SDK reads ``message``.)  The v1 RPC routes (``/public``…) answer with the
+SDK's envelope instead: ``{"status": 401, "response": ["AUTHENTICATION_ERROR"],
+"payload": "<message>"}``.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from corral.errors import CorralError, ErrorDetail
+
+log = logging.getLogger("corral.api")
+
+_RPC_CODES = {
+    400: "INVALID_ARGUMENTS_ERROR",
+    401: "AUTHENTICATION_ERROR",
+    403: "AUTHORISATION_ERROR",
+    404: "RESOURCE_NOT_FOUND_ERROR",
+    405: "METHOD_NOT_ALLOWED_ERROR",
+    409: "RESOURCE_EXISTS_ERROR",
+    413: "FILE_SIZE_NOT_SUPPORTED_ERROR",
+    429: "RATE_LIMIT_ERROR",
+}
+_HTTP_CODES = {400: "invalid_input", 401: "authentication_failed", 403: "permission_denied",
+               404: "not_found", 405: "method_not_allowed", 409: "conflict", 413: "payload_too_large",
+               415: "unsupported_media_type", 429: "rate_limited"}
+
+
+def is_rpc_path(path: str) -> bool:
+    return path == "/public" or path.startswith("/public/")
+
+
+def error_response(
+    request: Request, status: int, code: str, message: str, details: list[dict[str, Any]] | None = None
+) -> JSONResponse:
+    if is_rpc_path(request.url.path):
+        body: dict[str, Any] = {
+            "status": status,
+            "response": [_RPC_CODES.get(status, "UNKNOWN_ERROR")],
+            "payload": message,
+        }
+    else:
+        body = {"ok": False, "status": status, "code": code, "message": message,
+                "errors": details or [{"message": message}]}
+    headers = {"WWW-Authenticate": 'Bearer realm="corral"'} if status == 401 else None
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def _field(loc: tuple[Any, ...]) -> str:
+    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
+    out = ""
+    for p in parts:
+        out += f"[{p}]" if p.isdigit() else (f".{p}" if out else p)
+    return out or ".".join(str(p) for p in loc)
+
+
+async def _corral_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, CorralError)
+    if exc.status >= 500:
+        log.error("request failed", exc_info=exc, extra={"path": request.url.path})
+    details = [d.as_dict() for d in exc.details] if exc.details else None
+    return error_response(request, exc.status, exc.code, exc.message, details)
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    details = []
+    for err in exc.errors():
+        where = _field(tuple(err.get("loc", ())))
+        details.append(ErrorDetail(f"{where}: {err.get('msg', 'invalid')}", field=where).as_dict())
+    message = "; ".join(d["message"] for d in details) or "invalid request"
+    return error_response(request, 400, "invalid_input", message, details)
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    code = _HTTP_CODES.get(exc.status_code, "http_error")
+    message = str(exc.detail) if exc.detail else code
+    if exc.status_code == 404 and message == "Not Found":
+        message = f"no such endpoint: {request.method} {request.url.path}"
+    return error_response(request, exc.status_code, code, message)
+
+
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    incident = uuid.uuid4().hex[:12]
+    log.error("unhandled error", exc_info=exc, extra={"path": request.url.path, "incident": incident})
+    return error_response(request, 500, "internal", f"internal error (incident {incident}); see the server log")
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(CorralError, _corral_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(Exception, _unexpected)

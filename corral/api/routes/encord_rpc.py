@@ -1,0 +1,72 @@
+"""The Encord SDK's v1 RPC family: ``POST /public`` and ``POST /public/user``.
+
+Every call is ``{"query_type", "query_method", "values": {"uid", "payload"}}`` and every
+answer the envelope ``{"status": 200, "response": …}``.  Operations register a handler
+for their ``(query_type, query_method)`` in ``operations``; errors raised by handlers are
+turned into the SDK's error envelope by ``corral.api.errors``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import APIRouter, Request
+from starlette.concurrency import run_in_threadpool
+
+from corral.api.deps import AppContext, CurrentPrincipal, Ctx
+from corral.core.identity import Principal
+from corral.errors import InvalidInput
+
+
+@dataclass(frozen=True)
+class RpcCall:
+    query_type: str
+    query_method: str
+    uid: Any
+    payload: Any
+    resource_type: str
+    resource_id: str
+    scope: str  # "resource" (/public) or "user" (/public/user)
+
+
+Handler = Callable[[AppContext, Principal, RpcCall], Any]
+operations: dict[tuple[str, str], Handler] = {}
+
+router = APIRouter(tags=["encord-compatible"])
+
+
+def _parse(body: bytes, request: Request, scope: str) -> RpcCall:
+    try:
+        doc = json.loads(body)
+    except ValueError:
+        raise InvalidInput("request body is not JSON") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("values", {}), dict):
+        raise InvalidInput("expected {\"query_type\", \"query_method\", \"values\": {\"uid\", \"payload\"}}")
+    qt, qm = doc.get("query_type"), doc.get("query_method")
+    if not isinstance(qt, str) or not isinstance(qm, str):
+        raise InvalidInput("query_type and query_method must be strings")
+    values = doc.get("values") or {}
+    return RpcCall(qt, qm.upper(), values.get("uid"), values.get("payload"),
+                   request.headers.get("resourcetype", ""), request.headers.get("resourceid", ""), scope)
+
+
+async def _dispatch(request: Request, ctx: AppContext, principal: Principal, scope: str) -> dict[str, Any]:
+    call = _parse(await request.body(), request, scope)
+    handler = operations.get((call.query_type, call.query_method))
+    if handler is None:
+        raise InvalidInput(f"unsupported operation {call.query_type}/{call.query_method}")
+    result = await run_in_threadpool(handler, ctx, principal, call)
+    return {"status": 200, "response": result}
+
+
+@router.post("/public", summary="Encord v1 RPC (resource-scoped)")
+async def rpc_resource(request: Request, ctx: Ctx, principal: CurrentPrincipal) -> dict[str, Any]:
+    return await _dispatch(request, ctx, principal, "resource")
+
+
+@router.post("/public/user", summary="Encord v1 RPC (user-scoped)")
+async def rpc_user(request: Request, ctx: Ctx, principal: CurrentPrincipal) -> dict[str, Any]:
+    return await _dispatch(request, ctx, principal, "user")

@@ -1,0 +1,1 @@
+"""Request authentication: the Encord SDK's two signature schemes and bearer tokens."""

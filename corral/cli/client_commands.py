@@ -1,0 +1,123 @@
+"""User commands: clients of a running corral server's REST API."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import click
+
+from corral.client import ApiError, Client, Profile, resolve_profile, save_profile
+
+
+@contextmanager
+def api_errors() -> Iterator[None]:
+    try:
+        yield
+    except ApiError as exc:
+        where = f" (HTTP {exc.status})" if exc.status else ""
+        raise click.ClickException(f"{exc.message}{where}") from None
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def connection_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    f = click.option("--profile", default=None, help="Saved profile to use (see `corral login`).")(f)
+    f = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")(f)
+    return f
+
+
+def _client(profile: str | None) -> Client:
+    return Client.from_profile(resolve_profile(profile=profile))
+
+
+def _print(data: Any, as_json: bool, human: Callable[[Any], None]) -> None:
+    if as_json:
+        click.echo(json.dumps(data, indent=2, default=str))
+    else:
+        human(data)
+
+
+@click.command()
+@click.option("--url", required=True, help="Server URL, e.g. http://127.0.0.1:8080.")
+@click.option("--token", "token_", default=None, help="A bearer token from `corral token create`.")
+@click.option("--ssh-key", default=None, help="Path to your Ed25519 SSH private key.")
+@click.option("--profile", "name", default="default", show_default=True, help="Profile name to save.")
+def login(url: str, token_: str | None, ssh_key: str | None, name: str) -> None:
+    """Check credentials against a server and save them as a profile."""
+    if not (token_ or ssh_key):
+        raise click.UsageError("give --token or --ssh-key")
+    profile = Profile(url=url.rstrip("/"), token=token_, ssh_key=ssh_key)
+    with api_errors(), Client.from_profile(profile) as c:
+        me = c.me()
+    path = save_profile(name, profile)
+    click.echo(f"logged in to {profile.url} as {me['email']} ({me['org_name']}); saved profile {name!r} in {path}")
+
+
+@click.command()
+@connection_options
+def whoami(profile: str | None, as_json: bool) -> None:
+    """Show the user and organisation your credentials belong to."""
+    with api_errors(), _client(profile) as c:
+        me = c.me()
+    _print(me, as_json, lambda m: click.echo(f"{m['email']} ({m['role']}) in {m['org_name']} via {m['auth_method']}"))
+
+
+@click.group()
+def job() -> None:
+    """Inspect and cancel jobs."""
+
+
+def _job_line(j: dict[str, Any]) -> str:
+    return (f"{j['id']}  {j['kind']:<20} {j['status']:<9} done {j['units_done']}/{j['units_total']}"
+            f"  errors {j['units_error']}  cancelled {j['units_cancelled']}")
+
+
+@job.command("list")
+@connection_options
+@click.option("--limit", default=50, show_default=True)
+def job_list(profile: str | None, as_json: bool, limit: int) -> None:
+    """List recent jobs."""
+    with api_errors(), _client(profile) as c:
+        jobs = c.list_jobs(limit)
+    _print(jobs, as_json, lambda js: [click.echo(_job_line(j)) for j in js])
+
+
+@job.command("show")
+@click.argument("job_id")
+@click.option("--wait", is_flag=True, help="Wait until the job ends, with a progress bar.")
+@connection_options
+def job_show(job_id: str, wait: bool, profile: str | None, as_json: bool) -> None:
+    """Show a job's state and its unit errors."""
+    with api_errors(), _client(profile) as c:
+        j = c.get_job(job_id)
+        if wait and j["status"] == "PENDING":
+            with click.progressbar(length=j["units_total"], label="waiting", file=click.get_text_stream("stderr")) as bar:
+                seen = 0
+                while j["status"] == "PENDING":
+                    j = c.get_job(job_id, wait=5)
+                    finished = j["units_total"] - j["units_pending"] - j["units_running"]
+                    bar.update(finished - seen)
+                    seen = finished
+
+    def human(j: dict[str, Any]) -> None:
+        click.echo(_job_line(j))
+        for e in j["errors"]:
+            click.echo(f"  unit {e['seq']}: {e['error']}")
+
+    _print(j, as_json, human)
+
+
+@job.command("cancel")
+@click.argument("job_id")
+@connection_options
+def job_cancel(job_id: str, profile: str | None, as_json: bool) -> None:
+    """Cancel a job's pending units."""
+    with api_errors(), _client(profile) as c:
+        res = c.cancel_job(job_id)
+    _print(res, as_json, lambda r: click.echo(f"cancelled {r['units_cancelled']} pending units"))
+
+
+COMMANDS = [login, whoami, job]

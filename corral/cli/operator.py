@@ -1,0 +1,226 @@
+"""Operator commands: they act on the database directly."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from corral.errors import CorralError
+from corral.settings import Settings
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@contextmanager
+def friendly_errors() -> Iterator[None]:
+    try:
+        yield
+    except CorralError as exc:
+        raise click.ClickException(exc.message) from None
+    except OSError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def data_dir_option(f: F) -> F:
+    return click.option(
+        "--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+        help="Data directory (default ./corral-data, or CORRAL_DATA_DIR).",
+    )(f)
+
+
+def load_settings(data_dir: Path | None = None, **overrides: Any) -> Settings:
+    values = {k: v for k, v in overrides.items() if v is not None}
+    if data_dir is not None:
+        values["data_dir"] = data_dir
+    try:
+        return Settings(**values)
+    except Exception as exc:  # pydantic ValidationError: name the setting
+        raise click.ClickException(f"invalid settings: {exc}") from None
+
+
+def _database(settings: Settings):  # type: ignore[no-untyped-def]
+    from corral.db import create_database
+
+    return create_database(settings)
+
+
+@click.command()
+@click.option("--host", default=None, help="Interface to bind (default 127.0.0.1, or CORRAL_HOST).")
+@click.option("--port", type=int, default=None, help="Port (default 8080, or CORRAL_PORT).")
+@data_dir_option
+@click.option("--no-worker", is_flag=True, help="Serve the API only; run `corral worker` elsewhere.")
+def serve(host: str | None, port: int | None, data_dir: Path | None, no_worker: bool) -> None:
+    """Run the HTTP API (and, unless --no-worker, the background workers)."""
+    import uvicorn
+
+    from corral.api.app import check_schema, create_app
+    from corral.core import identity
+    from corral.db import migrate
+    from corral.logs import configure_logging
+
+    settings = load_settings(data_dir, host=host, port=port)
+    configure_logging(settings.log_level, settings.log_format)
+    with friendly_errors():
+        settings.resolved_secret_key()
+        db = _database(settings)
+        if db.is_sqlite:
+            migrate.upgrade(db)
+        else:
+            check_schema(db)
+        with db.read() as s:
+            no_users = identity.count_users(s) == 0
+    if no_users:
+        prefix = "" if settings.data_dir == Path("./corral-data") else f"CORRAL_DATA_DIR={settings.data_dir} "
+        click.echo(
+            "corral has no users yet. Create the first one (an admin) and a token with:\n"
+            f"  {prefix}corral user create you@example.com --org 'My Org' --admin "
+            "--ssh-public-key ~/.ssh/id_ed25519.pub\n"
+            f"  {prefix}corral token create you@example.com\n",
+            err=True,
+        )
+    click.echo(f"corral listening on http://{settings.host}:{settings.port} "
+               f"(API docs at /api/docs, database {db.dialect})", err=True)
+    app = create_app(settings, db=db, run_worker=not no_worker)
+    uvicorn.run(app, host=settings.host, port=settings.port, log_config=None,
+                timeout_graceful_shutdown=30, access_log=False)
+
+
+@click.command()
+@data_dir_option
+def worker(data_dir: Path | None) -> None:
+    """Run a job worker process against the configured database (any number may run)."""
+    from corral.api.app import check_schema
+    from corral.jobs.worker import run_worker_forever
+    from corral.logs import configure_logging
+
+    settings = load_settings(data_dir)
+    configure_logging(settings.log_level, settings.log_format)
+    with friendly_errors():
+        db = _database(settings)
+        check_schema(db)
+        run_worker_forever(db, settings)
+
+
+@click.command()
+@data_dir_option
+@click.option("--check", is_flag=True, help="Only check that the database matches the code.")
+def migrate(data_dir: Path | None, check: bool) -> None:
+    """Apply database migrations (PostgreSQL needs this before `serve`)."""
+    from corral.db import migrate as m
+
+    settings = load_settings(data_dir)
+    with friendly_errors():
+        db = _database(settings)
+        if check:
+            current, head = m.current_revision(db), m.head_revision()
+            diffs = m.pending_differences(db) if current == head else []
+            if current != head:
+                raise click.ClickException(f"database is at {current or 'none'}, code needs {head}")
+            if diffs:
+                raise click.ClickException(f"models and migrations disagree: {diffs}")
+            click.echo(f"database is at {head}; models and migrations agree")
+            return
+        m.upgrade(db)
+        click.echo(f"database migrated to {m.current_revision(db)}")
+
+
+@click.group()
+def user() -> None:
+    """Manage users and their SSH keys (operator)."""
+
+
+@user.command("create")
+@click.argument("email")
+@click.option("--org", "org_name", default="default", show_default=True,
+              help="Organisation; created if it does not exist.")
+@click.option("--admin", is_flag=True, help="Make the user an organisation admin.")
+@click.option("--ssh-public-key", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="An ssh-ed25519 public key file to register for the user.")
+@data_dir_option
+def user_create(email: str, org_name: str, admin: bool, ssh_public_key: Path | None,
+                data_dir: Path | None) -> None:
+    """Create a user (and its organisation)."""
+    from corral.core import identity
+
+    with friendly_errors():
+        key_text = ssh_public_key.read_text() if ssh_public_key else None
+        db = _database(load_settings(data_dir))
+        _require_schema(db)
+        with db.write() as s:
+            u = identity.create_user(s, email, org_name=org_name, role="admin" if admin else "member",
+                                     ssh_public_key=key_text)
+            click.echo(f"created {u.role} {u.email} in organisation {org_name!r} (user {u.id})")
+
+
+@user.command("add-key")
+@click.argument("email")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@data_dir_option
+def user_add_key(email: str, path: Path, data_dir: Path | None) -> None:
+    """Register an ssh-ed25519 public key for a user."""
+    from corral.core import identity
+
+    with friendly_errors():
+        db = _database(load_settings(data_dir))
+        _require_schema(db)
+        with db.write() as s:
+            key = identity.add_ssh_key(s, email, path.read_text())
+            click.echo(f"added key {key.key_id} for {email}")
+
+
+@user.command("list")
+@data_dir_option
+def user_list(data_dir: Path | None) -> None:
+    """List users."""
+    from sqlalchemy import select
+
+    from corral.db.tables import Organisation, User
+
+    with friendly_errors():
+        db = _database(load_settings(data_dir))
+        _require_schema(db)
+        with db.read() as s:
+            rows = s.execute(select(User.email, User.role, Organisation.name)
+                             .join(Organisation, Organisation.id == User.org_id).order_by(User.email)).all()
+    for email, role, org in rows:
+        click.echo(f"{email}\t{role}\t{org}")
+
+
+@click.group()
+def token() -> None:
+    """Manage API bearer tokens (operator)."""
+
+
+@token.command("create")
+@click.argument("email")
+@click.option("--name", default="", help="A label to recognise the token by.")
+@data_dir_option
+def token_create(email: str, name: str, data_dir: Path | None) -> None:
+    """Create a bearer token and print it (it is shown only this once)."""
+    from corral.core import identity
+
+    with friendly_errors():
+        db = _database(load_settings(data_dir))
+        _require_schema(db)
+        with db.write() as s:
+            plaintext, _ = identity.create_token(s, email, name=name)
+    click.echo(plaintext)
+    if sys.stderr.isatty():
+        click.echo("Store it now: corral keeps only its hash.", err=True)
+
+
+def _require_schema(db: Any) -> None:
+    from corral.api.app import check_schema
+    from corral.db import migrate as m
+
+    if db.is_sqlite and m.current_revision(db) is None:
+        m.upgrade(db)  # a fresh embedded data directory: create it
+    check_schema(db)
+
+
+COMMANDS = [serve, worker, migrate, user, token]

@@ -1,0 +1,1 @@
+"""Use cases and domain types.  Nothing here imports FastAPI or click."""

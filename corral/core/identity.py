@@ -1,0 +1,178 @@
+"""Organisations, users, SSH keys and API tokens."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import re
+import secrets
+import uuid
+from dataclasses import dataclass
+from typing import Literal
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from corral.db.tables import ApiToken, Organisation, SshKey, User
+from corral.db.types import utcnow
+from corral.errors import AlreadyExists, AuthenticationFailed, InvalidInput, NotFound
+
+Role = Literal["admin", "member"]
+TOKEN_PREFIX = "corral_"
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is making a request, and how they proved it."""
+
+    user_id: uuid.UUID
+    org_id: uuid.UUID
+    email: str
+    role: Role
+    method: Literal["bearer", "signature", "rpc-signature"]
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == "admin"
+
+
+# -- SSH keys ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ParsedKey:
+    key_id: str  # lowercase hex of the raw 32-byte public key
+    line: str  # normalised "ssh-ed25519 AAAA… comment"
+    comment: str
+
+
+def parse_ssh_public_key(text: str) -> ParsedKey:
+    """Parse an OpenSSH ``ssh-ed25519`` public key line, as in ``~/.ssh/id_ed25519.pub``."""
+    parts = text.strip().split(None, 2)
+    if len(parts) < 2:
+        raise InvalidInput(
+            "SSH public key: expected an OpenSSH line like 'ssh-ed25519 AAAAC3Nza… comment'"
+        )
+    kind, b64 = parts[0], parts[1]
+    if kind != "ssh-ed25519":
+        raise InvalidInput(f"SSH public key: only ssh-ed25519 keys are supported, got {kind!r}")
+    try:
+        blob = base64.b64decode(b64, validate=True)
+    except (binascii.Error, ValueError):
+        raise InvalidInput("SSH public key: the key data is not valid base64") from None
+    # uint32 len | "ssh-ed25519" | uint32 len | 32 key bytes
+    if len(blob) != 51 or blob[4:15] != b"ssh-ed25519" or blob[15:19] != b"\x00\x00\x00\x20":
+        raise InvalidInput("SSH public key: the key data is not an Ed25519 public key")
+    raw = blob[19:]
+    comment = parts[2].strip() if len(parts) > 2 else ""
+    line = f"ssh-ed25519 {b64}" + (f" {comment}" if comment else "")
+    return ParsedKey(key_id=raw.hex(), line=line, comment=comment)
+
+
+def public_key_from_id(key_id: str) -> Ed25519PublicKey:
+    return Ed25519PublicKey.from_public_bytes(bytes.fromhex(key_id))
+
+
+# -- organisations and users -------------------------------------------------
+
+
+def get_or_create_org(session: Session, name: str) -> Organisation:
+    name = name.strip()
+    if not name:
+        raise InvalidInput("organisation name must not be empty")
+    org = session.scalar(select(Organisation).where(Organisation.name == name))
+    if org is None:
+        org = Organisation(name=name)
+        session.add(org)
+        session.flush()
+    return org
+
+
+def create_user(
+    session: Session,
+    email: str,
+    *,
+    org_name: str,
+    role: Role = "member",
+    ssh_public_key: str | None = None,
+) -> User:
+    email = email.strip().lower()
+    if not _EMAIL.match(email):
+        raise InvalidInput(f"email {email!r} is not an email address")
+    if session.scalar(select(User.id).where(User.email == email)) is not None:
+        raise AlreadyExists(f"user {email} already exists")
+    org = get_or_create_org(session, org_name)
+    user = User(org_id=org.id, email=email, role=role)
+    session.add(user)
+    session.flush()
+    if ssh_public_key is not None:
+        add_ssh_key(session, email, ssh_public_key)
+    return user
+
+
+def get_user_by_email(session: Session, email: str) -> User:
+    user = session.scalar(select(User).where(User.email == email.strip().lower()))
+    if user is None:
+        raise NotFound(f"user {email} not found")
+    return user
+
+
+def count_users(session: Session) -> int:
+    return len(session.scalars(select(User.id).limit(1)).all())
+
+
+def add_ssh_key(session: Session, email: str, public_key_text: str) -> SshKey:
+    user = get_user_by_email(session, email)
+    parsed = parse_ssh_public_key(public_key_text)
+    if session.scalar(select(SshKey.id).where(SshKey.key_id == parsed.key_id)) is not None:
+        raise AlreadyExists("this SSH key is already registered")
+    key = SshKey(user_id=user.id, key_id=parsed.key_id, public_key=parsed.line, comment=parsed.comment)
+    session.add(key)
+    session.flush()
+    return key
+
+
+def principal_for_user(user: User, method: Literal["bearer", "signature", "rpc-signature"]) -> Principal:
+    role: Role = "admin" if user.role == "admin" else "member"
+    return Principal(user.id, user.org_id, user.email, role, method)
+
+
+def user_for_key_id(session: Session, key_id: str) -> User | None:
+    return session.scalar(
+        select(User)
+        .join(SshKey, SshKey.user_id == User.id)
+        .where(SshKey.key_id == key_id, User.disabled_at.is_(None))
+    )
+
+
+# -- API tokens --------------------------------------------------------------
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def create_token(session: Session, email: str, name: str = "") -> tuple[str, ApiToken]:
+    """Mint a bearer token.  The plaintext is returned once and never stored."""
+    user = get_user_by_email(session, email)
+    token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    row = ApiToken(user_id=user.id, token_hash=hash_token(token), prefix=token[:12], name=name)
+    session.add(row)
+    session.flush()
+    return token, row
+
+
+def user_for_token(session: Session, token: str) -> User:
+    row = session.scalar(select(ApiToken).where(ApiToken.token_hash == hash_token(token)))
+    now = utcnow()
+    if row is None or row.revoked_at is not None:
+        raise AuthenticationFailed("Bearer token is not valid")
+    if row.expires_at is not None and row.expires_at <= now:
+        raise AuthenticationFailed("Bearer token has expired")
+    user = session.get(User, row.user_id)
+    if user is None or user.disabled_at is not None:
+        raise AuthenticationFailed("Bearer token is not valid")
+    return user

@@ -1,0 +1,350 @@
+"""Table definitions.  Every org-owned row carries ``org_id`` so that scoping is one
+``WHERE`` away and a missing filter is easy to spot in review.
+
+Identifiers are UUIDs (they travel to the Encord SDK as ``*Hash``/``uuid`` fields);
+job units use an integer key because workers claim them in key order.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+    Uuid,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from corral.db.types import JSONType, UTCDateTime, utcnow
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSONType}
+
+
+def _uuid() -> uuid.UUID:
+    return uuid.uuid4()
+
+
+def _id() -> Mapped[uuid.UUID]:
+    return mapped_column(Uuid, primary_key=True, default=_uuid)
+
+
+def _org() -> Mapped[uuid.UUID]:
+    return mapped_column(ForeignKey("organisations.id", ondelete="CASCADE"), index=True)
+
+
+def _created() -> Mapped[datetime]:
+    return mapped_column(default=utcnow)
+
+
+def _updated() -> Mapped[datetime]:
+    return mapped_column(default=utcnow, onupdate=utcnow)
+
+
+def _creator() -> Mapped[uuid.UUID | None]:
+    return mapped_column(ForeignKey("users.id", ondelete="SET NULL"), nullable=True)
+
+
+# -- identity ---------------------------------------------------------------
+
+
+class Organisation(Base):
+    __tablename__ = "organisations"
+    id: Mapped[uuid.UUID] = _id()
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    strict_metadata: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = _created()
+
+
+class User(Base):
+    __tablename__ = "users"
+    id: Mapped[uuid.UUID] = _id()
+    org_id: Mapped[uuid.UUID] = _org()
+    email: Mapped[str] = mapped_column(String(320), unique=True)
+    role: Mapped[str] = mapped_column(String(16))  # "admin" | "member"
+    created_at: Mapped[datetime] = _created()
+    disabled_at: Mapped[datetime | None] = mapped_column(nullable=True)
+
+
+class SshKey(Base):
+    __tablename__ = "ssh_keys"
+    id: Mapped[uuid.UUID] = _id()
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    key_id: Mapped[str] = mapped_column(String(64), unique=True)  # hex of the raw Ed25519 key
+    public_key: Mapped[str] = mapped_column(Text)  # the OpenSSH line as registered
+    comment: Mapped[str] = mapped_column(String(500), default="")
+    created_at: Mapped[datetime] = _created()
+
+
+class ApiToken(Base):
+    __tablename__ = "api_tokens"
+    id: Mapped[uuid.UUID] = _id()
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)  # sha256 hex
+    prefix: Mapped[str] = mapped_column(String(16))  # shown in listings, not secret
+    name: Mapped[str] = mapped_column(String(200), default="")
+    created_at: Mapped[datetime] = _created()
+    last_used_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    expires_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    revoked_at: Mapped[datetime | None] = mapped_column(nullable=True)
+
+
+# -- integrations -----------------------------------------------------------
+
+
+class Integration(Base):
+    __tablename__ = "integrations"
+    __table_args__ = (UniqueConstraint("org_id", "title"),)
+    id: Mapped[uuid.UUID] = _id()
+    org_id: Mapped[uuid.UUID] = _org()
+    title: Mapped[str] = mapped_column(String(300))
+    provider: Mapped[str] = mapped_column(String(32))  # s3 | azure | gcs | local
+    config: Mapped[dict[str, Any]] = mapped_column(default=dict)  # non-secret settings
+    credentials: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)  # encrypted
+    signed_url_ttl_seconds: Mapped[int] = mapped_column(Integer, default=3600)
+    strict_client_only: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_by: Mapped[uuid.UUID | None] = _creator()
+    created_at: Mapped[datetime] = _created()
+    updated_at: Mapped[datetime] = _updated()
+
+
+# -- files ------------------------------------------------------------------
+
+
+class Folder(Base):
+    __tablename__ = "folders"
+    # parent_key is the parent's id as text, or "" at the top, so the sibling-name rule
+    # is one unique constraint on both databases (NULLs never collide in UNIQUE).
+    __table_args__ = (UniqueConstraint("org_id", "parent_key", "name"),)
+    id: Mapped[uuid.UUID] = _id()
+    org_id: Mapped[uuid.UUID] = _org()
+    parent_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("folders.id", ondelete="RESTRICT"), nullable=True, index=True
+    )
+    parent_key: Mapped[str] = mapped_column(String(36), default="")
+    name: Mapped[str] = mapped_column(String(300))
+    description: Mapped[str] = mapped_column(Text, default="")
+    client_metadata: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_by: Mapped[uuid.UUID | None] = _creator()
+    created_at: Mapped[datetime] = _created()
+    updated_at: Mapped[datetime] = _updated()
+
+
+class Item(Base):
+    __tablename__ = "items"
+    __table_args__ = (Index("ix_items_folder_url", "folder_id", "url_hash"),)
+    id: Mapped[uuid.UUID] = _id()
+    org_id: Mapped[uuid.UUID] = _org()
+    folder_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("folders.id", ondelete="RESTRICT"), index=True
+    )
+    integration_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("integrations.id", ondelete="RESTRICT"), nullable=True, index=True
+    )
+    item_type: Mapped[str] = mapped_column(String(32))
+    name: Mapped[str] = mapped_column(String(300))
+    url: Mapped[str | None] = mapped_column(Text, nullable=True)  # None for multi-part items
+    url_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)  # duplicate detection
+    storage_location: Mapped[str] = mapped_column(String(32))
+    file_size: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    mime_type: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    media: Mapped[dict[str, Any]] = mapped_column(default=dict)  # width, height, fps, duration, …
+    client_metadata: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    is_placeholder: Mapped[bool] = mapped_column(Boolean, default=False)
+    job_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("jobs.id", ondelete="SET NULL"), nullable=True, index=True
+    )
+    created_by: Mapped[uuid.UUID | None] = _creator()
+    created_at: Mapped[datetime] = _created()
+    updated_at: Mapped[datetime] = _updated()
+    deleted_at: Mapped[datetime | None] = mapped_column(nullable=True)
+
+
+class ItemPart(Base):
+    """One file of a multi-file item (image group / sequence frame, DICOM instance)."""
+
+    __tablename__ = "item_parts"
+    __table_args__ = (UniqueConstraint("item_id", "position"),)
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    item_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("items.id", ondelete="CASCADE"))
+    position: Mapped[int] = mapped_column(Integer)
+    url: Mapped[str] = mapped_column(Text)
+    title: Mapped[str] = mapped_column(String(300), default="")
+    media: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+# -- metadata schema --------------------------------------------------------
+
+
+class MetadataSchema(Base):
+    """The current schema of an organisation (one row per org)."""
+
+    __tablename__ = "metadata_schemas"
+    org_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("organisations.id", ondelete="CASCADE"), primary_key=True
+    )
+    version: Mapped[int] = mapped_column(Integer)
+    document: Mapped[dict[str, Any]] = mapped_column()
+    updated_by: Mapped[uuid.UUID | None] = _creator()
+    updated_at: Mapped[datetime] = _updated()
+
+
+class MetadataSchemaVersion(Base):
+    __tablename__ = "metadata_schema_versions"
+    __table_args__ = (UniqueConstraint("org_id", "version"),)
+    id: Mapped[uuid.UUID] = _id()
+    org_id: Mapped[uuid.UUID] = _org()
+    version: Mapped[int] = mapped_column(Integer)
+    document: Mapped[dict[str, Any]] = mapped_column()
+    diff: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_by: Mapped[uuid.UUID | None] = _creator()
+    created_at: Mapped[datetime] = _created()
+
+
+# -- jobs -------------------------------------------------------------------
+
+
+class Job(Base):
+    __tablename__ = "jobs"
+    id: Mapped[uuid.UUID] = _id()
+    org_id: Mapped[uuid.UUID] = _org()
+    kind: Mapped[str] = mapped_column(String(64))
+    # PENDING while units remain; DONE / ERROR / CANCELLED once finalised.
+    status: Mapped[str] = mapped_column(String(16), default="PENDING", index=True)
+    target_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, nullable=True, index=True)
+    params: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    ignore_errors: Mapped[bool] = mapped_column(Boolean, default=False)
+    units_total: Mapped[int] = mapped_column(Integer, default=0)
+    result: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_by: Mapped[uuid.UUID | None] = _creator()
+    created_at: Mapped[datetime] = _created()
+    updated_at: Mapped[datetime] = _updated()
+    finished_at: Mapped[datetime | None] = mapped_column(nullable=True)
+
+
+class JobUnit(Base):
+    __tablename__ = "job_units"
+    __table_args__ = (
+        Index("ix_job_units_claim", "status", "available_at"),
+        Index("ix_job_units_job_status", "job_id", "status"),
+        UniqueConstraint("job_id", "seq"),
+    )
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    job_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    seq: Mapped[int] = mapped_column(Integer)
+    # pending → running → done | error | cancelled (running → pending on lease loss)
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSONType, nullable=True)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    lease_owner: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    lease_expires_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    available_at: Mapped[datetime] = _created()
+    updated_at: Mapped[datetime] = _updated()
+
+
+# -- datasets, ontologies, projects, labels ---------------------------------
+
+
+class Dataset(Base):
+    __tablename__ = "datasets"
+    id: Mapped[uuid.UUID] = _id()
+    org_id: Mapped[uuid.UUID] = _org()
+    title: Mapped[str] = mapped_column(String(300))
+    description: Mapped[str] = mapped_column(Text, default="")
+    backing_folder_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("folders.id", ondelete="SET NULL"), nullable=True
+    )
+    created_by: Mapped[uuid.UUID | None] = _creator()
+    created_at: Mapped[datetime] = _created()
+    updated_at: Mapped[datetime] = _updated()
+
+
+class DataRow(Base):
+    """An item linked into a dataset (the SDK's data unit, ``data_hash``)."""
+
+    __tablename__ = "data_rows"
+    __table_args__ = (Index("ix_data_rows_dataset_item", "dataset_id", "item_id"),)
+    id: Mapped[uuid.UUID] = _id()
+    dataset_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("datasets.id", ondelete="CASCADE"))
+    item_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("items.id", ondelete="RESTRICT"), index=True
+    )
+    created_at: Mapped[datetime] = _created()
+
+
+class Ontology(Base):
+    __tablename__ = "ontologies"
+    id: Mapped[uuid.UUID] = _id()
+    org_id: Mapped[uuid.UUID] = _org()
+    title: Mapped[str] = mapped_column(String(300))
+    description: Mapped[str] = mapped_column(Text, default="")
+    editor: Mapped[dict[str, Any]] = mapped_column()
+    created_by: Mapped[uuid.UUID | None] = _creator()
+    created_at: Mapped[datetime] = _created()
+    updated_at: Mapped[datetime] = _updated()
+
+
+class Project(Base):
+    __tablename__ = "projects"
+    id: Mapped[uuid.UUID] = _id()
+    org_id: Mapped[uuid.UUID] = _org()
+    title: Mapped[str] = mapped_column(String(300))
+    description: Mapped[str] = mapped_column(Text, default="")
+    ontology_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("ontologies.id", ondelete="RESTRICT"), nullable=True
+    )
+    project_type: Mapped[str] = mapped_column(String(32), default="manual_qa")
+    status: Mapped[str] = mapped_column(String(32), default="notStarted")
+    created_by: Mapped[uuid.UUID | None] = _creator()
+    created_at: Mapped[datetime] = _created()
+    updated_at: Mapped[datetime] = _updated()
+
+
+class ProjectDataset(Base):
+    __tablename__ = "project_datasets"
+    project_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("projects.id", ondelete="CASCADE"), primary_key=True
+    )
+    dataset_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("datasets.id", ondelete="RESTRICT"), primary_key=True
+    )
+
+
+class LabelRow(Base):
+    __tablename__ = "label_rows"
+    __table_args__ = (UniqueConstraint("project_id", "data_row_id", "branch_name"),)
+    id: Mapped[uuid.UUID] = _id()  # label_hash
+    project_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    data_row_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("data_rows.id", ondelete="CASCADE"), index=True
+    )
+    branch_name: Mapped[str] = mapped_column(String(100), default="main")
+    label_status: Mapped[str] = mapped_column(String(32), default="LABEL_IN_PROGRESS")
+    document: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    updated_by: Mapped[uuid.UUID | None] = _creator()
+    created_at: Mapped[datetime] = _created()
+    updated_at: Mapped[datetime] = _updated()

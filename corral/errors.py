@@ -1,0 +1,113 @@
+"""The one error tree of corral.  Core code raises these; adapters map them.
+
+    CorralError                      500 internal
+    ├── ConfigurationError           500 configuration_error (operator mistakes)
+    ├── InvalidInput                 400 invalid_input
+    │   └── ValidationFailed         400 validation_failed (carries per-field details)
+    ├── AuthenticationFailed         401 authentication_failed
+    ├── PermissionDenied             403 permission_denied
+    ├── NotFound                     404 not_found
+    ├── Conflict                     409 conflict
+    │   └── AlreadyExists            409 already_exists
+    ├── PayloadTooLarge              413 payload_too_large
+    └── StorageError                 502 storage_error
+        ├── ObjectMissing            404 object_missing
+        └── AccessDenied             403 access_denied
+
+``corral.api.errors`` turns any of them into the single JSON error shape, and the
+Encord-compatible routes into the envelopes the SDK expects.  The CLI prints
+``message`` and exits non-zero.  Nothing else should know about HTTP status codes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class ErrorDetail:
+    """One problem in a request: where (``field``, e.g. ``items[3].clientMetadata.fps``) and what."""
+
+    message: str
+    field: str | None = None
+    extra: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"message": self.message}
+        if self.field is not None:
+            out["field"] = self.field
+        out.update(self.extra)
+        return out
+
+
+class CorralError(Exception):
+    status = 500
+    code = "internal"
+
+    def __init__(self, message: str, *, details: list[ErrorDetail] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details or []
+
+
+class ConfigurationError(CorralError):
+    code = "configuration_error"
+
+
+class InvalidInput(CorralError):
+    status = 400
+    code = "invalid_input"
+
+
+class ValidationFailed(InvalidInput):
+    code = "validation_failed"
+
+
+class AuthenticationFailed(CorralError):
+    status = 401
+    code = "authentication_failed"
+
+
+class PermissionDenied(CorralError):
+    status = 403
+    code = "permission_denied"
+
+
+class NotFound(CorralError):
+    status = 404
+    code = "not_found"
+
+    @classmethod
+    def of(cls, kind: str, ident: object) -> NotFound:
+        return cls(f"{kind} {ident} not found")
+
+
+class Conflict(CorralError):
+    status = 409
+    code = "conflict"
+
+
+class AlreadyExists(Conflict):
+    code = "already_exists"
+
+
+class PayloadTooLarge(CorralError):
+    status = 413
+    code = "payload_too_large"
+
+
+class StorageError(CorralError):
+    status = 502
+    code = "storage_error"
+
+
+class ObjectMissing(StorageError):
+    status = 404
+    code = "object_missing"
+
+
+class AccessDenied(StorageError):
+    status = 403
+    code = "access_denied"

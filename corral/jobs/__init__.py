@@ -1,0 +1,1 @@
+"""Durable jobs: a database-table queue of job units claimed by workers with leases."""

@@ -1,0 +1,302 @@
+"""The job queue, kept in two tables (``jobs``, ``job_units``).
+
+Claiming: one short write transaction selects the oldest claimable units — pending and
+due, or running with an expired lease — ``FOR UPDATE SKIP LOCKED`` on PostgreSQL (so any
+number of workers claim disjoint batches without waiting), inside ``BEGIN IMMEDIATE``
+on SQLite (which serialises claimers) — and marks them ``running`` under the claimer's
+lease.  A worker that dies simply stops renewing; its units become claimable again.
+
+Completing: ``complete`` is called inside the transaction that commits the unit's
+effects; it only succeeds if the caller still holds the lease, otherwise the whole
+transaction (effects included) is rolled back.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy.orm import Session
+
+from corral.db.engine import Database
+from corral.db.tables import Job, JobUnit
+from corral.db.types import utcnow
+from corral.errors import InvalidInput, NotFound
+from corral.jobs.tasks import ClaimedUnit, TaskRegistry
+
+TERMINAL = frozenset({"DONE", "ERROR", "CANCELLED"})
+UNIT_STATES = ("pending", "running", "done", "error", "cancelled")
+_INSERT_CHUNK = 1000
+
+
+class LeaseLost(Exception):
+    """The unit was reclaimed by another worker; this attempt must not commit."""
+
+
+@dataclass
+class JobState:
+    id: uuid.UUID
+    kind: str
+    status: str
+    counts: dict[str, int]
+    units_total: int
+    created_at: datetime
+    finished_at: datetime | None
+    result: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+    errors: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status in TERMINAL
+
+
+# -- creating and reading jobs ------------------------------------------------
+
+
+def create_job(
+    session: Session,
+    *,
+    org_id: uuid.UUID,
+    kind: str,
+    units: Iterable[dict[str, Any]],
+    params: dict[str, Any] | None = None,
+    ignore_errors: bool = False,
+    created_by: uuid.UUID | None = None,
+    target_id: uuid.UUID | None = None,
+) -> Job:
+    """Create a job and its units in the caller's transaction (all or nothing)."""
+    job = Job(
+        org_id=org_id,
+        kind=kind,
+        params=params or {},
+        ignore_errors=ignore_errors,
+        created_by=created_by,
+        target_id=target_id,
+    )
+    session.add(job)
+    session.flush()
+    now = utcnow()
+    total = 0
+    batch: list[dict[str, Any]] = []
+    for payload in units:
+        batch.append(
+            {"job_id": job.id, "seq": total, "payload": payload, "status": "pending",
+             "attempts": 0, "available_at": now, "updated_at": now}
+        )
+        total += 1
+        if len(batch) >= _INSERT_CHUNK:
+            session.execute(JobUnit.__table__.insert(), batch)
+            batch = []
+    if batch:
+        session.execute(JobUnit.__table__.insert(), batch)
+    job.units_total = total
+    session.flush()
+    return job
+
+
+def get_job(session: Session, org_id: uuid.UUID, job_id: uuid.UUID) -> Job:
+    job = session.get(Job, job_id)
+    if job is None or job.org_id != org_id:
+        raise NotFound.of("job", job_id)
+    return job
+
+
+def unit_counts(session: Session, job_id: uuid.UUID) -> dict[str, int]:
+    rows = session.execute(
+        select(JobUnit.status, func.count()).where(JobUnit.job_id == job_id).group_by(JobUnit.status)
+    ).all()
+    counts = dict.fromkeys(UNIT_STATES, 0)
+    counts.update({status: n for status, n in rows})
+    return counts
+
+
+def job_state(session: Session, org_id: uuid.UUID, job_id: uuid.UUID, *, error_limit: int = 1000) -> JobState:
+    job = get_job(session, org_id, job_id)
+    errors = [
+        {"seq": seq, "error": err, "payload": payload}
+        for seq, err, payload in session.execute(
+            select(JobUnit.seq, JobUnit.error, JobUnit.payload)
+            .where(JobUnit.job_id == job.id, JobUnit.status == "error")
+            .order_by(JobUnit.seq)
+            .limit(error_limit)
+        )
+    ]
+    return JobState(
+        id=job.id, kind=job.kind, status=job.status, counts=unit_counts(session, job.id),
+        units_total=job.units_total, created_at=job.created_at, finished_at=job.finished_at,
+        result=job.result, error=job.error, errors=errors,
+    )
+
+
+def list_jobs(session: Session, org_id: uuid.UUID, *, limit: int = 100) -> Sequence[Job]:
+    return session.scalars(
+        select(Job).where(Job.org_id == org_id).order_by(Job.created_at.desc()).limit(limit)
+    ).all()
+
+
+def cancel_job(db: Database, org_id: uuid.UUID, job_id: uuid.UUID) -> int:
+    """Cancel the job's pending units; units already running finish.  Returns how many."""
+    with db.write() as s:
+        job = get_job(s, org_id, job_id)
+        if job.status in TERMINAL:
+            return 0
+        res = s.execute(
+            update(JobUnit)
+            .where(JobUnit.job_id == job.id, JobUnit.status == "pending")
+            .values(status="cancelled", updated_at=utcnow())
+        )
+        job.params = {**job.params, "cancel_requested": True}
+        cancelled = int(res.rowcount or 0)
+    finalize_ready_jobs(db, None, job_ids=[job_id])
+    return cancelled
+
+
+# -- workers' side ------------------------------------------------------------
+
+
+def claim(db: Database, owner: str, limit: int, lease_seconds: float) -> list[ClaimedUnit]:
+    now = utcnow()
+    claimable = or_(
+        and_(JobUnit.status == "pending", JobUnit.available_at <= now),
+        and_(JobUnit.status == "running", JobUnit.lease_expires_at < now),
+    )
+    with db.write() as s:
+        ids = s.scalars(
+            select(JobUnit.id)
+            .where(claimable)
+            .order_by(JobUnit.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        ).all()
+        if not ids:
+            return []
+        s.execute(
+            update(JobUnit)
+            .where(JobUnit.id.in_(ids))
+            .values(
+                status="running",
+                lease_owner=owner,
+                lease_expires_at=now + timedelta(seconds=lease_seconds),
+                attempts=JobUnit.attempts + 1,
+                updated_at=now,
+            )
+        )
+        rows = s.execute(
+            select(JobUnit, Job.kind, Job.org_id, Job.params)
+            .join(Job, Job.id == JobUnit.job_id)
+            .where(JobUnit.id.in_(ids))
+            .order_by(JobUnit.id)
+        ).all()
+        return [
+            ClaimedUnit(u.id, u.job_id, org_id, u.seq, kind, u.payload, params, u.attempts)
+            for u, kind, org_id, params in rows
+        ]
+
+
+def renew(db: Database, owner: str, unit_ids: Sequence[int], lease_seconds: float) -> None:
+    if not unit_ids:
+        return
+    with db.write() as s:
+        s.execute(
+            update(JobUnit)
+            .where(JobUnit.id.in_(unit_ids), JobUnit.lease_owner == owner, JobUnit.status == "running")
+            .values(lease_expires_at=utcnow() + timedelta(seconds=lease_seconds))
+        )
+
+
+def complete(session: Session, unit: ClaimedUnit, owner: str, result: dict[str, Any]) -> None:
+    """Mark a unit done inside the caller's transaction; raise LeaseLost if it is not ours."""
+    res = session.execute(
+        update(JobUnit)
+        .where(JobUnit.id == unit.id, JobUnit.lease_owner == owner, JobUnit.status == "running")
+        .values(status="done", result=result, error=None, lease_owner=None,
+                lease_expires_at=None, updated_at=utcnow())
+    )
+    if res.rowcount != 1:
+        raise LeaseLost(unit.id)
+
+
+def fail(db: Database, unit: ClaimedUnit, owner: str, error: str, *, retry_in: float | None) -> None:
+    """Record a failed attempt: back to pending after ``retry_in`` seconds, or error for good."""
+    now = utcnow()
+    values: dict[str, Any] = {"lease_owner": None, "lease_expires_at": None, "updated_at": now}
+    if retry_in is None:
+        values.update(status="error", error=error[:4000])
+    else:
+        values.update(status="pending", error=error[:4000], available_at=now + timedelta(seconds=retry_in))
+    with db.write() as s:
+        res = s.execute(
+            update(JobUnit)
+            .where(JobUnit.id == unit.id, JobUnit.lease_owner == owner, JobUnit.status == "running")
+            .values(**values)
+        )
+        if res.rowcount == 1 and retry_in is None:
+            job = s.get(Job, unit.job_id)
+            if job is not None and not job.ignore_errors:
+                # One bad unit fails the whole job: stop the rest now.
+                s.execute(
+                    update(JobUnit)
+                    .where(JobUnit.job_id == unit.job_id, JobUnit.status == "pending")
+                    .values(status="cancelled", updated_at=now)
+                )
+
+
+def release(db: Database, owner: str, unit_ids: Sequence[int]) -> None:
+    """Give claimed-but-unstarted units back (graceful shutdown)."""
+    if not unit_ids:
+        return
+    with db.write() as s:
+        s.execute(
+            update(JobUnit)
+            .where(JobUnit.id.in_(unit_ids), JobUnit.lease_owner == owner, JobUnit.status == "running")
+            .values(status="pending", lease_owner=None, lease_expires_at=None,
+                    attempts=JobUnit.attempts - 1, updated_at=utcnow())
+        )
+
+
+def finalize_ready_jobs(
+    db: Database, tasks: TaskRegistry | None, *, job_ids: Sequence[uuid.UUID] | None = None, limit: int = 100
+) -> int:
+    """Give every job with no open units its final status (once), calling its finalizer."""
+    open_units = (
+        select(JobUnit.id)
+        .where(JobUnit.job_id == Job.id, JobUnit.status.in_(("pending", "running")))
+        .exists()
+    )
+    with db.read() as s:
+        query = select(Job.id).where(Job.status == "PENDING", ~open_units).limit(limit)
+        if job_ids is not None:
+            query = query.where(Job.id.in_(job_ids))
+        ready = s.scalars(query).all()
+    done = 0
+    for job_id in ready:
+        with db.write() as s:
+            job = s.get(Job, job_id)
+            if job is None or job.status != "PENDING":
+                continue
+            counts = unit_counts(s, job_id)
+            if counts["pending"] or counts["running"]:
+                continue  # a unit reappeared (lease expiry) since the read above
+            if counts["error"] and not job.ignore_errors:
+                job.status = "ERROR"
+                job.error = f"{counts['error']} of {job.units_total} units failed"
+            elif counts["cancelled"] and job.params.get("cancel_requested"):
+                job.status = "CANCELLED"
+            else:
+                job.status = "DONE"
+            job.finished_at = utcnow()
+            kind = tasks.get(job.kind) if tasks is not None else None
+            if kind is not None and kind.finalize is not None:
+                kind.finalize(s, job)
+            done += 1
+    return done
+
+
+def validate_kind(tasks: TaskRegistry, kind: str) -> None:
+    if tasks.get(kind) is None:
+        raise InvalidInput(f"unknown job kind {kind!r}; known kinds: {', '.join(tasks.names())}")

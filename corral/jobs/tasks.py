@@ -1,0 +1,81 @@
+"""Task kinds: what a job unit does.  Each kind has two phases.
+
+``prepare(ctx, unit)`` runs *outside* any transaction and may do slow I/O (HEAD an
+object, probe media).  ``commit(session, unit, prepared)`` runs inside the short write
+transaction that also marks the unit done, so a unit's effects and its completion are
+committed together or not at all.  That is what makes processing exactly-once even when
+a worker is killed mid-unit: the unit is simply claimed again by another worker and
+nothing of the first attempt was committed.
+
+``prepare`` raises ``UnitFailed`` for a permanent, per-unit error (reported to the user)
+and anything else for a transient one (retried with backoff, up to ``max_attempts``).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from corral.db.tables import Job
+
+
+class UnitFailed(Exception):
+    """A permanent failure of one unit; ``str(exc)`` is shown to the user."""
+
+
+@dataclass(frozen=True)
+class ClaimedUnit:
+    id: int
+    job_id: uuid.UUID
+    org_id: uuid.UUID
+    seq: int
+    kind: str
+    payload: dict[str, Any]
+    params: dict[str, Any]
+    attempts: int
+
+
+@dataclass(frozen=True)
+class WorkerContext:
+    """What a task may use while preparing: passed in, never global."""
+
+    owner: str
+    services: dict[str, Any] = field(default_factory=dict)
+
+
+Prepare = Callable[[WorkerContext, ClaimedUnit], Any]
+Commit = Callable[[Session, ClaimedUnit, Any], dict[str, Any]]
+Finalize = Callable[[Session, Job], None]
+
+
+@dataclass(frozen=True)
+class TaskKind:
+    name: str
+    prepare: Prepare
+    commit: Commit
+    #: Called once, in the transaction that gives the job its final status.
+    finalize: Finalize | None = None
+    max_attempts: int = 5
+
+
+class TaskRegistry:
+    def __init__(self) -> None:
+        self._kinds: dict[str, TaskKind] = {}
+
+    def register(self, kind: TaskKind) -> TaskKind:
+        self._kinds[kind.name] = kind
+        return kind
+
+    def get(self, name: str) -> TaskKind | None:
+        return self._kinds.get(name)
+
+    def names(self) -> list[str]:
+        return sorted(self._kinds)
+
+
+#: Task kinds built into corral; later modules register theirs here at import.
+registry = TaskRegistry()

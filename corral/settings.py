@@ -1,0 +1,135 @@
+"""Settings: one object, read once at start-up, passed into every factory.
+
+Precedence is the environment (``CORRAL_*``), then a ``.env`` file in the working
+directory, then the default.  Every field carries a help string; ``docs/configuration.md``
+is generated from them (see ``corral.settings.settings_table``).
+"""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from corral.errors import ConfigurationError
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="CORRAL_", env_file=".env", extra="ignore", frozen=True
+    )
+
+    data_dir: Path = Field(
+        Path("./corral-data"),
+        description="Directory holding the embedded SQLite database, the generated secret key "
+        "and corral-managed uploads.",
+    )
+    database_url: str | None = Field(
+        None,
+        description="SQLAlchemy URL of the database. Unset means SQLite at DATA_DIR/corral.db. "
+        "Use postgresql+psycopg://user@host/db to scale out.",
+    )
+    secret_key: SecretStr | None = Field(
+        None,
+        description="Server secret used to encrypt integration credentials and sign local URLs. "
+        "Generated into DATA_DIR/secret.key when unset on SQLite; required on PostgreSQL.",
+    )
+    host: str = Field("127.0.0.1", description="Interface `corral serve` binds to.")
+    port: int = Field(8080, description="Port `corral serve` listens on.")
+    public_url: str | None = Field(
+        None,
+        description="Externally visible base URL of the API, used in links the server hands out. "
+        "Defaults to http://HOST:PORT.",
+    )
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        "info", description="Minimum level of log records."
+    )
+    log_format: Literal["json", "console"] = Field(
+        "json", description="`json`: one JSON object per line; `console`: human-readable."
+    )
+    worker_concurrency: int = Field(
+        4, ge=1, le=256, description="Job units one worker process handles at the same time."
+    )
+    job_lease_seconds: float = Field(
+        60.0,
+        gt=0,
+        description="How long a claimed job unit stays reserved for its worker without a "
+        "heartbeat. A killed worker's units return to the queue after this.",
+    )
+    job_poll_seconds: float = Field(
+        0.5, gt=0, description="How often an idle worker looks for new job units."
+    )
+    job_claim_batch: int = Field(
+        16, ge=1, le=1000, description="Job units a worker claims in one transaction."
+    )
+    long_poll_cap_seconds: float = Field(
+        55.0,
+        gt=0,
+        le=150,
+        description="Longest time the server holds a long-poll request (the SDK's read timeout "
+        "is 180 s).",
+    )
+    signature_max_age_seconds: int = Field(
+        300,
+        ge=1,
+        description="Oldest `created` timestamp accepted on a signed request, in seconds.",
+    )
+    signature_max_skew_seconds: int = Field(
+        60,
+        ge=0,
+        description="How far in the future a signed request's `created` timestamp may be.",
+    )
+    sqlite_busy_timeout_ms: int = Field(
+        30000, ge=0, description="How long SQLite waits for a lock before giving up."
+    )
+    db_pool_size: int = Field(10, ge=1, description="PostgreSQL connection pool size per process.")
+
+    # -- derived values -------------------------------------------------
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'corral.db').resolve()}"
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.resolved_database_url.startswith("sqlite")
+
+    @property
+    def resolved_public_url(self) -> str:
+        return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
+
+    def ensure_data_dir(self) -> Path:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        return self.data_dir
+
+    def resolved_secret_key(self) -> bytes:
+        """The server secret; generated once into the data directory on SQLite."""
+        if self.secret_key is not None:
+            value = self.secret_key.get_secret_value()
+            if len(value) < 32:
+                raise ConfigurationError("CORRAL_SECRET_KEY must be at least 32 characters long.")
+            return value.encode()
+        if not self.is_sqlite:
+            raise ConfigurationError(
+                "CORRAL_SECRET_KEY is missing: it is required with an external database, and "
+                "every API server and worker must share it."
+            )
+        path = self.ensure_data_dir() / "secret.key"
+        if not path.exists():
+            path.touch(mode=0o600)
+            path.write_text(secrets.token_urlsafe(48))
+        return path.read_text().strip().encode()
+
+
+def settings_table() -> list[tuple[str, str, str]]:
+    """(environment variable, default, help) for every setting, for the docs."""
+    rows = []
+    for name, field in Settings.model_fields.items():
+        default = field.default
+        shown = "" if default is None else str(default)
+        rows.append((f"CORRAL_{name.upper()}", shown, field.description or ""))
+    return rows
