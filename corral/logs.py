@@ -11,7 +11,9 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
-_STANDARD = set(vars(logging.LogRecord("x", 0, "x", 0, "x", None, None))) | {"message", "asctime"}
+_STANDARD = set(vars(logging.LogRecord("x", 0, "x", 0, "x", None, None))) | {
+    "message", "asctime", "color_message",  # uvicorn adds an ANSI-coloured copy of msg
+}
 
 
 class JsonFormatter(logging.Formatter):

@@ -98,9 +98,9 @@ def verify_message_signature(
     now: float | None = None,
 ) -> str:
     """Verify a v2 request; return its key id.  ``headers`` must be case-insensitive."""
-    digest = _header(headers, "content-digest")
-    sig_input = _header(headers, "signature-input")
-    sig_value = _header(headers, "signature")
+    digest = _header(headers, "Content-Digest")
+    sig_input = _header(headers, "Signature-Input")
+    sig_value = _header(headers, "Signature")
     if digest != content_digest(body):
         raise AuthenticationFailed("Content-Digest does not match the request body")
     sig_params, params = _parse_input(sig_input)

@@ -51,6 +51,10 @@ class ParsedKey:
 
 def parse_ssh_public_key(text: str) -> ParsedKey:
     """Parse an OpenSSH ``ssh-ed25519`` public key line, as in ``~/.ssh/id_ed25519.pub``."""
+    if "PRIVATE KEY" in text:
+        raise InvalidInput(
+            "SSH public key: this is a private key; give the public key (the .pub file) instead"
+        )
     parts = text.strip().split(None, 2)
     if len(parts) < 2:
         raise InvalidInput(

@@ -1,0 +1,79 @@
+"""`corral serve` and `corral worker` as real processes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import SKIP_PG, free_port
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _corral(*args: str, env: dict[str, str]) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-m", "corral", *args], cwd=ROOT, text=True,
+                            env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+
+@pytest.mark.slow
+def test_serve_fresh_data_dir(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    port = free_port()
+    data = tmp_path / "fresh"
+    proc = _corral("serve", "--port", str(port), "--data-dir", str(data), env={"CORRAL_LOG_FORMAT": "json"})
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                r = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
+                break
+            except httpx.TransportError:
+                assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
+                assert time.monotonic() < deadline
+                time.sleep(0.1)
+        assert r.status_code == 200 and r.json()["ok"] is True and r.json()["database"] == "ok"
+        assert httpx.get(f"http://127.0.0.1:{port}/api/v1/me").status_code == 401
+        assert (data / "corral.db").exists() and (data / "secret.key").stat().st_mode & 0o077 == 0
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=30)
+    # uvicorn re-raises SIGTERM after a clean shutdown, so the exit status is -SIGTERM
+    assert proc.returncode in (0, -signal.SIGTERM), out
+    assert "Application shutdown complete" in out and "worker stopped" in out
+    assert "Traceback" not in out and "color_message" not in out
+    assert "corral has no users yet" in out and "corral user create" in out
+    assert '"logger": "corral.access"' in out and '"path": "/healthz"' in out
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(SKIP_PG, reason="CORRAL_TEST_SKIP_POSTGRES=1")
+def test_worker_and_api_only_refuse_an_unmigrated_postgres(pg_url) -> None:  # type: ignore[no-untyped-def]
+    """SQLite is migrated by serve itself; PostgreSQL needs an explicit `corral migrate`."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    url = make_url(pg_url)
+    empty = f"{url.database}_empty"
+    admin = create_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{empty}"'))
+    try:
+        env = {"CORRAL_DATABASE_URL": url.set(database=empty).render_as_string(hide_password=False),
+               "CORRAL_SECRET_KEY": "k" * 40}
+        for args in (("worker",), ("serve", "--no-worker", "--port", str(free_port()))):
+            proc = _corral(*args, env=env)
+            out, _ = proc.communicate(timeout=30)
+            assert proc.returncode == 1 and "run `corral migrate`" in out and "Traceback" not in out
+        proc = _corral("serve", env={"CORRAL_DATABASE_URL": env["CORRAL_DATABASE_URL"]})
+        out, _ = proc.communicate(timeout=30)
+        assert proc.returncode == 1 and "CORRAL_SECRET_KEY is missing" in out
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{empty}" WITH (FORCE)'))
+        admin.dispose()
