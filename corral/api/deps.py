@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from fastapi import Depends, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
@@ -54,7 +55,7 @@ def raw_request_target(scope: Scope) -> str:
 def _by_key(db: Database, method: str, verify: object) -> Principal:
     found: list[User] = []
 
-    def lookup(key_id: str) -> identity.Ed25519PublicKey | None:
+    def lookup(key_id: str) -> Ed25519PublicKey | None:
         with db.read() as s:
             user = identity.user_for_key_id(s, key_id)
         if user is None:

@@ -35,9 +35,17 @@ _RPC_CODES = {
     413: "FILE_SIZE_NOT_SUPPORTED_ERROR",
     429: "RATE_LIMIT_ERROR",
 }
-_HTTP_CODES = {400: "invalid_input", 401: "authentication_failed", 403: "permission_denied",
-               404: "not_found", 405: "method_not_allowed", 409: "conflict", 413: "payload_too_large",
-               415: "unsupported_media_type", 429: "rate_limited"}
+_HTTP_CODES = {
+    400: "invalid_input",
+    401: "authentication_failed",
+    403: "permission_denied",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    429: "rate_limited",
+}
 
 
 def is_rpc_path(path: str) -> bool:
@@ -54,8 +62,13 @@ def error_response(
             "payload": message,
         }
     else:
-        body = {"ok": False, "status": status, "code": code, "message": message,
-                "errors": details or [{"message": message}]}
+        body = {
+            "ok": False,
+            "status": status,
+            "code": code,
+            "message": message,
+            "errors": details or [{"message": message}],
+        }
     headers = {"WWW-Authenticate": 'Bearer realm="corral"'} if status == 401 else None
     return JSONResponse(body, status_code=status, headers=headers)
 
@@ -98,7 +111,9 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     incident = uuid.uuid4().hex[:12]
     log.error("unhandled error", exc_info=exc, extra={"path": request.url.path, "incident": incident})
-    return error_response(request, 500, "internal", f"internal error (incident {incident}); see the server log")
+    return error_response(
+        request, 500, "internal", f"internal error (incident {incident}); see the server log"
+    )
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -33,7 +33,7 @@ LABEL = "encord-sig"
 COMPONENTS = ("@method", "@request-target", "content-digest")
 KeyLookup = Callable[[str], Ed25519PublicKey | None]
 
-_INPUT = re.compile(r'^(?P<label>[A-Za-z0-9_.*-]+)=(?P<params>\((?P<components>[^)]*)\)(?P<rest>.*))$')
+_INPUT = re.compile(r"^(?P<label>[A-Za-z0-9_.*-]+)=(?P<params>\((?P<components>[^)]*)\)(?P<rest>.*))$")
 _PARAM = re.compile(r';\s*([a-z]+)=("(?:[^"\\]|\\.)*"|[^;]*)')
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
@@ -63,7 +63,8 @@ def _parse_input(value: str) -> tuple[str, dict[str, str]]:
     m = _INPUT.match(value)
     if m is None or m.group("label") != LABEL:
         raise AuthenticationFailed(
-            f'Signature-Input header is malformed: expected {LABEL}=("@method" …);created=…;keyid="…";alg="ed25519"'
+            "Signature-Input header is malformed: expected "
+            f'{LABEL}=("@method" …);created=…;keyid="…";alg="ed25519"'
         )
     components = tuple(c.strip('"') for c in m.group("components").split())
     if components != COMPONENTS:
@@ -140,7 +141,8 @@ def verify_rpc_signature(*, body: bytes, authorization: str, lookup: KeyLookup) 
     key_id, sep, sig_hex = authorization.strip().partition(":")
     if not sep or not _HEX64.match(key_id):
         raise AuthenticationFailed(
-            "Authorization header is malformed: expected '<public key hex>:<signature hex>' or 'Bearer <token>'"
+            "Authorization header is malformed: expected "
+            "'<public key hex>:<signature hex>' or 'Bearer <token>'"
         )
     try:
         signature = bytes.fromhex(sig_hex)
@@ -162,9 +164,7 @@ def verify_rpc_signature(*, body: bytes, authorization: str, lookup: KeyLookup) 
 def key_id_of(private_key: Ed25519PrivateKey) -> str:
     from cryptography.hazmat.primitives import serialization
 
-    raw = private_key.public_key().public_bytes(
-        serialization.Encoding.Raw, serialization.PublicFormat.Raw
-    )
+    raw = private_key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
     return raw.hex()
 
 
@@ -175,7 +175,9 @@ def sign_request_headers(
     digest = content_digest(body)
     created = int(time.time() if now is None else now)
     sig_params = (
-        "(" + " ".join(f'"{c}"' for c in COMPONENTS) + ")"
+        "("
+        + " ".join(f'"{c}"' for c in COMPONENTS)
+        + ")"
         + f';created={created};keyid="{key_id_of(private_key)}";alg="ed25519"'
     )
     signature = private_key.sign(signature_base(method, target, digest, sig_params))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -53,7 +54,9 @@ def login(url: str, token_: str | None, ssh_key: str | None, name: str) -> None:
     with api_errors(), Client.from_profile(profile) as c:
         me = c.me()
     path = save_profile(name, profile)
-    click.echo(f"logged in to {profile.url} as {me['email']} ({me['org_name']}); saved profile {name!r} in {path}")
+    click.echo(
+        f"logged in to {profile.url} as {me['email']} ({me['org_name']}); saved profile {name!r} in {path}"
+    )
 
 
 @click.command()
@@ -62,7 +65,11 @@ def whoami(profile: str | None, as_json: bool) -> None:
     """Show the user and organisation your credentials belong to."""
     with api_errors(), _client(profile) as c:
         me = c.me()
-    _print(me, as_json, lambda m: click.echo(f"{m['email']} ({m['role']}) in {m['org_name']} via {m['auth_method']}"))
+    _print(
+        me,
+        as_json,
+        lambda m: click.echo(f"{m['email']} ({m['role']}) in {m['org_name']} via {m['auth_method']}"),
+    )
 
 
 @click.group()
@@ -71,8 +78,10 @@ def job() -> None:
 
 
 def _job_line(j: dict[str, Any]) -> str:
-    return (f"{j['id']}  {j['kind']:<20} {j['status']:<9} done {j['units_done']}/{j['units_total']}"
-            f"  errors {j['units_error']}  cancelled {j['units_cancelled']}")
+    return (
+        f"{j['id']}  {j['kind']:<20} {j['status']:<9} done {j['units_done']}/{j['units_total']}"
+        f"  errors {j['units_error']}  cancelled {j['units_cancelled']}"
+    )
 
 
 @job.command("list")
@@ -82,7 +91,12 @@ def job_list(profile: str | None, as_json: bool, limit: int) -> None:
     """List recent jobs."""
     with api_errors(), _client(profile) as c:
         jobs = c.list_jobs(limit)
-    _print(jobs, as_json, lambda js: [click.echo(_job_line(j)) for j in js])
+
+    def human(js: list[dict[str, Any]]) -> None:
+        for j in js:
+            click.echo(_job_line(j))
+
+    _print(jobs, as_json, human)
 
 
 @job.command("show")
@@ -94,7 +108,9 @@ def job_show(job_id: str, wait: bool, profile: str | None, as_json: bool) -> Non
     with api_errors(), _client(profile) as c:
         j = c.get_job(job_id)
         if wait and j["status"] == "PENDING":
-            with click.progressbar(length=j["units_total"], label="waiting", file=click.get_text_stream("stderr")) as bar:
+            stderr = sys.stderr
+            progress: Any = click.progressbar(length=j["units_total"], label="waiting", file=stderr)
+            with progress as bar:
                 seen = 0
                 while j["status"] == "PENDING":
                     j = c.get_job(job_id, wait=5)

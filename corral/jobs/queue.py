@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from corral.db.engine import Database
@@ -31,6 +31,11 @@ from corral.jobs.tasks import ClaimedUnit, TaskRegistry
 TERMINAL = frozenset({"DONE", "ERROR", "CANCELLED"})
 UNIT_STATES = ("pending", "running", "done", "error", "cancelled")
 _INSERT_CHUNK = 1000
+
+
+def _rowcount(result: object) -> int:
+    """Rows matched by an UPDATE (``Result`` is typed without ``rowcount``)."""
+    return int(getattr(result, "rowcount", 0) or 0)
 
 
 class LeaseLost(Exception):
@@ -90,10 +95,10 @@ def create_job(
         )
         total += 1
         if len(batch) >= _INSERT_CHUNK:
-            session.execute(JobUnit.__table__.insert(), batch)
+            session.execute(insert(JobUnit), batch)
             batch = []
     if batch:
-        session.execute(JobUnit.__table__.insert(), batch)
+        session.execute(insert(JobUnit), batch)
     job.units_total = total
     session.flush()
     return job
@@ -151,7 +156,7 @@ def cancel_job(db: Database, org_id: uuid.UUID, job_id: uuid.UUID) -> int:
             .values(status="cancelled", updated_at=utcnow())
         )
         job.params = {**job.params, "cancel_requested": True}
-        cancelled = int(res.rowcount or 0)
+        cancelled = _rowcount(res)
     finalize_ready_jobs(db, None, job_ids=[job_id])
     return cancelled
 
@@ -217,7 +222,7 @@ def complete(session: Session, unit: ClaimedUnit, owner: str, result: dict[str, 
         .values(status="done", result=result, error=None, lease_owner=None,
                 lease_expires_at=None, updated_at=utcnow())
     )
-    if res.rowcount != 1:
+    if _rowcount(res) != 1:
         raise LeaseLost(unit.id)
 
 
@@ -235,7 +240,7 @@ def fail(db: Database, unit: ClaimedUnit, owner: str, error: str, *, retry_in: f
             .where(JobUnit.id == unit.id, JobUnit.lease_owner == owner, JobUnit.status == "running")
             .values(**values)
         )
-        if res.rowcount == 1 and retry_in is None:
+        if _rowcount(res) == 1 and retry_in is None:
             job = s.get(Job, unit.job_id)
             if job is not None and not job.ignore_errors:
                 # One bad unit fails the whole job: stop the rest now.

@@ -166,11 +166,15 @@ class Worker:
         finally:
             with self._idle:
                 self._inflight.pop(unit.id, None)
+                # Only the last of this worker's units of a job checks whether the job is
+                # finished; other workers' last units (and the idle sweep) cover the rest.
+                last_of_job = all(u.job_id != unit.job_id for u in self._inflight.values())
                 self._idle.notify_all()
-            try:
-                queue.finalize_ready_jobs(self.db, self.tasks, job_ids=[unit.job_id])
-            except OperationalError:
-                log.warning("finalising a job failed; the sweep will retry", exc_info=True)
+            if last_of_job:
+                try:
+                    queue.finalize_ready_jobs(self.db, self.tasks, job_ids=[unit.job_id])
+                except OperationalError:
+                    log.warning("finalising a job failed; the sweep will retry", exc_info=True)
             self._wake.set()
 
 

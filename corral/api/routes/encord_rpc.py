@@ -16,7 +16,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 
-from corral.api.deps import AppContext, CurrentPrincipal, Ctx
+from corral.api.deps import AppContext, Ctx, CurrentPrincipal
 from corral.core.identity import Principal
 from corral.errors import InvalidInput
 

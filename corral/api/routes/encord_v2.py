@@ -9,7 +9,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 from starlette.concurrency import run_in_threadpool
 
-from corral.api.deps import CurrentPrincipal, Ctx
+from corral.api.deps import Ctx, CurrentPrincipal
 from corral.core import identity
 
 router = APIRouter(prefix="/v2/public", tags=["encord-compatible"])

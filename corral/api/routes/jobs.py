@@ -6,7 +6,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from starlette.concurrency import run_in_threadpool
 
-from corral.api.deps import CurrentPrincipal, Ctx
+from corral.api.deps import Ctx, CurrentPrincipal
 from corral.api.longpoll import hold_until
 from corral.api.models import CancelPublic, JobErrorPublic, JobPublic
 from corral.jobs import queue

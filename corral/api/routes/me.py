@@ -3,7 +3,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 from starlette.concurrency import run_in_threadpool
 
-from corral.api.deps import CurrentPrincipal, Ctx
+from corral.api.deps import Ctx, CurrentPrincipal
 from corral.api.models import MePublic
 from corral.db.tables import Organisation
 
