@@ -35,7 +35,9 @@ from corral.jobs.tasks import TaskKind, TaskRegistry
 from corral.jobs.worker import Worker
 from corral.settings import Settings
 
-PG_ADMIN = os.environ.get("CORRAL_BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+PG_ADMIN = os.environ.get(
+    "CORRAL_BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+)
 
 
 @contextmanager
@@ -89,10 +91,13 @@ def run_once(factory: Callable[[], object], units: int, batch: int) -> tuple[flo
         tasks.register(TaskKind("noop", lambda c, u: None, lambda s, u, p: {}))
         t0 = time.perf_counter()
         with db.write() as s:
-            job_id = queue.create_job(s, org_id=org.id, kind="noop", units=({"i": i} for i in range(units))).id
+            job_id = queue.create_job(
+                s, org_id=org.id, kind="noop", units=({"i": i} for i in range(units))
+            ).id
         enqueue = units / (time.perf_counter() - t0)
-        run_settings = settings.model_copy(update={"job_claim_batch": batch, "worker_concurrency": 4,
-                                                   "job_poll_seconds": 0.01})
+        run_settings = settings.model_copy(
+            update={"job_claim_batch": batch, "worker_concurrency": 4, "job_poll_seconds": 0.01}
+        )
         worker = Worker(db, run_settings, tasks)
         thread = threading.Thread(target=worker.run, daemon=True)
         t0 = time.perf_counter()
@@ -109,7 +114,9 @@ def run_once(factory: Callable[[], object], units: int, batch: int) -> tuple[flo
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--units", type=int, default=3000)
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
@@ -117,7 +124,9 @@ def main() -> None:
     if postgres_available():
         backends.append(("postgresql", postgres_db))
     print(f"units per run: {args.units}; median of {args.repeat} runs; worker: 4 threads, in-process")
-    print(f"{'backend':<11} {'claim batch':>11} {'enqueue u/s':>12} {'drain u/s':>10} {'drain vs batch=1':>17}")
+    print(
+        f"{'backend':<11} {'claim batch':>11} {'enqueue u/s':>12} {'drain u/s':>10} {'drain vs batch=1':>17}"
+    )
     for name, factory in backends:
         base_drain = None
         for batch in (1, 16):

@@ -91,15 +91,20 @@ def save_profile(name: str, profile: Profile) -> Path:
 def resolve_profile(
     url: str | None = None, token: str | None = None, ssh_key: str | None = None, profile: str | None = None
 ) -> Profile:
-    """Explicit values, then CORRAL_URL/CORRAL_TOKEN/CORRAL_SSH_KEY, then the saved profile."""
-    url = url or os.environ.get("CORRAL_URL")
-    token = token or os.environ.get("CORRAL_TOKEN")
-    ssh_key = ssh_key or os.environ.get("CORRAL_SSH_KEY")
+    """Explicit values, then CORRAL_URL/CORRAL_TOKEN/CORRAL_SSH_KEY, then the saved profile
+    (``profile``, else CORRAL_PROFILE, else the last login).  Naming a profile skips the
+    environment variables."""
+    if profile is None:  # an explicitly named profile wins over the environment
+        url = url or os.environ.get("CORRAL_URL")
+        token = token or os.environ.get("CORRAL_TOKEN")
+        ssh_key = ssh_key or os.environ.get("CORRAL_SSH_KEY")
     if not (url and (token or ssh_key)):
         data = load_profiles()
         name = profile or os.environ.get("CORRAL_PROFILE") or data.get("current")
         saved = data["profiles"].get(name or "", {})
         url = url or saved.get("url")
+        if profile is not None and not saved:
+            raise ApiError(0, "not_configured", f"no saved profile named {profile!r}: run `corral login`")
         if not (token or ssh_key):
             token, ssh_key = saved.get("token"), saved.get("ssh_key")
     if not url:

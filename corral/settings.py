@@ -34,16 +34,12 @@ class Settings(BaseSettings):
     )
     secret_key: SecretStr | None = Field(
         None,
-        description="Server secret used to encrypt integration credentials and sign local URLs. "
-        "Generated into DATA_DIR/secret.key when unset on SQLite; required on PostgreSQL.",
+        description="Server secret, at least 32 characters, shared by every API server and worker "
+        "(for encrypting integration credentials and signing local-storage URLs). Generated into "
+        "DATA_DIR/secret.key when unset on SQLite; required with PostgreSQL.",
     )
     host: str = Field("127.0.0.1", description="Interface `corral serve` binds to.")
     port: int = Field(8080, description="Port `corral serve` listens on.")
-    public_url: str | None = Field(
-        None,
-        description="Externally visible base URL of the API, used in links the server hands out. "
-        "Defaults to http://HOST:PORT.",
-    )
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         "info", description="Minimum level of log records."
     )
@@ -97,10 +93,6 @@ class Settings(BaseSettings):
     @property
     def is_sqlite(self) -> bool:
         return self.resolved_database_url.startswith("sqlite")
-
-    @property
-    def resolved_public_url(self) -> str:
-        return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
 
     def ensure_data_dir(self) -> Path:
         self.data_dir.mkdir(parents=True, exist_ok=True)

@@ -75,6 +75,12 @@ def test_login_profile_and_user_commands(runner, live_server, make_user, db) -> 
     assert "via bearer" in r.output
     r = runner.invoke(cli, ["whoami"], env={"CORRAL_URL": live_server, "CORRAL_TOKEN": "corral_bad"})
     assert r.exit_code == 1 and "Bearer token is not valid (HTTP 401)" in r.output
+    # …unless a profile is named explicitly
+    r = runner.invoke(cli, ["whoami", "--profile", "default"],
+                      env={"CORRAL_URL": live_server, "CORRAL_TOKEN": "corral_bad"})
+    assert r.exit_code == 0 and "via signature" in r.output
+    r = runner.invoke(cli, ["whoami", "--profile", "nope"])
+    assert r.exit_code == 1 and "no saved profile named 'nope'" in r.output
 
 
 def test_login_failure_saves_nothing(runner, live_server, make_user, tmp_path) -> None:  # type: ignore[no-untyped-def]

@@ -15,9 +15,8 @@ from corral.errors import AlreadyExists, AuthenticationFailed, InvalidInput, Not
 
 
 def test_parse_openssh_line(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    from tests.conftest import write_key
-
     from corral.auth.signatures import key_id_of
+    from tests.conftest import write_key
 
     key = write_key(tmp_path / "k")
     parsed = identity.parse_ssh_public_key((tmp_path / "k.pub").read_text())

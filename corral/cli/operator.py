@@ -101,6 +101,7 @@ def worker(data_dir: Path | None) -> None:
     settings = load_settings(data_dir)
     configure_logging(settings.log_level, settings.log_format)
     with friendly_errors():
+        settings.resolved_secret_key()
         db = _database(settings)
         check_schema(db)
         run_worker_forever(db, settings)

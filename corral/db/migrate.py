@@ -55,7 +55,7 @@ def pending_differences(db: Database) -> list[object]:
 
 
 def revision(db: Database, message: str) -> None:
-    """Autogenerate a new migration (developer tool: ``corral migrate --new MESSAGE``)."""
+    """Autogenerate a new migration file from the table definitions (a developer tool)."""
     cfg = _config()
     with db.engine.begin() as conn:
         cfg.attributes["connection"] = conn

@@ -144,7 +144,7 @@ def list_jobs(session: Session, org_id: uuid.UUID, *, limit: int = 100) -> Seque
     ).all()
 
 
-def cancel_job(db: Database, org_id: uuid.UUID, job_id: uuid.UUID) -> int:
+def cancel_job(db: Database, tasks: TaskRegistry | None, org_id: uuid.UUID, job_id: uuid.UUID) -> int:
     """Cancel the job's pending units; units already running finish.  Returns how many."""
     with db.write() as s:
         job = get_job(s, org_id, job_id)
@@ -157,7 +157,7 @@ def cancel_job(db: Database, org_id: uuid.UUID, job_id: uuid.UUID) -> int:
         )
         job.params = {**job.params, "cancel_requested": True}
         cancelled = _rowcount(res)
-    finalize_ready_jobs(db, None, job_ids=[job_id])
+    finalize_ready_jobs(db, tasks, job_ids=[job_id])
     return cancelled
 
 

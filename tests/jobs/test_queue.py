@@ -132,14 +132,14 @@ def test_cancel(db, make_user) -> None:  # type: ignore[no-untyped-def]
     alice = make_user("alice@a.org")
     job_id = _job(db, alice, 5)
     [running] = queue.claim(db, "a", 1, 30)
-    assert queue.cancel_job(db, alice.org_id, job_id) == 4
+    assert queue.cancel_job(db, None, alice.org_id, job_id) == 4
     assert _state(db, alice, job_id).status == "PENDING"  # one unit still running
     with db.write() as s:
         queue.complete(s, running, "a", {})
     queue.finalize_ready_jobs(db, None)
     state = _state(db, alice, job_id)
     assert state.status == "CANCELLED" and state.counts["cancelled"] == 4 and state.counts["done"] == 1
-    assert queue.cancel_job(db, alice.org_id, job_id) == 0
+    assert queue.cancel_job(db, None, alice.org_id, job_id) == 0
 
 
 def test_finalizer_runs_once_in_the_final_transaction(db, make_user) -> None:  # type: ignore[no-untyped-def]
@@ -152,6 +152,9 @@ def test_finalizer_runs_once_in_the_final_transaction(db, make_user) -> None:  #
     assert queue.finalize_ready_jobs(db, tasks) == 1
     assert queue.finalize_ready_jobs(db, tasks) == 0
     assert calls == ["DONE"]
+    cancelled = _job(db, alice, 3)  # a cancel that ends the job runs the finaliser too
+    assert queue.cancel_job(db, tasks, alice.org_id, cancelled) == 3
+    assert calls == ["DONE", "CANCELLED"]
 
 
 def _run_worker(db, settings, tasks):  # type: ignore[no-untyped-def]

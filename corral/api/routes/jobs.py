@@ -60,5 +60,5 @@ async def get_job(
 
 @router.post("/{job_id}/cancel", response_model=CancelPublic, summary="Cancel a job's pending units")
 async def cancel_job(ctx: Ctx, principal: CurrentPrincipal, job_id: uuid.UUID) -> CancelPublic:
-    n = await run_in_threadpool(queue.cancel_job, ctx.db, principal.org_id, job_id)
+    n = await run_in_threadpool(queue.cancel_job, ctx.db, ctx.tasks, principal.org_id, job_id)
     return CancelPublic(units_cancelled=n)
