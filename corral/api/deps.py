@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Literal
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from fastapi import Depends, Request
@@ -12,7 +13,7 @@ from starlette.datastructures import Headers
 from starlette.types import Scope
 
 from corral.api.errors import is_rpc_path
-from corral.auth.signatures import verify_message_signature, verify_rpc_signature
+from corral.auth.signatures import KeyLookup, verify_message_signature, verify_rpc_signature
 from corral.core import identity
 from corral.core.identity import Principal
 from corral.db.engine import Database
@@ -52,7 +53,10 @@ def raw_request_target(scope: Scope) -> str:
     return raw.decode("latin-1") + ("?" + query.decode("latin-1") if query else "")
 
 
-def _by_key(db: Database, method: str, verify: object) -> Principal:
+def _by_key(
+    db: Database, method: Literal["signature", "rpc-signature"], verify: Callable[[KeyLookup], str]
+) -> Principal:
+    """Run a signature check whose key lookup also finds the key's user."""
     found: list[User] = []
 
     def lookup(key_id: str) -> Ed25519PublicKey | None:
@@ -63,9 +67,8 @@ def _by_key(db: Database, method: str, verify: object) -> Principal:
         found.append(user)
         return identity.public_key_from_id(key_id)
 
-    assert callable(verify)
     verify(lookup)
-    return identity.principal_for_user(found[0], method)  # type: ignore[arg-type]
+    return identity.principal_for_user(found[0], method)
 
 
 def _by_token(db: Database, token: str) -> Principal:
@@ -88,10 +91,10 @@ async def authenticate(request: Request) -> Principal:
         target = raw_request_target(request.scope)
         s = ctx.settings
 
-        def verify_v2(lookup: object) -> str:
+        def verify_v2(lookup: KeyLookup) -> str:
             return verify_message_signature(
                 method=request.method, target=target, body=body, headers=headers,
-                lookup=lookup, max_age=s.signature_max_age_seconds,  # type: ignore[arg-type]
+                lookup=lookup, max_age=s.signature_max_age_seconds,
                 max_skew=s.signature_max_skew_seconds,
             )
 
@@ -99,8 +102,8 @@ async def authenticate(request: Request) -> Principal:
     elif authz and is_rpc_path(request.url.path):
         body = await request.body()
 
-        def verify_v1(lookup: object) -> str:
-            return verify_rpc_signature(body=body, authorization=authz, lookup=lookup)  # type: ignore[arg-type]
+        def verify_v1(lookup: KeyLookup) -> str:
+            return verify_rpc_signature(body=body, authorization=authz, lookup=lookup)
 
         principal = await run_in_threadpool(_by_key, ctx.db, "rpc-signature", verify_v1)
     elif authz:

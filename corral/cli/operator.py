@@ -73,7 +73,7 @@ def serve(host: str | None, port: int | None, data_dir: Path | None, no_worker: 
         else:
             check_schema(db)
         with db.read() as s:
-            no_users = identity.count_users(s) == 0
+            no_users = not identity.has_users(s)
     if no_users:
         prefix = "" if settings.data_dir == Path("./corral-data") else f"CORRAL_DATA_DIR={settings.data_dir} "
         click.echo(

@@ -124,8 +124,8 @@ def get_user_by_email(session: Session, email: str) -> User:
     return user
 
 
-def count_users(session: Session) -> int:
-    return len(session.scalars(select(User.id).limit(1)).all())
+def has_users(session: Session) -> bool:
+    return session.scalar(select(User.id).limit(1)) is not None
 
 
 def add_ssh_key(session: Session, email: str, public_key_text: str) -> SshKey:
