@@ -83,7 +83,8 @@ class Worker:
                     for unit in claimed:
                         pool.submit(self._process, unit)
                     continue
-                self._sweep()
+                if not self.inflight_ids():
+                    self._sweep()  # idle: look for jobs whose last unit finished elsewhere
                 self._wake.wait(s.job_poll_seconds)
                 self._wake.clear()
         finally:
@@ -95,9 +96,7 @@ class Worker:
         with self._lock:
             free = self.settings.worker_concurrency - len(self._inflight)
         if free <= 0:
-            self._wake.wait(self.settings.job_poll_seconds)
-            self._wake.clear()
-            return []
+            return []  # full: run() waits, and a finishing unit sets _wake
         try:
             units = queue.claim(
                 self.db, self.owner, min(free, self.settings.job_claim_batch),
@@ -164,18 +163,23 @@ class Worker:
                 queue.fail(self.db, unit, self.owner, f"{type(exc).__name__}: {exc}",
                            retry_in=_backoff(unit.attempts))
         finally:
-            with self._idle:
-                self._inflight.pop(unit.id, None)
-                # Only the last of this worker's units of a job checks whether the job is
-                # finished; other workers' last units (and the idle sweep) cover the rest.
-                last_of_job = all(u.job_id != unit.job_id for u in self._inflight.values())
-                self._idle.notify_all()
-            if last_of_job:
-                try:
+            # Only the last of this worker's units of a job checks whether the job is
+            # finished; other workers' last units (and the idle sweep) cover the rest.
+            with self._lock:
+                last_of_job = all(
+                    u.job_id != unit.job_id for i, u in self._inflight.items() if i != unit.id
+                )
+            try:
+                if last_of_job:
                     queue.finalize_ready_jobs(self.db, self.tasks, job_ids=[unit.job_id])
-                except OperationalError:
-                    log.warning("finalising a job failed; the sweep will retry", exc_info=True)
-            self._wake.set()
+            except OperationalError:
+                log.warning("finalising a job failed; the sweep will retry", exc_info=True)
+            finally:
+                # Leave the in-flight set last, so a graceful stop waits for this too.
+                with self._idle:
+                    self._inflight.pop(unit.id, None)
+                    self._idle.notify_all()
+                self._wake.set()
 
 
 def run_worker_forever(db: Database, settings: Settings, tasks: TaskRegistry = registry) -> None:
