@@ -187,3 +187,8 @@ def live_server(app) -> Iterator[str]:  # type: ignore[no-untyped-def]
     yield f"http://127.0.0.1:{port}"
     server.should_exit = True
     thread.join(10)
+
+
+# -- object-store emulators (started on first use, see tests/services.py) -------------
+
+from tests.services import azurite, gcs_emulator, moto_server  # noqa: E402,F401

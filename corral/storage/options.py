@@ -1,0 +1,319 @@
+"""What a user types to connect a bucket: one pydantic model per provider.
+
+These models import no cloud SDK, so the API and CLI can validate input (and generate docs)
+without the extras installed.  Each model knows which of its fields are secrets; those are
+encrypted at rest and never returned (``public()`` leaves them out, ``secrets()`` has only them).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Annotated, Any, ClassVar, Literal
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+
+Provider = Literal["s3", "azure", "gcs", "local"]
+PROVIDERS: tuple[Provider, ...] = ("s3", "azure", "gcs", "local")
+
+_BUCKET_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,254}$")
+_AZURE_ACCOUNT_RE = re.compile(r"^[a-z0-9]{3,24}$")
+_AZURE_CONTAINER_RE = re.compile(r"^(?=.{3,63}$)[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9]))*$|^\$root$")
+
+
+def _check_prefix(value: str) -> str:
+    value = value.lstrip("/")
+    parts = value.split("/")
+    if any(p in (".", "..") for p in parts):
+        raise ValueError("prefix may not contain '.' or '..' path segments")
+    if value and not value.endswith("/"):
+        value += "/"
+    return value
+
+
+def _check_endpoint(value: str | None) -> str | None:
+    if value is None or value == "":
+        return None
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("must be an http:// or https:// URL, e.g. https://s3.eu-central-1.example.com")
+    if parts.query or parts.fragment:
+        raise ValueError("must not have a query string or fragment")
+    return value.rstrip("/")
+
+
+class ProviderOptions(BaseModel):
+    """Fields every provider shares."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    provider: ClassVar[Provider]
+    secret_fields: ClassVar[frozenset[str]] = frozenset()
+
+    prefix: str = Field("", description="Only objects under this key prefix belong to the integration.")
+
+    @field_validator("prefix")
+    @classmethod
+    def _prefix(cls, v: str) -> str:
+        return _check_prefix(v)
+
+    def public(self) -> dict[str, Any]:
+        """The non-secret settings (safe to store in clear and to show)."""
+        return self.model_dump(mode="json", exclude=set(self.secret_fields), exclude_none=True)
+
+    def secrets(self) -> dict[str, str]:
+        """Only the secret fields that are set, as plain strings (to be encrypted)."""
+        out: dict[str, str] = {}
+        for name in self.secret_fields:
+            value = getattr(self, name)
+            if value is not None:
+                out[name] = value.get_secret_value() if isinstance(value, SecretStr) else str(value)
+        return out
+
+    @property
+    def bucket_name(self) -> str:
+        raise NotImplementedError
+
+    def scope_label(self) -> str:
+        """Where the integration points, for messages (``s3://bucket/prefix/``)."""
+        raise NotImplementedError
+
+    @classmethod
+    def load(cls, config: dict[str, Any], secrets: dict[str, str] | None) -> ProviderOptions:
+        return cls.model_validate({**config, **(secrets or {})})
+
+
+class S3Options(ProviderOptions):
+    provider: ClassVar[Provider] = "s3"
+    secret_fields: ClassVar[frozenset[str]] = frozenset(
+        {"access_key_id", "secret_access_key", "session_token", "external_id"}
+    )
+
+    bucket: str = Field(description="Bucket name.")
+    region: str | None = Field(None, description="Region, e.g. eu-west-1 (default: the SDK's).")
+    endpoint_url: str | None = Field(
+        None, description="S3-compatible endpoint (MinIO, Wasabi, R2, OTC OSS, Oracle, CoreWeave)."
+    )
+    addressing_style: Literal["auto", "path", "virtual"] = Field(
+        "auto", description="Bucket in the path (path) or in the host name (virtual)."
+    )
+    auth: Literal["access_key", "role", "ambient"] | None = Field(
+        None, description="access_key, role (assume an IAM role through STS) or ambient (the "
+        "server's own credentials). Inferred from the other fields when omitted."
+    )
+    access_key_id: SecretStr | None = None
+    secret_access_key: SecretStr | None = None
+    session_token: SecretStr | None = None
+    role_arn: str | None = Field(None, description="IAM role to assume, arn:aws:iam::123456789012:role/name.")
+    external_id: SecretStr | None = Field(None, description="External id the role's trust policy requires.")
+    sts_endpoint_url: str | None = Field(None, description="STS endpoint (default: AWS's).")
+
+    @field_validator("bucket")
+    @classmethod
+    def _bucket(cls, v: str) -> str:
+        if not _BUCKET_RE.match(v) or "/" in v:
+            raise ValueError("bucket names are 1-255 letters, digits, '.', '-' or '_' (no '/' or scheme)")
+        return v
+
+    @field_validator("endpoint_url", "sts_endpoint_url")
+    @classmethod
+    def _endpoints(cls, v: str | None) -> str | None:
+        return _check_endpoint(v)
+
+    @model_validator(mode="after")
+    def _auth(self) -> S3Options:
+        if self.auth is None:
+            if self.role_arn:
+                self.auth = "role"
+            elif self.access_key_id or self.secret_access_key:
+                self.auth = "access_key"
+            else:
+                self.auth = "ambient"
+        if self.auth == "access_key" and not (self.access_key_id and self.secret_access_key):
+            raise ValueError("auth access_key needs both access_key_id and secret_access_key")
+        if self.auth == "role" and not self.role_arn:
+            raise ValueError("auth role needs role_arn")
+        if self.role_arn and not re.match(r"^arn:[\w-]+:iam::\d{12}:role/.+$", self.role_arn):
+            raise ValueError("role_arn must look like arn:aws:iam::123456789012:role/name")
+        if self.session_token and not self.access_key_id:
+            raise ValueError("session_token needs access_key_id and secret_access_key")
+        return self
+
+    @property
+    def bucket_name(self) -> str:
+        return self.bucket
+
+    def scope_label(self) -> str:
+        return f"s3://{self.bucket}/{self.prefix}"
+
+
+class AzureOptions(ProviderOptions):
+    provider: ClassVar[Provider] = "azure"
+    secret_fields: ClassVar[frozenset[str]] = frozenset({"account_key", "sas_token", "client_secret"})
+
+    account_name: str = Field(description="Storage account name, as in the Azure portal.")
+    container: str = Field(description="Blob container name.")
+    endpoint_url: str | None = Field(
+        None, description="Blob service URL (default https://ACCOUNT.blob.core.windows.net)."
+    )
+    auth: Literal["account_key", "sas_token", "service_principal", "ambient"] | None = Field(
+        None, description="account_key, sas_token, service_principal or ambient "
+        "(DefaultAzureCredential). Inferred from the other fields when omitted."
+    )
+    account_key: SecretStr | None = None
+    sas_token: SecretStr | None = None
+    tenant_id: str | None = None
+    client_id: str | None = None
+    client_secret: SecretStr | None = None
+
+    @field_validator("account_name")
+    @classmethod
+    def _account(cls, v: str) -> str:
+        if not _AZURE_ACCOUNT_RE.match(v):
+            raise ValueError("storage account names are 3-24 lowercase letters and digits")
+        return v
+
+    @field_validator("container")
+    @classmethod
+    def _container(cls, v: str) -> str:
+        if not _AZURE_CONTAINER_RE.match(v):
+            raise ValueError("container names are 3-63 lowercase letters, digits and single hyphens")
+        return v
+
+    @field_validator("endpoint_url")
+    @classmethod
+    def _endpoint(cls, v: str | None) -> str | None:
+        return _check_endpoint(v)
+
+    @field_validator("sas_token")
+    @classmethod
+    def _sas(cls, v: SecretStr | None) -> SecretStr | None:
+        if v is not None:
+            v = SecretStr(v.get_secret_value().lstrip("?"))
+        return v
+
+    @model_validator(mode="after")
+    def _auth(self) -> AzureOptions:
+        if self.auth is None:
+            if self.account_key:
+                self.auth = "account_key"
+            elif self.sas_token:
+                self.auth = "sas_token"
+            elif self.client_secret or self.client_id or self.tenant_id:
+                self.auth = "service_principal"
+            else:
+                self.auth = "ambient"
+        needs = {"account_key": ["account_key"], "sas_token": ["sas_token"],
+                 "service_principal": ["tenant_id", "client_id", "client_secret"], "ambient": []}
+        missing = [f for f in needs[self.auth] if not getattr(self, f)]
+        if missing:
+            raise ValueError(f"auth {self.auth} needs {', '.join(missing)}")
+        return self
+
+    @property
+    def bucket_name(self) -> str:
+        return self.container
+
+    def scope_label(self) -> str:
+        return f"https://{self.account_name}.blob.core.windows.net/{self.container}/{self.prefix}"
+
+
+class GcsOptions(ProviderOptions):
+    provider: ClassVar[Provider] = "gcs"
+    secret_fields: ClassVar[frozenset[str]] = frozenset({"service_account_json"})
+
+    bucket: str = Field(description="Bucket name.")
+    project: str | None = Field(None, description="Project id (default: the service account's).")
+    endpoint_url: str | None = Field(None, description="API endpoint (default https://storage.googleapis.com).")
+    auth: Literal["service_account", "ambient"] | None = Field(
+        None, description="service_account (a JSON key) or ambient (Application Default "
+        "Credentials). Inferred when omitted."
+    )
+    service_account_json: SecretStr | None = Field(None, description="The service account's JSON key.")
+
+    @field_validator("bucket")
+    @classmethod
+    def _bucket(cls, v: str) -> str:
+        if not _BUCKET_RE.match(v) or "/" in v:
+            raise ValueError("bucket names are letters, digits, '.', '-' or '_' (no '/' or scheme)")
+        return v
+
+    @field_validator("endpoint_url")
+    @classmethod
+    def _endpoint(cls, v: str | None) -> str | None:
+        return _check_endpoint(v)
+
+    @field_validator("service_account_json")
+    @classmethod
+    def _key(cls, v: SecretStr | None) -> SecretStr | None:
+        if v is None:
+            return v
+        try:
+            info = json.loads(v.get_secret_value())
+        except ValueError:
+            raise ValueError("service_account_json is not valid JSON") from None
+        if not isinstance(info, dict) or info.get("type") != "service_account":
+            raise ValueError('service_account_json must be a key file with "type": "service_account"')
+        for key in ("client_email", "private_key"):
+            if not info.get(key):
+                raise ValueError(f"service_account_json has no {key}")
+        return v
+
+    @model_validator(mode="after")
+    def _auth(self) -> GcsOptions:
+        if self.auth is None:
+            self.auth = "service_account" if self.service_account_json else "ambient"
+        if self.auth == "service_account" and not self.service_account_json:
+            raise ValueError("auth service_account needs service_account_json")
+        return self
+
+    @property
+    def client_email(self) -> str | None:
+        if self.service_account_json is None:
+            return None
+        return str(json.loads(self.service_account_json.get_secret_value())["client_email"])
+
+    def public(self) -> dict[str, Any]:
+        out = super().public()
+        if self.client_email:
+            out["client_email"] = self.client_email
+        return out
+
+    @classmethod
+    def load(cls, config: dict[str, Any], secrets: dict[str, str] | None) -> ProviderOptions:
+        config = {k: v for k, v in config.items() if k != "client_email"}
+        return super().load(config, secrets)
+
+    @property
+    def bucket_name(self) -> str:
+        return self.bucket
+
+    def scope_label(self) -> str:
+        return f"gs://{self.bucket}/{self.prefix}"
+
+
+class LocalOptions(ProviderOptions):
+    provider: ClassVar[Provider] = "local"
+
+    root: str = Field(description="Absolute path of a directory on the server.")
+
+    @field_validator("root")
+    @classmethod
+    def _root(cls, v: str) -> str:
+        if not v.startswith("/"):
+            raise ValueError("root must be an absolute path on the server, e.g. /srv/media")
+        return v.rstrip("/") or "/"
+
+    @property
+    def bucket_name(self) -> str:
+        return ""
+
+    def scope_label(self) -> str:
+        return f"file://{self.root}/{self.prefix}"
+
+
+OPTIONS: dict[str, type[ProviderOptions]] = {
+    "s3": S3Options, "azure": AzureOptions, "gcs": GcsOptions, "local": LocalOptions,
+}
+
+AnyOptions = Annotated[S3Options | AzureOptions | GcsOptions | LocalOptions, "provider options"]
