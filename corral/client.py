@@ -16,6 +16,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 from cryptography.hazmat.primitives import serialization
@@ -171,3 +172,34 @@ class Client:
 
     def cancel_job(self, job_id: str) -> Any:
         return self.request("POST", f"/api/v1/jobs/{job_id}/cancel")
+
+    # integrations
+    def _integration(self, ref: str) -> str:
+        return f"/api/v1/integrations/{quote(ref, safe='')}"
+
+    def list_integrations(self) -> Any:
+        return self.request("GET", "/api/v1/integrations")
+
+    def create_integration(self, body: dict[str, Any]) -> Any:
+        return self.request("POST", "/api/v1/integrations", json=body)
+
+    def get_integration(self, ref: str) -> Any:
+        return self.request("GET", self._integration(ref))
+
+    def update_integration(self, ref: str, body: dict[str, Any]) -> Any:
+        return self.request("PATCH", self._integration(ref), json=body)
+
+    def delete_integration(self, ref: str) -> Any:
+        return self.request("DELETE", self._integration(ref))
+
+    def check_integration(self, ref: str, origin: str | None = None) -> Any:
+        params = {"origin": origin} if origin else None
+        return self.request("POST", self._integration(ref) + "/check", params=params)
+
+    def integration_cors(self, ref: str, origin: str | None = None, apply: bool = False) -> Any:
+        params = {"origin": origin} if origin else None
+        return self.request("POST" if apply else "GET", self._integration(ref) + "/cors", params=params)
+
+    def sign_urls(self, ref: str, urls: list[str], ttl_seconds: int | None = None) -> Any:
+        return self.request("POST", self._integration(ref) + "/sign",
+                            json={"urls": urls, "ttl_seconds": ttl_seconds})

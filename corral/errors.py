@@ -3,16 +3,19 @@
     CorralError                      500 internal
     ├── ConfigurationError           500 configuration_error (operator mistakes)
     ├── InvalidInput                 400 invalid_input
-    │   └── ValidationFailed         400 validation_failed (carries per-field details)
+    │   ├── ValidationFailed         400 validation_failed (carries per-field details)
+    │   └── OutOfScope               400 out_of_scope (a URL outside the integration's bucket)
     ├── AuthenticationFailed         401 authentication_failed
     ├── PermissionDenied             403 permission_denied
+    │   └── StrictClientOnly         403 strict_client_only (media bytes of a client-only integration)
     ├── NotFound                     404 not_found
     ├── Conflict                     409 conflict
     │   └── AlreadyExists            409 already_exists
     ├── PayloadTooLarge              413 payload_too_large
     └── StorageError                 502 storage_error
         ├── ObjectMissing            404 object_missing
-        └── AccessDenied             403 access_denied
+        ├── AccessDenied             403 access_denied
+        └── StorageTimeout           504 storage_timeout
 
 ``corral.api.errors`` turns any of them into the single JSON error shape, and the
 Encord-compatible routes into the envelopes the SDK expects.  The CLI prints
@@ -65,6 +68,10 @@ class ValidationFailed(InvalidInput):
     code = "validation_failed"
 
 
+class OutOfScope(InvalidInput):
+    code = "out_of_scope"
+
+
 class AuthenticationFailed(CorralError):
     status = 401
     code = "authentication_failed"
@@ -73,6 +80,10 @@ class AuthenticationFailed(CorralError):
 class PermissionDenied(CorralError):
     status = 403
     code = "permission_denied"
+
+
+class StrictClientOnly(PermissionDenied):
+    code = "strict_client_only"
 
 
 class NotFound(CorralError):
@@ -111,3 +122,8 @@ class ObjectMissing(StorageError):
 class AccessDenied(StorageError):
     status = 403
     code = "access_denied"
+
+
+class StorageTimeout(StorageError):
+    status = 504
+    code = "storage_timeout"

@@ -10,8 +10,9 @@ from __future__ import annotations
 import secrets
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from corral.errors import ConfigurationError
@@ -82,6 +83,25 @@ class Settings(BaseSettings):
         30000, ge=0, description="How long SQLite waits for a lock before giving up."
     )
     db_pool_size: int = Field(10, ge=1, description="PostgreSQL connection pool size per process.")
+    public_url: str | None = Field(
+        None,
+        description="Base URL users reach corral at, e.g. https://corral.example.com. Local-directory "
+        "signed URLs point here and `integration check` tests bucket CORS for this origin. "
+        "Default http://HOST:PORT.",
+    )
+    storage_connect_timeout_seconds: float = Field(
+        10.0, gt=0, description="How long to wait for a connection to an object store."
+    )
+    storage_read_timeout_seconds: float = Field(
+        60.0, gt=0, description="How long to wait for each response from an object store."
+    )
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, v: str | None) -> str | None:
+        if v and not v.startswith(("http://", "https://")):
+            raise ValueError("CORRAL_PUBLIC_URL must start with http:// or https://")
+        return v
 
     # -- derived values -------------------------------------------------
     @property
@@ -89,6 +109,19 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'corral.db').resolve()}"
+
+    @property
+    def resolved_public_url(self) -> str:
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
+        return f"http://{host}:{self.port}"
+
+    @property
+    def public_origin(self) -> str:
+        """scheme://host[:port] of the public URL: the web UI's origin, for CORS."""
+        parts = urlsplit(self.resolved_public_url)
+        return f"{parts.scheme}://{parts.netloc}"
 
     @property
     def is_sqlite(self) -> bool:

@@ -13,7 +13,7 @@ from corral._version import __version__
 from corral.api.deps import AppContext
 from corral.api.errors import install_error_handlers
 from corral.api.middleware import RequestLogMiddleware
-from corral.api.routes import encord_rpc, encord_v2, health, jobs, me
+from corral.api.routes import encord_rpc, encord_v2, health, integrations, jobs, local_media, me
 from corral.db import migrate
 from corral.db.engine import Database, create_database
 from corral.errors import ConfigurationError
@@ -82,6 +82,7 @@ def create_app(
     app.state.corral = ctx
     install_error_handlers(app)
     app.add_middleware(RequestLogMiddleware)
-    for module in (health, me, jobs, encord_v2, encord_rpc):
-        app.include_router(module.router)
+    for router in (health.router, me.router, jobs.router, integrations.router, local_media.router,
+                   encord_v2.router, integrations.v2_router, encord_rpc.router):
+        app.include_router(router)
     return app

@@ -49,3 +49,85 @@ class HealthPublic(BaseModel):
     ok: bool
     version: str
     database: str
+
+
+# -- integrations -------------------------------------------------------------------
+
+
+class IntegrationCreate(BaseModel):
+    title: str = Field(description="Unique within the organisation; the SDK finds integrations by it.")
+    provider: str = Field(description="s3, azure, gcs or local.")
+    settings: dict[str, Any] = Field(
+        description="Provider settings, credentials included (see docs/http-api.md). Credentials are "
+        "encrypted at rest and never returned.",
+    )
+    signed_url_ttl_seconds: int = Field(
+        3600, description="Lifetime of the URLs corral signs (60 s to 7 days)."
+    )
+    strict_client_only: bool = Field(
+        False, description="Sign URLs but never read media bytes; media properties must come from manifests."
+    )
+
+
+class IntegrationUpdate(BaseModel):
+    title: str | None = None
+    signed_url_ttl_seconds: int | None = None
+    strict_client_only: bool | None = None
+    settings: dict[str, Any] | None = Field(
+        None, description="Replaces all provider settings and credentials (e.g. to rotate a key)."
+    )
+
+
+class IntegrationPublic(BaseModel):
+    id: uuid.UUID
+    title: str
+    provider: str
+    scope: str = Field(description="Where the integration points, e.g. s3://bucket/prefix/.")
+    config: dict[str, Any] = Field(description="Non-secret settings.")
+    signed_url_ttl_seconds: int
+    strict_client_only: bool
+    has_credentials: bool
+    created_at: datetime
+    updated_at: datetime
+
+
+class CheckStepPublic(BaseModel):
+    name: str = Field(description="credentials, bucket, list, read or cors.")
+    status: str = Field(description="ok, failed, warning or skipped.")
+    message: str
+    hint: str | None = None
+
+
+class CheckReportPublic(BaseModel):
+    ok: bool
+    integration: str
+    provider: str
+    scope: str
+    origin: str
+    steps: list[CheckStepPublic]
+
+
+class CorsRulePublic(BaseModel):
+    allowed_origins: list[str]
+    allowed_methods: list[str]
+    allowed_headers: list[str]
+    exposed_headers: list[str]
+    max_age_seconds: int
+
+
+class CorsPublic(BaseModel):
+    origin: str
+    allows_origin: bool
+    changed: bool = False
+    rules: list[CorsRulePublic]
+
+
+class SignRequest(BaseModel):
+    urls: list[str] = Field(max_length=1000, description="Object URLs inside the integration.")
+    ttl_seconds: int | None = Field(None, ge=1, le=7 * 24 * 3600)
+
+
+class SignedUrlPublic(BaseModel):
+    url: str
+    signed_url: str
+    expires_in: int

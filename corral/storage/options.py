@@ -165,6 +165,10 @@ class AzureOptions(ProviderOptions):
     tenant_id: str | None = None
     client_id: str | None = None
     client_secret: SecretStr | None = None
+    authority_host: str | None = Field(
+        None, description="Microsoft Entra authority for service_principal (default "
+        "https://login.microsoftonline.com; e.g. https://login.chinacloudapi.cn for Azure China)."
+    )
 
     @field_validator("account_name")
     @classmethod
@@ -184,6 +188,14 @@ class AzureOptions(ProviderOptions):
     @classmethod
     def _endpoint(cls, v: str | None) -> str | None:
         return _check_endpoint(v)
+
+    @field_validator("authority_host")
+    @classmethod
+    def _authority(cls, v: str | None) -> str | None:
+        v = _check_endpoint(v)
+        if v is not None and not v.startswith("https://"):
+            raise ValueError("must be an https:// URL, e.g. https://login.microsoftonline.com")
+        return v
 
     @field_validator("sas_token")
     @classmethod
@@ -208,6 +220,8 @@ class AzureOptions(ProviderOptions):
         missing = [f for f in needs[self.auth] if not getattr(self, f)]
         if missing:
             raise ValueError(f"auth {self.auth} needs {', '.join(missing)}")
+        if self.auth in ("service_principal", "ambient") and (self.endpoint_url or "").startswith("http://"):
+            raise ValueError(f"auth {self.auth} sends bearer tokens, which need an https:// endpoint_url")
         return self
 
     @property
@@ -215,7 +229,8 @@ class AzureOptions(ProviderOptions):
         return self.container
 
     def scope_label(self) -> str:
-        return f"https://{self.account_name}.blob.core.windows.net/{self.container}/{self.prefix}"
+        base = self.endpoint_url or f"https://{self.account_name}.blob.core.windows.net"
+        return f"{base}/{self.container}/{self.prefix}"
 
 
 class GcsOptions(ProviderOptions):

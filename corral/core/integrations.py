@@ -1,0 +1,272 @@
+"""Integrations: an organisation's connection to one bucket, container or directory.
+
+Non-secret settings are stored in clear (``config``); credentials are encrypted with a key
+derived from the server secret and are never returned or logged.  ``open_scoped`` is how the
+rest of corral gets at an integration's objects (through the scope guard).
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from pydantic import ValidationError
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from corral import errors
+from corral.core import secrets
+from corral.core.identity import Principal
+from corral.db.tables import Integration, Item
+from corral.errors import ErrorDetail
+from corral.settings import Settings
+from corral.storage.base import StorageContext
+from corral.storage.local import LocalStorage
+from corral.storage.options import OPTIONS, LocalOptions, ProviderOptions
+from corral.storage.registry import open_storage
+from corral.storage.scope import ScopedStorage
+
+MIN_TTL, MAX_TTL = 60, 7 * 24 * 3600
+
+
+@dataclass(frozen=True)
+class IntegrationView:
+    """What anyone in the organisation may see of an integration (never its credentials)."""
+
+    id: uuid.UUID
+    title: str
+    provider: str
+    config: dict[str, Any]
+    scope: str
+    signed_url_ttl_seconds: int
+    strict_client_only: bool
+    has_credentials: bool
+    created_at: datetime
+    updated_at: datetime
+
+
+def _view(row: Integration) -> IntegrationView:
+    options = OPTIONS[row.provider].model_construct(**row.config)
+    return IntegrationView(
+        id=row.id,
+        title=row.title,
+        provider=row.provider,
+        config=dict(row.config),
+        scope=options.scope_label(),
+        signed_url_ttl_seconds=row.signed_url_ttl_seconds,
+        strict_client_only=row.strict_client_only,
+        has_credentials=row.credentials is not None,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+    )
+
+
+def require_admin(principal: Principal, action: str) -> None:
+    if principal.role != "admin":
+        raise errors.PermissionDenied(f"only organisation admins may {action} integrations")
+
+
+def parse_options(provider: str, values: dict[str, Any]) -> ProviderOptions:
+    """Validate a provider's settings; ``ValidationFailed`` names each bad field (never its value)."""
+    if provider not in OPTIONS:
+        raise errors.ValidationFailed(
+            f"unknown provider {provider!r}",
+            details=[ErrorDetail(f"expected one of {', '.join(OPTIONS)}", field="provider")],
+        )
+    try:
+        return OPTIONS[provider].model_validate(values)
+    except ValidationError as exc:
+        details = [
+            ErrorDetail(
+                str(e["msg"]).removeprefix("Value error, "), field=".".join(str(p) for p in e["loc"]) or None
+            )
+            for e in exc.errors(include_input=False)
+        ]
+        raise errors.ValidationFailed(
+            f"invalid {provider} integration settings: "
+            + "; ".join(f"{d.field or 'settings'}: {d.message}" for d in details),
+            details=details,
+        ) from None
+
+
+def _check_title_and_ttl(title: str, ttl: int) -> str:
+    title = title.strip()
+    if not title or len(title) > 300:
+        raise errors.ValidationFailed(
+            "title must be 1-300 characters", details=[ErrorDetail("1-300 characters", field="title")]
+        )
+    if not MIN_TTL <= ttl <= MAX_TTL:
+        raise errors.ValidationFailed(
+            f"signed_url_ttl_seconds must be between {MIN_TTL} and {MAX_TTL}",
+            details=[ErrorDetail(f"between {MIN_TTL} and {MAX_TTL}", field="signed_url_ttl_seconds")],
+        )
+    return title
+
+
+def _check_strict(provider: str, strict_client_only: bool) -> None:
+    if strict_client_only and provider == "local":
+        raise errors.ValidationFailed(
+            "a local directory cannot be strict client-only: corral itself serves its files",
+            details=[ErrorDetail("only for s3, azure and gcs integrations", field="strict_client_only")],
+        )
+
+
+def create(
+    s: Session,
+    principal: Principal,
+    server_secret: bytes,
+    *,
+    title: str,
+    provider: str,
+    settings: dict[str, Any],
+    signed_url_ttl_seconds: int = 3600,
+    strict_client_only: bool = False,
+) -> IntegrationView:
+    require_admin(principal, "create")
+    title = _check_title_and_ttl(title, signed_url_ttl_seconds)
+    options = parse_options(provider, settings)
+    _check_strict(provider, strict_client_only)
+    if s.scalar(
+        select(Integration.id).where(Integration.org_id == principal.org_id, Integration.title == title)
+    ):
+        raise errors.AlreadyExists(f"an integration titled {title!r} already exists")
+    row = Integration(
+        org_id=principal.org_id,
+        title=title,
+        provider=provider,
+        config=options.public(),
+        credentials=secrets.encrypt_secrets(server_secret, options.secrets()),
+        signed_url_ttl_seconds=signed_url_ttl_seconds,
+        strict_client_only=strict_client_only,
+        created_by=principal.user_id,
+    )
+    s.add(row)
+    try:
+        s.flush()
+    except IntegrityError:
+        raise errors.AlreadyExists(f"an integration titled {title!r} already exists") from None
+    return _view(row)
+
+
+def _row(s: Session, org_id: uuid.UUID, ref: str | uuid.UUID) -> Integration:
+    """By id or by title, within the organisation only (others' integrations are 'not found')."""
+    query = select(Integration).where(Integration.org_id == org_id)
+    try:
+        ident = ref if isinstance(ref, uuid.UUID) else uuid.UUID(str(ref))
+        row = s.scalar(query.where(Integration.id == ident))
+    except ValueError:
+        row = s.scalar(query.where(Integration.title == str(ref)))
+    if row is None:
+        raise errors.NotFound(f"integration {str(ref)!r} not found")
+    return row
+
+
+def get(s: Session, org_id: uuid.UUID, ref: str | uuid.UUID) -> IntegrationView:
+    return _view(_row(s, org_id, ref))
+
+
+def list_(
+    s: Session, org_id: uuid.UUID, *, ids: list[uuid.UUID] | None = None, titles: list[str] | None = None
+) -> list[IntegrationView]:
+    query = select(Integration).where(Integration.org_id == org_id)
+    if ids:
+        query = query.where(Integration.id.in_(ids))
+    if titles:
+        query = query.where(Integration.title.in_(titles))
+    return [_view(r) for r in s.scalars(query.order_by(Integration.title))]
+
+
+def update(
+    s: Session,
+    principal: Principal,
+    server_secret: bytes,
+    ref: str | uuid.UUID,
+    *,
+    title: str | None = None,
+    signed_url_ttl_seconds: int | None = None,
+    strict_client_only: bool | None = None,
+    settings: dict[str, Any] | None = None,
+) -> IntegrationView:
+    """Change settings; ``settings`` replaces the provider settings (and credentials) wholesale."""
+    require_admin(principal, "change")
+    row = _row(s, principal.org_id, ref)
+    new_title = _check_title_and_ttl(
+        title if title is not None else row.title, signed_url_ttl_seconds or row.signed_url_ttl_seconds
+    )
+    if new_title != row.title and s.scalar(
+        select(Integration.id).where(Integration.org_id == principal.org_id, Integration.title == new_title)
+    ):
+        raise errors.AlreadyExists(f"an integration titled {new_title!r} already exists")
+    row.title = new_title
+    if signed_url_ttl_seconds is not None:
+        row.signed_url_ttl_seconds = signed_url_ttl_seconds
+    if strict_client_only is not None:
+        _check_strict(row.provider, strict_client_only)
+        row.strict_client_only = strict_client_only
+    if settings is not None:
+        options = parse_options(row.provider, settings)
+        row.config = options.public()
+        row.credentials = secrets.encrypt_secrets(server_secret, options.secrets())
+    s.flush()
+    return _view(row)
+
+
+def delete(s: Session, principal: Principal, ref: str | uuid.UUID) -> None:
+    require_admin(principal, "delete")
+    row = _row(s, principal.org_id, ref)
+    in_use = s.scalar(select(func.count()).select_from(Item).where(Item.integration_id == row.id)) or 0
+    if in_use:
+        raise errors.Conflict(
+            f"integration {row.title!r} is used by {in_use} registered file(s); delete those files first"
+        )
+    s.delete(row)
+
+
+# -- opening the bucket ---------------------------------------------------------------
+
+
+def storage_context(settings: Settings, integration_id: uuid.UUID) -> StorageContext:
+    server_secret = settings.resolved_secret_key()
+    return StorageContext(
+        public_url=settings.resolved_public_url,
+        signing_key=secrets.local_media_key(server_secret),
+        connect_timeout=settings.storage_connect_timeout_seconds,
+        read_timeout=settings.storage_read_timeout_seconds,
+        integration_id=str(integration_id),
+    )
+
+
+def load_options(row: Integration, server_secret: bytes) -> ProviderOptions:
+    options = OPTIONS[row.provider].load(row.config, secrets.decrypt_secrets(server_secret, row.credentials))
+    return options
+
+
+def open_scoped(s: Session, settings: Settings, org_id: uuid.UUID, ref: str | uuid.UUID) -> ScopedStorage:
+    """The integration's bucket behind the scope guard (the caller closes it)."""
+    row = _row(s, org_id, ref)
+    return open_row(row, settings)
+
+
+def open_row(row: Integration, settings: Settings) -> ScopedStorage:
+    options = load_options(row, settings.resolved_secret_key())
+    storage = open_storage(options, storage_context(settings, row.id))
+    return ScopedStorage(
+        storage,
+        options,
+        title=row.title,
+        strict_client_only=row.strict_client_only,
+        ttl_seconds=row.signed_url_ttl_seconds,
+    )
+
+
+def local_storage_for_link(s: Session, settings: Settings, integration_id: uuid.UUID) -> LocalStorage:
+    """The directory a verified local-media link points into (the link's signature is the authority)."""
+    row = s.get(Integration, integration_id)
+    if row is None or row.provider != "local":
+        raise errors.NotFound("this link's integration no longer exists")
+    options = load_options(row, settings.resolved_secret_key())
+    assert isinstance(options, LocalOptions)
+    return LocalStorage(options, storage_context(settings, row.id))

@@ -1,0 +1,161 @@
+"""An integration's view of its bucket: the scope guard and the strict client-only rule.
+
+``ScopedStorage`` is the only storage object core code holds.  It
+
+* turns every object URL into a key and refuses anything outside the integration's bucket,
+  container or directory and key prefix (other buckets, other hosts, ``..`` segments), so corral
+  never fetches an arbitrary URL;
+* refuses to read media bytes when the integration is strict client-only (``_media_bytes`` is the
+  one place that rule lives; signing and HEAD requests stay allowed, since neither moves media);
+* maps the backends' ``OSError`` family onto corral's error tree, naming the integration.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from corral import errors
+from corral.storage import base
+from corral.storage.base import ObjectInfo, Storage
+from corral.storage.options import ProviderOptions
+
+MAX_KEY_BYTES = 1024
+
+
+@dataclass(frozen=True)
+class ResolvedObject:
+    url: str  # canonical URL (s3://bucket/key, ...)
+    key: str
+
+
+class ScopedStorage:
+    def __init__(
+        self,
+        storage: Storage,
+        options: ProviderOptions,
+        *,
+        title: str,
+        strict_client_only: bool,
+        ttl_seconds: int,
+    ) -> None:
+        self.storage = storage
+        self.options = options
+        self.title = title
+        self.strict_client_only = strict_client_only
+        self.ttl_seconds = ttl_seconds
+
+    @property
+    def prefix(self) -> str:
+        return self.options.prefix
+
+    # -- the scope guard -----------------------------------------------------------
+
+    def _refuse(self, url: str, why: str) -> errors.OutOfScope:
+        return errors.OutOfScope(
+            f"{url!r} is outside integration {self.title!r}, which covers {self.options.scope_label()}: {why}"
+        )
+
+    def check_key(self, key: str, url: str | None = None) -> str:
+        shown = url if url is not None else key
+        if not key:
+            raise self._refuse(shown, "it names the bucket itself, not an object")
+        if "\x00" in key or len(key.encode()) > MAX_KEY_BYTES:
+            raise self._refuse(shown, f"keys are at most {MAX_KEY_BYTES} bytes with no NUL characters")
+        if any(part in (".", "..") for part in key.split("/")):
+            raise self._refuse(shown, "'.' and '..' path segments are not allowed")
+        if not key.startswith(self.prefix):
+            raise self._refuse(shown, f"the key does not start with the prefix {self.prefix!r}")
+        return key
+
+    def resolve(self, url: str) -> ResolvedObject:
+        """The key ``url`` names, if it is inside this integration; ``errors.OutOfScope`` if not."""
+        try:
+            key = self.storage.key_for_url(url)
+        except base.OutOfScope as exc:
+            raise self._refuse(url, str(exc)) from None
+        self.check_key(key, url)
+        return ResolvedObject(self.storage.url_for(key), key)
+
+    # -- error mapping ---------------------------------------------------------------
+
+    @contextmanager
+    def _errors(self, what: str) -> Iterator[None]:
+        label = f"integration {self.title!r}"
+        try:
+            yield
+        except errors.CorralError:
+            raise
+        except base.OutOfScope as exc:
+            raise errors.OutOfScope(f"{what}: {exc}") from None
+        except base.BucketNotFound as exc:
+            raise errors.ObjectMissing(f"{what}: the bucket of {label} does not exist ({exc})") from None
+        except FileNotFoundError as exc:
+            raise errors.ObjectMissing(f"{what}: not found ({exc})") from None
+        except base.CredentialsMissing as exc:
+            raise errors.AccessDenied(f"{what}: {label} has no usable credentials ({exc})") from None
+        except base.CredentialsRejected as exc:
+            raise errors.AccessDenied(
+                f"{what}: the store rejected the credentials of {label} ({exc})"
+            ) from None
+        except PermissionError as exc:
+            raise errors.AccessDenied(f"{what}: access denied for {label} ({exc})") from None
+        except TimeoutError as exc:
+            raise errors.StorageTimeout(f"{what}: the store did not answer in time ({exc})") from None
+        except ConnectionError as exc:
+            raise errors.StorageError(f"{what}: the store could not be reached ({exc})") from None
+        except base.UnsupportedOperation as exc:
+            raise errors.InvalidInput(f"{what}: {exc}") from None
+        except OSError as exc:
+            raise errors.StorageError(f"{what}: {exc}") from None
+
+    # -- the strict client-only rule -------------------------------------------------
+
+    def _media_bytes(self, url: str) -> None:
+        """The one gate in front of every read of media bytes."""
+        if self.strict_client_only:
+            raise errors.StrictClientOnly(
+                f"integration {self.title!r} is strict client-only: corral signs URLs for it but never "
+                f"reads its media, so it cannot read {url!r}. Give media properties in the manifest instead."
+            )
+
+    # -- operations --------------------------------------------------------------------
+
+    def stat(self, url: str) -> ObjectInfo:
+        obj = self.resolve(url)
+        with self._errors(f"cannot stat {url!r}"):
+            return self.storage.stat(obj.key)
+
+    def read(self, url: str, start: int = 0, end: int | None = None) -> bytes:
+        obj = self.resolve(url)
+        self._media_bytes(url)
+        with self._errors(f"cannot read {url!r}"):
+            return self.storage.read(obj.key, start, end)
+
+    def sign_get(self, url: str, ttl_seconds: int | None = None) -> str:
+        obj = self.resolve(url)
+        with self._errors(f"cannot sign {url!r}"):
+            return self.storage.sign_get(obj.key, ttl_seconds or self.ttl_seconds)
+
+    def sign_put(self, key: str, content_type: str | None = None, ttl_seconds: int | None = None) -> str:
+        self.check_key(key)
+        with self._errors(f"cannot sign an upload to {key!r}"):
+            return self.storage.sign_put(key, ttl_seconds or self.ttl_seconds, content_type)
+
+    def iter_objects(self, prefix: str = "", *, page_size: int = 1000) -> Iterator[ObjectInfo]:
+        """Objects under the integration's prefix (+ ``prefix``), with errors mapped."""
+        full = self.prefix + prefix
+        with self._errors(f"cannot list {self.storage.url_for(full)!r}"):
+            yield from self.storage.iter_prefix(full, page_size=page_size)
+
+    def get_cors(self) -> list[base.CorsRule]:
+        with self._errors(f"cannot read the CORS rules of integration {self.title!r}"):
+            return self.storage.get_cors()
+
+    def set_cors(self, rules: list[base.CorsRule]) -> None:
+        with self._errors(f"cannot set the CORS rules of integration {self.title!r}"):
+            self.storage.set_cors(rules)
+
+    def close(self) -> None:
+        self.storage.close()
