@@ -56,3 +56,11 @@ def configure_logging(level: str = "info", fmt: str = "json") -> None:
         logging.getLogger(name).propagate = True
     # corral logs one line per request itself (without headers or query secrets).
     logging.getLogger("uvicorn.access").disabled = True
+    # Cloud SDKs and HTTP clients log headers, bodies and full URLs (SAS tokens, signed-URL
+    # signatures, assumed-role secrets) below WARNING: keep them out, whatever corral's level is.
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(max(logging.WARNING, root.level))
+
+
+QUIET_LOGGERS = ("botocore", "boto3", "s3transfer", "urllib3", "azure", "google", "google.auth",
+                 "httpcore", "httpx")

@@ -73,7 +73,7 @@ def parse_options(provider: str, values: dict[str, Any]) -> ProviderOptions:
     """Validate a provider's settings; ``ValidationFailed`` names each bad field (never its value)."""
     if provider not in OPTIONS:
         raise errors.ValidationFailed(
-            f"unknown provider {provider!r}",
+            f"unknown provider {provider!r}; expected one of {', '.join(OPTIONS)}",
             details=[ErrorDetail(f"expected one of {', '.join(OPTIONS)}", field="provider")],
         )
     try:

@@ -129,6 +129,11 @@ class S3Options(ProviderOptions):
                 self.auth = "access_key"
             else:
                 self.auth = "ambient"
+        if self.auth == "ambient" and (self.access_key_id or self.secret_access_key or self.session_token):
+            raise ValueError("auth ambient uses the server's own credentials: drop the access keys, or use "
+                             "auth access_key")
+        if self.external_id and not self.role_arn:
+            raise ValueError("external_id is only used with role_arn")
         if self.auth == "access_key" and not (self.access_key_id and self.secret_access_key):
             raise ValueError("auth access_key needs both access_key_id and secret_access_key")
         if self.auth == "role" and not self.role_arn:

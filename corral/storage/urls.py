@@ -170,7 +170,7 @@ def bucket_and_key(url: str, options: ProviderOptions) -> tuple[str, str]:
     """Split ``url`` into (bucket, key) for the provider of ``options`` (``OutOfScope`` if it can't)."""
     if not isinstance(url, str) or not url.strip():
         raise OutOfScope("the object URL is empty")
-    url = url.strip()
+    # Not stripped: a key may legally start or end with whitespace.
     if isinstance(options, S3Options):
         return parse_s3(url, options)
     if isinstance(options, AzureOptions):

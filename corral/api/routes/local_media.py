@@ -71,7 +71,7 @@ def _byte_range(header: str | None, size: int) -> tuple[int, int] | None:
     return start, end
 
 
-@router.get("/{integration_id}/{key:path}", summary="Fetch a file through a signed local-media link (no other auth)")
+@router.get("/{integration_id}/{key:path}", summary="Fetch a file through a signed link (no other auth)")
 @router.head("/{integration_id}/{key:path}", include_in_schema=False)
 async def get_file(ctx: Ctx, integration_id: uuid.UUID, key: str, request: Request) -> Response:
     _verify(ctx, "GET", integration_id, key, request)

@@ -1,0 +1,207 @@
+"""The integrations API: CRUD, validation, roles, isolation, signing, secrets."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import select
+
+from corral.db.tables import Folder, Integration, Item
+
+SECRET_VALUES = ["AKIAEXAMPLESECRETID01", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYSECRETKEY", "FQoGZXIvYXdzSESSIONTOKEN",
+                 "ext-id-SECRET-42"]
+
+
+def s3_body(title: str = "s3-main", **settings: object) -> dict[str, object]:
+    values = {"bucket": "media-bucket", "prefix": "raw/", "region": "eu-west-1",
+              "access_key_id": SECRET_VALUES[0], "secret_access_key": SECRET_VALUES[1],
+              "session_token": SECRET_VALUES[2]}
+    values.update(settings)
+    return {"title": title, "provider": "s3", "settings": values}
+
+
+def local_body(root: Path, title: str = "local", **extra: object) -> dict[str, object]:
+    return {"title": title, "provider": "local", "settings": {"root": str(root)}, **extra}
+
+
+def test_create_list_show_update_delete(client, make_user, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    alice = make_user("alice@x.io")
+    r = client.post("/api/v1/integrations", json=s3_body(), headers=alice.bearer)
+    assert r.status_code == 201, r.text
+    created = r.json()
+    assert created["provider"] == "s3" and created["scope"] == "s3://media-bucket/raw/"
+    assert created["config"]["auth"] == "access_key" and created["has_credentials"] is True
+    assert created["signed_url_ttl_seconds"] == 3600 and created["strict_client_only"] is False
+
+    listed = client.get("/api/v1/integrations", headers=alice.bearer).json()
+    assert [i["title"] for i in listed] == ["s3-main"]
+    by_title = client.get("/api/v1/integrations/s3-main", headers=alice.bearer).json()
+    by_id = client.get(f"/api/v1/integrations/{created['id']}", headers=alice.bearer).json()
+    assert by_title == by_id == created
+
+    r = client.patch(f"/api/v1/integrations/{created['id']}", headers=alice.bearer,
+                     json={"title": "renamed", "signed_url_ttl_seconds": 600, "strict_client_only": True})
+    assert r.status_code == 200, r.text
+    assert (r.json()["title"], r.json()["signed_url_ttl_seconds"], r.json()["strict_client_only"]) == (
+        "renamed", 600, True)
+
+    assert client.delete("/api/v1/integrations/renamed", headers=alice.bearer).status_code == 204
+    assert client.get("/api/v1/integrations/renamed", headers=alice.bearer).status_code == 404
+
+
+@pytest.mark.parametrize("body, field, words", [
+    ({"title": "t", "provider": "s3", "settings": {}}, "bucket", "Field required"),
+    ({"title": "t", "provider": "s3", "settings": {"bucket": "b/c"}}, "bucket", "no '/'"),
+    ({"title": "t", "provider": "s3", "settings": {"bucket": "b", "prefix": "a/../b"}}, "prefix", "'..'"),
+    ({"title": "t", "provider": "s3", "settings": {"bucket": "b", "access_key_id": "x"}}, None, "secret_access_key"),
+    ({"title": "t", "provider": "s3", "settings": {"bucket": "b", "endpoint_url": "ftp://x"}}, "endpoint_url", "http"),
+    ({"title": "t", "provider": "s3", "settings": {"bucket": "b", "colour": "red"}}, "colour", "Extra inputs"),
+    ({"title": "t", "provider": "dropbox", "settings": {}}, "provider", "s3, azure, gcs, local"),
+    ({"title": "t", "provider": "azure", "settings": {"account_name": "Bad_Name", "container": "c1c"}},
+     "account_name", "lowercase"),
+    ({"title": "t", "provider": "azure", "settings": {"account_name": "acct", "container": "media",
+                                                      "auth": "service_principal", "tenant_id": "t"}},
+     None, "client_id, client_secret"),
+    ({"title": "t", "provider": "gcs", "settings": {"bucket": "b", "service_account_json": "{not json"}},
+     "service_account_json", "not valid JSON"),
+    ({"title": "t", "provider": "local", "settings": {"root": "relative/dir"}}, "root", "absolute"),
+    ({"title": "", "provider": "local", "settings": {"root": "/tmp"}}, "title", "1-300"),
+    ({"title": "t", "provider": "local", "settings": {"root": "/tmp"}, "signed_url_ttl_seconds": 5},
+     "signed_url_ttl_seconds", "between"),
+    ({"title": "t", "provider": "local", "settings": {"root": "/tmp"}, "strict_client_only": True},
+     "strict_client_only", "cannot be strict client-only"),
+])
+def test_bad_settings_are_400_naming_the_field(client, make_user, body, field, words) -> None:  # type: ignore[no-untyped-def]
+    alice = make_user("alice@x.io")
+    r = client.post("/api/v1/integrations", json=body, headers=alice.bearer)
+    assert r.status_code == 400, r.text
+    payload = r.json()
+    assert payload["ok"] is False and payload["code"] == "validation_failed"
+    assert words in payload["message"]
+    if field:
+        assert field in [e.get("field") for e in payload["errors"]], payload
+    assert client.get("/api/v1/integrations", headers=alice.bearer).json() == []
+
+
+def test_duplicate_title_is_409(client, make_user, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    alice = make_user("alice@x.io")
+    assert client.post("/api/v1/integrations", json=local_body(tmp_path), headers=alice.bearer).status_code == 201
+    r = client.post("/api/v1/integrations", json=local_body(tmp_path), headers=alice.bearer)
+    assert r.status_code == 409 and "already exists" in r.json()["message"]
+
+
+def test_members_can_read_but_only_admins_change(client, make_user, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    alice = make_user("alice@x.io")
+    bob = make_user("bob@x.io", role="member")
+    r = client.post("/api/v1/integrations", json=local_body(tmp_path), headers=bob.bearer)
+    assert r.status_code == 403 and "admins" in r.json()["message"]
+    iid = client.post("/api/v1/integrations", json=local_body(tmp_path), headers=alice.bearer).json()["id"]
+    assert client.get(f"/api/v1/integrations/{iid}", headers=bob.bearer).status_code == 200
+    assert client.post(f"/api/v1/integrations/{iid}/check", headers=bob.bearer).status_code == 200
+    assert client.patch(f"/api/v1/integrations/{iid}", json={"title": "x"}, headers=bob.bearer).status_code == 403
+    assert client.delete(f"/api/v1/integrations/{iid}", headers=bob.bearer).status_code == 403
+    assert client.post(f"/api/v1/integrations/{iid}/cors", headers=bob.bearer).status_code == 403
+
+
+def test_other_organisations_integrations_are_invisible(client, make_user, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    alice = make_user("alice@x.io", org="Org A")
+    eve = make_user("eve@y.io", org="Org B")
+    iid = client.post("/api/v1/integrations", json=local_body(tmp_path), headers=alice.bearer).json()["id"]
+    assert client.get("/api/v1/integrations", headers=eve.bearer).json() == []
+    for method, path, body in [("GET", "", None), ("PATCH", "", {"title": "mine"}), ("DELETE", "", None),
+                               ("POST", "/check", None), ("GET", "/cors", None),
+                               ("POST", "/sign", {"urls": [f"{tmp_path}/x"]})]:
+        for ref in (iid, "local"):
+            r = client.request(method, f"/api/v1/integrations/{ref}{path}", json=body, headers=eve.bearer)
+            assert r.status_code == 404, (method, path, r.text)
+    # Org B may use the same title for its own integration.
+    assert client.post("/api/v1/integrations", json=local_body(tmp_path), headers=eve.bearer).status_code == 201
+    assert client.get(f"/api/v1/integrations/{iid}", headers=alice.bearer).json()["title"] == "local"
+
+
+def test_integration_in_use_cannot_be_deleted(client, make_user, db, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    alice = make_user("alice@x.io")
+    iid = client.post("/api/v1/integrations", json=local_body(tmp_path), headers=alice.bearer).json()["id"]
+    with db.write() as s:
+        row = s.scalar(select(Integration))
+        folder = Folder(org_id=row.org_id, name="f")
+        s.add(folder)
+        s.flush()
+        s.add(Item(org_id=row.org_id, folder_id=folder.id, integration_id=row.id, item_type="image", name="a.jpg",
+                   url=f"file://{tmp_path}/a.jpg", storage_location="local"))
+    r = client.delete(f"/api/v1/integrations/{iid}", headers=alice.bearer)
+    assert r.status_code == 409 and "used by 1 registered file" in r.json()["message"]
+    assert client.get(f"/api/v1/integrations/{iid}", headers=alice.bearer).status_code == 200
+
+
+def test_sign_urls_and_scope_errors(client, make_user, tmp_path, live_server) -> None:  # type: ignore[no-untyped-def]
+    alice = make_user("alice@x.io")
+    (tmp_path / "media").mkdir()
+    (tmp_path / "media" / "cat 1.jpg").write_bytes(b"meow")
+    body = local_body(tmp_path / "media")
+    iid = httpx.post(f"{live_server}/api/v1/integrations", json=body, headers=alice.bearer).json()["id"]
+    r = httpx.post(f"{live_server}/api/v1/integrations/{iid}/sign", headers=alice.bearer,
+                   json={"urls": [f"file://{tmp_path}/media/cat%201.jpg"], "ttl_seconds": 120})
+    assert r.status_code == 200, r.text
+    [signed] = r.json()
+    assert signed["expires_in"] == 120
+    # The default public URL is the server's host:port; point it at the live server to fetch.
+    path = signed["signed_url"].split("/api/v1/", 1)[1]
+    assert httpx.get(f"{live_server}/api/v1/{path}").content == b"meow"
+
+    r = httpx.post(f"{live_server}/api/v1/integrations/{iid}/sign", headers=alice.bearer,
+                   json={"urls": [f"file://{tmp_path}/elsewhere.jpg"]})
+    assert r.status_code == 400
+    assert r.json()["code"] == "out_of_scope" and "outside integration 'local'" in r.json()["message"]
+
+
+def test_credentials_are_encrypted_never_returned_never_logged(client, make_user, db, caplog) -> None:  # type: ignore[no-untyped-def]
+    caplog.set_level(logging.DEBUG, logger="corral")
+    caplog.set_level(logging.INFO)
+    alice = make_user("alice@x.io")
+    body = s3_body(role_arn="arn:aws:iam::123456789012:role/corral", external_id=SECRET_VALUES[3],
+                   endpoint_url="http://127.0.0.1:9")  # nothing listens: the check fails fast
+    responses = [client.post("/api/v1/integrations", json=body, headers=alice.bearer)]
+    iid = responses[0].json()["id"]
+    responses += [
+        client.get("/api/v1/integrations", headers=alice.bearer),
+        client.get(f"/api/v1/integrations/{iid}", headers=alice.bearer),
+        client.patch(f"/api/v1/integrations/{iid}", headers=alice.bearer, json={"settings": body["settings"]}),
+        client.post(f"/api/v1/integrations/{iid}/check", headers=alice.bearer),
+        client.post(f"/api/v1/integrations/{iid}/sign", headers=alice.bearer,
+                    json={"urls": ["s3://media-bucket/raw/a.jpg"]}),
+        client.post("/api/v1/integrations", json=body, headers=alice.bearer),  # 409
+        client.get("/api/openapi.json"),
+    ]
+    assert responses[-2].status_code == 409
+    text = "\n".join(r.text for r in responses) + "\n" + caplog.text
+    assert "media-bucket" in text  # the scan sees the responses
+    for secret in SECRET_VALUES:
+        assert secret not in text
+    with db.read() as s:
+        raw = s.scalar(select(Integration.credentials))
+        config = s.scalar(select(Integration.config))
+    assert raw and all(secret.encode() not in raw for secret in SECRET_VALUES)
+    assert all(secret not in str(config) for secret in SECRET_VALUES)
+
+
+def test_sdk_get_cloud_integrations(live_server, make_user, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from encord import EncordUserClient
+
+    alice = make_user("alice@x.io")
+    eve = make_user("eve@y.io", org="Org B")
+    ids = {}
+    for title in ("alpha", "beta"):
+        r = httpx.post(f"{live_server}/api/v1/integrations", json=local_body(tmp_path, title), headers=alice.bearer)
+        ids[title] = r.json()["id"]
+    httpx.post(f"{live_server}/api/v1/integrations", json=local_body(tmp_path, "eves"), headers=eve.bearer)
+    sdk = EncordUserClient.create_with_ssh_private_key(alice.key_path.read_text(), domain=live_server)
+    got = sdk.get_cloud_integrations()
+    assert sorted((i.title, i.id) for i in got) == sorted((t, i) for t, i in ids.items())
+    only_beta = sdk.get_cloud_integrations(filter_integration_titles=["beta"])
+    assert [(i.title, i.id) for i in only_beta] == [("beta", ids["beta"])]
+    by_id = sdk.get_cloud_integrations(filter_integration_uuids=[ids["alpha"]])
+    assert [i.title for i in by_id] == ["alpha"]
