@@ -12,6 +12,7 @@ Runs in order, each step with an actionable message:
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -112,13 +113,9 @@ def cors_snippet(options: ProviderOptions, rule: CorsRule) -> str:
     return ""
 
 
-def _listing_step(report: CheckReport, scoped: ScopedStorage) -> str | None:
-    """Steps 1: credentials, bucket, list.  Returns a key to test reading, if one was found."""
-    perms = _PERMISSIONS[scoped.options.provider]
-    where = scoped.options.scope_label()
-    try:
-        first = next(iter(scoped.storage.iter_prefix(scoped.prefix, page_size=1)), None)
-    except base.CredentialsMissing as exc:
+def _access_failure(report: CheckReport, exc: OSError, where: str, perms: dict[str, str]) -> None:
+    """Record why talking to the store failed, as the step the user has to fix."""
+    if isinstance(exc, base.CredentialsMissing):
         report.add(
             "credentials",
             "failed",
@@ -126,17 +123,15 @@ def _listing_step(report: CheckReport, scoped: ScopedStorage) -> str | None:
             "Give the integration credentials (see `corral integration create --help`), or "
             "configure the server's ambient credentials.",
         )
-        return None
-    except base.CredentialsRejected as exc:
+    elif isinstance(exc, base.CredentialsRejected):
         report.add(
             "credentials",
             "failed",
             f"The store rejected the credentials: {exc}",
-            "Check the key/secret (or SAS, or service-account key) and that it is not expired; "
-            "update the integration with `corral integration update`.",
+            "Check the key/secret (or SAS, or service-account key) and that it has not expired; "
+            "then recreate the integration or update its settings.",
         )
-        return None
-    except base.BucketNotFound as exc:
+    elif isinstance(exc, base.BucketNotFound):
         report.add("credentials", "ok", "The store accepted the credentials.")
         report.add(
             "bucket",
@@ -144,23 +139,29 @@ def _listing_step(report: CheckReport, scoped: ScopedStorage) -> str | None:
             f"{where}: the bucket does not exist ({exc})",
             "Check the bucket/container name, the region and the endpoint URL.",
         )
-        return None
-    except PermissionError as exc:
+    elif isinstance(exc, PermissionError):
         report.add("credentials", "ok", "The store accepted the credentials.")
         report.add(
             "list", "failed", f"Not allowed to list {where}: {exc}", f"Grant {perms['list']} on the bucket."
         )
-        return None
-    except (TimeoutError, ConnectionError) as exc:
+    elif isinstance(exc, (TimeoutError, ConnectionError)):
         report.add(
             "credentials",
             "failed",
             f"Could not reach the store: {exc}",
             "Check the endpoint URL and that this server can reach it.",
         )
-        return None
-    except OSError as exc:
+    else:
         report.add("list", "failed", f"Listing {where} failed: {exc}")
+
+
+def _listing_step(report: CheckReport, scoped: ScopedStorage) -> str | None:
+    """Step 1: credentials, bucket, list.  Returns a key to test reading with, if one was found."""
+    where = scoped.options.scope_label()
+    try:
+        first = next(iter(scoped.storage.iter_prefix(scoped.prefix, page_size=1)), None)
+    except OSError as exc:
+        _access_failure(report, exc, where, _PERMISSIONS[scoped.options.provider])
         return None
     report.add("credentials", "ok", "The store accepted the credentials.")
     report.add("bucket", "ok", f"{where} exists.")
@@ -230,8 +231,10 @@ def _cors_step(report: CheckReport, scoped: ScopedStorage, origin: str) -> None:
         )
 
 
-def check(scoped: ScopedStorage, origin: str) -> CheckReport:
-    report = CheckReport(scoped.title, scoped.options.provider, scoped.options.scope_label(), origin)
+def check(scoped: ScopedStorage, origin: str, report: CheckReport | None = None) -> CheckReport:
+    report = report or CheckReport(
+        scoped.title, scoped.options.provider, scoped.options.scope_label(), origin
+    )
     key = _listing_step(report, scoped)
     if any(step.status == "failed" for step in report.steps):
         report.add("read", "skipped", "Skipped: listing failed.")
@@ -259,3 +262,21 @@ def apply_cors(scoped: ScopedStorage, origin: str) -> tuple[bool, list[CorsRule]
             f"{cors_snippet(scoped.options, recommended_cors_rule(origin))}"
         ) from None
     return True, scoped.get_cors()
+
+
+def check_opening(
+    open_scoped: Callable[[], ScopedStorage], options: ProviderOptions, title: str, origin: str
+) -> CheckReport:
+    """``check``, also reporting a backend that fails to open (e.g. no ambient credentials)."""
+    report = CheckReport(title, options.provider, options.scope_label(), origin)
+    try:
+        scoped = open_scoped()
+    except OSError as exc:
+        _access_failure(report, exc, options.scope_label(), _PERMISSIONS[options.provider])
+        report.add("read", "skipped", "Skipped: could not open the integration.")
+        report.add("cors", "skipped", "Skipped: could not open the integration.")
+        return report
+    try:
+        return check(scoped, origin, report)
+    finally:
+        scoped.close()

@@ -8,6 +8,7 @@ rest of corral gets at an integration's objects (through the scope guard).
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -18,8 +19,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from corral import errors
-from corral.core import secrets
+from corral.core import integration_check, secrets
 from corral.core.identity import Principal
+from corral.core.integration_check import CheckReport
 from corral.db.tables import Integration, Item
 from corral.errors import ErrorDetail
 from corral.settings import Settings
@@ -27,7 +29,7 @@ from corral.storage.base import StorageContext
 from corral.storage.local import LocalStorage
 from corral.storage.options import OPTIONS, LocalOptions, ProviderOptions
 from corral.storage.registry import open_storage
-from corral.storage.scope import ScopedStorage
+from corral.storage.scope import ScopedStorage, translate
 
 MIN_TTL, MAX_TTL = 60, 7 * 24 * 3600
 
@@ -246,20 +248,42 @@ def load_options(row: Integration, server_secret: bytes) -> ProviderOptions:
 
 def open_scoped(s: Session, settings: Settings, org_id: uuid.UUID, ref: str | uuid.UUID) -> ScopedStorage:
     """The integration's bucket behind the scope guard (the caller closes it)."""
-    row = _row(s, org_id, ref)
-    return open_row(row, settings)
+    return open_row(_row(s, org_id, ref), settings)
+
+
+def opener(row: Integration, settings: Settings) -> tuple[ProviderOptions, Callable[[], ScopedStorage]]:
+    """Read everything needed from the row now; open the backend later, outside the transaction.
+
+    The opener raises the backend's own ``OSError`` (the integration check reports those).
+    """
+    options = load_options(row, settings.resolved_secret_key())
+    context = storage_context(settings, row.id)
+    title, strict, ttl = row.title, row.strict_client_only, row.signed_url_ttl_seconds
+
+    def open_() -> ScopedStorage:
+        storage = open_storage(options, context)
+        return ScopedStorage(storage, options, title=title, strict_client_only=strict, ttl_seconds=ttl)
+
+    return options, open_
 
 
 def open_row(row: Integration, settings: Settings) -> ScopedStorage:
-    options = load_options(row, settings.resolved_secret_key())
-    storage = open_storage(options, storage_context(settings, row.id))
-    return ScopedStorage(
-        storage,
-        options,
-        title=row.title,
-        strict_client_only=row.strict_client_only,
-        ttl_seconds=row.signed_url_ttl_seconds,
-    )
+    _, open_ = opener(row, settings)
+    try:
+        return open_()
+    except OSError as exc:
+        label = f"integration {row.title!r}"
+        raise translate(exc, f"cannot open {label}", label) from None
+
+
+def check(
+    s: Session, settings: Settings, org_id: uuid.UUID, ref: str | uuid.UUID, origin: str
+) -> Callable[[], CheckReport]:
+    """Prepare an integration check inside a transaction; the returned call runs it outside."""
+    row = _row(s, org_id, ref)
+    options, open_ = opener(row, settings)
+    title = row.title
+    return lambda: integration_check.check_opening(open_, options, title, origin)
 
 
 def local_storage_for_link(s: Session, settings: Settings, integration_id: uuid.UUID) -> LocalStorage:

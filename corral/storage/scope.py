@@ -24,6 +24,29 @@ from corral.storage.options import ProviderOptions
 MAX_KEY_BYTES = 1024
 
 
+def translate(exc: OSError | ValueError, what: str, label: str) -> errors.CorralError:
+    """A backend's ``OSError`` (or ``OutOfScope``) as the corral error a user should see."""
+    if isinstance(exc, base.OutOfScope):
+        return errors.OutOfScope(f"{what}: {exc}")
+    if isinstance(exc, base.BucketNotFound):
+        return errors.ObjectMissing(f"{what}: the bucket of {label} does not exist ({exc})")
+    if isinstance(exc, FileNotFoundError):
+        return errors.ObjectMissing(f"{what}: not found ({exc})")
+    if isinstance(exc, base.CredentialsMissing):
+        return errors.AccessDenied(f"{what}: {label} has no usable credentials ({exc})")
+    if isinstance(exc, base.CredentialsRejected):
+        return errors.AccessDenied(f"{what}: the store rejected the credentials of {label} ({exc})")
+    if isinstance(exc, PermissionError):
+        return errors.AccessDenied(f"{what}: access denied for {label} ({exc})")
+    if isinstance(exc, TimeoutError):
+        return errors.StorageTimeout(f"{what}: the store did not answer in time ({exc})")
+    if isinstance(exc, ConnectionError):
+        return errors.StorageError(f"{what}: the store could not be reached ({exc})")
+    if isinstance(exc, base.UnsupportedOperation):
+        return errors.InvalidInput(f"{what}: {exc}")
+    return errors.StorageError(f"{what}: {exc}")
+
+
 @dataclass(frozen=True)
 class ResolvedObject:
     url: str  # canonical URL (s3://bucket/key, ...)
@@ -82,33 +105,10 @@ class ScopedStorage:
 
     @contextmanager
     def _errors(self, what: str) -> Iterator[None]:
-        label = f"integration {self.title!r}"
         try:
             yield
-        except errors.CorralError:
-            raise
-        except base.OutOfScope as exc:
-            raise errors.OutOfScope(f"{what}: {exc}") from None
-        except base.BucketNotFound as exc:
-            raise errors.ObjectMissing(f"{what}: the bucket of {label} does not exist ({exc})") from None
-        except FileNotFoundError as exc:
-            raise errors.ObjectMissing(f"{what}: not found ({exc})") from None
-        except base.CredentialsMissing as exc:
-            raise errors.AccessDenied(f"{what}: {label} has no usable credentials ({exc})") from None
-        except base.CredentialsRejected as exc:
-            raise errors.AccessDenied(
-                f"{what}: the store rejected the credentials of {label} ({exc})"
-            ) from None
-        except PermissionError as exc:
-            raise errors.AccessDenied(f"{what}: access denied for {label} ({exc})") from None
-        except TimeoutError as exc:
-            raise errors.StorageTimeout(f"{what}: the store did not answer in time ({exc})") from None
-        except ConnectionError as exc:
-            raise errors.StorageError(f"{what}: the store could not be reached ({exc})") from None
-        except base.UnsupportedOperation as exc:
-            raise errors.InvalidInput(f"{what}: {exc}") from None
-        except OSError as exc:
-            raise errors.StorageError(f"{what}: {exc}") from None
+        except (base.OutOfScope, OSError) as exc:
+            raise translate(exc, what, f"integration {self.title!r}") from None
 
     # -- the strict client-only rule -------------------------------------------------
 

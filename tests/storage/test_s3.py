@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import logging
 import socket
 import time
@@ -29,7 +28,7 @@ from corral.storage.base import (
 )
 from corral.storage.options import S3Options
 from corral.storage.s3 import S3Storage, open_storage
-from tests.services import BIN, MotoServer, Service, free_port
+from tests.services import IamMoto, MotoServer, free_port
 from tests.storage.conformance import StorageConformance
 
 ROLE = "arn:aws:iam::123456789012:role/corral-reader"
@@ -345,38 +344,6 @@ class TestAmbient:
 
 
 # -- IAM-enforcing moto: rejected and denied ---------------------------------------------------------
-
-
-class IamMoto:
-    def __init__(self, url: str, bucket: str, reader_key: tuple[str, str]) -> None:
-        self.server = MotoServer(url)
-        self.url, self.bucket, self.reader_key = url, bucket, reader_key
-
-
-@pytest.fixture(scope="module")
-def iam_moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[IamMoto]:
-    """A second moto server: set up without auth, then IAM authentication switched on for everything."""
-    port = free_port()
-    log = tmp_path_factory.mktemp("moto-iam") / "moto.log"
-    svc = Service("moto_server (IAM auth)", [str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)], log,
-                  env={"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"})
-    url = f"http://127.0.0.1:{port}"
-    try:
-        svc.wait_ready(lambda: httpx.get(f"{url}/moto-api/", timeout=2).status_code == 200)
-        admin = MotoServer(url)
-        bucket = admin.new_bucket()
-        admin.client().put_object(Bucket=bucket, Key="secret.txt", Body=b"classified")
-        iam = admin.client("iam")
-        iam.create_user(UserName="reader")
-        policy = {"Version": "2012-10-17", "Statement": [
-            {"Effect": "Allow", "Action": "s3:ListBucket", "Resource": f"arn:aws:s3:::{bucket}"}]}
-        iam.put_user_policy(UserName="reader", PolicyName="list-only", PolicyDocument=json.dumps(policy))
-        key = iam.create_access_key(UserName="reader")["AccessKey"]
-        response = httpx.post(f"{url}/moto-api/reset-auth", content=b"0", timeout=10)
-        assert response.status_code == 200, response.text
-        yield IamMoto(url, bucket, (key["AccessKeyId"], key["SecretAccessKey"]))
-    finally:
-        svc.stop()
 
 
 class TestIamEnforced:

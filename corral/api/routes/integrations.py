@@ -146,7 +146,13 @@ async def check_integration(
     ctx: Ctx, principal: CurrentPrincipal, ref: str, origin: Origin = None
 ) -> CheckReportPublic:
     web_origin = origin or ctx.settings.public_origin
-    report = await _with_storage(ctx, principal, ref, lambda sc: integration_check.check(sc, web_origin))
+
+    def prepare() -> Callable[[], integration_check.CheckReport]:
+        with ctx.db.read() as s:
+            return integrations.check(s, ctx.settings, principal.org_id, ref, web_origin)
+
+    run = await run_in_threadpool(prepare)
+    report = await run_in_threadpool(run)
     return CheckReportPublic(**report.as_dict())
 
 
