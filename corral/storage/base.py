@@ -116,6 +116,8 @@ class StorageContext:
 class Capabilities:
     #: The store has CORS rules corral can read and write (a local directory has none).
     cors_configurable: bool = True
+    #: Signed URLs honour suffix ranges (``Range: bytes=-N``).  Azure Blob has only ``N-`` and ``N-M``.
+    suffix_ranges: bool = True
 
 
 @runtime_checkable
