@@ -52,10 +52,9 @@ def _scoped(options: ProviderOptions) -> ScopedStorage:
 def _baselines(n: int) -> dict[str, tuple[ProviderOptions, Callable[[str], str], Callable[[int], str]]]:
     import boto3
     from azure.storage.blob import BlobSasPermissions, generate_blob_sas
+    from botocore.config import Config
     from google.cloud import storage as gcs
     from google.oauth2 import service_account
-
-    from botocore.config import Config
 
     # SigV4, as corral signs (boto3's bare default for presigned GETs is the legacy SigV2).
     s3 = boto3.client("s3", region_name="eu-west-1", aws_access_key_id="AKIABENCH",
@@ -72,7 +71,8 @@ def _baselines(n: int) -> dict[str, tuple[ProviderOptions, Callable[[str], str],
         return f"https://acct.blob.core.windows.net/media/{key}?{sas}"
 
     return {
-        "s3": (S3Options(bucket="media", region="eu-west-1", access_key_id="AKIABENCH", secret_access_key="secret"),
+        "s3": (S3Options(bucket="media", region="eu-west-1", access_key_id="AKIABENCH",
+                         secret_access_key="secret"),
                lambda k: s3.generate_presigned_url("get_object", Params={"Bucket": "media", "Key": k},
                                                    ExpiresIn=3600),
                lambda i: f"https://media.s3.eu-west-1.amazonaws.com/frames/{i:07d}%20cam.jpg"),
@@ -98,7 +98,8 @@ def _rate(fn: Callable[[int], object], n: int, repeat: int) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--urls", type=int, default=5000)
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
