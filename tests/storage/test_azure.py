@@ -268,7 +268,7 @@ def test_unresponsive_store_times_out(azurite: Azurite) -> None:
             started = time.monotonic()
             with pytest.raises(StorageTimeout) as timed_out:
                 call()
-            assert 1 <= time.monotonic() - started < 5  # two attempts of 0.5 s, 1 s apart
+            assert 1 <= time.monotonic() - started < 10  # two attempts of 0.5 s, 1 s apart
             assert isinstance(timed_out.value, TimeoutError) and "read timeout 0.5 s" in str(timed_out.value)
 
 
@@ -280,7 +280,7 @@ def test_unreachable_store_is_a_connection_error(azurite: Azurite) -> None:
     started = time.monotonic()
     with pytest.raises(ConnectionError):
         s.stat("x")
-    assert time.monotonic() - started < 5
+    assert time.monotonic() - started < 10
 
 
 # -- CORS (account-wide) -------------------------------------------------------------------

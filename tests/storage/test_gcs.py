@@ -420,7 +420,7 @@ def test_silent_store_times_out(black_hole: str, sa_json: str) -> None:
         started = time.monotonic()
         with pytest.raises(StorageTimeout, match="gs://bucket"):
             call()
-        assert time.monotonic() - started < 3
+        assert time.monotonic() - started < 8  # the default read timeout is 60 s
 
 
 def test_silent_token_endpoint_times_out(black_hole: str, gcs_emulator: GcsEmulator,
@@ -430,7 +430,7 @@ def test_silent_token_endpoint_times_out(black_hole: str, gcs_emulator: GcsEmula
     started = time.monotonic()
     with pytest.raises(StorageTimeout, match="token endpoint"):
         store.stat("k")
-    assert time.monotonic() - started < 3
+    assert time.monotonic() - started < 8  # the default read timeout is 60 s
 
 
 def test_unreachable_store_is_connection_error(sa_json: str) -> None:

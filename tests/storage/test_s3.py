@@ -145,11 +145,17 @@ class TestSigning:
          "https://s3.eu-west-1.amazonaws.com/media-bucket/dir/k.jpg?"),
         ({"region": "eu-west-1"}, "https://media-bucket.s3.eu-west-1.amazonaws.com/dir/k.jpg?"),
     ])
-    def test_url_shapes(self, kw: dict[str, Any], prefix: str) -> None:
+    def test_url_shapes(self, kw: dict[str, Any], prefix: str, monkeypatch: pytest.MonkeyPatch) -> None:
         st = offline(**kw)
-        started = time.monotonic()
+
+        def no_network(*args: Any, **kwargs: Any) -> Any:
+            raise AssertionError(f"signing touched the network: {args!r}")
+
+        # Signing is pure computation: no name lookup, no connection.
+        monkeypatch.setattr(socket, "getaddrinfo", no_network)
+        monkeypatch.setattr(socket.socket, "connect", no_network)
         url = st.sign_get("dir/k.jpg", 300)
-        assert time.monotonic() - started < 0.4  # no request to the (unreachable) store
+        monkeypatch.undo()
         assert url.startswith(prefix), url
         assert sigv4_check(url, SECRET)
         assert query(url)["X-Amz-Credential"].split("/")[2] == kw.get("region", "us-east-1")
@@ -404,7 +410,7 @@ def test_silent_store_times_out_fast(silent_endpoint: str) -> None:
     with pytest.raises(StorageTimeout, match="stat of s3://b/k.*timed out") as exc_info:
         st.stat("k")
     assert isinstance(exc_info.value, TimeoutError)
-    assert time.monotonic() - started < 4
+    assert time.monotonic() - started < 8  # the default read timeout is 60 s
     with pytest.raises(StorageTimeout):
         list(st.iter_prefix())
 
@@ -415,7 +421,7 @@ def test_unreachable_store_is_connection_error() -> None:
     started = time.monotonic()
     with pytest.raises(ConnectionError, match="read of s3://b/k.*could not reach"):
         st.read("k")
-    assert time.monotonic() - started < 4
+    assert time.monotonic() - started < 8  # the default read timeout is 60 s
 
 
 def test_object_info_type(s3_storage: S3Storage) -> None:
