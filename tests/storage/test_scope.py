@@ -201,3 +201,31 @@ def test_nothing_resolves_outside_the_prefix(url: str) -> None:
         assert key.startswith("raw/")
         assert all(part not in (".", "..") for part in key.split("/"))
         assert "\x00" not in key
+
+
+json_values = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=30),
+                           lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner,
+                                                                                      max_size=3), max_leaves=6)
+setting_names = st.sampled_from(["bucket", "prefix", "region", "endpoint_url", "addressing_style", "auth",
+                                 "access_key_id", "secret_access_key", "role_arn", "external_id", "account_name",
+                                 "container", "account_key", "sas_token", "tenant_id", "client_id",
+                                 "client_secret", "service_account_json", "project", "root", "junk"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(provider=st.sampled_from(["s3", "azure", "gcs", "local", "nope", ""]),
+       values=st.dictionaries(setting_names, json_values, max_size=6))
+def test_settings_parser_only_ever_raises_validation_failed(provider: str, values: dict[str, object]) -> None:
+    from corral.core.integrations import parse_options
+
+    try:
+        options = parse_options(provider, values)
+    except errors.ValidationFailed as exc:
+        assert exc.status == 400 and exc.details
+        for secret in ("secret_access_key", "account_key", "sas_token", "client_secret"):
+            value = values.get(secret)
+            if isinstance(value, str) and len(value) > 6:
+                assert value not in exc.message  # inputs are never echoed back
+        return
+    assert options.provider == provider
+    assert set(options.public()).isdisjoint(options.secret_fields)
