@@ -196,7 +196,8 @@ def update(
     require_admin(principal, "change")
     row = _row(s, principal.org_id, ref)
     new_title = _check_title_and_ttl(
-        title if title is not None else row.title, signed_url_ttl_seconds or row.signed_url_ttl_seconds
+        title if title is not None else row.title,
+        signed_url_ttl_seconds if signed_url_ttl_seconds is not None else row.signed_url_ttl_seconds,
     )
     if new_title != row.title and s.scalar(
         select(Integration.id).where(Integration.org_id == principal.org_id, Integration.title == new_title)

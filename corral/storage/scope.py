@@ -42,7 +42,8 @@ def translate(exc: OSError | ValueError, what: str, label: str) -> errors.Corral
         return errors.StorageTimeout(f"{what}: the store did not answer in time ({exc})")
     if isinstance(exc, ConnectionError):
         return errors.StorageError(f"{what}: the store could not be reached ({exc})")
-    if isinstance(exc, base.UnsupportedOperation):
+    if isinstance(exc, (base.UnsupportedOperation, ValueError)):
+        # The store cannot do this with these arguments (a TTL beyond its limit, too many CORS rules).
         return errors.InvalidInput(f"{what}: {exc}")
     return errors.StorageError(f"{what}: {exc}")
 
@@ -107,7 +108,7 @@ class ScopedStorage:
     def _errors(self, what: str) -> Iterator[None]:
         try:
             yield
-        except (base.OutOfScope, OSError) as exc:
+        except (ValueError, OSError) as exc:
             raise translate(exc, what, f"integration {self.title!r}") from None
 
     # -- the strict client-only rule -------------------------------------------------

@@ -250,3 +250,18 @@ def test_azure_check_cors_missing_container_and_wrong_key(client, make_user, azu
     wrong = create(client, alice, "azure", azure_settings(azurite, container, account_key=bad_key), title="wrong")
     got = steps(check(client, alice, wrong))
     assert got["credentials"][0] == "failed" and "rejected the credentials" in got["credentials"][1]
+
+
+def test_azure_cors_apply_when_the_account_is_full_is_400(client, make_user, azurite: Azurite) -> None:  # type: ignore[no-untyped-def]
+    from azure.storage.blob import CorsRule as AzureCorsRule
+
+    alice = make_user("alice@x.io")
+    iid = create(client, alice, "azure", azure_settings(azurite, azurite.new_container()))
+    full = [AzureCorsRule([f"https://app{i}.example"], ["GET"]) for i in range(5)]
+    azurite.service().set_service_properties(cors=full)
+    try:
+        r = client.post(f"/api/v1/integrations/{iid}/cors", params={"origin": ORIGIN}, headers=alice.bearer)
+        assert r.status_code == 400, r.text
+        assert r.json()["code"] == "invalid_input" and "5" in r.json()["message"]
+    finally:
+        azurite.service().set_service_properties(cors=[])

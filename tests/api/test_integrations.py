@@ -205,3 +205,17 @@ def test_sdk_get_cloud_integrations(live_server, make_user, tmp_path) -> None:  
     assert [(i.title, i.id) for i in only_beta] == [("beta", ids["beta"])]
     by_id = sdk.get_cloud_integrations(filter_integration_uuids=[ids["alpha"]])
     assert [i.title for i in by_id] == ["alpha"]
+
+
+def test_update_validates_like_create(client, make_user, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    alice = make_user("alice@x.io")
+    iid = client.post("/api/v1/integrations", json=local_body(tmp_path), headers=alice.bearer).json()["id"]
+    for body, field in [({"signed_url_ttl_seconds": 0}, "signed_url_ttl_seconds"),
+                        ({"signed_url_ttl_seconds": 10**9}, "signed_url_ttl_seconds"),
+                        ({"title": "  "}, "title"), ({"strict_client_only": True}, "strict_client_only"),
+                        ({"settings": {"root": "relative"}}, "root")]:
+        r = client.patch(f"/api/v1/integrations/{iid}", json=body, headers=alice.bearer)
+        assert r.status_code == 400, (body, r.text)
+        assert field in [e.get("field") for e in r.json()["errors"]], r.json()
+    after = client.get(f"/api/v1/integrations/{iid}", headers=alice.bearer).json()
+    assert after["signed_url_ttl_seconds"] == 3600 and after["title"] == "local"
