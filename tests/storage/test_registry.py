@@ -16,7 +16,7 @@ from corral.storage.options import AzureOptions, GcsOptions, LocalOptions, S3Opt
     ("s3", "botocore", "s3", S3Options(bucket="b", access_key_id="a", secret_access_key="s")),
     ("azure", "azure.storage.blob", "azure", AzureOptions(account_name="acct", container="media",
                                                           account_key="a2V5")),
-    ("gcs", "google.cloud.storage", "gcs", GcsOptions(bucket="b")),
+    ("gcs", "google.cloud", "gcs", GcsOptions(bucket="b")),
 ])
 def test_missing_sdk_says_which_extra_to_install(monkeypatch, provider, sdk, extra, options) -> None:  # type: ignore[no-untyped-def]
     monkeypatch.delitem(sys.modules, f"corral.storage.{provider}", raising=False)
