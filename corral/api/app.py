@@ -13,7 +13,17 @@ from corral._version import __version__
 from corral.api.deps import AppContext
 from corral.api.errors import install_error_handlers
 from corral.api.middleware import RequestLogMiddleware
-from corral.api.routes import encord_rpc, encord_v2, health, integrations, jobs, local_media, me
+from corral.api.routes import (
+    encord_metadata,
+    encord_rpc,
+    encord_v2,
+    health,
+    integrations,
+    jobs,
+    local_media,
+    me,
+    metadata_schema,
+)
 from corral.db import migrate
 from corral.db.engine import Database, create_database
 from corral.errors import ConfigurationError
@@ -83,6 +93,7 @@ def create_app(
     install_error_handlers(app)
     app.add_middleware(RequestLogMiddleware)
     for router in (health.router, me.router, jobs.router, integrations.router, local_media.router,
-                   encord_v2.router, integrations.v2_router, encord_rpc.router):
+                   metadata_schema.router,
+                   encord_v2.router, integrations.v2_router, encord_metadata.router, encord_rpc.router):
         app.include_router(router)
     return app

@@ -1,0 +1,80 @@
+"""The Encord SDK's metadata-schema routes, over the same versioned schema as the native API.
+
+The SDK saves with read-modify-write and knows nothing of corral's extensions (``required``,
+``strict_metadata``), so a save through these routes keeps the current values of those.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body
+from starlette.concurrency import run_in_threadpool
+
+from corral.api.deps import Ctx, CurrentPrincipal
+from corral.core.identity import Principal
+from corral.core.metadata import schema as model
+from corral.core.metadata import service
+from corral.core.metadata.service import SchemaState
+
+router = APIRouter(prefix="/v2/public/organisation", tags=["encord-compatible"])
+
+
+def _keep_extensions(new: model.Schema, current: model.Schema) -> model.Schema:
+    entries = {}
+    for key, entry in new.entries.items():
+        old = current.entries.get(key)
+        keep = old is not None and old.required and entry.live and entry.same_type(old)
+        entries[key] = dataclasses.replace(entry, required=True) if keep else entry
+    return model.Schema(entries, current.strict_metadata)
+
+
+def _save(ctx: Ctx, principal: Principal, parse: Any) -> None:
+    def write() -> None:
+        with ctx.db.write() as s:
+            now = service.current(s, principal.org_id)
+            service.save(s, principal, _keep_extensions(parse(now.schema), now.schema))
+
+    return write()
+
+
+def _read(ctx: Ctx, principal: Principal) -> SchemaState:
+    with ctx.db.read() as s:
+        return service.current(s, principal.org_id)
+
+
+@router.get("/client-metadata-schema-v2", summary="The metadata schema (SDK metadata_schema())")
+async def get_v2(ctx: Ctx, principal: CurrentPrincipal) -> dict[str, Any] | None:
+    state = await run_in_threadpool(_read, ctx, principal)
+    return model.to_encord(state.schema) if state.version else None
+
+
+@router.post("/client-metadata-schema-v2", summary="Replace the metadata schema (SDK MetadataSchema.save())")
+async def post_v2(ctx: Ctx, principal: CurrentPrincipal, document: Annotated[dict[str, Any], Body()]) -> None:
+    await run_in_threadpool(_save, ctx, principal, lambda current: model.from_encord(document))
+
+
+@router.get("/client-metadata-schema", summary="The flat legacy schema (SDK get_client_metadata_schema())")
+async def get_legacy(ctx: Ctx, principal: CurrentPrincipal) -> dict[str, Any] | None:
+    state = await run_in_threadpool(_read, ctx, principal)
+    if not state.version:
+        return None
+    stamp = state.updated_at.isoformat() if state.updated_at else None
+    return {
+        "uuid": str(principal.org_id),
+        "metadataSchema": model.to_legacy(state.schema),
+        "organisationId": principal.org_id.int % 2**31,
+        "createdAt": stamp,
+        "updatedAt": stamp,
+    }
+
+
+@router.post(
+    "/client-metadata-schema",
+    summary="Replace the schema from the flat legacy form (SDK set_client_metadata_schema_from_dict())",
+)
+async def post_legacy(
+    ctx: Ctx, principal: CurrentPrincipal, document: Annotated[dict[str, Any], Body()]
+) -> None:
+    await run_in_threadpool(_save, ctx, principal, lambda current: model.from_legacy(document, current))

@@ -1,0 +1,423 @@
+"""The metadata schema model, and its three wire forms.
+
+An organisation's schema maps keys to ``Entry`` objects.  An entry has a ``kind`` (boolean,
+datetime, number, uuid, varchar, text, enum, embedding, geospatial, user), the kind's
+parameters, an optional ``required`` flag, and a deletion state: live, soft-deleted (a
+tombstone that keeps the definition, so it can be restored) or hard-deleted (a tombstone
+with nothing left; the name may later be reused with any type).
+
+Wire forms:
+
+* **native** (``/api/v1/metadata-schema``)::
+
+      {"strict_metadata": false,
+       "keys": {"camera": {"type": "varchar", "max_length": 200, "required": true},
+                "weather": {"type": "enum", "values": ["rain", "snow"]},
+                "clip": {"type": "embedding", "size": 512},
+                "old": {"type": "text", "deleted": "soft"},
+                "gone": {"deleted": "hard"}}}
+
+* **encord** (the SDK's ``client-metadata-schema-v2``): ``{key: {"ty": ...}}`` with
+  ``variant``/``hint`` scalars and ``tombstone``/``deleted_ty`` deletions.
+* **legacy** (the SDK's deprecated flat form): ``{key: "datetime" | "string" | "enum" | ...}``.
+
+Aliases are normalised on input: ``string`` → varchar, ``long_string`` → text.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
+
+from corral.errors import ErrorDetail, ValidationFailed
+
+Kind = Literal[
+    "boolean", "datetime", "number", "uuid", "varchar", "text", "enum", "embedding", "geospatial", "user"
+]
+SCALARS: frozenset[str] = frozenset({"boolean", "datetime", "number", "uuid", "varchar", "text"})
+KINDS: frozenset[str] = SCALARS | {"enum", "embedding", "geospatial", "user"}
+ALIASES = {"string": "varchar", "long_string": "text"}
+VARCHAR_MAX = 8192
+ENUM_MAX = 256
+EMBEDDING_MAX = 4096
+MAX_KEYS = 10_000
+MAX_KEY_LENGTH = 256
+Deleted = Literal["soft", "hard"] | None
+
+
+def key_problem(key: object) -> str | None:
+    """Why ``key`` is not a valid metadata key, or None.  The same rule as the Encord SDK's."""
+    if not isinstance(key, str):
+        return "keys must be strings"
+    if key == "":
+        return "keys must not be empty"
+    if key.startswith("$"):
+        return "keys must not start with '$'"
+    if len(key) > MAX_KEY_LENGTH:
+        return f"keys are at most {MAX_KEY_LENGTH} characters"
+    core = key.replace("-", "").replace("_", "").replace(" ", "").replace(".", "")
+    if core == "":
+        return "keys need at least one letter or digit"
+    if core == "keyframes":
+        return "'keyframes' is reserved"
+    if not core.isalnum():
+        bad = sorted({c for c in core if not c.isalnum()})
+        return (
+            f"keys may hold only letters, digits, spaces, '-', '_' and '.' (not {', '.join(map(repr, bad))})"
+        )
+    return None
+
+
+@dataclass(frozen=True)
+class Entry:
+    kind: str | None  # None only for a hard-deleted key
+    max_length: int | None = None  # varchar
+    values: tuple[str, ...] = ()  # enum, sorted and unique
+    size: int | None = None  # embedding
+    number_format: Literal["F32", "F64"] = "F64"  # number
+    api: dict[str, Any] | None = None  # embedding: the SDK's embedding-API settings, kept as given
+    required: bool = False
+    deleted: Deleted = None
+
+    @property
+    def live(self) -> bool:
+        return self.deleted is None
+
+    def definition(self) -> Entry:
+        """The type without the deletion state or flags (what a tombstone preserves)."""
+        return replace(self, deleted=None, required=False)
+
+    def same_type(self, other: Entry) -> bool:
+        a, b = self.definition(), other.definition()
+        return (a.kind, a.max_length, a.size, a.number_format) == (
+            b.kind,
+            b.max_length,
+            b.size,
+            b.number_format,
+        )
+
+    def describe(self) -> str:
+        if self.kind is None:
+            return "hard-deleted"
+        if self.kind == "varchar" and self.max_length not in (None, VARCHAR_MAX):
+            return f"varchar(max_length={self.max_length})"
+        if self.kind == "enum":
+            return f"enum({', '.join(self.values)})"
+        if self.kind == "embedding":
+            return f"embedding(size={self.size})"
+        return self.kind
+
+
+@dataclass(frozen=True)
+class Schema:
+    entries: dict[str, Entry] = field(default_factory=dict)
+    strict_metadata: bool = False
+
+    def live(self) -> dict[str, Entry]:
+        return {k: e for k, e in self.entries.items() if e.live}
+
+
+class _Problems:
+    """Collects every problem in a document, so one error lists them all."""
+
+    def __init__(self) -> None:
+        self.details: list[ErrorDetail] = []
+
+    def add(self, field: str, message: str) -> None:
+        self.details.append(ErrorDetail(message, field=field))
+
+    def raise_if_any(self, what: str) -> None:
+        if self.details:
+            summary = "; ".join(f"{d.field}: {d.message}" for d in self.details[:20])
+            more = f" (and {len(self.details) - 20} more)" if len(self.details) > 20 else ""
+            raise ValidationFailed(f"invalid {what}: {summary}{more}", details=self.details)
+
+
+def _kind(raw: object, where: str, problems: _Problems) -> str | None:
+    if not isinstance(raw, str):
+        problems.add(where, f"expected a type name, got {raw!r}")
+        return None
+    kind = ALIASES.get(raw, raw)
+    if kind not in KINDS:
+        problems.add(
+            where, f"unknown type {raw!r}; expected one of {', '.join(sorted(KINDS | set(ALIASES)))}"
+        )
+        return None
+    return kind
+
+
+def _int(raw: object, lo: int, hi: int, where: str, problems: _Problems) -> int | None:
+    if not isinstance(raw, int) or isinstance(raw, bool) or not lo <= raw <= hi:
+        problems.add(where, f"expected an integer from {lo} to {hi}, got {raw!r}")
+        return None
+    return raw
+
+
+def _enum_values(raw: object, where: str, problems: _Problems) -> tuple[str, ...]:
+    if not isinstance(raw, list) or not raw:
+        problems.add(where, "an enum needs a non-empty list of string options")
+        return ()
+    bad = [v for v in raw if not isinstance(v, str) or v == ""]
+    if bad:
+        problems.add(where, f"enum options must be non-empty strings, not {bad[0]!r}")
+        return ()
+    values = tuple(sorted(set(raw)))
+    if len(values) > ENUM_MAX:
+        problems.add(where, f"an enum has at most {ENUM_MAX} options, not {len(values)}")
+    return values
+
+
+def _definition(kind: str, params: Mapping[str, Any], where: str, problems: _Problems) -> Entry:
+    """Build an entry of ``kind`` from its parameters (native names)."""
+    entry = Entry(kind=kind)
+    if kind == "varchar" and params.get("max_length") is not None:
+        max_length = _int(params["max_length"], 0, VARCHAR_MAX, f"{where}.max_length", problems)
+        entry = replace(entry, max_length=max_length)
+    elif kind == "enum":
+        entry = replace(entry, values=_enum_values(params.get("values"), f"{where}.values", problems))
+    elif kind == "embedding":
+        size = _int(params.get("size"), 1, EMBEDDING_MAX, f"{where}.size", problems)
+        api = params.get("api")
+        if api is not None and not isinstance(api, dict):
+            problems.add(f"{where}.api", "expected an object or null")
+            api = None
+        entry = replace(entry, size=size, api=api)
+    elif kind == "number" and params.get("format") is not None:
+        if params["format"] not in ("F32", "F64"):
+            problems.add(f"{where}.format", f"expected F32 or F64, got {params['format']!r}")
+        else:
+            entry = replace(entry, number_format=params["format"])
+    return entry
+
+
+# -- native ------------------------------------------------------------------------------------
+
+_NATIVE_FIELDS = {"type", "max_length", "values", "size", "format", "api", "required", "deleted"}
+
+
+def _native_entry(raw: object, where: str, problems: _Problems) -> Entry | None:
+    if not isinstance(raw, dict):
+        problems.add(where, f'expected an object like {{"type": "varchar"}}, got {raw!r}')
+        return None
+    unknown = sorted(set(raw) - _NATIVE_FIELDS)
+    if unknown:
+        problems.add(
+            where, f"unknown field(s) {', '.join(unknown)}; expected {', '.join(sorted(_NATIVE_FIELDS))}"
+        )
+    deleted = raw.get("deleted")
+    if deleted not in (None, "soft", "hard"):
+        problems.add(f"{where}.deleted", f'expected "soft" or "hard", got {deleted!r}')
+        return None
+    if deleted == "hard":
+        return Entry(kind=None, deleted="hard")
+    kind = _kind(raw.get("type"), f"{where}.type", problems)
+    if kind is None:
+        return None
+    required = raw.get("required", False)
+    if not isinstance(required, bool):
+        problems.add(f"{where}.required", f"expected true or false, got {required!r}")
+        required = False
+    entry = _definition(kind, raw, where, problems)
+    return replace(entry, required=required and deleted is None, deleted=deleted)
+
+
+def from_native(doc: object) -> Schema:
+    problems = _Problems()
+    if not isinstance(doc, dict):
+        raise ValidationFailed(
+            'a metadata schema is a JSON object with "keys"',
+            details=[ErrorDetail("expected an object", field="schema")],
+        )
+    unknown = sorted(set(doc) - {"keys", "strict_metadata", "version"})
+    if unknown:
+        problems.add("schema", f"unknown field(s) {', '.join(unknown)}; expected keys, strict_metadata")
+    strict = doc.get("strict_metadata", False)
+    if not isinstance(strict, bool):
+        problems.add("strict_metadata", f"expected true or false, got {strict!r}")
+        strict = False
+    keys = doc.get("keys", {})
+    if not isinstance(keys, dict):
+        problems.add("keys", "expected an object mapping each key to its definition")
+        keys = {}
+    entries = _entries(keys, problems, _native_entry)
+    problems.raise_if_any("metadata schema")
+    return Schema(entries, strict)
+
+
+def _entries(raw: dict[str, Any], problems: _Problems, parse: Any) -> dict[str, Entry]:
+    if len(raw) > MAX_KEYS:
+        problems.add("keys", f"a schema has at most {MAX_KEYS} keys, not {len(raw)}")
+        return {}
+    entries: dict[str, Entry] = {}
+    for key in sorted(raw):
+        why = key_problem(key)
+        if why:
+            problems.add(f"keys.{key}", f"invalid key {key!r}: {why}")
+            continue
+        entry = parse(raw[key], f"keys.{key}", problems)
+        if entry is not None:
+            entries[key] = entry
+    return entries
+
+
+def to_native(schema: Schema) -> dict[str, Any]:
+    keys: dict[str, Any] = {}
+    for key in sorted(schema.entries):
+        e = schema.entries[key]
+        if e.kind is None:
+            keys[key] = {"deleted": "hard"}
+            continue
+        out: dict[str, Any] = {"type": e.kind}
+        if e.kind == "varchar" and e.max_length is not None:
+            out["max_length"] = e.max_length
+        if e.kind == "enum":
+            out["values"] = list(e.values)
+        if e.kind == "embedding":
+            out["size"] = e.size
+            if e.api is not None:
+                out["api"] = e.api
+        if e.kind == "number" and e.number_format != "F64":
+            out["format"] = e.number_format
+        if e.required:
+            out["required"] = True
+        if e.deleted:
+            out["deleted"] = e.deleted
+        keys[key] = out
+    return {"strict_metadata": schema.strict_metadata, "keys": keys}
+
+
+# -- encord (SDK v2) -------------------------------------------------------------------------------
+
+_HINTS = {"number", "varchar", "text", "boolean", "datetime", "uuid", "string", "long_string"}
+
+
+def _encord_definition(raw: object, where: str, problems: _Problems) -> Entry | None:
+    if not isinstance(raw, dict) or "ty" not in raw:
+        problems.add(where, f'expected an object with a "ty" tag, got {raw!r}')
+        return None
+    ty = raw["ty"]
+    if ty == "variant":
+        hint = raw.get("hint")
+        if hint not in _HINTS:
+            problems.add(f"{where}.hint", f"expected one of {', '.join(sorted(_HINTS))}, got {hint!r}")
+            return None
+        return Entry(kind=ALIASES.get(hint, hint))
+    if ty == "datetime" and raw.get("timezone", "UTC") != "UTC":
+        problems.add(f"{where}.timezone", 'only "UTC" is supported')
+    if ty in KINDS:
+        return _definition(ty, raw, where, problems)
+    problems.add(f"{where}.ty", f"unknown type tag {ty!r}")
+    return None
+
+
+def _encord_entry(raw: object, where: str, problems: _Problems) -> Entry | None:
+    if isinstance(raw, dict) and raw.get("ty") == "tombstone":
+        deleted_ty = raw.get("deleted_ty")
+        if deleted_ty is None:
+            return Entry(kind=None, deleted="hard")
+        inner = _encord_definition(deleted_ty, f"{where}.deleted_ty", problems)
+        return replace(inner, deleted="soft") if inner is not None else None
+    return _encord_definition(raw, where, problems)
+
+
+def from_encord(doc: object) -> Schema:
+    problems = _Problems()
+    if not isinstance(doc, dict):
+        raise ValidationFailed(
+            "the schema must be a JSON object mapping keys to types",
+            details=[ErrorDetail("expected an object", field="schema")],
+        )
+    entries = _entries(doc, problems, _encord_entry)
+    problems.raise_if_any("metadata schema")
+    return Schema(entries)
+
+
+def _encord_type(e: Entry) -> dict[str, Any]:
+    if (
+        e.kind in SCALARS
+        and not (e.kind == "varchar" and e.max_length not in (None, VARCHAR_MAX))
+        and not (e.kind == "number" and e.number_format != "F64")
+    ):
+        return {"ty": "variant", "hint": e.kind}
+    if e.kind == "varchar":
+        return {"ty": "varchar", "max_length": e.max_length}
+    if e.kind == "number":
+        return {"ty": "number", "format": e.number_format}
+    if e.kind == "enum":
+        return {"ty": "enum", "values": list(e.values)}
+    if e.kind == "embedding":
+        return {"ty": "embedding", "size": e.size, "api": e.api}
+    return {"ty": str(e.kind)}
+
+
+def to_encord(schema: Schema) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key in sorted(schema.entries):
+        e = schema.entries[key]
+        if e.kind is None:
+            out[key] = {"ty": "tombstone", "deleted_ty": None}
+        elif e.deleted == "soft":
+            out[key] = {"ty": "tombstone", "deleted_ty": _encord_type(e)}
+        else:
+            out[key] = _encord_type(e)
+    return out
+
+
+# -- legacy (SDK's deprecated flat form) --------------------------------------------------------------
+
+LEGACY_TYPES = {"number", "string", "boolean", "datetime", "geospatial", "enum", "embedding", "long_string"}
+
+
+def from_legacy(doc: object, current: Schema) -> Schema:
+    """A flat ``{key: type}`` document.  Enum options and embedding sizes are not part of this
+    form, so existing enum and embedding keys keep theirs; new ones cannot be created here."""
+    problems = _Problems()
+    if not isinstance(doc, dict):
+        raise ValidationFailed(
+            "the legacy schema is a JSON object mapping keys to type names",
+            details=[ErrorDetail("expected an object", field="schema")],
+        )
+
+    def parse(raw: object, where: str, problems: _Problems) -> Entry | None:
+        if raw not in LEGACY_TYPES:
+            problems.add(where, f"expected one of {', '.join(sorted(LEGACY_TYPES))}, got {raw!r}")
+            return None
+        kind = ALIASES.get(str(raw), str(raw))
+        existing = current.entries.get(where.removeprefix("keys."))
+        if kind in ("enum", "embedding"):
+            if existing is not None and existing.live and existing.kind == kind:
+                return existing
+            problems.add(
+                where,
+                f"a new {kind} needs its {'options' if kind == 'enum' else 'size'}: "
+                "use the metadata schema v2 form",
+            )
+            return None
+        if existing is not None and existing.live and existing.kind == kind:
+            return existing
+        return Entry(kind=kind)
+
+    entries = _entries(doc, problems, parse)
+    problems.raise_if_any("legacy metadata schema")
+    # Keys the flat form leaves out are deleted softly, never dropped.
+    for key, entry in current.entries.items():
+        if key not in entries:
+            entries[key] = entry if not entry.live else replace(entry, deleted="soft", required=False)
+    return Schema(entries, current.strict_metadata)
+
+
+def to_legacy(schema: Schema) -> dict[str, str]:
+    names = {"varchar": "string", "text": "long_string", "uuid": "string", "user": "string"}
+    return {k: names.get(str(e.kind), str(e.kind)) for k, e in sorted(schema.live().items())}
+
+
+def parse_any(doc: object, current: Schema) -> Schema:
+    """Native (``{"keys": ...}``), Encord (``{key: {"ty": ...}}``) or legacy (``{key: "type"}``)."""
+    if isinstance(doc, dict) and ("keys" in doc or "strict_metadata" in doc or not doc):
+        return from_native(doc)
+    if isinstance(doc, dict) and all(isinstance(v, dict) and "ty" in v for v in doc.values()):
+        return from_encord(doc)
+    if isinstance(doc, dict) and all(isinstance(v, str) for v in doc.values()):
+        return from_legacy(doc, current)
+    return from_native(doc)

@@ -1,0 +1,158 @@
+"""The organisation's metadata schema in the database: current version, history, validators.
+
+Every accepted change is a new version (who, when, the diff, the whole document).  Replacing is
+a read-modify-write under the row lock (``BEGIN IMMEDIATE`` on SQLite, ``FOR UPDATE`` on
+PostgreSQL); a caller that read version N can pass it as ``base_version`` and gets a 409 if
+someone else saved in between.  Saving a schema identical to the current one adds no version.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections import OrderedDict
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from corral import errors
+from corral.core.identity import Principal
+from corral.core.metadata.evolution import evolve
+from corral.core.metadata.schema import Schema, from_native, to_native
+from corral.core.metadata.validation import Validator
+from corral.db.tables import MetadataSchema, MetadataSchemaVersion, User
+
+
+@dataclass(frozen=True)
+class SchemaState:
+    version: int  # 0: the organisation has no schema yet
+    schema: Schema
+    updated_at: datetime | None = None
+    updated_by: str | None = None  # email
+
+
+@dataclass(frozen=True)
+class SaveResult:
+    state: SchemaState
+    changed: bool
+    diff: dict[str, Any]
+
+
+def _email(s: Session, user_id: uuid.UUID | None) -> str | None:
+    return s.scalar(select(User.email).where(User.id == user_id)) if user_id else None
+
+
+def current(s: Session, org_id: uuid.UUID, *, lock: bool = False) -> SchemaState:
+    query = select(MetadataSchema).where(MetadataSchema.org_id == org_id)
+    row = s.scalar(query.with_for_update() if lock else query)
+    if row is None:
+        return SchemaState(0, Schema())
+    return SchemaState(row.version, from_native(row.document), row.updated_at, _email(s, row.updated_by))
+
+
+def save(
+    s: Session, principal: Principal, new: Schema, *, base_version: int | None = None, dry_run: bool = False
+) -> SaveResult:
+    """Replace the schema with ``new`` if it is a valid evolution of the current one."""
+    if principal.role != "admin":
+        raise errors.PermissionDenied("only organisation admins may change the metadata schema")
+    now = current(s, principal.org_id, lock=True)
+    if base_version is not None and base_version != now.version:
+        raise errors.Conflict(
+            f"the metadata schema changed since version {base_version} (it is now at "
+            f"version {now.version}): read it again and reapply your change"
+        )
+    diff = evolve(now.schema, new)
+    if not diff:
+        return SaveResult(now, False, diff)
+    if dry_run:
+        return SaveResult(SchemaState(now.version + 1, new), True, diff)
+    version = now.version + 1
+    document = to_native(new)
+    row = s.get(MetadataSchema, principal.org_id)
+    if row is None:
+        s.add(
+            MetadataSchema(
+                org_id=principal.org_id, version=version, document=document, updated_by=principal.user_id
+            )
+        )
+    else:
+        row.version, row.document, row.updated_by = version, document, principal.user_id
+    s.add(
+        MetadataSchemaVersion(
+            org_id=principal.org_id,
+            version=version,
+            document=document,
+            diff=diff,
+            created_by=principal.user_id,
+        )
+    )
+    try:
+        s.flush()
+    except IntegrityError:  # a concurrent first save
+        raise errors.Conflict(
+            "the metadata schema was changed concurrently: read it again and retry"
+        ) from None
+    return SaveResult(SchemaState(version, new, updated_by=principal.email), True, diff)
+
+
+def at_version(s: Session, org_id: uuid.UUID, version: int) -> SchemaState:
+    if version == 0:
+        return SchemaState(0, Schema())
+    row = s.scalar(
+        select(MetadataSchemaVersion).where(
+            MetadataSchemaVersion.org_id == org_id, MetadataSchemaVersion.version == version
+        )
+    )
+    if row is None:
+        raise errors.NotFound(f"metadata schema version {version} not found")
+    return SchemaState(row.version, from_native(row.document), row.created_at, _email(s, row.created_by))
+
+
+@dataclass(frozen=True)
+class VersionInfo:
+    version: int
+    created_at: datetime
+    created_by: str | None
+    diff: dict[str, Any]
+
+
+def history(s: Session, org_id: uuid.UUID, *, limit: int = 100) -> list[VersionInfo]:
+    rows = s.execute(
+        select(MetadataSchemaVersion, User.email)
+        .outerjoin(User, User.id == MetadataSchemaVersion.created_by)
+        .where(MetadataSchemaVersion.org_id == org_id)
+        .order_by(MetadataSchemaVersion.version.desc())
+        .limit(limit)
+    ).all()
+    return [VersionInfo(r.version, r.created_at, email, r.diff) for r, email in rows]
+
+
+# -- validators, compiled once per schema version ------------------------------------------------
+
+_CACHE: OrderedDict[tuple[uuid.UUID, int, bool], Validator] = OrderedDict()
+_CACHE_LOCK = threading.Lock()
+_CACHE_SIZE = 256
+
+
+def validator(s: Session, org_id: uuid.UUID, *, from_text: bool = False) -> tuple[int, Validator]:
+    """The validator of the organisation's current schema (and that schema's version)."""
+    version = s.scalar(select(MetadataSchema.version).where(MetadataSchema.org_id == org_id)) or 0
+    cache_key = (org_id, version, from_text)
+    with _CACHE_LOCK:
+        found = _CACHE.get(cache_key)
+        if found is not None:
+            _CACHE.move_to_end(cache_key)
+            return version, found
+    state = current(s, org_id)
+    cache_key = (org_id, state.version, from_text)
+    compiled = Validator(state.schema, from_text=from_text)
+    with _CACHE_LOCK:
+        _CACHE[cache_key] = compiled
+        while len(_CACHE) > _CACHE_SIZE:
+            _CACHE.popitem(last=False)
+    return state.version, compiled

@@ -1,0 +1,314 @@
+"""Validate and normalise custom metadata (``clientMetadata``) against a schema.
+
+A ``Validator`` is compiled once per schema version: one small check function per key, looked
+up in a dict, so validating an item costs one call per key it carries.  Checks return the
+normalised value (datetimes as UTC ISO 8601, UUIDs lower-case and hyphenated, numbers as float,
+embeddings as lists of float) or raise ``_Bad``.  Keys the schema does not know are kept as
+given, unless the organisation has ``strict_metadata``.  ``null`` means "no value" for any key.
+
+``from_text=True`` compiles the variant for CSV cells, where every value arrives as a string:
+numbers, booleans and embeddings are parsed from text, and an empty cell means "no value".
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import uuid
+from array import array
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from corral.core.metadata.schema import Entry, Schema
+
+Check = Callable[[Any], Any]
+_ZERO = timedelta(0)
+_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\Z").match
+_TRUE = {"true", "1", "yes", "y", "t"}
+_FALSE = {"false", "0", "no", "n", "f"}
+GEOJSON_TYPES = {
+    "Point",
+    "MultiPoint",
+    "LineString",
+    "MultiLineString",
+    "Polygon",
+    "MultiPolygon",
+    "GeometryCollection",
+    "Feature",
+    "FeatureCollection",
+}
+_SKIP = object()  # an empty CSV cell: no value
+
+
+class _Bad(Exception):
+    def __init__(self, expected: str, why: str | None = None) -> None:
+        self.expected = expected
+        self.why = why
+
+
+@dataclass(frozen=True)
+class Problem:
+    key: str | None
+    value: Any
+    expected: str
+    why: str | None = None
+
+    @property
+    def message(self) -> str:
+        if self.key is None:
+            return f"clientMetadata must be a JSON object, not {_show(self.value)}"
+        if self.why:
+            return f"{self.key!r}: {self.why} (expected {self.expected})"
+        return f"{self.key!r} = {_show(self.value)} is not {self.expected}"
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, str) and len(value) > 60:
+        return f"a string of {len(value)} characters"
+    if isinstance(value, list) and len(value) > 8:
+        return f"a list of {len(value)} items"
+    text = json.dumps(value, default=str) if not isinstance(value, str) else repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def describe(problems: list[Problem]) -> str:
+    """One sentence for all of an item's problems (the caller puts the item's name in front)."""
+    if len(problems) == 1:
+        return f"invalid clientMetadata: {problems[0].message}"
+    return f"invalid clientMetadata ({len(problems)} problems): " + "; ".join(p.message for p in problems)
+
+
+# -- checks, one per kind -----------------------------------------------------------------------
+
+
+def _number(v: Any) -> float:
+    t = type(v)
+    if t is float:
+        if v - v == 0.0:  # False for inf and nan
+            return v  # type: ignore[no-any-return]
+        raise _Bad("a finite number")
+    if t is int:
+        try:
+            return float(v)
+        except OverflowError:
+            raise _Bad("a number", "too large for a 64-bit float") from None
+    raise _Bad("a number")
+
+
+def _boolean(v: Any) -> bool:
+    if v is True or v is False:
+        return v
+    raise _Bad("true or false")
+
+
+def _text(v: Any) -> str:
+    if type(v) is str:
+        return v
+    raise _Bad("a string (text)")
+
+
+def _varchar(max_length: int) -> Check:
+    expected = f"a string of at most {max_length} characters (varchar)"
+
+    def check(v: Any) -> str:
+        if type(v) is str:
+            if len(v) <= max_length:
+                return v
+            raise _Bad(expected, f"{len(v)} characters is longer than varchar allows ({max_length})")
+        raise _Bad(expected)
+
+    return check
+
+
+def _uuid(v: Any) -> str:
+    if type(v) is str:
+        if _UUID(v):
+            return v.lower()
+        try:
+            return str(uuid.UUID(v))
+        except ValueError:
+            pass
+    raise _Bad("a UUID like 123e4567-e89b-12d3-a456-426614174000")
+
+
+_CANONICAL_UTC = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{6})?(Z|\+00:00)\Z").match
+
+
+def _datetime(v: Any) -> str:
+    if type(v) is str:
+        try:
+            d = datetime.fromisoformat(v)
+        except ValueError:
+            raise _Bad("an ISO 8601 date-time like 2024-05-01T12:30:00Z") from None
+        canonical = _CANONICAL_UTC(v)
+        if canonical:  # already UTC in isoformat()'s own shape: only the suffix may differ
+            return v[:-1] + "+00:00" if canonical.group(1) == "Z" else v
+        if d.tzinfo is None:
+            d = d.replace(tzinfo=UTC)  # no offset given: taken as UTC
+        elif d.utcoffset() != _ZERO:
+            d = d.astimezone(UTC)
+        return d.isoformat()
+    raise _Bad("an ISO 8601 date-time string like 2024-05-01T12:30:00Z")
+
+
+def _enum(values: tuple[str, ...]) -> Check:
+    options = frozenset(values)
+    shown = ", ".join(values[:20]) + (f", … ({len(values)} in all)" if len(values) > 20 else "")
+    expected = f"one of the enum options ({shown})"
+
+    def check(v: Any) -> str:
+        if type(v) is str and v in options:
+            return v
+        raise _Bad(expected)
+
+    return check
+
+
+def _embedding(size: int) -> Check:
+    expected = f"a list of {size} finite numbers (embedding)"
+
+    def check(v: Any) -> list[float]:
+        if type(v) is not list:
+            raise _Bad(expected)
+        if len(v) != size:
+            raise _Bad(expected, f"{len(v)} numbers where the embedding has {size}")
+        try:
+            floats = array("d", v)
+        except (TypeError, OverflowError):
+            raise _Bad(expected, "it holds something that is not a number") from None
+        if not all(map(math.isfinite, floats)) or any(type(x) is bool for x in v):
+            raise _Bad(expected, "it holds NaN, infinity or a boolean")
+        return floats.tolist()
+
+    return check
+
+
+def _geospatial(v: Any) -> dict[str, Any]:
+    if type(v) is dict and v.get("type") in GEOJSON_TYPES:
+        return v
+    raise _Bad('a GeoJSON object such as {"type": "Point", "coordinates": [lon, lat]}')
+
+
+def _user(v: Any) -> str:
+    if type(v) is str and v:
+        return v
+    raise _Bad("a user id or email (a non-empty string)")
+
+
+def check_for(entry: Entry) -> Check:
+    kind = entry.kind
+    if kind == "number":
+        return _number
+    if kind == "boolean":
+        return _boolean
+    if kind == "text":
+        return _text
+    if kind == "varchar":
+        return _varchar(entry.max_length if entry.max_length is not None else 8192)
+    if kind == "uuid":
+        return _uuid
+    if kind == "datetime":
+        return _datetime
+    if kind == "enum":
+        return _enum(entry.values)
+    if kind == "embedding":
+        return _embedding(entry.size or 0)
+    if kind == "geospatial":
+        return _geospatial
+    if kind == "user":
+        return _user
+    raise ValueError(f"no check for {kind!r}")
+
+
+# -- CSV cells --------------------------------------------------------------------------------------
+
+
+def _from_text(kind: str | None, check: Check) -> Check:
+    """Parse a CSV cell for ``kind``, then apply the JSON check."""
+
+    def cell(v: Any) -> Any:
+        if type(v) is not str:
+            return check(v)
+        s = v.strip()
+        if s == "":
+            return _SKIP
+        if kind == "number":
+            try:
+                return check(float(s))
+            except ValueError:
+                raise _Bad("a number") from None
+        if kind == "boolean":
+            low = s.lower()
+            if low in _TRUE:
+                return True
+            if low in _FALSE:
+                return False
+            raise _Bad("true or false")
+        if kind in ("embedding", "geospatial"):
+            try:
+                return check(json.loads(s))
+            except ValueError:
+                raise _Bad(
+                    "a JSON " + ("array of numbers" if kind == "embedding" else "GeoJSON object")
+                ) from None
+        return check(v)
+
+    return cell
+
+
+# -- the validator -----------------------------------------------------------------------------------
+
+
+class Validator:
+    def __init__(self, schema: Schema, *, from_text: bool = False) -> None:
+        live = schema.live()
+        checks = {key: check_for(entry) for key, entry in live.items()}
+        if from_text:
+            checks = {key: _from_text(live[key].kind, c) for key, c in checks.items()}
+        self._checks = checks
+        self._required = tuple((k, e.describe()) for k, e in sorted(live.items()) if e.required)
+        self._strict = schema.strict_metadata
+        self._from_text = from_text
+
+    def validate(self, meta: Any) -> tuple[dict[str, Any], list[Problem]]:
+        """(normalised metadata, problems).  Store the first only when the second is empty."""
+        if type(meta) is not dict:
+            if meta is None:
+                meta = {}
+            else:
+                return {}, [Problem(None, meta, "a JSON object")]
+        checks = self._checks
+        out: dict[str, Any] = {}
+        problems: list[Problem] = []
+        for key, value in meta.items():
+            check = checks.get(key)
+            if check is None:
+                if self._strict:
+                    problems.append(
+                        Problem(
+                            key,
+                            value,
+                            "a key of the metadata schema",
+                            "this organisation accepts only keys in its metadata schema",
+                        )
+                    )
+                else:
+                    out[key] = value
+                continue
+            if value is None:
+                out[key] = None
+                continue
+            try:
+                normalised = check(value)
+            except _Bad as bad:
+                problems.append(Problem(key, value, bad.expected, bad.why))
+                continue
+            if normalised is not _SKIP:
+                out[key] = normalised
+        for key, described in self._required:
+            if out.get(key) is None:
+                problems.append(Problem(key, None, described, "this key is required"))
+        return out, problems

@@ -1,0 +1,238 @@
+"""``/api/v1/metadata-schema``, its history and validator, and the Encord SDK's schema calls."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+
+URL = "/api/v1/metadata-schema"
+BASE = {"keys": {
+    "captured_at": {"type": "datetime"},
+    "camera": {"type": "string", "required": True},
+    "weather": {"type": "enum", "values": ["rain", "sunny"]},
+    "clip": {"type": "embedding", "size": 4},
+}}
+
+
+def put(client, user, doc: dict[str, Any], **params: Any) -> Any:  # type: ignore[no-untyped-def]
+    return client.put(URL, json=doc, params=params, headers=user.bearer)
+
+
+def test_empty_then_versions(client, make_user) -> None:  # type: ignore[no-untyped-def]
+    alice = make_user("alice@x.io")
+    r = client.get(URL, headers=alice.bearer)
+    assert r.status_code == 200 and r.json()["version"] == 0 and r.json()["schema"]["keys"] == {}
+
+    r = put(client, alice, BASE)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["version"] == 1 and body["changed"] is True
+    assert sorted(body["diff"]["added"]) == ["camera", "captured_at", "clip", "weather"]
+    assert body["schema"]["keys"]["camera"] == {"type": "varchar", "required": True}  # alias normalised
+
+    # Saving the same schema again adds no version.
+    r = put(client, alice, BASE)
+    assert r.json()["version"] == 1 and r.json()["changed"] is False
+
+    doc = client.get(URL, headers=alice.bearer).json()
+    assert doc["updated_by"] == "alice@x.io" and doc["updated_at"]
+    edited = doc["schema"]
+    edited["keys"]["weather"]["values"].append("snow")
+    edited["keys"]["notes"] = {"type": "long_string"}
+    edited["keys"]["clip"]["deleted"] = "soft"
+    r = put(client, alice, {**edited, "version": doc["version"]})
+    assert r.status_code == 200, r.text
+    assert r.json()["version"] == 2
+    assert r.json()["diff"] == {"added": ["notes"], "deleted": [{"key": "clip", "hard": False}],
+                                "enum_options_added": {"weather": ["snow"]}}
+
+    history = client.get(f"{URL}/versions", headers=alice.bearer).json()
+    assert [(v["version"], v["created_by"]) for v in history] == [(2, "alice@x.io"), (1, "alice@x.io")]
+    v1 = client.get(f"{URL}/versions/1", headers=alice.bearer).json()
+    assert v1["version"] == 1 and "notes" not in v1["schema"]["keys"]
+    assert client.get(f"{URL}/versions/0", headers=alice.bearer).json()["schema"]["keys"] == {}
+    assert client.get(f"{URL}/versions/9", headers=alice.bearer).status_code == 404
+
+    encord = client.get(URL, params={"format": "encord"}, headers=alice.bearer).json()["schema"]
+    assert encord["clip"] == {"ty": "tombstone", "deleted_ty": {"ty": "embedding", "size": 4, "api": None}}
+    legacy = client.get(URL, params={"format": "legacy"}, headers=alice.bearer).json()["schema"]
+    assert legacy == {"camera": "string", "captured_at": "datetime", "notes": "long_string", "weather": "enum"}
+
+
+def test_refused_changes_are_400_and_save_nothing(client, make_user) -> None:  # type: ignore[no-untyped-def]
+    alice = make_user("alice@x.io")
+    put(client, alice, BASE)
+    r = put(client, alice, {"keys": {"weather": {"type": "enum", "values": ["rain"]}}})
+    assert r.status_code == 400
+    body = r.json()
+    assert body["code"] == "validation_failed"
+    assert "enum 'weather' would lose option(s) 'sunny'" in body["message"]
+    assert "key 'camera' (varchar) is missing" in body["message"]
+    assert {"keys.weather.values", "keys.camera", "keys.clip", "keys.captured_at"} <= {
+        e["field"] for e in body["errors"]}
+    assert client.get(URL, headers=alice.bearer).json()["version"] == 1
+
+    r = put(client, alice, {"keys": {"bad/key": {"type": "text"}}})
+    assert r.status_code == 400 and "invalid key 'bad/key'" in r.json()["message"]
+    r = client.put(URL, content=b"[1, 2]", headers={**alice.bearer, "Content-Type": "application/json"})
+    assert r.status_code == 400
+
+
+def test_base_version_conflict_and_dry_run(client, make_user) -> None:  # type: ignore[no-untyped-def]
+    alice = make_user("alice@x.io")
+    put(client, alice, BASE)
+    stale = {**BASE, "keys": {**BASE["keys"], "a": {"type": "text"}}}
+    assert put(client, alice, stale, base_version=1).json()["version"] == 2
+    r = put(client, alice, {**stale, "keys": {**stale["keys"], "b": {"type": "text"}}}, base_version=1)
+    assert r.status_code == 409 and "changed since version 1 (it is now at version 2)" in r.json()["message"]
+    r = put(client, alice, {**stale, "version": 1})  # the document's own version is checked too
+    assert r.status_code == 409
+
+    r = put(client, alice, {**stale, "keys": {**stale["keys"], "c": {"type": "uuid"}}}, dry_run="true")
+    assert r.status_code == 200 and r.json()["dry_run"] is True and r.json()["diff"] == {"added": ["c"]}
+    assert client.get(URL, headers=alice.bearer).json()["version"] == 2
+
+
+def test_only_admins_change_it_and_orgs_are_separate(client, make_user) -> None:  # type: ignore[no-untyped-def]
+    alice = make_user("alice@x.io", org="Org A")
+    bob = make_user("bob@x.io", org="Org A", role="member")
+    eve = make_user("eve@y.io", org="Org B")
+    r = put(client, bob, BASE)
+    assert r.status_code == 403 and "only organisation admins" in r.json()["message"]
+    put(client, alice, BASE)
+    assert client.get(URL, headers=bob.bearer).json()["version"] == 1
+    assert client.get(URL, headers=eve.bearer).json()["version"] == 0
+    assert client.get(f"{URL}/versions/1", headers=eve.bearer).status_code == 404
+    assert client.get(f"{URL}/versions", headers=eve.bearer).json() == []
+
+
+def test_validate_endpoint(client, make_user) -> None:  # type: ignore[no-untyped-def]
+    alice = make_user("alice@x.io")
+    put(client, alice, BASE)
+    items = [
+        {"camera": "c1", "captured_at": "2024-01-01T10:00:00+01:00", "weather": "rain", "extra": [1]},
+        {"camera": "c2", "weather": "hail", "clip": [1, 2]},
+        {"weather": "sunny"},
+        "not an object",
+    ]
+    r = client.post(f"{URL}/validate", json={"items": items}, headers=alice.bearer)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert (body["schema_version"], body["valid"], body["invalid"]) == (1, 1, 3)
+    first, second, third, fourth = body["results"]
+    assert first["metadata"] == {"camera": "c1", "captured_at": "2024-01-01T09:00:00+00:00", "weather": "rain",
+                                 "extra": [1]}
+    assert second["message"].startswith("items[1]: invalid clientMetadata (2 problems)")
+    assert "'weather' = 'hail' is not one of the enum options (rain, sunny)" in second["message"]
+    assert "'clip': 2 numbers where the embedding has 4" in second["message"]
+    assert {e["key"] for e in second["errors"]} == {"weather", "clip"}
+    assert "'camera': this key is required" in third["message"]
+    assert "clientMetadata must be a JSON object" in fourth["message"]
+
+    r = client.post(f"{URL}/validate", json={"items": [{"camera": "c", "clip": "[1,2,3,4]"}], "from_text": True},
+                    headers=alice.bearer)
+    assert r.json()["results"][0]["metadata"] == {"camera": "c", "clip": [1.0, 2.0, 3.0, 4.0]}
+    r = client.post(f"{URL}/validate", json={"items": [{}] * 10_001}, headers=alice.bearer)
+    assert r.status_code == 400
+
+
+def test_validator_follows_schema_changes(client, make_user) -> None:  # type: ignore[no-untyped-def]
+    alice = make_user("alice@x.io")
+    put(client, alice, {"keys": {"n": {"type": "number"}}})
+    check = lambda: client.post(f"{URL}/validate", json={"items": [{"n": "x"}]}, headers=alice.bearer).json()  # noqa: E731
+    assert check()["invalid"] == 1
+    put(client, alice, {"keys": {"n": {"type": "varchar"}}})  # set_scalar: change the type
+    assert check()["invalid"] == 0 and check()["schema_version"] == 2
+
+
+# -- the Encord SDK -----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def sdk(live_server, make_user):  # type: ignore[no-untyped-def]
+    from encord import EncordUserClient
+
+    alice = make_user("alice@x.io")
+    client = EncordUserClient.create_with_ssh_private_key(alice.key_path.read_text(), domain=live_server)
+    return client, alice, live_server
+
+
+def test_sdk_schema_workflow(sdk) -> None:  # type: ignore[no-untyped-def]
+    from encord.metadata_schema import MetadataSchemaError
+
+    client, alice, server = sdk
+    schema = client.metadata_schema()
+    schema.add_scalar("captured_at", data_type="datetime")
+    schema.add_scalar("camera", data_type="string")
+    schema.add_scalar("notes", data_type="long_string")
+    schema.add_scalar("video.description", data_type="text")
+    schema.add_enum("weather", values=["sunny", "rain"])
+    schema.add_enum_options("weather", values=["snow"])
+    schema.add_embedding("clip", size=512)
+    schema.add_scalar("to_soft", data_type="varchar")
+    schema.add_scalar("to_hard", data_type="number")
+    schema.save()
+
+    again = client.metadata_schema()
+    assert again.get_key_type("camera") == "varchar" and again.get_key_type("notes") == "text"
+    assert again.get_key_type("weather") == "enum" and again.get_key_type("clip") == "embedding"
+    again.delete_key("to_soft")
+    again.delete_key("to_hard", hard=True)
+    again.set_scalar("camera", data_type="text")
+    again.save()
+
+    native = httpx.get(f"{server}{URL}", headers=alice.bearer).json()
+    assert native["version"] == 2
+    keys = native["schema"]["keys"]
+    assert keys["to_soft"] == {"type": "varchar", "deleted": "soft"} and keys["to_hard"] == {"deleted": "hard"}
+    assert keys["camera"] == {"type": "text"}
+    history = httpx.get(f"{server}{URL}/versions", headers=alice.bearer).json()
+    assert history[0]["diff"]["retyped"] == [{"key": "camera", "from": "varchar", "to": "text"}]
+
+    third = client.metadata_schema()
+    third.restore_key("to_soft")
+    third.save()
+    assert httpx.get(f"{server}{URL}", headers=alice.bearer).json()["schema"]["keys"]["to_soft"] == {"type": "varchar"}
+    with pytest.raises(MetadataSchemaError):
+        client.metadata_schema().restore_key("to_hard")  # the SDK itself refuses
+
+
+def test_sdk_errors_and_extensions(sdk) -> None:  # type: ignore[no-untyped-def]
+    from encord.exceptions import InvalidArgumentsError
+
+    client, alice, server = sdk
+    native = {"strict_metadata": True, "keys": {"camera": {"type": "varchar", "required": True},
+                                                "weather": {"type": "enum", "values": ["rain", "snow"]}}}
+    assert httpx.put(f"{server}{URL}", json=native, headers=alice.bearer).status_code == 200
+
+    schema = client.metadata_schema()
+    schema.add_scalar("notes", data_type="text")
+    schema.save()
+    keys = httpx.get(f"{server}{URL}", headers=alice.bearer).json()["schema"]
+    assert keys["strict_metadata"] is True and keys["keys"]["camera"]["required"] is True  # kept
+
+    # A save that drops an enum option is refused with the server's message (the SDK raises).
+    from encord.metadata_schema import _ClientMetadataSchema  # the SDK has no remove-option call
+
+    bad = {"weather": {"ty": "enum", "values": ["rain"]}, "camera": {"ty": "variant", "hint": "varchar"},
+           "notes": {"ty": "variant", "hint": "text"}}
+    with pytest.raises(InvalidArgumentsError, match="would lose option"):
+        client._api_client.post("organisation/client-metadata-schema-v2", params=None,
+                                 payload=_ClientMetadataSchema.model_validate(bad), result_type=None)
+
+
+@pytest.mark.filterwarnings("ignore:.*is deprecated since version:DeprecationWarning")
+def test_sdk_legacy_calls(sdk) -> None:  # type: ignore[no-untyped-def]
+    client, alice, server = sdk
+    assert client.get_client_metadata_schema() is None
+    client.set_client_metadata_schema_from_dict({"captured_at": "datetime", "camera": "string", "n": "number"})
+    legacy = client.get_client_metadata_schema()
+    assert {k: str(getattr(v, "value", v)) for k, v in legacy.items()} == {
+        "camera": "string", "captured_at": "datetime", "n": "number"}
+    keys = httpx.get(f"{server}{URL}", headers=alice.bearer).json()["schema"]["keys"]
+    assert keys["camera"] == {"type": "varchar"}
+    client.set_client_metadata_schema_from_dict({"captured_at": "datetime"})
+    keys = httpx.get(f"{server}{URL}", headers=alice.bearer).json()["schema"]["keys"]
+    assert keys["camera"] == {"type": "varchar", "deleted": "soft"}  # left out: soft-deleted, not lost

@@ -1,0 +1,192 @@
+"""Validating and normalising clientMetadata: every type, every message, CSV cells, properties."""
+
+from __future__ import annotations
+
+import math
+import uuid
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from corral.core.metadata.schema import from_native
+from corral.core.metadata.validation import Validator, describe
+
+SCHEMA = from_native({"keys": {
+    "captured_at": {"type": "datetime"},
+    "camera": {"type": "varchar", "max_length": 10},
+    "notes": {"type": "text"},
+    "score": {"type": "number"},
+    "ok": {"type": "boolean"},
+    "sample_id": {"type": "uuid"},
+    "weather": {"type": "enum", "values": ["rain", "snow", "sunny"]},
+    "clip": {"type": "embedding", "size": 3},
+    "where": {"type": "geospatial"},
+    "owner": {"type": "user"},
+    "old": {"type": "number", "deleted": "soft"},
+}})
+V = Validator(SCHEMA)
+
+
+def ok(meta: dict[str, Any], validator: Validator = V) -> dict[str, Any]:
+    out, problems = validator.validate(meta)
+    assert problems == [], [p.message for p in problems]
+    return out
+
+
+def bad(meta: dict[str, Any], validator: Validator = V) -> str:
+    out, problems = validator.validate(meta)
+    assert problems, out
+    return describe(problems)
+
+
+def test_normalised_values() -> None:
+    out = ok({"captured_at": "2024-05-01T14:30:00+02:00", "camera": "cam-1", "notes": "x" * 100_000,
+              "score": 3, "ok": False, "sample_id": "123E4567E89B12D3A456426614174000",
+              "weather": "rain", "clip": [1, 2.5, -3], "where": {"type": "Point", "coordinates": [4.9, 52.4]},
+              "owner": "ann@example.com"})
+    assert out["captured_at"] == "2024-05-01T12:30:00+00:00"
+    assert out["score"] == 3.0 and type(out["score"]) is float
+    assert out["sample_id"] == "123e4567-e89b-12d3-a456-426614174000"
+    assert out["clip"] == [1.0, 2.5, -3.0]
+    assert out["ok"] is False
+
+
+@pytest.mark.parametrize("given, stored", [
+    ("2024-05-01T12:30:00Z", "2024-05-01T12:30:00+00:00"),
+    ("2024-05-01T12:30:00.123456Z", "2024-05-01T12:30:00.123456+00:00"),
+    ("2024-05-01T12:30:00.5+00:00", "2024-05-01T12:30:00.500000+00:00"),
+    ("2024-05-01T12:30:00-05:00", "2024-05-01T17:30:00+00:00"),
+    ("2024-05-01T12:30:00", "2024-05-01T12:30:00+00:00"),  # no offset: taken as UTC
+    ("2024-05-01", "2024-05-01T00:00:00+00:00"),
+    ("20240501T123000Z", "2024-05-01T12:30:00+00:00"),
+])
+def test_datetimes_are_stored_as_utc(given: str, stored: str) -> None:
+    assert ok({"captured_at": given})["captured_at"] == stored
+
+
+def test_unknown_keys_are_kept_as_given() -> None:
+    meta = {"anything": {"nested": [1, 2]}, "$weird": 1}
+    assert ok(meta) == meta
+
+
+def test_null_means_no_value() -> None:
+    assert ok({"score": None}) == {"score": None}
+
+
+def test_soft_deleted_keys_are_not_checked() -> None:
+    assert ok({"old": "not a number"}) == {"old": "not a number"}
+
+
+@pytest.mark.parametrize("meta, words", [
+    ({"score": "high"}, "'score' = 'high' is not a number"),
+    ({"score": True}, "'score' = true is not a number"),
+    ({"score": float("inf")}, "is not a finite number"),
+    ({"score": 10**400}, "too large for a 64-bit float"),
+    ({"ok": "yes"}, "'ok' = 'yes' is not true or false"),
+    ({"ok": 1}, "'ok' = 1 is not true or false"),
+    ({"captured_at": "yesterday"}, "'captured_at' = 'yesterday' is not an ISO 8601 date-time like 2024-05-01T12:30:00Z"),
+    ({"captured_at": "2024-13-01T00:00:00Z"}, "is not an ISO 8601 date-time"),
+    ({"captured_at": 1714566600}, "is not an ISO 8601 date-time string"),
+    ({"sample_id": "not-a-uuid"}, "'sample_id' = 'not-a-uuid' is not a UUID like 123e4567-e89b-12d3-a456-426614174000"),
+    ({"camera": "x" * 11}, "'camera': 11 characters is longer than varchar allows (10)"),
+    ({"camera": 7}, "'camera' = 7 is not a string of at most 10 characters (varchar)"),
+    ({"notes": ["a"]}, "'notes' = [\"a\"] is not a string (text)"),
+    ({"weather": "hail"}, "'weather' = 'hail' is not one of the enum options (rain, snow, sunny)"),
+    ({"weather": "Rain"}, "is not one of the enum options"),  # case-sensitive
+    ({"clip": [1, 2]}, "'clip': 2 numbers where the embedding has 3 (expected a list of 3 finite numbers (embedding))"),
+    ({"clip": [1, "2", 3]}, "'clip': it holds something that is not a number"),
+    ({"clip": [1, float("nan"), 3]}, "'clip': it holds NaN, infinity or a boolean"),
+    ({"clip": [1, True, 3]}, "it holds NaN, infinity or a boolean"),
+    ({"clip": "1,2,3"}, "is not a list of 3 finite numbers (embedding)"),
+    ({"where": {"lat": 1}}, "is not a GeoJSON object"),
+    ({"owner": ""}, "is not a user id or email"),
+])
+def test_each_type_error_names_key_value_and_expected_type(meta: dict[str, Any], words: str) -> None:
+    assert words in bad(meta)
+
+
+def test_all_problems_of_an_item_in_one_message() -> None:
+    message = bad({"score": "high", "weather": "hail", "camera": "ok"})
+    assert message.startswith("invalid clientMetadata (2 problems): ")
+    assert "'score' = 'high'" in message and "'weather' = 'hail'" in message
+
+
+def test_long_values_are_summarised() -> None:
+    assert "'weather' = a string of 500 characters" in bad({"weather": "w" * 500})
+
+
+def test_metadata_must_be_an_object() -> None:
+    assert "clientMetadata must be a JSON object, not [1, 2]" in bad([1, 2])  # type: ignore[arg-type]
+    assert ok(None) == {}  # type: ignore[arg-type]
+
+
+def test_required_keys() -> None:
+    v = Validator(from_native({"keys": {"camera": {"type": "varchar", "required": True}}}))
+    assert "'camera': this key is required (expected varchar)" in bad({}, v)
+    assert "this key is required" in bad({"camera": None}, v)
+    assert ok({"camera": "c"}, v) == {"camera": "c"}
+
+
+def test_strict_metadata_rejects_unknown_keys() -> None:
+    v = Validator(from_native({"keys": {"a": {"type": "text"}}, "strict_metadata": True}))
+    assert "'b': this organisation accepts only keys in its metadata schema" in bad({"a": "x", "b": 1}, v)
+
+
+def test_csv_cells_are_parsed_from_text() -> None:
+    v = Validator(SCHEMA, from_text=True)
+    out = ok({"score": " 2.5 ", "ok": "Yes", "clip": "[1, 2, 3]", "weather": "snow", "camera": "",
+              "captured_at": "2024-05-01T12:30:00Z", "where": '{"type": "Point", "coordinates": [1, 2]}'}, v)
+    assert out == {"score": 2.5, "ok": True, "clip": [1.0, 2.0, 3.0], "weather": "snow",
+                   "captured_at": "2024-05-01T12:30:00+00:00", "where": {"type": "Point", "coordinates": [1, 2]}}
+    assert "'score' = 'abc' is not a number" in bad({"score": "abc"}, v)
+    assert "'ok' = 'maybe' is not true or false" in bad({"ok": "maybe"}, v)
+    assert "is not a JSON array of numbers" in bad({"clip": "[1,"}, v)
+    assert "is not a finite number" in bad({"score": "nan"}, v)
+
+
+# -- properties ---------------------------------------------------------------------------------------
+
+
+@settings(max_examples=300)
+@given(st.datetimes(min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30),
+                    timezones=st.sampled_from([UTC, timezone(timedelta(hours=5, minutes=30)),
+                                               timezone(timedelta(hours=-8))])))
+def test_any_aware_datetime_is_stored_as_the_same_instant_in_utc(moment: datetime) -> None:
+    stored = ok({"captured_at": moment.isoformat()})["captured_at"]
+    parsed = datetime.fromisoformat(stored)
+    assert parsed == moment and parsed.utcoffset() == timedelta(0)
+    assert ok({"captured_at": stored})["captured_at"] == stored  # normalising is idempotent
+
+
+@settings(max_examples=300)
+@given(st.uuids())
+def test_any_uuid_spelling_is_stored_canonically(u: uuid.UUID) -> None:
+    for spelling in (str(u), str(u).upper(), u.hex, "{" + str(u) + "}", u.urn):
+        assert ok({"sample_id": spelling})["sample_id"] == str(u)
+
+
+@settings(max_examples=300)
+@given(st.floats(allow_nan=False, allow_infinity=False) | st.integers(min_value=-(2**53), max_value=2**53))
+def test_finite_numbers_are_stored_as_float(x: float) -> None:
+    stored = ok({"score": x})["score"]
+    assert type(stored) is float and stored == float(x)
+
+
+@settings(max_examples=300)
+@given(st.lists(st.floats(), min_size=3, max_size=3))
+def test_embeddings_accept_exactly_finite_vectors(vector: list[float]) -> None:
+    out, problems = V.validate({"clip": vector})
+    assert (problems == []) == all(math.isfinite(x) for x in vector)
+
+
+@settings(max_examples=300)
+@given(st.dictionaries(st.text(max_size=12), st.none() | st.booleans() | st.integers() | st.floats() |
+                       st.text(max_size=20) | st.lists(st.integers(), max_size=4), max_size=8))
+def test_validation_never_crashes_and_is_idempotent(meta: dict[str, Any]) -> None:
+    out, problems = V.validate(meta)
+    if not problems:
+        again, problems_again = V.validate(out)
+        assert problems_again == [] and again == out
