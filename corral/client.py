@@ -203,3 +203,21 @@ class Client:
     def sign_urls(self, ref: str, urls: list[str], ttl_seconds: int | None = None) -> Any:
         return self.request("POST", self._integration(ref) + "/sign",
                             json={"urls": urls, "ttl_seconds": ttl_seconds})
+
+    # metadata schema
+    def get_schema(self, version: int | None = None, fmt: str = "native") -> Any:
+        path = "/api/v1/metadata-schema" + (f"/versions/{version}" if version is not None else "")
+        return self.request("GET", path, params={"format": fmt})
+
+    def put_schema(self, document: Any, base_version: int | None = None, dry_run: bool = False) -> Any:
+        params: dict[str, Any] = {"dry_run": str(dry_run).lower()}
+        if base_version is not None:
+            params["base_version"] = base_version
+        return self.request("PUT", "/api/v1/metadata-schema", json=document, params=params)
+
+    def schema_history(self, limit: int = 100) -> Any:
+        return self.request("GET", "/api/v1/metadata-schema/versions", params={"limit": limit})
+
+    def validate_metadata(self, items: list[Any], from_text: bool = False) -> Any:
+        return self.request("POST", "/api/v1/metadata-schema/validate",
+                            json={"items": items, "from_text": from_text})

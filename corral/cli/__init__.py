@@ -11,7 +11,7 @@ from __future__ import annotations
 import click
 
 from corral._version import __version__
-from corral.cli import client_commands, integration_commands, operator
+from corral.cli import client_commands, integration_commands, operator, schema_commands
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -20,7 +20,12 @@ def cli() -> None:
     """corral: register, organise and find the media in your own buckets."""
 
 
-for command in (*operator.COMMANDS, *client_commands.COMMANDS, *integration_commands.COMMANDS):
+for command in (
+    *operator.COMMANDS,
+    *client_commands.COMMANDS,
+    *integration_commands.COMMANDS,
+    *schema_commands.COMMANDS,
+):
     cli.add_command(command)
 
 
