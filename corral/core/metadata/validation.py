@@ -41,6 +41,7 @@ GEOJSON_TYPES = {
     "FeatureCollection",
 }
 _SKIP = object()  # an empty CSV cell: no value
+_NUMBER_TYPES = frozenset({int, float})
 
 
 class _Bad(Exception):
@@ -175,12 +176,16 @@ def _embedding(size: int) -> Check:
             raise _Bad(expected)
         if len(v) != size:
             raise _Bad(expected, f"{len(v)} numbers where the embedding has {size}")
+        if not set(map(type, v)) <= _NUMBER_TYPES:  # also rules out booleans, which array("d") takes
+            raise _Bad(expected, "it holds something that is not a number")
         try:
             floats = array("d", v)
-        except (TypeError, OverflowError):
-            raise _Bad(expected, "it holds something that is not a number") from None
-        if not all(map(math.isfinite, floats)) or any(type(x) is bool for x in v):
-            raise _Bad(expected, "it holds NaN, infinity or a boolean")
+        except OverflowError:
+            raise _Bad(expected, "it holds a number too large for a 64-bit float") from None
+        total = sum(floats)
+        # A finite sum means no NaN or infinity; only an overflowing sum needs the exact check.
+        if total - total != 0.0 and not all(map(math.isfinite, floats)):
+            raise _Bad(expected, "it holds NaN or infinity")
         return floats.tolist()
 
     return check
