@@ -236,3 +236,28 @@ def test_sdk_legacy_calls(sdk) -> None:  # type: ignore[no-untyped-def]
     client.set_client_metadata_schema_from_dict({"captured_at": "datetime"})
     keys = httpx.get(f"{server}{URL}", headers=alice.bearer).json()["schema"]["keys"]
     assert keys["camera"] == {"type": "varchar", "deleted": "soft"}  # left out: soft-deleted, not lost
+
+
+def test_concurrent_saves_lose_nothing(live_server, make_user) -> None:  # type: ignore[no-untyped-def]
+    """Eight admins save at once, each adding a different key to the same (empty) schema."""
+    import threading
+
+    alice = make_user("alice@x.io")
+    statuses: list[int] = []
+    barrier = threading.Barrier(8)
+
+    def save(i: int) -> None:
+        barrier.wait()
+        r = httpx.put(f"{live_server}{URL}", json={"keys": {f"k{i}": {"type": "text"}}}, headers=alice.bearer,
+                      timeout=60)
+        statuses.append(r.status_code)
+
+    threads = [threading.Thread(target=save, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert statuses.count(200) == 1 and set(statuses) <= {200, 400, 409}, statuses
+    final = httpx.get(f"{live_server}{URL}", headers=alice.bearer).json()
+    assert final["version"] == 1 and len(final["schema"]["keys"]) == 1
+    assert len(httpx.get(f"{live_server}{URL}/versions", headers=alice.bearer).json()) == 1
