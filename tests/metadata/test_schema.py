@@ -181,3 +181,26 @@ def test_parse_any_detects_the_form() -> None:
     assert parse_any({"a": {"ty": "variant", "hint": "text"}}, Schema()).entries["a"].kind == "text"
     assert parse_any({"a": "long_string"}, Schema()).entries["a"].kind == "text"
     assert parse_any({}, Schema()) == Schema()
+
+
+# -- fuzz: any JSON document is either a schema or a 400 --------------------------------------------
+
+json_leaf = st.none() | st.booleans() | st.integers(-5, 5000) | st.floats(allow_nan=False) | st.sampled_from(
+    ["varchar", "string", "enum", "embedding", "variant", "tombstone", "soft", "hard", "number", "F32"]) | st.text(max_size=8)
+json_doc = st.recursive(json_leaf, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(
+    st.sampled_from(["type", "ty", "hint", "values", "size", "deleted", "deleted_ty", "keys", "required",
+                     "max_length", "format", "api", "strict_metadata", "a", "b.c", "$x"]) | st.text(max_size=6),
+    inner, max_size=5), max_leaves=20)
+
+
+@settings(max_examples=500, deadline=None)
+@given(json_doc)
+def test_any_document_parses_or_is_a_clear_400(doc: object) -> None:
+    for parse in (from_native, from_encord, lambda d: parse_any(d, Schema()), lambda d: from_legacy(d, Schema())):
+        try:
+            schema = parse(doc)
+        except ValidationFailed as exc:
+            assert exc.status == 400 and exc.message
+            continue
+        assert from_native(to_native(schema)) == schema  # whatever parses, round-trips
+        assert from_encord(to_encord(schema)).entries.keys() == schema.entries.keys()

@@ -299,13 +299,13 @@ def _encord_definition(raw: object, where: str, problems: _Problems) -> Entry | 
     ty = raw["ty"]
     if ty == "variant":
         hint = raw.get("hint")
-        if hint not in _HINTS:
+        if not isinstance(hint, str) or hint not in _HINTS:
             problems.add(f"{where}.hint", f"expected one of {', '.join(sorted(_HINTS))}, got {hint!r}")
             return None
         return Entry(kind=ALIASES.get(hint, hint))
     if ty == "datetime" and raw.get("timezone", "UTC") != "UTC":
         problems.add(f"{where}.timezone", 'only "UTC" is supported')
-    if ty in KINDS:
+    if isinstance(ty, str) and ty in KINDS:
         return _definition(ty, raw, where, problems)
     problems.add(f"{where}.ty", f"unknown type tag {ty!r}")
     return None
@@ -380,7 +380,7 @@ def from_legacy(doc: object, current: Schema) -> Schema:
         )
 
     def parse(raw: object, where: str, problems: _Problems) -> Entry | None:
-        if raw not in LEGACY_TYPES:
+        if not isinstance(raw, str) or raw not in LEGACY_TYPES:
             problems.add(where, f"expected one of {', '.join(sorted(LEGACY_TYPES))}, got {raw!r}")
             return None
         kind = ALIASES.get(str(raw), str(raw))
