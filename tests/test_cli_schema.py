@@ -86,10 +86,32 @@ def test_validate_files(run, tmp_path) -> None:  # type: ignore[no-untyped-def]
     (tmp_path / "m.jsonl").write_text('{"score": 1, "weather": "rain"}\n{"score": "x"}\n')
     r = run("schema", "validate", str(tmp_path / "m.jsonl"))
     assert r.exit_code == 1
-    assert "item 1: invalid clientMetadata: 'score' = 'x' is not a number" in r.output and "1 valid, 1 invalid" in r.output
+    assert "line 2: invalid clientMetadata: 'score' = 'x' is not a number" in r.output and "1 valid, 1 invalid" in r.output
     (tmp_path / "m.csv").write_text("score,weather\n1.5,rain\n2,hail\n")
     r = run("schema", "validate", str(tmp_path / "m.csv"))
     assert r.exit_code == 1 and "line 3: invalid clientMetadata: 'weather' = 'hail' is not one of the enum options (rain)" in r.output
     (tmp_path / "ok.json").write_text('[{"score": 2}]')
     r = run("schema", "validate", str(tmp_path / "ok.json"))
     assert r.exit_code == 0 and "1 valid, 0 invalid" in r.output
+
+
+def test_set_keeps_what_it_does_not_mention(run, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    doc = {"keys": {"camera": {"type": "varchar", "max_length": 200, "required": True}}}
+    (tmp_path / "s.json").write_text(json.dumps(doc))
+    run("schema", "import", str(tmp_path / "s.json"))
+    r = run("schema", "set", "camera", "varchar", "--optional")
+    assert r.exit_code == 0, r.output
+    r = run("schema", "export")
+    assert json.loads(r.output)["keys"]["camera"] == {"type": "varchar", "max_length": 200}
+
+
+def test_validate_large_files_and_stdin_csv(run, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    (tmp_path / "s.json").write_text(json.dumps({"keys": {"n": {"type": "number"}}}))
+    run("schema", "import", str(tmp_path / "s.json"))
+    lines = ['{"n": 1}'] * 12_000 + ['{"n": "bad"}']
+    (tmp_path / "big.jsonl").write_text("\n".join(lines) + "\n")
+    r = run("schema", "validate", str(tmp_path / "big.jsonl"))
+    assert r.exit_code == 1 and "line 12001: invalid clientMetadata" in r.output
+    assert "12000 valid, 1 invalid" in r.output
+    r = run("schema", "validate", "-", "--csv", input="n\n 3 \nx\n")
+    assert r.exit_code == 1 and "line 3: invalid clientMetadata: 'n' = 'x' is not a number" in r.output

@@ -168,19 +168,23 @@ def set_(
     """Add KEY, change its type, or add enum options (a read-modify-write of the whole schema)."""
 
     def change(keys: dict[str, Any]) -> None:
-        entry: dict[str, Any] = {"type": type_}
         old = keys.get(key, {})
-        if type_ == "enum":
+        kind = {"string": "varchar", "long_string": "text"}.get(type_, type_)
+        same = old.get("type") == kind and old.get("deleted") != "hard"
+        # Same type: keep what the command does not mention (max_length, format, api, required).
+        entry: dict[str, Any] = {k: v for k, v in old.items() if k != "deleted"} if same else {"type": kind}
+        if kind == "enum":
             options = [v.strip() for v in (values or "").split(",") if v.strip()]
-            entry["values"] = sorted(
-                set(old.get("values", []) if old.get("type") == "enum" else []) | set(options)
-            )
+            entry["values"] = sorted(set(entry.get("values", [])) | set(options))
         if size is not None:
             entry["size"] = size
         if max_length is not None:
             entry["max_length"] = max_length
-        keep_required = old.get("required") if not old.get("deleted") else None
-        if required or (required is None and keep_required):
+        if required is not None:
+            entry.pop("required", None)
+            if required:
+                entry["required"] = True
+        elif old.get("required") and not old.get("deleted"):
             entry["required"] = True
         keys[key] = entry
 
@@ -239,37 +243,74 @@ def history(limit: int, profile: str | None, as_json: bool) -> None:
 
 @schema.command("validate")
 @click.argument("file")
+@click.option("--csv", "is_csv", is_flag=True, help="FILE is CSV (implied by a .csv name).")
 @connection_options
-def validate(file: str, profile: str | None, as_json: bool) -> None:
+def validate(file: str, is_csv: bool, profile: str | None, as_json: bool) -> None:
     """Check clientMetadata against the schema without saving anything.
 
-    FILE is a JSON list of metadata objects, JSON Lines, or a CSV (one column per key).
-    Exit status 1 if any item is invalid.
+    FILE ('-' for stdin) is a JSON list of metadata objects, JSON Lines, or CSV with one column
+    per key. Problems are reported by line. Exit status 1 if any item is invalid.
     """
     text = sys.stdin.read() if file == "-" else Path(file).read_text(encoding="utf-8")
-    from_text = file.endswith(".csv")
-    if from_text:
-        items: list[Any] = list(csv.DictReader(text.splitlines()))
-    elif text.lstrip().startswith("["):
-        items = _load(file) if file != "-" else json.loads(text)
-    else:
-        try:
-            items = [json.loads(line) for line in text.splitlines() if line.strip()]
-        except json.JSONDecodeError as exc:
-            raise click.ClickException(f"{file}: not JSON Lines ({exc.msg})") from None
+    from_text = is_csv or file.endswith(".csv")
+    items, where = _read_items(file, text, from_text)
+    results: list[dict[str, Any]] = []
+    version = 0
     with api_errors(), _client(profile) as c:
-        result = c.validate_metadata(items, from_text=from_text)
+        for start in range(0, len(items), VALIDATE_BATCH):
+            batch = c.validate_metadata(items[start : start + VALIDATE_BATCH], from_text=from_text)
+            version = batch["schema_version"]
+            results += [
+                {**r, "index": r["index"] + start, "where": where[r["index"] + start]}
+                for r in batch["results"]
+            ]
+    invalid = sum(1 for r in results if not r["ok"])
+    summary = {
+        "schema_version": version,
+        "valid": len(results) - invalid,
+        "invalid": invalid,
+        "results": results,
+    }
 
     def human(r: dict[str, Any]) -> None:
         for res in r["results"]:
             if not res["ok"]:
-                where = f"line {res['index'] + 2}" if from_text else f"item {res['index']}"
-                click.echo(f"{where}: {res['message'].split(': ', 1)[1]}")
+                click.echo(f"{res['where']}: {res['message'].split(': ', 1)[1]}")
         click.echo(f"{r['valid']} valid, {r['invalid']} invalid (schema version {r['schema_version']}).")
 
-    _print(result, as_json, human)
-    if result["invalid"]:
+    _print(summary, as_json, human)
+    if invalid:
         raise SystemExit(1)
+
+
+VALIDATE_BATCH = 10_000
+
+
+def _read_items(file: str, text: str, from_text: bool) -> tuple[list[Any], list[str]]:
+    """The items, and where each came from ("line N", 1-based, as an editor shows it)."""
+    if from_text:
+        reader = csv.DictReader(text.splitlines(keepends=True))
+        items, where = [], []
+        for row in reader:
+            items.append(row)
+            where.append(f"line {reader.line_num}")
+        return items, where
+    if text.lstrip().startswith("["):
+        try:
+            items = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise click.ClickException(f"{file}: not valid JSON (line {exc.lineno}: {exc.msg})") from None
+        return items, [f"item {i}" for i in range(len(items))]
+    items, where = [], []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            items.append(json.loads(line))
+        except json.JSONDecodeError as exc:
+            raise click.ClickException(f"{file}: line {number} is not JSON ({exc.msg})") from None
+        where.append(f"line {number}")
+    return items, where
 
 
 COMMANDS = [schema]

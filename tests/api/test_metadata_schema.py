@@ -261,3 +261,16 @@ def test_concurrent_saves_lose_nothing(live_server, make_user) -> None:  # type:
     final = httpx.get(f"{live_server}{URL}", headers=alice.bearer).json()
     assert final["version"] == 1 and len(final["schema"]["keys"]) == 1
     assert len(httpx.get(f"{live_server}{URL}/versions", headers=alice.bearer).json()) == 1
+
+
+def test_encord_body_on_the_native_route_keeps_extensions(client, make_user) -> None:  # type: ignore[no-untyped-def]
+    alice = make_user("alice@x.io")
+    put(client, alice, {"strict_metadata": True, "keys": {"camera": {"type": "varchar", "required": True}}})
+    exported = client.get(URL, params={"format": "encord"}, headers=alice.bearer).json()["schema"]
+    exported["notes"] = {"ty": "variant", "hint": "text"}
+    r = put(client, alice, exported)
+    assert r.status_code == 200 and r.json()["diff"] == {"added": ["notes"]}
+    schema = client.get(URL, headers=alice.bearer).json()["schema"]
+    assert schema["strict_metadata"] is True and schema["keys"]["camera"]["required"] is True
+    r = put(client, alice, {"keys": {"ty": "variant", "hint": "text"}}, format="native")
+    assert r.status_code == 400  # forced native: "keys" must map keys to definitions

@@ -144,3 +144,14 @@ def test_any_removal_is_refused(start: list[str], data: st.DataObject) -> None:
         evolve(S(e={"type": "enum", "values": start}), S(e={"type": "enum", "values": kept}))
     for value in removed:
         assert repr(value) in info.value.message
+
+
+def test_a_soft_delete_cannot_drop_enum_options_or_change_the_type() -> None:
+    live = S(w={"type": "enum", "values": ["a", "b"]})
+    assert "would lose option(s) 'b'" in refused(live, S(w={"type": "enum", "values": ["a"], "deleted": "soft"}))
+    message = refused(S(t={"type": "varchar"}), S(t={"type": "number", "deleted": "soft"}))
+    assert "the tombstone of 't' must remember its current type varchar, not number" in message
+
+
+def test_the_default_max_length_spelled_out_is_no_change() -> None:
+    assert evolve(S(c={"type": "varchar"}), S(c={"type": "varchar", "max_length": 8192})) == {}

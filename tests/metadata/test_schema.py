@@ -204,3 +204,19 @@ def test_any_document_parses_or_is_a_clear_400(doc: object) -> None:
             continue
         assert from_native(to_native(schema)) == schema  # whatever parses, round-trips
         assert from_encord(to_encord(schema)).entries.keys() == schema.entries.keys()
+
+
+def test_sdk_forms_keep_corral_extensions() -> None:
+    from corral.core.metadata.schema import detect_form
+
+    current = from_native({"strict_metadata": True, "keys": {
+        "camera": {"type": "varchar", "max_length": 8192, "required": True},
+        "sample": {"type": "uuid", "required": True}, "owner": {"type": "user"}}})
+    via_encord = parse_any(to_encord(current), current)
+    assert via_encord == current
+    via_legacy = parse_any(to_legacy(current), current)
+    assert via_legacy == current  # uuid and user shown as "string" stay what they were
+    # A metadata key called "keys" does not make an Encord document look native.
+    assert detect_form({"keys": {"ty": "variant", "hint": "text"}}) == "encord"
+    assert detect_form({"keys": "string", "strict_metadata": "number"}) == "legacy"
+    assert detect_form({"keys": {"a": {"type": "text"}}, "version": 3}) == "native"

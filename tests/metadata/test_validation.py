@@ -196,3 +196,17 @@ def test_embedding_whose_sum_overflows_is_still_finite() -> None:
     v = Validator(from_native({"keys": {"e": {"type": "embedding", "size": 2}}}))
     assert ok({"e": [1.7e308, 1.7e308]}, v)["e"] == [1.7e308, 1.7e308]
     assert "it holds NaN or infinity" in bad({"e": [1.7e308, float("-inf")]}, v)
+
+
+def test_a_bad_required_value_is_one_problem() -> None:
+    v = Validator(from_native({"keys": {"c": {"type": "varchar", "max_length": 2, "required": True}}}))
+    _, problems = v.validate({"c": "toolong"})
+    assert len(problems) == 1 and "longer than varchar allows" in problems[0].message
+
+
+def test_csv_cells_are_trimmed_for_exact_types() -> None:
+    v = Validator(SCHEMA, from_text=True)
+    out = ok({"weather": " rain ", "sample_id": " 123e4567-e89b-12d3-a456-426614174000",
+              "captured_at": "2024-05-01T12:30:00Z ", "camera": " cam "}, v)
+    assert out["weather"] == "rain" and out["captured_at"] == "2024-05-01T12:30:00+00:00"
+    assert out["camera"] == " cam "  # free text keeps its spaces

@@ -6,7 +6,6 @@ The SDK saves with read-modify-write and knows nothing of corral's extensions (`
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body
@@ -21,20 +20,11 @@ from corral.core.metadata.service import SchemaState
 router = APIRouter(prefix="/v2/public/organisation", tags=["encord-compatible"])
 
 
-def _keep_extensions(new: model.Schema, current: model.Schema) -> model.Schema:
-    entries = {}
-    for key, entry in new.entries.items():
-        old = current.entries.get(key)
-        keep = old is not None and old.required and entry.live and entry.same_type(old)
-        entries[key] = dataclasses.replace(entry, required=True) if keep else entry
-    return model.Schema(entries, current.strict_metadata)
-
-
 def _save(ctx: Ctx, principal: Principal, parse: Any) -> None:
     def write() -> None:
         with ctx.db.write() as s:
             now = service.current(s, principal.org_id)
-            service.save(s, principal, _keep_extensions(parse(now.schema), now.schema))
+            service.save(s, principal, model.keep_extensions(parse(now.schema), now.schema))
 
     return write()
 

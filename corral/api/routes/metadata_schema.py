@@ -119,14 +119,19 @@ async def put_schema(
     dry_run: Annotated[
         bool, Query(description="Check the change and return the diff; save nothing.")
     ] = False,
+    form: Annotated[
+        Literal["auto", "native", "encord", "legacy"],
+        Query(alias="format", description="The body's form; auto detects it."),
+    ] = "auto",
 ) -> SavePublic:
-    if base_version is None and isinstance(document.get("version"), int) and "keys" in document:
+    native = form == "native" or (form == "auto" and model.detect_form(document) == "native")
+    if base_version is None and isinstance(document.get("version"), int) and native:
         base_version = document["version"]
 
     def write() -> SaveResult:
         with ctx.db.write() as s:
             now = service.current(s, principal.org_id)
-            new = model.parse_any(document, now.schema)
+            new = model.parse_any(document, now.schema, form)
             return service.save(s, principal, new, base_version=base_version, dry_run=dry_run)
 
     result = await run_in_threadpool(write)

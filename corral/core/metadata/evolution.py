@@ -68,6 +68,18 @@ def _check_key(
             diff["deleted"].append({"key": key, "hard": True})
         return
     # old is live
+    if new.deleted == "soft" and not new.same_type(old):
+        problems.append(
+            ErrorDetail(
+                f"the tombstone of {key!r} must remember its current type {old.describe()}, "
+                f"not {new.describe()}",
+                field=where,
+            )
+        )
+        return
+    if new.deleted == "soft" and old.kind == "enum":
+        _enum_options(key, old, new, problems, diff)  # a soft delete cannot drop options either
+        diff["enum_options_added"].pop(key, None)
     if not new.live:
         diff["deleted"].append({"key": key, "hard": new.deleted == "hard"})
         return

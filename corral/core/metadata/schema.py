@@ -173,7 +173,8 @@ def _definition(kind: str, params: Mapping[str, Any], where: str, problems: _Pro
     entry = Entry(kind=kind)
     if kind == "varchar" and params.get("max_length") is not None:
         max_length = _int(params["max_length"], 0, VARCHAR_MAX, f"{where}.max_length", problems)
-        entry = replace(entry, max_length=max_length)
+        # The default spelled out is the default: it must compare equal to "no max_length".
+        entry = replace(entry, max_length=None if max_length == VARCHAR_MAX else max_length)
     elif kind == "enum":
         entry = replace(entry, values=_enum_values(params.get("values"), f"{where}.values", problems))
     elif kind == "embedding":
@@ -385,6 +386,12 @@ def from_legacy(doc: object, current: Schema) -> Schema:
             return None
         kind = ALIASES.get(str(raw), str(raw))
         existing = current.entries.get(where.removeprefix("keys."))
+        if (
+            existing is not None
+            and existing.live
+            and _LEGACY_NAMES.get(str(existing.kind), existing.kind) == raw
+        ):
+            return existing  # unchanged in flat terms (a uuid shown as "string" stays a uuid)
         if kind in ("enum", "embedding"):
             if existing is not None and existing.live and existing.kind == kind:
                 return existing
@@ -407,17 +414,50 @@ def from_legacy(doc: object, current: Schema) -> Schema:
     return Schema(entries, current.strict_metadata)
 
 
+_LEGACY_NAMES = {"varchar": "string", "text": "long_string", "uuid": "string", "user": "string"}
+
+
 def to_legacy(schema: Schema) -> dict[str, str]:
-    names = {"varchar": "string", "text": "long_string", "uuid": "string", "user": "string"}
-    return {k: names.get(str(e.kind), str(e.kind)) for k, e in sorted(schema.live().items())}
+    return {k: _LEGACY_NAMES.get(str(e.kind), str(e.kind)) for k, e in sorted(schema.live().items())}
 
 
-def parse_any(doc: object, current: Schema) -> Schema:
-    """Native (``{"keys": ...}``), Encord (``{key: {"ty": ...}}``) or legacy (``{key: "type"}``)."""
-    if isinstance(doc, dict) and ("keys" in doc or "strict_metadata" in doc or not doc):
-        return from_native(doc)
-    if isinstance(doc, dict) and all(isinstance(v, dict) and "ty" in v for v in doc.values()):
-        return from_encord(doc)
-    if isinstance(doc, dict) and all(isinstance(v, str) for v in doc.values()):
-        return from_legacy(doc, current)
+def keep_extensions(new: Schema, current: Schema) -> Schema:
+    """The SDK's forms know nothing of ``required`` and ``strict_metadata``: keep the current ones."""
+    entries = {}
+    for key, entry in new.entries.items():
+        old = current.entries.get(key)
+        keep = old is not None and old.required and entry.live and entry.same_type(old)
+        entries[key] = replace(entry, required=True) if keep else entry
+    return Schema(entries, current.strict_metadata)
+
+
+Form = Literal["auto", "native", "encord", "legacy"]
+_NATIVE_TOP = {"keys", "strict_metadata", "version"}
+
+
+def detect_form(doc: object) -> str:
+    if not isinstance(doc, dict) or not doc:
+        return "native"
+    keys = doc.get("keys")
+    if set(doc) <= _NATIVE_TOP and (
+        keys is None or (isinstance(keys, dict) and not isinstance(keys.get("ty"), str))
+    ):
+        return "native"
+    if all(isinstance(v, dict) and isinstance(v.get("ty"), str) for v in doc.values()):
+        return "encord"
+    if all(isinstance(v, str) for v in doc.values()):
+        return "legacy"
+    return "native"
+
+
+def parse_any(doc: object, current: Schema, form: Form = "auto") -> Schema:
+    """Native (``{"keys": ...}``), Encord (``{key: {"ty": ...}}``) or legacy (``{key: "type"}``).
+
+    The Encord and legacy forms keep the current ``required`` flags and ``strict_metadata``.
+    """
+    chosen = detect_form(doc) if form == "auto" else form
+    if chosen == "encord":
+        return keep_extensions(from_encord(doc), current)
+    if chosen == "legacy":
+        return keep_extensions(from_legacy(doc, current), current)
     return from_native(doc)

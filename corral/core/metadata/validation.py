@@ -252,6 +252,8 @@ def _from_text(kind: str | None, check: Check) -> Check:
             if low in _FALSE:
                 return False
             raise _Bad("true or false")
+        if kind in ("datetime", "uuid", "enum", "user"):
+            return check(s)  # surrounding spaces are never part of these values
         if kind in ("embedding", "geospatial"):
             try:
                 return check(json.loads(s))
@@ -314,6 +316,6 @@ class Validator:
             if normalised is not _SKIP:
                 out[key] = normalised
         for key, described in self._required:
-            if out.get(key) is None:
+            if meta.get(key) is None or (key not in out and not any(p.key == key for p in problems)):
                 problems.append(Problem(key, None, described, "this key is required"))
         return out, problems
