@@ -24,6 +24,7 @@ from sqlalchemy import (
     UniqueConstraint,
     Uuid,
 )
+from sqlalchemy import false as sa_false
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from corral.db.types import JSONType, UTCDateTime, utcnow
@@ -172,6 +173,9 @@ class Item(Base):
     media: Mapped[dict[str, Any]] = mapped_column(default=dict)  # width, height, fps, duration, …
     client_metadata: Mapped[dict[str, Any]] = mapped_column(default=dict)
     is_placeholder: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Registered by a job that must succeed as a whole: invisible until the job is DONE, and
+    # deleted if it fails (so nothing half-registered stays behind).
+    staged: Mapped[bool] = mapped_column(Boolean, default=False, server_default=sa_false())
     job_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("jobs.id", ondelete="SET NULL"), nullable=True, index=True
     )
@@ -192,6 +196,15 @@ class ItemPart(Base):
     url: Mapped[str] = mapped_column(Text)
     title: Mapped[str] = mapped_column(String(300), default="")
     media: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class JobBlob(Base):
+    """An uploaded manifest, in chunks, so any worker on any host can read it."""
+
+    __tablename__ = "job_blobs"
+    job_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
 
 
 # -- metadata schema --------------------------------------------------------
