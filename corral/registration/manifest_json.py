@@ -1,0 +1,615 @@
+"""JSON manifests: the raw Encord form and the SDK's typed ``dataItems`` form, streamed.
+
+Top-level keys (any mix, any order; ``where`` names an entry ``videos[3]`` or, inside
+``dataItems``, ``dataItems.images[2]``):
+
+* raw sections: ``videos``, ``images``, ``image_groups``, ``dicom_series``, ``audio``, ``nifti``,
+  ``text``, ``pdf`` (alias ``pdfs``);
+* typed sections (camelCase, as ``DataUploadItems`` sends them, at top level or inside a
+  ``dataItems`` object): ``videos``, ``images``, ``imageGroups``, ``dicomSeries``, ``audio``,
+  ``nifti``, ``text``, ``pdf``, and ``imageGroupsFromItems``, ``timeSeries``, ``scenes``, whose
+  entries are errors ("not supported");
+* flags: ``skip_duplicate_urls``, ``upsert_metadata``, ``skipDuplicateUrls``, ``upsertMetadata``
+  (inside ``dataItems`` only the camelCase two).
+
+A section is a list (``null`` counts as empty).  ``image_groups`` / ``dicom_series`` entries
+number their files ``objectUrl_0``, ``objectUrl_1``, … (no gaps, no leading zeros); the typed
+``imageGroups[].images[].url`` and ``dicomSeries[].dicomFiles[].url`` are in list order.
+
+The file is read in 64 KiB chunks through the ``yajl2_c`` basic-parse coroutine; entries are
+built from its events one at a time.  On a syntax error the events before the error are still
+processed (so the entries before it are yielded), then ``ManifestUnreadable`` names the line,
+column (characters) and byte offset where the parser stopped.  Finding that position re-reads
+the file up to the error; this happens only on the error path.
+"""
+
+from __future__ import annotations
+
+import codecs
+import functools
+import itertools
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import ijson  # type: ignore[import-untyped]
+
+from corral.registration.manifest import (
+    BOM,
+    MAX_DEPTH,
+    MAX_ENTRY_BYTES,
+    DataType,
+    Entry,
+    EntryError,
+    ManifestFlags,
+    ManifestUnreadable,
+    check_bool,
+    check_client_metadata,
+    check_media,
+    check_title,
+    check_url,
+    check_uuid,
+    describe,
+    short_url,
+    unknown_keys_message,
+)
+
+CHUNK = 1 << 16
+Events = Iterator[tuple[str, Any]]
+_START = ("start_map", "start_array")
+_END = ("end_map", "end_array")
+
+
+# -- events -----------------------------------------------------------------------------------
+
+
+def _events(path: Path) -> Events:
+    """(event, value) pairs of yajl2_c's basic parser; syntax errors located.
+
+    The events come a chunk at a time and ``chain`` walks each chunk's list in C, so the only
+    Python frame per event is the consumer's.
+    """
+    return itertools.chain.from_iterable(_event_chunks(path))
+
+
+def _event_chunks(path: Path) -> Iterator[list[tuple[str, Any]]]:
+    with open(path, "rb") as f:
+        start = 3 if f.read(3) == BOM else 0
+        f.seek(start)
+        events = ijson.sendable_list()
+        coro = ijson.basic_parse_coro(events, use_float=False)
+        offset = start
+        while True:
+            chunk = f.read(CHUNK)
+            try:
+                if chunk:
+                    coro.send(chunk)
+                else:
+                    coro.close()
+            except (ijson.JSONError, ValueError) as exc:  # ValueError: yajl output that is not UTF-8
+                yield events[:]  # what parsed before the error still counts
+                raise _syntax_error(path, start, offset, exc) from None
+            if events:
+                yield events[:]
+                del events[:]
+            if not chunk:
+                return
+            offset += len(chunk)
+
+
+_YAJL_TEXT = re.compile(r"(?:parse|lexical) error: ([^\n\\]*)")
+_FRIENDLY = {
+    "premature EOF": "the file ends before the JSON text is complete",
+    "trailing garbage": "there is more text after the end of the JSON object",
+}
+
+
+def _syntax_error(path: Path, start: int, chunk_offset: int, exc: Exception) -> ManifestUnreadable:
+    """Re-feed the file to find the byte where the parser stops; name its line and column."""
+    if isinstance(exc, UnicodeDecodeError):
+        reason = "a string holds a \\u escape that is not a valid character (a lone surrogate?)"
+    else:
+        match = _YAJL_TEXT.search(str(exc))
+        reason = match.group(1).strip().rstrip(".") if match else str(exc).split("\n", 1)[0]
+        reason = _FRIENDLY.get(reason, reason)
+    sink = ijson.sendable_list()
+    coro = ijson.basic_parse_coro(sink, use_float=False)
+    line, decoder = 1, codecs.getincrementaldecoder("utf-8")("replace")
+    column_chars = 0
+
+    def advance(data: bytes) -> None:
+        nonlocal line, column_chars
+        newlines = data.count(b"\n")
+        if newlines:
+            line += newlines
+            decoder.reset()
+            column_chars = len(decoder.decode(data[data.rindex(b"\n") + 1 :]))
+        else:
+            column_chars += len(decoder.decode(data))
+
+    position = None
+    with open(path, "rb") as f:
+        f.seek(start)
+        remaining = chunk_offset - start
+        fed = chunk_offset
+        try:
+            while remaining > 0:
+                data = f.read(min(CHUNK, remaining))
+                remaining -= len(data)
+                coro.send(data)
+                del sink[:]
+                advance(data)
+            data = f.read(CHUNK)
+            for i in range(len(data)):
+                coro.send(data[i : i + 1])
+                del sink[:]
+                fed += 1
+                advance(data[i : i + 1])
+            coro.close()
+        except (ijson.JSONError, ValueError):
+            position = fed
+    if position is None:  # not reproduced (the file changed?): name the chunk
+        position = chunk_offset
+    return ManifestUnreadable(
+        f"the manifest is not valid JSON: {reason}, at line {line}, column {column_chars + 1} "
+        f"(byte offset {position})"
+    )
+
+
+# -- building one entry -----------------------------------------------------------------------
+
+
+def _skip(it: Events, event: str) -> None:
+    """Consume the rest of a value whose first event was ``event``."""
+    if event not in _START:
+        return
+    depth = 1
+    for ev, _ in it:
+        if ev in _START:
+            depth += 1
+        elif ev in _END:
+            depth -= 1
+            if not depth:
+                return
+
+
+def _build_map(it: Events) -> tuple[dict[str, Any] | None, str | None]:
+    """The object whose ``start_map`` was just read, within the size and depth limits."""
+    root: dict[str, Any] = {}
+    stack: list[Any] = []
+    cur: Any = root
+    in_map = True
+    key: Any = None
+    size = 2
+    overflow: Any = None
+    limit, decimal, infinities = MAX_ENTRY_BYTES, Decimal, (float("inf"), float("-inf"))
+    for ev, val in it:
+        if ev == "map_key":
+            key = val
+            size += len(val) + 4
+            continue
+        if ev == "string":
+            size += len(val) + 3
+        elif ev == "number":
+            size += 8
+            if type(val) is decimal:
+                number = float(val)
+                if number in infinities:
+                    overflow = val
+                val = number
+        elif ev == "start_map" or ev == "start_array":
+            new: Any = {} if ev == "start_map" else []
+            if in_map:
+                cur[key] = new
+            else:
+                cur.append(new)
+            stack.append(cur)
+            cur, in_map = new, ev == "start_map"
+            if len(stack) >= MAX_DEPTH:
+                for _ in range(len(stack) + 1):
+                    _skip(it, "start_map")
+                return None, f"the entry is nested more than {MAX_DEPTH} levels deep"
+            continue
+        elif ev == "end_map" or ev == "end_array":
+            if not stack:
+                if overflow is not None:
+                    return root, f"the number {overflow} is too large (it does not fit a double)"
+                return root, None
+            cur = stack.pop()
+            in_map = type(cur) is dict
+            continue
+        else:
+            size += 5
+        if in_map:
+            cur[key] = val
+        else:
+            cur.append(val)
+        if size > limit:
+            for _ in range(len(stack) + 1):
+                _skip(it, "start_map")
+            return None, f"the entry is larger than {MAX_ENTRY_BYTES >> 20} MiB"
+    raise AssertionError("unreachable: the parser ends every object")  # pragma: no cover
+
+
+# -- sections ---------------------------------------------------------------------------------
+
+_COMMON = frozenset({"title", "clientMetadata", "externalFileType"})
+_OBJECT_URL_N = re.compile(r"objectUrl_([0-9]+)")
+Validator = Callable[["Section", dict[str, Any], int, str], "Entry | EntryError"]
+
+
+@dataclass(frozen=True)
+class Section:
+    name: str
+    shape: str  # single | raw_group | typed_group | typed_dicom | unsupported
+    data_type: DataType | None = None
+    media_key: str | None = None
+
+    @functools.cached_property
+    def keys(self) -> frozenset[str]:
+        if self.shape == "single":
+            extra = {"objectUrl", "placeholderItemUuid"} | ({self.media_key} if self.media_key else set())
+            return _COMMON | extra
+        if self.shape == "raw_group":
+            return _COMMON | ({"createVideo"} if self.data_type == "image_group" else set())
+        if self.shape == "typed_group":
+            return _COMMON | {"images", "createVideo"}
+        return _COMMON | {"dicomFiles"}
+
+
+def _single(name: str, data_type: DataType, media_key: str | None) -> Section:
+    return Section(name, "single", data_type, media_key)
+
+
+_SHARED = {
+    "videos": _single("videos", "video", "videoMetadata"),
+    "images": _single("images", "image", "imageMetadata"),
+    "audio": _single("audio", "audio", "audioMetadata"),
+    "text": _single("text", "text", "textMetadata"),
+    "pdf": _single("pdf", "pdf", "pdfMetadata"),
+    "nifti": _single("nifti", "nifti", None),
+}
+RAW_SECTIONS = _SHARED | {
+    "pdfs": _single("pdfs", "pdf", "pdfMetadata"),
+    "image_groups": Section("image_groups", "raw_group", "image_group"),
+    "dicom_series": Section("dicom_series", "raw_group", "dicom_series"),
+}
+TYPED_SECTIONS = _SHARED | {
+    "imageGroups": Section("imageGroups", "typed_group"),
+    "dicomSeries": Section("dicomSeries", "typed_dicom"),
+    "imageGroupsFromItems": Section("imageGroupsFromItems", "unsupported"),
+    "timeSeries": Section("timeSeries", "unsupported"),
+    "scenes": Section("scenes", "unsupported"),
+}
+_FLAG_NAMES = {
+    "skip_duplicate_urls": "skip_duplicate_urls",
+    "skipDuplicateUrls": "skip_duplicate_urls",
+    "upsert_metadata": "upsert_metadata",
+    "upsertMetadata": "upsert_metadata",
+}
+TOP_KEYS = frozenset(RAW_SECTIONS) | frozenset(TYPED_SECTIONS) | frozenset(_FLAG_NAMES) | {"dataItems"}
+DATA_ITEMS_KEYS = frozenset(TYPED_SECTIONS) | {"skipDuplicateUrls", "upsertMetadata"}
+_HINTS = {
+    "objectUrl": "groups number their files objectUrl_0, objectUrl_1, …",
+    "images": "images belongs to the typed form imageGroups, image_groups uses objectUrl_0, …",
+    "dicomFiles": "dicomFiles belongs to the typed form dicomSeries, dicom_series uses objectUrl_0, …",
+}
+
+
+def _error(seq: int, where: str, problems: list[str], url: Any) -> EntryError:
+    return EntryError(seq, where, "; ".join(problems), short_url(url) if isinstance(url, str) else None)
+
+
+def _file_type(obj: dict[str, Any], problems: list[str]) -> None:
+    value = obj.get("externalFileType")
+    if value is not None and not isinstance(value, str):
+        problems.append(f"externalFileType must be a string, got {describe(value)}")
+
+
+def _unknown(obj: dict[str, Any], accepted: frozenset[str], problems: list[str], extra: str = "") -> None:
+    unknown = [k for k in obj if k not in accepted]
+    if unknown:
+        hints = [_HINTS[k] for k in unknown if k in _HINTS]
+        listed = sorted(accepted) + ([extra] if extra else [])
+        message = unknown_keys_message(unknown, listed)
+        problems.append(message + "".join(f" ({hint})" for hint in hints))
+
+
+def _validate_single(sec: Section, obj: dict[str, Any], seq: int, where: str) -> Entry | EntryError:
+    problems: list[str] = []
+    _unknown(obj, sec.keys, problems)
+    placeholder = check_uuid(obj.get("placeholderItemUuid"), "placeholderItemUuid", problems)
+    raw_url = obj.get("objectUrl")
+    url = check_url(raw_url, "objectUrl", problems, placeholder=obj.get("placeholderItemUuid") is not None)
+    title = check_title(obj.get("title"), "title", problems, default_from=url)
+    metadata = check_client_metadata(obj.get("clientMetadata"), "clientMetadata", problems)
+    media: dict[str, Any] = {}
+    if sec.media_key is not None:
+        kind = sec.media_key.removesuffix("Metadata")
+        media = check_media(kind, obj.get(sec.media_key), sec.media_key, problems)
+    _file_type(obj, problems)
+    if problems or url is None or title is None or sec.data_type is None:
+        return _error(seq, where, problems, raw_url)
+    return Entry(seq, where, sec.data_type, (url,), title, metadata, media, placeholder)
+
+
+def _capped(problems: list[str], limit: int = 10) -> list[str]:
+    if len(problems) <= limit:
+        return problems
+    return problems[:limit] + [f"and {len(problems) - limit} more problems with its files"]
+
+
+def _validate_raw_group(sec: Section, obj: dict[str, Any], seq: int, where: str) -> Entry | EntryError:
+    problems: list[str] = []
+    frames: dict[int, Any] = {}
+    accepted = sec.keys
+    others: dict[str, Any] = {}
+    for key, value in obj.items():
+        match = _OBJECT_URL_N.fullmatch(key)
+        if match is None:
+            others[key] = value
+        elif len(match.group(1)) > 1 and match.group(1)[0] == "0":
+            problems.append(f"{key}: position numbers must not have leading zeros")
+        elif len(match.group(1)) > 9:
+            problems.append(f"{key}: the position number is too large")
+        else:
+            frames[int(match.group(1))] = value
+    _unknown(others, accepted, problems, "objectUrl_0, objectUrl_1, …")
+    kind = "image groups" if sec.data_type == "image_group" else "DICOM series"
+    if not frames:
+        problems.append(f"objectUrl_0 is required ({kind} list their files as objectUrl_0, objectUrl_1, …)")
+    else:
+        top = max(frames)
+        if top != len(frames) - 1:
+            missing: list[int] = []
+            expected = 0
+            for i in sorted(frames):
+                while expected < i and len(missing) < 6:
+                    missing.append(expected)
+                    expected += 1
+                expected = i + 1
+            names = ", ".join(f"objectUrl_{i}" for i in missing[:5]) + (", …" if len(missing) > 5 else "")
+            verb = "is" if len(missing) == 1 else "are"
+            problems.append(
+                f"{names} {verb} missing: files must be numbered objectUrl_0 to objectUrl_{top} without gaps"
+            )
+    url_problems: list[str] = []
+    urls = [check_url(frames[i], f"objectUrl_{i}", url_problems) for i in sorted(frames)]
+    problems.extend(_capped(url_problems))
+    title = check_title(obj.get("title"), "title", problems, default_from=None, required=kind)
+    data_type: DataType = "dicom_series"
+    if sec.data_type == "image_group":
+        create_video = check_bool(obj.get("createVideo"), "createVideo", problems)
+        data_type = "image_sequence" if create_video else "image_group"
+    metadata = check_client_metadata(obj.get("clientMetadata"), "clientMetadata", problems)
+    _file_type(obj, problems)
+    first = frames[min(frames)] if frames else None
+    if problems or title is None:
+        return _error(seq, where, problems, first)
+    return Entry(seq, where, data_type, tuple(u for u in urls if u is not None), title, metadata, {})
+
+
+_FRAME_KEYS = {
+    "typed_group": ("images", "url", frozenset({"url", "title", "imageMetadata", "placeholderItemUuid"})),
+    "typed_dicom": ("dicomFiles", "url", frozenset({"url", "title", "dicomMetadata", "placeholderItemUuid"})),
+}
+_DICOM_TAG = re.compile(r"[0-9A-Fa-f]{8}")
+
+
+def _dicom_tags(value: Any, name: str, problems: list[str]) -> dict[str, Any] | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        problems.append(f"{name} must be an object, got {describe(value)}")
+        return None
+    if set(value) - {"tags"}:
+        problems.append(f"{name}: " + unknown_keys_message(sorted(set(value) - {"tags"}), ["tags"]))
+    tags = value.get("tags")
+    if tags is None:
+        return None
+    if not isinstance(tags, dict):
+        problems.append(f"{name}.tags must be an object, got {describe(tags)}")
+        return None
+    bad = [k for k, v in tags.items() if not _DICOM_TAG.fullmatch(k) or not isinstance(v, (dict, type(None)))]
+    if bad:
+        problems.append(
+            f"{name}.tags must map 8-hex-digit tags (like '0020000E') to objects or null "
+            f"(bad: {', '.join(repr(k[:20]) for k in bad[:5])})"
+        )
+        return None
+    return tags
+
+
+def _validate_typed_group(sec: Section, obj: dict[str, Any], seq: int, where: str) -> Entry | EntryError:
+    problems: list[str] = []
+    _unknown(obj, sec.keys, problems)
+    list_key, url_key, frame_keys = _FRAME_KEYS[sec.shape]
+    files = obj.get(list_key)
+    is_dicom = sec.shape == "typed_dicom"
+    urls: list[str] = []
+    frame_media: list[dict[str, Any]] = []
+    frame_info: list[dict[str, Any]] = []
+    first_raw: Any = None
+    if not isinstance(files, list) or not files:
+        got = "an empty list" if isinstance(files, list) else describe(files)
+        problems.append(f"{list_key} is required (a non-empty list of objects with a {url_key}), got {got}")
+        files = []
+    frame_problems: list[str] = []
+    for i, item in enumerate(files):
+        name = f"{list_key}[{i}]"
+        if not isinstance(item, dict):
+            frame_problems.append(f"{name} must be an object, got {describe(item)}")
+            continue
+        unknown = [k for k in item if k not in frame_keys]
+        if unknown:
+            frame_problems.append(f"{name}: " + unknown_keys_message(unknown, frame_keys))
+        if first_raw is None:
+            first_raw = item.get(url_key)
+        placeholder = check_uuid(
+            item.get("placeholderItemUuid"), f"{name}.placeholderItemUuid", frame_problems
+        )
+        url = check_url(
+            item.get(url_key),
+            f"{name}.{url_key}",
+            frame_problems,
+            placeholder=item.get("placeholderItemUuid") is not None,
+        )
+        info: dict[str, Any] = {}
+        if item.get("title") is not None:
+            title = check_title(item["title"], f"{name}.title", frame_problems, default_from=None)
+            if title is not None:
+                info["title"] = title
+        if placeholder is not None:
+            info["placeholder_item_uuid"] = placeholder
+        if is_dicom:
+            tags = _dicom_tags(item.get("dicomMetadata"), f"{name}.dicomMetadata", frame_problems)
+            if tags is not None:
+                info["dicom_tags"] = tags
+        else:
+            frame_media.append(
+                check_media("image", item.get("imageMetadata"), f"{name}.imageMetadata", frame_problems)
+            )
+        frame_info.append(info)
+        if url is not None:
+            urls.append(url)
+    problems.extend(_capped(frame_problems))
+    data_type: DataType = "dicom_series"
+    title = check_title(obj.get("title"), "title", problems, default_from=urls[0] if urls else None)
+    if not is_dicom:
+        create_video = check_bool(obj.get("createVideo"), "createVideo", problems)
+        data_type = "image_sequence" if create_video else "image_group"
+    metadata = check_client_metadata(obj.get("clientMetadata"), "clientMetadata", problems)
+    _file_type(obj, problems)
+    if problems or title is None:
+        return _error(seq, where, problems, first_raw)
+    media: dict[str, Any] = {"frames": frame_media} if any(frame_media) else {}
+    info_out = tuple(frame_info) if any(frame_info) else ()
+    return Entry(seq, where, data_type, tuple(urls), title, metadata, media, None, info_out)
+
+
+_VALIDATORS: dict[str, Validator] = {
+    "single": _validate_single,
+    "raw_group": _validate_raw_group,
+    "typed_group": _validate_typed_group,
+    "typed_dicom": _validate_typed_group,
+}
+
+
+# -- the document -----------------------------------------------------------------------------
+
+
+def _describe_event(ev: str, val: Any) -> str:
+    """What a value is, from its first event (the caller skips the rest if it goes on)."""
+    if ev == "start_map":
+        return "an object"
+    if ev == "start_array":
+        return "a list"
+    return describe(val)
+
+
+class _Walker:
+    def __init__(self, build: bool) -> None:
+        self.build = build
+        self.seq = 0
+        self.flags: dict[str, tuple[bool, str]] = {}
+
+    def document(self, it: Events) -> Iterator[Entry | EntryError]:
+        ev, val = next(it, ("end", None))
+        if ev != "start_map":
+            raise ManifestUnreadable(
+                "the manifest must be a JSON object with keys such as 'videos' or 'images', got "
+                + _describe_event(ev, val)
+            )
+        for ev, key in it:
+            if ev == "end_map":
+                break
+            if key == "dataItems":
+                yield from self.data_items(it)
+            elif key in _FLAG_NAMES:
+                self.flag(it, key, key)
+            elif key in RAW_SECTIONS or key in TYPED_SECTIONS:
+                yield from self.section(it, RAW_SECTIONS.get(key) or TYPED_SECTIONS[key], key)
+            else:
+                message = unknown_keys_message([key], TOP_KEYS, "top-level key")
+                raise ManifestUnreadable("the manifest has an " + message)
+        for _ in it:  # reaches the end of the file, so trailing text is an error
+            pass
+
+    def data_items(self, it: Events) -> Iterator[Entry | EntryError]:
+        ev, val = next(it)
+        if ev == "null":
+            return
+        if ev != "start_map":
+            raise ManifestUnreadable(f"dataItems must be an object, got {_describe_event(ev, val)}")
+        for ev, key in it:
+            if ev == "end_map":
+                return
+            label = f"dataItems.{key}"
+            if key in ("skipDuplicateUrls", "upsertMetadata"):
+                self.flag(it, key, label)
+            elif key in TYPED_SECTIONS:
+                yield from self.section(it, TYPED_SECTIONS[key], label)
+            else:
+                raise ManifestUnreadable("dataItems has an " + unknown_keys_message([key], DATA_ITEMS_KEYS))
+
+    def flag(self, it: Events, key: str, label: str) -> None:
+        ev, val = next(it)
+        if ev != "boolean":
+            raise ManifestUnreadable(f"{label} must be true or false, got {_describe_event(ev, val)}")
+        name = _FLAG_NAMES[key]
+        seen = self.flags.get(name)
+        if seen is not None and seen[0] != val:
+            raise ManifestUnreadable(
+                f"{label} is {describe(val)} but {seen[1]} is {describe(seen[0])}; give the flag once"
+            )
+        self.flags[name] = (bool(val), label)
+
+    def section(self, it: Events, sec: Section, label: str) -> Iterator[Entry | EntryError]:
+        ev, val = next(it)
+        if ev == "null":
+            return
+        if ev != "start_array":
+            raise ManifestUnreadable(f"{label} must be a list, got {_describe_event(ev, val)}")
+        index = 0
+        validate = _VALIDATORS.get(sec.shape)
+        for ev, val in it:
+            if ev == "end_array":
+                return
+            seq, where = self.seq, f"{label}[{index}]"
+            self.seq += 1
+            index += 1
+            if not self.build:
+                _skip(it, ev)
+                continue
+            if validate is None:
+                _skip(it, ev)
+                yield EntryError(seq, where, f"{sec.name} entries are not supported by corral")
+            elif ev != "start_map":
+                _skip(it, ev)
+                yield EntryError(
+                    seq, where, f"each element of {label} must be an object, got " + _describe_event(ev, val)
+                )
+            else:
+                obj, problem = _build_map(it)
+                if obj is None or problem is not None:
+                    url = obj.get("objectUrl") if obj is not None else None
+                    yield _error(seq, where, [problem or "unreadable entry"], url)
+                else:
+                    yield validate(sec, obj, seq, where)
+
+
+def iter_entries(path: Path) -> Iterator[Entry | EntryError]:
+    yield from _Walker(build=True).document(_events(path))
+
+
+def read_flags(path: Path) -> ManifestFlags:
+    walker = _Walker(build=False)
+    for _ in walker.document(_events(path)):
+        pass
+    return ManifestFlags(
+        skip_duplicate_urls=walker.flags.get("skip_duplicate_urls", (False, ""))[0],
+        upsert_metadata=walker.flags.get("upsert_metadata", (False, ""))[0],
+    )
