@@ -111,15 +111,21 @@ def resolve_profile(
     if not url:
         raise ApiError(0, "not_configured", "no server configured: run `corral login` or set CORRAL_URL")
     if not (token or ssh_key):
-        raise ApiError(0, "not_configured",
-                       "no credentials: run `corral login`, or set CORRAL_TOKEN or CORRAL_SSH_KEY")
+        raise ApiError(
+            0, "not_configured", "no credentials: run `corral login`, or set CORRAL_TOKEN or CORRAL_SSH_KEY"
+        )
     return Profile(url=url.rstrip("/"), token=token, ssh_key=ssh_key)
 
 
 class Client:
     def __init__(
-        self, url: str, *, token: str | None = None, ssh_key: str | Path | None = None,
-        timeout: float = 120.0, transport: httpx.BaseTransport | None = None,
+        self,
+        url: str,
+        *,
+        token: str | None = None,
+        ssh_key: str | Path | None = None,
+        timeout: float = 120.0,
+        transport: httpx.BaseTransport | None = None,
     ) -> None:
         auth: httpx.Auth | None = None
         headers = {"User-Agent": "corral-client"}
@@ -127,8 +133,9 @@ class Client:
             headers["Authorization"] = f"Bearer {token}"
         elif ssh_key:
             auth = _SignAuth(load_private_key(ssh_key))
-        self._http = httpx.Client(base_url=url.rstrip("/"), headers=headers, auth=auth,
-                                  timeout=timeout, transport=transport)
+        self._http = httpx.Client(
+            base_url=url.rstrip("/"), headers=headers, auth=auth, timeout=timeout, transport=transport
+        )
 
     @classmethod
     def from_profile(cls, profile: Profile) -> Client:
@@ -153,8 +160,12 @@ class Client:
                 body = resp.json()
             except ValueError:
                 body = {}
-            raise ApiError(resp.status_code, body.get("code", "http_error"),
-                           body.get("message") or resp.text[:500] or resp.reason_phrase, body.get("errors"))
+            raise ApiError(
+                resp.status_code,
+                body.get("code", "http_error"),
+                body.get("message") or resp.text[:500] or resp.reason_phrase,
+                body.get("errors"),
+            )
         return resp.json() if resp.content else None
 
     # -- API methods ---------------------------------------------------------
@@ -201,8 +212,9 @@ class Client:
         return self.request("POST" if apply else "GET", self._integration(ref) + "/cors", params=params)
 
     def sign_urls(self, ref: str, urls: list[str], ttl_seconds: int | None = None) -> Any:
-        return self.request("POST", self._integration(ref) + "/sign",
-                            json={"urls": urls, "ttl_seconds": ttl_seconds})
+        return self.request(
+            "POST", self._integration(ref) + "/sign", json={"urls": urls, "ttl_seconds": ttl_seconds}
+        )
 
     # metadata schema
     def get_schema(self, version: int | None = None, fmt: str = "native") -> Any:
@@ -219,5 +231,46 @@ class Client:
         return self.request("GET", "/api/v1/metadata-schema/versions", params={"limit": limit})
 
     def validate_metadata(self, items: list[Any], from_text: bool = False) -> Any:
-        return self.request("POST", "/api/v1/metadata-schema/validate",
-                            json={"items": items, "from_text": from_text})
+        return self.request(
+            "POST", "/api/v1/metadata-schema/validate", json={"items": items, "from_text": from_text}
+        )
+
+    # folders and imports
+    def create_folder(self, path: str, description: str = "") -> Any:
+        return self.request("POST", "/api/v1/folders", json={"path": path, "description": description})
+
+    def list_folders(self, path: str | None = None) -> Any:
+        return self.request("GET", "/api/v1/folders", params={"path": path} if path else None)
+
+    def start_import(
+        self,
+        manifest: Any,
+        *,
+        folder: str,
+        integration: str,
+        ignore_errors: bool = False,
+        skip_duplicate_urls: bool = False,
+        upsert_metadata: bool = False,
+        dry_run: bool = False,
+    ) -> Any:
+        params = {
+            "folder": folder,
+            "integration": integration,
+            "ignore_errors": str(ignore_errors).lower(),
+            "skip_duplicate_urls": str(skip_duplicate_urls).lower(),
+            "upsert_metadata": str(upsert_metadata).lower(),
+            "dry_run": str(dry_run).lower(),
+        }
+        return self.request(
+            "POST",
+            "/api/v1/imports",
+            params=params,
+            content=manifest,
+            headers={"Content-Type": "application/octet-stream"},
+        )
+
+    def get_import(self, job_id: str, wait: float = 0, limit: int = 1000) -> Any:
+        return self.request("GET", f"/api/v1/imports/{job_id}", params={"wait": wait, "limit": limit})
+
+    def cancel_import(self, job_id: str) -> Any:
+        return self.request("POST", f"/api/v1/imports/{job_id}/cancel")

@@ -18,6 +18,7 @@ from corral.api.routes import (
     encord_rpc,
     encord_v2,
     health,
+    imports,
     integrations,
     jobs,
     local_media,
@@ -93,7 +94,7 @@ def create_app(
     install_error_handlers(app)
     app.add_middleware(RequestLogMiddleware)
     for router in (health.router, me.router, jobs.router, integrations.router, local_media.router,
-                   metadata_schema.router,
+                   metadata_schema.router, imports.folder_router, imports.import_router,
                    encord_v2.router, integrations.v2_router, encord_metadata.router, encord_rpc.router):
         app.include_router(router)
     return app

@@ -126,6 +126,18 @@ def job_show(job_id: str, wait: bool, profile: str | None, as_json: bool) -> Non
     _print(j, as_json, human)
 
 
+@job.command("wait")
+@click.argument("job_id")
+@connection_options
+@click.pass_context
+def job_wait(ctx: click.Context, job_id: str, profile: str | None, as_json: bool) -> None:
+    """Wait for a job to end (progress bar), then show it; exit 1 unless it is DONE."""
+    ctx.invoke(job_show, job_id=job_id, wait=True, profile=profile, as_json=as_json)
+    with api_errors(), _client(profile) as c:
+        if c.get_job(job_id)["status"] != "DONE":
+            raise SystemExit(1)
+
+
 @job.command("cancel")
 @click.argument("job_id")
 @connection_options

@@ -94,6 +94,7 @@ def serve(host: str | None, port: int | None, data_dir: Path | None, no_worker: 
 @data_dir_option
 def worker(data_dir: Path | None) -> None:
     """Run a job worker process against the configured database (any number may run)."""
+    import corral.registration.jobs  # noqa: F401  (registers the "register" task kind)
     from corral.api.app import check_schema
     from corral.jobs.worker import run_worker_forever
     from corral.logs import configure_logging

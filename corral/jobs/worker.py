@@ -44,7 +44,8 @@ class Worker:
         self.settings = settings
         self.tasks = tasks
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        self.ctx = WorkerContext(owner=self.owner, services=services or {})
+        base: dict[str, Any] = {"db": db, "settings": settings}
+        self.ctx = WorkerContext(owner=self.owner, services={**base, **(services or {})})
         self.shutdown_grace_seconds = shutdown_grace_seconds
         self._stop = threading.Event()
         self._wake = threading.Event()

@@ -1,0 +1,190 @@
+"""Folders (``/api/v1/folders``) and upload jobs (``/api/v1/imports``)."""
+
+from __future__ import annotations
+
+import dataclasses
+import tempfile
+import uuid
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
+
+from corral.api.deps import Ctx, CurrentPrincipal
+from corral.api.longpoll import hold_until
+from corral.core import folders
+from corral.core.folders import FolderView
+from corral.jobs import queue
+from corral.jobs.queue import JobState
+from corral.registration import jobs as registration
+from corral.registration import service
+
+folder_router = APIRouter(prefix="/api/v1/folders", tags=["folders"])
+import_router = APIRouter(prefix="/api/v1/imports", tags=["imports"])
+
+
+class FolderCreate(BaseModel):
+    path: str = Field(description='Where to create it, e.g. "projects/cats" (parents are created too).')
+    description: str = ""
+
+
+class FolderPublic(BaseModel):
+    id: uuid.UUID
+    name: str
+    path: str
+    parent_id: uuid.UUID | None
+    description: str
+    client_metadata: dict[str, Any]
+    items: int
+
+
+def _folder(s: Any, row: Any) -> FolderPublic:
+    view: FolderView = folders.view(s, row)
+    return FolderPublic(**dataclasses.asdict(view), items=folders.item_count(s, row.id))
+
+
+@folder_router.post(
+    "", response_model=FolderPublic, status_code=201, summary="Create a folder (and its parents)"
+)
+async def create_folder(ctx: Ctx, principal: CurrentPrincipal, body: FolderCreate) -> FolderPublic:
+    def write() -> FolderPublic:
+        with ctx.db.write() as s:
+            return _folder(s, folders.create_path(s, principal, body.path, body.description))
+
+    return await run_in_threadpool(write)
+
+
+@folder_router.get("", response_model=list[FolderPublic], summary="Folders at the top, or inside ?path=")
+async def list_folders(ctx: Ctx, principal: CurrentPrincipal, path: str | None = None) -> list[FolderPublic]:
+    def read() -> list[FolderPublic]:
+        with ctx.db.read() as s:
+            parent = folders.resolve(s, principal.org_id, path) if path else None
+            return [_folder(s, f) for f in folders.children(s, principal.org_id, parent)]
+
+    return await run_in_threadpool(read)
+
+
+@folder_router.get("/{folder_id}", response_model=FolderPublic, summary="One folder")
+async def get_folder(ctx: Ctx, principal: CurrentPrincipal, folder_id: uuid.UUID) -> FolderPublic:
+    def read() -> FolderPublic:
+        with ctx.db.read() as s:
+            return _folder(s, folders.resolve(s, principal.org_id, folder_id))
+
+    return await run_in_threadpool(read)
+
+
+# -- imports ---------------------------------------------------------------------------------------
+
+
+class ImportStatus(BaseModel):
+    job_id: uuid.UUID
+    status: str = Field(description="PENDING, DONE, ERROR or CANCELLED.")
+    files_total: int | None = Field(description="Entries in the manifest (known once it has been read).")
+    registered: int
+    skipped: int = Field(description="Duplicates skipped (skip_duplicate_urls).")
+    updated: int = Field(description="Duplicates whose metadata was updated (upsert_metadata).")
+    failed: int
+    failed_batches: int = Field(description="Batches that failed as a whole (without ignore_errors).")
+    pending: int | None = Field(description="Files not yet settled; null until the manifest has been read.")
+    error: str | None
+    errors: list[dict[str, Any]] = Field(description="Per-file errors: seq, where, url, error.")
+    items: list[dict[str, Any]] = Field(description="Registered items (id, name, url), oldest first.")
+
+
+def _status(ctx: Ctx, org_id: uuid.UUID, job_id: uuid.UUID, limit: int) -> tuple[JobState, ImportStatus]:
+    with ctx.db.read() as s:
+        state = queue.job_state(s, org_id, job_id, error_limit=0)
+        if state.kind != registration.KIND:
+            raise registration.not_found(job_id)
+        counts = registration.file_counts(s, job_id, error_limit=limit)
+        if state.is_terminal:  # what is really there: staged items of a failed job were removed
+            counts["registered"] = registration.kept_items(s, job_id)
+            counts["pending"] = 0
+        items = (
+            registration.created_items(s, job_id, limit)
+            if state.status == "DONE" or counts["registered"]
+            else []
+        )
+    return state, ImportStatus(job_id=job_id, status=state.status, error=state.error, items=items, **counts)
+
+
+async def _spool(request: Request) -> Any:
+    spool = tempfile.SpooledTemporaryFile(max_size=16 << 20)
+    async for chunk in request.stream():
+        spool.write(chunk)
+    spool.seek(0)
+    return spool
+
+
+@import_router.post("", status_code=202, summary="Start an upload job from a manifest (the request body)")
+async def start_import(
+    ctx: Ctx,
+    principal: CurrentPrincipal,
+    request: Request,
+    folder: Annotated[str, Query(description="Folder id or path.")],
+    integration: Annotated[str, Query(description="Integration id or title.")],
+    ignore_errors: bool = False,
+    skip_duplicate_urls: bool = False,
+    upsert_metadata: bool = False,
+    dry_run: Annotated[
+        bool, Query(description="Check everything, register nothing; answers at once.")
+    ] = False,
+) -> JSONResponse:
+    spool = await _spool(request)
+    try:
+        if dry_run:
+            report = await run_in_threadpool(
+                service.dry_run,
+                ctx.db,
+                ctx.settings,
+                principal,
+                folder=folder,
+                integration=integration,
+                manifest=spool,
+            )
+            return JSONResponse(dataclasses.asdict(report), status_code=200)
+        job_id = await run_in_threadpool(
+            lambda: service.start_import(
+                ctx.db,
+                ctx.settings,
+                principal,
+                folder=folder,
+                integration=integration,
+                manifest=spool,
+                ignore_errors=ignore_errors,
+                skip_duplicate_urls=skip_duplicate_urls,
+                upsert_metadata=upsert_metadata,
+            )
+        )
+    finally:
+        spool.close()
+    ctx.wake_worker()
+    return JSONResponse({"job_id": str(job_id)}, status_code=202)
+
+
+@import_router.get(
+    "/{job_id}", response_model=ImportStatus, summary="An upload job's progress; optionally long-poll"
+)
+async def get_import(
+    ctx: Ctx,
+    principal: CurrentPrincipal,
+    job_id: uuid.UUID,
+    wait: Annotated[float, Query(ge=0, description="Hold until the job ends or this many seconds pass.")] = 0,
+    limit: Annotated[int, Query(ge=0, le=100_000, description="Most errors and items to list.")] = 1000,
+) -> ImportStatus:
+    seconds = min(wait, ctx.settings.long_poll_cap_seconds)
+    state_and_status = await hold_until(
+        lambda: _status(ctx, principal.org_id, job_id, limit), lambda pair: pair[0].is_terminal, seconds
+    )
+    return state_and_status[1]
+
+
+@import_router.post(
+    "/{job_id}/cancel", response_model=ImportStatus, summary="Cancel an upload job's pending work"
+)
+async def cancel_import(ctx: Ctx, principal: CurrentPrincipal, job_id: uuid.UUID) -> ImportStatus:
+    await run_in_threadpool(_status, ctx, principal.org_id, job_id, 0)  # 404 for others' jobs
+    await run_in_threadpool(queue.cancel_job, ctx.db, ctx.tasks, principal.org_id, job_id)
+    return (await run_in_threadpool(_status, ctx, principal.org_id, job_id, 1000))[1]

@@ -1,0 +1,192 @@
+"""Turn one manifest entry into item rows: scope, metadata, existence, media properties.
+
+``prepare_entry`` does the slow part (HEAD and media probes, through the integration's
+``ScopedStorage``) and returns either ``Prepared`` rows or a ``FileError`` naming the entry,
+its URL and the reason.  It never writes anything.  In strict client-only mode no byte of media
+is read: the manifest's properties are used as given, and a missing required one is an error.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from corral import errors
+from corral.core.metadata.validation import Validator, describe
+from corral.storage.scope import ScopedStorage
+
+#: Properties a strict client-only integration must get from the manifest, per data type.
+STRICT_REQUIRED: dict[str, tuple[str, ...]] = {
+    "video": ("fps", "duration", "width", "height"),
+    "image": ("width", "height"),
+    "audio": ("duration",),
+}
+EXPECTED_KIND = {
+    "video": "video",
+    "image": "image",
+    "audio": "audio",
+    "text": "text",
+    "pdf": "pdf",
+    "nifti": "nifti",
+    "dicom_series": "dicom",
+    "image_group": "image",
+    "image_sequence": "image",
+}
+RETRIES = 3
+
+
+@dataclass(frozen=True)
+class FileError:
+    seq: int
+    where: str
+    url: str | None
+    error: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"seq": self.seq, "where": self.where, "url": self.url, "error": self.error}
+
+
+@dataclass
+class Prepared:
+    """One item to insert (several for an image group split by frame size)."""
+
+    seq: int
+    item_type: str
+    name: str
+    urls: list[str]
+    media: dict[str, Any]
+    client_metadata: dict[str, Any]
+    parts: list[dict[str, Any]] = field(default_factory=list)  # frames / slices: url, title, media
+
+    @property
+    def url(self) -> str | None:
+        return self.urls[0] if len(self.urls) == 1 and not self.parts else None
+
+    @property
+    def url_hash(self) -> str:
+        return hashlib.sha256("\n".join(self.urls).encode()).hexdigest()
+
+
+def _retrying(call: Any, *args: Any, **kwargs: Any) -> Any:
+    """Retry a store call on timeouts and throttling (502/503/504-style errors), with backoff."""
+    for attempt in range(RETRIES):
+        try:
+            return call(*args, **kwargs)
+        except (errors.StorageTimeout, errors.StorageError) as exc:
+            if isinstance(exc, (errors.ObjectMissing, errors.AccessDenied)) or attempt == RETRIES - 1:
+                raise
+            time.sleep(0.2 * 2**attempt)
+    raise AssertionError("unreachable")
+
+
+def _media_for(storage: ScopedStorage, url: str, expected: str, given: dict[str, Any]) -> dict[str, Any]:
+    """Media properties of one file: the manifest's, or read from the store (at least a HEAD)."""
+    if storage.strict_client_only:
+        return dict(given)
+    if all(given.get(k) is not None for k in STRICT_REQUIRED.get(expected, ("__probe__",))):
+        info = _retrying(storage.stat, url)  # existence and access; properties as given
+        return {"file_size": info.size, "mime_type": info.content_type, **given}
+    from corral.registration.probe import probe
+
+    found = _retrying(probe, storage, url, expected)
+    return {**found.as_media(), **{k: v for k, v in given.items() if v is not None}}
+
+
+def strict_problem(entry: Any, storage: ScopedStorage) -> str | None:
+    """What a strict client-only integration is missing from the manifest for this entry."""
+    if not storage.strict_client_only:
+        return None
+    missing = [k for k in STRICT_REQUIRED.get(entry.data_type, ()) if entry.media.get(k) is None]
+    if not missing:
+        return None
+    return (
+        f"integration {storage.title!r} is strict client-only, so corral does not read media: "
+        f"give {', '.join(missing)} in the manifest's {entry.data_type}Metadata"
+    )
+
+
+def prepare_entry(entry: Any, storage: ScopedStorage, validator: Validator) -> list[Prepared] | FileError:
+    """Everything about one manifest entry that can be checked before writing."""
+    first: str = entry.urls[0] if entry.urls else ""
+
+    def fail(message: str, url: str | None = first) -> FileError:
+        return FileError(entry.seq, entry.where, url, message)
+
+    canonical = []
+    for url in entry.urls:
+        try:
+            canonical.append(storage.resolve(url).url)  # stored, and compared for duplicates, canonically
+        except errors.OutOfScope as exc:
+            return fail(exc.message, url)
+    metadata, problems = validator.validate(entry.client_metadata)
+    if problems:
+        return fail(describe(problems))
+    if "\\u0000" in json.dumps(metadata):
+        return fail("clientMetadata holds a NUL character (\\u0000), which cannot be stored")
+    data_type: str = entry.data_type
+    why = strict_problem(entry, storage)
+    if why:
+        return fail(why)
+    expected = EXPECTED_KIND[data_type]
+    try:
+        if len(entry.urls) == 1 and data_type not in ("image_group", "image_sequence", "dicom_series"):
+            media = _media_for(storage, first, expected, entry.media)
+            return [Prepared(entry.seq, data_type, entry.title, canonical, media, metadata)]
+        frames_given = entry.media.get("frames") or []
+        parts = []
+        for i, url in enumerate(canonical):
+            given = frames_given[i] if i < len(frames_given) and isinstance(frames_given[i], dict) else {}
+            parts.append(
+                {
+                    "url": url,
+                    "title": url.rsplit("/", 1)[-1],
+                    "media": _media_for(storage, url, expected, given),
+                }
+            )
+    except errors.CorralError as exc:
+        return fail(exc.message)
+    except Exception as exc:  # a probe's content problem
+        from corral.registration.probe import ProbeError
+
+        if isinstance(exc, ProbeError):
+            return fail(str(exc))
+        raise
+    return _group(entry, canonical, parts, metadata)
+
+
+def _group(
+    entry: Any, urls: list[str], parts: list[dict[str, Any]], metadata: dict[str, Any]
+) -> list[Prepared] | FileError:
+    if entry.data_type == "dicom_series":
+        series = {p["media"].get("dicom", {}).get("SeriesInstanceUID") for p in parts} - {None}
+        if len(series) > 1:
+            return FileError(
+                entry.seq,
+                entry.where,
+                entry.urls[0],
+                f"the files of a DICOM series must share one SeriesInstanceUID; found {len(series)}",
+            )
+        media = {"series_instance_uid": next(iter(series), None), "slices": len(parts)}
+        return [Prepared(entry.seq, "dicom_series", entry.title, urls, media, metadata, parts)]
+    if entry.data_type == "image_sequence":
+        runs: list[list[dict[str, Any]]] = []
+        for part in parts:  # a sequence needs one frame size: split where it changes, keeping order
+            size = (part["media"].get("width"), part["media"].get("height"))
+            if runs and (runs[-1][0]["media"].get("width"), runs[-1][0]["media"].get("height")) == size:
+                runs[-1].append(part)
+            else:
+                runs.append([part])
+        out = []
+        for n, run in enumerate(runs, start=1):
+            title = entry.title if len(runs) == 1 else f"{entry.title} ({n})"
+            w, h = run[0]["media"].get("width"), run[0]["media"].get("height")
+            media = {"width": w, "height": h, "frames": len(run)}
+            out.append(
+                Prepared(entry.seq, "image_sequence", title, [p["url"] for p in run], media, metadata, run)
+            )
+        return out
+    media = {"frames": len(parts)}
+    return [Prepared(entry.seq, entry.data_type, entry.title, urls, media, metadata, parts)]

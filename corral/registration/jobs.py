@@ -1,0 +1,449 @@
+"""Upload jobs: register a manifest's files into a folder through an integration.
+
+A job (kind ``register``) starts with one *plan* unit.  Planning streams the stored manifest
+and adds one *batch* unit per ``BATCH`` entries as it goes (idempotently: a restarted planner
+skips the batches it already added), so workers register early batches while later ones are
+still being read, and memory stays bounded whatever the manifest's size.
+
+A batch unit checks its files (scope, metadata, HEAD or media probe, concurrently) outside any
+transaction, then inserts their items in the transaction that completes the unit, so a killed
+worker never leaves a batch half-written and never registers one twice.
+
+``ignore_errors=False``: one bad file fails the job, and the items of batches that did commit
+are *staged* (invisible) until the job is DONE; a failed or cancelled job deletes them.
+``ignore_errors=True``: good files register at once and bad ones are listed with their reason.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tempfile
+import threading
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, cast
+
+from sqlalchemy import Table, delete, func, insert, select, text, update
+from sqlalchemy.orm import Session
+
+from corral import errors
+from corral.core import integrations
+from corral.core.metadata import service as metadata_service
+from corral.db.engine import Database
+from corral.db.tables import Integration, Item, ItemPart, Job, JobBlob, JobUnit
+from corral.db.types import utcnow
+from corral.jobs.tasks import ClaimedUnit, TaskKind, UnitFailed, WorkerContext, registry
+from corral.registration.files import FileError, Prepared, prepare_entry
+from corral.settings import Settings
+
+KIND = "register"
+ITEMS = cast(Table, Item.__table__)
+ITEM_PARTS = cast(Table, ItemPart.__table__)
+BATCH = 2000
+BLOB_CHUNK = 1 << 20
+PROBE_CONCURRENCY = 16
+_integration_slots: dict[uuid.UUID, threading.Semaphore] = {}
+_slots_lock = threading.Lock()
+
+
+def _slots(integration_id: uuid.UUID) -> threading.Semaphore:
+    """A bound on concurrent store requests per integration, shared by all batches in a process."""
+    with _slots_lock:
+        return _integration_slots.setdefault(integration_id, threading.Semaphore(PROBE_CONCURRENCY))
+
+
+# -- the manifest, stored in the database ----------------------------------------------------
+
+
+def store_manifest(s: Session, job_id: uuid.UUID, source: Any) -> int:
+    """Copy a file-like manifest into ``job_blobs`` in 1 MiB chunks; returns its size."""
+    seq = size = 0
+    while chunk := source.read(BLOB_CHUNK):
+        s.execute(insert(JobBlob), [{"job_id": job_id, "seq": seq, "data": chunk}])
+        seq += 1
+        size += len(chunk)
+    return size
+
+
+def _manifest_file(db: Database, job_id: uuid.UUID, directory: Path) -> Path:
+    path = directory / f"{job_id}.manifest"
+    with db.read() as s, path.open("wb") as out:
+        for (data,) in s.execute(select(JobBlob.data).where(JobBlob.job_id == job_id).order_by(JobBlob.seq)):
+            out.write(data)
+    return path
+
+
+# -- planning --------------------------------------------------------------------------------
+
+
+def _entry_payload(entry: Any) -> dict[str, Any]:
+    # By hand: dataclasses.asdict deep-copies every value and was a tenth of the planner's time.
+    return {
+        "seq": entry.seq,
+        "where": entry.where,
+        "data_type": entry.data_type,
+        "urls": list(entry.urls),
+        "title": entry.title,
+        "client_metadata": entry.client_metadata,
+        "media": entry.media,
+    }
+
+
+def _add_batch(db: Database, job_id: uuid.UUID, seq: int, entries: list[dict[str, Any]]) -> bool:
+    """Queue one batch (once, even if the planner is restarted); False if the job was cancelled."""
+    with db.write() as s:
+        job = s.get(Job, job_id)
+        if job is None or job.params.get("cancel_requested"):
+            return False
+        exists = s.scalar(select(JobUnit.id).where(JobUnit.job_id == job_id, JobUnit.seq == seq))
+        if exists:
+            return True
+        now = utcnow()
+        s.execute(
+            insert(JobUnit),
+            [
+                {
+                    "job_id": job_id,
+                    "seq": seq,
+                    "payload": {"op": "batch", "entries": entries},
+                    "status": "pending",
+                    "attempts": 0,
+                    "available_at": now,
+                    "updated_at": now,
+                }
+            ],
+        )
+        s.execute(update(Job).where(Job.id == job_id).values(units_total=Job.units_total + 1))
+    return True
+
+
+def _merge_flags(db: Database, job_id: uuid.UUID, flags: Any) -> None:
+    """The manifest's own skip_duplicate_urls / upsert_metadata add to the request's."""
+    with db.write() as s:
+        job = s.get(Job, job_id)
+        if job is None:
+            return
+        params = dict(job.params)
+        params["skip_duplicate_urls"] = bool(params.get("skip_duplicate_urls") or flags.skip_duplicate_urls)
+        params["upsert_metadata"] = bool(params.get("upsert_metadata") or flags.upsert_metadata)
+        job.params = params
+
+
+def _plan(ctx: WorkerContext, unit: ClaimedUnit) -> dict[str, Any]:
+    from corral.registration import manifest
+
+    db: Database = ctx.services["db"]
+    entries = parse_errors = 0
+    errors_out: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="corral-manifest-") as tmp:
+        path = _manifest_file(db, unit.job_id, Path(tmp))
+        try:
+            fmt = manifest.detect_format(path)
+            flags = manifest.read_flags(path, fmt)
+        except manifest.ManifestUnreadable as exc:
+            raise UnitFailed(f"the manifest cannot be read: {exc.message}") from None
+        _merge_flags(db, unit.job_id, flags)
+        batch: list[dict[str, Any]] = []
+        batch_no = 0
+        try:
+            for item in manifest.iter_entries(path, fmt):
+                if isinstance(item, manifest.EntryError):
+                    parse_errors += 1
+                    if len(errors_out) < 10_000:
+                        errors_out.append(
+                            {"seq": item.seq, "where": item.where, "url": item.url, "error": item.message}
+                        )
+                    continue
+                payload = _entry_payload(item)
+                if "\\u0000" in json.dumps(payload):  # PostgreSQL cannot store NUL in JSON or text
+                    parse_errors += 1
+                    errors_out.append(
+                        {
+                            "seq": item.seq,
+                            "where": item.where,
+                            "url": item.urls[0],
+                            "error": "the entry holds a NUL character (\\u0000), which cannot be stored",
+                        }
+                    )
+                    continue
+                entries += 1
+                batch.append(payload)
+                if len(batch) >= unit.params.get("batch_size", BATCH):
+                    batch_no += 1
+                    if not _add_batch(db, unit.job_id, batch_no, batch):
+                        raise UnitFailed("the job was cancelled while its manifest was being read")
+                    batch = []
+        except manifest.ManifestUnreadable as exc:
+            raise UnitFailed(f"the manifest cannot be read: {exc.message}") from None
+        if batch:
+            batch_no += 1
+            _add_batch(db, unit.job_id, batch_no, batch)
+    if parse_errors and not unit.params.get("ignore_errors"):
+        shown = "; ".join(f"{e['where']}: {e['error']}" for e in errors_out[:5])
+        raise UnitFailed(f"{parse_errors} manifest entries are invalid: {shown}")
+    return {
+        "entries": entries + parse_errors,
+        "batches": batch_no,
+        "errors": errors_out,
+        "error_count": parse_errors,
+    }
+
+
+# -- batches ----------------------------------------------------------------------------------
+
+
+class _Entry:
+    """A manifest entry rebuilt from a unit payload (the attributes ``prepare_entry`` reads)."""
+
+    def __init__(self, payload: dict[str, Any]) -> None:
+        self.seq = payload["seq"]
+        self.where = payload["where"]
+        self.data_type = payload["data_type"]
+        self.urls = tuple(payload["urls"])
+        self.title = payload["title"]
+        self.client_metadata = payload.get("client_metadata") or {}
+        self.media = payload.get("media") or {}
+
+
+def _batch(ctx: WorkerContext, unit: ClaimedUnit) -> list[list[Prepared] | FileError]:
+    db: Database = ctx.services["db"]
+    settings: Settings = ctx.services["settings"]
+    integration_id = uuid.UUID(unit.params["integration_id"])
+    with db.read() as s:
+        row = s.get(Integration, integration_id)
+        if row is None:
+            raise UnitFailed("the job's integration no longer exists")
+        storage = integrations.open_row(row, settings)
+        _, validator = metadata_service.validator(s, unit.org_id)
+    slots = _slots(integration_id)
+
+    def one(payload: dict[str, Any]) -> list[Prepared] | FileError:
+        with slots:
+            return prepare_entry(_Entry(payload), storage, validator)
+
+    try:
+        if storage.strict_client_only:  # no request at all: no threads needed
+            results = [prepare_entry(_Entry(p), storage, validator) for p in unit.payload["entries"]]
+        else:
+            with ThreadPoolExecutor(max_workers=PROBE_CONCURRENCY) as pool:
+                results = list(pool.map(one, unit.payload["entries"]))
+    finally:
+        storage.close()
+    bad = [r for r in results if isinstance(r, FileError)]
+    if bad and not unit.params.get("ignore_errors"):
+        shown = "; ".join(f"{e.where} ({e.url}): {e.error}" for e in bad[:5])
+        raise UnitFailed(f"{len(bad)} file(s) cannot be registered: {shown}")
+    return results
+
+
+def _lock_folder(s: Session, folder_id: uuid.UUID) -> None:
+    """Serialise duplicate checks per folder (SQLite already serialises every write)."""
+    if s.get_bind().dialect.name == "postgresql":
+        key = int.from_bytes(hashlib.sha256(folder_id.bytes).digest()[:8], "big", signed=True)
+        s.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": key})
+
+
+def _commit_batch(s: Session, unit: ClaimedUnit, results: list[list[Prepared] | FileError]) -> dict[str, Any]:
+    params = unit.params
+    folder_id = uuid.UUID(params["folder_id"])
+    _lock_folder(s, folder_id)
+    prepared = [p for r in results if not isinstance(r, FileError) for p in r]
+    skipped = updated = 0
+    if params.get("skip_duplicate_urls"):
+        hashes = list({p.url_hash for p in prepared})
+        existing: dict[str, uuid.UUID] = {}
+        for i in range(0, len(hashes), 500):
+            rows = s.execute(
+                select(Item.url_hash, Item.id).where(
+                    Item.folder_id == folder_id,
+                    Item.url_hash.in_(hashes[i : i + 500]),
+                    Item.deleted_at.is_(None),
+                )
+            )
+            existing.update({h: item_id for h, item_id in rows if h is not None})
+        fresh = []
+        for p in prepared:
+            if p.url_hash in existing:
+                if params.get("upsert_metadata"):
+                    s.execute(
+                        update(Item)  # every copy of the URL in the folder
+                        .where(
+                            Item.folder_id == folder_id,
+                            Item.url_hash == p.url_hash,
+                            Item.deleted_at.is_(None),
+                        )
+                        .values(client_metadata=p.client_metadata, updated_at=utcnow())
+                    )
+                    updated += 1
+                else:
+                    skipped += 1
+                continue
+            existing[p.url_hash] = uuid.uuid4()  # the same URL twice in one batch: keep the first
+            fresh.append(p)
+        prepared = fresh
+    _insert(s, unit, folder_id, prepared)
+    file_errors = [r.as_dict() for r in results if isinstance(r, FileError)]
+    return {
+        "files": len(results),
+        "registered": len(prepared),
+        "skipped": skipped,
+        "updated": updated,
+        "errors": file_errors,
+    }
+
+
+def _insert(s: Session, unit: ClaimedUnit, folder_id: uuid.UUID, prepared: list[Prepared]) -> None:
+    now = utcnow()
+    staged = not unit.params.get("ignore_errors")
+    provider = unit.params.get("provider", "cloud")
+    creator = uuid.UUID(unit.params["created_by"]) if unit.params.get("created_by") else None
+    rows, parts = [], []
+    for p in prepared:
+        item_id = uuid.uuid4()
+        rows.append(
+            {
+                "id": item_id,
+                "org_id": unit.org_id,
+                "folder_id": folder_id,
+                "integration_id": uuid.UUID(unit.params["integration_id"]),
+                "item_type": p.item_type,
+                "name": p.name[:300],
+                "url": p.url,
+                "url_hash": p.url_hash,
+                "storage_location": provider,
+                "file_size": p.media.get("file_size"),
+                "mime_type": p.media.get("mime_type"),
+                "media": p.media,
+                "client_metadata": p.client_metadata,
+                "is_placeholder": False,
+                "staged": staged,
+                "job_id": unit.job_id,
+                "created_by": creator,
+                "created_at": now,
+                "updated_at": now,
+            }
+        )
+        parts += [
+            {
+                "item_id": item_id,
+                "position": i,
+                "url": part["url"],
+                "title": part["title"][:300],
+                "media": part["media"],
+            }
+            for i, part in enumerate(p.parts)
+        ]
+    if rows:
+        s.execute(insert(ITEMS), rows)  # Core, not the ORM bulk path: 2.5x less CPU per row
+    if parts:
+        s.execute(insert(ITEM_PARTS), parts)
+
+
+# -- the task kind ----------------------------------------------------------------------------
+
+
+def _prepare(ctx: WorkerContext, unit: ClaimedUnit) -> Any:
+    return _plan(ctx, unit) if unit.payload.get("op") == "plan" else _batch(ctx, unit)
+
+
+def _commit(s: Session, unit: ClaimedUnit, prepared: Any) -> dict[str, Any]:
+    if unit.payload.get("op") == "plan":
+        return dict(prepared)
+    return _commit_batch(s, unit, prepared)
+
+
+def _finalize(s: Session, job: Job) -> None:
+    plan = s.execute(
+        select(JobUnit.status, JobUnit.error).where(JobUnit.job_id == job.id, JobUnit.seq == 0)
+    ).first()
+    if (
+        job.status == "DONE"
+        and plan is not None
+        and plan.status == "error"
+        and not job.params.get("cancel_requested")
+    ):
+        # An unreadable manifest fails the job even with ignore_errors: it is not one bad file.
+        job.status, job.error = "ERROR", plan.error
+    if job.status == "DONE":
+        s.execute(update(Item).where(Item.job_id == job.id, Item.staged.is_(True)).values(staged=False))
+    elif not job.ignore_errors:
+        staged = select(Item.id).where(Item.job_id == job.id, Item.staged.is_(True))
+        s.execute(delete(ItemPart).where(ItemPart.item_id.in_(staged)))
+        s.execute(delete(Item).where(Item.job_id == job.id, Item.staged.is_(True)))
+    s.execute(delete(JobBlob).where(JobBlob.job_id == job.id))
+
+
+TASK = registry.register(TaskKind(KIND, _prepare, _commit, _finalize, max_attempts=5))
+
+
+# -- reading a job's progress --------------------------------------------------------------------
+
+
+def file_counts(s: Session, job_id: uuid.UUID, *, error_limit: int = 1000) -> dict[str, Any]:
+    """Per-file progress, summed over the job's unit results (a unit is a batch of files).
+
+    Reads only the units' small results, never their payloads, so polling a job of millions of
+    files stays cheap.  ``pending`` is unknown (null) until the manifest has been read.
+    """
+    out: dict[str, Any] = {
+        "files_total": None,
+        "registered": 0,
+        "skipped": 0,
+        "updated": 0,
+        "failed": 0,
+        "pending": None,
+    }
+    file_errors: list[dict[str, Any]] = []
+    failed_batches = 0
+    for seq, status, result, error in s.execute(
+        select(JobUnit.seq, JobUnit.status, JobUnit.result, JobUnit.error)
+        .where(JobUnit.job_id == job_id)
+        .order_by(JobUnit.seq)
+    ):
+        if seq == 0:  # the plan unit
+            if result:
+                out["files_total"] = result.get("entries")
+                out["failed"] += result.get("error_count", 0)
+                file_errors += result.get("errors", [])
+            elif status == "error":
+                file_errors.append({"seq": None, "where": "manifest", "url": None, "error": error})
+            continue
+        if status == "done" and result:
+            for key in ("registered", "skipped", "updated"):
+                out[key] += result.get(key, 0)
+            out["failed"] += len(result.get("errors", []))
+            file_errors += result.get("errors", [])
+        elif status == "error":
+            failed_batches += 1
+            file_errors.append({"seq": None, "where": f"batch {seq}", "url": None, "error": error})
+    if out["files_total"] is not None:
+        settled = out["registered"] + out["skipped"] + out["updated"] + out["failed"]
+        out["pending"] = max(0, out["files_total"] - settled)
+    out["failed_batches"] = failed_batches
+    out["errors"] = file_errors[:error_limit]
+    return out
+
+
+def kept_items(s: Session, job_id: uuid.UUID) -> int:
+    query = select(func.count()).select_from(Item).where(Item.job_id == job_id, Item.staged.is_(False))
+    return s.scalar(query) or 0
+
+
+def created_items(s: Session, job_id: uuid.UUID, limit: int = 1000) -> list[dict[str, Any]]:
+    rows = s.execute(
+        select(Item.id, Item.name, Item.url)
+        .where(Item.job_id == job_id, Item.staged.is_(False))
+        .order_by(Item.created_at)
+        .limit(limit)
+    )
+    return [{"id": str(i), "name": n, "url": u} for i, n, u in rows]
+
+
+def registered_count(s: Session, folder_id: uuid.UUID) -> int:
+    return s.scalar(select(func.count()).select_from(Item).where(Item.folder_id == folder_id)) or 0
+
+
+def not_found(job_id: uuid.UUID) -> errors.NotFound:
+    return errors.NotFound.of("upload job", job_id)

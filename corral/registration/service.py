@@ -1,0 +1,154 @@
+"""Starting imports and dry runs: the entry points the API and CLI call."""
+
+from __future__ import annotations
+
+import random
+import tempfile
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from corral.core import folders, integrations
+from corral.core.identity import Principal
+from corral.core.metadata import service as metadata_service
+from corral.db.engine import Database
+from corral.jobs import queue
+from corral.registration.files import FileError, prepare_entry, strict_problem
+from corral.registration.jobs import KIND, store_manifest
+from corral.settings import Settings
+
+DRY_RUN_SAMPLE = 50
+
+
+@dataclass
+class DryRunReport:
+    entries: int = 0
+    valid: int = 0
+    errors: list[dict[str, Any]] = field(default_factory=list)
+    error_count: int = 0
+    sampled: int = 0
+    strict_client_only: bool = False
+
+
+def start_import(
+    db: Database,
+    settings: Settings,
+    principal: Principal,
+    *,
+    folder: str,
+    integration: str,
+    manifest: BinaryIO,
+    ignore_errors: bool = False,
+    skip_duplicate_urls: bool = False,
+    upsert_metadata: bool = False,
+) -> uuid.UUID:
+    """Store the manifest and create the job; workers do the rest.  Returns the job id at once."""
+    with db.write() as s:
+        folder_row = folders.resolve(s, principal.org_id, folder)
+        integ = integrations.get(s, principal.org_id, integration)
+        params = {
+            "folder_id": str(folder_row.id),
+            "integration_id": str(integ.id),
+            "provider": integ.provider,
+            "ignore_errors": ignore_errors,
+            "skip_duplicate_urls": skip_duplicate_urls,
+            "upsert_metadata": upsert_metadata,
+            "created_by": str(principal.user_id),
+        }
+        job = queue.create_job(
+            s,
+            org_id=principal.org_id,
+            kind=KIND,
+            units=[{"op": "plan"}],
+            params=params,
+            ignore_errors=ignore_errors,
+            created_by=principal.user_id,
+            target_id=folder_row.id,
+        )
+        store_manifest(s, job.id, manifest)
+        return job.id
+
+
+def dry_run(
+    db: Database,
+    settings: Settings,
+    principal: Principal,
+    *,
+    folder: str,
+    integration: str,
+    manifest: BinaryIO,
+    error_limit: int = 1000,
+) -> DryRunReport:
+    """Check everything that can be checked without writing: entries, scope, metadata, and (unless
+    the integration is strict client-only) that a random sample of the objects exists."""
+    import corral.registration.manifest as parser
+    from corral.registration.jobs import _Entry, _entry_payload
+
+    report = DryRunReport()
+    with db.read() as s:
+        folders.resolve(s, principal.org_id, folder)
+        scoped = integrations.open_scoped(s, settings, principal.org_id, integration)
+        _, validator = metadata_service.validator(s, principal.org_id)
+    report.strict_client_only = scoped.strict_client_only
+    rng = random.Random(0)
+    sample: list[Any] = []
+    try:
+        with tempfile.TemporaryDirectory(prefix="corral-dry-run-") as tmp:
+            path = Path(tmp) / "manifest"
+            with path.open("wb") as out:
+                while chunk := manifest.read(1 << 20):
+                    out.write(chunk)
+            fmt = parser.detect_format(path)
+            for item in parser.iter_entries(path, fmt):
+                report.entries += 1
+                problem: FileError | None = None
+                if isinstance(item, parser.EntryError):
+                    problem = FileError(
+                        item.seq if item.seq is not None else -1, item.where, item.url, item.message
+                    )
+                else:
+                    entry = _Entry(_entry_payload(item))
+                    problem = _static_problem(entry, scoped, validator)
+                    if problem is None:
+                        # reservoir sample of entries whose objects to check
+                        if len(sample) < DRY_RUN_SAMPLE:
+                            sample.append(entry)
+                        elif (j := rng.randrange(report.entries)) < DRY_RUN_SAMPLE:
+                            sample[j] = entry
+                if problem is not None:
+                    report.error_count += 1
+                    if len(report.errors) < error_limit:
+                        report.errors.append(problem.as_dict())
+                else:
+                    report.valid += 1
+        if not scoped.strict_client_only:
+            for entry in sample:
+                report.sampled += 1
+                result = prepare_entry(entry, scoped, validator)
+                if isinstance(result, FileError):
+                    report.error_count += 1
+                    report.valid -= 1
+                    if len(report.errors) < error_limit:
+                        report.errors.append(result.as_dict())
+    finally:
+        scoped.close()
+    return report
+
+
+def _static_problem(entry: Any, scoped: Any, validator: Any) -> FileError | None:
+    """The checks that need no request: scope and metadata."""
+    from corral import errors
+    from corral.core.metadata.validation import describe
+
+    for url in entry.urls:
+        try:
+            scoped.resolve(url)
+        except errors.OutOfScope as exc:
+            return FileError(entry.seq, entry.where, url, exc.message)
+    first = entry.urls[0] if entry.urls else None
+    _, problems = validator.validate(entry.client_metadata)
+    if problems:
+        return FileError(entry.seq, entry.where, first, describe(problems))
+    why = strict_problem(entry, scoped)
+    return FileError(entry.seq, entry.where, first, why) if why else None

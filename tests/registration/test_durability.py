@@ -1,0 +1,133 @@
+"""Registration survives SIGKILL of the real `corral worker`, and concurrent duplicate imports."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from corral.core import folders, integrations
+from corral.core.identity import Principal
+from corral.db.tables import Item, Job
+from corral.jobs import queue
+from corral.registration import service
+
+ROOT = Path(__file__).resolve().parents[2]
+CORRAL = Path(sys.executable).parent / "corral"
+
+
+def _setup(db, settings, user, n: int) -> tuple[Principal, bytes]:  # type: ignore[no-untyped-def]
+    admin = Principal(user.user_id, user.org_id, user.email, "admin", "bearer")
+    with db.write() as s:
+        integrations.create(s, admin, settings.resolved_secret_key(), title="strict", provider="s3",
+                            settings={"bucket": "media", "region": "eu-west-1", "access_key_id": "AKIA1",
+                                      "secret_access_key": "s"}, strict_client_only=True)
+        folders.create_path(s, admin, "f")
+    manifest = {"images": [{"objectUrl": f"s3://media/img/{i:06d}.jpg", "imageMetadata": {"width": 4, "height": 3},
+                            "clientMetadata": {"i": i}} for i in range(n)]}
+    return admin, json.dumps(manifest).encode()
+
+
+def _spawn(settings) -> subprocess.Popen[bytes]:  # type: ignore[no-untyped-def]
+    env = {**os.environ, "CORRAL_DATABASE_URL": settings.resolved_database_url,
+           "CORRAL_DATA_DIR": str(settings.data_dir), "CORRAL_SECRET_KEY": settings.secret_key.get_secret_value(),
+           "CORRAL_JOB_LEASE_SECONDS": "1.5", "CORRAL_JOB_POLL_SECONDS": "0.05", "CORRAL_LOG_LEVEL": "warning"}
+    return subprocess.Popen([str(CORRAL), "worker"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+
+
+def _wait(predicate, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+@pytest.mark.slow
+def test_sigkill_mid_import_loses_nothing_and_registers_nothing_twice(db, settings, make_user) -> None:  # type: ignore[no-untyped-def]
+    n = 3000
+    admin, manifest = _setup(db, settings, make_user("alice@x.io"), n)
+    job_id = service.start_import(db, settings, admin, folder="f", integration="strict",
+                                  manifest=io.BytesIO(manifest))
+    with db.write() as s:  # small batches, so the kill lands mid-job with many units in flight
+        job = s.get(Job, job_id)
+        job.params = {**job.params, "batch_size": 50}
+
+    def items() -> int:
+        with db.read() as s:
+            return s.scalar(select(func.count()).select_from(Item)) or 0
+
+    def counts() -> dict[str, int]:
+        with db.read() as s:
+            return queue.unit_counts(s, job_id)
+
+    first = _spawn(settings)
+    try:
+        _wait(lambda: items() >= 300, 60, "the first worker to register some files")
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.wait(10)
+    assert items() < n, "the kill came too late to test anything"
+    with db.read() as s:
+        assert s.scalar(select(func.count()).select_from(Item).where(Item.staged.is_(False))) == 0  # all staged
+
+    second = _spawn(settings)
+    try:
+        def finished() -> bool:
+            with db.read() as s:
+                return queue.get_job(s, admin.org_id, job_id).status != "PENDING"
+
+        _wait(finished, 120, "the restarted worker to finish")
+        second.send_signal(signal.SIGTERM)
+        second.wait(20)
+    finally:
+        if second.poll() is None:
+            second.kill()
+    assert counts()["error"] == 0
+    with db.read() as s:
+        assert queue.get_job(s, admin.org_id, job_id).status == "DONE"
+        assert s.scalar(select(func.count()).select_from(Item)) == n  # nothing lost
+        assert s.scalar(select(func.count(func.distinct(Item.url_hash)))) == n  # nothing twice
+        assert s.scalar(select(func.count()).select_from(Item).where(Item.staged.is_(True))) == 0
+
+
+def test_two_concurrent_imports_of_the_same_urls_give_one_item_each(db, settings, make_user) -> None:  # type: ignore[no-untyped-def]
+    from corral.jobs.worker import Worker
+
+    admin, manifest = _setup(db, settings, make_user("alice@x.io"), 400)
+    jobs = [service.start_import(db, settings, admin, folder="f", integration="strict",
+                                 manifest=io.BytesIO(manifest), skip_duplicate_urls=True) for _ in range(2)]
+    with db.write() as s:
+        for job_id in jobs:
+            job = s.get(Job, job_id)
+            job.params = {**job.params, "batch_size": 40}
+    workers = [Worker(db, settings) for _ in range(2)]
+    import threading
+
+    threads = [threading.Thread(target=w.run, daemon=True) for w in workers]
+    for t in threads:
+        t.start()
+    try:
+        def done() -> bool:
+            with db.read() as s:
+                return all(queue.get_job(s, admin.org_id, j).status != "PENDING" for j in jobs)
+
+        _wait(done, 120, "both imports")
+    finally:
+        for w in workers:
+            w.stop()
+        for t in threads:
+            t.join(30)
+    with db.read() as s:
+        assert [queue.get_job(s, admin.org_id, j).status for j in jobs] == ["DONE", "DONE"]
+        assert s.scalar(select(func.count()).select_from(Item)) == 400
+        assert s.scalar(select(func.count(func.distinct(Item.url_hash)))) == 400

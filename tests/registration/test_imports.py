@@ -1,0 +1,232 @@
+"""Upload jobs end to end: manifest → job → items, against moto S3 and a real worker."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from PIL import Image
+from sqlalchemy import func, select
+from starlette.testclient import TestClient
+
+from corral.api.app import create_app
+from corral.db.tables import Item, ItemPart, JobBlob
+from tests.services import MotoServer
+
+
+def png(width: int, height: int) -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", (width, height), (200, 10, 10)).save(out, "PNG")
+    return out.getvalue()
+
+
+@pytest.fixture
+def api(settings, db) -> Iterator[TestClient]:  # type: ignore[no-untyped-def]
+    with TestClient(create_app(settings, db=db, run_worker=True), raise_server_exceptions=False) as c:
+        yield c
+
+
+@pytest.fixture
+def world(api, make_user, moto_server: MotoServer):  # type: ignore[no-untyped-def]
+    """A user, a bucket with a few images, a normal and a strict integration, and a folder."""
+    alice = make_user("alice@x.io")
+    bucket = moto_server.new_bucket()
+    s3 = moto_server.client()
+    for i, (w, h) in enumerate([(64, 48), (64, 48), (32, 32)]):
+        s3.put_object(Bucket=bucket, Key=f"img/{i}.png", Body=png(w, h), ContentType="image/png")
+    s3.put_object(Bucket=bucket, Key="img/not-an-image.png", Body=b"hello, I am text", ContentType="text/plain")
+    base = {"bucket": bucket, "endpoint_url": moto_server.url, "region": "us-east-1", "access_key_id": "testing",
+            "secret_access_key": "testing"}
+    for title, strict in (("s3", False), ("s3-strict", True)):
+        r = api.post("/api/v1/integrations", headers=alice.bearer,
+                     json={"title": title, "provider": "s3", "settings": base, "strict_client_only": strict})
+        assert r.status_code == 201, r.text
+    assert api.post("/api/v1/folders", json={"path": "data/cats"}, headers=alice.bearer).status_code == 201
+    return alice, bucket
+
+
+def start(api, user, manifest: Any, **params: Any) -> str:  # type: ignore[no-untyped-def]
+    body = manifest if isinstance(manifest, (bytes, str)) else json.dumps(manifest)
+    query = {"folder": "data/cats", "integration": "s3", **{k: str(v).lower() for k, v in params.items()}}
+    r = api.post("/api/v1/imports", params=query, content=body, headers=user.bearer)
+    assert r.status_code == 202, r.text
+    return str(r.json()["job_id"])
+
+
+def wait(api, user, job_id: str) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+    for _ in range(30):
+        r = api.get(f"/api/v1/imports/{job_id}", params={"wait": 20}, headers=user.bearer)
+        assert r.status_code == 200, r.text
+        if r.json()["status"] != "PENDING":
+            return dict(r.json())
+    raise AssertionError("the job did not finish")
+
+
+def test_images_are_probed_and_registered(api, world, db) -> None:  # type: ignore[no-untyped-def]
+    alice, bucket = world
+    manifest = {"images": [{"objectUrl": f"s3://{bucket}/img/0.png", "title": "first",
+                            "clientMetadata": {"camera": "c1"}},
+                           {"objectUrl": f"https://{bucket}.s3.amazonaws.com/img/2.png"}]}
+    # The https form names AWS, but the integration's endpoint is moto: refused as out of scope.
+    status = wait(api, alice, start(api, alice, manifest, ignore_errors=True))
+    assert status["status"] == "DONE"
+    assert (status["files_total"], status["registered"], status["failed"]) == (2, 1, 1)
+    assert "outside integration 's3'" in status["errors"][0]["error"]
+    [item] = status["items"]
+    assert item["name"] == "first" and item["url"] == f"s3://{bucket}/img/0.png"
+    with db.read() as s:
+        row = s.scalar(select(Item))
+        assert row.media["width"] == 64 and row.media["height"] == 48 and row.file_size and not row.staged
+        assert row.client_metadata == {"camera": "c1"}
+        assert s.scalar(select(func.count()).select_from(JobBlob)) == 0  # the manifest is cleaned up
+
+
+def test_one_bad_file_fails_the_whole_job_and_leaves_nothing(api, world, db) -> None:  # type: ignore[no-untyped-def]
+    alice, bucket = world
+    good = [{"objectUrl": f"s3://{bucket}/img/{i}.png"} for i in range(3)]
+    manifest = {"images": good + [{"objectUrl": f"s3://{bucket}/img/missing.png"}]}
+    status = wait(api, alice, start(api, alice, manifest))
+    assert status["status"] == "ERROR"
+    assert status["registered"] == 0 and "img/missing.png" in json.dumps(status["errors"])
+    with db.read() as s:
+        assert s.scalar(select(func.count()).select_from(Item)) == 0
+
+
+def test_type_mismatch_is_a_clear_error(api, world) -> None:  # type: ignore[no-untyped-def]
+    alice, bucket = world
+    manifest = {"videos": [{"objectUrl": f"s3://{bucket}/img/0.png"}]}
+    status = wait(api, alice, start(api, alice, manifest, ignore_errors=True))
+    assert "Expected a video, got a file of type image" in status["errors"][0]["error"]
+
+
+def test_strict_client_only_uses_the_manifest(api, world, db) -> None:  # type: ignore[no-untyped-def]
+    alice, bucket = world
+    manifest = {"images": [{"objectUrl": f"s3://{bucket}/img/0.png", "imageMetadata": {"width": 10, "height": 20}},
+                           {"objectUrl": f"s3://{bucket}/img/1.png"}]}
+    r = api.post("/api/v1/imports", params={"folder": "data/cats", "integration": "s3-strict",
+                                            "ignore_errors": "true"}, content=json.dumps(manifest),
+                 headers=alice.bearer)
+    status = wait(api, alice, r.json()["job_id"])
+    assert (status["registered"], status["failed"]) == (1, 1)
+    assert "strict client-only" in status["errors"][0]["error"] and "width, height" in status["errors"][0]["error"]
+    with db.read() as s:
+        assert s.scalar(select(Item.media))["width"] == 10  # as given, never read
+
+
+def test_duplicates_skip_and_upsert(api, world, db) -> None:  # type: ignore[no-untyped-def]
+    alice, bucket = world
+    entry = {"objectUrl": f"s3://{bucket}/img/0.png", "clientMetadata": {"v": 1}}
+    assert wait(api, alice, start(api, alice, {"images": [entry, entry]}))["registered"] == 2  # no skipping
+    status = wait(api, alice, start(api, alice, {"images": [entry], "skip_duplicate_urls": True}))
+    assert (status["registered"], status["skipped"]) == (0, 1)
+    entry["clientMetadata"] = {"v": 2}
+    status = wait(api, alice, start(api, alice, {"images": [entry]}, skip_duplicate_urls=True, upsert_metadata=True))
+    assert status["updated"] == 1
+    with db.read() as s:
+        assert s.scalar(select(func.count()).select_from(Item)) == 2
+        assert {tuple(m.items()) for m in s.scalars(select(Item.client_metadata))} == {(("v", 2),)}
+
+
+def test_metadata_is_validated_against_the_schema(api, world) -> None:  # type: ignore[no-untyped-def]
+    alice, bucket = world
+    api.put("/api/v1/metadata-schema", json={"keys": {"score": {"type": "number"}}}, headers=alice.bearer)
+    manifest = {"images": [{"objectUrl": f"s3://{bucket}/img/0.png", "clientMetadata": {"score": "high"}}]}
+    status = wait(api, alice, start(api, alice, manifest, ignore_errors=True))
+    error = status["errors"][0]
+    assert error["where"] == "images[0]" and error["url"] == f"s3://{bucket}/img/0.png"
+    assert "'score' = 'high' is not a number" in error["error"]
+
+
+def test_image_sequence_with_mixed_sizes_is_split(api, world, db) -> None:  # type: ignore[no-untyped-def]
+    alice, bucket = world
+    group = {"title": "seq", "createVideo": True, **{f"objectUrl_{i}": f"s3://{bucket}/img/{i}.png" for i in range(3)}}
+    status = wait(api, alice, start(api, alice, {"image_groups": [group]}))
+    assert status["status"] == "DONE" and status["registered"] == 2
+    with db.read() as s:
+        names = sorted(s.scalars(select(Item.name)))
+        assert names == ["seq (1)", "seq (2)"]
+        assert s.scalar(select(func.count()).select_from(ItemPart)) == 3
+
+
+def test_dry_run_writes_nothing(api, world, db) -> None:  # type: ignore[no-untyped-def]
+    alice, bucket = world
+    manifest = {"images": [{"objectUrl": f"s3://{bucket}/img/0.png"}, {"objectUrl": "s3://other/x.png"},
+                           {"objectUrl": f"s3://{bucket}/img/missing.png"}]}
+    r = api.post("/api/v1/imports", params={"folder": "data/cats", "integration": "s3", "dry_run": "true"},
+                 content=json.dumps(manifest), headers=alice.bearer)
+    assert r.status_code == 200, r.text
+    report = r.json()
+    assert (report["entries"], report["valid"], report["error_count"], report["sampled"]) == (3, 1, 2, 2)
+    with db.read() as s:
+        assert s.scalar(select(func.count()).select_from(Item)) == 0
+
+
+def test_bad_requests(api, world) -> None:  # type: ignore[no-untyped-def]
+    alice, bucket = world
+    r = api.post("/api/v1/imports", params={"folder": "nope", "integration": "s3"}, content=b"{}", headers=alice.bearer)
+    assert r.status_code == 404 and "folder 'nope' not found" in r.json()["message"]
+    status = wait(api, alice, start(api, alice, b"{not json"))
+    assert status["status"] == "ERROR" and "manifest cannot be read" in status["errors"][0]["error"]
+
+
+def test_strict_client_only_job_makes_no_request_to_the_store(api, world, moto_server, db) -> None:  # type: ignore[no-untyped-def]
+    from tests.storage.test_strict_client_only import RecordingProxy
+
+    alice, bucket = world
+    proxy = RecordingProxy(moto_server.url)
+    try:
+        settings = {"bucket": bucket, "endpoint_url": proxy.url, "region": "us-east-1",
+                    "access_key_id": "testing", "secret_access_key": "testing"}
+        r = api.post("/api/v1/integrations", headers=alice.bearer,
+                     json={"title": "proxied", "provider": "s3", "settings": settings, "strict_client_only": True})
+        assert r.status_code == 201
+        manifest = {"images": [{"objectUrl": f"s3://{bucket}/img/{i % 3}.png", "title": f"t{i}",
+                                "imageMetadata": {"width": 64, "height": 48}} for i in range(20)],
+                    "videos": [{"objectUrl": f"s3://{bucket}/v.mp4",
+                                "videoMetadata": {"fps": 25, "duration": 2.0, "width": 64, "height": 48}}]}
+        r = api.post("/api/v1/imports", params={"folder": "data/cats", "integration": "proxied"},
+                     content=json.dumps(manifest), headers=alice.bearer)
+        status = wait(api, alice, r.json()["job_id"])
+        assert status["status"] == "DONE" and status["registered"] == 21
+        assert proxy.seen == []  # not a HEAD, not a GET: the store never heard from corral
+    finally:
+        proxy.close()
+
+
+def test_nul_in_metadata_is_a_file_error(api, world) -> None:  # type: ignore[no-untyped-def]
+    alice, bucket = world
+    manifest = {"images": [{"objectUrl": f"s3://{bucket}/img/0.png", "clientMetadata": {"note": "a\u0000b"}}]}
+    status = wait(api, alice, start(api, alice, manifest, ignore_errors=True))
+    assert status["status"] == "DONE" and "NUL character" in status["errors"][0]["error"]
+
+
+def test_dry_run_checks_strict_requirements_and_failed_jobs_report_what_is_kept(api, world) -> None:  # type: ignore[no-untyped-def]
+    alice, bucket = world
+    manifest = {"images": [{"objectUrl": f"s3://{bucket}/img/0.png"}]}
+    r = api.post("/api/v1/imports", params={"folder": "data/cats", "integration": "s3-strict", "dry_run": "true"},
+                 content=json.dumps(manifest), headers=alice.bearer)
+    report = r.json()
+    assert report["error_count"] == 1 and "give width, height" in report["errors"][0]["error"]
+    assert report["errors"][0]["seq"] == 0
+    good = [{"objectUrl": f"s3://{bucket}/img/{i}.png"} for i in range(3)]
+    status = wait(api, alice, start(api, alice, {"images": good + [{"objectUrl": f"s3://{bucket}/nope.png"}]}))
+    assert status["status"] == "ERROR" and status["registered"] == 0 and status["pending"] == 0
+
+
+def test_unreadable_manifest_fails_even_with_ignore_errors(api, world) -> None:  # type: ignore[no-untyped-def]
+    alice, _ = world
+    status = wait(api, alice, start(api, alice, b'{"images": [', ignore_errors=True))
+    assert status["status"] == "ERROR" and "manifest cannot be read" in status["error"]
+
+
+def test_urls_are_stored_canonically_so_duplicates_match(api, world, db) -> None:  # type: ignore[no-untyped-def]
+    alice, bucket = world
+    wait(api, alice, start(api, alice, {"images": [{"objectUrl": f"s3://{bucket}/img/0.png"}]}))
+    status = wait(api, alice, start(api, alice, {"images": [{"objectUrl": f"s3://{bucket}/img/0.png"}]},
+                                    skip_duplicate_urls=True))
+    assert status["skipped"] == 1
+    with db.read() as s:
+        assert s.scalar(select(Item.url)) == f"s3://{bucket}/img/0.png"
