@@ -1,0 +1,161 @@
+"""Registration end to end: `corral import` of N image URLs into a real `corral serve`.
+
+Run on purpose (not part of the test suite):
+
+    .venv/bin/python -m benchmarks.bench_registration [--files 1000000] [--postgres]
+
+The integration is strict client-only with client-supplied image sizes and custom metadata, so
+no object store is contacted: this measures corral itself (upload, manifest parsing, metadata
+validation, batching, inserts, the final publish).  The server is a real `corral serve`
+subprocess (embedded worker) on SQLite, or on a fresh PostgreSQL database with --postgres.
+The time is from starting `corral import` to the job being DONE (the command returns then);
+the server's peak memory is its VmHWM from /proc.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+BIN = Path(sys.executable).parent
+PG_ADMIN = os.environ.get(
+    "CORRAL_BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+)
+
+
+def write_manifest(path: Path, n: int) -> None:
+    with path.open("w") as out:
+        out.write('{"images": [')
+        for i in range(n):
+            if i:
+                out.write(",")
+            out.write(
+                json.dumps(
+                    {
+                        "objectUrl": f"s3://media/frames/{i:08d}.jpg",
+                        "imageMetadata": {"width": 1920, "height": 1080},
+                        "clientMetadata": {"camera": f"cam-{i % 16}", "score": i % 100 / 10},
+                    }
+                )
+            )
+        out.write("]}")
+
+
+def peak_rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--files", type=int, default=1_000_000)
+    parser.add_argument("--postgres", action="store_true")
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="corral-bench-"))
+    env = {
+        **os.environ,
+        "CORRAL_DATA_DIR": str(work / "data"),
+        "CORRAL_SECRET_KEY": "b" * 40,
+        "CORRAL_PORT": "8797",
+        "CORRAL_LOG_LEVEL": "warning",
+        "CORRAL_CONFIG_DIR": str(work / "cfg"),
+    }
+    pg_name = None
+    if args.postgres:
+        pg_name = f"corral_bench_{uuid.uuid4().hex[:8]}"
+        with create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT").connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{pg_name}"'))
+        env["CORRAL_DATABASE_URL"] = (
+            make_url(PG_ADMIN).set(database=pg_name).render_as_string(hide_password=False)
+        )
+    corral = str(BIN / "corral")
+    subprocess.run([corral, "migrate"], env=env, check=True, capture_output=True)
+    subprocess.run(
+        [corral, "user", "create", "bench@x.io", "--org", "Bench", "--admin"],
+        env=env,
+        check=True,
+        capture_output=True,
+    )
+    token = subprocess.run(
+        [corral, "token", "create", "bench@x.io"], env=env, check=True, capture_output=True, text=True
+    ).stdout.split()[-1]
+    manifest = work / "manifest.json"
+    write_manifest(manifest, args.files)
+    print(
+        f"{args.files:,} files, manifest {manifest.stat().st_size / 1e6:.0f} MB, "
+        f"{'PostgreSQL' if args.postgres else 'SQLite'}",
+        flush=True,
+    )
+    server = subprocess.Popen(
+        [corral, "serve"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        url = "http://127.0.0.1:8797"
+        for _ in range(100):
+            try:
+                if httpx.get(f"{url}/healthz").status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        auth = {"Authorization": f"Bearer {token}"}
+        httpx.post(
+            f"{url}/api/v1/integrations",
+            headers=auth,
+            json={
+                "title": "media",
+                "provider": "s3",
+                "strict_client_only": True,
+                "settings": {
+                    "bucket": "media",
+                    "region": "eu-west-1",
+                    "access_key_id": "AKIA",
+                    "secret_access_key": "s",
+                },
+            },
+        )
+        httpx.post(f"{url}/api/v1/folders", headers=auth, json={"path": "bench"})
+        cli_env = {**env, "CORRAL_URL": url, "CORRAL_TOKEN": token}
+        start = time.perf_counter()
+        result = subprocess.run(
+            [corral, "import", str(manifest), "--folder", "bench", "--integration", "media", "--json"],
+            env=cli_env,
+            capture_output=True,
+            text=True,
+        )
+        elapsed = time.perf_counter() - start
+        status = json.loads(result.stdout) if result.stdout.strip().startswith("{") else {}
+        print(
+            f"status {status.get('status')}, registered {status.get('registered'):,}"
+            if status
+            else result.stderr
+        )
+        print(
+            f"end to end: {elapsed:.1f} s = {args.files / elapsed:,.0f} files/s; "
+            f"server peak memory {peak_rss_mib(server.pid):,.0f} MiB"
+        )
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(60)
+        if pg_name:
+            with create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT").connect() as conn:
+                conn.execute(text(f'DROP DATABASE IF EXISTS "{pg_name}" WITH (FORCE)'))
+
+
+if __name__ == "__main__":
+    main()
