@@ -248,7 +248,8 @@ def _lock_folder(s: Session, folder_id: uuid.UUID) -> None:
 def _commit_batch(s: Session, unit: ClaimedUnit, results: list[list[Prepared] | FileError]) -> dict[str, Any]:
     params = unit.params
     folder_id = uuid.UUID(params["folder_id"])
-    _lock_folder(s, folder_id)
+    if params.get("skip_duplicate_urls"):
+        _lock_folder(s, folder_id)  # only duplicate checks need batches into one folder serialised
     prepared = [p for r in results if not isinstance(r, FileError) for p in r]
     skipped = updated = 0
     if params.get("skip_duplicate_urls"):
