@@ -7,6 +7,7 @@ is generated from them (see ``corral.settings.settings_table``).
 
 from __future__ import annotations
 
+import os
 import secrets
 from pathlib import Path
 from typing import Literal
@@ -58,6 +59,13 @@ class Settings(BaseSettings):
     )
     job_poll_seconds: float = Field(
         0.5, gt=0, description="How often an idle worker looks for new job units."
+    )
+    worker_processes: int | None = Field(
+        None,
+        ge=0,
+        le=64,
+        description="Extra `corral worker` processes `corral serve` starts beside its embedded worker, so "
+        "CPU-heavy jobs use more cores. Unset: one per CPU beyond the first. 0: none.",
     )
     job_claim_batch: int = Field(
         16, ge=1, le=1000, description="Job units a worker claims in one transaction."
@@ -122,6 +130,12 @@ class Settings(BaseSettings):
         """scheme://host[:port] of the public URL: the web UI's origin, for CORS."""
         parts = urlsplit(self.resolved_public_url)
         return f"{parts.scheme}://{parts.netloc}"
+
+    @property
+    def resolved_worker_processes(self) -> int:
+        if self.worker_processes is not None:
+            return self.worker_processes
+        return max(0, (os.cpu_count() or 1) - 1)
 
     @property
     def is_sqlite(self) -> bool:

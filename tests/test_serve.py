@@ -77,3 +77,50 @@ def test_worker_and_api_only_refuse_an_unmigrated_postgres(pg_url) -> None:  # t
         with admin.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{empty}" WITH (FORCE)'))
         admin.dispose()
+
+
+def _children(pid: int) -> list[int]:
+    """Live child processes of ``pid`` (from any of its threads)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z":
+            found.append(int(stat.parent.name))
+    return found
+
+
+@pytest.mark.slow
+def test_serve_runs_extra_worker_processes_and_stops_them(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    port = free_port()
+    proc = _corral("serve", "--port", str(port), "--data-dir", str(tmp_path / "d"),
+                   env={"CORRAL_WORKER_PROCESSES": "2", "CORRAL_LOG_FORMAT": "console"})
+    try:
+        deadline = time.monotonic() + 30
+        while len(_children(proc.pid)) < 2 or not _healthy(port):
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.1)
+        workers = _children(proc.pid)
+        assert all("worker" in Path(f"/proc/{w}/cmdline").read_text() for w in workers)
+        os.kill(workers[0], signal.SIGKILL)  # a dead worker process is replaced
+        deadline = time.monotonic() + 20
+        while workers[0] in _children(proc.pid) or len(_children(proc.pid)) < 2:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+    finally:
+        survivors = _children(proc.pid)
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=60)
+    assert "starting 2 extra worker process(es)" in out
+    time.sleep(0.5)
+    assert not [w for w in survivors if Path(f"/proc/{w}").exists() and
+                "zombie" not in Path(f"/proc/{w}/status").read_text()], "worker processes outlived the server"
+
+
+def _healthy(port: int) -> bool:
+    try:
+        return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200
+    except httpx.TransportError:
+        return False

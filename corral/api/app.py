@@ -57,6 +57,7 @@ def create_app(
     db: Database | None = None,
     run_worker: bool = False,
     tasks: TaskRegistry = registry,
+    worker_processes: int = 0,
 ) -> FastAPI:
     settings = settings or Settings()
     owns_db = db is None
@@ -71,9 +72,17 @@ def create_app(
             ctx.worker = Worker(database, settings, tasks)
             thread = threading.Thread(target=ctx.worker.run, name="corral-worker", daemon=True)
             thread.start()
+        supervisor = None
+        if run_worker and worker_processes:
+            from corral.jobs.supervisor import WorkerSupervisor
+
+            supervisor = WorkerSupervisor(settings, worker_processes)
+            supervisor.start()
         try:
             yield
         finally:
+            if supervisor is not None:
+                await run_in_threadpool(supervisor.stop)
             if ctx.worker is not None and thread is not None:
                 ctx.worker.stop()
                 await run_in_threadpool(thread.join, ctx.worker.shutdown_grace_seconds + 5)

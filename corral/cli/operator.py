@@ -85,7 +85,10 @@ def serve(host: str | None, port: int | None, data_dir: Path | None, no_worker: 
         )
     click.echo(f"corral listening on http://{settings.host}:{settings.port} "
                f"(API docs at /api/docs, database {db.dialect})", err=True)
-    app = create_app(settings, db=db, run_worker=not no_worker)
+    extra = 0 if no_worker else settings.resolved_worker_processes
+    if extra:
+        click.echo(f"starting {extra} extra worker process(es) (CORRAL_WORKER_PROCESSES)", err=True)
+    app = create_app(settings, db=db, run_worker=not no_worker, worker_processes=extra)
     uvicorn.run(app, host=settings.host, port=settings.port, log_config=None,
                 timeout_graceful_shutdown=30, access_log=False)
 

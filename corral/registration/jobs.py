@@ -42,6 +42,7 @@ KIND = "register"
 ITEMS = cast(Table, Item.__table__)
 ITEM_PARTS = cast(Table, ItemPart.__table__)
 BATCH = 2000
+BATCHES_PER_WRITE = 5
 BLOB_CHUNK = 1 << 20
 PROBE_CONCURRENCY = 16
 _integration_slots: dict[uuid.UUID, threading.Semaphore] = {}
@@ -91,31 +92,37 @@ def _entry_payload(entry: Any) -> dict[str, Any]:
     }
 
 
-def _add_batch(db: Database, job_id: uuid.UUID, seq: int, entries: list[dict[str, Any]]) -> bool:
-    """Queue one batch (once, even if the planner is restarted); False if the job was cancelled."""
+def _add_batches(db: Database, job_id: uuid.UUID, batches: list[tuple[int, list[dict[str, Any]]]]) -> bool:
+    """Queue batches in one transaction (each once, even if the planner is restarted).
+
+    False if the job was cancelled.  Several batches per transaction, because every write
+    waits for SQLite's lock, which batch commits hold while they insert their items.
+    """
+    if not batches:
+        return True
     with db.write() as s:
         job = s.get(Job, job_id)
         if job is None or job.params.get("cancel_requested"):
             return False
-        exists = s.scalar(select(JobUnit.id).where(JobUnit.job_id == job_id, JobUnit.seq == seq))
-        if exists:
-            return True
+        seqs = [seq for seq, _ in batches]
+        done = set(s.scalars(select(JobUnit.seq).where(JobUnit.job_id == job_id, JobUnit.seq.in_(seqs))))
         now = utcnow()
-        s.execute(
-            insert(JobUnit),
-            [
-                {
-                    "job_id": job_id,
-                    "seq": seq,
-                    "payload": {"op": "batch", "entries": entries},
-                    "status": "pending",
-                    "attempts": 0,
-                    "available_at": now,
-                    "updated_at": now,
-                }
-            ],
-        )
-        s.execute(update(Job).where(Job.id == job_id).values(units_total=Job.units_total + 1))
+        rows = [
+            {
+                "job_id": job_id,
+                "seq": seq,
+                "payload": {"op": "batch", "entries": entries},
+                "status": "pending",
+                "attempts": 0,
+                "available_at": now,
+                "updated_at": now,
+            }
+            for seq, entries in batches
+            if seq not in done
+        ]
+        if rows:
+            s.execute(insert(JobUnit), rows)
+            s.execute(update(Job).where(Job.id == job_id).values(units_total=Job.units_total + len(rows)))
     return True
 
 
@@ -146,6 +153,7 @@ def _plan(ctx: WorkerContext, unit: ClaimedUnit) -> dict[str, Any]:
             raise UnitFailed(f"the manifest cannot be read: {exc.message}") from None
         _merge_flags(db, unit.job_id, flags)
         batch: list[dict[str, Any]] = []
+        pending: list[tuple[int, list[dict[str, Any]]]] = []
         batch_no = 0
         try:
             for item in manifest.iter_entries(path, fmt):
@@ -172,14 +180,20 @@ def _plan(ctx: WorkerContext, unit: ClaimedUnit) -> dict[str, Any]:
                 batch.append(payload)
                 if len(batch) >= unit.params.get("batch_size", BATCH):
                     batch_no += 1
-                    if not _add_batch(db, unit.job_id, batch_no, batch):
-                        raise UnitFailed("the job was cancelled while its manifest was being read")
+                    pending.append((batch_no, batch))
                     batch = []
+                    # The first batch goes at once (workers start early); then several per write.
+                    if batch_no == 1 or len(pending) >= BATCHES_PER_WRITE:
+                        if not _add_batches(db, unit.job_id, pending):
+                            raise UnitFailed("the job was cancelled while its manifest was being read")
+                        pending = []
         except manifest.ManifestUnreadable as exc:
             raise UnitFailed(f"the manifest cannot be read: {exc.message}") from None
         if batch:
             batch_no += 1
-            _add_batch(db, unit.job_id, batch_no, batch)
+            pending.append((batch_no, batch))
+        if not _add_batches(db, unit.job_id, pending):
+            raise UnitFailed("the job was cancelled while its manifest was being read")
     if parse_errors and not unit.params.get("ignore_errors"):
         shown = "; ".join(f"{e['where']}: {e['error']}" for e in errors_out[:5])
         raise UnitFailed(f"{parse_errors} manifest entries are invalid: {shown}")
