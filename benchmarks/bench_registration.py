@@ -53,6 +53,17 @@ def write_manifest(path: Path, n: int) -> None:
         out.write("]}")
 
 
+def children(pid: int) -> list[int]:
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                out.append(int(stat.parent.name))
+        except (OSError, ValueError, IndexError):
+            continue
+    return out
+
+
 def peak_rss_mib(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
@@ -145,9 +156,11 @@ def main() -> None:
             if status
             else result.stderr
         )
+        workers = [peak_rss_mib(c) for c in children(server.pid)]
         print(
-            f"end to end: {elapsed:.1f} s = {args.files / elapsed:,.0f} files/s; "
-            f"server peak memory {peak_rss_mib(server.pid):,.0f} MiB"
+            f"end to end: {elapsed:.1f} s = {args.files / elapsed:,.0f} files/s; server peak memory "
+            f"{peak_rss_mib(server.pid):,.0f} MiB (API + embedded worker)"
+            + (f", worker processes {', '.join(f'{w:,.0f}' for w in workers)} MiB" if workers else "")
         )
     finally:
         server.send_signal(signal.SIGTERM)
