@@ -9,7 +9,6 @@ is read: the manifest's properties are used as given, and a missing required one
 from __future__ import annotations
 
 import hashlib
-import json
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -124,8 +123,6 @@ def prepare_entry(entry: Any, storage: ScopedStorage, validator: Validator) -> l
     metadata, problems = validator.validate(entry.client_metadata)
     if problems:
         return fail(describe(problems))
-    if "\\u0000" in json.dumps(metadata):
-        return fail("clientMetadata holds a NUL character (\\u0000), which cannot be stored")
     data_type: str = entry.data_type
     why = strict_problem(entry, storage)
     if why:

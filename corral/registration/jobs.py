@@ -17,7 +17,6 @@ are *staged* (invisible) until the job is DONE; a failed or cancelled job delete
 from __future__ import annotations
 
 import hashlib
-import json
 import tempfile
 import threading
 import uuid
@@ -165,17 +164,6 @@ def _plan(ctx: WorkerContext, unit: ClaimedUnit) -> dict[str, Any]:
                         )
                     continue
                 payload = _entry_payload(item)
-                if "\\u0000" in json.dumps(payload):  # PostgreSQL cannot store NUL in JSON or text
-                    parse_errors += 1
-                    errors_out.append(
-                        {
-                            "seq": item.seq,
-                            "where": item.where,
-                            "url": item.urls[0],
-                            "error": "the entry holds a NUL character (\\u0000), which cannot be stored",
-                        }
-                    )
-                    continue
                 entries += 1
                 batch.append(payload)
                 if len(batch) >= unit.params.get("batch_size", BATCH):
@@ -454,10 +442,6 @@ def created_items(s: Session, job_id: uuid.UUID, limit: int = 1000) -> list[dict
         .limit(limit)
     )
     return [{"id": str(i), "name": n, "url": u} for i, n, u in rows]
-
-
-def registered_count(s: Session, folder_id: uuid.UUID) -> int:
-    return s.scalar(select(func.count()).select_from(Item).where(Item.folder_id == folder_id)) or 0
 
 
 def not_found(job_id: uuid.UUID) -> errors.NotFound:

@@ -167,12 +167,28 @@ def iter_entries(path: Path, fmt: Format) -> Iterator[Entry | EntryError]:
     if fmt == "json":
         from corral.registration import manifest_json
 
-        return manifest_json.iter_entries(path)
+        return _storable(manifest_json.iter_entries(path))
     if fmt == "csv":
         from corral.registration import manifest_csv
 
-        return manifest_csv.iter_entries(path)
+        return _storable(manifest_csv.iter_entries(path))
     raise ValueError(f"unknown manifest format {fmt!r}")
+
+
+def _storable(items: Iterator[Entry | EntryError]) -> Iterator[Entry | EntryError]:
+    """PostgreSQL can store no NUL character in text or JSON: such an entry is an error, for both formats."""
+    for item in items:
+        if isinstance(item, Entry) and "\\u0000" in json.dumps(
+            (item.urls, item.title, item.client_metadata, item.media)
+        ):
+            yield EntryError(
+                item.seq,
+                item.where,
+                "the entry holds a NUL character (\\u0000), which cannot be stored",
+                item.urls[0] if item.urls else None,
+            )
+        else:
+            yield item
 
 
 # -- messages ---------------------------------------------------------------------------------

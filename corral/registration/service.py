@@ -83,7 +83,6 @@ def dry_run(
     """Check everything that can be checked without writing: entries, scope, metadata, and (unless
     the integration is strict client-only) that a random sample of the objects exists."""
     import corral.registration.manifest as parser
-    from corral.registration.jobs import _Entry, _entry_payload
 
     report = DryRunReport()
     with db.read() as s:
@@ -108,7 +107,7 @@ def dry_run(
                         item.seq if item.seq is not None else -1, item.where, item.url, item.message
                     )
                 else:
-                    entry = _Entry(_entry_payload(item))
+                    entry = item  # a parsed Entry has everything prepare_entry reads
                     problem = _static_problem(entry, scoped, validator)
                     if problem is None:
                         # reservoir sample of entries whose objects to check

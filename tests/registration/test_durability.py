@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -19,6 +18,7 @@ from corral.core.identity import Principal
 from corral.db.tables import Item, Job
 from corral.jobs import queue
 from corral.registration import service
+from tests.jobs.test_durability import _wait
 
 ROOT = Path(__file__).resolve().parents[2]
 CORRAL = Path(sys.executable).parent / "corral"
@@ -42,14 +42,6 @@ def _spawn(settings) -> subprocess.Popen[bytes]:  # type: ignore[no-untyped-def]
            "CORRAL_JOB_LEASE_SECONDS": "1.5", "CORRAL_JOB_POLL_SECONDS": "0.05", "CORRAL_LOG_LEVEL": "warning"}
     return subprocess.Popen([str(CORRAL), "worker"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
-
-
-def _wait(predicate, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 @pytest.mark.slow
