@@ -154,7 +154,13 @@ class Folder(Base):
 
 class Item(Base):
     __tablename__ = "items"
-    __table_args__ = (Index("ix_items_folder_url", "folder_id", "url_hash"),)
+    __table_args__ = (
+        Index("ix_items_folder_url", "folder_id", "url_hash"),
+        # keyset pagination of a folder's items in each supported order
+        Index("ix_items_folder_name", "folder_id", "name", "id"),
+        Index("ix_items_folder_created", "folder_id", "created_at", "id"),
+        Index("ix_items_folder_size", "folder_id", "file_size", "id"),
+    )
     id: Mapped[uuid.UUID] = _id()
     org_id: Mapped[uuid.UUID] = _org()
     folder_id: Mapped[uuid.UUID] = mapped_column(
@@ -300,12 +306,34 @@ class DataRow(Base):
     """An item linked into a dataset (the SDK's data unit, ``data_hash``)."""
 
     __tablename__ = "data_rows"
-    __table_args__ = (Index("ix_data_rows_dataset_item", "dataset_id", "item_id"),)
+    # An item is linked into a dataset at most once (linking again is skipped or refused).
+    __table_args__ = (UniqueConstraint("dataset_id", "item_id"),)
     id: Mapped[uuid.UUID] = _id()
     dataset_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("datasets.id", ondelete="CASCADE"))
     item_id: Mapped[uuid.UUID] = mapped_column(
         ForeignKey("items.id", ondelete="RESTRICT"), index=True
     )
+    created_at: Mapped[datetime] = _created()
+
+
+class Grant(Base):
+    """A member's role on a folder (inherited by its subfolders) or a dataset.
+
+    Admins need no grants; a resource's creator is its editor without one.
+    """
+
+    __tablename__ = "grants"
+    __table_args__ = (
+        UniqueConstraint("resource_type", "resource_id", "user_id"),
+        Index("ix_grants_user", "user_id", "resource_type"),
+    )
+    id: Mapped[uuid.UUID] = _id()
+    org_id: Mapped[uuid.UUID] = _org()
+    resource_type: Mapped[str] = mapped_column(String(16))  # "folder" | "dataset"
+    resource_id: Mapped[uuid.UUID] = mapped_column(Uuid)
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    role: Mapped[str] = mapped_column(String(16))  # "viewer" | "editor"
+    created_by: Mapped[uuid.UUID | None] = _creator()
     created_at: Mapped[datetime] = _created()
 
 
