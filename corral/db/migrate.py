@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from alembic import command
@@ -12,6 +13,7 @@ from alembic.script import ScriptDirectory
 
 from corral.db.engine import Database
 from corral.db.tables import Base
+from corral.errors import ConfigurationError
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -33,18 +35,41 @@ def current_revision(db: Database) -> str | None:
         return MigrationContext.configure(conn).get_current_revision()
 
 
-def upgrade(db: Database, revision: str = "head") -> None:
+def _run(db: Database, step: Callable[[Config], None]) -> None:
+    """Run migration steps in one transaction.
+
+    On SQLite, foreign keys are off while migrating: Alembic's batch mode rebuilds a table by
+    copying it and dropping the original, and with foreign keys on, that DROP would cascade to
+    (delete) every row referencing it, e.g. all item parts when ``items`` is rebuilt.  The
+    references are checked once the migration is done.
+    """
     cfg = _config()
-    with db.engine.begin() as conn:
-        cfg.attributes["connection"] = conn
-        command.upgrade(cfg, revision)
+    with db.engine.connect() as conn:
+        raw = conn.connection.driver_connection
+        if db.is_sqlite:
+            assert raw is not None
+            raw.execute("PRAGMA foreign_keys = OFF")  # outside any transaction, or it is ignored
+        try:
+            with conn.begin():
+                cfg.attributes["connection"] = conn
+                step(cfg)
+                if db.is_sqlite:
+                    broken = conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+                    if broken:
+                        raise ConfigurationError(
+                            f"the migration would leave {len(broken)} broken references, e.g. {broken[0]}"
+                        )
+        finally:
+            if db.is_sqlite and raw is not None:
+                raw.execute("PRAGMA foreign_keys = ON")
+
+
+def upgrade(db: Database, revision: str = "head") -> None:
+    _run(db, lambda cfg: command.upgrade(cfg, revision))
 
 
 def downgrade(db: Database, revision: str) -> None:
-    cfg = _config()
-    with db.engine.begin() as conn:
-        cfg.attributes["connection"] = conn
-        command.downgrade(cfg, revision)
+    _run(db, lambda cfg: command.downgrade(cfg, revision))
 
 
 def pending_differences(db: Database) -> list[object]:

@@ -27,7 +27,7 @@ from sqlalchemy import (
 from sqlalchemy import false as sa_false
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from corral.db.types import JSONType, UTCDateTime, utcnow
+from corral.db.types import JSONType, UTCDateTime, utcnow, uuid7
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -44,7 +44,7 @@ class Base(DeclarativeBase):
 
 
 def _uuid() -> uuid.UUID:
-    return uuid.uuid4()
+    return uuid7()
 
 
 def _id() -> Mapped[uuid.UUID]:
@@ -163,16 +163,17 @@ class Item(Base):
     )
     id: Mapped[uuid.UUID] = _id()
     org_id: Mapped[uuid.UUID] = _org()
-    folder_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey("folders.id", ondelete="RESTRICT"), index=True
-    )
+    # no index of its own: each of the composite indexes above starts with it
+    folder_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("folders.id", ondelete="RESTRICT"))
     integration_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("integrations.id", ondelete="RESTRICT"), nullable=True, index=True
     )
     item_type: Mapped[str] = mapped_column(String(32))
     name: Mapped[str] = mapped_column(String(300))
     url: Mapped[str | None] = mapped_column(Text, nullable=True)  # None for multi-part items
-    url_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)  # duplicate detection
+    # Duplicate detection: the URL(s) themselves, or a prefix and a hash when long (files.url_key).
+    # Not a bare hash: keys from a sorted manifest then land next to each other in the index.
+    url_hash: Mapped[str | None] = mapped_column(String(255), nullable=True)
     storage_location: Mapped[str] = mapped_column(String(32))
     file_size: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     mime_type: Mapped[str | None] = mapped_column(String(200), nullable=True)

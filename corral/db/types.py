@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import threading
+import time
+import uuid
 from datetime import UTC, datetime
 from typing import Any
 
@@ -40,3 +44,27 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+_uuid7_lock = threading.Lock()
+_uuid7_last = [0, 0]  # the last millisecond used, and the counter within it
+
+
+def uuid7() -> uuid.UUID:
+    """A time-ordered UUID (RFC 9562 version 7): 48 bits of Unix milliseconds, a 12-bit counter
+    within the millisecond (so one process's ids increase strictly), then 62 random bits.
+
+    Primary keys made of these go in at the right-hand end of their index instead of at random
+    places, which keeps million-row inserts fast on both databases, and they sort by creation.
+    """
+    with _uuid7_lock:
+        ms = max(time.time_ns() // 1_000_000, _uuid7_last[0])
+        if ms == _uuid7_last[0]:
+            counter = _uuid7_last[1] + 1
+            if counter > 0xFFF:  # 4096 ids in one millisecond: borrow the next one
+                ms, counter = ms + 1, 0
+        else:
+            counter = 0
+        _uuid7_last[0], _uuid7_last[1] = ms, counter
+    rand_b = int.from_bytes(os.urandom(8), "big") & ((1 << 62) - 1)
+    return uuid.UUID(int=(ms << 80) | (0x7 << 76) | (counter << 64) | (0b10 << 62) | rand_b)

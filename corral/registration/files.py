@@ -66,7 +66,21 @@ class Prepared:
 
     @property
     def url_hash(self) -> str:
-        return hashlib.sha256("\n".join(self.urls).encode()).hexdigest()
+        return url_key(self.urls)
+
+
+def url_key(urls: list[str] | tuple[str, ...]) -> str:
+    """The key duplicate detection compares (``items.url_hash``): the URL(s) themselves when short,
+    else a 190-character prefix, ``#`` and the SHA-256 of the whole (exactly 255 characters, so a
+    long key never equals a short one).
+
+    Keys keep the URLs' order, so the index stays append-mostly for a sorted manifest (as bucket
+    listings are), which makes million-file imports several times faster than a bare hash would.
+    """
+    joined = "\n".join(urls)
+    if len(joined) < 255:
+        return joined
+    return joined[:190] + "#" + hashlib.sha256(joined.encode()).hexdigest()
 
 
 def _retrying(call: Any, *args: Any, **kwargs: Any) -> Any:

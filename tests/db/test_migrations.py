@@ -69,3 +69,55 @@ def test_unsupported_database_is_a_clear_error() -> None:
 
     with pytest.raises(ConfigurationError, match="unsupported database 'mysql'"):
         create_database(Settings(database_url="mysql://x/y"))
+
+
+def test_0003_rekeys_existing_items_for_duplicate_detection(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Items registered before 0003 carry a SHA-256 key; after it, the order-preserving URL key
+    that new imports compare against, so a re-import still finds them (and back on downgrade)."""
+    import hashlib
+
+    from corral.registration.files import url_key
+
+    db = create_database(Settings(data_dir=tmp_path))
+    try:
+        migrate.upgrade(db, "0002")
+        org, folder, single, group = (uuid.uuid4().hex for _ in range(4))
+        long_url = "s3://b/" + "x" * 400 + ".png"
+        now = "2026-01-01 00:00:00.000000"
+        with db.engine.begin() as conn:
+            conn.exec_driver_sql(
+                "INSERT INTO organisations (id, name, strict_metadata, created_at) VALUES (?, 'o', 0, ?)",
+                (org, now),
+            )
+            conn.exec_driver_sql(
+                "INSERT INTO folders (id, org_id, parent_key, name, description, client_metadata, "
+                "created_at, updated_at) VALUES (?, ?, '', 'f', '', '{}', ?, ?)",
+                (folder, org, now, now),
+            )
+            for item_id, url, key in (
+                (single, long_url, hashlib.sha256(long_url.encode()).hexdigest()),
+                (group, None, hashlib.sha256(b"s3://b/1.png\ns3://b/2.png").hexdigest()),
+            ):
+                conn.exec_driver_sql(
+                    "INSERT INTO items (id, org_id, folder_id, item_type, name, url, url_hash, "
+                    "storage_location, media, client_metadata, is_placeholder, staged, created_at, "
+                    "updated_at) VALUES (?, ?, ?, 'image', 'n', ?, ?, 's3', '{}', '{}', 0, 0, ?, ?)",
+                    (item_id, org, folder, url, key, now, now),
+                )
+            for pos, url in enumerate(["s3://b/1.png", "s3://b/2.png"]):
+                conn.exec_driver_sql(
+                    "INSERT INTO item_parts (item_id, position, url, title, media) VALUES (?, ?, ?, '', '{}')",
+                    (group, pos, url),
+                )
+        migrate.upgrade(db)
+
+        def keys() -> dict[str, str]:
+            with db.engine.connect() as conn:
+                return dict(conn.exec_driver_sql("SELECT id, url_hash FROM items").all())
+
+        assert keys() == {single: url_key([long_url]), group: url_key(["s3://b/1.png", "s3://b/2.png"])}
+        assert len(keys()[single]) == 255 and keys()[group] == "s3://b/1.png\ns3://b/2.png"
+        migrate.downgrade(db, "0002")
+        assert keys()[single] == hashlib.sha256(long_url.encode()).hexdigest()
+    finally:
+        db.dispose()

@@ -1,0 +1,58 @@
+"""insert_rows stores exactly what SQLAlchemy's own insert stores, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any, cast
+
+from sqlalchemy import Table, func, insert, select
+
+from corral.db.bulk import insert_rows
+from corral.db.tables import Folder, Item, ItemPart, Organisation
+
+ITEMS = cast(Table, Item.__table__)
+PARTS = cast(Table, ItemPart.__table__)
+
+
+def _row(org: uuid.UUID, folder: uuid.UUID, name: str, when: datetime, **extra: Any) -> dict[str, Any]:
+    return {
+        "id": uuid.uuid4(), "org_id": org, "folder_id": folder, "integration_id": None,
+        "item_type": "image", "name": name, "url": f"s3://b/{name}", "url_hash": f"s3://b/{name}",
+        "storage_location": "s3", "file_size": 2**40 + 1, "mime_type": None,
+        "media": {"width": 3, "height": 4.5, "nested": [1, None, "é"]},
+        "client_metadata": {"big": 2**70, "text": "line\nbreak \\ \"quoted\"\t"},
+        "is_placeholder": False, "staged": True, "job_id": None, "created_by": None,
+        "created_at": when, "updated_at": when, **extra,
+    }
+
+
+def test_bulk_rows_read_back_like_orm_rows(db) -> None:  # type: ignore[no-untyped-def]
+    org, folder = uuid.uuid4(), uuid.uuid4()
+    with db.write() as s:
+        s.add(Organisation(id=org, name="o"))
+        s.flush()
+        s.add(Folder(id=folder, org_id=org, name="f", parent_key=""))
+    when = datetime(2026, 11, 23, 12, 30, 45, 123456, tzinfo=UTC)
+    via_orm = _row(org, folder, "a.png", when)
+    via_bulk = [_row(org, folder, f"b{i}.png", when) for i in range(3)]
+    with db.write() as s:
+        s.execute(insert(ITEMS), [via_orm])
+        insert_rows(s, ITEMS, via_bulk)
+        insert_rows(s, PARTS, [{"item_id": via_bulk[0]["id"], "position": p, "url": "u", "title": "t",
+                                "media": {"p": p}} for p in range(2)])
+    with db.read() as s:
+        got = {r.name: r for r in s.scalars(select(Item))}
+        parts = s.execute(select(ItemPart.position, ItemPart.media).order_by(ItemPart.position)).all()
+    assert set(got) == {"a.png", "b0.png", "b1.png", "b2.png"}
+    for name, expected in [("a.png", via_orm), *((r["name"], r) for r in via_bulk)]:
+        item = got[name]
+        for key in ("id", "org_id", "folder_id", "media", "client_metadata", "staged", "file_size",
+                    "created_at", "url_hash", "is_placeholder"):
+            assert getattr(item, key) == expected[key], (name, key)
+    assert got["b0.png"].created_at == got["a.png"].created_at  # same stored form: comparable
+    assert [tuple(p) for p in parts] == [(0, {"p": 0}), (1, {"p": 1})]
+    with db.read() as s:  # the stored timestamps sort and compare in SQL as the ORM's do
+        assert s.scalar(select(Item.name).where(Item.created_at == when).order_by(Item.name).limit(1)) == "a.png"
+        assert s.scalar(select(func.count(Item.id)).where(Item.created_at >= when)) == 4
+
