@@ -226,12 +226,33 @@ def complete(session: Session, unit: ClaimedUnit, owner: str, result: dict[str, 
         raise LeaseLost(unit.id)
 
 
-def fail(db: Database, unit: ClaimedUnit, owner: str, error: str, *, retry_in: float | None) -> None:
-    """Record a failed attempt: back to pending after ``retry_in`` seconds, or error for good."""
+def holds(session: Session, unit: ClaimedUnit, owner: str) -> bool:
+    """Whether ``owner`` still holds the unit's lease (for units that commit work in steps)."""
+    found = session.scalar(
+        select(JobUnit.id).where(
+            JobUnit.id == unit.id, JobUnit.lease_owner == owner, JobUnit.status == "running"
+        )
+    )
+    return found is not None
+
+
+def fail(
+    db: Database,
+    unit: ClaimedUnit,
+    owner: str,
+    error: str,
+    *,
+    retry_in: float | None,
+    details: dict[str, Any] | None = None,
+) -> None:
+    """Record a failed attempt: back to pending after ``retry_in`` seconds, or error for good
+    (keeping ``details`` as the unit's result)."""
     now = utcnow()
     values: dict[str, Any] = {"lease_owner": None, "lease_expires_at": None, "updated_at": now}
     if retry_in is None:
         values.update(status="error", error=error[:4000])
+        if details is not None:
+            values.update(result=details)
     else:
         values.update(status="pending", error=error[:4000], available_at=now + timedelta(seconds=retry_in))
     with db.write() as s:
@@ -287,11 +308,11 @@ def finalize_ready_jobs(
             counts = unit_counts(s, job_id)
             if counts["pending"] or counts["running"]:
                 continue  # a unit reappeared (lease expiry) since the read above
-            if counts["error"] and not job.ignore_errors:
+            if job.params.get("cancel_requested") and (counts["cancelled"] or counts["error"]):
+                job.status = "CANCELLED"  # what stopped early stopped because it was asked to
+            elif counts["error"] and not job.ignore_errors:
                 job.status = "ERROR"
                 job.error = f"{counts['error']} of {job.units_total} units failed"
-            elif counts["cancelled"] and job.params.get("cancel_requested"):
-                job.status = "CANCELLED"
             else:
                 job.status = "DONE"
             job.finished_at = utcnow()

@@ -24,7 +24,15 @@ from corral.db.tables import Job
 
 
 class UnitFailed(Exception):
-    """A permanent failure of one unit; ``str(exc)`` is shown to the user."""
+    """A permanent failure of one unit; ``str(exc)`` is shown to the user.
+
+    ``details`` (optional, JSON-able) is kept as the failed unit's result, e.g. every bad file
+    of a batch with its URL and reason, so a failed job can still say exactly what was wrong.
+    """
+
+    def __init__(self, message: str, details: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.details = details
 
 
 @dataclass(frozen=True)

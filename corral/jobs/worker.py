@@ -152,7 +152,7 @@ class Worker:
         except queue.LeaseLost:
             log.warning("lost the lease on a job unit; another worker has it", extra={"unit": unit.id})
         except UnitFailed as exc:
-            queue.fail(self.db, unit, self.owner, str(exc), retry_in=None)
+            queue.fail(self.db, unit, self.owner, str(exc), retry_in=None, details=exc.details)
         except Exception as exc:  # transient: retry with backoff, then give up
             max_attempts = kind.max_attempts if kind is not None else 1
             log.warning("job unit attempt failed", exc_info=True,
