@@ -33,7 +33,11 @@ def _converter(type_: TypeEngine[Any], dialect: Dialect) -> Convert:
     if isinstance(type_, JSON):
         return lambda v: None if v is None else json_dumps(v)
     if isinstance(type_, Uuid):
-        return (lambda v: None if v is None else v.hex) if sqlite else _same
+        # 32 hex digits (corral.db.types.uuid7_hex) pass as they are: what SQLite stores, and a
+        # form PostgreSQL's uuid input reads.
+        if sqlite:
+            return lambda v: v if v is None or isinstance(v, str) else v.hex
+        return _same
     if isinstance(type_, Boolean):
         return (lambda v: None if v is None else int(v)) if sqlite else _same
     if isinstance(type_, UTCDateTime):
@@ -53,24 +57,51 @@ def _converter(type_: TypeEngine[Any], dialect: Dialect) -> Convert:
     return _same
 
 
-def insert_rows(s: Session, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
-    """Insert rows that all have the same keys (column names) into ``table``."""
+def insert_rows(
+    s: Session, table: Table, rows: Sequence[Mapping[str, Any]], constants: Mapping[str, Any] | None = None
+) -> None:
+    """Insert rows that all have the same keys (column names) into ``table``; ``constants`` are
+    columns with one value for every row, converted once."""
+    if rows:
+        names = list(rows[0])
+        insert_tuples(s, table, names, [tuple(row[n] for n in names) for row in rows], constants)
+
+
+def insert_tuples(
+    s: Session,
+    table: Table,
+    columns: Sequence[str],
+    rows: Sequence[tuple[Any, ...]],
+    constants: Mapping[str, Any] | None = None,
+) -> None:
+    """Insert ``rows`` (values in ``columns`` order) plus ``constants`` into ``table``."""
     if not rows:
         return
     conn = s.connection()
     dialect = conn.dialect
-    names = list(rows[0])
-    converters = [_converter(table.c[name].type, dialect) for name in names]
-    pairs = list(zip(names, converters, strict=True))
-    data = [tuple(convert(row[name]) for name, convert in pairs) for row in rows]
+    fixed = dict(constants or {})
+    fixed_values = tuple(_converter(table.c[n].type, dialect)(v) for n, v in fixed.items())
+    converters = [_converter(table.c[name].type, dialect) for name in columns]
+    # Only the columns that need converting are touched per row.
+    todo = [(i, c) for i, c in enumerate(converters) if c is not _same]
+    data: list[tuple[Any, ...]] = []
+    for row in rows:
+        if todo:
+            converted = list(row)
+            for i, convert in todo:
+                converted[i] = convert(converted[i])
+            data.append((*converted, *fixed_values))
+        else:
+            data.append((*row, *fixed_values))
+    names = [*columns, *fixed]
     quote = dialect.identifier_preparer.quote
-    columns = ", ".join(quote(n) for n in names)
+    column_list = ", ".join(quote(n) for n in names)
     if dialect.name == "postgresql":
         raw = conn.connection.driver_connection
         assert raw is not None
-        with raw.cursor() as cur, cur.copy(f"COPY {quote(table.name)} ({columns}) FROM STDIN") as copy:
+        with raw.cursor() as cur, cur.copy(f"COPY {quote(table.name)} ({column_list}) FROM STDIN") as copy:
             for values in data:
                 copy.write_row(values)
     else:
         marks = ", ".join("?" * len(names))
-        conn.exec_driver_sql(f"INSERT INTO {quote(table.name)} ({columns}) VALUES ({marks})", data)
+        conn.exec_driver_sql(f"INSERT INTO {quote(table.name)} ({column_list}) VALUES ({marks})", data)

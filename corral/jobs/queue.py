@@ -170,6 +170,12 @@ def claim(db: Database, owner: str, limit: int, lease_seconds: float) -> list[Cl
         and_(JobUnit.status == "pending", JobUnit.available_at <= now),
         and_(JobUnit.status == "running", JobUnit.lease_expires_at < now),
     )
+    if db.is_sqlite:
+        # Look before taking SQLite's one write lock: idle workers polling for units would
+        # otherwise queue on it behind (and ahead of) the writers doing real work.
+        with db.read() as s:
+            if s.scalar(select(JobUnit.id).where(claimable).limit(1)) is None:
+                return []
     with db.write() as s:
         ids = s.scalars(
             select(JobUnit.id)

@@ -33,10 +33,10 @@ from corral import errors
 from corral.core import integrations
 from corral.core.metadata import service as metadata_service
 from corral.core.metadata.validation import Validator
-from corral.db.bulk import insert_rows
+from corral.db.bulk import insert_tuples
 from corral.db.engine import Database
 from corral.db.tables import Integration, Item, ItemPart, Job, JobBlob, JobUnit
-from corral.db.types import utcnow, uuid7
+from corral.db.types import utcnow, uuid7_hex
 from corral.jobs import queue
 from corral.jobs.tasks import ClaimedUnit, TaskKind, UnitFailed, WorkerContext, registry
 from corral.registration.files import FileError, Prepared, prepare_entry
@@ -428,49 +428,45 @@ def _commit_batch(s: Session, unit: ClaimedUnit, results: list[list[Prepared] | 
     }
 
 
+_ITEM_COLUMNS = ("id", "item_type", "name", "url", "url_hash", "file_size", "mime_type", "media",
+                 "client_metadata")
+_PART_COLUMNS = ("item_id", "position", "url", "title", "media")
+
+
 def _insert(s: Session, unit: ClaimedUnit, folder_id: uuid.UUID, prepared: list[Prepared]) -> None:
+    if not prepared:
+        return
     now = utcnow()
-    staged = not unit.params.get("ignore_errors")
-    provider = unit.params.get("provider", "cloud")
-    creator = uuid.UUID(unit.params["created_by"]) if unit.params.get("created_by") else None
-    rows, parts = [], []
-    for p in prepared:
-        item_id = uuid7()  # time-ordered: appended to the primary key index, not scattered
+    params = unit.params
+    constants = {  # the same for every item of the job: converted once (see corral.db.bulk)
+        "org_id": unit.org_id,
+        "folder_id": folder_id,
+        "integration_id": uuid.UUID(params["integration_id"]),
+        "storage_location": params.get("provider", "cloud"),
+        "is_placeholder": False,
+        "staged": not params.get("ignore_errors"),
+        "job_id": unit.job_id,
+        "created_by": uuid.UUID(params["created_by"]) if params.get("created_by") else None,
+        "created_at": now,
+        "updated_at": now,
+    }
+    # time-ordered ids: appended to the primary key index, not scattered through it
+    ids = uuid7_hex(len(prepared))
+    rows = []
+    parts = []
+    for item_id, p in zip(ids, prepared, strict=True):
+        media = p.media
         rows.append(
-            {
-                "id": item_id,
-                "org_id": unit.org_id,
-                "folder_id": folder_id,
-                "integration_id": uuid.UUID(unit.params["integration_id"]),
-                "item_type": p.item_type,
-                "name": p.name[:300],
-                "url": p.url,
-                "url_hash": p.url_hash,
-                "storage_location": provider,
-                "file_size": p.media.get("file_size"),
-                "mime_type": p.media.get("mime_type"),
-                "media": p.media,
-                "client_metadata": p.client_metadata,
-                "is_placeholder": False,
-                "staged": staged,
-                "job_id": unit.job_id,
-                "created_by": creator,
-                "created_at": now,
-                "updated_at": now,
-            }
+            (item_id, p.item_type, p.name[:300], p.url, p.url_hash, media.get("file_size"),
+             media.get("mime_type"), media, p.client_metadata)
         )
-        parts += [
-            {
-                "item_id": item_id,
-                "position": i,
-                "url": part["url"],
-                "title": part["title"][:300],
-                "media": part["media"],
-            }
-            for i, part in enumerate(p.parts)
-        ]
-    insert_rows(s, ITEMS, rows)  # plain tuples to the driver: see corral.db.bulk
-    insert_rows(s, ITEM_PARTS, parts)
+        if p.parts:
+            parts += [
+                (item_id, i, part["url"], part["title"][:300], part["media"])
+                for i, part in enumerate(p.parts)
+            ]
+    insert_tuples(s, ITEMS, _ITEM_COLUMNS, rows, constants)
+    insert_tuples(s, ITEM_PARTS, _PART_COLUMNS, parts)
 
 
 # -- the task kind ----------------------------------------------------------------------------

@@ -67,6 +67,8 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import unquote, urlsplit
 
+import orjson
+
 from corral.errors import InvalidInput
 
 DataType = Literal[
@@ -175,12 +177,32 @@ def iter_entries(path: Path, fmt: Format) -> Iterator[Entry | EntryError]:
     raise ValueError(f"unknown manifest format {fmt!r}")
 
 
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return any(_has_nul(v) for v in value)
+    return False
+
+
+def _may_hold_nul(value: Any) -> bool:
+    """A fast screen: C-speed JSON has no escaped NUL unless a string holds one (or ``\\u0000``)."""
+    try:
+        return b"\\u0000" in orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS)
+    except TypeError:  # an integer beyond 64 bits
+        return "\\u0000" in json.dumps(value)
+
+
 def _storable(items: Iterator[Entry | EntryError]) -> Iterator[Entry | EntryError]:
     """PostgreSQL can store no NUL character in text or JSON: such an entry is an error, for both formats."""
     for item in items:
-        if isinstance(item, Entry) and "\\u0000" in json.dumps(
-            (item.urls, item.title, item.client_metadata, item.media)
-        ):
+        if not isinstance(item, Entry):
+            yield item
+            continue
+        fields = (item.urls, item.title, item.client_metadata, item.media)
+        if _may_hold_nul(fields) and _has_nul(fields):
             yield EntryError(
                 item.seq,
                 item.where,

@@ -632,3 +632,15 @@ def test_oversized_and_deep_entries_are_errors_not_crashes(tmp_path: Path) -> No
         None,
     ]
     assert [r.seq for r in results] == [0, 1, 2, 3]
+
+
+def test_nul_in_metadata_is_an_entry_error_but_the_text_backslash_u0000_is_not(tmp_path: Path) -> None:
+    e = error(tmp_path, {"images": [{"objectUrl": "s3://b/a.jpg", "clientMetadata": {"k": ["x", "a\x00b"]}}]})
+    assert e.message == "the entry holds a NUL character (\\u0000), which cannot be stored"
+    e = error(tmp_path, {"images": [{"objectUrl": "s3://b/a.jpg", "clientMetadata": {"a\x00": 1}}]})
+    assert "NUL character" in e.message
+    literal = "C:\\u0000\\file"  # backslash, 'u', '0000': ordinary text
+    assert entry(tmp_path, {"images": [{"objectUrl": "s3://b/a.jpg", "clientMetadata": {"path": literal},
+                                        "title": literal}]}).client_metadata == {"path": literal}
+    big = {"n": 2**70}  # beyond orjson's integers: still screened
+    assert entry(tmp_path, {"images": [{"objectUrl": "s3://b/a.jpg", "clientMetadata": big}]}).client_metadata == big
