@@ -35,11 +35,17 @@ PG_ADMIN = os.environ.get(
 )
 
 
-def write_manifest(path: Path, n: int) -> None:
+def write_manifest(path: Path, n: int, shuffle: bool = False) -> None:
+    order: list[int] | range = range(n)
+    if shuffle:  # keys in random order, not sorted as a bucket listing gives them
+        import random
+
+        order = list(order)
+        random.Random(0).shuffle(order)
     with path.open("w") as out:
         out.write('{"images": [')
-        for i in range(n):
-            if i:
+        for i in order:
+            if out.tell() > 12:
                 out.write(",")
             out.write(
                 json.dumps(
@@ -77,6 +83,7 @@ def main() -> None:
     )
     parser.add_argument("--files", type=int, default=1_000_000)
     parser.add_argument("--postgres", action="store_true")
+    parser.add_argument("--shuffle", action="store_true", help="URLs in random order, not sorted")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="corral-bench-"))
     env = {
@@ -107,10 +114,10 @@ def main() -> None:
         [corral, "token", "create", "bench@x.io"], env=env, check=True, capture_output=True, text=True
     ).stdout.split()[-1]
     manifest = work / "manifest.json"
-    write_manifest(manifest, args.files)
+    write_manifest(manifest, args.files, args.shuffle)
     print(
         f"{args.files:,} files, manifest {manifest.stat().st_size / 1e6:.0f} MB, "
-        f"{'PostgreSQL' if args.postgres else 'SQLite'}",
+        f"{'PostgreSQL' if args.postgres else 'SQLite'}{', shuffled' if args.shuffle else ''}",
         flush=True,
     )
     server = subprocess.Popen(

@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import BinaryIO, Literal
 
 from corral import errors
 from corral.storage import base
@@ -52,6 +53,10 @@ def translate(exc: OSError | ValueError, what: str, label: str) -> errors.Corral
 class ResolvedObject:
     url: str  # canonical URL (s3://bucket/key, ...)
     key: str
+
+
+#: Why bytes are read: media, or a manifest named by URL (see ``ScopedStorage._media_bytes``).
+Purpose = Literal["media", "manifest"]
 
 
 class ScopedStorage:
@@ -113,9 +118,13 @@ class ScopedStorage:
 
     # -- the strict client-only rule -------------------------------------------------
 
-    def _media_bytes(self, url: str) -> None:
-        """The one gate in front of every read of media bytes."""
-        if self.strict_client_only:
+    def _media_bytes(self, url: str, purpose: Purpose = "media") -> None:
+        """The one gate in front of every read of bytes.
+
+        Media is never read under strict client-only.  A manifest the user named by URL is not
+        media (it describes media), so it is the one thing such an integration may be read for.
+        """
+        if self.strict_client_only and purpose != "manifest":
             raise errors.StrictClientOnly(
                 f"integration {self.title!r} is strict client-only: corral signs URLs for it but never "
                 f"reads its media, so it cannot read {url!r}. Give media properties in the manifest instead."
@@ -128,11 +137,28 @@ class ScopedStorage:
         with self._errors(f"cannot stat {url!r}"):
             return self.storage.stat(obj.key)
 
-    def read(self, url: str, start: int = 0, end: int | None = None) -> bytes:
+    def read(self, url: str, start: int = 0, end: int | None = None, *, purpose: Purpose = "media") -> bytes:
         obj = self.resolve(url)
-        self._media_bytes(url)
+        self._media_bytes(url, purpose)
         with self._errors(f"cannot read {url!r}"):
             return self.storage.read(obj.key, start, end)
+
+    def copy_manifest(self, url: str, out: BinaryIO, *, chunk_bytes: int = 8 << 20) -> int:
+        """Copy a manifest the user named by URL into ``out``, in ranged reads; returns its size.
+
+        A manifest describes media and is not media, so this is the one read a strict
+        client-only integration allows (``_media_bytes`` decides); the URL must still be
+        inside the integration's scope.
+        """
+        size = self.stat(url).size
+        done = 0
+        while done < size:
+            data = self.read(url, done, min(size, done + chunk_bytes), purpose="manifest")
+            if not data:
+                break
+            out.write(data)
+            done += len(data)
+        return done
 
     def sign_get(self, url: str, ttl_seconds: int | None = None) -> str:
         obj = self.resolve(url)

@@ -139,3 +139,27 @@ def test_the_rule_lives_in_one_gate() -> None:
     read_src = inspect.getsource(ScopedStorage.read)
     assert read_src.index("self._media_bytes(") < read_src.index("self.storage.read(")
     assert "strict_client_only" in inspect.getsource(ScopedStorage._media_bytes)
+
+
+def test_a_manifest_named_by_url_is_the_one_read_strict_allows(db, settings, client, make_user, moto_server, proxy) -> None:  # type: ignore[no-untyped-def]
+    import io
+
+    alice = make_user("alice@x.io")
+    bucket = moto_server.new_bucket()
+    moto_server.client().put_object(Bucket=bucket, Key="manifests/m.json", Body=b'{"images": []}' * 1000)
+    body = {"title": "strict", "provider": "s3", "strict_client_only": True,
+            "settings": {"bucket": bucket, "endpoint_url": proxy.url, "region": "us-east-1",
+                         "access_key_id": "testing", "secret_access_key": "testing"}}
+    iid = client.post("/api/v1/integrations", json=body, headers=alice.bearer).json()["id"]
+    with db.read() as s:
+        scoped = integrations.open_scoped(s, settings, alice.org_id, iid)
+    out = io.BytesIO()
+    assert scoped.copy_manifest(f"s3://{bucket}/manifests/m.json", out, chunk_bytes=4096) == 14_000
+    assert out.getvalue() == b'{"images": []}' * 1000
+    gets = proxy.object_gets(bucket)
+    assert len(gets) == 4 and all(g.path == f"/{bucket}/manifests/m.json" for g in gets)  # 4 KiB ranges
+    with pytest.raises(errors.StrictClientOnly):  # the same object as media: refused by the gate
+        scoped.read(f"s3://{bucket}/manifests/m.json", 0, 4)
+    with pytest.raises(errors.OutOfScope):
+        scoped.copy_manifest("s3://elsewhere/m.json", io.BytesIO())
+    assert len(proxy.object_gets(bucket)) == 4
