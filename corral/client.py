@@ -12,7 +12,10 @@ the server's message.
 from __future__ import annotations
 
 import json
+import mimetypes
 import os
+import uuid
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -117,6 +120,23 @@ def resolve_profile(
     return Profile(url=url.rstrip("/"), token=token, ssh_key=ssh_key)
 
 
+def _api_error(resp: httpx.Response) -> ApiError:
+    try:
+        body = resp.json()
+    except ValueError:
+        body = {}
+    return ApiError(
+        resp.status_code,
+        body.get("code", "http_error"),
+        body.get("message") or resp.text[:500] or resp.reason_phrase,
+        body.get("errors"),
+    )
+
+
+def _present(params: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in params.items() if v is not None}
+
+
 class Client:
     def __init__(
         self,
@@ -156,16 +176,7 @@ class Client:
         except httpx.TransportError as exc:
             raise ApiError(0, "unreachable", f"cannot reach {self._http.base_url}: {exc}") from None
         if resp.status_code >= 400:
-            try:
-                body = resp.json()
-            except ValueError:
-                body = {}
-            raise ApiError(
-                resp.status_code,
-                body.get("code", "http_error"),
-                body.get("message") or resp.text[:500] or resp.reason_phrase,
-                body.get("errors"),
-            )
+            raise _api_error(resp)
         return resp.json() if resp.content else None
 
     # -- API methods ---------------------------------------------------------
@@ -235,17 +246,194 @@ class Client:
             "POST", "/api/v1/metadata-schema/validate", json={"items": items, "from_text": from_text}
         )
 
-    # folders and imports
-    def create_folder(self, path: str, description: str = "") -> Any:
-        return self.request("POST", "/api/v1/folders", json={"path": path, "description": description})
+    # folders
+    def folder_id(self, ref: str) -> str:
+        """A folder's id, from its id or its path."""
+        try:
+            return str(uuid.UUID(ref))
+        except ValueError:
+            return str(self.request("GET", "/api/v1/folders/lookup", params={"path": ref})["id"])
+
+    def _folder(self, ref: str) -> str:
+        return f"/api/v1/folders/{self.folder_id(ref)}"
+
+    def create_folder(
+        self,
+        path: str,
+        description: str = "",
+        *,
+        client_metadata: dict[str, Any] | None = None,
+        exist_ok: bool = True,
+    ) -> Any:
+        body = {"path": path, "description": description, "exist_ok": exist_ok}
+        if client_metadata is not None:
+            body["client_metadata"] = client_metadata
+        return self.request("POST", "/api/v1/folders", json=body)
 
     def list_folders(self, path: str | None = None) -> Any:
         return self.request("GET", "/api/v1/folders", params={"path": path} if path else None)
+
+    def get_folder(self, ref: str) -> Any:
+        return self.request("GET", self._folder(ref))
+
+    def update_folder(
+        self,
+        ref: str,
+        *,
+        name: str | None = None,
+        description: str | None = None,
+        client_metadata: dict[str, Any] | None = None,
+    ) -> Any:
+        body = {"name": name, "description": description, "client_metadata": client_metadata}
+        return self.request("PATCH", self._folder(ref), json={k: v for k, v in body.items() if v is not None})
+
+    def move_folder(self, ref: str, parent: str | None) -> Any:
+        """Move a folder into ``parent`` (id or path), or to the top for None."""
+        return self.request("POST", self._folder(ref) + "/move", json={"parent": parent})
+
+    def delete_folder(self, ref: str, recursive: bool = False) -> Any:
+        return self.request("DELETE", self._folder(ref), params={"recursive": str(recursive).lower()})
+
+    def find_folders(
+        self,
+        q: str = "",
+        *,
+        order: str = "name",
+        direction: str = "asc",
+        page_size: int = 100,
+        page_token: str | None = None,
+    ) -> Any:
+        params: dict[str, Any] = {"q": q, "order": order, "direction": direction, "page_size": page_size}
+        params["page_token"] = page_token
+        return self.request("GET", "/api/v1/folders/search", params=_present(params))
+
+    def folder_path(self, ref: str) -> Any:
+        return self.request("GET", self._folder(ref) + "/path")
+
+    def folder_grants(self, ref: str) -> Any:
+        return self.request("GET", self._folder(ref) + "/grants")
+
+    def share_folder(self, ref: str, user: str, role: str) -> Any:
+        return self.request("POST", self._folder(ref) + "/grants", json={"user": user, "role": role})
+
+    def unshare_folder(self, ref: str, user: str) -> Any:
+        return self.request("DELETE", self._folder(ref) + f"/grants/{quote(user, safe='')}")
+
+    # items
+    def list_items(
+        self,
+        folder: str,
+        *,
+        types: list[str] | None = None,
+        q: str = "",
+        order: str = "name",
+        direction: str = "asc",
+        deleted: str = "exclude",
+        page_size: int = 100,
+        page_token: str | None = None,
+    ) -> Any:
+        """One page of a folder's items: ``{"items": [...], "next_page_token": ...}``."""
+        params = {"folder": folder, "type": types or None, "q": q, "order": order, "direction": direction,
+                  "deleted": deleted, "page_size": page_size, "page_token": page_token}
+        return self.request("GET", "/api/v1/items", params=_present(params))
+
+    def iter_items(self, folder: str, **filters: Any) -> Iterator[dict[str, Any]]:
+        """Every item of a folder that matches ``filters`` (as for ``list_items``), page after page."""
+        token = filters.pop("page_token", None)
+        while True:
+            page = self.list_items(folder, page_token=token, **filters)
+            yield from page["items"]
+            token = page["next_page_token"]
+            if token is None:
+                return
+
+    def get_item(self, item_id: str, *, signed_urls: bool = False, ttl_seconds: int | None = None) -> Any:
+        params = _present({"signed_urls": str(signed_urls).lower(), "ttl_seconds": ttl_seconds})
+        return self.request("GET", f"/api/v1/items/{item_id}", params=params)
+
+    def update_item(
+        self,
+        item_id: str,
+        *,
+        name: str | None = None,
+        client_metadata: dict[str, Any] | None = None,
+        merge_metadata: bool = False,
+    ) -> Any:
+        body = {"name": name, "client_metadata": client_metadata, "merge_metadata": merge_metadata}
+        return self.request("PATCH", f"/api/v1/items/{item_id}", json=body)
+
+    def move_items(self, item_ids: list[str], folder: str) -> Any:
+        return self.request("POST", "/api/v1/items/move", json={"ids": item_ids, "folder": folder})
+
+    def delete_item(self, item_id: str, *, hard: bool = False) -> Any:
+        return self.request("DELETE", f"/api/v1/items/{item_id}", params={"hard": str(hard).lower()})
+
+    def restore_item(self, item_id: str) -> Any:
+        return self.request("POST", f"/api/v1/items/{item_id}/restore")
+
+    # uploads
+    def start_upload(self, filename: str, content_type: str | None = None) -> Any:
+        body = {"filename": filename, "content_type": content_type}
+        return self.request("POST", "/api/v1/uploads", json=body)
+
+    def register_upload(
+        self,
+        upload_id: str,
+        *,
+        folder: str,
+        name: str | None = None,
+        data_type: str | None = None,
+        client_metadata: dict[str, Any] | None = None,
+    ) -> Any:
+        body = {"folder": folder, "name": name, "data_type": data_type, "client_metadata": client_metadata}
+        return self.request("POST", f"/api/v1/uploads/{upload_id}/register", json=body)
+
+    def upload_file(
+        self,
+        path: str | Path,
+        folder: str,
+        *,
+        name: str | None = None,
+        data_type: str | None = None,
+        client_metadata: dict[str, Any] | None = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> Any:
+        """Upload a local file into corral's storage and register it as an item of ``folder``.
+
+        The bytes go straight to the signed URL (the bucket, or corral's local-media route), never
+        through the API; ``progress`` is called with the size of each chunk sent.  Returns the item.
+        """
+        path = Path(path)
+        size = path.stat().st_size
+        ticket = self.start_upload(path.name, mimetypes.guess_type(path.name)[0])
+
+        def chunks() -> Iterator[bytes]:
+            with path.open("rb") as fh:
+                while block := fh.read(1 << 20):
+                    yield block
+                    if progress is not None:
+                        progress(len(block))
+
+        headers = {**ticket["headers"], "Content-Length": str(size)}
+        try:
+            with httpx.Client(timeout=self._http.timeout) as plain:  # the URL is the credential
+                resp = plain.put(ticket["put_url"], content=chunks(), headers=headers)
+        except httpx.TransportError as exc:
+            raise ApiError(0, "unreachable", f"cannot upload {path.name} to its signed URL: {exc}") from None
+        if resp.status_code >= 300:
+            why = f"uploading {path.name} failed: HTTP {resp.status_code} {resp.text[:300]}"
+            raise ApiError(resp.status_code, "upload_failed", why)
+        upload_id = str(ticket["upload_id"])
+        return self.register_upload(upload_id, folder=folder, name=name, data_type=data_type,
+                                    client_metadata=client_metadata)
+
+    # imports
 
     def start_import(
         self,
         manifest: Any,
         *,
+        manifest_url: str | None = None,
         folder: str,
         integration: str,
         ignore_errors: bool = False,
@@ -260,12 +448,13 @@ class Client:
             "skip_duplicate_urls": str(skip_duplicate_urls).lower(),
             "upsert_metadata": str(upsert_metadata).lower(),
             "dry_run": str(dry_run).lower(),
+            **({"manifest_url": manifest_url} if manifest_url else {}),
         }
         return self.request(
             "POST",
             "/api/v1/imports",
             params=params,
-            content=manifest,
+            content=manifest if manifest is not None else b"",
             headers={"Content-Type": "application/octet-stream"},
         )
 
@@ -274,3 +463,102 @@ class Client:
 
     def cancel_import(self, job_id: str) -> Any:
         return self.request("POST", f"/api/v1/imports/{job_id}/cancel")
+
+    # datasets
+    def _dataset(self, ref: str) -> str:
+        return f"/api/v1/datasets/{quote(ref, safe='')}"
+
+    def create_dataset(self, title: str, description: str = "") -> Any:
+        return self.request("POST", "/api/v1/datasets", json={"title": title, "description": description})
+
+    def list_datasets(
+        self, search: str | None = None, page_size: int = 100, page_token: str | None = None
+    ) -> Any:
+        params: dict[str, Any] = {"page_size": page_size}
+        params.update({k: v for k, v in (("search", search), ("page_token", page_token)) if v})
+        return self.request("GET", "/api/v1/datasets", params=params)
+
+    def iter_datasets(self, search: str | None = None) -> Iterator[dict[str, Any]]:
+        token = None
+        while True:
+            page = self.list_datasets(search, 1000, token)
+            yield from page["datasets"]
+            token = page["next_page_token"]
+            if not token:
+                return
+
+    def get_dataset(self, ref: str) -> Any:
+        return self.request("GET", self._dataset(ref))
+
+    def delete_dataset(self, ref: str) -> Any:
+        """Admins only; not part of the SDK-compatible surface."""
+        return self.request("DELETE", f"/api/v1/admin/datasets/{quote(ref, safe='')}")
+
+    def link_items(
+        self,
+        ref: str,
+        item_ids: list[str] | None = None,
+        *,
+        folder: str | None = None,
+        recursive: bool = False,
+        duplicates: str = "skip",
+    ) -> Any:
+        body = {
+            "item_ids": item_ids or [],
+            "folder": folder,
+            "recursive": recursive,
+            "duplicates": duplicates,
+        }
+        return self.request("POST", self._dataset(ref) + "/link", json=body)
+
+    def unlink_items(
+        self, ref: str, item_ids: list[str] | None = None, row_ids: list[str] | None = None
+    ) -> Any:
+        body = {"item_ids": item_ids or [], "row_ids": row_ids or []}
+        return self.request("POST", self._dataset(ref) + "/unlink", json=body)
+
+    def dataset_rows(
+        self,
+        ref: str,
+        *,
+        page_size: int = 1000,
+        page_token: str | None = None,
+        data_type: str | None = None,
+        title: str | None = None,
+    ) -> Any:
+        params: dict[str, Any] = {"page_size": page_size}
+        params.update(
+            {k: v for k, v in (("page_token", page_token), ("data_type", data_type), ("title", title)) if v}
+        )
+        return self.request("GET", self._dataset(ref) + "/rows", params=params)
+
+    def stream_dataset_rows(
+        self, ref: str, *, data_type: str | None = None, title: str | None = None
+    ) -> Iterator[dict[str, Any]]:
+        """Every data row, read from the NDJSON export one line at a time (bounded memory)."""
+        params = {k: v for k, v in (("data_type", data_type), ("title", title)) if v}
+        try:
+            with self._http.stream("GET", self._dataset(ref) + "/rows.ndjson", params=params) as resp:
+                if resp.status_code >= 400:
+                    resp.read()
+                    raise _api_error(resp)
+                for line in resp.iter_lines():
+                    if line:
+                        yield json.loads(line)
+        except httpx.TransportError as exc:
+            raise ApiError(0, "unreachable", f"cannot reach {self._http.base_url}: {exc}") from None
+
+    def start_verify(self, ref: str) -> Any:
+        return self.request("POST", self._dataset(ref) + "/verify")
+
+    def get_verify(self, job_id: str, wait: float = 0, limit: int = 1000) -> Any:
+        return self.request("GET", f"/api/v1/datasets/verify/{job_id}", params={"wait": wait, "limit": limit})
+
+    def dataset_grants(self, ref: str) -> Any:
+        return self.request("GET", self._dataset(ref) + "/grants")
+
+    def share_dataset(self, ref: str, user: str, role: str) -> Any:
+        return self.request("POST", self._dataset(ref) + "/grants", json={"user": user, "role": role})
+
+    def unshare_dataset(self, ref: str, user: str) -> Any:
+        return self.request("DELETE", self._dataset(ref) + f"/grants/{quote(user, safe='@')}")

@@ -97,6 +97,12 @@ class Settings(BaseSettings):
         "signed URLs point here and `integration check` tests bucket CORS for this origin. "
         "Default http://HOST:PORT.",
     )
+    upload_integration: str | None = Field(
+        None,
+        description="Title of the integration that files uploaded through corral (`corral item upload`) "
+        "are stored in, looked up in the uploader's organisation. Unset: a `local` integration named "
+        "`corral-uploads`, rooted at DATA_DIR/uploads/ORG_ID, created on first use.",
+    )
     storage_connect_timeout_seconds: float = Field(
         10.0, gt=0, description="How long to wait for a connection to an object store."
     )

@@ -14,12 +14,15 @@ from corral.api.deps import AppContext
 from corral.api.errors import install_error_handlers
 from corral.api.middleware import RequestLogMiddleware
 from corral.api.routes import (
+    datasets,
     encord_metadata,
     encord_rpc,
     encord_v2,
+    folders,
     health,
     imports,
     integrations,
+    items,
     jobs,
     local_media,
     me,
@@ -103,7 +106,9 @@ def create_app(
     install_error_handlers(app)
     app.add_middleware(RequestLogMiddleware)
     for router in (health.router, me.router, jobs.router, integrations.router, local_media.router,
-                   metadata_schema.router, imports.folder_router, imports.import_router,
+                   metadata_schema.router, folders.router, items.router, items.upload_router,
+                   imports.import_router,
+                   datasets.router, datasets.admin_router,
                    encord_v2.router, integrations.v2_router, encord_metadata.router, encord_rpc.router):
         app.include_router(router)
     return app

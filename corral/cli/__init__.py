@@ -11,7 +11,16 @@ from __future__ import annotations
 import click
 
 from corral._version import __version__
-from corral.cli import client_commands, import_commands, integration_commands, operator, schema_commands
+from corral.cli import (
+    client_commands,
+    dataset_commands,
+    folder_commands,
+    import_commands,
+    integration_commands,
+    item_commands,
+    operator,
+    schema_commands,
+)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -25,7 +34,10 @@ for command in (
     *client_commands.COMMANDS,
     *integration_commands.COMMANDS,
     *schema_commands.COMMANDS,
+    *folder_commands.COMMANDS,
+    *item_commands.COMMANDS,
     *import_commands.COMMANDS,
+    *dataset_commands.COMMANDS,
 ):
     cli.add_command(command)
 

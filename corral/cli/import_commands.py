@@ -1,8 +1,10 @@
-"""``corral import`` and ``corral folder``: register files from a manifest."""
+"""``corral import``: register files from a manifest (``corral folder`` is in folder_commands.py)."""
 
 from __future__ import annotations
 
+import re
 import time
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -12,38 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from corral.cli.client_commands import _client, _print, api_errors, connection_options
 
-
-@click.group()
-def folder() -> None:
-    """Storage folders that registered files live in."""
-
-
-@folder.command("create")
-@click.argument("path")
-@click.option("--description", default="")
-@connection_options
-def folder_create(path: str, description: str, profile: str | None, as_json: bool) -> None:
-    """Create PATH (like mkdir -p: missing parents are created)."""
-    with api_errors(), _client(profile) as c:
-        made = c.create_folder(path, description)
-    _print(made, as_json, lambda f: click.echo(f"{f['path']}  ({f['id']})"))
-
-
-@folder.command("list")
-@click.argument("path", required=False)
-@connection_options
-def folder_list(path: str | None, profile: str | None, as_json: bool) -> None:
-    """Folders at the top, or inside PATH."""
-    with api_errors(), _client(profile) as c:
-        rows = c.list_folders(path)
-
-    def human(items: list[dict[str, Any]]) -> None:
-        if not items:
-            click.echo("No folders.")
-        for f in items:
-            click.echo(f"{f['id']}  {f['path']}  ({f['items']} files)")
-
-    _print(rows, as_json, human)
+_URL = re.compile(r"^(s3|gs|az|azure|https?|file)://", re.IGNORECASE)
 
 
 def _summary(status: dict[str, Any]) -> None:
@@ -87,7 +58,7 @@ def _wait(c: Any, job_id: str) -> dict[str, Any]:
 
 
 @click.command("import")
-@click.argument("manifest", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("manifest")
 @click.option("--folder", required=True, help="Folder path or id (see `corral folder create`).")
 @click.option("--integration", required=True, help="Integration title or id.")
 @click.option("--ignore-errors", is_flag=True, help="Register the good files and list the bad ones.")
@@ -99,11 +70,13 @@ def _wait(c: Any, job_id: str) -> dict[str, Any]:
     "--failed-urls",
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
-    help="Write the URLs that failed here, one per line (default: MANIFEST.failed.txt).",
+    help="Write the entries that failed here as a JSON manifest to import again once fixed "
+    "(default: MANIFEST.failed.json; for a manifest given by URL: the failed URLs, one per line, "
+    "in JOB_ID.failed.txt).",
 )
 @connection_options
 def import_(
-    manifest: Path,
+    manifest: str,
     folder: str,
     integration: str,
     ignore_errors: bool,
@@ -115,10 +88,20 @@ def import_(
     profile: str | None,
     as_json: bool,
 ) -> None:
-    """Register the files a JSON or CSV MANIFEST describes into a folder."""
-    with api_errors(), _client(profile) as c, manifest.open("rb") as body:
+    """Register the files a JSON or CSV MANIFEST describes into a folder.
+
+    MANIFEST is a local file, or the URL of one inside the integration's bucket (s3://…, gs://…,
+    https://…), which the server then reads itself.
+    """
+    local = Path(manifest)
+    remote = not local.exists() and _URL.match(manifest) is not None
+    if not remote and not local.is_file():
+        raise click.BadParameter(f"no such file: {manifest}", param_hint="MANIFEST")
+    with api_errors(), _client(profile) as c, ExitStack() as stack:
+        body = None if remote else stack.enter_context(local.open("rb"))
         started = c.start_import(
             body,
+            manifest_url=manifest if remote else None,
             folder=folder,
             integration=integration,
             ignore_errors=ignore_errors,
@@ -136,14 +119,41 @@ def import_(
             _print(started, as_json, lambda r: click.echo(r["job_id"]))
             return
         status = _wait(c, job_id)
-    bad = [e["url"] for e in status["errors"] if e.get("url")]
-    if bad:
-        target = failed_urls or manifest.with_name(manifest.name + ".failed.txt")
-        target.write_text("\n".join(bad) + "\n", encoding="utf-8")
-        click.echo(f"Wrote {len(bad)} failed URLs to {target}", err=True)
+    _save_failures(status, None if remote else local, failed_urls)
     _print(status, as_json, _summary)
     if status["status"] != "DONE" or status["failed"]:
         raise SystemExit(1)
+
+
+def _save_failures(status: dict[str, Any], manifest: Path | None, target: Path | None) -> None:
+    """Write what failed where it can be fixed and imported again."""
+    errors = status["errors"]
+    if not errors:
+        return
+    seqs = {e["seq"] for e in errors if isinstance(e.get("seq"), int) and e["seq"] >= 0}
+    if manifest is not None and seqs:
+        from corral.registration.manifest import ManifestUnreadable
+        from corral.registration.manifest_write import failed_entries_manifest
+
+        where = target or manifest.with_name(manifest.name + ".failed.json")
+        try:
+            written = failed_entries_manifest(manifest, seqs, where)
+        except (ManifestUnreadable, OSError) as exc:  # changed since the upload, or unwritable
+            click.echo(f"Could not write the failed entries to {where}: {exc}", err=True)
+            return
+        target = where
+        unparsed = len(seqs) - written
+        click.echo(
+            f"Wrote the {written} entries that failed to {target}: fix them, then import that file"
+            + (f" ({unparsed} more could not be read at all: fix them in {manifest})" if unparsed else ""),
+            err=True,
+        )
+        return
+    urls = [e["url"] for e in errors if e.get("url")]
+    if urls:
+        target = target or Path(f"{status['job_id']}.failed.txt")
+        target.write_text("\n".join(urls) + "\n", encoding="utf-8")
+        click.echo(f"Wrote {len(urls)} failed URLs to {target}", err=True)
 
 
 def _dry_run_summary(r: dict[str, Any]) -> None:
@@ -157,4 +167,4 @@ def _dry_run_summary(r: dict[str, Any]) -> None:
         click.echo(f"  ! {e['where']} {e.get('url') or ''}: {e['error']}")
 
 
-COMMANDS = [folder, import_]
+COMMANDS = [import_]

@@ -97,6 +97,7 @@ def serve(host: str | None, port: int | None, data_dir: Path | None, no_worker: 
 @data_dir_option
 def worker(data_dir: Path | None) -> None:
     """Run a job worker process against the configured database (any number may run)."""
+    import corral.core.verify  # noqa: F401  (registers the "verify_dataset" task kind)
     import corral.registration.jobs  # noqa: F401  (registers the "register" task kind)
     from corral.api.app import check_schema
     from corral.jobs.worker import run_worker_forever

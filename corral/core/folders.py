@@ -1,22 +1,35 @@
-"""Storage folders: where registered files live.  Folders nest; a path is names joined by '/'."""
+"""Storage folders: where registered files live.  Folders nest; a path is names joined by '/'.
+
+Every function that takes a ``Principal`` applies ``corral.core.permissions``: a folder the
+principal cannot see is not found (404), one it can see but not change is a 403.  ``resolve``
+(by organisation only) is for code that has already checked.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from corral import errors
+from corral.core import pagination, permissions
 from corral.core.identity import Principal
+from corral.core.metadata import service as metadata_service
+from corral.core.pagination import Direction, Page
+from corral.core.permissions import Need
 from corral.db.tables import Folder, Item
+from corral.db.types import utcnow
 from corral.errors import ErrorDetail
 
 MAX_NAME = 300
+MAX_DESCRIPTION = 10_000
+ORDERS = {"name": Folder.name, "created_at": Folder.created_at}
 
 
 @dataclass(frozen=True)
@@ -28,11 +41,12 @@ class FolderView:
     description: str
     client_metadata: dict[str, Any]
     created_at: datetime
+    updated_at: datetime
 
 
 def _check_name(name: str) -> str:
     name = name.strip()
-    if not name or len(name) > MAX_NAME or "/" in name or name in (".", ".."):
+    if not name or len(name) > MAX_NAME or "/" in name or "\x00" in name or name in (".", ".."):
         raise errors.ValidationFailed(
             f"invalid folder name {name!r}: 1-{MAX_NAME} characters, no '/', not '.' or '..'",
             details=[ErrorDetail(f"1-{MAX_NAME} characters without '/'", field="name")],
@@ -40,16 +54,28 @@ def _check_name(name: str) -> str:
     return name
 
 
+def _check_description(description: str) -> str:
+    if len(description) > MAX_DESCRIPTION or "\x00" in description:
+        raise errors.ValidationFailed(
+            f"description must be at most {MAX_DESCRIPTION} characters, without NUL",
+            details=[ErrorDetail(f"at most {MAX_DESCRIPTION} characters", field="description")],
+        )
+    return description
+
+
 def path_of(s: Session, folder: Folder) -> str:
-    names = [folder.name]
-    parent_id = folder.parent_id
-    while parent_id is not None:
-        parent = s.get(Folder, parent_id)
+    return "/".join(f.name for f in chain(s, folder))
+
+
+def chain(s: Session, folder: Folder) -> list[Folder]:
+    """The folder's ancestors and the folder itself, from the top down."""
+    out = [folder]
+    while out[-1].parent_id is not None and len(out) < 10_000:
+        parent = s.get(Folder, out[-1].parent_id)
         if parent is None:
             break
-        names.append(parent.name)
-        parent_id = parent.parent_id
-    return "/".join(reversed(names))
+        out.append(parent)
+    return out[::-1]
 
 
 def view(s: Session, folder: Folder) -> FolderView:
@@ -61,6 +87,7 @@ def view(s: Session, folder: Folder) -> FolderView:
         folder.description,
         dict(folder.client_metadata),
         folder.created_at,
+        folder.updated_at,
     )
 
 
@@ -71,8 +98,21 @@ def _child(s: Session, org_id: uuid.UUID, parent: Folder | None, name: str) -> F
     )
 
 
+def _where(s: Session, parent: Folder | None) -> str:
+    return f"in {path_of(s, parent)!r}" if parent is not None else "at the top level"
+
+
+def _taken(where: str, name: str) -> errors.AlreadyExists:
+    return errors.AlreadyExists(
+        f"a folder named {name!r} already exists {where}: folder names are unique among siblings",
+        details=[ErrorDetail("a name no sibling folder has", field="name")],
+    )
+
+
 def resolve(s: Session, org_id: uuid.UUID, ref: str | uuid.UUID) -> Folder:
     """A folder by id, or by path ("a/b/c") from the top; other organisations' folders are not found."""
+    if "\x00" in str(ref):  # no name holds one (and PostgreSQL refuses it in a query)
+        raise errors.NotFound(f"folder {str(ref)!r} not found")
     try:
         ident = ref if isinstance(ref, uuid.UUID) else uuid.UUID(str(ref))
     except ValueError:
@@ -90,6 +130,28 @@ def resolve(s: Session, org_id: uuid.UUID, ref: str | uuid.UUID) -> Folder:
     return row
 
 
+def require(s: Session, principal: Principal, folder: Folder, need: Need, shown: object = None) -> str:
+    """The principal's role on ``folder``; NotFound if it cannot see it, PermissionDenied if ``need``
+    is ``editor`` and it is a viewer.  ``shown`` is how the caller named the folder."""
+    role = permissions.folder_role(s, principal, folder)
+    if role is None:
+        raise errors.NotFound(f"folder {shown if shown is not None else folder.id} not found")
+    if need == "editor" and role == "viewer":
+        raise errors.PermissionDenied(
+            f"you can view folder {path_of(s, folder)!r} but not change it: "
+            "ask an admin or one of its editors for the editor role"
+        )
+    return role
+
+
+def resolve_for(s: Session, principal: Principal, ref: str | uuid.UUID, need: Need = "viewer") -> Folder:
+    """``resolve``, then ``require``: the folder if the principal may see it (and change it, for
+    ``need="editor"``)."""
+    folder = resolve(s, principal.org_id, ref)
+    require(s, principal, folder, need, repr(str(ref)) if not isinstance(ref, uuid.UUID) else ref)
+    return folder
+
+
 def create(
     s: Session,
     principal: Principal,
@@ -100,42 +162,149 @@ def create(
     client_metadata: dict[str, Any] | None = None,
     exist_ok: bool = False,
 ) -> Folder:
+    """One folder (no permission check: see ``create_path``)."""
     name = _check_name(name)
     parent_row = resolve(s, principal.org_id, parent) if parent else None
     existing = _child(s, principal.org_id, parent_row, name)
+    where = _where(s, parent_row)
     if existing is not None:
         if exist_ok:
             return existing
-        raise errors.AlreadyExists(f"a folder named {name!r} already exists there")
+        raise _taken(where, name)
     row = Folder(
         org_id=principal.org_id,
         parent_id=parent_row.id if parent_row else None,
         parent_key=str(parent_row.id) if parent_row else "",
         name=name,
-        description=description,
+        description=_check_description(description),
         client_metadata=client_metadata or {},
         created_by=principal.user_id,
     )
     s.add(row)
     try:
         s.flush()
-    except IntegrityError:
-        raise errors.AlreadyExists(f"a folder named {name!r} already exists there") from None
+    except IntegrityError:  # a concurrent create won
+        raise _taken(where, name) from None
     return row
 
 
-def create_path(s: Session, principal: Principal, path: str, description: str = "") -> Folder:
-    """Every folder along ``path``, creating the missing ones (like ``mkdir -p``)."""
-    folder: Folder | None = None
+def create_path(
+    s: Session,
+    principal: Principal,
+    path: str,
+    description: str = "",
+    *,
+    client_metadata: dict[str, Any] | None = None,
+    exist_ok: bool = True,
+) -> Folder:
+    """Every folder along ``path``, creating the missing ones (like ``mkdir -p``).
+
+    Anyone may create a folder at the top; creating inside a folder needs the editor role on it.
+    The description and metadata go to the last folder if it is created.  An existing last folder
+    is returned if ``exist_ok`` (and the principal can see it), else it is a 409.
+    """
     names = [p for p in path.strip("/").split("/") if p]
-    for i, name in enumerate(names):
-        last = i == len(names) - 1
-        folder = create(s, principal, name, parent=folder.id if folder else None, exist_ok=True,
-                        description=description if last else "")
-    if folder is None:
+    if not names:
         raise errors.ValidationFailed(
             "the folder path is empty", details=[ErrorDetail("empty", field="path")]
         )
+    metadata = metadata_service.validated(s, principal.org_id, client_metadata) if client_metadata else {}
+    folder: Folder | None = None
+    for i, raw in enumerate(names):
+        last = i == len(names) - 1
+        name = _check_name(raw)
+        existing = _child(s, principal.org_id, folder, name)
+        if existing is not None:
+            if last and (not exist_ok or permissions.folder_role(s, principal, existing) is None):
+                raise _taken(_where(s, folder), name)
+            folder = existing
+            continue
+        if folder is not None:
+            require(s, principal, folder, "editor", repr("/".join(names[:i])))
+        folder = create(
+            s,
+            principal,
+            name,
+            parent=folder.id if folder else None,
+            description=description if last else "",
+            client_metadata=metadata if last else None,
+        )
+    assert folder is not None
+    return folder
+
+
+def update(
+    s: Session,
+    principal: Principal,
+    ref: str | uuid.UUID,
+    *,
+    name: str | None = None,
+    description: str | None = None,
+    client_metadata: dict[str, Any] | None = None,
+) -> Folder:
+    """Rename a folder, or replace its description or metadata (editors)."""
+    folder = resolve_for(s, principal, ref, "editor")
+    parent = s.get(Folder, folder.parent_id) if folder.parent_id else None
+    where = _where(s, parent)
+    if name is not None:
+        name = _check_name(name)
+        if name != folder.name:
+            if _child(s, principal.org_id, parent, name) is not None:
+                raise _taken(where, name)
+            folder.name = name
+    if description is not None:
+        folder.description = _check_description(description)
+    if client_metadata is not None:
+        folder.client_metadata = metadata_service.validated(s, principal.org_id, client_metadata)
+    folder.updated_at = utcnow()
+    try:
+        s.flush()
+    except IntegrityError:  # a concurrent rename or create won
+        raise _taken(where, folder.name) from None
+    return folder
+
+
+def _lock_tree(s: Session, org_id: uuid.UUID) -> None:
+    """Serialise moves within an organisation, so two crossing moves cannot make a cycle
+    (SQLite's write lock already serialises every write)."""
+    if s.get_bind().dialect.name == "postgresql":
+        key = int.from_bytes(hashlib.sha256(b"folder-tree" + org_id.bytes).digest()[:8], "big", signed=True)
+        s.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": key})
+
+
+def move(s: Session, principal: Principal, ref: str | uuid.UUID, parent: str | uuid.UUID | None) -> Folder:
+    """Move a folder (with everything below it) into ``parent``, or to the top for None.
+
+    Needs the editor role on the folder's current parent (on the folder itself at the top) and on
+    the new parent.  Roles granted on the old parent no longer reach the folder; the new parent's do.
+    """
+    _lock_tree(s, principal.org_id)
+    folder = resolve_for(s, principal, ref, "editor")
+    old_parent = s.get(Folder, folder.parent_id) if folder.parent_id else None
+    if old_parent is not None and permissions.folder_role(s, principal, old_parent) in (None, "viewer"):
+        raise errors.PermissionDenied(
+            f"moving folder {path_of(s, folder)!r} out of {path_of(s, old_parent)!r} needs the editor "
+            f"role on {path_of(s, old_parent)!r}"
+        )
+    target = resolve_for(s, principal, parent, "editor") if parent is not None else None
+    if target is not None and any(f.id == folder.id for f in chain(s, target)):
+        raise errors.ValidationFailed(
+            f"cannot move folder {path_of(s, folder)!r} into itself or one of its subfolders "
+            f"({path_of(s, target)!r})",
+            details=[ErrorDetail("a folder outside the one being moved", field="parent")],
+        )
+    if (target.id if target else None) == folder.parent_id:
+        return folder
+    where = _where(s, target)
+    if _child(s, principal.org_id, target, folder.name) is not None:
+        raise _taken(where, folder.name)
+    folder.parent_id = target.id if target else None
+    folder.parent_key = str(target.id) if target else ""
+    folder.updated_at = utcnow()
+    try:
+        s.flush()
+    except IntegrityError:
+        raise _taken(where, folder.name) from None
     return folder
 
 
@@ -148,12 +317,84 @@ def children(s: Session, org_id: uuid.UUID, parent: Folder | None) -> list[Folde
     )
 
 
-def item_count(s: Session, folder_id: uuid.UUID) -> int:
-    return (
-        s.scalar(
-            select(func.count())
-            .select_from(Item)
-            .where(Item.folder_id == folder_id, Item.deleted_at.is_(None), Item.staged.is_(False))
+def children_for(s: Session, principal: Principal, parent: str | uuid.UUID | None) -> list[Folder]:
+    """The folders inside ``parent``, or at the top for None.
+
+    For a member, "the top" is the highest folders they can see: those they created or were
+    granted whose parent they cannot see.
+    """
+    if parent is not None:
+        return children(s, principal.org_id, resolve_for(s, principal, parent))
+    visible = permissions.visible_folder_ids(s, principal)
+    if visible is None:
+        return children(s, principal.org_id, None)
+    tops = [
+        fid
+        for fid, parent_id in s.execute(select(Folder.id, Folder.parent_id).where(Folder.id.in_(visible)))
+        if parent_id not in visible
+    ]
+    return list(s.scalars(select(Folder).where(Folder.id.in_(tops)).order_by(Folder.name, Folder.id)))
+
+
+def ancestors(s: Session, principal: Principal, ref: str | uuid.UUID) -> list[Folder]:
+    """The path to the root: every folder from the top down to this one (which the principal must
+    be able to see; the names above it are already part of its ``path``)."""
+    return chain(s, resolve_for(s, principal, ref))
+
+
+def find(
+    s: Session,
+    principal: Principal,
+    *,
+    q: str = "",
+    order: str = "name",
+    direction: Direction = "asc",
+    page_size: int = 100,
+    page_token: str | None = None,
+) -> Page[Folder]:
+    """Folders anywhere in the tree whose name contains ``q`` (case-insensitive), a page at a time."""
+    if order not in ORDERS:
+        raise errors.ValidationFailed(
+            f"order must be one of {', '.join(ORDERS)}, got {order!r}",
+            details=[ErrorDetail(f"one of {', '.join(ORDERS)}", field="order")],
         )
-        or 0
+    if direction not in ("asc", "desc"):
+        raise errors.ValidationFailed(
+            f"direction must be asc or desc, got {direction!r}",
+            details=[ErrorDetail("asc or desc", field="direction")],
+        )
+    pagination.check_page_size(page_size)
+    pagination.check_search(q)
+    key = ORDERS[order]
+    parse = pagination.parse_datetime if order == "created_at" else pagination.parse_text
+    cursor = pagination.decode(page_token, order, direction, parse) if page_token else None
+    query = select(Folder).where(Folder.org_id == principal.org_id)
+    if q:
+        query = query.where(func.lower(Folder.name).contains(q.lower(), autoescape=True))
+    visible = permissions.visible_folder_ids(s, principal)
+    if visible is not None:
+        query = query.where(Folder.id.in_(visible))
+    return pagination.fetch(
+        s, query, key, Folder.id, order=order, direction=direction, page_size=page_size, cursor=cursor
     )
+
+
+def item_count(s: Session, folder_id: uuid.UUID) -> int:
+    return item_counts(s, [folder_id]).get(folder_id, 0)
+
+
+def item_counts(s: Session, folder_ids: list[uuid.UUID]) -> dict[uuid.UUID, int]:
+    """Visible items (not staged, not deleted) directly in each folder."""
+    out: dict[uuid.UUID, int] = {}
+    for i in range(0, len(folder_ids), 500):
+        rows = s.execute(
+            select(Item.folder_id, func.count())
+            .where(
+                Item.folder_id.in_(folder_ids[i : i + 500]),
+                Item.deleted_at.is_(None),
+                Item.staged.is_(False),
+            )
+            .group_by(Item.folder_id)
+        )
+        out.update({fid: n for fid, n in rows})
+    return out

@@ -124,6 +124,27 @@ def get_user_by_email(session: Session, email: str) -> User:
     return user
 
 
+def user_by_email(session: Session, org_id: uuid.UUID, email: str) -> User:
+    """A user of this organisation by e-mail; another organisation's users are not found."""
+    user = session.scalar(select(User).where(User.email == email.strip().lower()))
+    if user is None or user.org_id != org_id:
+        raise NotFound(f"user {email} not found")
+    return user
+
+
+def org_user(session: Session, org_id: uuid.UUID, ref: str) -> User:
+    """A user of this organisation by e-mail or id (for sharing); others are not found."""
+    if "\x00" in ref:
+        raise NotFound(f"user {ref!r} not found")
+    try:
+        user = session.get(User, uuid.UUID(ref))
+    except ValueError:
+        return user_by_email(session, org_id, ref)
+    if user is None or user.org_id != org_id:
+        raise NotFound(f"user {ref} not found")
+    return user
+
+
 def has_users(session: Session) -> bool:
     return session.scalar(select(User.id).limit(1)) is not None
 

@@ -75,10 +75,26 @@ def store_manifest(s: Session, job_id: uuid.UUID, source: Any) -> int:
     return size
 
 
-def _manifest_file(db: Database, job_id: uuid.UUID, directory: Path) -> Path:
-    path = directory / f"{job_id}.manifest"
+def _manifest_file(ctx: WorkerContext, unit: ClaimedUnit, directory: Path) -> Path:
+    """The manifest in a local file: from the database, or from the bucket it was named in."""
+    db: Database = ctx.services["db"]
+    path = directory / f"{unit.job_id}.manifest"
+    url = unit.params.get("manifest_url")
+    if url:
+        storage, _ = _open(db, ctx.services["settings"], unit)
+        try:
+            with path.open("wb") as out:
+                storage.copy_manifest(url, out)
+        except errors.StorageTimeout:
+            raise  # transient: the unit is retried with backoff
+        except errors.CorralError as exc:
+            raise UnitFailed(f"the manifest cannot be read: {exc.message}") from None
+        finally:
+            storage.close()
+        return path
     with db.read() as s, path.open("wb") as out:
-        for (data,) in s.execute(select(JobBlob.data).where(JobBlob.job_id == job_id).order_by(JobBlob.seq)):
+        query = select(JobBlob.data).where(JobBlob.job_id == unit.job_id).order_by(JobBlob.seq)
+        for (data,) in s.execute(query):
             out.write(data)
     return path
 
@@ -167,7 +183,7 @@ def _plan(ctx: WorkerContext, unit: ClaimedUnit) -> dict[str, Any]:
     errors_out: list[dict[str, Any]] = []
     inline: _InlineWriter | None = None
     with tempfile.TemporaryDirectory(prefix="corral-manifest-") as tmp:
-        path = _manifest_file(db, unit.job_id, Path(tmp))
+        path = _manifest_file(ctx, unit, Path(tmp))
         try:
             fmt = manifest.detect_format(path)
             flags = manifest.read_flags(path, fmt)

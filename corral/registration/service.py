@@ -9,10 +9,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from corral import errors
 from corral.core import folders, integrations
 from corral.core.identity import Principal
 from corral.core.metadata import service as metadata_service
 from corral.db.engine import Database
+from corral.errors import ErrorDetail
 from corral.jobs import queue
 from corral.registration.files import FileError, prepare_entry, strict_problem
 from corral.registration.jobs import KIND, store_manifest
@@ -38,15 +40,28 @@ def start_import(
     *,
     folder: str,
     integration: str,
-    manifest: BinaryIO,
+    manifest: BinaryIO | None = None,
+    manifest_url: str | None = None,
     ignore_errors: bool = False,
     skip_duplicate_urls: bool = False,
     upsert_metadata: bool = False,
 ) -> uuid.UUID:
-    """Store the manifest and create the job; workers do the rest.  Returns the job id at once."""
+    """Store the manifest (or check the URL it is at) and create the job; workers do the rest.
+    Returns the job id at once."""
+    if (manifest is None) == (manifest_url is None):
+        raise errors.InvalidInput(
+            "give the manifest either as the request body or as manifest_url, not both",
+            details=[ErrorDetail("a manifest, or the URL of one", field="manifest_url")],
+        )
     with db.write() as s:
-        folder_row = folders.resolve(s, principal.org_id, folder)
+        folder_row = folders.resolve_for(s, principal, folder, "editor")
         integ = integrations.get(s, principal.org_id, integration)
+        if manifest_url is not None:
+            scoped = integrations.open_scoped(s, settings, principal.org_id, integration)
+            try:
+                manifest_url = scoped.resolve(manifest_url).url  # out of scope: a 400, now
+            finally:
+                scoped.close()
         params = {
             "folder_id": str(folder_row.id),
             "integration_id": str(integ.id),
@@ -55,6 +70,7 @@ def start_import(
             "skip_duplicate_urls": skip_duplicate_urls,
             "upsert_metadata": upsert_metadata,
             "created_by": str(principal.user_id),
+            **({"manifest_url": manifest_url} if manifest_url is not None else {}),
         }
         job = queue.create_job(
             s,
@@ -66,7 +82,8 @@ def start_import(
             created_by=principal.user_id,
             target_id=folder_row.id,
         )
-        store_manifest(s, job.id, manifest)
+        if manifest is not None:
+            store_manifest(s, job.id, manifest)
         return job.id
 
 
@@ -77,16 +94,22 @@ def dry_run(
     *,
     folder: str,
     integration: str,
-    manifest: BinaryIO,
+    manifest: BinaryIO | None = None,
+    manifest_url: str | None = None,
     error_limit: int = 1000,
 ) -> DryRunReport:
     """Check everything that can be checked without writing: entries, scope, metadata, and (unless
     the integration is strict client-only) that a random sample of the objects exists."""
     import corral.registration.manifest as parser
 
+    if (manifest is None) == (manifest_url is None):
+        raise errors.InvalidInput(
+            "give the manifest either as the request body or as manifest_url, not both",
+            details=[ErrorDetail("a manifest, or the URL of one", field="manifest_url")],
+        )
     report = DryRunReport()
     with db.read() as s:
-        folders.resolve(s, principal.org_id, folder)
+        folders.resolve_for(s, principal, folder, "editor")
         scoped = integrations.open_scoped(s, settings, principal.org_id, integration)
         _, validator = metadata_service.validator(s, principal.org_id)
     report.strict_client_only = scoped.strict_client_only
@@ -96,8 +119,12 @@ def dry_run(
         with tempfile.TemporaryDirectory(prefix="corral-dry-run-") as tmp:
             path = Path(tmp) / "manifest"
             with path.open("wb") as out:
-                while chunk := manifest.read(1 << 20):
-                    out.write(chunk)
+                if manifest_url is not None:
+                    scoped.copy_manifest(manifest_url, out)
+                else:
+                    assert manifest is not None
+                    while chunk := manifest.read(1 << 20):
+                        out.write(chunk)
             fmt = parser.detect_format(path)
             for item in parser.iter_entries(path, fmt):
                 report.entries += 1
@@ -137,7 +164,6 @@ def dry_run(
 
 def _static_problem(entry: Any, scoped: Any, validator: Any) -> FileError | None:
     """The checks that need no request: scope and metadata."""
-    from corral import errors
     from corral.core.metadata.validation import describe
 
     for url in entry.urls:

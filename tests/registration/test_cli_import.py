@@ -52,7 +52,10 @@ def test_import_command(server, make_user, moto_server: MotoServer, tmp_path, mo
     r = run("import", str(manifest), "--folder", "cats/2024", "--integration", "m", "--ignore-errors")
     assert r.exit_code == 1, r.output  # one file failed
     assert "registered   1" in r.output and "failed       1" in r.output and "missing.png" in r.output
-    assert (tmp_path / "m.json.failed.txt").read_text() == f"s3://{bucket}/missing.png\n"
+    failed = tmp_path / "m.json.failed.json"  # a manifest of just the entries that failed
+    assert json.loads(failed.read_text()) == {"images": [{"objectUrl": f"s3://{bucket}/missing.png",
+                                                          "title": "missing.png"}]}
+    assert "Wrote the 1 entries that failed to" in r.output
     r = run("folder", "list", "cats")
     assert "cats/2024  (1 files)" in r.output
     r = run("import", str(manifest), "--folder", "cats/2024", "--integration", "m", "--no-wait")
@@ -60,3 +63,18 @@ def test_import_command(server, make_user, moto_server: MotoServer, tmp_path, mo
     job_id = r.output.strip()
     r = run("job", "wait", job_id)
     assert r.exit_code == 1 and "ERROR" in r.output  # without --ignore-errors the missing file fails it
+
+    # Fix the cause, import the failures file: exactly the missing file is registered.
+    moto_server.client().put_object(Bucket=bucket, Key="missing.png", Body=png(4, 4))
+    r = run("import", str(failed), "--folder", "cats/2024", "--integration", "m")
+    assert r.exit_code == 0, r.output
+    assert "registered   1" in r.output
+    assert "cats/2024  (2 files)" in run("folder", "list", "cats").output
+
+    # A manifest in the bucket, named by URL: the server reads it (the file need not exist here).
+    moto_server.client().put_object(Bucket=bucket, Key="manifests/more.json", Body=json.dumps(
+        {"images": [{"objectUrl": f"s3://{bucket}/a.png", "title": "again.png"}]}).encode())
+    r = run("import", f"s3://{bucket}/manifests/more.json", "--folder", "cats/2024", "--integration", "m")
+    assert r.exit_code == 0 and "registered   1" in r.output, r.output
+    r = run("import", str(tmp_path / "nope.json"), "--folder", "cats/2024", "--integration", "m")
+    assert r.exit_code == 2 and "no such file" in r.output

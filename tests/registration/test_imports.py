@@ -230,3 +230,54 @@ def test_urls_are_stored_canonically_so_duplicates_match(api, world, db) -> None
     assert status["skipped"] == 1
     with db.read() as s:
         assert s.scalar(select(Item.url)) == f"s3://{bucket}/img/0.png"
+
+
+def test_a_failed_job_lists_every_bad_file_with_its_url(api, world, db) -> None:  # type: ignore[no-untyped-def]
+    """Without ignore_errors one bad file fails the job; the status still names each bad file."""
+    alice, bucket = world
+    missing = [{"objectUrl": f"s3://{bucket}/img/gone-{i}.png"} for i in range(8)]
+    status = wait(api, alice, start(api, alice, {"images": [{"objectUrl": f"s3://{bucket}/img/0.png"}, *missing]}))
+    assert status["status"] == "ERROR" and status["registered"] == 0
+    assert sorted(e["url"] for e in status["errors"]) == sorted(m["objectUrl"] for m in missing)
+    assert all(isinstance(e["seq"], int) and e["seq"] >= 1 for e in status["errors"])
+    # strict client-only (registered straight from the planner): the same, and nothing left behind
+    strict = [{"objectUrl": f"s3://{bucket}/s/{i}.png", "imageMetadata": {"width": 1, "height": 1}} for i in range(5)]
+    strict += [{"objectUrl": f"s3://{bucket}/s/bad-{i}.png"} for i in range(7)]
+    r = api.post("/api/v1/imports", params={"folder": "data/cats", "integration": "s3-strict"},
+                 content=json.dumps({"images": strict}), headers=alice.bearer)
+    status = wait(api, alice, r.json()["job_id"])
+    assert status["status"] == "ERROR" and status["failed"] == 7 and len(status["errors"]) == 7
+    assert {e["url"] for e in status["errors"]} == {f"s3://{bucket}/s/bad-{i}.png" for i in range(7)}
+    with db.read() as s:
+        assert s.scalar(select(func.count()).select_from(Item)) == 0
+
+
+def test_manifest_named_by_url_in_the_bucket(api, world, moto_server, db) -> None:  # type: ignore[no-untyped-def]
+    alice, bucket = world
+    s3 = moto_server.client()
+    manifest = {"images": [{"objectUrl": f"s3://{bucket}/img/{i}.png", "imageMetadata": {"width": 2, "height": 2}}
+                           for i in range(2)]}
+    s3.put_object(Bucket=bucket, Key="manifests/m.json", Body=json.dumps(manifest).encode())
+    for integration in ("s3", "s3-strict"):  # a manifest is not media: strict integrations read it too
+        r = api.post("/api/v1/imports", params={"folder": "data/cats", "integration": integration,
+                                                "manifest_url": f"s3://{bucket}/manifests/m.json",
+                                                "skip_duplicate_urls": "true"}, headers=alice.bearer)
+        assert r.status_code == 202, r.text
+        status = wait(api, alice, r.json()["job_id"])
+        assert status["status"] == "DONE" and status["files_total"] == 2, status
+    with db.read() as s:
+        assert s.scalar(select(func.count()).select_from(Item)) == 2  # the second run skipped both
+    params = {"folder": "data/cats", "integration": "s3"}
+    r = api.post("/api/v1/imports", params={**params, "manifest_url": "s3://other-bucket/m.json"},
+                 headers=alice.bearer)
+    assert r.status_code == 400 and "outside integration 's3'" in r.json()["message"]
+    r = api.post("/api/v1/imports", params={**params, "manifest_url": f"s3://{bucket}/manifests/m.json"},
+                 content=b'{"images": []}', headers=alice.bearer)
+    assert r.status_code == 400 and "not both" in r.json()["message"]
+    r = api.post("/api/v1/imports", params={**params, "manifest_url": f"s3://{bucket}/manifests/m.json",
+                                            "dry_run": "true"}, headers=alice.bearer)
+    assert r.status_code == 200 and r.json()["entries"] == 2, r.text
+    r = api.post("/api/v1/imports", params={**params, "manifest_url": f"s3://{bucket}/manifests/none.json"},
+                 headers=alice.bearer)
+    status = wait(api, alice, r.json()["job_id"])
+    assert status["status"] == "ERROR" and "the manifest cannot be read" in json.dumps(status)

@@ -1,4 +1,4 @@
-"""Folders (``/api/v1/folders``) and upload jobs (``/api/v1/imports``)."""
+"""Upload jobs (``/api/v1/imports``); folders are in ``folders.py``."""
 
 from __future__ import annotations
 
@@ -14,65 +14,12 @@ from starlette.concurrency import run_in_threadpool
 
 from corral.api.deps import Ctx, CurrentPrincipal
 from corral.api.longpoll import hold_until
-from corral.core import folders
-from corral.core.folders import FolderView
 from corral.jobs import queue
 from corral.jobs.queue import JobState
 from corral.registration import jobs as registration
 from corral.registration import service
 
-folder_router = APIRouter(prefix="/api/v1/folders", tags=["folders"])
 import_router = APIRouter(prefix="/api/v1/imports", tags=["imports"])
-
-
-class FolderCreate(BaseModel):
-    path: str = Field(description='Where to create it, e.g. "projects/cats" (parents are created too).')
-    description: str = ""
-
-
-class FolderPublic(BaseModel):
-    id: uuid.UUID
-    name: str
-    path: str
-    parent_id: uuid.UUID | None
-    description: str
-    client_metadata: dict[str, Any]
-    items: int
-
-
-def _folder(s: Any, row: Any) -> FolderPublic:
-    view: FolderView = folders.view(s, row)
-    return FolderPublic(**dataclasses.asdict(view), items=folders.item_count(s, row.id))
-
-
-@folder_router.post(
-    "", response_model=FolderPublic, status_code=201, summary="Create a folder (and its parents)"
-)
-async def create_folder(ctx: Ctx, principal: CurrentPrincipal, body: FolderCreate) -> FolderPublic:
-    def write() -> FolderPublic:
-        with ctx.db.write() as s:
-            return _folder(s, folders.create_path(s, principal, body.path, body.description))
-
-    return await run_in_threadpool(write)
-
-
-@folder_router.get("", response_model=list[FolderPublic], summary="Folders at the top, or inside ?path=")
-async def list_folders(ctx: Ctx, principal: CurrentPrincipal, path: str | None = None) -> list[FolderPublic]:
-    def read() -> list[FolderPublic]:
-        with ctx.db.read() as s:
-            parent = folders.resolve(s, principal.org_id, path) if path else None
-            return [_folder(s, f) for f in folders.children(s, principal.org_id, parent)]
-
-    return await run_in_threadpool(read)
-
-
-@folder_router.get("/{folder_id}", response_model=FolderPublic, summary="One folder")
-async def get_folder(ctx: Ctx, principal: CurrentPrincipal, folder_id: uuid.UUID) -> FolderPublic:
-    def read() -> FolderPublic:
-        with ctx.db.read() as s:
-            return _folder(s, folders.resolve(s, principal.org_id, folder_id))
-
-    return await run_in_threadpool(read)
 
 
 # -- imports ---------------------------------------------------------------------------------------
@@ -110,6 +57,12 @@ def _status(ctx: Ctx, org_id: uuid.UUID, job_id: uuid.UUID, limit: int) -> tuple
     return state, ImportStatus(job_id=job_id, status=state.status, error=state.error, items=items, **counts)
 
 
+def _has_body(spool: Any) -> bool:
+    has = bool(spool.read(1))
+    spool.seek(0)
+    return has
+
+
 async def _spool(request: Request) -> Any:
     spool = tempfile.SpooledTemporaryFile(max_size=16 << 20)
     async for chunk in request.stream():
@@ -131,8 +84,17 @@ async def start_import(
     dry_run: Annotated[
         bool, Query(description="Check everything, register nothing; answers at once.")
     ] = False,
+    manifest_url: Annotated[
+        str | None,
+        Query(
+            description="Read the manifest from this URL inside the integration's bucket instead of "
+            "the request body (which must then be empty).",
+            max_length=16384,
+        ),
+    ] = None,
 ) -> JSONResponse:
     spool = await _spool(request)
+    body = spool if manifest_url is None or _has_body(spool) else None
     try:
         if dry_run:
             report = await run_in_threadpool(
@@ -142,7 +104,8 @@ async def start_import(
                 principal,
                 folder=folder,
                 integration=integration,
-                manifest=spool,
+                manifest=body,
+                manifest_url=manifest_url,
             )
             return JSONResponse(dataclasses.asdict(report), status_code=200)
         job_id = await run_in_threadpool(
@@ -152,7 +115,8 @@ async def start_import(
                 principal,
                 folder=folder,
                 integration=integration,
-                manifest=spool,
+                manifest=body,
+                manifest_url=manifest_url,
                 ignore_errors=ignore_errors,
                 skip_duplicate_urls=skip_duplicate_urls,
                 upsert_metadata=upsert_metadata,

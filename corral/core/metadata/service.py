@@ -8,6 +8,7 @@ someone else saved in between.  Saving a schema identical to the current one add
 
 from __future__ import annotations
 
+import json
 import threading
 import uuid
 from collections import OrderedDict
@@ -23,7 +24,7 @@ from corral import errors
 from corral.core.identity import Principal
 from corral.core.metadata.evolution import evolve
 from corral.core.metadata.schema import Schema, from_native, to_native
-from corral.core.metadata.validation import Validator
+from corral.core.metadata.validation import Validator, describe
 from corral.db.tables import MetadataSchema, MetadataSchemaVersion, User
 
 
@@ -156,3 +157,28 @@ def validator(s: Session, org_id: uuid.UUID, *, from_text: bool = False) -> tupl
         while len(_CACHE) > _CACHE_SIZE:
             _CACHE.popitem(last=False)
     return state.version, compiled
+
+
+def validated(s: Session, org_id: uuid.UUID, metadata: Any, field: str = "client_metadata") -> dict[str, Any]:
+    """``metadata`` checked against the organisation's schema and normalised, or ``ValidationFailed``
+    with one detail per bad key (``field`` is ``client_metadata.<key>``)."""
+    try:
+        storable = "\\u0000" not in json.dumps(metadata, allow_nan=False)
+    except (TypeError, ValueError):
+        storable = False
+    if not storable:
+        raise errors.ValidationFailed(
+            f"{field} holds a NUL character, NaN or infinity, which cannot be stored",
+            details=[errors.ErrorDetail("JSON without NUL characters, NaN or infinity", field=field)],
+        )
+    _, compiled = validator(s, org_id)
+    normalised, problems = compiled.validate(metadata)
+    if problems:
+        raise errors.ValidationFailed(
+            describe(problems),
+            details=[
+                errors.ErrorDetail(p.message, field=f"{field}.{p.key}" if p.key is not None else field)
+                for p in problems
+            ],
+        )
+    return normalised

@@ -1,0 +1,275 @@
+"""Folders (``/api/v1/folders``): the tree, finding folders, deleting them, and sharing them."""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Query
+from pydantic import BaseModel, Field
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
+
+from corral.api.deps import Ctx, CurrentPrincipal
+from corral.core import deletion, folders, permissions, sharing
+from corral.core.identity import Principal
+from corral.core.pagination import MAX_PAGE_SIZE
+from corral.db.tables import Folder
+
+router = APIRouter(prefix="/api/v1/folders", tags=["folders"])
+
+
+class FolderCreate(BaseModel):
+    path: str = Field(description='Where to create it, e.g. "projects/cats" (parents are created too).')
+    description: str = ""
+    client_metadata: dict[str, Any] | None = Field(
+        None, description="Custom metadata, checked against the organisation's metadata schema."
+    )
+    exist_ok: bool = Field(True, description="Answer with the folder if it exists; false: a 409.")
+
+
+class FolderUpdate(BaseModel):
+    name: str | None = Field(None, description="A new name (unique among the folder's siblings).")
+    description: str | None = None
+    client_metadata: dict[str, Any] | None = Field(None, description="Replaces the folder's metadata.")
+
+
+class FolderMove(BaseModel):
+    parent: str | None = Field(description="The new parent's id or path; null moves the folder to the top.")
+
+
+class FolderPublic(BaseModel):
+    id: uuid.UUID
+    name: str
+    path: str
+    parent_id: uuid.UUID | None
+    description: str
+    client_metadata: dict[str, Any]
+    items: int = Field(description="Items directly in the folder (not staged, not deleted).")
+    created_at: datetime
+    updated_at: datetime
+    role: str = Field(description="Your role on it: admin, editor or viewer.")
+
+
+class FolderPage(BaseModel):
+    folders: list[FolderPublic]
+    next_page_token: str | None = Field(description="Pass as page_token for the next page; null on the last.")
+
+
+class FolderRef(BaseModel):
+    id: uuid.UUID
+    name: str
+
+
+class FolderDeleted(BaseModel):
+    folders: int = Field(description="Folders deleted: this one and those below it.")
+    items: int = Field(description="Items deleted with them, soft-deleted ones included.")
+
+
+class ShareRequest(BaseModel):
+    user: str = Field(description="The member's e-mail address or user id.")
+    role: str = Field(description="viewer or editor.")
+
+
+class FolderGrantPublic(BaseModel):
+    user_id: uuid.UUID
+    email: str
+    role: str
+    created_at: datetime
+    folder_id: uuid.UUID = Field(description="Where the role is set: this folder, or one above it.")
+    folder_path: str
+
+
+class RevokePublic(BaseModel):
+    revoked: bool = Field(description="False if the user had no role on this folder itself.")
+
+
+def _public(s: Session, principal: Principal, rows: Sequence[Folder]) -> list[FolderPublic]:
+    counts = folders.item_counts(s, [f.id for f in rows])
+    return [
+        FolderPublic(
+            **dataclasses.asdict(folders.view(s, f)),
+            items=counts.get(f.id, 0),
+            role=permissions.folder_role(s, principal, f) or "viewer",
+        )
+        for f in rows
+    ]
+
+
+@router.post("", response_model=FolderPublic, status_code=201, summary="Create a folder (and its parents)")
+async def create_folder(ctx: Ctx, principal: CurrentPrincipal, body: FolderCreate) -> FolderPublic:
+    def write() -> FolderPublic:
+        with ctx.db.write() as s:
+            row = folders.create_path(
+                s,
+                principal,
+                body.path,
+                body.description,
+                client_metadata=body.client_metadata,
+                exist_ok=body.exist_ok,
+            )
+            return _public(s, principal, [row])[0]
+
+    return await run_in_threadpool(write)
+
+
+@router.get("", response_model=list[FolderPublic], summary="Folders at the top, or inside ?path=")
+async def list_folders(
+    ctx: Ctx,
+    principal: CurrentPrincipal,
+    path: Annotated[str | None, Query(description="The parent folder's path or id.")] = None,
+) -> list[FolderPublic]:
+    def read() -> list[FolderPublic]:
+        with ctx.db.read() as s:
+            return _public(s, principal, folders.children_for(s, principal, path or None))
+
+    return await run_in_threadpool(read)
+
+
+@router.get("/search", response_model=FolderPage, summary="Find folders anywhere by name, a page at a time")
+async def find_folders(
+    ctx: Ctx,
+    principal: CurrentPrincipal,
+    q: Annotated[str, Query(description="Part of the name, any case; empty: every folder.")] = "",
+    order: Literal["name", "created_at"] = "name",
+    direction: Literal["asc", "desc"] = "asc",
+    page_size: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = 100,
+    page_token: str | None = None,
+) -> FolderPage:
+    def read() -> FolderPage:
+        with ctx.db.read() as s:
+            page = folders.find(
+                s,
+                principal,
+                q=q,
+                order=order,
+                direction=direction,
+                page_size=page_size,
+                page_token=page_token,
+            )
+            return FolderPage(folders=_public(s, principal, page.items), next_page_token=page.next_page_token)
+
+    return await run_in_threadpool(read)
+
+
+@router.get("/lookup", response_model=FolderPublic, summary="One folder, by path")
+async def lookup_folder(
+    ctx: Ctx, principal: CurrentPrincipal, path: Annotated[str, Query(description='e.g. "projects/cats".')]
+) -> FolderPublic:
+    def read() -> FolderPublic:
+        with ctx.db.read() as s:
+            return _public(s, principal, [folders.resolve_for(s, principal, path)])[0]
+
+    return await run_in_threadpool(read)
+
+
+@router.get("/{folder_id}", response_model=FolderPublic, summary="One folder")
+async def get_folder(ctx: Ctx, principal: CurrentPrincipal, folder_id: uuid.UUID) -> FolderPublic:
+    def read() -> FolderPublic:
+        with ctx.db.read() as s:
+            return _public(s, principal, [folders.resolve_for(s, principal, folder_id)])[0]
+
+    return await run_in_threadpool(read)
+
+
+@router.patch(
+    "/{folder_id}",
+    response_model=FolderPublic,
+    summary="Rename a folder, or change its description or metadata",
+)
+async def update_folder(
+    ctx: Ctx, principal: CurrentPrincipal, folder_id: uuid.UUID, body: FolderUpdate
+) -> FolderPublic:
+    def write() -> FolderPublic:
+        with ctx.db.write() as s:
+            row = folders.update(
+                s,
+                principal,
+                folder_id,
+                name=body.name,
+                description=body.description,
+                client_metadata=body.client_metadata,
+            )
+            return _public(s, principal, [row])[0]
+
+    return await run_in_threadpool(write)
+
+
+@router.post(
+    "/{folder_id}/move", response_model=FolderPublic, summary="Move a folder into another, or to the top"
+)
+async def move_folder(
+    ctx: Ctx, principal: CurrentPrincipal, folder_id: uuid.UUID, body: FolderMove
+) -> FolderPublic:
+    def write() -> FolderPublic:
+        with ctx.db.write() as s:
+            return _public(s, principal, [folders.move(s, principal, folder_id, body.parent)])[0]
+
+    return await run_in_threadpool(write)
+
+
+@router.delete("/{folder_id}", response_model=FolderDeleted, summary="Delete an empty folder, or recursively")
+async def delete_folder(
+    ctx: Ctx,
+    principal: CurrentPrincipal,
+    folder_id: uuid.UUID,
+    recursive: Annotated[bool, Query(description="Also delete every subfolder and item below it.")] = False,
+) -> FolderDeleted:
+    def write() -> FolderDeleted:
+        with ctx.db.write() as s:
+            done = deletion.delete_folder(s, principal, folder_id, recursive=recursive)
+            return FolderDeleted(folders=done.folders, items=done.items)
+
+    return await run_in_threadpool(write)
+
+
+@router.get(
+    "/{folder_id}/path", response_model=list[FolderRef], summary="The folders from the top down to this one"
+)
+async def folder_path(ctx: Ctx, principal: CurrentPrincipal, folder_id: uuid.UUID) -> list[FolderRef]:
+    def read() -> list[FolderRef]:
+        with ctx.db.read() as s:
+            return [FolderRef(id=f.id, name=f.name) for f in folders.ancestors(s, principal, folder_id)]
+
+    return await run_in_threadpool(read)
+
+
+@router.get(
+    "/{folder_id}/grants", response_model=list[FolderGrantPublic], summary="Who has a role on a folder"
+)
+async def list_grants(ctx: Ctx, principal: CurrentPrincipal, folder_id: uuid.UUID) -> list[FolderGrantPublic]:
+    def read() -> list[FolderGrantPublic]:
+        with ctx.db.read() as s:
+            return [
+                FolderGrantPublic(**dataclasses.asdict(g)) for g in sharing.grants(s, principal, folder_id)
+            ]
+
+    return await run_in_threadpool(read)
+
+
+@router.post("/{folder_id}/grants", response_model=FolderGrantPublic, summary="Share a folder with a member")
+async def share_folder(
+    ctx: Ctx, principal: CurrentPrincipal, folder_id: uuid.UUID, body: ShareRequest
+) -> FolderGrantPublic:
+    def write() -> FolderGrantPublic:
+        with ctx.db.write() as s:
+            grant = sharing.share(s, principal, folder_id, body.user, body.role)
+            return FolderGrantPublic(**dataclasses.asdict(grant))
+
+    return await run_in_threadpool(write)
+
+
+@router.delete(
+    "/{folder_id}/grants/{user}", response_model=RevokePublic, summary="Stop sharing a folder with a member"
+)
+async def unshare_folder(
+    ctx: Ctx, principal: CurrentPrincipal, folder_id: uuid.UUID, user: str
+) -> RevokePublic:
+    def write() -> bool:
+        with ctx.db.write() as s:
+            return sharing.unshare(s, principal, folder_id, user)
+
+    return RevokePublic(revoked=await run_in_threadpool(write))

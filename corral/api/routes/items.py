@@ -1,0 +1,259 @@
+"""Items (``/api/v1/items``) and local uploads (``/api/v1/uploads``)."""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Query
+from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
+
+from corral.api.deps import Ctx, CurrentPrincipal
+from corral.core import items
+from corral.core.items import ItemView
+from corral.core.pagination import MAX_PAGE_SIZE
+from corral.registration import uploads
+
+router = APIRouter(prefix="/api/v1/items", tags=["items"])
+upload_router = APIRouter(prefix="/api/v1/uploads", tags=["items"])
+
+
+class PartPublic(BaseModel):
+    position: int
+    url: str
+    title: str
+    media: dict[str, Any]
+    signed_url: str | None = None
+
+
+class ItemPublic(BaseModel):
+    id: uuid.UUID
+    name: str
+    type: str = Field(
+        description="image, video, image_group, image_sequence, dicom_series, nifti, audio, text or pdf."
+    )
+    folder_id: uuid.UUID
+    integration_id: uuid.UUID | None
+    url: str | None = Field(description="The object URL; null for an item of several files (see parts).")
+    storage_location: str = Field(description="The integration's provider: s3, azure, gcs or local.")
+    file_size: int | None
+    mime_type: str | None
+    media: dict[str, Any] = Field(description="Media properties: width, height, fps, duration, ...")
+    client_metadata: dict[str, Any]
+    job_id: uuid.UUID | None = Field(description="The upload job that registered it (null for an upload).")
+    created_by: uuid.UUID | None
+    created_at: datetime
+    updated_at: datetime
+    deleted_at: datetime | None = Field(description="Set while the item is soft-deleted.")
+    parts: list[PartPublic] | None = Field(
+        None, description="The files of a multi-file item (one item only)."
+    )
+    signed_url: str | None = None
+    signed_url_expires_in: int | None = None
+
+
+class ItemPage(BaseModel):
+    items: list[ItemPublic]
+    next_page_token: str | None = Field(description="Pass as page_token for the next page; null on the last.")
+
+
+class ItemUpdate(BaseModel):
+    name: str | None = None
+    client_metadata: dict[str, Any] | None = Field(
+        None,
+        description="Replaces the metadata (or, with merge_metadata, sets these keys; null removes one).",
+    )
+    merge_metadata: bool = False
+
+
+class ItemMove(BaseModel):
+    ids: list[uuid.UUID] = Field(description=f"1 to {items.MAX_MOVE} item ids.")
+    folder: str = Field(description="The destination folder's id or path.")
+
+
+class MovedPublic(BaseModel):
+    moved: int
+
+
+class ItemDeleted(BaseModel):
+    id: uuid.UUID
+    hard: bool = Field(description="True: gone for good. False: soft-deleted, and restorable.")
+    deleted_at: datetime | None
+
+
+class UploadCreate(BaseModel):
+    filename: str = Field(description="The file's name; the object key ends with it.")
+    content_type: str | None = Field(None, description="Send the same Content-Type with the PUT.")
+
+
+class UploadPublic(BaseModel):
+    upload_id: uuid.UUID
+    url: str = Field(description="The object URL the item will have.")
+    put_url: str = Field(description="PUT the file's bytes here (no other credentials).")
+    method: str = "PUT"
+    headers: dict[str, str] = Field(description="Headers to send with the PUT.")
+    expires_in: int = Field(description="Seconds the put_url stays valid.")
+    integration_id: uuid.UUID
+
+
+class UploadRegister(BaseModel):
+    folder: str = Field(description="The folder's id or path (you need the editor role on it).")
+    name: str | None = Field(None, description="Default: the file name.")
+    data_type: str | None = Field(None, description="Default: what the file's bytes are.")
+    client_metadata: dict[str, Any] | None = None
+
+
+def _public(view: ItemView) -> ItemPublic:
+    return ItemPublic(**dataclasses.asdict(view))
+
+
+@router.get("", response_model=ItemPage, summary="A folder's items, filtered and ordered, a page at a time")
+async def list_items(
+    ctx: Ctx,
+    principal: CurrentPrincipal,
+    folder: Annotated[str, Query(description="The folder's id or path.")],
+    type: Annotated[
+        list[str] | None, Query(description="Only these types (repeat, or comma-separated).")
+    ] = None,
+    q: Annotated[str, Query(description="Part of the name, any case.")] = "",
+    order: Literal["name", "created_at", "size"] = "name",
+    direction: Literal["asc", "desc"] = "asc",
+    deleted: Annotated[
+        Literal["exclude", "include", "only"],
+        Query(description="Soft-deleted items: leave out, add, or only them."),
+    ] = "exclude",
+    page_size: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = 100,
+    page_token: str | None = None,
+) -> ItemPage:
+    types = [t.strip() for value in type or [] for t in value.split(",") if t.strip()]
+
+    def read() -> ItemPage:
+        with ctx.db.read() as s:
+            page = items.list_(
+                s,
+                principal,
+                folder,
+                types=types,
+                q=q,
+                order=order,
+                direction=direction,
+                deleted=deleted,
+                page_size=page_size,
+                page_token=page_token,
+            )
+        return ItemPage(items=[_public(v) for v in page.items], next_page_token=page.next_page_token)
+
+    return await run_in_threadpool(read)
+
+
+@router.post("/move", response_model=MovedPublic, summary="Move items into a folder (all or none)")
+async def move_items(ctx: Ctx, principal: CurrentPrincipal, body: ItemMove) -> MovedPublic:
+    def write() -> int:
+        with ctx.db.write() as s:
+            return items.move(s, principal, body.ids, body.folder)
+
+    return MovedPublic(moved=await run_in_threadpool(write))
+
+
+@router.get("/{item_id}", response_model=ItemPublic, summary="One item, optionally with signed URLs")
+async def get_item(
+    ctx: Ctx,
+    principal: CurrentPrincipal,
+    item_id: uuid.UUID,
+    signed_urls: Annotated[
+        bool, Query(description="Add a signed GET URL for the file, or for each part.")
+    ] = False,
+    ttl_seconds: Annotated[int | None, Query(ge=1, le=7 * 24 * 3600)] = None,
+) -> ItemPublic:
+    def run() -> ItemView:
+        with ctx.db.read() as s:
+            view = items.get(s, principal, item_id)
+            open_ = items.signer(s, ctx.settings, view) if signed_urls else None
+        return items.signed(view, open_, ttl_seconds) if open_ is not None else view
+
+    return _public(await run_in_threadpool(run))
+
+
+@router.patch("/{item_id}", response_model=ItemPublic, summary="Rename an item or change its metadata")
+async def update_item(
+    ctx: Ctx, principal: CurrentPrincipal, item_id: uuid.UUID, body: ItemUpdate
+) -> ItemPublic:
+    def write() -> ItemView:
+        with ctx.db.write() as s:
+            return items.update_item(
+                s,
+                principal,
+                item_id,
+                name=body.name,
+                client_metadata=body.client_metadata,
+                merge=body.merge_metadata,
+            )
+
+    return _public(await run_in_threadpool(write))
+
+
+@router.delete("/{item_id}", response_model=ItemDeleted, summary="Soft-delete an item, or delete it for good")
+async def delete_item(
+    ctx: Ctx,
+    principal: CurrentPrincipal,
+    item_id: uuid.UUID,
+    hard: Annotated[bool, Query(description="Delete for good (refused while a dataset links it).")] = False,
+) -> ItemDeleted:
+    def write() -> ItemDeleted:
+        with ctx.db.write() as s:
+            if hard:
+                items.hard_delete(s, principal, item_id)
+                return ItemDeleted(id=item_id, hard=True, deleted_at=None)
+            view = items.soft_delete(s, principal, item_id)
+            return ItemDeleted(id=item_id, hard=False, deleted_at=view.deleted_at)
+
+    return await run_in_threadpool(write)
+
+
+@router.post("/{item_id}/restore", response_model=ItemPublic, summary="Restore a soft-deleted item")
+async def restore_item(ctx: Ctx, principal: CurrentPrincipal, item_id: uuid.UUID) -> ItemPublic:
+    def write() -> ItemView:
+        with ctx.db.write() as s:
+            return items.restore(s, principal, item_id)
+
+    return _public(await run_in_threadpool(write))
+
+
+# -- uploads --------------------------------------------------------------------------------------
+
+
+@upload_router.post(
+    "", response_model=UploadPublic, status_code=201, summary="Get a signed URL to upload a file to"
+)
+async def start_upload(ctx: Ctx, principal: CurrentPrincipal, body: UploadCreate) -> UploadPublic:
+    ticket = await run_in_threadpool(
+        uploads.start, ctx.db, ctx.settings, principal, body.filename, body.content_type
+    )
+    return UploadPublic(**dataclasses.asdict(ticket))
+
+
+@upload_router.post(
+    "/{upload_id}/register",
+    response_model=ItemPublic,
+    status_code=201,
+    summary="Register an uploaded file as an item",
+)
+async def register_upload(
+    ctx: Ctx, principal: CurrentPrincipal, upload_id: uuid.UUID, body: UploadRegister
+) -> ItemPublic:
+    view = await run_in_threadpool(
+        lambda: uploads.register(
+            ctx.db,
+            ctx.settings,
+            principal,
+            upload_id,
+            folder=body.folder,
+            name=body.name,
+            data_type=body.data_type,
+            client_metadata=body.client_metadata,
+        )
+    )
+    return _public(view)

@@ -1,0 +1,432 @@
+"""Datasets: named collections of items, each linked item a *data row* (the SDK's ``data_hash``).
+
+A dataset never copies media or items: a data row is a link to an item, at most one per item.
+Linking a whole folder is one ``INSERT … SELECT`` in the database, not a row at a time in
+Python; a link that must fail on duplicates checks first and then inserts, in one transaction,
+so nothing is linked unless everything is.  Items added to a folder later are not added to its
+datasets.
+
+Who may do what is ``corral.core.permissions``: a member sees the datasets they created or were
+granted; linking and unlinking need ``editor`` on the dataset and ``viewer`` on the items'
+folders; deleting a dataset is for admins only.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal, cast
+
+from sqlalchemy import Table, Uuid, and_, delete, exists, func, literal, literal_column, or_, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import ColumnElement
+
+from corral import errors
+from corral.core import folders, identity, permissions
+from corral.core.identity import Principal
+from corral.db.tables import DataRow, Dataset, Folder, Item, ProjectDataset, User
+from corral.db.types import UTCDateTime, utcnow
+from corral.errors import ErrorDetail
+
+MAX_TITLE = 300
+MAX_DESCRIPTION = 10_000
+MAX_PAGE = 1000
+MAX_IDS = 100_000
+_CHUNK = 500
+DATA_ROWS = cast(Table, DataRow.__table__)
+Duplicates = Literal["skip", "fail"]
+
+# A random version-4 UUID as 32 hex digits, SQLAlchemy's storage format on SQLite.
+_SQLITE_UUID4 = (
+    "lower(hex(randomblob(6)) || '4' || substr(hex(randomblob(2)), 2) || "
+    "substr('89AB', 1 + (random() & 3), 1) || substr(hex(randomblob(8)), 2))"
+)
+
+
+@dataclass(frozen=True)
+class DatasetView:
+    id: uuid.UUID
+    title: str
+    description: str
+    created_by: uuid.UUID | None
+    created_at: datetime
+    updated_at: datetime
+    rows: int
+    role: str  # the caller's: admin, editor or viewer
+
+
+@dataclass(frozen=True)
+class DatasetPage:
+    datasets: list[DatasetView]
+    next_page_token: str | None
+
+
+@dataclass(frozen=True)
+class LinkResult:
+    linked: int
+    skipped: int
+
+
+def _bad(field: str, message: str) -> errors.ValidationFailed:
+    return errors.ValidationFailed(message, details=[ErrorDetail(message, field=field)])
+
+
+def _check_text(title: str, description: str) -> tuple[str, str]:
+    title = title.strip()
+    if not title or len(title) > MAX_TITLE:
+        raise _bad("title", f"a dataset title is 1-{MAX_TITLE} characters, not blank")
+    if len(description) > MAX_DESCRIPTION:
+        raise _bad("description", f"a dataset description is at most {MAX_DESCRIPTION} characters")
+    return title, description
+
+
+def row_counts(s: Session, dataset_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, int]:
+    if not dataset_ids:
+        return {}
+    query = (
+        select(DataRow.dataset_id, func.count())
+        .where(DataRow.dataset_id.in_(dataset_ids))
+        .group_by(DataRow.dataset_id)
+    )
+    return {ds: n for ds, n in s.execute(query)}
+
+
+def view(s: Session, principal: Principal, row: Dataset, rows: int | None = None) -> DatasetView:
+    role = permissions.dataset_role(s, principal, row) or "viewer"
+    count = rows if rows is not None else row_counts(s, [row.id]).get(row.id, 0)
+    return DatasetView(
+        row.id, row.title, row.description, row.created_by, row.created_at, row.updated_at, count, role
+    )
+
+
+# -- finding ----------------------------------------------------------------------------------
+
+
+def resolve(
+    s: Session, principal: Principal, ref: str | uuid.UUID, need: permissions.Need = "viewer"
+) -> Dataset:
+    """A dataset by id, or by exact title among those the principal can see.
+
+    Invisible (another organisation's, or a member's without a role) is a 404; visible without
+    the ``need``ed role a 403; a title shared by several visible datasets a 409.
+    """
+    try:
+        ident = ref if isinstance(ref, uuid.UUID) else uuid.UUID(str(ref))
+    except ValueError:
+        return _by_title(s, principal, str(ref), need)
+    row = s.get(Dataset, ident)
+    if row is None or row.org_id != principal.org_id:
+        raise errors.NotFound.of("dataset", ident)
+    permissions.require_dataset(s, principal, row, need)
+    return row
+
+
+def _by_title(s: Session, principal: Principal, title: str, need: permissions.Need) -> Dataset:
+    query = select(Dataset).where(Dataset.org_id == principal.org_id, Dataset.title == title)
+    visible = permissions.visible_dataset_ids(s, principal)
+    rows = [r for r in s.scalars(query.limit(50)) if visible is None or r.id in visible]
+    if not rows:
+        raise errors.NotFound(f"dataset {title!r} not found")
+    if len(rows) > 1:
+        raise errors.Conflict(f"{len(rows)} datasets are titled {title!r}: name one by its id")
+    permissions.require_dataset(s, principal, rows[0], need)
+    return rows[0]
+
+
+# -- creating, listing, deleting --------------------------------------------------------------
+
+
+def create(s: Session, principal: Principal, title: str, description: str = "") -> Dataset:
+    title, description = _check_text(title, description)
+    row = Dataset(org_id=principal.org_id, title=title, description=description, created_by=principal.user_id)
+    s.add(row)
+    s.flush()
+    return row
+
+
+def _token(created_at: datetime, ident: uuid.UUID) -> str:
+    raw = f"d1|{created_at.isoformat()}|{ident.hex}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _untoken(token: str) -> tuple[datetime, uuid.UUID]:
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
+        tag, when, ident = raw.split("|")
+        if tag != "d1":
+            raise ValueError(tag)
+        return datetime.fromisoformat(when), uuid.UUID(hex=ident)
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise _bad("page_token", "page_token is not a token this listing gave out") from None
+
+
+def like_pattern(text: str) -> str:
+    """``%text%`` with LIKE's wildcards in ``text`` escaped (escape character ``\\``)."""
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+def list_(
+    s: Session,
+    principal: Principal,
+    *,
+    search: str | None = None,
+    page_size: int = 100,
+    page_token: str | None = None,
+) -> DatasetPage:
+    """Visible datasets, oldest first, a page at a time; ``search`` matches title or description."""
+    if not 1 <= page_size <= MAX_PAGE:
+        raise _bad("page_size", f"page_size is 1 to {MAX_PAGE}")
+    query = select(Dataset).where(Dataset.org_id == principal.org_id)
+    visible = permissions.visible_dataset_ids(s, principal)
+    if visible is not None:
+        query = query.where(Dataset.id.in_(visible or [uuid.UUID(int=0)]))
+    if search:
+        pattern = like_pattern(search)
+        query = query.where(
+            or_(Dataset.title.ilike(pattern, escape="\\"), Dataset.description.ilike(pattern, escape="\\"))
+        )
+    if page_token:
+        when, ident = _untoken(page_token)
+        query = query.where(
+            or_(Dataset.created_at > when, and_(Dataset.created_at == when, Dataset.id > ident))
+        )
+    rows = list(s.scalars(query.order_by(Dataset.created_at, Dataset.id).limit(page_size + 1)))
+    more = len(rows) > page_size
+    rows = rows[:page_size]
+    counts = row_counts(s, [r.id for r in rows])
+    views = [view(s, principal, r, counts.get(r.id, 0)) for r in rows]
+    token = _token(rows[-1].created_at, rows[-1].id) if more else None
+    return DatasetPage(views, token)
+
+
+def delete_dataset(s: Session, principal: Principal, ref: str | uuid.UUID) -> int:
+    """Delete a dataset, its data rows (not their items) and its grants; admins only.
+
+    Refused (409) while a project uses the dataset.  Returns the number of data rows removed.
+    """
+    if not principal.is_admin:
+        raise errors.PermissionDenied("only an admin can delete a dataset")
+    row = resolve(s, principal, ref)
+    used = s.scalar(
+        select(func.count()).select_from(ProjectDataset).where(ProjectDataset.dataset_id == row.id)
+    )
+    if used:
+        raise errors.Conflict(
+            f"dataset {row.id} is used by {used} project(s): detach it from them before deleting it"
+        )
+    removed = _rowcount(s.execute(delete(DataRow).where(DataRow.dataset_id == row.id)))
+    permissions.forget(s, "dataset", [row.id])
+    s.delete(row)
+    s.flush()
+    return removed
+
+
+def _rowcount(result: object) -> int:
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+# -- linking ------------------------------------------------------------------------------------
+
+
+def _new_row_id(s: Session) -> ColumnElement[Any]:
+    if s.get_bind().dialect.name == "postgresql":
+        return func.gen_random_uuid()
+    return literal_column(_SQLITE_UUID4)
+
+
+def _insert_from(s: Session, dataset_id: uuid.UUID, where: Sequence[ColumnElement[bool]]) -> int:
+    """``INSERT INTO data_rows SELECT … FROM items WHERE …`` in the database; duplicates skipped.
+
+    (The SELECT always has a WHERE clause, which SQLite needs to parse ``ON CONFLICT`` after it.)
+    """
+    dialect = s.get_bind().dialect.name
+    ins = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(DATA_ROWS)
+    columns = (
+        select(_new_row_id(s), literal(dataset_id, Uuid), Item.id, literal(utcnow(), UTCDateTime()))
+        .where(*where)
+        .order_by(Item.id)
+    )  # in key order: the (dataset_id, item_id) index grows at its end
+    stmt = ins.from_select(["id", "dataset_id", "item_id", "created_at"], columns).on_conflict_do_nothing(
+        index_elements=["dataset_id", "item_id"]
+    )
+    return _rowcount(s.execute(stmt, execution_options={"preserve_rowcount": True}))
+
+
+def _linkable(org_id: uuid.UUID) -> list[ColumnElement[bool]]:
+    return [Item.org_id == org_id, Item.staged.is_(False), Item.deleted_at.is_(None)]
+
+
+def _already_linked(dataset_id: uuid.UUID) -> ColumnElement[bool]:
+    return exists().where(DataRow.dataset_id == dataset_id, DataRow.item_id == Item.id)
+
+
+def _refuse_duplicates(s: Session, dataset_id: uuid.UUID, where: Sequence[ColumnElement[bool]]) -> None:
+    query = select(Item.id).where(*where, _already_linked(dataset_id)).limit(20)
+    linked = [str(i) for i in s.scalars(query)]
+    if linked:
+        shown = ", ".join(linked[:10]) + (" and more" if len(linked) > 10 else "")
+        raise errors.Conflict(
+            f"some items are already linked to this dataset ({shown}); nothing was linked",
+            details=[ErrorDetail(f"item {i} is already linked", field="item_ids") for i in linked],
+        )
+
+
+def _folder_ids(s: Session, principal: Principal, ref: str, recursive: bool) -> list[uuid.UUID]:
+    try:
+        root = folders.resolve(s, principal.org_id, ref)
+    except errors.NotFound:
+        raise errors.NotFound(f"folder {ref!r} not found") from None
+    permissions.require_folder(s, principal, root, "viewer")
+    if not recursive:
+        return [root.id]
+    children: dict[uuid.UUID, list[uuid.UUID]] = {}
+    for fid, parent in s.execute(
+        select(Folder.id, Folder.parent_id).where(
+            Folder.org_id == principal.org_id, Folder.parent_id.is_not(None)
+        )
+    ):
+        children.setdefault(parent, []).append(fid)
+    out, todo = [], [root.id]
+    while todo:
+        fid = todo.pop()
+        out.append(fid)
+        todo += children.get(fid, [])
+    return out
+
+
+def link_folder(
+    s: Session,
+    principal: Principal,
+    dataset: Dataset,
+    folder: str,
+    *,
+    recursive: bool = False,
+    duplicates: Duplicates = "skip",
+) -> LinkResult:
+    """Link every visible item of a folder (and, ``recursive``, of its subfolders)."""
+    permissions.require_dataset(s, principal, dataset, "editor")
+    folder_ids = _folder_ids(s, principal, folder, recursive)
+    total = linked = 0
+    for i in range(0, len(folder_ids), _CHUNK):
+        where = [*_linkable(principal.org_id), Item.folder_id.in_(folder_ids[i : i + _CHUNK])]
+        if duplicates == "fail":
+            _refuse_duplicates(s, dataset.id, where)
+        total += s.scalar(select(func.count()).select_from(Item).where(*where)) or 0
+        linked += _insert_from(s, dataset.id, where)
+    if duplicates == "fail" and linked != total:  # linked concurrently since the check (PostgreSQL)
+        raise errors.Conflict("some items were linked to this dataset meanwhile; nothing was linked")
+    _touch(s, dataset)
+    return LinkResult(linked, total - linked)
+
+
+def _check_items(s: Session, principal: Principal, item_ids: list[uuid.UUID]) -> None:
+    """Every id names a linkable item in a folder the principal can see (404 otherwise)."""
+    found: dict[uuid.UUID, uuid.UUID] = {}
+    for i in range(0, len(item_ids), _CHUNK):
+        chunk = item_ids[i : i + _CHUNK]
+        query = select(Item.id, Item.folder_id).where(*_linkable(principal.org_id), Item.id.in_(chunk))
+        found.update({item: folder for item, folder in s.execute(query)})
+    if not principal.is_admin:
+        roles: dict[uuid.UUID, bool] = {}
+        for fid in set(found.values()):
+            folder = s.get(Folder, fid)
+            roles[fid] = folder is not None and permissions.folder_role(s, principal, folder) is not None
+        found = {item: fid for item, fid in found.items() if roles[fid]}
+    missing = [str(i) for i in item_ids if i not in found]
+    if missing:
+        shown = ", ".join(missing[:10]) + (f" and {len(missing) - 10} more" if len(missing) > 10 else "")
+        raise errors.NotFound(
+            f"{len(missing)} item(s) not found (or staged, or deleted): {shown}; nothing was linked",
+            details=[ErrorDetail(f"item {i} not found", field="item_ids") for i in missing[:100]],
+        )
+
+
+def link_items(
+    s: Session,
+    principal: Principal,
+    dataset: Dataset,
+    item_ids: Iterable[uuid.UUID],
+    *,
+    duplicates: Duplicates = "skip",
+) -> LinkResult:
+    """Link the given items; all or nothing (any unknown item, or a duplicate under ``fail``)."""
+    permissions.require_dataset(s, principal, dataset, "editor")
+    ids = list(dict.fromkeys(item_ids))
+    if len(ids) > MAX_IDS:
+        raise _bad("item_ids", f"at most {MAX_IDS:,} item ids per request; link a folder instead")
+    _check_items(s, principal, ids)
+    linked = 0
+    for i in range(0, len(ids), _CHUNK):
+        where = [Item.id.in_(ids[i : i + _CHUNK])]
+        if duplicates == "fail":
+            _refuse_duplicates(s, dataset.id, where)
+        linked += _insert_from(s, dataset.id, where)
+    if duplicates == "fail" and linked != len(ids):
+        raise errors.Conflict("some items were linked to this dataset meanwhile; nothing was linked")
+    _touch(s, dataset)
+    return LinkResult(linked, len(ids) - linked)
+
+
+def unlink(
+    s: Session,
+    principal: Principal,
+    dataset: Dataset,
+    *,
+    item_ids: Sequence[uuid.UUID] = (),
+    row_ids: Sequence[uuid.UUID] = (),
+) -> int:
+    """Remove data rows by item id or data row id; ids not linked are ignored.  Returns rows removed."""
+    permissions.require_dataset(s, principal, dataset, "editor")
+    if len(item_ids) + len(row_ids) > MAX_IDS:
+        raise _bad("item_ids", f"at most {MAX_IDS:,} ids per request")
+    removed = 0
+    for column, ids in ((DataRow.item_id, list(item_ids)), (DataRow.id, list(row_ids))):
+        for i in range(0, len(ids), _CHUNK):
+            stmt = delete(DataRow).where(DataRow.dataset_id == dataset.id, column.in_(ids[i : i + _CHUNK]))
+            removed += _rowcount(s.execute(stmt))
+    if removed:
+        _touch(s, dataset)
+    return removed
+
+
+def _touch(s: Session, dataset: Dataset) -> None:
+    dataset.updated_at = utcnow()
+    s.flush()
+
+
+# -- sharing ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class GrantView:
+    user_id: uuid.UUID
+    email: str
+    role: str
+    created_at: datetime
+
+
+def grants(s: Session, principal: Principal, dataset: Dataset) -> list[GrantView]:
+    out = []
+    for g in permissions.grants_on(s, principal, "dataset", dataset.id):
+        user = s.get(User, g.user_id)
+        out.append(GrantView(g.user_id, user.email if user else "", g.role, g.created_at))
+    return out
+
+
+def share(s: Session, principal: Principal, dataset: Dataset, user: str, role: str) -> GrantView:
+    """Give a user (by e-mail or id) ``viewer`` or ``editor`` on the dataset; editors and admins only."""
+    target = identity.org_user(s, principal.org_id, user)
+    g = permissions.grant(s, principal, "dataset", dataset.id, target.id, role)
+    return GrantView(target.id, target.email, g.role, g.created_at)
+
+
+def unshare(s: Session, principal: Principal, dataset: Dataset, user: str) -> bool:
+    """Take a user's role on the dataset away; True if they had one."""
+    target = identity.org_user(s, principal.org_id, user)
+    return permissions.revoke(s, principal, "dataset", dataset.id, target.id)

@@ -1,0 +1,329 @@
+"""Registered items: list a folder's, read, rename, change metadata, move, delete and restore.
+
+An item is visible to whoever can see its folder, and changed by the folder's editors.  Items a
+running upload job has staged do not exist yet for anyone.  Soft deletion sets ``deleted_at``:
+the item leaves listings (unless asked for) and can be restored; ``deletion.delete_item`` removes
+it for good.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any, Literal
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from corral import errors
+from corral.core import deletion, folders, integrations, pagination, permissions
+from corral.core.identity import Principal
+from corral.core.metadata import service as metadata_service
+from corral.core.pagination import Direction, Page
+from corral.core.permissions import Need
+from corral.db.tables import Folder, Integration, Item, ItemPart
+from corral.db.types import utcnow
+from corral.errors import ErrorDetail
+from corral.settings import Settings
+from corral.storage.scope import ScopedStorage, translate
+
+ITEM_TYPES = (
+    "image",
+    "video",
+    "image_group",
+    "image_sequence",
+    "dicom_series",
+    "nifti",
+    "audio",
+    "text",
+    "pdf",
+)
+ORDERS = {"name": Item.name, "created_at": Item.created_at, "size": Item.file_size}
+Deleted = Literal["exclude", "include", "only"]
+MAX_NAME = 300
+MAX_MOVE = 10_000
+
+
+@dataclass(frozen=True)
+class PartView:
+    position: int
+    url: str
+    title: str
+    media: dict[str, Any]
+    signed_url: str | None = None
+
+
+@dataclass(frozen=True)
+class ItemView:
+    id: uuid.UUID
+    name: str
+    type: str
+    folder_id: uuid.UUID
+    integration_id: uuid.UUID | None
+    url: str | None
+    storage_location: str
+    file_size: int | None
+    mime_type: str | None
+    media: dict[str, Any]
+    client_metadata: dict[str, Any]
+    job_id: uuid.UUID | None
+    created_by: uuid.UUID | None
+    created_at: datetime
+    updated_at: datetime
+    deleted_at: datetime | None
+    parts: list[PartView] | None = None  # loaded for one item, not for listings
+    signed_url: str | None = None
+    signed_url_expires_in: int | None = None
+
+
+def view(item: Item, parts: list[ItemPart] | None = None) -> ItemView:
+    return ItemView(
+        item.id,
+        item.name,
+        item.item_type,
+        item.folder_id,
+        item.integration_id,
+        item.url,
+        item.storage_location,
+        item.file_size,
+        item.mime_type,
+        dict(item.media),
+        dict(item.client_metadata),
+        item.job_id,
+        item.created_by,
+        item.created_at,
+        item.updated_at,
+        item.deleted_at,
+        None if parts is None else [PartView(p.position, p.url, p.title, dict(p.media)) for p in parts],
+    )
+
+
+def check_name(name: str) -> str:
+    name = name.strip()
+    if not name or len(name) > MAX_NAME or "\x00" in name:
+        raise errors.ValidationFailed(
+            f"invalid item name: 1-{MAX_NAME} characters without NUL, got {len(name)}",
+            details=[ErrorDetail(f"1-{MAX_NAME} characters", field="name")],
+        )
+    return name
+
+
+def _not_found(item_id: uuid.UUID) -> errors.NotFound:
+    return errors.NotFound.of("item", item_id)
+
+
+def _require(s: Session, principal: Principal, folder: Folder, need: Need, item_id: uuid.UUID) -> None:
+    """The principal's access to an item is its access to the item's folder."""
+    role = permissions.folder_role(s, principal, folder)
+    if role is None:
+        raise _not_found(item_id)
+    if need == "editor" and role == "viewer":
+        raise errors.PermissionDenied(
+            f"you can view item {item_id} but not change it: ask for the editor role on folder "
+            f"{folders.path_of(s, folder)!r}"
+        )
+
+
+def load(s: Session, principal: Principal, item_id: uuid.UUID, need: Need = "viewer") -> Item:
+    item = s.get(Item, item_id)
+    if item is None or item.org_id != principal.org_id or item.staged:
+        raise _not_found(item_id)
+    folder = s.get(Folder, item.folder_id)
+    assert folder is not None
+    _require(s, principal, folder, need, item_id)
+    return item
+
+
+def parts_of(s: Session, item_id: uuid.UUID) -> list[ItemPart]:
+    return list(s.scalars(select(ItemPart).where(ItemPart.item_id == item_id).order_by(ItemPart.position)))
+
+
+def get(s: Session, principal: Principal, item_id: uuid.UUID) -> ItemView:
+    """One item with its parts (soft-deleted items too: their ``deleted_at`` is set)."""
+    return view(load(s, principal, item_id), parts_of(s, item_id))
+
+
+def _choice(value: str, allowed: tuple[str, ...] | list[str], field: str) -> None:
+    if value not in allowed:
+        raise errors.ValidationFailed(
+            f"{field} must be one of {', '.join(allowed)}, got {value!r}",
+            details=[ErrorDetail(f"one of {', '.join(allowed)}", field=field)],
+        )
+
+
+def list_(
+    s: Session,
+    principal: Principal,
+    folder: str | uuid.UUID,
+    *,
+    types: list[str] | None = None,
+    q: str = "",
+    order: str = "name",
+    direction: Direction = "asc",
+    deleted: Deleted = "exclude",
+    page_size: int = 100,
+    page_token: str | None = None,
+) -> Page[ItemView]:
+    """A page of a folder's items (not its subfolders'), filtered and in a stable order."""
+    _choice(order, list(ORDERS), "order")
+    _choice(direction, ("asc", "desc"), "direction")
+    _choice(deleted, ("exclude", "include", "only"), "deleted")
+    for t in types or []:
+        _choice(t, ITEM_TYPES, "type")
+    pagination.check_page_size(page_size)
+    pagination.check_search(q)
+    parsers: dict[str, Callable[[Any], Any]] = {
+        "name": pagination.parse_text,
+        "created_at": pagination.parse_datetime,
+        "size": pagination.parse_int64,
+    }
+    parse = parsers[order]
+    cursor = pagination.decode(page_token, order, direction, parse) if page_token else None
+    row = folders.resolve_for(s, principal, folder)
+    query = select(Item).where(Item.folder_id == row.id, Item.staged.is_(False))
+    if deleted == "exclude":
+        query = query.where(Item.deleted_at.is_(None))
+    elif deleted == "only":
+        query = query.where(Item.deleted_at.is_not(None))
+    if types:
+        query = query.where(Item.item_type.in_(types))
+    if q:
+        query = query.where(func.lower(Item.name).contains(q.lower(), autoescape=True))
+    page = pagination.fetch(
+        s,
+        query,
+        ORDERS[order],
+        Item.id,
+        order=order,
+        direction=direction,
+        page_size=page_size,
+        cursor=cursor,
+        nullable=order == "size",
+    )
+    return Page([view(i) for i in page.items], page.next_page_token)
+
+
+def update_item(
+    s: Session,
+    principal: Principal,
+    item_id: uuid.UUID,
+    *,
+    name: str | None = None,
+    client_metadata: dict[str, Any] | None = None,
+    merge: bool = False,
+) -> ItemView:
+    """Rename an item or change its metadata (editors of its folder).
+
+    ``client_metadata`` replaces the metadata; with ``merge``, its keys are set on the current
+    metadata instead, and a key set to null is removed.  The result is validated against the
+    organisation's schema.
+    """
+    item = load(s, principal, item_id, "editor")
+    if name is not None:
+        item.name = check_name(name)
+    if client_metadata is not None:
+        new = client_metadata
+        if merge:
+            new = {**item.client_metadata, **client_metadata}
+            new = {k: v for k, v in new.items() if v is not None}
+        item.client_metadata = metadata_service.validated(s, principal.org_id, new)
+    item.updated_at = utcnow()
+    s.flush()
+    return view(item, parts_of(s, item_id))
+
+
+def move(s: Session, principal: Principal, item_ids: list[uuid.UUID], folder: str | uuid.UUID) -> int:
+    """Move items into ``folder``: all of them, or none (editors of both folders)."""
+    ids = list(dict.fromkeys(item_ids))
+    if not 1 <= len(ids) <= MAX_MOVE:
+        raise errors.ValidationFailed(
+            f"give 1 to {MAX_MOVE} item ids, got {len(ids)}",
+            details=[ErrorDetail(f"1 to {MAX_MOVE} ids", field="ids")],
+        )
+    target = folders.resolve_for(s, principal, folder, "editor")
+    found: dict[uuid.UUID, Item] = {}
+    for i in range(0, len(ids), 500):
+        for item in s.scalars(
+            select(Item).where(
+                Item.id.in_(ids[i : i + 500]), Item.org_id == principal.org_id, Item.staged.is_(False)
+            )
+        ):
+            found[item.id] = item
+    missing = [i for i in ids if i not in found]
+    if missing:
+        raise _not_found(missing[0])
+    checked: set[uuid.UUID] = set()
+    for item in found.values():
+        if item.folder_id not in checked:
+            source = s.get(Folder, item.folder_id)
+            assert source is not None
+            _require(s, principal, source, "editor", item.id)
+            checked.add(item.folder_id)
+    for i in range(0, len(ids), 500):
+        s.execute(
+            update(Item)
+            .where(Item.id.in_(ids[i : i + 500]))
+            .values(folder_id=target.id, updated_at=utcnow())
+            .execution_options(synchronize_session=False)
+        )
+    return len(ids)
+
+
+def soft_delete(s: Session, principal: Principal, item_id: uuid.UUID) -> ItemView:
+    item = load(s, principal, item_id, "editor")
+    if item.deleted_at is None:
+        item.deleted_at = item.updated_at = utcnow()
+    s.flush()
+    return view(item, parts_of(s, item_id))
+
+
+def restore(s: Session, principal: Principal, item_id: uuid.UUID) -> ItemView:
+    item = load(s, principal, item_id, "editor")
+    if item.deleted_at is not None:
+        item.deleted_at = None
+        item.updated_at = utcnow()
+    s.flush()
+    return view(item, parts_of(s, item_id))
+
+
+def hard_delete(s: Session, principal: Principal, item_id: uuid.UUID) -> None:
+    """Delete for good; refused (409, naming them) while datasets link the item."""
+    deletion.delete_item(s, load(s, principal, item_id, "editor"))
+
+
+# -- signed URLs ---------------------------------------------------------------------------------
+
+
+def signer(s: Session, settings: Settings, item: ItemView) -> Callable[[], ScopedStorage] | None:
+    """Inside the read transaction: what signing ``item``'s URLs needs (None if it has no integration)."""
+    if item.integration_id is None:
+        return None
+    row = s.get(Integration, item.integration_id)
+    if row is None:
+        return None
+    _, open_ = integrations.opener(row, settings)
+    title = row.title
+
+    def open_scoped() -> ScopedStorage:
+        try:
+            return open_()
+        except OSError as exc:
+            raise translate(exc, f"cannot open integration {title!r}", f"integration {title!r}") from None
+
+    return open_scoped
+
+
+def signed(item: ItemView, open_: Callable[[], ScopedStorage], ttl_seconds: int | None = None) -> ItemView:
+    """Outside any transaction: ``item`` with a signed GET URL for its file, or for each of its parts."""
+    storage = open_()
+    try:
+        ttl = ttl_seconds or storage.ttl_seconds
+        parts = [replace(p, signed_url=storage.sign_get(p.url, ttl)) for p in item.parts or []]
+        url = storage.sign_get(item.url, ttl) if item.url else None
+    finally:
+        storage.close()
+    return replace(
+        item, signed_url=url, signed_url_expires_in=ttl, parts=parts if item.parts is not None else None
+    )
