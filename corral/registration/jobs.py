@@ -17,7 +17,6 @@ are *staged* (invisible) until the job is DONE; a failed or cancelled job delete
 from __future__ import annotations
 
 import hashlib
-import queue as stdqueue
 import tempfile
 import threading
 import uuid
@@ -50,6 +49,7 @@ BATCH = 2000
 BATCHES_PER_WRITE = 5
 INLINE_BATCH = 5000  # strict client-only batches: no requests, so larger transactions
 ERROR_LIMIT = 10_000  # file errors kept per plan
+SHARE_QUEUE = 2  # strict jobs: batches kept waiting for other workers
 BLOB_CHUNK = 1 << 20
 PROBE_CONCURRENCY = 16
 _integration_slots: dict[uuid.UUID, threading.Semaphore] = {}
@@ -262,7 +262,11 @@ def _plan(ctx: WorkerContext, unit: ClaimedUnit) -> dict[str, Any]:
 
 
 class _InlineWriter:
-    """Prepares and commits batches on a thread of its own while the planner parses the next.
+    """Prepares and commits batches as the planner reads them, in the planner's own thread.
+
+    (Not on a thread of its own: the planner's parsing and the batches' checks are both Python,
+    and sharing the interpreter lock made the two threads together slower than one; SQLite's
+    executemany also gives the lock up row by row, and got it back late.)
 
     Each batch commits its items together with a unit that is already done (unique per job and
     batch number), in one transaction that also checks the planner still holds its lease and the
@@ -280,51 +284,41 @@ class _InlineWriter:
         self.error_count = 0
         self.cancelled = False
         self._writing = True
-        self._failure: BaseException | None = None
-        self._queue: stdqueue.Queue[tuple[int, list[Any]] | None] = stdqueue.Queue(maxsize=2)
-        self._thread = threading.Thread(target=self._run, name="corral-register", daemon=True)
-        self._thread.start()
-        self._closed = False
 
     def stop_writing(self) -> None:
         self._writing = False
 
-    def _check(self) -> None:
-        if self._failure is not None:
-            raise self._failure
+    def submit(self, seq: int, entries: list[Any]) -> None:
         if self.cancelled:
             raise UnitFailed("the job was cancelled while its manifest was being read")
+        if seq in self.done:
+            return
+        if self._writing and self._others_idle():
+            # Hand this batch to whichever worker is free (another process, another host), so
+            # the planner's process is not the only one registering.
+            if not _add_batches(self.db, self.unit.job_id, [(seq, [_entry_payload(e) for e in entries])]):
+                self.cancelled = True
+            return
+        results = [prepare_entry(e, self.storage, self.validator) for e in entries]
+        bad = [r for r in results if isinstance(r, FileError)]
+        if bad and not self.unit.params.get("ignore_errors"):
+            self._writing = False
+            self.error_count += len(bad)
+            self.errors += [e.as_dict() for e in bad[: max(0, ERROR_LIMIT - len(self.errors))]]
+        if self._writing:
+            self._write(seq, results)
 
-    def submit(self, seq: int, entries: list[Any]) -> None:
-        self._check()
-        if seq not in self.done:
-            self._queue.put((seq, entries))
+    def _others_idle(self) -> bool:
+        """Fewer than two batches of this job wait to be claimed: other workers keep up, so
+        keep one ready for each of them rather than register it here."""
+        with self.db.read() as s:
+            query = select(JobUnit.id).where(JobUnit.job_id == self.unit.job_id, JobUnit.status == "pending")
+            return len(s.scalars(query.limit(SHARE_QUEUE)).all()) < SHARE_QUEUE
 
     def close(self, *, check: bool = True) -> None:
-        """Wait for the submitted batches; raise what the thread hit (unless ``check`` is False)."""
-        if not self._closed:
-            self._closed = True
-            self._queue.put(None)
-            self._thread.join()
-        if check:
-            self._check()
-
-    def _run(self) -> None:
-        while (work := self._queue.get()) is not None:
-            if self._failure is not None or self.cancelled:
-                continue  # drain until closed
-            seq, entries = work
-            try:
-                results = [prepare_entry(e, self.storage, self.validator) for e in entries]
-                bad = [r for r in results if isinstance(r, FileError)]
-                if bad and not self.unit.params.get("ignore_errors"):
-                    self._writing = False
-                    self.error_count += len(bad)
-                    self.errors += [e.as_dict() for e in bad[: max(0, ERROR_LIMIT - len(self.errors))]]
-                if self._writing:
-                    self._write(seq, results)
-            except BaseException as exc:  # handed to the planner thread
-                self._failure = exc
+        """Nothing is left in flight (kept for the planner's symmetry with batch units)."""
+        if check and self.cancelled:
+            raise UnitFailed("the job was cancelled while its manifest was being read")
 
     def _write(self, seq: int, results: list[list[Prepared] | FileError]) -> None:
         unit = self.unit
