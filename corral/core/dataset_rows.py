@@ -162,7 +162,7 @@ def page(
             when(DataRow.created_at),
         )
         .join(Item, Item.id == DataRow.item_id)
-        .where(DataRow.dataset_id == dataset_id)
+        .where(DataRow.dataset_id == dataset_id, Item.deleted_at.is_(None))  # soft-deleted: hidden
     )
     if after is not None:
         query = query.where(DataRow.item_id > after)

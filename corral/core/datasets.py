@@ -90,7 +90,8 @@ def row_counts(s: Session, dataset_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, 
         return {}
     query = (
         select(DataRow.dataset_id, func.count())
-        .where(DataRow.dataset_id.in_(dataset_ids))
+        .join(Item, Item.id == DataRow.item_id)
+        .where(DataRow.dataset_id.in_(dataset_ids), Item.deleted_at.is_(None))
         .group_by(DataRow.dataset_id)
     )
     return {ds: n for ds, n in s.execute(query)}

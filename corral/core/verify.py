@@ -153,7 +153,11 @@ def _objects(s: Session, dataset_id: uuid.UUID, payload: dict[str, Any]) -> list
     query = (
         select(DataRow.id, DataRow.item_id, Item.integration_id, Item.url, Item.file_size, Item.media)
         .join(Item, Item.id == DataRow.item_id)
-        .where(DataRow.dataset_id == dataset_id, DataRow.item_id <= uuid.UUID(payload["upto"]))
+        .where(
+            DataRow.dataset_id == dataset_id,
+            DataRow.item_id <= uuid.UUID(payload["upto"]),
+            Item.deleted_at.is_(None),  # a soft-deleted item's row is hidden until it is restored
+        )
     )
     if payload.get("after"):
         query = query.where(DataRow.item_id > uuid.UUID(payload["after"]))

@@ -182,6 +182,13 @@ def test_rows_fields_and_filters(client, db, make_user) -> None:  # type: ignore
     assert all_rows(client, alice, ds, title="%") == []  # a literal %, not a wildcard
     assert all_rows(client, alice, ds, title="p_o") == []  # "_" is literal too ("pho" would match a wildcard)
     assert [r["title"] for r in all_rows(client, alice, ds, title="t_p")] == ["Cat_photo-00000"]
+    # A soft-deleted item's row is hidden (and not counted) until the item is restored.
+    assert client.delete(f"/api/v1/items/{img}", headers=alice.bearer).status_code in (200, 204)
+    assert str(img) not in {r["item_id"] for r in all_rows(client, alice, ds)}
+    assert client.get(f"/api/v1/datasets/{ds}", headers=alice.bearer).json()["rows"] == 3
+    assert client.post(f"/api/v1/items/{img}/restore", headers=alice.bearer).status_code == 200
+    assert str(img) in {r["item_id"] for r in all_rows(client, alice, ds)}
+    assert client.get(f"/api/v1/datasets/{ds}", headers=alice.bearer).json()["rows"] == 4
 
 
 def test_pagination_is_stable_while_rows_are_linked(client, db, make_user) -> None:  # type: ignore[no-untyped-def]
