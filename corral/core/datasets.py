@@ -13,21 +13,19 @@ folders; deleting a dataset is for admins only.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal, cast
 
-from sqlalchemy import Table, Uuid, and_, delete, exists, func, literal, literal_column, or_, select
+from sqlalchemy import Table, Uuid, delete, exists, func, literal, literal_column, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
 from corral import errors
-from corral.core import folders, identity, permissions
+from corral.core import folders, identity, pagination, permissions
 from corral.core.identity import Principal
 from corral.db.tables import DataRow, Dataset, Folder, Item, ProjectDataset, User
 from corral.db.types import UTCDateTime, utcnow
@@ -35,7 +33,6 @@ from corral.errors import ErrorDetail
 
 MAX_TITLE = 300
 MAX_DESCRIPTION = 10_000
-MAX_PAGE = 1000
 MAX_IDS = 100_000
 _CHUNK = 500
 DATA_ROWS = cast(Table, DataRow.__table__)
@@ -150,22 +147,6 @@ def create(s: Session, principal: Principal, title: str, description: str = "") 
     return row
 
 
-def _token(created_at: datetime, ident: uuid.UUID) -> str:
-    raw = f"d1|{created_at.isoformat()}|{ident.hex}".encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def _untoken(token: str) -> tuple[datetime, uuid.UUID]:
-    try:
-        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
-        tag, when, ident = raw.split("|")
-        if tag != "d1":
-            raise ValueError(tag)
-        return datetime.fromisoformat(when), uuid.UUID(hex=ident)
-    except (ValueError, binascii.Error, UnicodeDecodeError):
-        raise _bad("page_token", "page_token is not a token this listing gave out") from None
-
-
 def like_pattern(text: str) -> str:
     """``%text%`` with LIKE's wildcards in ``text`` escaped (escape character ``\\``)."""
     escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
@@ -181,8 +162,7 @@ def list_(
     page_token: str | None = None,
 ) -> DatasetPage:
     """Visible datasets, oldest first, a page at a time; ``search`` matches title or description."""
-    if not 1 <= page_size <= MAX_PAGE:
-        raise _bad("page_size", f"page_size is 1 to {MAX_PAGE}")
+    pagination.check_page_size(page_size)
     query = select(Dataset).where(Dataset.org_id == principal.org_id)
     visible = permissions.visible_dataset_ids(s, principal)
     if visible is not None:
@@ -192,18 +172,15 @@ def list_(
         query = query.where(
             or_(Dataset.title.ilike(pattern, escape="\\"), Dataset.description.ilike(pattern, escape="\\"))
         )
-    if page_token:
-        when, ident = _untoken(page_token)
-        query = query.where(
-            or_(Dataset.created_at > when, and_(Dataset.created_at == when, Dataset.id > ident))
-        )
-    rows = list(s.scalars(query.order_by(Dataset.created_at, Dataset.id).limit(page_size + 1)))
-    more = len(rows) > page_size
-    rows = rows[:page_size]
-    counts = row_counts(s, [r.id for r in rows])
-    views = [view(s, principal, r, counts.get(r.id, 0)) for r in rows]
-    token = _token(rows[-1].created_at, rows[-1].id) if more else None
-    return DatasetPage(views, token)
+    parse = pagination.parse_datetime
+    cursor = pagination.decode(page_token, "created", "asc", parse) if page_token else None
+    page = pagination.fetch(
+        s, query, Dataset.created_at, Dataset.id, order="created", direction="asc", page_size=page_size,
+        cursor=cursor,
+    )
+    counts = row_counts(s, [r.id for r in page.items])
+    views = [view(s, principal, r, counts.get(r.id, 0)) for r in page.items]
+    return DatasetPage(views, page.next_page_token)
 
 
 def delete_dataset(s: Session, principal: Principal, ref: str | uuid.UUID) -> int:

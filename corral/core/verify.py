@@ -28,7 +28,7 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from corral import errors
@@ -36,7 +36,6 @@ from corral.core import dataset_rows, datasets, integrations, permissions
 from corral.core.identity import Principal
 from corral.db.engine import Database
 from corral.db.tables import DataRow, Dataset, Integration, Item, ItemPart, Job, JobUnit
-from corral.db.types import utcnow
 from corral.jobs import queue
 from corral.jobs.tasks import ClaimedUnit, TaskKind, UnitFailed, WorkerContext, registry
 from corral.settings import Settings
@@ -82,42 +81,6 @@ def start(db: Database, principal: Principal, ref: str) -> uuid.UUID:
 # -- planning -----------------------------------------------------------------------------------
 
 
-def _add_units(db: Database, job_id: uuid.UUID, units: list[tuple[int, dict[str, Any]]]) -> bool:
-    """Queue batch units (each sequence number once, so a restarted planner adds nothing twice).
-
-    False if the job was cancelled meanwhile.
-    """
-    if not units:
-        return True
-    with db.write() as s:
-        job = s.get(Job, job_id)
-        if job is None or job.params.get("cancel_requested"):
-            return False
-        have = set(
-            s.scalars(
-                select(JobUnit.seq).where(JobUnit.job_id == job_id, JobUnit.seq.in_([q for q, _ in units]))
-            )
-        )
-        now = utcnow()
-        rows = [
-            {
-                "job_id": job_id,
-                "seq": seq,
-                "payload": payload,
-                "status": "pending",
-                "attempts": 0,
-                "available_at": now,
-                "updated_at": now,
-            }
-            for seq, payload in units
-            if seq not in have
-        ]
-        if rows:
-            s.execute(insert(JobUnit), rows)
-            s.execute(update(Job).where(Job.id == job_id).values(units_total=Job.units_total + len(rows)))
-    return True
-
-
 def _plan(db: Database, unit: ClaimedUnit) -> dict[str, Any]:
     dataset_id = uuid.UUID(unit.params["dataset_id"])
     after: uuid.UUID | None = None
@@ -138,7 +101,7 @@ def _plan(db: Database, unit: ClaimedUnit) -> dict[str, Any]:
             pending.append((seq, {"op": "batch", "after": after.hex if after else None, "upto": ids[-1].hex}))
             after = ids[-1]
         if pending and (seq == 1 or len(pending) >= UNITS_PER_WRITE or len(ids) < BATCH):
-            if not _add_units(db, unit.job_id, pending):
+            if not queue.add_units(db, unit.job_id, pending):
                 raise UnitFailed("the job was cancelled while its rows were being read")
             pending = []
         if len(ids) < BATCH:

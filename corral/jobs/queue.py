@@ -104,6 +104,33 @@ def create_job(
     return job
 
 
+def add_units(db: Database, job_id: uuid.UUID, units: Sequence[tuple[int, dict[str, Any]]]) -> bool:
+    """Add units (sequence number, payload) to a running job, in one transaction.
+
+    For a planner unit that adds the rest of its job as it goes: each sequence number is added
+    once, so a restarted planner adds nothing twice.  False if the job was cancelled meanwhile.
+    """
+    if not units:
+        return True
+    with db.write() as s:
+        job = s.get(Job, job_id)
+        if job is None or job.params.get("cancel_requested"):
+            return False
+        seqs = [seq for seq, _ in units]
+        have = set(s.scalars(select(JobUnit.seq).where(JobUnit.job_id == job_id, JobUnit.seq.in_(seqs))))
+        now = utcnow()
+        rows = [
+            {"job_id": job_id, "seq": seq, "payload": payload, "status": "pending", "attempts": 0,
+             "available_at": now, "updated_at": now}
+            for seq, payload in units
+            if seq not in have
+        ]
+        if rows:
+            s.execute(insert(JobUnit), rows)
+            s.execute(update(Job).where(Job.id == job_id).values(units_total=Job.units_total + len(rows)))
+    return True
+
+
 def get_job(session: Session, org_id: uuid.UUID, job_id: uuid.UUID) -> Job:
     job = session.get(Job, job_id)
     if job is None or job.org_id != org_id:

@@ -50,6 +50,7 @@ BATCHES_PER_WRITE = 5
 INLINE_BATCH = 5000  # strict client-only batches: no requests, so larger transactions
 ERROR_LIMIT = 10_000  # file errors kept per plan
 SHARE_QUEUE = 2  # strict jobs: batches kept waiting for other workers
+CANCELLED_WHILE_READING = "the job was cancelled while its manifest was being read"
 BLOB_CHUNK = 1 << 20
 PROBE_CONCURRENCY = 16
 _integration_slots: dict[uuid.UUID, threading.Semaphore] = {}
@@ -116,37 +117,9 @@ def _entry_payload(entry: Any) -> dict[str, Any]:
 
 
 def _add_batches(db: Database, job_id: uuid.UUID, batches: list[tuple[int, list[dict[str, Any]]]]) -> bool:
-    """Queue batches in one transaction (each once, even if the planner is restarted).
-
-    False if the job was cancelled.  Several batches per transaction, because every write
-    waits for SQLite's lock, which batch commits hold while they insert their items.
-    """
-    if not batches:
-        return True
-    with db.write() as s:
-        job = s.get(Job, job_id)
-        if job is None or job.params.get("cancel_requested"):
-            return False
-        seqs = [seq for seq, _ in batches]
-        done = set(s.scalars(select(JobUnit.seq).where(JobUnit.job_id == job_id, JobUnit.seq.in_(seqs))))
-        now = utcnow()
-        rows = [
-            {
-                "job_id": job_id,
-                "seq": seq,
-                "payload": {"op": "batch", "entries": entries},
-                "status": "pending",
-                "attempts": 0,
-                "available_at": now,
-                "updated_at": now,
-            }
-            for seq, entries in batches
-            if seq not in done
-        ]
-        if rows:
-            s.execute(insert(JobUnit), rows)
-            s.execute(update(Job).where(Job.id == job_id).values(units_total=Job.units_total + len(rows)))
-    return True
+    """Queue batch units (several per transaction: every write waits for SQLite's lock, which
+    batch commits hold while they insert their items).  False if the job was cancelled."""
+    return queue.add_units(db, job_id, [(seq, {"op": "batch", "entries": e}) for seq, e in batches])
 
 
 def _merge_flags(db: Database, job_id: uuid.UUID, flags: Any) -> dict[str, Any]:
@@ -199,6 +172,16 @@ def _plan(ctx: WorkerContext, unit: ClaimedUnit) -> dict[str, Any]:
         batch: list[Any] = []
         pending: list[tuple[int, list[dict[str, Any]]]] = []
         batch_no = 0
+
+        def send(force: bool = False) -> None:
+            """Queue the pending batches: the first at once (workers start early), then several
+            per write, and the rest at the end."""
+            nonlocal pending
+            if pending and (force or batch_no == 1 or len(pending) >= BATCHES_PER_WRITE):
+                if not _add_batches(db, unit.job_id, pending):
+                    raise UnitFailed(CANCELLED_WHILE_READING)
+                pending = []
+
         try:
             for item in manifest.iter_entries(path, fmt):
                 if isinstance(item, manifest.EntryError):
@@ -212,34 +195,25 @@ def _plan(ctx: WorkerContext, unit: ClaimedUnit) -> dict[str, Any]:
                     continue
                 entries += 1
                 batch.append(item if inline is not None else _entry_payload(item))
-                if len(batch) < size:
-                    continue
-                batch_no += 1
-                if inline is not None:
-                    inline.submit(batch_no, batch)
-                else:
-                    pending.append((batch_no, batch))
-                    # The first batch goes at once (workers start early); then several per write.
-                    if batch_no == 1 or len(pending) >= BATCHES_PER_WRITE:
-                        if not _add_batches(db, unit.job_id, pending):
-                            raise UnitFailed("the job was cancelled while its manifest was being read")
-                        pending = []
-                batch = []
+                if len(batch) >= size:
+                    batch_no += 1
+                    if inline is not None:
+                        inline.submit(batch_no, batch)
+                    else:
+                        pending.append((batch_no, batch))
+                        send()
+                    batch = []
             if batch:
                 batch_no += 1
                 if inline is not None:
                     inline.submit(batch_no, batch)
                 else:
                     pending.append((batch_no, batch))
-            if inline is not None:
-                inline.close()
-            elif not _add_batches(db, unit.job_id, pending):
-                raise UnitFailed("the job was cancelled while its manifest was being read")
+            send(force=True)
         except manifest.ManifestUnreadable as exc:
             raise UnitFailed(f"the manifest cannot be read: {exc.message}") from None
         finally:
             if inline is not None:
-                inline.close(check=False)  # on the way out of an error: don't mask it
                 storage.close()
     bad_files = inline.error_count if inline is not None else 0
     details: dict[str, Any] = {
@@ -282,22 +256,21 @@ class _InlineWriter:
             self.done = set(s.scalars(query))
         self.errors: list[dict[str, Any]] = []
         self.error_count = 0
-        self.cancelled = False
         self._writing = True
 
     def stop_writing(self) -> None:
         self._writing = False
 
     def submit(self, seq: int, entries: list[Any]) -> None:
-        if self.cancelled:
-            raise UnitFailed("the job was cancelled while its manifest was being read")
+        """Register a batch here, or queue it for another worker; ``UnitFailed`` if the job was
+        cancelled."""
         if seq in self.done:
             return
         if self._writing and self._others_idle():
             # Hand this batch to whichever worker is free (another process, another host), so
             # the planner's process is not the only one registering.
             if not _add_batches(self.db, self.unit.job_id, [(seq, [_entry_payload(e) for e in entries])]):
-                self.cancelled = True
+                raise UnitFailed(CANCELLED_WHILE_READING)
             return
         results = [prepare_entry(e, self.storage, self.validator) for e in entries]
         bad = [r for r in results if isinstance(r, FileError)]
@@ -315,11 +288,6 @@ class _InlineWriter:
             query = select(JobUnit.id).where(JobUnit.job_id == self.unit.job_id, JobUnit.status == "pending")
             return len(s.scalars(query.limit(SHARE_QUEUE)).all()) < SHARE_QUEUE
 
-    def close(self, *, check: bool = True) -> None:
-        """Nothing is left in flight (kept for the planner's symmetry with batch units)."""
-        if check and self.cancelled:
-            raise UnitFailed("the job was cancelled while its manifest was being read")
-
     def _write(self, seq: int, results: list[list[Prepared] | FileError]) -> None:
         unit = self.unit
         with self.db.write() as s:
@@ -327,8 +295,7 @@ class _InlineWriter:
                 raise queue.LeaseLost(unit.id)
             job_params = s.scalar(select(Job.params).where(Job.id == unit.job_id))
             if job_params is None or job_params.get("cancel_requested"):
-                self.cancelled = True
-                return
+                raise UnitFailed(CANCELLED_WHILE_READING)  # rolls this transaction back
             result = _commit_batch(s, unit, results)
             now = utcnow()
             s.execute(

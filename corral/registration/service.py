@@ -33,6 +33,14 @@ class DryRunReport:
     strict_client_only: bool = False
 
 
+def _one_manifest(manifest: BinaryIO | None, manifest_url: str | None) -> None:
+    if (manifest is None) == (manifest_url is None):
+        raise errors.InvalidInput(
+            "give the manifest either as the request body or as manifest_url, not both",
+            details=[ErrorDetail("a manifest, or the URL of one", field="manifest_url")],
+        )
+
+
 def start_import(
     db: Database,
     settings: Settings,
@@ -48,11 +56,7 @@ def start_import(
 ) -> uuid.UUID:
     """Store the manifest (or check the URL it is at) and create the job; workers do the rest.
     Returns the job id at once."""
-    if (manifest is None) == (manifest_url is None):
-        raise errors.InvalidInput(
-            "give the manifest either as the request body or as manifest_url, not both",
-            details=[ErrorDetail("a manifest, or the URL of one", field="manifest_url")],
-        )
+    _one_manifest(manifest, manifest_url)
     with db.write() as s:
         folder_row = folders.resolve_for(s, principal, folder, "editor")
         integ = integrations.get(s, principal.org_id, integration)
@@ -102,11 +106,7 @@ def dry_run(
     the integration is strict client-only) that a random sample of the objects exists."""
     import corral.registration.manifest as parser
 
-    if (manifest is None) == (manifest_url is None):
-        raise errors.InvalidInput(
-            "give the manifest either as the request body or as manifest_url, not both",
-            details=[ErrorDetail("a manifest, or the URL of one", field="manifest_url")],
-        )
+    _one_manifest(manifest, manifest_url)
     report = DryRunReport()
     with db.read() as s:
         folders.resolve_for(s, principal, folder, "editor")
