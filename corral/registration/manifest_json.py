@@ -28,6 +28,7 @@ from __future__ import annotations
 import codecs
 import functools
 import itertools
+import json
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -36,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 import ijson  # type: ignore[import-untyped]
+import orjson
 
 from corral.registration.manifest import (
     BOM,
@@ -511,8 +513,9 @@ def _describe_event(ev: str, val: Any) -> str:
 
 
 class _Walker:
-    def __init__(self, build: bool) -> None:
+    def __init__(self, build: bool, skip_before: int = 0) -> None:
         self.build = build
+        self.skip_before = skip_before  # entries the fast reader yielded already
         self.seq = 0
         self.flags: dict[str, tuple[bool, str]] = {}
 
@@ -581,7 +584,7 @@ class _Walker:
             seq, where = self.seq, f"{label}[{index}]"
             self.seq += 1
             index += 1
-            if not self.build:
+            if not self.build or seq < self.skip_before:
                 _skip(it, ev)
                 continue
             if validate is None:
@@ -602,14 +605,238 @@ class _Walker:
 
 
 def iter_entries(path: Path) -> Iterator[Entry | EntryError]:
-    yield from _Walker(build=True).document(_events(path))
+    """The manifest's entries in file order.
+
+    The fast reader below handles well-formed manifests at C speed; at the first thing it leaves
+    to the event parser (a syntax error, a limit, an odd value), the event parser takes over
+    from the start of the file, skipping the entries already yielded, so every message and
+    every yielded entry is the event parser's.
+    """
+    fast = _FastReader(path, build=True)
+    try:
+        yield from fast.document()
+        return
+    except _Unusual:
+        pass
+    finally:
+        fast.close()
+    yield from _Walker(build=True, skip_before=fast.seq).document(_events(path))
 
 
 def read_flags(path: Path) -> ManifestFlags:
-    walker = _Walker(build=False)
-    for _ in walker.document(_events(path)):
-        pass
+    fast = _FastReader(path, build=False)
+    try:
+        for _ in fast.document():
+            pass
+        flags = fast.flags
+    except _Unusual:
+        walker = _Walker(build=False)
+        for _ in walker.document(_events(path)):
+            pass
+        flags = walker.flags
+    finally:
+        fast.close()
     return ManifestFlags(
-        skip_duplicate_urls=walker.flags.get("skip_duplicate_urls", (False, ""))[0],
-        upsert_metadata=walker.flags.get("upsert_metadata", (False, ""))[0],
+        skip_duplicate_urls=flags.get("skip_duplicate_urls", (False, ""))[0],
+        upsert_metadata=flags.get("upsert_metadata", (False, ""))[0],
     )
+
+
+# -- the fast reader ----------------------------------------------------------------------------
+
+
+class _Unusual(Exception):
+    """Something the fast reader leaves to the event parser."""
+
+
+_WS = re.compile(r"[ \t\n\r]*")
+_INFINITE = (float("inf"), float("-inf"))
+_FAST_CHUNK = 1 << 18  # characters
+
+
+def _fast_float(text: str) -> float:
+    number = float(text)
+    if number in _INFINITE:
+        raise _Unusual  # the event parser names the number
+    return number
+
+
+def _fast_constant(name: str) -> Any:
+    raise _Unusual  # NaN / Infinity are not JSON
+
+
+class _FastReader:
+    """The happy path of the document grammar, with each entry decoded by the C JSON scanner
+    (``raw_decode``) instead of built from parser events in Python: about five times faster.
+
+    It accepts exactly what the event parser accepts and builds equal entries, or raises
+    ``_Unusual``: at any syntax error, text that is not UTF-8, a lone surrogate, NaN, a number
+    too large for a double, an entry near the size or depth limits, an element that is not an
+    object, an unsupported section, an unknown key, a flag that is not a boolean or contradicts
+    another.  ``seq`` is then the number of entries already yielded.
+    """
+
+    def __init__(self, path: Path, build: bool) -> None:
+        self.f = open(path, encoding="utf-8-sig", newline="")  # noqa: SIM115 - closed by close()
+        self.build = build
+        self.buf = ""
+        self.pos = 0
+        self.eof = False
+        self.seq = 0
+        self.flags: dict[str, tuple[bool, str]] = {}
+        self.decode = json.JSONDecoder(parse_float=_fast_float, parse_constant=_fast_constant).raw_decode
+
+    def close(self) -> None:
+        self.f.close()
+
+    def _fill(self, grow: bool = False) -> bool:
+        """Read on; ``grow``: at least as much again as is buffered (a value longer than a
+        chunk is then re-scanned a logarithmic number of times, not once per chunk)."""
+        if self.eof:
+            return False
+        try:
+            data = self.f.read(max(_FAST_CHUNK, len(self.buf) - self.pos) if grow else _FAST_CHUNK)
+        except UnicodeDecodeError:
+            raise _Unusual from None
+        if not data:
+            self.eof = True
+            return False
+        self.buf = self.buf[self.pos :] + data
+        self.pos = 0
+        return True
+
+    def _peek(self) -> str:
+        while True:
+            self.pos = _WS.match(self.buf, self.pos).end()  # type: ignore[union-attr]
+            if self.pos < len(self.buf):
+                return self.buf[self.pos]
+            if not self._fill():
+                return ""
+
+    def _expect(self, ch: str) -> None:
+        if self._peek() != ch:
+            raise _Unusual
+        self.pos += 1
+
+    def _value(self) -> Any:
+        """The next JSON value, whole."""
+        self._peek()
+        while True:
+            start = self.pos
+            try:
+                obj, end = self.decode(self.buf, start)
+                if end < len(self.buf) or self.eof:  # a number at the end may go on
+                    break
+            except (ValueError, RecursionError):  # JSONDecodeError is a ValueError
+                if self.eof or len(self.buf) - start > MAX_ENTRY_BYTES:
+                    raise _Unusual from None
+            if not self._fill(grow=True):
+                raise _Unusual
+        if (end - start) * 4 >= MAX_ENTRY_BYTES or (
+            self.buf.count("{", start, end) + self.buf.count("[", start, end) >= MAX_DEPTH
+        ):
+            raise _Unusual  # near a limit: the event parser measures the entry as it always has
+        if "\\u" in self.buf[start:end]:
+            try:
+                orjson.dumps(obj, option=orjson.OPT_NON_STR_KEYS)
+            except TypeError:  # a lone surrogate (or an integer beyond 64 bits: let it decide)
+                raise _Unusual from None
+        self.pos = end
+        return obj
+
+    def _string(self) -> str:
+        if self._peek() != '"':
+            raise _Unusual
+        key = self._value()
+        assert isinstance(key, str)
+        return key
+
+    def document(self) -> Iterator[Entry | EntryError]:
+        self._expect("{")
+        if self._peek() == "}":
+            self.pos += 1
+        else:
+            while True:
+                key = self._string()
+                self._expect(":")
+                if key == "dataItems":
+                    yield from self._data_items()
+                elif key in _FLAG_NAMES:
+                    self._flag(key, key)
+                elif key in RAW_SECTIONS or key in TYPED_SECTIONS:
+                    yield from self._section(RAW_SECTIONS.get(key) or TYPED_SECTIONS[key], key)
+                else:
+                    raise _Unusual
+                if self._peek() == ",":
+                    self.pos += 1
+                    continue
+                self._expect("}")
+                break
+        if self._peek() != "":
+            raise _Unusual  # trailing text
+
+    def _data_items(self) -> Iterator[Entry | EntryError]:
+        ch = self._peek()
+        if ch == "n":
+            if self._value() is not None:
+                raise _Unusual
+            return
+        self._expect("{")
+        if self._peek() == "}":
+            self.pos += 1
+            return
+        while True:
+            key = self._string()
+            self._expect(":")
+            label = f"dataItems.{key}"
+            if key in ("skipDuplicateUrls", "upsertMetadata"):
+                self._flag(key, label)
+            elif key in TYPED_SECTIONS:
+                yield from self._section(TYPED_SECTIONS[key], label)
+            else:
+                raise _Unusual
+            if self._peek() == ",":
+                self.pos += 1
+                continue
+            self._expect("}")
+            return
+
+    def _flag(self, key: str, label: str) -> None:
+        value = self._value()
+        name = _FLAG_NAMES[key]
+        seen = self.flags.get(name)
+        if type(value) is not bool or (seen is not None and seen[0] != value):
+            raise _Unusual
+        self.flags[name] = (value, label)
+
+    def _section(self, sec: Section, label: str) -> Iterator[Entry | EntryError]:
+        ch = self._peek()
+        if ch == "n":
+            if self._value() is not None:
+                raise _Unusual
+            return
+        self._expect("[")
+        validate = _VALIDATORS.get(sec.shape)
+        if validate is None:
+            raise _Unusual
+        if self._peek() == "]":
+            self.pos += 1
+            return
+        index = 0
+        build = self.build
+        while True:
+            if self._peek() != "{":
+                raise _Unusual
+            obj = self._value()
+            if build:
+                yield validate(sec, obj, self.seq, f"{label}[{index}]")
+            self.seq += 1
+            index += 1
+            ch = self._peek()
+            if ch == ",":
+                self.pos += 1
+            elif ch == "]":
+                self.pos += 1
+                return
+            else:
+                raise _Unusual

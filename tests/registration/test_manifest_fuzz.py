@@ -12,6 +12,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -78,6 +79,21 @@ def check(path: Path, fmt: str) -> tuple[list[Entry | EntryError], str | None]:
 
 
 # -- JSON -------------------------------------------------------------------------------------
+
+
+def reference_json(path: Path) -> tuple[list[Entry | EntryError], str | None]:
+    """What the event parser alone yields (the fast reader must agree with it exactly)."""
+    from corral.registration import manifest, manifest_json
+
+    results: list[Entry | EntryError] = []
+    try:
+        walker = manifest_json._Walker(build=True)
+        for item in manifest._storable(walker.document(manifest_json._events(path))):
+            results.append(item)
+    except ManifestUnreadable as exc:
+        return results, exc.message
+    return results, None
+
 
 URLS = st.one_of(
     st.sampled_from(["s3://b/a.mp4", "gs://b/x.jpg", "https://h/a%20b.png?x=1", "/abs/p.wav", "file:///f.pdf",
@@ -241,6 +257,7 @@ def test_fuzz_json(doc: Any, ascii_only: bool, indent: int | None, data: st.Data
         path.write_bytes(raw)
         assert detect_format(path) in ("json", "csv")
         results, error = check(path, "json")
+        assert (results, error) == reference_json(path)  # the fast reader changes nothing
     if raw == original and not isinstance(doc, dict):
         assert error is not None and error.startswith("the manifest must be a JSON object")
     if raw == original and error is None:
@@ -367,3 +384,37 @@ def test_fuzz_arbitrary_bytes(raw: bytes) -> None:
         path.write_bytes(raw)
         for fmt in ("json", "csv"):
             check(path, fmt)
+
+
+# -- the fast JSON reader hands over to the event parser mid-stream --------------------------
+
+_GOOD = {"objectUrl": "s3://b/a.jpg", "imageMetadata": {"width": 2, "height": 3}, "clientMetadata": {"k": 0.5}}
+_ODD_ENTRIES = {
+    "NaN": b'{"objectUrl": "s3://b/n.jpg", "clientMetadata": {"x": NaN}}',
+    "infinite": b'{"objectUrl": "s3://b/n.jpg", "clientMetadata": {"x": 1e999}}',
+    "lone surrogate": b'{"objectUrl": "s3://b/\\ud800.jpg"}',
+    "not an object": b'"s3://b/x.jpg"',
+    "deep": b'{"objectUrl": "s3://b/d.jpg", "clientMetadata": {"x": ' + b"[" * 70 + b"]" * 70 + b"}}",
+    "big": b'{"objectUrl": "s3://b/big.jpg", "clientMetadata": {"x": "' + b"y" * (9 << 20) + b'"}}',
+    "near the limit": b'{"objectUrl": "s3://b/big.jpg", "clientMetadata": {"x": [' + b"1," * (1 << 20) + b"1]}}",
+    "not UTF-8": b'{"objectUrl": "s3://b/\xff.jpg"}',
+    "syntax": b'{"objectUrl": "s3://b/x.jpg",}',
+}
+
+
+@pytest.mark.parametrize("odd", sorted(_ODD_ENTRIES))
+def test_fast_reader_hands_over_mid_stream(tmp_path: Path, odd: str) -> None:
+    """Thousands of ordinary entries, an odd one, thousands more: the same results and the same
+    error as the event parser alone, with the odd entry's neighbours intact."""
+    good = json.dumps(_GOOD).encode()
+    body = b",\n".join([good] * 3000 + [_ODD_ENTRIES[odd]] + [good] * 3000)
+    path = tmp_path / "m.json"
+    path.write_bytes(b'{"images": [' + body + b'], "skip_duplicate_urls": true}')
+    results, error = check(path, "json")
+    assert (results, error) == reference_json(path)
+    assert all(isinstance(r, Entry) for r in results[:3000])
+    if error is None:
+        assert len(results) == 6001
+        assert isinstance(results[3000], EntryError) or odd in ("near the limit", "lone surrogate")
+        assert isinstance(results[-1], Entry) and results[-1].seq == 6000
+        assert read_flags(path, "json") == ManifestFlags(skip_duplicate_urls=True)
