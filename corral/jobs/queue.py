@@ -14,7 +14,7 @@ transaction (effects included) is rolled back.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -191,12 +191,17 @@ def cancel_job(db: Database, tasks: TaskRegistry | None, org_id: uuid.UUID, job_
 # -- workers' side ------------------------------------------------------------
 
 
-def claim(db: Database, owner: str, limit: int, lease_seconds: float) -> list[ClaimedUnit]:
+def claim(
+    db: Database, owner: str, limit: int, lease_seconds: float, *, skip_jobs: Collection[uuid.UUID] = ()
+) -> list[ClaimedUnit]:
+    """Lease up to ``limit`` claimable units, oldest first (none of the jobs in ``skip_jobs``)."""
     now = utcnow()
     claimable = or_(
         and_(JobUnit.status == "pending", JobUnit.available_at <= now),
         and_(JobUnit.status == "running", JobUnit.lease_expires_at < now),
     )
+    if skip_jobs:
+        claimable = and_(claimable, JobUnit.job_id.not_in(list(skip_jobs)))
     if db.is_sqlite:
         # Look before taking SQLite's one write lock: idle workers polling for units would
         # otherwise queue on it behind (and ahead of) the writers doing real work.
@@ -248,11 +253,16 @@ def renew(db: Database, owner: str, unit_ids: Sequence[int], lease_seconds: floa
 
 
 def complete(session: Session, unit: ClaimedUnit, owner: str, result: dict[str, Any]) -> None:
-    """Mark a unit done inside the caller's transaction; raise LeaseLost if it is not ours."""
+    """Mark a unit done inside the caller's transaction; raise LeaseLost if it is not ours.
+
+    A done unit's payload is dropped: nothing reads it again, and a registration batch's is a
+    megabyte that every progress query (which reads the columns stored after it) would wade
+    through.  Failed units keep theirs, for the job's error report.
+    """
     res = session.execute(
         update(JobUnit)
         .where(JobUnit.id == unit.id, JobUnit.lease_owner == owner, JobUnit.status == "running")
-        .values(status="done", result=result, error=None, lease_owner=None,
+        .values(status="done", result=result, payload={}, error=None, lease_owner=None,
                 lease_expires_at=None, updated_at=utcnow())
     )
     if _rowcount(res) != 1:

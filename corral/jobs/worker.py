@@ -101,7 +101,7 @@ class Worker:
         try:
             units = queue.claim(
                 self.db, self.owner, min(free, self.settings.job_claim_batch),
-                self.settings.job_lease_seconds,
+                self.settings.job_lease_seconds, skip_jobs=set(self.ctx.saturated_by),
             )
         except OperationalError:
             log.warning("claiming job units failed; retrying", exc_info=True)
