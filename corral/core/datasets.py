@@ -27,6 +27,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from corral import errors
 from corral.core import folders, identity, pagination, permissions
 from corral.core.identity import Principal
+from corral.core.staging import published
 from corral.db.tables import DataRow, Dataset, Folder, Item, ProjectDataset, User
 from corral.db.types import UTCDateTime, utcnow
 from corral.errors import ErrorDetail
@@ -237,7 +238,7 @@ def _insert_from(s: Session, dataset_id: uuid.UUID, where: Sequence[ColumnElemen
 
 
 def _linkable(org_id: uuid.UUID) -> list[ColumnElement[bool]]:
-    return [Item.org_id == org_id, Item.staged.is_(False), Item.deleted_at.is_(None)]
+    return [Item.org_id == org_id, published(), Item.deleted_at.is_(None)]
 
 
 def _already_linked(dataset_id: uuid.UUID) -> ColumnElement[bool]:

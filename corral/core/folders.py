@@ -23,6 +23,7 @@ from corral.core.identity import Principal
 from corral.core.metadata import service as metadata_service
 from corral.core.pagination import Direction, Page
 from corral.core.permissions import Need
+from corral.core.staging import published
 from corral.db.tables import Folder, Item
 from corral.db.types import utcnow
 from corral.errors import ErrorDetail
@@ -392,7 +393,7 @@ def item_counts(s: Session, folder_ids: list[uuid.UUID]) -> dict[uuid.UUID, int]
             .where(
                 Item.folder_id.in_(folder_ids[i : i + 500]),
                 Item.deleted_at.is_(None),
-                Item.staged.is_(False),
+                published(),
             )
             .group_by(Item.folder_id)
         )

@@ -23,6 +23,7 @@ from corral.core.identity import Principal
 from corral.core.metadata import service as metadata_service
 from corral.core.pagination import Direction, Page
 from corral.core.permissions import Need
+from corral.core.staging import is_published, published
 from corral.db.tables import Folder, Integration, Item, ItemPart
 from corral.db.types import utcnow
 from corral.errors import ErrorDetail
@@ -128,7 +129,7 @@ def _require(s: Session, principal: Principal, folder: Folder, need: Need, item_
 
 def load(s: Session, principal: Principal, item_id: uuid.UUID, need: Need = "viewer") -> Item:
     item = s.get(Item, item_id)
-    if item is None or item.org_id != principal.org_id or item.staged:
+    if item is None or item.org_id != principal.org_id or not is_published(s, item):
         raise _not_found(item_id)
     folder = s.get(Folder, item.folder_id)
     assert folder is not None
@@ -182,7 +183,7 @@ def list_(
     parse = parsers[order]
     cursor = pagination.decode(page_token, order, direction, parse) if page_token else None
     row = folders.resolve_for(s, principal, folder)
-    query = select(Item).where(Item.folder_id == row.id, Item.staged.is_(False))
+    query = select(Item).where(Item.folder_id == row.id, published())
     if deleted == "exclude":
         query = query.where(Item.deleted_at.is_(None))
     elif deleted == "only":
@@ -247,7 +248,7 @@ def move(s: Session, principal: Principal, item_ids: list[uuid.UUID], folder: st
     for i in range(0, len(ids), 500):
         for item in s.scalars(
             select(Item).where(
-                Item.id.in_(ids[i : i + 500]), Item.org_id == principal.org_id, Item.staged.is_(False)
+                Item.id.in_(ids[i : i + 500]), Item.org_id == principal.org_id, published()
             )
         ):
             found[item.id] = item

@@ -32,6 +32,7 @@ from corral import errors
 from corral.core import integrations
 from corral.core.metadata import service as metadata_service
 from corral.core.metadata.validation import Validator
+from corral.core.staging import published
 from corral.db.bulk import insert_tuples
 from corral.db.engine import Database
 from corral.db.tables import Integration, Item, ItemPart, Job, JobBlob, JobUnit
@@ -166,6 +167,7 @@ def _plan(ctx: WorkerContext, unit: ClaimedUnit) -> dict[str, Any]:
         storage, validator = _open(db, ctx.services["settings"], unit)
         if storage.strict_client_only:
             inline = _InlineWriter(ctx, replace(unit, params=params), storage, validator)
+            ctx.saturated_by.add(unit.job_id)  # the batches it hands off are for other processes
         else:
             storage.close()
         size = unit.params.get("batch_size", INLINE_BATCH if inline else BATCH)
@@ -214,6 +216,7 @@ def _plan(ctx: WorkerContext, unit: ClaimedUnit) -> dict[str, Any]:
             raise UnitFailed(f"the manifest cannot be read: {exc.message}") from None
         finally:
             if inline is not None:
+                ctx.saturated_by.discard(unit.job_id)
                 storage.close()
     bad_files = inline.error_count if inline is not None else 0
     details: dict[str, Any] = {
@@ -471,9 +474,7 @@ def _finalize(s: Session, job: Job) -> None:
     ):
         # An unreadable manifest fails the job even with ignore_errors: it is not one bad file.
         job.status, job.error = "ERROR", plan.error
-    if job.status == "DONE":
-        s.execute(update(Item).where(Item.job_id == job.id, Item.staged.is_(True)).values(staged=False))
-    elif not job.ignore_errors:
+    if job.status != "DONE" and not job.ignore_errors:  # DONE publishes them (corral.core.staging)
         staged = select(Item.id).where(Item.job_id == job.id, Item.staged.is_(True))
         s.execute(delete(ItemPart).where(ItemPart.item_id.in_(staged)))
         s.execute(delete(Item).where(Item.job_id == job.id, Item.staged.is_(True)))
@@ -536,14 +537,14 @@ def file_counts(s: Session, job_id: uuid.UUID, *, error_limit: int = 1000) -> di
 
 
 def kept_items(s: Session, job_id: uuid.UUID) -> int:
-    query = select(func.count()).select_from(Item).where(Item.job_id == job_id, Item.staged.is_(False))
+    query = select(func.count()).select_from(Item).where(Item.job_id == job_id, published())
     return s.scalar(query) or 0
 
 
 def created_items(s: Session, job_id: uuid.UUID, limit: int = 1000) -> list[dict[str, Any]]:
     rows = s.execute(
         select(Item.id, Item.name, Item.url)
-        .where(Item.job_id == job_id, Item.staged.is_(False))
+        .where(Item.job_id == job_id, published())
         .order_by(Item.created_at)
         .limit(limit)
     )

@@ -1,0 +1,40 @@
+"""Which items exist for users: staged items wait for their upload job.
+
+An upload job without ``ignore_errors`` inserts its items *staged* (all or nothing): they are
+invisible while the job is ``PENDING``, and when it ends they either become visible with the
+job's status turning ``DONE`` (nothing else is written, so publishing a million items is one
+row's update) or are deleted with it (``ERROR``, ``CANCELLED``).  Every query for items users
+can see filters on :func:`published`.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import ColumnElement, and_, or_, select
+from sqlalchemy.orm import Session
+
+from corral.db.tables import Item, Job
+
+
+def running_jobs() -> ColumnElement[bool]:
+    return Job.status == "PENDING"
+
+
+def published() -> ColumnElement[bool]:
+    """True for the items users can see (deleted or not)."""
+    return or_(
+        Item.staged.is_(False),
+        and_(Item.job_id.is_not(None), Item.job_id.not_in(select(Job.id).where(running_jobs()))),
+    )
+
+
+def is_published(s: Session, item: Item) -> bool:
+    if not item.staged:
+        return True
+    return item.job_id is not None and s.scalar(select(Job.status).where(Job.id == item.job_id)) != "PENDING"
+
+
+def staged_job(s: Session, job_id: uuid.UUID) -> bool:
+    """Whether the job's staged items are still invisible."""
+    return s.scalar(select(Job.status).where(Job.id == job_id)) == "PENDING"
