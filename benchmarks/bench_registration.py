@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -75,6 +76,24 @@ def peak_rss_mib(pid: int) -> float:
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of one process so far (a figure the machine's noise barely moves)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def profile(pids: list[int], seconds: int, out: Path) -> list[subprocess.Popen[bytes]]:
+    """With CORRAL_BENCH_PYSPY=path/to/py-spy: sample each process into OUT-PID.txt (collapsed stacks)."""
+    spy = os.environ.get("CORRAL_BENCH_PYSPY")
+    if not spy:
+        return []
+    return [
+        subprocess.Popen([spy, "record", "-p", str(pid), "-d", str(seconds), "-r", "50", "-f", "raw",
+                          "-o", f"{out}-{pid}.txt"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for pid in pids
+    ]
 
 
 def main() -> None:
@@ -149,6 +168,9 @@ def main() -> None:
         )
         httpx.post(f"{url}/api/v1/folders", headers=auth, json={"path": "bench"})
         cli_env = {**env, "CORRAL_URL": url, "CORRAL_TOKEN": token}
+        pids = [server.pid, *children(server.pid)]
+        cpu_before = {pid: cpu_seconds(pid) for pid in pids}
+        spies = profile(pids, max(10, args.files // 10_000), work / "profile")
         start = time.perf_counter()
         result = subprocess.run(
             [corral, "import", str(manifest), "--folder", "bench", "--integration", "media", "--json"],
@@ -163,6 +185,17 @@ def main() -> None:
             if status
             else result.stderr
         )
+        cpu = {pid: cpu_seconds(pid) - cpu_before[pid] for pid in pids}
+        cli_cpu = resource.getrusage(resource.RUSAGE_CHILDREN)
+        print(
+            "CPU seconds: "
+            + ", ".join(f"{'server' if pid == server.pid else 'worker'} {t:.1f}" for pid, t in cpu.items())
+            + f", corral import {cli_cpu.ru_utime + cli_cpu.ru_stime:.1f} (with setup commands)"
+        )
+        for spy in spies:
+            spy.wait()
+        if spies:
+            print(f"profiles: {work}/profile-*.txt")
         workers = [peak_rss_mib(c) for c in children(server.pid)]
         print(
             f"end to end: {elapsed:.1f} s = {args.files / elapsed:,.0f} files/s; server peak memory "
