@@ -10,6 +10,7 @@ stored unless the whole document passes.
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -343,6 +344,7 @@ def check(
     c = _Check(ontology)
     if not isinstance(document, dict):
         raise errors.ValidationFailed("a label row must be a JSON object")
+    document = copy.deepcopy(document)  # stamped below; the caller's copy stays as sent
     units = _data_units(c, document.get("data_units", {}), target)
     _object_answers(c, document)
     _classification_answers(c, document, stamp)
