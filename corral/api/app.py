@@ -15,6 +15,7 @@ from corral.api.errors import install_error_handlers
 from corral.api.middleware import RequestLogMiddleware
 from corral.api.routes import (
     datasets,
+    encord_labels,
     encord_metadata,
     encord_rpc,
     encord_v2,
@@ -109,6 +110,7 @@ def create_app(
                    metadata_schema.router, folders.router, items.router, items.upload_router,
                    imports.import_router,
                    datasets.router, datasets.admin_router,
-                   encord_v2.router, integrations.v2_router, encord_metadata.router, encord_rpc.router):
+                   encord_v2.router, integrations.v2_router, encord_metadata.router, encord_labels.router,
+                   encord_rpc.router):
         app.include_router(router)
     return app

@@ -330,7 +330,7 @@ class Grant(Base):
     )
     id: Mapped[uuid.UUID] = _id()
     org_id: Mapped[uuid.UUID] = _org()
-    resource_type: Mapped[str] = mapped_column(String(16))  # "folder" | "dataset"
+    resource_type: Mapped[str] = mapped_column(String(16))  # "folder" | "dataset" | "project"
     resource_id: Mapped[uuid.UUID] = mapped_column(Uuid)
     user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
     role: Mapped[str] = mapped_column(String(16))  # "viewer" | "editor"
@@ -371,8 +371,9 @@ class ProjectDataset(Base):
     project_id: Mapped[uuid.UUID] = mapped_column(
         ForeignKey("projects.id", ondelete="CASCADE"), primary_key=True
     )
+    # indexed on its own: "which projects use this dataset" (deleting a dataset) reads it alone
     dataset_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey("datasets.id", ondelete="RESTRICT"), primary_key=True
+        ForeignKey("datasets.id", ondelete="RESTRICT"), primary_key=True, index=True
     )
 
 

@@ -1,0 +1,294 @@
+"""Label rows: one per data unit (data row) of a project's datasets and branch.
+
+A data unit has no label row until someone starts labelling it (``create``); listing shows
+every data unit either way (``NOT_LABELLED`` without one).  A label row stores only what the
+labeller controls, the checked label document (``validation.check``): the labels of each data
+unit, and the object and classification answers.  Everything else in the row the SDK reads
+(titles, links, sizes, data type) is rebuilt from the data row and its item on every read, so
+it never goes stale.
+
+Images and videos can be labelled; other data types are listed but refused on ``create``.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from email.utils import format_datetime
+from typing import Any
+
+from sqlalchemy import and_, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from corral import errors
+from corral.core.identity import Principal
+from corral.core.labels import ontologies, projects, validation
+from corral.db.tables import DataRow, Dataset, Item, LabelRow, Project, ProjectDataset
+from corral.db.types import utcnow
+from corral.errors import ErrorDetail
+
+BRANCH = "main"
+MAX_UIDS = 1_000
+LABEL_STATUSES = (
+    "NOT_LABELLED", "LABEL_IN_PROGRESS", "LABELLED", "REVIEW_IN_PROGRESS", "REVIEWED", "REVIEWED_TWICE",
+)
+# item type -> the SDK's DataType value (lower case in label rows, upper case in metadata)
+DATA_TYPES = {
+    "image": "image", "video": "video", "image_sequence": "video", "image_group": "img_group",
+    "audio": "audio", "text": "plain_text", "pdf": "pdf", "nifti": "nifti", "dicom_series": "dicom",
+}
+LABELLABLE = ("image", "video")
+
+
+@dataclass(frozen=True)
+class Unit:
+    """A data unit of a project: its data row, dataset, item and label row (if any)."""
+
+    data_row_id: uuid.UUID
+    dataset_id: uuid.UUID
+    dataset_title: str
+    item: Item
+    label: LabelRow | None
+
+    @property
+    def data_type(self) -> str:
+        return DATA_TYPES.get(self.item.item_type, self.item.item_type)
+
+    @property
+    def frames(self) -> int | None:
+        fps, duration = self.item.media.get("fps"), self.item.media.get("duration")
+        if self.data_type == "image":
+            return 1
+        if isinstance(fps, (int, float)) and isinstance(duration, (int, float)) and fps > 0:
+            return max(1, round(fps * duration))
+        return None
+
+
+def _stamp(when: datetime | None) -> str | None:
+    return format_datetime(when, usegmt=True) if when is not None else None
+
+
+def _units(
+    s: Session,
+    project: Project,
+    *,
+    data_row_ids: Sequence[uuid.UUID] | None = None,
+    label_ids: Sequence[uuid.UUID] | None = None,
+    title: str | None = None,
+) -> list[Unit]:
+    on_label = and_(
+        LabelRow.project_id == project.id, LabelRow.data_row_id == DataRow.id, LabelRow.branch_name == BRANCH
+    )
+    query = (
+        select(DataRow.id, DataRow.dataset_id, Dataset.title, Item, LabelRow)
+        .join(ProjectDataset, and_(ProjectDataset.dataset_id == DataRow.dataset_id,
+                                   ProjectDataset.project_id == project.id))
+        .join(Dataset, Dataset.id == DataRow.dataset_id)
+        .join(Item, Item.id == DataRow.item_id)
+        .outerjoin(LabelRow, on_label)
+        .where(Item.deleted_at.is_(None), Item.staged.is_(False))
+    )
+    if data_row_ids is not None:
+        query = query.where(DataRow.id.in_(list(data_row_ids)))
+    if label_ids is not None:
+        query = query.where(LabelRow.id.in_(list(label_ids)))
+    if title is not None:
+        query = query.where(Item.name == title)
+    rows = s.execute(query.order_by(DataRow.dataset_id, DataRow.item_id)).all()
+    return [Unit(r[0], r[1], r[2], r[3], r[4]) for r in rows]
+
+
+def metadata(unit: Unit) -> dict[str, Any]:
+    """The SDK's LabelRowMetadata for a data unit."""
+    item, label, media = unit.item, unit.label, unit.item.media
+    return {
+        "label_hash": str(label.id) if label else None,
+        "branch_name": BRANCH,
+        "created_at": _stamp(label.created_at) if label else None,
+        "last_edited_at": _stamp(label.updated_at) if label else None,
+        "data_hash": str(unit.data_row_id),
+        "dataset_hash": str(unit.dataset_id),
+        "dataset_title": unit.dataset_title,
+        "data_title": item.name,
+        "data_type": unit.data_type.upper(),
+        "data_link": item.url,
+        "label_status": label.label_status if label else "NOT_LABELLED",
+        "annotation_task_status": None,
+        "is_shadow_data": False,
+        "number_of_frames": unit.frames or 1,
+        "frames_per_second": media.get("fps"),
+        "duration": media.get("duration"),
+        "width": media.get("width"),
+        "height": media.get("height"),
+        "spaces": {},
+        "file_type": item.mime_type,
+        "backing_item_uuid": str(item.id),
+        "is_valid": True,
+    }
+
+
+def _empty_labels(unit: Unit) -> dict[str, Any]:
+    return {"objects": [], "classifications": []} if unit.data_type == "image" else {}
+
+
+def blob(unit: Unit) -> dict[str, Any]:
+    """The label row document the SDK reads (``labelrow`` GET/PUT)."""
+    label, item, media = unit.label, unit.item, unit.item.media
+    assert label is not None
+    data_hash = str(unit.data_row_id)
+    stored = label.document or {}
+    data_unit: dict[str, Any] = {
+        "data_hash": data_hash,
+        "data_title": item.name,
+        "data_type": item.mime_type or f"{unit.data_type}/unknown",
+        "data_sequence": 0,
+        "data_link": item.url,
+        "width": media.get("width"),
+        "height": media.get("height"),
+        "labels": stored.get("data_units", {}).get(data_hash, {}).get("labels", _empty_labels(unit)),
+    }
+    if unit.data_type == "video":
+        data_unit.update(data_fps=media.get("fps"), data_duration=media.get("duration"))
+    return {
+        "label_hash": str(label.id),
+        "branch_name": label.branch_name,
+        "created_at": _stamp(label.created_at),
+        "last_edited_at": _stamp(label.updated_at),
+        "data_hash": data_hash,
+        "dataset_hash": str(unit.dataset_id),
+        "dataset_title": unit.dataset_title,
+        "data_title": item.name,
+        "data_type": unit.data_type,
+        "label_status": label.label_status,
+        "is_valid": True,
+        "spaces": {},
+        "data_units": {data_hash: data_unit},
+        "object_answers": stored.get("object_answers", {}),
+        "classification_answers": stored.get("classification_answers", {}),
+        "object_actions": stored.get("object_actions", {}),
+    }
+
+
+# -- the calls ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Filters:
+    data_hashes: list[uuid.UUID] | None = None
+    label_hashes: list[uuid.UUID] | None = None
+    data_title: str | None = None
+    label_statuses: list[str] | None = None
+
+
+def list_metadata(
+    s: Session, principal: Principal, project_ref: Any, where: Filters = Filters()
+) -> list[dict[str, Any]]:
+    """One LabelRowMetadata per data unit of the project (labelled or not), in a stable order."""
+    project = projects.load(s, principal, project_ref)
+    units = _units(s, project, data_row_ids=where.data_hashes, label_ids=where.label_hashes,
+                   title=where.data_title)
+    out = [metadata(u) for u in units]
+    if where.label_statuses:
+        out = [m for m in out if m["label_status"] in where.label_statuses]
+    return out
+
+
+def _uids(values: Any, kind: str) -> list[uuid.UUID]:
+    if not isinstance(values, list) or not values or len(values) > MAX_UIDS:
+        message = f"uid must be a list of 1-{MAX_UIDS} {kind} hashes"
+        raise errors.ValidationFailed(message, details=[ErrorDetail(message, field="uid")])
+    return [ontologies.parse_id(v, kind) for v in values]
+
+
+def _new_label(s: Session, project: Project, unit: Unit, principal: Principal) -> LabelRow:
+    if unit.data_type not in LABELLABLE:
+        raise errors.InvalidInput(
+            f"data unit {unit.data_row_id} is a {unit.data_type}: corral labels images and videos only"
+        )
+    try:
+        with s.begin_nested():
+            row = LabelRow(project_id=project.id, data_row_id=unit.data_row_id, branch_name=BRANCH,
+                           label_status="LABEL_IN_PROGRESS", document={}, updated_by=principal.user_id)
+            s.add(row)
+            s.flush()
+            return row
+    except IntegrityError:  # created concurrently: use that one
+        found = s.scalar(select(LabelRow).where(
+            LabelRow.project_id == project.id, LabelRow.data_row_id == unit.data_row_id,
+            LabelRow.branch_name == BRANCH))
+        assert found is not None
+        return found
+
+
+def create(s: Session, principal: Principal, project_ref: Any, data_hashes: Any) -> list[dict[str, Any]]:
+    """Start labelling data units: their label rows, created where missing (so repeating is harmless)."""
+    project = projects.load(s, principal, project_ref, "editor")
+    ids = _uids(data_hashes, "data")
+    units = {u.data_row_id: u for u in _units(s, project, data_row_ids=ids)}
+    missing = [str(i) for i in ids if i not in units]
+    if missing:
+        raise errors.NotFound(f"data unit(s) {', '.join(missing[:10])} not found in project {project.id}")
+    out = []
+    for i in dict.fromkeys(ids):
+        unit = units[i]
+        if unit.label is None:
+            unit = Unit(unit.data_row_id, unit.dataset_id, unit.dataset_title, unit.item,
+                        _new_label(s, project, unit, principal))
+        out.append(blob(unit))
+    return out
+
+
+def _by_label(s: Session, project: Project, ids: list[uuid.UUID]) -> dict[uuid.UUID, Unit]:
+    found = {u.label.id: u for u in _units(s, project, label_ids=ids) if u.label is not None}
+    missing = [str(i) for i in ids if i not in found]
+    if missing:
+        raise errors.NotFound(f"label row(s) {', '.join(missing[:10])} not found in project {project.id}")
+    return found
+
+
+def get(s: Session, principal: Principal, project_ref: Any, label_hashes: Any) -> list[dict[str, Any]]:
+    project = projects.load(s, principal, project_ref)
+    ids = _uids(label_hashes, "label")
+    found = _by_label(s, project, ids)
+    return [blob(found[i]) for i in dict.fromkeys(ids)]
+
+
+def _target(unit: Unit) -> validation.Target:
+    return validation.Target(frozenset({str(unit.data_row_id)}), unit.data_type != "image", unit.frames)
+
+
+def save(s: Session, principal: Principal, project_ref: Any, label_hashes: Any, documents: Any) -> int:
+    """Replace the labels of label rows, all or none: every document is checked before any is stored."""
+    project = projects.load(s, principal, project_ref, "editor")
+    ids = _uids(label_hashes, "label")
+    if not isinstance(documents, list) or len(documents) != len(ids):
+        message = "labels must be a list with one label row per uid"
+        raise errors.ValidationFailed(message, details=[ErrorDetail(message, field="labels")])
+    found = _by_label(s, project, ids)
+    assert project.ontology_id is not None
+    index = ontologies.index(ontologies.get(s, principal, project.ontology_id))
+    checked = []
+    for n, (ident, doc) in enumerate(zip(ids, documents, strict=True)):
+        if not isinstance(doc, dict) or doc.get("label_hash") not in (None, str(ident)):
+            raise errors.ValidationFailed(f"labels[{n}] is not the document of label row {ident}")
+        try:
+            stored = validation.check(index, doc, _target(found[ident]), stamp=principal.email)
+        except errors.ValidationFailed as exc:
+            details = [
+                ErrorDetail(d.message, f"labels[{n}].{d.field}" if d.field else None) for d in exc.details
+            ]
+            raise errors.ValidationFailed(f"label row {ident}: {exc.message}", details=details) from None
+        status = doc.get("label_status")
+        checked.append((found[ident].label, stored, status if status in LABEL_STATUSES[1:] else None))
+    now = utcnow()
+    for label, stored, status in checked:
+        assert label is not None
+        label.document = stored
+        label.label_status = status or label.label_status
+        label.updated_by = principal.user_id
+        label.updated_at = now
+    s.flush()
+    return len(checked)

@@ -1,0 +1,361 @@
+"""Check a label row document (as the Encord SDK saves it) against the project's ontology.
+
+Every object must name an object of the ontology by ``featureHash`` and carry the geometry of
+that object's shape; coordinates are numbers normalised to the image (0..1); every answer must
+name an attribute of its object or classification and, for radio and checklist attributes,
+options of that attribute.  All problems are collected and reported together, each with the path
+of the offending field (``data_units.<hash>.labels.objects[0].boundingBox.w``), and nothing is
+stored unless the whole document passes.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from corral import errors
+from corral.core.labels.ontology import ElementSpec, OntologyIndex
+from corral.errors import ErrorDetail
+
+EPSILON = 1e-6  # rounding slack for x + w <= 1
+GEOMETRY_KEY = {
+    "bounding_box": "boundingBox",
+    "rotatable_bounding_box": "rotatableBoundingBox",
+    "polygon": "polygon",
+    "polyline": "polyline",
+    "point": "point",
+    "bitmask": "bitmask",
+    "skeleton": "skeleton",
+}
+MIN_POINTS = {"polygon": 3, "polyline": 2}
+
+
+@dataclass(frozen=True)
+class Target:
+    """What a label row may contain: its data units and whether their labels are per frame."""
+
+    data_units: frozenset[str]
+    per_frame: bool
+    frames: int | None = None  # known number of frames (per_frame only)
+
+
+@dataclass
+class _Check:
+    ontology: OntologyIndex
+    problems: list[ErrorDetail] = field(default_factory=list)
+    object_hashes: dict[str, ElementSpec] = field(default_factory=dict)
+
+    def bad(self, where: str, message: str) -> None:
+        self.problems.append(ErrorDetail(f"{where}: {message}", field=where))
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _unit(c: _Check, value: Any, where: str) -> bool:
+    if not _number(value):
+        c.bad(where, f"must be a number, got {value!r}")
+        return False
+    if not -EPSILON <= value <= 1 + EPSILON:
+        c.bad(where, f"must be between 0 and 1 (coordinates are fractions of the image), got {value!r}")
+        return False
+    return True
+
+
+def _box(c: _Check, box: Any, where: str, rotatable: bool) -> None:
+    if not isinstance(box, dict):
+        c.bad(where, "expected an object with h, w, x and y")
+        return
+    keys = ("h", "w", "x", "y", "theta") if rotatable else ("h", "w", "x", "y")
+    missing = [k for k in keys if k not in box]
+    if missing:
+        c.bad(where, f"missing {', '.join(missing)}")
+        return
+    ok = all([_unit(c, box[k], f"{where}.{k}") for k in ("h", "w", "x", "y")])
+    if rotatable:
+        if not _number(box["theta"]):
+            c.bad(f"{where}.theta", f"must be a number, got {box['theta']!r}")
+    elif ok:
+        for start, size in (("x", "w"), ("y", "h")):
+            if box[start] + box[size] > 1 + EPSILON:
+                c.bad(where, f"{start} + {size} is {box[start] + box[size]:g}: the box leaves the image")
+
+
+def _point(c: _Check, point: Any, where: str, named: bool = False) -> None:
+    if not isinstance(point, dict) or "x" not in point or "y" not in point:
+        c.bad(where, "expected a point {x, y}")
+        return
+    _unit(c, point["x"], f"{where}.x")
+    _unit(c, point["y"], f"{where}.y")
+    if named and not isinstance(point.get("name"), str):
+        c.bad(f"{where}.name", "a skeleton point needs a name")
+
+
+def _points(value: Any) -> list[tuple[str, Any]] | None:
+    """``{"0": p, "1": p}`` (by index) or ``[p, p]`` as (label, point) pairs in order."""
+    if isinstance(value, list):
+        return [(f"[{i}]", p) for i, p in enumerate(value)]
+    if isinstance(value, dict):
+        try:
+            keys = sorted(value, key=int)
+        except (TypeError, ValueError):
+            return None
+        return [(f".{k}", value[k]) for k in keys]
+    return None
+
+
+def _path(c: _Check, shape: str, value: Any, where: str) -> None:
+    points = _points(value)
+    if points is None:
+        c.bad(where, "expected points as {\"0\": {x, y}, …} or [{x, y}, …]")
+        return
+    if len(points) < MIN_POINTS[shape]:
+        c.bad(where, f"a {shape} needs at least {MIN_POINTS[shape]} points, got {len(points)}")
+    for label, p in points:
+        _point(c, p, where + label)
+
+
+def _polygons(c: _Check, value: Any, where: str) -> None:
+    """The multi-polygon form: polygons of contours of flat [x0, y0, x1, y1, …] lists."""
+    if value is None:
+        return
+    if not isinstance(value, list):
+        c.bad(where, "expected a list of polygons")
+        return
+    for i, polygon in enumerate(value):
+        for j, ring in enumerate(polygon if isinstance(polygon, list) else [None]):
+            at = f"{where}[{i}][{j}]"
+            if not isinstance(ring, list) or len(ring) % 2 or len(ring) < 6:
+                c.bad(at, "a contour is a flat list [x0, y0, x1, y1, …] of at least 3 points")
+                continue
+            for k, v in enumerate(ring):
+                _unit(c, v, f"{at}[{k}]")
+
+
+def _bitmask(c: _Check, value: Any, where: str) -> None:
+    if not isinstance(value, dict):
+        c.bad(where, "expected {top, left, width, height, rleString}")
+        return
+    for k in ("top", "left", "width", "height"):
+        v = value.get(k)
+        if not isinstance(v, int) or isinstance(v, bool) or v < 0:
+            c.bad(f"{where}.{k}", f"must be a non-negative integer, got {v!r}")
+    if not isinstance(value.get("rleString"), str) or not value.get("rleString"):
+        c.bad(f"{where}.rleString", "the run-length encoded mask is required")
+
+
+def _geometry(c: _Check, shape: str, obj: dict[str, Any], where: str) -> None:
+    key = GEOMETRY_KEY[shape]
+    if key not in obj:
+        c.bad(f"{where}.{key}", f"a {shape} object needs its {key} coordinates")
+        return
+    value, at = obj[key], f"{where}.{key}"
+    if shape in ("bounding_box", "rotatable_bounding_box"):
+        _box(c, value, at, shape == "rotatable_bounding_box")
+    elif shape in MIN_POINTS:
+        _path(c, shape, value, at)
+        if shape == "polygon":
+            _polygons(c, obj.get("polygons"), f"{where}.polygons")
+    elif shape == "point":
+        points = _points(value)
+        if not points or len(points) != 1:
+            c.bad(at, "expected exactly one point {\"0\": {x, y}}")
+        else:
+            _point(c, points[0][1], at + points[0][0])
+    elif shape == "skeleton":
+        points = _points(value)
+        if not points:
+            c.bad(at, "expected the skeleton's points {\"0\": {x, y, name}, …}")
+        for label, p in points or []:
+            _point(c, p, at + label, named=True)
+    else:
+        _bitmask(c, value, at)
+
+
+def _object(c: _Check, obj: Any, where: str) -> None:
+    if not isinstance(obj, dict):
+        c.bad(where, "expected an object instance")
+        return
+    fh = obj.get("featureHash")
+    spec = c.ontology.objects.get(fh) if isinstance(fh, str) else None
+    if spec is None:
+        kind = " (a classification, not an object)" if fh in c.ontology.classifications else ""
+        c.bad(f"{where}.featureHash", f"unknown object feature hash {fh!r}{kind} in the project's ontology")
+        return
+    assert spec.shape is not None
+    label = f"object {spec.name!r}"
+    if obj.get("shape") != spec.shape:
+        c.bad(f"{where}.shape", f"{label} is a {spec.shape} in the ontology, got shape {obj.get('shape')!r}")
+        return
+    oh = obj.get("objectHash")
+    if not isinstance(oh, str) or not oh:
+        c.bad(f"{where}.objectHash", "an object instance needs an objectHash")
+        return
+    seen = c.object_hashes.get(oh)
+    if seen is not None and seen.feature_hash != fh:
+        c.bad(f"{where}.objectHash", f"objectHash {oh!r} is used by two different objects")
+    c.object_hashes[oh] = spec
+    _geometry(c, spec.shape, obj, where)
+
+
+def _answers(c: _Check, element: ElementSpec, answers: Any, where: str) -> None:
+    if not isinstance(answers, list):
+        c.bad(where, "expected a list of answers")
+        return
+    for i, answer in enumerate(answers):
+        at = f"{where}[{i}]"
+        if not isinstance(answer, dict):
+            c.bad(at, "expected an answer object")
+            continue
+        fh = answer.get("featureHash")
+        attr = element.attributes.get(fh) if isinstance(fh, str) else None
+        if attr is None:
+            message = f"unknown attribute feature hash {fh!r} for {element.kind} {element.name!r}"
+            c.bad(f"{at}.featureHash", message)
+            continue
+        value = answer.get("answers")
+        if attr.type == "text":
+            if not isinstance(value, str):
+                c.bad(f"{at}.answers", f"text attribute {attr.name!r} needs a string answer")
+        elif attr.type == "number":
+            if not _number(value):
+                c.bad(f"{at}.answers", f"number attribute {attr.name!r} needs a number, got {value!r}")
+        else:
+            _options(c, attr.type, attr.name, attr.options, value, f"{at}.answers")
+
+
+def _options(c: _Check, kind: str, name: str, options: dict[str, str], value: Any, where: str) -> None:
+    if not isinstance(value, list) or (kind == "radio" and len(value) != 1):
+        need = "exactly one option" if kind == "radio" else "a list of options"
+        c.bad(where, f"{kind} attribute {name!r} needs {need}")
+        return
+    for j, option in enumerate(value):
+        oh = option.get("featureHash") if isinstance(option, dict) else None
+        if oh not in options:
+            c.bad(f"{where}[{j}].featureHash", f"{oh!r} is not an option of {kind} attribute {name!r}")
+
+
+def _frames(c: _Check, labels: Any, target: Target, where: str) -> Iterable[tuple[str, Any]]:
+    if not isinstance(labels, dict):
+        c.bad(where, "expected an object")
+        return []
+    if not target.per_frame:
+        return [(where, labels)]
+    out = []
+    for frame, content in labels.items():
+        if not str(frame).isdigit() or (target.frames is not None and int(frame) >= target.frames):
+            c.bad(f"{where}.{frame}", f"frame {frame!r} is not a frame of this data unit")
+            continue
+        out.append((f"{where}.{frame}", content))
+    return out
+
+
+def _data_units(c: _Check, units: Any, target: Target) -> dict[str, Any]:
+    stored: dict[str, Any] = {}
+    if not isinstance(units, dict):
+        c.bad("data_units", "expected an object keyed by data hash")
+        return stored
+    for dh, unit in units.items():
+        where = f"data_units.{dh}"
+        if dh not in target.data_units:
+            c.bad(where, f"{dh!r} is not a data unit of this label row")
+            continue
+        labels = unit.get("labels", {}) if isinstance(unit, dict) else None
+        for at, frame in _frames(c, labels, target, f"{where}.labels"):
+            objects = frame.get("objects", []) if isinstance(frame, dict) else None
+            if not isinstance(objects, list):
+                c.bad(f"{at}.objects", "expected a list of objects")
+                continue
+            for i, obj in enumerate(objects):
+                _object(c, obj, f"{at}.objects[{i}]")
+            for i, cl in enumerate(frame.get("classifications") or []):
+                fh = cl.get("featureHash") if isinstance(cl, dict) else None
+                if fh not in c.ontology.classifications:
+                    message = f"unknown classification feature hash {fh!r}"
+                    c.bad(f"{at}.classifications[{i}].featureHash", message)
+        stored[dh] = {"labels": labels}
+    return stored
+
+
+def _keyed(c: _Check, doc: dict[str, Any], key: str) -> dict[str, Any]:
+    value = doc.get(key, {})
+    if not isinstance(value, dict):
+        c.bad(key, "expected an object")
+        return {}
+    return value
+
+
+def _object_answers(c: _Check, doc: dict[str, Any]) -> None:
+    for key in ("object_answers", "object_actions"):
+        for oh, entry in _keyed(c, doc, key).items():
+            where = f"{key}.{oh}"
+            spec = c.object_hashes.get(oh)
+            if spec is None:
+                c.bad(where, f"answers for object {oh!r}, which is in no data unit")
+                continue
+            if not isinstance(entry, dict):
+                c.bad(where, "expected an object")
+                continue
+            field_name = "classifications" if key == "object_answers" else "actions"
+            _answers(c, spec, entry.get(field_name, []), f"{where}.{field_name}")
+
+
+def _classification_answers(c: _Check, doc: dict[str, Any], stamp: str | None) -> None:
+    for ch, entry in _keyed(c, doc, "classification_answers").items():
+        where = f"classification_answers.{ch}"
+        if not isinstance(entry, dict):
+            c.bad(where, "expected an object")
+            continue
+        fh = entry.get("featureHash")
+        spec = c.ontology.classifications.get(fh) if isinstance(fh, str) else None
+        if spec is None:
+            kind = " (an object, not a classification)" if fh in c.ontology.objects else ""
+            message = f"unknown classification feature hash {fh!r}{kind} in the project's ontology"
+            c.bad(f"{where}.featureHash", message)
+            continue
+        _answers(c, spec, entry.get("classifications", []), f"{where}.classifications")
+        if stamp and entry.get("createdBy") is None:
+            entry["createdBy"] = stamp
+
+
+def _stamp_objects(units: dict[str, Any], stamp: str | None, per_frame: bool) -> None:
+    if not stamp:
+        return
+    for unit in units.values():
+        labels = unit["labels"]
+        frames = labels.values() if per_frame else [labels]
+        for frame in frames:
+            for obj in frame.get("objects", []):
+                if obj.get("createdBy") is None:
+                    obj["createdBy"] = stamp
+
+
+def check(
+    ontology: OntologyIndex, document: Any, target: Target, *, stamp: str | None = None
+) -> dict[str, Any]:
+    """The part of a label row document to store, or ValidationFailed naming every bad field.
+
+    ``stamp`` (the saver's e-mail) fills ``createdBy`` where the client left it null.
+    """
+    c = _Check(ontology)
+    if not isinstance(document, dict):
+        raise errors.ValidationFailed("a label row must be a JSON object")
+    document = copy.deepcopy(document)  # stamped below; the caller's copy stays as sent
+    units = _data_units(c, document.get("data_units", {}), target)
+    _object_answers(c, document)
+    _classification_answers(c, document, stamp)
+    if c.problems:
+        shown = "; ".join(p.message for p in c.problems[:5])
+        more = f" (and {len(c.problems) - 5} more)" if len(c.problems) > 5 else ""
+        raise errors.ValidationFailed(f"labels do not match the ontology: {shown}{more}", details=c.problems)
+    _stamp_objects(units, stamp, target.per_frame)
+    return {
+        "data_units": units,
+        "object_answers": _keyed(c, document, "object_answers"),
+        "classification_answers": _keyed(c, document, "classification_answers"),
+        "object_actions": _keyed(c, document, "object_actions"),
+    }

@@ -1,0 +1,169 @@
+"""Label documents checked against an ontology (no database: ``corral.core.labels.validation``)."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+
+from corral.core.labels import ontology, validation
+from corral.errors import ValidationFailed
+
+EDITOR: dict[str, Any] = {
+    "objects": [
+        {"id": "1", "name": "car", "shape": "bounding_box", "featureNodeHash": "car00001", "attributes": [
+            {"id": "1.1", "name": "colour", "type": "radio", "featureNodeHash": "colour01", "options": [
+                {"id": "1.1.1", "label": "red", "value": "red", "featureNodeHash": "red00001", "options": [
+                    {"id": "1.1.1.1", "name": "shade", "type": "text", "featureNodeHash": "shade001"}]},
+                {"id": "1.1.2", "label": "blue", "value": "blue", "featureNodeHash": "blue0001"}]}]},
+        {"id": "2", "name": "road", "shape": "polygon", "featureNodeHash": "road0001"},
+        {"id": "3", "name": "lane", "shape": "polyline", "featureNodeHash": "lane0001"},
+        {"id": "4", "name": "kp", "shape": "point", "featureNodeHash": "kp000001"},
+        {"id": "5", "name": "sign", "shape": "rotatable_bounding_box", "featureNodeHash": "sign0001"},
+        {"id": "6", "name": "mask", "shape": "bitmask", "featureNodeHash": "mask0001"},
+        {"id": "7", "name": "body", "shape": "skeleton", "featureNodeHash": "body0001"},
+    ],
+    "classifications": [
+        {"id": "1", "featureNodeHash": "weather1", "attributes": [
+            {"id": "1.1", "name": "weather", "type": "radio", "featureNodeHash": "weathera", "options": [
+                {"id": "1.1.1", "label": "sunny", "value": "sunny", "featureNodeHash": "sunny001"}]}]},
+        {"id": "2", "featureNodeHash": "tags0001", "attributes": [
+            {"id": "2.1", "name": "tags", "type": "checklist", "featureNodeHash": "tagsattr", "options": [
+                {"id": "2.1.1", "label": "night", "value": "night", "featureNodeHash": "night001"}]}]},
+        {"id": "3", "featureNodeHash": "count001", "attributes": [
+            {"id": "3.1", "name": "count", "type": "number", "featureNodeHash": "countatt"}]},
+    ],
+}
+INDEX = ontology.read(EDITOR)
+IMAGE = validation.Target(frozenset({"du"}), per_frame=False)
+VIDEO = validation.Target(frozenset({"du"}), per_frame=True, frames=10)
+
+
+def obj(feature: str, shape: str, oh: str, **geometry: Any) -> dict[str, Any]:
+    return {"featureHash": feature, "shape": shape, "objectHash": oh, "createdBy": None, **geometry}
+
+
+def doc(*objects: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    return {"data_units": {"du": {"labels": {"objects": list(objects), "classifications": []}}},
+            "object_answers": {o["objectHash"]: {"objectHash": o["objectHash"], "classifications": []}
+                               for o in objects},
+            "classification_answers": {}, "object_actions": {}, **extra}
+
+
+GOOD = [
+    obj("car00001", "bounding_box", "o1", boundingBox={"x": 0.1, "y": 0.1, "w": 0.9, "h": 0.5}),
+    obj("road0001", "polygon", "o2", polygon={"0": {"x": 0, "y": 0}, "1": {"x": 1, "y": 0}, "2": {"x": 1, "y": 1}},
+        polygons=[[[0, 0, 1, 0, 1, 1]]]),
+    obj("lane0001", "polyline", "o3", polyline=[{"x": 0, "y": 0}, {"x": 0.5, "y": 0.5}]),
+    obj("kp000001", "point", "o4", point={"0": {"x": 0.5, "y": 0.5}}),
+    obj("sign0001", "rotatable_bounding_box", "o5",
+        rotatableBoundingBox={"x": 0.1, "y": 0.1, "w": 0.2, "h": 0.2, "theta": 45}),
+    obj("mask0001", "bitmask", "o6", bitmask={"top": 0, "left": 0, "width": 4, "height": 4, "rleString": "4"}),
+    obj("body0001", "skeleton", "o7", skeleton={"0": {"x": 0.1, "y": 0.2, "name": "head"},
+                                                "1": {"x": 0.1, "y": 0.4, "name": "neck"}}),
+]
+
+
+def refused(document: dict[str, Any], target: validation.Target = IMAGE) -> str:
+    with pytest.raises(ValidationFailed) as info:
+        validation.check(INDEX, document, target)
+    return " | ".join([info.value.message, *(f"{d.field} {d.message}" for d in info.value.details)])
+
+
+def test_every_shape_and_answer_kind_passes_and_is_stamped() -> None:
+    d = doc(*copy.deepcopy(GOOD))
+    d["object_answers"]["o1"]["classifications"] = [
+        {"featureHash": "colour01", "answers": [{"featureHash": "red00001"}]},
+        {"featureHash": "shade001", "answers": "crimson"},
+    ]
+    d["classification_answers"] = {
+        "c1": {"featureHash": "weather1", "createdBy": None,
+               "classifications": [{"featureHash": "weathera", "answers": [{"featureHash": "sunny001"}]}]},
+        "c2": {"featureHash": "tags0001", "classifications": [{"featureHash": "tagsattr", "answers": []}]},
+        "c3": {"featureHash": "count001", "classifications": [{"featureHash": "countatt", "answers": 3.5}]},
+    }
+    stored = validation.check(INDEX, d, IMAGE, stamp="me@x.io")
+    assert [o["createdBy"] for o in stored["data_units"]["du"]["labels"]["objects"]] == ["me@x.io"] * 7
+    assert stored["classification_answers"]["c1"]["createdBy"] == "me@x.io"
+    assert set(stored) == {"data_units", "object_answers", "classification_answers", "object_actions"}
+
+
+@pytest.mark.parametrize(("bad", "expected"), [
+    (obj("nope0001", "bounding_box", "x", boundingBox={}), "unknown object feature hash 'nope0001'"),
+    (obj("weather1", "bounding_box", "x", boundingBox={}), "(a classification, not an object)"),
+    (obj("car00001", "polygon", "x", polygon={}), "object 'car' is a bounding_box in the ontology"),
+    (obj("car00001", "bounding_box", "x"), "a bounding_box object needs its boundingBox coordinates"),
+    (obj("car00001", "bounding_box", "x", boundingBox={"x": 0, "y": 0, "w": 0.1}), "boundingBox: missing h"),
+    (obj("car00001", "bounding_box", "x", boundingBox={"x": 0, "y": 0, "w": "1", "h": 0.1}), "must be a number"),
+    (obj("car00001", "bounding_box", "x", boundingBox={"x": 0, "y": 0, "w": True, "h": 0.1}), "must be a number"),
+    (obj("car00001", "bounding_box", "x", boundingBox={"x": 0.5, "y": 0, "w": 0.6, "h": 0.1}), "leaves the image"),
+    (obj("car00001", "bounding_box", "x", boundingBox={"x": -0.2, "y": 0, "w": 0.1, "h": 0.1}), "between 0 and 1"),
+    (obj("road0001", "polygon", "x", polygon=[{"x": 0, "y": 0}, {"x": 1, "y": 1}]), "at least 3 points, got 2"),
+    (obj("road0001", "polygon", "x", polygon={"a": {}}), "expected points"),
+    (obj("road0001", "polygon", "x", polygon=[{"x": 0, "y": 0}] * 3, polygons=[[[0, 0, 1]]]), "a contour is"),
+    (obj("lane0001", "polyline", "x", polyline=[{"x": 0, "y": 0}]), "a polyline needs at least 2 points"),
+    (obj("kp000001", "point", "x", point={"0": {"x": 2, "y": 0}}), "point.0.x: must be between 0 and 1"),
+    (obj("kp000001", "point", "x", point={"0": {"y": 0}}), "expected a point {x, y}"),
+    (obj("sign0001", "rotatable_bounding_box", "x", rotatableBoundingBox={"x": 0, "y": 0, "w": 0.1, "h": 0.1}),
+     "missing theta"),
+    (obj("mask0001", "bitmask", "x", bitmask={"top": -1, "left": 0, "width": 1, "height": 1}),
+     "rleString"),
+    (obj("body0001", "skeleton", "x", skeleton={"0": {"x": 0.1, "y": 0.1}}), "a skeleton point needs a name"),
+])
+def test_bad_objects_are_refused_with_their_field(bad: dict[str, Any], expected: str) -> None:
+    assert expected in refused(doc(GOOD[0], bad))
+
+
+def test_bad_answers_are_refused() -> None:
+    d = doc(GOOD[0])
+    d["object_answers"]["o1"]["classifications"] = [
+        {"featureHash": "colour01", "answers": [{"featureHash": "red00001"}, {"featureHash": "blue0001"}]},
+        {"featureHash": "weathera", "answers": []},
+        {"featureHash": "shade001", "answers": 5},
+    ]
+    d["object_answers"]["ghost"] = {"classifications": []}
+    d["classification_answers"] = {
+        "c1": {"featureHash": "car00001", "classifications": []},
+        "c2": {"featureHash": "tags0001", "classifications": [{"featureHash": "tagsattr",
+                                                                "answers": [{"featureHash": "sunny001"}]}]},
+        "c3": {"featureHash": "count001", "classifications": [{"featureHash": "countatt", "answers": "x"}]},
+    }
+    message = refused(d)
+    for expected in ("radio attribute 'colour' needs exactly one option",
+                     "unknown attribute feature hash 'weathera' for object 'car'",
+                     "text attribute 'shade' needs a string answer",
+                     "answers for object 'ghost', which is in no data unit",
+                     "(an object, not a classification)",
+                     "'sunny001' is not an option of checklist attribute 'tags'",
+                     "number attribute 'count' needs a number",
+                     "object_answers.o1.classifications[0].answers"):
+        assert expected in message
+
+
+def test_data_units_and_frames_must_belong_to_the_row() -> None:
+    d = doc(GOOD[0])
+    d["data_units"]["other"] = d["data_units"]["du"]
+    assert "'other' is not a data unit of this label row" in refused(d)
+    video = {"data_units": {"du": {"labels": {"3": {"objects": [GOOD[0]]}, "12": {"objects": []}}}},
+             "object_answers": {}}
+    assert "frame '12' is not a frame of this data unit" in refused(video, VIDEO)
+    del video["data_units"]["du"]["labels"]["12"]
+    assert validation.check(INDEX, video, VIDEO)["data_units"]["du"]["labels"]["3"]["objects"][0]["objectHash"] == "o1"
+
+
+def test_ontology_documents_are_checked() -> None:
+    bad = copy.deepcopy(EDITOR)
+    bad["objects"][1]["featureNodeHash"] = "car00001"
+    bad["objects"][2]["shape"] = "hexagon"
+    bad["classifications"][0]["attributes"] = []
+    bad["classifications"][1]["attributes"][0]["type"] = "slider"
+    with pytest.raises(ValidationFailed) as info:
+        ontology.read(bad)
+    fields = {d.field for d in info.value.details}
+    assert fields == {"objects[1].featureNodeHash", "objects[2].shape", "classifications[0].attributes",
+                      "classifications[1].attributes[0].type"}
+    assert "feature hash 'car00001' is used more than once" in info.value.message
+    with pytest.raises(ValidationFailed):
+        ontology.read([])
+    assert set(INDEX.objects["car00001"].attributes) == {"colour01", "shade001"}
