@@ -17,6 +17,7 @@ from corral.api.routes import (
     datasets,
     encord_metadata,
     encord_rpc,
+    encord_storage,
     encord_v2,
     folders,
     health,
@@ -109,6 +110,7 @@ def create_app(
                    metadata_schema.router, folders.router, items.router, items.upload_router,
                    imports.import_router,
                    datasets.router, datasets.admin_router,
-                   encord_v2.router, integrations.v2_router, encord_metadata.router, encord_rpc.router):
+                   encord_v2.router, integrations.v2_router, encord_metadata.router, encord_rpc.router,
+                   encord_storage.router):
         app.include_router(router)
     return app
