@@ -29,7 +29,7 @@ from sqlalchemy import Table, delete, func, insert, select, text, update
 from sqlalchemy.orm import Session
 
 from corral import errors
-from corral.core import integrations
+from corral.core import datasets, integrations
 from corral.core.metadata import service as metadata_service
 from corral.core.metadata.validation import Validator
 from corral.db.bulk import insert_tuples
@@ -473,6 +473,8 @@ def _finalize(s: Session, job: Job) -> None:
         job.status, job.error = "ERROR", plan.error
     if job.status == "DONE":
         s.execute(update(Item).where(Item.job_id == job.id, Item.staged.is_(True)).values(staged=False))
+        if job.params.get("dataset_id"):  # a dataset upload (the SDK's add_private_data_to_dataset)
+            datasets.link_job_items(s, uuid.UUID(job.params["dataset_id"]), job.id)
     elif not job.ignore_errors:
         staged = select(Item.id).where(Item.job_id == job.id, Item.staged.is_(True))
         s.execute(delete(ItemPart).where(ItemPart.item_id.in_(staged)))
