@@ -15,9 +15,11 @@ from corral.api.errors import install_error_handlers
 from corral.api.middleware import RequestLogMiddleware
 from corral.api.routes import (
     datasets,
+    encord_datasets,
     encord_labels,
     encord_metadata,
     encord_rpc,
+    encord_storage,
     encord_v2,
     folders,
     health,
@@ -111,6 +113,6 @@ def create_app(
                    imports.import_router,
                    datasets.router, datasets.admin_router,
                    encord_v2.router, integrations.v2_router, encord_metadata.router, encord_labels.router,
-                   encord_rpc.router):
+                   encord_rpc.router, encord_storage.router, encord_datasets.router):
         app.include_router(router)
     return app

@@ -140,12 +140,91 @@ def _by_title(s: Session, principal: Principal, title: str, need: permissions.Ne
 # -- creating, listing, deleting --------------------------------------------------------------
 
 
-def create(s: Session, principal: Principal, title: str, description: str = "") -> Dataset:
+def create(
+    s: Session, principal: Principal, title: str, description: str = "", *, backing_folder: bool = False
+) -> Dataset:
+    """A new dataset; with ``backing_folder``, also a new top-level folder for its files, named
+    after it (with the dataset's short id added if a top-level folder already has that name)."""
     title, description = _check_text(title, description)
     row = Dataset(org_id=principal.org_id, title=title, description=description, created_by=principal.user_id)
     s.add(row)
     s.flush()
+    if backing_folder:
+        backing(s, principal, row)
     return row
+
+
+def backing(s: Session, principal: Principal, dataset: Dataset) -> Folder:
+    """The dataset's backing folder, created at the top level on first use and named after the
+    dataset (with its short id added if a top-level folder already has that name)."""
+    if dataset.backing_folder_id is not None:
+        found = s.get(Folder, dataset.backing_folder_id)
+        if found is not None:
+            return found
+    name = dataset.title.replace("/", "_")
+    try:
+        with s.begin_nested():
+            folder = folders.create(s, principal, name, description=dataset.description)
+    except errors.AlreadyExists:
+        name = f"{name[: folders.MAX_NAME - 12]} ({str(dataset.id)[:8]})"
+        folder = folders.create(s, principal, name, description=dataset.description)
+    dataset.backing_folder_id = folder.id
+    s.flush()
+    return folder
+
+
+def find(
+    s: Session,
+    principal: Principal,
+    *,
+    title_eq: str | None = None,
+    title_like: str | None = None,
+    description_eq: str | None = None,
+    description_like: str | None = None,
+    created_before: datetime | None = None,
+    created_after: datetime | None = None,
+    edited_before: datetime | None = None,
+    edited_after: datetime | None = None,
+    limit: int = 10_000,
+) -> list[DatasetView]:
+    """Visible datasets matching every filter given, oldest first (at most ``limit``).
+
+    ``*_like`` are SQL LIKE patterns (``%`` and ``_``), matched without regard to case.
+    """
+    query = select(Dataset).where(Dataset.org_id == principal.org_id)
+    visible = permissions.visible_dataset_ids(s, principal)
+    if visible is not None:
+        query = query.where(Dataset.id.in_(visible or [uuid.UUID(int=0)]))
+    for column, eq, like in (
+        (Dataset.title, title_eq, title_like),
+        (Dataset.description, description_eq, description_like),
+    ):
+        if eq is not None:
+            query = query.where(column == eq)
+        if like is not None:
+            query = query.where(column.ilike(like))
+    for stamp, before, after in (
+        (Dataset.created_at, created_before, created_after),
+        (Dataset.updated_at, edited_before, edited_after),
+    ):
+        if before is not None:
+            query = query.where(stamp < before)
+        if after is not None:
+            query = query.where(stamp > after)
+    rows = list(s.scalars(query.order_by(Dataset.created_at, Dataset.id).limit(limit)))
+    counts = row_counts(s, [r.id for r in rows])
+    return [view(s, principal, r, counts.get(r.id, 0)) for r in rows]
+
+
+def provider(s: Session, dataset_id: uuid.UUID) -> str | None:
+    """The storage provider (s3, azure, gcs, local) of the dataset's first linked item, if any."""
+    return s.scalar(
+        select(Item.storage_location)
+        .join(DataRow, DataRow.item_id == Item.id)
+        .where(DataRow.dataset_id == dataset_id)
+        .order_by(DataRow.item_id)
+        .limit(1)
+    )
 
 
 def like_pattern(text: str) -> str:
@@ -302,6 +381,16 @@ def link_folder(
         raise errors.Conflict("some items were linked to this dataset meanwhile; nothing was linked")
     _touch(s, dataset)
     return LinkResult(linked, total - linked)
+
+
+def link_job_items(s: Session, dataset_id: uuid.UUID, job_id: uuid.UUID) -> int:
+    """Link every item an upload job registered (the job's starter was checked when it started)."""
+    dataset = s.get(Dataset, dataset_id)
+    if dataset is None:
+        return 0
+    linked = _insert_from(s, dataset_id, [*_linkable(dataset.org_id), Item.job_id == job_id])
+    _touch(s, dataset)
+    return linked
 
 
 def _check_items(s: Session, principal: Principal, item_ids: list[uuid.UUID]) -> None:

@@ -206,6 +206,44 @@ def list_(
     return Page([view(i) for i in page.items], page.next_page_token)
 
 
+def search(
+    s: Session,
+    principal: Principal,
+    *,
+    types: list[str] | None = None,
+    q: str = "",
+    order: str = "name",
+    direction: Direction = "asc",
+    page_size: int = 100,
+    page_token: str | None = None,
+) -> Page[ItemView]:
+    """A page of the items in every folder the principal can see (not deleted, not staged) whose
+    name contains ``q``, or whose type is one of ``types``."""
+    _choice(order, ["name", "created_at"], "order")
+    _choice(direction, ("asc", "desc"), "direction")
+    for t in types or []:
+        _choice(t, ITEM_TYPES, "type")
+    pagination.check_page_size(page_size)
+    pagination.check_search(q)
+    parse = pagination.parse_datetime if order == "created_at" else pagination.parse_text
+    cursor = pagination.decode(page_token, order, direction, parse) if page_token else None
+    query = select(Item).where(
+        Item.org_id == principal.org_id, published(), Item.deleted_at.is_(None)
+    )
+    visible = permissions.visible_folder_ids(s, principal)
+    if visible is not None:
+        query = query.where(Item.folder_id.in_(visible or [uuid.UUID(int=0)]))
+    if types:
+        query = query.where(Item.item_type.in_(types))
+    if q:
+        query = query.where(func.lower(Item.name).contains(q.lower(), autoescape=True))
+    page = pagination.fetch(
+        s, query, ORDERS[order], Item.id, order=order, direction=direction, page_size=page_size,
+        cursor=cursor,
+    )
+    return Page([view(i) for i in page.items], page.next_page_token)
+
+
 def update_item(
     s: Session,
     principal: Principal,
@@ -328,3 +366,36 @@ def signed(item: ItemView, open_: Callable[[], ScopedStorage], ttl_seconds: int 
     return replace(
         item, signed_url=url, signed_url_expires_in=ttl, parts=parts if item.parts is not None else None
     )
+
+
+def signers(
+    s: Session, settings: Settings, views: list[ItemView]
+) -> dict[uuid.UUID, Callable[[], ScopedStorage]]:
+    """Inside the read transaction: an opener per integration of ``views`` (see ``signer``)."""
+    out: dict[uuid.UUID, Callable[[], ScopedStorage]] = {}
+    for v in views:
+        if v.integration_id is not None and v.integration_id not in out:
+            open_ = signer(s, settings, v)
+            if open_ is not None:
+                out[v.integration_id] = open_
+    return out
+
+
+def signed_all(
+    views: list[ItemView],
+    openers: dict[uuid.UUID, Callable[[], ScopedStorage]],
+    ttl_seconds: int | None = None,
+) -> list[ItemView]:
+    """Outside any transaction: ``views`` with a signed GET URL for each single-file item, opening
+    each integration once."""
+    out = list(views)
+    for integration_id, open_ in openers.items():
+        storage = open_()
+        try:
+            ttl = ttl_seconds or storage.ttl_seconds
+            for i, v in enumerate(out):
+                if v.integration_id == integration_id and v.url:
+                    out[i] = replace(v, signed_url=storage.sign_get(v.url, ttl), signed_url_expires_in=ttl)
+        finally:
+            storage.close()
+    return out

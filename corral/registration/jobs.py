@@ -29,7 +29,7 @@ from sqlalchemy import Table, delete, func, insert, select, text, update
 from sqlalchemy.orm import Session
 
 from corral import errors
-from corral.core import integrations
+from corral.core import datasets, integrations
 from corral.core.metadata import service as metadata_service
 from corral.core.metadata.validation import Validator
 from corral.core.staging import published
@@ -474,7 +474,11 @@ def _finalize(s: Session, job: Job) -> None:
     ):
         # An unreadable manifest fails the job even with ignore_errors: it is not one bad file.
         job.status, job.error = "ERROR", plan.error
-    if job.status != "DONE" and not job.ignore_errors:  # DONE publishes them (corral.core.staging)
+    if job.status == "DONE":  # which publishes its staged items (corral.core.staging)
+        if job.params.get("dataset_id"):  # a dataset upload (the SDK's add_private_data_to_dataset)
+            s.flush()  # the status first: linking takes published items only
+            datasets.link_job_items(s, uuid.UUID(job.params["dataset_id"]), job.id)
+    elif not job.ignore_errors:
         staged = select(Item.id).where(Item.job_id == job.id, Item.staged.is_(True))
         s.execute(delete(ItemPart).where(ItemPart.item_id.in_(staged)))
         s.execute(delete(Item).where(Item.job_id == job.id, Item.staged.is_(True)))

@@ -10,12 +10,13 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from corral import errors
-from corral.core import folders, integrations
+from corral.core import datasets, folders, integrations
 from corral.core.identity import Principal
 from corral.core.metadata import service as metadata_service
 from corral.db.engine import Database
 from corral.errors import ErrorDetail
 from corral.jobs import queue
+from corral.registration import uploads
 from corral.registration.files import FileError, prepare_entry, strict_problem
 from corral.registration.jobs import KIND, store_manifest
 from corral.settings import Settings
@@ -47,18 +48,28 @@ def start_import(
     principal: Principal,
     *,
     folder: str,
-    integration: str,
+    integration: str | None,
     manifest: BinaryIO | None = None,
     manifest_url: str | None = None,
     ignore_errors: bool = False,
     skip_duplicate_urls: bool = False,
     upsert_metadata: bool = False,
+    dataset: uuid.UUID | None = None,
 ) -> uuid.UUID:
     """Store the manifest (or check the URL it is at) and create the job; workers do the rest.
-    Returns the job id at once."""
+    Returns the job id at once.
+
+    ``integration`` None means the organisation's upload integration (files PUT to the URLs that
+    ``uploads.start`` signs).  With ``dataset``, the registered items are linked into that dataset
+    (which needs the editor role) when the job succeeds.
+    """
     _one_manifest(manifest, manifest_url)
     with db.write() as s:
         folder_row = folders.resolve_for(s, principal, folder, "editor")
+        if dataset is not None:
+            datasets.resolve(s, principal, dataset, "editor")
+        if integration is None:
+            integration = str(uploads.upload_integration(s, settings, principal).id)
         integ = integrations.get(s, principal.org_id, integration)
         if manifest_url is not None:
             scoped = integrations.open_scoped(s, settings, principal.org_id, integration)
@@ -74,6 +85,7 @@ def start_import(
             "skip_duplicate_urls": skip_duplicate_urls,
             "upsert_metadata": upsert_metadata,
             "created_by": str(principal.user_id),
+            **({"dataset_id": str(dataset)} if dataset is not None else {}),
             **({"manifest_url": manifest_url} if manifest_url is not None else {}),
         }
         job = queue.create_job(

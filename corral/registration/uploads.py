@@ -130,6 +130,11 @@ def _integration(s: Session, settings: Settings, principal: Principal) -> Integr
     return row
 
 
+def upload_integration(s: Session, settings: Settings, principal: Principal) -> Integration:
+    """The integration that uploaded files go to (created on first use for the default)."""
+    return _integration(s, settings, principal)
+
+
 def _folder_key(principal: Principal, upload_id: uuid.UUID) -> str:
     return f"{KEY_ROOT}/{principal.user_id}/{upload_id}/"
 

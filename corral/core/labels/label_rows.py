@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session
 from corral import errors
 from corral.core.identity import Principal
 from corral.core.labels import ontologies, projects, validation
+from corral.core.staging import published
 from corral.db.tables import DataRow, Dataset, Item, LabelRow, Project, ProjectDataset
 from corral.db.types import utcnow
 from corral.errors import ErrorDetail
@@ -89,7 +90,7 @@ def _units(
         .join(Dataset, Dataset.id == DataRow.dataset_id)
         .join(Item, Item.id == DataRow.item_id)
         .outerjoin(LabelRow, on_label)
-        .where(Item.deleted_at.is_(None), Item.staged.is_(False))
+        .where(Item.deleted_at.is_(None), published())
     )
     if data_row_ids is not None:
         query = query.where(DataRow.id.in_(list(data_row_ids)))

@@ -1,0 +1,208 @@
+"""corral's objects in the shapes the Encord SDK (0.1.211) parses.
+
+Only shaping lives here: every value comes from ``corral.core`` or ``corral.registration``.  The
+key lists follow ``docs/encord-compatibility.md`` (and the wire-protocol reference it cites):
+a key the SDK declares ``Optional`` without a default must be *present* (null is fine), folder and
+item ``clientMetadata`` travel as JSON *strings*, upload-job statuses are upper-case, ``data_type``
+of a data row is upper-case and its ``storage_location`` an integer.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from corral.core import folders, permissions
+from corral.core.identity import Principal
+from corral.core.items import ItemView
+from corral.db.tables import DataRow, Folder, User
+
+#: corral item type -> the SDK's ``StorageItemType`` value
+ITEM_TYPES = {
+    "image": "image",
+    "video": "video",
+    "image_group": "imageGroup",
+    "image_sequence": "imageSequence",
+    "dicom_series": "dicomSeries",
+    "nifti": "nifti",
+    "audio": "audio",
+    "text": "plainText",
+    "pdf": "pdf",
+}
+CORRAL_TYPES = {v: k for k, v in ITEM_TYPES.items()}
+#: corral item type -> a data row's upper-case ``data_type``
+DATA_TYPES = {
+    "image": "IMAGE",
+    "video": "VIDEO",
+    "image_group": "IMG_GROUP",
+    "image_sequence": "IMG_GROUP",
+    "dicom_series": "DICOM",
+    "nifti": "NIFTI",
+    "audio": "AUDIO",
+    "text": "PLAIN_TEXT",
+    "pdf": "PDF",
+}
+#: corral provider -> a storage item's ``storageLocation``
+LOCATIONS = {"s3": "s3", "gcs": "gcp", "azure": "azure", "local": "encord"}
+#: corral provider -> a data row's ``storage_location`` (the SDK's ``StorageLocation`` number)
+LOCATION_CODES = {"local": 0, "s3": 1, "gcs": 2, "azure": 3}
+#: corral provider -> ``dataset_type`` of ``get_dataset``
+DATASET_TYPES = {"local": "CORD_STORAGE", "s3": "AWS_S3", "gcs": "GCP_STR", "azure": "AZURE_STR"}
+
+
+def stamp(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def emails(s: Session, user_ids: Iterable[uuid.UUID | None]) -> dict[uuid.UUID, str]:
+    ids = {u for u in user_ids if u is not None}
+    if not ids:
+        return {}
+    return {uid: email for uid, email in s.execute(select(User.id, User.email).where(User.id.in_(ids)))}
+
+
+def _role(role: str | None) -> str:
+    return "user" if role in (None, "viewer") else "admin"
+
+
+def storage_folders(s: Session, principal: Principal, rows: Sequence[Folder]) -> list[dict[str, Any]]:
+    """StorageFolder objects."""
+    owners = emails(s, [f.created_by for f in rows])
+    out = []
+    for f in rows:
+        chain = folders.chain(s, f)[::-1]  # this folder first, then up to the top
+        out.append(
+            {
+                "uuid": str(f.id),
+                "parent": str(f.parent_id) if f.parent_id else None,
+                "name": f.name,
+                "description": f.description or "",
+                "clientMetadata": json.dumps(f.client_metadata) if f.client_metadata else None,
+                "owner": owners.get(f.created_by, "") if f.created_by else "",
+                "createdAt": stamp(f.created_at),
+                "lastEditedAt": stamp(f.updated_at),
+                "userRole": _role(permissions.folder_role(s, principal, f)),
+                "syncedDatasetHash": None,
+                "pathToRoot": [
+                    {
+                        "uuid": str(c.id),
+                        "parentUuid": str(c.parent_id) if c.parent_id else None,
+                        "name": c.name,
+                        "syncedDatasetHash": None,
+                    }
+                    for c in chain
+                ],
+                "folderType": "generic",
+                "integrationHash": None,
+                "remoteUrl": None,
+            }
+        )
+    return out
+
+
+def backed_counts(s: Session, item_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, int]:
+    """How many data rows link each item."""
+    out: dict[uuid.UUID, int] = {}
+    for i in range(0, len(item_ids), 500):
+        query = (
+            select(DataRow.item_id, func.count())
+            .where(DataRow.item_id.in_(item_ids[i : i + 500]))
+            .group_by(DataRow.item_id)
+        )
+        out.update({item: n for item, n in s.execute(query)})
+    return out
+
+
+def storage_item(view: ItemView, owner: str, backed: int, *, metadata: bool = True) -> dict[str, Any]:
+    media = view.media
+    frames = media.get("frame_count") or (len(view.parts) if view.parts else None)
+    return {
+        "uuid": str(view.id),
+        "parent": str(view.folder_id),
+        "itemType": ITEM_TYPES.get(view.type, view.type),
+        "name": view.name,
+        "description": "",
+        "clientMetadata": json.dumps(view.client_metadata if metadata else {}),
+        "owner": owner,
+        "createdAt": stamp(view.created_at),
+        "lastEditedAt": stamp(view.updated_at),
+        "isTombstone": view.deleted_at is not None,
+        "isPlaceholder": False,
+        "backedDataUnitsCount": backed,
+        "storageLocation": LOCATIONS.get(view.storage_location, "encord"),
+        "integrationHash": str(view.integration_id) if view.integration_id else None,
+        "url": view.url,
+        "signedUrl": view.signed_url,
+        "fileSize": view.file_size,
+        "mimeType": view.mime_type,
+        "duration": media.get("duration"),
+        "fps": media.get("fps"),
+        "height": media.get("height"),
+        "width": media.get("width"),
+        "dicomInstanceUid": None,
+        "dicomStudyUid": None,
+        "dicomSeriesUid": None,
+        "frameCount": frames,
+        "audioSampleRate": media.get("sample_rate"),
+        "audioBitDepth": media.get("bit_depth"),
+        "audioCodec": media.get("codec"),
+        "audioNumChannels": media.get("num_channels"),
+    }
+
+
+def storage_items(s: Session, views: Sequence[ItemView], *, metadata: bool = True) -> list[dict[str, Any]]:
+    owners = emails(s, [v.created_by for v in views])
+    backed = backed_counts(s, [v.id for v in views])
+    return [
+        storage_item(
+            v, owners.get(v.created_by, "") if v.created_by else "", backed.get(v.id, 0), metadata=metadata
+        )
+        for v in views
+    ]
+
+
+def subtask_uuid(job_id: uuid.UUID, where: str) -> str:
+    """A stable id for one failed unit of a job (the SDK wants a UUID; corral names it by place)."""
+    return str(uuid.uuid5(job_id, where))
+
+
+def upload_state(
+    job_id: uuid.UUID,
+    status: str,
+    counts: dict[str, Any],
+    created: list[dict[str, Any]],
+    job_error: str | None,
+) -> dict[str, Any]:
+    """``UploadLongPollingState`` from ``registration.jobs.file_counts`` and ``created_items``."""
+    errors = [f"{e.get('where')}: {e.get('error')}" for e in counts["errors"]]
+    if job_error and not errors:
+        errors = [job_error]
+    pending = counts["pending"] or 0
+    cancelled = 0
+    if status == "CANCELLED":
+        cancelled, pending = pending, 0
+    return {
+        "status": status,
+        "itemsWithNames": [{"itemUuid": c["id"], "name": c["name"]} for c in created],
+        "errors": errors,
+        "unitErrors": [
+            {
+                "objectUrls": [e["url"]] if e.get("url") else [],
+                "error": str(e.get("error")),
+                "subtaskUuid": subtask_uuid(job_id, str(e.get("where"))),
+                "actionDescription": f"Registering {e.get('where')}",
+            }
+            for e in counts["errors"]
+        ],
+        "unitsPendingCount": pending if status == "PENDING" else 0,
+        "unitsDoneCount": counts["registered"] + counts["skipped"] + counts["updated"],
+        "unitsErrorCount": counts["failed"],
+        "unitsCancelledCount": cancelled,
+        "fileName": None,
+    }

@@ -1,0 +1,369 @@
+"""The Encord SDK's dataset calls: v2 ``/v2/public/datasets`` (create, list) and the v1 RPC
+operations ``dataset/GET``, ``datasetlinkitems/POST``, ``datarows/GET`` and the legacy
+``datasetdatalongpolling`` POST/GET, over ``corral.core.datasets`` and the registration service."""
+
+from __future__ import annotations
+
+import io
+import re
+import time
+import uuid
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Query
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
+
+from corral import errors
+from corral.api import encord_dto as dto
+from corral.api.deps import AppContext, Ctx, CurrentPrincipal
+from corral.api.routes.encord_rpc import RpcCall, operations
+from corral.api.routes.encord_storage import manifest_bytes, upload_job_state
+from corral.core import dataset_rows, datasets, folders
+from corral.core.datasets import Duplicates
+from corral.core.identity import Principal
+from corral.db.tables import Dataset, Item
+from corral.registration import service
+
+router = APIRouter(prefix="/v2/public/datasets", tags=["encord-compatible"])
+
+DUPLICATES: dict[str, Duplicates] = {"SKIP": "skip", "FAIL": "fail"}
+POLL_INTERVAL = 0.25
+
+
+def _role(role: str | None) -> str | None:
+    return None if role is None else ("user" if role == "viewer" else "admin")
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
+
+
+# -- v2 -----------------------------------------------------------------------------------------
+
+
+@router.post("", summary="Create a dataset (SDK create_dataset)")
+async def create_dataset(
+    ctx: Ctx, principal: CurrentPrincipal, body: Annotated[dict[str, Any], Body()]
+) -> dict[str, Any]:
+    title = body.get("title")
+    if not isinstance(title, str):
+        raise errors.InvalidInput("title is required")
+
+    def write() -> dict[str, Any]:
+        with ctx.db.write() as s:
+            row = datasets.create(
+                s,
+                principal,
+                title,
+                body.get("description") or "",
+                backing_folder=bool(body.get("createBackingFolder")),
+            )
+            folder = row.backing_folder_id
+            return {"datasetUuid": str(row.id), "backingFolderUuid": str(folder) if folder else None}
+
+    return await run_in_threadpool(write)
+
+
+@router.get("/list", summary="Datasets you can see, filtered (SDK get_datasets)")
+async def list_datasets(
+    ctx: Ctx,
+    principal: CurrentPrincipal,
+    title_eq: Annotated[str | None, Query(alias="titleEq")] = None,
+    title_like: Annotated[str | None, Query(alias="titleLike")] = None,
+    description_eq: Annotated[str | None, Query(alias="descriptionEq")] = None,
+    description_like: Annotated[str | None, Query(alias="descriptionLike")] = None,
+    created_before: Annotated[datetime | None, Query(alias="createdBefore")] = None,
+    created_after: Annotated[datetime | None, Query(alias="createdAfter")] = None,
+    edited_before: Annotated[datetime | None, Query(alias="editedBefore")] = None,
+    edited_after: Annotated[datetime | None, Query(alias="editedAfter")] = None,
+) -> dict[str, Any]:
+    def read() -> dict[str, Any]:
+        with ctx.db.read() as s:
+            views = datasets.find(
+                s,
+                principal,
+                title_eq=title_eq,
+                title_like=title_like,
+                description_eq=description_eq,
+                description_like=description_like,
+                created_before=_utc(created_before),
+                created_after=_utc(created_after),
+                edited_before=_utc(edited_before),
+                edited_after=_utc(edited_after),
+            )
+            backing = (
+                dict(
+                    s.execute(
+                        select(Dataset.id, Dataset.backing_folder_id).where(
+                            Dataset.id.in_([v.id for v in views])
+                        )
+                    )
+                    .tuples()
+                    .all()
+                )
+                if views
+                else {}
+            )
+            return {
+                "result": [
+                    {
+                        "datasetUuid": str(v.id),
+                        "title": v.title,
+                        "description": v.description,
+                        "createdAt": dto.stamp(v.created_at),
+                        "lastEditedAt": dto.stamp(v.updated_at),
+                        "userRole": _role(v.role),
+                        "storageLocation": dto.LOCATION_CODES.get(datasets.provider(s, v.id) or "local", 0),
+                        "backingFolderUuid": str(backing[v.id]) if backing.get(v.id) else None,
+                    }
+                    for v in views
+                ]
+            }
+
+    return await run_in_threadpool(read)
+
+
+# -- data rows ----------------------------------------------------------------------------------
+
+
+def _like(pattern: str) -> re.Pattern[str]:
+    """An SQL LIKE pattern as a regular expression."""
+    return re.compile(
+        "".join(".*" if c == "%" else "." if c == "_" else re.escape(c) for c in pattern), re.DOTALL
+    )
+
+
+def _keep(row: dict[str, Any], payload: dict[str, Any]) -> bool:
+    """The datarows/GET filters (title_eq, title_like, data_types, created_before/after, data_hashes)."""
+    if payload.get("title_eq") is not None and row["data_title"] != payload["title_eq"]:
+        return False
+    if payload.get("title_like") is not None and not _like(payload["title_like"]).fullmatch(
+        row["data_title"]
+    ):
+        return False
+    if payload.get("data_types") and row["data_type"] not in payload["data_types"]:
+        return False
+    if payload.get("data_hashes") and row["data_hash"] not in {str(h) for h in payload["data_hashes"]}:
+        return False
+    created = datetime.fromisoformat(row["created_at"])
+    for key, before in (("created_before", True), ("created_after", False)):
+        if payload.get(key):
+            try:
+                bound = _utc(datetime.fromisoformat(str(payload[key])))
+            except ValueError:
+                raise errors.InvalidInput(f"{key} is not an ISO 8601 date") from None
+            assert bound is not None
+            if (created >= bound) if before else (created <= bound):
+                return False
+    return True
+
+
+def data_rows(
+    s: Session, dataset_id: uuid.UUID, *, metadata: bool, item_ids: set[uuid.UUID] | None = None
+) -> list[dict[str, Any]]:
+    """Every (visible) data row of the dataset as the SDK's DataRow dict."""
+    rows: list[dict[str, Any]] = []
+    after: uuid.UUID | None = None
+    while True:
+        chunk, after = dataset_rows.page(s, dataset_id, after=after, limit=dataset_rows.MAX_PAGE)
+        rows += [r for r in chunk if item_ids is None or uuid.UUID(r["item_id"]) in item_ids]
+        if after is None:
+            break
+    by_id: dict[uuid.UUID, Item] = {}
+    ids = [uuid.UUID(r["item_id"]) for r in rows]
+    for i in range(0, len(ids), 500):
+        by_id.update({it.id: it for it in s.scalars(select(Item).where(Item.id.in_(ids[i : i + 500])))})
+    out = []
+    for r in rows:
+        item = by_id[uuid.UUID(r["item_id"])]
+        media = item.media
+        out.append(
+            {
+                "data_hash": r["uid"],
+                "data_title": item.name,
+                "data_type": dto.DATA_TYPES.get(item.item_type, "IMAGE"),
+                "created_at": r["created_at"],
+                "last_edited_at": dto.stamp(item.updated_at),
+                "width": media.get("width"),
+                "height": media.get("height"),
+                "file_link": item.url if item.url is not None else (r["parts"][0] if r["parts"] else None),
+                "file_size": item.file_size,
+                "file_type": item.mime_type,
+                "storage_location": dto.LOCATION_CODES.get(item.storage_location, 0),
+                "frames_per_second": media.get("fps"),
+                "duration": media.get("duration"),
+                "client_metadata": dict(item.client_metadata) if metadata else None,
+                "signed_url": None,
+                "is_optimised_image_group": {"image_sequence": True, "image_group": False}.get(
+                    item.item_type
+                ),
+                "backing_item_uuid": str(item.id),
+                "images_data": None,
+            }
+        )
+    return out
+
+
+# -- v1 operations ------------------------------------------------------------------------------
+
+
+def _dataset_id(call: RpcCall) -> uuid.UUID:
+    ref = call.resource_id or (call.uid if isinstance(call.uid, str) else "")
+    try:
+        return uuid.UUID(ref)
+    except ValueError:
+        raise errors.NotFound(f"dataset {ref!r} not found") from None
+
+
+def _payload(call: RpcCall) -> dict[str, Any]:
+    if call.payload is None:
+        return {}
+    if not isinstance(call.payload, dict):
+        raise errors.InvalidInput("payload must be a JSON object")
+    return call.payload
+
+
+def _access(payload: dict[str, Any]) -> dict[str, Any]:
+    settings = payload.get("dataset_access_settings") or {}
+    return settings if isinstance(settings, dict) else {}
+
+
+def get_dataset(ctx: AppContext, principal: Principal, call: RpcCall) -> dict[str, Any]:
+    access = _access(_payload(call))
+    with ctx.db.read() as s:
+        row = datasets.resolve(s, principal, _dataset_id(call))
+        provider = datasets.provider(s, row.id) or "local"
+        rows = (
+            data_rows(s, row.id, metadata=bool(access.get("fetch_client_metadata")))
+            if access.get("fetch_rows", True)
+            else []
+        )
+        return {
+            "dataset_hash": str(row.id),
+            "title": row.title,
+            "description": row.description,
+            "dataset_type": dto.DATASET_TYPES.get(provider, "CORD_STORAGE"),
+            "data_rows": rows,
+            "backing_folder_uuid": str(row.backing_folder_id) if row.backing_folder_id else None,
+        }
+
+
+def list_data_rows(ctx: AppContext, principal: Principal, call: RpcCall) -> list[dict[str, Any]]:
+    payload = _payload(call)
+    with ctx.db.read() as s:
+        row = datasets.resolve(s, principal, _dataset_id(call))
+        rows = data_rows(s, row.id, metadata=bool(_access(payload).get("fetch_client_metadata")))
+    return [r for r in rows if _keep(r, payload)]
+
+
+def link_items(ctx: AppContext, principal: Principal, call: RpcCall) -> list[dict[str, Any]]:
+    payload = _payload(call)
+    behaviour = str(payload.get("duplicates_behavior") or "SKIP").upper()
+    if behaviour not in DUPLICATES:
+        raise errors.InvalidInput(
+            f"duplicates_behavior {behaviour} is not supported: corral links an item into a dataset at most "
+            "once (use SKIP or FAIL)"
+        )
+    try:
+        ids = [uuid.UUID(str(i)) for i in payload.get("item_uuids") or []]
+    except ValueError:
+        raise errors.InvalidInput("item_uuids must be UUIDs") from None
+    with ctx.db.write() as s:
+        row = datasets.resolve(s, principal, _dataset_id(call), "editor")
+        before = {
+            uuid.UUID(r["backing_item_uuid"]) for r in data_rows(s, row.id, metadata=False, item_ids=set(ids))
+        }
+        datasets.link_items(s, principal, row, ids, duplicates=DUPLICATES[behaviour])
+        return data_rows(s, row.id, metadata=True, item_ids=set(ids) - before)
+
+
+def start_dataset_upload(ctx: AppContext, principal: Principal, call: RpcCall) -> dict[str, str]:
+    """Register files into the dataset's backing folder (or ``folderUuid``), linking them when
+    the job succeeds."""
+    payload = _payload(call)
+    manifest = manifest_bytes(payload.get("files"), payload.get("dataItems"))
+    dataset_id = _dataset_id(call)
+    integration = payload.get("integrationId")
+    with ctx.db.write() as s:
+        row = datasets.resolve(s, principal, dataset_id, "editor")
+        if payload.get("folderUuid"):
+            folder = folders.resolve_for(s, principal, str(payload["folderUuid"]), "editor")
+        else:
+            folder = datasets.backing(s, principal, row)
+        folder_id = folder.id
+    job_id = service.start_import(
+        ctx.db,
+        ctx.settings,
+        principal,
+        folder=str(folder_id),
+        integration=str(integration) if integration else None,
+        manifest=io.BytesIO(manifest),
+        ignore_errors=bool(payload.get("ignoreErrors")),
+        dataset=dataset_id,
+    )
+    ctx.wake_worker()
+    return {"process_hash": str(job_id)}
+
+
+def _hashes(s: Session, dataset_id: uuid.UUID, created: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    ids = {uuid.UUID(c["itemUuid"]) for c in created}
+    rows = {
+        r["backing_item_uuid"]: r["data_hash"] for r in data_rows(s, dataset_id, metadata=False, item_ids=ids)
+    }
+    # An item not linked into this dataset (a folder job polled here) is named by its item id.
+    return [
+        {
+            "data_hash": rows.get(c["itemUuid"], c["itemUuid"]),
+            "title": c["name"],
+            "backing_item_uuid": c["itemUuid"],
+        }
+        for c in created
+    ]
+
+
+def poll_dataset_upload(ctx: AppContext, principal: Principal, call: RpcCall) -> dict[str, Any]:
+    """The legacy job's state, held (in this worker thread) until it ends or the time is up."""
+    payload = _payload(call)
+    try:
+        job_id = uuid.UUID(str(payload.get("process_hash")))
+        wait = float(payload.get("timeout_seconds") or 0)
+    except ValueError:
+        raise errors.InvalidInput("process_hash must be an upload job id, timeout_seconds a number") from None
+    dataset_id = _dataset_id(call)
+    with ctx.db.read() as s:
+        datasets.resolve(s, principal, dataset_id)
+    deadline = time.monotonic() + max(0.0, min(wait, ctx.settings.long_poll_cap_seconds))
+    terminal, state = upload_job_state(ctx, principal, job_id, None)
+    while not terminal and time.monotonic() < deadline:
+        time.sleep(min(POLL_INTERVAL, max(0.0, deadline - time.monotonic())))
+        terminal, state = upload_job_state(ctx, principal, job_id, None)
+    with ctx.db.read() as s:
+        hashes = _hashes(s, dataset_id, state["itemsWithNames"])
+    return {
+        "status": state["status"],
+        "data_hashes_with_titles": hashes,
+        "errors": state["errors"],
+        "data_unit_errors": [
+            {
+                "object_urls": e["objectUrls"],
+                "error": e["error"],
+                "subtask_uuid": e["subtaskUuid"],
+                "action_description": e["actionDescription"],
+            }
+            for e in state["unitErrors"]
+        ],
+        "units_pending_count": state["unitsPendingCount"],
+        "units_done_count": state["unitsDoneCount"],
+        "units_error_count": state["unitsErrorCount"],
+        "units_cancelled_count": state["unitsCancelledCount"],
+    }
+
+
+operations[("dataset", "GET")] = get_dataset
+operations[("datarows", "GET")] = list_data_rows
+operations[("datasetlinkitems", "POST")] = link_items
+operations[("datasetdatalongpolling", "POST")] = start_dataset_upload
+operations[("datasetdatalongpolling", "GET")] = poll_dataset_upload

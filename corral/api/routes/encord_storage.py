@@ -1,0 +1,478 @@
+"""The Encord SDK's storage calls (``/v2/public/storage/...``) over corral's folders, items,
+upload jobs and uploads.  See ``docs/encord-compatibility.md`` for what maps to what."""
+
+from __future__ import annotations
+
+import io
+import json
+import uuid
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Body, Query
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
+
+from corral import errors
+from corral.api import encord_dto as dto
+from corral.api.deps import AppContext, Ctx, CurrentPrincipal
+from corral.api.longpoll import hold_until
+from corral.core import folders, items, pagination
+from corral.core.identity import Principal
+from corral.core.items import ItemView
+from corral.core.metadata import service as metadata_service
+from corral.jobs import queue
+from corral.registration import jobs as registration
+from corral.registration import service, uploads
+
+router = APIRouter(prefix="/v2/public/storage", tags=["encord-compatible"])
+
+ITEMS_LISTED = 10_000  # itemsWithNames of one job (the SDK reads the first for its uploads)
+ERRORS_LISTED = 1_000
+MAX_SIGNED_URLS = 1_000
+
+Order = Annotated[Literal["name", "createdAt"], Query()]
+Bool = bool | None
+
+
+def _order(order: str) -> str:
+    return "created_at" if order == "createdAt" else "name"
+
+
+def _direction(desc: bool) -> Literal["asc", "desc"]:
+    return "desc" if desc else "asc"
+
+
+def _metadata(value: Any) -> dict[str, Any] | None:
+    """Folder metadata arrives as a JSON string (the SDK's ``json.dumps``), or an object."""
+    if value is None or isinstance(value, dict):
+        return value
+    try:
+        parsed = json.loads(value) if isinstance(value, str) else None
+    except ValueError:
+        parsed = None
+    if not isinstance(parsed, dict):
+        raise errors.InvalidInput("clientMetadata must be a JSON object (as a string or an object)")
+    return parsed
+
+
+def _types(values: list[str] | None) -> list[str]:
+    out = []
+    for v in values or []:
+        if v not in dto.CORRAL_TYPES:
+            raise errors.InvalidInput(
+                f"item type {v!r} is not supported by corral: use one of {', '.join(dto.CORRAL_TYPES)}"
+            )
+        out.append(dto.CORRAL_TYPES[v])
+    return out
+
+
+def _page(results: list[dict[str, Any]], token: str | None) -> dict[str, Any]:
+    return {"results": results, "nextPageToken": token}
+
+
+# -- folders ----------------------------------------------------------------------------------
+
+
+@router.post("/folders", summary="Create a folder (SDK create_storage_folder)")
+async def create_folder(
+    ctx: Ctx, principal: CurrentPrincipal, body: Annotated[dict[str, Any], Body()]
+) -> dict[str, Any]:
+    if body.get("cloudSyncedFolderParams"):
+        raise errors.InvalidInput("cloud-synced folders are not supported by corral")
+    name, parent = body.get("name"), body.get("parent")
+    if not isinstance(name, str):
+        raise errors.InvalidInput("name is required")
+    metadata = _metadata(body.get("clientMetadata"))
+
+    def write() -> dict[str, Any]:
+        with ctx.db.write() as s:
+            if parent is not None:
+                folders.resolve_for(s, principal, str(parent), "editor")
+            checked = metadata_service.validated(s, principal.org_id, metadata) if metadata else None
+            row = folders.create(
+                s,
+                principal,
+                name,
+                parent=parent,
+                description=body.get("description") or "",
+                client_metadata=checked,
+            )
+            return dto.storage_folders(s, principal, [row])[0]
+
+    return await run_in_threadpool(write)
+
+
+@router.get("/folders/{folder_id}", summary="One folder (SDK get_storage_folder)")
+async def get_folder(ctx: Ctx, principal: CurrentPrincipal, folder_id: uuid.UUID) -> dict[str, Any]:
+    def read() -> dict[str, Any]:
+        with ctx.db.read() as s:
+            return dto.storage_folders(s, principal, [folders.resolve_for(s, principal, folder_id)])[0]
+
+    return await run_in_threadpool(read)
+
+
+def _children_page(
+    s: Session,
+    principal: Principal,
+    parent: uuid.UUID | None,
+    search: str | None,
+    order: str,
+    desc: bool,
+    synced: Bool,
+    page_size: int,
+    page_token: str | None,
+) -> dict[str, Any]:
+    """A page of a folder's subfolders (or of the top level); the token is an offset."""
+    pagination.check_page_size(page_size)
+    rows = [] if synced else folders.children_for(s, principal, parent)  # no folder is dataset-synced
+    if search:
+        rows = [f for f in rows if search.lower() in f.name.lower()]
+    rows.sort(
+        key=(lambda f: (f.created_at, f.id)) if order == "createdAt" else (lambda f: (f.name, f.id)),
+        reverse=desc,
+    )
+    try:
+        start = int(page_token or 0)
+    except ValueError:
+        raise errors.InvalidInput("pageToken is not a token this listing gave out") from None
+    chunk = rows[start : start + page_size]
+    more = start + page_size < len(rows)
+    return _page(dto.storage_folders(s, principal, chunk), str(start + page_size) if more else None)
+
+
+@router.get("/folders", summary="Top-level folders (SDK list_storage_folders)")
+async def list_folders(
+    ctx: Ctx,
+    principal: CurrentPrincipal,
+    search: str | None = None,
+    dataset_synced: Annotated[Bool, Query(alias="datasetSynced")] = None,
+    order: Order = "name",
+    desc: bool = False,
+    page_token: Annotated[str | None, Query(alias="pageToken")] = None,
+    page_size: Annotated[int, Query(alias="pageSize")] = 100,
+) -> dict[str, Any]:
+    def read() -> dict[str, Any]:
+        with ctx.db.read() as s:
+            return _children_page(
+                s, principal, None, search, order, desc, dataset_synced, page_size, page_token
+            )
+
+    return await run_in_threadpool(read)
+
+
+@router.get(
+    "/folders/{folder_id}/folders", summary="A folder's subfolders (SDK StorageFolder.list_subfolders)"
+)
+async def list_subfolders(
+    ctx: Ctx,
+    principal: CurrentPrincipal,
+    folder_id: uuid.UUID,
+    search: str | None = None,
+    dataset_synced: Annotated[Bool, Query(alias="datasetSynced")] = None,
+    order: Order = "name",
+    desc: bool = False,
+    page_token: Annotated[str | None, Query(alias="pageToken")] = None,
+    page_size: Annotated[int, Query(alias="pageSize")] = 100,
+) -> dict[str, Any]:
+    def read() -> dict[str, Any]:
+        with ctx.db.read() as s:
+            return _children_page(
+                s, principal, folder_id, search, order, desc, dataset_synced, page_size, page_token
+            )
+
+    return await run_in_threadpool(read)
+
+
+@router.get("/search/folders", summary="Find folders anywhere by name (SDK find_storage_folders)")
+async def find_folders(
+    ctx: Ctx,
+    principal: CurrentPrincipal,
+    search: str | None = None,
+    dataset_synced: Annotated[Bool, Query(alias="datasetSynced")] = None,
+    order: Order = "name",
+    desc: bool = False,
+    page_token: Annotated[str | None, Query(alias="pageToken")] = None,
+    page_size: Annotated[int, Query(alias="pageSize")] = 100,
+) -> dict[str, Any]:
+    def read() -> dict[str, Any]:
+        with ctx.db.read() as s:
+            if dataset_synced:
+                return _page([], None)
+            page = folders.find(
+                s,
+                principal,
+                q=search or "",
+                order=_order(order),
+                direction=_direction(desc),
+                page_size=page_size,
+                page_token=page_token,
+            )
+            return _page(dto.storage_folders(s, principal, page.items), page.next_page_token)
+
+    return await run_in_threadpool(read)
+
+
+# -- items ------------------------------------------------------------------------------------
+
+
+async def _listing(ctx: AppContext, run: Any, sign: bool, metadata: bool) -> dict[str, Any]:
+    """Read a page (in a read transaction), sign its URLs outside it, then shape it."""
+
+    def read() -> tuple[list[ItemView], str | None, Any]:
+        with ctx.db.read() as s:
+            page = run(s)
+            return (
+                page.items,
+                page.next_page_token,
+                items.signers(s, ctx.settings, page.items) if sign else None,
+            )
+
+    views, token, openers = await run_in_threadpool(read)
+    if openers:
+        views = await run_in_threadpool(items.signed_all, views, openers)
+
+    def shape() -> list[dict[str, Any]]:
+        with ctx.db.read() as s:
+            return dto.storage_items(s, views, metadata=metadata)
+
+    return _page(await run_in_threadpool(shape), token)
+
+
+@router.get("/folders/{folder_id}/items", summary="A folder's items (SDK StorageFolder.list_items)")
+async def list_items(
+    ctx: Ctx,
+    principal: CurrentPrincipal,
+    folder_id: uuid.UUID,
+    search: str | None = None,
+    is_recursive: Annotated[bool, Query(alias="isRecursive")] = False,
+    is_in_dataset: Annotated[Bool, Query(alias="isInDataset")] = None,
+    item_types: Annotated[list[str] | None, Query(alias="itemTypes")] = None,
+    order: Order = "name",
+    desc: bool = False,
+    page_token: Annotated[str | None, Query(alias="pageToken")] = None,
+    page_size: Annotated[int, Query(alias="pageSize")] = 100,
+    sign_urls: Annotated[bool, Query(alias="signUrls")] = False,
+    include_metadata: Annotated[bool, Query(alias="includeClientMetadata")] = True,
+) -> dict[str, Any]:
+    if is_recursive:
+        raise errors.InvalidInput("corral lists one folder's items at a time: isRecursive is not supported")
+    if is_in_dataset is not None:
+        raise errors.InvalidInput("the isInDataset filter is not supported by corral")
+    types = _types(item_types)
+
+    def run(s: Session) -> Any:
+        return items.list_(
+            s,
+            principal,
+            folder_id,
+            types=types,
+            q=search or "",
+            order=_order(order),
+            direction=_direction(desc),
+            page_size=page_size,
+            page_token=page_token,
+        )
+
+    return await _listing(ctx, run, sign_urls, include_metadata)
+
+
+@router.get("/search/items", summary="Find items in every visible folder (SDK find_storage_items)")
+async def find_items(
+    ctx: Ctx,
+    principal: CurrentPrincipal,
+    search: str | None = None,
+    is_in_dataset: Annotated[Bool, Query(alias="isInDataset")] = None,
+    item_types: Annotated[list[str] | None, Query(alias="itemTypes")] = None,
+    order: Order = "name",
+    desc: bool = False,
+    page_token: Annotated[str | None, Query(alias="pageToken")] = None,
+    page_size: Annotated[int, Query(alias="pageSize")] = 100,
+    sign_urls: Annotated[bool, Query(alias="signUrls")] = False,
+) -> dict[str, Any]:
+    if is_in_dataset is not None:
+        raise errors.InvalidInput("the isInDataset filter is not supported by corral")
+    types = _types(item_types)
+
+    def run(s: Session) -> Any:
+        return items.search(
+            s,
+            principal,
+            types=types,
+            q=search or "",
+            order=_order(order),
+            direction=_direction(desc),
+            page_size=page_size,
+            page_token=page_token,
+        )
+
+    return await _listing(ctx, run, sign_urls, True)
+
+
+async def _items_by_id(
+    ctx: AppContext, principal: Principal, ids: list[uuid.UUID], sign: bool
+) -> list[dict[str, Any]]:
+    def read() -> tuple[list[ItemView], Any]:
+        with ctx.db.read() as s:
+            views = [items.get(s, principal, i) for i in ids]
+            return views, items.signers(s, ctx.settings, views) if sign else None
+
+    views, openers = await run_in_threadpool(read)
+    if openers:
+        views = await run_in_threadpool(items.signed_all, views, openers)
+
+    def shape() -> list[dict[str, Any]]:
+        with ctx.db.read() as s:
+            return dto.storage_items(s, views)
+
+    return await run_in_threadpool(shape)
+
+
+@router.get("/items/{item_id}", summary="One item, optionally with a signed URL (SDK get_storage_item)")
+async def get_item(
+    ctx: Ctx,
+    principal: CurrentPrincipal,
+    item_id: uuid.UUID,
+    sign_url: Annotated[bool, Query(alias="signUrl")] = False,
+) -> dict[str, Any]:
+    return (await _items_by_id(ctx, principal, [item_id], sign_url))[0]
+
+
+@router.post("/items/get-bulk", summary="Several items, in the order asked (SDK get_storage_items)")
+async def get_items(
+    ctx: Ctx, principal: CurrentPrincipal, body: Annotated[dict[str, Any], Body()]
+) -> dict[str, Any]:
+    try:
+        ids = [uuid.UUID(str(i)) for i in body.get("itemUuids") or []]
+    except ValueError:
+        raise errors.InvalidInput("itemUuids must be UUIDs") from None
+    if len(ids) > pagination.MAX_PAGE_SIZE:
+        raise errors.InvalidInput(f"at most {pagination.MAX_PAGE_SIZE} items per request")
+    return _page(await _items_by_id(ctx, principal, ids, bool(body.get("signUrls"))), None)
+
+
+# -- registration (upload jobs) and local uploads ---------------------------------------------
+
+
+def manifest_bytes(external: Any, data_items: Any) -> bytes:
+    """The SDK's manifest as corral's JSON manifest: the raw form verbatim, or the typed form."""
+    if (external is None) == (data_items is None):
+        raise errors.InvalidInput("give either externalFiles or dataItems")
+    if external is not None:
+        if not isinstance(external, dict):
+            raise errors.InvalidInput("externalFiles must be a JSON object")
+        return json.dumps(external).encode()
+    if not isinstance(data_items, dict):
+        raise errors.InvalidInput("dataItems must be a JSON object")
+    return json.dumps({"dataItems": data_items}).encode()
+
+
+def _integration(value: Any) -> str | None:
+    if value is None:
+        return None
+    try:
+        return str(uuid.UUID(str(value)))
+    except ValueError:
+        raise errors.InvalidInput(f"integrationHash {value!r} is not a UUID") from None
+
+
+@router.post(
+    "/folders/{folder_id}/data-upload-jobs",
+    summary="Register files into a folder (SDK add_private_data_to_folder_start)",
+)
+async def start_upload_job(
+    ctx: Ctx, principal: CurrentPrincipal, folder_id: uuid.UUID, body: Annotated[dict[str, Any], Body()]
+) -> str:
+    manifest = manifest_bytes(body.get("externalFiles"), body.get("dataItems"))
+    job_id = await run_in_threadpool(
+        lambda: service.start_import(
+            ctx.db,
+            ctx.settings,
+            principal,
+            folder=str(folder_id),
+            integration=_integration(body.get("integrationHash")),
+            manifest=io.BytesIO(manifest),
+            ignore_errors=bool(body.get("ignoreErrors")),
+        )
+    )
+    ctx.wake_worker()
+    return str(job_id)
+
+
+def upload_job_state(
+    ctx: AppContext, principal: Principal, job_id: uuid.UUID, folder_id: uuid.UUID | None
+) -> tuple[bool, dict[str, Any]]:
+    """(terminal?, the job's UploadLongPollingState); other organisations' jobs, other kinds of
+    job, and (with ``folder_id``) jobs of other folders are not found."""
+    with ctx.db.read() as s:
+        job = queue.get_job(s, principal.org_id, job_id)
+        if job.kind != registration.KIND or (folder_id is not None and job.target_id != folder_id):
+            raise registration.not_found(job_id)
+        terminal = job.status in queue.TERMINAL
+        counts = registration.file_counts(s, job_id, error_limit=ERRORS_LISTED)
+        if terminal:  # what is really there: staged items of a failed job were removed
+            counts["registered"] = registration.kept_items(s, job_id)
+            counts["pending"] = 0
+        created = registration.created_items(s, job_id, ITEMS_LISTED) if counts["registered"] else []
+        return terminal, dto.upload_state(job_id, job.status, counts, created, job.error)
+
+
+@router.get(
+    "/folders/{folder_id}/data-upload-jobs/{job_id}",
+    summary="An upload job's state, held until it ends (SDK add_private_data_to_folder_get_result)",
+)
+async def get_upload_job(
+    ctx: Ctx,
+    principal: CurrentPrincipal,
+    folder_id: uuid.UUID,
+    job_id: uuid.UUID,
+    timeout_seconds: Annotated[float, Query(alias="timeoutSeconds", ge=0)] = 0,
+) -> dict[str, Any]:
+    seconds = min(timeout_seconds, ctx.settings.long_poll_cap_seconds)
+    _, state = await hold_until(
+        lambda: upload_job_state(ctx, principal, job_id, folder_id), lambda pair: pair[0], seconds
+    )
+    return state
+
+
+@router.post(
+    "/folders/{folder_id}/data-upload-jobs/{job_id}/cancel",
+    summary="Cancel an upload job (SDK add_data_to_folder_job_cancel)",
+)
+async def cancel_upload_job(
+    ctx: Ctx, principal: CurrentPrincipal, folder_id: uuid.UUID, job_id: uuid.UUID
+) -> dict[str, int]:
+    await run_in_threadpool(upload_job_state, ctx, principal, job_id, folder_id)  # 404 for others'
+    n = await run_in_threadpool(queue.cancel_job, ctx.db, ctx.tasks, principal.org_id, job_id)
+    return {"unitsCancelledCount": n}
+
+
+@router.post(
+    "/folders/{folder_id}/upload-signed-urls",
+    summary="Signed PUT URLs for local files (SDK StorageFolder.upload_image and friends)",
+)
+async def upload_signed_urls(
+    ctx: Ctx, principal: CurrentPrincipal, folder_id: uuid.UUID, body: Annotated[dict[str, Any], Body()]
+) -> dict[str, Any]:
+    count = body.get("count", 1)
+    if not isinstance(count, int) or not 1 <= count <= MAX_SIGNED_URLS:
+        raise errors.InvalidInput(f"count must be 1 to {MAX_SIGNED_URLS}")
+    kind = str(body.get("itemType") or "file")
+
+    def check() -> None:
+        with ctx.db.read() as s:
+            folders.resolve_for(s, principal, folder_id, "editor")
+
+    await run_in_threadpool(check)
+    results = []
+    for _ in range(count):
+        ticket = await run_in_threadpool(uploads.start, ctx.db, ctx.settings, principal, kind, None)
+        # objectKey is the object's full URL: the SDK sends it back as the entry's objectUrl.
+        results.append(
+            {
+                "itemUuid": str(ticket.upload_id),
+                "objectKey": ticket.url,
+                "signedUrl": ticket.put_url,
+                "uploadHeaders": ticket.headers,
+            }
+        )
+    return _page(results, None)

@@ -1,0 +1,110 @@
+"""Datasets through the unmodified Encord SDK: create, list, get, link items, data rows, legacy uploads."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from encord.constants.enums import DataType
+from encord.orm.dataset import DataLinkDuplicatesBehavior, LongPollingStatus, StorageLocation
+
+from tests.compat.conftest import IMAGES, Bucket, images_manifest
+
+
+def _folder_with_images(sdk: Any, bucket: Bucket, name: str = "imgs") -> Any:
+    folder = sdk.create_storage_folder(name)
+    job = folder.add_private_data_to_folder_start(bucket.integration_id, images_manifest(bucket))
+    assert folder.add_private_data_to_folder_get_result(job, timeout_seconds=120).status == LongPollingStatus.DONE
+    return folder
+
+
+def test_create_list_and_get(sdk: Any) -> None:
+    plain = sdk.create_dataset("probe-one", StorageLocation.AWS, "first", create_backing_folder=False)
+    assert plain.backing_folder_uuid is None and plain.storage_location == StorageLocation.AWS
+    mirrored = sdk.create_dataset("probe-two", StorageLocation.CORD_STORAGE)
+    assert mirrored.backing_folder_uuid is not None
+    assert sdk.get_storage_folder(mirrored.backing_folder_uuid).name == "probe-two"
+    sdk.create_dataset("other", StorageLocation.CORD_STORAGE, create_backing_folder=False)
+
+    titles = [d["dataset"].title for d in sdk.get_datasets()]
+    assert titles == ["probe-one", "probe-two", "other"]
+    found = sdk.get_datasets(title_like="%probe%")
+    assert [(d["dataset"].title, d["dataset"].description) for d in found] == [("probe-one", "first"),
+                                                                                 ("probe-two", "")]
+    assert all(d["user_role"] is not None for d in found)
+    assert [d["dataset"].title for d in sdk.get_datasets(title_eq="other")] == ["other"]
+    assert [d["dataset"].title for d in sdk.get_datasets(desc_eq="first")] == ["probe-one"]
+    assert sdk.get_datasets(created_after=datetime.now(UTC) + timedelta(hours=1)) == []
+    assert len(sdk.get_datasets(created_before=datetime.now(UTC) + timedelta(hours=1))) == 3
+
+    ds = sdk.get_dataset(plain.dataset_hash)
+    assert (ds.title, ds.description, ds.data_rows, ds.storage_location) == (
+        "probe-one", "first", [], StorageLocation.CORD_STORAGE)  # no data yet: corral's own storage
+    assert sdk.get_dataset(mirrored.dataset_hash).backing_folder_uuid == mirrored.backing_folder_uuid
+
+
+def test_link_items_and_list_data_rows(sdk: Any, s3: Bucket) -> None:
+    folder = _folder_with_images(sdk, s3)
+    items = list(folder.list_items())
+    ds = sdk.get_dataset(sdk.create_dataset("linked", StorageLocation.AWS).dataset_hash)
+
+    rows = ds.link_items([i.uuid for i in items[:2]])
+    assert sorted(r.title for r in rows) == ["a.png", "b.png"]
+    again = ds.link_items([i.uuid for i in items])  # SKIP: only the new one comes back
+    assert [r.title for r in again] == ["c.png"]
+
+    rows = ds.list_data_rows()
+    assert sorted(r.title for r in rows) == ["a.png", "b.png", "c.png"]
+    a = next(r for r in rows if r.title == "a.png")
+    assert a.data_type == DataType.IMAGE and a.file_link == s3.url("img/a.png")
+    assert a.backing_item_uuid == items[0].uuid and a.storage_location == StorageLocation.AWS
+    assert (a.width, a.height) == IMAGES["img/a.png"] and a.file_type == "image/png"
+    assert a.created_at is not None and a.uid != str(items[0].uuid)  # data hash = the data row
+    assert [r.title for r in ds.list_data_rows(title_eq="b.png")] == ["b.png"]
+    assert sorted(r.title for r in ds.list_data_rows(title_like="%.png")) == ["a.png", "b.png", "c.png"]
+    assert ds.list_data_rows(data_types=[DataType.VIDEO]) == []
+    assert [r.title for r in ds.list_data_rows(data_hashes=[a.uid])] == ["a.png"]
+
+    fresh = sdk.get_dataset(ds.dataset_hash)
+    assert fresh.storage_location == StorageLocation.AWS and len(fresh.data_rows) == 3
+    assert sdk.get_storage_item(items[0].uuid).backed_data_units_count == 1
+
+    other = sdk.get_dataset(sdk.create_dataset("strict", StorageLocation.AWS).dataset_hash)
+    other.link_items([items[0].uuid], duplicates_behavior=DataLinkDuplicatesBehavior.FAIL)
+    from encord.exceptions import EncordException
+
+    try:
+        other.link_items([items[0].uuid], duplicates_behavior=DataLinkDuplicatesBehavior.FAIL)
+    except EncordException:
+        pass
+    else:
+        raise AssertionError("linking a duplicate under FAIL must fail")
+    assert len(other.list_data_rows()) == 1
+
+
+def test_legacy_add_private_data_to_dataset(sdk: Any, s3: Bucket) -> None:
+    created = sdk.create_dataset("legacy", StorageLocation.AWS, create_backing_folder=False)
+    ds = sdk.get_dataset(created.dataset_hash)
+    job = ds.add_private_data_to_dataset_start(s3.integration_id, images_manifest(s3))
+    res = ds.add_private_data_to_dataset_get_result(job, timeout_seconds=60)
+    assert res.status == LongPollingStatus.DONE and res.units_done_count == 3
+    rows = ds.list_data_rows()
+    assert sorted(r.title for r in rows) == ["a.png", "b.png", "c.png"]
+    assert sorted(d.data_hash for d in res.data_hashes_with_titles) == sorted(r.uid for r in rows)
+    # the files went to a backing folder, created for the dataset
+    backing = sdk.get_dataset(created.dataset_hash).backing_folder_uuid
+    assert backing is not None
+    assert sorted(i.name for i in sdk.get_storage_folder(backing).list_items()) == ["a.png", "b.png", "c.png"]
+
+
+def test_legacy_upload_into_a_given_folder_with_errors_ignored(sdk: Any, s3: Bucket) -> None:
+    folder = sdk.create_storage_folder("target")
+    ds = sdk.get_dataset(sdk.create_dataset("legacy2", StorageLocation.AWS).dataset_hash)
+    manifest = {"images": [{"objectUrl": s3.url("img/a.png")}, {"objectUrl": s3.url("img/none.png")}]}
+    job = ds.add_private_data_to_dataset_start(s3.integration_id, manifest, ignore_errors=True, folder=folder)
+    res = ds.add_private_data_to_dataset_get_result(job, timeout_seconds=60)
+    assert res.status == LongPollingStatus.DONE
+    assert (res.units_done_count, res.units_error_count) == (1, 1)
+    assert res.data_unit_errors[0].object_urls == [s3.url("img/none.png")]
+    assert [r.title for r in ds.list_data_rows()] == ["a.png"]
+    assert [i.name for i in folder.list_items()] == ["a.png"]

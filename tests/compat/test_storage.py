@@ -1,0 +1,141 @@
+"""Storage through the unmodified Encord SDK: folders, registration jobs, items, signed URLs, uploads."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from encord.orm.dataset import LongPollingStatus
+from encord.orm.storage import DataUploadImage, DataUploadItems, StorageItemType
+
+from tests.compat.conftest import IMAGES, Bucket, images_manifest, png
+
+
+def test_folders_create_get_list_find(sdk: Any, alice: Any) -> None:
+    top = sdk.create_storage_folder("cats", "pictures of cats", client_metadata={"team": "a"})
+    assert (top.name, top.description, top.client_metadata, top.parent_uuid) == (
+        "cats", "pictures of cats", {"team": "a"}, None)
+    sub = sdk.create_storage_folder("kittens", parent_folder=top.uuid)
+    assert sub.parent_uuid == top.uuid and sub.description == "" and sub.client_metadata is None
+    assert [p.name for p in sub.path_to_root] == ["kittens", "cats"]
+    assert sub.parent is not None and sub.parent.uuid == top.uuid
+    other = sdk.create_storage_folder("dogs")
+
+    got = sdk.get_storage_folder(top.uuid)
+    assert (got.uuid, got.name, got.client_metadata) == (top.uuid, "cats", {"team": "a"})
+    assert got._orm_folder.owner == alice.email and got._orm_folder.user_role.value == "admin"
+
+    # top-level only, paged one at a time
+    assert [f.name for f in sdk.list_storage_folders(page_size=1)] == ["cats", "dogs"]
+    assert [f.name for f in sdk.list_storage_folders(desc=True)] == ["dogs", "cats"]
+    assert [f.name for f in sdk.list_storage_folders(search="DOG")] == ["dogs"]
+    assert [f.uuid for f in top.list_subfolders()] == [sub.uuid]
+    # found anywhere by name
+    assert [f.name for f in sdk.find_storage_folders(search="kit", page_size=1)] == ["kittens"]
+    assert sorted(f.name for f in sdk.find_storage_folders(page_size=2)) == ["cats", "dogs", "kittens"]
+    assert other.uuid in [f.uuid for f in sdk.find_storage_folders(search="dogs")]
+
+
+def _register(folder: Any, bucket: Bucket, manifest: Any, ignore_errors: bool = False) -> Any:
+    job = folder.add_private_data_to_folder_start(bucket.integration_id, manifest, ignore_errors=ignore_errors)
+    return folder.add_private_data_to_folder_get_result(job, timeout_seconds=120)
+
+
+def test_register_raw_manifest_then_list_find_and_sign(sdk: Any, s3: Bucket) -> None:
+    folder = sdk.create_storage_folder("raw")
+    res = _register(folder, s3, images_manifest(s3))
+    assert res.status == LongPollingStatus.DONE, res.errors
+    assert (res.units_done_count, res.units_error_count, res.units_pending_count) == (3, 0, 0)
+    assert sorted(i.name for i in res.items_with_names) == ["a.png", "b.png", "c.png"]
+
+    items = list(folder.list_items(page_size=2))
+    assert [i.name for i in items] == ["a.png", "b.png", "c.png"]
+    a = items[0]
+    assert a.item_type == StorageItemType.IMAGE and (a.width, a.height) == IMAGES["img/a.png"]
+    assert a.client_metadata == {"camera": "c0"} and a.url == s3.url("img/a.png")
+    assert a.mime_type == "image/png" and a.file_size == len(png(64, 48))
+    assert a.integration_hash is not None and str(a.integration_hash) == s3.integration_id
+    assert a.storage_location.value == "s3" and a.backed_data_units_count == 0
+    assert [i.name for i in folder.list_items(search="B.P")] == ["b.png"]
+    assert [i.name for i in folder.list_items(desc=True)][0] == "c.png"
+    assert list(folder.list_items(item_types=[StorageItemType.VIDEO])) == []
+
+    with pytest.warns(DeprecationWarning, match="find_storage_items is deprecated"):
+        found = list(sdk.find_storage_items(search="c.png", page_size=10))
+    assert [(i.uuid, i.name) for i in found] == [(items[2].uuid, "c.png")]
+
+    signed = sdk.get_storage_item(a.uuid, sign_url=True)
+    assert signed.uuid == a.uuid and signed.get_signed_url()
+    assert httpx.get(signed.get_signed_url()).content == png(64, 48)
+    listed = list(folder.list_items(get_signed_urls=True))
+    assert all(httpx.get(i.get_signed_url()).status_code == 200 for i in listed)
+
+
+def test_register_from_a_json_file_with_duplicates_skipped(sdk: Any, s3: Bucket, tmp_path: Path) -> None:
+    folder = sdk.create_storage_folder("from-file")
+    path = tmp_path / "manifest.json"
+    path.write_text(json.dumps(images_manifest(s3, skip_duplicate_urls=True)))
+    assert _register(folder, s3, str(path)).status == LongPollingStatus.DONE
+    again = _register(folder, s3, str(path))  # re-running is idempotent
+    assert again.status == LongPollingStatus.DONE and again.units_done_count == 3
+    assert len(list(folder.list_items())) == 3
+
+
+def test_register_typed_items_with_errors_ignored(sdk: Any, s3: Bucket) -> None:
+    folder = sdk.create_storage_folder("typed")
+    items = DataUploadItems(images=[
+        DataUploadImage(object_url=s3.url("img/a.png"), title="first", client_metadata={"k": 1}),
+        DataUploadImage(object_url=s3.url("img/missing.png"), title="gone"),
+    ])
+    res = _register(folder, s3, items, ignore_errors=True)
+    assert res.status == LongPollingStatus.DONE
+    assert (res.units_done_count, res.units_error_count) == (1, 1)
+    [error] = res.unit_errors
+    assert error.object_urls == [s3.url("img/missing.png")] and error.error
+    assert [i.name for i in res.items_with_names] == ["first"]
+    [item] = folder.list_items()
+    assert item.client_metadata == {"k": 1} and item.width == 64
+
+
+def test_a_failing_job_reports_error_and_registers_nothing(sdk: Any, s3: Bucket) -> None:
+    folder = sdk.create_storage_folder("strict")
+    manifest = {"images": [{"objectUrl": s3.url("img/a.png")}, {"objectUrl": s3.url("img/nope.png")}]}
+    res = _register(folder, s3, manifest)
+    assert res.status == LongPollingStatus.ERROR
+    assert any("nope.png" in e for e in res.errors) and res.items_with_names == []
+    assert list(folder.list_items()) == []
+
+
+def test_get_result_holds_until_done(sdk: Any, s3: Bucket) -> None:
+    """The SDK's default budget is 7 days: the server answers when the job ends, not at the cap."""
+    folder = sdk.create_storage_folder("held")
+    job = folder.add_private_data_to_folder_start(s3.integration_id, images_manifest(s3))
+    res = folder.add_private_data_to_folder_get_result(job)
+    assert res.status == LongPollingStatus.DONE and res.units_done_count == 3
+
+
+def test_upload_local_image(sdk: Any, tmp_path: Path) -> None:
+    folder = sdk.create_storage_folder("local")
+    path = tmp_path / "dot.png"
+    path.write_bytes(png(20, 10))
+    item_id = folder.upload_image(path, client_metadata={"src": "laptop"})
+    item = sdk.get_storage_item(item_id, sign_url=True)
+    assert (item.name, item.item_type, item.width, item.height) == ("dot.png", StorageItemType.IMAGE, 20, 10)
+    assert item.client_metadata == {"src": "laptop"} and item.parent_folder_uuid == folder.uuid
+    assert httpx.get(item.get_signed_url()).content == png(20, 10)
+    titled = folder.upload_image(path, title="second.png")
+    assert sorted(i.name for i in folder.list_items()) == ["dot.png", "second.png"] and titled != item_id
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+def test_azure_registration_and_signed_url(sdk: Any, azure: Bucket) -> None:
+    folder = sdk.create_storage_folder("az")
+    res = _register(folder, azure, images_manifest(azure))
+    assert res.status == LongPollingStatus.DONE, res.errors
+    b = next(i for i in folder.list_items() if i.name == "b.png")
+    assert b.storage_location.value == "azure" and (b.width, b.height) == (32, 32)
+    signed = sdk.get_storage_item(b.uuid, sign_url=True).get_signed_url()
+    assert httpx.get(signed).content == png(32, 32)
