@@ -93,6 +93,7 @@ def create_app(
                 ctx.worker.stop()
                 await run_in_threadpool(thread.join, ctx.worker.shutdown_grace_seconds + 5)
                 ctx.worker = None
+            ctx.pages_ahead.close()
             if owns_db:
                 database.dispose()
 

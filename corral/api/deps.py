@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Annotated, Literal
+from dataclasses import dataclass, field
+from typing import Annotated, Any, Literal
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from fastapi import Depends, Request
@@ -13,6 +13,7 @@ from starlette.datastructures import Headers
 from starlette.types import Scope
 
 from corral.api.errors import is_rpc_path
+from corral.api.readahead import PageAhead
 from corral.auth.signatures import KeyLookup, verify_message_signature, verify_rpc_signature
 from corral.core import identity
 from corral.core.identity import Principal
@@ -30,6 +31,7 @@ class AppContext:
     db: Database
     tasks: TaskRegistry
     worker: Worker | None = None
+    pages_ahead: PageAhead[Any] = field(default_factory=PageAhead)
 
     def wake_worker(self) -> None:
         if self.worker is not None:

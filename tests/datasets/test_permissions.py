@@ -103,3 +103,36 @@ def test_sharing_checks_its_input(client, make_user) -> None:  # type: ignore[no
     assert share(client, alice, ds, "bob@x.io", "editor").json()["role"] == "editor"  # replaces the role
     grants = client.get(f"/api/v1/datasets/{ds}/grants", headers=alice.bearer).json()
     assert [(g["email"], g["role"]) for g in grants] == [("bob@x.io", "editor")]
+
+
+def test_a_page_read_ahead_is_still_authorised(client, db, make_user) -> None:  # type: ignore[no-untyped-def]
+    """The server reads the next page ahead; revoking access in between still ends the listing,
+    and the page read ahead for one user is never another's."""
+    carol = make_user("carol@x.io", role="member")
+    bob = make_user("bob@x.io", role="member")
+    dave = make_user("dave@x.io", role="member")
+    folder = add_folder(db, carol, "f")
+    add_items(db, carol, folder, 25)
+    ds = create(client, carol, "carol's")["id"]
+    link(client, carol, ds, folder="f")
+    for user in (bob, dave):
+        share(client, carol, ds, user.email, "viewer")
+    url = f"/api/v1/datasets/{ds}/rows"
+    first = client.get(url, params={"page_size": 10}, headers=bob.bearer).json()
+    ahead = client.app.state.corral.pages_ahead
+    assert len(ahead._pages) == 1  # the second page, for bob, is under way
+    token = first["next_page_token"]
+    # dave asks for the same page: read for him, not handed bob's
+    dave_page = client.get(url, params={"page_size": 10, "page_token": token}, headers=dave.bearer).json()
+    assert len(ahead._pages) == 2
+    client.delete(f"/api/v1/datasets/{ds}/grants/bob@x.io", headers=carol.bearer)
+    r = client.get(url, params={"page_size": 10, "page_token": token}, headers=bob.bearer)
+    assert r.status_code == 404
+    share(client, carol, ds, bob.email, "viewer")
+    second = client.get(url, params={"page_size": 10, "page_token": token}, headers=bob.bearer).json()
+    assert second == dave_page and len(second["rows"]) == 10
+    rows = first["rows"] + second["rows"]
+    third = client.get(url, params={"page_size": 10, "page_token": second["next_page_token"]},
+                       headers=bob.bearer).json()
+    assert third["next_page_token"] is None
+    assert rows + third["rows"] == all_rows(client, carol, ds, page_size=25)

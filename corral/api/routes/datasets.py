@@ -15,10 +15,11 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Path, Query, Response
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
-from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
+from starlette.concurrency import run_in_threadpool
 
 from corral.api.deps import Ctx, CurrentPrincipal
 from corral.api.longpoll import hold_until
+from corral.api.readahead import stream_ahead
 from corral.core import dataset_rows, datasets, verify
 from corral.core.dataset_rows import RowFilter
 from corral.core.datasets import DatasetView
@@ -262,11 +263,21 @@ async def list_rows(
         raise ValidationFailed(message, details=[ErrorDetail(message, field="page_size")])
     after = dataset_rows.decode_token(page_token) if page_token else None
 
+    def read_page(dataset_id: uuid.UUID, after: uuid.UUID | None) -> tuple[bytes, uuid.UUID | None]:
+        with ctx.db.read() as s:
+            rows, last = dataset_rows.page(s, dataset_id, after=after, limit=page_size, where=where)
+        token = dataset_rows.encode_token(last) if last is not None else None
+        return dataset_rows.encode_page(rows, token), last
+
     def read() -> bytes:
         with ctx.db.read() as s:
-            dataset_id = datasets.resolve(s, principal, ref).id
-            rows, last = dataset_rows.page(s, dataset_id, after=after, limit=page_size, where=where)
-        return dataset_rows.encode_page(rows, dataset_rows.encode_token(last) if last is not None else None)
+            dataset_id = datasets.resolve(s, principal, ref).id  # every page is authorised
+        query = (principal.user_id, dataset_id, page_size, where)
+        found = ctx.pages_ahead.take((*query, after)) if after is not None else None
+        body, last = found or read_page(dataset_id, after)
+        if last is not None:  # the client will likely ask for the next page: start reading it
+            ctx.pages_ahead.start((*query, last), lambda: read_page(dataset_id, last))
+        return body
 
     return Response(await run_in_threadpool(read), media_type="application/json")
 
@@ -287,7 +298,7 @@ async def stream_rows(
             yield dataset_rows.encode_lines(rows)
 
     async def body() -> AsyncIterator[bytes]:
-        async for chunk in iterate_in_threadpool(chunks()):
+        async for chunk in stream_ahead(chunks()):  # the next chunk is read while this one is sent
             yield chunk
 
     return StreamingResponse(body(), media_type="application/x-ndjson")

@@ -1,0 +1,120 @@
+"""Reading ahead of the client: database work overlapped with sending and the client's parsing.
+
+A listing is a loop of "read rows, encode, send, wait for the client".  Done in turn, the server
+idles while the client parses and the client idles while the server queries.  Two helpers
+overlap them:
+
+* :func:`stream_ahead` runs a blocking chunk iterator (an NDJSON export) in a thread of its own,
+  a bounded number of chunks ahead of the socket;
+* :class:`PageAhead` starts the next page of a keyset listing as soon as one is answered, so
+  the request that follows the page token finds it ready.  Each request is still authorised
+  before it is answered; a read-ahead page is only ever handed to the user it was read for, for
+  the same query, and is dropped after ``ttl`` seconds or when newer ones crowd it out.  A page
+  read ahead is what the client would have got had it asked a moment earlier, which keyset
+  listings allow anyway (rows that exist throughout come exactly once).
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Callable, Hashable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any, Generic, TypeVar
+
+from starlette.concurrency import run_in_threadpool
+
+T = TypeVar("T")
+_END = object()
+
+
+async def stream_ahead(chunks: Iterator[T], depth: int = 2) -> AsyncIterator[T]:
+    """Yield ``chunks`` as a thread produces them, at most ``depth`` ahead of the consumer.
+
+    If the consumer stops early (a client hanging up), the producer stops at its next chunk and
+    the iterator is closed in its thread.
+    """
+    box: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(entry: tuple[str, Any]) -> bool:
+        while not stop.is_set():
+            try:
+                box.put(entry, timeout=0.2)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for chunk in chunks:
+                if not put(("chunk", chunk)):
+                    return
+            put(("end", None))
+        except BaseException as exc:  # handed to the consumer, which raises it
+            put(("error", exc))
+        finally:
+            close = getattr(chunks, "close", None)
+            if close is not None:
+                close()
+
+    thread = threading.Thread(target=produce, name="corral-stream-ahead", daemon=True)
+    thread.start()
+    try:
+        while True:
+            kind, value = await run_in_threadpool(box.get)
+            if kind == "end":
+                return
+            if kind == "error":
+                raise value
+            yield value
+    finally:
+        stop.set()
+
+
+class PageAhead(Generic[T]):
+    """Pages read ahead, by key; at most ``size`` kept, none older than ``ttl`` seconds."""
+
+    def __init__(self, size: int = 16, ttl: float = 30.0, threads: int = 2) -> None:
+        self.size, self.ttl = size, ttl
+        self._pages: OrderedDict[Hashable, tuple[float, Future[T]]] = OrderedDict()
+        self._lock = threading.Lock()
+        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="corral-page-ahead")
+
+    def start(self, key: Hashable, read: Callable[[], T]) -> None:
+        """Begin reading the page ``key`` names, unless it is already under way."""
+        with self._lock:
+            if key in self._pages:
+                return
+            self._expire()
+            while len(self._pages) >= self.size:
+                self._pages.popitem(last=False)[1][1].cancel()
+            self._pages[key] = (time.monotonic(), self._pool.submit(read))
+
+    def take(self, key: Hashable) -> T | None:
+        """The page read ahead for ``key`` (waiting for it to finish), once; None if there is none
+        or reading it failed (the caller then reads it itself, and sees any error first-hand)."""
+        with self._lock:
+            self._expire()
+            entry = self._pages.pop(key, None)
+        if entry is None:
+            return None
+        try:
+            return entry[1].result()
+        except Exception:
+            return None
+
+    def _expire(self) -> None:
+        oldest = time.monotonic() - self.ttl
+        while self._pages:
+            key, (started, future) = next(iter(self._pages.items()))
+            if started >= oldest:
+                return
+            del self._pages[key]
+            future.cancel()
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)

@@ -1,0 +1,117 @@
+"""Reading ahead of the client: chunks streamed from a thread, pages read before they are asked for."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+
+import anyio
+import pytest
+
+from corral.api.readahead import PageAhead, stream_ahead
+
+
+def collect(chunks: Iterator[int], limit: int | None = None, depth: int = 2) -> list[int]:
+    async def main() -> list[int]:
+        out: list[int] = []
+        agen = stream_ahead(chunks, depth)
+        try:
+            async for chunk in agen:
+                out.append(chunk)
+                if limit is not None and len(out) >= limit:
+                    break
+        finally:
+            await agen.aclose()
+        return out
+
+    return anyio.run(main)
+
+
+def test_stream_ahead_yields_every_chunk_in_order_from_another_thread() -> None:
+    threads: set[str] = set()
+
+    def chunks() -> Iterator[int]:
+        for i in range(50):
+            threads.add(threading.current_thread().name)
+            yield i
+
+    assert collect(chunks()) == list(range(50))
+    assert threads == {"corral-stream-ahead"}
+
+
+def test_stream_ahead_stays_a_bounded_number_of_chunks_ahead() -> None:
+    produced: list[int] = []
+
+    def chunks() -> Iterator[int]:
+        for i in range(1000):
+            produced.append(i)
+            yield i
+
+    assert collect(chunks(), limit=3, depth=2) == [0, 1, 2]
+    time.sleep(0.5)  # the producer notices the consumer left
+    assert len(produced) <= 3 + 2 + 1  # consumed, queued, and the one it was putting
+
+
+def test_stream_ahead_closes_the_iterator_when_the_consumer_leaves() -> None:
+    closed = threading.Event()
+
+    def chunks() -> Iterator[int]:
+        try:
+            yield from range(10_000)
+        finally:
+            closed.set()
+
+    assert collect(chunks(), limit=1) == [0]
+    assert closed.wait(5)
+
+
+def test_stream_ahead_raises_the_producers_error() -> None:
+    def chunks() -> Iterator[int]:
+        yield 1
+        raise ValueError("the database went away")
+
+    with pytest.raises(ValueError, match="went away"):
+        collect(chunks())
+
+
+def test_page_ahead_hands_a_page_over_once() -> None:
+    ahead: PageAhead[str] = PageAhead()
+    started = threading.Event()
+
+    def read() -> str:
+        started.set()
+        return "page 2"
+
+    ahead.start(("bob", 2), read)
+    assert started.wait(5)
+    assert ahead.take(("alice", 2)) is None  # another key
+    assert ahead.take(("bob", 2)) == "page 2"
+    assert ahead.take(("bob", 2)) is None  # once
+    ahead.close()
+
+
+def test_page_ahead_waits_for_a_page_still_being_read() -> None:
+    ahead: PageAhead[str] = PageAhead()
+    release = threading.Event()
+    ahead.start("k", lambda: "done" if release.wait(5) else "timeout")
+    threading.Timer(0.2, release.set).start()
+    assert ahead.take("k") == "done"
+    ahead.close()
+
+
+def test_page_ahead_forgets_failures_old_pages_and_the_oldest_beyond_its_size() -> None:
+    ahead: PageAhead[int] = PageAhead(size=3, ttl=0.3)
+
+    def fail() -> int:
+        raise RuntimeError("boom")
+
+    ahead.start("bad", fail)
+    assert ahead.take("bad") is None  # the caller reads the page itself and sees the error
+    for i in range(4):
+        ahead.start(i, lambda i=i: i)  # type: ignore[misc]
+    assert ahead.take(0) is None  # crowded out
+    assert ahead.take(3) == 3
+    time.sleep(0.4)
+    assert ahead.take(1) is None and ahead.take(2) is None  # expired
+    ahead.close()
