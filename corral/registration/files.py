@@ -147,16 +147,15 @@ def prepare_entry(entry: Any, storage: ScopedStorage, validator: Validator) -> l
             media = _media_for(storage, first, expected, entry.media)
             return [Prepared(entry.seq, data_type, entry.title, canonical, media, metadata)]
         frames_given = entry.media.get("frames") or []
+        frame_info = getattr(entry, "frame_info", ()) or ()
         parts = []
         for i, url in enumerate(canonical):
             given = frames_given[i] if i < len(frames_given) and isinstance(frames_given[i], dict) else {}
-            parts.append(
-                {
-                    "url": url,
-                    "title": url.rsplit("/", 1)[-1],
-                    "media": _media_for(storage, url, expected, given),
-                }
-            )
+            info = frame_info[i] if i < len(frame_info) else {}
+            media = _media_for(storage, url, expected, given)
+            if info.get("dicom_tags"):  # the client's DICOM tags (dicomFiles[].dicomMetadata.tags)
+                media = {**media, "dicom_tags": info["dicom_tags"]}
+            parts.append({"url": url, "title": info.get("title") or url.rsplit("/", 1)[-1], "media": media})
     except errors.CorralError as exc:
         return fail(exc.message)
     except Exception as exc:  # a probe's content problem

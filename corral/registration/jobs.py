@@ -114,6 +114,7 @@ def _entry_payload(entry: Any) -> dict[str, Any]:
         "title": entry.title,
         "client_metadata": entry.client_metadata,
         "media": entry.media,
+        **({"frame_info": list(entry.frame_info)} if entry.frame_info else {}),
     }
 
 
@@ -323,6 +324,7 @@ class _Entry:
         self.title = payload["title"]
         self.client_metadata = payload.get("client_metadata") or {}
         self.media = payload.get("media") or {}
+        self.frame_info = tuple(payload.get("frame_info") or ())
 
 
 def _batch(ctx: WorkerContext, unit: ClaimedUnit) -> list[list[Prepared] | FileError]:

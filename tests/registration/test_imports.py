@@ -281,3 +281,51 @@ def test_manifest_named_by_url_in_the_bucket(api, world, moto_server, db) -> Non
                  headers=alice.bearer)
     status = wait(api, alice, r.json()["job_id"])
     assert status["status"] == "ERROR" and "the manifest cannot be read" in json.dumps(status)
+
+
+def test_typed_groups_keep_per_file_titles_and_dicom_tags(api, world, db) -> None:  # type: ignore[no-untyped-def]
+    """(A strict job hands its first batch to the queue, so this goes through a batch unit's payload;
+    ``test_prepare_entry_keeps_frame_info`` covers the planner's own path.)"""
+    alice, bucket = world
+    tags = {"0020000E": {"vr": "UI", "Value": ["1.2.3"]}}
+    manifest = {"dataItems": {
+        "imageGroups": [{"title": "pair", "images": [
+            {"url": f"s3://{bucket}/g/1.jpg", "title": "left", "imageMetadata": {"width": 4, "height": 3}},
+            {"url": f"s3://{bucket}/g/2.jpg", "imageMetadata": {"width": 4, "height": 3}}]}],
+        "dicomSeries": [{"title": "scan", "dicomFiles": [
+            {"url": f"s3://{bucket}/d/1.dcm", "title": "slice one", "dicomMetadata": {"tags": tags}},
+            {"url": f"s3://{bucket}/d/2.dcm"}]}],
+    }}
+    params = {"folder": "data/cats", "integration": "s3-strict"}
+    r = api.post("/api/v1/imports", params=params, content=json.dumps(manifest), headers=alice.bearer)
+    assert r.status_code == 202, r.text
+    status = wait(api, alice, r.json()["job_id"])
+    assert status["status"] == "DONE", status
+    with db.read() as s:
+        parts = s.execute(select(Item.name, ItemPart.position, ItemPart.title, ItemPart.media)
+                          .join(Item, Item.id == ItemPart.item_id).order_by(Item.name, ItemPart.position)).all()
+    assert [(n, p, t) for n, p, t, _ in parts] == [
+        ("pair", 0, "left"), ("pair", 1, "2.jpg"), ("scan", 0, "slice one"), ("scan", 1, "2.dcm")]
+    assert parts[2][3]["dicom_tags"] == tags and "dicom_tags" not in parts[3][3]
+
+
+def test_prepare_entry_keeps_frame_info() -> None:
+    """The planner's own path: entries straight from the manifest reader, no payload round trip."""
+    from corral.core.metadata.schema import from_native
+    from corral.core.metadata.validation import Validator
+    from corral.registration.files import Prepared, prepare_entry
+    from corral.registration.manifest import Entry
+    from corral.storage.base import StorageContext
+    from corral.storage.options import S3Options
+    from corral.storage.s3 import open_storage
+    from corral.storage.scope import ScopedStorage
+
+    options = S3Options(bucket="b", region="us-east-1", access_key_id="k", secret_access_key="s")
+    storage = ScopedStorage(open_storage(options, StorageContext(connect_timeout=1, read_timeout=1)), options,
+                            title="strict", strict_client_only=True, ttl_seconds=600)
+    entry = Entry(0, "dicomSeries[0]", "dicom_series", ("s3://b/1.dcm", "s3://b/2.dcm"), "scan", {}, {},
+                  None, ({"title": "first", "dicom_tags": {"00100010": None}}, {}))
+    [prepared] = prepare_entry(entry, storage, Validator(from_native({"keys": {}})))  # type: ignore[misc]
+    assert isinstance(prepared, Prepared)
+    assert [(p["title"], p["media"].get("dicom_tags")) for p in prepared.parts] == [
+        ("first", {"00100010": None}), ("2.dcm", None)]
