@@ -458,8 +458,13 @@ class Client:
             headers={"Content-Type": "application/octet-stream"},
         )
 
-    def get_import(self, job_id: str, wait: float = 0, limit: int = 1000) -> Any:
-        return self.request("GET", f"/api/v1/imports/{job_id}", params={"wait": wait, "limit": limit})
+    def get_import(
+        self, job_id: str, wait: float = 0, limit: int = 1000, items_limit: int | None = None
+    ) -> Any:
+        params: dict[str, Any] = {"wait": wait, "limit": limit}
+        if items_limit is not None:
+            params["items_limit"] = items_limit
+        return self.request("GET", f"/api/v1/imports/{job_id}", params=params)
 
     def cancel_import(self, job_id: str) -> Any:
         return self.request("POST", f"/api/v1/imports/{job_id}/cancel")

@@ -54,7 +54,8 @@ def _wait(c: Any, job_id: str) -> dict[str, Any]:
                 failed=status["failed"],
             )
             if status["status"] != "PENDING":
-                return dict(c.get_import(job_id, wait=0, limit=100_000))
+                # every error (for the failures file), the first thousand items (--json)
+                return dict(c.get_import(job_id, wait=0, limit=100_000, items_limit=1000))
 
 
 @click.command("import")

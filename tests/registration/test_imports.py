@@ -77,6 +77,11 @@ def test_images_are_probed_and_registered(api, world, db) -> None:  # type: igno
     assert "outside integration 's3'" in status["errors"][0]["error"]
     [item] = status["items"]
     assert item["name"] == "first" and item["url"] == f"s3://{bucket}/img/0.png"
+    job_id = status["job_id"]
+    brief = api.get(f"/api/v1/imports/{job_id}", params={"items_limit": 0}, headers=alice.bearer).json()
+    assert brief["items"] == [] and len(brief["errors"]) == 1  # errors without the items
+    none = api.get(f"/api/v1/imports/{job_id}", params={"limit": 0}, headers=alice.bearer).json()
+    assert none["items"] == [] and none["errors"] == [] and none["registered"] == 1
     with db.read() as s:
         row = s.scalar(select(Item))
         assert row.media["width"] == 64 and row.media["height"] == 48 and row.file_size and not row.staged

@@ -40,7 +40,9 @@ class ImportStatus(BaseModel):
     items: list[dict[str, Any]] = Field(description="Registered items (id, name, url), oldest first.")
 
 
-def _status(ctx: Ctx, org_id: uuid.UUID, job_id: uuid.UUID, limit: int) -> tuple[JobState, ImportStatus]:
+def _status(
+    ctx: Ctx, org_id: uuid.UUID, job_id: uuid.UUID, limit: int, items_limit: int | None = None
+) -> tuple[JobState, ImportStatus]:
     with ctx.db.read() as s:
         state = queue.job_state(s, org_id, job_id, error_limit=0)
         if state.kind != registration.KIND:
@@ -49,9 +51,10 @@ def _status(ctx: Ctx, org_id: uuid.UUID, job_id: uuid.UUID, limit: int) -> tuple
         if state.is_terminal:  # what is really there: staged items of a failed job were removed
             counts["registered"] = registration.kept_items(s, job_id)
             counts["pending"] = 0
+        items_limit = limit if items_limit is None else items_limit
         items = (
-            registration.created_items(s, job_id, limit)
-            if state.status == "DONE" or counts["registered"]
+            registration.created_items(s, job_id, items_limit)
+            if items_limit and (state.status == "DONE" or counts["registered"])
             else []
         )
     return state, ImportStatus(job_id=job_id, status=state.status, error=state.error, items=items, **counts)
@@ -137,10 +140,15 @@ async def get_import(
     job_id: uuid.UUID,
     wait: Annotated[float, Query(ge=0, description="Hold until the job ends or this many seconds pass.")] = 0,
     limit: Annotated[int, Query(ge=0, le=100_000, description="Most errors and items to list.")] = 1000,
+    items_limit: Annotated[
+        int | None, Query(ge=0, le=100_000, description="Most items to list, if not `limit`.")
+    ] = None,
 ) -> ImportStatus:
     seconds = min(wait, ctx.settings.long_poll_cap_seconds)
     state_and_status = await hold_until(
-        lambda: _status(ctx, principal.org_id, job_id, limit), lambda pair: pair[0].is_terminal, seconds
+        lambda: _status(ctx, principal.org_id, job_id, limit, items_limit),
+        lambda pair: pair[0].is_terminal,
+        seconds,
     )
     return state_and_status[1]
 
