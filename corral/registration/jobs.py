@@ -161,7 +161,12 @@ def _plan(ctx: WorkerContext, unit: ClaimedUnit) -> dict[str, Any]:
         path = _manifest_file(ctx, unit, Path(tmp))
         try:
             fmt = manifest.detect_format(path)
-            flags = manifest.read_flags(path, fmt)
+            if unit.params.get("ignore_errors") or manifest.may_hold_flags(path, fmt):
+                flags = manifest.read_flags(path, fmt)  # a broken file fails before anything is written
+            else:
+                # All or nothing: what registers is staged, and deleted if the file turns out to
+                # be unreadable further on; so no reading the whole file twice.
+                flags = manifest.ManifestFlags()
         except manifest.ManifestUnreadable as exc:
             raise UnitFailed(f"the manifest cannot be read: {exc.message}") from None
         params = _merge_flags(db, unit.job_id, flags)
@@ -469,12 +474,13 @@ def _finalize(s: Session, job: Job) -> None:
         select(JobUnit.status, JobUnit.error).where(JobUnit.job_id == job.id, JobUnit.seq == 0)
     ).first()
     if (
-        job.status == "DONE"
+        job.status in ("DONE", "ERROR")
         and plan is not None
         and plan.status == "error"
         and not job.params.get("cancel_requested")
     ):
-        # An unreadable manifest fails the job even with ignore_errors: it is not one bad file.
+        # An unreadable manifest fails the job even with ignore_errors (it is not one bad file),
+        # and the planner's reason says more than "1 of N units failed".
         job.status, job.error = "ERROR", plan.error
     if job.status == "DONE":  # which publishes its staged items (corral.core.staging)
         if job.params.get("dataset_id"):  # a dataset upload (the SDK's add_private_data_to_dataset)

@@ -19,7 +19,9 @@ Contract
   yields the first half, then raises.
 * ``read_flags`` reads the whole file's structure (it is the same scan, minus building entries),
   so it raises every ``ManifestUnreadable`` that ``iter_entries`` would.  Call it first and
-  ``iter_entries`` cannot fail halfway (unless the file changes in between).
+  ``iter_entries`` cannot fail halfway (unless the file changes in between).  ``may_hold_flags``
+  says, from a byte search, when the flags are certainly all ``False`` (an all-or-nothing job,
+  which undoes its work if the file fails halfway, can then skip that scan).
 * Memory is bounded whatever the number of entries: JSON goes through ijson's ``yajl2_c``
   coroutine in 64 KiB chunks, CSV through ``csv`` one physical line at a time; one entry (or
   one CSV group) is held at a time.  Nothing caps the number of entries.
@@ -59,6 +61,7 @@ from __future__ import annotations
 import difflib
 import json
 import math
+import mmap
 import re
 import uuid
 from collections.abc import Iterable, Iterator
@@ -162,6 +165,24 @@ def read_flags(path: Path, fmt: Format) -> ManifestFlags:
         manifest_csv.check(path)
         return ManifestFlags()
     raise ValueError(f"unknown manifest format {fmt!r}")
+
+
+_FLAG_SPELLINGS = (b"skip_duplicate_urls", b"skipDuplicateUrls", b"upsert_metadata", b"upsertMetadata")
+
+
+def may_hold_flags(path: Path, fmt: Format) -> bool:
+    """False only when the manifest certainly sets no flag, so :func:`read_flags` would find all
+    of them ``False``: a CSV, or JSON text that spells no flag's name and has no ``\\u`` escape
+    (with which a key can spell one without the plain bytes).  A byte search, at memchr speed."""
+    if fmt != "json":
+        return False
+    with open(path, "rb") as f:
+        try:
+            data = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        except ValueError:  # an empty file
+            return False
+        with data:
+            return any(data.find(name) != -1 for name in (*_FLAG_SPELLINGS, b"\\u"))
 
 
 def iter_entries(path: Path, fmt: Format) -> Iterator[Entry | EntryError]:

@@ -227,6 +227,49 @@ def test_unreadable_manifest_fails_even_with_ignore_errors(api, world) -> None: 
     assert status["status"] == "ERROR" and "manifest cannot be read" in status["error"]
 
 
+@pytest.mark.parametrize("ignore_errors", [False, True])
+def test_a_manifest_broken_near_its_end_leaves_nothing(api, world, db, ignore_errors) -> None:  # type: ignore[no-untyped-def]
+    """All or nothing registers batches before it reaches the break (no second pass over the file),
+    then deletes them; with ignore_errors the file is read whole first, so nothing is written."""
+    alice, bucket = world
+    good = ",".join(json.dumps({"objectUrl": f"s3://{bucket}/n/{i}.png", "imageMetadata": {"width": 1, "height": 1}})
+                    for i in range(12_000))
+    body = '{"images": [' + good + ', {"objectUrl": tru]}'
+    r = api.post("/api/v1/imports", params={"folder": "data/cats", "integration": "s3-strict",
+                                            "ignore_errors": str(ignore_errors).lower()},
+                 content=body, headers=alice.bearer)
+    assert r.status_code == 202, r.text
+    status = wait(api, alice, r.json()["job_id"])
+    assert status["status"] == "ERROR" and "not valid JSON" in status["error"] and "line 1" in status["error"]
+    assert status["registered"] == 0 and status["items"] == []
+    with db.read() as s:
+        assert s.scalar(select(func.count()).select_from(Item)) == 0
+        assert s.scalar(select(func.count()).select_from(ItemPart)) == 0
+
+
+def test_flags_are_found_by_a_byte_search_or_a_full_read(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from corral.registration.manifest import ManifestFlags, may_hold_flags, read_flags
+
+    cases = {
+        b'{"images": [{"objectUrl": "s3://b/a.png"}]}': (False, ManifestFlags()),
+        b'{"images": [], "skip_duplicate_urls": true}': (True, ManifestFlags(skip_duplicate_urls=True)),
+        b'{"dataItems": {"upsertMetadata": true}}': (True, ManifestFlags(upsert_metadata=True)),
+        # a key spelt with an escape: no plain bytes to find, so the full read decides
+        b'{"images": [], "skip\\u005fduplicate_urls": true}': (True, ManifestFlags(skip_duplicate_urls=True)),
+        # the name as a value is not a flag, but only the full read can tell
+        b'{"images": [{"objectUrl": "s3://b/skip_duplicate_urls.png"}]}': (True, ManifestFlags()),
+        b"": (False, None),
+    }
+    for i, (body, (maybe, flags)) in enumerate(cases.items()):
+        path = tmp_path / f"{i}.json"
+        path.write_bytes(body)
+        assert may_hold_flags(path, "json") is maybe, body
+        if flags is not None:
+            assert read_flags(path, "json") == flags
+    (tmp_path / "m.csv").write_text("ObjectUrl\nskip_duplicate_urls\n")
+    assert may_hold_flags(tmp_path / "m.csv", "csv") is False
+
+
 def test_urls_are_stored_canonically_so_duplicates_match(api, world, db) -> None:  # type: ignore[no-untyped-def]
     alice, bucket = world
     wait(api, alice, start(api, alice, {"images": [{"objectUrl": f"s3://{bucket}/img/0.png"}]}))
