@@ -85,13 +85,16 @@ def cpu_seconds(pid: int) -> float:
 
 
 def profile(pids: list[int], seconds: int, out: Path) -> list[subprocess.Popen[bytes]]:
-    """With CORRAL_BENCH_PYSPY=path/to/py-spy: sample each process into OUT-PID.txt (collapsed stacks)."""
+    """With CORRAL_BENCH_PYSPY=path/to/py-spy: sample each process into OUT-PID.txt (collapsed stacks);
+    with CORRAL_BENCH_PYSPY_IDLE=1 waiting threads too."""
     spy = os.environ.get("CORRAL_BENCH_PYSPY")
     if not spy:
         return []
+    idle = ["--idle"] if os.environ.get("CORRAL_BENCH_PYSPY_IDLE") else []
     return [
         subprocess.Popen([spy, "record", "-p", str(pid), "-d", str(seconds), "-r", "50", "-f", "raw",
-                          "-o", f"{out}-{pid}.txt"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                          "-o", f"{out}-{pid}.txt", *idle],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         for pid in pids
     ]
 
