@@ -12,7 +12,8 @@ benchmark).  Then a real `corral serve --no-worker` subprocess, and over HTTP fr
 * **link**: one `POST /api/v1/datasets/{id}/link {"folder": …}`, from sending it to its answer;
 * **pages**: `GET /api/v1/datasets/{id}/rows?page_size=…` page after page, following
   `next_page_token`, each page's JSON parsed here (orjson) to read the token;
-* **stream**: `GET /api/v1/datasets/{id}/rows.ndjson`, read to the end, lines counted.
+* **stream**: `GET /api/v1/datasets/{id}/rows.ndjson`, read to the end, lines counted; then
+  the same read by `curl` (if installed), to tell the server's rate from httpx's.
 
 The server's memory is read from /proc: its resident size before the link, and its peak (VmHWM)
 after each phase.
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -161,6 +163,17 @@ def run(http: httpx.Client, pid: int, n: int, page_size: int) -> None:
         flush=True,
     )
     assert rows == lines == n, (rows, lines, n)
+
+    curl = shutil.which("curl")
+    if curl:  # the same stream read by a client in C: what the server delivers, less httpx's share
+        start = time.perf_counter()
+        url = f"{str(http.base_url).rstrip('/')}/api/v1/datasets/{ds}/rows.ndjson"
+        auth = f"Authorization: {http.headers['Authorization']}"
+        out = subprocess.run([curl, "-sS", "-o", "/dev/null", "-w", "%{size_download}", "-H", auth, url],
+                             check=True, capture_output=True, text=True)
+        elapsed = time.perf_counter() - start
+        assert int(out.stdout) == size, (out.stdout, size)
+        print(f"stream read by curl: {n:,} rows in {elapsed:.1f} s = {n / elapsed:,.0f} rows/s", flush=True)
 
 
 def main() -> None:
