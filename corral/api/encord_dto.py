@@ -121,7 +121,8 @@ def backed_counts(s: Session, item_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, 
 
 def storage_item(view: ItemView, owner: str, backed: int, *, metadata: bool = True) -> dict[str, Any]:
     media = view.media
-    frames = media.get("frame_count") or (len(view.parts) if view.parts else None)
+    # frames of a video, pages of a PDF (the SDK shows both as frame_count), files of a group
+    frames = media.get("frame_count") or media.get("num_pages") or (len(view.parts) if view.parts else None)
     return {
         "uuid": str(view.id),
         "parent": str(view.folder_id),

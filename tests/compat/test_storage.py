@@ -139,3 +139,31 @@ def test_azure_registration_and_signed_url(sdk: Any, azure: Bucket) -> None:
     assert b.storage_location.value == "azure" and (b.width, b.height) == (32, 32)
     signed = sdk.get_storage_item(b.uuid, sign_url=True).get_signed_url()
     assert httpx.get(signed).content == png(32, 32)
+
+
+def test_upload_local_video_audio_pdf_text_and_nifti(sdk: Any, tmp_path: Path) -> None:
+    """upload_image's friends: each file is PUT to corral's signed URL, then registered and probed."""
+    from tests.registration import media
+
+    folder = sdk.create_storage_folder("local media")
+    files = {
+        "clip.mp4": (media.mp4(frames=10, width=64, height=48, fps=5), folder.upload_video, StorageItemType.VIDEO),
+        "tone.wav": (media.wav(seconds=1.0), folder.upload_audio, StorageItemType.AUDIO),
+        "doc.pdf": (media.pdf(pages=3), folder.upload_pdf, StorageItemType.PDF),
+        "note.txt": (media.text("utf-8"), folder.upload_text, StorageItemType.PLAIN_TEXT),
+        "brain.nii": (media.nifti(), folder.upload_nifti, StorageItemType.NIFTI),
+    }
+    for name, (data, upload, kind) in files.items():
+        path = tmp_path / name
+        path.write_bytes(data)
+        item = sdk.get_storage_item(upload(path, client_metadata={"src": name}), sign_url=True)
+        assert (item.name, item.item_type, item.client_metadata) == (name, kind, {"src": name})
+        assert httpx.get(item.get_signed_url()).content == data  # the bytes corral stored
+        if kind == StorageItemType.VIDEO:
+            assert (item.width, item.height, item.fps) == (64, 48, 5) and item.frame_count == 10
+        if kind == StorageItemType.AUDIO:
+            assert item.duration is not None and abs(item.duration - 1.0) < 0.05
+        if kind == StorageItemType.PDF:
+            assert item.frame_count == 3  # the SDK shows a PDF's pages as frames
+        assert item.file_size == len(data)
+    assert sorted(i.name for i in folder.list_items()) == sorted(files)
