@@ -61,11 +61,21 @@ async def stream_ahead(chunks: Iterator[T], depth: int = 2) -> AsyncIterator[T]:
             if close is not None:
                 close()
 
+    def get() -> tuple[str, Any]:
+        # Never blocks for good: a consumer cancelled while waiting (a client hanging up) leaves
+        # this call running in the thread pool, which must get its thread back.
+        while True:
+            try:
+                return box.get(timeout=0.2)
+            except queue.Empty:
+                if stop.is_set():
+                    return ("end", None)
+
     thread = threading.Thread(target=produce, name="corral-stream-ahead", daemon=True)
     thread.start()
     try:
         while True:
-            kind, value = await run_in_threadpool(box.get)
+            kind, value = await run_in_threadpool(get)
             if kind == "end":
                 return
             if kind == "error":

@@ -115,3 +115,34 @@ def test_page_ahead_forgets_failures_old_pages_and_the_oldest_beyond_its_size() 
     time.sleep(0.4)
     assert ahead.take(1) is None and ahead.take(2) is None  # expired
     ahead.close()
+
+
+def test_a_consumer_cancelled_while_waiting_leaves_no_thread_behind() -> None:
+    """A client that hangs up while the next chunk is still being read: the wait ends when the
+    chunk arrives (a thread-pool call cannot be abandoned), then the producer stops and every
+    thread is given back (the server's pool is small: 40 threads)."""
+    release = threading.Event()
+
+    def slow() -> Iterator[int]:
+        yield 1
+        release.wait(5)  # the database is slow
+        yield 2
+        yield from range(3, 1000)
+
+    async def main() -> list[int]:
+        out: list[int] = []
+        agen = stream_ahead(slow())
+        with anyio.move_on_after(0.3):
+            async for chunk in agen:
+                out.append(chunk)
+        await agen.aclose()
+        return out
+
+    before = threading.active_count()
+    threading.Timer(0.6, release.set).start()
+    got = anyio.run(main)
+    assert got[0] == 1 and len(got) < 999  # cancelled, not read to the end
+    deadline = time.monotonic() + 5
+    while threading.active_count() > before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert threading.active_count() <= before
