@@ -224,13 +224,20 @@ def test_ndjson_stream(client, db, make_user, monkeypatch) -> None:  # type: ign
     folder = add_folder(db, alice, "f")
     add_items(db, alice, folder, 30)
     add_items(db, alice, folder, 4, prefix="vid", item_type="video")
+    add_items(db, alice, folder, 2, prefix="meta", metadata={"camera": "c\u00e9", "score": 0.1, "n": [1, {"x": None}]})
+    group = add_group(db, alice, folder, "group \"q\"", ["s3://bucket/g/1.jpg", "s3://bucket/g/0.jpg"])
     ds = create(client, alice, "d")["id"]
     link(client, alice, ds, folder="f")
     with client.stream("GET", f"/api/v1/datasets/{ds}/rows.ndjson", headers=alice.bearer) as r:
         assert r.status_code == 200 and r.headers["content-type"].startswith("application/x-ndjson")
         lines = [json.loads(line) for line in r.iter_lines() if line]
+    # the stream's rows are built by the database, the pages' in Python: the same values
     assert lines == all_rows(client, alice, ds, page_size=5)
-    assert len(lines) == 34
+    assert len(lines) == 37
+    [g] = [row for row in lines if row["item_id"] == str(group)]
+    assert g["parts"] == ["s3://bucket/g/1.jpg", "s3://bucket/g/0.jpg"] and g["file_link"] is None
+    assert g["title"] == 'group "q"'
+    assert {row["client_metadata"]["camera"] for row in lines if row["title"].startswith("meta")} == {"c\u00e9"}
     r = client.get(f"/api/v1/datasets/{ds}/rows.ndjson", params={"data_type": "video"}, headers=alice.bearer)
     assert len(r.text.splitlines()) == 4
     assert client.get(f"/api/v1/datasets/{uuid.uuid4()}/rows.ndjson", headers=alice.bearer).status_code == 404
