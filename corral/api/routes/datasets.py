@@ -294,7 +294,8 @@ async def stream_rows(
     dataset_id = await run_in_threadpool(_dataset_id, ctx, principal, ref)  # errors before streaming
 
     def chunks() -> Iterator[bytes]:
-        yield from dataset_rows.stream(ctx.db, dataset_id, where)
+        for rows in dataset_rows.stream(ctx.db, dataset_id, where):
+            yield dataset_rows.encode_lines(rows)
 
     async def body() -> AsyncIterator[bytes]:
         async for chunk in stream_ahead(chunks()):  # the next chunk is read while this one is sent
