@@ -22,22 +22,19 @@ after each phase.
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
-import uuid
 from pathlib import Path
 from typing import Any, cast
 
 import httpx
 import orjson
-from sqlalchemy import Table, create_engine, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import Table
 
+from benchmarks.common import memory_mib, server_environment
 from corral.core import identity
 from corral.db import create_database, migrate
 from corral.db.bulk import insert_rows
@@ -46,18 +43,8 @@ from corral.db.types import utcnow, uuid7_hex
 from corral.settings import Settings
 
 BIN = Path(sys.executable).parent
-PG_ADMIN = os.environ.get(
-    "CORRAL_BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
-)
 PORT = 8798
 ITEMS = cast(Table, Item.__table__)
-
-
-def memory_mib(pid: int, field: str) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def setup(settings: Settings, n: int) -> str:
@@ -184,42 +171,21 @@ def main() -> None:
     parser.add_argument("--postgres", action="store_true")
     parser.add_argument("--page-size", type=int, default=10_000)
     args = parser.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="corral-bench-datasets-"))
-    env = {
-        **os.environ,
-        "CORRAL_DATA_DIR": str(work / "data"),
-        "CORRAL_SECRET_KEY": "b" * 40,
-        "CORRAL_PORT": str(PORT),
-        "CORRAL_LOG_LEVEL": "warning",
-        "CORRAL_CONFIG_DIR": str(work / "cfg"),
-    }
-    pg_name = None
-    if args.postgres:
-        pg_name = f"corral_bench_{uuid.uuid4().hex[:8]}"
-        with create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT").connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{pg_name}"'))
-        env["CORRAL_DATABASE_URL"] = (
-            make_url(PG_ADMIN).set(database=pg_name).render_as_string(hide_password=False)
-        )
-    print(f"{args.items:,} items, {'PostgreSQL' if args.postgres else 'SQLite'}", flush=True)
-    server = None
-    try:
+    with server_environment("corral-bench-datasets-", PORT, args.postgres) as (work, env):
+        print(f"{args.items:,} items, {'PostgreSQL' if args.postgres else 'SQLite'}", flush=True)
         settings = Settings(
             data_dir=work / "data", database_url=env.get("CORRAL_DATABASE_URL"), secret_key="b" * 40
         )
         token = setup(settings, args.items)
         server = serve(env)
-        with httpx.Client(
-            base_url=f"http://127.0.0.1:{PORT}", headers={"Authorization": f"Bearer {token}"}, timeout=600
-        ) as http:
-            run(http, server.pid, args.items, args.page_size)
-    finally:
-        if server is not None:
+        try:
+            with httpx.Client(
+                base_url=f"http://127.0.0.1:{PORT}", headers={"Authorization": f"Bearer {token}"}, timeout=600
+            ) as http:
+                run(http, server.pid, args.items, args.page_size)
+        finally:
             server.send_signal(signal.SIGTERM)
             server.wait(60)
-        if pg_name:
-            with create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT").connect() as conn:
-                conn.execute(text(f'DROP DATABASE IF EXISTS "{pg_name}" WITH (FORCE)'))
 
 
 if __name__ == "__main__":

@@ -15,7 +15,6 @@ default ``postgresql+psycopg://postgres@127.0.0.1:5432/postgres``.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import tempfile
 import threading
@@ -28,16 +27,13 @@ from pathlib import Path
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
+from benchmarks.common import PG_ADMIN
 from corral.db import create_database, migrate
 from corral.db.engine import Database
 from corral.jobs import queue
 from corral.jobs.tasks import TaskKind, TaskRegistry
 from corral.jobs.worker import Worker
 from corral.settings import Settings
-
-PG_ADMIN = os.environ.get(
-    "CORRAL_BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
-)
 
 
 @contextmanager

@@ -21,21 +21,14 @@ import resource
 import signal
 import subprocess
 import sys
-import tempfile
 import time
-import uuid
 from pathlib import Path
 
 import httpx
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
+
+from benchmarks.common import memory_mib, server_environment
 
 BIN = Path(sys.executable).parent
-PG_ADMIN = os.environ.get(
-    "CORRAL_BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
-)
-
-
 def write_manifest(path: Path, n: int, shuffle: bool = False) -> None:
     order: list[int] | range = range(n)
     if shuffle:  # keys in random order, not sorted as a bucket listing gives them
@@ -60,6 +53,10 @@ def write_manifest(path: Path, n: int, shuffle: bool = False) -> None:
         out.write("]}")
 
 
+def peak_mib(pid: int) -> float:
+    return memory_mib(pid, "VmHWM")
+
+
 def children(pid: int) -> list[int]:
     out = []
     for stat in Path("/proc").glob("[0-9]*/stat"):
@@ -69,13 +66,6 @@ def children(pid: int) -> list[int]:
         except (OSError, ValueError, IndexError):
             continue
     return out
-
-
-def peak_rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def cpu_seconds(pid: int) -> float:
@@ -110,110 +100,91 @@ def main() -> None:
     parser.add_argument("--postgres", action="store_true")
     parser.add_argument("--shuffle", action="store_true", help="URLs in random order, not sorted")
     args = parser.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="corral-bench-"))
-    env = {
-        **os.environ,
-        "CORRAL_DATA_DIR": str(work / "data"),
-        "CORRAL_SECRET_KEY": "b" * 40,
-        "CORRAL_PORT": "8797",
-        "CORRAL_LOG_LEVEL": "warning",
-        "CORRAL_CONFIG_DIR": str(work / "cfg"),
-    }
-    pg_name = None
-    if args.postgres:
-        pg_name = f"corral_bench_{uuid.uuid4().hex[:8]}"
-        with create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT").connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{pg_name}"'))
-        env["CORRAL_DATABASE_URL"] = (
-            make_url(PG_ADMIN).set(database=pg_name).render_as_string(hide_password=False)
-        )
-    corral = str(BIN / "corral")
-    subprocess.run([corral, "migrate"], env=env, check=True, capture_output=True)
-    subprocess.run(
-        [corral, "user", "create", "bench@x.io", "--org", "Bench", "--admin"],
-        env=env,
-        check=True,
-        capture_output=True,
-    )
-    token = subprocess.run(
-        [corral, "token", "create", "bench@x.io"], env=env, check=True, capture_output=True, text=True
-    ).stdout.split()[-1]
-    manifest = work / "manifest.json"
-    write_manifest(manifest, args.files, args.shuffle)
-    print(
-        f"{args.files:,} files, manifest {manifest.stat().st_size / 1e6:.0f} MB, "
-        f"{'PostgreSQL' if args.postgres else 'SQLite'}{', shuffled' if args.shuffle else ''}",
-        flush=True,
-    )
-    server = subprocess.Popen(
-        [corral, "serve"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    try:
-        url = "http://127.0.0.1:8797"
-        for _ in range(100):
-            try:
-                if httpx.get(f"{url}/healthz").status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        auth = {"Authorization": f"Bearer {token}"}
-        httpx.post(
-            f"{url}/api/v1/integrations",
-            headers=auth,
-            json={
-                "title": "media",
-                "provider": "s3",
-                "strict_client_only": True,
-                "settings": {
-                    "bucket": "media",
-                    "region": "eu-west-1",
-                    "access_key_id": "AKIA",
-                    "secret_access_key": "s",
-                },
-            },
-        )
-        httpx.post(f"{url}/api/v1/folders", headers=auth, json={"path": "bench"})
-        cli_env = {**env, "CORRAL_URL": url, "CORRAL_TOKEN": token}
-        pids = [server.pid, *children(server.pid)]
-        cpu_before = {pid: cpu_seconds(pid) for pid in pids}
-        spies = profile(pids, max(10, args.files // 10_000), work / "profile")
-        start = time.perf_counter()
-        result = subprocess.run(
-            [corral, "import", str(manifest), "--folder", "bench", "--integration", "media", "--json"],
-            env=cli_env,
+    with server_environment("corral-bench-", 8797, args.postgres) as (work, env):
+        corral = str(BIN / "corral")
+        subprocess.run([corral, "migrate"], env=env, check=True, capture_output=True)
+        subprocess.run(
+            [corral, "user", "create", "bench@x.io", "--org", "Bench", "--admin"],
+            env=env,
+            check=True,
             capture_output=True,
-            text=True,
         )
-        elapsed = time.perf_counter() - start
-        status = json.loads(result.stdout) if result.stdout.strip().startswith("{") else {}
+        token = subprocess.run(
+            [corral, "token", "create", "bench@x.io"], env=env, check=True, capture_output=True, text=True
+        ).stdout.split()[-1]
+        manifest = work / "manifest.json"
+        write_manifest(manifest, args.files, args.shuffle)
         print(
-            f"status {status.get('status')}, registered {status.get('registered'):,}"
-            if status
-            else result.stderr
+            f"{args.files:,} files, manifest {manifest.stat().st_size / 1e6:.0f} MB, "
+            f"{'PostgreSQL' if args.postgres else 'SQLite'}{', shuffled' if args.shuffle else ''}",
+            flush=True,
         )
-        cpu = {pid: cpu_seconds(pid) - cpu_before[pid] for pid in pids}
-        cli_cpu = resource.getrusage(resource.RUSAGE_CHILDREN)
-        print(
-            "CPU seconds: "
-            + ", ".join(f"{'server' if pid == server.pid else 'worker'} {t:.1f}" for pid, t in cpu.items())
-            + f", corral import {cli_cpu.ru_utime + cli_cpu.ru_stime:.1f} (with setup commands)"
+        server = subprocess.Popen(
+            [corral, "serve"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
-        for spy in spies:
-            spy.wait()
-        if spies:
-            print(f"profiles: {work}/profile-*.txt")
-        workers = [peak_rss_mib(c) for c in children(server.pid)]
-        print(
-            f"end to end: {elapsed:.1f} s = {args.files / elapsed:,.0f} files/s; server peak memory "
-            f"{peak_rss_mib(server.pid):,.0f} MiB (API + embedded worker)"
-            + (f", worker processes {', '.join(f'{w:,.0f}' for w in workers)} MiB" if workers else "")
-        )
-    finally:
-        server.send_signal(signal.SIGTERM)
-        server.wait(60)
-        if pg_name:
-            with create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT").connect() as conn:
-                conn.execute(text(f'DROP DATABASE IF EXISTS "{pg_name}" WITH (FORCE)'))
+        try:
+            url = "http://127.0.0.1:8797"
+            for _ in range(100):
+                try:
+                    if httpx.get(f"{url}/healthz").status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    time.sleep(0.1)
+            auth = {"Authorization": f"Bearer {token}"}
+            httpx.post(
+                f"{url}/api/v1/integrations",
+                headers=auth,
+                json={
+                    "title": "media",
+                    "provider": "s3",
+                    "strict_client_only": True,
+                    "settings": {
+                        "bucket": "media",
+                        "region": "eu-west-1",
+                        "access_key_id": "AKIA",
+                        "secret_access_key": "s",
+                    },
+                },
+            )
+            httpx.post(f"{url}/api/v1/folders", headers=auth, json={"path": "bench"})
+            cli_env = {**env, "CORRAL_URL": url, "CORRAL_TOKEN": token}
+            pids = [server.pid, *children(server.pid)]
+            cpu_before = {pid: cpu_seconds(pid) for pid in pids}
+            spies = profile(pids, max(10, args.files // 10_000), work / "profile")
+            start = time.perf_counter()
+            result = subprocess.run(
+                [corral, "import", str(manifest), "--folder", "bench", "--integration", "media", "--json"],
+                env=cli_env,
+                capture_output=True,
+                text=True,
+            )
+            elapsed = time.perf_counter() - start
+            status = json.loads(result.stdout) if result.stdout.strip().startswith("{") else {}
+            print(
+                f"status {status.get('status')}, registered {status.get('registered'):,}"
+                if status
+                else result.stderr
+            )
+            cpu = {pid: cpu_seconds(pid) - cpu_before[pid] for pid in pids}
+            cli_cpu = resource.getrusage(resource.RUSAGE_CHILDREN)
+            print(
+                "CPU seconds: "
+                + ", ".join(f"{'server' if p == server.pid else 'worker'} {t:.1f}" for p, t in cpu.items())
+                + f", corral import {cli_cpu.ru_utime + cli_cpu.ru_stime:.1f} (with setup commands)"
+            )
+            for spy in spies:
+                spy.wait()
+            if spies:
+                print(f"profiles: {work}/profile-*.txt")
+            workers = [peak_mib(c) for c in children(server.pid)]
+            print(
+                f"end to end: {elapsed:.1f} s = {args.files / elapsed:,.0f} files/s; server peak memory "
+                f"{peak_mib(server.pid):,.0f} MiB (API + embedded worker)"
+                + (f", worker processes {', '.join(f'{w:,.0f}' for w in workers)} MiB" if workers else "")
+            )
+        finally:
+            server.send_signal(signal.SIGTERM)
+            server.wait(60)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,55 @@
+"""What the benchmarks that run a real `corral serve` share: a throwaway data directory and
+environment, a throwaway PostgreSQL database on request, and memory read from /proc."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+PG_ADMIN = os.environ.get(
+    "CORRAL_BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+)
+
+
+@contextmanager
+def server_environment(prefix: str, port: int, postgres: bool) -> Iterator[tuple[Path, dict[str, str]]]:
+    """A fresh work directory and the environment for corral commands run in it; with
+    ``postgres``, a fresh database (``CORRAL_DATABASE_URL``), dropped afterwards whatever happens."""
+    work = Path(tempfile.mkdtemp(prefix=prefix))
+    env = {
+        **os.environ,
+        "CORRAL_DATA_DIR": str(work / "data"),
+        "CORRAL_SECRET_KEY": "b" * 40,
+        "CORRAL_PORT": str(port),
+        "CORRAL_LOG_LEVEL": "warning",
+        "CORRAL_CONFIG_DIR": str(work / "cfg"),
+    }
+    name = f"corral_bench_{uuid.uuid4().hex[:8]}" if postgres else None
+    admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT") if name else None
+    if admin is not None:
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+        url = make_url(PG_ADMIN).set(database=name)
+        env["CORRAL_DATABASE_URL"] = url.render_as_string(hide_password=False)
+    try:
+        yield work, env
+    finally:
+        if admin is not None:
+            with admin.connect() as conn:
+                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            admin.dispose()
+
+
+def memory_mib(pid: int, field: str) -> float:
+    """A memory figure of /proc/PID/status (``VmRSS``, ``VmHWM`` for the peak), in MiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
