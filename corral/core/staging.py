@@ -9,23 +9,17 @@ can see filters on :func:`published`.
 
 from __future__ import annotations
 
-import uuid
-
 from sqlalchemy import ColumnElement, and_, or_, select
 from sqlalchemy.orm import Session
 
 from corral.db.tables import Item, Job
 
 
-def running_jobs() -> ColumnElement[bool]:
-    return Job.status == "PENDING"
-
-
 def published() -> ColumnElement[bool]:
     """True for the items users can see (deleted or not)."""
     return or_(
         Item.staged.is_(False),
-        and_(Item.job_id.is_not(None), Item.job_id.not_in(select(Job.id).where(running_jobs()))),
+        and_(Item.job_id.is_not(None), Item.job_id.not_in(select(Job.id).where(Job.status == "PENDING"))),
     )
 
 
@@ -34,7 +28,3 @@ def is_published(s: Session, item: Item) -> bool:
         return True
     return item.job_id is not None and s.scalar(select(Job.status).where(Job.id == item.job_id)) != "PENDING"
 
-
-def staged_job(s: Session, job_id: uuid.UUID) -> bool:
-    """Whether the job's staged items are still invisible."""
-    return s.scalar(select(Job.status).where(Job.id == job_id)) == "PENDING"

@@ -56,7 +56,7 @@ class WorkerContext:
     #: Jobs whose units this process should leave to other processes: a task adds its job while
     #: it keeps this process's interpreter busy with it (a strict registration planner hands its
     #: batches to other processes; threads of this one would only share its interpreter lock).
-    saturated_by: set[Any] = field(default_factory=set)
+    saturated_by: set[uuid.UUID] = field(default_factory=set)
 
 
 Prepare = Callable[[WorkerContext, ClaimedUnit], Any]

@@ -736,7 +736,7 @@ class _FastReader:
             self.buf.count("{", start, end) + self.buf.count("[", start, end) >= MAX_DEPTH
         ):
             raise _Unusual  # near a limit: the event parser measures the entry as it always has
-        if "\\u" in self.buf[start:end]:
+        if self.buf.find("\\u", start, end) != -1:
             try:
                 orjson.dumps(obj, option=orjson.OPT_NON_STR_KEYS)
             except TypeError:  # a lone surrogate (or an integer beyond 64 bits: let it decide)
