@@ -7,6 +7,7 @@ rest of corral gets at an integration's objects (through the scope guard).
 
 from __future__ import annotations
 
+import threading
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -295,3 +296,18 @@ def local_storage_for_link(s: Session, settings: Settings, integration_id: uuid.
     options = load_options(row, settings.resolved_secret_key())
     assert isinstance(options, LocalOptions)
     return LocalStorage(options, storage_context(settings, row.id))
+
+
+# -- requests to a store ----------------------------------------------------------------------
+
+#: Requests one process sends to one integration's store at the same time, whatever job sends
+#: them (registration's HEADs and probes, verification's HEADs).
+REQUEST_CONCURRENCY = 16
+_request_slots: dict[uuid.UUID, threading.Semaphore] = {}
+_request_slots_lock = threading.Lock()
+
+
+def request_slots(integration_id: uuid.UUID) -> threading.Semaphore:
+    """The semaphore that bounds this process's concurrent requests to one integration."""
+    with _request_slots_lock:
+        return _request_slots.setdefault(integration_id, threading.Semaphore(REQUEST_CONCURRENCY))

@@ -22,7 +22,6 @@ rows concurrently and write nothing but their unit's result.
 
 from __future__ import annotations
 
-import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -44,18 +43,10 @@ from corral.storage.scope import ScopedStorage
 KIND = "verify_dataset"
 BATCH = 1000
 UNITS_PER_WRITE = 50
-CONCURRENCY = 16
 RETRIES = 3
 OUTCOMES = ("ok", "missing", "forbidden", "changed", "error", "skipped")
 _SEVERITY = {"ok": 0, "skipped": 0, "changed": 1, "error": 2, "forbidden": 3, "missing": 4}
 PROBLEM_LIMIT = 100_000
-_slots: dict[uuid.UUID, threading.Semaphore] = {}
-_slots_lock = threading.Lock()
-
-
-def _slot(integration_id: uuid.UUID) -> threading.Semaphore:
-    with _slots_lock:
-        return _slots.setdefault(integration_id, threading.Semaphore(CONCURRENCY))
 
 
 # -- starting -----------------------------------------------------------------------------------
@@ -221,11 +212,11 @@ def _batch(db: Database, settings: Settings, unit: ClaimedUnit) -> dict[str, Any
             return "skipped", None
         if isinstance(store, str):
             return "error", store
-        with _slot(obj["integration_id"]):
+        with integrations.request_slots(obj["integration_id"]):
             return check_object(store, obj["url"], obj["size"], obj["etag"])
 
     try:
-        with ThreadPoolExecutor(max_workers=CONCURRENCY) as pool:
+        with ThreadPoolExecutor(max_workers=integrations.REQUEST_CONCURRENCY) as pool:
             outcomes = list(pool.map(one, objects))
     finally:
         for store in stores.values():

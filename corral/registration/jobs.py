@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import tempfile
-import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
@@ -53,16 +52,6 @@ ERROR_LIMIT = 10_000  # file errors kept per plan
 SHARE_QUEUE = 2  # strict jobs: batches kept waiting for other workers
 CANCELLED_WHILE_READING = "the job was cancelled while its manifest was being read"
 BLOB_CHUNK = 1 << 20
-PROBE_CONCURRENCY = 16
-_integration_slots: dict[uuid.UUID, threading.Semaphore] = {}
-_slots_lock = threading.Lock()
-
-
-def _slots(integration_id: uuid.UUID) -> threading.Semaphore:
-    """A bound on concurrent store requests per integration, shared by all batches in a process."""
-    with _slots_lock:
-        return _integration_slots.setdefault(integration_id, threading.Semaphore(PROBE_CONCURRENCY))
-
 
 # -- the manifest, stored in the database ----------------------------------------------------
 
@@ -334,7 +323,7 @@ class _Entry:
 
 def _batch(ctx: WorkerContext, unit: ClaimedUnit) -> list[list[Prepared] | FileError]:
     storage, validator = _open(ctx.services["db"], ctx.services["settings"], unit)
-    slots = _slots(uuid.UUID(unit.params["integration_id"]))
+    slots = integrations.request_slots(uuid.UUID(unit.params["integration_id"]))
 
     def one(payload: dict[str, Any]) -> list[Prepared] | FileError:
         with slots:
@@ -344,7 +333,7 @@ def _batch(ctx: WorkerContext, unit: ClaimedUnit) -> list[list[Prepared] | FileE
         if storage.strict_client_only:  # no request at all: no threads needed
             results = [prepare_entry(_Entry(p), storage, validator) for p in unit.payload["entries"]]
         else:
-            with ThreadPoolExecutor(max_workers=PROBE_CONCURRENCY) as pool:
+            with ThreadPoolExecutor(max_workers=integrations.REQUEST_CONCURRENCY) as pool:
                 results = list(pool.map(one, unit.payload["entries"]))
     finally:
         storage.close()

@@ -751,36 +751,9 @@ class _FastReader:
         assert isinstance(key, str)
         return key
 
-    def document(self) -> Iterator[Entry | EntryError]:
-        self._expect("{")
-        if self._peek() == "}":
-            self.pos += 1
-        else:
-            while True:
-                key = self._string()
-                self._expect(":")
-                if key == "dataItems":
-                    yield from self._data_items()
-                elif key in _FLAG_NAMES:
-                    self._flag(key, key)
-                elif key in RAW_SECTIONS or key in TYPED_SECTIONS:
-                    yield from self._section(RAW_SECTIONS.get(key) or TYPED_SECTIONS[key], key)
-                else:
-                    raise _Unusual
-                if self._peek() == ",":
-                    self.pos += 1
-                    continue
-                self._expect("}")
-                break
-        if self._peek() != "":
-            raise _Unusual  # trailing text
-
-    def _data_items(self) -> Iterator[Entry | EntryError]:
-        ch = self._peek()
-        if ch == "n":
-            if self._value() is not None:
-                raise _Unusual
-            return
+    def _members(self) -> Iterator[str]:
+        """The keys of the object that starts here; the caller reads each key's value before
+        asking for the next key."""
         self._expect("{")
         if self._peek() == "}":
             self.pos += 1
@@ -788,6 +761,38 @@ class _FastReader:
         while True:
             key = self._string()
             self._expect(":")
+            yield key
+            if self._peek() == ",":
+                self.pos += 1
+                continue
+            self._expect("}")
+            return
+
+    def _null(self) -> bool:
+        """Whether the value here is ``null`` (then read)."""
+        if self._peek() != "n":
+            return False
+        if self._value() is not None:
+            raise _Unusual
+        return True
+
+    def document(self) -> Iterator[Entry | EntryError]:
+        for key in self._members():
+            if key == "dataItems":
+                yield from self._data_items()
+            elif key in _FLAG_NAMES:
+                self._flag(key, key)
+            elif key in RAW_SECTIONS or key in TYPED_SECTIONS:
+                yield from self._section(RAW_SECTIONS.get(key) or TYPED_SECTIONS[key], key)
+            else:
+                raise _Unusual
+        if self._peek() != "":
+            raise _Unusual  # trailing text
+
+    def _data_items(self) -> Iterator[Entry | EntryError]:
+        if self._null():
+            return
+        for key in self._members():
             label = f"dataItems.{key}"
             if key in ("skipDuplicateUrls", "upsertMetadata"):
                 self._flag(key, label)
@@ -795,11 +800,6 @@ class _FastReader:
                 yield from self._section(TYPED_SECTIONS[key], label)
             else:
                 raise _Unusual
-            if self._peek() == ",":
-                self.pos += 1
-                continue
-            self._expect("}")
-            return
 
     def _flag(self, key: str, label: str) -> None:
         value = self._value()
@@ -810,10 +810,7 @@ class _FastReader:
         self.flags[name] = (value, label)
 
     def _section(self, sec: Section, label: str) -> Iterator[Entry | EntryError]:
-        ch = self._peek()
-        if ch == "n":
-            if self._value() is not None:
-                raise _Unusual
+        if self._null():
             return
         self._expect("[")
         validate = _VALIDATORS.get(sec.shape)
