@@ -1,0 +1,42 @@
+"""Debian's Chromium, driven by Playwright, for the browser tests.
+
+``scripts/ensure-chromium`` (run by ``make test``) installs ``/usr/bin/chromium``; Playwright
+never downloads a browser.  Set ``CORRAL_CHROMIUM`` to use another binary.  Tests take the
+session fixture ``chromium`` and open their own pages (``chromium.new_page()``); each new
+context starts with no cookies.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+CHROMIUM = os.environ.get("CORRAL_CHROMIUM", "/usr/bin/chromium")
+# Without the background-networking flags Chromium keeps trying hosts this machine cannot reach.
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture(scope="session")
+def chromium() -> Iterator[Any]:
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: run scripts/ensure-chromium (make test does)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
