@@ -29,6 +29,7 @@ from sqlalchemy.orm import Session
 
 from corral import errors
 from corral.core import datasets, integrations
+from corral.core.index import projection
 from corral.core.metadata import service as metadata_service
 from corral.core.metadata.validation import Validator
 from corral.core.staging import published
@@ -361,6 +362,7 @@ def _commit_batch(s: Session, unit: ClaimedUnit, results: list[list[Prepared] | 
         _lock_folder(s, folder_id)  # only duplicate checks need batches into one folder serialised
     prepared = [p for r in results if not isinstance(r, FileError) for p in r]
     skipped = updated = 0
+    upserted: list[tuple[uuid.UUID, dict[str, Any]]] = []
     if params.get("skip_duplicate_urls"):
         hashes = list({p.url_hash for p in prepared})
         existing: dict[str, uuid.UUID] = {}
@@ -377,7 +379,7 @@ def _commit_batch(s: Session, unit: ClaimedUnit, results: list[list[Prepared] | 
         for p in prepared:
             if p.url_hash in existing:
                 if params.get("upsert_metadata"):
-                    s.execute(
+                    copies = s.scalars(
                         update(Item)  # every copy of the URL in the folder
                         .where(
                             Item.folder_id == folder_id,
@@ -385,7 +387,9 @@ def _commit_batch(s: Session, unit: ClaimedUnit, results: list[list[Prepared] | 
                             Item.deleted_at.is_(None),
                         )
                         .values(client_metadata=p.client_metadata, updated_at=utcnow())
+                        .returning(Item.id)
                     )
+                    upserted += [(item_id, p.client_metadata) for item_id in copies]
                     updated += 1
                 else:
                     skipped += 1
@@ -393,6 +397,7 @@ def _commit_batch(s: Session, unit: ClaimedUnit, results: list[list[Prepared] | 
             existing[p.url_hash] = uuid.uuid4()  # the same URL twice in one batch: keep the first
             fresh.append(p)
         prepared = fresh
+    projection.project_again(s, unit.org_id, upserted)
     _insert(s, unit, folder_id, prepared)
     file_errors = [r.as_dict() for r in results if isinstance(r, FileError)]
     return {
@@ -443,6 +448,7 @@ def _insert(s: Session, unit: ClaimedUnit, folder_id: uuid.UUID, prepared: list[
             ]
     insert_tuples(s, ITEMS, _ITEM_COLUMNS, rows, constants)
     insert_tuples(s, ITEM_PARTS, _PART_COLUMNS, parts)
+    projection.project_new(s, unit.org_id, ((row[0], row[8]) for row in rows))
 
 
 # -- the task kind ----------------------------------------------------------------------------
