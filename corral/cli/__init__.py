@@ -16,6 +16,7 @@ from corral.cli import (
     dataset_commands,
     folder_commands,
     import_commands,
+    index_commands,
     integration_commands,
     item_commands,
     operator,
@@ -38,6 +39,7 @@ for command in (
     *item_commands.COMMANDS,
     *import_commands.COMMANDS,
     *dataset_commands.COMMANDS,
+    *index_commands.COMMANDS,
 ):
     cli.add_command(command)
 

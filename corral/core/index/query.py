@@ -29,7 +29,8 @@ from corral.core import datasets, folders, permissions
 from corral.core.identity import Principal
 from corral.core.index import keys as index_keys
 from corral.core.index.compile import Compiler, media_number
-from corral.core.index.filters import Catalog, Node, parse
+from corral.core.index.filters import FIELDS, Catalog, Node, parse
+from corral.core.index.syntax import compile_text
 from corral.core.metadata import service as metadata_service
 from corral.core.staging import published
 from corral.db.engine import Database
@@ -118,9 +119,40 @@ def prepare(s: Session, principal: Principal, filter_: Any) -> Prepared:
     return Prepared([*_visible(s, principal), compiled], cat, node)
 
 
-def ids_query(s: Session, principal: Principal, filter_: Any) -> Select[tuple[uuid.UUID]]:
-    """``SELECT items.id`` of the query's items (for linking into a dataset)."""
-    return select(Item.id).where(*prepare(s, principal, filter_).where)
+def from_text(s: Session, principal: Principal, where: str) -> dict[str, Any] | None:
+    """The JSON tree of a filter in the text syntax (bare values read by the schema's types)."""
+    cat = catalog(s, principal)
+
+    def kind_of(target: str, name: str) -> str | None:
+        if target == "field":
+            return FIELDS[name][0] if name in FIELDS else None
+        key = cat.keys.get(name)
+        return key.kind if key is not None else None
+
+    return compile_text(where, kind_of)
+
+
+def resolve_filter(s: Session, principal: Principal, filter_: Any, where: str | None) -> Any:
+    """One filter from a request's ``filter`` (JSON tree) or ``where`` (text), not both."""
+    if where is not None:
+        if filter_ is not None:
+            raise _bad("where", "give filter (a JSON tree) or where (text), not both")
+        return from_text(s, principal, where)
+    return filter_
+
+
+def link(
+    s: Session,
+    principal: Principal,
+    dataset_ref: str,
+    filter_: Any,
+    *,
+    duplicates: datasets.Duplicates = "skip",
+) -> datasets.LinkResult:
+    """Link the query's items into a dataset (editors of the dataset)."""
+    dataset = datasets.resolve(s, principal, dataset_ref, "editor")
+    return datasets.link_matching(s, principal, dataset, prepare(s, principal, filter_).where,
+                                  duplicates=duplicates)
 
 
 def count(s: Session, principal: Principal, filter_: Any) -> int:
