@@ -13,8 +13,17 @@ from corral import errors
 from corral.core.index import query
 from corral.core.index.filters import parse
 from tests.index.oracle import evaluate, ordered
-from tests.index.world import BASE, LONG, SCHEMA, UUIDS, add_items, assert_exact, principal, random_metadata, \
-    save_schema
+from tests.index.world import (
+    BASE,
+    LONG,
+    SCHEMA,
+    UUIDS,
+    add_items,
+    assert_exact,
+    principal,
+    random_metadata,
+    save_schema,
+)
 
 VALUES: dict[str, list[Any]] = {
     "flag": [True, False],
@@ -177,6 +186,19 @@ def test_bad_filters_are_400_naming_where(world, tree, field) -> None:  # type: 
     with db.read() as s, pytest.raises(errors.ValidationFailed) as caught:
         query.count(s, who, tree)
     assert caught.value.details[0].field == field
+
+
+def test_a_key_being_indexed_is_a_409_naming_its_job(world, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from corral.core.index import keys as index_keys
+
+    db, who, rows = world
+    monkeypatch.setattr(index_keys, "INLINE_ITEMS", 10)  # 100 items: a job (no worker runs here)
+    job_id = save_schema(db, who, {"keys": SCHEMA["keys"] | {"late": {"type": "number"}}})
+    assert job_id is not None
+    with db.read() as s, pytest.raises(errors.Conflict) as caught:
+        query.count(s, who, {"key": "late", "op": "exists"})
+    assert str(job_id) in str(caught.value)
+    run(db, who, rows, {"key": "score", "op": "gt", "value": 0})  # the other keys answer meanwhile
 
 
 # -- random trees over random data ----------------------------------------------------------------
