@@ -60,7 +60,7 @@ class Token:
 def _tokens(source: str) -> list[Token]:
     out = []
     pos = 0
-    while pos < len(source):
+    while source[pos:].strip():
         m = _TOKEN.match(source, pos)
         assert m is not None
         if m.end() == pos or not m.lastgroup:
