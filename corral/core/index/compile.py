@@ -27,15 +27,21 @@ from sqlalchemy import (
 )
 
 from corral.core.index.filters import And, Node, Not, Or, Pred
-from corral.core.index.keys import TXT_MAX
+from corral.core.index.keys import TXT_MAX, Key
 from corral.db.tables import DataRow, Item, ItemMeta, ItemText, LabelRow
 
 MEDIA_FIELDS = {"width": "width", "height": "height", "duration": "duration", "frames": "frame_count"}
 
 
 class Compiler:
-    def __init__(self, dialect: str) -> None:
+    def __init__(self, dialect: str, *, correlated: bool = False, row: Any = None) -> None:
+        """``correlated``: each predicate is an ``EXISTS`` probe of the row at hand (for pages,
+        read in an index's order until full), rather than ``IN`` a set read whole (for counts).
+        ``row`` is the item id the probes follow (default ``items.id``; a page sorted by a key
+        passes its sort index's, so rows are checked before their item is read)."""
         self.pg = dialect == "postgresql"
+        self.correlated = correlated
+        self.row = Item.id if row is None else row
 
     def __call__(self, node: Node | None) -> ColumnElement[bool]:
         if node is None:
@@ -126,7 +132,11 @@ class Compiler:
 
     def metadata(self, p: Pred) -> ColumnElement[bool]:
         assert p.key is not None
-        having = select(ItemMeta.item_id).where(ItemMeta.key_id == p.key.id, self._condition(p))
+        conditions = (ItemMeta.key_id == p.key.id, value_column(p.key).is_not(None), self._condition(p))
+        if self.correlated:
+            found = exists().where(ItemMeta.item_id == self.row, *conditions)
+            return not_(found) if p.op == "missing" else found
+        having = select(ItemMeta.item_id).where(*conditions)
         if p.op == "missing":
             return Item.id.not_in(having)
         return Item.id.in_(having)
@@ -181,6 +191,11 @@ class Compiler:
         }
         result: ColumnElement[bool] = conditions[op]()
         return result
+
+
+def value_column(key: Key) -> Any:
+    """The column a key's values are in (the other is null, and out of that column's index)."""
+    return ItemMeta.num if key.numeric else ItemMeta.txt
 
 
 def _ascii_lower(value: str) -> str:

@@ -28,7 +28,7 @@ from corral import errors
 from corral.core import datasets, folders, permissions
 from corral.core.identity import Principal
 from corral.core.index import keys as index_keys
-from corral.core.index.compile import Compiler, media_number
+from corral.core.index.compile import Compiler, media_number, value_column
 from corral.core.index.filters import FIELDS, Catalog, Node, parse
 from corral.core.index.syntax import compile_text
 from corral.core.metadata import service as metadata_service
@@ -112,10 +112,13 @@ class Prepared:
     node: Node | None
 
 
-def prepare(s: Session, principal: Principal, filter_: Any) -> Prepared:
-    cat = catalog(s, principal)
+def prepare(
+    s: Session, principal: Principal, filter_: Any, *, correlated: bool = False, row: Any = None,
+    cat: Catalog | None = None,
+) -> Prepared:
+    cat = cat or catalog(s, principal)
     node = parse(filter_, cat)
-    compiled = Compiler(s.get_bind().dialect.name)(node)
+    compiled = Compiler(s.get_bind().dialect.name, correlated=correlated, row=row)(node)
     return Prepared([*_visible(s, principal), compiled], cat, node)
 
 
@@ -232,13 +235,13 @@ def check_fields(raw: Any) -> tuple[str, ...]:
 class _Sorter:
     """The sort expression of a sort, and its two phases."""
 
-    def __init__(self, prepared: Prepared, sort: Sort, dialect: str) -> None:
+    def __init__(self, cat: Catalog, sort: Sort, dialect: str) -> None:
         self.sort = sort
         self.meta = aliased(ItemMeta)
         self.value: Any = None
         self.key: index_keys.Key | None = None
         if sort.key is not None:
-            self.key = prepared.catalog.key(sort.key, "sort.key")
+            self.key = cat.key(sort.key, "sort.key")
             self.value = self.meta.num if self.key.numeric else self.meta.txt
         elif sort.field is not None:
             if sort.field not in SORT_FIELDS:
@@ -250,13 +253,17 @@ class _Sorter:
             return select(Item, Item.id).where(*where)
         if phase == 1:
             if self.key is not None:
-                missing = Item.id.not_in(select(ItemMeta.item_id).where(ItemMeta.key_id == self.key.id))
+                having = select(ItemMeta.item_id).where(
+                    ItemMeta.key_id == self.key.id, value_column(self.key).is_not(None)
+                )
+                missing = Item.id.not_in(having)
             else:
                 missing = self.value.is_(None)
             return select(Item, Item.id).where(*where, missing)
         query = select(Item, self.value).where(*where)
         if self.key is not None:
-            return query.join(self.meta, and_(self.meta.item_id == Item.id, self.meta.key_id == self.key.id))
+            on = and_(self.meta.item_id == Item.id, self.meta.key_id == self.key.id, self.value.is_not(None))
+            return query.join(self.meta, on)
         return query.where(self.value.is_not(None))
 
     def after(self, phase: int, token: dict[str, Any]) -> ColumnElement[bool]:
@@ -266,16 +273,22 @@ class _Sorter:
         v = token["v"]
         if self.sort.field == "created_at":
             v = datetime.fromisoformat(v)
+        ident = self._ident()
         if self.sort.desc:
-            return or_(self.value < v, and_(self.value == v, Item.id < last_id))
-        return or_(self.value > v, and_(self.value == v, Item.id > last_id))
+            return or_(self.value < v, and_(self.value == v, ident < last_id))
+        return or_(self.value > v, and_(self.value == v, ident > last_id))
+
+    def _ident(self) -> Any:
+        # the sort index is (key_id, value, item_id): ordering by its own item_id lets the
+        # database read it in order instead of sorting
+        return self.meta.item_id if self.key is not None else Item.id
 
     def order(self, phase: int) -> list[Any]:
         if self.value is None or phase == 1:
             return [Item.id]
         if self.sort.desc:
-            return [self.value.desc(), Item.id.desc()]
-        return [self.value, Item.id]
+            return [self.value.desc(), self._ident().desc()]
+        return [self.value, self._ident()]
 
 
 def _sort_column(name: str, dialect: str) -> Any:
@@ -309,14 +322,16 @@ def page(
     if not 1 <= page_size <= MAX_PAGE:
         raise _bad("page_size", f"page_size is 1 to {MAX_PAGE}, got {page_size}")
     sort = sort or Sort()
-    prepared = prepare(s, principal, filter_)
-    sorter = _Sorter(prepared, sort, s.get_bind().dialect.name)
+    cat = catalog(s, principal)
+    sorter = _Sorter(cat, sort, s.get_bind().dialect.name)
+    prepared = prepare(s, principal, filter_, correlated=True, cat=cat)
+    keyed = prepare(s, principal, filter_, correlated=True, row=sorter.meta.item_id, cat=cat)
     token = _decode(page_token, sort) if page_token else None
     phase = token["p"] if token else 0
     out: list[dict[str, Any]] = []
     last: tuple[int, Any, uuid.UUID] | None = None
     while True:
-        query = sorter.phase_query(phase, prepared.where)
+        query = sorter.phase_query(phase, (keyed if phase == 0 and sorter.key else prepared).where)
         if token is not None and token["p"] == phase:
             query = query.where(sorter.after(phase, token))
         want = page_size - len(out)
@@ -365,7 +380,7 @@ def facets(
             out.append({"key": name, "kind": "type", "values": [{"value": v, "count": c} for v, c in rows]})
             continue
         key = prepared.catalog.key(name, f"keys[{i}]")
-        scope = [ItemMeta.key_id == key.id, ItemMeta.item_id.in_(matching)]
+        scope = [ItemMeta.key_id == key.id, value_column(key).is_not(None), ItemMeta.item_id.in_(matching)]
         if key.kind in ("number", "datetime"):
             out.append(_histogram(s, key, scope, buckets))
         elif key.kind == "text":

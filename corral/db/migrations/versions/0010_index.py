@@ -53,10 +53,13 @@ def upgrade() -> None:
     sa.Column('txt', sa.String(length=255).with_variant(sa.String(length=255, collation='C'), 'postgresql'), nullable=True),
     sa.ForeignKeyConstraint(['item_id'], ['items.id'], name=op.f('fk_item_meta_item_id_items'), ondelete='CASCADE'),
     sa.ForeignKeyConstraint(['key_id'], ['index_keys.id'], name=op.f('fk_item_meta_key_id_index_keys'), ondelete='CASCADE'),
-    sa.PrimaryKeyConstraint('item_id', 'key_id', name=op.f('pk_item_meta'))
+    sa.PrimaryKeyConstraint('item_id', 'key_id', name=op.f('pk_item_meta')),
+    sqlite_with_rowid=False,
     )
-    op.create_index('ix_item_meta_num', 'item_meta', ['key_id', 'num', 'item_id'], unique=False)
-    op.create_index('ix_item_meta_txt', 'item_meta', ['key_id', 'txt', 'item_id'], unique=False)
+    op.create_index('ix_item_meta_num', 'item_meta', ['key_id', 'num', 'item_id'], unique=False,
+                    sqlite_where=sa.text('num IS NOT NULL'), postgresql_where=sa.text('num IS NOT NULL'))
+    op.create_index('ix_item_meta_txt', 'item_meta', ['key_id', 'txt', 'item_id'], unique=False,
+                    sqlite_where=sa.text('txt IS NOT NULL'), postgresql_where=sa.text('txt IS NOT NULL'))
     op.create_table('item_text',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
     sa.Column('item_id', sa.Uuid(), nullable=False),
