@@ -31,7 +31,7 @@ from corral import errors
 from corral.core import datasets, integrations
 from corral.core.metadata import service as metadata_service
 from corral.core.metadata.validation import Validator
-from corral.core.staging import published
+from corral.core.staging import discard_staged, published
 from corral.db.bulk import insert_tuples
 from corral.db.engine import Database
 from corral.db.tables import Integration, Item, ItemPart, Job, JobBlob, JobUnit
@@ -476,9 +476,7 @@ def _finalize(s: Session, job: Job) -> None:
             s.flush()  # the status first: linking takes published items only
             datasets.link_job_items(s, uuid.UUID(job.params["dataset_id"]), job.id)
     elif not job.ignore_errors:
-        staged = select(Item.id).where(Item.job_id == job.id, Item.staged.is_(True))
-        s.execute(delete(ItemPart).where(ItemPart.item_id.in_(staged)))
-        s.execute(delete(Item).where(Item.job_id == job.id, Item.staged.is_(True)))
+        discard_staged(s, job.id)
     s.execute(delete(JobBlob).where(JobBlob.job_id == job.id))
 
 
