@@ -70,7 +70,8 @@ def _tasks(seen: list[int]) -> TaskRegistry:
     return tasks
 
 
-@pytest.mark.parametrize("raw", [f'{{"i": {BIG}}}', '{"i": "\\ud800"}', "[1, 2]"])
+@pytest.mark.parametrize("raw", [f'{{"i": {BIG}}}', '{"i": 1e999}', '{"i": ' + "[" * 2000 + "]" * 2000 + "}",
+                                 "[1, 2]"], ids=["400 digits", "1e999", "2000 deep", "not an object"])
 def test_a_unit_that_cannot_be_loaded_fails_alone_and_the_worker_goes_on(db, settings, make_user, raw) -> None:  # type: ignore[no-untyped-def]
     alice, bob = make_user("alice@a.org", org="A"), make_user("bob@b.org", org="B")
     poisoned = _job(db, alice, 3, "echo")
