@@ -24,7 +24,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, cast
 
-from sqlalchemy import Table, delete, func, insert, or_, select, text, update
+from sqlalchemy import Table, Text, delete, func, insert, or_, select, text, update
+from sqlalchemy import cast as sql_cast
 from sqlalchemy.orm import Session, aliased
 
 from corral import errors
@@ -571,11 +572,18 @@ def file_counts(s: Session, job_id: uuid.UUID, *, error_limit: int = 1000) -> di
     }
     file_errors: list[dict[str, Any]] = []
     failed_batches = 0
-    for seq, status, result, error in s.execute(
-        select(JobUnit.seq, JobUnit.status, JobUnit.result, JobUnit.error)
+    for seq, status, raw_result, error in s.execute(
+        select(JobUnit.seq, JobUnit.status, sql_cast(JobUnit.result, Text), JobUnit.error)
         .where(JobUnit.job_id == job_id)
         .order_by(JobUnit.seq)
     ):
+        # decoded row by row: a result that cannot be read back spoils its own line, not the report
+        result, unreadable = queue.load_stored(raw_result, "result")
+        if unreadable:
+            file_errors.append({"seq": None, "where": "manifest" if seq == 0 else f"batch {seq}", "url": None,
+                                "error": unreadable})
+            failed_batches += seq != 0
+            continue
         if seq == 0:  # the plan unit (when it failed, ``result`` holds what it found wrong)
             if result:
                 out["files_total"] = result.get("entries")

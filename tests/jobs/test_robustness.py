@@ -294,3 +294,25 @@ def test_a_poisoned_import_stops_no_other_organisations_import(db, settings, mak
         batch_error = s.scalar(select(JobUnit.error).where(JobUnit.job_id == poisoned, JobUnit.seq == 99))
     assert batch_error is not None and "payload stored for this unit cannot be read back" in batch_error
     assert _published(db) == 50  # bob's 50; nothing of alice's poisoned import
+
+
+def test_a_result_that_cannot_be_read_back_spoils_only_its_line_of_the_progress_report(db, settings, make_user, client) -> None:  # type: ignore[no-untyped-def]
+    user = make_user("alice@a.org", org="A")
+    admin = _strict_world(db, settings, user, "p")
+    job_id = service.start_import(db, settings, admin, folder="p", integration="strict",
+                                  manifest=io.BytesIO(_manifest(3, "p")))
+    assert queue.add_units(db, job_id, [(1, {"op": "batch", "entries": []}), (2, {"op": "batch", "entries": []})])
+    with db.write() as s:
+        s.execute(update(JobUnit).where(JobUnit.job_id == job_id).values(status="done", result={"registered": 2}))
+        s.execute(update(JobUnit).where(JobUnit.job_id == job_id, JobUnit.seq == 0)
+                  .values(result={"entries": 3, "errors": [], "error_count": 0}))
+    cast = "CAST(:raw AS JSONB)" if not db.is_sqlite else ":raw"
+    with db.engine.begin() as conn:
+        conn.execute(text(f"UPDATE job_units SET result = {cast} WHERE id = :id"),
+                     {"raw": f'{{"registered": {BIG}}}', "id": _unit_ids(db, job_id)[2]})
+    r = client.get(f"/api/v1/imports/{job_id}", headers=user.bearer)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["registered"] == 2 and body["failed_batches"] == 1 and body["files_total"] == 3
+    assert [e["where"] for e in body["errors"]] == ["batch 2"]
+    assert body["errors"][0]["error"].startswith("the result stored for this unit cannot be read back")
