@@ -58,9 +58,14 @@ class Worker:
         base: dict[str, Any] = {"db": db, "settings": settings}
         self.ctx = WorkerContext(owner=self.owner, services={**base, **(services or {})})
         self.shutdown_grace_seconds = shutdown_grace_seconds
-        #: Heartbeats (and lease renewals) this often; a worker silent for five of them is taken
-        #: for gone on PostgreSQL (see ``queue.recover_abandoned``).
-        self.heartbeat_seconds = max(min(settings.job_lease_seconds / 3, 2.0), 0.05)
+        #: Looks for workers that are gone this often, and on PostgreSQL sends heartbeats this
+        #: often: a worker silent for five of them is taken for gone (``queue.recover_abandoned``).
+        #: SQLite does not use heartbeats (one host: the process check says it all), so there
+        #: leases are renewed every third of the lease, sparing the one write lock.
+        self.recovery_seconds = max(min(settings.job_lease_seconds / 3, 2.0), 0.05)
+        self.heartbeat_seconds = (
+            max(settings.job_lease_seconds / 3, 0.05) if db.is_sqlite else self.recovery_seconds
+        )
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._lock = threading.Lock()
@@ -141,9 +146,9 @@ class Worker:
         self._stop.wait(pause)
 
     def _recover(self) -> None:
-        """Every heartbeat period: hand back the units of workers known to be gone."""
+        """Every ``recovery_seconds``: hand back the units of workers known to be gone."""
         now = time.monotonic()
-        if now - self._last_recovery < self.heartbeat_seconds:
+        if now - self._last_recovery < self.recovery_seconds:
             return
         self._last_recovery = now
         stale = None if self.db.is_sqlite else 5 * self.heartbeat_seconds
