@@ -105,11 +105,11 @@ def test_a_worker_taken_for_dead_records_itself_again_and_cannot_commit_what_was
         queue.complete(s, again, "rescuer", {})
 
 
-def _spawn(settings, table: str, log: Path) -> subprocess.Popen[bytes]:  # type: ignore[no-untyped-def]
+def _spawn(settings, table: str, log: Path, concurrency: int = 4) -> subprocess.Popen[bytes]:  # type: ignore[no-untyped-def]
     env = {**os.environ, "CORRAL_DATABASE_URL": settings.resolved_database_url,
            "CORRAL_DATA_DIR": str(settings.data_dir), "CORRAL_SECRET_KEY": settings.secret_key.get_secret_value(),
            "CORRAL_JOB_LEASE_SECONDS": str(LEASE), "CORRAL_JOB_POLL_SECONDS": "0.05",
-           "CORRAL_WORKER_CONCURRENCY": "4", "TEST_EFFECTS_TABLE": table, "TEST_START_LOG": str(log)}
+           "CORRAL_WORKER_CONCURRENCY": str(concurrency), "TEST_EFFECTS_TABLE": table, "TEST_START_LOG": str(log)}
     return subprocess.Popen([sys.executable, "-m", "tests.jobs.worker_proc"], cwd=ROOT, env=env)
 
 
@@ -150,7 +150,6 @@ def test_a_sigkilled_workers_units_are_reclaimed_within_seconds_exactly_once(db,
 
             _wait(reclaimed, 30, "the dead worker's units to be claimed again")
             recovery = time.monotonic() - killed_at
-            print(f"recovered after {recovery:.2f} s")
             assert recovery < 5, f"recovered after {recovery:.1f} s"
 
             def finished() -> bool:
@@ -172,6 +171,52 @@ def test_a_sigkilled_workers_units_are_reclaimed_within_seconds_exactly_once(db,
         per_unit = Counter(seq for seq, _ in rows)
         assert sorted(per_unit) == list(range(n)) and set(per_unit.values()) == {1}  # nothing lost or doubled
         assert all(value == seq * 2 for seq, value in rows)
+    finally:
+        with db.engine.begin() as conn:
+            conn.execute(text(f"DROP TABLE {table}"))
+
+
+@pytest.mark.slow
+def test_a_unit_that_kills_every_worker_running_it_is_failed_and_the_rest_run(db, settings, make_user, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Worker processes restarted as `corral serve`'s supervisor restarts them: the unit that kills
+    its worker is claimed again at once each time (the owner is dead), and failed as abandoned
+    after its kind's 5 attempts; the other units then run, each exactly once."""
+    alice = make_user("alice@a.org")
+    table = f"test_effects_{uuid.uuid4().hex[:8]}"
+    with db.engine.begin() as conn:
+        conn.execute(text(f"CREATE TABLE {table} (job_id VARCHAR(36), seq INTEGER, value INTEGER, pid INTEGER)"))
+    try:
+        with db.write() as s:
+            units = [{"value": 0, "crash": True}] + [{"value": i, "sleep": 0} for i in range(1, 5)]
+            job_id = queue.create_job(s, org_id=alice.org_id, kind="test.effect", ignore_errors=True,
+                                      units=units).id
+
+        def finished() -> bool:
+            with db.read() as s:
+                return queue.get_job(s, alice.org_id, job_id).status != "PENDING"
+
+        deaths = 0
+        started = time.monotonic()
+        while not finished():
+            assert time.monotonic() - started < 90 and deaths < 10, deaths
+            proc = _spawn(settings, table, tmp_path / "starts.log", concurrency=1)
+            try:
+                _wait(lambda: proc.poll() is not None or finished(), 60, "a crash or the end")  # noqa: B023
+            finally:
+                if proc.poll() is None:
+                    proc.send_signal(signal.SIGTERM)
+                    proc.wait(20)
+                elif proc.returncode == -signal.SIGKILL:
+                    deaths += 1
+        with db.read() as s:
+            state = queue.job_state(s, alice.org_id, job_id)
+        assert deaths == 5  # the kind's max_attempts
+        assert state.status == "DONE" and state.counts["done"] == 4 and state.counts["error"] == 1
+        assert state.errors[0]["seq"] == 0
+        assert state.errors[0]["error"].startswith("abandoned: 5 attempts ended without finishing")
+        with db.engine.connect() as conn:
+            seqs = sorted(seq for (seq,) in conn.execute(text(f"SELECT seq FROM {table}")))
+        assert seqs == [1, 2, 3, 4]
     finally:
         with db.engine.begin() as conn:
             conn.execute(text(f"DROP TABLE {table}"))
