@@ -369,9 +369,7 @@ def _commit_batch(s: Session, unit: ClaimedUnit, results: list[list[Prepared] | 
         # be deleted with it: this job registers the URL too, and decides when it ends
         # (``_resolve_duplicates``) whether that copy was published meanwhile.
         hashes = list({p.url_hash for p in prepared})
-        running = set(s.scalars(select(Job.id).where(Job.status == "PENDING", Job.id != unit.job_id)))
-        there: set[str] = set()
-        staged_elsewhere: set[str] = set()
+        copies: list[tuple[str, uuid.UUID | None]] = []  # (URL, the other job that staged it)
         for i in range(0, len(hashes), 500):
             rows = s.execute(
                 select(Item.url_hash, Item.staged, Item.job_id).where(
@@ -380,13 +378,15 @@ def _commit_batch(s: Session, unit: ClaimedUnit, results: list[list[Prepared] | 
                     Item.deleted_at.is_(None),
                 )
             )
-            for h, staged, job_id in rows:
-                if h is None:
-                    continue
-                if staged and job_id in running:
-                    staged_elsewhere.add(h)
-                else:
-                    there.add(h)
+            copies += [(h, job_id if staged and job_id != unit.job_id else None) for h, staged, job_id in rows
+                       if h is not None]
+        # The other jobs' statuses are read after their items: DONE is final and published them;
+        # anything else (running, or ended and maybe deleted them since) is decided at the end.
+        others = {job_id for _, job_id in copies if job_id is not None}
+        done = select(Job.id).where(Job.id.in_(others), Job.status == "DONE")
+        published_by = set(s.scalars(done)) if others else set()
+        there = {h for h, job_id in copies if job_id is None or job_id in published_by}
+        staged_elsewhere = {h for h, _ in copies} - there
         fresh: list[Prepared] = []
         for p in prepared:
             if p.url_hash in there:

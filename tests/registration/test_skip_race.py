@@ -180,3 +180,56 @@ def test_an_ignore_errors_job_holds_contested_urls_back_until_it_ends(db, settin
     assert len(tags) == N + 1 and sum(t == {"tag": "b"} for t in tags) == N
     visible = _visible(db)
     assert len(visible) == N + 3 and set(visible.values()) == {1}
+
+
+@pytest.mark.parametrize("a_fails", [True, False], ids=["A fails", "A succeeds"])
+def test_real_workers_racing_a_skipping_import_against_an_all_or_nothing_one(db, settings, world, a_fails) -> None:  # type: ignore[no-untyped-def]
+    """The same race with no choreography: two worker threads run both imports as they come (the
+    planners register batches of 20 as they read).  Whatever the interleaving, no URL is lost and
+    each of B's skips stands for a copy of A's that is visible at the end."""
+    import io
+    import json
+    import threading
+
+    from corral.registration import service
+    from tests.jobs.test_durability import _wait
+
+    admin, _, _ = world
+    n = 400
+
+    def manifest(bad_last: bool) -> io.BytesIO:
+        images = [{"objectUrl": f"s3://media/img/{i:04d}.jpg", "imageMetadata": {"width": 4, "height": 3}}
+                  for i in range(n)]
+        if bad_last:
+            images.append({"objectUrl": "s3://media/img/bad.jpg"})  # no size: fails the strict import
+        return io.BytesIO(json.dumps({"images": images}).encode())
+
+    a = service.start_import(db, settings, admin, folder="f", integration="strict", manifest=manifest(a_fails))
+    b = service.start_import(db, settings, admin, folder="f", integration="strict", manifest=manifest(False),
+                             skip_duplicate_urls=True)
+    with db.write() as s:
+        for job_id in (a, b):
+            job = s.get(Job, job_id)
+            job.params = {**job.params, "batch_size": 20}
+    workers = [Worker(db, settings) for _ in range(2)]
+    threads = [threading.Thread(target=w.run, daemon=True) for w in workers]
+    for t in threads:
+        t.start()
+    try:
+        _wait(lambda: _status(db, a) != "PENDING" and _status(db, b) != "PENDING", 120, "both imports")
+    finally:
+        for w in workers:
+            w.stop()
+        for t in threads:
+            t.join(30)
+    assert _status(db, a) == ("ERROR" if a_fails else "DONE") and _status(db, b) == "DONE"
+    visible = _visible(db)
+    b_counts, a_counts = _counts(db, b), _counts(db, a)
+    assert len(visible) == n  # no URL lost
+    assert sum(visible.values()) == a_counts["registered"] + b_counts["registered"]
+    assert b_counts["registered"] + b_counts["skipped"] == n and b_counts["counted"] == b_counts["registered"]
+    assert b_counts["skipped"] <= a_counts["registered"]  # each skip is a copy of A's, visible
+    if a_fails:
+        assert b_counts == {"registered": n, "counted": n, "skipped": 0, "updated": 0}
+        assert set(visible.values()) == {1}
+    # (A does not skip: if B ended while A ran, B kept its copies and A then published its own.)
