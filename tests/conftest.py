@@ -191,7 +191,7 @@ def live_server(app) -> Iterator[str]:  # type: ignore[no-untyped-def]
 
 # -- object-store emulators (started on first use, see tests/services.py) -------------
 
-from tests.services import azurite, gcs_emulator, iam_moto, moto_server  # noqa: E402,F401
+from tests.services import azurite, gcs_emulator, iam_moto, moto_server  # noqa: E402,F401,I001
 
 # -- the browser (Debian's Chromium through Playwright, see tests/browser.py) ---------------
 
