@@ -246,8 +246,8 @@ class Worker:
         if unit.attempts > kind.max_attempts:
             # Each earlier attempt ended without a word: its worker died (or stalled past its
             # lease) while running it.  A unit that keeps killing its workers must stop here.
-            self._fail(unit, f"abandoned: {unit.attempts - 1} attempts ended without finishing (their "
-                             "worker died or stopped responding while running this unit)")
+            self._fail(unit, f"abandoned after {unit.attempts - 1} attempts: the last ended without "
+                             "finishing (its worker died or stopped responding while running this unit)")
             return
         try:
             prepared = kind.prepare(self.ctx, unit)

@@ -213,7 +213,7 @@ def test_a_unit_that_kills_every_worker_running_it_is_failed_and_the_rest_run(db
         assert deaths == 5  # the kind's max_attempts
         assert state.status == "DONE" and state.counts["done"] == 4 and state.counts["error"] == 1
         assert state.errors[0]["seq"] == 0
-        assert state.errors[0]["error"].startswith("abandoned: 5 attempts ended without finishing")
+        assert state.errors[0]["error"].startswith("abandoned after 5 attempts: the last ended without finishing")
         with db.engine.connect() as conn:
             seqs = sorted(seq for (seq,) in conn.execute(text(f"SELECT seq FROM {table}")))
         assert seqs == [1, 2, 3, 4]

@@ -213,7 +213,7 @@ def test_a_unit_that_keeps_killing_its_worker_is_failed_after_its_attempts(db, s
         thread.join(10)
     assert sorted(seen) == [1, 2]
     assert state.counts["error"] == 1
-    assert state.errors[0]["error"].startswith("abandoned: 5 attempts ended without finishing")
+    assert state.errors[0]["error"].startswith("abandoned after 5 attempts: the last ended without finishing")
 
 
 # -- the real thing: `corral serve`'s worker thread and `corral worker` processes ---------------
