@@ -30,6 +30,7 @@ from corral.api.routes import (
     local_media,
     me,
     metadata_schema,
+    tokens,
 )
 from corral.db import migrate
 from corral.db.engine import Database, create_database
@@ -109,7 +110,8 @@ def create_app(
     app.state.corral = ctx
     install_error_handlers(app)
     app.add_middleware(RequestLogMiddleware)
-    for router in (health.router, me.router, jobs.router, integrations.router, local_media.router,
+    for router in (health.router, me.router, tokens.router, jobs.router, integrations.router,
+                   local_media.router,
                    metadata_schema.router, folders.router, items.router, items.upload_router,
                    imports.import_router,
                    datasets.router, datasets.admin_router,

@@ -78,10 +78,24 @@ def job() -> None:
 
 
 def _job_line(j: dict[str, Any]) -> str:
+    """An upload job in files (as `corral import` counts them); any other job in units."""
+    f = j.get("files")
+    if f is not None:
+        total = "?" if f["files_total"] is None else f["files_total"]
+        return (
+            f"{j['id']}  {j['kind']:<20} {j['status']:<9} files {total}: registered {f['registered']}"
+            f"  skipped {f['skipped']}  updated {f['updated']}  failed {f['failed']}"
+            + (f"  pending {f['pending']}" if f["pending"] else "")
+        )
     return (
         f"{j['id']}  {j['kind']:<20} {j['status']:<9} done {j['units_done']}/{j['units_total']}"
         f"  errors {j['units_error']}  cancelled {j['units_cancelled']}"
     )
+
+
+def job_failed(j: dict[str, Any]) -> bool:
+    """Whether a finished job is a failure: not DONE, or any of its files failed."""
+    return j["status"] != "DONE" or bool(j.get("files") and j["files"]["failed"])
 
 
 @job.command("list")
@@ -120,6 +134,12 @@ def job_show(job_id: str, wait: bool, profile: str | None, as_json: bool) -> Non
 
     def human(j: dict[str, Any]) -> None:
         click.echo(_job_line(j))
+        if j.get("error"):
+            click.echo(f"  error: {j['error']}")
+        if j.get("files") is not None:
+            for e in j["files"]["errors"]:
+                click.echo(f"  ! {e.get('where')} {e.get('url') or ''}: {e.get('error')}")
+            return
         for e in j["errors"]:
             click.echo(f"  unit {e['seq']}: {e['error']}")
 
@@ -131,10 +151,10 @@ def job_show(job_id: str, wait: bool, profile: str | None, as_json: bool) -> Non
 @connection_options
 @click.pass_context
 def job_wait(ctx: click.Context, job_id: str, profile: str | None, as_json: bool) -> None:
-    """Wait for a job to end (progress bar), then show it; exit 1 unless it is DONE."""
+    """Wait for a job to end (progress bar), then show it; exit 1 unless it is DONE with no failed file."""
     ctx.invoke(job_show, job_id=job_id, wait=True, profile=profile, as_json=as_json)
     with api_errors(), _client(profile) as c:
-        if c.get_job(job_id)["status"] != "DONE":
+        if job_failed(c.get_job(job_id)):
             raise SystemExit(1)
 
 

@@ -44,13 +44,11 @@ def _status(
     ctx: Ctx, org_id: uuid.UUID, job_id: uuid.UUID, limit: int, items_limit: int | None = None
 ) -> tuple[JobState, ImportStatus]:
     with ctx.db.read() as s:
-        state = queue.job_state(s, org_id, job_id, error_limit=0)
-        if state.kind != registration.KIND:
+        # the job counted in files (registration.progress), as every view of a job counts it
+        state = queue.job_state(s, org_id, job_id, error_limit=limit, tasks=ctx.tasks)
+        if state.kind != registration.KIND or state.files is None:
             raise registration.not_found(job_id)
-        counts = registration.file_counts(s, job_id, error_limit=limit)
-        if state.is_terminal:  # what is really there: staged items of a failed job were removed
-            counts["registered"] = registration.kept_items(s, job_id)
-            counts["pending"] = 0
+        counts = dict(state.files)
         items_limit = limit if items_limit is None else items_limit
         items = (
             registration.created_items(s, job_id, items_limit)
