@@ -49,7 +49,7 @@ def _public(t: TokenView) -> TokenPublic:
 
 
 @router.get(
-    "", response_model=list[TokenPublic], summary="Your bearer tokens (admins: all=true for the organisation's)"
+    "", response_model=list[TokenPublic], summary="Your bearer tokens (admins: all=true for everyone's)"
 )
 async def list_tokens(
     ctx: Ctx,
