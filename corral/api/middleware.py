@@ -42,7 +42,7 @@ class RequestLogMiddleware:
                     "method": scope["method"],
                     "path": scope["path"],
                     "status": status,
-                    "ms": round((time.perf_counter() - start) * 1000, 1),
+                    "duration_ms": round((time.perf_counter() - start) * 1000, 1),
                     "user": str(principal.user_id) if principal is not None else None,
                 },
             )
