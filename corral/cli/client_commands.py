@@ -10,16 +10,21 @@ from typing import Any
 
 import click
 
-from corral.client import ApiError, Client, Profile, resolve_profile, save_profile
+from corral.client import ApiError, Client, Profile, current_profile, resolve_profile, save_profile
 
 
 @contextmanager
-def api_errors() -> Iterator[None]:
+def api_errors(options: dict[str, str] | None = None) -> Iterator[None]:
+    """API errors as ``Error: message (HTTP status)``; ``options`` maps a request field to the
+    command's option that set it, so the message names what the user typed (``--url-ttl``)."""
     try:
         yield
     except ApiError as exc:
         where = f" (HTTP {exc.status})" if exc.status else ""
-        raise click.ClickException(f"{exc.message}{where}") from None
+        message = exc.message
+        for field, option in (options or {}).items():
+            message = message.replace(field, option)
+        raise click.ClickException(f"{message}{where}") from None
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
 
@@ -45,18 +50,30 @@ def _print(data: Any, as_json: bool, human: Callable[[Any], None]) -> None:
 @click.option("--url", required=True, help="Server URL, e.g. http://127.0.0.1:8080.")
 @click.option("--token", "token_", default=None, help="A bearer token from `corral token create`.")
 @click.option("--ssh-key", default=None, help="Path to your Ed25519 SSH private key.")
-@click.option("--profile", "name", default="default", show_default=True, help="Profile name to save.")
-def login(url: str, token_: str | None, ssh_key: str | None, name: str) -> None:
+@click.option("--profile", "name", default=None,
+              help="Profile name to save under (default: `default`, which becomes the current profile).")
+@click.option("--use/--no-use", "use", default=None,
+              help="Make the saved profile the current one (default: yes for `default`, or when there is "
+              "no current profile; a named profile leaves the current one as it is).")
+def login(url: str, token_: str | None, ssh_key: str | None, name: str | None, use: bool | None) -> None:
     """Check credentials against a server and save them as a profile."""
     if not (token_ or ssh_key):
         raise click.UsageError("give --token or --ssh-key")
     profile = Profile(url=url.rstrip("/"), token=token_, ssh_key=ssh_key)
     with api_errors(), Client.from_profile(profile) as c:
         me = c.me()
-    path = save_profile(name, profile)
+    before = current_profile()
+    path = save_profile(name or "default", profile, make_current=use if use is not None else name is None)
+    name = name or "default"
     click.echo(
         f"logged in to {profile.url} as {me['email']} ({me['org_name']}); saved profile {name!r} in {path}"
     )
+    now = current_profile()
+    if now == name and before not in (None, name):
+        click.echo(f"{name!r} is now the current profile (it was {before!r})")
+    elif now != name:
+        click.echo(f"the current profile is still {now!r}: use this one with --profile {name}, "
+                   f"CORRAL_PROFILE={name}, or log in again with --use")
 
 
 @click.command()
