@@ -283,11 +283,13 @@ def visible_tokens(session: Session, principal: Principal, *, everyone: bool = F
 
 
 def _token_row(session: Session, ref: str) -> ApiToken | None:
-    """A token by id or by its 12-character prefix (as listings show it)."""
+    """A token by id, by its 12-character prefix (as listings show it), or by the token itself."""
     try:
         return session.get(ApiToken, uuid.UUID(ref))
     except ValueError:
         pass
+    if ref.startswith(TOKEN_PREFIX) and len(ref) > 12:
+        return session.scalar(select(ApiToken).where(ApiToken.token_hash == hash_token(ref)))
     if not ref.startswith(TOKEN_PREFIX) or len(ref) != 12:
         return None
     rows = session.scalars(select(ApiToken).where(ApiToken.prefix == ref).limit(2)).all()
@@ -297,7 +299,7 @@ def _token_row(session: Session, ref: str) -> ApiToken | None:
 
 
 def revoke_token(session: Session, ref: str, principal: Principal | None = None) -> TokenView:
-    """Revoke a token (by id or prefix) at once.  ``principal``: a user may revoke their own, an
+    """Revoke a token (by id, prefix or the token itself) at once.  ``principal``: a user may revoke their own, an
     admin any of the organisation's; others' tokens are not found.  None: the operator."""
     row = _token_row(session, ref)
     user = session.get(User, row.user_id) if row is not None else None

@@ -119,3 +119,15 @@ def test_operator_token_commands(settings, db, make_user, client) -> None:  # ty
     assert "revoked" in [x for x in r.output.splitlines() if "laptop" in x][0]
     r = runner.invoke(cli, ["token", "revoke", "corral_nope"], env=env)
     assert r.exit_code == 1 and "token corral_nope not found" in r.output
+
+
+def test_revoking_by_the_token_itself_never_logs_it(client, make_user, caplog) -> None:  # type: ignore[no-untyped-def]
+    alice = make_user("alice@a.org")
+    token = client.post("/api/v1/tokens", json={"name": "leaked"}, headers=alice.bearer).json()["token"]
+    with caplog.at_level("INFO", logger="corral.access"):
+        r = client.delete(f"/api/v1/tokens/{token}", headers=alice.bearer)
+    assert r.status_code == 200 and r.json()["name"] == "leaked" and r.json()["state"] == "revoked"
+    assert _me(client, token) == 401
+    paths = [getattr(rec, "path", "") for rec in caplog.records if rec.name == "corral.access"]
+    assert f"/api/v1/tokens/{token[:12]}…" in paths
+    assert token not in caplog.text and token[12:] not in caplog.text
