@@ -299,8 +299,9 @@ def _token_row(session: Session, ref: str) -> ApiToken | None:
 
 
 def revoke_token(session: Session, ref: str, principal: Principal | None = None) -> TokenView:
-    """Revoke a token (by id, prefix or the token itself) at once.  ``principal``: a user may revoke their own, an
-    admin any of the organisation's; others' tokens are not found.  None: the operator."""
+    """Revoke a token (by id, prefix or the token itself) at once.  ``principal``: a user may
+    revoke their own, an admin any of the organisation's; others' tokens are not found.  None:
+    the operator."""
     row = _token_row(session, ref)
     user = session.get(User, row.user_id) if row is not None else None
     if row is None or user is None or (
