@@ -29,7 +29,7 @@ from corral.db.engine import Database
 from corral.db.tables import Job, JobUnit, JobWorker
 from corral.db.types import utcnow
 from corral.errors import InvalidInput, NotFound
-from corral.jobs.tasks import ClaimedUnit, TaskRegistry
+from corral.jobs.tasks import ClaimedUnit, TaskRegistry, registry
 
 log = logging.getLogger("corral.jobs")
 
@@ -84,6 +84,9 @@ class JobState:
     result: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
     errors: list[dict[str, Any]] = field(default_factory=list)
+    #: The kind's own progress (``TaskKind.progress``): for registration, files registered,
+    #: skipped, updated and failed, and each failed file.  None for other kinds.
+    files: dict[str, Any] | None = None
 
     @property
     def is_terminal(self) -> bool:
@@ -177,8 +180,18 @@ def unit_counts(session: Session, job_id: uuid.UUID) -> dict[str, int]:
     return counts
 
 
-def job_state(session: Session, org_id: uuid.UUID, job_id: uuid.UUID, *, error_limit: int = 1000) -> JobState:
+def job_state(
+    session: Session,
+    org_id: uuid.UUID,
+    job_id: uuid.UUID,
+    *,
+    error_limit: int = 1000,
+    tasks: TaskRegistry = registry,
+) -> JobState:
+    """A job's state: its units, and what its kind counts (``TaskKind.progress``)."""
     job = get_job(session, org_id, job_id)
+    kind = tasks.get(job.kind)
+    files = kind.progress(session, job, error_limit) if kind is not None and kind.progress else None
     errors = [
         {"seq": seq, "error": err, "payload": load_stored(payload, "payload")[0]}
         for seq, err, payload in session.execute(
@@ -191,7 +204,7 @@ def job_state(session: Session, org_id: uuid.UUID, job_id: uuid.UUID, *, error_l
     return JobState(
         id=job.id, kind=job.kind, status=job.status, counts=unit_counts(session, job.id),
         units_total=job.units_total, created_at=job.created_at, finished_at=job.finished_at,
-        result=job.result, error=job.error, errors=errors,
+        result=job.result, error=job.error, errors=errors, files=files,
     )
 
 

@@ -65,6 +65,8 @@ class WorkerContext:
 Prepare = Callable[[WorkerContext, ClaimedUnit], Any]
 Commit = Callable[[Session, ClaimedUnit, Any], dict[str, Any]]
 Finalize = Callable[[Session, Job], None]
+#: A job's progress counted in the things it is about (registration: files), not in units.
+Progress = Callable[[Session, Job, int], dict[str, Any]]
 
 
 @dataclass(frozen=True)
@@ -75,6 +77,9 @@ class TaskKind:
     #: Called once, in the transaction that gives the job its final status.
     finalize: Finalize | None = None
     max_attempts: int = 5
+    #: ``progress(session, job, error_limit)``: what every view of the job reports (see
+    #: ``queue.job_state``); None for kinds whose units are all there is to count.
+    progress: Progress | None = None
 
 
 class TaskRegistry:

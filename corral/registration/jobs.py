@@ -541,6 +541,16 @@ def _finalize(s: Session, job: Job) -> None:
         job.status, job.error = "ERROR", plan.error
     if job.params.get("skip_duplicate_urls") and (job.status == "DONE" or job.ignore_errors):
         job.result = {**job.result, "duplicates_resolved": _resolve_duplicates(s, job)}
+    if job.status == "DONE" and job.ignore_errors:
+        counts = file_counts(s, job.id, error_limit=1)
+        if counts["failed"] and not (counts["registered"] or counts["skipped"] or counts["updated"]):
+            # Nothing was registered: the job failed, whatever ignore_errors let it go on past.
+            first = counts["errors"][0] if counts["errors"] else {}
+            job.status = "ERROR"
+            job.error = (
+                f"every file failed ({counts['failed']}); the first: "
+                f"{first.get('where')}: {first.get('error')}"
+            )
     if job.status == "DONE":  # which publishes its staged items (corral.core.staging)
         if job.params.get("dataset_id"):  # a dataset upload (the SDK's add_private_data_to_dataset)
             s.flush()  # the status first: linking takes published items only
@@ -550,7 +560,19 @@ def _finalize(s: Session, job: Job) -> None:
     s.execute(delete(JobBlob).where(JobBlob.job_id == job.id))
 
 
-TASK = registry.register(TaskKind(KIND, _prepare, _commit, _finalize, max_attempts=5))
+def progress(s: Session, job: Job, error_limit: int = 1000) -> dict[str, Any]:
+    """What every view of an upload job reports (the API, the CLI, the SDK's polling state):
+    files in the manifest, registered, skipped, updated, failed and pending, and each failed
+    file.  Once the job has ended, ``registered`` counts what is really there (a failed job's
+    staged items were removed) and nothing is pending."""
+    counts = file_counts(s, job.id, error_limit=error_limit)
+    if job.status in queue.TERMINAL:
+        counts["registered"] = kept_items(s, job.id)
+        counts["pending"] = 0
+    return counts
+
+
+TASK = registry.register(TaskKind(KIND, _prepare, _commit, _finalize, max_attempts=5, progress=progress))
 
 
 # -- reading a job's progress --------------------------------------------------------------------
