@@ -393,7 +393,7 @@ def _commit_batch(s: Session, unit: ClaimedUnit, results: list[list[Prepared] | 
         for p in prepared:
             if p.url_hash in there:
                 if params.get("upsert_metadata"):
-                    copies = s.scalars(
+                    changed = s.scalars(
                         update(Item)  # every copy of the URL in the folder
                         .where(
                             Item.folder_id == folder_id,
@@ -403,7 +403,7 @@ def _commit_batch(s: Session, unit: ClaimedUnit, results: list[list[Prepared] | 
                         .values(client_metadata=p.client_metadata, updated_at=utcnow())
                         .returning(Item.id)
                     )
-                    upserted += [(item_id, p.client_metadata) for item_id in copies]
+                    upserted += [(item_id, p.client_metadata) for item_id in changed]
                     updated += 1
                 else:
                     skipped += 1
