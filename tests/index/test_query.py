@@ -55,7 +55,14 @@ def world(db, make_user):  # type: ignore[no-untyped-def]
     rows = add_items(db, who, "data/a", [random_metadata(rng) for _ in range(60)], rng)
     rows += add_items(db, who, "data/a/deep", [random_metadata(rng) for _ in range(20)], rng)
     rows += add_items(db, who, "other", [random_metadata(rng) for _ in range(20)], rng)
-    return db, who, rows
+    return World((db, who, rows))
+
+
+class World(tuple):  # type: ignore[type-arg]
+    """(db, principal, rows), with a short repr for hypothesis's failure reports."""
+
+    def __repr__(self) -> str:
+        return f"<world of {len(self[2])} items>"
 
 
 def run(db, who, rows, tree: Any, sort: query.Sort | None = None) -> None:  # type: ignore[no-untyped-def]

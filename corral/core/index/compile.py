@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import (
     ColumnElement,
     Float,
+    Table,
     and_,
     cast,
     exists,
@@ -25,6 +26,7 @@ from sqlalchemy import (
     text,
     true,
 )
+from sqlalchemy.sql import util as sql_util
 
 from corral.core.index.filters import And, Node, Not, Or, Pred
 from corral.core.index.keys import TXT_MAX, Key
@@ -47,6 +49,8 @@ class Compiler:
         if node is None:
             return true()
         if isinstance(node, And):
+            if not self.correlated:
+                return self._intersect(node)
             return and_(*(self(n) for n in node.items))
         if isinstance(node, Or):
             return or_(*(self(n) for n in node.items))
@@ -55,6 +59,31 @@ class Compiler:
         if node.key is not None:
             return self.metadata(node)
         return self.field(node)
+
+    def _intersect(self, node: And) -> ColumnElement[bool]:
+        """An ``and`` read as one set: the first metadata predicate's values, each checked
+        against the other metadata-only branches by primary-key probes, so only the items in
+        the intersection are read (not every item of the largest set)."""
+        driver = next((n for n in node.items if isinstance(n, Pred) and n.key is not None
+                       and n.op != "missing"), None)
+        if driver is None or driver.key is None:
+            return and_(*(self(n) for n in node.items))
+        alias = cast_table(ItemMeta).alias()
+        probe = Compiler("postgresql" if self.pg else "sqlite", correlated=True, row=alias.c.item_id)
+        inside = [n for n in node.items if n is not driver and _metadata_only(n)]
+        outside = [n for n in node.items if n is not driver and not _metadata_only(n)]
+        subquery = select(alias.c.item_id).where(
+            alias.c.key_id == driver.key.id,
+            (alias.c.num if driver.key.numeric else alias.c.txt).is_not(None),
+            self._aliased_condition(driver, alias),
+            *(probe(n) for n in inside),
+        )
+        return and_(Item.id.in_(subquery), *(self(n) for n in outside))
+
+    def _aliased_condition(self, p: Pred, alias: Any) -> Any:
+        """``_condition`` of ``p`` over ``alias`` instead of ``item_meta``."""
+        condition = self._condition(p)
+        return sql_util.ClauseAdapter(alias).traverse(condition)
 
     # -- metadata keys ------------------------------------------------------------------------
 
@@ -191,6 +220,19 @@ class Compiler:
         }
         result: ColumnElement[bool] = conditions[op]()
         return result
+
+
+def cast_table(model: Any) -> Table:
+    table: Table = model.__table__
+    return table
+
+
+def _metadata_only(node: Node) -> bool:
+    if isinstance(node, Pred):
+        return node.key is not None
+    if isinstance(node, Not):
+        return _metadata_only(node.item)
+    return all(_metadata_only(n) for n in node.items)
 
 
 def value_column(key: Key) -> Any:
