@@ -225,14 +225,16 @@ def _leaf() -> st.SearchStrategy[dict[str, Any]]:
     return st.builds(make, st.sampled_from(sorted(OPS)), st.integers(0, 20), st.integers(0, 20))
 
 
-TREES = st.recursive(
-    _leaf(),
-    lambda inner: st.one_of(
-        st.builds(lambda xs: {"and": xs}, st.lists(inner, min_size=1, max_size=3)),
-        st.builds(lambda xs: {"or": xs}, st.lists(inner, min_size=1, max_size=3)),
-        st.builds(lambda x: {"not": x}, inner),
-    ),
-    max_leaves=6,
+LEAVES = _leaf()
+TREES: st.SearchStrategy[dict[str, Any]] = st.deferred(
+    lambda: st.one_of(  # three leaves to one of each combinator: trees stay small
+        LEAVES,
+        LEAVES,
+        LEAVES,
+        st.builds(lambda xs: {"and": xs}, st.lists(TREES, min_size=1, max_size=3)),
+        st.builds(lambda xs: {"or": xs}, st.lists(TREES, min_size=1, max_size=3)),
+        st.builds(lambda x: {"not": x}, TREES),
+    )
 )
 
 
