@@ -1,14 +1,15 @@
 # The two commands in the README:
 #   make serve   install everything and run corral on the embedded default (SQLite)
 #   make test    install everything and run the whole test suite (SQLite and PostgreSQL)
-# Both are idempotent: the virtualenv is (re)built only when pyproject.toml changes.
+# Both are idempotent: the virtualenv is (re)built only when pyproject.toml changes, and the
+# web UI (web/ -> corral/web/app) only when its sources or package-lock.json change.
 
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install serve test lint typecheck docs clean
+.PHONY: install web serve test lint typecheck docs clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -18,10 +19,13 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-serve: install
+web:
+	scripts/build-web
+
+serve: install web
 	$(BIN)/corral serve $(ARGS)
 
-test: install
+test: install web
 	scripts/test $(ARGS)
 
 lint: install
@@ -35,4 +39,4 @@ docs: install
 	$(BIN)/python scripts/gen_docs.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .web-stamp web/node_modules corral/web/app

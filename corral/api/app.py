@@ -30,6 +30,7 @@ from corral.api.routes import (
     local_media,
     me,
     metadata_schema,
+    sessions,
 )
 from corral.db import migrate
 from corral.db.engine import Database, create_database
@@ -37,6 +38,7 @@ from corral.errors import ConfigurationError
 from corral.jobs.tasks import TaskRegistry, registry
 from corral.jobs.worker import Worker
 from corral.settings import Settings
+from corral.web import install as install_web_ui
 
 DESCRIPTION = """
 corral's native REST API. Authenticate every request (except `/healthz`) with
@@ -116,4 +118,6 @@ def create_app(
                    encord_v2.router, integrations.v2_router, encord_metadata.router, encord_labels.router,
                    encord_rpc.router, encord_storage.router, encord_datasets.router):
         app.include_router(router)
+    app.include_router(sessions.router)
+    install_web_ui(app)  # last: the API answers every path it knows first
     return app

@@ -86,6 +86,8 @@ class User(Base):
     role: Mapped[str] = mapped_column(String(16))  # "admin" | "member"
     created_at: Mapped[datetime] = _created()
     disabled_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    # "scrypt$n$r$p$salt$hash" (corral.core.sessions); None: the user cannot sign in with a password
+    password_hash: Mapped[str | None] = mapped_column(String(255), nullable=True)
 
 
 class SshKey(Base):
@@ -108,6 +110,22 @@ class ApiToken(Base):
     created_at: Mapped[datetime] = _created()
     last_used_at: Mapped[datetime | None] = mapped_column(nullable=True)
     expires_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    revoked_at: Mapped[datetime | None] = mapped_column(nullable=True)
+
+
+class WebSession(Base):
+    """A browser's sign-in: the cookie's token and the CSRF token are stored as sha256 hashes."""
+
+    __tablename__ = "web_sessions"
+    id: Mapped[uuid.UUID] = _id()
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    csrf_hash: Mapped[str] = mapped_column(String(64))
+    method: Mapped[str] = mapped_column(String(16))  # "password" | "token"
+    user_agent: Mapped[str] = mapped_column(String(300), default="")
+    created_at: Mapped[datetime] = _created()
+    last_seen_at: Mapped[datetime] = _created()
+    expires_at: Mapped[datetime] = mapped_column()
     revoked_at: Mapped[datetime | None] = mapped_column(nullable=True)
 
 
