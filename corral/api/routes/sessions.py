@@ -60,7 +60,9 @@ def _public(row: WebSession, current: uuid.UUID | None) -> SessionPublic:
 
 @router.post("", response_model=SignedIn, status_code=201,
              summary="Sign in with e-mail and password, or an API token (sets the session cookie)")
-async def sign_in(ctx: Ctx, request: Request, response: Response, body: SignIn) -> SignedIn:
+async def sign_in(ctx: Ctx, request: Request, response: Response, body: SignIn | None = None) -> SignedIn:
+    # No body is no credentials: a 401, like every other route without them.
+    body = body or SignIn()
     lifetime = timedelta(hours=ctx.settings.session_hours)
     agent = request.headers.get("user-agent", "")
     by_password = body.email is not None or body.password is not None
