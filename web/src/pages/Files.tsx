@@ -90,18 +90,16 @@ function TreeNode(props: { folder: Folder; current: string | null; onOpen: (id: 
   const f = props.folder;
   return (
     <li role="treeitem" aria-expanded={open} aria-selected={props.current === f.id}>
-      <button className="node" aria-current={props.current === f.id} onClick={() => { props.onOpen(f.id); setOpen(true); }}>
-        <span
-          className="twisty"
-          role="button"
-          aria-label={open ? `Collapse ${f.name}` : `Expand ${f.name}`}
-          onClick={(e) => { e.stopPropagation(); setOpen(!open); }}
-        >
+      <div className="node-row">
+        <button className="twisty" aria-label={open ? `Collapse ${f.name}` : `Expand ${f.name}`} onClick={() => setOpen(!open)}>
           {open ? "▾" : "▸"}
-        </span>
-        <span>{f.name}</span>
-        <span className="count">{f.items.toLocaleString()}</span>
-      </button>
+        </button>
+        <button className="node" aria-current={props.current === f.id} aria-label={f.name} title={`${f.path}: ${f.items.toLocaleString()} items`}
+          onClick={() => { props.onOpen(f.id); setOpen(true); }}>
+          <span>{f.name}</span>
+          <span className="count" aria-hidden="true">{f.items.toLocaleString()}</span>
+        </button>
+      </div>
       {open && children && children.length > 0 && (
         <ul role="group">
           {children.map((c) => <TreeNode key={c.id} {...props} folder={c} />)}
