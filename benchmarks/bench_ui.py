@@ -110,6 +110,11 @@ def serve(env: dict[str, str]) -> subprocess.Popen[bytes]:
     raise RuntimeError("the server did not start")
 
 
+SCROLL_ONE_SCREEN = "() => { const s = document.querySelector('.scroller'); s.scrollTop += s.clientHeight; }"
+SCROLL_TO_END = "() => { const s = document.querySelector('.scroller'); s.scrollTop = s.scrollHeight; }"
+FCP = "() => (performance.getEntriesByName('first-contentful-paint')[0] || {startTime: NaN}).startTime"
+
+
 def count_nodes(page: Any) -> int:
     return int(page.evaluate("() => document.getElementsByTagName('*').length"))
 
@@ -121,9 +126,7 @@ def measure(context: Any, base: str, folder_id: str, n: int) -> dict[str, float]
         page.goto(f"{base}/files/{folder_id}")
         page.wait_for_selector("button.tile .name", timeout=30_000)
         ready = time.perf_counter() - start
-        fcp = page.evaluate(
-            "() => (performance.getEntriesByName('first-contentful-paint')[0] || {startTime: NaN}).startTime"
-        ) / 1000
+        fcp = page.evaluate(FCP) / 1000
         page.wait_for_timeout(300)
         middle = n // 2  # 0-based; the UI's "Go to #" is 1-based
         target = f"frame-{middle:08d}.jpg"
@@ -134,10 +137,10 @@ def measure(context: Any, base: str, folder_id: str, n: int) -> dict[str, float]
         jump = time.perf_counter() - start
         most = count_nodes(page)
         for _ in range(60):
-            page.evaluate("() => { const s = document.querySelector('.scroller'); s.scrollTop += s.clientHeight; }")
+            page.evaluate(SCROLL_ONE_SCREEN)
             page.wait_for_timeout(25)
             most = max(most, count_nodes(page))
-        page.evaluate("() => { const s = document.querySelector('.scroller'); s.scrollTop = s.scrollHeight; }")
+        page.evaluate(SCROLL_TO_END)
         page.wait_for_selector(f"button.tile[title='frame-{n - 1:08d}.jpg']", state="visible", timeout=30_000)
         most = max(most, count_nodes(page))
         return {"fcp": fcp, "ready": ready, "jump": jump, "nodes": most}
@@ -156,7 +159,9 @@ def window_api(http: httpx.Client, folder_id: str, offset: int) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--items", type=int, default=1_000_000)
     parser.add_argument("--baseline", type=int, default=1_000)
     parser.add_argument("--postgres", action="store_true")
@@ -168,9 +173,11 @@ def main() -> None:
     from tests.browser import CHROMIUM, CHROMIUM_ARGS
 
     with server_environment("corral-bench-ui-", PORT, args.postgres) as (work, env):
-        print(f"{args.items:,} items (baseline {args.baseline:,}), {'PostgreSQL' if args.postgres else 'SQLite'}",
-              flush=True)
-        settings = Settings(data_dir=work / "data", database_url=env.get("CORRAL_DATABASE_URL"), secret_key="b" * 40)
+        where = "PostgreSQL" if args.postgres else "SQLite"
+        print(f"{args.items:,} items (baseline {args.baseline:,}), {where}", flush=True)
+        settings = Settings(
+            data_dir=work / "data", database_url=env.get("CORRAL_DATABASE_URL"), secret_key="b" * 40
+        )
         folders = setup(settings, {"baseline": args.baseline, "big": args.items})
         server = serve(env)
         base = f"http://127.0.0.1:{PORT}"
@@ -178,26 +185,30 @@ def main() -> None:
             with sync_playwright() as pw:
                 browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
                 context = browser.new_context(viewport={"width": 1440, "height": 900})
-                r = context.request.post(f"{base}/api/v1/sessions", data={"email": EMAIL, "password": PASSWORD})
-                assert r.status == 201, r.text()
+                signed = context.request.post(
+                    f"{base}/api/v1/sessions", data={"email": EMAIL, "password": PASSWORD}
+                )
+                assert signed.status == 201, signed.text()
+                cookie = {c["name"]: c["value"] for c in context.cookies()}["corral_session"]
                 results = {}
                 for name, n in (("baseline", args.baseline), ("big", args.items)):
                     measure(context, base, folders[name], n)  # warm-up: caches, JIT, the database's pages
                     results[name] = measure(context, base, folders[name], n)
                     m = results[name]
                     print(f"{name} ({n:,} items): FCP {m['fcp']:.2f} s; first tiles {m['ready']:.2f} s; "
-                          f"jump to #{n // 2 + 1:,} {m['jump']:.2f} s; most DOM nodes {m['nodes']:.0f}", flush=True)
+                          f"jump to #{n // 2 + 1:,} {m['jump']:.2f} s; most DOM nodes {m['nodes']:.0f}",
+                          flush=True)
                 browser.close()
-            token_headers = {"Cookie": f"corral_session={r.headers.get('set-cookie', '').split('corral_session=')[1].split(';')[0]}"}
-            with httpx.Client(base_url=base, headers=token_headers, timeout=120) as http:
+            with httpx.Client(base_url=base, cookies={"corral_session": cookie}, timeout=120) as http:
                 for name, n in (("baseline", args.baseline), ("big", args.items)):
                     first = window_api(http, folders[name], 0)
                     mid = window_api(http, folders[name], n // 2)
-                    print(f"window API, {name}: offset 0 {first * 1000:.0f} ms; offset {n // 2:,} {mid * 1000:.0f} ms",
-                          flush=True)
+                    print(f"window API, {name}: offset 0 {first * 1000:.0f} ms; "
+                          f"offset {n // 2:,} {mid * 1000:.0f} ms", flush=True)
             big, small = results["big"], results["baseline"]
-            print(f"ratios big/baseline: FCP {big['fcp'] / small['fcp']:.2f}; jump {big['jump'] / small['jump']:.2f}; "
-                  f"DOM nodes {big['nodes'] / small['nodes']:.2f}", flush=True)
+            print(f"ratios big/baseline: FCP {big['fcp'] / small['fcp']:.2f}; "
+                  f"jump {big['jump'] / small['jump']:.2f}; DOM nodes {big['nodes'] / small['nodes']:.2f}",
+                  flush=True)
         finally:
             server.send_signal(signal.SIGTERM)
             server.wait(60)

@@ -32,13 +32,13 @@ from corral.api.routes import (
     metadata_schema,
     sessions,
 )
+from corral.api.web_ui import install as install_web_ui
 from corral.db import migrate
 from corral.db.engine import Database, create_database
 from corral.errors import ConfigurationError
 from corral.jobs.tasks import TaskRegistry, registry
 from corral.jobs.worker import Worker
 from corral.settings import Settings
-from corral.web import install as install_web_ui
 
 DESCRIPTION = """
 corral's native REST API. Authenticate every request (except `/healthz`) with

@@ -228,9 +228,11 @@ def window(
     q: str = "",
     order: str = "name",
     direction: Direction = "asc",
+    count: bool = True,
 ) -> Window:
-    """Items ``offset`` to ``offset + limit`` of a folder in a stable order, and how many there
-    are: what a virtual-scrolling view needs to jump anywhere without reading the folder."""
+    """Items ``offset`` to ``offset + limit`` of a folder in a stable order, and (with ``count``)
+    how many there are: what a virtual-scrolling view needs to jump anywhere without reading
+    the folder.  Without ``count``, ``total`` is -1."""
     _choice(order, list(WINDOW_ORDERS), "order")
     _choice(direction, ("asc", "desc"), "direction")
     for t in types or []:
@@ -248,7 +250,7 @@ def window(
         where.append(Item.item_type.in_(types))
     if q:
         where.append(func.lower(Item.name).contains(q.lower(), autoescape=True))
-    total = s.scalar(select(func.count()).select_from(Item).where(*where)) or 0
+    total = (s.scalar(select(func.count()).select_from(Item).where(*where)) or 0) if count else -1
     key = ORDERS[order]
     by = (key.desc(), Item.id.desc()) if direction == "desc" else (key.asc(), Item.id.asc())
     # Find the window's ids on the index alone, then load just those rows.

@@ -28,6 +28,9 @@ def test_window_matches_the_keyset_order_at_every_position(client, make_user, db
         body = r.json()
         assert body["total"] == 250 and body["offset"] == offset
         assert [i["id"] for i in body["items"]] == full[offset:offset + limit]
+    r = client.get("/api/v1/items/window", params={"folder": "big", "offset": 5, "limit": 2, "total": "false"},
+                   headers=alice.bearer)
+    assert r.json()["total"] == -1 and [i["id"] for i in r.json()["items"]] == full[5:7]
     r = client.get("/api/v1/items/window", params={"folder": "big", "offset": 0, "limit": 3, "direction": "desc"},
                    headers=alice.bearer)
     assert [i["id"] for i in r.json()["items"]] == full[::-1][:3]

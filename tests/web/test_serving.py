@@ -8,8 +8,9 @@ from pathlib import Path
 from fastapi.testclient import TestClient
 
 from corral.api.app import create_app
+from corral.api.web_ui import install
 from corral.settings import Settings
-from corral.web import APP_DIR, install
+from corral.web import APP_DIR
 
 
 def _app(tmp_path: Path, built: bool) -> TestClient:

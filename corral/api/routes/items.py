@@ -150,7 +150,7 @@ async def list_items(
 
 
 class ItemWindow(BaseModel):
-    total: int = Field(description="How many items match, in the whole folder.")
+    total: int = Field(description="How many items match, in the whole folder; -1 with total=false.")
     offset: int
     items: list[ItemPublic]
 
@@ -174,13 +174,16 @@ async def item_window(
     signed_urls: Annotated[
         bool, Query(description="Add a signed GET URL to each single-file item (for thumbnails).")
     ] = False,
+    total: Annotated[
+        bool, Query(description="Count the matching items (false: skip the count, total is -1).")
+    ] = True,
 ) -> ItemWindow:
     types = [t.strip() for value in type or [] for t in value.split(",") if t.strip()]
 
     def read() -> ItemWindow:
         with ctx.db.read() as s:
             win = items.window(s, principal, folder, offset=offset, limit=limit, types=types, q=q,
-                               order=order, direction=direction)
+                               order=order, direction=direction, count=total)
             openers = items.signers(s, ctx.settings, win.items) if signed_urls else {}
         views = items.signed_all(win.items, openers) if openers else win.items
         return ItemWindow(total=win.total, offset=win.offset, items=[_public(v) for v in views])

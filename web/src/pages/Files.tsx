@@ -160,19 +160,35 @@ function FolderView(props: { folderId: string; selectedId: string | null; onSele
   const firstRow = visible.length ? visible[0].index : 0;
   const lastRow = visible.length ? visible[visible.length - 1].index : 0;
 
-  // Fetch the blocks the visible rows need (after scrolling settles for a moment).
+  // Fetch the blocks the visible rows need, once scrolling pauses; requests for blocks that
+  // scrolled away are aborted, so a fast scroll through a million items queues nothing.
+  const inflight = useRef(new Map<number, AbortController>());
   useEffect(() => {
     if (total === null) return;
-    const want = cache.missing(blocksFor(firstRow * cols, (lastRow + 1) * cols - 1, total));
+    const needed = blocksFor(firstRow * cols, (lastRow + 1) * cols - 1, total);
+    for (const [b, ctl] of inflight.current) {
+      if (!needed.includes(b)) {
+        ctl.abort();
+        inflight.current.delete(b);
+        cache.fail(b);
+      }
+    }
+    const want = cache.missing(needed);
     if (want.length === 0) return;
     const timer = window.setTimeout(() => {
-      for (const b of want) {
+      for (const b of cache.missing(want)) {
+        const ctl = new AbortController();
+        inflight.current.set(b, ctl);
         cache.start(b);
         api
-          .get<ItemWindow>("/api/v1/items/window", { folder: props.folderId, offset: b * BLOCK, limit: BLOCK, q: appliedQ, order, signed_urls: true })
-          .then((w) => { cache.put(b, w.items); setVersion((v) => v + 1); }, (e) => { cache.fail(b); setError(e); });
+          .get<ItemWindow>("/api/v1/items/window", { folder: props.folderId, offset: b * BLOCK, limit: BLOCK, q: appliedQ, order, signed_urls: true, total: false }, ctl.signal)
+          .then(
+            (w) => { cache.put(b, w.items); setVersion((v) => v + 1); },
+            (e) => { cache.fail(b); if (!ctl.signal.aborted) setError(e); },
+          )
+          .finally(() => { if (inflight.current.get(b) === ctl) inflight.current.delete(b); });
       }
-    }, 60);
+    }, 80);
     return () => window.clearTimeout(timer);
   }, [firstRow, lastRow, cols, total, cache, props.folderId, appliedQ, order]);
 
