@@ -1,10 +1,10 @@
 import { useCallback, useEffect, useMemo, useRef, useState, type KeyboardEvent as ReactKeyboardEvent } from "react";
 import { useNavigate, useParams, useSearchParams } from "react-router-dom";
-import { useVirtualizer } from "@tanstack/react-virtual";
 import { api, type Folder, type Item, type ItemWindow } from "../api";
 import { Confirm, Dialog, ErrorBanner, formatBytes } from "../components/ui";
 import { BLOCK, WindowCache, blocksFor, nextIndex } from "./windowCache";
 import { ItemViewer } from "./ItemViewer";
+import { layout, scrollTopFor } from "./virtualRows";
 
 const TILE_W = 168;
 const ROW_H = 178;
@@ -120,6 +120,8 @@ function FolderView(props: { folderId: string; selectedId: string | null; onSele
   const [appliedQ, setAppliedQ] = useState("");
   const [order, setOrder] = useState<"name" | "created_at">("name");
   const [cols, setCols] = useState(5);
+  const [scrollTop, setScrollTop] = useState(0);
+  const [viewport, setViewport] = useState(600);
   const [, setVersion] = useState(0);
   const [cursor, setCursor] = useState(-1);
   const [jump, setJump] = useState("");
@@ -147,7 +149,10 @@ function FolderView(props: { folderId: string; selectedId: string | null; onSele
   useEffect(() => {
     const el = scroller.current;
     if (!el) return;
-    const measure = () => setCols(Math.max(1, Math.floor((el.clientWidth - 28 + 10) / (TILE_W + 10))));
+    const measure = () => {
+      setCols(Math.max(1, Math.floor((el.clientWidth - 28 + 10) / (TILE_W + 10))));
+      setViewport(el.clientHeight);
+    };
     measure();
     const ro = new ResizeObserver(measure);
     ro.observe(el);
@@ -155,10 +160,10 @@ function FolderView(props: { folderId: string; selectedId: string | null; onSele
   }, []);
 
   const rows = total === null ? 0 : Math.ceil(total / cols);
-  const virtual = useVirtualizer({ count: rows, getScrollElement: () => scroller.current, estimateSize: () => ROW_H, overscan: 3 });
-  const visible = virtual.getVirtualItems();
-  const firstRow = visible.length ? visible[0].index : 0;
-  const lastRow = visible.length ? visible[visible.length - 1].index : 0;
+  // Only the rows on screen (and 3 more each way) exist in the page.
+  const view = layout(rows, ROW_H, scrollTop, viewport);
+  const firstRow = view.firstRow;
+  const lastRow = Math.max(view.firstRow, view.lastRow);
 
   // Fetch the blocks the visible rows need, once scrolling pauses; requests for blocks that
   // scrolled away are aborted, so a fast scroll through a million items queues nothing.
@@ -194,7 +199,12 @@ function FolderView(props: { folderId: string; selectedId: string | null; onSele
 
   const goTo = (index: number, open = false) => {
     setCursor(index);
-    virtual.scrollToIndex(Math.floor(index / cols), { align: "auto" });
+    const el = scroller.current;
+    if (el) {
+      const top = scrollTopFor(Math.floor(index / cols), rows, ROW_H, el.clientHeight, el.scrollTop);
+      el.scrollTop = top;
+      setScrollTop(top);
+    }
     const it = cache.get(index);
     if (open && it) props.onSelect(it.id);
   };
@@ -258,19 +268,20 @@ function FolderView(props: { folderId: string; selectedId: string | null; onSele
         aria-rowcount={rows}
         aria-activedescendant={cursor >= 0 ? `item-${cursor}` : undefined}
         onKeyDown={onKey}
+        onScroll={(e) => setScrollTop(e.currentTarget.scrollTop)}
       >
         {total === 0 && <div className="empty">This folder has no items{appliedQ ? " matching the filter" : ""}.</div>}
-        <div style={{ height: virtual.getTotalSize(), position: "relative" }}>
-          {visible.map((row) => (
+        <div style={{ height: view.contentHeight, position: "relative" }}>
+          {Array.from({ length: view.lastRow - view.firstRow + 1 }, (_, k) => view.firstRow + k).map((row) => (
             <div
-              key={row.key}
+              key={row}
               className="grid-row"
               role="row"
-              aria-rowindex={row.index + 1}
-              style={{ top: row.start, height: ROW_H - 10, gridTemplateColumns: `repeat(${cols}, minmax(0, 1fr))`, paddingTop: 10 }}
+              aria-rowindex={row + 1}
+              style={{ top: view.rowTop(row), height: ROW_H - 10, gridTemplateColumns: `repeat(${cols}, minmax(0, 1fr))`, paddingTop: 10 }}
             >
               {Array.from({ length: cols }, (_, c) => {
-                const index = row.index * cols + c;
+                const index = row * cols + c;
                 if (total === null || index >= total) return <span key={c} />;
                 const it = cache.get(index);
                 return <Tile key={c} index={index} item={it} selected={cursor === index || (it !== undefined && it.id === props.selectedId)} onOpen={() => { setCursor(index); if (it) props.onSelect(it.id); }} />;
