@@ -133,18 +133,20 @@ function FolderView(props: { folderId: string; selectedId: string | null; onSele
     api.get<Folder>(`/api/v1/folders/${props.folderId}`).then(setFolder, setError);
   }, [props.folderId]);
 
-  // Reset on a new query; the first block also tells the total.
+  // Reset on a new query. Unfiltered, the folder object already holds the total (counted
+  // once); with a name filter, the first block's request counts the matches.
   useEffect(() => {
+    if (!folder) return;
     cache.clear();
     setTotal(null);
     setCursor(-1);
     const ctl = new AbortController();
     cache.start(0);
     api
-      .get<ItemWindow>("/api/v1/items/window", { folder: props.folderId, offset: 0, limit: BLOCK, q: appliedQ, order, signed_urls: true }, ctl.signal)
-      .then((w) => { cache.put(0, w.items); setTotal(w.total); }, (e) => { cache.fail(0); if (!ctl.signal.aborted) setError(e); });
+      .get<ItemWindow>("/api/v1/items/window", { folder: folder.id, offset: 0, limit: BLOCK, q: appliedQ, order, signed_urls: true, total: appliedQ !== "" }, ctl.signal)
+      .then((w) => { cache.put(0, w.items); setTotal(appliedQ ? w.total : folder.items); }, (e) => { cache.fail(0); if (!ctl.signal.aborted) setError(e); });
     return () => ctl.abort();
-  }, [props.folderId, appliedQ, order, cache]);
+  }, [folder, appliedQ, order, cache]);
 
   useEffect(() => {
     const el = scroller.current;
