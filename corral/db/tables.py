@@ -178,9 +178,9 @@ class Item(Base):
         Index("ix_items_folder_name", "folder_id", "name", "id"),
         Index("ix_items_folder_created", "folder_id", "created_at", "id"),
         Index("ix_items_folder_size", "folder_id", "file_size", "id"),
-        # counting a folder's visible items (published, not deleted) on the index alone:
-        # folder counts and the web UI's item window (migration 0011)
-        Index("ix_items_folder_live", "folder_id", "staged", "deleted_at", "job_id"),
+        # a folder's visible items (published, not deleted) on the index alone, for counting
+        # them and for finding the item at a position by name (the web UI's item window)
+        Index("ix_items_folder_name_live", "folder_id", "name", "id", "staged", "deleted_at", "job_id"),
     )
     id: Mapped[uuid.UUID] = _id()
     org_id: Mapped[uuid.UUID] = _org()

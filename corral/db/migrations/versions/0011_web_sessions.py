@@ -2,8 +2,9 @@
 
 The web UI signs in with an e-mail and password (or an API token pasted once) and then
 holds a session cookie; both tokens of a session are stored hashed.  One more index on items
-lets a folder's visible items be counted on the index alone (the web UI counts a folder
-every time it opens one: 1.2 s -> 0.2 s for 1,000,000 items on SQLite).
+covers a folder's visible items by name, so counting them and finding the item at a
+position read the index alone (1,000,000 items on SQLite: the count 1.9 s -> 0.3 s, the
+item at position 500,000 0.55 s -> 0.14 s).
 
 Revision ID: 0011
 Revises: 0004
@@ -46,12 +47,14 @@ def upgrade() -> None:
     with op.batch_alter_table('web_sessions', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_web_sessions_user_id'), ['user_id'], unique=False)
     with op.batch_alter_table('items', schema=None) as batch_op:
-        batch_op.create_index('ix_items_folder_live', ['folder_id', 'staged', 'deleted_at', 'job_id'], unique=False)
+        batch_op.create_index(
+            'ix_items_folder_name_live', ['folder_id', 'name', 'id', 'staged', 'deleted_at', 'job_id'], unique=False
+        )
 
 
 def downgrade() -> None:
     with op.batch_alter_table('items', schema=None) as batch_op:
-        batch_op.drop_index('ix_items_folder_live')
+        batch_op.drop_index('ix_items_folder_name_live')
     with op.batch_alter_table('web_sessions', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_web_sessions_user_id'))
     op.drop_table('web_sessions')
