@@ -2,7 +2,7 @@ import { useCallback, useEffect, useMemo, useRef, useState, type KeyboardEvent a
 import { useNavigate, useParams, useSearchParams } from "react-router-dom";
 import { api, type Folder, type Item, type ItemWindow } from "../api";
 import { Confirm, Dialog, ErrorBanner, formatBytes } from "../components/ui";
-import { BLOCK, WindowCache, blocksFor, nextIndex } from "./windowCache";
+import { BLOCK, WindowCache, blocksFor, nextIndex, runsOf } from "./windowCache";
 import { ItemViewer } from "./ItemViewer";
 import { layout, scrollTopFor } from "./virtualRows";
 
@@ -173,8 +173,9 @@ function FolderView(props: { folderId: string; selectedId: string | null; onSele
   useEffect(() => {
     if (total === null) return;
     const needed = blocksFor(firstRow * cols, (lastRow + 1) * cols - 1, total);
+    const keep = new Set(needed.map((b) => inflight.current.get(b)).filter(Boolean));
     for (const [b, ctl] of inflight.current) {
-      if (!needed.includes(b)) {
+      if (!keep.has(ctl)) {
         ctl.abort();
         inflight.current.delete(b);
         cache.fail(b);
@@ -183,17 +184,20 @@ function FolderView(props: { folderId: string; selectedId: string | null; onSele
     const want = cache.missing(needed);
     if (want.length === 0) return;
     const timer = window.setTimeout(() => {
-      for (const b of cache.missing(want)) {
+      for (const [first, count] of runsOf(cache.missing(want), Math.floor(1000 / BLOCK))) {
         const ctl = new AbortController();
-        inflight.current.set(b, ctl);
-        cache.start(b);
+        const run = Array.from({ length: count }, (_, k) => first + k);
+        for (const b of run) {
+          inflight.current.set(b, ctl);
+          cache.start(b);
+        }
         api
-          .get<ItemWindow>("/api/v1/items/window", { folder: props.folderId, offset: b * BLOCK, limit: BLOCK, q: appliedQ, order, signed_urls: true, total: false }, ctl.signal)
+          .get<ItemWindow>("/api/v1/items/window", { folder: props.folderId, offset: first * BLOCK, limit: count * BLOCK, q: appliedQ, order, signed_urls: true, total: false }, ctl.signal)
           .then(
-            (w) => { cache.put(b, w.items); setVersion((v) => v + 1); },
-            (e) => { cache.fail(b); if (!ctl.signal.aborted) setError(e); },
+            (w) => { run.forEach((b, k) => cache.put(b, w.items.slice(k * BLOCK, (k + 1) * BLOCK))); setVersion((v) => v + 1); },
+            (e) => { run.forEach((b) => cache.fail(b)); if (!ctl.signal.aborted) setError(e); },
           )
-          .finally(() => { if (inflight.current.get(b) === ctl) inflight.current.delete(b); });
+          .finally(() => run.forEach((b) => { if (inflight.current.get(b) === ctl) inflight.current.delete(b); }));
       }
     }, 80);
     return () => window.clearTimeout(timer);

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { BLOCK, WindowCache, blocksFor, nextIndex } from "./windowCache";
+import { BLOCK, WindowCache, blocksFor, nextIndex, runsOf } from "./windowCache";
 import type { Item } from "../api";
 
 const item = (n: number) => ({ id: `i${n}`, name: `n${n}` }) as unknown as Item;
@@ -37,5 +37,13 @@ describe("nextIndex", () => {
     expect(nextIndex(3, "End", 4, 10)).toBe(9);
     expect(nextIndex(3, "x", 4, 10)).toBeNull();
     expect(nextIndex(-1, "j", 4, 10)).toBe(0);
+  });
+});
+
+describe("runsOf", () => {
+  it("groups adjacent blocks into runs of bounded length", () => {
+    expect(runsOf([5, 3, 4, 9], 8)).toEqual([[3, 3], [9, 1]]);
+    expect(runsOf([1, 2, 3], 2)).toEqual([[1, 2], [3, 1]]);
+    expect(runsOf([], 8)).toEqual([]);
   });
 });

@@ -65,3 +65,16 @@ export function nextIndex(current: number, key: string, cols: number, total: num
   if (d === Infinity) return total - 1;
   return Math.min(total - 1, Math.max(0, current + d));
 }
+
+/** Consecutive blocks as runs [first, count], at most `maxRun` blocks each, so that adjacent
+ * blocks come in one request (one index walk to the offset instead of several). */
+export function runsOf(blocks: number[], maxRun: number): [number, number][] {
+  const sorted = [...new Set(blocks)].sort((a, b) => a - b);
+  const out: [number, number][] = [];
+  for (const b of sorted) {
+    const last = out[out.length - 1];
+    if (last && last[0] + last[1] === b && last[1] < maxRun) last[1] += 1;
+    else out.push([b, 1]);
+  }
+  return out;
+}
