@@ -133,20 +133,26 @@ function FolderView(props: { folderId: string; selectedId: string | null; onSele
     api.get<Folder>(`/api/v1/folders/${props.folderId}`).then(setFolder, setError);
   }, [props.folderId]);
 
-  // Reset on a new query. Unfiltered, the folder object already holds the total (counted
-  // once); with a name filter, the first block's request counts the matches.
+  // Reset on a new query, and fetch the first block at once. Unfiltered, the folder object
+  // holds the total (counted once, arriving in parallel; until then the first block shows);
+  // with a name filter, the first block's request counts the matches.
+  const [counted, setCounted] = useState<number | null>(null);
   useEffect(() => {
-    if (!folder) return;
     cache.clear();
-    setTotal(null);
+    setCounted(null);
     setCursor(-1);
     const ctl = new AbortController();
     cache.start(0);
     api
-      .get<ItemWindow>("/api/v1/items/window", { folder: folder.id, offset: 0, limit: BLOCK, q: appliedQ, order, signed_urls: true, total: appliedQ !== "" }, ctl.signal)
-      .then((w) => { cache.put(0, w.items); setTotal(appliedQ ? w.total : folder.items); }, (e) => { cache.fail(0); if (!ctl.signal.aborted) setError(e); });
+      .get<ItemWindow>("/api/v1/items/window", { folder: props.folderId, offset: 0, limit: BLOCK, q: appliedQ, order, signed_urls: true, total: appliedQ !== "" }, ctl.signal)
+      .then((w) => { cache.put(0, w.items); setCounted(appliedQ ? w.total : w.items.length < BLOCK ? w.items.length : -1); }, (e) => { cache.fail(0); if (!ctl.signal.aborted) setError(e); });
     return () => ctl.abort();
-  }, [folder, appliedQ, order, cache]);
+  }, [props.folderId, appliedQ, order, cache]);
+  useEffect(() => {
+    if (counted === null) setTotal(null);
+    else if (counted >= 0) setTotal(counted); // filtered, or the whole folder fits in one block
+    else setTotal(folder ? folder.items : BLOCK); // the first block, until the folder's count comes
+  }, [counted, folder]);
 
   useEffect(() => {
     const el = scroller.current;
@@ -241,7 +247,7 @@ function FolderView(props: { folderId: string; selectedId: string | null; onSele
     <section className="folder-view" aria-label="Folder">
       <div className="toolbar">
         <span className="title">{folder?.path ?? "…"}</span>
-        <span style={{ color: "var(--muted)" }} aria-live="polite">{total === null ? "" : `${total.toLocaleString()} items`}</span>
+        <span style={{ color: "var(--muted)" }} aria-live="polite">{total === null || (!appliedQ && !folder && counted === -1) ? "" : `${total.toLocaleString()} items`}</span>
         <form className="row" onSubmit={(e) => { e.preventDefault(); setAppliedQ(q.trim()); }} role="search">
           <label className="sr-only" htmlFor="name-filter">Filter by name</label>
           <input id="name-filter" type="text" placeholder="Filter by name" value={q} onChange={(e) => setQ(e.target.value)} style={{ width: 170 }} />
