@@ -2,8 +2,9 @@
 served by ``corral serve`` at ``/``.
 
 * ``/assets/…``: the hashed bundles, cached for a year as immutable (a new build has new names);
-* any other GET that no API route answers, outside ``/api``, ``/v2`` and ``/public``: the
-  single page's ``index.html`` (never cached), so client routes such as ``/files/…`` load the app;
+* any other GET that no API route answers, outside ``/api``, ``/v2`` and ``/public``, whose
+  last segment has no dot: the single page's ``index.html`` (never cached), so client routes
+  such as ``/files/…`` load the app; a missing file name (``/x.js``) is a 404;
 * unknown API paths still answer the API's JSON 404.
 
 No Node.js is needed at run time: the built files ship inside the package.  When they are
@@ -59,4 +60,7 @@ def install(app: FastAPI, app_dir: Path = APP_DIR) -> None:
         top = (root / path).resolve() if path else index
         if path and "/" not in path and top.is_relative_to(root) and top.is_file():
             return FileResponse(top, headers={"Cache-Control": "no-cache"})  # favicon and the like
+        if "." in path.rsplit("/", 1)[-1]:
+            # Client routes never end in a file name: a missing file is a 404, not the page.
+            raise NotFound(f"no file /{path}")
         return FileResponse(index, headers={"Cache-Control": "no-cache"})

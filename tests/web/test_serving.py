@@ -43,6 +43,8 @@ def test_hashed_assets_are_immutable_and_cannot_escape(tmp_path: Path) -> None:
     assert client.get("/assets/nope.js").status_code == 404
     assert client.get("/assets/..%2F..%2Fsecret.txt").status_code == 404
     assert "not for the web" not in client.get("/..%2Fsecret.txt").text
+    assert client.get("/secret.txt").status_code == 404  # a missing file is not a client route
+    assert client.get("/robots.txt").status_code == 404
 
 
 def test_api_paths_keep_their_json_errors(tmp_path: Path) -> None:

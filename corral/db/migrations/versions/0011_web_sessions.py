@@ -7,7 +7,7 @@ position read the index alone (1,000,000 items on SQLite: the count 1.9 s -> 0.3
 item at position 500,000 0.55 s -> 0.14 s).
 
 Revision ID: 0011
-Revises: 0004
+Revises: 0007
 Create Date: 2026-12-03 07:40:00
 """
 
@@ -19,7 +19,7 @@ from alembic import op
 from corral.db.types import UTCDateTime
 
 revision = '0011'
-down_revision = '0004'
+down_revision = '0007'
 branch_labels = None
 depends_on = None
 
