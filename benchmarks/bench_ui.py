@@ -11,7 +11,8 @@ database as registration makes them. Then a real `corral serve --no-worker` subp
 Chromium, signed in through `POST /api/v1/sessions`. For each folder:
 
 * **FCP**: open `/files/<folder id>` in a fresh page; the browser's first-contentful-paint
-  entry, and the time until the first item tile shows its name (the folder view is usable);
+  entry, the time until the first item tiles show their names (the folder view is usable),
+  and until the folder's item count is shown (jumps wait for it);
 * **jump**: type the middle position into "Go to #" and press Enter; the time until the tile of
   that item (whose name is known) is visible;
 * **DOM nodes**: scroll the grid through 60 screens (and one jump to the end); the most
@@ -113,6 +114,7 @@ def serve(env: dict[str, str]) -> subprocess.Popen[bytes]:
 
 SCROLL_ONE_SCREEN = "() => { const s = document.querySelector('.scroller'); s.scrollTop += s.clientHeight; }"
 SCROLL_TO_END = "() => { const s = document.querySelector('.scroller'); s.scrollTop = s.scrollHeight; }"
+COUNT_SHOWN = "() => / items$/.test(document.querySelector('.toolbar [aria-live]')?.textContent || '')"
 FCP = "() => (performance.getEntriesByName('first-contentful-paint')[0] || {startTime: NaN}).startTime"
 
 
@@ -128,6 +130,8 @@ def measure(context: Any, base: str, folder_id: str, n: int) -> dict[str, float]
         page.wait_for_selector("button.tile .name", timeout=30_000)
         ready = time.perf_counter() - start
         fcp = page.evaluate(FCP) / 1000
+        page.wait_for_function(COUNT_SHOWN, timeout=30_000)
+        counted = time.perf_counter() - start
         page.wait_for_timeout(300)
         middle = n // 2  # 0-based; the UI's "Go to #" is 1-based
         target = f"frame-{middle:08d}.jpg"
@@ -144,7 +148,7 @@ def measure(context: Any, base: str, folder_id: str, n: int) -> dict[str, float]
         page.evaluate(SCROLL_TO_END)
         page.wait_for_selector(f"button.tile[title='frame-{n - 1:08d}.jpg']", state="visible", timeout=30_000)
         most = max(most, count_nodes(page))
-        return {"fcp": fcp, "ready": ready, "jump": jump, "nodes": most}
+        return {"fcp": fcp, "ready": ready, "counted": counted, "jump": jump, "nodes": most}
     finally:
         page.close()
 
@@ -198,6 +202,7 @@ def main() -> None:
                     results[name] = measure(context, base, folders[name], n)
                     m = results[name]
                     print(f"{name} ({n:,} items): FCP {m['fcp']:.2f} s; first tiles {m['ready']:.2f} s; "
+                          f"count shown {m['counted']:.2f} s; "
                           f"jump to #{n // 2 + 1:,} {m['jump']:.2f} s; most DOM nodes {m['nodes']:.0f}",
                           flush=True)
                 browser.close()

@@ -16,6 +16,7 @@ from starlette.concurrency import run_in_threadpool
 
 from corral.api import session_auth
 from corral.api.deps import Ctx, CurrentPrincipal
+from corral.api.docs import OPEN
 from corral.core import sessions
 from corral.db.tables import Organisation, WebSession
 from corral.errors import AuthenticationFailed, ErrorDetail, ValidationFailed
@@ -58,7 +59,7 @@ def _public(row: WebSession, current: uuid.UUID | None) -> SessionPublic:
     )
 
 
-@router.post("", response_model=SignedIn, status_code=201,
+@router.post("", response_model=SignedIn, status_code=201, openapi_extra=OPEN,
              summary="Sign in with e-mail and password, or an API token (sets the session cookie)")
 async def sign_in(ctx: Ctx, request: Request, response: Response, body: SignIn | None = None) -> SignedIn:
     # No body is no credentials: a 401, like every other route without them.

@@ -167,6 +167,8 @@ function FolderView(props: { folderId: string; selectedId: string | null; onSele
     return () => ro.disconnect();
   }, []);
 
+  // Until the folder's count arrives, the grid shows the first block and jumps wait.
+  const totalKnown = counted !== null && (counted >= 0 || folder !== null);
   const rows = total === null ? 0 : Math.ceil(total / cols);
   // Only the rows on screen (and 3 more each way) exist in the page.
   const view = layout(rows, ROW_H, scrollTop, viewport);
@@ -247,7 +249,7 @@ function FolderView(props: { folderId: string; selectedId: string | null; onSele
     <section className="folder-view" aria-label="Folder">
       <div className="toolbar">
         <span className="title">{folder?.path ?? "…"}</span>
-        <span style={{ color: "var(--muted)" }} aria-live="polite">{total === null || (!appliedQ && !folder && counted === -1) ? "" : `${total.toLocaleString()} items`}</span>
+        <span style={{ color: "var(--muted)" }} aria-live="polite">{total === null || !totalKnown ? "" : `${total.toLocaleString()} items`}</span>
         <form className="row" onSubmit={(e) => { e.preventDefault(); setAppliedQ(q.trim()); }} role="search">
           <label className="sr-only" htmlFor="name-filter">Filter by name</label>
           <input id="name-filter" type="text" placeholder="Filter by name" value={q} onChange={(e) => setQ(e.target.value)} style={{ width: 170 }} />
@@ -257,10 +259,10 @@ function FolderView(props: { folderId: string; selectedId: string | null; onSele
           <option value="name">Name</option>
           <option value="created_at">Date added</option>
         </select>
-        <form className="row" onSubmit={(e) => { e.preventDefault(); const n = Number(jump); if (total && n >= 1) goTo(Math.min(total, n) - 1); }}>
+        <form className="row" onSubmit={(e) => { e.preventDefault(); const n = Number(jump); if (totalKnown && total && n >= 1) goTo(Math.min(total, n) - 1); }}>
           <label className="sr-only" htmlFor="jump">Go to position</label>
-          <input id="jump" type="number" min={1} placeholder="Go to #" value={jump} onChange={(e) => setJump(e.target.value)} style={{ width: 110 }} />
-          <button type="submit">Go</button>
+          <input id="jump" type="number" min={1} max={total ?? undefined} placeholder="Go to #" value={jump} onChange={(e) => setJump(e.target.value)} style={{ width: 110 }} />
+          <button type="submit" disabled={!totalKnown}>Go</button>
         </form>
         {folder && folder.role !== "viewer" && (
           <>
