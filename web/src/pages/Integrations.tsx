@@ -102,8 +102,10 @@ function Field({ spec, value, onChange }: { spec: FieldSpec; value: string; onCh
   };
   return (
     <label className="field">
-      {spec.label}
-      {spec.required ? "" : <span className="hint">optional</span>}
+      <span>
+        {spec.label}
+        {spec.required ? "" : <span style={{ fontWeight: 400, color: "var(--muted)" }}> (optional)</span>}
+      </span>
       {spec.hint && <span className="hint">{spec.hint}</span>}
       {spec.multiline ? <textarea {...common} /> : <input type={spec.secret ? "password" : "text"} {...common} />}
     </label>
