@@ -7,7 +7,7 @@ index over ``to_tsvector('simple', body)`` on PostgreSQL.  Neither is in the tab
 Keys of schemas saved before this revision are projected on first use (``corral.core.index.keys``).
 
 Revision ID: 0010
-Revises: 0007
+Revises: 0011
 Create Date: 2026-12-03 08:00:00
 """
 
@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = '0010'
-down_revision = '0007'
+down_revision = '0011'
 branch_labels = None
 depends_on = None
 
