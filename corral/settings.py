@@ -69,7 +69,9 @@ class Settings(BaseSettings):
         60.0,
         gt=0,
         description="How long a claimed job unit stays reserved for its worker without a "
-        "heartbeat. A killed worker's units return to the queue after this.",
+        "heartbeat. A killed worker's units return to the queue after this at the latest; within "
+        "seconds when another worker can tell it is gone (same host, or a silent heartbeat on "
+        "PostgreSQL).",
     )
     job_poll_seconds: float = Field(
         0.5, gt=0, description="How often an idle worker looks for new job units."

@@ -45,6 +45,9 @@ class ClaimedUnit:
     payload: dict[str, Any]
     params: dict[str, Any]
     attempts: int
+    #: Why the unit's stored payload or its job's parameters could not be read back (the unit
+    #: then fails without running), or None.
+    load_error: str | None = None
 
 
 @dataclass(frozen=True)
