@@ -73,6 +73,7 @@ from urllib.parse import unquote, urlsplit
 import orjson
 
 from corral.errors import InvalidInput
+from corral.jsoncodec import int_summary
 
 DataType = Literal[
     "video", "image", "image_group", "image_sequence", "dicom_series", "nifti", "audio", "text", "pdf"
@@ -243,7 +244,9 @@ def describe(value: Any) -> str:
         return "null"
     if value is True or value is False:
         return "true" if value else "false"
-    if isinstance(value, (int, float)):
+    if isinstance(value, int):
+        return int_summary(value)
+    if isinstance(value, float):
         return repr(value)
     if isinstance(value, str):
         shown = value if len(value) <= 60 else value[:57] + "..."

@@ -19,14 +19,15 @@ from starlette.concurrency import run_in_threadpool
 
 from corral.api.deps import Ctx, CurrentPrincipal
 from corral.api.longpoll import hold_until
+from corral.api.parsing import CorralRoute
 from corral.api.readahead import stream_ahead
 from corral.core import dataset_rows, datasets, verify
 from corral.core.dataset_rows import RowFilter
 from corral.core.datasets import DatasetView
 from corral.errors import ErrorDetail, ValidationFailed
 
-router = APIRouter(prefix="/api/v1/datasets", tags=["datasets"])
-admin_router = APIRouter(prefix="/api/v1/admin/datasets", tags=["admin"])
+router = APIRouter(prefix="/api/v1/datasets", tags=["datasets"], route_class=CorralRoute)
+admin_router = APIRouter(prefix="/api/v1/admin/datasets", tags=["admin"], route_class=CorralRoute)
 
 Ref = Annotated[str, Path(description="The dataset's id, or its exact title.")]
 DataType = Annotated[str | None, Query(description="Only rows of this data type (image, video, …).")]

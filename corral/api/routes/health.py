@@ -8,8 +8,9 @@ from starlette.concurrency import run_in_threadpool
 from corral._version import __version__
 from corral.api.deps import Ctx
 from corral.api.models import HealthPublic
+from corral.api.parsing import CorralRoute
 
-router = APIRouter(tags=["health"])
+router = APIRouter(tags=["health"], route_class=CorralRoute)
 
 
 @router.get("/healthz", response_model=HealthPublic, summary="Liveness and database check (no auth)")

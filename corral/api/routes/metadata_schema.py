@@ -10,12 +10,13 @@ from starlette.concurrency import run_in_threadpool
 
 from corral import errors
 from corral.api.deps import Ctx, CurrentPrincipal
+from corral.api.parsing import CorralRoute
 from corral.core.metadata import schema as model
 from corral.core.metadata import service
 from corral.core.metadata.service import SaveResult, SchemaState, VersionInfo
 from corral.core.metadata.validation import describe
 
-router = APIRouter(prefix="/api/v1/metadata-schema", tags=["metadata schema"])
+router = APIRouter(prefix="/api/v1/metadata-schema", tags=["metadata schema"], route_class=CorralRoute)
 Format = Annotated[
     Literal["native", "encord", "legacy"],
     Query(description="native (default), encord (the SDK's client-metadata-schema-v2 map) or legacy (flat)."),
