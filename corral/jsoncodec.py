@@ -256,7 +256,8 @@ def parse(text: bytes | str, limits: Limits = REQUEST, field: str = "") -> Any:
     except orjson.JSONDecodeError as exc:
         if "infinity" in exc.msg:  # perhaps an integer of hundreds of digits: say so
             _refuse_big_ints(text, field)
-        message = f"{field or 'request body'} is not JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})"
+        where = field or "request body"
+        message = f"{where} is not JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})"
         raise ValidationFailed(message, details=[ErrorDetail(message, field=field or "body")]) from None
     check(value, limits, field)
     if _has_big_float(value):

@@ -152,7 +152,7 @@ async def list_datasets(
     ctx: Ctx,
     principal: CurrentPrincipal,
     search: Annotated[str | None, Query(description="In the title or description (any case).")] = None,
-    page_size: Annotated[int, Query(description="1 to 1000.")] = 100,
+    page_size: Annotated[int, Query(ge=1, le=1000, description="1 to 1000.")] = 100,
     page_token: str | None = None,
 ) -> DatasetPage:
     def read() -> DatasetPage:
@@ -255,7 +255,7 @@ async def list_rows(
     ref: Ref,
     data_type: DataType = None,
     title: TitleFilter = None,
-    page_size: Annotated[int, Query(description="1 to 10,000.")] = 1000,
+    page_size: Annotated[int, Query(ge=1, le=dataset_rows.MAX_PAGE, description="1 to 10,000.")] = 1000,
     page_token: str | None = None,
 ) -> Response:
     where = RowFilter(data_type, title).check()

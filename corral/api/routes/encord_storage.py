@@ -147,7 +147,7 @@ async def list_folders(
     order: Order = "name",
     desc: bool = False,
     page_token: Annotated[str | None, Query(alias="pageToken")] = None,
-    page_size: Annotated[int, Query(alias="pageSize")] = 100,
+    page_size: Annotated[int, Query(alias="pageSize", ge=1, le=pagination.MAX_PAGE_SIZE)] = 100,
 ) -> dict[str, Any]:
     def read() -> dict[str, Any]:
         with ctx.db.read() as s:
@@ -170,7 +170,7 @@ async def list_subfolders(
     order: Order = "name",
     desc: bool = False,
     page_token: Annotated[str | None, Query(alias="pageToken")] = None,
-    page_size: Annotated[int, Query(alias="pageSize")] = 100,
+    page_size: Annotated[int, Query(alias="pageSize", ge=1, le=pagination.MAX_PAGE_SIZE)] = 100,
 ) -> dict[str, Any]:
     def read() -> dict[str, Any]:
         with ctx.db.read() as s:
@@ -190,7 +190,7 @@ async def find_folders(
     order: Order = "name",
     desc: bool = False,
     page_token: Annotated[str | None, Query(alias="pageToken")] = None,
-    page_size: Annotated[int, Query(alias="pageSize")] = 100,
+    page_size: Annotated[int, Query(alias="pageSize", ge=1, le=pagination.MAX_PAGE_SIZE)] = 100,
 ) -> dict[str, Any]:
     def read() -> dict[str, Any]:
         with ctx.db.read() as s:
@@ -248,7 +248,7 @@ async def list_items(
     order: Order = "name",
     desc: bool = False,
     page_token: Annotated[str | None, Query(alias="pageToken")] = None,
-    page_size: Annotated[int, Query(alias="pageSize")] = 100,
+    page_size: Annotated[int, Query(alias="pageSize", ge=1, le=pagination.MAX_PAGE_SIZE)] = 100,
     sign_urls: Annotated[bool, Query(alias="signUrls")] = False,
     include_metadata: Annotated[bool, Query(alias="includeClientMetadata")] = True,
 ) -> dict[str, Any]:
@@ -284,7 +284,7 @@ async def find_items(
     order: Order = "name",
     desc: bool = False,
     page_token: Annotated[str | None, Query(alias="pageToken")] = None,
-    page_size: Annotated[int, Query(alias="pageSize")] = 100,
+    page_size: Annotated[int, Query(alias="pageSize", ge=1, le=pagination.MAX_PAGE_SIZE)] = 100,
     sign_urls: Annotated[bool, Query(alias="signUrls")] = False,
 ) -> dict[str, Any]:
     if is_in_dataset is not None:
