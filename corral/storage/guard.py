@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 from typing import Any, cast
 
 from corral.errors import CorralError
-from corral.storage.base import Storage
+from corral.storage.base import OutOfScope, Storage
 
 log = logging.getLogger("corral.storage")
 
@@ -36,7 +36,7 @@ def _raised_by_corral(exc: BaseException) -> bool:
 
 
 def _passes(exc: BaseException) -> bool:
-    if isinstance(exc, (OSError, CorralError)):
+    if isinstance(exc, (OSError, CorralError, OutOfScope)):
         return True
     # A backend's own argument check passes; an SDK's ValueError about a reply (botocore's
     # "Invalid timestamp") is garbage.

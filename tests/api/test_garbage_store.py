@@ -9,7 +9,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from corral.storage.base import ObjectInfo
+from corral.core.metadata.schema import Entry
+from corral.core.metadata.validation import check_for
+from corral.storage.base import ObjectInfo, OutOfScope
 from corral.storage.guard import StoreGarbled, guard
 
 
@@ -95,7 +97,14 @@ class _Broken:
         raise TypeError("'NoneType' object is not subscriptable")
 
     def sign_get(self, key: str, ttl_seconds: int) -> str:
-        raise ValueError("ttl out of range")  # an argument check: passes through
+        check_for(Entry(kind="bogus"))  # a ValueError raised by corral itself: an argument check
+        return ""
+
+    def sign_put(self, key: str, ttl_seconds: int, content_type: str | None = None) -> str:
+        raise ValueError("Invalid timestamp 'yesterday'")  # an SDK's complaint about a reply
+
+    def key_for_url(self, url: str) -> str:
+        raise OutOfScope(url)
 
     def get_cors(self) -> list[object]:
         raise FileNotFoundError("no such bucket")  # already in the OSError contract
@@ -111,8 +120,12 @@ def test_guard_turns_anything_outside_the_oserror_contract_into_store_garbled() 
     assert next(listing).key == "a"
     with pytest.raises(StoreGarbled, match=r"TypeError in iter_prefix"):
         next(listing)
-    with pytest.raises(ValueError, match="ttl out of range"):
+    with pytest.raises(ValueError, match="no check for 'bogus'"):
         store.sign_get("a", 1)
+    with pytest.raises(StoreGarbled, match=r"ValueError in sign_put"):
+        store.sign_put("a", 1)
+    with pytest.raises(OutOfScope):
+        store.key_for_url("s3://elsewhere/a")
     with pytest.raises(FileNotFoundError):
         store.get_cors()
     assert store.provider == "s3" and store.bucket == "b"
