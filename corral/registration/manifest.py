@@ -72,6 +72,7 @@ from urllib.parse import unquote, urlsplit
 
 import orjson
 
+from corral import jsoncodec
 from corral.errors import InvalidInput
 from corral.jsoncodec import int_summary
 
@@ -222,6 +223,14 @@ def _storable(items: Iterator[Entry | EntryError]) -> Iterator[Entry | EntryErro
     for item in items:
         if not isinstance(item, Entry):
             yield item
+            continue
+        # The one set of rules for metadata (depth, size, 64-bit integers…): an entry that breaks
+        # them is refused here, before it is written into a job's payload.
+        unstorable = jsoncodec.problem(item.client_metadata, jsoncodec.METADATA)
+        if unstorable is not None:
+            where = unstorable.at("clientMetadata")
+            yield EntryError(item.seq, item.where, f"{where}: {unstorable.message}",
+                             item.urls[0] if item.urls else None)
             continue
         fields = (item.urls, item.title, item.client_metadata, item.media)
         if _may_hold_nul(fields) and _has_nul(fields):
