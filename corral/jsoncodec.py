@@ -257,7 +257,8 @@ def parse(text: bytes | str, limits: Limits = REQUEST, field: str = "") -> Any:
         if "infinity" in exc.msg:  # perhaps an integer of hundreds of digits: say so
             _refuse_big_ints(text, field)
         where = field or "request body"
-        message = f"{where} is not JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})"
+        reason = "nested more than 1,024 levels deep" if "depth limit" in exc.msg else exc.msg
+        message = f"{where} is not JSON ({reason} at line {exc.lineno}, column {exc.colno})"
         raise ValidationFailed(message, details=[ErrorDetail(message, field=field or "body")]) from None
     check(value, limits, field)
     if _has_big_float(value):
