@@ -27,6 +27,7 @@ refuses (``Unstorable``) instead of falling back to a lossy or unreadable form.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -131,11 +132,45 @@ def _scalar_problem(v: Any, limits: Limits) -> str | None:
     return f"a {t.__name__} is not a JSON value"
 
 
+_LONG_DIGITS = re.compile(rb"\d{19}")
+
+
+def _surely_fine(value: Any, limits: Limits) -> bool:
+    """A fast screen for the common case (a small object of plain values), on orjson's output:
+    True only if every rule certainly holds.  Each test is conservative (a brace inside a
+    string counts as nesting, a colon as a key), so False means only "walk it"."""
+    if type(value) is not dict:
+        return False
+    try:
+        out = orjson.dumps(value)  # refuses lone surrogates, non-string keys, > 64-bit integers
+    except TypeError:
+        return False
+    size = len(out)
+    if b"null" in out or b"\\u0000" in out or _LONG_DIGITS.search(out):
+        return False  # NaN/Infinity (written as null), NUL, an integer near 2**63
+    containers = out.count(b"{") + out.count(b"[")
+    if containers > limits.max_depth:
+        return False
+    if limits.max_bytes is not None and size > limits.max_bytes:
+        return False
+    if limits.max_keys is not None and out.count(b":") > limits.max_keys:
+        return False
+    if limits.max_string_chars is not None and size > limits.max_string_chars:
+        return False
+    if limits.max_key_chars is not None and size > limits.max_key_chars:
+        return containers == 1 and all(len(k) <= limits.max_key_chars for k in value)
+    return True
+
+
 def problem(value: Any, limits: Limits = REQUEST) -> Problem | None:
     """The first problem in ``value`` under ``limits``, or None if corral can store it.
 
     Iterative (a value nested 100,000 deep costs no recursion), and stops at the first problem.
     """
+    return None if _surely_fine(value, limits) else _walk(value, limits)
+
+
+def _walk(value: Any, limits: Limits) -> Problem | None:
     max_depth, max_keys, max_key = limits.max_depth, limits.max_keys, limits.max_key_chars
     stack: list[tuple[Any, int, str]] = [(value, 0, "")]
     while stack:
@@ -282,8 +317,8 @@ def _refuse_big_ints(text: bytes | str, field: str) -> None:
 
 def dumps(value: Any) -> str:
     """JSON text for a JSON column.  Refuses (``Unstorable``), never degrades: no integer beyond
-    64 bits, no lone surrogate, no NUL, no nesting beyond 254 levels.  (Non-string keys become
-    strings, as JSON requires.)"""
+    64 bits, no NaN or infinity, no lone surrogate, no NUL, no nesting beyond 254 levels.
+    (Non-string keys become strings, as JSON requires.)"""
     try:
         out = orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS)
     except TypeError as exc:
@@ -294,6 +329,13 @@ def dumps(value: Any) -> str:
             f"cannot store this JSON value: {where + ': ' if where else ''}{message}",
             details=[ErrorDetail(message, field=where)],
         ) from None
+    if b"null" in out:  # orjson writes NaN and infinity as null: the C encoder tells them apart
+        try:
+            json.dumps(value, allow_nan=False, default=str)
+        except ValueError:
+            message = "NaN and infinite numbers are not JSON"
+            raise Unstorable(f"cannot store this JSON value: {message}",
+                             details=[ErrorDetail(message)]) from None
     if b"\\u0000" in out:  # a NUL, or perhaps only the text "\\u0000": look closer
         found = problem(value, Limits(max_depth=254))
         if found is not None:

@@ -15,6 +15,8 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
+from corral.storage.local import MEDIA_ROUTE
+
 ERROR_SCHEMA: dict[str, Any] = {
     "title": "Error",
     "type": "object",
@@ -46,7 +48,7 @@ RPC_ERROR_SCHEMA: dict[str, Any] = {
     },
 }
 #: Paths that need no credentials (so no 401).
-PUBLIC_PREFIXES = ("/healthz", "/api/openapi.json", "/api/docs", "/media/local")
+PUBLIC_PREFIXES = ("/healthz", "/api/openapi.json", "/api/docs", MEDIA_ROUTE)
 
 
 def _error(ref: str, description: str) -> dict[str, Any]:

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from tests.files.conftest import add_items, folder
+from tests.hostile_json import fill
 
 
 def send(client, user, method: str, path: str, body: Any = None, raw: str | None = None):  # type: ignore[no-untyped-def]
@@ -56,9 +57,9 @@ def test_deep_metadata_is_400_and_not_committed(client, world, depth: int) -> No
     # json.dumps itself recurses: write the deep text by hand.
     deep_text = '{"a": ' * depth + "1" + "}" * depth
     for method, path, text in (
-        ("PATCH", f"/api/v1/items/{item_id}", '{"client_metadata": {"x": %s}}' % deep_text),
-        ("PATCH", f"/api/v1/folders/{f['id']}", '{"client_metadata": {"x": %s}}' % deep_text),
-        ("POST", "/api/v1/folders", '{"path": "g", "client_metadata": {"x": %s}}' % deep_text),
+        ("PATCH", f"/api/v1/items/{item_id}", fill('{"client_metadata": {"x": %s}}', deep_text)),
+        ("PATCH", f"/api/v1/folders/{f['id']}", fill('{"client_metadata": {"x": %s}}', deep_text)),
+        ("POST", "/api/v1/folders", fill('{"path": "g", "client_metadata": {"x": %s}}', deep_text)),
     ):
         r = send(client, alice, method, path, raw=text)
         assert r.status_code == 400, (path, r.text[:500])
@@ -74,7 +75,7 @@ def test_deep_metadata_is_400_and_not_committed(client, world, depth: int) -> No
 @pytest.mark.parametrize("number", ["1" + "0" * 399, str(2**64 + 1), str(2**63), str(-(2**63) - 1), "1" + "0" * 5000])
 def test_integers_beyond_64_bits_are_refused_not_turned_into_floats(client, world, number: str) -> None:  # type: ignore[no-untyped-def]
     alice, f, item_id = world
-    r = send(client, alice, "PATCH", f"/api/v1/items/{item_id}", raw='{"client_metadata": {"n": %s}}' % number)
+    r = send(client, alice, "PATCH", f"/api/v1/items/{item_id}", raw=fill('{"client_metadata": {"n": %s}}', number))
     assert r.status_code == 400, r.text
     assert "64-bit" in r.json()["message"] and r.json()["errors"][0]["field"] == "client_metadata.n"
     assert len(number) < 30 or number[:100] not in r.text  # a short prefix at most
@@ -88,9 +89,9 @@ def test_integers_beyond_64_bits_are_refused_not_turned_into_floats(client, worl
 @pytest.mark.parametrize("text", ["NaN", "Infinity", "-Infinity", "1e999", "-1e999"])
 def test_nan_and_infinity_are_refused_by_validate_and_by_storage(client, world, text: str) -> None:  # type: ignore[no-untyped-def]
     alice, f, item_id = world
-    r = send(client, alice, "POST", "/api/v1/metadata-schema/validate", raw='{"items": [{"x": %s}]}' % text)
+    r = send(client, alice, "POST", "/api/v1/metadata-schema/validate", raw=fill('{"items": [{"x": %s}]}', text))
     assert r.status_code == 400, r.text
-    r = send(client, alice, "PATCH", f"/api/v1/items/{item_id}", raw='{"client_metadata": {"x": %s}}' % text)
+    r = send(client, alice, "PATCH", f"/api/v1/items/{item_id}", raw=fill('{"client_metadata": {"x": %s}}', text))
     assert r.status_code == 400, r.text
 
 
@@ -138,7 +139,7 @@ def test_rpc_payload_nested_10000_deep_is_a_400_in_the_sdk_envelope(client, worl
     alice, _, _ = world
     deep = "[" * 10_000 + "]" * 10_000
     for path in ("/public/user", "/public"):
-        text = '{"query_type": "user", "query_method": "GET", "values": {"uid": null, "payload": %s}}' % deep
+        text = fill('{"query_type": "user", "query_method": "GET", "values": {"uid": null, "payload": %s}}', deep)
         r = send(client, alice, "POST", path, raw=text)
         assert r.status_code == 400, r.text
         assert r.json()["response"] == ["INVALID_ARGUMENTS_ERROR"]

@@ -23,7 +23,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-EXAMPLES = int(os.environ.get("CORRAL_SCHEMATHESIS_EXAMPLES", "12"))
+EXAMPLES = int(os.environ.get("CORRAL_SCHEMATHESIS_EXAMPLES", "8"))
 CHECKS = [
     not_a_server_error,
     status_code_conformance,

@@ -7,12 +7,13 @@ import json
 from sqlalchemy import select
 
 from corral.db.tables import Item, JobUnit
+from tests.hostile_json import fill
 from tests.registration.test_imports import api, start, wait, world  # noqa: F401  (fixtures)
 
 
 def _video(bucket: str, width: str) -> str:
-    return ('{"videos": [{"objectUrl": "s3://%s/img/0.png", "videoMetadata": {"fps": 25, "duration": 1, '
-            '"width": %s, "height": 4, "fileSize": 9, "mimeType": "video/mp4"}}]}') % (bucket, width)
+    return fill('{"videos": [{"objectUrl": "s3://%s/img/0.png", "videoMetadata": {"fps": 25, "duration": 1, '
+                '"width": %s, "height": 4, "fileSize": 9, "mimeType": "video/mp4"}}]}', bucket, width)
 
 
 def test_a_5000_digit_width_is_a_clear_400_not_a_500(api, world) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
@@ -51,7 +52,7 @@ def test_unstorable_metadata_fails_its_file_and_the_queue_goes_on(api, world, db
         {"objectUrl": f"s3://{bucket}/img/0.png", "clientMetadata": {"n": 1}},
         {"objectUrl": f"s3://{bucket}/img/1.png", "clientMetadata": {"deep": deep}},
     ]})
-    huge = '{"objectUrl": "s3://%s/img/2.png", "clientMetadata": {"big": 1%s}}' % (bucket, "0" * 400)
+    huge = fill('{"objectUrl": "s3://%s/img/2.png", "clientMetadata": {"big": 1%s}}', bucket, "0" * 400)
     text = text[:-2] + ", " + huge + "]}"
     job = wait(api, alice, start(api, alice, text, ignore_errors=True))
     assert job["status"] == "DONE" and job["registered"] == 1 and job["failed"] == 2, job
