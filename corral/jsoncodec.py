@@ -27,7 +27,6 @@ refuses (``Unstorable``) instead of falling back to a lossy or unreadable form.
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -132,34 +131,37 @@ def _scalar_problem(v: Any, limits: Limits) -> str | None:
     return f"a {t.__name__} is not a JSON value"
 
 
-_LONG_DIGITS = re.compile(rb"\d{19}")
-
-
 def _surely_fine(value: Any, limits: Limits) -> bool:
     """A fast screen for the common case (a small object of plain values), on orjson's output:
     True only if every rule certainly holds.  Each test is conservative (a brace inside a
     string counts as nesting, a colon as a key), so False means only "walk it"."""
     if type(value) is not dict:
         return False
-    try:
-        out = orjson.dumps(value)  # refuses lone surrogates, non-string keys, > 64-bit integers
+    try:  # refuses lone surrogates, non-string keys and (strict) integers beyond 53 bits
+        out = orjson.dumps(value, option=orjson.OPT_STRICT_INTEGER)
     except TypeError:
         return False
     size = len(out)
-    if b"null" in out or b"\\u0000" in out or _LONG_DIGITS.search(out):
-        return False  # NaN/Infinity (written as null), NUL, an integer near 2**63
-    containers = out.count(b"{") + out.count(b"[")
-    if containers > limits.max_depth:
-        return False
+    if b"null" in out or b"\\u0000" in out:
+        return False  # NaN/Infinity (written as null), NUL
     if limits.max_bytes is not None and size > limits.max_bytes:
-        return False
-    if limits.max_keys is not None and out.count(b":") > limits.max_keys:
         return False
     if limits.max_string_chars is not None and size > limits.max_string_chars:
         return False
-    if limits.max_key_chars is not None and size > limits.max_key_chars:
-        return containers == 1 and all(len(k) <= limits.max_key_chars for k in value)
-    return True
+    # One "{" in all: the object itself is the only one, so its keys are all the keys (lists
+    # of numbers, such as an embedding, cost nothing here).  Otherwise only a small value
+    # passes the screen; the walk looks at the rest.
+    objects = out.count(b"{")
+    flat = objects == 1
+    max_keys, max_key = limits.max_keys, limits.max_key_chars
+    if max_keys is not None and len(value) > max_keys:
+        return False
+    if max_key is not None and size > max_key:
+        if not flat or max(map(len, value), default=0) > max_key:
+            return False
+    if not flat and max_keys is not None and size > max_keys:
+        return False
+    return size <= limits.max_depth or objects + out.count(b"[") <= limits.max_depth
 
 
 def problem(value: Any, limits: Limits = REQUEST) -> Problem | None:

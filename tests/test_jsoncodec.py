@@ -51,6 +51,14 @@ def test_the_fast_screen_never_passes_what_the_walk_refuses(value: Any, limits: 
         assert jsoncodec._walk(value, limits) is None
 
 
+@pytest.mark.parametrize("key", ["k" * 257, "k" * 100 + '"' + "k" * 200, "é" * 257, "\n" * 257])
+def test_a_long_key_anywhere_is_found(key: str) -> None:
+    for value in ({key: 1}, {"a": {key: 1}}, {"a": [1.5] * 300 + [{key: [1]}]}):
+        found = jsoncodec.problem(value, jsoncodec.METADATA)
+        assert found is not None and "256" in found.message
+    assert jsoncodec.problem({"a": [{key[:256]: 1}]}, jsoncodec.METADATA) is None
+
+
 @pytest.mark.parametrize(("text", "field", "words"), [
     ('{"a": [1, {"b": 18446744073709551617}]}', "a[1].b", "64-bit"),
     ('{"a": 9223372036854775808}', "a", "64-bit"),
