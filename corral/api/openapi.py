@@ -13,7 +13,6 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import FastAPI
-from fastapi.openapi.utils import get_openapi
 
 from corral.storage.local import MEDIA_ROUTE
 
@@ -76,29 +75,23 @@ def describe_errors(schema: dict[str, Any]) -> dict[str, Any]:
             responses.setdefault(
                 "400", _error(ref, "Invalid input: each problem names its field and what was expected.")
             )
-            if not path.startswith(PUBLIC_PREFIXES):
+            if operation.get("security") != [] and not path.startswith(PUBLIC_PREFIXES):
                 responses.setdefault("401", _error(ref, "No credentials, or credentials that do not verify."))
             responses.setdefault("default", _error(ref, "Any other error, in the same shape."))
     return schema
 
 
 def install(app: FastAPI) -> None:
-    """Serve the rewritten document at the app's ``openapi_url`` (built once, on first use)."""
+    """Serve the rewritten document at the app's ``openapi_url``: wraps whatever builds it now
+    (``corral.api.docs`` adds the security schemes), and rewrites it once."""
+    inner = app.openapi
+    done: list[int] = []
 
     def openapi() -> dict[str, Any]:
-        if app.openapi_schema is None:
-            app.openapi_schema = describe_errors(
-                get_openapi(
-                    title=app.title,
-                    version=app.version,
-                    description=app.description,
-                    routes=app.routes,
-                    tags=app.openapi_tags,
-                    servers=app.servers,
-                )
-            )
-        return app.openapi_schema
+        schema = inner()
+        if id(schema) not in done:
+            describe_errors(schema)
+            done.append(id(schema))
+        return schema
 
     app.openapi = openapi  # type: ignore[method-assign]
-
-
