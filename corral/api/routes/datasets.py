@@ -35,7 +35,10 @@ TitleFilter = Annotated[str | None, Query(description="Only rows whose title con
 
 
 class DatasetCreate(BaseModel):
-    title: str = Field(description="1-300 characters; need not be unique.")
+    title: str = Field(
+        description="1-300 characters; need not be unique.",
+        json_schema_extra={"minLength": 1, "maxLength": 300},
+    )
     description: str = ""
 
 
@@ -56,7 +59,11 @@ class DatasetPage(BaseModel):
 
 
 class LinkRequest(BaseModel):
-    item_ids: list[uuid.UUID] = Field(default_factory=list, description="Items to link (at most 100,000).")
+    item_ids: list[uuid.UUID] = Field(
+        default_factory=list,
+        description="Items to link (at most 100,000).",
+        json_schema_extra={"maxItems": 100_000},
+    )
     folder: str | None = Field(None, description="Link every item of this folder (path or id) instead.")
     recursive: bool = Field(False, description="With folder: its subfolders' items too.")
     duplicates: Literal["skip", "fail"] = Field(

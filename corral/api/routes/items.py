@@ -71,7 +71,10 @@ class ItemUpdate(BaseModel):
 
 
 class ItemMove(BaseModel):
-    ids: list[uuid.UUID] = Field(description=f"1 to {items.MAX_MOVE} item ids.")
+    ids: list[uuid.UUID] = Field(
+        description=f"1 to {items.MAX_MOVE} item ids.",
+        json_schema_extra={"minItems": 1, "maxItems": items.MAX_MOVE},
+    )
     folder: str = Field(description="The destination folder's id or path.")
 
 
