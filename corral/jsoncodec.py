@@ -53,6 +53,8 @@ class Limits:
 
 #: Every JSON request body, and JSON texts in parameters.
 REQUEST = Limits(max_depth=64)
+#: What a JSON column can hold at all (what ``dumps`` writes and ``loads`` reads back).
+STORED = Limits(max_depth=254)
 #: Client metadata of an item or folder (the whole object, as stored).
 METADATA = Limits(
     max_depth=32, max_bytes=1 << 20, max_string_chars=262_144, max_key_chars=256, max_keys=1_000
@@ -324,7 +326,7 @@ def dumps(value: Any) -> str:
     try:
         out = orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS)
     except TypeError as exc:
-        found = problem(value, Limits(max_depth=254))
+        found = problem(value, STORED)
         message = found.message if found is not None else str(exc)
         where = found.path.lstrip(".") if found is not None and found.path else None
         raise Unstorable(
@@ -339,7 +341,7 @@ def dumps(value: Any) -> str:
             raise Unstorable(f"cannot store this JSON value: {message}",
                              details=[ErrorDetail(message)]) from None
     if b"\\u0000" in out:  # a NUL, or perhaps only the text "\\u0000": look closer
-        found = problem(value, Limits(max_depth=254))
+        found = problem(value, STORED)
         if found is not None:
             where = found.path.lstrip(".") or None
             raise Unstorable(f"cannot store this JSON value: {found.message}",

@@ -57,6 +57,9 @@ def load_stored(raw: str | None, what: str) -> tuple[dict[str, Any], str | None]
         value = jsoncodec.loads(raw)
     except Exception as exc:  # noqa: BLE001 - any decoder error is this row's problem alone
         return {}, f"the {what} stored for this unit cannot be read back ({_short(str(exc))})"
+    found = jsoncodec.problem(value, jsoncodec.STORED)  # read leniently, but not storable again
+    if found is not None:
+        return {}, f"the {what} stored for this unit cannot be read back ({_short(found.message)})"
     if not isinstance(value, dict):
         return {}, f"the {what} stored for this unit is not a JSON object"
     return value, None
