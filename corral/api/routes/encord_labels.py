@@ -8,15 +8,18 @@ v2 REST: ``POST /v2/public/ontologies``, ``GET /v2/public/ontologies/{id}``,
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body
+from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from corral import errors
 from corral.api.deps import AppContext, Ctx, CurrentPrincipal
-from corral.api.routes.encord_rpc import RpcCall, operations
+from corral.api.routes.encord_rpc import RpcCall, operations, refuse_unsupported
 from corral.core.identity import Principal
+from corral.core import items
 from corral.core.labels import label_rows, ontologies, projects
 from corral.db.tables import Ontology
 
@@ -124,32 +127,99 @@ def _ids(values: Any, kind: str) -> list[Any] | None:
     return [ontologies.parse_id(v, kind) for v in values]
 
 
+_LIST_OPTIONS = {
+    "data_hashes", "label_hashes", "data_title_eq", "data_title_like", "label_statuses", "edited_before",
+    "edited_after", "include_uninitialised_labels", "include_client_metadata", "include_workflow_graph_node",
+    "include_all_label_branches", "branch_name",
+}
+
+
+def _when(value: Any, name: str) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        when = datetime.fromisoformat(str(value))
+    except ValueError:
+        raise errors.InvalidInput(f"{name} must be an ISO 8601 date and time, got {value!r}") from None
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
 def list_label_rows(ctx: AppContext, principal: Principal, call: RpcCall) -> list[dict[str, Any]]:
     p = _payload(call)
+    refuse_unsupported("list_label_rows_v2", p, _LIST_OPTIONS)
+    if p.get("branch_name") not in (None, label_rows.BRANCH):
+        raise errors.InvalidInput(
+            f"branch_name: corral keeps one label branch, {label_rows.BRANCH!r}; got {p.get('branch_name')!r}")
+    statuses = p.get("label_statuses")
+    if statuses is not None and not isinstance(statuses, list):
+        raise errors.InvalidInput("label_statuses must be a list")
     where = label_rows.Filters(
         data_hashes=_ids(p.get("data_hashes"), "data hash"),
         label_hashes=_ids(p.get("label_hashes"), "label hash"),
-        data_title=p.get("data_title_eq"),
-        label_statuses=p.get("label_statuses"),
+        data_title=_text(p.get("data_title_eq"), "data_title_eq"),
+        data_title_like=_text(p.get("data_title_like"), "data_title_like"),
+        label_statuses=statuses,
+        edited_before=_when(p.get("edited_before"), "edited_before"),
+        edited_after=_when(p.get("edited_after"), "edited_after"),
+        labelled_only=p.get("include_uninitialised_labels") is False,
+        client_metadata=bool(p.get("include_client_metadata")),
     )
     with ctx.db.read() as s:
         return label_rows.list_metadata(s, principal, _project_id(call), where)
 
 
+def _text(value: Any, name: str) -> str | None:
+    if value is not None and not isinstance(value, str):
+        raise errors.InvalidInput(f"{name} must be a string")
+    return value
+
+
+def _signed_blobs(ctx: AppContext, s: Session, units: list[label_rows.Unit], sign: bool) -> Any:
+    """Inside the transaction: the label rows, and what signing their files needs (if asked)."""
+    blobs = [label_rows.blob(u) for u in units]
+    if not sign:
+        return blobs, [], {}
+    views = [items.view(u.item) for u in units]
+    return blobs, views, items.signers(s, ctx.settings, views)
+
+
+def _with_links(blobs: list[dict[str, Any]], views: list[items.ItemView], openers: Any) -> list[dict[str, Any]]:
+    """Outside any transaction: each label row's data link replaced by a signed URL."""
+    if not views:
+        return blobs
+    signed = items.signed_all(views, openers)
+    for doc, view in zip(blobs, signed, strict=True):
+        for unit in doc["data_units"].values():
+            unit["data_link"] = view.signed_url or unit["data_link"]
+    return blobs
+
+
+_GET_OPTIONS = {"get_signed_url", "multi_request", "include_archived", "branch_name"}  # corral archives no label row
+
+
 def create_label_rows(ctx: AppContext, principal: Principal, call: RpcCall) -> list[dict[str, Any]]:
-    _payload(call)
+    p = _payload(call)
+    refuse_unsupported("initialise_labels", p, _GET_OPTIONS)
+    if p.get("branch_name") not in (None, label_rows.BRANCH):
+        raise errors.InvalidInput(f"branch_name: corral keeps one label branch, {label_rows.BRANCH!r}")
     with ctx.db.write() as s:
-        return label_rows.create(s, principal, _project_id(call), call.uid)
+        blobs, views, openers = _signed_blobs(
+            ctx, s, label_rows.create_units(s, principal, _project_id(call), call.uid), bool(p.get("get_signed_url")))
+    return _with_links(blobs, views, openers)
 
 
 def get_label_rows(ctx: AppContext, principal: Principal, call: RpcCall) -> list[dict[str, Any]]:
-    _payload(call)
+    p = _payload(call)
+    refuse_unsupported("initialise_labels", p, _GET_OPTIONS)
     with ctx.db.read() as s:
-        return label_rows.get(s, principal, _project_id(call), call.uid)
+        blobs, views, openers = _signed_blobs(
+            ctx, s, label_rows.get_units(s, principal, _project_id(call), call.uid), bool(p.get("get_signed_url")))
+    return _with_links(blobs, views, openers)
 
 
 def save_label_rows(ctx: AppContext, principal: Principal, call: RpcCall) -> bool:
     p = _payload(call)
+    refuse_unsupported("LabelRowV2.save", p, {"labels", "multi_request", "validate_before_saving"})
     with ctx.db.write() as s:
         label_rows.save(s, principal, _project_id(call), call.uid, p.get("labels"))
     return True

@@ -38,6 +38,17 @@ operations: dict[tuple[str, str], Handler] = {}
 router = APIRouter(tags=["encord-compatible"])
 
 
+def refuse_unsupported(where: str, options: dict[str, Any], supported: set[str]) -> None:
+    """Refuse (400, naming them) the options of an SDK call that corral does not implement.
+
+    An option left at its "off" value (None, False, an empty list) asks for nothing and passes.
+    """
+    unsupported = sorted(k for k, v in options.items() if k not in supported and v not in (None, False, [], {}))
+    if unsupported:
+        shown = ", ".join(f"{k}={options[k]!r}" for k in unsupported)
+        raise InvalidInput(f"{where}: corral does not support the option(s) {shown}")
+
+
 def _parse(body: bytes, request: Request, scope: str) -> RpcCall:
     try:
         doc = json.loads(body)

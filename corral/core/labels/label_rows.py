@@ -15,7 +15,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from email.utils import format_datetime
 from typing import Any
 
@@ -79,6 +79,7 @@ def _units(
     data_row_ids: Sequence[uuid.UUID] | None = None,
     label_ids: Sequence[uuid.UUID] | None = None,
     title: str | None = None,
+    title_like: str | None = None,
 ) -> list[Unit]:
     on_label = and_(
         LabelRow.project_id == project.id, LabelRow.data_row_id == DataRow.id, LabelRow.branch_name == BRANCH
@@ -98,14 +99,17 @@ def _units(
         query = query.where(LabelRow.id.in_(list(label_ids)))
     if title is not None:
         query = query.where(Item.name == title)
+    if title_like is not None:
+        query = query.where(Item.name.ilike(title_like))  # SQL LIKE syntax, as the SDK documents
     rows = s.execute(query.order_by(DataRow.dataset_id, DataRow.item_id)).all()
     return [Unit(r[0], r[1], r[2], r[3], r[4]) for r in rows]
 
 
-def metadata(unit: Unit) -> dict[str, Any]:
-    """The SDK's LabelRowMetadata for a data unit."""
+def metadata(unit: Unit, *, client_metadata: bool = False) -> dict[str, Any]:
+    """The SDK's LabelRowMetadata for a data unit (with its item's custom metadata if asked)."""
     item, label, media = unit.item, unit.label, unit.item.media
     return {
+        "client_metadata": dict(item.client_metadata) if client_metadata else None,
         "label_hash": str(label.id) if label else None,
         "branch_name": BRANCH,
         "created_at": _stamp(label.created_at) if label else None,
@@ -181,7 +185,12 @@ class Filters:
     data_hashes: list[uuid.UUID] | None = None
     label_hashes: list[uuid.UUID] | None = None
     data_title: str | None = None
+    data_title_like: str | None = None  # SQL LIKE pattern, any case
     label_statuses: list[str] | None = None
+    edited_before: datetime | None = None  # label rows last edited before / after (labelled only)
+    edited_after: datetime | None = None
+    labelled_only: bool = False  # only data units that have a label row
+    client_metadata: bool = False  # include each item's custom metadata
 
 
 def list_metadata(
@@ -189,12 +198,29 @@ def list_metadata(
 ) -> list[dict[str, Any]]:
     """One LabelRowMetadata per data unit of the project (labelled or not), in a stable order."""
     project = projects.load(s, principal, project_ref)
+    if where.label_statuses is not None:
+        bad = [v for v in where.label_statuses if v not in LABEL_STATUSES]
+        if bad:
+            raise errors.ValidationFailed(
+                f"label_statuses: {bad[0]!r} is not one of {', '.join(LABEL_STATUSES)}",
+                details=[ErrorDetail(f"one of {', '.join(LABEL_STATUSES)}", field="label_statuses")])
     units = _units(s, project, data_row_ids=where.data_hashes, label_ids=where.label_hashes,
-                   title=where.data_title)
-    out = [metadata(u) for u in units]
+                   title=where.data_title, title_like=where.data_title_like)
+    if where.labelled_only:
+        units = [u for u in units if u.label is not None]
+    if where.edited_before is not None or where.edited_after is not None:
+        units = [u for u in units if u.label is not None and _edited_within(u.label, where)]
+    out = [metadata(u, client_metadata=where.client_metadata) for u in units]
     if where.label_statuses:
         out = [m for m in out if m["label_status"] in where.label_statuses]
     return out
+
+
+def _edited_within(label: LabelRow, where: Filters) -> bool:
+    edited = label.updated_at if label.updated_at.tzinfo else label.updated_at.replace(tzinfo=UTC)
+    if where.edited_before is not None and not edited < where.edited_before:
+        return False
+    return where.edited_after is None or edited > where.edited_after
 
 
 def _uids(values: Any, kind: str) -> list[uuid.UUID]:
@@ -224,7 +250,7 @@ def _new_label(s: Session, project: Project, unit: Unit, principal: Principal) -
         return found
 
 
-def create(s: Session, principal: Principal, project_ref: Any, data_hashes: Any) -> list[dict[str, Any]]:
+def create_units(s: Session, principal: Principal, project_ref: Any, data_hashes: Any) -> list[Unit]:
     """Start labelling data units: their label rows, created where missing (so repeating is harmless)."""
     project = projects.load(s, principal, project_ref, "editor")
     ids = _uids(data_hashes, "data")
@@ -238,8 +264,12 @@ def create(s: Session, principal: Principal, project_ref: Any, data_hashes: Any)
         if unit.label is None:
             unit = Unit(unit.data_row_id, unit.dataset_id, unit.dataset_title, unit.item,
                         _new_label(s, project, unit, principal))
-        out.append(blob(unit))
+        out.append(unit)
     return out
+
+
+def create(s: Session, principal: Principal, project_ref: Any, data_hashes: Any) -> list[dict[str, Any]]:
+    return [blob(u) for u in create_units(s, principal, project_ref, data_hashes)]
 
 
 def _by_label(s: Session, project: Project, ids: list[uuid.UUID]) -> dict[uuid.UUID, Unit]:
@@ -250,11 +280,15 @@ def _by_label(s: Session, project: Project, ids: list[uuid.UUID]) -> dict[uuid.U
     return found
 
 
-def get(s: Session, principal: Principal, project_ref: Any, label_hashes: Any) -> list[dict[str, Any]]:
+def get_units(s: Session, principal: Principal, project_ref: Any, label_hashes: Any) -> list[Unit]:
     project = projects.load(s, principal, project_ref)
     ids = _uids(label_hashes, "label")
     found = _by_label(s, project, ids)
-    return [blob(found[i]) for i in dict.fromkeys(ids)]
+    return [found[i] for i in dict.fromkeys(ids)]
+
+
+def get(s: Session, principal: Principal, project_ref: Any, label_hashes: Any) -> list[dict[str, Any]]:
+    return [blob(u) for u in get_units(s, principal, project_ref, label_hashes)]
 
 
 def _target(unit: Unit) -> validation.Target:
