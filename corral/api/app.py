@@ -114,6 +114,7 @@ def create_app(
                    imports.import_router,
                    datasets.router, datasets.admin_router,
                    encord_v2.router, integrations.v2_router, encord_metadata.router, encord_labels.router,
-                   encord_rpc.router, encord_storage.router, encord_datasets.router):
+                   encord_rpc.router, encord_storage.router, encord_datasets.router,
+                   encord_v2.unsupported_router):  # last: it answers whatever the others do not
         app.include_router(router)
     return app

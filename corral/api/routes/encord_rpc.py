@@ -18,7 +18,7 @@ from starlette.concurrency import run_in_threadpool
 
 from corral.api.deps import AppContext, Ctx, CurrentPrincipal
 from corral.core.identity import Principal
-from corral.errors import InvalidInput
+from corral.errors import InvalidInput, NotSupported
 
 
 @dataclass(frozen=True)
@@ -68,7 +68,10 @@ async def _dispatch(request: Request, ctx: AppContext, principal: Principal, sco
     call = _parse(await request.body(), request, scope)
     handler = operations.get((call.query_type, call.query_method))
     if handler is None:
-        raise InvalidInput(f"unsupported operation {call.query_type}/{call.query_method}")
+        raise NotSupported(
+            f"the Encord v1 operation {call.query_type}/{call.query_method} is not supported by corral "
+            "(see docs/encord-compatibility.md for the Encord SDK calls corral implements)"
+        )
     result = await run_in_threadpool(handler, ctx, principal, call)
     return {"status": 200, "response": result}
 
