@@ -170,6 +170,7 @@ class Item(Base):
     )
     item_type: Mapped[str] = mapped_column(String(32))
     name: Mapped[str] = mapped_column(String(300))
+    description: Mapped[str] = mapped_column(Text, default="", server_default="")
     url: Mapped[str | None] = mapped_column(Text, nullable=True)  # None for multi-part items
     # Duplicate detection: the URL(s) themselves, or a prefix and a hash when long (files.url_key).
     # Not a bare hash: keys from a sorted manifest then land next to each other in the index.

@@ -70,8 +70,8 @@ def test_every_unsupported_v2_call_says_so(sdk: Any, settings: Any, db: Any) -> 
 
 
 def test_every_unsupported_v1_operation_says_so(sdk: Any) -> None:
-    from encord.http.query_methods import QueryMethods
     from encord.http.querier import Querier
+    from encord.http.query_methods import QueryMethods
 
     missing = unserved_v1()
     assert missing, "corral serves every v1 operation: this test has nothing left to check"

@@ -18,8 +18,8 @@ from starlette.concurrency import run_in_threadpool
 from corral import errors
 from corral.api.deps import AppContext, Ctx, CurrentPrincipal
 from corral.api.routes.encord_rpc import RpcCall, operations, refuse_unsupported
-from corral.core.identity import Principal
 from corral.core import items
+from corral.core.identity import Principal
 from corral.core.labels import label_rows, ontologies, projects
 from corral.db.tables import Ontology
 
@@ -149,7 +149,8 @@ def list_label_rows(ctx: AppContext, principal: Principal, call: RpcCall) -> lis
     refuse_unsupported("list_label_rows_v2", p, _LIST_OPTIONS)
     if p.get("branch_name") not in (None, label_rows.BRANCH):
         raise errors.InvalidInput(
-            f"branch_name: corral keeps one label branch, {label_rows.BRANCH!r}; got {p.get('branch_name')!r}")
+            f"branch_name: corral keeps one label branch, {label_rows.BRANCH!r}; got {p.get('branch_name')!r}"
+        )
     statuses = p.get("label_statuses")
     if statuses is not None and not isinstance(statuses, list):
         raise errors.InvalidInput("label_statuses must be a list")
@@ -183,7 +184,9 @@ def _signed_blobs(ctx: AppContext, s: Session, units: list[label_rows.Unit], sig
     return blobs, views, items.signers(s, ctx.settings, views)
 
 
-def _with_links(blobs: list[dict[str, Any]], views: list[items.ItemView], openers: Any) -> list[dict[str, Any]]:
+def _with_links(
+    blobs: list[dict[str, Any]], views: list[items.ItemView], openers: Any
+) -> list[dict[str, Any]]:
     """Outside any transaction: each label row's data link replaced by a signed URL."""
     if not views:
         return blobs
@@ -194,7 +197,8 @@ def _with_links(blobs: list[dict[str, Any]], views: list[items.ItemView], opener
     return blobs
 
 
-_GET_OPTIONS = {"get_signed_url", "multi_request", "include_archived", "branch_name"}  # corral archives no label row
+# include_archived: corral archives no label row, so there is nothing more to include
+_GET_OPTIONS = {"get_signed_url", "multi_request", "include_archived", "branch_name"}
 
 
 def create_label_rows(ctx: AppContext, principal: Principal, call: RpcCall) -> list[dict[str, Any]]:
@@ -203,8 +207,8 @@ def create_label_rows(ctx: AppContext, principal: Principal, call: RpcCall) -> l
     if p.get("branch_name") not in (None, label_rows.BRANCH):
         raise errors.InvalidInput(f"branch_name: corral keeps one label branch, {label_rows.BRANCH!r}")
     with ctx.db.write() as s:
-        blobs, views, openers = _signed_blobs(
-            ctx, s, label_rows.create_units(s, principal, _project_id(call), call.uid), bool(p.get("get_signed_url")))
+        units = label_rows.create_units(s, principal, _project_id(call), call.uid)
+        blobs, views, openers = _signed_blobs(ctx, s, units, bool(p.get("get_signed_url")))
     return _with_links(blobs, views, openers)
 
 
@@ -212,8 +216,8 @@ def get_label_rows(ctx: AppContext, principal: Principal, call: RpcCall) -> list
     p = _payload(call)
     refuse_unsupported("initialise_labels", p, _GET_OPTIONS)
     with ctx.db.read() as s:
-        blobs, views, openers = _signed_blobs(
-            ctx, s, label_rows.get_units(s, principal, _project_id(call), call.uid), bool(p.get("get_signed_url")))
+        units = label_rows.get_units(s, principal, _project_id(call), call.uid)
+        blobs, views, openers = _signed_blobs(ctx, s, units, bool(p.get("get_signed_url")))
     return _with_links(blobs, views, openers)
 
 

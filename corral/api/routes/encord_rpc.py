@@ -43,7 +43,8 @@ def refuse_unsupported(where: str, options: dict[str, Any], supported: set[str])
 
     An option left at its "off" value (None, False, an empty list) asks for nothing and passes.
     """
-    unsupported = sorted(k for k, v in options.items() if k not in supported and v not in (None, False, [], {}))
+    off: tuple[Any, ...] = (None, False, [], {})
+    unsupported = sorted(k for k, v in options.items() if k not in supported and v not in off)
     if unsupported:
         shown = ", ".join(f"{k}={options[k]!r}" for k in unsupported)
         raise InvalidInput(f"{where}: corral does not support the option(s) {shown}")

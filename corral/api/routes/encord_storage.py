@@ -253,11 +253,12 @@ async def list_items(
     page_size: Annotated[int, Query(alias="pageSize")] = 100,
     sign_urls: Annotated[bool, Query(alias="signUrls")] = False,
     include_metadata: Annotated[bool, Query(alias="includeClientMetadata")] = True,
+    metadata_as_url: Annotated[bool, Query(alias="clientMetadataAsSignedUrl")] = False,
 ) -> dict[str, Any]:
-    if is_recursive:
-        raise errors.InvalidInput("corral lists one folder's items at a time: isRecursive is not supported")
-    if is_in_dataset is not None:
-        raise errors.InvalidInput("the isInDataset filter is not supported by corral")
+    if metadata_as_url:
+        raise errors.InvalidInput(
+            "clientMetadataAsSignedUrl is not supported by corral: metadata comes inline"
+        )
     types = _types(item_types)
 
     def run(s: Session) -> Any:
@@ -271,6 +272,8 @@ async def list_items(
             direction=_direction(desc),
             page_size=page_size,
             page_token=page_token,
+            recursive=is_recursive,
+            in_dataset=is_in_dataset,
         )
 
     return await _listing(ctx, run, sign_urls, include_metadata)
@@ -289,8 +292,6 @@ async def find_items(
     page_size: Annotated[int, Query(alias="pageSize")] = 100,
     sign_urls: Annotated[bool, Query(alias="signUrls")] = False,
 ) -> dict[str, Any]:
-    if is_in_dataset is not None:
-        raise errors.InvalidInput("the isInDataset filter is not supported by corral")
     types = _types(item_types)
 
     def run(s: Session) -> Any:
@@ -303,6 +304,7 @@ async def find_items(
             direction=_direction(desc),
             page_size=page_size,
             page_token=page_token,
+            in_dataset=is_in_dataset,
         )
 
     return await _listing(ctx, run, sign_urls, True)
