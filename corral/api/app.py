@@ -115,7 +115,8 @@ def create_app(
                    imports.import_router,
                    datasets.router, datasets.admin_router,
                    encord_v2.router, integrations.v2_router, encord_metadata.router, encord_labels.router,
-                   encord_rpc.router, encord_storage.router, encord_storage_changes.router,
+                   encord_rpc.router, encord_storage.router, encord_storage.presigned_router,
+                   encord_storage_changes.router,
                    encord_datasets.router,
                    encord_v2.unsupported_router):  # last: it answers whatever the others do not
         app.include_router(router)

@@ -25,6 +25,7 @@ from corral.registration import jobs as registration
 from corral.registration import service, uploads
 
 router = APIRouter(prefix="/v2/public/storage", tags=["encord-compatible"])
+presigned_router = APIRouter(prefix="/v2/public", tags=["encord-compatible"])
 
 ITEMS_LISTED = 10_000  # itemsWithNames of one job (the SDK reads the first for its uploads)
 ERRORS_LISTED = 1_000
@@ -465,6 +466,10 @@ async def upload_signed_urls(
             folders.resolve_for(s, principal, folder_id, "editor")
 
     await run_in_threadpool(check)
+    return _page(await _tickets(ctx, principal, kind, count), None)
+
+
+async def _tickets(ctx: AppContext, principal: Principal, kind: str, count: int) -> list[dict[str, Any]]:
     results = []
     for _ in range(count):
         ticket = await run_in_threadpool(uploads.start, ctx.db, ctx.settings, principal, kind, None)
@@ -477,4 +482,20 @@ async def upload_signed_urls(
                 "uploadHeaders": ticket.headers,
             }
         )
-    return _page(results, None)
+    return results
+
+
+@presigned_router.get(
+    "/presigned-urls",
+    summary="Signed PUT URLs for local files (SDK Dataset.upload_image and the other legacy helpers)",
+)
+async def presigned_urls(
+    ctx: Ctx,
+    principal: CurrentPrincipal,
+    count: int = 1,
+    upload_item_type: Annotated[str, Query(alias="uploadItemType")] = "file",
+) -> dict[str, Any]:
+    """The file is registered later, into the folder the upload job names (checked then)."""
+    if not 1 <= count <= MAX_SIGNED_URLS:
+        raise errors.InvalidInput(f"count must be 1 to {MAX_SIGNED_URLS}")
+    return _page(await _tickets(ctx, principal, upload_item_type, count), None)
