@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from corral.core import folders, permissions
+from corral.core import folders, items, permissions
 from corral.core.identity import Principal
 from corral.core.items import ItemView
 from corral.db.tables import DataRow, Folder, User
@@ -170,7 +170,7 @@ def child_items(view: ItemView, owner: str, child_type: str | None) -> list[dict
         one = storage_item(view, owner, 0)
         media = part.media
         one.update(
-            uuid=str(uuid.uuid5(view.id, f"part/{part.position}")),
+            uuid=str(items.part_id(view.id, part.position)),
             itemType=child_type,
             name=part.title or part.url.rsplit("/", 1)[-1],
             clientMetadata=json.dumps({}),

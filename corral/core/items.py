@@ -104,6 +104,11 @@ def view(item: Item, parts: list[ItemPart] | None = None) -> ItemView:
     )
 
 
+def part_id(item_id: uuid.UUID, position: int) -> uuid.UUID:
+    """A stable id for one file of a multi-file item (a part is not an item of its own)."""
+    return uuid.uuid5(item_id, f"part/{position}")
+
+
 def check_name(name: str) -> str:
     name = name.strip()
     if not name or len(name) > MAX_NAME or "\x00" in name:

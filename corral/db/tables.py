@@ -334,7 +334,9 @@ class Grant(Base):
     resource_type: Mapped[str] = mapped_column(String(16))  # "folder" | "dataset" | "project"
     resource_id: Mapped[uuid.UUID] = mapped_column(Uuid)
     user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
-    role: Mapped[str] = mapped_column(String(16))  # "viewer" | "editor"
+    # folders and datasets: "viewer" | "editor"; projects also the SDK's project roles
+    # ("admin", "team_manager", "annotator", "reviewer", "annotator_reviewer")
+    role: Mapped[str] = mapped_column(String(32))
     created_by: Mapped[uuid.UUID | None] = _creator()
     created_at: Mapped[datetime] = _created()
 

@@ -402,7 +402,7 @@ def refetch_data_row(ctx: AppContext, principal: Principal, call: RpcCall) -> di
     if images is not None:
         out["images_data"] = [
             {
-                "image_hash": str(uuid.uuid5(item.id, f"part/{p.position}")),  # as get_child_items names it
+                "image_hash": str(items.part_id(item.id, p.position)),  # as get_child_items names it
                 "title": p.title,
                 "file_link": p.url,
                 "file_type": p.media.get("mime_type"),

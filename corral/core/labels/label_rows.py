@@ -24,10 +24,11 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from corral import errors
+from corral.core import items
 from corral.core.identity import Principal
 from corral.core.labels import ontologies, projects, validation
 from corral.core.staging import published
-from corral.db.tables import DataRow, Dataset, Item, LabelRow, Project, ProjectDataset
+from corral.db.tables import DataRow, Dataset, Item, ItemPart, LabelRow, Project, ProjectDataset
 from corral.db.types import utcnow
 from corral.errors import ErrorDetail
 
@@ -41,7 +42,8 @@ DATA_TYPES = {
     "image": "image", "video": "video", "image_sequence": "video", "image_group": "img_group",
     "audio": "audio", "text": "plain_text", "pdf": "pdf", "nifti": "nifti", "dicom_series": "dicom",
 }
-LABELLABLE = ("image", "video")
+LABELLABLE = ("image", "video", "img_group")  # image sequences label as videos, frame by frame
+MULTI_FILE = ("image_group", "image_sequence")
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,7 @@ class Unit:
     dataset_title: str
     item: Item
     label: LabelRow | None
+    parts: tuple[ItemPart, ...] = ()  # the images of an image group or sequence, in order
 
     @property
     def data_type(self) -> str:
@@ -63,6 +66,8 @@ class Unit:
         fps, duration = self.item.media.get("fps"), self.item.media.get("duration")
         if self.data_type == "image":
             return 1
+        if self.item.item_type in MULTI_FILE:
+            return len(self.parts) or None
         if isinstance(fps, (int, float)) and isinstance(duration, (int, float)) and fps > 0:
             return max(1, round(fps * duration))
         return None
@@ -102,7 +107,18 @@ def _units(
     if title_like is not None:
         query = query.where(Item.name.ilike(title_like))  # SQL LIKE syntax, as the SDK documents
     rows = s.execute(query.order_by(DataRow.dataset_id, DataRow.item_id)).all()
-    return [Unit(r[0], r[1], r[2], r[3], r[4]) for r in rows]
+    multi = [r[3].id for r in rows if r[3].item_type in MULTI_FILE]
+    parts: dict[uuid.UUID, list[ItemPart]] = {}
+    for i in range(0, len(multi), 500):
+        chunk = select(ItemPart).where(ItemPart.item_id.in_(multi[i : i + 500]))
+        for part in s.scalars(chunk.order_by(ItemPart.position)):
+            parts.setdefault(part.item_id, []).append(part)
+    return [Unit(r[0], r[1], r[2], r[3], r[4], tuple(parts.get(r[3].id, ()))) for r in rows]
+
+
+def image_hash(item_id: uuid.UUID, position: int) -> str:
+    """The id of one image of a multi-file item (as ``get_child_items`` and ``images_data`` name it)."""
+    return str(items.part_id(item_id, position))
 
 
 def metadata(unit: Unit, *, client_metadata: bool = False) -> dict[str, Any]:
@@ -136,7 +152,25 @@ def metadata(unit: Unit, *, client_metadata: bool = False) -> dict[str, Any]:
 
 
 def _empty_labels(unit: Unit) -> dict[str, Any]:
-    return {"objects": [], "classifications": []} if unit.data_type == "image" else {}
+    return {"objects": [], "classifications": []} if unit.data_type in ("image", "img_group") else {}
+
+
+def _group_units(unit: Unit, stored: dict[str, Any]) -> dict[str, Any]:
+    """An image group's data units: one per image, keyed by its image hash."""
+    out = {}
+    for n, part in enumerate(unit.parts):
+        key = image_hash(unit.item.id, part.position)
+        out[key] = {
+            "data_hash": key,
+            "data_title": part.title,
+            "data_type": part.media.get("mime_type") or "image/unknown",
+            "data_sequence": str(n),
+            "data_link": part.url,
+            "width": part.media.get("width"),
+            "height": part.media.get("height"),
+            "labels": stored.get("data_units", {}).get(key, {}).get("labels", _empty_labels(unit)),
+        }
+    return out
 
 
 def blob(unit: Unit) -> dict[str, Any]:
@@ -150,13 +184,16 @@ def blob(unit: Unit) -> dict[str, Any]:
         "data_title": item.name,
         "data_type": item.mime_type or f"{unit.data_type}/unknown",
         "data_sequence": 0,
-        "data_link": item.url,
+        "data_link": item.url if item.url is not None else (unit.parts[0].url if unit.parts else None),
         "width": media.get("width"),
         "height": media.get("height"),
         "labels": stored.get("data_units", {}).get(data_hash, {}).get("labels", _empty_labels(unit)),
     }
     if unit.data_type == "video":
         data_unit.update(data_fps=media.get("fps"), data_duration=media.get("duration"))
+        if unit.item.item_type == "image_sequence":
+            data_unit["data_type"] = "video/mp4"  # the SDK labels a sequence as a video, frame by frame
+    units = _group_units(unit, stored) if unit.data_type == "img_group" else {data_hash: data_unit}
     return {
         "label_hash": str(label.id),
         "branch_name": label.branch_name,
@@ -170,7 +207,7 @@ def blob(unit: Unit) -> dict[str, Any]:
         "label_status": label.label_status,
         "is_valid": True,
         "spaces": {},
-        "data_units": {data_hash: data_unit},
+        "data_units": units,
         "object_answers": stored.get("object_answers", {}),
         "classification_answers": stored.get("classification_answers", {}),
         "object_actions": stored.get("object_actions", {}),
@@ -263,7 +300,7 @@ def create_units(s: Session, principal: Principal, project_ref: Any, data_hashes
         unit = units[i]
         if unit.label is None:
             unit = Unit(unit.data_row_id, unit.dataset_id, unit.dataset_title, unit.item,
-                        _new_label(s, project, unit, principal))
+                        _new_label(s, project, unit, principal), unit.parts)
         out.append(unit)
     return out
 
@@ -292,6 +329,9 @@ def get(s: Session, principal: Principal, project_ref: Any, label_hashes: Any) -
 
 
 def _target(unit: Unit) -> validation.Target:
+    if unit.data_type == "img_group":
+        hashes = frozenset(image_hash(unit.item.id, p.position) for p in unit.parts)
+        return validation.Target(hashes, False, None)
     return validation.Target(frozenset({str(unit.data_row_id)}), unit.data_type != "image", unit.frames)
 
 
