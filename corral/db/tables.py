@@ -394,3 +394,26 @@ class LabelRow(Base):
     updated_by: Mapped[uuid.UUID | None] = _creator()
     created_at: Mapped[datetime] = _created()
     updated_at: Mapped[datetime] = _updated()
+
+
+class WorkflowTask(Base):
+    """Where one data unit of a project is in the project's workflow (annotate, review, complete).
+
+    A data unit without a row is a new task in the first stage; the row appears with its first
+    action.  Its id is the task's ``uuid`` in the SDK.
+    """
+
+    __tablename__ = "workflow_tasks"
+    __table_args__ = (UniqueConstraint("project_id", "data_row_id"),)
+    id: Mapped[uuid.UUID] = _id()
+    project_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    data_row_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("data_rows.id", ondelete="CASCADE"), index=True
+    )
+    stage: Mapped[str] = mapped_column(String(16))  # "annotate" | "review" | "complete"
+    status: Mapped[str] = mapped_column(String(16))  # the SDK's task status in that stage
+    assignee_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL"), nullable=True
+    )
+    created_at: Mapped[datetime] = _created()
+    updated_at: Mapped[datetime] = _updated()

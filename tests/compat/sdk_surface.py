@@ -14,10 +14,23 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-V2_METHODS = {"get": "GET", "get_paged_iterator": "GET", "post": "POST", "put": "PUT", "patch": "PATCH",
-              "delete": "DELETE"}
-V1_METHODS = {"basic_getter": "GET", "get_multiple": "GET", "post_multiple": "POST", "put_multiple": "PUT",
-              "basic_delete": "DELETE", "basic_setter": "POST", "basic_put": "PUT"}
+V2_METHODS = {
+    "get": "GET",
+    "get_paged_iterator": "GET",
+    "post": "POST",
+    "put": "PUT",
+    "patch": "PATCH",
+    "delete": "DELETE",
+}
+V1_METHODS = {
+    "basic_getter": "GET",
+    "get_multiple": "GET",
+    "post_multiple": "POST",
+    "put_multiple": "PUT",
+    "basic_delete": "DELETE",
+    "basic_setter": "POST",
+    "basic_put": "PUT",
+}
 
 
 @dataclass(frozen=True, order=True)
@@ -47,8 +60,11 @@ def _template(node: ast.expr, assigned: dict[str, ast.expr], constants: dict[str
         for part in node.values:
             if isinstance(part, ast.Constant):
                 out += str(part.value)
-            elif isinstance(part, ast.FormattedValue) and isinstance(part.value, ast.Name) \
-                    and part.value.id in constants:
+            elif (
+                isinstance(part, ast.FormattedValue)
+                and isinstance(part.value, ast.Name)
+                and part.value.id in constants
+            ):
                 out += constants[part.value.id]
             else:
                 out += "{}"
@@ -68,8 +84,10 @@ def _receiver(node: ast.expr) -> str:
 
 
 def _trees(package_dir: Path) -> list[tuple[str, ast.Module]]:
-    return [(str(path.relative_to(package_dir.parent)), ast.parse(path.read_text(encoding="utf-8")))
-            for path in sorted(package_dir.rglob("*.py"))]
+    return [
+        (str(path.relative_to(package_dir.parent)), ast.parse(path.read_text(encoding="utf-8")))
+        for path in sorted(package_dir.rglob("*.py"))
+    ]
 
 
 def _constants(trees: list[tuple[str, ast.Module]]) -> dict[str, str]:
@@ -77,16 +95,26 @@ def _constants(trees: list[tuple[str, ast.Module]]) -> dict[str, str]:
     out: dict[str, str] = {}
     for _, tree in trees:
         for node in tree.body:
-            if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name) \
-                    and isinstance(node.value, ast.Constant) and isinstance(node.value.value, str):
+            if (
+                isinstance(node, ast.Assign)
+                and len(node.targets) == 1
+                and isinstance(node.targets[0], ast.Name)
+                and isinstance(node.value, ast.Constant)
+                and isinstance(node.value.value, str)
+            ):
                 out[node.targets[0].id] = node.value.value
     return out
 
 
 def _aliases(tree: ast.Module) -> dict[str, str]:
     """``from x import Project as OrmProject``: OrmProject -> Project (the name the SDK routes by)."""
-    return {a.asname: a.name for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
-            for a in node.names if a.asname}
+    return {
+        a.asname: a.name
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom)
+        for a in node.names
+        if a.asname
+    }
 
 
 def scan(package_dir: Path) -> tuple[set[V2Call], set[V1Call], list[str]]:
@@ -108,7 +136,11 @@ def scan(package_dir: Path) -> tuple[set[V2Call], set[V1Call], list[str]]:
             params = [a.arg for a in func.args.args]
             assigned: dict[str, ast.expr] = {}
             for node in ast.walk(func):
-                if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+                if (
+                    isinstance(node, ast.Assign)
+                    and len(node.targets) == 1
+                    and isinstance(node.targets[0], ast.Name)
+                ):
                     assigned[node.targets[0].id] = node.value
             for node in ast.walk(func):
                 if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
@@ -116,8 +148,11 @@ def scan(package_dir: Path) -> tuple[set[V2Call], set[V1Call], list[str]]:
                 name, receiver = node.func.attr, _receiver(node.func.value)
                 where = f"{rel}:{node.lineno}"
                 if name in V2_METHODS and "api_client" in receiver:
-                    arg = node.args[0] if node.args else next(
-                        (k.value for k in node.keywords if k.arg == "path"), None)
+                    arg = (
+                        node.args[0]
+                        if node.args
+                        else next((k.value for k in node.keywords if k.arg == "path"), None)
+                    )
                     template = _template(arg, assigned, constants) if arg is not None else None
                     if template is None:
                         if isinstance(arg, ast.Name) and arg.id in params:
@@ -129,9 +164,18 @@ def scan(package_dir: Path) -> tuple[set[V2Call], set[V1Call], list[str]]:
                     v2.setdefault((V2_METHODS[name], template), V2Call(V2_METHODS[name], template, where))
                 elif name in V1_METHODS and "querier" in receiver:
                     override = next((k.value for k in node.keywords if k.arg == "query_type"), None)
-                    target = override if override is not None else (
-                        node.args[0] if node.args else next(
-                            (k.value for k in node.keywords if k.arg in ("response_type", "query_type")), None))
+                    target = (
+                        override
+                        if override is not None
+                        else (
+                            node.args[0]
+                            if node.args
+                            else next(
+                                (k.value for k in node.keywords if k.arg in ("response_type", "query_type")),
+                                None,
+                            )
+                        )
+                    )
                     if not isinstance(target, ast.Name):
                         unread.append(where)
                         continue
@@ -142,12 +186,17 @@ def scan(package_dir: Path) -> tuple[set[V2Call], set[V1Call], list[str]]:
         for func in ast.walk(tree):
             if not isinstance(func, (ast.FunctionDef, ast.AsyncFunctionDef)):
                 continue
-            assigned = {n.targets[0].id: n.value for n in ast.walk(func) if isinstance(n, ast.Assign)
-                        and len(n.targets) == 1 and isinstance(n.targets[0], ast.Name)}
+            assigned = {
+                n.targets[0].id: n.value
+                for n in ast.walk(func)
+                if isinstance(n, ast.Assign) and len(n.targets) == 1 and isinstance(n.targets[0], ast.Name)
+            }
             for node in ast.walk(func):
                 if not isinstance(node, ast.Call):
                     continue
-                callee = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", None)
+                callee = (
+                    node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", None)
+                )
                 if callee not in forwarded:
                     continue
                 index, method, _ = forwarded[callee]

@@ -20,7 +20,7 @@ from corral.api.deps import AppContext, Ctx, CurrentPrincipal
 from corral.api.routes.encord_rpc import RpcCall, operations, refuse_unsupported
 from corral.core import filters, items
 from corral.core.identity import Principal
-from corral.core.labels import label_rows, ontologies, projects
+from corral.core.labels import label_rows, ontologies, projects, workflow
 from corral.db.tables import Dataset, Ontology
 
 router = APIRouter(prefix="/v2/public", tags=["encord-compatible"])
@@ -47,7 +47,7 @@ def project_dto(view: projects.ProjectView) -> dict[str, Any]:
     p = view.project
     return {
         "projectHash": str(p.id),
-        "projectType": p.project_type,
+        "projectType": "workflow",  # every project has the default workflow
         "status": p.status,
         "title": p.title,
         "description": p.description,
@@ -58,8 +58,9 @@ def project_dto(view: projects.ProjectView) -> dict[str, Any]:
         "editorOntology": view.ontology.editor,
         "userRole": PROJECT_ROLES.get(view.role, 5),
         "datasetHashes": [str(d) for d in view.dataset_ids],
-        "workflowManagerUuid": None,
-        "workflow": None,
+        "workflowManagerUuid": str(p.id),
+        "workflow": {"stages": [{"stageType": st["kind"], "uuid": st["id"], "title": st["title"]}
+                                for st in workflow.stages(p.id)]},
     }
 
 
@@ -215,6 +216,17 @@ def _project_id(call: RpcCall) -> str:
 
 def create_project(ctx: AppContext, principal: Principal, call: RpcCall) -> str:
     p = _payload(call)
+    if p.get("workflow_template_id"):
+        raise errors.InvalidInput(
+            "workflow_template_hash: corral has no workflow templates; every project gets the default "
+            "workflow (annotate, review, complete)"
+        )
+    if p.get("workflow_type") not in (None, "manual"):
+        raise errors.InvalidInput(
+            f"workflow_settings: corral supports manual QA only, not {p.get('workflow_type')!r}"
+        )
+    refuse_unsupported("create_project", p, {"title", "description", "ontology_hash", "dataset_hashes",
+                                             "workflow_type", "workflow_template_id"})
     with ctx.db.write() as s:
         row = projects.create(s, principal, p.get("title"), p.get("description"), p.get("ontology_hash"),
                               p.get("dataset_hashes") or [])
@@ -232,7 +244,8 @@ def _ids(values: Any, kind: str) -> list[Any] | None:
 _LIST_OPTIONS = {
     "data_hashes", "label_hashes", "data_title_eq", "data_title_like", "label_statuses", "edited_before",
     "edited_after", "include_uninitialised_labels", "include_client_metadata", "include_workflow_graph_node",
-    "include_all_label_branches", "branch_name",
+    "include_all_label_branches", "branch_name", "workflow_graph_node_title_eq",
+    "workflow_graph_node_title_like",
 }
 
 
@@ -266,6 +279,9 @@ def list_label_rows(ctx: AppContext, principal: Principal, call: RpcCall) -> lis
         edited_after=_when(p.get("edited_after"), "edited_after"),
         labelled_only=p.get("include_uninitialised_labels") is False,
         client_metadata=bool(p.get("include_client_metadata")),
+        workflow_node=p.get("include_workflow_graph_node") is not False,
+        stage_title=_text(p.get("workflow_graph_node_title_eq"), "workflow_graph_node_title_eq"),
+        stage_title_like=_text(p.get("workflow_graph_node_title_like"), "workflow_graph_node_title_like"),
     )
     with ctx.db.read() as s:
         return label_rows.list_metadata(s, principal, _project_id(call), where)
@@ -428,6 +444,100 @@ async def remove_project_users(
     def write() -> None:
         with ctx.db.write() as s:
             projects.remove_users(s, principal, project_id, body.get("userEmails"))
+
+    await run_in_threadpool(write)
+
+
+# -- workflow -----------------------------------------------------------------------------------
+
+
+def _task_dto(task: workflow.Task) -> dict[str, Any]:
+    return {
+        "uuid": str(task.id),
+        "createdAt": task.created_at.isoformat(),
+        "updatedAt": task.updated_at.isoformat(),
+        "status": task.status,
+        "dataHash": str(task.data_row_id),
+        "dataTitle": task.title,
+        "labelBranchName": label_rows.BRANCH,
+        "assignee": task.assignee,
+    }
+
+
+@router.get(
+    "/projects/{project_id}/workflow/stages/{stage_id}/tasks",
+    summary="A workflow stage's tasks, filtered (SDK AnnotationStage/ReviewStage/FinalStage.get_tasks())",
+)
+async def list_tasks(
+    ctx: Ctx,
+    principal: CurrentPrincipal,
+    project_id: str,
+    stage_id: str,
+    user_emails: Annotated[list[str] | None, Query(alias="userEmails")] = None,
+    data_hashes: Annotated[list[str] | None, Query(alias="dataHashes")] = None,
+    dataset_hashes: Annotated[list[str] | None, Query(alias="datasetHashes")] = None,
+    data_title_contains: Annotated[str | None, Query(alias="dataTitleContains")] = None,
+    statuses: Annotated[list[str] | None, Query()] = None,
+    page_token: Annotated[str | None, Query(alias="pageToken")] = None,
+) -> dict[str, Any]:
+    if page_token:
+        raise errors.InvalidInput("pageToken: corral answers every task of a stage in one page")
+    where = workflow.TaskFilter(
+        assignees=user_emails,
+        data_row_ids=_ids(data_hashes, "data hash"),
+        dataset_ids=_ids(dataset_hashes, "dataset hash"),
+        title_contains=data_title_contains,
+        statuses=statuses,
+    )
+
+    def read() -> dict[str, Any]:
+        with ctx.db.read() as s:
+            found = workflow.tasks(s, principal, project_id, stage_id, where)
+        return {"results": [_task_dto(t) for t in found], "nextPageToken": None}
+
+    return await run_in_threadpool(read)
+
+
+@router.post(
+    "/projects/{project_id}/workflow/stages/{stage_id}/actions",
+    summary="Assign, release, submit, approve or reject tasks (SDK AnnotationTask/ReviewTask actions)",
+)
+async def task_actions(
+    ctx: Ctx, principal: CurrentPrincipal, project_id: str, stage_id: str,
+    body: Annotated[list[dict[str, Any]], Body()],
+) -> None:
+    actions = []
+    for n, raw in enumerate(body):
+        # resolve/approve/rejectLabelReviews: corral keeps no label reviews, so there are none to act on
+        refuse_unsupported(f"task action [{n}]", raw,
+                           {"taskUuid", "action", "assignee", "retainAssignee", "resolveLabelReviews",
+                            "approveLabelReviews", "rejectLabelReviews"})
+        ident = _ids([raw.get("taskUuid")], "task")
+        assert ident is not None
+        actions.append(workflow.Action(ident[0], str(raw.get("action")), raw.get("assignee"),
+                                       bool(raw.get("retainAssignee"))))
+
+    def write() -> None:
+        with ctx.db.write() as s:
+            workflow.act(s, principal, project_id, stage_id, actions)
+
+    await run_in_threadpool(write)
+
+
+@router.post(
+    "/projects/{project_id}/workflow/stages/{stage_id}/move-tasks",
+    summary="Move tasks to another stage (SDK task.move())",
+)
+async def move_tasks(
+    ctx: Ctx, principal: CurrentPrincipal, project_id: str, stage_id: str,
+    body: Annotated[dict[str, Any], Body()],
+) -> None:
+    refuse_unsupported("move tasks", body, {"taskUuids", "destinationStageUuid"})
+    ids = _ids(body.get("taskUuids"), "task") or []
+
+    def write() -> None:
+        with ctx.db.write() as s:
+            workflow.move(s, principal, project_id, stage_id, body.get("destinationStageUuid"), ids)
 
     await run_in_threadpool(write)
 

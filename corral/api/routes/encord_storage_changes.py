@@ -42,16 +42,19 @@ def _uuid(value: Any, field: str) -> uuid.UUID:
 
 def _uuids(values: Any, field: str) -> list[uuid.UUID]:
     if not isinstance(values, list):
-        raise errors.ValidationFailed(f"{field} must be a list of UUIDs",
-                                      details=[errors.ErrorDetail("a list of UUIDs", field=field)])
+        raise errors.ValidationFailed(
+            f"{field} must be a list of UUIDs", details=[errors.ErrorDetail("a list of UUIDs", field=field)]
+        )
     return [_uuid(v, f"{field}[{i}]") for i, v in enumerate(values)]
 
 
 def _text(patch: dict[str, Any], key: str, where: str) -> str | None:
     value = patch.get(key)
     if value is not None and not isinstance(value, str):
-        raise errors.ValidationFailed(f"{where}.{key} must be a string",
-                                      details=[errors.ErrorDetail("a string", field=f"{where}.{key}")])
+        raise errors.ValidationFailed(
+            f"{where}.{key} must be a string",
+            details=[errors.ErrorDetail("a string", field=f"{where}.{key}")],
+        )
     return value
 
 
@@ -78,7 +81,9 @@ def _patch_folder(
 ) -> Any:
     refuse_unsupported(f"StorageFolder.update ({where})", patch, _FOLDER_PATCH)
     return folders.update(
-        s, principal, folder_id,
+        s,
+        principal,
+        folder_id,
         name=_text(patch, "name", where),
         description=_text(patch, "description", where),
         client_metadata=_metadata(patch.get("clientMetadata")),
@@ -181,12 +186,18 @@ async def folder_summary(ctx: Ctx, principal: CurrentPrincipal, folder_id: uuid.
 
 
 def _patch_item(
-    s: Session, principal: Principal, item_id: uuid.UUID, patch: dict[str, Any], where: str,
+    s: Session,
+    principal: Principal,
+    item_id: uuid.UUID,
+    patch: dict[str, Any],
+    where: str,
     folder: uuid.UUID | None = None,
 ) -> ItemView:
     refuse_unsupported(f"StorageItem.update ({where})", patch, _ITEM_PATCH)
     return items.update_item(
-        s, principal, item_id,
+        s,
+        principal,
+        item_id,
         name=_text(patch, "name", where),
         description=_text(patch, "description", where),
         client_metadata=_metadata(patch.get("clientMetadata")),
@@ -221,7 +232,10 @@ async def patch_items(
     summary="Change an item's name, description or metadata (SDK StorageItem.update)",
 )
 async def patch_item(
-    ctx: Ctx, principal: CurrentPrincipal, folder_id: uuid.UUID, item_id: uuid.UUID,
+    ctx: Ctx,
+    principal: CurrentPrincipal,
+    folder_id: uuid.UUID,
+    item_id: uuid.UUID,
     body: Annotated[dict[str, Any], Body()],
 ) -> dict[str, Any]:
     def write() -> ItemView:
@@ -275,7 +289,10 @@ async def delete_items(
     summary="Where an item is used (SDK StorageItem.get_summary)",
 )
 async def item_summary(
-    ctx: Ctx, principal: CurrentPrincipal, folder_id: uuid.UUID, item_id: uuid.UUID,
+    ctx: Ctx,
+    principal: CurrentPrincipal,
+    folder_id: uuid.UUID,
+    item_id: uuid.UUID,
     include_group_layout: Annotated[bool, Query(alias="includeGroupLayout")] = False,
 ) -> dict[str, Any]:
     # includeGroupLayout only concerns the SDK's data groups, which corral does not have
@@ -311,7 +328,10 @@ _CHILD_TYPES = {"image_group": "image", "image_sequence": "image", "dicom_series
     summary="The files of an image group, sequence or DICOM series (SDK StorageItem.get_child_items)",
 )
 async def child_items(
-    ctx: Ctx, principal: CurrentPrincipal, folder_id: uuid.UUID, item_id: uuid.UUID,
+    ctx: Ctx,
+    principal: CurrentPrincipal,
+    folder_id: uuid.UUID,
+    item_id: uuid.UUID,
     sign_urls: Annotated[bool, Query(alias="signUrls")] = False,
 ) -> dict[str, Any]:
     def read() -> tuple[ItemView, str, Any]:

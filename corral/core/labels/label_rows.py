@@ -12,6 +12,7 @@ Images and videos can be labelled; other data types are listed but refused on ``
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -228,6 +229,9 @@ class Filters:
     edited_after: datetime | None = None
     labelled_only: bool = False  # only data units that have a label row
     client_metadata: bool = False  # include each item's custom metadata
+    workflow_node: bool = True  # include each data unit's workflow stage
+    stage_title: str | None = None  # only data units in the workflow stage of this title
+    stage_title_like: str | None = None  # ... whose title matches this SQL LIKE pattern, any case
 
 
 def list_metadata(
@@ -247,10 +251,32 @@ def list_metadata(
         units = [u for u in units if u.label is not None]
     if where.edited_before is not None or where.edited_after is not None:
         units = [u for u in units if u.label is not None and _edited_within(u.label, where)]
+    stages = workflow_stages(s, project.id, [u.data_row_id for u in units])
+    if where.stage_title is not None:
+        units = [u for u in units if stages[u.data_row_id]["title"] == where.stage_title]
+    if where.stage_title_like is not None:
+        pattern = _like(where.stage_title_like)
+        units = [u for u in units if pattern.fullmatch(stages[u.data_row_id]["title"])]
     out = [metadata(u, client_metadata=where.client_metadata) for u in units]
+    if where.workflow_node:
+        for m, u in zip(out, units, strict=True):
+            m["workflow_graph_node"] = stages[u.data_row_id]
     if where.label_statuses:
         out = [m for m in out if m["label_status"] in where.label_statuses]
     return out
+
+
+def workflow_stages(s: Session, project_id: uuid.UUID, data_row_ids: list[uuid.UUID]) -> dict[uuid.UUID, Any]:
+    from corral.core.labels import workflow  # workflow reads projects, as this module does
+
+    by_row = workflow.stage_by_row(s, project_id, data_row_ids)
+    return {r: workflow.node(project_id, st) for r, st in by_row.items()}
+
+
+def _like(pattern: str) -> re.Pattern[str]:
+    """A SQL LIKE pattern as a regular expression (``%`` any run, ``_`` one character), any case."""
+    out = "".join(".*" if c == "%" else "." if c == "_" else re.escape(c) for c in pattern)
+    return re.compile(out, re.IGNORECASE | re.DOTALL)
 
 
 def _edited_within(label: LabelRow, where: Filters) -> bool:

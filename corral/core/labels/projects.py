@@ -90,7 +90,7 @@ def create(
     found = [datasets.resolve(s, principal, ontologies.parse_id(d, "dataset")) for d in dataset_ids]
     row = Project(
         org_id=principal.org_id, title=title, description=description, ontology_id=onto.id,
-        project_type="manual_qa", status="inProgress", created_by=principal.user_id,
+        project_type="workflow", status="inProgress", created_by=principal.user_id,
     )
     s.add(row)
     s.flush()
