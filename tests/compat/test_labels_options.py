@@ -96,8 +96,10 @@ def test_unsupported_options_are_refused_by_name(sdk: Any, s3: Bucket) -> None:
     from encord.exceptions import InvalidArgumentsError
 
     project = labelled_project(sdk, s3)
-    with pytest.raises(InvalidArgumentsError, match="workflow_graph_node_title_eq='x'"):
-        project.list_label_rows_v2(workflow_graph_node_title_eq="x")
+    from encord.orm.label_row import ShadowDataState
+
+    with pytest.raises(InvalidArgumentsError, match="shadow_data_state='ALL_DATA'"):
+        project.list_label_rows_v2(shadow_data_state=ShadowDataState.ALL_DATA)
     with pytest.raises(InvalidArgumentsError, match="branch_name"):
         project.list_label_rows_v2(branch_name="experiment")
     row = project.list_label_rows_v2()[0]
