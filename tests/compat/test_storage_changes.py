@@ -177,6 +177,24 @@ def test_child_items_of_groups_sequences_and_series(sdk: Any, s3: Bucket) -> Non
     assert plain.uuid == folder.uuid
 
 
+def test_child_items_of_a_dicom_series(sdk: Any, s3: Bucket, moto_server: Any) -> None:
+    from tests.registration import media
+
+    series = media.dicom_series(3)
+    bucket = s3.base.removeprefix("s3://").rstrip("/")
+    for i, data in enumerate(series.files):
+        moto_server.client().put_object(Bucket=bucket, Key=f"ct/{i}.dcm", Body=data)
+    folder = sdk.create_storage_folder("scans")
+    entry = {"title": "ct", **{f"objectUrl_{i}": s3.url(f"ct/{i}.dcm") for i in range(3)}}
+    _register(folder, s3, {"dicom_series": [entry]})
+    [item] = folder.list_items()
+    assert item.item_type == StorageItemType.DICOM_SERIES
+    children = list(item.get_child_items(get_signed_urls=True))
+    assert [c.item_type for c in children] == [StorageItemType.DICOM_FILE] * 3
+    assert [c.url for c in children] == [s3.url(f"ct/{i}.dcm") for i in range(3)]
+    assert [httpx.get(c.get_signed_url()).content for c in children] == series.files
+
+
 def _patch(sdk: Any, path: str, body: dict[str, Any]) -> None:
     """A raw PATCH signed as the SDK signs it, its error raised as the SDK raises it (no SDK call
     sends these options with values corral lacks)."""
