@@ -177,6 +177,11 @@ def test_label_rows_of_image_groups_and_sequences(sdk: Any, s3: Bucket) -> None:
     rows = {r.data_title: r for r in project.list_label_rows_v2()}
     assert rows["group"].data_type == DataType.IMG_GROUP and rows["group"].number_of_frames == 3
     assert rows["seq"].data_type == DataType.VIDEO and rows["seq"].number_of_frames == 2
+    with_images = {r.data_title: r for r in project.list_label_rows_v2(include_images_data=True)}
+    frames = with_images["group"].get_frames_metadata()
+    assert [(f.width, f.height) for f in frames] == [IMAGES[k] for k in keys]
+    assert [f.image_hash for f in frames] == [str(c.uuid) for c in sdk.get_storage_item(
+        with_images["group"].backing_item_uuid).get_child_items()]
 
     group = rows["group"]
     group.initialise_labels(include_signed_url=True)

@@ -245,7 +245,7 @@ _LIST_OPTIONS = {
     "data_hashes", "label_hashes", "data_title_eq", "data_title_like", "label_statuses", "edited_before",
     "edited_after", "include_uninitialised_labels", "include_client_metadata", "include_workflow_graph_node",
     "include_all_label_branches", "branch_name", "workflow_graph_node_title_eq",
-    "workflow_graph_node_title_like",
+    "workflow_graph_node_title_like", "include_images_data",
 }
 
 
@@ -279,6 +279,7 @@ def list_label_rows(ctx: AppContext, principal: Principal, call: RpcCall) -> lis
         edited_after=_when(p.get("edited_after"), "edited_after"),
         labelled_only=p.get("include_uninitialised_labels") is False,
         client_metadata=bool(p.get("include_client_metadata")),
+        images_data=bool(p.get("include_images_data")),
         workflow_node=p.get("include_workflow_graph_node") is not False,
         stage_title=_text(p.get("workflow_graph_node_title_eq"), "workflow_graph_node_title_eq"),
         stage_title_like=_text(p.get("workflow_graph_node_title_like"), "workflow_graph_node_title_like"),

@@ -122,11 +122,19 @@ def image_hash(item_id: uuid.UUID, position: int) -> str:
     return str(items.part_id(item_id, position))
 
 
-def metadata(unit: Unit, *, client_metadata: bool = False) -> dict[str, Any]:
-    """The SDK's LabelRowMetadata for a data unit (with its item's custom metadata if asked)."""
+def metadata(unit: Unit, *, client_metadata: bool = False, images_data: bool = False) -> dict[str, Any]:
+    """The SDK's LabelRowMetadata for a data unit (with its item's custom metadata, and the images
+    of an image group or sequence, if asked)."""
     item, label, media = unit.item, unit.label, unit.item.media
+    images = [  # exactly the SDK's LabelRowReadOnlyDataImagesDataEntry
+        {"index": n, "image_hash": image_hash(item.id, p.position), "title": p.title,
+         "file_type": p.media.get("mime_type") or "", "width": p.media.get("width") or 0,
+         "height": p.media.get("height") or 0}
+        for n, p in enumerate(unit.parts)
+    ]
     return {
         "client_metadata": dict(item.client_metadata) if client_metadata else None,
+        "images_data": images if images_data and unit.parts else None,
         "label_hash": str(label.id) if label else None,
         "branch_name": BRANCH,
         "created_at": _stamp(label.created_at) if label else None,
@@ -229,6 +237,7 @@ class Filters:
     edited_after: datetime | None = None
     labelled_only: bool = False  # only data units that have a label row
     client_metadata: bool = False  # include each item's custom metadata
+    images_data: bool = False  # include the images of image groups and sequences
     workflow_node: bool = True  # include each data unit's workflow stage
     stage_title: str | None = None  # only data units in the workflow stage of this title
     stage_title_like: str | None = None  # ... whose title matches this SQL LIKE pattern, any case
@@ -257,7 +266,7 @@ def list_metadata(
     if where.stage_title_like is not None:
         pattern = _like(where.stage_title_like)
         units = [u for u in units if pattern.fullmatch(stages[u.data_row_id]["title"])]
-    out = [metadata(u, client_metadata=where.client_metadata) for u in units]
+    out = [metadata(u, client_metadata=where.client_metadata, images_data=where.images_data) for u in units]
     if where.workflow_node:
         for m, u in zip(out, units, strict=True):
             m["workflow_graph_node"] = stages[u.data_row_id]
