@@ -53,6 +53,8 @@ def test_internal_errors_hide_details(client, make_user, app) -> None:  # type: 
     def boom() -> None:
         raise RuntimeError("secret detail")
 
+    app.router.routes.insert(0, app.router.routes.pop())  # before the web UI's catch-all
+
     r = client.get("/api/v1/boom", headers=alice.bearer)
     assert r.status_code == 500
     assert "secret detail" not in r.text and "incident" in r.json()["message"]
