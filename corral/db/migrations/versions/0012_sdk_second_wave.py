@@ -6,7 +6,7 @@ grows from 16 to 32 characters.  ``workflow_tasks`` records where each data unit
 is in its workflow (annotate, review, complete).
 
 Revision ID: 0012
-Revises: 0011
+Revises: 0010
 Create Date: 2026-12-03 07:45:00
 """
 
@@ -18,7 +18,7 @@ from alembic import op
 import corral.db.types
 
 revision = '0012'
-down_revision = '0011'
+down_revision = '0010'
 branch_labels = None
 depends_on = None
 
