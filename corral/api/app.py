@@ -22,6 +22,7 @@ from corral.api.routes import (
     encord_metadata,
     encord_rpc,
     encord_storage,
+    encord_storage_changes,
     encord_v2,
     folders,
     health,
@@ -124,7 +125,10 @@ def create_app(
                    imports.import_router, index.router,
                    datasets.router, datasets.admin_router,
                    encord_v2.router, integrations.v2_router, encord_metadata.router, encord_labels.router,
-                   encord_rpc.router, encord_storage.router, encord_datasets.router):
+                   encord_rpc.router, encord_storage.router, encord_storage.presigned_router,
+                   encord_storage_changes.router,
+                   encord_datasets.router,
+                   encord_v2.unsupported_router):  # last: it answers whatever the others do not
         app.include_router(router)
     app.include_router(sessions.router)
     install_web_ui(app)  # last: the API answers every path it knows first
