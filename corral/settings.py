@@ -110,11 +110,67 @@ class Settings(BaseSettings):
         60.0, gt=0, description="How long to wait for each response from an object store."
     )
 
+    # -- security boundaries (docs/security.md) ---------------------------------------------
+    local_roots: str = Field(
+        "",
+        description="Directories (separated by `:`) under which organisation admins may root `local` "
+        "integrations. Empty: no local integrations (except corral's own upload directory). A root "
+        "that contains or sits inside DATA_DIR or the database file's directory is always refused.",
+    )
+    allowed_endpoints: str = Field(
+        "",
+        description="Comma-separated hosts, `host:port` pairs (that port only) and CIDR networks that "
+        "integrations may reach although they are loopback, private, link-local or otherwise "
+        "non-public (e.g. `127.0.0.1,minio.internal:9000,10.20.0.0/16`). Checked on the address a "
+        "name resolves to, at every connection.",
+    )
+    max_json_body_bytes: int = Field(
+        16 << 20, ge=1024, description="Largest request body of any route not listed below (413 above)."
+    )
+    max_manifest_bytes: int = Field(
+        1 << 30, ge=1024, description="Largest manifest sent as the body of `POST /api/v1/imports`; "
+        "spooled to a temporary file, not held in memory."
+    )
+    max_upload_bytes: int = Field(
+        5 << 30, ge=1024, description="Largest file uploaded through a signed local-media link (`PUT`); "
+        "spooled to a temporary file, not held in memory."
+    )
+    body_read_timeout_seconds: float = Field(
+        30.0, gt=0, description="A request whose body stalls this long between two chunks is answered "
+        "408 and its connection closed."
+    )
+    header_read_timeout_seconds: float = Field(
+        10.0, gt=0, description="A connection that has not sent a complete request head this long after "
+        "it opened (or after its previous response) is closed."
+    )
+    keep_alive_timeout_seconds: float = Field(
+        5.0, gt=0, description="How long an idle keep-alive connection stays open between requests."
+    )
+    max_header_bytes: int = Field(
+        32 << 10, ge=4096, description="Largest request line plus headers; larger heads are refused."
+    )
+
     @field_validator("public_url")
     @classmethod
     def _public_url(cls, v: str | None) -> str | None:
         if v and not v.startswith(("http://", "https://")):
             raise ValueError("CORRAL_PUBLIC_URL must start with http:// or https://")
+        return v
+
+    @field_validator("local_roots")
+    @classmethod
+    def _local_roots(cls, v: str) -> str:
+        for entry in filter(None, v.split(":")):
+            if not entry.startswith("/"):
+                raise ValueError(f"CORRAL_LOCAL_ROOTS entries must be absolute paths, not {entry!r}")
+        return v
+
+    @field_validator("allowed_endpoints")
+    @classmethod
+    def _allowed_endpoints(cls, v: str) -> str:
+        from corral.storage.netpolicy import EndpointPolicy
+
+        EndpointPolicy.parse(v)  # raises ValueError naming the bad entry
         return v
 
     # -- derived values -------------------------------------------------

@@ -36,11 +36,11 @@ from corral.storage.base import (
     recommended_cors_rule,
 )
 from corral.storage.options import AzureOptions
-from tests.services import AZURITE, Azurite, free_port
+from tests.services import AZURITE, LOOPBACK, Azurite, free_port
 from tests.storage import azure_support as support
 from tests.storage.conformance import StorageConformance
 
-CTX = StorageContext(connect_timeout=5, read_timeout=15)
+CTX = StorageContext(endpoints=LOOPBACK, connect_timeout=5, read_timeout=15)
 WRONG_KEY = "A" * 86 + "=="
 _PACKAGE = AZURITE.parent.parent / "azurite" / "package.json"
 AZURITE_VERSION = tuple(int(p) for p in json.loads(_PACKAGE.read_text())["version"].split(".")) if _PACKAGE.exists() else (0,)
@@ -263,7 +263,7 @@ def test_unresponsive_store_times_out(azurite: Azurite) -> None:
         options = AzureOptions(account_name=azurite.account_name, container="anything",
                                endpoint_url=f"http://127.0.0.1:{silent.getsockname()[1]}/devstoreaccount1",
                                account_key=azurite.account_key)
-        s = open_storage(options, StorageContext(connect_timeout=0.5, read_timeout=0.5))
+        s = open_storage(options, StorageContext(endpoints=LOOPBACK, connect_timeout=0.5, read_timeout=0.5))
         for call in (lambda: s.stat("x"), lambda: s.read("x")):
             started = time.monotonic()
             with pytest.raises(StorageTimeout) as timed_out:
@@ -276,7 +276,7 @@ def test_unreachable_store_is_a_connection_error(azurite: Azurite) -> None:
     options = AzureOptions(account_name=azurite.account_name, container="anything",
                            endpoint_url=f"http://127.0.0.1:{free_port()}/devstoreaccount1",
                            account_key=azurite.account_key)
-    s = open_storage(options, StorageContext(connect_timeout=0.5, read_timeout=0.5))
+    s = open_storage(options, StorageContext(endpoints=LOOPBACK, connect_timeout=0.5, read_timeout=0.5))
     started = time.monotonic()
     with pytest.raises(ConnectionError):
         s.stat("x")
@@ -373,7 +373,7 @@ def test_ambient_without_credentials_is_credentials_missing(monkeypatch: pytest.
         options = AzureOptions(account_name="someaccount", container="media",
                                endpoint_url=f"https://127.0.0.1:{free_port()}/someaccount")
         assert options.auth == "ambient"
-        s = open_storage(options, StorageContext(connect_timeout=0.5, read_timeout=0.5))
+        s = open_storage(options, StorageContext(endpoints=LOOPBACK, connect_timeout=0.5, read_timeout=0.5))
         started = time.monotonic()
         with pytest.raises(CredentialsMissing) as missing:
             s.stat("x.jpg")
