@@ -12,6 +12,7 @@ from starlette.concurrency import run_in_threadpool
 from corral._version import __version__
 from corral.api.deps import AppContext
 from corral.api.errors import install_error_handlers
+from corral.api.limits import RequestGuard
 from corral.api.middleware import RequestLogMiddleware
 from corral.api.routes import (
     datasets,
@@ -108,6 +109,7 @@ def create_app(
     )
     app.state.corral = ctx
     install_error_handlers(app)
+    app.add_middleware(RequestGuard, ctx=ctx)  # inside the log, so refusals are logged too
     app.add_middleware(RequestLogMiddleware)
     for router in (health.router, me.router, jobs.router, integrations.router, local_media.router,
                    metadata_schema.router, folders.router, items.router, items.upload_router,
