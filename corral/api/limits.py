@@ -37,6 +37,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers, QueryParams
 from starlette.requests import Request
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
@@ -108,7 +109,8 @@ class _GuardedBody:
         self.receive, self.limit, self.timeout = receive, limit, timeout
         self.received = 0
         self.done = False
-        self.cut = False  # the body was refused before its end: the connection must close
+        #: Why the body was refused before its end (the connection must then close).
+        self.error: errors.CorralError | None = None
 
     async def __call__(self) -> Message:
         if self.done:
@@ -116,16 +118,16 @@ class _GuardedBody:
         try:
             message = await asyncio.wait_for(self.receive(), self.timeout)
         except TimeoutError:
-            self.cut = True
-            raise errors.RequestTimeout(
+            self.error = errors.RequestTimeout(
                 f"the request body stalled for {self.timeout:g} s (CORRAL_BODY_READ_TIMEOUT_SECONDS); "
                 "send it without pauses"
-            ) from None
+            )
+            raise self.error from None
         if message["type"] == "http.request":
             self.received += len(message.get("body", b""))
             if self.received > self.limit.bytes:
-                self.cut = True
-                raise _too_large(self.limit, "exceeds")
+                self.error = _too_large(self.limit, "exceeds")
+                raise self.error
             if not message.get("more_body", False):
                 self.done = True
         else:
@@ -267,7 +269,6 @@ class RequestGuard:
                 pending = await run_in_threadpool(_authenticate_head, self.ctx, scope, headers)
             declared = headers.get("content-length")
             if declared is not None and declared.strip().isdigit() and int(declared) > limit.bytes:
-                body.cut = True
                 raise _too_large(limit, f"of {int(declared):,} bytes exceeds")
             if isinstance(pending, _BodyCheck):
                 spool, sha = await _spool(body)
@@ -282,25 +283,36 @@ class RequestGuard:
             await self._refuse(scope, receive, send, exc)
             return
         try:
-            await self.app(scope, route_receive, _closing_if_cut(send, body))
+            await self.app(scope, route_receive, _answer_if_refused(scope, receive, send, body))
         finally:
             if spool is not None:
                 spool.close()
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send, exc: errors.CorralError) -> None:
-        details = [d.as_dict() for d in exc.details] if exc.details else None
-        response = error_response(Request(scope), exc.status, exc.code, exc.message, details)
-        # The body (if any) stays unread: close the connection rather than drain it.
-        response.headers["Connection"] = "close"
-        await response(scope, receive, send)
+        await _error(scope, exc)(scope, receive, send)
 
 
-def _closing_if_cut(send: Send, body: _GuardedBody) -> Send:
-    """Add ``Connection: close`` to a response sent after the body was refused half-way."""
+def _error(scope: Scope, exc: errors.CorralError) -> Response:
+    details = [d.as_dict() for d in exc.details] if exc.details else None
+    response = error_response(Request(scope), exc.status, exc.code, exc.message, details)
+    # The body (if any) is left unread: close the connection rather than drain it.
+    response.headers["Connection"] = "close"
+    return response
+
+
+def _answer_if_refused(scope: Scope, receive: Receive, send: Send, body: _GuardedBody) -> Send:
+    """If the body was refused while the route read it, answer with that refusal (413, 408) whatever
+    the route made of the exception (FastAPI turns errors while parsing a body into a 400)."""
+    replaced = False
 
     async def wrapped(message: Message) -> None:
-        if message["type"] == "http.response.start" and body.cut:
-            message = {**message, "headers": [*message.get("headers", []), (b"connection", b"close")]}
+        nonlocal replaced
+        if replaced:
+            return
+        if message["type"] == "http.response.start" and body.error is not None:
+            replaced = True
+            await _error(scope, body.error)(scope, receive, send)
+            return
         await send(message)
 
     return wrapped
