@@ -125,6 +125,26 @@ def test_signed_get_is_verified_by_azurite(storage: AzureStorage) -> None:
     assert httpx.get(_tamper(url, "sp", "rw")).status_code == 403
 
 
+def test_account_key_urls_carry_a_read_only_sas_for_one_blob(azurite: Azurite, storage: AzureStorage,
+                                                             container: str) -> None:
+    """Never the integration's credential: a SAS for one blob, read-only, for the asked lifetime, which
+    Azurite (whose SAS verification is real) refuses for anything else."""
+    storage.put("x/one.bin", b"1")
+    storage.put("x/two.bin", b"2")
+    url = storage.sign_get("x/one.bin", 120)
+    query = parse_qs(urlsplit(url).query)
+    assert query["sr"] == ["b"] and query["sp"] == ["r"]
+    assert azurite.account_key not in url and "srt" not in query
+    expiry = datetime.fromisoformat(query["se"][0].replace("Z", "+00:00"))
+    assert timedelta(seconds=119) <= expiry - datetime.now(UTC) <= timedelta(seconds=122)
+    assert httpx.get(url).content == b"1"
+    sas = urlsplit(url).query
+    listing = f"{azurite.url}/{container}?restype=container&comp=list&{sas}"
+    assert httpx.get(listing).status_code == 403
+    assert httpx.get(f"{azurite.url}/{container}/x/two.bin?{sas}").status_code == 403
+    assert httpx.delete(url).status_code == 403
+
+
 def test_expired_signed_url_is_refused(storage: AzureStorage) -> None:
     storage.put("old.txt", b"x")
     expired = storage._sign("old.txt", 60, "r", now=datetime.now(UTC) - timedelta(hours=1))
