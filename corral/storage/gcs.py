@@ -120,6 +120,7 @@ class GcsStorage:
     def __init__(self, options: GcsOptions, context: StorageContext, credentials: Credentials,
                  project: str | None) -> None:
         self._options = options
+        self.context = context
         self._timeout = (context.connect_timeout, context.read_timeout)
         self._credentials = credentials
         auth_session = requests.Session()

@@ -214,3 +214,31 @@ def test_guard_leaves_other_http_clients_alone(listener: Listener) -> None:
     open_storage(_options("azure", "http://127.0.0.1:1"), StorageContext()).close()
     assert not any(cls.__name__.startswith("Guarded")
                    for cls in urllib3.poolmanager.pool_classes_by_scheme.values())
+
+
+# -- FFmpeg, which fetches signed URLs itself ------------------------------------------------------
+
+
+def _probe_source(endpoint: str | None, policy: EndpointPolicy):  # type: ignore[no-untyped-def]
+    from types import SimpleNamespace
+
+    options = S3Options(bucket="media", endpoint_url=endpoint, access_key_id="AKIA1", secret_access_key="s")
+    backend = SimpleNamespace(context=StorageContext(endpoints=policy))
+    return SimpleNamespace(url="s3://media/v.mp4", storage=SimpleNamespace(options=options, storage=backend,
+                                                                            title="media"))
+
+
+def test_ffmpeg_never_resolves_an_admin_chosen_host_itself() -> None:
+    from corral import errors
+    from corral.registration.probe_av import _ffmpeg_may_fetch
+
+    # The cloud's own host: not the admin's choice.
+    assert _ffmpeg_may_fetch(_probe_source(None, STRICT), "https://media.s3.amazonaws.com/v.mp4?X-Amz=1")
+    # A custom endpoint by name: FFmpeg would resolve it outside the policy, so corral reads instead.
+    assert not _ffmpeg_may_fetch(_probe_source("https://minio.example.com", STRICT),
+                                 "https://minio.example.com/media/v.mp4?X-Amz=1")
+    # By address: checked here, and FFmpeg connects to exactly that address.
+    allowed = EndpointPolicy.parse("127.0.0.1:9000")
+    assert _ffmpeg_may_fetch(_probe_source("http://127.0.0.1:9000", allowed), "http://127.0.0.1:9000/media/v.mp4")
+    with pytest.raises(errors.PermissionDenied, match="CORRAL_ALLOWED_ENDPOINTS"):
+        _ffmpeg_may_fetch(_probe_source("http://127.0.0.1:9000", STRICT), "http://127.0.0.1:9000/media/v.mp4")
