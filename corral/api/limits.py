@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import tempfile
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import IO, Any
@@ -236,8 +237,12 @@ def _check_link(settings: Settings, scope: Scope) -> None:
 
     rest = scope["path"][len(MEDIA_ROUTE) + 1:]
     integration_id, _, key = rest.partition("/")
+    try:
+        integration_id = str(uuid.UUID(integration_id))  # as the route reads it
+    except ValueError:
+        raise errors.PermissionDenied("this link is not valid: it names no integration") from None
     query = QueryParams(scope.get("query_string", b"").decode("latin-1"))
-    verify_link(settings, scope["method"], integration_id.lower(), key, query)
+    verify_link(settings, scope["method"], integration_id, key, query)
 
 
 # -- the middleware ---------------------------------------------------------------------------------
