@@ -147,7 +147,8 @@ class Settings(BaseSettings):
         5.0, gt=0, description="How long an idle keep-alive connection stays open between requests."
     )
     max_header_bytes: int = Field(
-        32 << 10, ge=4096, description="Largest request line plus headers; larger heads are refused."
+        32 << 10, ge=4096, description="Most of an unfinished request head (request line plus headers) "
+        "the server buffers; past it the request is refused."
     )
 
     @field_validator("public_url")

@@ -218,3 +218,18 @@ def test_a_half_sent_body_is_answered_408_and_closed(server: Server) -> None:
         except ConnectionResetError:
             pass
     assert TIMEOUT - 0.5 <= elapsed <= TIMEOUT + 5, elapsed
+
+
+def test_an_oversized_head_is_refused(server: Server) -> None:
+    """CORRAL_MAX_HEADER_BYTES (32 KiB by default) bounds how much of an unfinished head the server
+    buffers: past it, the request is refused without waiting for the rest."""
+    with socket.create_connection(("127.0.0.1", server.port)) as sock:
+        head = b"GET /healthz HTTP/1.1\r\nHost: corral\r\nX-Big: " + b"a" * (64 << 10)
+        try:
+            sock.sendall(head)  # and no end of the head
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        response = _read_response(sock, TIMEOUT / 2)
+    assert response.startswith(b"HTTP/1.1 400"), response[:200]
+    small = httpx.get(f"http://127.0.0.1:{server.port}/healthz", headers={"X-Small": "a" * 1000})
+    assert small.status_code == 200

@@ -184,3 +184,18 @@ def test_local_media_links_are_checked_before_the_body(small_app) -> None:  # ty
 def test_health_needs_no_authentication(small_app) -> None:  # type: ignore[no-untyped-def]
     out = run(small_app, "GET", "/healthz", {}, [b""])
     assert out.status == 200 and out.json()["ok"] is True
+
+
+def test_uploads_through_a_valid_link_have_their_own_limit(small_app, settings: Settings) -> None:  # type: ignore[no-untyped-def]
+    import time
+
+    from corral.core import secrets
+    from corral.storage import local
+
+    integration = "00000000-0000-0000-0000-000000000001"
+    expires = int(time.time()) + 600
+    sig = local.sign(secrets.local_media_key(settings.resolved_secret_key()), "PUT", integration, "a.bin", expires)
+    out = run(small_app, "PUT", f"/api/v1/local-media/{integration}/a.bin", {"content-length": str(200 << 10)},
+              [b"x" * (200 << 10)], query=f"expires={expires}&sig={sig}")
+    assert out.status == 413 and out.chunks_read == 0
+    assert "128 KiB" in out.json()["message"] and "CORRAL_MAX_UPLOAD_BYTES" in out.json()["message"]
