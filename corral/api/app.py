@@ -11,6 +11,7 @@ from starlette.concurrency import run_in_threadpool
 
 from corral._version import __version__
 from corral.api.deps import AppContext
+from corral.api.docs import install_docs
 from corral.api.errors import install_error_handlers
 from corral.api.limits import RequestGuard
 from corral.api.middleware import RequestLogMiddleware
@@ -31,6 +32,7 @@ from corral.api.routes import (
     local_media,
     me,
     metadata_schema,
+    tokens,
 )
 from corral.db import migrate
 from corral.db.engine import Database, create_database
@@ -41,8 +43,9 @@ from corral.settings import Settings
 
 DESCRIPTION = """
 corral's native REST API. Authenticate every request (except `/healthz`) with
-`Authorization: Bearer <token>` (`corral token create EMAIL`) or by signing it with your
-Ed25519 SSH key. Errors always have the shape
+`Authorization: Bearer <token>` (`corral token create EMAIL`; here: **Authorize**, scheme
+`bearer`) or by signing it with your Ed25519 SSH key (scheme `sshSignature`, which the Encord
+SDK and the `corral` CLI compute; Swagger UI cannot). Errors always have the shape
 `{"ok": false, "status", "code", "message", "errors": [{"message", "field"?}]}`.
 
 The Encord-compatible families live under `/v2/public` and `/public`.
@@ -102,16 +105,18 @@ def create_app(
         title="corral",
         version=__version__,
         description=DESCRIPTION,
-        docs_url="/api/docs",
+        docs_url=None,  # install_docs: Swagger UI from the package, not a CDN
         redoc_url=None,
         openapi_url="/api/openapi.json",
         lifespan=lifespan,
     )
     app.state.corral = ctx
+    install_docs(app, "/api/openapi.json")
     install_error_handlers(app)
     app.add_middleware(RequestGuard, ctx=ctx)  # inside the log, so refusals are logged too
     app.add_middleware(RequestLogMiddleware)
-    for router in (health.router, me.router, jobs.router, integrations.router, local_media.router,
+    for router in (health.router, me.router, tokens.router, jobs.router, integrations.router,
+                   local_media.router,
                    metadata_schema.router, folders.router, items.router, items.upload_router,
                    imports.import_router,
                    datasets.router, datasets.admin_router,

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import logging
+import re
 import time
 import uuid
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 log = logging.getLogger("corral.access")
+#: A whole bearer token in a path (``DELETE /api/v1/tokens/corral_…`` with the token itself) is
+#: never logged: only its first 12 characters, which listings show anyway.
+_TOKEN = re.compile(r"(corral_[A-Za-z0-9_-]{5})[A-Za-z0-9_-]{8,}")
 
 
 class RequestLogMiddleware:
@@ -40,9 +44,9 @@ class RequestLogMiddleware:
                 extra={
                     "request_id": request_id,
                     "method": scope["method"],
-                    "path": scope["path"],
+                    "path": _TOKEN.sub(r"\1…", scope["path"]),
                     "status": status,
-                    "ms": round((time.perf_counter() - start) * 1000, 1),
+                    "duration_ms": round((time.perf_counter() - start) * 1000, 1),
                     "user": str(principal.user_id) if principal is not None else None,
                 },
             )
