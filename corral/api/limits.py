@@ -57,8 +57,10 @@ from corral.core.identity import Principal
 from corral.settings import Settings
 from corral.storage.local import MEDIA_ROUTE
 
-#: Routes anyone may call: the health check and the API description (GET only; no body is read).
+#: Routes anyone may call: the health check and the API description (no body is read).
 OPEN_PATHS = frozenset({"/healthz", "/api/docs", "/api/docs/oauth2-redirect", "/api/openapi.json"})
+#: ...and the API description's static files (Swagger UI, served from the package).
+OPEN_PREFIXES = ("/api/docs/assets/",)
 IMPORTS_PATH = "/api/v1/imports"
 _SPOOL_IN_MEMORY = 1 << 20
 _CHUNK = 64 << 10
@@ -266,7 +268,7 @@ class RequestGuard:
         route_receive: Receive = body
         try:
             pending: Principal | _BodyCheck | None = None
-            if path in OPEN_PATHS:
+            if path in OPEN_PATHS or path.startswith(OPEN_PREFIXES):
                 pass
             elif path.startswith(MEDIA_ROUTE + "/"):
                 _check_link(settings, scope)
