@@ -43,6 +43,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from corral import errors
+from corral.api import session_auth, web_ui
 from corral.api.deps import AppContext, _by_key, _by_token, raw_request_target
 from corral.api.errors import error_response, is_rpc_path
 from corral.auth.signatures import (
@@ -61,6 +62,8 @@ from corral.storage.local import MEDIA_ROUTE
 OPEN_PATHS = frozenset({"/healthz", "/api/docs", "/api/docs/oauth2-redirect", "/api/openapi.json"})
 #: ...and the API description's static files (Swagger UI, served from the package).
 OPEN_PREFIXES = ("/api/docs/assets/",)
+#: Signing in to the web UI: the password in its (capped) body is the credential.
+SIGN_IN = ("POST", "/api/v1/sessions")
 IMPORTS_PATH = "/api/v1/imports"
 _SPOOL_IN_MEMORY = 1 << 20
 _CHUNK = 64 << 10
@@ -190,7 +193,9 @@ class _BodyCheck:
     check: Callable[[bytes], None]
 
 
-def _authenticate_head(ctx: AppContext, scope: Scope, headers: Headers) -> Principal | _BodyCheck:
+def _authenticate_head(
+    ctx: AppContext, scope: Scope, headers: Headers, cookie: Callable[[], Principal] | None = None
+) -> Principal | _BodyCheck:
     """Who sent this request, from its head alone (blocking: runs in a worker thread)."""
     authz = headers.get("authorization", "").strip()
     if authz[:7].lower() == "bearer ":
@@ -228,10 +233,23 @@ def _authenticate_head(ctx: AppContext, scope: Scope, headers: Headers) -> Princ
             "Authorization header is not understood: send 'Bearer <token>' or sign the request "
             "with your SSH key"
         )
+    if cookie is not None:  # the web UI's session (its CSRF header checked there)
+        return cookie()
     raise errors.AuthenticationFailed(
         "Missing authentication: send 'Authorization: Bearer <token>' or sign the request "
         "with your SSH key (Signature-Input, Signature and Content-Digest headers)"
     )
+
+
+def _session(ctx: AppContext, scope: Scope) -> Callable[[], Principal] | None:
+    """The web UI's session cookie, as a blocking lookup, if the request carries one."""
+    request = Request(scope)
+    if not session_auth.has_session_cookie(request):
+        return None
+    token = request.cookies.get(session_auth.SESSION_COOKIE, "")
+    unsafe = request.method not in session_auth.SAFE_METHODS
+    csrf = request.headers.get(session_auth.CSRF_HEADER, "") if unsafe else None
+    return lambda: session_auth._lookup(ctx.db, token, csrf)
 
 
 def _check_link(settings: Settings, scope: Scope) -> None:
@@ -268,12 +286,16 @@ class RequestGuard:
         route_receive: Receive = body
         try:
             pending: Principal | _BodyCheck | None = None
-            if path in OPEN_PATHS or path.startswith(OPEN_PREFIXES):
+            if path in OPEN_PATHS or path.startswith(OPEN_PREFIXES) or (method, path.rstrip("/")) == SIGN_IN:
                 pass
+            elif method in ("GET", "HEAD") and web_ui.is_web_path(path):
+                pass  # the web UI's page and assets
             elif path.startswith(MEDIA_ROUTE + "/"):
                 _check_link(settings, scope)
             else:
-                pending = await run_in_threadpool(_authenticate_head, self.ctx, scope, headers)
+                pending = await run_in_threadpool(
+                    _authenticate_head, self.ctx, scope, headers, _session(self.ctx, scope)
+                )
             declared = headers.get("content-length")
             if declared is not None and declared.strip().isdigit() and int(declared) > limit.bytes:
                 raise _too_large(limit, f"of {int(declared):,} bytes exceeds")
