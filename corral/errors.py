@@ -11,6 +11,7 @@
     ├── NotFound                     404 not_found
     ├── Conflict                     409 conflict
     │   └── AlreadyExists            409 already_exists
+    ├── RequestTimeout               408 request_timeout
     ├── PayloadTooLarge              413 payload_too_large
     ├── NotSupported                 501 not_supported (a call or option corral does not implement)
     └── StorageError                 502 storage_error
@@ -112,6 +113,11 @@ class AlreadyExists(Conflict):
 class PayloadTooLarge(CorralError):
     status = 413
     code = "payload_too_large"
+
+
+class RequestTimeout(CorralError):
+    status = 408
+    code = "request_timeout"
 
 
 class NotSupported(CorralError):

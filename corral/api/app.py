@@ -14,6 +14,7 @@ from corral.api import openapi
 from corral.api.deps import AppContext
 from corral.api.docs import install_docs
 from corral.api.errors import install_error_handlers
+from corral.api.limits import RequestGuard
 from corral.api.middleware import RequestLogMiddleware
 from corral.api.routes import (
     datasets,
@@ -118,6 +119,7 @@ def create_app(
     install_docs(app, "/api/openapi.json")
     install_error_handlers(app)
     openapi.install(app)
+    app.add_middleware(RequestGuard, ctx=ctx)  # inside the log, so refusals are logged too
     app.add_middleware(RequestLogMiddleware)
     for router in (health.router, me.router, tokens.router, jobs.router, integrations.router,
                    local_media.router,
