@@ -6,7 +6,12 @@
   or even compare such text, so it could only ever fail later;
 * parses a JSON body with ``corral.jsoncodec.parse`` instead of ``json.loads``: the one set of
   rules for JSON corral accepts (no NaN or Infinity, no lone surrogate, no NUL, no integer
-  beyond 64 bits, at most 64 levels of nesting), each refusal a 400 that names the field.
+  beyond 64 bits, at most 64 levels of nesting), each refusal a 400 that names the field;
+* refuses any query parameter the route does not declare, with a 400 naming it: FastAPI would
+  otherwise ignore it silently, and an option that is ignored is worse than one refused.  A
+  parameter a client (the Encord SDK) always sends but corral does not implement is declared on
+  its route and refused there only when it carries a value other than its harmless default
+  (``refuse_unless_default``).
 
 FastAPI turns a ``json.JSONDecodeError`` from ``Request.json`` into a validation error; the
 refusal travels as that error's cause, and ``corral.api.errors`` answers with it.
@@ -16,9 +21,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Coroutine, Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 from fastapi import Request, Response
+from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 
 from corral import errors, jsoncodec
@@ -54,12 +60,75 @@ def check_url(scope: Mapping[str, Any]) -> None:
         )
 
 
+def check_query_names(query: Mapping[str, Any] | Any, declared: frozenset[str]) -> None:
+    """Refuse every query parameter not in ``declared``, naming each."""
+    unknown = sorted({name for name in query.keys() if name not in declared})
+    if unknown:
+        allowed = ", ".join(sorted(declared)) or "none"
+        raise errors.InvalidInput(
+            f"unsupported query parameter(s): {', '.join(unknown)} (this route accepts: {allowed})",
+            details=[
+                errors.ErrorDetail(f"corral does not support the query parameter {name!r}", field=name)
+                for name in unknown
+            ],
+        )
+
+
+def refuse_unless_default(name: str, value: Any, default: Any, meaning: str) -> None:
+    """Refuse a declared-but-unimplemented option unless it carries its default value."""
+    if value != default:
+        raise errors.InvalidInput(
+            f"the query parameter {name}={value!r} is not supported by corral ({meaning}); "
+            f"only {name}={default!r} is accepted",
+            details=[errors.ErrorDetail(f"only {default!r} is supported: {meaning}", field=name)],
+        )
+
+
+def _query_names(dependant: Dependant) -> set[str]:
+    """The query parameters a route declares, its dependencies' included."""
+    names = {param.alias for param in dependant.query_params}
+    for sub in dependant.dependencies:
+        names |= _query_names(sub)
+    return names
+
+
+def org_access(include_org_access: bool | None, is_admin: bool, what: str) -> None:
+    """``includeOrgAccess=true`` (the Encord SDK's ``org_access``) asks, for an organisation admin,
+    for every ``what`` of the organisation: what a corral admin always gets, so it is honoured for an
+    admin.  Encord ignores it for anyone else; corral refuses it (400) instead of ignoring it."""
+    if include_org_access and not is_admin:
+        raise errors.InvalidInput(
+            f"includeOrgAccess=true asks for every {what} of the organisation, which only an "
+            f"organisation admin may see; corral does not ignore it for a member who is not one",
+            details=[errors.ErrorDetail("only an organisation admin may ask for it",
+                                        field="includeOrgAccess")],
+        )
+
+
 class CorralRoute(APIRoute):
+    #: False only for a route that answers every request the same whatever its query (the
+    #: "not supported by corral" catch-all): the query of a call it refuses anyway is not its concern
+    refuse_unknown_query: ClassVar[bool] = True
+
+    @property
+    def declared_query(self) -> frozenset[str]:
+        names = getattr(self, "_declared_query", None)
+        if names is None:
+            names = frozenset(_query_names(self.dependant))
+            self._declared_query = names
+        return names
+
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
 
         async def route(request: Request) -> Response:
             check_url(request.scope)
+            if self.refuse_unknown_query:
+                check_query_names(request.query_params, self.declared_query)
             return await handler(CorralRequest(request.scope, request.receive))
 
         return route
+
+
+class AnyQueryRoute(CorralRoute):
+    refuse_unknown_query = False

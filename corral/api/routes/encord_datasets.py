@@ -19,7 +19,7 @@ from starlette.concurrency import run_in_threadpool
 from corral import errors
 from corral.api import encord_dto as dto
 from corral.api.deps import AppContext, Ctx, CurrentPrincipal
-from corral.api.parsing import CorralRoute
+from corral.api.parsing import CorralRoute, org_access
 from corral.api.routes.encord_rpc import RpcCall, operations, refuse_unsupported
 from corral.api.routes.encord_storage import manifest_bytes, upload_job_state
 from corral.core import dataset_rows, datasets, folders, items
@@ -80,7 +80,10 @@ async def list_datasets(
     created_after: Annotated[datetime | None, Query(alias="createdAfter")] = None,
     edited_before: Annotated[datetime | None, Query(alias="editedBefore")] = None,
     edited_after: Annotated[datetime | None, Query(alias="editedAfter")] = None,
+    include_org_access: Annotated[bool | None, Query(alias="includeOrgAccess")] = None,
 ) -> dict[str, Any]:
+    org_access(include_org_access, principal.is_admin, "dataset")
+
     def read() -> dict[str, Any]:
         with ctx.db.read() as s:
             views = datasets.find(

@@ -17,7 +17,7 @@ from starlette.concurrency import run_in_threadpool
 
 from corral import errors
 from corral.api.deps import AppContext, Ctx, CurrentPrincipal
-from corral.api.parsing import CorralRoute
+from corral.api.parsing import CorralRoute, org_access
 from corral.api.routes.encord_rpc import RpcCall, operations, refuse_unsupported
 from corral.core import filters, items
 from corral.core.identity import Principal
@@ -155,7 +155,9 @@ async def list_projects(
     tags_anyof: Annotated[list[str] | None, Query(alias="tagsAnyof")] = None,
     page_token: Annotated[str | None, Query(alias="pageToken")] = None,
 ) -> dict[str, Any]:
-    """Admins see every project; ``includeOrgAccess`` adds nothing.  One page holds them all."""
+    """Admins see every project, as ``includeOrgAccess`` asks (refused for anyone else).  One page
+    holds them all."""
+    org_access(include_org_access, principal.is_admin, "project")
     if tags_anyof:
         raise errors.InvalidInput("tagsAnyof: corral has no organisation tags")
     if page_token:

@@ -8,7 +8,7 @@ import json
 import uuid
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Body, Query
+from fastapi import APIRouter, Body, Depends, Query
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
@@ -16,7 +16,7 @@ from corral import errors, jsoncodec
 from corral.api import encord_dto as dto
 from corral.api.deps import AppContext, Ctx, CurrentPrincipal
 from corral.api.longpoll import hold_until
-from corral.api.parsing import CorralRoute
+from corral.api.parsing import CorralRoute, org_access, refuse_unless_default
 from corral.core import folders, items, pagination
 from corral.core.identity import Principal
 from corral.core.items import ItemView
@@ -34,6 +34,28 @@ MAX_SIGNED_URLS = 1_000
 
 Order = Annotated[Literal["name", "createdAt"], Query()]
 Bool = bool | None
+
+
+def _item_options(
+    principal: CurrentPrincipal,
+    include_org_access: Annotated[Bool, Query(alias="includeOrgAccess")] = None,
+) -> None:
+    """The SDK's ``org_access``: an admin already sees every item (honoured); anyone else: a 400."""
+    org_access(include_org_access, principal.is_admin, "storage item")
+
+
+def _folder_options(
+    principal: CurrentPrincipal,
+    include_org_access: Annotated[Bool, Query(alias="includeOrgAccess")] = None,
+    tags: Annotated[list[str] | None, Query(alias="organisationTagNamesAllof")] = None,
+) -> None:
+    """Options the SDK sends to every folder listing: ``org_access`` (as for items) and
+    ``organisation_tags_allof`` (corral has no organisation tags: refused unless empty)."""
+    org_access(include_org_access, principal.is_admin, "storage folder")
+    refuse_unless_default("organisationTagNamesAllof", tags or None, None, "corral has no organisation tags")
+
+
+_ONE_LEVEL = "this listing answers one level; find_storage_folders searches every level"
 
 
 def _order(order: str) -> str:
@@ -139,17 +161,21 @@ def _children_page(
     return _page(dto.storage_folders(s, principal, chunk), str(start + page_size) if more else None)
 
 
-@router.get("/folders", summary="Top-level folders (SDK list_storage_folders)")
+@router.get("/folders", summary="Top-level folders (SDK list_storage_folders)",
+            dependencies=[Depends(_folder_options)])
 async def list_folders(
     ctx: Ctx,
     principal: CurrentPrincipal,
     search: str | None = None,
+    is_recursive: Annotated[bool, Query(alias="isRecursive")] = False,
     dataset_synced: Annotated[Bool, Query(alias="datasetSynced")] = None,
     order: Order = "name",
     desc: bool = False,
     page_token: Annotated[str | None, Query(alias="pageToken")] = None,
     page_size: Annotated[int, Query(alias="pageSize", ge=1, le=pagination.MAX_PAGE_SIZE)] = 100,
 ) -> dict[str, Any]:
+    refuse_unless_default("isRecursive", is_recursive, False, _ONE_LEVEL)
+
     def read() -> dict[str, Any]:
         with ctx.db.read() as s:
             return _children_page(
@@ -160,19 +186,23 @@ async def list_folders(
 
 
 @router.get(
-    "/folders/{folder_id}/folders", summary="A folder's subfolders (SDK StorageFolder.list_subfolders)"
+    "/folders/{folder_id}/folders", summary="A folder's subfolders (SDK StorageFolder.list_subfolders)",
+    dependencies=[Depends(_folder_options)],
 )
 async def list_subfolders(
     ctx: Ctx,
     principal: CurrentPrincipal,
     folder_id: uuid.UUID,
     search: str | None = None,
+    is_recursive: Annotated[bool, Query(alias="isRecursive")] = False,
     dataset_synced: Annotated[Bool, Query(alias="datasetSynced")] = None,
     order: Order = "name",
     desc: bool = False,
     page_token: Annotated[str | None, Query(alias="pageToken")] = None,
     page_size: Annotated[int, Query(alias="pageSize", ge=1, le=pagination.MAX_PAGE_SIZE)] = 100,
 ) -> dict[str, Any]:
+    refuse_unless_default("isRecursive", is_recursive, False, _ONE_LEVEL)
+
     def read() -> dict[str, Any]:
         with ctx.db.read() as s:
             return _children_page(
@@ -182,11 +212,14 @@ async def list_subfolders(
     return await run_in_threadpool(read)
 
 
-@router.get("/search/folders", summary="Find folders anywhere by name (SDK find_storage_folders)")
+@router.get("/search/folders", summary="Find folders anywhere by name (SDK find_storage_folders)",
+            dependencies=[Depends(_folder_options)])
 async def find_folders(
     ctx: Ctx,
     principal: CurrentPrincipal,
     search: str | None = None,
+    is_recursive: Annotated[bool, Query(alias="isRecursive",
+                                        description="Either value: a search spans every level.")] = False,
     dataset_synced: Annotated[Bool, Query(alias="datasetSynced")] = None,
     order: Order = "name",
     desc: bool = False,
@@ -237,7 +270,8 @@ async def _listing(ctx: AppContext, run: Any, sign: bool, metadata: bool) -> dic
     return _page(await run_in_threadpool(shape), token)
 
 
-@router.get("/folders/{folder_id}/items", summary="A folder's items (SDK StorageFolder.list_items)")
+@router.get("/folders/{folder_id}/items", summary="A folder's items (SDK StorageFolder.list_items)",
+            dependencies=[Depends(_item_options)])
 async def list_items(
     ctx: Ctx,
     principal: CurrentPrincipal,
@@ -278,7 +312,8 @@ async def list_items(
     return await _listing(ctx, run, sign_urls, include_metadata)
 
 
-@router.get("/search/items", summary="Find items in every visible folder (SDK find_storage_items)")
+@router.get("/search/items", summary="Find items in every visible folder (SDK find_storage_items)",
+            dependencies=[Depends(_item_options)])
 async def find_items(
     ctx: Ctx,
     principal: CurrentPrincipal,

@@ -10,13 +10,13 @@ from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 
 from corral.api.deps import Ctx, CurrentPrincipal
-from corral.api.parsing import CorralRoute
+from corral.api.parsing import AnyQueryRoute, CorralRoute
 from corral.core import identity
 from corral.errors import NotSupported
 
 router = APIRouter(prefix="/v2/public", tags=["encord-compatible"], route_class=CorralRoute)
 #: included after every other router: any /v2/public route corral lacks (signed in first)
-unsupported_router = APIRouter(tags=["encord-compatible"], route_class=CorralRoute)
+unsupported_router = APIRouter(tags=["encord-compatible"], route_class=AnyQueryRoute)
 
 
 @router.get("/user/bearer-token", summary="Mint a bearer token for the signed-in user (SDK)")

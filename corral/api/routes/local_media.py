@@ -12,8 +12,9 @@ import tempfile
 import uuid
 from collections.abc import Iterator, Mapping
 from email.utils import format_datetime
+from typing import Annotated
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 
@@ -27,7 +28,17 @@ from corral.storage import local
 from corral.storage.base import ObjectInfo
 from corral.storage.local import LocalStorage
 
-router = APIRouter(prefix=local.MEDIA_ROUTE, tags=["integrations"], route_class=CorralRoute)
+
+def _link_query(
+    expires: Annotated[str | None, Query(description="The link's expiry (Unix seconds).")] = None,
+    sig: Annotated[str | None, Query(description="The link's signature.")] = None,
+) -> None:
+    """A link's query: declared here (every other query parameter is refused), checked by
+    ``verify_link``."""
+
+
+router = APIRouter(prefix=local.MEDIA_ROUTE, tags=["integrations"], route_class=CorralRoute,
+                   dependencies=[Depends(_link_query)])
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 
 
