@@ -617,3 +617,43 @@ class Client:
 
     def unshare_dataset(self, ref: str, user: str) -> Any:
         return self.request("DELETE", self._dataset(ref) + f"/grants/{quote(user, safe='@')}")
+
+    # -- projects: members and workflow tasks --------------------------------
+
+    @staticmethod
+    def _project(project_id: str) -> str:
+        return f"/api/v1/projects/{quote(project_id, safe='')}"
+
+    def project_members(self, project_id: str) -> Any:
+        return self.request("GET", self._project(project_id) + "/members")
+
+    def add_project_members(self, project_id: str, emails: list[str], role: str) -> Any:
+        return self.request("POST", self._project(project_id) + "/members",
+                            json={"emails": emails, "role": role})
+
+    def remove_project_member(self, project_id: str, email: str) -> Any:
+        return self.request("DELETE", self._project(project_id) + f"/members/{quote(email, safe='@')}")
+
+    def project_tasks(
+        self,
+        project_id: str,
+        stage: str,
+        *,
+        assignees: list[str] | None = None,
+        statuses: list[str] | None = None,
+        datasets: list[str] | None = None,
+        data_rows: list[str] | None = None,
+        title_contains: str | None = None,
+    ) -> Any:
+        params = _present({"stage": stage, "assignee": assignees or None, "status": statuses or None,
+                           "dataset": datasets or None, "data_row": data_rows or None,
+                           "title_contains": title_contains})
+        return self.request("GET", self._project(project_id) + "/tasks", params=params)
+
+    def task_actions(self, project_id: str, stage: str, actions: list[dict[str, Any]]) -> Any:
+        return self.request("POST", self._project(project_id) + "/tasks/actions",
+                            json={"stage": stage, "actions": actions})
+
+    def move_tasks(self, project_id: str, stage: str, to: str, task_ids: list[str]) -> Any:
+        return self.request("POST", self._project(project_id) + "/tasks/move",
+                            json={"stage": stage, "to": to, "tasks": task_ids})

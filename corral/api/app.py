@@ -35,6 +35,7 @@ from corral.api.routes import (
     local_media,
     me,
     metadata_schema,
+    project_members,
     sessions,
     tokens,
 )
@@ -125,7 +126,7 @@ def create_app(
                    local_media.router,
                    metadata_schema.router, folders.router, items.router, items.upload_router,
                    imports.import_router, index.router,
-                   datasets.router, datasets.admin_router,
+                   datasets.router, datasets.admin_router, project_members.router,
                    encord_v2.router, integrations.v2_router, encord_metadata.router, encord_labels.router,
                    encord_rpc.router, encord_storage.router, encord_storage.presigned_router,
                    encord_storage_changes.router,

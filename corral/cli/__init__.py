@@ -21,6 +21,7 @@ from corral.cli import (
     integration_commands,
     item_commands,
     operator,
+    project_commands,
     schema_commands,
 )
 
@@ -42,6 +43,7 @@ for command in (
     *import_commands.COMMANDS,
     *dataset_commands.COMMANDS,
     *index_commands.COMMANDS,
+    *project_commands.COMMANDS,
 ):
     cli.add_command(command)
 

@@ -59,8 +59,9 @@ def stage_id(project_id: uuid.UUID, stage: str) -> uuid.UUID:
 
 
 def stage_of(project_id: uuid.UUID, ref: Any) -> str:
+    """A stage by its id (the Encord-compatible API) or its name (the native API)."""
     for stage in STAGES:
-        if str(stage_id(project_id, stage)) == str(ref):
+        if ref == stage or str(stage_id(project_id, stage)) == str(ref):
             return stage
     raise errors.NotFound(f"workflow stage {ref} not found in project {project_id}")
 
