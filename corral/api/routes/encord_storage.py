@@ -318,6 +318,8 @@ async def find_items(
     ctx: Ctx,
     principal: CurrentPrincipal,
     search: str | None = None,
+    is_recursive: Annotated[bool, Query(alias="isRecursive",
+                                        description="Either value: a search spans every folder.")] = False,
     is_in_dataset: Annotated[Bool, Query(alias="isInDataset")] = None,
     item_types: Annotated[list[str] | None, Query(alias="itemTypes")] = None,
     order: Order = "name",
