@@ -42,9 +42,16 @@ def test_unmodified_sdk_client_authenticates_with_ssh_key(live_server, make_user
 
 def test_sdk_signed_request_is_accepted_by_native_api(live_server, make_user) -> None:
     alice = make_user("alice@a.org")
-    r = _sdk_get(live_server, "/api/v1/me?x=1+2&y=%C3%A9", alice)
+    r = _sdk_get(live_server, "/api/v1/me", alice)
     assert r.status_code == 200, r.text
     assert r.json()["email"] == "alice@a.org" and r.json()["auth_method"] == "signature"
+    # a signed query string (encoded characters included) verifies...
+    r = _sdk_get(live_server, "/api/v1/folders/search?q=1+2%C3%A9&page_size=5", alice)
+    assert r.status_code == 200, r.text
+    assert r.json()["folders"] == []
+    # ...and a parameter the route does not declare is then refused, not ignored
+    r = _sdk_get(live_server, "/api/v1/me?x=1+2&y=%C3%A9", alice)
+    assert r.status_code == 400 and r.json()["message"].startswith("unsupported query parameter(s): x, y")
 
 
 def test_repeated_identical_signature_is_accepted(live_server, make_user) -> None:
