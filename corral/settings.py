@@ -87,6 +87,14 @@ class Settings(BaseSettings):
         ge=0,
         description="How far in the future a signed request's `created` timestamp may be.",
     )
+    auth_cache_seconds: float = Field(
+        1.0,
+        ge=0,
+        le=60,
+        description="How long a process remembers whom a bearer token or SSH key belongs to. A change "
+        "made in the same process (revoking, disabling) applies at once; one made by another process "
+        "within this time. 0: look the credential up on every request.",
+    )
     sqlite_busy_timeout_ms: int = Field(
         30000, ge=0, description="How long SQLite waits for a lock before giving up."
     )

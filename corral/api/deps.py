@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
@@ -18,7 +19,6 @@ from corral.auth.signatures import KeyLookup, verify_message_signature, verify_r
 from corral.core import identity
 from corral.core.identity import Principal
 from corral.db.engine import Database
-from corral.db.tables import User
 from corral.errors import AuthenticationFailed
 from corral.jobs.tasks import TaskRegistry
 from corral.jobs.worker import Worker
@@ -32,6 +32,10 @@ class AppContext:
     tasks: TaskRegistry
     worker: Worker | None = None
     pages_ahead: PageAhead[Any] = field(default_factory=PageAhead)
+    principals: identity.PrincipalCache = field(default_factory=lambda: identity.PrincipalCache(0))
+
+    def __post_init__(self) -> None:
+        self.principals.ttl = self.settings.auth_cache_seconds
 
     def wake_worker(self) -> None:
         if self.worker is not None:
@@ -56,27 +60,38 @@ def raw_request_target(scope: Scope) -> str:
 
 
 def _by_key(
-    db: Database, method: Literal["signature", "rpc-signature"], verify: Callable[[KeyLookup], str]
+    ctx: AppContext, method: Literal["signature", "rpc-signature"], verify: Callable[[KeyLookup], str]
 ) -> Principal:
-    """Run a signature check whose key lookup also finds the key's user."""
-    found: list[User] = []
+    """Run a signature check whose key lookup also finds the key's user (cached briefly)."""
+    found: list[Principal] = []
 
     def lookup(key_id: str) -> Ed25519PublicKey | None:
-        with db.read() as s:
-            user = identity.user_for_key_id(s, key_id)
-        if user is None:
-            return None
-        found.append(user)
+        principal = ctx.principals.get("key", key_id)
+        if principal is None:
+            epoch = identity.current_epoch()
+            with ctx.db.read() as s:
+                user = identity.user_for_key_id(s, key_id)
+            if user is None:
+                return None
+            principal = identity.principal_for_user(user, method)
+            ctx.principals.put("key", key_id, principal, epoch)
+        found.append(principal)
         return identity.public_key_from_id(key_id)
 
     verify(lookup)
-    return identity.principal_for_user(found[0], method)
+    return dataclasses.replace(found[0], method=method)
 
 
-def _by_token(db: Database, token: str) -> Principal:
-    with db.read() as s:
-        user = identity.user_for_token(s, token)
-    return identity.principal_for_user(user, "bearer")
+def _by_token(ctx: AppContext, token: str) -> Principal:
+    digest = identity.hash_token(token)
+    principal = ctx.principals.get("token", digest)
+    if principal is None:
+        epoch = identity.current_epoch()
+        with ctx.db.read() as s:
+            user = identity.user_for_token(s, token)
+        principal = identity.principal_for_user(user, "bearer")
+        ctx.principals.put("token", digest, principal, epoch)
+    return principal
 
 
 async def authenticate(request: Request) -> Principal:
@@ -87,7 +102,9 @@ async def authenticate(request: Request) -> Principal:
     headers: Headers = request.headers
     authz = headers.get("authorization", "").strip()
     if authz[:7].lower() == "bearer ":
-        principal = await run_in_threadpool(_by_token, ctx.db, authz[7:].strip())
+        token = authz[7:].strip()
+        hit = ctx.principals.get("token", identity.hash_token(token))  # no thread for a hit
+        principal = hit or await run_in_threadpool(_by_token, ctx, token)
     elif any(h in headers for h in ("signature-input", "signature", "content-digest")):
         body = await request.body()
         target = raw_request_target(request.scope)
@@ -100,14 +117,14 @@ async def authenticate(request: Request) -> Principal:
                 max_skew=s.signature_max_skew_seconds,
             )
 
-        principal = await run_in_threadpool(_by_key, ctx.db, "signature", verify_v2)
+        principal = await run_in_threadpool(_by_key, ctx, "signature", verify_v2)
     elif authz and is_rpc_path(request.url.path):
         body = await request.body()
 
         def verify_v1(lookup: KeyLookup) -> str:
             return verify_rpc_signature(body=body, authorization=authz, lookup=lookup)
 
-        principal = await run_in_threadpool(_by_key, ctx.db, "rpc-signature", verify_v1)
+        principal = await run_in_threadpool(_by_key, ctx, "rpc-signature", verify_v1)
     elif authz:
         raise AuthenticationFailed(
             "Authorization header is not understood: send 'Bearer <token>' or sign the request "
