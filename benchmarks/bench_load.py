@@ -36,8 +36,9 @@ request by a 60 s timeout, the connection pool by the client count.  Per phase i
 in total and per route, p50/p95/p99 per route, errors (by status), the server's resident memory
 (the server and its child processes, from /proc) and its CPU seconds.
 
-``--source DIR`` runs another checkout's corral (e.g. `git archive main | tar -x -C DIR`) with this
-venv, so a baseline and the current code run side by side in one session.  ``--profile DIR``
+``--source DIR`` runs another checkout's corral (e.g. `git archive main | tar -x -C DIR`, then
+`make install` there), with its own .venv if it has one, so a baseline and the current code run side
+by side in one session, each with its own dependencies.  ``--profile DIR``
 samples the server (and its children) with py-spy during the last phase and prints the hottest
 functions (``CORRAL_BENCH_PYSPY`` names py-spy; default: next to this Python).
 """
@@ -78,7 +79,12 @@ SAMPLE_IDS = 2000
 
 
 def corral_cmd(source: Path | None) -> list[str]:
-    return [sys.executable, "-m", "corral"] if source else [str(BIN / "corral")]
+    """The `corral` to run: this checkout's, or another checkout's (its own .venv if it has one,
+    so its dependencies are its own, else this Python with the checkout first on the path)."""
+    if source is None:
+        return [str(BIN / "corral")]
+    venv = source.resolve() / ".venv" / "bin" / "corral"
+    return [str(venv)] if venv.exists() else [sys.executable, "-m", "corral"]
 
 
 def corral_env(env: dict[str, str], source: Path | None) -> dict[str, str]:
@@ -87,12 +93,17 @@ def corral_env(env: dict[str, str], source: Path | None) -> dict[str, str]:
     return {**env, "PYTHONPATH": str(source.resolve())}
 
 
+def run_corral(args: list[str], env: dict[str, str], source: Path | None, cwd: Path) -> None:
+    # Run from the work directory: `python -m` puts the working directory first on the path.
+    subprocess.run([*corral_cmd(source), *args], env=corral_env(env, source), check=True,
+                   capture_output=True, cwd=cwd)
+
+
 def setup(settings: Settings, env: dict[str, str], source: Path | None, n: int) -> tuple[str, list[str]]:
     """Migrate (with the server's own code), create the admin, its token, the integration and N items.
 
     Returns the token and a sample of item ids."""
-    subprocess.run([*corral_cmd(source), "migrate"], env=corral_env(env, source), check=True,
-                   capture_output=True)
+    run_corral(["migrate"], env, source, settings.data_dir.parent)
     db = create_database(settings)
     with db.write() as s:
         user = identity.create_user(s, "bench@x.io", org_name="Bench", role="admin")
@@ -149,7 +160,7 @@ def setup(settings: Settings, env: dict[str, str], source: Path | None, n: int) 
 def serve(env: dict[str, str], source: Path | None, extra: list[str], log: Path) -> subprocess.Popen[bytes]:
     with log.open("wb") as out:
         server = subprocess.Popen([*corral_cmd(source), "serve", *extra], env=corral_env(env, source),
-                                  stdout=subprocess.DEVNULL, stderr=out)
+                                  stdout=subprocess.DEVNULL, stderr=out, cwd=log.parent)
     for _ in range(600):
         if server.poll() is not None:
             raise RuntimeError(f"the server exited: {log.read_text()[-2000:]}")
@@ -457,9 +468,11 @@ def main() -> None:
     parser.add_argument("--import-every", type=float, default=3.0)
     parser.add_argument("--import-files", type=int, default=1000)
     parser.add_argument("--serve-args", default="", help="extra `corral serve` arguments, e.g. '--workers 2'")
-    parser.add_argument("--source", type=Path, default=None, help="run this checkout's corral instead")
+    parser.add_argument("--source", type=Path, default=None,
+                        help="run this checkout's corral instead (with its .venv if it has one)")
     parser.add_argument("--profile", type=Path, default=None, help="py-spy the last phase into this directory")
     args = parser.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop the server and drop the database too
     levels = [int(c) for c in args.clients.split(",") if c.strip()]
     base = f"http://127.0.0.1:{PORT}"
     with server_environment("corral-bench-load-", PORT, args.postgres) as (work, env):

@@ -109,6 +109,13 @@ class PayloadTooLarge(CorralError):
     code = "payload_too_large"
 
 
+class Overloaded(CorralError):
+    """The server is at a limit (requests in flight); the client should retry after a pause."""
+
+    status = 503
+    code = "overloaded"
+
+
 class StorageError(CorralError):
     status = 502
     code = "storage_error"

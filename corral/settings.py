@@ -64,8 +64,29 @@ class Settings(BaseSettings):
         None,
         ge=0,
         le=64,
-        description="Extra `corral worker` processes `corral serve` starts beside its embedded worker, so "
-        "CPU-heavy jobs use more cores. Unset: one per CPU beyond the first. 0: none.",
+        description="Extra job worker processes `corral serve` starts beside its first one, so CPU-heavy "
+        "jobs use more cores. Unset: one per CPU beyond the first. 0: none.",
+    )
+    api_workers: int | None = Field(
+        None,
+        ge=1,
+        le=64,
+        description="API processes `corral serve` runs (`--workers`), sharing its port. Unset: one per "
+        "CPU core.",
+    )
+    worker_nice: int = Field(
+        10,
+        ge=0,
+        le=19,
+        description="Niceness of the job worker processes `corral serve` starts: the higher, the more the "
+        "API processes get the CPU first while imports run. 0: equal priority.",
+    )
+    max_concurrent_requests: int = Field(
+        256,
+        ge=1,
+        le=100_000,
+        description="Requests one API process handles at the same time (long polls and streams "
+        "included); one more is answered at once with 503 and `Retry-After: 1` instead of queueing.",
     )
     job_claim_batch: int = Field(
         16, ge=1, le=1000, description="Job units a worker claims in one transaction."
@@ -150,6 +171,10 @@ class Settings(BaseSettings):
         if self.worker_processes is not None:
             return self.worker_processes
         return max(0, (os.cpu_count() or 1) - 1)
+
+    @property
+    def resolved_api_workers(self) -> int:
+        return self.api_workers if self.api_workers is not None else max(1, os.cpu_count() or 1)
 
     @property
     def is_sqlite(self) -> bool:

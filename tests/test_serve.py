@@ -99,24 +99,28 @@ def test_serve_runs_extra_worker_processes_and_stops_them(tmp_path) -> None:  # 
                    env={"CORRAL_WORKER_PROCESSES": "2", "CORRAL_LOG_FORMAT": "console"})
     try:
         deadline = time.monotonic() + 30
-        while len(_children(proc.pid)) < 2 or not _healthy(port):
+        while len(_job_workers(proc.pid)) < 3 or not _healthy(port):
             assert proc.poll() is None and time.monotonic() < deadline
             time.sleep(0.1)
-        workers = _children(proc.pid)
-        assert all("worker" in Path(f"/proc/{w}/cmdline").read_text() for w in workers)
+        workers = _job_workers(proc.pid)
+        assert len(workers) == 3  # the first job worker process and 2 extra
         os.kill(workers[0], signal.SIGKILL)  # a dead worker process is replaced
         deadline = time.monotonic() + 20
-        while workers[0] in _children(proc.pid) or len(_children(proc.pid)) < 2:
+        while workers[0] in _job_workers(proc.pid) or len(_job_workers(proc.pid)) < 3:
             assert time.monotonic() < deadline
             time.sleep(0.1)
     finally:
         survivors = _children(proc.pid)
         proc.send_signal(signal.SIGTERM)
         out, _ = proc.communicate(timeout=60)
-    assert "starting 2 extra worker process(es)" in out
+    assert "starting 3 job worker process(es): 1 + 2 extra worker process(es)" in out
     time.sleep(0.5)
     assert not [w for w in survivors if Path(f"/proc/{w}").exists() and
                 "zombie" not in Path(f"/proc/{w}/status").read_text()], "worker processes outlived the server"
+
+
+def _job_workers(pid: int) -> list[int]:
+    return [c for c in _children(pid) if Path(f"/proc/{c}/cmdline").read_bytes().endswith(b"corral\0worker\0")]
 
 
 def _healthy(port: int) -> bool:

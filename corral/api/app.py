@@ -12,7 +12,7 @@ from starlette.concurrency import run_in_threadpool
 from corral._version import __version__
 from corral.api.deps import AppContext
 from corral.api.errors import install_error_handlers
-from corral.api.middleware import RequestLogMiddleware
+from corral.api.middleware import ConcurrencyLimitMiddleware, RequestLogMiddleware
 from corral.api.routes import (
     datasets,
     encord_datasets,
@@ -108,6 +108,7 @@ def create_app(
     )
     app.state.corral = ctx
     install_error_handlers(app)
+    app.add_middleware(ConcurrencyLimitMiddleware, limit=settings.max_concurrent_requests)
     app.add_middleware(RequestLogMiddleware)
     for router in (health.router, me.router, jobs.router, integrations.router, local_media.router,
                    metadata_schema.router, folders.router, items.router, items.upload_router,
@@ -117,3 +118,13 @@ def create_app(
                    encord_rpc.router, encord_storage.router, encord_datasets.router):
         app.include_router(router)
     return app
+
+
+def app_from_environment() -> FastAPI:
+    """The app of one of `corral serve --workers N`'s API processes (uvicorn's factory): settings
+    from the environment, which `serve` sets up; the job workers run in their own processes."""
+    from corral.logs import configure_logging
+
+    settings = Settings()
+    configure_logging(settings.log_level, settings.log_format)
+    return create_app(settings)
