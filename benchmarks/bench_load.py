@@ -325,7 +325,10 @@ async def importer(http: httpx.AsyncClient, t: Target, stats: Stats, stop: Calla
             await asyncio.sleep(0.05)
 
 
-async def wait_imports(http: httpx.AsyncClient, jobs: list[tuple[str, float]]) -> tuple[int, list[float], Counter[str]]:
+Settled = tuple[int, list[float], Counter[str]]
+
+
+async def wait_imports(http: httpx.AsyncClient, jobs: list[tuple[str, float]]) -> Settled:
     """Wait (at most 120 s) for every job to end: (DONE count, seconds to DONE, final statuses)."""
     deadline = time.monotonic() + 120
     durations: list[float] = []
@@ -344,7 +347,8 @@ async def wait_imports(http: httpx.AsyncClient, jobs: list[tuple[str, float]]) -
 
 
 async def phase(base: str, token: str, t: Target, clients: int, seconds: float, max_requests: int,
-                imports: bool, every: float, files: int, batch0: int) -> tuple[Stats, float, list[tuple[str, float]]]:
+                imports: bool, every: float, files: int, batch0: int,
+                ) -> tuple[Stats, float, list[tuple[str, float]]]:
     stats = Stats()
     limits = httpx.Limits(max_connections=clients + 4, max_keepalive_connections=clients + 4)
     headers = {"Authorization": f"Bearer {token}"}
@@ -391,7 +395,7 @@ def report(stats: Stats, elapsed: float, clients: int) -> None:
 def start_profile(pid: int, seconds: float, out: Path) -> subprocess.Popen[bytes]:
     spy = os.environ.get("CORRAL_BENCH_PYSPY", str(BIN / "py-spy"))
     return subprocess.Popen([spy, "record", "-p", str(pid), "--subprocesses", "-d", str(int(seconds)),
-                             "-r", "100", "-f", "raw", "-o", str(out)],
+                             "-r", "100", "--gil", "-f", "raw", "-o", str(out)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
@@ -436,14 +440,16 @@ def summarise_profile(path: Path, top: int = 15) -> None:
 
 
 async def prepare(base: str, token: str, sample: list[str], files: int) -> Target:
-    async with httpx.AsyncClient(base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=600) as h:
+    headers = {"Authorization": f"Bearer {token}"}
+    async with httpx.AsyncClient(base_url=base, headers=headers, timeout=600) as h:
         r = await h.post("/api/v1/datasets", json={"title": "bench"})
         r.raise_for_status()
         dataset = r.json()["id"]
         start = time.perf_counter()
         r = await h.post(f"/api/v1/datasets/{dataset}/link", json={"folder": "bench"})
         r.raise_for_status()
-        print(f"setup: linked {r.json()['linked']:,} items into a dataset in {time.perf_counter() - start:.1f} s",
+        print(f"setup: linked {r.json()['linked']:,} items into a dataset in "
+              f"{time.perf_counter() - start:.1f} s",
               flush=True)
         r = await h.post("/api/v1/imports", params={"folder": "imports", "integration": "media"},
                          content=manifest(0, files))
@@ -459,7 +465,8 @@ async def prepare(base: str, token: str, sample: list[str], files: int) -> Targe
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--items", type=int, default=1_000_000)
     parser.add_argument("--postgres", action="store_true")
     parser.add_argument("--clients", default="1,10,50", help="comma-separated client counts, one phase each")
@@ -470,7 +477,8 @@ def main() -> None:
     parser.add_argument("--serve-args", default="", help="extra `corral serve` arguments, e.g. '--workers 2'")
     parser.add_argument("--source", type=Path, default=None,
                         help="run this checkout's corral instead (with its .venv if it has one)")
-    parser.add_argument("--profile", type=Path, default=None, help="py-spy the last phase into this directory")
+    parser.add_argument("--profile", type=Path, default=None,
+                        help="py-spy the last phase into this directory")
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop the server and drop the database too
     levels = [int(c) for c in args.clients.split(",") if c.strip()]
@@ -507,7 +515,7 @@ def main() -> None:
                       f"({cpu / wall:.2f} cores)", flush=True)
                 report(stats, elapsed, clients)
                 if imports:
-                    async def settle(jobs: list[tuple[str, float]] = jobs) -> tuple[int, list[float], Counter[str]]:
+                    async def settle(jobs: list[tuple[str, float]] = jobs) -> Settled:
                         async with httpx.AsyncClient(base_url=base, timeout=60,
                                                      headers={"Authorization": f"Bearer {token}"}) as h:
                             return await wait_imports(h, jobs)

@@ -104,7 +104,7 @@ async def authenticate(request: Request) -> Principal:
     if authz[:7].lower() == "bearer ":
         token = authz[7:].strip()
         hit = ctx.principals.get("token", identity.hash_token(token))  # no thread for a hit
-        principal = hit or await run_in_threadpool(_by_token, ctx, token)
+        principal = hit if hit is not None else await run_in_threadpool(_by_token, ctx, token)
     elif any(h in headers for h in ("signature-input", "signature", "content-digest")):
         body = await request.body()
         target = raw_request_target(request.scope)

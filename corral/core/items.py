@@ -422,14 +422,14 @@ def get_many(s: Session, principal: Principal, item_ids: list[uuid.UUID]) -> lis
             found[item.id] = item
     roles: dict[uuid.UUID, bool] = {}
     for item_id in ids:
-        item = found.get(item_id)
-        if item is None:
+        hit = found.get(item_id)
+        if hit is None:
             raise _not_found(item_id)
-        if item.folder_id not in roles:
-            folder = s.get(Folder, item.folder_id)
+        if hit.folder_id not in roles:
+            folder = s.get(Folder, hit.folder_id)
             assert folder is not None
-            roles[item.folder_id] = permissions.folder_role(s, principal, folder) is not None
-        if not roles[item.folder_id]:
+            roles[hit.folder_id] = permissions.folder_role(s, principal, folder) is not None
+        if not roles[hit.folder_id]:
             raise _not_found(item_id)
     multi = [i for i in ids if found[i].url is None]
     parts: dict[uuid.UUID, list[ItemPart]] = {i: [] for i in multi}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from urllib.parse import parse_qs, urlsplit
 
@@ -147,3 +148,26 @@ def test_opened_backends_are_shared_until_the_integration_changes(  # type: igno
     r = client.post(f"/api/v1/integrations/{integration}/sign", json={"urls": ["s3://media/b.png"]},
                     headers=eve.bearer)
     assert r.status_code == 404
+
+
+def test_item_json_is_what_the_response_model_gives(make_user, db, client, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Items are written by orjson straight from the dataclasses: the same JSON as ItemPublic."""
+    from corral.api.routes.items import ItemPublic, _json
+    from corral.core import items
+
+    alice = make_user("alice@x.io")
+    folder_id = client.post("/api/v1/folders", json={"path": "f"}, headers=alice.bearer).json()["id"]
+    [one, group] = add_items(db, alice, folder_id, [
+        {"meta": {"score": 0.1, "tags": ["a", "é"], "n": 2**53}, "media": {"fps": 29.97}},
+        {"type": "image_group", "url": None},
+    ])
+    with db.write() as s:
+        s.add(ItemPart(item_id=group, position=0, url="s3://bucket/g/0.png", title="0.png", media={"w": 1}))
+    for item_id in (one, group):
+        with db.read() as s:
+            view = items.get(s, principal(alice), item_id)
+        model = ItemPublic(**dataclasses.asdict(view))
+        assert _json(view).body == model.model_dump_json().encode()
+        assert client.get(f"/api/v1/items/{item_id}", headers=alice.bearer).json() == model.model_dump(mode="json")
+    page = client.get("/api/v1/items", params={"folder": folder_id}, headers=alice.bearer).json()
+    assert [i["id"] for i in page["items"]] == [str(one), str(group)] and page["next_page_token"] is None

@@ -97,7 +97,9 @@ Counts = Annotated[
 ]
 
 
-def _public(s: Session, principal: Principal, rows: Sequence[Folder], counts: bool = True) -> list[FolderPublic]:
+def _public(
+    s: Session, principal: Principal, rows: Sequence[Folder], counts: bool = True
+) -> list[FolderPublic]:
     counted = folders.item_counts(s, [f.id for f in rows]) if counts else {}
     return [
         FolderPublic(

@@ -7,7 +7,8 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query
+import orjson
+from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
@@ -76,7 +77,9 @@ class SignedPart(BaseModel):
 class SignedItem(BaseModel):
     id: uuid.UUID
     url: str | None = Field(description="The object URL; null for an item of several files (see parts).")
-    signed_url: str | None = Field(description="Null for an item of several files, or without an integration.")
+    signed_url: str | None = Field(
+        description="Null for an item of several files, or without an integration."
+    )
     expires_in: int | None
     parts: list[SignedPart] | None = Field(description="The signed files of a multi-file item.")
 
@@ -135,6 +138,13 @@ def _public(view: ItemView) -> ItemPublic:
     return ItemPublic(**dataclasses.asdict(view))
 
 
+def _json(value: Any) -> Response:
+    """``value`` (ItemViews, in the shape of ItemPublic / ItemPage) as JSON, straight from the
+    dataclasses by orjson: no copy of each item's dicts and no model per item, byte for byte what
+    the response models would give (UTC times end in Z)."""
+    return Response(orjson.dumps(value, option=orjson.OPT_UTC_Z), media_type="application/json")
+
+
 @router.get("", response_model=ItemPage, summary="A folder's items, filtered and ordered, a page at a time")
 async def list_items(
     ctx: Ctx,
@@ -158,10 +168,10 @@ async def list_items(
               "items, use POST /api/v1/items/sign or get the item)."),
     ] = False,
     ttl_seconds: Annotated[int | None, Query(ge=1, le=7 * 24 * 3600)] = None,
-) -> ItemPage:
+) -> Response:
     types = [t.strip() for value in type or [] for t in value.split(",") if t.strip()]
 
-    def read() -> ItemPage:
+    def read() -> Response:
         with ctx.db.read() as s:
             page = items.list_(
                 s,
@@ -177,7 +187,7 @@ async def list_items(
             )
             openers = items.signers(s, ctx.settings, page.items) if signed_urls else {}
         views = items.signed_all(page.items, openers, ttl_seconds) if openers else page.items
-        return ItemPage(items=[_public(v) for v in views], next_page_token=page.next_page_token)
+        return _json({"items": views, "next_page_token": page.next_page_token})
 
     return await run_in_threadpool(read)
 
@@ -220,14 +230,14 @@ async def get_item(
         bool, Query(description="Add a signed GET URL for the file, or for each part.")
     ] = False,
     ttl_seconds: Annotated[int | None, Query(ge=1, le=7 * 24 * 3600)] = None,
-) -> ItemPublic:
-    def run() -> ItemView:
+) -> Response:
+    def run() -> Response:
         with ctx.db.read() as s:
             view = items.get(s, principal, item_id)
             open_ = items.signer(s, ctx.settings, view) if signed_urls else None
-        return items.signed(view, open_, ttl_seconds) if open_ is not None else view
+        return _json(items.signed(view, open_, ttl_seconds) if open_ is not None else view)
 
-    return _public(await run_in_threadpool(run))
+    return await run_in_threadpool(run)
 
 
 @router.patch("/{item_id}", response_model=ItemPublic, summary="Rename an item or change its metadata")
