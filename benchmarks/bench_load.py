@@ -349,10 +349,14 @@ async def wait_imports(http: httpx.AsyncClient, jobs: list[tuple[str, float]]) -
 async def phase(base: str, token: str, t: Target, clients: int, seconds: float, max_requests: int,
                 imports: bool, every: float, files: int, batch0: int,
                 ) -> tuple[Stats, float, list[tuple[str, float]]]:
+    """One phase: ``clients`` clients, each with its own connection (one shared httpx pool of many
+    connections costs the generator far more CPU per request), and the importer."""
     stats = Stats()
-    limits = httpx.Limits(max_connections=clients + 4, max_keepalive_connections=clients + 4)
     headers = {"Authorization": f"Bearer {token}"}
-    async with httpx.AsyncClient(base_url=base, headers=headers, timeout=60, limits=limits) as http:
+    one = httpx.Limits(max_connections=1, max_keepalive_connections=1)
+    https = [httpx.AsyncClient(base_url=base, headers=headers, timeout=60, limits=one)
+             for _ in range(clients + 1)]
+    try:
         t.imports = []
         end = time.monotonic() + seconds
 
@@ -360,17 +364,20 @@ async def phase(base: str, token: str, t: Target, clients: int, seconds: float, 
             return time.monotonic() >= end or stats.requests >= max_requests
 
         start = time.monotonic()
-        tasks = [client_loop(http, t, stats, stop, i) for i in range(clients)]
+        tasks = [client_loop(https[i], t, stats, stop, i) for i in range(clients)]
         if imports:
-            tasks.append(importer(http, t, stats, stop, every, files, batch0))
+            tasks.append(importer(https[-1], t, stats, stop, every, files, batch0))
         await asyncio.gather(*tasks)
         elapsed = time.monotonic() - start
         if clients == 1:  # then a page of 100 items with signed URLs, a few times, on its own
             n, end = 0, time.monotonic() + min(seconds, 30)
             while n < 20 and time.monotonic() < end:
-                await client_loop(http, t, stats, lambda: False, 0, only="signed_page")
+                await client_loop(https[0], t, stats, lambda: False, 0, only="signed_page")
                 n += 1
         return stats, elapsed, list(t.imports)
+    finally:
+        for http in https:
+            await http.aclose()
 
 
 def report(stats: Stats, elapsed: float, clients: int) -> None:
@@ -496,7 +503,7 @@ def main() -> None:
             for n, clients in enumerate(levels):
                 imports = clients > 1
                 pids = descendants(server.pid)
-                cpu0 = cpu_seconds(pids)
+                cpu0, own0 = cpu_seconds(pids), cpu_seconds([os.getpid()])
                 spy = None
                 if args.profile is not None and n == len(levels) - 1:
                     args.profile.mkdir(parents=True, exist_ok=True)
@@ -510,9 +517,11 @@ def main() -> None:
                 wall = time.monotonic() - wall
                 pids = descendants(server.pid)
                 cpu = cpu_seconds(pids) - cpu0
+                mine = cpu_seconds([os.getpid()]) - own0
                 print(f"phase: {clients} client(s){' with imports' if imports else ''}; server "
                       f"{len(pids)} process(es), RSS {rss_mib(pids):,.0f} MiB, {cpu:.1f} CPU s "
-                      f"({cpu / wall:.2f} cores)", flush=True)
+                      f"({cpu / wall:.2f} cores); load generator {mine:.1f} CPU s ({mine / wall:.2f} cores); "
+                      f"machine load average {os.getloadavg()[0]:.1f}", flush=True)
                 report(stats, elapsed, clients)
                 if imports:
                     async def settle(jobs: list[tuple[str, float]] = jobs) -> Settled:

@@ -81,6 +81,14 @@ class Settings(BaseSettings):
         description="Niceness of the job worker processes `corral serve` starts: the higher, the more the "
         "API processes get the CPU first while imports run. 0: equal priority.",
     )
+    api_threads: int = Field(
+        16,
+        ge=1,
+        le=1000,
+        description="Threads one API process runs blocking work in (database reads, signing). Python "
+        "runs one at a time, so more only adds contention; requests beyond wait their turn, bounded by "
+        "CORRAL_MAX_CONCURRENT_REQUESTS.",
+    )
     max_concurrent_requests: int = Field(
         256,
         ge=1,

@@ -6,6 +6,7 @@ import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import anyio.to_thread
 from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 
@@ -73,6 +74,8 @@ def create_app(
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         await run_in_threadpool(check_schema, database)
+        # The thread pool of run_in_threadpool: a few threads, not anyio's default 40 (see api_threads).
+        anyio.to_thread.current_default_thread_limiter().total_tokens = settings.api_threads
         thread: threading.Thread | None = None
         if run_worker:
             ctx.worker = Worker(database, settings, tasks)
