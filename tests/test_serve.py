@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -128,3 +129,48 @@ def _healthy(port: int) -> bool:
         return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200
     except httpx.TransportError:
         return False
+
+
+def _api_processes(pid: int) -> list[int]:
+    return [c for c in _children(pid) if b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes()]
+
+
+def _nice(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[16])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("workers", [1, 2])
+def test_serve_runs_api_processes_beside_niced_job_workers(tmp_path, workers) -> None:  # type: ignore[no-untyped-def]
+    port = free_port()
+    proc = _corral("serve", "--port", str(port), "--data-dir", str(tmp_path / "d"), "--workers", str(workers),
+                   env={"CORRAL_WORKER_PROCESSES": "0", "CORRAL_LOG_FORMAT": "console"})
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(iter(proc.stdout.readline, "")), daemon=True)
+    reader.start()
+    try:
+        deadline = time.monotonic() + 60
+        while not any("worker started" in line for line in lines) or not _healthy(port) \
+                or len(_api_processes(proc.pid)) < (workers if workers > 1 else 0):
+            assert proc.poll() is None and time.monotonic() < deadline, "".join(lines)
+            time.sleep(0.1)
+        [job_worker] = _job_workers(proc.pid)
+        assert _nice(job_worker) == _nice(proc.pid) + 10  # the API gets the CPU first
+        api = _api_processes(proc.pid)
+        assert len(api) == (workers if workers > 1 else 0)  # one API process: `serve` itself
+        assert all(_nice(p) == _nice(proc.pid) for p in api)
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as http:
+            assert all(http.get("/healthz").status_code == 200 for _ in range(20))
+            r = http.get("/api/v1/me")
+            assert r.status_code == 401 and r.json()["code"] == "authentication_failed"
+        survivors = _children(proc.pid)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(90)
+        reader.join(30)
+    out = "".join(lines)
+    assert f"{workers} API process(es), 1 job worker process(es)" in out
+    assert "worker stopped" in out and "Traceback" not in out
+    time.sleep(0.5)
+    assert not [p for p in survivors if Path(f"/proc/{p}").exists() and
+                "zombie" not in Path(f"/proc/{p}/status").read_text()], "processes outlived the server"
