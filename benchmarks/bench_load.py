@@ -380,11 +380,13 @@ async def phase(base: str, token: str, t: Target, clients: int, seconds: float, 
             await http.aclose()
 
 
-def report(stats: Stats, elapsed: float, clients: int) -> None:
+def report(stats: Stats, elapsed: float, clients: int, server_cpu: float | None = None) -> None:
     total = sum(len(v) for k, v in stats.times.items() if k != "import_post")
     errors = sum(sum(c.values()) for c in stats.errors.values())
     print(f"  {clients} client(s): {total:,} requests in {elapsed:.1f} s = {total / elapsed:,.1f} req/s, "
           f"{errors} error(s)", flush=True)
+    if server_cpu is not None and total:
+        print(f"  server CPU per request: {server_cpu * 1000 / total:.2f} ms (imports included)", flush=True)
     print(f"  {'route':<14}{'n':>8}{'req/s':>9}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}  errors")
     for route in (*ROUTES, "signed_page", "import_post"):
         times = stats.times.get(route, [])
@@ -522,7 +524,7 @@ def main() -> None:
                       f"{len(pids)} process(es), RSS {rss_mib(pids):,.0f} MiB, {cpu:.1f} CPU s "
                       f"({cpu / wall:.2f} cores); load generator {mine:.1f} CPU s ({mine / wall:.2f} cores); "
                       f"machine load average {os.getloadavg()[0]:.1f}", flush=True)
-                report(stats, elapsed, clients)
+                report(stats, elapsed, clients, cpu)
                 if imports:
                     async def settle(jobs: list[tuple[str, float]] = jobs) -> Settled:
                         async with httpx.AsyncClient(base_url=base, timeout=60,

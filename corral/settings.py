@@ -19,6 +19,10 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from corral.errors import ConfigurationError
 
 
+#: Generated secret keys already read, by file (the file never changes once written).
+_SECRET_FILES: dict[Path, bytes] = {}
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="CORRAL_", env_file=".env", extra="ignore", frozen=True
@@ -204,11 +208,17 @@ class Settings(BaseSettings):
                 "CORRAL_SECRET_KEY is missing: it is required with an external database, and "
                 "every API server and worker must share it."
             )
-        path = self.ensure_data_dir() / "secret.key"
+        path = (self.data_dir / "secret.key").resolve()
+        known = _SECRET_FILES.get(path)
+        if known is not None:  # read once per process: signing asks for it on every request
+            return known
+        self.ensure_data_dir()
         if not path.exists():
             path.touch(mode=0o600)
             path.write_text(secrets.token_urlsafe(48))
-        return path.read_text().strip().encode()
+        generated = path.read_text().strip().encode()
+        _SECRET_FILES[path] = generated
+        return generated
 
 
 def settings_table() -> list[tuple[str, str, str]]:
