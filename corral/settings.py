@@ -18,7 +18,6 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from corral.errors import ConfigurationError
 
-
 #: Generated secret keys already read, by file (the file never changes once written).
 _SECRET_FILES: dict[Path, bytes] = {}
 

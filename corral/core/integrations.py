@@ -285,6 +285,7 @@ def open_row(row: Integration, settings: Settings) -> ScopedStorage:
 SHARED_CACHE_SIZE = 256
 _shared: OrderedDict[uuid.UUID, tuple[Hashable, ScopedStorage]] = OrderedDict()
 _shared_lock = threading.Lock()
+_opening: dict[uuid.UUID, threading.Lock] = {}
 
 
 def _version(row: Integration, settings: Settings) -> Hashable:
@@ -313,13 +314,22 @@ def shared(row: Integration, settings: Settings) -> ScopedStorage:
         if hit is not None and hit[0] == version:
             _shared.move_to_end(row.id)
             return hit[1]
-    scoped = open_row(row, settings)
-    scoped.shared = True
-    with _shared_lock:
-        _shared[row.id] = (version, scoped)
-        _shared.move_to_end(row.id)
-        while len(_shared) > SHARED_CACHE_SIZE:
-            _shared.popitem(last=False)  # not closed: another thread may still be signing with it
+        opening = _opening.setdefault(row.id, threading.Lock())
+    # One thread opens; the others wait for it instead of each building a client of their own
+    # (the first open in a process also imports the provider's SDK, which takes a while).
+    with opening:
+        with _shared_lock:
+            hit = _shared.get(row.id)
+        if hit is not None and hit[0] == version:
+            return hit[1]
+        scoped = open_row(row, settings)
+        scoped.shared = True
+        with _shared_lock:
+            _shared[row.id] = (version, scoped)
+            _shared.move_to_end(row.id)
+            while len(_shared) > SHARED_CACHE_SIZE:
+                gone, _ = _shared.popitem(last=False)  # not closed: a thread may still sign with it
+                _opening.pop(gone, None)
     return scoped
 
 

@@ -171,3 +171,23 @@ def test_item_json_is_what_the_response_model_gives(make_user, db, client, tmp_p
         assert client.get(f"/api/v1/items/{item_id}", headers=alice.bearer).json() == model.model_dump(mode="json")
     page = client.get("/api/v1/items", params={"folder": folder_id}, headers=alice.bearer).json()
     assert [i["id"] for i in page["items"]] == [str(one), str(group)] and page["next_page_token"] is None
+
+
+def test_concurrent_first_uses_open_the_integration_once(make_user, db, settings, client) -> None:  # type: ignore[no-untyped-def]
+    from concurrent.futures import ThreadPoolExecutor
+
+    alice = make_user("alice@x.io")
+    r = client.post("/api/v1/integrations", headers=alice.bearer, json={
+        "title": "s3", "provider": "s3",
+        "settings": {"bucket": "media", "region": "eu-west-1", "endpoint_url": "http://127.0.0.1:9",
+                     "access_key_id": "AKIAFIRSTFIRSTFIRST0", "secret_access_key": "s" * 40}})
+    integration = uuid.UUID(r.json()["id"])
+
+    def open_one(_: int) -> int:
+        with db.read() as s:
+            scoped = integrations.shared(s.get(Integration, integration), settings)
+        scoped.sign_get("s3://media/a.png")  # builds the botocore client on first use
+        return id(scoped.storage)
+
+    with ThreadPoolExecutor(16) as pool:
+        assert len(set(pool.map(open_one, range(32)))) == 1
