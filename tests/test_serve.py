@@ -29,7 +29,7 @@ def test_serve_fresh_data_dir(tmp_path) -> None:  # type: ignore[no-untyped-def]
     data = tmp_path / "fresh"
     proc = _corral("serve", "--port", str(port), "--data-dir", str(data), env={"CORRAL_LOG_FORMAT": "json"})
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 60  # API and job worker processes all import corral at once
         while True:
             try:
                 r = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
@@ -96,10 +96,10 @@ def _children(pid: int) -> list[int]:
 @pytest.mark.slow
 def test_serve_runs_extra_worker_processes_and_stops_them(tmp_path) -> None:  # type: ignore[no-untyped-def]
     port = free_port()
-    proc = _corral("serve", "--port", str(port), "--data-dir", str(tmp_path / "d"),
+    proc = _corral("serve", "--port", str(port), "--data-dir", str(tmp_path / "d"), "--workers", "1",
                    env={"CORRAL_WORKER_PROCESSES": "2", "CORRAL_LOG_FORMAT": "console"})
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 60
         while len(_job_workers(proc.pid)) < 3 or not _healthy(port):
             assert proc.poll() is None and time.monotonic() < deadline
             time.sleep(0.1)
