@@ -28,6 +28,9 @@ def test_serve_fresh_data_dir(tmp_path) -> None:  # type: ignore[no-untyped-def]
     port = free_port()
     data = tmp_path / "fresh"
     proc = _corral("serve", "--port", str(port), "--data-dir", str(data), env={"CORRAL_LOG_FORMAT": "json"})
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(iter(proc.stdout.readline, "")), daemon=True)
+    reader.start()
     try:
         deadline = time.monotonic() + 60  # API and job worker processes all import corral at once
         while True:
@@ -35,15 +38,20 @@ def test_serve_fresh_data_dir(tmp_path) -> None:  # type: ignore[no-untyped-def]
                 r = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
                 break
             except httpx.TransportError:
-                assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
+                assert proc.poll() is None, "".join(lines)
                 assert time.monotonic() < deadline
                 time.sleep(0.1)
         assert r.status_code == 200 and r.json()["ok"] is True and r.json()["database"] == "ok"
         assert httpx.get(f"http://127.0.0.1:{port}/api/v1/me").status_code == 401
         assert (data / "corral.db").exists() and (data / "secret.key").stat().st_mode & 0o077 == 0
+        while not any("worker started" in line for line in lines):  # the job worker processes too
+            assert time.monotonic() < deadline, "".join(lines)
+            time.sleep(0.1)
     finally:
         proc.send_signal(signal.SIGTERM)
-        out, _ = proc.communicate(timeout=30)
+        proc.wait(60)
+        reader.join(30)
+    out = "".join(lines)
     # uvicorn re-raises SIGTERM after a clean shutdown, so the exit status is -SIGTERM
     assert proc.returncode in (0, -signal.SIGTERM), out
     assert "Application shutdown complete" in out and "worker stopped" in out
