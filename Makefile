@@ -1,24 +1,37 @@
 # The two commands in the README:
-#   make serve   install everything and run corral on the embedded default (SQLite)
-#   make test    install everything and run the whole test suite (SQLite and PostgreSQL)
+#   make serve   install what serving needs and run corral on the embedded default (SQLite)
+#   make test    install everything, test tools included, and run the whole test suite
 # Both are idempotent: the virtualenv is (re)built only when pyproject.toml changes.
 
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+SERVE_STAMP := $(VENV)/.installed-serve
+# setuptools notes that an editable install is one (a BuildBackendWarning, a UserWarning), in a
+# page of asterisks on every install: nothing to act on, so it is not shown.
+PIP := $(BIN)/python -W ignore::UserWarning -m pip
 
 .PHONY: install serve test lint typecheck docs clean
 
-$(STAMP): pyproject.toml
+$(VENV)/.pip:
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[all,test]'
-	@touch $(STAMP)
+	$(PIP) install --quiet --upgrade pip
+	@touch $@
+
+# Serving: corral and its storage and media extras, no test tools.
+$(SERVE_STAMP): pyproject.toml $(VENV)/.pip
+	$(PIP) install --quiet -e '.[all]'
+	@touch $@
+
+# Development: everything, test tools included (which also covers serving).
+$(STAMP): pyproject.toml $(VENV)/.pip
+	$(PIP) install --quiet -e '.[all,test]'
+	@touch $@ $(SERVE_STAMP)
 
 install: $(STAMP)
 
-serve: install
+serve: $(SERVE_STAMP)
 	$(BIN)/corral serve $(ARGS)
 
 test: install

@@ -2,7 +2,11 @@
 
 Run on purpose (not part of the test suite):
 
-    .venv/bin/python -m benchmarks.bench_registration [--files 1000000] [--postgres]
+    .venv/bin/python -m benchmarks.bench_registration [--files 1000000] [--postgres] [--skip-duplicates]
+
+``--skip-duplicates`` imports with ``--skip-duplicate-urls`` (each URL is looked up in the folder,
+and the job's end checks its staged copies against what became visible meanwhile).
+CORRAL_BENCH_BIN names another directory holding the `corral` to measure (a baseline build).
 
 The integration is strict client-only with client-supplied image sizes and custom metadata, so
 no object store is contacted: this measures corral itself (upload, manifest parsing, metadata
@@ -28,7 +32,7 @@ import httpx
 
 from benchmarks.common import memory_mib, server_environment
 
-BIN = Path(sys.executable).parent
+BIN = Path(os.environ.get("CORRAL_BENCH_BIN") or Path(sys.executable).parent)
 def write_manifest(path: Path, n: int, shuffle: bool = False) -> None:
     order: list[int] | range = range(n)
     if shuffle:  # keys in random order, not sorted as a bucket listing gives them
@@ -99,6 +103,7 @@ def main() -> None:
     parser.add_argument("--files", type=int, default=1_000_000)
     parser.add_argument("--postgres", action="store_true")
     parser.add_argument("--shuffle", action="store_true", help="URLs in random order, not sorted")
+    parser.add_argument("--skip-duplicates", action="store_true", help="import with --skip-duplicate-urls")
     args = parser.parse_args()
     with server_environment("corral-bench-", 8797, args.postgres) as (work, env):
         corral = str(BIN / "corral")
@@ -116,7 +121,8 @@ def main() -> None:
         write_manifest(manifest, args.files, args.shuffle)
         print(
             f"{args.files:,} files, manifest {manifest.stat().st_size / 1e6:.0f} MB, "
-            f"{'PostgreSQL' if args.postgres else 'SQLite'}{', shuffled' if args.shuffle else ''}",
+            f"{'PostgreSQL' if args.postgres else 'SQLite'}{', shuffled' if args.shuffle else ''}"
+            f"{', skipping duplicates' if args.skip_duplicates else ''}",
             flush=True,
         )
         server = subprocess.Popen(
@@ -153,7 +159,8 @@ def main() -> None:
             spies = profile(pids, max(10, args.files // 10_000), work / "profile")
             start = time.perf_counter()
             result = subprocess.run(
-                [corral, "import", str(manifest), "--folder", "bench", "--integration", "media", "--json"],
+                [corral, "import", str(manifest), "--folder", "bench", "--integration", "media", "--json",
+                 *(["--skip-duplicate-urls"] if args.skip_duplicates else [])],
                 env=cli_env,
                 capture_output=True,
                 text=True,

@@ -79,10 +79,12 @@ def load_profiles() -> dict[str, Any]:
     return data
 
 
-def save_profile(name: str, profile: Profile) -> Path:
+def save_profile(name: str, profile: Profile, *, make_current: bool = True) -> Path:
+    """Save a profile; it becomes the current one if ``make_current`` or there is none yet."""
     data = load_profiles()
     data["profiles"][name] = {k: v for k, v in vars(profile).items() if v is not None}
-    data["current"] = name
+    if make_current or not data.get("current") or data["current"] not in data["profiles"]:
+        data["current"] = name
     path = config_path()
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
@@ -90,6 +92,11 @@ def save_profile(name: str, profile: Profile) -> Path:
     tmp.write_text(json.dumps(data, indent=2))
     tmp.replace(path)
     return path
+
+
+def current_profile() -> str | None:
+    current = load_profiles().get("current")
+    return str(current) if current else None
 
 
 def resolve_profile(

@@ -33,11 +33,19 @@ class JsonFormatter(logging.Formatter):
 
 
 class ConsoleFormatter(logging.Formatter):
+    """One readable line per record: ``12:00:01 info    GET /api/v1/me 200 3.1 ms  user=…`` for a
+    request (the access log), ``12:00:01 info    corral.worker: worker started  owner=…`` otherwise."""
+
     def format(self, record: logging.LogRecord) -> str:
-        extras = " ".join(
-            f"{k}={v}" for k, v in vars(record).items() if k not in _STANDARD and not k.startswith("_")
-        )
-        line = f"{record.levelname.lower():7} {record.name}: {record.getMessage()}"
+        fields = {k: v for k, v in vars(record).items() if k not in _STANDARD and not k.startswith("_")}
+        when = datetime.fromtimestamp(record.created).strftime("%H:%M:%S")
+        if record.name == "corral.access" and {"method", "path", "status", "duration_ms"} <= set(fields):
+            head = (f"{fields.pop('method')} {fields.pop('path')} {fields.pop('status')} "
+                    f"{fields.pop('duration_ms')} ms")
+        else:
+            head = f"{record.name}: {record.getMessage()}"
+        extras = " ".join(f"{k}={v}" for k, v in fields.items() if v is not None)
+        line = f"{when} {record.levelname.lower():7} {head}"
         if extras:
             line += f"  {extras}"
         if record.exc_info:
@@ -45,7 +53,7 @@ class ConsoleFormatter(logging.Formatter):
         return line
 
 
-def configure_logging(level: str = "info", fmt: str = "json") -> None:
+def configure_logging(level: str = "info", fmt: str = "console") -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else ConsoleFormatter())
     root = logging.getLogger()
@@ -60,6 +68,8 @@ def configure_logging(level: str = "info", fmt: str = "json") -> None:
     # signatures, assumed-role secrets) below WARNING: keep them out, whatever corral's level is.
     for name in QUIET_LOGGERS:
         logging.getLogger(name).setLevel(max(logging.WARNING, root.level))
+    # Alembic announces its SQLite dialect at every start; only --log-level debug shows it.
+    logging.getLogger("alembic").setLevel(logging.DEBUG if root.level <= logging.DEBUG else logging.WARNING)
 
 
 QUIET_LOGGERS = ("botocore", "boto3", "s3transfer", "urllib3", "azure", "google", "google.auth",

@@ -1,16 +1,28 @@
 """Settings: one object, read once at start-up, passed into every factory.
 
-Precedence is the environment (``CORRAL_*``), then a ``.env`` file in the working
-directory, then the default.  Every field carries a help string; ``docs/configuration.md``
-is generated from them (see ``corral.settings.settings_table``).
+Precedence is a command-line flag, then the environment (``CORRAL_*``), then a ``.env`` file in
+the working directory, then the configuration files (see ``discover``), then the default.
+Every field carries a help string; ``docs/configuration.md`` is generated from them (see
+``corral.settings.settings_table``).
+
+**Finding the data directory** (``discover``), first match wins: the ``--data-dir`` flag,
+``CORRAL_DATA_DIR``, ``data_dir`` in a ``corral.toml`` in the working directory or one of its
+parents, ``data_dir`` in the user's ``~/.config/corral/config.toml`` (``CORRAL_CONFIG_DIR`` or
+``XDG_CONFIG_HOME`` move it), and finally ``./corral-data``.  Settings are read from those files
+too, and from ``DATA_DIR/config.toml``, which corral itself writes (``corral demo`` records its
+media directory there, in ``local_roots``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import secrets
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator
@@ -49,7 +61,9 @@ class Settings(BaseSettings):
         "info", description="Minimum level of log records."
     )
     log_format: Literal["json", "console"] = Field(
-        "json", description="`json`: one JSON object per line; `console`: human-readable."
+        "console",
+        description="`console`: one human-readable line per record; `json`: one JSON object per line, "
+        "for log collectors. Either way a request's line has its method, path, status and duration in ms.",
     )
     worker_concurrency: int = Field(
         4, ge=1, le=256, description="Job units one worker process handles at the same time."
@@ -58,7 +72,9 @@ class Settings(BaseSettings):
         60.0,
         gt=0,
         description="How long a claimed job unit stays reserved for its worker without a "
-        "heartbeat. A killed worker's units return to the queue after this.",
+        "heartbeat. A killed worker's units return to the queue after this at the latest; within "
+        "seconds when another worker can tell it is gone (same host, or a silent heartbeat on "
+        "PostgreSQL).",
     )
     job_poll_seconds: float = Field(
         0.5, gt=0, description="How often an idle worker looks for new job units."
@@ -149,6 +165,12 @@ class Settings(BaseSettings):
     storage_read_timeout_seconds: float = Field(
         60.0, gt=0, description="How long to wait for each response from an object store."
     )
+    local_roots: str = Field(
+        "",
+        description="Directories (`:`-separated) that `local` integrations may be rooted in: a local "
+        "integration's root must lie under one of them, and never contain or sit inside DATA_DIR. "
+        "Empty: none. `corral demo` adds its media directory in DATA_DIR/config.toml.",
+    )
 
     @field_validator("public_url")
     @classmethod
@@ -186,6 +208,15 @@ class Settings(BaseSettings):
     @property
     def resolved_api_workers(self) -> int:
         return self.api_workers if self.api_workers is not None else max(1, os.cpu_count() or 1)
+
+    @property
+    def local_root_paths(self) -> list[Path]:
+        return [Path(p).expanduser().resolve() for p in self.local_roots.split(":") if p.strip()]
+
+    def allows_local_root(self, root: Path) -> bool:
+        """Whether ``root`` lies under one of ``local_roots``."""
+        resolved = root.expanduser().resolve()
+        return any(resolved == r or resolved.is_relative_to(r) for r in self.local_root_paths)
 
     @property
     def is_sqlite(self) -> bool:
@@ -228,3 +259,113 @@ def settings_table() -> list[tuple[str, str, str]]:
         shown = "" if default is None else str(default)
         rows.append((f"CORRAL_{name.upper()}", shown, field.description or ""))
     return rows
+
+
+# -- finding the data directory and the configuration files ------------------------------------
+
+PROJECT_CONFIG = "corral.toml"
+DATA_DIR_CONFIG = "config.toml"
+DEFAULT_DATA_DIR = Path("corral-data")
+
+
+def user_config_path(environ: Mapping[str, str] | None = None) -> Path:
+    env = os.environ if environ is None else environ
+    base = env.get("CORRAL_CONFIG_DIR") or os.path.join(
+        env.get("XDG_CONFIG_HOME") or os.path.expanduser("~/.config"), "corral"
+    )
+    return Path(base) / "config.toml"
+
+
+@dataclass(frozen=True)
+class Discovered:
+    """The settings, which data directory they name and why, and what was looked at."""
+
+    settings: Settings
+    data_dir: Path  # absolute
+    source: str  # e.g. "--data-dir", "CORRAL_DATA_DIR", "/srv/corral.toml", "the default ./corral-data"
+    looked: list[str] = dataclasses.field(default_factory=list)
+    config_files: list[Path] = dataclasses.field(default_factory=list)
+
+    @property
+    def exists(self) -> bool:
+        return self.data_dir.is_dir()
+
+    def where_looked(self) -> str:
+        return "; ".join(self.looked)
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    """A TOML file of settings (names as in Settings, lower case); paths relative to the file."""
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigurationError(f"{path}: cannot read it as TOML ({exc})") from None
+    unknown = sorted(set(data) - set(Settings.model_fields))
+    if unknown:
+        raise ConfigurationError(
+            f"{path}: unknown setting(s) {', '.join(unknown)}; see docs/configuration.md for the names"
+        )
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        if key == "data_dir":
+            value = str((path.parent / Path(str(value)).expanduser()).resolve())
+        elif key == "local_roots":
+            items = value if isinstance(value, list) else str(value).split(":")
+            value = ":".join(
+                str((path.parent / Path(str(v)).expanduser()).resolve()) for v in items if str(v).strip()
+            )
+        out[key] = value
+    return out
+
+
+def find_project_config(cwd: Path) -> Path | None:
+    for directory in (cwd, *cwd.parents):
+        candidate = directory / PROJECT_CONFIG
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def discover(
+    data_dir: Path | None = None,
+    *,
+    cwd: Path | None = None,
+    environ: Mapping[str, str] | None = None,
+    **overrides: Any,
+) -> Discovered:
+    """Settings for a command: ``data_dir`` and ``overrides`` are its flags (None: not given)."""
+    env = os.environ if environ is None else environ
+    cwd = (cwd or Path.cwd()).resolve()
+    flags = {k: v for k, v in overrides.items() if v is not None}
+    looked = ["--data-dir", "CORRAL_DATA_DIR"]
+    project = find_project_config(cwd)
+    looked.append(f"{PROJECT_CONFIG} in {cwd} and its parents" + (f" (found {project})" if project else ""))
+    user = user_config_path(env)
+    looked.append(str(user))
+    looked.append(f"the default ./{DEFAULT_DATA_DIR}")
+    project_values = read_config_file(project) if project else {}
+    user_values = read_config_file(user) if user.is_file() else {}
+    from_env = Settings(**flags)  # the environment and .env, to tell what they set
+    if data_dir is not None:
+        chosen, source = Path(data_dir), "--data-dir"
+    elif "data_dir" in from_env.model_fields_set:
+        chosen, source = from_env.data_dir, "CORRAL_DATA_DIR"
+    elif "data_dir" in project_values:
+        chosen, source = Path(project_values["data_dir"]), str(project)
+    elif "data_dir" in user_values:
+        chosen, source = Path(user_values["data_dir"]), str(user)
+    else:
+        chosen, source = cwd / DEFAULT_DATA_DIR, f"the default ./{DEFAULT_DATA_DIR}"
+    chosen = (cwd / chosen.expanduser()).resolve()
+    files: list[Path] = []
+    values: dict[str, Any] = {}
+    own = chosen / DATA_DIR_CONFIG
+    for path in (user, own, project):  # lowest precedence first
+        if path is not None and path.is_file():
+            values.update(user_values if path == user else project_values if path == project
+                          else read_config_file(path))
+            files.append(path)
+    values.pop("data_dir", None)
+    values = {k: v for k, v in values.items() if k not in from_env.model_fields_set}
+    settings = Settings(**{**values, **flags, "data_dir": chosen})
+    return Discovered(settings, chosen, source, looked, files)

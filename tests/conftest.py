@@ -189,10 +189,7 @@ def live_server(app) -> Iterator[str]:  # type: ignore[no-untyped-def]
     thread.join(10)
 
 
-# -- object-store emulators (started on first use, see tests/services.py) -------------
-
-from tests.services import azurite, gcs_emulator, iam_moto, moto_server  # noqa: E402,F401
-
-# -- the browser (Debian's Chromium through Playwright, see tests/browser.py) ---------------
+# -- object-store emulators (tests/services.py) and the browser (tests/browser.py) ----------
 
 from tests.browser import chromium  # noqa: E402,F401
+from tests.services import azurite, gcs_emulator, iam_moto, moto_server  # noqa: E402,F401

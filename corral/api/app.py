@@ -12,6 +12,7 @@ from starlette.concurrency import run_in_threadpool
 
 from corral._version import __version__
 from corral.api.deps import AppContext
+from corral.api.docs import install_docs
 from corral.api.errors import install_error_handlers
 from corral.api.middleware import ConcurrencyLimitMiddleware, RequestLogMiddleware
 from corral.api.routes import (
@@ -31,6 +32,7 @@ from corral.api.routes import (
     local_media,
     me,
     metadata_schema,
+    tokens,
 )
 from corral.db import migrate
 from corral.db.engine import Database, create_database
@@ -41,8 +43,9 @@ from corral.settings import Settings
 
 DESCRIPTION = """
 corral's native REST API. Authenticate every request (except `/healthz`) with
-`Authorization: Bearer <token>` (`corral token create EMAIL`) or by signing it with your
-Ed25519 SSH key. Errors always have the shape
+`Authorization: Bearer <token>` (`corral token create EMAIL`; here: **Authorize**, scheme
+`bearer`) or by signing it with your Ed25519 SSH key (scheme `sshSignature`, which the Encord
+SDK and the `corral` CLI compute; Swagger UI cannot). Errors always have the shape
 `{"ok": false, "status", "code", "message", "errors": [{"message", "field"?}]}`.
 
 The Encord-compatible families live under `/v2/public` and `/public`.
@@ -104,16 +107,18 @@ def create_app(
         title="corral",
         version=__version__,
         description=DESCRIPTION,
-        docs_url="/api/docs",
+        docs_url=None,  # install_docs: Swagger UI from the package, not a CDN
         redoc_url=None,
         openapi_url="/api/openapi.json",
         lifespan=lifespan,
     )
     app.state.corral = ctx
+    install_docs(app, "/api/openapi.json")
     install_error_handlers(app)
     app.add_middleware(ConcurrencyLimitMiddleware, limit=settings.max_concurrent_requests)
     app.add_middleware(RequestLogMiddleware)
-    for router in (health.router, me.router, jobs.router, integrations.router, local_media.router,
+    for router in (health.router, me.router, tokens.router, jobs.router, integrations.router,
+                   local_media.router,
                    metadata_schema.router, folders.router, items.router, items.upload_router,
                    imports.import_router,
                    datasets.router, datasets.admin_router,
@@ -124,10 +129,12 @@ def create_app(
 
 
 def app_from_environment() -> FastAPI:
-    """The app of one of `corral serve --workers N`'s API processes (uvicorn's factory): settings
-    from the environment, which `serve` sets up; the job workers run in their own processes."""
+    """The app of one of `corral serve --workers N`'s API processes (uvicorn's factory): the
+    settings `serve` found (it passes its flags and data directory on in the environment, and the
+    same discovery reads the same configuration files); the job workers run in their own processes."""
     from corral.logs import configure_logging
+    from corral.settings import discover
 
-    settings = Settings()
+    settings = discover().settings
     configure_logging(settings.log_level, settings.log_format)
     return create_app(settings)

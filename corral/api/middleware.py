@@ -4,6 +4,7 @@ and the bound on requests in flight (honest back-pressure)."""
 from __future__ import annotations
 
 import logging
+import re
 import time
 import uuid
 
@@ -14,6 +15,9 @@ from corral.api.errors import error_response
 from corral.errors import Overloaded
 
 log = logging.getLogger("corral.access")
+#: A whole bearer token in a path (``DELETE /api/v1/tokens/corral_…`` with the token itself) is
+#: never logged: only its first 12 characters, which listings show anyway.
+_TOKEN = re.compile(r"(corral_[A-Za-z0-9_-]{5})[A-Za-z0-9_-]{8,}")
 
 
 class RequestLogMiddleware:
@@ -45,9 +49,9 @@ class RequestLogMiddleware:
                 extra={
                     "request_id": request_id,
                     "method": scope["method"],
-                    "path": scope["path"],
+                    "path": _TOKEN.sub(r"\1…", scope["path"]),
                     "status": status,
-                    "ms": round((time.perf_counter() - start) * 1000, 1),
+                    "duration_ms": round((time.perf_counter() - start) * 1000, 1),
                     "user": str(principal.user_id) if principal is not None else None,
                 },
             )

@@ -24,6 +24,18 @@ class JobErrorPublic(BaseModel):
     payload: dict[str, Any]
 
 
+class JobFilesPublic(BaseModel):
+    """A job counted in files (upload jobs): what `GET /api/v1/imports/{id}` reports too."""
+
+    files_total: int | None = Field(description="Entries in the manifest (null until it has been read).")
+    registered: int
+    skipped: int = Field(description="Duplicates skipped (skip_duplicate_urls).")
+    updated: int = Field(description="Duplicates whose metadata was updated (upsert_metadata).")
+    failed: int
+    pending: int | None = Field(description="Files not yet settled; null until the manifest has been read.")
+    errors: list[dict[str, Any]] = Field(description="Per-file errors: seq, where, url, error.")
+
+
 class JobPublic(BaseModel):
     id: uuid.UUID
     kind: str
@@ -38,7 +50,10 @@ class JobPublic(BaseModel):
     finished_at: datetime | None
     result: dict[str, Any]
     error: str | None
-    errors: list[JobErrorPublic]
+    errors: list[JobErrorPublic] = Field(description="Failed units (a unit is a batch of work).")
+    files: JobFilesPublic | None = Field(
+        None, description="Upload jobs: the job counted in files. A job whose every file failed is ERROR."
+    )
 
 
 class CancelPublic(BaseModel):

@@ -14,6 +14,7 @@ from corral._version import __version__
 from corral.cli import (
     client_commands,
     dataset_commands,
+    demo_commands,
     folder_commands,
     import_commands,
     integration_commands,
@@ -31,6 +32,7 @@ def cli() -> None:
 
 for command in (
     *operator.COMMANDS,
+    *demo_commands.COMMANDS,
     *client_commands.COMMANDS,
     *integration_commands.COMMANDS,
     *schema_commands.COMMANDS,

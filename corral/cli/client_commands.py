@@ -10,16 +10,21 @@ from typing import Any
 
 import click
 
-from corral.client import ApiError, Client, Profile, resolve_profile, save_profile
+from corral.client import ApiError, Client, Profile, current_profile, resolve_profile, save_profile
 
 
 @contextmanager
-def api_errors() -> Iterator[None]:
+def api_errors(options: dict[str, str] | None = None) -> Iterator[None]:
+    """API errors as ``Error: message (HTTP status)``; ``options`` maps a request field to the
+    command's option that set it, so the message names what the user typed (``--url-ttl``)."""
     try:
         yield
     except ApiError as exc:
         where = f" (HTTP {exc.status})" if exc.status else ""
-        raise click.ClickException(f"{exc.message}{where}") from None
+        message = exc.message
+        for field, option in (options or {}).items():
+            message = message.replace(field, option)
+        raise click.ClickException(f"{message}{where}") from None
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
 
@@ -45,18 +50,30 @@ def _print(data: Any, as_json: bool, human: Callable[[Any], None]) -> None:
 @click.option("--url", required=True, help="Server URL, e.g. http://127.0.0.1:8080.")
 @click.option("--token", "token_", default=None, help="A bearer token from `corral token create`.")
 @click.option("--ssh-key", default=None, help="Path to your Ed25519 SSH private key.")
-@click.option("--profile", "name", default="default", show_default=True, help="Profile name to save.")
-def login(url: str, token_: str | None, ssh_key: str | None, name: str) -> None:
+@click.option("--profile", "name", default=None,
+              help="Profile name to save under (default: `default`, which becomes the current profile).")
+@click.option("--use/--no-use", "use", default=None,
+              help="Make the saved profile the current one (default: yes for `default`, or when there is "
+              "no current profile; a named profile leaves the current one as it is).")
+def login(url: str, token_: str | None, ssh_key: str | None, name: str | None, use: bool | None) -> None:
     """Check credentials against a server and save them as a profile."""
     if not (token_ or ssh_key):
         raise click.UsageError("give --token or --ssh-key")
     profile = Profile(url=url.rstrip("/"), token=token_, ssh_key=ssh_key)
     with api_errors(), Client.from_profile(profile) as c:
         me = c.me()
-    path = save_profile(name, profile)
+    before = current_profile()
+    path = save_profile(name or "default", profile, make_current=use if use is not None else name is None)
+    name = name or "default"
     click.echo(
         f"logged in to {profile.url} as {me['email']} ({me['org_name']}); saved profile {name!r} in {path}"
     )
+    now = current_profile()
+    if now == name and before not in (None, name):
+        click.echo(f"{name!r} is now the current profile (it was {before!r})")
+    elif now != name:
+        click.echo(f"the current profile is still {now!r}: use this one with --profile {name}, "
+                   f"CORRAL_PROFILE={name}, or log in again with --use")
 
 
 @click.command()
@@ -78,10 +95,24 @@ def job() -> None:
 
 
 def _job_line(j: dict[str, Any]) -> str:
+    """An upload job in files (as `corral import` counts them); any other job in units."""
+    f = j.get("files")
+    if f is not None:
+        total = "?" if f["files_total"] is None else f["files_total"]
+        return (
+            f"{j['id']}  {j['kind']:<20} {j['status']:<9} files {total}: registered {f['registered']}"
+            f"  skipped {f['skipped']}  updated {f['updated']}  failed {f['failed']}"
+            + (f"  pending {f['pending']}" if f["pending"] else "")
+        )
     return (
         f"{j['id']}  {j['kind']:<20} {j['status']:<9} done {j['units_done']}/{j['units_total']}"
         f"  errors {j['units_error']}  cancelled {j['units_cancelled']}"
     )
+
+
+def job_failed(j: dict[str, Any]) -> bool:
+    """Whether a finished job is a failure: not DONE, or any of its files failed."""
+    return j["status"] != "DONE" or bool(j.get("files") and j["files"]["failed"])
 
 
 @job.command("list")
@@ -120,6 +151,12 @@ def job_show(job_id: str, wait: bool, profile: str | None, as_json: bool) -> Non
 
     def human(j: dict[str, Any]) -> None:
         click.echo(_job_line(j))
+        if j.get("error"):
+            click.echo(f"  error: {j['error']}")
+        if j.get("files") is not None:
+            for e in j["files"]["errors"]:
+                click.echo(f"  ! {e.get('where')} {e.get('url') or ''}: {e.get('error')}")
+            return
         for e in j["errors"]:
             click.echo(f"  unit {e['seq']}: {e['error']}")
 
@@ -131,10 +168,10 @@ def job_show(job_id: str, wait: bool, profile: str | None, as_json: bool) -> Non
 @connection_options
 @click.pass_context
 def job_wait(ctx: click.Context, job_id: str, profile: str | None, as_json: bool) -> None:
-    """Wait for a job to end (progress bar), then show it; exit 1 unless it is DONE."""
+    """Wait for a job to end (progress bar), then show it; exit 1 unless it is DONE with no failed file."""
     ctx.invoke(job_show, job_id=job_id, wait=True, profile=profile, as_json=as_json)
     with api_errors(), _client(profile) as c:
-        if c.get_job(job_id)["status"] != "DONE":
+        if job_failed(c.get_job(job_id)):
             raise SystemExit(1)
 
 

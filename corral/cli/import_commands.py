@@ -71,9 +71,10 @@ def _wait(c: Any, job_id: str) -> dict[str, Any]:
     "--failed-urls",
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
-    help="Write the entries that failed here as a JSON manifest to import again once fixed "
-    "(default: MANIFEST.failed.json; for a manifest given by URL: the failed URLs, one per line, "
-    "in JOB_ID.failed.txt).",
+    help="Write the entries that failed here, to import again once fixed: a JSON manifest's as JSON "
+    "(default MANIFEST.failed.json), a CSV manifest's header and failed rows as written (default "
+    "MANIFEST.failed.csv); for a manifest given by URL, the failed URLs, one per line (default "
+    "JOB_ID.failed.txt).",
 )
 @connection_options
 def import_(
@@ -133,20 +134,31 @@ def _save_failures(status: dict[str, Any], manifest: Path | None, target: Path |
         return
     seqs = {e["seq"] for e in errors if isinstance(e.get("seq"), int) and e["seq"] >= 0}
     if manifest is not None and seqs:
-        from corral.registration.manifest import ManifestUnreadable
-        from corral.registration.manifest_write import failed_entries_manifest
+        from corral.registration.manifest import ManifestUnreadable, detect_format
+        from corral.registration.manifest_write import failed_csv_rows, failed_entries_manifest
 
-        where = target or manifest.with_name(manifest.name + ".failed.json")
+        where = target or manifest
         try:
+            if detect_format(manifest) == "csv":  # the header and the failed rows, as written
+                where = target or manifest.with_name(manifest.name + ".failed.csv")
+                entries, rows = failed_csv_rows(manifest, seqs, where)
+                click.echo(
+                    f"Wrote the {_n(rows, 'row')} of the {_n(entries, 'entry', 'entries')} that failed to "
+                    f"{where}, with the header: fix them, then import that file",
+                    err=True,
+                )
+                return
+            where = target or manifest.with_name(manifest.name + ".failed.json")
             written = failed_entries_manifest(manifest, seqs, where)
         except (ManifestUnreadable, OSError) as exc:  # changed since the upload, or unwritable
             click.echo(f"Could not write the failed entries to {where}: {exc}", err=True)
             return
-        target = where
         unparsed = len(seqs) - written
         click.echo(
-            f"Wrote the {written} entries that failed to {target}: fix them, then import that file"
-            + (f" ({unparsed} more could not be read at all: fix them in {manifest})" if unparsed else ""),
+            f"Wrote the {_n(written, 'entry', 'entries')} that failed to {where}: fix them, then import "
+            "that file"
+            + (f" ({_n(unparsed, 'entry', 'entries')} could not be parsed: fix them in {manifest})"
+               if unparsed else ""),
             err=True,
         )
         return
@@ -155,6 +167,10 @@ def _save_failures(status: dict[str, Any], manifest: Path | None, target: Path |
         target = target or Path(f"{status['job_id']}.failed.txt")
         target.write_text("\n".join(urls) + "\n", encoding="utf-8")
         click.echo(f"Wrote {len(urls)} failed URLs to {target}", err=True)
+
+
+def _n(count: int, one: str, many: str | None = None) -> str:
+    return f"{count} {one if count == 1 else many or one + 's'}"
 
 
 def _dry_run_summary(r: dict[str, Any]) -> None:

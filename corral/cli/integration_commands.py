@@ -54,12 +54,16 @@ def _show_report(r: dict[str, Any]) -> None:
     click.echo("All checks passed." if r["ok"] else "Some checks failed.")
 
 
+#: Request fields the integration commands set from an option of another name.
+_OPTIONS = {"signed_url_ttl_seconds": "--url-ttl"}
+
+
 def _create(profile: str | None, as_json: bool, provider: str, title: str, settings: dict[str, Any],
             strict_client_only: bool, url_ttl: int, run_check: bool) -> None:
     body = {"title": title, "provider": provider, "signed_url_ttl_seconds": url_ttl,
             "strict_client_only": strict_client_only,
             "settings": {k: v for k, v in settings.items() if v not in (None, "")}}
-    with api_errors(), _client(profile) as c:
+    with api_errors(_OPTIONS), _client(profile) as c:
         created = c.create_integration(body)
         report = c.check_integration(created["id"]) if run_check else None
     if as_json:
@@ -196,7 +200,7 @@ def update(ref: str, title: str | None, url_ttl: int | None, strict_client_only:
            profile: str | None, as_json: bool) -> None:
     """Rename an integration, or change its URL lifetime or client-only mode."""
     body = {"title": title, "signed_url_ttl_seconds": url_ttl, "strict_client_only": strict_client_only}
-    with api_errors(), _client(profile) as c:
+    with api_errors(_OPTIONS), _client(profile) as c:
         item = c.update_integration(ref, {k: v for k, v in body.items() if v is not None})
     _print(item, as_json, _show_integration)
 
@@ -255,7 +259,7 @@ def cors(ref: str, origin: str | None, apply: bool, profile: str | None, as_json
 @connection_options
 def sign(ref: str, urls: tuple[str, ...], ttl: int | None, profile: str | None, as_json: bool) -> None:
     """Print signed GET URLs for objects of the integration."""
-    with api_errors(), _client(profile) as c:
+    with api_errors({"ttl_seconds": "--ttl"}), _client(profile) as c:
         signed = c.sign_urls(ref, list(urls), ttl)
     def human(rows: list[dict[str, Any]]) -> None:
         for row in rows:

@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 import click
 
 from corral.errors import CorralError
-from corral.settings import Settings
+from corral.settings import Discovered, Settings, discover
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -31,18 +31,43 @@ def friendly_errors() -> Iterator[None]:
 def data_dir_option(f: F) -> F:
     return click.option(
         "--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-        help="Data directory (default ./corral-data, or CORRAL_DATA_DIR).",
+        help="Data directory. Default: CORRAL_DATA_DIR, else data_dir in a corral.toml in this directory "
+        "or a parent, else in ~/.config/corral/config.toml, else ./corral-data.",
     )(f)
 
 
-def load_settings(data_dir: Path | None = None, **overrides: Any) -> Settings:
-    values = {k: v for k, v in overrides.items() if v is not None}
-    if data_dir is not None:
-        values["data_dir"] = data_dir
+def find_settings(data_dir: Path | None = None, **overrides: Any) -> Discovered:
     try:
-        return Settings(**values)
+        return discover(data_dir, **overrides)
+    except CorralError as exc:
+        raise click.ClickException(exc.message) from None
     except Exception as exc:  # pydantic ValidationError: name the setting
         raise click.ClickException(f"invalid settings: {exc}") from None
+
+
+def load_settings(data_dir: Path | None = None, *, create: bool = False, **overrides: Any) -> Settings:
+    return open_data_dir(data_dir, create=create, **overrides).settings
+
+
+def open_data_dir(data_dir: Path | None = None, *, create: bool = False, **overrides: Any) -> Discovered:
+    """The settings of an operator command, and its data directory.
+
+    A command that may create the data directory (``create``) says so when it does; any other
+    refuses a missing one on SQLite, naming where it looked, instead of starting an empty one.
+    """
+    found = find_settings(data_dir, **overrides)
+    settings = found.settings
+    if not found.exists:
+        if create:
+            found.data_dir.mkdir(parents=True, exist_ok=True)
+            click.echo(f"Created data directory {found.data_dir} (chosen by {found.source})", err=True)
+        elif settings.database_url is None:
+            raise click.ClickException(
+                f"no data directory at {found.data_dir} (chosen by {found.source}). Looked at: "
+                f"{found.where_looked()}. Run this where you ran `corral serve` or `corral demo`, or "
+                "name the directory with --data-dir or CORRAL_DATA_DIR."
+            )
+    return found
 
 
 def _database(settings: Settings):  # type: ignore[no-untyped-def]
@@ -73,7 +98,8 @@ def serve(host: str | None, port: int | None, data_dir: Path | None, workers: in
     from corral.jobs.supervisor import WorkerSupervisor
     from corral.logs import configure_logging
 
-    settings = load_settings(data_dir, host=host, port=port, api_workers=workers)
+    found = open_data_dir(data_dir, create=True, host=host, port=port, api_workers=workers)
+    settings = found.settings
     configure_logging(settings.log_level, settings.log_format)
     with friendly_errors():
         settings.resolved_secret_key()
@@ -84,13 +110,18 @@ def serve(host: str | None, port: int | None, data_dir: Path | None, workers: in
             check_schema(db)
         with db.read() as s:
             no_users = not identity.has_users(s)
+    if settings.database_url is None:
+        click.echo(f"data directory {found.data_dir} (chosen by {found.source})", err=True)
+    for path in found.config_files:
+        click.echo(f"settings read from {path}", err=True)
     if no_users:
-        prefix = "" if settings.data_dir == Path("./corral-data") else f"CORRAL_DATA_DIR={settings.data_dir} "
+        prefix = "" if found.source.startswith("the default") else f"--data-dir {found.data_dir} "
         click.echo(
-            "corral has no users yet. Create the first one (an admin) and a token with:\n"
-            f"  {prefix}corral user create you@example.com --org 'My Org' --admin "
+            "corral has no users yet. Try `corral demo`, or create the first one (an admin) and a "
+            "token with:\n"
+            f"  corral user create you@example.com --org 'My Org' --admin {prefix}"
             "--ssh-public-key ~/.ssh/id_ed25519.pub\n"
-            f"  {prefix}corral token create you@example.com\n",
+            f"  corral token create you@example.com {prefix}\n",
             err=True,
         )
     api = settings.resolved_api_workers
@@ -164,7 +195,7 @@ def migrate(data_dir: Path | None, check: bool) -> None:
     """Apply database migrations (PostgreSQL needs this before `serve`)."""
     from corral.db import migrate as m
 
-    settings = load_settings(data_dir)
+    settings = load_settings(data_dir, create=not check)
     with friendly_errors():
         db = _database(settings)
         if check:
@@ -200,7 +231,7 @@ def user_create(email: str, org_name: str, admin: bool, ssh_public_key: Path | N
 
     with friendly_errors():
         key_text = ssh_public_key.read_text() if ssh_public_key else None
-        db = _database(load_settings(data_dir))
+        db = _database(load_settings(data_dir, create=True))
         _require_schema(db)
         with db.write() as s:
             u = identity.create_user(s, email, org_name=org_name, role="admin" if admin else "member",
@@ -250,19 +281,70 @@ def token() -> None:
 @token.command("create")
 @click.argument("email")
 @click.option("--name", default="", help="A label to recognise the token by.")
+@click.option("--expires-in", default=None, metavar="DURATION",
+              help="Lifetime, like 90d, 12h, 30m or 3600 (seconds); 1 minute to 3650 days. "
+              "Default: until revoked.")
 @data_dir_option
-def token_create(email: str, name: str, data_dir: Path | None) -> None:
+def token_create(email: str, name: str, expires_in: str | None, data_dir: Path | None) -> None:
     """Create a bearer token and print it (it is shown only this once)."""
+    from corral.core import identity
+
+    with friendly_errors():
+        lifetime = identity.parse_lifetime(expires_in, "--expires-in") if expires_in else None
+        db = _database(load_settings(data_dir))
+        _require_schema(db)
+        with db.write() as s:
+            plaintext, row = identity.create_token(s, email, name=name, expires_in=lifetime)
+            expires = row.expires_at
+    click.echo(plaintext)
+    if sys.stderr.isatty():
+        until = f"; it expires at {expires:%Y-%m-%d %H:%M} UTC" if expires else ""
+        click.echo(f"Store it now: corral keeps only its hash{until}.", err=True)
+
+
+def _when(value: Any) -> str:
+    return f"{value:%Y-%m-%d %H:%M}" if value is not None else "-"
+
+
+@token.command("list")
+@click.argument("email", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@data_dir_option
+def token_list(email: str | None, as_json: bool, data_dir: Path | None) -> None:
+    """List tokens (all users', or EMAIL's): id, prefix, name, state, dates. Never the secrets."""
+    import json
+
+    from corral.core import identity
+
+    with friendly_errors():
+        db = _database(load_settings(data_dir))
+        _require_schema(db)
+        with db.read() as s:
+            user_id = identity.get_user_by_email(s, email).id if email else None
+            tokens = identity.list_tokens(s, user_id=user_id)
+    if as_json:
+        click.echo(json.dumps([{**vars(t), "state": t.state} for t in tokens], indent=2, default=str))
+        return
+    if not tokens:
+        click.echo("no tokens", err=True)
+    for t in tokens:
+        click.echo(f"{t.id}  {t.prefix}…  {t.state:<8} {t.email}  created {_when(t.created_at)}  "
+                   f"expires {_when(t.expires_at)}  {t.name}".rstrip())
+
+
+@token.command("revoke")
+@click.argument("token_ref", metavar="TOKEN")
+@data_dir_option
+def token_revoke(token_ref: str, data_dir: Path | None) -> None:
+    """Revoke a token, by its id or its prefix (as `corral token list` shows them); at once."""
     from corral.core import identity
 
     with friendly_errors():
         db = _database(load_settings(data_dir))
         _require_schema(db)
         with db.write() as s:
-            plaintext, _ = identity.create_token(s, email, name=name)
-    click.echo(plaintext)
-    if sys.stderr.isatty():
-        click.echo("Store it now: corral keeps only its hash.", err=True)
+            t = identity.revoke_token(s, token_ref.rstrip("…"))
+    click.echo(f"revoked token {t.id} ({t.prefix}…) of {t.email}")
 
 
 def _require_schema(db: Any) -> None:
@@ -270,7 +352,7 @@ def _require_schema(db: Any) -> None:
     from corral.db import migrate as m
 
     if db.is_sqlite and m.current_revision(db) is None:
-        m.upgrade(db)  # a fresh embedded data directory: create it
+        m.upgrade(db)  # a fresh embedded data directory: create its database
     check_schema(db)
 
 

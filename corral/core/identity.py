@@ -12,15 +12,23 @@ import time
 import uuid
 from collections import OrderedDict
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from sqlalchemy import event, select
+from sqlalchemy import Select, event, select
 from sqlalchemy.orm import ORMExecuteState, Session
 
 from corral.db.tables import ApiToken, Organisation, SshKey, User
 from corral.db.types import utcnow
-from corral.errors import AlreadyExists, AuthenticationFailed, InvalidInput, NotFound
+from corral.errors import (
+    AlreadyExists,
+    AuthenticationFailed,
+    ErrorDetail,
+    InvalidInput,
+    NotFound,
+    PermissionDenied,
+)
 
 Role = Literal["admin", "member"]
 TOKEN_PREFIX = "corral_"
@@ -183,21 +191,140 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def create_token(session: Session, email: str, name: str = "") -> tuple[str, ApiToken]:
+#: A token's lifetime (``expires_in``) may be set from one minute to ten years.
+MIN_TOKEN_LIFETIME = timedelta(minutes=1)
+MAX_TOKEN_LIFETIME = timedelta(days=3650)
+_DURATION = re.compile(r"^\s*(\d{1,9})\s*([smhdw]?)\s*$")
+_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def parse_lifetime(text: str, field: str = "expires_in") -> timedelta:
+    """``90d``, ``12h``, ``30m``, ``45s``, ``2w`` or plain seconds, within the documented bounds."""
+    match = _DURATION.match(text)
+    if match is None:
+        raise InvalidInput(
+            f"{field}: expected a number with an optional unit s, m, h, d or w (like 90d or 12h), "
+            f"got {text!r}",
+            details=[ErrorDetail("a duration like 90d, 12h, 30m or 3600", field=field)],
+        )
+    return check_lifetime(timedelta(seconds=int(match[1]) * _UNITS[match[2]]), field)
+
+
+def check_lifetime(lifetime: timedelta, field: str = "expires_in") -> timedelta:
+    if not MIN_TOKEN_LIFETIME <= lifetime <= MAX_TOKEN_LIFETIME:
+        raise InvalidInput(
+            f"{field}: a token's lifetime must be between 1 minute and 3650 days",
+            details=[ErrorDetail("between 60 seconds and 3650 days", field=field)],
+        )
+    return lifetime
+
+
+def create_token(
+    session: Session, email: str, name: str = "", *, expires_in: timedelta | None = None
+) -> tuple[str, ApiToken]:
     """Mint a bearer token.  The plaintext is returned once and never stored."""
     user = get_user_by_email(session, email)
+    if len(name) > 200:
+        raise InvalidInput("name: at most 200 characters",
+                           details=[ErrorDetail("at most 200 characters", field="name")])
+    expires_at = utcnow() + check_lifetime(expires_in) if expires_in is not None else None
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
-    row = ApiToken(user_id=user.id, token_hash=hash_token(token), prefix=token[:12], name=name)
+    row = ApiToken(user_id=user.id, token_hash=hash_token(token), prefix=token[:12], name=name,
+                   expires_at=expires_at)
     session.add(row)
     session.flush()
     return token, row
 
 
+TokenState = Literal["active", "expired", "revoked"]
+
+
+@dataclass(frozen=True)
+class TokenView:
+    """A token as listings show it: never its secret, only its first 12 characters."""
+
+    id: uuid.UUID
+    prefix: str
+    name: str
+    email: str
+    created_at: datetime
+    expires_at: datetime | None
+    revoked_at: datetime | None
+
+    @property
+    def state(self) -> TokenState:
+        if self.revoked_at is not None:
+            return "revoked"
+        if self.expires_at is not None and self.expires_at <= utcnow():
+            return "expired"
+        return "active"
+
+
+def _token_views(session: Session, query: Select[tuple[ApiToken, str]]) -> list[TokenView]:
+    rows = session.execute(query.order_by(ApiToken.created_at, ApiToken.id)).all()
+    return [TokenView(t.id, t.prefix, t.name, email, t.created_at, t.expires_at, t.revoked_at)
+            for t, email in rows]
+
+
+def list_tokens(
+    session: Session, *, org_id: uuid.UUID | None = None, user_id: uuid.UUID | None = None
+) -> list[TokenView]:
+    """Tokens of one user, of one organisation, or (neither: the operator) of everyone."""
+    query = select(ApiToken, User.email).join(User, User.id == ApiToken.user_id)
+    if org_id is not None:
+        query = query.where(User.org_id == org_id)
+    if user_id is not None:
+        query = query.where(ApiToken.user_id == user_id)
+    return _token_views(session, query)
+
+
+def visible_tokens(session: Session, principal: Principal, *, everyone: bool = False) -> list[TokenView]:
+    """A user's own tokens; with ``everyone``, an admin's whole organisation's."""
+    if everyone and not principal.is_admin:
+        raise PermissionDenied("only organisation admins may list other users' tokens")
+    return list_tokens(session, org_id=principal.org_id, user_id=None if everyone else principal.user_id)
+
+
+def _token_row(session: Session, ref: str) -> ApiToken | None:
+    """A token by id, by its 12-character prefix (as listings show it), or by the token itself."""
+    try:
+        return session.get(ApiToken, uuid.UUID(ref))
+    except ValueError:
+        pass
+    if ref.startswith(TOKEN_PREFIX) and len(ref) > 12:
+        return session.scalar(select(ApiToken).where(ApiToken.token_hash == hash_token(ref)))
+    if not ref.startswith(TOKEN_PREFIX) or len(ref) != 12:
+        return None
+    rows = session.scalars(select(ApiToken).where(ApiToken.prefix == ref).limit(2)).all()
+    if len(rows) > 1:
+        raise InvalidInput(f"more than one token starts with {ref}: give the token's id")
+    return rows[0] if rows else None
+
+
+def revoke_token(session: Session, ref: str, principal: Principal | None = None) -> TokenView:
+    """Revoke a token (by id, prefix or the token itself) at once.  ``principal``: a user may
+    revoke their own, an admin any of the organisation's; others' tokens are not found.  None:
+    the operator."""
+    row = _token_row(session, ref)
+    user = session.get(User, row.user_id) if row is not None else None
+    if row is None or user is None or (
+        principal is not None
+        and (user.org_id != principal.org_id or (row.user_id != principal.user_id and not principal.is_admin))
+    ):
+        raise NotFound(f"token {ref} not found")
+    if row.revoked_at is None:
+        row.revoked_at = utcnow()
+        session.flush()
+    return TokenView(row.id, row.prefix, row.name, user.email, row.created_at, row.expires_at, row.revoked_at)
+
+
 def user_for_token(session: Session, token: str) -> User:
     row = session.scalar(select(ApiToken).where(ApiToken.token_hash == hash_token(token)))
     now = utcnow()
-    if row is None or row.revoked_at is not None:
+    if row is None:
         raise AuthenticationFailed("Bearer token is not valid")
+    if row.revoked_at is not None:
+        raise AuthenticationFailed("Bearer token has been revoked")
     if row.expires_at is not None and row.expires_at <= now:
         raise AuthenticationFailed("Bearer token has expired")
     user = session.get(User, row.user_id)

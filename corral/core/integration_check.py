@@ -85,9 +85,11 @@ def cors_snippet(options: ProviderOptions, rule: CorsRule) -> str:
                 }
             ]
         }
+        # An S3-compatible store (MinIO, Ceph, R2, …) is reached at its own endpoint, not AWS's.
+        endpoint = f" --endpoint-url {options.endpoint_url}" if options.endpoint_url else ""
         return (
             f"Save as cors.json:\n{json.dumps(body, indent=2)}\nthen run: aws s3api put-bucket-cors "
-            f"--bucket {options.bucket} --cors-configuration file://cors.json"
+            f"--bucket {options.bucket} --cors-configuration file://cors.json{endpoint}"
         )
     if isinstance(options, AzureOptions):
         return (

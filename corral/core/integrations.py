@@ -164,8 +164,26 @@ def _row(s: Session, org_id: uuid.UUID, ref: str | uuid.UUID) -> Integration:
     except ValueError:
         row = s.scalar(query.where(Integration.title == str(ref)))
     if row is None:
-        raise errors.NotFound(f"integration {str(ref)!r} not found")
+        raise errors.NotFound(f"integration {str(ref)!r} not found{_did_you_mean(s, org_id, str(ref))}")
     return row
+
+
+def _did_you_mean(s: Session, org_id: uuid.UUID, ref: str) -> str:
+    """`` (did you mean 'media'?)``, or the titles there are, or nothing (the org's own titles only)."""
+    import difflib
+
+    titles = list(s.scalars(select(Integration.title).where(Integration.org_id == org_id)
+                            .order_by(Integration.title).limit(1000)))
+    close = difflib.get_close_matches(ref, titles, n=3, cutoff=0.6) or [
+        t for t in titles if ref.lower() in t.lower() or t.lower() in ref.lower()
+    ][:3]
+    if close:
+        return " (did you mean " + " or ".join(repr(t) for t in close) + "?)"
+    if not titles:
+        return "; this organisation has no integrations yet (corral integration create)"
+    if len(titles) <= 10:
+        return "; the integrations are " + ", ".join(repr(t) for t in titles)
+    return ""
 
 
 def get(s: Session, org_id: uuid.UUID, ref: str | uuid.UUID) -> IntegrationView:

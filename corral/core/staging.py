@@ -9,10 +9,10 @@ can see filters on :func:`published`.
 
 from __future__ import annotations
 
-from sqlalchemy import ColumnElement, and_, or_, select
+from sqlalchemy import ColumnElement, and_, delete, or_, select
 from sqlalchemy.orm import Session
 
-from corral.db.tables import Item, Job
+from corral.db.tables import Item, ItemPart, Job
 
 
 def published() -> ColumnElement[bool]:
@@ -28,3 +28,10 @@ def is_published(s: Session, item: Item) -> bool:
         return True
     return item.job_id is not None and s.scalar(select(Job.status).where(Job.id == item.job_id)) != "PENDING"
 
+
+
+def discard_staged(s: Session, job_id: object) -> None:
+    """Delete a job's staged items (and their parts): what a job that did not end DONE leaves."""
+    staged = select(Item.id).where(Item.job_id == job_id, Item.staged.is_(True))
+    s.execute(delete(ItemPart).where(ItemPart.item_id.in_(staged)))
+    s.execute(delete(Item).where(Item.job_id == job_id, Item.staged.is_(True)))

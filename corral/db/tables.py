@@ -286,6 +286,23 @@ class JobUnit(Base):
     updated_at: Mapped[datetime] = _updated()
 
 
+class JobWorker(Base):
+    """A running worker (a `corral worker` process or `corral serve`'s worker thread): who may
+    hold leases, and how to tell that it is gone before its leases run out.
+
+    ``host_id`` names the machine and process namespace the ``pid`` belongs to; ``started`` is
+    the process's start time as the kernel reports it, so a reused pid is not taken for the
+    worker.  ``heartbeat_at`` is refreshed every few seconds while the worker runs.
+    """
+
+    __tablename__ = "job_workers"
+    owner: Mapped[str] = mapped_column(String(100), primary_key=True)
+    host_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    pid: Mapped[int] = mapped_column(Integer)
+    started: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    heartbeat_at: Mapped[datetime] = mapped_column()
+
+
 # -- datasets, ontologies, projects, labels ---------------------------------
 
 

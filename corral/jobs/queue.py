@@ -13,20 +13,25 @@ transaction (effects included) is rolled back.
 
 from __future__ import annotations
 
+import logging
 import uuid
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, insert, or_, select, update
+from sqlalchemy import ColumnElement, Text, and_, cast, delete, func, insert, or_, select, update
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
+from corral.db import engine as db_engine
 from corral.db.engine import Database
-from corral.db.tables import Job, JobUnit
+from corral.db.tables import Job, JobUnit, JobWorker
 from corral.db.types import utcnow
 from corral.errors import InvalidInput, NotFound
-from corral.jobs.tasks import ClaimedUnit, TaskRegistry
+from corral.jobs.tasks import ClaimedUnit, TaskRegistry, registry
+
+log = logging.getLogger("corral.jobs")
 
 TERMINAL = frozenset({"DONE", "ERROR", "CANCELLED"})
 UNIT_STATES = ("pending", "running", "done", "error", "cancelled")
@@ -42,6 +47,31 @@ class LeaseLost(Exception):
     """The unit was reclaimed by another worker; this attempt must not commit."""
 
 
+def load_stored(raw: str | None, what: str) -> tuple[dict[str, Any], str | None]:
+    """A JSON column's text read back on its own: ``(value, None)``, or ``({}, reason)`` when it
+    cannot be decoded (a value written by an older or buggy encoder), so one bad row fails its
+    own unit instead of every query that reads a batch of rows."""
+    if raw is None:
+        return {}, None
+    try:
+        value = db_engine.json_loads(raw)
+    except Exception as exc:  # noqa: BLE001 - any decoder error is this row's problem alone
+        return {}, f"the {what} stored for this unit cannot be read back ({_short(str(exc))})"
+    if not isinstance(value, dict):
+        return {}, f"the {what} stored for this unit is not a JSON object"
+    return value, None
+
+
+def _short(text: str, limit: int = 200) -> str:
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+def storable_text(text: str, limit: int = 4000) -> str:
+    """Text any database column accepts: no NUL (PostgreSQL refuses it), no lone surrogate."""
+    text = text[:limit].replace("\x00", "\\x00")
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 @dataclass
 class JobState:
     id: uuid.UUID
@@ -54,6 +84,9 @@ class JobState:
     result: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
     errors: list[dict[str, Any]] = field(default_factory=list)
+    #: The kind's own progress (``TaskKind.progress``): for registration, files registered,
+    #: skipped, updated and failed, and each failed file.  None for other kinds.
+    files: dict[str, Any] | None = None
 
     @property
     def is_terminal(self) -> bool:
@@ -147,12 +180,22 @@ def unit_counts(session: Session, job_id: uuid.UUID) -> dict[str, int]:
     return counts
 
 
-def job_state(session: Session, org_id: uuid.UUID, job_id: uuid.UUID, *, error_limit: int = 1000) -> JobState:
+def job_state(
+    session: Session,
+    org_id: uuid.UUID,
+    job_id: uuid.UUID,
+    *,
+    error_limit: int = 1000,
+    tasks: TaskRegistry = registry,
+) -> JobState:
+    """A job's state: its units, and what its kind counts (``TaskKind.progress``)."""
     job = get_job(session, org_id, job_id)
+    kind = tasks.get(job.kind)
+    files = kind.progress(session, job, error_limit) if kind is not None and kind.progress else None
     errors = [
-        {"seq": seq, "error": err, "payload": payload}
+        {"seq": seq, "error": err, "payload": load_stored(payload, "payload")[0]}
         for seq, err, payload in session.execute(
-            select(JobUnit.seq, JobUnit.error, JobUnit.payload)
+            select(JobUnit.seq, JobUnit.error, cast(JobUnit.payload, Text))
             .where(JobUnit.job_id == job.id, JobUnit.status == "error")
             .order_by(JobUnit.seq)
             .limit(error_limit)
@@ -161,7 +204,7 @@ def job_state(session: Session, org_id: uuid.UUID, job_id: uuid.UUID, *, error_l
     return JobState(
         id=job.id, kind=job.kind, status=job.status, counts=unit_counts(session, job.id),
         units_total=job.units_total, created_at=job.created_at, finished_at=job.finished_at,
-        result=job.result, error=job.error, errors=errors,
+        result=job.result, error=job.error, errors=errors, files=files,
     )
 
 
@@ -229,27 +272,139 @@ def claim(
                 updated_at=now,
             )
         )
+        # The JSON columns come back as text and are decoded row by row: a row that cannot be
+        # decoded becomes a unit that fails on its own (``load_error``), where decoding in the
+        # driver would fail this whole claim, and every later one, for every job in the queue.
         rows = s.execute(
-            select(JobUnit, Job.kind, Job.org_id, Job.params)
+            select(JobUnit.id, JobUnit.job_id, JobUnit.seq, JobUnit.attempts, Job.kind, Job.org_id,
+                   cast(JobUnit.payload, Text), cast(Job.params, Text))
             .join(Job, Job.id == JobUnit.job_id)
             .where(JobUnit.id.in_(ids))
             .order_by(JobUnit.id)
         ).all()
-        return [
-            ClaimedUnit(u.id, u.job_id, org_id, u.seq, kind, u.payload, params, u.attempts)
-            for u, kind, org_id, params in rows
-        ]
+        units = []
+        for unit_id, job_id, seq, attempts, kind, org_id, raw_payload, raw_params in rows:
+            payload, payload_error = load_stored(raw_payload, "payload")
+            params, params_error = load_stored(raw_params, "job's parameters")
+            units.append(ClaimedUnit(unit_id, job_id, org_id, seq, kind, payload, params, attempts,
+                                     load_error=payload_error or params_error))
+        return units
 
 
 def renew(db: Database, owner: str, unit_ids: Sequence[int], lease_seconds: float) -> None:
     if not unit_ids:
         return
     with db.write() as s:
-        s.execute(
+        _renew(s, owner, unit_ids, lease_seconds)
+
+
+def _renew(s: Session, owner: str, unit_ids: Sequence[int], lease_seconds: float) -> None:
+    s.execute(
+        update(JobUnit)
+        .where(JobUnit.id.in_(unit_ids), JobUnit.lease_owner == owner, JobUnit.status == "running")
+        .values(lease_expires_at=utcnow() + timedelta(seconds=lease_seconds))
+    )
+
+
+# -- workers: who holds leases, and recovering the units of workers that are gone ------------
+
+
+def _db_now(db: Database) -> Any:
+    """The database's clock on PostgreSQL, where workers on several hosts compare heartbeats (so
+    their clocks' skew does not matter); this process's on SQLite (one host)."""
+    return utcnow() if db.is_sqlite else func.now()
+
+
+def register_worker(db: Database, owner: str, host_id: str | None, pid: int, started: int | None) -> None:
+    with db.write() as s:
+        s.execute(delete(JobWorker).where(JobWorker.owner == owner))
+        s.execute(insert(JobWorker).values(owner=owner, host_id=host_id, pid=pid, started=started,
+                                           heartbeat_at=_db_now(db)))
+
+
+def heartbeat(
+    db: Database, owner: str, unit_ids: Sequence[int], lease_seconds: float,
+    *, host_id: str | None, pid: int, started: int | None,
+) -> None:
+    """Say this worker is alive and renew its units' leases, in one transaction.  A worker whose
+    row was removed (taken for dead after a long pause) records itself again."""
+    with db.write() as s:
+        res = s.execute(update(JobWorker).where(JobWorker.owner == owner).values(heartbeat_at=_db_now(db)))
+        if _rowcount(res) == 0:
+            s.execute(insert(JobWorker).values(owner=owner, host_id=host_id, pid=pid, started=started,
+                                               heartbeat_at=_db_now(db)))
+        if unit_ids:
+            _renew(s, owner, unit_ids, lease_seconds)
+
+
+def unregister_worker(db: Database, owner: str) -> None:
+    with db.write() as s:
+        s.execute(delete(JobWorker).where(JobWorker.owner == owner))
+
+
+@dataclass(frozen=True)
+class Recovery:
+    owners: list[str]
+    units: int
+
+
+def recover_abandoned(
+    db: Database,
+    *,
+    host_id: str | None,
+    is_alive: Callable[[int, int | None], bool],
+    stale_seconds: float | None,
+) -> Recovery:
+    """Hand back at once the units leased by workers that are known to be gone, instead of
+    waiting for their leases to run out (which stays the fallback for every other case).
+
+    A worker is gone when it ran on this host (``host_id``) and ``is_alive(pid, started)`` says
+    its process has ended, or (``stale_seconds`` given) when it has not sent a heartbeat for
+    that long.  Its units' leases are expired, so the next claim by any worker takes them; a
+    unit finished meanwhile by a worker that was only slow is not touched (it is not running),
+    and one still running commits nothing (``complete`` checks the lease).
+    """
+    with db.read() as s:
+        workers = s.execute(
+            select(JobWorker.owner, JobWorker.host_id, JobWorker.pid, JobWorker.started)
+        ).all()
+        stale: set[str] = set()
+        if stale_seconds is not None:
+            cutoff: Any = (
+                utcnow() - timedelta(seconds=stale_seconds) if db.is_sqlite
+                else func.now() - timedelta(seconds=stale_seconds)
+            )
+            stale = set(s.scalars(select(JobWorker.owner).where(JobWorker.heartbeat_at < cutoff)))
+    dead = [w.owner for w in workers
+            if host_id is not None and w.host_id == host_id and not is_alive(w.pid, w.started)]
+    stale -= set(dead)
+    if not dead and not stale:
+        return Recovery([], 0)
+    now = utcnow()
+    units = 0
+    with db.write() as s:
+        gone: list[ColumnElement[bool]] = []
+        if dead:
+            gone.append(JobUnit.lease_owner.in_(dead))
+        if stale:
+            # checked again inside this transaction: a heartbeat may have come meanwhile
+            still_stale = select(JobWorker.owner).where(
+                JobWorker.owner.in_(stale), JobWorker.heartbeat_at < cutoff
+            )
+            gone.append(JobUnit.lease_owner.in_(still_stale))
+        res = s.execute(
             update(JobUnit)
-            .where(JobUnit.id.in_(unit_ids), JobUnit.lease_owner == owner, JobUnit.status == "running")
-            .values(lease_expires_at=utcnow() + timedelta(seconds=lease_seconds))
+            .where(JobUnit.status == "running", or_(*gone))
+            .values(lease_expires_at=now - timedelta(seconds=1), updated_at=now)
         )
+        units = _rowcount(res)
+        conditions: list[ColumnElement[bool]] = []
+        if dead:
+            conditions.append(JobWorker.owner.in_(dead))
+        if stale:
+            conditions.append(and_(JobWorker.owner.in_(stale), JobWorker.heartbeat_at < cutoff))
+        s.execute(delete(JobWorker).where(or_(*conditions)))
+    return Recovery(sorted(set(dead) | stale), units)
 
 
 def complete(session: Session, unit: ClaimedUnit, owner: str, result: dict[str, Any]) -> None:
@@ -287,17 +442,22 @@ def fail(
     *,
     retry_in: float | None,
     details: dict[str, Any] | None = None,
+    drop_payload: bool = False,
 ) -> None:
     """Record a failed attempt: back to pending after ``retry_in`` seconds, or error for good
-    (keeping ``details`` as the unit's result)."""
+    (keeping ``details`` as the unit's result).  ``drop_payload`` replaces a payload that cannot
+    be read back, so the job's error report can be read."""
     now = utcnow()
     values: dict[str, Any] = {"lease_owner": None, "lease_expires_at": None, "updated_at": now}
+    error = storable_text(error)
     if retry_in is None:
-        values.update(status="error", error=error[:4000])
+        values.update(status="error", error=error)
         if details is not None:
             values.update(result=details)
     else:
-        values.update(status="pending", error=error[:4000], available_at=now + timedelta(seconds=retry_in))
+        values.update(status="pending", error=error, available_at=now + timedelta(seconds=retry_in))
+    if drop_payload:
+        values.update(payload={})
     with db.write() as s:
         res = s.execute(
             update(JobUnit)
@@ -305,8 +465,8 @@ def fail(
             .values(**values)
         )
         if _rowcount(res) == 1 and retry_in is None:
-            job = s.get(Job, unit.job_id)
-            if job is not None and not job.ignore_errors:
+            ignore_errors = s.scalar(select(Job.ignore_errors).where(Job.id == unit.job_id))
+            if ignore_errors is False:
                 # One bad unit fails the whole job: stop the rest now.
                 s.execute(
                     update(JobUnit)
@@ -344,26 +504,55 @@ def finalize_ready_jobs(
         ready = s.scalars(query).all()
     done = 0
     for job_id in ready:
-        with db.write() as s:
-            job = s.get(Job, job_id)
-            if job is None or job.status != "PENDING":
-                continue
-            counts = unit_counts(s, job_id)
-            if counts["pending"] or counts["running"]:
-                continue  # a unit reappeared (lease expiry) since the read above
-            if job.params.get("cancel_requested") and (counts["cancelled"] or counts["error"]):
-                job.status = "CANCELLED"  # what stopped early stopped because it was asked to
-            elif counts["error"] and not job.ignore_errors:
-                job.status = "ERROR"
-                job.error = f"{counts['error']} of {job.units_total} units failed"
-            else:
-                job.status = "DONE"
-            job.finished_at = utcnow()
-            kind = tasks.get(job.kind) if tasks is not None else None
-            if kind is not None and kind.finalize is not None:
-                kind.finalize(s, job)
-            done += 1
+        try:
+            done += _finalize_one(db, tasks, job_id)
+        except OperationalError:
+            raise  # the database is away: the next sweep tries again
+        except Exception as exc:  # noqa: BLE001 - one job's finaliser must not stop the others'
+            incident = uuid.uuid4().hex[:12]
+            log.error("finalising a job failed; failing the job", exc_info=True,
+                      extra={"incident": incident, "job": str(job_id)})
+            done += _fail_unfinalizable(db, job_id, f"the job could not be finished ({type(exc).__name__}; "
+                                                    f"incident {incident}, see the server log)")
     return done
+
+
+def _finalize_one(db: Database, tasks: TaskRegistry | None, job_id: uuid.UUID) -> int:
+    with db.write() as s:
+        job = s.get(Job, job_id)
+        if job is None or job.status != "PENDING":
+            return 0
+        counts = unit_counts(s, job_id)
+        if counts["pending"] or counts["running"]:
+            return 0  # a unit reappeared (lease expiry) since the read above
+        if job.params.get("cancel_requested") and (counts["cancelled"] or counts["error"]):
+            job.status = "CANCELLED"  # what stopped early stopped because it was asked to
+        elif counts["error"] and not job.ignore_errors:
+            job.status = "ERROR"
+            job.error = f"{counts['error']} of {job.units_total} units failed"
+        else:
+            job.status = "DONE"
+        job.finished_at = utcnow()
+        kind = tasks.get(job.kind) if tasks is not None else None
+        if kind is not None and kind.finalize is not None:
+            kind.finalize(s, job)
+    return 1
+
+
+def _fail_unfinalizable(db: Database, job_id: uuid.UUID, error: str) -> int:
+    """A job whose finaliser cannot run (its row cannot be read back, or a bug): end it as ERROR
+    without loading it, and discard its staged items, as a failed job's finaliser would."""
+    from corral.core.staging import discard_staged
+
+    with db.write() as s:
+        res = s.execute(
+            update(Job).where(Job.id == job_id, Job.status == "PENDING")
+            .values(status="ERROR", error=error, finished_at=utcnow(), updated_at=utcnow())
+        )
+        if _rowcount(res) != 1:
+            return 0
+        discard_staged(s, job_id)
+    return 1
 
 
 def validate_kind(tasks: TaskRegistry, kind: str) -> None:

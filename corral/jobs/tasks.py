@@ -45,6 +45,9 @@ class ClaimedUnit:
     payload: dict[str, Any]
     params: dict[str, Any]
     attempts: int
+    #: Why the unit's stored payload or its job's parameters could not be read back (the unit
+    #: then fails without running), or None.
+    load_error: str | None = None
 
 
 @dataclass(frozen=True)
@@ -62,6 +65,8 @@ class WorkerContext:
 Prepare = Callable[[WorkerContext, ClaimedUnit], Any]
 Commit = Callable[[Session, ClaimedUnit, Any], dict[str, Any]]
 Finalize = Callable[[Session, Job], None]
+#: A job's progress counted in the things it is about (registration: files), not in units.
+Progress = Callable[[Session, Job, int], dict[str, Any]]
 
 
 @dataclass(frozen=True)
@@ -72,6 +77,9 @@ class TaskKind:
     #: Called once, in the transaction that gives the job its final status.
     finalize: Finalize | None = None
     max_attempts: int = 5
+    #: ``progress(session, job, error_limit)``: what every view of the job reports (see
+    #: ``queue.job_state``); None for kinds whose units are all there is to count.
+    progress: Progress | None = None
 
 
 class TaskRegistry:

@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy.exc import OperationalError
 
 from corral.db.engine import Database
-from corral.jobs import queue
+from corral.jobs import owners, queue
 from corral.jobs.tasks import ClaimedUnit, TaskRegistry, UnitFailed, WorkerContext, registry
 from corral.settings import Settings
 
@@ -27,6 +27,14 @@ log = logging.getLogger("corral.worker")
 
 def _backoff(attempt: int) -> float:
     return float(min(2 ** max(attempt - 1, 0), 60))
+
+
+def _incident() -> str:
+    return uuid.uuid4().hex[:12]
+
+
+#: How long the loop pauses after an unexpected error of its own, at most (it doubles from 0.1 s).
+MAX_ERROR_PAUSE = 5.0
 
 
 class Worker:
@@ -43,15 +51,28 @@ class Worker:
         self.db = db
         self.settings = settings
         self.tasks = tasks
-        self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.owner = owner or f"{socket.gethostname()[:60]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.host_id = owners.host_id()
+        self.pid = os.getpid()
+        self.started = owners.process_start(self.pid)
         base: dict[str, Any] = {"db": db, "settings": settings}
         self.ctx = WorkerContext(owner=self.owner, services={**base, **(services or {})})
         self.shutdown_grace_seconds = shutdown_grace_seconds
+        #: Looks for workers that are gone this often, and on PostgreSQL sends heartbeats this
+        #: often: a worker silent for five of them is taken for gone (``queue.recover_abandoned``).
+        #: SQLite does not use heartbeats (one host: the process check says it all), so there
+        #: leases are renewed every third of the lease, sparing the one write lock.
+        self.recovery_seconds = max(min(settings.job_lease_seconds / 3, 2.0), 0.05)
+        self.heartbeat_seconds = (
+            max(settings.job_lease_seconds / 3, 0.05) if db.is_sqlite else self.recovery_seconds
+        )
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._lock = threading.Lock()
         self._inflight: dict[int, ClaimedUnit] = {}
         self._idle = threading.Condition(self._lock)
+        self._errors = 0  # the loop's consecutive unexpected errors (for its back-off)
+        self._last_recovery = 0.0
 
     # -- control ---------------------------------------------------------
     def wake(self) -> None:
@@ -72,26 +93,70 @@ class Worker:
 
     # -- main loop -------------------------------------------------------
     def run(self) -> None:
+        """Claim and run units until stopped.  Nothing a task or the database does ends this loop:
+        an unexpected error is logged with an incident id, the loop pauses briefly (longer after
+        each error in a row, up to ``MAX_ERROR_PAUSE``) and goes on."""
         s = self.settings
         log.info("worker started", extra={"owner": self.owner, "concurrency": s.worker_concurrency})
+        self._guarded("recording this worker", lambda: queue.register_worker(
+            self.db, self.owner, self.host_id, self.pid, self.started))
         heartbeat = threading.Thread(target=self._heartbeat, name="corral-heartbeat", daemon=True)
         heartbeat.start()
         pool = ThreadPoolExecutor(max_workers=s.worker_concurrency, thread_name_prefix="corral-unit")
         try:
             while not self._stop.is_set():
-                claimed = self._claim_some()
-                if claimed:
-                    for unit in claimed:
-                        pool.submit(self._process, unit)
+                try:
+                    self._recover()
+                    claimed = self._claim_some()
+                    if claimed:
+                        for unit in claimed:
+                            pool.submit(self._process, unit)
+                        self._errors = 0
+                        continue
+                    if not self.inflight_ids():
+                        self._sweep()  # idle: look for jobs whose last unit finished elsewhere
+                    self._errors = 0
+                except Exception:  # noqa: BLE001 - the loop must outlive anything
+                    self._pause_after_error("the worker loop")
                     continue
-                if not self.inflight_ids():
-                    self._sweep()  # idle: look for jobs whose last unit finished elsewhere
                 self._wake.wait(s.job_poll_seconds)
                 self._wake.clear()
         finally:
             pool.shutdown(wait=False)
-            self._drain()
+            self._guarded("stopping gracefully", self._drain)
+            self._guarded("removing this worker's record",
+                          lambda: queue.unregister_worker(self.db, self.owner))
             log.info("worker stopped", extra={"owner": self.owner})
+
+    def _guarded(self, what: str, action: Any) -> bool:
+        """Run a bookkeeping step; log an unexpected error with an incident id instead of raising."""
+        try:
+            action()
+            return True
+        except Exception:  # noqa: BLE001
+            log.error(f"job worker: {what} failed", exc_info=True,
+                      extra={"incident": _incident(), "owner": self.owner})
+            return False
+
+    def _pause_after_error(self, what: str) -> None:
+        self._errors += 1
+        pause = min(0.1 * 2 ** (self._errors - 1), MAX_ERROR_PAUSE)
+        log.error(f"job worker: unexpected error in {what}; going on", exc_info=True,
+                  extra={"incident": _incident(), "owner": self.owner, "pause_seconds": pause})
+        self._stop.wait(pause)
+
+    def _recover(self) -> None:
+        """Every ``recovery_seconds``: hand back the units of workers known to be gone."""
+        now = time.monotonic()
+        if now - self._last_recovery < self.recovery_seconds:
+            return
+        self._last_recovery = now
+        stale = None if self.db.is_sqlite else 5 * self.heartbeat_seconds
+        found = queue.recover_abandoned(self.db, host_id=self.host_id, is_alive=owners.is_alive,
+                                        stale_seconds=stale)
+        if found.owners:
+            log.warning("recovered the job units of workers that are gone",
+                        extra={"workers": ",".join(found.owners), "units": found.units})
 
     def _claim_some(self) -> list[ClaimedUnit]:
         with self._lock:
@@ -105,7 +170,7 @@ class Worker:
             )
         except OperationalError:
             log.warning("claiming job units failed; retrying", exc_info=True)
-            time.sleep(self.settings.job_poll_seconds)
+            self._stop.wait(self.settings.job_poll_seconds)
             return []
         with self._lock:
             for unit in units:
@@ -130,39 +195,24 @@ class Worker:
             queue.release(self.db, self.owner, leftover)
 
     def _heartbeat(self) -> None:
-        interval = max(self.settings.job_lease_seconds / 3, 0.05)
-        while not self._stop.wait(interval):
-            ids = self.inflight_ids()
-            if ids:
-                try:
-                    queue.renew(self.db, self.owner, ids, self.settings.job_lease_seconds)
-                except OperationalError:
-                    log.warning("renewing leases failed", exc_info=True)
+        while not self._stop.wait(self.heartbeat_seconds):
+            try:
+                queue.heartbeat(self.db, self.owner, self.inflight_ids(), self.settings.job_lease_seconds,
+                                host_id=self.host_id, pid=self.pid, started=self.started)
+            except OperationalError:
+                log.warning("renewing leases failed", exc_info=True)
+            except Exception:  # noqa: BLE001 - the heartbeat must outlive anything
+                log.error("job worker: heartbeat failed", exc_info=True,
+                          extra={"incident": _incident(), "owner": self.owner})
 
     # -- one unit --------------------------------------------------------
     def _process(self, unit: ClaimedUnit) -> None:
-        kind = self.tasks.get(unit.kind)
         try:
-            if kind is None:
-                raise UnitFailed(f"this worker does not know job kind {unit.kind!r}")
-            prepared = kind.prepare(self.ctx, unit)
-            with self.db.write() as session:
-                result = kind.commit(session, unit, prepared)
-                queue.complete(session, unit, self.owner, result)
-        except queue.LeaseLost:
-            log.warning("lost the lease on a job unit; another worker has it", extra={"unit": unit.id})
-        except UnitFailed as exc:
-            queue.fail(self.db, unit, self.owner, str(exc), retry_in=None, details=exc.details)
-        except Exception as exc:  # transient: retry with backoff, then give up
-            max_attempts = kind.max_attempts if kind is not None else 1
-            log.warning("job unit attempt failed", exc_info=True,
-                        extra={"unit": unit.id, "attempt": unit.attempts})
-            if unit.attempts >= max_attempts:
-                message = f"failed after {unit.attempts} attempts: {type(exc).__name__}: {exc}"
-                queue.fail(self.db, unit, self.owner, message, retry_in=None)
-            else:
-                queue.fail(self.db, unit, self.owner, f"{type(exc).__name__}: {exc}",
-                           retry_in=_backoff(unit.attempts))
+            self._run_unit(unit)
+        except Exception:  # noqa: BLE001 - recording the outcome failed; the lease is the fallback
+            log.error("job worker: recording a unit's outcome failed; its lease will expire and it "
+                      "will be tried again", exc_info=True,
+                      extra={"incident": _incident(), "unit": unit.id, "job": str(unit.job_id)})
         finally:
             # Only the last of this worker's units of a job checks whether the job is
             # finished; other workers' last units (and the idle sweep) cover the rest.
@@ -175,12 +225,66 @@ class Worker:
                     queue.finalize_ready_jobs(self.db, self.tasks, job_ids=[unit.job_id])
             except OperationalError:
                 log.warning("finalising a job failed; the sweep will retry", exc_info=True)
+            except Exception:  # noqa: BLE001
+                log.error("job worker: finalising a job failed; the sweep will retry", exc_info=True,
+                          extra={"incident": _incident(), "job": str(unit.job_id)})
             finally:
                 # Leave the in-flight set last, so a graceful stop waits for this too.
                 with self._idle:
                     self._inflight.pop(unit.id, None)
                     self._idle.notify_all()
                 self._wake.set()
+
+    def _run_unit(self, unit: ClaimedUnit) -> None:
+        kind = self.tasks.get(unit.kind)
+        if unit.load_error is not None:
+            self._fail(unit, unit.load_error, drop_payload=True)
+            return
+        if kind is None:
+            self._fail(unit, f"this worker does not know job kind {unit.kind!r}")
+            return
+        if unit.attempts > kind.max_attempts:
+            # Each earlier attempt ended without a word: its worker died (or stalled past its
+            # lease) while running it.  A unit that keeps killing its workers must stop here.
+            self._fail(unit, f"abandoned after {unit.attempts - 1} attempts: the last ended without "
+                             "finishing (its worker died or stopped responding while running this unit)")
+            return
+        try:
+            prepared = kind.prepare(self.ctx, unit)
+            with self.db.write() as session:
+                result = kind.commit(session, unit, prepared)
+                queue.complete(session, unit, self.owner, result)
+        except queue.LeaseLost:
+            log.warning("lost the lease on a job unit; another worker has it", extra={"unit": unit.id})
+        except UnitFailed as exc:
+            self._fail(unit, str(exc), details=exc.details)
+        except Exception as exc:  # noqa: BLE001 - transient: retry with backoff, then give up
+            log.warning("job unit attempt failed", exc_info=True,
+                        extra={"unit": unit.id, "attempt": unit.attempts})
+            reason = f"{type(exc).__name__}: {exc}"
+            if unit.attempts >= kind.max_attempts:
+                self._fail(unit, f"failed after {unit.attempts} attempts: {reason}")
+            else:
+                self._fail(unit, reason, retry_in=_backoff(unit.attempts))
+
+    def _fail(
+        self, unit: ClaimedUnit, error: str, *, retry_in: float | None = None,
+        details: dict[str, Any] | None = None, drop_payload: bool = False,
+    ) -> None:
+        """Record a failure; if even that fails (details that cannot be stored...), record it
+        without the details, and let an error here reach ``_process``'s log only as a last resort."""
+        try:
+            queue.fail(self.db, unit, self.owner, error, retry_in=retry_in, details=details,
+                       drop_payload=drop_payload)
+        except OperationalError:
+            raise  # the database is away: nothing else would be stored either
+        except Exception:  # noqa: BLE001
+            incident = _incident()
+            log.error("job worker: recording a unit's failure failed; recording it without details",
+                      exc_info=True, extra={"incident": incident, "unit": unit.id})
+            queue.fail(self.db, unit, self.owner,
+                       f"{error[:500]} (its details could not be stored; incident {incident})",
+                       retry_in=retry_in, drop_payload=drop_payload)
 
 
 def run_worker_forever(

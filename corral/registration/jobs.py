@@ -24,14 +24,15 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, cast
 
-from sqlalchemy import Table, delete, func, insert, select, text, update
-from sqlalchemy.orm import Session
+from sqlalchemy import Table, Text, delete, func, insert, or_, select, text, update
+from sqlalchemy import cast as sql_cast
+from sqlalchemy.orm import Session, aliased
 
 from corral import errors
 from corral.core import datasets, integrations
 from corral.core.metadata import service as metadata_service
 from corral.core.metadata.validation import Validator
-from corral.core.staging import published
+from corral.core.staging import discard_staged, published
 from corral.db.bulk import insert_tuples
 from corral.db.engine import Database
 from corral.db.tables import Integration, Item, ItemPart, Job, JobBlob, JobUnit
@@ -360,22 +361,35 @@ def _commit_batch(s: Session, unit: ClaimedUnit, results: list[list[Prepared] | 
     if params.get("skip_duplicate_urls"):
         _lock_folder(s, folder_id)  # only duplicate checks need batches into one folder serialised
     prepared = [p for r in results if not isinstance(r, FileError) for p in r]
+    contested: list[Prepared] = []
     skipped = updated = 0
     if params.get("skip_duplicate_urls"):
+        # A copy of the URL counts as there if users can see it, or if this job registered it
+        # (it is published with this job).  A copy staged by another job still running may yet
+        # be deleted with it: this job registers the URL too, and decides when it ends
+        # (``_resolve_duplicates``) whether that copy was published meanwhile.
         hashes = list({p.url_hash for p in prepared})
-        existing: dict[str, uuid.UUID] = {}
+        copies: list[tuple[str, uuid.UUID | None]] = []  # (URL, the other job that staged it)
         for i in range(0, len(hashes), 500):
             rows = s.execute(
-                select(Item.url_hash, Item.id).where(
+                select(Item.url_hash, Item.staged, Item.job_id).where(
                     Item.folder_id == folder_id,
                     Item.url_hash.in_(hashes[i : i + 500]),
                     Item.deleted_at.is_(None),
                 )
             )
-            existing.update({h: item_id for h, item_id in rows if h is not None})
-        fresh = []
+            copies += [(h, job_id if staged and job_id != unit.job_id else None) for h, staged, job_id in rows
+                       if h is not None]
+        # The other jobs' statuses are read after their items: DONE is final and published them;
+        # anything else (running, or ended and maybe deleted them since) is decided at the end.
+        others = {job_id for _, job_id in copies if job_id is not None}
+        done = select(Job.id).where(Job.id.in_(others), Job.status == "DONE")
+        published_by = set(s.scalars(done)) if others else set()
+        there = {h for h, job_id in copies if job_id is None or job_id in published_by}
+        staged_elsewhere = {h for h, _ in copies} - there
+        fresh: list[Prepared] = []
         for p in prepared:
-            if p.url_hash in existing:
+            if p.url_hash in there:
                 if params.get("upsert_metadata"):
                     s.execute(
                         update(Item)  # every copy of the URL in the folder
@@ -390,18 +404,68 @@ def _commit_batch(s: Session, unit: ClaimedUnit, results: list[list[Prepared] | 
                 else:
                     skipped += 1
                 continue
-            existing[p.url_hash] = uuid.uuid4()  # the same URL twice in one batch: keep the first
-            fresh.append(p)
+            there.add(p.url_hash)  # the same URL twice in one batch: keep the first
+            (contested if p.url_hash in staged_elsewhere else fresh).append(p)
         prepared = fresh
     _insert(s, unit, folder_id, prepared)
+    _insert(s, unit, folder_id, contested, staged=True)
     file_errors = [r.as_dict() for r in results if isinstance(r, FileError)]
     return {
         "files": len(results),
-        "registered": len(prepared),
+        "registered": len(prepared) + len(contested),
+        "contested": len(contested),
         "skipped": skipped,
         "updated": updated,
         "errors": file_errors,
     }
+
+
+def _resolve_duplicates(s: Session, job: Job) -> dict[str, int]:
+    """When a job with ``skip_duplicate_urls`` ends and keeps its items: drop each staged item of
+    its whose URL is now visible in the folder from elsewhere (a job that was running when this
+    one registered the URL, and was published since), counting it as skipped (or, with
+    ``upsert_metadata``, updated: the visible copies take its metadata).
+
+    Staged items are all of an all-or-nothing job's and, with ``ignore_errors``, the URLs that
+    only another running job had (``_commit_batch``).  Runs in the transaction that ends the job,
+    under the folder's lock, so of two such jobs ending together the second sees the first's.
+    """
+    folder_id = uuid.UUID(job.params["folder_id"])
+    _lock_folder(s, folder_id)
+    other = aliased(Item)
+    visible_copy = (
+        select(other.id)
+        .where(
+            other.folder_id == folder_id,
+            other.url_hash == Item.url_hash,
+            other.deleted_at.is_(None),
+            or_(other.job_id.is_(None), other.job_id != job.id),
+            or_(other.staged.is_(False), other.job_id.not_in(select(Job.id).where(Job.status == "PENDING"))),
+        )
+        .exists()
+    )
+    rows = s.execute(
+        select(Item.id, Item.url_hash, Item.client_metadata).where(
+            Item.job_id == job.id, Item.staged.is_(True), Item.folder_id == folder_id, visible_copy
+        )
+    ).all()
+    if not rows:
+        return {"skipped": 0, "updated": 0}
+    if job.params.get("upsert_metadata"):
+        for _, url_hash, client_metadata in rows:
+            s.execute(
+                update(Item)
+                .where(Item.folder_id == folder_id, Item.url_hash == url_hash, Item.deleted_at.is_(None),
+                       or_(Item.job_id.is_(None), Item.job_id != job.id))
+                .values(client_metadata=client_metadata, updated_at=utcnow())
+            )
+    ids = [row.id for row in rows]
+    for i in range(0, len(ids), 500):
+        chunk = ids[i : i + 500]
+        s.execute(delete(ItemPart).where(ItemPart.item_id.in_(chunk)))
+        s.execute(delete(Item).where(Item.id.in_(chunk)))
+    key = "updated" if job.params.get("upsert_metadata") else "skipped"
+    return {"skipped": 0, "updated": 0, key: len(ids)}
 
 
 _ITEM_COLUMNS = ("id", "item_type", "name", "url", "url_hash", "file_size", "mime_type", "media",
@@ -409,7 +473,11 @@ _ITEM_COLUMNS = ("id", "item_type", "name", "url", "url_hash", "file_size", "mim
 _PART_COLUMNS = ("item_id", "position", "url", "title", "media")
 
 
-def _insert(s: Session, unit: ClaimedUnit, folder_id: uuid.UUID, prepared: list[Prepared]) -> None:
+def _insert(
+    s: Session, unit: ClaimedUnit, folder_id: uuid.UUID, prepared: list[Prepared], *, staged: bool = False
+) -> None:
+    """Insert items: staged (see ``corral.core.staging``) for an all-or-nothing job, or when
+    ``staged`` is set."""
     if not prepared:
         return
     now = utcnow()
@@ -420,7 +488,7 @@ def _insert(s: Session, unit: ClaimedUnit, folder_id: uuid.UUID, prepared: list[
         "integration_id": uuid.UUID(params["integration_id"]),
         "storage_location": params.get("provider", "cloud"),
         "is_placeholder": False,
-        "staged": not params.get("ignore_errors"),
+        "staged": staged or not params.get("ignore_errors"),
         "job_id": unit.job_id,
         "created_by": uuid.UUID(params["created_by"]) if params.get("created_by") else None,
         "created_at": now,
@@ -471,18 +539,40 @@ def _finalize(s: Session, job: Job) -> None:
         # An unreadable manifest fails the job even with ignore_errors (it is not one bad file),
         # and the planner's reason says more than "1 of N units failed".
         job.status, job.error = "ERROR", plan.error
+    if job.params.get("skip_duplicate_urls") and (job.status == "DONE" or job.ignore_errors):
+        job.result = {**job.result, "duplicates_resolved": _resolve_duplicates(s, job)}
+    if job.status == "DONE" and job.ignore_errors:
+        counts = file_counts(s, job.id, error_limit=1)
+        if counts["failed"] and not (counts["registered"] or counts["skipped"] or counts["updated"]):
+            # Nothing was registered: the job failed, whatever ignore_errors let it go on past.
+            first = counts["errors"][0] if counts["errors"] else {}
+            job.status = "ERROR"
+            job.error = (
+                f"every file failed ({counts['failed']}); the first: "
+                f"{first.get('where')}: {first.get('error')}"
+            )
     if job.status == "DONE":  # which publishes its staged items (corral.core.staging)
         if job.params.get("dataset_id"):  # a dataset upload (the SDK's add_private_data_to_dataset)
             s.flush()  # the status first: linking takes published items only
             datasets.link_job_items(s, uuid.UUID(job.params["dataset_id"]), job.id)
     elif not job.ignore_errors:
-        staged = select(Item.id).where(Item.job_id == job.id, Item.staged.is_(True))
-        s.execute(delete(ItemPart).where(ItemPart.item_id.in_(staged)))
-        s.execute(delete(Item).where(Item.job_id == job.id, Item.staged.is_(True)))
+        discard_staged(s, job.id)
     s.execute(delete(JobBlob).where(JobBlob.job_id == job.id))
 
 
-TASK = registry.register(TaskKind(KIND, _prepare, _commit, _finalize, max_attempts=5))
+def progress(s: Session, job: Job, error_limit: int = 1000) -> dict[str, Any]:
+    """What every view of an upload job reports (the API, the CLI, the SDK's polling state):
+    files in the manifest, registered, skipped, updated, failed and pending, and each failed
+    file.  Once the job has ended, ``registered`` counts what is really there (a failed job's
+    staged items were removed) and nothing is pending."""
+    counts = file_counts(s, job.id, error_limit=error_limit)
+    if job.status in queue.TERMINAL:
+        counts["registered"] = kept_items(s, job.id)
+        counts["pending"] = 0
+    return counts
+
+
+TASK = registry.register(TaskKind(KIND, _prepare, _commit, _finalize, max_attempts=5, progress=progress))
 
 
 # -- reading a job's progress --------------------------------------------------------------------
@@ -504,11 +594,18 @@ def file_counts(s: Session, job_id: uuid.UUID, *, error_limit: int = 1000) -> di
     }
     file_errors: list[dict[str, Any]] = []
     failed_batches = 0
-    for seq, status, result, error in s.execute(
-        select(JobUnit.seq, JobUnit.status, JobUnit.result, JobUnit.error)
+    for seq, status, raw_result, error in s.execute(
+        select(JobUnit.seq, JobUnit.status, sql_cast(JobUnit.result, Text), JobUnit.error)
         .where(JobUnit.job_id == job_id)
         .order_by(JobUnit.seq)
     ):
+        # decoded row by row: a result that cannot be read back spoils its own line, not the report
+        result, unreadable = queue.load_stored(raw_result, "result")
+        if unreadable:
+            file_errors.append({"seq": None, "where": "manifest" if seq == 0 else f"batch {seq}", "url": None,
+                                "error": unreadable})
+            failed_batches += seq != 0
+            continue
         if seq == 0:  # the plan unit (when it failed, ``result`` holds what it found wrong)
             if result:
                 out["files_total"] = result.get("entries")
@@ -529,6 +626,10 @@ def file_counts(s: Session, job_id: uuid.UUID, *, error_limit: int = 1000) -> di
                 file_errors += result["errors"]
             else:
                 file_errors.append({"seq": None, "where": f"batch {seq}", "url": None, "error": error})
+    resolved = s.scalar(select(Job.result).where(Job.id == job_id)) or {}
+    for key, n in resolved.get("duplicates_resolved", {}).items():  # see _resolve_duplicates
+        out["registered"] -= n
+        out[key] += n
     if out["files_total"] is not None:
         settled = out["registered"] + out["skipped"] + out["updated"] + out["failed"]
         out["pending"] = max(0, out["files_total"] - settled)

@@ -166,7 +166,7 @@ def file_type(url: str) -> str | None:
 # -- lines ------------------------------------------------------------------------------------
 
 
-def _lines(f: IO[bytes]) -> Iterator[str]:
+def decoded_lines(f: IO[bytes]) -> Iterator[str]:
     """Physical lines, decoded strictly (invalid UTF-8 is named by line and column)."""
     lineno = 0
     while raw := f.readline(MAX_LINE_BYTES + 1):
@@ -189,7 +189,7 @@ def _lines(f: IO[bytes]) -> Iterator[str]:
 
 def _records(f: IO[bytes]) -> Iterator[tuple[int, list[str]]]:
     """(first line number, cells) of every non-blank record."""
-    reader = csv.reader(_lines(f), strict=True)
+    reader = csv.reader(decoded_lines(f), strict=True)
     previous = 0
     while True:
         try:

@@ -1,15 +1,22 @@
-"""Write entries back out as a JSON manifest: how ``corral import`` saves the entries that failed,
-so fixing the cause and importing that file retries exactly those (and nothing registered twice)."""
+"""Write the entries that failed back out: how ``corral import`` saves them, so fixing the cause
+and importing that file retries exactly those (and nothing registered twice).
+
+A JSON manifest's entries are written as a JSON manifest; a CSV manifest's as CSV: its header
+and the failed rows exactly as written, whether a row failed to parse or its file failed."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import bisect
+import csv
+import re
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
 import orjson
 
-from corral.registration.manifest import Entry, detect_format, iter_entries
+from corral.registration import manifest_csv
+from corral.registration.manifest import Entry, EntryError, detect_format, iter_entries
 
 #: data type -> (JSON section, key of its media properties)
 SECTIONS: dict[str, tuple[str, str | None]] = {
@@ -67,3 +74,50 @@ def failed_entries_manifest(manifest: Path, failed_seqs: set[int], target: Path)
     wanted = (e for e in iter_entries(manifest, fmt) if isinstance(e, Entry) and e.seq in failed_seqs)
     with target.open("wb") as out:
         return write_json_manifest(wanted, out)
+
+
+_LINES = re.compile(r"^lines? (\d+)(?:-(\d+))?")
+
+
+def _records(f: IO[bytes]) -> Iterator[tuple[int, list[str], list[str]]]:
+    """(first line number, cells, the physical lines as written) of every record, blank or not."""
+    consumed: list[str] = []
+
+    def lines() -> Iterator[str]:
+        for line in manifest_csv.decoded_lines(f):
+            consumed.append(line)
+            yield line
+
+    reader = csv.reader(lines(), strict=True)
+    start = 1
+    for cells in reader:  # the reader takes no line beyond the record it returns
+        yield start, cells, consumed[:]
+        consumed.clear()
+        start = reader.line_num + 1
+
+
+def failed_csv_rows(manifest: Path, failed_seqs: set[int], target: Path) -> tuple[int, int]:
+    """Write the header and the rows of ``manifest`` (a CSV manifest) whose entries failed to
+    ``target``, as written; returns (entries, rows).  Streams: any size of manifest."""
+    spans: list[tuple[int, int]] = []
+    for entry in manifest_csv.iter_entries(manifest):
+        if isinstance(entry, Entry | EntryError) and entry.seq in failed_seqs:
+            match = _LINES.match(entry.where)
+            if match is not None:
+                spans.append((int(match[1]), int(match[2] or match[1])))
+    spans.sort()
+    starts = [a for a, _ in spans]
+    rows = 0
+    with open(manifest, "rb") as f, target.open("w", encoding="utf-8", newline="") as out:
+        header = False
+        for line, cells, physical in _records(f):
+            if not header:
+                if any(c.strip() for c in cells):
+                    out.writelines(physical)
+                    header = True
+                continue
+            i = bisect.bisect_right(starts, line) - 1
+            if i >= 0 and spans[i][0] <= line <= spans[i][1] and any(c.strip() for c in cells):
+                out.writelines(physical if physical[-1].endswith("\n") else [*physical, "\n"])
+                rows += 1
+    return len(spans), rows

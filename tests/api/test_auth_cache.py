@@ -25,7 +25,7 @@ def test_revoking_in_this_process_applies_at_once(make_user, settings, db) -> No
             row = s.scalar(select(ApiToken).where(ApiToken.user_id == alice.user_id))
             row.revoked_at = utcnow()
         r = client.get("/api/v1/me", headers=alice.bearer)
-        assert r.status_code == 401 and r.json()["message"] == "Bearer token is not valid"
+        assert r.status_code == 401 and r.json()["message"] == "Bearer token has been revoked"
 
 
 def _signed_headers(user, path: str) -> dict[str, str]:  # type: ignore[no-untyped-def]

@@ -1,6 +1,6 @@
 """A real `corral worker`-style process for the durability test, with one test task kind.
 
-Its ``prepare`` logs every start (so the test can see units that were begun by a worker
+Its ``prepare`` kills its own process for a unit whose payload says ``crash``, logs every start (so the test can see units that were begun by a worker
 that was then killed) and sleeps; its ``commit`` writes one row per unit into the table
 named by TEST_EFFECTS_TABLE, in the same transaction that marks the unit done.
 """
@@ -8,6 +8,7 @@ named by TEST_EFFECTS_TABLE, in the same transaction that marks the unit done.
 from __future__ import annotations
 
 import os
+import signal
 import time
 from typing import Any
 
@@ -25,6 +26,8 @@ LOG = os.environ["TEST_START_LOG"]
 
 
 def prepare(ctx: WorkerContext, unit: ClaimedUnit) -> Any:
+    if unit.payload.get("crash"):  # a unit that kills the process running it, every time
+        os.kill(os.getpid(), signal.SIGKILL)
     with open(LOG, "a") as f:
         f.write(f"{unit.seq} {os.getpid()}\n")
         f.flush()

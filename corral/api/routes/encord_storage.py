@@ -408,10 +408,7 @@ def upload_job_state(
         if job.kind != registration.KIND or (folder_id is not None and job.target_id != folder_id):
             raise registration.not_found(job_id)
         terminal = job.status in queue.TERMINAL
-        counts = registration.file_counts(s, job_id, error_limit=ERRORS_LISTED)
-        if terminal:  # what is really there: staged items of a failed job were removed
-            counts["registered"] = registration.kept_items(s, job_id)
-            counts["pending"] = 0
+        counts = registration.progress(s, job, ERRORS_LISTED)  # as the native API and the CLI count
         created = registration.created_items(s, job_id, ITEMS_LISTED) if counts["registered"] else []
         return terminal, dto.upload_state(job_id, job.status, counts, created, job.error)
 

@@ -7,12 +7,18 @@ from starlette.concurrency import run_in_threadpool
 
 from corral._version import __version__
 from corral.api.deps import Ctx
+from corral.api.docs import OPEN
 from corral.api.models import HealthPublic
 
 router = APIRouter(tags=["health"])
 
 
-@router.get("/healthz", response_model=HealthPublic, summary="Liveness and database check (no auth)")
+@router.get(
+    "/healthz",
+    response_model=HealthPublic,
+    summary="Liveness and database check (no auth)",
+    openapi_extra=OPEN,
+)
 async def healthz(ctx: Ctx) -> JSONResponse:
     def ping() -> bool:
         with ctx.db.read() as s:

@@ -46,19 +46,68 @@ def _status(
     ctx: Ctx, org_id: uuid.UUID, job_id: uuid.UUID, limit: int, items_limit: int = 0
 ) -> tuple[JobState, ImportStatus]:
     with ctx.db.read() as s:
-        state = queue.job_state(s, org_id, job_id, error_limit=0)
-        if state.kind != registration.KIND:
+        # the job counted in files (registration.progress), as every view of a job counts it
+        state = queue.job_state(s, org_id, job_id, error_limit=limit, tasks=ctx.tasks)
+        if state.kind != registration.KIND or state.files is None:
             raise registration.not_found(job_id)
-        counts = registration.file_counts(s, job_id, error_limit=limit)
-        if state.is_terminal:  # what is really there: staged items of a failed job were removed
-            counts["registered"] = registration.kept_items(s, job_id)
-            counts["pending"] = 0
+        counts = dict(state.files)
         items = (
             registration.created_items(s, job_id, items_limit)
             if items_limit and (state.status == "DONE" or counts["registered"])
             else []
         )
     return state, ImportStatus(job_id=job_id, status=state.status, error=state.error, items=items, **counts)
+
+
+_ENTRY = {
+    "type": "object",
+    "description": "One file: `objectUrl` (group sections: `objectUrl_0`, `objectUrl_1`, …), optional "
+    "`title`, `clientMetadata` (checked against the metadata schema) and media properties "
+    "(`imageMetadata`, `videoMetadata`, `audioMetadata`, …).",
+    "properties": {
+        "objectUrl": {"type": "string", "maxLength": 16384},
+        "title": {"type": "string", "maxLength": 300},
+        "clientMetadata": {"type": "object"},
+    },
+    "additionalProperties": True,
+}
+#: The manifest in the request body, for the OpenAPI document (docs/registration.md is the reference).
+MANIFEST_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": False,
+        "description": "The manifest: JSON or CSV, told apart by its first byte; any size (it is read as "
+        "a stream). Leave the body empty when `manifest_url` names the manifest instead. "
+        "See docs/registration.md for every key, column and limit.",
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "properties": {
+                        **{
+                            section: {"type": "array", "items": _ENTRY}
+                            for section in ("videos", "images", "image_groups", "dicom_series", "audio",
+                                            "text", "pdfs", "nifti")
+                        },
+                        "skip_duplicate_urls": {"type": "boolean"},
+                        "upsert_metadata": {"type": "boolean"},
+                    },
+                },
+                "example": {
+                    "images": [
+                        {"objectUrl": "s3://acme-media/cat.jpg", "title": "cat.jpg",
+                         "clientMetadata": {"camera": "cam-1"}}
+                    ],
+                    "skip_duplicate_urls": True,
+                },
+            },
+            "text/csv": {
+                "schema": {"type": "string"},
+                "example": 'ImageUrl,Title,ClientMetadata\n'
+                's3://acme-media/cat.jpg,cat.jpg,"{""camera"": ""cam-1""}"\n',
+            },
+        },
+    }
+}
 
 
 def _has_body(spool: Any) -> bool:
@@ -75,7 +124,12 @@ async def _spool(request: Request) -> Any:
     return spool
 
 
-@import_router.post("", status_code=202, summary="Start an upload job from a manifest (the request body)")
+@import_router.post(
+    "",
+    status_code=202,
+    summary="Start an upload job from a manifest (the request body)",
+    openapi_extra=MANIFEST_BODY,
+)
 async def start_import(
     ctx: Ctx,
     principal: CurrentPrincipal,

@@ -8,7 +8,7 @@ from starlette.concurrency import run_in_threadpool
 
 from corral.api.deps import Ctx, CurrentPrincipal
 from corral.api.longpoll import hold_until
-from corral.api.models import CancelPublic, JobErrorPublic, JobPublic
+from corral.api.models import CancelPublic, JobErrorPublic, JobFilesPublic, JobPublic
 from corral.jobs import queue
 from corral.jobs.queue import JobState
 
@@ -23,6 +23,8 @@ def _public(state: JobState) -> JobPublic:
         units_error=c["error"], units_cancelled=c["cancelled"], created_at=state.created_at,
         finished_at=state.finished_at, result=state.result, error=state.error,
         errors=[JobErrorPublic(**e) for e in state.errors],
+        files=JobFilesPublic(**{k: v for k, v in state.files.items() if k in JobFilesPublic.model_fields})
+        if state.files is not None else None,
     )
 
 
@@ -32,7 +34,7 @@ async def list_jobs(
 ) -> list[JobPublic]:
     def read() -> list[JobState]:
         with ctx.db.read() as s:
-            return [queue.job_state(s, principal.org_id, j.id, error_limit=0)
+            return [queue.job_state(s, principal.org_id, j.id, error_limit=0, tasks=ctx.tasks)
                     for j in queue.list_jobs(s, principal.org_id, limit=limit)]
 
     return [_public(s) for s in await run_in_threadpool(read)]
@@ -51,7 +53,7 @@ async def get_job(
 ) -> JobPublic:
     def read() -> JobState:
         with ctx.db.read() as s:
-            return queue.job_state(s, principal.org_id, job_id)
+            return queue.job_state(s, principal.org_id, job_id, tasks=ctx.tasks)
 
     seconds = min(wait, ctx.settings.long_poll_cap_seconds)
     state = await hold_until(read, lambda st: st.is_terminal, seconds)

@@ -19,6 +19,7 @@ from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 
 from corral import errors
 from corral.api.deps import Ctx
+from corral.api.docs import OPEN
 from corral.core import integrations, secrets
 from corral.storage import local
 from corral.storage.base import ObjectInfo
@@ -71,7 +72,11 @@ def _byte_range(header: str | None, size: int) -> tuple[int, int] | None:
     return start, end
 
 
-@router.get("/{integration_id}/{key:path}", summary="Fetch a file through a signed link (no other auth)")
+@router.get(
+    "/{integration_id}/{key:path}",
+    summary="Fetch a file through a signed link (no other auth)",
+    openapi_extra=OPEN,
+)
 @router.head("/{integration_id}/{key:path}", include_in_schema=False)
 async def get_file(ctx: Ctx, integration_id: uuid.UUID, key: str, request: Request) -> Response:
     _verify(ctx, "GET", integration_id, key, request)
@@ -106,6 +111,7 @@ async def get_file(ctx: Ctx, integration_id: uuid.UUID, key: str, request: Reque
     "/{integration_id}/{key:path}",
     status_code=201,
     summary="Upload a file through a signed local-media link (no other auth)",
+    openapi_extra=OPEN,
 )
 async def put_file(ctx: Ctx, integration_id: uuid.UUID, key: str, request: Request) -> Response:
     _verify(ctx, "PUT", integration_id, key, request)
