@@ -1,7 +1,8 @@
 # The two commands in the README:
 #   make serve   install what serving needs and run corral on the embedded default (SQLite)
 #   make test    install everything, test tools included, and run the whole test suite
-# Both are idempotent: the virtualenv is (re)built only when pyproject.toml changes.
+# Both are idempotent: the virtualenv is (re)built only when pyproject.toml changes, and the
+# web UI (web/ -> corral/web/app) only when its sources or package-lock.json change.
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -12,7 +13,7 @@ SERVE_STAMP := $(VENV)/.installed-serve
 # page of asterisks on every install: nothing to act on, so it is not shown.
 PIP := $(BIN)/python -W ignore::UserWarning -m pip
 
-.PHONY: install serve test lint typecheck docs clean
+.PHONY: install web serve test lint typecheck docs clean
 
 $(VENV)/.pip:
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,10 +32,13 @@ $(STAMP): pyproject.toml $(VENV)/.pip
 
 install: $(STAMP)
 
-serve: $(SERVE_STAMP)
+web:
+	scripts/build-web
+
+serve: $(SERVE_STAMP) web
 	$(BIN)/corral serve $(ARGS)
 
-test: install
+test: install web
 	scripts/test $(ARGS)
 
 lint: install
@@ -48,4 +52,4 @@ docs: install
 	$(BIN)/python scripts/gen_docs.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .web-stamp web/node_modules corral/web/app

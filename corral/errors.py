@@ -82,6 +82,10 @@ class PermissionDenied(CorralError):
     code = "permission_denied"
 
 
+class CsrfFailed(PermissionDenied):
+    code = "csrf_failed"
+
+
 class StrictClientOnly(PermissionDenied):
     code = "strict_client_only"
 

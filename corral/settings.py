@@ -147,6 +147,13 @@ class Settings(BaseSettings):
         30000, ge=0, description="How long SQLite waits for a lock before giving up."
     )
     db_pool_size: int = Field(10, ge=1, description="PostgreSQL connection pool size per process.")
+    session_hours: float = Field(
+        168.0,
+        gt=0,
+        le=24 * 90,
+        description="How long a web UI sign-in lasts (the session cookie), in hours. Signing out "
+        "or revoking the session ends it sooner.",
+    )
     public_url: str | None = Field(
         None,
         description="Base URL users reach corral at, e.g. https://corral.example.com. Local-directory "

@@ -32,8 +32,10 @@ from corral.api.routes import (
     local_media,
     me,
     metadata_schema,
+    sessions,
     tokens,
 )
+from corral.api.web_ui import install as install_web_ui
 from corral.db import migrate
 from corral.db.engine import Database, create_database
 from corral.errors import ConfigurationError
@@ -125,6 +127,8 @@ def create_app(
                    encord_v2.router, integrations.v2_router, encord_metadata.router, encord_labels.router,
                    encord_rpc.router, encord_storage.router, encord_datasets.router):
         app.include_router(router)
+    app.include_router(sessions.router)
+    install_web_ui(app)  # last: the API answers every path it knows first
     return app
 
 

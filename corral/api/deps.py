@@ -13,6 +13,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
 from starlette.types import Scope
 
+from corral.api import session_auth
 from corral.api.errors import is_rpc_path
 from corral.api.readahead import PageAhead
 from corral.auth.signatures import KeyLookup, verify_message_signature, verify_rpc_signature
@@ -130,6 +131,8 @@ async def authenticate(request: Request) -> Principal:
             "Authorization header is not understood: send 'Bearer <token>' or sign the request "
             "with your SSH key"
         )
+    elif session_auth.has_session_cookie(request):  # the web UI (CSRF-checked there)
+        principal = await session_auth.principal_from_cookie(request, ctx.db)
     else:
         raise AuthenticationFailed(
             "Missing authentication: send 'Authorization: Bearer <token>' or sign the request "

@@ -223,20 +223,56 @@ def user() -> None:
 @click.option("--admin", is_flag=True, help="Make the user an organisation admin.")
 @click.option("--ssh-public-key", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="An ssh-ed25519 public key file to register for the user.")
+@click.option("--password", "password_from", type=click.Choice(["-", "prompt"]), default=None,
+              help="Set a web UI sign-in password: '-' reads it from the first line of stdin, "
+                   "'prompt' asks for it twice.")
 @data_dir_option
 def user_create(email: str, org_name: str, admin: bool, ssh_public_key: Path | None,
-                data_dir: Path | None) -> None:
+                password_from: str | None, data_dir: Path | None) -> None:
     """Create a user (and its organisation)."""
-    from corral.core import identity
+    from corral.core import identity, sessions
 
     with friendly_errors():
         key_text = ssh_public_key.read_text() if ssh_public_key else None
+        password = _read_password(password_from) if password_from else None
+        if password is not None:
+            sessions.check_password_rules(password)
         db = _database(load_settings(data_dir, create=True))
         _require_schema(db)
         with db.write() as s:
             u = identity.create_user(s, email, org_name=org_name, role="admin" if admin else "member",
                                      ssh_public_key=key_text)
-            click.echo(f"created {u.role} {u.email} in organisation {org_name!r} (user {u.id})")
+            if password is not None:
+                sessions.set_password(s, u.email, password)
+            click.echo(f"created {u.role} {u.email} in organisation {org_name!r} (user {u.id})"
+                       + (" with a password" if password is not None else ""))
+
+
+def _read_password(source: str) -> str:
+    if source == "-":
+        line: str = sys.stdin.readline()
+        return line.rstrip("\r\n")
+    value: str = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    return value
+
+
+@user.command("set-password")
+@click.argument("email")
+@click.option("--password", "password_from", type=click.Choice(["-", "prompt"]), default="prompt",
+              show_default=True,
+              help="'-' reads the password from the first line of stdin; 'prompt' asks for it twice.")
+@data_dir_option
+def user_set_password(email: str, password_from: str, data_dir: Path | None) -> None:
+    """Set (or replace) a user's web UI sign-in password."""
+    from corral.core import sessions
+
+    with friendly_errors():
+        password = sessions.check_password_rules(_read_password(password_from))
+        db = _database(load_settings(data_dir))
+        _require_schema(db)
+        with db.write() as s:
+            u = sessions.set_password(s, email, password)
+            click.echo(f"password set for {u.email}")
 
 
 @user.command("add-key")

@@ -31,6 +31,7 @@ from corral.errors import (
 )
 
 Role = Literal["admin", "member"]
+AuthMethod = Literal["bearer", "signature", "rpc-signature", "session"]
 TOKEN_PREFIX = "corral_"
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")
 
@@ -43,7 +44,8 @@ class Principal:
     org_id: uuid.UUID
     email: str
     role: Role
-    method: Literal["bearer", "signature", "rpc-signature"]
+    method: AuthMethod
+    session_id: uuid.UUID | None = None  # the web session, when signed in through the web UI
 
     @property
     def is_admin(self) -> bool:
@@ -171,9 +173,9 @@ def add_ssh_key(session: Session, email: str, public_key_text: str) -> SshKey:
     return key
 
 
-def principal_for_user(user: User, method: Literal["bearer", "signature", "rpc-signature"]) -> Principal:
+def principal_for_user(user: User, method: AuthMethod, session_id: uuid.UUID | None = None) -> Principal:
     role: Role = "admin" if user.role == "admin" else "member"
-    return Principal(user.id, user.org_id, user.email, role, method)
+    return Principal(user.id, user.org_id, user.email, role, method, session_id)
 
 
 def user_for_key_id(session: Session, key_id: str) -> User | None:

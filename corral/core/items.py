@@ -206,6 +206,59 @@ def list_(
     return Page([view(i) for i in page.items], page.next_page_token)
 
 
+MAX_WINDOW_OFFSET = 100_000_000
+WINDOW_ORDERS = ("name", "created_at")
+
+
+@dataclass(frozen=True)
+class Window:
+    total: int  # items matching, in the whole folder
+    offset: int
+    items: list[ItemView]
+
+
+def window(
+    s: Session,
+    principal: Principal,
+    folder: str | uuid.UUID,
+    *,
+    offset: int,
+    limit: int,
+    types: list[str] | None = None,
+    q: str = "",
+    order: str = "name",
+    direction: Direction = "asc",
+    count: bool = True,
+) -> Window:
+    """Items ``offset`` to ``offset + limit`` of a folder in a stable order, and (with ``count``)
+    how many there are: what a virtual-scrolling view needs to jump anywhere without reading
+    the folder.  Without ``count``, ``total`` is -1."""
+    _choice(order, list(WINDOW_ORDERS), "order")
+    _choice(direction, ("asc", "desc"), "direction")
+    for t in types or []:
+        _choice(t, ITEM_TYPES, "type")
+    pagination.check_page_size(limit)
+    pagination.check_search(q)
+    if not 0 <= offset <= MAX_WINDOW_OFFSET:
+        raise errors.ValidationFailed(
+            f"offset must be between 0 and {MAX_WINDOW_OFFSET}, got {offset}",
+            details=[errors.ErrorDetail(f"between 0 and {MAX_WINDOW_OFFSET}", field="offset")],
+        )
+    row = folders.resolve_for(s, principal, folder)
+    where = [Item.folder_id == row.id, published(), Item.deleted_at.is_(None)]
+    if types:
+        where.append(Item.item_type.in_(types))
+    if q:
+        where.append(func.lower(Item.name).contains(q.lower(), autoescape=True))
+    total = (s.scalar(select(func.count()).select_from(Item).where(*where)) or 0) if count else -1
+    key = ORDERS[order]
+    by = (key.desc(), Item.id.desc()) if direction == "desc" else (key.asc(), Item.id.asc())
+    # Find the window's ids on the index alone, then load just those rows.
+    ids = list(s.scalars(select(Item.id).where(*where).order_by(*by).offset(offset).limit(limit)))
+    loaded = {i.id: i for i in s.scalars(select(Item).where(Item.id.in_(ids)))} if ids else {}
+    return Window(total, offset, [view(loaded[i]) for i in ids if i in loaded])
+
+
 def search(
     s: Session,
     principal: Principal,

@@ -86,6 +86,8 @@ class User(Base):
     role: Mapped[str] = mapped_column(String(16))  # "admin" | "member"
     created_at: Mapped[datetime] = _created()
     disabled_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    # "scrypt$n$r$p$salt$hash" (corral.core.sessions); None: the user cannot sign in with a password
+    password_hash: Mapped[str | None] = mapped_column(String(255), nullable=True)
 
 
 class SshKey(Base):
@@ -108,6 +110,22 @@ class ApiToken(Base):
     created_at: Mapped[datetime] = _created()
     last_used_at: Mapped[datetime | None] = mapped_column(nullable=True)
     expires_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    revoked_at: Mapped[datetime | None] = mapped_column(nullable=True)
+
+
+class WebSession(Base):
+    """A browser's sign-in: the cookie's token and the CSRF token are stored as sha256 hashes."""
+
+    __tablename__ = "web_sessions"
+    id: Mapped[uuid.UUID] = _id()
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    csrf_hash: Mapped[str] = mapped_column(String(64))
+    method: Mapped[str] = mapped_column(String(16))  # "password" | "token"
+    user_agent: Mapped[str] = mapped_column(String(300), default="")
+    created_at: Mapped[datetime] = _created()
+    last_seen_at: Mapped[datetime] = _created()
+    expires_at: Mapped[datetime] = mapped_column()
     revoked_at: Mapped[datetime | None] = mapped_column(nullable=True)
 
 
@@ -160,6 +178,9 @@ class Item(Base):
         Index("ix_items_folder_name", "folder_id", "name", "id"),
         Index("ix_items_folder_created", "folder_id", "created_at", "id"),
         Index("ix_items_folder_size", "folder_id", "file_size", "id"),
+        # a folder's visible items (published, not deleted) on the index alone, for counting
+        # them and for finding the item at a position by name (the web UI's item window)
+        Index("ix_items_folder_name_live", "folder_id", "name", "id", "staged", "deleted_at", "job_id"),
     )
     id: Mapped[uuid.UUID] = _id()
     org_id: Mapped[uuid.UUID] = _org()

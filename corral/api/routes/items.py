@@ -192,6 +192,48 @@ async def list_items(
     return await run_in_threadpool(read)
 
 
+class ItemWindow(BaseModel):
+    total: int = Field(description="How many items match, in the whole folder; -1 with total=false.")
+    offset: int
+    items: list[ItemPublic]
+
+
+@router.get("/window", response_model=ItemWindow,
+            summary="Items offset..offset+limit of a folder, and their total (for virtual scrolling)")
+async def item_window(
+    ctx: Ctx,
+    principal: CurrentPrincipal,
+    folder: Annotated[str, Query(description="The folder's id or path.")],
+    offset: Annotated[
+        int, Query(ge=0, le=items.MAX_WINDOW_OFFSET, description="Position of the first item (0-based).")
+    ] = 0,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = 100,
+    type: Annotated[
+        list[str] | None, Query(description="Only these types (repeat, or comma-separated).")
+    ] = None,
+    q: Annotated[str, Query(description="Part of the name, any case.")] = "",
+    order: Literal["name", "created_at"] = "name",
+    direction: Literal["asc", "desc"] = "asc",
+    signed_urls: Annotated[
+        bool, Query(description="Add a signed GET URL to each single-file item (for thumbnails).")
+    ] = False,
+    total: Annotated[
+        bool, Query(description="Count the matching items (false: skip the count, total is -1).")
+    ] = True,
+) -> ItemWindow:
+    types = [t.strip() for value in type or [] for t in value.split(",") if t.strip()]
+
+    def read() -> ItemWindow:
+        with ctx.db.read() as s:
+            win = items.window(s, principal, folder, offset=offset, limit=limit, types=types, q=q,
+                               order=order, direction=direction, count=total)
+            openers = items.signers(s, ctx.settings, win.items) if signed_urls else {}
+        views = items.signed_all(win.items, openers) if openers else win.items
+        return ItemWindow(total=win.total, offset=win.offset, items=[_public(v) for v in views])
+
+    return await run_in_threadpool(read)
+
+
 @router.post("/move", response_model=MovedPublic, summary="Move items into a folder (all or none)")
 async def move_items(ctx: Ctx, principal: CurrentPrincipal, body: ItemMove) -> MovedPublic:
     def write() -> int:

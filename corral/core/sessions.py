@@ -1,0 +1,163 @@
+"""Passwords and web sessions: how the web UI signs in.
+
+A user signs in with an e-mail and password (set by an operator with ``corral user create
+--password -`` or ``corral user set-password``), or by pasting an API token once.  Either way
+they get a *session*: a random token for an HttpOnly cookie and a random CSRF token the page
+echoes in a header on every state-changing request.  Both are stored as sha256 hashes, so a
+database dump signs nobody in.  Passwords are hashed with scrypt (memory-hard).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import secrets
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Literal
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from corral.core import identity
+from corral.db.tables import User, WebSession
+from corral.db.types import utcnow
+from corral.errors import AuthenticationFailed, ErrorDetail, NotFound, ValidationFailed
+
+# scrypt at N=2^15, r=8, p=1: 32 MiB and about 0.1 s per hash (OWASP's floor is N=2^17 at
+# r=8 for interactive logins on big servers; this keeps sign-in snappy on two cores).
+SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**15, 8, 1
+MIN_PASSWORD, MAX_PASSWORD = 8, 1024
+MAX_USER_AGENT = 300
+Method = Literal["password", "token"]
+
+
+def _scrypt(password: str, salt: bytes, n: int, r: int, p: int) -> bytes:
+    return hashlib.scrypt(password.encode(), salt=salt, n=n, r=r, p=p, maxmem=256 * 1024 * 1024, dklen=32)
+
+
+def _b64(raw: bytes) -> str:
+    return base64.b64encode(raw).decode().rstrip("=")
+
+
+def _unb64(text: str) -> bytes:
+    return base64.b64decode(text + "=" * (-len(text) % 4))
+
+
+def check_password_rules(password: str) -> str:
+    if not MIN_PASSWORD <= len(password) <= MAX_PASSWORD:
+        raise ValidationFailed(
+            f"password must be {MIN_PASSWORD} to {MAX_PASSWORD} characters, got {len(password)}",
+            details=[ErrorDetail(f"{MIN_PASSWORD} to {MAX_PASSWORD} characters", field="password")],
+        )
+    if "\x00" in password:
+        raise ValidationFailed(
+            "password must not hold a NUL character",
+            details=[ErrorDetail("text without NUL", field="password")],
+        )
+    return password
+
+
+def hash_password(password: str) -> str:
+    salt = secrets.token_bytes(16)
+    digest = _scrypt(password, salt, SCRYPT_N, SCRYPT_R, SCRYPT_P)
+    return f"scrypt${SCRYPT_N}${SCRYPT_R}${SCRYPT_P}${_b64(salt)}${_b64(digest)}"
+
+
+def verify_password(password: str, stored: str | None) -> bool:
+    """Constant-time check; a user without a password still costs one hash (no timing oracle)."""
+    if stored is None:
+        _scrypt(password, b"\x00" * 16, SCRYPT_N, SCRYPT_R, SCRYPT_P)
+        return False
+    try:
+        scheme, n, r, p, salt, digest = stored.split("$")
+        if scheme != "scrypt":
+            return False
+        got = _scrypt(password, _unb64(salt), int(n), int(r), int(p))
+    except (ValueError, TypeError):
+        return False
+    return hmac.compare_digest(got, _unb64(digest))
+
+
+def set_password(session: Session, email: str, password: str) -> User:
+    user = identity.get_user_by_email(session, email)
+    user.password_hash = hash_password(check_password_rules(password))
+    session.flush()
+    return user
+
+
+def _hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class NewSession:
+    token: str  # for the HttpOnly cookie; never stored
+    csrf_token: str  # echoed by the page in X-CSRF-Token; never stored
+    id: uuid.UUID
+    expires_at: datetime
+    user: User
+
+
+def _start(session: Session, user: User, method: Method, user_agent: str, lifetime: timedelta) -> NewSession:
+    token, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
+    now = utcnow()
+    row = WebSession(
+        user_id=user.id, token_hash=_hash(token), csrf_hash=_hash(csrf), method=method,
+        user_agent=user_agent[:MAX_USER_AGENT], created_at=now, last_seen_at=now, expires_at=now + lifetime,
+    )
+    session.add(row)
+    session.flush()
+    return NewSession(token, csrf, row.id, row.expires_at, user)
+
+
+BAD_LOGIN = "e-mail or password is not right"
+
+
+def sign_in_with_password(
+    session: Session, email: str, password: str, *, user_agent: str, lifetime: timedelta
+) -> NewSession:
+    user = session.scalar(select(User).where(User.email == email.strip().lower()))
+    ok = verify_password(password[:MAX_PASSWORD], user.password_hash if user else None)
+    if user is None or not ok or user.disabled_at is not None:
+        raise AuthenticationFailed(BAD_LOGIN)
+    return _start(session, user, "password", user_agent, lifetime)
+
+
+def sign_in_with_token(session: Session, token: str, *, user_agent: str, lifetime: timedelta) -> NewSession:
+    user = identity.user_for_token(session, token.strip())
+    return _start(session, user, "token", user_agent, lifetime)
+
+
+def user_for_session(session: Session, token: str) -> tuple[User, WebSession]:
+    row = session.scalar(select(WebSession).where(WebSession.token_hash == _hash(token)))
+    now = utcnow()
+    if row is None or row.revoked_at is not None or row.expires_at <= now:
+        raise AuthenticationFailed("your session has ended: sign in again")
+    user = session.get(User, row.user_id)
+    if user is None or user.disabled_at is not None:
+        raise AuthenticationFailed("your session has ended: sign in again")
+    return user, row
+
+
+def csrf_matches(row: WebSession, csrf_token: str) -> bool:
+    return bool(csrf_token) and hmac.compare_digest(row.csrf_hash, _hash(csrf_token))
+
+
+def list_for_user(session: Session, user_id: uuid.UUID) -> list[WebSession]:
+    """The user's live sessions, newest first."""
+    live = (WebSession.user_id == user_id, WebSession.revoked_at.is_(None), WebSession.expires_at > utcnow())
+    return list(session.scalars(select(WebSession).where(*live).order_by(WebSession.created_at.desc())))
+
+
+def revoke(session: Session, user_id: uuid.UUID, session_id: uuid.UUID) -> WebSession:
+    """End one of the user's own sessions; another user's session is not found."""
+    row = session.get(WebSession, session_id)
+    if row is None or row.user_id != user_id:
+        raise NotFound(f"session {session_id} not found")
+    if row.revoked_at is None:
+        row.revoked_at = utcnow()
+    session.flush()
+    return row

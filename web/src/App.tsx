@@ -1,0 +1,100 @@
+import { createContext, useCallback, useContext, useEffect, useState } from "react";
+import { NavLink, Navigate, Route, Routes } from "react-router-dom";
+import { api, setUnauthorizedHandler, type Me } from "./api";
+import { SignIn } from "./pages/SignIn";
+import { Integrations } from "./pages/Integrations";
+import { Schema } from "./pages/Schema";
+import { Files } from "./pages/Files";
+import { Uploads } from "./pages/Uploads";
+import { Datasets } from "./pages/Datasets";
+import { Account } from "./pages/Account";
+
+interface AuthState {
+  me: Me;
+  signOut: () => Promise<void>;
+}
+
+const AuthContext = createContext<AuthState | null>(null);
+
+export function useMe(): Me {
+  const ctx = useContext(AuthContext);
+  if (!ctx) throw new Error("useMe outside the signed-in app");
+  return ctx.me;
+}
+
+export function useAuth(): AuthState {
+  const ctx = useContext(AuthContext);
+  if (!ctx) throw new Error("useAuth outside the signed-in app");
+  return ctx;
+}
+
+const NAV = [
+  ["/files", "Files"],
+  ["/uploads", "Uploads"],
+  ["/datasets", "Datasets"],
+  ["/integrations", "Integrations"],
+  ["/schema", "Metadata schema"],
+  ["/account", "Account"],
+] as const;
+
+export function App() {
+  const [me, setMe] = useState<Me | null | undefined>(undefined);
+
+  const load = useCallback(() => {
+    api.get<Me>("/api/v1/me").then(setMe, () => setMe(null));
+  }, []);
+
+  useEffect(() => {
+    load();
+    setUnauthorizedHandler(() => setMe(null));
+    return () => setUnauthorizedHandler(null);
+  }, [load]);
+
+  if (me === undefined) return <div className="empty" aria-busy="true">Loading…</div>;
+  if (me === null) return <SignIn onSignedIn={load} />;
+
+  const signOut = async () => {
+    await api.del("/api/v1/sessions/current").catch(() => undefined);
+    setMe(null);
+  };
+
+  return (
+    <AuthContext.Provider value={{ me, signOut }}>
+      <div className="shell">
+        <nav className="nav" aria-label="Main">
+          <div className="brand">
+            <span className="brand-mark" aria-hidden="true" /> corral
+          </div>
+          {NAV.map(([to, label]) => (
+            <NavLink key={to} to={to}>
+              {label}
+            </NavLink>
+          ))}
+          <div className="spacer" />
+          <div className="who">
+            {me.email}
+            <br />
+            {me.org_name} · {me.role}
+          </div>
+          <button className="link" style={{ color: "#c9d1e3", textAlign: "left", padding: "6px 12px" }} onClick={signOut}>
+            Sign out
+          </button>
+        </nav>
+        <main className="main">
+          <Routes>
+            <Route path="/" element={<Navigate to="/files" replace />} />
+            <Route path="/files/*" element={<Files />} />
+            <Route path="/uploads" element={<Uploads />} />
+            <Route path="/uploads/:jobId" element={<Uploads />} />
+            <Route path="/datasets" element={<Datasets />} />
+            <Route path="/datasets/:datasetId" element={<Datasets />} />
+            <Route path="/integrations" element={<Integrations />} />
+            <Route path="/schema" element={<Schema />} />
+            <Route path="/account" element={<Account />} />
+            <Route path="*" element={<div className="page"><h1>Not found</h1><p>This page does not exist.</p></div>} />
+          </Routes>
+        </main>
+      </div>
+    </AuthContext.Provider>
+  );
+}
