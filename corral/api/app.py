@@ -26,6 +26,7 @@ from corral.api.routes import (
     folders,
     health,
     imports,
+    index,
     integrations,
     items,
     jobs,
@@ -122,7 +123,7 @@ def create_app(
     for router in (health.router, me.router, tokens.router, jobs.router, integrations.router,
                    local_media.router,
                    metadata_schema.router, folders.router, items.router, items.upload_router,
-                   imports.import_router,
+                   imports.import_router, index.router,
                    datasets.router, datasets.admin_router,
                    encord_v2.router, integrations.v2_router, encord_metadata.router, encord_labels.router,
                    encord_rpc.router, encord_storage.router, encord_datasets.router):

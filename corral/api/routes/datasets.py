@@ -23,6 +23,7 @@ from corral.api.readahead import stream_ahead
 from corral.core import dataset_rows, datasets, verify
 from corral.core.dataset_rows import RowFilter
 from corral.core.datasets import DatasetView
+from corral.core.index import query as index_query
 from corral.errors import ErrorDetail, ValidationFailed
 
 router = APIRouter(prefix="/api/v1/datasets", tags=["datasets"])
@@ -58,6 +59,10 @@ class LinkRequest(BaseModel):
     item_ids: list[uuid.UUID] = Field(default_factory=list, description="Items to link (at most 100,000).")
     folder: str | None = Field(None, description="Link every item of this folder (path or id) instead.")
     recursive: bool = Field(False, description="With folder: its subfolders' items too.")
+    where: str | None = Field(None, description="Link every item matching this index filter (text syntax).")
+    filter: dict[str, Any] | None = Field(
+        None, description="Link every item matching this index filter (JSON)."
+    )
     duplicates: Literal["skip", "fail"] = Field(
         "skip", description="Items already linked: skip them, or fail the whole request (409)."
     )
@@ -203,12 +208,18 @@ async def delete_dataset(ctx: Ctx, principal: CurrentPrincipal, ref: Ref) -> Del
 
 @router.post("/{ref}/link", response_model=LinkPublic, summary="Link items, or a folder's items")
 async def link(ctx: Ctx, principal: CurrentPrincipal, ref: Ref, body: LinkRequest) -> LinkPublic:
-    if (body.folder is None) == (not body.item_ids):
-        message = "give either item_ids or folder"
+    given = [bool(body.item_ids), body.folder is not None, body.where is not None or body.filter is not None]
+    if sum(given) != 1:
+        message = "give exactly one of item_ids, folder, or an index filter (where or filter)"
         raise ValidationFailed(message, details=[ErrorDetail(message, field="item_ids")])
+    if given[2]:
+        await run_in_threadpool(index_query.ensure_indexed, ctx.db, principal.org_id)
 
     def write() -> datasets.LinkResult:
         with ctx.db.write() as s:
+            if given[2]:
+                tree = index_query.resolve_filter(s, principal, body.filter, body.where)
+                return index_query.link(s, principal, ref, tree, duplicates=body.duplicates)
             dataset = datasets.resolve(s, principal, ref)
             if body.folder is not None:
                 return datasets.link_folder(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Query
@@ -41,6 +42,9 @@ class SavePublic(BaseModel):
         "enum_options_added, strict_metadata."
     )
     schema_: dict[str, Any] = Field(alias="schema")
+    index_job: uuid.UUID | None = Field(
+        None, description="The job re-projecting changed keys into the index, when there are many items."
+    )
 
     model_config = {"populate_by_name": True}
 
@@ -141,6 +145,7 @@ async def put_schema(
         dry_run=dry_run,
         diff=result.diff,
         schema_=model.to_native(result.state.schema),
+        index_job=result.index_job,
     )
 
 

@@ -22,6 +22,8 @@ from sqlalchemy.orm import Session
 
 from corral import errors
 from corral.core.identity import Principal
+from corral.core.index import keys as index_keys
+from corral.core.index import reproject  # noqa: F401  (the index's ORM listener and job kind)
 from corral.core.metadata.evolution import evolve
 from corral.core.metadata.schema import Schema, from_native, to_native
 from corral.core.metadata.validation import Validator, describe
@@ -41,6 +43,7 @@ class SaveResult:
     state: SchemaState
     changed: bool
     diff: dict[str, Any]
+    index_job: uuid.UUID | None = None  # re-projecting the index's changed keys, when large
 
 
 def _email(s: Session, user_id: uuid.UUID | None) -> str | None:
@@ -98,7 +101,8 @@ def save(
         raise errors.Conflict(
             "the metadata schema was changed concurrently: read it again and retry"
         ) from None
-    return SaveResult(SchemaState(version, new, updated_by=principal.email), True, diff)
+    job = index_keys.sync(s, principal.org_id, new, principal.user_id)
+    return SaveResult(SchemaState(version, new, updated_by=principal.email), True, diff, job)
 
 
 def at_version(s: Session, org_id: uuid.UUID, version: int) -> SchemaState:

@@ -319,3 +319,19 @@ class Validator:
             if meta.get(key) is None or (key not in out and not any(p.key == key for p in problems)):
                 problems.append(Problem(key, None, described, "this key is required"))
         return out, problems
+
+
+def normaliser(entry: Entry) -> Callable[[Any], Any]:
+    """``entry``'s check, answering None for a value it refuses instead of raising (the index
+    projects only the values that fit a key's current definition)."""
+    check = check_for(entry)
+
+    def normalise(v: Any) -> Any:
+        if v is None:
+            return None
+        try:
+            return check(v)
+        except _Bad:
+            return None
+
+    return normalise
