@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 
 from corral._version import __version__
+from corral.api import openapi
 from corral.api.deps import AppContext
 from corral.api.docs import install_docs
 from corral.api.errors import install_error_handlers
@@ -118,6 +119,7 @@ def create_app(
     app.state.corral = ctx
     install_docs(app, "/api/openapi.json")
     install_error_handlers(app)
+    openapi.install(app)
     app.add_middleware(ConcurrencyLimitMiddleware, limit=settings.max_concurrent_requests)
     app.add_middleware(RequestLogMiddleware)
     for router in (health.router, me.router, tokens.router, jobs.router, integrations.router,
