@@ -283,6 +283,10 @@ class Client:
     def get_folder(self, ref: str) -> Any:
         return self.request("GET", self._folder(ref))
 
+    def folder_summary(self, ref: str) -> Any:
+        folder = self.get_folder(ref)
+        return self.request("GET", f"/api/v1/folders/{folder['id']}/summary")
+
     def update_folder(
         self,
         ref: str,
@@ -365,8 +369,10 @@ class Client:
         name: str | None = None,
         client_metadata: dict[str, Any] | None = None,
         merge_metadata: bool = False,
+        description: str | None = None,
     ) -> Any:
-        body = {"name": name, "client_metadata": client_metadata, "merge_metadata": merge_metadata}
+        body = {"name": name, "client_metadata": client_metadata, "merge_metadata": merge_metadata,
+                "description": description}
         return self.request("PATCH", f"/api/v1/items/{item_id}", json=body)
 
     def move_items(self, item_ids: list[str], folder: str) -> Any:
@@ -514,14 +520,51 @@ class Client:
         folder: str | None = None,
         recursive: bool = False,
         duplicates: str = "skip",
+        where: str | None = None,
     ) -> Any:
         body = {
             "item_ids": item_ids or [],
             "folder": folder,
             "recursive": recursive,
             "duplicates": duplicates,
+            "where": where,
         }
         return self.request("POST", self._dataset(ref) + "/link", json=body)
+
+    # -- the index ---------------------------------------------------------------------------------
+
+    def index_query(
+        self,
+        where: str | None = None,
+        *,
+        sort: str | None = None,
+        page_size: int = 100,
+        page_token: str | None = None,
+        fields: list[str] | None = None,
+        count: bool = False,
+    ) -> Any:
+        body = {"where": where, "sort": sort, "page_size": page_size, "page_token": page_token,
+                "fields": fields, "count": count}
+        return self.request("POST", "/api/v1/index/query", json=body)
+
+    def index_facets(
+        self, keys: list[str], where: str | None = None, *, top: int = 10, buckets: int = 10
+    ) -> Any:
+        body = {"where": where, "keys": keys, "top": top, "buckets": buckets}
+        return self.request("POST", "/api/v1/index/facets", json=body)
+
+    def stream_index(
+        self, where: str | None = None, *, sort: str | None = None, fields: list[str] | None = None
+    ) -> Iterator[dict[str, Any]]:
+        """Every matching item, read from the NDJSON export one line at a time."""
+        body = {"where": where, "sort": sort, "fields": fields}
+        with self._http.stream("POST", "/api/v1/index/export", json=body) as resp:
+            if resp.status_code >= 400:
+                resp.read()
+                raise _api_error(resp)
+            for line in resp.iter_lines():
+                if line:
+                    yield json.loads(line)
 
     def unlink_items(
         self, ref: str, item_ids: list[str] | None = None, row_ids: list[str] | None = None

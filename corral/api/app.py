@@ -10,9 +10,11 @@ from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 
 from corral._version import __version__
+from corral.api import openapi
 from corral.api.deps import AppContext
 from corral.api.docs import install_docs
 from corral.api.errors import install_error_handlers
+from corral.api.limits import RequestGuard
 from corral.api.middleware import RequestLogMiddleware
 from corral.api.routes import (
     datasets,
@@ -21,10 +23,12 @@ from corral.api.routes import (
     encord_metadata,
     encord_rpc,
     encord_storage,
+    encord_storage_changes,
     encord_v2,
     folders,
     health,
     imports,
+    index,
     integrations,
     items,
     jobs,
@@ -114,14 +118,19 @@ def create_app(
     app.state.corral = ctx
     install_docs(app, "/api/openapi.json")
     install_error_handlers(app)
+    openapi.install(app)
+    app.add_middleware(RequestGuard, ctx=ctx)  # inside the log, so refusals are logged too
     app.add_middleware(RequestLogMiddleware)
     for router in (health.router, me.router, tokens.router, jobs.router, integrations.router,
                    local_media.router,
                    metadata_schema.router, folders.router, items.router, items.upload_router,
-                   imports.import_router,
+                   imports.import_router, index.router,
                    datasets.router, datasets.admin_router,
                    encord_v2.router, integrations.v2_router, encord_metadata.router, encord_labels.router,
-                   encord_rpc.router, encord_storage.router, encord_datasets.router):
+                   encord_rpc.router, encord_storage.router, encord_storage.presigned_router,
+                   encord_storage_changes.router,
+                   encord_datasets.router,
+                   encord_v2.unsupported_router):  # last: it answers whatever the others do not
         app.include_router(router)
     app.include_router(sessions.router)
     install_web_ui(app)  # last: the API answers every path it knows first

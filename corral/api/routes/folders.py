@@ -14,12 +14,13 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from corral.api.deps import Ctx, CurrentPrincipal
+from corral.api.parsing import CorralRoute
 from corral.core import deletion, folders, permissions, sharing
 from corral.core.identity import Principal
 from corral.core.pagination import MAX_PAGE_SIZE
 from corral.db.tables import Folder
 
-router = APIRouter(prefix="/api/v1/folders", tags=["folders"])
+router = APIRouter(prefix="/api/v1/folders", tags=["folders"], route_class=CorralRoute)
 
 
 class FolderCreate(BaseModel):
@@ -233,6 +234,25 @@ async def folder_path(ctx: Ctx, principal: CurrentPrincipal, folder_id: uuid.UUI
     def read() -> list[FolderRef]:
         with ctx.db.read() as s:
             return [FolderRef(id=f.id, name=f.name) for f in folders.ancestors(s, principal, folder_id)]
+
+    return await run_in_threadpool(read)
+
+
+class FolderSummaryPublic(BaseModel):
+    by_type: dict[str, int] = Field(description="Live items directly in the folder, by type.")
+    folders: int = Field(description="Direct subfolders.")
+    tombstones: int = Field(description="Soft-deleted items directly in the folder.")
+    upload_jobs: int = Field(description="Upload jobs that registered (or register) into the folder.")
+    total_size: int = Field(description="Total size in bytes of the live items directly in the folder.")
+
+
+@router.get(
+    "/{folder_id}/summary", response_model=FolderSummaryPublic, summary="What a folder holds directly"
+)
+async def folder_summary(ctx: Ctx, principal: CurrentPrincipal, folder_id: uuid.UUID) -> FolderSummaryPublic:
+    def read() -> FolderSummaryPublic:
+        with ctx.db.read() as s:
+            return FolderSummaryPublic(**dataclasses.asdict(folders.summary(s, principal, folder_id)))
 
     return await run_in_threadpool(read)
 

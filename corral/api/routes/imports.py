@@ -14,12 +14,13 @@ from starlette.concurrency import run_in_threadpool
 
 from corral.api.deps import Ctx, CurrentPrincipal
 from corral.api.longpoll import hold_until
+from corral.api.parsing import CorralRoute
 from corral.jobs import queue
 from corral.jobs.queue import JobState
 from corral.registration import jobs as registration
 from corral.registration import service
 
-import_router = APIRouter(prefix="/api/v1/imports", tags=["imports"])
+import_router = APIRouter(prefix="/api/v1/imports", tags=["imports"], route_class=CorralRoute)
 
 
 # -- imports ---------------------------------------------------------------------------------------
@@ -116,7 +117,8 @@ def _has_body(spool: Any) -> bool:
 
 
 async def _spool(request: Request) -> Any:
-    spool = tempfile.SpooledTemporaryFile(max_size=16 << 20)
+    # To disk (past 1 MiB), not memory; the request guard caps it at CORRAL_MAX_MANIFEST_BYTES.
+    spool = tempfile.SpooledTemporaryFile(max_size=1 << 20)
     async for chunk in request.stream():
         spool.write(chunk)
     spool.seek(0)

@@ -12,13 +12,14 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from corral.api.deps import Ctx, CurrentPrincipal
+from corral.api.parsing import CorralRoute
 from corral.core import items
 from corral.core.items import ItemView
 from corral.core.pagination import MAX_PAGE_SIZE
 from corral.registration import uploads
 
-router = APIRouter(prefix="/api/v1/items", tags=["items"])
-upload_router = APIRouter(prefix="/api/v1/uploads", tags=["items"])
+router = APIRouter(prefix="/api/v1/items", tags=["items"], route_class=CorralRoute)
+upload_router = APIRouter(prefix="/api/v1/uploads", tags=["items"], route_class=CorralRoute)
 
 
 class PartPublic(BaseModel):
@@ -53,6 +54,7 @@ class ItemPublic(BaseModel):
     )
     signed_url: str | None = None
     signed_url_expires_in: int | None = None
+    description: str = ""
 
 
 class ItemPage(BaseModel):
@@ -62,6 +64,7 @@ class ItemPage(BaseModel):
 
 class ItemUpdate(BaseModel):
     name: str | None = None
+    description: str | None = Field(None, description=f"At most {items.MAX_DESCRIPTION} characters.")
     client_metadata: dict[str, Any] | None = Field(
         None,
         description="Replaces the metadata (or, with merge_metadata, sets these keys; null removes one).",
@@ -70,7 +73,10 @@ class ItemUpdate(BaseModel):
 
 
 class ItemMove(BaseModel):
-    ids: list[uuid.UUID] = Field(description=f"1 to {items.MAX_MOVE} item ids.")
+    ids: list[uuid.UUID] = Field(
+        description=f"1 to {items.MAX_MOVE} item ids.",
+        json_schema_extra={"minItems": 1, "maxItems": items.MAX_MOVE},
+    )
     folder: str = Field(description="The destination folder's id or path.")
 
 
@@ -232,6 +238,7 @@ async def update_item(
                 name=body.name,
                 client_metadata=body.client_metadata,
                 merge=body.merge_metadata,
+                description=body.description,
             )
 
     return _public(await run_in_threadpool(write))
