@@ -28,6 +28,7 @@ from corral.api.routes import (
     integrations,
     items,
     jobs,
+    labels,
     local_media,
     me,
     metadata_schema,
@@ -119,7 +120,7 @@ def create_app(
                    local_media.router,
                    metadata_schema.router, folders.router, items.router, items.upload_router,
                    imports.import_router,
-                   datasets.router, datasets.admin_router,
+                   datasets.router, datasets.admin_router, labels.ontology_router, labels.project_router,
                    encord_v2.router, integrations.v2_router, encord_metadata.router, encord_labels.router,
                    encord_rpc.router, encord_storage.router, encord_datasets.router):
         app.include_router(router)
