@@ -1,7 +1,7 @@
 import { useEffect, useMemo, useRef, useState } from "react";
 import { Link, useNavigate, useParams } from "react-router-dom";
 import { api, type Item } from "../api";
-import { Badge, ErrorBanner, PageHead, formatDate } from "../components/ui";
+import { ErrorBanner, PageHead, formatDate } from "../components/ui";
 import {
   colourFor,
   drawObject,
@@ -133,9 +133,9 @@ function OntologyCard({ ontology }: { ontology: Ontology }) {
 function Legend({ objects, classifications }: { objects: OntologyNode[]; classifications: OntologyNode[] }) {
   return (
     <ul className="legend">
-      {objects.map((o) => (
+      {objects.map((o, i) => (
         <li key={o.featureNodeHash}>
-          <span className="swatch" style={{ background: colourFor(o.featureNodeHash, o.color) }} aria-hidden="true" />
+          <span className="swatch" style={{ background: colourFor(o.featureNodeHash, o.color, i) }} aria-hidden="true" />
           {o.name ?? o.featureNodeHash} <span className="hint">{SHAPE_NAMES[o.shape ?? ""] ?? o.shape}</span>
         </li>
       ))}
@@ -185,8 +185,8 @@ function ProjectView({ id }: { id: string }) {
       <div className="card">
         <div className="row" style={{ justifyContent: "space-between" }}>
           <h2 style={{ margin: 0 }}>Data units</h2>
-          <label className="row">Label status
-            <select value={status} onChange={(e) => setStatus(e.target.value)} aria-label="Label status">
+          <label className="row inline-select">Label status
+            <select value={status} onChange={(e) => setStatus(e.target.value)}>
               <option value="">Any</option>
               {["NOT_LABELLED", "LABEL_IN_PROGRESS", "LABELLED", "REVIEW_IN_PROGRESS", "REVIEWED", "REVIEWED_TWICE"].map((s) => <option key={s} value={s}>{s.replace(/_/g, " ").toLowerCase()}</option>)}
             </select>
@@ -202,7 +202,7 @@ function ProjectView({ id }: { id: string }) {
                     onKeyDown={(e) => { if (e.key === "Enter") navigate(`/projects/${id}/units/${u.data_hash}`); }}>
                     <td><Link to={`/projects/${id}/units/${u.data_hash}`}>{u.data_title}</Link></td>
                     <td>{u.data_type.toLowerCase()}</td><td>{u.dataset_title}</td>
-                    <td><Badge value={u.label_status.replace(/_/g, " ").toLowerCase()} /></td><td>{formatDate(u.last_edited_at)}</td>
+                    <td><StatusBadge status={u.label_status} /></td><td>{formatDate(u.last_edited_at)}</td>
                   </tr>
                 ))}
               </tbody>
@@ -236,6 +236,11 @@ function LabelViewerPage({ projectId, dataHash }: { projectId: string; dataHash:
     ontology?.editor.classifications?.forEach(walk);
     return m;
   }, [ontology]);
+  const colours = useMemo(() => {
+    const m = new Map<string, string>();
+    ontology?.editor.objects?.forEach((o, i) => m.set(o.featureNodeHash, colourFor(o.featureNodeHash, o.color, i)));
+    return m;
+  }, [ontology]);
 
   const labels = unit?.label_row?.data_units[dataHash]?.labels;
   return (
@@ -245,7 +250,7 @@ function LabelViewerPage({ projectId, dataHash }: { projectId: string; dataHash:
       </PageHead>
       <ErrorBanner error={error} />
       {unit && item && (
-        <LabelCanvas item={item} meta={unit.metadata} labels={labels} nodes={nodes}
+        <LabelCanvas item={item} meta={unit.metadata} labels={labels} nodes={nodes} colours={colours}
           classificationAnswers={unit.label_row?.classification_answers ?? {}} />
       )}
       {unit && !unit.label_row && <div className="card empty">Nobody has started labelling this file yet.</div>}
@@ -263,9 +268,11 @@ function LabelCanvas(props: {
   meta: UnitMeta;
   labels: unknown;
   nodes: Map<string, OntologyNode>;
+  colours: Map<string, string>;
   classificationAnswers: NonNullable<UnitLabels["label_row"]>["classification_answers"];
 }) {
-  const { item, meta, labels, nodes } = props;
+  const { item, meta, labels, nodes, colours } = props;
+  const colour = (o: LabelObject) => o.color ?? colours.get(o.featureHash ?? "") ?? colourFor(o.featureHash);
   const isVideo = meta.data_type === "VIDEO";
   const fps = meta.frames_per_second || Number(item.media.fps) || 25;
   const [frame, setFrame] = useState(0);
@@ -300,7 +307,7 @@ function LabelCanvas(props: {
           {size && (
             <svg className="label-overlay" viewBox={`0 0 ${size.w} ${size.h}`} preserveAspectRatio="none" role="img" aria-label={`${drawn.filter((x) => x.d).length} labels`} data-testid="label-overlay">
               {drawn.map(({ o, d }, i) => d && !hidden.has(o.objectHash ?? String(i)) && (
-                <Shape key={o.objectHash ?? i} d={d} colour={colourFor(o.featureHash, o.color ?? nodes.get(o.featureHash ?? "")?.color)} title={labelName(o, nodes)} shape={o.shape ?? ""} scale={Math.max(size.w, size.h) / 800} />
+                <Shape key={o.objectHash ?? i} d={d} colour={colour(o)} title={labelName(o, nodes)} shape={o.shape ?? ""} scale={Math.max(size.w, size.h) / 800} />
               ))}
             </svg>
           )}
@@ -325,7 +332,7 @@ function LabelCanvas(props: {
                 <li key={key}>
                   <label className="row" style={{ gap: 6 }}>
                     <input type="checkbox" checked={!hidden.has(key)} onChange={() => toggle(key)} aria-label={`Show ${labelName(o, nodes)}`} />
-                    <span className="swatch" style={{ background: colourFor(o.featureHash, o.color ?? nodes.get(o.featureHash ?? "")?.color) }} aria-hidden="true" />
+                    <span className="swatch" style={{ background: colour(o) }} aria-hidden="true" />
                     {labelName(o, nodes)} <span className="hint">{SHAPE_NAMES[o.shape ?? ""] ?? o.shape}</span>
                   </label>
                 </li>
@@ -336,7 +343,7 @@ function LabelCanvas(props: {
         <h2>Classifications</h2>
         <Classifications frameClassifications={current.classifications} answers={props.classificationAnswers} nodes={nodes} />
         <h2>File</h2>
-        <dl>
+        <dl className="facts">
           <dt>Type</dt><dd>{meta.data_type.toLowerCase()}</dd>
           <dt>Size</dt><dd>{size ? `${size.w} × ${size.h}` : "—"}</dd>
           {isVideo && <><dt>Frames</dt><dd>{meta.number_of_frames} at {fps} fps</dd></>}
@@ -380,4 +387,9 @@ function Shape({ d, colour, title, shape, scale }: { d: Drawn; colour: string; t
     case "bitmask":
       return <path d={d.path} fill={colour} fillOpacity={0.45} data-shape={shape}><title>{title}</title></path>;
   }
+}
+
+function StatusBadge({ status }: { status: string }) {
+  const tone = status === "NOT_LABELLED" ? "" : status.endsWith("IN_PROGRESS") ? " warning" : " ok";
+  return <span className={`badge${tone}`}>{status.replace(/_/g, " ").toLowerCase()}</span>;
 }

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { bitmaskPath, boxCorners, decodeRle, drawObject, frameLabels, labelledFrames, orderedPoints, rotatedCorners } from "./labelGeometry";
+import { bitmaskPath, boxCorners, colourFor, decodeRle, drawObject, frameLabels, labelledFrames, orderedPoints, rotatedCorners } from "./labelGeometry";
 
 const close = (a: { x: number; y: number }[], b: [number, number][]) => {
   expect(a.length).toBe(b.length);
@@ -78,5 +78,14 @@ describe("frames", () => {
     expect(frameLabels(video, 12).classifications).toHaveLength(1);
     expect(frameLabels(video, 3)).toEqual({ objects: [], classifications: [] });
     expect(labelledFrames(video)).toEqual([0, 12]);
+  });
+});
+
+describe("colours", () => {
+  it("prefers the ontology's colour, then the place in the ontology", () => {
+    expect(colourFor("x", "#123456", 3)).toBe("#123456");
+    const first = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9].map((i) => colourFor("same", undefined, i));
+    expect(new Set(first).size).toBe(10);
+    expect(colourFor("abc")).toBe(colourFor("abc"));
   });
 });

@@ -182,9 +182,11 @@ export function labelledFrames(labels: unknown): number[] {
 
 const PALETTE = ["#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6", "#bfef45", "#fabed4", "#469990"];
 
-/** A stable colour per feature: the ontology's own colour if it has one. */
-export function colourFor(featureHash: string | undefined, ontologyColour?: string): string {
+/** A stable colour per feature: the ontology's own colour if it has one, else the palette's
+ * colour for its place in the ontology (distinct for the first ten), else one from its hash. */
+export function colourFor(featureHash: string | undefined, ontologyColour?: string, position?: number): string {
   if (ontologyColour) return ontologyColour;
+  if (position !== undefined && position >= 0) return PALETTE[position % PALETTE.length];
   let h = 0;
   for (const ch of featureHash ?? "") h = (h * 31 + ch.charCodeAt(0)) >>> 0;
   return PALETTE[h % PALETTE.length];
