@@ -91,6 +91,7 @@ def _project(view: projects.ProjectView) -> ProjectPublic:
     )
 
 
+_STATUSES = f"Only units with one of these statuses (repeatable): {', '.join(label_rows.LABEL_STATUSES)}."
 ProjectId = Annotated[str, Path(description="The project's id.")]
 
 
@@ -140,8 +141,7 @@ async def list_project_label_rows(
     ctx: Ctx,
     principal: CurrentPrincipal,
     project_id: ProjectId,
-    label_status: Annotated[list[str] | None, Query(
-        description=f"Only units with one of these statuses: {', '.join(label_rows.LABEL_STATUSES)}.")] = None,
+    label_status: Annotated[list[str] | None, Query(description=_STATUSES)] = None,
     data_title: Annotated[str | None, Query(description="Only the unit with exactly this title.")] = None,
     offset: Annotated[int, Query(ge=0)] = 0,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE, description=f"1 to {MAX_PAGE}.")] = 100,
