@@ -22,7 +22,7 @@ def _thumbnail_jobs(db) -> list[Job]:  # type: ignore[no-untyped-def]
         return list(s.scalars(select(Job).where(Job.kind == thumbnails.KIND)))
 
 
-def _wait_job(api, user, job_id: uuid.UUID) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+def _wait_job(api, user, job_id: uuid.UUID) -> dict[str, Any]:  # type: ignore[no-untyped-def]  # noqa: F811
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         r = api.get(f"/api/v1/jobs/{job_id}", params={"wait": 10}, headers=user.bearer)
