@@ -104,6 +104,12 @@ def main() -> None:
     parser.add_argument("--postgres", action="store_true")
     parser.add_argument("--shuffle", action="store_true", help="URLs in random order, not sorted")
     parser.add_argument("--skip-duplicates", action="store_true", help="import with --skip-duplicate-urls")
+    parser.add_argument(
+        "--schema",
+        action="store_true",
+        help="declare camera (varchar) and score (number) in the metadata schema first, so they are "
+        "validated by type and projected into the index",
+    )
     args = parser.parse_args()
     with server_environment("corral-bench-", 8797, args.postgres) as (work, env):
         corral = str(BIN / "corral")
@@ -122,7 +128,8 @@ def main() -> None:
         print(
             f"{args.files:,} files, manifest {manifest.stat().st_size / 1e6:.0f} MB, "
             f"{'PostgreSQL' if args.postgres else 'SQLite'}{', shuffled' if args.shuffle else ''}"
-            f"{', skipping duplicates' if args.skip_duplicates else ''}",
+            f"{', skipping duplicates' if args.skip_duplicates else ''}"
+            f"{', schema keys' if args.schema else ''}",
             flush=True,
         )
         server = subprocess.Popen(
@@ -153,6 +160,10 @@ def main() -> None:
                 },
             )
             httpx.post(f"{url}/api/v1/folders", headers=auth, json={"path": "bench"})
+            if args.schema:
+                keys = {"camera": {"type": "varchar"}, "score": {"type": "number"}}
+                httpx.put(f"{url}/api/v1/metadata-schema", headers=auth,
+                          json={"keys": keys}).raise_for_status()
             cli_env = {**env, "CORRAL_URL": url, "CORRAL_TOKEN": token}
             pids = [server.pid, *children(server.pid)]
             cpu_before = {pid: cpu_seconds(pid) for pid in pids}

@@ -514,14 +514,51 @@ class Client:
         folder: str | None = None,
         recursive: bool = False,
         duplicates: str = "skip",
+        where: str | None = None,
     ) -> Any:
         body = {
             "item_ids": item_ids or [],
             "folder": folder,
             "recursive": recursive,
             "duplicates": duplicates,
+            "where": where,
         }
         return self.request("POST", self._dataset(ref) + "/link", json=body)
+
+    # -- the index ---------------------------------------------------------------------------------
+
+    def index_query(
+        self,
+        where: str | None = None,
+        *,
+        sort: str | None = None,
+        page_size: int = 100,
+        page_token: str | None = None,
+        fields: list[str] | None = None,
+        count: bool = False,
+    ) -> Any:
+        body = {"where": where, "sort": sort, "page_size": page_size, "page_token": page_token,
+                "fields": fields, "count": count}
+        return self.request("POST", "/api/v1/index/query", json=body)
+
+    def index_facets(
+        self, keys: list[str], where: str | None = None, *, top: int = 10, buckets: int = 10
+    ) -> Any:
+        body = {"where": where, "keys": keys, "top": top, "buckets": buckets}
+        return self.request("POST", "/api/v1/index/facets", json=body)
+
+    def stream_index(
+        self, where: str | None = None, *, sort: str | None = None, fields: list[str] | None = None
+    ) -> Iterator[dict[str, Any]]:
+        """Every matching item, read from the NDJSON export one line at a time."""
+        body = {"where": where, "sort": sort, "fields": fields}
+        with self._http.stream("POST", "/api/v1/index/export", json=body) as resp:
+            if resp.status_code >= 400:
+                resp.read()
+                raise _api_error(resp)
+            for line in resp.iter_lines():
+                if line:
+                    yield json.loads(line)
 
     def unlink_items(
         self, ref: str, item_ids: list[str] | None = None, row_ids: list[str] | None = None

@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 
 from corral._version import __version__
+from corral.api import openapi
 from corral.api.deps import AppContext
 from corral.api.docs import install_docs
 from corral.api.errors import install_error_handlers
@@ -25,6 +26,7 @@ from corral.api.routes import (
     folders,
     health,
     imports,
+    index,
     integrations,
     items,
     jobs,
@@ -115,11 +117,12 @@ def create_app(
     app.state.corral = ctx
     install_docs(app, "/api/openapi.json")
     install_error_handlers(app)
+    openapi.install(app)
     app.add_middleware(RequestLogMiddleware)
     for router in (health.router, me.router, tokens.router, jobs.router, integrations.router,
                    local_media.router,
                    metadata_schema.router, folders.router, items.router, items.upload_router,
-                   imports.import_router,
+                   imports.import_router, index.router,
                    datasets.router, datasets.admin_router, labels.ontology_router, labels.project_router,
                    encord_v2.router, integrations.v2_router, encord_metadata.router, encord_labels.router,
                    encord_rpc.router, encord_storage.router, encord_datasets.router):

@@ -19,8 +19,10 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import StatementError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from corral.api.parsing import BodyRefused
 from corral.errors import CorralError, ErrorDetail
 
 log = logging.getLogger("corral.api")
@@ -52,9 +54,30 @@ def is_rpc_path(path: str) -> bool:
     return path == "/public" or path.startswith("/public/")
 
 
+#: An error answer never grows with the input: at most this many details, and characters per
+#: message and per field (the messages themselves quote only short prefixes of what was sent).
+MAX_DETAILS, MAX_MESSAGE, MAX_FIELD = 100, 2000, 300
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else f"{text[: limit - 30]}… ({len(text):,} characters)"
+
+
+def _clip_detail(detail: dict[str, Any]) -> dict[str, Any]:
+    out = dict(detail)
+    if isinstance(out.get("message"), str):
+        out["message"] = _clip(out["message"], MAX_MESSAGE)
+    if isinstance(out.get("field"), str):
+        out["field"] = _clip(out["field"], MAX_FIELD)
+    return out
+
+
 def error_response(
     request: Request, status: int, code: str, message: str, details: list[dict[str, Any]] | None = None
 ) -> JSONResponse:
+    message = _clip(message, MAX_MESSAGE)
+    if details is not None:
+        details = [_clip_detail(d) for d in details[:MAX_DETAILS]]
     if is_rpc_path(request.url.path):
         body: dict[str, Any] = {
             "status": status,
@@ -91,6 +114,9 @@ async def _corral_error(request: Request, exc: Exception) -> JSONResponse:
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
+    cause = exc.__cause__
+    if isinstance(cause, BodyRefused):
+        return await _corral_error(request, cause.error)  # refused by corral.api.parsing
     details = []
     for err in exc.errors():
         where = _field(tuple(err.get("loc", ())))
@@ -105,10 +131,19 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     message = str(exc.detail) if exc.detail else code
     if exc.status_code == 404 and message == "Not Found":
         message = f"no such endpoint: {request.method} {request.url.path}"
-    return error_response(request, exc.status_code, code, message)
+    if exc.status_code == 405 and message == "Method Not Allowed":
+        message = f"{request.method} is not allowed on {request.url.path}"
+    response = error_response(request, exc.status_code, code, message)
+    for name, value in (exc.headers or {}).items():  # e.g. Allow on a 405
+        response.headers[name] = value
+    return response
 
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    if isinstance(exc, StatementError) and isinstance(exc.orig, CorralError):
+        # A JSON column's encoder (corral.jsoncodec.dumps) refused a value: the transaction
+        # was rolled back, and the client hears why.
+        return await _corral_error(request, exc.orig)
     incident = uuid.uuid4().hex[:12]
     log.error("unhandled error", exc_info=exc, extra={"path": request.url.path, "incident": incident})
     return error_response(

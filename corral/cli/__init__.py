@@ -17,6 +17,7 @@ from corral.cli import (
     demo_commands,
     folder_commands,
     import_commands,
+    index_commands,
     integration_commands,
     item_commands,
     operator,
@@ -40,6 +41,7 @@ for command in (
     *item_commands.COMMANDS,
     *import_commands.COMMANDS,
     *dataset_commands.COMMANDS,
+    *index_commands.COMMANDS,
 ):
     cli.add_command(command)
 

@@ -88,6 +88,7 @@ def _ids(values: Sequence[str], path: Path | None) -> list[str]:
 )
 @click.option("--folder", default=None, help="Link every item of this folder (path or id).")
 @click.option("--recursive", is_flag=True, help="With --folder: its subfolders' items too.")
+@click.option("--where", default=None, help="Link every item matching this index filter (see `corral find`).")
 @click.option(
     "--duplicates",
     type=click.Choice(["skip", "fail"]),
@@ -102,16 +103,18 @@ def link(
     items_file: Path | None,
     folder: str | None,
     recursive: bool,
+    where: str | None,
     duplicates: str,
     profile: str | None,
     as_json: bool,
 ) -> None:
-    """Link items (ITEM_IDS, --items-file, or --folder) into DATASET."""
+    """Link items (ITEM_IDS, --items-file, --folder, or --where) into DATASET."""
     ids = _ids(item_ids, items_file)
-    if bool(ids) == (folder is not None):
-        raise click.UsageError("give item ids (or --items-file), or --folder")
+    if sum((bool(ids), folder is not None, where is not None)) != 1:
+        raise click.UsageError("give item ids (or --items-file), --folder, or --where")
     with api_errors(), _client(profile) as c:
-        result = c.link_items(dataset_ref, ids, folder=folder, recursive=recursive, duplicates=duplicates)
+        result = c.link_items(dataset_ref, ids, folder=folder, recursive=recursive, duplicates=duplicates,
+                              where=where)
     _print(
         result,
         as_json,

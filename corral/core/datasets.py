@@ -383,6 +383,28 @@ def link_folder(
     return LinkResult(linked, total - linked)
 
 
+def link_matching(
+    s: Session,
+    principal: Principal,
+    dataset: Dataset,
+    where: Sequence[ColumnElement[bool]],
+    *,
+    duplicates: Duplicates = "skip",
+) -> LinkResult:
+    """Link every item matching ``where`` (an index query's conditions, which already hold the
+    principal's visibility): all or nothing, like a folder."""
+    permissions.require_dataset(s, principal, dataset, "editor")
+    where = [*_linkable(principal.org_id), *where]
+    if duplicates == "fail":
+        _refuse_duplicates(s, dataset.id, where)
+    total = s.scalar(select(func.count()).select_from(Item).where(*where)) or 0
+    linked = _insert_from(s, dataset.id, where)
+    if duplicates == "fail" and linked != total:
+        raise errors.Conflict("some items were linked to this dataset meanwhile; nothing was linked")
+    _touch(s, dataset)
+    return LinkResult(linked, total - linked)
+
+
 def link_job_items(s: Session, dataset_id: uuid.UUID, job_id: uuid.UUID) -> int:
     """Link every item an upload job registered (the job's starter was checked when it started)."""
     dataset = s.get(Dataset, dataset_id)

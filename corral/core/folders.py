@@ -27,6 +27,7 @@ from corral.core.staging import published
 from corral.db.tables import Folder, Item
 from corral.db.types import utcnow
 from corral.errors import ErrorDetail
+from corral.jsoncodec import preview
 
 MAX_NAME = 300
 MAX_DESCRIPTION = 10_000
@@ -49,7 +50,7 @@ def _check_name(name: str) -> str:
     name = name.strip()
     if not name or len(name) > MAX_NAME or "/" in name or "\x00" in name or name in (".", ".."):
         raise errors.ValidationFailed(
-            f"invalid folder name {name!r}: 1-{MAX_NAME} characters, no '/', not '.' or '..'",
+            f"invalid folder name {preview(name)}: 1-{MAX_NAME} characters, no '/', not '.' or '..'",
             details=[ErrorDetail(f"1-{MAX_NAME} characters without '/'", field="name")],
         )
     return name

@@ -14,13 +14,15 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from corral import errors
 from corral.storage import base
 from corral.storage.base import CorsRule, cors_allows, recommended_cors_rule
 from corral.storage.options import AzureOptions, GcsOptions, ProviderOptions, S3Options
 from corral.storage.scope import ScopedStorage
+
+T = TypeVar("T")
 
 Status = Literal["ok", "failed", "warning", "skipped"]
 
@@ -237,16 +239,28 @@ def check(scoped: ScopedStorage, origin: str, report: CheckReport | None = None)
     report = report or CheckReport(
         scoped.title, scoped.options.provider, scoped.options.scope_label(), origin
     )
-    key = _listing_step(report, scoped)
+    key = _step(report, "list", lambda: _listing_step(report, scoped))
     if any(step.status == "failed" for step in report.steps):
         report.add("read", "skipped", "Skipped: listing failed.")
     else:
-        _read_step(report, scoped, key)
+        _step(report, "read", lambda: _read_step(report, scoped, key))
     if any(step.name == "credentials" and step.status == "failed" for step in report.steps):
         report.add("cors", "skipped", "Skipped: no working credentials.")
     else:
-        _cors_step(report, scoped, origin)
+        _step(report, "cors", lambda: _cors_step(report, scoped, origin))
     return report
+
+
+def _step(report: CheckReport, name: str, run: Callable[[], T]) -> T | None:
+    """Run one step; whatever store error escapes it is that step's failure, never the check's:
+    the check always answers with a report."""
+    try:
+        return run()
+    except errors.CorralError as exc:
+        report.add(name, "failed", exc.message)
+    except OSError as exc:
+        report.add(name, "failed", str(exc) or type(exc).__name__)
+    return None
 
 
 def apply_cors(scoped: ScopedStorage, origin: str) -> tuple[bool, list[CorsRule]]:

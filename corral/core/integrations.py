@@ -27,6 +27,7 @@ from corral.db.tables import Integration, Item
 from corral.errors import ErrorDetail
 from corral.settings import Settings
 from corral.storage.base import StorageContext
+from corral.storage.guard import guard
 from corral.storage.local import LocalStorage
 from corral.storage.options import OPTIONS, LocalOptions, ProviderOptions
 from corral.storage.registry import open_storage
@@ -281,7 +282,7 @@ def opener(row: Integration, settings: Settings) -> tuple[ProviderOptions, Calla
     title, strict, ttl = row.title, row.strict_client_only, row.signed_url_ttl_seconds
 
     def open_() -> ScopedStorage:
-        storage = open_storage(options, context)
+        storage = guard(open_storage(options, context))  # garbage from the store: a store error
         return ScopedStorage(storage, options, title=title, strict_client_only=strict, ttl_seconds=ttl)
 
     return options, open_

@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import (
     BigInteger,
     Boolean,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -23,6 +24,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     Uuid,
+    text,
 )
 from sqlalchemy import false as sa_false
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -261,6 +263,68 @@ class MetadataSchemaVersion(Base):
     diff: Mapped[dict[str, Any]] = mapped_column(default=dict)
     created_by: Mapped[uuid.UUID | None] = _creator()
     created_at: Mapped[datetime] = _created()
+
+
+# -- the index: typed projections of metadata ---------------------------------
+
+#: Text keys are compared in code-point order on both databases (PostgreSQL's "C" collation).
+IndexText = String(255).with_variant(String(255, collation="C"), "postgresql")
+
+
+class IndexKey(Base):
+    """A scalar key of an organisation's metadata schema, as the index knows it.
+
+    A key's projection belongs to one definition: re-typing the key gives it a new row (a new
+    ``id``), so no projected value of the old type is ever read as the new one.  ``ready`` is
+    false while a re-projection job (``job_id``) fills the new row's values.
+    """
+
+    __tablename__ = "index_keys"
+    __table_args__ = (UniqueConstraint("org_id", "name"),)
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    org_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("organisations.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(256))
+    definition: Mapped[dict[str, Any]] = mapped_column()  # the native schema entry it projects
+    ready: Mapped[bool] = mapped_column(Boolean, default=False)
+    job_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, nullable=True)
+    created_at: Mapped[datetime] = _created()
+
+
+class ItemMeta(Base):
+    """One item's value of one index key: ``num`` for number, datetime (Unix seconds) and
+    boolean (0/1); ``txt`` (its first 255 characters) for the string kinds."""
+
+    __tablename__ = "item_meta"
+    # Partial indexes: a value enters one of them, not both.  On SQLite the table is its
+    # primary key (WITHOUT ROWID), so a value costs two B-tree entries in all.
+    __table_args__ = (
+        Index("ix_item_meta_num", "key_id", "num", "item_id", sqlite_where=text("num IS NOT NULL"),
+              postgresql_where=text("num IS NOT NULL")),
+        Index("ix_item_meta_txt", "key_id", "txt", "item_id", sqlite_where=text("txt IS NOT NULL"),
+              postgresql_where=text("txt IS NOT NULL")),
+        {"sqlite_with_rowid": False},
+    )
+    item_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("items.id", ondelete="CASCADE"), primary_key=True
+    )
+    key_id: Mapped[int] = mapped_column(
+        ForeignKey("index_keys.id", ondelete="CASCADE"), primary_key=True
+    )
+    num: Mapped[float | None] = mapped_column(Float, nullable=True)
+    txt: Mapped[str | None] = mapped_column(IndexText, nullable=True)
+
+
+class ItemText(Base):
+    """The whole value of a text key, or of a string longer than ``item_meta.txt`` keeps: what
+    full-text search (SQLite FTS5 ``item_text_fts``, PostgreSQL ``to_tsvector``) and substring
+    matches read."""
+
+    __tablename__ = "item_text"
+    __table_args__ = (UniqueConstraint("item_id", "key_id"),)
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    item_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("items.id", ondelete="CASCADE"))
+    key_id: Mapped[int] = mapped_column(ForeignKey("index_keys.id", ondelete="CASCADE"), index=True)
+    body: Mapped[str] = mapped_column(Text)
 
 
 # -- jobs -------------------------------------------------------------------

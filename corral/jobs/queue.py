@@ -24,7 +24,7 @@ from sqlalchemy import ColumnElement, Text, and_, cast, delete, func, insert, or
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
-from corral.db import engine as db_engine
+from corral import jsoncodec
 from corral.db.engine import Database
 from corral.db.tables import Job, JobUnit, JobWorker
 from corral.db.types import utcnow
@@ -54,9 +54,12 @@ def load_stored(raw: str | None, what: str) -> tuple[dict[str, Any], str | None]
     if raw is None:
         return {}, None
     try:
-        value = db_engine.json_loads(raw)
+        value = jsoncodec.loads(raw)
     except Exception as exc:  # noqa: BLE001 - any decoder error is this row's problem alone
         return {}, f"the {what} stored for this unit cannot be read back ({_short(str(exc))})"
+    found = jsoncodec.problem(value, jsoncodec.STORED)  # read leniently, but not storable again
+    if found is not None:
+        return {}, f"the {what} stored for this unit cannot be read back ({_short(found.message)})"
     if not isinstance(value, dict):
         return {}, f"the {what} stored for this unit is not a JSON object"
     return value, None

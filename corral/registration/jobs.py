@@ -30,6 +30,7 @@ from sqlalchemy.orm import Session, aliased
 
 from corral import errors
 from corral.core import datasets, integrations, thumbnails
+from corral.core.index import projection
 from corral.core.metadata import service as metadata_service
 from corral.core.metadata.validation import Validator
 from corral.core.staging import discard_staged, published
@@ -363,6 +364,7 @@ def _commit_batch(s: Session, unit: ClaimedUnit, results: list[list[Prepared] | 
     prepared = [p for r in results if not isinstance(r, FileError) for p in r]
     contested: list[Prepared] = []
     skipped = updated = 0
+    upserted: list[tuple[uuid.UUID, dict[str, Any]]] = []
     if params.get("skip_duplicate_urls"):
         # A copy of the URL counts as there if users can see it, or if this job registered it
         # (it is published with this job).  A copy staged by another job still running may yet
@@ -391,7 +393,7 @@ def _commit_batch(s: Session, unit: ClaimedUnit, results: list[list[Prepared] | 
         for p in prepared:
             if p.url_hash in there:
                 if params.get("upsert_metadata"):
-                    s.execute(
+                    changed = s.scalars(
                         update(Item)  # every copy of the URL in the folder
                         .where(
                             Item.folder_id == folder_id,
@@ -399,7 +401,9 @@ def _commit_batch(s: Session, unit: ClaimedUnit, results: list[list[Prepared] | 
                             Item.deleted_at.is_(None),
                         )
                         .values(client_metadata=p.client_metadata, updated_at=utcnow())
+                        .returning(Item.id)
                     )
+                    upserted += [(item_id, p.client_metadata) for item_id in changed]
                     updated += 1
                 else:
                     skipped += 1
@@ -407,6 +411,7 @@ def _commit_batch(s: Session, unit: ClaimedUnit, results: list[list[Prepared] | 
             there.add(p.url_hash)  # the same URL twice in one batch: keep the first
             (contested if p.url_hash in staged_elsewhere else fresh).append(p)
         prepared = fresh
+    projection.project_again(s, unit.org_id, upserted)
     _insert(s, unit, folder_id, prepared)
     _insert(s, unit, folder_id, contested, staged=True)
     file_errors = [r.as_dict() for r in results if isinstance(r, FileError)]
@@ -452,13 +457,17 @@ def _resolve_duplicates(s: Session, job: Job) -> dict[str, int]:
     if not rows:
         return {"skipped": 0, "updated": 0}
     if job.params.get("upsert_metadata"):
+        upserted: list[tuple[uuid.UUID, dict[str, Any]]] = []
         for _, url_hash, client_metadata in rows:
-            s.execute(
+            copies = s.scalars(
                 update(Item)
                 .where(Item.folder_id == folder_id, Item.url_hash == url_hash, Item.deleted_at.is_(None),
                        or_(Item.job_id.is_(None), Item.job_id != job.id))
                 .values(client_metadata=client_metadata, updated_at=utcnow())
+                .returning(Item.id)
             )
+            upserted += [(item_id, client_metadata) for item_id in copies]
+        projection.project_again(s, job.org_id, upserted)
     ids = [row.id for row in rows]
     for i in range(0, len(ids), 500):
         chunk = ids[i : i + 500]
@@ -511,6 +520,7 @@ def _insert(
             ]
     insert_tuples(s, ITEMS, _ITEM_COLUMNS, rows, constants)
     insert_tuples(s, ITEM_PARTS, _PART_COLUMNS, parts)
+    projection.project_new(s, unit.org_id, ((row[0], row[8]) for row in rows))
 
 
 # -- the task kind ----------------------------------------------------------------------------

@@ -35,9 +35,12 @@ def test_create_show_lookup_and_list(client, make_user) -> None:  # type: ignore
 def test_bad_names_and_metadata_are_400_naming_the_field(client, make_user) -> None:  # type: ignore[no-untyped-def]
     alice = make_user("alice@x.io")
     client.put("/api/v1/metadata-schema", json={"keys": {"score": {"type": "number"}}}, headers=alice.bearer)
-    for path in ("a/..", "x" * 301, "a\u0000b"):
+    for path in ("a/..", "x" * 301):
         r = client.post("/api/v1/folders", json={"path": path}, headers=alice.bearer)
         assert r.status_code == 400 and r.json()["errors"][0]["field"] == "name", r.text
+    # A NUL is refused while the body is parsed (corral.api.parsing), naming the field sent.
+    r = client.post("/api/v1/folders", json={"path": "a\u0000b"}, headers=alice.bearer)
+    assert r.status_code == 400 and r.json()["errors"][0]["field"] == "path", r.text
     r = client.post("/api/v1/folders", json={"path": "a", "client_metadata": {"score": "high"}}, headers=alice.bearer)
     assert r.status_code == 400 and r.json()["code"] == "validation_failed"
     assert "'score' = 'high' is not a number" in r.json()["message"]

@@ -55,7 +55,7 @@ def test_import_command(server, make_user, moto_server: MotoServer, tmp_path, mo
     failed = tmp_path / "m.json.failed.json"  # a manifest of just the entries that failed
     assert json.loads(failed.read_text()) == {"images": [{"objectUrl": f"s3://{bucket}/missing.png",
                                                           "title": "missing.png"}]}
-    assert "Wrote the 1 entries that failed to" in r.output
+    assert "Wrote the 1 entry that failed to" in r.output
     r = run("folder", "list", "cats")
     assert "cats/2024  (1 files)" in r.output
     r = run("import", str(manifest), "--folder", "cats/2024", "--integration", "m", "--no-wait")

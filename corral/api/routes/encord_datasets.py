@@ -19,6 +19,7 @@ from starlette.concurrency import run_in_threadpool
 from corral import errors
 from corral.api import encord_dto as dto
 from corral.api.deps import AppContext, Ctx, CurrentPrincipal
+from corral.api.parsing import CorralRoute
 from corral.api.routes.encord_rpc import RpcCall, operations
 from corral.api.routes.encord_storage import manifest_bytes, upload_job_state
 from corral.core import dataset_rows, datasets, folders
@@ -27,7 +28,7 @@ from corral.core.identity import Principal
 from corral.db.tables import Dataset, Item
 from corral.registration import service
 
-router = APIRouter(prefix="/v2/public/datasets", tags=["encord-compatible"])
+router = APIRouter(prefix="/v2/public/datasets", tags=["encord-compatible"], route_class=CorralRoute)
 
 DUPLICATES: dict[str, Duplicates] = {"SKIP": "skip", "FAIL": "fail"}
 POLL_INTERVAL = 0.25

@@ -15,12 +15,13 @@ from starlette.concurrency import run_in_threadpool
 
 from corral import errors
 from corral.api.deps import AppContext, Ctx, CurrentPrincipal
+from corral.api.parsing import CorralRoute
 from corral.api.routes.encord_rpc import RpcCall, operations
 from corral.core.identity import Principal
 from corral.core.labels import label_rows, ontologies, projects
 from corral.db.tables import Ontology
 
-router = APIRouter(prefix="/v2/public", tags=["encord-compatible"])
+router = APIRouter(prefix="/v2/public", tags=["encord-compatible"], route_class=CorralRoute)
 _PROJECT_ROLES = {"admin": 0, "editor": 0, "viewer": 1}
 
 

@@ -8,7 +8,6 @@ turned into the SDK's error envelope by ``corral.api.errors``.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -16,7 +15,9 @@ from typing import Any
 from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 
+from corral import jsoncodec
 from corral.api.deps import AppContext, Ctx, CurrentPrincipal
+from corral.api.parsing import CorralRoute
 from corral.core.identity import Principal
 from corral.errors import InvalidInput
 
@@ -35,14 +36,11 @@ class RpcCall:
 Handler = Callable[[AppContext, Principal, RpcCall], Any]
 operations: dict[tuple[str, str], Handler] = {}
 
-router = APIRouter(tags=["encord-compatible"])
+router = APIRouter(tags=["encord-compatible"], route_class=CorralRoute)
 
 
 def _parse(body: bytes, request: Request, scope: str) -> RpcCall:
-    try:
-        doc = json.loads(body)
-    except ValueError:
-        raise InvalidInput("request body is not JSON") from None
+    doc = jsoncodec.parse(body)  # the one set of rules: depth, numbers, surrogates, NUL
     if not isinstance(doc, dict) or not isinstance(doc.get("values", {}), dict):
         raise InvalidInput("expected {\"query_type\", \"query_method\", \"values\": {\"uid\", \"payload\"}}")
     qt, qm = doc.get("query_type"), doc.get("query_method")

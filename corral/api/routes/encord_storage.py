@@ -12,10 +12,11 @@ from fastapi import APIRouter, Body, Query
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from corral import errors
+from corral import errors, jsoncodec
 from corral.api import encord_dto as dto
 from corral.api.deps import AppContext, Ctx, CurrentPrincipal
 from corral.api.longpoll import hold_until
+from corral.api.parsing import CorralRoute
 from corral.core import folders, items, pagination
 from corral.core.identity import Principal
 from corral.core.items import ItemView
@@ -24,7 +25,7 @@ from corral.jobs import queue
 from corral.registration import jobs as registration
 from corral.registration import service, uploads
 
-router = APIRouter(prefix="/v2/public/storage", tags=["encord-compatible"])
+router = APIRouter(prefix="/v2/public/storage", tags=["encord-compatible"], route_class=CorralRoute)
 
 ITEMS_LISTED = 10_000  # itemsWithNames of one job (the SDK reads the first for its uploads)
 ERRORS_LISTED = 1_000
@@ -46,10 +47,7 @@ def _metadata(value: Any) -> dict[str, Any] | None:
     """Folder metadata arrives as a JSON string (the SDK's ``json.dumps``), or an object."""
     if value is None or isinstance(value, dict):
         return value
-    try:
-        parsed = json.loads(value) if isinstance(value, str) else None
-    except ValueError:
-        parsed = None
+    parsed = jsoncodec.parse(value, field="clientMetadata") if isinstance(value, str) else None
     if not isinstance(parsed, dict):
         raise errors.InvalidInput("clientMetadata must be a JSON object (as a string or an object)")
     return parsed
@@ -149,7 +147,7 @@ async def list_folders(
     order: Order = "name",
     desc: bool = False,
     page_token: Annotated[str | None, Query(alias="pageToken")] = None,
-    page_size: Annotated[int, Query(alias="pageSize")] = 100,
+    page_size: Annotated[int, Query(alias="pageSize", ge=1, le=pagination.MAX_PAGE_SIZE)] = 100,
 ) -> dict[str, Any]:
     def read() -> dict[str, Any]:
         with ctx.db.read() as s:
@@ -172,7 +170,7 @@ async def list_subfolders(
     order: Order = "name",
     desc: bool = False,
     page_token: Annotated[str | None, Query(alias="pageToken")] = None,
-    page_size: Annotated[int, Query(alias="pageSize")] = 100,
+    page_size: Annotated[int, Query(alias="pageSize", ge=1, le=pagination.MAX_PAGE_SIZE)] = 100,
 ) -> dict[str, Any]:
     def read() -> dict[str, Any]:
         with ctx.db.read() as s:
@@ -192,7 +190,7 @@ async def find_folders(
     order: Order = "name",
     desc: bool = False,
     page_token: Annotated[str | None, Query(alias="pageToken")] = None,
-    page_size: Annotated[int, Query(alias="pageSize")] = 100,
+    page_size: Annotated[int, Query(alias="pageSize", ge=1, le=pagination.MAX_PAGE_SIZE)] = 100,
 ) -> dict[str, Any]:
     def read() -> dict[str, Any]:
         with ctx.db.read() as s:
@@ -250,7 +248,7 @@ async def list_items(
     order: Order = "name",
     desc: bool = False,
     page_token: Annotated[str | None, Query(alias="pageToken")] = None,
-    page_size: Annotated[int, Query(alias="pageSize")] = 100,
+    page_size: Annotated[int, Query(alias="pageSize", ge=1, le=pagination.MAX_PAGE_SIZE)] = 100,
     sign_urls: Annotated[bool, Query(alias="signUrls")] = False,
     include_metadata: Annotated[bool, Query(alias="includeClientMetadata")] = True,
 ) -> dict[str, Any]:
@@ -286,7 +284,7 @@ async def find_items(
     order: Order = "name",
     desc: bool = False,
     page_token: Annotated[str | None, Query(alias="pageToken")] = None,
-    page_size: Annotated[int, Query(alias="pageSize")] = 100,
+    page_size: Annotated[int, Query(alias="pageSize", ge=1, le=pagination.MAX_PAGE_SIZE)] = 100,
     sign_urls: Annotated[bool, Query(alias="signUrls")] = False,
 ) -> dict[str, Any]:
     if is_in_dataset is not None:

@@ -10,9 +10,10 @@ from fastapi import APIRouter
 from starlette.concurrency import run_in_threadpool
 
 from corral.api.deps import Ctx, CurrentPrincipal
+from corral.api.parsing import CorralRoute
 from corral.core import identity
 
-router = APIRouter(prefix="/v2/public", tags=["encord-compatible"])
+router = APIRouter(prefix="/v2/public", tags=["encord-compatible"], route_class=CorralRoute)
 
 
 @router.get("/user/bearer-token", summary="Mint a bearer token for the signed-in user (SDK)")

@@ -14,12 +14,13 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from corral.api.deps import Ctx, CurrentPrincipal
+from corral.api.parsing import CorralRoute
 from corral.core import deletion, folders, permissions, sharing
 from corral.core.identity import Principal
 from corral.core.pagination import MAX_PAGE_SIZE
 from corral.db.tables import Folder
 
-router = APIRouter(prefix="/api/v1/folders", tags=["folders"])
+router = APIRouter(prefix="/api/v1/folders", tags=["folders"], route_class=CorralRoute)
 
 
 class FolderCreate(BaseModel):

@@ -14,12 +14,13 @@ from starlette.concurrency import run_in_threadpool
 
 from corral.api.deps import Ctx, CurrentPrincipal
 from corral.api.longpoll import hold_until
+from corral.api.parsing import CorralRoute
 from corral.jobs import queue
 from corral.jobs.queue import JobState
 from corral.registration import jobs as registration
 from corral.registration import service
 
-import_router = APIRouter(prefix="/api/v1/imports", tags=["imports"])
+import_router = APIRouter(prefix="/api/v1/imports", tags=["imports"], route_class=CorralRoute)
 
 
 # -- imports ---------------------------------------------------------------------------------------

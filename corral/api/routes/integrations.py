@@ -21,14 +21,15 @@ from corral.api.models import (
     SignedUrlPublic,
     SignRequest,
 )
+from corral.api.parsing import CorralRoute
 from corral.core import integration_check, integrations
 from corral.core.identity import Principal
 from corral.core.integrations import IntegrationView
 from corral.storage.base import CorsRule, cors_allows
 from corral.storage.scope import ScopedStorage
 
-router = APIRouter(prefix="/api/v1/integrations", tags=["integrations"])
-v2_router = APIRouter(prefix="/v2/public", tags=["encord-compatible"])
+router = APIRouter(prefix="/api/v1/integrations", tags=["integrations"], route_class=CorralRoute)
+v2_router = APIRouter(prefix="/v2/public", tags=["encord-compatible"], route_class=CorralRoute)
 
 T = TypeVar("T")
 Origin = Annotated[

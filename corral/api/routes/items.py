@@ -13,13 +13,14 @@ from starlette.concurrency import run_in_threadpool
 
 from corral import errors
 from corral.api.deps import Ctx, CurrentPrincipal
+from corral.api.parsing import CorralRoute
 from corral.core import items, thumbnails
 from corral.core.items import ItemView
 from corral.core.pagination import MAX_PAGE_SIZE
 from corral.registration import uploads
 
-router = APIRouter(prefix="/api/v1/items", tags=["items"])
-upload_router = APIRouter(prefix="/api/v1/uploads", tags=["items"])
+router = APIRouter(prefix="/api/v1/items", tags=["items"], route_class=CorralRoute)
+upload_router = APIRouter(prefix="/api/v1/uploads", tags=["items"], route_class=CorralRoute)
 
 
 class PartPublic(BaseModel):
@@ -71,7 +72,10 @@ class ItemUpdate(BaseModel):
 
 
 class ItemMove(BaseModel):
-    ids: list[uuid.UUID] = Field(description=f"1 to {items.MAX_MOVE} item ids.")
+    ids: list[uuid.UUID] = Field(
+        description=f"1 to {items.MAX_MOVE} item ids.",
+        json_schema_extra={"minItems": 1, "maxItems": items.MAX_MOVE},
+    )
     folder: str = Field(description="The destination folder's id or path.")
 
 

@@ -16,13 +16,14 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from corral.api.deps import Ctx, CurrentPrincipal
+from corral.api.parsing import CorralRoute
 from corral.core.identity import Principal
 from corral.core.labels import label_rows, ontologies, projects
 from corral.db.tables import Ontology
 from corral.errors import ErrorDetail, ValidationFailed
 
-ontology_router = APIRouter(prefix="/api/v1/ontologies", tags=["labels"])
-project_router = APIRouter(prefix="/api/v1/projects", tags=["labels"])
+ontology_router = APIRouter(prefix="/api/v1/ontologies", tags=["labels"], route_class=CorralRoute)
+project_router = APIRouter(prefix="/api/v1/projects", tags=["labels"], route_class=CorralRoute)
 
 MAX_PAGE = 1000
 

@@ -20,12 +20,13 @@ from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 from corral import errors
 from corral.api.deps import Ctx
 from corral.api.docs import OPEN
+from corral.api.parsing import CorralRoute
 from corral.core import integrations, secrets
 from corral.storage import local
 from corral.storage.base import ObjectInfo
 from corral.storage.local import LocalStorage
 
-router = APIRouter(prefix=local.MEDIA_ROUTE, tags=["integrations"])
+router = APIRouter(prefix=local.MEDIA_ROUTE, tags=["integrations"], route_class=CorralRoute)
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 
 

@@ -8,7 +8,6 @@ someone else saved in between.  Saving a schema identical to the current one add
 
 from __future__ import annotations
 
-import json
 import threading
 import uuid
 from collections import OrderedDict
@@ -22,6 +21,8 @@ from sqlalchemy.orm import Session
 
 from corral import errors
 from corral.core.identity import Principal
+from corral.core.index import keys as index_keys
+from corral.core.index import reproject  # noqa: F401  (the index's ORM listener and job kind)
 from corral.core.metadata.evolution import evolve
 from corral.core.metadata.schema import Schema, from_native, to_native
 from corral.core.metadata.validation import Validator, describe
@@ -41,6 +42,7 @@ class SaveResult:
     state: SchemaState
     changed: bool
     diff: dict[str, Any]
+    index_job: uuid.UUID | None = None  # re-projecting the index's changed keys, when large
 
 
 def _email(s: Session, user_id: uuid.UUID | None) -> str | None:
@@ -98,7 +100,8 @@ def save(
         raise errors.Conflict(
             "the metadata schema was changed concurrently: read it again and retry"
         ) from None
-    return SaveResult(SchemaState(version, new, updated_by=principal.email), True, diff)
+    job = index_keys.sync(s, principal.org_id, new, principal.user_id)
+    return SaveResult(SchemaState(version, new, updated_by=principal.email), True, diff, job)
 
 
 def at_version(s: Session, org_id: uuid.UUID, version: int) -> SchemaState:
@@ -159,25 +162,22 @@ def validator(s: Session, org_id: uuid.UUID, *, from_text: bool = False) -> tupl
     return state.version, compiled
 
 
+def _join(field: str, key: str | None) -> str:
+    if key is None:
+        return field
+    return f"{field}{key}" if key.startswith("[") else f"{field}.{key}"
+
+
 def validated(s: Session, org_id: uuid.UUID, metadata: Any, field: str = "client_metadata") -> dict[str, Any]:
     """``metadata`` checked against the organisation's schema and normalised, or ``ValidationFailed``
     with one detail per bad key (``field`` is ``client_metadata.<key>``)."""
-    try:
-        storable = "\\u0000" not in json.dumps(metadata, allow_nan=False)
-    except (TypeError, ValueError):
-        storable = False
-    if not storable:
-        raise errors.ValidationFailed(
-            f"{field} holds a NUL character, NaN or infinity, which cannot be stored",
-            details=[errors.ErrorDetail("JSON without NUL characters, NaN or infinity", field=field)],
-        )
     _, compiled = validator(s, org_id)
     normalised, problems = compiled.validate(metadata)
     if problems:
         raise errors.ValidationFailed(
             describe(problems),
             details=[
-                errors.ErrorDetail(p.message, field=f"{field}.{p.key}" if p.key is not None else field)
+                errors.ErrorDetail(p.message, field=_join(field, p.key))
                 for p in problems
             ],
         )

@@ -1,0 +1,247 @@
+"""The index at scale: N items with 10 schema keys of mixed types, on SQLite or PostgreSQL.
+
+Run on purpose (not part of the test suite):
+
+    .venv/bin/python -m benchmarks.bench_index [--items 1000000] [--postgres] [--repeat 21]
+
+Items go in as registration writes them (``corral.db.bulk.insert_tuples``, then
+``projection.project_new`` per batch of 5,000), into a fresh database.  Then, against it:
+
+* **first page**: a 2-predicate filter matching 3% of the items (``camera = "cam3" and
+  score < 0.24``), sorted by a metadata key (``captured_at``), 50 items, in process
+  (``query.page``) and over HTTP (``POST /api/v1/index/query`` on a real uvicorn server);
+* **count**: the exact count of the same filter;
+* **facets**: value counts / histograms of all 10 keys under the same filter, and unfiltered;
+* **re-projection**: ``set_scalar``-style re-typing of one key (``camera`` gets a max_length),
+  run as the ``index_project`` job by a real worker, timed from the save to the job's end.
+
+Figures are medians (p50) of ``--repeat`` runs after one warm-up.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import socket
+import statistics
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import uvicorn
+from sqlalchemy import create_engine, select, text
+from sqlalchemy.engine import make_url
+
+from benchmarks.common import PG_ADMIN
+from corral.api.app import create_app
+from corral.core import folders, identity
+from corral.core.index import projection, query
+from corral.core.metadata import service as metadata_service
+from corral.core.metadata.schema import from_native
+from corral.db import create_database, migrate
+from corral.db.bulk import insert_tuples
+from corral.db.engine import Database
+from corral.db.tables import Item, Job
+from corral.db.types import utcnow, uuid7_hex
+from corral.jobs.worker import Worker
+from corral.registration.jobs import ITEMS
+from corral.settings import Settings
+
+KEYS = {
+    "camera": {"type": "varchar"},
+    "site": {"type": "varchar"},
+    "notes": {"type": "text"},
+    "score": {"type": "number"},
+    "altitude": {"type": "number"},
+    "captured_at": {"type": "datetime"},
+    "reviewed_at": {"type": "datetime"},
+    "night": {"type": "boolean"},
+    "weather": {"type": "enum", "values": ["clear", "cloudy", "fog", "rain", "snow"]},
+    "session": {"type": "uuid"},
+}
+FILTER = 'camera = "cam3" and score < 0.24'
+SESSIONS = [str(uuid.UUID(int=random.Random(i).getrandbits(128))) for i in range(100)]
+WORDS = ["red", "fox", "jumps", "over", "lazy", "dog", "river", "bank", "night", "shift"]
+BASE = datetime(2024, 1, 1, tzinfo=UTC)
+
+
+def metadata(rng: random.Random) -> dict[str, Any]:
+    return {
+        "camera": f"cam{rng.randrange(8)}",
+        "site": f"site-{rng.randrange(200)}",
+        "notes": " ".join(rng.choices(WORDS, k=4)),
+        "score": rng.random(),
+        "altitude": rng.uniform(0, 3000),
+        "captured_at": (BASE + timedelta(seconds=rng.randrange(365 * 86400))).isoformat(),
+        "reviewed_at": (BASE + timedelta(seconds=rng.randrange(365 * 86400))).isoformat(),
+        "night": rng.random() < 0.3,
+        "weather": rng.choice(["clear", "cloudy", "fog", "rain", "snow"]),
+        "session": rng.choice(SESSIONS),
+    }
+
+
+def p50(f: Callable[[], Any], repeat: int) -> float:
+    f()
+    times = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        f()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times) * 1000
+
+
+def fill(db: Database, principal: identity.Principal, n: int) -> tuple[float, float]:
+    """(seconds inserting items, seconds projecting them), batches of 5,000 as registration does."""
+    with db.write() as s:
+        folder = folders.create_path(s, principal, "bench")
+    rng = random.Random(1)
+    insert_s = project_s = 0.0
+    columns = ("id", "item_type", "name", "url", "url_hash", "file_size", "mime_type", "media",
+               "client_metadata")
+    for start in range(0, n, 5000):
+        count = min(5000, n - start)
+        ids = uuid7_hex(count)
+        rows = [
+            (item_id, "image", f"{start + i:08d}.jpg", f"s3://b/{start + i:08d}.jpg",
+             f"s3://b/{start + i:08d}.jpg", 1000 + i, "image/jpeg", {"width": 640, "height": 480},
+             metadata(rng))
+            for i, item_id in enumerate(ids)
+        ]
+        now = utcnow()
+        constants = {"org_id": principal.org_id, "folder_id": folder.id, "integration_id": None,
+                     "storage_location": "s3", "is_placeholder": False, "staged": False, "job_id": None,
+                     "created_by": principal.user_id, "created_at": now, "updated_at": now}
+        with db.write() as s:
+            t = time.perf_counter()
+            insert_tuples(s, ITEMS, columns, rows, constants)
+            t2 = time.perf_counter()
+            projection.project_new(s, principal.org_id, ((r[0], r[8]) for r in rows))
+            t3 = time.perf_counter()
+        insert_s += t2 - t
+        project_s += t3 - t2
+    return insert_s, project_s
+
+
+def serve(settings: Settings, db: Database) -> tuple[uvicorn.Server, str]:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    config = uvicorn.Config(create_app(settings, db=db), host="127.0.0.1", port=port, log_config=None,
+                            access_log=False)
+    server = uvicorn.Server(config)
+    threading.Thread(target=server.run, daemon=True).start()
+    while not server.started:
+        time.sleep(0.05)
+    return server, f"http://127.0.0.1:{port}"
+
+
+def reproject(db: Database, settings: Settings, principal: identity.Principal) -> float:
+    keys = dict(KEYS) | {"camera": {"type": "varchar", "max_length": 100}}
+    worker = Worker(db, settings)
+    thread = threading.Thread(target=worker.run, daemon=True)
+    t = time.perf_counter()
+    with db.write() as s:
+        job_id = metadata_service.save(s, principal, from_native({"keys": keys})).index_job
+    assert job_id is not None
+    thread.start()
+    while True:
+        with db.read() as s:
+            status = s.scalar(select(Job.status).where(Job.id == job_id))
+        if status != "PENDING":
+            break
+        time.sleep(0.2)
+    elapsed = time.perf_counter() - t
+    worker.stop()
+    thread.join(30)
+    assert status == "DONE", status
+    return elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--items", type=int, default=1_000_000)
+    parser.add_argument("--postgres", action="store_true")
+    parser.add_argument("--repeat", type=int, default=21)
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="corral-bench-index-"))
+    name = f"corral_bench_{uuid.uuid4().hex[:8]}" if args.postgres else None
+    admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT") if name else None
+    url = None
+    if admin is not None:
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+        url = make_url(PG_ADMIN).set(database=name).render_as_string(hide_password=False)
+    settings = Settings(data_dir=work, database_url=url, secret_key="b" * 40, log_level="warning")
+    db = create_database(settings)
+    try:
+        migrate.upgrade(db)
+        with db.write() as s:
+            user = identity.create_user(s, "bench@x.io", org_name="Bench", role="admin")
+            principal = identity.principal_for_user(user, "bearer")
+            token, _ = identity.create_token(s, "bench@x.io")
+            metadata_service.save(s, principal, from_native({"keys": KEYS}))
+        print(f"{args.items:,} items, 10 keys, {'PostgreSQL' if args.postgres else 'SQLite'}", flush=True)
+        inserting, projecting = fill(db, principal, args.items)
+        print(f"fill: items {inserting:.1f} s, projections {projecting:.1f} s "
+              f"({projecting / inserting * 100:.0f}% of the item inserts)", flush=True)
+        if args.postgres:
+            with db.engine.connect() as conn:
+                conn.execute(text("ANALYZE"))
+                conn.commit()
+        sort = query.Sort(key="captured_at")
+        with db.read() as s:
+            tree = query.from_text(s, principal, FILTER)
+            matched = query.count(s, principal, tree)
+        print(f"filter {FILTER!r} matches {matched:,} items ({matched / args.items * 100:.1f}%)")
+
+        def first_page() -> Any:
+            with db.read() as s:
+                return query.page(s, principal, tree, sort=sort, page_size=50)
+
+        def count() -> Any:
+            with db.read() as s:
+                return query.count(s, principal, tree)
+
+        def facets(filter_: Any) -> Callable[[], Any]:
+            def run() -> Any:
+                with db.read() as s:
+                    return query.facets(s, principal, filter_, [k for k in KEYS if k != "notes"] + ["@type"])
+            return run
+
+        print(f"first page, in process: p50 {p50(first_page, args.repeat):.1f} ms")
+        server, base = serve(settings, db)
+        with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token}"}) as http:
+            body = {"where": FILTER, "sort": "captured_at", "page_size": 50}
+
+            def over_http() -> Any:
+                r = http.post("/api/v1/index/query", json=body)
+                assert r.status_code == 200, r.text
+                return r
+
+            print(f"first page, over HTTP: p50 {p50(over_http, args.repeat):.1f} ms")
+        server.should_exit = True
+        print(f"exact count: p50 {p50(count, args.repeat):.1f} ms")
+        print(f"facets, 10 keys, filtered: p50 {p50(facets(tree), max(3, args.repeat // 4)):.0f} ms")
+        print(f"facets, 10 keys, all items: p50 {p50(facets(None), 3):.0f} ms")
+        took = reproject(db, settings, principal)
+        print(f"re-projection of one key (job, one worker): {took:.1f} s", flush=True)
+        with db.read() as s:
+            assert s.scalar(select(Item.id).limit(1)) is not None
+    finally:
+        db.dispose()
+        if admin is not None:
+            with admin.connect() as conn:
+                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            admin.dispose()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,141 @@
+"""The index (``/api/v1/index``): query items by metadata and item fields, count, facet, export.
+
+Thin: the query model is ``corral.core.index``; see docs/index.md.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+from fastapi import APIRouter
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, Field
+from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
+
+from corral.api.deps import Ctx, CurrentPrincipal
+from corral.core.identity import Principal
+from corral.core.index import query
+from corral.db.engine import Database
+
+router = APIRouter(prefix="/api/v1/index", tags=["index"])
+EXPORT_CHUNK = 1000
+
+_FILTER = Field(None, description="A JSON filter tree (and / or / not over predicates); see docs/index.md.")
+_WHERE = Field(
+    None, description='The same filter in the text syntax, e.g. `camera = "cam1" and score > 0.5`.'
+)
+
+
+class Filtered(BaseModel):
+    model_config = {"extra": "forbid"}
+    filter: dict[str, Any] | None = _FILTER
+    where: str | None = _WHERE
+
+
+class QueryRequest(Filtered):
+    sort: str | dict[str, Any] | None = Field(
+        None, description='A metadata key or @field, "-" first for descending; or {"key"|"field", "desc"}.'
+    )
+    page_size: int = Field(100, description=f"1 to {query.MAX_PAGE}.")
+    page_token: str | None = None
+    fields: list[str] | None = Field(
+        None, description=f"Item fields to return: {', '.join(query.OUTPUT_FIELDS)}."
+    )
+    count: bool = Field(False, description="Also return the exact number of matching items.")
+
+
+class QueryPublic(BaseModel):
+    items: list[dict[str, Any]]
+    next_page_token: str | None
+    count: int | None = None
+
+
+class FacetsRequest(Filtered):
+    keys: list[str] = Field(description=f"1 to {query.MAX_FACETS} metadata keys, or @type.")
+    top: int = Field(10, description=f"Values per key for value counts, 1 to {query.MAX_TOP}.")
+    buckets: int = Field(
+        10, description=f"Histogram buckets for number and datetime keys, 1 to {query.MAX_BUCKETS}."
+    )
+
+
+class FacetsPublic(BaseModel):
+    count: int = Field(description="Items matching the filter.")
+    facets: list[dict[str, Any]]
+
+
+class ExportRequest(Filtered):
+    sort: str | dict[str, Any] | None = None
+    fields: list[str] | None = None
+
+
+def _filter(db: Database, principal: Principal, body: Filtered) -> Any:
+    query.ensure_indexed(db, principal.org_id)
+    with db.read() as s:
+        return query.resolve_filter(s, principal, body.filter, body.where)
+
+
+@router.post("/query", response_model=QueryPublic, summary="A page of the items matching a filter")
+async def run_query(ctx: Ctx, principal: CurrentPrincipal, body: QueryRequest) -> QueryPublic:
+    sort = query.Sort.parse(body.sort)
+    fields = query.check_fields(body.fields)
+
+    def read() -> QueryPublic:
+        tree = _filter(ctx.db, principal, body)
+        with ctx.db.read() as s:
+            page = query.page(s, principal, tree, sort=sort, page_size=body.page_size,
+                              page_token=body.page_token, fields=fields)
+            total = query.count(s, principal, tree) if body.count else None
+        return QueryPublic(items=page.items, next_page_token=page.next_page_token, count=total)
+
+    return await run_in_threadpool(read)
+
+
+@router.post("/facets", response_model=FacetsPublic, summary="Value counts and histograms under a filter")
+async def run_facets(ctx: Ctx, principal: CurrentPrincipal, body: FacetsRequest) -> FacetsPublic:
+    def read() -> FacetsPublic:
+        tree = _filter(ctx.db, principal, body)
+        with ctx.db.read() as s:
+            found = query.facets(s, principal, tree, body.keys, top=body.top, buckets=body.buckets)
+            return FacetsPublic(count=query.count(s, principal, tree), facets=found)
+
+    return await run_in_threadpool(read)
+
+
+def export_lines(db: Database, principal: Principal, tree: Any, sort: query.Sort,
+                 fields: tuple[str, ...]) -> Iterator[bytes]:
+    """Every matching item as NDJSON, read a page at a time, each in its own short transaction."""
+    token: str | None = None
+    while True:
+        with db.read() as s:
+            page = query.page(s, principal, tree, sort=sort, page_size=EXPORT_CHUNK, page_token=token,
+                              fields=fields)
+        yield b"".join(json.dumps(item, separators=(",", ":")).encode() + b"\n" for item in page.items)
+        token = page.next_page_token
+        if token is None:
+            return
+
+
+@router.post(
+    "/export",
+    summary="Every item matching a filter, streamed as NDJSON",
+    responses={200: {"description": "One item object per line.", "content": {"application/x-ndjson": {}}}},
+)
+async def export(ctx: Ctx, principal: CurrentPrincipal, body: ExportRequest) -> StreamingResponse:
+    sort = query.Sort.parse(body.sort)
+    fields = query.check_fields(body.fields)
+
+    def first() -> tuple[Any, bytes, Iterator[bytes]]:
+        tree = _filter(ctx.db, principal, body)
+        lines = export_lines(ctx.db, principal, tree, sort, fields)
+        return tree, next(lines), lines  # the first page checks the filter: errors before streaming
+
+    _, head, rest = await run_in_threadpool(first)
+
+    async def stream() -> AsyncIterator[bytes]:
+        yield head
+        async for chunk in iterate_in_threadpool(rest):
+            yield chunk
+
+    return StreamingResponse(stream(), media_type="application/x-ndjson")

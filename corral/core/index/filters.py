@@ -1,0 +1,267 @@
+"""The query model: a JSON filter tree, checked against the schema into typed nodes.
+
+A filter is a predicate or a combination::
+
+    {"and": [F, ...]}   {"or": [F, ...]}   {"not": F}
+    {"key": "camera", "op": "eq", "value": "cam1"}         a metadata key of the schema
+    {"field": "size", "op": "gte", "value": 1000000}       an item field
+
+Operators by kind (``ne`` and ``not_in`` hold for items that *have* the key with another
+value; ``{"not": ...}`` also takes in items without it):
+
+======================  ================================================================
+every kind              eq, ne, in, not_in, exists, missing
+number, datetime        lt, lte, gt, gte
+varchar, text           prefix, contains, icontains, ieq (case-insensitive: ASCII letters)
+text                    match (full-text: every word of the value, in any order)
+======================  ================================================================
+
+Item fields: ``type`` (eq, ne, in, not_in), ``title`` (as varchar), ``folder`` (eq: that folder;
+under: it and its subfolders; a path or an id), ``size``, ``width``, ``height``, ``duration``,
+``frames`` (ranges, eq, ne, in, not_in, exists, missing), ``created_at`` (ranges, eq, ne),
+``dataset`` (in: linked into any of these datasets, by id or title) and ``labels``
+(exists / missing: has a label row with objects or classifications in any project).
+
+Values are checked by the key's schema type (an enum value must be an option, a datetime an ISO
+8601 date or date-time, ...).  Every problem is a ``ValidationFailed`` naming where in the tree
+it is (``filter.and[1].value``); an unknown key is one too, never an empty result.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from corral import errors
+from corral.core.index.keys import TXT_MAX, Key, epoch
+from corral.core.metadata.validation import normaliser
+from corral.errors import ErrorDetail
+
+MAX_NODES = 200
+MAX_DEPTH = 16
+MAX_VALUES = 1000
+MAX_STRING = 8192
+
+EQUALITY = ("eq", "ne", "in", "not_in")
+PRESENCE = ("exists", "missing")
+RANGES = ("lt", "lte", "gt", "gte")
+STRINGS = ("prefix", "contains", "icontains", "ieq")
+OPS_BY_KIND: dict[str, tuple[str, ...]] = {
+    "boolean": EQUALITY + PRESENCE,
+    "uuid": EQUALITY + PRESENCE,
+    "enum": EQUALITY + PRESENCE,
+    "number": EQUALITY + PRESENCE + RANGES,
+    "datetime": EQUALITY + PRESENCE + RANGES,
+    "varchar": EQUALITY + PRESENCE + STRINGS,
+    "text": EQUALITY + PRESENCE + STRINGS + ("match",),
+}
+#: Item fields: name -> (kind of its values, operators).
+FIELDS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "type": ("type", EQUALITY),
+    "title": ("varchar", EQUALITY + STRINGS),
+    "folder": ("folder", ("eq", "under")),
+    "size": ("number", EQUALITY + PRESENCE + RANGES),
+    "width": ("number", EQUALITY + PRESENCE + RANGES),
+    "height": ("number", EQUALITY + PRESENCE + RANGES),
+    "duration": ("number", EQUALITY + PRESENCE + RANGES),
+    "frames": ("number", EQUALITY + PRESENCE + RANGES),
+    "created_at": ("datetime", ("eq", "ne") + RANGES),
+    "dataset": ("dataset", ("in",)),
+    "labels": ("labels", PRESENCE),
+}
+WORD = re.compile(r"\w+")
+
+
+@dataclass(frozen=True)
+class Pred:
+    """One checked predicate.  ``key`` for a metadata key, else ``field``; ``value`` is
+    normalised: floats for number, datetime (Unix seconds) and boolean (0/1) keys, strings for the
+    string kinds, a list for ``in``/``not_in``, ids for folder and dataset, words for ``match``."""
+
+    op: str
+    value: Any
+    key: Key | None = None
+    field: str | None = None
+
+    @property
+    def kind(self) -> str:
+        return self.key.kind if self.key is not None else FIELDS[self.field or ""][0]
+
+
+@dataclass(frozen=True)
+class And:
+    items: tuple[Node, ...]
+
+
+@dataclass(frozen=True)
+class Or:
+    items: tuple[Node, ...]
+
+
+@dataclass(frozen=True)
+class Not:
+    item: Node
+
+
+Node = Pred | And | Or | Not
+
+
+class Catalog:
+    """What checking a filter needs to know: the queryable keys, and how to resolve folder and
+    dataset references (the caller supplies those, with the principal's permissions)."""
+
+    def __init__(
+        self,
+        keys: dict[str, Key],
+        *,
+        deleted: frozenset[str] = frozenset(),
+        folders: Callable[[str, bool], list[uuid.UUID]] | None = None,
+        datasets: Callable[[str], uuid.UUID] | None = None,
+    ) -> None:
+        self.keys = keys
+        self.deleted = deleted
+        self.folders = folders
+        self.datasets = datasets
+
+    def key(self, name: str, where: str) -> Key:
+        found = self.keys.get(name)
+        if found is None:
+            if name in self.deleted:
+                raise _bad(where, f"metadata key {name!r} is deleted from the schema")
+            known = ", ".join(sorted(self.keys)[:30]) or "none"
+            raise _bad(where, f"unknown metadata key {name!r}; the schema's queryable keys are: {known}")
+        if not found.ready:
+            raise errors.Conflict(
+                f"metadata key {name!r} is being indexed (job {found.job_id}); query it when the job is done"
+            )
+        return found
+
+
+def _bad(where: str, message: str) -> errors.ValidationFailed:
+    detail = ErrorDetail(message, field=where)
+    return errors.ValidationFailed(f"invalid filter: {where}: {message}", details=[detail])
+
+
+def _scalar(kind: str, key: Key | None, raw: Any, where: str) -> Any:
+    """One value, checked and normalised for ``kind``."""
+    if kind in ("number",) and key is None:
+        if isinstance(raw, bool) or not isinstance(raw, int | float):
+            raise _bad(where, f"expected a number, got {raw!r}")
+        return float(raw)
+    if kind == "datetime" and key is None:
+        from corral.core.metadata.schema import Entry
+
+        key = Key(0, "created_at", Entry(kind="datetime"), True, None)
+    if kind in ("type", "folder", "dataset"):
+        if not isinstance(raw, str) or not raw:
+            raise _bad(where, f"expected a non-empty string, got {raw!r}")
+        return raw
+    if key is None:  # title
+        if not isinstance(raw, str) or len(raw) > MAX_STRING:
+            raise _bad(where, f"expected a string of at most {MAX_STRING} characters, got {raw!r}")
+        return raw
+    normalised = normaliser(key.entry)(raw)
+    if normalised is None or (isinstance(raw, bool) and kind == "number"):
+        raise _bad(where, f"{raw!r} is not a valid value of {key.name!r} ({key.entry.describe()})")
+    if kind == "number":
+        return float(normalised)
+    if kind == "boolean":
+        return 1.0 if normalised else 0.0
+    if kind == "datetime":
+        return epoch(normalised)
+    return normalised
+
+
+def _value(pred_op: str, kind: str, key: Key | None, raw: Any, where: str) -> Any:
+    if pred_op in PRESENCE:
+        if raw is not None:
+            raise _bad(where, f"{pred_op} takes no value")
+        return None
+    if pred_op in ("in", "not_in"):
+        if not isinstance(raw, list) or not 1 <= len(raw) <= MAX_VALUES:
+            raise _bad(where, f"{pred_op} takes a list of 1 to {MAX_VALUES} values")
+        return [_scalar(kind, key, v, f"{where}[{i}]") for i, v in enumerate(raw)]
+    if pred_op in STRINGS or pred_op == "match":
+        if not isinstance(raw, str) or not raw or len(raw) > MAX_STRING:
+            raise _bad(where, f"{pred_op} takes a non-empty string of at most {MAX_STRING} characters")
+        if pred_op == "prefix" and len(raw) > TXT_MAX:
+            raise _bad(where, f"a prefix is at most {TXT_MAX} characters")
+        if pred_op == "match":
+            words = [w.lower() for w in WORD.findall(raw)]
+            if not words:
+                raise _bad(where, "match needs at least one word (letters or digits)")
+            return words
+        return raw
+    if pred_op == "under" or kind in ("folder", "dataset"):
+        return _scalar(kind, key, raw, where)
+    return _scalar(kind, key, raw, where)
+
+
+class _Parser:
+    def __init__(self, catalog: Catalog) -> None:
+        self.catalog = catalog
+        self.nodes = 0
+
+    def node(self, raw: Any, where: str, depth: int) -> Node:
+        self.nodes += 1
+        if self.nodes > MAX_NODES:
+            raise _bad(where, f"a filter has at most {MAX_NODES} nodes")
+        if depth > MAX_DEPTH:
+            raise _bad(where, f"a filter nests at most {MAX_DEPTH} deep")
+        if not isinstance(raw, dict):
+            raise _bad(where, f"expected an object (and, or, not, or a predicate), got {raw!r}")
+        combinators = [c for c in ("and", "or", "not") if c in raw]
+        if combinators:
+            if len(raw) != 1:
+                raise _bad(where, f"{combinators[0]!r} stands alone in its object; found {sorted(raw)}")
+            name = combinators[0]
+            if name == "not":
+                return Not(self.node(raw["not"], f"{where}.not", depth + 1))
+            items = raw[name]
+            if not isinstance(items, list) or not items:
+                raise _bad(f"{where}.{name}", "expected a non-empty list of filters")
+            parsed = tuple(self.node(x, f"{where}.{name}[{i}]", depth + 1) for i, x in enumerate(items))
+            return And(parsed) if name == "and" else Or(parsed)
+        return self.predicate(raw, where)
+
+    def predicate(self, raw: dict[str, Any], where: str) -> Pred:
+        unknown = sorted(set(raw) - {"key", "field", "op", "value"})
+        if unknown:
+            shown = ", ".join(unknown)
+            raise _bad(where, f"unknown member(s) {shown}; a predicate has key or field, op, value")
+        if ("key" in raw) == ("field" in raw):
+            raise _bad(where, "a predicate names exactly one of key (metadata) or field (item field)")
+        op = raw.get("op")
+        if "key" in raw:
+            if not isinstance(raw["key"], str):
+                raise _bad(f"{where}.key", "expected a string")
+            key = self.catalog.key(raw["key"], f"{where}.key")
+            kind, ops, field = key.kind, OPS_BY_KIND[key.kind], None
+        else:
+            field = raw["field"]
+            if field not in FIELDS:
+                known = ", ".join(FIELDS)
+                raise _bad(f"{where}.field", f"unknown item field {field!r}; expected one of {known}")
+            kind, ops = FIELDS[field]
+            key = None
+        if op not in ops:
+            what = f"{raw.get('key') or field!r} ({key.entry.describe() if key else 'item field'})"
+            raise _bad(f"{where}.op", f"operator {op!r} does not apply to {what}; it takes {', '.join(ops)}")
+        value = _value(op, kind, key, raw.get("value"), f"{where}.value")
+        if field == "folder":
+            assert self.catalog.folders is not None
+            value = self.catalog.folders(value, op == "under")
+        elif field == "dataset":
+            assert self.catalog.datasets is not None
+            value = [self.catalog.datasets(v) for v in value]
+        return Pred(op, value, key=key, field=field)
+
+
+def parse(raw: Any, catalog: Catalog, where: str = "filter") -> Node | None:
+    """The checked tree of a JSON filter (None for no filter: everything)."""
+    if raw is None or raw == {}:
+        return None
+    return _Parser(catalog).node(raw, where, 0)

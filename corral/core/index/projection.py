@@ -1,0 +1,113 @@
+"""Writing items' projected values: the one place every item write reaches.
+
+* Registration (the planner's inline batches and batch units alike) inserts items in bulk and
+  calls ``project_new`` with them; ``upsert_metadata`` calls ``project_again``.
+* Every other change of an item's ``client_metadata`` goes through the ORM (item updates, uploads,
+  the Encord routes), and the ``after_flush`` listener installed below re-projects those items in
+  the same transaction.
+* Deleting an item deletes its values (foreign keys with ``ON DELETE CASCADE``); a soft delete
+  changes nothing here, because queries read ``items.deleted_at``.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterable
+from typing import Any, cast
+
+from sqlalchemy import Table, delete, event, inspect
+from sqlalchemy.orm import Session, UOWTransaction
+
+from corral.core.index.keys import Key, Projected, load, projector
+from corral.db.bulk import insert_tuples
+from corral.db.tables import Item, ItemMeta, ItemText
+
+META = cast(Table, ItemMeta.__table__)
+TEXT = cast(Table, ItemText.__table__)
+META_COLUMNS = ("item_id", "key_id", "num", "txt")
+TEXT_COLUMNS = ("item_id", "key_id", "body")
+_CHUNK = 500
+
+Rows = tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]
+
+
+class Projector:
+    """Turns items' metadata into ``item_meta`` and ``item_text`` rows for a set of keys."""
+
+    def __init__(self, keys: Iterable[Key]) -> None:
+        self._keys: dict[str, tuple[int, Callable[[Any], Projected | None]]] = {
+            k.name: (k.id, projector(k.entry)) for k in keys
+        }
+
+    def __bool__(self) -> bool:
+        return bool(self._keys)
+
+    def rows(self, items: Iterable[tuple[Any, dict[str, Any]]]) -> Rows:
+        keys = self._keys
+        meta: list[tuple[Any, ...]] = []
+        text: list[tuple[Any, ...]] = []
+        for item_id, metadata in items:
+            if not metadata:
+                continue
+            for name, value in metadata.items():
+                found = keys.get(name)
+                if found is None:
+                    continue
+                p = found[1](value)
+                if p is None:
+                    continue
+                meta.append((item_id, found[0], p[0], p[1]))
+                if p[2] is not None:
+                    text.append((item_id, found[0], p[2]))
+        return meta, text
+
+
+def write(s: Session, rows: Rows) -> None:
+    insert_tuples(s, META, META_COLUMNS, rows[0])
+    insert_tuples(s, TEXT, TEXT_COLUMNS, rows[1])
+
+
+def project_new(s: Session, org_id: uuid.UUID, items: Iterable[tuple[Any, dict[str, Any]]]) -> None:
+    """Project items that have no values yet (just inserted): ``(item id, metadata)`` pairs."""
+    projector_ = Projector(load(s, org_id))
+    if projector_:
+        write(s, projector_.rows(items))
+
+
+def forget(s: Session, item_ids: list[Any]) -> None:
+    for i in range(0, len(item_ids), _CHUNK):
+        chunk = item_ids[i : i + _CHUNK]
+        for table in (ItemMeta, ItemText):
+            s.execute(
+                delete(table).where(table.item_id.in_(chunk)).execution_options(synchronize_session=False)
+            )
+
+
+def project_again(s: Session, org_id: uuid.UUID, items: list[tuple[uuid.UUID, dict[str, Any]]]) -> None:
+    """Replace the values of items whose metadata changed."""
+    if not items:
+        return
+    forget(s, [item_id for item_id, _ in items])
+    project_new(s, org_id, items)
+
+
+# -- ORM writes ---------------------------------------------------------------------------------
+
+
+def _after_flush(s: Session, _flush: UOWTransaction) -> None:
+    changed: dict[uuid.UUID, list[tuple[uuid.UUID, dict[str, Any]]]] = {}
+    fresh: dict[uuid.UUID, list[tuple[uuid.UUID, dict[str, Any]]]] = {}
+    for obj in s.new:
+        if isinstance(obj, Item) and obj.client_metadata:
+            fresh.setdefault(obj.org_id, []).append((obj.id, dict(obj.client_metadata)))
+    for obj in s.dirty:
+        if isinstance(obj, Item) and inspect(obj).attrs.client_metadata.history.has_changes():
+            changed.setdefault(obj.org_id, []).append((obj.id, dict(obj.client_metadata or {})))
+    for org_id, items in fresh.items():
+        project_new(s, org_id, items)
+    for org_id, items in changed.items():
+        project_again(s, org_id, items)
+
+
+if not event.contains(Session, "after_flush", _after_flush):
+    event.listen(Session, "after_flush", _after_flush)

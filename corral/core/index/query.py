@@ -1,0 +1,428 @@
+"""Running index queries: a page of items (sorted, keyset-paginated), the exact count, facets.
+
+Every query sees the items the principal can see (their folders), published (not staged by a
+running job) and not deleted, and nothing else.
+
+**Sort.** By item id (creation order) unless a metadata key or item field is given.  A sorted
+listing reads in two phases: the items that have a value, in value order (ties by id), then the
+items without one, by id, so items missing the key come last in either direction.  A page token
+holds the phase and the last (value, id), so pages cost the same at any depth and an item present
+throughout a listing is seen exactly once.  Strings sort by code point on their first 255
+characters.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, Integer, Select, and_, case, cast, func, or_, select
+from sqlalchemy.orm import Session, aliased
+
+from corral import errors
+from corral.core import datasets, folders, permissions
+from corral.core.identity import Principal
+from corral.core.index import keys as index_keys
+from corral.core.index.compile import Compiler, media_number, value_column
+from corral.core.index.filters import FIELDS, Catalog, Node, parse
+from corral.core.index.syntax import compile_text
+from corral.core.metadata import service as metadata_service
+from corral.core.staging import published
+from corral.db.engine import Database
+from corral.db.tables import Folder, Item, ItemMeta
+from corral.errors import ErrorDetail
+
+MAX_PAGE = 1000
+MAX_FACETS = 20
+MAX_TOP = 100
+MAX_BUCKETS = 100
+SORT_FIELDS = ("title", "type", "size", "width", "height", "duration", "frames", "created_at")
+OUTPUT_FIELDS = (
+    "id", "title", "type", "folder_id", "url", "size", "mime_type", "media", "client_metadata",
+    "created_at", "updated_at",
+)
+_NO_ID = uuid.UUID(int=0)
+
+
+def _bad(field_: str, message: str) -> errors.ValidationFailed:
+    return errors.ValidationFailed(message, details=[ErrorDetail(message, field=field_)])
+
+
+# -- the catalog: schema keys, folders, datasets ----------------------------------------------------
+
+
+def ensure_indexed(db: Database, org_id: uuid.UUID) -> None:
+    """Bring the index keys in step with the schema if they are behind (after an upgrade, or a
+    failed re-projection): normally one read, finding them in step."""
+    with db.read() as s:
+        state = metadata_service.current(s, org_id)
+        if index_keys.in_step(s, org_id, state.schema):
+            return
+    with db.write() as s:
+        state = metadata_service.current(s, org_id, lock=True)
+        index_keys.sync(s, org_id, state.schema)
+
+
+def _subtree(s: Session, org_id: uuid.UUID, root: uuid.UUID) -> list[uuid.UUID]:
+    children: dict[uuid.UUID, list[uuid.UUID]] = {}
+    for fid, parent in s.execute(select(Folder.id, Folder.parent_id).where(Folder.org_id == org_id)):
+        if parent is not None:
+            children.setdefault(parent, []).append(fid)
+    out, todo = [], [root]
+    while todo:
+        fid = todo.pop()
+        out.append(fid)
+        todo += children.get(fid, [])
+    return out
+
+
+def catalog(s: Session, principal: Principal) -> Catalog:
+    schema = metadata_service.current(s, principal.org_id).schema
+    live = schema.live()
+    keys = {k.name: k for k in index_keys.load(s, principal.org_id) if k.name in live}
+    deleted = frozenset(n for n, e in schema.entries.items() if not e.live)
+
+    def folder_ids(ref: str, subtree: bool) -> list[uuid.UUID]:
+        folder = folders.resolve_for(s, principal, ref)
+        return _subtree(s, principal.org_id, folder.id) if subtree else [folder.id]
+
+    def dataset_id(ref: str) -> uuid.UUID:
+        return datasets.resolve(s, principal, ref).id
+
+    return Catalog(keys, deleted=deleted, folders=folder_ids, datasets=dataset_id)
+
+
+def _visible(s: Session, principal: Principal) -> list[ColumnElement[bool]]:
+    conditions = [Item.org_id == principal.org_id, published(), Item.deleted_at.is_(None)]
+    visible = permissions.visible_folder_ids(s, principal)
+    if visible is not None:
+        conditions.append(Item.folder_id.in_(visible or [_NO_ID]))
+    return conditions
+
+
+@dataclass(frozen=True)
+class Prepared:
+    where: list[ColumnElement[bool]]
+    catalog: Catalog
+    node: Node | None
+
+
+def prepare(
+    s: Session, principal: Principal, filter_: Any, *, correlated: bool = False, row: Any = None,
+    cat: Catalog | None = None,
+) -> Prepared:
+    cat = cat or catalog(s, principal)
+    node = parse(filter_, cat)
+    compiled = Compiler(s.get_bind().dialect.name, correlated=correlated, row=row)(node)
+    return Prepared([*_visible(s, principal), compiled], cat, node)
+
+
+def from_text(s: Session, principal: Principal, where: str) -> dict[str, Any] | None:
+    """The JSON tree of a filter in the text syntax (bare values read by the schema's types)."""
+    cat = catalog(s, principal)
+
+    def kind_of(target: str, name: str) -> str | None:
+        if target == "field":
+            return FIELDS[name][0] if name in FIELDS else None
+        key = cat.keys.get(name)
+        return key.kind if key is not None else None
+
+    return compile_text(where, kind_of)
+
+
+def resolve_filter(s: Session, principal: Principal, filter_: Any, where: str | None) -> Any:
+    """One filter from a request's ``filter`` (JSON tree) or ``where`` (text), not both."""
+    if where is not None:
+        if filter_ is not None:
+            raise _bad("where", "give filter (a JSON tree) or where (text), not both")
+        return from_text(s, principal, where)
+    return filter_
+
+
+def link(
+    s: Session,
+    principal: Principal,
+    dataset_ref: str,
+    filter_: Any,
+    *,
+    duplicates: datasets.Duplicates = "skip",
+) -> datasets.LinkResult:
+    """Link the query's items into a dataset (editors of the dataset)."""
+    dataset = datasets.resolve(s, principal, dataset_ref, "editor")
+    return datasets.link_matching(s, principal, dataset, prepare(s, principal, filter_).where,
+                                  duplicates=duplicates)
+
+
+def count(s: Session, principal: Principal, filter_: Any) -> int:
+    where = prepare(s, principal, filter_).where
+    return int(s.scalar(select(func.count()).select_from(Item).where(*where)) or 0)
+
+
+# -- sorting and pages -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Sort:
+    key: str | None = None
+    field: str | None = None
+    desc: bool = False
+
+    @staticmethod
+    def parse(raw: Any) -> Sort:
+        if raw is None:
+            return Sort()
+        if isinstance(raw, str):  # "score", "-score", "@size", "-@created_at"
+            desc = raw.startswith("-")
+            name = raw[1:] if desc else raw
+            if name.startswith("@"):
+                return Sort(field=name[1:], desc=desc)
+            return Sort(key=name, desc=desc)
+        one = isinstance(raw, dict) and ("key" in raw) != ("field" in raw)
+        if not isinstance(raw, dict) or not one or set(raw) - {"key", "field", "desc"}:
+            raise _bad("sort", 'sort is {"key": K} or {"field": F}, with an optional "desc": true')
+        if not isinstance(raw.get("desc", False), bool):
+            raise _bad("sort.desc", "expected true or false")
+        return Sort(key=raw.get("key"), field=raw.get("field"), desc=raw.get("desc", False))
+
+    def signature(self) -> str:
+        return f"{'-' if self.desc else ''}{'@' + self.field if self.field else self.key or ''}"
+
+
+@dataclass
+class Page:
+    items: list[dict[str, Any]]
+    next_page_token: str | None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _encode(token: dict[str, Any]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(token, separators=(",", ":")).encode()).decode().rstrip("=")
+
+
+def _decode(raw: str, sort: Sort) -> dict[str, Any]:
+    try:
+        token = json.loads(base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)))
+        assert isinstance(token, dict) and token["s"] == sort.signature() and token["p"] in (0, 1)
+        uuid.UUID(token["i"])
+        return token
+    except Exception:
+        raise _bad("page_token", "invalid page token for this sort; start again without one") from None
+
+
+def _output(item: Item, fields: tuple[str, ...]) -> dict[str, Any]:
+    everything = {
+        "id": str(item.id), "title": item.name, "type": item.item_type, "folder_id": str(item.folder_id),
+        "url": item.url, "size": item.file_size, "mime_type": item.mime_type, "media": item.media,
+        "client_metadata": item.client_metadata, "created_at": item.created_at.isoformat(),
+        "updated_at": item.updated_at.isoformat(),
+    }
+    return {f: everything[f] for f in fields}
+
+
+def check_fields(raw: Any) -> tuple[str, ...]:
+    if raw is None:
+        return OUTPUT_FIELDS
+    if not isinstance(raw, list) or not raw or any(f not in OUTPUT_FIELDS for f in raw):
+        raise _bad("fields", f"fields is a non-empty list of: {', '.join(OUTPUT_FIELDS)}")
+    return tuple(dict.fromkeys(["id", *raw]))
+
+
+class _Sorter:
+    """The sort expression of a sort, and its two phases."""
+
+    def __init__(self, cat: Catalog, sort: Sort, dialect: str) -> None:
+        self.sort = sort
+        self.meta = aliased(ItemMeta)
+        self.value: Any = None
+        self.key: index_keys.Key | None = None
+        if sort.key is not None:
+            self.key = cat.key(sort.key, "sort.key")
+            self.value = self.meta.num if self.key.numeric else self.meta.txt
+        elif sort.field is not None:
+            if sort.field not in SORT_FIELDS:
+                raise _bad("sort.field", f"sort by a metadata key or one of: {', '.join(SORT_FIELDS)}")
+            self.value = _sort_column(sort.field, dialect)
+
+    def phase_query(self, phase: int, where: list[ColumnElement[bool]]) -> Select[Any]:
+        if self.value is None:
+            return select(Item, Item.id).where(*where)
+        if phase == 1:
+            if self.key is not None:
+                having = select(ItemMeta.item_id).where(
+                    ItemMeta.key_id == self.key.id, value_column(self.key).is_not(None)
+                )
+                missing = Item.id.not_in(having)
+            else:
+                missing = self.value.is_(None)
+            return select(Item, Item.id).where(*where, missing)
+        query = select(Item, self.value).where(*where)
+        if self.key is not None:
+            on = and_(self.meta.item_id == Item.id, self.meta.key_id == self.key.id, self.value.is_not(None))
+            return query.join(self.meta, on)
+        return query.where(self.value.is_not(None))
+
+    def after(self, phase: int, token: dict[str, Any]) -> ColumnElement[bool]:
+        last_id = uuid.UUID(token["i"])
+        if self.value is None or phase == 1:
+            return Item.id > last_id
+        v = token["v"]
+        if self.sort.field == "created_at":
+            v = datetime.fromisoformat(v)
+        ident = self._ident()
+        if self.sort.desc:
+            return or_(self.value < v, and_(self.value == v, ident < last_id))
+        return or_(self.value > v, and_(self.value == v, ident > last_id))
+
+    def _ident(self) -> Any:
+        # the sort index is (key_id, value, item_id): ordering by its own item_id lets the
+        # database read it in order instead of sorting
+        return self.meta.item_id if self.key is not None else Item.id
+
+    def order(self, phase: int) -> list[Any]:
+        if self.value is None or phase == 1:
+            return [Item.id]
+        if self.sort.desc:
+            return [self.value.desc(), self._ident().desc()]
+        return [self.value, self._ident()]
+
+
+def _sort_column(name: str, dialect: str) -> Any:
+    if name == "title":
+        return Item.name.collate("C") if dialect == "postgresql" else Item.name
+    if name == "type":
+        return Item.item_type
+    if name == "size":
+        return Item.file_size
+    if name == "created_at":
+        return Item.created_at
+    return media_number({"frames": "frame_count"}.get(name, name))
+
+
+def _token_value(value: Any) -> Any:
+    if isinstance(value, uuid.UUID):
+        return None  # sorted by id: the id is the token
+    return value.isoformat() if isinstance(value, datetime) else value
+
+
+def page(
+    s: Session,
+    principal: Principal,
+    filter_: Any,
+    *,
+    sort: Sort | None = None,
+    page_size: int = 100,
+    page_token: str | None = None,
+    fields: tuple[str, ...] = OUTPUT_FIELDS,
+) -> Page:
+    if not 1 <= page_size <= MAX_PAGE:
+        raise _bad("page_size", f"page_size is 1 to {MAX_PAGE}, got {page_size}")
+    sort = sort or Sort()
+    cat = catalog(s, principal)
+    sorter = _Sorter(cat, sort, s.get_bind().dialect.name)
+    prepared = prepare(s, principal, filter_, correlated=True, cat=cat)
+    keyed = prepare(s, principal, filter_, correlated=True, row=sorter.meta.item_id, cat=cat)
+    token = _decode(page_token, sort) if page_token else None
+    phase = token["p"] if token else 0
+    out: list[dict[str, Any]] = []
+    last: tuple[int, Any, uuid.UUID] | None = None
+    while True:
+        query = sorter.phase_query(phase, (keyed if phase == 0 and sorter.key else prepared).where)
+        if token is not None and token["p"] == phase:
+            query = query.where(sorter.after(phase, token))
+        want = page_size - len(out)
+        rows = s.execute(query.order_by(*sorter.order(phase)).limit(want + 1)).all()
+        for item, value in rows[:want]:
+            out.append(_output(item, fields))
+            last = (phase, value, item.id)
+        if len(rows) > want:
+            assert last is not None
+            return Page(out, _encode({"s": sort.signature(), "p": last[0], "v": _token_value(last[1]),
+                                      "i": last[2].hex}))
+        if phase == 1 or sorter.value is None:
+            return Page(out, None)
+        phase = 1
+
+
+# -- facets ------------------------------------------------------------------------------------------
+
+
+def facets(
+    s: Session,
+    principal: Principal,
+    filter_: Any,
+    names: list[str],
+    *,
+    top: int = 10,
+    buckets: int = 10,
+) -> list[dict[str, Any]]:
+    """Per key: value counts (top ``top``) for enum, boolean, varchar and uuid keys and the item
+    type (``@type``); a histogram of ``buckets`` equal ranges for number and datetime keys."""
+    if not 1 <= len(names) <= MAX_FACETS:
+        raise _bad("keys", f"ask for 1 to {MAX_FACETS} facets, got {len(names)}")
+    if not 1 <= top <= MAX_TOP:
+        raise _bad("top", f"top is 1 to {MAX_TOP}")
+    if not 1 <= buckets <= MAX_BUCKETS:
+        raise _bad("buckets", f"buckets is 1 to {MAX_BUCKETS}")
+    prepared = prepare(s, principal, filter_)
+    matching = select(Item.id).where(*prepared.where)
+    out = []
+    for i, name in enumerate(names):
+        if name == "@type":
+            rows = s.execute(
+                select(Item.item_type, func.count()).where(*prepared.where).group_by(Item.item_type)
+                .order_by(func.count().desc(), Item.item_type).limit(top)
+            ).all()
+            out.append({"key": name, "kind": "type", "values": [{"value": v, "count": c} for v, c in rows]})
+            continue
+        key = prepared.catalog.key(name, f"keys[{i}]")
+        scope = [ItemMeta.key_id == key.id, value_column(key).is_not(None), ItemMeta.item_id.in_(matching)]
+        if key.kind in ("number", "datetime"):
+            out.append(_histogram(s, key, scope, buckets))
+        elif key.kind == "text":
+            raise _bad(f"keys[{i}]", f"{name!r} is a text key: facets count enum, boolean, varchar and "
+                       "uuid values, and bucket numbers and datetimes")
+        else:
+            out.append(_top(s, key, scope, top))
+    return out
+
+
+def _top(s: Session, key: index_keys.Key, scope: list[ColumnElement[bool]], top: int) -> dict[str, Any]:
+    column = ItemMeta.num if key.numeric else ItemMeta.txt
+    rows = s.execute(
+        select(column, func.count()).where(*scope).group_by(column)
+        .order_by(func.count().desc(), column).limit(top)
+    ).all()
+    shown: Callable[[Any], Any] = (lambda v: v == 1.0) if key.kind == "boolean" else (lambda v: v)
+    return {"key": key.name, "kind": key.kind, "values": [{"value": shown(v), "count": c} for v, c in rows]}
+
+
+def _histogram(s: Session, key: index_keys.Key, scope: list[ColumnElement[bool]], n: int) -> dict[str, Any]:
+    """``n`` equal ranges from the least to the greatest value; a value in bucket
+    ``min(n - 1, floor((v - least) / width))``.  One bucket when every value is the same."""
+    lo, hi, total = s.execute(
+        select(func.min(ItemMeta.num), func.max(ItemMeta.num), func.count()).where(*scope)
+    ).one()
+    result: dict[str, Any] = {"key": key.name, "kind": key.kind, "count": total, "buckets": []}
+    if not total:
+        return result
+    show: Callable[[float], Any] = (
+        (lambda x: datetime.fromtimestamp(x, UTC).isoformat()) if key.kind == "datetime" else (lambda x: x)
+    )
+    if hi == lo:
+        result["buckets"].append({"from": show(lo), "to": show(hi), "count": int(total)})
+        return result
+    width = (hi - lo) / n
+    offset = (ItemMeta.num - lo) / width
+    floor = func.floor(offset) if s.get_bind().dialect.name == "postgresql" else cast(offset, Integer)
+    bucket = case((ItemMeta.num >= hi, n - 1), else_=floor).label("b")
+    counts = {int(b): c for b, c in s.execute(select(bucket, func.count()).where(*scope).group_by(bucket))}
+    for b in range(n):
+        end = hi if b == n - 1 else lo + (b + 1) * width
+        shown = {"from": show(lo + b * width), "to": show(end), "count": int(counts.get(b, 0))}
+        result["buckets"].append(shown)
+    return result

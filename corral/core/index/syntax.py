@@ -1,0 +1,211 @@
+"""The text syntax of filters, compiled to the JSON tree (``filters.py``)::
+
+    camera = "cam1" and score > 0.5 and captured_at >= 2024-05-01 and not weather in (rain, snow)
+
+Grammar (keywords are case-insensitive; ``and`` binds tighter than ``or``)::
+
+    filter    := or
+    or        := and ("or" and)*
+    and       := unary ("and" unary)*
+    unary     := "not" unary | "(" filter ")" | predicate
+    predicate := target ("=" | "!=" | "<" | "<=" | ">" | ">=") value
+               | target ["not"] "in" "(" value ("," value)* ")"
+               | target ("exists" | "missing")
+               | target ("prefix" | "contains" | "icontains" | "ieq" | "match" | "under") value
+    target    := name | `any name` | @field
+    value     := "quoted" | 'quoted' | bare word (a number, a date, true, false, a word)
+
+A metadata key is a bare name (letters, digits, ``_ - .``) or any name in backticks; an item field
+starts with ``@`` (``@type``, ``@folder``, ``@size`` ...).  A bare value is read by its target's
+type: a number for number keys and fields, true/false for booleans, text otherwise; a quoted
+value is always text.  Errors name the position (from 1) and what was expected.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from corral import errors
+from corral.errors import ErrorDetail
+
+MAX_LENGTH = 10_000
+_TOKEN = re.compile(
+    r"""\s*(?:
+    (?P<string>"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*')
+    |(?P<quoted>`[^`]*`)
+    |(?P<op><=|>=|!=|=|<|>|\(|\)|,|@)
+    |(?P<word>[^\s()"'`,=<>!@]+)
+    |(?P<bad>\S)
+    )""",
+    re.VERBOSE,
+)
+COMPARISONS = {"=": "eq", "!=": "ne", "<": "lt", "<=": "lte", ">": "gt", ">=": "gte"}
+WORD_OPS = ("prefix", "contains", "icontains", "ieq", "match", "under")
+_ESCAPE = re.compile(r"\\(.)")
+
+
+@dataclass(frozen=True)
+class Token:
+    kind: str  # string, quoted, op, word, end
+    text: str
+    pos: int  # 1-based
+
+    def describe(self) -> str:
+        return "the end of the filter" if self.kind == "end" else repr(self.text)
+
+
+def _tokens(source: str) -> list[Token]:
+    out = []
+    pos = 0
+    while source[pos:].strip():
+        m = _TOKEN.match(source, pos)
+        assert m is not None
+        if m.end() == pos or not m.lastgroup:
+            break
+        kind = m.lastgroup
+        start = m.start(kind) + 1
+        if kind == "bad":
+            raise _error(start, "a name, a value or an operator", repr(m.group(kind)))
+        out.append(Token(kind, m.group(kind), start))
+        pos = m.end()
+    out.append(Token("end", "", len(source) + 1))
+    return out
+
+
+def _error(pos: int, expected: str, found: str) -> errors.ValidationFailed:
+    message = f"at position {pos}: expected {expected}, found {found}"
+    detail = ErrorDetail(message, field="where")
+    return errors.ValidationFailed(f"invalid filter: {message}", details=[detail])
+
+
+#: target ("key" or "field", name) -> the kind its bare values are read as, or None (text)
+KindOf = Callable[[str, str], str | None]
+
+
+class _Parser:
+    def __init__(self, source: str, kind_of: KindOf) -> None:
+        self.tokens = _tokens(source)
+        self.i = 0
+        self.kind_of = kind_of
+
+    @property
+    def tok(self) -> Token:
+        return self.tokens[self.i]
+
+    def keyword(self, *words: str) -> str | None:
+        t = self.tok
+        if t.kind == "word" and t.text.lower() in words:
+            self.i += 1
+            return t.text.lower()
+        return None
+
+    def symbol(self, text: str) -> bool:
+        if self.tok.kind == "op" and self.tok.text == text:
+            self.i += 1
+            return True
+        return False
+
+    def parse(self) -> dict[str, Any]:
+        tree = self.or_()
+        if self.tok.kind != "end":
+            raise _error(self.tok.pos, "'and', 'or' or the end of the filter", self.tok.describe())
+        return tree
+
+    def or_(self) -> dict[str, Any]:
+        items = [self.and_()]
+        while self.keyword("or"):
+            items.append(self.and_())
+        return items[0] if len(items) == 1 else {"or": items}
+
+    def and_(self) -> dict[str, Any]:
+        items = [self.unary()]
+        while self.keyword("and"):
+            items.append(self.unary())
+        return items[0] if len(items) == 1 else {"and": items}
+
+    def unary(self) -> dict[str, Any]:
+        if self.keyword("not"):
+            return {"not": self.unary()}
+        if self.symbol("("):
+            inner = self.or_()
+            if not self.symbol(")"):
+                raise _error(self.tok.pos, "')'", self.tok.describe())
+            return inner
+        return self.predicate()
+
+    def target(self) -> tuple[str, str]:
+        t = self.tok
+        if self.symbol("@"):
+            name = self.tok
+            if name.kind != "word":
+                raise _error(name.pos, "an item field name after '@'", name.describe())
+            self.i += 1
+            return "field", name.text
+        if t.kind == "quoted":
+            self.i += 1
+            return "key", t.text[1:-1]
+        if t.kind == "word" and t.text.lower() not in ("and", "or", "not", "in"):
+            self.i += 1
+            return "key", t.text
+        raise _error(t.pos, "a metadata key, `a quoted key`, @field, 'not' or '('", t.describe())
+
+    def value(self, target: tuple[str, str]) -> Any:
+        t = self.tok
+        if t.kind == "string":
+            self.i += 1
+            return _ESCAPE.sub(r"\1", t.text[1:-1])
+        if t.kind != "word":
+            raise _error(t.pos, "a value", t.describe())
+        self.i += 1
+        kind = self.kind_of(*target)
+        if kind == "number":
+            try:
+                number = float(t.text)
+            except ValueError:
+                raise _error(t.pos, f"a number for {target[1]!r}", t.describe()) from None
+            return int(number) if number.is_integer() and "." not in t.text else number
+        if kind == "boolean" and t.text.lower() in ("true", "false"):
+            return t.text.lower() == "true"
+        return t.text
+
+    def predicate(self) -> dict[str, Any]:
+        target = self.target()
+        head: dict[str, Any] = {target[0]: target[1]}
+        t = self.tok
+        if t.kind == "op" and t.text in COMPARISONS:
+            self.i += 1
+            return head | {"op": COMPARISONS[t.text], "value": self.value(target)}
+        negated = self.keyword("not") is not None
+        if self.keyword("in"):
+            if not self.symbol("("):
+                raise _error(self.tok.pos, "'(' and a list of values", self.tok.describe())
+            values = [self.value(target)]
+            while self.symbol(","):
+                values.append(self.value(target))
+            if not self.symbol(")"):
+                raise _error(self.tok.pos, "',' or ')'", self.tok.describe())
+            return head | {"op": "not_in" if negated else "in", "value": values}
+        if negated:
+            raise _error(self.tok.pos, "'in' after 'not'", self.tok.describe())
+        word = self.keyword("exists", "missing", *WORD_OPS)
+        if word in ("exists", "missing"):
+            return head | {"op": word}
+        if word is not None:
+            return head | {"op": word, "value": self.value(target)}
+        raise _error(
+            t.pos,
+            "an operator (=, !=, <, <=, >, >=, in, not in, exists, missing, " + ", ".join(WORD_OPS) + ")",
+            t.describe(),
+        )
+
+
+def compile_text(source: str, kind_of: KindOf) -> dict[str, Any] | None:
+    """The JSON filter tree of ``source`` (None when it is blank: everything)."""
+    if len(source) > MAX_LENGTH:
+        raise _error(MAX_LENGTH, f"a filter of at most {MAX_LENGTH} characters", f"{len(source)} characters")
+    if not source.strip():
+        return None
+    return _Parser(source, kind_of).parse()

@@ -1,0 +1,245 @@
+"""Every operator on every kind, on SQLite and PostgreSQL, against the brute-force evaluator."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from corral import errors
+from corral.core.index import query
+from corral.core.index.filters import parse
+from tests.index.oracle import evaluate, ordered
+from tests.index.world import (
+    BASE,
+    LONG,
+    SCHEMA,
+    UUIDS,
+    add_items,
+    assert_exact,
+    principal,
+    random_metadata,
+    save_schema,
+)
+
+VALUES: dict[str, list[Any]] = {
+    "flag": [True, False],
+    "at": ["2024-05-03", "2024-05-03T12:00:00Z", BASE.isoformat(), "2024-05-09T00:00:00+02:00"],
+    "score": [0, 0.5, 2.5, -3, 10, 7],
+    "uid": UUIDS[:2] + [UUIDS[2].upper()],
+    "camera": ["cam1", "CAM1", "alpha", LONG, LONG + "y", "nope"],
+    "notes": ["alpha", "Gamma beta", "é", "cam1"],
+    "weather": ["fog", "rain", "sun"],
+}
+STRING_VALUES = {"camera": ["cam", "CAM", "a", "x" * 10, "Gam", "é"], "notes": ["alp", "gamma", "a b", "é"]}
+OPS = {
+    "flag": ["eq", "ne", "in", "not_in", "exists", "missing"],
+    "uid": ["eq", "ne", "in", "not_in", "exists", "missing"],
+    "weather": ["eq", "ne", "in", "not_in", "exists", "missing"],
+    "score": ["eq", "ne", "in", "not_in", "exists", "missing", "lt", "lte", "gt", "gte"],
+    "at": ["eq", "ne", "in", "not_in", "exists", "missing", "lt", "lte", "gt", "gte"],
+    "camera": ["eq", "ne", "in", "not_in", "exists", "missing", "prefix", "contains", "icontains", "ieq"],
+    "notes": ["eq", "ne", "in", "not_in", "exists", "missing", "prefix", "contains", "icontains", "ieq", "match"],
+}
+
+
+@pytest.fixture
+def world(db, make_user):  # type: ignore[no-untyped-def]
+    user = make_user("ix@x.io")
+    who = principal(db, user.user_id)
+    save_schema(db, who, SCHEMA)
+    rng = random.Random(7)
+    rows = add_items(db, who, "data/a", [random_metadata(rng) for _ in range(60)], rng)
+    rows += add_items(db, who, "data/a/deep", [random_metadata(rng) for _ in range(20)], rng)
+    rows += add_items(db, who, "other", [random_metadata(rng) for _ in range(20)], rng)
+    return World((db, who, rows))
+
+
+class World(tuple):  # type: ignore[type-arg]
+    """(db, principal, rows), with a short repr for hypothesis's failure reports."""
+
+    def __repr__(self) -> str:
+        return f"<world of {len(self[2])} items>"
+
+
+def run(db, who, rows, tree: Any, sort: query.Sort | None = None) -> None:  # type: ignore[no-untyped-def]
+    """The query's ids, page by page, equal the evaluator's, in order, and the count agrees."""
+    with db.read() as s:
+        node = parse(tree, query.catalog(s, who))
+        got, token = [], None
+        while True:
+            page = query.page(s, who, tree, sort=sort, page_size=7, page_token=token, fields=("id",))
+            got += [p["id"] for p in page.items]
+            token = page.next_page_token
+            if token is None:
+                break
+        total = query.count(s, who, tree)
+        key = query.catalog(s, who).keys[sort.key] if sort and sort.key else None
+    matching = [r for r in rows if evaluate(node, r)]
+    want = [str(i) for i in ordered(matching, key, bool(sort and sort.desc))]
+    assert got == want, tree
+    assert total == len(want)
+
+
+def test_every_operator_on_every_kind(world) -> None:  # type: ignore[no-untyped-def]
+    db, who, rows = world
+    assert_exact(db, who.org_id)
+    cases = 0
+    for key, ops in OPS.items():
+        for op in ops:
+            if op in ("exists", "missing"):
+                values: list[Any] = [None]
+            elif op in ("in", "not_in"):
+                values = [VALUES[key][:2], VALUES[key][1:]]
+            elif op in ("prefix", "contains", "icontains", "ieq", "match"):
+                values = STRING_VALUES[key] + VALUES[key][:2]
+            else:
+                values = VALUES[key]
+            for value in values:
+                tree = {"key": key, "op": op} | ({} if value is None else {"value": value})
+                run(db, who, rows, tree)
+                run(db, who, rows, {"not": tree})
+                cases += 1
+    assert cases > 100
+
+
+@pytest.mark.parametrize("tree", [
+    {"field": "type", "op": "eq", "value": "video"},
+    {"field": "type", "op": "not_in", "value": ["video"]},
+    {"field": "title", "op": "prefix", "value": "alpha"},
+    {"field": "title", "op": "icontains", "value": "GAMMA"},
+    {"field": "size", "op": "gte", "value": 100},
+    {"field": "size", "op": "missing"},
+    {"field": "width", "op": "lt", "value": 100},
+    {"field": "frames", "op": "exists"},
+    {"field": "created_at", "op": "gte", "value": "2000-01-01"},
+    {"and": [{"field": "size", "op": "exists"}, {"not": {"key": "score", "op": "gt", "value": 0}}]},
+    {"or": [{"key": "weather", "op": "in", "value": ["rain", "snow"]}, {"key": "flag", "op": "eq", "value": True}]},
+])
+def test_item_fields_and_combinations(world, tree) -> None:  # type: ignore[no-untyped-def]
+    db, who, rows = world
+    run(db, who, rows, tree)
+
+
+def test_folder_and_subtree(world) -> None:  # type: ignore[no-untyped-def]
+    db, who, rows = world
+    with db.read() as s:
+        only = parse({"field": "folder", "op": "eq", "value": "data/a"}, query.catalog(s, who))
+        under = parse({"field": "folder", "op": "under", "value": "data"}, query.catalog(s, who))
+    assert len(only.value) == 1 and len(under.value) == 3  # type: ignore[union-attr]
+    run(db, who, rows, {"field": "folder", "op": "eq", "value": "data/a"})
+    run(db, who, rows, {"field": "folder", "op": "under", "value": "data"})
+
+
+@pytest.mark.parametrize("sort", ["score", "-score", "at", "-at", "camera", "-camera", "flag", "notes", "uid",
+                                  "weather", "-weather"])
+def test_sort_missing_last_and_pages(world, sort) -> None:  # type: ignore[no-untyped-def]
+    db, who, rows = world
+    run(db, who, rows, None, query.Sort.parse(sort))
+    run(db, who, rows, {"key": "flag", "op": "eq", "value": True}, query.Sort.parse(sort))
+
+
+def test_facets_match_counts(world) -> None:  # type: ignore[no-untyped-def]
+    from tests.index.oracle import value_of
+
+    db, who, rows = world
+    tree = {"key": "flag", "op": "exists"}
+    with db.read() as s:
+        cat = query.catalog(s, who)
+        node = parse(tree, cat)
+        out = {f["key"]: f for f in query.facets(s, who, tree, ["weather", "flag", "score", "at", "@type"],
+                                                top=10, buckets=4)}
+    matching = [r for r in rows if evaluate(node, r)]
+    weather: dict[str, int] = {}
+    for r in matching:
+        v = value_of(cat.keys["weather"], r)
+        if v is not None:
+            weather[v] = weather.get(v, 0) + 1
+    assert {v["value"]: v["count"] for v in out["weather"]["values"]} == weather
+    scores = [value_of(cat.keys["score"], r) for r in matching]
+    scores = [x for x in scores if x is not None]
+    assert out["score"]["count"] == len(scores)
+    assert sum(b["count"] for b in out["score"]["buckets"]) == len(scores)
+    lo, hi = min(scores), max(scores)
+    width = (hi - lo) / 4
+    want = [0] * 4
+    for x in scores:
+        want[min(3, int((x - lo) // width))] += 1
+    assert [b["count"] for b in out["score"]["buckets"]] == want
+    flags = {v["value"]: v["count"] for v in out["flag"]["values"]}
+    want_flags = {True: sum(1 for r in matching if value_of(cat.keys["flag"], r) == 1.0),
+                  False: sum(1 for r in matching if value_of(cat.keys["flag"], r) == 0.0)}
+    assert flags == {k: v for k, v in want_flags.items() if v}
+    assert sum(v["count"] for v in out["@type"]["values"]) == len(matching)
+
+
+@pytest.mark.parametrize("tree, field", [
+    ({"key": "nope", "op": "eq", "value": 1}, "filter.key"),
+    ({"key": "score", "op": "eq", "value": "high"}, "filter.value"),
+    ({"key": "score", "op": "prefix", "value": "1"}, "filter.op"),
+    ({"key": "weather", "op": "eq", "value": "hail"}, "filter.value"),
+    ({"key": "at", "op": "gt", "value": "yesterday"}, "filter.value"),
+    ({"and": [{"key": "flag", "op": "eq", "value": 1}]}, "filter.and[0].value"),
+    ({"key": "camera", "op": "eq"}, "filter.value"),
+    ({"field": "colour", "op": "eq", "value": "red"}, "filter.field"),
+    ({"and": []}, "filter.and"),
+    ({"key": "notes", "op": "match", "value": "  !! "}, "filter.value"),
+])
+def test_bad_filters_are_400_naming_where(world, tree, field) -> None:  # type: ignore[no-untyped-def]
+    db, who, _ = world
+    with db.read() as s, pytest.raises(errors.ValidationFailed) as caught:
+        query.count(s, who, tree)
+    assert caught.value.details[0].field == field
+
+
+def test_a_key_being_indexed_is_a_409_naming_its_job(world, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from corral.core.index import keys as index_keys
+
+    db, who, rows = world
+    monkeypatch.setattr(index_keys, "INLINE_ITEMS", 10)  # 100 items: a job (no worker runs here)
+    job_id = save_schema(db, who, {"keys": SCHEMA["keys"] | {"late": {"type": "number"}}})
+    assert job_id is not None
+    with db.read() as s, pytest.raises(errors.Conflict) as caught:
+        query.count(s, who, {"key": "late", "op": "exists"})
+    assert str(job_id) in str(caught.value)
+    run(db, who, rows, {"key": "score", "op": "gt", "value": 0})  # the other keys answer meanwhile
+
+
+# -- random trees over random data ----------------------------------------------------------------
+
+def _leaf() -> st.SearchStrategy[dict[str, Any]]:
+    def make(key: str, op_index: int, value_index: int) -> dict[str, Any]:
+        op = OPS[key][op_index % len(OPS[key])]
+        if op in ("exists", "missing"):
+            return {"key": key, "op": op}
+        pool = STRING_VALUES.get(key, []) + VALUES[key] if op in ("prefix", "contains", "icontains", "ieq",
+                                                                   "match") else VALUES[key]
+        value = pool[value_index % len(pool)]
+        if op in ("in", "not_in"):
+            return {"key": key, "op": op, "value": [value, VALUES[key][0]]}
+        return {"key": key, "op": op, "value": value}
+
+    return st.builds(make, st.sampled_from(sorted(OPS)), st.integers(0, 20), st.integers(0, 20))
+
+
+LEAVES = _leaf()
+TREES: st.SearchStrategy[dict[str, Any]] = st.deferred(
+    lambda: st.one_of(  # three leaves to one of each combinator: trees stay small
+        LEAVES,
+        LEAVES,
+        LEAVES,
+        st.builds(lambda xs: {"and": xs}, st.lists(TREES, min_size=1, max_size=3)),
+        st.builds(lambda xs: {"or": xs}, st.lists(TREES, min_size=1, max_size=3)),
+        st.builds(lambda x: {"not": x}, TREES),
+    )
+)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+@given(tree=TREES, sort=st.sampled_from([None, "score", "-camera", "at", "-flag"]))
+def test_random_trees_agree_with_the_evaluator(world, tree, sort) -> None:  # type: ignore[no-untyped-def]
+    db, who, rows = world
+    run(db, who, rows, tree, query.Sort.parse(sort) if sort else None)

@@ -1,0 +1,127 @@
+"""A small organisation with one key of every indexed kind, and helpers to fill it."""
+
+from __future__ import annotations
+
+import random
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select
+
+from corral.core import folders
+from corral.core.identity import Principal, principal_for_user
+from corral.core.index import keys as index_keys
+from corral.core.metadata import service as metadata_service
+from corral.core.metadata.schema import from_native
+from corral.db.engine import Database
+from corral.db.tables import Item, ItemMeta, ItemText, User
+from corral.db.types import utcnow
+from tests.index.oracle import Row
+
+SCHEMA = {
+    "keys": {
+        "flag": {"type": "boolean"},
+        "at": {"type": "datetime"},
+        "score": {"type": "number"},
+        "uid": {"type": "uuid"},
+        "camera": {"type": "varchar"},
+        "notes": {"type": "text"},
+        "weather": {"type": "enum", "values": ["fog", "rain", "snow", "sun"]},
+    }
+}
+WORDS = ["alpha", "beta", "Gamma", "delta", "cam1", "cam2", "CAM1", "é"]
+UUIDS = [str(uuid.UUID(int=i * 7919 + 1)) for i in range(4)]
+BASE = datetime(2024, 5, 1, tzinfo=UTC)
+LONG = "x" * 300
+
+
+def principal(db: Database, user_id: uuid.UUID) -> Principal:
+    with db.read() as s:
+        user = s.get(User, user_id)
+        assert user is not None
+        return principal_for_user(user, "bearer")
+
+
+def save_schema(db: Database, who: Principal, document: dict[str, Any]) -> uuid.UUID | None:
+    with db.write() as s:
+        return metadata_service.save(s, who, from_native(document)).index_job
+
+
+def random_metadata(rng: random.Random) -> dict[str, Any]:
+    meta: dict[str, Any] = {}
+    if rng.random() < 0.7:
+        meta["flag"] = rng.random() < 0.5
+    if rng.random() < 0.7:
+        meta["at"] = (BASE + timedelta(days=rng.randrange(10), hours=rng.choice([0, 12]))).isoformat()
+    if rng.random() < 0.7:
+        meta["score"] = rng.choice([0.0, 0.5, 1.0, 2.5, -3.0, 10.0])
+    if rng.random() < 0.6:
+        meta["uid"] = rng.choice(UUIDS)
+    if rng.random() < 0.7:
+        meta["camera"] = rng.choice(WORDS + [LONG, LONG + "y", "cam1 " + LONG])
+    if rng.random() < 0.6:
+        meta["notes"] = " ".join(rng.choice(WORDS) for _ in range(rng.randrange(1, 5)))
+    if rng.random() < 0.7:
+        meta["weather"] = rng.choice(["fog", "rain", "snow", "sun"])
+    if rng.random() < 0.1:
+        meta["score"] = "not a number"  # stored before a re-type, say: missing for queries
+    if rng.random() < 0.1:
+        meta["unlisted"] = 5  # not in the schema: never projected
+    return meta
+
+
+def add_items(db: Database, who: Principal, folder_path: str, metas: list[dict[str, Any]],
+              rng: random.Random | None = None) -> list[Row]:
+    """Items through the ORM (as item updates and uploads write them)."""
+    rng = rng or random.Random(0)
+    rows = []
+    with db.write() as s:
+        folder = folders.create_path(s, who, folder_path)
+        for i, meta in enumerate(metas):
+            item = Item(org_id=who.org_id, folder_id=folder.id, item_type=rng.choice(["image", "video"]),
+                        name=f"{rng.choice(WORDS)}-{i}", url=f"s3://b/{uuid.uuid4()}", storage_location="s3",
+                        file_size=rng.choice([None, 10, 2000]), media={"width": rng.choice([64, 128])},
+                        client_metadata=meta, created_at=utcnow())
+            s.add(item)
+            s.flush()
+            rows.append(Row(item.id, meta, item.item_type, item.name, folder.id, item.file_size,
+                            dict(item.media), item.created_at))
+    return rows
+
+
+def projected(db: Database, org_id: uuid.UUID) -> set[tuple[Any, ...]]:
+    """Every (item, key, num, txt, body) the index holds for the organisation."""
+    with db.read() as s:
+        keys = {k.id: k.name for k in index_keys.load(s, org_id)}
+        bodies = {(t.item_id, t.key_id): t.body for t in s.scalars(select(ItemText))}
+        return {
+            (m.item_id, keys[m.key_id], m.num, m.txt, bodies.get((m.item_id, m.key_id)))
+            for m in s.scalars(select(ItemMeta))
+            if m.key_id in keys
+        }
+
+
+def expected(db: Database, org_id: uuid.UUID) -> set[tuple[Any, ...]]:
+    """What the index should hold, computed from the items' metadata and the current schema."""
+    from tests.index.oracle import value_of
+
+    out = set()
+    with db.read() as s:
+        keys = index_keys.load(s, org_id)
+        for item_id, meta in s.execute(select(Item.id, Item.client_metadata).where(Item.org_id == org_id)):
+            row = Row(item_id, meta)
+            for key in keys:
+                v = value_of(key, row)
+                if v is None:
+                    continue
+                if isinstance(v, float):
+                    out.add((item_id, key.name, v, None, None))
+                else:
+                    body = v if key.kind == "text" or len(v) > 255 else None
+                    out.add((item_id, key.name, None, v[:255], body))
+    return out
+
+
+def assert_exact(db: Database, org_id: uuid.UUID) -> None:
+    assert projected(db, org_id) == expected(db, org_id)
