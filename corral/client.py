@@ -283,6 +283,10 @@ class Client:
     def get_folder(self, ref: str) -> Any:
         return self.request("GET", self._folder(ref))
 
+    def folder_summary(self, ref: str) -> Any:
+        folder = self.get_folder(ref)
+        return self.request("GET", f"/api/v1/folders/{folder['id']}/summary")
+
     def update_folder(
         self,
         ref: str,
@@ -365,8 +369,10 @@ class Client:
         name: str | None = None,
         client_metadata: dict[str, Any] | None = None,
         merge_metadata: bool = False,
+        description: str | None = None,
     ) -> Any:
-        body = {"name": name, "client_metadata": client_metadata, "merge_metadata": merge_metadata}
+        body = {"name": name, "client_metadata": client_metadata, "merge_metadata": merge_metadata,
+                "description": description}
         return self.request("PATCH", f"/api/v1/items/{item_id}", json=body)
 
     def move_items(self, item_ids: list[str], folder: str) -> Any:

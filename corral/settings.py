@@ -132,11 +132,46 @@ class Settings(BaseSettings):
     storage_read_timeout_seconds: float = Field(
         60.0, gt=0, description="How long to wait for each response from an object store."
     )
+    # -- security boundaries (docs/security.md) ---------------------------------------------
     local_roots: str = Field(
         "",
-        description="Directories (`:`-separated) that `local` integrations may be rooted in: a local "
-        "integration's root must lie under one of them, and never contain or sit inside DATA_DIR. "
-        "Empty: none. `corral demo` adds its media directory in DATA_DIR/config.toml.",
+        description="Directories (separated by `:`) under which organisation admins may root `local` "
+        "integrations. Empty: no local integrations (except corral's own upload directory). A root "
+        "that contains or sits inside DATA_DIR or the database file's directory is always refused. "
+        "`corral demo` adds its media directory in DATA_DIR/config.toml.",
+    )
+    allowed_endpoints: str = Field(
+        "",
+        description="Comma-separated hosts, `host:port` pairs (that port only) and CIDR networks that "
+        "integrations may reach although they are loopback, private, link-local or otherwise "
+        "non-public (e.g. `127.0.0.1,minio.internal:9000,10.20.0.0/16`). Checked on the address a "
+        "name resolves to, at every connection.",
+    )
+    max_json_body_bytes: int = Field(
+        16 << 20, ge=1024, description="Largest request body of any route not listed below (413 above)."
+    )
+    max_manifest_bytes: int = Field(
+        1 << 30, ge=1024, description="Largest manifest sent as the body of `POST /api/v1/imports`; "
+        "spooled to a temporary file, not held in memory."
+    )
+    max_upload_bytes: int = Field(
+        5 << 30, ge=1024, description="Largest file uploaded through a signed local-media link (`PUT`); "
+        "spooled to a temporary file, not held in memory."
+    )
+    body_read_timeout_seconds: float = Field(
+        30.0, gt=0, description="A request whose body stalls this long between two chunks is answered "
+        "408 and its connection closed."
+    )
+    header_read_timeout_seconds: float = Field(
+        10.0, gt=0, description="A connection that has not sent a complete request head this long after "
+        "it opened (or after its previous response) is closed."
+    )
+    keep_alive_timeout_seconds: float = Field(
+        5.0, gt=0, description="How long an idle keep-alive connection stays open between requests."
+    )
+    max_header_bytes: int = Field(
+        32 << 10, ge=4096, description="Most of an unfinished request head (request line plus headers) "
+        "the server buffers; past it the request is refused."
     )
 
     @field_validator("public_url")
@@ -144,6 +179,22 @@ class Settings(BaseSettings):
     def _public_url(cls, v: str | None) -> str | None:
         if v and not v.startswith(("http://", "https://")):
             raise ValueError("CORRAL_PUBLIC_URL must start with http:// or https://")
+        return v
+
+    @field_validator("local_roots")
+    @classmethod
+    def _local_roots(cls, v: str) -> str:
+        for entry in filter(None, v.split(":")):
+            if not entry.startswith("/"):
+                raise ValueError(f"CORRAL_LOCAL_ROOTS entries must be absolute paths, not {entry!r}")
+        return v
+
+    @field_validator("allowed_endpoints")
+    @classmethod
+    def _allowed_endpoints(cls, v: str) -> str:
+        from corral.storage.netpolicy import EndpointPolicy
+
+        EndpointPolicy.parse(v)  # raises ValueError naming the bad entry
         return v
 
     # -- derived values -------------------------------------------------
@@ -177,9 +228,15 @@ class Settings(BaseSettings):
         return [Path(p).expanduser().resolve() for p in self.local_roots.split(":") if p.strip()]
 
     def allows_local_root(self, root: Path) -> bool:
-        """Whether ``root`` lies under one of ``local_roots``."""
-        resolved = root.expanduser().resolve()
-        return any(resolved == r or resolved.is_relative_to(r) for r in self.local_root_paths)
+        """Whether ``root`` lies under one of ``local_roots`` (the rule of ``corral.storage.localroots``;
+        the data directory's own exclusion is checked where integrations are saved and used)."""
+        from corral.storage.localroots import LocalRootPolicy, LocalRootRefused
+
+        try:
+            LocalRootPolicy(allowed=tuple(str(p) for p in self.local_root_paths)).check(root.expanduser())
+        except LocalRootRefused:
+            return False
+        return True
 
     @property
     def is_sqlite(self) -> bool:

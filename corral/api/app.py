@@ -14,6 +14,7 @@ from corral.api import openapi
 from corral.api.deps import AppContext
 from corral.api.docs import install_docs
 from corral.api.errors import install_error_handlers
+from corral.api.limits import RequestGuard
 from corral.api.middleware import RequestLogMiddleware
 from corral.api.routes import (
     datasets,
@@ -22,6 +23,7 @@ from corral.api.routes import (
     encord_metadata,
     encord_rpc,
     encord_storage,
+    encord_storage_changes,
     encord_v2,
     folders,
     health,
@@ -118,6 +120,7 @@ def create_app(
     install_docs(app, "/api/openapi.json")
     install_error_handlers(app)
     openapi.install(app)
+    app.add_middleware(RequestGuard, ctx=ctx)  # inside the log, so refusals are logged too
     app.add_middleware(RequestLogMiddleware)
     for router in (health.router, me.router, tokens.router, jobs.router, integrations.router,
                    local_media.router,
@@ -125,7 +128,10 @@ def create_app(
                    imports.import_router, index.router,
                    datasets.router, datasets.admin_router, labels.ontology_router, labels.project_router,
                    encord_v2.router, integrations.v2_router, encord_metadata.router, encord_labels.router,
-                   encord_rpc.router, encord_storage.router, encord_datasets.router):
+                   encord_rpc.router, encord_storage.router, encord_storage.presigned_router,
+                   encord_storage_changes.router,
+                   encord_datasets.router,
+                   encord_v2.unsupported_router):  # last: it answers whatever the others do not
         app.include_router(router)
     app.include_router(sessions.router)
     install_web_ui(app)  # last: the API answers every path it knows first

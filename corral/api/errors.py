@@ -23,7 +23,7 @@ from sqlalchemy.exc import StatementError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from corral.api.parsing import BodyRefused
-from corral.errors import CorralError, ErrorDetail
+from corral.errors import CorralError, ErrorDetail, NotSupported
 
 log = logging.getLogger("corral.api")
 
@@ -36,6 +36,8 @@ _RPC_CODES = {
     409: "RESOURCE_EXISTS_ERROR",
     413: "FILE_SIZE_NOT_SUPPORTED_ERROR",
     429: "RATE_LIMIT_ERROR",
+    # the only v1 code whose message the SDK shows (InvalidArgumentsError): "… is not supported by corral"
+    501: "INVALID_ARGUMENTS_ERROR",
 }
 _HTTP_CODES = {
     400: "invalid_input",
@@ -47,6 +49,7 @@ _HTTP_CODES = {
     413: "payload_too_large",
     415: "unsupported_media_type",
     429: "rate_limited",
+    501: "not_supported",
 }
 
 
@@ -106,7 +109,7 @@ def _field(loc: tuple[Any, ...]) -> str:
 
 async def _corral_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, CorralError)
-    if exc.status >= 500:
+    if exc.status >= 500 and not isinstance(exc, NotSupported):
         log.error("request failed", exc_info=exc, extra={"path": request.url.path})
     details = [d.as_dict() for d in exc.details] if exc.details else None
     return error_response(request, exc.status, exc.code, exc.message, details)

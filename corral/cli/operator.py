@@ -84,6 +84,7 @@ def serve(host: str | None, port: int | None, data_dir: Path | None, no_worker: 
     import uvicorn
 
     from corral.api.app import check_schema, create_app
+    from corral.api.limits import uvicorn_options
     from corral.core import identity
     from corral.db import migrate
     from corral.logs import configure_logging
@@ -121,7 +122,7 @@ def serve(host: str | None, port: int | None, data_dir: Path | None, no_worker: 
         click.echo(f"starting {extra} extra worker process(es) (CORRAL_WORKER_PROCESSES)", err=True)
     app = create_app(settings, db=db, run_worker=not no_worker, worker_processes=extra)
     uvicorn.run(app, host=settings.host, port=settings.port, log_config=None,
-                timeout_graceful_shutdown=30, access_log=False)
+                timeout_graceful_shutdown=30, access_log=False, **uvicorn_options(settings))
 
 
 @click.command()

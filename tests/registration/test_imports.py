@@ -14,7 +14,7 @@ from starlette.testclient import TestClient
 
 from corral.api.app import create_app
 from corral.db.tables import Item, ItemPart, JobBlob
-from tests.services import MotoServer
+from tests.services import LOOPBACK, MotoServer
 
 
 def png(width: int, height: int) -> bytes:
@@ -370,7 +370,7 @@ def test_prepare_entry_keeps_frame_info() -> None:
     from corral.storage.scope import ScopedStorage
 
     options = S3Options(bucket="b", region="us-east-1", access_key_id="k", secret_access_key="s")
-    storage = ScopedStorage(open_storage(options, StorageContext(connect_timeout=1, read_timeout=1)), options,
+    storage = ScopedStorage(open_storage(options, StorageContext(endpoints=LOOPBACK, connect_timeout=1, read_timeout=1)), options,
                             title="strict", strict_client_only=True, ttl_seconds=600)
     entry = Entry(0, "dicomSeries[0]", "dicom_series", ("s3://b/1.dcm", "s3://b/2.dcm"), "scan", {}, {},
                   None, ({"title": "first", "dicom_tags": {"00100010": None}}, {}))

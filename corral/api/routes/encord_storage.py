@@ -26,6 +26,7 @@ from corral.registration import jobs as registration
 from corral.registration import service, uploads
 
 router = APIRouter(prefix="/v2/public/storage", tags=["encord-compatible"], route_class=CorralRoute)
+presigned_router = APIRouter(prefix="/v2/public", tags=["encord-compatible"], route_class=CorralRoute)
 
 ITEMS_LISTED = 10_000  # itemsWithNames of one job (the SDK reads the first for its uploads)
 ERRORS_LISTED = 1_000
@@ -251,11 +252,12 @@ async def list_items(
     page_size: Annotated[int, Query(alias="pageSize", ge=1, le=pagination.MAX_PAGE_SIZE)] = 100,
     sign_urls: Annotated[bool, Query(alias="signUrls")] = False,
     include_metadata: Annotated[bool, Query(alias="includeClientMetadata")] = True,
+    metadata_as_url: Annotated[bool, Query(alias="clientMetadataAsSignedUrl")] = False,
 ) -> dict[str, Any]:
-    if is_recursive:
-        raise errors.InvalidInput("corral lists one folder's items at a time: isRecursive is not supported")
-    if is_in_dataset is not None:
-        raise errors.InvalidInput("the isInDataset filter is not supported by corral")
+    if metadata_as_url:
+        raise errors.InvalidInput(
+            "clientMetadataAsSignedUrl is not supported by corral: metadata comes inline"
+        )
     types = _types(item_types)
 
     def run(s: Session) -> Any:
@@ -269,6 +271,8 @@ async def list_items(
             direction=_direction(desc),
             page_size=page_size,
             page_token=page_token,
+            recursive=is_recursive,
+            in_dataset=is_in_dataset,
         )
 
     return await _listing(ctx, run, sign_urls, include_metadata)
@@ -287,8 +291,6 @@ async def find_items(
     page_size: Annotated[int, Query(alias="pageSize", ge=1, le=pagination.MAX_PAGE_SIZE)] = 100,
     sign_urls: Annotated[bool, Query(alias="signUrls")] = False,
 ) -> dict[str, Any]:
-    if is_in_dataset is not None:
-        raise errors.InvalidInput("the isInDataset filter is not supported by corral")
     types = _types(item_types)
 
     def run(s: Session) -> Any:
@@ -301,6 +303,7 @@ async def find_items(
             direction=_direction(desc),
             page_size=page_size,
             page_token=page_token,
+            in_dataset=is_in_dataset,
         )
 
     return await _listing(ctx, run, sign_urls, True)
@@ -458,6 +461,10 @@ async def upload_signed_urls(
             folders.resolve_for(s, principal, folder_id, "editor")
 
     await run_in_threadpool(check)
+    return _page(await _tickets(ctx, principal, kind, count), None)
+
+
+async def _tickets(ctx: AppContext, principal: Principal, kind: str, count: int) -> list[dict[str, Any]]:
     results = []
     for _ in range(count):
         ticket = await run_in_threadpool(uploads.start, ctx.db, ctx.settings, principal, kind, None)
@@ -470,4 +477,20 @@ async def upload_signed_urls(
                 "uploadHeaders": ticket.headers,
             }
         )
-    return _page(results, None)
+    return results
+
+
+@presigned_router.get(
+    "/presigned-urls",
+    summary="Signed PUT URLs for local files (SDK Dataset.upload_image and the other legacy helpers)",
+)
+async def presigned_urls(
+    ctx: Ctx,
+    principal: CurrentPrincipal,
+    count: int = 1,
+    upload_item_type: Annotated[str, Query(alias="uploadItemType")] = "file",
+) -> dict[str, Any]:
+    """The file is registered later, into the folder the upload job names (checked then)."""
+    if not 1 <= count <= MAX_SIGNED_URLS:
+        raise errors.InvalidInput(f"count must be 1 to {MAX_SIGNED_URLS}")
+    return _page(await _tickets(ctx, principal, upload_item_type, count), None)

@@ -238,6 +238,25 @@ async def folder_path(ctx: Ctx, principal: CurrentPrincipal, folder_id: uuid.UUI
     return await run_in_threadpool(read)
 
 
+class FolderSummaryPublic(BaseModel):
+    by_type: dict[str, int] = Field(description="Live items directly in the folder, by type.")
+    folders: int = Field(description="Direct subfolders.")
+    tombstones: int = Field(description="Soft-deleted items directly in the folder.")
+    upload_jobs: int = Field(description="Upload jobs that registered (or register) into the folder.")
+    total_size: int = Field(description="Total size in bytes of the live items directly in the folder.")
+
+
+@router.get(
+    "/{folder_id}/summary", response_model=FolderSummaryPublic, summary="What a folder holds directly"
+)
+async def folder_summary(ctx: Ctx, principal: CurrentPrincipal, folder_id: uuid.UUID) -> FolderSummaryPublic:
+    def read() -> FolderSummaryPublic:
+        with ctx.db.read() as s:
+            return FolderSummaryPublic(**dataclasses.asdict(folders.summary(s, principal, folder_id)))
+
+    return await run_in_threadpool(read)
+
+
 @router.get(
     "/{folder_id}/grants", response_model=list[FolderGrantPublic], summary="Who has a role on a folder"
 )

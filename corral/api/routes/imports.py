@@ -117,7 +117,8 @@ def _has_body(spool: Any) -> bool:
 
 
 async def _spool(request: Request) -> Any:
-    spool = tempfile.SpooledTemporaryFile(max_size=16 << 20)
+    # To disk (past 1 MiB), not memory; the request guard caps it at CORRAL_MAX_MANIFEST_BYTES.
+    spool = tempfile.SpooledTemporaryFile(max_size=1 << 20)
     async for chunk in request.stream():
         spool.write(chunk)
     spool.seek(0)

@@ -79,17 +79,15 @@ async def list_integrations(ctx: Ctx, principal: CurrentPrincipal) -> list[Integ
 async def create_integration(
     ctx: Ctx, principal: CurrentPrincipal, body: IntegrationCreate
 ) -> IntegrationPublic:
-    secret = ctx.settings.resolved_secret_key()
-
     def write() -> IntegrationView:
         with ctx.db.write() as s:
             return integrations.create(
                 s,
                 principal,
-                secret,
+                ctx.settings,
                 title=body.title,
                 provider=body.provider,
-                settings=body.settings,
+                values=body.settings,
                 signed_url_ttl_seconds=body.signed_url_ttl_seconds,
                 strict_client_only=body.strict_client_only,
             )
@@ -110,19 +108,17 @@ async def get_integration(ctx: Ctx, principal: CurrentPrincipal, ref: str) -> In
 async def update_integration(
     ctx: Ctx, principal: CurrentPrincipal, ref: str, body: IntegrationUpdate
 ) -> IntegrationPublic:
-    secret = ctx.settings.resolved_secret_key()
-
     def write() -> IntegrationView:
         with ctx.db.write() as s:
             return integrations.update(
                 s,
                 principal,
-                secret,
+                ctx.settings,
                 ref,
                 title=body.title,
                 signed_url_ttl_seconds=body.signed_url_ttl_seconds,
                 strict_client_only=body.strict_client_only,
-                settings=body.settings,
+                values=body.settings,
             )
 
     return _public(await run_in_threadpool(write))

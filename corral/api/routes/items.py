@@ -55,6 +55,7 @@ class ItemPublic(BaseModel):
     )
     signed_url: str | None = None
     signed_url_expires_in: int | None = None
+    description: str = ""
 
 
 class ItemPage(BaseModel):
@@ -64,6 +65,7 @@ class ItemPage(BaseModel):
 
 class ItemUpdate(BaseModel):
     name: str | None = None
+    description: str | None = Field(None, description=f"At most {items.MAX_DESCRIPTION} characters.")
     client_metadata: dict[str, Any] | None = Field(
         None,
         description="Replaces the metadata (or, with merge_metadata, sets these keys; null removes one).",
@@ -237,6 +239,7 @@ async def update_item(
                 name=body.name,
                 client_metadata=body.client_metadata,
                 merge=body.merge_metadata,
+                description=body.description,
             )
 
     return _public(await run_in_threadpool(write))
