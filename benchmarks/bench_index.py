@@ -187,7 +187,8 @@ def main() -> None:
     parser.add_argument("--items", type=int, default=1_000_000)
     parser.add_argument("--postgres", action="store_true")
     parser.add_argument("--repeat", type=int, default=21)
-    parser.add_argument("--fill-only", action="store_true", help="measure the fill (inserts and projections) only")
+    parser.add_argument("--fill-only", action="store_true",
+                        help="measure the fill (inserts and projections) only")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="corral-bench-index-"))
     name = f"corral_bench_{uuid.uuid4().hex[:8]}" if args.postgres else None
