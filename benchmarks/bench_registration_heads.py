@@ -57,7 +57,8 @@ def main() -> None:
             list(pool.map(lambda k: s3.head_object(Bucket=bucket, Key=k), keys))
         raw = args.files / (time.perf_counter() - start)
 
-        settings = Settings(data_dir=work / "data", secret_key="h" * 40, log_level="warning")
+        settings = Settings(data_dir=work / "data", secret_key="h" * 40, log_level="warning",
+                            allowed_endpoints="127.0.0.1")  # moto runs on loopback
         db = create_database(settings)
         migrate.upgrade(db)
         with db.write() as s:
@@ -66,10 +67,10 @@ def main() -> None:
             integrations.create(
                 s,
                 admin,
-                settings.resolved_secret_key(),
+                settings,
                 title="m",
                 provider="s3",
-                settings={
+                values={
                     "bucket": bucket,
                     "endpoint_url": server.url,
                     "region": "us-east-1",

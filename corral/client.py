@@ -259,7 +259,8 @@ class Client:
         try:
             return str(uuid.UUID(ref))
         except ValueError:
-            return str(self.request("GET", "/api/v1/folders/lookup", params={"path": ref})["id"])
+            found = self.request("GET", "/api/v1/folders/lookup", params={"path": ref, "counts": "false"})
+            return str(found["id"])
 
     def _folder(self, ref: str) -> str:
         return f"/api/v1/folders/{self.folder_id(ref)}"
@@ -277,11 +278,16 @@ class Client:
             body["client_metadata"] = client_metadata
         return self.request("POST", "/api/v1/folders", json=body)
 
-    def list_folders(self, path: str | None = None) -> Any:
-        return self.request("GET", "/api/v1/folders", params={"path": path} if path else None)
+    def list_folders(self, path: str | None = None, counts: bool = True) -> Any:
+        params = {"counts": str(counts).lower(), **({"path": path} if path else {})}
+        return self.request("GET", "/api/v1/folders", params=params)
 
     def get_folder(self, ref: str) -> Any:
         return self.request("GET", self._folder(ref))
+
+    def folder_summary(self, ref: str) -> Any:
+        folder = self.get_folder(ref)
+        return self.request("GET", f"/api/v1/folders/{folder['id']}/summary")
 
     def update_folder(
         self,
@@ -309,8 +315,10 @@ class Client:
         direction: str = "asc",
         page_size: int = 100,
         page_token: str | None = None,
+        counts: bool = True,
     ) -> Any:
-        params: dict[str, Any] = {"q": q, "order": order, "direction": direction, "page_size": page_size}
+        params: dict[str, Any] = {"q": q, "order": order, "direction": direction, "page_size": page_size,
+                                  "counts": str(counts).lower()}
         params["page_token"] = page_token
         return self.request("GET", "/api/v1/folders/search", params=_present(params))
 
@@ -365,8 +373,10 @@ class Client:
         name: str | None = None,
         client_metadata: dict[str, Any] | None = None,
         merge_metadata: bool = False,
+        description: str | None = None,
     ) -> Any:
-        body = {"name": name, "client_metadata": client_metadata, "merge_metadata": merge_metadata}
+        body = {"name": name, "client_metadata": client_metadata, "merge_metadata": merge_metadata,
+                "description": description}
         return self.request("PATCH", f"/api/v1/items/{item_id}", json=body)
 
     def move_items(self, item_ids: list[str], folder: str) -> Any:

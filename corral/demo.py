@@ -231,8 +231,8 @@ def _integration(db: Database, settings: Settings, principal: Principal, media_d
         try:
             existing = integrations.get(s, principal.org_id, INTEGRATION)
         except errors.NotFound:
-            integrations.create(s, principal, settings.resolved_secret_key(), title=INTEGRATION,
-                                provider="local", settings={"root": str(media_dir)})
+            integrations.create(s, principal, settings, title=INTEGRATION,
+                                provider="local", values={"root": str(media_dir)})
             return True
     if existing.provider != "local" or existing.config.get("root") != str(media_dir):
         raise errors.Conflict(

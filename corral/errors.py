@@ -11,7 +11,10 @@
     ├── NotFound                     404 not_found
     ├── Conflict                     409 conflict
     │   └── AlreadyExists            409 already_exists
+    ├── RequestTimeout               408 request_timeout
     ├── PayloadTooLarge              413 payload_too_large
+    ├── NotSupported                 501 not_supported (a call or option corral does not implement)
+    ├── Overloaded                   503 overloaded (a limit is reached: retry after a pause)
     └── StorageError                 502 storage_error
         ├── ObjectMissing            404 object_missing
         ├── AccessDenied             403 access_denied
@@ -111,6 +114,25 @@ class AlreadyExists(Conflict):
 class PayloadTooLarge(CorralError):
     status = 413
     code = "payload_too_large"
+
+
+class RequestTimeout(CorralError):
+    status = 408
+    code = "request_timeout"
+
+
+class NotSupported(CorralError):
+    """A call corral does not implement (an Encord SDK route or operation it lacks)."""
+
+    status = 501
+    code = "not_supported"
+
+
+class Overloaded(CorralError):
+    """The server is at a limit (requests in flight); the client should retry after a pause."""
+
+    status = 503
+    code = "overloaded"
 
 
 class StorageError(CorralError):

@@ -30,6 +30,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from corral.errors import ConfigurationError
 
+#: Generated secret keys already read, by file (the file never changes once written).
+_SECRET_FILES: dict[Path, bytes] = {}
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
@@ -80,8 +83,37 @@ class Settings(BaseSettings):
         None,
         ge=0,
         le=64,
-        description="Extra `corral worker` processes `corral serve` starts beside its embedded worker, so "
-        "CPU-heavy jobs use more cores. Unset: one per CPU beyond the first. 0: none.",
+        description="Extra job worker processes `corral serve` starts beside its first one, so CPU-heavy "
+        "jobs use more cores. Unset: one per CPU beyond the first. 0: none.",
+    )
+    api_workers: int | None = Field(
+        None,
+        ge=1,
+        le=64,
+        description="API processes `corral serve` runs (`--workers`), sharing its port. Unset: one per "
+        "CPU core.",
+    )
+    worker_nice: int = Field(
+        10,
+        ge=0,
+        le=19,
+        description="Niceness of the job worker processes `corral serve` starts: the higher, the more the "
+        "API processes get the CPU first while imports run. 0: equal priority.",
+    )
+    api_threads: int = Field(
+        16,
+        ge=1,
+        le=1000,
+        description="Threads one API process runs blocking work in (database reads, signing). Python "
+        "runs one at a time, so more only adds contention; requests beyond wait their turn, bounded by "
+        "CORRAL_MAX_CONCURRENT_REQUESTS.",
+    )
+    max_concurrent_requests: int = Field(
+        256,
+        ge=1,
+        le=100_000,
+        description="Requests one API process handles at the same time (long polls and streams "
+        "included); one more is answered at once with 503 and `Retry-After: 1` instead of queueing.",
     )
     job_claim_batch: int = Field(
         16, ge=1, le=1000, description="Job units a worker claims in one transaction."
@@ -102,6 +134,14 @@ class Settings(BaseSettings):
         60,
         ge=0,
         description="How far in the future a signed request's `created` timestamp may be.",
+    )
+    auth_cache_seconds: float = Field(
+        1.0,
+        ge=0,
+        le=60,
+        description="How long a process remembers whom a bearer token or SSH key belongs to. A change "
+        "made in the same process (revoking, disabling) applies at once; one made by another process "
+        "within this time. 0: look the credential up on every request.",
     )
     sqlite_busy_timeout_ms: int = Field(
         30000, ge=0, description="How long SQLite waits for a lock before giving up."
@@ -132,11 +172,46 @@ class Settings(BaseSettings):
     storage_read_timeout_seconds: float = Field(
         60.0, gt=0, description="How long to wait for each response from an object store."
     )
+    # -- security boundaries (docs/security.md) ---------------------------------------------
     local_roots: str = Field(
         "",
-        description="Directories (`:`-separated) that `local` integrations may be rooted in: a local "
-        "integration's root must lie under one of them, and never contain or sit inside DATA_DIR. "
-        "Empty: none. `corral demo` adds its media directory in DATA_DIR/config.toml.",
+        description="Directories (separated by `:`) under which organisation admins may root `local` "
+        "integrations. Empty: no local integrations (except corral's own upload directory). A root "
+        "that contains or sits inside DATA_DIR or the database file's directory is always refused. "
+        "`corral demo` adds its media directory in DATA_DIR/config.toml.",
+    )
+    allowed_endpoints: str = Field(
+        "",
+        description="Comma-separated hosts, `host:port` pairs (that port only) and CIDR networks that "
+        "integrations may reach although they are loopback, private, link-local or otherwise "
+        "non-public (e.g. `127.0.0.1,minio.internal:9000,10.20.0.0/16`). Checked on the address a "
+        "name resolves to, at every connection.",
+    )
+    max_json_body_bytes: int = Field(
+        16 << 20, ge=1024, description="Largest request body of any route not listed below (413 above)."
+    )
+    max_manifest_bytes: int = Field(
+        1 << 30, ge=1024, description="Largest manifest sent as the body of `POST /api/v1/imports`; "
+        "spooled to a temporary file, not held in memory."
+    )
+    max_upload_bytes: int = Field(
+        5 << 30, ge=1024, description="Largest file uploaded through a signed local-media link (`PUT`); "
+        "spooled to a temporary file, not held in memory."
+    )
+    body_read_timeout_seconds: float = Field(
+        30.0, gt=0, description="A request whose body stalls this long between two chunks is answered "
+        "408 and its connection closed."
+    )
+    header_read_timeout_seconds: float = Field(
+        10.0, gt=0, description="A connection that has not sent a complete request head this long after "
+        "it opened (or after its previous response) is closed."
+    )
+    keep_alive_timeout_seconds: float = Field(
+        5.0, gt=0, description="How long an idle keep-alive connection stays open between requests."
+    )
+    max_header_bytes: int = Field(
+        32 << 10, ge=4096, description="Most of an unfinished request head (request line plus headers) "
+        "the server buffers; past it the request is refused."
     )
 
     @field_validator("public_url")
@@ -144,6 +219,22 @@ class Settings(BaseSettings):
     def _public_url(cls, v: str | None) -> str | None:
         if v and not v.startswith(("http://", "https://")):
             raise ValueError("CORRAL_PUBLIC_URL must start with http:// or https://")
+        return v
+
+    @field_validator("local_roots")
+    @classmethod
+    def _local_roots(cls, v: str) -> str:
+        for entry in filter(None, v.split(":")):
+            if not entry.startswith("/"):
+                raise ValueError(f"CORRAL_LOCAL_ROOTS entries must be absolute paths, not {entry!r}")
+        return v
+
+    @field_validator("allowed_endpoints")
+    @classmethod
+    def _allowed_endpoints(cls, v: str) -> str:
+        from corral.storage.netpolicy import EndpointPolicy
+
+        EndpointPolicy.parse(v)  # raises ValueError naming the bad entry
         return v
 
     # -- derived values -------------------------------------------------
@@ -173,13 +264,23 @@ class Settings(BaseSettings):
         return max(0, (os.cpu_count() or 1) - 1)
 
     @property
+    def resolved_api_workers(self) -> int:
+        return self.api_workers if self.api_workers is not None else max(1, os.cpu_count() or 1)
+
+    @property
     def local_root_paths(self) -> list[Path]:
         return [Path(p).expanduser().resolve() for p in self.local_roots.split(":") if p.strip()]
 
     def allows_local_root(self, root: Path) -> bool:
-        """Whether ``root`` lies under one of ``local_roots``."""
-        resolved = root.expanduser().resolve()
-        return any(resolved == r or resolved.is_relative_to(r) for r in self.local_root_paths)
+        """Whether ``root`` lies under one of ``local_roots`` (the rule of ``corral.storage.localroots``;
+        the data directory's own exclusion is checked where integrations are saved and used)."""
+        from corral.storage.localroots import LocalRootPolicy, LocalRootRefused
+
+        try:
+            LocalRootPolicy(allowed=tuple(str(p) for p in self.local_root_paths)).check(root.expanduser())
+        except LocalRootRefused:
+            return False
+        return True
 
     @property
     def is_sqlite(self) -> bool:
@@ -201,11 +302,17 @@ class Settings(BaseSettings):
                 "CORRAL_SECRET_KEY is missing: it is required with an external database, and "
                 "every API server and worker must share it."
             )
-        path = self.ensure_data_dir() / "secret.key"
+        path = (self.data_dir / "secret.key").resolve()
+        known = _SECRET_FILES.get(path)
+        if known is not None:  # read once per process: signing asks for it on every request
+            return known
+        self.ensure_data_dir()
         if not path.exists():
             path.touch(mode=0o600)
             path.write_text(secrets.token_urlsafe(48))
-        return path.read_text().strip().encode()
+        generated = path.read_text().strip().encode()
+        _SECRET_FILES[path] = generated
+        return generated
 
 
 def settings_table() -> list[tuple[str, str, str]]:

@@ -2,8 +2,10 @@
 
 ``scripts/ensure-chromium`` (run by ``make test``) installs ``/usr/bin/chromium``; Playwright
 never downloads a browser.  Set ``CORRAL_CHROMIUM`` to use another binary.  Tests take the
-session fixture ``chromium`` and open their own pages (``chromium.new_page()``); each new
-context starts with no cookies.
+module fixture ``chromium`` and open their own pages (``chromium.new_page()``); each new
+context starts with no cookies.  The fixture is per module, not per session: Playwright's sync
+API keeps an event loop running in the main thread while the browser is open, which would break
+later tests that start their own (``asyncio.run``).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ CHROMIUM_ARGS = [
 ]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chromium() -> Iterator[Any]:
     if not Path(CHROMIUM).exists():
         pytest.fail(f"{CHROMIUM} is missing: run scripts/ensure-chromium (make test does)")

@@ -33,6 +33,7 @@ from corral.db import create_database, migrate
 from corral.db.engine import Database
 from corral.db.tables import Base
 from corral.settings import Settings
+from tests.services import TEST_ALLOWED_ENDPOINTS
 
 PG_ADMIN_URL = os.environ.get(
     "CORRAL_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
@@ -81,7 +82,9 @@ def backend(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture
 def settings(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> Settings:
-    data_dir = tmp_path / "data"
+    # The data directory lies beside tmp_path, not in it: tests root local integrations anywhere
+    # under tmp_path (CORRAL_LOCAL_ROOTS), and a root may never contain the data directory.
+    data_dir = tmp_path.parent / f"{tmp_path.name}-data"
     data_dir.mkdir()
     if backend == "sqlite":
         shutil.copy(request.getfixturevalue("sqlite_template"), data_dir / "corral.db")
@@ -95,6 +98,9 @@ def settings(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> Se
         job_lease_seconds=5,
         job_poll_seconds=0.05,
         log_format="console",
+        local_roots=str(tmp_path),
+        # The emulators run on loopback: allowing it here is what lets the suite reach them.
+        allowed_endpoints=TEST_ALLOWED_ENDPOINTS,
     )
 
 

@@ -23,12 +23,19 @@ from pathlib import Path
 import httpx
 import pytest
 
+from corral.storage.netpolicy import EndpointPolicy
+
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 AZURITE = ROOT / ".test-services" / "node" / "node_modules" / ".bin" / "azurite-blob"
 AZURITE_ACCOUNT = "devstoreaccount1"
 # Azurite's published development key (https://github.com/Azure/Azurite#default-storage-account).
 AZURITE_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+
+#: What the tests' servers and storage contexts may connect to beyond public addresses: the
+#: emulators, all on loopback.  (Allowing it explicitly is itself the allow-list at work.)
+TEST_ALLOWED_ENDPOINTS = "127.0.0.1,localhost,::1"
+LOOPBACK = EndpointPolicy.parse(TEST_ALLOWED_ENDPOINTS)
 
 
 def free_port() -> int:

@@ -2,24 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from fastapi import Depends, Request
-from starlette.concurrency import run_in_threadpool
-from starlette.datastructures import Headers
 from starlette.types import Scope
 
-from corral.api import session_auth
-from corral.api.errors import is_rpc_path
 from corral.api.readahead import PageAhead
-from corral.auth.signatures import KeyLookup, verify_message_signature, verify_rpc_signature
+from corral.auth.signatures import KeyLookup
 from corral.core import identity
 from corral.core.identity import Principal
 from corral.db.engine import Database
-from corral.db.tables import User
 from corral.errors import AuthenticationFailed
 from corral.jobs.tasks import TaskRegistry
 from corral.jobs.worker import Worker
@@ -33,6 +29,10 @@ class AppContext:
     tasks: TaskRegistry
     worker: Worker | None = None
     pages_ahead: PageAhead[Any] = field(default_factory=PageAhead)
+    principals: identity.PrincipalCache = field(default_factory=lambda: identity.PrincipalCache(0))
+
+    def __post_init__(self) -> None:
+        self.principals.ttl = self.settings.auth_cache_seconds
 
     def wake_worker(self) -> None:
         if self.worker is not None:
@@ -57,71 +57,46 @@ def raw_request_target(scope: Scope) -> str:
 
 
 def _by_key(
-    db: Database, method: Literal["signature", "rpc-signature"], verify: Callable[[KeyLookup], str]
+    ctx: AppContext, method: Literal["signature", "rpc-signature"], verify: Callable[[KeyLookup], str]
 ) -> Principal:
-    """Run a signature check whose key lookup also finds the key's user."""
-    found: list[User] = []
+    """Run a signature check whose key lookup also finds the key's user (cached briefly)."""
+    found: list[Principal] = []
 
     def lookup(key_id: str) -> Ed25519PublicKey | None:
-        with db.read() as s:
-            user = identity.user_for_key_id(s, key_id)
-        if user is None:
-            return None
-        found.append(user)
+        principal = ctx.principals.get("key", key_id)
+        if principal is None:
+            epoch = identity.current_epoch()
+            with ctx.db.read() as s:
+                user = identity.user_for_key_id(s, key_id)
+            if user is None:
+                return None
+            principal = identity.principal_for_user(user, method)
+            ctx.principals.put("key", key_id, principal, epoch)
+        found.append(principal)
         return identity.public_key_from_id(key_id)
 
     verify(lookup)
-    return identity.principal_for_user(found[0], method)
+    return dataclasses.replace(found[0], method=method)
 
 
-def _by_token(db: Database, token: str) -> Principal:
-    with db.read() as s:
-        user = identity.user_for_token(s, token)
-    return identity.principal_for_user(user, "bearer")
+def _by_token(ctx: AppContext, token: str) -> Principal:
+    digest = identity.hash_token(token)
+    principal = ctx.principals.get("token", digest)
+    if principal is None:
+        epoch = identity.current_epoch()
+        with ctx.db.read() as s:
+            user = identity.user_for_token(s, token)
+        principal = identity.principal_for_user(user, "bearer")
+        ctx.principals.put("token", digest, principal, epoch)
+    return principal
 
 
 async def authenticate(request: Request) -> Principal:
-    cached: Principal | None = getattr(request.state, "principal", None)
-    if cached is not None:
-        return cached
-    ctx = get_ctx(request)
-    headers: Headers = request.headers
-    authz = headers.get("authorization", "").strip()
-    if authz[:7].lower() == "bearer ":
-        principal = await run_in_threadpool(_by_token, ctx.db, authz[7:].strip())
-    elif any(h in headers for h in ("signature-input", "signature", "content-digest")):
-        body = await request.body()
-        target = raw_request_target(request.scope)
-        s = ctx.settings
-
-        def verify_v2(lookup: KeyLookup) -> str:
-            return verify_message_signature(
-                method=request.method, target=target, body=body, headers=headers,
-                lookup=lookup, max_age=s.signature_max_age_seconds,
-                max_skew=s.signature_max_skew_seconds,
-            )
-
-        principal = await run_in_threadpool(_by_key, ctx.db, "signature", verify_v2)
-    elif authz and is_rpc_path(request.url.path):
-        body = await request.body()
-
-        def verify_v1(lookup: KeyLookup) -> str:
-            return verify_rpc_signature(body=body, authorization=authz, lookup=lookup)
-
-        principal = await run_in_threadpool(_by_key, ctx.db, "rpc-signature", verify_v1)
-    elif authz:
-        raise AuthenticationFailed(
-            "Authorization header is not understood: send 'Bearer <token>' or sign the request "
-            "with your SSH key"
-        )
-    elif session_auth.has_session_cookie(request):  # the web UI (CSRF-checked there)
-        principal = await session_auth.principal_from_cookie(request, ctx.db)
-    else:
-        raise AuthenticationFailed(
-            "Missing authentication: send 'Authorization: Bearer <token>' or sign the request "
-            "with your SSH key (Signature-Input, Signature and Content-Digest headers)"
-        )
-    request.state.principal = principal
+    """The principal the request guard (``corral.api.limits``) authenticated from the request's
+    head, before its body was read."""
+    principal: Principal | None = getattr(request.state, "principal", None)
+    if principal is None:  # only a route the guard leaves open could get here
+        raise AuthenticationFailed("Missing authentication: this route cannot be called without it")
     return principal
 
 

@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from corral.core import folders, permissions
+from corral.core import folders, items, permissions
 from corral.core.identity import Principal
 from corral.core.items import ItemView
 from corral.db.tables import DataRow, Folder, User
@@ -128,7 +128,7 @@ def storage_item(view: ItemView, owner: str, backed: int, *, metadata: bool = Tr
         "parent": str(view.folder_id),
         "itemType": ITEM_TYPES.get(view.type, view.type),
         "name": view.name,
-        "description": "",
+        "description": view.description,
         "clientMetadata": json.dumps(view.client_metadata if metadata else {}),
         "owner": owner,
         "createdAt": stamp(view.created_at),
@@ -155,6 +155,37 @@ def storage_item(view: ItemView, owner: str, backed: int, *, metadata: bool = Tr
         "audioCodec": media.get("codec"),
         "audioNumChannels": media.get("num_channels"),
     }
+
+
+def child_items(view: ItemView, owner: str, child_type: str | None) -> list[dict[str, Any]]:
+    """The files of a multi-file item as the SDK's child StorageItems.
+
+    A part is not an item of its own in corral: its id is derived from the item's id and its
+    position (stable, but not something ``get_storage_item`` finds).
+    """
+    if child_type is None or not view.parts:
+        return []
+    out = []
+    for part in view.parts:
+        one = storage_item(view, owner, 0)
+        media = part.media
+        one.update(
+            uuid=str(items.part_id(view.id, part.position)),
+            itemType=child_type,
+            name=part.title or part.url.rsplit("/", 1)[-1],
+            clientMetadata=json.dumps({}),
+            url=part.url,
+            signedUrl=part.signed_url,
+            fileSize=media.get("file_size"),
+            mimeType=media.get("mime_type"),
+            height=media.get("height"),
+            width=media.get("width"),
+            frameCount=None,
+            duration=None,
+            fps=None,
+        )
+        out.append(one)
+    return out
 
 
 def storage_items(s: Session, views: Sequence[ItemView], *, metadata: bool = True) -> list[dict[str, Any]]:

@@ -19,9 +19,11 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import StatementError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from corral.errors import CorralError, ErrorDetail
+from corral.api.parsing import BodyRefused
+from corral.errors import CorralError, ErrorDetail, NotSupported
 
 log = logging.getLogger("corral.api")
 
@@ -34,6 +36,8 @@ _RPC_CODES = {
     409: "RESOURCE_EXISTS_ERROR",
     413: "FILE_SIZE_NOT_SUPPORTED_ERROR",
     429: "RATE_LIMIT_ERROR",
+    # the only v1 code whose message the SDK shows (InvalidArgumentsError): "… is not supported by corral"
+    501: "INVALID_ARGUMENTS_ERROR",
 }
 _HTTP_CODES = {
     400: "invalid_input",
@@ -45,6 +49,7 @@ _HTTP_CODES = {
     413: "payload_too_large",
     415: "unsupported_media_type",
     429: "rate_limited",
+    501: "not_supported",
 }
 
 
@@ -52,9 +57,30 @@ def is_rpc_path(path: str) -> bool:
     return path == "/public" or path.startswith("/public/")
 
 
+#: An error answer never grows with the input: at most this many details, and characters per
+#: message and per field (the messages themselves quote only short prefixes of what was sent).
+MAX_DETAILS, MAX_MESSAGE, MAX_FIELD = 100, 2000, 300
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else f"{text[: limit - 30]}… ({len(text):,} characters)"
+
+
+def _clip_detail(detail: dict[str, Any]) -> dict[str, Any]:
+    out = dict(detail)
+    if isinstance(out.get("message"), str):
+        out["message"] = _clip(out["message"], MAX_MESSAGE)
+    if isinstance(out.get("field"), str):
+        out["field"] = _clip(out["field"], MAX_FIELD)
+    return out
+
+
 def error_response(
     request: Request, status: int, code: str, message: str, details: list[dict[str, Any]] | None = None
 ) -> JSONResponse:
+    message = _clip(message, MAX_MESSAGE)
+    if details is not None:
+        details = [_clip_detail(d) for d in details[:MAX_DETAILS]]
     if is_rpc_path(request.url.path):
         body: dict[str, Any] = {
             "status": status,
@@ -83,7 +109,7 @@ def _field(loc: tuple[Any, ...]) -> str:
 
 async def _corral_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, CorralError)
-    if exc.status >= 500:
+    if exc.status >= 500 and not isinstance(exc, NotSupported):
         log.error("request failed", exc_info=exc, extra={"path": request.url.path})
     details = [d.as_dict() for d in exc.details] if exc.details else None
     return error_response(request, exc.status, exc.code, exc.message, details)
@@ -91,6 +117,9 @@ async def _corral_error(request: Request, exc: Exception) -> JSONResponse:
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
+    cause = exc.__cause__
+    if isinstance(cause, BodyRefused):
+        return await _corral_error(request, cause.error)  # refused by corral.api.parsing
     details = []
     for err in exc.errors():
         where = _field(tuple(err.get("loc", ())))
@@ -105,10 +134,19 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     message = str(exc.detail) if exc.detail else code
     if exc.status_code == 404 and message == "Not Found":
         message = f"no such endpoint: {request.method} {request.url.path}"
-    return error_response(request, exc.status_code, code, message)
+    if exc.status_code == 405 and message == "Method Not Allowed":
+        message = f"{request.method} is not allowed on {request.url.path}"
+    response = error_response(request, exc.status_code, code, message)
+    for name, value in (exc.headers or {}).items():  # e.g. Allow on a 405
+        response.headers[name] = value
+    return response
 
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    if isinstance(exc, StatementError) and isinstance(exc.orig, CorralError):
+        # A JSON column's encoder (corral.jsoncodec.dumps) refused a value: the transaction
+        # was rolled back, and the client hears why.
+        return await _corral_error(request, exc.orig)
     incident = uuid.uuid4().hex[:12]
     log.error("unhandled error", exc_info=exc, extra={"path": request.url.path, "incident": incident})
     return error_response(

@@ -70,14 +70,18 @@ class HealthPublic(BaseModel):
 
 
 class IntegrationCreate(BaseModel):
-    title: str = Field(description="Unique within the organisation; the SDK finds integrations by it.")
+    title: str = Field(
+        description="1-300 characters, unique within the organisation; the SDK finds integrations by it.",
+        json_schema_extra={"minLength": 1, "maxLength": 300},
+    )
     provider: str = Field(description="s3, azure, gcs or local.")
     settings: dict[str, Any] = Field(
         description="Provider settings, credentials included (see docs/http-api.md). Credentials are "
         "encrypted at rest and never returned.",
     )
     signed_url_ttl_seconds: int = Field(
-        3600, description="Lifetime of the URLs corral signs (60 s to 7 days)."
+        3600, description="Lifetime of the URLs corral signs (60 s to 7 days).",
+        json_schema_extra={"minimum": 60, "maximum": 7 * 24 * 3600},
     )
     strict_client_only: bool = Field(
         False, description="Sign URLs but never read media bytes; media properties must come from manifests."

@@ -15,8 +15,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI
 from starlette.responses import FileResponse, HTMLResponse, Response
+from starlette.types import Receive, Scope, Send
 
 from corral.errors import NotFound
 from corral.web import APP_DIR
@@ -50,10 +51,7 @@ def install(app: FastAPI, app_dir: Path = APP_DIR) -> None:
             raise NotFound(f"asset {name!r} not found")
         return FileResponse(target, headers={"Cache-Control": IMMUTABLE})
 
-    @app.api_route("/{path:path}", methods=["GET", "HEAD"], include_in_schema=False)
-    async def page(path: str, request: Request) -> Response:
-        if not is_web_path(path):
-            raise NotFound(f"no route {request.method} /{path}")
+    def page(path: str) -> Response:
         index = root / "index.html"
         if not index.is_file():
             return HTMLResponse(NOT_BUILT, headers={"Cache-Control": "no-cache"})
@@ -64,3 +62,16 @@ def install(app: FastAPI, app_dir: Path = APP_DIR) -> None:
             # Client routes never end in a file name: a missing file is a 404, not the page.
             raise NotFound(f"no file /{path}")
         return FileResponse(index, headers={"Cache-Control": "no-cache"})
+
+    # The page is the router's fallback, not a catch-all route: a route added later still
+    # matches first, and a wrong method on an API route stays a 405, never the page or a 404.
+    fallback = app.router.default
+
+    async def default(scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope["path"]
+        if scope["type"] == "http" and scope["method"] in ("GET", "HEAD") and is_web_path(path):
+            await page(path.lstrip("/"))(scope, receive, send)
+            return
+        await fallback(scope, receive, send)
+
+    app.router.default = default

@@ -20,9 +20,11 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import hmac
 import re
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -87,23 +89,32 @@ def _decode_signature(value: str) -> bytes:
         raise AuthenticationFailed("Signature header is not valid base64") from None
 
 
-def verify_message_signature(
+@dataclass(frozen=True)
+class SignedHead:
+    """A v2 request whose signature verifies over its headers; its body is still to be checked."""
+
+    key_id: str
+    digest: str  # the Content-Digest header, which the signature covers
+
+
+def verify_message_headers(
     *,
     method: str,
     target: str,
-    body: bytes,
     headers: Mapping[str, str],
     lookup: KeyLookup,
     max_age: int,
     max_skew: int,
     now: float | None = None,
-) -> str:
-    """Verify a v2 request; return its key id.  ``headers`` must be case-insensitive."""
+) -> SignedHead:
+    """Verify everything of a v2 request that is in its head, without reading its body.
+
+    The signature covers the ``Content-Digest`` header, so once it verifies the body only has to
+    match that digest (:func:`check_content_digest`), which can be computed while it streams in.
+    """
     digest = _header(headers, "Content-Digest")
     sig_input = _header(headers, "Signature-Input")
     sig_value = _header(headers, "Signature")
-    if digest != content_digest(body):
-        raise AuthenticationFailed("Content-Digest does not match the request body")
     sig_params, params = _parse_input(sig_input)
     if params.get("alg") != "ed25519":
         raise AuthenticationFailed(f"Unsupported signature algorithm {params.get('alg')!r}; use ed25519")
@@ -133,11 +144,37 @@ def verify_message_signature(
         public_key.verify(signature, signature_base(method, target, digest, sig_params))
     except InvalidSignature:
         raise AuthenticationFailed("Signature does not verify for this request") from None
-    return key_id
+    return SignedHead(key_id, digest)
 
 
-def verify_rpc_signature(*, body: bytes, authorization: str, lookup: KeyLookup) -> str:
-    """Verify a v1 ``Authorization: <keyid>:<hex signature of sha256(body)>`` header."""
+def check_content_digest(digest: str, body_sha256: bytes) -> None:
+    """The body whose SHA-256 is ``body_sha256`` must be the one ``Content-Digest`` names."""
+    expected = "sha-256=:" + base64.b64encode(body_sha256).decode("ascii") + ":"
+    if not hmac.compare_digest(digest.strip(), expected):
+        raise AuthenticationFailed("Content-Digest does not match the request body")
+
+
+def verify_message_signature(
+    *,
+    method: str,
+    target: str,
+    body: bytes,
+    headers: Mapping[str, str],
+    lookup: KeyLookup,
+    max_age: int,
+    max_skew: int,
+    now: float | None = None,
+) -> str:
+    """Verify a whole v2 request (head and body); return its key id.  ``headers`` must be
+    case-insensitive."""
+    check_content_digest(_header(headers, "Content-Digest"), hashlib.sha256(body).digest())
+    head = verify_message_headers(method=method, target=target, headers=headers, lookup=lookup,
+                                  max_age=max_age, max_skew=max_skew, now=now)
+    return head.key_id
+
+
+def parse_rpc_authorization(authorization: str) -> tuple[str, bytes]:
+    """(key id, signature) of a v1 ``Authorization: <keyid>:<hex signature>`` header."""
     key_id, sep, sig_hex = authorization.strip().partition(":")
     if not sep or not _HEX64.match(key_id):
         raise AuthenticationFailed(
@@ -148,13 +185,24 @@ def verify_rpc_signature(*, body: bytes, authorization: str, lookup: KeyLookup) 
         signature = bytes.fromhex(sig_hex)
     except ValueError:
         raise AuthenticationFailed("Authorization signature is not hex") from None
+    return key_id, signature
+
+
+def verify_rpc_digest(public_key: Ed25519PublicKey, signature: bytes, body_sha256: bytes) -> None:
+    """A v1 signature covers SHA-256 of the body, so the body can be hashed as it streams in."""
+    try:
+        public_key.verify(signature, body_sha256)
+    except InvalidSignature:
+        raise AuthenticationFailed("Signature does not verify for this request") from None
+
+
+def verify_rpc_signature(*, body: bytes, authorization: str, lookup: KeyLookup) -> str:
+    """Verify a v1 ``Authorization: <keyid>:<hex signature of sha256(body)>`` header."""
+    key_id, signature = parse_rpc_authorization(authorization)
     public_key = lookup(key_id)
     if public_key is None:
         raise AuthenticationFailed(f"Unknown key id {key_id}: register the public key first")
-    try:
-        public_key.verify(signature, hashlib.sha256(body).digest())
-    except InvalidSignature:
-        raise AuthenticationFailed("Signature does not verify for this request") from None
+    verify_rpc_digest(public_key, signature, hashlib.sha256(body).digest())
     return key_id
 
 

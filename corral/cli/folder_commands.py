@@ -85,6 +85,25 @@ def folder_show(ref: str, profile: str | None, as_json: bool) -> None:
     _print(found, as_json, _show)
 
 
+@folder.command("summary")
+@click.argument("ref", metavar="FOLDER")
+@connection_options
+def folder_summary(ref: str, profile: str | None, as_json: bool) -> None:
+    """What FOLDER holds directly: items by type, subfolders, soft-deleted items, upload jobs, size."""
+    with api_errors(), _client(profile) as c:
+        found = c.folder_summary(ref)
+
+    def show(f: dict[str, Any]) -> None:
+        types = ", ".join(f"{n} {t}" for t, n in sorted(f["by_type"].items())) or "none"
+        click.echo(f"items:        {types}")
+        click.echo(f"subfolders:   {f['folders']}")
+        click.echo(f"soft-deleted: {f['tombstones']}")
+        click.echo(f"upload jobs:  {f['upload_jobs']}")
+        click.echo(f"total size:   {f['total_size']} bytes")
+
+    _print(found, as_json, show)
+
+
 @folder.command("rename")
 @click.argument("ref", metavar="FOLDER")
 @click.argument("name")

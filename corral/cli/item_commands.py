@@ -22,6 +22,8 @@ def _show(i: dict[str, Any]) -> None:
     deleted = f"  (deleted {i['deleted_at']})" if i["deleted_at"] else ""
     click.echo(f"{i['name']}  ({i['id']}){deleted}")
     click.echo(f"  type:         {i['type']}")
+    if i.get("description"):
+        click.echo(f"  description:  {i['description']}")
     click.echo(f"  url:          {i['url'] or '-'}")
     click.echo(f"  size:         {size(i['file_size'])}  {i['mime_type'] or ''}".rstrip())
     if i["media"]:
@@ -102,22 +104,23 @@ def _setting(text: str) -> tuple[str, Any]:
 @item.command("update")
 @click.argument("item_id", metavar="ITEM")
 @click.option("--name", default=None, help="A new name.")
+@click.option("--description", default=None, help="A new description.")
 @click.option("--metadata", default=None, help="Replace the custom metadata with this JSON object.")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
               help="Set one metadata key (VALUE is JSON, or else a string); repeatable.")
 @click.option("--unset", "unsets", multiple=True, metavar="KEY", help="Remove one metadata key; repeatable.")
 @connection_options
-def item_update(item_id: str, name: str | None, metadata: str | None, sets: tuple[str, ...],
-                unsets: tuple[str, ...], profile: str | None, as_json: bool) -> None:
-    """Rename an item or change its custom metadata (checked against the schema)."""
+def item_update(item_id: str, name: str | None, description: str | None, metadata: str | None,
+                sets: tuple[str, ...], unsets: tuple[str, ...], profile: str | None, as_json: bool) -> None:
+    """Rename an item, or change its description or custom metadata (checked against the schema)."""
     if metadata is not None and (sets or unsets):
         raise click.UsageError("give --metadata, or --set/--unset, not both")
-    if name is None and metadata is None and not sets and not unsets:
-        raise click.UsageError("nothing to change: give --name, --metadata, --set or --unset")
+    if name is None and description is None and metadata is None and not sets and not unsets:
+        raise click.UsageError("nothing to change: give --name, --description, --metadata, --set or --unset")
     changes = dict(_setting(s) for s in sets) | {k: None for k in unsets}
     with api_errors(), _client(profile) as c:
         done = c.update_item(item_id, name=name, client_metadata=metadata_option(metadata) or changes or None,
-                             merge_metadata=bool(changes))
+                             merge_metadata=bool(changes), description=description)
     _print(done, as_json, _show)
 
 

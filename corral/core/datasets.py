@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
 from corral import errors
-from corral.core import folders, identity, pagination, permissions
+from corral.core import filters, folders, identity, pagination, permissions
 from corral.core.identity import Principal
 from corral.core.staging import published
 from corral.db.tables import DataRow, Dataset, Folder, Item, ProjectDataset, User
@@ -195,22 +195,10 @@ def find(
     visible = permissions.visible_dataset_ids(s, principal)
     if visible is not None:
         query = query.where(Dataset.id.in_(visible or [uuid.UUID(int=0)]))
-    for column, eq, like in (
-        (Dataset.title, title_eq, title_like),
-        (Dataset.description, description_eq, description_like),
-    ):
-        if eq is not None:
-            query = query.where(column == eq)
-        if like is not None:
-            query = query.where(column.ilike(like))
-    for stamp, before, after in (
-        (Dataset.created_at, created_before, created_after),
-        (Dataset.updated_at, edited_before, edited_after),
-    ):
-        if before is not None:
-            query = query.where(stamp < before)
-        if after is not None:
-            query = query.where(stamp > after)
+    where = filters.Listing(title_eq, title_like, description_eq, description_like,
+                            created_before, created_after, edited_before, edited_after)
+    query = filters.apply(query, where, title=Dataset.title, description=Dataset.description,
+                          created=Dataset.created_at, edited=Dataset.updated_at)
     rows = list(s.scalars(query.order_by(Dataset.created_at, Dataset.id).limit(limit)))
     counts = row_counts(s, [r.id for r in rows])
     return [view(s, principal, r, counts.get(r.id, 0)) for r in rows]

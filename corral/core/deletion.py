@@ -56,15 +56,7 @@ def purge(s: Session, items: Select[Any]) -> int:
 
 
 def _subtree(s: Session, root: Folder) -> list[list[uuid.UUID]]:
-    """The folder's ids level by level: [[root], [its children], [their children], ...]."""
-    levels = [[root.id]]
-    while True:
-        below: list[uuid.UUID] = []
-        for i in range(0, len(levels[-1]), _CHUNK):
-            below += s.scalars(select(Folder.id).where(Folder.parent_id.in_(levels[-1][i : i + _CHUNK])))
-        if not below:
-            return levels
-        levels.append(below)
+    return folders.subtree_levels(s, root)
 
 
 def delete_folder(

@@ -24,9 +24,10 @@ from corral.core.metadata import service as metadata_service
 from corral.core.pagination import Direction, Page
 from corral.core.permissions import Need
 from corral.core.staging import published
-from corral.db.tables import Folder, Item
+from corral.db.tables import Folder, Item, Job
 from corral.db.types import utcnow
 from corral.errors import ErrorDetail
+from corral.jsoncodec import preview
 
 MAX_NAME = 300
 MAX_DESCRIPTION = 10_000
@@ -49,7 +50,7 @@ def _check_name(name: str) -> str:
     name = name.strip()
     if not name or len(name) > MAX_NAME or "/" in name or "\x00" in name or name in (".", ".."):
         raise errors.ValidationFailed(
-            f"invalid folder name {name!r}: 1-{MAX_NAME} characters, no '/', not '.' or '..'",
+            f"invalid folder name {preview(name)}: 1-{MAX_NAME} characters, no '/', not '.' or '..'",
             details=[ErrorDetail(f"1-{MAX_NAME} characters without '/'", field="name")],
         )
     return name
@@ -307,6 +308,49 @@ def move(s: Session, principal: Principal, ref: str | uuid.UUID, parent: str | u
     except IntegrityError:
         raise _taken(where, folder.name) from None
     return folder
+
+
+@dataclass(frozen=True)
+class Summary:
+    """What a folder holds directly: its live items by type, subfolders, soft-deleted items,
+    upload jobs that registered (or register) into it, and its live items' total size in bytes."""
+
+    by_type: dict[str, int]
+    folders: int
+    tombstones: int
+    upload_jobs: int
+    total_size: int
+
+
+def summary(s: Session, principal: Principal, ref: str | uuid.UUID) -> Summary:
+    folder = resolve_for(s, principal, ref)
+    live = Item.deleted_at.is_(None)
+    by_type = {t: n for t, n in s.execute(
+        select(Item.item_type, func.count()).where(Item.folder_id == folder.id, live, published())
+        .group_by(Item.item_type))}
+    size = s.scalar(select(func.coalesce(func.sum(Item.file_size), 0)).where(
+        Item.folder_id == folder.id, live, published()))
+    tombstones = s.scalar(select(func.count()).where(
+        Item.folder_id == folder.id, Item.deleted_at.is_not(None), published()))
+    subfolders = s.scalar(select(func.count()).where(Folder.parent_id == folder.id))
+    jobs = s.scalar(select(func.count()).where(Job.target_id == folder.id))
+    return Summary(by_type, int(subfolders or 0), int(tombstones or 0), int(jobs or 0), int(size or 0))
+
+
+def subtree_levels(s: Session, root: Folder) -> list[list[uuid.UUID]]:
+    """The ids of ``root`` and every folder below it, level by level (``root`` alone first)."""
+    levels = [[root.id]]
+    while True:
+        below: list[uuid.UUID] = []
+        for i in range(0, len(levels[-1]), 500):
+            below += s.scalars(select(Folder.id).where(Folder.parent_id.in_(levels[-1][i : i + 500])))
+        if not below:
+            return levels
+        levels.append(below)
+
+
+def subtree_ids(s: Session, root: Folder) -> list[uuid.UUID]:
+    return [fid for level in subtree_levels(s, root) for fid in level]
 
 
 def children(s: Session, org_id: uuid.UUID, parent: Folder | None) -> list[Folder]:

@@ -14,13 +14,18 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
+from urllib.parse import parse_qs
 
 from corral import errors
 from corral.storage import base
 from corral.storage.base import CorsRule, cors_allows, recommended_cors_rule
+from corral.storage.localroots import LocalRootRefused
+from corral.storage.netpolicy import EndpointRefused
 from corral.storage.options import AzureOptions, GcsOptions, ProviderOptions, S3Options
 from corral.storage.scope import ScopedStorage
+
+T = TypeVar("T")
 
 Status = Literal["ok", "failed", "warning", "skipped"]
 
@@ -124,6 +129,21 @@ def _access_failure(report: CheckReport, exc: OSError, where: str, perms: dict[s
             f"No credentials: {exc}",
             "Give the integration credentials (see `corral integration create --help`), or "
             "configure the server's ambient credentials.",
+        )
+    elif isinstance(exc, EndpointRefused):
+        report.add(
+            "endpoint",
+            "failed",
+            f"corral may not connect there: {exc}",
+            "Use a public endpoint, or ask the server's operator to allow this one in "
+            "CORRAL_ALLOWED_ENDPOINTS.",
+        )
+    elif isinstance(exc, LocalRootRefused):
+        report.add(
+            "root",
+            "failed",
+            f"corral may not serve this directory: {exc}",
+            "Ask the server's operator to allow a parent directory in CORRAL_LOCAL_ROOTS.",
         )
     elif isinstance(exc, base.CredentialsRejected):
         report.add(
@@ -237,16 +257,48 @@ def check(scoped: ScopedStorage, origin: str, report: CheckReport | None = None)
     report = report or CheckReport(
         scoped.title, scoped.options.provider, scoped.options.scope_label(), origin
     )
-    key = _listing_step(report, scoped)
+    key = _step(report, "list", lambda: _listing_step(report, scoped))
     if any(step.status == "failed" for step in report.steps):
         report.add("read", "skipped", "Skipped: listing failed.")
     else:
-        _read_step(report, scoped, key)
+        _step(report, "read", lambda: _read_step(report, scoped, key))
     if any(step.name == "credentials" and step.status == "failed" for step in report.steps):
         report.add("cors", "skipped", "Skipped: no working credentials.")
     else:
-        _cors_step(report, scoped, origin)
+        _step(report, "cors", lambda: _cors_step(report, scoped, origin))
+    _signing_step(report, scoped.options)
     return report
+
+
+def _step(report: CheckReport, name: str, run: Callable[[], T]) -> T | None:
+    """Run one step; whatever store error escapes it is that step's failure, never the check's:
+    the check always answers with a report."""
+    try:
+        return run()
+    except errors.CorralError as exc:
+        report.add(name, "failed", exc.message)
+    except OSError as exc:
+        report.add(name, "failed", str(exc) or type(exc).__name__)
+    return None
+
+
+def _signing_step(report: CheckReport, options: ProviderOptions) -> None:
+    """What a member who may get a signed URL can do with it, where that is more than one file."""
+    if not isinstance(options, AzureOptions) or options.auth != "sas_token" or options.sas_token is None:
+        return
+    query = parse_qs(options.sas_token.get_secret_value())
+    granted = query.get("sp", ["?"])[0]
+    expiry = query.get("se", ["(no expiry given)"])[0]
+    scope = "the whole account" if "srt" in query else "the whole container"
+    report.add(
+        "signed-urls",
+        "warning",
+        "This integration signs with its own SAS token, which corral cannot narrow: every signed URL "
+        f"carries the whole token, so every member who may see its files can use it on {scope} with "
+        f"permissions {granted!r} until {expiry}.",
+        "Give the integration an account key or a service principal instead: corral then signs a "
+        "read-only SAS for one blob at a time, valid for the integration's signed-URL lifetime.",
+    )
 
 
 def apply_cors(scoped: ScopedStorage, origin: str) -> tuple[bool, list[CorsRule]]:

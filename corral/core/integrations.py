@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import threading
 import uuid
-from collections.abc import Callable
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 from sqlalchemy import func, select
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -27,7 +30,10 @@ from corral.db.tables import Integration, Item
 from corral.errors import ErrorDetail
 from corral.settings import Settings
 from corral.storage.base import StorageContext
+from corral.storage.guard import guard
 from corral.storage.local import LocalStorage
+from corral.storage.localroots import LocalRootPolicy, LocalRootRefused
+from corral.storage.netpolicy import EndpointPolicy, EndpointRefused
 from corral.storage.options import OPTIONS, LocalOptions, ProviderOptions
 from corral.storage.registry import open_storage
 from corral.storage.scope import ScopedStorage, translate
@@ -120,18 +126,20 @@ def _check_strict(provider: str, strict_client_only: bool) -> None:
 def create(
     s: Session,
     principal: Principal,
-    server_secret: bytes,
+    settings: Settings,
     *,
     title: str,
     provider: str,
-    settings: dict[str, Any],
+    values: dict[str, Any],
     signed_url_ttl_seconds: int = 3600,
     strict_client_only: bool = False,
 ) -> IntegrationView:
     require_admin(principal, "create")
     title = _check_title_and_ttl(title, signed_url_ttl_seconds)
-    options = parse_options(provider, settings)
+    options = parse_options(provider, values)
     _check_strict(provider, strict_client_only)
+    check_boundaries(options, settings, principal.org_id)
+    server_secret = settings.resolved_secret_key()
     if s.scalar(
         select(Integration.id).where(Integration.org_id == principal.org_id, Integration.title == title)
     ):
@@ -203,13 +211,13 @@ def list_(
 def update(
     s: Session,
     principal: Principal,
-    server_secret: bytes,
+    settings: Settings,
     ref: str | uuid.UUID,
     *,
     title: str | None = None,
     signed_url_ttl_seconds: int | None = None,
     strict_client_only: bool | None = None,
-    settings: dict[str, Any] | None = None,
+    values: dict[str, Any] | None = None,
 ) -> IntegrationView:
     """Change settings; ``settings`` replaces the provider settings (and credentials) wholesale."""
     require_admin(principal, "change")
@@ -228,10 +236,11 @@ def update(
     if strict_client_only is not None:
         _check_strict(row.provider, strict_client_only)
         row.strict_client_only = strict_client_only
-    if settings is not None:
-        options = parse_options(row.provider, settings)
+    if values is not None:
+        options = parse_options(row.provider, values)
+        check_boundaries(options, settings, principal.org_id)
         row.config = options.public()
-        row.credentials = secrets.encrypt_secrets(server_secret, options.secrets())
+        row.credentials = secrets.encrypt_secrets(settings.resolved_secret_key(), options.secrets())
     s.flush()
     return _view(row)
 
@@ -247,10 +256,52 @@ def delete(s: Session, principal: Principal, ref: str | uuid.UUID) -> None:
     s.delete(row)
 
 
+# -- the operator's boundaries (docs/security.md) ----------------------------------------------
+
+
+def endpoint_policy(settings: Settings) -> EndpointPolicy:
+    """The addresses integrations may reach beyond public ones (``CORRAL_ALLOWED_ENDPOINTS``)."""
+    return EndpointPolicy.parse(settings.allowed_endpoints)
+
+
+def local_root_policy(settings: Settings, org_id: uuid.UUID) -> LocalRootPolicy:
+    """Where the organisation's local integrations may be rooted (``CORRAL_LOCAL_ROOTS``)."""
+    protected = [str(settings.data_dir)]
+    if settings.is_sqlite:
+        database = make_url(settings.resolved_database_url).database
+        if database and database != ":memory:":
+            protected.append(str(Path(database).parent))
+    return LocalRootPolicy(
+        allowed=LocalRootPolicy.split(settings.local_roots),
+        protected=tuple(protected),
+        own_uploads=str(settings.data_dir / "uploads" / str(org_id)),
+    )
+
+
+def check_boundaries(options: ProviderOptions, settings: Settings, org_id: uuid.UUID) -> None:
+    """Refuse, as a 400 naming the field, a local root or an endpoint the operator does not allow."""
+    details: list[ErrorDetail] = []
+    if isinstance(options, LocalOptions):
+        try:
+            local_root_policy(settings, org_id).check(options.root, show_allowed=True)
+        except LocalRootRefused as exc:
+            details.append(ErrorDetail(str(exc), field="root"))
+    policy = endpoint_policy(settings)
+    for name, url in options.endpoints().items():
+        try:
+            policy.check_url(url)
+        except EndpointRefused as exc:
+            details.append(ErrorDetail(str(exc), field=name))
+    if details:
+        raise errors.ValidationFailed(
+            "; ".join(f"{d.field}: {d.message}" for d in details), details=details
+        )
+
+
 # -- opening the bucket ---------------------------------------------------------------
 
 
-def storage_context(settings: Settings, integration_id: uuid.UUID) -> StorageContext:
+def storage_context(settings: Settings, integration_id: uuid.UUID, org_id: uuid.UUID) -> StorageContext:
     server_secret = settings.resolved_secret_key()
     return StorageContext(
         public_url=settings.resolved_public_url,
@@ -258,6 +309,8 @@ def storage_context(settings: Settings, integration_id: uuid.UUID) -> StorageCon
         connect_timeout=settings.storage_connect_timeout_seconds,
         read_timeout=settings.storage_read_timeout_seconds,
         integration_id=str(integration_id),
+        endpoints=endpoint_policy(settings),
+        local_roots=local_root_policy(settings, org_id),
     )
 
 
@@ -277,11 +330,11 @@ def opener(row: Integration, settings: Settings) -> tuple[ProviderOptions, Calla
     The opener raises the backend's own ``OSError`` (the integration check reports those).
     """
     options = load_options(row, settings.resolved_secret_key())
-    context = storage_context(settings, row.id)
+    context = storage_context(settings, row.id, row.org_id)
     title, strict, ttl = row.title, row.strict_client_only, row.signed_url_ttl_seconds
 
     def open_() -> ScopedStorage:
-        storage = open_storage(options, context)
+        storage = guard(open_storage(options, context))  # garbage from the store: a store error
         return ScopedStorage(storage, options, title=title, strict_client_only=strict, ttl_seconds=ttl)
 
     return options, open_
@@ -294,6 +347,65 @@ def open_row(row: Integration, settings: Settings) -> ScopedStorage:
     except OSError as exc:
         label = f"integration {row.title!r}"
         raise translate(exc, f"cannot open {label}", label) from None
+
+
+# -- opened backends, cached per integration ------------------------------------------------------
+
+#: Opened backends one process keeps (least recently used dropped first).
+SHARED_CACHE_SIZE = 256
+_shared: OrderedDict[uuid.UUID, tuple[Hashable, ScopedStorage]] = OrderedDict()
+_shared_lock = threading.Lock()
+_opening: dict[uuid.UUID, threading.Lock] = {}
+
+
+def _version(row: Integration, settings: Settings) -> Hashable:
+    """Everything an opened backend depends on.  Any change to the row (its settings, credentials,
+    title, TTL or strictness: ``update`` also moves ``updated_at``) or to the server's settings gives
+    another version, so every process opens the integration anew on its next use."""
+    return (
+        row.updated_at, row.provider, row.title, row.strict_client_only, row.signed_url_ttl_seconds,
+        repr(sorted(row.config.items())), row.credentials,
+        settings.resolved_secret_key(), settings.resolved_public_url,
+        settings.storage_connect_timeout_seconds, settings.storage_read_timeout_seconds,
+    )
+
+
+def shared(row: Integration, settings: Settings) -> ScopedStorage:
+    """The integration's bucket behind the scope guard, opened once per process and version.
+
+    Opening a backend costs far more than using it (a botocore client is ~100 ms of CPU), so
+    signing and other short requests share one opened backend per integration; it is thread-safe,
+    and its ``close`` does nothing.  The row is read by the caller's transaction, so a change made
+    by any process is seen on the next request (see ``_version``).
+    """
+    version = _version(row, settings)
+    with _shared_lock:
+        hit = _shared.get(row.id)
+        if hit is not None and hit[0] == version:
+            _shared.move_to_end(row.id)
+            return hit[1]
+        opening = _opening.setdefault(row.id, threading.Lock())
+    # One thread opens; the others wait for it instead of each building a client of their own
+    # (the first open in a process also imports the provider's SDK, which takes a while).
+    with opening:
+        with _shared_lock:
+            hit = _shared.get(row.id)
+        if hit is not None and hit[0] == version:
+            return hit[1]
+        scoped = open_row(row, settings)
+        scoped.shared = True
+        with _shared_lock:
+            _shared[row.id] = (version, scoped)
+            _shared.move_to_end(row.id)
+            while len(_shared) > SHARED_CACHE_SIZE:
+                gone, _ = _shared.popitem(last=False)  # not closed: a thread may still sign with it
+                _opening.pop(gone, None)
+    return scoped
+
+
+def shared_scoped(s: Session, settings: Settings, org_id: uuid.UUID, ref: str | uuid.UUID) -> ScopedStorage:
+    """``shared`` for an integration of the organisation, by id or title."""
+    return shared(_row(s, org_id, ref), settings)
 
 
 def check(
@@ -313,7 +425,7 @@ def local_storage_for_link(s: Session, settings: Settings, integration_id: uuid.
         raise errors.NotFound("this link's integration no longer exists")
     options = load_options(row, settings.resolved_secret_key())
     assert isinstance(options, LocalOptions)
-    return LocalStorage(options, storage_context(settings, row.id))
+    return LocalStorage(options, storage_context(settings, row.id, row.org_id))
 
 
 # -- requests to a store ----------------------------------------------------------------------

@@ -9,12 +9,12 @@ it for good.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Select, exists, func, select, update
 from sqlalchemy.orm import Session
 
 from corral import errors
@@ -24,11 +24,11 @@ from corral.core.metadata import service as metadata_service
 from corral.core.pagination import Direction, Page
 from corral.core.permissions import Need
 from corral.core.staging import is_published, published
-from corral.db.tables import Folder, Integration, Item, ItemPart
+from corral.db.tables import DataRow, Dataset, Folder, Integration, Item, ItemPart
 from corral.db.types import utcnow
 from corral.errors import ErrorDetail
 from corral.settings import Settings
-from corral.storage.scope import ScopedStorage, translate
+from corral.storage.scope import ScopedStorage
 
 ITEM_TYPES = (
     "image",
@@ -44,6 +44,7 @@ ITEM_TYPES = (
 ORDERS = {"name": Item.name, "created_at": Item.created_at, "size": Item.file_size}
 Deleted = Literal["exclude", "include", "only"]
 MAX_NAME = 300
+MAX_DESCRIPTION = 10_000
 MAX_MOVE = 10_000
 
 
@@ -77,6 +78,7 @@ class ItemView:
     parts: list[PartView] | None = None  # loaded for one item, not for listings
     signed_url: str | None = None
     signed_url_expires_in: int | None = None
+    description: str = ""
 
 
 def view(item: Item, parts: list[ItemPart] | None = None) -> ItemView:
@@ -98,7 +100,13 @@ def view(item: Item, parts: list[ItemPart] | None = None) -> ItemView:
         item.updated_at,
         item.deleted_at,
         None if parts is None else [PartView(p.position, p.url, p.title, dict(p.media)) for p in parts],
+        description=item.description or "",
     )
+
+
+def part_id(item_id: uuid.UUID, position: int) -> uuid.UUID:
+    """A stable id for one file of a multi-file item (a part is not an item of its own)."""
+    return uuid.uuid5(item_id, f"part/{position}")
 
 
 def check_name(name: str) -> str:
@@ -109,6 +117,15 @@ def check_name(name: str) -> str:
             details=[ErrorDetail(f"1-{MAX_NAME} characters", field="name")],
         )
     return name
+
+
+def check_description(description: str) -> str:
+    if len(description) > MAX_DESCRIPTION or "\x00" in description:
+        raise errors.ValidationFailed(
+            f"item description must be at most {MAX_DESCRIPTION} characters, without NUL",
+            details=[ErrorDetail(f"at most {MAX_DESCRIPTION} characters", field="description")],
+        )
+    return description
 
 
 def _not_found(item_id: uuid.UUID) -> errors.NotFound:
@@ -166,8 +183,14 @@ def list_(
     deleted: Deleted = "exclude",
     page_size: int = 100,
     page_token: str | None = None,
+    recursive: bool = False,
+    in_dataset: bool | None = None,
 ) -> Page[ItemView]:
-    """A page of a folder's items (not its subfolders'), filtered and in a stable order."""
+    """A page of a folder's items, filtered and in a stable order.
+
+    With ``recursive``, the items of every folder below it too; ``in_dataset`` keeps only the
+    items some dataset links (True) or none does (False).
+    """
     _choice(order, list(ORDERS), "order")
     _choice(direction, ("asc", "desc"), "direction")
     _choice(deleted, ("exclude", "include", "only"), "deleted")
@@ -183,7 +206,11 @@ def list_(
     parse = parsers[order]
     cursor = pagination.decode(page_token, order, direction, parse) if page_token else None
     row = folders.resolve_for(s, principal, folder)
-    query = select(Item).where(Item.folder_id == row.id, published())
+    if recursive:  # whoever sees a folder sees everything below it
+        query = select(Item).where(Item.folder_id.in_(folders.subtree_ids(s, row)), published())
+    else:
+        query = select(Item).where(Item.folder_id == row.id, published())
+    query = _in_dataset(query, in_dataset)
     if deleted == "exclude":
         query = query.where(Item.deleted_at.is_(None))
     elif deleted == "only":
@@ -269,9 +296,10 @@ def search(
     direction: Direction = "asc",
     page_size: int = 100,
     page_token: str | None = None,
+    in_dataset: bool | None = None,
 ) -> Page[ItemView]:
     """A page of the items in every folder the principal can see (not deleted, not staged) whose
-    name contains ``q``, or whose type is one of ``types``."""
+    name contains ``q``, or whose type is one of ``types`` (and linked or not, see ``list_``)."""
     _choice(order, ["name", "created_at"], "order")
     _choice(direction, ("asc", "desc"), "direction")
     for t in types or []:
@@ -283,6 +311,7 @@ def search(
     query = select(Item).where(
         Item.org_id == principal.org_id, published(), Item.deleted_at.is_(None)
     )
+    query = _in_dataset(query, in_dataset)
     visible = permissions.visible_folder_ids(s, principal)
     if visible is not None:
         query = query.where(Item.folder_id.in_(visible or [uuid.UUID(int=0)]))
@@ -297,6 +326,13 @@ def search(
     return Page([view(i) for i in page.items], page.next_page_token)
 
 
+def _in_dataset(query: Select[Any], in_dataset: bool | None) -> Select[Any]:
+    if in_dataset is None:
+        return query
+    linked = exists().where(DataRow.item_id == Item.id)
+    return query.where(linked if in_dataset else ~linked)
+
+
 def update_item(
     s: Session,
     principal: Principal,
@@ -305,6 +341,8 @@ def update_item(
     name: str | None = None,
     client_metadata: dict[str, Any] | None = None,
     merge: bool = False,
+    description: str | None = None,
+    folder: uuid.UUID | None = None,
 ) -> ItemView:
     """Rename an item or change its metadata (editors of its folder).
 
@@ -313,8 +351,12 @@ def update_item(
     organisation's schema.
     """
     item = load(s, principal, item_id, "editor")
+    if folder is not None and item.folder_id != folder:
+        raise _not_found(item_id)
     if name is not None:
         item.name = check_name(name)
+    if description is not None:
+        item.description = check_description(description)
     if client_metadata is not None:
         new = client_metadata
         if merge:
@@ -326,8 +368,18 @@ def update_item(
     return view(item, parts_of(s, item_id))
 
 
-def move(s: Session, principal: Principal, item_ids: list[uuid.UUID], folder: str | uuid.UUID) -> int:
-    """Move items into ``folder``: all of them, or none (editors of both folders)."""
+def move(
+    s: Session,
+    principal: Principal,
+    item_ids: list[uuid.UUID],
+    folder: str | uuid.UUID,
+    *,
+    source: uuid.UUID | None = None,
+) -> int:
+    """Move items into ``folder``: all of them, or none (editors of both folders).
+
+    With ``source``, every item must be directly in that folder.
+    """
     ids = list(dict.fromkeys(item_ids))
     if not 1 <= len(ids) <= MAX_MOVE:
         raise errors.ValidationFailed(
@@ -346,12 +398,13 @@ def move(s: Session, principal: Principal, item_ids: list[uuid.UUID], folder: st
     missing = [i for i in ids if i not in found]
     if missing:
         raise _not_found(missing[0])
+    _directly_in(found.values(), source)
     checked: set[uuid.UUID] = set()
     for item in found.values():
         if item.folder_id not in checked:
-            source = s.get(Folder, item.folder_id)
-            assert source is not None
-            _require(s, principal, source, "editor", item.id)
+            held_in = s.get(Folder, item.folder_id)
+            assert held_in is not None
+            _require(s, principal, held_in, "editor", item.id)
             checked.add(item.folder_id)
     for i in range(0, len(ids), 500):
         s.execute(
@@ -361,6 +414,89 @@ def move(s: Session, principal: Principal, item_ids: list[uuid.UUID], folder: st
             .execution_options(synchronize_session=False)
         )
     return len(ids)
+
+
+def _directly_in(rows: Iterable[Item], source: uuid.UUID | None) -> None:
+    if source is None:
+        return
+    elsewhere = [i.id for i in rows if i.folder_id != source]
+    if elsewhere:
+        raise errors.ValidationFailed(
+            f"item {elsewhere[0]} is not directly in folder {source}"
+            + (f" (nor are {len(elsewhere) - 1} more)" if len(elsewhere) > 1 else ""),
+            details=[ErrorDetail("items directly in the folder", field="item_uuids")],
+        )
+
+
+def delete_many(s: Session, principal: Principal, folder: str | uuid.UUID, item_ids: list[uuid.UUID]) -> int:
+    """Delete items of one folder for good: all of them or none (its editors).
+
+    Refused (409, naming the datasets) while a dataset links any of them.  The files of a
+    multi-file item are its parts, never items of their own, so they go with it.
+    """
+    ids = list(dict.fromkeys(item_ids))
+    if not 1 <= len(ids) <= MAX_MOVE:
+        raise errors.ValidationFailed(
+            f"give 1 to {MAX_MOVE} item ids, got {len(ids)}",
+            details=[ErrorDetail(f"1 to {MAX_MOVE} ids", field="item_uuids")],
+        )
+    row = folders.resolve_for(s, principal, folder, "editor")
+    found: dict[uuid.UUID, Item] = {}
+    for i in range(0, len(ids), 500):
+        for item in s.scalars(
+            select(Item).where(Item.id.in_(ids[i : i + 500]), Item.org_id == principal.org_id, published())
+        ):
+            found[item.id] = item
+    missing = [i for i in ids if i not in found]
+    if missing:
+        raise _not_found(missing[0])
+    _directly_in(found.values(), row.id)
+    removed = 0
+    for i in range(0, len(ids), 500):
+        chunk = select(Item.id).where(Item.id.in_(ids[i : i + 500]))
+        deletion.refuse_if_linked(s, chunk, "the items are" if len(ids) > 1 else f"item {ids[0]} is")
+    for item in found.values():
+        s.expunge(item)
+    for i in range(0, len(ids), 500):
+        removed += deletion.purge(s, select(Item.id).where(Item.id.in_(ids[i : i + 500])))
+    return removed
+
+
+@dataclass(frozen=True)
+class DatasetUse:
+    dataset_id: uuid.UUID
+    title: str
+    backing_folder_id: uuid.UUID | None
+    data_row_ids: list[uuid.UUID]
+    linked_at: datetime
+
+
+@dataclass(frozen=True)
+class Usage:
+    """Where an item is used: how many datasets link it, and those the principal can see."""
+
+    datasets: int
+    visible: list[DatasetUse]
+
+
+def usage(s: Session, principal: Principal, item_id: uuid.UUID, folder: uuid.UUID | None = None) -> Usage:
+    item = load(s, principal, item_id)
+    if folder is not None and item.folder_id != folder:
+        raise _not_found(item_id)
+    rows = s.execute(
+        select(DataRow.dataset_id, DataRow.id, DataRow.created_at, Dataset.title, Dataset.backing_folder_id)
+        .join(Dataset, Dataset.id == DataRow.dataset_id)
+        .where(DataRow.item_id == item.id)
+        .order_by(Dataset.title, DataRow.created_at)
+    ).all()
+    visible = permissions.visible_dataset_ids(s, principal)
+    out: dict[uuid.UUID, DatasetUse] = {}
+    for dataset_id, row_id, created_at, title, backing in rows:
+        if visible is not None and dataset_id not in visible:
+            continue
+        use = out.setdefault(dataset_id, DatasetUse(dataset_id, title, backing, [], created_at))
+        use.data_row_ids.append(row_id)
+    return Usage(len({r[0] for r in rows}), list(out.values()))
 
 
 def soft_delete(s: Session, principal: Principal, item_id: uuid.UUID) -> ItemView:
@@ -389,22 +525,17 @@ def hard_delete(s: Session, principal: Principal, item_id: uuid.UUID) -> None:
 
 
 def signer(s: Session, settings: Settings, item: ItemView) -> Callable[[], ScopedStorage] | None:
-    """Inside the read transaction: what signing ``item``'s URLs needs (None if it has no integration)."""
+    """Inside the read transaction: what signing ``item``'s URLs needs (None if it has no integration).
+
+    The backend is the process's shared one for the integration's current version
+    (``integrations.shared``), so signing opens nothing per request."""
     if item.integration_id is None:
         return None
     row = s.get(Integration, item.integration_id)
     if row is None:
         return None
-    _, open_ = integrations.opener(row, settings)
-    title = row.title
-
-    def open_scoped() -> ScopedStorage:
-        try:
-            return open_()
-        except OSError as exc:
-            raise translate(exc, f"cannot open integration {title!r}", f"integration {title!r}") from None
-
-    return open_scoped
+    scoped = integrations.shared(row, settings)
+    return lambda: scoped
 
 
 def signed(item: ItemView, open_: Callable[[], ScopedStorage], ttl_seconds: int | None = None) -> ItemView:
@@ -439,16 +570,61 @@ def signed_all(
     openers: dict[uuid.UUID, Callable[[], ScopedStorage]],
     ttl_seconds: int | None = None,
 ) -> list[ItemView]:
-    """Outside any transaction: ``views`` with a signed GET URL for each single-file item, opening
-    each integration once."""
+    """Outside any transaction: ``views`` with a signed GET URL for each single-file item, and for each
+    part of the multi-file items whose parts are loaded, opening each integration once."""
     out = list(views)
     for integration_id, open_ in openers.items():
         storage = open_()
         try:
             ttl = ttl_seconds or storage.ttl_seconds
             for i, v in enumerate(out):
-                if v.integration_id == integration_id and v.url:
-                    out[i] = replace(v, signed_url=storage.sign_get(v.url, ttl), signed_url_expires_in=ttl)
+                if v.integration_id != integration_id:
+                    continue
+                parts = [replace(p, signed_url=storage.sign_get(p.url, ttl)) for p in v.parts or []]
+                url = storage.sign_get(v.url, ttl) if v.url else None
+                if url is not None or parts:
+                    out[i] = replace(v, signed_url=url, signed_url_expires_in=ttl,
+                                     parts=parts if v.parts is not None else None)
         finally:
             storage.close()
     return out
+
+
+#: Items one bulk signing request may name.
+MAX_SIGN = 1000
+
+
+def get_many(s: Session, principal: Principal, item_ids: list[uuid.UUID]) -> list[ItemView]:
+    """Items by id, in the order given, with their parts; one the principal cannot see (another
+    organisation's, staged, or in a folder they have no role on) is a 404 naming it."""
+    ids = list(dict.fromkeys(item_ids))
+    if not 1 <= len(ids) <= MAX_SIGN:
+        raise errors.ValidationFailed(
+            f"give 1 to {MAX_SIGN} item ids, got {len(ids)}",
+            details=[ErrorDetail(f"1 to {MAX_SIGN} ids", field="ids")],
+        )
+    found: dict[uuid.UUID, Item] = {}
+    for i in range(0, len(ids), 500):
+        for item in s.scalars(
+            select(Item).where(Item.id.in_(ids[i : i + 500]), Item.org_id == principal.org_id, published())
+        ):
+            found[item.id] = item
+    roles: dict[uuid.UUID, bool] = {}
+    for item_id in ids:
+        hit = found.get(item_id)
+        if hit is None:
+            raise _not_found(item_id)
+        if hit.folder_id not in roles:
+            folder = s.get(Folder, hit.folder_id)
+            assert folder is not None
+            roles[hit.folder_id] = permissions.folder_role(s, principal, folder) is not None
+        if not roles[hit.folder_id]:
+            raise _not_found(item_id)
+    multi = [i for i in ids if found[i].url is None]
+    parts: dict[uuid.UUID, list[ItemPart]] = {i: [] for i in multi}
+    for i in range(0, len(multi), 500):
+        for part in s.scalars(
+            select(ItemPart).where(ItemPart.item_id.in_(multi[i : i + 500])).order_by(ItemPart.position)
+        ):
+            parts[part.item_id].append(part)
+    return [view(found[i], parts[i] if i in parts else None) for i in ids]

@@ -18,8 +18,8 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session
 from sqlalchemy.types import TypeEngine
 
-from corral.db.engine import json_dumps
 from corral.db.types import UTCDateTime
+from corral.jsoncodec import dumps as json_dumps
 
 Convert = Callable[[Any], Any]
 

@@ -9,34 +9,21 @@ short and never hold one across network I/O.
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-import orjson
 from sqlalchemy import Engine, event
 from sqlalchemy import create_engine as sa_create_engine
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
+from corral import jsoncodec
 from corral.errors import ConfigurationError
 from corral.settings import Settings
 
 _IMMEDIATE = "corral_sqlite_immediate"
-
-
-def json_dumps(value: Any) -> str:
-    """JSON for JSON columns: orjson (several times faster than json on the million-row paths),
-    falling back to json for what orjson refuses (integers beyond 64 bits)."""
-    try:
-        return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
-    except TypeError:
-        return json.dumps(value)
-
-
-json_loads = orjson.loads
 
 
 class Database:
@@ -102,8 +89,8 @@ def create_database(settings: Settings) -> Database:
         engine = sa_create_engine(
             url,
             connect_args={"check_same_thread": False, "timeout": settings.sqlite_busy_timeout_ms / 1000},
-            json_serializer=json_dumps,
-            json_deserializer=json_loads,
+            json_serializer=jsoncodec.dumps,
+            json_deserializer=jsoncodec.loads,
         )
         _configure_sqlite(engine, settings.sqlite_busy_timeout_ms)
     elif backend == "postgresql":
@@ -118,8 +105,8 @@ def create_database(settings: Settings) -> Database:
             pool_size=settings.db_pool_size,
             max_overflow=settings.db_pool_size,
             pool_pre_ping=True,
-            json_serializer=json_dumps,
-            json_deserializer=json_loads,
+            json_serializer=jsoncodec.dumps,
+            json_deserializer=jsoncodec.loads,
         )
     else:
         raise ConfigurationError(

@@ -193,6 +193,7 @@ class Item(Base):
     )
     item_type: Mapped[str] = mapped_column(String(32))
     name: Mapped[str] = mapped_column(String(300))
+    description: Mapped[str] = mapped_column(Text, default="", server_default="")
     url: Mapped[str | None] = mapped_column(Text, nullable=True)  # None for multi-part items
     # Duplicate detection: the URL(s) themselves, or a prefix and a hash when long (files.url_key).
     # Not a bare hash: keys from a sorted manifest then land next to each other in the index.
@@ -435,7 +436,9 @@ class Grant(Base):
     resource_type: Mapped[str] = mapped_column(String(16))  # "folder" | "dataset" | "project"
     resource_id: Mapped[uuid.UUID] = mapped_column(Uuid)
     user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
-    role: Mapped[str] = mapped_column(String(16))  # "viewer" | "editor"
+    # folders and datasets: "viewer" | "editor"; projects also the SDK's project roles
+    # ("admin", "team_manager", "annotator", "reviewer", "annotator_reviewer")
+    role: Mapped[str] = mapped_column(String(32))
     created_by: Mapped[uuid.UUID | None] = _creator()
     created_at: Mapped[datetime] = _created()
 
@@ -491,5 +494,28 @@ class LabelRow(Base):
     label_status: Mapped[str] = mapped_column(String(32), default="LABEL_IN_PROGRESS")
     document: Mapped[dict[str, Any]] = mapped_column(default=dict)
     updated_by: Mapped[uuid.UUID | None] = _creator()
+    created_at: Mapped[datetime] = _created()
+    updated_at: Mapped[datetime] = _updated()
+
+
+class WorkflowTask(Base):
+    """Where one data unit of a project is in the project's workflow (annotate, review, complete).
+
+    A data unit without a row is a new task in the first stage; the row appears with its first
+    action.  Its id is the task's ``uuid`` in the SDK.
+    """
+
+    __tablename__ = "workflow_tasks"
+    __table_args__ = (UniqueConstraint("project_id", "data_row_id"),)
+    id: Mapped[uuid.UUID] = _id()
+    project_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    data_row_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("data_rows.id", ondelete="CASCADE"), index=True
+    )
+    stage: Mapped[str] = mapped_column(String(16))  # "annotate" | "review" | "complete"
+    status: Mapped[str] = mapped_column(String(16))  # the SDK's task status in that stage
+    assignee_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL"), nullable=True
+    )
     created_at: Mapped[datetime] = _created()
     updated_at: Mapped[datetime] = _updated()

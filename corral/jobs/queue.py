@@ -24,7 +24,7 @@ from sqlalchemy import ColumnElement, Text, and_, cast, delete, func, insert, or
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
-from corral.db import engine as db_engine
+from corral import jsoncodec
 from corral.db.engine import Database
 from corral.db.tables import Job, JobUnit, JobWorker
 from corral.db.types import utcnow
@@ -54,9 +54,12 @@ def load_stored(raw: str | None, what: str) -> tuple[dict[str, Any], str | None]
     if raw is None:
         return {}, None
     try:
-        value = db_engine.json_loads(raw)
+        value = jsoncodec.loads(raw)
     except Exception as exc:  # noqa: BLE001 - any decoder error is this row's problem alone
         return {}, f"the {what} stored for this unit cannot be read back ({_short(str(exc))})"
+    found = jsoncodec.problem(value, jsoncodec.STORED)  # read leniently, but not storable again
+    if found is not None:
+        return {}, f"the {what} stored for this unit cannot be read back ({_short(found.message)})"
     if not isinstance(value, dict):
         return {}, f"the {what} stored for this unit is not a JSON object"
     return value, None
@@ -519,7 +522,11 @@ def finalize_ready_jobs(
 
 def _finalize_one(db: Database, tasks: TaskRegistry | None, job_id: uuid.UUID) -> int:
     with db.write() as s:
-        job = s.get(Job, job_id)
+        # The job's row is locked before its status is read (PostgreSQL; SQLite's write
+        # transactions are serialised already): a worker ending the job's last unit and another's
+        # idle sweep often find the job ready together, and under READ COMMITTED both would read
+        # PENDING and both run the finaliser.  The second now waits here and reads DONE.
+        job = s.get(Job, job_id, with_for_update=True)
         if job is None or job.status != "PENDING":
             return 0
         counts = unit_counts(s, job_id)

@@ -72,7 +72,9 @@ from urllib.parse import unquote, urlsplit
 
 import orjson
 
+from corral import jsoncodec
 from corral.errors import InvalidInput
+from corral.jsoncodec import int_summary
 
 DataType = Literal[
     "video", "image", "image_group", "image_sequence", "dicom_series", "nifti", "audio", "text", "pdf"
@@ -222,6 +224,14 @@ def _storable(items: Iterator[Entry | EntryError]) -> Iterator[Entry | EntryErro
         if not isinstance(item, Entry):
             yield item
             continue
+        # The one set of rules for metadata (depth, size, 64-bit integers…): an entry that breaks
+        # them is refused here, before it is written into a job's payload.
+        unstorable = jsoncodec.problem(item.client_metadata, jsoncodec.METADATA)
+        if unstorable is not None:
+            where = unstorable.at("clientMetadata")
+            yield EntryError(item.seq, item.where, f"{where}: {unstorable.message}",
+                             item.urls[0] if item.urls else None)
+            continue
         fields = (item.urls, item.title, item.client_metadata, item.media)
         if _may_hold_nul(fields) and _has_nul(fields):
             yield EntryError(
@@ -243,7 +253,9 @@ def describe(value: Any) -> str:
         return "null"
     if value is True or value is False:
         return "true" if value else "false"
-    if isinstance(value, (int, float)):
+    if isinstance(value, int):
+        return int_summary(value)
+    if isinstance(value, float):
         return repr(value)
     if isinstance(value, str):
         shown = value if len(value) <= 60 else value[:57] + "..."

@@ -26,6 +26,7 @@ the file up to the error; this happens only on the error path.
 from __future__ import annotations
 
 import codecs
+import contextlib
 import functools
 import itertools
 import json
@@ -84,8 +85,19 @@ def _event_chunks(path: Path) -> Iterator[list[tuple[str, Any]]]:
         events = ijson.sendable_list()
         coro = ijson.basic_parse_coro(events, use_float=False)
         offset = start
+        tail = b""
         while True:
             chunk = f.read(CHUNK)
+            at = _long_number(tail + chunk)
+            if at is not None:  # parse what comes before it, so its entries still count
+                with contextlib.suppress(ijson.JSONError, ValueError):
+                    coro.send(chunk[: max(0, at - len(tail))])
+                yield events[:]
+                raise ManifestUnreadable(
+                    f"the manifest holds a number of more than {_LONG_NUMBER:,} digits (at byte offset "
+                    f"{offset - len(tail) + at}); corral keeps integers of at most 64 bits"
+                )
+            tail = chunk[-_LONG_NUMBER:]
             try:
                 if chunk:
                     coro.send(chunk)
@@ -100,6 +112,22 @@ def _event_chunks(path: Path) -> Iterator[list[tuple[str, Any]]]:
             if not chunk:
                 return
             offset += len(chunk)
+
+
+#: yajl2_c turns each number into a Python int, and Python refuses to read one of more than
+#: ``sys.get_int_max_str_digits()`` (4,300) digits, in a way that leaves the C parser in a broken
+#: state.  Such a number is refused before the parser sees it (corral keeps integers of at most
+#: 64 bits anyway).
+_LONG_NUMBER = 4_300
+_LONG_NUMBER_RUN = re.compile(rb"(?:^|[:,\[])\s*-?(\d{%d})" % _LONG_NUMBER)
+
+
+def _long_number(data: bytes) -> int | None:
+    """Where in ``data`` a number of more than ``_LONG_NUMBER`` digits starts, if one does."""
+    if len(data) < _LONG_NUMBER:
+        return None
+    found = _LONG_NUMBER_RUN.search(data)
+    return None if found is None else found.start(1)
 
 
 _YAJL_TEXT = re.compile(r"(?:parse|lexical) error: ([^\n\\]*)")

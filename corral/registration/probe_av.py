@@ -9,11 +9,13 @@ integrations are the exception: FFmpeg reads those through ``ScopedStorage.read`
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import struct
 from dataclasses import replace
 from fractions import Fraction
 from typing import TYPE_CHECKING, Any, cast
+from urllib.parse import urlsplit
 
 from corral import errors
 from corral.registration.probe_base import (
@@ -80,9 +82,11 @@ def _open(src: Source, what: str) -> InputContainer:
             f"the file does not start like any known container (first bytes: "
             f"{src.head[:12].hex(' ') or 'none, the file is empty'})",
         )
-    if src.storage.storage.provider in FILE_PROVIDERS:
+    url = src.storage.sign_get(src.url, min(SIGNED_URL_TTL, src.storage.ttl_seconds))
+    if src.storage.storage.provider in FILE_PROVIDERS or not _ffmpeg_may_fetch(src, url):
         # A local directory's signed URLs point at this server's public address, which the
-        # server itself may not reach: read through the storage layer instead.
+        # server itself may not reach; a custom endpoint's host name would be resolved by FFmpeg
+        # itself, outside the endpoint policy: read through the storage layer instead.
         f = src.file(budget=AV_FILE_BUDGET)
         with parsing(what, f):
             container: InputContainer = av.open(
@@ -93,7 +97,6 @@ def _open(src: Source, what: str) -> InputContainer:
                 timeout=(OPEN_TIMEOUT, READ_TIMEOUT),
             )
             return container
-    url = src.storage.sign_get(src.url, min(SIGNED_URL_TTL, src.storage.ttl_seconds))
     micros = str(int(READ_TIMEOUT * 1_000_000))
     options = {
         "rw_timeout": micros,
@@ -111,6 +114,33 @@ def _open(src: Source, what: str) -> InputContainer:
         )
     except av.error.FFmpegError as exc:
         raise _ffmpeg_error(exc, src, what) from None
+
+
+def _ffmpeg_may_fetch(src: Source, url: str) -> bool:
+    """Whether FFmpeg may fetch the signed URL itself without escaping the endpoint policy.
+
+    The clouds' own hosts (no custom endpoint) are not the admin's choice.  A custom endpoint given
+    as an IP address is checked here, and FFmpeg connects to that address without resolving
+    anything.  A custom endpoint's host *name* FFmpeg would resolve on its own, where a changed DNS
+    answer would not be checked: such objects are read through the storage layer instead.
+    """
+    if not getattr(src.storage.options, "endpoint_url", None):
+        return True
+    context = getattr(src.storage.storage, "context", None)
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    if context is None:
+        return False
+    try:
+        context.endpoints.resolve(host, parts.port or (443 if parts.scheme == "https" else 80))
+    except ConnectionError as exc:
+        raise errors.PermissionDenied(f"cannot read {src.url!r} of integration {src.storage.title!r}: {exc}"
+                                      ) from None
+    return True
 
 
 def _ffmpeg_error(exc: Exception, src: Source, what: str) -> Exception:

@@ -50,6 +50,7 @@ from azure.core.exceptions import (
     ServiceRequestTimeoutError,
     ServiceResponseTimeoutError,
 )
+from azure.core.pipeline.transport import RequestsTransport
 from azure.identity import ClientSecretCredential, CredentialUnavailableError, DefaultAzureCredential
 from azure.storage.blob import (
     BlobProperties,
@@ -61,7 +62,7 @@ from azure.storage.blob import (
 )
 from azure.storage.blob import CorsRule as AzureCorsRule
 
-from corral.storage import urls
+from corral.storage import netpolicy, urls
 from corral.storage.base import (
     BucketNotFound,
     Capabilities,
@@ -111,7 +112,7 @@ class AzureStorage:
         self._auth = options.auth or "ambient"
         self._credential = _credential(options, context)
         self._service = BlobServiceClient(
-            self.endpoint, credential=self._credential,
+            self.endpoint, credential=self._credential, transport=_transport(context),
             connection_timeout=context.connect_timeout, read_timeout=context.read_timeout,
             retry_policy=_Retry(backoff=1, retry_total=1, random_jitter_range=0),
         )
@@ -275,6 +276,9 @@ class AzureStorage:
     def _translate(self, exc: AzureError, operation: str, target: str) -> OSError:
         what = f"Azure Blob {operation} container {self.bucket!r}{target}"
         what += f" (account {self.options.account_name})"
+        refusal = netpolicy.find_refusal(exc)
+        if refusal is not None:
+            return netpolicy.EndpointRefused(f"{what}: {refusal}")
         if isinstance(exc, HttpResponseError) and self._from_storage(exc):
             return self._http_error(exc, what)
         if isinstance(exc, ClientAuthenticationError):  # azure.identity could not get a token
@@ -341,6 +345,13 @@ class AzureStorage:
 # -- helpers -------------------------------------------------------------------------------
 
 
+def _transport(context: StorageContext) -> RequestsTransport:
+    """An HTTP transport whose every connection the endpoint policy checks (``netpolicy``)."""
+    session = netpolicy.guarded_requests_session(context.endpoints)
+    return RequestsTransport(session=session, session_owner=True,
+                             connection_timeout=context.connect_timeout, read_timeout=context.read_timeout)
+
+
 def _credential(options: AzureOptions, context: StorageContext) -> Any:
     timeouts = {"connection_timeout": context.connect_timeout, "read_timeout": context.read_timeout}
     if options.auth == "account_key":
@@ -355,8 +366,9 @@ def _credential(options: AzureOptions, context: StorageContext) -> Any:
         if options.authority_host:
             extra = {"authority": options.authority_host, "disable_instance_discovery": True}
         secret = options.client_secret.get_secret_value()
+        # The authority host is the admin's choice too: its connections go through the policy.
         return ClientSecretCredential(options.tenant_id, options.client_id, secret, retry_total=1,
-                                      **extra, **timeouts)
+                                      transport=_transport(context), **extra, **timeouts)
     # No retry_total here: managed identity on a booting VM legitimately needs IMDS's own retries.
     return DefaultAzureCredential(exclude_interactive_browser_credential=True, **timeouts)
 

@@ -26,6 +26,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import ClassVar, Protocol, runtime_checkable
 
+from corral.storage.localroots import LocalRootPolicy
+from corral.storage.netpolicy import EndpointPolicy
+
 
 class BucketNotFound(FileNotFoundError):
     """The bucket or container itself does not exist."""
@@ -110,6 +113,10 @@ class StorageContext:
     #: Id of the integration (local signed URLs carry it).
     integration_id: str = ""
     extra: dict[str, str] = field(default_factory=dict)
+    #: Which addresses store clients may connect to (default: public addresses only).
+    endpoints: EndpointPolicy = field(default_factory=EndpointPolicy)
+    #: Which directories a local integration may be rooted at (default: none).
+    local_roots: LocalRootPolicy = field(default_factory=LocalRootPolicy)
 
 
 @dataclass(frozen=True)

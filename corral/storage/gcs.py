@@ -44,7 +44,7 @@ from google.cloud import storage
 from google.oauth2 import service_account
 from urllib3.exceptions import ReadTimeoutError
 
-from corral.storage import urls
+from corral.storage import netpolicy, urls
 from corral.storage.base import (
     BucketNotFound,
     Capabilities,
@@ -120,15 +120,22 @@ class GcsStorage:
     def __init__(self, options: GcsOptions, context: StorageContext, credentials: Credentials,
                  project: str | None) -> None:
         self._options = options
+        self.context = context
         self._timeout = (context.connect_timeout, context.read_timeout)
         self._credentials = credentials
         auth_session = requests.Session()
-        auth_session.mount("https://", requests.adapters.HTTPAdapter(max_retries=1))
-        auth_session.mount("http://", requests.adapters.HTTPAdapter(max_retries=1))
+        if options.auth == "service_account":
+            # The key's token_uri is the admin's choice: its connections go through the policy.
+            # (Ambient credentials reach the operator's own metadata server, by design.)
+            netpolicy.guard_requests_session(auth_session, context.endpoints, max_retries=1)
+        else:
+            auth_session.mount("https://", requests.adapters.HTTPAdapter(max_retries=1))
+            auth_session.mount("http://", requests.adapters.HTTPAdapter(max_retries=1))
         self._auth_request = Request(auth_session)
         self._session = AuthorizedSession(  # type: ignore[no-untyped-call]
             credentials, max_refresh_attempts=1, refresh_timeout=self._timeout,
             auth_request=self._auth_request)
+        netpolicy.guard_requests_session(self._session, context.endpoints)
         client_options = {"api_endpoint": options.endpoint_url} if options.endpoint_url else None
         self._client = storage.Client(project=project, credentials=credentials, _http=self._session,
                                       client_options=client_options)
@@ -156,6 +163,9 @@ class GcsStorage:
     def _fail(self, exc: Exception, op: str, key: str | None = None, listing: bool = False) -> NoReturn:
         where = f"gs://{self.bucket}/{key}" if key is not None else f"gs://{self.bucket}"
         what = f"GCS {op} {where}"
+        refusal = netpolicy.find_refusal(exc)
+        if refusal is not None:
+            raise netpolicy.EndpointRefused(f"{what}: {refusal}") from None
         if isinstance(exc, auth_exceptions.DefaultCredentialsError):
             raise CredentialsMissing(f"{what}: no usable Google credentials: {_scrub(str(exc))}") from None
         # google-auth errors come from the token endpoint / metadata server, not from GCS itself.

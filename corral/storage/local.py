@@ -90,6 +90,14 @@ def _info(key: str, s: os.stat_result) -> ObjectInfo:
     )
 
 
+def _check_opened_root(fd: int, real_root: Path) -> None:
+    """The directory really opened is the one checked (a parent swapped for a symlink in between
+    would show here as another path)."""
+    proc = f"/proc/self/fd/{fd}"
+    if os.path.exists(proc) and os.readlink(proc) != str(real_root):
+        raise PermissionError(f"the directory {real_root} changed while it was being opened")
+
+
 class LocalStorage:
     provider: ClassVar[str] = "local"
     capabilities: ClassVar[Capabilities] = Capabilities(cors_configurable=False)
@@ -106,6 +114,9 @@ class LocalStorage:
     # -- safe path handling ------------------------------------------------------------
 
     def _real_root(self) -> Path:
+        # The operator's policy first, on every access: settings may have changed since the
+        # integration was saved, and a symlink on the way may have been swapped.
+        self.context.local_roots.check(self.root)
         try:
             real = self.root.resolve(strict=True)
         except FileNotFoundError:
@@ -116,8 +127,9 @@ class LocalStorage:
 
     def _walk_fd(self, real_root: Path, parts: Sequence[str]) -> int:
         """A descriptor for the directory ``parts`` under the root, never following a symlink."""
-        fd = os.open(real_root, os.O_RDONLY | os.O_DIRECTORY)
+        fd = os.open(real_root, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
         try:
+            _check_opened_root(fd, real_root)
             for part in parts:
                 nfd = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
                 os.close(fd)

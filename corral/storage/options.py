@@ -78,6 +78,18 @@ class ProviderOptions(BaseModel):
         """Where the integration points, for messages (``s3://bucket/prefix/``)."""
         raise NotImplementedError
 
+    #: Fields holding a URL the server will connect to, chosen by whoever saves the integration.
+    endpoint_fields: ClassVar[tuple[str, ...]] = ()
+
+    def endpoints(self) -> dict[str, str]:
+        """field → URL for every endpoint set on this integration (checked by the endpoint policy)."""
+        out: dict[str, str] = {}
+        for name in self.endpoint_fields:
+            value = getattr(self, name, None)
+            if value:
+                out[name] = str(value)
+        return out
+
     @classmethod
     def load(cls, config: dict[str, Any], secrets: dict[str, str] | None) -> ProviderOptions:
         return cls.model_validate({**config, **(secrets or {})})
@@ -107,6 +119,8 @@ class S3Options(ProviderOptions):
     role_arn: str | None = Field(None, description="IAM role to assume, arn:aws:iam::123456789012:role/name.")
     external_id: SecretStr | None = Field(None, description="External id the role's trust policy requires.")
     sts_endpoint_url: str | None = Field(None, description="STS endpoint (default: AWS's).")
+
+    endpoint_fields: ClassVar[tuple[str, ...]] = ("endpoint_url", "sts_endpoint_url")
 
     @field_validator("bucket")
     @classmethod
@@ -174,6 +188,8 @@ class AzureOptions(ProviderOptions):
         None, description="Microsoft Entra authority for service_principal (default "
         "https://login.microsoftonline.com; e.g. https://login.chinacloudapi.cn for Azure China)."
     )
+
+    endpoint_fields: ClassVar[tuple[str, ...]] = ("endpoint_url", "authority_host")
 
     @field_validator("account_name")
     @classmethod
@@ -250,6 +266,16 @@ class GcsOptions(ProviderOptions):
         "Credentials). Inferred when omitted."
     )
     service_account_json: SecretStr | None = Field(None, description="The service account's JSON key.")
+
+    endpoint_fields: ClassVar[tuple[str, ...]] = ("endpoint_url",)
+
+    def endpoints(self) -> dict[str, str]:
+        out = super().endpoints()
+        if self.service_account_json is not None:
+            token_uri = json.loads(self.service_account_json.get_secret_value()).get("token_uri")
+            if isinstance(token_uri, str) and token_uri:
+                out["service_account_json.token_uri"] = token_uri
+        return out
 
     @field_validator("bucket")
     @classmethod

@@ -55,7 +55,7 @@ from botocore.exceptions import (
 )
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
-from corral.storage import urls
+from corral.storage import netpolicy, urls
 from corral.storage.base import (
     BucketNotFound,
     Capabilities,
@@ -168,8 +168,9 @@ class S3Storage:
         if opts.auth != "role":
             return self._keyed_session(use_keys=opts.auth == "access_key")
         assert opts.role_arn is not None
-        self._sts = self._keyed_session(use_keys=True).create_client(
-            "sts", endpoint_url=opts.sts_endpoint_url, region_name=opts.region, config=self._config())
+        self._sts = netpolicy.guard_botocore_client(self._keyed_session(use_keys=True).create_client(
+            "sts", endpoint_url=opts.sts_endpoint_url, region_name=opts.region, config=self._config()),
+            self.context.endpoints)
         name = re.sub(r"[^\w+=,.@-]", "-", f"corral-{self.context.integration_id or 'integration'}")[:64]
         external = opts.external_id.get_secret_value() if opts.external_id else None
         session = botocore.session.Session()
@@ -180,9 +181,9 @@ class S3Storage:
     def _s3(self) -> Any:
         with self._lock:
             if self._client is None:
-                self._client = self._session().create_client(
+                self._client = netpolicy.guard_botocore_client(self._session().create_client(
                     "s3", endpoint_url=self.options.endpoint_url, region_name=self.options.region,
-                    config=self._config())
+                    config=self._config()), self.context.endpoints)
             return self._client
 
     def close(self) -> None:
@@ -205,6 +206,9 @@ class S3Storage:
     def _error(self, exc: Exception, op: str, key: str | None = None) -> OSError | ValueError:
         """The base.py/stdlib exception for a botocore error during ``op`` on ``key``."""
         where = self._where(key)
+        refusal = netpolicy.find_refusal(exc)
+        if refusal is not None:
+            return netpolicy.EndpointRefused(f"S3 {op} of {where}: {refusal}")
         if isinstance(exc, ClientError):
             return self._client_error(exc, op, where)
         name = type(exc).__name__

@@ -20,6 +20,7 @@ from typing import BinaryIO, Literal
 from corral import errors
 from corral.storage import base
 from corral.storage.base import ObjectInfo, Storage
+from corral.storage.netpolicy import EndpointRefused
 from corral.storage.options import ProviderOptions
 
 MAX_KEY_BYTES = 1024
@@ -39,6 +40,8 @@ def translate(exc: OSError | ValueError, what: str, label: str) -> errors.Corral
         return errors.AccessDenied(f"{what}: the store rejected the credentials of {label} ({exc})")
     if isinstance(exc, PermissionError):
         return errors.AccessDenied(f"{what}: access denied for {label} ({exc})")
+    if isinstance(exc, EndpointRefused):  # the operator's policy, not the store, said no
+        return errors.PermissionDenied(f"{what}: {exc}")
     if isinstance(exc, TimeoutError):
         return errors.StorageTimeout(f"{what}: the store did not answer in time ({exc})")
     if isinstance(exc, ConnectionError):
@@ -74,6 +77,9 @@ class ScopedStorage:
         self.title = title
         self.strict_client_only = strict_client_only
         self.ttl_seconds = ttl_seconds
+        #: Set on a backend held by the process-wide cache (``integrations.shared``): ``close`` leaves
+        #: it open for the next caller.
+        self.shared = False
 
     @property
     def prefix(self) -> str:
@@ -185,4 +191,5 @@ class ScopedStorage:
             self.storage.set_cors(rules)
 
     def close(self) -> None:
-        self.storage.close()
+        if not self.shared:
+            self.storage.close()

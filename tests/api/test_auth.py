@@ -132,8 +132,9 @@ def test_v1_rpc_signed_by_sdk_is_authenticated(live_server, make_user) -> None: 
     headers = SshConfig(alice.key, domain=live_server).define_headers("", "", body)
     r = requests.post(live_server + "/public", data=body, headers=headers, timeout=10)
     # authenticated, so the failure is about the operation, in the SDK's envelope
-    assert r.json() == {"status": 400, "response": ["INVALID_ARGUMENTS_ERROR"],
-                        "payload": "unsupported operation nosuchthing/GET"}
+    doc = r.json()
+    assert (doc["status"], doc["response"]) == (501, ["INVALID_ARGUMENTS_ERROR"])
+    assert doc["payload"].startswith("the Encord v1 operation nosuchthing/GET is not supported by corral")
     r = requests.post(live_server + "/public/user", data=body + " ", headers=headers, timeout=10)
     assert r.status_code == 401
     assert r.json()["response"] == ["AUTHENTICATION_ERROR"]

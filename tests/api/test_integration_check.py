@@ -252,6 +252,33 @@ def test_azure_check_cors_missing_container_and_wrong_key(client, make_user, azu
     assert got["credentials"][0] == "failed" and "rejected the credentials" in got["credentials"][1]
 
 
+def test_azure_sas_check_says_what_members_can_see(client, make_user, azurite: Azurite) -> None:  # type: ignore[no-untyped-def]
+    from datetime import UTC, datetime, timedelta
+    from urllib.parse import parse_qs
+
+    from azure.storage.blob import generate_container_sas
+
+    alice = make_user("alice@x.io")
+    container = azurite.new_container()
+    azurite.service().get_container_client(container).upload_blob("a.jpg", b"jpeg")
+    expiry = datetime.now(UTC) + timedelta(days=2)
+    sas = generate_container_sas(azurite.account_name, container, account_key=azurite.account_key,
+                                 permission="rl", expiry=expiry)
+    settings = {"account_name": azurite.account_name, "container": container, "endpoint_url": azurite.url,
+                "sas_token": sas}
+    iid = create(client, alice, "azure", settings)
+    report = check(client, alice, iid)
+    status, message, hint = steps(report)["signed-urls"]
+    assert status == "warning"
+    assert "whole token" in message and "every member" in message and "the whole container" in message
+    assert "'rl'" in message and parse_qs(sas)["se"][0] in message
+    assert "account key or a service principal" in hint and "one blob" in hint
+    assert parse_qs(sas)["sig"][0] not in json.dumps(report)  # what it says, never the token itself
+    # With the account key, corral signs per blob: nothing to warn about.
+    keyed = create(client, alice, "azure", azure_settings(azurite, container), title="keyed")
+    assert "signed-urls" not in steps(check(client, alice, keyed))
+
+
 def test_azure_cors_apply_when_the_account_is_full_is_400(client, make_user, azurite: Azurite) -> None:  # type: ignore[no-untyped-def]
     from azure.storage.blob import CorsRule as AzureCorsRule
 

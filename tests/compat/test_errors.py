@@ -81,8 +81,8 @@ def test_bad_arguments(sdk: Any) -> None:
         sdk.create_storage_folder("a/b")
     with pytest.raises(ResourceExistsError):
         sdk.create_storage_folder("args")
-    with pytest.raises(InvalidArgumentsError):
-        list(folder.list_items(is_in_dataset=True))
+    with pytest.raises(InvalidArgumentsError, match="clientMetadataAsSignedUrl"):
+        list(folder.list_items(resolve_client_metadata_locally=True))
     with pytest.raises(InvalidArgumentsError):
         list(folder.list_items(item_types=[StorageItemType.DICOM_FILE]))  # corral has DICOM series only
     ds = sdk.get_dataset(sdk.create_dataset("d", StorageLocation.AWS).dataset_hash)

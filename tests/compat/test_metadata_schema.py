@@ -98,3 +98,29 @@ def test_sdk_legacy_calls(schema_sdk) -> None:  # type: ignore[no-untyped-def]
     assert keys["camera"] == {"type": "varchar", "deleted": "soft"}  # left out: soft-deleted, not lost
 
 
+
+
+def test_sdk_key_added_and_deleted_before_save(schema_sdk) -> None:  # type: ignore[no-untyped-def]
+    """Issue 19: the SDK sends a tombstone for a key the server never saw."""
+    client, alice, server = schema_sdk
+    schema = client.metadata_schema()
+    schema.add_scalar("kept", data_type="varchar")
+    schema.add_scalar("brief", data_type="number")
+    schema.delete_key("brief")  # soft, never saved live
+    schema.add_enum("gone", values=["a", "b"])
+    schema.delete_key("gone", hard=True)
+    schema.save()
+
+    keys = httpx.get(f"{server}{URL}", headers=alice.bearer).json()["schema"]["keys"]
+    assert keys == {"kept": {"type": "varchar"}, "brief": {"type": "number", "deleted": "soft"},
+                    "gone": {"deleted": "hard"}}
+    history = httpx.get(f"{server}{URL}/versions", headers=alice.bearer).json()
+    assert {d["key"]: d["hard"] for d in history[0]["diff"]["deleted"]} == {"brief": False, "gone": True}
+
+    again = client.metadata_schema()
+    assert again.is_key_deleted("brief") and again.is_key_deleted("gone")
+    again.restore_key("brief")  # the tombstone remembers the definition it was sent with
+    again.save()
+    keys = httpx.get(f"{server}{URL}", headers=alice.bearer).json()["schema"]["keys"]
+    assert keys["brief"] == {"type": "number"}
+    assert client.metadata_schema().get_key_type("brief") == "number"

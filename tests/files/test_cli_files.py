@@ -125,6 +125,16 @@ def test_item_commands(cli_env, tmp_path) -> None:  # type: ignore[no-untyped-de
     assert r.exit_code == 0 and "first.png" in r.output and '{"note": "hello", "score": 5.0}' in r.output
     r = run("item", "update", a_id, "--unset", "note", "--json")
     assert json.loads(r.output)["client_metadata"] == {"score": 5.0}
+    r = run("item", "update", a_id, "--description", "the first one")
+    assert r.exit_code == 0 and "description:  the first one" in r.output
+    assert json.loads(run("item", "show", a_id, "--json").output)["description"] == "the first one"
+
+    r = run("folder", "summary", "inbox", "--json")
+    summary = json.loads(r.output)
+    assert summary["by_type"] == {"image": 2} and summary["folders"] == 0 and summary["tombstones"] == 0
+    assert summary["total_size"] == len(png(30, 20)) + len(png(8, 8))
+    r = run("folder", "summary", "inbox")
+    assert r.exit_code == 0 and "items:        2 image" in r.output
 
     r = run("item", "move", a_id, b_id, "--to", "archive")
     assert r.exit_code == 0 and "Moved 2 item(s) to archive." in r.output

@@ -125,7 +125,7 @@ def test_get_update_and_metadata_validation(client, world, db) -> None:  # type:
     assert r.status_code == 400 and r.json()["errors"][0]["field"] == "name"
     r = client.patch(f"/api/v1/items/{item['id']}", json={"client_metadata": {"note": "a\u0000b"}},
                      headers=alice.bearer)
-    assert r.status_code == 400 and r.json()["errors"][0]["field"] == "client_metadata"
+    assert r.status_code == 400 and r.json()["errors"][0]["field"] == "client_metadata.note"
     with db.read() as s:
         assert s.get(Item, uuid.UUID(item["id"])).client_metadata == {"split": "train"}
     staged = _staged_id(db)

@@ -222,8 +222,8 @@ def test_a_unit_that_keeps_killing_its_worker_is_failed_after_its_attempts(db, s
 def _strict_world(db, settings, user, folder: str) -> Principal:  # type: ignore[no-untyped-def]
     admin = Principal(user.user_id, user.org_id, user.email, "admin", "bearer")
     with db.write() as s:
-        integrations.create(s, admin, settings.resolved_secret_key(), title="strict", provider="s3",
-                            settings={"bucket": "media", "region": "eu-west-1", "access_key_id": "AKIA1",
+        integrations.create(s, admin, settings, title="strict", provider="s3",
+                            values={"bucket": "media", "region": "eu-west-1", "access_key_id": "AKIA1",
                                       "secret_access_key": "s"}, strict_client_only=True)
         folders.create_path(s, admin, folder)
     return admin

@@ -32,7 +32,7 @@ EDITOR: dict[str, Any] = {
             {"id": "2.1", "name": "tags", "type": "checklist", "featureNodeHash": "tagsattr", "options": [
                 {"id": "2.1.1", "label": "night", "value": "night", "featureNodeHash": "night001"}]}]},
         {"id": "3", "featureNodeHash": "count001", "attributes": [
-            {"id": "3.1", "name": "count", "type": "number", "featureNodeHash": "countatt"}]},
+            {"id": "3.1", "name": "count", "type": "numeric", "featureNodeHash": "countatt"}]},
     ],
 }
 INDEX = ontology.read(EDITOR)
@@ -136,7 +136,7 @@ def test_bad_answers_are_refused() -> None:
                      "answers for object 'ghost', which is in no data unit",
                      "(an object, not a classification)",
                      "'sunny001' is not an option of checklist attribute 'tags'",
-                     "number attribute 'count' needs a number",
+                     "numeric attribute 'count' needs a number",
                      "object_answers.o1.classifications[0].answers"):
         assert expected in message
 

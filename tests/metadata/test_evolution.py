@@ -95,8 +95,14 @@ def test_hard_tombstone_cannot_become_soft() -> None:
     assert "key 'a' was hard-deleted; it cannot become soft-deleted" in message
 
 
-def test_only_existing_keys_can_be_deleted() -> None:
-    assert "key 'z' is marked deleted but is not in the schema" in refused(S(), S(z={"deleted": "hard"}))
+def test_a_key_new_to_the_schema_may_arrive_deleted() -> None:
+    assert evolve(S(), S(z={"deleted": "hard"})) == {"deleted": [{"key": "z", "hard": True, "new": True}]}
+    assert evolve(S(), S(y={"type": "number", "deleted": "soft"})) == {
+        "deleted": [{"key": "y", "hard": False, "new": True}]}
+    # and its tombstone then behaves like any other: a soft one restores with its type only
+    soft = S(y={"type": "number", "deleted": "soft"})
+    assert evolve(soft, S(y={"type": "number"})) == {"restored": ["y"]}
+    assert "restore it with that type" in refused(soft, S(y={"type": "text"}))
 
 
 def test_restore_of_an_enum_keeps_its_options() -> None:

@@ -28,8 +28,8 @@ CORRAL = Path(sys.executable).parent / "corral"
 def _setup(db, settings, user, n: int) -> tuple[Principal, bytes]:  # type: ignore[no-untyped-def]
     admin = Principal(user.user_id, user.org_id, user.email, "admin", "bearer")
     with db.write() as s:
-        integrations.create(s, admin, settings.resolved_secret_key(), title="strict", provider="s3",
-                            settings={"bucket": "media", "region": "eu-west-1", "access_key_id": "AKIA1",
+        integrations.create(s, admin, settings, title="strict", provider="s3",
+                            values={"bucket": "media", "region": "eu-west-1", "access_key_id": "AKIA1",
                                       "secret_access_key": "s"}, strict_client_only=True)
         folders.create_path(s, admin, "f")
     manifest = {"images": [{"objectUrl": f"s3://media/img/{i:06d}.jpg", "imageMetadata": {"width": 4, "height": 3},

@@ -27,11 +27,12 @@ from corral.registration import probe_av
 from corral.registration.probe import KINDS, MediaInfo, ProbeError, RangedFile, probe, sniff_kind
 from corral.storage.base import StorageContext
 from corral.storage.local import LocalStorage
+from corral.storage.localroots import LocalRootPolicy
 from corral.storage.options import LocalOptions, S3Options
 from corral.storage.s3 import open_storage
 from corral.storage.scope import ScopedStorage
 from tests.registration import media
-from tests.services import IamMoto, MotoServer
+from tests.services import LOOPBACK, IamMoto, MotoServer
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -69,7 +70,7 @@ class Bucket:
         self.name = moto.new_bucket()
         self.options = S3Options(bucket=self.name, endpoint_url=moto.url, region=moto.region,
                                  access_key_id=moto.access_key_id, secret_access_key=moto.secret_access_key)
-        self.storage = CountingStorage(open_storage(self.options, StorageContext(connect_timeout=5, read_timeout=10)),
+        self.storage = CountingStorage(open_storage(self.options, StorageContext(endpoints=LOOPBACK, connect_timeout=5, read_timeout=10)),
                                        self.options, title="probe-test", strict_client_only=strict, ttl_seconds=600)
         self._s3 = moto.client()
 
@@ -155,7 +156,8 @@ def local_blob(tmp_path_factory: pytest.TempPathFactory) -> tuple[CountingStorag
     data = bytes(range(256)) * 1000 + b"tail"  # 256,004 bytes
     (root / "blob.bin").write_bytes(data)
     options = LocalOptions(root=str(root))
-    storage = CountingStorage(LocalStorage(options, StorageContext(signing_key=b"k" * 32, integration_id="i")),
+    ctx = StorageContext(signing_key=b"k" * 32, integration_id="i", local_roots=LocalRootPolicy((str(root),)))
+    storage = CountingStorage(LocalStorage(options, ctx),
                               options, title="local", strict_client_only=False, ttl_seconds=60)
     return storage, storage.storage.url_for("blob.bin"), data
 
@@ -648,7 +650,7 @@ def _reader_storage(iam: IamMoto) -> ScopedStorage:
     """The IAM-enforcing moto's bucket, with a key that may list it but not read its objects."""
     options = S3Options(bucket=iam.bucket, endpoint_url=iam.url, region="us-east-1",
                         access_key_id=iam.reader_key[0], secret_access_key=iam.reader_key[1])
-    return ScopedStorage(open_storage(options, StorageContext(connect_timeout=5, read_timeout=10)), options,
+    return ScopedStorage(open_storage(options, StorageContext(endpoints=LOOPBACK, connect_timeout=5, read_timeout=10)), options,
                          title="list-only", strict_client_only=False, ttl_seconds=600)
 
 
@@ -721,7 +723,8 @@ def test_concurrent_probes_share_nothing(bucket: Bucket) -> None:
 @pytest.fixture
 def local_store(tmp_path: Path) -> Iterator[tuple[CountingStorage, Path]]:
     options = LocalOptions(root=str(tmp_path))
-    storage = CountingStorage(LocalStorage(options, StorageContext(signing_key=b"k" * 32, integration_id="i")),
+    ctx = StorageContext(signing_key=b"k" * 32, integration_id="i", local_roots=LocalRootPolicy((str(tmp_path),)))
+    storage = CountingStorage(LocalStorage(options, ctx),
                               options, title="local", strict_client_only=False, ttl_seconds=60)
     yield storage, tmp_path
     storage.close()

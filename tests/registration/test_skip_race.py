@@ -31,8 +31,8 @@ def world(db, settings, make_user):  # type: ignore[no-untyped-def]
     user = make_user("alice@x.io")
     admin = Principal(user.user_id, user.org_id, user.email, "admin", "bearer")
     with db.write() as s:
-        integ = integrations.create(s, admin, settings.resolved_secret_key(), title="strict", provider="s3",
-                                    settings={"bucket": "media", "region": "eu-west-1", "access_key_id": "AKIA1",
+        integ = integrations.create(s, admin, settings, title="strict", provider="s3",
+                                    values={"bucket": "media", "region": "eu-west-1", "access_key_id": "AKIA1",
                                               "secret_access_key": "s"}, strict_client_only=True)
         folders.create_path(s, admin, "f")
         folder_id = s.scalar(select(Folder.id).where(Folder.org_id == admin.org_id))

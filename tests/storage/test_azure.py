@@ -36,11 +36,11 @@ from corral.storage.base import (
     recommended_cors_rule,
 )
 from corral.storage.options import AzureOptions
-from tests.services import AZURITE, Azurite, free_port
+from tests.services import AZURITE, LOOPBACK, Azurite, free_port
 from tests.storage import azure_support as support
 from tests.storage.conformance import StorageConformance
 
-CTX = StorageContext(connect_timeout=5, read_timeout=15)
+CTX = StorageContext(endpoints=LOOPBACK, connect_timeout=5, read_timeout=15)
 WRONG_KEY = "A" * 86 + "=="
 _PACKAGE = AZURITE.parent.parent / "azurite" / "package.json"
 AZURITE_VERSION = tuple(int(p) for p in json.loads(_PACKAGE.read_text())["version"].split(".")) if _PACKAGE.exists() else (0,)
@@ -123,6 +123,26 @@ def test_signed_get_is_verified_by_azurite(storage: AzureStorage) -> None:
     later = (datetime.now(UTC) + timedelta(days=3)).strftime("%Y-%m-%dT%H:%M:%SZ")
     assert httpx.get(_tamper(url, "se", later)).status_code == 403
     assert httpx.get(_tamper(url, "sp", "rw")).status_code == 403
+
+
+def test_account_key_urls_carry_a_read_only_sas_for_one_blob(azurite: Azurite, storage: AzureStorage,
+                                                             container: str) -> None:
+    """Never the integration's credential: a SAS for one blob, read-only, for the asked lifetime, which
+    Azurite (whose SAS verification is real) refuses for anything else."""
+    storage.put("x/one.bin", b"1")
+    storage.put("x/two.bin", b"2")
+    url = storage.sign_get("x/one.bin", 120)
+    query = parse_qs(urlsplit(url).query)
+    assert query["sr"] == ["b"] and query["sp"] == ["r"]
+    assert azurite.account_key not in url and "srt" not in query
+    expiry = datetime.fromisoformat(query["se"][0].replace("Z", "+00:00"))
+    assert timedelta(seconds=119) <= expiry - datetime.now(UTC) <= timedelta(seconds=122)
+    assert httpx.get(url).content == b"1"
+    sas = urlsplit(url).query
+    listing = f"{azurite.url}/{container}?restype=container&comp=list&{sas}"
+    assert httpx.get(listing).status_code == 403
+    assert httpx.get(f"{azurite.url}/{container}/x/two.bin?{sas}").status_code == 403
+    assert httpx.delete(url).status_code == 403
 
 
 def test_expired_signed_url_is_refused(storage: AzureStorage) -> None:
@@ -263,7 +283,7 @@ def test_unresponsive_store_times_out(azurite: Azurite) -> None:
         options = AzureOptions(account_name=azurite.account_name, container="anything",
                                endpoint_url=f"http://127.0.0.1:{silent.getsockname()[1]}/devstoreaccount1",
                                account_key=azurite.account_key)
-        s = open_storage(options, StorageContext(connect_timeout=0.5, read_timeout=0.5))
+        s = open_storage(options, StorageContext(endpoints=LOOPBACK, connect_timeout=0.5, read_timeout=0.5))
         for call in (lambda: s.stat("x"), lambda: s.read("x")):
             started = time.monotonic()
             with pytest.raises(StorageTimeout) as timed_out:
@@ -276,7 +296,7 @@ def test_unreachable_store_is_a_connection_error(azurite: Azurite) -> None:
     options = AzureOptions(account_name=azurite.account_name, container="anything",
                            endpoint_url=f"http://127.0.0.1:{free_port()}/devstoreaccount1",
                            account_key=azurite.account_key)
-    s = open_storage(options, StorageContext(connect_timeout=0.5, read_timeout=0.5))
+    s = open_storage(options, StorageContext(endpoints=LOOPBACK, connect_timeout=0.5, read_timeout=0.5))
     started = time.monotonic()
     with pytest.raises(ConnectionError):
         s.stat("x")
@@ -373,7 +393,7 @@ def test_ambient_without_credentials_is_credentials_missing(monkeypatch: pytest.
         options = AzureOptions(account_name="someaccount", container="media",
                                endpoint_url=f"https://127.0.0.1:{free_port()}/someaccount")
         assert options.auth == "ambient"
-        s = open_storage(options, StorageContext(connect_timeout=0.5, read_timeout=0.5))
+        s = open_storage(options, StorageContext(endpoints=LOOPBACK, connect_timeout=0.5, read_timeout=0.5))
         started = time.monotonic()
         with pytest.raises(CredentialsMissing) as missing:
             s.stat("x.jpg")

@@ -34,7 +34,7 @@ from corral.storage.base import (
 )
 from corral.storage.gcs import GcsStorage, open_storage
 from corral.storage.options import GcsOptions
-from tests.services import GcsEmulator, free_port
+from tests.services import LOOPBACK, GcsEmulator, free_port
 from tests.storage.conformance import Fetch, StorageConformance
 from tests.storage.gcs_support import (
     FakeHttp,
@@ -50,7 +50,7 @@ from tests.storage.gcs_support import (
 )
 
 EMAIL = "corral-reader@corral-test.iam.gserviceaccount.com"
-CONTEXT = StorageContext(connect_timeout=5, read_timeout=15)
+CONTEXT = StorageContext(endpoints=LOOPBACK, connect_timeout=5, read_timeout=15)
 
 
 @pytest.fixture(scope="module")
@@ -410,7 +410,7 @@ def black_hole() -> Iterator[str]:
     sock.close()
 
 
-FAST = StorageContext(connect_timeout=0.5, read_timeout=0.5)
+FAST = StorageContext(endpoints=LOOPBACK, connect_timeout=0.5, read_timeout=0.5)
 
 
 def test_silent_store_times_out(black_hole: str, sa_json: str) -> None:

@@ -14,6 +14,7 @@ from corral.core import integrations, secrets
 from corral.core.identity import Principal
 from corral.storage.base import BucketNotFound, OutOfScope, StorageContext
 from corral.storage.local import LocalStorage
+from corral.storage.localroots import LocalRootPolicy
 from corral.storage.options import LocalOptions
 from tests.storage.conformance import StorageConformance
 
@@ -33,13 +34,14 @@ def local_root(tmp_path: Path) -> Path:
 def local_integration(db, make_user, settings, local_root):  # type: ignore[no-untyped-def]
     alice = make_user("alice@x.io")
     with db.write() as s:
-        return integrations.create(s, admin(alice), settings.resolved_secret_key(), title="local",
-                                   provider="local", settings={"root": str(local_root)})
+        return integrations.create(s, admin(alice), settings, title="local",
+                                   provider="local", values={"root": str(local_root)})
 
 
 def _storage(root: Path, settings, integration_id: str, public_url: str) -> LocalStorage:  # type: ignore[no-untyped-def]
     ctx = StorageContext(public_url=public_url, integration_id=integration_id,
-                         signing_key=secrets.local_media_key(settings.resolved_secret_key()))
+                         signing_key=secrets.local_media_key(settings.resolved_secret_key()),
+                         local_roots=LocalRootPolicy((str(root),)))
     return LocalStorage(LocalOptions(root=str(root)), ctx)
 
 
@@ -64,7 +66,8 @@ def bare(tmp_path: Path) -> LocalStorage:
     (tmp_path / "secret.txt").write_bytes(b"outside")
     (tmp_path / "outside-dir").mkdir()
     (tmp_path / "outside-dir" / "x.txt").write_bytes(b"outside too")
-    return LocalStorage(LocalOptions(root=str(root)), StorageContext(signing_key=b"k" * 32, integration_id="i"))
+    ctx = StorageContext(signing_key=b"k" * 32, integration_id="i", local_roots=LocalRootPolicy((str(root),)))
+    return LocalStorage(LocalOptions(root=str(root)), ctx)
 
 
 @pytest.mark.parametrize("key", ["../secret.txt", "sub/../../secret.txt", "/etc/passwd", "sub/./ok.txt",
@@ -132,7 +135,8 @@ def test_local_url_forms(bare: LocalStorage, tmp_path: Path) -> None:
 
 
 def test_missing_root_is_bucket_not_found(tmp_path: Path) -> None:
-    s = LocalStorage(LocalOptions(root=str(tmp_path / "gone")), StorageContext())
+    s = LocalStorage(LocalOptions(root=str(tmp_path / "gone")),
+                     StorageContext(local_roots=LocalRootPolicy((str(tmp_path),))))
     with pytest.raises(BucketNotFound):
         s.stat("x")
 

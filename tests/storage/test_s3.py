@@ -28,11 +28,11 @@ from corral.storage.base import (
 )
 from corral.storage.options import S3Options
 from corral.storage.s3 import S3Storage, open_storage
-from tests.services import IamMoto, MotoServer, free_port
+from tests.services import LOOPBACK, IamMoto, MotoServer, free_port
 from tests.storage.conformance import StorageConformance
 
 ROLE = "arn:aws:iam::123456789012:role/corral-reader"
-CTX = StorageContext(connect_timeout=5, read_timeout=10, integration_id="int-42")
+CTX = StorageContext(endpoints=LOOPBACK, connect_timeout=5, read_timeout=10, integration_id="int-42")
 
 
 def moto_options(moto: MotoServer, bucket: str, **kw: Any) -> S3Options:
@@ -105,7 +105,7 @@ SECRET = "s3cr3t-Should-Never-Leak/+xyz"
 def offline(**kw: Any) -> S3Storage:
     """A storage whose endpoint nothing listens on: any request would fail with ConnectionError."""
     base: dict[str, Any] = {"bucket": "media-bucket", "access_key_id": "AKIDEXAMPLE", "secret_access_key": SECRET}
-    return open_storage(S3Options(**{**base, **kw}), StorageContext(connect_timeout=0.5, read_timeout=0.5))
+    return open_storage(S3Options(**{**base, **kw}), StorageContext(endpoints=LOOPBACK, connect_timeout=0.5, read_timeout=0.5))
 
 
 class TestSigning:
@@ -405,7 +405,7 @@ def silent_endpoint() -> Iterator[str]:
 def test_silent_store_times_out_fast(silent_endpoint: str) -> None:
     options = S3Options(bucket="b", endpoint_url=silent_endpoint, region="us-east-1",
                         access_key_id="a", secret_access_key="b")
-    st = open_storage(options, StorageContext(connect_timeout=0.5, read_timeout=0.5))
+    st = open_storage(options, StorageContext(endpoints=LOOPBACK, connect_timeout=0.5, read_timeout=0.5))
     started = time.monotonic()
     with pytest.raises(StorageTimeout, match="stat of s3://b/k.*timed out") as exc_info:
         st.stat("k")

@@ -79,4 +79,6 @@ def test_the_openapi_document_declares_security_and_the_import_body(client) -> N
     assert "/api/docs/assets/swagger-ui-bundle.js" in page.text
     asset = client.get("/api/docs/assets/swagger-ui-bundle.js")
     assert asset.status_code == 200 and len(asset.content) > 500_000
-    assert client.get("/api/docs/assets/../../../pyproject.toml").status_code == 404
+    escaped = client.get("/api/docs/assets/../../../pyproject.toml")
+    assert escaped.status_code == 404 and "[project]" not in escaped.text
+    assert client.get("/api/docs/assets/%2e%2e/%2e%2e/%2e%2e/pyproject.toml").status_code == 404

@@ -50,11 +50,14 @@ def test_hashed_assets_are_immutable_and_cannot_escape(tmp_path: Path) -> None:
 def test_api_paths_keep_their_json_errors(tmp_path: Path) -> None:
     client = _app(tmp_path, built=True)
     for path in ("/api/v1/nope", "/v2/public/nope", "/public/nope", "/api"):
+        # The request guard authenticates API paths before routing them (docs/security.md), and
+        # answers in the API's error shape (Encord's on /public), never with the page.
         r = client.get(path)
-        assert r.status_code == 404, path
-        assert "no route GET" in str(r.json()), path  # the API's error shape (Encord's on /public)
+        assert r.status_code == 401, path
+        body = r.json()
+        assert body.get("code") == "authentication_failed" or body.get("response") == ["AUTHENTICATION_ERROR"]
     assert client.get("/api/v1/me").status_code == 401  # the API still answers first
-    assert client.post("/files/x").status_code in (404, 405)  # the page is GET only
+    assert client.post("/files/x").status_code in (401, 404, 405)  # the page is GET only
 
 
 def test_without_a_build_the_page_says_how_to_build_it(tmp_path: Path) -> None:

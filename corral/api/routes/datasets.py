@@ -19,6 +19,7 @@ from starlette.concurrency import run_in_threadpool
 
 from corral.api.deps import Ctx, CurrentPrincipal
 from corral.api.longpoll import hold_until
+from corral.api.parsing import CorralRoute
 from corral.api.readahead import stream_ahead
 from corral.core import dataset_rows, datasets, verify
 from corral.core.dataset_rows import RowFilter
@@ -26,8 +27,8 @@ from corral.core.datasets import DatasetView
 from corral.core.index import query as index_query
 from corral.errors import ErrorDetail, ValidationFailed
 
-router = APIRouter(prefix="/api/v1/datasets", tags=["datasets"])
-admin_router = APIRouter(prefix="/api/v1/admin/datasets", tags=["admin"])
+router = APIRouter(prefix="/api/v1/datasets", tags=["datasets"], route_class=CorralRoute)
+admin_router = APIRouter(prefix="/api/v1/admin/datasets", tags=["admin"], route_class=CorralRoute)
 
 Ref = Annotated[str, Path(description="The dataset's id, or its exact title.")]
 DataType = Annotated[str | None, Query(description="Only rows of this data type (image, video, …).")]
@@ -35,7 +36,10 @@ TitleFilter = Annotated[str | None, Query(description="Only rows whose title con
 
 
 class DatasetCreate(BaseModel):
-    title: str = Field(description="1-300 characters; need not be unique.")
+    title: str = Field(
+        description="1-300 characters; need not be unique.",
+        json_schema_extra={"minLength": 1, "maxLength": 300},
+    )
     description: str = ""
 
 
@@ -56,7 +60,11 @@ class DatasetPage(BaseModel):
 
 
 class LinkRequest(BaseModel):
-    item_ids: list[uuid.UUID] = Field(default_factory=list, description="Items to link (at most 100,000).")
+    item_ids: list[uuid.UUID] = Field(
+        default_factory=list,
+        description="Items to link (at most 100,000).",
+        json_schema_extra={"maxItems": 100_000},
+    )
     folder: str | None = Field(None, description="Link every item of this folder (path or id) instead.")
     recursive: bool = Field(False, description="With folder: its subfolders' items too.")
     where: str | None = Field(None, description="Link every item matching this index filter (text syntax).")
@@ -156,7 +164,7 @@ async def list_datasets(
     ctx: Ctx,
     principal: CurrentPrincipal,
     search: Annotated[str | None, Query(description="In the title or description (any case).")] = None,
-    page_size: Annotated[int, Query(description="1 to 1000.")] = 100,
+    page_size: Annotated[int, Query(ge=1, le=1000, description="1 to 1000.")] = 100,
     page_token: str | None = None,
 ) -> DatasetPage:
     def read() -> DatasetPage:
@@ -265,7 +273,7 @@ async def list_rows(
     ref: Ref,
     data_type: DataType = None,
     title: TitleFilter = None,
-    page_size: Annotated[int, Query(description="1 to 10,000.")] = 1000,
+    page_size: Annotated[int, Query(ge=1, le=dataset_rows.MAX_PAGE, description="1 to 10,000.")] = 1000,
     page_token: str | None = None,
 ) -> Response:
     where = RowFilter(data_type, title).check()

@@ -19,15 +19,16 @@ from starlette.concurrency import run_in_threadpool
 from corral import errors
 from corral.api import encord_dto as dto
 from corral.api.deps import AppContext, Ctx, CurrentPrincipal
-from corral.api.routes.encord_rpc import RpcCall, operations
+from corral.api.parsing import CorralRoute
+from corral.api.routes.encord_rpc import RpcCall, operations, refuse_unsupported
 from corral.api.routes.encord_storage import manifest_bytes, upload_job_state
-from corral.core import dataset_rows, datasets, folders
+from corral.core import dataset_rows, datasets, folders, items
 from corral.core.datasets import Duplicates
 from corral.core.identity import Principal
-from corral.db.tables import Dataset, Item
+from corral.db.tables import DataRow, Dataset, Item
 from corral.registration import service
 
-router = APIRouter(prefix="/v2/public/datasets", tags=["encord-compatible"])
+router = APIRouter(prefix="/v2/public/datasets", tags=["encord-compatible"], route_class=CorralRoute)
 
 DUPLICATES: dict[str, Duplicates] = {"SKIP": "skip", "FAIL": "fail"}
 POLL_INTERVAL = 0.25
@@ -179,32 +180,36 @@ def data_rows(
     out = []
     for r in rows:
         item = by_id[uuid.UUID(r["item_id"])]
-        media = item.media
-        out.append(
-            {
-                "data_hash": r["uid"],
-                "data_title": item.name,
-                "data_type": dto.DATA_TYPES.get(item.item_type, "IMAGE"),
-                "created_at": r["created_at"],
-                "last_edited_at": dto.stamp(item.updated_at),
-                "width": media.get("width"),
-                "height": media.get("height"),
-                "file_link": item.url if item.url is not None else (r["parts"][0] if r["parts"] else None),
-                "file_size": item.file_size,
-                "file_type": item.mime_type,
-                "storage_location": dto.LOCATION_CODES.get(item.storage_location, 0),
-                "frames_per_second": media.get("fps"),
-                "duration": media.get("duration"),
-                "client_metadata": dict(item.client_metadata) if metadata else None,
-                "signed_url": None,
-                "is_optimised_image_group": {"image_sequence": True, "image_group": False}.get(
-                    item.item_type
-                ),
-                "backing_item_uuid": str(item.id),
-                "images_data": None,
-            }
-        )
+        first = r["parts"][0] if r["parts"] else None
+        out.append(row_dict(r["uid"], r["created_at"], item, metadata=metadata, first_part=first))
     return out
+
+
+def row_dict(
+    uid: str, linked_at: str | None, item: Item, *, metadata: bool, first_part: str | None
+) -> dict[str, Any]:
+    """One data row as the SDK's DataRow dict."""
+    media = item.media
+    return {
+        "data_hash": uid,
+        "data_title": item.name,
+        "data_type": dto.DATA_TYPES.get(item.item_type, "IMAGE"),
+        "created_at": linked_at,
+        "last_edited_at": dto.stamp(item.updated_at),
+        "width": media.get("width"),
+        "height": media.get("height"),
+        "file_link": item.url if item.url is not None else first_part,
+        "file_size": item.file_size,
+        "file_type": item.mime_type,
+        "storage_location": dto.LOCATION_CODES.get(item.storage_location, 0),
+        "frames_per_second": media.get("fps"),
+        "duration": media.get("duration"),
+        "client_metadata": dict(item.client_metadata) if metadata else None,
+        "signed_url": None,
+        "is_optimised_image_group": {"image_sequence": True, "image_group": False}.get(item.item_type),
+        "backing_item_uuid": str(item.id),
+        "images_data": None,
+    }
 
 
 # -- v1 operations ------------------------------------------------------------------------------
@@ -362,8 +367,135 @@ def poll_dataset_upload(ctx: AppContext, principal: Principal, call: RpcCall) ->
     }
 
 
+def refetch_data_row(ctx: AppContext, principal: Principal, call: RpcCall) -> dict[str, Any]:
+    """``DataRow.refetch_data``: one data row, with a signed URL, metadata and its images if asked."""
+    extra = _payload(call).get("additional_data") or {}
+    if not isinstance(extra, dict):
+        raise errors.InvalidInput("additional_data must be an object")
+    refuse_unsupported(
+        "DataRow.refetch_data", extra, {"signed_url", "images_data_fetch_options", "client_metadata"}
+    )
+    images = extra.get("images_data_fetch_options")
+    if images is not None and not isinstance(images, dict):
+        raise errors.InvalidInput("images_data_fetch_options must be an object")
+    if images is not None:
+        refuse_unsupported("DataRow.refetch_data images_data_fetch_options", images, {"fetch_signed_urls"})
+    sign_file, sign_images = bool(extra.get("signed_url")), bool(images and images.get("fetch_signed_urls"))
+    row_id = _row_id(call.uid)
+    with ctx.db.read() as s:
+        dataset = datasets.resolve(s, principal, _dataset_id(call))
+        found = s.execute(
+            select(DataRow, Item).join(Item, Item.id == DataRow.item_id)
+            .where(DataRow.id == row_id, DataRow.dataset_id == dataset.id, Item.deleted_at.is_(None))
+        ).first()
+        if found is None:
+            raise errors.NotFound(f"data row {row_id} not found in dataset {dataset.id}")
+        row, item = found
+        view = items.view(item, items.parts_of(s, item.id))
+        opener = items.signer(s, ctx.settings, view) if sign_file or sign_images else None
+        first = view.parts[0].url if view.parts else None
+        out = row_dict(str(row.id), dto.stamp(row.created_at), item,
+                       metadata=bool(extra.get("client_metadata")), first_part=first)
+    if opener is not None:
+        view = items.signed(view, opener)
+    if sign_file:
+        out["signed_url"] = view.signed_url or (view.parts[0].signed_url if view.parts else None)
+    if images is not None:
+        out["images_data"] = [
+            {
+                "image_hash": str(items.part_id(item.id, p.position)),  # as get_child_items names it
+                "title": p.title,
+                "file_link": p.url,
+                "file_type": p.media.get("mime_type"),
+                "file_size": p.media.get("file_size"),
+                "storage_location": out["storage_location"],
+                "created_at": out["created_at"],
+                "last_edited_at": out["last_edited_at"],
+                "width": p.media.get("width"),
+                "height": p.media.get("height"),
+                "signed_url": p.signed_url if sign_images else None,
+            }
+            for p in view.parts or []
+        ]
+    return out
+
+
+def _row_id(value: Any) -> uuid.UUID:
+    try:
+        return uuid.UUID(str(value))
+    except ValueError:
+        raise errors.NotFound(f"data row {value!r} not found") from None
+
+
+def delete_data(ctx: AppContext, principal: Principal, call: RpcCall) -> bool:
+    """``Dataset.delete_data``: unlink data rows from the dataset (their items stay in storage)."""
+    hashes = call.uid if isinstance(call.uid, list) else [call.uid]
+    ids = [_row_id(h) for h in hashes]
+    with ctx.db.write() as s:
+        dataset = datasets.resolve(s, principal, _dataset_id(call), "editor")
+        datasets.unlink(s, principal, dataset, row_ids=ids)
+    return True
+
+
+#: the SDK's DatasetUserRole (0 admin, 1 user) and corral's dataset roles
+_DATASET_ROLES = {0: "editor", 1: "viewer"}
+
+
+def add_dataset_users(ctx: AppContext, principal: Principal, call: RpcCall) -> list[dict[str, Any]]:
+    p = _payload(call)
+    refuse_unsupported("Dataset.add_users", p, {"user_emails", "user_role"})
+    emails, role = p.get("user_emails"), p.get("user_role")
+    if not isinstance(emails, list) or not emails or not all(isinstance(e, str) for e in emails):
+        raise errors.InvalidInput("user_emails must be a non-empty list of e-mail addresses")
+    if role not in _DATASET_ROLES:
+        raise errors.InvalidInput(f"user_role must be 0 (admin) or 1 (user), got {role!r}")
+    with ctx.db.write() as s:
+        dataset = datasets.resolve(s, principal, _dataset_id(call))
+        added = [datasets.share(s, principal, dataset, e, _DATASET_ROLES[role]) for e in emails]
+        return [{"user_email": g.email, "user_role": role, "dataset_hash": str(dataset.id)} for g in added]
+
+
 operations[("dataset", "GET")] = get_dataset
 operations[("datarows", "GET")] = list_data_rows
 operations[("datasetlinkitems", "POST")] = link_items
 operations[("datasetdatalongpolling", "POST")] = start_dataset_upload
 operations[("datasetdatalongpolling", "GET")] = poll_dataset_upload
+operations[("datarow", "GET")] = refetch_data_row
+operations[("video", "DELETE")] = delete_data
+operations[("datasetusers", "POST")] = add_dataset_users
+
+
+@router.get("/{dataset_id}/users", summary="Who has a role on a dataset (SDK Dataset.list_users)")
+async def list_dataset_users(ctx: Ctx, principal: CurrentPrincipal, dataset_id: uuid.UUID) -> dict[str, Any]:
+    def read() -> dict[str, Any]:
+        with ctx.db.read() as s:
+            dataset = datasets.resolve(s, principal, dataset_id)
+            grants = datasets.grants(s, principal, dataset)
+            return {
+                "results": [
+                    {"userEmail": g.email, "userRole": 0 if g.role == "editor" else 1,  # DatasetUserRole
+                     "datasetUuid": str(dataset.id)}
+                    for g in grants
+                ],
+                "nextPageToken": None,
+            }
+
+    return await run_in_threadpool(read)
+
+
+@router.post("/{dataset_id}/users/bulk-delete", summary="Take users' roles away (SDK Dataset.remove_users)")
+async def remove_dataset_users(
+    ctx: Ctx, principal: CurrentPrincipal, dataset_id: uuid.UUID, body: Annotated[dict[str, Any], Body()]
+) -> None:
+    refuse_unsupported("Dataset.remove_users", body, {"userEmails"})
+    emails = body.get("userEmails")
+    if not isinstance(emails, list) or not all(isinstance(e, str) for e in emails):
+        raise errors.InvalidInput("userEmails must be a list of e-mail addresses")
+
+    def write() -> None:
+        with ctx.db.write() as s:
+            dataset = datasets.resolve(s, principal, dataset_id)
+            for e in emails:
+                datasets.unshare(s, principal, dataset, e)
+
+    await run_in_threadpool(write)

@@ -8,20 +8,27 @@ v2 REST: ``POST /v2/public/ontologies``, ``GET /v2/public/ontologies/{id}``,
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body
+from fastapi import APIRouter, Body, Query
+from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from corral import errors
 from corral.api.deps import AppContext, Ctx, CurrentPrincipal
-from corral.api.routes.encord_rpc import RpcCall, operations
+from corral.api.parsing import CorralRoute
+from corral.api.routes.encord_rpc import RpcCall, operations, refuse_unsupported
+from corral.core import filters, items
 from corral.core.identity import Principal
-from corral.core.labels import label_rows, ontologies, projects
-from corral.db.tables import Ontology
+from corral.core.labels import label_rows, ontologies, projects, workflow
+from corral.db.tables import Dataset, Ontology
 
-router = APIRouter(prefix="/v2/public", tags=["encord-compatible"])
-_PROJECT_ROLES = {"admin": 0, "editor": 0, "viewer": 1}
+router = APIRouter(prefix="/v2/public", tags=["encord-compatible"], route_class=CorralRoute)
+#: corral's project roles and the SDK's ProjectUserRole numbers
+PROJECT_ROLES = {"admin": 0, "annotator": 1, "reviewer": 2, "annotator_reviewer": 3, "team_manager": 4,
+                 "viewer": 5, "editor": 3}
+_ROLE_NAMES = {n: r for r, n in PROJECT_ROLES.items() if r != "editor"}
 
 
 def ontology_dto(row: Ontology, principal: Principal) -> dict[str, Any]:
@@ -41,7 +48,7 @@ def project_dto(view: projects.ProjectView) -> dict[str, Any]:
     p = view.project
     return {
         "projectHash": str(p.id),
-        "projectType": p.project_type,
+        "projectType": "workflow",  # every project has the default workflow
         "status": p.status,
         "title": p.title,
         "description": p.description,
@@ -50,10 +57,11 @@ def project_dto(view: projects.ProjectView) -> dict[str, Any]:
         "lastEditedAt": p.updated_at.isoformat(),
         "ontologyHash": str(view.ontology.id),
         "editorOntology": view.ontology.editor,
-        "userRole": _PROJECT_ROLES.get(view.role, 1),
+        "userRole": PROJECT_ROLES.get(view.role, 5),
         "datasetHashes": [str(d) for d in view.dataset_ids],
-        "workflowManagerUuid": None,
-        "workflow": None,
+        "workflowManagerUuid": str(p.id),
+        "workflow": {"stages": [{"stageType": st["kind"], "uuid": st["id"], "title": st["title"]}
+                                for st in workflow.stages(p.id)]},
     }
 
 
@@ -75,6 +83,105 @@ async def get_ontology(ctx: Ctx, principal: CurrentPrincipal, ontology_id: str) 
     def read() -> dict[str, Any]:
         with ctx.db.read() as s:
             return ontology_dto(ontologies.get(s, principal, ontology_id), principal)
+
+    return await run_in_threadpool(read)
+
+
+def _listing_filter(
+    title_eq: str | None, title_like: str | None, desc_eq: str | None, desc_like: str | None,
+    created_before: datetime | None, created_after: datetime | None,
+    edited_before: datetime | None, edited_after: datetime | None,
+) -> filters.Listing:
+    def utc(when: datetime | None) -> datetime | None:
+        return when if when is None or when.tzinfo else when.replace(tzinfo=UTC)
+
+    return filters.Listing(title_eq, title_like, desc_eq, desc_like, utc(created_before), utc(created_after),
+                           utc(edited_before), utc(edited_after))
+
+
+@router.get("/ontologies", summary="Ontologies, filtered (SDK get_ontologies())")
+async def list_ontologies(
+    ctx: Ctx,
+    principal: CurrentPrincipal,
+    title_eq: Annotated[str | None, Query(alias="titleEq")] = None,
+    title_like: Annotated[str | None, Query(alias="titleLike")] = None,
+    desc_eq: Annotated[str | None, Query(alias="descEq")] = None,
+    desc_like: Annotated[str | None, Query(alias="descLike")] = None,
+    created_before: Annotated[datetime | None, Query(alias="createdBefore")] = None,
+    created_after: Annotated[datetime | None, Query(alias="createdAfter")] = None,
+    edited_before: Annotated[datetime | None, Query(alias="editedBefore")] = None,
+    edited_after: Annotated[datetime | None, Query(alias="editedAfter")] = None,
+    include_org_access: Annotated[bool, Query(alias="includeOrgAccess")] = False,
+) -> dict[str, Any]:
+    """Every member sees every ontology of the organisation, so ``includeOrgAccess`` adds nothing."""
+    where = _listing_filter(title_eq, title_like, desc_eq, desc_like, created_before, created_after,
+                            edited_before, edited_after)
+
+    def read() -> dict[str, Any]:
+        with ctx.db.read() as s:
+            rows = ontologies.list_(s, principal, where)
+            return {"results": [ontology_dto(r, principal) for r in rows], "nextPageToken": None}
+
+    return await run_in_threadpool(read)
+
+
+@router.put("/ontologies/{ontology_id}", summary="Save an ontology (SDK Ontology.save())")
+async def save_ontology(
+    ctx: Ctx, principal: CurrentPrincipal, ontology_id: str, document: Annotated[dict[str, Any], Body()]
+) -> None:
+    refuse_unsupported("Ontology.save", document, {"title", "description", "editor"})
+
+    def write() -> None:
+        with ctx.db.write() as s:
+            ontologies.update(s, principal, ontology_id, document.get("title"), document.get("description"),
+                              document.get("editor"))
+
+    await run_in_threadpool(write)
+
+
+@router.get("/projects", summary="Projects, filtered, a page at a time (SDK list_projects())")
+async def list_projects(
+    ctx: Ctx,
+    principal: CurrentPrincipal,
+    title_eq: Annotated[str | None, Query(alias="titleEq")] = None,
+    title_like: Annotated[str | None, Query(alias="titleLike")] = None,
+    desc_eq: Annotated[str | None, Query(alias="descEq")] = None,
+    desc_like: Annotated[str | None, Query(alias="descLike")] = None,
+    created_before: Annotated[datetime | None, Query(alias="createdBefore")] = None,
+    created_after: Annotated[datetime | None, Query(alias="createdAfter")] = None,
+    edited_before: Annotated[datetime | None, Query(alias="editedBefore")] = None,
+    edited_after: Annotated[datetime | None, Query(alias="editedAfter")] = None,
+    include_org_access: Annotated[bool, Query(alias="includeOrgAccess")] = False,
+    tags_anyof: Annotated[list[str] | None, Query(alias="tagsAnyof")] = None,
+    page_token: Annotated[str | None, Query(alias="pageToken")] = None,
+) -> dict[str, Any]:
+    """Admins see every project; ``includeOrgAccess`` adds nothing.  One page holds them all."""
+    if tags_anyof:
+        raise errors.InvalidInput("tagsAnyof: corral has no organisation tags")
+    if page_token:
+        raise errors.InvalidInput("pageToken: corral answers every project in one page")
+    where = _listing_filter(title_eq, title_like, desc_eq, desc_like, created_before, created_after,
+                            edited_before, edited_after)
+
+    def read() -> dict[str, Any]:
+        with ctx.db.read() as s:
+            views = projects.list_(s, principal, where)
+            return {"results": [project_dto(v) for v in views], "nextPageToken": None}
+
+    return await run_in_threadpool(read)
+
+
+@router.get("/projects/{project_id}/datasets", summary="A project's datasets (SDK Project.list_datasets())")
+async def list_project_datasets(ctx: Ctx, principal: CurrentPrincipal, project_id: str) -> dict[str, Any]:
+    def read() -> dict[str, Any]:
+        with ctx.db.read() as s:
+            project = projects.load(s, principal, project_id)
+            rows = [s.get(Dataset, d) for d in projects.dataset_ids(s, project.id)]
+            return {
+                "results": [{"datasetHash": str(d.id), "title": d.title, "description": d.description}
+                            for d in rows if d is not None],
+                "nextPageToken": None,
+            }
 
     return await run_in_threadpool(read)
 
@@ -110,6 +217,17 @@ def _project_id(call: RpcCall) -> str:
 
 def create_project(ctx: AppContext, principal: Principal, call: RpcCall) -> str:
     p = _payload(call)
+    if p.get("workflow_template_id"):
+        raise errors.InvalidInput(
+            "workflow_template_hash: corral has no workflow templates; every project gets the default "
+            "workflow (annotate, review, complete)"
+        )
+    if p.get("workflow_type") not in (None, "manual"):
+        raise errors.InvalidInput(
+            f"workflow_settings: corral supports manual QA only, not {p.get('workflow_type')!r}"
+        )
+    refuse_unsupported("create_project", p, {"title", "description", "ontology_hash", "dataset_hashes",
+                                             "workflow_type", "workflow_template_id"})
     with ctx.db.write() as s:
         row = projects.create(s, principal, p.get("title"), p.get("description"), p.get("ontology_hash"),
                               p.get("dataset_hashes") or [])
@@ -124,38 +242,313 @@ def _ids(values: Any, kind: str) -> list[Any] | None:
     return [ontologies.parse_id(v, kind) for v in values]
 
 
+_LIST_OPTIONS = {
+    "data_hashes", "label_hashes", "data_title_eq", "data_title_like", "label_statuses", "edited_before",
+    "edited_after", "include_uninitialised_labels", "include_client_metadata", "include_workflow_graph_node",
+    "include_all_label_branches", "branch_name", "workflow_graph_node_title_eq",
+    "workflow_graph_node_title_like", "include_images_data",
+}
+
+
+def _when(value: Any, name: str) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        when = datetime.fromisoformat(str(value))
+    except ValueError:
+        raise errors.InvalidInput(f"{name} must be an ISO 8601 date and time, got {value!r}") from None
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
 def list_label_rows(ctx: AppContext, principal: Principal, call: RpcCall) -> list[dict[str, Any]]:
     p = _payload(call)
+    refuse_unsupported("list_label_rows_v2", p, _LIST_OPTIONS)
+    if p.get("branch_name") not in (None, label_rows.BRANCH):
+        raise errors.InvalidInput(
+            f"branch_name: corral keeps one label branch, {label_rows.BRANCH!r}; got {p.get('branch_name')!r}"
+        )
+    statuses = p.get("label_statuses")
+    if statuses is not None and not isinstance(statuses, list):
+        raise errors.InvalidInput("label_statuses must be a list")
     where = label_rows.Filters(
         data_hashes=_ids(p.get("data_hashes"), "data hash"),
         label_hashes=_ids(p.get("label_hashes"), "label hash"),
-        data_title=p.get("data_title_eq"),
-        label_statuses=p.get("label_statuses"),
+        data_title=_text(p.get("data_title_eq"), "data_title_eq"),
+        data_title_like=_text(p.get("data_title_like"), "data_title_like"),
+        label_statuses=statuses,
+        edited_before=_when(p.get("edited_before"), "edited_before"),
+        edited_after=_when(p.get("edited_after"), "edited_after"),
+        labelled_only=p.get("include_uninitialised_labels") is False,
+        client_metadata=bool(p.get("include_client_metadata")),
+        images_data=bool(p.get("include_images_data")),
+        workflow_node=p.get("include_workflow_graph_node") is not False,
+        stage_title=_text(p.get("workflow_graph_node_title_eq"), "workflow_graph_node_title_eq"),
+        stage_title_like=_text(p.get("workflow_graph_node_title_like"), "workflow_graph_node_title_like"),
     )
     with ctx.db.read() as s:
         return label_rows.list_metadata(s, principal, _project_id(call), where)
 
 
+def _text(value: Any, name: str) -> str | None:
+    if value is not None and not isinstance(value, str):
+        raise errors.InvalidInput(f"{name} must be a string")
+    return value
+
+
+def _signed_blobs(ctx: AppContext, s: Session, units: list[label_rows.Unit], sign: bool) -> Any:
+    """Inside the transaction: the label rows, and what signing their files needs (if asked)."""
+    blobs = [label_rows.blob(u) for u in units]
+    if not sign:
+        return blobs, [], {}
+    views = [items.view(u.item, list(u.parts) if u.parts else None) for u in units]
+    return blobs, views, items.signers(s, ctx.settings, views)
+
+
+def _with_links(
+    blobs: list[dict[str, Any]], views: list[items.ItemView], openers: Any
+) -> list[dict[str, Any]]:
+    """Outside any transaction: each data unit's link replaced by a signed URL (an image group's
+    images each get theirs)."""
+    if not views:  # not asked to sign
+        return blobs
+    for doc, view in zip(blobs, views, strict=True):
+        opener = openers.get(view.integration_id)
+        if opener is None:
+            continue
+        signed = items.signed(view, opener)
+        by_hash = {label_rows.image_hash(view.id, p.position): p.signed_url for p in signed.parts or []}
+        first = signed.parts[0].signed_url if signed.parts else None
+        for key, unit in doc["data_units"].items():
+            unit["data_link"] = by_hash.get(key) or signed.signed_url or first or unit["data_link"]
+    return blobs
+
+
+# include_archived: corral archives no label row, so there is nothing more to include
+_GET_OPTIONS = {"get_signed_url", "multi_request", "include_archived", "branch_name"}
+
+
 def create_label_rows(ctx: AppContext, principal: Principal, call: RpcCall) -> list[dict[str, Any]]:
-    _payload(call)
+    p = _payload(call)
+    refuse_unsupported("initialise_labels", p, _GET_OPTIONS)
+    if p.get("branch_name") not in (None, label_rows.BRANCH):
+        raise errors.InvalidInput(f"branch_name: corral keeps one label branch, {label_rows.BRANCH!r}")
     with ctx.db.write() as s:
-        return label_rows.create(s, principal, _project_id(call), call.uid)
+        units = label_rows.create_units(s, principal, _project_id(call), call.uid)
+        blobs, views, openers = _signed_blobs(ctx, s, units, bool(p.get("get_signed_url")))
+    return _with_links(blobs, views, openers)
 
 
 def get_label_rows(ctx: AppContext, principal: Principal, call: RpcCall) -> list[dict[str, Any]]:
-    _payload(call)
+    p = _payload(call)
+    refuse_unsupported("initialise_labels", p, _GET_OPTIONS)
     with ctx.db.read() as s:
-        return label_rows.get(s, principal, _project_id(call), call.uid)
+        units = label_rows.get_units(s, principal, _project_id(call), call.uid)
+        blobs, views, openers = _signed_blobs(ctx, s, units, bool(p.get("get_signed_url")))
+    return _with_links(blobs, views, openers)
 
 
 def save_label_rows(ctx: AppContext, principal: Principal, call: RpcCall) -> bool:
     p = _payload(call)
+    refuse_unsupported("LabelRowV2.save", p, {"labels", "multi_request", "validate_before_saving"})
     with ctx.db.write() as s:
         label_rows.save(s, principal, _project_id(call), call.uid, p.get("labels"))
     return True
 
 
+_LEGACY_TIME = "%Y-%m-%d %H:%M:%S"  # what the SDK's legacy Project parses
+
+
+def get_projects(ctx: AppContext, principal: Principal, call: RpcCall) -> list[dict[str, Any]]:
+    """``get_projects``: the legacy listing, with the same filters as ``list_projects``."""
+    wanted = _payload(call).get("filter") or {}
+    if not isinstance(wanted, dict):
+        raise errors.InvalidInput("filter must be an object")
+    refuse_unsupported("get_projects", wanted, {
+        "title_eq", "title_like", "desc_eq", "desc_like", "created_before", "created_after",
+        "edited_before", "edited_after"})
+    t = {k: _text(wanted.get(k), k) for k in ("title_eq", "title_like", "desc_eq", "desc_like")}
+    stamps = ("created_before", "created_after", "edited_before", "edited_after")
+    w = {k: _when(wanted.get(k), k) for k in stamps}
+    where = filters.Listing(t["title_eq"], t["title_like"], t["desc_eq"], t["desc_like"],
+                            w["created_before"], w["created_after"], w["edited_before"], w["edited_after"])
+    with ctx.db.read() as s:
+        views = projects.list_(s, principal, where)
+    return [
+        {
+            "user_role": PROJECT_ROLES.get(v.role, 5),
+            "project": {
+                "project_hash": str(v.project.id),
+                "title": v.project.title,
+                "description": v.project.description,
+                "created_at": v.project.created_at.strftime(_LEGACY_TIME),
+                "last_edited_at": v.project.updated_at.strftime(_LEGACY_TIME),
+                "editor_ontology": v.ontology.editor,
+                "datasets": [str(d) for d in v.dataset_ids],
+                "ontology_hash": str(v.ontology.id),
+                "source_projects": [],
+                "workflow_manager_uuid": None,
+            },
+        }
+        for v in views
+    ]
+
+
+def add_project_datasets(ctx: AppContext, principal: Principal, call: RpcCall) -> bool:
+    p = _payload(call)
+    refuse_unsupported("Project.add_datasets", p, {"dataset_hashes"})
+    with ctx.db.write() as s:
+        projects.add_datasets(s, principal, _project_id(call), p.get("dataset_hashes"))
+    return True
+
+
+def remove_project_datasets(ctx: AppContext, principal: Principal, call: RpcCall) -> bool:
+    refs = call.uid if isinstance(call.uid, list) else [call.uid]
+    with ctx.db.write() as s:
+        projects.remove_datasets(s, principal, _project_id(call), refs)
+    return True
+
+
+def add_project_users(ctx: AppContext, principal: Principal, call: RpcCall) -> list[dict[str, Any]]:
+    p = _payload(call)
+    refuse_unsupported("Project.add_users", p, {"user_emails", "user_role"})
+    number = p.get("user_role")
+    if number not in _ROLE_NAMES:
+        raise errors.InvalidInput(f"user_role must be a ProjectUserRole (0-5), got {number!r}")
+    with ctx.db.write() as s:
+        project = _project_id(call)
+        added = projects.add_users(s, principal, project, p.get("user_emails"), _ROLE_NAMES[number])
+    return [{"user_email": m.email, "user_role": number, "project_hash": project} for m in added]
+
+
+@router.get("/projects/{project_id}/users", summary="A project's members (SDK Project.list_users())")
+async def list_project_users(
+    ctx: Ctx, principal: CurrentPrincipal, project_id: str,
+    page_token: Annotated[str | None, Query(alias="pageToken")] = None,
+) -> dict[str, Any]:
+    if page_token:
+        raise errors.InvalidInput("pageToken: corral answers every member in one page")
+
+    def read() -> dict[str, Any]:
+        with ctx.db.read() as s:
+            members = projects.users(s, principal, project_id)
+        return {"results": [{"userEmail": m.email, "userRole": PROJECT_ROLES[m.role]} for m in members],
+                "nextPageToken": None}
+
+    return await run_in_threadpool(read)
+
+
+@router.post("/projects/{project_id}/users/bulk-delete", summary="Remove members (SDK remove_users())")
+async def remove_project_users(
+    ctx: Ctx, principal: CurrentPrincipal, project_id: str, body: Annotated[dict[str, Any], Body()]
+) -> None:
+    refuse_unsupported("Project.remove_users", body, {"userEmails"})
+
+    def write() -> None:
+        with ctx.db.write() as s:
+            projects.remove_users(s, principal, project_id, body.get("userEmails"))
+
+    await run_in_threadpool(write)
+
+
+# -- workflow -----------------------------------------------------------------------------------
+
+
+def _task_dto(task: workflow.Task) -> dict[str, Any]:
+    return {
+        "uuid": str(task.id),
+        "createdAt": task.created_at.isoformat(),
+        "updatedAt": task.updated_at.isoformat(),
+        "status": task.status,
+        "dataHash": str(task.data_row_id),
+        "dataTitle": task.title,
+        "labelBranchName": label_rows.BRANCH,
+        "assignee": task.assignee,
+    }
+
+
+@router.get(
+    "/projects/{project_id}/workflow/stages/{stage_id}/tasks",
+    summary="A workflow stage's tasks, filtered (SDK AnnotationStage/ReviewStage/FinalStage.get_tasks())",
+)
+async def list_tasks(
+    ctx: Ctx,
+    principal: CurrentPrincipal,
+    project_id: str,
+    stage_id: str,
+    user_emails: Annotated[list[str] | None, Query(alias="userEmails")] = None,
+    data_hashes: Annotated[list[str] | None, Query(alias="dataHashes")] = None,
+    dataset_hashes: Annotated[list[str] | None, Query(alias="datasetHashes")] = None,
+    data_title_contains: Annotated[str | None, Query(alias="dataTitleContains")] = None,
+    statuses: Annotated[list[str] | None, Query()] = None,
+    page_token: Annotated[str | None, Query(alias="pageToken")] = None,
+) -> dict[str, Any]:
+    if page_token:
+        raise errors.InvalidInput("pageToken: corral answers every task of a stage in one page")
+    where = workflow.TaskFilter(
+        assignees=user_emails,
+        data_row_ids=_ids(data_hashes, "data hash"),
+        dataset_ids=_ids(dataset_hashes, "dataset hash"),
+        title_contains=data_title_contains,
+        statuses=statuses,
+    )
+
+    def read() -> dict[str, Any]:
+        with ctx.db.read() as s:
+            found = workflow.tasks(s, principal, project_id, stage_id, where)
+        return {"results": [_task_dto(t) for t in found], "nextPageToken": None}
+
+    return await run_in_threadpool(read)
+
+
+@router.post(
+    "/projects/{project_id}/workflow/stages/{stage_id}/actions",
+    summary="Assign, release, submit, approve or reject tasks (SDK AnnotationTask/ReviewTask actions)",
+)
+async def task_actions(
+    ctx: Ctx, principal: CurrentPrincipal, project_id: str, stage_id: str,
+    body: Annotated[list[dict[str, Any]], Body()],
+) -> None:
+    actions = []
+    for n, raw in enumerate(body):
+        # resolve/approve/rejectLabelReviews: corral keeps no label reviews, so there are none to act on
+        refuse_unsupported(f"task action [{n}]", raw,
+                           {"taskUuid", "action", "assignee", "retainAssignee", "resolveLabelReviews",
+                            "approveLabelReviews", "rejectLabelReviews"})
+        ident = _ids([raw.get("taskUuid")], "task")
+        assert ident is not None
+        actions.append(workflow.Action(ident[0], str(raw.get("action")), raw.get("assignee"),
+                                       bool(raw.get("retainAssignee"))))
+
+    def write() -> None:
+        with ctx.db.write() as s:
+            workflow.act(s, principal, project_id, stage_id, actions)
+
+    await run_in_threadpool(write)
+
+
+@router.post(
+    "/projects/{project_id}/workflow/stages/{stage_id}/move-tasks",
+    summary="Move tasks to another stage (SDK task.move())",
+)
+async def move_tasks(
+    ctx: Ctx, principal: CurrentPrincipal, project_id: str, stage_id: str,
+    body: Annotated[dict[str, Any], Body()],
+) -> None:
+    refuse_unsupported("move tasks", body, {"taskUuids", "destinationStageUuid"})
+    ids = _ids(body.get("taskUuids"), "task") or []
+
+    def write() -> None:
+        with ctx.db.write() as s:
+            workflow.move(s, principal, project_id, stage_id, body.get("destinationStageUuid"), ids)
+
+    await run_in_threadpool(write)
+
+
 operations[("project", "POST")] = create_project
+operations[("projectusers", "POST")] = add_project_users
+operations[("projectwithuserrole", "GET")] = get_projects
+operations[("projectdataset", "POST")] = add_project_datasets
+operations[("projectdataset", "DELETE")] = remove_project_datasets
 operations[("labelrowmetadata", "GET")] = list_label_rows
 operations[("labelrow", "PUT")] = create_label_rows
 operations[("labelrow", "GET")] = get_label_rows

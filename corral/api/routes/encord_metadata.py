@@ -12,12 +12,13 @@ from fastapi import APIRouter, Body
 from starlette.concurrency import run_in_threadpool
 
 from corral.api.deps import Ctx, CurrentPrincipal
+from corral.api.parsing import CorralRoute
 from corral.core.identity import Principal
 from corral.core.metadata import schema as model
 from corral.core.metadata import service
 from corral.core.metadata.service import SchemaState
 
-router = APIRouter(prefix="/v2/public/organisation", tags=["encord-compatible"])
+router = APIRouter(prefix="/v2/public/organisation", tags=["encord-compatible"], route_class=CorralRoute)
 
 
 def _save(ctx: Ctx, principal: Principal, parse: Any) -> None:

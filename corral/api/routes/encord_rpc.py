@@ -8,7 +8,6 @@ turned into the SDK's error envelope by ``corral.api.errors``.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -16,9 +15,11 @@ from typing import Any
 from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 
+from corral import jsoncodec
 from corral.api.deps import AppContext, Ctx, CurrentPrincipal
+from corral.api.parsing import CorralRoute
 from corral.core.identity import Principal
-from corral.errors import InvalidInput
+from corral.errors import InvalidInput, NotSupported
 
 
 @dataclass(frozen=True)
@@ -35,14 +36,23 @@ class RpcCall:
 Handler = Callable[[AppContext, Principal, RpcCall], Any]
 operations: dict[tuple[str, str], Handler] = {}
 
-router = APIRouter(tags=["encord-compatible"])
+router = APIRouter(tags=["encord-compatible"], route_class=CorralRoute)
+
+
+def refuse_unsupported(where: str, options: dict[str, Any], supported: set[str]) -> None:
+    """Refuse (400, naming them) the options of an SDK call that corral does not implement.
+
+    An option left at its "off" value (None, False, an empty list) asks for nothing and passes.
+    """
+    off: tuple[Any, ...] = (None, False, [], {})
+    unsupported = sorted(k for k, v in options.items() if k not in supported and v not in off)
+    if unsupported:
+        shown = ", ".join(f"{k}={options[k]!r}" for k in unsupported)
+        raise InvalidInput(f"{where}: corral does not support the option(s) {shown}")
 
 
 def _parse(body: bytes, request: Request, scope: str) -> RpcCall:
-    try:
-        doc = json.loads(body)
-    except ValueError:
-        raise InvalidInput("request body is not JSON") from None
+    doc = jsoncodec.parse(body)  # the one set of rules: depth, numbers, surrogates, NUL
     if not isinstance(doc, dict) or not isinstance(doc.get("values", {}), dict):
         raise InvalidInput("expected {\"query_type\", \"query_method\", \"values\": {\"uid\", \"payload\"}}")
     qt, qm = doc.get("query_type"), doc.get("query_method")
@@ -57,7 +67,10 @@ async def _dispatch(request: Request, ctx: AppContext, principal: Principal, sco
     call = _parse(await request.body(), request, scope)
     handler = operations.get((call.query_type, call.query_method))
     if handler is None:
-        raise InvalidInput(f"unsupported operation {call.query_type}/{call.query_method}")
+        raise NotSupported(
+            f"the Encord v1 operation {call.query_type}/{call.query_method} is not supported by corral "
+            "(see docs/encord-compatibility.md for the Encord SDK calls corral implements)"
+        )
     result = await run_in_threadpool(handler, ctx, principal, call)
     return {"status": 200, "response": result}
 

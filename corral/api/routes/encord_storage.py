@@ -12,10 +12,11 @@ from fastapi import APIRouter, Body, Query
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from corral import errors
+from corral import errors, jsoncodec
 from corral.api import encord_dto as dto
 from corral.api.deps import AppContext, Ctx, CurrentPrincipal
 from corral.api.longpoll import hold_until
+from corral.api.parsing import CorralRoute
 from corral.core import folders, items, pagination
 from corral.core.identity import Principal
 from corral.core.items import ItemView
@@ -24,7 +25,8 @@ from corral.jobs import queue
 from corral.registration import jobs as registration
 from corral.registration import service, uploads
 
-router = APIRouter(prefix="/v2/public/storage", tags=["encord-compatible"])
+router = APIRouter(prefix="/v2/public/storage", tags=["encord-compatible"], route_class=CorralRoute)
+presigned_router = APIRouter(prefix="/v2/public", tags=["encord-compatible"], route_class=CorralRoute)
 
 ITEMS_LISTED = 10_000  # itemsWithNames of one job (the SDK reads the first for its uploads)
 ERRORS_LISTED = 1_000
@@ -46,10 +48,7 @@ def _metadata(value: Any) -> dict[str, Any] | None:
     """Folder metadata arrives as a JSON string (the SDK's ``json.dumps``), or an object."""
     if value is None or isinstance(value, dict):
         return value
-    try:
-        parsed = json.loads(value) if isinstance(value, str) else None
-    except ValueError:
-        parsed = None
+    parsed = jsoncodec.parse(value, field="clientMetadata") if isinstance(value, str) else None
     if not isinstance(parsed, dict):
         raise errors.InvalidInput("clientMetadata must be a JSON object (as a string or an object)")
     return parsed
@@ -149,7 +148,7 @@ async def list_folders(
     order: Order = "name",
     desc: bool = False,
     page_token: Annotated[str | None, Query(alias="pageToken")] = None,
-    page_size: Annotated[int, Query(alias="pageSize")] = 100,
+    page_size: Annotated[int, Query(alias="pageSize", ge=1, le=pagination.MAX_PAGE_SIZE)] = 100,
 ) -> dict[str, Any]:
     def read() -> dict[str, Any]:
         with ctx.db.read() as s:
@@ -172,7 +171,7 @@ async def list_subfolders(
     order: Order = "name",
     desc: bool = False,
     page_token: Annotated[str | None, Query(alias="pageToken")] = None,
-    page_size: Annotated[int, Query(alias="pageSize")] = 100,
+    page_size: Annotated[int, Query(alias="pageSize", ge=1, le=pagination.MAX_PAGE_SIZE)] = 100,
 ) -> dict[str, Any]:
     def read() -> dict[str, Any]:
         with ctx.db.read() as s:
@@ -192,7 +191,7 @@ async def find_folders(
     order: Order = "name",
     desc: bool = False,
     page_token: Annotated[str | None, Query(alias="pageToken")] = None,
-    page_size: Annotated[int, Query(alias="pageSize")] = 100,
+    page_size: Annotated[int, Query(alias="pageSize", ge=1, le=pagination.MAX_PAGE_SIZE)] = 100,
 ) -> dict[str, Any]:
     def read() -> dict[str, Any]:
         with ctx.db.read() as s:
@@ -250,14 +249,15 @@ async def list_items(
     order: Order = "name",
     desc: bool = False,
     page_token: Annotated[str | None, Query(alias="pageToken")] = None,
-    page_size: Annotated[int, Query(alias="pageSize")] = 100,
+    page_size: Annotated[int, Query(alias="pageSize", ge=1, le=pagination.MAX_PAGE_SIZE)] = 100,
     sign_urls: Annotated[bool, Query(alias="signUrls")] = False,
     include_metadata: Annotated[bool, Query(alias="includeClientMetadata")] = True,
+    metadata_as_url: Annotated[bool, Query(alias="clientMetadataAsSignedUrl")] = False,
 ) -> dict[str, Any]:
-    if is_recursive:
-        raise errors.InvalidInput("corral lists one folder's items at a time: isRecursive is not supported")
-    if is_in_dataset is not None:
-        raise errors.InvalidInput("the isInDataset filter is not supported by corral")
+    if metadata_as_url:
+        raise errors.InvalidInput(
+            "clientMetadataAsSignedUrl is not supported by corral: metadata comes inline"
+        )
     types = _types(item_types)
 
     def run(s: Session) -> Any:
@@ -271,6 +271,8 @@ async def list_items(
             direction=_direction(desc),
             page_size=page_size,
             page_token=page_token,
+            recursive=is_recursive,
+            in_dataset=is_in_dataset,
         )
 
     return await _listing(ctx, run, sign_urls, include_metadata)
@@ -286,11 +288,9 @@ async def find_items(
     order: Order = "name",
     desc: bool = False,
     page_token: Annotated[str | None, Query(alias="pageToken")] = None,
-    page_size: Annotated[int, Query(alias="pageSize")] = 100,
+    page_size: Annotated[int, Query(alias="pageSize", ge=1, le=pagination.MAX_PAGE_SIZE)] = 100,
     sign_urls: Annotated[bool, Query(alias="signUrls")] = False,
 ) -> dict[str, Any]:
-    if is_in_dataset is not None:
-        raise errors.InvalidInput("the isInDataset filter is not supported by corral")
     types = _types(item_types)
 
     def run(s: Session) -> Any:
@@ -303,6 +303,7 @@ async def find_items(
             direction=_direction(desc),
             page_size=page_size,
             page_token=page_token,
+            in_dataset=is_in_dataset,
         )
 
     return await _listing(ctx, run, sign_urls, True)
@@ -460,6 +461,10 @@ async def upload_signed_urls(
             folders.resolve_for(s, principal, folder_id, "editor")
 
     await run_in_threadpool(check)
+    return _page(await _tickets(ctx, principal, kind, count), None)
+
+
+async def _tickets(ctx: AppContext, principal: Principal, kind: str, count: int) -> list[dict[str, Any]]:
     results = []
     for _ in range(count):
         ticket = await run_in_threadpool(uploads.start, ctx.db, ctx.settings, principal, kind, None)
@@ -472,4 +477,20 @@ async def upload_signed_urls(
                 "uploadHeaders": ticket.headers,
             }
         )
-    return _page(results, None)
+    return results
+
+
+@presigned_router.get(
+    "/presigned-urls",
+    summary="Signed PUT URLs for local files (SDK Dataset.upload_image and the other legacy helpers)",
+)
+async def presigned_urls(
+    ctx: Ctx,
+    principal: CurrentPrincipal,
+    count: int = 1,
+    upload_item_type: Annotated[str, Query(alias="uploadItemType")] = "file",
+) -> dict[str, Any]:
+    """The file is registered later, into the folder the upload job names (checked then)."""
+    if not 1 <= count <= MAX_SIGNED_URLS:
+        raise errors.InvalidInput(f"count must be 1 to {MAX_SIGNED_URLS}")
+    return _page(await _tickets(ctx, principal, upload_item_type, count), None)

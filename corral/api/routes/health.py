@@ -9,8 +9,9 @@ from corral._version import __version__
 from corral.api.deps import Ctx
 from corral.api.docs import OPEN
 from corral.api.models import HealthPublic
+from corral.api.parsing import CorralRoute
 
-router = APIRouter(tags=["health"])
+router = APIRouter(tags=["health"], route_class=CorralRoute)
 
 
 @router.get(

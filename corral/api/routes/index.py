@@ -15,11 +15,12 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 
 from corral.api.deps import Ctx, CurrentPrincipal
+from corral.api.parsing import CorralRoute
 from corral.core.identity import Principal
 from corral.core.index import query
 from corral.db.engine import Database
 
-router = APIRouter(prefix="/api/v1/index", tags=["index"])
+router = APIRouter(prefix="/api/v1/index", tags=["index"], route_class=CorralRoute)
 EXPORT_CHUNK = 1000
 
 _FILTER = Field(None, description="A JSON filter tree (and / or / not over predicates); see docs/index.md.")

@@ -21,14 +21,15 @@ from corral.api.models import (
     SignedUrlPublic,
     SignRequest,
 )
+from corral.api.parsing import CorralRoute
 from corral.core import integration_check, integrations
 from corral.core.identity import Principal
 from corral.core.integrations import IntegrationView
 from corral.storage.base import CorsRule, cors_allows
 from corral.storage.scope import ScopedStorage
 
-router = APIRouter(prefix="/api/v1/integrations", tags=["integrations"])
-v2_router = APIRouter(prefix="/v2/public", tags=["encord-compatible"])
+router = APIRouter(prefix="/api/v1/integrations", tags=["integrations"], route_class=CorralRoute)
+v2_router = APIRouter(prefix="/v2/public", tags=["encord-compatible"], route_class=CorralRoute)
 
 T = TypeVar("T")
 Origin = Annotated[
@@ -52,11 +53,12 @@ def _rules(rules: list[CorsRule]) -> list[CorsRulePublic]:
 async def _with_storage(
     ctx: AppContext, principal: Principal, ref: str, fn: Callable[[ScopedStorage], T]
 ) -> T:
-    """Open the integration (one short read transaction), then talk to the store outside it."""
+    """Find the integration's opened backend (one short read transaction), then talk to the store
+    outside it."""
 
     def run() -> T:
         with ctx.db.read() as s:
-            scoped = integrations.open_scoped(s, ctx.settings, principal.org_id, ref)
+            scoped = integrations.shared_scoped(s, ctx.settings, principal.org_id, ref)
         try:
             return fn(scoped)
         finally:
@@ -78,17 +80,15 @@ async def list_integrations(ctx: Ctx, principal: CurrentPrincipal) -> list[Integ
 async def create_integration(
     ctx: Ctx, principal: CurrentPrincipal, body: IntegrationCreate
 ) -> IntegrationPublic:
-    secret = ctx.settings.resolved_secret_key()
-
     def write() -> IntegrationView:
         with ctx.db.write() as s:
             return integrations.create(
                 s,
                 principal,
-                secret,
+                ctx.settings,
                 title=body.title,
                 provider=body.provider,
-                settings=body.settings,
+                values=body.settings,
                 signed_url_ttl_seconds=body.signed_url_ttl_seconds,
                 strict_client_only=body.strict_client_only,
             )
@@ -109,19 +109,17 @@ async def get_integration(ctx: Ctx, principal: CurrentPrincipal, ref: str) -> In
 async def update_integration(
     ctx: Ctx, principal: CurrentPrincipal, ref: str, body: IntegrationUpdate
 ) -> IntegrationPublic:
-    secret = ctx.settings.resolved_secret_key()
-
     def write() -> IntegrationView:
         with ctx.db.write() as s:
             return integrations.update(
                 s,
                 principal,
-                secret,
+                ctx.settings,
                 ref,
                 title=body.title,
                 signed_url_ttl_seconds=body.signed_url_ttl_seconds,
                 strict_client_only=body.strict_client_only,
-                settings=body.settings,
+                values=body.settings,
             )
 
     return _public(await run_in_threadpool(write))

@@ -9,10 +9,11 @@ from starlette.concurrency import run_in_threadpool
 from corral.api.deps import Ctx, CurrentPrincipal
 from corral.api.longpoll import hold_until
 from corral.api.models import CancelPublic, JobErrorPublic, JobFilesPublic, JobPublic
+from corral.api.parsing import CorralRoute
 from corral.jobs import queue
 from corral.jobs.queue import JobState
 
-router = APIRouter(prefix="/api/v1/jobs", tags=["jobs"])
+router = APIRouter(prefix="/api/v1/jobs", tags=["jobs"], route_class=CorralRoute)
 
 
 def _public(state: JobState) -> JobPublic:

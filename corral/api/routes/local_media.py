@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from email.utils import format_datetime
 
 from fastapi import APIRouter, Request, Response
@@ -20,24 +20,34 @@ from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 from corral import errors
 from corral.api.deps import Ctx
 from corral.api.docs import OPEN
+from corral.api.parsing import CorralRoute
 from corral.core import integrations, secrets
+from corral.settings import Settings
 from corral.storage import local
 from corral.storage.base import ObjectInfo
 from corral.storage.local import LocalStorage
 
-router = APIRouter(prefix=local.MEDIA_ROUTE, tags=["integrations"])
+router = APIRouter(prefix=local.MEDIA_ROUTE, tags=["integrations"], route_class=CorralRoute)
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 
 
-def _verify(ctx: Ctx, method: str, integration_id: uuid.UUID, key: str, request: Request) -> None:
-    expires = request.query_params.get("expires")
-    sig = request.query_params.get("sig")
+def verify_link(
+    settings: Settings, method: str, integration_id: str, key: str, query: Mapping[str, str]
+) -> None:
+    """A local-media link's signature, its only credential (checked by the request guard before any
+    body is read, and again by the route)."""
+    expires = query.get("expires")
+    sig = query.get("sig")
     if not expires or not sig:
         raise errors.PermissionDenied("this link is not signed (expected ?expires=…&sig=…)")
-    signing_key = secrets.local_media_key(ctx.settings.resolved_secret_key())
-    why = local.verify(signing_key, method, str(integration_id), key, expires, sig)
+    signing_key = secrets.local_media_key(settings.resolved_secret_key())
+    why = local.verify(signing_key, "GET" if method == "HEAD" else method, integration_id, key, expires, sig)
     if why:
         raise errors.PermissionDenied(f"this link is not valid: {why}")
+
+
+def _verify(ctx: Ctx, method: str, integration_id: uuid.UUID, key: str, request: Request) -> None:
+    verify_link(ctx.settings, method, str(integration_id), key, request.query_params)
 
 
 def _open(ctx: Ctx, integration_id: uuid.UUID) -> LocalStorage:
@@ -116,7 +126,8 @@ async def get_file(ctx: Ctx, integration_id: uuid.UUID, key: str, request: Reque
 async def put_file(ctx: Ctx, integration_id: uuid.UUID, key: str, request: Request) -> Response:
     _verify(ctx, "PUT", integration_id, key, request)
     storage = await run_in_threadpool(_open, ctx, integration_id)
-    with tempfile.SpooledTemporaryFile(max_size=8 << 20) as spool:
+    # To disk (past 1 MiB), not memory; the request guard caps it at CORRAL_MAX_UPLOAD_BYTES.
+    with tempfile.SpooledTemporaryFile(max_size=1 << 20) as spool:
         async for chunk in request.stream():
             spool.write(chunk)
         spool.seek(0)

@@ -5,9 +5,10 @@ from starlette.concurrency import run_in_threadpool
 
 from corral.api.deps import Ctx, CurrentPrincipal
 from corral.api.models import MePublic
+from corral.api.parsing import CorralRoute
 from corral.db.tables import Organisation
 
-router = APIRouter(prefix="/api/v1", tags=["identity"])
+router = APIRouter(prefix="/api/v1", tags=["identity"], route_class=CorralRoute)
 
 
 @router.get("/me", response_model=MePublic, summary="Who the credentials belong to")

@@ -5,18 +5,19 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Body, Query
+from fastapi import APIRouter, Body, Path, Query
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
-from corral import errors
 from corral.api.deps import Ctx, CurrentPrincipal
+from corral.api.parsing import CorralRoute
 from corral.core.metadata import schema as model
 from corral.core.metadata import service
 from corral.core.metadata.service import SaveResult, SchemaState, VersionInfo
 from corral.core.metadata.validation import describe
+from corral.jsoncodec import MAX_INT
 
-router = APIRouter(prefix="/api/v1/metadata-schema", tags=["metadata schema"])
+router = APIRouter(prefix="/api/v1/metadata-schema", tags=["metadata schema"], route_class=CorralRoute)
 Format = Annotated[
     Literal["native", "encord", "legacy"],
     Query(description="native (default), encord (the SDK's client-metadata-schema-v2 map) or legacy (flat)."),
@@ -118,7 +119,8 @@ async def put_schema(
         ),
     ],
     base_version: Annotated[
-        int | None, Query(ge=0, description="Refuse (409) unless the schema is still at this version.")
+        int | None,
+        Query(ge=0, le=MAX_INT, description="Refuse (409) unless the schema is still at this version."),
     ] = None,
     dry_run: Annotated[
         bool, Query(description="Check the change and return the diff; save nothing.")
@@ -169,12 +171,11 @@ async def list_versions(
 
 @router.get("/versions/{version}", response_model=SchemaPublic, summary="The schema as it was at a version")
 async def get_version(
-    ctx: Ctx, principal: CurrentPrincipal, version: int, format: Format = "native"
+    ctx: Ctx,
+    principal: CurrentPrincipal,
+    version: Annotated[int, Path(ge=0, le=MAX_INT, description="0 (no schema) or a saved version.")],
+    format: Format = "native",
 ) -> SchemaPublic:
-    if version < 0:
-        raise errors.ValidationFailed(
-            "version must be 0 or more", details=[errors.ErrorDetail("0 or more", field="version")]
-        )
 
     def read() -> SchemaState:
         with ctx.db.read() as s:

@@ -17,11 +17,12 @@ from starlette.concurrency import run_in_threadpool
 from corral.api import session_auth
 from corral.api.deps import Ctx, CurrentPrincipal
 from corral.api.docs import OPEN
+from corral.api.parsing import CorralRoute
 from corral.core import sessions
 from corral.db.tables import Organisation, WebSession
 from corral.errors import AuthenticationFailed, ErrorDetail, ValidationFailed
 
-router = APIRouter(prefix="/api/v1/sessions", tags=["identity"])
+router = APIRouter(prefix="/api/v1/sessions", tags=["identity"], route_class=CorralRoute)
 
 
 class SignIn(BaseModel):

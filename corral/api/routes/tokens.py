@@ -11,10 +11,11 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from corral.api.deps import Ctx, CurrentPrincipal
+from corral.api.parsing import CorralRoute
 from corral.core import identity
 from corral.core.identity import TokenView
 
-router = APIRouter(prefix="/api/v1/tokens", tags=["identity"])
+router = APIRouter(prefix="/api/v1/tokens", tags=["identity"], route_class=CorralRoute)
 
 
 class TokenPublic(BaseModel):

@@ -12,10 +12,11 @@ Images and videos can be labelled; other data types are listed but refused on ``
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from email.utils import format_datetime
 from typing import Any
 
@@ -24,10 +25,11 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from corral import errors
+from corral.core import items
 from corral.core.identity import Principal
 from corral.core.labels import ontologies, projects, validation
 from corral.core.staging import published
-from corral.db.tables import DataRow, Dataset, Item, LabelRow, Project, ProjectDataset
+from corral.db.tables import DataRow, Dataset, Item, ItemPart, LabelRow, Project, ProjectDataset
 from corral.db.types import utcnow
 from corral.errors import ErrorDetail
 
@@ -41,7 +43,8 @@ DATA_TYPES = {
     "image": "image", "video": "video", "image_sequence": "video", "image_group": "img_group",
     "audio": "audio", "text": "plain_text", "pdf": "pdf", "nifti": "nifti", "dicom_series": "dicom",
 }
-LABELLABLE = ("image", "video")
+LABELLABLE = ("image", "video", "img_group")  # image sequences label as videos, frame by frame
+MULTI_FILE = ("image_group", "image_sequence")
 
 
 @dataclass(frozen=True)
@@ -53,6 +56,7 @@ class Unit:
     dataset_title: str
     item: Item
     label: LabelRow | None
+    parts: tuple[ItemPart, ...] = ()  # the images of an image group or sequence, in order
 
     @property
     def data_type(self) -> str:
@@ -63,6 +67,8 @@ class Unit:
         fps, duration = self.item.media.get("fps"), self.item.media.get("duration")
         if self.data_type == "image":
             return 1
+        if self.item.item_type in MULTI_FILE:
+            return len(self.parts) or None
         if isinstance(fps, (int, float)) and isinstance(duration, (int, float)) and fps > 0:
             return max(1, round(fps * duration))
         return None
@@ -79,6 +85,7 @@ def _units(
     data_row_ids: Sequence[uuid.UUID] | None = None,
     label_ids: Sequence[uuid.UUID] | None = None,
     title: str | None = None,
+    title_like: str | None = None,
 ) -> list[Unit]:
     on_label = and_(
         LabelRow.project_id == project.id, LabelRow.data_row_id == DataRow.id, LabelRow.branch_name == BRANCH
@@ -98,14 +105,36 @@ def _units(
         query = query.where(LabelRow.id.in_(list(label_ids)))
     if title is not None:
         query = query.where(Item.name == title)
+    if title_like is not None:
+        query = query.where(Item.name.ilike(title_like))  # SQL LIKE syntax, as the SDK documents
     rows = s.execute(query.order_by(DataRow.dataset_id, DataRow.item_id)).all()
-    return [Unit(r[0], r[1], r[2], r[3], r[4]) for r in rows]
+    multi = [r[3].id for r in rows if r[3].item_type in MULTI_FILE]
+    parts: dict[uuid.UUID, list[ItemPart]] = {}
+    for i in range(0, len(multi), 500):
+        chunk = select(ItemPart).where(ItemPart.item_id.in_(multi[i : i + 500]))
+        for part in s.scalars(chunk.order_by(ItemPart.position)):
+            parts.setdefault(part.item_id, []).append(part)
+    return [Unit(r[0], r[1], r[2], r[3], r[4], tuple(parts.get(r[3].id, ()))) for r in rows]
 
 
-def metadata(unit: Unit) -> dict[str, Any]:
-    """The SDK's LabelRowMetadata for a data unit."""
+def image_hash(item_id: uuid.UUID, position: int) -> str:
+    """The id of one image of a multi-file item (as ``get_child_items`` and ``images_data`` name it)."""
+    return str(items.part_id(item_id, position))
+
+
+def metadata(unit: Unit, *, client_metadata: bool = False, images_data: bool = False) -> dict[str, Any]:
+    """The SDK's LabelRowMetadata for a data unit (with its item's custom metadata, and the images
+    of an image group or sequence, if asked)."""
     item, label, media = unit.item, unit.label, unit.item.media
+    images = [  # exactly the SDK's LabelRowReadOnlyDataImagesDataEntry
+        {"index": n, "image_hash": image_hash(item.id, p.position), "title": p.title,
+         "file_type": p.media.get("mime_type") or "", "width": p.media.get("width") or 0,
+         "height": p.media.get("height") or 0}
+        for n, p in enumerate(unit.parts)
+    ]
     return {
+        "client_metadata": dict(item.client_metadata) if client_metadata else None,
+        "images_data": images if images_data and unit.parts else None,
         "label_hash": str(label.id) if label else None,
         "branch_name": BRANCH,
         "created_at": _stamp(label.created_at) if label else None,
@@ -132,7 +161,25 @@ def metadata(unit: Unit) -> dict[str, Any]:
 
 
 def _empty_labels(unit: Unit) -> dict[str, Any]:
-    return {"objects": [], "classifications": []} if unit.data_type == "image" else {}
+    return {"objects": [], "classifications": []} if unit.data_type in ("image", "img_group") else {}
+
+
+def _group_units(unit: Unit, stored: dict[str, Any]) -> dict[str, Any]:
+    """An image group's data units: one per image, keyed by its image hash."""
+    out = {}
+    for n, part in enumerate(unit.parts):
+        key = image_hash(unit.item.id, part.position)
+        out[key] = {
+            "data_hash": key,
+            "data_title": part.title,
+            "data_type": part.media.get("mime_type") or "image/unknown",
+            "data_sequence": str(n),
+            "data_link": part.url,
+            "width": part.media.get("width"),
+            "height": part.media.get("height"),
+            "labels": stored.get("data_units", {}).get(key, {}).get("labels", _empty_labels(unit)),
+        }
+    return out
 
 
 def blob(unit: Unit) -> dict[str, Any]:
@@ -146,13 +193,16 @@ def blob(unit: Unit) -> dict[str, Any]:
         "data_title": item.name,
         "data_type": item.mime_type or f"{unit.data_type}/unknown",
         "data_sequence": 0,
-        "data_link": item.url,
+        "data_link": item.url if item.url is not None else (unit.parts[0].url if unit.parts else None),
         "width": media.get("width"),
         "height": media.get("height"),
         "labels": stored.get("data_units", {}).get(data_hash, {}).get("labels", _empty_labels(unit)),
     }
     if unit.data_type == "video":
         data_unit.update(data_fps=media.get("fps"), data_duration=media.get("duration"))
+        if unit.item.item_type == "image_sequence":
+            data_unit["data_type"] = "video/mp4"  # the SDK labels a sequence as a video, frame by frame
+    units = _group_units(unit, stored) if unit.data_type == "img_group" else {data_hash: data_unit}
     return {
         "label_hash": str(label.id),
         "branch_name": label.branch_name,
@@ -166,7 +216,7 @@ def blob(unit: Unit) -> dict[str, Any]:
         "label_status": label.label_status,
         "is_valid": True,
         "spaces": {},
-        "data_units": {data_hash: data_unit},
+        "data_units": units,
         "object_answers": stored.get("object_answers", {}),
         "classification_answers": stored.get("classification_answers", {}),
         "object_actions": stored.get("object_actions", {}),
@@ -181,7 +231,16 @@ class Filters:
     data_hashes: list[uuid.UUID] | None = None
     label_hashes: list[uuid.UUID] | None = None
     data_title: str | None = None
+    data_title_like: str | None = None  # SQL LIKE pattern, any case
     label_statuses: list[str] | None = None
+    edited_before: datetime | None = None  # label rows last edited before / after (labelled only)
+    edited_after: datetime | None = None
+    labelled_only: bool = False  # only data units that have a label row
+    client_metadata: bool = False  # include each item's custom metadata
+    images_data: bool = False  # include the images of image groups and sequences
+    workflow_node: bool = True  # include each data unit's workflow stage
+    stage_title: str | None = None  # only data units in the workflow stage of this title
+    stage_title_like: str | None = None  # ... whose title matches this SQL LIKE pattern, any case
 
 
 def list_metadata(
@@ -189,12 +248,51 @@ def list_metadata(
 ) -> list[dict[str, Any]]:
     """One LabelRowMetadata per data unit of the project (labelled or not), in a stable order."""
     project = projects.load(s, principal, project_ref)
+    if where.label_statuses is not None:
+        bad = [v for v in where.label_statuses if v not in LABEL_STATUSES]
+        if bad:
+            raise errors.ValidationFailed(
+                f"label_statuses: {bad[0]!r} is not one of {', '.join(LABEL_STATUSES)}",
+                details=[ErrorDetail(f"one of {', '.join(LABEL_STATUSES)}", field="label_statuses")])
     units = _units(s, project, data_row_ids=where.data_hashes, label_ids=where.label_hashes,
-                   title=where.data_title)
-    out = [metadata(u) for u in units]
+                   title=where.data_title, title_like=where.data_title_like)
+    if where.labelled_only:
+        units = [u for u in units if u.label is not None]
+    if where.edited_before is not None or where.edited_after is not None:
+        units = [u for u in units if u.label is not None and _edited_within(u.label, where)]
+    stages = workflow_stages(s, project.id, [u.data_row_id for u in units])
+    if where.stage_title is not None:
+        units = [u for u in units if stages[u.data_row_id]["title"] == where.stage_title]
+    if where.stage_title_like is not None:
+        pattern = _like(where.stage_title_like)
+        units = [u for u in units if pattern.fullmatch(stages[u.data_row_id]["title"])]
+    out = [metadata(u, client_metadata=where.client_metadata, images_data=where.images_data) for u in units]
+    if where.workflow_node:
+        for m, u in zip(out, units, strict=True):
+            m["workflow_graph_node"] = stages[u.data_row_id]
     if where.label_statuses:
         out = [m for m in out if m["label_status"] in where.label_statuses]
     return out
+
+
+def workflow_stages(s: Session, project_id: uuid.UUID, data_row_ids: list[uuid.UUID]) -> dict[uuid.UUID, Any]:
+    from corral.core.labels import workflow  # workflow reads projects, as this module does
+
+    by_row = workflow.stage_by_row(s, project_id, data_row_ids)
+    return {r: workflow.node(project_id, st) for r, st in by_row.items()}
+
+
+def _like(pattern: str) -> re.Pattern[str]:
+    """A SQL LIKE pattern as a regular expression (``%`` any run, ``_`` one character), any case."""
+    out = "".join(".*" if c == "%" else "." if c == "_" else re.escape(c) for c in pattern)
+    return re.compile(out, re.IGNORECASE | re.DOTALL)
+
+
+def _edited_within(label: LabelRow, where: Filters) -> bool:
+    edited = label.updated_at if label.updated_at.tzinfo else label.updated_at.replace(tzinfo=UTC)
+    if where.edited_before is not None and not edited < where.edited_before:
+        return False
+    return where.edited_after is None or edited > where.edited_after
 
 
 def _uids(values: Any, kind: str) -> list[uuid.UUID]:
@@ -224,7 +322,7 @@ def _new_label(s: Session, project: Project, unit: Unit, principal: Principal) -
         return found
 
 
-def create(s: Session, principal: Principal, project_ref: Any, data_hashes: Any) -> list[dict[str, Any]]:
+def create_units(s: Session, principal: Principal, project_ref: Any, data_hashes: Any) -> list[Unit]:
     """Start labelling data units: their label rows, created where missing (so repeating is harmless)."""
     project = projects.load(s, principal, project_ref, "editor")
     ids = _uids(data_hashes, "data")
@@ -237,9 +335,13 @@ def create(s: Session, principal: Principal, project_ref: Any, data_hashes: Any)
         unit = units[i]
         if unit.label is None:
             unit = Unit(unit.data_row_id, unit.dataset_id, unit.dataset_title, unit.item,
-                        _new_label(s, project, unit, principal))
-        out.append(blob(unit))
+                        _new_label(s, project, unit, principal), unit.parts)
+        out.append(unit)
     return out
+
+
+def create(s: Session, principal: Principal, project_ref: Any, data_hashes: Any) -> list[dict[str, Any]]:
+    return [blob(u) for u in create_units(s, principal, project_ref, data_hashes)]
 
 
 def _by_label(s: Session, project: Project, ids: list[uuid.UUID]) -> dict[uuid.UUID, Unit]:
@@ -250,14 +352,21 @@ def _by_label(s: Session, project: Project, ids: list[uuid.UUID]) -> dict[uuid.U
     return found
 
 
-def get(s: Session, principal: Principal, project_ref: Any, label_hashes: Any) -> list[dict[str, Any]]:
+def get_units(s: Session, principal: Principal, project_ref: Any, label_hashes: Any) -> list[Unit]:
     project = projects.load(s, principal, project_ref)
     ids = _uids(label_hashes, "label")
     found = _by_label(s, project, ids)
-    return [blob(found[i]) for i in dict.fromkeys(ids)]
+    return [found[i] for i in dict.fromkeys(ids)]
+
+
+def get(s: Session, principal: Principal, project_ref: Any, label_hashes: Any) -> list[dict[str, Any]]:
+    return [blob(u) for u in get_units(s, principal, project_ref, label_hashes)]
 
 
 def _target(unit: Unit) -> validation.Target:
+    if unit.data_type == "img_group":
+        hashes = frozenset(image_hash(unit.item.id, p.position) for p in unit.parts)
+        return validation.Target(hashes, False, None)
     return validation.Target(frozenset({str(unit.data_row_id)}), unit.data_type != "image", unit.frames)
 
 

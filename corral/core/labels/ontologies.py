@@ -13,9 +13,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from corral import errors
+from corral.core import filters
 from corral.core.identity import Principal
 from corral.core.labels import ontology
-from corral.db.tables import Ontology
+from corral.db.tables import LabelRow, Ontology, Project
+from corral.db.types import utcnow
 from corral.errors import ErrorDetail
 
 MAX_TITLE = 300
@@ -60,9 +62,97 @@ def get(s: Session, principal: Principal, ref: Any) -> Ontology:
     return row
 
 
-def list_(s: Session, principal: Principal) -> list[Ontology]:
-    query = select(Ontology).where(Ontology.org_id == principal.org_id).order_by(Ontology.created_at)
-    return list(s.scalars(query.limit(10_000)))
+def list_(s: Session, principal: Principal, where: filters.Listing | None = None) -> list[Ontology]:
+    """The organisation's ontologies matching ``where``, oldest first (at most 10,000)."""
+    query = select(Ontology).where(Ontology.org_id == principal.org_id)
+    if where is not None:
+        query = filters.apply(query, where, title=Ontology.title, description=Ontology.description,
+                              created=Ontology.created_at, edited=Ontology.updated_at)
+    return list(s.scalars(query.order_by(Ontology.created_at, Ontology.id).limit(10_000)))
+
+
+def can_change(principal: Principal, row: Ontology) -> bool:
+    return principal.is_admin or row.created_by == principal.user_id
+
+
+def update(s: Session, principal: Principal, ref: Any, title: Any, description: Any, editor: Any) -> Ontology:
+    """Replace an ontology's title, description and structure (its creator or an admin).
+
+    A structure edit is checked against the labels of every project using the ontology: a
+    feature (object, classification, attribute or option) that labels use cannot disappear, and
+    an object in use keeps its shape.  Everything else may change.
+    """
+    row = get(s, principal, ref)
+    if not can_change(principal, row):
+        raise errors.PermissionDenied(
+            f"ontology {row.id} can be changed by its creator or an admin only"
+        )
+    title, description = check_text("ontology", title, description)
+    new = ontology.read(editor)
+    old = ontology.read(row.editor)
+    gone = _hashes(old) - _hashes(new)
+    reshaped = {fh for fh, spec in old.objects.items()
+                if fh in new.objects and new.objects[fh].shape != spec.shape}
+    if gone or reshaped:
+        used = _used(s, row.id) & (gone | reshaped)
+        if used:
+            names = _names(old)
+            shown = ", ".join(f"{names.get(h, h)!r} ({h})" for h in sorted(used)[:10])
+            more = f" and {len(used) - 10} more" if len(used) > 10 else ""
+            raise errors.Conflict(
+                f"ontology {row.id}: labels use feature(s) {shown}{more}, which this edit removes or "
+                "reshapes; remove those labels first, or keep the features"
+            )
+    row.title, row.description, row.editor = title, description, editor
+    row.updated_at = utcnow()
+    s.flush()
+    return row
+
+
+def _hashes(index: ontology.OntologyIndex) -> set[str]:
+    out: set[str] = set()
+    for element in (*index.objects.values(), *index.classifications.values()):
+        out.add(element.feature_hash)
+        for attr in element.attributes.values():
+            out.add(attr.feature_hash)
+            out.update(attr.options)
+    return out
+
+
+def _names(index: ontology.OntologyIndex) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for element in (*index.objects.values(), *index.classifications.values()):
+        out[element.feature_hash] = element.name
+        for attr in element.attributes.values():
+            out[attr.feature_hash] = attr.name
+            out.update(attr.options)
+    return out
+
+
+def _used(s: Session, ontology_id: uuid.UUID) -> set[str]:
+    """Every feature hash the labels of the ontology's projects use."""
+    used: set[str] = set()
+    query = (
+        select(LabelRow.document)
+        .join(Project, Project.id == LabelRow.project_id)
+        .where(Project.ontology_id == ontology_id)
+        .execution_options(yield_per=200)
+    )
+    for doc in s.scalars(query):
+        _collect(doc, used)
+    return used
+
+
+def _collect(node: Any, out: set[str]) -> None:
+    if isinstance(node, dict):
+        fh = node.get("featureHash")
+        if isinstance(fh, str):
+            out.add(fh)
+        for value in node.values():
+            _collect(value, out)
+    elif isinstance(node, list):
+        for value in node:
+            _collect(value, out)
 
 
 def index(row: Ontology) -> ontology.OntologyIndex:

@@ -2,8 +2,8 @@
 
 The document is stored verbatim; feature hashes are minted by the client.  Reading it checks
 what label validation relies on: every object has a supported shape, every classification has
-attributes, attributes are ``radio``/``checklist``/``text``/``number`` and options carry feature
-hashes, and no feature hash is used twice.
+attributes, attributes are ``radio``/``checklist``/``text``/``numeric`` (the SDK's
+``NumericAttribute``) and options carry feature hashes, and no feature hash is used twice.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ SHAPES = (
     "bitmask",
     "skeleton",
 )
-ATTRIBUTE_TYPES = ("radio", "checklist", "text", "number")
+ATTRIBUTE_TYPES = ("radio", "checklist", "text", "numeric")
 _NESTING = 20
 
 

@@ -10,20 +10,27 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
-from sqlalchemy import or_, select
+from sqlalchemy import delete, or_, select
 from sqlalchemy.orm import Session
 
 from corral import errors
-from corral.core import datasets, permissions
+from corral.core import datasets, filters, identity
 from corral.core.identity import Principal
 from corral.core.labels import ontologies
-from corral.db.tables import Grant, Ontology, Project, ProjectDataset, User
+from corral.db.tables import DataRow, Grant, LabelRow, Ontology, Project, ProjectDataset, User
+from corral.db.types import utcnow
 from corral.errors import ErrorDetail
 
 MAX_DATASETS = 1_000
-_RANK = {"viewer": 1, "editor": 2, "admin": 3}
+MAX_USERS = 1_000
+#: a member's role on a project (the SDK's ProjectUserRole), and what it may do: 1 read,
+#: 2 label (and review), 3 manage (datasets, members).  "editor" is the creator's old grant.
+ROLES = ("admin", "team_manager", "annotator", "reviewer", "annotator_reviewer", "viewer")
+_RANK = {"viewer": 1, "annotator": 2, "reviewer": 2, "annotator_reviewer": 2, "editor": 2,
+         "team_manager": 3, "admin": 3}
+Need = Literal["viewer", "editor", "admin"]
 
 
 @dataclass(frozen=True)
@@ -36,13 +43,12 @@ class ProjectView:
 
 
 def role(s: Session, principal: Principal, project: Project) -> str | None:
-    """``admin``, ``editor``, ``viewer`` or None (cannot see it)."""
+    """One of ``ROLES`` (or a creator's ``editor``), or None (cannot see it).  Organisation admins
+    and the project's creator are its admins."""
     if project.org_id != principal.org_id:
         return None
-    if principal.is_admin:
+    if principal.is_admin or project.created_by == principal.user_id:
         return "admin"
-    if project.created_by == principal.user_id:
-        return "editor"
     return s.scalar(
         select(Grant.role).where(
             Grant.resource_type == "project",
@@ -52,16 +58,16 @@ def role(s: Session, principal: Principal, project: Project) -> str | None:
     )
 
 
-def load(s: Session, principal: Principal, ref: Any, need: permissions.Need = "viewer") -> Project:
+def load(s: Session, principal: Principal, ref: Any, need: Need = "viewer") -> Project:
     ident = ontologies.parse_id(ref, "project")
     row = s.get(Project, ident)
     found = role(s, principal, row) if row is not None else None
     if row is None or found is None:
         raise errors.NotFound.of("project", ident)
-    if _RANK[found] < _RANK[need]:
-        raise errors.PermissionDenied(
-            f"you can view project {ident} but not change it: ask for the editor role"
-        )
+    if _RANK.get(found, 0) < _RANK[need]:
+        what = "manage it: ask for the admin or team manager role" if need == "admin" else (
+            "label in it: ask for the annotator or reviewer role")
+        raise errors.PermissionDenied(f"you are a {found} of project {ident} and cannot {what}")
     return row
 
 
@@ -84,7 +90,7 @@ def create(
     found = [datasets.resolve(s, principal, ontologies.parse_id(d, "dataset")) for d in dataset_ids]
     row = Project(
         org_id=principal.org_id, title=title, description=description, ontology_id=onto.id,
-        project_type="manual_qa", status="inProgress", created_by=principal.user_id,
+        project_type="workflow", status="inProgress", created_by=principal.user_id,
     )
     s.add(row)
     s.flush()
@@ -108,12 +114,132 @@ def view(s: Session, principal: Principal, row: Project) -> ProjectView:
                        role(s, principal, row) or "viewer")
 
 
-def list_(s: Session, principal: Principal) -> list[ProjectView]:
+def list_(s: Session, principal: Principal, where: filters.Listing | None = None) -> list[ProjectView]:
+    """The projects the principal can see matching ``where``, oldest first (at most 10,000)."""
     query = select(Project).where(Project.org_id == principal.org_id)
+    if where is not None:
+        query = filters.apply(query, where, title=Project.title, description=Project.description,
+                              created=Project.created_at, edited=Project.updated_at)
     if not principal.is_admin:
         granted = select(Grant.resource_id).where(
             Grant.resource_type == "project", Grant.user_id == principal.user_id
         )
         query = query.where(or_(Project.created_by == principal.user_id, Project.id.in_(granted)))
-    rows = s.scalars(query.order_by(Project.created_at).limit(10_000))
+    rows = s.scalars(query.order_by(Project.created_at, Project.id).limit(10_000))
     return [view(s, principal, r) for r in rows]
+
+
+def add_datasets(s: Session, principal: Principal, ref: Any, dataset_refs: Any) -> list[uuid.UUID]:
+    """Add datasets to a project (its editors; ``viewer`` on each dataset); returns those added."""
+    project = load(s, principal, ref, "admin")
+    found = _datasets(s, principal, dataset_refs)
+    have = set(dataset_ids(s, project.id))
+    added = [d for d in found if d not in have]
+    for d in added:
+        s.add(ProjectDataset(project_id=project.id, dataset_id=d))
+    project.updated_at = utcnow()
+    s.flush()
+    return added
+
+
+def remove_datasets(s: Session, principal: Principal, ref: Any, dataset_refs: Any) -> int:
+    """Take datasets out of a project (its editors).  Refused while labels exist on their data
+    units in this project: removing the dataset would drop them silently."""
+    project = load(s, principal, ref, "admin")
+    ids = [ontologies.parse_id(d, "dataset") for d in _list(dataset_refs)]
+    labelled = s.scalar(
+        select(DataRow.dataset_id)
+        .join(LabelRow, LabelRow.data_row_id == DataRow.id)
+        .where(LabelRow.project_id == project.id, DataRow.dataset_id.in_(ids))
+        .limit(1)
+    )
+    if labelled is not None:
+        raise errors.Conflict(
+            f"project {project.id} has labels on data units of dataset {labelled}: "
+            "remove the labels first, or keep the dataset"
+        )
+    result = s.execute(
+        delete(ProjectDataset).where(
+            ProjectDataset.project_id == project.id, ProjectDataset.dataset_id.in_(ids)
+        )
+    )
+    project.updated_at = utcnow()
+    s.flush()
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+def _list(refs: Any) -> list[Any]:
+    if not isinstance(refs, list) or not refs or len(refs) > MAX_DATASETS:
+        message = f"give 1 to {MAX_DATASETS} dataset ids"
+        raise errors.ValidationFailed(message, details=[ErrorDetail(message, field="dataset_hashes")])
+    return refs
+
+
+def _datasets(s: Session, principal: Principal, refs: Any) -> list[uuid.UUID]:
+    found = [datasets.resolve(s, principal, ontologies.parse_id(d, "dataset")).id for d in _list(refs)]
+    return list(dict.fromkeys(found))
+
+
+# -- members ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Member:
+    email: str
+    role: str
+
+
+def add_users(s: Session, principal: Principal, ref: Any, emails: Any, role_: str) -> list[Member]:
+    """Give users of the organisation a role on the project (its admins and team managers),
+    replacing any role they had."""
+    project = load(s, principal, ref, "admin")
+    if role_ not in ROLES:
+        raise errors.ValidationFailed(f"a project role is one of {', '.join(ROLES)}, got {role_!r}",
+                                      details=[ErrorDetail(f"one of {', '.join(ROLES)}", field="user_role")])
+    if not isinstance(emails, list) or not 1 <= len(emails) <= MAX_USERS:
+        message = f"give 1 to {MAX_USERS} e-mail addresses"
+        raise errors.ValidationFailed(message, details=[ErrorDetail(message, field="user_emails")])
+    out = []
+    for email in dict.fromkeys(emails):
+        user = identity.org_user(s, principal.org_id, str(email))
+        grant = s.scalar(select(Grant).where(
+            Grant.resource_type == "project", Grant.resource_id == project.id, Grant.user_id == user.id))
+        if grant is None:
+            s.add(Grant(org_id=principal.org_id, resource_type="project", resource_id=project.id,
+                        user_id=user.id, role=role_, created_by=principal.user_id))
+        else:
+            grant.role = role_
+        out.append(Member(user.email, role_))
+    s.flush()
+    return out
+
+
+def users(s: Session, principal: Principal, ref: Any) -> list[Member]:
+    """The project's members: its creator (an admin), then everyone granted a role, oldest first."""
+    project = load(s, principal, ref)
+    out = []
+    creator = s.get(User, project.created_by) if project.created_by else None
+    if creator is not None:
+        out.append(Member(creator.email, "admin"))
+    rows = s.execute(
+        select(User.email, Grant.role).join(User, User.id == Grant.user_id)
+        .where(Grant.resource_type == "project", Grant.resource_id == project.id)
+        .order_by(Grant.created_at, User.email)
+    )
+    out += [Member(email, "annotator_reviewer" if r == "editor" else r) for email, r in rows
+            if creator is None or email != creator.email]
+    return out
+
+
+def remove_users(s: Session, principal: Principal, ref: Any, emails: Any) -> int:
+    """Take users' roles on the project away (its admins and team managers); returns how many had one."""
+    project = load(s, principal, ref, "admin")
+    if not isinstance(emails, list) or len(emails) > MAX_USERS:
+        raise errors.ValidationFailed(f"give at most {MAX_USERS} e-mail addresses")
+    removed = 0
+    for email in dict.fromkeys(emails):
+        user = identity.org_user(s, principal.org_id, str(email))
+        result = s.execute(delete(Grant).where(
+            Grant.resource_type == "project", Grant.resource_id == project.id, Grant.user_id == user.id))
+        removed += int(getattr(result, "rowcount", 0) or 0)
+    return removed

@@ -221,9 +221,9 @@ def _answers(c: _Check, element: ElementSpec, answers: Any, where: str) -> None:
         if attr.type == "text":
             if not isinstance(value, str):
                 c.bad(f"{at}.answers", f"text attribute {attr.name!r} needs a string answer")
-        elif attr.type == "number":
+        elif attr.type == "numeric":
             if not _number(value):
-                c.bad(f"{at}.answers", f"number attribute {attr.name!r} needs a number, got {value!r}")
+                c.bad(f"{at}.answers", f"numeric attribute {attr.name!r} needs a number, got {value!r}")
         else:
             _options(c, attr.type, attr.name, attr.options, value, f"{at}.answers")
 

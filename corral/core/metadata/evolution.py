@@ -10,7 +10,8 @@ Rules (every violation is reported, each naming its key):
 * a tombstone keeps what it remembers: a soft tombstone can become hard (a purge), never change
   its remembered type, and a hard tombstone cannot become soft;
 * live keys may change type (the SDK's ``set_scalar``) and gain or lose ``required``;
-* only existing keys can be deleted.
+* a key the schema never had may arrive already deleted (the SDK adds and deletes a key before
+  one save): it becomes a tombstone at once, soft with its definition or hard.
 """
 
 from __future__ import annotations
@@ -132,10 +133,8 @@ def evolve(old: Schema, new: Schema) -> dict[str, Any]:
             continue
         if entry.live:
             diff["added"].append(key)
-        else:
-            problems.append(
-                ErrorDetail(f"key {key!r} is marked deleted but is not in the schema", field=f"keys.{key}")
-            )
+        else:  # added and deleted before a save (the SDK sends it so): a tombstone from the start
+            diff["deleted"].append({"key": key, "hard": entry.deleted == "hard", "new": True})
     if problems:
         summary = "; ".join(p.message for p in problems[:10])
         more = f" (and {len(problems) - 10} more)" if len(problems) > 10 else ""

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from corral.errors import ErrorDetail, ValidationFailed
+from corral.jsoncodec import int_summary, preview
 
 Kind = Literal[
     "boolean", "datetime", "number", "uuid", "varchar", "text", "enum", "embedding", "geospatial", "user"
@@ -40,10 +41,21 @@ KINDS: frozenset[str] = SCALARS | {"enum", "embedding", "geospatial", "user"}
 ALIASES = {"string": "varchar", "long_string": "text"}
 VARCHAR_MAX = 8192
 ENUM_MAX = 256
+ENUM_OPTION_MAX = 256  # characters per enum option (options can never be removed)
 EMBEDDING_MAX = 4096
 MAX_KEYS = 10_000
 MAX_KEY_LENGTH = 256
 Deleted = Literal["soft", "hard"] | None
+
+
+def _shown(value: object) -> str:
+    """A value from the request as an error may quote it: short, whatever its size."""
+    if isinstance(value, str):
+        return preview(value)
+    text = repr(value) if isinstance(value, (bool, float)) or value is None else type(value).__name__
+    if isinstance(value, int) and not isinstance(value, bool):
+        text = int_summary(value)
+    return text
 
 
 def key_problem(key: object) -> str | None:
@@ -125,7 +137,8 @@ class _Problems:
         self.details: list[ErrorDetail] = []
 
     def add(self, field: str, message: str) -> None:
-        self.details.append(ErrorDetail(message, field=field))
+        if len(self.details) < 100:  # enough to fix a document; never an answer the size of the input
+            self.details.append(ErrorDetail(message, field=field))
 
     def raise_if_any(self, what: str) -> None:
         if self.details:
@@ -136,12 +149,12 @@ class _Problems:
 
 def _kind(raw: object, where: str, problems: _Problems) -> str | None:
     if not isinstance(raw, str):
-        problems.add(where, f"expected a type name, got {raw!r}")
+        problems.add(where, f"expected a type name, got {_shown(raw)}")
         return None
     kind = ALIASES.get(raw, raw)
     if kind not in KINDS:
         problems.add(
-            where, f"unknown type {raw!r}; expected one of {', '.join(sorted(KINDS | set(ALIASES)))}"
+            where, f"unknown type {_shown(raw)}; expected one of {', '.join(sorted(KINDS | set(ALIASES)))}"
         )
         return None
     return kind
@@ -149,7 +162,7 @@ def _kind(raw: object, where: str, problems: _Problems) -> str | None:
 
 def _int(raw: object, lo: int, hi: int, where: str, problems: _Problems) -> int | None:
     if not isinstance(raw, int) or isinstance(raw, bool) or not lo <= raw <= hi:
-        problems.add(where, f"expected an integer from {lo} to {hi}, got {raw!r}")
+        problems.add(where, f"expected an integer from {lo} to {hi}, got {_shown(raw)}")
         return None
     return raw
 
@@ -160,7 +173,15 @@ def _enum_values(raw: object, where: str, problems: _Problems) -> tuple[str, ...
         return ()
     bad = [v for v in raw if not isinstance(v, str) or v == ""]
     if bad:
-        problems.add(where, f"enum options must be non-empty strings, not {bad[0]!r}")
+        shown = preview(bad[0]) if isinstance(bad[0], str) else type(bad[0]).__name__
+        problems.add(where, f"enum options must be non-empty strings, not {shown}")
+        return ()
+    long = next((v for v in raw if len(v) > ENUM_OPTION_MAX), None)
+    if long is not None:
+        problems.add(
+            where,
+            f"an enum option has at most {ENUM_OPTION_MAX} characters, not {len(long):,}: {preview(long)}",
+        )
         return ()
     values = tuple(sorted(set(raw)))
     if len(values) > ENUM_MAX:
@@ -186,7 +207,7 @@ def _definition(kind: str, params: Mapping[str, Any], where: str, problems: _Pro
         entry = replace(entry, size=size, api=api)
     elif kind == "number" and params.get("format") is not None:
         if params["format"] not in ("F32", "F64"):
-            problems.add(f"{where}.format", f"expected F32 or F64, got {params['format']!r}")
+            problems.add(f"{where}.format", f"expected F32 or F64, got {_shown(params['format'])}")
         else:
             entry = replace(entry, number_format=params["format"])
     return entry
@@ -199,7 +220,7 @@ _NATIVE_FIELDS = {"type", "max_length", "values", "size", "format", "api", "requ
 
 def _native_entry(raw: object, where: str, problems: _Problems) -> Entry | None:
     if not isinstance(raw, dict):
-        problems.add(where, f'expected an object like {{"type": "varchar"}}, got {raw!r}')
+        problems.add(where, f'expected an object like {{"type": "varchar"}}, got {_shown(raw)}')
         return None
     unknown = sorted(set(raw) - _NATIVE_FIELDS)
     if unknown:
@@ -208,7 +229,7 @@ def _native_entry(raw: object, where: str, problems: _Problems) -> Entry | None:
         )
     deleted = raw.get("deleted")
     if deleted not in (None, "soft", "hard"):
-        problems.add(f"{where}.deleted", f'expected "soft" or "hard", got {deleted!r}')
+        problems.add(f"{where}.deleted", f'expected "soft" or "hard", got {_shown(deleted)}')
         return None
     if deleted == "hard":
         return Entry(kind=None, deleted="hard")
@@ -217,7 +238,7 @@ def _native_entry(raw: object, where: str, problems: _Problems) -> Entry | None:
         return None
     required = raw.get("required", False)
     if not isinstance(required, bool):
-        problems.add(f"{where}.required", f"expected true or false, got {required!r}")
+        problems.add(f"{where}.required", f"expected true or false, got {_shown(required)}")
         required = False
     entry = _definition(kind, raw, where, problems)
     return replace(entry, required=required and deleted is None, deleted=deleted)
@@ -235,7 +256,7 @@ def from_native(doc: object) -> Schema:
         problems.add("schema", f"unknown field(s) {', '.join(unknown)}; expected keys, strict_metadata")
     strict = doc.get("strict_metadata", False)
     if not isinstance(strict, bool):
-        problems.add("strict_metadata", f"expected true or false, got {strict!r}")
+        problems.add("strict_metadata", f"expected true or false, got {_shown(strict)}")
         strict = False
     keys = doc.get("keys", {})
     if not isinstance(keys, dict):
@@ -254,7 +275,8 @@ def _entries(raw: dict[str, Any], problems: _Problems, parse: Any) -> dict[str, 
     for key in sorted(raw):
         why = key_problem(key)
         if why:
-            problems.add(f"keys.{key}", f"invalid key {key!r}: {why}")
+            where = f"keys.{key}" if isinstance(key, str) and len(key) <= 300 else f"keys.{str(key)[:40]}…"
+            problems.add(where, f"invalid key {preview(str(key))}: {why}")
             continue
         entry = parse(raw[key], f"keys.{key}", problems)
         if entry is not None:
@@ -295,20 +317,20 @@ _HINTS = {"number", "varchar", "text", "boolean", "datetime", "uuid", "string", 
 
 def _encord_definition(raw: object, where: str, problems: _Problems) -> Entry | None:
     if not isinstance(raw, dict) or "ty" not in raw:
-        problems.add(where, f'expected an object with a "ty" tag, got {raw!r}')
+        problems.add(where, f'expected an object with a "ty" tag, got {_shown(raw)}')
         return None
     ty = raw["ty"]
     if ty == "variant":
         hint = raw.get("hint")
         if not isinstance(hint, str) or hint not in _HINTS:
-            problems.add(f"{where}.hint", f"expected one of {', '.join(sorted(_HINTS))}, got {hint!r}")
+            problems.add(f"{where}.hint", f"expected one of {', '.join(sorted(_HINTS))}, got {_shown(hint)}")
             return None
         return Entry(kind=ALIASES.get(hint, hint))
     if ty == "datetime" and raw.get("timezone", "UTC") != "UTC":
         problems.add(f"{where}.timezone", 'only "UTC" is supported')
     if isinstance(ty, str) and ty in KINDS:
         return _definition(ty, raw, where, problems)
-    problems.add(f"{where}.ty", f"unknown type tag {ty!r}")
+    problems.add(f"{where}.ty", f"unknown type tag {_shown(ty)}")
     return None
 
 
@@ -382,7 +404,7 @@ def from_legacy(doc: object, current: Schema) -> Schema:
 
     def parse(raw: object, where: str, problems: _Problems) -> Entry | None:
         if not isinstance(raw, str) or raw not in LEGACY_TYPES:
-            problems.add(where, f"expected one of {', '.join(sorted(LEGACY_TYPES))}, got {raw!r}")
+            problems.add(where, f"expected one of {', '.join(sorted(LEGACY_TYPES))}, got {_shown(raw)}")
             return None
         kind = ALIASES.get(str(raw), str(raw))
         existing = current.entries.get(where.removeprefix("keys."))

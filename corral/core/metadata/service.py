@@ -8,7 +8,6 @@ someone else saved in between.  Saving a schema identical to the current one add
 
 from __future__ import annotations
 
-import json
 import threading
 import uuid
 from collections import OrderedDict
@@ -163,25 +162,22 @@ def validator(s: Session, org_id: uuid.UUID, *, from_text: bool = False) -> tupl
     return state.version, compiled
 
 
+def _join(field: str, key: str | None) -> str:
+    if key is None:
+        return field
+    return f"{field}{key}" if key.startswith("[") else f"{field}.{key}"
+
+
 def validated(s: Session, org_id: uuid.UUID, metadata: Any, field: str = "client_metadata") -> dict[str, Any]:
     """``metadata`` checked against the organisation's schema and normalised, or ``ValidationFailed``
     with one detail per bad key (``field`` is ``client_metadata.<key>``)."""
-    try:
-        storable = "\\u0000" not in json.dumps(metadata, allow_nan=False)
-    except (TypeError, ValueError):
-        storable = False
-    if not storable:
-        raise errors.ValidationFailed(
-            f"{field} holds a NUL character, NaN or infinity, which cannot be stored",
-            details=[errors.ErrorDetail("JSON without NUL characters, NaN or infinity", field=field)],
-        )
     _, compiled = validator(s, org_id)
     normalised, problems = compiled.validate(metadata)
     if problems:
         raise errors.ValidationFailed(
             describe(problems),
             details=[
-                errors.ErrorDetail(p.message, field=f"{field}.{p.key}" if p.key is not None else field)
+                errors.ErrorDetail(p.message, field=_join(field, p.key))
                 for p in problems
             ],
         )

@@ -6,6 +6,11 @@ normalised value (datetimes as UTC ISO 8601, UUIDs lower-case and hyphenated, nu
 embeddings as lists of float) or raise ``_Bad``.  Keys the schema does not know are kept as
 given, unless the organisation has ``strict_metadata``.  ``null`` means "no value" for any key.
 
+Before any schema check, the whole object must be storable JSON under
+``corral.jsoncodec.METADATA`` (depth, size, key count, string and key lengths, 64-bit integers,
+no NaN/Infinity, lone surrogate or NUL).  This is the one place both the validate route and
+every write (items, folders, manifests, uploads) go through, so they cannot disagree.
+
 ``from_text=True`` compiles the variant for CSV cells, where every value arrives as a string:
 numbers, booleans and embeddings are parsed from text, and an empty cell means "no value".
 """
@@ -22,6 +27,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from corral import jsoncodec
 from corral.core.metadata.schema import Entry, Schema
 
 Check = Callable[[Any], Any]
@@ -60,6 +66,8 @@ class Problem:
     @property
     def message(self) -> str:
         if self.key is None:
+            if self.why:
+                return f"clientMetadata: {self.why}"
             return f"clientMetadata must be a JSON object, not {_show(self.value)}"
         if self.why:
             return f"{self.key!r}: {self.why} (expected {self.expected})"
@@ -71,8 +79,25 @@ def _show(value: Any) -> str:
         return f"a string of {len(value)} characters"
     if isinstance(value, list) and len(value) > 8:
         return f"a list of {len(value)} items"
-    text = json.dumps(value, default=str) if not isinstance(value, str) else repr(value)
+    if isinstance(value, dict) and len(value) > 8:
+        return f"an object of {len(value)} keys"
+    if isinstance(value, int) and not isinstance(value, bool):
+        return jsoncodec.int_summary(value)
+    try:
+        text = json.dumps(value, default=str) if not isinstance(value, str) else repr(value)
+    except (ValueError, RecursionError):  # a deep or odd value: name its kind only
+        return type(value).__name__
     return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _storable(meta: dict[str, Any]) -> Problem | None:
+    """The first reason corral could not store ``meta`` at all (``jsoncodec.METADATA``)."""
+    found = jsoncodec.problem(meta, jsoncodec.METADATA)
+    if found is None:
+        return None
+    if not found.path:
+        return Problem(None, None, "storable JSON", found.message)
+    return Problem(found.path.lstrip("."), None, "storable JSON", found.message)
 
 
 def describe(problems: list[Problem]) -> str:
@@ -280,6 +305,19 @@ class Validator:
         self._strict = schema.strict_metadata
         self._from_text = from_text
 
+    def _explain(self, meta: dict[str, Any], unstorable: Problem) -> Problem:
+        """For a schema key holding an unstorable value (NaN, a 400-digit integer), the schema's
+        own words (``is not a finite number``) say it best."""
+        for key, value in meta.items():
+            check = self._checks.get(key)
+            if check is not None and jsoncodec.problem({key: value}, jsoncodec.METADATA) is not None:
+                try:
+                    check(value)
+                except _Bad as bad:
+                    return Problem(key, value, bad.expected, bad.why)
+                break
+        return unstorable
+
     def validate(self, meta: Any) -> tuple[dict[str, Any], list[Problem]]:
         """(normalised metadata, problems).  Store the first only when the second is empty."""
         if type(meta) is not dict:
@@ -287,6 +325,9 @@ class Validator:
                 meta = {}
             else:
                 return {}, [Problem(None, meta, "a JSON object")]
+        unstorable = _storable(meta)
+        if unstorable is not None:
+            return {}, [self._explain(meta, unstorable)]
         checks = self._checks
         out: dict[str, Any] = {}
         problems: list[Problem] = []

@@ -1,0 +1,420 @@
+"""The request guard: authentication before any body is read, body caps and read timeouts.
+
+One ASGI middleware in front of every route, so no route can forget any of it:
+
+1. **Authenticate from the head.**  Every request except the health check and the API
+   description (``OPEN_PATHS``) is authenticated from its headers before a byte of its body is
+   read: a bearer token is looked up; a v2 signature is verified over its head (it covers the
+   ``Content-Digest`` header, not the body); a v1 RPC signature's key is looked up.  A local-media
+   link's signature (its only credential) is checked from its query.  Anything else is a 401 (403
+   for a bad link), answered with ``Connection: close`` so the body is never read.
+2. **Cap the body.**  Each route has a limit (:func:`body_limit`: manifests, uploads, everything
+   else), each a setting.  A ``Content-Length`` above it is a 413 before any read; a body that
+   grows past it while streaming (chunked, or a lying length) is cut off with a 413 at the limit.
+   The message names the limit and its setting.
+3. **Time the body out.**  A body that stalls ``CORRAL_BODY_READ_TIMEOUT_SECONDS`` between two
+   chunks is answered 408 and its connection closed.  Request heads are timed out by the server
+   protocol (:func:`uvicorn_options`).
+4. **Signed bodies are checked as they stream.**  A signed request's body is hashed while it is
+   spooled to a temporary file (memory up to 1 MiB, then disk), under the route's cap; only when
+   its digest matches is the route called, reading the spool.
+
+The authenticated principal is left in ``scope["state"]["principal"]``, where
+``corral.api.deps.authenticate`` finds it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import tempfile
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import IO, Any
+
+import h11
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import Headers, QueryParams
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+from corral import errors
+from corral.api import session_auth, web_ui
+from corral.api.deps import AppContext, _by_key, _by_token, raw_request_target
+from corral.api.errors import error_response, is_rpc_path
+from corral.auth.signatures import (
+    KeyLookup,
+    SignedHead,
+    check_content_digest,
+    parse_rpc_authorization,
+    verify_message_headers,
+    verify_rpc_digest,
+)
+from corral.core.identity import Principal
+from corral.settings import Settings
+from corral.storage.local import MEDIA_ROUTE
+
+#: Routes anyone may call: the health check and the API description (no body is read).
+OPEN_PATHS = frozenset({"/healthz", "/api/docs", "/api/docs/oauth2-redirect", "/api/openapi.json"})
+#: ...and the API description's static files (Swagger UI, served from the package).
+OPEN_PREFIXES = ("/api/docs/assets/",)
+#: Signing in to the web UI: the password in its (capped) body is the credential.
+SIGN_IN = ("POST", "/api/v1/sessions")
+IMPORTS_PATH = "/api/v1/imports"
+_SPOOL_IN_MEMORY = 1 << 20
+_CHUNK = 64 << 10
+
+
+@dataclass(frozen=True)
+class BodyLimit:
+    bytes: int
+    setting: str
+
+    def describe(self) -> str:
+        return f"{_size(self.bytes)} ({self.setting})"
+
+
+def _size(n: int) -> str:
+    for unit, shift in (("GiB", 30), ("MiB", 20), ("KiB", 10)):
+        if n >= 1 << shift and n % (1 << shift) == 0:
+            return f"{n >> shift} {unit}"
+    return f"{n:,} bytes"
+
+
+def body_limit(settings: Settings, method: str, path: str) -> BodyLimit:
+    """The largest body the route at ``method path`` accepts, and the setting that says so."""
+    if method == "POST" and path.rstrip("/") == IMPORTS_PATH:
+        return BodyLimit(settings.max_manifest_bytes, "CORRAL_MAX_MANIFEST_BYTES")
+    if method == "PUT" and path.startswith(MEDIA_ROUTE + "/"):
+        return BodyLimit(settings.max_upload_bytes, "CORRAL_MAX_UPLOAD_BYTES")
+    return BodyLimit(settings.max_json_body_bytes, "CORRAL_MAX_JSON_BODY_BYTES")
+
+
+def _too_large(limit: BodyLimit, what: str) -> errors.PayloadTooLarge:
+    return errors.PayloadTooLarge(
+        f"the request body {what} the limit of {limit.describe()} for this route",
+        details=[errors.ErrorDetail(f"at most {limit.bytes} bytes ({limit.setting})", field="body")],
+    )
+
+
+# -- the body, as the route sees it ------------------------------------------------------------
+
+
+class _GuardedBody:
+    """``receive`` for the route: counts the body against its cap and times out stalls.
+
+    After the last body chunk, calls pass straight through (a streaming response waits on
+    ``receive`` for the client to hang up, for as long as it takes).
+    """
+
+    def __init__(self, receive: Receive, limit: BodyLimit, timeout: float) -> None:
+        self.receive, self.limit, self.timeout = receive, limit, timeout
+        self.received = 0
+        self.done = False
+        #: Why the body was refused before its end (the connection must then close).
+        self.error: errors.CorralError | None = None
+
+    async def __call__(self) -> Message:
+        if self.done:
+            return await self.receive()
+        try:
+            message = await asyncio.wait_for(self.receive(), self.timeout)
+        except TimeoutError:
+            self.error = errors.RequestTimeout(
+                f"the request body stalled for {self.timeout:g} s (CORRAL_BODY_READ_TIMEOUT_SECONDS); "
+                "send it without pauses"
+            )
+            raise self.error from None
+        if message["type"] == "http.request":
+            self.received += len(message.get("body", b""))
+            if self.received > self.limit.bytes:
+                self.error = _too_large(self.limit, "exceeds")
+                raise self.error
+            if not message.get("more_body", False):
+                self.done = True
+        else:
+            self.done = True
+        return message
+
+
+class _Replay:
+    """``receive`` for the route after a signed body was spooled and checked: the spool, then the
+    client (for its disconnect)."""
+
+    def __init__(self, spool: IO[bytes], receive: Receive) -> None:
+        self.spool, self.receive = spool, receive
+        self.size = spool.seek(0, 2)
+        spool.seek(0)
+        self.finished = False
+
+    async def __call__(self) -> Message:
+        if self.finished:
+            return await self.receive()
+        chunk = self.spool.read(_CHUNK)
+        more = self.spool.tell() < self.size
+        self.finished = not more
+        return {"type": "http.request", "body": chunk, "more_body": more}
+
+
+async def _spool(body: _GuardedBody) -> tuple[IO[bytes], bytes]:
+    """The whole body, in a temporary file (memory up to 1 MiB), and its SHA-256."""
+    spool: IO[bytes] = tempfile.SpooledTemporaryFile(max_size=_SPOOL_IN_MEMORY)  # noqa: SIM115
+    digest = hashlib.sha256()
+    try:
+        while True:
+            message = await body()
+            if message["type"] != "http.request":
+                raise errors.InvalidInput("the client went away before sending the whole body")
+            chunk = message.get("body", b"")
+            if chunk:
+                digest.update(chunk)
+                spool.write(chunk)
+            if not message.get("more_body", False):
+                break
+    except BaseException:
+        spool.close()
+        raise
+    spool.seek(0)
+    return spool, digest.digest()
+
+
+# -- authentication from the head ----------------------------------------------------------------
+
+
+@dataclass
+class _BodyCheck:
+    """A signed request whose identity is known, pending the check of its body's digest."""
+
+    principal: Principal
+    check: Callable[[bytes], None]
+
+
+def _authenticate_head(
+    ctx: AppContext, scope: Scope, headers: Headers, cookie: Callable[[], Principal] | None = None
+) -> Principal | _BodyCheck:
+    """Who sent this request, from its head alone (blocking: runs in a worker thread)."""
+    authz = headers.get("authorization", "").strip()
+    if authz[:7].lower() == "bearer ":
+        return _by_token(ctx, authz[7:].strip())
+    if any(h in headers for h in ("signature-input", "signature", "content-digest")):
+        s = ctx.settings
+        heads: list[SignedHead] = []
+
+        def verify_v2(lookup: KeyLookup) -> str:
+            head = verify_message_headers(
+                method=scope["method"], target=raw_request_target(scope), headers=headers, lookup=lookup,
+                max_age=s.signature_max_age_seconds, max_skew=s.signature_max_skew_seconds,
+            )
+            heads.append(head)
+            return head.key_id
+
+        principal = _by_key(ctx, "signature", verify_v2)
+        digest = heads[0].digest
+        return _BodyCheck(principal, lambda sha: check_content_digest(digest, sha))
+    if authz and is_rpc_path(scope["path"]):
+        key_id, signature = parse_rpc_authorization(authz)
+        keys: list[Ed25519PublicKey] = []
+
+        def find_v1(lookup: KeyLookup) -> str:
+            public_key = lookup(key_id)
+            if public_key is None:
+                raise errors.AuthenticationFailed(f"Unknown key id {key_id}: register the public key first")
+            keys.append(public_key)
+            return key_id
+
+        principal = _by_key(ctx, "rpc-signature", find_v1)
+        return _BodyCheck(principal, lambda sha: verify_rpc_digest(keys[0], signature, sha))
+    if authz:
+        raise errors.AuthenticationFailed(
+            "Authorization header is not understood: send 'Bearer <token>' or sign the request "
+            "with your SSH key"
+        )
+    if cookie is not None:  # the web UI's session (its CSRF header checked there)
+        return cookie()
+    raise errors.AuthenticationFailed(
+        "Missing authentication: send 'Authorization: Bearer <token>' or sign the request "
+        "with your SSH key (Signature-Input, Signature and Content-Digest headers)"
+    )
+
+
+def _session(ctx: AppContext, scope: Scope) -> Callable[[], Principal] | None:
+    """The web UI's session cookie, as a blocking lookup, if the request carries one."""
+    request = Request(scope)
+    if not session_auth.has_session_cookie(request):
+        return None
+    token = request.cookies.get(session_auth.SESSION_COOKIE, "")
+    unsafe = request.method not in session_auth.SAFE_METHODS
+    csrf = request.headers.get(session_auth.CSRF_HEADER, "") if unsafe else None
+    return lambda: session_auth._lookup(ctx.db, token, csrf)
+
+
+def _check_link(settings: Settings, scope: Scope) -> None:
+    from corral.api.routes.local_media import verify_link
+
+    rest = scope["path"][len(MEDIA_ROUTE) + 1:]
+    integration_id, _, key = rest.partition("/")
+    try:
+        integration_id = str(uuid.UUID(integration_id))  # as the route reads it
+    except ValueError:
+        raise errors.PermissionDenied("this link is not valid: it names no integration") from None
+    query = QueryParams(scope.get("query_string", b"").decode("latin-1"))
+    verify_link(settings, scope["method"], integration_id, key, query)
+
+
+# -- the middleware ---------------------------------------------------------------------------------
+
+
+class RequestGuard:
+    def __init__(self, app: ASGIApp, ctx: AppContext) -> None:
+        self.app = app
+        self.ctx = ctx
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        settings = self.ctx.settings
+        path, method = scope["path"], scope["method"]
+        headers = Headers(scope=scope)
+        limit = body_limit(settings, method, path)
+        body = _GuardedBody(receive, limit, settings.body_read_timeout_seconds)
+        spool: IO[bytes] | None = None
+        route_receive: Receive = body
+        try:
+            pending: Principal | _BodyCheck | None = None
+            if path in OPEN_PATHS or path.startswith(OPEN_PREFIXES) or (method, path.rstrip("/")) == SIGN_IN:
+                pass
+            elif method in ("GET", "HEAD") and web_ui.is_web_path(path):
+                pass  # the web UI's page and assets
+            elif path.startswith(MEDIA_ROUTE + "/"):
+                _check_link(settings, scope)
+            else:
+                pending = await run_in_threadpool(
+                    _authenticate_head, self.ctx, scope, headers, _session(self.ctx, scope)
+                )
+            declared = headers.get("content-length")
+            if declared is not None and declared.strip().isdigit() and int(declared) > limit.bytes:
+                raise _too_large(limit, f"of {int(declared):,} bytes exceeds")
+            if isinstance(pending, _BodyCheck):
+                spool, sha = await _spool(body)
+                await run_in_threadpool(pending.check, sha)
+                route_receive = _Replay(spool, receive)
+                pending = pending.principal
+            if pending is not None:
+                scope.setdefault("state", {})["principal"] = pending
+        except errors.CorralError as exc:
+            if spool is not None:
+                spool.close()
+            await self._refuse(scope, receive, send, exc)
+            return
+        try:
+            await self.app(scope, route_receive, _answer_if_refused(scope, receive, send, body))
+        finally:
+            if spool is not None:
+                spool.close()
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send, exc: errors.CorralError) -> None:
+        await _error(scope, exc)(scope, receive, send)
+
+
+def _error(scope: Scope, exc: errors.CorralError) -> Response:
+    details = [d.as_dict() for d in exc.details] if exc.details else None
+    response = error_response(Request(scope), exc.status, exc.code, exc.message, details)
+    # The body (if any) is left unread: close the connection rather than drain it.
+    response.headers["Connection"] = "close"
+    return response
+
+
+def _answer_if_refused(scope: Scope, receive: Receive, send: Send, body: _GuardedBody) -> Send:
+    """If the body was refused while the route read it, answer with that refusal (413, 408) whatever
+    the route made of the exception (FastAPI turns errors while parsing a body into a 400)."""
+    replaced = False
+
+    async def wrapped(message: Message) -> None:
+        nonlocal replaced
+        if replaced:
+            return
+        if message["type"] == "http.response.start" and body.error is not None:
+            replaced = True
+            await _error(scope, body.error)(scope, receive, send)
+            return
+        await send(message)
+
+    return wrapped
+
+
+# -- the server: request-head timeouts ------------------------------------------------------------
+
+
+HEADER_TIMEOUT_ENV = "CORRAL_HEADER_READ_TIMEOUT_SECONDS"
+
+
+class HeadTimeoutProtocol(H11Protocol):
+    """uvicorn's HTTP/1.1 protocol, closing connections that do not send a whole request head within
+    ``header_timeout`` seconds of opening or of their previous response (uvicorn's own keep-alive
+    timer restarts on every byte, so a client trickling a head would hold the connection forever).
+
+    A module-level class, so that ``corral serve --workers N`` can name it to uvicorn's worker
+    processes by import path; they read the timeout from the environment the parent set."""
+
+    header_timeout: float = float(os.environ.get(HEADER_TIMEOUT_ENV) or 0) or 30.0
+    _head_timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: Any) -> None:
+        super().connection_made(transport)
+        self._arm()
+
+    def _arm(self) -> None:
+        self._disarm()
+        self._head_timer = self.loop.call_later(self.header_timeout, self._head_timeout)
+
+    def _disarm(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _head_timeout(self) -> None:
+        self._head_timer = None
+        if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
+            self.transport.close()
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if self.conn.their_state is not h11.IDLE:
+            self._disarm()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if not self.transport.is_closing() and self.conn.their_state is h11.IDLE:
+            self._arm()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+
+def protocol_class(header_timeout: float) -> type[H11Protocol]:
+    """:class:`HeadTimeoutProtocol` with its own timeout (one process, or a test)."""
+    return type("HeadTimeoutProtocol", (HeadTimeoutProtocol,), {"header_timeout": header_timeout})
+
+
+def uvicorn_options(settings: Settings, *, processes: int = 1) -> dict[str, Any]:
+    """The server options that bound what a client can hold open (``corral serve`` uses these).
+    With several processes, uvicorn's workers import the protocol by name and read its timeout
+    from the environment, which this sets for them."""
+    if processes > 1:
+        os.environ[HEADER_TIMEOUT_ENV] = str(settings.header_read_timeout_seconds)
+    return {
+        "http": (
+            f"{__name__}:HeadTimeoutProtocol" if processes > 1
+            else protocol_class(settings.header_read_timeout_seconds)
+        ),
+        "timeout_keep_alive": settings.keep_alive_timeout_seconds,
+        "h11_max_incomplete_event_size": settings.max_header_bytes,
+    }
+

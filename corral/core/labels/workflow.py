@@ -1,0 +1,337 @@
+"""A project's workflow: every data unit is a task that goes annotate -> review -> complete.
+
+Every project has this default workflow (corral has no workflow templates).  A stage's id is
+derived from the project's id, a task's id is its ``workflow_tasks`` row's (a data unit with no
+row yet is a new task in the annotate stage; ``task_id`` names it the same way before and after).
+
+Legal moves, and who may make them:
+
+* annotate (NEW, ASSIGNED, RELEASED, REOPENED): ``ASSIGN`` (to a member who may annotate),
+  ``RELEASE``, ``SUBMIT`` -> review (NEW, or ASSIGNED to ``assignee`` / the current assignee);
+  annotators, annotator-reviewers, team managers and admins;
+* review (NEW, ASSIGNED, RELEASED): ``ASSIGN``, ``RELEASE``, ``APPROVE`` -> complete,
+  ``REJECT`` -> annotate, REOPENED; reviewers, annotator-reviewers, team managers and admins;
+* complete: nothing but a move;
+* a move (``move_tasks``) takes tasks from one stage to any other, NEW and unassigned: admins
+  and team managers only.
+
+Any other action, or an action on a task that is not in the stage named, is refused (400).
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, select
+from sqlalchemy.orm import Session
+
+from corral import errors
+from corral.core import identity
+from corral.core.identity import Principal
+from corral.core.labels import projects
+from corral.db.tables import DataRow, Dataset, Item, Project, ProjectDataset, User, WorkflowTask
+from corral.db.types import utcnow
+from corral.errors import ErrorDetail
+
+STAGES = ("annotate", "review", "complete")
+TITLES = {"annotate": "Annotate", "review": "Review", "complete": "Complete"}
+KINDS = {"annotate": "ANNOTATION", "review": "REVIEW", "complete": "DONE"}
+STATUSES = {
+    "annotate": ("NEW", "ASSIGNED", "RELEASED", "REOPENED"),
+    "review": ("NEW", "ASSIGNED", "RELEASED", "REOPENED"),
+    "complete": ("COMPLETED",),
+}
+ACTIONS = {"annotate": ("ASSIGN", "RELEASE", "SUBMIT"), "review": ("ASSIGN", "RELEASE", "APPROVE", "REJECT")}
+#: project roles that may work in a stage
+WORKERS = {
+    "annotate": ("admin", "team_manager", "annotator", "annotator_reviewer", "editor"),
+    "review": ("admin", "team_manager", "reviewer", "annotator_reviewer", "editor"),
+}
+MANAGERS = ("admin", "team_manager")
+MAX_TASKS = 500  # tasks in one call (the SDK's bundles send at most 500 moves)
+
+
+def stage_id(project_id: uuid.UUID, stage: str) -> uuid.UUID:
+    return uuid.uuid5(project_id, f"workflow/{stage}")
+
+
+def stage_of(project_id: uuid.UUID, ref: Any) -> str:
+    for stage in STAGES:
+        if str(stage_id(project_id, stage)) == str(ref):
+            return stage
+    raise errors.NotFound(f"workflow stage {ref} not found in project {project_id}")
+
+
+def stages(project_id: uuid.UUID) -> list[dict[str, str]]:
+    return [
+        {"stage": s, "id": str(stage_id(project_id, s)), "title": TITLES[s], "kind": KINDS[s]} for s in STAGES
+    ]
+
+
+def node(project_id: uuid.UUID, stage: str) -> dict[str, str]:
+    """A label row's ``workflow_graph_node``."""
+    return {"uuid": str(stage_id(project_id, stage)), "title": TITLES[stage]}
+
+
+def task_id(project_id: uuid.UUID, data_row_id: uuid.UUID) -> uuid.UUID:
+    return uuid.uuid5(project_id, f"task/{data_row_id}")
+
+
+@dataclass(frozen=True)
+class Task:
+    id: uuid.UUID
+    stage: str
+    status: str
+    data_row_id: uuid.UUID
+    dataset_id: uuid.UUID
+    title: str
+    assignee: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class TaskFilter:
+    assignees: list[str] | None = None
+    data_row_ids: list[uuid.UUID] | None = None
+    dataset_ids: list[uuid.UUID] | None = None
+    title_contains: str | None = None
+    statuses: list[str] | None = None
+
+
+def _rows(s: Session, project: Project) -> list[tuple[DataRow, Dataset, Item, WorkflowTask | None]]:
+    on_task = and_(WorkflowTask.project_id == project.id, WorkflowTask.data_row_id == DataRow.id)
+    query = (
+        select(DataRow, Dataset, Item, WorkflowTask)
+        .join(
+            ProjectDataset,
+            and_(ProjectDataset.dataset_id == DataRow.dataset_id, ProjectDataset.project_id == project.id),
+        )
+        .join(Dataset, Dataset.id == DataRow.dataset_id)
+        .join(Item, Item.id == DataRow.item_id)
+        .outerjoin(WorkflowTask, on_task)
+        .where(Item.deleted_at.is_(None))
+        .order_by(DataRow.dataset_id, DataRow.item_id)
+    )
+    return [(r[0], r[1], r[2], r[3]) for r in s.execute(query)]
+
+
+def stage_by_row(s: Session, project_id: uuid.UUID, data_row_ids: list[uuid.UUID]) -> dict[uuid.UUID, str]:
+    """The stage of each data unit (those without a task row are in annotate)."""
+    found: dict[uuid.UUID, str] = {}
+    for i in range(0, len(data_row_ids), 500):
+        found.update(
+            s.execute(
+                select(WorkflowTask.data_row_id, WorkflowTask.stage).where(
+                    WorkflowTask.project_id == project_id,
+                    WorkflowTask.data_row_id.in_(data_row_ids[i : i + 500]),
+                )
+            )
+            .tuples()
+            .all()
+        )
+    return {r: found.get(r, "annotate") for r in data_row_ids}
+
+
+def tasks(
+    s: Session, principal: Principal, project_ref: Any, stage_ref: Any, where: TaskFilter
+) -> list[Task]:
+    """The tasks in a stage, filtered, in a stable order."""
+    project = projects.load(s, principal, project_ref)
+    stage = stage_of(project.id, stage_ref)
+    if where.statuses is not None:
+        bad = [v for v in where.statuses if v not in STATUSES[stage]]
+        if bad:
+            raise errors.ValidationFailed(
+                f"statuses: {bad[0]!r} is not a status of the {stage} stage ({', '.join(STATUSES[stage])})",
+                details=[ErrorDetail(", ".join(STATUSES[stage]), field="statuses")],
+            )
+    emails = _emails(s, project)
+    out = []
+    for row, dataset, item, task in _rows(s, project):
+        t = _task(project, row, dataset, item, task, emails)
+        if t.stage != stage:
+            continue
+        if where.data_row_ids is not None and row.id not in where.data_row_ids:
+            continue
+        if where.dataset_ids is not None and dataset.id not in where.dataset_ids:
+            continue
+        if where.title_contains is not None and where.title_contains.lower() not in item.name.lower():
+            continue
+        if where.statuses is not None and t.status not in where.statuses:
+            continue
+        if where.assignees is not None and t.assignee not in where.assignees:
+            continue
+        out.append(t)
+    return out
+
+
+def _emails(s: Session, project: Project) -> dict[uuid.UUID, str]:
+    ids = select(WorkflowTask.assignee_id).where(WorkflowTask.project_id == project.id)
+    return dict(s.execute(select(User.id, User.email).where(User.id.in_(ids))).tuples().all())
+
+
+def _task(
+    project: Project,
+    row: DataRow,
+    dataset: Dataset,
+    item: Item,
+    task: WorkflowTask | None,
+    emails: dict[uuid.UUID, str],
+) -> Task:
+    if task is None:
+        return Task(
+            task_id(project.id, row.id),
+            "annotate",
+            "NEW",
+            row.id,
+            dataset.id,
+            item.name,
+            None,
+            row.created_at,
+            row.created_at,
+        )
+    return Task(
+        task.id,
+        task.stage,
+        task.status,
+        row.id,
+        dataset.id,
+        item.name,
+        emails.get(task.assignee_id) if task.assignee_id else None,
+        task.created_at,
+        task.updated_at,
+    )
+
+
+def _load(s: Session, project: Project, ids: list[uuid.UUID], stage: str) -> dict[uuid.UUID, WorkflowTask]:
+    """The task rows of ``ids`` (created where missing), each checked to be in ``stage``."""
+    by_id: dict[uuid.UUID, WorkflowTask] = {}
+    wanted = set(ids)
+    for row, _dataset, _item, task in _rows(s, project):
+        tid = task.id if task is not None else task_id(project.id, row.id)
+        if tid not in wanted:
+            continue
+        if task is None:
+            task = WorkflowTask(
+                id=tid,
+                project_id=project.id,
+                data_row_id=row.id,
+                stage="annotate",
+                status="NEW",
+                created_at=row.created_at,
+                updated_at=row.created_at,
+            )
+            s.add(task)
+        by_id[tid] = task
+    missing = [str(i) for i in ids if i not in by_id]
+    if missing:
+        raise errors.NotFound(f"task(s) {', '.join(missing[:10])} not found in project {project.id}")
+    elsewhere = [t for t in by_id.values() if t.stage != stage]
+    if elsewhere:
+        t = elsewhere[0]
+        raise errors.ValidationFailed(
+            f"task {t.id} is in the {t.stage} stage, not {stage}",
+            details=[ErrorDetail(f"tasks of the {stage} stage", field="task_uuid")],
+        )
+    return by_id
+
+
+def _assignee(s: Session, principal: Principal, project: Project, email: Any, stage: str) -> uuid.UUID:
+    if not isinstance(email, str):
+        raise errors.ValidationFailed(
+            "assignee must be an e-mail address", details=[ErrorDetail("an e-mail address", field="assignee")]
+        )
+    user = identity.org_user(s, principal.org_id, email)
+    member = identity.principal_for_user(user, "bearer")
+    found = projects.role(s, member, project)
+    if stage in WORKERS and found not in WORKERS[stage]:
+        raise errors.ValidationFailed(
+            f"{user.email} cannot work in the {stage} stage of project {project.id}: "
+            f"their role is {found or 'none'}",
+            details=[ErrorDetail("a member who may work in the stage", field="assignee")],
+        )
+    return user.id
+
+
+@dataclass(frozen=True)
+class Action:
+    task: uuid.UUID
+    action: str
+    assignee: str | None = None
+    retain_assignee: bool = False
+
+
+def act(s: Session, principal: Principal, project_ref: Any, stage_ref: Any, actions: list[Action]) -> int:
+    """Apply task actions in one stage, all or none."""
+    project = projects.load(s, principal, project_ref)
+    stage = stage_of(project.id, stage_ref)
+    if stage not in ACTIONS:
+        raise errors.ValidationFailed(f"tasks in the {stage} stage take no actions (move them instead)")
+    mine = projects.role(s, principal, project)
+    if mine not in WORKERS[stage]:
+        raise errors.PermissionDenied(
+            f"you are a {mine} of project {project.id}: you cannot work in its {stage} stage"
+        )
+    if not 1 <= len(actions) <= MAX_TASKS:
+        raise errors.ValidationFailed(f"give 1 to {MAX_TASKS} actions")
+    rows = _load(s, project, [a.task for a in actions], stage)
+    now = utcnow()
+    for a in actions:
+        if a.action not in ACTIONS[stage]:
+            raise errors.ValidationFailed(
+                f"{a.action} is not an action of the {stage} stage ({', '.join(ACTIONS[stage])})",
+                details=[ErrorDetail(", ".join(ACTIONS[stage]), field="action")],
+            )
+        task = rows[a.task]
+        if a.action == "ASSIGN":
+            task.assignee_id = _assignee(s, principal, project, a.assignee, stage)
+            task.status = "ASSIGNED"
+        elif a.action == "RELEASE":
+            task.assignee_id, task.status = None, "RELEASED"
+        else:
+            target = {"SUBMIT": "review", "APPROVE": "complete", "REJECT": "annotate"}[a.action]
+            if a.retain_assignee and a.assignee is None and task.assignee_id is None:
+                raise errors.ValidationFailed(f"task {task.id} has no assignee to retain")
+            if a.assignee is not None:
+                who: uuid.UUID | None = _assignee(s, principal, project, a.assignee, target)
+            else:
+                who = task.assignee_id if a.retain_assignee else None
+            task.stage, task.assignee_id = target, who
+            if target == "complete":
+                task.status = "COMPLETED"
+            elif who is not None:
+                task.status = "ASSIGNED"
+            else:
+                task.status = "REOPENED" if a.action == "REJECT" else "NEW"
+        task.updated_at = now
+    s.flush()
+    return len(actions)
+
+
+def move(
+    s: Session,
+    principal: Principal,
+    project_ref: Any,
+    origin_ref: Any,
+    destination_ref: Any,
+    ids: list[uuid.UUID],
+) -> int:
+    """Move tasks from one stage to another (admins and team managers), NEW and unassigned."""
+    project = projects.load(s, principal, project_ref)
+    if projects.role(s, principal, project) not in MANAGERS:
+        raise errors.PermissionDenied(
+            f"moving tasks of project {project.id} needs the admin or team manager role"
+        )
+    origin, destination = stage_of(project.id, origin_ref), stage_of(project.id, destination_ref)
+    if not 1 <= len(ids) <= MAX_TASKS:
+        raise errors.ValidationFailed(f"give 1 to {MAX_TASKS} task ids")
+    now = utcnow()
+    for task in _load(s, project, ids, origin).values():
+        task.stage, task.assignee_id, task.updated_at = destination, None, now
+        task.status = "COMPLETED" if destination == "complete" else "NEW"
+    s.flush()
+    return len(ids)

@@ -1,0 +1,362 @@
+"""One JSON codec, with one set of rules, for everything corral stores and reads back.
+
+Every JSON column (item and folder metadata, job payloads and results, label rows, presets…)
+is written with :func:`dumps` and read with :func:`loads`; every JSON text a client sends is
+parsed with :func:`parse`; every value that came in another way (a manifest, a CSV cell) is
+checked with :func:`check` (or :func:`problem`) before it is stored.  The rules, in one place:
+
+* only JSON values: objects with string keys, arrays, strings, booleans, null, integers and
+  finite numbers;
+* integers from -2**63 to 2**63-1 (64-bit; anything larger is refused, never turned into a
+  float);
+* no NaN, Infinity or a number that overflows a double (``1e999``);
+* no lone surrogate (``"\\ud800"``) in a key or a string: it has no UTF-8 form;
+* no NUL character (``"\\u0000"``) in a key or a string: PostgreSQL cannot store it in text
+  or JSONB, and SQLite would then hold what PostgreSQL refuses;
+* at most ``Limits.max_depth`` levels of nesting, and, where a ``Limits`` sets them, at most
+  so many characters per string and per key, keys per object and bytes in all.
+
+``REQUEST`` holds for every JSON body and every JSON text in a parameter; ``METADATA`` (tighter)
+for client metadata (items, folders, manifests).  A refusal names the field's path and quotes at
+most a short prefix of what was sent.
+
+:func:`dumps` writes only what :func:`loads` reads back equal, on SQLite and PostgreSQL: it
+refuses (``Unstorable``) instead of falling back to a lossy or unreadable form.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from corral.errors import ErrorDetail, ValidationFailed
+
+MAX_INT = 2**63 - 1
+MIN_INT = -(2**63)
+_BIG = float(2**63)  # a float this large may stand for an integer literal orjson could not keep
+_PREVIEW = 40
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What a JSON value may hold; None means "not limited here" (the body size caps it)."""
+
+    max_depth: int
+    max_bytes: int | None = None
+    max_string_chars: int | None = None
+    max_key_chars: int | None = None
+    max_keys: int | None = None  # per object
+
+
+#: Every JSON request body, and JSON texts in parameters.
+REQUEST = Limits(max_depth=64)
+#: What a JSON column can hold at all (what ``dumps`` writes and ``loads`` reads back).
+STORED = Limits(max_depth=254)
+#: Client metadata of an item or folder (the whole object, as stored).
+METADATA = Limits(
+    max_depth=32, max_bytes=1 << 20, max_string_chars=262_144, max_key_chars=256, max_keys=1_000
+)
+
+
+class Unstorable(ValidationFailed):
+    """A value that corral's JSON columns cannot hold (raised by :func:`dumps`)."""
+
+
+@dataclass(frozen=True)
+class Problem:
+    """The first thing wrong with a value: where (``.a[3].b``, empty for the value itself) and why."""
+
+    path: str
+    message: str
+
+    def at(self, field: str) -> str:
+        where = f"{field}{self.path}" if field else self.path.lstrip(".") or "(the value)"
+        return where if len(where) <= 200 else f"{where[:80]}…{where[-100:]}"
+
+    def refusal(self, field: str = "") -> ValidationFailed:
+        where = self.at(field)
+        return ValidationFailed(f"{where}: {self.message}", details=[ErrorDetail(self.message, field=where)])
+
+
+def preview(text: str, limit: int = _PREVIEW) -> str:
+    """A short, printable quotation of ``text`` (``repr``, so NULs and lone surrogates show as
+    escapes): never more than ``limit`` characters of it."""
+    if len(text) <= limit:
+        return repr(text)
+    return f"{text[:limit]!r}… ({len(text):,} characters)"
+
+
+def int_summary(v: int) -> str:
+    """An integer as a message may quote it: itself if short, else how long it is (a 5,000-digit
+    integer cannot even be turned into text by default)."""
+    if -(10**24) < v < 10**24:
+        return str(v)
+    return f"an integer of about {int(v.bit_length() * 0.30103) + 1:,} digits"
+
+
+def _key_path(key: str) -> str:
+    if key.isidentifier() and len(key) <= _PREVIEW:
+        return f".{key}"
+    return f"[{preview(key)}]"
+
+
+def _text_problem(s: str, limit: int | None, what: str) -> str | None:
+    if limit is not None and len(s) > limit:
+        return f"{what} of {len(s):,} characters is longer than the limit of {limit:,}: {preview(s)}"
+    if "\x00" in s:
+        return f"{what} holds a NUL character (\\u0000), which cannot be stored: {preview(s)}"
+    if not s.isascii():
+        try:
+            s.encode("utf-8")
+        except UnicodeEncodeError:
+            return f"{what} holds a lone surrogate (such as \\ud800), which is not Unicode text: {preview(s)}"
+    return None
+
+
+def _scalar_problem(v: Any, limits: Limits) -> str | None:
+    t = type(v)
+    if t is str:
+        return _text_problem(v, limits.max_string_chars, "a string")
+    if t is int:
+        if MIN_INT <= v <= MAX_INT:
+            return None
+        return f"{int_summary(v)} is outside the 64-bit range (-2**63 to 2**63-1)"
+    if t is float:
+        if v - v == 0.0:
+            return None
+        return "NaN and infinite numbers are not JSON"
+    if v is None or t is bool:
+        return None
+    return f"a {t.__name__} is not a JSON value"
+
+
+def _surely_fine(value: Any, limits: Limits) -> bool:
+    """A fast screen for the common case (a small object of plain values), on orjson's output:
+    True only if every rule certainly holds.  Each test is conservative (a brace inside a
+    string counts as nesting, a colon as a key), so False means only "walk it"."""
+    if type(value) is not dict:
+        return False
+    try:  # refuses lone surrogates, non-string keys and (strict) integers beyond 53 bits
+        out = orjson.dumps(value, option=orjson.OPT_STRICT_INTEGER)
+    except TypeError:
+        return False
+    size = len(out)
+    if b"null" in out or b"\\u0000" in out:
+        return False  # NaN/Infinity (written as null), NUL
+    if limits.max_bytes is not None and size > limits.max_bytes:
+        return False
+    if limits.max_string_chars is not None and size > limits.max_string_chars:
+        return False
+    # One "{" in all: the object itself is the only one, so its keys are all the keys (lists
+    # of numbers, such as an embedding, cost nothing here).  Otherwise only a small value
+    # passes the screen; the walk looks at the rest.
+    objects = out.count(b"{")
+    flat = objects == 1
+    max_keys, max_key = limits.max_keys, limits.max_key_chars
+    if max_keys is not None and len(value) > max_keys:
+        return False
+    if max_key is not None and size > max_key:
+        if not flat or max(map(len, value), default=0) > max_key:
+            return False
+    if not flat and max_keys is not None and size > max_keys:
+        return False
+    return size <= limits.max_depth or objects + out.count(b"[") <= limits.max_depth
+
+
+def problem(value: Any, limits: Limits = REQUEST) -> Problem | None:
+    """The first problem in ``value`` under ``limits``, or None if corral can store it.
+
+    Iterative (a value nested 100,000 deep costs no recursion), and stops at the first problem.
+    """
+    return None if _surely_fine(value, limits) else _walk(value, limits)
+
+
+def _walk(value: Any, limits: Limits) -> Problem | None:
+    max_depth, max_keys, max_key = limits.max_depth, limits.max_keys, limits.max_key_chars
+    stack: list[tuple[Any, int, str]] = [(value, 0, "")]
+    while stack:
+        node, depth, path = stack.pop()
+        t = type(node)
+        if t is dict:
+            if depth >= max_depth:
+                return Problem(path, f"nested more than {max_depth} levels deep")
+            if max_keys is not None and len(node) > max_keys:
+                return Problem(path, f"an object with {len(node):,} keys; the limit is {max_keys:,}")
+            for k, v in node.items():
+                if type(k) is not str:
+                    return Problem(path, f"an object key must be a string, not {type(k).__name__}")
+                bad = _text_problem(k, max_key, "a key")
+                if bad is not None:
+                    return Problem(path, bad)
+                vt = type(v)
+                if vt is dict or vt is list:
+                    stack.append((v, depth + 1, path + _key_path(k)))
+                else:
+                    bad = _scalar_problem(v, limits)
+                    if bad is not None:
+                        return Problem(path + _key_path(k), bad)
+        elif t is list:
+            if depth >= max_depth:
+                return Problem(path, f"nested more than {max_depth} levels deep")
+            for i, v in enumerate(node):
+                vt = type(v)
+                if vt is dict or vt is list:
+                    stack.append((v, depth + 1, f"{path}[{i}]"))
+                else:
+                    bad = _scalar_problem(v, limits)
+                    if bad is not None:
+                        return Problem(f"{path}[{i}]", bad)
+        else:
+            bad = _scalar_problem(node, limits)
+            if bad is not None:
+                return Problem(path, bad)
+    if limits.max_bytes is not None:
+        size = len(orjson.dumps(value))
+        if size > limits.max_bytes:
+            return Problem("", f"{size:,} bytes of JSON is more than the limit of {limits.max_bytes:,}")
+    return None
+
+
+def check(value: Any, limits: Limits = REQUEST, field: str = "") -> Any:
+    """``value`` if corral can store it under ``limits``, else ``ValidationFailed`` naming the field."""
+    found = problem(value, limits)
+    if found is not None:
+        raise found.refusal(field)
+    return value
+
+
+# -- parsing what clients send ----------------------------------------------------------------------
+
+
+class _BigInt:
+    """An integer literal outside 64 bits, kept as text so the check can name where it is."""
+
+    __slots__ = ("digits",)
+
+    def __init__(self, digits: str) -> None:
+        self.digits = digits
+
+
+def _exact_int(text: str) -> int | _BigInt:
+    digits = len(text) - (text[0] == "-")
+    if digits < 19:
+        return int(text)
+    if digits <= 20:
+        number = int(text)
+        if MIN_INT <= number <= MAX_INT:
+            return number
+    return _BigInt(text)
+
+
+def _has_big_float(value: Any) -> bool:
+    stack = [value]
+    while stack:
+        node = stack.pop()
+        t = type(node)
+        if t is dict:
+            stack.extend(node.values())
+        elif t is list:
+            stack.extend(node)
+        elif t is float and abs(node) >= _BIG:
+            return True
+    return False
+
+
+def _big_int_problem(value: Any) -> Problem | None:
+    stack: list[tuple[Any, str]] = [(value, "")]
+    while stack:
+        node, path = stack.pop()
+        if type(node) is dict:
+            stack.extend((v, path + _key_path(k)) for k, v in node.items())
+        elif type(node) is list:
+            stack.extend((v, f"{path}[{i}]") for i, v in enumerate(node))
+        elif type(node) is _BigInt:
+            digits = node.digits.lstrip("-")
+            return Problem(
+                path,
+                f"an integer of {len(digits):,} digits ({preview(node.digits, 24)}) is outside the "
+                "64-bit range (-2**63 to 2**63-1)",
+            )
+    return None
+
+
+def parse(text: bytes | str, limits: Limits = REQUEST, field: str = "") -> Any:
+    """Parse JSON a client sent, under ``limits``: ``ValidationFailed`` (400) for anything else.
+
+    Invalid JSON, NaN/Infinity, a lone surrogate and nesting beyond 1,024 levels are refused by
+    the parser; the rest of the rules by :func:`check`.  An integer literal beyond 64 bits is
+    refused, not read as a float.
+    """
+    try:
+        value = orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
+        if "infinity" in exc.msg:  # perhaps an integer of hundreds of digits: say so
+            _refuse_big_ints(text, field)
+        where = field or "request body"
+        reason = "nested more than 1,024 levels deep" if "depth limit" in exc.msg else exc.msg
+        message = f"{where} is not JSON ({reason} at line {exc.lineno}, column {exc.colno})"
+        raise ValidationFailed(message, details=[ErrorDetail(message, field=field or "body")]) from None
+    check(value, limits, field)
+    if _has_big_float(value):
+        # orjson reads an integer literal beyond 64 bits as a float; read it again exactly.
+        _refuse_big_ints(text, field)
+    return value
+
+
+def _refuse_big_ints(text: bytes | str, field: str) -> None:
+    try:
+        exact = json.loads(text, parse_int=_exact_int)
+    except (ValueError, RecursionError):
+        return
+    found = _big_int_problem(exact)
+    if found is not None:
+        raise found.refusal(field)
+
+
+# -- storage ----------------------------------------------------------------------------------------
+
+
+def dumps(value: Any) -> str:
+    """JSON text for a JSON column.  Refuses (``Unstorable``), never degrades: no integer beyond
+    64 bits, no NaN or infinity, no lone surrogate, no NUL, no nesting beyond 254 levels.
+    (Non-string keys become strings, as JSON requires.)"""
+    try:
+        out = orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS)
+    except TypeError as exc:
+        found = problem(value, STORED)
+        message = found.message if found is not None else str(exc)
+        where = found.path.lstrip(".") if found is not None and found.path else None
+        raise Unstorable(
+            f"cannot store this JSON value: {where + ': ' if where else ''}{message}",
+            details=[ErrorDetail(message, field=where)],
+        ) from None
+    if b"null" in out:  # orjson writes NaN and infinity as null: the C encoder tells them apart
+        try:
+            json.dumps(value, allow_nan=False, default=str)
+        except ValueError:
+            message = "NaN and infinite numbers are not JSON"
+            raise Unstorable(f"cannot store this JSON value: {message}",
+                             details=[ErrorDetail(message)]) from None
+    if b"\\u0000" in out:  # a NUL, or perhaps only the text "\\u0000": look closer
+        found = problem(value, STORED)
+        if found is not None:
+            where = found.path.lstrip(".") or None
+            raise Unstorable(f"cannot store this JSON value: {found.message}",
+                             details=[ErrorDetail(found.message, field=where)])
+    return out.decode()
+
+
+def loads(text: str | bytes) -> Any:
+    """Read a JSON column.  orjson, and for what it refuses (an integer of hundreds of digits that
+    an older corral let through) the standard library, so such a row can still be read and fixed."""
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return json.loads(text, parse_int=_lenient_int)
+
+
+def _lenient_int(text: str) -> int | str:
+    return int(text) if len(text) < 4300 else text  # beyond Python's int-from-text limit: the digits
