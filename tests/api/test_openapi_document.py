@@ -76,3 +76,14 @@ def test_a_refused_json_column_is_a_400_and_nothing_is_committed(app, db, make_u
     assert r.json()["code"] == "validation_failed" and "64-bit" in r.json()["message"]
     with db.read() as s:
         assert s.scalar(select(func.count()).select_from(Job).where(Job.org_id == alice.org_id)) == 0
+
+
+def test_a_version_beyond_the_column_is_not_found(app, make_user) -> None:  # type: ignore[no-untyped-def]
+    """The document allows any 64-bit version; one the 32-bit column cannot hold is a 404, not a
+    query PostgreSQL refuses (500)."""
+    alice = make_user("alice@x.io")
+    with TestClient(app) as c:
+        for version in (2**31, 2**63 - 1):
+            r = c.get(f"/api/v1/metadata-schema/versions/{version}", headers=alice.bearer)
+            assert r.status_code == 404, r.text
+            assert r.json()["code"] == "not_found"

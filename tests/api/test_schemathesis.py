@@ -45,6 +45,7 @@ DATA_CHECKS = [positive_data_acceptance, negative_data_rejection]
 DATA_CHECK_GAPS = frozenset(
     {
         "DELETE /api/v1/sessions/current",
+        "GET /api/v1/datasets",
         "GET /api/v1/datasets/{ref}/rows",
         "GET /api/v1/datasets/{ref}/rows.ndjson",
         "GET /api/v1/folders/lookup",
@@ -62,10 +63,12 @@ DATA_CHECK_GAPS = frozenset(
         "GET /v2/public/storage/search/items",
         "PATCH /api/v1/folders/{folder_id}",
         "PATCH /api/v1/integrations/{ref}",
+        "PATCH /api/v1/items/{item_id}",
         "PATCH /v2/public/storage/folders/patch-bulk",
         "PATCH /v2/public/storage/folders/{folder_id}",
         "PATCH /v2/public/storage/items/patch-bulk",
         "POST /api/v1/datasets",
+        "POST /api/v1/datasets/{ref}/grants",
         "POST /api/v1/datasets/{ref}/link",
         "POST /api/v1/datasets/{ref}/unlink",
         "POST /api/v1/folders",
