@@ -259,7 +259,8 @@ class Client:
         try:
             return str(uuid.UUID(ref))
         except ValueError:
-            return str(self.request("GET", "/api/v1/folders/lookup", params={"path": ref})["id"])
+            found = self.request("GET", "/api/v1/folders/lookup", params={"path": ref, "counts": "false"})
+            return str(found["id"])
 
     def _folder(self, ref: str) -> str:
         return f"/api/v1/folders/{self.folder_id(ref)}"
@@ -277,8 +278,9 @@ class Client:
             body["client_metadata"] = client_metadata
         return self.request("POST", "/api/v1/folders", json=body)
 
-    def list_folders(self, path: str | None = None) -> Any:
-        return self.request("GET", "/api/v1/folders", params={"path": path} if path else None)
+    def list_folders(self, path: str | None = None, counts: bool = True) -> Any:
+        params = {"counts": str(counts).lower(), **({"path": path} if path else {})}
+        return self.request("GET", "/api/v1/folders", params=params)
 
     def get_folder(self, ref: str) -> Any:
         return self.request("GET", self._folder(ref))
@@ -313,8 +315,10 @@ class Client:
         direction: str = "asc",
         page_size: int = 100,
         page_token: str | None = None,
+        counts: bool = True,
     ) -> Any:
-        params: dict[str, Any] = {"q": q, "order": order, "direction": direction, "page_size": page_size}
+        params: dict[str, Any] = {"q": q, "order": order, "direction": direction, "page_size": page_size,
+                                  "counts": str(counts).lower()}
         params["page_token"] = page_token
         return self.request("GET", "/api/v1/folders/search", params=_present(params))
 

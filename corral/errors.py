@@ -14,6 +14,7 @@
     ├── RequestTimeout               408 request_timeout
     ├── PayloadTooLarge              413 payload_too_large
     ├── NotSupported                 501 not_supported (a call or option corral does not implement)
+    ├── Overloaded                   503 overloaded (a limit is reached: retry after a pause)
     └── StorageError                 502 storage_error
         ├── ObjectMissing            404 object_missing
         ├── AccessDenied             403 access_denied
@@ -125,6 +126,13 @@ class NotSupported(CorralError):
 
     status = 501
     code = "not_supported"
+
+
+class Overloaded(CorralError):
+    """The server is at a limit (requests in flight); the client should retry after a pause."""
+
+    status = 503
+    code = "overloaded"
 
 
 class StorageError(CorralError):

@@ -30,6 +30,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from corral.errors import ConfigurationError
 
+#: Generated secret keys already read, by file (the file never changes once written).
+_SECRET_FILES: dict[Path, bytes] = {}
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
@@ -80,8 +83,37 @@ class Settings(BaseSettings):
         None,
         ge=0,
         le=64,
-        description="Extra `corral worker` processes `corral serve` starts beside its embedded worker, so "
-        "CPU-heavy jobs use more cores. Unset: one per CPU beyond the first. 0: none.",
+        description="Extra job worker processes `corral serve` starts beside its first one, so CPU-heavy "
+        "jobs use more cores. Unset: one per CPU beyond the first. 0: none.",
+    )
+    api_workers: int | None = Field(
+        None,
+        ge=1,
+        le=64,
+        description="API processes `corral serve` runs (`--workers`), sharing its port. Unset: one per "
+        "CPU core.",
+    )
+    worker_nice: int = Field(
+        10,
+        ge=0,
+        le=19,
+        description="Niceness of the job worker processes `corral serve` starts: the higher, the more the "
+        "API processes get the CPU first while imports run. 0: equal priority.",
+    )
+    api_threads: int = Field(
+        16,
+        ge=1,
+        le=1000,
+        description="Threads one API process runs blocking work in (database reads, signing). Python "
+        "runs one at a time, so more only adds contention; requests beyond wait their turn, bounded by "
+        "CORRAL_MAX_CONCURRENT_REQUESTS.",
+    )
+    max_concurrent_requests: int = Field(
+        256,
+        ge=1,
+        le=100_000,
+        description="Requests one API process handles at the same time (long polls and streams "
+        "included); one more is answered at once with 503 and `Retry-After: 1` instead of queueing.",
     )
     job_claim_batch: int = Field(
         16, ge=1, le=1000, description="Job units a worker claims in one transaction."
@@ -102,6 +134,14 @@ class Settings(BaseSettings):
         60,
         ge=0,
         description="How far in the future a signed request's `created` timestamp may be.",
+    )
+    auth_cache_seconds: float = Field(
+        1.0,
+        ge=0,
+        le=60,
+        description="How long a process remembers whom a bearer token or SSH key belongs to. A change "
+        "made in the same process (revoking, disabling) applies at once; one made by another process "
+        "within this time. 0: look the credential up on every request.",
     )
     sqlite_busy_timeout_ms: int = Field(
         30000, ge=0, description="How long SQLite waits for a lock before giving up."
@@ -224,6 +264,10 @@ class Settings(BaseSettings):
         return max(0, (os.cpu_count() or 1) - 1)
 
     @property
+    def resolved_api_workers(self) -> int:
+        return self.api_workers if self.api_workers is not None else max(1, os.cpu_count() or 1)
+
+    @property
     def local_root_paths(self) -> list[Path]:
         return [Path(p).expanduser().resolve() for p in self.local_roots.split(":") if p.strip()]
 
@@ -258,11 +302,17 @@ class Settings(BaseSettings):
                 "CORRAL_SECRET_KEY is missing: it is required with an external database, and "
                 "every API server and worker must share it."
             )
-        path = self.ensure_data_dir() / "secret.key"
+        path = (self.data_dir / "secret.key").resolve()
+        known = _SECRET_FILES.get(path)
+        if known is not None:  # read once per process: signing asks for it on every request
+            return known
+        self.ensure_data_dir()
         if not path.exists():
             path.touch(mode=0o600)
             path.write_text(secrets.token_urlsafe(48))
-        return path.read_text().strip().encode()
+        generated = path.read_text().strip().encode()
+        _SECRET_FILES[path] = generated
+        return generated
 
 
 def settings_table() -> list[tuple[str, str, str]]:

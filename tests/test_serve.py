@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -27,22 +28,30 @@ def test_serve_fresh_data_dir(tmp_path) -> None:  # type: ignore[no-untyped-def]
     port = free_port()
     data = tmp_path / "fresh"
     proc = _corral("serve", "--port", str(port), "--data-dir", str(data), env={"CORRAL_LOG_FORMAT": "json"})
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(iter(proc.stdout.readline, "")), daemon=True)
+    reader.start()
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 60  # API and job worker processes all import corral at once
         while True:
             try:
                 r = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
                 break
             except httpx.TransportError:
-                assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
+                assert proc.poll() is None, "".join(lines)
                 assert time.monotonic() < deadline
                 time.sleep(0.1)
         assert r.status_code == 200 and r.json()["ok"] is True and r.json()["database"] == "ok"
         assert httpx.get(f"http://127.0.0.1:{port}/api/v1/me").status_code == 401
         assert (data / "corral.db").exists() and (data / "secret.key").stat().st_mode & 0o077 == 0
+        while not any("worker started" in line for line in lines):  # the job worker processes too
+            assert time.monotonic() < deadline, "".join(lines)
+            time.sleep(0.1)
     finally:
         proc.send_signal(signal.SIGTERM)
-        out, _ = proc.communicate(timeout=30)
+        proc.wait(60)
+        reader.join(30)
+    out = "".join(lines)
     # uvicorn re-raises SIGTERM after a clean shutdown, so the exit status is -SIGTERM
     assert proc.returncode in (0, -signal.SIGTERM), out
     assert "Application shutdown complete" in out and "worker stopped" in out
@@ -95,28 +104,32 @@ def _children(pid: int) -> list[int]:
 @pytest.mark.slow
 def test_serve_runs_extra_worker_processes_and_stops_them(tmp_path) -> None:  # type: ignore[no-untyped-def]
     port = free_port()
-    proc = _corral("serve", "--port", str(port), "--data-dir", str(tmp_path / "d"),
+    proc = _corral("serve", "--port", str(port), "--data-dir", str(tmp_path / "d"), "--workers", "1",
                    env={"CORRAL_WORKER_PROCESSES": "2", "CORRAL_LOG_FORMAT": "console"})
     try:
-        deadline = time.monotonic() + 30
-        while len(_children(proc.pid)) < 2 or not _healthy(port):
+        deadline = time.monotonic() + 60
+        while len(_job_workers(proc.pid)) < 3 or not _healthy(port):
             assert proc.poll() is None and time.monotonic() < deadline
             time.sleep(0.1)
-        workers = _children(proc.pid)
-        assert all("worker" in Path(f"/proc/{w}/cmdline").read_text() for w in workers)
+        workers = _job_workers(proc.pid)
+        assert len(workers) == 3  # the first job worker process and 2 extra
         os.kill(workers[0], signal.SIGKILL)  # a dead worker process is replaced
         deadline = time.monotonic() + 20
-        while workers[0] in _children(proc.pid) or len(_children(proc.pid)) < 2:
+        while workers[0] in _job_workers(proc.pid) or len(_job_workers(proc.pid)) < 3:
             assert time.monotonic() < deadline
             time.sleep(0.1)
     finally:
         survivors = _children(proc.pid)
         proc.send_signal(signal.SIGTERM)
         out, _ = proc.communicate(timeout=60)
-    assert "starting 2 extra worker process(es)" in out
+    assert "starting 3 job worker process(es): 1 + 2 extra worker process(es)" in out
     time.sleep(0.5)
     assert not [w for w in survivors if Path(f"/proc/{w}").exists() and
                 "zombie" not in Path(f"/proc/{w}/status").read_text()], "worker processes outlived the server"
+
+
+def _job_workers(pid: int) -> list[int]:
+    return [c for c in _children(pid) if Path(f"/proc/{c}/cmdline").read_bytes().endswith(b"corral\0worker\0")]
 
 
 def _healthy(port: int) -> bool:
@@ -124,3 +137,48 @@ def _healthy(port: int) -> bool:
         return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200
     except httpx.TransportError:
         return False
+
+
+def _api_processes(pid: int) -> list[int]:
+    return [c for c in _children(pid) if b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes()]
+
+
+def _nice(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[16])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("workers", [1, 2])
+def test_serve_runs_api_processes_beside_niced_job_workers(tmp_path, workers) -> None:  # type: ignore[no-untyped-def]
+    port = free_port()
+    proc = _corral("serve", "--port", str(port), "--data-dir", str(tmp_path / "d"), "--workers", str(workers),
+                   env={"CORRAL_WORKER_PROCESSES": "0", "CORRAL_LOG_FORMAT": "console"})
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(iter(proc.stdout.readline, "")), daemon=True)
+    reader.start()
+    try:
+        deadline = time.monotonic() + 60
+        while not any("worker started" in line for line in lines) or not _healthy(port) \
+                or len(_api_processes(proc.pid)) < (workers if workers > 1 else 0):
+            assert proc.poll() is None and time.monotonic() < deadline, "".join(lines)
+            time.sleep(0.1)
+        [job_worker] = _job_workers(proc.pid)
+        assert _nice(job_worker) == _nice(proc.pid) + 10  # the API gets the CPU first
+        api = _api_processes(proc.pid)
+        assert len(api) == (workers if workers > 1 else 0)  # one API process: `serve` itself
+        assert all(_nice(p) == _nice(proc.pid) for p in api)
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as http:
+            assert all(http.get("/healthz").status_code == 200 for _ in range(20))
+            r = http.get("/api/v1/me")
+            assert r.status_code == 401 and r.json()["code"] == "authentication_failed"
+        survivors = _children(proc.pid)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(90)
+        reader.join(30)
+    out = "".join(lines)
+    assert f"{workers} API process(es), 1 job worker process(es)" in out
+    assert "worker stopped" in out and "Traceback" not in out
+    time.sleep(0.5)
+    assert not [p for p in survivors if Path(f"/proc/{p}").exists() and
+                "zombie" not in Path(f"/proc/{p}/status").read_text()], "processes outlived the server"

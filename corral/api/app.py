@@ -6,6 +6,7 @@ import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import anyio.to_thread
 from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 
@@ -15,7 +16,7 @@ from corral.api.deps import AppContext
 from corral.api.docs import install_docs
 from corral.api.errors import install_error_handlers
 from corral.api.limits import RequestGuard
-from corral.api.middleware import RequestLogMiddleware
+from corral.api.middleware import ConcurrencyLimitMiddleware, RequestLogMiddleware
 from corral.api.routes import (
     datasets,
     encord_datasets,
@@ -82,6 +83,8 @@ def create_app(
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         await run_in_threadpool(check_schema, database)
+        # The thread pool of run_in_threadpool: a few threads, not anyio's default 40 (see api_threads).
+        anyio.to_thread.current_default_thread_limiter().total_tokens = settings.api_threads
         thread: threading.Thread | None = None
         if run_worker:
             ctx.worker = Worker(database, settings, tasks)
@@ -120,6 +123,7 @@ def create_app(
     install_error_handlers(app)
     openapi.install(app)
     app.add_middleware(RequestGuard, ctx=ctx)  # inside the log, so refusals are logged too
+    app.add_middleware(ConcurrencyLimitMiddleware, limit=settings.max_concurrent_requests)
     app.add_middleware(RequestLogMiddleware)
     for router in (health.router, me.router, tokens.router, jobs.router, integrations.router,
                    local_media.router,
@@ -135,3 +139,15 @@ def create_app(
     app.include_router(sessions.router)
     install_web_ui(app)  # last: the API answers every path it knows first
     return app
+
+
+def app_from_environment() -> FastAPI:
+    """The app of one of `corral serve --workers N`'s API processes (uvicorn's factory): the
+    settings `serve` found (it passes its flags and data directory on in the environment, and the
+    same discovery reads the same configuration files); the job workers run in their own processes."""
+    from corral.logs import configure_logging
+    from corral.settings import discover
+
+    settings = discover().settings
+    configure_logging(settings.log_level, settings.log_format)
+    return create_app(settings)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
@@ -15,7 +16,6 @@ from corral.auth.signatures import KeyLookup
 from corral.core import identity
 from corral.core.identity import Principal
 from corral.db.engine import Database
-from corral.db.tables import User
 from corral.errors import AuthenticationFailed
 from corral.jobs.tasks import TaskRegistry
 from corral.jobs.worker import Worker
@@ -29,6 +29,10 @@ class AppContext:
     tasks: TaskRegistry
     worker: Worker | None = None
     pages_ahead: PageAhead[Any] = field(default_factory=PageAhead)
+    principals: identity.PrincipalCache = field(default_factory=lambda: identity.PrincipalCache(0))
+
+    def __post_init__(self) -> None:
+        self.principals.ttl = self.settings.auth_cache_seconds
 
     def wake_worker(self) -> None:
         if self.worker is not None:
@@ -53,27 +57,38 @@ def raw_request_target(scope: Scope) -> str:
 
 
 def _by_key(
-    db: Database, method: Literal["signature", "rpc-signature"], verify: Callable[[KeyLookup], str]
+    ctx: AppContext, method: Literal["signature", "rpc-signature"], verify: Callable[[KeyLookup], str]
 ) -> Principal:
-    """Run a signature check whose key lookup also finds the key's user."""
-    found: list[User] = []
+    """Run a signature check whose key lookup also finds the key's user (cached briefly)."""
+    found: list[Principal] = []
 
     def lookup(key_id: str) -> Ed25519PublicKey | None:
-        with db.read() as s:
-            user = identity.user_for_key_id(s, key_id)
-        if user is None:
-            return None
-        found.append(user)
+        principal = ctx.principals.get("key", key_id)
+        if principal is None:
+            epoch = identity.current_epoch()
+            with ctx.db.read() as s:
+                user = identity.user_for_key_id(s, key_id)
+            if user is None:
+                return None
+            principal = identity.principal_for_user(user, method)
+            ctx.principals.put("key", key_id, principal, epoch)
+        found.append(principal)
         return identity.public_key_from_id(key_id)
 
     verify(lookup)
-    return identity.principal_for_user(found[0], method)
+    return dataclasses.replace(found[0], method=method)
 
 
-def _by_token(db: Database, token: str) -> Principal:
-    with db.read() as s:
-        user = identity.user_for_token(s, token)
-    return identity.principal_for_user(user, "bearer")
+def _by_token(ctx: AppContext, token: str) -> Principal:
+    digest = identity.hash_token(token)
+    principal = ctx.principals.get("token", digest)
+    if principal is None:
+        epoch = identity.current_epoch()
+        with ctx.db.read() as s:
+            user = identity.user_for_token(s, token)
+        principal = identity.principal_for_user(user, "bearer")
+        ctx.principals.put("token", digest, principal, epoch)
+    return principal
 
 
 async def authenticate(request: Request) -> Principal:

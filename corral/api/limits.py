@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
 import tempfile
 import uuid
 from collections.abc import Callable
@@ -199,7 +200,7 @@ def _authenticate_head(
     """Who sent this request, from its head alone (blocking: runs in a worker thread)."""
     authz = headers.get("authorization", "").strip()
     if authz[:7].lower() == "bearer ":
-        return _by_token(ctx.db, authz[7:].strip())
+        return _by_token(ctx, authz[7:].strip())
     if any(h in headers for h in ("signature-input", "signature", "content-digest")):
         s = ctx.settings
         heads: list[SignedHead] = []
@@ -212,7 +213,7 @@ def _authenticate_head(
             heads.append(head)
             return head.key_id
 
-        principal = _by_key(ctx.db, "signature", verify_v2)
+        principal = _by_key(ctx, "signature", verify_v2)
         digest = heads[0].digest
         return _BodyCheck(principal, lambda sha: check_content_digest(digest, sha))
     if authz and is_rpc_path(scope["path"]):
@@ -226,7 +227,7 @@ def _authenticate_head(
             keys.append(public_key)
             return key_id
 
-        principal = _by_key(ctx.db, "rpc-signature", find_v1)
+        principal = _by_key(ctx, "rpc-signature", find_v1)
         return _BodyCheck(principal, lambda sha: verify_rpc_digest(keys[0], signature, sha))
     if authz:
         raise errors.AuthenticationFailed(
@@ -350,53 +351,69 @@ def _answer_if_refused(scope: Scope, receive: Receive, send: Send, body: _Guarde
 # -- the server: request-head timeouts ------------------------------------------------------------
 
 
-def protocol_class(header_timeout: float) -> type[H11Protocol]:
+HEADER_TIMEOUT_ENV = "CORRAL_HEADER_READ_TIMEOUT_SECONDS"
+
+
+class HeadTimeoutProtocol(H11Protocol):
     """uvicorn's HTTP/1.1 protocol, closing connections that do not send a whole request head within
     ``header_timeout`` seconds of opening or of their previous response (uvicorn's own keep-alive
-    timer restarts on every byte, so a client trickling a head would hold the connection forever)."""
+    timer restarts on every byte, so a client trickling a head would hold the connection forever).
 
-    class HeadTimeoutProtocol(H11Protocol):
-        _head_timer: asyncio.TimerHandle | None = None
+    A module-level class, so that ``corral serve --workers N`` can name it to uvicorn's worker
+    processes by import path; they read the timeout from the environment the parent set."""
 
-        def connection_made(self, transport: Any) -> None:
-            super().connection_made(transport)
+    header_timeout: float = float(os.environ.get(HEADER_TIMEOUT_ENV) or 0) or 30.0
+    _head_timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: Any) -> None:
+        super().connection_made(transport)
+        self._arm()
+
+    def _arm(self) -> None:
+        self._disarm()
+        self._head_timer = self.loop.call_later(self.header_timeout, self._head_timeout)
+
+    def _disarm(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _head_timeout(self) -> None:
+        self._head_timer = None
+        if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
+            self.transport.close()
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if self.conn.their_state is not h11.IDLE:
+            self._disarm()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if not self.transport.is_closing() and self.conn.their_state is h11.IDLE:
             self._arm()
 
-        def _arm(self) -> None:
-            self._disarm()
-            self._head_timer = self.loop.call_later(header_timeout, self._head_timeout)
-
-        def _disarm(self) -> None:
-            if self._head_timer is not None:
-                self._head_timer.cancel()
-                self._head_timer = None
-
-        def _head_timeout(self) -> None:
-            self._head_timer = None
-            if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
-                self.transport.close()
-
-        def data_received(self, data: bytes) -> None:
-            super().data_received(data)
-            if self.conn.their_state is not h11.IDLE:
-                self._disarm()
-
-        def on_response_complete(self) -> None:
-            super().on_response_complete()
-            if not self.transport.is_closing() and self.conn.their_state is h11.IDLE:
-                self._arm()
-
-        def connection_lost(self, exc: Exception | None) -> None:
-            self._disarm()
-            super().connection_lost(exc)
-
-    return HeadTimeoutProtocol
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
 
 
-def uvicorn_options(settings: Settings) -> dict[str, Any]:
-    """The server options that bound what a client can hold open (``corral serve`` uses these)."""
+def protocol_class(header_timeout: float) -> type[H11Protocol]:
+    """:class:`HeadTimeoutProtocol` with its own timeout (one process, or a test)."""
+    return type("HeadTimeoutProtocol", (HeadTimeoutProtocol,), {"header_timeout": header_timeout})
+
+
+def uvicorn_options(settings: Settings, *, processes: int = 1) -> dict[str, Any]:
+    """The server options that bound what a client can hold open (``corral serve`` uses these).
+    With several processes, uvicorn's workers import the protocol by name and read its timeout
+    from the environment, which this sets for them."""
+    if processes > 1:
+        os.environ[HEADER_TIMEOUT_ENV] = str(settings.header_read_timeout_seconds)
     return {
-        "http": protocol_class(settings.header_read_timeout_seconds),
+        "http": (
+            f"{__name__}:HeadTimeoutProtocol" if processes > 1
+            else protocol_class(settings.header_read_timeout_seconds)
+        ),
         "timeout_keep_alive": settings.keep_alive_timeout_seconds,
         "h11_max_incomplete_event_size": settings.max_header_bytes,
     }

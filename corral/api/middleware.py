@@ -1,4 +1,5 @@
-"""One structured log line per request: method, path, status, duration, principal."""
+"""ASGI middleware: one structured log line per request (method, path, status, duration, principal),
+and the bound on requests in flight (honest back-pressure)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,11 @@ import re
 import time
 import uuid
 
+from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from corral.api.errors import error_response
+from corral.errors import Overloaded
 
 log = logging.getLogger("corral.access")
 #: A whole bearer token in a path (``DELETE /api/v1/tokens/corral_…`` with the token itself) is
@@ -50,3 +55,36 @@ class RequestLogMiddleware:
                     "user": str(principal.user_id) if principal is not None else None,
                 },
             )
+
+
+class ConcurrencyLimitMiddleware:
+    """At most ``limit`` requests in flight in this process; one more is answered at once with
+    ``503 overloaded`` and ``Retry-After``, before its body is read, instead of waiting in a queue
+    that could grow without bound (behind the thread pool or the database's connection pool).
+    ``/healthz`` is never refused, so a load balancer still sees a live server.
+    """
+
+    def __init__(self, app: ASGIApp, limit: int, retry_after_seconds: int = 1) -> None:
+        self.app = app
+        self.limit = limit
+        self.retry_after = str(retry_after_seconds)
+        self.active = 0  # one event loop per process: no lock needed
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] == "/healthz":
+            await self.app(scope, receive, send)
+            return
+        if self.active >= self.limit:
+            error = Overloaded(
+                f"the server is busy ({self.limit} requests in flight in this process); "
+                f"retry after {self.retry_after} s"
+            )
+            response = error_response(Request(scope), error.status, error.code, error.message)
+            response.headers["Retry-After"] = self.retry_after
+            await response(scope, receive, send)
+            return
+        self.active += 1
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.active -= 1

@@ -16,15 +16,13 @@ overlap them:
 
 from __future__ import annotations
 
-import queue
+import asyncio
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Hashable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Generic, TypeVar
-
-from starlette.concurrency import run_in_threadpool
 
 T = TypeVar("T")
 _END = object()
@@ -33,20 +31,27 @@ _END = object()
 async def stream_ahead(chunks: Iterator[T], depth: int = 2) -> AsyncIterator[T]:
     """Yield ``chunks`` as a thread produces them, at most ``depth`` ahead of the consumer.
 
-    If the consumer stops early (a client hanging up), the producer stops at its next chunk and
-    the iterator is closed in its thread.
+    The producer thread hands each chunk to the event loop; the consumer awaits it without holding
+    a thread of the pool, so slow clients reading long streams never starve other requests.  If
+    the consumer stops early (a client hanging up), the producer stops at its next chunk and the
+    iterator is closed in its thread.
     """
-    box: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=depth)
+    loop = asyncio.get_running_loop()
+    box: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+    room = threading.Semaphore(depth)  # bounds how far the producer runs ahead
     stop = threading.Event()
 
     def put(entry: tuple[str, Any]) -> bool:
-        while not stop.is_set():
-            try:
-                box.put(entry, timeout=0.2)
-                return True
-            except queue.Full:
-                continue
-        return False
+        while not room.acquire(timeout=0.2):
+            if stop.is_set():
+                return False
+        if stop.is_set():
+            return False
+        try:
+            loop.call_soon_threadsafe(box.put_nowait, entry)
+        except RuntimeError:  # the event loop is closed
+            return False
+        return True
 
     def produce() -> None:
         try:
@@ -61,21 +66,12 @@ async def stream_ahead(chunks: Iterator[T], depth: int = 2) -> AsyncIterator[T]:
             if close is not None:
                 close()
 
-    def get() -> tuple[str, Any]:
-        # Never blocks for good: a consumer cancelled while waiting (a client hanging up) leaves
-        # this call running in the thread pool, which must get its thread back.
-        while True:
-            try:
-                return box.get(timeout=0.2)
-            except queue.Empty:
-                if stop.is_set():
-                    return ("end", None)
-
     thread = threading.Thread(target=produce, name="corral-stream-ahead", daemon=True)
     thread.start()
     try:
         while True:
-            kind, value = await run_in_threadpool(get)
+            kind, value = await box.get()
+            room.release()
             if kind == "end":
                 return
             if kind == "error":

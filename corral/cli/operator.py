@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -78,18 +80,26 @@ def _database(settings: Settings):  # type: ignore[no-untyped-def]
 @click.option("--host", default=None, help="Interface to bind (default 127.0.0.1, or CORRAL_HOST).")
 @click.option("--port", type=int, default=None, help="Port (default 8080, or CORRAL_PORT).")
 @data_dir_option
+@click.option("--workers", type=click.IntRange(1, 64), default=None,
+              help="API processes sharing the port (default one per CPU core, or CORRAL_API_WORKERS).")
 @click.option("--no-worker", is_flag=True, help="Serve the API only; run `corral worker` elsewhere.")
-def serve(host: str | None, port: int | None, data_dir: Path | None, no_worker: bool) -> None:
-    """Run the HTTP API (and, unless --no-worker, the background workers)."""
+def serve(host: str | None, port: int | None, data_dir: Path | None, workers: int | None,
+          no_worker: bool) -> None:
+    """Run the HTTP API (and, unless --no-worker, the background job workers).
+
+    The API runs in --workers processes; the job workers run in their own processes, at a lower
+    priority, so a long import never takes the CPU from requests.
+    """
     import uvicorn
 
     from corral.api.app import check_schema, create_app
     from corral.api.limits import uvicorn_options
     from corral.core import identity
     from corral.db import migrate
+    from corral.jobs.supervisor import WorkerSupervisor
     from corral.logs import configure_logging
 
-    found = open_data_dir(data_dir, create=True, host=host, port=port)
+    found = open_data_dir(data_dir, create=True, host=host, port=port, api_workers=workers)
     settings = found.settings
     configure_logging(settings.log_level, settings.log_format)
     with friendly_errors():
@@ -115,20 +125,56 @@ def serve(host: str | None, port: int | None, data_dir: Path | None, no_worker: 
             f"  corral token create you@example.com {prefix}\n",
             err=True,
         )
+    api = settings.resolved_api_workers
+    jobs = 0 if no_worker else 1 + settings.resolved_worker_processes
     click.echo(f"corral listening on http://{settings.host}:{settings.port} "
-               f"(API docs at /api/docs, database {db.dialect})", err=True)
-    extra = 0 if no_worker else settings.resolved_worker_processes
-    if extra:
-        click.echo(f"starting {extra} extra worker process(es) (CORRAL_WORKER_PROCESSES)", err=True)
-    app = create_app(settings, db=db, run_worker=not no_worker, worker_processes=extra)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_config=None,
-                timeout_graceful_shutdown=30, access_log=False, **uvicorn_options(settings))
+               f"(API docs at /api/docs, database {db.dialect}; {api} API process(es), "
+               f"{jobs} job worker process(es))", err=True)
+    if jobs:
+        click.echo(f"starting {jobs} job worker process(es): 1 + {jobs - 1} extra worker process(es) "
+                   "(CORRAL_WORKER_PROCESSES)", err=True)
+    supervisor = WorkerSupervisor(settings, jobs, nice=settings.worker_nice) if jobs else None
+    options: dict[str, Any] = {"host": settings.host, "port": settings.port, "log_config": None,
+                               "timeout_graceful_shutdown": 30, "access_log": False,
+                               **uvicorn_options(settings, processes=api)}
+
+    def stop_then_exit(signum: int, _frame: Any) -> None:
+        # One API process: uvicorn restores this handler after its graceful shutdown and raises
+        # the signal again, so the job workers are stopped before the server exits.
+        if supervisor is not None:
+            supervisor.stop()
+        signal.signal(signum, signal.SIG_DFL)
+        signal.raise_signal(signum)
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, stop_then_exit)
+    try:
+        if supervisor is not None:
+            supervisor.start()
+        if api == 1:
+            uvicorn.run(create_app(settings, db=db), **options)
+        else:
+            db.dispose()
+            # The API processes read their settings from the environment: pass on what the
+            # command line set, and the resolved data directory (the secret key lives there).
+            os.environ["CORRAL_DATA_DIR"] = str(settings.data_dir.resolve())
+            os.environ["CORRAL_HOST"], os.environ["CORRAL_PORT"] = settings.host, str(settings.port)
+            uvicorn.run("corral.api.app:app_from_environment", factory=True, workers=api, **options)
+    finally:
+        if supervisor is not None:
+            supervisor.stop()
 
 
 @click.command()
 @data_dir_option
 def worker(data_dir: Path | None) -> None:
     """Run a job worker process against the configured database (any number may run)."""
+    import signal
+
+    # A stop asked for while starting up (imports take a while) is honoured once the worker runs.
+    early: list[int] = []
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda signum, _frame: early.append(signum))
     import corral.core.verify  # noqa: F401  (registers the "verify_dataset" task kind)
     import corral.registration.jobs  # noqa: F401  (registers the "register" task kind)
     from corral.api.app import check_schema
@@ -141,7 +187,7 @@ def worker(data_dir: Path | None) -> None:
         settings.resolved_secret_key()
         db = _database(settings)
         check_schema(db)
-        run_worker_forever(db, settings)
+        run_worker_forever(db, settings, early=early)
 
 
 @click.command()

@@ -7,14 +7,17 @@ import binascii
 import hashlib
 import re
 import secrets
+import threading
+import time
 import uuid
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import Any, Literal
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from sqlalchemy import Select, select
-from sqlalchemy.orm import Session
+from sqlalchemy import Select, event, select
+from sqlalchemy.orm import ORMExecuteState, Session
 
 from corral.db.tables import ApiToken, Organisation, SshKey, User
 from corral.db.types import utcnow
@@ -330,3 +333,78 @@ def user_for_token(session: Session, token: str) -> User:
     if user is None or user.disabled_at is not None:
         raise AuthenticationFailed("Bearer token is not valid")
     return user
+
+
+# -- the principal cache -------------------------------------------------------------------------
+
+_AUTH_TABLES = (User, ApiToken, SshKey, Organisation)
+_epoch = 0  # moves whenever this process writes users, tokens, keys or organisations
+
+
+def _bump() -> None:
+    global _epoch
+    _epoch += 1
+
+
+@event.listens_for(Session, "after_flush")
+def _after_flush(session: Session, _context: Any) -> None:
+    if any(isinstance(o, _AUTH_TABLES) for o in (*session.new, *session.dirty, *session.deleted)):
+        _bump()
+
+
+@event.listens_for(Session, "do_orm_execute")
+def _on_execute(state: ORMExecuteState) -> None:
+    if (state.is_update or state.is_delete) and any(
+        getattr(m, "class_", None) in _AUTH_TABLES for m in state.all_mappers
+    ):
+        _bump()
+
+
+class PrincipalCache:
+    """Who a credential (a bearer token's hash, an SSH key id) belongs to, kept for ``ttl`` seconds.
+
+    Authenticating costs a read transaction with two queries; a busy client sends many requests a
+    second with the same credential.  An entry is dropped when it is ``ttl`` seconds old, and every
+    entry as soon as this process writes a user, token, SSH key or organisation through the ORM
+    (revoking, disabling, changing a role), so a change made here applies at once and one made by
+    another process within ``ttl`` seconds.  ``ttl`` 0 turns the cache off.  Failed lookups are
+    never cached.  A signature is still verified on every request: only the key's owner is cached.
+    """
+
+    def __init__(self, ttl: float, size: int = 10_000) -> None:
+        self.ttl = ttl
+        self.size = size
+        self._entries: OrderedDict[tuple[str, str], tuple[Principal, int, float]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, kind: str, credential: str) -> Principal | None:
+        if self.ttl <= 0:
+            return None
+        with self._lock:
+            hit = self._entries.get((kind, credential))
+            if hit is None:
+                return None
+            principal, epoch, expires = hit
+            if epoch != _epoch or time.monotonic() >= expires:
+                del self._entries[(kind, credential)]
+                return None
+            return principal
+
+    def put(self, kind: str, credential: str, principal: Principal, epoch: int) -> None:
+        """Keep ``principal``, read while the epoch was ``epoch`` (from ``current_epoch()`` before
+        the lookup, so a write during the lookup is not cached over)."""
+        if self.ttl <= 0:
+            return
+        with self._lock:
+            self._entries[(kind, credential)] = (principal, epoch, time.monotonic() + self.ttl)
+            self._entries.move_to_end((kind, credential))
+            while len(self._entries) > self.size:
+                self._entries.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+
+def current_epoch() -> int:
+    return _epoch

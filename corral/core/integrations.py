@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import threading
 import uuid
-from collections.abc import Callable
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -346,6 +347,65 @@ def open_row(row: Integration, settings: Settings) -> ScopedStorage:
     except OSError as exc:
         label = f"integration {row.title!r}"
         raise translate(exc, f"cannot open {label}", label) from None
+
+
+# -- opened backends, cached per integration ------------------------------------------------------
+
+#: Opened backends one process keeps (least recently used dropped first).
+SHARED_CACHE_SIZE = 256
+_shared: OrderedDict[uuid.UUID, tuple[Hashable, ScopedStorage]] = OrderedDict()
+_shared_lock = threading.Lock()
+_opening: dict[uuid.UUID, threading.Lock] = {}
+
+
+def _version(row: Integration, settings: Settings) -> Hashable:
+    """Everything an opened backend depends on.  Any change to the row (its settings, credentials,
+    title, TTL or strictness: ``update`` also moves ``updated_at``) or to the server's settings gives
+    another version, so every process opens the integration anew on its next use."""
+    return (
+        row.updated_at, row.provider, row.title, row.strict_client_only, row.signed_url_ttl_seconds,
+        repr(sorted(row.config.items())), row.credentials,
+        settings.resolved_secret_key(), settings.resolved_public_url,
+        settings.storage_connect_timeout_seconds, settings.storage_read_timeout_seconds,
+    )
+
+
+def shared(row: Integration, settings: Settings) -> ScopedStorage:
+    """The integration's bucket behind the scope guard, opened once per process and version.
+
+    Opening a backend costs far more than using it (a botocore client is ~100 ms of CPU), so
+    signing and other short requests share one opened backend per integration; it is thread-safe,
+    and its ``close`` does nothing.  The row is read by the caller's transaction, so a change made
+    by any process is seen on the next request (see ``_version``).
+    """
+    version = _version(row, settings)
+    with _shared_lock:
+        hit = _shared.get(row.id)
+        if hit is not None and hit[0] == version:
+            _shared.move_to_end(row.id)
+            return hit[1]
+        opening = _opening.setdefault(row.id, threading.Lock())
+    # One thread opens; the others wait for it instead of each building a client of their own
+    # (the first open in a process also imports the provider's SDK, which takes a while).
+    with opening:
+        with _shared_lock:
+            hit = _shared.get(row.id)
+        if hit is not None and hit[0] == version:
+            return hit[1]
+        scoped = open_row(row, settings)
+        scoped.shared = True
+        with _shared_lock:
+            _shared[row.id] = (version, scoped)
+            _shared.move_to_end(row.id)
+            while len(_shared) > SHARED_CACHE_SIZE:
+                gone, _ = _shared.popitem(last=False)  # not closed: a thread may still sign with it
+                _opening.pop(gone, None)
+    return scoped
+
+
+def shared_scoped(s: Session, settings: Settings, org_id: uuid.UUID, ref: str | uuid.UUID) -> ScopedStorage:
+    """``shared`` for an integration of the organisation, by id or title."""
+    return shared(_row(s, org_id, ref), settings)
 
 
 def check(

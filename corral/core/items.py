@@ -28,7 +28,7 @@ from corral.db.tables import DataRow, Dataset, Folder, Integration, Item, ItemPa
 from corral.db.types import utcnow
 from corral.errors import ErrorDetail
 from corral.settings import Settings
-from corral.storage.scope import ScopedStorage, translate
+from corral.storage.scope import ScopedStorage
 
 ITEM_TYPES = (
     "image",
@@ -525,22 +525,17 @@ def hard_delete(s: Session, principal: Principal, item_id: uuid.UUID) -> None:
 
 
 def signer(s: Session, settings: Settings, item: ItemView) -> Callable[[], ScopedStorage] | None:
-    """Inside the read transaction: what signing ``item``'s URLs needs (None if it has no integration)."""
+    """Inside the read transaction: what signing ``item``'s URLs needs (None if it has no integration).
+
+    The backend is the process's shared one for the integration's current version
+    (``integrations.shared``), so signing opens nothing per request."""
     if item.integration_id is None:
         return None
     row = s.get(Integration, item.integration_id)
     if row is None:
         return None
-    _, open_ = integrations.opener(row, settings)
-    title = row.title
-
-    def open_scoped() -> ScopedStorage:
-        try:
-            return open_()
-        except OSError as exc:
-            raise translate(exc, f"cannot open integration {title!r}", f"integration {title!r}") from None
-
-    return open_scoped
+    scoped = integrations.shared(row, settings)
+    return lambda: scoped
 
 
 def signed(item: ItemView, open_: Callable[[], ScopedStorage], ttl_seconds: int | None = None) -> ItemView:
@@ -575,16 +570,61 @@ def signed_all(
     openers: dict[uuid.UUID, Callable[[], ScopedStorage]],
     ttl_seconds: int | None = None,
 ) -> list[ItemView]:
-    """Outside any transaction: ``views`` with a signed GET URL for each single-file item, opening
-    each integration once."""
+    """Outside any transaction: ``views`` with a signed GET URL for each single-file item, and for each
+    part of the multi-file items whose parts are loaded, opening each integration once."""
     out = list(views)
     for integration_id, open_ in openers.items():
         storage = open_()
         try:
             ttl = ttl_seconds or storage.ttl_seconds
             for i, v in enumerate(out):
-                if v.integration_id == integration_id and v.url:
-                    out[i] = replace(v, signed_url=storage.sign_get(v.url, ttl), signed_url_expires_in=ttl)
+                if v.integration_id != integration_id:
+                    continue
+                parts = [replace(p, signed_url=storage.sign_get(p.url, ttl)) for p in v.parts or []]
+                url = storage.sign_get(v.url, ttl) if v.url else None
+                if url is not None or parts:
+                    out[i] = replace(v, signed_url=url, signed_url_expires_in=ttl,
+                                     parts=parts if v.parts is not None else None)
         finally:
             storage.close()
     return out
+
+
+#: Items one bulk signing request may name.
+MAX_SIGN = 1000
+
+
+def get_many(s: Session, principal: Principal, item_ids: list[uuid.UUID]) -> list[ItemView]:
+    """Items by id, in the order given, with their parts; one the principal cannot see (another
+    organisation's, staged, or in a folder they have no role on) is a 404 naming it."""
+    ids = list(dict.fromkeys(item_ids))
+    if not 1 <= len(ids) <= MAX_SIGN:
+        raise errors.ValidationFailed(
+            f"give 1 to {MAX_SIGN} item ids, got {len(ids)}",
+            details=[ErrorDetail(f"1 to {MAX_SIGN} ids", field="ids")],
+        )
+    found: dict[uuid.UUID, Item] = {}
+    for i in range(0, len(ids), 500):
+        for item in s.scalars(
+            select(Item).where(Item.id.in_(ids[i : i + 500]), Item.org_id == principal.org_id, published())
+        ):
+            found[item.id] = item
+    roles: dict[uuid.UUID, bool] = {}
+    for item_id in ids:
+        hit = found.get(item_id)
+        if hit is None:
+            raise _not_found(item_id)
+        if hit.folder_id not in roles:
+            folder = s.get(Folder, hit.folder_id)
+            assert folder is not None
+            roles[hit.folder_id] = permissions.folder_role(s, principal, folder) is not None
+        if not roles[hit.folder_id]:
+            raise _not_found(item_id)
+    multi = [i for i in ids if found[i].url is None]
+    parts: dict[uuid.UUID, list[ItemPart]] = {i: [] for i in multi}
+    for i in range(0, len(multi), 500):
+        for part in s.scalars(
+            select(ItemPart).where(ItemPart.item_id.in_(multi[i : i + 500])).order_by(ItemPart.position)
+        ):
+            parts[part.item_id].append(part)
+    return [view(found[i], parts[i] if i in parts else None) for i in ids]

@@ -146,6 +146,10 @@ def fetch(
                 after = tuple_(key, ident)  # a plain tuple: each value bound with its column's type
                 bound = (cursor.value, cursor.id)
                 q = q.where(after < bound if desc else after > bound)
+                # Implied by the tuple comparison, but PostgreSQL estimates a row comparison's
+                # selectivity blindly (a few rows), then reads every later row of the folder and
+                # sorts them; on the key alone it uses the column's statistics and walks the index.
+                q = q.where(key <= cursor.value if desc else key >= cursor.value)
             q = q.order_by(*((key.desc(), ident.desc()) if desc else (key.asc(), ident.asc())))
         rows += s.scalars(q.limit(page_size + 1 - len(rows)))
         cursor = None  # later segments start at their beginning

@@ -27,7 +27,8 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Text, select
+from sqlalchemy import cast as sql_cast
 from sqlalchemy.orm import Session
 
 from corral import errors
@@ -298,19 +299,28 @@ def status(s: Session, principal: Principal, job_id: uuid.UUID, *, limit: int = 
     total: int | None = None
     checked = failed_batches = 0
     unit_errors = []
-    query = select(JobUnit.seq, JobUnit.status, JobUnit.result, JobUnit.error).where(JobUnit.job_id == job.id)
-    for seq, unit_status, result, error in s.execute(query.order_by(JobUnit.seq)):
+    query = (
+        select(JobUnit.seq, JobUnit.status, sql_cast(JobUnit.result, Text), JobUnit.error)
+        .where(JobUnit.job_id == job.id)
+    )
+    for seq, unit_status, raw_result, error in s.execute(query.order_by(JobUnit.seq)):
+        # decoded row by row: a result that cannot be read back spoils its own line, not the report
+        result, unreadable = queue.load_stored(raw_result, "result")
+        if unreadable:
+            failed_batches += seq != 0
+            unit_errors.append({"where": "plan" if seq == 0 else f"batch {seq}", "error": unreadable})
+            continue
         if seq == 0:
             total = result.get("rows") if result else None
             if unit_status == "error":
                 unit_errors.append({"where": "plan", "error": error})
             continue
         if unit_status == "done" and result:
-            checked += result["rows"]
+            checked += result.get("rows", 0)
             for key in OUTCOMES:
                 counts[key] += result.get(key, 0)
             if len(problems) < limit:
-                problems += result["problems"][: limit - len(problems)]
+                problems += result.get("problems", [])[: limit - len(problems)]
         elif unit_status == "error":
             failed_batches += 1
             unit_errors.append({"where": f"batch {seq}", "error": error})

@@ -522,7 +522,11 @@ def finalize_ready_jobs(
 
 def _finalize_one(db: Database, tasks: TaskRegistry | None, job_id: uuid.UUID) -> int:
     with db.write() as s:
-        job = s.get(Job, job_id)
+        # The job's row is locked before its status is read (PostgreSQL; SQLite's write
+        # transactions are serialised already): a worker ending the job's last unit and another's
+        # idle sweep often find the job ready together, and under READ COMMITTED both would read
+        # PENDING and both run the finaliser.  The second now waits here and reads DONE.
+        job = s.get(Job, job_id, with_for_update=True)
         if job is None or job.status != "PENDING":
             return 0
         counts = unit_counts(s, job_id)

@@ -1,8 +1,10 @@
-"""Extra `corral worker` processes started by `corral serve`, so the embedded default uses every core.
+"""The `corral worker` processes started by `corral serve`, so the embedded default uses every core
+and job work never shares an interpreter (and its lock) with the API.
 
-The API process runs one worker thread; Python runs one thread at a time, so CPU-bound jobs
-(registering millions of files) would leave the other cores idle.  The supervisor starts
-``n`` child processes running `corral worker` against the same database and data directory,
+Python runs one thread at a time per process: a job worker thread inside an API process would take
+the CPU from requests, and CPU-bound jobs (registering millions of files) would leave other cores
+idle.  The supervisor starts ``n`` child processes running `corral worker` against the same
+database and data directory, at a lower priority (``nice``) than the API processes,
 restarts one that dies (with a back-off), and stops them all (SIGTERM, then SIGKILL after the
 grace period) when the server shuts down.  On Linux a child also gets SIGTERM if the server
 itself is killed, so none is left behind.
@@ -17,6 +19,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from corral.settings import Settings
@@ -33,10 +36,21 @@ def _die_with_parent() -> None:  # runs in the child, before exec
         pass
 
 
+def _child_setup(nice: int) -> Callable[[], None]:
+    def setup() -> None:  # runs in the child, before exec
+        if sys.platform == "linux":
+            _die_with_parent()
+        if nice:
+            os.nice(nice)  # the API processes get the CPU first
+
+    return setup
+
+
 class WorkerSupervisor:
-    def __init__(self, settings: Settings, count: int, grace_seconds: float = 35.0) -> None:
+    def __init__(self, settings: Settings, count: int, grace_seconds: float = 35.0, nice: int = 0) -> None:
         self.settings = settings
         self.count = count
+        self.nice = nice
         self.grace_seconds = grace_seconds
         self.children: list[subprocess.Popen[bytes]] = []
         self._stop = threading.Event()
@@ -53,7 +67,7 @@ class WorkerSupervisor:
 
     def _spawn(self) -> subprocess.Popen[bytes]:
         return subprocess.Popen([sys.executable, "-m", "corral", "worker"], env=self._env(),
-                                preexec_fn=_die_with_parent if sys.platform == "linux" else None)
+                                preexec_fn=_child_setup(self.nice))
 
     def start(self) -> None:
         self.children = [self._spawn() for _ in range(self.count)]

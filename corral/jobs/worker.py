@@ -287,8 +287,11 @@ class Worker:
                        retry_in=retry_in, drop_payload=drop_payload)
 
 
-def run_worker_forever(db: Database, settings: Settings, tasks: TaskRegistry = registry) -> None:
-    """`corral worker`: run until SIGTERM/SIGINT, then stop gracefully."""
+def run_worker_forever(
+    db: Database, settings: Settings, tasks: TaskRegistry = registry, early: list[int] | None = None
+) -> None:
+    """`corral worker`: run until SIGTERM/SIGINT, then stop gracefully.  ``early`` holds signals
+    received while the process was starting: the worker then stops as soon as it runs."""
     import signal
 
     worker = Worker(db, settings, tasks)
@@ -299,4 +302,6 @@ def run_worker_forever(db: Database, settings: Settings, tasks: TaskRegistry = r
 
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGINT, _on_signal)
+    for signum in early or []:
+        _on_signal(signum, None)
     worker.run()

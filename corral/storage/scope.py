@@ -77,6 +77,9 @@ class ScopedStorage:
         self.title = title
         self.strict_client_only = strict_client_only
         self.ttl_seconds = ttl_seconds
+        #: Set on a backend held by the process-wide cache (``integrations.shared``): ``close`` leaves
+        #: it open for the next caller.
+        self.shared = False
 
     @property
     def prefix(self) -> str:
@@ -188,4 +191,5 @@ class ScopedStorage:
             self.storage.set_cors(rules)
 
     def close(self) -> None:
-        self.storage.close()
+        if not self.shared:
+            self.storage.close()

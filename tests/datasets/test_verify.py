@@ -141,3 +141,39 @@ def test_who_may_verify(api, db, make_user, moto_server: MotoServer) -> None:  #
     with db.write() as s:  # a job of another kind is not a verification
         other = queue.create_job(s, org_id=carol.org_id, kind="register", units=[{"op": "noop"}]).id
     assert api.get(f"/api/v1/datasets/verify/{other}", headers=carol.bearer).status_code == 404
+
+
+def test_a_result_that_cannot_be_read_back_spoils_only_its_line_of_the_report(client, db, make_user) -> None:  # type: ignore[no-untyped-def]
+    """A stored unit result the decoder refuses (an integer of 400 digits: json writes it, orjson
+    cannot read it back) is listed as that batch's error; the other batches are still counted,
+    where decoding every result in one query made the whole report a 500."""
+    from sqlalchemy import text, update
+
+    from corral.db.tables import JobUnit
+    from tests.jobs.test_robustness import BIG, _unit_ids
+
+    alice = make_user("alice@x.io")
+    ds = new_dataset(client, alice)
+    r = client.post(f"/api/v1/datasets/{ds}/verify", headers=alice.bearer)  # no worker runs here
+    assert r.status_code == 202, r.text
+    job_id = uuid.UUID(r.json()["job_id"])
+    assert queue.add_units(db, job_id, [(1, {"op": "batch"}), (2, {"op": "batch"}), (3, {"op": "batch"})])
+    row, item = uuid.uuid4(), uuid.uuid4()
+    good = {"rows": 3, "objects": 3, "ok": 2, "missing": 1, "problems": [
+        {"row_id": str(row), "item_id": str(item), "url": "s3://b/gone.jpg", "problem": "missing", "message": None}]}
+    with db.write() as s:
+        s.execute(update(JobUnit).where(JobUnit.job_id == job_id).values(status="done", result=good))
+        s.execute(update(JobUnit).where(JobUnit.job_id == job_id, JobUnit.seq == 0)
+                  .values(result={"rows": 9, "batches": 3}))
+    cast = "CAST(:raw AS JSONB)" if not db.is_sqlite else ":raw"
+    with db.engine.begin() as conn:
+        conn.execute(text(f"UPDATE job_units SET result = {cast} WHERE id = :id"),
+                     {"raw": f'{{"rows": 3, "ok": {BIG}}}', "id": _unit_ids(db, job_id)[2]})
+    r = client.get(f"/api/v1/datasets/verify/{job_id}", headers=alice.bearer)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["rows_total"] == 9 and body["checked"] == 6 and body["failed_batches"] == 1
+    assert body["counts"] == {"ok": 4, "missing": 2, "forbidden": 0, "changed": 0, "error": 0, "skipped": 0}
+    assert [p["url"] for p in body["problems"]] == ["s3://b/gone.jpg"] * 2
+    assert [e["where"] for e in body["unit_errors"]] == ["batch 2"]
+    assert body["unit_errors"][0]["error"].startswith("the result stored for this unit cannot be read back")

@@ -200,3 +200,25 @@ def test_other_organisations_folders_are_404(client, make_user) -> None:  # type
     assert client.get("/api/v1/folders", headers=eve.bearer).json() == []
     assert client.get("/api/v1/folders/search", headers=eve.bearer).json()["folders"] == []
     assert folder(client, eve, "secret")["id"] != a["parent_id"]  # the same name is free in Org B
+
+
+def test_listings_count_items_only_when_asked(client, make_user, db) -> None:  # type: ignore[no-untyped-def]
+    alice = make_user("alice@x.io")
+    cats = folder(client, alice, "cats")
+    folder(client, alice, "dogs")
+    add_items(db, alice, cats["id"], [{}, {}, {"staged": False}])
+    listed = client.get("/api/v1/folders", headers=alice.bearer).json()
+    assert [(f["name"], f["items"]) for f in listed] == [("cats", None), ("dogs", None)]
+    counted = client.get("/api/v1/folders", params={"counts": "true"}, headers=alice.bearer).json()
+    assert [(f["name"], f["items"]) for f in counted] == [("cats", 3), ("dogs", 0)]
+    found = client.get("/api/v1/folders/search", params={"q": "cat"}, headers=alice.bearer).json()["folders"]
+    assert [f["items"] for f in found] == [None]
+    found = client.get("/api/v1/folders/search", params={"q": "cat", "counts": "true"},
+                       headers=alice.bearer).json()["folders"]
+    assert [f["items"] for f in found] == [3]
+    # One folder is counted unless told not to.
+    assert client.get(f"/api/v1/folders/{cats['id']}", headers=alice.bearer).json()["items"] == 3
+    assert client.get(f"/api/v1/folders/{cats['id']}", params={"counts": "false"},
+                      headers=alice.bearer).json()["items"] is None
+    r = client.get("/api/v1/folders", params={"counts": "maybe"}, headers=alice.bearer)
+    assert r.status_code == 400 and r.json()["errors"][0]["field"] == "counts"

@@ -157,6 +157,56 @@ def test_finalizer_runs_once_in_the_final_transaction(db, make_user) -> None:  #
     assert calls == ["DONE", "CANCELLED"]
 
 
+
+def test_two_finalisers_racing_for_one_job_finish_it_once(db, make_user) -> None:  # type: ignore[no-untyped-def]
+    """A worker finishing the job's last unit and another's idle sweep both find the job ready:
+    the second must wait for the first's transaction and then leave the job alone (under READ
+    COMMITTED both used to read PENDING and both ran the finaliser; the registration finaliser
+    run twice deleted a skipping job's items and then recorded that it had skipped none)."""
+    from sqlalchemy import text
+
+    alice = make_user("alice@a.org")
+    calls: list[str] = []
+    first_inside, second_called = threading.Event(), threading.Event()
+
+    def finalize(s, job) -> None:  # type: ignore[no-untyped-def]
+        calls.append(threading.current_thread().name)
+        if len(calls) == 1:
+            first_inside.set()
+            # Hold the final transaction open until the other finaliser is seen waiting for it
+            # (PostgreSQL: a backend of this database waits on a lock; SQLite: the write lock,
+            # which cannot be seen, so a short pause), or until it runs the finaliser too.
+            deadline = time.monotonic() + (10 if not db.is_sqlite else 1)
+            while time.monotonic() < deadline and not second_called.is_set():
+                if not db.is_sqlite:
+                    with db.engine.connect() as conn:
+                        waiting = conn.scalar(text(
+                            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                            "AND wait_event_type = 'Lock'"))
+                    if waiting:
+                        break
+                time.sleep(0.02)
+        else:
+            second_called.set()
+
+    tasks = TaskRegistry()
+    tasks.register(TaskKind("k", lambda c, u: None, lambda s, u, p: {}, finalize=finalize))
+    job_id = _job(db, alice, 0)
+    finished: dict[str, int] = {}
+
+    def finalise(name: str) -> None:
+        finished[name] = queue.finalize_ready_jobs(db, tasks, job_ids=[job_id])
+
+    first = threading.Thread(target=finalise, args=("first",), name="first")
+    second = threading.Thread(target=finalise, args=("second",), name="second")
+    first.start()
+    assert first_inside.wait(10)
+    second.start()
+    first.join(30)
+    second.join(30)
+    assert calls == ["first"] and finished == {"first": 1, "second": 0}
+    assert _state(db, alice, job_id).status == "DONE"
+
 def _run_worker(db, settings, tasks):  # type: ignore[no-untyped-def]
     worker = Worker(db, settings, tasks, shutdown_grace_seconds=5)
     thread = threading.Thread(target=worker.run, daemon=True)

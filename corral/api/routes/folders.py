@@ -49,7 +49,10 @@ class FolderPublic(BaseModel):
     parent_id: uuid.UUID | None
     description: str
     client_metadata: dict[str, Any]
-    items: int = Field(description="Items directly in the folder (not staged, not deleted).")
+    items: int | None = Field(
+        description="Items directly in the folder (not staged, not deleted), counted exactly at each "
+        "request: by default for one folder, only with counts=true for listings (null otherwise)."
+    )
     created_at: datetime
     updated_at: datetime
     role: str = Field(description="Your role on it: admin, editor or viewer.")
@@ -88,12 +91,21 @@ class RevokePublic(BaseModel):
     revoked: bool = Field(description="False if the user had no role on this folder itself.")
 
 
-def _public(s: Session, principal: Principal, rows: Sequence[Folder]) -> list[FolderPublic]:
-    counts = folders.item_counts(s, [f.id for f in rows])
+Counts = Annotated[
+    bool,
+    Query(description="Count each folder's items (exactly, at the cost of reading them: slow for "
+          "folders of millions)."),
+]
+
+
+def _public(
+    s: Session, principal: Principal, rows: Sequence[Folder], counts: bool = True
+) -> list[FolderPublic]:
+    counted = folders.item_counts(s, [f.id for f in rows]) if counts else {}
     return [
         FolderPublic(
             **dataclasses.asdict(folders.view(s, f)),
-            items=counts.get(f.id, 0),
+            items=counted.get(f.id, 0) if counts else None,
             role=permissions.folder_role(s, principal, f) or "viewer",
         )
         for f in rows
@@ -122,10 +134,11 @@ async def list_folders(
     ctx: Ctx,
     principal: CurrentPrincipal,
     path: Annotated[str | None, Query(description="The parent folder's path or id.")] = None,
+    counts: Counts = False,
 ) -> list[FolderPublic]:
     def read() -> list[FolderPublic]:
         with ctx.db.read() as s:
-            return _public(s, principal, folders.children_for(s, principal, path or None))
+            return _public(s, principal, folders.children_for(s, principal, path or None), counts)
 
     return await run_in_threadpool(read)
 
@@ -139,6 +152,7 @@ async def find_folders(
     direction: Literal["asc", "desc"] = "asc",
     page_size: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = 100,
     page_token: str | None = None,
+    counts: Counts = False,
 ) -> FolderPage:
     def read() -> FolderPage:
         with ctx.db.read() as s:
@@ -151,27 +165,34 @@ async def find_folders(
                 page_size=page_size,
                 page_token=page_token,
             )
-            return FolderPage(folders=_public(s, principal, page.items), next_page_token=page.next_page_token)
+            return FolderPage(
+                folders=_public(s, principal, page.items, counts), next_page_token=page.next_page_token
+            )
 
     return await run_in_threadpool(read)
 
 
 @router.get("/lookup", response_model=FolderPublic, summary="One folder, by path")
 async def lookup_folder(
-    ctx: Ctx, principal: CurrentPrincipal, path: Annotated[str, Query(description='e.g. "projects/cats".')]
+    ctx: Ctx,
+    principal: CurrentPrincipal,
+    path: Annotated[str, Query(description='e.g. "projects/cats".')],
+    counts: Counts = True,
 ) -> FolderPublic:
     def read() -> FolderPublic:
         with ctx.db.read() as s:
-            return _public(s, principal, [folders.resolve_for(s, principal, path)])[0]
+            return _public(s, principal, [folders.resolve_for(s, principal, path)], counts)[0]
 
     return await run_in_threadpool(read)
 
 
 @router.get("/{folder_id}", response_model=FolderPublic, summary="One folder")
-async def get_folder(ctx: Ctx, principal: CurrentPrincipal, folder_id: uuid.UUID) -> FolderPublic:
+async def get_folder(
+    ctx: Ctx, principal: CurrentPrincipal, folder_id: uuid.UUID, counts: Counts = True
+) -> FolderPublic:
     def read() -> FolderPublic:
         with ctx.db.read() as s:
-            return _public(s, principal, [folders.resolve_for(s, principal, folder_id)])[0]
+            return _public(s, principal, [folders.resolve_for(s, principal, folder_id)], counts)[0]
 
     return await run_in_threadpool(read)
 

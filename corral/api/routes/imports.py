@@ -38,11 +38,13 @@ class ImportStatus(BaseModel):
     pending: int | None = Field(description="Files not yet settled; null until the manifest has been read.")
     error: str | None
     errors: list[dict[str, Any]] = Field(description="Per-file errors: seq, where, url, error.")
-    items: list[dict[str, Any]] = Field(description="Registered items (id, name, url), oldest first.")
+    items: list[dict[str, Any]] = Field(
+        description="Registered items (id, name, url), oldest first: only with items_limit."
+    )
 
 
 def _status(
-    ctx: Ctx, org_id: uuid.UUID, job_id: uuid.UUID, limit: int, items_limit: int | None = None
+    ctx: Ctx, org_id: uuid.UUID, job_id: uuid.UUID, limit: int, items_limit: int = 0
 ) -> tuple[JobState, ImportStatus]:
     with ctx.db.read() as s:
         # the job counted in files (registration.progress), as every view of a job counts it
@@ -50,7 +52,6 @@ def _status(
         if state.kind != registration.KIND or state.files is None:
             raise registration.not_found(job_id)
         counts = dict(state.files)
-        items_limit = limit if items_limit is None else items_limit
         items = (
             registration.created_items(s, job_id, items_limit)
             if items_limit and (state.status == "DONE" or counts["registered"])
@@ -195,10 +196,11 @@ async def get_import(
     principal: CurrentPrincipal,
     job_id: uuid.UUID,
     wait: Annotated[float, Query(ge=0, description="Hold until the job ends or this many seconds pass.")] = 0,
-    limit: Annotated[int, Query(ge=0, le=100_000, description="Most errors and items to list.")] = 1000,
+    limit: Annotated[int, Query(ge=0, le=100_000, description="Most per-file errors to list.")] = 1000,
     items_limit: Annotated[
-        int | None, Query(ge=0, le=100_000, description="Most items to list, if not `limit`.")
-    ] = None,
+        int,
+        Query(ge=0, le=100_000, description="Most registered items to list (default none: ask for them)."),
+    ] = 0,
 ) -> ImportStatus:
     seconds = min(wait, ctx.settings.long_poll_cap_seconds)
     state_and_status = await hold_until(

@@ -53,11 +53,12 @@ def _rules(rules: list[CorsRule]) -> list[CorsRulePublic]:
 async def _with_storage(
     ctx: AppContext, principal: Principal, ref: str, fn: Callable[[ScopedStorage], T]
 ) -> T:
-    """Open the integration (one short read transaction), then talk to the store outside it."""
+    """Find the integration's opened backend (one short read transaction), then talk to the store
+    outside it."""
 
     def run() -> T:
         with ctx.db.read() as s:
-            scoped = integrations.open_scoped(s, ctx.settings, principal.org_id, ref)
+            scoped = integrations.shared_scoped(s, ctx.settings, principal.org_id, ref)
         try:
             return fn(scoped)
         finally:

@@ -50,7 +50,7 @@ function FolderTree(props: { current: string | null; onOpen: (id: string) => voi
   const [error, setError] = useState<unknown>(null);
   const [creating, setCreating] = useState(false);
   useEffect(() => {
-    api.get<Folder[]>("/api/v1/folders").then(setTop, setError);
+    api.get<Folder[]>("/api/v1/folders", { counts: true }).then(setTop, setError); // listings count only when asked
   }, [props.tick]);
   return (
     <nav className="tree" aria-label="Folders">
@@ -85,7 +85,7 @@ function TreeNode(props: { folder: Folder; current: string | null; onOpen: (id: 
   const [open, setOpen] = useState(false);
   const [children, setChildren] = useState<Folder[] | null>(null);
   useEffect(() => {
-    if (open) api.get<Folder[]>("/api/v1/folders", { path: props.folder.id }).then(setChildren, () => setChildren([]));
+    if (open) api.get<Folder[]>("/api/v1/folders", { path: props.folder.id, counts: true }).then(setChildren, () => setChildren([]));
   }, [open, props.folder.id, props.tick]);
   const f = props.folder;
   return (

@@ -1,0 +1,558 @@
+"""Many users at once: a bounded load generator over a real `corral serve` holding N items.
+
+Run on purpose (not part of the test suite):
+
+    .venv/bin/python -m benchmarks.bench_load [--items 1000000] [--postgres] [--clients 1,10,50]
+        [--seconds 20] [--serve-args "--workers 2"] [--source DIR] [--profile DIR]
+
+Setup (not timed): a fresh SQLite data directory (or, with --postgres, a fresh PostgreSQL
+database), migrated by the server's own `corral migrate`; one admin and its bearer token; an S3
+integration `media` (strict client-only, so no object store is ever contacted: signing is local
+computation, and imports need no HEAD requests); N image items in folder `bench`, bulk-inserted
+straight into the database with time-ordered ids, as registration makes them (then, on PostgreSQL,
+`ANALYZE`, as autovacuum would soon after such a load); a dataset `bench`
+linking all of them (one `POST …/link`); one finished import, so import status has a job to read.
+
+Then `corral serve` (with --serve-args appended, e.g. `--workers 2`) runs as a subprocess, and this
+process (the load generator: asyncio + httpx, loopback only) runs one phase per client count. Each
+client sends one request at a time, picking routes in turn from the mix:
+
+* ``items_page``: `GET /api/v1/items?folder=bench&page_size=100`, following next_page_token;
+* ``rows_page``: `GET /api/v1/datasets/{id}/rows?page_size=100`, following next_page_token;
+* ``get_item``: `GET /api/v1/items/{id}` for an item picked at random;
+* ``folder_list``: `GET /api/v1/folders` (the top level: `bench`, `imports`);
+* ``import_status``: `GET /api/v1/imports/{job}` of the latest import, default parameters;
+* ``sign_url``: `GET /api/v1/items/{id}?signed_urls=true` (one signed S3 URL);
+* ``me``: `GET /api/v1/me`.
+
+In the phases with more than one client, an importer posts a 1,000-file manifest into folder
+`imports` every 3 s (`--import-every`, `--import-files`); at the phase's end it waits (at most
+120 s) for every import of the phase to reach DONE and reports how many did and how long they took.
+The one-client phase runs without imports (the latency figures the targets name) and also measures
+``signed_page``: a page of 100 items with signed URLs, in one request when the server supports
+`GET /api/v1/items?signed_urls=true`, otherwise as the 100 one-URL signs a client must send.
+
+Everything is bounded: each phase by time (--seconds) and by request count (--max-requests), each
+request by a 60 s timeout, the connection pool by the client count.  Per phase it prints requests/s
+in total and per route, p50/p95/p99 per route, errors (by status), the server's resident memory
+(the server and its child processes, from /proc) and its CPU seconds.
+
+``--source DIR`` runs another checkout's corral (e.g. `git archive main | tar -x -C DIR`, then
+`make install` there), with its own .venv if it has one, so a baseline and the current code run side
+by side in one session, each with its own dependencies.  ``--profile DIR``
+samples the server (and its children) with py-spy during the last phase and prints the hottest
+functions (``CORRAL_BENCH_PYSPY`` names py-spy; default: next to this Python).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, cast
+
+import httpx
+from sqlalchemy import Table
+
+from benchmarks.common import memory_mib, server_environment
+from corral.core import identity, integrations
+from corral.db import create_database
+from corral.db.bulk import insert_rows
+from corral.db.tables import Folder, Item
+from corral.db.types import utcnow, uuid7_hex
+from corral.settings import Settings
+
+BIN = Path(sys.executable).parent
+PORT = 8799
+ITEMS = cast(Table, Item.__table__)
+ROUTES = ("items_page", "rows_page", "get_item", "folder_list", "import_status", "sign_url", "me")
+SAMPLE_IDS = 2000
+
+
+def corral_cmd(source: Path | None) -> list[str]:
+    """The `corral` to run: this checkout's, or another checkout's (its own .venv if it has one,
+    so its dependencies are its own, else this Python with the checkout first on the path)."""
+    if source is None:
+        return [str(BIN / "corral")]
+    venv = source.resolve() / ".venv" / "bin" / "corral"
+    return [str(venv)] if venv.exists() else [sys.executable, "-m", "corral"]
+
+
+def corral_env(env: dict[str, str], source: Path | None) -> dict[str, str]:
+    if source is None:
+        return env
+    return {**env, "PYTHONPATH": str(source.resolve())}
+
+
+def run_corral(args: list[str], env: dict[str, str], source: Path | None, cwd: Path) -> None:
+    # Run from the work directory: `python -m` puts the working directory first on the path.
+    subprocess.run([*corral_cmd(source), *args], env=corral_env(env, source), check=True,
+                   capture_output=True, cwd=cwd)
+
+
+def setup(settings: Settings, env: dict[str, str], source: Path | None, n: int) -> tuple[str, list[str]]:
+    """Migrate (with the server's own code), create the admin, its token, the integration and N items.
+
+    Returns the token and a sample of item ids."""
+    run_corral(["migrate"], env, source, settings.data_dir.parent)
+    db = create_database(settings)
+    with db.write() as s:
+        user = identity.create_user(s, "bench@x.io", org_name="Bench", role="admin")
+        token, _ = identity.create_token(s, "bench@x.io")
+        principal = identity.principal_for_user(user, "bearer")
+        media = integrations.create(
+            s, principal, settings, title="media", provider="s3",
+            values={"bucket": "media", "region": "eu-west-1", "endpoint_url": "http://127.0.0.1:9",
+                      "access_key_id": "AKIABENCHBENCHBENCH0", "secret_access_key": "s" * 40},
+            strict_client_only=True,
+        )
+        folder = Folder(org_id=user.org_id, parent_key="", name="bench", created_by=user.id)
+        s.add(folder)
+        s.add(Folder(org_id=user.org_id, parent_key="", name="imports", created_by=user.id))
+        s.flush()
+        org_id, folder_id, user_id = user.org_id, folder.id, user.id
+    start = time.perf_counter()
+    now = utcnow()
+    sample: list[str] = []
+    every = max(1, n // SAMPLE_IDS)
+    for lo in range(0, n, 20_000):
+        count = min(n, lo + 20_000) - lo
+        rows = [
+            {
+                "id": item_id,
+                "org_id": org_id,
+                "folder_id": folder_id,
+                "integration_id": media.id,
+                "item_type": "image",
+                "name": f"frame-{i:08d}.jpg",
+                "url": f"s3://media/frames/{i:08d}.jpg",
+                "url_hash": f"{i:064x}",
+                "storage_location": "s3",
+                "file_size": 100_000 + i,
+                "mime_type": "image/jpeg",
+                "media": {"width": 1920, "height": 1080},
+                "client_metadata": {"camera": f"cam-{i % 16}"},
+                "is_placeholder": False,
+                "staged": False,
+                "created_by": user_id,
+                "created_at": now,
+                "updated_at": now,
+            }
+            for i, item_id in zip(range(lo, lo + count), uuid7_hex(count), strict=True)
+        ]
+        sample += [str(r["id"]) for r in rows[::every]]
+        with db.write() as s:
+            insert_rows(s, ITEMS, rows)
+    print(f"setup: {n:,} items inserted in {time.perf_counter() - start:.1f} s", flush=True)
+    if not db.is_sqlite:  # the statistics autovacuum would gather within a minute or so
+        with db.engine.begin() as conn:
+            conn.exec_driver_sql("ANALYZE")
+    db.dispose()
+    return token, sample
+
+
+def serve(env: dict[str, str], source: Path | None, extra: list[str], log: Path) -> subprocess.Popen[bytes]:
+    with log.open("wb") as out:
+        server = subprocess.Popen([*corral_cmd(source), "serve", *extra], env=corral_env(env, source),
+                                  stdout=subprocess.DEVNULL, stderr=out, cwd=log.parent)
+    for _ in range(600):
+        if server.poll() is not None:
+            raise RuntimeError(f"the server exited: {log.read_text()[-2000:]}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{PORT}/healthz").status_code == 200:
+                return server
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError("the server did not start")
+
+
+# -- the server's processes -------------------------------------------------------------------
+
+
+def descendants(pid: int) -> list[int]:
+    """The process and every process below it (from /proc)."""
+    parents: dict[int, list[int]] = defaultdict(list)
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            parents[int(stat.read_text().rsplit(")", 1)[1].split()[1])].append(int(stat.parent.name))
+        except (OSError, ValueError, IndexError):
+            continue
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo += parents.get(p, [])
+    return out
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    total = 0.0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
+def rss_mib(pids: list[int]) -> float:
+    total = 0.0
+    for pid in pids:
+        try:
+            total += memory_mib(pid, "VmRSS")
+        except OSError:
+            continue
+    return total
+
+
+# -- the load --------------------------------------------------------------------------------
+
+
+@dataclass
+class Stats:
+    times: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
+    errors: dict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
+    requests: int = 0
+
+
+@dataclass
+class Target:
+    dataset: str
+    ids: list[str]
+    job: str
+    bulk_sign: bool = False
+    imports: list[tuple[str, float]] = field(default_factory=list)  # (job id, posted at)
+
+
+def manifest(batch: int, files: int) -> bytes:
+    entries = [
+        {"objectUrl": f"s3://media/imports/{batch:06d}/{i:05d}.jpg",
+         "imageMetadata": {"width": 640, "height": 480}, "clientMetadata": {"camera": "cam-1"}}
+        for i in range(files)
+    ]
+    return json.dumps({"images": entries}).encode()
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+async def client_loop(http: httpx.AsyncClient, t: Target, stats: Stats, stop: Callable[[], bool],
+                      seed: int, only: str | None = None) -> None:
+    """One client: a request at a time until ``stop()``; with ``only``, one request of that route."""
+    rnd = random.Random(seed)
+    tokens: dict[str, str | None] = {"items_page": None, "rows_page": None}
+    routes = [only] if only else list(ROUTES)
+    turn = rnd.randrange(len(routes))
+    while only or not stop():
+        if only and turn:
+            return
+        route = routes[turn % len(routes)]
+        turn += 1
+        params: dict[str, Any] = {}
+        if route in ("items_page", "signed_page"):
+            path, params = "/api/v1/items", {"folder": "bench", "page_size": 100}
+        elif route == "rows_page":
+            path, params = f"/api/v1/datasets/{t.dataset}/rows", {"page_size": 100}
+        elif route in ("get_item", "sign_url"):
+            path = f"/api/v1/items/{rnd.choice(t.ids)}"
+            params = {"signed_urls": "true"} if route == "sign_url" else {}
+        elif route == "folder_list":
+            path = "/api/v1/folders"
+        elif route == "import_status":
+            path = f"/api/v1/imports/{t.imports[-1][0] if t.imports else t.job}"
+        else:
+            path = "/api/v1/me"
+        if route in tokens and tokens[route]:
+            params["page_token"] = tokens[route]
+        start = time.perf_counter()
+        try:
+            if route == "signed_page" and not t.bulk_sign:  # the 100 signs a client must send
+                r = await http.get(path, params={**params, "page_size": 100})
+                if r.status_code == 200:
+                    for it in r.json()["items"]:
+                        r = await http.get(f"/api/v1/items/{it['id']}", params={"signed_urls": "true"})
+                        if r.status_code != 200:
+                            break
+            else:
+                if route == "signed_page":
+                    params["signed_urls"] = "true"
+                r = await http.get(path, params=params)
+        except httpx.HTTPError as exc:
+            stats.errors[route][type(exc).__name__] += 1
+            stats.requests += 1
+            continue
+        elapsed = time.perf_counter() - start
+        stats.requests += 1
+        if r.status_code != 200:
+            stats.errors[route][str(r.status_code)] += 1
+            if r.status_code in (429, 503):
+                await asyncio.sleep(float(r.headers.get("retry-after", "1")))
+            continue
+        stats.times[route].append(elapsed)
+        if route in tokens:
+            tokens[route] = r.json().get("next_page_token")
+
+
+async def importer(http: httpx.AsyncClient, t: Target, stats: Stats, stop: Callable[[], bool],
+                   every: float, files: int, batch0: int) -> None:
+    batch = batch0
+    while not stop():
+        start = time.perf_counter()
+        try:
+            r = await http.post("/api/v1/imports", params={"folder": "imports", "integration": "media"},
+                                content=manifest(batch, files))
+            if r.status_code == 202:
+                t.imports.append((r.json()["job_id"], time.monotonic()))
+                stats.times["import_post"].append(time.perf_counter() - start)
+            else:
+                stats.errors["import_post"][str(r.status_code)] += 1
+        except httpx.HTTPError as exc:
+            stats.errors["import_post"][type(exc).__name__] += 1
+        batch += 1
+        while not stop() and time.perf_counter() - start < every:
+            await asyncio.sleep(0.05)
+
+
+Settled = tuple[int, list[float], Counter[str]]
+
+
+async def wait_imports(http: httpx.AsyncClient, jobs: list[tuple[str, float]]) -> Settled:
+    """Wait (at most 120 s) for every job to end: (DONE count, seconds to DONE, final statuses)."""
+    deadline = time.monotonic() + 120
+    durations: list[float] = []
+    statuses: Counter[str] = Counter()
+    for job, posted in jobs:
+        status = "PENDING"
+        while time.monotonic() < deadline:
+            r = await http.get(f"/api/v1/imports/{job}", params={"wait": 5, "limit": 0, "items_limit": 0})
+            status = r.json()["status"] if r.status_code == 200 else f"http {r.status_code}"
+            if status != "PENDING":
+                break
+        statuses[status] += 1
+        if status == "DONE":
+            durations.append(time.monotonic() - posted)
+    return statuses["DONE"], durations, statuses
+
+
+async def phase(base: str, token: str, t: Target, clients: int, seconds: float, max_requests: int,
+                imports: bool, every: float, files: int, batch0: int,
+                ) -> tuple[Stats, float, list[tuple[str, float]]]:
+    """One phase: ``clients`` clients, each with its own connection (one shared httpx pool of many
+    connections costs the generator far more CPU per request), and the importer."""
+    stats = Stats()
+    headers = {"Authorization": f"Bearer {token}"}
+    one = httpx.Limits(max_connections=1, max_keepalive_connections=1)
+    https = [httpx.AsyncClient(base_url=base, headers=headers, timeout=60, limits=one)
+             for _ in range(clients + 1)]
+    try:
+        t.imports = []
+        end = time.monotonic() + seconds
+
+        def stop() -> bool:
+            return time.monotonic() >= end or stats.requests >= max_requests
+
+        start = time.monotonic()
+        tasks = [client_loop(https[i], t, stats, stop, i) for i in range(clients)]
+        if imports:
+            tasks.append(importer(https[-1], t, stats, stop, every, files, batch0))
+        await asyncio.gather(*tasks)
+        elapsed = time.monotonic() - start
+        if clients == 1:  # then a page of 100 items with signed URLs, a few times, on its own
+            n, end = 0, time.monotonic() + min(seconds, 30)
+            while n < 20 and time.monotonic() < end:
+                await client_loop(https[0], t, stats, lambda: False, 0, only="signed_page")
+                n += 1
+        return stats, elapsed, list(t.imports)
+    finally:
+        for http in https:
+            await http.aclose()
+
+
+def report(stats: Stats, elapsed: float, clients: int, server_cpu: float | None = None) -> None:
+    total = sum(len(v) for k, v in stats.times.items() if k != "import_post")
+    errors = sum(sum(c.values()) for c in stats.errors.values())
+    print(f"  {clients} client(s): {total:,} requests in {elapsed:.1f} s = {total / elapsed:,.1f} req/s, "
+          f"{errors} error(s)", flush=True)
+    if server_cpu is not None and total:
+        print(f"  server CPU per request: {server_cpu * 1000 / total:.2f} ms (imports included)", flush=True)
+    print(f"  {'route':<14}{'n':>8}{'req/s':>9}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}  errors")
+    for route in (*ROUTES, "signed_page", "import_post"):
+        times = stats.times.get(route, [])
+        errs = stats.errors.get(route)
+        if not times and not errs:
+            continue
+        print(f"  {route:<14}{len(times):>8}{len(times) / elapsed:>9.1f}"
+              f"{percentile(times, .5) * 1000:>9.1f}{percentile(times, .95) * 1000:>9.1f}"
+              f"{percentile(times, .99) * 1000:>9.1f}  {dict(errs) if errs else ''}", flush=True)
+
+
+# -- profiles --------------------------------------------------------------------------------
+
+
+def start_profile(pid: int, seconds: float, out: Path) -> subprocess.Popen[bytes]:
+    spy = os.environ.get("CORRAL_BENCH_PYSPY", str(BIN / "py-spy"))
+    return subprocess.Popen([spy, "record", "-p", str(pid), "--subprocesses", "-d", str(int(seconds)),
+                             "-r", "100", "--gil", "-f", "raw", "-o", str(out)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def _frames(stack: str) -> Iterator[str]:
+    for frame in stack.split(";"):
+        name = frame.split(" (", 1)[0]
+        where = frame.rsplit("/", 1)[-1].rstrip(")") if "(" in frame else ""
+        yield f"{name} ({where.split(':')[0]})" if where else name
+
+
+def summarise_profile(path: Path, top: int = 15) -> None:
+    """The hottest functions of a py-spy collapsed-stack file: own time and inclusive time."""
+    own: Counter[str] = Counter()
+    inclusive: Counter[str] = Counter()
+    total = 0
+    for line in path.read_text().splitlines():
+        stack, _, n = line.rpartition(" ")
+        if not stack or not n.isdigit():
+            continue
+        count = int(n)
+        total += count
+        frames = list(_frames(stack))
+        own[frames[-1]] += count
+        for f in set(frames):
+            inclusive[f] += count
+    if not total:
+        print("  (no samples)")
+        return
+    print(f"  {total:,} samples; own time:")
+    for name, n in own.most_common(top):
+        print(f"    {100 * n / total:5.1f}%  {name}")
+    print("  inclusive time (corral's own functions):")
+    ours = [(k, v) for k, v in inclusive.most_common() if any(
+        m in k for m in ("items.py", "folders.py", "imports.py", "integrations.py", "deps.py", "identity.py",
+                         "dataset_rows.py", "datasets.py", "jobs.py", "queue.py", "worker.py", "scope.py",
+                         "s3.py", "permissions.py", "staging.py", "engine.py", "longpoll.py", "me.py"))]
+    for name, n in ours[:top]:
+        print(f"    {100 * n / total:5.1f}%  {name}")
+
+
+# -- main ------------------------------------------------------------------------------------
+
+
+async def prepare(base: str, token: str, sample: list[str], files: int) -> Target:
+    headers = {"Authorization": f"Bearer {token}"}
+    async with httpx.AsyncClient(base_url=base, headers=headers, timeout=600) as h:
+        r = await h.post("/api/v1/datasets", json={"title": "bench"})
+        r.raise_for_status()
+        dataset = r.json()["id"]
+        start = time.perf_counter()
+        r = await h.post(f"/api/v1/datasets/{dataset}/link", json={"folder": "bench"})
+        r.raise_for_status()
+        print(f"setup: linked {r.json()['linked']:,} items into a dataset in "
+              f"{time.perf_counter() - start:.1f} s",
+              flush=True)
+        r = await h.post("/api/v1/imports", params={"folder": "imports", "integration": "media"},
+                         content=manifest(0, files))
+        r.raise_for_status()
+        job = r.json()["job_id"]
+        done, _, statuses = await wait_imports(h, [(job, time.monotonic())])
+        assert done == 1, statuses
+        r = await h.get("/api/v1/items", params={"folder": "bench", "page_size": 2, "signed_urls": "true"})
+        bulk = bool(r.json()["items"][0].get("signed_url"))
+        print(f"setup: bulk signing on item pages: {'yes' if bulk else 'no (100 single signs instead)'}",
+              flush=True)
+        return Target(dataset=dataset, ids=sample, job=job, bulk_sign=bulk)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--items", type=int, default=1_000_000)
+    parser.add_argument("--postgres", action="store_true")
+    parser.add_argument("--clients", default="1,10,50", help="comma-separated client counts, one phase each")
+    parser.add_argument("--seconds", type=float, default=20.0, help="length of each phase")
+    parser.add_argument("--max-requests", type=int, default=500_000, help="most requests in one phase")
+    parser.add_argument("--import-every", type=float, default=3.0)
+    parser.add_argument("--import-files", type=int, default=1000)
+    parser.add_argument("--serve-args", default="", help="extra `corral serve` arguments, e.g. '--workers 2'")
+    parser.add_argument("--source", type=Path, default=None,
+                        help="run this checkout's corral instead (with its .venv if it has one)")
+    parser.add_argument("--profile", type=Path, default=None,
+                        help="py-spy the last phase into this directory")
+    args = parser.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop the server and drop the database too
+    levels = [int(c) for c in args.clients.split(",") if c.strip()]
+    base = f"http://127.0.0.1:{PORT}"
+    with server_environment("corral-bench-load-", PORT, args.postgres) as (work, env):
+        print(f"{args.items:,} items, {'PostgreSQL' if args.postgres else 'SQLite'}, "
+              f"code {args.source or 'this checkout'}, serve {args.serve_args or '(defaults)'}", flush=True)
+        # The bench integration's endpoint is a loopback address nothing listens on (it is strict
+        # client-only: signing makes no request); the endpoint policy refuses loopback unless allowed.
+        env["CORRAL_ALLOWED_ENDPOINTS"] = "127.0.0.1"
+        settings = Settings(data_dir=work / "data", database_url=env.get("CORRAL_DATABASE_URL"),
+                            secret_key="b" * 40, allowed_endpoints="127.0.0.1")
+        token, sample = setup(settings, env, args.source, args.items)
+        server = serve(env, args.source, args.serve_args.split(), work / "server.log")
+        try:
+            target = asyncio.run(prepare(base, token, sample, args.import_files))
+            batch0 = 1
+            for n, clients in enumerate(levels):
+                imports = clients > 1
+                pids = descendants(server.pid)
+                cpu0, own0 = cpu_seconds(pids), cpu_seconds([os.getpid()])
+                spy = None
+                if args.profile is not None and n == len(levels) - 1:
+                    args.profile.mkdir(parents=True, exist_ok=True)
+                    out = args.profile / f"{clients}-clients.txt"
+                    spy = start_profile(server.pid, args.seconds, out)
+                wall = time.monotonic()
+                stats, elapsed, jobs = asyncio.run(phase(
+                    base, token, target, clients, args.seconds, args.max_requests, imports,
+                    args.import_every, args.import_files, batch0))
+                batch0 += len(jobs) + 1
+                wall = time.monotonic() - wall
+                pids = descendants(server.pid)
+                cpu = cpu_seconds(pids) - cpu0
+                mine = cpu_seconds([os.getpid()]) - own0
+                print(f"phase: {clients} client(s){' with imports' if imports else ''}; server "
+                      f"{len(pids)} process(es), RSS {rss_mib(pids):,.0f} MiB, {cpu:.1f} CPU s "
+                      f"({cpu / wall:.2f} cores); load generator {mine:.1f} CPU s ({mine / wall:.2f} cores); "
+                      f"machine load average {os.getloadavg()[0]:.1f}", flush=True)
+                report(stats, elapsed, clients, cpu)
+                if imports:
+                    async def settle(jobs: list[tuple[str, float]] = jobs) -> Settled:
+                        async with httpx.AsyncClient(base_url=base, timeout=60,
+                                                     headers={"Authorization": f"Bearer {token}"}) as h:
+                            return await wait_imports(h, jobs)
+
+                    done, durations, statuses = asyncio.run(settle())
+                    print(f"  imports: {len(jobs)} posted, {done} DONE {dict(statuses)}; "
+                          f"seconds to DONE p50 {percentile(durations, .5):.1f}, "
+                          f"max {max(durations, default=float('nan')):.1f}", flush=True)
+                if spy is not None:
+                    spy.wait(args.seconds + 60)
+                    print(f"profile ({clients} clients): {out}", flush=True)
+                    summarise_profile(out)
+        finally:
+            server.send_signal(signal.SIGTERM)
+            try:
+                server.wait(60)
+            except subprocess.TimeoutExpired:
+                server.kill()
+
+
+if __name__ == "__main__":
+    main()
