@@ -65,7 +65,10 @@ class ItemPage(BaseModel):
 
 
 class SignItems(BaseModel):
-    ids: list[uuid.UUID] = Field(description=f"1 to {items.MAX_SIGN} item ids.")
+    ids: list[uuid.UUID] = Field(
+        description=f"1 to {items.MAX_SIGN} item ids.",
+        json_schema_extra={"minItems": 1, "maxItems": items.MAX_SIGN},  # checked by items.sign_many
+    )
     ttl_seconds: int | None = Field(
         None, ge=1, le=7 * 24 * 3600, description="Lifetime of the URLs (default: the integration's)."
     )
