@@ -29,7 +29,7 @@ from sqlalchemy import cast as sql_cast
 from sqlalchemy.orm import Session, aliased
 
 from corral import errors
-from corral.core import datasets, integrations
+from corral.core import datasets, integrations, thumbnails
 from corral.core.index import projection
 from corral.core.metadata import service as metadata_service
 from corral.core.metadata.validation import Validator
@@ -565,6 +565,7 @@ def _finalize(s: Session, job: Job) -> None:
         if job.params.get("dataset_id"):  # a dataset upload (the SDK's add_private_data_to_dataset)
             s.flush()  # the status first: linking takes published items only
             datasets.link_job_items(s, uuid.UUID(job.params["dataset_id"]), job.id)
+        thumbnails.enqueue_for_job(s, job)  # images outside strict client-only integrations
     elif not job.ignore_errors:
         discard_staged(s, job.id)
     s.execute(delete(JobBlob).where(JobBlob.job_id == job.id))

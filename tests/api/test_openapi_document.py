@@ -23,6 +23,9 @@ def test_no_422_and_every_operation_documents_its_errors(client) -> None:  # typ
         for code in ("400", "default"):
             assert responses[code]["content"]["application/json"]["schema"] == {
                 "$ref": f"#/components/schemas/{ref}"}, (method, path, code)
+        for code in ("408", "413"):  # the request guard (corral.api.limits) may answer any request so
+            assert responses[code]["content"]["application/json"]["schema"] == {
+                "$ref": f"#/components/schemas/{ref}"}, (method, path, code)
         open_route = op.get("security") == [] or path == "/healthz"
         assert ("401" in responses) is not open_route, (method, path)
     # Constraints are in the document.
@@ -31,6 +34,29 @@ def test_no_422_and_every_operation_documents_its_errors(client) -> None:  # typ
     assert version["schema"]["minimum"] == 0 and version["schema"]["maximum"] == 2**63 - 1
     assert schemas["ItemMove"]["properties"]["ids"]["maxItems"] == 10_000
     assert schemas["DatasetCreate"]["properties"]["title"]["maxLength"] == 300
+
+
+def test_free_form_bodies_publish_the_values_corral_reads(client) -> None:  # type: ignore[no-untyped-def]
+    """A ``dict`` body is published as JSON values under ``jsoncodec.REQUEST``, and the SDK's
+    storage routes publish their real bodies (ids as UUIDs, bounded counts, options left off)."""
+    doc = client.get("/api/openapi.json").json()
+    value = doc["components"]["schemas"]["JsonValue"]
+    integer = next(v for v in value["anyOf"] if v.get("type") == "integer")
+    assert (integer["minimum"], integer["maximum"]) == (-(2**63), 2**63 - 1)
+    ref = {"$ref": "#/components/schemas/JsonValue"}
+
+    def body(path: str, method: str) -> dict:  # type: ignore[type-arg]
+        return doc["paths"][path][method]["requestBody"]["content"]["application/json"]["schema"]  # type: ignore[no-any-return]
+
+    free = body("/v2/public/ontologies", "post")
+    assert free["additionalProperties"] == ref and free["propertyNames"] == {"pattern": "^[^\\x00]*$"}
+    delete = body("/v2/public/storage/folders/{folder_id}/items/delete", "post")
+    assert delete["required"] == ["childUuids"]
+    assert delete["properties"]["childUuids"]["items"]["format"] == "uuid"
+    assert delete["properties"]["childUuids"]["maxItems"] == 10_000
+    bulk = body("/v2/public/storage/items/patch-bulk", "patch")["properties"]["itemPatches"]
+    assert bulk["maxProperties"] == 1_000 and bulk["propertyNames"]["format"] == "uuid"
+    assert bulk["additionalProperties"]["properties"]["name"]["maxLength"] == 300
 
 
 def test_a_refused_json_column_is_a_400_and_nothing_is_committed(app, db, make_user) -> None:  # type: ignore[no-untyped-def]
@@ -45,8 +71,19 @@ def test_a_refused_json_column_is_a_400_and_nothing_is_committed(app, db, make_u
 
     app.add_api_route("/test/unstorable", write_unstorable, methods=["POST"])
     with TestClient(app, raise_server_exceptions=False) as c:
-        r = c.post("/test/unstorable")
+        r = c.post("/test/unstorable", headers=alice.bearer)  # the guard authenticates first
     assert r.status_code == 400, r.text
     assert r.json()["code"] == "validation_failed" and "64-bit" in r.json()["message"]
     with db.read() as s:
         assert s.scalar(select(func.count()).select_from(Job).where(Job.org_id == alice.org_id)) == 0
+
+
+def test_a_version_beyond_the_column_is_not_found(app, make_user) -> None:  # type: ignore[no-untyped-def]
+    """The document allows any 64-bit version; one the 32-bit column cannot hold is a 404, not a
+    query PostgreSQL refuses (500)."""
+    alice = make_user("alice@x.io")
+    with TestClient(app) as c:
+        for version in (2**31, 2**63 - 1):
+            r = c.get(f"/api/v1/metadata-schema/versions/{version}", headers=alice.bearer)
+            assert r.status_code == 404, r.text
+            assert r.json()["code"] == "not_found"

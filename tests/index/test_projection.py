@@ -183,3 +183,27 @@ def test_large_reprojection_runs_as_a_job(env, db, monkeypatch) -> None:  # type
     assert find(client, user, "camera exists") == sorted(f"i{i}" for i in range(10))  # c0..c9 fit 2 characters
     state = client.get(f"/api/v1/jobs/{job_id}", headers=user.bearer).json()
     assert state["units_total"] >= 5  # the plan and one batch per 7 items
+
+
+def test_projector_rows_come_key_by_key_in_value_order() -> None:
+    """Registration inserts ``item_meta`` rows in the partial indexes' order (key, value);
+    every value still projects, and only the values that fit their key."""
+    from corral.core.index.projection import Projector
+    from corral.core.metadata.schema import from_native
+
+    schema = from_native({"keys": {"camera": {"type": "varchar"}, "score": {"type": "number"},
+                                   "notes": {"type": "text"}}})
+    keys = [index_keys.Key(i, name, entry, True, None)
+            for i, (name, entry) in enumerate(sorted(schema.entries.items()), start=1)]
+    items = [(f"id{n}", {"camera": f"cam{(7 * n) % 5}", "score": (3 * n) % 7 / 2, "notes": f"n{n}",
+                         "other": 1})
+             for n in range(20)]
+    items.append(("bad", {"score": "not a number", "camera": 3}))
+    meta, text = Projector(iter(keys)).rows(items)
+    assert len(meta) == 60 and len(text) == 20  # 3 keys x 20 items; the bad item's values don't fit
+    ids = {k.name: k.id for k in keys}
+    assert [r[1] for r in meta] == sorted(r[1] for r in meta)
+    for name, at in (("camera", 3), ("score", 2), ("notes", 3)):
+        values = [r[at] for r in meta if r[1] == ids[name]]
+        assert values == sorted(values) and len(values) == 20
+    assert {(r[0], r[1]) for r in meta} == {(f"id{n}", k.id) for n in range(20) for k in keys}

@@ -256,7 +256,7 @@ def test_accepted_url_forms(tmp_path: Path, url: str) -> None:
 
 def test_client_metadata(tmp_path: Path) -> None:
     results = parse(tmp_path, {"images": [
-        {"objectUrl": "s3://b/1.jpg", "clientMetadata": {"a": [1, {"b": None}], "big": 10**30}},
+        {"objectUrl": "s3://b/1.jpg", "clientMetadata": {"a": [1, {"b": None}], "big": 2**63 - 1}},
         {"objectUrl": "s3://b/2.jpg", "clientMetadata": '{"a": 1}'},
         {"objectUrl": "s3://b/3.jpg", "clientMetadata": None},
         {"objectUrl": "s3://b/4.jpg", "clientMetadata": "[1]"},
@@ -264,9 +264,10 @@ def test_client_metadata(tmp_path: Path) -> None:
         {"objectUrl": "s3://b/6.jpg", "clientMetadata": [1]},
         {"objectUrl": "s3://b/7.jpg", "clientMetadata": '{"x": NaN}'},
         {"objectUrl": "s3://b/8.jpg", "clientMetadata": '{"x": 1e999}'},
+        {"objectUrl": "s3://b/9.jpg", "clientMetadata": {"big": 10**30}},
     ]})
     assert [r.client_metadata for r in results[:3] if isinstance(r, Entry)] == [
-        {"a": [1, {"b": None}], "big": 10**30}, {"a": 1}, {}
+        {"a": [1, {"b": None}], "big": 2**63 - 1}, {"a": 1}, {}
     ]
     assert [r.message for r in results[3:] if isinstance(r, EntryError)] == [
         "clientMetadata must hold a JSON object, got a list",
@@ -274,6 +275,8 @@ def test_client_metadata(tmp_path: Path) -> None:
         "clientMetadata must be an object (or a JSON string holding one), got a list",
         "clientMetadata is a string but not valid JSON (NaN is not a JSON number)",
         "clientMetadata is a string but not valid JSON (the number 1e999 is too large (it does not fit a double))",
+        # one set of rules for what is stored (corral.jsoncodec): integers fit in 64 bits
+        "clientMetadata.big: an integer of about 31 digits is outside the 64-bit range (-2**63 to 2**63-1)",
     ]
 
 
@@ -636,11 +639,11 @@ def test_oversized_and_deep_entries_are_errors_not_crashes(tmp_path: Path) -> No
 
 def test_nul_in_metadata_is_an_entry_error_but_the_text_backslash_u0000_is_not(tmp_path: Path) -> None:
     e = error(tmp_path, {"images": [{"objectUrl": "s3://b/a.jpg", "clientMetadata": {"k": ["x", "a\x00b"]}}]})
-    assert e.message == "the entry holds a NUL character (\\u0000), which cannot be stored"
+    assert e.message.startswith("clientMetadata.k[1]: a string holds a NUL character (\\u0000), which cannot be stored")
     e = error(tmp_path, {"images": [{"objectUrl": "s3://b/a.jpg", "clientMetadata": {"a\x00": 1}}]})
     assert "NUL character" in e.message
     literal = "C:\\u0000\\file"  # backslash, 'u', '0000': ordinary text
     assert entry(tmp_path, {"images": [{"objectUrl": "s3://b/a.jpg", "clientMetadata": {"path": literal},
                                         "title": literal}]}).client_metadata == {"path": literal}
-    big = {"n": 2**70}  # beyond orjson's integers: still screened
-    assert entry(tmp_path, {"images": [{"objectUrl": "s3://b/a.jpg", "clientMetadata": big}]}).client_metadata == big
+    big = {"n": 2**70}  # beyond 64 bits: refused like every stored value (corral.jsoncodec)
+    assert "outside the 64-bit range" in error(tmp_path, {"images": [{"objectUrl": "s3://b/a.jpg", "clientMetadata": big}]}).message

@@ -7,6 +7,7 @@ import { Schema } from "./pages/Schema";
 import { Files } from "./pages/Files";
 import { Uploads } from "./pages/Uploads";
 import { Datasets } from "./pages/Datasets";
+import { Projects } from "./pages/Projects";
 import { Account } from "./pages/Account";
 
 interface AuthState {
@@ -32,6 +33,7 @@ const NAV = [
   ["/files", "Files"],
   ["/uploads", "Uploads"],
   ["/datasets", "Datasets"],
+  ["/projects", "Projects"],
   ["/integrations", "Integrations"],
   ["/schema", "Metadata schema"],
   ["/account", "Account"],
@@ -88,6 +90,9 @@ export function App() {
             <Route path="/uploads/:jobId" element={<Uploads />} />
             <Route path="/datasets" element={<Datasets />} />
             <Route path="/datasets/:datasetId" element={<Datasets />} />
+            <Route path="/projects" element={<Projects />} />
+            <Route path="/projects/:projectId" element={<Projects />} />
+            <Route path="/projects/:projectId/units/:dataHash" element={<Projects />} />
             <Route path="/integrations" element={<Integrations />} />
             <Route path="/schema" element={<Schema />} />
             <Route path="/account" element={<Account />} />

@@ -18,6 +18,7 @@ from starlette.concurrency import run_in_threadpool
 from corral import errors
 from corral.api import encord_dto as dto
 from corral.api.deps import AppContext, Ctx, CurrentPrincipal
+from corral.api.openapi import JSON_VALUE_REF, METADATA_SCHEMA, OFF_VALUE, json_body
 from corral.api.parsing import CorralRoute
 from corral.api.routes.encord_rpc import refuse_unsupported
 from corral.api.routes.encord_storage import _metadata, _page
@@ -30,6 +31,58 @@ router = APIRouter(prefix="/v2/public/storage", tags=["encord-compatible"], rout
 MAX_PATCHES = 1_000  # folders or items in one bulk patch (the SDK's bundles send at most 1,000)
 _FOLDER_PATCH = {"name", "description", "clientMetadata"}
 _ITEM_PATCH = {"name", "description", "clientMetadata"}
+
+# The bodies below, as their handlers read them (published so that the document tells the truth).
+_UUID: dict[str, Any] = {"type": "string", "format": "uuid"}
+_UUIDS: dict[str, Any] = {"type": "array", "items": _UUID, "minItems": 1, "maxItems": MAX_PATCHES}
+
+
+def _patch_schema(name_pattern: str, max_name: int, max_description: int) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "properties": {
+            "name": {
+                "type": ["string", "null"],
+                "minLength": 1,
+                "maxLength": max_name,
+                "pattern": name_pattern,
+            },
+            "description": {
+                "type": ["string", "null"],
+                "maxLength": max_description,
+                "pattern": "^[^\\x00]*$",
+            },
+            "clientMetadata": {
+                "anyOf": [METADATA_SCHEMA, {"type": "null"}],
+                "description": "Or the same object as a JSON string.",
+            },
+        },
+        "propertyNames": {"pattern": "^[^\\x00]*$"},
+        "additionalProperties": OFF_VALUE,
+    }
+
+
+_FOLDER_PATCH_SCHEMA = _patch_schema(
+    "^\\s*[^\\s/\\x00][^/\\x00]*$", folders.MAX_NAME, folders.MAX_DESCRIPTION
+)
+_ITEM_PATCH_SCHEMA = _patch_schema("^\\s*[^\\s\\x00][^\\x00]*$", items.MAX_NAME, items.MAX_DESCRIPTION)
+
+
+def _bulk_schema(key: str, patch: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "required": [key],
+        "properties": {
+            key: {
+                "type": "object",
+                "minProperties": 1,
+                "maxProperties": MAX_PATCHES,
+                "propertyNames": _UUID,
+                "additionalProperties": patch,
+            }
+        },
+        "additionalProperties": JSON_VALUE_REF,
+    }
 
 
 def _uuid(value: Any, field: str) -> uuid.UUID:
@@ -94,6 +147,7 @@ def _patch_folder(
 @router.patch(
     "/folders/patch-bulk",
     summary="Change several folders, all or none (SDK StorageFolder.update in a Bundle)",
+    openapi_extra=json_body(_bulk_schema("folderPatches", _FOLDER_PATCH_SCHEMA)),
 )
 async def patch_folders(
     ctx: Ctx, principal: CurrentPrincipal, body: Annotated[dict[str, Any], Body()]
@@ -111,6 +165,15 @@ async def patch_folders(
 @router.post(
     "/folders/move",
     summary="Move folders into a folder or to the top (SDK StorageFolder.move_to_folder)",
+    openapi_extra=json_body(
+        {
+            "type": "object",
+            "required": ["folderUuids"],
+            "properties": {"folderUuids": _UUIDS, "newParentUuid": {"anyOf": [_UUID, {"type": "null"}]}},
+            "propertyNames": {"pattern": "^[^\\x00]*$"},
+            "additionalProperties": JSON_VALUE_REF,
+        }
+    ),
 )
 async def move_folders(
     ctx: Ctx, principal: CurrentPrincipal, body: Annotated[dict[str, Any], Body()]
@@ -214,6 +277,7 @@ def _shaped(ctx: AppContext, views: list[ItemView]) -> list[dict[str, Any]]:
 @router.patch(
     "/items/patch-bulk",
     summary="Change several items, all or none (SDK StorageItem.update in a Bundle)",
+    openapi_extra=json_body(_bulk_schema("itemPatches", _ITEM_PATCH_SCHEMA)),
 )
 async def patch_items(
     ctx: Ctx, principal: CurrentPrincipal, body: Annotated[dict[str, Any], Body()]
@@ -231,6 +295,7 @@ async def patch_items(
 @router.patch(
     "/folders/{folder_id}/items/{item_id}",
     summary="Change an item's name, description or metadata (SDK StorageItem.update)",
+    openapi_extra=json_body(_ITEM_PATCH_SCHEMA),
 )
 async def patch_item(
     ctx: Ctx,
@@ -250,6 +315,19 @@ async def patch_item(
 @router.post(
     "/folders/{folder_id}/items/move",
     summary="Move items of a folder into another (SDK move_items_to_folder, StorageItem.move_to_folder)",
+    openapi_extra=json_body(
+        {
+            "type": "object",
+            "required": ["itemUuids", "newParentUuid"],
+            "properties": {
+                "itemUuids": {"type": "array", "items": _UUID, "minItems": 1, "maxItems": items.MAX_MOVE},
+                "newParentUuid": _UUID,
+                "allowSyncedDatasetMove": {"type": ["boolean", "null"]},
+            },
+            "propertyNames": {"pattern": "^[^\\x00]*$"},
+            "additionalProperties": OFF_VALUE,
+        }
+    ),
 )
 async def move_items(
     ctx: Ctx, principal: CurrentPrincipal, folder_id: uuid.UUID, body: Annotated[dict[str, Any], Body()]
@@ -269,6 +347,18 @@ async def move_items(
 @router.post(
     "/folders/{folder_id}/items/delete",
     summary="Delete items of a folder for good (SDK delete_storage_items, StorageItem.delete)",
+    openapi_extra=json_body(
+        {
+            "type": "object",
+            "required": ["childUuids"],
+            "properties": {
+                "childUuids": {"type": "array", "items": _UUID, "minItems": 1, "maxItems": items.MAX_MOVE},
+                "removeUnusedFrames": {"type": ["boolean", "null"]},
+            },
+            "propertyNames": {"pattern": "^[^\\x00]*$"},
+            "additionalProperties": OFF_VALUE,
+        }
+    ),
 )
 async def delete_items(
     ctx: Ctx, principal: CurrentPrincipal, folder_id: uuid.UUID, body: Annotated[dict[str, Any], Body()]

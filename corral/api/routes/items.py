@@ -12,9 +12,10 @@ from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
+from corral import errors
 from corral.api.deps import Ctx, CurrentPrincipal
 from corral.api.parsing import CorralRoute
-from corral.core import items
+from corral.core import items, thumbnails
 from corral.core.items import ItemView
 from corral.core.pagination import MAX_PAGE_SIZE
 from corral.registration import uploads
@@ -64,7 +65,10 @@ class ItemPage(BaseModel):
 
 
 class SignItems(BaseModel):
-    ids: list[uuid.UUID] = Field(description=f"1 to {items.MAX_SIGN} item ids.")
+    ids: list[uuid.UUID] = Field(
+        description=f"1 to {items.MAX_SIGN} item ids.",
+        json_schema_extra={"minItems": 1, "maxItems": items.MAX_SIGN},  # checked by items.sign_many
+    )
     ttl_seconds: int | None = Field(
         None, ge=1, le=7 * 24 * 3600, description="Lifetime of the URLs (default: the integration's)."
     )
@@ -369,3 +373,25 @@ async def register_upload(
         )
     )
     return _public(view)
+
+
+@router.get(
+    "/{item_id}/thumbnail",
+    summary="An image item's thumbnail (JPEG, at most 256 px a side), once corral has made it",
+    responses={200: {"content": {"image/jpeg": {}}}},
+)
+async def get_thumbnail(ctx: Ctx, principal: CurrentPrincipal, item_id: uuid.UUID) -> Response:
+    def run() -> bytes:
+        with ctx.db.read() as s:
+            item = items.load(s, principal, item_id)
+        target = thumbnails.path_for(ctx.settings, item.org_id, item.id)
+        try:
+            return target.read_bytes()
+        except FileNotFoundError:
+            raise errors.NotFound(
+                f"item {item_id} has no thumbnail: corral makes them for images outside strict "
+                "client-only integrations, after their upload job"
+            ) from None
+
+    data = await run_in_threadpool(run)
+    return Response(data, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=86400"})

@@ -402,3 +402,14 @@ def save(s: Session, principal: Principal, project_ref: Any, label_hashes: Any, 
         label.updated_at = now
     s.flush()
     return len(checked)
+
+
+def for_data_unit(s: Session, principal: Principal, project_ref: Any, data_hash: Any) -> dict[str, Any]:
+    """One data unit of a project: its LabelRowMetadata and, once labelling started, its label row."""
+    project = projects.load(s, principal, project_ref)
+    ident = ontologies.parse_id(data_hash, "data unit")
+    found = _units(s, project, data_row_ids=[ident])
+    if not found:
+        raise errors.NotFound(f"data unit {ident} not found in project {project.id}")
+    unit = found[0]
+    return {"metadata": metadata(unit), "label_row": blob(unit) if unit.label is not None else None}

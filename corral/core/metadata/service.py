@@ -104,9 +104,15 @@ def save(
     return SaveResult(SchemaState(version, new, updated_by=principal.email), True, diff, job)
 
 
+#: The largest version the ``version`` column (a 32-bit ``INTEGER``) can hold.
+MAX_VERSION = 2**31 - 1
+
+
 def at_version(s: Session, org_id: uuid.UUID, version: int) -> SchemaState:
     if version == 0:
         return SchemaState(0, Schema())
+    if not 0 < version <= MAX_VERSION:  # beyond the column's range (PostgreSQL would refuse the query)
+        raise errors.NotFound(f"metadata schema version {version} not found")
     row = s.scalar(
         select(MetadataSchemaVersion).where(
             MetadataSchemaVersion.org_id == org_id, MetadataSchemaVersion.version == version

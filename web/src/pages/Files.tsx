@@ -1,10 +1,11 @@
 import { useCallback, useEffect, useMemo, useRef, useState, type KeyboardEvent as ReactKeyboardEvent } from "react";
 import { useNavigate, useParams, useSearchParams } from "react-router-dom";
-import { api, type Folder, type Item, type ItemWindow } from "../api";
+import { api, type Folder, type Integration, type Item, type ItemWindow } from "../api";
 import { Confirm, Dialog, ErrorBanner, formatBytes } from "../components/ui";
 import { BLOCK, WindowCache, blocksFor, nextIndex, runsOf } from "./windowCache";
 import { ItemViewer } from "./ItemViewer";
 import { layout, scrollTopFor } from "./virtualRows";
+import { thumbnailSource } from "./thumbnails";
 
 const TILE_W = 168;
 const ROW_H = 178;
@@ -113,6 +114,7 @@ function TreeNode(props: { folder: Folder; current: string | null; onOpen: (id: 
 
 function FolderView(props: { folderId: string; selectedId: string | null; onSelect: (id: string | null) => void; onChanged: () => void }) {
   const navigate = useNavigate();
+  const strict = useStrictIntegrations();
   const [folder, setFolder] = useState<Folder | null>(null);
   const [total, setTotal] = useState<number | null>(null);
   const [error, setError] = useState<unknown>(null);
@@ -298,7 +300,7 @@ function FolderView(props: { folderId: string; selectedId: string | null; onSele
                 const index = row * cols + c;
                 if (total === null || index >= total) return <span key={c} />;
                 const it = cache.get(index);
-                return <Tile key={c} index={index} item={it} selected={cursor === index || (it !== undefined && it.id === props.selectedId)} onOpen={() => { setCursor(index); if (it) props.onSelect(it.id); }} />;
+                return <Tile key={c} index={index} item={it} strict={strict} selected={cursor === index || (it !== undefined && it.id === props.selectedId)} onOpen={() => { setCursor(index); if (it) props.onSelect(it.id); }} />;
               })}
             </div>
           ))}
@@ -325,15 +327,34 @@ function FolderView(props: { folderId: string; selectedId: string | null; onSele
   );
 }
 
-function Tile(props: { index: number; item: Item | undefined; selected: boolean; onOpen: () => void }) {
+let strictIntegrations: Promise<Set<string>> | null = null;
+
+/** Ids of the organisation's strict client-only integrations (fetched once per page load; on an
+ * error, treated as none, so tiles try corral's thumbnails and fall back to signed URLs). */
+function useStrictIntegrations(): Set<string> | null {
+  const [strict, setStrict] = useState<Set<string> | null>(null);
+  useEffect(() => {
+    strictIntegrations ??= api.get<Integration[]>("/api/v1/integrations").then(
+      (list) => new Set(list.filter((i) => i.strict_client_only).map((i) => i.id)),
+      () => new Set<string>(),
+    );
+    let live = true;
+    strictIntegrations.then((s) => { if (live) setStrict(s); });
+    return () => { live = false; };
+  }, []);
+  return strict;
+}
+
+function Tile(props: { index: number; item: Item | undefined; selected: boolean; onOpen: () => void; strict: Set<string> | null }) {
   const it = props.item;
   if (!it) {
     return <div className="tile placeholder" id={`item-${props.index}`} role="gridcell" aria-busy="true"><div className="thumb" /><div className="name">#{(props.index + 1).toLocaleString()}</div></div>;
   }
-  const thumb = it.type === "image" && it.signed_url ? it.signed_url : null;
+  const thumb = props.strict ? thumbnailSource(it, props.strict) : null;
   return (
     <button className="tile" id={`item-${props.index}`} role="gridcell" aria-selected={props.selected} tabIndex={-1} onClick={props.onOpen} title={it.name} data-type={it.type}>
-      <div className="thumb">{thumb ? <img src={thumb} alt="" loading="lazy" decoding="async" /> : <span>{it.type.replace("_", " ")}</span>}</div>
+      <div className="thumb">{thumb ? <img src={thumb.src} alt="" loading="lazy" decoding="async"
+        onError={(e) => { const img = e.currentTarget; if (thumb.fallback && img.src !== thumb.fallback) img.src = thumb.fallback; }} /> : <span>{it.type.replace("_", " ")}</span>}</div>
       <div className="name">{it.name}<br /><span style={{ color: "var(--muted)" }}>{formatBytes(it.file_size)}</span></div>
     </button>
   );

@@ -1,0 +1,67 @@
+"""The file grid in Chromium: images of a normal integration show corral's thumbnails; a strict
+client-only integration's show the originals through signed URLs."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import httpx
+import pytest
+
+from corral.core import sessions, thumbnails
+from tests.files.conftest import add_items
+from tests.web.test_label_viewer import street_png
+from tests.web.test_workflow import PASSWORD, shot, ui_server  # noqa: F401 (a fixture)
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+def test_tiles_use_thumbnails_except_under_strict_client_only(  # type: ignore[no-untyped-def]
+    chromium, ui_server: str, make_user, db, settings, tmp_path: Path, moto_server  # noqa: F811
+) -> None:
+    from playwright.sync_api import expect
+
+    admin = make_user("admin@acme.io", org="Acme")
+    with db.write() as s:
+        sessions.set_password(s, admin.email, PASSWORD)
+    ids = {}
+    with httpx.Client(base_url=ui_server, headers=admin.bearer) as http:
+        folder = http.post("/api/v1/folders", json={"path": "grid"}).json()
+        root = tmp_path / "normal"
+        root.mkdir()
+        (root / "normal.png").write_bytes(street_png())
+        bucket = moto_server.new_bucket()
+        moto_server.client().put_object(Bucket=bucket, Key="strict.png", Body=street_png(), ContentType="image/png")
+        s3 = {"bucket": bucket, "endpoint_url": moto_server.url, "region": "us-east-1",
+              "access_key_id": "testing", "secret_access_key": "testing"}
+        for title, provider, conf, url in (("normal", "local", {"root": str(root)}, f"file://{root}/normal.png"),
+                                           ("strict", "s3", s3, f"s3://{bucket}/strict.png")):
+            r = http.post("/api/v1/integrations", json={"title": title, "provider": provider, "settings": conf,
+                                                        "strict_client_only": title == "strict"})
+            assert r.status_code == 201, r.text
+            [ids[title]] = add_items(db, admin, folder["id"], [{
+                "name": f"{title}.png", "url": url, "integration_id": uuid.UUID(r.json()["id"]),
+                "media": {"width": 800, "height": 500}}])
+    counts = thumbnails.make_for_items(db, settings, admin.org_id, [str(i) for i in ids.values()])
+    assert (counts["made"], counts["skipped"]) == (1, 1)
+
+    context = chromium.new_context(viewport={"width": 1280, "height": 800})
+    page = context.new_page()
+    page.set_default_timeout(20_000)
+    try:
+        page.goto(ui_server + "/")
+        page.get_by_label("E-mail").fill(admin.email)
+        page.get_by_label("Password").fill(PASSWORD)
+        page.get_by_role("button", name="Sign in").click()
+        expect(page.get_by_role("navigation", name="Main")).to_contain_text(admin.email)
+        page.goto(f"{ui_server}/files/{folder['id']}")
+        normal = page.locator("button.tile[title='normal.png'] img")
+        strict = page.locator("button.tile[title='strict.png'] img")
+        expect(normal).to_have_attribute("src", f"/api/v1/items/{ids['normal']}/thumbnail")
+        page.wait_for_function("() => document.querySelector(\"button.tile[title='normal.png'] img\")?.naturalWidth === 256")
+        src = strict.get_attribute("src") or ""
+        assert src.startswith(f"{moto_server.url}/{bucket}/strict.png?") and "Signature=" in src
+        page.wait_for_function("() => document.querySelector(\"button.tile[title='strict.png'] img\")?.naturalWidth === 800")
+        shot(page, "thumbnails-grid")
+    finally:
+        context.close()
