@@ -32,7 +32,7 @@ WRITES = [
     ("PUT", "/api/v1/metadata-schema", '{"keys": {"k": {"type": "enum", "values": [%s]}}}'),
     ("PUT", "/api/v1/metadata-schema", '{"keys": %s}'),
     ("POST", "/api/v1/metadata-schema/validate", '{"items": [%s]}'),
-    ("POST", "/public/user", '{"query_type": "user", "query_method": "GET", "values": {"payload": %s}}'),
+    ("POST", "/public/user", '{"query_type": "projectwithuserrole", "query_method": "GET", "values": {"payload": %s}}'),
 ]
 READS = [
     "/api/v1/items/{item}",
