@@ -193,8 +193,11 @@ class Client:
     def me(self) -> Any:
         return self.request("GET", "/api/v1/me")
 
-    def list_jobs(self, limit: int = 100) -> Any:
-        return self.request("GET", "/api/v1/jobs", params={"limit": limit})
+    def list_jobs(self, limit: int = 100, kind: str | None = None) -> Any:
+        params: dict[str, Any] = {"limit": limit}
+        if kind is not None:
+            params["kind"] = kind
+        return self.request("GET", "/api/v1/jobs", params=params)
 
     def get_job(self, job_id: str, wait: float = 0) -> Any:
         return self.request("GET", f"/api/v1/jobs/{job_id}", params={"wait": wait})

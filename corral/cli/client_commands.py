@@ -118,10 +118,11 @@ def job_failed(j: dict[str, Any]) -> bool:
 @job.command("list")
 @connection_options
 @click.option("--limit", default=50, show_default=True)
-def job_list(profile: str | None, as_json: bool, limit: int) -> None:
+@click.option("--kind", default=None, help="Only jobs of this kind: register (imports), thumbnails, …")
+def job_list(profile: str | None, as_json: bool, limit: int, kind: str | None) -> None:
     """List recent jobs."""
     with api_errors(), _client(profile) as c:
-        jobs = c.list_jobs(limit)
+        jobs = c.list_jobs(limit, kind)
 
     def human(js: list[dict[str, Any]]) -> None:
         for j in js:

@@ -211,10 +211,13 @@ def job_state(
     )
 
 
-def list_jobs(session: Session, org_id: uuid.UUID, *, limit: int = 100) -> Sequence[Job]:
-    return session.scalars(
-        select(Job).where(Job.org_id == org_id).order_by(Job.created_at.desc()).limit(limit)
-    ).all()
+def list_jobs(
+    session: Session, org_id: uuid.UUID, *, limit: int = 100, kind: str | None = None
+) -> Sequence[Job]:
+    query = select(Job).where(Job.org_id == org_id)
+    if kind is not None:
+        query = query.where(Job.kind == kind)
+    return session.scalars(query.order_by(Job.created_at.desc()).limit(limit)).all()
 
 
 def cancel_job(db: Database, tasks: TaskRegistry | None, org_id: uuid.UUID, job_id: uuid.UUID) -> int:

@@ -136,3 +136,20 @@ def test_the_sdk_sees_the_same_counts(client, world, media, live_server) -> None
     assert result.items_with_names == [] and "'camera': this key is required" in result.errors[0]
     job_view = client.get(f"/api/v1/jobs/{job}", headers=alice.bearer).json()
     assert job_view["status"] == "ERROR" and job_view["files"]["failed"] == 1
+
+
+def test_jobs_are_listed_by_kind(client, world, media, live_server) -> None:  # type: ignore[no-untyped-def]
+    """A finished import also queues its thumbnails job: `--kind register` lists the imports alone."""
+    alice, _ = world
+    good = {"objectUrl": (media / "good.png").as_uri(), "clientMetadata": {"camera": "c1"}}
+    status = _import(client, alice, {"images": [good]})
+    assert status["status"] == "DONE"
+    every = client.get("/api/v1/jobs", headers=alice.bearer).json()
+    assert {j["kind"] for j in every} == {"register", "thumbnails"}
+    imports = client.get("/api/v1/jobs", params={"kind": "register"}, headers=alice.bearer).json()
+    assert [j["id"] for j in imports] == [status["job_id"]]
+    r = client.get("/api/v1/jobs", params={"kind": "nope"}, headers=alice.bearer)
+    assert r.status_code == 400 and r.json()["errors"][0]["field"] == "kind"
+    r = _cli(live_server, alice, "job", "list", "--kind", "register")
+    assert r.exit_code == 0, r.output
+    assert f"{status['job_id']}  register" in r.output and "thumbnails" not in r.output

@@ -6,10 +6,12 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from starlette.concurrency import run_in_threadpool
 
+from corral import errors
 from corral.api.deps import Ctx, CurrentPrincipal
 from corral.api.longpoll import hold_until
 from corral.api.models import CancelPublic, JobErrorPublic, JobFilesPublic, JobPublic
 from corral.api.parsing import CorralRoute
+from corral.errors import ErrorDetail
 from corral.jobs import queue
 from corral.jobs.queue import JobState
 
@@ -31,12 +33,20 @@ def _public(state: JobState) -> JobPublic:
 
 @router.get("", response_model=list[JobPublic], summary="Recent jobs of your organisation")
 async def list_jobs(
-    ctx: Ctx, principal: CurrentPrincipal, limit: Annotated[int, Query(ge=1, le=1000)] = 100
+    ctx: Ctx,
+    principal: CurrentPrincipal,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    kind: Annotated[str | None, Query(min_length=1, max_length=64,
+                                      description="only jobs of this kind, e.g. register")] = None,
 ) -> list[JobPublic]:
+    if kind is not None and kind not in ctx.tasks.names():
+        message = f"kind: expected one of {', '.join(ctx.tasks.names())}"
+        raise errors.InvalidInput(message, details=[ErrorDetail(message, field="kind")])
+
     def read() -> list[JobState]:
         with ctx.db.read() as s:
             return [queue.job_state(s, principal.org_id, j.id, error_limit=0, tasks=ctx.tasks)
-                    for j in queue.list_jobs(s, principal.org_id, limit=limit)]
+                    for j in queue.list_jobs(s, principal.org_id, limit=limit, kind=kind)]
 
     return [_public(s) for s in await run_in_threadpool(read)]
 
