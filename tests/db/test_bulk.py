@@ -21,7 +21,7 @@ def _row(org: uuid.UUID, folder: uuid.UUID, name: str, when: datetime, **extra: 
         "item_type": "image", "name": name, "url": f"s3://b/{name}", "url_hash": f"s3://b/{name}",
         "storage_location": "s3", "file_size": 2**40 + 1, "mime_type": None,
         "media": {"width": 3, "height": 4.5, "nested": [1, None, "é"]},
-        "client_metadata": {"big": 2**70, "text": "line\nbreak \\ \"quoted\"\t"},
+        "client_metadata": {"big": 2**63 - 1, "text": "line\nbreak \\ \"quoted\"\t"},
         "is_placeholder": False, "staged": True, "job_id": None, "created_by": None,
         "created_at": when, "updated_at": when, **extra,
     }

@@ -149,7 +149,7 @@ async def start_import(
         Query(
             description="Read the manifest from this URL inside the integration's bucket instead of "
             "the request body (which must then be empty).",
-            max_length=16384,
+            max_length=2048,  # an object URL: a bucket and a key of at most 1,024 bytes
         ),
     ] = None,
 ) -> JSONResponse:
