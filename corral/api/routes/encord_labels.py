@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Query
+from fastapi import APIRouter, Body, Depends, Query
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
@@ -88,21 +88,6 @@ async def get_ontology(ctx: Ctx, principal: CurrentPrincipal, ontology_id: str) 
 
 
 def _listing_filter(
-    title_eq: str | None, title_like: str | None, desc_eq: str | None, desc_like: str | None,
-    created_before: datetime | None, created_after: datetime | None,
-    edited_before: datetime | None, edited_after: datetime | None,
-) -> filters.Listing:
-    def utc(when: datetime | None) -> datetime | None:
-        return when if when is None or when.tzinfo else when.replace(tzinfo=UTC)
-
-    return filters.Listing(title_eq, title_like, desc_eq, desc_like, utc(created_before), utc(created_after),
-                           utc(edited_before), utc(edited_after))
-
-
-@router.get("/ontologies", summary="Ontologies, filtered (SDK get_ontologies())")
-async def list_ontologies(
-    ctx: Ctx,
-    principal: CurrentPrincipal,
     title_eq: Annotated[str | None, Query(alias="titleEq")] = None,
     title_like: Annotated[str | None, Query(alias="titleLike")] = None,
     desc_eq: Annotated[str | None, Query(alias="descEq")] = None,
@@ -111,11 +96,27 @@ async def list_ontologies(
     created_after: Annotated[datetime | None, Query(alias="createdAfter")] = None,
     edited_before: Annotated[datetime | None, Query(alias="editedBefore")] = None,
     edited_after: Annotated[datetime | None, Query(alias="editedAfter")] = None,
+) -> filters.Listing:
+    """The SDK's title, description and date filters of ontology and project listings."""
+
+    def utc(when: datetime | None) -> datetime | None:
+        return when if when is None or when.tzinfo else when.replace(tzinfo=UTC)
+
+    return filters.Listing(title_eq, title_like, desc_eq, desc_like, utc(created_before), utc(created_after),
+                           utc(edited_before), utc(edited_after))
+
+
+ListingFilter = Annotated[filters.Listing, Depends(_listing_filter)]
+
+
+@router.get("/ontologies", summary="Ontologies, filtered (SDK get_ontologies())")
+async def list_ontologies(
+    ctx: Ctx,
+    principal: CurrentPrincipal,
+    where: ListingFilter,
     include_org_access: Annotated[bool, Query(alias="includeOrgAccess")] = False,
 ) -> dict[str, Any]:
     """Every member sees every ontology of the organisation, so ``includeOrgAccess`` adds nothing."""
-    where = _listing_filter(title_eq, title_like, desc_eq, desc_like, created_before, created_after,
-                            edited_before, edited_after)
 
     def read() -> dict[str, Any]:
         with ctx.db.read() as s:
@@ -143,14 +144,7 @@ async def save_ontology(
 async def list_projects(
     ctx: Ctx,
     principal: CurrentPrincipal,
-    title_eq: Annotated[str | None, Query(alias="titleEq")] = None,
-    title_like: Annotated[str | None, Query(alias="titleLike")] = None,
-    desc_eq: Annotated[str | None, Query(alias="descEq")] = None,
-    desc_like: Annotated[str | None, Query(alias="descLike")] = None,
-    created_before: Annotated[datetime | None, Query(alias="createdBefore")] = None,
-    created_after: Annotated[datetime | None, Query(alias="createdAfter")] = None,
-    edited_before: Annotated[datetime | None, Query(alias="editedBefore")] = None,
-    edited_after: Annotated[datetime | None, Query(alias="editedAfter")] = None,
+    where: ListingFilter,
     include_org_access: Annotated[bool, Query(alias="includeOrgAccess")] = False,
     tags_anyof: Annotated[list[str] | None, Query(alias="tagsAnyof")] = None,
     page_token: Annotated[str | None, Query(alias="pageToken")] = None,
@@ -162,8 +156,6 @@ async def list_projects(
         raise errors.InvalidInput("tagsAnyof: corral has no organisation tags")
     if page_token:
         raise errors.InvalidInput("pageToken: corral answers every project in one page")
-    where = _listing_filter(title_eq, title_like, desc_eq, desc_like, created_before, created_after,
-                            edited_before, edited_after)
 
     def read() -> dict[str, Any]:
         with ctx.db.read() as s:
