@@ -161,8 +161,9 @@ def gate_included_routers(app: FastAPI) -> int:
     gated = 0
     for route in app.router.routes:
         original, context = getattr(route, "original_router", None), getattr(route, "include_context", None)
-        paths = [getattr(r, "path", None) for r in getattr(original, "routes", [])]
-        if context is None or not paths or not all(isinstance(p, str) for p in paths):
+        found = [getattr(r, "path", None) for r in getattr(original, "routes", [])]
+        paths = [p for p in found if isinstance(p, str)]
+        if context is None or not paths or len(paths) != len(found):
             continue
         prefix = str(getattr(context, "prefix", "")) + os.path.commonprefix(paths).split("{")[0]
         if len(prefix) <= 1:

@@ -301,11 +301,13 @@ class GcsStorage:
             return None
         probe_key = "corral-presign-probe/ä +"
         probe = self._sign(probe_key, 60, "GET", None)
-        signer = presign.GcsV4Signer(self._endpoint, self.bucket, creds.signer_email, creds.sign_bytes)
+        signer: presign.GcsV4Signer | None = presign.GcsV4Signer(
+            self._endpoint, self.bucket, creds.signer_email, creds.sign_bytes)
         stamp = dict(parse_qsl(urlsplit(probe).query)).get("X-Goog-Date", "")
-        if signer.sign_exact(probe_key, 60, stamp) != probe:
+        if signer is not None and signer.sign_exact(probe_key, 60, stamp) != probe:
             logging.getLogger(__name__).warning(
-                "GCS signing for gs://%s uses the SDK (the fast signer did not reproduce its URL)", self.bucket)
+                "GCS signing for gs://%s uses the SDK (the fast signer did not reproduce its URL)",
+                self.bucket)
             signer = None
         self._fast, self._fast_tried = signer, True
         return signer

@@ -36,7 +36,6 @@ from corral.storage.base import StorageContext
 from corral.storage.gcs import GcsStorage
 from corral.storage.gcs import open_storage as open_gcs
 from corral.storage.options import GcsOptions
-from corral.storage.s3 import S3Storage
 from corral.storage.s3 import open_storage as open_s3
 from tests.services import LOOPBACK, Azurite, GcsEmulator, MotoServer
 from tests.storage.gcs_support import new_rsa_key, service_account_info, verify_v4_url
