@@ -29,13 +29,14 @@ def per_call(fn: Callable[[], Any], repeat: int) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--repeat", type=int, default=2000)
     args = parser.parse_args()
-    from tests.registration import media
-
     from corral.registration.probe_image import heif_size, webp_size
     from corral.registration.probe_sniff import sniff
+    from tests.registration import media
 
     rows: list[tuple[str, str, str, float, float]] = []
 

@@ -20,12 +20,13 @@ import hashlib
 import tempfile
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, cast
 
 from sqlalchemy import Table, Text, delete, func, insert, or_, select, text, update
 from sqlalchemy import cast as sql_cast
+from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session, aliased
 
 from corral import errors
@@ -407,12 +408,15 @@ def _commit_batch(s: Session, unit: ClaimedUnit, ready: _Ready) -> dict[str, Any
             (contested if p.url_hash in staged_elsewhere else fresh).append(p)
         prepared = fresh
     projection.project_again(s, unit.org_id, upserted)
-    if len(prepared) + len(contested) < len(ready.rows):  # duplicates were left out
-        kept = {ready.rows[id(p)][0][0] for p in (*prepared, *contested)}
+    needed = [*prepared, *contested]
+    missing = [p for p in needed if id(p) not in ready.rows]
+    ready.build(missing)  # what the look-up outside the lock took for a duplicate, wrongly
+    keys = load_keys(s, unit.org_id)
+    if missing or keys != ready.keys:  # (the index changed since the rows were built)
+        ready.meta = _projected(keys, [(ready.rows[id(p)][0][0], p) for p in needed])
+    elif len(needed) < len(ready.rows):  # duplicates were left out
+        kept = {ready.rows[id(p)][0][0] for p in needed}
         ready.meta = ([r for r in ready.meta[0] if r[0] in kept], [r for r in ready.meta[1] if r[0] in kept])
-    if load_keys(s, unit.org_id) != ready.keys:  # the index changed since the rows were built
-        items = ((ready.rows[id(p)][0][0], p.client_metadata) for p in (*prepared, *contested))
-        ready.meta = projection.Projector(load_keys(s, unit.org_id)).rows(items)
     _insert(s, unit, folder_id, ready, prepared)
     _insert(s, unit, folder_id, ready, contested, staged=True)
     projection.write(s, ready.meta)
@@ -558,43 +562,53 @@ def _insert(
 class _Ready:
     """A batch's results with their rows built before the write lock is taken: each item's row
     and its parts' rows converted for the driver (by ``id()`` of its ``Prepared``), and the
-    projected values for the index keys ``keys``."""
+    projected values of those items for the index keys ``keys``."""
 
     results: list[list[Prepared] | FileError]
-    rows: dict[int, tuple[tuple[Any, ...], list[tuple[Any, ...]]]]
-    keys: list[Key]
-    meta: projection.Rows
+    dialect: Dialect
+    rows: dict[int, tuple[tuple[Any, ...], list[tuple[Any, ...]]]] = field(default_factory=dict)
+    keys: list[Key] = field(default_factory=list)
+    meta: projection.Rows = ([], [])
+
+    def build(self, prepared: list[Prepared]) -> list[tuple[str, Prepared]]:
+        """Rows for these items; returns (item id, item) pairs."""
+        # time-ordered ids: appended to the primary key index, not scattered through it
+        ids = uuid7_hex(len(prepared))
+        items = []
+        parts = []
+        for item_id, p in zip(ids, prepared, strict=True):
+            media = p.media
+            items.append(
+                (item_id, p.item_type, p.name[:300], p.url, p.url_hash, media.get("file_size"),
+                 media.get("mime_type"), media, p.client_metadata)
+            )
+            parts.append([(item_id, i, part["url"], part["title"][:300], part["media"])
+                          for i, part in enumerate(p.parts)])
+        converted = convert_tuples(self.dialect, ITEMS, _ITEM_COLUMNS, items)
+        for p, row, part_rows in zip(prepared, converted, parts, strict=True):
+            self.rows[id(p)] = (row, convert_tuples(self.dialect, ITEM_PARTS, _PART_COLUMNS, part_rows))
+        return list(zip(ids, prepared, strict=True))
+
+
+def _projected(keys: list[Key], items: list[tuple[str, Prepared]]) -> projection.Rows:
+    projector = projection.Projector(keys)
+    return projector.rows((item_id, p.client_metadata) for item_id, p in items) if projector else ([], [])
 
 
 def _ready(db: Database, unit: ClaimedUnit, results: list[list[Prepared] | FileError]) -> _Ready:
+    """Build a batch's rows outside any write transaction.  With ``skip_duplicate_urls``, the
+    items whose URL a look-up finds in the folder already get none: the check under the folder's
+    lock decides (``_commit_batch``), and builds the rows of any it finds were not duplicates."""
     prepared = [p for r in results if not isinstance(r, FileError) for p in r]
-    dialect = db.engine.dialect
-    # time-ordered ids: appended to the primary key index, not scattered through it
-    ids = uuid7_hex(len(prepared))
-    items = []
-    parts = []
-    for item_id, p in zip(ids, prepared, strict=True):
-        media = p.media
-        items.append(
-            (item_id, p.item_type, p.name[:300], p.url, p.url_hash, media.get("file_size"),
-             media.get("mime_type"), media, p.client_metadata)
-        )
-        parts.append([(item_id, i, part["url"], part["title"][:300], part["media"])
-                      for i, part in enumerate(p.parts)])
-    items = convert_tuples(dialect, ITEMS, _ITEM_COLUMNS, items)
-    rows = {
-        id(p): (row, convert_tuples(dialect, ITEM_PARTS, _PART_COLUMNS, part_rows) if part_rows else [])
-        for p, row, part_rows in zip(prepared, items, parts, strict=True)
-    }
+    ready = _Ready(results, db.engine.dialect)
     with db.read() as s:
-        keys = load_keys(s, unit.org_id)
-    projector = projection.Projector(keys)
-    meta: projection.Rows = (
-        projector.rows((item_id, p.client_metadata) for item_id, p in zip(ids, prepared, strict=True))
-        if projector
-        else ([], [])
-    )
-    return _Ready(results, rows, keys, meta)
+        ready.keys = load_keys(s, unit.org_id)
+        if unit.params.get("skip_duplicate_urls") and prepared:
+            found = _copies(s, uuid.UUID(unit.params["folder_id"]), sorted({p.url_hash for p in prepared}))
+            there = {h for h, staged, job_id in found if not staged or job_id == unit.job_id}
+            prepared = [p for p in prepared if p.url_hash not in there]
+    ready.meta = _projected(ready.keys, ready.build(prepared))
+    return ready
 
 
 # -- the task kind ----------------------------------------------------------------------------
