@@ -20,6 +20,7 @@ from corral.api.middleware import ConcurrencyLimitMiddleware, RequestLogMiddlewa
 from corral.api.routes import (
     datasets,
     encord_datasets,
+    encord_index,
     encord_labels,
     encord_metadata,
     encord_rpc,
@@ -137,7 +138,7 @@ def create_app(
                    encord_v2.router, integrations.v2_router, encord_metadata.router, encord_labels.router,
                    encord_rpc.router, encord_storage.router, encord_storage.presigned_router,
                    encord_storage_changes.router,
-                   encord_datasets.router,
+                   encord_datasets.router, encord_index.router,
                    encord_v2.unsupported_router):  # last: it answers whatever the others do not
         app.include_router(router)
     app.include_router(sessions.router)
