@@ -78,6 +78,13 @@ def test_a_retried_create_makes_no_duplicate(client, db, make_user) -> None:  # 
     p1 = client.post(P, json={"name": "p"}, headers=key).json()
     assert client.post(P, json={"name": "p"}, headers=key).json()["id"] == p1["id"]
     assert client.post(P, json={"name": "p"}, headers=alice.bearer).json()["id"] != p1["id"]
+    bob = make_user("b@x.io")  # another user's key of the same text is another request
+    assert client.post(C, json={"name": "c"}, headers={"Idempotency-Key": "k-1"} | bob.bearer).json()["id"] != first["id"]
+    long_key = {"Idempotency-Key": "k" * 200} | alice.bearer
+    assert client.post(C, json={"name": "c"}, headers=long_key).json()["id"] == \
+        client.post(C, json={"name": "c"}, headers=long_key).json()["id"]
+    r = client.post(C, json={"name": "c"}, headers={"Idempotency-Key": "k" * 201} | alice.bearer)
+    assert r.status_code == 400
 
 
 def test_collections_items_by_id_title_filter_and_preset(client, db, make_user) -> None:  # type: ignore[no-untyped-def]
