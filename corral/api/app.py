@@ -20,6 +20,7 @@ from corral.api.middleware import ConcurrencyLimitMiddleware, RequestLogMiddlewa
 from corral.api.routes import (
     datasets,
     encord_datasets,
+    encord_index,
     encord_labels,
     encord_metadata,
     encord_rpc,
@@ -30,6 +31,7 @@ from corral.api.routes import (
     health,
     imports,
     index,
+    index_saved,
     integrations,
     items,
     jobs,
@@ -130,13 +132,13 @@ def create_app(
     for router in (health.router, me.router, tokens.router, jobs.router, integrations.router,
                    local_media.router,
                    metadata_schema.router, folders.router, items.router, items.upload_router,
-                   imports.import_router, index.router,
+                   imports.import_router, index.router, index_saved.router,
                    datasets.router, datasets.admin_router, labels.ontology_router, labels.project_router,
                    project_members.router,
                    encord_v2.router, integrations.v2_router, encord_metadata.router, encord_labels.router,
                    encord_rpc.router, encord_storage.router, encord_storage.presigned_router,
                    encord_storage_changes.router,
-                   encord_datasets.router,
+                   encord_datasets.router, encord_index.router,
                    encord_v2.unsupported_router):  # last: it answers whatever the others do not
         app.include_router(router)
     app.include_router(sessions.router)

@@ -331,6 +331,62 @@ class ItemText(Base):
 # -- jobs -------------------------------------------------------------------
 
 
+class IndexPreset(Base):
+    """A saved filter of the index (the SDK's filter preset).
+
+    ``filter`` is corral's filter tree (native presets); ``document`` the Encord preset JSON
+    exactly as the SDK sent it (its text, so it round-trips byte for byte).  One of them is set.
+    ``request_key`` makes a retried create answer the preset the first attempt made.
+    """
+
+    __tablename__ = "index_presets"
+    __table_args__ = (UniqueConstraint("org_id", "request_key"),)
+    id: Mapped[uuid.UUID] = _id()
+    org_id: Mapped[uuid.UUID] = _org()
+    name: Mapped[str] = mapped_column(String(300))
+    description: Mapped[str | None] = mapped_column(Text, nullable=True)
+    filter: Mapped[dict[str, Any] | None] = mapped_column(JSONType, nullable=True)
+    document: Mapped[str | None] = mapped_column(Text, nullable=True)
+    request_key: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    created_by: Mapped[uuid.UUID | None] = _creator()
+    created_at: Mapped[datetime] = _created()
+    updated_at: Mapped[datetime] = _updated()
+
+
+class Collection(Base):
+    """A named set of items of the index (the SDK's Index collection).
+
+    ``folder_id`` is its top-level folder (the SDK's ``topLevelFolderUuid``): only that folder's
+    items may join it, and only those who can see the folder see it.  None: any item.
+    """
+
+    __tablename__ = "collections"
+    __table_args__ = (UniqueConstraint("org_id", "request_key"),)
+    id: Mapped[uuid.UUID] = _id()
+    org_id: Mapped[uuid.UUID] = _org()
+    folder_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("folders.id", ondelete="CASCADE"), nullable=True, index=True
+    )
+    name: Mapped[str] = mapped_column(String(300))
+    description: Mapped[str | None] = mapped_column(Text, nullable=True)
+    request_key: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    created_by: Mapped[uuid.UUID | None] = _creator()
+    created_at: Mapped[datetime] = _created()
+    updated_at: Mapped[datetime] = _updated()
+
+
+class CollectionItem(Base):
+    __tablename__ = "collection_items"
+    collection_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("collections.id", ondelete="CASCADE"), primary_key=True
+    )
+    # indexed on its own: "which collections hold this item" (in_collection probes, deletes)
+    item_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("items.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+    created_at: Mapped[datetime] = _created()
+
+
 class Job(Base):
     __tablename__ = "jobs"
     id: Mapped[uuid.UUID] = _id()

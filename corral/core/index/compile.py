@@ -30,7 +30,7 @@ from sqlalchemy.sql import util as sql_util
 
 from corral.core.index.filters import And, Node, Not, Or, Pred
 from corral.core.index.keys import TXT_MAX, Key
-from corral.db.tables import DataRow, Item, ItemMeta, ItemText, LabelRow
+from corral.db.tables import CollectionItem, DataRow, Item, ItemMeta, ItemText, LabelRow
 
 MEDIA_FIELDS = {"width": "width", "height": "height", "duration": "duration", "frames": "frame_count"}
 
@@ -49,6 +49,8 @@ class Compiler:
         if node is None:
             return true()
         if isinstance(node, And):
+            if not node.items:  # a preset of every item
+                return true()
             if not self.correlated:
                 return self._intersect(node)
             return and_(*(self(n) for n in node.items))
@@ -190,6 +192,13 @@ class Compiler:
             return Item.folder_id.in_(v)
         if name == "dataset":
             return exists().where(DataRow.item_id == Item.id, DataRow.dataset_id.in_(v))
+        if name == "collection":
+            return exists().where(CollectionItem.item_id == Item.id, CollectionItem.collection_id.in_(v))
+        if name in ("label_object", "label_classification"):
+            kind = "objects" if name == "label_object" else "classifications"
+            return exists().where(
+                DataRow.item_id == Item.id, LabelRow.data_row_id == DataRow.id, has_feature(self.pg, kind, v)
+            )
         if name == "labels":
             labelled = exists().where(
                 DataRow.item_id == Item.id, LabelRow.data_row_id == DataRow.id, has_labels(self.pg)
@@ -263,3 +272,21 @@ def has_labels(pg: bool) -> Any:
         "(coalesce(json_extract(label_rows.document, '$.object_answers'), '{}') <> '{}' "
         "OR coalesce(json_extract(label_rows.document, '$.classification_answers'), '{}') <> '{}')"
     )
+
+
+def has_feature(pg: bool, kind: str, hashes: list[str]) -> Any:
+    """The label row has an object (``kind="objects"``) or a classification of one of these
+    feature hashes, in any data unit (and any frame of a video)."""
+    if not hashes:
+        return false()
+    if pg:
+        path = f"$.data_units.*.labels.**{{0 to 1}}.{kind}[*].featureHash"
+        found = func.jsonb_path_query(LabelRow.document, text(f"'{path}'::jsonpath")).column_valued("fh")
+        return exists(select(literal(1)).where(found.op("#>>")(literal("{}")).in_(hashes)))
+    tree = func.json_tree(LabelRow.document, literal("$.data_units")).table_valued(
+        "key", "value", "path").alias()
+    conditions = [tree.c.key == "featureHash", tree.c.value.in_(hashes), tree.c.path.like(f"%.{kind}[%"),
+                  tree.c.path.not_like(f"%.{kind}[%].%")]
+    if kind == "classifications":
+        conditions.append(tree.c.path.not_like("%.objects[%"))
+    return exists(select(literal(1)).select_from(tree).where(*conditions))

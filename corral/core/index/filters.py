@@ -19,8 +19,14 @@ text                    match (full-text: every word of the value, in any order)
 Item fields: ``type`` (eq, ne, in, not_in), ``title`` (as varchar), ``folder`` (eq: that folder;
 under: it and its subfolders; a path or an id), ``size``, ``width``, ``height``, ``duration``,
 ``frames`` (ranges, eq, ne, in, not_in, exists, missing), ``created_at`` (ranges, eq, ne),
-``dataset`` (in: linked into any of these datasets, by id or title) and ``labels``
-(exists / missing: has a label row with objects or classifications in any project).
+``dataset`` (in: linked into any of these datasets, by id or title), ``collection`` (in: in any
+of these collections, by id or name), ``labels`` (exists / missing: has a label row with objects
+or classifications in any project) and ``label_object`` / ``label_classification`` (eq, in: a
+label row of the item has an object / a classification of these ontology features, by feature
+hash or by name).
+
+Two shorthands: ``{"in_collection": REF}`` (or a list of them) is ``{"field": "collection", "op":
+"in", "value": [REF, ...]}``; ``{"preset": REF}`` is that filter preset's filter.
 
 Values are checked by the key's schema type (an enum value must be an option, a datetime an ISO
 8601 date or date-time, ...).  Every problem is a ``ValidationFailed`` naming where in the tree
@@ -71,7 +77,12 @@ FIELDS: dict[str, tuple[str, tuple[str, ...]]] = {
     "created_at": ("datetime", ("eq", "ne") + RANGES),
     "dataset": ("dataset", ("in",)),
     "labels": ("labels", PRESENCE),
+    "collection": ("collection", ("in",)),
+    "label_object": ("feature", ("eq", "in")),
+    "label_classification": ("feature", ("eq", "in")),
 }
+#: What resolves references (collections, presets, ontology features) to ids.
+Resolve = Callable[[str], uuid.UUID]
 WORD = re.compile(r"\w+")
 
 
@@ -110,8 +121,10 @@ Node = Pred | And | Or | Not
 
 
 class Catalog:
-    """What checking a filter needs to know: the queryable keys, and how to resolve folder and
-    dataset references (the caller supplies those, with the principal's permissions)."""
+    """What checking a filter needs to know: the queryable keys, and how to resolve folder,
+    dataset, collection, preset and ontology feature references (the caller supplies those, with
+    the principal's permissions).  ``presets`` gives a preset's id and JSON filter tree;
+    ``features`` the feature hashes an object or classification reference stands for."""
 
     def __init__(
         self,
@@ -119,12 +132,18 @@ class Catalog:
         *,
         deleted: frozenset[str] = frozenset(),
         folders: Callable[[str, bool], list[uuid.UUID]] | None = None,
-        datasets: Callable[[str], uuid.UUID] | None = None,
+        datasets: Resolve | None = None,
+        collections: Resolve | None = None,
+        presets: Callable[[str], tuple[uuid.UUID, Any]] | None = None,
+        features: Callable[[str, str], list[str]] | None = None,
     ) -> None:
         self.keys = keys
         self.deleted = deleted
         self.folders = folders
         self.datasets = datasets
+        self.collections = collections
+        self.presets = presets
+        self.features = features
 
     def key(self, name: str, where: str) -> Key:
         found = self.keys.get(name)
@@ -155,7 +174,7 @@ def _scalar(kind: str, key: Key | None, raw: Any, where: str) -> Any:
         from corral.core.metadata.schema import Entry
 
         key = Key(0, "created_at", Entry(kind="datetime"), True, None)
-    if kind in ("type", "folder", "dataset"):
+    if kind in ("type", "folder", "dataset", "collection", "feature"):
         if not isinstance(raw, str) or not raw:
             raise _bad(where, f"expected a non-empty string, got {raw!r}")
         return raw
@@ -195,7 +214,7 @@ def _value(pred_op: str, kind: str, key: Key | None, raw: Any, where: str) -> An
                 raise _bad(where, "match needs at least one word (letters or digits)")
             return words
         return raw
-    if pred_op == "under" or kind in ("folder", "dataset"):
+    if pred_op == "under" or kind in ("folder", "dataset", "collection", "feature"):
         return _scalar(kind, key, raw, where)
     return _scalar(kind, key, raw, where)
 
@@ -204,6 +223,7 @@ class _Parser:
     def __init__(self, catalog: Catalog) -> None:
         self.catalog = catalog
         self.nodes = 0
+        self.expanding: list[uuid.UUID] = []  # presets being expanded (a preset may not use itself)
 
     def node(self, raw: Any, where: str, depth: int) -> Node:
         self.nodes += 1
@@ -213,6 +233,8 @@ class _Parser:
             raise _bad(where, f"a filter nests at most {MAX_DEPTH} deep")
         if not isinstance(raw, dict):
             raise _bad(where, f"expected an object (and, or, not, or a predicate), got {raw!r}")
+        if "in_collection" in raw or "preset" in raw:
+            return self.shorthand(raw, where, depth)
         combinators = [c for c in ("and", "or", "not") if c in raw]
         if combinators:
             if len(raw) != 1:
@@ -226,6 +248,29 @@ class _Parser:
             parsed = tuple(self.node(x, f"{where}.{name}[{i}]", depth + 1) for i, x in enumerate(items))
             return And(parsed) if name == "and" else Or(parsed)
         return self.predicate(raw, where)
+
+    def shorthand(self, raw: dict[str, Any], where: str, depth: int) -> Node:
+        name = "in_collection" if "in_collection" in raw else "preset"
+        if len(raw) != 1:
+            raise _bad(where, f"{name!r} stands alone in its object; found {sorted(raw)}")
+        ref = raw[name]
+        if name == "in_collection":
+            refs = ref if isinstance(ref, list) else [ref]
+            tree = {"field": "collection", "op": "in", "value": refs}
+            return self.predicate(tree, f"{where}.in_collection")
+        if not isinstance(ref, str) or not ref:
+            raise _bad(f"{where}.preset", f"expected a preset id or name, got {ref!r}")
+        assert self.catalog.presets is not None
+        preset_id, tree = self.catalog.presets(ref)
+        if preset_id in self.expanding:
+            raise _bad(f"{where}.preset", f"preset {ref!r} uses itself")
+        if tree is None or tree == {}:
+            return And(())  # a preset of every item
+        self.expanding.append(preset_id)
+        try:
+            return self.node(tree, f"{where}.preset({ref})", depth + 1)
+        finally:
+            self.expanding.pop()
 
     def predicate(self, raw: dict[str, Any], where: str) -> Pred:
         unknown = sorted(set(raw) - {"key", "field", "op", "value"})
@@ -257,6 +302,14 @@ class _Parser:
         elif field == "dataset":
             assert self.catalog.datasets is not None
             value = [self.catalog.datasets(v) for v in value]
+        elif field == "collection":
+            assert self.catalog.collections is not None
+            value = [self.catalog.collections(v) for v in value]
+        elif kind == "feature":
+            assert self.catalog.features is not None and field is not None
+            what = "object" if field == "label_object" else "classification"
+            refs = value if op == "in" else [value]
+            value = sorted({h for v in refs for h in self.catalog.features(what, v)})
         return Pred(op, value, key=key, field=field)
 
 

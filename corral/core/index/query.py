@@ -94,7 +94,47 @@ def catalog(s: Session, principal: Principal) -> Catalog:
     def dataset_id(ref: str) -> uuid.UUID:
         return datasets.resolve(s, principal, ref).id
 
-    return Catalog(keys, deleted=deleted, folders=folder_ids, datasets=dataset_id)
+    def collection_id(ref: str) -> uuid.UUID:
+        from corral.core.index import collections
+
+        return collections.resolve(s, principal, ref).id
+
+    def preset(ref: str) -> tuple[uuid.UUID, Any]:
+        from corral.core.index import presets
+
+        row = presets.resolve(s, principal, ref)
+        return row.id, presets.usable_filter(row, {k: v.kind for k, v in keys.items()})
+
+    def features(kind: str, ref: str) -> list[str]:
+        return _features(s, principal.org_id, kind, ref)
+
+    return Catalog(keys, deleted=deleted, folders=folder_ids, datasets=dataset_id, collections=collection_id,
+                   presets=preset, features=features)
+
+
+def _features(s: Session, org_id: uuid.UUID, kind: str, ref: str) -> list[str]:
+    """The feature hashes of the organisation's ontologies' objects (or classifications) whose
+    feature hash or name is ``ref``; none is a 400 (never an empty result)."""
+    from corral.core.labels import ontology
+    from corral.db.tables import Ontology
+
+    hashes: set[str] = set()
+    known: set[str] = set()
+    for editor in s.scalars(select(Ontology.editor).where(Ontology.org_id == org_id)):
+        try:
+            index = ontology.read(editor)
+        except errors.CorralError:
+            continue
+        elements = index.objects if kind == "object" else index.classifications
+        for spec in elements.values():
+            known.add(spec.name)
+            if ref in (spec.feature_hash, spec.name):
+                hashes.add(spec.feature_hash)
+    if not hashes:
+        shown = ", ".join(sorted(known)[:30]) or "none"
+        raise _bad("filter", f"no ontology {kind} has the feature hash or name {ref!r}; "
+                             f"the organisation's ontologies' {kind}s are: {shown}")
+    return sorted(hashes)
 
 
 def _visible(s: Session, principal: Principal) -> list[ColumnElement[bool]]:

@@ -7,7 +7,8 @@ Grammar (keywords are case-insensitive; ``and`` binds tighter than ``or``)::
     filter    := or
     or        := and ("or" and)*
     and       := unary ("and" unary)*
-    unary     := "not" unary | "(" filter ")" | predicate
+    unary     := "not" unary | "(" filter ")" | shorthand | predicate
+    shorthand := "in_collection" (value | "(" value ("," value)* ")") | "preset" value
     predicate := target ("=" | "!=" | "<" | "<=" | ">" | ">=") value
                | target ["not"] "in" "(" value ("," value)* ")"
                | target ("exists" | "missing")
@@ -16,9 +17,10 @@ Grammar (keywords are case-insensitive; ``and`` binds tighter than ``or``)::
     value     := "quoted" | 'quoted' | bare word (a number, a date, true, false, a word)
 
 A metadata key is a bare name (letters, digits, ``_ - .``) or any name in backticks; an item field
-starts with ``@`` (``@type``, ``@folder``, ``@size`` ...).  A bare value is read by its target's
-type: a number for number keys and fields, true/false for booleans, text otherwise; a quoted
-value is always text.  Errors name the position (from 1) and what was expected.
+starts with ``@`` (``@type``, ``@folder``, ``@size`` ...).  ``in_collection X`` and ``preset X``
+are the tree's shorthands; followed by an operator they are metadata keys of those names.  A bare
+value is read by its target's type: a number for number keys and fields, true/false for booleans,
+text otherwise; a quoted value is always text.  Errors name the position (from 1) and what was expected.
 """
 
 from __future__ import annotations
@@ -134,7 +136,32 @@ class _Parser:
             if not self.symbol(")"):
                 raise _error(self.tok.pos, "')'", self.tok.describe())
             return inner
-        return self.predicate()
+        shorthand = self.shorthand()
+        return shorthand if shorthand is not None else self.predicate()
+
+    def shorthand(self) -> dict[str, Any] | None:
+        t, after = self.tok, self.tokens[self.i + 1]
+        word = t.text.lower() if t.kind == "word" else ""
+        if word not in ("in_collection", "preset"):
+            return None
+        listed = after.kind == "op" and after.text == "(" and word == "in_collection"
+        bare = after.kind == "word" and after.text.lower() not in ("in", "not", "exists", "missing",
+                                                                   *WORD_OPS)
+        operand = after.kind == "string" or listed or bare
+        if not operand:
+            return None  # a metadata key of that name
+        self.i += 1
+        target = ("field", "collection")
+        if word == "preset":
+            return {"preset": self.value(target)}
+        if not self.symbol("("):
+            return {"in_collection": self.value(target)}
+        values = [self.value(target)]
+        while self.symbol(","):
+            values.append(self.value(target))
+        if not self.symbol(")"):
+            raise _error(self.tok.pos, "',' or ')'", self.tok.describe())
+        return {"in_collection": values}
 
     def target(self) -> tuple[str, str]:
         t = self.tok
