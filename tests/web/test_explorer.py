@@ -1,6 +1,7 @@
 """The Index explorer in Chromium: the filter sidebar built from the schema with facet counts,
 the text syntax with the API's positioned error, sorting, keyset paging through the results,
-and linking the results into a dataset, all through the public REST API.
+linking the results into a dataset, saving a preset and adding the results to a collection,
+all through the public REST API.
 
 Screenshots land in ``test-artifacts/web/`` like the workflow's."""
 
@@ -128,6 +129,34 @@ def test_the_index_explorer(chromium, ui_server: str, make_user, db) -> None:  #
         dialog.get_by_role("button", name="Link 150 item(s)").click()
         expect(page.get_by_role("status")).to_have_text("Linked 150 item(s) into “sunny”; 0 already linked.")
         shot(page, "explorer-linked")
+
+        # Save the filter as a preset, add the results to a collection, and use both again.
+        page.get_by_role("button", name="Save as preset…").click()
+        save = page.get_by_role("dialog", name="Save the filter as a preset")
+        expect(save.get_by_label("Filter to save")).to_have_text('`weather` = "sun"')
+        save.get_by_label("Preset name").fill("sunny days")
+        save.get_by_role("button", name="Save preset").click()
+        expect(page.get_by_role("status")).to_have_text("Saved the filter as preset “sunny days”.")
+        page.get_by_role("button", name="Add to collection…").click()
+        add = page.get_by_role("dialog", name="Add results to a collection")
+        add.get_by_label("New collection's name").fill("sun picks")
+        add.get_by_role("button", name="Add 150 item(s)").click()
+        expect(page.get_by_role("status")).to_have_text("Added 150 item(s) to collection “sun picks”.")
+        sidebar.get_by_role("button", name="Clear all").click()
+        expect(count).to_have_text("450 items")
+        sidebar.get_by_role("button", name="Apply preset sunny days").click()
+        expect(query).to_have_value('preset "sunny days"')
+        expect(count).to_have_text("150 items")
+        sidebar.get_by_role("button", name="Clear all").click()
+        collection = sidebar.get_by_role("list", name="@collection values")
+        expect(collection).to_contain_text("sun picks")
+        collection.get_by_label(re.compile("^sun picks")).check()
+        expect(count).to_have_text("150 items")
+        expect(weather.get_by_role("listitem").filter(has_text="rain")).to_contain_text("0")
+        shot(page, "explorer-collection")
+        sidebar.get_by_role("button", name="Delete preset sunny days").click()
+        page.get_by_role("dialog", name="Delete preset “sunny days”?").get_by_role("button", name="Delete preset").click()
+        expect(sidebar.get_by_role("button", name="Apply preset sunny days")).to_have_count(0)
         assert errors == []
     finally:
         context.close()

@@ -5,14 +5,14 @@
 
 import { useCallback, useEffect, useMemo, useRef, useState, type FormEvent, type KeyboardEvent as ReactKeyboardEvent, type ReactNode } from "react";
 import { ApiError, api, request } from "../api";
-import { Dialog, ErrorBanner } from "../components/ui";
+import { Confirm, Dialog, ErrorBanner } from "../components/ui";
 import { ItemViewer } from "./ItemViewer";
 import { Tile, useStrictIntegrations, type TileItem } from "./Files";
 import { layout, scrollTopFor } from "./virtualRows";
 import { nextIndex } from "./windowCache";
 import type { SchemaDoc } from "./schemaOps";
 import {
-  compose, control, emptySelection, facetPlan, filterKeys, isEmpty, setMatch, setRange, sidebarText, sortChoices, sortParam, toggle, typedPosition, valueRows,
+  compose, control, emptySelection, facetPlan, filterKeys, isEmpty, presetQuery, setMatch, setRange, sidebarText, sortChoices, sortParam, toggle, typedPosition, valueRows,
   type Bucket, type Facet, type FilterKey, type KeyKind, type Range, type Selection, type Value,
 } from "./filterModel";
 
@@ -52,8 +52,17 @@ export function Explore() {
   const [sortBy, setSortBy] = useState("");
   const [desc, setDesc] = useState(false);
   const [itemId, setItemId] = useState<string | null>(null);
-  const [dialog, setDialog] = useState<null | "dataset">(null);
+  const [dialog, setDialog] = useState<null | "dataset" | "preset" | "collection">(null);
   const [notice, setNotice] = useState<string | null>(null);
+  const [presets, setPresets] = useState<Preset[] | null>(null);
+  const [collections, setCollections] = useState<Collection[] | null>(null);
+  const [savedError, setSavedError] = useState<unknown>(null);
+  const [dropping, setDropping] = useState<Preset | null>(null);
+  const loadSaved = useCallback(() => {
+    api.get<{ presets: Preset[] }>("/api/v1/index/presets", { page_size: 1000 }).then((r) => setPresets(r.presets), setSavedError);
+    api.get<{ collections: Collection[] }>("/api/v1/index/collections", { page_size: 1000 }).then((r) => setCollections(r.collections), setSavedError);
+  }, []);
+  useEffect(loadSaved, [loadSaved]);
 
   useEffect(() => {
     api.get<{ schema: SchemaDoc }>("/api/v1/metadata-schema").then((r) => setSchema(r.schema), setSchemaError);
@@ -116,6 +125,13 @@ export function Explore() {
     e.preventDefault();
     setTyped(draft.trim());
   };
+  const applyPreset = (p: Preset) => {
+    const q = presetQuery(p, presets ?? []);
+    setSel(emptySelection()); // a preset holds the whole filter it was saved with
+    setDraft(q);
+    setTyped(q);
+  };
+  const done = (message: string) => { setNotice(message); setDialog(null); loadSaved(); };
   const typedError = queryError instanceof ApiError && queryError.status === 400 ? queryError : null;
 
   return (
@@ -145,9 +161,29 @@ export function Explore() {
           {typedError && <div className="alert error" role="alert" id="where-error" aria-label="Query error">{typedError.message}</div>}
         </form>
         {schemaError !== null && <ErrorBanner error={schemaError} />}
+        {savedError !== null && <ErrorBanner error={savedError} />}
+        <FacetGroup title="Presets">
+          {presets === null ? <p className="hint">…</p> : presets.length === 0 ? <p className="hint">None yet: “Save as preset” keeps the current filter.</p> : (
+            <ul className="presets" aria-label="Presets">
+              {presets.map((p) => (
+                <li key={p.id}>
+                  <button type="button" className="link" onClick={() => applyPreset(p)} aria-label={`Apply preset ${p.name}`} title={p.description ?? undefined}>{p.name}</button>
+                  <button type="button" className="icon" onClick={() => setDropping(p)} aria-label={`Delete preset ${p.name}`}>✕</button>
+                </li>
+              ))}
+            </ul>
+          )}
+        </FacetGroup>
         <FacetGroup title="Item type">
           <Values name="@type" kind="varchar" facet={facets["@type"]} sel={sel} onChange={setSel} />
         </FacetGroup>
+        {collections !== null && collections.length > 0 && (
+          <FacetGroup title="Collection">
+            <Values name="@collection" kind="varchar" sel={sel} onChange={setSel}
+              facet={{ key: "@collection", kind: "collection", values: collections.map((c) => ({ value: c.id, count: c.items })) }}
+              labels={Object.fromEntries(collections.map((c) => [c.id, c.name]))} />
+          </FacetGroup>
+        )}
         <FacetGroup title="Folder">
           <TextControl label="Folder and its subfolders (path)" value={sel.folder} placeholder="data/2024" onCommit={(v) => setSel({ ...sel, folder: v })} />
         </FacetGroup>
@@ -174,6 +210,8 @@ export function Explore() {
           <button onClick={() => setDesc(!desc)} aria-pressed={desc} aria-label={desc ? "Descending; sort ascending" : "Ascending; sort descending"} disabled={!sortBy}>
             {desc ? "↓ Desc" : "↑ Asc"}
           </button>
+          <button onClick={() => { setNotice(null); setDialog("preset"); }}>Save as preset…</button>
+          <button disabled={!count} onClick={() => { setNotice(null); setDialog("collection"); }}>Add to collection…</button>
           <button className="primary" disabled={!count} onClick={() => { setNotice(null); setDialog("dataset"); }}>Add to dataset…</button>
         </div>
         {notice && <div className="alert ok" role="status" style={{ margin: "8px 16px 0" }}>{notice}</div>}
@@ -183,7 +221,15 @@ export function Explore() {
 
       {itemId && <ItemViewer itemId={itemId} onClose={() => setItemId(null)} onChanged={() => setSel({ ...sel })} />}
       {dialog === "dataset" && count !== null && (
-        <LinkToDataset where={composed.where} count={count} onClose={() => setDialog(null)} onDone={(m) => { setNotice(m); setDialog(null); }} />
+        <LinkToDataset where={composed.where} count={count} onClose={() => setDialog(null)} onDone={done} />
+      )}
+      {dialog === "preset" && <SavePreset where={composed.where} onClose={() => setDialog(null)} onDone={done} />}
+      {dialog === "collection" && count !== null && (
+        <AddToCollection where={composed.where} count={count} collections={collections ?? []} onClose={() => setDialog(null)} onDone={done} />
+      )}
+      {dropping && (
+        <Confirm title={`Delete preset “${dropping.name}”?`} message="The preset goes; no item changes." confirmLabel="Delete preset"
+          onConfirm={async () => { await api.del(`/api/v1/index/presets/${dropping.id}`); loadSaved(); }} onClose={() => setDropping(null)} />
       )}
     </div>
   );
@@ -221,7 +267,7 @@ function KeyControl(props: { k: FilterKey; facet: Facet | undefined; sel: Select
   }
 }
 
-function Values(props: { name: string; kind: KeyKind; facet: Facet | undefined; sel: Selection; onChange: (s: Selection) => void; options?: string[] }) {
+function Values(props: { name: string; kind: KeyKind; facet: Facet | undefined; sel: Selection; onChange: (s: Selection) => void; options?: string[]; labels?: Record<string, string> }) {
   const chosen = props.sel.values[props.name] ?? [];
   const asValue = (v: Value | number): Value => (props.kind === "boolean" ? v === true || v === "true" : String(v));
   const rows = valueRows(props.facet, chosen, props.options).map((r) => ({ value: asValue(r.value), count: r.count }));
@@ -230,9 +276,9 @@ function Values(props: { name: string; kind: KeyKind; facet: Facet | undefined; 
   return (
     <ul className="values" aria-label={`${props.name} values`}>
       {merged.map((r) => {
-        const label = String(r.value);
+        const label = props.labels?.[String(r.value)] ?? String(r.value);
         return (
-          <li key={label}>
+          <li key={String(r.value)}>
             <label>
               <input type="checkbox" checked={chosen.includes(r.value)} onChange={() => props.onChange(toggle(props.sel, props.name, r.value))} />
               <span className="value">{label === "" ? "(empty)" : label.replace("_", " ")}</span>
@@ -376,6 +422,97 @@ function Results(props: { items: IndexItem[]; count: number | null; more: boolea
 }
 
 // -- actions on the results -----------------------------------------------------------------------
+
+interface Preset {
+  id: string;
+  name: string;
+  description: string | null;
+}
+
+interface Collection {
+  id: string;
+  name: string;
+  items: number;
+}
+
+function SavePreset(props: { where: string; onClose: () => void; onDone: (message: string) => void }) {
+  const [name, setName] = useState("");
+  const [description, setDescription] = useState("");
+  const [error, setError] = useState<unknown>(null);
+  const [busy, setBusy] = useState(false);
+  const submit = async (e: FormEvent) => {
+    e.preventDefault();
+    setBusy(true);
+    setError(null);
+    try {
+      const p = await api.post<Preset>("/api/v1/index/presets", { name, description: description || null, where: props.where });
+      props.onDone(`Saved the filter as preset “${p.name}”.`);
+    } catch (err) {
+      setError(err);
+    } finally {
+      setBusy(false);
+    }
+  };
+  return (
+    <Dialog title="Save the filter as a preset" onClose={props.onClose}>
+      <form onSubmit={submit}>
+        <p style={{ marginTop: 0 }}>The preset keeps this filter{props.where ? "" : " (every item)"}; apply it from the sidebar, or use <code>preset "name"</code> in a query.</p>
+        {props.where && <pre aria-label="Filter to save">{props.where}</pre>}
+        <label className="field">Preset name<input type="text" value={name} onChange={(e) => setName(e.target.value)} required /></label>
+        <label className="field">Description <span className="hint">optional</span><input type="text" value={description} onChange={(e) => setDescription(e.target.value)} /></label>
+        <ErrorBanner error={error} />
+        <div className="row end">
+          <button type="button" onClick={props.onClose}>Cancel</button>
+          <button className="primary" type="submit" disabled={busy}>Save preset</button>
+        </div>
+      </form>
+    </Dialog>
+  );
+}
+
+function AddToCollection(props: { where: string; count: number; collections: Collection[]; onClose: () => void; onDone: (message: string) => void }) {
+  const [choice, setChoice] = useState(props.collections[0]?.id ?? "new");
+  const [name, setName] = useState("");
+  const [error, setError] = useState<unknown>(null);
+  const [busy, setBusy] = useState(false);
+  const submit = async (e: FormEvent) => {
+    e.preventDefault();
+    setBusy(true);
+    setError(null);
+    try {
+      let target = props.collections.find((c) => c.id === choice);
+      if (choice === "new") target = await api.post<Collection>("/api/v1/index/collections", { name });
+      if (!target) return;
+      const r = await api.post<{ changed: number }>(`/api/v1/index/collections/${target.id}/items`, { where: props.where });
+      props.onDone(`Added ${r.changed.toLocaleString()} item(s) to collection “${target.name}”.`);
+    } catch (err) {
+      setError(err);
+    } finally {
+      setBusy(false);
+    }
+  };
+  return (
+    <Dialog title="Add results to a collection" onClose={props.onClose}>
+      <form onSubmit={submit}>
+        <p style={{ marginTop: 0 }}>Adds all {props.count.toLocaleString()} matching item(s); items already in the collection stay once.</p>
+        <label className="field">Collection
+          <select value={choice} onChange={(e) => setChoice(e.target.value)}>
+            {props.collections.map((c) => <option key={c.id} value={c.id}>{c.name} ({c.items.toLocaleString()} items)</option>)}
+            <option value="new">New collection…</option>
+          </select>
+        </label>
+        {choice === "new" && (
+          <label className="field">New collection's name<input type="text" value={name} onChange={(e) => setName(e.target.value)} required /></label>
+        )}
+        <ErrorBanner error={error} />
+        <div className="row end">
+          <button type="button" onClick={props.onClose}>Cancel</button>
+          <button className="primary" type="submit" disabled={busy}>Add {props.count.toLocaleString()} item(s)</button>
+        </div>
+      </form>
+    </Dialog>
+  );
+}
 
 interface Dataset {
   id: string;

@@ -1,6 +1,6 @@
 import { describe as suite, expect, it } from "vitest";
 import {
-  bound, clauses, compose, emptySelection, facetPlan, filterKeys, quote, setMatch, setRange, sidebarText, sortChoices, sortParam, target, toggle, typedPosition, valueRows,
+  bound, clauses, compose, emptySelection, facetPlan, filterKeys, quote, setMatch, setRange, sidebarText, presetQuery, sortChoices, sortParam, target, toggle, typedPosition, valueRows,
   type FilterKey, type KeyKind,
 } from "./filterModel";
 import type { SchemaDoc } from "./schemaOps";
@@ -73,6 +73,15 @@ suite("compiling the sidebar to the text syntax", () => {
     sel = { ...sel, folder: "data/2024" };
     expect(sidebarText(sel, kinds)).toBe('`notes` match "red fox" and @folder under "data/2024"');
     expect(setMatch(sel, "notes", "").match).toEqual({});
+  });
+  it("names collections by id, always with in (the only operator of @collection)", () => {
+    expect(sidebarText(toggle(emptySelection(), "@collection", "c1"), kinds)).toBe('@collection in ("c1")');
+    expect(sidebarText(toggle(toggle(emptySelection(), "@collection", "c1"), "@collection", "c2"), kinds)).toBe('@collection in ("c1", "c2")');
+  });
+  it("applies a preset by its name, or by id when the name is not unique", () => {
+    const a = { id: "0190-a", name: "rainy" };
+    expect(presetQuery(a, [a, { name: "sunny" }])).toBe('preset "rainy"');
+    expect(presetQuery(a, [a, { name: "rainy" }])).toBe('preset "0190-a"');
   });
   it("can leave one key out, for that key's own counts", () => {
     const sel = toggle(toggle(emptySelection(), "weather", "rain"), "@type", "image");

@@ -100,7 +100,8 @@ export function clauses(sel: Selection, kinds: Record<string, KeyKind>, without?
     if (name === without) continue;
     const kind = kindOf(name, kinds);
     const values = sel.values[name] ?? [];
-    if (values.length === 1) out.push(`${target(name)} = ${literal(kind, values[0])}`);
+    if (name === "@collection" && values.length > 0) out.push(`@collection in (${values.map((v) => quote(String(v))).join(", ")})`);
+    else if (values.length === 1) out.push(`${target(name)} = ${literal(kind, values[0])}`);
     else if (values.length > 1) out.push(`${target(name)} in (${values.map((v) => literal(kind, v)).join(", ")})`);
     const range = sel.ranges[name];
     if (range) {
@@ -150,7 +151,7 @@ const MAX_FACETS = 20;
  * (so its other values stay selectable); the rest share requests under the whole filter. */
 export function facetPlan(keys: FilterKey[], sel: Selection, typed: string): FacetRequest[] {
   const kinds = Object.fromEntries(keys.map((k) => [k.name, k.kind]));
-  const names = ["@type", ...keys.filter(facetable).map((k) => k.name)];
+  const names = ["@type", ...keys.filter(facetable).map((k) => k.name)]; // collections have no facet counts
   const chosen = (n: string) => (sel.values[n]?.length ?? 0) > 0 || (sel.ranges[n] !== undefined && (sel.ranges[n].min.trim() !== "" || sel.ranges[n].max.trim() !== ""));
   const out: FacetRequest[] = [];
   const shared = names.filter((n) => !chosen(n));
@@ -229,4 +230,10 @@ export function valueRows(facet: Facet | undefined, chosen: Value[], options: st
     return true;
   });
   return [...counted, ...extra.map((v) => ({ value: v, count: 0 }))];
+}
+
+/** The query text that applies a saved preset: by name when it names one preset, else by id. */
+export function presetQuery(preset: { id: string; name: string }, all: { name: string }[]): string {
+  const unique = all.filter((p) => p.name === preset.name).length === 1;
+  return `preset ${quote(unique ? preset.name : preset.id)}`;
 }
