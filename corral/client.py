@@ -560,6 +560,65 @@ class Client:
         body = {"where": where, "keys": keys, "top": top, "buckets": buckets}
         return self.request("POST", "/api/v1/index/facets", json=body)
 
+    # index presets and collections
+    def _preset(self, ref: str) -> str:
+        return f"/api/v1/index/presets/{quote(ref, safe='')}"
+
+    def _collection(self, ref: str) -> str:
+        return f"/api/v1/index/collections/{quote(ref, safe='')}"
+
+    def create_preset(self, name: str, where: str | None, description: str | None = None) -> Any:
+        body = {"name": name, "where": where, "description": description}
+        return self.request("POST", "/api/v1/index/presets", json=body)
+
+    def list_presets(self, page_size: int = 100, page_token: str | None = None) -> Any:
+        params: dict[str, Any] = {"page_size": page_size}
+        if page_token:
+            params["page_token"] = page_token
+        return self.request("GET", "/api/v1/index/presets", params=params)
+
+    def get_preset(self, ref: str) -> Any:
+        return self.request("GET", self._preset(ref))
+
+    def update_preset(self, ref: str, **changes: Any) -> Any:
+        return self.request("PATCH", self._preset(ref), json=changes)
+
+    def delete_preset(self, ref: str) -> Any:
+        return self.request("DELETE", self._preset(ref))
+
+    def create_collection(self, name: str, description: str | None = None, folder: str | None = None) -> Any:
+        body = {"name": name, "description": description, "folder": folder}
+        return self.request("POST", "/api/v1/index/collections", json=body)
+
+    def list_collections(self, page_size: int = 100, page_token: str | None = None,
+                         folder: str | None = None) -> Any:
+        params: dict[str, Any] = {"page_size": page_size}
+        if page_token:
+            params["page_token"] = page_token
+        if folder:
+            params["folder"] = folder
+        return self.request("GET", "/api/v1/index/collections", params=params)
+
+    def get_collection(self, ref: str) -> Any:
+        return self.request("GET", self._collection(ref))
+
+    def update_collection(self, ref: str, **changes: Any) -> Any:
+        return self.request("PATCH", self._collection(ref), json=changes)
+
+    def delete_collection(self, ref: str) -> Any:
+        return self.request("DELETE", self._collection(ref))
+
+    def change_collection_items(self, ref: str, body: dict[str, Any], *, remove: bool = False) -> Any:
+        path = self._collection(ref) + ("/items/remove" if remove else "/items")
+        return self.request("POST", path, json=body)
+
+    def collection_items(self, ref: str, page_size: int = 100, page_token: str | None = None,
+                         include_inaccessible: bool = False) -> Any:
+        params: dict[str, Any] = {"page_size": page_size, "include_inaccessible": include_inaccessible}
+        if page_token:
+            params["page_token"] = page_token
+        return self.request("GET", self._collection(ref) + "/items", params=params)
+
     def stream_index(
         self, where: str | None = None, *, sort: str | None = None, fields: list[str] | None = None
     ) -> Iterator[dict[str, Any]]:

@@ -30,6 +30,10 @@ class Row:
     media: dict[str, Any] = field(default_factory=dict)
     created_at: datetime | None = None
     datasets: set[uuid.UUID] = field(default_factory=set)
+    collections: set[uuid.UUID] = field(default_factory=set)
+    labelled: bool = False  # a label row with objects or classifications
+    objects: set[str] = field(default_factory=set)  # feature hashes of its labels' objects
+    classifications: set[str] = field(default_factory=set)
 
 
 def value_of(key: Key, row: Row) -> Any:
@@ -111,6 +115,14 @@ def evaluate(node: Node | None, row: Row) -> bool:
         return row.folder_id in node.value
     if node.field == "dataset":
         return bool(row.datasets & set(node.value))
+    if node.field == "collection":
+        return bool(row.collections & set(node.value))
+    if node.field == "labels":
+        return row.labelled == (node.op == "exists")
+    if node.field == "label_object":
+        return bool(row.objects & set(node.value))
+    if node.field == "label_classification":
+        return bool(row.classifications & set(node.value))
     return _compare(node.op, _field(node.field or "", row), node.value)
 
 

@@ -19,6 +19,7 @@ from tests.index.world import (
     LONG,
     SCHEMA,
     UUIDS,
+    add_collections_and_labels,
     add_items,
     assert_exact,
     principal,
@@ -56,6 +57,7 @@ def world(db, make_user):  # type: ignore[no-untyped-def]
     rows = add_items(db, who, "data/a", [random_metadata(rng) for _ in range(60)], rng)
     rows += add_items(db, who, "data/a/deep", [random_metadata(rng) for _ in range(20)], rng)
     rows += add_items(db, who, "other", [random_metadata(rng) for _ in range(20)], rng)
+    add_collections_and_labels(db, who, rows, rng)
     return World((db, who, rows))
 
 
@@ -119,6 +121,19 @@ def test_every_operator_on_every_kind(world) -> None:  # type: ignore[no-untyped
     {"field": "created_at", "op": "gte", "value": "2000-01-01"},
     {"and": [{"field": "size", "op": "exists"}, {"not": {"key": "score", "op": "gt", "value": 0}}]},
     {"or": [{"key": "weather", "op": "in", "value": ["rain", "snow"]}, {"key": "flag", "op": "eq", "value": True}]},
+    {"in_collection": "picked"},
+    {"in_collection": ["picked", "other"]},
+    {"field": "collection", "op": "in", "value": ["other"]},
+    {"not": {"in_collection": "picked"}},
+    {"field": "labels", "op": "exists"},
+    {"field": "labels", "op": "missing"},
+    {"field": "label_object", "op": "eq", "value": "car"},
+    {"field": "label_object", "op": "in", "value": ["road0001", "lane"]},
+    {"field": "label_classification", "op": "eq", "value": "weather"},
+    {"field": "label_classification", "op": "in", "value": ["tags0001"]},
+    {"not": {"field": "label_object", "op": "eq", "value": "car00001"}},
+    {"and": [{"in_collection": "picked"}, {"field": "label_object", "op": "eq", "value": "car"},
+             {"key": "score", "op": "exists"}]},
 ])
 def test_item_fields_and_combinations(world, tree) -> None:  # type: ignore[no-untyped-def]
     db, who, rows = world
@@ -228,7 +243,18 @@ def _leaf() -> st.SearchStrategy[dict[str, Any]]:
     return st.builds(make, st.sampled_from(sorted(OPS)), st.integers(0, 20), st.integers(0, 20))
 
 
-LEAVES = _leaf()
+#: predicates over collections and labels, mixed into the random trees with the metadata ones
+ITEM_LEAVES: list[dict[str, Any]] = [
+    {"in_collection": "picked"},
+    {"in_collection": ["other", "picked"]},
+    {"field": "labels", "op": "exists"},
+    {"field": "labels", "op": "missing"},
+    {"field": "label_object", "op": "eq", "value": "car"},
+    {"field": "label_object", "op": "in", "value": ["road0001", "lane0001"]},
+    {"field": "label_classification", "op": "eq", "value": "weather"},
+    {"field": "label_classification", "op": "in", "value": ["tags", "weather1"]},
+]
+LEAVES = st.one_of(_leaf(), _leaf(), _leaf(), st.sampled_from(ITEM_LEAVES))
 TREES: st.SearchStrategy[dict[str, Any]] = st.deferred(
     lambda: st.one_of(  # three leaves to one of each combinator: trees stay small
         LEAVES,

@@ -4,6 +4,7 @@ creates, permissions and isolation."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -11,6 +12,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from corral.api.app import create_app
+from tests.datasets.conftest import _runner, server  # noqa: F401  (the live server fixture)
 from tests.index.test_api import fill, post
 from tests.index.world import add_items, principal
 
@@ -76,6 +78,13 @@ def test_a_retried_create_makes_no_duplicate(client, db, make_user) -> None:  # 
     p1 = client.post(P, json={"name": "p"}, headers=key).json()
     assert client.post(P, json={"name": "p"}, headers=key).json()["id"] == p1["id"]
     assert client.post(P, json={"name": "p"}, headers=alice.bearer).json()["id"] != p1["id"]
+    bob = make_user("b@x.io")  # another user's key of the same text is another request
+    assert client.post(C, json={"name": "c"}, headers={"Idempotency-Key": "k-1"} | bob.bearer).json()["id"] != first["id"]
+    long_key = {"Idempotency-Key": "k" * 200} | alice.bearer
+    assert client.post(C, json={"name": "c"}, headers=long_key).json()["id"] == \
+        client.post(C, json={"name": "c"}, headers=long_key).json()["id"]
+    r = client.post(C, json={"name": "c"}, headers={"Idempotency-Key": "k" * 201} | alice.bearer)
+    assert r.status_code == 400
 
 
 def test_collections_items_by_id_title_filter_and_preset(client, db, make_user) -> None:  # type: ignore[no-untyped-def]
@@ -172,3 +181,42 @@ def test_permissions_and_isolation(client, db, make_user) -> None:  # type: igno
                     headers=alice.bearer).json()
     assert r["changed"] == 1 and r["failed_items"] == [str(mine[0].id)]
     assert client.get(C, headers={}).status_code == 401
+
+
+def test_cli_presets_and_collections(server, db, make_user, tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    monkeypatch.setenv("CORRAL_CONFIG_DIR", str(tmp_path / "config"))
+    alice = make_user("a@x.io")
+    rows = fill(db, alice)
+    run = _runner(server, alice)
+    r = run("preset", "create", "rainy", "weather = rain", "--description", "wet")
+    assert r.exit_code == 0 and "Saved preset rainy" in r.output, r.output
+    r = run("preset", "list")
+    assert r.output.splitlines()[0].split() == ["ID", "NAME", "FILTER"] and "rainy" in r.output
+    r = run("find", "preset rainy", "--count")
+    assert r.output.strip() == "3"
+    r = run("preset", "update", "rainy", "--where", "score >= 4")
+    assert r.exit_code == 0
+    assert json.loads(run("preset", "show", "rainy", "--json").output)["filter"] == {
+        "key": "score", "op": "gte", "value": 4}
+    assert run("preset", "create", "bad", "nope = 1").exit_code == 1
+    r = run("collection", "create", "picks")
+    assert r.exit_code == 0 and "Created collection picks" in r.output
+    r = run("collection", "add", "picks", str(rows[0].id), str(rows[1].id))
+    assert r.exit_code == 0 and "Added 2 item(s)" in r.output
+    r = run("collection", "add", "picks", "--where", "score = 5")
+    assert "Added 1 item(s)" in r.output
+    r = run("collection", "add", "picks", "00000000-0000-0000-0000-000000000001")
+    assert r.exit_code == 1 and "failed: 00000000-0000-0000-0000-000000000001" in r.output
+    r = run("collection", "add", "picks", "--preset", "rainy", "--wait")
+    assert r.exit_code == 0 and "DONE" in r.output, r.output
+    assert run("find", "in_collection picks", "--count").output.strip() == "4"
+    r = run("collection", "remove", "picks", "--where", "score >= 4")
+    assert "Removed 2 item(s)" in r.output
+    r = run("collection", "items", "picks", "--json")
+    assert {i["id"] for i in json.loads(r.output)["items"]} == {str(rows[0].id), str(rows[1].id)}
+    r = run("collection", "list")
+    assert r.output.splitlines()[1].split()[1:3] == ["picks", "2"]
+    assert run("collection", "update", "picks", "--name", "chosen").exit_code == 0
+    assert run("collection", "delete", "chosen").exit_code == 0
+    assert run("preset", "delete", "rainy").exit_code == 0
+    assert "No collections." in run("collection", "list").output

@@ -45,6 +45,14 @@ def test_the_issue_example() -> None:
     ("camera = \"say \\\"hi\\\"\"", {"key": "camera", "op": "eq", "value": 'say "hi"'}),
     ("score missing", {"key": "score", "op": "missing"}),
     ("  ", None),
+    ("in_collection picks and not in_collection (\"a b\", c)", {"and": [
+        {"in_collection": "picks"}, {"not": {"in_collection": ["a b", "c"]}}]}),
+    ("preset 'rainy' or @label_object in (car, road) or @label_classification = weather", {"or": [
+        {"preset": "rainy"}, {"field": "label_object", "op": "in", "value": ["car", "road"]},
+        {"field": "label_classification", "op": "eq", "value": "weather"}]}),
+    # followed by an operator, they are metadata keys of those names
+    ("preset = 1 and in_collection exists", {"and": [{"key": "preset", "op": "eq", "value": "1"},
+                                                     {"key": "in_collection", "op": "exists"}]}),
 ])
 def test_syntax(source: str, tree: object) -> None:
     assert compile_text(source, kind_of) == tree
@@ -62,6 +70,7 @@ def test_syntax(source: str, tree: object) -> None:
     ("a = 1 and", 10, "a metadata key"),
     ("a = 1 ! b", 7, "a name, a value or an operator"),
     ("a = 1 ; b", 7, "'and', 'or' or the end"),
+    ("in_collection (a b)", 18, "',' or ')'"),
 ])
 def test_errors_name_the_position_and_what_was_expected(source: str, position: int, expected: str) -> None:
     with pytest.raises(errors.ValidationFailed) as caught:

@@ -125,3 +125,78 @@ def expected(db: Database, org_id: uuid.UUID) -> set[tuple[Any, ...]]:
 
 def assert_exact(db: Database, org_id: uuid.UUID) -> None:
     assert projected(db, org_id) == expected(db, org_id)
+
+
+# -- collections and labels -----------------------------------------------------------------------
+
+EDITOR: dict[str, Any] = {
+    "objects": [
+        {"id": "1", "name": "car", "shape": "bounding_box", "featureNodeHash": "car00001"},
+        {"id": "2", "name": "road", "shape": "polygon", "featureNodeHash": "road0001"},
+        {"id": "3", "name": "lane", "shape": "polyline", "featureNodeHash": "lane0001"},
+    ],
+    "classifications": [
+        {"id": "1", "featureNodeHash": "weather1", "attributes": [
+            {"id": "1.1", "name": "weather", "type": "radio", "featureNodeHash": "weathera", "options": [
+                {"id": "1.1.1", "label": "sunny", "value": "sunny", "featureNodeHash": "sunny001"}]}]},
+        {"id": "2", "featureNodeHash": "tags0001", "attributes": [
+            {"id": "2.1", "name": "tags", "type": "checklist", "featureNodeHash": "tagsattr", "options": []}]},
+    ],
+}
+OBJECTS = ["car00001", "road0001", "lane0001"]
+CLASSIFICATIONS = ["weather1", "tags0001"]
+
+
+def label_document(objects: list[str], classifications: list[str], video: bool) -> dict[str, Any]:
+    """A stored label document: objects and classifications in one data unit (a video's in
+    frame 0), with nested answers whose feature hashes must not count as labels."""
+    objs = [{"featureHash": f, "objectHash": f"o{i}", "shape": "bounding_box",
+             "classifications": [{"featureHash": "car00001"}] if f != "car00001" else []}
+            for i, f in enumerate(objects)]
+    cls = [{"featureHash": f, "classificationHash": f"c{i}"} for i, f in enumerate(classifications)]
+    labels: dict[str, Any] = {"objects": objs, "classifications": cls}
+    return {
+        "data_units": {"du": {"labels": {"0": labels} if video else labels}},
+        "object_answers": {o["objectHash"]: {"objectHash": o["objectHash"], "classifications": []} for o in objs},
+        "classification_answers": {c["classificationHash"]: {
+            "featureHash": c["featureHash"], "classifications": [{"featureHash": "weathera", "answers": []}]}
+            for c in cls},
+        "object_actions": {},
+    }
+
+
+def add_collections_and_labels(db: Database, who: Principal, rows: list[Row], rng: random.Random) -> None:
+    """Two collections of random items, and label rows (random objects and classifications) on
+    random items, recorded on the rows for the evaluator."""
+    from corral.core.index import collections
+    from corral.db.tables import DataRow, Dataset, LabelRow, Ontology, Project, ProjectDataset
+
+    with db.write() as s:
+        for name in ("picked", "other"):
+            row = collections.create(s, who, name)
+            chosen = [r for r in rows if rng.random() < 0.3]
+            collections.add_items(s, who, row, [r.id for r in chosen])
+            for r in chosen:
+                r.collections.add(row.id)
+        ontology = Ontology(org_id=who.org_id, title="o", editor=EDITOR)
+        dataset = Dataset(org_id=who.org_id, title="labelled")
+        s.add_all([ontology, dataset])
+        s.flush()
+        project = Project(org_id=who.org_id, title="p", ontology_id=ontology.id)
+        s.add(project)
+        s.flush()
+        s.add(ProjectDataset(project_id=project.id, dataset_id=dataset.id))
+        for r in rows:
+            if rng.random() < 0.5:
+                continue
+            data_row = DataRow(dataset_id=dataset.id, item_id=r.id)
+            s.add(data_row)
+            s.flush()
+            objects = rng.sample(OBJECTS, rng.randrange(0, 3))
+            classes = rng.sample(CLASSIFICATIONS, rng.randrange(0, 2))
+            s.add(LabelRow(project_id=project.id, data_row_id=data_row.id,
+                           document=label_document(objects, classes, r.type == "video")))
+            r.datasets.add(dataset.id)
+            r.objects |= set(objects)
+            r.classifications |= set(classes)
+            r.labelled = bool(objects or classes)

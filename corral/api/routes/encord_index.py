@@ -77,13 +77,13 @@ async def _body(request: Request) -> tuple[dict[str, Any], str]:
     return parsed, raw.decode("utf-8")
 
 
-def request_key(request: Request, raw: str) -> str | None:
+def request_key(request: Request, principal: Principal, raw: str) -> str | None:
     """What identifies one SDK call across its retries: the trace header the SDK sets once per
-    call (the retries resend the prepared request), with the request itself."""
+    call (the retries resend the prepared request), with the caller and the request itself."""
     trace = request.headers.get("x-cloud-trace-context")
     if not trace:
         return None
-    seen = "\n".join((trace, request.method, raw_request_target(request.scope), raw))
+    seen = "\n".join((trace, str(principal.user_id), request.method, raw_request_target(request.scope), raw))
     return "sdk:" + hashlib.sha256(seen.encode()).hexdigest()
 
 
@@ -130,7 +130,7 @@ async def create_preset(
         raise errors.ValidationFailed("filterPresetJson (an object) is required",
                                       details=[errors.ErrorDetail("required", field="filterPresetJson")])
     presets.check_document(document, "filterPresetJson")
-    key = request_key(request, raw)
+    key = request_key(request, principal, raw)
 
     def write() -> str:
         with ctx.db.write() as s:
@@ -207,7 +207,7 @@ async def create_collection(
     ctx: Ctx, principal: CurrentPrincipal, request: Request, folder: Folder = None
 ) -> str:
     body, raw = await _body(request)
-    key = request_key(request, raw)
+    key = request_key(request, principal, raw)
 
     def write() -> str:
         with ctx.db.write() as s:

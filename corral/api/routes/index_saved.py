@@ -7,6 +7,7 @@ answers what the first request made (a retried create makes no duplicate).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import uuid
 from datetime import datetime
@@ -104,7 +105,7 @@ async def create_preset(ctx: Ctx, principal: CurrentPrincipal, body: PresetCreat
         with ctx.db.write() as s:
             tree = _checked_filter(s, principal, body.filter, body.where)
             row = presets.create(s, principal, body.name, body.description, filter_=tree,
-                                 request_key=_key("native", idempotency_key))
+                                 request_key=_key(principal, idempotency_key))
             return preset_public(s, principal, row)
 
     return await run_in_threadpool(write)
@@ -227,8 +228,11 @@ def collection_public(s: Session, principal: Principal, row: Collection) -> Coll
                             updated_at=v.updated_at)
 
 
-def _key(kind: str, key: str | None) -> str | None:
-    return f"{kind}:{key}" if key else None
+def _key(principal: Principal, key: str | None) -> str | None:
+    """An Idempotency-Key as stored: per user (another member's key is not yours), hashed."""
+    if not key:
+        return None
+    return "native:" + hashlib.sha256(f"{principal.user_id}\n{key}".encode()).hexdigest()
 
 
 @router.post("/collections", response_model=CollectionPublic, status_code=201, summary="Create a collection")
@@ -237,7 +241,7 @@ async def create_collection(ctx: Ctx, principal: CurrentPrincipal, body: Collect
     def write() -> CollectionPublic:
         with ctx.db.write() as s:
             row = collections.create(s, principal, body.name, body.description, folder=body.folder,
-                                     request_key=_key("native", idempotency_key))
+                                     request_key=_key(principal, idempotency_key))
             return collection_public(s, principal, row)
 
     return await run_in_threadpool(write)

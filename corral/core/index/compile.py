@@ -282,7 +282,7 @@ def has_feature(pg: bool, kind: str, hashes: list[str]) -> Any:
     if pg:
         path = f"$.data_units.*.labels.**{{0 to 1}}.{kind}[*].featureHash"
         found = func.jsonb_path_query(LabelRow.document, text(f"'{path}'::jsonpath")).column_valued("fh")
-        return exists(select(literal(1)).where(found.op("#>>")(literal("{}")).in_(hashes)))
+        return exists(select(literal(1)).where(found.op("#>>")(text("'{}'::text[]")).in_(hashes)))
     tree = func.json_tree(LabelRow.document, literal("$.data_units")).table_valued(
         "key", "value", "path").alias()
     conditions = [tree.c.key == "featureHash", tree.c.value.in_(hashes), tree.c.path.like(f"%.{kind}[%"),

@@ -140,10 +140,11 @@ class _Parser:
         return shorthand if shorthand is not None else self.predicate()
 
     def shorthand(self) -> dict[str, Any] | None:
-        t, after = self.tok, self.tokens[self.i + 1]
+        t = self.tok
         word = t.text.lower() if t.kind == "word" else ""
         if word not in ("in_collection", "preset"):
             return None
+        after = self.tokens[self.i + 1]  # a word is never the last token (the end is)
         listed = after.kind == "op" and after.text == "(" and word == "in_collection"
         bare = after.kind == "word" and after.text.lower() not in ("in", "not", "exists", "missing",
                                                                    *WORD_OPS)
