@@ -106,6 +106,22 @@ DATA_CHECK_GAPS = frozenset(
         "GET /api/v1/jobs",
         "POST /api/v1/items/move",
         "GET /v2/public/storage/search/folders",
+        # index presets and collections: names resolved among the organisation's, filters checked
+        # against its schema, a folder that must exist; the SDK's bodies read as sent (raw JSON)
+        "GET /api/v1/index/collections",
+        "POST /api/v1/index/collections",
+        "POST /api/v1/index/collections/{ref}/items",
+        "POST /api/v1/index/collections/{ref}/items/remove",
+        "POST /api/v1/index/presets",
+        "PATCH /v2/public/index/collections/{collection_id}",
+        "PATCH /v2/public/index/presets/{preset_id}",
+        "POST /v2/public/index/collections",
+        "POST /v2/public/index/collections/{collection_id}/add-data-title-items",
+        "POST /v2/public/index/collections/{collection_id}/add-items",
+        "POST /v2/public/index/collections/{collection_id}/add-preset-items",
+        "POST /v2/public/index/collections/{collection_id}/remove-items",
+        "POST /v2/public/index/collections/{collection_id}/remove-preset-items",
+        "POST /v2/public/index/presets",
     }
 )
 
