@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -218,7 +219,7 @@ def test_reference_workflow_through_the_ui(chromium, ui_server: str, azurite: Az
         shot(page, "12-viewer-dicom")
 
         open_item("tone.wav")
-        expect(viewer.locator("audio")).to_have_attribute("src", __import__("re").compile(container))
+        expect(viewer.locator("audio")).to_have_attribute("src", re.compile(container))
         expect(viewer).to_contain_text("sample rate")
         shot(page, "13-viewer-audio")
 
@@ -257,10 +258,38 @@ def test_reference_workflow_through_the_ui(chromium, ui_server: str, azurite: Az
         expect(page.get_by_test_id("verify-ok")).to_have_text("10")
         shot(page, "17-verify-missing")
 
+        # 11. Filter by metadata in the Index explorer, save a preset, add the results to a collection.
+        page.get_by_role("navigation", name="Main").get_by_role("link", name="Explore").click()
+        count = page.get_by_test_id("result-count")
+        expect(count).to_have_text("11 items")
+        filters = page.get_by_role("complementary", name="Filters")
+        k_values = filters.get_by_role("list", name="k values")
+        expect(k_values.get_by_role("listitem").filter(has_text="v")).to_contain_text("1")
+        expect(filters.get_by_role("list", name="weather values")).to_contain_text("sunny")  # an enum's options
+        k_values.get_by_label(re.compile("^v")).check()
+        expect(count).to_have_text("1 item")
+        results = page.get_by_role("grid", name="Results")
+        expect(results.locator("button.tile")).to_have_attribute("title", "clip.mp4")
+        shot(page, "18-explore-filtered")
+        page.get_by_role("button", name="Save as preset…").click()
+        save = page.get_by_role("dialog", name="Save the filter as a preset")
+        save.get_by_label("Preset name").fill("k is v")
+        save.get_by_role("button", name="Save preset").click()
+        expect(page.get_by_role("status")).to_have_text("Saved the filter as preset “k is v”.")
+        expect(filters.get_by_role("button", name="Apply preset k is v")).to_be_visible()
+        page.get_by_role("button", name="Add to collection…").click()
+        add = page.get_by_role("dialog", name="Add results to a collection")
+        add.get_by_label("New collection's name").fill("clips")
+        shot(page, "19-explore-add-to-collection")
+        add.get_by_role("button", name="Add 1 item(s)").click()
+        expect(page.get_by_role("status")).to_have_text("Added 1 item(s) to collection “clips”.")
+        expect(filters.get_by_role("list", name="@collection values")).to_contain_text("clips")
+        shot(page, "20-explore-preset-and-collection")
+
         # Sessions are listed; signing out ends the session.
         page.get_by_role("link", name="Account").click()
         expect(page.get_by_role("table", name="Sessions")).to_contain_text("this session")
-        shot(page, "18-account")
+        shot(page, "21-account")
         page.get_by_role("navigation", name="Main").get_by_role("button", name="Sign out").click()
         expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
         assert "corral_session" not in {c["name"] for c in context.cookies()}

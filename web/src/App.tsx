@@ -5,6 +5,7 @@ import { SignIn } from "./pages/SignIn";
 import { Integrations } from "./pages/Integrations";
 import { Schema } from "./pages/Schema";
 import { Files } from "./pages/Files";
+import { Explore } from "./pages/Explore";
 import { Uploads } from "./pages/Uploads";
 import { Datasets } from "./pages/Datasets";
 import { Projects } from "./pages/Projects";
@@ -31,6 +32,7 @@ export function useAuth(): AuthState {
 
 const NAV = [
   ["/files", "Files"],
+  ["/explore", "Explore"],
   ["/uploads", "Uploads"],
   ["/datasets", "Datasets"],
   ["/projects", "Projects"],
@@ -86,6 +88,7 @@ export function App() {
           <Routes>
             <Route path="/" element={<Navigate to="/files" replace />} />
             <Route path="/files/*" element={<Files />} />
+            <Route path="/explore" element={<Explore />} />
             <Route path="/uploads" element={<Uploads />} />
             <Route path="/uploads/:jobId" element={<Uploads />} />
             <Route path="/datasets" element={<Datasets />} />

@@ -331,7 +331,7 @@ let strictIntegrations: Promise<Set<string>> | null = null;
 
 /** Ids of the organisation's strict client-only integrations (fetched once per page load; on an
  * error, treated as none, so tiles try corral's thumbnails and fall back to signed URLs). */
-function useStrictIntegrations(): Set<string> | null {
+export function useStrictIntegrations(): Set<string> | null {
   const [strict, setStrict] = useState<Set<string> | null>(null);
   useEffect(() => {
     strictIntegrations ??= api.get<Integration[]>("/api/v1/integrations").then(
@@ -345,7 +345,10 @@ function useStrictIntegrations(): Set<string> | null {
   return strict;
 }
 
-function Tile(props: { index: number; item: Item | undefined; selected: boolean; onOpen: () => void; strict: Set<string> | null }) {
+/** What a tile shows: an item from a folder window, or an Index result mapped onto it. */
+export type TileItem = Pick<Item, "id" | "name" | "type" | "file_size" | "integration_id" | "signed_url">;
+
+export function Tile(props: { index: number; item: TileItem | undefined; selected: boolean; onOpen: () => void; strict: Set<string> | null }) {
   const it = props.item;
   if (!it) {
     return <div className="tile placeholder" id={`item-${props.index}`} role="gridcell" aria-busy="true"><div className="thumb" /><div className="name">#{(props.index + 1).toLocaleString()}</div></div>;
@@ -354,7 +357,7 @@ function Tile(props: { index: number; item: Item | undefined; selected: boolean;
   return (
     <button className="tile" id={`item-${props.index}`} role="gridcell" aria-selected={props.selected} tabIndex={-1} onClick={props.onOpen} title={it.name} data-type={it.type}>
       <div className="thumb">{thumb ? <img src={thumb.src} alt="" loading="lazy" decoding="async"
-        onError={(e) => { const img = e.currentTarget; if (thumb.fallback && img.src !== thumb.fallback) img.src = thumb.fallback; }} /> : <span>{it.type.replace("_", " ")}</span>}</div>
+        onError={(e) => { const img = e.currentTarget; if (thumb.fallback && img.src !== thumb.fallback) img.src = thumb.fallback; else img.hidden = true; }} /> : <span>{it.type.replace("_", " ")}</span>}</div>
       <div className="name">{it.name}<br /><span style={{ color: "var(--muted)" }}>{formatBytes(it.file_size)}</span></div>
     </button>
   );
