@@ -48,7 +48,8 @@ _METADATA_KEYS = "names the organisation's metadata keys and their types (its me
 _MANIFEST = "a manifest, read entry by entry against the integration's bucket (docs/registration.md)"
 _PROVIDER = ("provider settings are checked against the operator's CORRAL_LOCAL_ROOTS and "
              "CORRAL_ALLOWED_ENDPOINTS and each provider's credential combinations")
-_SCHEMA_DOC = "a metadata schema document: its keys and their definitions are parsed as one document"
+_SCHEMA_DOC = ("a metadata schema: keys of Unicode letters and digits (str.isalnum, which no pattern states) "
+               "and changes the current schema allows (no key disappears, enum options only grow)")
 _ONTOLOGY = "an ontology document: feature hashes unique across it, attributes nested by reference"
 DATA_CHECK_GAPS: dict[str, str] = {
     "POST /api/v1/index/query": f"where/filter/sort {_METADATA_KEYS}",

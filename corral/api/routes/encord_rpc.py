@@ -13,13 +13,12 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from fastapi import APIRouter, Request
-from pydantic import BaseModel, ConfigDict, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 from starlette.concurrency import run_in_threadpool
 
-from corral import jsoncodec
 from corral.api.deps import AppContext, Ctx, CurrentPrincipal
-from corral.api.openapi import OFF_VALUE
+from corral.api.openapi import ANY_JSON, OFF_VALUE
 from corral.api.parsing import CorralRoute
 from corral.core.identity import Principal
 from corral.errors import InvalidInput, NotSupported
@@ -58,20 +57,27 @@ def refuse_unsupported(where: str, options: dict[str, Any], supported: set[str])
         raise InvalidInput(f"{where}: corral does not support the option(s) {shown}")
 
 
-def _parse(body: bytes, request: Request, scope: str) -> RpcCall:
-    doc = jsoncodec.parse(body)  # the one set of rules: depth, numbers, surrogates, NUL
-    if not isinstance(doc, dict) or not isinstance(doc.get("values", {}), dict):
-        raise InvalidInput("expected {\"query_type\", \"query_method\", \"values\": {\"uid\", \"payload\"}}")
-    qt, qm = doc.get("query_type"), doc.get("query_method")
-    if not isinstance(qt, str) or not isinstance(qm, str):
-        raise InvalidInput("query_type and query_method must be strings")
-    values = doc.get("values") or {}
-    return RpcCall(qt, qm.upper(), values.get("uid"), values.get("payload"),
-                   request.headers.get("resourcetype", ""), request.headers.get("resourceid", ""), scope)
+class RpcValues(BaseModel):
+    uid: Any = Field(None, json_schema_extra=ANY_JSON, description="The resource or resources it concerns.")
+    payload: Any = Field(None, json_schema_extra=ANY_JSON, description="The operation's arguments.")
 
 
-async def _dispatch(request: Request, ctx: AppContext, principal: Principal, scope: str) -> dict[str, Any]:
-    call = _parse(await request.body(), request, scope)
+class RpcEnvelope(BaseModel):
+    """Every v1 call (read as JSON under the one set of rules: depth, numbers, surrogates, NUL).
+    What ``uid`` and ``payload`` hold depends on the operation, which its handler checks."""
+
+    query_type: str = Field(description="The resource kind, e.g. project, labelrow.")
+    query_method: str = Field(description="GET, POST, PUT or DELETE (any case).")
+    values: RpcValues = Field(default_factory=RpcValues)
+
+
+def _call(envelope: RpcEnvelope, request: Request, scope: str) -> RpcCall:
+    return RpcCall(envelope.query_type, envelope.query_method.upper(), envelope.values.uid,
+                   envelope.values.payload, request.headers.get("resourcetype", ""),
+                   request.headers.get("resourceid", ""), scope)
+
+
+async def _dispatch(call: RpcCall, ctx: AppContext, principal: Principal) -> dict[str, Any]:
     handler = operations.get((call.query_type, call.query_method))
     if handler is None:
         raise NotSupported(
@@ -83,13 +89,17 @@ async def _dispatch(request: Request, ctx: AppContext, principal: Principal, sco
 
 
 @router.post("/public", summary="Encord v1 RPC (resource-scoped)")
-async def rpc_resource(request: Request, ctx: Ctx, principal: CurrentPrincipal) -> dict[str, Any]:
-    return await _dispatch(request, ctx, principal, "resource")
+async def rpc_resource(
+    request: Request, ctx: Ctx, principal: CurrentPrincipal, envelope: RpcEnvelope
+) -> dict[str, Any]:
+    return await _dispatch(_call(envelope, request, "resource"), ctx, principal)
 
 
 @router.post("/public/user", summary="Encord v1 RPC (user-scoped)")
-async def rpc_user(request: Request, ctx: Ctx, principal: CurrentPrincipal) -> dict[str, Any]:
-    return await _dispatch(request, ctx, principal, "user")
+async def rpc_user(
+    request: Request, ctx: Ctx, principal: CurrentPrincipal, envelope: RpcEnvelope
+) -> dict[str, Any]:
+    return await _dispatch(_call(envelope, request, "user"), ctx, principal)
 
 
 class SdkBody(BaseModel):
