@@ -11,7 +11,7 @@ and a ``default`` response with the error schema for every other error status (4
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from fastapi import FastAPI
@@ -195,7 +195,12 @@ def _free_form_values(operation: dict[str, Any], components: dict[str, Any]) -> 
             schema["additionalProperties"] = JSON_VALUE_REF
 
 
-def install(app: FastAPI) -> None:
+#: A query parameter whose values are known only once the app is built: (path, method, name)
+#: and a function giving them (the same one its handler checks against).
+RuntimeEnums = dict[tuple[str, str, str], Callable[[], Iterable[str]]]
+
+
+def install(app: FastAPI, runtime_enums: RuntimeEnums | None = None) -> None:
     """Serve the rewritten document at the app's ``openapi_url``: wraps whatever builds it now
     (``corral.api.docs`` adds the security schemes), and rewrites it once."""
     inner = app.openapi
@@ -205,6 +210,10 @@ def install(app: FastAPI) -> None:
         schema = inner()
         if id(schema) not in done:
             describe_errors(schema)
+            for (path, method, name), values in (runtime_enums or {}).items():
+                for parameter in schema["paths"][path][method].get("parameters", []):
+                    if parameter["name"] == name:
+                        parameter["schema"]["enum"] = [*values(), None]
             done.append(id(schema))
         return schema
 

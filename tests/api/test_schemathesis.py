@@ -69,7 +69,6 @@ DATA_CHECK_GAPS: dict[str, str] = {
     "PUT /v2/public/ontologies/{ontology_id}": _ONTOLOGY,
     "POST /public": "the v1 RPC envelope: the payload's shape depends on query_type and query_method",
     "POST /public/user": "the v1 RPC envelope: the payload's shape depends on query_type and query_method",
-    "GET /api/v1/jobs": "kind is one of the task kinds registered when the app starts",
 }
 #: Parameters that no schema can describe: page tokens are signed by the server and valid only as
 #: it issued them.  A case that carries one still meets every conformance check; only the two data
