@@ -10,6 +10,7 @@ and a ``default`` response with the error schema for every other error status (4
 
 from __future__ import annotations
 
+import copy
 import re
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -100,7 +101,11 @@ def _error(ref: str, description: str) -> dict[str, Any]:
 
 
 def describe_errors(schema: dict[str, Any]) -> dict[str, Any]:
-    """``schema`` (a generated document) with corral's real error answers; changed in place."""
+    """``schema`` (a generated document) with corral's real error answers; changed in place
+    (its paths and components copied first: they hold this module's constants by reference)."""
+    for key in ("paths", "components"):
+        if key in schema:
+            schema[key] = copy.deepcopy(schema[key])
     components = schema.setdefault("components", {}).setdefault("schemas", {})
     components["Error"] = ERROR_SCHEMA
     components["RpcError"] = RPC_ERROR_SCHEMA
@@ -163,7 +168,7 @@ def _limit(schema: Any, components: dict[str, Any], seen: set[str]) -> None:
     if "integer" in types:
         schema.setdefault("minimum", jsoncodec.MIN_INT)
         schema.setdefault("maximum", jsoncodec.MAX_INT)
-    if "object" in types or "properties" in schema:
+    if ("object" in types or "properties" in schema) and schema.get("maxProperties") != 0:
         # the keys a model does not name are ignored (or refused by its own schema): JSON values
         schema.setdefault("propertyNames", {"pattern": _NO_NUL})
         if schema.get("additionalProperties", True) is True:

@@ -46,7 +46,7 @@ def _utc(value: datetime | None) -> datetime | None:
 # -- v2 -----------------------------------------------------------------------------------------
 
 
-class DatasetCreate(SdkBody):
+class SdkDatasetCreate(SdkBody):
     title: str = Field(json_schema_extra={"pattern": datasets.TITLE_PATTERN},
                        description=f"1-{datasets.MAX_TITLE} characters once stripped.")
     description: str | None = Field(None, max_length=datasets.MAX_DESCRIPTION)
@@ -54,7 +54,7 @@ class DatasetCreate(SdkBody):
 
 
 @router.post("", summary="Create a dataset (SDK create_dataset)")
-async def create_dataset(ctx: Ctx, principal: CurrentPrincipal, body: DatasetCreate) -> dict[str, Any]:
+async def create_dataset(ctx: Ctx, principal: CurrentPrincipal, body: SdkDatasetCreate) -> dict[str, Any]:
     def write() -> dict[str, Any]:
         with ctx.db.write() as s:
             row = datasets.create(

@@ -99,7 +99,7 @@ def _page(results: list[dict[str, Any]], token: str | None) -> dict[str, Any]:
 # -- folders ----------------------------------------------------------------------------------
 
 
-class FolderCreate(SdkBody):
+class SdkFolderCreate(SdkBody):
     name: str = Field(json_schema_extra={"pattern": folders.NAME_PATTERN})
     description: str | None = Field(None, max_length=folders.MAX_DESCRIPTION)
     parent: str | None = Field(None, description="The parent folder's id; none: at the top.")
@@ -110,7 +110,7 @@ class FolderCreate(SdkBody):
 
 
 @router.post("/folders", summary="Create a folder (SDK create_storage_folder)")
-async def create_folder(ctx: Ctx, principal: CurrentPrincipal, body: FolderCreate) -> dict[str, Any]:
+async def create_folder(ctx: Ctx, principal: CurrentPrincipal, body: SdkFolderCreate) -> dict[str, Any]:
     if not is_off(body.cloud_synced_folder_params):
         raise errors.InvalidInput("cloud-synced folders are not supported by corral")
     name, parent = body.name, body.parent
