@@ -129,7 +129,7 @@ def create_app(
     app.state.corral = ctx
     install_docs(app, "/api/openapi.json")
     install_error_handlers(app)
-    openapi.install(app)
+    openapi.install(app, {("/api/v1/jobs", "get", "kind"): ctx.tasks.names})
     app.add_middleware(RequestGuard, ctx=ctx)  # inside the log, so refusals are logged too
     app.add_middleware(ConcurrencyLimitMiddleware, limit=settings.max_concurrent_requests)
     app.add_middleware(RequestLogMiddleware)

@@ -10,6 +10,9 @@ and a ``default`` response with the error schema for every other error status (4
 
 from __future__ import annotations
 
+import copy
+import re
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from fastapi import FastAPI
@@ -50,25 +53,25 @@ RPC_ERROR_SCHEMA: dict[str, Any] = {
 _NO_NUL = "^[^\\x00]*$"
 #: Any JSON value corral reads (``corral.jsoncodec.REQUEST``): text without NUL, integers within
 #: 64 bits, finite numbers.  Every JSON body is parsed under these limits before its route reads it.
+#: One schema, not an ``anyOf`` of one per type: each keyword applies to its own type only, and a
+#: value can break the schema only by breaking a rule (a mutation into another JSON type is still
+#: a JSON value).
 JSON_VALUE_SCHEMA: dict[str, Any] = {
     "title": "JsonValue",
     "description": "Any JSON value, nested at most 64 levels; strings and keys hold no NUL, "
     "integers fit in 64 bits.",
-    "anyOf": [
-        {"type": "null"},
-        {"type": "boolean"},
-        {"type": "integer", "minimum": jsoncodec.MIN_INT, "maximum": jsoncodec.MAX_INT},
-        {"type": "number", "minimum": float(jsoncodec.MIN_INT), "maximum": float(jsoncodec.MAX_INT)},
-        {"type": "string", "pattern": _NO_NUL},
-        {"type": "array", "items": {"$ref": "#/components/schemas/JsonValue"}},
-        {
-            "type": "object",
-            "propertyNames": {"pattern": _NO_NUL},
-            "additionalProperties": {"$ref": "#/components/schemas/JsonValue"},
-        },
-    ],
+    "type": ["null", "boolean", "integer", "number", "string", "array", "object"],
+    "minimum": jsoncodec.MIN_INT,
+    "maximum": jsoncodec.MAX_INT,
+    "pattern": _NO_NUL,
+    "items": {"$ref": "#/components/schemas/JsonValue"},
+    "propertyNames": {"pattern": _NO_NUL},
+    "additionalProperties": {"$ref": "#/components/schemas/JsonValue"},
 }
 JSON_VALUE_REF: dict[str, Any] = {"$ref": "#/components/schemas/JsonValue"}
+#: ``json_schema_extra`` of a model field that holds any JSON value: published as a ``JsonValue``
+#: (pydantic would try to resolve the ``$ref`` itself, so ``_limit`` puts it in).
+ANY_JSON: dict[str, Any] = {"x-json-value": True}
 #: An item's or folder's client metadata (``corral.jsoncodec.METADATA``), without its total size
 #: and depth, which a schema cannot say.
 METADATA_SCHEMA: dict[str, Any] = {
@@ -77,6 +80,10 @@ METADATA_SCHEMA: dict[str, Any] = {
     "propertyNames": {"pattern": _NO_NUL, "maxLength": jsoncodec.METADATA.max_key_chars},
     "additionalProperties": JSON_VALUE_REF,
 }
+#: ``json_schema_extra`` of a model field that holds client metadata, or null.  The SDK may also
+#: send the object as a JSON string (its ``json.dumps``), which corral parses and accepts; the
+#: document states only the object, since no schema can say which strings hold one.
+CLIENT_METADATA: dict[str, Any] = {"x-client-metadata": True}
 #: Responses any request can get from the request guard (``corral.api.limits``).
 GUARD_RESPONSES = {
     "408": "The request's headers or body did not arrive within the read timeout.",
@@ -94,7 +101,11 @@ def _error(ref: str, description: str) -> dict[str, Any]:
 
 
 def describe_errors(schema: dict[str, Any]) -> dict[str, Any]:
-    """``schema`` (a generated document) with corral's real error answers; changed in place."""
+    """``schema`` (a generated document) with corral's real error answers; changed in place
+    (its paths and components copied first: they hold this module's constants by reference)."""
+    for key in ("paths", "components"):
+        if key in schema:
+            schema[key] = copy.deepcopy(schema[key])
     components = schema.setdefault("components", {}).setdefault("schemas", {})
     components["Error"] = ERROR_SCHEMA
     components["RpcError"] = RPC_ERROR_SCHEMA
@@ -118,7 +129,58 @@ def describe_errors(schema: dict[str, Any]) -> dict[str, Any]:
                 responses.setdefault(status, _error(ref, description))
             responses.setdefault("default", _error(ref, "Any other error, in the same shape."))
             _free_form_values(operation, components)
+            _request_limits(operation, components)
     return schema
+
+
+def _request_limits(operation: dict[str, Any], components: dict[str, Any]) -> None:
+    """The rules every request meets before its route reads it, stated on each of its schemas:
+    no NUL in the path or query (``corral.api.parsing.check_url``), and in a JSON body no NUL in
+    any string and no integer beyond 64 bits (``corral.jsoncodec.REQUEST``)."""
+    for parameter in operation.get("parameters", []):
+        if parameter.get("in") in ("path", "query"):
+            _limit(parameter.get("schema", {}), components, set())
+    for media in operation.get("requestBody", {}).get("content", {}).values():
+        if media is operation.get("requestBody", {}).get("content", {}).get("application/json"):
+            _limit(media.get("schema", {}), components, set())
+
+
+def _limit(schema: Any, components: dict[str, Any], seen: set[str]) -> None:
+    """Add the request limits to ``schema`` and everything it holds (components once each)."""
+    if not isinstance(schema, dict):
+        return
+    if schema.pop("x-json-value", False):
+        schema["$ref"] = JSON_VALUE_REF["$ref"]
+    if schema.pop("x-client-metadata", False):
+        schema["anyOf"] = [METADATA_SCHEMA, {"type": "null"}]
+    ref = schema.get("$ref", "")
+    if ref.startswith("#/components/schemas/"):
+        name = ref.rsplit("/", 1)[1]
+        if name not in seen and name != "JsonValue":
+            seen.add(name)
+            _limit(components.get(name), components, seen)
+        return
+    types = schema.get("type")
+    types = types if isinstance(types, list) else [types]
+    if "string" in types and "pattern" not in schema and "format" not in schema and "enum" not in schema \
+            and "const" not in schema:
+        schema["pattern"] = _NO_NUL
+    if "integer" in types:
+        schema.setdefault("minimum", jsoncodec.MIN_INT)
+        schema.setdefault("maximum", jsoncodec.MAX_INT)
+    if ("object" in types or "properties" in schema) and schema.get("maxProperties") != 0:
+        # the keys a model does not name are ignored (or refused by its own schema): JSON values
+        schema.setdefault("propertyNames", {"pattern": _NO_NUL})
+        if schema.get("additionalProperties", True) is True:
+            schema["additionalProperties"] = JSON_VALUE_REF
+    for key in ("items", "additionalProperties", "propertyNames", "not"):
+        _limit(schema.get(key), components, seen)
+    for key in ("properties", "$defs"):
+        for sub in (schema.get(key) or {}).values():
+            _limit(sub, components, seen)
+    for key in ("anyOf", "oneOf", "allOf", "prefixItems"):
+        for sub in schema.get(key) or []:
+            _limit(sub, components, seen)
 
 
 def _free_form_values(operation: dict[str, Any], components: dict[str, Any]) -> None:
@@ -138,7 +200,12 @@ def _free_form_values(operation: dict[str, Any], components: dict[str, Any]) -> 
             schema["additionalProperties"] = JSON_VALUE_REF
 
 
-def install(app: FastAPI) -> None:
+#: A query parameter whose values are known only once the app is built: (path, method, name)
+#: and a function giving them (the same one its handler checks against).
+RuntimeEnums = dict[tuple[str, str, str], Callable[[], Iterable[str]]]
+
+
+def install(app: FastAPI, runtime_enums: RuntimeEnums | None = None) -> None:
     """Serve the rewritten document at the app's ``openapi_url``: wraps whatever builds it now
     (``corral.api.docs`` adds the security schemes), and rewrites it once."""
     inner = app.openapi
@@ -148,6 +215,10 @@ def install(app: FastAPI) -> None:
         schema = inner()
         if id(schema) not in done:
             describe_errors(schema)
+            for (path, method, name), values in (runtime_enums or {}).items():
+                for parameter in schema["paths"][path][method].get("parameters", []):
+                    if parameter["name"] == name:
+                        parameter["schema"]["enum"] = [*values(), None]
             done.append(id(schema))
         return schema
 
@@ -164,6 +235,26 @@ OFF_VALUE: dict[str, Any] = {
         {"type": "object", "maxProperties": 0},
     ]
 }
+
+
+def one_of_each(values: Iterable[str]) -> dict[str, Any]:
+    """``json_schema_extra`` of a repeated query parameter whose every value is one of ``values``
+    (the tuple or mapping its handler checks against)."""
+    return {"items": {"type": "string", "enum": list(values)}}
+
+
+def comma_separated(values: Iterable[str]) -> dict[str, Any]:
+    """``json_schema_extra`` of a repeated query parameter whose every value lists some of
+    ``values``, separated by commas (blanks around and between them ignored)."""
+    one = "|".join(re.escape(v) for v in values)
+    return {"items": {"type": "string", "pattern": rf"^\s*(?:(?:{one})\s*)?(?:,\s*(?:(?:{one})\s*)?)*$"}}
+
+
+#: ``json_schema_extra`` of an option corral declares but does not implement, refused unless it
+#: asks for nothing (``corral.api.parsing.refuse_unless_default``): only its default is published.
+ONLY_FALSE: dict[str, Any] = {"enum": [False]}
+ONLY_EMPTY_LIST: dict[str, Any] = {"maxItems": 0}
+ONLY_EMPTY_TEXT: dict[str, Any] = {"maxLength": 0}
 
 
 def json_body(schema: dict[str, Any]) -> dict[str, Any]:

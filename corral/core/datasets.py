@@ -13,6 +13,7 @@ folders; deleting a dataset is for admins only.
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -25,7 +26,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
 from corral import errors
-from corral.core import filters, folders, identity, pagination, permissions
+from corral.core import filters, folders, identity, pagination, permissions, text_rules
 from corral.core.identity import Principal
 from corral.core.staging import published
 from corral.db.tables import DataRow, Dataset, Folder, Item, ProjectDataset, User
@@ -34,6 +35,7 @@ from corral.errors import ErrorDetail
 
 MAX_TITLE = 300
 MAX_DESCRIPTION = 10_000
+TITLE_PATTERN = text_rules.stripped(MAX_TITLE)
 MAX_IDS = 100_000
 _CHUNK = 500
 DATA_ROWS = cast(Table, DataRow.__table__)
@@ -75,12 +77,11 @@ def _bad(field: str, message: str) -> errors.ValidationFailed:
 
 
 def _check_text(title: str, description: str) -> tuple[str, str]:
-    title = title.strip()
-    if not title or len(title) > MAX_TITLE:
+    if not re.search(TITLE_PATTERN, title):
         raise _bad("title", f"a dataset title is 1-{MAX_TITLE} characters, not blank")
     if len(description) > MAX_DESCRIPTION:
         raise _bad("description", f"a dataset description is at most {MAX_DESCRIPTION} characters")
-    return title, description
+    return title.strip(), description
 
 
 def row_counts(s: Session, dataset_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, int]:

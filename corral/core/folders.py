@@ -8,6 +8,7 @@ principal cannot see is not found (404), one it can see but not change is a 403.
 from __future__ import annotations
 
 import hashlib
+import re
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -18,7 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from corral import errors
-from corral.core import pagination, permissions
+from corral.core import pagination, permissions, text_rules
 from corral.core.identity import Principal
 from corral.core.metadata import service as metadata_service
 from corral.core.pagination import Direction, Page
@@ -31,6 +32,8 @@ from corral.jsoncodec import preview
 
 MAX_NAME = 300
 MAX_DESCRIPTION = 10_000
+NAME_PATTERN = text_rules.folder_name(MAX_NAME)
+PATH_PATTERN = text_rules.folder_path(MAX_NAME)
 ORDERS = {"name": Folder.name, "created_at": Folder.created_at}
 
 
@@ -47,13 +50,12 @@ class FolderView:
 
 
 def _check_name(name: str) -> str:
-    name = name.strip()
-    if not name or len(name) > MAX_NAME or "/" in name or "\x00" in name or name in (".", ".."):
+    if not re.search(NAME_PATTERN, name):
         raise errors.ValidationFailed(
             f"invalid folder name {preview(name)}: 1-{MAX_NAME} characters, no '/', not '.' or '..'",
             details=[ErrorDetail(f"1-{MAX_NAME} characters without '/'", field="name")],
         )
-    return name
+    return name.strip()
 
 
 def _check_description(description: str) -> str:

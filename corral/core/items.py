@@ -18,7 +18,7 @@ from sqlalchemy import Select, exists, func, select, update
 from sqlalchemy.orm import Session
 
 from corral import errors
-from corral.core import deletion, folders, integrations, pagination, permissions
+from corral.core import deletion, folders, integrations, pagination, permissions, text_rules
 from corral.core.identity import Principal
 from corral.core.metadata import service as metadata_service
 from corral.core.pagination import Direction, Page
@@ -44,6 +44,8 @@ ITEM_TYPES = (
 ORDERS = {"name": Item.name, "created_at": Item.created_at, "size": Item.file_size}
 Deleted = Literal["exclude", "include", "only"]
 MAX_NAME = 300
+#: ``check_name``'s rule as a pattern (published by the API; tests hold the two to agreement)
+NAME_PATTERN = text_rules.stripped(MAX_NAME)
 MAX_DESCRIPTION = 10_000
 MAX_MOVE = 10_000
 

@@ -55,6 +55,9 @@ TYPE_OF_KIND = {
     "text": "text",
 }
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+#: A usable file name: its last part (after the last '/' or '\\') holds a character other than '.'
+#: (published as the pattern of every file-name field, and searched for by ``safe_filename``).
+FILENAME_PATTERN = r"[^/\\.][^/\\]*(?![\s\S])"
 
 
 @dataclass(frozen=True)
@@ -70,7 +73,7 @@ class UploadTicket:
 def safe_filename(filename: str) -> str:
     name = PurePosixPath(filename.replace("\\", "/")).name
     safe = _UNSAFE.sub("_", name).lstrip(".")[:200]
-    if not safe:
+    if not safe or not re.search(FILENAME_PATTERN, filename):
         raise errors.ValidationFailed(
             f"filename {filename!r} has no usable characters",
             details=[ErrorDetail("a file name such as cat.png", field="filename")],

@@ -41,96 +41,65 @@ CHECKS = [
     response_schema_conformance,
 ]
 DATA_CHECKS = [positive_data_acceptance, negative_data_rejection]
-#: Operations whose published document does not yet carry every rule their handler enforces.
-DATA_CHECK_GAPS = frozenset(
-    {
-        "DELETE /api/v1/sessions/current",
-        "GET /api/v1/datasets",
-        "GET /api/v1/datasets/{ref}/rows",
-        "GET /api/v1/datasets/{ref}/rows.ndjson",
-        "GET /api/v1/folders/lookup",
-        "GET /api/v1/folders/search",
-        "GET /api/v1/items",
-        "GET /api/v1/items/window",
-        "GET /v2/public/cloud-integrations",
-        "GET /v2/public/datasets/list",
-        "GET /v2/public/presigned-urls",
-        "GET /v2/public/projects",
-        "GET /v2/public/projects/{project_id}/users",
-        "GET /v2/public/projects/{project_id}/workflow/stages/{stage_id}/tasks",
-        "GET /v2/public/storage/folders",
-        "GET /v2/public/storage/folders/{folder_id}/items",
-        "GET /v2/public/storage/search/items",
-        "PATCH /api/v1/folders/{folder_id}",
-        "PATCH /api/v1/integrations/{ref}",
-        "PATCH /api/v1/items/{item_id}",
-        "PATCH /v2/public/storage/folders/patch-bulk",
-        "PATCH /v2/public/storage/folders/{folder_id}",
-        "PATCH /v2/public/storage/items/patch-bulk",
-        "POST /api/v1/datasets",
-        "POST /api/v1/datasets/{ref}/grants",
-        "POST /api/v1/datasets/{ref}/link",
-        "POST /api/v1/datasets/{ref}/unlink",
-        "POST /api/v1/folders",
-        "POST /api/v1/folders/{folder_id}/grants",
-        "POST /api/v1/folders/{folder_id}/move",
-        "POST /api/v1/imports",
-        "POST /api/v1/index/export",
-        "POST /api/v1/index/facets",
-        "POST /api/v1/index/query",
-        "POST /api/v1/integrations",
-        "POST /api/v1/integrations/{ref}/sign",
-        "POST /api/v1/metadata-schema/validate",
-        "POST /api/v1/sessions",
-        "POST /api/v1/tokens",
-        "POST /api/v1/uploads",
-        "POST /api/v1/uploads/{upload_id}/register",
-        "POST /public",
-        "POST /public/user",
-        "POST /v2/public/datasets",
-        "POST /v2/public/datasets/{dataset_id}/users/bulk-delete",
-        "POST /v2/public/ontologies",
-        "POST /v2/public/organisation/client-metadata-schema",
-        "POST /v2/public/organisation/client-metadata-schema-v2",
-        "POST /v2/public/projects/{project_id}/users/bulk-delete",
-        "POST /v2/public/projects/{project_id}/workflow/stages/{stage_id}/actions",
-        "POST /v2/public/projects/{project_id}/workflow/stages/{stage_id}/move-tasks",
-        "POST /v2/public/storage/folders",
-        "POST /v2/public/storage/folders/{folder_id}/data-upload-jobs",
-        "POST /v2/public/storage/folders/{folder_id}/items/move",
-        "POST /v2/public/storage/folders/{folder_id}/upload-signed-urls",
-        "PUT /api/v1/metadata-schema",
-        "PUT /v2/public/ontologies/{ontology_id}",
-        # state and semantics the document cannot state yet: a kind among the registered task
-        # kinds, a folder that must exist and be writable, a datasetSynced the SDK sends as text
-        "GET /api/v1/jobs",
-        "POST /api/v1/items/move",
-        "GET /v2/public/storage/search/folders",
-        # index presets and collections: names resolved among the organisation's, filters checked
-        # against its schema, a folder that must exist; the SDK's bodies read as sent (raw JSON)
-        "GET /api/v1/index/collections",
-        "POST /api/v1/index/collections",
-        "POST /api/v1/index/collections/{ref}/items",
-        "POST /api/v1/index/collections/{ref}/items/remove",
-        "POST /api/v1/index/presets",
-        "PATCH /v2/public/index/collections/{collection_id}",
-        "PATCH /v2/public/index/presets/{preset_id}",
-        "POST /v2/public/index/collections",
-        "POST /v2/public/index/collections/{collection_id}/add-data-title-items",
-        "POST /v2/public/index/collections/{collection_id}/add-items",
-        "POST /v2/public/index/collections/{collection_id}/add-preset-items",
-        "POST /v2/public/index/collections/{collection_id}/remove-items",
-        "POST /v2/public/index/collections/{collection_id}/remove-preset-items",
-        "POST /v2/public/index/presets",
-    }
-)
+#: Operations whose request has a rule that JSON Schema cannot state, each with that rule.  Only
+#: the two data checks are relaxed for them; every conformance check still applies, and an
+#: operation that leaves the document must leave this list too (the test says so).
+_METADATA_KEYS = "names the organisation's metadata keys and their types (its metadata schema, set at run time)"
+_MANIFEST = "a manifest, read entry by entry against the integration's bucket (docs/registration.md)"
+_PROVIDER = ("provider settings are checked against the operator's CORRAL_LOCAL_ROOTS and "
+             "CORRAL_ALLOWED_ENDPOINTS and each provider's credential combinations")
+_SCHEMA_DOC = ("a metadata schema: keys of Unicode letters and digits (str.isalnum, which no pattern states) "
+               "and changes the current schema allows (no key disappears, enum options only grow)")
+_SDK_PRESET = ("the SDK's filter preset JSON, kept byte for byte and interpreted against the "
+               "organisation's metadata keys")
+_SDK_RAW = "the SDK's body, read as sent (not yet published as a model; see docs/testing.md)"
+_ONTOLOGY = "an ontology document: feature hashes unique across it, attributes nested by reference"
+DATA_CHECK_GAPS: dict[str, str] = {
+    "POST /api/v1/index/query": f"where/filter/sort {_METADATA_KEYS}",
+    "POST /api/v1/index/facets": f"keys and where/filter {_METADATA_KEYS}",
+    "POST /api/v1/index/export": f"where/filter/sort {_METADATA_KEYS}",
+    "POST /api/v1/datasets/{ref}/link": f"an index where/filter {_METADATA_KEYS}",
+    "POST /api/v1/metadata-schema/validate": f"each item's metadata is checked against the schema that {_METADATA_KEYS[6:]}",
+    "PUT /api/v1/metadata-schema": _SCHEMA_DOC,
+    "POST /v2/public/organisation/client-metadata-schema": _SCHEMA_DOC,
+    "POST /v2/public/organisation/client-metadata-schema-v2": _SCHEMA_DOC,
+    "POST /api/v1/imports": "the manifest is the body or manifest_url, not both: a rule across body and query; "
+                            + _MANIFEST,
+    "POST /v2/public/storage/folders/{folder_id}/data-upload-jobs": f"externalFiles or dataItems is {_MANIFEST}",
+    "POST /api/v1/integrations": _PROVIDER,
+    "PATCH /api/v1/integrations/{ref}": _PROVIDER,
+    "POST /v2/public/ontologies": _ONTOLOGY,
+    "PUT /v2/public/ontologies/{ontology_id}": _ONTOLOGY,
+    "POST /public": "the v1 RPC envelope: the payload's shape depends on query_type and query_method",
+    "POST /public/user": "the v1 RPC envelope: the payload's shape depends on query_type and query_method",
+    # index presets and collections
+    "GET /api/v1/index/collections": "folder names a folder that must exist and be visible to the caller",
+    "POST /api/v1/index/collections": "folder names a folder that must exist and be visible to the caller",
+    "POST /api/v1/index/presets": f"filter/where {_METADATA_KEYS}",
+    "POST /api/v1/index/collections/{ref}/items": f"filter/where {_METADATA_KEYS}; preset names a saved preset",
+    "POST /api/v1/index/collections/{ref}/items/remove": f"filter/where {_METADATA_KEYS}; preset names a saved preset",
+    # The Encord Index SDK's bodies are read as sent, so a preset's JSON round-trips byte for byte;
+    # they are parsed by the shared codec and checked by the core, but not yet published as models.
+    "POST /v2/public/index/presets": _SDK_PRESET,
+    "PATCH /v2/public/index/presets/{preset_id}": _SDK_PRESET,
+    "POST /v2/public/index/collections": _SDK_RAW,
+    "PATCH /v2/public/index/collections/{collection_id}": _SDK_RAW,
+    "POST /v2/public/index/collections/{collection_id}/add-items": _SDK_RAW,
+    "POST /v2/public/index/collections/{collection_id}/remove-items": _SDK_RAW,
+    "POST /v2/public/index/collections/{collection_id}/add-data-title-items": _SDK_RAW,
+    "POST /v2/public/index/collections/{collection_id}/add-preset-items": _SDK_RAW,
+    "POST /v2/public/index/collections/{collection_id}/remove-preset-items": _SDK_RAW,
+}
+#: Parameters that no schema can describe: page tokens are signed by the server and valid only as
+#: it issued them.  A case that carries one still meets every conformance check; only the two data
+#: checks pass over it.
+OPAQUE_PARAMETERS = frozenset({"page_token", "pageToken"})
 
 
-# The two data checks still find operations whose rules the document cannot state yet (issue 14
-# stays open for them): by default they are reported (CORRAL_SCHEMATHESIS_GAPS_REPORT), not fatal;
-# CORRAL_SCHEMATHESIS_STRICT_DATA=1 makes them fail outside DATA_CHECK_GAPS.  The five conformance
-# checks are always strict.
-STRICT_DATA = os.environ.get("CORRAL_SCHEMATHESIS_STRICT_DATA") == "1"
+def _opaque(case: schemathesis.Case) -> bool:
+    body = case.body if isinstance(case.body, dict) else {}
+    return any((case.query or {}).get(name) is not None or body.get(name) is not None
+               for name in OPAQUE_PARAMETERS)
 
 
 @pytest.mark.timeout(600)
@@ -160,11 +129,13 @@ def test_every_operation_conforms_to_the_published_document(live_server: str, ma
         def run(case: schemathesis.Case) -> None:
             response = case.call(base_url=live_server, headers=alice.bearer, timeout=30)
             case.validate_response(response, checks=CHECKS)
+            if _opaque(case):
+                return
             try:
                 case.validate_response(response, checks=DATA_CHECKS)
             except (Exception, BaseExceptionGroup):
                 label = f"{case.operation.method.upper()} {case.operation.path}"
-                if label not in DATA_CHECK_GAPS and STRICT_DATA:
+                if label not in DATA_CHECK_GAPS:
                     raise
                 gaps_hit.add(label)
 
@@ -178,5 +149,5 @@ def test_every_operation_conforms_to_the_published_document(live_server: str, ma
     if report := os.environ.get("CORRAL_SCHEMATHESIS_GAPS_REPORT"):  # which gaps still show, to shrink the list
         with open(report, "a") as out:
             out.writelines(f"{label}\n" for label in sorted(gaps_hit))
-    assert DATA_CHECK_GAPS <= labels, f"no longer in the document: {sorted(DATA_CHECK_GAPS - labels)}"
+    assert DATA_CHECK_GAPS.keys() <= labels, f"no longer in the document: {sorted(DATA_CHECK_GAPS.keys() - labels)}"
     assert not failures, "\n\n".join(failures)

@@ -144,9 +144,9 @@ def test_sessions_are_listed_revoked_and_signed_out(client, app, alice, make_use
     assert r.status_code == 204
     assert any(c.startswith("corral_session=") and "Max-Age=0" in c for c in r.headers.get_list("set-cookie"))
     assert client.get("/api/v1/me").status_code == 401
-    # With a bearer token there is no session to sign out of.
+    # With a bearer token there is no current session to sign out of: not found, saying why.
     r = TestClient(app).delete("/api/v1/sessions/current", headers=alice.bearer)
-    assert r.status_code == 400
+    assert r.status_code == 404 and "no current session" in r.json()["message"]
 
 
 def test_expired_sessions_end(settings: Settings, db, alice) -> None:  # type: ignore[no-untyped-def]

@@ -31,7 +31,8 @@ router = APIRouter(prefix="/api/v1/datasets", tags=["datasets"], route_class=Cor
 admin_router = APIRouter(prefix="/api/v1/admin/datasets", tags=["admin"], route_class=CorralRoute)
 
 Ref = Annotated[str, Path(description="The dataset's id, or its exact title.")]
-DataType = Annotated[str | None, Query(description="Only rows of this data type (image, video, …).")]
+DataType = Annotated[str | None, Query(description="Only rows of this data type (image, video, …).",
+                                       json_schema_extra={"enum": [*dataset_rows.DATA_TYPES, None]})]
 TitleFilter = Annotated[str | None, Query(description="Only rows whose title contains this (any case).")]
 
 

@@ -11,7 +11,8 @@ import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Query
+from fastapi import APIRouter, Query
+from pydantic import Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
@@ -20,7 +21,7 @@ from corral import errors
 from corral.api import encord_dto as dto
 from corral.api.deps import AppContext, Ctx, CurrentPrincipal
 from corral.api.parsing import CorralRoute, org_access
-from corral.api.routes.encord_rpc import RpcCall, operations, refuse_unsupported
+from corral.api.routes.encord_rpc import RpcCall, SdkBody, SdkOptions, operations, refuse_unsupported
 from corral.api.routes.encord_storage import manifest_bytes, upload_job_state
 from corral.core import dataset_rows, datasets, folders, items
 from corral.core.datasets import Duplicates
@@ -45,22 +46,23 @@ def _utc(value: datetime | None) -> datetime | None:
 # -- v2 -----------------------------------------------------------------------------------------
 
 
-@router.post("", summary="Create a dataset (SDK create_dataset)")
-async def create_dataset(
-    ctx: Ctx, principal: CurrentPrincipal, body: Annotated[dict[str, Any], Body()]
-) -> dict[str, Any]:
-    title = body.get("title")
-    if not isinstance(title, str):
-        raise errors.InvalidInput("title is required")
+class SdkDatasetCreate(SdkBody):
+    title: str = Field(json_schema_extra={"pattern": datasets.TITLE_PATTERN},
+                       description=f"1-{datasets.MAX_TITLE} characters once stripped.")
+    description: str | None = Field(None, max_length=datasets.MAX_DESCRIPTION)
+    create_backing_folder: bool | None = None
 
+
+@router.post("", summary="Create a dataset (SDK create_dataset)")
+async def create_dataset(ctx: Ctx, principal: CurrentPrincipal, body: SdkDatasetCreate) -> dict[str, Any]:
     def write() -> dict[str, Any]:
         with ctx.db.write() as s:
             row = datasets.create(
                 s,
                 principal,
-                title,
-                body.get("description") or "",
-                backing_folder=bool(body.get("createBackingFolder")),
+                body.title,
+                body.description or "",
+                backing_folder=bool(body.create_backing_folder),
             )
             folder = row.backing_folder_id
             return {"datasetUuid": str(row.id), "backingFolderUuid": str(folder) if folder else None}
@@ -486,14 +488,16 @@ async def list_dataset_users(ctx: Ctx, principal: CurrentPrincipal, dataset_id: 
     return await run_in_threadpool(read)
 
 
+class RemoveUsers(SdkOptions):
+    call = "Dataset.remove_users"
+    user_emails: list[str] = Field(description="The users' e-mail addresses.")
+
+
 @router.post("/{dataset_id}/users/bulk-delete", summary="Take users' roles away (SDK Dataset.remove_users)")
 async def remove_dataset_users(
-    ctx: Ctx, principal: CurrentPrincipal, dataset_id: uuid.UUID, body: Annotated[dict[str, Any], Body()]
+    ctx: Ctx, principal: CurrentPrincipal, dataset_id: uuid.UUID, body: RemoveUsers
 ) -> None:
-    refuse_unsupported("Dataset.remove_users", body, {"userEmails"})
-    emails = body.get("userEmails")
-    if not isinstance(emails, list) or not all(isinstance(e, str) for e in emails):
-        raise errors.InvalidInput("userEmails must be a list of e-mail addresses")
+    emails = body.user_emails
 
     def write() -> None:
         with ctx.db.write() as s:

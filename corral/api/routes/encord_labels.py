@@ -9,16 +9,18 @@ v2 REST: ``POST /v2/public/ontologies``, ``GET /v2/public/ontologies/{id}``,
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Depends, Query
+from pydantic import Field
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from corral import errors
 from corral.api.deps import AppContext, Ctx, CurrentPrincipal
+from corral.api.openapi import ANY_JSON, ONLY_EMPTY_LIST, ONLY_EMPTY_TEXT
 from corral.api.parsing import CorralRoute, org_access
-from corral.api.routes.encord_rpc import RpcCall, operations, refuse_unsupported
+from corral.api.routes.encord_rpc import RpcCall, SdkOptions, operations, refuse_unsupported
 from corral.core import filters, items
 from corral.core.identity import Principal
 from corral.core.labels import label_rows, ontologies, projects, workflow
@@ -146,8 +148,10 @@ async def list_projects(
     principal: CurrentPrincipal,
     where: ListingFilter,
     include_org_access: Annotated[bool, Query(alias="includeOrgAccess")] = False,
-    tags_anyof: Annotated[list[str] | None, Query(alias="tagsAnyof")] = None,
-    page_token: Annotated[str | None, Query(alias="pageToken")] = None,
+    tags_anyof: Annotated[
+        list[str] | None, Query(alias="tagsAnyof", json_schema_extra=ONLY_EMPTY_LIST)
+    ] = None,
+    page_token: Annotated[str | None, Query(alias="pageToken", json_schema_extra=ONLY_EMPTY_TEXT)] = None,
 ) -> dict[str, Any]:
     """Admins see every project, as ``includeOrgAccess`` asks (refused for anyone else).  One page
     holds them all."""
@@ -417,7 +421,7 @@ def add_project_users(ctx: AppContext, principal: Principal, call: RpcCall) -> l
 @router.get("/projects/{project_id}/users", summary="A project's members (SDK Project.list_users())")
 async def list_project_users(
     ctx: Ctx, principal: CurrentPrincipal, project_id: str,
-    page_token: Annotated[str | None, Query(alias="pageToken")] = None,
+    page_token: Annotated[str | None, Query(alias="pageToken", json_schema_extra=ONLY_EMPTY_TEXT)] = None,
 ) -> dict[str, Any]:
     if page_token:
         raise errors.InvalidInput("pageToken: corral answers every member in one page")
@@ -431,15 +435,18 @@ async def list_project_users(
     return await run_in_threadpool(read)
 
 
+class RemoveProjectUsers(SdkOptions):
+    call = "Project.remove_users"
+    user_emails: list[str] = Field(max_length=projects.MAX_USERS)
+
+
 @router.post("/projects/{project_id}/users/bulk-delete", summary="Remove members (SDK remove_users())")
 async def remove_project_users(
-    ctx: Ctx, principal: CurrentPrincipal, project_id: str, body: Annotated[dict[str, Any], Body()]
+    ctx: Ctx, principal: CurrentPrincipal, project_id: str, body: RemoveProjectUsers
 ) -> None:
-    refuse_unsupported("Project.remove_users", body, {"userEmails"})
-
     def write() -> None:
         with ctx.db.write() as s:
-            projects.remove_users(s, principal, project_id, body.get("userEmails"))
+            projects.remove_users(s, principal, project_id, body.user_emails)
 
     await run_in_threadpool(write)
 
@@ -494,24 +501,37 @@ async def list_tasks(
     return await run_in_threadpool(read)
 
 
+class TaskAction(SdkOptions):
+    call = "task action"
+    task_uuid: str
+    action: Literal[*sorted({a for stage in workflow.ACTIONS.values() for a in stage})]  # type: ignore[valid-type]
+    assignee: str | None = None
+    retain_assignee: bool | None = None
+    # corral keeps no label reviews, so there are none to resolve, approve or reject: any value
+    resolve_label_reviews: Any = Field(None, json_schema_extra=ANY_JSON)
+    approve_label_reviews: Any = Field(None, json_schema_extra=ANY_JSON)
+    reject_label_reviews: Any = Field(None, json_schema_extra=ANY_JSON)
+
+
+class MoveTasks(SdkOptions):
+    call = "move tasks"
+    task_uuids: list[str] = Field(min_length=1, max_length=workflow.MAX_TASKS)
+    destination_stage_uuid: str
+
+
 @router.post(
     "/projects/{project_id}/workflow/stages/{stage_id}/actions",
     summary="Assign, release, submit, approve or reject tasks (SDK AnnotationTask/ReviewTask actions)",
 )
 async def task_actions(
     ctx: Ctx, principal: CurrentPrincipal, project_id: str, stage_id: str,
-    body: Annotated[list[dict[str, Any]], Body()],
+    body: Annotated[list[TaskAction], Body()],
 ) -> None:
     actions = []
-    for n, raw in enumerate(body):
-        # resolve/approve/rejectLabelReviews: corral keeps no label reviews, so there are none to act on
-        refuse_unsupported(f"task action [{n}]", raw,
-                           {"taskUuid", "action", "assignee", "retainAssignee", "resolveLabelReviews",
-                            "approveLabelReviews", "rejectLabelReviews"})
-        ident = _ids([raw.get("taskUuid")], "task")
+    for raw in body:
+        ident = _ids([raw.task_uuid], "task")
         assert ident is not None
-        actions.append(workflow.Action(ident[0], str(raw.get("action")), raw.get("assignee"),
-                                       bool(raw.get("retainAssignee"))))
+        actions.append(workflow.Action(ident[0], raw.action, raw.assignee, bool(raw.retain_assignee)))
 
     def write() -> None:
         with ctx.db.write() as s:
@@ -526,14 +546,13 @@ async def task_actions(
 )
 async def move_tasks(
     ctx: Ctx, principal: CurrentPrincipal, project_id: str, stage_id: str,
-    body: Annotated[dict[str, Any], Body()],
+    body: MoveTasks,
 ) -> None:
-    refuse_unsupported("move tasks", body, {"taskUuids", "destinationStageUuid"})
-    ids = _ids(body.get("taskUuids"), "task") or []
+    ids = _ids(body.task_uuids, "task") or []
 
     def write() -> None:
         with ctx.db.write() as s:
-            workflow.move(s, principal, project_id, stage_id, body.get("destinationStageUuid"), ids)
+            workflow.move(s, principal, project_id, stage_id, body.destination_stage_uuid, ids)
 
     await run_in_threadpool(write)
 

@@ -10,13 +10,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from fastapi import APIRouter, Request
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic.alias_generators import to_camel
 from starlette.concurrency import run_in_threadpool
 
-from corral import jsoncodec
 from corral.api.deps import AppContext, Ctx, CurrentPrincipal
+from corral.api.openapi import ANY_JSON, OFF_VALUE
 from corral.api.parsing import CorralRoute
 from corral.core.identity import Principal
 from corral.errors import InvalidInput, NotSupported
@@ -39,32 +41,43 @@ operations: dict[tuple[str, str], Handler] = {}
 router = APIRouter(tags=["encord-compatible"], route_class=CorralRoute)
 
 
+def is_off(value: Any) -> bool:
+    """None, false, [] or {} (not 0, which equals False in Python but is not one in JSON)."""
+    return value is None or value is False or (isinstance(value, (list, dict)) and not value)
+
+
 def refuse_unsupported(where: str, options: dict[str, Any], supported: set[str]) -> None:
     """Refuse (400, naming them) the options of an SDK call that corral does not implement.
 
     An option left at its "off" value (None, False, an empty list) asks for nothing and passes.
     """
-    off: tuple[Any, ...] = (None, False, [], {})
-    unsupported = sorted(k for k, v in options.items() if k not in supported and v not in off)
+    unsupported = sorted(k for k, v in options.items() if k not in supported and not is_off(v))
     if unsupported:
         shown = ", ".join(f"{k}={options[k]!r}" for k in unsupported)
         raise InvalidInput(f"{where}: corral does not support the option(s) {shown}")
 
 
-def _parse(body: bytes, request: Request, scope: str) -> RpcCall:
-    doc = jsoncodec.parse(body)  # the one set of rules: depth, numbers, surrogates, NUL
-    if not isinstance(doc, dict) or not isinstance(doc.get("values", {}), dict):
-        raise InvalidInput("expected {\"query_type\", \"query_method\", \"values\": {\"uid\", \"payload\"}}")
-    qt, qm = doc.get("query_type"), doc.get("query_method")
-    if not isinstance(qt, str) or not isinstance(qm, str):
-        raise InvalidInput("query_type and query_method must be strings")
-    values = doc.get("values") or {}
-    return RpcCall(qt, qm.upper(), values.get("uid"), values.get("payload"),
-                   request.headers.get("resourcetype", ""), request.headers.get("resourceid", ""), scope)
+class RpcValues(BaseModel):
+    uid: Any = Field(None, json_schema_extra=ANY_JSON, description="The resource or resources it concerns.")
+    payload: Any = Field(None, json_schema_extra=ANY_JSON, description="The operation's arguments.")
 
 
-async def _dispatch(request: Request, ctx: AppContext, principal: Principal, scope: str) -> dict[str, Any]:
-    call = _parse(await request.body(), request, scope)
+class RpcEnvelope(BaseModel):
+    """Every v1 call (read as JSON under the one set of rules: depth, numbers, surrogates, NUL).
+    What ``uid`` and ``payload`` hold depends on the operation, which its handler checks."""
+
+    query_type: str = Field(description="The resource kind, e.g. project, labelrow.")
+    query_method: str = Field(description="GET, POST, PUT or DELETE (any case).")
+    values: RpcValues = Field(default_factory=RpcValues)
+
+
+def _call(envelope: RpcEnvelope, request: Request, scope: str) -> RpcCall:
+    return RpcCall(envelope.query_type, envelope.query_method.upper(), envelope.values.uid,
+                   envelope.values.payload, request.headers.get("resourcetype", ""),
+                   request.headers.get("resourceid", ""), scope)
+
+
+async def _dispatch(call: RpcCall, ctx: AppContext, principal: Principal) -> dict[str, Any]:
     handler = operations.get((call.query_type, call.query_method))
     if handler is None:
         raise NotSupported(
@@ -76,10 +89,35 @@ async def _dispatch(request: Request, ctx: AppContext, principal: Principal, sco
 
 
 @router.post("/public", summary="Encord v1 RPC (resource-scoped)")
-async def rpc_resource(request: Request, ctx: Ctx, principal: CurrentPrincipal) -> dict[str, Any]:
-    return await _dispatch(request, ctx, principal, "resource")
+async def rpc_resource(
+    request: Request, ctx: Ctx, principal: CurrentPrincipal, envelope: RpcEnvelope
+) -> dict[str, Any]:
+    return await _dispatch(_call(envelope, request, "resource"), ctx, principal)
 
 
 @router.post("/public/user", summary="Encord v1 RPC (user-scoped)")
-async def rpc_user(request: Request, ctx: Ctx, principal: CurrentPrincipal) -> dict[str, Any]:
-    return await _dispatch(request, ctx, principal, "user")
+async def rpc_user(
+    request: Request, ctx: Ctx, principal: CurrentPrincipal, envelope: RpcEnvelope
+) -> dict[str, Any]:
+    return await _dispatch(_call(envelope, request, "user"), ctx, principal)
+
+
+class SdkBody(BaseModel):
+    """A JSON body of an Encord SDK call: the fields corral reads, typed and checked by pydantic,
+    with the SDK's camelCase names.  Other keys are ignored (the SDK sends analytics flags and
+    options that change nothing), and the document says they may be any JSON value."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="allow")
+
+
+class SdkOptions(SdkBody):
+    """An SDK body whose other keys are options corral does not implement: each is refused
+    (``refuse_unsupported``) unless it asks for nothing, which is what the document publishes."""
+
+    model_config = ConfigDict(json_schema_extra={"additionalProperties": OFF_VALUE})
+    call: ClassVar[str] = "body"
+
+    @model_validator(mode="after")
+    def _refuse_options(self) -> SdkOptions:
+        refuse_unsupported(self.call, self.model_extra or {}, set())
+        return self

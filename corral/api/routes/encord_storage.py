@@ -9,6 +9,7 @@ import uuid
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Depends, Query
+from pydantic import Field
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
@@ -16,7 +17,9 @@ from corral import errors, jsoncodec
 from corral.api import encord_dto as dto
 from corral.api.deps import AppContext, Ctx, CurrentPrincipal
 from corral.api.longpoll import hold_until
+from corral.api.openapi import CLIENT_METADATA, OFF_VALUE, ONLY_EMPTY_LIST, ONLY_FALSE, one_of_each
 from corral.api.parsing import CorralRoute, org_access, refuse_unless_default
+from corral.api.routes.encord_rpc import SdkBody, is_off
 from corral.core import folders, items, pagination
 from corral.core.identity import Principal
 from corral.core.items import ItemView
@@ -47,7 +50,9 @@ def _item_options(
 def _folder_options(
     principal: CurrentPrincipal,
     include_org_access: Annotated[Bool, Query(alias="includeOrgAccess")] = None,
-    tags: Annotated[list[str] | None, Query(alias="organisationTagNamesAllof")] = None,
+    tags: Annotated[
+        list[str] | None, Query(alias="organisationTagNamesAllof", json_schema_extra=ONLY_EMPTY_LIST)
+    ] = None,
 ) -> None:
     """Options the SDK sends to every folder listing: ``org_access`` (as for items) and
     ``organisation_tags_allof`` (corral has no organisation tags: refused unless empty)."""
@@ -94,16 +99,22 @@ def _page(results: list[dict[str, Any]], token: str | None) -> dict[str, Any]:
 # -- folders ----------------------------------------------------------------------------------
 
 
+class SdkFolderCreate(SdkBody):
+    name: str = Field(json_schema_extra={"pattern": folders.NAME_PATTERN})
+    description: str | None = Field(None, max_length=folders.MAX_DESCRIPTION)
+    parent: str | None = Field(None, description="The parent folder's id; none: at the top.")
+    client_metadata: Any = Field(None, json_schema_extra=CLIENT_METADATA)
+    cloud_synced_folder_params: Any = Field(
+        None, json_schema_extra=OFF_VALUE, description="Cloud-synced folders are not supported by corral."
+    )
+
+
 @router.post("/folders", summary="Create a folder (SDK create_storage_folder)")
-async def create_folder(
-    ctx: Ctx, principal: CurrentPrincipal, body: Annotated[dict[str, Any], Body()]
-) -> dict[str, Any]:
-    if body.get("cloudSyncedFolderParams"):
+async def create_folder(ctx: Ctx, principal: CurrentPrincipal, body: SdkFolderCreate) -> dict[str, Any]:
+    if not is_off(body.cloud_synced_folder_params):
         raise errors.InvalidInput("cloud-synced folders are not supported by corral")
-    name, parent = body.get("name"), body.get("parent")
-    if not isinstance(name, str):
-        raise errors.InvalidInput("name is required")
-    metadata = _metadata(body.get("clientMetadata"))
+    name, parent = body.name, body.parent
+    metadata = _metadata(body.client_metadata)
 
     def write() -> dict[str, Any]:
         with ctx.db.write() as s:
@@ -115,7 +126,7 @@ async def create_folder(
                 principal,
                 name,
                 parent=parent,
-                description=body.get("description") or "",
+                description=body.description or "",
                 client_metadata=checked,
             )
             return dto.storage_folders(s, principal, [row])[0]
@@ -167,7 +178,7 @@ async def list_folders(
     ctx: Ctx,
     principal: CurrentPrincipal,
     search: str | None = None,
-    is_recursive: Annotated[bool, Query(alias="isRecursive")] = False,
+    is_recursive: Annotated[bool, Query(alias="isRecursive", json_schema_extra=ONLY_FALSE)] = False,
     dataset_synced: Annotated[Bool, Query(alias="datasetSynced")] = None,
     order: Order = "name",
     desc: bool = False,
@@ -194,7 +205,7 @@ async def list_subfolders(
     principal: CurrentPrincipal,
     folder_id: uuid.UUID,
     search: str | None = None,
-    is_recursive: Annotated[bool, Query(alias="isRecursive")] = False,
+    is_recursive: Annotated[bool, Query(alias="isRecursive", json_schema_extra=ONLY_FALSE)] = False,
     dataset_synced: Annotated[Bool, Query(alias="datasetSynced")] = None,
     order: Order = "name",
     desc: bool = False,
@@ -279,14 +290,18 @@ async def list_items(
     search: str | None = None,
     is_recursive: Annotated[bool, Query(alias="isRecursive")] = False,
     is_in_dataset: Annotated[Bool, Query(alias="isInDataset")] = None,
-    item_types: Annotated[list[str] | None, Query(alias="itemTypes")] = None,
+    item_types: Annotated[
+        list[str] | None, Query(alias="itemTypes", json_schema_extra=one_of_each(dto.CORRAL_TYPES))
+    ] = None,
     order: Order = "name",
     desc: bool = False,
     page_token: Annotated[str | None, Query(alias="pageToken")] = None,
     page_size: Annotated[int, Query(alias="pageSize", ge=1, le=pagination.MAX_PAGE_SIZE)] = 100,
     sign_urls: Annotated[bool, Query(alias="signUrls")] = False,
     include_metadata: Annotated[bool, Query(alias="includeClientMetadata")] = True,
-    metadata_as_url: Annotated[bool, Query(alias="clientMetadataAsSignedUrl")] = False,
+    metadata_as_url: Annotated[
+        bool, Query(alias="clientMetadataAsSignedUrl", json_schema_extra=ONLY_FALSE)
+    ] = False,
 ) -> dict[str, Any]:
     if metadata_as_url:
         raise errors.InvalidInput(
@@ -321,7 +336,9 @@ async def find_items(
     is_recursive: Annotated[bool, Query(alias="isRecursive",
                                         description="Either value: a search spans every folder.")] = False,
     is_in_dataset: Annotated[Bool, Query(alias="isInDataset")] = None,
-    item_types: Annotated[list[str] | None, Query(alias="itemTypes")] = None,
+    item_types: Annotated[
+        list[str] | None, Query(alias="itemTypes", json_schema_extra=one_of_each(dto.CORRAL_TYPES))
+    ] = None,
     order: Order = "name",
     desc: bool = False,
     page_token: Annotated[str | None, Query(alias="pageToken")] = None,
@@ -481,17 +498,21 @@ async def cancel_upload_job(
     return {"unitsCancelledCount": n}
 
 
+class SignedUrlsRequest(SdkBody):
+    count: int = Field(1, ge=1, le=MAX_SIGNED_URLS)
+    item_type: str | None = Field(None, json_schema_extra={"pattern": uploads.FILENAME_PATTERN},
+                                  description="A file name or kind; the object key ends with it.")
+
+
 @router.post(
     "/folders/{folder_id}/upload-signed-urls",
     summary="Signed PUT URLs for local files (SDK StorageFolder.upload_image and friends)",
 )
 async def upload_signed_urls(
-    ctx: Ctx, principal: CurrentPrincipal, folder_id: uuid.UUID, body: Annotated[dict[str, Any], Body()]
+    ctx: Ctx, principal: CurrentPrincipal, folder_id: uuid.UUID, body: SignedUrlsRequest
 ) -> dict[str, Any]:
-    count = body.get("count", 1)
-    if not isinstance(count, int) or not 1 <= count <= MAX_SIGNED_URLS:
-        raise errors.InvalidInput(f"count must be 1 to {MAX_SIGNED_URLS}")
-    kind = str(body.get("itemType") or "file")
+    count = body.count
+    kind = body.item_type or "file"
 
     def check() -> None:
         with ctx.db.read() as s:
@@ -524,10 +545,10 @@ async def _tickets(ctx: AppContext, principal: Principal, kind: str, count: int)
 async def presigned_urls(
     ctx: Ctx,
     principal: CurrentPrincipal,
-    count: int = 1,
-    upload_item_type: Annotated[str, Query(alias="uploadItemType")] = "file",
+    count: Annotated[int, Query(ge=1, le=MAX_SIGNED_URLS)] = 1,
+    upload_item_type: Annotated[
+        str, Query(alias="uploadItemType", json_schema_extra={"pattern": uploads.FILENAME_PATTERN})
+    ] = "file",
 ) -> dict[str, Any]:
     """The file is registered later, into the folder the upload job names (checked then)."""
-    if not 1 <= count <= MAX_SIGNED_URLS:
-        raise errors.InvalidInput(f"count must be 1 to {MAX_SIGNED_URLS}")
     return _page(await _tickets(ctx, principal, upload_item_type, count), None)

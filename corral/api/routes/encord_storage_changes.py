@@ -37,16 +37,11 @@ _UUID: dict[str, Any] = {"type": "string", "format": "uuid"}
 _UUIDS: dict[str, Any] = {"type": "array", "items": _UUID, "minItems": 1, "maxItems": MAX_PATCHES}
 
 
-def _patch_schema(name_pattern: str, max_name: int, max_description: int) -> dict[str, Any]:
+def _patch_schema(name_pattern: str, max_description: int) -> dict[str, Any]:
     return {
         "type": "object",
         "properties": {
-            "name": {
-                "type": ["string", "null"],
-                "minLength": 1,
-                "maxLength": max_name,
-                "pattern": name_pattern,
-            },
+            "name": {"type": ["string", "null"], "pattern": name_pattern},
             "description": {
                 "type": ["string", "null"],
                 "maxLength": max_description,
@@ -62,10 +57,8 @@ def _patch_schema(name_pattern: str, max_name: int, max_description: int) -> dic
     }
 
 
-_FOLDER_PATCH_SCHEMA = _patch_schema(
-    "^\\s*[^\\s/\\x00][^/\\x00]*$", folders.MAX_NAME, folders.MAX_DESCRIPTION
-)
-_ITEM_PATCH_SCHEMA = _patch_schema("^\\s*[^\\s\\x00][^\\x00]*$", items.MAX_NAME, items.MAX_DESCRIPTION)
+_FOLDER_PATCH_SCHEMA = _patch_schema(folders.NAME_PATTERN, folders.MAX_DESCRIPTION)
+_ITEM_PATCH_SCHEMA = _patch_schema(items.NAME_PATTERN, items.MAX_DESCRIPTION)
 
 
 def _bulk_schema(key: str, patch: dict[str, Any]) -> dict[str, Any]:
@@ -195,6 +188,7 @@ async def move_folders(
 @router.patch(
     "/folders/{folder_id}",
     summary="Change a folder's name, description or metadata (SDK StorageFolder.update)",
+    openapi_extra=json_body(_FOLDER_PATCH_SCHEMA),
 )
 async def patch_folder(
     ctx: Ctx, principal: CurrentPrincipal, folder_id: uuid.UUID, body: Annotated[dict[str, Any], Body()]

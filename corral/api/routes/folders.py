@@ -24,8 +24,9 @@ router = APIRouter(prefix="/api/v1/folders", tags=["folders"], route_class=Corra
 
 
 class FolderCreate(BaseModel):
-    path: str = Field(description='Where to create it, e.g. "projects/cats" (parents are created too).')
-    description: str = ""
+    path: str = Field(description='Where to create it, e.g. "projects/cats" (parents are created too).',
+                      json_schema_extra={"pattern": folders.PATH_PATTERN})
+    description: str = Field("", max_length=folders.MAX_DESCRIPTION)
     client_metadata: dict[str, Any] | None = Field(
         None, description="Custom metadata, checked against the organisation's metadata schema."
     )

@@ -14,6 +14,7 @@ from starlette.concurrency import run_in_threadpool
 
 from corral import errors
 from corral.api.deps import Ctx, CurrentPrincipal
+from corral.api.openapi import comma_separated
 from corral.api.parsing import CorralRoute
 from corral.core import items, thumbnails
 from corral.core.items import ItemView
@@ -123,7 +124,8 @@ class ItemDeleted(BaseModel):
 
 
 class UploadCreate(BaseModel):
-    filename: str = Field(description="The file's name; the object key ends with it.")
+    filename: str = Field(description="The file's name; the object key ends with it.",
+                          json_schema_extra={"pattern": uploads.FILENAME_PATTERN})
     content_type: str | None = Field(None, description="Send the same Content-Type with the PUT.")
 
 
@@ -161,7 +163,8 @@ async def list_items(
     principal: CurrentPrincipal,
     folder: Annotated[str, Query(description="The folder's id or path.")],
     type: Annotated[
-        list[str] | None, Query(description="Only these types (repeat, or comma-separated).")
+        list[str] | None, Query(description="Only these types (repeat, or comma-separated).",
+              json_schema_extra=comma_separated(items.ITEM_TYPES))
     ] = None,
     q: Annotated[str, Query(description="Part of the name, any case.")] = "",
     order: Literal["name", "created_at", "size"] = "name",
@@ -219,7 +222,8 @@ async def item_window(
     ] = 0,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = 100,
     type: Annotated[
-        list[str] | None, Query(description="Only these types (repeat, or comma-separated).")
+        list[str] | None, Query(description="Only these types (repeat, or comma-separated).",
+              json_schema_extra=comma_separated(items.ITEM_TYPES))
     ] = None,
     q: Annotated[str, Query(description="Part of the name, any case.")] = "",
     order: Literal["name", "created_at"] = "name",

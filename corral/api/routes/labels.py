@@ -16,6 +16,7 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from corral.api.deps import Ctx, CurrentPrincipal
+from corral.api.openapi import one_of_each
 from corral.api.parsing import CorralRoute
 from corral.core.identity import Principal
 from corral.core.labels import label_rows, ontologies, projects
@@ -142,7 +143,10 @@ async def list_project_label_rows(
     ctx: Ctx,
     principal: CurrentPrincipal,
     project_id: ProjectId,
-    label_status: Annotated[list[str] | None, Query(description=_STATUSES)] = None,
+    label_status: Annotated[
+        list[str] | None,
+        Query(description=_STATUSES, json_schema_extra=one_of_each(label_rows.LABEL_STATUSES)),
+    ] = None,
     data_title: Annotated[str | None, Query(description="Only the unit with exactly this title.")] = None,
     offset: Annotated[int, Query(ge=0)] = 0,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE, description=f"1 to {MAX_PAGE}.")] = 100,

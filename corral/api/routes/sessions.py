@@ -11,7 +11,7 @@ import uuid
 from datetime import datetime, timedelta
 
 from fastapi import APIRouter, Request, Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from corral.api import session_auth
@@ -20,12 +20,20 @@ from corral.api.docs import OPEN
 from corral.api.parsing import CorralRoute
 from corral.core import sessions
 from corral.db.tables import Organisation, WebSession
-from corral.errors import AuthenticationFailed, ErrorDetail, ValidationFailed
+from corral.errors import AuthenticationFailed, ErrorDetail, NotFound, ValidationFailed
 
 router = APIRouter(prefix="/api/v1/sessions", tags=["identity"], route_class=CorralRoute)
 
 
 class SignIn(BaseModel):
+    # What sign_in checks, published: e-mail and password (both non-empty) without a token, or
+    # no e-mail and no password (a token, or nothing at all, which is a 401).
+    model_config = ConfigDict(json_schema_extra={"anyOf": [
+        {"required": ["email", "password"],
+         "properties": {"email": {"type": "string", "minLength": 1},
+                        "password": {"type": "string", "minLength": 1}, "token": {"type": "null"}}},
+        {"properties": {"email": {"type": "null"}, "password": {"type": "null"}}},
+    ]})
     email: str | None = Field(None, max_length=320, description="With password.")
     password: str | None = Field(
         None, max_length=sessions.MAX_PASSWORD, description="Set with `corral user set-password`."
@@ -112,9 +120,9 @@ async def list_sessions(ctx: Ctx, principal: CurrentPrincipal) -> list[SessionPu
 @router.delete("/current", status_code=204, summary="Sign out: end this session and clear its cookies")
 async def sign_out(ctx: Ctx, principal: CurrentPrincipal, request: Request) -> Response:
     if principal.session_id is None:
-        raise ValidationFailed(
-            "this request did not come with a web session, so there is nothing to sign out of"
-        )
+        # a request signed with an API token has no current session: nothing to end here
+        raise NotFound("this request did not come with a web session, so there is no current session "
+                       "to sign out of (an API token is revoked with DELETE /api/v1/tokens/{id})")
     session_id = principal.session_id
 
     def write() -> None:

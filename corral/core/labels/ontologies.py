@@ -6,6 +6,7 @@ document is checked (``corral.core.labels.ontology.read``) and then stored as se
 
 from __future__ import annotations
 
+import re
 import uuid
 from typing import Any
 
@@ -13,7 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from corral import errors
-from corral.core import filters
+from corral.core import filters, text_rules
 from corral.core.identity import Principal
 from corral.core.labels import ontology
 from corral.db.tables import LabelRow, Ontology, Project
@@ -22,10 +23,11 @@ from corral.errors import ErrorDetail
 
 MAX_TITLE = 300
 MAX_DESCRIPTION = 10_000
+TITLE_PATTERN = text_rules.stripped(MAX_TITLE)
 
 
 def check_text(kind: str, title: Any, description: Any) -> tuple[str, str]:
-    if not isinstance(title, str) or not title.strip() or len(title.strip()) > MAX_TITLE:
+    if not isinstance(title, str) or not re.search(TITLE_PATTERN, title):
         message = f"a {kind} title is 1-{MAX_TITLE} characters, not blank"
         raise errors.ValidationFailed(message, details=[ErrorDetail(message, field="title")])
     description = description or ""
