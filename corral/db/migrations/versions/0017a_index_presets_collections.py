@@ -6,7 +6,7 @@ top-level folder.  ``request_key`` (unique per organisation) turns a retried cre
 first attempt's answer.
 
 Revision ID: 0017a
-Revises: 0012
+Revises: 0021a
 Create Date: 2026-12-03 12:20:00
 """
 
@@ -20,7 +20,7 @@ from alembic import op
 import corral.db.types
 
 revision = '0017a'
-down_revision = '0012'
+down_revision = '0021a'
 branch_labels = None
 depends_on = None
 
