@@ -16,12 +16,29 @@ from __future__ import annotations
 import base64
 import json
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Integer, Select, and_, case, cast, func, or_, select
+from sqlalchemy import (
+    Column,
+    ColumnElement,
+    Integer,
+    MetaData,
+    Select,
+    String,
+    Table,
+    Uuid,
+    and_,
+    case,
+    cast,
+    func,
+    insert,
+    or_,
+    select,
+)
 from sqlalchemy.orm import Session, aliased
 
 from corral import errors
@@ -361,7 +378,12 @@ def facets(
     buckets: int = 10,
 ) -> list[dict[str, Any]]:
     """Per key: value counts (top ``top``) for enum, boolean, varchar and uuid keys and the item
-    type (``@type``); a histogram of ``buckets`` equal ranges for number and datetime keys."""
+    type (``@type``); a histogram of ``buckets`` equal ranges for number and datetime keys.
+
+    The matching items are read once, into a temporary table of their ids (and types); then one
+    statement reads every key's values of those items (one primary-key range of ``item_meta`` per
+    item, not one probe per item and key) for the histograms' ranges, and one more counts every
+    key's values or buckets, keeping each key's top rows."""
     if not 1 <= len(names) <= MAX_FACETS:
         raise _bad("keys", f"ask for 1 to {MAX_FACETS} facets, got {len(names)}")
     if not 1 <= top <= MAX_TOP:
@@ -369,47 +391,120 @@ def facets(
     if not 1 <= buckets <= MAX_BUCKETS:
         raise _bad("buckets", f"buckets is 1 to {MAX_BUCKETS}")
     prepared = prepare(s, principal, filter_)
-    matching = select(Item.id).where(*prepared.where)
-    out = []
+    wanted: list[index_keys.Key | None] = []
     for i, name in enumerate(names):
         if name == "@type":
-            rows = s.execute(
-                select(Item.item_type, func.count()).where(*prepared.where).group_by(Item.item_type)
-                .order_by(func.count().desc(), Item.item_type).limit(top)
-            ).all()
-            out.append({"key": name, "kind": "type", "values": [{"value": v, "count": c} for v, c in rows]})
+            wanted.append(None)
             continue
         key = prepared.catalog.key(name, f"keys[{i}]")
-        scope = [ItemMeta.key_id == key.id, value_column(key).is_not(None), ItemMeta.item_id.in_(matching)]
-        if key.kind in ("number", "datetime"):
-            out.append(_histogram(s, key, scope, buckets))
-        elif key.kind == "text":
+        if key.kind == "text":
             raise _bad(f"keys[{i}]", f"{name!r} is a text key: facets count enum, boolean, varchar and "
                        "uuid values, and bucket numbers and datetimes")
+        wanted.append(key)
+    with _matching(s, prepared.where) as matching:
+        return _facets(s, matching, names, wanted, top, buckets)
+
+
+@contextmanager
+def _matching(s: Session, where: list[ColumnElement[bool]]) -> Iterator[Table]:
+    """A temporary table of the matching items' ids and types, dropped on the way out."""
+    table = Table(
+        f"corral_matching_{uuid.uuid4().hex[:12]}", MetaData(),
+        Column("id", Uuid, primary_key=True), Column("item_type", String(32)),
+        prefixes=["TEMPORARY"],
+    )
+    connection = s.connection()
+    table.create(connection)
+    try:
+        rows = select(Item.id, Item.item_type).where(*where)
+        s.execute(insert(table).from_select(["id", "item_type"], rows))
+        yield table
+    except BaseException:
+        # after a database error PostgreSQL refuses the drop until the rollback, which drops the
+        # table anyway (its creation is part of the transaction, on SQLite too)
+        with suppress(Exception):
+            table.drop(connection)
+        raise
+    table.drop(connection)
+
+
+def _facets(
+    s: Session, matching: Table, names: list[str], wanted: list[index_keys.Key | None], top: int, n: int
+) -> list[dict[str, Any]]:
+    pg = s.get_bind().dialect.name == "postgresql"
+    keys = {k.id: k for k in wanted if k is not None}
+    numeric = [k for k in keys.values() if k.kind in ("number", "datetime")]
+    # each matching item's values: one primary-key range of item_meta per item, the matching ids
+    # driving (as a join, SQLite's planner, without statistics of the temporary table, would rather
+    # scan item_meta, or build a Bloom filter of it)
+    values = select(ItemMeta).where(ItemMeta.item_id.in_(select(matching.c.id))).subquery()
+    ranges: dict[int, tuple[float, float, int]] = {}
+    if numeric:
+        rows = s.execute(
+            select(values.c.key_id, func.min(values.c.num), func.max(values.c.num), func.count())
+            .where(values.c.key_id.in_([k.id for k in numeric]), values.c.num.is_not(None))
+            .group_by(values.c.key_id)
+        )
+        ranges = {key_id: (lo, hi, int(total)) for key_id, lo, hi, total in rows}
+    # a histogram key's value is its bucket; a key whose values are all the same has one bucket
+    spread = {k: r for k, r in ranges.items() if r[1] > r[0]}
+    bucket: Any = values.c.num
+    if spread:
+        whens = []
+        for key_id, (lo, hi, _) in spread.items():
+            width = (hi - lo) / n
+            offset = (values.c.num - lo) / width
+            floor = func.floor(offset) if pg else cast(offset, Integer)
+            whens.append((values.c.key_id == key_id, case((values.c.num >= hi, n - 1), else_=floor)))
+        bucket = case(*whens, else_=values.c.num)
+    counted_keys = [k for k in keys if k not in ranges or k in spread]
+    counts: dict[int, list[tuple[Any, Any, int]]] = {k: [] for k in keys}
+    if counted_keys:
+        grouped = (
+            select(values.c.key_id, values.c.txt, bucket.label("v"), func.count().label("c"))
+            .where(values.c.key_id.in_(counted_keys),
+                   or_(values.c.num.is_not(None), values.c.txt.is_not(None)))
+            .group_by(values.c.key_id, values.c.txt, bucket)
+            .subquery()
+        )
+        rank = func.row_number().over(
+            partition_by=grouped.c.key_id, order_by=(grouped.c.c.desc(), grouped.c.txt, grouped.c.v)
+        ).label("r")
+        ranked = select(grouped, rank).subquery()
+        for key_id, txt, v, c in s.execute(
+            select(ranked.c.key_id, ranked.c.txt, ranked.c.v, ranked.c.c).where(ranked.c.r <= max(top, n))
+            .order_by(ranked.c.key_id, ranked.c.r)
+        ):
+            counts[key_id].append((txt, v, int(c)))
+    out: list[dict[str, Any]] = []
+    for name, key in zip(names, wanted, strict=True):
+        if key is None:
+            rows = s.execute(
+                select(matching.c.item_type, func.count()).group_by(matching.c.item_type)
+                .order_by(func.count().desc(), matching.c.item_type).limit(top)
+            ).all()
+            out.append({"key": name, "kind": "type", "values": [{"value": v, "count": c} for v, c in rows]})
+        elif key.kind in ("number", "datetime"):
+            out.append(_histogram(key, ranges.get(key.id), counts[key.id], n))
         else:
-            out.append(_top(s, key, scope, top))
+            ordered = counts[key.id][:top]
+            shown: Callable[[Any], Any] = (lambda v: v == 1.0) if key.kind == "boolean" else (lambda v: v)
+            out.append({"key": key.name, "kind": key.kind, "values": [
+                {"value": shown(v if key.numeric else txt), "count": c} for txt, v, c in ordered
+            ]})
     return out
 
 
-def _top(s: Session, key: index_keys.Key, scope: list[ColumnElement[bool]], top: int) -> dict[str, Any]:
-    column = ItemMeta.num if key.numeric else ItemMeta.txt
-    rows = s.execute(
-        select(column, func.count()).where(*scope).group_by(column)
-        .order_by(func.count().desc(), column).limit(top)
-    ).all()
-    shown: Callable[[Any], Any] = (lambda v: v == 1.0) if key.kind == "boolean" else (lambda v: v)
-    return {"key": key.name, "kind": key.kind, "values": [{"value": shown(v), "count": c} for v, c in rows]}
-
-
-def _histogram(s: Session, key: index_keys.Key, scope: list[ColumnElement[bool]], n: int) -> dict[str, Any]:
+def _histogram(
+    key: index_keys.Key, span: tuple[float, float, int] | None, counted: list[tuple[Any, Any, int]], n: int
+) -> dict[str, Any]:
     """``n`` equal ranges from the least to the greatest value; a value in bucket
     ``min(n - 1, floor((v - least) / width))``.  One bucket when every value is the same."""
-    lo, hi, total = s.execute(
-        select(func.min(ItemMeta.num), func.max(ItemMeta.num), func.count()).where(*scope)
-    ).one()
+    total = span[2] if span else 0
     result: dict[str, Any] = {"key": key.name, "kind": key.kind, "count": total, "buckets": []}
-    if not total:
+    if not span:
         return result
+    lo, hi, total = span
     show: Callable[[float], Any] = (
         (lambda x: datetime.fromtimestamp(x, UTC).isoformat()) if key.kind == "datetime" else (lambda x: x)
     )
@@ -417,10 +512,7 @@ def _histogram(s: Session, key: index_keys.Key, scope: list[ColumnElement[bool]]
         result["buckets"].append({"from": show(lo), "to": show(hi), "count": int(total)})
         return result
     width = (hi - lo) / n
-    offset = (ItemMeta.num - lo) / width
-    floor = func.floor(offset) if s.get_bind().dialect.name == "postgresql" else cast(offset, Integer)
-    bucket = case((ItemMeta.num >= hi, n - 1), else_=floor).label("b")
-    counts = {int(b): c for b, c in s.execute(select(bucket, func.count()).where(*scope).group_by(bucket))}
+    counts = {int(b): c for _, b, c in counted}
     for b in range(n):
         end = hi if b == n - 1 else lo + (b + 1) * width
         shown = {"from": show(lo + b * width), "to": show(end), "count": int(counts.get(b, 0))}
