@@ -25,6 +25,7 @@ from typing import Any
 from sqlalchemy import (
     Column,
     ColumnElement,
+    CompoundSelect,
     Integer,
     MetaData,
     Select,
@@ -198,7 +199,7 @@ def _metadata_matches(s: Session, principal: Principal, prepared: Prepared) -> S
     return Compiler(s.get_bind().dialect.name).metadata_set(prepared.node)
 
 
-def _hidden(s: Session, principal: Principal) -> Select[Any]:
+def _hidden(s: Session, principal: Principal) -> Select[Any] | CompoundSelect[Any]:
     """The organisation's items users cannot see (deleted, or staged by a job not done): few,
     and found through indexes (``ix_items_hidden``; the pending jobs' items by ``job_id``)."""
     hidden = select(Item.id).where(Item.org_id == principal.org_id, text(f"({_HIDDEN})"))
@@ -551,11 +552,11 @@ def _facets(
     out: list[dict[str, Any]] = []
     for name, key in zip(names, wanted, strict=True):
         if key is None:
-            rows = s.execute(
+            types = s.execute(
                 select(Item.item_type, func.count()).where(Item.id.in_(select(matching.c.id)))
                 .group_by(Item.item_type).order_by(func.count().desc(), Item.item_type).limit(top)
             ).all()
-            out.append({"key": name, "kind": "type", "values": [{"value": v, "count": c} for v, c in rows]})
+            out.append({"key": name, "kind": "type", "values": [{"value": v, "count": c} for v, c in types]})
         elif key.kind in ("number", "datetime"):
             out.append(_histogram(key, ranges.get(key.id), counts[key.id], n))
         else:
