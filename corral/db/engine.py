@@ -115,6 +115,9 @@ def create_database(settings: Settings) -> Database:
             pool_size=settings.db_pool_size,
             max_overflow=settings.db_pool_size,
             pool_pre_ping=True,
+            # no JIT: it compiles any query whose estimated cost is high, as index queries' joins
+            # of item_meta are; compiling took 570 ms of a 1 s index page (docs/performance.md)
+            connect_args={"options": "-c jit=off"},
             json_serializer=jsoncodec.dumps,
             json_deserializer=jsoncodec.loads,
         )

@@ -37,6 +37,7 @@ from sqlalchemy import (
     delete,
     func,
     insert,
+    literal_column,
     or_,
     select,
     text,
@@ -184,11 +185,10 @@ def link(
 
 def count(s: Session, principal: Principal, filter_: Any) -> int:
     prepared = prepare(s, principal, filter_)
-    with planner(s):
-        matches = _metadata_matches(s, principal, prepared)
-        if matches is not None:
-            return _count_visible(s, principal, prepared, matches)
-        return int(s.scalar(select(func.count()).select_from(Item).where(*prepared.where)) or 0)
+    matches = _metadata_matches(s, principal, prepared)
+    if matches is not None:
+        return _count_visible(s, principal, prepared, matches)
+    return int(s.scalar(select(func.count()).select_from(Item).where(*prepared.where)) or 0)
 
 
 def _metadata_matches(s: Session, principal: Principal, prepared: Prepared) -> Select[Any] | None:
@@ -361,10 +361,9 @@ def _sort_column(name: str, dialect: str) -> Any:
 
 @contextmanager
 def planner(s: Session, *, walk: bool = False, probe: bool = False) -> Iterator[None]:
-    """PostgreSQL settings for an index query, restored after it.
+    """PostgreSQL settings for an index query, back to the session's after it (one statement
+    each way).  (JIT is off for every connection: ``corral.db.engine``.)
 
-    * No JIT: PostgreSQL compiles a query whose estimated cost is high, and the estimates of
-      ``item_meta`` joins are high; compiling took 570 ms of a 1 s page at 1,000,000 items.
     * ``walk``: the planner, which estimates an ``and`` of ``item_meta`` predicates as if they
       were independent, can take a filter matching 3% of the items for one matching a hundred,
       and read and sort every match instead of walking the sort key's index until the page is
@@ -374,17 +373,19 @@ def planner(s: Session, *, walk: bool = False, probe: bool = False) -> Iterator[
       (facets), the planner would rather scan a key's whole index and hash-join it (13 s at
       1,000,000 items, against a primary-key range per item).
     """
-    if s.get_bind().dialect.name != "postgresql":
+    if s.get_bind().dialect.name != "postgresql" or not (walk or probe):
         yield
         return
-    wanted = {"jit": "off"} | ({"enable_sort": "off", "max_parallel_workers_per_gather": "0"} if walk else {})
+    wanted = {"enable_sort": "off", "max_parallel_workers_per_gather": "0"} if walk else {}
     if probe:
         wanted |= {"enable_hashjoin": "off", "enable_mergejoin": "off"}
-    names = list(wanted)
-    before = s.execute(select(*(func.current_setting(n) for n in names))).one()
     s.execute(select(*(func.set_config(n, v, True) for n, v in wanted.items())))
     yield  # after an error, the rollback restores them
-    s.execute(select(*(func.set_config(n, v, True) for n, v in zip(names, before, strict=True))))
+    def reset(name: str) -> Any:
+        setting: Select[Any] = select(literal_column("reset_val")).select_from(text("pg_settings"))
+        return setting.where(literal_column("name") == name).scalar_subquery()
+
+    s.execute(select(*(func.set_config(n, reset(n), True) for n in wanted)))
 
 
 def _token_value(value: Any) -> Any:
@@ -469,7 +470,7 @@ def facets(
             raise _bad(f"keys[{i}]", f"{name!r} is a text key: facets count enum, boolean, varchar and "
                        "uuid values, and bucket numbers and datetimes")
         wanted.append(key)
-    with planner(s), _matching(s, principal, prepared) as matching, planner(s, probe=True):
+    with _matching(s, principal, prepared) as matching, planner(s, probe=True):
         return _facets(s, matching, names, wanted, top, buckets)
 
 
