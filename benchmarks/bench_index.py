@@ -3,6 +3,11 @@
 Run on purpose (not part of the test suite):
 
     .venv/bin/python -m benchmarks.bench_index [--items 1000000] [--postgres] [--repeat 21]
+        [--keep DIR|NAME]
+
+``--keep`` fills a database once and keeps it (SQLite: the data directory ``DIR``; PostgreSQL:
+the database ``NAME``); a later run with the same ``--keep`` measures it again without filling,
+so a baseline (another worktree's corral) and a change are measured on the same data.
 
 Items go in as registration writes them (``corral.db.bulk.insert_tuples``, then
 ``projection.project_new`` per batch of 5,000), into a fresh database.  Then, against it:
@@ -36,13 +41,14 @@ from typing import Any
 
 import httpx
 import uvicorn
-from sqlalchemy import create_engine, select, text
+from sqlalchemy import create_engine, func, select, text
 from sqlalchemy.engine import make_url
 
 from benchmarks.common import PG_ADMIN
 from corral.api.app import create_app
 from corral.core import datasets, folders, identity
 from corral.core.index import collections, projection, query
+from corral.core.index import keys as index_keys
 from corral.core.metadata import service as metadata_service
 from corral.core.metadata.schema import from_native
 from corral.db import create_database, migrate
@@ -159,7 +165,10 @@ def serve(settings: Settings, db: Database) -> tuple[uvicorn.Server, str]:
 
 
 def reproject(db: Database, settings: Settings, principal: identity.Principal) -> float:
-    keys = dict(KEYS) | {"camera": {"type": "varchar", "max_length": 100}}
+    with db.read() as s:  # re-type camera: a max_length it does not have yet (runs may repeat)
+        current = metadata_service.current(s, principal.org_id).schema.entries["camera"]
+    length = 100 if index_keys.definition("camera", current).get("max_length") != 100 else 101
+    keys = dict(KEYS) | {"camera": {"type": "varchar", "max_length": length}}
     worker = Worker(db, settings)
     thread = threading.Thread(target=worker.run, daemon=True)
     t = time.perf_counter()
@@ -216,34 +225,57 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=21)
     parser.add_argument("--fill-only", action="store_true",
                         help="measure the fill (inserts and projections) only")
+    parser.add_argument("--keep", help="fill once and keep: a SQLite data directory, or a "
+                        "PostgreSQL database name; measured again without filling when it exists")
+    parser.add_argument("--no-reproject", action="store_true", help="skip the re-projection job")
+    parser.add_argument("--facet-repeat", type=int, help="runs of the facets (default: repeat / 4, "
+                        "at least 3)")
+    parser.add_argument("--no-all-facets", action="store_true", help="skip the unfiltered facets")
     args = parser.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="corral-bench-index-"))
-    name = f"corral_bench_{uuid.uuid4().hex[:8]}" if args.postgres else None
+    work = Path(args.keep) if args.keep and not args.postgres else Path(
+        tempfile.mkdtemp(prefix="corral-bench-index-"))
+    kept = args.keep is not None
+    name = (args.keep or f"corral_bench_{uuid.uuid4().hex[:8]}") if args.postgres else None
     admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT") if name else None
     url = None
+    filled = False
     if admin is not None:
         with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
+            filled = bool(conn.scalar(text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name}))
+            if not filled:
+                conn.execute(text(f'CREATE DATABASE "{name}"'))
         url = make_url(PG_ADMIN).set(database=name).render_as_string(hide_password=False)
+    else:
+        filled = kept and any(work.glob("*.db"))
     settings = Settings(data_dir=work, database_url=url, secret_key="b" * 40, log_level="warning")
     db = create_database(settings)
     try:
         migrate.upgrade(db)
-        with db.write() as s:
-            user = identity.create_user(s, "bench@x.io", org_name="Bench", role="admin")
-            principal = identity.principal_for_user(user, "bearer")
-            token, _ = identity.create_token(s, "bench@x.io")
-            metadata_service.save(s, principal, from_native({"keys": KEYS}))
-        print(f"{args.items:,} items, 10 keys, {'PostgreSQL' if args.postgres else 'SQLite'}", flush=True)
-        inserting, projecting = fill(db, principal, args.items)
-        print(f"fill (CPU seconds): items {inserting:.1f} s, projections {projecting:.1f} s "
-              f"({projecting / inserting * 100:.0f}% of the item inserts)", flush=True)
-        if args.fill_only:
-            return
-        if args.postgres:
-            with db.engine.connect() as conn:
-                conn.execute(text("ANALYZE"))
-                conn.commit()
+        if filled:
+            with db.write() as s:
+                user = identity.get_user_by_email(s, "bench@x.io")
+                assert user is not None, "--keep: not a database this benchmark filled"
+                principal = identity.principal_for_user(user, "bearer")
+                token, _ = identity.create_token(s, "bench@x.io")
+                args.items = s.scalar(select(func.count()).select_from(Item)) or 0
+            print(f"{args.items:,} items, 10 keys, {'PostgreSQL' if args.postgres else 'SQLite'} "
+                  f"(kept: {args.keep})", flush=True)
+        else:
+            with db.write() as s:
+                user = identity.create_user(s, "bench@x.io", org_name="Bench", role="admin")
+                principal = identity.principal_for_user(user, "bearer")
+                token, _ = identity.create_token(s, "bench@x.io")
+                metadata_service.save(s, principal, from_native({"keys": KEYS}))
+            print(f"{args.items:,} items, 10 keys, {'PostgreSQL' if args.postgres else 'SQLite'}",
+                  flush=True)
+            inserting, projecting = fill(db, principal, args.items)
+            print(f"fill (CPU seconds): items {inserting:.1f} s, projections {projecting:.1f} s "
+                  f"({projecting / inserting * 100:.0f}% of the item inserts)", flush=True)
+            if args.fill_only:
+                return
+            # statistics and (PostgreSQL) the visibility map, as a long-lived database has them
+            with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+                conn.execute(text("VACUUM ANALYZE" if args.postgres else "ANALYZE"))
         sort = query.Sort(key="captured_at")
         with db.read() as s:
             tree = query.from_text(s, principal, FILTER)
@@ -264,7 +296,7 @@ def main() -> None:
                     return query.facets(s, principal, filter_, [k for k in KEYS if k != "notes"] + ["@type"])
             return run
 
-        print(f"first page, in process: p50 {p50(first_page, args.repeat):.1f} ms")
+        print(f"first page, in process: p50 {p50(first_page, args.repeat):.1f} ms", flush=True)
         server, base = serve(settings, db)
         with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token}"}) as http:
             body = {"where": FILTER, "sort": "captured_at", "page_size": 50}
@@ -274,21 +306,25 @@ def main() -> None:
                 assert r.status_code == 200, r.text
                 return r
 
-            print(f"first page, over HTTP: p50 {p50(over_http, args.repeat):.1f} ms")
+            print(f"first page, over HTTP: p50 {p50(over_http, args.repeat):.1f} ms", flush=True)
         server.should_exit = True
-        print(f"exact count: p50 {p50(count, args.repeat):.1f} ms")
-        print(f"facets, 10 keys, filtered: p50 {p50(facets(tree), max(3, args.repeat // 4)):.0f} ms")
-        print(f"facets, 10 keys, all items: p50 {p50(facets(None), 3):.0f} ms")
+        print(f"exact count: p50 {p50(count, args.repeat):.1f} ms", flush=True)
+        runs = args.facet_repeat or max(3, args.repeat // 4)
+        print(f"facets, 10 keys, filtered: p50 {p50(facets(tree), runs):.0f} ms", flush=True)
+        if not args.no_all_facets:
+            print(f"facets, 10 keys, all items: p50 {p50(facets(None), runs):.0f} ms", flush=True)
         collection_figures(db, principal, tree, args.repeat)
-        took = reproject(db, settings, principal)
-        print(f"re-projection of one key (job, one worker): {took:.1f} s", flush=True)
+        if not args.no_reproject:
+            took = reproject(db, settings, principal)
+            print(f"re-projection of one key (job, one worker): {took:.1f} s", flush=True)
         with db.read() as s:
             assert s.scalar(select(Item.id).limit(1)) is not None
     finally:
         db.dispose()
-        if admin is not None:
+        if admin is not None and not kept:
             with admin.connect() as conn:
                 conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        if admin is not None:
             admin.dispose()
 
 

@@ -24,6 +24,10 @@ from corral.errors import ConfigurationError
 from corral.settings import Settings
 
 _IMMEDIATE = "corral_sqlite_immediate"
+#: SQLite's page cache per connection, in KiB (SQLite's default is 2,000 KiB).
+SQLITE_CACHE_KIB = 65_536
+#: How much of a SQLite database file is read through a memory map.
+SQLITE_MMAP_BYTES = 1 << 32  # SQLite caps it at its build's limit (2 GiB by default)
 
 
 class Database:
@@ -72,6 +76,12 @@ def _configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
         cur.execute("PRAGMA journal_mode = WAL")
         cur.execute("PRAGMA synchronous = NORMAL")
         cur.execute("PRAGMA foreign_keys = ON")
+        # Index queries probe item_meta at scattered places: a 64 MiB page cache (filled only as
+        # pages are read) and reads through a memory map (the OS's page cache, shared by every
+        # connection, instead of a read() and a copy per page) keep those probes in memory
+        # (docs/performance.md, "The index").
+        cur.execute(f"PRAGMA cache_size = -{SQLITE_CACHE_KIB}")
+        cur.execute(f"PRAGMA mmap_size = {SQLITE_MMAP_BYTES}")
         cur.close()
 
     @event.listens_for(engine, "begin")
@@ -105,6 +115,9 @@ def create_database(settings: Settings) -> Database:
             pool_size=settings.db_pool_size,
             max_overflow=settings.db_pool_size,
             pool_pre_ping=True,
+            # no JIT: it compiles any query whose estimated cost is high, as index queries' joins
+            # of item_meta are; compiling took 570 ms of a 1 s index page (docs/performance.md)
+            connect_args={"options": "-c jit=off"},
             json_serializer=jsoncodec.dumps,
             json_deserializer=jsoncodec.loads,
         )

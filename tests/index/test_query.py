@@ -284,3 +284,74 @@ VALID_TREES = TREES.filter(lambda t: _depth(t) < filters.MAX_DEPTH)
 def test_random_trees_agree_with_the_evaluator(world, tree, sort) -> None:  # type: ignore[no-untyped-def]
     db, who, rows = world
     run(db, who, rows, tree, query.Sort.parse(sort) if sort else None)
+
+
+def _facet_counts(db, who, tree: Any) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+    with db.read() as s:
+        out = query.facets(s, who, tree, ["weather", "flag", "score", "@type"], top=10, buckets=3)
+    return {f["key"]: f.get("values") or f.get("buckets") for f in out}
+
+
+def _oracle_facets(db, who, rows, tree: Any) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+    """The facets computed from the evaluator's matches: the same call over a filter on their ids'
+    folders can't be used, so compare against a member-free brute force of weather and flag."""
+    from tests.index.oracle import value_of
+
+    with db.read() as s:
+        cat = query.catalog(s, who)
+    matching = [r for r in rows if evaluate(parse(tree, cat), r)]
+    out: dict[str, dict[Any, int]] = {"weather": {}, "flag": {}, "@type": {}}
+    for r in matching:
+        for name in ("weather", "flag"):
+            v = value_of(cat.keys[name], r)
+            if v is not None:
+                v = v == 1.0 if name == "flag" else v
+                out[name][v] = out[name].get(v, 0) + 1
+        out["@type"][r.item_type] = out["@type"].get(r.item_type, 0) + 1
+    return out
+
+
+@pytest.mark.parametrize("tree", [
+    {"key": "weather", "op": "exists"},
+    {"and": [{"key": "weather", "op": "in", "value": ["fog", "rain"]}, {"key": "flag", "op": "exists"}]},
+    {"and": [{"key": "score", "op": "gte", "value": 0}, {"not": {"key": "camera", "op": "eq", "value": "cam1"}}]},
+])
+def test_counts_and_facets_leave_out_hidden_items(world, make_user, tree) -> None:  # type: ignore[no-untyped-def]
+    """Counts and facets of metadata-only filters are read from item_meta and then lose the
+    hidden items: deleted ones, ones staged by a pending job, and staged ones whose job is gone;
+    a member sees only their folders' items."""
+    from corral.db.tables import Item, Job
+    from corral.db.types import utcnow
+
+    db, who, rows = world
+    hidden = {rows[i].id for i in range(0, 30, 3)}
+    with db.write() as s:
+        pending = Job(org_id=who.org_id, kind="upload", status="PENDING")
+        done = Job(org_id=who.org_id, kind="upload", status="DONE")
+        s.add_all([pending, done])
+        s.flush()
+        for n, i in enumerate(range(0, 30, 3)):
+            item = s.get(Item, rows[i].id)
+            assert item is not None
+            if n % 3 == 0:
+                item.deleted_at = utcnow()
+            else:
+                item.staged, item.job_id = True, (pending.id if n % 3 == 1 else None)
+        for i in range(1, 30, 3):  # staged by a job that is done: visible
+            item = s.get(Item, rows[i].id)
+            assert item is not None
+            item.staged, item.job_id = True, done.id
+    visible = [r for r in rows if r.id not in hidden]
+    run(db, who, visible, tree)
+    got = _facet_counts(db, who, tree)
+    want = _oracle_facets(db, who, visible, tree)
+    assert {v["value"]: v["count"] for v in got["weather"]} == want["weather"]
+    assert {v["value"]: v["count"] for v in got["flag"]} == want["flag"]
+    assert {v["value"]: v["count"] for v in got["@type"]} == want["@type"]
+
+    member = make_user("member@x.io", role="member")  # sees no folder: nothing at all
+    with db.read() as s:
+        them = principal(db, member.user_id)
+        assert query.count(s, them, tree) == 0
+        assert all(not f.get("values") and not f.get("count")
+                   for f in query.facets(s, them, tree, ["weather", "score", "@type"]))

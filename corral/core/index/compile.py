@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import (
     ColumnElement,
     Float,
+    Select,
     Table,
     and_,
     cast,
@@ -66,10 +67,20 @@ class Compiler:
         """An ``and`` read as one set: the first metadata predicate's values, each checked
         against the other metadata-only branches by primary-key probes, so only the items in
         the intersection are read (not every item of the largest set)."""
+        driven = self._driven(node)
+        if driven is None:
+            return and_(*(self(n) for n in node.items))
+        subquery, outside = driven
+        return and_(Item.id.in_(subquery), *(self(n) for n in outside))
+
+    def _driven(self, node: And) -> tuple[Select[Any], list[Node]] | None:
+        """The ids matching the metadata-only branches of ``node``, read from ``item_meta``
+        alone (the first positive metadata predicate's index range, the others probed), and the
+        branches left over; None when no predicate can drive."""
         driver = next((n for n in node.items if isinstance(n, Pred) and n.key is not None
                        and n.op != "missing"), None)
         if driver is None or driver.key is None:
-            return and_(*(self(n) for n in node.items))
+            return None
         alias = cast_table(ItemMeta).alias()
         probe = Compiler("postgresql" if self.pg else "sqlite", correlated=True, row=alias.c.item_id)
         inside = [n for n in node.items if n is not driver and _metadata_only(n)]
@@ -80,7 +91,21 @@ class Compiler:
             self._aliased_condition(driver, alias),
             *(probe(n) for n in inside),
         )
-        return and_(Item.id.in_(subquery), *(self(n) for n in outside))
+        return subquery, outside
+
+    def metadata_set(self, node: Node | None) -> Select[Any] | None:
+        """The ids of the items (deleted and staged ones too) matching ``node`` read from
+        ``item_meta`` alone, each once; None unless ``node`` is metadata-only and has a positive
+        metadata predicate to start from (a predicate, or an ``and`` with one)."""
+        if isinstance(node, Pred) and node.key is not None and node.op != "missing":
+            return select(ItemMeta.item_id).where(
+                ItemMeta.key_id == node.key.id, value_column(node.key).is_not(None), self._condition(node)
+            )
+        if isinstance(node, And):
+            driven = self._driven(node)
+            if driven is not None and not driven[1]:
+                return driven[0]
+        return None
 
     def _aliased_condition(self, p: Pred, alias: Any) -> Any:
         """``_condition`` of ``p`` over ``alias`` instead of ``item_meta``."""
