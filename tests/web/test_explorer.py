@@ -29,10 +29,6 @@ def _meta(i: int) -> dict[str, object]:
     return meta
 
 
-# SQLite only, for now: on PostgreSQL the facets under a range filter (`score >= 100 and score
-# <= 199`) of these 450 items ran for over 20 minutes on freshly created tables (the index's
-# facet query nests the filter as IN-subqueries with EXISTS probes); left to the index's owner.
-@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
 def test_the_index_explorer(chromium, ui_server: str, make_user, db) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
     from playwright.sync_api import expect
 
