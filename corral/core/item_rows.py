@@ -1,0 +1,223 @@
+"""A folder's items read as rows for JSON: item pages, the NDJSON export, the SDK's item pages.
+
+``items.list_`` builds an ORM ``Item``, an ``ItemView`` and its dict copies for every row, and
+that, not the database, was most of a page's time.  Here the same listing (``items.listing``:
+the same filter, order and keyset tokens) is read with a Core select whose ids, timestamps and
+JSON columns the database already renders as text, then finished in Python into the dicts
+orjson writes: byte for byte what the ``ItemView`` path answers (tests/files/test_item_rows.py
+compares them on both databases).
+
+* SQLite keeps UUIDs as 32 hex digits, timestamps as ``YYYY-MM-DD HH:MM:SS.ffffff`` (UTC) and
+  JSON as the text ``jsoncodec.dumps`` wrote, which is already orjson's compact form: it goes
+  into the answer as an ``orjson.Fragment``, unparsed.
+* PostgreSQL formats UUIDs and timestamps itself; its JSONB text (``{"a": 1}``, numbers in
+  its own notation) is read back with ``jsoncodec.loads``, as the ORM reads it, so the answer is
+  the same as before.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import replace
+from collections.abc import Callable, Iterator, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from sqlalchemy import Row, String, Text, cast, func, literal_column, select, type_coerce
+from sqlalchemy.orm import Session
+
+from corral import jsoncodec
+from corral.core import integrations, pagination
+from corral.core.items import Listing
+from corral.core.pagination import Page
+from corral.db.engine import Database
+from corral.db.tables import Integration, Item
+from corral.settings import Settings
+from corral.storage.scope import ScopedStorage
+
+#: Rows one chunk of the NDJSON export reads, in a read transaction of its own.
+STREAM_CHUNK = 5_000
+
+# The selected columns, in this order (the row tuples' positions).
+_ID, _NAME, _TYPE, _FOLDER, _INTEGRATION, _URL, _LOCATION, _SIZE, _MIME = range(9)
+_MEDIA, _METADATA, _JOB, _CREATOR, _CREATED, _UPDATED, _DELETED, _DESCRIPTION = range(9, 17)
+
+
+def _dashed(hex32: str | None) -> str | None:
+    if hex32 is None:
+        return None
+    return f"{hex32[:8]}-{hex32[8:12]}-{hex32[12:16]}-{hex32[16:20]}-{hex32[20:]}"
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
+def _utc_z(stamp: str | None) -> str | None:
+    """``YYYY-MM-DD HH:MM:SS.ffffff`` (or with a ``T``) as orjson writes the datetime with
+    ``OPT_UTC_Z``: ``YYYY-MM-DDTHH:MM:SS[.ffffff]Z``, the fraction left out when it is zero."""
+    if stamp is None:
+        return None
+    fraction = stamp[20:26].ljust(6, "0") if len(stamp) > 20 else "000000"
+    if fraction == "000000":
+        return f"{stamp[:10]}T{stamp[11:19]}Z"
+    return f"{stamp[:10]}T{stamp[11:19]}.{fraction}Z"
+
+
+def _fragment(text: str | None) -> Any:
+    return None if text is None else orjson.Fragment(text)
+
+
+def _parsed(text: str | None) -> Any:
+    return None if text is None else jsoncodec.loads(text)
+
+
+class Forms:
+    """How one database renders a listing's columns as text, and how Python finishes them."""
+
+    def __init__(self, s: Session) -> None:
+        self.postgres = s.get_bind().dialect.name == "postgresql"
+        if self.postgres:
+            stamp: Any = literal_column("'YYYY-MM-DD\"T\"HH24:MI:SS.US'")
+            uid: Callable[[Any], Any] = lambda c: type_coerce(cast(c, Text), String)  # noqa: E731
+            when: Callable[[Any], Any] = lambda c: type_coerce(  # noqa: E731
+                func.to_char(func.timezone("UTC", c), stamp), String
+            )
+            self.uid: Callable[[str | None], str | None] = _same
+            self.json: Callable[[str | None], Any] = _parsed
+            as_json: Callable[[Any], Any] = uid
+        else:
+            uid = when = as_json = lambda c: type_coerce(c, String)  # noqa: E731
+            self.uid, self.json = _dashed, _fragment
+        self.columns = [
+            uid(Item.id), Item.name, Item.item_type, uid(Item.folder_id), uid(Item.integration_id),
+            Item.url, Item.storage_location, Item.file_size, Item.mime_type, as_json(Item.media),
+            as_json(Item.client_metadata), uid(Item.job_id), uid(Item.created_by), when(Item.created_at),
+            when(Item.updated_at), when(Item.deleted_at), Item.description,
+        ]
+
+    def media(self, row: Row[Any]) -> dict[str, Any]:
+        """A row's media properties, parsed (for the SDK's shape, which picks keys from them)."""
+        text = row[_MEDIA]
+        return {} if text is None else dict(jsoncodec.loads(text))
+
+    def metadata(self, row: Row[Any]) -> dict[str, Any]:
+        text = row[_METADATA]
+        return {} if text is None else dict(jsoncodec.loads(text))
+
+
+def _last_key(order: str) -> Callable[[Row[Any]], tuple[Any, uuid.UUID]]:
+    """A row's sort key and id as the ORM reads them: what the page token carries."""
+
+    def key(row: Row[Any]) -> tuple[Any, uuid.UUID]:
+        ident = uuid.UUID(row[_ID])
+        if order == "name":
+            return row[_NAME], ident
+        if order == "size":
+            return row[_SIZE], ident
+        stamp = row[_CREATED]
+        return datetime.fromisoformat(f"{stamp[:10]}T{stamp[11:]}").replace(tzinfo=UTC), ident
+
+    return key
+
+
+def read(s: Session, ask: Listing, forms: Forms | None = None) -> tuple[Forms, Page[Row[Any]]]:
+    """One page of the listing ``ask`` as Core rows (the columns of ``Forms``)."""
+    forms = forms or Forms(s)
+    conn = s.connection()
+    page = pagination.fetch_rows(
+        lambda q: conn.execute(q).all(),
+        select(*forms.columns).select_from(Item).where(*ask.where),
+        ask.key,
+        Item.id,
+        _last_key(ask.order),
+        order=ask.order,
+        direction=ask.direction,
+        page_size=ask.page_size,
+        cursor=ask.cursor,
+        nullable=ask.nullable,
+    )
+    return forms, page
+
+
+def native(forms: Forms, rows: Sequence[Row[Any]]) -> list[dict[str, Any]]:
+    """Rows in the shape of ``ItemPublic`` (what orjson writes of an ``ItemView`` of a listing)."""
+    uid, as_json, z = forms.uid, forms.json, _utc_z
+    return [
+        {
+            "id": uid(r[0]),
+            "name": r[1],
+            "type": r[2],
+            "folder_id": uid(r[3]),
+            "integration_id": uid(r[4]),
+            "url": r[5],
+            "storage_location": r[6],
+            "file_size": r[7],
+            "mime_type": r[8],
+            "media": as_json(r[9]),
+            "client_metadata": as_json(r[10]),
+            "job_id": uid(r[11]),
+            "created_by": uid(r[12]),
+            "created_at": z(r[13]),
+            "updated_at": z(r[14]),
+            "deleted_at": z(r[15]),
+            "parts": None,
+            "signed_url": None,
+            "signed_url_expires_in": None,
+            "description": r[16] or "",
+        }
+        for r in rows
+    ]
+
+
+def encode_page(forms: Forms, page: Page[Row[Any]]) -> bytes:
+    """A page as the JSON ``GET /api/v1/items`` answers (``ItemPage``)."""
+    return orjson.dumps({"items": native(forms, page.items), "next_page_token": page.next_page_token})
+
+
+def signers(s: Session, settings: Settings, rows: Sequence[dict[str, Any]]) -> dict[str, ScopedStorage]:
+    """Inside the read transaction: the process's shared backend of each integration whose items
+    ``rows`` (``native`` dicts) hold a single-file item of (see ``items.signer``)."""
+    out: dict[str, ScopedStorage] = {}
+    for r in rows:
+        ident = r["integration_id"]
+        if ident is not None and r["url"] is not None and ident not in out:
+            found = s.get(Integration, uuid.UUID(ident))
+            if found is not None:
+                out[ident] = integrations.shared(found, settings)
+    return out
+
+
+def sign(rows: list[dict[str, Any]], openers: dict[str, ScopedStorage], ttl_seconds: int | None = None) -> None:
+    """Outside any transaction: a signed GET URL on each single-file row, made integration by
+    integration (``items.signed_all``'s answer for a listing, whose parts are not loaded)."""
+    for ident, storage in openers.items():
+        try:
+            ttl = ttl_seconds or storage.ttl_seconds
+            for r in rows:
+                if r["integration_id"] == ident and r["url"] is not None:
+                    r["signed_url"] = storage.sign_get(r["url"], ttl)
+                    r["signed_url_expires_in"] = ttl
+        finally:
+            storage.close()
+
+
+def stream(
+    db: Database, open_listing: Callable[[Session, str | None], Listing], chunk: int | None = None
+) -> Iterator[bytes]:
+    """Every item of the listing as NDJSON (one ``ItemPublic`` object a line), ``chunk`` rows at a
+    time, each chunk read in a short read transaction of its own (and authorised again), so memory
+    stays bounded and no transaction stays open across the export.  ``open_listing(s, token)``
+    checks the request and gives the listing from ``token`` on (read ``chunk`` rows at a time)."""
+    chunk = chunk or STREAM_CHUNK
+    token: str | None = None
+    dumps, newline = orjson.dumps, orjson.OPT_APPEND_NEWLINE
+    while True:
+        with db.read() as s:
+            forms, page = read(s, replace(open_listing(s, token), page_size=chunk))
+        if page.items:
+            yield b"".join([dumps(r, option=newline) for r in native(forms, page.items)])
+        token = page.next_page_token
+        if token is None:
+            return
