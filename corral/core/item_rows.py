@@ -54,7 +54,7 @@ def _same(value: Any) -> Any:
     return value
 
 
-def _utc_z(stamp: str | None) -> str | None:
+def utc_z(stamp: str | None) -> str | None:
     """``YYYY-MM-DD HH:MM:SS.ffffff`` (or with a ``T``) as orjson writes the datetime with
     ``OPT_UTC_Z``: ``YYYY-MM-DDTHH:MM:SS[.ffffff]Z``, the fraction left out when it is zero."""
     if stamp is None:
@@ -143,7 +143,7 @@ def read(s: Session, ask: Listing, forms: Forms | None = None) -> tuple[Forms, P
 
 def native(forms: Forms, rows: Sequence[Row[Any]]) -> list[dict[str, Any]]:
     """Rows in the shape of ``ItemPublic`` (what orjson writes of an ``ItemView`` of a listing)."""
-    uid, as_json, z = forms.uid, forms.json, _utc_z
+    uid, as_json, z = forms.uid, forms.json, utc_z
     return [
         {
             "id": uid(r[0]),

@@ -153,3 +153,28 @@ def test_read_ahead_page_is_authorised_again(client, db, make_user) -> None:  # 
                    headers=admin.bearer)
     assert r.status_code == 200 and len(r.json()["items"]) == 5
     assert uuid.UUID(r.json()["items"][0]["id"])
+
+
+@pytest.mark.parametrize("metadata", [True, False])
+def test_sdk_storage_items_from_rows_are_the_views(client, db, make_user, metadata: bool) -> None:  # type: ignore[no-untyped-def]
+    from corral.api import encord_dto as dto
+    from tests.files.conftest import link
+
+    user = make_user("sdk@x.io")
+    f = folder(client, user, "sdk")
+    ids = add_items(db, user, f["id"], _specs())
+    link(db, user, ids[:7])
+    link(db, user, ids[3:5], title="second")
+    with db.write() as s:
+        s.execute(update(Item).where(Item.id == ids[6]).values(
+            media={"frame_count": 12, "fps": 29.97, "duration": 0.4, "sample_rate": 8000, "codec": "x"},
+            created_by=None, deleted_at=datetime.now(UTC)))
+        s.execute(update(Item).where(Item.id == ids[7]).values(media={"num_pages": 3}, description="d"))
+    p = principal(user)
+    with db.read() as s:
+        options = dict(page_size=40, deleted="include")
+        old = dto.storage_items(s, items.list_(s, p, f["id"], **options).items, metadata=metadata)
+        forms, page = item_rows.read(s, items.listing(s, p, f["id"], **options))
+        new = dto.storage_item_rows(s, forms, page.items, metadata=metadata)
+    assert new == old
+    assert orjson.dumps(new) == orjson.dumps(old)
