@@ -90,6 +90,7 @@ class Forms:
         else:
             uid = when = as_json = lambda c: type_coerce(c, String)  # noqa: E731
             self.uid, self.json = _dashed, _fragment
+        self.row_json: Any = None if self.postgres else _sqlite_row_json()
         self.columns = [
             uid(Item.id), Item.name, Item.item_type, uid(Item.folder_id), uid(Item.integration_id),
             Item.url, Item.storage_location, Item.file_size, Item.mime_type, as_json(Item.media),
@@ -107,31 +108,82 @@ class Forms:
         return {} if text is None else dict(jsoncodec.loads(text))
 
 
-def _last_key(order: str) -> Callable[[Row[Any]], tuple[Any, uuid.UUID]]:
+def _sqlite_row_json() -> Any:
+    """SQLite's text of a whole row as ``native`` would encode it (``ItemPublic``), made by SQLite
+    itself: its ``json_quote`` escapes exactly as orjson does, and the JSON columns hold orjson's
+    compact text already.  The row's work is then C code that runs without the GIL."""
+
+    def dashed(c: str) -> str:
+        return (f"substr({c},1,8)||'-'||substr({c},9,4)||'-'||substr({c},13,4)||'-'||substr({c},17,4)"
+                f"||'-'||substr({c},21)")
+
+    def uid(c: str) -> str:
+        return f"CASE WHEN {c} IS NULL THEN 'null' ELSE '\"'||{dashed(c)}||'\"' END"
+
+    def when(c: str) -> str:  # "YYYY-MM-DD HH:MM:SS.ffffff" -> "YYYY-MM-DDTHH:MM:SS[.ffffff]Z"
+        return (f"CASE WHEN {c} IS NULL THEN 'null' ELSE '\"'||substr({c},1,10)||'T'||substr({c},12,8)||"
+                f"CASE WHEN substr({c},21) IN ('','000000') THEN '' ELSE '.'||substr({c},21) END||'Z\"' END")
+
+    def text(c: str) -> str:
+        return f"json_quote({c})"
+
+    def number(c: str) -> str:
+        return f"coalesce({c},'null')"
+
+    def raw(c: str) -> str:
+        return f"coalesce({c},'null')"
+
+    fields = [
+        ("id", uid, "id"), ("name", text, "name"), ("type", text, "item_type"),
+        ("folder_id", uid, "folder_id"), ("integration_id", uid, "integration_id"), ("url", text, "url"),
+        ("storage_location", text, "storage_location"), ("file_size", number, "file_size"),
+        ("mime_type", text, "mime_type"), ("media", raw, "media"), ("client_metadata", raw, "client_metadata"),
+        ("job_id", uid, "job_id"), ("created_by", uid, "created_by"), ("created_at", when, "created_at"),
+        ("updated_at", when, "updated_at"), ("deleted_at", when, "deleted_at"),
+    ]
+    parts = [f"'{'{' if i == 0 else ','}\"{key}\":'||{form(f'items.{column}')}"
+             for i, (key, form, column) in enumerate(fields)]
+    parts.append("',\"parts\":null,\"signed_url\":null,\"signed_url_expires_in\":null,\"description\":'"
+                 "||json_quote(coalesce(items.description,''))||'}'")
+    return type_coerce(literal_column("||".join(parts)), String)
+
+
+_KEYS_FULL = (_ID, _NAME, _SIZE, _CREATED)
+_KEYS_TEXT = (0, 1, 2, 3)  # the columns ``read(..., text=True)`` selects before the row's text
+
+
+def _last_key(order: str, at: tuple[int, int, int, int]) -> Callable[[Row[Any]], tuple[Any, uuid.UUID]]:
     """A row's sort key and id as the ORM reads them: what the page token carries."""
+    id_at, name_at, size_at, created_at = at
 
     def key(row: Row[Any]) -> tuple[Any, uuid.UUID]:
-        ident = uuid.UUID(row[_ID])
+        ident = uuid.UUID(row[id_at])
         if order == "name":
-            return row[_NAME], ident
+            return row[name_at], ident
         if order == "size":
-            return row[_SIZE], ident
-        stamp = row[_CREATED]
+            return row[size_at], ident
+        stamp = row[created_at]
         return datetime.fromisoformat(f"{stamp[:10]}T{stamp[11:]}").replace(tzinfo=UTC), ident
 
     return key
 
 
-def read(s: Session, ask: Listing, forms: Forms | None = None) -> tuple[Forms, Page[Row[Any]]]:
-    """One page of the listing ``ask`` as Core rows (the columns of ``Forms``)."""
+def read(s: Session, ask: Listing, forms: Forms | None = None, *, text: bool = False) -> tuple[Forms, Page[Row[Any]]]:
+    """One page of the listing ``ask`` as Core rows: the columns of ``Forms``, or with ``text``
+    (for ``encode_page`` and ``stream``) on SQLite the sort keys and the row's JSON text only."""
     forms = forms or Forms(s)
     conn = s.connection()
+    columns = forms.columns
+    at = _KEYS_FULL
+    if text and forms.row_json is not None:
+        columns = [columns[_ID], columns[_NAME], columns[_SIZE], columns[_CREATED], forms.row_json]
+        at = _KEYS_TEXT
     page = pagination.fetch_rows(
         lambda q: conn.execute(q).all(),
-        select(*forms.columns).select_from(Item).where(*ask.where),
+        select(*columns).select_from(Item).where(*ask.where),
         ask.key,
         Item.id,
-        _last_key(ask.order),
+        _last_key(ask.order, at),
         order=ask.order,
         direction=ask.direction,
         page_size=ask.page_size,
@@ -172,8 +224,20 @@ def native(forms: Forms, rows: Sequence[Row[Any]]) -> list[dict[str, Any]]:
 
 
 def encode_page(forms: Forms, page: Page[Row[Any]]) -> bytes:
-    """A page as the JSON ``GET /api/v1/items`` answers (``ItemPage``)."""
+    """A page (read with ``text=True``) as the JSON ``GET /api/v1/items`` answers (``ItemPage``)."""
+    token = orjson.dumps(page.next_page_token)
+    if forms.row_json is not None and page.items and len(page.items[0]) == len(_KEYS_TEXT) + 1:
+        return b"".join([b'{"items":[', ",".join([r[-1] for r in page.items]).encode(),
+                         b'],"next_page_token":', token, b"}"])
     return orjson.dumps({"items": native(forms, page.items), "next_page_token": page.next_page_token})
+
+
+def encode_lines(forms: Forms, rows: Sequence[Row[Any]]) -> bytes:
+    """Rows (read with ``text=True``) as NDJSON, one ``ItemPublic`` object a line."""
+    if forms.row_json is not None and rows and len(rows[0]) == len(_KEYS_TEXT) + 1:
+        return ("\n".join([r[-1] for r in rows]) + "\n").encode()
+    dumps, newline = orjson.dumps, orjson.OPT_APPEND_NEWLINE
+    return b"".join([dumps(r, option=newline) for r in native(forms, rows)])
 
 
 def signers(s: Session, settings: Settings, rows: Sequence[dict[str, Any]]) -> dict[str, ScopedStorage]:
@@ -212,12 +276,11 @@ def stream(
     checks the request and gives the listing from ``token`` on (read ``chunk`` rows at a time)."""
     chunk = chunk or STREAM_CHUNK
     token: str | None = None
-    dumps, newline = orjson.dumps, orjson.OPT_APPEND_NEWLINE
     while True:
         with db.read() as s:
-            forms, page = read(s, replace(open_listing(s, token), page_size=chunk))
+            forms, page = read(s, replace(open_listing(s, token), page_size=chunk), text=True)
         if page.items:
-            yield b"".join([dumps(r, option=newline) for r in native(forms, page.items)])
+            yield encode_lines(forms, page.items)
         token = page.next_page_token
         if token is None:
             return

@@ -49,8 +49,12 @@ def _old(s: Any, p: Any, folder_id: str, **options: Any) -> bytes:
 
 
 def _new(s: Any, p: Any, folder_id: str, **options: Any) -> bytes:
-    forms, page = item_rows.read(s, items.listing(s, p, folder_id, **options))
-    return item_rows.encode_page(forms, page)
+    forms, page = item_rows.read(s, items.listing(s, p, folder_id, **options), text=True)
+    body = item_rows.encode_page(forms, page)
+    forms, page = item_rows.read(s, items.listing(s, p, folder_id, **options))  # the dicts' path
+    assert orjson.dumps({"items": item_rows.native(forms, page.items),
+                         "next_page_token": page.next_page_token}) == body
+    return body
 
 
 @pytest.mark.parametrize("order", ["name", "created_at", "size"])

@@ -208,7 +208,7 @@ def _read_ahead(
 
     def read_page(token: str | None) -> tuple[bytes, str | None]:
         with ctx.db.read() as s:
-            forms, page = item_rows.read(s, open_listing(s, token))
+            forms, page = item_rows.read(s, open_listing(s, token), text=True)
         return item_rows.encode_page(forms, page), page.next_page_token
 
     found = None
