@@ -41,11 +41,10 @@ import httpx
 import orjson
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from sqlalchemy import func, select
 
 from benchmarks.bench_datasets import serve, setup
 from benchmarks.common import memory_mib, server_environment
-from sqlalchemy import func, select
-
 from corral.core import identity, items, pagination
 from corral.core.identity import Principal
 from corral.db import create_database
@@ -59,8 +58,11 @@ PAGE = 1000
 def add_key(settings: Settings, work: Path) -> Path:
     key = Ed25519PrivateKey.generate()
     path = work / "bench_ed25519"
-    path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH,
-                                       serialization.NoEncryption()))
+    path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, serialization.NoEncryption()
+        )
+    )
     pub = key.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
     db = create_database(settings)
     with db.write() as s:
@@ -85,13 +87,16 @@ def page_server_time(settings: Settings) -> None:
         start = time.perf_counter()
         with db.read() as s:
             if item_rows is not None:
-                forms, page = item_rows.read(s, items.listing(s, p, folder_id, page_size=PAGE, page_token=token))
+                forms, page = item_rows.read(
+                    s, items.listing(s, p, folder_id, page_size=PAGE, page_token=token)
+                )
                 body = item_rows.encode_page(forms, page)
                 nxt = page.next_page_token
             else:
                 old = items.list_(s, p, folder_id, page_size=PAGE, page_token=token)
-                body = orjson.dumps({"items": old.items, "next_page_token": old.next_page_token},
-                                    option=orjson.OPT_UTC_Z)
+                body = orjson.dumps(
+                    {"items": old.items, "next_page_token": old.next_page_token}, option=orjson.OPT_UTC_Z
+                )
                 nxt = old.next_page_token
         assert body
         return time.perf_counter() - start, nxt
@@ -101,8 +106,11 @@ def page_server_time(settings: Settings) -> None:
         for _ in range(15):
             elapsed, _next = one(token)
             times.append(elapsed)
-        print(f"page server time ({where} of the folder): median {statistics.median(times) * 1000:.1f} ms, "
-              f"min {min(times) * 1000:.1f} ms", flush=True)
+        print(
+            f"page server time ({where} of the folder): median {statistics.median(times) * 1000:.1f} ms, "
+            f"min {min(times) * 1000:.1f} ms",
+            flush=True,
+        )
     db.dispose()
 
 
@@ -110,8 +118,11 @@ def _middle_token(db: Any, p: Principal, folder_id: uuid.UUID) -> str:
     with db.read() as s:
         n = s.scalar(select(func.count()).select_from(Item).where(Item.folder_id == folder_id)) or 0
         name, ident = s.execute(
-            select(Item.name, Item.id).where(Item.folder_id == folder_id).order_by(Item.name, Item.id)
-            .offset(n // 2).limit(1)
+            select(Item.name, Item.id)
+            .where(Item.folder_id == folder_id)
+            .order_by(Item.name, Item.id)
+            .offset(n // 2)
+            .limit(1)
         ).one()
     return pagination.encode("name", "asc", name, ident)
 
@@ -120,15 +131,22 @@ def pages(http: httpx.Client, pid: int, limit: int) -> None:
     rows, token = 0, None
     start = time.perf_counter()
     while rows < limit:
-        params: dict[str, Any] = {"folder": "bench", "page_size": PAGE, **({"page_token": token} if token else {})}
+        params: dict[str, Any] = {
+            "folder": "bench",
+            "page_size": PAGE,
+            **({"page_token": token} if token else {}),
+        }
         page = orjson.loads(http.get("/api/v1/items", params=params).content)
         rows += len(page["items"])
         token = page["next_page_token"]
         if token is None:
             break
     elapsed = time.perf_counter() - start
-    print(f"pages: {rows:,} rows in {elapsed:.1f} s = {rows / elapsed:,.0f} rows/s; "
-          f"server peak {memory_mib(pid, 'VmHWM'):,.0f} MiB", flush=True)
+    print(
+        f"pages: {rows:,} rows in {elapsed:.1f} s = {rows / elapsed:,.0f} rows/s; "
+        f"server peak {memory_mib(pid, 'VmHWM'):,.0f} MiB",
+        flush=True,
+    )
 
 
 def export(http: httpx.Client, pid: int, n: int) -> None:
@@ -142,16 +160,32 @@ def export(http: httpx.Client, pid: int, n: int) -> None:
             lines += chunk.count(b"\n")
             size += len(chunk)
     elapsed = time.perf_counter() - start
-    print(f"export: {lines:,} rows ({size / 1e6:,.0f} MB) in {elapsed:.1f} s = {lines / elapsed:,.0f} rows/s; "
-          f"server peak {memory_mib(pid, 'VmHWM'):,.0f} MiB", flush=True)
+    print(
+        f"export: {lines:,} rows ({size / 1e6:,.0f} MB) in {elapsed:.1f} s = {lines / elapsed:,.0f} rows/s; "
+        f"server peak {memory_mib(pid, 'VmHWM'):,.0f} MiB",
+        flush=True,
+    )
     assert lines == n, (lines, n)
     curl = shutil.which("curl")
     if curl:
         url = f"{str(http.base_url).rstrip('/')}/api/v1/items.ndjson?folder=bench"
         start = time.perf_counter()
-        out = subprocess.run([curl, "-sS", "-o", "/dev/null", "-w", "%{size_download}", "-H",
-                              f"Authorization: {http.headers['Authorization']}", url],
-                             check=True, capture_output=True, text=True)
+        out = subprocess.run(
+            [
+                curl,
+                "-sS",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{size_download}",
+                "-H",
+                f"Authorization: {http.headers['Authorization']}",
+                url,
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
         elapsed = time.perf_counter() - start
         assert int(out.stdout) == size, (out.stdout, size)
         print(f"export read by curl: {n:,} rows in {elapsed:.1f} s = {n / elapsed:,.0f} rows/s", flush=True)
@@ -173,8 +207,10 @@ def sdk(http: httpx.Client, key_path: Path, limit: int) -> None:
         if rows >= limit:
             break
     elapsed = time.perf_counter() - start
-    print(f"SDK list_items(page_size={PAGE}): {rows:,} rows in {elapsed:.1f} s = {rows / elapsed:,.0f} rows/s",
-          flush=True)
+    print(
+        f"SDK list_items(page_size={PAGE}): {rows:,} rows in {elapsed:.1f} s = {rows / elapsed:,.0f} rows/s",
+        flush=True,
+    )
 
     # The SDK's own parsing, alone: the same pages' bytes parsed by its code, no server involved.
     raw: list[bytes] = []
@@ -193,11 +229,15 @@ def sdk(http: httpx.Client, key_path: Path, limit: int) -> None:
         page = Page[orm_storage.StorageItem].from_dict(json.loads(body))
         parsed += len([StorageItem(api_client, item) for item in page.results])
     elapsed = time.perf_counter() - start
-    print(f"SDK parsing alone: {parsed:,} rows in {elapsed:.2f} s = {parsed / elapsed:,.0f} rows/s", flush=True)
+    print(
+        f"SDK parsing alone: {parsed:,} rows in {elapsed:.2f} s = {parsed / elapsed:,.0f} rows/s", flush=True
+    )
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--items", type=int, default=1_000_000)
     parser.add_argument("--postgres", action="store_true")
     parser.add_argument("--rows", type=int, default=0, help="stop pages and the SDK after this many rows")
@@ -207,14 +247,17 @@ def main() -> None:
     skip = set(filter(None, args.skip.split(",")))
     with server_environment("corral-bench-listing-", PORT, args.postgres) as (work, env):
         print(f"{args.items:,} items, {'PostgreSQL' if args.postgres else 'SQLite'}", flush=True)
-        settings = Settings(data_dir=work / "data", database_url=env.get("CORRAL_DATABASE_URL"), secret_key="b" * 40)
+        settings = Settings(
+            data_dir=work / "data", database_url=env.get("CORRAL_DATABASE_URL"), secret_key="b" * 40
+        )
         token = setup(settings, args.items)
         key_path = add_key(settings, work)
         page_server_time(settings)
         server = serve(env)
         try:
-            with httpx.Client(base_url=f"http://127.0.0.1:{PORT}", headers={"Authorization": f"Bearer {token}"},
-                              timeout=600) as http:
+            with httpx.Client(
+                base_url=f"http://127.0.0.1:{PORT}", headers={"Authorization": f"Bearer {token}"}, timeout=600
+            ) as http:
                 if "pages" not in skip:
                     pages(http, server.pid, limit)
                 if "export" not in skip:

@@ -183,7 +183,7 @@ def storage_item_rows(
     out = []
     for i, r in enumerate(rows):
         media = forms.media(r)
-        ident = uid(r[0])
+        ident = str(uid(r[0]))
         integration = r[4]
         out.append({
             "uuid": ident,

@@ -18,8 +18,8 @@ compares them on both databases).
 from __future__ import annotations
 
 import uuid
-from dataclasses import replace
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -92,10 +92,23 @@ class Forms:
             self.uid, self.json = _dashed, _fragment
         self.row_json: Any = None if self.postgres else _sqlite_row_json()
         self.columns = [
-            uid(Item.id), Item.name, Item.item_type, uid(Item.folder_id), uid(Item.integration_id),
-            Item.url, Item.storage_location, Item.file_size, Item.mime_type, as_json(Item.media),
-            as_json(Item.client_metadata), uid(Item.job_id), uid(Item.created_by), when(Item.created_at),
-            when(Item.updated_at), when(Item.deleted_at), Item.description,
+            uid(Item.id),
+            Item.name,
+            Item.item_type,
+            uid(Item.folder_id),
+            uid(Item.integration_id),
+            Item.url,
+            Item.storage_location,
+            Item.file_size,
+            Item.mime_type,
+            as_json(Item.media),
+            as_json(Item.client_metadata),
+            uid(Item.job_id),
+            uid(Item.created_by),
+            when(Item.created_at),
+            when(Item.updated_at),
+            when(Item.deleted_at),
+            Item.description,
         ]
 
     def media(self, row: Row[Any]) -> dict[str, Any]:
@@ -114,15 +127,19 @@ def _sqlite_row_json() -> Any:
     compact text already.  The row's work is then C code that runs without the GIL."""
 
     def dashed(c: str) -> str:
-        return (f"substr({c},1,8)||'-'||substr({c},9,4)||'-'||substr({c},13,4)||'-'||substr({c},17,4)"
-                f"||'-'||substr({c},21)")
+        return (
+            f"substr({c},1,8)||'-'||substr({c},9,4)||'-'||substr({c},13,4)||'-'||substr({c},17,4)"
+            f"||'-'||substr({c},21)"
+        )
 
     def uid(c: str) -> str:
         return f"CASE WHEN {c} IS NULL THEN 'null' ELSE '\"'||{dashed(c)}||'\"' END"
 
     def when(c: str) -> str:  # "YYYY-MM-DD HH:MM:SS.ffffff" -> "YYYY-MM-DDTHH:MM:SS[.ffffff]Z"
-        return (f"CASE WHEN {c} IS NULL THEN 'null' ELSE '\"'||substr({c},1,10)||'T'||substr({c},12,8)||"
-                f"CASE WHEN substr({c},21) IN ('','000000') THEN '' ELSE '.'||substr({c},21) END||'Z\"' END")
+        return (
+            f"CASE WHEN {c} IS NULL THEN 'null' ELSE '\"'||substr({c},1,10)||'T'||substr({c},12,8)||"
+            f"CASE WHEN substr({c},21) IN ('','000000') THEN '' ELSE '.'||substr({c},21) END||'Z\"' END"
+        )
 
     def text(c: str) -> str:
         return f"json_quote({c})"
@@ -134,17 +151,31 @@ def _sqlite_row_json() -> Any:
         return f"coalesce({c},'null')"
 
     fields = [
-        ("id", uid, "id"), ("name", text, "name"), ("type", text, "item_type"),
-        ("folder_id", uid, "folder_id"), ("integration_id", uid, "integration_id"), ("url", text, "url"),
-        ("storage_location", text, "storage_location"), ("file_size", number, "file_size"),
-        ("mime_type", text, "mime_type"), ("media", raw, "media"), ("client_metadata", raw, "client_metadata"),
-        ("job_id", uid, "job_id"), ("created_by", uid, "created_by"), ("created_at", when, "created_at"),
-        ("updated_at", when, "updated_at"), ("deleted_at", when, "deleted_at"),
+        ("id", uid, "id"),
+        ("name", text, "name"),
+        ("type", text, "item_type"),
+        ("folder_id", uid, "folder_id"),
+        ("integration_id", uid, "integration_id"),
+        ("url", text, "url"),
+        ("storage_location", text, "storage_location"),
+        ("file_size", number, "file_size"),
+        ("mime_type", text, "mime_type"),
+        ("media", raw, "media"),
+        ("client_metadata", raw, "client_metadata"),
+        ("job_id", uid, "job_id"),
+        ("created_by", uid, "created_by"),
+        ("created_at", when, "created_at"),
+        ("updated_at", when, "updated_at"),
+        ("deleted_at", when, "deleted_at"),
     ]
-    parts = [f"'{'{' if i == 0 else ','}\"{key}\":'||{form(f'items.{column}')}"
-             for i, (key, form, column) in enumerate(fields)]
-    parts.append("',\"parts\":null,\"signed_url\":null,\"signed_url_expires_in\":null,\"description\":'"
-                 "||json_quote(coalesce(items.description,''))||'}'")
+    parts = [
+        f"'{'{' if i == 0 else ','}\"{key}\":'||{form(f'items.{column}')}"
+        for i, (key, form, column) in enumerate(fields)
+    ]
+    parts.append(
+        '\',"parts":null,"signed_url":null,"signed_url_expires_in":null,"description":\''
+        "||json_quote(coalesce(items.description,''))||'}'"
+    )
     return type_coerce(literal_column("||".join(parts)), String)
 
 
@@ -168,7 +199,9 @@ def _last_key(order: str, at: tuple[int, int, int, int]) -> Callable[[Row[Any]],
     return key
 
 
-def read(s: Session, ask: Listing, forms: Forms | None = None, *, text: bool = False) -> tuple[Forms, Page[Row[Any]]]:
+def read(
+    s: Session, ask: Listing, forms: Forms | None = None, *, text: bool = False
+) -> tuple[Forms, Page[Row[Any]]]:
     """One page of the listing ``ask`` as Core rows: the columns of ``Forms``, or with ``text``
     (for ``encode_page`` and ``stream``) on SQLite the sort keys and the row's JSON text only."""
     forms = forms or Forms(s)
@@ -227,8 +260,15 @@ def encode_page(forms: Forms, page: Page[Row[Any]]) -> bytes:
     """A page (read with ``text=True``) as the JSON ``GET /api/v1/items`` answers (``ItemPage``)."""
     token = orjson.dumps(page.next_page_token)
     if forms.row_json is not None and page.items and len(page.items[0]) == len(_KEYS_TEXT) + 1:
-        return b"".join([b'{"items":[', ",".join([r[-1] for r in page.items]).encode(),
-                         b'],"next_page_token":', token, b"}"])
+        return b"".join(
+            [
+                b'{"items":[',
+                ",".join([r[-1] for r in page.items]).encode(),
+                b'],"next_page_token":',
+                token,
+                b"}",
+            ]
+        )
     return orjson.dumps({"items": native(forms, page.items), "next_page_token": page.next_page_token})
 
 
@@ -253,7 +293,9 @@ def signers(s: Session, settings: Settings, rows: Sequence[dict[str, Any]]) -> d
     return out
 
 
-def sign(rows: list[dict[str, Any]], openers: dict[str, ScopedStorage], ttl_seconds: int | None = None) -> None:
+def sign(
+    rows: list[dict[str, Any]], openers: dict[str, ScopedStorage], ttl_seconds: int | None = None
+) -> None:
     """Outside any transaction: a signed GET URL on each single-file row, made integration by
     integration (``items.signed_all``'s answer for a listing, whose parts are not loaded)."""
     for ident, storage in openers.items():

@@ -128,7 +128,9 @@ def fetch(
     """One page of ``query`` (a select of one ORM entity) in (``key``, ``ident``) order."""
     rows = keyset(lambda q: list(s.scalars(q)), query, key, ident, direction=direction,
                   page_size=page_size, cursor=cursor, nullable=nullable)
-    return _page(rows, page_size, order, direction, lambda last: (getattr(last, key.key), getattr(last, ident.key)))
+    return _page(
+        rows, page_size, order, direction, lambda last: (getattr(last, key.key), getattr(last, ident.key))
+    )
 
 
 def fetch_rows(

@@ -18,7 +18,7 @@ from tests.files.conftest import add_items, folder, principal
 
 ODD_META: list[dict[str, Any]] = [
     {},
-    {"camera": "cam-1", "n": 3, "ratio": 0.1, "big": 1e300, "tiny": 1.5e-7, "neg": -2**63},
+    {"camera": "cam-1", "n": 3, "ratio": 0.1, "big": 1e300, "tiny": 1.5e-7, "neg": -(2**63)},
     {"ünïcode": "日本語 ✓", "quote": 'a"b\\c', "ctl": "a\tb\nc\x01", "emoji": "😀"},
     {"nested": {"a": [1, 2.5, None, True, {"b": []}]}, "z": False, "a": None},
     {"int_float": 1.0, "exp": 1e20, "half": 0.5},
@@ -45,15 +45,19 @@ def _specs() -> list[dict[str, Any]]:
 
 def _old(s: Any, p: Any, folder_id: str, **options: Any) -> bytes:
     page = items.list_(s, p, folder_id, **options)
-    return orjson.dumps({"items": page.items, "next_page_token": page.next_page_token}, option=orjson.OPT_UTC_Z)
+    return orjson.dumps(
+        {"items": page.items, "next_page_token": page.next_page_token}, option=orjson.OPT_UTC_Z
+    )
 
 
 def _new(s: Any, p: Any, folder_id: str, **options: Any) -> bytes:
     forms, page = item_rows.read(s, items.listing(s, p, folder_id, **options), text=True)
     body = item_rows.encode_page(forms, page)
     forms, page = item_rows.read(s, items.listing(s, p, folder_id, **options))  # the dicts' path
-    assert orjson.dumps({"items": item_rows.native(forms, page.items),
-                         "next_page_token": page.next_page_token}) == body
+    assert (
+        orjson.dumps({"items": item_rows.native(forms, page.items), "next_page_token": page.next_page_token})
+        == body
+    )
     return body
 
 
@@ -64,7 +68,9 @@ def test_rows_are_the_views_byte_for_byte(client, db, make_user, order: str, dir
     f = folder(client, user, "rows")
     ids = add_items(db, user, f["id"], _specs())
     with db.write() as s:  # a soft-deleted item, a description, an item without URL or integration
-        s.execute(update(Item).where(Item.id == ids[4]).values(deleted_at=datetime.now(UTC), description="d ✓"))
+        s.execute(
+            update(Item).where(Item.id == ids[4]).values(deleted_at=datetime.now(UTC), description="d ✓")
+        )
         s.execute(update(Item).where(Item.id == ids[5]).values(url=None, item_type="image_group"))
     p = principal(user)
     for deleted in ("exclude", "include", "only"):
@@ -88,8 +94,13 @@ def test_filters_are_the_same(client, db, make_user) -> None:  # type: ignore[no
     add_items(db, user, f["id"], _specs())
     p = principal(user)
     with db.read() as s:
-        for options in ({"types": ["video"]}, {"q": "É"}, {"q": "same", "types": ["image"]},
-                        {"in_dataset": False}, {"recursive": True}):
+        for options in (
+            {"types": ["video"]},
+            {"q": "É"},
+            {"q": "same", "types": ["image"]},
+            {"in_dataset": False},
+            {"recursive": True},
+        ):
             assert _new(s, p, f["id"], **options) == _old(s, p, f["id"], **options)
 
 
@@ -141,20 +152,30 @@ def test_read_ahead_page_is_authorised_again(client, db, make_user) -> None:  # 
     member = make_user("member@x.io", role="member")
     f = folder(client, admin, "ahead")
     add_items(db, admin, f["id"], _specs())
-    r = client.post(f"/api/v1/folders/{f['id']}/grants", json={"user": "member@x.io", "role": "viewer"},
-                    headers=admin.bearer)
+    r = client.post(
+        f"/api/v1/folders/{f['id']}/grants",
+        json={"user": "member@x.io", "role": "viewer"},
+        headers=admin.bearer,
+    )
     assert r.status_code in (200, 201), r.text
     first = client.get("/api/v1/items", params={"folder": f["id"], "page_size": 5}, headers=member.bearer)
     assert first.status_code == 200
     token = first.json()["next_page_token"]
     # the next page is being read ahead for the member; the grant goes before they ask for it
-    assert client.delete(f"/api/v1/folders/{f['id']}/grants/member@x.io", headers=admin.bearer).status_code == 200
-    r = client.get("/api/v1/items", params={"folder": f["id"], "page_size": 5, "page_token": token},
-                   headers=member.bearer)
+    assert (
+        client.delete(f"/api/v1/folders/{f['id']}/grants/member@x.io", headers=admin.bearer).status_code
+        == 200
+    )
+    r = client.get(
+        "/api/v1/items",
+        params={"folder": f["id"], "page_size": 5, "page_token": token},
+        headers=member.bearer,
+    )
     assert r.status_code == 404, r.text
     # another user asking with the same token reads their own page
-    r = client.get("/api/v1/items", params={"folder": f["id"], "page_size": 5, "page_token": token},
-                   headers=admin.bearer)
+    r = client.get(
+        "/api/v1/items", params={"folder": f["id"], "page_size": 5, "page_token": token}, headers=admin.bearer
+    )
     assert r.status_code == 200 and len(r.json()["items"]) == 5
     assert uuid.UUID(r.json()["items"][0]["id"])
 
@@ -170,9 +191,15 @@ def test_sdk_storage_items_from_rows_are_the_views(client, db, make_user, metada
     link(db, user, ids[:7])
     link(db, user, ids[3:5], title="second")
     with db.write() as s:
-        s.execute(update(Item).where(Item.id == ids[6]).values(
-            media={"frame_count": 12, "fps": 29.97, "duration": 0.4, "sample_rate": 8000, "codec": "x"},
-            created_by=None, deleted_at=datetime.now(UTC)))
+        s.execute(
+            update(Item)
+            .where(Item.id == ids[6])
+            .values(
+                media={"frame_count": 12, "fps": 29.97, "duration": 0.4, "sample_rate": 8000, "codec": "x"},
+                created_by=None,
+                deleted_at=datetime.now(UTC),
+            )
+        )
         s.execute(update(Item).where(Item.id == ids[7]).values(media={"num_pages": 3}, description="d"))
     p = principal(user)
     with db.read() as s:

@@ -8,16 +8,19 @@ turned into the SDK's error envelope by ``corral.api.errors``.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 from fastapi import APIRouter, Request
+from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from corral import jsoncodec
 from corral.api.deps import AppContext, Ctx, CurrentPrincipal
 from corral.api.parsing import CorralRoute
+from corral.api.readahead import stream_ahead
 from corral.core.identity import Principal
 from corral.errors import InvalidInput, NotSupported
 
@@ -31,6 +34,14 @@ class RpcCall:
     resource_type: str
     resource_id: str
     scope: str  # "resource" (/public) or "user" (/public/user)
+
+
+@dataclass(frozen=True)
+class Streamed:
+    """A handler's answer sent as it is made: ``chunks`` of the ``response`` list's elements,
+    each chunk read (in a thread, ahead of the socket) only when the previous one is on its way."""
+
+    chunks: Iterator[list[Any]]
 
 
 Handler = Callable[[AppContext, Principal, RpcCall], Any]
@@ -63,7 +74,7 @@ def _parse(body: bytes, request: Request, scope: str) -> RpcCall:
                    request.headers.get("resourcetype", ""), request.headers.get("resourceid", ""), scope)
 
 
-async def _dispatch(request: Request, ctx: AppContext, principal: Principal, scope: str) -> dict[str, Any]:
+async def _dispatch(request: Request, ctx: AppContext, principal: Principal, scope: str) -> Any:
     call = _parse(await request.body(), request, scope)
     handler = operations.get((call.query_type, call.query_method))
     if handler is None:
@@ -72,14 +83,27 @@ async def _dispatch(request: Request, ctx: AppContext, principal: Principal, sco
             "(see docs/encord-compatibility.md for the Encord SDK calls corral implements)"
         )
     result = await run_in_threadpool(handler, ctx, principal, call)
+    if isinstance(result, Streamed):
+        return StreamingResponse(_envelope(result.chunks), media_type="application/json")
     return {"status": 200, "response": result}
 
 
+async def _envelope(chunks: Iterator[list[Any]]) -> AsyncIterator[bytes]:
+    """``{"status": 200, "response": [...]}`` around the elements of ``chunks``, as they come."""
+    yield b'{"status":200,"response":['
+    first = True
+    async for chunk in stream_ahead(chunks):
+        body = b",".join([orjson.dumps(element) for element in chunk])
+        yield body if first else b"," + body
+        first = False
+    yield b"]}"
+
+
 @router.post("/public", summary="Encord v1 RPC (resource-scoped)")
-async def rpc_resource(request: Request, ctx: Ctx, principal: CurrentPrincipal) -> dict[str, Any]:
+async def rpc_resource(request: Request, ctx: Ctx, principal: CurrentPrincipal) -> Any:
     return await _dispatch(request, ctx, principal, "resource")
 
 
 @router.post("/public/user", summary="Encord v1 RPC (user-scoped)")
-async def rpc_user(request: Request, ctx: Ctx, principal: CurrentPrincipal) -> dict[str, Any]:
+async def rpc_user(request: Request, ctx: Ctx, principal: CurrentPrincipal) -> Any:
     return await _dispatch(request, ctx, principal, "user")

@@ -312,14 +312,16 @@ async def list_items(
         if sign_urls:
             item_rows.sign(native, openers)
             with ctx.db.read() as s:
-                results = dto.storage_item_rows(s, forms, page.items, metadata=include_metadata, signed=native)
+                results = dto.storage_item_rows(
+                    s, forms, page.items, metadata=include_metadata, signed=native
+                )
         return orjson.dumps(_page(results, page.next_page_token)), page.next_page_token
 
     def read() -> bytes:
         if sign_urls:  # signed URLs expire: never read ahead
             return read_page(page_token)[0]
-        query = ("storage-items", principal.user_id, folder_id, tuple(types), search, order, desc, page_size,
-                 is_recursive, is_in_dataset, include_metadata)
+        query = ("storage-items", principal.user_id, folder_id, tuple(types), search, order, desc,
+                 page_size, is_recursive, is_in_dataset, include_metadata)
         found = None
         if page_token is not None:
             with ctx.db.read() as s:

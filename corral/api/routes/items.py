@@ -17,8 +17,8 @@ from starlette.concurrency import run_in_threadpool
 
 from corral import errors
 from corral.api.deps import AppContext, Ctx, CurrentPrincipal
-from corral.api.readahead import stream_ahead
 from corral.api.parsing import CorralRoute
+from corral.api.readahead import stream_ahead
 from corral.core import item_rows, items, thumbnails
 from corral.core.items import ItemView
 from corral.core.pagination import MAX_PAGE_SIZE
