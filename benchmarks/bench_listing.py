@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import signal
 import statistics
@@ -43,6 +44,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import func, select
 
+from benchmarks import bench_datasets
 from benchmarks.bench_datasets import serve, setup
 from benchmarks.common import memory_mib, server_environment
 from corral.core import identity, items, pagination
@@ -125,6 +127,22 @@ def _middle_token(db: Any, p: Principal, folder_id: uuid.UUID) -> str:
             .limit(1)
         ).one()
     return pagination.encode("name", "asc", name, ident)
+
+
+def latency(http: httpx.Client, token: str) -> None:
+    """One page of 1,000 from the middle of the folder, over HTTP, asked 15 times (the same token:
+    never a page read ahead): what a single page costs the server, plus loopback."""
+    times = []
+    for _ in range(15):
+        start = time.perf_counter()
+        r = http.get("/api/v1/items", params={"folder": "bench", "page_size": PAGE, "page_token": token})
+        times.append(time.perf_counter() - start)
+        assert r.status_code == 200, r.text
+    print(
+        f"page latency over HTTP (middle of the folder): median {statistics.median(times) * 1000:.1f} ms, "
+        f"min {min(times) * 1000:.1f} ms",
+        flush=True,
+    )
 
 
 def pages(http: httpx.Client, pid: int, limit: int) -> None:
@@ -242,22 +260,67 @@ def main() -> None:
     parser.add_argument("--postgres", action="store_true")
     parser.add_argument("--rows", type=int, default=0, help="stop pages and the SDK after this many rows")
     parser.add_argument("--skip", default="", help="comma-separated phases to skip: pages,export,sdk")
+    parser.add_argument(
+        "--baseline",
+        help="also serve the same database with the corral checkout in this "
+        "directory (PYTHONPATH), first: baseline and new side by side on the same data",
+    )
+    parser.add_argument("--port", type=int, default=PORT)
+    parser.add_argument("--reuse", help="the work directory of an earlier SQLite run, with its items")
     args = parser.parse_args()
+    bench_datasets.PORT = args.port
+    if args.reuse:
+        work = Path(args.reuse)
+        env = {
+            **os.environ,
+            "CORRAL_DATA_DIR": str(work / "data"),
+            "CORRAL_SECRET_KEY": "b" * 40,
+            "CORRAL_PORT": str(args.port),
+            "CORRAL_LOG_LEVEL": "warning",
+            "CORRAL_CONFIG_DIR": str(work / "cfg"),
+        }
+        run_all(args, work, env)
+        return
+    with server_environment("corral-bench-listing-", args.port, args.postgres) as (work, env):
+        run_all(args, work, env)
+
+
+def run_all(args: argparse.Namespace, work: Path, env: dict[str, str]) -> None:
     limit = args.rows or args.items
     skip = set(filter(None, args.skip.split(",")))
-    with server_environment("corral-bench-listing-", PORT, args.postgres) as (work, env):
-        print(f"{args.items:,} items, {'PostgreSQL' if args.postgres else 'SQLite'}", flush=True)
-        settings = Settings(
-            data_dir=work / "data", database_url=env.get("CORRAL_DATABASE_URL"), secret_key="b" * 40
-        )
+    print(f"{args.items:,} items, {'PostgreSQL' if args.postgres else 'SQLite'}", flush=True)
+    settings = Settings(
+        data_dir=work / "data", database_url=env.get("CORRAL_DATABASE_URL"), secret_key="b" * 40
+    )
+    if args.reuse:
+        db = create_database(settings)
+        with db.write() as s:
+            token, _ = identity.create_token(s, "bench@x.io")
+        db.dispose()
+        key_path = work / "bench_ed25519"
+    else:
         token = setup(settings, args.items)
         key_path = add_key(settings, work)
-        page_server_time(settings)
-        server = serve(env)
+    page_server_time(settings)
+    db = create_database(settings)
+    with db.read() as s:
+        u = s.scalars(select(User).where(User.email == "bench@x.io")).one()
+        folder_id = s.scalars(select(Folder.id).where(Folder.name == "bench")).one()
+    middle = _middle_token(db, Principal(u.id, u.org_id, u.email, "admin", "bearer"), folder_id)
+    db.dispose()
+    runs = ([("baseline", {**env, "PYTHONPATH": args.baseline})] if args.baseline else []) + [
+        ("this checkout", env)
+    ]
+    for label, run_env in runs:
+        print(f"--- {label}", flush=True)
+        server = serve(run_env)
         try:
             with httpx.Client(
-                base_url=f"http://127.0.0.1:{PORT}", headers={"Authorization": f"Bearer {token}"}, timeout=600
+                base_url=f"http://127.0.0.1:{args.port}",
+                headers={"Authorization": f"Bearer {token}"},
+                timeout=600,
             ) as http:
+                latency(http, middle)
                 if "pages" not in skip:
                     pages(http, server.pid, limit)
                 if "export" not in skip:

@@ -8,8 +8,8 @@ and multiplicative decrease, as TCP does:
 * a throttling answer (S3's ``503 SlowDown``, a ``429``, Azure's and GCS's "server busy") halves
   the places, at most once a second, since a burst of concurrent requests all see the same
   overload;
-* a request answered in more than ``SLOW_FACTOR`` times the fastest answer seen lately takes a
-  small step down (the store is queueing);
+* while the smoothed answer time is more than ``SLOW_FACTOR`` times the best it has been lately,
+  each answer takes a small step down (the store is queueing);
 * any other answered request gives back ``1 / places`` of a place, so the ceiling is regained
   after about one round of requests per place.
 
@@ -23,7 +23,7 @@ import threading
 import time
 from types import TracebackType
 
-#: An answer this many times slower than the fastest recent one counts as the store queueing.
+#: Answers this many times slower (smoothed) than the best lately mean the store is queueing.
 SLOW_FACTOR = 8.0
 #: Seconds between two halvings (one overload, seen by many requests in flight, is one signal).
 CUT_INTERVAL = 1.0
@@ -37,6 +37,7 @@ class Pacer:
         self.places = float(ceiling)
         self._in_flight = 0
         self._fastest: float | None = None
+        self._typical: float | None = None
         self._last_cut = 0.0
         self._cond = threading.Condition()
 
@@ -68,10 +69,13 @@ class Pacer:
                     self.places = max(1.0, self.places / 2)
                     self._last_cut = now
             else:
-                fastest = self._fastest
-                # the fastest answer ages slowly, so a store that got slower for good is relearnt
-                self._fastest = seconds if fastest is None else min(seconds, fastest * 1.01)
-                if fastest is not None and seconds > SLOW_FACTOR * fastest and self.places > 1:
+                # a smoothed answer time (one slow answer on a busy machine says little), and the
+                # best of it seen lately, which ages slowly so a store slower for good is relearnt
+                typical = seconds if self._typical is None else 0.9 * self._typical + 0.1 * seconds
+                self._typical = typical
+                best = typical if self._fastest is None else min(typical, self._fastest * 1.01)
+                self._fastest = best
+                if typical > SLOW_FACTOR * best and self.places > 1:
                     self.places = max(1.0, self.places - 1 / self.places)
                 elif self.places < self.ceiling:
                     self.places = min(float(self.ceiling), self.places + 1 / self.places)
