@@ -29,13 +29,22 @@ def test_throttling_halves_once_per_interval_and_recovery_is_additive(monkeypatc
     assert p.limit == 16  # back to the ceiling, and not above it
 
 
-def test_a_queueing_store_takes_places_away() -> None:
+def test_a_queueing_store_holds_places_back_but_slowness_alone_takes_none(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    clock = [1000.0]
+    monkeypatch.setattr(pacing.time, "monotonic", lambda: clock[0])
     p = Pacer(16)
     for _ in range(5):
         p.report(0.01)
     for _ in range(40):
-        p.report(0.5)  # fifty times the fastest answer
-    assert p.limit < 16
+        p.report(0.5)  # fifty times the best answer
+    assert p.limit == 16  # slow answers alone take no place away
+    p.report(0.5, throttled=True)
+    for _ in range(100):
+        p.report(0.5)
+    assert p.limit == 8  # while the store queues, the places cut by its throttling stay cut
+    for _ in range(300):
+        p.report(0.01)
+    assert p.limit == 16
 
 
 def test_places_bound_the_requests_in_flight() -> None:
