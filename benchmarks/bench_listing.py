@@ -45,7 +45,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import func, select
 
 from benchmarks import bench_datasets
-from benchmarks.bench_datasets import serve, setup
+from benchmarks.bench_datasets import BIN, setup
 from benchmarks.common import memory_mib, server_environment
 from corral.core import identity, items, pagination
 from corral.core.identity import Principal
@@ -55,6 +55,25 @@ from corral.settings import Settings
 
 PORT = 8798
 PAGE = 1000
+
+
+def serve(env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """``corral serve --no-worker``, waited for up to 3 minutes (a loaded machine starts it slowly)."""
+    server = subprocess.Popen(
+        [str(BIN / "corral"), "serve", "--no-worker"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{env['CORRAL_PORT']}/healthz").status_code == 200:
+                return server
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    server.kill()
+    raise RuntimeError("the server did not start")
 
 
 def add_key(settings: Settings, work: Path) -> Path:
