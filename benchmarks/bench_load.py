@@ -73,7 +73,7 @@ from corral.db.types import utcnow, uuid7_hex
 from corral.settings import Settings
 
 BIN = Path(sys.executable).parent
-PORT = 8799
+PORT = 8799  # --port changes it (other runs on the machine may hold this one)
 ITEMS = cast(Table, Item.__table__)
 ROUTES = ("items_page", "rows_page", "get_item", "folder_list", "import_status", "sign_url", "me")
 SAMPLE_IDS = 2000
@@ -161,7 +161,8 @@ def setup(settings: Settings, env: dict[str, str], source: Path | None, n: int) 
     return token, sample
 
 
-def serve(env: dict[str, str], source: Path | None, extra: list[str], log: Path) -> subprocess.Popen[bytes]:
+def serve(env: dict[str, str], source: Path | None, extra: list[str], log: Path,
+          port: int = PORT) -> subprocess.Popen[bytes]:
     with log.open("wb") as out:
         server = subprocess.Popen([*corral_cmd(source), "serve", *extra], env=corral_env(env, source),
                                   stdout=subprocess.DEVNULL, stderr=out, cwd=log.parent)
@@ -169,7 +170,7 @@ def serve(env: dict[str, str], source: Path | None, extra: list[str], log: Path)
         if server.poll() is not None:
             raise RuntimeError(f"the server exited: {log.read_text()[-2000:]}")
         try:
-            if httpx.get(f"http://127.0.0.1:{PORT}/healthz").status_code == 200:
+            if httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200:
                 return server
         except httpx.HTTPError:
             pass
@@ -490,13 +491,14 @@ def main() -> None:
     parser.add_argument("--serve-args", default="", help="extra `corral serve` arguments, e.g. '--workers 2'")
     parser.add_argument("--source", type=Path, default=None,
                         help="run this checkout's corral instead (with its .venv if it has one)")
+    parser.add_argument("--port", type=int, default=PORT, help="the server's loopback port")
     parser.add_argument("--profile", type=Path, default=None,
                         help="py-spy the last phase into this directory")
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop the server and drop the database too
     levels = [int(c) for c in args.clients.split(",") if c.strip()]
-    base = f"http://127.0.0.1:{PORT}"
-    with server_environment("corral-bench-load-", PORT, args.postgres) as (work, env):
+    base = f"http://127.0.0.1:{args.port}"
+    with server_environment("corral-bench-load-", args.port, args.postgres) as (work, env):
         print(f"{args.items:,} items, {'PostgreSQL' if args.postgres else 'SQLite'}, "
               f"code {args.source or 'this checkout'}, serve {args.serve_args or '(defaults)'}", flush=True)
         # The bench integration's endpoint is a loopback address nothing listens on (it is strict
@@ -505,7 +507,7 @@ def main() -> None:
         settings = Settings(data_dir=work / "data", database_url=env.get("CORRAL_DATABASE_URL"),
                             secret_key="b" * 40, allowed_endpoints="127.0.0.1")
         token, sample = setup(settings, env, args.source, args.items)
-        server = serve(env, args.source, args.serve_args.split(), work / "server.log")
+        server = serve(env, args.source, args.serve_args.split(), work / "server.log", args.port)
         try:
             target = asyncio.run(prepare(base, token, sample, args.import_files))
             batch0 = 1

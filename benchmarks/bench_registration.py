@@ -2,18 +2,32 @@
 
 Run on purpose (not part of the test suite):
 
-    .venv/bin/python -m benchmarks.bench_registration [--files 1000000] [--postgres] [--skip-duplicates]
+    .venv/bin/python -m benchmarks.bench_registration [--files 1000000] [--postgres] [--shuffle]
+        [--simple [--skip-duplicates] [--schema]] [--second-import [--stale-stats]]
 
-``--skip-duplicates`` imports with ``--skip-duplicate-urls`` (each URL is looked up in the folder,
-and the job's end checks its staged copies against what became visible meanwhile).
+The default manifest is the realistic one: it sets ``skip_duplicate_urls``, gives a ``title``
+per entry, carries five typed metadata keys plus a datetime (``camera`` varchar, ``score`` and
+``frame`` numbers, ``reviewed`` boolean, ``weather`` enum, ``captured_at`` datetime), all
+declared in the metadata schema first, and lists its URLs in the order of a bucket listing
+(sorted) or, with ``--shuffle``, in random order.  ``--simple`` is the older, easy form: no
+flags, no titles, two metadata keys, no schema (``--skip-duplicates`` then passes
+``--skip-duplicate-urls``; ``--schema`` declares its two keys).
+
+``--second-import`` imports the same manifest a second time into the same folder with
+``--skip-duplicate-urls`` (every entry a duplicate) and times that too; ``--stale-stats`` first
+stops the server and makes the database's planner statistics for ``items`` those of a table
+never analysed (PostgreSQL: ``pg_statistic`` rows deleted, ``reltuples`` reset; SQLite: the
+``sqlite_stat1`` rows deleted), then starts it again, so the duplicate check cannot lean on
+statistics taken after the first load.
+
 CORRAL_BENCH_BIN names another directory holding the `corral` to measure (a baseline build).
 
 The integration is strict client-only with client-supplied image sizes and custom metadata, so
 no object store is contacted: this measures corral itself (upload, manifest parsing, metadata
 validation, batching, inserts, the final publish).  The server is a real `corral serve`
-subprocess (embedded worker) on SQLite, or on a fresh PostgreSQL database with --postgres.
-The time is from starting `corral import` to the job being DONE (the command returns then);
-the server's peak memory is its VmHWM from /proc.
+subprocess (embedded worker and its default extra worker process) on SQLite, or on a fresh
+PostgreSQL database with --postgres.  The time is from starting `corral import` to the job being
+DONE (the command returns then); peak memory is VmHWM from /proc.
 """
 
 from __future__ import annotations
@@ -21,29 +35,80 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import resource
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
+from sqlalchemy import create_engine, text
 
 from benchmarks.common import memory_mib, server_environment
 
 BIN = Path(os.environ.get("CORRAL_BENCH_BIN") or Path(sys.executable).parent)
-def write_manifest(path: Path, n: int, shuffle: bool = False) -> None:
-    order: list[int] | range = range(n)
-    if shuffle:  # keys in random order, not sorted as a bucket listing gives them
-        import random
+PORT = int(os.environ.get("CORRAL_BENCH_PORT") or 8797)
+URL = f"http://127.0.0.1:{PORT}"
+#: The realistic manifest's schema: five typed keys plus a datetime.
+SCHEMA = {
+    "camera": {"type": "varchar"},
+    "score": {"type": "number"},
+    "frame": {"type": "number"},
+    "reviewed": {"type": "boolean"},
+    "weather": {"type": "enum", "values": ["clear", "fog", "rain", "snow"]},
+    "captured_at": {"type": "datetime"},
+}
+WEATHER = ("clear", "fog", "rain", "snow")
 
-        order = list(order)
-        random.Random(0).shuffle(order)
+
+def _order(n: int, shuffle: bool) -> list[int] | range:
+    if not shuffle:
+        return range(n)
+    order = list(range(n))  # keys in random order, not sorted as a bucket listing gives them
+    random.Random(0).shuffle(order)
+    return order
+
+
+def write_manifest(path: Path, n: int, shuffle: bool = False) -> None:
+    """The realistic manifest (see the module docstring)."""
+    with path.open("w") as out:
+        out.write('{"skip_duplicate_urls": true, "images": [')
+        for k, i in enumerate(_order(n, shuffle)):
+            if k:
+                out.write(",")
+            out.write(
+                json.dumps(
+                    {
+                        "objectUrl": f"s3://media/runs/{i // 10_000:04d}/frames/{i:08d}.jpg",
+                        "title": f"run {i // 10_000} frame {i % 10_000}",
+                        "imageMetadata": {"width": 1920, "height": 1080},
+                        "clientMetadata": {
+                            "camera": f"cam-{i % 16}",
+                            "score": i % 100 / 10,
+                            "frame": i % 10_000,
+                            "reviewed": i % 3 == 0,
+                            "weather": WEATHER[i % 4],
+                            "captured_at": f"2026-{1 + i % 12:02d}-{1 + i % 28:02d}T"
+                            f"{i % 24:02d}:{i % 60:02d}:{i // 60 % 60:02d}Z",
+                        },
+                    }
+                )
+            )
+        out.write("]}")
+
+
+def write_simple_manifest(path: Path, n: int, shuffle: bool = False) -> None:
+    """The easy form: no flags, no titles, two metadata keys, no schema."""
     with path.open("w") as out:
         out.write('{"images": [')
-        for i in order:
-            if out.tell() > 12:
+        for k, i in enumerate(_order(n, shuffle)):
+            if k:
                 out.write(",")
             out.write(
                 json.dumps(
@@ -96,6 +161,87 @@ def profile(pids: list[int], seconds: int, out: Path) -> list[subprocess.Popen[b
     ]
 
 
+@contextmanager
+def serving(corral: str, env: dict[str, str]) -> Iterator[subprocess.Popen[bytes]]:
+    server = subprocess.Popen(
+        [corral, "serve"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        for _ in range(200):
+            try:
+                if httpx.get(f"{URL}/healthz").status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        yield server
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(60)
+
+
+def make_stale(env: dict[str, str], work: Path) -> None:
+    """Planner statistics of ``items`` as if it had never been analysed (the server is stopped)."""
+    url = env.get("CORRAL_DATABASE_URL")
+    if url:
+        engine = create_engine(url, isolation_level="AUTOCOMMIT")
+        with engine.connect() as conn:
+            conn.execute(text("DELETE FROM pg_statistic WHERE starelid = 'items'::regclass"))
+            conn.execute(text(
+                "UPDATE pg_class SET reltuples = -1, relpages = 0 WHERE oid = 'items'::regclass "
+                "OR oid IN (SELECT indexrelid FROM pg_index WHERE indrelid = 'items'::regclass)"
+            ))
+        engine.dispose()
+        return
+    db = sqlite3.connect(work / "data" / "corral.db")
+    try:
+        if db.execute("SELECT 1 FROM sqlite_master WHERE name = 'sqlite_stat1'").fetchone():
+            db.execute("DELETE FROM sqlite_stat1 WHERE tbl = 'items'")
+            db.commit()
+    finally:
+        db.close()
+
+
+def run_import(corral: str, server: subprocess.Popen[bytes], manifest: Path, env: dict[str, str],
+               work: Path, args: argparse.Namespace, label: str, skip: bool) -> None:
+    pids = [server.pid, *children(server.pid)]
+    cpu_before = {pid: cpu_seconds(pid) for pid in pids}
+    spies = profile(pids, max(10, args.files // 10_000), work / f"profile-{label}")
+    start = time.perf_counter()
+    result = subprocess.run(
+        [corral, "import", str(manifest), "--folder", "bench", "--integration", "media", "--json",
+         *(["--skip-duplicate-urls"] if skip else [])],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    elapsed = time.perf_counter() - start
+    status: dict[str, Any] = json.loads(result.stdout) if result.stdout.strip().startswith("{") else {}
+    print(
+        f"[{label}] status {status.get('status')}, registered {status.get('registered'):,}, "
+        f"skipped {status.get('skipped'):,}"
+        if status
+        else f"[{label}] {result.stderr}"
+    )
+    cpu = {pid: cpu_seconds(pid) - cpu_before[pid] for pid in pids}
+    cli_cpu = resource.getrusage(resource.RUSAGE_CHILDREN)
+    print(
+        f"[{label}] CPU seconds: "
+        + ", ".join(f"{'server' if p == server.pid else 'worker'} {t:.1f}" for p, t in cpu.items())
+        + f", corral import {cli_cpu.ru_utime + cli_cpu.ru_stime:.1f} (with setup commands)"
+    )
+    for spy in spies:
+        spy.wait()
+    if spies:
+        print(f"[{label}] profiles: {work}/profile-{label}-*.txt")
+    workers = [peak_mib(c) for c in children(server.pid)]
+    print(
+        f"[{label}] end to end: {elapsed:.1f} s = {args.files / elapsed:,.0f} files/s; server peak memory "
+        f"{peak_mib(server.pid):,.0f} MiB (API + embedded worker)"
+        + (f", worker processes {', '.join(f'{w:,.0f}' for w in workers)} MiB" if workers else ""),
+        flush=True,
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -103,15 +249,16 @@ def main() -> None:
     parser.add_argument("--files", type=int, default=1_000_000)
     parser.add_argument("--postgres", action="store_true")
     parser.add_argument("--shuffle", action="store_true", help="URLs in random order, not sorted")
+    parser.add_argument("--simple", action="store_true",
+                        help="the easy manifest (no flags, titles or schema)")
     parser.add_argument("--skip-duplicates", action="store_true", help="import with --skip-duplicate-urls")
-    parser.add_argument(
-        "--schema",
-        action="store_true",
-        help="declare camera (varchar) and score (number) in the metadata schema first, so they are "
-        "validated by type and projected into the index",
-    )
+    parser.add_argument("--schema", action="store_true", help="--simple: declare its two keys in the schema")
+    parser.add_argument("--second-import", action="store_true",
+                        help="import the same manifest again (every entry a duplicate) and time that")
+    parser.add_argument("--stale-stats", action="store_true",
+                        help="--second-import: planner statistics of a never-analysed table before it")
     args = parser.parse_args()
-    with server_environment("corral-bench-", 8797, args.postgres) as (work, env):
+    with server_environment("corral-bench-", PORT, args.postgres) as (work, env):
         corral = str(BIN / "corral")
         subprocess.run([corral, "migrate"], env=env, check=True, capture_output=True)
         subprocess.run(
@@ -124,28 +271,20 @@ def main() -> None:
             [corral, "token", "create", "bench@x.io"], env=env, check=True, capture_output=True, text=True
         ).stdout.split()[-1]
         manifest = work / "manifest.json"
-        write_manifest(manifest, args.files, args.shuffle)
+        (write_simple_manifest if args.simple else write_manifest)(manifest, args.files, args.shuffle)
         print(
-            f"{args.files:,} files, manifest {manifest.stat().st_size / 1e6:.0f} MB, "
+            f"{args.files:,} files, {'simple' if args.simple else 'realistic'} manifest "
+            f"{manifest.stat().st_size / 1e6:.0f} MB, "
             f"{'PostgreSQL' if args.postgres else 'SQLite'}{', shuffled' if args.shuffle else ''}"
             f"{', skipping duplicates' if args.skip_duplicates else ''}"
             f"{', schema keys' if args.schema else ''}",
             flush=True,
         )
-        server = subprocess.Popen(
-            [corral, "serve"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
-        try:
-            url = "http://127.0.0.1:8797"
-            for _ in range(100):
-                try:
-                    if httpx.get(f"{url}/healthz").status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    time.sleep(0.1)
-            auth = {"Authorization": f"Bearer {token}"}
+        auth = {"Authorization": f"Bearer {token}"}
+        cli_env = {**env, "CORRAL_URL": URL, "CORRAL_TOKEN": token}
+        with serving(corral, env) as server:
             httpx.post(
-                f"{url}/api/v1/integrations",
+                f"{URL}/api/v1/integrations",
                 headers=auth,
                 json={
                     "title": "media",
@@ -158,51 +297,24 @@ def main() -> None:
                         "secret_access_key": "s",
                     },
                 },
-            )
-            httpx.post(f"{url}/api/v1/folders", headers=auth, json={"path": "bench"})
-            if args.schema:
+            ).raise_for_status()
+            httpx.post(f"{URL}/api/v1/folders", headers=auth, json={"path": "bench"}).raise_for_status()
+            keys: dict[str, Any] | None = None
+            if not args.simple:
+                keys = SCHEMA
+            elif args.schema:
                 keys = {"camera": {"type": "varchar"}, "score": {"type": "number"}}
-                httpx.put(f"{url}/api/v1/metadata-schema", headers=auth,
-                          json={"keys": keys}).raise_for_status()
-            cli_env = {**env, "CORRAL_URL": url, "CORRAL_TOKEN": token}
-            pids = [server.pid, *children(server.pid)]
-            cpu_before = {pid: cpu_seconds(pid) for pid in pids}
-            spies = profile(pids, max(10, args.files // 10_000), work / "profile")
-            start = time.perf_counter()
-            result = subprocess.run(
-                [corral, "import", str(manifest), "--folder", "bench", "--integration", "media", "--json",
-                 *(["--skip-duplicate-urls"] if args.skip_duplicates else [])],
-                env=cli_env,
-                capture_output=True,
-                text=True,
-            )
-            elapsed = time.perf_counter() - start
-            status = json.loads(result.stdout) if result.stdout.strip().startswith("{") else {}
-            print(
-                f"status {status.get('status')}, registered {status.get('registered'):,}"
-                if status
-                else result.stderr
-            )
-            cpu = {pid: cpu_seconds(pid) - cpu_before[pid] for pid in pids}
-            cli_cpu = resource.getrusage(resource.RUSAGE_CHILDREN)
-            print(
-                "CPU seconds: "
-                + ", ".join(f"{'server' if p == server.pid else 'worker'} {t:.1f}" for p, t in cpu.items())
-                + f", corral import {cli_cpu.ru_utime + cli_cpu.ru_stime:.1f} (with setup commands)"
-            )
-            for spy in spies:
-                spy.wait()
-            if spies:
-                print(f"profiles: {work}/profile-*.txt")
-            workers = [peak_mib(c) for c in children(server.pid)]
-            print(
-                f"end to end: {elapsed:.1f} s = {args.files / elapsed:,.0f} files/s; server peak memory "
-                f"{peak_mib(server.pid):,.0f} MiB (API + embedded worker)"
-                + (f", worker processes {', '.join(f'{w:,.0f}' for w in workers)} MiB" if workers else "")
-            )
-        finally:
-            server.send_signal(signal.SIGTERM)
-            server.wait(60)
+            if keys:
+                httpx.put(
+                    f"{URL}/api/v1/metadata-schema", headers=auth, json={"keys": keys}
+                ).raise_for_status()
+            run_import(corral, server, manifest, cli_env, work, args, "first", args.skip_duplicates)
+            if args.second_import and not args.stale_stats:
+                run_import(corral, server, manifest, cli_env, work, args, "second", True)
+        if args.second_import and args.stale_stats:
+            make_stale(env, work)
+            with serving(corral, env) as server:
+                run_import(corral, server, manifest, cli_env, work, args, "second, stale stats", True)
 
 
 if __name__ == "__main__":

@@ -55,6 +55,7 @@ from corral.auth.signatures import (
     verify_message_headers,
     verify_rpc_digest,
 )
+from corral.core import identity
 from corral.core.identity import Principal
 from corral.settings import Settings
 from corral.storage.local import MEDIA_ROUTE
@@ -242,6 +243,15 @@ def _authenticate_head(
     )
 
 
+def _cached_bearer(ctx: AppContext, headers: Headers) -> Principal | None:
+    """A bearer token's principal if the principal cache holds it (a hash and a dict lookup, on the
+    event loop: no thread hop for the common case); None to authenticate in a thread."""
+    authz = headers.get("authorization", "").strip()
+    if authz[:7].lower() != "bearer ":
+        return None
+    return ctx.principals.get("token", identity.hash_token(authz[7:].strip()))
+
+
 def _session(ctx: AppContext, scope: Scope) -> Callable[[], Principal] | None:
     """The web UI's session cookie, as a blocking lookup, if the request carries one."""
     request = Request(scope)
@@ -294,9 +304,11 @@ class RequestGuard:
             elif path.startswith(MEDIA_ROUTE + "/"):
                 _check_link(settings, scope)
             else:
-                pending = await run_in_threadpool(
-                    _authenticate_head, self.ctx, scope, headers, _session(self.ctx, scope)
-                )
+                pending = _cached_bearer(self.ctx, headers)
+                if pending is None:  # a lookup or a signature check: off the event loop
+                    pending = await run_in_threadpool(
+                        _authenticate_head, self.ctx, scope, headers, _session(self.ctx, scope)
+                    )
             declared = headers.get("content-length")
             if declared is not None and declared.strip().isdigit() and int(declared) > limit.bytes:
                 raise _too_large(limit, f"of {int(declared):,} bytes exceeds")

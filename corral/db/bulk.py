@@ -67,32 +67,44 @@ def insert_rows(
         insert_tuples(s, table, names, [tuple(row[n] for n in names) for row in rows], constants)
 
 
+def convert_tuples(
+    dialect: Dialect, table: Table, columns: Sequence[str], rows: Sequence[tuple[Any, ...]]
+) -> list[tuple[Any, ...]]:
+    """``rows`` as the driver takes them (JSON text, hex UUIDs, …): done before a write
+    transaction, the conversion does not hold the database's write lock."""
+    converters = [_converter(table.c[name].type, dialect) for name in columns]
+    # Only the columns that need converting are touched per row.
+    todo = [(i, c) for i, c in enumerate(converters) if c is not _same]
+    if not todo:
+        return list(rows)
+    data: list[tuple[Any, ...]] = []
+    for row in rows:
+        converted = list(row)
+        for i, convert in todo:
+            converted[i] = convert(converted[i])
+        data.append(tuple(converted))
+    return data
+
+
 def insert_tuples(
     s: Session,
     table: Table,
     columns: Sequence[str],
     rows: Sequence[tuple[Any, ...]],
     constants: Mapping[str, Any] | None = None,
+    *,
+    converted: bool = False,
 ) -> None:
-    """Insert ``rows`` (values in ``columns`` order) plus ``constants`` into ``table``."""
+    """Insert ``rows`` (values in ``columns`` order) plus ``constants`` into ``table``;
+    ``converted``: the rows come from ``convert_tuples`` already."""
     if not rows:
         return
     conn = s.connection()
     dialect = conn.dialect
     fixed = dict(constants or {})
     fixed_values = tuple(_converter(table.c[n].type, dialect)(v) for n, v in fixed.items())
-    converters = [_converter(table.c[name].type, dialect) for name in columns]
-    # Only the columns that need converting are touched per row.
-    todo = [(i, c) for i, c in enumerate(converters) if c is not _same]
-    data: list[tuple[Any, ...]] = []
-    for row in rows:
-        if todo:
-            converted = list(row)
-            for i, convert in todo:
-                converted[i] = convert(converted[i])
-            data.append((*converted, *fixed_values))
-        else:
-            data.append((*row, *fixed_values))
+    ready = rows if converted else convert_tuples(dialect, table, columns, rows)
+    data = [(*row, *fixed_values) for row in ready] if fixed_values else ready
     names = [*columns, *fixed]
     quote = dialect.identifier_preparer.quote
     column_list = ", ".join(quote(n) for n in names)

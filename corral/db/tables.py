@@ -175,7 +175,8 @@ class Folder(Base):
 class Item(Base):
     __tablename__ = "items"
     __table_args__ = (
-        Index("ix_items_folder_url", "folder_id", "url_hash"),
+        # duplicate checks (registration's skip_duplicate_urls) read this index alone
+        Index("ix_items_folder_url", "folder_id", "url_hash", "deleted_at", "staged", "job_id"),
         # keyset pagination of a folder's items in each supported order
         Index("ix_items_folder_name", "folder_id", "name", "id"),
         Index("ix_items_folder_created", "folder_id", "created_at", "id"),

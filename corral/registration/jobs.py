@@ -20,21 +20,24 @@ import hashlib
 import tempfile
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, cast
 
 from sqlalchemy import Table, Text, delete, func, insert, or_, select, text, update
 from sqlalchemy import cast as sql_cast
+from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session, aliased
 
 from corral import errors
 from corral.core import datasets, integrations, thumbnails
 from corral.core.index import projection
+from corral.core.index.keys import Key
+from corral.core.index.keys import load as load_keys
 from corral.core.metadata import service as metadata_service
 from corral.core.metadata.validation import Validator
 from corral.core.staging import discard_staged, published
-from corral.db.bulk import insert_tuples
+from corral.db.bulk import convert_tuples, insert_tuples
 from corral.db.engine import Database
 from corral.db.tables import Integration, Item, ItemPart, Job, JobBlob, JobUnit
 from corral.db.types import utcnow, uuid7_hex
@@ -279,7 +282,7 @@ class _InlineWriter:
             self.error_count += len(bad)
             self.errors += [e.as_dict() for e in bad[: max(0, ERROR_LIMIT - len(self.errors))]]
         if self._writing:
-            self._write(seq, results)
+            self._write(seq, _ready(self.db, self.unit, results))
 
     def _others_idle(self) -> bool:
         """Fewer than two batches of this job wait to be claimed: other workers keep up, so
@@ -288,7 +291,7 @@ class _InlineWriter:
             query = select(JobUnit.id).where(JobUnit.job_id == self.unit.job_id, JobUnit.status == "pending")
             return len(s.scalars(query.limit(SHARE_QUEUE)).all()) < SHARE_QUEUE
 
-    def _write(self, seq: int, results: list[list[Prepared] | FileError]) -> None:
+    def _write(self, seq: int, ready: _Ready) -> None:
         unit = self.unit
         with self.db.write() as s:
             if not queue.holds(s, unit, self.ctx.owner):
@@ -296,7 +299,7 @@ class _InlineWriter:
             job_params = s.scalar(select(Job.params).where(Job.id == unit.job_id))
             if job_params is None or job_params.get("cancel_requested"):
                 raise UnitFailed(CANCELLED_WHILE_READING)  # rolls this transaction back
-            result = _commit_batch(s, unit, results)
+            result = _commit_batch(s, unit, ready)
             now = utcnow()
             s.execute(
                 insert(JobUnit),
@@ -323,7 +326,7 @@ class _Entry:
         self.frame_info = tuple(payload.get("frame_info") or ())
 
 
-def _batch(ctx: WorkerContext, unit: ClaimedUnit) -> list[list[Prepared] | FileError]:
+def _batch(ctx: WorkerContext, unit: ClaimedUnit) -> _Ready:
     storage, validator = _open(ctx.services["db"], ctx.services["settings"], unit)
     slots = integrations.request_slots(uuid.UUID(unit.params["integration_id"]))
 
@@ -346,7 +349,7 @@ def _batch(ctx: WorkerContext, unit: ClaimedUnit) -> list[list[Prepared] | FileE
             f"{len(bad)} file(s) cannot be registered: {shown}",
             details={"files": len(results), "errors": [e.as_dict() for e in bad]},
         )
-    return results
+    return _ready(ctx.services["db"], unit, results)
 
 
 def _lock_folder(s: Session, folder_id: uuid.UUID) -> None:
@@ -356,8 +359,9 @@ def _lock_folder(s: Session, folder_id: uuid.UUID) -> None:
         s.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": key})
 
 
-def _commit_batch(s: Session, unit: ClaimedUnit, results: list[list[Prepared] | FileError]) -> dict[str, Any]:
+def _commit_batch(s: Session, unit: ClaimedUnit, ready: _Ready) -> dict[str, Any]:
     params = unit.params
+    results = ready.results
     folder_id = uuid.UUID(params["folder_id"])
     if params.get("skip_duplicate_urls"):
         _lock_folder(s, folder_id)  # only duplicate checks need batches into one folder serialised
@@ -370,18 +374,10 @@ def _commit_batch(s: Session, unit: ClaimedUnit, results: list[list[Prepared] | 
         # (it is published with this job).  A copy staged by another job still running may yet
         # be deleted with it: this job registers the URL too, and decides when it ends
         # (``_resolve_duplicates``) whether that copy was published meanwhile.
-        hashes = list({p.url_hash for p in prepared})
-        copies: list[tuple[str, uuid.UUID | None]] = []  # (URL, the other job that staged it)
-        for i in range(0, len(hashes), 500):
-            rows = s.execute(
-                select(Item.url_hash, Item.staged, Item.job_id).where(
-                    Item.folder_id == folder_id,
-                    Item.url_hash.in_(hashes[i : i + 500]),
-                    Item.deleted_at.is_(None),
-                )
-            )
-            copies += [(h, job_id if staged and job_id != unit.job_id else None) for h, staged, job_id in rows
-                       if h is not None]
+        copies = [  # (URL, the other job that staged it)
+            (h, job_id if staged and job_id != unit.job_id else None)
+            for h, staged, job_id in _copies(s, folder_id, sorted({p.url_hash for p in prepared}))
+        ]
         # The other jobs' statuses are read after their items: DONE is final and published them;
         # anything else (running, or ended and maybe deleted them since) is decided at the end.
         others = {job_id for _, job_id in copies if job_id is not None}
@@ -412,8 +408,18 @@ def _commit_batch(s: Session, unit: ClaimedUnit, results: list[list[Prepared] | 
             (contested if p.url_hash in staged_elsewhere else fresh).append(p)
         prepared = fresh
     projection.project_again(s, unit.org_id, upserted)
-    _insert(s, unit, folder_id, prepared)
-    _insert(s, unit, folder_id, contested, staged=True)
+    needed = [*prepared, *contested]
+    missing = [p for p in needed if id(p) not in ready.rows]
+    ready.build(missing)  # what the look-up outside the lock took for a duplicate, wrongly
+    keys = load_keys(s, unit.org_id)
+    if missing or keys != ready.keys:  # (the index changed since the rows were built)
+        ready.meta = _projected(keys, [(ready.rows[id(p)][0][0], p) for p in needed])
+    elif len(needed) < len(ready.rows):  # duplicates were left out
+        kept = {ready.rows[id(p)][0][0] for p in needed}
+        ready.meta = ([r for r in ready.meta[0] if r[0] in kept], [r for r in ready.meta[1] if r[0] in kept])
+    _insert(s, unit, folder_id, ready, prepared)
+    _insert(s, unit, folder_id, ready, contested, staged=True)
+    projection.write(s, ready.meta)
     file_errors = [r.as_dict() for r in results if isinstance(r, FileError)]
     return {
         "files": len(results),
@@ -423,6 +429,44 @@ def _commit_batch(s: Session, unit: ClaimedUnit, results: list[list[Prepared] | 
         "updated": updated,
         "errors": file_errors,
     }
+
+
+LOOKUP_CHUNK = 1000
+_COPIES_SQLITE = (
+    "SELECT url_hash, staged, job_id FROM items INDEXED BY ix_items_folder_url "
+    "WHERE folder_id = ? AND deleted_at IS NULL AND url_hash IN ({marks})"
+)
+# One nested loop: OFFSET 0 keeps the lateral subquery from being flattened into a join that
+# could scan the whole folder, so each key is one probe of ix_items_folder_url (both its
+# leading columns bound), whatever the planner's statistics say.
+_COPIES_POSTGRESQL = text(
+    "SELECT i.url_hash, i.staged, i.job_id FROM unnest(CAST(:keys AS varchar[])) AS k(url_hash) "
+    "CROSS JOIN LATERAL (SELECT url_hash, staged, job_id FROM items "
+    "WHERE folder_id = :folder AND url_hash = k.url_hash AND deleted_at IS NULL OFFSET 0) AS i"
+)
+
+
+def _copies(s: Session, folder_id: uuid.UUID, keys: list[str]) -> list[tuple[str, bool, uuid.UUID | None]]:
+    """The live items of the folder with one of these duplicate keys: (key, staged, job id).
+
+    Read from ``ix_items_folder_url`` alone (it covers every column read), by a plan that does
+    not depend on the table's statistics: on an un-analysed PostgreSQL table the planner once
+    preferred scanning the whole folder by another index for each batch, which made a
+    million-file import quadratic.  SQLite is told the index (``INDEXED BY``).
+    """
+    out: list[tuple[str, bool, uuid.UUID | None]] = []
+    postgres = s.get_bind().dialect.name == "postgresql"
+    conn = s.connection()
+    for i in range(0, len(keys), LOOKUP_CHUNK):
+        chunk = keys[i : i + LOOKUP_CHUNK]
+        if postgres:
+            rows = conn.execute(_COPIES_POSTGRESQL, {"keys": chunk, "folder": folder_id})
+            out += [(h, staged, job_id) for h, staged, job_id in rows]
+        else:
+            sql = _COPIES_SQLITE.format(marks=", ".join("?" * len(chunk)))
+            rows = conn.exec_driver_sql(sql, (folder_id.hex, *chunk))
+            out += [(h, bool(staged), uuid.UUID(job_id) if job_id else None) for h, staged, job_id in rows]
+    return out
 
 
 def _resolve_duplicates(s: Session, job: Job) -> dict[str, int]:
@@ -477,16 +521,19 @@ def _resolve_duplicates(s: Session, job: Job) -> dict[str, int]:
     return {"skipped": 0, "updated": 0, key: len(ids)}
 
 
+def _url_key_of(rows: tuple[tuple[Any, ...], list[tuple[Any, ...]]]) -> Any:
+    return rows[0][4]  # url_hash in an item row (_ITEM_COLUMNS)
 _ITEM_COLUMNS = ("id", "item_type", "name", "url", "url_hash", "file_size", "mime_type", "media",
                  "client_metadata")
 _PART_COLUMNS = ("item_id", "position", "url", "title", "media")
 
 
 def _insert(
-    s: Session, unit: ClaimedUnit, folder_id: uuid.UUID, prepared: list[Prepared], *, staged: bool = False
+    s: Session, unit: ClaimedUnit, folder_id: uuid.UUID, ready: _Ready, prepared: list[Prepared], *,
+    staged: bool = False
 ) -> None:
-    """Insert items: staged (see ``corral.core.staging``) for an all-or-nothing job, or when
-    ``staged`` is set."""
+    """Insert the rows of these items: staged (see ``corral.core.staging``) for an all-or-nothing
+    job, or when ``staged`` is set.  (Their projected values are written by the caller.)"""
     if not prepared:
         return
     now = utcnow()
@@ -503,24 +550,65 @@ def _insert(
         "created_at": now,
         "updated_at": now,
     }
-    # time-ordered ids: appended to the primary key index, not scattered through it
-    ids = uuid7_hex(len(prepared))
-    rows = []
-    parts = []
-    for item_id, p in zip(ids, prepared, strict=True):
-        media = p.media
-        rows.append(
-            (item_id, p.item_type, p.name[:300], p.url, p.url_hash, media.get("file_size"),
-             media.get("mime_type"), media, p.client_metadata)
-        )
-        if p.parts:
-            parts += [
-                (item_id, i, part["url"], part["title"][:300], part["media"])
-                for i, part in enumerate(p.parts)
-            ]
-    insert_tuples(s, ITEMS, _ITEM_COLUMNS, rows, constants)
-    insert_tuples(s, ITEM_PARTS, _PART_COLUMNS, parts)
-    projection.project_new(s, unit.org_id, ((row[0], row[8]) for row in rows))
+    rows = [ready.rows[id(p)] for p in prepared]
+    # In key order: a shuffled manifest's batch then goes into the duplicate-key index page by
+    # page, not at a random place per row.  (The ids were given in manifest order.)
+    rows.sort(key=_url_key_of)
+    insert_tuples(s, ITEMS, _ITEM_COLUMNS, [row for row, _ in rows], constants, converted=True)
+    insert_tuples(s, ITEM_PARTS, _PART_COLUMNS, [part for _, parts in rows for part in parts], converted=True)
+
+
+@dataclass
+class _Ready:
+    """A batch's results with their rows built before the write lock is taken: each item's row
+    and its parts' rows converted for the driver (by ``id()`` of its ``Prepared``), and the
+    projected values of those items for the index keys ``keys``."""
+
+    results: list[list[Prepared] | FileError]
+    dialect: Dialect
+    rows: dict[int, tuple[tuple[Any, ...], list[tuple[Any, ...]]]] = field(default_factory=dict)
+    keys: list[Key] = field(default_factory=list)
+    meta: projection.Rows = ([], [])
+
+    def build(self, prepared: list[Prepared]) -> list[tuple[str, Prepared]]:
+        """Rows for these items; returns (item id, item) pairs."""
+        # time-ordered ids: appended to the primary key index, not scattered through it
+        ids = uuid7_hex(len(prepared))
+        items = []
+        parts = []
+        for item_id, p in zip(ids, prepared, strict=True):
+            media = p.media
+            items.append(
+                (item_id, p.item_type, p.name[:300], p.url, p.url_hash, media.get("file_size"),
+                 media.get("mime_type"), media, p.client_metadata)
+            )
+            parts.append([(item_id, i, part["url"], part["title"][:300], part["media"])
+                          for i, part in enumerate(p.parts)])
+        converted = convert_tuples(self.dialect, ITEMS, _ITEM_COLUMNS, items)
+        for p, row, part_rows in zip(prepared, converted, parts, strict=True):
+            self.rows[id(p)] = (row, convert_tuples(self.dialect, ITEM_PARTS, _PART_COLUMNS, part_rows))
+        return list(zip(ids, prepared, strict=True))
+
+
+def _projected(keys: list[Key], items: list[tuple[str, Prepared]]) -> projection.Rows:
+    projector = projection.Projector(keys)
+    return projector.rows((item_id, p.client_metadata) for item_id, p in items) if projector else ([], [])
+
+
+def _ready(db: Database, unit: ClaimedUnit, results: list[list[Prepared] | FileError]) -> _Ready:
+    """Build a batch's rows outside any write transaction.  With ``skip_duplicate_urls``, the
+    items whose URL a look-up finds in the folder already get none: the check under the folder's
+    lock decides (``_commit_batch``), and builds the rows of any it finds were not duplicates."""
+    prepared = [p for r in results if not isinstance(r, FileError) for p in r]
+    ready = _Ready(results, db.engine.dialect)
+    with db.read() as s:
+        ready.keys = load_keys(s, unit.org_id)
+        if unit.params.get("skip_duplicate_urls") and prepared:
+            found = _copies(s, uuid.UUID(unit.params["folder_id"]), sorted({p.url_hash for p in prepared}))
+            there = {h for h, staged, job_id in found if not staged or job_id == unit.job_id}
+            prepared = [p for p in prepared if p.url_hash not in there]
+    ready.meta = _projected(ready.keys, ready.build(prepared))
+    return ready
 
 
 # -- the task kind ----------------------------------------------------------------------------
@@ -562,6 +650,7 @@ def _finalize(s: Session, job: Job) -> None:
                 f"{first.get('where')}: {first.get('error')}"
             )
     if job.status == "DONE":  # which publishes its staged items (corral.core.staging)
+        _analyze_after_large_load(s, job)
         if job.params.get("dataset_id"):  # a dataset upload (the SDK's add_private_data_to_dataset)
             s.flush()  # the status first: linking takes published items only
             datasets.link_job_items(s, uuid.UUID(job.params["dataset_id"]), job.id)
@@ -569,6 +658,21 @@ def _finalize(s: Session, job: Job) -> None:
     elif not job.ignore_errors:
         discard_staged(s, job.id)
     s.execute(delete(JobBlob).where(JobBlob.job_id == job.id))
+
+
+ANALYZE_AFTER = 50_000  # manifest entries
+
+
+def _analyze_after_large_load(s: Session, job: Job) -> None:
+    """PostgreSQL: refresh the planner's statistics of the tables a large import grew, rather
+    than wait for autovacuum (listings and searches are planned from them; the duplicate check
+    does not depend on them).  ANALYZE samples a fixed number of rows, so it costs well under a
+    second whatever the table's size.  SQLite keeps no statistics corral relies on."""
+    if s.get_bind().dialect.name != "postgresql":
+        return
+    result = s.scalar(select(JobUnit.result).where(JobUnit.job_id == job.id, JobUnit.seq == 0))
+    if isinstance(result, dict) and (result.get("entries") or 0) >= ANALYZE_AFTER:
+        s.execute(text("ANALYZE items, item_meta"))
 
 
 def progress(s: Session, job: Job, error_limit: int = 1000) -> dict[str, Any]:

@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from corral.registration.manifest import (
+from corral.registration.entries import (
     BOM,
     MAX_ENTRY_BYTES,
     MEDIA_FIELDS,

@@ -40,7 +40,7 @@ from typing import Any
 import ijson  # type: ignore[import-untyped]
 import orjson
 
-from corral.registration.manifest import (
+from corral.registration.entries import (
     BOM,
     MAX_DEPTH,
     MAX_ENTRY_BYTES,

@@ -33,8 +33,8 @@ from corral.core.metadata import service as metadata_service
 from corral.db.engine import Database
 from corral.db.tables import Integration, Item, ItemPart
 from corral.errors import ErrorDetail
+from corral.registration.entries import DataType, Entry
 from corral.registration.files import FileError, Prepared, prepare_entry
-from corral.registration.manifest import DataType, Entry
 from corral.registration.probe_base import HEAD_BYTES
 from corral.registration.probe_sniff import sniff_kind
 from corral.settings import Settings

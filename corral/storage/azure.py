@@ -33,6 +33,7 @@ signatures); azure.identity's explanations are included with secrets scrubbed.
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
 from collections.abc import Iterator, Sequence
@@ -61,8 +62,9 @@ from azure.storage.blob import (
     generate_blob_sas,
 )
 from azure.storage.blob import CorsRule as AzureCorsRule
+from azure.storage.blob._shared.constants import X_MS_VERSION as _SAS_VERSION
 
-from corral.storage import netpolicy, urls
+from corral.storage import netpolicy, presign, urls
 from corral.storage.base import (
     BucketNotFound,
     Capabilities,
@@ -120,6 +122,9 @@ class AzureStorage:
         self._delegation: UserDelegationKey | None = None
         self._delegation_expiry = datetime.min.replace(tzinfo=UTC)
         self._lock = threading.Lock()
+        self._sas = presign.AzureSasSigner(options.account_name, _SAS_VERSION)
+        # ids of the keys whose first SAS matched the SDK's (0: the account key); None: SDK only
+        self._sas_checked: set[int] | None = set()
 
     @property
     def bucket(self) -> str:
@@ -196,16 +201,32 @@ class AzureStorage:
             return f"{url}?{self._user_sas(key, permission)}"
         now = now or datetime.now(UTC)
         expiry = _whole_second_after(now + timedelta(seconds=ttl_seconds))  # SAS times have no fractions
-        signer: dict[str, Any] = {}
+        account_key: str | None = None
+        delegation: UserDelegationKey | None = None
         if self._auth == "account_key":
             assert self.options.account_key is not None
-            signer["account_key"] = self.options.account_key.get_secret_value()
+            account_key = self.options.account_key.get_secret_value()
         else:
-            signer["user_delegation_key"] = self._delegation_key(expiry, key)
-        sas = generate_blob_sas(
-            self.options.account_name, self.bucket, key, permission=permission, start=now - CLOCK_SKEW,
-            expiry=expiry, protocol="https" if self.endpoint.startswith("https://") else None, **signer,
-        )
+            delegation = self._delegation_key(expiry, key)
+        protocol = "https" if self.endpoint.startswith("https://") else None
+        start = now - CLOCK_SKEW
+        identity, checked = (id(delegation) if delegation is not None else 0), self._sas_checked
+        if checked is not None and identity in checked:
+            sas = self._sas.blob_sas(self.bucket, key, permission=permission, start=start, expiry=expiry,
+                                     protocol=protocol, account_key=account_key, delegation=delegation)
+            return f"{url}?{sas}"
+        sas = generate_blob_sas(self.options.account_name, self.bucket, key, permission=permission,
+                                start=start, expiry=expiry, protocol=protocol, account_key=account_key,
+                                user_delegation_key=delegation)
+        if checked is not None:  # the first SAS per key: is the fast signer's the same?
+            fast = self._sas.blob_sas(self.bucket, key, permission=permission, start=start, expiry=expiry,
+                                      protocol=protocol, account_key=account_key, delegation=delegation)
+            if fast == sas:
+                checked.add(identity)
+            else:
+                logging.getLogger(__name__).warning("Azure SAS for container %s comes from the SDK (the fast "
+                                                    "signer did not reproduce its token)", self.bucket)
+                self._sas_checked = None
         return f"{url}?{sas}"
 
     def _user_sas(self, key: str, permission: str) -> str:

@@ -37,6 +37,7 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from typing import Any, ClassVar
+from urllib.parse import parse_qsl, urlsplit
 
 import botocore.session
 from botocore.config import Config
@@ -56,7 +57,7 @@ from botocore.exceptions import (
 )
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
-from corral.storage import netpolicy, pacing, urls
+from corral.storage import netpolicy, pacing, presign, urls
 from corral.storage.base import (
     BucketNotFound,
     Capabilities,
@@ -130,6 +131,8 @@ class S3Storage:
         self._sts: Any = None
         self._lock = threading.Lock()
         self._secrets = [v for v in options.secrets().values() if len(v) >= 4]
+        self._presigner: presign.SigV4Presigner | None = None
+        self._presigner_tried = False
 
     # -- client ----------------------------------------------------------------------------
 
@@ -198,6 +201,7 @@ class S3Storage:
                 if client is not None:
                     client.close()
             self._client = self._sts = None
+            self._presigner, self._presigner_tried = None, False
 
     # -- errors ------------------------------------------------------------------------------
 
@@ -371,7 +375,45 @@ class S3Storage:
         return str(url)
 
     def sign_get(self, key: str, ttl_seconds: int) -> str:
-        return self._sign("get_object", {"Key": key}, ttl_seconds)
+        signer = self._fast_signer() if 1 <= ttl_seconds <= MAX_SIGNED_TTL else None
+        if signer is None:
+            return self._sign("get_object", {"Key": key}, ttl_seconds)
+        try:
+            return signer.sign_get(key, ttl_seconds)
+        except (BotoCoreError, ClientError) as exc:  # refreshing the credentials failed
+            raise self._error(exc, "sign", key) from None
+
+    def _fast_signer(self) -> presign.SigV4Presigner | None:
+        """botocore's presigning without botocore's per-URL overhead (``presign.py``), once it has
+        reproduced one URL botocore signed; None (use botocore) if it did not."""
+        if self._presigner_tried:
+            return self._presigner
+        probe_key = "corral-presign-probe/ä +"
+        try:
+            probe = self._sign("get_object", {"Key": probe_key}, 60)
+        except (OSError, ValueError):
+            return None  # botocore's own signing of the caller's key reports it, naming that key
+        client = self._s3()
+
+        def credentials() -> presign.FrozenCredentials:
+            frozen = client._request_signer._credentials.get_frozen_credentials()
+            return presign.FrozenCredentials(frozen.access_key, frozen.secret_key, frozen.token)
+
+        signer = None
+        try:
+            signer = presign.SigV4Presigner.from_probe(probe, probe_key, credentials)
+            stamp = dict(parse_qsl(urlsplit(probe).query)).get("X-Amz-Date", "")
+            if signer is not None and signer.sign_get(probe_key, 60, timestamp=stamp) != probe:
+                signer = None
+        except AttributeError:  # a botocore without a request signer's credentials
+            signer = None
+        if signer is None:
+            logging.getLogger(__name__).warning(
+                "S3 signing for s3://%s uses botocore's presigner (the fast signer did not reproduce its "
+                "URL)", self.bucket)
+        with self._lock:
+            self._presigner, self._presigner_tried = signer, True
+        return signer
 
     def sign_put(self, key: str, ttl_seconds: int, content_type: str | None = None) -> str:
         params: dict[str, Any] = {"Key": key}

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 from PIL import Image
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from starlette.testclient import TestClient
 
 from corral.api.app import create_app
@@ -380,3 +380,21 @@ def test_prepare_entry_keeps_frame_info() -> None:
     assert isinstance(prepared, Prepared)
     assert [(p["title"], p["media"].get("dicom_tags")) for p in prepared.parts] == [
         ("first", {"00100010": None}), ("2.dcm", None)]
+
+
+def test_postgresql_tables_are_analysed_after_a_large_import(api, world, db, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """So that listings are planned from statistics of the loaded table, not of an empty one
+    (ANALYZE_AFTER lowered: the real threshold is 50,000 entries)."""
+    from corral.registration import jobs
+
+    monkeypatch.setattr(jobs, "ANALYZE_AFTER", 3)
+    alice, bucket = world
+    manifest = {"images": [{"objectUrl": f"s3://{bucket}/big/{i}.png", "imageMetadata": {"width": 1, "height": 1}}
+                           for i in range(4)], "skip_duplicate_urls": True}
+    r = api.post("/api/v1/imports", params={"folder": "data/cats", "integration": "s3-strict"},
+                 content=json.dumps(manifest), headers=alice.bearer)
+    assert wait(api, alice, r.json()["job_id"])["registered"] == 4
+    if db.engine.dialect.name != "postgresql":
+        return  # SQLite keeps no statistics corral relies on: nothing to refresh
+    with db.read() as s:  # -1 until the table is first analysed (or vacuumed)
+        assert s.execute(text("SELECT reltuples FROM pg_class WHERE relname = 'items'")).scalar() == 4

@@ -16,9 +16,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from corral.registration.entries import MAX_TITLE_CHARS, MAX_URL_BYTES
 from corral.registration.manifest import (
-    MAX_TITLE_CHARS,
-    MAX_URL_BYTES,
     DataType,
     Entry,
     EntryError,
