@@ -15,10 +15,10 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import Row, func, select
 from sqlalchemy.orm import Session
 
-from corral.core import folders, items, permissions
+from corral.core import folders, item_rows, items, permissions
 from corral.core.identity import Principal
 from corral.core.items import ItemView
 from corral.db.tables import DataRow, Folder, User
@@ -155,6 +155,69 @@ def storage_item(view: ItemView, owner: str, backed: int, *, metadata: bool = Tr
         "audioCodec": media.get("codec"),
         "audioNumChannels": media.get("num_channels"),
     }
+
+
+def _plus_zero(stamp: str | None) -> str | None:
+    """A timestamp's text (``item_rows``) as ``datetime.isoformat`` writes a UTC one (``stamp``)."""
+    z = item_rows.utc_z(stamp)
+    return None if z is None else z[:-1] + "+00:00"
+
+
+def storage_item_rows(
+    s: Session,
+    forms: item_rows.Forms,
+    rows: Sequence[Row[Any]],
+    *,
+    metadata: bool = True,
+    signed: Sequence[dict[str, Any]] | None = None,
+) -> list[dict[str, Any]]:
+    """StorageItem objects straight from a listing's Core rows (``item_rows.read``): the dicts
+    ``storage_items`` makes of the same items' views, without the views.  ``signed``: the rows'
+    ``item_rows.native`` dicts, signed (``item_rows.sign``), in the same order."""
+    uid = forms.uid
+    creators = {r[12] for r in rows if r[12] is not None}
+    by_id = emails(s, [uuid.UUID(c) for c in creators])
+    owners = {c: by_id.get(uuid.UUID(c), "") for c in creators}
+    backed = {str(k): v for k, v in backed_counts(s, [uuid.UUID(r[0]) for r in rows]).items()}
+    dumps, empty = json.dumps, json.dumps({})
+    out = []
+    for i, r in enumerate(rows):
+        media = forms.media(r)
+        ident = str(uid(r[0]))
+        integration = r[4]
+        out.append({
+            "uuid": ident,
+            "parent": uid(r[3]),
+            "itemType": ITEM_TYPES.get(r[2], r[2]),
+            "name": r[1],
+            "description": r[16] or "",
+            "clientMetadata": dumps(forms.metadata(r)) if metadata else empty,
+            "owner": owners[r[12]] if r[12] is not None else "",
+            "createdAt": _plus_zero(r[13]),
+            "lastEditedAt": _plus_zero(r[14]),
+            "isTombstone": r[15] is not None,
+            "isPlaceholder": False,
+            "backedDataUnitsCount": backed.get(ident, 0),
+            "storageLocation": LOCATIONS.get(r[6], "encord"),
+            "integrationHash": uid(integration) if integration else None,
+            "url": r[5],
+            "signedUrl": signed[i]["signed_url"] if signed is not None else None,
+            "fileSize": r[7],
+            "mimeType": r[8],
+            "duration": media.get("duration"),
+            "fps": media.get("fps"),
+            "height": media.get("height"),
+            "width": media.get("width"),
+            "dicomInstanceUid": None,
+            "dicomStudyUid": None,
+            "dicomSeriesUid": None,
+            "frameCount": media.get("frame_count") or media.get("num_pages") or None,
+            "audioSampleRate": media.get("sample_rate"),
+            "audioBitDepth": media.get("bit_depth"),
+            "audioCodec": media.get("codec"),
+            "audioNumChannels": media.get("num_channels"),
+        })
+    return out
 
 
 def child_items(view: ItemView, owner: str, child_type: str | None) -> list[dict[str, Any]]:

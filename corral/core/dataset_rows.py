@@ -113,7 +113,7 @@ def _iso(stamp: str) -> str:
 _Text = Callable[[Any], Any]
 
 
-def _as_text(s: Session) -> tuple[_Text, _Text, _Text, Callable[[Any], str], Callable[[Any], str]]:
+def as_text(s: Session) -> tuple[_Text, _Text, _Text, Callable[[Any], str], Callable[[Any], str]]:
     """How to read a UUID, a UTC timestamp and a JSON column as the text the API shows.
 
     SQL expressions for the UUID, the timestamp and the JSON column, then Python functions that
@@ -150,7 +150,7 @@ def page(
     ``parts`` (a multi-file item's URLs in order, else empty), ``client_metadata`` (the stored
     JSON, as an ``orjson.Fragment``), ``item_id`` and ``created_at`` (when it was linked, ISO 8601).
     """
-    uid, when, as_json, fix_id, fix_time = _as_text(s)
+    uid, when, as_json, fix_id, fix_time = as_text(s)
     query = (
         select(
             uid(DataRow.id),

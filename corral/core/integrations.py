@@ -29,6 +29,7 @@ from corral.core.integration_check import CheckReport
 from corral.db.tables import Integration, Item
 from corral.errors import ErrorDetail
 from corral.settings import Settings
+from corral.storage import pacing
 from corral.storage.base import StorageContext
 from corral.storage.guard import guard
 from corral.storage.local import LocalStorage
@@ -433,11 +434,9 @@ def local_storage_for_link(s: Session, settings: Settings, integration_id: uuid.
 #: Requests one process sends to one integration's store at the same time, whatever job sends
 #: them (registration's HEADs and probes, verification's HEADs).
 REQUEST_CONCURRENCY = 16
-_request_slots: dict[uuid.UUID, threading.Semaphore] = {}
-_request_slots_lock = threading.Lock()
 
 
-def request_slots(integration_id: uuid.UUID) -> threading.Semaphore:
-    """The semaphore that bounds this process's concurrent requests to one integration."""
-    with _request_slots_lock:
-        return _request_slots.setdefault(integration_id, threading.Semaphore(REQUEST_CONCURRENCY))
+def request_slots(integration_id: uuid.UUID) -> pacing.Pacer:
+    """The places that bound this process's concurrent requests to one integration: at most
+    ``REQUEST_CONCURRENCY``, fewer while the store throttles or slows down (``storage.pacing``)."""
+    return pacing.pacer(str(integration_id), REQUEST_CONCURRENCY)

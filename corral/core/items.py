@@ -14,8 +14,8 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import Select, exists, func, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import ColumnElement, Select, exists, func, select, update
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from corral import errors
 from corral.core import deletion, folders, integrations, pagination, permissions, text_rules
@@ -173,6 +173,74 @@ def _choice(value: str, allowed: tuple[str, ...] | list[str], field: str) -> Non
         )
 
 
+@dataclass(frozen=True)
+class Listing:
+    """A folder listing's request, checked: its filter, its order and where its page starts."""
+
+    where: list[ColumnElement[bool]]
+    order: str
+    direction: Direction
+    page_size: int
+    cursor: pagination.Cursor | None
+
+    @property
+    def key(self) -> InstrumentedAttribute[Any]:
+        return ORDERS[self.order]
+
+    @property
+    def nullable(self) -> bool:
+        return self.order == "size"
+
+
+def listing(
+    s: Session,
+    principal: Principal,
+    folder: str | uuid.UUID,
+    *,
+    types: list[str] | None = None,
+    q: str = "",
+    order: str = "name",
+    direction: Direction = "asc",
+    deleted: Deleted = "exclude",
+    page_size: int = 100,
+    page_token: str | None = None,
+    recursive: bool = False,
+    in_dataset: bool | None = None,
+) -> Listing:
+    """Check a folder listing's options and resolve its folder (see ``list_``)."""
+    _choice(order, list(ORDERS), "order")
+    _choice(direction, ("asc", "desc"), "direction")
+    _choice(deleted, ("exclude", "include", "only"), "deleted")
+    for t in types or []:
+        _choice(t, ITEM_TYPES, "type")
+    pagination.check_page_size(page_size)
+    pagination.check_search(q)
+    parsers: dict[str, Callable[[Any], Any]] = {
+        "name": pagination.parse_text,
+        "created_at": pagination.parse_datetime,
+        "size": pagination.parse_int64,
+    }
+    parse = parsers[order]
+    cursor = pagination.decode(page_token, order, direction, parse) if page_token else None
+    row = folders.resolve_for(s, principal, folder)
+    where: list[ColumnElement[bool]] = [published()]
+    if recursive:  # whoever sees a folder sees everything below it
+        where.append(Item.folder_id.in_(folders.subtree_ids(s, row)))
+    else:
+        where.append(Item.folder_id == row.id)
+    if in_dataset is not None:
+        where.append(_linked(in_dataset))
+    if deleted == "exclude":
+        where.append(Item.deleted_at.is_(None))
+    elif deleted == "only":
+        where.append(Item.deleted_at.is_not(None))
+    if types:
+        where.append(Item.item_type.in_(types))
+    if q:
+        where.append(func.lower(Item.name).contains(q.lower(), autoescape=True))
+    return Listing(where, order, direction, page_size, cursor)
+
+
 def list_(
     s: Session,
     principal: Principal,
@@ -191,46 +259,22 @@ def list_(
     """A page of a folder's items, filtered and in a stable order.
 
     With ``recursive``, the items of every folder below it too; ``in_dataset`` keeps only the
-    items some dataset links (True) or none does (False).
+    items some dataset links (True) or none does (False).  (``item_rows`` reads the same pages as
+    JSON without building an ``Item`` per row.)
     """
-    _choice(order, list(ORDERS), "order")
-    _choice(direction, ("asc", "desc"), "direction")
-    _choice(deleted, ("exclude", "include", "only"), "deleted")
-    for t in types or []:
-        _choice(t, ITEM_TYPES, "type")
-    pagination.check_page_size(page_size)
-    pagination.check_search(q)
-    parsers: dict[str, Callable[[Any], Any]] = {
-        "name": pagination.parse_text,
-        "created_at": pagination.parse_datetime,
-        "size": pagination.parse_int64,
-    }
-    parse = parsers[order]
-    cursor = pagination.decode(page_token, order, direction, parse) if page_token else None
-    row = folders.resolve_for(s, principal, folder)
-    if recursive:  # whoever sees a folder sees everything below it
-        query = select(Item).where(Item.folder_id.in_(folders.subtree_ids(s, row)), published())
-    else:
-        query = select(Item).where(Item.folder_id == row.id, published())
-    query = _in_dataset(query, in_dataset)
-    if deleted == "exclude":
-        query = query.where(Item.deleted_at.is_(None))
-    elif deleted == "only":
-        query = query.where(Item.deleted_at.is_not(None))
-    if types:
-        query = query.where(Item.item_type.in_(types))
-    if q:
-        query = query.where(func.lower(Item.name).contains(q.lower(), autoescape=True))
+    ask = listing(s, principal, folder, types=types, q=q, order=order, direction=direction,
+                  deleted=deleted, page_size=page_size, page_token=page_token, recursive=recursive,
+                  in_dataset=in_dataset)
     page = pagination.fetch(
         s,
-        query,
-        ORDERS[order],
+        select(Item).where(*ask.where),
+        ask.key,
         Item.id,
         order=order,
         direction=direction,
         page_size=page_size,
-        cursor=cursor,
-        nullable=order == "size",
+        cursor=ask.cursor,
+        nullable=ask.nullable,
     )
     return Page([view(i) for i in page.items], page.next_page_token)
 
@@ -329,10 +373,12 @@ def search(
 
 
 def _in_dataset(query: Select[Any], in_dataset: bool | None) -> Select[Any]:
-    if in_dataset is None:
-        return query
+    return query if in_dataset is None else query.where(_linked(in_dataset))
+
+
+def _linked(in_dataset: bool) -> ColumnElement[bool]:
     linked = exists().where(DataRow.item_id == Item.id)
-    return query.where(linked if in_dataset else ~linked)
+    return linked if in_dataset else ~linked
 
 
 def update_item(

@@ -28,6 +28,7 @@ from corral import errors
 from corral.errors import ErrorDetail
 
 T = TypeVar("T")
+R = TypeVar("R")
 Direction = Literal["asc", "desc"]
 MAX_PAGE_SIZE = 1000
 
@@ -125,13 +126,52 @@ def fetch(
     nullable: bool = False,
 ) -> Page[T]:
     """One page of ``query`` (a select of one ORM entity) in (``key``, ``ident``) order."""
+    rows = keyset(lambda q: list(s.scalars(q)), query, key, ident, direction=direction,
+                  page_size=page_size, cursor=cursor, nullable=nullable)
+    return _page(
+        rows, page_size, order, direction, lambda last: (getattr(last, key.key), getattr(last, ident.key))
+    )
+
+
+def fetch_rows(
+    read: Callable[[Select[Any]], Sequence[R]],
+    query: Select[Any],
+    key: InstrumentedAttribute[Any],
+    ident: InstrumentedAttribute[uuid.UUID],
+    last_key: Callable[[R], tuple[Any, uuid.UUID]],
+    *,
+    order: str,
+    direction: Direction,
+    page_size: int,
+    cursor: Cursor | None,
+    nullable: bool = False,
+) -> Page[R]:
+    """One page of ``query`` (a Core select of any columns, run by ``read``) in (``key``, ``ident``)
+    order; ``last_key`` gives a row's sort key and id, as the ORM would read them, for the token."""
+    rows = keyset(read, query, key, ident, direction=direction, page_size=page_size, cursor=cursor,
+                  nullable=nullable)
+    return _page(rows, page_size, order, direction, last_key)
+
+
+def keyset(
+    read: Callable[[Select[Any]], Sequence[R]],
+    query: Select[Any],
+    key: InstrumentedAttribute[Any],
+    ident: InstrumentedAttribute[uuid.UUID],
+    *,
+    direction: Direction,
+    page_size: int,
+    cursor: Cursor | None,
+    nullable: bool = False,
+) -> list[R]:
+    """Up to ``page_size + 1`` rows of ``query`` after ``cursor`` (one more tells there are more)."""
     desc = direction == "desc"
     segments: list[Literal["value", "null"]] = ["value", "null"] if nullable else ["value"]
     if desc:
         segments.reverse()
     if cursor is not None:  # skip the segments before the cursor's
         segments = segments[segments.index("null" if cursor.value is None else "value") :]
-    rows: list[T] = []
+    rows: list[R] = []
     for segment in segments:
         q = query
         if segment == "null":
@@ -151,17 +191,17 @@ def fetch(
                 # sorts them; on the key alone it uses the column's statistics and walks the index.
                 q = q.where(key <= cursor.value if desc else key >= cursor.value)
             q = q.order_by(*((key.desc(), ident.desc()) if desc else (key.asc(), ident.asc())))
-        rows += s.scalars(q.limit(page_size + 1 - len(rows)))
+        rows += read(q.limit(page_size + 1 - len(rows)))
         cursor = None  # later segments start at their beginning
         if len(rows) > page_size:
             break
-    return _page(rows, page_size, order, direction, key.key, ident.key)
+    return rows
 
 
 def _page(
-    rows: Sequence[T], page_size: int, order: str, direction: Direction, key: str, ident: str
-) -> Page[T]:
+    rows: Sequence[R], page_size: int, order: str, direction: Direction,
+    last_key: Callable[[R], tuple[Any, uuid.UUID]],
+) -> Page[R]:
     if len(rows) <= page_size:
         return Page(list(rows), None)
-    last = rows[page_size - 1]
-    return Page(list(rows[:page_size]), encode(order, direction, getattr(last, key), getattr(last, ident)))
+    return Page(list(rows[:page_size]), encode(order, direction, *last_key(rows[page_size - 1])))

@@ -34,6 +34,7 @@ from __future__ import annotations
 import logging
 import re
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from typing import Any, ClassVar
 from urllib.parse import parse_qsl, urlsplit
@@ -56,7 +57,7 @@ from botocore.exceptions import (
 )
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
-from corral.storage import netpolicy, presign, urls
+from corral.storage import netpolicy, pacing, presign, urls
 from corral.storage.base import (
     BucketNotFound,
     Capabilities,
@@ -78,6 +79,8 @@ if logging.getLogger("botocore").level == logging.NOTSET:
 ROLE_SESSION_SECONDS = 3600
 #: SigV4 presigned URLs are valid for at most seven days.
 MAX_SIGNED_TTL = 7 * 24 * 3600
+#: Pooled connections per client: the 16 requests a job keeps in flight, and room for signing.
+POOL_CONNECTIONS = 24
 
 _REJECTED = {"InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "InvalidToken",
              "TokenRefreshRequired", "InvalidClientTokenId", "ExpiredTokenException"}
@@ -143,6 +146,9 @@ class S3Storage:
             # S3-compatible stores often reject the newer default CRC32 checksum headers.
             extra = {"request_checksum_calculation": "when_required",
                      "response_checksum_validation": "when_required"}
+        # one pooled connection per request a job may have in flight (corral.storage.pacing), and
+        # a few for signing and other short calls: botocore's 10 would close and reopen them
+        extra["max_pool_connections"] = POOL_CONNECTIONS
         return Config(signature_version="s3v4", region_name=self.options.region,
                       connect_timeout=self.context.connect_timeout, read_timeout=self.context.read_timeout,
                       retries={"mode": "standard", "total_max_attempts": 2},
@@ -275,10 +281,15 @@ class S3Storage:
         return OSError(self._redact(f"S3 {op} of {where}: assuming {role} failed ({detail}{said})"))
 
     def _call(self, op: str, key: str | None, method: str, **kwargs: Any) -> dict[str, Any]:
+        start = time.monotonic()
         try:
             result: dict[str, Any] = getattr(self._s3(), method)(Bucket=self.bucket, **kwargs)
-        except (BotoCoreError, ClientError) as exc:
+        except ClientError as exc:
+            pacing.report(self.context.integration_id, time.monotonic() - start, _throttled(exc))
             raise self._error(exc, op, key) from None
+        except BotoCoreError as exc:
+            raise self._error(exc, op, key) from None
+        pacing.report(self.context.integration_id, time.monotonic() - start)
         return result
 
     # -- objects -------------------------------------------------------------------------------
@@ -459,3 +470,10 @@ def _cors_from_s3(rule: dict[str, Any]) -> CorsRule:
 def open_storage(options: S3Options, context: StorageContext) -> S3Storage:
     """The registry's entry point: an ``S3Storage`` bound to ``options.bucket`` (no request is made)."""
     return S3Storage(options, context)
+
+
+def _throttled(exc: ClientError) -> bool:
+    """Whether the store answered "slow down" (a 503 SlowDown, a 429, …)."""
+    code = str(exc.response.get("Error", {}).get("Code", ""))
+    status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    return code in pacing.THROTTLE_CODES or status in pacing.THROTTLE_STATUSES

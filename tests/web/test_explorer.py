@@ -10,7 +10,6 @@ from __future__ import annotations
 import re
 
 import httpx
-import pytest
 
 from corral.core import sessions
 from tests.files.conftest import add_items

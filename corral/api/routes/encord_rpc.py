@@ -8,11 +8,13 @@ turned into the SDK's error envelope by ``corral.api.errors``.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+import orjson
 from fastapi import APIRouter, Request
+from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 from starlette.concurrency import run_in_threadpool
@@ -20,6 +22,7 @@ from starlette.concurrency import run_in_threadpool
 from corral.api.deps import AppContext, Ctx, CurrentPrincipal
 from corral.api.openapi import ANY_JSON, OFF_VALUE
 from corral.api.parsing import CorralRoute
+from corral.api.readahead import stream_ahead
 from corral.core.identity import Principal
 from corral.errors import InvalidInput, NotSupported
 
@@ -33,6 +36,14 @@ class RpcCall:
     resource_type: str
     resource_id: str
     scope: str  # "resource" (/public) or "user" (/public/user)
+
+
+@dataclass(frozen=True)
+class Streamed:
+    """A handler's answer sent as it is made: ``chunks`` of the ``response`` list's elements,
+    each chunk read (in a thread, ahead of the socket) only when the previous one is on its way."""
+
+    chunks: Iterator[list[Any]]
 
 
 Handler = Callable[[AppContext, Principal, RpcCall], Any]
@@ -77,7 +88,7 @@ def _call(envelope: RpcEnvelope, request: Request, scope: str) -> RpcCall:
                    request.headers.get("resourceid", ""), scope)
 
 
-async def _dispatch(call: RpcCall, ctx: AppContext, principal: Principal) -> dict[str, Any]:
+async def _dispatch(call: RpcCall, ctx: AppContext, principal: Principal) -> Any:
     handler = operations.get((call.query_type, call.query_method))
     if handler is None:
         raise NotSupported(
@@ -85,20 +96,33 @@ async def _dispatch(call: RpcCall, ctx: AppContext, principal: Principal) -> dic
             "(see docs/encord-compatibility.md for the Encord SDK calls corral implements)"
         )
     result = await run_in_threadpool(handler, ctx, principal, call)
+    if isinstance(result, Streamed):
+        return StreamingResponse(_envelope(result.chunks), media_type="application/json")
     return {"status": 200, "response": result}
+
+
+async def _envelope(chunks: Iterator[list[Any]]) -> AsyncIterator[bytes]:
+    """``{"status": 200, "response": [...]}`` around the elements of ``chunks``, as they come."""
+    yield b'{"status":200,"response":['
+    first = True
+    async for chunk in stream_ahead(chunks):
+        body = b",".join([orjson.dumps(element) for element in chunk])
+        yield body if first else b"," + body
+        first = False
+    yield b"]}"
 
 
 @router.post("/public", summary="Encord v1 RPC (resource-scoped)")
 async def rpc_resource(
     request: Request, ctx: Ctx, principal: CurrentPrincipal, envelope: RpcEnvelope
-) -> dict[str, Any]:
+) -> Any:
     return await _dispatch(_call(envelope, request, "resource"), ctx, principal)
 
 
 @router.post("/public/user", summary="Encord v1 RPC (user-scoped)")
 async def rpc_user(
     request: Request, ctx: Ctx, principal: CurrentPrincipal, envelope: RpcEnvelope
-) -> dict[str, Any]:
+) -> Any:
     return await _dispatch(_call(envelope, request, "user"), ctx, principal)
 
 

@@ -8,7 +8,8 @@ import json
 import uuid
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Body, Depends, Query
+import orjson
+from fastapi import APIRouter, Body, Depends, Query, Response
 from pydantic import Field
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
@@ -20,7 +21,7 @@ from corral.api.longpoll import hold_until
 from corral.api.openapi import CLIENT_METADATA, OFF_VALUE, ONLY_EMPTY_LIST, ONLY_FALSE, one_of_each
 from corral.api.parsing import CorralRoute, org_access, refuse_unless_default
 from corral.api.routes.encord_rpc import SdkBody, is_off
-from corral.core import folders, items, pagination
+from corral.core import folders, item_rows, items, pagination
 from corral.core.identity import Principal
 from corral.core.items import ItemView
 from corral.core.metadata import service as metadata_service
@@ -302,29 +303,51 @@ async def list_items(
     metadata_as_url: Annotated[
         bool, Query(alias="clientMetadataAsSignedUrl", json_schema_extra=ONLY_FALSE)
     ] = False,
-) -> dict[str, Any]:
+) -> Response:
     if metadata_as_url:
         raise errors.InvalidInput(
             "clientMetadataAsSignedUrl is not supported by corral: metadata comes inline"
         )
     types = _types(item_types)
 
-    def run(s: Session) -> Any:
-        return items.list_(
-            s,
-            principal,
-            folder_id,
-            types=types,
-            q=search or "",
-            order=_order(order),
-            direction=_direction(desc),
-            page_size=page_size,
-            page_token=page_token,
-            recursive=is_recursive,
-            in_dataset=is_in_dataset,
-        )
+    def open_listing(s: Session, token: str | None) -> items.Listing:
+        return items.listing(s, principal, folder_id, types=types, q=search or "", order=_order(order),
+                             direction=_direction(desc), page_size=page_size, page_token=token,
+                             recursive=is_recursive, in_dataset=is_in_dataset)
 
-    return await _listing(ctx, run, sign_urls, include_metadata)
+    def read_page(token: str | None) -> tuple[bytes, str | None]:
+        """A page of StorageItems from the listing's Core rows, signed outside the transaction."""
+        with ctx.db.read() as s:
+            forms, page = item_rows.read(s, open_listing(s, token))
+            if not sign_urls:
+                results = dto.storage_item_rows(s, forms, page.items, metadata=include_metadata)
+            else:
+                native = item_rows.native(forms, page.items)
+                openers = item_rows.signers(s, ctx.settings, native)
+        if sign_urls:
+            item_rows.sign(native, openers)
+            with ctx.db.read() as s:
+                results = dto.storage_item_rows(
+                    s, forms, page.items, metadata=include_metadata, signed=native
+                )
+        return orjson.dumps(_page(results, page.next_page_token)), page.next_page_token
+
+    def read() -> bytes:
+        if sign_urls:  # signed URLs expire: never read ahead
+            return read_page(page_token)[0]
+        query = ("storage-items", principal.user_id, folder_id, tuple(types), search, order, desc,
+                 page_size, is_recursive, is_in_dataset, include_metadata)
+        found = None
+        if page_token is not None:
+            with ctx.db.read() as s:
+                open_listing(s, page_token)  # checked and authorised again, whatever was read ahead
+            found = ctx.pages_ahead.take((*query, page_token))
+        body, next_token = found or read_page(page_token)
+        if next_token is not None:
+            ctx.pages_ahead.start((*query, next_token), lambda: read_page(next_token))
+        return body
+
+    return Response(await run_in_threadpool(read), media_type="application/json")
 
 
 @router.get("/search/items", summary="Find items in every visible folder (SDK find_storage_items)",

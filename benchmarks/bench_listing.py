@@ -1,0 +1,355 @@
+"""Listing a folder of N items: native pages, the NDJSON export, and the Encord SDK's list_items.
+
+Run on purpose (not part of the test suite):
+
+    .venv/bin/python -m benchmarks.bench_listing [--items 1000000] [--postgres] [--rows N]
+
+Setup (not timed): a fresh SQLite data directory, or a fresh PostgreSQL database with
+--postgres; one admin with a token and an SSH key; N image items in one folder, bulk-inserted
+as ``bench_datasets`` does.  Then a real `corral serve --no-worker` subprocess, and:
+
+* **page server time**: in this process, on the same database, the work one
+  ``GET /api/v1/items?page_size=1000`` does in its thread (check, read, encode), at the start of
+  the folder and in its middle; the median of 15 pages each;
+* **pages**: ``GET /api/v1/items?page_size=1000`` over HTTP, following ``next_page_token``, each
+  page parsed here with orjson;
+* **export**: ``GET /api/v1/items.ndjson`` read to the end by httpx, then by curl (skipped where
+  the server has no such route, as before this benchmark's change);
+* **SDK**: ``StorageFolder.list_items(page_size=1000)`` of the real encord SDK, signed with the
+  user's SSH key, every item iterated; then **SDK parsing alone**: the same pages' bytes, fetched
+  once, parsed by the SDK's own code (``json.loads``, ``Page[StorageItem].from_dict``, the
+  ``StorageItem`` wrappers ``list_items`` yields), with no server or socket involved.
+
+``--rows N`` stops the pages and the SDK listing after N rows (a slow baseline's rates, read on
+part of the same folder; every page costs the same wherever it starts).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from sqlalchemy import func, select
+
+from benchmarks import bench_datasets
+from benchmarks.bench_datasets import BIN, setup
+from benchmarks.common import memory_mib, server_environment
+from corral.core import identity, items, pagination
+from corral.core.identity import Principal
+from corral.db import create_database
+from corral.db.tables import Folder, Item, User
+from corral.settings import Settings
+
+PORT = 8798
+PAGE = 1000
+
+
+def serve(env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """``corral serve --no-worker``, waited for up to 3 minutes (a loaded machine starts it slowly)."""
+    server = subprocess.Popen(
+        [str(BIN / "corral"), "serve", "--no-worker"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{env['CORRAL_PORT']}/healthz").status_code == 200:
+                return server
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    server.kill()
+    raise RuntimeError("the server did not start")
+
+
+def add_key(settings: Settings, work: Path) -> Path:
+    key = Ed25519PrivateKey.generate()
+    path = work / "bench_ed25519"
+    path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, serialization.NoEncryption()
+        )
+    )
+    pub = key.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
+    db = create_database(settings)
+    with db.write() as s:
+        identity.add_ssh_key(s, "bench@x.io", pub.decode() + " bench")
+    db.dispose()
+    return path
+
+
+def page_server_time(settings: Settings) -> None:
+    """The route's thread work for one page of 1,000, with this checkout's code."""
+    try:
+        from corral.core import item_rows
+    except ImportError:  # the code before this benchmark: ORM items, views, orjson
+        item_rows = None  # type: ignore[assignment]
+    db = create_database(settings)
+    with db.read() as s:
+        u = s.scalars(select(User).where(User.email == "bench@x.io")).one()
+        folder_id = s.scalars(select(Folder.id).where(Folder.name == "bench")).one()
+        p = Principal(u.id, u.org_id, u.email, "admin", "bearer")
+
+    def one(token: str | None) -> tuple[float, str | None]:
+        start = time.perf_counter()
+        with db.read() as s:
+            if item_rows is not None:
+                forms, page = item_rows.read(
+                    s, items.listing(s, p, folder_id, page_size=PAGE, page_token=token)
+                )
+                body = item_rows.encode_page(forms, page)
+                nxt = page.next_page_token
+            else:
+                old = items.list_(s, p, folder_id, page_size=PAGE, page_token=token)
+                body = orjson.dumps(
+                    {"items": old.items, "next_page_token": old.next_page_token}, option=orjson.OPT_UTC_Z
+                )
+                nxt = old.next_page_token
+        assert body
+        return time.perf_counter() - start, nxt
+
+    for where, token in (("start", None), ("middle", _middle_token(db, p, folder_id))):
+        times = []
+        for _ in range(15):
+            elapsed, _next = one(token)
+            times.append(elapsed)
+        print(
+            f"page server time ({where} of the folder): median {statistics.median(times) * 1000:.1f} ms, "
+            f"min {min(times) * 1000:.1f} ms",
+            flush=True,
+        )
+    db.dispose()
+
+
+def _middle_token(db: Any, p: Principal, folder_id: uuid.UUID) -> str:
+    with db.read() as s:
+        n = s.scalar(select(func.count()).select_from(Item).where(Item.folder_id == folder_id)) or 0
+        name, ident = s.execute(
+            select(Item.name, Item.id)
+            .where(Item.folder_id == folder_id)
+            .order_by(Item.name, Item.id)
+            .offset(n // 2)
+            .limit(1)
+        ).one()
+    return pagination.encode("name", "asc", name, ident)
+
+
+def latency(http: httpx.Client, token: str) -> None:
+    """One page of 1,000 from the middle of the folder, over HTTP, asked 15 times (the same token:
+    never a page read ahead): what a single page costs the server, plus loopback."""
+    times = []
+    for _ in range(15):
+        start = time.perf_counter()
+        r = http.get("/api/v1/items", params={"folder": "bench", "page_size": PAGE, "page_token": token})
+        times.append(time.perf_counter() - start)
+        assert r.status_code == 200, r.text
+    print(
+        f"page latency over HTTP (middle of the folder): median {statistics.median(times) * 1000:.1f} ms, "
+        f"min {min(times) * 1000:.1f} ms",
+        flush=True,
+    )
+
+
+def pages(http: httpx.Client, pid: int, limit: int) -> None:
+    rows, token = 0, None
+    start = time.perf_counter()
+    while rows < limit:
+        params: dict[str, Any] = {
+            "folder": "bench",
+            "page_size": PAGE,
+            **({"page_token": token} if token else {}),
+        }
+        page = orjson.loads(http.get("/api/v1/items", params=params).content)
+        rows += len(page["items"])
+        token = page["next_page_token"]
+        if token is None:
+            break
+    elapsed = time.perf_counter() - start
+    print(
+        f"pages: {rows:,} rows in {elapsed:.1f} s = {rows / elapsed:,.0f} rows/s; "
+        f"server peak {memory_mib(pid, 'VmHWM'):,.0f} MiB",
+        flush=True,
+    )
+
+
+def export(http: httpx.Client, pid: int, n: int) -> None:
+    lines = size = 0
+    start = time.perf_counter()
+    with http.stream("GET", "/api/v1/items.ndjson", params={"folder": "bench"}) as resp:
+        if resp.status_code == 404:
+            print("export: no such route here", flush=True)
+            return
+        for chunk in resp.iter_bytes():
+            lines += chunk.count(b"\n")
+            size += len(chunk)
+    elapsed = time.perf_counter() - start
+    print(
+        f"export: {lines:,} rows ({size / 1e6:,.0f} MB) in {elapsed:.1f} s = {lines / elapsed:,.0f} rows/s; "
+        f"server peak {memory_mib(pid, 'VmHWM'):,.0f} MiB",
+        flush=True,
+    )
+    assert lines == n, (lines, n)
+    curl = shutil.which("curl")
+    if curl:
+        url = f"{str(http.base_url).rstrip('/')}/api/v1/items.ndjson?folder=bench"
+        start = time.perf_counter()
+        out = subprocess.run(
+            [
+                curl,
+                "-sS",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{size_download}",
+                "-H",
+                f"Authorization: {http.headers['Authorization']}",
+                url,
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        elapsed = time.perf_counter() - start
+        assert int(out.stdout) == size, (out.stdout, size)
+        print(f"export read by curl: {n:,} rows in {elapsed:.1f} s = {n / elapsed:,.0f} rows/s", flush=True)
+
+
+def sdk(http: httpx.Client, key_path: Path, limit: int) -> None:
+    from encord import EncordUserClient
+    from encord.http.v2.payloads import Page
+    from encord.orm import storage as orm_storage
+    from encord.storage import StorageItem
+
+    client = EncordUserClient.create_with_ssh_private_key(key_path.read_text(), domain=str(http.base_url))
+    folder_id = http.get("/api/v1/folders/lookup", params={"path": "bench"}).json()["id"]
+    folder = client.get_storage_folder(uuid.UUID(folder_id))
+    rows = 0
+    start = time.perf_counter()
+    for _item in folder.list_items(page_size=PAGE):
+        rows += 1
+        if rows >= limit:
+            break
+    elapsed = time.perf_counter() - start
+    print(
+        f"SDK list_items(page_size={PAGE}): {rows:,} rows in {elapsed:.1f} s = {rows / elapsed:,.0f} rows/s",
+        flush=True,
+    )
+
+    # The SDK's own parsing, alone: the same pages' bytes parsed by its code, no server involved.
+    raw: list[bytes] = []
+    token = None
+    while len(raw) * PAGE < min(limit, 50_000):
+        params: dict[str, Any] = {"pageSize": PAGE, **({"pageToken": token} if token else {})}
+        body = http.get(f"/v2/public/storage/folders/{folder_id}/items", params=params).content
+        raw.append(body)
+        token = json.loads(body)["nextPageToken"]
+        if token is None:
+            break
+    api_client = folder._api_client
+    start = time.perf_counter()
+    parsed = 0
+    for body in raw:
+        page = Page[orm_storage.StorageItem].from_dict(json.loads(body))
+        parsed += len([StorageItem(api_client, item) for item in page.results])
+    elapsed = time.perf_counter() - start
+    print(
+        f"SDK parsing alone: {parsed:,} rows in {elapsed:.2f} s = {parsed / elapsed:,.0f} rows/s", flush=True
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--items", type=int, default=1_000_000)
+    parser.add_argument("--postgres", action="store_true")
+    parser.add_argument("--rows", type=int, default=0, help="stop pages and the SDK after this many rows")
+    parser.add_argument("--skip", default="", help="comma-separated phases to skip: pages,export,sdk")
+    parser.add_argument(
+        "--baseline",
+        help="also serve the same database with the corral checkout in this "
+        "directory (PYTHONPATH), first: baseline and new side by side on the same data",
+    )
+    parser.add_argument("--port", type=int, default=PORT)
+    parser.add_argument("--reuse", help="the work directory of an earlier SQLite run, with its items")
+    args = parser.parse_args()
+    bench_datasets.PORT = args.port
+    if args.reuse:
+        work = Path(args.reuse)
+        env = {
+            **os.environ,
+            "CORRAL_DATA_DIR": str(work / "data"),
+            "CORRAL_SECRET_KEY": "b" * 40,
+            "CORRAL_PORT": str(args.port),
+            "CORRAL_LOG_LEVEL": "warning",
+            "CORRAL_CONFIG_DIR": str(work / "cfg"),
+        }
+        run_all(args, work, env)
+        return
+    with server_environment("corral-bench-listing-", args.port, args.postgres) as (work, env):
+        run_all(args, work, env)
+
+
+def run_all(args: argparse.Namespace, work: Path, env: dict[str, str]) -> None:
+    limit = args.rows or args.items
+    skip = set(filter(None, args.skip.split(",")))
+    print(f"{args.items:,} items, {'PostgreSQL' if args.postgres else 'SQLite'}", flush=True)
+    settings = Settings(
+        data_dir=work / "data", database_url=env.get("CORRAL_DATABASE_URL"), secret_key="b" * 40
+    )
+    if args.reuse:
+        db = create_database(settings)
+        with db.write() as s:
+            token, _ = identity.create_token(s, "bench@x.io")
+        db.dispose()
+        key_path = work / "bench_ed25519"
+    else:
+        token = setup(settings, args.items)
+        key_path = add_key(settings, work)
+    page_server_time(settings)
+    db = create_database(settings)
+    with db.read() as s:
+        u = s.scalars(select(User).where(User.email == "bench@x.io")).one()
+        folder_id = s.scalars(select(Folder.id).where(Folder.name == "bench")).one()
+    middle = _middle_token(db, Principal(u.id, u.org_id, u.email, "admin", "bearer"), folder_id)
+    db.dispose()
+    runs = ([("baseline", {**env, "PYTHONPATH": args.baseline})] if args.baseline else []) + [
+        ("this checkout", env)
+    ]
+    for label, run_env in runs:
+        print(f"--- {label}", flush=True)
+        server = serve(run_env)
+        try:
+            with httpx.Client(
+                base_url=f"http://127.0.0.1:{args.port}",
+                headers={"Authorization": f"Bearer {token}"},
+                timeout=600,
+            ) as http:
+                latency(http, middle)
+                if "pages" not in skip:
+                    pages(http, server.pid, limit)
+                if "export" not in skip:
+                    export(http, server.pid, args.items)
+                if "sdk" not in skip:
+                    sdk(http, key_path, limit)
+        finally:
+            server.send_signal(signal.SIGTERM)
+            server.wait(60)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,328 @@
+"""A folder's items read as rows for JSON: item pages, the NDJSON export, the SDK's item pages.
+
+``items.list_`` builds an ORM ``Item``, an ``ItemView`` and its dict copies for every row, and
+that, not the database, was most of a page's time.  Here the same listing (``items.listing``:
+the same filter, order and keyset tokens) is read with a Core select whose ids, timestamps and
+JSON columns the database already renders as text, then finished in Python into the dicts
+orjson writes: byte for byte what the ``ItemView`` path answers (tests/files/test_item_rows.py
+compares them on both databases).
+
+* SQLite keeps UUIDs as 32 hex digits, timestamps as ``YYYY-MM-DD HH:MM:SS.ffffff`` (UTC) and
+  JSON as the text ``jsoncodec.dumps`` wrote, which is already orjson's compact form: it goes
+  into the answer as an ``orjson.Fragment``, unparsed.
+* PostgreSQL formats UUIDs and timestamps itself; its JSONB text (``{"a": 1}``, numbers in
+  its own notation) is read back with ``jsoncodec.loads``, as the ORM reads it, so the answer is
+  the same as before.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from sqlalchemy import Row, String, Text, cast, func, literal_column, select, type_coerce
+from sqlalchemy.orm import Session
+
+from corral import jsoncodec
+from corral.core import integrations, pagination
+from corral.core.items import Listing
+from corral.core.pagination import Page
+from corral.db.engine import Database
+from corral.db.tables import Integration, Item
+from corral.settings import Settings
+from corral.storage.scope import ScopedStorage
+
+#: Rows one chunk of the NDJSON export reads, in a read transaction of its own.
+STREAM_CHUNK = 5_000
+
+# The selected columns, in this order (the row tuples' positions).
+_ID, _NAME, _TYPE, _FOLDER, _INTEGRATION, _URL, _LOCATION, _SIZE, _MIME = range(9)
+_MEDIA, _METADATA, _JOB, _CREATOR, _CREATED, _UPDATED, _DELETED, _DESCRIPTION = range(9, 17)
+
+
+def _dashed(hex32: str | None) -> str | None:
+    if hex32 is None:
+        return None
+    return f"{hex32[:8]}-{hex32[8:12]}-{hex32[12:16]}-{hex32[16:20]}-{hex32[20:]}"
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
+def utc_z(stamp: str | None) -> str | None:
+    """``YYYY-MM-DD HH:MM:SS.ffffff`` (or with a ``T``) as orjson writes the datetime with
+    ``OPT_UTC_Z``: ``YYYY-MM-DDTHH:MM:SS[.ffffff]Z``, the fraction left out when it is zero."""
+    if stamp is None:
+        return None
+    fraction = stamp[20:26].ljust(6, "0") if len(stamp) > 20 else "000000"
+    if fraction == "000000":
+        return f"{stamp[:10]}T{stamp[11:19]}Z"
+    return f"{stamp[:10]}T{stamp[11:19]}.{fraction}Z"
+
+
+def _fragment(text: str | None) -> Any:
+    return None if text is None else orjson.Fragment(text)
+
+
+def _parsed(text: str | None) -> Any:
+    return None if text is None else jsoncodec.loads(text)
+
+
+class Forms:
+    """How one database renders a listing's columns as text, and how Python finishes them."""
+
+    def __init__(self, s: Session) -> None:
+        self.postgres = s.get_bind().dialect.name == "postgresql"
+        if self.postgres:
+            stamp: Any = literal_column("'YYYY-MM-DD\"T\"HH24:MI:SS.US'")
+            uid: Callable[[Any], Any] = lambda c: type_coerce(cast(c, Text), String)  # noqa: E731
+            when: Callable[[Any], Any] = lambda c: type_coerce(  # noqa: E731
+                func.to_char(func.timezone("UTC", c), stamp), String
+            )
+            self.uid: Callable[[str | None], str | None] = _same
+            self.json: Callable[[str | None], Any] = _parsed
+            as_json: Callable[[Any], Any] = uid
+        else:
+            uid = when = as_json = lambda c: type_coerce(c, String)  # noqa: E731
+            self.uid, self.json = _dashed, _fragment
+        self.row_json: Any = None if self.postgres else _sqlite_row_json()
+        self.columns = [
+            uid(Item.id),
+            Item.name,
+            Item.item_type,
+            uid(Item.folder_id),
+            uid(Item.integration_id),
+            Item.url,
+            Item.storage_location,
+            Item.file_size,
+            Item.mime_type,
+            as_json(Item.media),
+            as_json(Item.client_metadata),
+            uid(Item.job_id),
+            uid(Item.created_by),
+            when(Item.created_at),
+            when(Item.updated_at),
+            when(Item.deleted_at),
+            Item.description,
+        ]
+
+    def media(self, row: Row[Any]) -> dict[str, Any]:
+        """A row's media properties, parsed (for the SDK's shape, which picks keys from them)."""
+        text = row[_MEDIA]
+        return {} if text is None else dict(jsoncodec.loads(text))
+
+    def metadata(self, row: Row[Any]) -> dict[str, Any]:
+        text = row[_METADATA]
+        return {} if text is None else dict(jsoncodec.loads(text))
+
+
+def _sqlite_row_json() -> Any:
+    """SQLite's text of a whole row as ``native`` would encode it (``ItemPublic``), made by SQLite
+    itself: its ``json_quote`` escapes exactly as orjson does, and the JSON columns hold orjson's
+    compact text already.  The row's work is then C code that runs without the GIL."""
+
+    def dashed(c: str) -> str:
+        return (
+            f"substr({c},1,8)||'-'||substr({c},9,4)||'-'||substr({c},13,4)||'-'||substr({c},17,4)"
+            f"||'-'||substr({c},21)"
+        )
+
+    def uid(c: str) -> str:
+        return f"CASE WHEN {c} IS NULL THEN 'null' ELSE '\"'||{dashed(c)}||'\"' END"
+
+    def when(c: str) -> str:  # "YYYY-MM-DD HH:MM:SS.ffffff" -> "YYYY-MM-DDTHH:MM:SS[.ffffff]Z"
+        return (
+            f"CASE WHEN {c} IS NULL THEN 'null' ELSE '\"'||substr({c},1,10)||'T'||substr({c},12,8)||"
+            f"CASE WHEN substr({c},21) IN ('','000000') THEN '' ELSE '.'||substr({c},21) END||'Z\"' END"
+        )
+
+    def text(c: str) -> str:
+        return f"json_quote({c})"
+
+    def number(c: str) -> str:
+        return f"coalesce({c},'null')"
+
+    def raw(c: str) -> str:
+        return f"coalesce({c},'null')"
+
+    fields = [
+        ("id", uid, "id"),
+        ("name", text, "name"),
+        ("type", text, "item_type"),
+        ("folder_id", uid, "folder_id"),
+        ("integration_id", uid, "integration_id"),
+        ("url", text, "url"),
+        ("storage_location", text, "storage_location"),
+        ("file_size", number, "file_size"),
+        ("mime_type", text, "mime_type"),
+        ("media", raw, "media"),
+        ("client_metadata", raw, "client_metadata"),
+        ("job_id", uid, "job_id"),
+        ("created_by", uid, "created_by"),
+        ("created_at", when, "created_at"),
+        ("updated_at", when, "updated_at"),
+        ("deleted_at", when, "deleted_at"),
+    ]
+    parts = [
+        f"'{'{' if i == 0 else ','}\"{key}\":'||{form(f'items.{column}')}"
+        for i, (key, form, column) in enumerate(fields)
+    ]
+    parts.append(
+        '\',"parts":null,"signed_url":null,"signed_url_expires_in":null,"description":\''
+        "||json_quote(coalesce(items.description,''))||'}'"
+    )
+    return type_coerce(literal_column("||".join(parts)), String)
+
+
+_KEYS_FULL = (_ID, _NAME, _SIZE, _CREATED)
+_KEYS_TEXT = (0, 1, 2, 3)  # the columns ``read(..., text=True)`` selects before the row's text
+
+
+def _last_key(order: str, at: tuple[int, int, int, int]) -> Callable[[Row[Any]], tuple[Any, uuid.UUID]]:
+    """A row's sort key and id as the ORM reads them: what the page token carries."""
+    id_at, name_at, size_at, created_at = at
+
+    def key(row: Row[Any]) -> tuple[Any, uuid.UUID]:
+        ident = uuid.UUID(row[id_at])
+        if order == "name":
+            return row[name_at], ident
+        if order == "size":
+            return row[size_at], ident
+        stamp = row[created_at]
+        return datetime.fromisoformat(f"{stamp[:10]}T{stamp[11:]}").replace(tzinfo=UTC), ident
+
+    return key
+
+
+def read(
+    s: Session, ask: Listing, forms: Forms | None = None, *, text: bool = False
+) -> tuple[Forms, Page[Row[Any]]]:
+    """One page of the listing ``ask`` as Core rows: the columns of ``Forms``, or with ``text``
+    (for ``encode_page`` and ``stream``) on SQLite the sort keys and the row's JSON text only."""
+    forms = forms or Forms(s)
+    conn = s.connection()
+    columns = forms.columns
+    at = _KEYS_FULL
+    if text and forms.row_json is not None:
+        columns = [columns[_ID], columns[_NAME], columns[_SIZE], columns[_CREATED], forms.row_json]
+        at = _KEYS_TEXT
+    page = pagination.fetch_rows(
+        lambda q: conn.execute(q).all(),
+        select(*columns).select_from(Item).where(*ask.where),
+        ask.key,
+        Item.id,
+        _last_key(ask.order, at),
+        order=ask.order,
+        direction=ask.direction,
+        page_size=ask.page_size,
+        cursor=ask.cursor,
+        nullable=ask.nullable,
+    )
+    return forms, page
+
+
+def native(forms: Forms, rows: Sequence[Row[Any]]) -> list[dict[str, Any]]:
+    """Rows in the shape of ``ItemPublic`` (what orjson writes of an ``ItemView`` of a listing)."""
+    uid, as_json, z = forms.uid, forms.json, utc_z
+    return [
+        {
+            "id": uid(r[0]),
+            "name": r[1],
+            "type": r[2],
+            "folder_id": uid(r[3]),
+            "integration_id": uid(r[4]),
+            "url": r[5],
+            "storage_location": r[6],
+            "file_size": r[7],
+            "mime_type": r[8],
+            "media": as_json(r[9]),
+            "client_metadata": as_json(r[10]),
+            "job_id": uid(r[11]),
+            "created_by": uid(r[12]),
+            "created_at": z(r[13]),
+            "updated_at": z(r[14]),
+            "deleted_at": z(r[15]),
+            "parts": None,
+            "signed_url": None,
+            "signed_url_expires_in": None,
+            "description": r[16] or "",
+        }
+        for r in rows
+    ]
+
+
+def encode_page(forms: Forms, page: Page[Row[Any]]) -> bytes:
+    """A page (read with ``text=True``) as the JSON ``GET /api/v1/items`` answers (``ItemPage``)."""
+    token = orjson.dumps(page.next_page_token)
+    if forms.row_json is not None and page.items and len(page.items[0]) == len(_KEYS_TEXT) + 1:
+        return b"".join(
+            [
+                b'{"items":[',
+                ",".join([r[-1] for r in page.items]).encode(),
+                b'],"next_page_token":',
+                token,
+                b"}",
+            ]
+        )
+    return orjson.dumps({"items": native(forms, page.items), "next_page_token": page.next_page_token})
+
+
+def encode_lines(forms: Forms, rows: Sequence[Row[Any]]) -> bytes:
+    """Rows (read with ``text=True``) as NDJSON, one ``ItemPublic`` object a line."""
+    if forms.row_json is not None and rows and len(rows[0]) == len(_KEYS_TEXT) + 1:
+        return ("\n".join([r[-1] for r in rows]) + "\n").encode()
+    dumps, newline = orjson.dumps, orjson.OPT_APPEND_NEWLINE
+    return b"".join([dumps(r, option=newline) for r in native(forms, rows)])
+
+
+def signers(s: Session, settings: Settings, rows: Sequence[dict[str, Any]]) -> dict[str, ScopedStorage]:
+    """Inside the read transaction: the process's shared backend of each integration whose items
+    ``rows`` (``native`` dicts) hold a single-file item of (see ``items.signer``)."""
+    out: dict[str, ScopedStorage] = {}
+    for r in rows:
+        ident = r["integration_id"]
+        if ident is not None and r["url"] is not None and ident not in out:
+            found = s.get(Integration, uuid.UUID(ident))
+            if found is not None:
+                out[ident] = integrations.shared(found, settings)
+    return out
+
+
+def sign(
+    rows: list[dict[str, Any]], openers: dict[str, ScopedStorage], ttl_seconds: int | None = None
+) -> None:
+    """Outside any transaction: a signed GET URL on each single-file row, made integration by
+    integration (``items.signed_all``'s answer for a listing, whose parts are not loaded)."""
+    for ident, storage in openers.items():
+        try:
+            ttl = ttl_seconds or storage.ttl_seconds
+            for r in rows:
+                if r["integration_id"] == ident and r["url"] is not None:
+                    r["signed_url"] = storage.sign_get(r["url"], ttl)
+                    r["signed_url_expires_in"] = ttl
+        finally:
+            storage.close()
+
+
+def stream(
+    db: Database, open_listing: Callable[[Session, str | None], Listing], chunk: int | None = None
+) -> Iterator[bytes]:
+    """Every item of the listing as NDJSON (one ``ItemPublic`` object a line), ``chunk`` rows at a
+    time, each chunk read in a short read transaction of its own (and authorised again), so memory
+    stays bounded and no transaction stays open across the export.  ``open_listing(s, token)``
+    checks the request and gives the listing from ``token`` on (read ``chunk`` rows at a time)."""
+    chunk = chunk or STREAM_CHUNK
+    token: str | None = None
+    while True:
+        with db.read() as s:
+            forms, page = read(s, replace(open_listing(s, token), page_size=chunk), text=True)
+        if page.items:
+            yield encode_lines(forms, page.items)
+        token = page.next_page_token
+        if token is None:
+            return
