@@ -220,7 +220,7 @@ def _definition(kind: str, params: Mapping[str, Any], where: str, problems: _Pro
 
 # -- native ------------------------------------------------------------------------------------
 
-_NATIVE_FIELDS = {"type", "max_length", "values", "size", "format", "api", "required", "deleted"}
+_NATIVE_FIELDS = {"type", "max_length", "values", "size", "format", "api", "metric", "required", "deleted"}
 
 
 def _native_entry(raw: object, where: str, problems: _Problems) -> Entry | None:

@@ -17,15 +17,14 @@ import uuid
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
 from corral.core.vectors.store import VectorKey
 from corral.db.engine import Database
 from corral.db.tables import Job, JobUnit
 from corral.db.tables import VectorKey as VectorKeyRow
-from corral.db.types import utcnow
-from corral.jobs import queue
+from corral.db.types import utcnow, uuid7
 from corral.jobs.tasks import ClaimedUnit, TaskKind, UnitFailed, WorkerContext, registry
 
 KIND = "vector_index"
@@ -35,21 +34,26 @@ _PROGRESS_EVERY = 2.0
 
 
 def schedule(s: Session, key: VectorKey, *, delay: float = DELAY) -> uuid.UUID:
-    """Queue a build of ``key``'s index unless one is pending; the job's id."""
-    row = s.get(VectorKeyRow, key.id)
-    if row is not None and row.index_job_id is not None:
-        status = s.scalar(select(Job.status).where(Job.id == row.index_job_id))
-        running = s.scalar(select(JobUnit.status).where(JobUnit.job_id == row.index_job_id))
-        if status == "PENDING" and running == "pending":
-            return row.index_job_id
-    job = queue.create_job(s, org_id=key.org_id, kind=KIND, units=[{"key_id": key.id}],
-                           params={"key": key.name, "key_id": key.id})
-    if delay:
-        s.execute(update(JobUnit).where(JobUnit.job_id == job.id)
-                  .values(available_at=utcnow() + timedelta(seconds=delay)))
-    if row is not None:
-        row.index_job_id = job.id
-    return job.id
+    """Queue a build of ``key``'s index unless one is waiting to start; the job's id.
+
+    Core statements only: this runs inside a flush (``after_flush``), where the ORM cannot add."""
+    job_id = s.scalar(select(VectorKeyRow.index_job_id).where(VectorKeyRow.id == key.id))
+    if job_id is not None:
+        waiting = s.scalar(select(JobUnit.id).where(JobUnit.job_id == job_id, JobUnit.status == "pending"))
+        if waiting is not None:
+            return job_id
+    now = utcnow()
+    job_id = uuid7()
+    s.execute(insert(Job).values(
+        id=job_id, org_id=key.org_id, kind=KIND, status="PENDING", params={"key": key.name, "key_id": key.id},
+        ignore_errors=False, units_total=1, result={}, created_at=now, updated_at=now,
+    ))
+    s.execute(insert(JobUnit).values(
+        job_id=job_id, seq=0, payload={"key_id": key.id}, status="pending", attempts=0,
+        available_at=now + timedelta(seconds=delay), updated_at=now,
+    ))
+    s.execute(update(VectorKeyRow).where(VectorKeyRow.id == key.id).values(index_job_id=job_id))
+    return job_id
 
 
 def _key(db: Database, unit: ClaimedUnit) -> VectorKey | None:

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, insert, select, update
 from sqlalchemy.orm import Session
 
 from corral.core.metadata.schema import Entry, Schema
 from corral.core.vectors.store import VectorKey
 from corral.db.tables import VectorKey as VectorKeyRow
+from corral.db.types import utcnow
 
 
 def _metric(entry: Entry) -> str:
@@ -32,29 +33,29 @@ def as_key(row: VectorKeyRow) -> VectorKey:
 
 
 def load(s: Session, org_id: uuid.UUID) -> dict[str, VectorKey]:
-    rows = s.scalars(select(VectorKeyRow).where(VectorKeyRow.org_id == org_id)).all()
-    return {r.name: as_key(r) for r in rows}
+    rows = s.execute(select(VectorKeyRow.id, VectorKeyRow.org_id, VectorKeyRow.name, VectorKeyRow.dim,
+                            VectorKeyRow.metric).where(VectorKeyRow.org_id == org_id))
+    return {r.name: VectorKey(r.id, r.org_id, r.name, r.dim, r.metric) for r in rows}
 
 
 def sync(s: Session, org_id: uuid.UUID, schema: Schema) -> dict[str, VectorKey]:
-    """Bring ``vector_keys`` in step with ``schema``; the keys, by name."""
+    """Bring ``vector_keys`` in step with ``schema``; the keys, by name.  Core statements only:
+    this may run inside a flush (the first vector of a schema saved before vectors existed)."""
     want = wanted(schema)
-    have = {r.name: r for r in s.scalars(select(VectorKeyRow).where(VectorKeyRow.org_id == org_id))}
+    have = {r.name: r for r in s.execute(select(VectorKeyRow.id, VectorKeyRow.name, VectorKeyRow.dim,
+                                                VectorKeyRow.metric).where(VectorKeyRow.org_id == org_id))}
     stale = [r.id for n, r in have.items() if n not in want or r.dim != want[n].size]
     if stale:
         # vectors go by cascade; index files of dropped keys are swept by the next build
         s.execute(delete(VectorKeyRow).where(VectorKeyRow.id.in_(stale)))
-    kept = {n: r for n, r in have.items() if r.id not in stale}
     for name, entry in want.items():
-        row = kept.get(name)
-        if row is None:
-            row = VectorKeyRow(org_id=org_id, name=name, dim=entry.size, metric=_metric(entry))
-            s.add(row)
-            kept[name] = row
+        row = have.get(name)
+        if row is None or row.id in stale:
+            s.execute(insert(VectorKeyRow).values(org_id=org_id, name=name, dim=entry.size,
+                                                  metric=_metric(entry), created_at=utcnow()))
         elif row.metric != _metric(entry):
-            row.metric = _metric(entry)
-    s.flush()
-    return {n: as_key(r) for n, r in kept.items()}
+            s.execute(update(VectorKeyRow).where(VectorKeyRow.id == row.id).values(metric=_metric(entry)))
+    return load(s, org_id)
 
 
 def in_step(keys: dict[str, VectorKey], schema: Schema) -> bool:

@@ -143,6 +143,8 @@ class PgvectorStore(TableStore):
             total = self.count(s, key)
         table = table_name(key.id)
         with db.write() as s:
+            if upto == 0:  # a first build: a table left by an earlier key of this id goes
+                s.execute(text(f"DROP TABLE IF EXISTS {table}"))
             s.execute(text(f"CREATE TABLE IF NOT EXISTS {table} (id bigint PRIMARY KEY "
                            f"REFERENCES item_vectors (id) ON DELETE CASCADE, v vector({key.dim}) NOT NULL)"))
             if old_metric != metric:

@@ -189,19 +189,21 @@ class TableStore:
     def _exact_all(
         self, s: Session, key: VectorKey, query: Vectors, k: int, metric: Metric, candidates: Candidates
     ) -> list[Hit]:
-        best: list[tuple[float, str, uuid.UUID]] = []
+        """Score every stored vector of the candidates, a batch at a time, keeping the best ``k``."""
+        best: list[tuple[float, str, uuid.UUID]] = []  # a min-heap of the best k so far
         for ids, matrix in self.iter_vectors(s, key):
-            for hit in top_k(ids, scores(matrix, query, metric), 4 * k + 16):
-                heapq.heappush(best, (hit.score, hit.item_id.hex, hit.item_id))
-                if len(best) > 4 * k + 16:
-                    heapq.heappop(best)
-            if len(best) > k:  # trim by candidacy as we go, so the heap holds real results
-                keep = candidates.accept([b[2] for b in best])
-                best = [b for b in best if b[2] in keep]
-                heapq.heapify(best)
-        keep = candidates.accept([b[2] for b in best])
-        ranked = sorted((b for b in best if b[2] in keep), key=lambda b: (-b[0], b[1]))
-        return [Hit(b[2], b[0]) for b in ranked[:k]]
+            keep = candidates.accept(ids)
+            rows = [i for i, item_id in enumerate(ids) if item_id in keep]
+            if not rows:
+                continue
+            for hit in top_k([ids[i] for i in rows], scores(matrix[rows], query, metric), k):
+                entry = (hit.score, hit.item_id.hex, hit.item_id)
+                if len(best) < k:
+                    heapq.heappush(best, entry)
+                elif entry > best[0]:
+                    heapq.heapreplace(best, entry)
+        ranked = sorted(best, key=lambda b: (-b[0], b[1]))
+        return [Hit(b[2], b[0]) for b in ranked]
 
     # -- the approximate index (subclasses) --------------------------------------------------------
 
