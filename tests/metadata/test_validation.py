@@ -51,7 +51,8 @@ def test_normalised_values() -> None:
     assert out["score"] == 3.0 and type(out["score"]) is float
     assert out["sample_id"] == "123e4567-e89b-12d3-a456-426614174000"
     # an embedding becomes a StoredVector: the marker in JSON, the numbers for the vector store
-    assert out["clip"] == {"$vector": {"dim": 3}}
+    assert dict(out["clip"]) == {"$vector": {"dim": 3}}
+    assert out["clip"] != {"$vector": {"dim": 3}}  # it carries numbers to store: never "unchanged"
     assert out["clip"].vector.tolist() == [1.0, 2.5, -3.0]
     assert ok({"clip": {"$vector": {"dim": 3}}})["clip"] == {"$vector": {"dim": 3}}  # kept as read
     assert "embedding" in bad({"clip": {"$vector": {"dim": 4}}})
@@ -144,7 +145,7 @@ def test_csv_cells_are_parsed_from_text() -> None:
     out = ok({"score": " 2.5 ", "ok": "Yes", "clip": "[1, 2, 3]", "weather": "snow", "camera": "",
               "captured_at": "2024-05-01T12:30:00Z", "where": '{"type": "Point", "coordinates": [1, 2]}'}, v)
     assert out["clip"].vector.tolist() == [1.0, 2.0, 3.0]
-    assert out == {"score": 2.5, "ok": True, "clip": {"$vector": {"dim": 3}}, "weather": "snow",
+    assert {**out, "clip": dict(out["clip"])} == {"score": 2.5, "ok": True, "clip": {"$vector": {"dim": 3}}, "weather": "snow",
                    "captured_at": "2024-05-01T12:30:00+00:00", "where": {"type": "Point", "coordinates": [1, 2]}}
     assert "'score' = 'abc' is not a number" in bad({"score": "abc"}, v)
     assert "'ok' = 'maybe' is not true or false" in bad({"ok": "maybe"}, v)

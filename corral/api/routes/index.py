@@ -110,7 +110,9 @@ async def run_facets(ctx: Ctx, principal: CurrentPrincipal, body: FacetsRequest)
 
 
 class SimilarRequest(Filtered):
-    key: str = Field(description="The embedding key of the metadata schema to search.")
+    key: str | None = Field(
+        None, description="The embedding key of the metadata schema to search (default: the only one)."
+    )
     item: str | None = Field(None, description="Items like this one: an item id (its stored vector).")
     vector: list[float] | None = Field(None, description="Items near this vector (the key's size).")
     items: list[str] | None = Field(

@@ -50,7 +50,12 @@ def ensure_keys(db: Database, org_id: uuid.UUID) -> dict[str, VectorKey]:
         return vector_keys.sync(s, org_id, schema)
 
 
-def key_named(keys: dict[str, VectorKey], name: str) -> VectorKey:
+def key_named(keys: dict[str, VectorKey], name: str | None) -> VectorKey:
+    if name is None:
+        if len(keys) == 1:
+            return next(iter(keys.values()))
+        raise _bad("key", "name the embedding key to search (embedding keys: "
+                   f"{', '.join(sorted(keys)) or 'none'})")
     key = keys.get(name)
     if key is None:
         known = ", ".join(sorted(keys)) or "none"
@@ -91,7 +96,7 @@ class SqlCandidates:
 
 @dataclass(frozen=True)
 class Query:
-    key: str
+    key: str | None
     k: int = 10
     metric: str | None = None
     item: uuid.UUID | None = None

@@ -17,6 +17,7 @@ numbers replaces it; leaving the key out deletes it.
 from __future__ import annotations
 
 import uuid
+from array import array
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
@@ -61,9 +62,28 @@ class StoredVector(dict[str, Any]):
     values and hand their numbers to the store in the same transaction.
     """
 
-    def __init__(self, values: Sequence[float]) -> None:
-        self.vector: Vectors = np.asarray(values, dtype=np.float32)
-        super().__init__({MARKER: {"dim": int(self.vector.shape[0])}})
+    def __init__(self, values: Any = ()) -> None:
+        self.vector: Vectors | None
+        if isinstance(values, list | tuple | array | np.ndarray):
+            self.vector = np.asarray(values, dtype=np.float32)
+            super().__init__({MARKER: {"dim": int(self.vector.shape[0])}})
+        else:  # rebuilt from its items (dataclasses.asdict, copy): the marker, without numbers
+            super().__init__(values)
+            self.vector = None
+
+    def __eq__(self, other: object) -> bool:
+        # Numbers to store are never "unchanged": a plain marker (what the item holds) compares
+        # unequal, so the ORM sees the write and the write hook stores the vector.
+        if self.vector is None:
+            return dict.__eq__(self, other)
+        return isinstance(other, StoredVector) and other.vector is not None and bool(
+            np.array_equal(self.vector, other.vector)
+        )
+
+    def __ne__(self, other: object) -> bool:
+        return not self == other
+
+    __hash__ = None
 
 
 def marker(dim: int) -> dict[str, Any]:

@@ -45,7 +45,7 @@ def store(s: Session, org_id: uuid.UUID, items: Items, *, replace: bool) -> None
     for item_id, metadata in items:
         ids.append(item_id)
         for name, value in (metadata or {}).items():
-            if isinstance(value, StoredVector):
+            if isinstance(value, StoredVector) and value.vector is not None:
                 found.setdefault(name, []).append((item_id, value.vector))
             elif replace and is_marker(value):
                 kept.setdefault(name, set()).add(item_id)
