@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import pytest
 import uvicorn
 from cryptography.hazmat.primitives import serialization
@@ -34,6 +35,14 @@ from corral.db.engine import Database
 from corral.db.tables import Base
 from corral.settings import Settings
 from tests.services import TEST_ALLOWED_ENDPOINTS
+
+# httpx waits 5 s by default for each read. A functional test is not a latency test (latency is
+# measured by benchmarks/), and CI shares two cores between pytest, the emulators, PostgreSQL and
+# Chromium: one first request to an in-process server once took longer than 5 s there, failing a
+# run whose assertions all held. Tests wait up to 60 s instead; corral's own clients pass explicit
+# timeouts, so this changes only what tests build with httpx's defaults.
+for _phase in ("connect", "read", "write", "pool"):
+    setattr(httpx._config.DEFAULT_TIMEOUT_CONFIG, _phase, 60.0)
 
 PG_ADMIN_URL = os.environ.get(
     "CORRAL_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
