@@ -48,7 +48,7 @@ from tests.vectors.data import clustered, exact_top  # noqa: E402
 BATCH = 5_000
 ITEMS: Any = Item.__table__
 COLUMNS = ("id", "org_id", "folder_id", "item_type", "name", "storage_location", "client_metadata",
-           "created_at", "updated_at")
+           "media", "is_placeholder", "created_at", "updated_at")
 
 
 def main() -> None:
@@ -86,7 +86,7 @@ def main() -> None:
             ids.append(item_id)
             meta = {"clip": StoredVector(data[i]), "group": i % 100}
             metas.append((item_id, meta))
-            rows.append((item_id, who.org_id, folder.id, "image", f"f{i}", "local", meta, now, now))
+            rows.append((item_id, who.org_id, folder.id, "image", f"f{i}", "local", meta, {}, False, now, now))
         with db.write() as s:
             insert_tuples(s, ITEMS, COLUMNS, rows)
             project_new(s, who.org_id, metas)
