@@ -619,6 +619,16 @@ class Client:
             params["page_token"] = page_token
         return self.request("GET", self._collection(ref) + "/items", params=params)
 
+    def similar(
+        self, item: str | None = None, *, key: str | None = None, where: str | None = None, k: int = 10,
+        metric: str | None = None, vector: list[float] | None = None, items: list[str] | None = None,
+        fields: list[str] | None = None,
+    ) -> Any:
+        body = {"key": key, "item": item, "vector": vector, "items": items, "where": where, "k": k,
+                "metric": metric, "fields": fields}
+        body = {k_: v for k_, v in body.items() if v is not None}
+        return self.request("POST", "/api/v1/index/similar", json=body)
+
     def stream_index(
         self, where: str | None = None, *, sort: str | None = None, fields: list[str] | None = None
     ) -> Iterator[dict[str, Any]]:

@@ -65,6 +65,13 @@ class Settings(BaseSettings):
         description="`console`: one human-readable line per record; `json`: one JSON object per line, "
         "for log collectors. Either way a request's line has its method, path, status and duration in ms.",
     )
+    vector_store: Literal["auto", "embedded", "pgvector", "exact"] = Field(
+        "auto",
+        description="Where similarity search finds vectors: `embedded` (HNSW index files, "
+        "memory-mapped, in DATA_DIR/vectors), `pgvector` (PostgreSQL with the vector extension), "
+        "`exact` (no index: every search scores every candidate). `auto`: pgvector on PostgreSQL "
+        "when the extension is installed, else embedded.",
+    )
     worker_concurrency: int = Field(
         4, ge=1, le=256, description="Job units one worker process handles at the same time."
     )

@@ -55,6 +55,34 @@ def find(
 
 
 @click.command()
+@click.argument("items", nargs=-1, required=True)
+@click.option("--key", default=None, help="The embedding key (default: the schema's only one).")
+@click.option("--where", default=None, help="Only items matching this filter (the `corral find` syntax).")
+@click.option("-k", "k", type=click.IntRange(1, 1000), default=20, show_default=True,
+              help="How many results.")
+@click.option("--metric", type=click.Choice(["cosine", "dot", "l2"]), default=None,
+              help="Score by this metric instead of the key's own.")
+@connection_options
+def similar(
+    items: tuple[str, ...], key: str | None, where: str | None, k: int, metric: str | None,
+    profile: str | None, as_json: bool,
+) -> None:
+    """Items most similar to ITEM (an item id), or to the mean of several items, e.g.
+    corral similar 0190c7e2-… --where 'camera = "cam1"' -k 20."""
+    one = items[0] if len(items) == 1 else None
+    with api_errors(), _client(profile) as c:
+        found = c.similar(one, key=key, where=where, k=k, metric=metric,
+                          items=list(items) if one is None else None,
+                          fields=["id", "type", "title"])
+
+    def human(r: dict[str, Any]) -> None:
+        rows = [[f"{i['score']:.4f}", i["id"], i["type"], i["title"]] for i in r["items"]]
+        table([r["metric"].upper(), "ID", "TYPE", "TITLE"], rows, "No similar items.")
+
+    _print(found, as_json, human)
+
+
+@click.command()
 @click.argument("keys", nargs=-1, required=True)
 @click.option("--where", default=None, help="Only the items matching this filter.")
 @click.option("--top", type=click.IntRange(1, 100), default=10, show_default=True, help="Values per key.")
@@ -328,4 +356,4 @@ def collection_items(ref: str, limit: int, page_token: str | None, everything: b
     _print(page, as_json, human)
 
 
-COMMANDS = [find, facets, preset, collection]
+COMMANDS = [find, facets, preset, collection, similar]

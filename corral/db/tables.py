@@ -324,6 +324,51 @@ class ItemMeta(Base):
     txt: Mapped[str | None] = mapped_column(IndexText, nullable=True)
 
 
+class VectorKey(Base):
+    """An embedding key of an organisation's metadata schema, as the vector store knows it.
+
+    Vectors belong to one definition (``dim``): changing the key's size, or deleting the key,
+    deletes this row and its vectors by cascade.  ``metric`` (cosine, dot or l2) may change
+    without losing vectors; the approximate index is then rebuilt.  ``indexed_upto`` is the
+    highest ``item_vectors.id`` the approximate index holds: newer vectors are searched exactly
+    until the ``vector_index`` job (``index_job_id``) adds them.
+    """
+
+    __tablename__ = "vector_keys"
+    __table_args__ = (UniqueConstraint("org_id", "name"),)
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    org_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("organisations.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(256))
+    dim: Mapped[int] = mapped_column(Integer)
+    metric: Mapped[str] = mapped_column(String(16), default="cosine")
+    indexed_upto: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    indexed_count: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    index_metric: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    index_file: Mapped[str | None] = mapped_column(String(300), nullable=True)
+    index_job_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, nullable=True)
+    created_at: Mapped[datetime] = _created()
+
+
+class ItemVector(Base):
+    """One item's vector of one embedding key: little-endian float32, ``dim`` of them.
+
+    ``id`` only grows (AUTOINCREMENT on SQLite, a sequence on PostgreSQL), so it is the label an
+    approximate index stores: a replaced vector gets a new id, and a label whose row is gone is
+    simply not found.
+    """
+
+    __tablename__ = "item_vectors"
+    __table_args__ = (
+        UniqueConstraint("key_id", "item_id"),
+        Index("ix_item_vectors_key_id_id", "key_id", "id"),
+        {"sqlite_autoincrement": True},
+    )
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    key_id: Mapped[int] = mapped_column(ForeignKey("vector_keys.id", ondelete="CASCADE"))
+    item_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("items.id", ondelete="CASCADE"), index=True)
+    vec: Mapped[bytes] = mapped_column(LargeBinary)
+
+
 class ItemText(Base):
     """The whole value of a text key, or of a string longer than ``item_meta.txt`` keeps: what
     full-text search (SQLite FTS5 ``item_text_fts``, PostgreSQL ``to_tsvector``) and substring

@@ -50,7 +50,12 @@ def test_normalised_values() -> None:
     assert out["captured_at"] == "2024-05-01T12:30:00+00:00"
     assert out["score"] == 3.0 and type(out["score"]) is float
     assert out["sample_id"] == "123e4567-e89b-12d3-a456-426614174000"
-    assert out["clip"] == [1.0, 2.5, -3.0]
+    # an embedding becomes a StoredVector: the marker in JSON, the numbers for the vector store
+    assert dict(out["clip"]) == {"$vector": {"dim": 3}}
+    assert out["clip"] != {"$vector": {"dim": 3}}  # it carries numbers to store: never "unchanged"
+    assert out["clip"].vector.tolist() == [1.0, 2.5, -3.0]
+    assert ok({"clip": {"$vector": {"dim": 3}}})["clip"] == {"$vector": {"dim": 3}}  # kept as read
+    assert "embedding" in bad({"clip": {"$vector": {"dim": 4}}})
     assert out["ok"] is False
 
 
@@ -139,7 +144,8 @@ def test_csv_cells_are_parsed_from_text() -> None:
     v = Validator(SCHEMA, from_text=True)
     out = ok({"score": " 2.5 ", "ok": "Yes", "clip": "[1, 2, 3]", "weather": "snow", "camera": "",
               "captured_at": "2024-05-01T12:30:00Z", "where": '{"type": "Point", "coordinates": [1, 2]}'}, v)
-    assert out == {"score": 2.5, "ok": True, "clip": [1.0, 2.0, 3.0], "weather": "snow",
+    assert out["clip"].vector.tolist() == [1.0, 2.0, 3.0]
+    assert {**out, "clip": dict(out["clip"])} == {"score": 2.5, "ok": True, "clip": {"$vector": {"dim": 3}}, "weather": "snow",
                    "captured_at": "2024-05-01T12:30:00+00:00", "where": {"type": "Point", "coordinates": [1, 2]}}
     assert "'score' = 'abc' is not a number" in bad({"score": "abc"}, v)
     assert "'ok' = 'maybe' is not true or false" in bad({"ok": "maybe"}, v)
@@ -179,7 +185,8 @@ def test_finite_numbers_are_stored_as_float(x: float) -> None:
 @given(st.lists(st.floats(), min_size=3, max_size=3))
 def test_embeddings_accept_exactly_finite_vectors(vector: list[float]) -> None:
     out, problems = V.validate({"clip": vector})
-    assert (problems == []) == all(math.isfinite(x) for x in vector)
+    # vectors are stored as 32-bit floats: finite, and within a float32's range
+    assert (problems == []) == all(math.isfinite(x) and abs(x) <= 3.4028234663852886e38 for x in vector)
 
 
 @settings(max_examples=300)
@@ -194,7 +201,8 @@ def test_validation_never_crashes_and_is_idempotent(meta: dict[str, Any]) -> Non
 
 def test_embedding_whose_sum_overflows_is_still_finite() -> None:
     v = Validator(from_native({"keys": {"e": {"type": "embedding", "size": 2}}}))
-    assert ok({"e": [1.7e308, 1.7e308]}, v)["e"] == [1.7e308, 1.7e308]
+    assert ok({"e": [3e38, 3e38]}, v)["e"].vector.tolist() == pytest.approx([3e38, 3e38], rel=1e-6)
+    assert "beyond a 32-bit float's range" in bad({"e": [1.7e308, 1.7e308]}, v)
     assert "it holds NaN or infinity" in bad({"e": [1.7e308, float("-inf")]}, v)
 
 

@@ -6,7 +6,9 @@ Thin: the query model is ``corral.core.index``; see docs/index.md.
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
 from typing import Any
 
 from fastapi import APIRouter
@@ -14,10 +16,13 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 
+from corral import errors
 from corral.api.deps import Ctx, CurrentPrincipal
 from corral.api.parsing import CorralRoute
 from corral.core.identity import Principal
 from corral.core.index import query
+from corral.core.vectors import search as vector_search
+from corral.core.vectors import stores
 from corral.db.engine import Database
 
 router = APIRouter(prefix="/api/v1/index", tags=["index"], route_class=CorralRoute)
@@ -100,6 +105,71 @@ async def run_facets(ctx: Ctx, principal: CurrentPrincipal, body: FacetsRequest)
         with ctx.db.read() as s:
             found = query.facets(s, principal, tree, body.keys, top=body.top, buckets=body.buckets)
             return FacetsPublic(count=query.count(s, principal, tree), facets=found)
+
+    return await run_in_threadpool(read)
+
+
+class SimilarRequest(Filtered):
+    key: str | None = Field(
+        None, description="The embedding key of the metadata schema to search (default: the only one)."
+    )
+    item: str | None = Field(None, description="Items like this one: an item id (its stored vector).")
+    vector: list[float] | None = Field(None, description="Items near this vector (the key's size).")
+    items: list[str] | None = Field(
+        None, description=f"Items like this set: 1 to {vector_search.MAX_SET} item ids (their mean vector)."
+    )
+    k: int = Field(10, description=f"How many results, 1 to {vector_search.MAX_K}.")
+    metric: str | None = Field(
+        None, description="cosine, dot or l2; unset: the key's own (the schema's; cosine by default)."
+    )
+    include_query_items: bool = Field(
+        False, description="Let the query's own items (item, items) appear among the results."
+    )
+    fields: list[str] | None = Field(
+        None, description=f"Item fields to return: {', '.join(query.OUTPUT_FIELDS)}."
+    )
+
+
+class SimilarPublic(BaseModel):
+    key: str
+    metric: str = Field(description="The metric the scores are in.")
+    store: str = Field(description="The vector store that answered: embedded, pgvector or exact.")
+    items: list[dict[str, Any]] = Field(
+        description="Best first; each with its score (cosine similarity, inner product, or minus the "
+        "Euclidean distance: higher is more similar)."
+    )
+
+
+def _uuid(raw: str, field: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(raw)
+    except ValueError:
+        raise errors.ValidationFailed(
+            f"{field}: {raw[:40]!r} is not an item id",
+            details=[errors.ErrorDetail("not an item id", field=field)],
+        ) from None
+
+
+@router.post("/similar", response_model=SimilarPublic,
+             summary="Items most similar to an item, a vector or a set, under a filter")
+async def run_similar(ctx: Ctx, principal: CurrentPrincipal, body: SimilarRequest) -> SimilarPublic:
+    fields = query.check_fields(body.fields)
+    q = vector_search.Query(
+        key=body.key, k=body.k, metric=body.metric,
+        item=_uuid(body.item, "item") if body.item is not None else None,
+        vector=body.vector,
+        items=[_uuid(v, f"items[{i}]") for i, v in enumerate(body.items)] if body.items is not None else None,
+        include_query_items=body.include_query_items,
+    )
+    vector_search.check(q)
+
+    def read() -> SimilarPublic:
+        tree = _filter(ctx.db, principal, body)
+        keys = vector_search.ensure_keys(ctx.db, principal.org_id)
+        store = stores.for_database(ctx.db, ctx.settings)
+        with ctx.db.read() as s:
+            found = vector_search.similar(s, principal, store, keys, replace(q, filter=tree), fields)
+        return SimilarPublic(key=found.key, metric=found.metric, store=found.store, items=found.items)
 
     return await run_in_threadpool(read)
 

@@ -23,6 +23,7 @@ from corral.api.readahead import stream_ahead
 from corral.core import item_rows, items, thumbnails
 from corral.core.items import ItemView
 from corral.core.pagination import MAX_PAGE_SIZE
+from corral.core.vectors import search as vector_search
 from corral.registration import uploads
 
 router = APIRouter(prefix="/api/v1/items", tags=["items"], route_class=CorralRoute)
@@ -362,10 +363,16 @@ async def get_item(
         bool, Query(description="Add a signed GET URL for the file, or for each part.")
     ] = False,
     ttl_seconds: Annotated[int | None, Query(ge=1, le=7 * 24 * 3600)] = None,
+    vectors: Annotated[
+        bool, Query(description='Show embedding values as their numbers instead of the {"$vector": …} '
+                    "marker (docs/vectors.md).")
+    ] = False,
 ) -> Response:
     def run() -> Response:
         with ctx.db.read() as s:
             view = items.get(s, principal, item_id)
+            if vectors:
+                view = vector_search.with_vectors(s, principal.org_id, view)
             open_ = items.signer(s, ctx.settings, view) if signed_urls else None
         return _json(items.signed(view, open_, ttl_seconds) if open_ is not None else view)
 

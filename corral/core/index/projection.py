@@ -20,6 +20,7 @@ from sqlalchemy import Table, delete, event, inspect
 from sqlalchemy.orm import Session, UOWTransaction
 
 from corral.core.index.keys import Key, Projected, load, projector
+from corral.core.vectors import writes as vector_writes
 from corral.db.bulk import insert_tuples
 from corral.db.tables import Item, ItemMeta, ItemText
 
@@ -83,7 +84,10 @@ def write(s: Session, rows: Rows) -> None:
 
 
 def project_new(s: Session, org_id: uuid.UUID, items: Iterable[tuple[Any, dict[str, Any]]]) -> None:
-    """Project items that have no values yet (just inserted): ``(item id, metadata)`` pairs."""
+    """Project items that have no values yet (just inserted): ``(item id, metadata)`` pairs.
+    Their embedding values go to the vector store (``corral.core.vectors.writes``)."""
+    items = list(items)
+    vector_writes.store(s, org_id, items, replace=False)
     projector_ = Projector(load(s, org_id))
     if projector_:
         write(s, projector_.rows(items))
@@ -103,7 +107,10 @@ def project_again(s: Session, org_id: uuid.UUID, items: list[tuple[uuid.UUID, di
     if not items:
         return
     forget(s, [item_id for item_id, _ in items])
-    project_new(s, org_id, items)
+    vector_writes.store(s, org_id, items, replace=True)
+    projector_ = Projector(load(s, org_id))
+    if projector_:
+        write(s, projector_.rows(items))
 
 
 # -- ORM writes ---------------------------------------------------------------------------------

@@ -89,6 +89,7 @@ class Entry:
     size: int | None = None  # embedding
     number_format: Literal["F32", "F64"] = "F64"  # number
     api: dict[str, Any] | None = None  # embedding: the SDK's embedding-API settings, kept as given
+    metric: str | None = None  # embedding: cosine (the default), dot or l2, for similarity search
     required: bool = False
     deleted: Deleted = None
 
@@ -204,7 +205,11 @@ def _definition(kind: str, params: Mapping[str, Any], where: str, problems: _Pro
         if api is not None and not isinstance(api, dict):
             problems.add(f"{where}.api", "expected an object or null")
             api = None
-        entry = replace(entry, size=size, api=api)
+        metric = params.get("metric")
+        if metric is not None and metric not in ("cosine", "dot", "l2"):
+            problems.add(f"{where}.metric", f"expected cosine, dot or l2, got {_shown(metric)}")
+            metric = None
+        entry = replace(entry, size=size, api=api, metric=metric)
     elif kind == "number" and params.get("format") is not None:
         if params["format"] not in ("F32", "F64"):
             problems.add(f"{where}.format", f"expected F32 or F64, got {_shown(params['format'])}")
@@ -215,7 +220,7 @@ def _definition(kind: str, params: Mapping[str, Any], where: str, problems: _Pro
 
 # -- native ------------------------------------------------------------------------------------
 
-_NATIVE_FIELDS = {"type", "max_length", "values", "size", "format", "api", "required", "deleted"}
+_NATIVE_FIELDS = {"type", "max_length", "values", "size", "format", "api", "metric", "required", "deleted"}
 
 
 def _native_entry(raw: object, where: str, problems: _Problems) -> Entry | None:
@@ -300,6 +305,8 @@ def to_native(schema: Schema) -> dict[str, Any]:
             out["size"] = e.size
             if e.api is not None:
                 out["api"] = e.api
+            if e.metric is not None:
+                out["metric"] = e.metric
         if e.kind == "number" and e.number_format != "F64":
             out["format"] = e.number_format
         if e.required:

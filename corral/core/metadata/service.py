@@ -26,6 +26,7 @@ from corral.core.index import reproject  # noqa: F401  (the index's ORM listener
 from corral.core.metadata.evolution import evolve
 from corral.core.metadata.schema import Schema, from_native, to_native
 from corral.core.metadata.validation import Validator, describe
+from corral.core.vectors import keys as vector_keys
 from corral.db.tables import MetadataSchema, MetadataSchemaVersion, User
 
 
@@ -101,6 +102,7 @@ def save(
             "the metadata schema was changed concurrently: read it again and retry"
         ) from None
     job = index_keys.sync(s, principal.org_id, new, principal.user_id)
+    vector_keys.sync(s, principal.org_id, new)  # a deleted or re-sized key loses its vectors
     return SaveResult(SchemaState(version, new, updated_by=principal.email), True, diff, job)
 
 

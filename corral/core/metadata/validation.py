@@ -29,6 +29,7 @@ from typing import Any
 
 from corral import jsoncodec
 from corral.core.metadata.schema import Entry, Schema
+from corral.core.vectors.store import MARKER, StoredVector, is_marker
 
 Check = Callable[[Any], Any]
 _ZERO = timedelta(0)
@@ -193,11 +194,16 @@ def _enum(values: tuple[str, ...]) -> Check:
     return check
 
 
+_FLOAT32_MAX = 3.4028234663852886e38
+
+
 def _embedding(size: int) -> Check:
     expected = f"a list of {size} finite numbers (embedding)"
 
-    def check(v: Any) -> list[float]:
+    def check(v: Any) -> Any:
         if type(v) is not list:
+            if (is_marker(v) or isinstance(v, StoredVector)) and v[MARKER]["dim"] == size:
+                return v  # sent back as read (the stored vector stays), or validated already
             raise _Bad(expected)
         if len(v) != size:
             raise _Bad(expected, f"{len(v)} numbers where the embedding has {size}")
@@ -211,7 +217,10 @@ def _embedding(size: int) -> Check:
         # A finite sum means no NaN or infinity; only an overflowing sum needs the exact check.
         if total - total != 0.0 and not all(map(math.isfinite, floats)):
             raise _Bad(expected, "it holds NaN or infinity")
-        return floats.tolist()
+        if floats and max(max(floats), -min(floats)) > _FLOAT32_MAX:
+            raise _Bad(expected, "it holds a number beyond a 32-bit float's range (vectors are stored "
+                       "as 32-bit floats)")
+        return StoredVector(floats)  # its JSON is the marker; the store keeps the numbers
 
     return check
 

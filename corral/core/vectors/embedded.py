@@ -1,0 +1,180 @@
+"""The embedded store: an HNSW index per (organisation, key) in memory-mapped usearch files.
+
+Chosen by measurement (docs/performance.md, "Vector index libraries"): usearch serves a saved
+index straight from a memory-mapped file (``Index.restore(path, view=True)``), so a server holds
+only the pages its searches touch, and it stores vectors as float16, half the bytes of faiss's and
+hnswlib's float32 graphs.  The index is approximate; ``TableStore`` re-scores what it returns
+exactly from the stored vectors.
+
+Files live in ``<data dir>/vectors/<org id>/``, one per build, named by key id and a random token:
+a build writes a new file and the ``vector_index`` job's commit points ``vector_keys.index_file``
+at it, so readers never see a half-written index and other processes pick up the new file on
+their next search.  The old file is removed after the commit (a process that still maps it keeps
+its pages until it lets go).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import threading
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from corral.core.vectors.store import Metric, Progress, VectorKey, Vectors
+from corral.core.vectors.table import TableStore
+from corral.db.engine import Database
+from corral.db.tables import ItemVector
+from corral.db.tables import VectorKey as VectorKeyRow
+
+_METRICS = {"cosine": "cos", "dot": "ip", "l2": "l2sq"}
+#: HNSW parameters: graph degree, build and base search widths (docs/performance.md).
+CONNECTIVITY = 16
+EXPANSION_ADD = 128
+EXPANSION_SEARCH = 128
+#: A build starts afresh when fewer than this share of the indexed labels are still stored.
+LIVE_SHARE = 0.8
+_BATCH = 20_000
+
+
+class EmbeddedStore(TableStore):
+    name = "embedded"
+
+    def __init__(self, data_dir: Path, threads: int = 2) -> None:
+        self.root = Path(data_dir) / "vectors"
+        self.threads = threads
+        self._open: dict[str, Any] = {}  # path -> usearch Index (view)
+        self._lock = threading.Lock()
+
+    # -- searching ---------------------------------------------------------------------------------
+
+    def _index(self, path: str) -> Any:
+        from usearch.index import Index
+
+        with self._lock:
+            index = self._open.get(path)
+            if index is None:
+                if not os.path.exists(path):
+                    return None
+                index = Index.restore(path, view=True)
+                # one open index per key: drop views of files since replaced
+                prefix = os.path.basename(path).split("-")[0] + "-"
+                for old in [p for p in self._open if os.path.basename(p).startswith(prefix)
+                            and os.path.dirname(p) == os.path.dirname(path)]:
+                    del self._open[old]
+                self._open[path] = index
+            return index
+
+    def _ann(
+        self, s: Session, key: VectorKey, query: Vectors, fetch: int, metric: Metric
+    ) -> list[int] | None:
+        state = s.get(VectorKeyRow, key.id)
+        if state is None or state.index_file is None or state.index_metric != metric:
+            return None
+        index = self._index(str(self.root / state.index_file))
+        if index is None:
+            return None
+        index.expansion_search = max(EXPANSION_SEARCH, fetch)
+        found = index.search(np.asarray(query, dtype=np.float32), min(fetch, len(index)), threads=1)
+        return [int(label) for label in np.asarray(found.keys)]
+
+    # -- building ----------------------------------------------------------------------------------
+
+    def refresh(self, db: Database, key: VectorKey, progress: Progress | None = None) -> dict[str, Any]:
+        """Build (or extend) the key's index file; the caller commits it with ``commit_refresh``."""
+        from usearch.index import Index
+
+        with db.read() as s:
+            state = s.get(VectorKeyRow, key.id)
+            if state is None:
+                return {"skipped": "the key was deleted"}
+            upto, metric, old = state.indexed_upto, state.metric, state.index_file
+            total = self.count(s, key)
+            live_indexed = int(s.scalar(select(func.count()).select_from(ItemVector).where(
+                ItemVector.key_id == key.id, ItemVector.id <= upto)) or 0)
+        fresh = (
+            old is None or state.index_metric != metric or not (self.root / old).exists()
+            or (state.indexed_count and live_indexed < LIVE_SHARE * state.indexed_count)
+        )
+        if fresh:
+            index = Index(ndim=key.dim, metric=_METRICS[metric], dtype="f16",
+                          connectivity=CONNECTIVITY, expansion_add=EXPANSION_ADD)
+            upto, count, todo = 0, 0, total
+        else:
+            assert old is not None
+            restored = Index.restore(str(self.root / old))  # loaded into memory: it is extended
+            if restored is None:
+                raise RuntimeError(f"the index file {old} cannot be read")
+            index = restored
+            count, todo = len(index), total - live_indexed
+        done = 0
+        while True:
+            with db.read() as s:
+                batch = next(self._iter_rows(s, key, _BATCH, upto), None)
+            if batch is None:
+                break
+            labels, _, matrix = batch
+            index.add(labels, matrix, threads=self.threads)
+            upto = int(labels[-1])
+            done += len(labels)
+            count += len(labels)
+            if progress is not None:
+                progress(done, max(todo, done))
+        if done == 0 and not fresh:
+            return {"added": 0, "indexed_upto": upto, "file": old}
+        directory = self.root / str(key.org_id)
+        directory.mkdir(parents=True, exist_ok=True)
+        name = f"{key.id}-{secrets.token_hex(6)}.usearch"
+        index.save(str(directory / name))
+        return {"added": done, "indexed_upto": upto, "indexed_count": count,
+                "file": f"{key.org_id}/{name}", "metric": metric, "old": old, "rebuilt": bool(fresh)}
+
+    def commit_refresh(self, s: Session, key: VectorKey, built: dict[str, Any]) -> None:
+        if "file" not in built or built.get("added") == 0:
+            return
+        row = s.get(VectorKeyRow, key.id)
+        if row is None:
+            self._remove(built["file"])
+            return
+        row.indexed_upto, row.indexed_count = built["indexed_upto"], built["indexed_count"]
+        row.index_file, row.index_metric = built["file"], built["metric"]
+        if built.get("old") and built["old"] != built["file"]:
+            # Processes that map it keep their pages; should this transaction roll back, the
+            # next search finds no file (and searches exactly) and the next build starts afresh.
+            self._remove(built["old"])
+        self._sweep(key.org_id, s)
+
+    def _sweep(self, org_id: uuid.UUID, s: Session) -> None:
+        """Remove index files of keys that no longer exist (deleted or re-sized keys)."""
+        directory = self.root / str(org_id)
+        if not directory.exists():
+            return
+        live = set(s.scalars(select(VectorKeyRow.index_file).where(VectorKeyRow.org_id == org_id)))
+        keys = {str(k) for k in s.scalars(select(VectorKeyRow.id).where(VectorKeyRow.org_id == org_id))}
+        for path in directory.glob("*.usearch"):
+            if path.name.split("-")[0] not in keys and f"{org_id}/{path.name}" not in live:
+                path.unlink(missing_ok=True)
+
+    def _remove(self, relative: str) -> None:
+        try:
+            (self.root / relative).unlink()
+        except FileNotFoundError:
+            pass
+
+    def forget(self, key_ids: Sequence[int]) -> None:
+        if not self.root.exists():
+            return
+        wanted = {f"{k}-" for k in key_ids}
+        for path in self.root.glob("*/*.usearch"):
+            if any(path.name.startswith(w) for w in wanted):
+                path.unlink(missing_ok=True)
+
+
+def org_dir(root: Path, org_id: uuid.UUID) -> Path:
+    return root / "vectors" / str(org_id)

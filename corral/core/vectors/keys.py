@@ -1,0 +1,65 @@
+"""The organisation's vector keys, kept in step with the embedding keys of its metadata schema.
+
+Every live ``embedding`` key has one ``vector_keys`` row.  ``sync`` runs in the transaction that
+saves a schema: a key deleted (softly or for good) or whose size changed loses its row, and its
+vectors go with it by cascade; a key whose metric changed keeps its vectors (its approximate
+index is rebuilt by the next ``vector_index`` job).  ``ensure`` creates a row on first use (a
+schema saved before the vector store existed).
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import delete, insert, select, update
+from sqlalchemy.orm import Session
+
+from corral.core.metadata.schema import Entry, Schema
+from corral.core.vectors.store import VectorKey
+from corral.db.tables import VectorKey as VectorKeyRow
+from corral.db.types import utcnow
+
+
+def _metric(entry: Entry) -> str:
+    return entry.metric or "cosine"
+
+
+def wanted(schema: Schema) -> dict[str, Entry]:
+    return {name: e for name, e in schema.live().items() if e.kind == "embedding" and e.size}
+
+
+def as_key(row: VectorKeyRow) -> VectorKey:
+    return VectorKey(row.id, row.org_id, row.name, row.dim, row.metric)  # type: ignore[arg-type]
+
+
+def load(s: Session, org_id: uuid.UUID) -> dict[str, VectorKey]:
+    rows = s.execute(select(VectorKeyRow.id, VectorKeyRow.org_id, VectorKeyRow.name, VectorKeyRow.dim,
+                            VectorKeyRow.metric).where(VectorKeyRow.org_id == org_id))
+    return {r.name: VectorKey(r.id, r.org_id, r.name, r.dim, r.metric) for r in rows}
+
+
+def sync(s: Session, org_id: uuid.UUID, schema: Schema) -> dict[str, VectorKey]:
+    """Bring ``vector_keys`` in step with ``schema``; the keys, by name.  Core statements only:
+    this may run inside a flush (the first vector of a schema saved before vectors existed)."""
+    want = wanted(schema)
+    have = {r.name: r for r in s.execute(select(VectorKeyRow.id, VectorKeyRow.name, VectorKeyRow.dim,
+                                                VectorKeyRow.metric).where(VectorKeyRow.org_id == org_id))}
+    stale = [r.id for n, r in have.items() if n not in want or r.dim != want[n].size]
+    if stale:
+        # vectors go by cascade; index files of dropped keys are swept by the next build
+        s.execute(delete(VectorKeyRow).where(VectorKeyRow.id.in_(stale)))
+    for name, entry in want.items():
+        row = have.get(name)
+        if row is None or row.id in stale:
+            s.execute(insert(VectorKeyRow).values(org_id=org_id, name=name, dim=entry.size,
+                                                  metric=_metric(entry), created_at=utcnow()))
+        elif row.metric != _metric(entry):
+            s.execute(update(VectorKeyRow).where(VectorKeyRow.id == row.id).values(metric=_metric(entry)))
+    return load(s, org_id)
+
+
+def in_step(keys: dict[str, VectorKey], schema: Schema) -> bool:
+    want = wanted(schema)
+    return set(keys) == set(want) and all(
+        keys[n].dim == e.size and keys[n].metric == _metric(e) for n, e in want.items()
+    )

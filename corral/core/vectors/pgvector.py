@@ -1,0 +1,190 @@
+"""The PostgreSQL store: pgvector HNSW indexes beside the stored vectors.
+
+Each key's indexed vectors are copied into a table of its own, ``corral_vec_<key id>``
+(``id`` = ``item_vectors.id``, ``v vector(dim)``; its rows go when their ``item_vectors`` row
+goes, by cascade), with one HNSW index for the key's metric:
+
+* up to 2,000 dimensions: ``v`` itself (``vector_cosine_ops``, ``vector_ip_ops``,
+  ``vector_l2_ops``);
+* up to 4,000: ``(v::halfvec(dim))`` with the ``halfvec_*_ops``;
+* beyond (pgvector indexes at most 4,000 dimensions of halfvec): a binary-quantised index,
+  ``(binary_quantize(v)::bit(dim))`` with ``bit_hamming_ops``; what it returns is re-ranked
+  exactly (as every approximate result is, by ``TableStore``), so scores are exact.
+
+The ``vector_index`` job copies new vectors in (binary ``COPY``) and builds or rebuilds the index
+(``CREATE INDEX``; a metric change rebuilds it).  Searches set ``hnsw.ef_search`` to the width
+they need (at most pgvector's 1,000).  The extension itself is created on first use, which needs
+a superuser; ``scripts/ensure-pgvector`` installs it on a Debian machine.
+"""
+
+from __future__ import annotations
+
+import logging
+import struct
+import threading
+from typing import Any
+
+import numpy as np
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+from corral.core.vectors.store import Metric, Progress, VectorKey, Vectors
+from corral.core.vectors.table import TableStore
+from corral.db.engine import Database
+from corral.db.tables import VectorKey as VectorKeyRow
+
+log = logging.getLogger(__name__)
+VECTOR_MAX = 2000
+HALFVEC_MAX = 4000
+M = 16
+EF_CONSTRUCTION = 64
+EF_MAX = 1000
+_BATCH = 20_000
+_OPS = {"cosine": "cosine", "dot": "ip", "l2": "l2"}
+_OPERATOR = {"cosine": "<=>", "dot": "<#>", "l2": "<->"}
+_available: dict[str, bool] = {}
+_lock = threading.Lock()
+
+
+def ensure_extension(db: Database) -> bool:
+    """Create the ``vector`` extension if it is missing (needs a superuser); whether it exists."""
+    url = str(db.engine.url)
+    with _lock:
+        if url in _available:
+            return _available[url]
+    ok = False
+    try:
+        with db.engine.connect() as conn:
+            if conn.execute(text("SELECT 1 FROM pg_extension WHERE extname = 'vector'")).first():
+                ok = True
+            elif conn.execute(text("SELECT 1 FROM pg_available_extensions WHERE name = 'vector'")).first():
+                conn.execute(text("CREATE EXTENSION IF NOT EXISTS vector"))
+                conn.commit()
+                ok = True
+    except Exception as exc:  # no permission, or a concurrent creation: look again
+        log.warning("pgvector: cannot create the vector extension: %s", exc)
+        with db.engine.connect() as conn:
+            ok = bool(conn.execute(text("SELECT 1 FROM pg_extension WHERE extname = 'vector'")).first())
+    with _lock:
+        _available[url] = ok
+    return ok
+
+
+def table_name(key_id: int) -> str:
+    return f"corral_vec_{int(key_id)}"
+
+
+def _expression(dim: int) -> tuple[str, str]:
+    """(what the index is over, its operator class prefix) for a ``dim``-dimensional key."""
+    if dim <= VECTOR_MAX:
+        return "v", "vector"
+    if dim <= HALFVEC_MAX:
+        return f"(v::halfvec({dim}))", "halfvec"
+    return f"(binary_quantize(v)::bit({dim}))", "bit"
+
+
+def _index_sql(key: VectorKey, metric: Metric) -> str:
+    expr, family = _expression(key.dim)
+    ops = "bit_hamming_ops" if family == "bit" else f"{family}_{_OPS[metric]}_ops"
+    name = f"{table_name(key.id)}_hnsw"
+    return (f"CREATE INDEX IF NOT EXISTS {name} ON {table_name(key.id)} USING hnsw ({expr} {ops}) "
+            f"WITH (m = {M}, ef_construction = {EF_CONSTRUCTION})")
+
+
+def _copy_rows(labels: np.ndarray, matrix: Vectors) -> bytes:
+    """``labels`` and ``matrix`` in PostgreSQL's binary COPY format, as (bigint, vector) rows."""
+    n, dim = matrix.shape
+    row = np.dtype([("fields", ">i2"), ("idlen", ">i4"), ("id", ">i8"), ("vlen", ">i4"),
+                    ("dim", ">i2"), ("unused", ">i2"), ("v", ">f4", (dim,))])
+    out = np.empty(n, dtype=row)
+    out["fields"], out["idlen"], out["id"] = 2, 8, labels.astype(np.int64)
+    out["vlen"], out["dim"], out["unused"], out["v"] = 4 + 4 * dim, dim, 0, matrix
+    return out.tobytes()
+
+
+_HEADER = b"PGCOPY\n\xff\r\n\x00" + struct.pack(">ii", 0, 0)
+_TRAILER = struct.pack(">h", -1)
+
+
+class PgvectorStore(TableStore):
+    name = "pgvector"
+
+    def _ann(
+        self, s: Session, key: VectorKey, query: Vectors, fetch: int, metric: Metric
+    ) -> list[int] | None:
+        state = s.get(VectorKeyRow, key.id)
+        if state is None or state.index_metric != metric or state.index_file is None:
+            return None
+        expr, family = _expression(key.dim)
+        literal = "[" + ",".join(repr(float(x)) for x in query) + "]"
+        if family == "vector":
+            q, op = f"CAST(:q AS vector({key.dim}))", _OPERATOR[metric]
+        elif family == "halfvec":
+            q, op = f"CAST(:q AS halfvec({key.dim}))", _OPERATOR[metric]
+        else:
+            q, op = f"binary_quantize(CAST(:q AS vector({key.dim})))::bit({key.dim})", "<~>"
+        ef = str(min(EF_MAX, max(40, fetch)))
+        s.execute(text("SELECT set_config('hnsw.ef_search', :ef, true)"), {"ef": ef})
+        rows = s.execute(
+            text(f"SELECT id FROM {table_name(key.id)} ORDER BY {expr} {op} {q} LIMIT :n"),
+            {"q": literal, "n": fetch},
+        )
+        return [int(r[0]) for r in rows]
+
+    def refresh(self, db: Database, key: VectorKey, progress: Progress | None = None) -> dict[str, Any]:
+        if not ensure_extension(db):
+            raise RuntimeError("the database has no vector extension (see scripts/ensure-pgvector)")
+        with db.read() as s:
+            state = s.get(VectorKeyRow, key.id)
+            if state is None:
+                return {"skipped": "the key was deleted"}
+            upto, old_metric = state.indexed_upto, state.index_metric
+            metric: Metric = state.metric  # type: ignore[assignment]
+            total = self.count(s, key)
+        table = table_name(key.id)
+        with db.write() as s:
+            if upto == 0:  # a first build: a table left by an earlier key of this id goes
+                s.execute(text(f"DROP TABLE IF EXISTS {table}"))
+            s.execute(text(f"CREATE TABLE IF NOT EXISTS {table} (id bigint PRIMARY KEY "
+                           f"REFERENCES item_vectors (id) ON DELETE CASCADE, v vector({key.dim}) NOT NULL)"))
+            if old_metric != metric:
+                s.execute(text(f"DROP INDEX IF EXISTS {table}_hnsw"))
+            # rows an attempt copied but never recorded (its commit failed)
+            s.execute(text(f"DELETE FROM {table} WHERE id > :upto"), {"upto": upto})
+        done = 0
+        while True:
+            with db.read() as s:
+                batch = next(self._iter_rows(s, key, _BATCH, upto), None)
+            if batch is None:
+                break
+            labels, _, matrix = batch
+            with db.write() as s:
+                raw: Any = s.connection().connection.driver_connection
+                copy = f"COPY {table} (id, v) FROM STDIN WITH (FORMAT BINARY)"
+                with raw.cursor() as cur, cur.copy(copy) as cp:
+                    cp.write(_HEADER + _copy_rows(labels, matrix) + _TRAILER)
+            upto = int(labels[-1])
+            done += len(labels)
+            if progress is not None:
+                progress(done, max(total, done))
+        with db.write() as s:  # builds the index when missing (after a bulk load: faster than inserts)
+            s.execute(text("SET LOCAL maintenance_work_mem = '512MB'"))
+            s.execute(text(_index_sql(key, metric)))
+            count = int(s.scalar(text(f"SELECT count(*) FROM {table}")) or 0)
+        return {"added": done, "indexed_upto": upto, "indexed_count": count, "file": table, "metric": metric}
+
+    def commit_refresh(self, s: Session, key: VectorKey, built: dict[str, Any]) -> None:
+        row = s.get(VectorKeyRow, key.id)
+        if row is None or "file" not in built:
+            return
+        row.indexed_upto, row.indexed_count = built["indexed_upto"], built["indexed_count"]
+        row.index_file, row.index_metric = built["file"], built["metric"]
+        self._sweep(s)
+
+    def _sweep(self, s: Session) -> None:
+        """Drop the tables of keys that no longer exist (deleted or re-sized keys)."""
+        tables = s.scalars(text("SELECT tablename FROM pg_tables WHERE tablename LIKE 'corral\\_vec\\_%'"))
+        for name in list(tables):
+            suffix = name.removeprefix("corral_vec_")
+            if suffix.isdigit() and s.get(VectorKeyRow, int(suffix)) is None:
+                s.execute(text(f"DROP TABLE IF EXISTS {name}"))

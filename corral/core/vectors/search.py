@@ -1,0 +1,189 @@
+"""Similarity search: items like this one, near this vector, or like this set, under any filter.
+
+``similar`` resolves the query vector (an item's stored vector, a given vector, or the mean of
+several items' vectors), builds the candidate set from the index's query model (the items the
+caller may see, published, not deleted, under the filter), and asks the store for the top ``k``
+(see ``TableStore.search`` for how exact and approximate search share the work).  Scores are
+exact: cosine similarity, inner product, or minus the Euclidean distance; higher is closer.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+from sqlalchemy import ColumnElement, and_, func, select
+from sqlalchemy.orm import Session
+
+from corral import errors
+from corral.core import items as items_core
+from corral.core.identity import Principal
+from corral.core.index import query as index_query
+from corral.core.metadata import service as metadata_service
+from corral.core.vectors import keys as vector_keys
+from corral.core.vectors.store import MARKER, METRICS, Hit, Metric, VectorKey, Vectors, is_marker
+from corral.core.vectors.table import TableStore
+from corral.db.engine import Database
+from corral.db.tables import Item, ItemVector
+from corral.errors import ErrorDetail
+
+MAX_K = 1000
+MAX_SET = 1000
+
+
+def _bad(field_: str, message: str) -> errors.ValidationFailed:
+    return errors.ValidationFailed(message, details=[ErrorDetail(message, field=field_)])
+
+
+def ensure_keys(db: Database, org_id: uuid.UUID) -> dict[str, VectorKey]:
+    """The organisation's vector keys, brought in step with its schema if they are behind."""
+    with db.read() as s:
+        keys = vector_keys.load(s, org_id)
+        schema = metadata_service.current(s, org_id).schema
+        if vector_keys.in_step(keys, schema):
+            return keys
+    with db.write() as s:
+        schema = metadata_service.current(s, org_id, lock=True).schema
+        return vector_keys.sync(s, org_id, schema)
+
+
+def key_named(keys: dict[str, VectorKey], name: str | None) -> VectorKey:
+    if name is None:
+        if len(keys) == 1:
+            return next(iter(keys.values()))
+        raise _bad("key", "name the embedding key to search (embedding keys: "
+                   f"{', '.join(sorted(keys)) or 'none'})")
+    key = keys.get(name)
+    if key is None:
+        known = ", ".join(sorted(keys)) or "none"
+        raise _bad("key", f"{name!r} is not an embedding key of the metadata schema "
+                   f"(embedding keys: {known})")
+    return key
+
+
+class SqlCandidates:
+    """Candidates as SQL conditions on ``items`` (``index.query.prepare``'s)."""
+
+    def __init__(self, s: Session, key: VectorKey, where: list[ColumnElement[bool]],
+                 exclude: Sequence[uuid.UUID] = ()) -> None:
+        self.s, self.key, self.where, self.exclude = s, key, where, set(exclude)
+
+    def _joined(self) -> Any:
+        on = and_(ItemVector.item_id == Item.id, ItemVector.key_id == self.key.id)
+        return select(Item.id).join(ItemVector, on).where(*self.where)
+
+    def small(self, limit: int) -> list[uuid.UUID] | None:
+        stored = select(ItemVector.id).where(ItemVector.key_id == self.key.id).limit(limit + 1).subquery()
+        if (self.s.scalar(select(func.count()).select_from(stored)) or 0) > limit:
+            # many vectors: are there few candidates?  (reads at most limit + 1 of them)
+            ids = list(self.s.scalars(self._joined().limit(limit + 1)))
+        else:
+            ids = list(self.s.scalars(self._joined()))
+        if len(ids) > limit:
+            return None
+        return [i for i in ids if i not in self.exclude]
+
+    def accept(self, item_ids: Sequence[uuid.UUID]) -> set[uuid.UUID]:
+        out: set[uuid.UUID] = set()
+        unique = list(dict.fromkeys(item_ids))
+        for i in range(0, len(unique), 500):
+            out.update(self.s.scalars(select(Item.id).where(Item.id.in_(unique[i : i + 500]), *self.where)))
+        return out - self.exclude
+
+
+@dataclass(frozen=True)
+class Query:
+    key: str | None
+    k: int = 10
+    metric: str | None = None
+    item: uuid.UUID | None = None
+    vector: list[float] | None = None
+    items: list[uuid.UUID] | None = None
+    filter: Any = None
+    include_query_items: bool = False
+
+
+@dataclass
+class Result:
+    key: str
+    metric: Metric
+    store: str
+    hits: list[Hit]
+    items: list[dict[str, Any]] = field(default_factory=list)
+
+
+def check(q: Query) -> None:
+    given = [n for n, v in (("item", q.item), ("vector", q.vector), ("items", q.items)) if v is not None]
+    if len(given) != 1:
+        raise _bad("item", "give exactly one of item (an item id), vector (numbers) or items (item ids)")
+    if not 1 <= q.k <= MAX_K:
+        raise _bad("k", f"k is 1 to {MAX_K}, got {q.k}")
+    if q.metric is not None and q.metric not in METRICS:
+        raise _bad("metric", f"metric is one of {', '.join(METRICS)}, got {q.metric!r}")
+    if q.items is not None and not 1 <= len(q.items) <= MAX_SET:
+        raise _bad("items", f"items holds 1 to {MAX_SET} item ids")
+
+
+def _query_vector(s: Session, principal: Principal, store: TableStore, key: VectorKey, q: Query) -> Vectors:
+    if q.vector is not None:
+        if len(q.vector) != key.dim:
+            raise _bad("vector", f"{len(q.vector)} numbers where {key.name!r} has {key.dim}")
+        v = np.asarray(q.vector, dtype=np.float64)
+        if not np.all(np.isfinite(v)):
+            raise _bad("vector", "the vector holds NaN or infinity")
+        return v.astype(np.float32)
+    ids = [q.item] if q.item is not None else list(q.items or [])
+    for item_id in ids:
+        items_core.load(s, principal, item_id)  # 404 unless the caller may see it
+    found = store.get(s, key, ids)
+    missing = [str(i) for i in ids if i not in found]
+    if missing:
+        where = "item" if q.item is not None else "items"
+        raise _bad(where, f"no {key.name!r} vector stored for item {', '.join(missing[:5])}")
+    if len(ids) == 1:
+        return found[ids[0]]
+    stack = np.stack([found[i] for i in ids]).astype(np.float32)
+    if (q.metric or key.metric) == "cosine":  # the mean direction: each counts the same
+        norms = np.linalg.norm(stack, axis=1, keepdims=True)
+        stack = (stack / np.where(norms == 0, 1.0, norms)).astype(np.float32)
+    out: Vectors = stack.mean(axis=0).astype(np.float32)
+    return out
+
+
+def similar(s: Session, principal: Principal, store: TableStore, keys: dict[str, VectorKey], q: Query,
+            fields: tuple[str, ...] = index_query.OUTPUT_FIELDS) -> Result:
+    check(q)
+    key = key_named(keys, q.key)
+    metric: Metric = q.metric or key.metric  # type: ignore[assignment]
+    vector = _query_vector(s, principal, store, key, q)
+    where = index_query.prepare(s, principal, q.filter).where
+    exclude = [] if q.include_query_items else [i for i in [q.item, *(q.items or [])] if i is not None]
+    hits = store.search(s, key, vector, q.k, metric, SqlCandidates(s, key, where, exclude))
+    rows = {i.id: i for i in s.scalars(select(Item).where(Item.id.in_([h.item_id for h in hits])))}
+    out = []
+    for hit in hits:
+        item = rows.get(hit.item_id)
+        if item is not None:
+            out.append({**index_query._output(item, fields), "score": hit.score})
+    return Result(key.name, metric, store.name, hits, out)
+
+
+def with_vectors(s: Session, org_id: uuid.UUID, view: items_core.ItemView) -> items_core.ItemView:
+    """``view`` with each embedding marker replaced by the stored numbers."""
+    names = [n for n, v in view.client_metadata.items() if is_marker(v)]
+    if not names:
+        return view
+    keys = vector_keys.load(s, org_id)
+    metadata = dict(view.client_metadata)
+    store = TableStore()
+    for name in names:
+        key = keys.get(name)
+        found = store.get(s, key, [view.id]) if key is not None else {}
+        if view.id in found:
+            metadata[name] = [float(x) for x in found[view.id]]
+        else:
+            metadata[name] = {MARKER: {**metadata[name][MARKER], "missing": True}}
+    return replace(view, client_metadata=metadata)

@@ -1,0 +1,173 @@
+"""The vector store protocol, and what its implementations share.
+
+A vector belongs to one item and one embedding key of the organisation's schema.  The store keeps
+vectors per (organisation, key): ``VectorKey`` carries both.  Every method that reads or writes
+takes the caller's SQLAlchemy ``Session``, so a vector is written, replaced or deleted in the same
+transaction as its item.
+
+In the item's ``client_metadata`` an embedding key's value is a *marker*, never the numbers::
+
+    {"clip": {"$vector": {"dim": 512}}}
+
+The vector itself is fetched on request (``GET /api/v1/items/{id}?vectors=true``).  Sending the
+marker back (an update that round-trips what it read) keeps the stored vector; sending a list of
+numbers replaces it; leaving the key out deletes it.
+"""
+
+from __future__ import annotations
+
+import uuid
+from array import array
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
+
+import numpy as np
+from numpy.typing import NDArray
+from sqlalchemy.orm import Session
+
+from corral.db.engine import Database
+
+Metric = Literal["cosine", "dot", "l2"]
+METRICS: tuple[Metric, ...] = ("cosine", "dot", "l2")
+MARKER = "$vector"
+Vectors = NDArray[np.float32]
+#: progress(done, total) of an index build
+Progress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class VectorKey:
+    """One embedding key of one organisation."""
+
+    id: int
+    org_id: uuid.UUID
+    name: str
+    dim: int
+    metric: Metric
+
+
+@dataclass(frozen=True)
+class Hit:
+    item_id: uuid.UUID
+    #: higher is more similar: cosine similarity, inner product, or minus the Euclidean distance
+    score: float
+
+
+class StoredVector(dict[str, Any]):
+    """An embedding value after validation: its JSON form is the marker, and it carries the numbers.
+
+    ``orjson`` writes a dict subclass as the dict, so what reaches the item's JSON column is
+    ``{"$vector": {"dim": N}}``; the write hooks (``corral.core.index.projection``) find these
+    values and hand their numbers to the store in the same transaction.
+    """
+
+    def __init__(self, values: Any = ()) -> None:
+        self.vector: Vectors | None
+        if isinstance(values, list | tuple | array | np.ndarray):
+            self.vector = np.asarray(values, dtype=np.float32)
+            super().__init__({MARKER: {"dim": int(self.vector.shape[0])}})
+        else:  # rebuilt from its items (dataclasses.asdict, copy): the marker, without numbers
+            super().__init__(values)
+            self.vector = None
+
+    def __eq__(self, other: object) -> bool:
+        # Numbers to store are never "unchanged": a plain marker (what the item holds) compares
+        # unequal, so the ORM sees the write and the write hook stores the vector.
+        if self.vector is None:
+            return dict.__eq__(self, other)
+        return isinstance(other, StoredVector) and other.vector is not None and bool(
+            np.array_equal(self.vector, other.vector)
+        )
+
+    def __ne__(self, other: object) -> bool:
+        return not self == other
+
+    __hash__ = None
+
+
+def marker(dim: int) -> dict[str, Any]:
+    return {MARKER: {"dim": dim}}
+
+
+def is_marker(value: Any) -> bool:
+    """Whether ``value`` is a (plain) marker: "keep the vector stored for this key"."""
+    return (
+        type(value) is dict
+        and len(value) == 1
+        and isinstance(value.get(MARKER), dict)
+        and type(value[MARKER].get("dim")) is int
+    )
+
+
+def to_bytes(v: Vectors) -> bytes:
+    return np.ascontiguousarray(v, dtype="<f4").tobytes()
+
+
+def from_bytes(raw: bytes, dim: int) -> Vectors:
+    out: Vectors = np.frombuffer(raw, dtype="<f4", count=dim).astype(np.float32)
+    return out
+
+
+def scores(matrix: Vectors, query: Vectors, metric: Metric) -> NDArray[np.float32]:
+    """Exact scores of every row of ``matrix`` against ``query`` (higher is more similar)."""
+    out: NDArray[np.float32]
+    if metric == "dot":
+        out = matrix @ query
+    elif metric == "cosine":
+        norms = np.linalg.norm(matrix, axis=1) * (np.linalg.norm(query) or 1.0)
+        norms[norms == 0] = 1.0
+        out = (matrix @ query) / norms
+    else:
+        out = -np.sqrt(np.maximum(((matrix - query) ** 2).sum(axis=1), 0.0))
+    return out
+
+
+class Candidates(Protocol):
+    """The items a search may return: those the caller may see, under the query's filter."""
+
+    def small(self, limit: int) -> list[uuid.UUID] | None:
+        """Their ids (with a vector of the key) when there are at most ``limit``, else None."""
+
+    def accept(self, item_ids: Sequence[uuid.UUID]) -> set[uuid.UUID]:
+        """Which of ``item_ids`` are candidates."""
+
+
+class VectorStore(Protocol):
+    """Where vectors live and how they are searched; one per database (``stores.for_database``).
+
+    ``search`` takes ``candidates``: item ids the result must come from (a filter's matches), or
+    ``None`` for every vector of the key.  Implementations decide between an exact scan of the
+    candidates and the approximate index; either way the caller gets up to ``k`` hits, best first.
+    """
+
+    name: str
+
+    def put(self, s: Session, key: VectorKey, rows: Sequence[tuple[uuid.UUID, Vectors]]) -> None:
+        """Store (or replace) vectors of items."""
+
+    def delete(self, s: Session, key: VectorKey | None, item_ids: Sequence[uuid.UUID]) -> None:
+        """Remove the items' vectors of ``key`` (of every key when ``None``)."""
+
+    def get(self, s: Session, key: VectorKey, item_ids: Sequence[uuid.UUID]) -> Mapping[uuid.UUID, Vectors]:
+        """The stored vectors of these items (items without one are absent)."""
+
+    def iter_vectors(
+        self, s: Session, key: VectorKey, batch: int = 10_000
+    ) -> Iterator[tuple[list[uuid.UUID], Vectors]]:
+        """Every vector of the key, ``batch`` at a time: (item ids, matrix)."""
+
+    def count(self, s: Session, key: VectorKey) -> int:
+        """How many items have a vector of this key."""
+
+    def search(
+        self, s: Session, key: VectorKey, query: Vectors, k: int, metric: Metric, candidates: Candidates,
+    ) -> list[Hit]:
+        """The ``k`` stored vectors most similar to ``query`` among ``candidates``, best first."""
+
+    def refresh(self, db: Database, key: VectorKey, progress: Progress | None = None) -> dict[str, Any]:
+        """Bring the approximate index of ``key`` up to date (run by the ``vector_index`` job);
+        returns what the job records (written to ``vector_keys`` by ``commit_refresh``)."""
+
+    def commit_refresh(self, s: Session, key: VectorKey, built: dict[str, Any]) -> None:
+        """Record a finished ``refresh`` in the job unit's transaction."""

@@ -1,0 +1,224 @@
+"""The stored vectors (``item_vectors``) and the search every store shares.
+
+``TableStore`` keeps vectors in the ``item_vectors`` table on both databases: written in the
+item's transaction, deleted with the item (``ON DELETE CASCADE``) or its key.  It searches
+exactly.  Subclasses add an approximate index (``_ann``) that holds the vectors up to
+``vector_keys.indexed_upto``; vectors written since (the *delta*) are searched exactly beside it,
+so a new vector is found at once, before any job has run.
+
+How a search is answered (``search``):
+
+1. **Few candidates** (a selective filter: at most ``EXACT_LIMIT`` items with a vector): read
+   their vectors and score them all.  Exact, and it always finds ``k`` when ``k`` exist.
+2. **Otherwise**, ask the approximate index for ``fetch`` labels, map them to items (dropping
+   vectors replaced or deleted since the build), keep the candidates, add the delta's exact
+   matches, and re-score the survivors exactly from the stored vectors.  When fewer than ``k``
+   survive, ``fetch`` (and the search width) grow fourfold, up to the whole index, and finally
+   an exact scan.  A filter that keeps 1% of the items therefore still returns ``k``.
+"""
+
+from __future__ import annotations
+
+import heapq
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+from sqlalchemy import delete, func, select
+from sqlalchemy.orm import Session
+
+from corral.core.vectors.store import (
+    Candidates,
+    Hit,
+    Metric,
+    Progress,
+    VectorKey,
+    Vectors,
+    from_bytes,
+    scores,
+    to_bytes,
+)
+from corral.db.bulk import insert_tuples
+from corral.db.engine import Database
+from corral.db.tables import ItemVector
+from corral.db.tables import VectorKey as VectorKeyRow
+
+#: Candidate sets up to this size are searched exactly (no approximate index).
+EXACT_LIMIT = 20_000
+#: Deltas (vectors newer than the index) beyond this size make a search exact-scan them anyway;
+#: the ``vector_index`` job normally keeps the delta to seconds of writes.
+_CHUNK = 500
+_TABLE = ItemVector.__table__
+
+
+def _chunks(seq: Sequence[Any], n: int = _CHUNK) -> Iterator[Sequence[Any]]:
+    for i in range(0, len(seq), n):
+        yield seq[i : i + n]
+
+
+def top_k(ids: Sequence[uuid.UUID], found: np.ndarray, k: int) -> list[Hit]:
+    if len(ids) == 0:
+        return []
+    k = min(k, len(ids))
+    best = np.argpartition(-found, k - 1)[:k] if k < len(ids) else np.arange(len(ids))
+    best = best[np.argsort(-found[best], kind="stable")]
+    return [Hit(ids[i], float(found[i])) for i in best]
+
+
+class TableStore:
+    """Vectors in ``item_vectors``, searched exactly (``_ann`` returns None)."""
+
+    name = "exact"
+
+    # -- writes and reads ----------------------------------------------------------------------
+
+    def put(
+        self, s: Session, key: VectorKey, rows: Sequence[tuple[uuid.UUID, Vectors]], *, fresh: bool = False
+    ) -> None:
+        """``fresh``: the items were just inserted, so they have no vector to replace."""
+        if not rows:
+            return
+        if not fresh:
+            self.delete(s, key, [item_id for item_id, _ in rows])
+        insert_tuples(s, _TABLE, ("key_id", "item_id", "vec"),  # type: ignore[arg-type]
+                      [(key.id, item_id, to_bytes(v)) for item_id, v in rows])
+
+    def delete(self, s: Session, key: VectorKey | None, item_ids: Sequence[uuid.UUID]) -> None:
+        for chunk in _chunks(item_ids):
+            query = delete(ItemVector).where(ItemVector.item_id.in_(chunk))
+            if key is not None:
+                query = query.where(ItemVector.key_id == key.id)
+            s.execute(query.execution_options(synchronize_session=False))
+
+    def get(self, s: Session, key: VectorKey, item_ids: Sequence[uuid.UUID]) -> Mapping[uuid.UUID, Vectors]:
+        out: dict[uuid.UUID, Vectors] = {}
+        for chunk in _chunks(item_ids):
+            for item_id, raw in s.execute(
+                select(ItemVector.item_id, ItemVector.vec).where(
+                    ItemVector.key_id == key.id, ItemVector.item_id.in_(chunk)
+                )
+            ):
+                out[item_id] = from_bytes(raw, key.dim)
+        return out
+
+    def iter_vectors(
+        self, s: Session, key: VectorKey, batch: int = 10_000, after: int = 0
+    ) -> Iterator[tuple[list[uuid.UUID], Vectors]]:
+        for _, ids, matrix in self._iter_rows(s, key, batch, after):
+            yield ids, matrix
+
+    def _iter_rows(
+        self, s: Session, key: VectorKey, batch: int, after: int = 0
+    ) -> Iterator[tuple[np.ndarray, list[uuid.UUID], Vectors]]:
+        """(row ids, item ids, matrix) ``batch`` rows at a time, in row id order, after ``after``."""
+        while True:
+            rows = s.execute(
+                select(ItemVector.id, ItemVector.item_id, ItemVector.vec)
+                .where(ItemVector.key_id == key.id, ItemVector.id > after)
+                .order_by(ItemVector.id).limit(batch)
+            ).all()
+            if not rows:
+                return
+            labels = np.fromiter((r[0] for r in rows), dtype=np.uint64, count=len(rows))
+            matrix = np.frombuffer(b"".join(r[2] for r in rows), dtype="<f4").reshape(len(rows), key.dim)
+            yield labels, [r[1] for r in rows], matrix.astype(np.float32)
+            after = int(labels[-1])
+
+    def count(self, s: Session, key: VectorKey) -> int:
+        query = select(func.count()).select_from(ItemVector).where(ItemVector.key_id == key.id)
+        return int(s.scalar(query) or 0)
+
+    # -- search ------------------------------------------------------------------------------------
+
+    def search(
+        self, s: Session, key: VectorKey, query: Vectors, k: int, metric: Metric, candidates: Candidates
+    ) -> list[Hit]:
+        few = candidates.small(EXACT_LIMIT)
+        if few is not None:
+            return self._exact_among(s, key, query, k, metric, few)
+        state = s.get(VectorKeyRow, key.id)
+        upto = state.indexed_upto if state is not None else 0
+        total = state.indexed_count if state is not None else 0
+        fetch = max(4 * k, 40)
+        while total and fetch < 4 * total:
+            labels = self._ann(s, key, query, fetch, metric)
+            if labels is None:
+                break
+            hits = self._rescore(s, key, query, metric, labels, candidates, upto)
+            if len(hits) >= k or len(labels) < fetch:
+                return hits[:k]
+            fetch *= 4
+        return self._exact_all(s, key, query, k, metric, candidates)
+
+    def _rescore(
+        self, s: Session, key: VectorKey, query: Vectors, metric: Metric, labels: Sequence[int],
+        candidates: Candidates, upto: int,
+    ) -> list[Hit]:
+        """Exact scores of the index's labels that are still stored and candidates, plus the
+        delta's (vectors newer than the index), best first."""
+        ids: list[uuid.UUID] = []
+        blobs: list[bytes] = []
+        for chunk in _chunks(list(labels)):
+            for item_id, raw in s.execute(
+                select(ItemVector.item_id, ItemVector.vec).where(ItemVector.id.in_(chunk))
+            ):
+                ids.append(item_id)
+                blobs.append(raw)
+        for _, delta_ids, matrix in self._iter_rows(s, key, 10_000, upto):
+            ids += delta_ids
+            blobs += [row.tobytes() for row in matrix]
+        keep = candidates.accept(ids) if ids else set()
+        chosen = [i for i, item_id in enumerate(ids) if item_id in keep]
+        if not chosen:
+            return []
+        joined = b"".join(blobs[i] for i in chosen)
+        matrix = np.frombuffer(joined, dtype="<f4").reshape(len(chosen), key.dim)
+        return top_k([ids[i] for i in chosen], scores(matrix, query, metric), len(chosen))
+
+    def _exact_among(
+        self, s: Session, key: VectorKey, query: Vectors, k: int, metric: Metric,
+        item_ids: Sequence[uuid.UUID],
+    ) -> list[Hit]:
+        found = self.get(s, key, item_ids)
+        if not found:
+            return []
+        ids = list(found)
+        return top_k(ids, scores(np.stack([found[i] for i in ids]), query, metric), k)
+
+    def _exact_all(
+        self, s: Session, key: VectorKey, query: Vectors, k: int, metric: Metric, candidates: Candidates
+    ) -> list[Hit]:
+        """Score every stored vector of the candidates, a batch at a time, keeping the best ``k``."""
+        best: list[tuple[float, str, uuid.UUID]] = []  # a min-heap of the best k so far
+        for ids, matrix in self.iter_vectors(s, key):
+            keep = candidates.accept(ids)
+            rows = [i for i, item_id in enumerate(ids) if item_id in keep]
+            if not rows:
+                continue
+            for hit in top_k([ids[i] for i in rows], scores(matrix[rows], query, metric), k):
+                entry = (hit.score, hit.item_id.hex, hit.item_id)
+                if len(best) < k:
+                    heapq.heappush(best, entry)
+                elif entry > best[0]:
+                    heapq.heapreplace(best, entry)
+        ranked = sorted(best, key=lambda b: (-b[0], b[1]))
+        return [Hit(b[2], b[0]) for b in ranked]
+
+    # -- the approximate index (subclasses) --------------------------------------------------------
+
+    def _ann(
+        self, s: Session, key: VectorKey, query: Vectors, fetch: int, metric: Metric
+    ) -> list[int] | None:
+        """Up to ``fetch`` labels (``item_vectors.id``) near ``query``; None when there is no
+        index for ``metric``."""
+        return None
+
+    def refresh(self, db: Database, key: VectorKey, progress: Progress | None = None) -> dict[str, Any]:
+        return {}
+
+    def commit_refresh(self, s: Session, key: VectorKey, built: dict[str, Any]) -> None:
+        return None
+
+    def forget(self, key_ids: Sequence[int]) -> None:
+        """Drop what the store holds outside the database for these (deleted) keys."""
