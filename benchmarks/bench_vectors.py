@@ -86,7 +86,8 @@ def main() -> None:
             ids.append(item_id)
             meta = {"clip": StoredVector(data[i]), "group": i % 100}
             metas.append((item_id, meta))
-            rows.append((item_id, who.org_id, folder.id, "image", f"f{i}", "local", meta, {}, False, now, now))
+            rows.append((item_id, who.org_id, folder.id, "image", f"f{i}", "local", meta, {}, False,
+                         now, now))
         with db.write() as s:
             insert_tuples(s, ITEMS, COLUMNS, rows)
             project_new(s, who.org_id, metas)
