@@ -60,6 +60,22 @@ def check_url(scope: Mapping[str, Any]) -> None:
         )
 
 
+def check_json_content_type(headers: Mapping[str, str]) -> None:
+    """A route that reads a JSON body reads only a body sent as JSON.  FastAPI leaves any other
+    body (or one with no Content-Type, which a cross-site form can send without a preflight)
+    unparsed, and the model then fails with "Input should be a valid dictionary"; this says why."""
+    if headers.get("content-length", "0") == "0" and "transfer-encoding" not in headers:
+        return
+    kind = headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if kind == "application/json" or (kind.startswith("application/") and kind.endswith("+json")):
+        return
+    raise errors.InvalidInput(
+        f"the request body must be JSON, sent with Content-Type: application/json "
+        f"(it came with {f'Content-Type: {kind}' if kind else 'no Content-Type'})",
+        details=[errors.ErrorDetail("must be application/json", field="Content-Type")],
+    )
+
+
 def check_query_names(query: Mapping[str, Any] | Any, declared: frozenset[str]) -> None:
     """Refuse every query parameter not in ``declared``, naming each."""
     unknown = sorted({name for name in query.keys() if name not in declared})
@@ -123,6 +139,8 @@ class CorralRoute(APIRoute):
 
         async def route(request: Request) -> Response:
             check_url(request.scope)
+            if self.body_field is not None:
+                check_json_content_type(request.headers)
             if self.refuse_unknown_query:
                 check_query_names(request.query_params, self.declared_query)
             return await handler(CorralRequest(request.scope, request.receive))

@@ -40,9 +40,15 @@ def test_validation_errors_name_the_field(client, make_user) -> None:  # type: i
 
 def test_rpc_errors_use_the_sdk_envelope(client, make_user) -> None:  # type: ignore[no-untyped-def]
     alice = make_user("alice@a.org")
-    r = client.post("/public", content=b"not json", headers=alice.bearer)
+    json_type = {"content-type": "application/json"}
+    r = client.post("/public", content=b"not json", headers={**alice.bearer, **json_type})
     assert r.json()["status"] == 400 and r.json()["response"] == ["INVALID_ARGUMENTS_ERROR"]
     assert r.json()["payload"].startswith("request body is not JSON (invalid literal")
+    # A body not sent as JSON is not parsed (a cross-site form needs no preflight), and says so.
+    for sent in ({}, {"content-type": "text/plain"}):
+        r = client.post("/public", content=b'{"query_type": "project"}', headers={**alice.bearer, **sent})
+        assert r.json()["status"] == 400 and r.json()["response"] == ["INVALID_ARGUMENTS_ERROR"]
+        assert r.json()["payload"].startswith("the request body must be JSON, sent with Content-Type: application/json")
     r = client.post("/public", content=b"{}")
     assert r.status_code == 401 and r.json()["response"] == ["AUTHENTICATION_ERROR"]
 

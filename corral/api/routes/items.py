@@ -253,7 +253,8 @@ async def export_items(
     principal: CurrentPrincipal,
     folder: Annotated[str, Query(description="The folder's id or path.")],
     type: Annotated[
-        list[str] | None, Query(description="Only these types (repeat, or comma-separated).")
+        list[str] | None, Query(description="Only these types (repeat, or comma-separated).",
+              json_schema_extra=comma_separated(items.ITEM_TYPES))
     ] = None,
     q: Annotated[str, Query(description="Part of the name, any case.")] = "",
     order: Literal["name", "created_at", "size"] = "name",

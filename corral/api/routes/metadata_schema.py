@@ -15,6 +15,7 @@ from corral.core.metadata import schema as model
 from corral.core.metadata import service
 from corral.core.metadata.service import SaveResult, SchemaState, VersionInfo
 from corral.core.metadata.validation import describe
+from corral.core.vectors.store import StoredVector
 from corral.jsoncodec import MAX_INT
 
 router = APIRouter(prefix="/api/v1/metadata-schema", tags=["metadata schema"], route_class=CorralRoute)
@@ -184,6 +185,15 @@ async def get_version(
     return _public(await run_in_threadpool(read), format)
 
 
+def _with_vectors(metadata: dict[str, Any]) -> dict[str, Any]:
+    """Normalised metadata as a client sees it: an embedding as its numbers, as stored (float32),
+    not the marker an item's JSON holds in their place."""
+    return {
+        key: value.vector.tolist() if isinstance(value, StoredVector) and value.vector is not None else value
+        for key, value in metadata.items()
+    }
+
+
 @router.post(
     "/validate",
     response_model=ValidatePublic,
@@ -200,7 +210,7 @@ async def validate(ctx: Ctx, principal: CurrentPrincipal, body: ValidateRequest)
                 ValidateResult(
                     index=i,
                     ok=not problems,
-                    metadata=None if problems else normalised,
+                    metadata=None if problems else _with_vectors(normalised),
                     message=f"items[{i}]: {describe(problems)}" if problems else None,
                     errors=[{"key": p.key, "expected": p.expected, "message": p.message} for p in problems],
                 )
