@@ -37,6 +37,8 @@ from corral.core.index.keys import load as load_keys
 from corral.core.metadata import service as metadata_service
 from corral.core.metadata.validation import Validator
 from corral.core.staging import discard_staged, published
+from corral.core.vectors import writes as vector_writes
+from corral.core.vectors.store import StoredVector
 from corral.db.bulk import convert_tuples, insert_tuples
 from corral.db.engine import Database
 from corral.db.tables import Integration, Item, ItemPart, Job, JobBlob, JobUnit
@@ -556,6 +558,14 @@ def _insert(
     rows.sort(key=_url_key_of)
     insert_tuples(s, ITEMS, _ITEM_COLUMNS, [row for row, _ in rows], constants, converted=True)
     insert_tuples(s, ITEM_PARTS, _PART_COLUMNS, [part for _, parts in rows for part in parts], converted=True)
+    # embedding values go to the vector store, in the same transaction (corral.core.vectors.writes)
+    with_vectors = [
+        (uuid.UUID(ready.ids[id(p)]), p.client_metadata)
+        for p in prepared
+        if any(isinstance(value, StoredVector) for value in p.client_metadata.values())
+    ]
+    if with_vectors:
+        vector_writes.store(s, unit.org_id, with_vectors, replace=False)
 
 
 @dataclass
@@ -569,6 +579,7 @@ class _Ready:
     rows: dict[int, tuple[tuple[Any, ...], list[tuple[Any, ...]]]] = field(default_factory=dict)
     keys: list[Key] = field(default_factory=list)
     meta: projection.Rows = ([], [])
+    ids: dict[int, str] = field(default_factory=dict)  # each item's id, as given (hex)
 
     def build(self, prepared: list[Prepared]) -> list[tuple[str, Prepared]]:
         """Rows for these items; returns (item id, item) pairs."""
@@ -585,8 +596,9 @@ class _Ready:
             parts.append([(item_id, i, part["url"], part["title"][:300], part["media"])
                           for i, part in enumerate(p.parts)])
         converted = convert_tuples(self.dialect, ITEMS, _ITEM_COLUMNS, items)
-        for p, row, part_rows in zip(prepared, converted, parts, strict=True):
+        for item_id, p, row, part_rows in zip(ids, prepared, converted, parts, strict=True):
             self.rows[id(p)] = (row, convert_tuples(self.dialect, ITEM_PARTS, _PART_COLUMNS, part_rows))
+            self.ids[id(p)] = item_id
         return list(zip(ids, prepared, strict=True))
 
 

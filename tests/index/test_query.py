@@ -307,7 +307,7 @@ def _oracle_facets(db, who, rows, tree: Any) -> dict[str, Any]:  # type: ignore[
             if v is not None:
                 v = v == 1.0 if name == "flag" else v
                 out[name][v] = out[name].get(v, 0) + 1
-        out["@type"][r.item_type] = out["@type"].get(r.item_type, 0) + 1
+        out["@type"][r.type] = out["@type"].get(r.type, 0) + 1
     return out
 
 
