@@ -163,16 +163,22 @@ def profile(pids: list[int], seconds: int, out: Path) -> list[subprocess.Popen[b
 
 @contextmanager
 def serving(corral: str, env: dict[str, str]) -> Iterator[subprocess.Popen[bytes]]:
-    server = subprocess.Popen(
-        [corral, "serve"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
+    log = Path(env["CORRAL_DATA_DIR"]).parent / "serve.log"
+    with log.open("ab") as out:
+        server = subprocess.Popen([corral, "serve"], env=env, stdout=out, stderr=out)
     try:
-        for _ in range(200):
+        deadline = time.monotonic() + 120
+        while True:
+            if server.poll() is not None:
+                raise SystemExit(f"corral serve exited with {server.returncode}: see {log}")
             try:
                 if httpx.get(f"{URL}/healthz").status_code == 200:
                     break
             except httpx.HTTPError:
-                time.sleep(0.1)
+                pass
+            if time.monotonic() > deadline:
+                raise SystemExit(f"corral serve did not answer /healthz within 120 s: see {log}")
+            time.sleep(0.1)
         yield server
     finally:
         server.send_signal(signal.SIGTERM)
