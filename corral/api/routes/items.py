@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 import orjson
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Depends, Query, Response
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
@@ -21,6 +21,7 @@ from corral.api.openapi import comma_separated
 from corral.api.parsing import CorralRoute
 from corral.api.readahead import stream_ahead
 from corral.core import item_rows, items, thumbnails
+from corral.core.identity import Principal
 from corral.core.items import ItemView
 from corral.core.pagination import MAX_PAGE_SIZE
 from corral.core.vectors import search as vector_search
@@ -162,10 +163,28 @@ def _json(value: Any) -> Response:
     return Response(orjson.dumps(value, option=orjson.OPT_UTC_Z), media_type="application/json")
 
 
-@router.get("", response_model=ItemPage, summary="A folder's items, filtered and ordered, a page at a time")
-async def list_items(
-    ctx: Ctx,
-    principal: CurrentPrincipal,
+@dataclasses.dataclass(frozen=True)
+class FolderListing:
+    """The query parameters a folder listing and its export share: which folder, which of its
+    items, in which order (one declaration, so the two routes cannot drift apart)."""
+
+    folder: str
+    types: list[str]
+    q: str
+    order: str
+    direction: Literal["asc", "desc"]
+    deleted: Literal["exclude", "include", "only"]
+
+    def open(self, s: Session, principal: Principal, token: str | None, page_size: int = 100,
+             ) -> items.Listing:
+        """Check the options and resolve the folder (``page_size`` bounds a page; an export
+        reads pages of the default size)."""
+        return items.listing(s, principal, self.folder, types=self.types, q=self.q, order=self.order,
+                             direction=self.direction, deleted=self.deleted, page_size=page_size,
+                             page_token=token)
+
+
+def _folder_listing(
     folder: Annotated[str, Query(description="The folder's id or path.")],
     type: Annotated[
         list[str] | None, Query(description="Only these types (repeat, or comma-separated).",
@@ -178,6 +197,19 @@ async def list_items(
         Literal["exclude", "include", "only"],
         Query(description="Soft-deleted items: leave out, add, or only them."),
     ] = "exclude",
+) -> FolderListing:
+    types = [t.strip() for value in type or [] for t in value.split(",") if t.strip()]
+    return FolderListing(folder, types, q, order, direction, deleted)
+
+
+Listed = Annotated[FolderListing, Depends(_folder_listing)]
+
+
+@router.get("", response_model=ItemPage, summary="A folder's items, filtered and ordered, a page at a time")
+async def list_items(
+    ctx: Ctx,
+    principal: CurrentPrincipal,
+    listed: Listed,
     page_size: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = 100,
     page_token: str | None = None,
     signed_urls: Annotated[
@@ -187,15 +219,13 @@ async def list_items(
     ] = False,
     ttl_seconds: Annotated[int | None, Query(ge=1, le=7 * 24 * 3600)] = None,
 ) -> Response:
-    types = [t.strip() for value in type or [] for t in value.split(",") if t.strip()]
-
     def open_listing(s: Session, token: str | None) -> items.Listing:
-        return items.listing(s, principal, folder, types=types, q=q, order=order, direction=direction,
-                             deleted=deleted, page_size=page_size, page_token=token)
+        return listed.open(s, principal, token, page_size)
 
     if signed_urls:
         return await run_in_threadpool(_signed_page, ctx, open_listing, page_token, ttl_seconds)
-    query = ("items", principal.user_id, folder, tuple(types), q, order, direction, deleted, page_size)
+    query = ("items", principal.user_id, listed.folder, tuple(listed.types), listed.q, listed.order,
+             listed.direction, listed.deleted, page_size)
     return Response(await run_in_threadpool(_read_ahead, ctx, open_listing, query, page_token),
                     media_type="application/json")
 
@@ -251,24 +281,10 @@ def _signed_page(
 async def export_items(
     ctx: Ctx,
     principal: CurrentPrincipal,
-    folder: Annotated[str, Query(description="The folder's id or path.")],
-    type: Annotated[
-        list[str] | None, Query(description="Only these types (repeat, or comma-separated).",
-              json_schema_extra=comma_separated(items.ITEM_TYPES))
-    ] = None,
-    q: Annotated[str, Query(description="Part of the name, any case.")] = "",
-    order: Literal["name", "created_at", "size"] = "name",
-    direction: Literal["asc", "desc"] = "asc",
-    deleted: Annotated[
-        Literal["exclude", "include", "only"],
-        Query(description="Soft-deleted items: leave out, add, or only them."),
-    ] = "exclude",
+    listed: Listed,
 ) -> StreamingResponse:
-    types = [t.strip() for value in type or [] for t in value.split(",") if t.strip()]
-
     def open_listing(s: Session, token: str | None) -> items.Listing:
-        return items.listing(s, principal, folder, types=types, q=q, order=order, direction=direction,
-                             deleted=deleted, page_token=token)
+        return listed.open(s, principal, token)
 
     def check() -> None:
         with ctx.db.read() as s:
