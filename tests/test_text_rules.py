@@ -72,3 +72,28 @@ def test_each_core_check_agrees_with_its_published_pattern(text: str, pad: int) 
 def test_upload_file_names_follow_their_pattern(name: str, usable: bool) -> None:
     assert _accepts(uploads.safe_filename, name) is usable
     assert bool(re.search(uploads.FILENAME_PATTERN, name)) is usable
+
+
+def test_blanks_are_exactly_what_strip_removes() -> None:
+    import sys
+
+    blank = re.compile(f"[{text_rules.BLANKS}]")
+    for code in range(sys.maxunicode + 1):
+        char = chr(code)
+        assert bool(blank.fullmatch(char)) == char.isspace(), hex(code)
+
+
+def test_patterns_read_the_same_in_every_regex_dialect() -> None:
+    """A validator reads a published pattern as ECMA-262, some over ASCII only (schemathesis
+    does): a pattern that spelled blanks as ``\\s`` accepted a folder name of only U+00A0 there,
+    which the core strips to nothing and refuses.  Read over ASCII, every pattern still agrees."""
+    name, path, title = (re.compile(p, re.ASCII) for p in (
+        text_rules.folder_name(4), text_rules.folder_path(4), text_rules.stripped(4)))
+    for n in range(5):
+        for chars in itertools.product(_ALPHABET + "\x85\u3000", repeat=n):
+            text = "".join(chars)
+            assert bool(name.search(text)) == _plain_name(text, 4, slash=True), repr(text)
+            assert bool(path.search(text)) == _plain_path(text, 4), repr(text)
+            assert bool(title.search(text)) == _plain_name(text, 4, slash=False), repr(text)
+    assert not re.search(text_rules.NOT_BLANK, " \u00a0\u3000\x1c", re.ASCII)
+    assert re.search(text_rules.NOT_BLANK, " x ", re.ASCII)

@@ -10,11 +10,13 @@ of a data row is upper-case and its ``storage_location`` an integer.
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
+from pydantic import BeforeValidator
 from sqlalchemy import Row, func, select
 from sqlalchemy.orm import Session
 
@@ -301,3 +303,16 @@ def upload_state(
         "unitsCancelledCount": cancelled,
         "fileName": None,
     }
+
+
+def _iso_only(value: Any) -> Any:
+    """A date filter is ISO 8601 text (``2024-05-01``, ``2024-05-01T12:00:00+00:00``; no offset
+    reads as UTC), as the SDK sends it and the document says (``format: date-time``).  Pydantic
+    alone would also read a bare number as seconds since 1970, which the document does not allow."""
+    if isinstance(value, str) and not re.match(r"\d{4}-\d", value):
+        raise ValueError("expected an ISO 8601 date and time, e.g. 2024-05-01T12:00:00Z")
+    return value
+
+
+#: The SDK's date filters (createdBefore, editedAfter...), read as ISO 8601 text only.
+SdkTime = Annotated[datetime | None, BeforeValidator(_iso_only)]

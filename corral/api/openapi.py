@@ -18,6 +18,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from corral import jsoncodec
+from corral.core import text_rules
 from corral.storage.local import MEDIA_ROUTE
 
 ERROR_SCHEMA: dict[str, Any] = {
@@ -162,9 +163,13 @@ def _limit(schema: Any, components: dict[str, Any], seen: set[str]) -> None:
         return
     types = schema.get("type")
     types = types if isinstance(types, list) else [types]
-    if "string" in types and "pattern" not in schema and "format" not in schema and "enum" not in schema \
-            and "const" not in schema:
-        schema["pattern"] = _NO_NUL
+    if "string" in types and "format" not in schema and "enum" not in schema and "const" not in schema:
+        if "pattern" not in schema:
+            schema["pattern"] = _NO_NUL
+        elif schema["pattern"] != _NO_NUL and {"pattern": _NO_NUL} not in schema.get("allOf", []):
+            # a route's own pattern says its rule; the NUL rule holds as well (one schema has one
+            # pattern, so it joins through allOf)
+            schema.setdefault("allOf", []).append({"pattern": _NO_NUL})
     if "integer" in types:
         schema.setdefault("minimum", jsoncodec.MIN_INT)
         schema.setdefault("maximum", jsoncodec.MAX_INT)
@@ -247,7 +252,9 @@ def comma_separated(values: Iterable[str]) -> dict[str, Any]:
     """``json_schema_extra`` of a repeated query parameter whose every value lists some of
     ``values``, separated by commas (blanks around and between them ignored)."""
     one = "|".join(re.escape(v) for v in values)
-    return {"items": {"type": "string", "pattern": rf"^\s*(?:(?:{one})\s*)?(?:,\s*(?:(?:{one})\s*)?)*$"}}
+    b = f"[{text_rules.BLANKS}]*"  # what str.strip() removes, spelled out (see text_rules)
+    pattern = rf"^{b}(?:(?:{one}){b})?(?:,{b}(?:(?:{one}){b})?)*{text_rules.END}"
+    return {"items": {"type": "string", "pattern": pattern}}
 
 
 #: ``json_schema_extra`` of an option corral declares but does not implement, refused unless it

@@ -85,3 +85,17 @@ def test_health_check_refuses_too(client) -> None:  # type: ignore[no-untyped-de
 def test_authentication_comes_first(client) -> None:  # type: ignore[no-untyped-def]
     r = client.get("/api/v1/folders?corralBogus=1")
     assert r.status_code == 401
+
+
+def test_sdk_date_filters_are_iso_text_as_published(client, make_user) -> None:  # type: ignore[no-untyped-def]
+    """The document says ``format: date-time``; pydantic alone also read ``createdAfter=1234``
+    (or ``7e-54``) as seconds since 1970, so schemathesis's negative case was accepted."""
+    alice = make_user("alice@a.org")
+    for path in ("/v2/public/datasets/list", "/v2/public/ontologies"):
+        for number in ("1234", "7.448500102813543e-54", "-1"):
+            r = client.get(path, params={"createdAfter": number}, headers=alice.bearer)
+            assert r.status_code == 400, (path, number, r.text)
+            assert "createdAfter" in r.text and "ISO 8601" in r.text
+        for text in ("2024-05-01", "2024-05-01T12:00:00", "2024-05-01T12:00:00+02:00"):
+            r = client.get(path, params={"createdAfter": text, "editedBefore": text}, headers=alice.bearer)
+            assert r.status_code == 200, (path, text, r.text)

@@ -87,10 +87,10 @@ async def list_datasets(
     title_like: Annotated[str | None, Query(alias="titleLike")] = None,
     description_eq: Annotated[str | None, Query(alias="descriptionEq")] = None,
     description_like: Annotated[str | None, Query(alias="descriptionLike")] = None,
-    created_before: Annotated[datetime | None, Query(alias="createdBefore")] = None,
-    created_after: Annotated[datetime | None, Query(alias="createdAfter")] = None,
-    edited_before: Annotated[datetime | None, Query(alias="editedBefore")] = None,
-    edited_after: Annotated[datetime | None, Query(alias="editedAfter")] = None,
+    created_before: Annotated[dto.SdkTime, Query(alias="createdBefore")] = None,
+    created_after: Annotated[dto.SdkTime, Query(alias="createdAfter")] = None,
+    edited_before: Annotated[dto.SdkTime, Query(alias="editedBefore")] = None,
+    edited_after: Annotated[dto.SdkTime, Query(alias="editedAfter")] = None,
     include_org_access: Annotated[bool | None, Query(alias="includeOrgAccess")] = None,
 ) -> dict[str, Any]:
     org_access(include_org_access, principal.is_admin, "dataset")

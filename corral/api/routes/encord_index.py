@@ -1,10 +1,12 @@
 """The Encord Index SDK's filter presets and collections (``/v2/public/index/...``), over
 ``corral.core.index.presets`` and ``collections``.  Wire formats: docs/encord-compatibility.md.
 
-A preset's JSON is kept as the text the SDK sent (the member's bytes, cut out of the request
-body), and ``GET index/presets/{uuid}`` answers exactly that text, so it round-trips byte for
-byte.  A create retried by the SDK (same ``X-Cloud-Trace-Context``, same request) answers the
-first attempt's uuid instead of making another.
+Each body is a published model (checked, and described in the OpenAPI document, by the same
+rules as the native routes').  A preset's JSON is also kept as the text the SDK sent (the
+member's bytes, cut out of the raw request body), and ``GET index/presets/{uuid}`` answers
+exactly that text, so it round-trips byte for byte.  A create retried by the SDK (same
+``X-Cloud-Trace-Context``, same request) answers the first attempt's uuid instead of making
+another.
 """
 
 from __future__ import annotations
@@ -15,13 +17,14 @@ import uuid
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
+from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from corral import errors, jsoncodec
 from corral.api import encord_dto as dto
 from corral.api.deps import Ctx, CurrentPrincipal, raw_request_target
 from corral.api.parsing import CorralRoute
+from corral.api.routes.index_saved import DESCRIPTION, NAME
 from corral.core import items as core_items
 from corral.core import pagination
 from corral.core.identity import Principal
@@ -69,12 +72,47 @@ def raw_member(text: str, name: str) -> str | None:
     return None
 
 
-async def _body(request: Request) -> tuple[dict[str, Any], str]:
-    raw = await request.body()
-    parsed = jsoncodec.parse(raw, field="body")
-    if not isinstance(parsed, dict):
-        raise errors.InvalidInput("the request body must be a JSON object")
-    return parsed, raw.decode("utf-8")
+async def _raw(request: Request) -> str:
+    """The body as sent (FastAPI has read and checked it as JSON for the route's model)."""
+    return (await request.body()).decode("utf-8")
+
+
+_PRESET: dict[str, Any] = {"description": "The SDK's filter preset document (global_filters, "
+                           "local_filters), kept byte for byte; see docs/encord-compatibility.md."}
+
+
+class SdkPresetCreate(BaseModel):
+    name: str = Field(json_schema_extra=NAME)
+    description: str | None = Field(None, json_schema_extra=DESCRIPTION)
+    filterPresetJson: dict[str, Any] = Field(json_schema_extra=_PRESET)
+
+
+class SdkPresetUpdate(BaseModel):
+    name: str | None = Field(None, json_schema_extra=NAME)
+    description: str | None = Field(None, json_schema_extra=DESCRIPTION)
+    filterPreset: dict[str, Any] | None = Field(None, json_schema_extra=_PRESET)
+
+
+class SdkCollectionCreate(BaseModel):
+    name: str = Field(json_schema_extra=NAME)
+    description: str | None = Field(None, json_schema_extra=DESCRIPTION)
+
+
+class SdkCollectionUpdate(BaseModel):
+    name: str | None = Field(None, json_schema_extra=NAME)
+    description: str | None = Field(None, json_schema_extra=DESCRIPTION)
+
+
+class SdkItemUuids(BaseModel):
+    itemUuids: list[uuid.UUID] = Field(max_length=collections.MAX_IDS)
+
+
+class SdkDataTitles(BaseModel):
+    dataTitles: list[str] = Field(max_length=collections.MAX_TITLES)
+
+
+class SdkPresetRef(BaseModel):
+    presetUuid: uuid.UUID
 
 
 def request_key(request: Request, principal: Principal, raw: str) -> str | None:
@@ -85,14 +123,6 @@ def request_key(request: Request, principal: Principal, raw: str) -> str | None:
         return None
     seen = "\n".join((trace, str(principal.user_id), request.method, raw_request_target(request.scope), raw))
     return "sdk:" + hashlib.sha256(seen.encode()).hexdigest()
-
-
-def _text(body: dict[str, Any], name: str) -> str | None:
-    value = body.get(name)
-    if value is not None and not isinstance(value, str):
-        raise errors.ValidationFailed(f"{name} must be a string",
-                                      details=[errors.ErrorDetail("a string", field=name)])
-    return value
 
 
 # -- presets ------------------------------------------------------------------------------------
@@ -122,20 +152,18 @@ async def list_presets(ctx: Ctx, principal: CurrentPrincipal, uuids: Uuids = Non
 
 @router.post("/presets", summary="Create a filter preset (SDK create_preset): its uuid")
 async def create_preset(
-    ctx: Ctx, principal: CurrentPrincipal, request: Request, folder: Folder = None
+    ctx: Ctx, principal: CurrentPrincipal, request: Request, body: SdkPresetCreate, folder: Folder = None
 ) -> str:
-    body, raw = await _body(request)
+    raw = await _raw(request)
     document = raw_member(raw, "filterPresetJson")
-    if document is None or not isinstance(body.get("filterPresetJson"), dict):
-        raise errors.ValidationFailed("filterPresetJson (an object) is required",
-                                      details=[errors.ErrorDetail("required", field="filterPresetJson")])
+    assert document is not None  # the model holds it, so the raw body does
     presets.check_document(document, "filterPresetJson")
     key = request_key(request, principal, raw)
 
     def write() -> str:
         with ctx.db.write() as s:
-            row = presets.create(s, principal, presets.check_name(body.get("name")),
-                                 _text(body, "description"), document=document, request_key=key)
+            row = presets.create(s, principal, body.name, body.description, document=document,
+                                 request_key=key)
             return str(row.id)
 
     return await run_in_threadpool(write)
@@ -152,21 +180,16 @@ async def preset_json(ctx: Ctx, principal: CurrentPrincipal, preset_id: uuid.UUI
 
 @router.patch("/presets/{preset_id}", summary="Change a preset (SDK FilterPreset.update_preset)")
 async def update_preset(
-    ctx: Ctx, principal: CurrentPrincipal, preset_id: uuid.UUID, request: Request
+    ctx: Ctx, principal: CurrentPrincipal, preset_id: uuid.UUID, request: Request, body: SdkPresetUpdate
 ) -> None:
-    body, raw = await _body(request)
-    document = raw_member(raw, "filterPreset") if body.get("filterPreset") is not None else None
+    document = raw_member(await _raw(request), "filterPreset") if body.filterPreset is not None else None
     if document is not None:
-        if not isinstance(body["filterPreset"], dict):
-            raise errors.ValidationFailed("filterPreset must be an object",
-                                          details=[errors.ErrorDetail("an object", field="filterPreset")])
         presets.check_document(document, "filterPreset")
 
     def write() -> None:
         with ctx.db.write() as s:
             row = presets.resolve(s, principal, preset_id, "editor")
-            presets.update(s, row, name=_text(body, "name"), description=_text(body, "description"),
-                           document=document)
+            presets.update(s, row, name=body.name, description=body.description, document=document)
 
     await run_in_threadpool(write)
 
@@ -204,16 +227,14 @@ async def list_collections(ctx: Ctx, principal: CurrentPrincipal, uuids: Uuids =
 
 @router.post("/collections", summary="Create a collection (SDK create_collection): its uuid")
 async def create_collection(
-    ctx: Ctx, principal: CurrentPrincipal, request: Request, folder: Folder = None
+    ctx: Ctx, principal: CurrentPrincipal, request: Request, body: SdkCollectionCreate, folder: Folder = None
 ) -> str:
-    body, raw = await _body(request)
-    key = request_key(request, principal, raw)
+    key = request_key(request, principal, await _raw(request))
 
     def write() -> str:
         with ctx.db.write() as s:
             where = folder if folder is not None and folder != ZERO else None
-            row = collections.create(s, principal, presets.check_name(body.get("name")),
-                                     _text(body, "description"), folder=where, request_key=key)
+            row = collections.create(s, principal, body.name, body.description, folder=where, request_key=key)
             return str(row.id)
 
     return await run_in_threadpool(write)
@@ -221,13 +242,11 @@ async def create_collection(
 
 @router.patch("/collections/{collection_id}", summary="Rename a collection (SDK update_collection)")
 async def update_collection(ctx: Ctx, principal: CurrentPrincipal, collection_id: uuid.UUID,
-                            request: Request) -> None:
-    body, _ = await _body(request)
-
+                            body: SdkCollectionUpdate) -> None:
     def write() -> None:
         with ctx.db.write() as s:
             row = collections.resolve(s, principal, collection_id, "editor")
-            collections.update(s, row, name=_text(body, "name"), description=_text(body, "description"))
+            collections.update(s, row, name=body.name, description=body.description)
 
     await run_in_threadpool(write)
 
@@ -276,21 +295,10 @@ async def all_items(ctx: Ctx, principal: CurrentPrincipal, collection_id: uuid.U
     return await run_in_threadpool(read)
 
 
-def _uuids(body: dict[str, Any], name: str) -> list[uuid.UUID]:
-    values = body.get(name)
-    try:
-        assert isinstance(values, list)
-        return [uuid.UUID(v) for v in values]
-    except (AssertionError, ValueError, TypeError, AttributeError):
-        raise errors.ValidationFailed(f"{name} must be a list of uuids",
-                                      details=[errors.ErrorDetail("a list of uuids", field=name)]) from None
-
-
 @router.post("/collections/{collection_id}/add-items", summary="Add items (SDK Collection.add_items)")
 async def add_items(ctx: Ctx, principal: CurrentPrincipal, collection_id: uuid.UUID,
-                    request: Request) -> dict[str, Any]:
-    body, _ = await _body(request)
-    ids = _uuids(body, "itemUuids")
+                    body: SdkItemUuids) -> dict[str, Any]:
+    ids = body.itemUuids
 
     def write() -> dict[str, Any]:
         with ctx.db.write() as s:
@@ -303,9 +311,8 @@ async def add_items(ctx: Ctx, principal: CurrentPrincipal, collection_id: uuid.U
 
 @router.post("/collections/{collection_id}/remove-items", summary="Remove items (SDK remove_items)")
 async def remove_items(ctx: Ctx, principal: CurrentPrincipal, collection_id: uuid.UUID,
-                       request: Request) -> dict[str, Any]:
-    body, _ = await _body(request)
-    ids = _uuids(body, "itemUuids")
+                       body: SdkItemUuids) -> dict[str, Any]:
+    ids = body.itemUuids
 
     def write() -> dict[str, Any]:
         with ctx.db.write() as s:
@@ -319,12 +326,8 @@ async def remove_items(ctx: Ctx, principal: CurrentPrincipal, collection_id: uui
 @router.post("/collections/{collection_id}/add-data-title-items",
              summary="Add items by title (SDK Collection.add_items_by_title)")
 async def add_by_title(ctx: Ctx, principal: CurrentPrincipal, collection_id: uuid.UUID,
-                       request: Request) -> dict[str, Any]:
-    body, _ = await _body(request)
-    titles = body.get("dataTitles")
-    if not isinstance(titles, list) or not all(isinstance(t, str) for t in titles):
-        raise errors.ValidationFailed("dataTitles must be a list of strings",
-                                      details=[errors.ErrorDetail("a list of strings", field="dataTitles")])
+                       body: SdkDataTitles) -> dict[str, Any]:
+    titles = body.dataTitles
 
     def write() -> dict[str, Any]:
         with ctx.db.write() as s:
@@ -339,10 +342,9 @@ async def add_by_title(ctx: Ctx, principal: CurrentPrincipal, collection_id: uui
 
 
 async def _preset_job(
-    ctx: Any, principal: Principal, collection_id: uuid.UUID, request: Request, op: str
+    ctx: Any, principal: Principal, collection_id: uuid.UUID, body: SdkPresetRef, op: str
 ) -> None:
-    body, _ = await _body(request)
-    preset_id = _uuids({"presetUuid": [body.get("presetUuid")]}, "presetUuid")[0]
+    preset_id = body.presetUuid
 
     def write() -> None:
         index_query.ensure_indexed(ctx.db, principal.org_id)
@@ -357,12 +359,12 @@ async def _preset_job(
 @router.post("/collections/{collection_id}/add-preset-items",
              summary="Add a preset's items, as a job (SDK Collection.add_preset_items)")
 async def add_preset_items(ctx: Ctx, principal: CurrentPrincipal, collection_id: uuid.UUID,
-                           request: Request) -> None:
-    await _preset_job(ctx, principal, collection_id, request, "add")
+                           body: SdkPresetRef) -> None:
+    await _preset_job(ctx, principal, collection_id, body, "add")
 
 
 @router.post("/collections/{collection_id}/remove-preset-items",
              summary="Remove a preset's items, as a job (SDK Collection.remove_preset_items)")
 async def remove_preset_items(ctx: Ctx, principal: CurrentPrincipal, collection_id: uuid.UUID,
-                              request: Request) -> None:
-    await _preset_job(ctx, principal, collection_id, request, "remove")
+                              body: SdkPresetRef) -> None:
+    await _preset_job(ctx, principal, collection_id, body, "remove")

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from corral import errors
+from corral.api import encord_dto as dto
 from corral.api.deps import AppContext, Ctx, CurrentPrincipal
 from corral.api.openapi import ANY_JSON, ONLY_EMPTY_LIST, ONLY_EMPTY_TEXT
 from corral.api.parsing import CorralRoute, org_access
@@ -94,10 +95,10 @@ def _listing_filter(
     title_like: Annotated[str | None, Query(alias="titleLike")] = None,
     desc_eq: Annotated[str | None, Query(alias="descEq")] = None,
     desc_like: Annotated[str | None, Query(alias="descLike")] = None,
-    created_before: Annotated[datetime | None, Query(alias="createdBefore")] = None,
-    created_after: Annotated[datetime | None, Query(alias="createdAfter")] = None,
-    edited_before: Annotated[datetime | None, Query(alias="editedBefore")] = None,
-    edited_after: Annotated[datetime | None, Query(alias="editedAfter")] = None,
+    created_before: Annotated[dto.SdkTime, Query(alias="createdBefore")] = None,
+    created_after: Annotated[dto.SdkTime, Query(alias="createdAfter")] = None,
+    edited_before: Annotated[dto.SdkTime, Query(alias="editedBefore")] = None,
+    edited_after: Annotated[dto.SdkTime, Query(alias="editedAfter")] = None,
 ) -> filters.Listing:
     """The SDK's title, description and date filters of ontology and project listings."""
 

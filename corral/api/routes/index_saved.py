@@ -34,6 +34,9 @@ IdempotencyKey = Annotated[str | None, Header(
     description="A create retried with the same key answers what the first attempt made.")]
 PageSize = Annotated[int, Query(ge=1, le=1000, description="1 to 1000.")]
 Search = Annotated[str | None, Query(description="Only those whose name contains this (any case).")]
+#: A preset's or collection's name and description, as the core checks them (the SDK's too).
+NAME: dict[str, Any] = {"minLength": 1, "maxLength": presets.MAX_NAME, "pattern": presets.NAME_PATTERN}
+DESCRIPTION: dict[str, Any] = {"maxLength": presets.MAX_DESCRIPTION}
 _FILTER = Field(None, description="A JSON filter tree; see docs/index.md.")
 _WHERE = Field(None, description="The same filter in the text syntax.")
 
@@ -43,16 +46,16 @@ _WHERE = Field(None, description="The same filter in the text syntax.")
 
 class PresetCreate(BaseModel):
     model_config = {"extra": "forbid"}
-    name: str = Field(description="1-300 characters; need not be unique.")
-    description: str | None = None
+    name: str = Field(description="1-300 characters, not blank; need not be unique.", json_schema_extra=NAME)
+    description: str | None = Field(None, json_schema_extra=DESCRIPTION)
     filter: dict[str, Any] | None = _FILTER
     where: str | None = _WHERE
 
 
 class PresetUpdate(BaseModel):
     model_config = {"extra": "forbid"}
-    name: str | None = None
-    description: str | None = None
+    name: str | None = Field(None, json_schema_extra=NAME)
+    description: str | None = Field(None, json_schema_extra=DESCRIPTION)
     filter: dict[str, Any] | None = _FILTER
     where: str | None = _WHERE
 
@@ -167,15 +170,15 @@ async def delete_preset(ctx: Ctx, principal: CurrentPrincipal, ref: PresetRef) -
 
 class CollectionCreate(BaseModel):
     model_config = {"extra": "forbid"}
-    name: str = Field(description="1-300 characters; need not be unique.")
-    description: str | None = None
+    name: str = Field(description="1-300 characters, not blank; need not be unique.", json_schema_extra=NAME)
+    description: str | None = Field(None, json_schema_extra=DESCRIPTION)
     folder: str | None = Field(None, description="A top-level folder (path or id): only its items may join.")
 
 
 class CollectionUpdate(BaseModel):
     model_config = {"extra": "forbid"}
-    name: str | None = None
-    description: str | None = None
+    name: str | None = Field(None, json_schema_extra=NAME)
+    description: str | None = Field(None, json_schema_extra=DESCRIPTION)
 
 
 class CollectionPublic(BaseModel):

@@ -22,6 +22,7 @@ organisation's presets are 404.
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -31,7 +32,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from corral import errors, jsoncodec
-from corral.core import pagination
+from corral.core import pagination, text_rules
 from corral.core.identity import Principal
 from corral.db.tables import IndexPreset
 from corral.errors import ErrorDetail
@@ -39,6 +40,8 @@ from corral.errors import ErrorDetail
 MAX_NAME = 300
 MAX_DESCRIPTION = 10_000
 MAX_DOCUMENT = 1_000_000
+#: A preset's or collection's name holds a character that is not blank (and is 1-MAX_NAME long).
+NAME_PATTERN = text_rules.NOT_BLANK
 ZERO = "00000000-0000-0000-0000-000000000000"
 ELEMENT_KEYS = {"key", "include", "values", "type"}
 SCALAR_TYPES = ("boolean", "datetime", "number", "uuid", "varchar", "text", "enum")
@@ -62,7 +65,7 @@ def _bad(field: str, message: str) -> errors.ValidationFailed:
 
 
 def check_name(name: Any, field: str = "name") -> str:
-    if not isinstance(name, str) or not name.strip() or len(name) > MAX_NAME:
+    if not isinstance(name, str) or not re.search(NAME_PATTERN, name) or len(name) > MAX_NAME:
         raise _bad(field, f"a name is 1-{MAX_NAME} characters, not blank")
     return name.strip()
 
