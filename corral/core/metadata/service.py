@@ -23,11 +23,13 @@ from corral import errors
 from corral.core.identity import Principal
 from corral.core.index import keys as index_keys
 from corral.core.index import reproject  # noqa: F401  (the index's ORM listener and job kind)
+from corral.core.metadata import embedding_api
 from corral.core.metadata.evolution import evolve
 from corral.core.metadata.schema import Schema, from_native, to_native
 from corral.core.metadata.validation import Validator, describe
 from corral.core.vectors import keys as vector_keys
 from corral.db.tables import MetadataSchema, MetadataSchemaVersion, User
+from corral.storage.netpolicy import EndpointPolicy
 
 
 @dataclass(frozen=True)
@@ -59,12 +61,20 @@ def current(s: Session, org_id: uuid.UUID, *, lock: bool = False) -> SchemaState
 
 
 def save(
-    s: Session, principal: Principal, new: Schema, *, base_version: int | None = None, dry_run: bool = False
+    s: Session, principal: Principal, new: Schema, *, base_version: int | None = None, dry_run: bool = False,
+    endpoints: EndpointPolicy | None = None,
 ) -> SaveResult:
-    """Replace the schema with ``new`` if it is a valid evolution of the current one."""
+    """Replace the schema with ``new`` if it is a valid evolution of the current one.
+
+    ``endpoints``: the operator's policy, which every embedding endpoint that changes must pass.
+    """
     if principal.role != "admin":
         raise errors.PermissionDenied("only organisation admins may change the metadata schema")
     now = current(s, principal.org_id, lock=True)
+    if endpoints is not None:
+        embedding_api.check_urls({k: e.api for k, e in new.live().items() if e.api is not None
+                                  and (k not in now.schema.entries or now.schema.entries[k].api != e.api)},
+                                 endpoints)
     if base_version is not None and base_version != now.version:
         raise errors.Conflict(
             f"the metadata schema changed since version {base_version} (it is now at "
