@@ -26,13 +26,12 @@ from starlette.testclient import TestClient
 
 from corral.api.app import create_app
 from corral.core.metadata import embedding_api
-from corral.core.vectors.stores import has_pgvector
 from corral.core.vectors.endpoint import Signer
+from corral.core.vectors.stores import has_pgvector
 from tests.conftest import free_port
 from tests.datasets.conftest import _runner, server  # noqa: F401  (the live server fixture)
 from tests.embedding_server import verify
 from tests.minilm import DIM, model
-from tests.vectors.test_api import ids_by_title
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRET = b"test-secret-" + b"s" * 32  # the settings fixture's CORRAL_SECRET_KEY

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 
 from corral.core import sessions
+from tests.minilm import DIM, model
 from tests.vectors.data import clustered, exact_top
 from tests.vectors.test_endpoint import CAPTIONS, embedder  # noqa: F401 (a fixture)
-from tests.minilm import DIM, model
 from tests.web.test_workflow import PASSWORD, shot, ui_server  # noqa: F401 (a fixture)
 
 
@@ -38,7 +38,7 @@ def test_find_similar_in_the_explorer(chromium, ui_server: str, embedder: str, m
         from tests.files.conftest import add_items
 
         ids = add_items(db, admin, folder["id"], [{"name": n} for n in names])
-        for i, (name, item_id) in enumerate(zip(names, ids)):
+        for i, (name, item_id) in enumerate(zip(names, ids, strict=True)):
             r = http.patch(f"/api/v1/items/{item_id}", json={"client_metadata": {
                 "clip": [float(x) for x in clip[i]], "minilm": [float(x) for x in model().embed(CAPTIONS[name])],
                 "group": "even" if i % 2 == 0 else "odd"}})
