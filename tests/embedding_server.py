@@ -7,7 +7,8 @@ It verifies corral's token as an endpoint should (EdDSA signature with corral's 
 then answers ``{"vector": [...]}`` for ``{"text": ...}`` or ``{"image": <base64 PNG>}`` (the model
 reads text only; an image is embedded through its PNG ``caption`` text chunk, which tests the
 image's way through corral byte for byte).  Other paths misbehave on purpose: ``/slow`` (sleeps
-``?s=`` seconds), ``/wrong-dim``, ``/garbage``, ``/huge``, ``/error``.  ``GET /last`` shows the
+``?s=`` seconds), ``/wrong-dim``, ``/garbage``, ``/huge``, ``/error``; ``/fixed`` answers one vector without the
+model (for ``benchmarks/bench_embed_endpoint.py``).  ``GET /last`` shows the
 claims of the last accepted token.
 """
 
@@ -93,6 +94,8 @@ def main(port: int, jwk_x: str) -> None:
                 return self._answer(500, b'{"error": "model crashed"}')
             if url.path == "/garbage":
                 return self._answer(200, b"<html>not a vector</html>", "text/html")
+            if url.path == "/fixed":  # no model: what the benchmark measures corral's own cost with
+                return self._answer(200, json.dumps({"vector": [1.0] + [0.0] * 383}).encode())
             if url.path == "/huge":
                 return self._answer(200, json.dumps({"vector": [0.1] * 400_000}).encode())
             doc = json.loads(raw)
