@@ -1,6 +1,6 @@
 """Similarity in the explorer, in Chromium: "Find similar" from an item lists its nearest items in
 order with their scores, under the explorer's filter and with a choice of embedding key; the text
-box searches through the key's endpoint (all-MiniLM-L6-v2, tests/embedding_server.py).  Everything
+box and the image picker search through the key's endpoint (all-MiniLM-L6-v2, tests/embedding_server.py).  Everything
 goes through the public REST API.  Screenshots land in ``test-artifacts/web/``."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import pytest
 from corral.core import sessions
 from tests.minilm import DIM, model
 from tests.vectors.data import clustered, exact_top
-from tests.vectors.test_endpoint import CAPTIONS, embedder  # noqa: F401 (a fixture)
+from tests.vectors.test_endpoint import CAPTIONS, embedder, png  # noqa: F401 (a fixture)
 from tests.web.test_workflow import PASSWORD, shot, ui_server  # noqa: F401 (a fixture)
 
 
@@ -31,7 +31,7 @@ def test_find_similar_in_the_explorer(chromium, ui_server: str, embedder: str, m
         r = http.put("/api/v1/metadata-schema", json={"keys": {
             "clip": {"type": "embedding", "size": 8},
             "minilm": {"type": "embedding", "size": DIM,
-                       "api": {"url": embedder, "path": "/embed", "embed_text": True}},
+                       "api": {"url": embedder, "path": "/embed", "embed_text": True, "embed_b64_image": True}},
             "group": {"type": "varchar"}}})
         assert r.status_code == 200, r.text
         folder = http.post("/api/v1/folders", json={"path": "shots"}).json()
@@ -95,6 +95,12 @@ def test_find_similar_in_the_explorer(chromium, ui_server: str, embedder: str, m
         expect(results.get_by_role("listitem")).to_have_count(10)
         assert set(results.get_by_role("button").all_inner_texts()[:2]) == {"pasta", "pizza"}
         shot(page, "similar-by-text")
+
+        # an image search (the test model embeds the PNG's caption)
+        panel.get_by_label("Search by image…").set_input_files(
+            files=[{"name": "query.png", "mimeType": "image/png", "buffer": png("snowy peaks in winter")}])
+        expect(panel.get_by_role("heading")).to_have_text("Near the image query.png")
+        expect(results.get_by_role("button").first).to_have_text("snow")
 
         # a result opens in the viewer
         results.get_by_role("button", name="Open pizza").click()
