@@ -55,7 +55,8 @@ def _stats(name: str, times: list[float]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--calls", type=int, default=50)
-    parser.add_argument("--path", default="/embed", help="/embed (the model) or /fixed (no model: overhead only)")
+    parser.add_argument("--path", default="/embed",
+                        help="/embed (the model) or /fixed (no model: overhead only)")
     args = parser.parse_args()
     secret = b"bench-secret-" + b"b" * 32
     signer = Signer(secret)
@@ -93,7 +94,8 @@ def main() -> None:
             alone.append(time.perf_counter() - t)
         for name, times in (("model", alone), ("direct", direct), ("corral", corral)):
             print(_stats(name, times))
-        print(f"corral's overhead (p50): {(statistics.median(corral) - statistics.median(direct)) * 1000:.2f} ms")
+        overhead = (statistics.median(corral) - statistics.median(direct)) * 1000
+        print(f"corral's overhead (p50): {overhead:.2f} ms")
     finally:
         proc.terminate()
         proc.wait(10)
