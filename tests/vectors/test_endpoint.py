@@ -325,3 +325,27 @@ def test_api_setting_forms() -> None:
     # an SDK save (no timeout in its form) keeps the timeout while the URL stays
     back = model.keep_extensions(model.from_encord(model.to_encord(s)), s)
     assert back.entries["e"].api == api
+
+
+def test_a_schema_saved_with_an_unchecked_api_stays_readable(client, db, make_user) -> None:  # type: ignore[no-untyped-def]
+    """Before endpoints were checked, ``api`` was kept as given: such a stored schema still reads
+    (that key without an endpoint), and its other keys and endpoints are untouched."""
+    from corral.db.tables import MetadataSchema
+
+    alice = make_user("a@x.io")
+    r = client.put("/api/v1/metadata-schema", headers=alice.bearer, json={"keys": {
+        "old.clip": {"type": "embedding", "size": 4}, "new": {"type": "embedding", "size": 4, "api": {
+            "url": "https://e.example", "embed_text": True}}, "camera": {"type": "varchar"}}})
+    assert r.status_code == 200, r.text
+    with db.write() as s:
+        row = s.get(MetadataSchema, alice.org_id)
+        doc = json.loads(json.dumps(row.document))
+        doc["keys"]["old.clip"]["api"] = {"url": None, "legacy": 1}  # what an old release kept
+        row.document = doc
+    r = client.get("/api/v1/metadata-schema", headers=alice.bearer)
+    assert r.status_code == 200, r.text
+    keys = r.json()["schema"]["keys"]
+    assert "api" not in keys["old.clip"] and keys["new"]["api"]["url"] == "https://e.example"
+    assert keys["camera"] == {"type": "varchar"}
+    r = client.post("/api/v1/index/similar", json={"key": "old.clip", "text": "x"}, headers=alice.bearer)
+    assert r.status_code == 400 and "has no embedding endpoint" in r.json()["message"]
