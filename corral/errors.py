@@ -153,3 +153,15 @@ class AccessDenied(StorageError):
 class StorageTimeout(StorageError):
     status = 504
     code = "storage_timeout"
+
+
+class EmbeddingEndpointError(CorralError):
+    """An embedding key's endpoint failed: unreachable, an error status, or an answer that is no vector."""
+
+    status = 502
+    code = "embedding_endpoint_error"
+
+
+class EmbeddingEndpointTimeout(EmbeddingEndpointError):
+    status = 504
+    code = "embedding_endpoint_timeout"

@@ -4,12 +4,15 @@ save filters and gather items (see docs/index.md)."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import click
 
 from corral.cli.client_commands import _client, _print, api_errors, connection_options
 from corral.cli.output import table
+
+MAX_IMAGE = 8 * 1024 * 1024  # the server's limit (corral.core.vectors.endpoint.MAX_IMAGE)
 
 
 @click.command()
@@ -55,7 +58,10 @@ def find(
 
 
 @click.command()
-@click.argument("items", nargs=-1, required=True)
+@click.argument("items", nargs=-1)
+@click.option("--text", default=None, help="Items near this text, embedded by the key's endpoint.")
+@click.option("--image", "image", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="Items near this image file, embedded by the key's endpoint.")
 @click.option("--key", default=None, help="The embedding key (default: the schema's only one).")
 @click.option("--where", default=None, help="Only items matching this filter (the `corral find` syntax).")
 @click.option("-k", "k", type=click.IntRange(1, 1000), default=20, show_default=True,
@@ -64,15 +70,21 @@ def find(
               help="Score by this metric instead of the key's own.")
 @connection_options
 def similar(
-    items: tuple[str, ...], key: str | None, where: str | None, k: int, metric: str | None,
-    profile: str | None, as_json: bool,
+    items: tuple[str, ...], text: str | None, image: Path | None, key: str | None, where: str | None, k: int,
+    metric: str | None, profile: str | None, as_json: bool,
 ) -> None:
-    """Items most similar to ITEM (an item id), or to the mean of several items, e.g.
-    corral similar 0190c7e2-… --where 'camera = "cam1"' -k 20."""
+    """Items most similar to ITEM (an item id), to the mean of several items, or to a text or an
+    image through the key's embedding endpoint, e.g.
+    corral similar 0190c7e2-… --where 'camera = "cam1"' -k 20, or corral similar --text "a red car"."""
+    if (len(items) > 0) + (text is not None) + (image is not None) != 1:
+        raise click.UsageError("give ITEM…, --text or --image (exactly one of them)")
+    if image is not None and image.stat().st_size > MAX_IMAGE:
+        raise click.UsageError(f"--image: at most {MAX_IMAGE // (1024 * 1024)} MiB")
     one = items[0] if len(items) == 1 else None
     with api_errors(), _client(profile) as c:
         found = c.similar(one, key=key, where=where, k=k, metric=metric,
-                          items=list(items) if one is None else None,
+                          items=list(items) if len(items) > 1 else None,
+                          text=text, image=image.read_bytes() if image is not None else None,
                           fields=["id", "type", "title"])
 
     def human(r: dict[str, Any]) -> None:

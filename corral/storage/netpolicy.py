@@ -24,7 +24,8 @@ allows whatever that name resolves to; an address or network entry allows those 
 whatever name led there.
 
 Hooks (imported lazily, so the cloud SDKs stay optional extras): :func:`guard_botocore_client`
-(S3 and STS), :func:`guarded_requests_session` (Azure's transport, Google's sessions).  Errors
+(S3 and STS), :func:`guarded_requests_session` (Azure's transport, Google's sessions),
+:func:`guarded_httpcore_backend` (an embedding key's endpoint, docs/vectors.md).  Errors
 are :class:`EndpointRefused`, a ``ConnectionError``; :func:`find_refusal` digs one out of the
 wrappers the SDKs put around it, so each backend reports the policy's own message.
 """
@@ -346,3 +347,28 @@ def guarded_requests_session(policy: EndpointPolicy, max_retries: int = 0) -> An
     import requests
 
     return guard_requests_session(requests.Session(), policy, max_retries)
+
+
+def guarded_httpcore_backend(policy: EndpointPolicy) -> Any:
+    """An ``httpcore`` network backend whose connections resolve and check through ``policy``.
+
+    For corral's own outbound calls made with ``httpcore`` (an embedding key's endpoint): each
+    connection resolves the name once, checks every address, and connects to a checked address;
+    TLS still verifies the certificate against the URL's host name.
+    """
+    import httpcore
+
+    class GuardedBackend(httpcore.SyncBackend):
+        def connect_tcp(self, host: str, port: int, timeout: float | None = None,
+                        local_address: str | None = None, socket_options: Any = None) -> Any:
+            addresses = policy.resolve(host, port)
+            last: Exception | None = None
+            for address in addresses:
+                try:
+                    return super().connect_tcp(address, port, timeout, local_address, socket_options)
+                except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
+                    last = exc
+            assert last is not None
+            raise last
+
+    return GuardedBackend()

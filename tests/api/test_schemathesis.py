@@ -77,8 +77,9 @@ DATA_CHECK_GAPS: dict[str, str] = {
     "PATCH /api/v1/integrations/{ref}": _PROVIDER,
     "POST /v2/public/ontologies": _ONTOLOGY,
     "PUT /v2/public/ontologies/{ontology_id}": _ONTOLOGY,
-    "POST /api/v1/index/similar": ("exactly one of item, vector or items; a vector as long as the embedding "
-                                   f"key's dimension; where/filter {_METADATA_KEYS}"),
+    "POST /api/v1/index/similar": ("exactly one of item, vector, items, text or image; a vector as long as "
+                                   "the embedding key's dimension; text and image need the key's embedding "
+                                   f"endpoint; where/filter {_METADATA_KEYS}"),
     "POST /public": "the v1 RPC envelope: the payload's shape depends on query_type and query_method",
     "POST /public/user": "the v1 RPC envelope: the payload's shape depends on query_type and query_method",
     "POST /api/v1/index/presets": f"filter or where, not both (a rule across fields); filter/where {_METADATA_KEYS}",

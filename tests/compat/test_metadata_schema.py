@@ -124,3 +124,22 @@ def test_sdk_key_added_and_deleted_before_save(schema_sdk) -> None:  # type: ign
     keys = httpx.get(f"{server}{URL}", headers=alice.bearer).json()["schema"]["keys"]
     assert keys["brief"] == {"type": "number"}
     assert client.metadata_schema().get_key_type("brief") == "number"
+
+
+def test_sdk_save_keeps_an_embedding_endpoint(schema_sdk) -> None:  # type: ignore[no-untyped-def]
+    client, alice, server = schema_sdk
+    api = {"url": "https://embed.example.com", "path": "/v1/embed", "embed_text": True,
+           "embed_b64_image": False, "timeout": 2.5}
+    r = httpx.put(f"{server}{URL}", headers=alice.bearer,
+                  json={"keys": {"clip": {"type": "embedding", "size": 8, "api": api}}})
+    assert r.status_code == 200, r.text
+    schema = client.metadata_schema()
+    assert "clip" in schema.keys()  # the SDK parses the endpoint in its own model
+    schema.add_scalar("camera", data_type="varchar")
+    schema.save()  # re-sends clip with its api, which has no timeout
+    keys = httpx.get(f"{server}{URL}", headers=alice.bearer).json()["schema"]["keys"]
+    assert keys["clip"]["api"] == api and keys["camera"] == {"type": "varchar"}
+    encord = httpx.get(f"{server}/v2/public/organisation/client-metadata-schema-v2", headers=alice.bearer)
+    assert encord.json()["clip"]["api"] == {"url": "https://embed.example.com", "path": "/v1/embed",
+                                            "service_integration": None, "client_only": False,
+                                            "embed_b64_image": False, "embed_text": True}

@@ -14,6 +14,7 @@ from starlette.concurrency import run_in_threadpool
 from corral.api.deps import Ctx, CurrentPrincipal
 from corral.api.parsing import CorralRoute
 from corral.core.identity import Principal
+from corral.core.integrations import endpoint_policy
 from corral.core.metadata import schema as model
 from corral.core.metadata import service
 from corral.core.metadata.service import SchemaState
@@ -25,7 +26,8 @@ def _save(ctx: Ctx, principal: Principal, parse: Any) -> None:
     def write() -> None:
         with ctx.db.write() as s:
             now = service.current(s, principal.org_id)
-            service.save(s, principal, model.keep_extensions(parse(now.schema), now.schema))
+            service.save(s, principal, model.keep_extensions(parse(now.schema), now.schema),
+                         endpoints=endpoint_policy(ctx.settings))
 
     return write()
 

@@ -5,6 +5,8 @@ Thin: the query model is ``corral.core.index``; see docs/index.md.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -21,8 +23,9 @@ from corral.api.deps import Ctx, CurrentPrincipal
 from corral.api.parsing import CorralRoute
 from corral.core.identity import Principal
 from corral.core.index import query
+from corral.core.integrations import endpoint_policy
+from corral.core.vectors import endpoint, stores
 from corral.core.vectors import search as vector_search
-from corral.core.vectors import stores
 from corral.db.engine import Database
 
 router = APIRouter(prefix="/api/v1/index", tags=["index"], route_class=CorralRoute)
@@ -118,6 +121,14 @@ class SimilarRequest(Filtered):
     items: list[str] | None = Field(
         None, description=f"Items like this set: 1 to {vector_search.MAX_SET} item ids (their mean vector)."
     )
+    text: str | None = Field(
+        None, description=f"Items near this text, embedded by the key's endpoint (1 to {endpoint.MAX_TEXT:,} "
+        "characters; docs/vectors.md#search-by-text-or-image)."
+    )
+    image: str | None = Field(
+        None, description="Items near this image (base64, at most "
+        f"{endpoint.MAX_IMAGE // (1024 * 1024)} MiB decoded), embedded by the key's endpoint."
+    )
     k: int = Field(10, description=f"How many results, 1 to {vector_search.MAX_K}.")
     metric: str | None = Field(
         None, description="cosine, dot or l2; unset: the key's own (the schema's; cosine by default)."
@@ -150,8 +161,21 @@ def _uuid(raw: str, field: str) -> uuid.UUID:
         ) from None
 
 
+def _image(raw: str) -> bytes:
+    if len(raw) > (endpoint.MAX_IMAGE // 3 + 1) * 4 + 4:
+        raise errors.ValidationFailed(
+            f"image: at most {endpoint.MAX_IMAGE // (1024 * 1024)} MiB decoded",
+            details=[errors.ErrorDetail("too large", field="image")])
+    try:
+        return base64.b64decode(raw, validate=True)
+    except (binascii.Error, ValueError):
+        raise errors.ValidationFailed(
+            "image: expected the image's bytes in base64",
+            details=[errors.ErrorDetail("not base64", field="image")]) from None
+
+
 @router.post("/similar", response_model=SimilarPublic,
-             summary="Items most similar to an item, a vector or a set, under a filter")
+             summary="Items most similar to an item, a vector, a set, a text or an image, under a filter")
 async def run_similar(ctx: Ctx, principal: CurrentPrincipal, body: SimilarRequest) -> SimilarPublic:
     fields = query.check_fields(body.fields)
     q = vector_search.Query(
@@ -160,18 +184,35 @@ async def run_similar(ctx: Ctx, principal: CurrentPrincipal, body: SimilarReques
         vector=body.vector,
         items=[_uuid(v, f"items[{i}]") for i, v in enumerate(body.items)] if body.items is not None else None,
         include_query_items=body.include_query_items,
+        text=body.text, image=_image(body.image) if body.image is not None else None,
     )
     vector_search.check(q)
 
     def read() -> SimilarPublic:
         tree = _filter(ctx.db, principal, body)
         keys = vector_search.ensure_keys(ctx.db, principal.org_id)
+        resolved = vector_search.resolve_input(
+            ctx.db, principal, keys, q, policy=endpoint_policy(ctx.settings),
+            signer=endpoint.Signer(ctx.settings.resolved_secret_key()))
         store = stores.for_database(ctx.db, ctx.settings)
         with ctx.db.read() as s:
-            found = vector_search.similar(s, principal, store, keys, replace(q, filter=tree), fields)
+            found = vector_search.similar(s, principal, store, keys, replace(resolved, filter=tree), fields)
         return SimilarPublic(key=found.key, metric=found.metric, store=found.store, items=found.items)
 
     return await run_in_threadpool(read)
+
+
+class SigningKeyPublic(BaseModel):
+    keys: list[dict[str, str]] = Field(
+        description="corral's public key as a JSON Web Key set (one Ed25519 key, alg EdDSA): what an "
+        "embedding endpoint verifies corral's tokens with."
+    )
+
+
+@router.get("/embedding-signing-key", response_model=SigningKeyPublic,
+            summary="The public key embedding endpoints verify corral's tokens with")
+async def embedding_signing_key(ctx: Ctx, principal: CurrentPrincipal) -> SigningKeyPublic:
+    return SigningKeyPublic(keys=[endpoint.Signer(ctx.settings.resolved_secret_key()).jwk()])
 
 
 def export_lines(db: Database, principal: Principal, tree: Any, sort: query.Sort,

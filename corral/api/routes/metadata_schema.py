@@ -11,6 +11,7 @@ from starlette.concurrency import run_in_threadpool
 
 from corral.api.deps import Ctx, CurrentPrincipal
 from corral.api.parsing import CorralRoute
+from corral.core.integrations import endpoint_policy
 from corral.core.metadata import schema as model
 from corral.core.metadata import service
 from corral.core.metadata.service import SaveResult, SchemaState, VersionInfo
@@ -139,7 +140,8 @@ async def put_schema(
         with ctx.db.write() as s:
             now = service.current(s, principal.org_id)
             new = model.parse_any(document, now.schema, form)
-            return service.save(s, principal, new, base_version=base_version, dry_run=dry_run)
+            return service.save(s, principal, new, base_version=base_version, dry_run=dry_run,
+                                endpoints=endpoint_policy(ctx.settings))
 
     result = await run_in_threadpool(write)
     return SavePublic(

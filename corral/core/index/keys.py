@@ -64,7 +64,9 @@ def definition(name: str, entry: Entry) -> dict[str, Any]:
 
 
 def _entry(name: str, stored: dict[str, Any]) -> Entry:
-    return from_native({"keys": {name: stored}}).entries[name]
+    # the type is what counts here; an embedding endpoint saved before endpoints were checked may
+    # not parse, and is not needed
+    return from_native({"keys": {name: {k: v for k, v in stored.items() if k != "api"}}}).entries[name]
 
 
 def epoch(iso: str) -> float:

@@ -30,6 +30,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
+from corral.core.metadata import embedding_api
+from corral.core.metadata.embedding_api import EmbeddingApi
 from corral.errors import ErrorDetail, ValidationFailed
 from corral.jsoncodec import int_summary, preview
 
@@ -88,7 +90,7 @@ class Entry:
     values: tuple[str, ...] = ()  # enum, sorted and unique
     size: int | None = None  # embedding
     number_format: Literal["F32", "F64"] = "F64"  # number
-    api: dict[str, Any] | None = None  # embedding: the SDK's embedding-API settings, kept as given
+    api: EmbeddingApi | None = None  # embedding: the endpoint that embeds a text or an image
     metric: str | None = None  # embedding: cosine (the default), dot or l2, for similarity search
     required: bool = False
     deleted: Deleted = None
@@ -201,10 +203,7 @@ def _definition(kind: str, params: Mapping[str, Any], where: str, problems: _Pro
         entry = replace(entry, values=_enum_values(params.get("values"), f"{where}.values", problems))
     elif kind == "embedding":
         size = _int(params.get("size"), 1, EMBEDDING_MAX, f"{where}.size", problems)
-        api = params.get("api")
-        if api is not None and not isinstance(api, dict):
-            problems.add(f"{where}.api", "expected an object or null")
-            api = None
+        api = embedding_api.parse(params.get("api"), f"{where}.api", problems)
         metric = params.get("metric")
         if metric is not None and metric not in ("cosine", "dot", "l2"):
             problems.add(f"{where}.metric", f"expected cosine, dot or l2, got {_shown(metric)}")
@@ -304,7 +303,7 @@ def to_native(schema: Schema) -> dict[str, Any]:
         if e.kind == "embedding":
             out["size"] = e.size
             if e.api is not None:
-                out["api"] = e.api
+                out["api"] = e.api.native()
             if e.metric is not None:
                 out["metric"] = e.metric
         if e.kind == "number" and e.number_format != "F64":
@@ -377,7 +376,7 @@ def _encord_type(e: Entry) -> dict[str, Any]:
     if e.kind == "enum":
         return {"ty": "enum", "values": list(e.values)}
     if e.kind == "embedding":
-        return {"ty": "embedding", "size": e.size, "api": e.api}
+        return {"ty": "embedding", "size": e.size, "api": e.api.encord() if e.api is not None else None}
     return {"ty": str(e.kind)}
 
 
@@ -451,12 +450,16 @@ def to_legacy(schema: Schema) -> dict[str, str]:
 
 
 def keep_extensions(new: Schema, current: Schema) -> Schema:
-    """The SDK's forms know nothing of ``required`` and ``strict_metadata``: keep the current ones."""
+    """The SDK's forms know nothing of ``required``, ``strict_metadata`` and an embedding endpoint's
+    ``timeout``: keep the current ones (the timeout while the endpoint's URL stays the same)."""
     entries = {}
     for key, entry in new.entries.items():
         old = current.entries.get(key)
         keep = old is not None and old.required and entry.live and entry.same_type(old)
-        entries[key] = replace(entry, required=True) if keep else entry
+        entry = replace(entry, required=True) if keep else entry
+        if old is not None and entry.api is not None and old.api is not None and entry.api.url == old.api.url:
+            entry = replace(entry, api=replace(entry.api, timeout=old.api.timeout))
+        entries[key] = entry
     return Schema(entries, current.strict_metadata)
 
 

@@ -8,6 +8,7 @@ someone else saved in between.  Saving a schema identical to the current one add
 
 from __future__ import annotations
 
+import logging
 import threading
 import uuid
 from collections import OrderedDict
@@ -23,11 +24,15 @@ from corral import errors
 from corral.core.identity import Principal
 from corral.core.index import keys as index_keys
 from corral.core.index import reproject  # noqa: F401  (the index's ORM listener and job kind)
+from corral.core.metadata import embedding_api
 from corral.core.metadata.evolution import evolve
 from corral.core.metadata.schema import Schema, from_native, to_native
 from corral.core.metadata.validation import Validator, describe
 from corral.core.vectors import keys as vector_keys
 from corral.db.tables import MetadataSchema, MetadataSchemaVersion, User
+from corral.storage.netpolicy import EndpointPolicy
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -50,21 +55,49 @@ def _email(s: Session, user_id: uuid.UUID | None) -> str | None:
     return s.scalar(select(User.email).where(User.id == user_id)) if user_id else None
 
 
+def stored(document: dict[str, Any]) -> Schema:
+    """A saved schema document.  One saved before embedding endpoints were checked may hold an
+    ``api`` that is no valid endpoint (it was kept as given then): such a key reads as having no
+    endpoint, with a warning, rather than making the whole schema unreadable."""
+    try:
+        return from_native(document)
+    except errors.ValidationFailed as exc:
+        fields = [d.field or "" for d in exc.details]
+        raw_keys: dict[str, Any] = document.get("keys") or {}
+        bad = {k for k in raw_keys if any(f.startswith(f"keys.{k}.api") for f in fields)}
+        prefixes = tuple(f"keys.{k}.api" for k in bad)
+        if not bad or not all(f.startswith(prefixes) for f in fields):
+            raise
+    log.warning("metadata schema: ignoring an embedding endpoint saved before endpoints were checked",
+                extra={"keys": sorted(bad)})
+    keys = {k: ({n: v for n, v in d.items() if n != "api"} if k in bad else d)
+            for k, d in document.get("keys", {}).items()}
+    return from_native({**document, "keys": keys})
+
+
 def current(s: Session, org_id: uuid.UUID, *, lock: bool = False) -> SchemaState:
     query = select(MetadataSchema).where(MetadataSchema.org_id == org_id)
     row = s.scalar(query.with_for_update() if lock else query)
     if row is None:
         return SchemaState(0, Schema())
-    return SchemaState(row.version, from_native(row.document), row.updated_at, _email(s, row.updated_by))
+    return SchemaState(row.version, stored(row.document), row.updated_at, _email(s, row.updated_by))
 
 
 def save(
-    s: Session, principal: Principal, new: Schema, *, base_version: int | None = None, dry_run: bool = False
+    s: Session, principal: Principal, new: Schema, *, base_version: int | None = None, dry_run: bool = False,
+    endpoints: EndpointPolicy | None = None,
 ) -> SaveResult:
-    """Replace the schema with ``new`` if it is a valid evolution of the current one."""
+    """Replace the schema with ``new`` if it is a valid evolution of the current one.
+
+    ``endpoints``: the operator's policy, which every embedding endpoint that changes must pass.
+    """
     if principal.role != "admin":
         raise errors.PermissionDenied("only organisation admins may change the metadata schema")
     now = current(s, principal.org_id, lock=True)
+    if endpoints is not None:
+        embedding_api.check_urls({k: e.api for k, e in new.live().items() if e.api is not None
+                                  and (k not in now.schema.entries or now.schema.entries[k].api != e.api)},
+                                 endpoints)
     if base_version is not None and base_version != now.version:
         raise errors.Conflict(
             f"the metadata schema changed since version {base_version} (it is now at "
@@ -122,7 +155,7 @@ def at_version(s: Session, org_id: uuid.UUID, version: int) -> SchemaState:
     )
     if row is None:
         raise errors.NotFound(f"metadata schema version {version} not found")
-    return SchemaState(row.version, from_native(row.document), row.created_at, _email(s, row.created_by))
+    return SchemaState(row.version, stored(row.document), row.created_at, _email(s, row.created_by))
 
 
 @dataclass(frozen=True)

@@ -23,12 +23,14 @@ from corral.core import items as items_core
 from corral.core.identity import Principal
 from corral.core.index import query as index_query
 from corral.core.metadata import service as metadata_service
+from corral.core.vectors import endpoint
 from corral.core.vectors import keys as vector_keys
 from corral.core.vectors.store import MARKER, METRICS, Hit, Metric, VectorKey, Vectors, is_marker
 from corral.core.vectors.table import TableStore
 from corral.db.engine import Database
 from corral.db.tables import Item, ItemVector
 from corral.errors import ErrorDetail
+from corral.storage.netpolicy import EndpointPolicy
 
 MAX_K = 1000
 MAX_SET = 1000
@@ -104,6 +106,8 @@ class Query:
     items: list[uuid.UUID] | None = None
     filter: Any = None
     include_query_items: bool = False
+    text: str | None = None  # through the key's embedding endpoint (``resolve_input``)
+    image: bytes | None = None
 
 
 @dataclass
@@ -116,15 +120,34 @@ class Result:
 
 
 def check(q: Query) -> None:
-    given = [n for n, v in (("item", q.item), ("vector", q.vector), ("items", q.items)) if v is not None]
+    given = [n for n, v in (("item", q.item), ("vector", q.vector), ("items", q.items), ("text", q.text),
+                            ("image", q.image)) if v is not None]
     if len(given) != 1:
-        raise _bad("item", "give exactly one of item (an item id), vector (numbers) or items (item ids)")
+        raise _bad("item", "give exactly one of item (an item id), vector (numbers), items (item ids), "
+                   "text or image (through the key's embedding endpoint)")
     if not 1 <= q.k <= MAX_K:
         raise _bad("k", f"k is 1 to {MAX_K}, got {q.k}")
     if q.metric is not None and q.metric not in METRICS:
         raise _bad("metric", f"metric is one of {', '.join(METRICS)}, got {q.metric!r}")
     if q.items is not None and not 1 <= len(q.items) <= MAX_SET:
         raise _bad("items", f"items holds 1 to {MAX_SET} item ids")
+
+
+def resolve_input(db: Database, principal: Principal, keys: dict[str, VectorKey], q: Query, *,
+                  policy: EndpointPolicy, signer: endpoint.Signer) -> Query:
+    """``q`` with its text or image turned into a vector by the key's embedding endpoint.
+
+    The endpoint is called outside any database transaction (it may take the key's timeout).
+    """
+    if q.text is None and q.image is None:
+        return q
+    key = key_named(keys, q.key)
+    with db.read() as s:
+        entry = metadata_service.current(s, principal.org_id).schema.entries.get(key.name)
+    api = entry.api if entry is not None and entry.live else None
+    vector = endpoint.embed(key, api, endpoint.Input(q.text, q.image), policy=policy,
+                            signer=signer, user_id=principal.user_id)
+    return replace(q, key=key.name, text=None, image=None, vector=[float(x) for x in vector])
 
 
 def _query_vector(s: Session, principal: Principal, store: TableStore, key: VectorKey, q: Query) -> Vectors:

@@ -7,6 +7,8 @@ import { useCallback, useEffect, useMemo, useRef, useState, type FormEvent, type
 import { ApiError, api, request } from "../api";
 import { Confirm, Dialog, ErrorBanner } from "../components/ui";
 import { ItemViewer } from "./ItemViewer";
+import { SimilarPanel, hasEmbeddings } from "./Similar";
+import type { SimilarSource } from "./similarModel";
 import { Tile, useStrictIntegrations, type TileItem } from "./Files";
 import { layout, scrollTopFor } from "./virtualRows";
 import { nextIndex } from "./windowCache";
@@ -58,6 +60,7 @@ export function Explore() {
   const [collections, setCollections] = useState<Collection[] | null>(null);
   const [savedError, setSavedError] = useState<unknown>(null);
   const [dropping, setDropping] = useState<Preset | null>(null);
+  const [similar, setSimilar] = useState<{ source: SimilarSource | null } | null>(null);
   const loadSaved = useCallback(() => {
     api.get<{ presets: Preset[] }>("/api/v1/index/presets", { page_size: 1000 }).then((r) => setPresets(r.presets), setSavedError);
     api.get<{ collections: Collection[] }>("/api/v1/index/collections", { page_size: 1000 }).then((r) => setCollections(r.collections), setSavedError);
@@ -213,13 +216,16 @@ export function Explore() {
           <button onClick={() => { setNotice(null); setDialog("preset"); }}>Save as preset…</button>
           <button disabled={!count} onClick={() => { setNotice(null); setDialog("collection"); }}>Add to collection…</button>
           <button className="primary" disabled={!count} onClick={() => { setNotice(null); setDialog("dataset"); }}>Add to dataset…</button>
+          {hasEmbeddings(schema) && <button onClick={() => setSimilar({ source: null })} aria-pressed={similar !== null}>Similar…</button>}
         </div>
+        {similar && <SimilarPanel schema={schema} where={composed.where} source={similar.source} onOpen={setItemId} onClose={() => setSimilar(null)} />}
         {notice && <div className="alert ok" role="status" style={{ margin: "8px 16px 0" }}>{notice}</div>}
         {queryError !== null && typedError === null && <div style={{ margin: "8px 16px 0" }}><ErrorBanner error={queryError} /></div>}
         <Results items={items} count={count} more={next !== null} loadMore={loadMore} selectedId={itemId} onSelect={setItemId} />
       </section>
 
-      {itemId && <ItemViewer itemId={itemId} onClose={() => setItemId(null)} onChanged={() => setSel({ ...sel })} />}
+      {itemId && <ItemViewer itemId={itemId} onClose={() => setItemId(null)} onChanged={() => setSel({ ...sel })}
+        onFindSimilar={(it, vectors) => setSimilar({ source: { item: it.id, title: it.name, keys: vectors } })} />}
       {dialog === "dataset" && count !== null && (
         <LinkToDataset where={composed.where} count={count} onClose={() => setDialog(null)} onDone={done} />
       )}

@@ -3,10 +3,11 @@ import { api, type Item } from "../api";
 import { Confirm, ErrorBanner, formatBytes, formatDate } from "../components/ui";
 import { decodeDicom } from "./dicom";
 import { PromptDialog } from "./Files";
+import { vectorKeys } from "./similarModel";
 
 const TEXT_PREVIEW_BYTES = 200_000;
 
-export function ItemViewer(props: { itemId: string; onClose: () => void; onChanged: () => void }) {
+export function ItemViewer(props: { itemId: string; onClose: () => void; onChanged: () => void; onFindSimilar?: (item: Item, keys: string[]) => void }) {
   const [item, setItem] = useState<Item | null>(null);
   const [error, setError] = useState<unknown>(null);
   const [action, setAction] = useState<null | "rename" | "move" | "delete">(null);
@@ -30,6 +31,9 @@ export function ItemViewer(props: { itemId: string; onClose: () => void; onChang
             <button onClick={() => setAction("rename")}>Rename</button>
             <button onClick={() => setAction("move")}>Move</button>
             <button className="danger" onClick={() => setAction("delete")}>Delete</button>
+            {props.onFindSimilar && vectorKeys(item.client_metadata).length > 0 && (
+              <button onClick={() => props.onFindSimilar?.(item, vectorKeys(item.client_metadata))}>Find similar</button>
+            )}
           </div>
           <h3 style={{ marginTop: 16 }}>Properties</h3>
           <dl>
