@@ -107,7 +107,7 @@ def _subtree(s: Session, org_id: uuid.UUID, root: uuid.UUID) -> list[uuid.UUID]:
 
 
 def catalog(s: Session, principal: Principal) -> Catalog:
-    schema = metadata_service.current(s, principal.org_id).schema
+    schema = metadata_service.current_schema(s, principal.org_id)
     live = schema.live()
     keys = {k.name: k for k in index_keys.load(s, principal.org_id) if k.name in live}
     deleted = frozenset(n for n, e in schema.entries.items() if not e.live)
@@ -182,7 +182,13 @@ def prepare(
     cat: Catalog | None = None,
 ) -> Prepared:
     cat = cat or catalog(s, principal)
-    node = parse(filter_, cat)
+    return _compiled(s, principal, parse(filter_, cat), cat, correlated=correlated, row=row)
+
+
+def _compiled(
+    s: Session, principal: Principal, node: Node | None, cat: Catalog, *, correlated: bool = False,
+    row: Any = None,
+) -> Prepared:
     compiled = Compiler(s.get_bind().dialect.name, correlated=correlated, row=row)(node)
     return Prepared([*_visible(s, principal), compiled], cat, node)
 
@@ -310,7 +316,14 @@ def _decode(raw: str, sort: Sort) -> dict[str, Any]:
         raise _bad("page_token", "invalid page token for this sort; start again without one") from None
 
 
-def _output(item: Item, fields: tuple[str, ...]) -> dict[str, Any]:
+#: The columns a page reads (a Core row of them, not an ORM object: a third of a page's time).
+_OUTPUT_COLUMNS = (
+    Item.id, Item.name, Item.item_type, Item.folder_id, Item.url, Item.file_size, Item.mime_type,
+    Item.media, Item.client_metadata, Item.created_at, Item.updated_at,
+)
+
+
+def _output(item: Any, fields: tuple[str, ...]) -> dict[str, Any]:
     everything = {
         "id": str(item.id), "title": item.name, "type": item.item_type, "folder_id": str(item.folder_id),
         "url": item.url, "size": item.file_size, "mime_type": item.mime_type, "media": item.media,
@@ -346,7 +359,7 @@ class _Sorter:
 
     def phase_query(self, phase: int, where: list[ColumnElement[bool]]) -> Select[Any]:
         if self.value is None:
-            return select(Item, Item.id).where(*where)
+            return select(*_OUTPUT_COLUMNS, Item.id).where(*where)
         if phase == 1:
             if self.key is not None:
                 having = select(ItemMeta.item_id).where(
@@ -355,8 +368,8 @@ class _Sorter:
                 missing = Item.id.not_in(having)
             else:
                 missing = self.value.is_(None)
-            return select(Item, Item.id).where(*where, missing)
-        query = select(Item, self.value).where(*where)
+            return select(*_OUTPUT_COLUMNS, Item.id).where(*where, missing)
+        query = select(*_OUTPUT_COLUMNS, self.value).where(*where)
         if self.key is not None:
             on = and_(self.meta.item_id == Item.id, self.meta.key_id == self.key.id, self.value.is_not(None))
             return query.join(self.meta, on)
@@ -449,8 +462,9 @@ def page(
     sort = sort or Sort()
     cat = catalog(s, principal)
     sorter = _Sorter(cat, sort, s.get_bind().dialect.name)
-    prepared = prepare(s, principal, filter_, correlated=True, cat=cat)
-    keyed = prepare(s, principal, filter_, correlated=True, row=sorter.meta.item_id, cat=cat)
+    node = parse(filter_, cat)  # once: the two compilations below share it
+    prepared = _compiled(s, principal, node, cat, correlated=True)
+    keyed = _compiled(s, principal, node, cat, correlated=True, row=sorter.meta.item_id)
     token = _decode(page_token, sort) if page_token else None
     phase = token["p"] if token else 0
     out: list[dict[str, Any]] = []
@@ -462,9 +476,9 @@ def page(
         want = page_size - len(out)
         with planner(s, walk=phase == 0 and sorter.key is not None):
             rows = s.execute(query.order_by(*sorter.order(phase)).limit(want + 1)).all()
-        for item, value in rows[:want]:
-            out.append(_output(item, fields))
-            last = (phase, value, item.id)
+        for row in rows[:want]:
+            out.append(_output(row, fields))
+            last = (phase, row[-1], row.id)
         if len(rows) > want:
             assert last is not None
             return Page(out, _encode({"s": sort.signature(), "p": last[0], "v": _token_value(last[1]),
