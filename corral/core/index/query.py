@@ -503,10 +503,11 @@ def facets(
     """Per key: value counts (top ``top``) for enum, boolean, varchar and uuid keys and the item
     type (``@type``); a histogram of ``buckets`` equal ranges for number and datetime keys.
 
-    The matching items are read once, into a temporary table of their ids (and types); then one
-    statement reads every key's values of those items (one primary-key range of ``item_meta`` per
-    item, not one probe per item and key) for the histograms' ranges, and one more counts every
-    key's values or buckets, keeping each key's top rows."""
+    The matching items are read once, into a temporary table of their ids; then one statement
+    copies every wanted key's values of those items into another (one primary-key range of
+    ``item_meta`` per item, not one probe per item and key); from it, one statement finds the
+    histograms' ranges, and one more counts every key's values or buckets, keeping each key's top
+    rows."""
     if not 1 <= len(names) <= MAX_FACETS:
         raise _bad("keys", f"ask for 1 to {MAX_FACETS} facets, got {len(names)}")
     if not 1 <= top <= MAX_TOP:
@@ -524,28 +525,19 @@ def facets(
             raise _bad(f"keys[{i}]", f"{name!r} is a text key: facets count enum, boolean, varchar and "
                        "uuid values, and bucket numbers and datetimes")
         wanted.append(key)
-    with _matching(s, principal, prepared) as matching, planner(s, probe=True):
-        return _facets(s, matching, names, wanted, top, buckets)
+    key_ids = sorted({k.id for k in wanted if k is not None})
+    with (_matching(s, principal, prepared) as matching, planner(s, probe=True),
+          _values(s, matching, key_ids) as values):
+        return _facets(s, matching, values, names, wanted, top, buckets)
 
 
 @contextmanager
-def _matching(s: Session, principal: Principal, prepared: Prepared) -> Iterator[Table]:
-    """A temporary table of the matching items' ids, dropped on the way out."""
-    table = Table(
-        f"corral_matching_{uuid.uuid4().hex[:12]}", MetaData(), Column("id", Uuid, primary_key=True),
-        prefixes=["TEMPORARY"],
-    )
+def _temporary(s: Session, prefix: str, *columns: Column[Any]) -> Iterator[Table]:
+    """A temporary table of ``columns``, dropped on the way out."""
+    table = Table(f"corral_{prefix}_{uuid.uuid4().hex[:12]}", MetaData(), *columns, prefixes=["TEMPORARY"])
     connection = s.connection()
     table.create(connection)
     try:
-        matches = _metadata_matches(s, principal, prepared)
-        if matches is None:
-            s.execute(insert(table).from_select(["id"], select(Item.id).where(*prepared.where)))
-        else:  # from item_meta alone, then without the hidden items
-            s.execute(insert(table).from_select(["id"], matches))
-            s.execute(delete(table).where(table.c.id.in_(_hidden(s, principal))))
-        if s.get_bind().dialect.name == "postgresql":  # its size, so the planner reads item_meta by it
-            s.execute(text(f"ANALYZE {table.name}"))
         yield table
     except BaseException:
         # after a database error PostgreSQL refuses the drop until the rollback, which drops the
@@ -556,16 +548,44 @@ def _matching(s: Session, principal: Principal, prepared: Prepared) -> Iterator[
     table.drop(connection)
 
 
+@contextmanager
+def _matching(s: Session, principal: Principal, prepared: Prepared) -> Iterator[Table]:
+    """A temporary table of the matching items' ids."""
+    with _temporary(s, "matching", Column("id", Uuid, primary_key=True)) as table:
+        matches = _metadata_matches(s, principal, prepared)
+        if matches is None:
+            s.execute(insert(table).from_select(["id"], select(Item.id).where(*prepared.where)))
+        else:  # from item_meta alone, then without the hidden items
+            s.execute(insert(table).from_select(["id"], matches))
+            s.execute(delete(table).where(table.c.id.in_(_hidden(s, principal))))
+        if s.get_bind().dialect.name == "postgresql":  # its size, so the planner reads item_meta by it
+            s.execute(text(f"ANALYZE {table.name}"))
+        yield table
+
+
+@contextmanager
+def _values(s: Session, matching: Table, key_ids: list[int]) -> Iterator[Table]:
+    """A temporary table of the matching items' values of ``key_ids``, read from ``item_meta``
+    once (the ranges and the counts then read this, not ``item_meta`` twice): one primary-key
+    range per item, the matching ids driving.  (Written as a join, SQLite's planner, without
+    statistics of the temporary table, would rather scan item_meta, or build a Bloom filter of
+    it; ``IN (SELECT id FROM temp)`` makes the ids drive.)"""
+    columns = (Column("key_id", Integer), Column("num", ItemMeta.num.type), Column("txt", ItemMeta.txt.type))
+    with _temporary(s, "values", *columns) as table:
+        if key_ids:
+            values = select(ItemMeta.key_id, ItemMeta.num, ItemMeta.txt).where(
+                ItemMeta.item_id.in_(select(matching.c.id)), ItemMeta.key_id.in_(key_ids))
+            s.execute(insert(table).from_select(["key_id", "num", "txt"], values))
+        yield table
+
+
 def _facets(
-    s: Session, matching: Table, names: list[str], wanted: list[index_keys.Key | None], top: int, n: int
+    s: Session, matching: Table, values: Table, names: list[str], wanted: list[index_keys.Key | None],
+    top: int, n: int,
 ) -> list[dict[str, Any]]:
     pg = s.get_bind().dialect.name == "postgresql"
     keys = {k.id: k for k in wanted if k is not None}
     numeric = [k for k in keys.values() if k.kind in ("number", "datetime")]
-    # each matching item's values: one primary-key range of item_meta per item, the matching ids
-    # driving (as a join, SQLite's planner, without statistics of the temporary table, would rather
-    # scan item_meta, or build a Bloom filter of it)
-    values = select(ItemMeta).where(ItemMeta.item_id.in_(select(matching.c.id))).subquery()
     ranges: dict[int, tuple[float, float, int]] = {}
     if numeric:
         rows = s.execute(
