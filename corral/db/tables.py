@@ -20,6 +20,7 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     MetaData,
+    PrimaryKeyConstraint,
     String,
     Text,
     UniqueConstraint,
@@ -312,6 +313,9 @@ class ItemMeta(Base):
               postgresql_where=text("num IS NOT NULL")),
         Index("ix_item_meta_txt", "key_id", "txt", "item_id", sqlite_where=text("txt IS NOT NULL"),
               postgresql_where=text("txt IS NOT NULL")),
+        # on PostgreSQL the primary key carries the values, so an item's values (what facets read)
+        # are one index-only range; on SQLite the table is its primary key (migration 0022i)
+        PrimaryKeyConstraint("item_id", "key_id", name="pk_item_meta", postgresql_include=["num", "txt"]),
         {"sqlite_with_rowid": False},
     )
     item_id: Mapped[uuid.UUID] = mapped_column(

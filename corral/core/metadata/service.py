@@ -83,6 +83,12 @@ def current(s: Session, org_id: uuid.UUID, *, lock: bool = False) -> SchemaState
     return SchemaState(row.version, stored(row.document), row.updated_at, _email(s, row.updated_by))
 
 
+def current_schema(s: Session, org_id: uuid.UUID) -> Schema:
+    """The current schema alone (what a query needs: one read, no editor's email)."""
+    document = s.scalar(select(MetadataSchema.document).where(MetadataSchema.org_id == org_id))
+    return Schema() if document is None else from_native(document)
+
+
 def save(
     s: Session, principal: Principal, new: Schema, *, base_version: int | None = None, dry_run: bool = False,
     endpoints: EndpointPolicy | None = None,
