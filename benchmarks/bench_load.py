@@ -42,6 +42,14 @@ in total and per route, p50/p95/p99 per route, errors (by status), the server's 
 by side in one session, each with its own dependencies.  ``--profile DIR``
 samples the server (and its children) with py-spy during the last phase and prints the hottest
 functions (``CORRAL_BENCH_PYSPY`` names py-spy; default: next to this Python).
+
+``--cpu-per-route N`` measures instead the server's **CPU time per request of each route** (the
+figure a loaded machine moves least): one API process (`--workers 1`), one client, N requests of
+one route at a time (after N/10 unmeasured ones), the API process's CPU seconds (from
+/proc/PID/stat; the job workers' processes are not counted) divided by N, with the p50 wall time.
+With ``--baseline DIR`` (another checkout, as ``--source``) the two codes take turns on the same
+data, ``--rounds`` times each, so the before/after ratio comes from one session; with
+``--profile DIR`` each route of each code is sampled by py-spy (``--gil``) into its own file.
 """
 
 from __future__ import annotations
@@ -163,7 +171,7 @@ def setup(settings: Settings, env: dict[str, str], source: Path | None, n: int) 
 
 def serve(env: dict[str, str], source: Path | None, extra: list[str], log: Path,
           port: int = PORT) -> subprocess.Popen[bytes]:
-    with log.open("wb") as out:
+    with log.open("ab") as out:
         server = subprocess.Popen([*corral_cmd(source), "serve", *extra], env=corral_env(env, source),
                                   stdout=subprocess.DEVNULL, stderr=out, cwd=log.parent)
     for _ in range(600):
@@ -406,10 +414,10 @@ def report(stats: Stats, elapsed: float, clients: int, server_cpu: float | None 
 # -- profiles --------------------------------------------------------------------------------
 
 
-def start_profile(pid: int, seconds: float, out: Path) -> subprocess.Popen[bytes]:
+def start_profile(pid: int, seconds: float, out: Path, subprocesses: bool = True) -> subprocess.Popen[bytes]:
     spy = os.environ.get("CORRAL_BENCH_PYSPY", str(BIN / "py-spy"))
-    return subprocess.Popen([spy, "record", "-p", str(pid), "--subprocesses", "-d", str(int(seconds)),
-                             "-r", "100", "--gil", "-f", "raw", "-o", str(out)],
+    return subprocess.Popen([spy, "record", "-p", str(pid), *(["--subprocesses"] if subprocesses else []),
+                             "-d", str(int(seconds)), "-r", "100", "--gil", "-f", "raw", "-o", str(out)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
@@ -478,6 +486,99 @@ async def prepare(base: str, token: str, sample: list[str], files: int) -> Targe
         return Target(dataset=dataset, ids=sample, job=job, bulk_sign=bulk)
 
 
+async def route_cpu(base: str, token: str, t: Target, route: str, n: int, pid: int,
+                    spy_out: Path | None) -> tuple[float, float, int]:
+    """N requests of one route by one client: (server CPU µs per request, p50 ms, errors)."""
+    stats = Stats()
+    headers = {"Authorization": f"Bearer {token}"}
+    async with httpx.AsyncClient(base_url=base, headers=headers, timeout=60,
+                                 limits=httpx.Limits(max_connections=1)) as http:
+        for i in range(max(1, n // 10)):  # warm up: caches, connections, the route's first use
+            await client_loop(http, t, stats, lambda: False, i, only=route)
+        stats = Stats()
+        spy = None
+        if spy_out is not None:
+            spy = start_profile(pid, 3600, spy_out, subprocesses=False)
+            await asyncio.sleep(1.0)  # py-spy attaches
+        cpu0 = cpu_seconds([pid])
+        for i in range(n):
+            await client_loop(http, t, stats, lambda: False, i, only=route)
+        cpu = cpu_seconds([pid]) - cpu0
+        if spy is not None:
+            spy.send_signal(signal.SIGINT)
+            spy.wait(60)
+    errors = sum(sum(c.values()) for c in stats.errors.values())
+    return cpu * 1e6 / n, percentile(stats.times[route], .5) * 1000, errors
+
+
+def cpu_per_route(args: argparse.Namespace, env: dict[str, str], work: Path, token: str,
+                  sample: list[str]) -> None:
+    """Each code (this checkout, then --baseline) in turn, --rounds times, on the same data."""
+    base = f"http://127.0.0.1:{args.port}"
+    codes: list[tuple[str, Path | None]] = [("this", args.source)]
+    if args.baseline is not None:
+        codes.insert(0, ("baseline", args.baseline))
+    routes = [*ROUTES, "signed_page"]
+    results: dict[tuple[str, str], list[tuple[float, float, int]]] = defaultdict(list)
+    target: Target | None = None
+    for rnd in range(args.rounds):
+        for name, source in codes:
+            server = serve(env, source, [*args.serve_args.split(), "--workers", "1"],
+                           work / f"server-{name}.log", args.port)
+            try:
+                prepared = work / "bench-load-target.json"  # --keep: prepared by an earlier run
+                if target is None and prepared.exists():
+                    target = Target(**json.loads(prepared.read_text()))
+                elif target is None:
+                    target = asyncio.run(prepare(base, token, sample, args.import_files))
+                    prepared.write_text(json.dumps({"dataset": target.dataset, "ids": target.ids,
+                                                    "job": target.job, "bulk_sign": target.bulk_sign}))
+                    time.sleep(2)  # the import's job settles
+                for route in routes:
+                    if route == "signed_page" and not target.bulk_sign:
+                        continue
+                    spy_out = None
+                    if args.profile is not None and rnd == args.rounds - 1:
+                        args.profile.mkdir(parents=True, exist_ok=True)
+                        spy_out = args.profile / f"{name}-{route}.txt"
+                    got = asyncio.run(route_cpu(base, token, target, route, args.cpu_per_route,
+                                                server.pid, spy_out))
+                    results[(name, route)].append(got)
+                    print(f"  round {rnd + 1} {name:<9}{route:<14}{got[0]:>9,.0f} µs CPU/request"
+                          f"{got[1]:>8.2f} ms p50  {got[2]} error(s)  load {os.getloadavg()[0]:.1f}",
+                          flush=True)
+            finally:
+                server.send_signal(signal.SIGTERM)
+                try:
+                    server.wait(60)
+                except subprocess.TimeoutExpired:
+                    server.kill()
+    print(f"server CPU per request, µs (median of {args.rounds} round(s) of {args.cpu_per_route} "
+          f"requests; p50 wall ms in brackets)")
+    head = "".join(f"{name:>22}" for name, _ in codes)
+    print(f"  {'route':<14}{head}{'ratio':>8}" if len(codes) == 2 else f"  {'route':<14}{head}")
+    for route in routes:
+        cells, cpus = "", []
+        for name, _ in codes:
+            got = results.get((name, route))
+            if not got:
+                cells += f"{'-':>22}"
+                continue
+            cpu = sorted(g[0] for g in got)[len(got) // 2]
+            wall = sorted(g[1] for g in got)[len(got) // 2]
+            cpus.append(cpu)
+            cells += f"{cpu:>12,.0f} ({wall:>6.2f})"
+        ratio = f"{cpus[0] / cpus[1]:>7.2f}x" if len(cpus) == 2 else ""
+        print(f"  {route:<14}{cells}{ratio}", flush=True)
+    if args.profile is not None:
+        for name, _ in codes:
+            for route in routes:
+                out = args.profile / f"{name}-{route}.txt"
+                if out.exists():
+                    print(f"profile {name} {route}: {out}")
+                    summarise_profile(out, top=10)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -493,12 +594,19 @@ def main() -> None:
                         help="run this checkout's corral instead (with its .venv if it has one)")
     parser.add_argument("--port", type=int, default=PORT, help="the server's loopback port")
     parser.add_argument("--profile", type=Path, default=None,
-                        help="py-spy the last phase into this directory")
+                        help="py-spy the last phase (with --cpu-per-route: each route) into this directory")
+    parser.add_argument("--cpu-per-route", type=int, default=0, metavar="N",
+                        help="instead of the phases: server CPU per request of each route, N requests each")
+    parser.add_argument("--baseline", type=Path, default=None,
+                        help="with --cpu-per-route: another checkout, run in turn with this one, same data")
+    parser.add_argument("--keep", type=Path, default=None,
+                        help="SQLite: the work directory, filled on the first run and reused by the next")
+    parser.add_argument("--rounds", type=int, default=1, help="with --cpu-per-route: turns of each code")
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop the server and drop the database too
     levels = [int(c) for c in args.clients.split(",") if c.strip()]
     base = f"http://127.0.0.1:{args.port}"
-    with server_environment("corral-bench-load-", args.port, args.postgres) as (work, env):
+    with server_environment("corral-bench-load-", args.port, args.postgres, args.keep) as (work, env):
         print(f"{args.items:,} items, {'PostgreSQL' if args.postgres else 'SQLite'}, "
               f"code {args.source or 'this checkout'}, serve {args.serve_args or '(defaults)'}", flush=True)
         # The bench integration's endpoint is a loopback address nothing listens on (it is strict
@@ -506,7 +614,17 @@ def main() -> None:
         env["CORRAL_ALLOWED_ENDPOINTS"] = "127.0.0.1"
         settings = Settings(data_dir=work / "data", database_url=env.get("CORRAL_DATABASE_URL"),
                             secret_key="b" * 40, allowed_endpoints="127.0.0.1")
-        token, sample = setup(settings, env, args.source, args.items)
+        state = work / "bench-load-state.json"  # --keep: the data of an earlier run
+        if state.exists():
+            token, sample = json.loads(state.read_text())
+            print(f"setup: reusing the data in {work}", flush=True)
+        else:
+            token, sample = setup(settings, env, args.baseline or args.source, args.items)
+            if args.keep is not None:
+                state.write_text(json.dumps([token, sample]))
+        if args.cpu_per_route:
+            cpu_per_route(args, env, work, token, sample)
+            return
         server = serve(env, args.source, args.serve_args.split(), work / "server.log", args.port)
         try:
             target = asyncio.run(prepare(base, token, sample, args.import_files))

@@ -19,10 +19,15 @@ PG_ADMIN = os.environ.get(
 
 
 @contextmanager
-def server_environment(prefix: str, port: int, postgres: bool) -> Iterator[tuple[Path, dict[str, str]]]:
+def server_environment(prefix: str, port: int, postgres: bool,
+                       keep: Path | None = None) -> Iterator[tuple[Path, dict[str, str]]]:
     """A fresh work directory and the environment for corral commands run in it; with
-    ``postgres``, a fresh database (``CORRAL_DATABASE_URL``), dropped afterwards whatever happens."""
-    work = Path(tempfile.mkdtemp(prefix=prefix))
+    ``postgres``, a fresh database (``CORRAL_DATABASE_URL``), dropped afterwards whatever happens.
+    With ``keep`` (SQLite only), that directory is the work directory, kept for the next run."""
+    if keep is not None and postgres:
+        raise ValueError("keep: SQLite only")
+    work = keep.resolve() if keep is not None else Path(tempfile.mkdtemp(prefix=prefix))
+    work.mkdir(parents=True, exist_ok=True)
     env = {
         **os.environ,
         "CORRAL_DATA_DIR": str(work / "data"),

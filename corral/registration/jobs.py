@@ -24,7 +24,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, cast
 
-from sqlalchemy import Table, Text, delete, func, insert, or_, select, text, update
+from sqlalchemy import Table, Text, bindparam, delete, func, insert, or_, select, text, update
 from sqlalchemy import cast as sql_cast
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session, aliased
@@ -705,6 +705,16 @@ TASK = registry.register(TaskKind(KIND, _prepare, _commit, _finalize, max_attemp
 # -- reading a job's progress --------------------------------------------------------------------
 
 
+#: Statements a poll runs, built once (building and keying a statement costs more than running
+#: these on SQLite).
+_UNIT_RESULTS = (
+    select(JobUnit.seq, JobUnit.status, sql_cast(JobUnit.result, Text), JobUnit.error)
+    .where(JobUnit.job_id == bindparam("job_id"))
+    .order_by(JobUnit.seq)
+)
+_JOB_ITEMS = select(func.count()).select_from(Item).where(Item.job_id == bindparam("job_id"))
+
+
 def file_counts(s: Session, job_id: uuid.UUID, *, error_limit: int = 1000) -> dict[str, Any]:
     """Per-file progress, summed over the job's unit results (a unit is a batch of files).
 
@@ -721,11 +731,7 @@ def file_counts(s: Session, job_id: uuid.UUID, *, error_limit: int = 1000) -> di
     }
     file_errors: list[dict[str, Any]] = []
     failed_batches = 0
-    for seq, status, raw_result, error in s.execute(
-        select(JobUnit.seq, JobUnit.status, sql_cast(JobUnit.result, Text), JobUnit.error)
-        .where(JobUnit.job_id == job_id)
-        .order_by(JobUnit.seq)
-    ):
+    for seq, status, raw_result, error in s.execute(_UNIT_RESULTS, {"job_id": job_id}):
         # decoded row by row: a result that cannot be read back spoils its own line, not the report
         result, unreadable = queue.load_stored(raw_result, "result")
         if unreadable:
@@ -766,8 +772,14 @@ def file_counts(s: Session, job_id: uuid.UUID, *, error_limit: int = 1000) -> di
 
 
 def kept_items(s: Session, job_id: uuid.UUID) -> int:
-    query = select(func.count()).select_from(Item).where(Item.job_id == job_id, published())
-    return s.scalar(query) or 0
+    """The items an *ended* job registered that are there now (deleted ones included).
+
+    Every item a job made is published once the job is no longer ``PENDING`` (``published()``:
+    not staged, or staged by a job that is not pending), and a job never returns to ``PENDING``,
+    so this counts the job's items alone: an index-only count of ``ix_items_job_id``, not a read
+    of each item's row to test ``staged`` (polling a finished import: 1.6 → 0.4 ms of CPU at
+    1,000 items, docs/performance.md)."""
+    return s.execute(_JOB_ITEMS, {"job_id": job_id}).scalar() or 0
 
 
 def created_items(s: Session, job_id: uuid.UUID, limit: int = 1000) -> list[dict[str, Any]]:
