@@ -130,11 +130,16 @@ def catalog(s: Session, principal: Principal) -> Catalog:
         row = presets.resolve(s, principal, ref)
         return row.id, presets.usable_filter(row, {k: v.kind for k, v in keys.items()})
 
+    def map_id(name: str, where: str) -> int:
+        from corral.core.maps import service as maps
+
+        return maps.current_map_id(s, principal.org_id, name, where)
+
     def features(kind: str, ref: str) -> list[str]:
         return _features(s, principal.org_id, kind, ref)
 
     return Catalog(keys, deleted=deleted, folders=folder_ids, datasets=dataset_id, collections=collection_id,
-                   presets=preset, features=features)
+                   presets=preset, features=features, maps=map_id)
 
 
 def _features(s: Session, org_id: uuid.UUID, kind: str, ref: str) -> list[str]:
