@@ -244,7 +244,7 @@ def _metadata_matches(s: Session, principal: Principal, prepared: Prepared) -> S
     return Compiler(s.get_bind().dialect.name).metadata_set(prepared.node)
 
 
-def _hidden(s: Session, principal: Principal) -> Select[Any] | CompoundSelect[Any]:
+def hidden_items(s: Session, principal: Principal) -> Select[Any] | CompoundSelect[Any]:
     """The organisation's items users cannot see (deleted, or staged by a job not done): few,
     and found through indexes (``ix_items_hidden``; the pending jobs' items by ``job_id``)."""
     hidden = select(Item.id).where(Item.org_id == principal.org_id, text(f"({_HIDDEN})"))
@@ -258,7 +258,7 @@ def _count_visible(s: Session, principal: Principal, prepared: Prepared, matches
     """The matches counted in ``item_meta`` alone, less the hidden items among them (each hidden
     item checked by primary-key probes): no item row is read for a visible match."""
     total = s.scalar(select(func.count()).select_from(matches.subquery())) or 0
-    hidden = _hidden(s, principal).subquery()
+    hidden = hidden_items(s, principal).subquery()
     probe = Compiler(s.get_bind().dialect.name, correlated=True, row=hidden.c.id)(prepared.node)
     taken = s.scalar(select(func.count()).select_from(hidden).where(probe)) or 0
     return int(total) - int(taken)
@@ -534,7 +534,7 @@ def _matching(s: Session, principal: Principal, prepared: Prepared) -> Iterator[
             s.execute(insert(table).from_select(["id"], select(Item.id).where(*prepared.where)))
         else:  # from item_meta alone, then without the hidden items
             s.execute(insert(table).from_select(["id"], matches))
-            s.execute(delete(table).where(table.c.id.in_(_hidden(s, principal))))
+            s.execute(delete(table).where(table.c.id.in_(hidden_items(s, principal))))
         if s.get_bind().dialect.name == "postgresql":  # its size, so the planner reads item_meta by it
             s.execute(text(f"ANALYZE {table.name}"))
         yield table

@@ -4,8 +4,8 @@
   linear map can show: well-separated clusters stay apart, but clusters may overlap.
 * **UMAP** (``umap-learn``, the ``corral[map]`` extra): the sample is first reduced to
   ``PRE_DIMS`` principal directions (numpy), then UMAP is fitted on it; every other vector goes
-  through the same PCA and ``UMAP.transform``.  Local neighbourhoods are kept, so clusters show as
-  islands.
+  through the same PCA and is placed at the weighted mean of its nearest sample vectors' places
+  (``Model._place``).  Local neighbourhoods are kept, so clusters show as islands.
 
 Under the cosine metric vectors are normalised to unit length first (cosine similarity is then a
 function of the Euclidean distance the projections work in).  The sample holds at most
@@ -37,6 +37,8 @@ SAMPLE = 50_000
 MAX_SAMPLE = 200_000
 #: fewer vectors than this are mapped by PCA ("auto"); UMAP refuses them
 UMAP_MIN = 50
+#: vectors outside the UMAP sample are placed among this many nearest sample vectors
+NEIGHBOURS = 8
 GRID = 65535
 Floats = NDArray[np.float32]
 
@@ -66,14 +68,44 @@ class Model:
     #: principal directions, one per row: 2 for PCA, up to ``PRE_DIMS`` before UMAP
     components: Floats
     reducer: Any = None  # a fitted umap.UMAP
+    _index: Any = None  # the reduced sample's neighbour index (not stored)
 
     def transform(self, vectors: Floats) -> Floats:
         """Float 2-D coordinates of ``vectors`` (one row each)."""
         z = (_prepared(vectors, self.normalise) - self.mean) @ self.components.T
         if self.reducer is None:
             return np.ascontiguousarray(z[:, :2], dtype=np.float32)
-        out: Floats = np.asarray(self.reducer.transform(z), dtype=np.float32)
+        return self._place(np.asarray(z, dtype=np.float32))
+
+    def _place(self, z: Floats) -> Floats:
+        """UMAP coordinates of reduced vectors: the inverse-distance-weighted mean of the places
+        of their ``NEIGHBOURS`` nearest sample vectors (found by a usearch HNSW index over the
+        reduced sample, built on first use).  This is how ``UMAP.transform`` starts, without its
+        refining epochs, which cost about 2 ms a point here (half an hour for a million)."""
+        if self._index is None:
+            from usearch.index import Index
+
+            sample = np.ascontiguousarray(self.reducer._raw_data, dtype=np.float32)
+            index = Index(ndim=sample.shape[1], metric="l2sq", dtype="f32", connectivity=16,
+                          expansion_add=64, expansion_search=64)
+            index.add(np.arange(len(sample), dtype=np.uint64), sample, threads=2)
+            self._index = index
+        embedding = np.asarray(self.reducer.embedding_, dtype=np.float32)
+        k = min(NEIGHBOURS, len(embedding))
+        found = self._index.search(np.ascontiguousarray(z, dtype=np.float32), k, threads=2)
+        keys = np.asarray(found.keys, dtype=np.int64).reshape(len(z), -1)[:, :k]
+        dist = np.sqrt(np.maximum(np.asarray(found.distances, dtype=np.float32).reshape(len(z), -1)[:, :k], 0))
+        weights = 1.0 / (dist + 1e-6)
+        weights[keys < 0] = 0.0
+        keys[keys < 0] = 0
+        weights /= np.maximum(weights.sum(axis=1, keepdims=True), 1e-12)
+        out: Floats = (embedding[keys] * weights[:, :, None]).sum(axis=1).astype(np.float32)
         return out
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_index"] = None  # rebuilt from the sample on first use
+        return state
 
 
 def _prepared(vectors: Floats, normalise: bool) -> Floats:

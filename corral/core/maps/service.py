@@ -27,6 +27,7 @@ million points are 5 MB, 21 MB with ids.  ``categories`` lists each category's `
 from __future__ import annotations
 
 import json
+from collections import Counter
 import struct
 import uuid
 from collections.abc import Sequence
@@ -39,6 +40,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from corral import errors
+from corral.core import permissions
 from corral.core.identity import Principal
 from corral.core.index import keys as index_keys
 from corral.core.index import query
@@ -179,29 +181,24 @@ def points(
         raise errors.NotFound(f"the embedding key {key.name!r} has no map yet; build one first")
     colour = _color_key(s, principal, color)
     prepared = query.prepare(s, principal, filter_)
-    value: Any = None
-    q = select(MapPoint.x, MapPoint.y).join(Item, Item.id == MapPoint.item_id)
+    columns: list[Any] = [MapPoint.x, MapPoint.y]
+    q = select(MapPoint.x).where(MapPoint.map_id == row.id)
     if isinstance(colour, index_keys.Key):
-        value = ItemMeta.num if colour.numeric else ItemMeta.txt
-        q = q.add_columns(value).outerjoin(
-            ItemMeta, (ItemMeta.item_id == MapPoint.item_id) & (ItemMeta.key_id == colour.id))
-    elif colour == "@type":
-        q = q.add_columns(Item.item_type)
+        columns.append(ItemMeta.num if colour.numeric else ItemMeta.txt)
+        q = q.outerjoin(ItemMeta, (ItemMeta.item_id == MapPoint.item_id) & (ItemMeta.key_id == colour.id))
     if ids:
-        q = q.add_columns(MapPoint.item_id)
-    q = q.where(MapPoint.map_id == row.id, *prepared.where).order_by(MapPoint.vector_id)
-    result = s.execute(q)
-    xs: list[int] = []
-    ys: list[int] = []
-    values: list[Any] = []
-    item_ids: list[bytes] = []
-    for r in result:
-        xs.append(r[0])
-        ys.append(r[1])
-        if colour is not None:
-            values.append(r[2])
-        if ids:
-            item_ids.append(r[-1].bytes)
+        columns.append(MapPoint.item_id)
+    if colour == "@type" or prepared.node is not None or permissions.visible_folder_ids(s, principal) is not None:
+        q = q.join(Item, Item.id == MapPoint.item_id).where(*prepared.where)
+        if colour == "@type":
+            columns.insert(2, Item.item_type)
+    else:  # every folder, no filter: leave out the few hidden items rather than join every item
+        q = q.where(MapPoint.item_id.not_in(query.hidden_items(s, principal)))
+    rows = s.connection().execute(q.with_only_columns(*columns)).fetchall()  # Core rows: cheap
+    cols = list(zip(*rows, strict=True)) if rows else [() for _ in columns]
+    xs, ys = cols[0], cols[1]
+    values: Sequence[Any] = cols[2] if colour is not None else ()
+    item_ids = [i.bytes for i in cols[-1]] if ids else []
     categories, codes = _categories(colour, values, len(xs))
     vectors = int(s.scalar(select(func.count()).select_from(ItemVector).where(ItemVector.key_id == key.id)) or 0)
     mapped = _mapped(s, row.id)
@@ -211,7 +208,7 @@ def points(
         "points_total": mapped, "unmapped": max(0, vectors - mapped), "grid": projection.GRID,
         "ids": ids,
     }
-    return encode(header, np.asarray(xs, dtype="<u2"), np.asarray(ys, dtype="<u2"), codes,
+    return encode(header, np.asarray(xs, dtype=np.uint16), np.asarray(ys, dtype=np.uint16), codes,
                   b"".join(item_ids) if ids else None)
 
 
@@ -232,10 +229,8 @@ def _categories(colour: index_keys.Key | str | None, values: Sequence[Any], n: i
         return [], codes
     if isinstance(colour, index_keys.Key) and colour.kind in ("number", "datetime"):
         return _buckets(colour, values, codes)
-    counts: dict[Any, int] = {}
-    for v in values:
-        if v is not None:
-            counts[v] = counts.get(v, 0) + 1
+    counts = Counter(values)
+    counts.pop(None, None)
     ranked = sorted(counts, key=lambda v: (-counts[v], str(v)))[:MAX_CATEGORIES]
     code_of = {v: i + 1 for i, v in enumerate(ranked)}
     codes[:] = [0 if v is None else code_of.get(v, OTHER) for v in values]

@@ -147,7 +147,7 @@ void main() {
   gl_Position = vec4(s.x / u_size.x * 2.0 - 1.0, 1.0 - s.y / u_size.y * 2.0, 0.0, 1.0);
   vec3 c = texelFetch(u_pal, ivec2(int(a_code), 0), 0).rgb;
   bool dim = u_selecting > 0.5 && a_sel < 0.5;
-  v_color = dim ? vec4(mix(c, vec3(0.8), 0.7), 0.35) : vec4(c, 0.9);
+  v_color = dim ? vec4(mix(c, vec3(0.75), 0.6), 0.55) : vec4(c, 0.95);
   gl_PointSize = dim ? u_point : u_point + 1.0;
 }`;
 const FRAG = `#version 300 es
