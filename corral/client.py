@@ -629,7 +629,9 @@ class Client:
         body = {k_: v for k_, v in body.items() if v is not None}
         return self.request("POST", "/api/v1/index/similar", json=body)
 
-    def build_map(self, key: str, *, method: str = "auto", full: bool = False, sample: int | None = None) -> Any:
+    def build_map(
+        self, key: str, *, method: str = "auto", full: bool = False, sample: int | None = None
+    ) -> Any:
         body: dict[str, Any] = {"method": method, "full": full}
         if sample is not None:
             body["sample"] = sample

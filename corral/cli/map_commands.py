@@ -26,22 +26,41 @@ def _wait(c: Client, job_id: str) -> dict[str, Any]:
             result = job.get("result") or {}
             if job["status"] != "PENDING":
                 return job
-            progress.update(task, phase=result.get("phase", "queued"), total=result.get("vectors_total"),
-                            completed=result.get("vectors_done", 0))
+            progress.update(
+                task,
+                phase=result.get("phase", "queued"),
+                total=result.get("vectors_total"),
+                completed=result.get("vectors_done", 0),
+            )
 
 
 @map_group.command("build")
 @click.argument("key")
-@click.option("--method", type=click.Choice(["auto", "umap", "pca"]), default="auto", show_default=True,
-              help="auto: UMAP when installed (corral[map]) and there are 50 vectors or more, else PCA.")
-@click.option("--full", is_flag=True, help="Fit again and remap every vector (default: map only new ones "
-              "when the key has a map).")
-@click.option("--sample", type=click.IntRange(100, 200_000), default=None,
-              help="Vectors to fit the projection on (default 50,000).")
-@click.option("--no-wait", is_flag=True, help="Print the job id and return (follow it with `corral job wait`).")
+@click.option(
+    "--method",
+    type=click.Choice(["auto", "umap", "pca"]),
+    default="auto",
+    show_default=True,
+    help="auto: UMAP when installed (corral[map]) and there are 50 vectors or more, else PCA.",
+)
+@click.option(
+    "--full",
+    is_flag=True,
+    help="Fit again and remap every vector (default: map only new ones when the key has a map).",
+)
+@click.option(
+    "--sample",
+    type=click.IntRange(100, 200_000),
+    default=None,
+    help="Vectors to fit the projection on (default 50,000).",
+)
+@click.option(
+    "--no-wait", is_flag=True, help="Print the job id and return (follow it with `corral job wait`)."
+)
 @connection_options
-def build(key: str, method: str, full: bool, sample: int | None, no_wait: bool, profile: str | None,
-          as_json: bool) -> None:
+def build(
+    key: str, method: str, full: bool, sample: int | None, no_wait: bool, profile: str | None, as_json: bool
+) -> None:
     """Project embedding KEY's vectors to the 2-D map the explorer draws, waiting with progress.
 
     Exits with status 1 unless the build is DONE."""
@@ -56,8 +75,10 @@ def build(key: str, method: str, full: bool, sample: int | None, no_wait: bool, 
         r = j.get("result") or {}
         if j["status"] == "DONE":
             kind = "full build" if r.get("full") else "new vectors"
-            click.echo(f"Map of {key}: {r.get('method', '?').upper()}, {r.get('points', 0):,} points "
-                       f"({kind}: {r.get('points_written', 0):,} written). Job {j['id']}.")
+            click.echo(
+                f"Map of {key}: {r.get('method', '?').upper()}, {r.get('points', 0):,} points "
+                f"({kind}: {r.get('points_written', 0):,} written). Job {j['id']}."
+            )
         else:
             click.echo(f"Map build {j['id']}: {j['status']}: {j.get('error') or ''}")
 
@@ -79,8 +100,10 @@ def status(key: str, profile: str | None, as_json: bool) -> None:
         if m is None:
             click.echo(f"{s['key']}: no map yet ({s['vectors']:,} vectors); corral map build {s['key']}")
         else:
-            click.echo(f"{s['key']}: {m['method'].upper()} map of {m['points']:,} points, built {m['built_at']}; "
-                       f"{s['unmapped']:,} vectors not yet mapped")
+            click.echo(
+                f"{s['key']}: {m['method'].upper()} map of {m['points']:,} points, built {m['built_at']}; "
+                f"{s['unmapped']:,} vectors not yet mapped"
+            )
         if s["job"] is not None:
             click.echo(f"last build: {s['job']['id']} {s['job']['status']}")
 

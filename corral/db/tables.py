@@ -404,7 +404,9 @@ class MapPoint(Base):
 
     __tablename__ = "map_points"
     __table_args__ = (Index("ix_map_points_map_xy", "map_id", "x", "y"),)
-    vector_id: Mapped[int] = mapped_column(ForeignKey("item_vectors.id", ondelete="CASCADE"), primary_key=True)
+    vector_id: Mapped[int] = mapped_column(
+        ForeignKey("item_vectors.id", ondelete="CASCADE"), primary_key=True
+    )
     map_id: Mapped[int] = mapped_column(ForeignKey("vector_maps.id", ondelete="CASCADE"), primary_key=True)
     item_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("items.id", ondelete="CASCADE"), index=True)
     x: Mapped[int] = mapped_column(Integer)

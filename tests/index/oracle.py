@@ -14,8 +14,8 @@ from fractions import Fraction
 from typing import Any
 
 from corral.core.index.filters import And, Node, Not, Or, Pred
-from corral.core.maps.area import Area
 from corral.core.index.keys import Key
+from corral.core.maps.area import Area
 from corral.core.metadata.validation import normaliser
 
 _LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")

@@ -25,13 +25,22 @@ Key = Annotated[str, Path(description="The embedding key of the metadata schema.
 
 class BuildRequest(BaseModel):
     model_config = {"extra": "forbid"}
-    method: str = Field("auto", description="auto (UMAP when installed and there are at least "
-                        f"{projection.UMAP_MIN} vectors, else PCA), umap or pca.")
-    full: bool = Field(False, description="Fit the projection again and remap every vector; otherwise "
-                       "a key with a map only maps the vectors written since (with the same model).")
-    sample: int = Field(projection.SAMPLE, description=f"Vectors the projection is fitted on, 100 to "
-                        f"{projection.MAX_SAMPLE} (fewer for wide keys: at most "
-                        f"{projection.SAMPLE_NUMBERS:,} numbers).")
+    method: str = Field(
+        "auto",
+        description="auto (UMAP when installed and there are at least "
+        f"{projection.UMAP_MIN} vectors, else PCA), umap or pca.",
+    )
+    full: bool = Field(
+        False,
+        description="Fit the projection again and remap every vector; otherwise "
+        "a key with a map only maps the vectors written since (with the same model).",
+    )
+    sample: int = Field(
+        projection.SAMPLE,
+        description=f"Vectors the projection is fitted on, 100 to "
+        f"{projection.MAX_SAMPLE} (fewer for wide keys: at most "
+        f"{projection.SAMPLE_NUMBERS:,} numbers).",
+    )
 
 
 class BuildStarted(BaseModel):
@@ -44,14 +53,20 @@ class MapStatus(BaseModel):
     dim: int
     metric: str
     vectors: int = Field(description="Items with a vector of this key (hidden ones too).")
-    unmapped: int = Field(description="Vectors not on the current map yet (registered or replaced since "
-                          "its last build; an incremental build maps them).")
+    unmapped: int = Field(
+        description="Vectors not on the current map yet (registered or replaced since "
+        "its last build; an incremental build maps them)."
+    )
     map: dict[str, Any] | None = Field(description="The current map: method, points, built_at, bounds, grid.")
     job: dict[str, Any] | None = Field(description="The running build, else the last one.")
 
 
-@router.post("/{key}/build", response_model=BuildStarted, status_code=202,
-             summary="Build (or update) the 2-D map of an embedding key")
+@router.post(
+    "/{key}/build",
+    response_model=BuildStarted,
+    status_code=202,
+    summary="Build (or update) the 2-D map of an embedding key",
+)
 async def build_map(ctx: Ctx, principal: CurrentPrincipal, key: Key, body: BuildRequest) -> BuildStarted:
     request = build.Request(method=body.method, full=body.full, sample=body.sample)
     started = await run_in_threadpool(service.start, ctx.db, principal, key, request)
@@ -70,25 +85,35 @@ def _filter_param(raw: str | None) -> Any:
     try:
         return json.loads(raw)
     except ValueError:
-        raise errors.ValidationFailed("filter: not JSON", details=[errors.ErrorDetail(
-            "expected a JSON filter tree", field="filter")]) from None
+        raise errors.ValidationFailed(
+            "filter: not JSON", details=[errors.ErrorDetail("expected a JSON filter tree", field="filter")]
+        ) from None
 
 
 @router.get(
     "/{key}/points",
     summary="The map's points, binary: uint16 x and y, a colour category each",
-    responses={200: {"description": "The binary points document (docs/vectors.md#the-points-format).",
-                     "content": {"application/octet-stream": {}}}},
+    responses={
+        200: {
+            "description": "The binary points document (docs/vectors.md#the-points-format).",
+            "content": {"application/octet-stream": {}},
+        }
+    },
     response_class=Response,
 )
 async def map_points(
     ctx: Ctx,
     principal: CurrentPrincipal,
     key: Key,
-    color: Annotated[str | None, Query(description="A metadata key (or @type) whose value colours each "
-                                                   "point.")] = None,
-    where: Annotated[str | None, Query(description="Only the items matching this filter (text syntax).")] = None,
-    filter: Annotated[str | None, Query(description="Only the items matching this filter (a JSON tree).")] = None,
+    color: Annotated[
+        str | None, Query(description="A metadata key (or @type) whose value colours each point.")
+    ] = None,
+    where: Annotated[
+        str | None, Query(description="Only the items matching this filter (text syntax).")
+    ] = None,
+    filter: Annotated[
+        str | None, Query(description="Only the items matching this filter (a JSON tree).")
+    ] = None,
     ids: Annotated[bool, Query(description="Add each point's item id (16 bytes a point).")] = False,
 ) -> Response:
     def read() -> bytes:

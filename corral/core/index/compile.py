@@ -30,9 +30,9 @@ from sqlalchemy import (
 from sqlalchemy.sql import util as sql_util
 
 from corral.core.index.filters import And, Node, Not, Or, Pred
+from corral.core.index.keys import TXT_MAX, Key
 from corral.core.maps.area import Area
 from corral.core.maps.area import condition as area_condition
-from corral.core.index.keys import TXT_MAX, Key
 from corral.db.tables import CollectionItem, DataRow, Item, ItemMeta, ItemText, LabelRow, MapPoint
 
 MEDIA_FIELDS = {"width": "width", "height": "height", "duration": "duration", "frames": "frame_count"}

@@ -79,14 +79,18 @@ def condition(area: Area, x: Any, y: Any) -> Any:
         return within
     bx, by = cast(x, BigInteger), cast(y, BigInteger)
     crossings = sum(
-        (case((and_(y >= lo, y < hi, bx * a + by * b < c), 1), else_=0)
-         for lo, hi, a, b, c in _edges(area.polygon)),
+        (
+            case((and_(y >= lo, y < hi, bx * a + by * b < c), 1), else_=0)
+            for lo, hi, a, b, c in _edges(area.polygon)
+        ),
         start=literal(0),
     )
     return and_(within, crossings % 2 == 1)
 
 
-def check(raw: Any, where: str) -> tuple[str, tuple[tuple[int, int], ...] | None, tuple[int, int, int, int] | None]:
+def check(
+    raw: Any, where: str
+) -> tuple[str, tuple[tuple[int, int], ...] | None, tuple[int, int, int, int] | None]:
     """(key, polygon, box) of an ``in_map`` value, or ValueError (``(where, message)``)."""
     if not isinstance(raw, dict):
         raise ValueError(where, "expected an object with key and polygon (or box)")

@@ -65,14 +65,39 @@ def queue(s: Session, key: VectorKey, request: Request, created_by: uuid.UUID | 
     """A new build job of ``key`` (the caller has checked that none is running)."""
     now = utcnow()
     job_id = uuid7()
-    params = {"key": key.name, "key_id": key.id, "method": request.method, "full": request.full,
-              "sample": request.sample}
-    s.execute(insert(Job).values(
-        id=job_id, org_id=key.org_id, kind=KIND, status="PENDING", params=params, ignore_errors=False,
-        units_total=1, result={}, created_by=created_by, created_at=now, updated_at=now,
-    ))
-    s.execute(insert(JobUnit).values(job_id=job_id, seq=0, payload={"key_id": key.id}, status="pending",
-                                     attempts=0, available_at=now, updated_at=now))
+    params = {
+        "key": key.name,
+        "key_id": key.id,
+        "method": request.method,
+        "full": request.full,
+        "sample": request.sample,
+    }
+    s.execute(
+        insert(Job).values(
+            id=job_id,
+            org_id=key.org_id,
+            kind=KIND,
+            status="PENDING",
+            params=params,
+            ignore_errors=False,
+            units_total=1,
+            result={},
+            created_by=created_by,
+            created_at=now,
+            updated_at=now,
+        )
+    )
+    s.execute(
+        insert(JobUnit).values(
+            job_id=job_id,
+            seq=0,
+            payload={"key_id": key.id},
+            status="pending",
+            attempts=0,
+            available_at=now,
+            updated_at=now,
+        )
+    )
     return job_id
 
 
@@ -86,33 +111,44 @@ class _Reporter:
             return
         self.last = now
         with self.db.write() as s:
-            s.execute(update(Job).where(Job.id == self.job_id)
-                      .values(result={"phase": phase, "vectors_done": done, "vectors_total": total}))
+            s.execute(
+                update(Job)
+                .where(Job.id == self.job_id)
+                .values(result={"phase": phase, "vectors_done": done, "vectors_total": total})
+            )
 
 
 def _vector_ids(db: Database, key: VectorKey, after: int) -> np.ndarray:
     with db.read() as s:
-        rows = s.scalars(select(ItemVector.id).where(ItemVector.key_id == key.id, ItemVector.id > after)
-                         .order_by(ItemVector.id))
+        rows = s.scalars(
+            select(ItemVector.id)
+            .where(ItemVector.key_id == key.id, ItemVector.id > after)
+            .order_by(ItemVector.id)
+        )
         return np.fromiter(rows, dtype=np.int64)
 
 
 def _read(s: Session, key: VectorKey, ids: np.ndarray) -> np.ndarray:
     blobs: list[bytes] = []
     for start in range(0, len(ids), _CHUNK):
-        chunk = [int(i) for i in ids[start:start + _CHUNK]]
-        blobs += [raw for _, raw in s.execute(select(ItemVector.id, ItemVector.vec).where(ItemVector.id.in_(chunk)))]
+        chunk = [int(i) for i in ids[start : start + _CHUNK]]
+        blobs += [
+            raw for _, raw in s.execute(select(ItemVector.id, ItemVector.vec).where(ItemVector.id.in_(chunk)))
+        ]
     return np.frombuffer(b"".join(blobs), dtype="<f4").reshape(len(blobs), key.dim).astype(np.float32)
 
 
-def _batches(db: Database, key: VectorKey, after: int, upto: int) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+def _batches(
+    db: Database, key: VectorKey, after: int, upto: int
+) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """(vector ids, item ids as 16 bytes each, matrix), ``BATCH`` vectors at a time."""
     while True:
         with db.read() as s:
             rows = s.execute(
                 select(ItemVector.id, ItemVector.item_id, ItemVector.vec)
                 .where(ItemVector.key_id == key.id, ItemVector.id > after, ItemVector.id <= upto)
-                .order_by(ItemVector.id).limit(BATCH)
+                .order_by(ItemVector.id)
+                .limit(BATCH)
             ).all()
         if not rows:
             return
@@ -134,14 +170,25 @@ def _write(db: Database, map_id: int, ids: np.ndarray, items: np.ndarray, grid: 
             alive: set[int] = set()
             have: set[int] = set()
             for part in range(0, len(chunk), _CHUNK):
-                some = [int(i) for i in chunk[part:part + _CHUNK]]
+                some = [int(i) for i in chunk[part : part + _CHUNK]]
                 alive.update(s.scalars(select(ItemVector.id).where(ItemVector.id.in_(some))))
-                have.update(s.scalars(select(MapPoint.vector_id).where(MapPoint.map_id == map_id,
-                                                                       MapPoint.vector_id.in_(some))))
+                have.update(
+                    s.scalars(
+                        select(MapPoint.vector_id).where(
+                            MapPoint.map_id == map_id, MapPoint.vector_id.in_(some)
+                        )
+                    )
+                )
             rows = [
-                (int(v), map_id, uuid.UUID(bytes=bytes(items[start + i])), int(grid[start + i, 0]),
-                 int(grid[start + i, 1]))
-                for i, v in enumerate(chunk) if int(v) in alive and int(v) not in have
+                (
+                    int(v),
+                    map_id,
+                    uuid.UUID(bytes=bytes(items[start + i])),
+                    int(grid[start + i, 0]),
+                    int(grid[start + i, 1]),
+                )
+                for i, v in enumerate(chunk)
+                if int(v) in alive and int(v) not in have
             ]
             insert_tuples(s, _POINTS, ("vector_id", "map_id", "item_id", "x", "y"), rows)  # type: ignore[arg-type]
             written += len(rows)
@@ -156,8 +203,9 @@ def _method(request_method: str, count: int) -> projection.Method:
     return "umap" if count >= projection.UMAP_MIN and projection.umap_available() else "pca"
 
 
-def _full(db: Database, key: VectorKey, params: dict[str, Any], report: _Reporter,
-          job_id: uuid.UUID) -> dict[str, Any]:
+def _full(
+    db: Database, key: VectorKey, params: dict[str, Any], report: _Reporter, job_id: uuid.UUID
+) -> dict[str, Any]:
     ids = _vector_ids(db, key, 0)
     if len(ids) == 0:
         raise UnitFailed(f"the key {key.name!r} has no vectors to map")
@@ -179,19 +227,32 @@ def _full(db: Database, key: VectorKey, params: dict[str, Any], report: _Reporte
     del sample
     with db.write() as s:  # an interrupted build's map goes; a new one, not current, comes
         s.execute(delete(VectorMap).where(VectorMap.key_id == key.id, VectorMap.current.is_(False)))
-        map_id = int(s.execute(insert(VectorMap).values(
-            key_id=key.id, current=False, method=method, info={}, model=projection.dumps(model),
-            mapped_upto=upto, points=0, job_id=job_id, created_at=utcnow(),
-        ).returning(VectorMap.id)).scalar_one())
+        map_id = int(
+            s.execute(
+                insert(VectorMap)
+                .values(
+                    key_id=key.id,
+                    current=False,
+                    method=method,
+                    info={},
+                    model=projection.dumps(model),
+                    mapped_upto=upto,
+                    points=0,
+                    job_id=job_id,
+                    created_at=utcnow(),
+                )
+                .returning(VectorMap.id)
+            ).scalar_one()
+        )
     coords = np.empty((len(ids), 2), dtype=np.float32)
     vids = np.empty(len(ids), dtype=np.int64)
     items = np.empty(len(ids), dtype="V16")
     done = 0
     for batch_ids, batch_items, matrix in _batches(db, key, 0, upto):
         n = len(batch_ids)
-        coords[done:done + n] = model.transform(matrix)
-        vids[done:done + n] = batch_ids
-        items[done:done + n] = batch_items
+        coords[done : done + n] = model.transform(matrix)
+        vids[done : done + n] = batch_ids
+        items[done : done + n] = batch_items
         done += n
         report("projecting", done, len(ids))
     coords, vids, items = coords[:done], vids[:done], items[:done]
@@ -199,16 +260,25 @@ def _full(db: Database, key: VectorKey, params: dict[str, Any], report: _Reporte
     grid = projection.quantise(coords, bounds)
     report("writing", 0, done, force=True)
     written = _write(db, map_id, vids, items, grid)
-    info = {"bounds": list(bounds), "sample": int(len(chosen)), "fit_seconds": round(fitted, 1),
-            "vectors": int(len(ids))}
+    info = {
+        "bounds": list(bounds),
+        "sample": int(len(chosen)),
+        "fit_seconds": round(fitted, 1),
+        "vectors": int(len(ids)),
+    }
     return {"map_id": map_id, "method": method, "full": True, "points": written, "upto": upto, "info": info}
 
 
 def _incremental(db: Database, key: VectorKey, current: VectorMap, report: _Reporter) -> dict[str, Any]:
     ids = _vector_ids(db, key, current.mapped_upto)
     if len(ids) == 0:
-        return {"map_id": current.id, "method": current.method, "full": False, "points": 0,
-                "upto": current.mapped_upto}
+        return {
+            "map_id": current.id,
+            "method": current.method,
+            "full": False,
+            "points": 0,
+            "upto": current.mapped_upto,
+        }
     with db.read() as s:
         raw = s.scalar(select(VectorMap.model).where(VectorMap.id == current.id))
     if raw is None:
@@ -217,7 +287,7 @@ def _incremental(db: Database, key: VectorKey, current: VectorMap, report: _Repo
     bounds = tuple(current.info["bounds"])
     upto, written, done = int(ids[-1]), 0, 0
     for batch_ids, batch_items, matrix in _batches(db, key, current.mapped_upto, upto):
-        grid = projection.quantise(model.transform(matrix), bounds)  # type: ignore[arg-type]
+        grid = projection.quantise(model.transform(matrix), bounds)
         written += _write(db, current.id, batch_ids, batch_items, grid)
         done += len(batch_ids)
         report("projecting", done, len(ids))
@@ -259,11 +329,19 @@ def _commit(s: Session, unit: ClaimedUnit, built: dict[str, Any]) -> dict[str, A
         row.current = True
         row.info = built["info"]
     row.mapped_upto = max(row.mapped_upto, int(built["upto"]))
-    row.points = int(s.scalar(select(func.count()).select_from(MapPoint).where(MapPoint.map_id == map_id)) or 0)
+    row.points = int(
+        s.scalar(select(func.count()).select_from(MapPoint).where(MapPoint.map_id == map_id)) or 0
+    )
     row.built_at = utcnow()
     row.job_id = unit.job_id
-    result = {"map_id": map_id, "method": built["method"], "full": built["full"],
-              "points_written": built["points"], "points": row.points, **built.get("info", {})}
+    result = {
+        "map_id": map_id,
+        "method": built["method"],
+        "full": built["full"],
+        "points_written": built["points"],
+        "points": row.points,
+        **built.get("info", {}),
+    }
     job = s.get(Job, unit.job_id)
     if job is not None:
         job.result = result

@@ -86,15 +86,23 @@ class Model:
             from usearch.index import Index
 
             sample = np.ascontiguousarray(self.reducer._raw_data, dtype=np.float32)
-            index = Index(ndim=sample.shape[1], metric="l2sq", dtype="f32", connectivity=16,
-                          expansion_add=64, expansion_search=64)
+            index = Index(
+                ndim=sample.shape[1],
+                metric="l2sq",
+                dtype="f32",
+                connectivity=16,
+                expansion_add=64,
+                expansion_search=64,
+            )
             index.add(np.arange(len(sample), dtype=np.uint64), sample, threads=2)
             self._index = index
         embedding = np.asarray(self.reducer.embedding_, dtype=np.float32)
         k = min(NEIGHBOURS, len(embedding))
         found = self._index.search(np.ascontiguousarray(z, dtype=np.float32), k, threads=2)
         keys = np.asarray(found.keys, dtype=np.int64).reshape(len(z), -1)[:, :k]
-        dist = np.sqrt(np.maximum(np.asarray(found.distances, dtype=np.float32).reshape(len(z), -1)[:, :k], 0))
+        dist = np.sqrt(
+            np.maximum(np.asarray(found.distances, dtype=np.float32).reshape(len(z), -1)[:, :k], 0)
+        )
         weights = 1.0 / (dist + 1e-6)
         weights[keys < 0] = 0.0
         keys[keys < 0] = 0
@@ -122,7 +130,7 @@ def _principal(x: Floats, k: int) -> tuple[Floats, Floats]:
     mean = x.mean(axis=0, dtype=np.float64)
     cov = np.zeros((x.shape[1], x.shape[1]), dtype=np.float64)
     for start in range(0, len(x), 4096):
-        c = x[start:start + 4096].astype(np.float64) - mean
+        c = x[start : start + 4096].astype(np.float64) - mean
         cov += c.T @ c
     values, vectors = np.linalg.eigh(cov)
     order = np.argsort(values)[::-1][:k]
@@ -145,8 +153,9 @@ def fit(sample: Floats, method: Method, *, normalise: bool, seed: int = 0) -> Mo
         raise ValueError(f"UMAP needs at least {UMAP_MIN} vectors; the key has {len(x)} (use PCA)")
     umap = _umap()
     mean, components = _principal(x, min(PRE_DIMS, x.shape[1]))
-    reducer = umap.UMAP(n_components=2, n_neighbors=15, min_dist=0.1, random_state=seed,
-                        low_memory=True, n_jobs=1)
+    reducer = umap.UMAP(
+        n_components=2, n_neighbors=15, min_dist=0.1, random_state=seed, low_memory=True, n_jobs=1
+    )
     reducer.fit((x - mean) @ components.T)
     return Model("umap", normalise, mean, components, reducer)
 

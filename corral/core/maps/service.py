@@ -27,9 +27,9 @@ million points are 5 MB, 21 MB with ids.  ``categories`` lists each category's `
 from __future__ import annotations
 
 import json
-from collections import Counter
 import struct
 import uuid
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -83,8 +83,11 @@ def current_map_id(s: Session, org_id: uuid.UUID, name: str, where: str) -> int:
         raise _bad(where, f"{name!r} is not an embedding key of the metadata schema")
     found = s.scalar(select(VectorMap.id).where(VectorMap.key_id == key.id, VectorMap.current.is_(True)))
     if found is None:
-        raise _bad(where, f"the embedding key {name!r} has no map yet; build one "
-                          f"(POST /api/v1/index/map/{name}/build or corral map build {name})")
+        raise _bad(
+            where,
+            f"the embedding key {name!r} has no map yet; build one "
+            f"(POST /api/v1/index/map/{name}/build or corral map build {name})",
+        )
     return int(found)
 
 
@@ -94,14 +97,21 @@ def _mapped(s: Session, map_id: int) -> int:
 
 
 def _running(s: Session, key: VectorKey) -> Job | None:
-    jobs = s.scalars(select(Job).where(Job.org_id == key.org_id, Job.kind == build.KIND,
-                                       Job.status == "PENDING").order_by(Job.created_at))
+    jobs = s.scalars(
+        select(Job)
+        .where(Job.org_id == key.org_id, Job.kind == build.KIND, Job.status == "PENDING")
+        .order_by(Job.created_at)
+    )
     return next((j for j in jobs if j.params.get("key_id") == key.id), None)
 
 
 def _last_job(s: Session, key: VectorKey) -> Job | None:
-    jobs = s.scalars(select(Job).where(Job.org_id == key.org_id, Job.kind == build.KIND)
-                     .order_by(Job.created_at.desc()).limit(20))
+    jobs = s.scalars(
+        select(Job)
+        .where(Job.org_id == key.org_id, Job.kind == build.KIND)
+        .order_by(Job.created_at.desc())
+        .limit(20)
+    )
     return next((j for j in jobs if j.params.get("key_id") == key.id), None)
 
 
@@ -118,18 +128,24 @@ def start(db: Database, principal: Principal, name: str, request: build.Request)
     if not 100 <= request.sample <= projection.MAX_SAMPLE:
         raise _bad("sample", f"sample is 100 to {projection.MAX_SAMPLE}, got {request.sample}")
     if request.method == "umap" and not projection.umap_available():
-        raise errors.NotSupported("UMAP needs the umap-learn package: install corral[map] (or use method pca)")
+        raise errors.NotSupported(
+            "UMAP needs the umap-learn package: install corral[map] (or use method pca)"
+        )
     key = key_of(db, principal.org_id, name)
     with db.write() as s:
         running = _running(s, key)
         if running is not None:
             return Started(running.id, False)
-        total = int(s.scalar(select(func.count()).select_from(ItemVector).where(ItemVector.key_id == key.id)) or 0)
+        total = int(
+            s.scalar(select(func.count()).select_from(ItemVector).where(ItemVector.key_id == key.id)) or 0
+        )
         if total == 0:
             raise errors.Conflict(f"the embedding key {name!r} has no vectors yet: there is nothing to map")
         if request.method == "umap" and total < projection.UMAP_MIN:
-            raise _bad("method", f"UMAP needs at least {projection.UMAP_MIN} vectors; {name!r} has {total} "
-                                 "(use pca or auto)")
+            raise _bad(
+                "method",
+                f"UMAP needs at least {projection.UMAP_MIN} vectors; {name!r} has {total} (use pca or auto)",
+            )
         return Started(build.queue(s, key, request, principal.user_id), True)
 
 
@@ -137,20 +153,38 @@ def status(db: Database, principal: Principal, name: str) -> dict[str, Any]:
     key = key_of(db, principal.org_id, name)
     with db.read() as s:
         row = current(s, key.id)
-        vectors = int(s.scalar(select(func.count()).select_from(ItemVector).where(ItemVector.key_id == key.id)) or 0)
+        vectors = int(
+            s.scalar(select(func.count()).select_from(ItemVector).where(ItemVector.key_id == key.id)) or 0
+        )
         job = _running(s, key) or _last_job(s, key)
         out: dict[str, Any] = {
-            "key": key.name, "dim": key.dim, "metric": key.metric, "vectors": vectors, "map": None,
-            "unmapped": vectors, "job": None if job is None else {
-                "id": str(job.id), "status": job.status, "result": job.result, "error": job.error,
-                "created_at": job.created_at.isoformat()},
+            "key": key.name,
+            "dim": key.dim,
+            "metric": key.metric,
+            "vectors": vectors,
+            "map": None,
+            "unmapped": vectors,
+            "job": None
+            if job is None
+            else {
+                "id": str(job.id),
+                "status": job.status,
+                "result": job.result,
+                "error": job.error,
+                "created_at": job.created_at.isoformat(),
+            },
         }
         if row is not None:
             mapped = _mapped(s, row.id)
             out["map"] = {
-                "id": row.id, "method": row.method, "points": mapped, "mapped_upto": row.mapped_upto,
-                "built_at": row.built_at.isoformat() if row.built_at else None, "bounds": row.info.get("bounds"),
-                "sample": row.info.get("sample"), "grid": projection.GRID,
+                "id": row.id,
+                "method": row.method,
+                "points": mapped,
+                "mapped_upto": row.mapped_upto,
+                "built_at": row.built_at.isoformat() if row.built_at else None,
+                "bounds": row.info.get("bounds"),
+                "sample": row.info.get("sample"),
+                "grid": projection.GRID,
             }
             out["unmapped"] = max(0, vectors - mapped)
         return out
@@ -167,8 +201,11 @@ def _color_key(s: Session, principal: Principal, name: str | None) -> index_keys
     cat = query.catalog(s, principal)
     key = cat.key(name, "color")
     if key.kind == "text":
-        raise _bad("color", f"{name!r} is a text key; colour by an enum, boolean, varchar, uuid, number "
-                            "or datetime key, or @type")
+        raise _bad(
+            "color",
+            f"{name!r} is a text key; colour by an enum, boolean, varchar, uuid, number "
+            "or datetime key, or @type",
+        )
     return key
 
 
@@ -188,7 +225,11 @@ def points(
         q = q.outerjoin(ItemMeta, (ItemMeta.item_id == MapPoint.item_id) & (ItemMeta.key_id == colour.id))
     if ids:
         columns.append(MapPoint.item_id)
-    if colour == "@type" or prepared.node is not None or permissions.visible_folder_ids(s, principal) is not None:
+    if (
+        colour == "@type"
+        or prepared.node is not None
+        or permissions.visible_folder_ids(s, principal) is not None
+    ):
         q = q.join(Item, Item.id == MapPoint.item_id).where(*prepared.where)
         if colour == "@type":
             columns.insert(2, Item.item_type)
@@ -200,30 +241,54 @@ def points(
     values: Sequence[Any] = cols[2] if colour is not None else ()
     item_ids = [i.bytes for i in cols[-1]] if ids else []
     categories, codes = _categories(colour, values, len(xs))
-    vectors = int(s.scalar(select(func.count()).select_from(ItemVector).where(ItemVector.key_id == key.id)) or 0)
+    vectors = int(
+        s.scalar(select(func.count()).select_from(ItemVector).where(ItemVector.key_id == key.id)) or 0
+    )
     mapped = _mapped(s, row.id)
     header = {
-        "key": key.name, "map_id": row.id, "method": row.method, "color": color or None,
-        "categories": categories, "other": int((codes == OTHER).sum()), "bounds": row.info.get("bounds"),
-        "points_total": mapped, "unmapped": max(0, vectors - mapped), "grid": projection.GRID,
+        "key": key.name,
+        "map_id": row.id,
+        "method": row.method,
+        "color": color or None,
+        "categories": categories,
+        "other": int((codes == OTHER).sum()),
+        "bounds": row.info.get("bounds"),
+        "points_total": mapped,
+        "unmapped": max(0, vectors - mapped),
+        "grid": projection.GRID,
         "ids": ids,
     }
-    return encode(header, np.asarray(xs, dtype=np.uint16), np.asarray(ys, dtype=np.uint16), codes,
-                  b"".join(item_ids) if ids else None)
+    return encode(
+        header,
+        np.asarray(xs, dtype=np.uint16),
+        np.asarray(ys, dtype=np.uint16),
+        codes,
+        b"".join(item_ids) if ids else None,
+    )
 
 
-def encode(header: dict[str, Any], xs: np.ndarray, ys: np.ndarray, codes: np.ndarray, ids: bytes | None) -> bytes:
+def encode(
+    header: dict[str, Any], xs: np.ndarray, ys: np.ndarray, codes: np.ndarray, ids: bytes | None
+) -> bytes:
     meta = json.dumps(header, separators=(",", ":")).encode()
     n = len(xs)
-    parts = [MAGIC, struct.pack("<HHII", VERSION, 1 if ids is not None else 0, n, len(meta)), meta,
-             b"\0" * (-len(meta) % 4), xs.astype("<u2").tobytes(), ys.astype("<u2").tobytes(),
-             codes.astype(np.uint8).tobytes()]
+    parts = [
+        MAGIC,
+        struct.pack("<HHII", VERSION, 1 if ids is not None else 0, n, len(meta)),
+        meta,
+        b"\0" * (-len(meta) % 4),
+        xs.astype("<u2").tobytes(),
+        ys.astype("<u2").tobytes(),
+        codes.astype(np.uint8).tobytes(),
+    ]
     if ids is not None:
         parts += [b"\0" * (-n % 4), ids]
     return b"".join(parts)
 
 
-def _categories(colour: index_keys.Key | str | None, values: Sequence[Any], n: int) -> tuple[list[dict[str, Any]], np.ndarray]:
+def _categories(
+    colour: index_keys.Key | str | None, values: Sequence[Any], n: int
+) -> tuple[list[dict[str, Any]], np.ndarray]:
     codes = np.zeros(n, dtype=np.uint8)
     if colour is None or n == 0:
         return [], codes
@@ -239,21 +304,34 @@ def _categories(colour: index_keys.Key | str | None, values: Sequence[Any], n: i
     return shown, codes
 
 
-def _buckets(key: index_keys.Key, values: Sequence[Any], codes: np.ndarray) -> tuple[list[dict[str, Any]], np.ndarray]:
+def _buckets(
+    key: index_keys.Key, values: Sequence[Any], codes: np.ndarray
+) -> tuple[list[dict[str, Any]], np.ndarray]:
     have = np.array([v is not None for v in values])
     nums = np.array([v if v is not None else 0.0 for v in values], dtype=np.float64)
     if not have.any():
         return [], codes
     lo, hi = float(nums[have].min()), float(nums[have].max())
     width = (hi - lo) / NUMBER_BUCKETS if hi > lo else 1.0
-    which = np.minimum(((nums - lo) / width).astype(np.int64), NUMBER_BUCKETS - 1) if hi > lo else np.zeros(len(nums), dtype=np.int64)
+    which = (
+        np.minimum(((nums - lo) / width).astype(np.int64), NUMBER_BUCKETS - 1)
+        if hi > lo
+        else np.zeros(len(nums), dtype=np.int64)
+    )
     codes[have] = (which[have] + 1).astype(np.uint8)
 
     def show(x: float) -> Any:
         return datetime.fromtimestamp(x, UTC).isoformat() if key.kind == "datetime" else x
 
     used = NUMBER_BUCKETS if hi > lo else 1
-    cats = [{"value": {"from": show(lo + b * width), "to": show(hi if b == used - 1 else lo + (b + 1) * width)},
-             "count": int(((codes == b + 1)).sum())} for b in range(used)]
+    cats = [
+        {
+            "value": {
+                "from": show(lo + b * width),
+                "to": show(hi if b == used - 1 else lo + (b + 1) * width),
+            },
+            "count": int((codes == b + 1).sum()),
+        }
+        for b in range(used)
+    ]
     return cats, codes
-
