@@ -45,6 +45,25 @@ COLUMNS = ("id", "org_id", "folder_id", "item_type", "name", "storage_location",
            "media", "is_placeholder", "created_at", "updated_at")
 
 
+def ingest_vectors(db: Any, who: Any, folder_id: uuid.UUID, n: int, dim: int, key: str = "clip") -> None:
+    """``n`` items with clustered ``dim``-d vectors (embedding ``key``) and a number key ``group``
+    (0..9), written as registration writes them."""
+    for start in range(0, n, BATCH):
+        count = min(n, start + BATCH) - start
+        data = clustered(count, dim, clusters=1000, latent=24, seed=start)  # one batch in memory at a time
+        rows, metas = [], []
+        now = utcnow()
+        for j in range(count):
+            item_id = uuid7()
+            meta = {key: StoredVector(data[j]), "group": (start + j) % 10}
+            metas.append((item_id, meta))
+            rows.append((item_id, who.org_id, folder_id, "image", f"f{start + j}", "local", meta, {}, False,
+                         now, now))
+        with db.write() as s:
+            insert_tuples(s, ITEMS, COLUMNS, rows)
+            project_new(s, who.org_id, metas)
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--n", type=int, default=100_000)
@@ -69,20 +88,7 @@ def main() -> None:
                                                     "group": {"type": "number"}}}))
         folder = folders.create_path(s, who, "bench")
     t0 = time.perf_counter()
-    for start in range(0, a.n, BATCH):
-        count = min(a.n, start + BATCH) - start
-        data = clustered(count, a.dim, clusters=1000, latent=24, seed=start)  # one batch in memory at a time
-        rows, metas = [], []
-        now = utcnow()
-        for j in range(count):
-            item_id = uuid7()
-            meta = {"clip": StoredVector(data[j]), "group": (start + j) % 10}
-            metas.append((item_id, meta))
-            rows.append((item_id, who.org_id, folder.id, "image", f"f{start + j}", "local", meta, {}, False,
-                         now, now))
-        with db.write() as s:
-            insert_tuples(s, ITEMS, COLUMNS, rows)
-            project_new(s, who.org_id, metas)
+    ingest_vectors(db, who, folder.id, a.n, a.dim)
     ingest = time.perf_counter() - t0
     started = service.start(db, who, "clip", build.Request(method=a.method, full=True, sample=a.sample))
     with db.read() as s:
