@@ -206,9 +206,12 @@ class Compiler:
     def area(self, node: Area) -> ColumnElement[bool]:
         """Items whose point on the map is in the area: probed by item (``ix_map_points_item_id``)
         when correlated, else read as one range of ``ix_map_points_map_xy``."""
-        inside = area_condition(node, MapPoint.x, MapPoint.y)
         if self.correlated:
-            return exists().where(MapPoint.item_id == self.row, MapPoint.map_id == node.map_id, inside)
+            # "+ 0": no index on these terms, so the planner probes by item (one row), never
+            # the area's whole range of ix_map_points_map_xy for every item
+            inside = area_condition(node, MapPoint.x + 0, MapPoint.y + 0)
+            return exists().where(MapPoint.item_id == self.row, MapPoint.map_id + 0 == node.map_id, inside)
+        inside = area_condition(node, MapPoint.x, MapPoint.y)
         return Item.id.in_(select(MapPoint.item_id).where(MapPoint.map_id == node.map_id, inside))
 
     # -- item fields --------------------------------------------------------------------------
