@@ -403,7 +403,7 @@ class MapPoint(Base):
     goes), and so with the item and the key."""
 
     __tablename__ = "map_points"
-    __table_args__ = (Index("ix_map_points_map_xy", "map_id", "x", "y"),)
+    __table_args__ = (Index("ix_map_points_map_xy", "map_id", "x", "y", "item_id"),)  # covering
     vector_id: Mapped[int] = mapped_column(
         ForeignKey("item_vectors.id", ondelete="CASCADE"), primary_key=True
     )

@@ -49,7 +49,7 @@ def upgrade() -> None:
     sa.ForeignKeyConstraint(['vector_id'], ['item_vectors.id'], name=op.f('fk_map_points_vector_id_item_vectors'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('vector_id', 'map_id', name=op.f('pk_map_points')),
     )
-    op.create_index('ix_map_points_map_xy', 'map_points', ['map_id', 'x', 'y'], unique=False)
+    op.create_index('ix_map_points_map_xy', 'map_points', ['map_id', 'x', 'y', 'item_id'], unique=False)
     op.create_index(op.f('ix_map_points_item_id'), 'map_points', ['item_id'], unique=False)
 
 
