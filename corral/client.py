@@ -633,6 +633,17 @@ class Client:
         body = {k_: v for k_, v in body.items() if v is not None}
         return self.request("POST", "/api/v1/index/similar", json=body)
 
+    def build_map(
+        self, key: str, *, method: str = "auto", full: bool = False, sample: int | None = None
+    ) -> Any:
+        body: dict[str, Any] = {"method": method, "full": full}
+        if sample is not None:
+            body["sample"] = sample
+        return self.request("POST", f"/api/v1/index/map/{quote(key, safe='')}/build", json=body)
+
+    def map_status(self, key: str) -> Any:
+        return self.request("GET", f"/api/v1/index/map/{quote(key, safe='')}")
+
     def stream_index(
         self, where: str | None = None, *, sort: str | None = None, fields: list[str] | None = None
     ) -> Iterator[dict[str, Any]]:

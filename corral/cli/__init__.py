@@ -20,6 +20,7 @@ from corral.cli import (
     index_commands,
     integration_commands,
     item_commands,
+    map_commands,
     operator,
     project_commands,
     schema_commands,
@@ -43,6 +44,7 @@ for command in (
     *import_commands.COMMANDS,
     *dataset_commands.COMMANDS,
     *index_commands.COMMANDS,
+    *map_commands.COMMANDS,
     *project_commands.COMMANDS,
 ):
     cli.add_command(command)

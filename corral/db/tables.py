@@ -373,6 +373,50 @@ class ItemVector(Base):
     vec: Mapped[bytes] = mapped_column(LargeBinary)
 
 
+class VectorMap(Base):
+    """One 2-D map of an embedding key (``corral.core.maps``): the fitted projection and its bounds.
+
+    Each build makes a new row; its points are written under its id, and the build's commit makes
+    it the key's ``current`` map and deletes the previous one (its points go by cascade).  Deleting
+    the key (or changing its size) deletes its maps.  ``mapped_upto`` is the highest
+    ``item_vectors.id`` the map has seen: newer vectors are "not yet mapped" until an incremental
+    build projects them with the stored model.
+    """
+
+    __tablename__ = "vector_maps"
+    __table_args__ = (Index("ix_vector_maps_key_id", "key_id", "current"), {"sqlite_autoincrement": True})
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    key_id: Mapped[int] = mapped_column(ForeignKey("vector_keys.id", ondelete="CASCADE"))
+    current: Mapped[bool] = mapped_column(Boolean, default=False)
+    method: Mapped[str] = mapped_column(String(16))
+    #: the build's parameters, the fitted model's bounds (x0, y0, x1, y1) and counts
+    info: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    #: the fitted projection (``corral.core.maps.projection.dumps``), read only to map new vectors
+    model: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True, deferred=True)
+    mapped_upto: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    points: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    job_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, nullable=True)
+    created_at: Mapped[datetime] = _created()
+    built_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class MapPoint(Base):
+    """An item's place on a map: ``x`` and ``y`` quantised to 0..65535 (the map's grid, the same
+    numbers the points endpoint sends and a lasso filter's polygon is drawn in).  The point goes
+    with the vector it was projected from (a replaced vector has a new id, so its old point
+    goes), and so with the item and the key."""
+
+    __tablename__ = "map_points"
+    __table_args__ = (Index("ix_map_points_map_xy", "map_id", "x", "y", "item_id"),)  # covering
+    vector_id: Mapped[int] = mapped_column(
+        ForeignKey("item_vectors.id", ondelete="CASCADE"), primary_key=True
+    )
+    map_id: Mapped[int] = mapped_column(ForeignKey("vector_maps.id", ondelete="CASCADE"), primary_key=True)
+    item_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("items.id", ondelete="CASCADE"), index=True)
+    x: Mapped[int] = mapped_column(Integer)
+    y: Mapped[int] = mapped_column(Integer)
+
+
 class ItemText(Base):
     """The whole value of a text key, or of a string longer than ``item_meta.txt`` keeps: what
     full-text search (SQLite FTS5 ``item_text_fts``, PostgreSQL ``to_tsvector``) and substring

@@ -10,10 +10,12 @@ import re
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
+from fractions import Fraction
 from typing import Any
 
 from corral.core.index.filters import And, Node, Not, Or, Pred
 from corral.core.index.keys import Key
+from corral.core.maps.area import Area
 from corral.core.metadata.validation import normaliser
 
 _LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
@@ -34,6 +36,7 @@ class Row:
     labelled: bool = False  # a label row with objects or classifications
     objects: set[str] = field(default_factory=set)  # feature hashes of its labels' objects
     classifications: set[str] = field(default_factory=set)
+    points: dict[int, tuple[int, int]] = field(default_factory=dict)  # map id -> its grid point
 
 
 def value_of(key: Key, row: Row) -> Any:
@@ -108,6 +111,9 @@ def evaluate(node: Node | None, row: Row) -> bool:
         return any(evaluate(n, row) for n in node.items)
     if isinstance(node, Not):
         return not evaluate(node.item, row)
+    if isinstance(node, Area):
+        point = row.points.get(node.map_id)
+        return point is not None and in_area(node, *point)
     assert isinstance(node, Pred)
     if node.key is not None:
         return _compare(node.op, value_of(node.key, row), node.value)
@@ -124,6 +130,20 @@ def evaluate(node: Node | None, row: Row) -> bool:
     if node.field == "label_classification":
         return bool(row.classifications & set(node.value))
     return _compare(node.op, _field(node.field or "", row), node.value)
+
+
+def in_area(area: Area, px: int, py: int) -> bool:
+    """The textbook even-odd ray cast (PNPOLY), in exact fractions; a box is inclusive."""
+    if area.box is not None:
+        x0, y0, x1, y1 = area.box
+        return x0 <= px <= x1 and y0 <= py <= y1
+    assert area.polygon is not None
+    inside, poly = False, area.polygon
+    for i, (xi, yi) in enumerate(poly):
+        xj, yj = poly[i - 1]
+        if (yi > py) != (yj > py) and px < Fraction(xj - xi) * (py - yi) / (yj - yi) + xi:
+            inside = not inside
+    return inside
 
 
 def sort_key_value(key: Key, row: Row) -> Any:

@@ -31,7 +31,9 @@ from sqlalchemy.sql import util as sql_util
 
 from corral.core.index.filters import And, Node, Not, Or, Pred
 from corral.core.index.keys import TXT_MAX, Key
-from corral.db.tables import CollectionItem, DataRow, Item, ItemMeta, ItemText, LabelRow
+from corral.core.maps.area import Area
+from corral.core.maps.area import condition as area_condition
+from corral.db.tables import CollectionItem, DataRow, Item, ItemMeta, ItemText, LabelRow, MapPoint
 
 MEDIA_FIELDS = {"width": "width", "height": "height", "duration": "duration", "frames": "frame_count"}
 
@@ -59,6 +61,8 @@ class Compiler:
             return or_(*(self(n) for n in node.items))
         if isinstance(node, Not):
             return not_(self(node.item))
+        if isinstance(node, Area):
+            return self.area(node)
         if node.key is not None:
             return self.metadata(node)
         return self.field(node)
@@ -197,6 +201,19 @@ class Compiler:
             return Item.id.not_in(having)
         return Item.id.in_(having)
 
+    # -- map areas ------------------------------------------------------------------------------
+
+    def area(self, node: Area) -> ColumnElement[bool]:
+        """Items whose point on the map is in the area: probed by item (``ix_map_points_item_id``)
+        when correlated, else read as one range of ``ix_map_points_map_xy``."""
+        if self.correlated:
+            # "+ 0": no index on these terms, so the planner probes by item (one row), never
+            # the area's whole range of ix_map_points_map_xy for every item
+            inside = area_condition(node, MapPoint.x + 0, MapPoint.y + 0)
+            return exists().where(MapPoint.item_id == self.row, MapPoint.map_id + 0 == node.map_id, inside)
+        inside = area_condition(node, MapPoint.x, MapPoint.y)
+        return Item.id.in_(select(MapPoint.item_id).where(MapPoint.map_id == node.map_id, inside))
+
     # -- item fields --------------------------------------------------------------------------
 
     def _field_column(self, name: str) -> Any:
@@ -262,6 +279,8 @@ def cast_table(model: Any) -> Table:
 
 
 def _metadata_only(node: Node) -> bool:
+    if isinstance(node, Area):
+        return False
     if isinstance(node, Pred):
         return node.key is not None
     if isinstance(node, Not):

@@ -25,6 +25,10 @@ or classifications in any project) and ``label_object`` / ``label_classification
 label row of the item has an object / a classification of these ontology features, by feature
 hash or by name).
 
+A map area: ``{"in_map": {"key": K, "polygon": [[x, y], ...]}}`` (or ``"box": [x0, y0, x1, y1]``)
+holds for the items whose point on embedding key K's current 2-D map is in the polygon (a lasso)
+or the box, in the map's grid coordinates (``corral.core.maps.area``).
+
 Two shorthands: ``{"in_collection": REF}`` (or a list of them) is ``{"field": "collection", "op":
 "in", "value": [REF, ...]}``; ``{"preset": REF}`` is that filter preset's filter.
 
@@ -43,6 +47,8 @@ from typing import Any
 
 from corral import errors
 from corral.core.index.keys import TXT_MAX, Key, epoch
+from corral.core.maps.area import Area
+from corral.core.maps.area import check as check_area
 from corral.core.metadata.validation import normaliser
 from corral.errors import ErrorDetail
 
@@ -117,14 +123,15 @@ class Not:
     item: Node
 
 
-Node = Pred | And | Or | Not
+Node = Pred | And | Or | Not | Area
 
 
 class Catalog:
     """What checking a filter needs to know: the queryable keys, and how to resolve folder,
     dataset, collection, preset and ontology feature references (the caller supplies those, with
     the principal's permissions).  ``presets`` gives a preset's id and JSON filter tree;
-    ``features`` the feature hashes an object or classification reference stands for."""
+    ``features`` the feature hashes an object or classification reference stands for; ``maps``
+    the current map of an embedding key (or a ``ValidationFailed`` naming ``where``)."""
 
     def __init__(
         self,
@@ -136,6 +143,7 @@ class Catalog:
         collections: Resolve | None = None,
         presets: Callable[[str], tuple[uuid.UUID, Any]] | None = None,
         features: Callable[[str, str], list[str]] | None = None,
+        maps: Callable[[str, str], int] | None = None,
     ) -> None:
         self.keys = keys
         self.deleted = deleted
@@ -144,6 +152,7 @@ class Catalog:
         self.collections = collections
         self.presets = presets
         self.features = features
+        self.maps = maps
 
     def key(self, name: str, where: str) -> Key:
         found = self.keys.get(name)
@@ -235,6 +244,8 @@ class _Parser:
             raise _bad(where, f"expected an object (and, or, not, or a predicate), got {raw!r}")
         if "in_collection" in raw or "preset" in raw:
             return self.shorthand(raw, where, depth)
+        if "in_map" in raw:
+            return self.area(raw, where)
         combinators = [c for c in ("and", "or", "not") if c in raw]
         if combinators:
             if len(raw) != 1:
@@ -271,6 +282,18 @@ class _Parser:
             return self.node(tree, f"{where}.preset({ref})", depth + 1)
         finally:
             self.expanding.pop()
+
+    def area(self, raw: dict[str, Any], where: str) -> Area:
+        if len(raw) != 1:
+            raise _bad(where, f"'in_map' stands alone in its object; found {sorted(raw)}")
+        try:
+            key, polygon, box = check_area(raw["in_map"], f"{where}.in_map")
+        except ValueError as exc:
+            at, message = exc.args
+            raise _bad(at, message) from None
+        if self.catalog.maps is None:
+            raise _bad(f"{where}.in_map", "map areas are not available here")
+        return Area(key, self.catalog.maps(key, f"{where}.in_map.key"), polygon, box)
 
     def predicate(self, raw: dict[str, Any], where: str) -> Pred:
         unknown = sorted(set(raw) - {"key", "field", "op", "value"})

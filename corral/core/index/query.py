@@ -130,11 +130,16 @@ def catalog(s: Session, principal: Principal) -> Catalog:
         row = presets.resolve(s, principal, ref)
         return row.id, presets.usable_filter(row, {k: v.kind for k, v in keys.items()})
 
+    def map_id(name: str, where: str) -> int:
+        from corral.core.maps import service as maps
+
+        return maps.current_map_id(s, principal.org_id, name, where)
+
     def features(kind: str, ref: str) -> list[str]:
         return _features(s, principal.org_id, kind, ref)
 
     return Catalog(keys, deleted=deleted, folders=folder_ids, datasets=dataset_id, collections=collection_id,
-                   presets=preset, features=features)
+                   presets=preset, features=features, maps=map_id)
 
 
 def _features(s: Session, org_id: uuid.UUID, kind: str, ref: str) -> list[str]:
@@ -245,7 +250,7 @@ def _metadata_matches(s: Session, principal: Principal, prepared: Prepared) -> S
     return Compiler(s.get_bind().dialect.name).metadata_set(prepared.node)
 
 
-def _hidden(s: Session, principal: Principal) -> Select[Any] | CompoundSelect[Any]:
+def hidden_items(s: Session, principal: Principal) -> Select[Any] | CompoundSelect[Any]:
     """The organisation's items users cannot see (deleted, or staged by a job not done): few,
     and found through indexes (``ix_items_hidden``; the pending jobs' items by ``job_id``)."""
     hidden = select(Item.id).where(Item.org_id == principal.org_id, text(f"({_HIDDEN})"))
@@ -259,7 +264,7 @@ def _count_visible(s: Session, principal: Principal, prepared: Prepared, matches
     """The matches counted in ``item_meta`` alone, less the hidden items among them (each hidden
     item checked by primary-key probes): no item row is read for a visible match."""
     total = s.scalar(select(func.count()).select_from(matches.subquery())) or 0
-    hidden = _hidden(s, principal).subquery()
+    hidden = hidden_items(s, principal).subquery()
     probe = Compiler(s.get_bind().dialect.name, correlated=True, row=hidden.c.id)(prepared.node)
     taken = s.scalar(select(func.count()).select_from(hidden).where(probe)) or 0
     return int(total) - int(taken)
@@ -557,7 +562,7 @@ def _matching(s: Session, principal: Principal, prepared: Prepared) -> Iterator[
             s.execute(insert(table).from_select(["id"], select(Item.id).where(*prepared.where)))
         else:  # from item_meta alone, then without the hidden items
             s.execute(insert(table).from_select(["id"], matches))
-            s.execute(delete(table).where(table.c.id.in_(_hidden(s, principal))))
+            s.execute(delete(table).where(table.c.id.in_(hidden_items(s, principal))))
         if s.get_bind().dialect.name == "postgresql":  # its size, so the planner reads item_meta by it
             s.execute(text(f"ANALYZE {table.name}"))
         yield table

@@ -9,6 +9,7 @@ Grammar (keywords are case-insensitive; ``and`` binds tighter than ``or``)::
     and       := unary ("and" unary)*
     unary     := "not" unary | "(" filter ")" | shorthand | predicate
     shorthand := "in_collection" (value | "(" value ("," value)* ")") | "preset" value
+               | "in_map" name ("polygon" | "box") "(" integer ("," integer)* ")"
     predicate := target ("=" | "!=" | "<" | "<=" | ">" | ">=") value
                | target ["not"] "in" "(" value ("," value)* ")"
                | target ("exists" | "missing")
@@ -18,7 +19,9 @@ Grammar (keywords are case-insensitive; ``and`` binds tighter than ``or``)::
 
 A metadata key is a bare name (letters, digits, ``_ - .``) or any name in backticks; an item field
 starts with ``@`` (``@type``, ``@folder``, ``@size`` ...).  ``in_collection X`` and ``preset X``
-are the tree's shorthands; followed by an operator they are metadata keys of those names.  A bare
+are the tree's shorthands; followed by an operator they are metadata keys of those names.
+``in_map clip polygon(x1, y1, x2, y2, x3, y3, ...)`` and ``in_map clip box(x0, y0, x1, y1)`` are
+a map area (``{"in_map": ...}``): grid coordinates, flat, two per vertex.  A bare
 value is read by its target's type: a number for number keys and fields, true/false for booleans,
 text otherwise; a quoted value is always text.  Errors name the position (from 1) and what was expected.
 """
@@ -142,6 +145,10 @@ class _Parser:
     def shorthand(self) -> dict[str, Any] | None:
         t = self.tok
         word = t.text.lower() if t.kind == "word" else ""
+        if word == "in_map" and self.tokens[self.i + 1].kind in ("word", "quoted"):
+            after = self.tokens[self.i + 2] if self.i + 2 < len(self.tokens) else self.tokens[-1]
+            if after.kind == "word" and after.text.lower() in ("polygon", "box"):
+                return self.in_map()
         if word not in ("in_collection", "preset"):
             return None
         after = self.tokens[self.i + 1]  # a word is never the last token (the end is)
@@ -163,6 +170,34 @@ class _Parser:
         if not self.symbol(")"):
             raise _error(self.tok.pos, "',' or ')'", self.tok.describe())
         return {"in_collection": values}
+
+    def in_map(self) -> dict[str, Any]:
+        self.i += 1
+        name = self.tok
+        self.i += 1
+        key = name.text[1:-1] if name.kind == "quoted" else name.text
+        shape = self.tok.text.lower()
+        self.i += 1
+        if not self.symbol("("):
+            raise _error(self.tok.pos, f"'(' and the {shape}'s coordinates", self.tok.describe())
+        numbers = [self.integer()]
+        while self.symbol(","):
+            numbers.append(self.integer())
+        if not self.symbol(")"):
+            raise _error(self.tok.pos, "',' or ')'", self.tok.describe())
+        if shape == "box":
+            return {"in_map": {"key": key, "box": numbers}}
+        if len(numbers) % 2:
+            raise _error(name.pos, "a polygon's coordinates in pairs (x, y)", f"{len(numbers)} numbers")
+        pairs = [[numbers[i], numbers[i + 1]] for i in range(0, len(numbers), 2)]
+        return {"in_map": {"key": key, "polygon": pairs}}
+
+    def integer(self) -> int:
+        t = self.tok
+        if t.kind != "word" or not t.text.isdigit():
+            raise _error(t.pos, "a grid coordinate (an integer from 0 to 65535)", t.describe())
+        self.i += 1
+        return int(t.text)
 
     def target(self) -> tuple[str, str]:
         t = self.tok

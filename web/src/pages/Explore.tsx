@@ -17,6 +17,8 @@ import {
   compose, control, emptySelection, facetPlan, filterKeys, isEmpty, presetQuery, setMatch, setRange, sidebarText, sortChoices, sortParam, toggle, typedPosition, valueRows,
   type Bucket, type Facet, type FilterKey, type KeyKind, type Range, type Selection, type Value,
 } from "./filterModel";
+import { MapView } from "./explore/MapView";
+import { typedWithArea, withArea } from "./explore/mapModel";
 
 const TILE_W = 168;
 const ROW_H = 178;
@@ -72,7 +74,10 @@ export function Explore() {
   }, []);
   const keys = useMemo(() => filterKeys(schema), [schema]);
   const kinds = useMemo<Record<string, KeyKind>>(() => Object.fromEntries(keys.map((k) => [k.name, k.kind])), [keys]);
-  const composed = useMemo(() => compose(typed, sidebarText(sel, kinds)), [typed, sel, kinds]);
+  const [area, setArea] = useState(""); // the map's lasso, an in_map clause
+  const [showMap, setShowMap] = useState(false);
+  const unmapped = useMemo(() => compose(typed, sidebarText(sel, kinds)), [typed, sel, kinds]);
+  const composed = useMemo(() => withArea(unmapped, area), [unmapped, area]);
   const sort = sortParam(sortBy, desc);
 
   // The results: the first page with the exact count, then keyset pages as the grid needs them.
@@ -118,11 +123,11 @@ export function Explore() {
   useEffect(() => {
     if (schema === null) return;
     const ctl = new AbortController();
-    const plan = facetPlan(keys, sel, typed);
+    const plan = facetPlan(keys, sel, typedWithArea(typed, area));
     Promise.all(plan.map((r) => post<{ facets: Facet[] }>("/api/v1/index/facets", { where: r.where || undefined, keys: r.keys, top: 12, buckets: 12 }, ctl.signal)))
       .then((answers) => setFacets(Object.fromEntries(answers.flatMap((a) => a.facets).map((f) => [f.key, f]))), () => undefined); // the query shows any error
     return () => ctl.abort();
-  }, [keys, sel, typed, schema]);
+  }, [keys, sel, typed, area, schema]);
 
   const applyTyped = (e: FormEvent) => {
     e.preventDefault();
@@ -213,6 +218,7 @@ export function Explore() {
           <button onClick={() => setDesc(!desc)} aria-pressed={desc} aria-label={desc ? "Descending; sort ascending" : "Ascending; sort descending"} disabled={!sortBy}>
             {desc ? "↓ Desc" : "↑ Asc"}
           </button>
+          <button aria-pressed={showMap} onClick={() => setShowMap(!showMap)}>Map</button>
           <button onClick={() => { setNotice(null); setDialog("preset"); }}>Save as preset…</button>
           <button disabled={!count} onClick={() => { setNotice(null); setDialog("collection"); }}>Add to collection…</button>
           <button className="primary" disabled={!count} onClick={() => { setNotice(null); setDialog("dataset"); }}>Add to dataset…</button>
@@ -221,6 +227,7 @@ export function Explore() {
         {similar && <SimilarPanel schema={schema} where={composed.where} source={similar.source} onOpen={setItemId} onClose={() => setSimilar(null)} />}
         {notice && <div className="alert ok" role="status" style={{ margin: "8px 16px 0" }}>{notice}</div>}
         {queryError !== null && typedError === null && <div style={{ margin: "8px 16px 0" }}><ErrorBanner error={queryError} /></div>}
+        {showMap && <MapView schema={schema} where={unmapped.where} area={area} onArea={setArea} />}
         <Results items={items} count={count} more={next !== null} loadMore={loadMore} selectedId={itemId} onSelect={setItemId} />
       </section>
 
