@@ -297,9 +297,10 @@ def _oracle_facets(db, who, rows, tree: Any) -> dict[str, Any]:  # type: ignore[
     folders can't be used, so compare against a member-free brute force of weather and flag."""
     from tests.index.oracle import value_of
 
-    with db.read() as s:
+    with db.read() as s:  # parse reads through the catalog's session (an area's map, a preset)
         cat = query.catalog(s, who)
-    matching = [r for r in rows if evaluate(parse(tree, cat), r)]
+        node = parse(tree, cat)
+    matching = [r for r in rows if evaluate(node, r)]
     out: dict[str, dict[Any, int]] = {"weather": {}, "flag": {}, "@type": {}}
     for r in matching:
         for name in ("weather", "flag"):
