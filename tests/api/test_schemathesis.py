@@ -40,7 +40,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 EXAMPLES = int(os.environ.get("CORRAL_SCHEMATHESIS_EXAMPLES", "8"))
-SEED = os.environ.get("CORRAL_SCHEMATHESIS_SEED")
+SEED = os.environ.get("CORRAL_SCHEMATHESIS_SEED") or None
 CHECKS = [
     not_a_server_error,
     status_code_conformance,

@@ -29,6 +29,7 @@ class BuildRequest(BaseModel):
         "auto",
         description="auto (UMAP when installed and there are at least "
         f"{projection.UMAP_MIN} vectors, else PCA), umap or pca.",
+        json_schema_extra={"enum": list(projection.METHODS)},  # checked by the core, as published
     )
     full: bool = Field(
         False,
@@ -37,9 +38,10 @@ class BuildRequest(BaseModel):
     )
     sample: int = Field(
         projection.SAMPLE,
-        description=f"Vectors the projection is fitted on, 100 to "
+        description=f"Vectors the projection is fitted on, {projection.MIN_SAMPLE} to "
         f"{projection.MAX_SAMPLE} (fewer for wide keys: at most "
         f"{projection.SAMPLE_NUMBERS:,} numbers).",
+        json_schema_extra={"minimum": projection.MIN_SAMPLE, "maximum": projection.MAX_SAMPLE},
     )
 
 

@@ -34,6 +34,7 @@ PRE_DIMS = 50
 SAMPLE_NUMBERS = 25_000_000
 #: the default (and largest) sample a projection is fitted on
 SAMPLE = 50_000
+MIN_SAMPLE = 100
 MAX_SAMPLE = 200_000
 #: fewer vectors than this are mapped by PCA ("auto"); UMAP refuses them
 UMAP_MIN = 50

@@ -125,8 +125,9 @@ def start(db: Database, principal: Principal, name: str, request: build.Request)
     """Queue a build of ``name``'s map, or answer the build already running."""
     if request.method not in projection.METHODS:
         raise _bad("method", f"method is one of {', '.join(projection.METHODS)}, got {request.method!r}")
-    if not 100 <= request.sample <= projection.MAX_SAMPLE:
-        raise _bad("sample", f"sample is 100 to {projection.MAX_SAMPLE}, got {request.sample}")
+    if not projection.MIN_SAMPLE <= request.sample <= projection.MAX_SAMPLE:
+        raise _bad("sample", f"sample is {projection.MIN_SAMPLE} to {projection.MAX_SAMPLE}, "
+                   f"got {request.sample}")
     if request.method == "umap" and not projection.umap_available():
         raise errors.NotSupported(
             "UMAP needs the umap-learn package: install corral[map] (or use method pca)"
