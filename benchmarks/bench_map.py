@@ -23,17 +23,12 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from corral.core import folders, identity  # noqa: E402
-from corral.core.identity import principal_for_user  # noqa: E402
+from benchmarks.bench_vectors import setup  # noqa: E402
 from corral.core.index.projection import project_new  # noqa: E402
 from corral.core.maps import build, service  # noqa: E402
-from corral.core.metadata import service as metadata  # noqa: E402
-from corral.core.metadata.schema import from_native  # noqa: E402
 from corral.core.vectors.store import StoredVector  # noqa: E402
-from corral.db import migrate  # noqa: E402
 from corral.db.bulk import insert_tuples  # noqa: E402
-from corral.db.engine import create_database  # noqa: E402
-from corral.db.tables import Item, User  # noqa: E402
+from corral.db.tables import Item  # noqa: E402
 from corral.db.types import utcnow, uuid7  # noqa: E402
 from corral.jobs.tasks import ClaimedUnit, WorkerContext  # noqa: E402
 from corral.settings import Settings  # noqa: E402
@@ -74,19 +69,7 @@ def main() -> None:
     a = p.parse_args()
     settings = Settings(data_dir=Path(tempfile.mkdtemp(prefix="bench-map-")), database_url=a.database_url,
                         secret_key="b" * 40, vector_store="exact")
-    db = create_database(settings)
-    migrate.upgrade(db)
-    with db.write() as s:
-        user = identity.create_user(s, f"bench-{uuid.uuid4().hex[:8]}@x.io", org_name=f"bench {uuid.uuid4()}",
-                                    role="admin")
-    with db.read() as s:
-        u = s.get(User, user.id)
-        assert u is not None
-        who = principal_for_user(u, "bearer")
-    with db.write() as s:
-        metadata.save(s, who, from_native({"keys": {"clip": {"type": "embedding", "size": a.dim},
-                                                    "group": {"type": "number"}}}))
-        folder = folders.create_path(s, who, "bench")
+    db, who, folder = setup(settings, a.dim)
     t0 = time.perf_counter()
     ingest_vectors(db, who, folder.id, a.n, a.dim)
     ingest = time.perf_counter() - t0

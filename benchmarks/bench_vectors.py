@@ -51,16 +51,9 @@ COLUMNS = ("id", "org_id", "folder_id", "item_type", "name", "storage_location",
            "media", "is_placeholder", "created_at", "updated_at")
 
 
-def main() -> None:
-    p = argparse.ArgumentParser()
-    p.add_argument("--n", type=int, default=100_000)
-    p.add_argument("--dim", type=int, default=512)
-    p.add_argument("--database-url", default=None)
-    p.add_argument("--store", default="auto")
-    a = p.parse_args()
-    data_dir = Path(tempfile.mkdtemp(prefix="bench-vectors-"))
-    settings = Settings(data_dir=data_dir, database_url=a.database_url, secret_key="b" * 40,
-                        vector_store=a.store)
+def setup(settings: Settings, dim: int) -> tuple[Any, Any, Any]:
+    """A migrated database with an admin, a schema of an embedding key ``clip`` of ``dim``
+    numbers and a number key ``group``, and a folder ``bench``: (database, principal, folder)."""
     db = create_database(settings)
     migrate.upgrade(db)
     with db.write() as s:
@@ -71,9 +64,23 @@ def main() -> None:
         assert u is not None
         who = principal_for_user(u, "bearer")
     with db.write() as s:
-        service.save(s, who, from_native({"keys": {"clip": {"type": "embedding", "size": a.dim},
+        service.save(s, who, from_native({"keys": {"clip": {"type": "embedding", "size": dim},
                                                    "group": {"type": "number"}}}))
         folder = folders.create_path(s, who, "bench")
+    return db, who, folder
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--n", type=int, default=100_000)
+    p.add_argument("--dim", type=int, default=512)
+    p.add_argument("--database-url", default=None)
+    p.add_argument("--store", default="auto")
+    a = p.parse_args()
+    data_dir = Path(tempfile.mkdtemp(prefix="bench-vectors-"))
+    settings = Settings(data_dir=data_dir, database_url=a.database_url, secret_key="b" * 40,
+                        vector_store=a.store)
+    db, who, folder = setup(settings, a.dim)
     data = clustered(a.n + 100, a.dim, clusters=1000, latent=24)
     queries, data = data[a.n :], data[: a.n]
     ids: list[uuid.UUID] = []
