@@ -122,7 +122,7 @@ def test_the_index_explorer(chromium, ui_server: str, make_user, db) -> None:  #
         expect(count).to_have_text("150 items")
         page.get_by_role("button", name="Add to dataset…").click()
         dialog = page.get_by_role("dialog", name="Add results to a dataset")
-        dialog.get_by_label("Dataset").select_option("new")
+        dialog.get_by_role("combobox", name="Dataset").select_option("new")
         dialog.get_by_label("New dataset's title").fill("sunny")
         dialog.get_by_role("button", name="Link 150 item(s)").click()
         expect(page.get_by_role("status")).to_have_text("Linked 150 item(s) into “sunny”; 0 already linked.")
