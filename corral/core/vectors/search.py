@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
-from sqlalchemy import ColumnElement, and_, func, select
+from sqlalchemy import BinaryExpression, ColumnElement, and_, func, select
 from sqlalchemy.orm import Session
 
 from corral import errors
@@ -25,7 +25,7 @@ from corral.core.index import query as index_query
 from corral.core.metadata import service as metadata_service
 from corral.core.vectors import endpoint
 from corral.core.vectors import keys as vector_keys
-from corral.core.vectors.store import MARKER, METRICS, Hit, Metric, VectorKey, Vectors, is_marker
+from corral.core.vectors.store import MARKER, METRICS, Few, Hit, Metric, VectorKey, Vectors, is_marker
 from corral.core.vectors.table import TableStore
 from corral.db.engine import Database
 from corral.db.tables import Item, ItemVector
@@ -66,33 +66,49 @@ def key_named(keys: dict[str, VectorKey], name: str | None) -> VectorKey:
     return key
 
 
+def _is_org_condition(condition: ColumnElement[bool]) -> bool:
+    return isinstance(condition, BinaryExpression) and condition.left.compare(Item.__table__.c.org_id)
+
+
 class SqlCandidates:
     """Candidates as SQL conditions on ``items`` (``index.query.prepare``'s)."""
 
     def __init__(self, s: Session, key: VectorKey, where: list[ColumnElement[bool]],
-                 exclude: Sequence[uuid.UUID] = ()) -> None:
+                 exclude: Sequence[uuid.UUID] = (), *, broad: bool = False) -> None:
         self.s, self.key, self.where, self.exclude = s, key, where, set(exclude)
+        self.broad = broad
+        # SQLite keeps no statistics and guesses 10 items an organisation, so it would walk the
+        # organisation's whole index rather than look items up by id (given ids, or a filter's
+        # matches). The organisation's condition, wrapped in likely(), no longer drives a query.
+        sqlite = s.get_bind().dialect.name == "sqlite"
+        self._by_id = [func.likely(c) if sqlite and _is_org_condition(c) else c for c in where]
 
-    def _joined(self) -> Any:
+    def _joined(self, *columns: Any) -> Any:
         on = and_(ItemVector.item_id == Item.id, ItemVector.key_id == self.key.id)
-        return select(Item.id).join(ItemVector, on).where(*self.where)
+        query = select(*columns).select_from(ItemVector).join(Item, on).where(*self._by_id)
+        if self.exclude:
+            query = query.where(ItemVector.item_id.not_in(list(self.exclude)))
+        return query
 
-    def small(self, limit: int) -> list[uuid.UUID] | None:
-        stored = select(ItemVector.id).where(ItemVector.key_id == self.key.id).limit(limit + 1).subquery()
-        if (self.s.scalar(select(func.count()).select_from(stored)) or 0) > limit:
-            # many vectors: are there few candidates?  (reads at most limit + 1 of them)
-            ids = list(self.s.scalars(self._joined().limit(limit + 1)))
-        else:
-            ids = list(self.s.scalars(self._joined()))
-        if len(ids) > limit:
+    def small(self, limit: int) -> Few | None:
+        # Counted in the database first (at most limit + 1 rows, no row reaches Python), then
+        # the vectors read as raw rows: row ids and bytes, no item ids or UUID objects.
+        counted = self._joined(ItemVector.id).limit(limit + 1).subquery()
+        if (self.s.scalar(select(func.count()).select_from(counted)) or 0) > limit:
             return None
-        return [i for i in ids if i not in self.exclude]
+        # Unordered (an ORDER BY would make the database walk every vector of the key in id
+        # order); sorted by row id here, so ties are broken the same way every time.
+        rows = sorted(self.s.execute(self._joined(ItemVector.id, ItemVector.vec)).all())
+        labels = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+        matrix = np.frombuffer(b"".join([r[1] for r in rows]), dtype="<f4").reshape(len(rows), self.key.dim)
+        return Few(labels, matrix.astype(np.float32))
 
     def accept(self, item_ids: Sequence[uuid.UUID]) -> set[uuid.UUID]:
         out: set[uuid.UUID] = set()
         unique = list(dict.fromkeys(item_ids))
         for i in range(0, len(unique), 500):
-            out.update(self.s.scalars(select(Item.id).where(Item.id.in_(unique[i : i + 500]), *self.where)))
+            query = select(Item.id).where(Item.id.in_(unique[i : i + 500]), *self._by_id)
+            out.update(self.s.scalars(query))
         return out - self.exclude
 
 
@@ -182,9 +198,11 @@ def similar(s: Session, principal: Principal, store: TableStore, keys: dict[str,
     key = key_named(keys, q.key)
     metric: Metric = q.metric or key.metric  # type: ignore[assignment]
     vector = _query_vector(s, principal, store, key, q)
-    where = index_query.prepare(s, principal, q.filter).where
+    prepared = index_query.prepare(s, principal, q.filter)
+    broad = prepared.node is None and principal.is_admin  # admins see every folder
     exclude = [] if q.include_query_items else [i for i in [q.item, *(q.items or [])] if i is not None]
-    hits = store.search(s, key, vector, q.k, metric, SqlCandidates(s, key, where, exclude))
+    candidates = SqlCandidates(s, key, prepared.where, exclude, broad=broad)
+    hits = store.search(s, key, vector, q.k, metric, candidates)
     rows = {i.id: i for i in s.scalars(select(Item).where(Item.id.in_([h.item_id for h in hits])))}
     out = []
     for hit in hits:

@@ -123,11 +123,23 @@ def scores(matrix: Vectors, query: Vectors, metric: Metric) -> NDArray[np.float3
     return out
 
 
+@dataclass(frozen=True)
+class Few:
+    """A small candidate set's stored vectors: row ids (``item_vectors.id``) and the matrix."""
+
+    labels: NDArray[np.int64]
+    matrix: Vectors
+
+
 class Candidates(Protocol):
     """The items a search may return: those the caller may see, under the query's filter."""
 
-    def small(self, limit: int) -> list[uuid.UUID] | None:
-        """Their ids (with a vector of the key) when there are at most ``limit``, else None."""
+    #: True when nothing but the organisation's visibility rules limits them (no query filter,
+    #: a caller who sees every folder): then they are most items, never worth counting first.
+    broad: bool
+
+    def small(self, limit: int) -> Few | None:
+        """Their stored vectors (of the key) when there are at most ``limit``, else None."""
 
     def accept(self, item_ids: Sequence[uuid.UUID]) -> set[uuid.UUID]:
         """Which of ``item_ids`` are candidates."""

@@ -30,6 +30,7 @@ from sqlalchemy.orm import Session
 
 from corral.core.vectors.store import (
     Candidates,
+    Few,
     Hit,
     Metric,
     Progress,
@@ -134,12 +135,16 @@ class TableStore:
     def search(
         self, s: Session, key: VectorKey, query: Vectors, k: int, metric: Metric, candidates: Candidates
     ) -> list[Hit]:
-        few = candidates.small(EXACT_LIMIT)
-        if few is not None:
-            return self._exact_among(s, key, query, k, metric, few)
         state = s.get(VectorKeyRow, key.id)
         upto = state.indexed_upto if state is not None else 0
         total = state.indexed_count if state is not None else 0
+        indexed = state is not None and state.index_file is not None and state.index_metric == metric
+        # Unfiltered, with an index larger than the exact limit: the candidates are most of the
+        # vectors, so counting them first (thousands of rows a query) would only confirm it.
+        if not (candidates.broad and indexed and total > EXACT_LIMIT):
+            few = candidates.small(EXACT_LIMIT)
+            if few is not None:
+                return self._exact_among(s, query, k, metric, few)
         fetch = max(4 * k, 40)
         while total and fetch < 4 * total:
             labels = self._ann(s, key, query, fetch, metric)
@@ -176,15 +181,18 @@ class TableStore:
         matrix = np.frombuffer(joined, dtype="<f4").reshape(len(chosen), key.dim)
         return top_k([ids[i] for i in chosen], scores(matrix, query, metric), len(chosen))
 
-    def _exact_among(
-        self, s: Session, key: VectorKey, query: Vectors, k: int, metric: Metric,
-        item_ids: Sequence[uuid.UUID],
-    ) -> list[Hit]:
-        found = self.get(s, key, item_ids)
-        if not found:
+    def _exact_among(self, s: Session, query: Vectors, k: int, metric: Metric, few: Few) -> list[Hit]:
+        """Every candidate of a small set scored; the best ``k`` mapped to their items."""
+        if len(few.labels) == 0:
             return []
-        ids = list(found)
-        return top_k(ids, scores(np.stack([found[i] for i in ids]), query, metric), k)
+        found = scores(few.matrix, query, metric)
+        k = min(k, len(few.labels))
+        best = np.argpartition(-found, k - 1)[:k] if k < len(few.labels) else np.arange(len(few.labels))
+        best = best[np.argsort(-found[best], kind="stable")]
+        chosen = [int(label) for label in few.labels[best]]
+        labels_to_items = select(ItemVector.id, ItemVector.item_id).where(ItemVector.id.in_(chosen))
+        items: dict[int, uuid.UUID] = {row[0]: row[1] for row in s.execute(labels_to_items)}
+        return [Hit(items[label], float(found[i])) for label, i in zip(chosen, best, strict=True)]
 
     def _exact_all(
         self, s: Session, key: VectorKey, query: Vectors, k: int, metric: Metric, candidates: Candidates
