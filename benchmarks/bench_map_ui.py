@@ -138,9 +138,12 @@ def measure(page: Any, key: str, n: int, first: bool) -> dict[str, float]:
     except PlaywrightTimeout:  # reported, not fatal: the map's own figures still stand
         counted = float("nan")
     selected = int(canvas.get_attribute("data-selected") or 0)
+    select_ms = float(canvas.get_attribute("data-select-ms") or "nan")  # the point-in-polygon pass
+    draw_ms = float(canvas.get_attribute("data-draw-ms") or "nan")  # it, the upload and the draw
     page.get_by_role("button", name="Clear selection").click()
     page.get_by_role("button", name="Pan").click()
-    return {"paint": paint, "highlighted": highlighted, "counted": counted, "selected": selected}
+    return {"paint": paint, "highlighted": highlighted, "counted": counted, "selected": selected,
+            "select_ms": select_ms, "draw_ms": draw_ms}
 
 
 def serve(env: dict[str, str], source: Path | None) -> subprocess.Popen[bytes]:
@@ -263,7 +266,8 @@ def main() -> None:
                     page.close()
                     m = results["big"]
                     print(f"  run {run + 1}: first paint {m['paint']:.2f} s, lasso "
-                          f"{m['highlighted'] * 1000:.0f} ms, count {m['counted']:.2f} s", flush=True)
+                          f"{m['highlighted'] * 1000:.0f} ms (mask {m['select_ms']:.0f} ms, mask + upload + "
+                          f"draw {m['draw_ms']:.0f} ms), count {m['counted']:.2f} s", flush=True)
                 for name, n in (("big", args.items), ("baseline", args.baseline)):
                     m = results[name]
                     print(

@@ -179,12 +179,15 @@ def test_served_points_equal_the_row_by_row_query_and_follow_changes(client, db,
 
 
 def test_packed_ids_are_sorted_and_found() -> None:
-    raw = [uuid.uuid4() for _ in range(200)] + [uuid.UUID(int=0), uuid.UUID(int=1 << 120)]
+    shared = uuid.uuid4().bytes[:8]  # ids whose first 64 bits are the same (one millisecond's uuid7s)
+    twins = [uuid.UUID(bytes=shared + uuid.uuid4().bytes[8:]) for _ in range(5)]
+    raw = [uuid.uuid4() for _ in range(200)] + twins + [uuid.UUID(int=0), uuid.UUID(int=1 << 120)]
     items = np.sort(packed.ids_of(u.hex for u in raw))
     pack = packed.Packed(1, packed.Stamp(len(raw), len(raw), 1), np.zeros(len(raw), np.uint16),
                          np.zeros(len(raw), np.uint16), items)
     assert items.tobytes() == b"".join(sorted(u.bytes for u in raw))
-    probe = packed.ids_of([raw[5].hex, uuid.uuid4().hex, raw[-2].hex, raw[-1].hex])
-    at, hit = pack.where(probe)
-    assert hit.tolist() == [True, False, True, True]
-    assert [bytes(items[i]).ljust(16, b"\0") for i in at] == [raw[5].bytes, raw[-2].bytes, raw[-1].bytes]
+    missing = uuid.UUID(bytes=shared + b"\xff" * 8)  # shares the first half only
+    wanted = [raw[5], uuid.uuid4(), *twins[::-1], missing, raw[-2], raw[-1]]
+    at, hit = pack.where(packed.ids_of(u.hex for u in wanted))
+    assert hit.tolist() == [u != missing and u in raw for u in wanted]
+    assert [bytes(items[i]).ljust(16, b"\0") for i in at] == [u.bytes for u in wanted if u in raw]

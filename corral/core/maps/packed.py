@@ -28,10 +28,11 @@ import weakref
 from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
-from sqlalchemy import String, func, select, type_coerce
+from sqlalchemy import Select, String, func, select, type_coerce
 from sqlalchemy.orm import Session
 
 from corral.db.tables import ItemVector, MapPoint
@@ -60,13 +61,36 @@ class Packed:
     def __len__(self) -> int:
         return len(self.items)
 
+    @cached_property
+    def halves(self) -> tuple[np.ndarray, np.ndarray]:
+        """The ids' two big-endian 64-bit halves (sorted by the first, then the second)."""
+        return _halves(self.items)
+
     def where(self, found: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(positions of the ids in ``found`` that are points, which of ``found`` they are)."""
-        if len(self.items) == 0 or len(found) == 0:
+        """(positions of the ids in ``found`` that are points, which of ``found`` they are).
+
+        A binary search over the first 64 bits (numbers: ten times faster than over 16-byte
+        strings), then the second half compared; an id whose first half is shared by another
+        point's (two uuid7s of one millisecond can share it) is searched again in full."""
+        n = len(self.items)
+        if n == 0 or len(found) == 0:
             return np.zeros(0, dtype=np.int64), np.zeros(len(found), dtype=bool)
-        pos = np.minimum(np.searchsorted(self.items, found), len(self.items) - 1)
-        hit = self.items[pos] == found
+        hi, lo = self.halves
+        fh, fl = _halves(found)
+        pos = np.minimum(np.searchsorted(hi, fh), n - 1)
+        same = hi[pos] == fh
+        hit = same & (lo[pos] == fl)
+        again = same & ~hit
+        if again.any():
+            full = np.ascontiguousarray(found[again])
+            at = np.minimum(np.searchsorted(self.items, full), n - 1)
+            pos[again], hit[again] = at, self.items[at] == full
         return pos[hit], hit
+
+
+def _halves(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    pairs = np.ascontiguousarray(ids).view(">u8").reshape(-1, 2).astype(np.uint64)
+    return pairs[:, 0], pairs[:, 1]
 
 
 #: per database (an engine: tests make many in one process), the maps kept, least recent first
@@ -87,6 +111,18 @@ def ids_of(hexes: Iterable[str]) -> np.ndarray:
     return np.frombuffer(raw, dtype="S16")
 
 
+def rows(s: Session, statement: Select[Any]) -> list[tuple[Any, ...]]:
+    """The rows of a Core select as the driver's plain tuples, bypassing SQLAlchemy's row and
+    result processing (most of the time of a million rows): for columns the driver returns as
+    they should be (numbers, strings; :func:`hex_id` for ids)."""
+    result = s.connection().execute(statement)
+    try:
+        cursor = result.cursor
+        return list(cursor.fetchall()) if cursor is not None else []
+    finally:
+        result.close()
+
+
 def stamp(s: Session, map_id: int, key_id: int) -> Stamp:
     points = select(func.count()).select_from(MapPoint).where(MapPoint.map_id == map_id)
     vectors = select(func.count()).select_from(ItemVector).where(ItemVector.key_id == key_id)
@@ -98,14 +134,15 @@ def stamp(s: Session, map_id: int, key_id: int) -> Stamp:
 
 
 def _load(s: Session, map_id: int, st: Stamp) -> Packed:
-    rows = s.execute(
-        select(MapPoint.x, MapPoint.y, hex_id(s, MapPoint.item_id)).where(MapPoint.map_id == map_id)
-    ).all()
-    n = len(rows)
-    xs = np.fromiter((r[0] for r in rows), dtype=np.uint16, count=n)
-    ys = np.fromiter((r[1] for r in rows), dtype=np.uint16, count=n)
-    items = ids_of(r[2] for r in rows)
-    del rows
+    columns = (MapPoint.x, MapPoint.y, hex_id(s, MapPoint.item_id))
+    found = rows(s, select(*columns).where(MapPoint.map_id == map_id))
+    if not found:
+        empty = np.zeros(0, dtype=np.uint16)
+        return Packed(map_id, st, empty, empty, np.zeros(0, dtype="S16"))
+    xs = np.array([r[0] for r in found], dtype=np.uint16)
+    ys = np.array([r[1] for r in found], dtype=np.uint16)
+    items = ids_of([r[2] for r in found])
+    del found
     order = np.argsort(items, kind="stable")
     return Packed(map_id, st, xs[order], ys[order], items[order])
 

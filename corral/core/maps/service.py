@@ -227,7 +227,7 @@ def points(
     keep, types = _visible(s, principal, row.id, pack, prepared, joined=colour == "@type")
     values: Sequence[Any] = ()
     if isinstance(colour, index_keys.Key):
-        values = _values(s, pack, colour)[keep].tolist()
+        values = _values(s, row.id, pack, colour)[keep].tolist()
     elif colour == "@type" and types is not None:
         values = types[keep].tolist()
     n = int(np.count_nonzero(keep))
@@ -276,7 +276,7 @@ def _visible(
         .join(Item, Item.id == MapPoint.item_id)
         .where(MapPoint.map_id == map_id, *prepared.where)
     )
-    rows = s.connection().execute(q).fetchall()
+    rows = packed.rows(s, q)
     keep = np.zeros(len(pack), dtype=bool)
     at, hit = pack.where(packed.ids_of(r[0] for r in rows))
     keep[at] = True
@@ -287,17 +287,24 @@ def _visible(
     return keep, types
 
 
-def _values(s: Session, pack: packed.Packed, colour: index_keys.Key) -> np.ndarray:
+#: a map with at most this many points reads its colour values by its points (a probe each);
+#: a bigger one reads the key's whole index range (every item's value, one range scan)
+PROBE_VALUES = 100_000
+
+
+def _values(s: Session, map_id: int, pack: packed.Packed, colour: index_keys.Key) -> np.ndarray:
     """Each point's value of ``colour`` (None without one), from the key's index alone."""
     column = ItemMeta.num if colour.numeric else ItemMeta.txt
-    rows = s.connection().execute(
-        select(packed.hex_id(s, ItemMeta.item_id), column).where(
-            ItemMeta.key_id == colour.id, column.is_not(None)
-        )
-    ).fetchall()
+    q = select(packed.hex_id(s, ItemMeta.item_id), column).where(
+        ItemMeta.key_id == colour.id, column.is_not(None)
+    )
+    if len(pack) <= PROBE_VALUES:
+        q = q.join(MapPoint, MapPoint.item_id == ItemMeta.item_id).where(MapPoint.map_id == map_id)
+    rows = packed.rows(s, q)
     out = np.full(len(pack), None, dtype=object)
-    at, hit = pack.where(packed.ids_of(r[0] for r in rows))
-    out[at] = np.array([r[1] for r in rows], dtype=object)[hit]
+    if rows:
+        at, hit = pack.where(packed.ids_of([r[0] for r in rows]))
+        out[at] = np.array([r[1] for r in rows], dtype=object)[hit]
     return out
 
 

@@ -249,6 +249,7 @@ function Canvas(props: { points: MapPoints; polygon: Vertex[] | null; tool: "pan
     if (polygon) {
       st.gl.bindBuffer(st.gl.ARRAY_BUFFER, st.sel);
       const mask = selectMask(points, polygon);
+      canvas.current?.setAttribute("data-select-ms", (performance.now() - started).toFixed(1));
       st.gl.bufferData(st.gl.ARRAY_BUFFER, mask, st.gl.STATIC_DRAW);
       let k = 0;
       for (let i = 0; i < mask.length; i++) k += mask[i];
