@@ -106,7 +106,7 @@ def measure(page: Any, key: str, n: int, first: bool) -> dict[str, float]:
         page.get_by_role("button", name="Map", exact=True).click()
     else:
         page.get_by_label("Embedding key").select_option(key)
-    page.wait_for_function(DRAWN, arg=n, timeout=120_000, polling="raf")
+    page.wait_for_function(DRAWN, arg=n, timeout=300_000, polling="raf")
     paint = time.perf_counter() - start
     canvas = page.locator("canvas[data-view]")
     box = canvas.bounding_box()
