@@ -139,11 +139,14 @@ def measure(page: Any, key: str, n: int, first: bool) -> dict[str, float]:
         counted = float("nan")
     selected = int(canvas.get_attribute("data-selected") or 0)
     select_ms = float(canvas.get_attribute("data-select-ms") or "nan")  # the point-in-polygon pass
+    in_page = page.evaluate(  # the page's pointerup handler to the end of the highlight's draw
+        "() => { const m = n => performance.getEntriesByName(n).at(-1)?.startTime ?? NaN;"
+        " return m('map-lasso-drawn') - m('map-lasso-up'); }")
     draw_ms = float(canvas.get_attribute("data-draw-ms") or "nan")  # it, the upload and the draw
     page.get_by_role("button", name="Clear selection").click()
     page.get_by_role("button", name="Pan").click()
     return {"paint": paint, "highlighted": highlighted, "counted": counted, "selected": selected,
-            "select_ms": select_ms, "draw_ms": draw_ms}
+            "select_ms": select_ms, "draw_ms": draw_ms, "in_page_ms": float(in_page)}
 
 
 def serve(env: dict[str, str], source: Path | None) -> subprocess.Popen[bytes]:
@@ -267,7 +270,8 @@ def main() -> None:
                     m = results["big"]
                     print(f"  run {run + 1}: first paint {m['paint']:.2f} s, lasso "
                           f"{m['highlighted'] * 1000:.0f} ms (mask {m['select_ms']:.0f} ms, mask + upload + "
-                          f"draw {m['draw_ms']:.0f} ms), count {m['counted']:.2f} s", flush=True)
+                          f"draw {m['draw_ms']:.0f} ms, pointerup to drawn {m['in_page_ms']:.0f} ms), "
+                          f"count {m['counted']:.2f} s", flush=True)
                 for name, n in (("big", args.items), ("baseline", args.baseline)):
                     m = results[name]
                     print(
