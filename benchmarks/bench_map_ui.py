@@ -276,7 +276,8 @@ def main() -> None:
                     m = results[name]
                     print(
                         f"{name} ({n:,} points): first paint {m['paint']:.2f} s; lasso highlighted "
-                        f"{m['highlighted'] * 1000:.0f} ms ({m['selected']:,.0f} points); grid count "
+                        f"{m['highlighted'] * 1000:.0f} ms ({m['selected']:,.0f} points; in the page "
+                        f"{m['in_page_ms']:.0f} ms, the mask {m['select_ms']:.0f} ms); grid count "
                         f"{m['counted']:.2f} s",
                         flush=True,
                     )
