@@ -18,8 +18,9 @@
     ...     pad         zero bytes up to a multiple of 4
     ...     16n         (flag bit 0 only) each point's item id, the UUID's 16 bytes
 
-Points are in the order the map stores them (its vector ids); 5 bytes a point without ids, so a
-million points are 5 MB, 21 MB with ids.  ``categories`` lists each category's ``value``
+Points are in item id order (the 16 bytes compared unsigned, big-endian: the order of the arrays
+``corral.core.maps.packed`` keeps); 5 bytes a point without ids, so a million points are 5 MB,
+21 MB with ids.  ``categories`` lists each category's ``value``
 (a string, a number, a boolean, or for number and datetime keys a ``from``/``to`` range) and its
 ``count`` among the points sent.
 """
