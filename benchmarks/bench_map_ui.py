@@ -2,6 +2,7 @@
 lasso selection, on a big map and, side by side, a 1,000-point baseline.
 
     .venv/bin/python -m benchmarks.bench_map_ui [--items 1000000] [--baseline 1000]
+        [--synthetic] [--keep DIR] [--source CHECKOUT] [--runs 2]
 
 Setup (not timed): a fresh SQLite data directory; an admin with a password; the schema's two
 512-d embedding keys, ``clip`` (``--items`` vectors) and ``zbase`` (``--baseline``), written as
@@ -16,21 +17,37 @@ Chromium, signed in.  For each key, twice (the first run warms the caches; the s
   buffer upload and a draw), and until the grid's count shows the items inside (the index query
   with the lasso's ``in_map`` filter, and its count).
 
+Before the browser, the points document of each key is timed in process
+(``map_serve_probe.py``, a fresh process: a cold first run, then warm ones) and over HTTP from the
+running server (wall, and the server's CPU time from /proc).
+
+``--synthetic`` writes each key's map directly, as a build would store it (``map_synthetic.py``:
+Gaussian blobs, 4-d vectors), instead of 512-d vectors and a PCA build: a million points in
+minutes rather than a 25-minute UMAP build.  ``--keep DIR`` keeps (or reuses) the data directory,
+so one setup serves several runs; ``--source CHECKOUT`` serves another checkout's code and web
+build (``PYTHONPATH``), e.g. a ``git archive main`` baseline, against the same data.
+
 Targets (issue 20): first paint <= 3 s and a lasso selection <= 200 ms at 1,000,000 points.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import math
+import os
+import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
+import httpx
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
+from benchmarks import map_synthetic
 from benchmarks.bench_map import ingest_vectors
-from benchmarks.bench_ui import EMAIL, PASSWORD, PORT, serve
+from benchmarks.bench_ui import EMAIL, PASSWORD, PORT
 from benchmarks.common import server_environment
 from corral.core import folders, identity, sessions
 from corral.core.identity import principal_for_user
@@ -44,7 +61,7 @@ from corral.settings import Settings
 from corral.web import APP_DIR
 
 
-def setup(settings: Settings, sizes: dict[str, int]) -> None:
+def setup(settings: Settings, sizes: dict[str, int], synthetic: bool = False) -> None:
     db = create_database(settings)
     migrate.upgrade(db)
     with db.write() as s:
@@ -54,12 +71,16 @@ def setup(settings: Settings, sizes: dict[str, int]) -> None:
         u = s.get(User, user.id)
         assert u is not None
         who = principal_for_user(u, "bearer")
-    keys = {k: {"type": "embedding", "size": 512} for k in sizes}
+    dim = 4 if synthetic else 512
+    keys = {k: {"type": "embedding", "size": dim} for k in sizes}
     with db.write() as s:
         metadata.save(s, who, from_native({"keys": {**keys, "group": {"type": "number"}}}))
     for key, n in sizes.items():
         with db.write() as s:
             folder = folders.create_path(s, who, key)
+        if synthetic:
+            map_synthetic.write(db, who, folder.id, key, n, dim)
+            continue
         ingest_vectors(db, who, folder.id, n, 512, key=key)
         started = service.start(db, who, key, build.Request(method="pca", full=True))
         with db.read() as s:
@@ -85,7 +106,7 @@ def measure(page: Any, key: str, n: int, first: bool) -> dict[str, float]:
         page.get_by_role("button", name="Map", exact=True).click()
     else:
         page.get_by_label("Embedding key").select_option(key)
-    page.wait_for_function(DRAWN, arg=n, timeout=120_000, polling="raf")
+    page.wait_for_function(DRAWN, arg=n, timeout=300_000, polling="raf")
     paint = time.perf_counter() - start
     canvas = page.locator("canvas[data-view]")
     box = canvas.bounding_box()
@@ -117,9 +138,78 @@ def measure(page: Any, key: str, n: int, first: bool) -> dict[str, float]:
     except PlaywrightTimeout:  # reported, not fatal: the map's own figures still stand
         counted = float("nan")
     selected = int(canvas.get_attribute("data-selected") or 0)
+    select_ms = float(canvas.get_attribute("data-select-ms") or "nan")  # the point-in-polygon pass
+    in_page = page.evaluate(  # the page's pointerup handler to the end of the highlight's draw
+        "() => { const m = n => performance.getEntriesByName(n).at(-1)?.startTime ?? NaN;"
+        " return m('map-lasso-drawn') - m('map-lasso-up'); }")
+    draw_ms = float(canvas.get_attribute("data-draw-ms") or "nan")  # it, the upload and the draw
     page.get_by_role("button", name="Clear selection").click()
     page.get_by_role("button", name="Pan").click()
-    return {"paint": paint, "highlighted": highlighted, "counted": counted, "selected": selected}
+    return {"paint": paint, "highlighted": highlighted, "counted": counted, "selected": selected,
+            "select_ms": select_ms, "draw_ms": draw_ms, "in_page_ms": float(in_page)}
+
+
+def serve(env: dict[str, str], source: Path | None) -> subprocess.Popen[bytes]:
+    """``corral serve --no-worker`` of this checkout, or of ``source`` (its code and web build)."""
+    if source is not None:
+        env = {**env, "PYTHONPATH": str(source)}
+    server = subprocess.Popen([sys.executable, "-m", "corral", "serve", "--no-worker"], env=env,
+                              cwd=str(source or Path.cwd()), stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    for _ in range(600):
+        try:
+            if httpx.get(f"http://127.0.0.1:{PORT}/healthz").status_code == 200:
+                return server
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError("the server did not start")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time so far of a process and its descendants (/proc; ``corral serve``
+    runs the server in a child process)."""
+    stats = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stats[int(entry.name)] = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+    tree, grew = {pid}, True
+    while grew:
+        more = {p for p, f in stats.items() if int(f[1]) in tree} - tree
+        tree |= more
+        grew = bool(more)
+    ticks = sum(int(stats[p][11]) + int(stats[p][12]) for p in tree if p in stats)
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def in_process(data_dir: Path, key: str, source: Path | None, color: str | None) -> dict[str, Any]:
+    env = {**os.environ, **({"PYTHONPATH": str(source)} if source is not None else {})}
+    probe = Path(__file__).with_name("map_serve_probe.py")
+    args = [sys.executable, str(probe), str(data_dir), key, *(["--color", color] if color else [])]
+    out = subprocess.run(args, env=env, cwd="/", check=True, capture_output=True, text=True).stdout
+    return dict(json.loads(out.strip().splitlines()[-1]))
+
+
+def over_http(base: str, token: str, key: str, server: int, color: str | None, runs: int = 3) -> list[str]:
+    shown = []
+    for _ in range(runs):
+        cpu, wall = cpu_seconds(server), time.perf_counter()
+        r = httpx.get(f"{base}/api/v1/index/map/{key}/points", params={"color": color} if color else {},
+                      headers={"Authorization": f"Bearer {token}"}, timeout=600)
+        r.raise_for_status()
+        shown.append(f"{time.perf_counter() - wall:.3f} s wall, {cpu_seconds(server) - cpu:.3f} s server CPU "
+                     f"({len(r.content):,} bytes)")
+    return shown
+
+
+def token_of(data_dir: Path) -> str:
+    settings = Settings(data_dir=data_dir, secret_key="b" * 40, vector_store="exact")
+    with create_database(settings).write() as s:
+        token, _ = identity.create_token(s, EMAIL)
+    return token
 
 
 def main() -> None:
@@ -128,22 +218,40 @@ def main() -> None:
     )
     parser.add_argument("--items", type=int, default=1_000_000)
     parser.add_argument("--baseline", type=int, default=1_000)
+    parser.add_argument("--synthetic", action="store_true", help="write the maps directly (no build)")
+    parser.add_argument("--keep", type=Path, default=None, help="keep (or reuse) this data directory")
+    parser.add_argument("--source", type=Path, default=None, help="serve this checkout's code and web build")
+    parser.add_argument("--runs", type=int, default=2, help="browser runs (the last is shown)")
     args = parser.parse_args()
-    if not (APP_DIR / "index.html").is_file():
-        sys.exit("the web UI is not built: run `make web` first")
+    app_dir = (args.source / "corral" / "web" / "app") if args.source else APP_DIR
+    if not (app_dir / "index.html").is_file():
+        sys.exit(f"the web UI is not built in {app_dir}: run `make web` first")
     from playwright.sync_api import sync_playwright
 
     from tests.browser import CHROMIUM, CHROMIUM_ARGS
 
-    with server_environment("corral-bench-map-ui-", PORT, False) as (work, env):
-        print(f"{args.items:,} points (baseline {args.baseline:,}), SQLite", flush=True)
+    with server_environment("corral-bench-map-ui-", PORT, False, keep=args.keep) as (work, env):
+        print(f"{args.items:,} points (baseline {args.baseline:,}), SQLite, "
+              f"code: {args.source or 'this checkout'}", flush=True)
         settings = Settings(data_dir=work / "data", secret_key="b" * 40, vector_store="exact")
-        t0 = time.perf_counter()
-        setup(settings, {"clip": args.items, "zbase": args.baseline})
-        print(f"setup {time.perf_counter() - t0:.0f} s", flush=True)
-        server = serve(env)
+        if not (work / "data" / "ready").exists():
+            t0 = time.perf_counter()
+            setup(settings, {"clip": args.items, "zbase": args.baseline}, synthetic=args.synthetic)
+            (work / "data" / "ready").write_text("")
+            print(f"setup {time.perf_counter() - t0:.0f} s", flush=True)
+        for key in ("clip", "zbase"):
+            for color in (None, "group"):
+                got = in_process(work / "data", key, args.source, color)
+                runs = "; ".join(f"{r['wall']:.3f} s wall / {r['cpu']:.3f} s CPU" for r in got["runs"])
+                print(f"in process, {key}, colour {color}: {got['bytes']:,} bytes; {runs}", flush=True)
+        token = token_of(work / "data")
+        server = serve(env, args.source)
         base = f"http://127.0.0.1:{PORT}"
         try:
+            for key in ("clip", "zbase"):
+                for color in (None, "group"):
+                    shown = "; ".join(over_http(base, token, key, server.pid, color))
+                    print(f"over HTTP, {key}, colour {color}: {shown}", flush=True)
             with sync_playwright() as pw:
                 browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
                 context = browser.new_context(viewport={"width": 1440, "height": 1000})
@@ -152,18 +260,24 @@ def main() -> None:
                 )
                 assert signed.status == 201, signed.text()
                 results: dict[str, dict[str, float]] = {}
-                for _run in range(2):  # the first run warms up; the second is shown
+                for run in range(args.runs):  # the first run warms up; the last is shown
                     page = context.new_page()
                     page.goto(f"{base}/explore")
                     page.get_by_test_id("result-count").filter(has_text="items").wait_for(timeout=120_000)
                     results["big"] = measure(page, "clip", args.items, first=True)
                     results["baseline"] = measure(page, "zbase", args.baseline, first=False)
                     page.close()
+                    m = results["big"]
+                    print(f"  run {run + 1}: first paint {m['paint']:.2f} s, lasso "
+                          f"{m['highlighted'] * 1000:.0f} ms (mask {m['select_ms']:.0f} ms, mask + upload + "
+                          f"draw {m['draw_ms']:.0f} ms, pointerup to drawn {m['in_page_ms']:.0f} ms), "
+                          f"count {m['counted']:.2f} s", flush=True)
                 for name, n in (("big", args.items), ("baseline", args.baseline)):
                     m = results[name]
                     print(
                         f"{name} ({n:,} points): first paint {m['paint']:.2f} s; lasso highlighted "
-                        f"{m['highlighted'] * 1000:.0f} ms ({m['selected']:,.0f} points); grid count "
+                        f"{m['highlighted'] * 1000:.0f} ms ({m['selected']:,.0f} points; in the page "
+                        f"{m['in_page_ms']:.0f} ms, the mask {m['select_ms']:.0f} ms); grid count "
                         f"{m['counted']:.2f} s",
                         flush=True,
                     )

@@ -18,8 +18,9 @@
     ...     pad         zero bytes up to a multiple of 4
     ...     16n         (flag bit 0 only) each point's item id, the UUID's 16 bytes
 
-Points are in the order the map stores them (its vector ids); 5 bytes a point without ids, so a
-million points are 5 MB, 21 MB with ids.  ``categories`` lists each category's ``value``
+Points are in item id order (the 16 bytes compared unsigned, big-endian: the order of the arrays
+``corral.core.maps.packed`` keeps); 5 bytes a point without ids, so a million points are 5 MB,
+21 MB with ids.  ``categories`` lists each category's ``value``
 (a string, a number, a boolean, or for number and datetime keys a ``from``/``to`` range) and its
 ``count`` among the points sent.
 """
@@ -44,7 +45,7 @@ from corral.core import permissions
 from corral.core.identity import Principal
 from corral.core.index import keys as index_keys
 from corral.core.index import query
-from corral.core.maps import build, projection
+from corral.core.maps import build, packed, projection
 from corral.core.vectors import search as vector_search
 from corral.core.vectors.store import VectorKey
 from corral.db.engine import Database
@@ -213,39 +214,26 @@ def _color_key(s: Session, principal: Principal, name: str | None) -> index_keys
 def points(
     s: Session, principal: Principal, key: VectorKey, *, color: str | None, filter_: Any, ids: bool
 ) -> bytes:
-    """The binary points document of ``key``'s current map (see the module's docstring)."""
+    """The binary points document of ``key``'s current map (see the module's docstring).
+
+    The map's points come from :mod:`corral.core.maps.packed` (read once per process and map,
+    checked against the database in this transaction); what varies per request is applied to
+    them here: the hidden items, the filter and the caller's folders, and the colour."""
     row = current(s, key.id)
     if row is None:
         raise errors.NotFound(f"the embedding key {key.name!r} has no map yet; build one first")
     colour = _color_key(s, principal, color)
     prepared = query.prepare(s, principal, filter_)
-    columns: list[Any] = [MapPoint.x, MapPoint.y]
-    q = select(MapPoint.x).where(MapPoint.map_id == row.id)
+    pack = packed.get(s, row.id, key.id)
+    keep, types = _visible(s, principal, row.id, pack, prepared, joined=colour == "@type")
+    values: Sequence[Any] = ()
     if isinstance(colour, index_keys.Key):
-        columns.append(ItemMeta.num if colour.numeric else ItemMeta.txt)
-        q = q.outerjoin(ItemMeta, (ItemMeta.item_id == MapPoint.item_id) & (ItemMeta.key_id == colour.id))
-    if ids:
-        columns.append(MapPoint.item_id)
-    if (
-        colour == "@type"
-        or prepared.node is not None
-        or permissions.visible_folder_ids(s, principal) is not None
-    ):
-        q = q.join(Item, Item.id == MapPoint.item_id).where(*prepared.where)
-        if colour == "@type":
-            columns.insert(2, Item.item_type)
-    else:  # every folder, no filter: leave out the few hidden items rather than join every item
-        q = q.where(MapPoint.item_id.not_in(query.hidden_items(s, principal)))
-    rows = s.connection().execute(q.with_only_columns(*columns)).fetchall()  # Core rows: cheap
-    cols = list(zip(*rows, strict=True)) if rows else [() for _ in columns]
-    xs, ys = cols[0], cols[1]
-    values: Sequence[Any] = cols[2] if colour is not None else ()
-    item_ids = [i.bytes for i in cols[-1]] if ids else []
-    categories, codes = _categories(colour, values, len(xs))
-    vectors = int(
-        s.scalar(select(func.count()).select_from(ItemVector).where(ItemVector.key_id == key.id)) or 0
-    )
-    mapped = _mapped(s, row.id)
+        values = _values(s, row.id, pack, colour)[keep].tolist()
+    elif colour == "@type" and types is not None:
+        values = types[keep].tolist()
+    n = int(np.count_nonzero(keep))
+    categories, codes = _categories(colour, values, n)
+    mapped = pack.stamp.points
     header = {
         "key": key.name,
         "map_id": row.id,
@@ -255,17 +243,70 @@ def points(
         "other": int((codes == OTHER).sum()),
         "bounds": row.info.get("bounds"),
         "points_total": mapped,
-        "unmapped": max(0, vectors - mapped),
+        "unmapped": max(0, pack.stamp.vectors - mapped),
         "grid": projection.GRID,
         "ids": ids,
     }
-    return encode(
-        header,
-        np.asarray(xs, dtype=np.uint16),
-        np.asarray(ys, dtype=np.uint16),
-        codes,
-        b"".join(item_ids) if ids else None,
+    return encode(header, pack.x[keep], pack.y[keep], codes, pack.items[keep].tobytes() if ids else None)
+
+
+def _visible(
+    s: Session,
+    principal: Principal,
+    map_id: int,
+    pack: packed.Packed,
+    prepared: query.Prepared,
+    *,
+    joined: bool,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """(which points the caller sees through the filter, each point's item type when
+    ``joined``).  Unfiltered, with every folder: all but the few hidden items.  Otherwise the
+    items matching the filter (visibility and folders included), read with the map's index."""
+    if not joined and prepared.node is None and permissions.visible_folder_ids(s, principal) is None:
+        keep = np.ones(len(pack), dtype=bool)
+        few = query.hidden_items(s, principal).subquery()
+        hidden = packed.ids_of(r[0] for r in s.execute(select(packed.hex_id(s, few.c.id))))
+        keep[pack.where(hidden)[0]] = False
+        return keep, None
+    columns: list[Any] = [packed.hex_id(s, MapPoint.item_id)]
+    if joined:
+        columns.append(Item.item_type)
+    q = (
+        select(*columns)
+        .select_from(MapPoint)
+        .join(Item, Item.id == MapPoint.item_id)
+        .where(MapPoint.map_id == map_id, *prepared.where)
     )
+    rows = packed.rows(s, q)
+    keep = np.zeros(len(pack), dtype=bool)
+    at, hit = pack.where(packed.ids_of(r[0] for r in rows))
+    keep[at] = True
+    if not joined:
+        return keep, None
+    types = np.full(len(pack), None, dtype=object)
+    types[at] = np.array([r[1] for r in rows], dtype=object)[hit]
+    return keep, types
+
+
+#: a map with at most this many points reads its colour values by its points (a probe each);
+#: a bigger one reads the key's whole index range (every item's value, one range scan)
+PROBE_VALUES = 100_000
+
+
+def _values(s: Session, map_id: int, pack: packed.Packed, colour: index_keys.Key) -> np.ndarray:
+    """Each point's value of ``colour`` (None without one), from the key's index alone."""
+    column = ItemMeta.num if colour.numeric else ItemMeta.txt
+    q = select(packed.hex_id(s, ItemMeta.item_id), column).where(
+        ItemMeta.key_id == colour.id, column.is_not(None)
+    )
+    if len(pack) <= PROBE_VALUES:
+        q = q.join(MapPoint, MapPoint.item_id == ItemMeta.item_id).where(MapPoint.map_id == map_id)
+    rows = packed.rows(s, q)
+    out = np.full(len(pack), None, dtype=object)
+    if rows:
+        at, hit = pack.where(packed.ids_of([r[0] for r in rows]))
+        out[at] = np.array([r[1] for r in rows], dtype=object)[hit]
+    return out
 
 
 def encode(

@@ -107,7 +107,7 @@ export function MapView(props: Props) {
       <ErrorBanner error={error} />
       {points && (
         <Canvas points={points} polygon={polygon} tool={tool}
-          onLasso={(poly) => { setPolygon(poly); props.onArea(poly ? lassoClause(key, poly) : ""); }} />
+          onLasso={(poly) => { setPolygon(poly); afterPaint(() => props.onArea(poly ? lassoClause(key, poly) : "")); }} />
       )}
       {points && points.header.categories.length > 0 && (
         <ul className="map-legend" aria-label="Colours">
@@ -123,6 +123,13 @@ export function MapView(props: Props) {
 
 const PALETTE = palette();
 const rgb = (code: number) => `rgb(${[0, 1, 2].map((k) => Math.round(PALETTE[code * 3 + k] * 255)).join(",")})`;
+
+/** Run `f` once the next frame has been painted: the lasso's highlight is drawn first, and only
+ * then does the explorer re-render and send the grid's and the facets' queries (which at a million
+ * points keep the server's cores busy, and React's render of the explorer the page's thread). */
+function afterPaint(f: () => void) {
+  requestAnimationFrame(() => setTimeout(f, 0));
+}
 
 function describe(status: MapStatus | null, points: MapPoints | null, job: string | null): string {
   if (job) {
@@ -249,6 +256,7 @@ function Canvas(props: { points: MapPoints; polygon: Vertex[] | null; tool: "pan
     if (polygon) {
       st.gl.bindBuffer(st.gl.ARRAY_BUFFER, st.sel);
       const mask = selectMask(points, polygon);
+      canvas.current?.setAttribute("data-select-ms", (performance.now() - started).toFixed(1));
       st.gl.bufferData(st.gl.ARRAY_BUFFER, mask, st.gl.STATIC_DRAW);
       let k = 0;
       for (let i = 0; i < mask.length; i++) k += mask[i];
@@ -258,6 +266,7 @@ function Canvas(props: { points: MapPoints; polygon: Vertex[] | null; tool: "pan
     st.gl.finish();
     canvas.current?.setAttribute("data-drawn", String(points.n));
     canvas.current?.setAttribute("data-draw-ms", (performance.now() - started).toFixed(1));
+    if (polygon) performance.mark("map-lasso-drawn");
   }, [points, polygon, view, size, selecting]);
 
   const local = (e: ReactPointerEvent): Vertex => {
@@ -297,6 +306,7 @@ function Canvas(props: { points: MapPoints; polygon: Vertex[] | null; tool: "pan
     const d = drag.current;
     drag.current = null;
     if (!d || d.mode !== "lasso") return;
+    performance.mark("map-lasso-up");
     const poly = simplify(d.path.map(([x, y]) => toGrid(view, x, y)));
     props.onLasso(poly.length >= 3 ? poly : null);
   };

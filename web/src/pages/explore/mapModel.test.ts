@@ -57,6 +57,22 @@ describe("inside", () => {
     const mask = selectMask(p, tri);
     xs.forEach((x, i) => expect(mask[i]).toBe(inside(tri, x, ys[i]) ? 1 : 0));
   });
+  it("selectMask's bands agree with inside on a 64-vertex star over the whole grid", () => {
+    let seed = 7;
+    const rand = (n: number) => { seed = (seed * 1103515245 + 12345) % 2147483648; return seed % n; };
+    const star: Vertex[] = Array.from({ length: 64 }, (_, i) => {
+      const r = i % 2 ? 9000 + rand(20000) : 30000, t = (2 * Math.PI * i) / 64;
+      return [Math.round(32767 + r * Math.cos(t)), Math.round(32767 + r * Math.sin(t))];
+    });
+    // random points, every vertex and its neighbours (edge ends and band boundaries)
+    const pts: Vertex[] = Array.from({ length: 20000 }, () => [rand(65536), rand(65536)]);
+    for (const [vx, vy] of star) for (const d of [-1, 0, 1]) pts.push([vx + d, vy], [vx, vy + d]);
+    const p = decodePoints(doc(pts.map((q) => q[0]), pts.map((q) => q[1]), pts.map(() => 0), { key: "k", categories: [] }));
+    const mask = selectMask(p, star);
+    let shown = 0;
+    pts.forEach(([x, y], i) => { expect(mask[i]).toBe(inside(star, x, y) ? 1 : 0); shown += mask[i]; });
+    expect(shown).toBeGreaterThan(1000);
+  });
 });
 
 describe("lasso", () => {

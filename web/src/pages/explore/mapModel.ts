@@ -74,19 +74,45 @@ export function inside(polygon: Vertex[], px: number, py: number): boolean {
   return odd;
 }
 
-/** 1 for each point inside the polygon, else 0 (a bounding-box test first). */
+/** Horizontal bands of the polygon's bounding box: the edges whose [lo, hi) rows meet each
+ * band, so a point tests the two or three edges of its band rather than all of them. */
+function banded(es: Edge[], y0: number, y1: number) {
+  const count = Math.max(1, Math.min(1024, es.length * 8));
+  const span = y1 - y0 + 1;
+  const band = (y: number) => Math.floor(((y - y0) * count) / span);
+  const lists: number[][] = Array.from({ length: count }, () => []);
+  es.forEach((e, k) => {
+    const first = band(Math.max(e.lo, y0)), last = band(Math.min(e.hi - 1, y1));
+    for (let b = first; b <= last; b++) lists[b].push(k);
+  });
+  const starts = new Int32Array(count + 1);
+  lists.forEach((l, b) => { starts[b + 1] = starts[b] + l.length; });
+  const which = Int32Array.from(lists.flat());
+  return { count, span, starts, which };
+}
+
+/** 1 for each point inside the polygon, else 0: the bounding box first, then the even-odd rule
+ * over the edges of the point's band (the same integer arithmetic as `inside`, in typed arrays:
+ * a million points in tens of milliseconds). */
 export function selectMask(points: MapPoints, polygon: Vertex[]): Uint8Array {
   const mask = new Uint8Array(points.n);
   if (polygon.length < 3) return mask;
   const es = edges(polygon);
   let x0 = GRID, y0 = GRID, x1 = 0, y1 = 0;
   for (const [x, y] of polygon) { x0 = Math.min(x0, x); y0 = Math.min(y0, y); x1 = Math.max(x1, x); y1 = Math.max(y1, y); }
+  const lo = Int32Array.from(es, (e) => e.lo), hi = Int32Array.from(es, (e) => e.hi);
+  const a = Float64Array.from(es, (e) => e.a), b = Float64Array.from(es, (e) => e.b), c = Float64Array.from(es, (e) => e.c);
+  const { count, span, starts, which } = banded(es, y0, y1);
   const { x, y } = points;
   for (let i = 0; i < points.n; i++) {
     const px = x[i], py = y[i];
     if (px < x0 || px > x1 || py < y0 || py > y1) continue;
+    const band = Math.floor(((py - y0) * count) / span);
     let odd = false;
-    for (const e of es) if (py >= e.lo && py < e.hi && e.a * px + e.b * py < e.c) odd = !odd;
+    for (let j = starts[band], end = starts[band + 1]; j < end; j++) {
+      const k = which[j];
+      if (py >= lo[k] && py < hi[k] && a[k] * px + b[k] * py < c[k]) odd = !odd;
+    }
     if (odd) mask[i] = 1;
   }
   return mask;
