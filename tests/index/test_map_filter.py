@@ -14,13 +14,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import insert
 
-from corral.core.index import query
+from corral.core.index import filters, query
 from corral.core.index.syntax import compile_text
 from corral.core.vectors import keys as vector_keys
 from corral.db.bulk import insert_tuples
 from corral.db.tables import ItemVector, MapPoint, VectorMap
 from corral.db.types import utcnow
-from tests.index.test_query import LEAVES, World, _facet_counts, _oracle_facets, run
+from tests.index.test_query import LEAVES, World, _depth, _facet_counts, _oracle_facets, run
 from tests.index.test_query import world as base_world  # noqa: F401  (a fixture)
 from tests.index.world import SCHEMA, save_schema
 
@@ -71,7 +71,7 @@ TREES: st.SearchStrategy[dict[str, Any]] = st.deferred(lambda: st.one_of(
     st.builds(lambda xs: {"and": xs}, st.lists(TREES, min_size=1, max_size=3)),
     st.builds(lambda xs: {"or": xs}, st.lists(TREES, min_size=1, max_size=3)),
     st.builds(lambda x: {"not": x}, TREES),
-)).filter(lambda t: len(str(t)) < 3000)
+)).filter(lambda t: len(str(t)) < 3000 and _depth(t) < filters.MAX_DEPTH)  # deeper is refused
 
 
 def test_areas_alone_edges_and_vertices(world) -> None:  # type: ignore[no-untyped-def]
