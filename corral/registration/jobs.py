@@ -158,12 +158,15 @@ def _plan(ctx: WorkerContext, unit: ClaimedUnit) -> dict[str, Any]:
         path = _manifest_file(ctx, unit, Path(tmp))
         try:
             fmt = manifest.detect_format(path)
-            if unit.params.get("ignore_errors") or manifest.may_hold_flags(path, fmt):
+            if unit.params.get("ignore_errors"):
                 flags = manifest.read_flags(path, fmt)  # a broken file fails before anything is written
-            else:
+            elif not manifest.may_hold_flags(path, fmt):
                 # All or nothing: what registers is staged, and deleted if the file turns out to
                 # be unreadable further on; so no reading the whole file twice.
                 flags = manifest.ManifestFlags()
+            else:  # the same, when the flags come first (as they do in the SDK's and our own)
+                leading = manifest.leading_flags(path, fmt)
+                flags = leading if leading is not None else manifest.read_flags(path, fmt)
         except manifest.ManifestUnreadable as exc:
             raise UnitFailed(f"the manifest cannot be read: {exc.message}") from None
         params = _merge_flags(db, unit.job_id, flags)

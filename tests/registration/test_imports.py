@@ -428,3 +428,11 @@ def test_strict_import_in_many_batches_pipelined(api, world, db, monkeypatch) ->
     assert len(ops) == 4  # 11 entries in batches of 3
     if db.is_sqlite:  # (a batch unit's payload is dropped once it is done: None here)
         assert set(ops) == {"inline"}
+    # Again, all or nothing, the flag first (read from the file's head): every entry a duplicate.
+    again = json.dumps({"skip_duplicate_urls": True, "images": [e for i, e in enumerate(entries) if i != 4]})
+    r = api.post("/api/v1/imports", params={"folder": "data/cats", "integration": "s3-strict"}, content=again,
+                 headers=alice.bearer)
+    status = wait(api, alice, r.json()["job_id"])
+    assert (status["status"], status["registered"], status["skipped"], status["failed"]) == ("DONE", 0, 10, 0)
+    with db.read() as s:
+        assert s.scalar(select(func.count()).select_from(Item)) == 9
