@@ -306,7 +306,9 @@ class _InlineWriter:
             self.errors += [e.as_dict() for e in bad[: max(0, ERROR_LIMIT - len(self.errors))]]
         if self._writing:
             ready = _ready(self.db, self.unit, results)
-            self._writer.submit(lambda: self._write(seq, ready) if self._writing else None)
+            # (A batch submitted before a bad file was found is written, as it was before the
+            # writer thread: the failed job's report then counts the same.)
+            self._writer.submit(lambda: self._write(seq, ready))
 
     def _others_idle(self) -> bool:
         """Fewer than two batches of this job wait to be claimed: other workers keep up, so
