@@ -446,6 +446,8 @@ def _commit_batch(s: Session, unit: ClaimedUnit, ready: _Ready) -> dict[str, Any
     _insert(s, unit, folder_id, ready, prepared)
     _insert(s, unit, folder_id, ready, contested, staged=True)
     projection.write(s, ready.meta)
+    # Whatever else must change with a batch's items (the index's change sequence, say) goes
+    # here: every batch, inline or a unit, commits through this transaction.
     file_errors = [r.as_dict() for r in results if isinstance(r, FileError)]
     return {
         "files": len(results),
