@@ -146,6 +146,24 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def thread_cpu(pid: int) -> dict[int, float]:
+    """User + system CPU time of each live thread of a process."""
+    out = {}
+    for stat in Path(f"/proc/{pid}/task").glob("*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # the thread has ended
+            continue
+        out[int(stat.parent.name)] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return out
+
+
+def busiest_thread(before: dict[int, float], after: dict[int, float]) -> float:
+    """The most CPU one thread used between two readings (a thread that has ended is not seen):
+    with the process's CPU time, it shows how much of the work could overlap on two cores."""
+    return max((t - before.get(tid, 0.0) for tid, t in after.items()), default=0.0)
+
+
 def profile(pids: list[int], seconds: int, out: Path) -> list[subprocess.Popen[bytes]]:
     """With CORRAL_BENCH_PYSPY=path/to/py-spy: sample each process into OUT-PID.txt (collapsed stacks);
     with CORRAL_BENCH_PYSPY_IDLE=1 waiting threads too."""
@@ -211,6 +229,7 @@ def run_import(corral: str, server: subprocess.Popen[bytes], manifest: Path, env
                work: Path, args: argparse.Namespace, label: str, skip: bool) -> None:
     pids = [server.pid, *children(server.pid)]
     cpu_before = {pid: cpu_seconds(pid) for pid in pids}
+    threads_before = {pid: thread_cpu(pid) for pid in pids}
     spies = profile(pids, max(10, args.files // 10_000), work / f"profile-{label}")
     start = time.perf_counter()
     result = subprocess.run(
@@ -229,10 +248,12 @@ def run_import(corral: str, server: subprocess.Popen[bytes], manifest: Path, env
         else f"[{label}] {result.stderr}"
     )
     cpu = {pid: cpu_seconds(pid) - cpu_before[pid] for pid in pids}
+    busiest = {pid: busiest_thread(threads_before[pid], thread_cpu(pid)) for pid in pids}
     cli_cpu = resource.getrusage(resource.RUSAGE_CHILDREN)
     print(
         f"[{label}] CPU seconds: "
-        + ", ".join(f"{'server' if p == server.pid else 'worker'} {t:.1f}" for p, t in cpu.items())
+        + ", ".join(f"{'server' if p == server.pid else 'worker'} {t:.1f} (busiest thread {busiest[p]:.1f})"
+                    for p, t in cpu.items() if t >= 0.05)
         + f", corral import {cli_cpu.ru_utime + cli_cpu.ru_stime:.1f} (with setup commands)"
     )
     for spy in spies:

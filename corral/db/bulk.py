@@ -3,17 +3,18 @@
 SQLAlchemy's ``insert(table)`` with a list of rows runs every value through its column type's
 bind processor, which was a quarter of a registration batch's time.  ``insert_rows`` converts
 each column once per batch with a fast converter for the types corral uses, then hands plain
-tuples to the driver: ``executemany`` on SQLite, ``COPY … FROM STDIN`` on PostgreSQL.  The
+tuples to the driver: many rows per ``INSERT`` on SQLite, ``COPY … FROM STDIN`` on PostgreSQL.  The
 stored values are exactly what the ORM would store (tests/db/test_bulk.py compares them).
 It runs in the caller's session and transaction, so it commits or rolls back with it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from itertools import chain
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, Table, Uuid
+from sqlalchemy import JSON, Boolean, Connection, Table, Uuid
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session
 from sqlalchemy.types import TypeEngine
@@ -104,16 +105,53 @@ def insert_tuples(
     fixed = dict(constants or {})
     fixed_values = tuple(_converter(table.c[n].type, dialect)(v) for n, v in fixed.items())
     ready = rows if converted else convert_tuples(dialect, table, columns, rows)
-    data = [(*row, *fixed_values) for row in ready] if fixed_values else ready
-    names = [*columns, *fixed]
     quote = dialect.identifier_preparer.quote
-    column_list = ", ".join(quote(n) for n in names)
-    if dialect.name == "postgresql":
-        raw = conn.connection.driver_connection
-        assert raw is not None
-        with raw.cursor() as cur, cur.copy(f"COPY {quote(table.name)} ({column_list}) FROM STDIN") as copy:
-            for values in data:
-                copy.write_row(values)
-    else:
-        marks = ", ".join("?" * len(names))
-        conn.exec_driver_sql(f"INSERT INTO {quote(table.name)} ({column_list}) VALUES ({marks})", data)
+    if dialect.name != "postgresql":
+        _insert_sqlite(conn, quote(table.name), [quote(n) for n in columns], [quote(n) for n in fixed],
+                       fixed_values, ready)
+        return
+    data = [(*row, *fixed_values) for row in ready] if fixed_values else ready
+    column_list = ", ".join(quote(n) for n in [*columns, *fixed])
+    raw = conn.connection.driver_connection
+    assert raw is not None
+    with raw.cursor() as cur, cur.copy(f"COPY {quote(table.name)} ({column_list}) FROM STDIN") as copy:
+        for values in data:
+            copy.write_row(values)
+
+
+#: Rows per SQLite ``INSERT`` statement (fewer if a statement would exceed ``MAX_PARAMETERS``).
+ROWS_PER_STATEMENT = 256
+MAX_PARAMETERS = 30_000  # SQLite's own limit is 32,766 by default since 3.32
+
+
+def _statement_sizes(n: int, most: int) -> Iterator[int]:
+    """``n`` rows as statements of ``most`` rows, then powers of two: few distinct statements,
+    so the driver's statement cache compiles each once per connection."""
+    while n >= most:
+        yield most
+        n -= most
+    size = 1 << max(0, most.bit_length() - 1)
+    while n:
+        while size > n:
+            size >>= 1
+        yield size
+        n -= size
+
+
+def _insert_sqlite(conn: Connection, table: str, columns: list[str], fixed: list[str],
+                   fixed_values: tuple[Any, ...], rows: Sequence[tuple[Any, ...]]) -> None:
+    """Many rows per statement, not ``executemany``'s one row per step: the driver gives up the
+    interpreter lock for each step and must win it back afterwards, which costs up to a switch
+    interval (5 ms) per row when another thread is busy (registration parses in one thread while
+    another writes).  The constant columns are bound once per statement."""
+    width = len(columns)
+    most = max(1, min(ROWS_PER_STATEMENT, (MAX_PARAMETERS - len(fixed)) // width))
+    row_marks = "(" + ", ".join("?" * width) + ")"
+    select_list = ", ".join([*(f"column{i + 1}" for i in range(width)), *("?" * len(fixed))])
+    head = f"INSERT INTO {table} ({', '.join([*columns, *fixed])}) SELECT {select_list} FROM (VALUES "
+    start = 0
+    for size in _statement_sizes(len(rows), most):
+        chunk = rows[start : start + size]
+        start += size
+        conn.exec_driver_sql(head + ", ".join([row_marks] * size) + ")",
+                             (*fixed_values, *chain.from_iterable(chunk)))

@@ -46,6 +46,7 @@ from corral.db.types import utcnow, uuid7_hex
 from corral.jobs import queue
 from corral.jobs.tasks import ClaimedUnit, TaskKind, UnitFailed, WorkerContext, registry
 from corral.registration.files import FileError, Prepared, prepare_entry
+from corral.registration.writer import Writer
 from corral.settings import Settings
 from corral.storage.scope import ScopedStorage
 
@@ -157,12 +158,15 @@ def _plan(ctx: WorkerContext, unit: ClaimedUnit) -> dict[str, Any]:
         path = _manifest_file(ctx, unit, Path(tmp))
         try:
             fmt = manifest.detect_format(path)
-            if unit.params.get("ignore_errors") or manifest.may_hold_flags(path, fmt):
+            if unit.params.get("ignore_errors"):
                 flags = manifest.read_flags(path, fmt)  # a broken file fails before anything is written
-            else:
+            elif not manifest.may_hold_flags(path, fmt):
                 # All or nothing: what registers is staged, and deleted if the file turns out to
                 # be unreadable further on; so no reading the whole file twice.
                 flags = manifest.ManifestFlags()
+            else:  # the same, when the flags come first (as they do in the SDK's and our own)
+                leading = manifest.leading_flags(path, fmt)
+                flags = leading if leading is not None else manifest.read_flags(path, fmt)
         except manifest.ManifestUnreadable as exc:
             raise UnitFailed(f"the manifest cannot be read: {exc.message}") from None
         params = _merge_flags(db, unit.job_id, flags)
@@ -214,10 +218,13 @@ def _plan(ctx: WorkerContext, unit: ClaimedUnit) -> dict[str, Any]:
                 else:
                     pending.append((batch_no, batch))
             send(force=True)
+            if inline is not None:
+                inline.finish()
         except manifest.ManifestUnreadable as exc:
             raise UnitFailed(f"the manifest cannot be read: {exc.message}") from None
         finally:
             if inline is not None:
+                inline.abandon()  # (nothing left to do once finished)
                 ctx.saturated_by.discard(unit.job_id)
                 storage.close()
     bad_files = inline.error_count if inline is not None else 0
@@ -241,16 +248,21 @@ def _plan(ctx: WorkerContext, unit: ClaimedUnit) -> dict[str, Any]:
 
 
 class _InlineWriter:
-    """Prepares and commits batches as the planner reads them, in the planner's own thread.
-
-    (Not on a thread of its own: the planner's parsing and the batches' checks are both Python,
-    and sharing the interpreter lock made the two threads together slower than one; SQLite's
-    executemany also gives the lock up row by row, and got it back late.)
+    """Prepares batches as the planner reads them, in the planner's own thread (checks, rows,
+    projected values: Python work), and commits them on one writer thread
+    (``corral.registration.writer``: the database's work, which overlaps the next batch's Python
+    work on the other core).
 
     Each batch commits its items together with a unit that is already done (unique per job and
     batch number), in one transaction that also checks the planner still holds its lease and the
     job is not cancelled; so a restarted planner skips what was committed, and two planners can
-    never both commit a batch.
+    never both commit a batch.  Nothing about a batch is stored before that transaction: a batch
+    lost with a killed process is read from the manifest again.
+
+    On SQLite nothing is handed to other processes: it has one writer at a time, so a second
+    process would only wait for this one's commits (and its batches would have to be written
+    into ``job_units`` first).  On PostgreSQL, whose writers do not wait for each other, a batch
+    goes to an idle worker when one is.
     """
 
     def __init__(self, ctx: WorkerContext, unit: ClaimedUnit, storage: ScopedStorage, validator: Validator):
@@ -262,16 +274,25 @@ class _InlineWriter:
         self.errors: list[dict[str, Any]] = []
         self.error_count = 0
         self._writing = True
+        self._share = not self.db.is_sqlite
+        self._writer = Writer(f"corral-register-{unit.job_id}")
 
     def stop_writing(self) -> None:
         self._writing = False
+
+    def finish(self) -> None:
+        """Wait for the batches submitted to be committed; raises what stopped one."""
+        self._writer.finish()
+
+    def abandon(self) -> None:
+        self._writer.abandon()
 
     def submit(self, seq: int, entries: list[Any]) -> None:
         """Register a batch here, or queue it for another worker; ``UnitFailed`` if the job was
         cancelled."""
         if seq in self.done:
             return
-        if self._writing and self._others_idle():
+        if self._writing and self._share and self._others_idle():
             # Hand this batch to whichever worker is free (another process, another host), so
             # the planner's process is not the only one registering.
             if not _add_batches(self.db, self.unit.job_id, [(seq, [_entry_payload(e) for e in entries])]):
@@ -284,7 +305,10 @@ class _InlineWriter:
             self.error_count += len(bad)
             self.errors += [e.as_dict() for e in bad[: max(0, ERROR_LIMIT - len(self.errors))]]
         if self._writing:
-            self._write(seq, _ready(self.db, self.unit, results))
+            ready = _ready(self.db, self.unit, results)
+            # (A batch submitted before a bad file was found is written, as it was before the
+            # writer thread: the failed job's report then counts the same.)
+            self._writer.submit(lambda: self._write(seq, ready))
 
     def _others_idle(self) -> bool:
         """Fewer than two batches of this job wait to be claimed: other workers keep up, so
@@ -422,6 +446,8 @@ def _commit_batch(s: Session, unit: ClaimedUnit, ready: _Ready) -> dict[str, Any
     _insert(s, unit, folder_id, ready, prepared)
     _insert(s, unit, folder_id, ready, contested, staged=True)
     projection.write(s, ready.meta)
+    # Whatever else must change with a batch's items (the index's change sequence, say) goes
+    # here: every batch, inline or a unit, commits through this transaction.
     file_errors = [r.as_dict() for r in results if isinstance(r, FileError)]
     return {
         "files": len(results),

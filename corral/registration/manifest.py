@@ -22,7 +22,8 @@ Contract
   so it raises every ``ManifestUnreadable`` that ``iter_entries`` would.  Call it first and
   ``iter_entries`` cannot fail halfway (unless the file changes in between).  ``may_hold_flags``
   says, from a byte search, when the flags are certainly all ``False`` (an all-or-nothing job,
-  which undoes its work if the file fails halfway, can then skip that scan).
+  which undoes its work if the file fails halfway, can then skip that scan), and
+  ``leading_flags`` reads them from the file's head when they all come before its first list.
 * Memory is bounded whatever the number of entries: JSON goes through ijson's ``yajl2_c``
   coroutine in 64 KiB chunks, CSV through ``csv`` one physical line at a time; one entry (or
   one CSV group) is held at a time.  Nothing caps the number of entries.
@@ -59,6 +60,7 @@ __all__ = [
     "ManifestUnreadable",
     "detect_format",
     "iter_entries",
+    "leading_flags",
     "may_hold_flags",
     "read_flags",
 ]
@@ -111,6 +113,77 @@ def may_hold_flags(path: Path, fmt: Format) -> bool:
             return False
         with data:
             return any(data.find(name) != -1 for name in (*_FLAG_SPELLINGS, b"\\u"))
+
+
+_TOP_FLAGS = {"skip_duplicate_urls": "skip_duplicate_urls", "skipDuplicateUrls": "skip_duplicate_urls",
+              "upsert_metadata": "upsert_metadata", "upsertMetadata": "upsert_metadata"}
+_WS = " \t\r\n"
+
+
+def leading_flags(path: Path, fmt: Format) -> ManifestFlags | None:
+    """The flags of a JSON manifest that sets them all before its first list, as
+    ``{"skip_duplicate_urls": true, "images": [...]}`` does; ``None`` when that is not certain
+    (then :func:`read_flags` decides).  Certain means: no flag's name (and no ``\\u`` escape)
+    anywhere from the first ``[`` on, and the text before it is the opening of the top-level
+    object with flags only.  Only the head is read, so unlike :func:`read_flags` this
+    raises nothing for the rest of the file: for an all-or-nothing job, which undoes its work
+    if the file turns out broken further on (each value found here is one ``read_flags``
+    would have found)."""
+    if fmt != "json":
+        return None
+    with open(path, "rb") as f:
+        try:
+            data = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        except ValueError:  # an empty file
+            return None
+        with data:
+            start = data.find(b"[")
+            if start == -1 or data.find(b"\\u") != -1:
+                return None
+            if any(data.find(name, start) != -1 for name in _FLAG_SPELLINGS):
+                return None
+            head = bytes(data[:start])
+    try:
+        return _flags_in_head(head.removeprefix(BOM).decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):  # json.JSONDecodeError is a ValueError
+        return None
+
+
+def _flags_in_head(text: str) -> ManifestFlags | None:
+    """``text``: ``{``, then ``"flag": true|false,`` pairs, then the first list's key and ``:``."""
+    decoder = json.JSONDecoder()
+    pos = len(text) - len(text.lstrip(_WS))
+    if text[pos : pos + 1] != "{":
+        return None
+    pos += 1
+    found: dict[str, bool] = {}
+    while True:
+        pos = _skip(text, pos)
+        if text[pos : pos + 1] != '"':
+            return None
+        key, pos = json.decoder.scanstring(text, pos + 1)  # type: ignore[attr-defined]
+        pos = _skip(text, pos)
+        if text[pos : pos + 1] != ":":
+            return None
+        pos = _skip(text, pos + 1)
+        if pos == len(text):  # the first list's key: the flags are all known
+            return ManifestFlags(skip_duplicate_urls=found.get("skip_duplicate_urls", False),
+                                 upsert_metadata=found.get("upsert_metadata", False))
+        value, pos = decoder.raw_decode(text, pos)
+        name = _TOP_FLAGS.get(key)
+        if name is None or type(value) is not bool or found.get(name, value) != value:
+            return None  # anything else before the first list: read_flags decides
+        found[name] = value
+        pos = _skip(text, pos)
+        if text[pos : pos + 1] != ",":
+            return None
+        pos += 1
+
+
+def _skip(text: str, pos: int) -> int:
+    while pos < len(text) and text[pos] in _WS:
+        pos += 1
+    return pos
 
 
 def iter_entries(path: Path, fmt: Format) -> Iterator[Entry | EntryError]:

@@ -83,7 +83,11 @@ class _Guarded:
         attr = getattr(self._inner, name)
         if not callable(attr) or name.startswith("__"):
             return attr
-        return _iterate(attr, name) if name == "iter_prefix" else _call(attr, name)
+        wrapped = _iterate(attr, name) if name == "iter_prefix" else _call(attr, name)
+        # Kept, so the next look-up does not come here: wrapping a method per call (functools.wraps)
+        # was a tenth of a strict client-only import's time (key_for_url once per file).
+        self.__dict__[name] = wrapped
+        return wrapped
 
 
 def guard(storage: Storage) -> Storage:

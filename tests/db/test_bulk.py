@@ -8,7 +8,7 @@ from typing import Any, cast
 
 from sqlalchemy import Table, func, insert, select
 
-from corral.db.bulk import insert_rows
+from corral.db.bulk import _statement_sizes, insert_rows, insert_tuples
 from corral.db.tables import Folder, Item, ItemPart, Organisation
 
 ITEMS = cast(Table, Item.__table__)
@@ -56,3 +56,32 @@ def test_bulk_rows_read_back_like_orm_rows(db) -> None:  # type: ignore[no-untyp
         assert s.scalar(select(Item.name).where(Item.created_at == when).order_by(Item.name).limit(1)) == "a.png"
         assert s.scalar(select(func.count(Item.id)).where(Item.created_at >= when)) == 4
 
+
+
+def test_statement_sizes_cover_every_row_with_few_shapes() -> None:
+    for n in (0, 1, 2, 255, 256, 257, 1000, 5000, 5001):
+        sizes = list(_statement_sizes(n, 256))
+        assert sum(sizes) == n
+        assert all(s == 256 or (s & (s - 1) == 0 and s < 256) for s in sizes), sizes
+    assert len({s for n in range(1, 2000) for s in _statement_sizes(n, 256)}) == 9  # 256, 128, …, 1
+    assert list(_statement_sizes(7, 3)) == [3, 3, 1]
+
+
+def test_many_rows_with_constants_each_stored_once(db) -> None:  # type: ignore[no-untyped-def]
+    org, folder = uuid.uuid4(), uuid.uuid4()
+    with db.write() as s:
+        s.add(Organisation(id=org, name="o"))
+        s.flush()
+        s.add(Folder(id=folder, org_id=org, name="f", parent_key=""))
+    when = datetime(2026, 12, 3, 18, 0, tzinfo=UTC)
+    rows = [_row(org, folder, f"n{i:04d}.png", when) for i in range(777)]  # 3 full statements + 9 + …
+    columns = ("id", "name", "url", "url_hash", "media")
+    constants = {k: v for k, v in rows[0].items() if k not in columns}
+    with db.write() as s:
+        insert_tuples(s, ITEMS, columns, [tuple(r[c] for c in columns) for r in rows], constants)
+    with db.read() as s:
+        got = s.execute(select(Item.name, Item.url, Item.media, Item.folder_id, Item.created_at,
+                               Item.staged).order_by(Item.name)).all()
+    assert [g.name for g in got] == [r["name"] for r in rows]
+    assert all(g.url == f"s3://b/{g.name}" and g.media == rows[0]["media"] for g in got)
+    assert {(g.folder_id, g.created_at, g.staged) for g in got} == {(folder, when, True)}

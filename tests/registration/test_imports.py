@@ -398,3 +398,41 @@ def test_postgresql_tables_are_analysed_after_a_large_import(api, world, db, mon
         return  # SQLite keeps no statistics corral relies on: nothing to refresh
     with db.read() as s:  # -1 until the table is first analysed (or vacuumed)
         assert s.execute(text("SELECT reltuples FROM pg_class WHERE relname = 'items'")).scalar() == 4
+
+
+def test_strict_import_in_many_batches_pipelined(api, world, db, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """A strict client-only import commits batch after batch on the planner's writer thread; on
+    SQLite no batch is handed to another worker through ``job_units``.  The counts and each bad
+    row's error come out as they would from one batch."""
+    from corral.db.tables import JobUnit
+    from corral.registration import jobs
+
+    monkeypatch.setattr(jobs, "INLINE_BATCH", 3)
+    alice, bucket = world
+    sized = {"width": 10, "height": 20}
+    entries: list[dict[str, Any]] = [
+        {"objectUrl": f"s3://{bucket}/many/{i}.png", "title": f"t{i}", "imageMetadata": sized} for i in range(10)
+    ]
+    entries[4] = {"objectUrl": f"s3://{bucket}/many/4.png"}  # no sizes: refused, by name
+    entries.append(dict(entries[1]))  # a duplicate of an earlier batch's URL
+    r = api.post("/api/v1/imports", params={"folder": "data/cats", "integration": "s3-strict",
+                                            "ignore_errors": "true"},
+                 content=json.dumps({"images": entries, "skip_duplicate_urls": True}), headers=alice.bearer)
+    status = wait(api, alice, r.json()["job_id"])
+    assert (status["status"], status["registered"], status["skipped"], status["failed"]) == ("DONE", 9, 1, 1)
+    assert [e["where"] for e in status["errors"]] == ["images[4]"]
+    with db.read() as s:
+        names = sorted(s.scalars(select(Item.name).where(Item.deleted_at.is_(None))))
+        ops = [u.get("op") for u in s.scalars(select(JobUnit.payload).where(JobUnit.seq > 0))]
+    assert names == sorted(f"t{i}" for i in range(10) if i != 4)
+    assert len(ops) == 4  # 11 entries in batches of 3
+    if db.is_sqlite:  # (a batch unit's payload is dropped once it is done: None here)
+        assert set(ops) == {"inline"}
+    # Again, all or nothing, the flag first (read from the file's head): every entry a duplicate.
+    again = json.dumps({"skip_duplicate_urls": True, "images": [e for i, e in enumerate(entries) if i != 4]})
+    r = api.post("/api/v1/imports", params={"folder": "data/cats", "integration": "s3-strict"}, content=again,
+                 headers=alice.bearer)
+    status = wait(api, alice, r.json()["job_id"])
+    assert (status["status"], status["registered"], status["skipped"], status["failed"]) == ("DONE", 0, 10, 0)
+    with db.read() as s:
+        assert s.scalar(select(func.count()).select_from(Item)) == 9

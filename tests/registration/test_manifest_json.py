@@ -17,6 +17,7 @@ from corral.registration.manifest import (
     ManifestUnreadable,
     detect_format,
     iter_entries,
+    leading_flags,
     read_flags,
 )
 
@@ -499,6 +500,33 @@ def test_flags_anywhere_in_the_file(tmp_path: Path) -> None:
                                                                                                         False)
     assert flags({"skip_duplicate_urls": True, "dataItems": {"skipDuplicateUrls": True}}) == ManifestFlags(True,
                                                                                                          False)
+
+
+@pytest.mark.parametrize(
+    ("doc", "expected"),
+    [
+        ('{"skip_duplicate_urls": true, "images": [{"objectUrl": "s3://b/a.png"}]}', ManifestFlags(True, False)),
+        ('\ufeff { "upsertMetadata" : false ,"skipDuplicateUrls":true, "images": []}',
+         ManifestFlags(True, False)),
+        ('{"upsert_metadata": true, "skip_duplicate_urls": false, "images": [], "videos": []}',
+         ManifestFlags(False, True)),
+        ('{"images": [], "skip_duplicate_urls": true}', None),  # a flag after the first list
+        ('{"skip_duplicate_urls": true, "images": [], "skipDuplicateUrls": false}', None),
+        ('{"skip_duplicate_urls": true, "skipDuplicateUrls": false, "images": []}', None),  # read_flags refuses
+        ('{"skip_duplicate_urls": 1, "images": []}', None),
+        ('{"skip_duplicate_urls": true, "x": 1, "images": []}', None),  # read_flags refuses the key
+        ('{"skip_duplicate_urls": true, "images": [{"title": "\\u00e9"}]}', None),  # an escape could spell one
+        ('{"dataItems": {"skipDuplicateUrls": true, "images": []}}', None),
+        ('{"skip_duplicate_urls": true, "a[": 1, "images": []}', None),  # "[" inside a string
+        ('{"skip_duplicate_urls": true}', None),  # no list at all
+        ('{"images": [{"title": "skip_duplicate_urls"}]}', None),  # the name, in a value: read_flags decides
+    ],
+)
+def test_leading_flags_only_when_certain(tmp_path: Path, doc: str, expected: ManifestFlags | None) -> None:
+    path = write(tmp_path, doc)
+    assert leading_flags(path, "json") == expected
+    if expected is not None:  # whenever it answers, read_flags agrees
+        assert read_flags(path, "json") == expected
 
 
 @pytest.mark.parametrize(
