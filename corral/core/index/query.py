@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import numpy as np
 from sqlalchemy import (
     Column,
     ColumnElement,
@@ -49,7 +50,8 @@ from corral import errors
 from corral.core import datasets, folders, permissions
 from corral.core.identity import Principal
 from corral.core.index import keys as index_keys
-from corral.core.index.compile import Compiler, media_number, value_column
+from corral.core.index import snapshot
+from corral.core.index.compile import Compiler, _metadata_only, media_number, value_column
 from corral.core.index.filters import FIELDS, Catalog, Node, parse
 from corral.core.index.syntax import compile_text
 from corral.core.metadata import service as metadata_service
@@ -236,6 +238,13 @@ def link(
 
 def count(s: Session, principal: Principal, filter_: Any) -> int:
     prepared = prepare(s, principal, filter_)
+    columnar = _columnar(s, principal, prepared, [])
+    if columnar is not None:
+        snap, matched = columnar
+        try:
+            return int(np.count_nonzero(matched))
+        finally:
+            snap.lock.release()
     matches = _metadata_matches(s, principal, prepared)
     if matches is not None:
         return _count_visible(s, principal, prepared, matches)
@@ -248,6 +257,34 @@ def _metadata_matches(s: Session, principal: Principal, prepared: Prepared) -> S
     if prepared.node is None or permissions.visible_folder_ids(s, principal) is not None:
         return None
     return Compiler(s.get_bind().dialect.name).metadata_set(prepared.node)
+
+
+def _columnar(
+    s: Session, principal: Principal, prepared: Prepared, more: list[index_keys.Key]
+) -> tuple[snapshot.Snapshot, Any] | None:
+    """The organisation's columnar snapshot, current, with the filter's keys and ``more``
+    loaded, and the rows of the visible items matching the filter (a numpy mask); None when the
+    query is to read SQL (snapshots off or cold, a filter the columns cannot answer, a principal
+    who does not see every folder).  The snapshot's lock is held: the caller releases it."""
+    if permissions.visible_folder_ids(s, principal) is not None:
+        return None
+    if prepared.node is not None and not _metadata_only(prepared.node):
+        return None
+    wanted = {k.id: k for k in [*snapshot.keys_of(prepared.node), *more]}
+    snap = snapshot.current(s, principal.org_id, list(wanted.values()))
+    if snap is None:
+        return None
+    try:
+        matched = snap.mask(prepared.node)
+        if matched is None:
+            snap.lock.release()
+            return None
+        hidden = snap.positions(i.hex for i in s.scalars(hidden_items(s, principal)))
+        matched[hidden] = False
+        return snap, matched
+    except BaseException:
+        snap.lock.release()
+        raise
 
 
 def hidden_items(s: Session, principal: Principal) -> Select[Any] | CompoundSelect[Any]:
@@ -531,6 +568,13 @@ def facets(
                        "uuid values, and bucket numbers and datetimes")
         wanted.append(key)
     key_ids = sorted({k.id for k in wanted if k is not None})
+    columnar = _columnar(s, principal, prepared, [k for k in wanted if k is not None])
+    if columnar is not None:
+        snap, matched = columnar
+        try:
+            return _columnar_facets(snap, matched, names, wanted, top, buckets)
+        finally:
+            snap.lock.release()
     with (_matching(s, principal, prepared) as matching, planner(s, probe=True),
           _values(s, matching, key_ids) as values):
         return _facets(s, matching, values, names, wanted, top, buckets)
@@ -645,6 +689,56 @@ def _facets(
             out.append({"key": key.name, "kind": key.kind, "values": [
                 {"value": shown(v if key.numeric else txt), "count": c} for txt, v, c in ordered
             ]})
+    return out
+
+
+def _columnar_facets(
+    snap: snapshot.Snapshot, matched: Any, names: list[str], wanted: list[index_keys.Key | None],
+    top: int, n: int,
+) -> list[dict[str, Any]]:
+    """``_facets`` computed over the snapshot's columns: the same values, counts, ranges and
+    buckets (the same float arithmetic), ties broken the same way (count, then the string by
+    code point, then the number)."""
+    out: list[dict[str, Any]] = []
+    keep = max(top, n)
+    for name, key in zip(names, wanted, strict=True):
+        if key is None:
+            counted = np.bincount(snap.types[matched], minlength=len(snap.type_names))
+            pairs = sorted((-int(c), snap.type_names[t]) for t, c in enumerate(counted.tolist()) if c)
+            out.append({"key": name, "kind": "type",
+                        "values": [{"value": v, "count": -c} for c, v in pairs[:top]]})
+            continue
+        column = snap.columns[key.id]
+        values = column.values[matched]
+        if column.numeric:
+            values = values[~np.isnan(values)]
+        else:
+            values = values[values >= 0]
+        if key.kind in ("number", "datetime"):
+            if not values.size:
+                out.append(_histogram(key, None, [], n))
+                continue
+            lo, hi = float(values.min()), float(values.max())
+            span = (lo, hi, int(values.size))
+            if hi == lo:
+                out.append(_histogram(key, span, [], n))
+                continue
+            width = (hi - lo) / n
+            buckets = np.where(values >= hi, n - 1, np.floor((values - lo) / width)).astype(np.int64)
+            counted = np.bincount(buckets)
+            rows = sorted((-int(c), b) for b, c in enumerate(counted.tolist()) if c)[:keep]
+            out.append(_histogram(key, span, [(None, float(b), -c) for c, b in rows], n))
+        elif column.numeric:  # boolean
+            found, counts = np.unique(values, return_counts=True)
+            ranked = sorted((-int(c), float(v)) for v, c in zip(found.tolist(), counts.tolist(), strict=True))
+            out.append({"key": key.name, "kind": key.kind, "values": [
+                {"value": v == 1.0, "count": -c} for c, v in ranked[:top]]})
+        else:
+            counted = np.bincount(values, minlength=len(column.words))
+            ranked_words = sorted((-int(c), column.words[w]) for w in np.flatnonzero(counted).tolist()
+                                  for c in (counted[w],))
+            out.append({"key": key.name, "kind": key.kind, "values": [
+                {"value": w, "count": -c} for c, w in ranked_words[:top]]})
     return out
 
 

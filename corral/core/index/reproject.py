@@ -19,6 +19,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
+from corral.core.index import changes
 from corral.core.index.keys import load
 from corral.core.index.projection import META_COLUMNS, TEXT_COLUMNS, Projector, Rows
 from corral.db.engine import Database
@@ -132,6 +133,7 @@ def _finalize(s: Session, job: Job) -> None:
         job.status = "ERROR"
     if job.status == "DONE":
         s.execute(update(IndexKey).where(IndexKey.job_id == job.id).values(ready=True))
+        changes.note(s, job.org_id, changes.ALL)  # the keys' values, now readable
 
 
 TASK = registry.register(TaskKind(KIND, _prepare, _commit, _finalize, max_attempts=5))
