@@ -123,7 +123,7 @@ def _after_flush(s: Session, _flush: UOWTransaction) -> None:
 
 def _on_execute(state: ORMExecuteState) -> None:
     """An ORM-enabled ``DELETE`` of items: note the ids it is about to delete."""
-    if not state.is_delete or not any(m.class_ is Item for m in state.all_mappers):
+    if not state.is_delete or getattr(getattr(state.statement, "table", None), "name", None) != "items":
         return
     where = getattr(state.statement, "whereclause", None)
     query = select(Item.org_id, Item.id)
