@@ -57,11 +57,21 @@ def processes(db: Database, settings: Settings) -> Iterator[tuple[Database, Data
     sql_only.dispose()
 
 
-def _answers(db: Database, who: Any, tree: Any) -> tuple[int, str]:
+def _answers(db: Database, who: Any, tree: Any) -> tuple[int, str, list[Any]]:
+    """The count, the facets and every page of three sorts (pages of 7, with their tokens)."""
     with db.read() as s:
         total = query.count(s, who, tree)
         facets = query.facets(s, who, tree, FACETS, top=3, buckets=4)
-    return total, json.dumps(facets, sort_keys=True)
+        pages: list[Any] = []
+        for sort in (None, "score", "-camera", "-at", "flag"):
+            token = None
+            while True:
+                page = query.page(s, who, tree, sort=query.Sort.parse(sort), page_size=7, page_token=token)
+                pages.append((page.items, page.next_page_token))
+                token = page.next_page_token
+                if token is None:
+                    break
+    return total, json.dumps(facets, sort_keys=True), pages
 
 
 def _used(db: Database, who: Any) -> bool:

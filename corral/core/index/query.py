@@ -14,6 +14,7 @@ characters.
 from __future__ import annotations
 
 import base64
+import bisect
 import json
 import uuid
 from collections.abc import Callable, Iterator
@@ -505,9 +506,13 @@ def page(
     cat = catalog(s, principal)
     sorter = _Sorter(cat, sort, s.get_bind().dialect.name)
     node = parse(filter_, cat)  # once: the two compilations below share it
+    token = _decode(page_token, sort) if page_token else None
+    if sort.field is None:
+        fast = _columnar_page(s, principal, node, cat, sorter, token, page_size, fields)
+        if fast is not None:
+            return fast
     prepared = _compiled(s, principal, node, cat, correlated=True)
     keyed = _compiled(s, principal, node, cat, correlated=True, row=sorter.meta.item_id)
-    token = _decode(page_token, sort) if page_token else None
     phase = token["p"] if token else 0
     out: list[dict[str, Any]] = []
     last: tuple[int, Any, uuid.UUID] | None = None
@@ -528,6 +533,102 @@ def page(
         if phase == 1 or sorter.value is None:
             return Page(out, None)
         phase = 1
+
+
+def _columnar_page(
+    s: Session, principal: Principal, node: Node | None, cat: Catalog, sorter: _Sorter,
+    token: dict[str, Any] | None, page_size: int, fields: tuple[str, ...],
+) -> Page | None:
+    """``page`` from the snapshot's columns: the matching rows and their order come from the
+    columns (the same two phases, ties and token), and only the page's items are read from SQL.
+    None when the snapshot cannot answer (the caller reads SQL)."""
+    prepared = Prepared([], cat, node)
+    columnar = _columnar(s, principal, prepared, [sorter.key] if sorter.key else [])
+    if columnar is None:
+        return None
+    snap, matched = columnar
+    try:
+        chosen = _columnar_order(snap, matched, sorter, token, page_size)
+    finally:
+        snap.lock.release()
+    ids = [uuid.UUID(h.decode()) for _, _, h in chosen]
+    rows = {r.id: r for r in s.execute(select(*_OUTPUT_COLUMNS).where(Item.id.in_(ids)))} if ids else {}
+    if len(rows) < len(ids):
+        return None  # an item gone since (the snapshot is current: not expected): read SQL
+    out = [_output(rows[i], fields) for i in ids[:page_size]]
+    if len(chosen) <= page_size:
+        return Page(out, None)
+    phase, value, last = chosen[page_size - 1]
+    return Page(out, _encode({"s": sorter.sort.signature(), "p": phase, "v": value, "i": last.decode()}))
+
+
+def _columnar_order(
+    snap: snapshot.Snapshot, matched: Any, sorter: _Sorter, token: dict[str, Any] | None, size: int
+) -> list[tuple[int, Any, bytes]]:
+    """Up to ``size + 1`` (phase, token value, id hex) of the matching rows after ``token``."""
+    rows = np.arange(len(snap))
+    column = snap.columns[sorter.key.id] if sorter.key else None
+    out: list[tuple[int, Any, bytes]] = []
+    for phase in (0, 1):
+        if token is not None and token["p"] > phase:
+            continue
+        if phase == 1 and column is None:
+            break
+        last = uuid.UUID(token["i"]).hex.encode() if token is not None and token["p"] == phase else None
+        if column is None or phase == 1:
+            take = matched if column is None else matched & ~column.present()
+            if last is not None:
+                take = take & (snap.ids > last)
+            picked = rows[take][: size + 1 - len(out)]
+            out += [(phase, None, h) for h in snap.ids[picked].tolist()]
+        else:
+            after = token if last else None
+            out += _by_value(snap, column, matched, sorter.sort.desc, after, size + 1 - len(out))
+        if len(out) > size:
+            break
+    return out
+
+
+def _by_value(
+    snap: snapshot.Snapshot, column: snapshot.Column, matched: Any, desc: bool, token: dict[str, Any] | None,
+    want: int,
+) -> list[tuple[int, Any, bytes]]:
+    """Phase 0: the matching rows with a value, by (value, id), after the token's."""
+    if column.numeric:
+        key = column.values
+        bound: Any = token["v"] if token else None
+        equal = None
+    else:  # codes to ranks in code point order; the token's string placed among them
+        words = column.words
+        order = sorted(range(len(words)), key=words.__getitem__)
+        rank = np.empty(len(words) + 1, dtype=np.int64)
+        rank[np.array(order, dtype=np.int64)] = np.arange(0, 2 * len(words), 2)
+        rank[-1] = -1  # code -1 (no value) stays out: present() filters it
+        key = rank[column.values]
+        equal = None
+        if token:
+            sorted_words = [words[i] for i in order]
+            at = bisect.bisect_left(sorted_words, token["v"])
+            found = at < len(sorted_words) and sorted_words[at] == token["v"]
+            bound = 2 * at if found else 2 * at - 1  # between ranks when the string is gone
+            equal = found
+    take = matched & column.present()
+    if token:
+        last = uuid.UUID(token["i"]).hex.encode()
+        if desc:
+            after = (key < bound) | ((key == bound) & (snap.ids < last))
+        else:
+            after = (key > bound) | ((key == bound) & (snap.ids > last))
+        if equal is False:
+            after = (key < bound) if desc else (key > bound)
+        take &= after
+    rows = np.flatnonzero(take)
+    values = key[rows]
+    ranked = np.lexsort((-rows, -values)) if desc else np.lexsort((rows, values))
+    chosen = rows[ranked[:want]]
+    shown = column.values[chosen].tolist() if column.numeric else [
+        column.words[c] for c in column.values[chosen].tolist()]
+    return [(0, v, h) for v, h in zip(shown, snap.ids[chosen].tolist(), strict=True)]
 
 
 # -- facets ------------------------------------------------------------------------------------------
