@@ -566,7 +566,6 @@ def _columnar_order(
     snap: snapshot.Snapshot, matched: Any, sorter: _Sorter, token: dict[str, Any] | None, size: int
 ) -> list[tuple[int, Any, bytes]]:
     """Up to ``size + 1`` (phase, token value, id hex) of the matching rows after ``token``."""
-    rows = np.arange(len(snap))
     column = snap.columns[sorter.key.id] if sorter.key else None
     out: list[tuple[int, Any, bytes]] = []
     for phase in (0, 1):
@@ -579,7 +578,7 @@ def _columnar_order(
             take = matched if column is None else matched & ~column.present()
             if last is not None:
                 take = take & (snap.ids > last)
-            picked = rows[take][: size + 1 - len(out)]
+            picked = np.flatnonzero(take)[: size + 1 - len(out)]
             out += [(phase, None, h) for h in snap.ids[picked].tolist()]
         else:
             after = token if last else None
@@ -624,6 +623,11 @@ def _by_value(
         take &= after
     rows = np.flatnonzero(take)
     values = key[rows]
+    if rows.size > want:  # only the rows up to the want-th value (and its ties) need sorting
+        signed = -values if desc else values
+        kth = np.partition(signed, want - 1)[want - 1]
+        near = signed <= kth
+        rows, values = rows[near], values[near]
     ranked = np.lexsort((-rows, -values)) if desc else np.lexsort((rows, values))
     chosen = rows[ranked[:want]]
     shown = column.values[chosen].tolist() if column.numeric else [

@@ -62,9 +62,16 @@ class Column:
     codes: dict[str, int] = field(default_factory=dict)
     used: float = 0.0
 
+    present_: Any = None  # the rows with a value, kept until the values change
+
     def present(self) -> Mask:
-        out: Mask = ~np.isnan(self.values) if self.numeric else self.values >= 0
+        if self.present_ is None or self.present_.shape != self.values.shape:
+            self.present_ = ~np.isnan(self.values) if self.numeric else self.values >= 0
+        out: Mask = self.present_
         return out
+
+    def changed(self) -> None:
+        self.present_ = None
 
     def nbytes(self) -> int:
         return int(self.values.nbytes) + sum(len(w) + 60 for w in self.words)
@@ -133,20 +140,18 @@ class Snapshot:
 
 def _predicate(column: Column, p: Pred) -> Mask | None:
     op, v = p.op, p.value
-    present = column.present()
     if op == "exists":
-        return present
+        return column.present().copy()
     if op == "missing":
-        return ~present
+        return ~column.present()
     values = column.values
-    n = values.shape[0]
     if column.numeric:
         if op in ("eq", "ne"):
             same: Mask = values == v
-            return same if op == "eq" else present & ~same
+            return same if op == "eq" else column.present() & ~same
         if op in ("in", "not_in"):
-            within: Mask = np.isin(values, np.array(v, dtype=np.float64))
-            return within if op == "in" else present & ~within
+            within = _among(values, [float(x) for x in v])
+            return within if op == "in" else column.present() & ~within
         compare = {"lt": np.less, "lte": np.less_equal, "gt": np.greater, "gte": np.greater_equal}.get(op)
         if compare is None:
             return None
@@ -157,14 +162,23 @@ def _predicate(column: Column, p: Pred) -> Mask | None:
         wanted = [v] if op in ("eq", "ne") else list(v)
         if any(len(w) >= TXT_MAX for w in wanted):  # compared in full through item_text: SQL
             return None
-        codes = [column.codes[w] for w in wanted if w in column.codes]
-        hit: Mask = np.isin(values, np.array(codes, dtype=np.int32)) if codes else np.zeros(n, bool)
-        return hit if op in ("eq", "in") else present & ~hit
+        hit = _among(values, [column.codes[w] for w in wanted if w in column.codes])
+        return hit if op in ("eq", "in") else column.present() & ~hit
     if op == "prefix" and len(v) <= TXT_MAX:
-        codes = [c for c, w in enumerate(column.words) if w.startswith(v)]
-        out = np.isin(values, np.array(codes, dtype=np.int32)) if codes else np.zeros(n, bool)
-        return out
+        return _among(values, [c for c, w in enumerate(column.words) if w.startswith(v)])
     return None
+
+
+def _among(values: Any, wanted: list[Any]) -> Mask:
+    """``values`` in ``wanted``: a comparison per value for a few (faster than ``np.isin``'s
+    sort), ``np.isin`` for many."""
+    if len(wanted) > 8:
+        many: Mask = np.isin(values, np.array(wanted, dtype=values.dtype))
+        return many
+    out: Mask = np.zeros(values.shape[0], dtype=bool)
+    for w in wanted:
+        out |= values == w
+    return out
 
 
 # -- reading from the database --------------------------------------------------------------------
@@ -277,6 +291,7 @@ def _apply(s: Session, snap: Snapshot, changed: set[uuid.UUID], seq: int) -> Non
         snap.types = np.delete(snap.types, gone)
         for column in snap.columns.values():
             column.values = np.delete(column.values, gone)
+            column.changed()
     if found:
         new = np.array(sorted(found), dtype="S32")
         at = np.searchsorted(snap.ids, new)
@@ -291,6 +306,7 @@ def _apply(s: Session, snap: Snapshot, changed: set[uuid.UUID], seq: int) -> Non
         for key_id, column in snap.columns.items():
             fill: Any = np.nan if column.numeric else -1
             column.values = np.insert(column.values, at, fill)
+            column.changed()
             for row, h in zip(rows.tolist(), new.tolist(), strict=True):
                 got = values.get((h.decode(), key_id))
                 if got is None:
