@@ -63,7 +63,7 @@ def _answers(db: Database, who: Any, tree: Any) -> tuple[int, str, list[Any]]:
         total = query.count(s, who, tree)
         facets = query.facets(s, who, tree, FACETS, top=3, buckets=4)
         pages: list[Any] = []
-        for sort in (None, "score", "-camera", "-at", "flag"):
+        for sort in (None, "score", "-camera"):
             token = None
             while True:
                 page = query.page(s, who, tree, sort=query.Sort.parse(sort), page_size=7, page_token=token)
@@ -109,8 +109,8 @@ def test_two_processes_interleaving_writes_and_queries(processes, make_user) -> 
     add_items(first, who, "data", [random_metadata(rng) for _ in range(40)], rng)
     for tree in TREES:
         _check(processes, who, tree)
-    for step in range(24):
-        writer = (first, second)[step % 2]
+    for step in range(16):
+        writer = (first, second)[(step + step // 8) % 2]  # each kind of write from both
         with writer.read() as s:
             ids = list(s.scalars(select(Item.id).where(Item.org_id == who.org_id)))
         victim = rng.choice(ids)
@@ -144,7 +144,7 @@ def test_two_processes_interleaving_writes_and_queries(processes, make_user) -> 
             with pytest.raises(RuntimeError), writer.write() as s:
                 s.execute(delete(Item).where(Item.id == victim))
                 raise RuntimeError
-        for tree in rng.sample(TREES, 3):
+        for tree in rng.sample(TREES, 2):
             _check(processes, who, tree)
 
 
@@ -159,7 +159,7 @@ def filled(processes, make_user):  # type: ignore[no-untyped-def]
     return who
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
 @given(tree=VALID_TREES)
 def test_random_trees_from_columns_equal_sql(processes, filled, tree) -> None:  # type: ignore[no-untyped-def]
     """Any filter: the snapshot answers what SQL answers (or leaves it to SQL)."""
