@@ -345,7 +345,16 @@ class Registry:
             if not loaded:
                 return False
             _, sid, kid = min(loaded)
-            del self.snapshots[sid].columns[kid]
+            other = self.snapshots[sid]
+            if other is snap:  # its lock is the caller's
+                del other.columns[kid]
+            elif other.lock.acquire(blocking=False):  # not while another query reads it
+                try:
+                    del other.columns[kid]
+                finally:
+                    other.lock.release()
+            else:
+                return False
         return True
 
     def warm(self, org_id: uuid.UUID, keys: list[Key]) -> None:
@@ -418,6 +427,8 @@ def current(s: Session, org_id: uuid.UUID, keys: list[Key]) -> Snapshot | None:
         # cold (or ahead of this transaction's view: PostgreSQL's read committed gave a later one)
         if snap is None and _items(s, org_id) <= SYNC_ITEMS:
             snap = build(s, org_id, [])
+            if snap.nbytes() > reg.limit:  # not even the ids fit
+                return None
             with reg.lock:
                 reg.snapshots[org_id] = snap
         else:
