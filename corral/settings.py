@@ -153,6 +153,14 @@ class Settings(BaseSettings):
     sqlite_busy_timeout_ms: int = Field(
         30000, ge=0, description="How long SQLite waits for a lock before giving up."
     )
+    index_snapshot_mb: int = Field(
+        1024,
+        ge=0,
+        description="Memory, in MiB, each API process may give the index's columnar snapshots "
+        "(counts, facets and sorted pages answered from columns in memory; about 32 bytes per "
+        "item, plus 8 per item and number/datetime/boolean key and 4 per item and string key, "
+        "plus each string key's distinct values). 0 turns them off: every query reads SQL.",
+    )
     db_pool_size: int = Field(10, ge=1, description="PostgreSQL connection pool size per process.")
     session_hours: float = Field(
         168.0,

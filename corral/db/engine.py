@@ -125,4 +125,7 @@ def create_database(settings: Settings) -> Database:
         raise ConfigurationError(
             f"CORRAL_DATABASE_URL: unsupported database {backend!r}; use sqlite or postgresql"
         )
+    from corral.core.index import snapshot  # the index's columnar snapshots, per engine
+
+    snapshot.configure(engine, settings.index_snapshot_mb)
     return Database(engine)

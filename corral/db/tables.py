@@ -301,6 +301,29 @@ class IndexKey(Base):
     created_at: Mapped[datetime] = _created()
 
 
+class IndexSeq(Base):
+    """An organisation's index change sequence: bumped, in the writing transaction, by every
+    write that changes the items or their projected values (``corral.core.index.changes``), so
+    an API process's columnar snapshot knows exactly when it is behind."""
+
+    __tablename__ = "index_seqs"
+    org_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("organisations.id", ondelete="CASCADE"), primary_key=True
+    )
+    seq: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class IndexChange(Base):
+    """The items a change ``seq`` touched (``item_id`` null: every item of the organisation)."""
+
+    __tablename__ = "index_changes"
+    __table_args__ = (Index("ix_index_changes_org_seq", "org_id", "seq"),)
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    org_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("organisations.id", ondelete="CASCADE"))
+    seq: Mapped[int] = mapped_column(BigInteger)
+    item_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, nullable=True)
+
+
 class ItemMeta(Base):
     """One item's value of one index key: ``num`` for number, datetime (Unix seconds) and
     boolean (0/1); ``txt`` (its first 255 characters) for the string kinds."""

@@ -31,6 +31,7 @@ from sqlalchemy.orm import Session, aliased
 
 from corral import errors
 from corral.core import datasets, integrations, thumbnails
+from corral.core.index import changes as index_changes
 from corral.core.index import projection
 from corral.core.index.keys import Key
 from corral.core.index.keys import load as load_keys
@@ -446,8 +447,9 @@ def _commit_batch(s: Session, unit: ClaimedUnit, ready: _Ready) -> dict[str, Any
     _insert(s, unit, folder_id, ready, prepared)
     _insert(s, unit, folder_id, ready, contested, staged=True)
     projection.write(s, ready.meta)
-    # Whatever else must change with a batch's items (the index's change sequence, say) goes
-    # here: every batch, inline or a unit, commits through this transaction.
+    # Whatever else must change with a batch's items goes here: every batch, inline or a unit,
+    # commits through this transaction.
+    index_changes.note(s, unit.org_id, (ready.rows[id(p)][0][0] for p in needed))  # index snapshots
     file_errors = [r.as_dict() for r in results if isinstance(r, FileError)]
     return {
         "files": len(results),

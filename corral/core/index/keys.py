@@ -150,6 +150,10 @@ def sync(
             keep.add(key.name)
     if stale:
         s.execute(delete(IndexKey).where(IndexKey.id.in_(stale)))  # their values go by cascade
+    from corral.core.index import changes
+
+    if stale or len(keep) < len(want):  # snapshots read every key again
+        changes.note(s, org_id, changes.ALL)
     fresh = [
         IndexKey(org_id=org_id, name=n, definition=d, ready=False) for n, d in want.items() if n not in keep
     ]

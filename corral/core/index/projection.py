@@ -19,6 +19,7 @@ from typing import Any, cast
 from sqlalchemy import Table, delete, event, inspect
 from sqlalchemy.orm import Session, UOWTransaction
 
+from corral.core.index import changes
 from corral.core.index.keys import Key, Projected, load, projector
 from corral.core.vectors import writes as vector_writes
 from corral.db.bulk import insert_tuples
@@ -87,6 +88,7 @@ def project_new(s: Session, org_id: uuid.UUID, items: Iterable[tuple[Any, dict[s
     """Project items that have no values yet (just inserted): ``(item id, metadata)`` pairs.
     Their embedding values go to the vector store (``corral.core.vectors.writes``)."""
     items = list(items)
+    changes.note(s, org_id, (item_id for item_id, _ in items))
     vector_writes.store(s, org_id, items, replace=False)
     projector_ = Projector(load(s, org_id))
     if projector_:
@@ -106,6 +108,7 @@ def project_again(s: Session, org_id: uuid.UUID, items: list[tuple[uuid.UUID, di
     """Replace the values of items whose metadata changed."""
     if not items:
         return
+    changes.note(s, org_id, (item_id for item_id, _ in items))
     forget(s, [item_id for item_id, _ in items])
     vector_writes.store(s, org_id, items, replace=True)
     projector_ = Projector(load(s, org_id))

@@ -14,6 +14,7 @@ characters.
 from __future__ import annotations
 
 import base64
+import bisect
 import json
 import uuid
 from collections.abc import Callable, Iterator
@@ -22,6 +23,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import numpy as np
 from sqlalchemy import (
     Column,
     ColumnElement,
@@ -49,7 +51,8 @@ from corral import errors
 from corral.core import datasets, folders, permissions
 from corral.core.identity import Principal
 from corral.core.index import keys as index_keys
-from corral.core.index.compile import Compiler, media_number, value_column
+from corral.core.index import snapshot
+from corral.core.index.compile import Compiler, _metadata_only, media_number, value_column
 from corral.core.index.filters import FIELDS, Catalog, Node, parse
 from corral.core.index.syntax import compile_text
 from corral.core.metadata import service as metadata_service
@@ -236,6 +239,13 @@ def link(
 
 def count(s: Session, principal: Principal, filter_: Any) -> int:
     prepared = prepare(s, principal, filter_)
+    columnar = _columnar(s, principal, prepared, [])
+    if columnar is not None:
+        snap, matched = columnar
+        try:
+            return int(np.count_nonzero(matched))
+        finally:
+            snap.lock.release()
     matches = _metadata_matches(s, principal, prepared)
     if matches is not None:
         return _count_visible(s, principal, prepared, matches)
@@ -248,6 +258,34 @@ def _metadata_matches(s: Session, principal: Principal, prepared: Prepared) -> S
     if prepared.node is None or permissions.visible_folder_ids(s, principal) is not None:
         return None
     return Compiler(s.get_bind().dialect.name).metadata_set(prepared.node)
+
+
+def _columnar(
+    s: Session, principal: Principal, prepared: Prepared, more: list[index_keys.Key]
+) -> tuple[snapshot.Snapshot, Any] | None:
+    """The organisation's columnar snapshot, current, with the filter's keys and ``more``
+    loaded, and the rows of the visible items matching the filter (a numpy mask); None when the
+    query is to read SQL (snapshots off or cold, a filter the columns cannot answer, a principal
+    who does not see every folder).  The snapshot's lock is held: the caller releases it."""
+    if permissions.visible_folder_ids(s, principal) is not None:
+        return None
+    if prepared.node is not None and not _metadata_only(prepared.node):
+        return None
+    wanted = {k.id: k for k in [*snapshot.keys_of(prepared.node), *more]}
+    snap = snapshot.current(s, principal.org_id, list(wanted.values()))
+    if snap is None:
+        return None
+    try:
+        matched = snap.mask(prepared.node)
+        if matched is None:
+            snap.lock.release()
+            return None
+        hidden = snap.positions(i.hex for i in s.scalars(hidden_items(s, principal)))
+        matched[hidden] = False
+        return snap, matched
+    except BaseException:
+        snap.lock.release()
+        raise
 
 
 def hidden_items(s: Session, principal: Principal) -> Select[Any] | CompoundSelect[Any]:
@@ -468,9 +506,13 @@ def page(
     cat = catalog(s, principal)
     sorter = _Sorter(cat, sort, s.get_bind().dialect.name)
     node = parse(filter_, cat)  # once: the two compilations below share it
+    token = _decode(page_token, sort) if page_token else None
+    if sort.field is None:
+        fast = _columnar_page(s, principal, node, cat, sorter, token, page_size, fields)
+        if fast is not None:
+            return fast
     prepared = _compiled(s, principal, node, cat, correlated=True)
     keyed = _compiled(s, principal, node, cat, correlated=True, row=sorter.meta.item_id)
-    token = _decode(page_token, sort) if page_token else None
     phase = token["p"] if token else 0
     out: list[dict[str, Any]] = []
     last: tuple[int, Any, uuid.UUID] | None = None
@@ -491,6 +533,106 @@ def page(
         if phase == 1 or sorter.value is None:
             return Page(out, None)
         phase = 1
+
+
+def _columnar_page(
+    s: Session, principal: Principal, node: Node | None, cat: Catalog, sorter: _Sorter,
+    token: dict[str, Any] | None, page_size: int, fields: tuple[str, ...],
+) -> Page | None:
+    """``page`` from the snapshot's columns: the matching rows and their order come from the
+    columns (the same two phases, ties and token), and only the page's items are read from SQL.
+    None when the snapshot cannot answer (the caller reads SQL)."""
+    prepared = Prepared([], cat, node)
+    columnar = _columnar(s, principal, prepared, [sorter.key] if sorter.key else [])
+    if columnar is None:
+        return None
+    snap, matched = columnar
+    try:
+        chosen = _columnar_order(snap, matched, sorter, token, page_size)
+    finally:
+        snap.lock.release()
+    ids = [uuid.UUID(h.decode()) for _, _, h in chosen]
+    rows = {r.id: r for r in s.execute(select(*_OUTPUT_COLUMNS).where(Item.id.in_(ids)))} if ids else {}
+    if len(rows) < len(ids):
+        return None  # an item gone since (the snapshot is current: not expected): read SQL
+    out = [_output(rows[i], fields) for i in ids[:page_size]]
+    if len(chosen) <= page_size:
+        return Page(out, None)
+    phase, value, last = chosen[page_size - 1]
+    return Page(out, _encode({"s": sorter.sort.signature(), "p": phase, "v": value, "i": last.decode()}))
+
+
+def _columnar_order(
+    snap: snapshot.Snapshot, matched: Any, sorter: _Sorter, token: dict[str, Any] | None, size: int
+) -> list[tuple[int, Any, bytes]]:
+    """Up to ``size + 1`` (phase, token value, id hex) of the matching rows after ``token``."""
+    column = snap.columns[sorter.key.id] if sorter.key else None
+    out: list[tuple[int, Any, bytes]] = []
+    for phase in (0, 1):
+        if token is not None and token["p"] > phase:
+            continue
+        if phase == 1 and column is None:
+            break
+        last = uuid.UUID(token["i"]).hex.encode() if token is not None and token["p"] == phase else None
+        if column is None or phase == 1:
+            take = matched if column is None else matched & ~column.present()
+            if last is not None:
+                take = take & (snap.ids > last)
+            picked = np.flatnonzero(take)[: size + 1 - len(out)]
+            out += [(phase, None, h) for h in snap.ids[picked].tolist()]
+        else:
+            after = token if last else None
+            out += _by_value(snap, column, matched, sorter.sort.desc, after, size + 1 - len(out))
+        if len(out) > size:
+            break
+    return out
+
+
+def _by_value(
+    snap: snapshot.Snapshot, column: snapshot.Column, matched: Any, desc: bool, token: dict[str, Any] | None,
+    want: int,
+) -> list[tuple[int, Any, bytes]]:
+    """Phase 0: the matching rows with a value, by (value, id), after the token's."""
+    if column.numeric:
+        key = column.values
+        bound: Any = token["v"] if token else None
+        equal = None
+    else:  # codes to ranks in code point order; the token's string placed among them
+        words = column.words
+        order = sorted(range(len(words)), key=words.__getitem__)
+        rank = np.empty(len(words) + 1, dtype=np.int64)
+        rank[np.array(order, dtype=np.int64)] = np.arange(0, 2 * len(words), 2)
+        rank[-1] = -1  # code -1 (no value) stays out: present() filters it
+        key = rank[column.values]
+        equal = None
+        if token:
+            sorted_words = [words[i] for i in order]
+            at = bisect.bisect_left(sorted_words, token["v"])
+            found = at < len(sorted_words) and sorted_words[at] == token["v"]
+            bound = 2 * at if found else 2 * at - 1  # between ranks when the string is gone
+            equal = found
+    take = matched & column.present()
+    if token:
+        last = uuid.UUID(token["i"]).hex.encode()
+        if desc:
+            after = (key < bound) | ((key == bound) & (snap.ids < last))
+        else:
+            after = (key > bound) | ((key == bound) & (snap.ids > last))
+        if equal is False:
+            after = (key < bound) if desc else (key > bound)
+        take &= after
+    rows = np.flatnonzero(take)
+    values = key[rows]
+    if rows.size > want:  # only the rows up to the want-th value (and its ties) need sorting
+        signed = -values if desc else values
+        kth = np.partition(signed, want - 1)[want - 1]
+        near = signed <= kth
+        rows, values = rows[near], values[near]
+    ranked = np.lexsort((-rows, -values)) if desc else np.lexsort((rows, values))
+    chosen = rows[ranked[:want]]
+    shown = column.values[chosen].tolist() if column.numeric else [
+        column.words[c] for c in column.values[chosen].tolist()]
+    return [(0, v, h) for v, h in zip(shown, snap.ids[chosen].tolist(), strict=True)]
 
 
 # -- facets ------------------------------------------------------------------------------------------
@@ -531,6 +673,13 @@ def facets(
                        "uuid values, and bucket numbers and datetimes")
         wanted.append(key)
     key_ids = sorted({k.id for k in wanted if k is not None})
+    columnar = _columnar(s, principal, prepared, [k for k in wanted if k is not None])
+    if columnar is not None:
+        snap, matched = columnar
+        try:
+            return _columnar_facets(snap, matched, names, wanted, top, buckets)
+        finally:
+            snap.lock.release()
     with (_matching(s, principal, prepared) as matching, planner(s, probe=True),
           _values(s, matching, key_ids) as values):
         return _facets(s, matching, values, names, wanted, top, buckets)
@@ -645,6 +794,56 @@ def _facets(
             out.append({"key": key.name, "kind": key.kind, "values": [
                 {"value": shown(v if key.numeric else txt), "count": c} for txt, v, c in ordered
             ]})
+    return out
+
+
+def _columnar_facets(
+    snap: snapshot.Snapshot, matched: Any, names: list[str], wanted: list[index_keys.Key | None],
+    top: int, n: int,
+) -> list[dict[str, Any]]:
+    """``_facets`` computed over the snapshot's columns: the same values, counts, ranges and
+    buckets (the same float arithmetic), ties broken the same way (count, then the string by
+    code point, then the number)."""
+    out: list[dict[str, Any]] = []
+    keep = max(top, n)
+    for name, key in zip(names, wanted, strict=True):
+        if key is None:
+            counted = np.bincount(snap.types[matched], minlength=len(snap.type_names))
+            pairs = sorted((-int(c), snap.type_names[t]) for t, c in enumerate(counted.tolist()) if c)
+            out.append({"key": name, "kind": "type",
+                        "values": [{"value": v, "count": -c} for c, v in pairs[:top]]})
+            continue
+        column = snap.columns[key.id]
+        values = column.values[matched]
+        if column.numeric:
+            values = values[~np.isnan(values)]
+        else:
+            values = values[values >= 0]
+        if key.kind in ("number", "datetime"):
+            if not values.size:
+                out.append(_histogram(key, None, [], n))
+                continue
+            lo, hi = float(values.min()), float(values.max())
+            span = (lo, hi, int(values.size))
+            if hi == lo:
+                out.append(_histogram(key, span, [], n))
+                continue
+            width = (hi - lo) / n
+            buckets = np.where(values >= hi, n - 1, np.floor((values - lo) / width)).astype(np.int64)
+            counted = np.bincount(buckets)
+            rows = sorted((-int(c), b) for b, c in enumerate(counted.tolist()) if c)[:keep]
+            out.append(_histogram(key, span, [(None, float(b), -c) for c, b in rows], n))
+        elif column.numeric:  # boolean
+            found, counts = np.unique(values, return_counts=True)
+            ranked = sorted((-int(c), float(v)) for v, c in zip(found.tolist(), counts.tolist(), strict=True))
+            out.append({"key": key.name, "kind": key.kind, "values": [
+                {"value": v == 1.0, "count": -c} for c, v in ranked[:top]]})
+        else:
+            counted = np.bincount(values, minlength=len(column.words))
+            ranked_words = sorted((-int(c), column.words[w]) for w in np.flatnonzero(counted).tolist()
+                                  for c in (counted[w],))
+            out.append({"key": key.name, "kind": key.kind, "values": [
+                {"value": w, "count": -c} for c, w in ranked_words[:top]]})
     return out
 
 

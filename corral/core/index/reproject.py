@@ -15,14 +15,14 @@ import uuid
 from typing import Any
 
 from sqlalchemy import Select, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
+from corral.core.index import changes
 from corral.core.index.keys import load
-from corral.core.index.projection import META_COLUMNS, TEXT_COLUMNS, Projector, Rows
+from corral.core.index.projection import META, META_COLUMNS, TEXT, TEXT_COLUMNS, Projector, Rows
+from corral.db.bulk import convert_tuples
 from corral.db.engine import Database
-from corral.db.tables import IndexKey, Item, ItemMeta, ItemText, Job, JobUnit
+from corral.db.tables import IndexKey, Item, Job, JobUnit
 from corral.jobs import queue
 from corral.jobs.tasks import ClaimedUnit, TaskKind, UnitFailed, WorkerContext, registry
 
@@ -37,14 +37,21 @@ def _projector(s: Session, org_id: uuid.UUID, key_ids: list[int]) -> Projector:
 
 
 def _write_skipping(s: Session, rows: Rows) -> None:
-    """Insert values, leaving alone any a concurrent write of the same item already made."""
-    insert = pg_insert if s.get_bind().dialect.name == "postgresql" else sqlite_insert
-    for table, columns, values in ((ItemMeta, META_COLUMNS, rows[0]), (ItemText, TEXT_COLUMNS, rows[1])):
-        if values:
-            s.execute(
-                insert(table).on_conflict_do_nothing(),
-                [dict(zip(columns, v, strict=True)) for v in values],
-            )
+    """Insert values, leaving alone any a concurrent write of the same item already made: the
+    driver's ``executemany`` of tuples converted as registration's (``corral.db.bulk``), not a
+    dict per row through SQLAlchemy's statement (most of a batch's time at 1,000,000 items)."""
+    conn = s.connection()
+    quote = conn.dialect.identifier_preparer.quote
+    mark = "%s" if conn.dialect.name == "postgresql" else "?"
+    for table, columns, values in ((META, META_COLUMNS, rows[0]), (TEXT, TEXT_COLUMNS, rows[1])):
+        if not values:
+            continue
+        names = ", ".join(quote(c) for c in columns)
+        marks = ", ".join([mark] * len(columns))
+        conn.exec_driver_sql(
+            f"INSERT INTO {quote(table.name)} ({names}) VALUES ({marks}) ON CONFLICT DO NOTHING",
+            convert_tuples(conn.dialect, table, columns, values),
+        )
 
 
 def _project(s: Session, query: Select[Any], projector: Projector) -> int:
@@ -132,6 +139,7 @@ def _finalize(s: Session, job: Job) -> None:
         job.status = "ERROR"
     if job.status == "DONE":
         s.execute(update(IndexKey).where(IndexKey.job_id == job.id).values(ready=True))
+        changes.note(s, job.org_id, changes.ALL)  # the keys' values, now readable
 
 
 TASK = registry.register(TaskKind(KIND, _prepare, _commit, _finalize, max_attempts=5))

@@ -1,0 +1,142 @@
+"""The index's durable change sequence: how every API process knows its snapshot is current.
+
+Each organisation has a sequence number (``index_seqs``).  A transaction that changes which items
+the organisation has, or their projected values, calls ``note`` with the items it touched (or
+``None``: any of them); when it commits, the sequence is bumped once and the items are logged
+under the new number (``index_changes``), in that same transaction.  A columnar snapshot
+(``corral.core.index.snapshot``) made at sequence ``n`` is exact while the sequence is ``n``; when
+it is behind, the log names the items to read again.
+
+Who calls ``note``: ``projection.project_new`` and ``project_again`` (registration's bulk
+inserts, ``upsert_metadata``, every ORM write of ``client_metadata``), registration's inline
+inserts, the ORM listener below (items added or removed through the session, and any ORM-enabled
+``DELETE`` of items, whose ids are read first), and schema changes (``keys.sync``, and the end of an
+``index_project`` job: every item).  Soft deletes, restores and a job's staged items becoming
+visible change nothing here: a query reads the hidden items from SQL every time.
+
+On PostgreSQL the bump takes the sequence row's lock at commit time, so numbers are handed out
+in commit order (a reader that sees ``n`` committed sees every change up to ``n``); it is done in
+``before_commit``, so the lock is held only while the transaction commits.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from typing import Any
+
+from sqlalchemy import delete, event, insert, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import ORMExecuteState, Session, UOWTransaction
+
+from corral.db.tables import IndexChange, IndexSeq, Item
+
+#: A transaction touching more items than this logs "every item" (one row) instead.
+LOG_MAX = 5_000
+#: Log entries are kept for this many sequence numbers; a snapshot further behind is rebuilt.
+KEEP = 2_000
+_INFO = "corral_index_changes"
+ALL: None = None
+
+Pending = dict[uuid.UUID, set[uuid.UUID] | None]
+
+
+def _as_uuid(value: Any) -> uuid.UUID:
+    return value if isinstance(value, uuid.UUID) else uuid.UUID(str(value))
+
+
+def note(s: Session, org_id: uuid.UUID, item_ids: Iterable[Any] | None) -> None:
+    """Record that this transaction changed these items of ``org_id`` (``None``: any of them).
+    Cheap: the sequence is bumped once, when the transaction commits."""
+    pending: Pending = s.info.setdefault(_INFO, {})
+    org_id = _as_uuid(org_id)
+    if org_id in pending and pending[org_id] is None:
+        return
+    if item_ids is None:
+        pending[org_id] = None
+        return
+    have = pending.setdefault(org_id, set())
+    assert have is not None
+    have.update(_as_uuid(i) for i in item_ids)
+    if len(have) > LOG_MAX:
+        pending[org_id] = None
+
+
+def current(s: Session, org_id: uuid.UUID) -> int:
+    """The organisation's sequence number as this transaction sees it (0: never changed)."""
+    return int(s.scalar(select(IndexSeq.seq).where(IndexSeq.org_id == org_id)) or 0)
+
+
+def since(s: Session, org_id: uuid.UUID, after: int, upto: int, limit: int) -> set[uuid.UUID] | None:
+    """The items changed by sequence numbers ``after`` (exclusive) to ``upto``; ``None`` when
+    any item may have (a large change, or the log no longer goes back that far) or there are
+    more than ``limit``."""
+    if upto - after > KEEP - 1:
+        return None
+    rows = s.execute(
+        select(IndexChange.item_id).where(
+            IndexChange.org_id == org_id, IndexChange.seq > after, IndexChange.seq <= upto
+        ).limit(limit + 1)
+    ).scalars().all()
+    if len(rows) > limit or any(r is None for r in rows):
+        return None
+    return {_as_uuid(r) for r in rows}
+
+
+def _bump(s: Session, org_id: uuid.UUID, items: set[uuid.UUID] | None) -> None:
+    insert_ = pg_insert if s.get_bind().dialect.name == "postgresql" else sqlite_insert
+    upsert = insert_(IndexSeq).values(org_id=org_id, seq=1).on_conflict_do_update(
+        index_elements=[IndexSeq.org_id], set_={"seq": IndexSeq.seq + 1}
+    )
+    seq = int(s.execute(upsert.returning(IndexSeq.seq)).scalar_one())
+    rows: list[dict[str, Any]] = (
+        [{"org_id": org_id, "seq": seq, "item_id": None}] if items is None
+        else [{"org_id": org_id, "seq": seq, "item_id": i} for i in items]
+    )
+    if rows:
+        s.execute(insert(IndexChange), rows)
+    if seq > KEEP:
+        s.execute(delete(IndexChange).where(IndexChange.org_id == org_id, IndexChange.seq <= seq - KEEP))
+
+
+def _before_commit(s: Session) -> None:
+    if s.new or s.dirty or s.deleted:  # the commit's own flush comes after this event
+        s.flush()
+    pending: Pending | None = s.info.pop(_INFO, None)
+    if not pending:
+        return
+    for org_id, items in sorted(pending.items(), key=lambda kv: kv[0]):  # one lock order
+        if items is None or items:
+            _bump(s, org_id, items)
+
+
+def _forget(s: Session, *_: Any) -> None:
+    s.info.pop(_INFO, None)
+
+
+def _after_flush(s: Session, _flush: UOWTransaction) -> None:
+    for obj in list(s.new) + list(s.deleted):
+        if isinstance(obj, Item):
+            note(s, obj.org_id, [obj.id])
+
+
+def _on_execute(state: ORMExecuteState) -> None:
+    """An ORM-enabled ``DELETE`` of items: note the ids it is about to delete."""
+    if not state.is_delete or getattr(getattr(state.statement, "table", None), "name", None) != "items":
+        return
+    where = getattr(state.statement, "whereclause", None)
+    query = select(Item.org_id, Item.id)
+    if where is not None:
+        query = query.where(where)
+    by_org: dict[uuid.UUID, list[uuid.UUID]] = {}
+    for org_id, item_id in state.session.execute(query, state.parameters):
+        by_org.setdefault(org_id, []).append(item_id)
+    for org_id, ids in by_org.items():
+        note(state.session, org_id, ids)
+
+
+for _name, _fn in (("before_commit", _before_commit), ("after_rollback", _forget),
+                   ("after_flush", _after_flush), ("do_orm_execute", _on_execute)):
+    if not event.contains(Session, _name, _fn):
+        event.listen(Session, _name, _fn)

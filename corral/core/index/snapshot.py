@@ -1,0 +1,491 @@
+"""A columnar snapshot of an organisation's index, held by each API process, exact by construction.
+
+For counts and facets, a filter of metadata keys is evaluated over dense per-key columns in memory
+(numpy): a float64 per item for number, datetime and boolean keys (NaN: no value), an int32 code
+per item for the string kinds (-1: no value; the distinct strings in a list beside it).  Items are
+rows in id order (``ids``: their ids as 32 hex digits, sorted, which is the databases' id order).
+
+**Exactness.**  A snapshot is labelled with the organisation's change sequence
+(``corral.core.index.changes``) it was read at, in one consistent read (SQLite's read transaction;
+PostgreSQL's ``REPEATABLE READ``).  A query reads the current sequence in its own transaction:
+equal, the snapshot is used; behind by a few items, the log names them and their rows are read
+again (``_apply``); behind by many, or cold, the query is answered from SQL (the caller's
+existing path) while the snapshot is rebuilt in the background (synchronously for an organisation
+of at most ``SYNC_ITEMS`` items).  A snapshot is never used while it is behind.  Which items are
+hidden (deleted, staged by an unfinished job) is not in the snapshot: it is read from SQL by
+every query (``query.hidden_items``), as the SQL path does.
+
+**Memory.**  ``ids`` take 32 bytes per item and the item types 1; a loaded key 8 bytes per item
+(numeric kinds) or 4 plus its distinct strings (string kinds).  Keys are loaded when a query
+first names them and dropped least recently used beyond the process's limit
+(``Settings.index_snapshot_mb``; 0 turns snapshots off).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+import weakref
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
+
+from corral.core.index import changes
+from corral.core.index.filters import And, Node, Not, Or, Pred
+from corral.core.index.keys import TXT_MAX, Key
+from corral.db.tables import Item, ItemMeta
+
+log = logging.getLogger(__name__)
+
+#: A cold organisation of at most this many items is loaded inside the query.
+SYNC_ITEMS = 50_000
+#: A snapshot behind by at most this many changed items reads them again; more, it is rebuilt.
+DELTA_MAX = 10_000
+_FETCH = 65_536
+_CHUNK = 500
+
+Mask = npt.NDArray[np.bool_]
+
+
+@dataclass
+class Column:
+    numeric: bool
+    values: Any  # float64 (NaN: none) or int32 codes (-1: none)
+    words: list[str] = field(default_factory=list)
+    codes: dict[str, int] = field(default_factory=dict)
+    used: float = 0.0
+
+    present_: Any = None  # the rows with a value, kept until the values change
+
+    def present(self) -> Mask:
+        if self.present_ is None or self.present_.shape != self.values.shape:
+            self.present_ = ~np.isnan(self.values) if self.numeric else self.values >= 0
+        out: Mask = self.present_
+        return out
+
+    def changed(self) -> None:
+        self.present_ = None
+
+    def nbytes(self) -> int:
+        return int(self.values.nbytes) + sum(len(w) + 60 for w in self.words)
+
+    def code(self, word: str) -> int:
+        found = self.codes.get(word)
+        if found is None:
+            found = self.codes[word] = len(self.words)
+            self.words.append(word)
+        return found
+
+
+class Snapshot:
+    """One organisation's columns, at change sequence ``seq``."""
+
+    def __init__(self, org_id: uuid.UUID, seq: int, ids: Any, types: Any, type_names: list[str]) -> None:
+        self.org_id = org_id
+        self.seq = seq
+        self.ids = ids  # S32, sorted
+        self.types = types  # int16 codes into type_names
+        self.type_names = type_names
+        self.columns: dict[int, Column] = {}
+        self.lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return int(self.ids.shape[0])
+
+    def nbytes(self) -> int:
+        return int(self.ids.nbytes + self.types.nbytes) + sum(c.nbytes() for c in self.columns.values())
+
+    def positions(self, hex_ids: Iterable[str]) -> npt.NDArray[np.intp]:
+        """Rows of these ids (those the snapshot has)."""
+        wanted = np.array(list(hex_ids), dtype="S32")
+        if not wanted.size or not len(self):
+            return np.zeros(0, dtype=np.intp)
+        at = np.searchsorted(self.ids, wanted)
+        inside = at < len(self)
+        at = np.where(inside, at, 0)
+        out: npt.NDArray[np.intp] = at[inside & (self.ids[at] == wanted)]
+        return out
+
+    # -- evaluating a filter --------------------------------------------------------------------
+
+    def mask(self, node: Node | None) -> Mask | None:
+        """The rows matching ``node`` (hidden items too), or None if the snapshot cannot say
+        (an item field, a map area, a substring or full-text predicate, a key not loaded)."""
+        n = len(self)
+        if node is None:
+            return np.ones(n, dtype=bool)
+        if isinstance(node, And | Or):
+            out = np.ones(n, dtype=bool) if isinstance(node, And) else np.zeros(n, dtype=bool)
+            for item in node.items:
+                m = self.mask(item)
+                if m is None:
+                    return None
+                out = (out & m) if isinstance(node, And) else (out | m)
+            return out
+        if isinstance(node, Not):
+            m = self.mask(node.item)
+            return None if m is None else ~m
+        if isinstance(node, Pred) and node.key is not None:
+            column = self.columns.get(node.key.id)
+            return None if column is None else _predicate(column, node)
+        return None
+
+
+def _predicate(column: Column, p: Pred) -> Mask | None:
+    op, v = p.op, p.value
+    if op == "exists":
+        return column.present().copy()
+    if op == "missing":
+        return ~column.present()
+    values = column.values
+    if column.numeric:
+        if op in ("eq", "ne"):
+            same: Mask = values == v
+            return same if op == "eq" else column.present() & ~same
+        if op in ("in", "not_in"):
+            within = _among(values, [float(x) for x in v])
+            return within if op == "in" else column.present() & ~within
+        compare = {"lt": np.less, "lte": np.less_equal, "gt": np.greater, "gte": np.greater_equal}.get(op)
+        if compare is None:
+            return None
+        with np.errstate(invalid="ignore"):
+            out: Mask = compare(values, v)
+        return out
+    if op in ("eq", "ne", "in", "not_in"):
+        wanted = [v] if op in ("eq", "ne") else list(v)
+        if any(len(w) >= TXT_MAX for w in wanted):  # compared in full through item_text: SQL
+            return None
+        hit = _among(values, [column.codes[w] for w in wanted if w in column.codes])
+        return hit if op in ("eq", "in") else column.present() & ~hit
+    if op == "prefix" and len(v) <= TXT_MAX:
+        return _among(values, [c for c, w in enumerate(column.words) if w.startswith(v)])
+    return None
+
+
+def _among(values: Any, wanted: list[Any]) -> Mask:
+    """``values`` in ``wanted``: a comparison per value for a few (faster than ``np.isin``'s
+    sort), ``np.isin`` for many."""
+    if len(wanted) > 8:
+        many: Mask = np.isin(values, np.array(wanted, dtype=values.dtype))
+        return many
+    out: Mask = np.zeros(values.shape[0], dtype=bool)
+    for w in wanted:
+        out |= values == w
+    return out
+
+
+# -- reading from the database --------------------------------------------------------------------
+
+
+def _raw(s: Session) -> tuple[Any, str]:
+    """The driver connection of this session's transaction, and its parameter marker."""
+    connection = s.connection().connection.driver_connection
+    return connection, "%s" if s.get_bind().dialect.name == "postgresql" else "?"
+
+
+def _org(s: Session, org_id: uuid.UUID) -> Any:
+    return org_id if s.get_bind().dialect.name == "postgresql" else org_id.hex
+
+
+def _hex(s: Session, column: str) -> str:
+    return f"replace({column}::text, '-', '')" if s.get_bind().dialect.name == "postgresql" else column
+
+
+def _read(s: Session, sql: str, params: tuple[Any, ...]) -> Iterable[list[tuple[Any, ...]]]:
+    connection, _ = _raw(s)
+    cursor = connection.cursor()
+    try:
+        cursor.execute(sql, params)
+        while True:
+            rows = cursor.fetchmany(_FETCH)
+            if not rows:
+                return
+            yield rows
+    finally:
+        cursor.close()
+
+
+def build(s: Session, org_id: uuid.UUID, keys: Iterable[Key]) -> Snapshot:
+    """A snapshot of the organisation at the sequence this transaction sees, with ``keys``
+    loaded.  The caller's transaction must be one consistent read (see ``consistent``)."""
+    seq = changes.current(s, org_id)
+    _, mark = _raw(s)
+    ids: list[Any] = []
+    types: list[Any] = []
+    type_names: dict[str, int] = {}
+    for rows in _read(s, f"SELECT {_hex(s, 'id')}, item_type FROM items WHERE org_id = {mark} ORDER BY id",
+                      (_org(s, org_id),)):
+        ids.append(np.array([r[0] for r in rows], dtype="S32"))
+        types.append(np.array([type_names.setdefault(r[1], len(type_names)) for r in rows], dtype=np.int16))
+    snap = Snapshot(org_id, seq, np.concatenate(ids) if ids else np.zeros(0, "S32"),
+                    np.concatenate(types) if types else np.zeros(0, np.int16), list(type_names))
+    for key in keys:
+        load_key(s, snap, key)
+    return snap
+
+
+def load_key(s: Session, snap: Snapshot, key: Key) -> None:
+    """Read one key's values into the snapshot (its index range, one row per value)."""
+    _, mark = _raw(s)
+    n = len(snap)
+    value = "num" if key.numeric else "txt"
+    sql = (f"SELECT {_hex(s, 'item_id')}, {value} FROM item_meta WHERE key_id = {mark} "
+           f"AND {value} IS NOT NULL")
+    if key.numeric:
+        column = Column(True, np.full(n, np.nan, dtype=np.float64))
+        for rows in _read(s, sql, (key.id,)):
+            at, ok = _rows_of(snap, rows)
+            got = np.fromiter((r[1] for r in rows), dtype=np.float64, count=len(rows))
+            column.values[at[ok]] = got[ok]
+    else:
+        column = Column(False, np.full(n, -1, dtype=np.int32))
+        code = column.code
+        for rows in _read(s, sql, (key.id,)):
+            at, ok = _rows_of(snap, rows)
+            got32 = np.fromiter((code(r[1]) for r in rows), dtype=np.int32, count=len(rows))
+            column.values[at[ok]] = got32[ok]
+    column.used = time.monotonic()
+    snap.columns[key.id] = column
+
+
+def _rows_of(snap: Snapshot, rows: list[tuple[Any, ...]]) -> tuple[Any, Mask]:
+    """The snapshot rows of these value rows' items, and which of them it has (a value of an
+    item added since the snapshot's sequence, seen by a later statement, is left for the delta
+    that will add the item)."""
+    wanted = np.array([r[0] for r in rows], dtype="S32")
+    at = np.searchsorted(snap.ids, wanted)
+    inside = at < len(snap)
+    at = np.where(inside, at, 0)
+    ok: Mask = inside & (snap.ids[at] == wanted) if len(snap) else np.zeros(wanted.shape, bool)
+    return at, ok
+
+
+def _apply(s: Session, snap: Snapshot, changed: set[uuid.UUID], seq: int) -> None:
+    """Bring the snapshot to ``seq``: read the changed items (and their values) again."""
+    hexes = sorted(i.hex for i in changed)
+    found: dict[str, str] = {}
+    values: dict[tuple[str, int], tuple[Any, Any]] = {}
+    key_ids = list(snap.columns)
+    for i in range(0, len(hexes), _CHUNK):
+        chunk = [uuid.UUID(h) for h in hexes[i : i + _CHUNK]]
+        for item_id, item_type in s.execute(
+            select(Item.id, Item.item_type).where(Item.org_id == snap.org_id, Item.id.in_(chunk))
+        ):
+            found[item_id.hex] = item_type
+        if key_ids:
+            for item_id, key_id, num, txt in s.execute(
+                select(ItemMeta.item_id, ItemMeta.key_id, ItemMeta.num, ItemMeta.txt)
+                .where(ItemMeta.item_id.in_(chunk), ItemMeta.key_id.in_(key_ids))
+            ):
+                values[(item_id.hex, key_id)] = (num, txt)
+    gone = snap.positions(hexes)
+    if gone.size:
+        snap.ids = np.delete(snap.ids, gone)
+        snap.types = np.delete(snap.types, gone)
+        for column in snap.columns.values():
+            column.values = np.delete(column.values, gone)
+            column.changed()
+    if found:
+        new = np.array(sorted(found), dtype="S32")
+        at = np.searchsorted(snap.ids, new)
+        names = {name: c for c, name in enumerate(snap.type_names)}
+        for name in found.values():
+            if name not in names:
+                names[name] = len(snap.type_names)
+                snap.type_names.append(name)
+        snap.ids = np.insert(snap.ids, at, new)
+        snap.types = np.insert(snap.types, at, [names[found[h.decode()]] for h in new])
+        rows = at + np.arange(new.size)  # where the new ids now are
+        for key_id, column in snap.columns.items():
+            fill: Any = np.nan if column.numeric else -1
+            column.values = np.insert(column.values, at, fill)
+            column.changed()
+            for row, h in zip(rows.tolist(), new.tolist(), strict=True):
+                got = values.get((h.decode(), key_id))
+                if got is None:
+                    continue
+                if column.numeric and got[0] is not None:
+                    column.values[row] = got[0]
+                elif not column.numeric and got[1] is not None:
+                    column.values[row] = column.code(got[1])
+    snap.seq = seq
+
+
+# -- the process's snapshots ------------------------------------------------------------------------
+
+
+class Registry:
+    """The snapshots of one engine (one database, one process), within a memory limit."""
+
+    def __init__(self, engine: Engine, limit_bytes: int) -> None:
+        self.engine = engine
+        self.limit = limit_bytes
+        self.snapshots: dict[uuid.UUID, Snapshot] = {}
+        self.building: set[uuid.UUID] = set()
+        self.lock = threading.Lock()
+
+    def nbytes(self) -> int:
+        return sum(snap.nbytes() for snap in self.snapshots.values())
+
+    def _fits(self, snap: Snapshot, keys: list[Key], rows: int) -> bool:
+        """Whether ``keys`` can be loaded, dropping other keys least recently used first."""
+        want = {k.id for k in keys if k.id not in snap.columns}
+        need = sum(rows * (8 if k.numeric else 4) for k in keys if k.id in want)
+        while self.nbytes() + need > self.limit:
+            needed = {k.id for k in keys}
+            loaded = [(c.used, sid, kid) for sid, sn in self.snapshots.items()
+                      for kid, c in sn.columns.items() if not (sn is snap and kid in needed)]
+            if not loaded:
+                return False
+            _, sid, kid = min(loaded)
+            other = self.snapshots[sid]
+            if other is snap:  # its lock is the caller's
+                del other.columns[kid]
+            elif other.lock.acquire(blocking=False):  # not while another query reads it
+                try:
+                    del other.columns[kid]
+                finally:
+                    other.lock.release()
+            else:
+                return False
+        return True
+
+    def warm(self, org_id: uuid.UUID, keys: list[Key]) -> None:
+        """Rebuild the organisation's snapshot in a thread of its own (once at a time)."""
+        with self.lock:
+            if org_id in self.building:
+                return
+            self.building.add(org_id)
+
+        def run() -> None:
+            try:
+                with Session(self.engine) as s, consistent(s):
+                    snap = build(s, org_id, keys)
+                if snap.nbytes() <= self.limit:
+                    with self.lock:
+                        self.snapshots[org_id] = snap
+            except Exception:  # a cold snapshot only costs speed: the queries read SQL
+                log.exception("index snapshot of organisation %s", org_id)
+            finally:
+                with self.lock:
+                    self.building.discard(org_id)
+
+        threading.Thread(target=run, name=f"index-snapshot-{org_id}", daemon=True).start()
+
+
+class consistent:
+    """One consistent read for a build: PostgreSQL's ``REPEATABLE READ`` (SQLite's read
+    transaction is one already)."""
+
+    def __init__(self, s: Session) -> None:
+        self.s = s
+
+    def __enter__(self) -> None:
+        if self.s.get_bind().dialect.name == "postgresql":
+            self.s.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+
+    def __exit__(self, *exc: object) -> None:
+        self.s.rollback()
+
+
+_REGISTRIES: weakref.WeakKeyDictionary[Engine, Registry] = weakref.WeakKeyDictionary()
+_DEFAULT_LIMIT = 1024 << 20
+
+
+def configure(engine: Engine, limit_mb: int) -> None:
+    """Give this engine's queries snapshots of at most ``limit_mb`` MiB (0: none)."""
+    _REGISTRIES[engine] = Registry(engine, limit_mb << 20)
+
+
+def registry(s: Session) -> Registry | None:
+    engine = s.get_bind()
+    assert isinstance(engine, Engine)
+    found = _REGISTRIES.get(engine)
+    if found is None:
+        found = _REGISTRIES[engine] = Registry(engine, _DEFAULT_LIMIT)
+    return found if found.limit > 0 else None
+
+
+def current(s: Session, org_id: uuid.UUID, keys: list[Key]) -> Snapshot | None:
+    """The organisation's snapshot, current as of this transaction's read of the change
+    sequence, with ``keys`` loaded; None when there is none to use now (the query reads SQL).
+    Returned with its lock held: the caller releases it (``snap.lock.release()``)."""
+    reg = registry(s)
+    if reg is None:
+        return None
+    seq = changes.current(s, org_id)
+    with reg.lock:
+        snap = reg.snapshots.get(org_id)
+    if snap is None or snap.seq > seq:
+        # cold (or ahead of this transaction's view: PostgreSQL's read committed gave a later one)
+        if snap is None and _items(s, org_id) <= SYNC_ITEMS:
+            snap = build(s, org_id, [])
+            if snap.nbytes() > reg.limit:  # not even the ids fit
+                return None
+            with reg.lock:
+                reg.snapshots[org_id] = snap
+        else:
+            if snap is None:
+                reg.warm(org_id, keys)
+            return None
+    snap.lock.acquire()
+    try:
+        if snap.seq < seq:
+            changed = changes.since(s, org_id, snap.seq, seq, DELTA_MAX)
+            if changed is None:
+                with reg.lock:
+                    reg.snapshots.pop(org_id, None)
+                if len(snap) <= SYNC_ITEMS:
+                    snap.lock.release()
+                    return current(s, org_id, keys)
+                reg.warm(org_id, keys)
+                snap.lock.release()
+                return None
+            _apply(s, snap, changed, seq)
+        missing = [k for k in keys if k.id not in snap.columns]
+        if missing:
+            with reg.lock:
+                fits = reg._fits(snap, keys, len(snap))
+            if not fits:
+                snap.lock.release()
+                return None
+            for key in missing:
+                load_key(s, snap, key)
+        now = time.monotonic()
+        for key in keys:
+            snap.columns[key.id].used = now
+        return snap
+    except BaseException:
+        snap.lock.release()
+        raise
+
+
+def _items(s: Session, org_id: uuid.UUID) -> int:
+    _, mark = _raw(s)
+    for rows in _read(s, f"SELECT count(*) FROM items WHERE org_id = {mark}", (_org(s, org_id),)):
+        return int(rows[0][0])
+    return 0
+
+
+def keys_of(node: Node | None) -> list[Key]:
+    """The metadata keys a filter names."""
+    out: dict[int, Key] = {}
+
+    def walk(n: Node | None) -> None:
+        if isinstance(n, And | Or):
+            for item in n.items:
+                walk(item)
+        elif isinstance(n, Not):
+            walk(n.item)
+        elif isinstance(n, Pred) and n.key is not None:
+            out[n.key.id] = n.key
+
+    walk(node)
+    return list(out.values())
