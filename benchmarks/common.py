@@ -36,7 +36,9 @@ def server_environment(prefix: str, port: int, postgres: bool,
         "CORRAL_LOG_LEVEL": "warning",
         "CORRAL_CONFIG_DIR": str(work / "cfg"),
     }
-    name = f"corral_bench_{uuid.uuid4().hex[:8]}" if postgres else None
+    # CORRAL_BENCH_DB_PREFIX: where several people share one PostgreSQL, each names their own
+    db_prefix = os.environ.get("CORRAL_BENCH_DB_PREFIX", "corral_bench")
+    name = f"{db_prefix}_{uuid.uuid4().hex[:8]}" if postgres else None
     admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT") if name else None
     if admin is not None:
         with admin.connect() as conn:

@@ -153,7 +153,13 @@ class Settings(BaseSettings):
     sqlite_busy_timeout_ms: int = Field(
         30000, ge=0, description="How long SQLite waits for a lock before giving up."
     )
-    db_pool_size: int = Field(10, ge=1, description="PostgreSQL connection pool size per process.")
+    db_pool_size: int | None = Field(
+        None,
+        ge=1,
+        description="PostgreSQL connections one process keeps open (as many again are opened for a burst "
+        "and closed after). Unset: CORRAL_API_THREADS + 4, a connection for each thread that may read at "
+        "once (the API's threads, the pages read ahead, a stream), so none is opened per request.",
+    )
     session_hours: float = Field(
         168.0,
         gt=0,
@@ -269,6 +275,10 @@ class Settings(BaseSettings):
         if self.worker_processes is not None:
             return self.worker_processes
         return max(0, (os.cpu_count() or 1) - 1)
+
+    @property
+    def resolved_db_pool_size(self) -> int:
+        return self.db_pool_size if self.db_pool_size is not None else self.api_threads + 4
 
     @property
     def resolved_api_workers(self) -> int:

@@ -290,7 +290,7 @@ async def list_rows(
         return dataset_rows.encode_page(rows, token), last
 
     def read() -> bytes:
-        with ctx.db.read() as s:
+        with ctx.db.read_plain() as s:
             dataset_id = datasets.resolve(s, principal, ref).id  # every page is authorised
         query = (principal.user_id, dataset_id, page_size, where)
         found = ctx.pages_ahead.take((*query, after)) if after is not None else None
