@@ -226,6 +226,14 @@ class Listing:
         return self.order == "size"
 
 
+#: How a page token's sort key is read back, by order.
+_PARSERS: dict[str, Callable[[Any], Any]] = {
+    "name": pagination.parse_text,
+    "created_at": pagination.parse_datetime,
+    "size": pagination.parse_int64,
+}
+
+
 def listing(
     s: Session,
     principal: Principal,
@@ -249,13 +257,7 @@ def listing(
         _choice(t, ITEM_TYPES, "type")
     pagination.check_page_size(page_size)
     pagination.check_search(q)
-    parsers: dict[str, Callable[[Any], Any]] = {
-        "name": pagination.parse_text,
-        "created_at": pagination.parse_datetime,
-        "size": pagination.parse_int64,
-    }
-    parse = parsers[order]
-    cursor = pagination.decode(page_token, order, direction, parse) if page_token else None
+    cursor = pagination.decode(page_token, order, direction, _PARSERS[order]) if page_token else None
     row = folders.resolve_for(s, principal, folder)
     where: list[ColumnElement[bool]] = [published()]
     if recursive:  # whoever sees a folder sees everything below it
@@ -273,6 +275,12 @@ def listing(
     if q:
         where.append(func.lower(Item.name).contains(q.lower(), autoescape=True))
     return Listing(where, order, direction, page_size, cursor)
+
+
+def listing_from(ask: Listing, page_token: str) -> Listing:
+    """The listing ``ask`` (checked, its folder resolved) from ``page_token`` on: a token one of
+    its own pages gave out."""
+    return replace(ask, cursor=pagination.decode(page_token, ask.order, ask.direction, _PARSERS[ask.order]))
 
 
 def list_(

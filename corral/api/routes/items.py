@@ -238,21 +238,23 @@ def _read_ahead(
 ) -> bytes:
     """A page of items as JSON (``item_rows``), and the next one read ahead: the client following
     ``next_page_token`` finds it ready.  Every request is checked and authorised before it is
-    answered, a read-ahead page as much as any other."""
+    answered, a read-ahead page as much as any other; a page not read ahead is read in the
+    same plain read as the check."""
 
-    def read_page(token: str | None) -> tuple[bytes, str | None]:
-        with ctx.db.read_plain() as s:
-            forms, page = item_rows.read(s, open_listing(s, token), text=True)
+    def read_page(s: Session, ask: items.Listing) -> tuple[bytes, str | None]:
+        forms, page = item_rows.read(s, ask, text=True)
         return item_rows.encode_page(forms, page), page.next_page_token
 
-    found = None
-    if page_token is not None:
-        with ctx.db.read_plain() as s:
-            open_listing(s, page_token)  # a 400 for a bad token, a 404 for a folder no longer visible
-        found = ctx.pages_ahead.take((*query, page_token))
-    body, next_token = found or read_page(page_token)
+    def read_next(ask: items.Listing, token: str) -> tuple[bytes, str | None]:
+        with ctx.db.read_plain() as s:  # the folder as this request resolved it; the next checks it
+            return read_page(s, items.listing_from(ask, token))
+
+    with ctx.db.read_plain() as s:
+        ask = open_listing(s, page_token)  # a 400 for a bad token, a 404 for a folder no longer visible
+        found = ctx.pages_ahead.take((*query, page_token)) if page_token is not None else None
+        body, next_token = found or read_page(s, ask)
     if next_token is not None:
-        ctx.pages_ahead.start((*query, next_token), lambda: read_page(next_token))
+        ctx.pages_ahead.start((*query, next_token), lambda: read_next(ask, next_token))
     return body
 
 
