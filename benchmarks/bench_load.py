@@ -62,6 +62,7 @@ import random
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
@@ -70,7 +71,7 @@ from pathlib import Path
 from typing import Any, cast
 
 import httpx
-from sqlalchemy import Table
+from sqlalchemy import Engine, Table, create_engine, text
 
 from benchmarks.common import memory_mib, server_environment
 from corral.core import identity, integrations
@@ -224,6 +225,94 @@ def rss_mib(pids: list[int]) -> float:
         except OSError:
             continue
     return total
+
+
+class PgWatch:
+    """PostgreSQL's side of a phase, which the server's own CPU figure leaves out: the CPU seconds of
+    the database's backends (their pids sampled from ``pg_stat_activity`` every half second, their
+    CPU from /proc; a backend that starts and ends between two samples is missed, and one that ends
+    loses its last half second), the sessions opened and the transactions ended
+    (``pg_stat_database``, which backends update about once a second)."""
+
+    def __init__(self, url: str) -> None:
+        self.engine: Engine = create_engine(url, isolation_level="AUTOCOMMIT", pool_size=1)
+        self.base: dict[int, float] = {}
+        self.last: dict[int, float] = {}
+        self.done = threading.Event()
+        self.thread: threading.Thread | None = None
+        self.counters0: tuple[int, int] = (0, 0)
+
+    def _counters(self) -> tuple[int, int]:
+        with self.engine.connect() as conn:
+            row = conn.execute(text("SELECT sessions, xact_commit + xact_rollback FROM pg_stat_database "
+                                    "WHERE datname = current_database()")).one()
+        return int(row[0]), int(row[1])
+
+    def _sample(self, first: bool = False) -> None:
+        with self.engine.connect() as conn:
+            pids = [int(r[0]) for r in conn.execute(text(
+                "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+                "AND pid <> pg_backend_pid()"))]
+        for pid in pids:
+            cpu = cpu_seconds([pid])
+            if pid not in self.base:
+                self.base[pid] = cpu if first else 0.0
+            if cpu:
+                self.last[pid] = cpu
+
+    def start(self) -> None:
+        self.base, self.last = {}, {}
+        self.counters0 = self._counters()
+        self._sample(first=True)
+        self.done.clear()
+
+        def run() -> None:
+            while not self.done.wait(0.5):
+                self._sample()
+
+        self.thread = threading.Thread(target=run, daemon=True)
+        self.thread.start()
+
+    def stop(self) -> tuple[float, int, int]:
+        """(backend CPU seconds, sessions opened, transactions ended) since ``start``."""
+        self.done.set()
+        if self.thread is not None:
+            self.thread.join()
+        self._sample()
+        time.sleep(1.2)  # backends report their counters about once a second
+        sessions, xacts = self._counters()
+        cpu = sum(self.last.get(pid, base) - base for pid, base in self.base.items())
+        return cpu, sessions - self.counters0[0], xacts - self.counters0[1]
+
+    def backends_of(self, pid: int) -> list[int]:
+        """The backends serving process ``pid``'s connections (matched by its sockets' ports)."""
+        ports = socket_ports(pid)
+        with self.engine.connect() as conn:
+            return [int(r[0]) for r in conn.execute(text(
+                "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+                "AND client_port = ANY(:ports)"), {"ports": sorted(ports)})]
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def socket_ports(pid: int) -> set[int]:
+    """The local TCP ports of a process's sockets (/proc/PID/fd, /proc/net/tcp*)."""
+    inodes: set[str] = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            link = os.readlink(fd)
+        except OSError:
+            continue
+        if link.startswith("socket:["):
+            inodes.add(link[8:-1])
+    ports: set[int] = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[9] in inodes:
+                ports.add(int(fields[1].rsplit(":", 1)[1], 16))
+    return ports
 
 
 # -- the load --------------------------------------------------------------------------------
@@ -487,8 +576,9 @@ async def prepare(base: str, token: str, sample: list[str], files: int) -> Targe
 
 
 async def route_cpu(base: str, token: str, t: Target, route: str, n: int, pid: int,
-                    spy_out: Path | None) -> tuple[float, float, int]:
-    """N requests of one route by one client: (server CPU µs per request, p50 ms, errors)."""
+                    spy_out: Path | None, watch: PgWatch | None = None) -> tuple[float, float, int, float]:
+    """N requests of one route by one client: (server CPU µs per request, p50 ms, errors, and on
+    PostgreSQL the CPU µs per request of the backends serving the API process's connections)."""
     stats = Stats()
     headers = {"Authorization": f"Bearer {token}"}
     async with httpx.AsyncClient(base_url=base, headers=headers, timeout=60,
@@ -500,15 +590,16 @@ async def route_cpu(base: str, token: str, t: Target, route: str, n: int, pid: i
         if spy_out is not None:
             spy = start_profile(pid, 3600, spy_out, subprocesses=False)
             await asyncio.sleep(1.0)  # py-spy attaches
-        cpu0 = cpu_seconds([pid])
+        backends = watch.backends_of(pid) if watch is not None else []
+        cpu0, pg0 = cpu_seconds([pid]), cpu_seconds(backends)
         for i in range(n):
             await client_loop(http, t, stats, lambda: False, i, only=route)
-        cpu = cpu_seconds([pid]) - cpu0
+        cpu, pg = cpu_seconds([pid]) - cpu0, cpu_seconds(backends) - pg0
         if spy is not None:
             spy.send_signal(signal.SIGINT)
             spy.wait(60)
     errors = sum(sum(c.values()) for c in stats.errors.values())
-    return cpu * 1e6 / n, percentile(stats.times[route], .5) * 1000, errors
+    return cpu * 1e6 / n, percentile(stats.times[route], .5) * 1000, errors, pg * 1e6 / n
 
 
 def cpu_per_route(args: argparse.Namespace, env: dict[str, str], work: Path, token: str,
@@ -519,8 +610,9 @@ def cpu_per_route(args: argparse.Namespace, env: dict[str, str], work: Path, tok
     if args.baseline is not None:
         codes.insert(0, ("baseline", args.baseline))
     routes = [*ROUTES, "signed_page"]
-    results: dict[tuple[str, str], list[tuple[float, float, int]]] = defaultdict(list)
+    results: dict[tuple[str, str], list[tuple[float, float, int, float]]] = defaultdict(list)
     target: Target | None = None
+    watch = PgWatch(env["CORRAL_DATABASE_URL"]) if args.postgres else None
     for rnd in range(args.rounds):
         for name, source in codes:
             server = serve(env, source, [*args.serve_args.split(), "--workers", "1"],
@@ -542,9 +634,10 @@ def cpu_per_route(args: argparse.Namespace, env: dict[str, str], work: Path, tok
                         args.profile.mkdir(parents=True, exist_ok=True)
                         spy_out = args.profile / f"{name}-{route}.txt"
                     got = asyncio.run(route_cpu(base, token, target, route, args.cpu_per_route,
-                                                server.pid, spy_out))
+                                                server.pid, spy_out, watch))
                     results[(name, route)].append(got)
-                    print(f"  round {rnd + 1} {name:<9}{route:<14}{got[0]:>9,.0f} µs CPU/request"
+                    pg = f"{got[3]:>7,.0f} µs PostgreSQL" if watch is not None else ""
+                    print(f"  round {rnd + 1} {name:<9}{route:<14}{got[0]:>9,.0f} µs CPU/request{pg}"
                           f"{got[1]:>8.2f} ms p50  {got[2]} error(s)  load {os.getloadavg()[0]:.1f}",
                           flush=True)
             finally:
@@ -553,23 +646,28 @@ def cpu_per_route(args: argparse.Namespace, env: dict[str, str], work: Path, tok
                     server.wait(60)
                 except subprocess.TimeoutExpired:
                     server.kill()
+    if watch is not None:
+        watch.close()
     print(f"server CPU per request, µs (median of {args.rounds} round(s) of {args.cpu_per_route} "
           f"requests; p50 wall ms in brackets)")
-    head = "".join(f"{name:>22}" for name, _ in codes)
-    print(f"  {'route':<14}{head}{'ratio':>8}" if len(codes) == 2 else f"  {'route':<14}{head}")
-    for route in routes:
-        cells, cpus = "", []
-        for name, _ in codes:
-            got = results.get((name, route))
-            if not got:
-                cells += f"{'-':>22}"
-                continue
-            cpu = sorted(g[0] for g in got)[len(got) // 2]
-            wall = sorted(g[1] for g in got)[len(got) // 2]
-            cpus.append(cpu)
-            cells += f"{cpu:>12,.0f} ({wall:>6.2f})"
-        ratio = f"{cpus[0] / cpus[1]:>7.2f}x" if len(cpus) == 2 else ""
-        print(f"  {route:<14}{cells}{ratio}", flush=True)
+    figures = [("server", 0), *([("PostgreSQL backends", 3)] if watch is not None else [])]
+    for title, at in figures:
+        head = "".join(f"{name:>22}" for name, _ in codes)
+        print(f"  {title}: CPU µs per request")
+        print(f"  {'route':<14}{head}{'ratio':>8}" if len(codes) == 2 else f"  {'route':<14}{head}")
+        for route in routes:
+            cells, cpus = "", []
+            for name, _ in codes:
+                got = results.get((name, route))
+                if not got:
+                    cells += f"{'-':>22}"
+                    continue
+                cpu = sorted(g[at] for g in got)[len(got) // 2]
+                wall = sorted(g[1] for g in got)[len(got) // 2]
+                cpus.append(cpu)
+                cells += f"{cpu:>12,.0f} ({wall:>6.2f})"
+            ratio = f"{cpus[0] / cpus[1]:>7.2f}x" if len(cpus) == 2 and cpus[1] else ""
+            print(f"  {route:<14}{cells}{ratio}", flush=True)
     if args.profile is not None:
         for name, _ in codes:
             for route in routes:
@@ -626,6 +724,7 @@ def main() -> None:
             cpu_per_route(args, env, work, token, sample)
             return
         server = serve(env, args.source, args.serve_args.split(), work / "server.log", args.port)
+        watch = PgWatch(env["CORRAL_DATABASE_URL"]) if args.postgres else None
         try:
             target = asyncio.run(prepare(base, token, sample, args.import_files))
             batch0 = 1
@@ -638,6 +737,8 @@ def main() -> None:
                     args.profile.mkdir(parents=True, exist_ok=True)
                     out = args.profile / f"{clients}-clients.txt"
                     spy = start_profile(server.pid, args.seconds, out)
+                if watch is not None:
+                    watch.start()
                 wall = time.monotonic()
                 stats, elapsed, jobs = asyncio.run(phase(
                     base, token, target, clients, args.seconds, args.max_requests, imports,
@@ -651,6 +752,13 @@ def main() -> None:
                       f"{len(pids)} process(es), RSS {rss_mib(pids):,.0f} MiB, {cpu:.1f} CPU s "
                       f"({cpu / wall:.2f} cores); load generator {mine:.1f} CPU s ({mine / wall:.2f} cores); "
                       f"machine load average {os.getloadavg()[0]:.1f}", flush=True)
+                if watch is not None:
+                    pg_cpu, sessions, xacts = watch.stop()
+                    served = sum(len(v) for k, v in stats.times.items() if k != "import_post")
+                    print(f"  PostgreSQL backends: {pg_cpu:.1f} CPU s ({pg_cpu / wall:.2f} cores, "
+                          f"{pg_cpu * 1000 / max(served, 1):.2f} ms per request), {sessions} session(s) "
+                          f"opened, {xacts:,} transactions ({xacts / max(served, 1):.1f} per request)",
+                          flush=True)
                 report(stats, elapsed, clients, cpu)
                 if imports:
                     async def settle(jobs: list[tuple[str, float]] = jobs) -> Settled:
@@ -667,6 +775,8 @@ def main() -> None:
                     print(f"profile ({clients} clients): {out}", flush=True)
                     summarise_profile(out)
         finally:
+            if watch is not None:
+                watch.close()
             server.send_signal(signal.SIGTERM)
             try:
                 server.wait(60)

@@ -161,7 +161,13 @@ class Settings(BaseSettings):
         "item, plus 8 per item and number/datetime/boolean key and 4 per item and string key, "
         "plus each string key's distinct values). 0 turns them off: every query reads SQL.",
     )
-    db_pool_size: int = Field(10, ge=1, description="PostgreSQL connection pool size per process.")
+    db_pool_size: int | None = Field(
+        None,
+        ge=1,
+        description="PostgreSQL connections one process keeps open (as many again are opened for a burst "
+        "and closed after). Unset: CORRAL_API_THREADS + 4, a connection for each thread that may read at "
+        "once (the API's threads, the pages read ahead, a stream), so none is opened per request.",
+    )
     session_hours: float = Field(
         168.0,
         gt=0,
@@ -277,6 +283,10 @@ class Settings(BaseSettings):
         if self.worker_processes is not None:
             return self.worker_processes
         return max(0, (os.cpu_count() or 1) - 1)
+
+    @property
+    def resolved_db_pool_size(self) -> int:
+        return self.db_pool_size if self.db_pool_size is not None else self.api_threads + 4
 
     @property
     def resolved_api_workers(self) -> int:

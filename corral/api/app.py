@@ -93,7 +93,10 @@ def create_app(
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         await run_in_threadpool(check_schema, database)
         # The thread pool of run_in_threadpool: a few threads, not anyio's default 40 (see api_threads).
-        anyio.to_thread.current_default_thread_limiter().total_tokens = settings.api_threads
+        limiter = anyio.to_thread.current_default_thread_limiter()
+        limiter.total_tokens = settings.api_threads
+        # every thread taken: requests wait for one, so pages are not read ahead (PageAhead)
+        ctx.pages_ahead.busy = lambda: limiter.borrowed_tokens >= limiter.total_tokens
         thread: threading.Thread | None = None
         if run_worker:
             ctx.worker = Worker(database, settings, tasks)

@@ -66,7 +66,7 @@ def _by_key(
         principal = ctx.principals.get("key", key_id)
         if principal is None:
             epoch = identity.current_epoch()
-            with ctx.db.read() as s:
+            with ctx.db.read_plain() as s:
                 user = identity.user_for_key_id(s, key_id)
             if user is None:
                 return None
@@ -84,7 +84,7 @@ def _by_token(ctx: AppContext, token: str) -> Principal:
     principal = ctx.principals.get("token", digest)
     if principal is None:
         epoch = identity.current_epoch()
-        with ctx.db.read() as s:
+        with ctx.db.read_plain() as s:
             user = identity.user_for_token(s, token)
         principal = identity.principal_for_user(user, "bearer")
         ctx.principals.put("token", digest, principal, epoch)

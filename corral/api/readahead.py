@@ -82,16 +82,25 @@ async def stream_ahead(chunks: Iterator[T], depth: int = 2) -> AsyncIterator[T]:
 
 
 class PageAhead(Generic[T]):
-    """Pages read ahead, by key; at most ``size`` kept, none older than ``ttl`` seconds."""
+    """Pages read ahead, by key; at most ``size`` kept, none older than ``ttl`` seconds.
 
-    def __init__(self, size: int = 16, ttl: float = 30.0, threads: int = 2) -> None:
+    Reading ahead overlaps a client's waiting with the server's reading while the server has
+    time to spare.  When it has none (``busy()``: every thread of the API's pool is taken, so
+    requests wait for one), a page read ahead is work that competes with waiting requests, and
+    with many clients it is often crowded out before it is asked for (read twice); then the
+    client's next request reads its page itself."""
+
+    def __init__(self, size: int = 64, ttl: float = 30.0, threads: int = 2) -> None:
         self.size, self.ttl = size, ttl
+        self.busy: Callable[[], bool] = lambda: False
         self._pages: OrderedDict[Hashable, tuple[float, Future[T]]] = OrderedDict()
         self._lock = threading.Lock()
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="corral-page-ahead")
 
     def start(self, key: Hashable, read: Callable[[], T]) -> None:
-        """Begin reading the page ``key`` names, unless it is already under way."""
+        """Begin reading the page ``key`` names, unless it is already under way or the server is busy."""
+        if self.busy():
+            return
         with self._lock:
             if key in self._pages:
                 return
@@ -101,12 +110,13 @@ class PageAhead(Generic[T]):
             self._pages[key] = (time.monotonic(), self._pool.submit(read))
 
     def take(self, key: Hashable) -> T | None:
-        """The page read ahead for ``key`` (waiting for it to finish), once; None if there is none
-        or reading it failed (the caller then reads it itself, and sees any error first-hand)."""
+        """The page read ahead for ``key`` (waiting for it to finish if it is being read), once;
+        None if there is none, it has not begun (it waits behind other pages: it is dropped), or
+        reading it failed (the caller then reads it itself, and sees any error first-hand)."""
         with self._lock:
             self._expire()
             entry = self._pages.pop(key, None)
-        if entry is None:
+        if entry is None or entry[1].cancel():
             return None
         try:
             return entry[1].result()

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select, text
+from sqlalchemy import bindparam, func, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -95,11 +95,17 @@ def view(s: Session, folder: Folder) -> FolderView:
     )
 
 
+#: Built once: every listing by path resolves its folders with it.
+_CHILD = select(Folder).where(
+    Folder.org_id == bindparam("org_id"),
+    Folder.parent_key == bindparam("key"),
+    Folder.name == bindparam("name"),
+)
+
+
 def _child(s: Session, org_id: uuid.UUID, parent: Folder | None, name: str) -> Folder | None:
     key = str(parent.id) if parent else ""
-    return s.scalar(
-        select(Folder).where(Folder.org_id == org_id, Folder.parent_key == key, Folder.name == name)
-    )
+    return s.scalar(_CHILD, {"org_id": org_id, "key": key, "name": name})
 
 
 def _where(s: Session, parent: Folder | None) -> str:

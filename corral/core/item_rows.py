@@ -121,6 +121,19 @@ class Forms:
         return {} if text is None else dict(jsoncodec.loads(text))
 
 
+_FORMS: dict[str, Forms] = {}
+
+
+def _forms(s: Session) -> Forms:
+    """The database's ``Forms``, built once per dialect (they hold immutable expressions only;
+    building them cost about 40 µs of every page)."""
+    name = s.get_bind().dialect.name
+    forms = _FORMS.get(name)
+    if forms is None:
+        forms = _FORMS[name] = Forms(s)
+    return forms
+
+
 def _sqlite_row_json() -> Any:
     """SQLite's text of a whole row as ``native`` would encode it (``ItemPublic``), made by SQLite
     itself: its ``json_quote`` escapes exactly as orjson does, and the JSON columns hold orjson's
@@ -204,7 +217,7 @@ def read(
 ) -> tuple[Forms, Page[Row[Any]]]:
     """One page of the listing ``ask`` as Core rows: the columns of ``Forms``, or with ``text``
     (for ``encode_page`` and ``stream``) on SQLite the sort keys and the row's JSON text only."""
-    forms = forms or Forms(s)
+    forms = forms or _forms(s)
     conn = s.connection()
     columns = forms.columns
     at = _KEYS_FULL

@@ -9,12 +9,15 @@ short and never hold one across network I/O.
 
 from __future__ import annotations
 
+import re
+import select
 import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Engine, event
+from sqlalchemy import Engine, event, exc
 from sqlalchemy import create_engine as sa_create_engine
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
@@ -28,6 +31,14 @@ _IMMEDIATE = "corral_sqlite_immediate"
 SQLITE_CACHE_KIB = 65_536
 #: How much of a SQLite database file is read through a memory map.
 SQLITE_MMAP_BYTES = 1 << 32  # SQLite caps it at its build's limit (2 GiB by default)
+#: A pooled PostgreSQL connection idle longer than this is pinged (one round trip) before use.
+PING_AFTER_IDLE_SECONDS = 5.0
+_IDLE_SINCE = "corral_idle_since"
+_PLAIN = "corral_plain"
+#: What ``Database.read_plain`` runs: SELECTs that need no transaction around them.
+_SELECT = re.compile(r"\s*(SELECT|WITH)\b", re.IGNORECASE)
+_NEEDS_TRANSACTION = re.compile(r"set_config\s*\(|\bFOR\s+(NO\s+KEY\s+)?(UPDATE|SHARE|KEY\s+SHARE)\b",
+                                re.IGNORECASE)
 
 
 class Database:
@@ -37,6 +48,10 @@ class Database:
         self.engine = engine
         self.dialect = engine.dialect.name
         self._sessions = sessionmaker(bind=engine, expire_on_commit=False, autoflush=False)
+        # PostgreSQL: the same pool, each connection in autocommit while it is checked out
+        plain = engine if self.is_sqlite else engine.execution_options(
+            isolation_level="AUTOCOMMIT", **{_PLAIN: True})
+        self._plain = sessionmaker(bind=plain, expire_on_commit=False, autoflush=False)
 
     @property
     def is_sqlite(self) -> bool:
@@ -47,6 +62,20 @@ class Database:
         """A read-only unit of work.  Closing it ends the transaction and detaches (without
         expiring) the objects read, so callers may keep using them."""
         with self._sessions() as session:
+            yield session
+
+    @contextmanager
+    def read_plain(self) -> Iterator[Session]:
+        """A read of plain SELECTs, each of which sees what was committed when it started.
+
+        On PostgreSQL it runs without a transaction (autocommit): no ``BEGIN`` before the first
+        statement and no ``ROLLBACK`` after the last, two round trips fewer than ``read()``.  Under
+        PostgreSQL's READ COMMITTED each statement of a transaction takes its own snapshot anyway,
+        so SELECTs see nothing different.  Not for what needs the transaction: ``SET LOCAL`` or
+        ``set_config(..., true)``, temporary tables, row locks, server-side cursors, writes; those
+        statements are refused.  On SQLite this is ``read()`` (a transaction costs no round trip
+        there, and gives the statements one snapshot)."""
+        with self._plain() as session:
             yield session
 
     @contextmanager
@@ -90,6 +119,50 @@ def _configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
+def _alive(engine: Engine, dbapi_conn: Any, idle: float) -> bool:
+    """Whether a PostgreSQL connection that has waited ``idle`` seconds in the pool can be used.
+
+    Instead of a ping per checkout (``pool_pre_ping``: a round trip per transaction), the socket is
+    polled without waiting: nothing may arrive on an idle connection unless the server closed it or
+    is closing it (a restart, ``pg_terminate_backend``, ``idle_session_timeout``), and only then,
+    or after ``PING_AFTER_IDLE_SECONDS`` (a connection a network device may have dropped without a
+    word), is the connection pinged."""
+    if dbapi_conn.closed:
+        return False
+    poll = select.poll()
+    poll.register(dbapi_conn.fileno(), select.POLLIN | select.POLLPRI)
+    if not poll.poll(0) and idle < PING_AFTER_IDLE_SECONDS:
+        return True
+    try:
+        return bool(engine.dialect.do_ping(dbapi_conn))
+    except engine.dialect.loaded_dbapi.Error:
+        return False
+
+
+def _configure_postgres(engine: Engine) -> None:
+    @event.listens_for(engine, "checkin")
+    def _on_checkin(_dbapi_conn: Any, record: Any) -> None:
+        record.info[_IDLE_SINCE] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _on_checkout(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+        since = record.info.get(_IDLE_SINCE)
+        if since is not None and not _alive(engine, dbapi_conn, time.monotonic() - since):
+            # as pool_pre_ping does: the server has likely restarted, so every older
+            # connection is replaced, and the pool retries the checkout with a new one
+            raise exc.InvalidatePoolError()
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def _on_execute(conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if conn.get_execution_options().get(_PLAIN) and (
+            not _SELECT.match(statement) or _NEEDS_TRANSACTION.search(statement)
+        ):
+            raise exc.InvalidRequestError(
+                "Database.read_plain runs SELECTs without a transaction; this statement needs one "
+                f"(use read() or write()): {statement[:200]!r}"
+            )
+
+
 def create_database(settings: Settings) -> Database:
     url = make_url(settings.resolved_database_url)
     backend = url.get_backend_name()
@@ -112,15 +185,15 @@ def create_database(settings: Settings) -> Database:
             )
         engine = sa_create_engine(
             url,
-            pool_size=settings.db_pool_size,
-            max_overflow=settings.db_pool_size,
-            pool_pre_ping=True,
+            pool_size=settings.resolved_db_pool_size,
+            max_overflow=settings.resolved_db_pool_size,
             # no JIT: it compiles any query whose estimated cost is high, as index queries' joins
             # of item_meta are; compiling took 570 ms of a 1 s index page (docs/performance.md)
             connect_args={"options": "-c jit=off"},
             json_serializer=jsoncodec.dumps,
             json_deserializer=jsoncodec.loads,
         )
+        _configure_postgres(engine)
     else:
         raise ConfigurationError(
             f"CORRAL_DATABASE_URL: unsupported database {backend!r}; use sqlite or postgresql"

@@ -180,6 +180,14 @@ _UNIT_COUNTS = (
 )
 
 
+_UNIT_ERRORS = (
+    select(JobUnit.seq, JobUnit.error, cast(JobUnit.payload, Text))
+    .where(JobUnit.job_id == bindparam("job_id"), JobUnit.status == "error")
+    .order_by(JobUnit.seq)
+    .limit(bindparam("limit"))
+)
+
+
 def unit_counts(session: Session, job_id: uuid.UUID) -> dict[str, int]:
     rows = session.execute(_UNIT_COUNTS, {"job_id": job_id}).all()
     counts = dict.fromkeys(UNIT_STATES, 0)
@@ -199,17 +207,13 @@ def job_state(
     job = get_job(session, org_id, job_id)
     kind = tasks.get(job.kind)
     files = kind.progress(session, job, error_limit) if kind is not None and kind.progress else None
-    errors = [
+    counts = unit_counts(session, job.id)
+    errors = [  # read only when there are any: most polls of most jobs find none
         {"seq": seq, "error": err, "payload": load_stored(payload, "payload")[0]}
-        for seq, err, payload in session.execute(
-            select(JobUnit.seq, JobUnit.error, cast(JobUnit.payload, Text))
-            .where(JobUnit.job_id == job.id, JobUnit.status == "error")
-            .order_by(JobUnit.seq)
-            .limit(error_limit)
-        )
-    ]
+        for seq, err, payload in session.execute(_UNIT_ERRORS, {"job_id": job.id, "limit": error_limit})
+    ] if counts["error"] else []
     return JobState(
-        id=job.id, kind=job.kind, status=job.status, counts=unit_counts(session, job.id),
+        id=job.id, kind=job.kind, status=job.status, counts=counts,
         units_total=job.units_total, created_at=job.created_at, finished_at=job.finished_at,
         result=job.result, error=job.error, errors=errors, files=files,
     )

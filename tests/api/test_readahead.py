@@ -110,6 +110,7 @@ def test_page_ahead_forgets_failures_old_pages_and_the_oldest_beyond_its_size() 
     assert ahead.take("bad") is None  # the caller reads the page itself and sees the error
     for i in range(4):
         ahead.start(i, lambda i=i: i)  # type: ignore[misc]
+    time.sleep(0.1)  # read by now (a page still waiting for a thread is dropped, not waited for)
     assert ahead.take(0) is None  # crowded out
     assert ahead.take(3) == 3
     time.sleep(0.4)
@@ -146,3 +147,35 @@ def test_a_consumer_cancelled_while_waiting_leaves_no_thread_behind() -> None:
     while threading.active_count() > before and time.monotonic() < deadline:
         time.sleep(0.05)
     assert threading.active_count() <= before
+
+
+def test_page_ahead_reads_nothing_ahead_while_the_server_is_busy() -> None:
+    ahead: PageAhead[str] = PageAhead()
+    busy = True
+    ahead.busy = lambda: busy
+    read: list[str] = []
+    ahead.start("k", lambda: read.append("k") or "page")  # type: ignore[func-returns-value]
+    time.sleep(0.2)
+    assert read == [] and ahead.take("k") is None  # the request reads its page itself
+    busy = False
+    ahead.start("k", lambda: "page")
+    assert ahead.take("k") == "page"
+    ahead.close()
+
+
+def test_page_ahead_drops_a_page_still_waiting_for_a_thread() -> None:
+    """A page queued behind others is not waited for (the request would wait for the pages before
+    it too): it is dropped, never read, and the request reads its page itself."""
+    ahead: PageAhead[str] = PageAhead(threads=1)
+    release = threading.Event()
+    read: list[str] = []
+    ahead.start("first", lambda: "first" if release.wait(5) else "timeout")
+    ahead.start("queued", lambda: read.append("queued") or "queued")  # type: ignore[func-returns-value]
+    start = time.monotonic()
+    assert ahead.take("queued") is None
+    assert time.monotonic() - start < 1  # not waited for
+    release.set()
+    assert ahead.take("first") == "first"
+    time.sleep(0.2)
+    assert read == []  # cancelled, never read
+    ahead.close()

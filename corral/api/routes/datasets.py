@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Path, Query, Response
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
+from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from corral.api.deps import Ctx, CurrentPrincipal
@@ -283,20 +284,30 @@ async def list_rows(
         raise ValidationFailed(message, details=[ErrorDetail(message, field="page_size")])
     after = dataset_rows.decode_token(page_token) if page_token else None
 
-    def read_page(dataset_id: uuid.UUID, after: uuid.UUID | None) -> tuple[bytes, uuid.UUID | None]:
-        with ctx.db.read() as s:
-            rows, last = dataset_rows.page(s, dataset_id, after=after, limit=page_size, where=where)
+    Page = tuple[bytes, uuid.UUID | None]
+
+    def read_page(s: Session, dataset_id: uuid.UUID, after: uuid.UUID | None) -> Page:
+        rows, last = dataset_rows.page(s, dataset_id, after=after, limit=page_size, where=where)
         token = dataset_rows.encode_token(last) if last is not None else None
         return dataset_rows.encode_page(rows, token), last
 
+    def read_alone(dataset_id: uuid.UUID, after: uuid.UUID | None) -> Page:
+        with ctx.db.read() as s:  # a transaction: the page sets a planner setting for itself
+            return read_page(s, dataset_id, after)
+
     def read() -> bytes:
-        with ctx.db.read() as s:
-            dataset_id = datasets.resolve(s, principal, ref).id  # every page is authorised
-        query = (principal.user_id, dataset_id, page_size, where)
-        found = ctx.pages_ahead.take((*query, after)) if after is not None else None
-        body, last = found or read_page(dataset_id, after)
+        if after is None:  # the first page: the check and the page in one transaction
+            with ctx.db.read() as s:
+                dataset_id = datasets.resolve(s, principal, ref).id
+                body, last = read_page(s, dataset_id, after)
+        else:  # every page is authorised: the check alone is a plain read
+            with ctx.db.read_plain() as s:
+                dataset_id = datasets.resolve(s, principal, ref).id
+            query = (principal.user_id, dataset_id, page_size, where)
+            body, last = ctx.pages_ahead.take((*query, after)) or read_alone(dataset_id, after)
         if last is not None:  # the client will likely ask for the next page: start reading it
-            ctx.pages_ahead.start((*query, last), lambda: read_page(dataset_id, last))
+            ctx.pages_ahead.start((principal.user_id, dataset_id, page_size, where, last),
+                                  lambda: read_alone(dataset_id, last))
         return body
 
     return Response(await run_in_threadpool(read), media_type="application/json")

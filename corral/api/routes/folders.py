@@ -138,7 +138,7 @@ async def list_folders(
     counts: Counts = False,
 ) -> list[FolderPublic]:
     def read() -> list[FolderPublic]:
-        with ctx.db.read() as s:
+        with ctx.db.read_plain() as s:
             return _public(s, principal, folders.children_for(s, principal, path or None), counts)
 
     return await run_in_threadpool(read)
@@ -156,7 +156,7 @@ async def find_folders(
     counts: Counts = False,
 ) -> FolderPage:
     def read() -> FolderPage:
-        with ctx.db.read() as s:
+        with ctx.db.read_plain() as s:
             page = folders.find(
                 s,
                 principal,
@@ -181,7 +181,7 @@ async def lookup_folder(
     counts: Counts = True,
 ) -> FolderPublic:
     def read() -> FolderPublic:
-        with ctx.db.read() as s:
+        with ctx.db.read_plain() as s:
             return _public(s, principal, [folders.resolve_for(s, principal, path)], counts)[0]
 
     return await run_in_threadpool(read)
@@ -192,7 +192,7 @@ async def get_folder(
     ctx: Ctx, principal: CurrentPrincipal, folder_id: uuid.UUID, counts: Counts = True
 ) -> FolderPublic:
     def read() -> FolderPublic:
-        with ctx.db.read() as s:
+        with ctx.db.read_plain() as s:
             return _public(s, principal, [folders.resolve_for(s, principal, folder_id)], counts)[0]
 
     return await run_in_threadpool(read)

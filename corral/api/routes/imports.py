@@ -46,7 +46,7 @@ class ImportStatus(BaseModel):
 def _status(
     ctx: Ctx, org_id: uuid.UUID, job_id: uuid.UUID, limit: int, items_limit: int = 0
 ) -> tuple[JobState, ImportStatus]:
-    with ctx.db.read() as s:
+    with ctx.db.read_plain() as s:
         # the job counted in files (registration.progress), as every view of a job counts it
         state = queue.job_state(s, org_id, job_id, error_limit=limit, tasks=ctx.tasks)
         if state.kind != registration.KIND or state.files is None:

@@ -18,7 +18,7 @@ router = APIRouter(prefix="/api/v1", tags=["identity"], route_class=CorralRoute)
 @router.get("/me", response_model=MePublic, summary="Who the credentials belong to")
 async def me(ctx: Ctx, principal: CurrentPrincipal) -> MePublic:
     def org_name() -> str:
-        with ctx.db.read() as s:
+        with ctx.db.read_plain() as s:
             return s.execute(_ORG_NAME, {"org_id": principal.org_id}).scalar() or ""
 
     return MePublic(

@@ -1,0 +1,236 @@
+"""PostgreSQL round trips: plain reads run without BEGIN/ROLLBACK, checkouts ping only when needed,
+and the hot read routes cost one round trip each.
+
+These are PostgreSQL's (SQLite has no round trips); each test says what SQLite does instead where
+that is a behaviour of its own.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import create_engine, event, exc, text
+from sqlalchemy.orm import Session
+from starlette.testclient import TestClient
+
+from corral.api.app import create_app
+from corral.core import identity, integrations
+from corral.db import create_database
+from corral.db import engine as engine_module
+from corral.db.engine import Database
+from corral.db.tables import Base, Folder, Item
+from corral.settings import Settings
+from tests.conftest import PG_ADMIN_URL, SKIP_PG
+
+pytestmark = pytest.mark.skipif(SKIP_PG, reason="CORRAL_TEST_SKIP_POSTGRES=1")
+
+
+@pytest.fixture
+def pg(pg_url: str) -> Iterator[Database]:
+    database = create_database(Settings(database_url=pg_url, secret_key="x" * 40))
+    yield database
+    _empty(database)
+
+
+def _empty(database: Database) -> None:
+    """What the suite's ``db`` fixture does after each test: the shared database emptied."""
+    tables = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
+    with database.engine.begin() as conn:
+        conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+    database.dispose()
+
+
+def _stamps(s: Session) -> bool:
+    """Whether the statement runs as its own transaction (its start is its transaction's start)."""
+    return bool(s.execute(text("SELECT statement_timestamp() = transaction_timestamp()")).scalar())
+
+
+def test_plain_reads_run_without_a_transaction(pg: Database) -> None:
+    with pg.read_plain() as s:
+        s.execute(text("SELECT 1"))
+        assert _stamps(s), "a plain read's second statement ran inside a transaction"
+    with pg.read() as s:  # read() is still one transaction: the second statement is inside it
+        s.execute(text("SELECT 1"))
+        assert not _stamps(s)
+    with pg.read_plain() as s:  # and the connection came back from read() in autocommit again
+        assert _stamps(s)
+
+
+def test_sqlite_plain_reads_are_one_transaction(tmp_path: Path) -> None:
+    db = create_database(Settings(data_dir=tmp_path, database_url=f"sqlite:///{tmp_path / 'c.db'}"))
+    try:
+        with db.read_plain() as s:
+            s.execute(text("SELECT 1"))
+            assert s.connection().connection.dbapi_connection.in_transaction  # type: ignore[union-attr]
+    finally:
+        db.dispose()
+
+
+@pytest.mark.parametrize("statement", [
+    "SET LOCAL enable_sort = off",
+    "SELECT set_config('enable_sort', 'off', true)",
+    "SELECT 1 FROM organisations FOR UPDATE",
+    "select 1 from organisations for no key update",
+    "CREATE TEMPORARY TABLE t (x int)",
+    "INSERT INTO organisations (id, name, created_at) VALUES (gen_random_uuid(), 'x', now())",
+])
+def test_plain_reads_refuse_what_needs_a_transaction(pg: Database, statement: str) -> None:
+    with pytest.raises(exc.InvalidRequestError, match="read_plain"):
+        with pg.read_plain() as s:
+            s.execute(text(statement))
+    with pg.read() as s:  # the same statements are fine in a transaction
+        if not statement.startswith(("CREATE", "INSERT")):
+            s.execute(text(statement))
+
+
+def _backend_pid(database: Database) -> int:
+    with database.read_plain() as s:
+        return int(s.execute(text("SELECT pg_backend_pid()")).scalar_one())
+
+
+def _count_pings(database: Database, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    pings: list[int] = []
+    dialect = database.engine.dialect
+    real = dialect.do_ping
+
+    def counted(dbapi_conn: Any) -> bool:
+        pings.append(1)
+        return bool(real(dbapi_conn))
+
+    monkeypatch.setattr(dialect, "do_ping", counted)
+    return pings
+
+
+def test_a_checkout_pings_only_an_idle_or_closing_connection(
+    pg: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pings = _count_pings(pg, monkeypatch)
+    first = _backend_pid(pg)
+    for _ in range(5):
+        assert _backend_pid(pg) == first  # the pooled connection, reused
+    assert pings == []  # no round trip spent on checking it
+    monkeypatch.setattr(engine_module, "PING_AFTER_IDLE_SECONDS", 0.0)
+    assert _backend_pid(pg) == first
+    assert pings == [1]  # idle long enough: pinged once, and it answered
+
+
+def test_a_connection_the_server_ended_is_replaced_before_use(
+    pg: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pings = _count_pings(pg, monkeypatch)
+    first = _backend_pid(pg)
+    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            assert conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": first}).scalar()
+            conn.execute(text("SELECT pg_sleep(0.2)"))  # the backend's goodbye reaches the socket
+    finally:
+        admin.dispose()
+    # no ping was due (the connection was idle for less than PING_AFTER_IDLE_SECONDS), yet the
+    # socket says the server spoke: the checkout pings, finds it dead and opens a new one
+    second = _backend_pid(pg)
+    assert second != first
+    assert pings == [1]
+
+
+# -- the hot routes, counted on the wire -----------------------------------------------------------
+
+
+class Wire:
+    """libpq's trace of every connection of an engine: the messages the client sends."""
+
+    def __init__(self, database: Database) -> None:
+        fd, name = tempfile.mkstemp(prefix="corral-pqtrace-")
+        os.close(fd)
+        self.path = Path(name)
+        self.file = self.path.open("w")
+        self.mark = 0
+
+        @event.listens_for(database.engine, "connect")
+        def _trace(dbapi_conn: Any, _record: Any) -> None:
+            from psycopg import pq
+
+            dbapi_conn.pgconn.trace(self.file.fileno())
+            dbapi_conn.pgconn.set_trace_flags(pq.Trace.SUPPRESS_TIMESTAMPS | pq.Trace.REGRESS_MODE)
+
+        database.engine.pool.dispose()  # every connection from now on is traced
+
+    def round_trips(self) -> list[str]:
+        """What the client sent since the last call, one entry per round trip (a simple Query, or
+        an extended-protocol exchange ending in Sync), named by its first words."""
+        self.file.flush()
+        with self.path.open() as f:
+            f.seek(self.mark)
+            lines = f.read().splitlines()
+            self.mark = f.tell()
+        trips, parsed = [], ""
+        for line in lines:
+            parts = line.split("\t")
+            if len(parts) < 3 or parts[0] != "F":
+                continue
+            kind, rest = parts[2], parts[3] if len(parts) > 3 else ""
+            if kind == "Query":
+                trips.append(rest.strip().strip('"')[:30])
+            elif kind == "Parse":
+                parsed = rest.split('"')[3][:30] if rest.count('"') >= 4 else rest[:30]
+            elif kind == "Sync":
+                trips.append(parsed or "(prepared)")
+                parsed = ""
+        return trips
+
+    def close(self) -> None:
+        self.file.close()
+        self.path.unlink(missing_ok=True)
+
+
+def test_hot_read_routes_cost_one_round_trip(pg_url: str, tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path, database_url=pg_url, secret_key="x" * 40,
+                        allowed_endpoints="127.0.0.1", auth_cache_seconds=60)
+    database = create_database(settings)
+    suffix = uuid.uuid4().hex[:8]  # (names only: the database is emptied after the test)
+    with database.write() as s:
+        user = identity.create_user(s, f"wire-{suffix}@x.io", org_name=f"Wire {suffix}", role="admin")
+        token, _ = identity.create_token(s, f"wire-{suffix}@x.io")
+        principal = identity.principal_for_user(user, "bearer")
+        media = integrations.create(
+            s, principal, settings, title="media", provider="s3",
+            values={"bucket": "media", "region": "eu-west-1", "endpoint_url": "http://127.0.0.1:9",
+                    "access_key_id": "AKIAWIREWIREWIREWIRE", "secret_access_key": "s" * 40},
+            strict_client_only=True,
+        )
+        folder = Folder(org_id=user.org_id, parent_key="", name=f"wire-{suffix}", created_by=user.id)
+        s.add(folder)
+        s.flush()
+        item = Item(org_id=user.org_id, folder_id=folder.id, integration_id=media.id, item_type="image",
+                    name="a.jpg", url="s3://media/a.jpg", url_hash="a" * 64, storage_location="s3",
+                    media={}, client_metadata={}, staged=False, created_by=user.id)
+        s.add(item)
+        s.flush()
+        item_id = item.id
+    wire = Wire(database)
+    try:
+        with TestClient(create_app(settings, db=database)) as client:
+            client.headers["Authorization"] = f"Bearer {token}"
+            routes = {
+                "get item": f"/api/v1/items/{item_id}",
+                "sign one URL": f"/api/v1/items/{item_id}?signed_urls=true",
+                "me": "/api/v1/me",
+                "folder list": "/api/v1/folders",
+            }
+            for path in routes.values():  # the token's lookup, each statement's first use
+                assert client.get(path).status_code == 200
+            for name, path in routes.items():
+                wire.round_trips()
+                assert client.get(path).status_code == 200
+                trips = wire.round_trips()
+                # one SELECT: no ping, no BEGIN, no ROLLBACK, no second statement
+                assert len(trips) == 1 and "BEGIN" not in trips[0], (name, trips)
+    finally:
+        wire.close()
+        _empty(database)
