@@ -14,7 +14,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy import Select, select, update
+from sqlalchemy import Select, func, select, update
 from sqlalchemy.orm import Session
 
 from corral.core.index import changes, setbased
@@ -64,15 +64,6 @@ def _project(s: Session, query: Select[Any], projector: Projector) -> int:
         after = rows[-1].id
 
 
-def _range(org_id: uuid.UUID, after: uuid.UUID | None, upto: uuid.UUID | None) -> list[Any]:
-    scope = [Item.org_id == org_id]
-    if after is not None:
-        scope.append(Item.id > after)
-    if upto is not None:
-        scope.append(Item.id <= upto)
-    return scope
-
-
 def _project_range(
     s: Session, org_id: uuid.UUID, key_ids: list[int], after: uuid.UUID | None, upto: uuid.UUID | None
 ) -> int:
@@ -81,15 +72,16 @@ def _project_range(
     wanted = set(key_ids)
     keys = [k for k in load(s, org_id) if k.id in wanted]
     dialect = s.get_bind().dialect.name
-    scope = _range(org_id, after, upto)
+    scope = setbased.scope(dialect, org_id, after, upto)
     rest = [k for k in keys if not setbased.supported(dialect, k)]
     if rest:
         seen = _project(s, select(Item.id, Item.client_metadata).where(*scope), Projector(rest))
     else:
-        ids = select(Item.id).where(*scope)
+        rows = select(Item.id).where(*scope)
         if dialect == "postgresql":  # an item update waits for this batch, then re-projects on top
-            ids = ids.with_for_update(of=Item)
-        seen = len(s.scalars(ids).all())
+            rows = rows.with_for_update(of=Item)
+        # counted in the database: reading 10,000 ids into Python was a third of a batch
+        seen = s.scalar(select(func.count()).select_from(rows.subquery())) or 0
     for key in keys:
         if setbased.supported(dialect, key):
             setbased.project_range(s, org_id, key, after, upto)
