@@ -72,13 +72,16 @@ def downgrade(db: Database, revision: str) -> None:
     _run(db, lambda cfg: command.downgrade(cfg, revision))
 
 
-#: Owned by migration 0010 and not in the table definitions: full-text search over item_text
-#: (SQLite's FTS5 table and its shadow tables, PostgreSQL's expression index).
-_MIGRATION_ONLY = "item_text_fts"
+#: Not in the table definitions, so not compared with them:
+#: * owned by migration 0010: full-text search over item_text (SQLite's FTS5 table and its
+#:   shadow tables, PostgreSQL's expression index);
+#: * made at run time by the pgvector store, one table (and its HNSW index) per embedding key
+#:   (``corral.core.vectors.pgvector.table_name``).
+NOT_COMPARED = ("item_text_fts", "corral_vec_")
 
 
 def _compared(name: str | None, type_: str, parent_names: object) -> bool:
-    return not (name or "").startswith(_MIGRATION_ONLY)
+    return not (name or "").startswith(NOT_COMPARED)
 
 
 def pending_differences(db: Database) -> list[object]:
