@@ -19,8 +19,7 @@ from sqlalchemy.orm import Session
 
 from corral.core.index import changes, setbased
 from corral.core.index.keys import load
-from corral.core.index.projection import META, META_COLUMNS, TEXT, TEXT_COLUMNS, Projector, Rows
-from corral.db.bulk import convert_tuples
+from corral.core.index.projection import Projector, write_skipping
 from corral.db.engine import Database
 from corral.db.tables import IndexKey, Item, Job, JobUnit
 from corral.jobs import queue
@@ -29,24 +28,6 @@ from corral.jobs.tasks import ClaimedUnit, TaskKind, UnitFailed, WorkerContext, 
 KIND = "index_project"
 BATCH = 10_000
 _READ = 2_000
-
-
-def _write_skipping(s: Session, rows: Rows) -> None:
-    """Insert values, leaving alone any a concurrent write of the same item already made: the
-    driver's ``executemany`` of tuples converted as registration's (``corral.db.bulk``), not a
-    dict per row through SQLAlchemy's statement (most of a batch's time at 1,000,000 items)."""
-    conn = s.connection()
-    quote = conn.dialect.identifier_preparer.quote
-    mark = "%s" if conn.dialect.name == "postgresql" else "?"
-    for table, columns, values in ((META, META_COLUMNS, rows[0]), (TEXT, TEXT_COLUMNS, rows[1])):
-        if not values:
-            continue
-        names = ", ".join(quote(c) for c in columns)
-        marks = ", ".join([mark] * len(columns))
-        conn.exec_driver_sql(
-            f"INSERT INTO {quote(table.name)} ({names}) VALUES ({marks}) ON CONFLICT DO NOTHING",
-            convert_tuples(conn.dialect, table, columns, values),
-        )
 
 
 def _project(s: Session, query: Select[Any], projector: Projector) -> int:
@@ -59,7 +40,7 @@ def _project(s: Session, query: Select[Any], projector: Projector) -> int:
         rows = s.execute(page.order_by(Item.id).limit(_READ)).all()
         if not rows:
             return seen
-        _write_skipping(s, projector.rows((r.id, r.client_metadata) for r in rows))
+        write_skipping(s, projector.rows((r.id, r.client_metadata) for r in rows))
         seen += len(rows)
         after = rows[-1].id
 

@@ -44,8 +44,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from corral.core.index.keys import TXT_MAX, Key, projector
-from corral.core.index.projection import META, META_COLUMNS, TEXT, TEXT_COLUMNS
-from corral.db.bulk import convert_tuples
+from corral.core.index.projection import META, META_COLUMNS, TEXT, TEXT_COLUMNS, write_skipping
 from corral.db.tables import Item
 
 _HEX = "[0-9a-fA-F]"
@@ -168,16 +167,5 @@ def _python(s: Session, key: Key, x: _Exprs, python: ColumnElement[bool], scope:
         meta.append((item_id, key.id, p[0], p[1]))
         if p[2] is not None:
             body.append((item_id, key.id, p[2]))
-    conn = s.connection()
-    quote = conn.dialect.identifier_preparer.quote
-    mark = "%s" if conn.dialect.name == "postgresql" else "?"
-    for table, columns, values in ((META, META_COLUMNS, meta), (TEXT, TEXT_COLUMNS, body)):
-        if not values:
-            continue
-        names = ", ".join(quote(c) for c in columns)
-        marks = ", ".join([mark] * len(columns))
-        conn.exec_driver_sql(
-            f"INSERT INTO {quote(table.name)} ({names}) VALUES ({marks}) ON CONFLICT DO NOTHING",
-            convert_tuples(conn.dialect, table, columns, values),
-        )
+    write_skipping(s, (meta, body))
 
