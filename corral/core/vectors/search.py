@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
-from sqlalchemy import BinaryExpression, ColumnElement, and_, func, select
+from sqlalchemy import ColumnElement, and_, func, select
 from sqlalchemy.orm import Session
 
 from corral import errors
@@ -66,10 +66,6 @@ def key_named(keys: dict[str, VectorKey], name: str | None) -> VectorKey:
     return key
 
 
-def _is_org_condition(condition: ColumnElement[bool]) -> bool:
-    return isinstance(condition, BinaryExpression) and condition.left.compare(Item.__table__.c.org_id)
-
-
 class SqlCandidates:
     """Candidates as SQL conditions on ``items`` (``index.query.prepare``'s)."""
 
@@ -77,15 +73,10 @@ class SqlCandidates:
                  exclude: Sequence[uuid.UUID] = (), *, broad: bool = False) -> None:
         self.s, self.key, self.where, self.exclude = s, key, where, set(exclude)
         self.broad = broad
-        # SQLite keeps no statistics and guesses 10 items an organisation, so it would walk the
-        # organisation's whole index rather than look items up by id (given ids, or a filter's
-        # matches). The organisation's condition, wrapped in likely(), no longer drives a query.
-        sqlite = s.get_bind().dialect.name == "sqlite"
-        self._by_id = [func.likely(c) if sqlite and _is_org_condition(c) else c for c in where]
 
     def _joined(self, *columns: Any) -> Any:
         on = and_(ItemVector.item_id == Item.id, ItemVector.key_id == self.key.id)
-        query = select(*columns).select_from(ItemVector).join(Item, on).where(*self._by_id)
+        query = select(*columns).select_from(ItemVector).join(Item, on).where(*self.where)
         if self.exclude:
             query = query.where(ItemVector.item_id.not_in(list(self.exclude)))
         return query
@@ -107,7 +98,7 @@ class SqlCandidates:
         out: set[uuid.UUID] = set()
         unique = list(dict.fromkeys(item_ids))
         for i in range(0, len(unique), 500):
-            query = select(Item.id).where(Item.id.in_(unique[i : i + 500]), *self._by_id)
+            query = select(Item.id).where(Item.id.in_(unique[i : i + 500]), *self.where)
             out.update(self.s.scalars(query))
         return out - self.exclude
 
