@@ -224,6 +224,24 @@ def test_a_key_being_indexed_is_a_409_naming_its_job(world, monkeypatch) -> None
     run(db, who, rows, {"key": "score", "op": "gt", "value": 0})  # the other keys answer meanwhile
 
 
+def test_the_catalog_kept_per_process_follows_schema_changes(world) -> None:  # type: ignore[no-untyped-def]
+    """Queries keep the schema and keys per process (by schema version and change sequence):
+    a save is seen by the next query, with the cache warm."""
+    db, who, rows = world
+    score = {"key": "score", "op": "gt", "value": 0}
+    run(db, who, rows, score)  # the catalog is now kept
+    save_schema(db, who, {"keys": SCHEMA["keys"] | {"score": {**SCHEMA["keys"]["score"], "deleted": "soft"}}})
+    with db.read() as s, pytest.raises(errors.ValidationFailed) as caught:
+        query.count(s, who, score)
+    assert "deleted" in str(caught.value)
+    save_schema(db, who, SCHEMA)  # restored
+    run(db, who, rows, score)
+    save_schema(db, who, {"keys": SCHEMA["keys"] | {"late": {"type": "number"}}})
+    with db.read() as s:
+        assert query.catalog(s, who).keys["late"].kind == "number"
+        assert query.count(s, who, {"key": "late", "op": "missing"}) == query.count(s, who, None)
+
+
 # -- random trees over random data ----------------------------------------------------------------
 
 def _leaf() -> st.SearchStrategy[dict[str, Any]]:

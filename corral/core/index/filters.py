@@ -144,8 +144,10 @@ class Catalog:
         presets: Callable[[str], tuple[uuid.UUID, Any]] | None = None,
         features: Callable[[str, str], list[str]] | None = None,
         maps: Callable[[str, str], int] | None = None,
+        seq: int | None = None,
     ) -> None:
         self.keys = keys
+        self.seq = seq  # the index change sequence the keys were read at (None: not read)
         self.deleted = deleted
         self.folders = folders
         self.datasets = datasets

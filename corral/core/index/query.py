@@ -17,6 +17,7 @@ import base64
 import bisect
 import json
 import uuid
+import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
@@ -44,6 +45,7 @@ from sqlalchemy import (
     select,
     text,
     union,
+    union_all,
 )
 from sqlalchemy.orm import Session, aliased
 
@@ -56,9 +58,10 @@ from corral.core.index.compile import Compiler, _metadata_only, media_number, va
 from corral.core.index.filters import FIELDS, Catalog, Node, parse
 from corral.core.index.syntax import compile_text
 from corral.core.metadata import service as metadata_service
+from corral.core.metadata.schema import Schema
 from corral.core.staging import published
 from corral.db.engine import Database
-from corral.db.tables import ITEMS_HIDDEN, Folder, Item, ItemMeta, Job
+from corral.db.tables import ITEMS_HIDDEN, Folder, IndexSeq, Item, ItemMeta, Job, MetadataSchema
 from corral.errors import ErrorDetail
 
 MAX_PAGE = 1000
@@ -109,11 +112,60 @@ def _subtree(s: Session, org_id: uuid.UUID, root: uuid.UUID) -> list[uuid.UUID]:
     return out
 
 
-def catalog(s: Session, principal: Principal) -> Catalog:
-    schema = metadata_service.current_schema(s, principal.org_id)
+@dataclass(frozen=True)
+class _Known:
+    """An organisation's schema (as of its version) and queryable keys (as of its index change
+    sequence), kept per process so that a query reads two numbers instead of both."""
+
+    version: int
+    seq: int
+    schema: Schema
+    keys: dict[str, index_keys.Key]
+    deleted: frozenset[str]
+
+
+#: Per engine (so that two databases in one process never share an entry), per organisation.
+_KNOWN: weakref.WeakKeyDictionary[Any, dict[uuid.UUID, _Known]] = weakref.WeakKeyDictionary()
+_KNOWN_ORGS = 1_000
+
+
+def _known(s: Session, org_id: uuid.UUID) -> _Known:
+    """The schema and keys, from the process's copy when the schema's version and the index
+    change sequence are still those it was read at.  Both numbers are read in one statement:
+    every schema change makes a new version, and every change of the index keys (a schema
+    change's ``keys.sync``, the end of a re-projection) bumps the sequence in its transaction."""
+    version, seq = s.execute(select(
+        select(MetadataSchema.version).where(MetadataSchema.org_id == org_id).scalar_subquery(),
+        select(IndexSeq.seq).where(IndexSeq.org_id == org_id).scalar_subquery(),
+    )).one()
+    version, seq = int(version or 0), int(seq or 0)
+    bind = s.get_bind()
+    per_org = _KNOWN.get(bind)
+    if per_org is None:
+        per_org = _KNOWN.setdefault(bind, {})
+    had = per_org.get(org_id)
+    if had is not None and had.version == version and had.seq == seq:
+        return had
+    keep = True
+    if had is not None and had.version == version:
+        schema = had.schema
+    else:
+        read, schema = metadata_service.current_schema_at(s, org_id)
+        keep = read == version  # else saved since the numbers were read (read committed): not kept
     live = schema.live()
-    keys = {k.name: k for k in index_keys.load(s, principal.org_id) if k.name in live}
-    deleted = frozenset(n for n, e in schema.entries.items() if not e.live)
+    keys = {k.name: k for k in index_keys.load(s, org_id) if k.name in live}
+    known = _Known(version, seq, schema, keys, frozenset(n for n, e in schema.entries.items() if not e.live))
+    if keep:
+        if len(per_org) >= _KNOWN_ORGS and org_id not in per_org:
+            with suppress(StopIteration, KeyError, RuntimeError):
+                per_org.pop(next(iter(per_org)))
+        per_org[org_id] = known
+    return known
+
+
+def catalog(s: Session, principal: Principal) -> Catalog:
+    known = _known(s, principal.org_id)
+    keys, deleted = known.keys, known.deleted
 
     def folder_ids(ref: str, subtree: bool) -> list[uuid.UUID]:
         folder = folders.resolve_for(s, principal, ref)
@@ -142,7 +194,7 @@ def catalog(s: Session, principal: Principal) -> Catalog:
         return _features(s, principal.org_id, kind, ref)
 
     return Catalog(keys, deleted=deleted, folders=folder_ids, datasets=dataset_id, collections=collection_id,
-                   presets=preset, features=features, maps=map_id)
+                   presets=preset, features=features, maps=map_id, seq=known.seq)
 
 
 def _features(s: Session, org_id: uuid.UUID, kind: str, ref: str) -> list[str]:
@@ -272,7 +324,7 @@ def _columnar(
     if prepared.node is not None and not _metadata_only(prepared.node):
         return None
     wanted = {k.id: k for k in [*snapshot.keys_of(prepared.node), *more]}
-    snap = snapshot.current(s, principal.org_id, list(wanted.values()))
+    snap = snapshot.current(s, principal.org_id, list(wanted.values()), seq=prepared.catalog.seq)
     if snap is None:
         return None
     try:
@@ -280,7 +332,7 @@ def _columnar(
         if matched is None:
             snap.lock.release()
             return None
-        hidden = snap.positions(i.hex for i in s.scalars(hidden_items(s, principal)))
+        hidden = snap.positions(i.hex for i in s.scalars(_hidden_at_once(principal)))
         matched[hidden] = False
         return snap, matched
     except BaseException:
@@ -296,6 +348,16 @@ def hidden_items(s: Session, principal: Principal) -> Select[Any] | CompoundSele
     if not pending:  # usually: no item is waiting for its job
         return hidden
     return union(hidden, select(Item.id).where(Item.job_id.in_(pending), Item.staged.is_(True)))
+
+
+def _hidden_at_once(principal: Principal) -> CompoundSelect[Any]:
+    """``hidden_items`` in one statement (the pending jobs as a subquery): for reading the ids
+    themselves, where a round trip for the jobs first would cost more than it saves."""
+    pending = select(Job.id).where(Job.org_id == principal.org_id, Job.status == "PENDING")
+    return union_all(
+        select(Item.id).where(Item.org_id == principal.org_id, text(f"({_HIDDEN})")),
+        select(Item.id).where(Item.job_id.in_(pending), Item.staged.is_(True)),
+    )
 
 
 def _count_visible(s: Session, principal: Principal, prepared: Prepared, matches: Select[Any]) -> int:

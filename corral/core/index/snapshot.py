@@ -413,14 +413,16 @@ def registry(s: Session) -> Registry | None:
     return found if found.limit > 0 else None
 
 
-def current(s: Session, org_id: uuid.UUID, keys: list[Key]) -> Snapshot | None:
+def current(s: Session, org_id: uuid.UUID, keys: list[Key], *, seq: int | None = None) -> Snapshot | None:
     """The organisation's snapshot, current as of this transaction's read of the change
-    sequence, with ``keys`` loaded; None when there is none to use now (the query reads SQL).
-    Returned with its lock held: the caller releases it (``snap.lock.release()``)."""
+    sequence (``seq`` when the caller has read it already), with ``keys`` loaded; None when there
+    is none to use now (the query reads SQL).  Returned with its lock held: the caller releases
+    it (``snap.lock.release()``)."""
     reg = registry(s)
     if reg is None:
         return None
-    seq = changes.current(s, org_id)
+    if seq is None:
+        seq = changes.current(s, org_id)
     with reg.lock:
         snap = reg.snapshots.get(org_id)
     if snap is None or snap.seq > seq:
@@ -444,7 +446,7 @@ def current(s: Session, org_id: uuid.UUID, keys: list[Key]) -> Snapshot | None:
                     reg.snapshots.pop(org_id, None)
                 if len(snap) <= SYNC_ITEMS:
                     snap.lock.release()
-                    return current(s, org_id, keys)
+                    return current(s, org_id, keys, seq=seq)
                 reg.warm(org_id, keys)
                 snap.lock.release()
                 return None

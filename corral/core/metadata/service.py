@@ -83,6 +83,13 @@ def current(s: Session, org_id: uuid.UUID, *, lock: bool = False) -> SchemaState
     return SchemaState(row.version, stored(row.document), row.updated_at, _email(s, row.updated_by))
 
 
+def current_schema_at(s: Session, org_id: uuid.UUID) -> tuple[int, Schema]:
+    """The current schema and its version (0: none yet), in one read."""
+    row = s.execute(select(MetadataSchema.version, MetadataSchema.document)
+                    .where(MetadataSchema.org_id == org_id)).one_or_none()
+    return (0, Schema()) if row is None else (int(row.version), from_native(row.document))
+
+
 def current_schema(s: Session, org_id: uuid.UUID) -> Schema:
     """The current schema alone (what a query needs: one read, no editor's email)."""
     document = s.scalar(select(MetadataSchema.document).where(MetadataSchema.org_id == org_id))
