@@ -54,14 +54,17 @@ from corral.core import datasets, folders, permissions
 from corral.core.identity import Principal
 from corral.core.index import keys as index_keys
 from corral.core.index import snapshot
-from corral.core.index.compile import Compiler, _metadata_only, media_number, value_column
-from corral.core.index.filters import FIELDS, Catalog, Node, parse
+from corral.core.index.compile import Compiler, media_number, value_column
+from corral.core.index.filters import FIELDS, Catalog, Node, Not, Pred, parse
 from corral.core.index.syntax import compile_text
+from corral.core.maps import packed
+from corral.core.maps.area import Area
+from corral.core.maps.area import mask as area_mask
 from corral.core.metadata import service as metadata_service
 from corral.core.metadata.schema import Schema
 from corral.core.staging import published
 from corral.db.engine import Database
-from corral.db.tables import ITEMS_HIDDEN, Folder, IndexSeq, Item, ItemMeta, Job, MetadataSchema
+from corral.db.tables import ITEMS_HIDDEN, Folder, IndexSeq, Item, ItemMeta, Job, MetadataSchema, VectorMap
 from corral.errors import ErrorDetail
 
 MAX_PAGE = 1000
@@ -321,14 +324,17 @@ def _columnar(
     who does not see every folder).  The snapshot's lock is held: the caller releases it."""
     if permissions.visible_folder_ids(s, principal) is not None:
         return None
-    if prepared.node is not None and not _metadata_only(prepared.node):
+    if prepared.node is not None and not _columns_answer(prepared.node):
         return None
+    # a map area's points come from the map's packed arrays, read (or found kept) before the
+    # snapshot's lock is taken
+    areas = [(a, _area_items(s, a)) for a in snapshot.areas_of(prepared.node)]
     wanted = {k.id: k for k in [*snapshot.keys_of(prepared.node), *more]}
     snap = snapshot.current(s, principal.org_id, list(wanted.values()), seq=prepared.catalog.seq)
     if snap is None:
         return None
     try:
-        matched = snap.mask(prepared.node)
+        matched = snap.mask(prepared.node, {id(a): snap.rows_of(items) for a, items in areas})
         if matched is None:
             snap.lock.release()
             return None
@@ -338,6 +344,27 @@ def _columnar(
     except BaseException:
         snap.lock.release()
         raise
+
+
+def _columns_answer(node: Node) -> bool:
+    """Whether the snapshot's columns (and maps' packed points) can answer ``node``: metadata
+    predicates and map areas, under and, or, not."""
+    if isinstance(node, Area):
+        return True
+    if isinstance(node, Pred):
+        return node.key is not None
+    if isinstance(node, Not):
+        return _columns_answer(node.item)
+    return all(_columns_answer(n) for n in node.items)
+
+
+def _area_items(s: Session, area: Area) -> Any:
+    """The ids (``S16``, ascending) of the items whose point on the area's map is inside it."""
+    key_id = s.scalar(select(VectorMap.key_id).where(VectorMap.id == area.map_id))
+    if key_id is None:  # the map has gone since the filter was read: no point is in it
+        return np.zeros(0, dtype="S16")
+    points = packed.get(s, area.map_id, int(key_id))
+    return points.items[area_mask(area, points.x, points.y)]
 
 
 def hidden_items(s: Session, principal: Principal) -> Select[Any] | CompoundSelect[Any]:

@@ -23,6 +23,7 @@ first names them and dropped least recently used beyond the process's limit
 
 from __future__ import annotations
 
+import binascii
 import logging
 import threading
 import time
@@ -40,6 +41,7 @@ from sqlalchemy.orm import Session
 from corral.core.index import changes
 from corral.core.index.filters import And, Node, Not, Or, Pred
 from corral.core.index.keys import TXT_MAX, Key
+from corral.core.maps.area import Area
 from corral.db.tables import Item, ItemMeta
 
 log = logging.getLogger(__name__)
@@ -115,27 +117,40 @@ class Snapshot:
 
     # -- evaluating a filter --------------------------------------------------------------------
 
-    def mask(self, node: Node | None) -> Mask | None:
+    def mask(self, node: Node | None, areas: dict[int, Mask] | None = None) -> Mask | None:
         """The rows matching ``node`` (hidden items too), or None if the snapshot cannot say
-        (an item field, a map area, a substring or full-text predicate, a key not loaded)."""
+        (an item field, a substring or full-text predicate, a key not loaded, a map area not in
+        ``areas``: each area's rows, by ``id()`` of its node, from ``area_rows``)."""
         n = len(self)
         if node is None:
             return np.ones(n, dtype=bool)
         if isinstance(node, And | Or):
             out = np.ones(n, dtype=bool) if isinstance(node, And) else np.zeros(n, dtype=bool)
             for item in node.items:
-                m = self.mask(item)
+                m = self.mask(item, areas)
                 if m is None:
                     return None
                 out = (out & m) if isinstance(node, And) else (out | m)
             return out
         if isinstance(node, Not):
-            m = self.mask(node.item)
+            m = self.mask(node.item, areas)
             return None if m is None else ~m
         if isinstance(node, Pred) and node.key is not None:
             column = self.columns.get(node.key.id)
             return None if column is None else _predicate(column, node)
+        if isinstance(node, Area) and areas is not None and id(node) in areas:
+            return areas[id(node)].copy()
         return None
+
+    def rows_of(self, items: npt.NDArray[Any]) -> Mask:
+        """The rows of these item ids (``S16``, each id's 16 bytes, ascending) as a mask."""
+        out = np.zeros(len(self), dtype=bool)
+        if not len(items) or not len(self):
+            return out
+        wanted = np.frombuffer(binascii.hexlify(np.ascontiguousarray(items).tobytes()), dtype="S32")
+        at = np.minimum(np.searchsorted(self.ids, wanted), len(self) - 1)
+        out[at[self.ids[at] == wanted]] = True
+        return out
 
 
 def _predicate(column: Column, p: Pred) -> Mask | None:
@@ -474,6 +489,23 @@ def _items(s: Session, org_id: uuid.UUID) -> int:
     for rows in _read(s, f"SELECT count(*) FROM items WHERE org_id = {mark}", (_org(s, org_id),)):
         return int(rows[0][0])
     return 0
+
+
+def areas_of(node: Node | None) -> list[Area]:
+    """The map areas a filter names."""
+    out: list[Area] = []
+
+    def walk(n: Node | None) -> None:
+        if isinstance(n, And | Or):
+            for item in n.items:
+                walk(item)
+        elif isinstance(n, Not):
+            walk(n.item)
+        elif isinstance(n, Area):
+            out.append(n)
+
+    walk(node)
+    return out
 
 
 def keys_of(node: Node | None) -> list[Key]:
