@@ -50,6 +50,14 @@ def spreads_connections() -> bool:
 
 def api_socket(host: str, port: int) -> ProcessSocket:
     """The socket for uvicorn's process manager: bound (port 0 resolved here, so every process
-    binds the same port), never listening; each API process listens on its own."""
+    binds the same port), never listening; each API process listens on its own.
+
+    The address is first bound as uvicorn binds it (``SO_REUSEADDR`` only), so a port another
+    program listens on is refused as before, and so is a second ``corral serve`` on the same
+    port: its API processes would otherwise join this one's group and take part of its clients."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        probe.bind((host, port))
+        port = probe.getsockname()[1]
     return bind_reuseport(family, host, port)

@@ -64,3 +64,19 @@ def test_another_program_on_the_port_is_refused() -> None:
 
 def test_spreads_connections_only_on_linux() -> None:
     assert listening.spreads_connections() == sys.platform.startswith("linux")
+
+
+@pytest.mark.skipif(
+    not listening.spreads_connections(), reason="SO_REUSEPORT spreads connections on Linux only"
+)
+def test_a_second_server_on_the_port_is_refused() -> None:
+    """A second `corral serve` on a port in use must fail, not join the first one's group."""
+    first = listening.api_socket("127.0.0.1", 0)
+    child = pickle.loads(pickle.dumps(first))  # an API process of the first server, listening
+    child.listen(8)
+    try:
+        with pytest.raises(OSError):
+            listening.api_socket("127.0.0.1", first.getsockname()[1])
+    finally:
+        child.close()
+        first.close()
