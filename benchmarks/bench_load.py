@@ -315,6 +315,62 @@ def socket_ports(pid: int) -> set[int]:
     return ports
 
 
+def served_connections(pid: int, port: int) -> int:
+    """How many established TCP connections to ``port`` process ``pid`` holds (its clients)."""
+    inodes: set[str] = set()
+    try:
+        fds = list(Path(f"/proc/{pid}/fd").iterdir())
+    except OSError:
+        return 0
+    for fd in fds:
+        try:
+            link = os.readlink(fd)
+        except OSError:
+            continue
+        if link.startswith("socket:["):
+            inodes.add(link[8:-1])
+    n = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[9] in inodes and fields[3] == "01" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                n += 1
+    return n
+
+
+class ProcessWatch:
+    """Each server process's share of a phase: its CPU cores and, sampled mid-phase, the client
+    connections it holds (how the API processes shared the clients out)."""
+
+    def __init__(self, root: int, port: int, seconds: float) -> None:
+        self.pids = descendants(root)
+        self.port = port
+        self.cpu0 = {pid: cpu_seconds([pid]) for pid in self.pids}
+        self.conns: dict[int, int] = {}
+        self.wall = time.monotonic()
+        self.timer = threading.Timer(seconds / 2, self._sample)
+        self.timer.daemon = True
+        self.timer.start()
+
+    def _sample(self) -> None:
+        self.conns = {pid: served_connections(pid, self.port) for pid in self.pids}
+
+    def report(self) -> None:
+        self.timer.cancel()
+        wall = time.monotonic() - self.wall
+        for pid in self.pids:
+            try:
+                cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+                nice = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[16])
+            except (OSError, ValueError, IndexError):
+                continue
+            kind = ("job worker" if " worker" in cmd else "resource tracker" if "resource_tracker" in cmd
+                    else "API process" if "spawn_main" in cmd else "serve" if " serve" in cmd else cmd[:40])
+            cores = (cpu_seconds([pid]) - self.cpu0[pid]) / wall
+            print(f"    pid {pid:<8}{kind:<18}nice {nice:<4}{cores:>5.2f} cores, "
+                  f"{self.conns.get(pid, 0):>3} client connection(s) mid-phase", flush=True)
+
+
 # -- the load --------------------------------------------------------------------------------
 
 
@@ -698,7 +754,8 @@ def main() -> None:
     parser.add_argument("--baseline", type=Path, default=None,
                         help="with --cpu-per-route: another checkout, run in turn with this one, same data")
     parser.add_argument("--keep", type=Path, default=None,
-                        help="SQLite: the work directory, filled on the first run and reused by the next")
+                        help="the work directory (and with --postgres its database), filled on the first run "
+                             "and reused by the next")
     parser.add_argument("--rounds", type=int, default=1, help="with --cpu-per-route: turns of each code")
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop the server and drop the database too
@@ -726,8 +783,19 @@ def main() -> None:
         server = serve(env, args.source, args.serve_args.split(), work / "server.log", args.port)
         watch = PgWatch(env["CORRAL_DATABASE_URL"]) if args.postgres else None
         try:
-            target = asyncio.run(prepare(base, token, sample, args.import_files))
+            prepared = work / "bench-load-target.json"  # --keep: prepared by an earlier run
+            if args.keep is not None and prepared.exists():
+                target = Target(**json.loads(prepared.read_text()))
+            else:
+                target = asyncio.run(prepare(base, token, sample, args.import_files))
+                if args.keep is not None:
+                    prepared.write_text(json.dumps({"dataset": target.dataset, "ids": target.ids,
+                                                    "job": target.job, "bulk_sign": target.bulk_sign}))
             batch0 = 1
+            if args.keep is not None:  # a kept database: each run imports files not imported before
+                counter = work / "bench-load-batch"
+                batch0 = int(counter.read_text()) if counter.exists() else 1
+                counter.write_text(str(batch0 + 1000))
             for n, clients in enumerate(levels):
                 imports = clients > 1
                 pids = descendants(server.pid)
@@ -739,6 +807,7 @@ def main() -> None:
                     spy = start_profile(server.pid, args.seconds, out)
                 if watch is not None:
                     watch.start()
+                processes = ProcessWatch(server.pid, args.port, args.seconds)
                 wall = time.monotonic()
                 stats, elapsed, jobs = asyncio.run(phase(
                     base, token, target, clients, args.seconds, args.max_requests, imports,
@@ -752,6 +821,7 @@ def main() -> None:
                       f"{len(pids)} process(es), RSS {rss_mib(pids):,.0f} MiB, {cpu:.1f} CPU s "
                       f"({cpu / wall:.2f} cores); load generator {mine:.1f} CPU s ({mine / wall:.2f} cores); "
                       f"machine load average {os.getloadavg()[0]:.1f}", flush=True)
+                processes.report()
                 if watch is not None:
                     pg_cpu, sessions, xacts = watch.stop()
                     served = sum(len(v) for k, v in stats.times.items() if k != "import_post")

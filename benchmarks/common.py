@@ -23,9 +23,9 @@ def server_environment(prefix: str, port: int, postgres: bool,
                        keep: Path | None = None) -> Iterator[tuple[Path, dict[str, str]]]:
     """A fresh work directory and the environment for corral commands run in it; with
     ``postgres``, a fresh database (``CORRAL_DATABASE_URL``), dropped afterwards whatever happens.
-    With ``keep`` (SQLite only), that directory is the work directory, kept for the next run."""
-    if keep is not None and postgres:
-        raise ValueError("keep: SQLite only")
+    With ``keep``, that directory is the work directory, kept for the next run; with ``postgres``
+    too, the database named in its ``pg-database`` file is made once, kept and reused (drop it
+    yourself when done)."""
     work = keep.resolve() if keep is not None else Path(tempfile.mkdtemp(prefix=prefix))
     work.mkdir(parents=True, exist_ok=True)
     env = {
@@ -39,18 +39,26 @@ def server_environment(prefix: str, port: int, postgres: bool,
     # CORRAL_BENCH_DB_PREFIX: the database's name prefix (a shared server may ask for one)
     prefix = os.environ.get("CORRAL_BENCH_DB_PREFIX") or "corral_bench_"
     name = f"{prefix}{uuid.uuid4().hex[:8]}" if postgres else None
+    kept = work / "pg-database" if keep is not None and postgres else None
+    if kept is not None and kept.exists():
+        name = kept.read_text().strip()
     admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT") if name else None
     if admin is not None:
         with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
+            exists = conn.execute(text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name})
+            if exists.first() is None:
+                conn.execute(text(f'CREATE DATABASE "{name}"'))
+        if kept is not None:
+            kept.write_text(name or "")
         url = make_url(PG_ADMIN).set(database=name)
         env["CORRAL_DATABASE_URL"] = url.render_as_string(hide_password=False)
     try:
         yield work, env
     finally:
         if admin is not None:
-            with admin.connect() as conn:
-                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            if kept is None:
+                with admin.connect() as conn:
+                    conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
             admin.dispose()
 
 

@@ -92,6 +92,7 @@ def serve(host: str | None, port: int | None, data_dir: Path | None, workers: in
     """
     import uvicorn
 
+    from corral.api import listening
     from corral.api.app import check_schema, create_app
     from corral.api.limits import uvicorn_options
     from corral.core import identity
@@ -159,7 +160,22 @@ def serve(host: str | None, port: int | None, data_dir: Path | None, workers: in
             # command line set, and the resolved data directory (the secret key lives there).
             os.environ["CORRAL_DATA_DIR"] = str(settings.data_dir.resolve())
             os.environ["CORRAL_HOST"], os.environ["CORRAL_PORT"] = settings.host, str(settings.port)
-            uvicorn.run("corral.api.app:app_from_environment", factory=True, workers=api, **options)
+            app = "corral.api.app:app_from_environment"
+            if not listening.spreads_connections():
+                uvicorn.run(app, factory=True, workers=api, **options)
+                return
+            # uvicorn.run's --workers path, with a socket per API process (corral/api/listening.py)
+            from uvicorn.supervisors import Multiprocess
+
+            config = uvicorn.Config(app, factory=True, workers=api, **options)
+            try:
+                sock = listening.api_socket(config.host, config.port)
+            except OSError as exc:
+                raise click.ClickException(f"cannot listen on {config.host}:{config.port}: {exc}") from exc
+            try:
+                Multiprocess(config, sockets=[sock]).run()
+            except KeyboardInterrupt:  # as uvicorn.run
+                pass
     finally:
         if supervisor is not None:
             supervisor.stop()
