@@ -8,7 +8,14 @@ It makes a fresh organisation in a fresh data directory (SQLite) or the given Po
 (``projection.project_new`` with validated ``StoredVector`` values, in batches of 5,000), builds
 the key's index as the ``vector_index`` job does, then runs 100 held-out queries unfiltered and
 under a filter matching 1% of the items, against exact brute force.  Memory is this process's
-peak resident set (the vectors it generated included).
+peak resident set (the vectors it generated included).  Each query's latency is given as wall
+time and as this thread's CPU time (``time.thread_time``: what the query cost, whatever else the
+machine runs).
+
+``--data-dir DIR`` keeps the database (SQLite) and the index there; a later run with the same
+``--data-dir`` (and ``--database-url``) skips ingest and build and only queries, so two versions
+of corral can be compared on one build (``PYTHONPATH`` and this file's location decide which
+corral runs: copy the file into the other checkout's ``benchmarks/``).
 
 Not covered yet: ingest through the HTTP registration route (``bench_registration.py`` measures
 registration without vectors), and the 4,096-d and 5,000,000 cases.
@@ -17,6 +24,8 @@ registration without vectors), and the 4,096-d and 5,000,000 cases.
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import resource
 import sys
 import tempfile
@@ -76,19 +85,69 @@ def main() -> None:
     p.add_argument("--dim", type=int, default=512)
     p.add_argument("--database-url", default=None)
     p.add_argument("--store", default="auto")
+    p.add_argument("--data-dir", type=Path, default=None,
+                   help="keep the database and index here; reuse them when they are already there")
+    p.add_argument("--rounds", type=int, default=1, help="times the 100 queries are run (after a warm-up)")
     a = p.parse_args()
-    data_dir = Path(tempfile.mkdtemp(prefix="bench-vectors-"))
+    data_dir = a.data_dir.resolve() if a.data_dir else Path(tempfile.mkdtemp(prefix="bench-vectors-"))
+    data_dir.mkdir(parents=True, exist_ok=True)
     settings = Settings(data_dir=data_dir, database_url=a.database_url, secret_key="b" * 40,
                         vector_store=a.store)
-    db, who, folder = setup(settings, a.dim)
     data = clustered(a.n + 100, a.dim, clusters=1000, latent=24)
     queries, data = data[a.n :], data[: a.n]
+    saved = data_dir / "bench.json"
+    if saved.exists():
+        kept = json.loads(saved.read_text())
+        if (kept["n"], kept["dim"]) != (a.n, a.dim):
+            raise SystemExit(f"{data_dir} holds n={kept['n']} dim={kept['dim']}")
+        db = create_database(settings)
+        with db.read() as s:
+            u = s.get(User, uuid.UUID(kept["user"]))
+            assert u is not None
+            who = principal_for_user(u, "bearer")
+        ids = [uuid.UUID(i) for i in kept["ids"]]
+        store = for_database(db, settings)
+        keys = vector_search.ensure_keys(db, who.org_id)
+        ingest, build = kept["ingest_s"], kept["build_s"]
+    else:
+        db, who, ids, store, keys, ingest, build = load(settings, a.n, a.dim, data)
+        saved.write_text(json.dumps({"n": a.n, "dim": a.dim, "user": str(who.user_id),
+                                     "ids": [str(i) for i in ids], "ingest_s": ingest, "build_s": build}))
+
+    def run(filter_: object, among: np.ndarray | None) -> tuple[float, float, float]:
+        times, cpu, hits = [], [], 0
+        want = [{ids[i] for i in exact_top(data, q, 10, among=among)} for q in queries]
+        for round_ in range(a.rounds + 1):  # the first round warms up (pages, caches)
+            for q, wanted in zip(queries, want, strict=True):
+                t, c = time.perf_counter(), time.thread_time()
+                with db.read() as s:
+                    found = vector_search.similar(s, who, store, keys, vector_search.Query(
+                        key="clip", vector=q.tolist(), k=10, filter=filter_), fields=("id",))
+                if round_:
+                    times.append(time.perf_counter() - t)
+                    cpu.append(time.thread_time() - c)
+                    hits += len(wanted & {h.item_id for h in found.hits})
+        return (1000 * float(np.median(times)), 1000 * float(np.median(cpu)),
+                hits / (10 * len(queries) * a.rounds))
+
+    p50, cpu50, rec = run(None, None)
+    among = np.arange(7, a.n, 100)
+    fp50, fcpu50, frec = run({"key": "group", "op": "eq", "value": 7}, among)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"store={store.name} n={a.n} dim={a.dim} ingest_s={ingest:.1f} build_s={build:.1f} "
+          f"p50_ms={p50:.2f} cpu_p50_ms={cpu50:.2f} recall10={rec:.3f} filtered_p50_ms={fp50:.2f} "
+          f"filtered_cpu_p50_ms={fcpu50:.2f} filtered_recall10={frec:.3f} peak_rss_mib={peak:.0f}")
+
+
+def load(settings: Settings, n: int, dim: int, data: np.ndarray) -> tuple[Any, ...]:
+    """Ingest ``data`` and build the index: (db, principal, item ids, store, keys, ingest s, build s)."""
+    db, who, folder = setup(settings, dim)
     ids: list[uuid.UUID] = []
     t0 = time.perf_counter()
-    for start in range(0, a.n, BATCH):
+    for start in range(0, n, BATCH):
         rows, metas = [], []
         now = utcnow()
-        for i in range(start, min(a.n, start + BATCH)):
+        for i in range(start, min(n, start + BATCH)):
             item_id = uuid7()
             ids.append(item_id)
             meta = {"clip": StoredVector(data[i]), "group": i % 100}
@@ -101,31 +160,15 @@ def main() -> None:
     ingest = time.perf_counter() - t0
     store = for_database(db, settings)
     keys = vector_search.ensure_keys(db, who.org_id)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     built = store.refresh(db, keys["clip"])
     with db.write() as s:
         store.commit_refresh(s, keys["clip"], built)
     build = time.perf_counter() - t0
-
-    def run(filter_: object, among: np.ndarray | None) -> tuple[float, float]:
-        times, hits = [], 0
-        for q in queries:
-            t = time.perf_counter()
-            with db.read() as s:
-                found = vector_search.similar(s, who, store, keys, vector_search.Query(
-                    key="clip", vector=q.tolist(), k=10, filter=filter_), fields=("id",))
-            times.append(time.perf_counter() - t)
-            want = {ids[i] for i in exact_top(data, q, 10, among=among)}
-            hits += len(want & {h.item_id for h in found.hits})
-        return 1000 * float(np.median(times)), hits / (10 * len(queries))
-
-    p50, rec = run(None, None)
-    among = np.arange(7, a.n, 100)
-    fp50, frec = run({"key": "group", "op": "eq", "value": 7}, among)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"store={store.name} n={a.n} dim={a.dim} ingest_s={ingest:.1f} build_s={build:.1f} "
-          f"p50_ms={p50:.2f} recall10={rec:.3f} filtered_p50_ms={fp50:.2f} filtered_recall10={frec:.3f} "
-          f"peak_rss_mib={peak:.0f}")
+    # CPU seconds of this process's threads (usearch's build threads included; not PostgreSQL's)
+    print(f"build_s={build:.1f} build_cpu_s={time.process_time() - c0:.1f} "
+          f"loadavg={' '.join(f'{x:.1f}' for x in os.getloadavg())}", flush=True)
+    return db, who, ids, store, keys, ingest, build
 
 
 if __name__ == "__main__":

@@ -374,3 +374,14 @@ def test_counts_and_facets_leave_out_hidden_items(world, make_user, tree) -> Non
         assert query.count(s, them, tree) == 0
         assert all(not f.get("values") and not f.get("count")
                    for f in query.facets(s, them, tree, ["weather", "score", "@type"]))
+
+
+def test_the_catalog_follows_a_schema_change_at_once(db, make_user) -> None:  # type: ignore[no-untyped-def]
+    """Each process keeps parsed schemas by version: a query after a save sees the new key."""
+    who = principal(db, make_user("catalog@x.io").user_id)
+    save_schema(db, who, {"keys": {"a": {"type": "number"}}})
+    with db.read() as s, pytest.raises(errors.ValidationFailed):
+        query.count(s, who, {"key": "b", "op": "exists"})  # parsed and kept: version 1
+    save_schema(db, who, {"keys": {"a": {"type": "number"}, "b": {"type": "number"}}})
+    with db.read() as s:
+        assert query.count(s, who, {"key": "b", "op": "exists"}) == 0

@@ -118,7 +118,7 @@ def resolve(s: Session, principal: Principal, ref: str | uuid.UUID, need: str = 
 
 
 def _visible_items(s: Session, principal: Principal) -> list[ColumnElement[bool]]:
-    return index_query._visible(s, principal)
+    return index_query.visible(s, principal)
 
 
 def counts(s: Session, principal: Principal, ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, int]:
@@ -346,7 +346,7 @@ def items_page(
         visible = select(Item.id).where(*_visible_items(s, principal))
         query = query.where(CollectionItem.item_id.in_(visible))
     else:  # every item that exists (not deleted, published), seen or not
-        live = index_query._visible(s, _admin(principal))
+        live = index_query.visible(s, _admin(principal))
         query = query.where(CollectionItem.item_id.in_(select(Item.id).where(*live)))
     if after is not None:
         query = query.where(CollectionItem.item_id > after)

@@ -225,7 +225,8 @@ def _features(s: Session, org_id: uuid.UUID, kind: str, ref: str) -> list[str]:
     return sorted(hashes)
 
 
-def _visible(s: Session, principal: Principal) -> list[ColumnElement[bool]]:
+def visible(s: Session, principal: Principal) -> list[ColumnElement[bool]]:
+    """The conditions on ``items`` of what the principal may see (no filter)."""
     conditions = [Item.org_id == principal.org_id, published(), Item.deleted_at.is_(None)]
     visible = permissions.visible_folder_ids(s, principal)
     if visible is not None:
@@ -253,7 +254,7 @@ def _compiled(
     row: Any = None,
 ) -> Prepared:
     compiled = Compiler(s.get_bind().dialect.name, correlated=correlated, row=row)(node)
-    return Prepared([*_visible(s, principal), compiled], cat, node)
+    return Prepared([*visible(s, principal), compiled], cat, node)
 
 
 def from_text(s: Session, principal: Principal, where: str) -> dict[str, Any] | None:

@@ -90,10 +90,34 @@ def current_schema_at(s: Session, org_id: uuid.UUID) -> tuple[int, Schema]:
     return (0, Schema()) if row is None else (int(row.version), from_native(row.document))
 
 
+_SCHEMAS: OrderedDict[tuple[uuid.UUID, int], Schema] = OrderedDict()
+_SCHEMAS_LOCK = threading.Lock()
+
+
 def current_schema(s: Session, org_id: uuid.UUID) -> Schema:
-    """The current schema alone (what a query needs: one read, no editor's email)."""
-    document = s.scalar(select(MetadataSchema.document).where(MetadataSchema.org_id == org_id))
-    return Schema() if document is None else from_native(document)
+    """The current schema alone (what a query needs: no editor's email).
+
+    Parsed once per version in each process: every save writes a new version, so a query reads
+    the version number (one small row) and the document only when this process has not seen it.
+    """
+    version = s.scalar(select(MetadataSchema.version).where(MetadataSchema.org_id == org_id))
+    if version is None:
+        return Schema()
+    with _SCHEMAS_LOCK:
+        found = _SCHEMAS.get((org_id, version))
+        if found is not None:
+            _SCHEMAS.move_to_end((org_id, version))
+            return found
+    row = s.execute(select(MetadataSchema.version, MetadataSchema.document)
+                    .where(MetadataSchema.org_id == org_id)).first()
+    if row is None:
+        return Schema()
+    schema = from_native(row.document)
+    with _SCHEMAS_LOCK:
+        _SCHEMAS[(org_id, row.version)] = schema
+        while len(_SCHEMAS) > _CACHE_SIZE:
+            _SCHEMAS.popitem(last=False)
+    return schema
 
 
 def save(

@@ -72,12 +72,9 @@ class EmbeddedStore(TableStore):
             return index
 
     def _ann(
-        self, s: Session, key: VectorKey, query: Vectors, fetch: int, metric: Metric
+        self, s: Session, key: VectorKey, query: Vectors, fetch: int, metric: Metric, index_file: str
     ) -> list[int] | None:
-        state = s.get(VectorKeyRow, key.id)
-        if state is None or state.index_file is None or state.index_metric != metric:
-            return None
-        index = self._index(str(self.root / state.index_file))
+        index = self._index(str(self.root / index_file))
         if index is None:
             return None
         index.expansion_search = max(EXPANSION_SEARCH, fetch)

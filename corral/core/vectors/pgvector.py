@@ -110,11 +110,8 @@ class PgvectorStore(TableStore):
     name = "pgvector"
 
     def _ann(
-        self, s: Session, key: VectorKey, query: Vectors, fetch: int, metric: Metric
+        self, s: Session, key: VectorKey, query: Vectors, fetch: int, metric: Metric, index_file: str
     ) -> list[int] | None:
-        state = s.get(VectorKeyRow, key.id)
-        if state is None or state.index_metric != metric or state.index_file is None:
-            return None
         expr, family = _expression(key.dim)
         literal = "[" + ",".join(repr(float(x)) for x in query) + "]"
         if family == "vector":

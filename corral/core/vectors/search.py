@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
-from sqlalchemy import ColumnElement, and_, func, select
+from sqlalchemy import ColumnElement, and_, func, select, union_all
 from sqlalchemy.orm import Session
 
 from corral import errors
@@ -88,11 +88,25 @@ class SqlCandidates:
         if (self.s.scalar(select(func.count()).select_from(counted)) or 0) > limit:
             return None
         # Unordered (an ORDER BY would make the database walk every vector of the key in id
-        # order); sorted by row id here, so ties are broken the same way every time.
-        rows = sorted(self.s.execute(self._joined(ItemVector.id, ItemVector.vec)).all())
+        # order); put in row id order here (numpy, not Python row comparisons), so ties are
+        # broken the same way every time.
+        rows = self.s.execute(self._joined(ItemVector.id, ItemVector.vec)).all()
         labels = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
         matrix = np.frombuffer(b"".join([r[1] for r in rows]), dtype="<f4").reshape(len(rows), self.key.dim)
-        return Few(labels, matrix.astype(np.float32))
+        order = np.argsort(labels, kind="stable")
+        return Few(labels[order], matrix[order])
+
+    def labelled(self, labels: Sequence[int], after: int) -> tuple[list[uuid.UUID], list[bytes]]:
+        # One statement: the labels' rows that are still stored and candidates, and the delta's
+        # candidates (vectors newer than the index), with their bytes (no second look-up).
+        parts = [self._joined(ItemVector.item_id, ItemVector.vec).where(ItemVector.id.in_(chunk))
+                 for chunk in (labels[i : i + 500] for i in range(0, len(labels), 500))]
+        # the delta's row ids first (``ix_item_vectors_key_id_id``), so that no database starts
+        # from the organisation's items
+        delta = select(ItemVector.id).where(ItemVector.key_id == self.key.id, ItemVector.id > after)
+        parts.append(self._joined(ItemVector.item_id, ItemVector.vec).where(ItemVector.id.in_(delta)))
+        rows = self.s.execute(union_all(*parts) if len(parts) > 1 else parts[0]).all()
+        return [r[0] for r in rows], [r[1] for r in rows]
 
     def accept(self, item_ids: Sequence[uuid.UUID]) -> set[uuid.UUID]:
         out: set[uuid.UUID] = set()
@@ -189,12 +203,18 @@ def similar(s: Session, principal: Principal, store: TableStore, keys: dict[str,
     key = key_named(keys, q.key)
     metric: Metric = q.metric or key.metric  # type: ignore[assignment]
     vector = _query_vector(s, principal, store, key, q)
-    prepared = index_query.prepare(s, principal, q.filter)
-    broad = prepared.node is None and principal.is_admin  # admins see every folder
+    if q.filter is None or q.filter == {}:  # no catalog (schema, index keys) to read
+        where = index_query.visible(s, principal)
+        broad = principal.is_admin  # admins see every folder
+    else:
+        prepared = index_query.prepare(s, principal, q.filter)
+        where, broad = prepared.where, prepared.node is None and principal.is_admin
     exclude = [] if q.include_query_items else [i for i in [q.item, *(q.items or [])] if i is not None]
-    candidates = SqlCandidates(s, key, prepared.where, exclude, broad=broad)
+    candidates = SqlCandidates(s, key, where, exclude, broad=broad)
     hits = store.search(s, key, vector, q.k, metric, candidates)
-    rows = {i.id: i for i in s.scalars(select(Item).where(Item.id.in_([h.item_id for h in hits])))}
+    # the output's columns only (no ORM objects), as the index's pages read them
+    rows = {r.id: r for r in s.execute(select(*index_query._OUTPUT_COLUMNS)
+                                       .where(Item.id.in_([h.item_id for h in hits])))}
     out = []
     for hit in hits:
         item = rows.get(hit.item_id)

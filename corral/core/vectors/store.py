@@ -144,6 +144,10 @@ class Candidates(Protocol):
     def accept(self, item_ids: Sequence[uuid.UUID]) -> set[uuid.UUID]:
         """Which of ``item_ids`` are candidates."""
 
+    def labelled(self, labels: Sequence[int], after: int) -> tuple[list[uuid.UUID], list[bytes]]:
+        """The stored vectors (of the key) of the candidates among row ids ``labels``, and of every
+        candidate whose row id is above ``after`` (the delta): (item ids, raw float32 bytes)."""
+
 
 class VectorStore(Protocol):
     """Where vectors live and how they are searched; one per database (``stores.for_database``).

@@ -135,10 +135,13 @@ class TableStore:
     def search(
         self, s: Session, key: VectorKey, query: Vectors, k: int, metric: Metric, candidates: Candidates
     ) -> list[Hit]:
-        state = s.get(VectorKeyRow, key.id)
+        state = s.execute(select(VectorKeyRow.indexed_upto, VectorKeyRow.indexed_count,
+                                 VectorKeyRow.index_file, VectorKeyRow.index_metric)
+                          .where(VectorKeyRow.id == key.id)).first()
         upto = state.indexed_upto if state is not None else 0
         total = state.indexed_count if state is not None else 0
-        indexed = state is not None and state.index_file is not None and state.index_metric == metric
+        index_file = state.index_file if state is not None and state.index_metric == metric else None
+        indexed = index_file is not None
         # Unfiltered, with an index larger than the exact limit: the candidates are most of the
         # vectors, so counting them first (thousands of rows a query) would only confirm it.
         if not (candidates.broad and indexed and total > EXACT_LIMIT):
@@ -146,8 +149,8 @@ class TableStore:
             if few is not None:
                 return self._exact_among(s, query, k, metric, few)
         fetch = max(4 * k, 40)
-        while total and fetch < 4 * total:
-            labels = self._ann(s, key, query, fetch, metric)
+        while index_file is not None and total and fetch < 4 * total:
+            labels = self._ann(s, key, query, fetch, metric, index_file)
             if labels is None:
                 break
             hits = self._rescore(s, key, query, metric, labels, candidates, upto)
@@ -162,24 +165,11 @@ class TableStore:
     ) -> list[Hit]:
         """Exact scores of the index's labels that are still stored and candidates, plus the
         delta's (vectors newer than the index), best first."""
-        ids: list[uuid.UUID] = []
-        blobs: list[bytes] = []
-        for chunk in _chunks(list(labels)):
-            for item_id, raw in s.execute(
-                select(ItemVector.item_id, ItemVector.vec).where(ItemVector.id.in_(chunk))
-            ):
-                ids.append(item_id)
-                blobs.append(raw)
-        for _, delta_ids, matrix in self._iter_rows(s, key, 10_000, upto):
-            ids += delta_ids
-            blobs += [row.tobytes() for row in matrix]
-        keep = candidates.accept(ids) if ids else set()
-        chosen = [i for i, item_id in enumerate(ids) if item_id in keep]
-        if not chosen:
+        ids, blobs = candidates.labelled(labels, upto)
+        if not ids:
             return []
-        joined = b"".join(blobs[i] for i in chosen)
-        matrix = np.frombuffer(joined, dtype="<f4").reshape(len(chosen), key.dim)
-        return top_k([ids[i] for i in chosen], scores(matrix, query, metric), len(chosen))
+        matrix = np.frombuffer(b"".join(blobs), dtype="<f4").reshape(len(ids), key.dim)
+        return top_k(ids, scores(matrix, query, metric), len(ids))
 
     def _exact_among(self, s: Session, query: Vectors, k: int, metric: Metric, few: Few) -> list[Hit]:
         """Every candidate of a small set scored; the best ``k`` mapped to their items."""
@@ -216,10 +206,10 @@ class TableStore:
     # -- the approximate index (subclasses) --------------------------------------------------------
 
     def _ann(
-        self, s: Session, key: VectorKey, query: Vectors, fetch: int, metric: Metric
+        self, s: Session, key: VectorKey, query: Vectors, fetch: int, metric: Metric, index_file: str
     ) -> list[int] | None:
-        """Up to ``fetch`` labels (``item_vectors.id``) near ``query``; None when there is no
-        index for ``metric``."""
+        """Up to ``fetch`` labels (``item_vectors.id``) near ``query`` from the key's index for
+        ``metric`` (``vector_keys.index_file``); None when it cannot be read."""
         return None
 
     def refresh(self, db: Database, key: VectorKey, progress: Progress | None = None) -> dict[str, Any]:
