@@ -438,7 +438,7 @@ def _commit_batch(s: Session, unit: ClaimedUnit, ready: _Ready) -> dict[str, Any
     needed = [*prepared, *contested]
     missing = [p for p in needed if id(p) not in ready.rows]
     ready.build(missing)  # what the look-up outside the lock took for a duplicate, wrongly
-    keys = load_keys(s, unit.org_id)
+    keys = load_keys(s, unit.org_id, writing=True)
     if missing or keys != ready.keys:  # (the index changed since the rows were built)
         ready.meta = _projected(keys, [(ready.rows[id(p)][0][0], p) for p in needed])
     elif len(needed) < len(ready.rows):  # duplicates were left out
