@@ -166,7 +166,7 @@ def busiest_thread(before: dict[int, float], after: dict[int, float]) -> float:
 
 
 def profile(pids: list[int], seconds: int, out: Path) -> list[subprocess.Popen[bytes]]:
-    """With CORRAL_BENCH_PYSPY=path/to/py-spy: sample each process into OUT-PID.txt (collapsed stacks);
+    """With CORRAL_BENCH_PYSPY=path/to/py-spy: sample each process into OUT-PID.txt (collapsed stacks) for CORRAL_BENCH_PYSPY_SECONDS;
     with CORRAL_BENCH_PYSPY_IDLE=1 waiting threads too."""
     spy = os.environ.get("CORRAL_BENCH_PYSPY")
     if not spy:
@@ -256,7 +256,8 @@ def run_import(corral: str, server: subprocess.Popen[bytes], manifest: Path, env
     pg_before = backends(env)
     cpu_before = {pid: cpu_seconds(pid) for pid in pids}
     threads_before = {pid: thread_cpu(pid) for pid in pids}
-    spies = profile(pids, max(10, args.files // 10_000), work / f"profile-{label}")
+    seconds = int(os.environ.get("CORRAL_BENCH_PYSPY_SECONDS") or max(10, args.files // 10_000))
+    spies = profile(pids, seconds, work / f"profile-{label}")
     start = time.perf_counter()
     result = subprocess.run(
         [corral, "import", str(manifest), "--folder", "bench", "--integration", "media", "--json",

@@ -81,9 +81,12 @@ class Projector:
         return meta, text
 
 
-def write(s: Session, rows: Rows) -> None:
-    insert_tuples(s, META, META_COLUMNS, rows[0])
-    insert_tuples(s, TEXT, TEXT_COLUMNS, rows[1])
+def write(s: Session, rows: Rows, *, converted: bool = False) -> None:
+    """Insert values; ``converted``: their item ids are hex strings already (registration's
+    ``uuid7_hex``), which every column here passes to the driver as they are, so the rows are
+    not copied through ``convert_tuples`` (a fifth of the values' insert on SQLite)."""
+    insert_tuples(s, META, META_COLUMNS, rows[0], converted=converted)
+    insert_tuples(s, TEXT, TEXT_COLUMNS, rows[1], converted=converted)
 
 
 def write_skipping(s: Session, rows: Rows) -> None:
