@@ -166,8 +166,8 @@ def busiest_thread(before: dict[int, float], after: dict[int, float]) -> float:
 
 
 def profile(pids: list[int], seconds: int, out: Path) -> list[subprocess.Popen[bytes]]:
-    """With CORRAL_BENCH_PYSPY=path/to/py-spy: sample each process into OUT-PID.txt (collapsed stacks) for CORRAL_BENCH_PYSPY_SECONDS;
-    with CORRAL_BENCH_PYSPY_IDLE=1 waiting threads too."""
+    """With CORRAL_BENCH_PYSPY=path/to/py-spy: sample each process into OUT-PID.txt (collapsed
+    stacks) for CORRAL_BENCH_PYSPY_SECONDS; with CORRAL_BENCH_PYSPY_IDLE=1 waiting threads too."""
     spy = os.environ.get("CORRAL_BENCH_PYSPY")
     if not spy:
         return []
