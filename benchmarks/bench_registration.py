@@ -49,6 +49,7 @@ from typing import Any
 
 import httpx
 from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
 
 from benchmarks.common import memory_mib, server_environment
 
@@ -165,8 +166,8 @@ def busiest_thread(before: dict[int, float], after: dict[int, float]) -> float:
 
 
 def profile(pids: list[int], seconds: int, out: Path) -> list[subprocess.Popen[bytes]]:
-    """With CORRAL_BENCH_PYSPY=path/to/py-spy: sample each process into OUT-PID.txt (collapsed stacks);
-    with CORRAL_BENCH_PYSPY_IDLE=1 waiting threads too."""
+    """With CORRAL_BENCH_PYSPY=path/to/py-spy: sample each process into OUT-PID.txt (collapsed
+    stacks) for CORRAL_BENCH_PYSPY_SECONDS; with CORRAL_BENCH_PYSPY_IDLE=1 waiting threads too."""
     spy = os.environ.get("CORRAL_BENCH_PYSPY")
     if not spy:
         return []
@@ -225,12 +226,38 @@ def make_stale(env: dict[str, str], work: Path) -> None:
         db.close()
 
 
+def backends(env: dict[str, str]) -> dict[int, float]:
+    """PostgreSQL only: the CPU seconds so far of each backend connected to the benchmark's
+    database (the server's pool), read from /proc (the database server runs on this machine)."""
+    url = env.get("CORRAL_DATABASE_URL")
+    if not url:
+        return {}
+    engine = create_engine(make_url(url).set(database="postgres"), isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as conn:
+            pids = conn.execute(
+                text("SELECT pid FROM pg_stat_activity WHERE datname = :db"), {"db": make_url(url).database}
+            ).scalars().all()
+    finally:
+        engine.dispose()
+    return {pid: cpu_seconds(pid) for pid in pids}
+
+
+def backend_cpu(before: dict[int, float], after: dict[int, float]) -> tuple[float, int]:
+    """CPU the backends used between two readings, and how many backends of the first reading had
+    ended by the second (their last work is not counted)."""
+    used = sum(t - before.get(pid, 0.0) for pid, t in after.items() if t == t)
+    return used, sum(1 for pid in before if pid not in after or after[pid] != after[pid])
+
+
 def run_import(corral: str, server: subprocess.Popen[bytes], manifest: Path, env: dict[str, str],
                work: Path, args: argparse.Namespace, label: str, skip: bool) -> None:
     pids = [server.pid, *children(server.pid)]
+    pg_before = backends(env)
     cpu_before = {pid: cpu_seconds(pid) for pid in pids}
     threads_before = {pid: thread_cpu(pid) for pid in pids}
-    spies = profile(pids, max(10, args.files // 10_000), work / f"profile-{label}")
+    seconds = int(os.environ.get("CORRAL_BENCH_PYSPY_SECONDS") or max(10, args.files // 10_000))
+    spies = profile(pids, seconds, work / f"profile-{label}")
     start = time.perf_counter()
     result = subprocess.run(
         [corral, "import", str(manifest), "--folder", "bench", "--integration", "media", "--json",
@@ -248,6 +275,7 @@ def run_import(corral: str, server: subprocess.Popen[bytes], manifest: Path, env
         else f"[{label}] {result.stderr}"
     )
     cpu = {pid: cpu_seconds(pid) - cpu_before[pid] for pid in pids}
+    pg_used, pg_ended = backend_cpu(pg_before, backends(env))
     busiest = {pid: busiest_thread(threads_before[pid], thread_cpu(pid)) for pid in pids}
     cli_cpu = resource.getrusage(resource.RUSAGE_CHILDREN)
     print(
@@ -255,6 +283,14 @@ def run_import(corral: str, server: subprocess.Popen[bytes], manifest: Path, env
         + ", ".join(f"{'server' if p == server.pid else 'worker'} {t:.1f} (busiest thread {busiest[p]:.1f})"
                     for p, t in cpu.items() if t >= 0.05)
         + f", corral import {cli_cpu.ru_utime + cli_cpu.ru_stime:.1f} (with setup commands)"
+        + (f", PostgreSQL backends {pg_used:.1f}"
+           + (f" ({pg_ended} ended meanwhile, not counted)" if pg_ended else "") if pg_before else "")
+    )
+    total = sum(t for t in cpu.values() if t == t)
+    print(
+        f"[{label}] server-side CPU seconds: {total:.1f} (corral serve and its worker processes)"
+        + (f", {total + pg_used:.1f} with the PostgreSQL backends" if pg_before else ""),
+        flush=True,
     )
     for spy in spies:
         spy.wait()

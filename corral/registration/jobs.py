@@ -438,7 +438,7 @@ def _commit_batch(s: Session, unit: ClaimedUnit, ready: _Ready) -> dict[str, Any
     needed = [*prepared, *contested]
     missing = [p for p in needed if id(p) not in ready.rows]
     ready.build(missing)  # what the look-up outside the lock took for a duplicate, wrongly
-    keys = load_keys(s, unit.org_id)
+    keys = load_keys(s, unit.org_id, writing=True)
     if missing or keys != ready.keys:  # (the index changed since the rows were built)
         ready.meta = _projected(keys, [(ready.rows[id(p)][0][0], p) for p in needed])
     elif len(needed) < len(ready.rows):  # duplicates were left out
@@ -446,7 +446,7 @@ def _commit_batch(s: Session, unit: ClaimedUnit, ready: _Ready) -> dict[str, Any
         ready.meta = ([r for r in ready.meta[0] if r[0] in kept], [r for r in ready.meta[1] if r[0] in kept])
     _insert(s, unit, folder_id, ready, prepared)
     _insert(s, unit, folder_id, ready, contested, staged=True)
-    projection.write(s, ready.meta)
+    projection.write(s, ready.meta, converted=True)  # ids from uuid7_hex (_Ready.build)
     # Whatever else must change with a batch's items goes here: every batch, inline or a unit,
     # commits through this transaction.
     index_changes.note(s, unit.org_id, (ready.rows[id(p)][0][0] for p in needed))  # index snapshots

@@ -103,12 +103,18 @@ def wanted(schema: Schema) -> dict[str, dict[str, Any]]:
     }
 
 
-def load(s: Session, org_id: uuid.UUID) -> list[Key]:
-    rows = s.execute(
-        select(IndexKey.id, IndexKey.name, IndexKey.definition, IndexKey.ready, IndexKey.job_id).where(
-            IndexKey.org_id == org_id
-        )
-    ).all()
+def load(s: Session, org_id: uuid.UUID, *, writing: bool = False) -> list[Key]:
+    """The organisation's index keys.  ``writing``: the caller writes values of them in this
+    transaction; on PostgreSQL their rows are then share-locked until it ends, so a concurrent
+    ``sync`` cannot delete a key (and, by trigger, its values) under the write and leave values
+    of a key that is gone (``item_meta`` has no foreign keys, migration 0023y; SQLite's single
+    writer already serialises the two)."""
+    query = select(IndexKey.id, IndexKey.name, IndexKey.definition, IndexKey.ready, IndexKey.job_id).where(
+        IndexKey.org_id == org_id
+    )
+    if writing and s.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update(key_share=True, of=IndexKey)
+    rows = s.execute(query).all()
     return [Key(r.id, r.name, _entry(r.name, r.definition), r.ready, r.job_id) for r in rows]
 
 
@@ -149,7 +155,7 @@ def sync(
         else:
             keep.add(key.name)
     if stale:
-        s.execute(delete(IndexKey).where(IndexKey.id.in_(stale)))  # their values go by cascade
+        s.execute(delete(IndexKey).where(IndexKey.id.in_(stale)))  # their values go by trigger
     from corral.core.index import changes
 
     if stale or len(keep) < len(want):  # snapshots read every key again

@@ -51,7 +51,7 @@ def _project_range(
     """Project the organisation's items with ``after < id <= upto`` into ``key_ids``: set-based
     (``setbased.py``) for the keys it can do, the Python projector for any other."""
     wanted = set(key_ids)
-    keys = [k for k in load(s, org_id) if k.id in wanted]
+    keys = [k for k in load(s, org_id, writing=True) if k.id in wanted]
     dialect = s.get_bind().dialect.name
     scope = setbased.scope(dialect, org_id, after, upto)
     rest = [k for k in keys if not setbased.supported(dialect, k)]
