@@ -145,17 +145,15 @@ function describe(status: MapStatus | null, points: MapPoints | null, job: strin
 // -- the WebGL2 canvas -----------------------------------------------------------------------------
 
 const VERT = `#version 300 es
-in vec2 a_pos; in float a_code; in float a_sel;
+in vec2 a_pos; in float a_code;
 uniform vec3 u_view; uniform vec2 u_size; uniform float u_point;
-uniform sampler2D u_pal; uniform float u_selecting;
+uniform sampler2D u_pal;
 out vec4 v_color;
 void main() {
   vec2 s = a_pos * u_view.x + u_view.yz;
   gl_Position = vec4(s.x / u_size.x * 2.0 - 1.0, 1.0 - s.y / u_size.y * 2.0, 0.0, 1.0);
-  vec3 c = texelFetch(u_pal, ivec2(int(a_code), 0), 0).rgb;
-  bool dim = u_selecting > 0.5 && a_sel < 0.5;
-  v_color = dim ? vec4(mix(c, vec3(0.75), 0.6), 0.55) : vec4(c, 0.95);
-  gl_PointSize = dim ? u_point : u_point + 1.0;
+  v_color = vec4(texelFetch(u_pal, ivec2(int(a_code), 0), 0).rgb, 0.95);
+  gl_PointSize = u_point + 1.0;
 }`;
 const FRAG = `#version 300 es
 precision mediump float;
@@ -165,7 +163,6 @@ void main() { o = v_color; }`;
 interface GlState {
   gl: WebGL2RenderingContext;
   prog: WebGLProgram;
-  sel: WebGLBuffer;
   n: number;
 }
 
@@ -197,7 +194,6 @@ function setup(canvas: HTMLCanvasElement, points: MapPoints): GlState {
   for (let i = 0; i < points.n; i++) { xy[2 * i] = points.x[i]; xy[2 * i + 1] = points.y[i]; }
   attr("a_pos", xy, 2, gl.UNSIGNED_SHORT);
   attr("a_code", points.codes, 1, gl.UNSIGNED_BYTE);
-  const sel = attr("a_sel", new Uint8Array(points.n), 1, gl.UNSIGNED_BYTE);
   const tex = gl.createTexture();
   gl.bindTexture(gl.TEXTURE_2D, tex);
   const bytes = new Uint8Array(256 * 4);
@@ -207,10 +203,15 @@ function setup(canvas: HTMLCanvasElement, points: MapPoints): GlState {
   gl.texParameteri(gl.TEXTURE_2D, gl.TEXTURE_MAG_FILTER, gl.NEAREST);
   gl.enable(gl.BLEND);
   gl.blendFunc(gl.SRC_ALPHA, gl.ONE_MINUS_SRC_ALPHA);
-  return { gl, prog, sel, n: points.n };
+  return { gl, prog, n: points.n };
 }
 
-function draw(st: GlState, view: View, width: number, height: number, selecting: boolean): void {
+// The scene is every point, drawn only when the points, the view or the size change: at a million
+// points it is ~0.5-0.8 s of SwiftShader's rasterising in the GPU process (Chromium's `finish()`
+// does not wait for it; the next compositor commit does, blocking the page's thread). A lasso's
+// selection is therefore drawn on the 2-D overlay (outside the polygon washed out), never by
+// redrawing the points: the highlight is then a frame without that commit.
+function draw(st: GlState, view: View, width: number, height: number): void {
   const { gl, prog } = st;
   const dpr = window.devicePixelRatio || 1;
   gl.viewport(0, 0, width * dpr, height * dpr);
@@ -219,7 +220,6 @@ function draw(st: GlState, view: View, width: number, height: number, selecting:
   gl.uniform3f(gl.getUniformLocation(prog, "u_view"), view.scale, view.tx, view.ty);
   gl.uniform2f(gl.getUniformLocation(prog, "u_size"), width, height);
   gl.uniform1f(gl.getUniformLocation(prog, "u_point"), Math.max(1.5, Math.min(6, 2 + Math.log2(1 + st.n ** -0.5 * view.scale * 65535 / 8))) * dpr);
-  gl.uniform1f(gl.getUniformLocation(prog, "u_selecting"), selecting ? 1 : 0);
   gl.drawArrays(gl.POINTS, 0, st.n);
 }
 
@@ -228,6 +228,7 @@ function Canvas(props: { points: MapPoints; polygon: Vertex[] | null; tool: "pan
   const canvas = useRef<HTMLCanvasElement>(null);
   const overlay = useRef<HTMLCanvasElement>(null);
   const gl = useRef<GlState | null>(null);
+  const draws = useRef(0); // scene draws so far (`data-draws`: a lasso must not add one)
   const [size, setSize] = useState({ w: 600, h: 420 });
   const [view, setView] = useState<View>(() => fitView(600, 420));
   const [glError, setGlError] = useState<string | null>(null);
@@ -248,47 +249,59 @@ function Canvas(props: { points: MapPoints; polygon: Vertex[] | null; tool: "pan
     try { gl.current = setup(canvas.current, points); setGlError(null); } catch (e) { setGlError(String(e)); }
   }, [points]);
 
-  const selecting = polygon !== null;
   useEffect(() => {
     const st = gl.current;
     if (!st) return;
     const started = performance.now();
-    if (polygon) {
-      st.gl.bindBuffer(st.gl.ARRAY_BUFFER, st.sel);
-      const mask = selectMask(points, polygon);
-      canvas.current?.setAttribute("data-select-ms", (performance.now() - started).toFixed(1));
-      st.gl.bufferData(st.gl.ARRAY_BUFFER, mask, st.gl.STATIC_DRAW);
-      let k = 0;
-      for (let i = 0; i < mask.length; i++) k += mask[i];
-      canvas.current?.setAttribute("data-selected", String(k));
-    } else canvas.current?.removeAttribute("data-selected");
-    draw(st, view, size.w, size.h, selecting);
-    st.gl.finish();
+    draw(st, view, size.w, size.h);
+    st.gl.finish(); // a flush in Chromium: the time below is the submission, not the raster
     canvas.current?.setAttribute("data-drawn", String(points.n));
     canvas.current?.setAttribute("data-draw-ms", (performance.now() - started).toFixed(1));
-    if (polygon) performance.mark("map-lasso-drawn");
-  }, [points, polygon, view, size, selecting]);
+    canvas.current?.setAttribute("data-draws", String(++draws.current));
+  }, [points, view, size]);
+
+  // The selection: the points inside the lasso (the even-odd rule over the typed arrays), counted
+  // for `data-selected`; the highlight itself is the overlay's (below), the same rule in pixels.
+  useEffect(() => {
+    if (!polygon) { canvas.current?.removeAttribute("data-selected"); return; }
+    const started = performance.now();
+    const mask = selectMask(points, polygon);
+    let k = 0;
+    for (let i = 0; i < mask.length; i++) k += mask[i];
+    canvas.current?.setAttribute("data-select-ms", (performance.now() - started).toFixed(1));
+    canvas.current?.setAttribute("data-selected", String(k));
+  }, [points, polygon]);
 
   const local = (e: ReactPointerEvent): Vertex => {
     const r = e.currentTarget.getBoundingClientRect();
     return [e.clientX - r.left, e.clientY - r.top];
   };
-  const trace = (path: Vertex[]) => {
+  // The lasso on the overlay: while drawing, its path; once drawn (`selected`), everything outside
+  // it washed towards white, so the points inside stand out without redrawing the scene.
+  const trace = (path: Vertex[], selected: boolean) => {
     const ctx = overlay.current?.getContext("2d");
     if (!ctx) return;
     ctx.clearRect(0, 0, size.w, size.h);
     if (path.length < 2) return;
     ctx.beginPath();
+    if (selected) ctx.rect(0, 0, size.w, size.h);
     ctx.moveTo(path[0][0], path[0][1]);
     for (const [x, y] of path.slice(1)) ctx.lineTo(x, y);
     ctx.closePath();
-    ctx.fillStyle = "rgba(37, 99, 235, 0.08)";
+    ctx.fillStyle = selected ? "rgba(255, 255, 255, 0.62)" : "rgba(37, 99, 235, 0.08)";
+    ctx.fill("evenodd");
+    ctx.beginPath();
+    ctx.moveTo(path[0][0], path[0][1]);
+    for (const [x, y] of path.slice(1)) ctx.lineTo(x, y);
+    ctx.closePath();
     ctx.strokeStyle = "rgb(37, 99, 235)";
     ctx.lineWidth = 1.5;
-    ctx.fill();
     ctx.stroke();
   };
-  useEffect(() => { trace(polygon ? polygon.map(([x, y]) => toScreen(view, x, y)) : []); }, [polygon, view, size]); // eslint-disable-line react-hooks/exhaustive-deps
+  useEffect(() => {
+    trace(polygon ? polygon.map(([x, y]) => toScreen(view, x, y)) : [], true);
+    if (polygon) performance.mark("map-lasso-drawn");
+  }, [points, polygon, view, size]); // eslint-disable-line react-hooks/exhaustive-deps
 
   const down = (e: ReactPointerEvent<HTMLCanvasElement>) => {
     const [x, y] = local(e);
@@ -300,7 +313,7 @@ function Canvas(props: { points: MapPoints; polygon: Vertex[] | null; tool: "pan
     if (!d) return;
     const [x, y] = local(e);
     if (d.mode === "pan") setView({ ...d.view, tx: d.view.tx + x - d.x, ty: d.view.ty + y - d.y });
-    else { d.path.push([x, y]); trace(d.path); }
+    else { d.path.push([x, y]); trace(d.path, false); }
   };
   const up = () => {
     const d = drag.current;
