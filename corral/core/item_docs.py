@@ -28,6 +28,7 @@ gives a Python value that round trip, so registration's document is the same byt
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -153,19 +154,24 @@ class Docs:
         return f'{head}"{created}","updated_at":"{created}"{_TAIL}'
 
 
-def fill(conn: Connection, limit: int = FILL_CHUNK) -> int:
-    """Write the document of up to ``limit`` items that have none, from their rows as the listing
-    encodes them, in the caller's write transaction (the rows locked on PostgreSQL, SQLite's
-    write lock held): returns how many were written (0 when none is left)."""
+def fill(
+    conn: Connection, limit: int = FILL_CHUNK, after: uuid.UUID | None = None
+) -> tuple[int, uuid.UUID | None]:
+    """Write the document of up to ``limit`` items that have none (in id order, after ``after``),
+    from their rows as the listing encodes them, in the caller's write transaction (the rows
+    locked on PostgreSQL, SQLite's write lock held).  Returns how many were written and the last
+    id read (None when none was left)."""
     from corral.core import item_rows  # (item_rows reads documents: imported late)
 
     forms = item_rows.forms_for(conn.dialect.name)
-    query = select(Item.id, *forms.columns).where(Item.doc.is_(None)).limit(limit)
+    query = select(Item.id, *forms.columns).where(Item.doc.is_(None)).order_by(Item.id).limit(limit)
+    if after is not None:  # on from the last chunk, along the primary key: no rescan of done rows
+        query = query.where(Item.id > after)
     if forms.postgres:
         query = query.with_for_update(of=Item)
     rows = conn.execute(query).all()
     if not rows:
-        return 0
+        return 0, None
     texts = [orjson.dumps(row).decode() for row in item_rows.native(forms, [r[1:] for r in rows])]
     conn.execute(
         update(Item)
@@ -174,16 +180,17 @@ def fill(conn: Connection, limit: int = FILL_CHUNK) -> int:
         .values(doc=bindparam("text"), updated_at=Item.updated_at),
         [{"item_id": r[0], "text": t} for r, t in zip(rows, texts, strict=True)],
     )
-    return len(rows)
+    return len(rows), rows[-1][0]
 
 
 def fill_all(conn: Connection) -> int:
     """Every missing document, chunk by chunk, in the caller's transaction (the migration)."""
     total = 0
+    after = None
     while True:
-        done = fill(conn)
+        done, after = fill(conn, after=after)
         total += done
-        if done < FILL_CHUNK:
+        if after is None:
             return total
 
 

@@ -113,7 +113,7 @@ def test_every_change_clears_the_document_and_the_listing_stays_exact(client, db
         _same_listing(db, user, f["id"])
         _same_listing(db, user, other["id"])
         with db.write() as s:  # written again from the row, as a backfill would
-            assert item_docs.fill(s.connection()) == 1
+            assert item_docs.fill(s.connection())[0] == 1
         assert _docs(db) == _rebuilt(db)
         _same_listing(db, user, f["id"])
 
