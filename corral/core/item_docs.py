@@ -35,7 +35,7 @@ from decimal import Decimal
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, bindparam, select, update
+from sqlalchemy import Connection, bindparam, select, text, update
 
 from corral import jsoncodec
 from corral.db.tables import Item
@@ -154,6 +154,12 @@ class Docs:
         return f'{head}"{created}","updated_at":"{created}"{_TAIL}'
 
 
+_PG_FILL = text(
+    "UPDATE items SET doc = v.doc FROM unnest(CAST(:ids AS uuid[]), CAST(:texts AS text[])) AS v(id, doc) "
+    "WHERE items.id = v.id"
+)
+
+
 def fill(
     conn: Connection, limit: int = FILL_CHUNK, after: uuid.UUID | None = None
 ) -> tuple[int, uuid.UUID | None]:
@@ -173,6 +179,9 @@ def fill(
     if not rows:
         return 0, None
     texts = [orjson.dumps(row).decode() for row in item_rows.native(forms, [r[1:] for r in rows])]
+    if forms.postgres:  # one statement for the chunk, not one per row
+        conn.execute(_PG_FILL, {"ids": [r[0] for r in rows], "texts": texts})
+        return len(rows), rows[-1][0]
     conn.execute(
         update(Item)
         .where(Item.id == bindparam("item_id", type_=Item.id.type))
