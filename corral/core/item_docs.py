@@ -71,7 +71,11 @@ class _Inexact(Exception):
 
 
 def _pg_number(value: float) -> Any:
-    """What a float reads back as from JSONB: ``numeric``'s text of orjson's, read by orjson."""
+    """What a float reads back as from JSONB: ``numeric``'s text of orjson's, read by orjson.
+    Written without an exponent (``0.93``, ``12.0``), ``numeric`` keeps its digits and it reads
+    back as itself; else (``1e+16``, ``1.5e-07``, ``-0.0``) ``numeric`` writes it out in full."""
+    if value and "e" not in repr(value):
+        return value
     number = Decimal(orjson.dumps(value).decode())
     text = format(number, "f")
     if number == 0:
@@ -85,6 +89,11 @@ def _jsonb_order(key: str) -> tuple[int, bytes]:
     return len(raw), raw
 
 
+def _ascii_order(key: str) -> tuple[int, str]:
+    """The same for ASCII keys, without encoding them."""
+    return len(key), key
+
+
 def _pg_value(value: Any, depth: int = 0) -> Any:
     """``value`` as the listing reads it back from a JSONB column on PostgreSQL."""
     if depth > 200:
@@ -92,7 +101,18 @@ def _pg_value(value: Any, depth: int = 0) -> Any:
     if isinstance(value, dict):
         if not all(type(k) is str for k in value):
             raise _Inexact  # (written as strings by jsoncodec: left to the listing)
-        return {k: _pg_value(value[k], depth + 1) for k in sorted(value, key=_jsonb_order)}
+        out = {}
+        order: Any = _ascii_order if all(k.isascii() for k in value) else _jsonb_order
+        for key in sorted(value, key=order):
+            v = value[key]
+            kind = type(v)
+            if kind is str or kind is int or kind is bool or v is None:
+                out[key] = v
+            elif kind is float:
+                out[key] = _pg_number(v)
+            else:
+                out[key] = _pg_value(v, depth + 1)
+        return out
     if isinstance(value, list):
         return [_pg_value(v, depth + 1) for v in value]
     if isinstance(value, float):
