@@ -94,16 +94,27 @@ def _ascii_order(key: str) -> tuple[int, str]:
     return len(key), key
 
 
+#: Objects' keys (as given) and their JSONB order, for the last few thousand key sets seen.
+_ORDERS: dict[tuple[Any, ...], tuple[str, ...]] = {}
+
+
 def _pg_value(value: Any, depth: int = 0) -> Any:
     """``value`` as the listing reads it back from a JSONB column on PostgreSQL."""
     if depth > 200:
         raise _Inexact
     if isinstance(value, dict):
-        if not all(type(k) is str for k in value):
-            raise _Inexact  # (written as strings by jsoncodec: left to the listing)
+        keys = tuple(value)
+        ordered = _ORDERS.get(keys)
+        if ordered is None:  # a manifest's items mostly share their keys: each set sorted once
+            if not all(type(k) is str for k in keys):
+                raise _Inexact  # (written as strings by jsoncodec: left to the listing)
+            order: Any = _ascii_order if all(k.isascii() for k in keys) else _jsonb_order
+            ordered = tuple(sorted(keys, key=order))
+            if len(_ORDERS) >= 4096:
+                _ORDERS.clear()
+            _ORDERS[keys] = ordered
         out = {}
-        order: Any = _ascii_order if all(k.isascii() for k in value) else _jsonb_order
-        for key in sorted(value, key=order):
+        for key in ordered:
             v = value[key]
             kind = type(v)
             if kind is str or kind is int or kind is bool or v is None:
