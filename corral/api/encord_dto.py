@@ -17,10 +17,10 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from pydantic import BeforeValidator
-from sqlalchemy import Row, func, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from corral.core import folders, item_rows, items, permissions
+from corral.core import folders, items, permissions
 from corral.core.identity import Principal
 from corral.core.items import ItemView
 from corral.db.tables import DataRow, Folder, User
@@ -159,53 +159,51 @@ def storage_item(view: ItemView, owner: str, backed: int, *, metadata: bool = Tr
     }
 
 
-def _plus_zero(stamp: str | None) -> str | None:
-    """A timestamp's text (``item_rows``) as ``datetime.isoformat`` writes a UTC one (``stamp``)."""
-    z = item_rows.utc_z(stamp)
+def _plus_zero(z: str | None) -> str | None:
+    """A listed timestamp (``…Z``) as ``datetime.isoformat`` writes a UTC one (``stamp``)."""
     return None if z is None else z[:-1] + "+00:00"
 
 
 def storage_item_rows(
     s: Session,
-    forms: item_rows.Forms,
-    rows: Sequence[Row[Any]],
+    rows: Sequence[dict[str, Any]],
     *,
     metadata: bool = True,
-    signed: Sequence[dict[str, Any]] | None = None,
 ) -> list[dict[str, Any]]:
-    """StorageItem objects straight from a listing's Core rows (``item_rows.read``): the dicts
-    ``storage_items`` makes of the same items' views, without the views.  ``signed``: the rows'
-    ``item_rows.native`` dicts, signed (``item_rows.sign``), in the same order."""
-    uid = forms.uid
-    creators = {r[12] for r in rows if r[12] is not None}
+    """StorageItem objects straight from a listing's items as ``GET /api/v1/items`` answers them
+    (``item_rows.read_docs``, parsed; or ``item_rows.native`` dicts, their JSON parsed): the
+    dicts ``storage_items`` makes of the same items' views, without the views.  A row's
+    ``signed_url``, if set (``item_rows.sign``), is its ``signedUrl``."""
+    creators = {r["created_by"] for r in rows if r["created_by"] is not None}
     by_id = emails(s, [uuid.UUID(c) for c in creators])
     owners = {c: by_id.get(uuid.UUID(c), "") for c in creators}
-    backed = {str(k): v for k, v in backed_counts(s, [uuid.UUID(r[0]) for r in rows]).items()}
+    backed = {str(k): v for k, v in backed_counts(s, [uuid.UUID(r["id"]) for r in rows]).items()}
     dumps, empty = json.dumps, json.dumps({})
     out = []
-    for i, r in enumerate(rows):
-        media = forms.media(r)
-        ident = str(uid(r[0]))
-        integration = r[4]
+    for r in rows:
+        media = r["media"] or {}
+        ident = r["id"]
+        integration = r["integration_id"]
+        creator = r["created_by"]
         out.append({
             "uuid": ident,
-            "parent": uid(r[3]),
-            "itemType": ITEM_TYPES.get(r[2], r[2]),
-            "name": r[1],
-            "description": r[16] or "",
-            "clientMetadata": dumps(forms.metadata(r)) if metadata else empty,
-            "owner": owners[r[12]] if r[12] is not None else "",
-            "createdAt": _plus_zero(r[13]),
-            "lastEditedAt": _plus_zero(r[14]),
-            "isTombstone": r[15] is not None,
+            "parent": r["folder_id"],
+            "itemType": ITEM_TYPES.get(r["type"], r["type"]),
+            "name": r["name"],
+            "description": r["description"],
+            "clientMetadata": dumps(r["client_metadata"] or {}) if metadata else empty,
+            "owner": owners[creator] if creator is not None else "",
+            "createdAt": _plus_zero(r["created_at"]),
+            "lastEditedAt": _plus_zero(r["updated_at"]),
+            "isTombstone": r["deleted_at"] is not None,
             "isPlaceholder": False,
             "backedDataUnitsCount": backed.get(ident, 0),
-            "storageLocation": LOCATIONS.get(r[6], "encord"),
-            "integrationHash": uid(integration) if integration else None,
-            "url": r[5],
-            "signedUrl": signed[i]["signed_url"] if signed is not None else None,
-            "fileSize": r[7],
-            "mimeType": r[8],
+            "storageLocation": LOCATIONS.get(r["storage_location"], "encord"),
+            "integrationHash": integration or None,
+            "url": r["url"],
+            "signedUrl": r["signed_url"],
+            "fileSize": r["file_size"],
+            "mimeType": r["mime_type"],
             "duration": media.get("duration"),
             "fps": media.get("fps"),
             "height": media.get("height"),

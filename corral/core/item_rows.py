@@ -1,5 +1,11 @@
 """A folder's items read as rows for JSON: item pages, the NDJSON export, the SDK's item pages.
 
+``read_docs`` (pages, the export, the SDK's pages) reads one column a row: the item's stored
+listing JSON (``items.doc``, see ``corral.core.item_docs``), or where it has none the text built
+as below (on SQLite by SQLite in the same statement, on PostgreSQL in Python from the row); the
+page token's key is read from the page's last text.  ``read`` (pages with signed URLs) reads
+the columns themselves.
+
 ``items.list_`` builds an ORM ``Item``, an ``ItemView`` and its dict copies for every row, and
 that, not the database, was most of a page's time.  Here the same listing (``items.listing``:
 the same filter, order and keyset tokens) is read with a Core select whose ids, timestamps and
@@ -76,8 +82,8 @@ def _parsed(text: str | None) -> Any:
 class Forms:
     """How one database renders a listing's columns as text, and how Python finishes them."""
 
-    def __init__(self, s: Session) -> None:
-        self.postgres = s.get_bind().dialect.name == "postgresql"
+    def __init__(self, dialect: str) -> None:
+        self.postgres = dialect == "postgresql"
         if self.postgres:
             stamp: Any = literal_column("'YYYY-MM-DD\"T\"HH24:MI:SS.US'")
             uid: Callable[[Any], Any] = lambda c: type_coerce(cast(c, Text), String)  # noqa: E731
@@ -91,6 +97,11 @@ class Forms:
             uid = when = as_json = lambda c: type_coerce(c, String)  # noqa: E731
             self.uid, self.json = _dashed, _fragment
         self.row_json: Any = None if self.postgres else _sqlite_row_json()
+        # A row's listing JSON: its stored document (corral.core.item_docs), else on SQLite the
+        # text SQLite builds, on PostgreSQL the item's id (a document starts with "{"), its text
+        # then made in Python (``_complete``).
+        missing = type_coerce(cast(Item.id, Text), String) if self.postgres else self.row_json
+        self.doc: Any = type_coerce(func.coalesce(Item.doc, missing), String)
         self.columns = [
             uid(Item.id),
             Item.name,
@@ -124,14 +135,17 @@ class Forms:
 _FORMS: dict[str, Forms] = {}
 
 
-def _forms(s: Session) -> Forms:
+def forms_for(dialect: str) -> Forms:
     """The database's ``Forms``, built once per dialect (they hold immutable expressions only;
     building them cost about 40 µs of every page)."""
-    name = s.get_bind().dialect.name
-    forms = _FORMS.get(name)
+    forms = _FORMS.get(dialect)
     if forms is None:
-        forms = _FORMS[name] = Forms(s)
+        forms = _FORMS[dialect] = Forms(dialect)
     return forms
+
+
+def _forms(s: Session) -> Forms:
+    return forms_for(s.get_bind().dialect.name)
 
 
 def _sqlite_row_json() -> Any:
@@ -192,44 +206,46 @@ def _sqlite_row_json() -> Any:
     return type_coerce(literal_column("||".join(parts)), String)
 
 
-_KEYS_FULL = (_ID, _NAME, _SIZE, _CREATED)
-_KEYS_TEXT = (0, 1, 2, 3)  # the columns ``read(..., text=True)`` selects before the row's text
-
-
-def _last_key(order: str, at: tuple[int, int, int, int]) -> Callable[[Row[Any]], tuple[Any, uuid.UUID]]:
+def _last_key(order: str) -> Callable[[Row[Any]], tuple[Any, uuid.UUID]]:
     """A row's sort key and id as the ORM reads them: what the page token carries."""
-    id_at, name_at, size_at, created_at = at
 
     def key(row: Row[Any]) -> tuple[Any, uuid.UUID]:
-        ident = uuid.UUID(row[id_at])
+        ident = uuid.UUID(row[_ID])
         if order == "name":
-            return row[name_at], ident
+            return row[_NAME], ident
         if order == "size":
-            return row[size_at], ident
-        stamp = row[created_at]
+            return row[_SIZE], ident
+        stamp = row[_CREATED]
         return datetime.fromisoformat(f"{stamp[:10]}T{stamp[11:]}").replace(tzinfo=UTC), ident
 
     return key
 
 
-def read(
-    s: Session, ask: Listing, forms: Forms | None = None, *, text: bool = False
-) -> tuple[Forms, Page[Row[Any]]]:
-    """One page of the listing ``ask`` as Core rows: the columns of ``Forms``, or with ``text``
-    (for ``encode_page`` and ``stream``) on SQLite the sort keys and the row's JSON text only."""
+def _doc_key(order: str) -> Callable[[str], tuple[Any, uuid.UUID]]:
+    """The sort key and id of an item's listing JSON (the page's last only is read)."""
+    field = {"name": "name", "size": "file_size", "created_at": "created_at"}[order]
+
+    def key(text: str) -> tuple[Any, uuid.UUID]:
+        item = orjson.loads(text)
+        value = item[field]
+        if order == "created_at":
+            value = datetime.fromisoformat(value)  # "…Z": UTC, as the ORM reads it
+        return value, uuid.UUID(item["id"])
+
+    return key
+
+
+def read(s: Session, ask: Listing, forms: Forms | None = None) -> tuple[Forms, Page[Row[Any]]]:
+    """One page of the listing ``ask`` as Core rows: the columns of ``Forms`` (for the shapes
+    built in Python: signed URLs, the SDK's)."""
     forms = forms or _forms(s)
     conn = s.connection()
-    columns = forms.columns
-    at = _KEYS_FULL
-    if text and forms.row_json is not None:
-        columns = [columns[_ID], columns[_NAME], columns[_SIZE], columns[_CREATED], forms.row_json]
-        at = _KEYS_TEXT
     page = pagination.fetch_rows(
         lambda q: conn.execute(q).all(),
-        select(*columns).select_from(Item).where(*ask.where),
+        select(*forms.columns).select_from(Item).where(*ask.where),
         ask.key,
         Item.id,
-        _last_key(ask.order, at),
+        _last_key(ask.order),
         order=ask.order,
         direction=ask.direction,
         page_size=ask.page_size,
@@ -239,7 +255,46 @@ def read(
     return forms, page
 
 
-def native(forms: Forms, rows: Sequence[Row[Any]]) -> list[dict[str, Any]]:
+def read_docs(s: Session, ask: Listing) -> Page[str]:
+    """One page of the listing ``ask`` as each item's listing JSON text (``ItemPublic``): one
+    column a row, the stored document where there is one (corral.core.item_docs)."""
+    forms = _forms(s)
+    conn = s.connection()
+
+    def run(q: Any) -> list[str]:
+        texts: list[str] = [r[0] for r in conn.execute(q).all()]
+        return _complete(conn, forms, texts) if forms.postgres else texts
+
+    return pagination.fetch_rows(
+        run,
+        select(forms.doc).select_from(Item).where(*ask.where),
+        ask.key,
+        Item.id,
+        _doc_key(ask.order),
+        order=ask.order,
+        direction=ask.direction,
+        page_size=ask.page_size,
+        cursor=ask.cursor,
+        nullable=ask.nullable,
+    )
+
+
+def _complete(conn: Any, forms: Forms, texts: list[str]) -> list[str]:
+    """On PostgreSQL, the texts of the items with no document (read as their ids), made from
+    their rows in Python, in one query for the page."""
+    missing = [t for t in texts if not t.startswith("{")]
+    if not missing:
+        return texts
+    made: dict[str, str] = {}
+    for start in range(0, len(missing), 1000):
+        ids = [uuid.UUID(t) for t in missing[start:start + 1000]]
+        rows = conn.execute(select(*forms.columns).where(Item.id.in_(ids))).all()
+        for item in native(forms, rows):
+            made[item["id"]] = orjson.dumps(item).decode()
+    return [t if t.startswith("{") else made[t] for t in texts]
+
+
+def native(forms: Forms, rows: Sequence[Sequence[Any]]) -> list[dict[str, Any]]:
     """Rows in the shape of ``ItemPublic`` (what orjson writes of an ``ItemView`` of a listing)."""
     uid, as_json, z = forms.uid, forms.json, utc_z
     return [
@@ -269,28 +324,17 @@ def native(forms: Forms, rows: Sequence[Row[Any]]) -> list[dict[str, Any]]:
     ]
 
 
-def encode_page(forms: Forms, page: Page[Row[Any]]) -> bytes:
-    """A page (read with ``text=True``) as the JSON ``GET /api/v1/items`` answers (``ItemPage``)."""
-    token = orjson.dumps(page.next_page_token)
-    if forms.row_json is not None and page.items and len(page.items[0]) == len(_KEYS_TEXT) + 1:
-        return b"".join(
-            [
-                b'{"items":[',
-                ",".join([r[-1] for r in page.items]).encode(),
-                b'],"next_page_token":',
-                token,
-                b"}",
-            ]
-        )
-    return orjson.dumps({"items": native(forms, page.items), "next_page_token": page.next_page_token})
+def encode_page(page: Page[str]) -> bytes:
+    """A page of listing texts (``read_docs``) as the JSON ``GET /api/v1/items`` answers (``ItemPage``)."""
+    return b"".join(
+        [b'{"items":[', ",".join(page.items).encode(), b'],"next_page_token":',
+         orjson.dumps(page.next_page_token), b"}"]
+    )
 
 
-def encode_lines(forms: Forms, rows: Sequence[Row[Any]]) -> bytes:
-    """Rows (read with ``text=True``) as NDJSON, one ``ItemPublic`` object a line."""
-    if forms.row_json is not None and rows and len(rows[0]) == len(_KEYS_TEXT) + 1:
-        return ("\n".join([r[-1] for r in rows]) + "\n").encode()
-    dumps, newline = orjson.dumps, orjson.OPT_APPEND_NEWLINE
-    return b"".join([dumps(r, option=newline) for r in native(forms, rows)])
+def encode_lines(texts: Sequence[str]) -> bytes:
+    """Listing texts (``read_docs``) as NDJSON, one ``ItemPublic`` object a line."""
+    return ("\n".join(texts) + "\n").encode()
 
 
 def signers(s: Session, settings: Settings, rows: Sequence[dict[str, Any]]) -> dict[str, ScopedStorage]:
@@ -333,9 +377,9 @@ def stream(
     token: str | None = None
     while True:
         with db.read() as s:
-            forms, page = read(s, replace(open_listing(s, token), page_size=chunk), text=True)
+            page = read_docs(s, replace(open_listing(s, token), page_size=chunk))
         if page.items:
-            yield encode_lines(forms, page.items)
+            yield encode_lines(page.items)
         token = page.next_page_token
         if token is None:
             return

@@ -224,6 +224,9 @@ class Item(Base):
     created_at: Mapped[datetime] = _created()
     updated_at: Mapped[datetime] = _updated()
     deleted_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    # The item as a listing answers it (``ItemPublic``'s JSON), or NULL: written with the row by
+    # registration, cleared by a trigger when a listed column changes (corral/core/item_docs.py).
+    doc: Mapped[str | None] = mapped_column(Text, nullable=True, deferred=True)
 
 
 class ItemPart(Base):

@@ -30,7 +30,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session, aliased
 
 from corral import errors
-from corral.core import datasets, integrations, thumbnails
+from corral.core import datasets, integrations, item_docs, thumbnails
 from corral.core.index import changes as index_changes
 from corral.core.index import projection
 from corral.core.index.keys import Key
@@ -553,8 +553,9 @@ def _resolve_duplicates(s: Session, job: Job) -> dict[str, int]:
 
 def _url_key_of(rows: tuple[tuple[Any, ...], list[tuple[Any, ...]]]) -> Any:
     return rows[0][4]  # url_hash in an item row (_ITEM_COLUMNS)
+# ``doc`` last: the listing JSON's text up to its timestamps when built, whole when inserted.
 _ITEM_COLUMNS = ("id", "item_type", "name", "url", "url_hash", "file_size", "mime_type", "media",
-                 "client_metadata")
+                 "client_metadata", "doc")
 _PART_COLUMNS = ("item_id", "position", "url", "title", "media")
 
 
@@ -584,7 +585,9 @@ def _insert(
     # In key order: a shuffled manifest's batch then goes into the duplicate-key index page by
     # page, not at a random place per row.  (The ids were given in manifest order.)
     rows.sort(key=_url_key_of)
-    insert_tuples(s, ITEMS, _ITEM_COLUMNS, [row for row, _ in rows], constants, converted=True)
+    created, finish = item_docs.stamp(now), item_docs.Docs.finish
+    insert_tuples(s, ITEMS, _ITEM_COLUMNS, [(*row[:-1], finish(row[-1], created)) for row, _ in rows],
+                  constants, converted=True)
     insert_tuples(s, ITEM_PARTS, _PART_COLUMNS, [part for _, parts in rows for part in parts], converted=True)
     # embedding values go to the vector store, in the same transaction (corral.core.vectors.writes)
     with_vectors = [
@@ -608,6 +611,7 @@ class _Ready:
     keys: list[Key] = field(default_factory=list)
     meta: projection.Rows = ([], [])
     ids: dict[int, str] = field(default_factory=dict)  # each item's id, as given (hex)
+    docs: item_docs.Docs | None = None  # the items' listing JSON (None: not written)
 
     def build(self, prepared: list[Prepared]) -> list[tuple[str, Prepared]]:
         """Rows for these items; returns (item id, item) pairs."""
@@ -619,11 +623,20 @@ class _Ready:
             media = p.media
             items.append(
                 (item_id, p.item_type, p.name[:300], p.url, p.url_hash, media.get("file_size"),
-                 media.get("mime_type"), media, p.client_metadata)
+                 media.get("mime_type"), media, p.client_metadata, None)
             )
             parts.append([(item_id, i, part["url"], part["title"][:300], part["media"])
                           for i, part in enumerate(p.parts)])
         converted = convert_tuples(self.dialect, ITEMS, _ITEM_COLUMNS, items)
+        docs = self.docs
+        if docs is not None:  # each row's listing JSON from the values it holds (item_docs)
+            head = docs.head
+            if docs.postgres:
+                converted = [(*r[:-1], head(r[0], r[1], r[2], r[3], r[5], r[6], i[7], i[8]))
+                             for r, i in zip(converted, items, strict=True)]
+            else:
+                converted = [(*r[:-1], head(r[0], r[1], r[2], r[3], r[5], r[6], r[7], r[8]))
+                             for r in converted]
         for item_id, p, row, part_rows in zip(ids, prepared, converted, parts, strict=True):
             self.rows[id(p)] = (row, convert_tuples(self.dialect, ITEM_PARTS, _PART_COLUMNS, part_rows))
             self.ids[id(p)] = item_id
@@ -640,7 +653,15 @@ def _ready(db: Database, unit: ClaimedUnit, results: list[list[Prepared] | FileE
     items whose URL a look-up finds in the folder already get none: the check under the folder's
     lock decides (``_commit_batch``), and builds the rows of any it finds were not duplicates."""
     prepared = [p for r in results if not isinstance(r, FileError) for p in r]
-    ready = _Ready(results, db.engine.dialect)
+    params = unit.params
+    ready = _Ready(results, db.engine.dialect, docs=item_docs.Docs(
+        db.engine.dialect.name == "postgresql",
+        folder_id=str(uuid.UUID(params["folder_id"])),
+        integration_id=str(uuid.UUID(params["integration_id"])),
+        storage_location=params.get("provider", "cloud"),
+        job_id=str(unit.job_id),
+        created_by=str(uuid.UUID(params["created_by"])) if params.get("created_by") else None,
+    ))
     with db.read() as s:
         ready.keys = load_keys(s, unit.org_id)
         if unit.params.get("skip_duplicate_urls") and prepared:

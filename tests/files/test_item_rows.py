@@ -51,8 +51,7 @@ def _old(s: Any, p: Any, folder_id: str, **options: Any) -> bytes:
 
 
 def _new(s: Any, p: Any, folder_id: str, **options: Any) -> bytes:
-    forms, page = item_rows.read(s, items.listing(s, p, folder_id, **options), text=True)
-    body = item_rows.encode_page(forms, page)
+    body = item_rows.encode_page(item_rows.read_docs(s, items.listing(s, p, folder_id, **options)))
     forms, page = item_rows.read(s, items.listing(s, p, folder_id, **options))  # the dicts' path
     assert (
         orjson.dumps({"items": item_rows.native(forms, page.items), "next_page_token": page.next_page_token})
@@ -205,7 +204,7 @@ def test_sdk_storage_items_from_rows_are_the_views(client, db, make_user, metada
     with db.read() as s:
         options = dict(page_size=40, deleted="include")
         old = dto.storage_items(s, items.list_(s, p, f["id"], **options).items, metadata=metadata)
-        forms, page = item_rows.read(s, items.listing(s, p, f["id"], **options))
-        new = dto.storage_item_rows(s, forms, page.items, metadata=metadata)
+        page = item_rows.read_docs(s, items.listing(s, p, f["id"], **options))
+        new = dto.storage_item_rows(s, [orjson.loads(t) for t in page.items], metadata=metadata)
     assert new == old
     assert orjson.dumps(new) == orjson.dumps(old)

@@ -318,18 +318,16 @@ async def list_items(
     def read_page(token: str | None) -> tuple[bytes, str | None]:
         """A page of StorageItems from the listing's Core rows, signed outside the transaction."""
         with ctx.db.read() as s:
-            forms, page = item_rows.read(s, open_listing(s, token))
+            page = item_rows.read_docs(s, open_listing(s, token))
+            rows = [orjson.loads(text) for text in page.items]  # the items as GET /api/v1/items lists them
             if not sign_urls:
-                results = dto.storage_item_rows(s, forms, page.items, metadata=include_metadata)
+                results = dto.storage_item_rows(s, rows, metadata=include_metadata)
             else:
-                native = item_rows.native(forms, page.items)
-                openers = item_rows.signers(s, ctx.settings, native)
+                openers = item_rows.signers(s, ctx.settings, rows)
         if sign_urls:
-            item_rows.sign(native, openers)
+            item_rows.sign(rows, openers)
             with ctx.db.read() as s:
-                results = dto.storage_item_rows(
-                    s, forms, page.items, metadata=include_metadata, signed=native
-                )
+                results = dto.storage_item_rows(s, rows, metadata=include_metadata)
         return orjson.dumps(_page(results, page.next_page_token)), page.next_page_token
 
     def read() -> bytes:

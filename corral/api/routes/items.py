@@ -242,8 +242,8 @@ def _read_ahead(
     same plain read as the check."""
 
     def read_page(s: Session, ask: items.Listing) -> tuple[bytes, str | None]:
-        forms, page = item_rows.read(s, ask, text=True)
-        return item_rows.encode_page(forms, page), page.next_page_token
+        page = item_rows.read_docs(s, ask)
+        return item_rows.encode_page(page), page.next_page_token
 
     def read_next(ask: items.Listing, token: str) -> tuple[bytes, str | None]:
         with ctx.db.read_plain() as s:  # the folder as this request resolved it; the next checks it
