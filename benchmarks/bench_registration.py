@@ -147,6 +147,15 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def system_seconds(pid: int) -> float:
+    """System CPU time of one process so far (the kernel's share: file writes, page faults)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:  # the process has ended
+        return float("nan")
+    return int(fields[12]) / os.sysconf("SC_CLK_TCK")
+
+
 def thread_cpu(pid: int) -> dict[int, float]:
     """User + system CPU time of each live thread of a process."""
     out = {}
@@ -255,6 +264,7 @@ def run_import(corral: str, server: subprocess.Popen[bytes], manifest: Path, env
     pids = [server.pid, *children(server.pid)]
     pg_before = backends(env)
     cpu_before = {pid: cpu_seconds(pid) for pid in pids}
+    sys_before = {pid: system_seconds(pid) for pid in pids}
     threads_before = {pid: thread_cpu(pid) for pid in pids}
     seconds = int(os.environ.get("CORRAL_BENCH_PYSPY_SECONDS") or max(10, args.files // 10_000))
     spies = profile(pids, seconds, work / f"profile-{label}")
@@ -275,12 +285,14 @@ def run_import(corral: str, server: subprocess.Popen[bytes], manifest: Path, env
         else f"[{label}] {result.stderr}"
     )
     cpu = {pid: cpu_seconds(pid) - cpu_before[pid] for pid in pids}
+    system = {pid: system_seconds(pid) - sys_before[pid] for pid in pids}
     pg_used, pg_ended = backend_cpu(pg_before, backends(env))
     busiest = {pid: busiest_thread(threads_before[pid], thread_cpu(pid)) for pid in pids}
     cli_cpu = resource.getrusage(resource.RUSAGE_CHILDREN)
     print(
         f"[{label}] CPU seconds: "
-        + ", ".join(f"{'server' if p == server.pid else 'worker'} {t:.1f} (busiest thread {busiest[p]:.1f})"
+        + ", ".join(f"{'server' if p == server.pid else 'worker'} {t:.1f} (system {system[p]:.1f}, "
+                    f"busiest thread {busiest[p]:.1f})"
                     for p, t in cpu.items() if t >= 0.05)
         + f", corral import {cli_cpu.ru_utime + cli_cpu.ru_stime:.1f} (with setup commands)"
         + (f", PostgreSQL backends {pg_used:.1f}"

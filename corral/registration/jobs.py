@@ -443,7 +443,9 @@ def _commit_batch(s: Session, unit: ClaimedUnit, ready: _Ready) -> dict[str, Any
         ready.meta = _projected(keys, [(ready.rows[id(p)][0][0], p) for p in needed])
     elif len(needed) < len(ready.rows):  # duplicates were left out
         kept = {ready.rows[id(p)][0][0] for p in needed}
-        ready.meta = ([r for r in ready.meta[0] if r[0] in kept], [r for r in ready.meta[1] if r[0] in kept])
+        values, text_rows = ready.meta
+        ready.meta = ([(key, column, [r for r in pairs if r[0] in kept]) for key, column, pairs in values],
+                      [r for r in text_rows if r[0] in kept])
     _insert(s, unit, folder_id, ready, prepared)
     _insert(s, unit, folder_id, ready, contested, staged=True)
     projection.write(s, ready.meta, converted=True)  # ids from uuid7_hex (_Ready.build)
@@ -609,7 +611,7 @@ class _Ready:
     dialect: Dialect
     rows: dict[int, tuple[tuple[Any, ...], list[tuple[Any, ...]]]] = field(default_factory=dict)
     keys: list[Key] = field(default_factory=list)
-    meta: projection.Rows = ([], [])
+    meta: projection.Keyed = ([], [])
     ids: dict[int, str] = field(default_factory=dict)  # each item's id, as given (hex)
     docs: item_docs.Docs | None = None  # the items' listing JSON (None: not written)
 
@@ -643,9 +645,9 @@ class _Ready:
         return list(zip(ids, prepared, strict=True))
 
 
-def _projected(keys: list[Key], items: list[tuple[str, Prepared]]) -> projection.Rows:
+def _projected(keys: list[Key], items: list[tuple[str, Prepared]]) -> projection.Keyed:
     projector = projection.Projector(keys)
-    return projector.rows((item_id, p.client_metadata) for item_id, p in items) if projector else ([], [])
+    return projector.keyed((item_id, p.client_metadata) for item_id, p in items) if projector else ([], [])
 
 
 def _ready(db: Database, unit: ClaimedUnit, results: list[list[Prepared] | FileError]) -> _Ready:

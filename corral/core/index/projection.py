@@ -34,12 +34,17 @@ TEXT_COLUMNS = ("item_id", "key_id", "body")
 _CHUNK = 500
 
 Rows = tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]
+#: One key's values: its id, the column they go in (``num`` or ``txt``), and ``(item id, value)``
+#: pairs in value order.
+KeyValues = tuple[int, str, list[tuple[Any, Any]]]
+#: ``item_meta`` values key by key, and ``item_text`` rows (what ``write`` inserts).
+Keyed = tuple[list[KeyValues], list[tuple[Any, ...]]]
 
 
 class Projector:
     """Turns items' metadata into ``item_meta`` and ``item_text`` rows for a set of keys.
 
-    ``item_meta`` rows come out key by key, each key's in value order: the order of the partial
+    ``item_meta`` values come out key by key, each key's in value order: the order of the partial
     indexes ``(key_id, num|txt, item_id)``, so that each insert lands next to the previous one,
     on pages SQLite's cache (or PostgreSQL's buffers) already hold, rather than anywhere in the
     index (docs/performance.md, "Registration with projections").
@@ -47,18 +52,20 @@ class Projector:
 
     def __init__(self, keys: Iterable[Key]) -> None:
         keys = list(keys)
-        self._keys: dict[str, tuple[int, Callable[[Any], Projected | None]]] = {
-            k.name: (k.id, projector(k.entry)) for k in keys
+        #: name -> (key id, projector, the position in its projection of the value stored:
+        #: 0, num, for the numeric kinds, else 1, txt)
+        self._keys: dict[str, tuple[int, Callable[[Any], Projected | None], int]] = {
+            k.name: (k.id, projector(k.entry), 0 if k.numeric else 1) for k in keys
         }
-        #: key id -> the position of its value in a row (num for the numeric kinds, else txt)
-        self._value_at = {k.id: 2 if k.numeric else 3 for k in keys}
 
     def __bool__(self) -> bool:
         return bool(self._keys)
 
-    def rows(self, items: Iterable[tuple[Any, dict[str, Any]]]) -> Rows:
+    def keyed(self, items: Iterable[tuple[Any, dict[str, Any]]]) -> Keyed:
+        """The values key by key, as ``write`` takes them: a pair per value, not a row with the
+        key's id and the other column's NULL repeated in it."""
         keys = self._keys
-        by_key: dict[int, list[tuple[Any, ...]]] = {key_id: [] for key_id, _ in keys.values()}
+        by_key: dict[int, list[tuple[Any, Any]]] = {key_id: [] for key_id, _, _ in keys.values()}
         text: list[tuple[Any, ...]] = []
         for item_id, metadata in items:
             if not metadata:
@@ -70,22 +77,38 @@ class Projector:
                 p = found[1](value)
                 if p is None:
                     continue
-                key_id = found[0]
-                by_key[key_id].append((item_id, key_id, p[0], p[1]))
+                by_key[found[0]].append((item_id, p[found[2]]))
                 if p[2] is not None:
-                    text.append((item_id, key_id, p[2]))
+                    text.append((item_id, found[0], p[2]))
+        at = itemgetter(1)
+        columns = {key_id: "num" if position == 0 else "txt" for key_id, _, position in keys.values()}
+        out: list[KeyValues] = []
+        for key_id, pairs in by_key.items():
+            if pairs:
+                pairs.sort(key=at)
+                out.append((key_id, columns[key_id], pairs))
+        return out, text
+
+    def rows(self, items: Iterable[tuple[Any, dict[str, Any]]]) -> Rows:
+        """The same values as ``item_meta`` rows ``(item_id, key_id, num, txt)``."""
+        keyed, text = self.keyed(items)
         meta: list[tuple[Any, ...]] = []
-        for key_id, rows in by_key.items():
-            rows.sort(key=itemgetter(self._value_at[key_id]))
-            meta += rows
+        for key_id, column, pairs in keyed:
+            if column == "num":
+                meta += [(item_id, key_id, value, None) for item_id, value in pairs]
+            else:
+                meta += [(item_id, key_id, None, value) for item_id, value in pairs]
         return meta, text
 
 
-def write(s: Session, rows: Rows, *, converted: bool = False) -> None:
-    """Insert values; ``converted``: their item ids are hex strings already (registration's
-    ``uuid7_hex``), which every column here passes to the driver as they are, so the rows are
-    not copied through ``convert_tuples`` (a fifth of the values' insert on SQLite)."""
-    insert_tuples(s, META, META_COLUMNS, rows[0], converted=converted)
+def write(s: Session, rows: Keyed, *, converted: bool = False) -> None:
+    """Insert values, one statement series per key with its id bound once per statement (on
+    SQLite two values bound per row, not four: the binding was a fifth of the values' insert);
+    ``converted``: their item ids are hex strings already (registration's ``uuid7_hex``), which
+    every column here passes to the driver as they are, so the rows are not copied through
+    ``convert_tuples``."""
+    for key_id, column, pairs in rows[0]:
+        insert_tuples(s, META, ("item_id", column), pairs, {"key_id": key_id}, converted=converted)
     insert_tuples(s, TEXT, TEXT_COLUMNS, rows[1], converted=converted)
 
 
@@ -115,7 +138,7 @@ def project_new(s: Session, org_id: uuid.UUID, items: Iterable[tuple[Any, dict[s
     vector_writes.store(s, org_id, items, replace=False)
     projector_ = Projector(load(s, org_id, writing=True))
     if projector_:
-        write(s, projector_.rows(items))
+        write(s, projector_.keyed(items))
 
 
 def forget(s: Session, item_ids: list[Any]) -> None:
@@ -136,7 +159,7 @@ def project_again(s: Session, org_id: uuid.UUID, items: list[tuple[uuid.UUID, di
     vector_writes.store(s, org_id, items, replace=True)
     projector_ = Projector(load(s, org_id, writing=True))
     if projector_:
-        write(s, projector_.rows(items))
+        write(s, projector_.keyed(items))
 
 
 # -- ORM writes ---------------------------------------------------------------------------------
