@@ -172,3 +172,16 @@ def test_vectors_follow_items_keys_and_schema_changes(db, settings, world) -> No
     assert _count(db) == 1
     with db.read() as s:
         assert vector_keys.load(s, who.org_id)["clip"].metric == "l2"
+
+
+def test_the_search_width_grows_with_the_index() -> None:
+    """At a million vectors the base width found 2 of 3 true neighbours (docs/performance.md):
+    the width grows with the index, never below what is fetched, and within its cap."""
+    from corral.core.vectors.embedded import EXPANSION_MAX, EXPANSION_SEARCH, search_width
+
+    assert search_width(10_000, 40) == search_width(50_000, 40) == EXPANSION_SEARCH
+    widths = [search_width(n, 40) for n in (50_000, 200_000, 1_000_000, 5_000_000)]
+    assert widths == sorted(widths) and len(set(widths)) == 4
+    assert widths[2] >= 1_000  # recall@10 0.95 at 1,000,000 x 512 needed 1,024
+    assert search_width(10**9, 40) == EXPANSION_MAX
+    assert search_width(1_000, 5_000) == 5_000
