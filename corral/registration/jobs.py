@@ -561,6 +561,18 @@ _ITEM_COLUMNS = ("id", "item_type", "name", "url", "url_hash", "file_size", "mim
 _PART_COLUMNS = ("item_id", "position", "url", "title", "media")
 
 
+def _job_columns(unit: ClaimedUnit) -> dict[str, Any]:
+    """The columns every item of the job shares that its parameters decide (the rows' constants,
+    and the listing documents' fixed values)."""
+    params = unit.params
+    return {
+        "integration_id": uuid.UUID(params["integration_id"]),
+        "storage_location": params.get("provider", "cloud"),
+        "job_id": unit.job_id,
+        "created_by": uuid.UUID(params["created_by"]) if params.get("created_by") else None,
+    }
+
+
 def _insert(
     s: Session, unit: ClaimedUnit, folder_id: uuid.UUID, ready: _Ready, prepared: list[Prepared], *,
     staged: bool = False
@@ -570,16 +582,12 @@ def _insert(
     if not prepared:
         return
     now = utcnow()
-    params = unit.params
     constants = {  # the same for every item of the job: converted once (see corral.db.bulk)
+        **_job_columns(unit),
         "org_id": unit.org_id,
         "folder_id": folder_id,
-        "integration_id": uuid.UUID(params["integration_id"]),
-        "storage_location": params.get("provider", "cloud"),
         "is_placeholder": False,
-        "staged": staged or not params.get("ignore_errors"),
-        "job_id": unit.job_id,
-        "created_by": uuid.UUID(params["created_by"]) if params.get("created_by") else None,
+        "staged": staged or not unit.params.get("ignore_errors"),
         "created_at": now,
         "updated_at": now,
     }
@@ -655,14 +663,14 @@ def _ready(db: Database, unit: ClaimedUnit, results: list[list[Prepared] | FileE
     items whose URL a look-up finds in the folder already get none: the check under the folder's
     lock decides (``_commit_batch``), and builds the rows of any it finds were not duplicates."""
     prepared = [p for r in results if not isinstance(r, FileError) for p in r]
-    params = unit.params
+    job = _job_columns(unit)
     ready = _Ready(results, db.engine.dialect, docs=item_docs.Docs(
         db.engine.dialect.name == "postgresql",
-        folder_id=str(uuid.UUID(params["folder_id"])),
-        integration_id=str(uuid.UUID(params["integration_id"])),
-        storage_location=params.get("provider", "cloud"),
-        job_id=str(unit.job_id),
-        created_by=str(uuid.UUID(params["created_by"])) if params.get("created_by") else None,
+        folder_id=str(uuid.UUID(unit.params["folder_id"])),
+        integration_id=str(job["integration_id"]),
+        storage_location=job["storage_location"],
+        job_id=str(job["job_id"]),
+        created_by=str(job["created_by"]) if job["created_by"] else None,
     ))
     with db.read() as s:
         ready.keys = load_keys(s, unit.org_id)
