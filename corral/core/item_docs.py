@@ -10,8 +10,9 @@ row is several times faster.  The rules that keep it exact:
   the text as before where it is NULL (``item_rows``);
 * **written only where it is exact**: registration writes it in the ``INSERT`` of the items
   (``Docs``, built from the very values inserted), and ``fill`` writes it from the row as the
-  listing would encode it, in the transaction that read the row (the migration's backfill);
-  every other insert leaves it NULL;
+  listing would encode it, in the transaction that read the row (the migration's backfill, and
+  the job workers' idle-time ``refill`` of the documents a change cleared); every other insert
+  leaves it NULL;
 * **any change of a listed column makes it NULL**, whoever writes it, by a trigger (migration
   0024a): on SQLite ``AFTER UPDATE OF`` the listed columns when the update did not write
   ``doc`` itself; on PostgreSQL a ``BEFORE UPDATE`` row trigger whose ``WHEN`` compares the
@@ -38,6 +39,7 @@ import orjson
 from sqlalchemy import Connection, bindparam, select, text, update
 
 from corral import jsoncodec
+from corral.db.engine import Database
 from corral.db.tables import Item
 
 #: The ``items`` columns a document is made of (an update of any of them makes it stale).
@@ -51,6 +53,9 @@ DOC_COLUMNS = (
 _TAIL = ',"deleted_at":null,"parts":null,"signed_url":null,"signed_url_expires_in":null,"description":""}'
 #: How many rows ``fill`` reads and writes in one transaction.
 FILL_CHUNK = 5_000
+#: How many rows an idle worker's ``refill`` writes in one transaction: about 30 ms of SQLite's
+#: write lock, so requests' writes queued behind it wait little.
+REFILL_CHUNK = 1_000
 
 
 def _dashed(hex32: str) -> str:
@@ -195,12 +200,13 @@ _PG_FILL = text(
 
 
 def fill(
-    conn: Connection, limit: int = FILL_CHUNK, after: uuid.UUID | None = None
+    conn: Connection, limit: int = FILL_CHUNK, after: uuid.UUID | None = None, *, skip_locked: bool = False
 ) -> tuple[int, uuid.UUID | None]:
     """Write the document of up to ``limit`` items that have none (in id order, after ``after``),
     from their rows as the listing encodes them, in the caller's write transaction (the rows
     locked on PostgreSQL, SQLite's write lock held).  Returns how many were written and the last
-    id read (None when none was left)."""
+    id read (None when none was left).  ``skip_locked``: on PostgreSQL, leave the rows another
+    transaction holds (a concurrent refill, or a writer about to change them) to a later pass."""
     from corral.core import item_rows  # (item_rows reads documents: imported late)
 
     forms = item_rows.forms_for(conn.dialect.name)
@@ -208,7 +214,7 @@ def fill(
     if after is not None:  # on from the last chunk, along the primary key: no rescan of done rows
         query = query.where(Item.id > after)
     if forms.postgres:
-        query = query.with_for_update(of=Item)
+        query = query.with_for_update(of=Item, skip_locked=skip_locked)
     rows = conn.execute(query).all()
     if not rows:
         return 0, None
@@ -235,6 +241,28 @@ def fill_all(conn: Connection) -> int:
         total += done
         if after is None:
             return total
+
+
+def refill(
+    db: Database, limit: int = REFILL_CHUNK, after: uuid.UUID | None = None
+) -> tuple[int, uuid.UUID | None]:
+    """Write up to ``limit`` missing documents in one short write transaction; how many were
+    written.  The job workers call this while idle (``Worker``): after a change that cleared many
+    documents (a bulk metadata update, a move, a delete), listings read stored texts again instead
+    of building them from the rows page after page.  A read transaction looks first, so an idle
+    worker takes no write lock when nothing is missing (``ix_items_doc_missing`` holds only the
+    items without a document: the look is one empty index probe).  ``after``: go on along the
+    primary key from the last chunk's id (PostgreSQL keeps the index entries of the rows a chunk
+    rewrote until a vacuum: starting over would step over all of them every time).  Returns how
+    many were written and the id to go on from (None: none left after ``after``)."""
+    look = select(Item.id).where(Item.doc.is_(None))
+    if after is not None:
+        look = look.where(Item.id > after)
+    with db.read() as s:
+        if s.scalar(look.limit(1)) is None:
+            return 0, None
+    with db.write() as s:
+        return fill(s.connection(), limit, after, skip_locked=True)
 
 
 def missing(conn: Connection, ids: Sequence[Any]) -> list[Any]:

@@ -193,6 +193,9 @@ class Item(Base):
         # staged by a job since deleted): index counts take them away (corral/core/index/query.py)
         Index("ix_items_hidden", "org_id", "id", sqlite_where=text(ITEMS_HIDDEN),
               postgresql_where=text(ITEMS_HIDDEN)),
+        # the items whose listing document is missing, for the workers' refill (item_docs.refill)
+        Index("ix_items_doc_missing", "id", sqlite_where=text("doc IS NULL"),
+              postgresql_where=text("doc IS NULL")),
     )
     id: Mapped[uuid.UUID] = _id()
     org_id: Mapped[uuid.UUID] = _org()

@@ -1,7 +1,9 @@
 """The worker loop: claim units, run them on a thread pool, keep their leases alive.
 
 Used three ways: inside ``corral serve`` (a background thread), by ``corral worker``
-(a process of its own, any number of them, on any machine), and by tests.
+(a process of its own, any number of them, on any machine), and by tests.  When it has no unit to
+run, it writes back the listing documents a change cleared (``item_docs.refill``), a short chunk
+at a time, looking for units between chunks.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Any
 
 from sqlalchemy.exc import OperationalError
 
+from corral.core import item_docs
 from corral.db.engine import Database
 from corral.jobs import owners, queue
 from corral.jobs.tasks import ClaimedUnit, TaskRegistry, UnitFailed, WorkerContext, registry
@@ -35,6 +38,8 @@ def _incident() -> str:
 
 #: How long the loop pauses after an unexpected error of its own, at most (it doubles from 0.1 s).
 MAX_ERROR_PAUSE = 5.0
+#: An idle worker looks for missing listing documents this often while there are none.
+DOC_REFILL_SECONDS = 5.0
 
 
 class Worker:
@@ -73,6 +78,8 @@ class Worker:
         self._idle = threading.Condition(self._lock)
         self._errors = 0  # the loop's consecutive unexpected errors (for its back-off)
         self._last_recovery = 0.0
+        self._next_refill = 0.0  # when an idle moment next looks for missing listing documents
+        self._refill_after: uuid.UUID | None = None  # where the refill goes on along the ids
 
     # -- control ---------------------------------------------------------
     def wake(self) -> None:
@@ -115,6 +122,9 @@ class Worker:
                         continue
                     if not self.inflight_ids():
                         self._sweep()  # idle: look for jobs whose last unit finished elsewhere
+                        if self._refill_docs():
+                            self._errors = 0
+                            continue  # more may be missing: look for units first, then go on
                     self._errors = 0
                 except Exception:  # noqa: BLE001 - the loop must outlive anything
                     self._pause_after_error("the worker loop")
@@ -182,6 +192,25 @@ class Worker:
             queue.finalize_ready_jobs(self.db, self.tasks)
         except OperationalError:
             log.warning("finalising jobs failed; will retry", exc_info=True)
+
+    def _refill_docs(self) -> bool:
+        """Idle: write some of the listing documents a change cleared (``item_docs.refill``), at
+        most every ``DOC_REFILL_SECONDS`` while none are missing.  True when some were written."""
+        now = time.monotonic()
+        if now < self._next_refill:
+            return False
+        try:
+            done, after = item_docs.refill(self.db, after=self._refill_after)
+        except OperationalError:  # busy or gone: a later idle moment will do
+            log.warning("refilling listing documents failed; will retry", exc_info=True)
+            done, after = 0, None
+        if after is None and self._refill_after is not None:  # at the end: from the start next
+            self._refill_after = None
+            return True
+        self._refill_after = after
+        if not done:
+            self._next_refill = now + DOC_REFILL_SECONDS
+        return done > 0
 
     def _drain(self) -> None:
         """Graceful stop: let running units finish, then give back whatever is left."""

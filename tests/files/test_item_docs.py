@@ -6,6 +6,8 @@ answers byte for byte what the ``ItemView`` path answers throughout, on both dat
 from __future__ import annotations
 
 import json
+import threading
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -19,6 +21,7 @@ from corral.api.app import create_app
 from corral.core import item_docs
 from corral.db import migrate
 from corral.db.tables import Item
+from corral.jobs.worker import Worker
 from tests.files.conftest import add_items, folder, principal
 from tests.files.test_item_rows import ODD_META, _new, _old, _specs
 from tests.services import MotoServer
@@ -178,3 +181,67 @@ def test_migration_backfills_existing_items(client, db, make_user) -> None:  # t
         s.execute(update(Item).where(Item.name == _specs()[0]["name"]).values(name="new"))
     assert sum(d is None for d in _docs(db).values()) == 1
     _same_listing(db, user, f["id"])
+
+
+def test_idle_workers_refill_cleared_documents(client, db, settings, make_user) -> None:  # type: ignore[no-untyped-def]
+    """A change that clears many documents is followed by an idle worker writing them back, a
+    chunk at a time, with the listing's own text; a worker with nothing missing takes no write."""
+    user = make_user("refill@x.io")
+    f = folder(client, user, "refill")
+    ids = add_items(db, user, f["id"], _specs())
+    with db.write() as s:
+        item_docs.fill_all(s.connection())
+        s.execute(update(Item).where(Item.id.in_(ids)).values(file_size=Item.file_size + 1))
+    assert set(_docs(db).values()) == {None}  # the bulk change cleared them all
+    done, last = item_docs.refill(db, limit=3)  # one chunk, in id order
+    assert done == 3 and last == sorted(ids)[2]
+    assert item_docs.refill(db, limit=2, after=last) == (2, sorted(ids)[4])  # on from there
+    assert sum(d is None for d in _docs(db).values()) == len(ids) - 5
+    worker = Worker(db, settings, shutdown_grace_seconds=5)
+    thread = threading.Thread(target=worker.run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 20
+        while None in _docs(db).values() and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        worker.stop()
+        thread.join(10)
+    docs = _docs(db)
+    assert None not in docs.values()
+    assert docs == _rebuilt(db)
+    _same_listing(db, user, f["id"])
+    assert item_docs.refill(db) == (0, None)  # nothing left
+
+
+def test_the_refill_finds_missing_documents_by_their_index(client, db, make_user) -> None:  # type: ignore[no-untyped-def]
+    """``ix_items_doc_missing`` answers the refill's look-up: no walk over the items' table (on
+    PostgreSQL, whose plan of a small table follows its statistics: the index can answer it)."""
+    query = "SELECT id FROM items WHERE doc IS NULL ORDER BY id LIMIT 1000"
+    with db.engine.connect() as conn:
+        if db.is_sqlite:
+            plan = " ".join(str(r[-1]) for r in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {query}"))
+            assert "ix_items_doc_missing" in plan and "TEMP B-TREE" not in plan, plan
+        else:
+            conn.exec_driver_sql("SET LOCAL enable_seqscan = off")
+            plan = " ".join(str(r[0]) for r in conn.exec_driver_sql(f"EXPLAIN {query}"))
+            assert "ix_items_doc_missing" in plan and "Sort" not in plan, plan
+
+
+def test_the_refill_leaves_rows_another_transaction_holds(client, db, make_user) -> None:  # type: ignore[no-untyped-def]
+    """On PostgreSQL two workers refill side by side: rows one of them (or a writer) holds are
+    left to a later pass instead of waiting for its commit."""
+    if db.engine.dialect.name != "postgresql":
+        pytest.skip("row locks are PostgreSQL's; SQLite's write lock serialises refills")
+    user = make_user("locked@x.io")
+    f = folder(client, user, "locked")
+    ids = add_items(db, user, f["id"], _specs()[:6])
+    with db.write() as s:
+        s.execute(update(Item).where(Item.id.in_(ids)).values(doc=None, updated_at=Item.updated_at))
+    with db.engine.connect() as other, other.begin():
+        other.execute(select(Item.id).where(Item.id == ids[0]).with_for_update())
+        assert item_docs.refill(db)[0] == 5  # without waiting for the other transaction
+        with db.engine.connect() as conn:
+            assert item_docs.missing(conn, ids) == [ids[0]]
+    assert item_docs.refill(db)[0] == 1
+    assert _docs(db) == _rebuilt(db)
