@@ -41,7 +41,7 @@ def main() -> None:
     p.add_argument("--database-url", required=True)
     p.add_argument("--data-dir", type=Path, required=True)
     p.add_argument("--widths", default="0")
-    p.add_argument("--filtered", action="store_true", help="under the 1% filter (group = 7)")
+    p.add_argument("--filtered", action="store_true", help="under the 1%% filter (group = 7)")
     a = p.parse_args()
     settings = Settings(data_dir=a.data_dir, database_url=a.database_url, secret_key="b" * 40,
                         vector_store="pgvector")
