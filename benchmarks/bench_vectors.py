@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from sqlalchemy import text
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -157,6 +158,9 @@ def load(settings: Settings, n: int, dim: int, data: np.ndarray) -> tuple[Any, .
         with db.write() as s:
             insert_tuples(s, ITEMS, COLUMNS, rows)
             project_new(s, who.org_id, metas)
+    if not db.is_sqlite:  # as a large registration ends (registration.jobs._analyze_after_large_load)
+        with db.write() as s:
+            s.execute(text("ANALYZE items, item_meta, item_vectors"))
     ingest = time.perf_counter() - t0
     store = for_database(db, settings)
     keys = vector_search.ensure_keys(db, who.org_id)

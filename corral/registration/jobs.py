@@ -743,7 +743,7 @@ def _analyze_after_large_load(s: Session, job: Job) -> None:
         return
     result = s.scalar(select(JobUnit.result).where(JobUnit.job_id == job.id, JobUnit.seq == 0))
     if isinstance(result, dict) and (result.get("entries") or 0) >= ANALYZE_AFTER:
-        s.execute(text("ANALYZE items, item_meta"))
+        s.execute(text("ANALYZE items, item_meta, item_vectors"))
 
 
 def progress(s: Session, job: Job, error_limit: int = 1000) -> dict[str, Any]:

@@ -185,3 +185,49 @@ def test_the_search_width_grows_with_the_index() -> None:
     assert widths[2] >= 1_000  # recall@10 0.95 at 1,000,000 x 512 needed 1,024
     assert search_width(10**9, 40) == EXPANSION_MAX
     assert search_width(1_000, 5_000) == 5_000
+
+
+def test_pgvector_search_width_and_build_memory_grow_with_the_index() -> None:
+    """hnsw.ef_search grows with the index as the embedded store's width does (at a million the
+    base width loses recall), never below what is fetched (up to pgvector's cap); a build's
+    maintenance_work_mem is sized to hold its graph (a spilling build is many times slower)."""
+    ef = pgvector_module.ef_search
+    assert ef(10_000, 40) == ef(pgvector_module.EF_BASE_SIZE, 40) == pgvector_module.EF_SEARCH
+    widths = [ef(n, 40) for n in (50_000, 200_000, 1_000_000, 5_000_000)]
+    assert widths == sorted(widths) and len(set(widths)) == 4
+    assert widths[1] >= 300 and widths[2] >= 950  # recall@10 0.955 at 200,000 x 512 needed 300
+    assert ef(10**9, 40) == pgvector_module.EF_MAX and ef(1_000, 700) == 700
+    assert ef(1_000, 5_000) == pgvector_module.EF_MAX  # beyond it: the iterative scan
+    small, million = pgvector_module.build_memory(1_000, 512), pgvector_module.build_memory(1_000_000, 512)
+    assert small == pgvector_module.BUILD_MEMORY_MIN
+    assert 1_000_000 * 2 * 512 < million <= pgvector_module.BUILD_MEMORY_MAX  # the halfvec values at least
+    assert pgvector_module.build_memory(10**9, 512) == pgvector_module.BUILD_MEMORY_MAX
+
+
+def test_pgvector_fetches_beyond_the_search_width_and_replaces_an_older_index(db, settings, world) -> None:  # type: ignore[no-untyped-def]
+    """A selective filter's growing fetch gets every label it asks for (pgvector's iterative scan;
+    without it a scan stops at hnsw.ef_search); an index of another format is rebuilt."""
+    from sqlalchemy import text
+
+    who, data, ids = world
+    store = make_store("pgvector", db, settings)
+    with db.read() as s:
+        key = vector_keys.load(s, who.org_id)["clip"]
+    table = pgvector_module.table_name(key.id)
+    build(db, store, "clip", who.org_id)
+    with db.write() as s:  # what an earlier version built: float32, another name
+        s.execute(text(f"DROP INDEX {pgvector_module.index_name(key)}"))
+        s.execute(text(f"CREATE INDEX {table}_hnsw ON {table} USING hnsw (v vector_cosine_ops)"))
+        s.execute(text("UPDATE vector_keys SET indexed_upto = 0 WHERE id = :id"), {"id": key.id})
+    build(db, store, "clip", who.org_id)
+    with db.read() as s:
+        names = set(s.scalars(text("SELECT indexname FROM pg_indexes WHERE tablename = :t"), {"t": table}))
+        assert names == {f"{table}_pkey", pgvector_module.index_name(key)}
+        s.execute(text("SET LOCAL enable_seqscan = off"))  # 2,000 rows: the index, not a sort
+        fetch = pgvector_module.EF_MAX + 500
+        labels = store._ann(s, key, data[0], fetch, "cosine", table)
+        assert labels is not None and len(labels) == len(set(labels)) == fetch
+        plan = "\n".join(s.scalars(text(
+            f"EXPLAIN SELECT id FROM {table} ORDER BY (v::halfvec({DIM})) <=> CAST(:q AS halfvec({DIM})) LIMIT 40"),
+            {"q": "[" + ",".join(str(float(x)) for x in data[0]) + "]"}))
+        assert pgvector_module.index_name(key) in plan

@@ -4,17 +4,24 @@ Each key's indexed vectors are copied into a table of its own, ``corral_vec_<key
 (``id`` = ``item_vectors.id``, ``v vector(dim)``; its rows go when their ``item_vectors`` row
 goes, by cascade), with one HNSW index for the key's metric:
 
-* up to 2,000 dimensions: ``v`` itself (``vector_cosine_ops``, ``vector_ip_ops``,
-  ``vector_l2_ops``);
-* up to 4,000: ``(v::halfvec(dim))`` with the ``halfvec_*_ops``;
+* up to 4,000 dimensions: ``(v::halfvec(dim))`` with the ``halfvec_*_ops`` (half the bytes of a
+  float32 index: at 1,000,000 x 512 the index is about 1 GiB instead of 2.5, and it builds
+  faster; the scores are exact anyway, see below);
 * beyond (pgvector indexes at most 4,000 dimensions of halfvec): a binary-quantised index,
   ``(binary_quantize(v)::bit(dim))`` with ``bit_hamming_ops``; what it returns is re-ranked
   exactly (as every approximate result is, by ``TableStore``), so scores are exact.
 
-The ``vector_index`` job copies new vectors in (binary ``COPY``) and builds or rebuilds the index
-(``CREATE INDEX``; a metric change rebuilds it).  Searches set ``hnsw.ef_search`` to the width
-they need (at most pgvector's 1,000).  The extension itself is created on first use, which needs
-a superuser; ``scripts/ensure-pgvector`` installs it on a Debian machine.
+The index is named by its format (``index_name``); a build drops an index of another format or
+metric and builds the new one.
+
+The ``vector_index`` job copies new vectors in (binary ``COPY``), ``ANALYZE``s the table and builds
+the index when it is missing (``CREATE INDEX`` after the bulk load), with ``maintenance_work_mem``
+set for that transaction to hold the whole graph (``build_memory``: a graph that spills is built
+many times slower) and the server's parallel maintenance workers.  Searches set, for their
+transaction, ``hnsw.ef_search`` growing with the index (``ef_search``, as the embedded store's
+``search_width``: a fixed width loses recall at a million) and ``hnsw.iterative_scan`` so a fetch
+beyond the width (a selective filter's) is served in full.  The extension itself is created on
+first use, which needs a superuser; ``scripts/ensure-pgvector`` installs it on a Debian machine.
 """
 
 from __future__ import annotations
@@ -25,7 +32,7 @@ import threading
 from typing import Any
 
 import numpy as np
-from sqlalchemy import text
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from corral.core.vectors.store import Metric, Progress, VectorKey, Vectors
@@ -34,11 +41,28 @@ from corral.db.engine import Database
 from corral.db.tables import VectorKey as VectorKeyRow
 
 log = logging.getLogger(__name__)
-VECTOR_MAX = 2000
 HALFVEC_MAX = 4000
+#: Keys up to this many dimensions are indexed as float32 ``vector``; above it (and up to
+#: ``HALFVEC_MAX``) as ``halfvec``.  0: every key up to 4,000 dimensions is indexed as halfvec,
+#: half the index's bytes (memory, build time) at no cost in the scores, which are exact anyway.
+VECTOR_MAX = 0
+#: HNSW graph degree and build width (pgvector's defaults; docs/performance.md, "pgvector").
 M = 16
 EF_CONSTRUCTION = 64
+#: The search width (``hnsw.ef_search``) grows with the index as the embedded store's does:
+#: ``EF_SEARCH`` up to ``EF_BASE_SIZE`` vectors, then as size**0.7, at most pgvector's 1,000
+#: (clustered 512-d vectors, recall@10 after the exact re-score: 200,000: 0.885 at 100, 0.955 at
+#: 300; 1,000,000: 0.831 at 326, 0.907 at 700, 0.943 at 1,000; docs/performance.md).
+EF_SEARCH = 120
+EF_BASE_SIZE = 50_000
 EF_MAX = 1000
+#: What one indexed vector costs an in-memory HNSW build beyond its value: its level-0 neighbour
+#: candidates (2 * M of 16 bytes), the element and allocation overhead.  A build whose graph does
+#: not fit in ``maintenance_work_mem`` writes it out as it goes, many times slower.
+_GRAPH_BYTES = 2 * M * 16 + 320
+#: ``maintenance_work_mem`` of one build (its transaction only) is sized to its graph, within these.
+BUILD_MEMORY_MIN = 64 << 20
+BUILD_MEMORY_MAX = 8 << 30
 _BATCH = 20_000
 _OPS = {"cosine": "cosine", "dot": "ip", "l2": "l2"}
 _OPERATOR = {"cosine": "<=>", "dot": "<#>", "l2": "<->"}
@@ -83,12 +107,30 @@ def _expression(dim: int) -> tuple[str, str]:
     return f"(binary_quantize(v)::bit({dim}))", "bit"
 
 
+def index_name(key: VectorKey) -> str:
+    """The key's HNSW index, named by what it is over (a change of format is a new name)."""
+    return f"{table_name(key.id)}_hnsw_{_expression(key.dim)[1]}_m{M}_ef{EF_CONSTRUCTION}"
+
+
 def _index_sql(key: VectorKey, metric: Metric) -> str:
     expr, family = _expression(key.dim)
     ops = "bit_hamming_ops" if family == "bit" else f"{family}_{_OPS[metric]}_ops"
-    name = f"{table_name(key.id)}_hnsw"
-    return (f"CREATE INDEX IF NOT EXISTS {name} ON {table_name(key.id)} USING hnsw ({expr} {ops}) "
-            f"WITH (m = {M}, ef_construction = {EF_CONSTRUCTION})")
+    return (f"CREATE INDEX IF NOT EXISTS {index_name(key)} ON {table_name(key.id)} USING hnsw "
+            f"({expr} {ops}) WITH (m = {M}, ef_construction = {EF_CONSTRUCTION})")
+
+
+def build_memory(count: int, dim: int) -> int:
+    """Bytes of ``maintenance_work_mem`` for building the graph of ``count`` vectors in memory."""
+    family = _expression(dim)[1]
+    value = 8 + (4 * dim if family == "vector" else 2 * dim if family == "halfvec" else (dim + 7) // 8)
+    return max(BUILD_MEMORY_MIN, min(BUILD_MEMORY_MAX, int(1.1 * count * (value + _GRAPH_BYTES))))
+
+
+def ef_search(size: int, fetch: int) -> int:
+    """``hnsw.ef_search`` for an index of ``size`` vectors asked for ``fetch`` labels (a fetch
+    beyond the width is served by pgvector's iterative scan, not a wider search)."""
+    grown = EF_SEARCH * max(1.0, size / EF_BASE_SIZE) ** 0.7
+    return max(min(fetch, EF_MAX), min(EF_MAX, int(grown)))
 
 
 def _copy_rows(labels: np.ndarray, matrix: Vectors) -> bytes:
@@ -120,8 +162,13 @@ class PgvectorStore(TableStore):
             q, op = f"CAST(:q AS halfvec({key.dim}))", _OPERATOR[metric]
         else:
             q, op = f"binary_quantize(CAST(:q AS vector({key.dim})))::bit({key.dim})", "<~>"
-        ef = str(min(EF_MAX, max(40, fetch)))
-        s.execute(text("SELECT set_config('hnsw.ef_search', :ef, true)"), {"ef": ef})
+        size = int(s.scalar(select(VectorKeyRow.indexed_count).where(VectorKeyRow.id == key.id)) or 0)
+        # relaxed_order: a fetch beyond ef_search (a selective filter's growing fetch) is served by
+        # scanning on, not cut at ef_search; the labels are re-scored exactly, so order is free
+        s.execute(text("SELECT set_config('hnsw.ef_search', :ef, true), "
+                       "set_config('hnsw.iterative_scan', 'relaxed_order', true), "
+                       "set_config('hnsw.max_scan_tuples', :scan, true)"),
+                  {"ef": str(ef_search(size, fetch)), "scan": str(max(20_000, 2 * fetch))})
         rows = s.execute(
             text(f"SELECT id FROM {table_name(key.id)} ORDER BY {expr} {op} {q} LIMIT :n"),
             {"q": literal, "n": fetch},
@@ -144,8 +191,12 @@ class PgvectorStore(TableStore):
                 s.execute(text(f"DROP TABLE IF EXISTS {table}"))
             s.execute(text(f"CREATE TABLE IF NOT EXISTS {table} (id bigint PRIMARY KEY "
                            f"REFERENCES item_vectors (id) ON DELETE CASCADE, v vector({key.dim}) NOT NULL)"))
-            if old_metric != metric:
-                s.execute(text(f"DROP INDEX IF EXISTS {table}_hnsw"))
+            # an index of another metric or format (an older version's) goes; a new one is built
+            wanted = index_name(key) if old_metric == metric else None
+            for (name,) in s.execute(text("SELECT indexname FROM pg_indexes WHERE tablename = :t "
+                                          "AND indexname LIKE :p"), {"t": table, "p": f"{table}\\_hnsw%"}):
+                if name != wanted:
+                    s.execute(text(f"DROP INDEX IF EXISTS {name}"))
             # rows an attempt copied but never recorded (its commit failed)
             s.execute(text(f"DELETE FROM {table} WHERE id > :upto"), {"upto": upto})
         done = 0
@@ -164,10 +215,15 @@ class PgvectorStore(TableStore):
             done += len(labels)
             if progress is not None:
                 progress(done, max(total, done))
+        if done:  # the planner's statistics of what was copied (autovacuum may be late, or off)
+            with db.write() as s:
+                s.execute(text(f"ANALYZE {table}"))
         with db.write() as s:  # builds the index when missing (after a bulk load: faster than inserts)
-            s.execute(text("SET LOCAL maintenance_work_mem = '512MB'"))
-            s.execute(text(_index_sql(key, metric)))
             count = int(s.scalar(text(f"SELECT count(*) FROM {table}")) or 0)
+            # the graph in memory (this transaction only: the server's setting stays small)
+            memory = build_memory(count, key.dim) >> 20
+            s.execute(text(f"SET LOCAL maintenance_work_mem = '{memory}MB'"))
+            s.execute(text(_index_sql(key, metric)))
         return {"added": done, "indexed_upto": upto, "indexed_count": count, "file": table, "metric": metric}
 
     def commit_refresh(self, s: Session, key: VectorKey, built: dict[str, Any]) -> None:
