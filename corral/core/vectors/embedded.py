@@ -3,8 +3,9 @@
 Chosen by measurement (docs/performance.md, "Vector index libraries"): usearch serves a saved
 index straight from a memory-mapped file (``Index.restore(path, view=True)``), so a server holds
 only the pages its searches touch, and it stores vectors as float16, half the bytes of faiss's and
-hnswlib's float32 graphs.  The index is approximate; ``TableStore`` re-scores what it returns
-exactly from the stored vectors.
+hnswlib's float32 graphs, or as int8 (a quarter; cosine keys, see ``index_dtype``).  The index
+is approximate; ``TableStore`` re-scores what it returns exactly from the stored vectors, and
+ranks a selective filter's candidates by the index's copies (``_copies``).
 
 Files live in ``<data dir>/vectors/<org id>/``, one per build, named by key id and a random token:
 a build writes a new file and the ``vector_index`` job's commit points ``vector_keys.index_file``
