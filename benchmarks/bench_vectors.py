@@ -129,12 +129,15 @@ def main() -> None:
         print(f"ingest_s={ingest:.1f} (no build)")
         return
     if build is None or a.build == "fresh":
+        old = None
         if a.build == "fresh":
             with db.write() as s:  # the next refresh starts afresh: no index file
                 row = s.get(VectorKeyRow, keys["clip"].id)
                 assert row is not None
-                row.index_file = None
+                old, row.index_file = row.index_file, None
         build = build_index(db, store, keys["clip"])
+        if old is not None:
+            (data_dir / "vectors" / old).unlink(missing_ok=True)
         kept["build_s"] = build
         saved.write_text(json.dumps(kept))
 
