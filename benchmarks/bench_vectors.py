@@ -8,7 +8,10 @@ It makes a fresh organisation in a fresh data directory (SQLite) or the given Po
 (``projection.project_new`` with validated ``StoredVector`` values, in batches of 5,000), builds
 the key's index as the ``vector_index`` job does, then runs 100 held-out queries unfiltered and
 under a filter matching 1% of the items, against exact brute force.  Memory is this process's
-peak resident set (the vectors it generated included).  Each query's latency is given as wall
+peak resident set (the vectors it generated included); ``--serve-memory N`` also runs N queries
+in a separate process that holds only what a server does (``bench_vectors_serve.py``) and
+prints its resident set.  ``--build skip`` ingests only; ``--build fresh`` builds the index anew
+with this checkout's parameters (on a kept ``--data-dir``).  Each query's latency is given as wall
 time and as this thread's CPU time (``time.thread_time``: what the query cost, whatever else the
 machine runs).
 
