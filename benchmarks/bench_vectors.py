@@ -8,7 +8,10 @@ It makes a fresh organisation in a fresh data directory (SQLite) or the given Po
 (``projection.project_new`` with validated ``StoredVector`` values, in batches of 5,000), builds
 the key's index as the ``vector_index`` job does, then runs 100 held-out queries unfiltered and
 under a filter matching 1% of the items, against exact brute force.  Memory is this process's
-peak resident set (the vectors it generated included).  Each query's latency is given as wall
+peak resident set (the vectors it generated included); ``--serve-memory N`` also runs N queries
+in a separate process that holds only what a server does (``bench_vectors_serve.py``) and
+prints its resident set.  ``--build skip`` ingests only; ``--build fresh`` builds the index anew
+with this checkout's parameters (on a kept ``--data-dir``).  Each query's latency is given as wall
 time and as this thread's CPU time (``time.thread_time``: what the query cost, whatever else the
 machine runs).
 
@@ -27,6 +30,7 @@ import argparse
 import json
 import os
 import resource
+import subprocess
 import sys
 import tempfile
 import time
@@ -51,6 +55,7 @@ from corral.db import migrate  # noqa: E402
 from corral.db.bulk import insert_tuples  # noqa: E402
 from corral.db.engine import create_database  # noqa: E402
 from corral.db.tables import Item, User  # noqa: E402
+from corral.db.tables import VectorKey as VectorKeyRow  # noqa: E402
 from corral.db.types import utcnow, uuid7  # noqa: E402
 from corral.settings import Settings  # noqa: E402
 from tests.vectors.data import clustered, exact_top  # noqa: E402
@@ -89,6 +94,12 @@ def main() -> None:
     p.add_argument("--data-dir", type=Path, default=None,
                    help="keep the database and index here; reuse them when they are already there")
     p.add_argument("--rounds", type=int, default=1, help="times the 100 queries are run (after a warm-up)")
+    p.add_argument("--build", choices=("auto", "fresh", "skip"), default="auto",
+                   help="auto: build the index unless the data dir holds one; fresh: discard it and "
+                   "build anew (this checkout's parameters); skip: ingest only, then stop")
+    p.add_argument("--serve-memory", type=int, default=0, metavar="QUERIES",
+                   help="also run QUERIES queries (half of them 1%%-filtered) in a separate process "
+                   "that only opens the database and the index, and report its resident set")
     a = p.parse_args()
     data_dir = a.data_dir.resolve() if a.data_dir else Path(tempfile.mkdtemp(prefix="bench-vectors-"))
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -109,11 +120,30 @@ def main() -> None:
         ids = [uuid.UUID(i) for i in kept["ids"]]
         store = for_database(db, settings)
         keys = vector_search.ensure_keys(db, who.org_id)
-        ingest, build = kept["ingest_s"], kept["build_s"]
+        ingest, build = kept["ingest_s"], kept.get("build_s")
     else:
-        db, who, ids, store, keys, ingest, build = load(settings, a.n, a.dim, data)
-        saved.write_text(json.dumps({"n": a.n, "dim": a.dim, "user": str(who.user_id),
-                                     "ids": [str(i) for i in ids], "ingest_s": ingest, "build_s": build}))
+        db, who, ids, ingest = load(settings, a.n, a.dim, data)
+        store = for_database(db, settings)
+        keys = vector_search.ensure_keys(db, who.org_id)
+        kept = {"n": a.n, "dim": a.dim, "user": str(who.user_id), "ids": [str(i) for i in ids],
+                "ingest_s": ingest, "build_s": None}
+        build = None
+    if a.build == "skip":
+        saved.write_text(json.dumps(kept))
+        print(f"ingest_s={ingest:.1f} (no build)")
+        return
+    if build is None or a.build == "fresh":
+        old = None
+        if a.build == "fresh":
+            with db.write() as s:  # the next refresh starts afresh: no index file
+                row = s.get(VectorKeyRow, keys["clip"].id)
+                assert row is not None
+                old, row.index_file = row.index_file, None
+        build = build_index(db, store, keys["clip"])
+        if old is not None:
+            (data_dir / "vectors" / old).unlink(missing_ok=True)
+        kept["build_s"] = build
+        saved.write_text(json.dumps(kept))
 
     def run(filter_: object, among: np.ndarray | None) -> tuple[float, float, float]:
         times, cpu, hits = [], [], 0
@@ -137,11 +167,21 @@ def main() -> None:
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"store={store.name} n={a.n} dim={a.dim} ingest_s={ingest:.1f} build_s={build:.1f} "
           f"p50_ms={p50:.2f} cpu_p50_ms={cpu50:.2f} recall10={rec:.3f} filtered_p50_ms={fp50:.2f} "
-          f"filtered_cpu_p50_ms={fcpu50:.2f} filtered_recall10={frec:.3f} peak_rss_mib={peak:.0f}")
+          f"filtered_cpu_p50_ms={fcpu50:.2f} filtered_recall10={frec:.3f} peak_rss_mib={peak:.0f} "
+          f"loadavg={' '.join(f'{x:.1f}' for x in os.getloadavg())}", flush=True)
+    if a.serve_memory:
+        np.save(data_dir / "queries.npy", queries)
+        out = subprocess.run(
+            [sys.executable, "-P", "-m", "benchmarks.bench_vectors_serve", str(data_dir),
+             a.database_url or "", a.store, str(a.serve_memory)],
+            cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True, check=True,
+            env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
+        )
+        print(out.stdout.strip(), flush=True)
 
 
 def load(settings: Settings, n: int, dim: int, data: np.ndarray) -> tuple[Any, ...]:
-    """Ingest ``data`` and build the index: (db, principal, item ids, store, keys, ingest s, build s)."""
+    """Ingest ``data``: (db, principal, item ids, ingest s)."""
     db, who, folder = setup(settings, dim)
     ids: list[uuid.UUID] = []
     t0 = time.perf_counter()
@@ -162,17 +202,21 @@ def load(settings: Settings, n: int, dim: int, data: np.ndarray) -> tuple[Any, .
         with db.write() as s:
             s.execute(text("ANALYZE items, item_meta, item_vectors"))
     ingest = time.perf_counter() - t0
-    store = for_database(db, settings)
-    keys = vector_search.ensure_keys(db, who.org_id)
+    print(f"ingest_s={ingest:.1f}", flush=True)
+    return db, who, ids, ingest
+
+
+def build_index(db: Any, store: Any, key: Any) -> float:
+    """Build the key's index as the ``vector_index`` job does; the wall seconds it took."""
     t0, c0 = time.perf_counter(), time.process_time()
-    built = store.refresh(db, keys["clip"])
+    built = store.refresh(db, key)
     with db.write() as s:
-        store.commit_refresh(s, keys["clip"], built)
+        store.commit_refresh(s, key, built)
     build = time.perf_counter() - t0
     # CPU seconds of this process's threads (usearch's build threads included; not PostgreSQL's)
     print(f"build_s={build:.1f} build_cpu_s={time.process_time() - c0:.1f} "
           f"loadavg={' '.join(f'{x:.1f}' for x in os.getloadavg())}", flush=True)
-    return db, who, ids, store, keys, ingest, build
+    return build
 
 
 if __name__ == "__main__":

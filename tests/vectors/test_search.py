@@ -231,3 +231,116 @@ def test_pgvector_fetches_beyond_the_search_width_and_replaces_an_older_index(db
             f"EXPLAIN SELECT id FROM {table} ORDER BY (v::halfvec({DIM})) <=> CAST(:q AS halfvec({DIM})) LIMIT 40"),
             {"q": "[" + ",".join(str(float(x)) for x in data[0]) + "]"}))
         assert pgvector_module.index_name(key) in plan
+
+
+class CountingStore(EmbeddedStore):
+    """The embedded store, counting the stored vectors it reads for exact scores."""
+
+    def __init__(self, data_dir: Any) -> None:
+        super().__init__(data_dir)
+        self.read: list[int] = []
+
+    def _read(self, s, key, labels):  # type: ignore[no-untyped-def]
+        self.read.append(len(labels))
+        return super()._read(s, key, labels)
+
+
+def test_a_selective_filter_is_ranked_by_the_index_copies_and_rescored_exactly(
+    db, settings, world, make_user, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    """Few candidates (a filter, or what a member may see) are ranked by the index's own int8 or
+    float16 copies of their vectors; only the best few are read as stored, so the scores are
+    exact and recall against brute force holds; vectors written since the build are read too."""
+    from corral.core import permissions
+
+    who, data, ids = world
+    store = CountingStore(settings.data_dir)
+    build(db, store, "clip", who.org_id)
+    monkeypatch.setattr(table_module, "RERANK", 8)
+    monkeypatch.setattr(table_module, "RERANK_FACTOR", 2)
+    among = np.array([i for i in range(N) if i % 100 < 5])  # 5% of the items: 100 candidates
+    filter_ = {"key": "group", "op": "lt", "value": 5}
+    total = 0.0
+    for qi in range(0, N, 97):
+        want = [ids[i] for i in exact_top(data, data[qi], 5, among=among)]
+        store.read.clear()
+        keys = vector_search.ensure_keys(db, who.org_id)
+        with db.read() as s:
+            found = vector_search.similar(s, who, store, keys, vector_search.Query(
+                key="clip", vector=data[qi].tolist(), k=5, filter=filter_)).hits
+        got = [h.item_id for h in found]
+        assert len(got) == 5 and set(got) <= {ids[i] for i in among}
+        assert store.read == [10]  # max(RERANK, RERANK_FACTOR * k) of the 100, not all of them
+        for hit in found:  # exact cosine from the float32 vectors, not the copies'
+            v = data[ids.index(hit.item_id)]
+            assert abs(hit.score - float(v @ data[qi] / np.linalg.norm(v) / np.linalg.norm(data[qi]))) < 1e-5
+        total += recall(got, want)
+    assert total / len(range(0, N, 97)) >= 0.9, total
+
+    # a vector written after the build (not in the index) is scored exactly beside the copies
+    novel = -data[3]
+    [fresh] = add_items(db, who, "data", [{"clip": StoredVector(novel.tolist()), "group": 1}])
+    store.read.clear()
+    assert similar(db, who, store, vector=novel.tolist(), k=1, filter=filter_) == [fresh.id]
+    assert store.read == [8 + 1]  # RERANK of the indexed, and the new one
+
+    # a member sees only the folder shared with them: the candidates are its items
+    shared = add_items(db, who, "shared", [{"clip": StoredVector(v.tolist()), "group": 50}
+                                           for v in data[:30]])
+    build(db, store, "clip", who.org_id)
+    member = make_user("m@x.io", role="member")
+    with db.write() as s:
+        from corral.core import folders
+
+        folder = folders.create_path(s, who, "shared")
+        permissions.grant(s, who, "folder", folder.id, member.user_id, "viewer")
+    them = principal(db, member.user_id)
+    for qi in (0, 7, 29):
+        want = [shared[i].id for i in exact_top(data[:30], data[qi], 5)]
+        assert recall(similar(db, them, store, vector=data[qi].tolist(), k=5), want) >= 0.8
+        assert set(similar(db, them, store, vector=data[qi].tolist(), k=5)) <= {r.id for r in shared}
+
+
+def test_an_index_keeps_its_vector_type_when_extended(db, settings, world, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """A cosine index is built as int8 (each vector scaled to use the whole range); an index
+    built as float16 (before int8, or for dot and L2) is extended as float16, and searches of
+    either find what brute force finds."""
+    from usearch.index import Index
+
+    from corral.core.vectors import embedded
+
+    who, data, ids = world
+    store = EmbeddedStore(settings.data_dir)
+
+    def dtype_of() -> str:
+        with db.read() as s:
+            row = s.scalars(select(VectorKeyRow).where(VectorKeyRow.org_id == who.org_id)).one()
+            assert row.index_file is not None
+            index = Index.restore(str(store.root / row.index_file), view=True)
+            assert index is not None and len(index) == row.indexed_count
+            return str(index.dtype)
+
+    def check_recall(n: int) -> None:
+        total = 0.0
+        for qi in range(0, n, 101):
+            want = [ids_all[i] for i in exact_top(data_all, data_all[qi], 10)]
+            total += recall(similar(db, who, store, vector=data_all[qi].tolist(), k=10), want)
+        assert total / len(range(0, n, 101)) >= 0.95, total
+
+    monkeypatch.setattr(embedded, "index_dtype", lambda metric: "f16")  # as built before
+    build(db, store, "clip", who.org_id)
+    assert dtype_of() == "ScalarKind.F16"
+    monkeypatch.undo()
+    more = clustered(300, DIM, seed=5)
+    rows = add_items(db, who, "more", [{"clip": StoredVector(v.tolist()), "group": 1} for v in more])
+    build(db, store, "clip", who.org_id)  # extended, in the file's type
+    assert dtype_of() == "ScalarKind.F16"
+    data_all, ids_all = np.concatenate([data, more]), ids + [r.id for r in rows]
+    check_recall(len(data_all))
+    with db.write() as s:  # most of the indexed vectors gone: the next build starts afresh
+        for item_id in ids[: N // 2]:
+            s.delete(s.get(Item, item_id))
+    data_all, ids_all = np.concatenate([data[N // 2 :], more]), ids[N // 2 :] + [r.id for r in rows]
+    build(db, store, "clip", who.org_id)
+    assert dtype_of() == "ScalarKind.I8"
+    check_recall(len(data_all))

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 from sqlalchemy import ColumnElement, and_, func, select, union_all
 from sqlalchemy.orm import Session
 
@@ -95,6 +96,16 @@ class SqlCandidates:
         matrix = np.frombuffer(b"".join([r[1] for r in rows]), dtype="<f4").reshape(len(rows), self.key.dim)
         order = np.argsort(labels, kind="stable")
         return Few(labels[order], matrix[order])
+
+    def labels(self, limit: int) -> NDArray[np.int64] | None:
+        # One statement, the row ids only (the unique index on (key_id, item_id) covers them: no
+        # vector is read), at most limit + 1 of them.
+        rows = self.s.execute(self._joined(ItemVector.id).limit(limit + 1)).all()
+        if len(rows) > limit:
+            return None
+        out = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+        out.sort()
+        return out
 
     def labelled(self, labels: Sequence[int], after: int) -> tuple[list[uuid.UUID], list[bytes]]:
         # One statement: the labels' rows that are still stored and candidates, and the delta's

@@ -141,6 +141,10 @@ class Candidates(Protocol):
     def small(self, limit: int) -> Few | None:
         """Their stored vectors (of the key) when there are at most ``limit``, else None."""
 
+    def labels(self, limit: int) -> NDArray[np.int64] | None:
+        """The row ids (``item_vectors.id``) of their stored vectors (of the key), ascending, when
+        there are at most ``limit``, else None."""
+
     def accept(self, item_ids: Sequence[uuid.UUID]) -> set[uuid.UUID]:
         """Which of ``item_ids`` are candidates."""
 

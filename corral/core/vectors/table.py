@@ -9,7 +9,12 @@ so a new vector is found at once, before any job has run.
 How a search is answered (``search``):
 
 1. **Few candidates** (a selective filter: at most ``EXACT_LIMIT`` items with a vector): read
-   their vectors and score them all.  Exact, and it always finds ``k`` when ``k`` exist.
+   their vectors and score them all.  Exact, and it always finds ``k`` when ``k`` exist.  When
+   the store's index holds copies of the vectors (``_copies``: the embedded store's float16 or
+   int8 ones, memory-mapped), their row ids alone are read, ranked by the copies, and only the
+   best ``max(RERANK, RERANK_FACTOR * k)`` (and any the index does not hold yet) are read as
+   stored and scored exactly: at a million vectors a 1% filter's 10,000 float32 vectors cost
+   more to read from the database than everything else in the query.
 2. **Otherwise**, ask the approximate index for ``fetch`` labels, map them to items (dropping
    vectors replaced or deleted since the build), keep the candidates, add the delta's exact
    matches, and re-score the survivors exactly from the stored vectors.  When fewer than ``k``
@@ -25,6 +30,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
@@ -47,6 +53,11 @@ from corral.db.tables import VectorKey as VectorKeyRow
 
 #: Candidate sets up to this size are searched exactly (no approximate index).
 EXACT_LIMIT = 20_000
+#: Such a set is ranked first by the approximate index's copies of its vectors when the store
+#: has them (``_copies``); this many of the best (at least ``RERANK_FACTOR * k``) are read as
+#: stored and scored exactly (docs/performance.md).
+RERANK = 200
+RERANK_FACTOR = 4
 #: Deltas (vectors newer than the index) beyond this size make a search exact-scan them anyway;
 #: the ``vector_index`` job normally keeps the delta to seconds of writes.
 _CHUNK = 500
@@ -145,9 +156,14 @@ class TableStore:
         # Unfiltered, with an index larger than the exact limit: the candidates are most of the
         # vectors, so counting them first (thousands of rows a query) would only confirm it.
         if not (candidates.broad and indexed and total > EXACT_LIMIT):
-            few = candidates.small(EXACT_LIMIT)
-            if few is not None:
-                return self._exact_among(s, query, k, metric, few)
+            if index_file is not None and self.has_copies:
+                among = candidates.labels(EXACT_LIMIT)
+                if among is not None:
+                    return self._among_copies(s, key, query, k, metric, among, upto, index_file)
+            else:
+                few = candidates.small(EXACT_LIMIT)
+                if few is not None:
+                    return self._exact_among(s, query, k, metric, few)
         fetch = max(4 * k, 40)
         while index_file is not None and total and fetch < 4 * total:
             labels = self._ann(s, key, query, fetch, metric, index_file)
@@ -170,6 +186,40 @@ class TableStore:
             return []
         matrix = np.frombuffer(b"".join(blobs), dtype="<f4").reshape(len(ids), key.dim)
         return top_k(ids, scores(matrix, query, metric), len(ids))
+
+    def _among_copies(
+        self, s: Session, key: VectorKey, query: Vectors, k: int, metric: Metric, labels: NDArray[np.int64],
+        upto: int, index_file: str,
+    ) -> list[Hit]:
+        """A small candidate set (row ids ``labels``) ranked by the index's copies of its vectors;
+        the best ``max(RERANK, RERANK_FACTOR * k)`` of them, and every candidate the index does not
+        hold (the delta), read as stored and scored exactly."""
+        if len(labels) == 0:
+            return []
+        keep = max(RERANK, RERANK_FACTOR * k)
+        held = labels[labels <= upto]
+        copies = self._copies(key, held, index_file) if len(held) > keep else None
+        if copies is None:
+            exact = labels
+        else:
+            present, matrix = copies
+            ranked = held[present]
+            if len(ranked) > keep:
+                ranked = ranked[np.argpartition(-scores(matrix, query, metric), keep - 1)[:keep]]
+            exact = np.concatenate([ranked, held[~present], labels[labels > upto]])
+        ids, matrix = self._read(s, key, np.sort(exact))
+        return top_k(ids, scores(matrix, query, metric), k)
+
+    def _read(self, s: Session, key: VectorKey, labels: NDArray[np.int64]) -> tuple[list[uuid.UUID], Vectors]:
+        """The stored vectors of row ids ``labels`` (those still stored), in row id order:
+        (item ids, matrix)."""
+        rows: list[Any] = []
+        for chunk in _chunks(labels.tolist()):
+            rows.extend(s.execute(select(ItemVector.id, ItemVector.item_id, ItemVector.vec)
+                                  .where(ItemVector.id.in_(chunk))))
+        rows.sort(key=lambda r: r[0])
+        matrix = np.frombuffer(b"".join(r[2] for r in rows), dtype="<f4").reshape(len(rows), key.dim)
+        return [r[1] for r in rows], matrix
 
     def _exact_among(self, s: Session, query: Vectors, k: int, metric: Metric, few: Few) -> list[Hit]:
         """Every candidate of a small set scored; the best ``k`` mapped to their items."""
@@ -204,6 +254,17 @@ class TableStore:
         return [Hit(b[2], b[0]) for b in ranked]
 
     # -- the approximate index (subclasses) --------------------------------------------------------
+
+    #: Whether ``_copies`` can answer (the approximate index holds copies of the vectors).
+    has_copies = False
+
+    def _copies(
+        self, key: VectorKey, labels: NDArray[np.int64], index_file: str
+    ) -> tuple[NDArray[np.bool_], Vectors] | None:
+        """The index's own copies of the vectors of row ids ``labels`` (for ranking only: they
+        may be quantised): (which labels it holds, their vectors as float32 rows, in order), or
+        None when the index cannot be read."""
+        return None
 
     def _ann(
         self, s: Session, key: VectorKey, query: Vectors, fetch: int, metric: Metric, index_file: str
