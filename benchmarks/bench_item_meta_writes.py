@@ -3,7 +3,7 @@
 Run on purpose (not part of the test suite):
 
     .venv/bin/python -m benchmarks.bench_item_meta_writes [--items 1000000] [--batch 5000]
-        [--without-value-indexes]
+        [--without-value-indexes] [--keys camera,score,frame,reviewed,weather,captured_at]
 
 Inserts the realistic manifest's six keys' values (``bench_registration``'s manifest: the same
 keys, definitions and value distributions, projected by the real ``Projector``) for ``--items``
@@ -19,7 +19,7 @@ Reported every 10% of the items: the CPU (user + system) per value of the last b
 and commit, the cumulative CPU, and the bytes the process has written (``/proc/self/io``: the WAL
 and the checkpoints' copies into the database file).  ``--without-value-indexes`` leaves out the
 two partial indexes (not an option for corral: every value predicate reads them), to show what
-they cost.
+they cost; ``--keys`` projects only some of the manifest's keys.
 """
 
 from __future__ import annotations
@@ -65,6 +65,7 @@ def main() -> None:
     parser.add_argument("--items", type=int, default=1_000_000)
     parser.add_argument("--batch", type=int, default=5000, help="items per transaction")
     parser.add_argument("--without-value-indexes", action="store_true")
+    parser.add_argument("--keys", default=",".join(SCHEMA), help="which of the manifest's keys to project")
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="corral-bench-meta-"))
@@ -79,8 +80,11 @@ def main() -> None:
     if not args.without_value_indexes:
         for index in table.indexes:
             db.execute(str(CreateIndex(index).compile(dialect=dialect)))
+    chosen = args.keys.split(",")
+    if unknown := set(chosen) - set(SCHEMA):
+        parser.error(f"--keys: not keys of the manifest: {', '.join(sorted(unknown))}")
     keys = [Key(n, name, _entry(name, cast(dict[str, Any], definition)), True, None)
-            for n, (name, definition) in enumerate(SCHEMA.items(), 1)]
+            for n, (name, definition) in enumerate(SCHEMA.items(), 1) if name in chosen]
     projector = Projector(keys)
     print(f"{args.items:,} items, {len(keys)} keys, {args.batch:,} items a transaction, "
           f"{'without' if args.without_value_indexes else 'with'} the value indexes; {path}")
