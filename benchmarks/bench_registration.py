@@ -76,6 +76,19 @@ def _order(n: int, shuffle: bool) -> list[int] | range:
     return order
 
 
+def client_metadata(i: int) -> dict[str, Any]:
+    """Entry ``i``'s metadata in the realistic manifest."""
+    return {
+        "camera": f"cam-{i % 16}",
+        "score": i % 100 / 10,
+        "frame": i % 10_000,
+        "reviewed": i % 3 == 0,
+        "weather": WEATHER[i % 4],
+        "captured_at": f"2026-{1 + i % 12:02d}-{1 + i % 28:02d}T"
+        f"{i % 24:02d}:{i % 60:02d}:{i // 60 % 60:02d}Z",
+    }
+
+
 def write_manifest(path: Path, n: int, shuffle: bool = False) -> None:
     """The realistic manifest (see the module docstring)."""
     with path.open("w") as out:
@@ -89,15 +102,7 @@ def write_manifest(path: Path, n: int, shuffle: bool = False) -> None:
                         "objectUrl": f"s3://media/runs/{i // 10_000:04d}/frames/{i:08d}.jpg",
                         "title": f"run {i // 10_000} frame {i % 10_000}",
                         "imageMetadata": {"width": 1920, "height": 1080},
-                        "clientMetadata": {
-                            "camera": f"cam-{i % 16}",
-                            "score": i % 100 / 10,
-                            "frame": i % 10_000,
-                            "reviewed": i % 3 == 0,
-                            "weather": WEATHER[i % 4],
-                            "captured_at": f"2026-{1 + i % 12:02d}-{1 + i % 28:02d}T"
-                            f"{i % 24:02d}:{i % 60:02d}:{i // 60 % 60:02d}Z",
-                        },
+                        "clientMetadata": client_metadata(i),
                     }
                 )
             )
@@ -176,14 +181,20 @@ def busiest_thread(before: dict[int, float], after: dict[int, float]) -> float:
 
 def profile(pids: list[int], seconds: int, out: Path) -> list[subprocess.Popen[bytes]]:
     """With CORRAL_BENCH_PYSPY=path/to/py-spy: sample each process into OUT-PID.txt (collapsed
-    stacks) for CORRAL_BENCH_PYSPY_SECONDS; with CORRAL_BENCH_PYSPY_IDLE=1 waiting threads too."""
+    stacks) for CORRAL_BENCH_PYSPY_SECONDS; with CORRAL_BENCH_PYSPY_IDLE=1 waiting threads too,
+    with CORRAL_BENCH_PYSPY_NATIVE=1 the C frames (SQLite's own functions) too, and with
+    CORRAL_BENCH_PYSPY_WORKERS=1 only the worker processes (sampling stops each sampled process
+    for a moment: on a loaded machine the API process then dropped the manifest's upload)."""
     spy = os.environ.get("CORRAL_BENCH_PYSPY")
     if not spy:
         return []
-    idle = ["--idle"] if os.environ.get("CORRAL_BENCH_PYSPY_IDLE") else []
+    extra = ["--idle"] if os.environ.get("CORRAL_BENCH_PYSPY_IDLE") else []
+    extra += ["--native"] if os.environ.get("CORRAL_BENCH_PYSPY_NATIVE") else []
+    if os.environ.get("CORRAL_BENCH_PYSPY_WORKERS"):
+        pids = pids[1:]
     return [
         subprocess.Popen([spy, "record", "-p", str(pid), "-d", str(seconds), "-r", "50", "-f", "raw",
-                          "-o", f"{out}-{pid}.txt", *idle],
+                          "-o", f"{out}-{pid}.txt", *extra],
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         for pid in pids
     ]
