@@ -179,12 +179,15 @@ def test_the_search_width_grows_with_the_index() -> None:
     the width grows with the index, never below what is fetched, and within its cap."""
     from corral.core.vectors.embedded import EXPANSION_MAX, EXPANSION_SEARCH, search_width
 
-    assert search_width(10_000, 40) == search_width(50_000, 40) == EXPANSION_SEARCH
-    widths = [search_width(n, 40) for n in (50_000, 200_000, 1_000_000, 5_000_000)]
-    assert widths == sorted(widths) and len(set(widths)) == 4
-    assert widths[2] >= 1_000  # recall@10 0.95 at 1,000,000 x 512 needed 1,024
-    assert search_width(10**9, 40) == EXPANSION_MAX
-    assert search_width(1_000, 5_000) == 5_000
+    for degree, at_a_million in ((16, 1_000), (32, 800)):
+        # recall@10 0.95 at 1,000,000 x 512 needed 1,024 with degree 16, 768 with degree 32
+        assert search_width(10_000, 40, degree) == search_width(50_000, 40, degree) == EXPANSION_SEARCH
+        widths = [search_width(n, 40, degree) for n in (50_000, 200_000, 1_000_000, 5_000_000)]
+        assert widths == sorted(widths) and len(set(widths)) == 4
+        assert widths[2] >= at_a_million
+        assert search_width(10**9, 40, degree) == EXPANSION_MAX
+        assert search_width(1_000, 5_000, degree) == 5_000
+    assert search_width(1_000_000, 40, 32) < search_width(1_000_000, 40, 16)  # a denser graph needs less
 
 
 def test_pgvector_search_width_and_build_memory_grow_with_the_index() -> None:

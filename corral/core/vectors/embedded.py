@@ -36,25 +36,35 @@ from corral.db.tables import ItemVector
 from corral.db.tables import VectorKey as VectorKeyRow
 
 _METRICS = {"cosine": "cos", "dot": "ip", "l2": "l2sq"}
-#: HNSW parameters: graph degree, build and base search widths (docs/performance.md).  At
-#: 200,000 x 512 (int8) degree 32 with build width 64 cost 0.65x the build CPU of degree 16 with
-#: width 128 and found more at every search width from 128 on (recall@10 0.961 against 0.940 at
-#: 256); an index keeps the parameters it was built with when it is extended.
-CONNECTIVITY = 32
-EXPANSION_ADD = 64
+#: HNSW parameters: graph degree, build and base search widths (docs/performance.md).  Degree 32
+#: with build width 64 built 0.58x the CPU at 200,000 x 512 and 0.83x at a million (668 s), but
+#: its hops cost twice the distances (1,000,000 x 512, quiet machine, width 1,042: query p50
+#: 29.0 ms at recall@10 0.966, against 13.5 ms at 0.952 for degree 16 in float16; it needs width
+#: 768 for 0.953): queries are many and builds are few, so new graphs keep degree 16 and build width 128,
+#: in int8 for cosine (200,000 x 512: 0.89x float16's build CPU, recall as high at every width,
+#: p50 3.5 against 6.1 ms at width 512).  An index keeps the parameters it was built with when
+#: it is extended, and its search width follows its own degree (``search_width``).
+CONNECTIVITY = 16
+EXPANSION_ADD = 128
 EXPANSION_SEARCH = 128
 #: The search width grows with the index: a graph of this many vectors keeps recall@10 >= 0.95 at
-#: the base width, and a larger one needs a wider search (1,000,000 x 512 clustered vectors:
-#: recall@10 0.667 at 128, 0.780 at 256, 0.874 at 512, 0.950 at 1,024; docs/performance.md).
+#: the base width, and a larger one needs a wider search.  1,000,000 x 512 clustered vectors,
+#: degree 16 / build width 128 (float16, the earlier graphs): recall@10 0.667 at 128, 0.780 at
+#: 256, 0.874 at 512, 0.950 at 1,024; degree 32 / build width 64 (int8): 0.848 at 256, 0.916 at
+#: 512, 0.953 at 768, 0.955 at 800, 0.966 at 1,042 (docs/performance.md).
 EXPANSION_BASE_SIZE = 50_000
 EXPANSION_MAX = 4_096
+#: How fast the width grows with the index, by the graph's degree (a denser graph needs less).
+_GROWTH = {16: 0.7, 32: 0.62}
 
 
-def search_width(size: int, fetch: int) -> int:
-    """The HNSW search width for an index of ``size`` vectors asked for ``fetch`` labels:
-    the base width up to ``EXPANSION_BASE_SIZE`` vectors, then growing as size**0.7 (1,037 at a
-    million), at most ``EXPANSION_MAX``, never below ``fetch``."""
-    grown = EXPANSION_SEARCH * max(1.0, size / EXPANSION_BASE_SIZE) ** 0.7
+def search_width(size: int, fetch: int, connectivity: int = CONNECTIVITY) -> int:
+    """The HNSW search width for an index of ``size`` vectors of graph degree ``connectivity``
+    asked for ``fetch`` labels: the base width up to ``EXPANSION_BASE_SIZE`` vectors, then
+    growing as size**0.62 for degree 32 and more (820 at a million) and size**0.7 below
+    (1,037), at most ``EXPANSION_MAX``, never below ``fetch``."""
+    growth = _GROWTH[32] if connectivity >= 32 else _GROWTH[16]
+    grown = EXPANSION_SEARCH * max(1.0, size / EXPANSION_BASE_SIZE) ** growth
     return max(fetch, min(EXPANSION_MAX, int(grown)))
 
 
@@ -118,7 +128,7 @@ class EmbeddedStore(TableStore):
         index = self._index(str(self.root / index_file))
         if index is None:
             return None
-        index.expansion_search = search_width(len(index), fetch)
+        index.expansion_search = search_width(len(index), fetch, index.connectivity)
         found = index.search(_fitted(index, np.asarray(query, dtype=np.float32)), min(fetch, len(index)),
                              threads=1)
         return [int(label) for label in np.asarray(found.keys)]
