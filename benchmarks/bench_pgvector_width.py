@@ -14,7 +14,6 @@ are unit length: cosine = dot).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 import uuid
@@ -25,12 +24,9 @@ from sqlalchemy import text
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from corral.core.identity import principal_for_user  # noqa: E402
+from benchmarks.bench_vectors import open_kept  # noqa: E402
 from corral.core.vectors import pgvector  # noqa: E402
 from corral.core.vectors import search as vector_search  # noqa: E402
-from corral.core.vectors.stores import for_database  # noqa: E402
-from corral.db.engine import create_database  # noqa: E402
-from corral.db.tables import User  # noqa: E402
 from corral.settings import Settings  # noqa: E402
 from tests.vectors.data import clustered  # noqa: E402
 
@@ -47,15 +43,8 @@ def main() -> None:
                         vector_store="pgvector")
     data = clustered(a.n + 100, 512, clusters=1000, latent=24)
     queries, data = data[a.n :], data[: a.n]
-    kept = json.loads((a.data_dir / "bench.json").read_text())
+    kept, db, who, store, keys = open_kept(settings)
     ids = [uuid.UUID(i) for i in kept["ids"]]
-    db = create_database(settings)
-    with db.read() as s:
-        user = s.get(User, uuid.UUID(kept["user"]))
-        assert user is not None
-        who = principal_for_user(user, "bearer")
-    store = for_database(db, settings)
-    keys = vector_search.ensure_keys(db, who.org_id)
     rows = np.arange(7, a.n, 100) if a.filtered else np.arange(a.n)
     filter_ = {"key": "group", "op": "eq", "value": 7} if a.filtered else None
     want: list[set[uuid.UUID]] = []

@@ -109,17 +109,10 @@ def main() -> None:
     queries, data = data[a.n :], data[: a.n]
     saved = data_dir / "bench.json"
     if saved.exists():
-        kept = json.loads(saved.read_text())
+        kept, db, who, store, keys = open_kept(settings)
         if (kept["n"], kept["dim"]) != (a.n, a.dim):
             raise SystemExit(f"{data_dir} holds n={kept['n']} dim={kept['dim']}")
-        db = create_database(settings)
-        with db.read() as s:
-            u = s.get(User, uuid.UUID(kept["user"]))
-            assert u is not None
-            who = principal_for_user(u, "bearer")
         ids = [uuid.UUID(i) for i in kept["ids"]]
-        store = for_database(db, settings)
-        keys = vector_search.ensure_keys(db, who.org_id)
         ingest, build = kept["ingest_s"], kept.get("build_s")
     else:
         db, who, ids, ingest = load(settings, a.n, a.dim, data)
@@ -178,6 +171,17 @@ def main() -> None:
             env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
         )
         print(out.stdout.strip(), flush=True)
+
+
+def open_kept(settings: Settings) -> tuple[dict[str, Any], Any, Any, Any, Any]:
+    """A kept ``--data-dir``'s run, opened again: (its bench.json, db, principal, store, keys)."""
+    kept = json.loads((Path(settings.data_dir) / "bench.json").read_text())
+    db = create_database(settings)
+    with db.read() as s:
+        u = s.get(User, uuid.UUID(kept["user"]))
+        assert u is not None, "not a data directory this benchmark filled"
+        who = principal_for_user(u, "bearer")
+    return kept, db, who, for_database(db, settings), vector_search.ensure_keys(db, who.org_id)
 
 
 def load(settings: Settings, n: int, dim: int, data: np.ndarray) -> tuple[Any, ...]:

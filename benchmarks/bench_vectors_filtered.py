@@ -16,7 +16,6 @@ and thread CPU time over ``ROUNDS`` rounds after a warm-up, recall@10.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
@@ -26,13 +25,11 @@ from pathlib import Path
 import numpy as np
 from sqlalchemy import select
 
-from corral.core.identity import principal_for_user
+from benchmarks.bench_vectors import open_kept
 from corral.core.vectors import embedded
 from corral.core.vectors import search as vector_search
-from corral.core.vectors.stores import for_database
 from corral.core.vectors.table import TableStore
-from corral.db.engine import create_database
-from corral.db.tables import ItemVector, User
+from corral.db.tables import ItemVector
 from corral.db.tables import VectorKey as VectorKeyRow
 from corral.settings import Settings
 
@@ -42,15 +39,8 @@ FILTER = {"key": "group", "op": "eq", "value": 7}
 def main() -> None:
     data_dir, mode = Path(sys.argv[1]), sys.argv[2]
     rounds = int(sys.argv[3]) if len(sys.argv) > 3 else 2
-    kept = json.loads((data_dir / "bench.json").read_text())
     settings = Settings(data_dir=data_dir, database_url=None, secret_key="b" * 40, vector_store="embedded")
-    db = create_database(settings)
-    with db.read() as s:
-        u = s.get(User, uuid.UUID(kept["user"]))
-        assert u is not None
-        who = principal_for_user(u, "bearer")
-    store = for_database(db, settings)
-    keys = vector_search.ensure_keys(db, who.org_id)
+    kept, db, who, store, keys = open_kept(settings)
     key = keys["clip"]
     if mode == "build":
         embedded.CONNECTIVITY, embedded.EXPANSION_ADD = 4, 8

@@ -11,19 +11,14 @@ which the kernel may drop and read again) and at its peak (``VmHWM``).
 
 from __future__ import annotations
 
-import json
 import sys
 import time
-import uuid
 from pathlib import Path
 
 import numpy as np
 
-from corral.core.identity import principal_for_user
+from benchmarks.bench_vectors import open_kept
 from corral.core.vectors import search as vector_search
-from corral.core.vectors.stores import for_database
-from corral.db.engine import create_database
-from corral.db.tables import User
 from corral.settings import Settings
 
 
@@ -39,16 +34,9 @@ def status() -> dict[str, float]:
 
 def main() -> None:
     data_dir, url, store_name, n = Path(sys.argv[1]), sys.argv[2] or None, sys.argv[3], int(sys.argv[4])
-    kept = json.loads((data_dir / "bench.json").read_text())
     queries = np.load(data_dir / "queries.npy")
     settings = Settings(data_dir=data_dir, database_url=url, secret_key="b" * 40, vector_store=store_name)
-    db = create_database(settings)
-    with db.read() as s:
-        u = s.get(User, uuid.UUID(kept["user"]))
-        assert u is not None
-        who = principal_for_user(u, "bearer")
-    store = for_database(db, settings)
-    keys = vector_search.ensure_keys(db, who.org_id)
+    _kept, db, who, store, keys = open_kept(settings)
     before = status()
     t0 = time.perf_counter()
     for i in range(n):
