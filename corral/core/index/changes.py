@@ -25,11 +25,12 @@ import uuid
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import delete, event, insert, select
+from sqlalchemy import delete, event, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import ORMExecuteState, Session, UOWTransaction
 
+from corral.db.bulk import insert_tuples
 from corral.db.tables import IndexChange, IndexSeq, Item
 
 #: A transaction touching more items than this logs "every item" (one row) instead.
@@ -90,12 +91,12 @@ def _bump(s: Session, org_id: uuid.UUID, items: set[uuid.UUID] | None) -> None:
         index_elements=[IndexSeq.org_id], set_={"seq": IndexSeq.seq + 1}
     )
     seq = int(s.execute(upsert.returning(IndexSeq.seq)).scalar_one())
-    rows: list[dict[str, Any]] = (
-        [{"org_id": org_id, "seq": seq, "item_id": None}] if items is None
-        else [{"org_id": org_id, "seq": seq, "item_id": i} for i in items]
-    )
+    # Up to LOG_MAX rows a commit (a registration batch logs each of its items): the bulk path,
+    # not the ORM's per-row parameter sets (8% of a registration worker's samples at 1M files).
+    rows: list[tuple[Any, ...]] = [(None,)] if items is None else [(i,) for i in items]
     if rows:
-        s.execute(insert(IndexChange), rows)
+        insert_tuples(s, IndexChange.__table__, ("item_id",), rows,  # type: ignore[arg-type]
+                      {"org_id": org_id, "seq": seq})
     if seq > KEEP:
         s.execute(delete(IndexChange).where(IndexChange.org_id == org_id, IndexChange.seq <= seq - KEEP))
 
