@@ -41,6 +41,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -130,6 +131,41 @@ def write_simple_manifest(path: Path, n: int, shuffle: bool = False) -> None:
 
 def peak_mib(pid: int) -> float:
     return memory_mib(pid, "VmHWM")
+
+
+class AnonPeaks:
+    """Each process's peak anonymous resident memory (``RssAnon``), sampled every 0.2 s while an
+    import runs, and the peak of their sum.  VmHWM also counts the pages of the memory-mapped
+    SQLite file a process touched (``SQLITE_MMAP_BYTES``: the OS's page cache, shared, and given
+    back under pressure), so it grows with the database; this is the memory the processes hold
+    themselves."""
+
+    def __init__(self, pids: list[int]) -> None:
+        self.pids = pids
+        self.peak = dict.fromkeys(pids, 0.0)
+        self.total = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.2):
+            now = {pid: self._anon(pid) for pid in self.pids}
+            for pid, mib in now.items():
+                if mib == mib:  # NaN once a process has ended
+                    self.peak[pid] = max(self.peak[pid], mib)
+            self.total = max(self.total, sum(m for m in now.values() if m == m))
+
+    @staticmethod
+    def _anon(pid: int) -> float:
+        try:
+            return memory_mib(pid, "RssAnon")
+        except OSError:
+            return float("nan")
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
 
 
 def children(pid: int) -> list[int]:
@@ -279,6 +315,7 @@ def run_import(corral: str, server: subprocess.Popen[bytes], manifest: Path, env
     threads_before = {pid: thread_cpu(pid) for pid in pids}
     seconds = int(os.environ.get("CORRAL_BENCH_PYSPY_SECONDS") or max(10, args.files // 10_000))
     spies = profile(pids, seconds, work / f"profile-{label}")
+    anon = AnonPeaks(pids)
     start = time.perf_counter()
     result = subprocess.run(
         [corral, "import", str(manifest), "--folder", "bench", "--integration", "media", "--json",
@@ -288,6 +325,7 @@ def run_import(corral: str, server: subprocess.Popen[bytes], manifest: Path, env
         text=True,
     )
     elapsed = time.perf_counter() - start
+    anon.stop()
     status: dict[str, Any] = json.loads(result.stdout) if result.stdout.strip().startswith("{") else {}
     print(
         f"[{label}] status {status.get('status')}, registered {status.get('registered'):,}, "
@@ -324,6 +362,12 @@ def run_import(corral: str, server: subprocess.Popen[bytes], manifest: Path, env
         f"[{label}] end to end: {elapsed:.1f} s = {args.files / elapsed:,.0f} files/s; server peak memory "
         f"{peak_mib(server.pid):,.0f} MiB (API + embedded worker)"
         + (f", worker processes {', '.join(f'{w:,.0f}' for w in workers)} MiB" if workers else ""),
+        flush=True,
+    )
+    print(
+        f"[{label}] peak anonymous memory (RssAnon, sampled every 0.2 s): "
+        + ", ".join(f"{'server' if p == server.pid else 'worker'} {m:,.0f}" for p, m in anon.peak.items())
+        + f" MiB; all processes together at most {anon.total:,.0f} MiB",
         flush=True,
     )
 
