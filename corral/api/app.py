@@ -191,8 +191,11 @@ def app_from_environment() -> FastAPI:
     settings `serve` found (it passes its flags and data directory on in the environment, and the
     same discovery reads the same configuration files); the job workers run in their own processes."""
     from corral.logs import configure_logging
+    from corral.runtime import tune_gc
     from corral.settings import discover
 
     settings = discover().settings
     configure_logging(settings.log_level, settings.log_format)
-    return create_app(settings)
+    app = create_app(settings)
+    tune_gc()  # the app is built: the collector need not walk it again
+    return app

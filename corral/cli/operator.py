@@ -153,7 +153,11 @@ def serve(host: str | None, port: int | None, data_dir: Path | None, workers: in
         if supervisor is not None:
             supervisor.start()
         if api == 1:
-            uvicorn.run(create_app(settings, db=db), **options)
+            from corral.runtime import tune_gc
+
+            one = create_app(settings, db=db)
+            tune_gc()  # the app is built: the collector need not walk it again
+            uvicorn.run(one, **options)
         else:
             db.dispose()
             # The API processes read their settings from the environment: pass on what the

@@ -333,4 +333,7 @@ def run_worker_forever(
     signal.signal(signal.SIGINT, _on_signal)
     for signum in early or []:
         _on_signal(signum, None)
+    from corral.runtime import tune_gc
+
+    tune_gc()  # everything imported and built: the collector need not walk it again
     worker.run()

@@ -1,0 +1,53 @@
+"""The collector tuning the server's and workers' processes apply (corral.runtime)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from corral.runtime import GC_THRESHOLD
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _run(code: str, tmp_path: Path) -> dict[str, object]:
+    """Run ``code`` in a fresh interpreter (the collector's state is process-wide) and return the
+    collector's state it prints."""
+    env = {**os.environ, "CORRAL_DATA_DIR": str(tmp_path / "data"), "CORRAL_SECRET_KEY": "r" * 40,
+           "CORRAL_DATABASE_URL": "", "CORRAL_LOG_LEVEL": "warning"}
+    code += "\nimport gc, json\nprint(json.dumps({'threshold': gc.get_threshold(), 'frozen': gc.get_freeze_count()}))"
+    out = subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    return dict(json.loads(out.stdout.strip().splitlines()[-1]))
+
+
+def test_a_fresh_interpreter_has_the_defaults(tmp_path: Path) -> None:
+    state = _run("import corral.api.app", tmp_path)  # importing tunes nothing
+    assert tuple(state["threshold"]) != GC_THRESHOLD  # type: ignore[arg-type]
+    assert state["frozen"] == 0
+
+
+def test_an_api_process_tunes_its_collector_once_its_app_is_built(tmp_path: Path) -> None:
+    state = _run("from corral.api.app import app_from_environment\napp_from_environment()", tmp_path)
+    assert tuple(state["threshold"]) == GC_THRESHOLD  # type: ignore[arg-type]
+    assert int(state["frozen"]) > 10_000  # type: ignore[call-overload]  # the modules and the app
+
+
+def test_a_job_worker_tunes_its_collector_before_its_loop(tmp_path: Path) -> None:
+    code = (
+        "import signal\n"
+        "from corral.db import create_database, migrate\n"
+        "from corral.jobs.worker import run_worker_forever\n"
+        "from corral.settings import Settings\n"
+        "settings = Settings()\n"
+        "db = create_database(settings)\n"
+        "migrate.upgrade(db)\n"
+        "run_worker_forever(db, settings, early=[signal.SIGTERM])  # stops at once\n"
+    )
+    state = _run(code, tmp_path)
+    assert tuple(state["threshold"]) == GC_THRESHOLD  # type: ignore[arg-type]
+    assert int(state["frozen"]) > 10_000  # type: ignore[call-overload]
