@@ -647,8 +647,13 @@ class _Ready:
             else:
                 converted = [(*r[:-1], head(r[0], r[1], r[2], r[3], r[5], r[6], r[7], r[8]))
                              for r in converted]
+        # The parts of every item converted in one call (its converters looked up once a batch,
+        # not once an item: most items, single files, have none), then handed back item by item.
+        flat = convert_tuples(self.dialect, ITEM_PARTS, _PART_COLUMNS, [r for rows in parts for r in rows])
+        at = 0
         for item_id, p, row, part_rows in zip(ids, prepared, converted, parts, strict=True):
-            self.rows[id(p)] = (row, convert_tuples(self.dialect, ITEM_PARTS, _PART_COLUMNS, part_rows))
+            self.rows[id(p)] = (row, flat[at : at + len(part_rows)] if part_rows else [])
+            at += len(part_rows)
             self.ids[id(p)] = item_id
         return list(zip(ids, prepared, strict=True))
 
