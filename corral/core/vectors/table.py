@@ -78,6 +78,21 @@ def top_k(ids: Sequence[uuid.UUID], found: np.ndarray, k: int) -> list[Hit]:
     return [Hit(ids[i], float(found[i])) for i in best]
 
 
+def _ranking(matrix: Vectors, query: Vectors, metric: Metric) -> NDArray[np.float32]:
+    """Scores in the order of ``scores`` (not its values: what does not change the order of the
+    rows is left out), for ranking copies: the rows' squared norms summed in place, with no
+    temporary matrix (10,000 x 512 copies: 4 ms where ``scores`` took 10)."""
+    dots: NDArray[np.float32] = matrix @ query
+    if metric == "dot":
+        return dots
+    squares: NDArray[np.float32] = np.einsum("ij,ij->i", matrix, matrix)
+    if metric != "cosine":
+        out: NDArray[np.float32] = 2 * dots - squares  # minus the squared distance, less the query's
+        return out
+    squares[squares == 0] = 1.0
+    return np.divide(dots, np.sqrt(squares), dtype=np.float32)
+
+
 class TableStore:
     """Vectors in ``item_vectors``, searched exactly (``_ann`` returns None)."""
 
@@ -198,17 +213,26 @@ class TableStore:
             return []
         keep = max(RERANK, RERANK_FACTOR * k)
         held = labels[labels <= upto]
-        copies = self._copies(key, held, index_file) if len(held) > keep else None
-        if copies is None:
-            exact = labels
-        else:
-            present, matrix = copies
-            ranked = held[present]
-            if len(ranked) > keep:
-                ranked = ranked[np.argpartition(-scores(matrix, query, metric), keep - 1)[:keep]]
-            exact = np.concatenate([ranked, held[~present], labels[labels > upto]])
+        ranked = self._ranked(s, key, query, metric, held, keep, index_file) if len(held) > keep else None
+        exact = labels if ranked is None else np.concatenate([ranked, labels[labels > upto]])
         ids, matrix = self._read(s, key, np.sort(exact))
         return top_k(ids, scores(matrix, query, metric), k)
+
+    def _ranked(
+        self, s: Session, key: VectorKey, query: Vectors, metric: Metric, held: NDArray[np.int64], keep: int,
+        index_file: str,
+    ) -> NDArray[np.int64] | None:
+        """Which of row ids ``held`` (all in the index) to read as stored and score exactly: the
+        best ``keep`` by the index's copies (``_copies``), and any the index does not hold; None
+        when the index cannot rank them (all are then read)."""
+        copies = self._copies(key, held, index_file)
+        if copies is None:
+            return None
+        present, matrix = copies
+        ranked = held[present]
+        if len(ranked) > keep:
+            ranked = ranked[np.argpartition(-_ranking(matrix, query, metric), keep - 1)[:keep]]
+        return np.concatenate([ranked, held[~present]])
 
     def _read(self, s: Session, key: VectorKey, labels: NDArray[np.int64]) -> tuple[list[uuid.UUID], Vectors]:
         """The stored vectors of row ids ``labels`` (those still stored), in row id order:
@@ -255,7 +279,8 @@ class TableStore:
 
     # -- the approximate index (subclasses) --------------------------------------------------------
 
-    #: Whether ``_copies`` can answer (the approximate index holds copies of the vectors).
+    #: Whether ``_ranked`` can answer (the approximate index holds copies of the vectors, or ranks
+    #: row ids itself).
     has_copies = False
 
     def _copies(
