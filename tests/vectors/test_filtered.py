@@ -15,8 +15,10 @@ from sqlalchemy import select, text
 
 from corral.core import folders, permissions
 from corral.core.index import query as index_query
+from corral.core.vectors import pgvector as pgvector_module
 from corral.core.vectors import search as vector_search
-from corral.core.vectors.store import StoredVector
+from corral.core.vectors.store import StoredVector, scores
+from corral.core.vectors.table import _ranking
 from corral.db.tables import Item, ItemVector, Job
 from corral.db.types import utcnow
 from tests.index.world import add_items, principal, save_schema
@@ -106,6 +108,12 @@ def test_filtered_answers_stay_exact(db, settings, world, make_user, kind) -> No
     who, data, ids = world
     store = make_store(kind, db, settings)
     build(db, store, "clip", who.org_id)
+    if kind == "pgvector":  # the key's table keeps its vectors in its rows (no TOAST read a candidate)
+        with db.read() as s:
+            key = vector_search.ensure_keys(db, who.org_id)["clip"]
+            storage = s.scalar(text("SELECT attstorage FROM pg_attribute WHERE attrelid = CAST(:t AS regclass) "
+                                    "AND attname = 'v'"), {"t": pgvector_module.table_name(key.id)})
+            assert storage == "p"
     group = [i for i in range(N) if i % 10 == 7]
     rng = np.random.default_rng(5)
     queries = [data[i] + 0.05 * rng.standard_normal(DIM).astype(np.float32) for i in rng.choice(N, 4)]
@@ -158,3 +166,14 @@ def test_filtered_answers_stay_exact(db, settings, world, make_user, kind) -> No
     them = principal(db, member.user_id)
     want = [shared[i].id for i in _brute(data[:20], queries[0], list(range(20)), 10)]
     assert search(queries[0], FILTER, them) == want
+
+
+def test_the_ranking_of_copies_orders_as_the_exact_scores() -> None:
+    rng = np.random.default_rng(2)
+    matrix = rng.standard_normal((500, DIM)).astype(np.float32)
+    matrix[3] = 0  # a zero vector ranks, and does not divide by zero
+    query = rng.standard_normal(DIM).astype(np.float32)
+    for metric in ("cosine", "dot", "l2"):
+        got = np.argsort(-_ranking(matrix, query, metric), kind="stable")
+        want = np.argsort(-scores(matrix, query, metric), kind="stable")
+        assert (got[:50] == want[:50]).all(), metric

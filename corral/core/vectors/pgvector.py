@@ -12,7 +12,8 @@ goes, by cascade), with one HNSW index for the key's metric:
   exactly (as every approximate result is, by ``TableStore``), so scores are exact.
 
 The index is named by its format (``index_name``); a build drops an index of another format or
-metric and builds the new one.
+metric and builds the new one.  The table keeps each vector in its row up to ``PLAIN_MAX``
+dimensions, and a selective filter's candidates are ranked over those rows in SQL (``_ranked``).
 
 The ``vector_index`` job copies new vectors in (binary ``COPY``), ``ANALYZE``s the table and builds
 the index when it is missing (``CREATE INDEX`` after the bulk load), with ``maintenance_work_mem``

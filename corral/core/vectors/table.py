@@ -10,11 +10,12 @@ How a search is answered (``search``):
 
 1. **Few candidates** (a selective filter: at most ``EXACT_LIMIT`` items with a vector): read
    their vectors and score them all.  Exact, and it always finds ``k`` when ``k`` exist.  When
-   the store's index holds copies of the vectors (``_copies``: the embedded store's float16 or
-   int8 ones, memory-mapped), their row ids alone are read, ranked by the copies, and only the
-   best ``max(RERANK, RERANK_FACTOR * k)`` (and any the index does not hold yet) are read as
-   stored and scored exactly: at a million vectors a 1% filter's 10,000 float32 vectors cost
-   more to read from the database than everything else in the query.
+   the store can rank them itself (``_ranked``: the embedded store by its index's float16 or
+   int8 copies, memory-mapped, ``_copies``; pgvector by its own distance over the key's table,
+   in SQL), their row ids alone are read, ranked, and only the best
+   ``max(RERANK, RERANK_FACTOR * k)`` (and any the index does not hold yet) are read as stored
+   and scored exactly: at a million vectors a 1% filter's 10,000 float32 vectors cost more to
+   read from the database than everything else in the query.
 2. **Otherwise**, ask the approximate index for ``fetch`` labels, map them to items (dropping
    vectors replaced or deleted since the build), keep the candidates, add the delta's exact
    matches, and re-score the survivors exactly from the stored vectors.  When fewer than ``k``
