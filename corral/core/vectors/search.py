@@ -144,13 +144,13 @@ class SqlCandidates:
         # One statement, the row ids only (the unique index on (key_id, item_id) covers them: no
         # vector is read), at most limit + 1 of them, as one value (a list on PostgreSQL, text
         # on SQLite): 10,000 rows through the result machinery cost more than finding them.
-        ids = self._row_ids()
-        found = select(ids.c.id).limit(limit + 1).subquery()
+        row_ids = self._row_ids()
+        found = select(row_ids.c.id).limit(limit + 1).subquery()
         if self.s.get_bind().dialect.name == "postgresql":
-            count, ids = self.s.execute(select(func.count(), func.array_agg(found.c.id))).one()
+            count, listed = self.s.execute(select(func.count(), func.array_agg(found.c.id))).one()
             if count > limit:
                 return None
-            out = np.array(ids or [], dtype=np.int64)
+            out = np.array(listed or [], dtype=np.int64)
         else:
             count, joined = self.s.execute(select(func.count(), func.group_concat(found.c.id))).one()
             if count > limit:
