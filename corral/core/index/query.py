@@ -316,6 +316,23 @@ def _metadata_matches(s: Session, principal: Principal, prepared: Prepared) -> S
     return Compiler(s.get_bind().dialect.name).metadata_set(prepared.node)
 
 
+@dataclass(frozen=True)
+class MetadataCandidates:
+    """A filter's matches as two sets of item ids, for joining to other tables without reading
+    ``items``: ``ids`` (from ``item_meta`` alone, hidden items included) less ``hidden``."""
+
+    ids: Select[Any]
+    hidden: CompoundSelect[Any]
+
+
+def metadata_candidates(s: Session, principal: Principal, prepared: Prepared) -> MetadataCandidates | None:
+    """The visible items matching ``prepared`` as ``MetadataCandidates`` when the filter is
+    metadata-only (with a positive predicate to start from) and the principal sees every folder;
+    else None (``prepared.where`` on ``items`` is then the way)."""
+    matches = _metadata_matches(s, principal, prepared)
+    return None if matches is None else MetadataCandidates(matches, _hidden_at_once(principal))
+
+
 def _columnar(
     s: Session, principal: Principal, prepared: Prepared, more: list[index_keys.Key]
 ) -> tuple[snapshot.Snapshot, Any] | None:

@@ -12,7 +12,8 @@ goes, by cascade), with one HNSW index for the key's metric:
   exactly (as every approximate result is, by ``TableStore``), so scores are exact.
 
 The index is named by its format (``index_name``); a build drops an index of another format or
-metric and builds the new one.
+metric and builds the new one.  The table keeps each vector in its row up to ``PLAIN_MAX``
+dimensions, and a selective filter's candidates are ranked over those rows in SQL (``_ranked``).
 
 The ``vector_index`` job copies new vectors in (binary ``COPY``), ``ANALYZE``s the table and builds
 the index when it is missing (``CREATE INDEX`` after the bulk load), with ``maintenance_work_mem``
@@ -32,6 +33,7 @@ import threading
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
@@ -63,6 +65,12 @@ _GRAPH_BYTES = 2 * M * 16 + 320
 #: ``maintenance_work_mem`` of one build (its transaction only) is sized to its graph, within these.
 BUILD_MEMORY_MIN = 64 << 20
 BUILD_MEMORY_MAX = 8 << 30
+#: Keys up to this many dimensions keep each vector in its table's row (``STORAGE PLAIN``: a
+#: float32 row of 2,000 numbers, 8 KB, still fits a page): a selective filter's candidates are
+#: ranked by reading their rows (``_ranked``), and a vector of more than about 500 numbers would
+#: otherwise be moved out to TOAST, two more index and heap reads per candidate (1,000,000 x
+#: 512: docs/performance.md, "The 1% filter").
+PLAIN_MAX = 2000
 _BATCH = 20_000
 _OPS = {"cosine": "cosine", "dot": "ip", "l2": "l2"}
 _OPERATOR = {"cosine": "<=>", "dot": "<#>", "l2": "<->"}
@@ -175,6 +183,27 @@ class PgvectorStore(TableStore):
         )
         return [int(r[0]) for r in rows]
 
+    has_copies = True
+
+    def _ranked(
+        self, s: Session, key: VectorKey, query: Vectors, metric: Metric, held: NDArray[np.int64], keep: int,
+        index_file: str,
+    ) -> NDArray[np.int64] | None:
+        # pgvector's own distance over the candidates' rows of the key's table (its float32 copy
+        # of each vector), in the database: only ``keep`` row ids come back, not 10,000 vectors.
+        # Each row is found by a primary-key probe (a correlated subquery: as a join, PostgreSQL
+        # merges the ids with the whole table's primary key).  A held row id missing from the
+        # table (it cannot be ranked) sorts first, so it is read and scored too.
+        literal = "[" + ",".join(repr(float(x)) for x in query) + "]"
+        distance = (f"(SELECT c.v {_OPERATOR[metric]} CAST(:q AS vector({key.dim})) "
+                    f"FROM {table_name(key.id)} AS c WHERE c.id = u.id)")
+        rows = s.execute(
+            text(f"SELECT u.id FROM unnest(CAST(:ids AS bigint[])) AS u(id) "
+                 f"ORDER BY {distance} NULLS FIRST LIMIT :n"),
+            {"ids": held.tolist(), "q": literal, "n": keep},
+        )
+        return np.array([r[0] for r in rows], dtype=np.int64)
+
     def refresh(self, db: Database, key: VectorKey, progress: Progress | None = None) -> dict[str, Any]:
         if not ensure_extension(db):
             raise RuntimeError("the database has no vector extension (see scripts/ensure-pgvector)")
@@ -191,6 +220,12 @@ class PgvectorStore(TableStore):
                 s.execute(text(f"DROP TABLE IF EXISTS {table}"))
             s.execute(text(f"CREATE TABLE IF NOT EXISTS {table} (id bigint PRIMARY KEY "
                            f"REFERENCES item_vectors (id) ON DELETE CASCADE, v vector({key.dim}) NOT NULL)"))
+            # rows copied from now on are kept whole in the table (an older table's rows stay in
+            # TOAST until the key is indexed afresh); altered once, under a brief exclusive lock
+            storage = s.scalar(text("SELECT attstorage FROM pg_attribute "
+                                    "WHERE attrelid = CAST(:t AS regclass) AND attname = 'v'"), {"t": table})
+            if key.dim <= PLAIN_MAX and storage != "p":
+                s.execute(text(f"ALTER TABLE {table} ALTER COLUMN v SET STORAGE PLAIN"))
             # an index of another metric or format (an older version's) goes; a new one is built
             wanted = index_name(key) if old_metric == metric else None
             for (name,) in s.execute(text("SELECT indexname FROM pg_indexes WHERE tablename = :t "

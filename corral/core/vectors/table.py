@@ -10,11 +10,12 @@ How a search is answered (``search``):
 
 1. **Few candidates** (a selective filter: at most ``EXACT_LIMIT`` items with a vector): read
    their vectors and score them all.  Exact, and it always finds ``k`` when ``k`` exist.  When
-   the store's index holds copies of the vectors (``_copies``: the embedded store's float16 or
-   int8 ones, memory-mapped), their row ids alone are read, ranked by the copies, and only the
-   best ``max(RERANK, RERANK_FACTOR * k)`` (and any the index does not hold yet) are read as
-   stored and scored exactly: at a million vectors a 1% filter's 10,000 float32 vectors cost
-   more to read from the database than everything else in the query.
+   the store can rank them itself (``_ranked``: the embedded store by its index's float16 or
+   int8 copies, memory-mapped, ``_copies``; pgvector by its own distance over the key's table,
+   in SQL), their row ids alone are read, ranked, and only the best
+   ``max(RERANK, RERANK_FACTOR * k)`` (and any the index does not hold yet) are read as stored
+   and scored exactly: at a million vectors a 1% filter's 10,000 float32 vectors cost more to
+   read from the database than everything else in the query.
 2. **Otherwise**, ask the approximate index for ``fetch`` labels, map them to items (dropping
    vectors replaced or deleted since the build), keep the candidates, add the delta's exact
    matches, and re-score the survivors exactly from the stored vectors.  When fewer than ``k``
@@ -76,6 +77,21 @@ def top_k(ids: Sequence[uuid.UUID], found: np.ndarray, k: int) -> list[Hit]:
     best = np.argpartition(-found, k - 1)[:k] if k < len(ids) else np.arange(len(ids))
     best = best[np.argsort(-found[best], kind="stable")]
     return [Hit(ids[i], float(found[i])) for i in best]
+
+
+def _ranking(matrix: Vectors, query: Vectors, metric: Metric) -> NDArray[np.float32]:
+    """Scores in the order of ``scores`` (not its values: what does not change the order of the
+    rows is left out), for ranking copies: the rows' squared norms summed in place, with no
+    temporary matrix (10,000 x 512 copies: 4 ms where ``scores`` took 10)."""
+    dots: NDArray[np.float32] = matrix @ query
+    if metric == "dot":
+        return dots
+    squares: NDArray[np.float32] = np.einsum("ij,ij->i", matrix, matrix)
+    if metric != "cosine":
+        out: NDArray[np.float32] = 2 * dots - squares  # minus the squared distance, less the query's
+        return out
+    squares[squares == 0] = 1.0
+    return np.divide(dots, np.sqrt(squares), dtype=np.float32)
 
 
 class TableStore:
@@ -198,17 +214,26 @@ class TableStore:
             return []
         keep = max(RERANK, RERANK_FACTOR * k)
         held = labels[labels <= upto]
-        copies = self._copies(key, held, index_file) if len(held) > keep else None
-        if copies is None:
-            exact = labels
-        else:
-            present, matrix = copies
-            ranked = held[present]
-            if len(ranked) > keep:
-                ranked = ranked[np.argpartition(-scores(matrix, query, metric), keep - 1)[:keep]]
-            exact = np.concatenate([ranked, held[~present], labels[labels > upto]])
+        ranked = self._ranked(s, key, query, metric, held, keep, index_file) if len(held) > keep else None
+        exact = labels if ranked is None else np.concatenate([ranked, labels[labels > upto]])
         ids, matrix = self._read(s, key, np.sort(exact))
         return top_k(ids, scores(matrix, query, metric), k)
+
+    def _ranked(
+        self, s: Session, key: VectorKey, query: Vectors, metric: Metric, held: NDArray[np.int64], keep: int,
+        index_file: str,
+    ) -> NDArray[np.int64] | None:
+        """Which of row ids ``held`` (all in the index) to read as stored and score exactly: the
+        best ``keep`` by the index's copies (``_copies``), and any the index does not hold; None
+        when the index cannot rank them (all are then read)."""
+        copies = self._copies(key, held, index_file)
+        if copies is None:
+            return None
+        present, matrix = copies
+        ranked = held[present]
+        if len(ranked) > keep:
+            ranked = ranked[np.argpartition(-_ranking(matrix, query, metric), keep - 1)[:keep]]
+        return np.concatenate([ranked, held[~present]])
 
     def _read(self, s: Session, key: VectorKey, labels: NDArray[np.int64]) -> tuple[list[uuid.UUID], Vectors]:
         """The stored vectors of row ids ``labels`` (those still stored), in row id order:
@@ -255,7 +280,8 @@ class TableStore:
 
     # -- the approximate index (subclasses) --------------------------------------------------------
 
-    #: Whether ``_copies`` can answer (the approximate index holds copies of the vectors).
+    #: Whether ``_ranked`` can answer (the approximate index holds copies of the vectors, or ranks
+    #: row ids itself).
     has_copies = False
 
     def _copies(
