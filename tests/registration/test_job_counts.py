@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import io
 import json
-import uuid
 import threading
+import uuid
 from pathlib import Path
 from typing import Any
 
