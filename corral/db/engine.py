@@ -39,6 +39,12 @@ _PLAIN = "corral_plain"
 _SELECT = re.compile(r"\s*(SELECT|WITH)\b", re.IGNORECASE)
 _NEEDS_TRANSACTION = re.compile(r"set_config\s*\(|\bFOR\s+(NO\s+KEY\s+)?(UPDATE|SHARE|KEY\s+SHARE)\b",
                                 re.IGNORECASE)
+#: ``read_plain``'s verdict on each statement it has seen, by the statement's text.  The same
+#: statements (SQLAlchemy's compiled cache) come back on every request; testing get item's with
+#: the two expressions above cost 28 µs of a 1.4 ms request (docs/performance.md, "Fourth round").
+_PLAIN_VERDICTS: dict[str, bool] = {}
+#: Statements with lists of values (``IN``) differ by the list's length: the memo is bounded.
+PLAIN_VERDICTS_MAX = 1024
 
 
 class Database:
@@ -139,6 +145,17 @@ def _alive(engine: Engine, dbapi_conn: Any, idle: float) -> bool:
         return False
 
 
+def plain_allows(statement: str) -> bool:
+    """Whether ``Database.read_plain`` may run this statement: a SELECT that needs no transaction."""
+    allowed = _PLAIN_VERDICTS.get(statement)
+    if allowed is None:
+        allowed = bool(_SELECT.match(statement)) and not _NEEDS_TRANSACTION.search(statement)
+        if len(_PLAIN_VERDICTS) >= PLAIN_VERDICTS_MAX:
+            _PLAIN_VERDICTS.clear()
+        _PLAIN_VERDICTS[statement] = allowed
+    return allowed
+
+
 def _configure_postgres(engine: Engine) -> None:
     @event.listens_for(engine, "checkin")
     def _on_checkin(_dbapi_conn: Any, record: Any) -> None:
@@ -154,9 +171,7 @@ def _configure_postgres(engine: Engine) -> None:
 
     @event.listens_for(engine, "before_cursor_execute")
     def _on_execute(conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        if conn.get_execution_options().get(_PLAIN) and (
-            not _SELECT.match(statement) or _NEEDS_TRANSACTION.search(statement)
-        ):
+        if conn.get_execution_options().get(_PLAIN) and not plain_allows(statement):
             raise exc.InvalidRequestError(
                 "Database.read_plain runs SELECTs without a transaction; this statement needs one "
                 f"(use read() or write()): {statement[:200]!r}"
@@ -183,13 +198,20 @@ def create_database(settings: Settings) -> Database:
             raise ConfigurationError(
                 "CORRAL_DATABASE_URL: use the psycopg driver, e.g. postgresql+psycopg://user@host/db"
             )
+        connect_args: dict[str, Any] = {
+            # no JIT: it compiles any query whose estimated cost is high, as index queries' joins
+            # of item_meta are; compiling took 570 ms of a 1 s index page (docs/performance.md)
+            "options": "-c jit=off",
+        }
+        if url.get_driver_name() == "psycopg":  # each result's columns described only when asked
+            from corral.db import pgcursor
+
+            connect_args["cursor_factory"] = pgcursor.Cursor
         engine = sa_create_engine(
             url,
             pool_size=settings.resolved_db_pool_size,
             max_overflow=settings.resolved_db_pool_size,
-            # no JIT: it compiles any query whose estimated cost is high, as index queries' joins
-            # of item_meta are; compiling took 570 ms of a 1 s index page (docs/performance.md)
-            connect_args={"options": "-c jit=off"},
+            connect_args=connect_args,
             json_serializer=jsoncodec.dumps,
             json_deserializer=jsoncodec.loads,
         )

@@ -206,8 +206,12 @@ def job_state(
     """A job's state: its units, and what its kind counts (``TaskKind.progress``)."""
     job = get_job(session, org_id, job_id)
     kind = tasks.get(job.kind)
-    files = kind.progress(session, job, error_limit) if kind is not None and kind.progress else None
-    counts = unit_counts(session, job.id)
+    files = None
+    if kind is not None and kind.progress:  # it counts the units too, from the rows it reads
+        counts = dict.fromkeys(UNIT_STATES, 0)
+        files = kind.progress(session, job, error_limit, counts)
+    else:
+        counts = unit_counts(session, job.id)
     errors = [  # read only when there are any: most polls of most jobs find none
         {"seq": seq, "error": err, "payload": load_stored(payload, "payload")[0]}
         for seq, err, payload in session.execute(_UNIT_ERRORS, {"job_id": job.id, "limit": error_limit})

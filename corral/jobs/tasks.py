@@ -16,7 +16,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy.orm import Session
 
@@ -65,8 +65,15 @@ class WorkerContext:
 Prepare = Callable[[WorkerContext, ClaimedUnit], Any]
 Commit = Callable[[Session, ClaimedUnit, Any], dict[str, Any]]
 Finalize = Callable[[Session, Job], None]
-#: A job's progress counted in the things it is about (registration: files), not in units.
-Progress = Callable[[Session, Job, int], dict[str, Any]]
+class Progress(Protocol):
+    """A job's progress counted in the things it is about (registration: files), not in units:
+    ``progress(session, job, error_limit, units)``.  Given ``units`` (a dict of unit states to 0),
+    it also counts the job's units by state into it, from the rows it reads anyway, so that a
+    poll needs no statement of its own for them (``queue.job_state``)."""
+
+    def __call__(
+        self, session: Session, job: Job, error_limit: int, units: dict[str, int] | None = None, /
+    ) -> dict[str, Any]: ...
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import tempfile
 import uuid
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -26,7 +27,7 @@ from typing import Any, cast
 
 from sqlalchemy import Table, Text, bindparam, delete, func, insert, or_, select, text, update
 from sqlalchemy import cast as sql_cast
-from sqlalchemy.engine import Dialect
+from sqlalchemy.engine import Dialect, Row
 from sqlalchemy.orm import Session, aliased
 
 from corral import errors
@@ -751,14 +752,25 @@ def _analyze_after_large_load(s: Session, job: Job) -> None:
         s.execute(text("ANALYZE items, item_meta, item_vectors"))
 
 
-def progress(s: Session, job: Job, error_limit: int = 1000) -> dict[str, Any]:
+def progress(
+    s: Session, job: Job, error_limit: int = 1000, units: dict[str, int] | None = None
+) -> dict[str, Any]:
     """What every view of an upload job reports (the API, the CLI, the SDK's polling state):
     files in the manifest, registered, skipped, updated, failed and pending, and each failed
     file.  Once the job has ended, ``registered`` counts what is really there (a failed job's
-    staged items were removed) and nothing is pending."""
-    counts = file_counts(s, job.id, error_limit=error_limit, job_result=job.result)
-    if job.status in queue.TERMINAL:
-        counts["registered"] = kept_items(s, job.id)
+    staged items were removed) and nothing is pending.
+
+    One statement (``TaskKind.progress``): the units' results, with the job's items counted
+    alongside once it has ended; ``units``, when given, is filled with the units counted by state
+    from the same rows (a poll of an ended import: 2 statements with the job's own, not 4)."""
+    ended = job.status in queue.TERMINAL
+    rows = s.execute(_UNIT_RESULTS_AND_KEPT if ended else _UNIT_RESULTS, {"job_id": job.id}).all()
+    counts = _tally(rows, error_limit, job.result)
+    if units is not None:
+        for row in rows:
+            units[row[1]] = units.get(row[1], 0) + 1
+    if ended:
+        counts["registered"] = rows[0][4] if rows else kept_items(s, job.id)
         counts["pending"] = 0
     return counts
 
@@ -777,6 +789,9 @@ _UNIT_RESULTS = (
     .order_by(JobUnit.seq)
 )
 _JOB_ITEMS = select(func.count()).select_from(Item).where(Item.job_id == bindparam("job_id"))
+#: The units' results and, on each row, the job's items counted (``kept_items``): an uncorrelated
+#: subquery, run once, in the same snapshot as the units.
+_UNIT_RESULTS_AND_KEPT = _UNIT_RESULTS.add_columns(_JOB_ITEMS.scalar_subquery())
 
 
 def file_counts(s: Session, job_id: uuid.UUID, *, error_limit: int = 1000,
@@ -788,6 +803,14 @@ def file_counts(s: Session, job_id: uuid.UUID, *, error_limit: int = 1000,
     ``job_result`` is the job's own ``result`` when the caller holds the job (one statement
     fewer per poll); otherwise it is read.
     """
+    rows = s.execute(_UNIT_RESULTS, {"job_id": job_id}).all()
+    if job_result is None:
+        job_result = s.scalar(select(Job.result).where(Job.id == job_id))
+    return _tally(rows, error_limit, job_result)
+
+
+def _tally(rows: Sequence[Row[Any]], error_limit: int, job_result: dict[str, Any] | None) -> dict[str, Any]:
+    """``file_counts`` of the units' rows (``_UNIT_RESULTS``: seq, status, result as text, error)."""
     out: dict[str, Any] = {
         "files_total": None,
         "registered": 0,
@@ -798,7 +821,7 @@ def file_counts(s: Session, job_id: uuid.UUID, *, error_limit: int = 1000,
     }
     file_errors: list[dict[str, Any]] = []
     failed_batches = 0
-    for seq, status, raw_result, error in s.execute(_UNIT_RESULTS, {"job_id": job_id}):
+    for seq, status, raw_result, error, *_ in rows:
         # decoded row by row: a result that cannot be read back spoils its own line, not the report
         result, unreadable = queue.load_stored(raw_result, "result")
         if unreadable:
@@ -826,8 +849,6 @@ def file_counts(s: Session, job_id: uuid.UUID, *, error_limit: int = 1000,
                 file_errors += result["errors"]
             else:
                 file_errors.append({"seq": None, "where": f"batch {seq}", "url": None, "error": error})
-    if job_result is None:
-        job_result = s.scalar(select(Job.result).where(Job.id == job_id))
     resolved = job_result or {}
     for key, n in resolved.get("duplicates_resolved", {}).items():  # see _resolve_duplicates
         out["registered"] -= n

@@ -89,6 +89,59 @@ def test_plain_reads_refuse_what_needs_a_transaction(pg: Database, statement: st
             s.execute(text(statement))
 
 
+def test_plain_reads_refuse_again_what_they_refused_once(pg: Database, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The verdict on each statement is remembered (``plain_allows``); remembered or not, and
+    after the memo is full and emptied, it is the same."""
+    monkeypatch.setattr(engine_module, "PLAIN_VERDICTS_MAX", 3)
+    monkeypatch.setattr(engine_module, "_PLAIN_VERDICTS", {})
+    for _ in range(2):
+        for n in range(5):  # more statements than the memo holds
+            with pg.read_plain() as s:
+                assert s.execute(text(f"SELECT {n}")).scalar() == n
+            with pytest.raises(exc.InvalidRequestError, match="read_plain"):
+                with pg.read_plain() as s:
+                    s.execute(text(f"SELECT {n} FROM organisations FOR UPDATE"))
+        assert 0 < len(engine_module._PLAIN_VERDICTS) <= 3
+
+
+def test_cursor_description_is_psycopg_s_made_when_read(pg: Database) -> None:
+    """``corral.db.pgcursor``: the description is psycopg's list of columns, made when first
+    read, from the result it was asked of (not whatever the cursor holds by then)."""
+    import psycopg
+
+    from corral.db import pgcursor
+
+    query = ("SELECT 1 AS n, 'x'::varchar(7) AS v, now() AS t, gen_random_uuid() AS u, "
+             "'{}'::jsonb AS j, 1.5::numeric(4, 2) AS d, ARRAY[1] AS a")
+    with pg.engine.connect() as conn:
+        raw = conn.connection.dbapi_connection
+        assert isinstance(raw, psycopg.Connection)
+        cur = raw.cursor()
+        assert isinstance(cur, pgcursor.Cursor)
+        plain = psycopg.Cursor(raw)
+        plain.execute(query)
+        cur.execute(query)
+        lazy = cur.description
+        assert isinstance(lazy, pgcursor.Description) and lazy._columns is None  # nothing made yet
+        assert len(lazy) == 7
+        cur.execute("SELECT 2 AS other")  # the cursor moves on before anything reads the first
+        cur.close()
+        expected = plain.description
+        assert expected is not None
+        assert [tuple(c) for c in lazy] == [tuple(c) for c in expected]
+        assert [c.type_display for c in lazy] == [c.type_display for c in expected]
+        assert lazy[1].name == "v" and [c.name for c in lazy[2:4]] == ["t", "u"]
+        cur = raw.cursor()
+        cur.execute("SET statement_timeout = 0")  # no columns: as psycopg says
+        assert cur.description is None
+        cur.execute("SELECT")  # rows of no columns: as psycopg says
+        assert cur.description == []
+    # and through SQLAlchemy, a statement's first run (no cached shape) reads the names from it
+    with pg.read_plain() as s:
+        row = s.execute(text("SELECT 1 AS first, 'b' AS second")).mappings().one()
+        assert dict(row) == {"first": 1, "second": "b"}
+
+
 def _backend_pid(database: Database) -> int:
     with database.read_plain() as s:
         return int(s.execute(text("SELECT pg_backend_pid()")).scalar_one())

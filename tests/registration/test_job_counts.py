@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import json
 import threading
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -153,3 +154,47 @@ def test_jobs_are_listed_by_kind(client, world, media, live_server) -> None:  # 
     r = _cli(live_server, alice, "job", "list", "--kind", "register")
     assert r.exit_code == 0, r.output
     assert f"{status['job_id']}  register" in r.output and "thumbnails" not in r.output
+
+
+def test_polling_an_ended_import_reads_the_job_and_its_units_once_each(client, world, media, db) -> None:  # type: ignore[no-untyped-def]
+    """Import status of an ended import: two statements (the job; its units' results with its items
+    counted alongside), its units counted by state from those rows, the same counts as before."""
+    from sqlalchemy import event
+
+    from corral.jobs import queue
+    from corral.registration.jobs import file_counts, kept_items
+
+    alice, _ = world
+    good = [{"objectUrl": (media / "good.png").as_uri(), "title": f"t{n}", "clientMetadata": {"camera": "c"}}
+            for n in range(3)]
+    missing = {"objectUrl": (media / "missing.png").as_uri(), "clientMetadata": {"camera": "c"}}
+    status = _import(client, alice, {"images": [*good, missing]}, ignore_errors=True)
+    job_id = status["job_id"]
+    assert status["status"] == "DONE" and (status["registered"], status["failed"]) == (3, 1)
+
+    seen: list[str] = []
+
+    def count(_conn, _cursor, statement, *_args) -> None:  # type: ignore[no-untyped-def]
+        # the request's own (not the job worker's), past authentication
+        if "AnyIO" in threading.current_thread().name and "job" in statement:
+            seen.append(statement)
+
+    event.listen(db.engine, "before_cursor_execute", count)
+    try:
+        polled = client.get(f"/api/v1/imports/{job_id}", headers=alice.bearer).json()
+        ours = list(seen)
+        shown = client.get(f"/api/v1/jobs/{job_id}", headers=alice.bearer).json()
+    finally:
+        event.remove(db.engine, "before_cursor_execute", count)
+    assert len(ours) == 2, ours
+    assert "FROM jobs" in ours[0] and "FROM job_units" in ours[1] and "FROM items" in ours[1]
+    # what the four statements gave before
+    with db.read() as s:
+        units = queue.unit_counts(s, uuid.UUID(job_id))
+        files = file_counts(s, uuid.UUID(job_id))
+        kept = kept_items(s, uuid.UUID(job_id))
+    assert {state: shown[f"units_{state}"] for state in units} == units and sum(units.values()) >= 2
+    assert polled["registered"] == kept == 3 and shown["files"]["registered"] == 3
+    assert {k: polled[k] for k in ("files_total", "skipped", "updated", "failed", "failed_batches")} == {
+        k: files[k] for k in ("files_total", "skipped", "updated", "failed", "failed_batches")}
+    assert polled["errors"] == files["errors"] and polled["pending"] == 0
