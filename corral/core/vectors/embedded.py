@@ -29,6 +29,7 @@ from numpy.typing import NDArray
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from corral.core.vectors import ivf
 from corral.core.vectors.store import Metric, Progress, VectorKey, Vectors
 from corral.core.vectors.table import TableStore
 from corral.db.engine import Database
@@ -106,15 +107,23 @@ class EmbeddedStore(TableStore):
     # -- searching ---------------------------------------------------------------------------------
 
     def _index(self, path: str) -> Any:
-        from usearch.index import Index
-
+        """The index at ``path`` (an ``.ivf`` directory, or an older ``.usearch`` graph, served
+        as it is until the next build replaces it), opened once; None when it is gone."""
         with self._lock:
             index = self._open.get(path)
             if index is None:
                 if not os.path.exists(path):
                     return None
-                index = Index.restore(path, view=True)
-                # one open index per key: drop views of files since replaced
+                try:
+                    if ivf.is_ivf(path):
+                        index = ivf.IvfIndex(Path(path))
+                    else:
+                        from usearch.index import Index
+
+                        index = Index.restore(path, view=True)
+                except (FileNotFoundError, NotADirectoryError):  # replaced as it was opened
+                    return None
+                # one open index per key: drop those of files since replaced
                 prefix = os.path.basename(path).split("-")[0] + "-"
                 for old in [p for p in self._open if os.path.basename(p).startswith(prefix)
                             and os.path.dirname(p) == os.path.dirname(path)]:
@@ -128,6 +137,8 @@ class EmbeddedStore(TableStore):
         index = self._index(str(self.root / index_file))
         if index is None:
             return None
+        if isinstance(index, ivf.IvfIndex):
+            return index.search(np.asarray(query, dtype=np.float32), min(fetch, len(index)), metric)
         index.expansion_search = search_width(len(index), fetch, index.connectivity)
         found = index.search(_fitted(index, np.asarray(query, dtype=np.float32)), min(fetch, len(index)),
                              threads=1)
@@ -141,6 +152,8 @@ class EmbeddedStore(TableStore):
         index = self._index(str(self.root / index_file))
         if index is None:
             return None
+        if isinstance(index, ivf.IvfIndex):
+            return index.copies(labels)
         # In the index's own type (float16 or int8: no conversion in usearch), a row per label.
         got = index.get(labels.astype(np.uint64), index.dtype)
         present = np.fromiter((g is not None for g in got), dtype=np.bool_, count=len(got))
@@ -152,9 +165,11 @@ class EmbeddedStore(TableStore):
     # -- building ----------------------------------------------------------------------------------
 
     def refresh(self, db: Database, key: VectorKey, progress: Progress | None = None) -> dict[str, Any]:
-        """Build (or extend) the key's index file; the caller commits it with ``commit_refresh``."""
-        from usearch.index import Index
-
+        """Build the key's index directory anew, or extend a copy of it with the rows added since;
+        the caller commits it with ``commit_refresh``.  A build starts afresh when the index is
+        of the older format (an HNSW ``.usearch`` file), for another metric, has lost more than
+        ``1 - LIVE_SHARE`` of its vectors, or has grown past ``ivf.REGROW`` times the vectors its
+        lists were trained on."""
         with db.read() as s:
             state = s.get(VectorKeyRow, key.id)
             if state is None:
@@ -163,47 +178,61 @@ class EmbeddedStore(TableStore):
             total = self.count(s, key)
             live_indexed = int(s.scalar(select(func.count()).select_from(ItemVector).where(
                 ItemVector.key_id == key.id, ItemVector.id <= upto)) or 0)
+        previous: ivf.IvfIndex | None = None
+        if old is not None and ivf.is_ivf(old) and state.index_metric == metric:
+            try:
+                previous = ivf.IvfIndex(self.root / old)
+            except FileNotFoundError:
+                previous = None
         fresh = (
-            old is None or state.index_metric != metric or not (self.root / old).exists()
-            or (state.indexed_count and live_indexed < LIVE_SHARE * state.indexed_count)
+            previous is None or previous.dim != key.dim
+            or bool(state.indexed_count and live_indexed < LIVE_SHARE * state.indexed_count)
+            or (previous.nlist > 0 and total > ivf.REGROW * int(previous.meta["trained"]))
         )
         if fresh:
-            index = Index(ndim=key.dim, metric=_METRICS[metric], dtype=index_dtype(metric),
-                          connectivity=CONNECTIVITY, expansion_add=EXPANSION_ADD)
-            upto, count, todo = 0, 0, total
+            previous, upto, todo = None, 0, total
         else:
-            assert old is not None
-            # loaded into memory: it is extended, in its own vector type (an index built as
-            # float16 stays float16 until a build starts afresh)
-            restored = Index.restore(str(self.root / old))
-            if restored is None:
-                raise RuntimeError(f"the index file {old} cannot be read")
-            index = restored
-            count, todo = len(index), total - live_indexed
-        done = 0
-        while True:
-            with db.read() as s:
-                batch = next(self._iter_rows(s, key, _BATCH, upto), None)
-            if batch is None:
-                break
-            labels, _, matrix = batch
-            index.add(labels, _fitted(index, matrix), threads=self.threads)
-            upto = int(labels[-1])
-            done += len(labels)
-            count += len(labels)
-            if progress is not None:
-                progress(done, max(todo, done))
-        if done == 0 and not fresh:
+            todo = max(0, total - live_indexed)
+        with db.read() as s:
+            first = next(self._iter_rows(s, key, _BATCH, upto), None)
+        if first is None and not fresh:
             return {"added": 0, "indexed_upto": upto, "file": old}
         directory = self.root / str(key.org_id)
         directory.mkdir(parents=True, exist_ok=True)
-        name = f"{key.id}-{secrets.token_hex(6)}.usearch"
-        index.save(str(directory / name))
-        return {"added": done, "indexed_upto": upto, "indexed_count": count,
-                "file": f"{key.org_id}/{name}", "metric": metric, "old": old, "rebuilt": bool(fresh)}
+        name = f"{key.id}-{secrets.token_hex(6)}{ivf.SUFFIX}"
+        writer = ivf.Writer(directory / name, key.dim, metric, self.threads)
+        try:
+            if previous is not None:
+                writer.extend_from(previous)
+            done, batch = 0, first
+            # reading the rows is the first half of the work, coding them the second
+            steps = 2 * max(todo, 1)
+            while batch is not None:
+                labels, _, matrix = batch
+                writer.add(labels, matrix)
+                upto = int(labels[-1])
+                done += len(labels)
+                if progress is not None:
+                    progress(done, max(steps, 2 * done))
+                with db.read() as s:
+                    batch = next(self._iter_rows(s, key, _BATCH, upto), None)
+            coded = [done]
+
+            def coding(n: int) -> None:
+                coded[0] += n
+                if progress is not None:
+                    progress(min(coded[0], 2 * done), max(steps, 2 * done))
+
+            meta = writer.finish(previous, coding)
+        except BaseException:
+            ivf.remove(directory / name)
+            raise
+        return {"added": done, "indexed_upto": upto, "indexed_count": meta["count"],
+                "file": f"{key.org_id}/{name}", "metric": metric, "old": old, "rebuilt": bool(fresh),
+                "lists": meta["nlist"]}
 
     def commit_refresh(self, s: Session, key: VectorKey, built: dict[str, Any]) -> None:
-        if "file" not in built or built.get("added") == 0:
+        if "file" not in built or (built.get("added") == 0 and not built.get("rebuilt")):
             return
         row = s.get(VectorKeyRow, key.id)
         if row is None:
@@ -218,29 +247,30 @@ class EmbeddedStore(TableStore):
         self._sweep(key.org_id, s)
 
     def _sweep(self, org_id: uuid.UUID, s: Session) -> None:
-        """Remove index files of keys that no longer exist (deleted or re-sized keys)."""
+        """Remove index files and directories of keys that no longer exist (deleted or
+        re-sized keys)."""
         directory = self.root / str(org_id)
         if not directory.exists():
             return
         live = set(s.scalars(select(VectorKeyRow.index_file).where(VectorKeyRow.org_id == org_id)))
         keys = {str(k) for k in s.scalars(select(VectorKeyRow.id).where(VectorKeyRow.org_id == org_id))}
-        for path in directory.glob("*.usearch"):
+        for path in ivf.entries(directory):
             if path.name.split("-")[0] not in keys and f"{org_id}/{path.name}" not in live:
-                path.unlink(missing_ok=True)
+                ivf.remove(path)
 
     def _remove(self, relative: str) -> None:
-        try:
-            (self.root / relative).unlink()
-        except FileNotFoundError:
-            pass
+        ivf.remove(self.root / relative)
 
     def forget(self, key_ids: Sequence[int]) -> None:
         if not self.root.exists():
             return
         wanted = {f"{k}-" for k in key_ids}
-        for path in self.root.glob("*/*.usearch"):
-            if any(path.name.startswith(w) for w in wanted):
-                path.unlink(missing_ok=True)
+        for directory in self.root.iterdir():
+            if not directory.is_dir():
+                continue
+            for path in ivf.entries(directory):
+                if any(path.name.startswith(w) for w in wanted):
+                    ivf.remove(path)
 
 
 def org_dir(root: Path, org_id: uuid.UUID) -> Path:
