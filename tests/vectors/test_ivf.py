@@ -4,6 +4,8 @@ index files removed with their key, and the sizing rules."""
 
 from __future__ import annotations
 
+import os
+import time
 import uuid
 from typing import Any
 
@@ -11,7 +13,7 @@ import numpy as np
 import pytest
 from sqlalchemy import select
 
-from corral.core.vectors import ivf
+from corral.core.vectors import embedded, ivf
 from corral.core.vectors import keys as vector_keys
 from corral.core.vectors import search as vector_search
 from corral.core.vectors import table as table_module
@@ -148,13 +150,20 @@ def test_a_deleted_keys_index_goes_and_a_small_index_scans_its_copies(db, settin
     old = store.root / _build(db, store, who.org_id)["file"]
     assert old.is_dir() and {p.name for p in old.iterdir()} >= {"meta.json", "ivf.faiss", "copies.i1"}
     old_key = _row(db, who.org_id).id
-    # the key changes size: it is dropped with its vectors, and a new one takes its name
+    # the key changes size: it is dropped with its vectors, and a new one takes its name (and,
+    # on SQLite, its id: the old index is then told from a build in progress by its age)
     save_schema(db, who, _schema("cosine", DIM * 2))
     few = np.random.default_rng(4).standard_normal((50, DIM * 2)).astype(np.float32)
     metas = [{"clip": StoredVector(v.tolist())} for v in few]
     new_ids = [r.id for r in add_items(db, who, "data", metas)]
+    unused = store.root / str(who.org_id) / f"{_row(db, who.org_id).id}-0123456789ab.ivf"
+    unused.mkdir()  # as a build of the new key in progress would be: kept
+    if _row(db, who.org_id).id == old_key:
+        hour_ago = time.time() - embedded.ORPHAN_SECONDS - 60
+        for path in [old, *old.iterdir()]:
+            os.utime(path, (hour_ago, hour_ago))
     built = _build(db, store, who.org_id)  # the build of the new key sweeps the dropped key's index
-    assert not old.exists() and _row(db, who.org_id).id != old_key
+    assert not old.exists() and unused.exists()
     small = ivf.IvfIndex(store.root / built["file"])
     assert small.nlist == 0 and small.index is None and len(small) == 50  # below IVF_MIN: no lists
     with db.read() as s:
@@ -165,7 +174,7 @@ def test_a_deleted_keys_index_goes_and_a_small_index_scans_its_copies(db, settin
         assert s.scalar(select(ItemVector.item_id).where(ItemVector.id == labels[0])) == new_ids[7]
     # forget (the store's own clean-up for deleted keys) removes every index of a key
     store.forget([_row(db, who.org_id).id])
-    assert not (store.root / built["file"]).exists()
+    assert not (store.root / built["file"]).exists() and not unused.exists()
 
 
 def test_sizing_rules() -> None:

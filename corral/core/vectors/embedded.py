@@ -1,17 +1,19 @@
-"""The embedded store: an HNSW index per (organisation, key) in memory-mapped usearch files.
+"""The embedded store: a partitioned index per (organisation, key), memory-mapped.
 
-Chosen by measurement (docs/performance.md, "Vector index libraries"): usearch serves a saved
-index straight from a memory-mapped file (``Index.restore(path, view=True)``), so a server holds
-only the pages its searches touch, and it stores vectors as float16, half the bytes of faiss's and
-hnswlib's float32 graphs, or as int8 (a quarter; cosine keys, see ``index_dtype``).  The index
-is approximate; ``TableStore`` re-scores what it returns exactly from the stored vectors, and
-ranks a selective filter's candidates by the index's copies (``_copies``).
+Chosen by measurement (docs/performance.md, "Vector index libraries" and "A partitioned index"):
+new builds write an inverted file of 4-bit PQ codes scanned with faiss's fast scan, beside int8
+copies of the vectors (``ivf.py``).  It builds in a fraction of an HNSW graph's time and, on
+clustered 512-d vectors, answers a wide scan in less time than the graph's wide search.  The
+index is approximate; ``TableStore`` re-scores what it returns exactly from the stored vectors,
+and ranks a selective filter's candidates by the index's int8 copies (``_copies``).
 
-Files live in ``<data dir>/vectors/<org id>/``, one per build, named by key id and a random token:
-a build writes a new file and the ``vector_index`` job's commit points ``vector_keys.index_file``
-at it, so readers never see a half-written index and other processes pick up the new file on
-their next search.  The old file is removed after the commit (a process that still maps it keeps
-its pages until it lets go).
+Indexes live in ``<data dir>/vectors/<org id>/``, one per build, named by key id and a random
+token (a directory ``<key id>-<token>.ivf``): a build writes a new one and the ``vector_index``
+job's commit points ``vector_keys.index_file`` at it, so readers never see a half-written index
+and other processes pick up the new one on their next search.  The old one is removed after the
+commit (a process that still maps it keeps its pages until it lets go).  An index written by an
+earlier version (a usearch HNSW graph, ``<key id>-<token>.usearch``) is still served, from its
+memory-mapped file, until the next build replaces it with a partitioned index.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from __future__ import annotations
 import os
 import secrets
 import threading
+import time
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
@@ -36,8 +39,8 @@ from corral.db.engine import Database
 from corral.db.tables import ItemVector
 from corral.db.tables import VectorKey as VectorKeyRow
 
-_METRICS = {"cosine": "cos", "dot": "ip", "l2": "l2sq"}
-#: HNSW parameters: graph degree, build and base search widths (docs/performance.md).  Degree 32
+#: HNSW parameters of the graphs earlier versions built (served until rebuilt): graph degree,
+#: build and base search widths (docs/performance.md).  Degree 32
 #: with build width 64 built 0.58x the CPU at 200,000 x 512 and 0.83x at a million (668 s), but
 #: its hops cost twice the distances (1,000,000 x 512, quiet machine, width 1,042: query p50
 #: 29.0 ms at recall@10 0.966, against 13.5 ms at 0.952 for degree 16 in float16; it needs width
@@ -69,12 +72,6 @@ def search_width(size: int, fetch: int, connectivity: int = CONNECTIVITY) -> int
     return max(fetch, min(EXPANSION_MAX, int(grown)))
 
 
-def index_dtype(metric: str) -> str:
-    """The graph's vector type for a new index: int8 for cosine (each vector scaled first, see
-    ``_fitted``), float16 for dot and L2, whose scores a per-vector scale would change."""
-    return "i8" if metric == "cosine" else "f16"
-
-
 def _fitted(index: Any, matrix: Vectors) -> Vectors:
     """Vectors (rows, or one query) as ``index`` takes them.  usearch stores an int8 component as
     trunc(127 x), so a unit vector's components (about 0.04 each at 512 dimensions) would keep
@@ -92,6 +89,8 @@ def _fitted(index: Any, matrix: Vectors) -> Vectors:
 
 #: A build starts afresh when fewer than this share of the indexed labels are still stored.
 LIVE_SHARE = 0.8
+#: An index file or directory no key points at and not written for this long is swept.
+ORPHAN_SECONDS = 3600.0
 _BATCH = 20_000
 
 
@@ -247,15 +246,20 @@ class EmbeddedStore(TableStore):
         self._sweep(key.org_id, s)
 
     def _sweep(self, org_id: uuid.UUID, s: Session) -> None:
-        """Remove index files and directories of keys that no longer exist (deleted or
-        re-sized keys)."""
+        """Remove index files and directories no key uses: those of keys that no longer exist
+        (deleted or re-sized keys), and any other not written for ``ORPHAN_SECONDS`` (a build
+        that died, or a deleted key's whose id SQLite gave to a new key); a build in progress
+        keeps writing its own."""
         directory = self.root / str(org_id)
         if not directory.exists():
             return
         live = set(s.scalars(select(VectorKeyRow.index_file).where(VectorKeyRow.org_id == org_id)))
         keys = {str(k) for k in s.scalars(select(VectorKeyRow.id).where(VectorKeyRow.org_id == org_id))}
+        before = time.time() - ORPHAN_SECONDS
         for path in ivf.entries(directory):
-            if path.name.split("-")[0] not in keys and f"{org_id}/{path.name}" not in live:
+            if f"{org_id}/{path.name}" in live:
+                continue
+            if path.name.split("-")[0] not in keys or ivf.last_written(path) < before:
                 ivf.remove(path)
 
     def _remove(self, relative: str) -> None:

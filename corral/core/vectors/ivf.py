@@ -280,5 +280,16 @@ def entries(directory: Path) -> Iterator[Path]:
             yield path
 
 
+def last_written(path: Path) -> float:
+    """The latest modification time of an index file, or of a directory and its files."""
+    try:
+        times = [path.stat().st_mtime]
+        if path.is_dir():
+            times += [f.stat().st_mtime for f in path.iterdir()]
+    except FileNotFoundError:
+        return float("inf")
+    return max(times)
+
+
 def size(path: Path) -> int:
     return sum(os.path.getsize(path / f) for f in _FILES if (path / f).exists())
