@@ -1,17 +1,19 @@
-"""The embedded store: an HNSW index per (organisation, key) in memory-mapped usearch files.
+"""The embedded store: a partitioned index per (organisation, key), memory-mapped.
 
-Chosen by measurement (docs/performance.md, "Vector index libraries"): usearch serves a saved
-index straight from a memory-mapped file (``Index.restore(path, view=True)``), so a server holds
-only the pages its searches touch, and it stores vectors as float16, half the bytes of faiss's and
-hnswlib's float32 graphs, or as int8 (a quarter; cosine keys, see ``index_dtype``).  The index
-is approximate; ``TableStore`` re-scores what it returns exactly from the stored vectors, and
-ranks a selective filter's candidates by the index's copies (``_copies``).
+Chosen by measurement (docs/performance.md, "Vector index libraries" and "A partitioned index"):
+new builds write an inverted file of 4-bit PQ codes scanned with faiss's fast scan, beside int8
+copies of the vectors (``ivf.py``).  It builds in a fraction of an HNSW graph's time and, on
+clustered 512-d vectors, answers a wide scan in less time than the graph's wide search.  The
+index is approximate; ``TableStore`` re-scores what it returns exactly from the stored vectors,
+and ranks a selective filter's candidates by the index's int8 copies (``_copies``).
 
-Files live in ``<data dir>/vectors/<org id>/``, one per build, named by key id and a random token:
-a build writes a new file and the ``vector_index`` job's commit points ``vector_keys.index_file``
-at it, so readers never see a half-written index and other processes pick up the new file on
-their next search.  The old file is removed after the commit (a process that still maps it keeps
-its pages until it lets go).
+Indexes live in ``<data dir>/vectors/<org id>/``, one per build, named by key id and a random
+token (a directory ``<key id>-<token>.ivf``): a build writes a new one and the ``vector_index``
+job's commit points ``vector_keys.index_file`` at it, so readers never see a half-written index
+and other processes pick up the new one on their next search.  The old one is removed after the
+commit (a process that still maps it keeps its pages until it lets go).  An index written by an
+earlier version (a usearch HNSW graph, ``<key id>-<token>.usearch``) is still served, from its
+memory-mapped file, until the next build replaces it with a partitioned index.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from __future__ import annotations
 import os
 import secrets
 import threading
+import time
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
@@ -29,14 +32,15 @@ from numpy.typing import NDArray
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from corral.core.vectors import ivf
 from corral.core.vectors.store import Metric, Progress, VectorKey, Vectors
 from corral.core.vectors.table import TableStore
 from corral.db.engine import Database
 from corral.db.tables import ItemVector
 from corral.db.tables import VectorKey as VectorKeyRow
 
-_METRICS = {"cosine": "cos", "dot": "ip", "l2": "l2sq"}
-#: HNSW parameters: graph degree, build and base search widths (docs/performance.md).  Degree 32
+#: HNSW parameters of the graphs earlier versions built (served until rebuilt): graph degree,
+#: build and base search widths (docs/performance.md).  Degree 32
 #: with build width 64 built 0.58x the CPU at 200,000 x 512 and 0.83x at a million (668 s), but
 #: its hops cost twice the distances (1,000,000 x 512, quiet machine, width 1,042: query p50
 #: 29.0 ms at recall@10 0.966, against 13.5 ms at 0.952 for degree 16 in float16; it needs width
@@ -68,12 +72,6 @@ def search_width(size: int, fetch: int, connectivity: int = CONNECTIVITY) -> int
     return max(fetch, min(EXPANSION_MAX, int(grown)))
 
 
-def index_dtype(metric: str) -> str:
-    """The graph's vector type for a new index: int8 for cosine (each vector scaled first, see
-    ``_fitted``), float16 for dot and L2, whose scores a per-vector scale would change."""
-    return "i8" if metric == "cosine" else "f16"
-
-
 def _fitted(index: Any, matrix: Vectors) -> Vectors:
     """Vectors (rows, or one query) as ``index`` takes them.  usearch stores an int8 component as
     trunc(127 x), so a unit vector's components (about 0.04 each at 512 dimensions) would keep
@@ -91,6 +89,8 @@ def _fitted(index: Any, matrix: Vectors) -> Vectors:
 
 #: A build starts afresh when fewer than this share of the indexed labels are still stored.
 LIVE_SHARE = 0.8
+#: An index file or directory no key points at and not written for this long is swept.
+ORPHAN_SECONDS = 3600.0
 _BATCH = 20_000
 
 
@@ -106,15 +106,23 @@ class EmbeddedStore(TableStore):
     # -- searching ---------------------------------------------------------------------------------
 
     def _index(self, path: str) -> Any:
-        from usearch.index import Index
-
+        """The index at ``path`` (an ``.ivf`` directory, or an older ``.usearch`` graph, served
+        as it is until the next build replaces it), opened once; None when it is gone."""
         with self._lock:
             index = self._open.get(path)
             if index is None:
                 if not os.path.exists(path):
                     return None
-                index = Index.restore(path, view=True)
-                # one open index per key: drop views of files since replaced
+                try:
+                    if ivf.is_ivf(path):
+                        index = ivf.IvfIndex(Path(path))
+                    else:
+                        from usearch.index import Index
+
+                        index = Index.restore(path, view=True)
+                except (FileNotFoundError, NotADirectoryError):  # replaced as it was opened
+                    return None
+                # one open index per key: drop those of files since replaced
                 prefix = os.path.basename(path).split("-")[0] + "-"
                 for old in [p for p in self._open if os.path.basename(p).startswith(prefix)
                             and os.path.dirname(p) == os.path.dirname(path)]:
@@ -128,6 +136,8 @@ class EmbeddedStore(TableStore):
         index = self._index(str(self.root / index_file))
         if index is None:
             return None
+        if isinstance(index, ivf.IvfIndex):
+            return index.search(np.asarray(query, dtype=np.float32), min(fetch, len(index)), metric)
         index.expansion_search = search_width(len(index), fetch, index.connectivity)
         found = index.search(_fitted(index, np.asarray(query, dtype=np.float32)), min(fetch, len(index)),
                              threads=1)
@@ -141,6 +151,8 @@ class EmbeddedStore(TableStore):
         index = self._index(str(self.root / index_file))
         if index is None:
             return None
+        if isinstance(index, ivf.IvfIndex):
+            return index.copies(labels)
         # In the index's own type (float16 or int8: no conversion in usearch), a row per label.
         got = index.get(labels.astype(np.uint64), index.dtype)
         present = np.fromiter((g is not None for g in got), dtype=np.bool_, count=len(got))
@@ -152,9 +164,11 @@ class EmbeddedStore(TableStore):
     # -- building ----------------------------------------------------------------------------------
 
     def refresh(self, db: Database, key: VectorKey, progress: Progress | None = None) -> dict[str, Any]:
-        """Build (or extend) the key's index file; the caller commits it with ``commit_refresh``."""
-        from usearch.index import Index
-
+        """Build the key's index directory anew, or extend a copy of it with the rows added since;
+        the caller commits it with ``commit_refresh``.  A build starts afresh when the index is
+        of the older format (an HNSW ``.usearch`` file), for another metric, has lost more than
+        ``1 - LIVE_SHARE`` of its vectors, or has grown past ``ivf.REGROW`` times the vectors its
+        lists were trained on."""
         with db.read() as s:
             state = s.get(VectorKeyRow, key.id)
             if state is None:
@@ -163,47 +177,61 @@ class EmbeddedStore(TableStore):
             total = self.count(s, key)
             live_indexed = int(s.scalar(select(func.count()).select_from(ItemVector).where(
                 ItemVector.key_id == key.id, ItemVector.id <= upto)) or 0)
+        previous: ivf.IvfIndex | None = None
+        if old is not None and ivf.is_ivf(old) and state.index_metric == metric:
+            try:
+                previous = ivf.IvfIndex(self.root / old)
+            except FileNotFoundError:
+                previous = None
         fresh = (
-            old is None or state.index_metric != metric or not (self.root / old).exists()
-            or (state.indexed_count and live_indexed < LIVE_SHARE * state.indexed_count)
+            previous is None or previous.dim != key.dim
+            or bool(state.indexed_count and live_indexed < LIVE_SHARE * state.indexed_count)
+            or (previous.nlist > 0 and total > ivf.REGROW * int(previous.meta["trained"]))
         )
         if fresh:
-            index = Index(ndim=key.dim, metric=_METRICS[metric], dtype=index_dtype(metric),
-                          connectivity=CONNECTIVITY, expansion_add=EXPANSION_ADD)
-            upto, count, todo = 0, 0, total
+            previous, upto, todo = None, 0, total
         else:
-            assert old is not None
-            # loaded into memory: it is extended, in its own vector type (an index built as
-            # float16 stays float16 until a build starts afresh)
-            restored = Index.restore(str(self.root / old))
-            if restored is None:
-                raise RuntimeError(f"the index file {old} cannot be read")
-            index = restored
-            count, todo = len(index), total - live_indexed
-        done = 0
-        while True:
-            with db.read() as s:
-                batch = next(self._iter_rows(s, key, _BATCH, upto), None)
-            if batch is None:
-                break
-            labels, _, matrix = batch
-            index.add(labels, _fitted(index, matrix), threads=self.threads)
-            upto = int(labels[-1])
-            done += len(labels)
-            count += len(labels)
-            if progress is not None:
-                progress(done, max(todo, done))
-        if done == 0 and not fresh:
+            todo = max(0, total - live_indexed)
+        with db.read() as s:
+            first = next(self._iter_rows(s, key, _BATCH, upto), None)
+        if first is None and not fresh:
             return {"added": 0, "indexed_upto": upto, "file": old}
         directory = self.root / str(key.org_id)
         directory.mkdir(parents=True, exist_ok=True)
-        name = f"{key.id}-{secrets.token_hex(6)}.usearch"
-        index.save(str(directory / name))
-        return {"added": done, "indexed_upto": upto, "indexed_count": count,
-                "file": f"{key.org_id}/{name}", "metric": metric, "old": old, "rebuilt": bool(fresh)}
+        name = f"{key.id}-{secrets.token_hex(6)}{ivf.SUFFIX}"
+        writer = ivf.Writer(directory / name, key.dim, metric, self.threads)
+        try:
+            if previous is not None:
+                writer.extend_from(previous)
+            done, batch = 0, first
+            # reading the rows is the first half of the work, coding them the second
+            steps = 2 * max(todo, 1)
+            while batch is not None:
+                labels, _, matrix = batch
+                writer.add(labels, matrix)
+                upto = int(labels[-1])
+                done += len(labels)
+                if progress is not None:
+                    progress(done, max(steps, 2 * done))
+                with db.read() as s:
+                    batch = next(self._iter_rows(s, key, _BATCH, upto), None)
+            coded = [done]
+
+            def coding(n: int) -> None:
+                coded[0] += n
+                if progress is not None:
+                    progress(min(coded[0], 2 * done), max(steps, 2 * done))
+
+            meta = writer.finish(previous, coding)
+        except BaseException:
+            ivf.remove(directory / name)
+            raise
+        return {"added": done, "indexed_upto": upto, "indexed_count": meta["count"],
+                "file": f"{key.org_id}/{name}", "metric": metric, "old": old, "rebuilt": bool(fresh),
+                "lists": meta["nlist"]}
 
     def commit_refresh(self, s: Session, key: VectorKey, built: dict[str, Any]) -> None:
-        if "file" not in built or built.get("added") == 0:
+        if "file" not in built or (built.get("added") == 0 and not built.get("rebuilt")):
             return
         row = s.get(VectorKeyRow, key.id)
         if row is None:
@@ -218,29 +246,35 @@ class EmbeddedStore(TableStore):
         self._sweep(key.org_id, s)
 
     def _sweep(self, org_id: uuid.UUID, s: Session) -> None:
-        """Remove index files of keys that no longer exist (deleted or re-sized keys)."""
+        """Remove index files and directories no key uses: those of keys that no longer exist
+        (deleted or re-sized keys), and any other not written for ``ORPHAN_SECONDS`` (a build
+        that died, or a deleted key's whose id SQLite gave to a new key); a build in progress
+        keeps writing its own."""
         directory = self.root / str(org_id)
         if not directory.exists():
             return
         live = set(s.scalars(select(VectorKeyRow.index_file).where(VectorKeyRow.org_id == org_id)))
         keys = {str(k) for k in s.scalars(select(VectorKeyRow.id).where(VectorKeyRow.org_id == org_id))}
-        for path in directory.glob("*.usearch"):
-            if path.name.split("-")[0] not in keys and f"{org_id}/{path.name}" not in live:
-                path.unlink(missing_ok=True)
+        before = time.time() - ORPHAN_SECONDS
+        for path in ivf.entries(directory):
+            if f"{org_id}/{path.name}" in live:
+                continue
+            if path.name.split("-")[0] not in keys or ivf.last_written(path) < before:
+                ivf.remove(path)
 
     def _remove(self, relative: str) -> None:
-        try:
-            (self.root / relative).unlink()
-        except FileNotFoundError:
-            pass
+        ivf.remove(self.root / relative)
 
     def forget(self, key_ids: Sequence[int]) -> None:
         if not self.root.exists():
             return
         wanted = {f"{k}-" for k in key_ids}
-        for path in self.root.glob("*/*.usearch"):
-            if any(path.name.startswith(w) for w in wanted):
-                path.unlink(missing_ok=True)
+        for directory in self.root.iterdir():
+            if not directory.is_dir():
+                continue
+            for path in ivf.entries(directory):
+                if any(path.name.startswith(w) for w in wanted):
+                    ivf.remove(path)
 
 
 def org_dir(root: Path, org_id: uuid.UUID) -> Path:
