@@ -67,7 +67,7 @@ class Settings(BaseSettings):
     )
     vector_store: Literal["auto", "embedded", "pgvector", "exact"] = Field(
         "auto",
-        description="Where similarity search finds vectors: `embedded` (HNSW index files, "
+        description="Where similarity search finds vectors: `embedded` (partitioned index files, "
         "memory-mapped, in DATA_DIR/vectors), `pgvector` (PostgreSQL with the vector extension), "
         "`exact` (no index: every search scores every candidate). `auto`: pgvector on PostgreSQL "
         "when the extension is installed, else embedded.",
