@@ -39,17 +39,9 @@ from corral.db.engine import Database
 from corral.db.tables import ItemVector
 from corral.db.tables import VectorKey as VectorKeyRow
 
-#: HNSW parameters of the graphs earlier versions built (served until rebuilt): graph degree,
-#: build and base search widths (docs/performance.md).  Degree 32
-#: with build width 64 built 0.58x the CPU at 200,000 x 512 and 0.83x at a million (668 s), but
-#: its hops cost twice the distances (1,000,000 x 512, quiet machine, width 1,042: query p50
-#: 29.0 ms at recall@10 0.966, against 13.5 ms at 0.952 for degree 16 in float16; it needs width
-#: 768 for 0.953): queries are many and builds are few, so new graphs keep degree 16 and build width 128,
-#: in int8 for cosine (200,000 x 512: 0.89x float16's build CPU, recall as high at every width,
-#: p50 3.5 against 6.1 ms at width 512).  An index keeps the parameters it was built with when
-#: it is extended, and its search width follows its own degree (``search_width``).
-CONNECTIVITY = 16
-EXPANSION_ADD = 128
+#: The HNSW graphs earlier versions built (degree 16 or 32, int8 or float16) are still served until
+#: the next build replaces them; each is searched at a width that follows its own degree
+#: (``search_width``).  Its base width:
 EXPANSION_SEARCH = 128
 #: The search width grows with the index: a graph of this many vectors keeps recall@10 >= 0.95 at
 #: the base width, and a larger one needs a wider search.  1,000,000 x 512 clustered vectors,
@@ -62,7 +54,7 @@ EXPANSION_MAX = 4_096
 _GROWTH = {16: 0.7, 32: 0.62}
 
 
-def search_width(size: int, fetch: int, connectivity: int = CONNECTIVITY) -> int:
+def search_width(size: int, fetch: int, connectivity: int) -> int:
     """The HNSW search width for an index of ``size`` vectors of graph degree ``connectivity``
     asked for ``fetch`` labels: the base width up to ``EXPANSION_BASE_SIZE`` vectors, then
     growing as size**0.62 for degree 32 and more (820 at a million) and size**0.7 below
