@@ -22,9 +22,10 @@ corral runs: copy the file into the other checkout's ``benchmarks/``).
 
 **The large cases** (issue 20: 1,000,000 x 4,096 and 5,000,000 x 512, recall and memory): past
 ``STREAM_NUMBERS`` numbers (or with ``--stream``) the vectors are generated a batch at a time from
-the same clusters (``stream_batches``: one batch of 5,000 in memory, not 16 or 10 GB) and the exact
-answers are kept as they stream by (``StreamingExact``: the best 10 of each query, unfiltered and
-under the filter), then saved in the data directory (``exact.npz``) for later runs.  The
+the same clusters (``stream_batches``: one batch of 5,000 in memory, not 16 or 10 GB).  Either
+way the exact answers are kept as the batches go by (``StreamingExact``: the best 10 of each
+query, unfiltered and under the filter), then saved in the data directory (``exact.npz``) for
+later runs.  The
 streamed vectors are not the same numbers as ``clustered``'s (each batch draws from its own
 generator), so a streamed run's recall is compared with other streamed runs.
 
@@ -67,7 +68,7 @@ from corral.db.tables import Item, User  # noqa: E402
 from corral.db.tables import VectorKey as VectorKeyRow  # noqa: E402
 from corral.db.types import utcnow, uuid7  # noqa: E402
 from corral.settings import Settings  # noqa: E402
-from tests.vectors.data import clustered, exact_top  # noqa: E402
+from tests.vectors.data import clustered  # noqa: E402
 
 BATCH = 5_000
 #: Past this many generated numbers (n x dim) the vectors are streamed a batch at a time (about
@@ -183,15 +184,20 @@ def main() -> None:
     settings = Settings(data_dir=data_dir, database_url=a.database_url, secret_key="b" * 40,
                         vector_store=a.store)
     stream = a.stream or a.n * a.dim > STREAM_NUMBERS
-    among = np.arange(GROUP, a.n, 100)
-    exact: StreamingExact | None = None
+    data: np.ndarray | None = None
     if stream:
-        data = None
         queries = stream_queries(a.n, a.dim)
-        exact = StreamingExact(queries)
     else:
         data = clustered(a.n + QUERIES, a.dim, clusters=CLUSTERS, latent=LATENT)
         queries, data = data[a.n :], data[: a.n]
+
+    def batches() -> Iterator[np.ndarray]:
+        if data is None:
+            return stream_batches(a.n, a.dim)
+        return (data[i : i + BATCH] for i in range(0, a.n, BATCH))
+
+    # the exact answers, kept as the batches go by (in memory or streamed alike)
+    exact = StreamingExact(queries)
     saved = data_dir / "bench.json"
     answers = data_dir / "exact.npz"
     if saved.exists():
@@ -201,19 +207,14 @@ def main() -> None:
                              f"stream={kept.get('stream', False)}")
         ids = kept_ids(data_dir, kept)
         ingest, build = kept["ingest_s"], kept.get("build_s")
-        if exact is not None:
-            if answers.exists():
-                got = np.load(answers)
-                exact.best = {None: (got["score"], got["top"]), GROUP: (got["fscore"], got["ftop"])}
-            else:
-                for number, batch in enumerate(stream_batches(a.n, a.dim)):
-                    exact.add(number * BATCH, batch)
+        if answers.exists():
+            got = np.load(answers)
+            exact.best = {None: (got["score"], got["top"]), GROUP: (got["fscore"], got["ftop"])}
+        else:
+            for number, batch in enumerate(batches()):
+                exact.add(number * BATCH, batch)
     else:
-        batches: Iterator[np.ndarray] = (
-            stream_batches(a.n, a.dim) if data is None
-            else (data[i : i + BATCH] for i in range(0, a.n, BATCH))
-        )
-        db, who, ids, ingest = load(settings, a.n, a.dim, batches, exact)
+        db, who, ids, ingest = load(settings, a.n, a.dim, batches(), exact)
         store = for_database(db, settings)
         keys = vector_search.ensure_keys(db, who.org_id)
         kept = {"n": a.n, "dim": a.dim, "stream": stream, "user": str(who.user_id),
@@ -223,14 +224,10 @@ def main() -> None:
         else:  # where bench_vectors_filtered and bench_pgvector_width read them
             kept["ids"] = [str(i) for i in ids]
         build = None
-    if exact is not None and not answers.exists():
+    if not answers.exists():
         np.savez(answers, score=exact.best[None][0], top=exact.best[None][1],
                  fscore=exact.best[GROUP][0], ftop=exact.best[GROUP][1])
-    if exact is not None:
-        tops = [exact.top(None), exact.top(GROUP)]
-    else:
-        assert data is not None
-        tops = [np.array([exact_top(data, q, 10, among=rows) for q in queries]) for rows in (None, among)]
+    tops = [exact.top(None), exact.top(GROUP)]
     if a.build == "skip":
         saved.write_text(json.dumps(kept))
         print(f"ingest_s={ingest:.1f} (no build)")
@@ -249,20 +246,8 @@ def main() -> None:
         saved.write_text(json.dumps(kept))
 
     def run(filter_: object, top: np.ndarray) -> tuple[float, float, float]:
-        times, cpu, hits = [], [], 0
         want = [{ids[int(i)] for i in row} for row in top]
-        for round_ in range(a.rounds + 1):  # the first round warms up (pages, caches)
-            for q, wanted in zip(queries, want, strict=True):
-                t, c = time.perf_counter(), time.thread_time()
-                with db.read() as s:
-                    found = vector_search.similar(s, who, store, keys, vector_search.Query(
-                        key="clip", vector=q.tolist(), k=10, filter=filter_), fields=("id",))
-                if round_:
-                    times.append(time.perf_counter() - t)
-                    cpu.append(time.thread_time() - c)
-                    hits += len(wanted & {h.item_id for h in found.hits})
-        return (1000 * float(np.median(times)), 1000 * float(np.median(cpu)),
-                hits / (10 * len(queries) * a.rounds))
+        return time_queries(db, who, store, keys, queries, want, a.rounds, filter_)
 
     p50, cpu50, rec = run(None, tops[0])
     fp50, fcpu50, frec = run({"key": "group", "op": "eq", "value": GROUP}, tops[1])
@@ -281,6 +266,26 @@ def main() -> None:
             env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
         )
         print(out.stdout.strip(), flush=True)
+
+
+def time_queries(db: Any, who: Any, store: Any, keys: Any, queries: np.ndarray, want: list[set[uuid.UUID]],
+                 rounds: int, filter_: object = None) -> tuple[float, float, float]:
+    """Each query's 10 nearest through the whole search (``vector_search.similar``), a warm-up
+    round (pages, caches), then ``rounds`` timed ones: (p50 wall ms, p50 thread CPU ms, recall@10
+    against ``want``, each query's true 10 item ids)."""
+    times, cpu, hits = [], [], 0
+    for round_ in range(rounds + 1):
+        for q, wanted in zip(queries, want, strict=True):
+            t, c = time.perf_counter(), time.thread_time()
+            with db.read() as s:
+                found = vector_search.similar(s, who, store, keys, vector_search.Query(
+                    key="clip", vector=q.tolist(), k=10, filter=filter_), fields=("id",))
+            if round_:
+                times.append(time.perf_counter() - t)
+                cpu.append(time.thread_time() - c)
+                hits += len(wanted & {h.item_id for h in found.hits})
+    return (1000 * float(np.median(times)), 1000 * float(np.median(cpu)),
+            hits / (10 * len(queries) * rounds))
 
 
 def kept_ids(data_dir: Path, kept: dict[str, Any]) -> list[uuid.UUID]:

@@ -3,12 +3,11 @@
     python -m benchmarks.bench_vectors_filtered DATA_DIR build [ROUNDS] [DATABASE_URL]   # a cheap index
     python -m benchmarks.bench_vectors_filtered DATA_DIR query [ROUNDS] [DATABASE_URL]
 
-A selective filter's query never walks the HNSW graph (its candidates are counted and ranked from
-the index's copies of their vectors), so ``build`` makes the cheapest graph that holds every
-vector (degree 4, build width 8: minutes at a million, where the real graph takes most of an
-hour on a loaded machine); on PostgreSQL (``DATABASE_URL``, a ``bench_vectors.py --build skip``
-run's database) it fills the key's table and builds an HNSW index of degree 4.  Its unfiltered
-answers are useless; only filtered queries are run.
+A selective filter's query never searches the index (its candidates are counted and ranked from
+the index's copies of their vectors), so ``build`` makes the cheapest index that holds every
+vector: the embedded store's own partitioned index (about a minute at a million), or on PostgreSQL
+(``DATABASE_URL``, a ``bench_vectors.py --build skip`` run's database) the key's table filled and
+an HNSW index of degree 4, whose unfiltered answers are useless; only filtered queries are run.
 
 ``query`` takes 100 stored vectors of items outside the filter, each moved a little (noise of
 0.05, renormalised), and asks for the 10 nearest among the items with ``group`` = 7 (1% of
@@ -29,8 +28,8 @@ from pathlib import Path
 import numpy as np
 from sqlalchemy import select
 
-from benchmarks.bench_vectors import open_kept
-from corral.core.vectors import embedded, pgvector
+from benchmarks.bench_vectors import open_kept, time_queries
+from corral.core.vectors import pgvector
 from corral.core.vectors import search as vector_search
 from corral.core.vectors.table import TableStore
 from corral.db.tables import ItemVector
@@ -49,7 +48,6 @@ def main() -> None:
     kept, db, who, store, keys = open_kept(settings)
     key = keys["clip"]
     if mode == "build":
-        embedded.CONNECTIVITY, embedded.EXPANSION_ADD = 4, 8
         pgvector.M, pgvector.EF_CONSTRUCTION = 4, 8
         with db.write() as s:
             row = s.get(VectorKeyRow, key.id)
@@ -77,20 +75,9 @@ def main() -> None:
             found = vector_search.similar(s, who, exact, keys, vector_search.Query(
                 key="clip", vector=q.tolist(), k=10, filter=FILTER), fields=("id",))
         want.append({h.item_id for h in found.hits})
-    times, cpu, hits = [], [], 0
-    for round_ in range(rounds + 1):
-        for q, wanted in zip(queries, want, strict=True):
-            t, c = time.perf_counter(), time.thread_time()
-            with db.read() as s:
-                found = vector_search.similar(s, who, store, keys, vector_search.Query(
-                    key="clip", vector=q.tolist(), k=10, filter=FILTER), fields=("id",))
-            if round_:
-                times.append(time.perf_counter() - t)
-                cpu.append(time.thread_time() - c)
-                hits += len(wanted & {h.item_id for h in found.hits})
-    print(f"filtered_p50_ms={1000 * float(np.median(times)):.2f} "
-          f"filtered_cpu_p50_ms={1000 * float(np.median(cpu)):.2f} "
-          f"filtered_recall10={hits / (10 * len(queries) * rounds):.3f} store={store.name} "
+    p50, cpu50, recall = time_queries(db, who, store, keys, queries, want, rounds, FILTER)
+    print(f"filtered_p50_ms={p50:.2f} filtered_cpu_p50_ms={cpu50:.2f} "
+          f"filtered_recall10={recall:.3f} store={store.name} "
           f"loadavg={' '.join(f'{x:.1f}' for x in os.getloadavg())}", flush=True)
 
 

@@ -13,14 +13,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import time
 from pathlib import Path
 
 import numpy as np
 
-from benchmarks.bench_vectors import open_kept
+from benchmarks.bench_vectors import kept_ids, open_kept, time_queries
 from corral.core.vectors import ivf
-from corral.core.vectors import search as vector_search
 from corral.settings import Settings
 from tests.vectors.data import clustered
 
@@ -36,7 +34,7 @@ def main() -> None:
     a = p.parse_args()
     settings = Settings(data_dir=a.data_dir.resolve(), secret_key="b" * 40)
     kept, db, who, store, keys = open_kept(settings)
-    ids = kept["ids"]
+    ids = kept_ids(a.data_dir.resolve(), kept)
     data = clustered(a.n + 100, a.dim, clusters=1000, latent=24)
     queries, data = data[a.n :], data[: a.n]
     # the vectors are unit length: cosine is the dot product (exact_top, in one product)
@@ -46,20 +44,8 @@ def main() -> None:
     del sims
     for share, refine in ((float(x), int(r)) for x in a.shares.split(",") for r in a.refine.split(",")):
         ivf.NPROBE_SHARE, ivf.REFINE = share, refine
-        times, cpu, hits = [], [], 0
-        for round_ in range(a.rounds + 1):
-            for q, wanted in zip(queries, want, strict=True):
-                t, c = time.perf_counter(), time.thread_time()
-                with db.read() as s:
-                    found = vector_search.similar(s, who, store, keys, vector_search.Query(
-                        key="clip", vector=q.tolist(), k=10), fields=("id",))
-                if round_:
-                    times.append(time.perf_counter() - t)
-                    cpu.append(time.thread_time() - c)
-                    hits += len(wanted & {str(h.item_id) for h in found.hits})
-        print(f"share={share} refine={refine} p50_ms={1000 * np.median(times):.2f} "
-              f"cpu_p50_ms={1000 * np.median(cpu):.2f} "
-              f"recall10={hits / (10 * len(queries) * a.rounds):.3f} "
+        p50, cpu50, recall = time_queries(db, who, store, keys, queries, want, a.rounds)
+        print(f"share={share} refine={refine} p50_ms={p50:.2f} cpu_p50_ms={cpu50:.2f} recall10={recall:.3f} "
               f"loadavg={' '.join(f'{x:.1f}' for x in os.getloadavg())}", flush=True)
 
 
