@@ -108,7 +108,7 @@ def make_for_items(
                 continue
             try:
                 if integration.id not in stores:
-                    stores[integration.id] = integrations.open_row(integration, settings)
+                    stores[integration.id] = integrations.shared(integration, settings)
                 with integrations.request_slots(integration.id):
                     data = stores[integration.id].read(r.url, 0, MAX_SOURCE_BYTES)
                 _write(path_for(settings, org_id, r.id), make(data))

@@ -192,7 +192,7 @@ def _open(db: Database, settings: Settings, integration_id: uuid.UUID) -> Scoped
         if row is None:
             return "the item's integration no longer exists"
         try:
-            return integrations.open_row(row, settings)
+            return integrations.shared(row, settings)  # one client per process, not per batch
         except errors.CorralError as exc:
             return exc.message
 

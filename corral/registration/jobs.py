@@ -141,7 +141,7 @@ def _open(db: Database, settings: Settings, unit: ClaimedUnit) -> tuple[ScopedSt
         row = s.get(Integration, uuid.UUID(unit.params["integration_id"]))
         if row is None:
             raise UnitFailed("the job's integration no longer exists")
-        storage = integrations.open_row(row, settings)
+        storage = integrations.shared(row, settings)  # one client per process, not per batch
         _, validator = metadata_service.validator(s, unit.org_id)
     return storage, validator
 

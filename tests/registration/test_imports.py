@@ -436,3 +436,78 @@ def test_strict_import_in_many_batches_pipelined(api, world, db, monkeypatch) ->
     assert (status["status"], status["registered"], status["skipped"], status["failed"]) == ("DONE", 0, 10, 0)
     with db.read() as s:
         assert s.scalar(select(func.count()).select_from(Item)) == 9
+
+
+def test_an_import_opens_its_integration_once_and_sees_a_changed_one(  # type: ignore[no-untyped-def]
+    db, settings, make_user, moto_server: MotoServer, monkeypatch
+) -> None:
+    """Batches share the process's opened client (a botocore client is ~100 ms of CPU, once per
+    2,000 HEADs before); a change to the integration still reaches the next batch."""
+    import threading
+    import time
+
+    from corral.core import folders, integrations
+    from corral.core.identity import Principal
+    from corral.core.staging import published
+    from corral.db.tables import Job, JobUnit
+    from corral.jobs import queue
+    from corral.jobs.worker import Worker
+    from corral.registration import service
+
+    alice = make_user("alice@x.io")
+    admin = Principal(alice.user_id, alice.org_id, alice.email, "admin", "bearer")
+    bucket = moto_server.new_bucket()
+    s3 = moto_server.client()
+    for i in range(6):
+        s3.put_object(Bucket=bucket, Key=f"img/{i}.png", Body=png(8, 8), ContentType="image/png")
+    base = {"bucket": bucket, "endpoint_url": moto_server.url, "region": "us-east-1",
+            "access_key_id": "testing", "secret_access_key": "testing"}
+    with db.write() as s:
+        integrations.create(s, admin, settings, title="m", provider="s3", values=base)
+        folders.create_path(s, admin, "f")
+    opened: list[str] = []
+    real_open = integrations.open_row
+
+    def counting_open(row, settings):  # type: ignore[no-untyped-def]
+        opened.append(row.title)
+        return real_open(row, settings)
+
+    monkeypatch.setattr(integrations, "open_row", counting_open)
+    manifest = json.dumps({"images": [{"objectUrl": f"s3://{bucket}/img/{i}.png"} for i in range(6)]})
+
+    def run(**flags: Any) -> Job:
+        job_id = service.start_import(db, settings, admin, folder="f", integration="m",
+                                      manifest=io.BytesIO(manifest.encode()), **flags)
+        with db.write() as s:  # three batches of two
+            job = s.get(Job, job_id)
+            job.params = {**job.params, "batch_size": 2}
+        worker = Worker(db, settings)
+        thread = threading.Thread(target=worker.run, daemon=True)
+        thread.start()
+        try:
+            for _ in range(600):
+                with db.read() as s:
+                    job = queue.get_job(s, admin.org_id, job_id)
+                if job.status != "PENDING":
+                    return job
+                time.sleep(0.05)
+            raise AssertionError("the import did not finish")
+        finally:
+            worker.stop()
+            thread.join(30)
+
+    first = run()
+    assert first.status == "DONE", first.error
+    assert first.units_total >= 3
+    assert opened == ["m"]  # once for the job's three batches
+    with db.read() as s:
+        assert s.scalar(select(func.count()).select_from(Item)) == 6
+    with db.write() as s:  # another bucket: the next import must check against it, not the cached client
+        integrations.update(s, admin, settings, "m", values={**base, "bucket": "elsewhere"})
+    second = run()
+    assert opened == ["m", "m"]
+    assert second.status == "ERROR", second.error
+    with db.read() as s:
+        failed = s.scalars(select(JobUnit.error).where(JobUnit.job_id == second.id, JobUnit.status == "error"))
+        assert [e for e in failed if e and "outside integration 'm'" in e], "the batches used the old bucket"
+        assert s.scalar(select(func.count()).select_from(Item).where(published())) == 6  # the first import's
