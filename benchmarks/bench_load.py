@@ -56,6 +56,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import json
 import os
 import random
@@ -66,7 +67,8 @@ import threading
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from contextlib import ExitStack
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
@@ -74,8 +76,9 @@ import httpx
 from sqlalchemy import Engine, Table, create_engine, inspect, text
 
 from benchmarks.common import memory_mib, server_environment
+from benchmarks.stores import CONTAINER, Emulators, emulators, provider_values, put_object
 from corral.core import identity, integrations, item_docs
-from corral.db import create_database
+from corral.db import Database, create_database
 from corral.db.bulk import insert_rows
 from corral.db.tables import Folder, Item
 from corral.db.types import utcnow, uuid7_hex
@@ -84,8 +87,14 @@ from corral.settings import Settings
 BIN = Path(sys.executable).parent
 PORT = 8799  # --port changes it (other runs on the machine may hold this one)
 ITEMS = cast(Table, Item.__table__)
-ROUTES = ("items_page", "rows_page", "get_item", "folder_list", "import_status", "sign_url", "me")
+#: The mix each client takes in turn; its "sign" turn signs one URL of each provider in rotation.
+MIX = ("items_page", "rows_page", "get_item", "folder_list", "import_status", "sign", "me")
+SIGNS = ("sign_s3", "sign_azure", "sign_gcs")
+#: The routes reported, each provider's signing its own row.
+ROUTES = ("items_page", "rows_page", "get_item", "folder_list", "import_status", *SIGNS, "me")
 SAMPLE_IDS = 2000
+#: Items on each of the Azure and GCS integrations (in folders of their own) per item in `bench`.
+OTHER_PROVIDERS_SHARE = 20
 
 
 def corral_cmd(source: Path | None) -> list[str]:
@@ -109,12 +118,20 @@ def run_corral(args: list[str], env: dict[str, str], source: Path | None, cwd: P
                    capture_output=True, cwd=cwd)
 
 
-def setup(settings: Settings, env: dict[str, str], source: Path | None, n: int) -> tuple[str, list[str]]:
-    """Migrate (with the server's own code), create the admin, its token, the integration and N items.
+@dataclass
+class Prepared:
+    """What setup made, kept in the work directory for --keep: the token and the sampled ids."""
+    token: str
+    sample: list[str]  # items in folder `bench` (S3)
+    signs: dict[str, list[str]]  # provider -> items of that provider's integration (s3: `sample`)
 
-    Returns the token and a sample of item ids."""
+
+def setup(settings: Settings, env: dict[str, str], source: Path | None, n: int, em: Emulators) -> Prepared:
+    """Migrate (with the server's own code), create the admin, its token, the integrations, N items
+    on S3 in folder `bench` and N/20 on each of Azure and GCS (folders `bench-azure`, `bench-gcs`)."""
     run_corral(["migrate"], env, source, settings.data_dir.parent)
     db = create_database(settings)
+    others = provider_values(em)
     with db.write() as s:
         user = identity.create_user(s, "bench@x.io", org_name="Bench", role="admin")
         token, _ = identity.create_token(s, "bench@x.io")
@@ -125,15 +142,41 @@ def setup(settings: Settings, env: dict[str, str], source: Path | None, n: int) 
                       "access_key_id": "AKIABENCHBENCHBENCH0", "secret_access_key": "s" * 40},
             strict_client_only=True,
         )
+        # Client-only too, as `media` is: the server never contacts these stores while measured.
+        ids = {p: integrations.create(s, principal, settings, title=f"{p}-media", provider=p,
+                                      values=values, strict_client_only=True).id
+               for p, values in others.items()}
         folder = Folder(org_id=user.org_id, parent_key="", name="bench", created_by=user.id)
         s.add(folder)
         s.add(Folder(org_id=user.org_id, parent_key="", name="imports", created_by=user.id))
+        other_folders = {p: Folder(org_id=user.org_id, parent_key="", name=f"bench-{p}", created_by=user.id)
+                         for p in others}
+        s.add_all(other_folders.values())
         s.flush()
         org_id, folder_id, user_id = user.org_id, folder.id, user.id
+        other_folder_ids = {p: f.id for p, f in other_folders.items()}
     start = time.perf_counter()
+    sample = insert_items(db, n, org_id, folder_id, media.id, user_id, "s3", "s3://media/frames/")
+    signs = {"s3": sample}
+    per_other = max(1, n // OTHER_PROVIDERS_SHARE)
+    signs["azure"] = insert_items(db, per_other, org_id, other_folder_ids["azure"], ids["azure"], user_id,
+                                  "azure", f"az://{CONTAINER}/frames/", SAMPLE_IDS // 4)
+    signs["gcs"] = insert_items(db, per_other, org_id, other_folder_ids["gcs"], ids["gcs"], user_id,
+                                "gcs", f"gs://{CONTAINER}/frames/", SAMPLE_IDS // 4)
+    print(f"setup: {n:,} items on S3 and {per_other:,} on each of Azure and GCS inserted in "
+          f"{time.perf_counter() - start:.1f} s", flush=True)
+    fill_docs_and_analyze(db)
+    db.dispose()
+    return Prepared(token=token, sample=sample, signs=signs)
+
+
+def insert_items(db: Database, n: int, org_id: Any, folder_id: Any, integration_id: Any, user_id: Any,
+                 provider: str, prefix: str, samples: int = SAMPLE_IDS) -> list[str]:
+    """N image items in one folder, bulk-inserted with time-ordered ids; returns a sample of ids
+    (the first item's among them: its object is the one put into the emulator)."""
     now = utcnow()
     sample: list[str] = []
-    every = max(1, n // SAMPLE_IDS)
+    every = max(1, n // samples)
     for lo in range(0, n, 20_000):
         count = min(n, lo + 20_000) - lo
         rows = [
@@ -141,12 +184,12 @@ def setup(settings: Settings, env: dict[str, str], source: Path | None, n: int) 
                 "id": item_id,
                 "org_id": org_id,
                 "folder_id": folder_id,
-                "integration_id": media.id,
+                "integration_id": integration_id,
                 "item_type": "image",
                 "name": f"frame-{i:08d}.jpg",
-                "url": f"s3://media/frames/{i:08d}.jpg",
-                "url_hash": f"{i:064x}",
-                "storage_location": "s3",
+                "url": f"{prefix}{i:08d}.jpg",
+                "url_hash": hashlib.sha256(f"{prefix}{i:08d}.jpg".encode()).hexdigest(),
+                "storage_location": provider,
                 "file_size": 100_000 + i,
                 "mime_type": "image/jpeg",
                 "media": {"width": 1920, "height": 1080},
@@ -162,7 +205,10 @@ def setup(settings: Settings, env: dict[str, str], source: Path | None, n: int) 
         sample += [str(r["id"]) for r in rows[::every]]
         with db.write() as s:
             insert_rows(s, ITEMS, rows)
-    print(f"setup: {n:,} items inserted in {time.perf_counter() - start:.1f} s", flush=True)
+    return sample
+
+
+def fill_docs_and_analyze(db: Database) -> None:
     # Registration writes each item's listing document with its row; rows inserted here have none,
     # and the job workers would spend the measured phases refilling them (niced, but most of a
     # core and SQLite's write lock for a minute or two at a million items).  Written now, by the
@@ -181,8 +227,40 @@ def setup(settings: Settings, env: dict[str, str], source: Path | None, n: int) 
     if not db.is_sqlite:  # the statistics autovacuum would gather within a minute or so
         with db.engine.begin() as conn:
             conn.exec_driver_sql("ANALYZE")
-    db.dispose()
-    return token, sample
+
+
+def repoint(settings: Settings, em: Emulators) -> None:
+    """A kept database's Azure and GCS integrations, pointed at this run's emulators (new ports)."""
+    db = create_database(settings)
+    try:
+        with db.write() as s:
+            user = identity.get_user_by_email(s, "bench@x.io")
+            principal = identity.principal_for_user(user, "bearer")
+            for provider, values in provider_values(em).items():
+                integrations.update(s, principal, settings, f"{provider}-media", values=values)
+    finally:
+        db.dispose()
+
+
+OBJECT = b"\xff\xd8corral-bench\xff\xd9"  # the first item's object on Azure and GCS
+
+
+async def check_signing(base: str, token: str, t: Target) -> None:
+    """One URL of each emulated provider, signed by the server, fetched from the emulator: a wrong
+    signature (Azurite checks SAS signatures) or an unsigned URL fails the benchmark here."""
+    async with httpx.AsyncClient(base_url=base, headers={"Authorization": f"Bearer {token}"},
+                                 timeout=60) as h, httpx.AsyncClient(timeout=60) as store:
+        for provider in ("azure", "gcs"):
+            r = await h.get(f"/api/v1/items/{t.sign_ids[provider][0]}", params={"signed_urls": "true"})
+            r.raise_for_status()
+            url = r.json().get("signed_url")
+            if not url:
+                raise RuntimeError(f"{provider}: the server returned no signed URL: {r.text[:500]}")
+            got = await store.get(url)
+            if got.status_code != 200 or got.content != OBJECT:
+                raise RuntimeError(f"{provider}: the signed URL {url} answered {got.status_code}: "
+                                   f"{got.text[:500]}")
+    print("setup: a signed Azure URL and a signed GCS URL fetched from the emulators", flush=True)
 
 
 def serve(env: dict[str, str], source: Path | None, extra: list[str], log: Path,
@@ -402,6 +480,7 @@ class Target:
     ids: list[str]
     job: str
     bulk_sign: bool = False
+    sign_ids: dict[str, list[str]] = field(default_factory=dict)  # provider -> items to sign
     imports: list[tuple[str, float]] = field(default_factory=list)  # (job id, posted at)
 
 
@@ -426,21 +505,27 @@ async def client_loop(http: httpx.AsyncClient, t: Target, stats: Stats, stop: Ca
     """One client: a request at a time until ``stop()``; with ``only``, one request of that route."""
     rnd = random.Random(seed)
     tokens: dict[str, str | None] = {"items_page": None, "rows_page": None}
-    routes = [only] if only else list(ROUTES)
+    routes = [only] if only else list(MIX)
     turn = rnd.randrange(len(routes))
+    sign_turn = rnd.randrange(len(SIGNS))
     while only or not stop():
         if only and turn:
             return
         route = routes[turn % len(routes)]
         turn += 1
+        if route == "sign":
+            route = SIGNS[sign_turn % len(SIGNS)]
+            sign_turn += 1
         params: dict[str, Any] = {}
         if route in ("items_page", "signed_page"):
             path, params = "/api/v1/items", {"folder": "bench", "page_size": 100}
         elif route == "rows_page":
             path, params = f"/api/v1/datasets/{t.dataset}/rows", {"page_size": 100}
-        elif route in ("get_item", "sign_url"):
+        elif route == "get_item":
             path = f"/api/v1/items/{rnd.choice(t.ids)}"
-            params = {"signed_urls": "true"} if route == "sign_url" else {}
+        elif route in SIGNS:
+            ids = t.ids if route == "sign_s3" else t.sign_ids[route.removeprefix("sign_")]
+            path, params = f"/api/v1/items/{rnd.choice(ids)}", {"signed_urls": "true"}
         elif route == "folder_list":
             path = "/api/v1/folders"
         elif route == "import_status":
@@ -613,7 +698,8 @@ def summarise_profile(path: Path, top: int = 15) -> None:
     ours = [(k, v) for k, v in inclusive.most_common() if any(
         m in k for m in ("items.py", "folders.py", "imports.py", "integrations.py", "deps.py", "identity.py",
                          "dataset_rows.py", "datasets.py", "jobs.py", "queue.py", "worker.py", "scope.py",
-                         "s3.py", "permissions.py", "staging.py", "engine.py", "longpoll.py", "me.py"))]
+                         "s3.py", "azure.py", "gcs.py", "permissions.py", "staging.py", "engine.py",
+                         "longpoll.py", "me.py"))]
     for name, n in ours[:top]:
         print(f"    {100 * n / total:5.1f}%  {name}")
 
@@ -621,7 +707,8 @@ def summarise_profile(path: Path, top: int = 15) -> None:
 # -- main ------------------------------------------------------------------------------------
 
 
-async def prepare(base: str, token: str, sample: list[str], files: int) -> Target:
+async def prepare(base: str, token: str, sample: list[str], files: int,
+                  signs: dict[str, list[str]]) -> Target:
     headers = {"Authorization": f"Bearer {token}"}
     async with httpx.AsyncClient(base_url=base, headers=headers, timeout=600) as h:
         r = await h.post("/api/v1/datasets", json={"title": "bench"})
@@ -643,7 +730,7 @@ async def prepare(base: str, token: str, sample: list[str], files: int) -> Targe
         bulk = bool(r.json()["items"][0].get("signed_url"))
         print(f"setup: bulk signing on item pages: {'yes' if bulk else 'no (100 single signs instead)'}",
               flush=True)
-        return Target(dataset=dataset, ids=sample, job=job, bulk_sign=bulk)
+        return Target(dataset=dataset, ids=sample, job=job, bulk_sign=bulk, sign_ids=signs)
 
 
 async def route_cpu(base: str, token: str, t: Target, route: str, n: int, pid: int,
@@ -673,8 +760,7 @@ async def route_cpu(base: str, token: str, t: Target, route: str, n: int, pid: i
     return cpu * 1e6 / n, percentile(stats.times[route], .5) * 1000, errors, pg * 1e6 / n
 
 
-def cpu_per_route(args: argparse.Namespace, env: dict[str, str], work: Path, token: str,
-                  sample: list[str]) -> None:
+def cpu_per_route(args: argparse.Namespace, env: dict[str, str], work: Path, kept: Prepared) -> None:
     """Each code (this checkout, then --baseline) in turn, --rounds times, on the same data."""
     base = f"http://127.0.0.1:{args.port}"
     codes: list[tuple[str, Path | None]] = [("this", args.source)]
@@ -684,6 +770,7 @@ def cpu_per_route(args: argparse.Namespace, env: dict[str, str], work: Path, tok
     results: dict[tuple[str, str], list[tuple[float, float, int, float]]] = defaultdict(list)
     target: Target | None = None
     watch = PgWatch(env["CORRAL_DATABASE_URL"]) if args.postgres else None
+    token, checked = kept.token, False
     for rnd in range(args.rounds):
         for name, source in codes:
             server = serve(env, source, [*args.serve_args.split(), "--workers", "1"],
@@ -693,10 +780,12 @@ def cpu_per_route(args: argparse.Namespace, env: dict[str, str], work: Path, tok
                 if target is None and prepared.exists():
                     target = Target(**json.loads(prepared.read_text()))
                 elif target is None:
-                    target = asyncio.run(prepare(base, token, sample, args.import_files))
-                    prepared.write_text(json.dumps({"dataset": target.dataset, "ids": target.ids,
-                                                    "job": target.job, "bulk_sign": target.bulk_sign}))
+                    target = asyncio.run(prepare(base, token, kept.sample, args.import_files, kept.signs))
+                    prepared.write_text(json.dumps(asdict(target)))
                     time.sleep(2)  # the import's job settles
+                if not checked:
+                    asyncio.run(check_signing(base, token, target))
+                    checked = True
                 for route in routes:
                     if route == "signed_page" and not target.bulk_sign:
                         continue
@@ -776,7 +865,9 @@ def main() -> None:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop the server and drop the database too
     levels = [int(c) for c in args.clients.split(",") if c.strip()]
     base = f"http://127.0.0.1:{args.port}"
-    with server_environment("corral-bench-load-", args.port, args.postgres, args.keep) as (work, env):
+    with ExitStack() as stack:
+        work, env = stack.enter_context(server_environment("corral-bench-load-", args.port, args.postgres,
+                                                           args.keep))
         print(f"{args.items:,} items, {'PostgreSQL' if args.postgres else 'SQLite'}, "
               f"code {args.source or 'this checkout'}, serve {args.serve_args or '(defaults)'}", flush=True)
         # The bench integration's endpoint is a loopback address nothing listens on (it is strict
@@ -785,16 +876,25 @@ def main() -> None:
         settings = Settings(data_dir=work / "data", database_url=env.get("CORRAL_DATABASE_URL"),
                             secret_key="b" * 40, allowed_endpoints="127.0.0.1")
         state = work / "bench-load-state.json"  # --keep: the data of an earlier run
+        em = stack.enter_context(emulators(work))
         if state.exists():
-            token, sample = json.loads(state.read_text())
+            saved = json.loads(state.read_text())
+            if not isinstance(saved, dict):
+                sys.exit(f"{work} was filled by an older bench_load, without Azure and GCS items: "
+                         "fill a new --keep directory")
+            kept = Prepared(**saved)
+            repoint(settings, em)
             print(f"setup: reusing the data in {work}", flush=True)
         else:
-            token, sample = setup(settings, env, args.baseline or args.source, args.items)
+            kept = setup(settings, env, args.baseline or args.source, args.items, em)
             if args.keep is not None:
-                state.write_text(json.dumps([token, sample]))
+                state.write_text(json.dumps(asdict(kept)))
+        for provider in ("azure", "gcs"):
+            put_object(em, provider, "frames/00000000.jpg", OBJECT)
         if args.cpu_per_route:
-            cpu_per_route(args, env, work, token, sample)
+            cpu_per_route(args, env, work, kept)
             return
+        token = kept.token
         server = serve(env, args.source, args.serve_args.split(), work / "server.log", args.port)
         watch = PgWatch(env["CORRAL_DATABASE_URL"]) if args.postgres else None
         try:
@@ -802,10 +902,10 @@ def main() -> None:
             if args.keep is not None and prepared.exists():
                 target = Target(**json.loads(prepared.read_text()))
             else:
-                target = asyncio.run(prepare(base, token, sample, args.import_files))
+                target = asyncio.run(prepare(base, token, kept.sample, args.import_files, kept.signs))
                 if args.keep is not None:
-                    prepared.write_text(json.dumps({"dataset": target.dataset, "ids": target.ids,
-                                                    "job": target.job, "bulk_sign": target.bulk_sign}))
+                    prepared.write_text(json.dumps(asdict(target)))
+            asyncio.run(check_signing(base, token, target))
             batch0 = 1
             if args.keep is not None:  # a kept database: each run imports files not imported before
                 counter = work / "bench-load-batch"
