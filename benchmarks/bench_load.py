@@ -12,6 +12,13 @@ computation, and imports need no HEAD requests); N image items in folder `bench`
 straight into the database with time-ordered ids, as registration makes them (then, on PostgreSQL,
 `ANALYZE`, as autovacuum would soon after such a load); a dataset `bench`
 linking all of them (one `POST …/link`); one finished import, so import status has a job to read.
+Signing is measured on every provider: the benchmark starts Azurite (Azure Blob) and
+gcp-storage-emulator (GCS) on loopback (`benchmarks/stores.py`; it stops with a message naming the
+install when one is missing, and stops both when it ends), creates a client-only Azure integration
+`azure-media` and GCS integration `gcs-media` against them, with N/20 items each in folders
+`bench-azure` and `bench-gcs`, and fetches one URL of each, signed by the server, from its emulator
+(Azurite checks the signature) before measuring.  A kept work directory (--keep) keeps the
+emulators' data; each run points the two integrations at its emulators' new ports.
 
 Then `corral serve` (with --serve-args appended, e.g. `--workers 2`) runs as a subprocess, and this
 process (the load generator: asyncio + httpx, loopback only) runs one phase per client count. Each
@@ -22,7 +29,10 @@ client sends one request at a time, picking routes in turn from the mix:
 * ``get_item``: `GET /api/v1/items/{id}` for an item picked at random;
 * ``folder_list``: `GET /api/v1/folders` (the top level: `bench`, `imports`);
 * ``import_status``: `GET /api/v1/imports/{job}` of the latest import, default parameters;
-* ``sign_url``: `GET /api/v1/items/{id}?signed_urls=true` (one signed S3 URL);
+* ``sign``: `GET /api/v1/items/{id}?signed_urls=true` (one signed URL), an S3, an Azure and a GCS
+  item in turn (each client's turns rotate over the three), reported as ``sign_s3``,
+  ``sign_azure`` and ``sign_gcs``: signing keeps its one-seventh share of the mix, a third of it
+  per provider;
 * ``me``: `GET /api/v1/me`.
 
 In the phases with more than one client, an importer posts a 1,000-file manifest into folder
