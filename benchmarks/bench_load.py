@@ -86,7 +86,14 @@ import httpx
 from sqlalchemy import Engine, Table, create_engine, inspect, text
 
 from benchmarks.common import memory_mib, server_environment
-from benchmarks.stores import CONTAINER, Emulators, emulators, provider_values, put_object
+from benchmarks.stores import (
+    CONTAINER,
+    EmulatorMissing,
+    Emulators,
+    emulators,
+    provider_values,
+    put_object,
+)
 from corral.core import identity, integrations, item_docs
 from corral.db import Database, create_database
 from corral.db.bulk import insert_rows
@@ -886,7 +893,10 @@ def main() -> None:
         settings = Settings(data_dir=work / "data", database_url=env.get("CORRAL_DATABASE_URL"),
                             secret_key="b" * 40, allowed_endpoints="127.0.0.1")
         state = work / "bench-load-state.json"  # --keep: the data of an earlier run
-        em = stack.enter_context(emulators(work))
+        try:
+            em = stack.enter_context(emulators(work))
+        except EmulatorMissing as exc:
+            sys.exit(f"bench_load signs on S3, Azure and GCS and needs both emulators: {exc}")
         if state.exists():
             saved = json.loads(state.read_text())
             if not isinstance(saved, dict):

@@ -50,6 +50,8 @@ def azurite_path() -> Path:
     """``CORRAL_BENCH_AZURITE``, else the checkout's ``.test-services`` install, else the PATH."""
     named = os.environ.get("CORRAL_BENCH_AZURITE")
     if named:
+        if not os.access(named, os.X_OK):
+            raise EmulatorMissing(f"CORRAL_BENCH_AZURITE={named} is not an executable file")
         return Path(named)
     local = ROOT / ".test-services" / "node" / "node_modules" / ".bin" / "azurite-blob"
     if local.exists():
