@@ -70,6 +70,7 @@ import hashlib
 import json
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -283,6 +284,7 @@ async def check_signing(base: str, token: str, t: Target) -> None:
 def serve(env: dict[str, str], source: Path | None, extra: list[str], log: Path,
           port: int = PORT) -> subprocess.Popen[bytes]:
     with log.open("ab") as out:
+        start = out.tell()
         server = subprocess.Popen([*corral_cmd(source), "serve", *extra], env=corral_env(env, source),
                                   stdout=subprocess.DEVNULL, stderr=out, cwd=log.parent)
     for _ in range(600):
@@ -290,11 +292,51 @@ def serve(env: dict[str, str], source: Path | None, extra: list[str], log: Path,
             raise RuntimeError(f"the server exited: {log.read_text()[-2000:]}")
         try:
             if httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200:
+                wait_for_api_processes(server, log, start, port)
                 return server
         except httpx.HTTPError:
             pass
         time.sleep(0.1)
     raise RuntimeError("the server did not start")
+
+
+def wait_for_api_processes(server: subprocess.Popen[bytes], log: Path, start: int, port: int) -> None:
+    """Until every API process the server announced listens (at most 120 s).  The first one to
+    listen answers /healthz; on a busy machine the others took tens of seconds more, and clients
+    connecting before them all went to the first (SO_REUSEPORT spreads only over listening sockets)."""
+    found = re.search(rb"(\d+) API process\(es\)", log.read_bytes()[start:])
+    want = int(found.group(1)) if found else 1
+    if want < 2:  # one API process: the serve process itself
+        return
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        api = [p for p in descendants(server.pid) if ProcessWatch.kind(p) == "API process"]
+        if sum(listens(p, port) for p in api) >= want:
+            return
+        time.sleep(0.2)
+    print(f"setup: not every API process listens after 120 s ({want} announced)", flush=True)
+
+
+def listens(pid: int, port: int) -> bool:
+    """Whether process ``pid`` has a socket listening on ``port``."""
+    inodes: set[str] = set()
+    try:
+        fds = list(Path(f"/proc/{pid}/fd").iterdir())
+    except OSError:
+        return False
+    for fd in fds:
+        try:
+            link = os.readlink(fd)
+        except OSError:
+            continue
+        if link.startswith("socket:["):
+            inodes.add(link[8:-1])
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[9] in inodes and fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                return True
+    return False
 
 
 # -- the server's processes -------------------------------------------------------------------
@@ -348,6 +390,7 @@ class PgWatch:
         self.engine: Engine = create_engine(url, isolation_level="AUTOCOMMIT", pool_size=1)
         self.base: dict[int, float] = {}
         self.last: dict[int, float] = {}
+        self.ports: dict[int, int | None] = {}  # backend pid -> its client's port (None: no client)
         self.done = threading.Event()
         self.thread: threading.Thread | None = None
         self.counters0: tuple[int, int] = (0, 0)
@@ -360,9 +403,12 @@ class PgWatch:
 
     def _sample(self, first: bool = False) -> None:
         with self.engine.connect() as conn:
-            pids = [int(r[0]) for r in conn.execute(text(
-                "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
-                "AND pid <> pg_backend_pid()"))]
+            rows = conn.execute(text(
+                "SELECT pid, client_port FROM pg_stat_activity WHERE datname = current_database() "
+                "AND pid <> pg_backend_pid()")).all()
+        pids = [int(r[0]) for r in rows]
+        for pid, port in rows:
+            self.ports.setdefault(int(pid), int(port) if port is not None else None)
         for pid in pids:
             cpu = cpu_seconds([pid])
             if pid not in self.base:
@@ -371,7 +417,7 @@ class PgWatch:
                 self.last[pid] = cpu
 
     def start(self) -> None:
-        self.base, self.last = {}, {}
+        self.base, self.last, self.ports = {}, {}, {}
         self.counters0 = self._counters()
         self._sample(first=True)
         self.done.clear()
@@ -393,6 +439,18 @@ class PgWatch:
         sessions, xacts = self._counters()
         cpu = sum(self.last.get(pid, base) - base for pid, base in self.base.items())
         return cpu, sessions - self.counters0[0], xacts - self.counters0[1]
+
+    def cpu_by_client(self, ports: dict[str, set[int]]) -> dict[str, float]:
+        """After ``stop``: the backends' CPU seconds by whom they served, matched by the client's
+        port against ``ports`` (a name -> the local ports of those processes' sockets); the rest
+        (autovacuum, connections closed before the ports were read) as "other"."""
+        out: dict[str, float] = defaultdict(float)
+        for pid, base in self.base.items():
+            port = self.ports.get(pid)
+            who = next((name for name, theirs in ports.items() if port in theirs), "other") \
+                if port is not None else "other"
+            out[who] += self.last.get(pid, base) - base
+        return dict(out)
 
     def backends_of(self, pid: int) -> list[int]:
         """The backends serving process ``pid``'s connections (matched by its sockets' ports)."""
@@ -457,6 +515,7 @@ class ProcessWatch:
         self.port = port
         self.cpu0 = {pid: cpu_seconds([pid]) for pid in self.pids}
         self.conns: dict[int, int] = {}
+        self.ports: dict[int, set[int]] = {}  # mid-phase: each process's sockets' local ports
         self.wall = time.monotonic()
         self.timer = threading.Timer(seconds / 2, self._sample)
         self.timer.daemon = True
@@ -464,18 +523,38 @@ class ProcessWatch:
 
     def _sample(self) -> None:
         self.conns = {pid: served_connections(pid, self.port) for pid in self.pids}
+        for pid in self.pids:
+            try:
+                self.ports[pid] = socket_ports(pid)
+            except OSError:
+                pass
+
+    @staticmethod
+    def kind(pid: int) -> str:
+        try:
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            return "gone"
+        return ("job worker" if " worker" in cmd else "resource tracker" if "resource_tracker" in cmd
+                else "API process" if "spawn_main" in cmd else "serve" if " serve" in cmd else cmd[:40])
+
+    def ports_by_kind(self) -> dict[str, set[int]]:
+        """The local ports of the API processes' sockets, and of the job workers' (mid-phase)."""
+        out: dict[str, set[int]] = defaultdict(set)
+        for pid, ports in self.ports.items():
+            kind = self.kind(pid)
+            out[{"API process": "API processes"}.get(kind, kind + "s")] |= ports
+        return dict(out)
 
     def report(self) -> None:
         self.timer.cancel()
         wall = time.monotonic() - self.wall
         for pid in self.pids:
             try:
-                cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
                 nice = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[16])
             except (OSError, ValueError, IndexError):
                 continue
-            kind = ("job worker" if " worker" in cmd else "resource tracker" if "resource_tracker" in cmd
-                    else "API process" if "spawn_main" in cmd else "serve" if " serve" in cmd else cmd[:40])
+            kind = self.kind(pid)
             cores = (cpu_seconds([pid]) - self.cpu0[pid]) / wall
             print(f"    pid {pid:<8}{kind:<18}nice {nice:<4}{cores:>5.2f} cores, "
                   f"{self.conns.get(pid, 0):>3} client connection(s) mid-phase", flush=True)
@@ -964,6 +1043,10 @@ def main() -> None:
                           f"{pg_cpu * 1000 / max(served, 1):.2f} ms per request), {sessions} session(s) "
                           f"opened, {xacts:,} transactions ({xacts / max(served, 1):.1f} per request)",
                           flush=True)
+                    split = watch.cpu_by_client(processes.ports_by_kind())
+                    print("  PostgreSQL backends by client: " + ", ".join(
+                        f"{who} {cpu:.1f} CPU s ({cpu * 1000 / max(served, 1):.2f} ms per request)"
+                        for who, cpu in sorted(split.items(), key=lambda kv: -kv[1])), flush=True)
                 report(stats, elapsed, clients, cpu)
                 if imports:
                     async def settle(jobs: list[tuple[str, float]] = jobs) -> Settled:
