@@ -12,6 +12,13 @@ computation, and imports need no HEAD requests); N image items in folder `bench`
 straight into the database with time-ordered ids, as registration makes them (then, on PostgreSQL,
 `ANALYZE`, as autovacuum would soon after such a load); a dataset `bench`
 linking all of them (one `POST …/link`); one finished import, so import status has a job to read.
+Signing is measured on every provider: the benchmark starts Azurite (Azure Blob) and
+gcp-storage-emulator (GCS) on loopback (`benchmarks/stores.py`; it stops with a message naming the
+install when one is missing, and stops both when it ends), creates a client-only Azure integration
+`azure-media` and GCS integration `gcs-media` against them, with N/20 items each in folders
+`bench-azure` and `bench-gcs`, and fetches one URL of each, signed by the server, from its emulator
+(Azurite checks the signature) before measuring.  A kept work directory (--keep) keeps the
+emulators' data; each run points the two integrations at its emulators' new ports.
 
 Then `corral serve` (with --serve-args appended, e.g. `--workers 2`) runs as a subprocess, and this
 process (the load generator: asyncio + httpx, loopback only) runs one phase per client count. Each
@@ -22,7 +29,10 @@ client sends one request at a time, picking routes in turn from the mix:
 * ``get_item``: `GET /api/v1/items/{id}` for an item picked at random;
 * ``folder_list``: `GET /api/v1/folders` (the top level: `bench`, `imports`);
 * ``import_status``: `GET /api/v1/imports/{job}` of the latest import, default parameters;
-* ``sign_url``: `GET /api/v1/items/{id}?signed_urls=true` (one signed S3 URL);
+* ``sign``: `GET /api/v1/items/{id}?signed_urls=true` (one signed URL), an S3, an Azure and a GCS
+  item in turn (each client's turns rotate over the three), reported as ``sign_s3``,
+  ``sign_azure`` and ``sign_gcs``: signing keeps its one-seventh share of the mix, a third of it
+  per provider;
 * ``me``: `GET /api/v1/me`.
 
 In the phases with more than one client, an importer posts a 1,000-file manifest into folder
@@ -56,9 +66,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import json
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -66,7 +78,8 @@ import threading
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from contextlib import ExitStack
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
@@ -74,8 +87,16 @@ import httpx
 from sqlalchemy import Engine, Table, create_engine, inspect, text
 
 from benchmarks.common import memory_mib, server_environment
+from benchmarks.stores import (
+    CONTAINER,
+    EmulatorMissing,
+    Emulators,
+    emulators,
+    provider_values,
+    put_object,
+)
 from corral.core import identity, integrations, item_docs
-from corral.db import create_database
+from corral.db import Database, create_database
 from corral.db.bulk import insert_rows
 from corral.db.tables import Folder, Item
 from corral.db.types import utcnow, uuid7_hex
@@ -84,8 +105,14 @@ from corral.settings import Settings
 BIN = Path(sys.executable).parent
 PORT = 8799  # --port changes it (other runs on the machine may hold this one)
 ITEMS = cast(Table, Item.__table__)
-ROUTES = ("items_page", "rows_page", "get_item", "folder_list", "import_status", "sign_url", "me")
+#: The mix each client takes in turn; its "sign" turn signs one URL of each provider in rotation.
+MIX = ("items_page", "rows_page", "get_item", "folder_list", "import_status", "sign", "me")
+SIGNS = ("sign_s3", "sign_azure", "sign_gcs")
+#: The routes reported, each provider's signing its own row.
+ROUTES = ("items_page", "rows_page", "get_item", "folder_list", "import_status", *SIGNS, "me")
 SAMPLE_IDS = 2000
+#: Items on each of the Azure and GCS integrations (in folders of their own) per item in `bench`.
+OTHER_PROVIDERS_SHARE = 20
 
 
 def corral_cmd(source: Path | None) -> list[str]:
@@ -109,12 +136,20 @@ def run_corral(args: list[str], env: dict[str, str], source: Path | None, cwd: P
                    capture_output=True, cwd=cwd)
 
 
-def setup(settings: Settings, env: dict[str, str], source: Path | None, n: int) -> tuple[str, list[str]]:
-    """Migrate (with the server's own code), create the admin, its token, the integration and N items.
+@dataclass
+class Prepared:
+    """What setup made, kept in the work directory for --keep: the token and the sampled ids."""
+    token: str
+    sample: list[str]  # items in folder `bench` (S3)
+    signs: dict[str, list[str]]  # provider -> items of that provider's integration (s3: `sample`)
 
-    Returns the token and a sample of item ids."""
+
+def setup(settings: Settings, env: dict[str, str], source: Path | None, n: int, em: Emulators) -> Prepared:
+    """Migrate (with the server's own code), create the admin, its token, the integrations, N items
+    on S3 in folder `bench` and N/20 on each of Azure and GCS (folders `bench-azure`, `bench-gcs`)."""
     run_corral(["migrate"], env, source, settings.data_dir.parent)
     db = create_database(settings)
+    others = provider_values(em)
     with db.write() as s:
         user = identity.create_user(s, "bench@x.io", org_name="Bench", role="admin")
         token, _ = identity.create_token(s, "bench@x.io")
@@ -125,15 +160,41 @@ def setup(settings: Settings, env: dict[str, str], source: Path | None, n: int) 
                       "access_key_id": "AKIABENCHBENCHBENCH0", "secret_access_key": "s" * 40},
             strict_client_only=True,
         )
+        # Client-only too, as `media` is: the server never contacts these stores while measured.
+        ids = {p: integrations.create(s, principal, settings, title=f"{p}-media", provider=p,
+                                      values=values, strict_client_only=True).id
+               for p, values in others.items()}
         folder = Folder(org_id=user.org_id, parent_key="", name="bench", created_by=user.id)
         s.add(folder)
         s.add(Folder(org_id=user.org_id, parent_key="", name="imports", created_by=user.id))
+        other_folders = {p: Folder(org_id=user.org_id, parent_key="", name=f"bench-{p}", created_by=user.id)
+                         for p in others}
+        s.add_all(other_folders.values())
         s.flush()
         org_id, folder_id, user_id = user.org_id, folder.id, user.id
+        other_folder_ids = {p: f.id for p, f in other_folders.items()}
     start = time.perf_counter()
+    sample = insert_items(db, n, org_id, folder_id, media.id, user_id, "s3", "s3://media/frames/")
+    signs = {"s3": sample}
+    per_other = max(1, n // OTHER_PROVIDERS_SHARE)
+    signs["azure"] = insert_items(db, per_other, org_id, other_folder_ids["azure"], ids["azure"], user_id,
+                                  "azure", f"az://{CONTAINER}/frames/", SAMPLE_IDS // 4)
+    signs["gcs"] = insert_items(db, per_other, org_id, other_folder_ids["gcs"], ids["gcs"], user_id,
+                                "gcs", f"gs://{CONTAINER}/frames/", SAMPLE_IDS // 4)
+    print(f"setup: {n:,} items on S3 and {per_other:,} on each of Azure and GCS inserted in "
+          f"{time.perf_counter() - start:.1f} s", flush=True)
+    fill_docs_and_analyze(db)
+    db.dispose()
+    return Prepared(token=token, sample=sample, signs=signs)
+
+
+def insert_items(db: Database, n: int, org_id: Any, folder_id: Any, integration_id: Any, user_id: Any,
+                 provider: str, prefix: str, samples: int = SAMPLE_IDS) -> list[str]:
+    """N image items in one folder, bulk-inserted with time-ordered ids; returns a sample of ids
+    (the first item's among them: its object is the one put into the emulator)."""
     now = utcnow()
     sample: list[str] = []
-    every = max(1, n // SAMPLE_IDS)
+    every = max(1, n // samples)
     for lo in range(0, n, 20_000):
         count = min(n, lo + 20_000) - lo
         rows = [
@@ -141,12 +202,12 @@ def setup(settings: Settings, env: dict[str, str], source: Path | None, n: int) 
                 "id": item_id,
                 "org_id": org_id,
                 "folder_id": folder_id,
-                "integration_id": media.id,
+                "integration_id": integration_id,
                 "item_type": "image",
                 "name": f"frame-{i:08d}.jpg",
-                "url": f"s3://media/frames/{i:08d}.jpg",
-                "url_hash": f"{i:064x}",
-                "storage_location": "s3",
+                "url": f"{prefix}{i:08d}.jpg",
+                "url_hash": hashlib.sha256(f"{prefix}{i:08d}.jpg".encode()).hexdigest(),
+                "storage_location": provider,
                 "file_size": 100_000 + i,
                 "mime_type": "image/jpeg",
                 "media": {"width": 1920, "height": 1080},
@@ -162,7 +223,10 @@ def setup(settings: Settings, env: dict[str, str], source: Path | None, n: int) 
         sample += [str(r["id"]) for r in rows[::every]]
         with db.write() as s:
             insert_rows(s, ITEMS, rows)
-    print(f"setup: {n:,} items inserted in {time.perf_counter() - start:.1f} s", flush=True)
+    return sample
+
+
+def fill_docs_and_analyze(db: Database) -> None:
     # Registration writes each item's listing document with its row; rows inserted here have none,
     # and the job workers would spend the measured phases refilling them (niced, but most of a
     # core and SQLite's write lock for a minute or two at a million items).  Written now, by the
@@ -181,13 +245,46 @@ def setup(settings: Settings, env: dict[str, str], source: Path | None, n: int) 
     if not db.is_sqlite:  # the statistics autovacuum would gather within a minute or so
         with db.engine.begin() as conn:
             conn.exec_driver_sql("ANALYZE")
-    db.dispose()
-    return token, sample
+
+
+def repoint(settings: Settings, em: Emulators) -> None:
+    """A kept database's Azure and GCS integrations, pointed at this run's emulators (new ports)."""
+    db = create_database(settings)
+    try:
+        with db.write() as s:
+            user = identity.get_user_by_email(s, "bench@x.io")
+            principal = identity.principal_for_user(user, "bearer")
+            for provider, values in provider_values(em).items():
+                integrations.update(s, principal, settings, f"{provider}-media", values=values)
+    finally:
+        db.dispose()
+
+
+OBJECT = b"\xff\xd8corral-bench\xff\xd9"  # the first item's object on Azure and GCS
+
+
+async def check_signing(base: str, token: str, t: Target) -> None:
+    """One URL of each emulated provider, signed by the server, fetched from the emulator: a wrong
+    signature (Azurite checks SAS signatures) or an unsigned URL fails the benchmark here."""
+    async with httpx.AsyncClient(base_url=base, headers={"Authorization": f"Bearer {token}"},
+                                 timeout=60) as h, httpx.AsyncClient(timeout=60) as store:
+        for provider in ("azure", "gcs"):
+            r = await h.get(f"/api/v1/items/{t.sign_ids[provider][0]}", params={"signed_urls": "true"})
+            r.raise_for_status()
+            url = r.json().get("signed_url")
+            if not url:
+                raise RuntimeError(f"{provider}: the server returned no signed URL: {r.text[:500]}")
+            got = await store.get(url)
+            if got.status_code != 200 or got.content != OBJECT:
+                raise RuntimeError(f"{provider}: the signed URL {url} answered {got.status_code}: "
+                                   f"{got.text[:500]}")
+    print("setup: a signed Azure URL and a signed GCS URL fetched from the emulators", flush=True)
 
 
 def serve(env: dict[str, str], source: Path | None, extra: list[str], log: Path,
           port: int = PORT) -> subprocess.Popen[bytes]:
     with log.open("ab") as out:
+        start = out.tell()
         server = subprocess.Popen([*corral_cmd(source), "serve", *extra], env=corral_env(env, source),
                                   stdout=subprocess.DEVNULL, stderr=out, cwd=log.parent)
     for _ in range(600):
@@ -195,11 +292,51 @@ def serve(env: dict[str, str], source: Path | None, extra: list[str], log: Path,
             raise RuntimeError(f"the server exited: {log.read_text()[-2000:]}")
         try:
             if httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200:
+                wait_for_api_processes(server, log, start, port)
                 return server
         except httpx.HTTPError:
             pass
         time.sleep(0.1)
     raise RuntimeError("the server did not start")
+
+
+def wait_for_api_processes(server: subprocess.Popen[bytes], log: Path, start: int, port: int) -> None:
+    """Until every API process the server announced listens (at most 120 s).  The first one to
+    listen answers /healthz; on a busy machine the others took tens of seconds more, and clients
+    connecting before them all went to the first (SO_REUSEPORT spreads only over listening sockets)."""
+    found = re.search(rb"(\d+) API process\(es\)", log.read_bytes()[start:])
+    want = int(found.group(1)) if found else 1
+    if want < 2:  # one API process: the serve process itself
+        return
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        api = [p for p in descendants(server.pid) if ProcessWatch.kind(p) == "API process"]
+        if sum(listens(p, port) for p in api) >= want:
+            return
+        time.sleep(0.2)
+    print(f"setup: not every API process listens after 120 s ({want} announced)", flush=True)
+
+
+def listens(pid: int, port: int) -> bool:
+    """Whether process ``pid`` has a socket listening on ``port``."""
+    inodes: set[str] = set()
+    try:
+        fds = list(Path(f"/proc/{pid}/fd").iterdir())
+    except OSError:
+        return False
+    for fd in fds:
+        try:
+            link = os.readlink(fd)
+        except OSError:
+            continue
+        if link.startswith("socket:["):
+            inodes.add(link[8:-1])
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[9] in inodes and fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                return True
+    return False
 
 
 # -- the server's processes -------------------------------------------------------------------
@@ -253,6 +390,7 @@ class PgWatch:
         self.engine: Engine = create_engine(url, isolation_level="AUTOCOMMIT", pool_size=1)
         self.base: dict[int, float] = {}
         self.last: dict[int, float] = {}
+        self.ports: dict[int, int | None] = {}  # backend pid -> its client's port (None: no client)
         self.done = threading.Event()
         self.thread: threading.Thread | None = None
         self.counters0: tuple[int, int] = (0, 0)
@@ -265,9 +403,12 @@ class PgWatch:
 
     def _sample(self, first: bool = False) -> None:
         with self.engine.connect() as conn:
-            pids = [int(r[0]) for r in conn.execute(text(
-                "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
-                "AND pid <> pg_backend_pid()"))]
+            rows = conn.execute(text(
+                "SELECT pid, client_port FROM pg_stat_activity WHERE datname = current_database() "
+                "AND pid <> pg_backend_pid()")).all()
+        pids = [int(r[0]) for r in rows]
+        for pid, port in rows:
+            self.ports.setdefault(int(pid), int(port) if port is not None else None)
         for pid in pids:
             cpu = cpu_seconds([pid])
             if pid not in self.base:
@@ -276,7 +417,7 @@ class PgWatch:
                 self.last[pid] = cpu
 
     def start(self) -> None:
-        self.base, self.last = {}, {}
+        self.base, self.last, self.ports = {}, {}, {}
         self.counters0 = self._counters()
         self._sample(first=True)
         self.done.clear()
@@ -298,6 +439,18 @@ class PgWatch:
         sessions, xacts = self._counters()
         cpu = sum(self.last.get(pid, base) - base for pid, base in self.base.items())
         return cpu, sessions - self.counters0[0], xacts - self.counters0[1]
+
+    def cpu_by_client(self, ports: dict[str, set[int]]) -> dict[str, float]:
+        """After ``stop``: the backends' CPU seconds by whom they served, matched by the client's
+        port against ``ports`` (a name -> the local ports of those processes' sockets); the rest
+        (autovacuum, connections closed before the ports were read) as "other"."""
+        out: dict[str, float] = defaultdict(float)
+        for pid, base in self.base.items():
+            port = self.ports.get(pid)
+            who = next((name for name, theirs in ports.items() if port in theirs), "other") \
+                if port is not None else "other"
+            out[who] += self.last.get(pid, base) - base
+        return dict(out)
 
     def backends_of(self, pid: int) -> list[int]:
         """The backends serving process ``pid``'s connections (matched by its sockets' ports)."""
@@ -362,6 +515,7 @@ class ProcessWatch:
         self.port = port
         self.cpu0 = {pid: cpu_seconds([pid]) for pid in self.pids}
         self.conns: dict[int, int] = {}
+        self.ports: dict[int, set[int]] = {}  # mid-phase: each process's sockets' local ports
         self.wall = time.monotonic()
         self.timer = threading.Timer(seconds / 2, self._sample)
         self.timer.daemon = True
@@ -369,18 +523,38 @@ class ProcessWatch:
 
     def _sample(self) -> None:
         self.conns = {pid: served_connections(pid, self.port) for pid in self.pids}
+        for pid in self.pids:
+            try:
+                self.ports[pid] = socket_ports(pid)
+            except OSError:
+                pass
+
+    @staticmethod
+    def kind(pid: int) -> str:
+        try:
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            return "gone"
+        return ("job worker" if " worker" in cmd else "resource tracker" if "resource_tracker" in cmd
+                else "API process" if "spawn_main" in cmd else "serve" if " serve" in cmd else cmd[:40])
+
+    def ports_by_kind(self) -> dict[str, set[int]]:
+        """The local ports of the API processes' sockets, and of the job workers' (mid-phase)."""
+        out: dict[str, set[int]] = defaultdict(set)
+        for pid, ports in self.ports.items():
+            kind = self.kind(pid)
+            out[{"API process": "API processes"}.get(kind, kind + "s")] |= ports
+        return dict(out)
 
     def report(self) -> None:
         self.timer.cancel()
         wall = time.monotonic() - self.wall
         for pid in self.pids:
             try:
-                cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
                 nice = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[16])
             except (OSError, ValueError, IndexError):
                 continue
-            kind = ("job worker" if " worker" in cmd else "resource tracker" if "resource_tracker" in cmd
-                    else "API process" if "spawn_main" in cmd else "serve" if " serve" in cmd else cmd[:40])
+            kind = self.kind(pid)
             cores = (cpu_seconds([pid]) - self.cpu0[pid]) / wall
             print(f"    pid {pid:<8}{kind:<18}nice {nice:<4}{cores:>5.2f} cores, "
                   f"{self.conns.get(pid, 0):>3} client connection(s) mid-phase", flush=True)
@@ -402,6 +576,7 @@ class Target:
     ids: list[str]
     job: str
     bulk_sign: bool = False
+    sign_ids: dict[str, list[str]] = field(default_factory=dict)  # provider -> items to sign
     imports: list[tuple[str, float]] = field(default_factory=list)  # (job id, posted at)
 
 
@@ -426,21 +601,27 @@ async def client_loop(http: httpx.AsyncClient, t: Target, stats: Stats, stop: Ca
     """One client: a request at a time until ``stop()``; with ``only``, one request of that route."""
     rnd = random.Random(seed)
     tokens: dict[str, str | None] = {"items_page": None, "rows_page": None}
-    routes = [only] if only else list(ROUTES)
+    routes = [only] if only else list(MIX)
     turn = rnd.randrange(len(routes))
+    sign_turn = rnd.randrange(len(SIGNS))
     while only or not stop():
         if only and turn:
             return
         route = routes[turn % len(routes)]
         turn += 1
+        if route == "sign":
+            route = SIGNS[sign_turn % len(SIGNS)]
+            sign_turn += 1
         params: dict[str, Any] = {}
         if route in ("items_page", "signed_page"):
             path, params = "/api/v1/items", {"folder": "bench", "page_size": 100}
         elif route == "rows_page":
             path, params = f"/api/v1/datasets/{t.dataset}/rows", {"page_size": 100}
-        elif route in ("get_item", "sign_url"):
+        elif route == "get_item":
             path = f"/api/v1/items/{rnd.choice(t.ids)}"
-            params = {"signed_urls": "true"} if route == "sign_url" else {}
+        elif route in SIGNS:
+            ids = t.ids if route == "sign_s3" else t.sign_ids[route.removeprefix("sign_")]
+            path, params = f"/api/v1/items/{rnd.choice(ids)}", {"signed_urls": "true"}
         elif route == "folder_list":
             path = "/api/v1/folders"
         elif route == "import_status":
@@ -613,7 +794,8 @@ def summarise_profile(path: Path, top: int = 15) -> None:
     ours = [(k, v) for k, v in inclusive.most_common() if any(
         m in k for m in ("items.py", "folders.py", "imports.py", "integrations.py", "deps.py", "identity.py",
                          "dataset_rows.py", "datasets.py", "jobs.py", "queue.py", "worker.py", "scope.py",
-                         "s3.py", "permissions.py", "staging.py", "engine.py", "longpoll.py", "me.py"))]
+                         "s3.py", "azure.py", "gcs.py", "permissions.py", "staging.py", "engine.py",
+                         "longpoll.py", "me.py"))]
     for name, n in ours[:top]:
         print(f"    {100 * n / total:5.1f}%  {name}")
 
@@ -621,7 +803,8 @@ def summarise_profile(path: Path, top: int = 15) -> None:
 # -- main ------------------------------------------------------------------------------------
 
 
-async def prepare(base: str, token: str, sample: list[str], files: int) -> Target:
+async def prepare(base: str, token: str, sample: list[str], files: int,
+                  signs: dict[str, list[str]]) -> Target:
     headers = {"Authorization": f"Bearer {token}"}
     async with httpx.AsyncClient(base_url=base, headers=headers, timeout=600) as h:
         r = await h.post("/api/v1/datasets", json={"title": "bench"})
@@ -643,7 +826,7 @@ async def prepare(base: str, token: str, sample: list[str], files: int) -> Targe
         bulk = bool(r.json()["items"][0].get("signed_url"))
         print(f"setup: bulk signing on item pages: {'yes' if bulk else 'no (100 single signs instead)'}",
               flush=True)
-        return Target(dataset=dataset, ids=sample, job=job, bulk_sign=bulk)
+        return Target(dataset=dataset, ids=sample, job=job, bulk_sign=bulk, sign_ids=signs)
 
 
 async def route_cpu(base: str, token: str, t: Target, route: str, n: int, pid: int,
@@ -673,8 +856,7 @@ async def route_cpu(base: str, token: str, t: Target, route: str, n: int, pid: i
     return cpu * 1e6 / n, percentile(stats.times[route], .5) * 1000, errors, pg * 1e6 / n
 
 
-def cpu_per_route(args: argparse.Namespace, env: dict[str, str], work: Path, token: str,
-                  sample: list[str]) -> None:
+def cpu_per_route(args: argparse.Namespace, env: dict[str, str], work: Path, kept: Prepared) -> None:
     """Each code (this checkout, then --baseline) in turn, --rounds times, on the same data."""
     base = f"http://127.0.0.1:{args.port}"
     codes: list[tuple[str, Path | None]] = [("this", args.source)]
@@ -684,6 +866,7 @@ def cpu_per_route(args: argparse.Namespace, env: dict[str, str], work: Path, tok
     results: dict[tuple[str, str], list[tuple[float, float, int, float]]] = defaultdict(list)
     target: Target | None = None
     watch = PgWatch(env["CORRAL_DATABASE_URL"]) if args.postgres else None
+    token, checked = kept.token, False
     for rnd in range(args.rounds):
         for name, source in codes:
             server = serve(env, source, [*args.serve_args.split(), "--workers", "1"],
@@ -693,10 +876,12 @@ def cpu_per_route(args: argparse.Namespace, env: dict[str, str], work: Path, tok
                 if target is None and prepared.exists():
                     target = Target(**json.loads(prepared.read_text()))
                 elif target is None:
-                    target = asyncio.run(prepare(base, token, sample, args.import_files))
-                    prepared.write_text(json.dumps({"dataset": target.dataset, "ids": target.ids,
-                                                    "job": target.job, "bulk_sign": target.bulk_sign}))
+                    target = asyncio.run(prepare(base, token, kept.sample, args.import_files, kept.signs))
+                    prepared.write_text(json.dumps(asdict(target)))
                     time.sleep(2)  # the import's job settles
+                if not checked:
+                    asyncio.run(check_signing(base, token, target))
+                    checked = True
                 for route in routes:
                     if route == "signed_page" and not target.bulk_sign:
                         continue
@@ -776,7 +961,9 @@ def main() -> None:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop the server and drop the database too
     levels = [int(c) for c in args.clients.split(",") if c.strip()]
     base = f"http://127.0.0.1:{args.port}"
-    with server_environment("corral-bench-load-", args.port, args.postgres, args.keep) as (work, env):
+    with ExitStack() as stack:
+        work, env = stack.enter_context(server_environment("corral-bench-load-", args.port, args.postgres,
+                                                           args.keep))
         print(f"{args.items:,} items, {'PostgreSQL' if args.postgres else 'SQLite'}, "
               f"code {args.source or 'this checkout'}, serve {args.serve_args or '(defaults)'}", flush=True)
         # The bench integration's endpoint is a loopback address nothing listens on (it is strict
@@ -785,16 +972,28 @@ def main() -> None:
         settings = Settings(data_dir=work / "data", database_url=env.get("CORRAL_DATABASE_URL"),
                             secret_key="b" * 40, allowed_endpoints="127.0.0.1")
         state = work / "bench-load-state.json"  # --keep: the data of an earlier run
+        try:
+            em = stack.enter_context(emulators(work))
+        except EmulatorMissing as exc:
+            sys.exit(f"bench_load signs on S3, Azure and GCS and needs both emulators: {exc}")
         if state.exists():
-            token, sample = json.loads(state.read_text())
+            saved = json.loads(state.read_text())
+            if not isinstance(saved, dict):
+                sys.exit(f"{work} was filled by an older bench_load, without Azure and GCS items: "
+                         "fill a new --keep directory")
+            kept = Prepared(**saved)
+            repoint(settings, em)
             print(f"setup: reusing the data in {work}", flush=True)
         else:
-            token, sample = setup(settings, env, args.baseline or args.source, args.items)
+            kept = setup(settings, env, args.baseline or args.source, args.items, em)
             if args.keep is not None:
-                state.write_text(json.dumps([token, sample]))
+                state.write_text(json.dumps(asdict(kept)))
+        for provider in ("azure", "gcs"):
+            put_object(em, provider, "frames/00000000.jpg", OBJECT)
         if args.cpu_per_route:
-            cpu_per_route(args, env, work, token, sample)
+            cpu_per_route(args, env, work, kept)
             return
+        token = kept.token
         server = serve(env, args.source, args.serve_args.split(), work / "server.log", args.port)
         watch = PgWatch(env["CORRAL_DATABASE_URL"]) if args.postgres else None
         try:
@@ -802,10 +1001,10 @@ def main() -> None:
             if args.keep is not None and prepared.exists():
                 target = Target(**json.loads(prepared.read_text()))
             else:
-                target = asyncio.run(prepare(base, token, sample, args.import_files))
+                target = asyncio.run(prepare(base, token, kept.sample, args.import_files, kept.signs))
                 if args.keep is not None:
-                    prepared.write_text(json.dumps({"dataset": target.dataset, "ids": target.ids,
-                                                    "job": target.job, "bulk_sign": target.bulk_sign}))
+                    prepared.write_text(json.dumps(asdict(target)))
+            asyncio.run(check_signing(base, token, target))
             batch0 = 1
             if args.keep is not None:  # a kept database: each run imports files not imported before
                 counter = work / "bench-load-batch"
@@ -844,6 +1043,10 @@ def main() -> None:
                           f"{pg_cpu * 1000 / max(served, 1):.2f} ms per request), {sessions} session(s) "
                           f"opened, {xacts:,} transactions ({xacts / max(served, 1):.1f} per request)",
                           flush=True)
+                    split = watch.cpu_by_client(processes.ports_by_kind())
+                    print("  PostgreSQL backends by client: " + ", ".join(
+                        f"{who} {cpu:.1f} CPU s ({cpu * 1000 / max(served, 1):.2f} ms per request)"
+                        for who, cpu in sorted(split.items(), key=lambda kv: -kv[1])), flush=True)
                 report(stats, elapsed, clients, cpu)
                 if imports:
                     async def settle(jobs: list[tuple[str, float]] = jobs) -> Settled:

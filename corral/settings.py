@@ -166,7 +166,9 @@ class Settings(BaseSettings):
         ge=1,
         description="PostgreSQL connections one process keeps open (as many again are opened for a burst "
         "and closed after). Unset: CORRAL_API_THREADS + 4, a connection for each thread that may read at "
-        "once (the API's threads, the pages read ahead, a stream), so none is opened per request.",
+        "once (the API's threads, the pages read ahead, a stream), so none is opened per request. Data-row "
+        "pages use a second pool of half as many (at least 2, no burst), whose sessions run with "
+        "enable_sort off.",
     )
     session_hours: float = Field(
         168.0,

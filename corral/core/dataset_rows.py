@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 
 from corral import errors
 from corral.core.datasets import like_pattern
-from corral.db.engine import Database
+from corral.db.engine import SORT_OFF, Database
 from corral.db.tables import DataRow, Item, ItemPart
 from corral.errors import ErrorDetail
 
@@ -93,8 +93,10 @@ def in_index_order(s: Session) -> None:
     PostgreSQL's statistics do not know the new rows yet; it then expects a handful of matches,
     and sorts the whole rest of the dataset for every page (seconds per page at a million rows).
     Discouraging the sort, for this read transaction only, keeps every page one index range scan.
+    A session of ``Database.read_index_order`` runs with the sort discouraged already (no
+    transaction, no ``SET LOCAL``).
     """
-    if s.get_bind().dialect.name == "postgresql":
+    if s.get_bind().dialect.name == "postgresql" and not s.connection().get_execution_options().get(SORT_OFF):
         s.execute(text("SET LOCAL enable_sort = off"))
 
 

@@ -35,6 +35,8 @@ SQLITE_MMAP_BYTES = 1 << 32  # SQLite caps it at its build's limit (2 GiB by def
 PING_AFTER_IDLE_SECONDS = 5.0
 _IDLE_SINCE = "corral_idle_since"
 _PLAIN = "corral_plain"
+#: Set on connections whose session runs with ``enable_sort = off`` (``Database.read_index_order``).
+SORT_OFF = "corral_sort_off"
 #: What ``Database.read_plain`` runs: SELECTs that need no transaction around them.
 _SELECT = re.compile(r"\s*(SELECT|WITH)\b", re.IGNORECASE)
 _NEEDS_TRANSACTION = re.compile(r"set_config\s*\(|\bFOR\s+(NO\s+KEY\s+)?(UPDATE|SHARE|KEY\s+SHARE)\b",
@@ -50,7 +52,7 @@ PLAIN_VERDICTS_MAX = 1024
 class Database:
     """A SQLAlchemy engine plus the two kinds of transaction corral uses."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, sort_off: Engine | None = None) -> None:
         self.engine = engine
         self.dialect = engine.dialect.name
         self._sessions = sessionmaker(bind=engine, expire_on_commit=False, autoflush=False)
@@ -58,6 +60,11 @@ class Database:
         plain = engine if self.is_sqlite else engine.execution_options(
             isolation_level="AUTOCOMMIT", **{_PLAIN: True})
         self._plain = sessionmaker(bind=plain, expire_on_commit=False, autoflush=False)
+        # PostgreSQL: a pool of its own, whose sessions start with enable_sort off
+        self.sort_off_engine = sort_off
+        self._index_order = self._sessions if sort_off is None else sessionmaker(
+            bind=sort_off.execution_options(isolation_level="AUTOCOMMIT", **{_PLAIN: True, SORT_OFF: True}),
+            expire_on_commit=False, autoflush=False)
 
     @property
     def is_sqlite(self) -> bool:
@@ -85,6 +92,21 @@ class Database:
             yield session
 
     @contextmanager
+    def read_index_order(self) -> Iterator[Session]:
+        """A plain read (as ``read_plain``) for keyset pages that must walk an index in its order.
+
+        On PostgreSQL its connections come from a pool of their own whose sessions run with
+        ``enable_sort = off`` (set when the connection is opened), so a page read right after a
+        large write, before PostgreSQL's statistics know the new rows, is still one index range
+        scan and not a sort of everything after the cursor, without the transaction and
+        ``SET LOCAL`` that cost four round trips a page (``corral.core.dataset_rows.in_index_order``
+        tells which session needs one).  Sorts the index cannot give are still made (the setting
+        only discourages them).  Without that pool (a ``Database`` made without it) and on SQLite,
+        this is ``read()``."""
+        with self._index_order() as session:
+            yield session
+
+    @contextmanager
     def write(self) -> Iterator[Session]:
         """A short write transaction, committed on success, rolled back on any error."""
         with self._sessions() as session:
@@ -99,6 +121,8 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+        if self.sort_off_engine is not None:
+            self.sort_off_engine.dispose()
 
 
 def _configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
@@ -216,6 +240,21 @@ def create_database(settings: Settings) -> Database:
             json_deserializer=jsoncodec.loads,
         )
         _configure_postgres(engine)
+        # Keyset pages' connections (Database.read_index_order): opened only as pages are read at
+        # once, kept, never more than this (a burst waits for one rather than forking a backend).
+        sort_off = sa_create_engine(
+            url,
+            pool_size=max(2, settings.resolved_db_pool_size // 2),
+            max_overflow=0,
+            connect_args={**connect_args, "options": f"{connect_args['options']} -c enable_sort=off"},
+            json_serializer=jsoncodec.dumps,
+            json_deserializer=jsoncodec.loads,
+        )
+        _configure_postgres(sort_off)
+        from corral.core.index import snapshot  # the index's columnar snapshots, per engine
+
+        snapshot.configure(engine, settings.index_snapshot_mb)
+        return Database(engine, sort_off)
     else:
         raise ConfigurationError(
             f"CORRAL_DATABASE_URL: unsupported database {backend!r}; use sqlite or postgresql"

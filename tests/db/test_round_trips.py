@@ -62,6 +62,36 @@ def test_plain_reads_run_without_a_transaction(pg: Database) -> None:
         assert _stamps(s)
 
 
+def test_index_order_reads_run_with_the_sort_off_and_no_transaction(pg: Database) -> None:
+    """``read_index_order``: a pool of its own whose sessions have ``enable_sort`` off from the
+    start, plain reads (no ``BEGIN``, and what needs a transaction refused as ``read_plain``
+    refuses it); the other pool's sessions keep the server's setting."""
+    setting = text("SELECT current_setting('enable_sort')")
+    for _ in range(2):  # a new connection, then the same one back from the pool
+        with pg.read_index_order() as s:
+            assert s.execute(setting).scalar() == "off"
+            assert _stamps(s), "an index-order read's second statement ran inside a transaction"
+            assert s.connection().get_execution_options().get(engine_module.SORT_OFF)
+    with pytest.raises(exc.InvalidRequestError, match="read_plain"):
+        with pg.read_index_order() as s:
+            s.execute(text("SET LOCAL enable_sort = off"))
+    for read in (pg.read, pg.read_plain):
+        with read() as s:
+            assert s.execute(setting).scalar() == "on"
+            assert not s.connection().get_execution_options().get(engine_module.SORT_OFF)
+
+
+def test_sqlite_index_order_reads_are_read(tmp_path: Path) -> None:
+    db = create_database(Settings(data_dir=tmp_path, database_url=f"sqlite:///{tmp_path / 'c.db'}"))
+    try:
+        assert db.sort_off_engine is None
+        with db.read_index_order() as s:
+            s.execute(text("SELECT 1"))
+            assert s.connection().connection.dbapi_connection.in_transaction  # type: ignore[union-attr]
+    finally:
+        db.dispose()
+
+
 def test_sqlite_plain_reads_are_one_transaction(tmp_path: Path) -> None:
     db = create_database(Settings(data_dir=tmp_path, database_url=f"sqlite:///{tmp_path / 'c.db'}"))
     try:
@@ -205,14 +235,16 @@ class Wire:
         self.file = self.path.open("w")
         self.mark = 0
 
-        @event.listens_for(database.engine, "connect")
         def _trace(dbapi_conn: Any, _record: Any) -> None:
             from psycopg import pq
 
             dbapi_conn.pgconn.trace(self.file.fileno())
             dbapi_conn.pgconn.set_trace_flags(pq.Trace.SUPPRESS_TIMESTAMPS | pq.Trace.REGRESS_MODE)
 
-        database.engine.pool.dispose()  # every connection from now on is traced
+        for engine in (database.engine, database.sort_off_engine):
+            assert engine is not None
+            event.listen(engine, "connect", _trace)
+            engine.pool.dispose()  # every connection from now on is traced
 
     def round_trips(self) -> list[str]:
         """What the client sent since the last call, one entry per round trip (a simple Query, or
@@ -264,6 +296,9 @@ def test_hot_read_routes_cost_one_round_trip(pg_url: str, tmp_path: Path) -> Non
                     name="a.jpg", url="s3://media/a.jpg", url_hash="a" * 64, storage_location="s3",
                     media={}, client_metadata={}, staged=False, created_by=user.id)
         s.add(item)
+        s.add(Item(org_id=user.org_id, folder_id=folder.id, integration_id=media.id, item_type="image",
+                   name="b.jpg", url="s3://media/b.jpg", url_hash="b" * 64, storage_location="s3",
+                   media={}, client_metadata={}, staged=False, created_by=user.id))
         s.flush()
         item_id = item.id
     wire = Wire(database)
@@ -284,6 +319,26 @@ def test_hot_read_routes_cost_one_round_trip(pg_url: str, tmp_path: Path) -> Non
                 trips = wire.round_trips()
                 # one SELECT: no ping, no BEGIN, no ROLLBACK, no second statement
                 assert len(trips) == 1 and "BEGIN" not in trips[0], (name, trips)
+            # Data-row pages: no transaction and no SET LOCAL around the page (its connections
+            # have the sort off already).  The first page: the check and the page, one round
+            # trip each, and the next page read ahead in another thread (sent by now or not yet).
+            r = client.post("/api/v1/datasets", json={"title": f"wire-{suffix}"})
+            assert r.status_code == 201, r.text
+            dataset = r.json()["id"]
+            r = client.post(f"/api/v1/datasets/{dataset}/link", json={"folder": f"wire-{suffix}"})
+            assert r.status_code == 200 and r.json()["linked"] == 2, r.text
+            rows = f"/api/v1/datasets/{dataset}/rows"
+            assert client.get(rows, params={"page_size": 1}).status_code == 200  # first uses
+            wire.round_trips()
+            r = client.get(rows, params={"page_size": 1})
+            assert r.status_code == 200 and len(r.json()["rows"]) == 1, r.text
+            trips = wire.round_trips()
+            assert 2 <= len(trips) <= 3, trips
+            assert not any(t.startswith(("BEGIN", "SET", "ROLLBACK")) for t in trips), trips
+            r = client.get(rows, params={"page_size": 1, "page_token": r.json()["next_page_token"]})
+            assert r.status_code == 200 and len(r.json()["rows"]) == 1 and r.json()["next_page_token"] is None
+            trips = wire.round_trips()
+            assert trips and not any(t.startswith(("BEGIN", "SET", "ROLLBACK")) for t in trips), trips
     finally:
         wire.close()
         _empty(database)

@@ -292,12 +292,12 @@ async def list_rows(
         return dataset_rows.encode_page(rows, token), last
 
     def read_alone(dataset_id: uuid.UUID, after: uuid.UUID | None) -> Page:
-        with ctx.db.read() as s:  # a transaction: the page sets a planner setting for itself
+        with ctx.db.read_index_order() as s:  # the page walks the index (no sort), no transaction
             return read_page(s, dataset_id, after)
 
     def read() -> bytes:
-        if after is None:  # the first page: the check and the page in one transaction
-            with ctx.db.read() as s:
+        if after is None:  # the first page: the check and the page on one connection
+            with ctx.db.read_index_order() as s:
                 dataset_id = datasets.resolve(s, principal, ref).id
                 body, last = read_page(s, dataset_id, after)
         else:  # every page is authorised: the check alone is a plain read
