@@ -51,3 +51,49 @@ def test_a_job_worker_tunes_its_collector_before_its_loop(tmp_path: Path) -> Non
     state = _run(code, tmp_path)
     assert tuple(state["threshold"]) == GC_THRESHOLD  # type: ignore[arg-type]
     assert int(state["frozen"]) > 10_000  # type: ignore[call-overload]
+
+
+def test_an_api_process_imports_the_storage_its_integrations_use_before_serving(tmp_path: Path) -> None:
+    setup = (
+        "from corral.core import integrations\n"
+        "from corral.core.identity import Principal, create_user\n"
+        "from corral.db import create_database, migrate\n"
+        "from corral.settings import Settings\n"
+        "settings = Settings()\n"
+        "db = create_database(settings)\n"
+        "migrate.upgrade(db)\n"
+        "with db.write() as s:\n"
+        "    user = create_user(s, 'w@x.io', org_name='W', role='admin')\n"
+        "    admin = Principal(user.id, user.org_id, user.email, 'admin', 'bearer')\n"
+        "    integrations.create(s, admin, settings, title='m', provider='s3', values={'bucket': 'media', "
+        "'region': 'eu-west-1', 'access_key_id': 'AKIA1', 'secret_access_key': 's'}, strict_client_only=True)\n"
+    )
+    _run(setup, tmp_path)
+    probe = (
+        "import json, sys\n"
+        "from corral.api.app import app_from_environment\n"
+        "app_from_environment()\n"
+        "from corral.storage import s3\n"
+        "print(json.dumps({'azure': 'corral.storage.azure' in sys.modules, 'loader': s3._loader is not None}))\n"
+    )
+    env = {**os.environ, "CORRAL_DATA_DIR": str(tmp_path / "data"), "CORRAL_SECRET_KEY": "r" * 40,
+           "CORRAL_DATABASE_URL": "", "CORRAL_LOG_LEVEL": "warning"}
+    out = subprocess.run([sys.executable, "-c", probe], env=env, cwd=ROOT, capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    state = json.loads(out.stdout.strip().splitlines()[-1])
+    assert state == {"azure": False, "loader": True}  # S3's models loaded, no SDK of an unused provider
+
+
+def test_an_api_process_without_integrations_imports_no_storage_sdk(tmp_path: Path) -> None:
+    code = (
+        "import sys\n"
+        "from corral.db import create_database, migrate\n"
+        "from corral.settings import Settings\n"
+        "migrate.upgrade(create_database(Settings()))\n"
+        "from corral.api.app import app_from_environment\n"
+        "app_from_environment()\n"
+        "assert not [m for m in ('corral.storage.s3', 'corral.storage.azure', 'corral.storage.gcs') "
+        "if m in sys.modules], sorted(m for m in sys.modules if m.startswith('corral.storage'))\n"
+    )
+    _run(code, tmp_path)

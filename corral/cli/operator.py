@@ -153,9 +153,10 @@ def serve(host: str | None, port: int | None, data_dir: Path | None, workers: in
         if supervisor is not None:
             supervisor.start()
         if api == 1:
-            from corral.runtime import tune_gc
+            from corral.runtime import tune_gc, warm_storage
 
             one = create_app(settings, db=db)
+            warm_storage(db)
             tune_gc()  # the app is built: the collector need not walk it again
             uvicorn.run(one, **options)
         else:

@@ -429,3 +429,21 @@ def test_object_info_type(s3_storage: S3Storage) -> None:
     info = s3_storage.stat("v.txt")
     assert isinstance(info, ObjectInfo) and info.content_type == "text/plain" and info.etag
     assert not info.etag.startswith('"')
+
+
+def test_integrations_share_botocore_models_but_not_credentials(moto_server: MotoServer, bucket: str) -> None:
+    """Opened S3 backends share one botocore data loader (its JSON models: ~100 ms of CPU a client
+    otherwise), and each still signs and reads with its own keys."""
+    s3.warm()
+    one = open_storage(moto_options(moto_server, bucket, access_key_id="AKIAONE", secret_access_key="x1"), CTX)
+    two = open_storage(moto_options(moto_server, bucket), CTX)
+    try:
+        assert one._s3().meta.events is not two._s3().meta.events  # each its own session's handlers
+        assert one._session().get_component("data_loader") is two._session().get_component("data_loader")
+        assert "AKIAONE%2F" in one.sign_get("a.jpg", 60)
+        assert f"{moto_server.access_key_id}%2F" in two.sign_get("a.jpg", 60)
+        two.put("a.jpg", b"abc")  # each client reaches the store with its own keys
+        assert two.stat("a.jpg").size == 3
+    finally:
+        one.close()
+        two.close()
