@@ -64,6 +64,12 @@ REFINE_SHARE = 1 / 128
 #: An index whose vectors have grown past this many times those its lists were trained on is
 #: built afresh (its lists grow long and its search scans more than it needs).
 REGROW = 2.0
+#: faiss's fast-scan implementation for one query at a time: 11 (16-bit accumulators, the best
+#: kept in a reservoir, queries not batched) took 0.85x the CPU of the default choice (13, which
+#: batches queries) for 1,562 of 800 lists at a million x 512, with the same labels but for ties
+#: (docs/performance.md).  The one-query search stays on the calling thread either way: faiss's
+#: multi-threaded implementations (14, 15) spin their second thread (2-4x the CPU under load).
+FAST_SCAN_IMPLEM = 11
 #: The re-ranking converts this many int8 rows at a time (256 x 512 float32: 512 KiB).
 RANK_BLOCK = 256
 _FILES = ("meta.json", "labels.i8", "copies.i1", "scales.f4", "ivf.faiss")
@@ -145,6 +151,9 @@ class IvfIndex:
             import faiss
 
             self.index = faiss.read_index(str(path / "ivf.faiss"))
+            fast = faiss.downcast_index(self.index)
+            if hasattr(fast, "implem"):
+                fast.implem = FAST_SCAN_IMPLEM
 
     def __len__(self) -> int:
         return self.count
