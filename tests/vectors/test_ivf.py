@@ -182,7 +182,8 @@ def test_sizing_rules() -> None:
     assert ivf.lists_for(1_000_000) == 4000
     million = 1_000_000
     assert ivf.nprobe_for(4000, million, 40) == int(ivf.NPROBE_SHARE * 4000)
-    assert ivf.nprobe_for(500, 30_000, 40) == max(16, int(ivf.NPROBE_SHARE * 500))
+    assert ivf.nprobe_for(500, 30_000, 40) == 500  # up to SCAN_ALL vectors, all the lists
+    assert ivf.nprobe_for(1264, 100_000, 40) == 632  # at least the lists of SCAN_ALL vectors
     assert ivf.nprobe_for(76, 3000, 40) == 76  # a small index is scanned whole
     assert ivf.nprobe_for(4000, million, 10**6) == 4000
     assert ivf.nprobe_for(4000, million, 160) == 4 * ivf.nprobe_for(4000, million, 40)  # a wider fetch scans more

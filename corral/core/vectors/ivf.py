@@ -54,7 +54,10 @@ KMEANS_ITERATIONS = 10
 #: lists).
 NPROBE_SHARE = 0.2
 NPROBE_MIN = 16
-SCAN_ALL = 20_000
+#: ... and at least the lists holding this many vectors (all of them up to this size): a scan of
+#: 50,000 codes costs about half a millisecond, and below that a 20% share lost recall on a dot
+#: key (25,000 x 512, lengths 0.5-2.0: recall@10 0.940 with 20% of the lists; docs/performance.md).
+SCAN_ALL = 50_000
 BASE_FETCH = 40
 #: The fast scan's best this many (at least twice the fetch, and ``REFINE_SHARE`` of the vectors
 #: scanned) are re-ranked by the int8 copies.  At a million x 512, 20% of the lists scanned, the
@@ -81,11 +84,11 @@ def lists_for(n: int) -> int:
 
 def nprobe_for(nlist: int, count: int, fetch: int) -> int:
     """Lists to scan in an index of ``count`` vectors in ``nlist`` lists: ``NPROBE_SHARE`` of
-    them (at least ``NPROBE_MIN``, all up to ``SCAN_ALL`` vectors) for ``BASE_FETCH`` labels,
-    growing with the fetch, at most all."""
+    them (at least ``NPROBE_MIN``, and those of ``SCAN_ALL`` vectors: all up to that size) for
+    ``BASE_FETCH`` labels, growing with the fetch, at most all."""
     if count <= SCAN_ALL:
         return nlist
-    base = max(NPROBE_MIN, NPROBE_SHARE * nlist) * max(1.0, fetch / BASE_FETCH)
+    base = max(NPROBE_MIN, NPROBE_SHARE * nlist, SCAN_ALL * nlist / count) * max(1.0, fetch / BASE_FETCH)
     return min(nlist, int(base))
 
 
