@@ -182,8 +182,61 @@ def test_sizing_rules() -> None:
     assert ivf.lists_for(1_000_000) == 4000
     million = 1_000_000
     assert ivf.nprobe_for(4000, million, 40) == int(ivf.NPROBE_SHARE * 4000)
-    assert ivf.nprobe_for(500, 30_000, 40) == max(16, int(ivf.NPROBE_SHARE * 500))
+    assert ivf.nprobe_for(500, 30_000, 40) == 500  # up to SCAN_ALL vectors, all the lists
+    assert ivf.nprobe_for(1264, 100_000, 40) == 632  # at least the lists of SCAN_ALL vectors
     assert ivf.nprobe_for(76, 3000, 40) == 76  # a small index is scanned whole
     assert ivf.nprobe_for(4000, million, 10**6) == 4000
     assert ivf.nprobe_for(4000, million, 160) == 4 * ivf.nprobe_for(4000, million, 40)  # a wider fetch scans more
     assert ivf.subquantizers(512) == 128 and ivf.subquantizers(30) == 6 and ivf.subquantizers(3) == 1
+
+
+@pytest.mark.parametrize("metric", ["cosine", "dot", "l2"])
+def test_the_block_ranking_orders_the_copies_as_their_scores(tmp_path, metric) -> None:  # type: ignore[no-untyped-def]
+    data = _vectors(1500, 3)
+    writer = ivf.Writer(tmp_path / "x.ivf", DIM, metric, 1)
+    writer.add(np.arange(10, 1510, dtype=np.uint64), data)  # labels from 10, no gap
+    writer.finish(None)
+    index = ivf.IvfIndex(tmp_path / "x.ivf")
+    assert index.dense and index.first == 10
+    query = _vectors(1, 8)[0]
+    at = np.random.default_rng(0).permutation(1500)[:700]  # more than one block, any order
+    monkey = ivf.RANK_BLOCK
+    try:
+        ivf.RANK_BLOCK = 64
+        ranking = index.ranking(at, query, metric)
+    finally:
+        ivf.RANK_BLOCK = monkey
+    from corral.core.vectors.store import scores
+
+    expected = scores(index.decoded(at), query, metric)
+    assert np.array_equal(np.argsort(-ranking, kind="stable")[:50], np.argsort(-expected, kind="stable")[:50])
+    # positions from the labels: by subtraction when dense, by search otherwise, the same answer
+    labels = np.array([5, 10, 11, 700, 1509, 1510], dtype=np.int64)
+    present, positions = index.positions(labels)
+    index.dense = False
+    assert [present.tolist(), positions.tolist()] == [x.tolist() for x in index.positions(labels)]
+    assert present.tolist() == [False, True, True, True, True, False] and positions.tolist() == [0, 1, 690, 1499]
+
+
+@pytest.mark.parametrize("metric", ["cosine", "dot"])
+def test_recall_past_the_whole_scan(tmp_path, metric) -> None:  # type: ignore[no-untyped-def]
+    """An index large enough that a search scans a share of its lists (``SCAN_ALL``), searched as
+    the store does it: the index's best 40, of which the best 20 re-scored exactly
+    (``RESCORE_MIN``); clustered vectors of varied lengths, so that dot favours the long ones."""
+    n = 2 * ivf.SCAN_ALL
+    data = clustered(n + 50, DIM, clusters=100, latent=8, seed=6)
+    data = (data * np.random.default_rng(7).uniform(0.5, 2.0, (n + 50, 1))).astype(np.float32)
+    queries, data = data[n:], data[:n]
+    writer = ivf.Writer(tmp_path / "big.ivf", DIM, metric, 2)
+    writer.add(np.arange(1, n + 1, dtype=np.uint64), data)
+    writer.finish(None)
+    index = ivf.IvfIndex(tmp_path / "big.ivf")
+    assert ivf.nprobe_for(index.nlist, n, 40) < index.nlist  # a share of the lists, not all
+    from corral.core.vectors.store import scores
+
+    found = 0
+    for q in queries:
+        labels = np.array(index.search(q, 40, metric)[: table_module.RESCORE_MIN]) - 1
+        best = labels[np.argsort(-scores(data[labels], q, metric), kind="stable")[:10]]
+        found += len(set(best.tolist()) & set(exact_top(data, q, 10, metric)))
+    assert found / (10 * len(queries)) >= 0.95

@@ -136,6 +136,9 @@ class EmbeddedStore(TableStore):
         return [int(label) for label in np.asarray(found.keys)]
 
     has_copies = True
+    #: The partitioned index's labels are ranked by its int8 copies (``IvfIndex.search``), the older
+    #: graphs' by their float16 or int8 vectors.
+    ranks_labels = True
 
     def _copies(
         self, key: VectorKey, labels: NDArray[np.int64], index_file: str
@@ -152,6 +155,14 @@ class EmbeddedStore(TableStore):
         if not rows:
             return present, np.zeros((0, key.dim), dtype=np.float32)
         return present, np.stack(rows).astype(np.float32)
+
+    def _copy_ranking(
+        self, key: VectorKey, labels: NDArray[np.int64], query: Vectors, metric: Metric, index_file: str
+    ) -> tuple[NDArray[np.bool_], NDArray[np.float32]] | None:
+        index = self._index(str(self.root / index_file))
+        if isinstance(index, ivf.IvfIndex):  # a block of int8 rows at a time (``IvfIndex.ranking``)
+            return index.ranked(labels, np.asarray(query, dtype=np.float32), metric)
+        return super()._copy_ranking(key, labels, query, metric, index_file)
 
     # -- building ----------------------------------------------------------------------------------
 

@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from corral.core.vectors.store import Metric, Vectors, scores
+from corral.core.vectors.store import Metric, Vectors
 
 SUFFIX = ".ivf"
 #: Below this many vectors there are no lists: a search scans all the copies.
@@ -54,7 +54,10 @@ KMEANS_ITERATIONS = 10
 #: lists).
 NPROBE_SHARE = 0.2
 NPROBE_MIN = 16
-SCAN_ALL = 20_000
+#: ... and at least the lists holding this many vectors (all of them up to this size): a scan of
+#: 50,000 codes costs about half a millisecond, and below that a 20% share lost recall on a dot
+#: key (25,000 x 512, lengths 0.5-2.0: recall@10 0.940 with 20% of the lists; docs/performance.md).
+SCAN_ALL = 50_000
 BASE_FETCH = 40
 #: The fast scan's best this many (at least twice the fetch, and ``REFINE_SHARE`` of the vectors
 #: scanned) are re-ranked by the int8 copies.  At a million x 512, 20% of the lists scanned, the
@@ -64,6 +67,14 @@ REFINE_SHARE = 1 / 128
 #: An index whose vectors have grown past this many times those its lists were trained on is
 #: built afresh (its lists grow long and its search scans more than it needs).
 REGROW = 2.0
+#: faiss's fast-scan implementation for one query at a time: 11 (16-bit accumulators, the best
+#: kept in a reservoir, queries not batched) took 0.85x the CPU of the default choice (13, which
+#: batches queries) for 1,562 of 800 lists at a million x 512, with the same labels but for ties
+#: (docs/performance.md).  The one-query search stays on the calling thread either way: faiss's
+#: multi-threaded implementations (14, 15) spin their second thread (2-4x the CPU under load).
+FAST_SCAN_IMPLEM = 11
+#: The re-ranking converts this many int8 rows at a time (256 x 512 float32: 512 KiB).
+RANK_BLOCK = 256
 _FILES = ("meta.json", "labels.i8", "copies.i1", "scales.f4", "ivf.faiss")
 
 
@@ -73,11 +84,11 @@ def lists_for(n: int) -> int:
 
 def nprobe_for(nlist: int, count: int, fetch: int) -> int:
     """Lists to scan in an index of ``count`` vectors in ``nlist`` lists: ``NPROBE_SHARE`` of
-    them (at least ``NPROBE_MIN``, all up to ``SCAN_ALL`` vectors) for ``BASE_FETCH`` labels,
-    growing with the fetch, at most all."""
+    them (at least ``NPROBE_MIN``, and those of ``SCAN_ALL`` vectors: all up to that size) for
+    ``BASE_FETCH`` labels, growing with the fetch, at most all."""
     if count <= SCAN_ALL:
         return nlist
-    base = max(NPROBE_MIN, NPROBE_SHARE * nlist) * max(1.0, fetch / BASE_FETCH)
+    base = max(NPROBE_MIN, NPROBE_SHARE * nlist, SCAN_ALL * nlist / count) * max(1.0, fetch / BASE_FETCH)
     return min(nlist, int(base))
 
 
@@ -134,11 +145,18 @@ class IvfIndex:
             self.labels = np.zeros(0, dtype=np.int64)
             self.codes = np.zeros((0, self.dim), dtype=np.int8)
             self.scales = np.zeros(0, dtype=np.float32)
+        #: Whether the labels run without a gap (no vector deleted or replaced before the build):
+        #: then a label's position is ``label - first``, with no search of the labels.
+        self.first = int(self.labels[0]) if self.count else 0
+        self.dense = bool(self.count) and int(self.labels[-1]) - self.first == self.count - 1
         self.index: Any = None
         if self.nlist:
             import faiss
 
             self.index = faiss.read_index(str(path / "ivf.faiss"))
+            fast = faiss.downcast_index(self.index)
+            if hasattr(fast, "implem"):
+                fast.implem = FAST_SCAN_IMPLEM
 
     def __len__(self) -> int:
         return self.count
@@ -152,6 +170,10 @@ class IvfIndex:
         labels = np.asarray(labels, dtype=np.int64)
         if not self.count:
             return np.zeros(len(labels), dtype=np.bool_), np.zeros(0, dtype=np.int64)
+        if self.dense:
+            at = labels - self.first
+            present = (at >= 0) & (at < self.count)
+            return present, at[present]
         at = np.minimum(np.searchsorted(self.labels, labels), self.count - 1)
         present = np.asarray(self.labels[at] == labels)
         return present, at[present]
@@ -159,6 +181,42 @@ class IvfIndex:
     def copies(self, labels: NDArray[np.int64]) -> tuple[NDArray[np.bool_], Vectors]:
         present, at = self.positions(labels)
         return present, self.decoded(at)
+
+    def ranking(self, positions: NDArray[np.int64], query: Vectors, metric: Metric) -> NDArray[np.float32]:
+        """The copies at ``positions`` scored against ``query`` in the order of ``scores`` (not
+        its values: what does not change the order is left out), ``RANK_BLOCK`` rows at a time.
+
+        A copy is ``scale x code``: cosine ranks by ``code . q / |code|`` (the scale cancels),
+        dot by ``scale x code . q``, L2 by ``2 scale code . q - scale^2 |code|^2``.  Converting a
+        block of int8 rows at a time into float32 keeps the work in the cache and allocates no
+        large temporaries: the whole 1,562 x 512 at once (``decoded``, then ``scores``) cost
+        1,700 fresh pages (page faults) and 6-7 ms a query; blocks, 0.5-1 ms
+        (docs/performance.md)."""
+        out = np.empty(len(positions), dtype=np.float32)
+        q = np.asarray(query, dtype=np.float32)
+        codes = np.asarray(self.codes)  # the mapped file as a plain array (no memmap wrappers)
+        for lo in range(0, len(positions), RANK_BLOCK):
+            at = positions[lo : lo + RANK_BLOCK]
+            block = np.take(codes, at, axis=0).astype(np.float32)
+            dots = block @ q
+            if metric == "cosine":
+                squares = np.einsum("ij,ij->i", block, block)
+                squares[squares == 0] = 1.0
+                out[lo : lo + len(at)] = dots / np.sqrt(squares)
+                continue
+            scale = np.asarray(self.scales[at], dtype=np.float32)
+            if metric == "dot":
+                out[lo : lo + len(at)] = scale * dots
+            else:
+                squares = np.einsum("ij,ij->i", block, block)
+                out[lo : lo + len(at)] = 2 * scale * dots - scale * scale * squares
+        return out
+
+    def ranked(self, labels: NDArray[np.int64], query: Vectors, metric: Metric
+               ) -> tuple[NDArray[np.bool_], NDArray[np.float32]]:
+        """Which of ``labels`` the copies hold, and their ``ranking``."""
+        present, at = self.positions(labels)
+        return present, self.ranking(at, query, metric)
 
     def search(self, query: Vectors, fetch: int, metric: Metric) -> list[int]:
         """Up to ``fetch`` labels near ``query``: the fast scan's best ``max(REFINE, 2 x fetch,
@@ -178,8 +236,9 @@ class IvfIndex:
             want = min(self.count, max(REFINE, 2 * fetch, int(REFINE_SHARE * scanned)))
             _, found = self.index.search(_coded(query[None, :], self.metric), want, params=params)
             found = found[0][found[0] >= 0]
-            at = np.sort(np.searchsorted(self.labels, found))  # ascending: fewer pages, in order
-        ranked = scores(self.decoded(at), query, metric)
+            # ascending: the copies' pages read in order
+            at = np.sort(found - self.first if self.dense else np.searchsorted(self.labels, found))
+        ranked = self.ranking(at, query, metric)
         if len(at) > fetch:
             best = np.argpartition(-ranked, fetch - 1)[:fetch]
             at, ranked = at[best], ranked[best]
