@@ -340,7 +340,8 @@ class _InlineWriter:
         raised rolls the whole transaction back (and the writer then commits the batches one
         by one), so each batch is committed with its done unit or not at all."""
         unit = self.unit
-        values: list[projection.Keyed] = []
+        # A batch alone writes its values itself, as it always has; a group's are merged.
+        values: list[projection.Keyed] | None = [] if len(batches) > 1 else None
         with self.db.write() as s:
             for seq, ready in batches:
                 if not queue.holds(s, unit, self.ctx.owner):
@@ -356,7 +357,8 @@ class _InlineWriter:
                       "result": result, "attempts": 1, "available_at": now, "updated_at": now}],
                 )
                 s.execute(update(Job).where(Job.id == unit.job_id).values(units_total=Job.units_total + 1))
-            _write_values(s, values)
+            if values is not None:
+                _write_values(s, values)
 
 
 def _write_values(s: Session, values: list[projection.Keyed]) -> None:
@@ -364,9 +366,6 @@ def _write_values(s: Session, values: list[projection.Keyed]) -> None:
     them (a key's values of one batch are in value order already, ``Projector.keyed``): the value
     index's entries are then inserted in one pass along it, not one pass per batch (measured in
     docs/performance.md, "Group commit")."""
-    if len(values) == 1:
-        projection.write(s, values[0], converted=True)
-        return
     by_key: dict[int, tuple[str, list[tuple[Any, Any]]]] = {}
     text_rows: list[tuple[Any, ...]] = []
     for keyed, texts in values:
