@@ -273,6 +273,11 @@ class _InlineWriter:
     process would only wait for this one's commits (and its batches would have to be written
     into ``job_units`` first).  On PostgreSQL, whose writers do not wait for each other, a batch
     goes to an idle worker when one is.
+
+    On SQLite a writer that has fallen behind commits the batches waiting for it together
+    (``GROUP_BATCHES``, ``GROUP_ENTRIES``): one transaction, each batch in it with its own checks
+    and done unit, the group's projected values inserted key by key in value order.  A failed
+    group is committed again batch by batch (``corral.registration.writer``).
     """
 
     def __init__(self, ctx: WorkerContext, unit: ClaimedUnit, storage: ScopedStorage, validator: Validator):
