@@ -4,6 +4,7 @@ Run on purpose (not part of the test suite):
 
     .venv/bin/python -m benchmarks.bench_item_meta_writes [--items 1000000] [--batch 5000]
         [--without-value-indexes] [--keys camera,score,frame,reviewed,weather,captured_at]
+        [--sorted-per 5000]
 
 Inserts the realistic manifest's six keys' values (``bench_registration``'s manifest: the same
 keys, definitions and value distributions, projected by the real ``Projector``) for ``--items``
@@ -19,7 +20,10 @@ Reported every 10% of the items: the CPU (user + system) per value of the last b
 and commit, the cumulative CPU, and the bytes the process has written (``/proc/self/io``: the WAL
 and the checkpoints' copies into the database file).  ``--without-value-indexes`` leaves out the
 two partial indexes (not an option for corral: every value predicate reads them), to show what
-they cost; ``--keys`` projects only some of the manifest's keys.
+they cost; ``--keys`` projects only some of the manifest's keys.  ``Projector.keyed`` puts each
+key's values in value order; ``--sorted-per N`` projects (and so sorts) N items at a time within a
+transaction (registration's grouped commits insert each 5,000-item batch's values so unless they
+are merged), instead of the whole transaction's at once.
 """
 
 from __future__ import annotations
@@ -66,6 +70,8 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=5000, help="items per transaction")
     parser.add_argument("--without-value-indexes", action="store_true")
     parser.add_argument("--keys", default=",".join(SCHEMA), help="which of the manifest's keys to project")
+    parser.add_argument("--sorted-per", type=int, default=0,
+                        help="items projected (and sorted by value) together; default: the batch")
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="corral-bench-meta-"))
@@ -87,7 +93,8 @@ def main() -> None:
             for n, (name, definition) in enumerate(SCHEMA.items(), 1) if name in chosen]
     projector = Projector(keys)
     print(f"{args.items:,} items, {len(keys)} keys, {args.batch:,} items a transaction, "
-          f"{'without' if args.without_value_indexes else 'with'} the value indexes; {path}")
+          f"{'without' if args.without_value_indexes else 'with'} the value indexes"
+          f"{f', values sorted per {args.sorted_per:,} items' if args.sorted_per else ''}; {path}")
 
     total = 0.0
     report = max(args.batch, args.items // 10 // args.batch * args.batch)
@@ -97,7 +104,8 @@ def main() -> None:
         # time-ordered ids, as uuid7_hex: a millisecond prefix that grows, then random digits
         items = [(f"{clock + (start + j) // 64:012x}7{os.urandom(10).hex()[:19]}", client_metadata(start + j))
                  for j in range(n)]
-        keyed, _ = projector.keyed(items)
+        per = args.sorted_per or n
+        keyed = [kv for at in range(0, n, per) for kv in projector.keyed(items[at : at + per])[0]]
         statements = []
         for key_id, column, pairs in keyed:
             for at in range(0, len(pairs), ROWS_PER_STATEMENT):

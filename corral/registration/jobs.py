@@ -22,6 +22,7 @@ import uuid
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
+from operator import itemgetter
 from pathlib import Path
 from typing import Any, cast
 
@@ -58,6 +59,13 @@ ITEM_PARTS = cast(Table, ItemPart.__table__)
 BATCH = 2000
 BATCHES_PER_WRITE = 5
 INLINE_BATCH = 5000  # strict client-only batches: no requests, so larger transactions
+#: Group commit (``corral.registration.writer``): a writer that has fallen behind commits up to
+#: this many waiting batches, and at most ``GROUP_ENTRIES`` entries, in one transaction (each
+#: batch's own checks, rows and done unit in it).  As many may wait as one group holds, so a
+#: group finds them there; memory is then at most twice that many batches' rows, plus the one
+#: being read.  SQLite only: see ``_InlineWriter``.
+GROUP_BATCHES = 4
+GROUP_ENTRIES = 20_000
 ERROR_LIMIT = 10_000  # file errors kept per plan
 SHARE_QUEUE = 2  # strict jobs: batches kept waiting for other workers
 CANCELLED_WHILE_READING = "the job was cancelled while its manifest was being read"
@@ -265,6 +273,11 @@ class _InlineWriter:
     process would only wait for this one's commits (and its batches would have to be written
     into ``job_units`` first).  On PostgreSQL, whose writers do not wait for each other, a batch
     goes to an idle worker when one is.
+
+    On SQLite a writer that has fallen behind commits the batches waiting for it together
+    (``GROUP_BATCHES``, ``GROUP_ENTRIES``): one transaction, each batch in it with its own checks
+    and done unit, the group's projected values inserted key by key in value order.  A failed
+    group is committed again batch by batch (``corral.registration.writer``).
     """
 
     def __init__(self, ctx: WorkerContext, unit: ClaimedUnit, storage: ScopedStorage, validator: Validator):
@@ -277,7 +290,14 @@ class _InlineWriter:
         self.error_count = 0
         self._writing = True
         self._share = not self.db.is_sqlite
-        self._writer = Writer(f"corral-register-{unit.job_id}")
+        # Group commit on SQLite alone: its commit rewrites each index page a transaction
+        # touched, and it has one writer at a time anyway.  (PostgreSQL writes a page's changes
+        # to its log record by record, and hands batches to idle workers: not measured to gain.)
+        group = GROUP_BATCHES if self.db.is_sqlite else 1
+        self._writer: Writer[tuple[int, _Ready]] = Writer(
+            f"corral-register-{unit.job_id}", self._write, depth=max(2, group), group=group,
+            weight=lambda batch: len(batch[1].results), group_weight=GROUP_ENTRIES,
+        )
 
     def stop_writing(self) -> None:
         self._writing = False
@@ -310,7 +330,7 @@ class _InlineWriter:
             ready = _ready(self.db, self.unit, results)
             # (A batch submitted before a bad file was found is written, as it was before the
             # writer thread: the failed job's report then counts the same.)
-            self._writer.submit(lambda: self._write(seq, ready))
+            self._writer.submit((seq, ready))
 
     def _others_idle(self) -> bool:
         """Fewer than two batches of this job wait to be claimed: other workers keep up, so
@@ -319,22 +339,47 @@ class _InlineWriter:
             query = select(JobUnit.id).where(JobUnit.job_id == self.unit.job_id, JobUnit.status == "pending")
             return len(s.scalars(query.limit(SHARE_QUEUE)).all()) < SHARE_QUEUE
 
-    def _write(self, seq: int, ready: _Ready) -> None:
+    def _write(self, batches: Sequence[tuple[int, _Ready]]) -> None:
+        """Commit these batches in one transaction, each as it would be alone: the lease and
+        the job's cancellation checked, its items, values and done unit written.  Anything
+        raised rolls the whole transaction back (and the writer then commits the batches one
+        by one), so each batch is committed with its done unit or not at all."""
         unit = self.unit
+        # A batch alone writes its values itself, as it always has; a group's are merged.
+        values: list[projection.Keyed] | None = [] if len(batches) > 1 else None
         with self.db.write() as s:
-            if not queue.holds(s, unit, self.ctx.owner):
-                raise queue.LeaseLost(unit.id)
-            job_params = s.scalar(select(Job.params).where(Job.id == unit.job_id))
-            if job_params is None or job_params.get("cancel_requested"):
-                raise UnitFailed(CANCELLED_WHILE_READING)  # rolls this transaction back
-            result = _commit_batch(s, unit, ready)
-            now = utcnow()
-            s.execute(
-                insert(JobUnit),
-                [{"job_id": unit.job_id, "seq": seq, "payload": {"op": "inline"}, "status": "done",
-                  "result": result, "attempts": 1, "available_at": now, "updated_at": now}],
-            )
-            s.execute(update(Job).where(Job.id == unit.job_id).values(units_total=Job.units_total + 1))
+            for seq, ready in batches:
+                if not queue.holds(s, unit, self.ctx.owner):
+                    raise queue.LeaseLost(unit.id)
+                job_params = s.scalar(select(Job.params).where(Job.id == unit.job_id))
+                if job_params is None or job_params.get("cancel_requested"):
+                    raise UnitFailed(CANCELLED_WHILE_READING)  # rolls this transaction back
+                result = _commit_batch(s, unit, ready, values)
+                now = utcnow()
+                s.execute(
+                    insert(JobUnit),
+                    [{"job_id": unit.job_id, "seq": seq, "payload": {"op": "inline"}, "status": "done",
+                      "result": result, "attempts": 1, "available_at": now, "updated_at": now}],
+                )
+                s.execute(update(Job).where(Job.id == unit.job_id).values(units_total=Job.units_total + 1))
+            if values is not None:
+                _write_values(s, values)
+
+
+def _write_values(s: Session, values: list[projection.Keyed]) -> None:
+    """The projected values of a transaction's batches, each key's in value order across all of
+    them (a key's values of one batch are in value order already, ``Projector.keyed``): the value
+    index's entries are then inserted in one pass along it, not one pass per batch (measured in
+    docs/performance.md, "Group commit")."""
+    by_key: dict[int, tuple[str, list[tuple[Any, Any]]]] = {}
+    text_rows: list[tuple[Any, ...]] = []
+    for keyed, texts in values:
+        for key_id, column, pairs in keyed:
+            by_key.setdefault(key_id, (column, []))[1].extend(pairs)
+        text_rows += texts
+    at = itemgetter(1)
+    merged = [(key_id, column, sorted(pairs, key=at)) for key_id, (column, pairs) in by_key.items()]
+    projection.write(s, (merged, text_rows), converted=True)  # ids from uuid7_hex (_Ready.build)
 
 
 # -- batches ----------------------------------------------------------------------------------
@@ -387,7 +432,10 @@ def _lock_folder(s: Session, folder_id: uuid.UUID) -> None:
         s.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": key})
 
 
-def _commit_batch(s: Session, unit: ClaimedUnit, ready: _Ready) -> dict[str, Any]:
+def _commit_batch(s: Session, unit: ClaimedUnit, ready: _Ready,
+                  values: list[projection.Keyed] | None = None) -> dict[str, Any]:
+    """Write a batch's items in this transaction; their projected values too, or, given
+    ``values``, add them there for the caller to write (``_write_values``)."""
     params = unit.params
     results = ready.results
     folder_id = uuid.UUID(params["folder_id"])
@@ -437,19 +485,26 @@ def _commit_batch(s: Session, unit: ClaimedUnit, ready: _Ready) -> dict[str, Any
         prepared = fresh
     projection.project_again(s, unit.org_id, upserted)
     needed = [*prepared, *contested]
-    missing = [p for p in needed if id(p) not in ready.rows]
-    ready.build(missing)  # what the look-up outside the lock took for a duplicate, wrongly
+    # What the look-up outside the lock took for a duplicate, wrongly, gets its rows now.  (This
+    # may run again for the same batch after a rolled-back group commit: ``ready`` only gains
+    # rows here, and its projected values are never changed, so a second run writes the same.)
+    ready.build([p for p in needed if id(p) not in ready.rows])
     keys = load_keys(s, unit.org_id, writing=True)
-    if missing or keys != ready.keys:  # (the index changed since the rows were built)
-        ready.meta = _projected(keys, [(ready.rows[id(p)][0][0], p) for p in needed])
-    elif len(needed) < len(ready.rows):  # duplicates were left out
+    meta = ready.meta
+    if keys != ready.keys or any(id(p) not in ready.projected for p in needed):
+        # (the index changed since the rows were built, or items without values built)
+        meta = _projected(keys, [(ready.rows[id(p)][0][0], p) for p in needed])
+    elif len(needed) < len(ready.projected):  # duplicates were left out
         kept = {ready.rows[id(p)][0][0] for p in needed}
-        values, text_rows = ready.meta
-        ready.meta = ([(key, column, [r for r in pairs if r[0] in kept]) for key, column, pairs in values],
-                      [r for r in text_rows if r[0] in kept])
+        by_key, text_rows = meta
+        meta = ([(key, column, [r for r in pairs if r[0] in kept]) for key, column, pairs in by_key],
+                [r for r in text_rows if r[0] in kept])
     _insert(s, unit, folder_id, ready, prepared)
     _insert(s, unit, folder_id, ready, contested, staged=True)
-    projection.write(s, ready.meta, converted=True)  # ids from uuid7_hex (_Ready.build)
+    if values is None:
+        projection.write(s, meta, converted=True)  # ids from uuid7_hex (_Ready.build)
+    else:
+        values.append(meta)
     # Whatever else must change with a batch's items goes here: every batch, inline or a unit,
     # commits through this transaction.
     index_changes.note(s, unit.org_id, (ready.rows[id(p)][0][0] for p in needed))  # index snapshots
@@ -620,7 +675,8 @@ class _Ready:
     dialect: Dialect
     rows: dict[int, tuple[tuple[Any, ...], list[tuple[Any, ...]]]] = field(default_factory=dict)
     keys: list[Key] = field(default_factory=list)
-    meta: projection.Keyed = ([], [])
+    meta: projection.Keyed = ([], [])  # the values of the items in ``projected``, for ``keys``
+    projected: set[int] = field(default_factory=set)  # id() of each item whose values ``meta`` holds
     ids: dict[int, str] = field(default_factory=dict)  # each item's id, as given (hex)
     docs: item_docs.Docs | None = None  # the items' listing JSON (None: not written)
 
@@ -685,6 +741,7 @@ def _ready(db: Database, unit: ClaimedUnit, results: list[list[Prepared] | FileE
             there = {h for h, staged, job_id in found if not staged or job_id == unit.job_id}
             prepared = [p for p in prepared if p.url_hash not in there]
     ready.meta = _projected(ready.keys, ready.build(prepared))
+    ready.projected = {id(p) for p in prepared}
     return ready
 
 

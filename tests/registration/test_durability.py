@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -125,3 +126,68 @@ def test_two_concurrent_imports_of_the_same_urls_give_one_item_each(db, settings
         assert [queue.get_job(s, admin.org_id, j).status for j in jobs] == ["DONE", "DONE"]
         assert s.scalar(select(func.count()).select_from(Item)) == 400
         assert s.scalar(select(func.count(func.distinct(Item.url_hash)))) == 400
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("delay", [0.0, 0.01, 0.04])
+def test_sigkill_during_grouped_commits_loses_nothing_and_registers_nothing_twice(db, settings, make_user, delay) -> None:  # type: ignore[no-untyped-def]
+    """The writer is made to fall behind (the test holds SQLite's write lock while the planner
+    reads on), so it commits the batches that waited in groups (``corral.registration.writer``);
+    the worker is killed ``delay`` seconds after the last release, while such a group commits.
+    At the kill every batch's items are there with its done unit or not at all; the restarted
+    worker registers the rest, each file once."""
+    if not db.is_sqlite:
+        pytest.skip("group commit is SQLite's")
+    from sqlalchemy import text
+
+    from corral.db.tables import IndexSeq, JobUnit
+
+    n = 20_000
+    admin, manifest = _setup(db, settings, make_user("alice@x.io"), n)
+    job_id = service.start_import(db, settings, admin, folder="f", integration="strict",
+                                  manifest=io.BytesIO(manifest))
+    with db.write() as s:
+        job = s.get(Job, job_id)
+        job.params = {**job.params, "batch_size": 50}
+        seq_before = s.scalar(select(IndexSeq.seq).where(IndexSeq.org_id == admin.org_id)) or 0
+
+    def items() -> int:
+        with db.read() as s:
+            return s.scalar(select(func.count()).select_from(Item)) or 0
+
+    first = _spawn(settings)
+    try:
+        _wait(lambda: items() >= 200, 60, "the first worker to register some files")
+        for last in (False, True):
+            with db.write() as s:  # the writer waits for this lock; batches queue up behind it
+                s.execute(text("SELECT 1"))
+                time.sleep(0.3)
+            time.sleep(delay if last else 0.05)  # after the last: the kill lands in a group's commit
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.wait(10)
+    with db.read() as s:
+        stored = s.scalar(select(func.count()).select_from(Item).where(Item.job_id == job_id))
+        done = s.execute(select(JobUnit.result).where(JobUnit.job_id == job_id, JobUnit.seq > 0,
+                                                      JobUnit.status == "done")).scalars().all()
+        transactions = (s.scalar(select(IndexSeq.seq).where(IndexSeq.org_id == admin.org_id)) or 0) - seq_before
+    assert stored < n, "the kill came too late to test anything"
+    assert stored == sum(r["registered"] for r in done) == 50 * len(done)  # whole batches, each with its unit
+    assert transactions < len(done), "no batches were committed together"
+
+    second = _spawn(settings)
+    try:
+        def finished() -> bool:
+            with db.read() as s:
+                return queue.get_job(s, admin.org_id, job_id).status != "PENDING"
+
+        _wait(finished, 120, "the restarted worker to finish")
+    finally:
+        second.send_signal(signal.SIGKILL)
+        second.wait(10)
+    with db.read() as s:
+        assert queue.get_job(s, admin.org_id, job_id).status == "DONE"
+        assert s.scalar(select(func.count()).select_from(Item)) == n  # nothing lost
+        assert s.scalar(select(func.count(func.distinct(Item.url_hash)))) == n  # nothing twice
+        assert s.scalar(select(func.count()).select_from(Item).where(published())) == n
+        assert queue.unit_counts(s, job_id)["error"] == 0
