@@ -186,3 +186,13 @@ def test_off_and_over_the_limit_read_sql(db: Database, settings: Settings, make_
             assert all(not snap.columns for snap in reg.snapshots.values())
     finally:
         tiny.dispose()
+
+
+def test_a_grouped_registration_commit_is_patched_into_a_snapshot_not_rebuilt() -> None:
+    """Registration's SQLite writer commits up to GROUP_ENTRIES items at once: such a transaction
+    must still log its items (not "any item"), and a snapshot one such commit behind must read
+    them again rather than be rebuilt (a rebuild at a million items is tens of CPU seconds)."""
+    from corral.registration import jobs
+
+    assert changes.LOG_MAX >= jobs.GROUP_ENTRIES
+    assert snapshot.DELTA_MAX >= changes.LOG_MAX

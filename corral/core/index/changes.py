@@ -33,8 +33,10 @@ from sqlalchemy.orm import ORMExecuteState, Session, UOWTransaction
 from corral.db.bulk import insert_tuples
 from corral.db.tables import IndexChange, IndexSeq, Item
 
-#: A transaction touching more items than this logs "every item" (one row) instead.
-LOG_MAX = 5_000
+#: A transaction touching more items than this logs "every item" (one row) instead.  As large as
+#: registration's grouped commit (``corral.registration.jobs.GROUP_ENTRIES``), so an import's
+#: transactions still name their items and a snapshot held meanwhile is patched, not rebuilt.
+LOG_MAX = 20_000
 #: Log entries are kept for this many sequence numbers; a snapshot further behind is rebuilt.
 KEEP = 2_000
 _INFO = "corral_index_changes"

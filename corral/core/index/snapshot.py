@@ -49,7 +49,8 @@ log = logging.getLogger(__name__)
 #: A cold organisation of at most this many items is loaded inside the query.
 SYNC_ITEMS = 50_000
 #: A snapshot behind by at most this many changed items reads them again; more, it is rebuilt.
-DELTA_MAX = 10_000
+#: At least one of registration's grouped commits (``changes.LOG_MAX``).
+DELTA_MAX = 20_000
 _FETCH = 65_536
 _CHUNK = 500
 
