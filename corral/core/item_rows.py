@@ -236,8 +236,9 @@ def _doc_key(order: str) -> Callable[[str], tuple[Any, uuid.UUID]]:
 
 
 def read(s: Session, ask: Listing, forms: Forms | None = None) -> tuple[Forms, Page[Row[Any]]]:
-    """One page of the listing ``ask`` as Core rows: the columns of ``Forms`` (for the shapes
-    built in Python: signed URLs, the SDK's)."""
+    """One page of the listing ``ask`` as Core rows: the columns of ``Forms``, which ``native``
+    shapes as ``ItemPublic``.  The pages themselves are read as stored texts (``read_docs``); this
+    is the columns' path they are checked against (tests/files/test_item_rows.py)."""
     forms = forms or _forms(s)
     conn = s.connection()
     page = pagination.fetch_rows(

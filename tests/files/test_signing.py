@@ -54,6 +54,16 @@ def test_a_page_of_items_comes_with_signed_urls(make_user, db, public_server, tm
             assert item["signed_url_expires_in"] == 90
             assert httpx.get(item["signed_url"]).content == f"image {i}".encode()
         assert by_name["g"]["signed_url"] is None  # parts are not loaded in listings: POST /items/sign
+        # apart from the two signed fields, the very items (and order) of the plain page
+        unsigned = [{**i, "signed_url": None, "signed_url_expires_in": None} for i in page["items"]]
+        assert unsigned == plain
+        for order in ("name", "created_at", "size"):  # every listing order, both directions
+            for direction in ("asc", "desc"):
+                q = {"folder": "f", "order": order, "direction": direction, "page_size": 2}
+                a = http.get("/api/v1/items", params=q).json()
+                b = http.get("/api/v1/items", params={**q, "signed_urls": "true"}).json()
+                assert b["next_page_token"] == a["next_page_token"]
+                assert [{**i, "signed_url": None, "signed_url_expires_in": None} for i in b["items"]] == a["items"]
         r = http.get("/api/v1/items", params={"folder": "f", "signed_urls": "true", "ttl_seconds": 0})
         assert r.status_code == 400 and r.json()["errors"][0]["field"] == "ttl_seconds"
 

@@ -264,11 +264,12 @@ def _signed_page(
     page_token: str | None,
     ttl_seconds: int | None,
 ) -> Response:
-    """A page of items with a signed GET URL for each single-file item: read as rows, then signed
-    outside the read transaction, each integration's backend opened once for the page."""
+    """A page of items with a signed GET URL for each single-file item: the listing's own texts
+    (``read_docs``, as the plain page reads them) parsed, then signed outside the read
+    transaction, each integration's backend opened once for the page."""
     with ctx.db.read_plain() as s:
-        forms, page = item_rows.read(s, open_listing(s, page_token))
-        rows = item_rows.native(forms, page.items)
+        page = item_rows.read_docs(s, open_listing(s, page_token))
+        rows = [orjson.loads(text) for text in page.items]
         openers = item_rows.signers(s, ctx.settings, rows)
     item_rows.sign(rows, openers, ttl_seconds)
     return _json({"items": rows, "next_page_token": page.next_page_token})
