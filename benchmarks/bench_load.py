@@ -317,13 +317,15 @@ def wait_for_api_processes(server: subprocess.Popen[bytes], log: Path, start: in
     print(f"setup: not every API process listens after 120 s ({want} announced)", flush=True)
 
 
-def listens(pid: int, port: int) -> bool:
-    """Whether process ``pid`` has a socket listening on ``port``."""
+def tcp_sockets(pid: int) -> list[tuple[str, int]]:
+    """Each TCP socket process ``pid`` holds, as (state, local port): its /proc/PID/fd socket
+    inodes looked up in /proc/net/tcp and tcp6 (state "0A" listening, "01" established).  None
+    for a process that is gone."""
     inodes: set[str] = set()
     try:
         fds = list(Path(f"/proc/{pid}/fd").iterdir())
     except OSError:
-        return False
+        return []
     for fd in fds:
         try:
             link = os.readlink(fd)
@@ -331,12 +333,18 @@ def listens(pid: int, port: int) -> bool:
             continue
         if link.startswith("socket:["):
             inodes.add(link[8:-1])
+    found: list[tuple[str, int]] = []
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         for line in Path(table).read_text().splitlines()[1:]:
             fields = line.split()
-            if fields[9] in inodes and fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
-                return True
-    return False
+            if fields[9] in inodes:
+                found.append((fields[3], int(fields[1].rsplit(":", 1)[1], 16)))
+    return found
+
+
+def listens(pid: int, port: int) -> bool:
+    """Whether process ``pid`` has a socket listening on ``port``."""
+    return ("0A", port) in tcp_sockets(pid)
 
 
 # -- the server's processes -------------------------------------------------------------------
@@ -465,45 +473,13 @@ class PgWatch:
 
 
 def socket_ports(pid: int) -> set[int]:
-    """The local TCP ports of a process's sockets (/proc/PID/fd, /proc/net/tcp*)."""
-    inodes: set[str] = set()
-    for fd in Path(f"/proc/{pid}/fd").iterdir():
-        try:
-            link = os.readlink(fd)
-        except OSError:
-            continue
-        if link.startswith("socket:["):
-            inodes.add(link[8:-1])
-    ports: set[int] = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        for line in Path(table).read_text().splitlines()[1:]:
-            fields = line.split()
-            if fields[9] in inodes:
-                ports.add(int(fields[1].rsplit(":", 1)[1], 16))
-    return ports
+    """The local TCP ports of a process's sockets."""
+    return {port for _, port in tcp_sockets(pid)}
 
 
 def served_connections(pid: int, port: int) -> int:
     """How many established TCP connections to ``port`` process ``pid`` holds (its clients)."""
-    inodes: set[str] = set()
-    try:
-        fds = list(Path(f"/proc/{pid}/fd").iterdir())
-    except OSError:
-        return 0
-    for fd in fds:
-        try:
-            link = os.readlink(fd)
-        except OSError:
-            continue
-        if link.startswith("socket:["):
-            inodes.add(link[8:-1])
-    n = 0
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        for line in Path(table).read_text().splitlines()[1:]:
-            fields = line.split()
-            if fields[9] in inodes and fields[3] == "01" and int(fields[1].rsplit(":", 1)[1], 16) == port:
-                n += 1
-    return n
+    return tcp_sockets(pid).count(("01", port))
 
 
 class ProcessWatch:

@@ -19,11 +19,7 @@ import json
 import os
 import secrets
 import shutil
-import signal
-import socket
-import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -31,6 +27,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+
+from tests.services import Service, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -73,45 +71,6 @@ def gcs_emulator_path() -> Path:
     return Path(found)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class _Process:
-    def __init__(self, name: str, argv: list[str], log: Path) -> None:
-        self.name, self.log = name, log
-        with log.open("ab") as out:
-            self.proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-
-    def wait_ready(self, url: str, ok: Any, timeout: float = 60) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"{self.name} exited with {self.proc.returncode}: "
-                                   f"{self.log.read_text()[-2000:]}")
-            try:
-                if ok(httpx.get(url, timeout=2)):
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        raise RuntimeError(f"{self.name} was not ready after {timeout:.0f} s: {self.log.read_text()[-2000:]}")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            try:  # only the process group started here (start_new_session), never anything by name
-                os.killpg(self.proc.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(10)
-
-
 @dataclass
 class Emulators:
     azure_url: str  # the blob endpoint, path-style: http://127.0.0.1:PORT/devstoreaccount1
@@ -122,23 +81,23 @@ class Emulators:
 def emulators(work: Path) -> Iterator[Emulators]:
     """Azurite and gcp-storage-emulator on free loopback ports, with their data under ``work``."""
     azurite, gcs = azurite_path(), gcs_emulator_path()  # both found, or nothing is started
-    started: list[_Process] = []
+    started: list[Service] = []
     try:
         (work / "azurite").mkdir(parents=True, exist_ok=True)
         (work / "gcs").mkdir(parents=True, exist_ok=True)
         port = free_port()
-        az = _Process("azurite", [str(azurite), "--blobHost", "127.0.0.1", "--blobPort", str(port),
+        az = Service("azurite", [str(azurite), "--blobHost", "127.0.0.1", "--blobPort", str(port),
                                   "--location", str(work / "azurite"), "--skipApiVersionCheck", "--loose",
                                   "--disableTelemetry"], work / "azurite.log")
         started.append(az)
         az_base = f"http://127.0.0.1:{port}"
         port = free_port()
-        gc = _Process("gcp-storage-emulator", [str(gcs), "-d", str((work / "gcs").resolve()), "start",
+        gc = Service("gcp-storage-emulator", [str(gcs), "-d", str((work / "gcs").resolve()), "start",
                                                "--host", "127.0.0.1", "--port", str(port)], work / "gcs.log")
         started.append(gc)
         gcs_url = f"http://127.0.0.1:{port}"
-        az.wait_ready(az_base, lambda r: r.status_code < 500)
-        gc.wait_ready(gcs_url, lambda r: r.status_code == 200)
+        az.wait_ready(lambda: httpx.get(az_base, timeout=2).status_code < 500)
+        gc.wait_ready(lambda: httpx.get(gcs_url, timeout=2).status_code == 200)
         yield Emulators(azure_url=f"{az_base}/{AZURITE_ACCOUNT}", gcs_url=gcs_url)
     finally:
         for p in started:
