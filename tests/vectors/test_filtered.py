@@ -17,6 +17,7 @@ from corral.core import folders, permissions
 from corral.core.index import query as index_query
 from corral.core.vectors import pgvector as pgvector_module
 from corral.core.vectors import search as vector_search
+from corral.core.vectors import table as table_module
 from corral.core.vectors.store import StoredVector, scores
 from corral.core.vectors.table import _ranking
 from corral.db.tables import Item, ItemVector, Job
@@ -177,3 +178,62 @@ def test_the_ranking_of_copies_orders_as_the_exact_scores() -> None:
         got = np.argsort(-_ranking(matrix, query, metric), kind="stable")
         want = np.argsort(-scores(matrix, query, metric), kind="stable")
         assert (got[:50] == want[:50]).all(), metric
+
+
+def test_an_unfiltered_search_reads_the_same_rows_as_the_general_statement(db, settings, world, make_user,  # type: ignore[no-untyped-def]
+                                                                          monkeypatch) -> None:
+    """An unfiltered search's re-score reads its labels' rows with a statement built once, whose
+    visibility conditions are bound parameters (``Visibility.bound``): for an admin and for a
+    member, with the query's item left out or not, after items are deleted, staged by a pending
+    job or by no job, it reads exactly the rows of the statement built from ``visible``'s values;
+    and such items never come back from a search through the index."""
+    who, data, ids = world
+    store = make_store("embedded", db, settings)
+    build(db, store, "clip", who.org_id)
+    shared = add_items(db, who, "shared", [{"clip": StoredVector(v.tolist()), "group": 1} for v in data[:30]])
+    member = make_user("mv@x.io", role="member")
+    with db.write() as s:
+        folder = folders.create_path(s, who, "shared")
+        permissions.grant(s, who, "folder", folder.id, member.user_id, "viewer")
+        pending = Job(org_id=who.org_id, kind="upload", status="PENDING")
+        s.add(pending)
+        s.flush()
+        now = utcnow()
+        for i, item_id in enumerate([ids[1], ids[2], ids[3], shared[0].id, shared[1].id, shared[2].id]):
+            item = s.get(Item, item_id)
+            assert item is not None
+            if i % 3 == 0:
+                item.deleted_at = now
+            elif i % 3 == 1:
+                item.staged, item.job_id = True, pending.id
+            else:
+                item.staged, item.job_id = True, None
+    them = principal(db, member.user_id)
+    hidden = {ids[1], ids[2], ids[3], shared[0].id, shared[1].id, shared[2].id}
+    key = vector_search.key_named(vector_search.ensure_keys(db, who.org_id), "clip")
+    with db.read() as s:
+        every = [int(x) for x in s.scalars(select(ItemVector.id).where(ItemVector.key_id == key.id))]
+    labels = sorted(every)[: len(every) // 2 + 700]  # more than one chunk of 500
+    for principal_, exclude in ((who, ()), (who, (ids[5],)), (them, ()), (them, (shared[4].id,))):
+        for after in (max(every), sorted(every)[len(every) // 2]):  # no delta, and a delta
+            with db.read() as s:
+                vis = index_query.visibility(s, principal_)
+                fast = vector_search.SqlCandidates(s, key, None, exclude, visibility=vis)
+                general = vector_search.SqlCandidates(s, key, index_query.visible(s, principal_), exclude)
+                got, want = fast.labelled(labels, after), general.labelled(labels, after)
+            assert fast.where is not None  # the conditions, built when another statement needs them
+            assert sorted(zip(*got, strict=True)) == sorted(zip(*want, strict=True))
+            assert got[0] and not hidden & set(got[0]) and not set(exclude) & set(got[0])
+            if principal_ is them:
+                assert set(got[0]) <= {r.id for r in shared}
+    # through the index (no exact shortcut): the hidden items never come back
+    monkeypatch.setattr(table_module, "EXACT_LIMIT", 5)
+    keys = vector_search.ensure_keys(db, who.org_id)
+    for principal_, q in ((who, data[1]), (who, data[2]), (them, data[0]), (them, data[1])):
+        with db.read() as s:
+            found = vector_search.similar(s, principal_, store, keys, vector_search.Query(
+                key="clip", vector=q.tolist(), k=10))
+        got_ids = [h.item_id for h in found.hits]
+        assert len(got_ids) == 10 and not hidden & set(got_ids)
+        if principal_ is them:
+            assert set(got_ids) <= {r.id for r in shared}

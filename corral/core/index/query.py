@@ -35,6 +35,7 @@ from sqlalchemy import (
     Table,
     Uuid,
     and_,
+    bindparam,
     case,
     cast,
     delete,
@@ -227,11 +228,44 @@ def _features(s: Session, org_id: uuid.UUID, kind: str, ref: str) -> list[str]:
 
 def visible(s: Session, principal: Principal) -> list[ColumnElement[bool]]:
     """The conditions on ``items`` of what the principal may see (no filter)."""
-    conditions = [Item.org_id == principal.org_id, published(), Item.deleted_at.is_(None)]
-    visible = permissions.visible_folder_ids(s, principal)
-    if visible is not None:
-        conditions.append(Item.folder_id.in_(visible or [_NO_ID]))
-    return conditions
+    return visibility(s, principal).conditions()
+
+
+@dataclass(frozen=True)
+class Visibility:
+    """What a principal may see: the organisation's items, published and not deleted, in the
+    folders listed (None: every folder).  ``conditions`` holds the values; ``bound`` the same
+    conditions with bound parameters (``params``), for a statement built once and executed many
+    times: building a statement anew for every similarity search cost more than the database's
+    work (docs/performance.md)."""
+
+    org_id: uuid.UUID
+    folders: list[uuid.UUID] | None
+
+    def conditions(self) -> list[ColumnElement[bool]]:
+        out = [Item.org_id == self.org_id, published(), Item.deleted_at.is_(None)]
+        if self.folders is not None:
+            out.append(Item.folder_id.in_(self.folders))
+        return out
+
+    @staticmethod
+    def bound(folders: bool) -> list[ColumnElement[bool]]:
+        """``conditions`` for a principal who sees only some folders (``folders``) or all."""
+        out = [Item.org_id == bindparam("visible_org"), published(), Item.deleted_at.is_(None)]
+        if folders:
+            out.append(Item.folder_id.in_(bindparam("visible_folders", expanding=True)))
+        return out
+
+    def params(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"visible_org": self.org_id}
+        if self.folders is not None:
+            out["visible_folders"] = self.folders
+        return out
+
+
+def visibility(s: Session, principal: Principal) -> Visibility:
+    folders = permissions.visible_folder_ids(s, principal)
+    return Visibility(principal.org_id, None if folders is None else sorted(folders) or [_NO_ID])
 
 
 @dataclass(frozen=True)

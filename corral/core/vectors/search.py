@@ -9,6 +9,7 @@ exact: cosine similarity, inner product, or minus the Euclidean distance; higher
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -16,7 +17,7 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
-from sqlalchemy import ColumnElement, and_, func, select, union_all
+from sqlalchemy import ColumnElement, and_, bindparam, func, select, union_all
 from sqlalchemy.orm import Session
 
 from corral import errors
@@ -79,11 +80,24 @@ class SqlCandidates:
     most of the query's time.
     """
 
-    def __init__(self, s: Session, key: VectorKey, where: list[ColumnElement[bool]],
+    def __init__(self, s: Session, key: VectorKey, where: list[ColumnElement[bool]] | None,
                  exclude: Sequence[uuid.UUID] = (), *, broad: bool = False,
-                 matches: index_query.MetadataCandidates | None = None) -> None:
-        self.s, self.key, self.where, self.exclude = s, key, where, set(exclude)
-        self.broad, self.matches = broad, matches
+                 matches: index_query.MetadataCandidates | None = None,
+                 visibility: index_query.Visibility | None = None) -> None:
+        """``where`` None: the conditions are ``visibility``'s alone (no filter), built only when
+        a statement other than ``labelled``'s needs them; ``labelled`` then runs a statement built
+        once (``_labelled_statement``)."""
+        if where is None and visibility is None:
+            raise ValueError("give where or visibility")
+        self.s, self.key, self._where, self.exclude = s, key, where, set(exclude)
+        self.broad, self.matches, self.visibility = broad, matches, visibility
+
+    @property
+    def where(self) -> list[ColumnElement[bool]]:
+        if self._where is None:
+            assert self.visibility is not None
+            self._where = self.visibility.conditions()
+        return self._where
 
     def _joined(self, *columns: Any) -> Any:
         on = and_(ItemVector.item_id == Item.id, ItemVector.key_id == self.key.id)
@@ -162,6 +176,16 @@ class SqlCandidates:
     def labelled(self, labels: Sequence[int], after: int) -> tuple[list[uuid.UUID], list[bytes]]:
         # One statement: the labels' rows that are still stored and candidates, and the delta's
         # candidates (vectors newer than the index), with their bytes (no second look-up).
+        if self._where is None and self.visibility is not None:
+            chunks = [list(labels[i : i + 500]) for i in range(0, len(labels), 500)]
+            folders = self.visibility.folders is not None
+            statement = _labelled_statement(len(chunks), folders, bool(self.exclude))
+            params = {**self.visibility.params(), "key_id": self.key.id, "after": after,
+                      **{f"labels{i}": [int(x) for x in chunk] for i, chunk in enumerate(chunks)}}
+            if self.exclude:
+                params["exclude"] = sorted(self.exclude)
+            rows = self.s.connection().execute(statement, params).all()
+            return [r[0] for r in rows], [r[1] for r in rows]
         parts = [self._joined(ItemVector.item_id, ItemVector.vec).where(ItemVector.id.in_(chunk))
                  for chunk in (labels[i : i + 500] for i in range(0, len(labels), 500))]
         # the delta's row ids first (``ix_item_vectors_key_id_id``), so that no database starts
@@ -178,6 +202,30 @@ class SqlCandidates:
             query = select(Item.id).where(Item.id.in_(unique[i : i + 500]), *self.where)
             out.update(self.s.scalars(query))
         return out - self.exclude
+
+
+@functools.lru_cache(maxsize=64)
+def _labelled_statement(chunks: int, folders: bool, exclude: bool) -> Any:
+    """``SqlCandidates.labelled``'s statement for a principal's visibility alone (no filter), with
+    bound parameters: built and compiled once per shape, not once a query (at a million vectors
+    building it, its cache key and the ORM's execution were a fifth of a query,
+    docs/performance.md).  The same rows as the general statement: the conditions are
+    ``Visibility.bound``, ``visible``'s with parameters."""
+    on = and_(ItemVector.item_id == Item.id, ItemVector.key_id == bindparam("key_id"))
+    conditions = index_query.Visibility.bound(folders)
+    if exclude:
+        conditions.append(ItemVector.item_id.not_in(bindparam("exclude", expanding=True)))
+    base = (select(ItemVector.item_id, ItemVector.vec).select_from(ItemVector).join(Item, on)
+            .where(*conditions))
+    parts = [base.where(ItemVector.id.in_(bindparam(f"labels{i}", expanding=True))) for i in range(chunks)]
+    delta = (select(ItemVector.id)
+             .where(ItemVector.key_id == bindparam("key_id"), ItemVector.id > bindparam("after")))
+    parts.append(base.where(ItemVector.id.in_(delta)))
+    return union_all(*parts) if len(parts) > 1 else parts[0]
+
+
+#: The output columns of a search's hits (``index_query._output``), by item id.
+_HIT_ROWS = select(*index_query._OUTPUT_COLUMNS).where(Item.id.in_(bindparam("ids", expanding=True)))
 
 
 @dataclass(frozen=True)
@@ -266,20 +314,20 @@ def similar(s: Session, principal: Principal, store: TableStore, keys: dict[str,
     key = key_named(keys, q.key)
     metric: Metric = q.metric or key.metric  # type: ignore[assignment]
     vector = _query_vector(s, principal, store, key, q)
-    matches = None
+    matches, visibility = None, None
     if q.filter is None or q.filter == {}:  # no catalog (schema, index keys) to read
-        where = index_query.visible(s, principal)
+        visibility = index_query.visibility(s, principal)
+        where = None
         broad = principal.is_admin  # admins see every folder
     else:
         prepared = index_query.prepare(s, principal, q.filter)
         where, broad = prepared.where, prepared.node is None and principal.is_admin
         matches = index_query.metadata_candidates(s, principal, prepared)
     exclude = [] if q.include_query_items else [i for i in [q.item, *(q.items or [])] if i is not None]
-    candidates = SqlCandidates(s, key, where, exclude, broad=broad, matches=matches)
+    candidates = SqlCandidates(s, key, where, exclude, broad=broad, matches=matches, visibility=visibility)
     hits = store.search(s, key, vector, q.k, metric, candidates)
     # the output's columns only (no ORM objects), as the index's pages read them
-    rows = {r.id: r for r in s.execute(select(*index_query._OUTPUT_COLUMNS)
-                                       .where(Item.id.in_([h.item_id for h in hits])))}
+    rows = {r.id: r for r in s.connection().execute(_HIT_ROWS, {"ids": [h.item_id for h in hits]})}
     out = []
     for hit in hits:
         item = rows.get(hit.item_id)

@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
-from sqlalchemy import delete, func, select
+from sqlalchemy import bindparam, delete, func, select
 from sqlalchemy.orm import Session
 
 from corral.core.vectors.store import (
@@ -69,6 +69,9 @@ RESCORE_MIN = 20
 #: the ``vector_index`` job normally keeps the delta to seconds of writes.
 _CHUNK = 500
 _TABLE = ItemVector.__table__
+#: A key's index state, read by every search (built once: docs/performance.md).
+_STATE = (select(VectorKeyRow.indexed_upto, VectorKeyRow.indexed_count, VectorKeyRow.index_file,
+                 VectorKeyRow.index_metric).where(VectorKeyRow.id == bindparam("key_id")))
 
 
 def _chunks(seq: Sequence[Any], n: int = _CHUNK) -> Iterator[Sequence[Any]]:
@@ -168,9 +171,7 @@ class TableStore:
     def search(
         self, s: Session, key: VectorKey, query: Vectors, k: int, metric: Metric, candidates: Candidates
     ) -> list[Hit]:
-        state = s.execute(select(VectorKeyRow.indexed_upto, VectorKeyRow.indexed_count,
-                                 VectorKeyRow.index_file, VectorKeyRow.index_metric)
-                          .where(VectorKeyRow.id == key.id)).first()
+        state = s.connection().execute(_STATE, {"key_id": key.id}).first()
         upto = state.indexed_upto if state is not None else 0
         total = state.indexed_count if state is not None else 0
         index_file = state.index_file if state is not None and state.index_metric == metric else None
