@@ -39,7 +39,9 @@ class AppContext:
             self.worker.wake()
 
 
-def get_ctx(request: Request) -> AppContext:
+async def get_ctx(request: Request) -> AppContext:
+    # async: a plain function would be run in the thread pool, a hand-over to a thread and back
+    # on every request for one attribute read (docs/performance.md, "Dependencies without a thread")
     ctx: AppContext = request.app.state.corral
     return ctx
 

@@ -90,7 +90,7 @@ async def get_ontology(ctx: Ctx, principal: CurrentPrincipal, ontology_id: str) 
     return await run_in_threadpool(read)
 
 
-def _listing_filter(
+async def _listing_filter(
     title_eq: Annotated[str | None, Query(alias="titleEq")] = None,
     title_like: Annotated[str | None, Query(alias="titleLike")] = None,
     desc_eq: Annotated[str | None, Query(alias="descEq")] = None,

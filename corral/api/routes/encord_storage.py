@@ -40,7 +40,7 @@ Order = Annotated[Literal["name", "createdAt"], Query()]
 Bool = bool | None
 
 
-def _item_options(
+async def _item_options(
     principal: CurrentPrincipal,
     include_org_access: Annotated[Bool, Query(alias="includeOrgAccess")] = None,
 ) -> None:
@@ -48,7 +48,7 @@ def _item_options(
     org_access(include_org_access, principal.is_admin, "storage item")
 
 
-def _folder_options(
+async def _folder_options(
     principal: CurrentPrincipal,
     include_org_access: Annotated[Bool, Query(alias="includeOrgAccess")] = None,
     tags: Annotated[

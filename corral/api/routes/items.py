@@ -184,7 +184,7 @@ class FolderListing:
                              page_token=token)
 
 
-def _folder_listing(
+async def _folder_listing(  # async: no I/O, so no hand-over to the thread pool
     folder: Annotated[str, Query(description="The folder's id or path.")],
     type: Annotated[
         list[str] | None, Query(description="Only these types (repeat, or comma-separated).",

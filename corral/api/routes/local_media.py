@@ -29,7 +29,7 @@ from corral.storage.base import ObjectInfo
 from corral.storage.local import LocalStorage
 
 
-def _link_query(
+async def _link_query(
     expires: Annotated[str | None, Query(description="The link's expiry (Unix seconds).")] = None,
     sig: Annotated[str | None, Query(description="The link's signature.")] = None,
 ) -> None:
