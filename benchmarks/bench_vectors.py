@@ -62,6 +62,7 @@ from sqlalchemy import text
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks import pg_cluster  # noqa: E402
 from corral.core import folders, identity  # noqa: E402
 from corral.core.identity import principal_for_user  # noqa: E402
 from corral.core.index.projection import project_new  # noqa: E402
@@ -77,7 +78,6 @@ from corral.db.tables import Item, User  # noqa: E402
 from corral.db.tables import VectorKey as VectorKeyRow  # noqa: E402
 from corral.db.types import utcnow, uuid7  # noqa: E402
 from corral.settings import Settings  # noqa: E402
-from benchmarks import pg_cluster  # noqa: E402
 from tests.vectors.data import clustered  # noqa: E402
 
 BATCH = 5_000
@@ -201,7 +201,8 @@ def main() -> None:
         cluster = pg_cluster.Cluster(a.pg_cluster, a.pg_port, {"shared_buffers": a.pg_shared_buffers})
         cluster.start()
         a.database_url = pg_cluster.create_database(cluster, "corral_bench")
-        print(f"pg_cluster={cluster.path} port={cluster.port} shared_buffers={a.pg_shared_buffers}", flush=True)
+        print(f"pg_cluster={cluster.path} port={cluster.port} shared_buffers={a.pg_shared_buffers}",
+              flush=True)
     try:
         run_benchmark(a, data_dir, cluster)
     finally:
@@ -302,7 +303,8 @@ def run_benchmark(a: argparse.Namespace, data_dir: Path, cluster: pg_cluster.Clu
         print(out.stdout.strip(), flush=True)
     if cluster is not None:
         m = cluster.memory()
-        print(f"pg_server_memory: pss_mib={m['pss']:.0f} (anon {m['pss_anon']:.0f}, shmem {m['pss_shmem']:.0f}) "
+        print(f"pg_server_memory: pss_mib={m['pss']:.0f} (anon {m['pss_anon']:.0f}, "
+              f"shmem {m['pss_shmem']:.0f}) "
               f"processes={m['processes']:.0f} rss_sum_mib={m['rss_sum']:.0f}", flush=True)
 
 

@@ -90,7 +90,8 @@ class Cluster:
                   "--encoding=UTF8", "--locale=C.UTF-8"])
         conf = {**self.settings, "listen_addresses": "'127.0.0.1'", "port": str(self.port),
                 "unix_socket_directories": f"'{self.path}'"}
-        lines = [f"{name} = {value if value.startswith(chr(39)) else repr(value)}" for name, value in conf.items()]
+        lines = [f"{name} = {value if value.startswith(chr(39)) else repr(value)}"
+                 for name, value in conf.items()]
         (self.path / "corral-bench.conf").write_text("\n".join(lines) + "\n")
         main_conf = self.path / "postgresql.conf"
         if "include_if_exists = 'corral-bench.conf'" not in main_conf.read_text():
@@ -141,7 +142,8 @@ class Cluster:
             total["processes"] += 1
             for line in text.splitlines():
                 name, _, value = line.partition(":")
-                field = {"Pss": "pss", "Pss_Anon": "pss_anon", "Pss_Shmem": "pss_shmem", "Rss": "rss_sum"}.get(name)
+                field = {"Pss": "pss", "Pss_Anon": "pss_anon", "Pss_Shmem": "pss_shmem",
+                         "Rss": "rss_sum"}.get(name)
                 if field:
                     total[field] += int(value.split()[0]) / 1024
         return total
