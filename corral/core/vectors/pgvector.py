@@ -18,7 +18,8 @@ exactly, as before its first build.
 
 The index is named by its format (``index_name``); a build drops an index of another format or
 metric and builds the new one.  The table keeps each vector in its row up to ``PLAIN_MAX``
-dimensions, and a selective filter's candidates are ranked over those rows in SQL (``_ranked``).
+dimensions, and a selective filter's candidates are ranked over those rows in SQL, in one
+statement with the candidates themselves (``_among_candidates``).
 
 The ``vector_index`` job copies new vectors in (binary ``COPY``), ``ANALYZE``s the table and builds
 the index when it is missing (``CREATE INDEX`` after the bulk load), with ``maintenance_work_mem``
@@ -38,12 +39,14 @@ import threading
 from typing import Any
 
 import numpy as np
-from numpy.typing import NDArray
-from sqlalchemy import select, text, update
+from sqlalchemy import Integer, String, bindparam, cast, column, func, select, text, update
+from sqlalchemy import table as sql_table
 from sqlalchemy.orm import Session
+from sqlalchemy.types import UserDefinedType
 
-from corral.core.vectors.store import Metric, Progress, VectorKey, Vectors
-from corral.core.vectors.table import TableStore
+from corral.core.vectors import table as table_module
+from corral.core.vectors.store import Candidates, Hit, Metric, Progress, VectorKey, Vectors, scores
+from corral.core.vectors.table import TableStore, top_k
 from corral.db.engine import Database
 from corral.db.tables import VectorKey as VectorKeyRow
 
@@ -72,7 +75,7 @@ BUILD_MEMORY_MIN = 64 << 20
 BUILD_MEMORY_MAX = 8 << 30
 #: Keys up to this many dimensions keep each vector in its table's row (``STORAGE PLAIN``: a
 #: halfvec row of 4,000 numbers, 8,008 bytes, still fits a page): a selective filter's candidates
-#: are ranked by reading their rows (``_ranked``), and a vector of more than about 1,000 halfs
+#: are ranked by reading their rows (``_among_candidates``), and a vector of more than about 1,000 halfs
 #: would otherwise be moved out to TOAST, two more index and heap reads per candidate (1,000,000 x
 #: 512: docs/performance.md, "The 1% filter").
 PLAIN_MAX = HALFVEC_MAX
@@ -172,6 +175,18 @@ def _copy_rows(labels: np.ndarray, matrix: Vectors, half: bool = False) -> bytes
     return out.tobytes()
 
 
+class _VectorType(UserDefinedType[str]):
+    """A pgvector type named in a ``CAST`` (``vector(512)``, ``halfvec(512)``)."""
+
+    cache_ok = True
+
+    def __init__(self, spec: str) -> None:
+        self.spec = spec
+
+    def get_col_spec(self, **kw: Any) -> str:
+        return self.spec
+
+
 _HEADER = b"PGCOPY\n\xff\r\n\x00" + struct.pack(">ii", 0, 0)
 _TRAILER = struct.pack(">h", -1)
 
@@ -203,24 +218,39 @@ class PgvectorStore(TableStore):
 
     has_copies = True
 
-    def _ranked(
-        self, s: Session, key: VectorKey, query: Vectors, metric: Metric, held: NDArray[np.int64], keep: int,
-        index_file: str,
-    ) -> NDArray[np.int64] | None:
-        # pgvector's own distance over the candidates' rows of the key's table (its float32 copy
-        # of each vector), in the database: only ``keep`` row ids come back, not 10,000 vectors.
-        # Each row is found by a primary-key probe (a correlated subquery: as a join, PostgreSQL
-        # merges the ids with the whole table's primary key).  A held row id missing from the
-        # table (it cannot be ranked) sorts first, so it is read and scored too.
+    def _among_candidates(
+        self, s: Session, key: VectorKey, query: Vectors, k: int, metric: Metric, candidates: Candidates,
+        upto: int, index_file: str,
+    ) -> list[Hit] | None:
+        # One statement: the candidates' row ids (at most EXACT_LIMIT + 1, materialised once),
+        # their count, the best ``keep`` of those in the index by pgvector's distance over the
+        # key's rows (each found by a primary-key probe: a correlated subquery, as in
+        # filt20's ``_ranked``), and the delta's (newer than the index), all as arrays: no row id goes to
+        # Python and back, and one round trip instead of two.  Only the chosen ones are read as
+        # stored float32 and scored exactly.
+        limit = table_module.EXACT_LIMIT
+        keep = max(table_module.RERANK, table_module.RERANK_FACTOR * k)
+        found = candidates.row_ids(limit)
+        cand = select(found.c.id.label("id")).cte("cand").prefix_with("MATERIALIZED")
+        rows = sql_table(table_name(key.id), column("id", Integer), column("v")).alias("c")
         literal = "[" + ",".join(repr(float(x)) for x in query) + "]"
-        distance = (f"(SELECT c.v {_OPERATOR[metric]} CAST(:q AS {_query_type(key.dim)}) "
-                    f"FROM {table_name(key.id)} AS c WHERE c.id = u.id)")
-        rows = s.execute(
-            text(f"SELECT u.id FROM unnest(CAST(:ids AS bigint[])) AS u(id) "
-                 f"ORDER BY {distance} NULLS FIRST LIMIT :n"),
-            {"ids": held.tolist(), "q": literal, "n": keep},
-        )
-        return np.array([r[0] for r in rows], dtype=np.int64)
+        q = cast(bindparam("q", literal, type_=String), _VectorType(_query_type(key.dim)))
+        distance = select(rows.c.v.op(_OPERATOR[metric])(q)).where(rows.c.id == cand.c.id).scalar_subquery()
+        best = (select(cand.c.id).where(cand.c.id <= upto)
+                .order_by(distance.asc().nulls_first()).limit(keep).subquery())
+        delta = select(cand.c.id).where(cand.c.id > upto).subquery()
+        count, ranked, newer = s.execute(select(
+            select(func.count()).select_from(cand).scalar_subquery(),
+            select(func.array_agg(best.c.id)).scalar_subquery(),
+            select(func.array_agg(delta.c.id)).scalar_subquery(),
+        )).one()
+        if count > limit:
+            return None
+        chosen = np.array((ranked or []) + (newer or []), dtype=np.int64)
+        if len(chosen) == 0:
+            return []
+        ids, matrix = self._read(s, key, np.sort(chosen))
+        return top_k(ids, scores(matrix, query, metric), k)
 
     def refresh(self, db: Database, key: VectorKey, progress: Progress | None = None) -> dict[str, Any]:
         if not ensure_extension(db):
