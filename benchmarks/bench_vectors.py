@@ -29,6 +29,15 @@ later runs.  The
 streamed vectors are not the same numbers as ``clustered``'s (each batch draws from its own
 generator), so a streamed run's recall is compared with other streamed runs.
 
+**A PostgreSQL of its own** (``--pg-cluster DIR``, pgvector): the benchmark runs a throwaway
+PostgreSQL 15 cluster in ``DIR`` (``benchmarks/pg_cluster.py``: ``initdb`` as the ``postgres`` OS
+user, 127.0.0.1 on ``--pg-port``, the settings of docs/vectors.md's "PostgreSQL settings",
+``shared_buffers`` sized for the index), creates a database in it and stops the cluster at the end;
+with ``--data-dir`` the cluster's files are kept (for query-only reruns: give the same
+``--pg-cluster``), without it they are removed.  After the build the index is loaded into
+``shared_buffers`` (``pg_prewarm``), and the server's memory (the cluster's processes' proportional
+set size) is printed after the queries.
+
 Not covered yet: ingest through the HTTP registration route (``bench_registration.py`` measures
 registration without vectors).
 """
@@ -53,6 +62,7 @@ from sqlalchemy import text
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks import pg_cluster  # noqa: E402
 from corral.core import folders, identity  # noqa: E402
 from corral.core.identity import principal_for_user  # noqa: E402
 from corral.core.index.projection import project_new  # noqa: E402
@@ -178,9 +188,32 @@ def main() -> None:
     p.add_argument("--stream", action="store_true",
                    help="generate the vectors a batch at a time (the default past n x dim = "
                    f"{STREAM_NUMBERS:,}: the 5,000,000 x 512 and 1,000,000 x 4,096 cases)")
+    p.add_argument("--pg-cluster", type=Path, default=None, metavar="DIR",
+                   help="run a PostgreSQL cluster of its own in DIR (pgvector store; kept with "
+                   "--data-dir, removed without it) instead of --database-url")
+    p.add_argument("--pg-port", type=int, default=55433)
+    p.add_argument("--pg-shared-buffers", default=pg_cluster.SETTINGS["shared_buffers"])
     a = p.parse_args()
     data_dir = a.data_dir.resolve() if a.data_dir else Path(tempfile.mkdtemp(prefix="bench-vectors-"))
     data_dir.mkdir(parents=True, exist_ok=True)
+    cluster = None
+    if a.pg_cluster is not None:
+        cluster = pg_cluster.Cluster(a.pg_cluster, a.pg_port, {"shared_buffers": a.pg_shared_buffers})
+        cluster.start()
+        a.database_url = pg_cluster.create_database(cluster, "corral_bench")
+        print(f"pg_cluster={cluster.path} port={cluster.port} shared_buffers={a.pg_shared_buffers}",
+              flush=True)
+    try:
+        run_benchmark(a, data_dir, cluster)
+    finally:
+        if cluster is not None:
+            if a.data_dir is None:
+                cluster.remove()
+            else:
+                cluster.stop()
+
+
+def run_benchmark(a: argparse.Namespace, data_dir: Path, cluster: pg_cluster.Cluster | None) -> None:
     settings = Settings(data_dir=data_dir, database_url=a.database_url, secret_key="b" * 40,
                         vector_store=a.store)
     stream = a.stream or a.n * a.dim > STREAM_NUMBERS
@@ -244,6 +277,8 @@ def main() -> None:
             (data_dir / "vectors" / old).unlink(missing_ok=True)
         kept["build_s"] = build
         saved.write_text(json.dumps(kept))
+    if cluster is not None:
+        prewarm(db, keys["clip"])
 
     def run(filter_: object, top: np.ndarray) -> tuple[float, float, float]:
         want = [{ids[int(i)] for i in row} for row in top]
@@ -266,6 +301,25 @@ def main() -> None:
             env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
         )
         print(out.stdout.strip(), flush=True)
+    if cluster is not None:
+        m = cluster.memory()
+        print(f"pg_server_memory: pss_mib={m['pss']:.0f} (anon {m['pss_anon']:.0f}, "
+              f"shmem {m['pss_shmem']:.0f}) "
+              f"processes={m['processes']:.0f} rss_sum_mib={m['rss_sum']:.0f}", flush=True)
+
+
+def prewarm(db: Any, key: Any) -> None:
+    """Load the key's pgvector index into ``shared_buffers`` (``pg_prewarm``), as a server that
+    has served for a while holds it; prints its size."""
+    from corral.core.vectors import pgvector
+
+    with db.write() as s:
+        name = pgvector.index_name(key)
+        t0 = time.perf_counter()
+        blocks = s.scalar(text("SELECT pg_prewarm(CAST(:i AS regclass))"), {"i": name})
+        size = s.scalar(text("SELECT pg_relation_size(CAST(:i AS regclass))"), {"i": name})
+    print(f"prewarm: {name} {int(size or 0) >> 20} MiB, {blocks} blocks in {time.perf_counter() - t0:.1f} s",
+          flush=True)
 
 
 def time_queries(db: Any, who: Any, store: Any, keys: Any, queries: np.ndarray, want: list[set[uuid.UUID]],

@@ -209,7 +209,8 @@ def test_pgvector_search_width_and_build_memory_grow_with_the_index() -> None:
 
 def test_pgvector_fetches_beyond_the_search_width_and_replaces_an_older_index(db, settings, world) -> None:  # type: ignore[no-untyped-def]
     """A selective filter's growing fetch gets every label it asks for (pgvector's iterative scan;
-    without it a scan stops at hnsw.ef_search); an index of another format is rebuilt."""
+    without it a scan stops at hnsw.ef_search); a table and index of an older version's format
+    (float32 rows, an index of another name) are replaced by a halfvec table and its index."""
     from sqlalchemy import text
 
     who, data, ids = world
@@ -218,20 +219,35 @@ def test_pgvector_fetches_beyond_the_search_width_and_replaces_an_older_index(db
         key = vector_keys.load(s, who.org_id)["clip"]
     table = pgvector_module.table_name(key.id)
     build(db, store, "clip", who.org_id)
-    with db.write() as s:  # what an earlier version built: float32, another name
-        s.execute(text(f"DROP INDEX {pgvector_module.index_name(key)}"))
+    with db.read() as s:
+        upto = s.scalar(select(VectorKeyRow.indexed_upto).where(VectorKeyRow.id == key.id))
+        rows = [(int(label), "[" + ",".join(repr(float(x)) for x in v) + "]")
+                for labels, _, matrix in store._iter_rows(s, key, 5_000) for label, v in zip(labels, matrix, strict=True)]
+    with db.write() as s:  # what an earlier version built: float32 rows, an index of another name
+        s.execute(text(f"DROP TABLE {table}"))
+        s.execute(text(f"CREATE TABLE {table} (id bigint PRIMARY KEY REFERENCES item_vectors (id) "
+                       f"ON DELETE CASCADE, v vector({DIM}) NOT NULL)"))
+        s.execute(text(f"INSERT INTO {table} (id, v) VALUES (:id, CAST(:v AS vector({DIM})))"),
+                  [{"id": i, "v": v} for i, v in rows])
         s.execute(text(f"CREATE INDEX {table}_hnsw ON {table} USING hnsw (v vector_cosine_ops)"))
-        s.execute(text("UPDATE vector_keys SET indexed_upto = 0 WHERE id = :id"), {"id": key.id})
+    assert upto == max(i for i, _ in rows)  # recorded as built: only the type tells it is old
     build(db, store, "clip", who.org_id)
     with db.read() as s:
         names = set(s.scalars(text("SELECT indexname FROM pg_indexes WHERE tablename = :t"), {"t": table}))
         assert names == {f"{table}_pkey", pgvector_module.index_name(key)}
+        kind = s.scalar(text("SELECT format_type(atttypid, atttypmod) FROM pg_attribute "
+                             "WHERE attrelid = CAST(:t AS regclass) AND attname = 'v'"), {"t": table})
+        assert kind == f"halfvec({DIM})"
+        assert s.scalar(text(f"SELECT count(*) FROM {table}")) == N
+        assert s.scalar(select(VectorKeyRow.indexed_upto).where(VectorKeyRow.id == key.id)) == upto
+    assert similar(db, who, store, vector=data[5].tolist(), k=1) == [ids[5]]
+    with db.read() as s:
         s.execute(text("SET LOCAL enable_seqscan = off"))  # 2,000 rows: the index, not a sort
         fetch = pgvector_module.EF_MAX + 500
         labels = store._ann(s, key, data[0], fetch, "cosine", table)
         assert labels is not None and len(labels) == len(set(labels)) == fetch
         plan = "\n".join(s.scalars(text(
-            f"EXPLAIN SELECT id FROM {table} ORDER BY (v::halfvec({DIM})) <=> CAST(:q AS halfvec({DIM})) LIMIT 40"),
+            f"EXPLAIN SELECT id FROM {table} ORDER BY v <=> CAST(:q AS halfvec({DIM})) LIMIT 40"),
             {"q": "[" + ",".join(str(float(x)) for x in data[0]) + "]"}))
         assert pgvector_module.index_name(key) in plan
 
@@ -302,3 +318,45 @@ def test_a_selective_filter_is_ranked_by_the_index_copies_and_rescored_exactly(
         want = [shared[i].id for i in exact_top(data[:30], data[qi], 5)]
         assert recall(similar(db, them, store, vector=data[qi].tolist(), k=5), want) >= 0.8
         assert set(similar(db, them, store, vector=data[qi].tolist(), k=5)) <= {r.id for r in shared}
+
+
+class CountingPgvector(pgvector_module.PgvectorStore):
+    """The pgvector store, counting the stored vectors it reads for exact scores."""
+
+    def __init__(self) -> None:
+        self.read: list[int] = []
+
+    def _read(self, s, key, labels):  # type: ignore[no-untyped-def]
+        self.read.append(len(labels))
+        return super()._read(s, key, labels)
+
+
+def test_pgvector_ranks_a_selective_filter_in_sql_and_rescores_exactly(db, settings, world, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """A filter's candidates are ranked by pgvector's distance over the key's halfvec rows in one
+    statement; only the best few are read as stored float32 and scored exactly: k results, exact
+    scores, recall against brute force."""
+    who, data, ids = world
+    make_store("pgvector", db, settings)  # skips on SQLite or without the extension
+    store = CountingPgvector()
+    build(db, store, "clip", who.org_id)
+    monkeypatch.setattr(table_module, "RERANK", 12)
+    monkeypatch.setattr(table_module, "RERANK_FACTOR", 2)
+    among = np.array([i for i in range(N) if i % 100 < 5])  # 100 candidates
+    filter_ = {"key": "group", "op": "lt", "value": 5}
+    total, queries = 0.0, range(1, N, 89)
+    for qi in queries:
+        q = data[qi] + 0.05 * np.random.default_rng(qi).standard_normal(DIM).astype(np.float32)
+        want = [ids[i] for i in exact_top(data, q, 10, among=among)]
+        store.read.clear()
+        keys = vector_search.ensure_keys(db, who.org_id)
+        with db.read() as s:
+            found = vector_search.similar(s, who, store, keys, vector_search.Query(
+                key="clip", vector=q.tolist(), k=10, filter=filter_)).hits
+        got = [h.item_id for h in found]
+        assert len(got) == 10 and set(got) <= {ids[i] for i in among}
+        assert store.read == [20]  # RERANK_FACTOR * k of the 100 read as stored, not all of them
+        for hit in found:  # exact cosine from the float32 vectors, not the halfvec rows'
+            v = data[ids.index(hit.item_id)]
+            assert abs(hit.score - float(v @ q / np.linalg.norm(v) / np.linalg.norm(q))) < 1e-5
+        total += recall(got, want)
+    assert total / len(queries) >= 0.95, total / len(queries)

@@ -1,19 +1,25 @@
 """The PostgreSQL store: pgvector HNSW indexes beside the stored vectors.
 
 Each key's indexed vectors are copied into a table of its own, ``corral_vec_<key id>``
-(``id`` = ``item_vectors.id``, ``v vector(dim)``; its rows go when their ``item_vectors`` row
-goes, by cascade), with one HNSW index for the key's metric:
+(``id`` = ``item_vectors.id``, ``v``; its rows go when their ``item_vectors`` row goes, by
+cascade), with one HNSW index for the key's metric:
 
-* up to 4,000 dimensions: ``(v::halfvec(dim))`` with the ``halfvec_*_ops`` (half the bytes of a
-  float32 index: at 1,000,000 x 512 the index is about 1 GiB instead of 2.5, and it builds
-  faster; the scores are exact anyway, see below);
-* beyond (pgvector indexes at most 4,000 dimensions of halfvec): a binary-quantised index,
-  ``(binary_quantize(v)::bit(dim))`` with ``bit_hamming_ops``; what it returns is re-ranked
-  exactly (as every approximate result is, by ``TableStore``), so scores are exact.
+* up to 4,000 dimensions: ``v halfvec(dim)``, indexed with the ``halfvec_*_ops`` (half the bytes
+  of float32 in the table and in the index: at 1,000,000 x 512 the index is about 1.3 GB instead
+  of 2.6, the table 1.1 GB instead of 2.1; the scores are exact anyway, see below);
+* beyond (pgvector indexes at most 4,000 dimensions of halfvec): ``v vector(dim)`` and a
+  binary-quantised index, ``(binary_quantize(v)::bit(dim))`` with ``bit_hamming_ops``; what it
+  returns is re-ranked exactly (as every approximate result is, by ``TableStore``), so scores are
+  exact.
+
+A table of an older type (float32 rows up to 4,000 dimensions, before the halfvec table) is
+dropped and copied afresh by the key's next build; until that build commits, the key is searched
+exactly, as before its first build.
 
 The index is named by its format (``index_name``); a build drops an index of another format or
 metric and builds the new one.  The table keeps each vector in its row up to ``PLAIN_MAX``
-dimensions, and a selective filter's candidates are ranked over those rows in SQL (``_ranked``).
+dimensions, and a selective filter's candidates are ranked over those rows in SQL, in one
+statement with the candidates themselves (``_among_candidates``).
 
 The ``vector_index`` job copies new vectors in (binary ``COPY``), ``ANALYZE``s the table and builds
 the index when it is missing (``CREATE INDEX`` after the bulk load), with ``maintenance_work_mem``
@@ -33,12 +39,14 @@ import threading
 from typing import Any
 
 import numpy as np
-from numpy.typing import NDArray
-from sqlalchemy import select, text
+from sqlalchemy import Integer, String, bindparam, cast, column, func, select, text, update
+from sqlalchemy import table as sql_table
 from sqlalchemy.orm import Session
+from sqlalchemy.types import UserDefinedType
 
-from corral.core.vectors.store import Metric, Progress, VectorKey, Vectors
-from corral.core.vectors.table import TableStore
+from corral.core.vectors import table as table_module
+from corral.core.vectors.store import Candidates, Hit, Metric, Progress, VectorKey, Vectors, scores
+from corral.core.vectors.table import TableStore, top_k
 from corral.db.engine import Database
 from corral.db.tables import VectorKey as VectorKeyRow
 
@@ -66,11 +74,11 @@ _GRAPH_BYTES = 2 * M * 16 + 320
 BUILD_MEMORY_MIN = 64 << 20
 BUILD_MEMORY_MAX = 8 << 30
 #: Keys up to this many dimensions keep each vector in its table's row (``STORAGE PLAIN``: a
-#: float32 row of 2,000 numbers, 8 KB, still fits a page): a selective filter's candidates are
-#: ranked by reading their rows (``_ranked``), and a vector of more than about 500 numbers would
-#: otherwise be moved out to TOAST, two more index and heap reads per candidate (1,000,000 x
+#: halfvec row of 4,000 numbers, 8,008 bytes, still fits a page): a selective filter's candidates
+#: are ranked by reading their rows (``_among_candidates``), and a vector of more than about 1,000 halfs
+#: would otherwise be moved out to TOAST, two more index and heap reads per candidate (1,000,000 x
 #: 512: docs/performance.md, "The 1% filter").
-PLAIN_MAX = 2000
+PLAIN_MAX = HALFVEC_MAX
 _BATCH = 20_000
 _OPS = {"cosine": "cosine", "dot": "ip", "l2": "l2"}
 _OPERATOR = {"cosine": "<=>", "dot": "<#>", "l2": "<->"}
@@ -106,13 +114,25 @@ def table_name(key_id: int) -> str:
     return f"corral_vec_{int(key_id)}"
 
 
+def column_type(dim: int) -> str:
+    """The type of the key's table's ``v``: ``halfvec`` up to ``HALFVEC_MAX`` dimensions (half a
+    float32 row's bytes: the table, its copy and a filter's ranking read half as much), float32
+    ``vector`` above it (the binary-quantised index is computed from it)."""
+    return f"vector({dim})" if dim <= VECTOR_MAX or dim > HALFVEC_MAX else f"halfvec({dim})"
+
+
 def _expression(dim: int) -> tuple[str, str]:
     """(what the index is over, its operator class prefix) for a ``dim``-dimensional key."""
     if dim <= VECTOR_MAX:
         return "v", "vector"
     if dim <= HALFVEC_MAX:
-        return f"(v::halfvec({dim}))", "halfvec"
+        return "v", "halfvec"
     return f"(binary_quantize(v)::bit({dim}))", "bit"
+
+
+def _query_type(dim: int) -> str:
+    """What a query vector is cast to for the table's column (``column_type``)."""
+    return column_type(dim)
 
 
 def index_name(key: VectorKey) -> str:
@@ -141,15 +161,30 @@ def ef_search(size: int, fetch: int) -> int:
     return max(min(fetch, EF_MAX), min(EF_MAX, int(grown)))
 
 
-def _copy_rows(labels: np.ndarray, matrix: Vectors) -> bytes:
-    """``labels`` and ``matrix`` in PostgreSQL's binary COPY format, as (bigint, vector) rows."""
+def _copy_rows(labels: np.ndarray, matrix: Vectors, half: bool = False) -> bytes:
+    """``labels`` and ``matrix`` in PostgreSQL's binary COPY format, as (bigint, vector) rows, or
+    (bigint, halfvec) rows when ``half`` (pgvector's binary form of both: int16 dim, int16 unused,
+    then the values big-endian, float32 or float16)."""
     n, dim = matrix.shape
+    width = 2 if half else 4
     row = np.dtype([("fields", ">i2"), ("idlen", ">i4"), ("id", ">i8"), ("vlen", ">i4"),
-                    ("dim", ">i2"), ("unused", ">i2"), ("v", ">f4", (dim,))])
+                    ("dim", ">i2"), ("unused", ">i2"), ("v", f">f{width}", (dim,))])
     out = np.empty(n, dtype=row)
     out["fields"], out["idlen"], out["id"] = 2, 8, labels.astype(np.int64)
-    out["vlen"], out["dim"], out["unused"], out["v"] = 4 + 4 * dim, dim, 0, matrix
+    out["vlen"], out["dim"], out["unused"], out["v"] = 4 + width * dim, dim, 0, matrix
     return out.tobytes()
+
+
+class _VectorType(UserDefinedType[str]):
+    """A pgvector type named in a ``CAST`` (``vector(512)``, ``halfvec(512)``)."""
+
+    cache_ok = True
+
+    def __init__(self, spec: str) -> None:
+        self.spec = spec
+
+    def get_col_spec(self, **kw: Any) -> str:
+        return self.spec
 
 
 _HEADER = b"PGCOPY\n\xff\r\n\x00" + struct.pack(">ii", 0, 0)
@@ -164,10 +199,8 @@ class PgvectorStore(TableStore):
     ) -> list[int] | None:
         expr, family = _expression(key.dim)
         literal = "[" + ",".join(repr(float(x)) for x in query) + "]"
-        if family == "vector":
-            q, op = f"CAST(:q AS vector({key.dim}))", _OPERATOR[metric]
-        elif family == "halfvec":
-            q, op = f"CAST(:q AS halfvec({key.dim}))", _OPERATOR[metric]
+        if family in ("vector", "halfvec"):
+            q, op = f"CAST(:q AS {family}({key.dim}))", _OPERATOR[metric]
         else:
             q, op = f"binary_quantize(CAST(:q AS vector({key.dim})))::bit({key.dim})", "<~>"
         size = int(s.scalar(select(VectorKeyRow.indexed_count).where(VectorKeyRow.id == key.id)) or 0)
@@ -185,24 +218,39 @@ class PgvectorStore(TableStore):
 
     has_copies = True
 
-    def _ranked(
-        self, s: Session, key: VectorKey, query: Vectors, metric: Metric, held: NDArray[np.int64], keep: int,
-        index_file: str,
-    ) -> NDArray[np.int64] | None:
-        # pgvector's own distance over the candidates' rows of the key's table (its float32 copy
-        # of each vector), in the database: only ``keep`` row ids come back, not 10,000 vectors.
-        # Each row is found by a primary-key probe (a correlated subquery: as a join, PostgreSQL
-        # merges the ids with the whole table's primary key).  A held row id missing from the
-        # table (it cannot be ranked) sorts first, so it is read and scored too.
+    def _among_candidates(
+        self, s: Session, key: VectorKey, query: Vectors, k: int, metric: Metric, candidates: Candidates,
+        upto: int, index_file: str,
+    ) -> list[Hit] | None:
+        # One statement: the candidates' row ids (at most EXACT_LIMIT + 1, materialised once),
+        # their count, the best ``keep`` of those in the index by pgvector's distance over the
+        # key's rows (each found by a primary-key probe: a correlated subquery, as in
+        # filt20's ``_ranked``), and the delta's (newer than the index), all as arrays: no row id goes to
+        # Python and back, and one round trip instead of two.  Only the chosen ones are read as
+        # stored float32 and scored exactly.
+        limit = table_module.EXACT_LIMIT
+        keep = max(table_module.RERANK, table_module.RERANK_FACTOR * k)
+        found = candidates.row_ids(limit)
+        cand = select(found.c.id.label("id")).cte("cand").prefix_with("MATERIALIZED")
+        rows = sql_table(table_name(key.id), column("id", Integer), column("v")).alias("c")
         literal = "[" + ",".join(repr(float(x)) for x in query) + "]"
-        distance = (f"(SELECT c.v {_OPERATOR[metric]} CAST(:q AS vector({key.dim})) "
-                    f"FROM {table_name(key.id)} AS c WHERE c.id = u.id)")
-        rows = s.execute(
-            text(f"SELECT u.id FROM unnest(CAST(:ids AS bigint[])) AS u(id) "
-                 f"ORDER BY {distance} NULLS FIRST LIMIT :n"),
-            {"ids": held.tolist(), "q": literal, "n": keep},
-        )
-        return np.array([r[0] for r in rows], dtype=np.int64)
+        q = cast(bindparam("q", literal, type_=String), _VectorType(_query_type(key.dim)))
+        distance = select(rows.c.v.op(_OPERATOR[metric])(q)).where(rows.c.id == cand.c.id).scalar_subquery()
+        best = (select(cand.c.id).where(cand.c.id <= upto)
+                .order_by(distance.asc().nulls_first()).limit(keep).subquery())
+        delta = select(cand.c.id).where(cand.c.id > upto).subquery()
+        count, ranked, newer = s.execute(select(
+            select(func.count()).select_from(cand).scalar_subquery(),
+            select(func.array_agg(best.c.id)).scalar_subquery(),
+            select(func.array_agg(delta.c.id)).scalar_subquery(),
+        )).one()
+        if count > limit:
+            return None
+        chosen = np.array((ranked or []) + (newer or []), dtype=np.int64)
+        if len(chosen) == 0:
+            return []
+        ids, matrix = self._read(s, key, np.sort(chosen))
+        return top_k(ids, scores(matrix, query, metric), k)
 
     def refresh(self, db: Database, key: VectorKey, progress: Progress | None = None) -> dict[str, Any]:
         if not ensure_extension(db):
@@ -216,10 +264,18 @@ class PgvectorStore(TableStore):
             total = self.count(s, key)
         table = table_name(key.id)
         with db.write() as s:
+            found = s.scalar(text("SELECT format_type(atttypid, atttypmod) FROM pg_attribute "
+                                  "WHERE attrelid = to_regclass(:t) AND attname = 'v'"), {"t": table})
+            if found is not None and found != column_type(key.dim):
+                # a table of an older version's type (float32 rows before halfvec): copied afresh;
+                # until this build commits the key searches exactly, as before a first build
+                upto = 0
+                s.execute(update(VectorKeyRow).where(VectorKeyRow.id == key.id).values(
+                    indexed_upto=0, indexed_count=0, index_file=None))
             if upto == 0:  # a first build: a table left by an earlier key of this id goes
                 s.execute(text(f"DROP TABLE IF EXISTS {table}"))
-            s.execute(text(f"CREATE TABLE IF NOT EXISTS {table} (id bigint PRIMARY KEY "
-                           f"REFERENCES item_vectors (id) ON DELETE CASCADE, v vector({key.dim}) NOT NULL)"))
+            s.execute(text(f"CREATE TABLE IF NOT EXISTS {table} (id bigint PRIMARY KEY REFERENCES "
+                           f"item_vectors (id) ON DELETE CASCADE, v {column_type(key.dim)} NOT NULL)"))
             # rows copied from now on are kept whole in the table (an older table's rows stay in
             # TOAST until the key is indexed afresh); altered once, under a brief exclusive lock
             storage = s.scalar(text("SELECT attstorage FROM pg_attribute "
@@ -235,6 +291,7 @@ class PgvectorStore(TableStore):
             # rows an attempt copied but never recorded (its commit failed)
             s.execute(text(f"DELETE FROM {table} WHERE id > :upto"), {"upto": upto})
         done = 0
+        half = column_type(key.dim).startswith("halfvec")
         while True:
             with db.read() as s:
                 batch = next(self._iter_rows(s, key, _BATCH, upto), None)
@@ -245,7 +302,7 @@ class PgvectorStore(TableStore):
                 raw: Any = s.connection().connection.driver_connection
                 copy = f"COPY {table} (id, v) FROM STDIN WITH (FORMAT BINARY)"
                 with raw.cursor() as cur, cur.copy(copy) as cp:
-                    cp.write(_HEADER + _copy_rows(labels, matrix) + _TRAILER)
+                    cp.write(_HEADER + _copy_rows(labels, matrix, half) + _TRAILER)
             upto = int(labels[-1])
             done += len(labels)
             if progress is not None:

@@ -154,6 +154,10 @@ class SqlCandidates:
         order = np.argsort(labels, kind="stable")
         return Few(labels[order], matrix[order])
 
+    def row_ids(self, limit: int) -> Any:
+        row_ids = self._row_ids()
+        return select(row_ids.c.id).limit(limit + 1).subquery()
+
     def labels(self, limit: int) -> NDArray[np.int64] | None:
         # One statement, the row ids only (the unique index on (key_id, item_id) covers them: no
         # vector is read), at most limit + 1 of them, as one value (a list on PostgreSQL, text

@@ -145,6 +145,10 @@ class Candidates(Protocol):
         """The row ids (``item_vectors.id``) of their stored vectors (of the key), ascending, when
         there are at most ``limit``, else None."""
 
+    def row_ids(self, limit: int) -> Any:
+        """A subquery (column ``id``) of at most ``limit + 1`` of their row ids, for a store that
+        ranks them in the database (``labels`` is the same set read out)."""
+
     def accept(self, item_ids: Sequence[uuid.UUID]) -> set[uuid.UUID]:
         """Which of ``item_ids`` are candidates."""
 

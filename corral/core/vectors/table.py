@@ -180,9 +180,9 @@ class TableStore:
         # vectors, so counting them first (thousands of rows a query) would only confirm it.
         if not (candidates.broad and indexed and total > EXACT_LIMIT):
             if index_file is not None and self.has_copies:
-                among = candidates.labels(EXACT_LIMIT)
-                if among is not None:
-                    return self._among_copies(s, key, query, k, metric, among, upto, index_file)
+                ranked = self._among_candidates(s, key, query, k, metric, candidates, upto, index_file)
+                if ranked is not None:
+                    return ranked
             else:
                 few = candidates.small(EXACT_LIMIT)
                 if few is not None:
@@ -224,6 +224,17 @@ class TableStore:
             return []
         matrix = np.frombuffer(b"".join(blobs), dtype="<f4").reshape(len(ids), key.dim)
         return top_k(ids, scores(matrix, query, metric), len(ids))
+
+    def _among_candidates(
+        self, s: Session, key: VectorKey, query: Vectors, k: int, metric: Metric, candidates: Candidates,
+        upto: int, index_file: str,
+    ) -> list[Hit] | None:
+        """The best ``k`` of the candidates when there are at most ``EXACT_LIMIT`` (ranked by the
+        index's copies, the best few scored exactly: ``_among_copies``); None when there are more."""
+        among = candidates.labels(EXACT_LIMIT)
+        if among is None:
+            return None
+        return self._among_copies(s, key, query, k, metric, among, upto, index_file)
 
     def _among_copies(
         self, s: Session, key: VectorKey, query: Vectors, k: int, metric: Metric, labels: NDArray[np.int64],
