@@ -272,7 +272,8 @@ class _InlineWriter:
     On SQLite nothing is handed to other processes: it has one writer at a time, so a second
     process would only wait for this one's commits (and its batches would have to be written
     into ``job_units`` first).  On PostgreSQL, whose writers do not wait for each other, a batch
-    goes to an idle worker when one is.
+    goes to an idle worker when one is, unless the job skips duplicate URLs: every batch then
+    holds the folder's lock until it commits, so the writers would wait for each other.
 
     On SQLite a writer that has fallen behind commits the batches waiting for it together
     (``GROUP_BATCHES``, ``GROUP_ENTRIES``): one transaction, each batch in it with its own checks
@@ -289,7 +290,11 @@ class _InlineWriter:
         self.errors: list[dict[str, Any]] = []
         self.error_count = 0
         self._writing = True
-        self._share = not self.db.is_sqlite
+        # Batches go to idle workers only where their writers can run side by side: on
+        # PostgreSQL, and not when every batch takes the folder's lock for its duplicate check
+        # (``_lock_folder``), which serialises the batches' transactions whoever commits them;
+        # handing one off then only adds its entries' trip through ``job_units``.
+        self._share = not self.db.is_sqlite and not unit.params.get("skip_duplicate_urls")
         # Group commit on SQLite alone: its commit rewrites each index page a transaction
         # touched, and it has one writer at a time anyway.  (PostgreSQL writes a page's changes
         # to its log record by record, and hands batches to idle workers: not measured to gain.)
@@ -738,7 +743,14 @@ def _ready(db: Database, unit: ClaimedUnit, results: list[list[Prepared] | FileE
         ready.keys = load_keys(s, unit.org_id)
         if unit.params.get("skip_duplicate_urls") and prepared:
             found = _copies(s, uuid.UUID(unit.params["folder_id"]), sorted({p.url_hash for p in prepared}))
-            there = {h for h, staged, job_id in found if not staged or job_id == unit.job_id}
+            # As ``_commit_batch`` decides: a copy staged by another job counts once that job is
+            # DONE (which published it), so a second import of the same files builds nothing.
+            others = {job_id for _, staged, job_id in found if staged and job_id != unit.job_id}
+            others.discard(None)
+            done = select(Job.id).where(Job.id.in_(others), Job.status == "DONE")
+            published_by = set(s.scalars(done)) if others else set()
+            there = {h for h, staged, job_id in found
+                     if not staged or job_id is None or job_id == unit.job_id or job_id in published_by}
             prepared = [p for p in prepared if p.url_hash not in there]
     ready.meta = _projected(ready.keys, ready.build(prepared))
     ready.projected = {id(p) for p in prepared}
