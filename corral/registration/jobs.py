@@ -102,7 +102,10 @@ def _manifest_file(ctx: WorkerContext, unit: ClaimedUnit, directory: Path) -> Pa
             storage.close()
         return path
     with db.read() as s, path.open("wb") as out:
-        query = select(JobBlob.data).where(JobBlob.job_id == unit.job_id).order_by(JobBlob.seq)
+        # A chunk at a time (a server-side cursor on PostgreSQL): read whole, a million-file
+        # manifest was held twice in the worker, the driver's result and its bytes, 600 MB.
+        query = (select(JobBlob.data).where(JobBlob.job_id == unit.job_id).order_by(JobBlob.seq)
+                 .execution_options(yield_per=1))
         for (data,) in s.execute(query):
             out.write(data)
     return path
