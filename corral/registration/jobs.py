@@ -275,8 +275,9 @@ class _InlineWriter:
     On SQLite nothing is handed to other processes: it has one writer at a time, so a second
     process would only wait for this one's commits (and its batches would have to be written
     into ``job_units`` first).  On PostgreSQL, whose writers do not wait for each other, a batch
-    goes to an idle worker when one is, unless the job skips duplicate URLs: every batch then
-    holds the folder's lock until it commits, so the writers would wait for each other.
+    goes to an idle worker when one is.  (With ``skip_duplicate_urls`` every batch holds the
+    folder's lock until it commits, so their writes do not overlap; but the other process's
+    Python work does, which keeping every batch here measured slower at a million files.)
 
     On SQLite a writer that has fallen behind commits the batches waiting for it together
     (``GROUP_BATCHES``, ``GROUP_ENTRIES``): one transaction, each batch in it with its own checks
@@ -293,11 +294,7 @@ class _InlineWriter:
         self.errors: list[dict[str, Any]] = []
         self.error_count = 0
         self._writing = True
-        # Batches go to idle workers only where their writers can run side by side: on
-        # PostgreSQL, and not when every batch takes the folder's lock for its duplicate check
-        # (``_lock_folder``), which serialises the batches' transactions whoever commits them;
-        # handing one off then only adds its entries' trip through ``job_units``.
-        self._share = not self.db.is_sqlite and not unit.params.get("skip_duplicate_urls")
+        self._share = not self.db.is_sqlite
         # Group commit on SQLite alone: its commit rewrites each index page a transaction
         # touched, and it has one writer at a time anyway.  (PostgreSQL writes a page's changes
         # to its log record by record, and hands batches to idle workers: not measured to gain.)
