@@ -102,7 +102,10 @@ def _manifest_file(ctx: WorkerContext, unit: ClaimedUnit, directory: Path) -> Pa
             storage.close()
         return path
     with db.read() as s, path.open("wb") as out:
-        query = select(JobBlob.data).where(JobBlob.job_id == unit.job_id).order_by(JobBlob.seq)
+        # A chunk at a time (a server-side cursor on PostgreSQL): read whole, a million-file
+        # manifest was held twice in the worker, the driver's result and its bytes, 600 MB.
+        query = (select(JobBlob.data).where(JobBlob.job_id == unit.job_id).order_by(JobBlob.seq)
+                 .execution_options(yield_per=1))
         for (data,) in s.execute(query):
             out.write(data)
     return path
@@ -272,7 +275,9 @@ class _InlineWriter:
     On SQLite nothing is handed to other processes: it has one writer at a time, so a second
     process would only wait for this one's commits (and its batches would have to be written
     into ``job_units`` first).  On PostgreSQL, whose writers do not wait for each other, a batch
-    goes to an idle worker when one is.
+    goes to an idle worker when one is.  (With ``skip_duplicate_urls`` every batch holds the
+    folder's lock until it commits, so their writes do not overlap; but the other process's
+    Python work does, which keeping every batch here measured slower at a million files.)
 
     On SQLite a writer that has fallen behind commits the batches waiting for it together
     (``GROUP_BATCHES``, ``GROUP_ENTRIES``): one transaction, each batch in it with its own checks
@@ -738,7 +743,14 @@ def _ready(db: Database, unit: ClaimedUnit, results: list[list[Prepared] | FileE
         ready.keys = load_keys(s, unit.org_id)
         if unit.params.get("skip_duplicate_urls") and prepared:
             found = _copies(s, uuid.UUID(unit.params["folder_id"]), sorted({p.url_hash for p in prepared}))
-            there = {h for h, staged, job_id in found if not staged or job_id == unit.job_id}
+            # As ``_commit_batch`` decides: a copy staged by another job counts once that job is
+            # DONE (which published it), so a second import of the same files builds nothing.
+            others = {job_id for _, staged, job_id in found if staged and job_id != unit.job_id}
+            others.discard(None)
+            done = select(Job.id).where(Job.id.in_(others), Job.status == "DONE")
+            published_by = set(s.scalars(done)) if others else set()
+            there = {h for h, staged, job_id in found
+                     if not staged or job_id is None or job_id == unit.job_id or job_id in published_by}
             prepared = [p for p in prepared if p.url_hash not in there]
     ready.meta = _projected(ready.keys, ready.build(prepared))
     ready.projected = {id(p) for p in prepared}

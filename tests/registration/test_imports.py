@@ -436,6 +436,25 @@ def test_strict_import_in_many_batches_pipelined(api, world, db, monkeypatch) ->
     assert (status["status"], status["registered"], status["skipped"], status["failed"]) == ("DONE", 0, 10, 0)
     with db.read() as s:
         assert s.scalar(select(func.count()).select_from(Item)) == 9
+    # An all-or-nothing import leaves its items staged, published by its job being DONE; a
+    # second import of them finds them so before the folder's lock, and builds no row for any.
+    built: list[str] = []
+    build = jobs._Ready.build
+
+    def counting(self: Any, prepared: list[Any]) -> Any:
+        built.extend(p.url for p in prepared)
+        return build(self, prepared)
+
+    monkeypatch.setattr(jobs._Ready, "build", counting)
+    more = json.dumps({"skip_duplicate_urls": True, "images": [
+        {"objectUrl": f"s3://{bucket}/more/{i}.png", "imageMetadata": sized} for i in range(7)]})
+    for registered, skipped, rows_built in ((7, 0, 7), (0, 7, 0)):
+        built.clear()
+        r = api.post("/api/v1/imports", params={"folder": "data/cats", "integration": "s3-strict"},
+                     content=more, headers=alice.bearer)
+        status = wait(api, alice, r.json()["job_id"])
+        assert (status["status"], status["registered"], status["skipped"]) == ("DONE", registered, skipped)
+        assert len(built) == rows_built
 
 
 def test_an_import_opens_its_integration_once_and_sees_a_changed_one(  # type: ignore[no-untyped-def]
