@@ -68,6 +68,7 @@ from corral.core.identity import principal_for_user  # noqa: E402
 from corral.core.index.projection import project_new  # noqa: E402
 from corral.core.metadata import service  # noqa: E402
 from corral.core.metadata.schema import from_native  # noqa: E402
+from corral.core.vectors import ivf  # noqa: E402
 from corral.core.vectors import search as vector_search  # noqa: E402
 from corral.core.vectors.store import StoredVector  # noqa: E402
 from corral.core.vectors.stores import for_database  # noqa: E402
@@ -273,8 +274,8 @@ def run_benchmark(a: argparse.Namespace, data_dir: Path, cluster: pg_cluster.Clu
                 assert row is not None
                 old, row.index_file = row.index_file, None
         build = build_index(db, store, keys["clip"])
-        if old is not None:
-            (data_dir / "vectors" / old).unlink(missing_ok=True)
+        if old is not None:  # a file (an older HNSW graph) or a directory (the partitioned index)
+            ivf.remove(data_dir / "vectors" / old)
         kept["build_s"] = build
         saved.write_text(json.dumps(kept))
     if cluster is not None:

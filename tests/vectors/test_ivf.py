@@ -240,3 +240,51 @@ def test_recall_past_the_whole_scan(tmp_path, metric) -> None:  # type: ignore[n
         best = labels[np.argsort(-scores(data[labels], q, metric), kind="stable")[:10]]
         found += len(set(best.tolist()) & set(exact_top(data, q, 10, metric)))
     assert found / (10 * len(queries)) >= 0.95
+
+
+@pytest.mark.parametrize("metric", ["cosine", "dot", "l2"])
+def test_lists_trained_apart_from_the_codebooks_are_faiss_own(tmp_path, metric) -> None:  # type: ignore[no-untyped-def]
+    """The build trains the lists (k-means, ``threads`` OpenMP threads) and then the PQ codebooks
+    on one thread (``_train``); the lists are those faiss's own one-step ``train`` makes of the same
+    sample, the codebooks trained (not left empty), and the thread count restored."""
+    import faiss
+
+    data = _vectors(5000, 11)
+    writer = ivf.Writer(tmp_path / "x.ivf", DIM, metric, 2)
+    writer.add(np.arange(1, 5001, dtype=np.uint64), data)
+    writer.finish(None)
+    index = ivf.IvfIndex(tmp_path / "x.ivf")
+    assert faiss.omp_get_max_threads() == 2
+    nlist = ivf.lists_for(5000)
+    plain = faiss.index_factory(DIM, f"IVF{nlist},PQ{ivf.subquantizers(DIM)}x4fsr", ivf._faiss_metric(metric))
+    inner = faiss.extract_index_ivf(plain)
+    inner.cp.niter, inner.cp.max_points_per_centroid = ivf.KMEANS_ITERATIONS, ivf.SAMPLE_PER_LIST
+    inner.cp.min_points_per_centroid = ivf.TRAIN_PER_LIST // 2
+    sample = np.sort(np.random.default_rng(0).permutation(5000)[: ivf.SAMPLE_PER_LIST * nlist])
+    plain.train(ivf._coded(index.decoded(sample), metric))
+    ours = faiss.extract_index_ivf(index.index)
+    assert ours.nlist == nlist and ours.is_trained
+    assert np.allclose(ours.quantizer.reconstruct_n(0, nlist), inner.quantizer.reconstruct_n(0, nlist), atol=1e-5)
+    centroids = faiss.vector_to_array(faiss.downcast_index(index.index).pq.centroids)
+    assert centroids.size == DIM * 16 and np.abs(centroids).max() > 0
+    # every vector coded into a list; under cosine and L2 each is its own nearest (not under dot,
+    # where a longer vector may score higher)
+    assert index.index.ntotal == 5000
+    if metric != "dot":
+        assert sum(index.search(data[i], 10, metric)[0] == i + 1 for i in range(0, 5000, 250)) >= 18
+
+
+@pytest.mark.parametrize("metric", ["cosine", "dot", "l2"])
+def test_the_build_converts_the_copies_in_place_a_bounded_batch_at_a_time(tmp_path, metric) -> None:  # type: ignore[no-untyped-def]
+    """``coded`` gives what ``_coded(decoded)`` did without its temporaries; the rows a build reads
+    and adds at a time shrink with the dimension (a batch of 4,096-d vectors is not 20,000 rows)."""
+    data = _vectors(1500, 4)
+    writer = ivf.Writer(tmp_path / "x.ivf", DIM, metric, 1)
+    writer.add(np.arange(1, 1501, dtype=np.uint64), data)
+    writer.finish(None)
+    index = ivf.IvfIndex(tmp_path / "x.ivf")
+    at = np.random.default_rng(1).permutation(1500)[:900]
+    assert np.allclose(index.coded(at, metric), ivf._coded(index.decoded(at), metric), atol=1e-6)
+    assert ivf.add_rows(512) == 50_000 and ivf.add_rows(4096) == 6_250 and ivf.add_rows(10**6) == 1_000
+    assert embedded.read_rows(512) == 20_000 and embedded.read_rows(4096) == 2_500
+    assert embedded.read_rows(32) == 20_000 and embedded.read_rows(65_536) == 1_000

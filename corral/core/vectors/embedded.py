@@ -84,6 +84,14 @@ LIVE_SHARE = 0.8
 #: An index file or directory no key points at and not written for this long is swept.
 ORPHAN_SECONDS = 3600.0
 _BATCH = 20_000
+#: ... and at most this many numbers a batch (20,000 rows of 512, 2,500 of 4,096: 40 MB of float32
+#: each, read, joined and quantised), so that a build's memory does not grow with the dimension.
+_BATCH_NUMBERS = 10_240_000
+
+
+def read_rows(dim: int) -> int:
+    """Rows a build reads from the database at a time."""
+    return max(1_000, min(_BATCH, _BATCH_NUMBERS // max(dim, 1)))
 
 
 class EmbeddedStore(TableStore):
@@ -196,7 +204,7 @@ class EmbeddedStore(TableStore):
         else:
             todo = max(0, total - live_indexed)
         with db.read() as s:
-            first = next(self._iter_rows(s, key, _BATCH, upto), None)
+            first = next(self._iter_rows(s, key, read_rows(key.dim), upto), None)
         if first is None and not fresh:
             return {"added": 0, "indexed_upto": upto, "file": old}
         directory = self.root / str(key.org_id)
@@ -217,7 +225,7 @@ class EmbeddedStore(TableStore):
                 if progress is not None:
                     progress(done, max(steps, 2 * done))
                 with db.read() as s:
-                    batch = next(self._iter_rows(s, key, _BATCH, upto), None)
+                    batch = next(self._iter_rows(s, key, read_rows(key.dim), upto), None)
             coded = [done]
 
             def coding(n: int) -> None:

@@ -75,6 +75,9 @@ REGROW = 2.0
 FAST_SCAN_IMPLEM = 11
 #: The re-ranking converts this many int8 rows at a time (256 x 512 float32: 512 KiB).
 RANK_BLOCK = 256
+#: A build converts the int8 copies back to float32 for faiss this many numbers at a time (50,000
+#: rows of 512, 6,250 of 4,096: 100 MB), so that its memory does not grow with the dimension.
+ADD_NUMBERS = 25_600_000
 _FILES = ("meta.json", "labels.i8", "copies.i1", "scales.f4", "ivf.faiss")
 
 
@@ -97,6 +100,32 @@ def subquantizers(dim: int) -> int:
     ``dim`` no greater than ``dim / 4``)."""
     top = max(1, dim // 4)
     return max(m for m in range(1, top + 1) if dim % m == 0)
+
+
+def add_rows(dim: int) -> int:
+    """Rows a build converts and adds at a time: ``ADD_NUMBERS`` numbers (at least 1,000 rows)."""
+    return max(1_000, ADD_NUMBERS // max(dim, 1))
+
+
+def _train(index: Any, sample: Vectors, threads: int) -> None:
+    """Train ``index``'s lists (k-means on ``threads`` OpenMP threads), then its PQ codebooks on
+    one thread.  The codebooks are ``dim / 4`` k-means of 16 centroids in 4 dimensions on at most
+    4,096 residuals: each iteration is a parallel region too small to share, and a second OpenMP
+    thread that is not scheduled at once (a loaded machine, ``nice``) leaves the first spinning
+    at every barrier: 19.2 s of CPU and 119 s wall against 0.6 s and 8 s on one thread at 512-d,
+    and minutes at 4,096-d (docs/performance.md, "The 4,096-d and 5,000,000 cases")."""
+    import faiss
+
+    ivf = faiss.extract_index_ivf(index)
+    faiss.omp_set_num_threads(threads)
+    faiss.Clustering(ivf.d, ivf.nlist, ivf.cp).train(sample, ivf.quantizer)
+    # the lists are trained (``ntotal == nlist``): ``train`` now trains only the codebooks
+    assert ivf.quantizer.ntotal == ivf.nlist
+    faiss.omp_set_num_threads(1)
+    try:
+        index.train(sample)
+    finally:
+        faiss.omp_set_num_threads(threads)
 
 
 def _faiss_metric(metric: str) -> int:
@@ -163,6 +192,24 @@ class IvfIndex:
 
     def decoded(self, positions: NDArray[np.int64]) -> Vectors:
         out: Vectors = self.codes[positions].astype(np.float32) * self.scales[positions, None]
+        return out
+
+    def coded(self, positions: NDArray[np.int64], metric: str) -> Vectors:
+        """The copies at ``positions`` as the lists and codes take them (``_coded`` of
+        ``decoded``), converted in place: one float32 matrix, no temporaries of its size (the
+        training sample is 128,000 x 4,096 at a million 4,096-d vectors: 2 GiB)."""
+        out = np.empty((len(positions), self.dim), dtype=np.float32)
+        step = max(1, RANK_BLOCK * 512 // max(self.dim, 1))
+        for lo in range(0, len(positions), step):
+            at = positions[lo : lo + step]
+            block = out[lo : lo + len(at)]
+            block[:] = self.codes[at]
+            if metric == "cosine":  # unit length: the scale cancels
+                norms = np.linalg.norm(block, axis=1)
+                norms[norms == 0] = 1.0
+                block /= norms[:, None]
+            else:
+                block *= self.scales[at, None]
         return out
 
     def positions(self, labels: NDArray[np.int64]) -> tuple[NDArray[np.bool_], NDArray[np.int64]]:
@@ -302,17 +349,17 @@ class Writer:
             ivf.cp.max_points_per_centroid = SAMPLE_PER_LIST
             ivf.cp.min_points_per_centroid = min(SAMPLE_PER_LIST, TRAIN_PER_LIST) // 2  # no warning
             sample = np.random.default_rng(0).permutation(self.count)[: SAMPLE_PER_LIST * nlist]
-            faiss.omp_set_num_threads(self.threads)
-            index.train(_coded(view.decoded(np.sort(sample)), self.metric))
+            _train(index, view.coded(np.sort(sample), self.metric), self.threads)
             start = 0
             meta.update(nlist=nlist, trained=self.count)
         else:
             index, start = None, self.count
         if index is not None:
             faiss.omp_set_num_threads(self.threads)
-            for lo in range(start, self.count, 50_000):
-                at = np.arange(lo, min(self.count, lo + 50_000), dtype=np.int64)
-                index.add_with_ids(_coded(view.decoded(at), self.metric), np.asarray(view.labels[at]))
+            rows = add_rows(self.dim)
+            for lo in range(start, self.count, rows):
+                at = np.arange(lo, min(self.count, lo + rows), dtype=np.int64)
+                index.add_with_ids(view.coded(at, self.metric), np.asarray(view.labels[at]))
                 if progress is not None:
                     progress(len(at))
             faiss.write_index(index, str(self.path / "ivf.faiss"))
