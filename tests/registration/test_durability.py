@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -29,13 +30,18 @@ CORRAL = Path(sys.executable).parent / "corral"
 def _setup(db, settings, user, n: int) -> tuple[Principal, bytes]:  # type: ignore[no-untyped-def]
     admin = Principal(user.user_id, user.org_id, user.email, "admin", "bearer")
     with db.write() as s:
-        integrations.create(s, admin, settings, title="strict", provider="s3",
-                            values={"bucket": "media", "region": "eu-west-1", "access_key_id": "AKIA1",
-                                      "secret_access_key": "s"}, strict_client_only=True)
-        folders.create_path(s, admin, "f")
+        strict_folder(s, admin, settings)
     manifest = {"images": [{"objectUrl": f"s3://media/img/{i:06d}.jpg", "imageMetadata": {"width": 4, "height": 3},
                             "clientMetadata": {"i": i}} for i in range(n)]}
     return admin, json.dumps(manifest).encode()
+
+
+def strict_folder(s, admin: Principal, settings) -> None:  # type: ignore[no-untyped-def]
+    """A strict client-only S3 integration ``strict`` and a folder ``f`` (no store is contacted)."""
+    integrations.create(s, admin, settings, title="strict", provider="s3",
+                        values={"bucket": "media", "region": "eu-west-1", "access_key_id": "AKIA1",
+                                  "secret_access_key": "s"}, strict_client_only=True)
+    folders.create_path(s, admin, "f")
 
 
 def _spawn(settings) -> subprocess.Popen[bytes]:  # type: ignore[no-untyped-def]
@@ -44,6 +50,22 @@ def _spawn(settings) -> subprocess.Popen[bytes]:  # type: ignore[no-untyped-def]
            "CORRAL_JOB_LEASE_SECONDS": "1.5", "CORRAL_JOB_POLL_SECONDS": "0.05", "CORRAL_LOG_LEVEL": "warning"}
     return subprocess.Popen([str(CORRAL), "worker"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
+
+
+def _run_to_the_end(db, settings, admin: Principal, job_id: uuid.UUID, stop: int) -> None:  # type: ignore[no-untyped-def]
+    """A fresh ``corral worker`` run until the job is no longer PENDING, then sent ``stop``."""
+    worker = _spawn(settings)
+    try:
+        def finished() -> bool:
+            with db.read() as s:
+                return queue.get_job(s, admin.org_id, job_id).status != "PENDING"
+
+        _wait(finished, 120, "the restarted worker to finish")
+        worker.send_signal(stop)
+        worker.wait(20)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
 
 
 @pytest.mark.slow
@@ -75,18 +97,7 @@ def test_sigkill_mid_import_loses_nothing_and_registers_nothing_twice(db, settin
         assert s.scalar(select(func.count()).select_from(Item).where(Item.staged.is_(False))) == 0  # all staged
         assert s.scalar(select(func.count()).select_from(Item).where(published())) == 0  # so none visible
 
-    second = _spawn(settings)
-    try:
-        def finished() -> bool:
-            with db.read() as s:
-                return queue.get_job(s, admin.org_id, job_id).status != "PENDING"
-
-        _wait(finished, 120, "the restarted worker to finish")
-        second.send_signal(signal.SIGTERM)
-        second.wait(20)
-    finally:
-        if second.poll() is None:
-            second.kill()
+    _run_to_the_end(db, settings, admin, job_id, signal.SIGTERM)
     assert counts()["error"] == 0
     with db.read() as s:
         assert queue.get_job(s, admin.org_id, job_id).status == "DONE"
@@ -142,7 +153,10 @@ def test_sigkill_during_grouped_commits_loses_nothing_and_registers_nothing_twic
 
     from corral.db.tables import IndexSeq, JobUnit
 
-    n = 20_000
+    # Enough files that the kill lands mid-job on a quiet machine too: the test's first hold may
+    # wait more than a second for the write lock while the writer commits back to back, and the
+    # worker registers about 12,000 files a second meanwhile (20,000 were sometimes all there).
+    n = 60_000
     admin, manifest = _setup(db, settings, make_user("alice@x.io"), n)
     job_id = service.start_import(db, settings, admin, folder="f", integration="strict",
                                   manifest=io.BytesIO(manifest))
@@ -175,16 +189,7 @@ def test_sigkill_during_grouped_commits_loses_nothing_and_registers_nothing_twic
     assert stored == sum(r["registered"] for r in done) == 50 * len(done)  # whole batches, each with its unit
     assert transactions < len(done), "no batches were committed together"
 
-    second = _spawn(settings)
-    try:
-        def finished() -> bool:
-            with db.read() as s:
-                return queue.get_job(s, admin.org_id, job_id).status != "PENDING"
-
-        _wait(finished, 120, "the restarted worker to finish")
-    finally:
-        second.send_signal(signal.SIGKILL)
-        second.wait(10)
+    _run_to_the_end(db, settings, admin, job_id, signal.SIGKILL)
     with db.read() as s:
         assert queue.get_job(s, admin.org_id, job_id).status == "DONE"
         assert s.scalar(select(func.count()).select_from(Item)) == n  # nothing lost
