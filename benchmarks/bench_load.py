@@ -101,6 +101,7 @@ from corral.db.bulk import insert_rows
 from corral.db.tables import Folder, Item
 from corral.db.types import utcnow, uuid7_hex
 from corral.settings import Settings
+from tests.services import tcp_sockets
 
 BIN = Path(sys.executable).parent
 PORT = 8799  # --port changes it (other runs on the machine may hold this one)
@@ -315,31 +316,6 @@ def wait_for_api_processes(server: subprocess.Popen[bytes], log: Path, start: in
             return
         time.sleep(0.2)
     print(f"setup: not every API process listens after 120 s ({want} announced)", flush=True)
-
-
-def tcp_sockets(pid: int) -> list[tuple[str, int]]:
-    """Each TCP socket process ``pid`` holds, as (state, local port): its /proc/PID/fd socket
-    inodes looked up in /proc/net/tcp and tcp6 (state "0A" listening, "01" established).  None
-    for a process that is gone."""
-    inodes: set[str] = set()
-    try:
-        fds = list(Path(f"/proc/{pid}/fd").iterdir())
-    except OSError:
-        return []
-    for fd in fds:
-        try:
-            link = os.readlink(fd)
-        except OSError:
-            continue
-        if link.startswith("socket:["):
-            inodes.add(link[8:-1])
-    found: list[tuple[str, int]] = []
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        for line in Path(table).read_text().splitlines()[1:]:
-            fields = line.split()
-            if fields[9] in inodes:
-                found.append((fields[3], int(fields[1].rsplit(":", 1)[1], 16)))
-    return found
 
 
 def listens(pid: int, port: int) -> bool:

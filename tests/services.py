@@ -231,3 +231,28 @@ def gcs_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GcsEmulat
     svc.wait_ready(_answers(url, lambda r: r.status_code == 200))
     yield GcsEmulator(url)
     svc.stop()
+
+
+def tcp_sockets(pid: int) -> list[tuple[str, int]]:
+    """Each TCP socket process ``pid`` holds, as (state, local port): its /proc/PID/fd socket
+    inodes looked up in /proc/net/tcp and tcp6 (state "0A" listening, "01" established); none
+    for a process that is gone.  (The benchmarks read it too.)"""
+    inodes: set[str] = set()
+    try:
+        fds = list(Path(f"/proc/{pid}/fd").iterdir())
+    except OSError:
+        return []
+    for fd in fds:
+        try:
+            link = os.readlink(fd)
+        except OSError:
+            continue
+        if link.startswith("socket:["):
+            inodes.add(link[8:-1])
+    found: list[tuple[str, int]] = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[9] in inodes:
+                found.append((fields[3], int(fields[1].rsplit(":", 1)[1], 16)))
+    return found

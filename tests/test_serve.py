@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from tests.conftest import SKIP_PG, free_port
+from tests.services import tcp_sockets
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -186,20 +187,7 @@ def test_serve_runs_api_processes_beside_niced_job_workers(tmp_path, workers) ->
 
 def _client_connections(pid: int, port: int) -> int:
     """Established connections to ``port`` that process ``pid`` holds (its clients), from /proc."""
-    inodes = set()
-    for fd in Path(f"/proc/{pid}/fd").iterdir():
-        try:
-            link = os.readlink(fd)
-        except OSError:
-            continue
-        if link.startswith("socket:["):
-            inodes.add(link[8:-1])
-    held = 0
-    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
-        fields = line.split()
-        if fields[9] in inodes and fields[3] == "01" and int(fields[1].rsplit(":", 1)[1], 16) == port:
-            held += 1
-    return held
+    return tcp_sockets(pid).count(("01", port))
 
 
 @pytest.mark.slow

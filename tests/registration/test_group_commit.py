@@ -15,7 +15,6 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select, text
 
-from corral.core import folders, integrations
 from corral.core.identity import Principal
 from corral.db.tables import Folder, IndexSeq, Integration, Item, ItemMeta, Job, JobUnit
 from corral.jobs import queue
@@ -23,6 +22,7 @@ from corral.jobs.tasks import UnitFailed, WorkerContext
 from corral.registration import jobs
 from corral.registration.jobs import KIND
 from tests.index.world import save_schema
+from tests.registration.test_durability import strict_folder
 
 SIZE = 20  # entries a batch
 
@@ -32,10 +32,7 @@ def world(db, settings, make_user):  # type: ignore[no-untyped-def]
     user = make_user("alice@x.io")
     admin = Principal(user.user_id, user.org_id, user.email, "admin", "bearer")
     with db.write() as s:
-        integrations.create(s, admin, settings, title="strict", provider="s3",
-                            values={"bucket": "media", "region": "eu-west-1", "access_key_id": "AKIA1",
-                                      "secret_access_key": "s"}, strict_client_only=True)
-        folders.create_path(s, admin, "f")
+        strict_folder(s, admin, settings)
         folder_id = s.scalar(select(Folder.id).where(Folder.org_id == admin.org_id))
         integ_id = s.scalar(select(Integration.id).where(Integration.org_id == admin.org_id))
     save_schema(db, admin, {"keys": {"n": {"type": "number"}, "cam": {"type": "varchar"}}})

@@ -130,11 +130,6 @@ def _expression(dim: int) -> tuple[str, str]:
     return f"(binary_quantize(v)::bit({dim}))", "bit"
 
 
-def _query_type(dim: int) -> str:
-    """What a query vector is cast to for the table's column (``column_type``)."""
-    return column_type(dim)
-
-
 def index_name(key: VectorKey) -> str:
     """The key's HNSW index, named by what it is over (a change of format is a new name)."""
     return f"{table_name(key.id)}_hnsw_{_expression(key.dim)[1]}_m{M}_ef{EF_CONSTRUCTION}"
@@ -224,17 +219,17 @@ class PgvectorStore(TableStore):
     ) -> list[Hit] | None:
         # One statement: the candidates' row ids (at most EXACT_LIMIT + 1, materialised once),
         # their count, the best ``keep`` of those in the index by pgvector's distance over the
-        # key's rows (each found by a primary-key probe: a correlated subquery, as in
-        # filt20's ``_ranked``), and the delta's (newer than the index), all as arrays: no row id goes to
-        # Python and back, and one round trip instead of two.  Only the chosen ones are read as
-        # stored float32 and scored exactly.
+        # key's rows (each found by a primary-key probe: a correlated subquery; as a join,
+        # PostgreSQL would merge the ids with the whole table's primary key), and the delta's (newer
+        # than the index), all as arrays: no row id goes to Python and back.  Only the chosen
+        # ones are read as stored float32 and scored exactly.
         limit = table_module.EXACT_LIMIT
         keep = max(table_module.RERANK, table_module.RERANK_FACTOR * k)
         found = candidates.row_ids(limit)
         cand = select(found.c.id.label("id")).cte("cand").prefix_with("MATERIALIZED")
         rows = sql_table(table_name(key.id), column("id", Integer), column("v")).alias("c")
         literal = "[" + ",".join(repr(float(x)) for x in query) + "]"
-        q = cast(bindparam("q", literal, type_=String), _VectorType(_query_type(key.dim)))
+        q = cast(bindparam("q", literal, type_=String), _VectorType(column_type(key.dim)))
         distance = select(rows.c.v.op(_OPERATOR[metric])(q)).where(rows.c.id == cand.c.id).scalar_subquery()
         best = (select(cand.c.id).where(cand.c.id <= upto)
                 .order_by(distance.asc().nulls_first()).limit(keep).subquery())

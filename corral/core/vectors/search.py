@@ -162,8 +162,7 @@ class SqlCandidates:
         # One statement, the row ids only (the unique index on (key_id, item_id) covers them: no
         # vector is read), at most limit + 1 of them, as one value (a list on PostgreSQL, text
         # on SQLite): 10,000 rows through the result machinery cost more than finding them.
-        row_ids = self._row_ids()
-        found = select(row_ids.c.id).limit(limit + 1).subquery()
+        found = self.row_ids(limit)
         if self.s.get_bind().dialect.name == "postgresql":
             count, listed = self.s.execute(select(func.count(), func.array_agg(found.c.id))).one()
             if count > limit:
