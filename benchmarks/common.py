@@ -4,6 +4,7 @@ environment, a throwaway PostgreSQL database on request, and memory read from /p
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -25,7 +26,9 @@ def server_environment(prefix: str, port: int, postgres: bool,
     ``postgres``, a fresh database (``CORRAL_DATABASE_URL``), dropped afterwards whatever happens.
     With ``keep``, that directory is the work directory, kept for the next run; with ``postgres``
     too, the database named in its ``pg-database`` file is made once, kept and reused (drop it
-    yourself when done)."""
+    yourself when done).  Without ``keep`` the work directory is removed afterwards, except for
+    what a run leaves to be read (``tidy``): a million-file run's database and manifest take
+    gigabytes, and every run used to leave them in /tmp."""
     work = keep.resolve() if keep is not None else Path(tempfile.mkdtemp(prefix=prefix))
     work.mkdir(parents=True, exist_ok=True)
     env = {
@@ -55,11 +58,33 @@ def server_environment(prefix: str, port: int, postgres: bool,
     try:
         yield work, env
     finally:
+        if keep is None:
+            tidy(work)
         if admin is not None:
             if kept is None:
                 with admin.connect() as conn:
                     conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
             admin.dispose()
+
+
+#: Files of a work directory kept after a run: profiles and logs the run's output points to.
+KEPT = ("profile-*", "*.log")
+
+
+def tidy(work: Path) -> None:
+    """Remove a finished run's work directory, or, when it holds profiles or logs (``KEPT``),
+    everything else in it (the database, the configuration, the manifests)."""
+    kept = {path for pattern in KEPT for path in work.glob(pattern)}
+    if not kept:
+        shutil.rmtree(work, ignore_errors=True)
+        return
+    for path in work.iterdir():
+        if path in kept:
+            continue
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
 
 
 def memory_mib(pid: int, field: str) -> float:
