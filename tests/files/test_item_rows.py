@@ -51,7 +51,10 @@ def _old(s: Any, p: Any, folder_id: str, **options: Any) -> bytes:
 
 
 def _new(s: Any, p: Any, folder_id: str, **options: Any) -> bytes:
-    body = item_rows.encode_page(item_rows.read_docs(s, items.listing(s, p, folder_id, **options)))
+    body = item_rows.encode_page(item_rows.read_bodies(s, items.listing(s, p, folder_id, **options)))
+    texts = item_rows.read_docs(s, items.listing(s, p, folder_id, **options))  # the same, as str
+    assert b"".join([b'{"items":[', ",".join(texts.items).encode(), b'],"next_page_token":',
+                     orjson.dumps(texts.next_page_token), b"}"]) == body
     forms, page = item_rows.read(s, items.listing(s, p, folder_id, **options))  # the dicts' path
     assert (
         orjson.dumps({"items": item_rows.native(forms, page.items), "next_page_token": page.next_page_token})
