@@ -362,7 +362,7 @@ def encode_page(page: Page[bytes]) -> bytes:
 
 def encode_lines(texts: Sequence[bytes]) -> bytes:
     """Listing JSON (``read_bodies``) as NDJSON, one ``ItemPublic`` object a line."""
-    return b"\n".join([*texts, b""])
+    return b"\n".join([*texts, b""]) if texts else b"\n"  # each line ends in "\n", one copy
 
 
 def signers(s: Session, settings: Settings, rows: Sequence[dict[str, Any]]) -> dict[str, ScopedStorage]:

@@ -211,3 +211,11 @@ def test_sdk_storage_items_from_rows_are_the_views(client, db, make_user, metada
         new = dto.storage_item_rows(s, [orjson.loads(t) for t in page.items], metadata=metadata)
     assert new == old
     assert orjson.dumps(new) == orjson.dumps(old)
+
+
+def test_lines_are_the_documents_bytes_each_ended() -> None:
+    """The export's chunk: each document's bytes as they are, each line ended by a newline."""
+    docs = [b'{"name":"a\\u0001\xc3\xa4"}', b'{"name":"b"}']
+    assert item_rows.encode_lines(docs) == b'{"name":"a\\u0001\xc3\xa4"}\n{"name":"b"}\n'
+    assert item_rows.encode_lines(docs[:1]) == docs[0] + b"\n"
+    assert item_rows.encode_lines([]) == b"\n"  # as the text version answered (never streamed)
