@@ -20,6 +20,11 @@ as ``bench_datasets`` does.  Then a real `corral serve --no-worker` subprocess, 
   once, parsed by the SDK's own code (``json.loads``, ``Page[StorageItem].from_dict``, the
   ``StorageItem`` wrappers ``list_items`` yields), with no server or socket involved.
 
+``--keep DIR`` builds the folder in DIR once and reuses it on later runs (SQLite, or with
+--postgres the database named in DIR/pg-database: drop it and delete DIR when done).  On
+PostgreSQL the setup vacuums ``items`` after writing the documents (their UPDATE leaves a dead
+version of every row, which registration never does).
+
 ``--rows N`` stops the pages and the SDK listing after N rows (a slow baseline's rates, read on
 part of the same folder; every page costs the same wherever it starts).
 """
