@@ -51,7 +51,10 @@ def _old(s: Any, p: Any, folder_id: str, **options: Any) -> bytes:
 
 
 def _new(s: Any, p: Any, folder_id: str, **options: Any) -> bytes:
-    body = item_rows.encode_page(item_rows.read_docs(s, items.listing(s, p, folder_id, **options)))
+    body = item_rows.encode_page(item_rows.read_bodies(s, items.listing(s, p, folder_id, **options)))
+    texts = item_rows.read_docs(s, items.listing(s, p, folder_id, **options))  # the same, as str
+    assert b"".join([b'{"items":[', ",".join(texts.items).encode(), b'],"next_page_token":',
+                     orjson.dumps(texts.next_page_token), b"}"]) == body
     forms, page = item_rows.read(s, items.listing(s, p, folder_id, **options))  # the dicts' path
     assert (
         orjson.dumps({"items": item_rows.native(forms, page.items), "next_page_token": page.next_page_token})
@@ -208,3 +211,11 @@ def test_sdk_storage_items_from_rows_are_the_views(client, db, make_user, metada
         new = dto.storage_item_rows(s, [orjson.loads(t) for t in page.items], metadata=metadata)
     assert new == old
     assert orjson.dumps(new) == orjson.dumps(old)
+
+
+def test_lines_are_the_documents_bytes_each_ended() -> None:
+    """The export's chunk: each document's bytes as they are, each line ended by a newline."""
+    docs = [b'{"name":"a\\u0001\xc3\xa4"}', b'{"name":"b"}']
+    assert item_rows.encode_lines(docs) == b'{"name":"a\\u0001\xc3\xa4"}\n{"name":"b"}\n'
+    assert item_rows.encode_lines(docs[:1]) == docs[0] + b"\n"
+    assert item_rows.encode_lines([]) == b"\n"  # as the text version answered (never streamed)

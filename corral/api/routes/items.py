@@ -242,7 +242,7 @@ def _read_ahead(
     same plain read as the check."""
 
     def read_page(s: Session, ask: items.Listing) -> tuple[bytes, str | None]:
-        page = item_rows.read_docs(s, ask)
+        page = item_rows.read_bodies(s, ask)
         return item_rows.encode_page(page), page.next_page_token
 
     def read_next(ask: items.Listing, token: str) -> tuple[bytes, str | None]:
