@@ -182,8 +182,8 @@ class Item(Base):
     __table_args__ = (
         # duplicate checks (registration's skip_duplicate_urls) read this index alone
         Index("ix_items_folder_url", "folder_id", "url_hash", "deleted_at", "staged", "job_id"),
-        # keyset pagination of a folder's items in each supported order
-        Index("ix_items_folder_name", "folder_id", "name", "id"),
+        # keyset pagination of a folder's items in each supported order (by name:
+        # ix_items_folder_name_live, below)
         Index("ix_items_folder_created", "folder_id", "created_at", "id"),
         Index("ix_items_folder_size", "folder_id", "file_size", "id"),
         # a folder's visible items (published, not deleted) on the index alone, for counting
