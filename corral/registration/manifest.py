@@ -227,7 +227,9 @@ def _storable(items: Iterator[Entry | EntryError]) -> Iterator[Entry | EntryErro
             yield EntryError(item.seq, item.where, f"{where}: {unstorable.message}",
                              item.urls[0] if item.urls else None)
             continue
-        fields = (item.urls, item.title, item.client_metadata, item.media)
+        # (The metadata holds none now: ``problem`` refuses a NUL in any key or string; so it is
+        # not serialised a second time to look.)
+        fields = (item.urls, item.title, item.media)
         if _may_hold_nul(fields) and _has_nul(fields):
             yield EntryError(
                 item.seq,
