@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import signal
 import statistics
@@ -144,8 +143,9 @@ def page_server_time(settings: Settings) -> None:
                 body = item_rows.encode_page(page)
                 nxt = page.next_page_token
             elif item_rows is not None and hasattr(item_rows, "read_docs"):  # stored documents
-                texts = item_rows.read_docs(s, ask)
-                body = item_rows.encode_page(texts)
+                as_text: Any = item_rows  # (its encode_page took the texts)
+                texts = as_text.read_docs(s, ask)
+                body = as_text.encode_page(texts)
                 nxt = texts.next_page_token
             elif item_rows is not None:  # the route's path before them
                 before: Any = item_rows
@@ -324,7 +324,7 @@ def main() -> None:
         "directory (PYTHONPATH), first: baseline and new side by side on the same data",
     )
     parser.add_argument("--port", type=int, default=PORT)
-    parser.add_argument("--reuse", help="the work directory of an earlier SQLite run, with its items")
+    parser.add_argument("--reuse", help="the kept work directory of an earlier run, its items there")
     parser.add_argument(
         "--keep",
         help="a work directory kept between runs (SQLite or --postgres): the items are inserted on the "
@@ -332,19 +332,9 @@ def main() -> None:
     )
     args = parser.parse_args()
     bench_datasets.PORT = args.port
-    if args.reuse:
-        work = Path(args.reuse)
-        env = {
-            **os.environ,
-            "CORRAL_DATA_DIR": str(work / "data"),
-            "CORRAL_SECRET_KEY": "b" * 40,
-            "CORRAL_PORT": str(args.port),
-            "CORRAL_LOG_LEVEL": "warning",
-            "CORRAL_CONFIG_DIR": str(work / "cfg"),
-        }
-        run_all(args, work, env)
-        return
-    keep = Path(args.keep) if args.keep else None
+    # --reuse: an earlier run's directory, its items there (a kept one, or made by hand); the
+    # same set-up as --keep's, which leaves it in place
+    keep = Path(args.reuse or args.keep) if args.reuse or args.keep else None
     with server_environment("corral-bench-listing-", args.port, args.postgres, keep) as (work, env):
         run_all(args, work, env)
 

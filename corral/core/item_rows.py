@@ -269,18 +269,7 @@ def read_docs(s: Session, ask: Listing) -> Page[str]:
         texts: list[str] = [r[0] for r in conn.execute(q).all()]
         return _complete(conn, forms, texts) if forms.postgres else texts
 
-    return pagination.fetch_rows(
-        run,
-        select(forms.doc).select_from(Item).where(*ask.where),
-        ask.key,
-        Item.id,
-        _doc_key(ask.order),
-        order=ask.order,
-        direction=ask.direction,
-        page_size=ask.page_size,
-        cursor=ask.cursor,
-        nullable=ask.nullable,
-    )
+    return _page_of(ask, forms.doc, run)
 
 
 def read_bodies(s: Session, ask: Listing) -> Page[bytes]:
@@ -293,9 +282,14 @@ def read_bodies(s: Session, ask: Listing) -> Page[bytes]:
         page = read_docs(s, ask)
         return Page([text.encode() for text in page.items], page.next_page_token)
     conn = s.connection()
+    return _page_of(ask, forms.doc_bytes, lambda q: [r[0] for r in conn.execute(q).all()])
+
+
+def _page_of(ask: Listing, column: Any, run: Callable[[Any], list[Any]]) -> Page[Any]:
+    """A keyset page of ``ask`` reading the one ``column`` a row (``run`` executes the query)."""
     return pagination.fetch_rows(
-        lambda q: [r[0] for r in conn.execute(q).all()],
-        select(forms.doc_bytes).select_from(Item).where(*ask.where),
+        run,
+        select(column).select_from(Item).where(*ask.where),
         ask.key,
         Item.id,
         _doc_key(ask.order),
