@@ -571,3 +571,22 @@ def test_a_duplicate_entry_is_checked_as_a_new_one_would_be(api, world, db) -> N
                 assert status["error"].startswith("2 file(s) cannot be registered: images[1]: ")
     with db.read() as s:
         assert s.scalar(select(func.count()).select_from(Item)) == 6
+
+
+def test_a_manifest_stored_in_many_chunks_is_read_back_whole(api, world, db, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """``job_blobs`` holds the manifest in chunks, read back in order one at a time (on PostgreSQL
+    by a binary server-side cursor)."""
+    from corral.registration import jobs
+
+    monkeypatch.setattr(jobs, "BLOB_CHUNK", 97)  # chunk boundaries inside keys, strings, escapes
+    alice, bucket = world
+    entries = [{"objectUrl": f"s3://{bucket}/chunks/{i}.png", "title": f"caf\u00e9 \"{i}\"",
+                "imageMetadata": {"width": 10, "height": 20}} for i in range(12)]
+    body = json.dumps({"skip_duplicate_urls": True, "images": entries}, ensure_ascii=False).encode()
+    assert len(body) > 10 * 97
+    r = api.post("/api/v1/imports", params={"folder": "data/cats", "integration": "s3-strict"}, content=body,
+                 headers=alice.bearer)
+    status = wait(api, alice, r.json()["job_id"])
+    assert (status["status"], status["registered"]) == ("DONE", 12)
+    with db.read() as s:
+        assert sorted(s.scalars(select(Item.name))) == sorted(f"caf\u00e9 \"{i}\"" for i in range(12))
