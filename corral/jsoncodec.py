@@ -133,6 +133,13 @@ def _scalar_problem(v: Any, limits: Limits) -> str | None:
     return f"a {t.__name__} is not a JSON value"
 
 
+#: The deepest nesting orjson writes (levels of objects and arrays; deeper raises its
+#: ``JSONEncodeError``, a ``TypeError``): a limit at least this deep holds for whatever it wrote.
+#: (``STORED``: a job unit's payload of 5,000 manifest entries is then screened by one
+#: serialisation, not walked value by value.)
+ORJSON_MAX_DEPTH = 254
+
+
 def _surely_fine(value: Any, limits: Limits) -> bool:
     """A fast screen for the common case (a small object of plain values), on orjson's output:
     True only if every rule certainly holds.  Each test is conservative (a brace inside a
@@ -163,6 +170,8 @@ def _surely_fine(value: Any, limits: Limits) -> bool:
             return False
     if not flat and max_keys is not None and size > max_keys:
         return False
+    if limits.max_depth >= ORJSON_MAX_DEPTH:
+        return True  # orjson wrote it, so it is nested no deeper than the limit
     return size <= limits.max_depth or objects + out.count(b"[") <= limits.max_depth
 
 

@@ -45,10 +45,40 @@ def test_whatever_parse_accepts_can_be_stored(value: Any) -> None:
 
 
 @settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.data_too_large])
-@given(ANY, st.sampled_from([jsoncodec.METADATA, jsoncodec.REQUEST]))
+@given(ANY, st.sampled_from([jsoncodec.METADATA, jsoncodec.REQUEST, jsoncodec.STORED]))
 def test_the_fast_screen_never_passes_what_the_walk_refuses(value: Any, limits: jsoncodec.Limits) -> None:
     if jsoncodec._surely_fine(value, limits):
         assert jsoncodec._walk(value, limits) is None
+
+
+def _nested(levels: int, as_object: bool) -> Any:
+    value: Any = 1
+    for _ in range(levels):
+        value = {"k": value} if as_object else [value]
+    return {"payload": value}
+
+
+@pytest.mark.parametrize("as_object", [False, True])
+def test_stored_depth_is_screened_by_orjson_own_limit(as_object: bool) -> None:
+    """``STORED`` is screened by one serialisation, its depth proven by orjson having written
+    the value: so orjson's nesting limit must be the walk's (an upgrade that moves it fails here)."""
+    deepest = jsoncodec.ORJSON_MAX_DEPTH - 1  # levels inside the top-level object
+    assert jsoncodec.STORED.max_depth >= jsoncodec.ORJSON_MAX_DEPTH
+    for levels in (deepest - 1, deepest, deepest + 1, deepest + 2):
+        value = _nested(levels, as_object)
+        walked = jsoncodec._walk(value, jsoncodec.STORED)
+        assert jsoncodec.problem(value, jsoncodec.STORED) == walked
+        assert (walked is None) == (levels <= deepest)
+        assert jsoncodec._surely_fine(value, jsoncodec.STORED) == (levels <= deepest)
+    # a unit's payload of many entries: every value in it is still checked
+    entries = [{"urls": [f"s3://b/{i}.jpg"], "client_metadata": {"n": i, "t": "x"}} for i in range(3000)]
+    assert jsoncodec._surely_fine({"entries": entries}, jsoncodec.STORED)
+    for bad, words in (("a\x00b", "NUL"), (2**63, "64-bit"), (float("nan"), "NaN"), ("\ud800", "surrogate")):
+        entries[1234]["client_metadata"]["t"] = bad
+        found = jsoncodec.problem({"entries": entries}, jsoncodec.STORED)
+        assert found is not None and words in found.message
+        assert found.path == ".entries[1234].client_metadata.t"
+    entries[1234]["client_metadata"]["t"] = "x"
 
 
 @pytest.mark.parametrize("key", ["k" * 257, "k" * 100 + '"' + "k" * 200, "é" * 257, "\n" * 257])

@@ -59,14 +59,15 @@ class Prepared:
     media: dict[str, Any]
     client_metadata: dict[str, Any]
     parts: list[dict[str, Any]] = field(default_factory=list)  # frames / slices: url, title, media
+    url_hash: str = field(init=False, repr=False, compare=False)
 
     @property
     def url(self) -> str | None:
         return self.urls[0] if len(self.urls) == 1 and not self.parts else None
 
-    @property
-    def url_hash(self) -> str:
-        return url_key(self.urls)
+    def __post_init__(self) -> None:
+        # the duplicate key, read several times a batch (each look-up, the commit, the row)
+        self.url_hash = url_key(self.urls)
 
 
 def url_key(urls: list[str] | tuple[str, ...]) -> str:
@@ -121,8 +122,11 @@ def strict_problem(entry: Any, storage: ScopedStorage) -> str | None:
     )
 
 
-def prepare_entry(entry: Any, storage: ScopedStorage, validator: Validator) -> list[Prepared] | FileError:
-    """Everything about one manifest entry that can be checked before writing."""
+def prepare_entry(entry: Any, storage: ScopedStorage, validator: Validator, *,
+                  from_manifest: bool = False) -> list[Prepared] | FileError:
+    """Everything about one manifest entry that can be checked before writing.  ``from_manifest``:
+    ``entry`` came from ``manifest.iter_entries``, which refused it already unless its metadata
+    is storable, so the validator need not look again."""
     first: str = entry.urls[0] if entry.urls else ""
 
     def fail(message: str, url: str | None = first) -> FileError:
@@ -134,7 +138,7 @@ def prepare_entry(entry: Any, storage: ScopedStorage, validator: Validator) -> l
             canonical.append(storage.resolve(url).url)  # stored, and compared for duplicates, canonically
         except errors.OutOfScope as exc:
             return fail(exc.message, url)
-    metadata, problems = validator.validate(entry.client_metadata)
+    metadata, problems = validator.validate(entry.client_metadata, storable=from_manifest)
     if problems:
         return fail(describe(problems))
     data_type: str = entry.data_type

@@ -530,3 +530,63 @@ def test_an_import_opens_its_integration_once_and_sees_a_changed_one(  # type: i
         failed = s.scalars(select(JobUnit.error).where(JobUnit.job_id == second.id, JobUnit.status == "error"))
         assert [e for e in failed if e and "outside integration 'm'" in e], "the batches used the old bucket"
         assert s.scalar(select(func.count()).select_from(Item).where(published())) == 6  # the first import's
+
+
+def test_a_duplicate_entry_is_checked_as_a_new_one_would_be(api, world, db) -> None:  # type: ignore[no-untyped-def]
+    """Issue 21's second import: an entry whose URL is in the folder already is still checked in
+    full (schema, strict requirements, scope) before it is skipped; a bad one is reported as it
+    would be were it new, and an all-or-nothing job fails on it, keeping nothing."""
+    alice, bucket = world
+    api.put("/api/v1/metadata-schema", json={"keys": {"score": {"type": "number"}}}, headers=alice.bearer)
+    sized = {"width": 10, "height": 20}
+    entries: list[dict[str, Any]] = [
+        {"objectUrl": f"s3://{bucket}/dup/{i}.png", "clientMetadata": {"score": i}, "imageMetadata": sized}
+        for i in range(5)
+    ]
+    first = json.dumps({"skip_duplicate_urls": True, "images": entries})
+    r = api.post("/api/v1/imports", params={"folder": "data/cats", "integration": "s3-strict"}, content=first,
+                 headers=alice.bearer)
+    assert wait(api, alice, r.json()["job_id"])["registered"] == 5
+    again: list[dict[str, Any]] = [dict(e) for e in entries]
+    again[1]["clientMetadata"] = {"score": "high"}  # a duplicate whose metadata breaks the schema
+    again[3] = {"objectUrl": f"s3://{bucket}/dup/3.png"}  # a duplicate without its sizes
+    again.append({"objectUrl": f"s3://{bucket}/dup/new.png", "imageMetadata": sized})
+    body = json.dumps({"skip_duplicate_urls": True, "images": again})
+    for ignore_errors in (True, False):
+        r = api.post("/api/v1/imports", params={"folder": "data/cats", "integration": "s3-strict",
+                                                "ignore_errors": str(ignore_errors).lower()},
+                     content=body, headers=alice.bearer)
+        status = wait(api, alice, r.json()["job_id"])
+        assert [(e["where"], e["url"]) for e in status["errors"]] == [
+            ("images[1]", f"s3://{bucket}/dup/1.png"), ("images[3]", f"s3://{bucket}/dup/3.png")]
+        assert "'score' = 'high' is not a number" in status["errors"][0]["error"]
+        assert "strict client-only" in status["errors"][1]["error"]
+        assert "width, height" in status["errors"][1]["error"]
+        if ignore_errors:
+            assert (status["status"], status["registered"], status["skipped"], status["failed"]) == (
+                "DONE", 1, 3, 2)
+        else:
+            assert status["status"] == "ERROR" and status["failed"] == 2 and status["registered"] == 0
+            if db.is_sqlite:  # (on PostgreSQL the batch went to a worker: "1 of 2 units failed")
+                assert status["error"].startswith("2 file(s) cannot be registered: images[1]: ")
+    with db.read() as s:
+        assert s.scalar(select(func.count()).select_from(Item)) == 6
+
+
+def test_a_manifest_stored_in_many_chunks_is_read_back_whole(api, world, db, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """``job_blobs`` holds the manifest in chunks, read back in order one at a time (on PostgreSQL
+    by a binary server-side cursor)."""
+    from corral.registration import jobs
+
+    monkeypatch.setattr(jobs, "BLOB_CHUNK", 97)  # chunk boundaries inside keys, strings, escapes
+    alice, bucket = world
+    entries = [{"objectUrl": f"s3://{bucket}/chunks/{i}.png", "title": f"caf\u00e9 \"{i}\"",
+                "imageMetadata": {"width": 10, "height": 20}} for i in range(12)]
+    body = json.dumps({"skip_duplicate_urls": True, "images": entries}, ensure_ascii=False).encode()
+    assert len(body) > 10 * 97
+    r = api.post("/api/v1/imports", params={"folder": "data/cats", "integration": "s3-strict"}, content=body,
+                 headers=alice.bearer)
+    status = wait(api, alice, r.json()["job_id"])
+    assert (status["status"], status["registered"]) == ("DONE", 12)
+    with db.read() as s:
+        assert sorted(s.scalars(select(Item.name))) == sorted(f"caf\u00e9 \"{i}\"" for i in range(12))

@@ -327,14 +327,18 @@ class Validator:
                 break
         return unstorable
 
-    def validate(self, meta: Any) -> tuple[dict[str, Any], list[Problem]]:
-        """(normalised metadata, problems).  Store the first only when the second is empty."""
+    def validate(self, meta: Any, *, storable: bool = False) -> tuple[dict[str, Any], list[Problem]]:
+        """(normalised metadata, problems).  Store the first only when the second is empty.
+
+        ``storable``: the caller has already refused ``meta`` unless ``jsoncodec.problem(meta,
+        jsoncodec.METADATA)`` found nothing (a manifest entry: ``corral.registration.manifest``),
+        so that screen, a serialisation of the whole value, is not run a second time."""
         if type(meta) is not dict:
             if meta is None:
                 meta = {}
             else:
                 return {}, [Problem(None, meta, "a JSON object")]
-        unstorable = _storable(meta)
+        unstorable = None if storable else _storable(meta)
         if unstorable is not None:
             return {}, [self._explain(meta, unstorable)]
         checks = self._checks
