@@ -20,7 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from corral import errors
 from corral.core import deletion, integrations, item_parents
 from corral.db import Database, create_database, migrate
-from corral.db.tables import Folder, Integration, Item, ItemPart, Job, Organisation, User
+from corral.db.tables import Folder, Integration, Item, ItemPart, Job, JobUnit, Organisation, User
 from corral.settings import Settings
 from tests.conftest import PG_ADMIN_URL, SKIP_PG
 from tests.files.conftest import principal
@@ -306,3 +306,21 @@ def test_0025b_up_and_down_with_items(fresh: Database) -> None:
     with db.engine.begin() as conn:
         conn.execute(text("DELETE FROM organisations WHERE id = :id"), {"id": v(org)})
     assert count() == 0
+
+
+def test_a_registration_into_a_folder_deleted_meanwhile_adds_nothing(db: Database, settings: Any,
+                                                                     make_user: Any) -> None:
+    """The folder goes (directly: the API refuses while the job is pending) after the job was
+    planned and before its batch commits: the batch's attempt fails (and is retried later, as
+    the foreign key's error was), and no item points at the folder."""
+    from tests.registration.test_skip_race import _entry, _job, _run, world
+
+    made = world.__wrapped__(db, settings, make_user)  # type: ignore[attr-defined]
+    job_id = _job(db, made, [[_entry(i) for i in range(3)]])
+    with db.write() as s:
+        s.execute(delete(Folder).where(Folder.id == made[1]))
+    _run(db, settings, job_id, 0)
+    with db.read() as s:
+        assert s.scalar(select(Item.id).where(Item.folder_id == made[1])) is None
+        error = s.scalar(select(JobUnit.error).where(JobUnit.job_id == job_id, JobUnit.seq == 1))
+    assert error == f"Conflict: cannot add items: the folder {made[1]} they belong to no longer exists"
