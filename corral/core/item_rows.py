@@ -30,7 +30,18 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, LargeBinary, Row, String, Text, cast, func, literal_column, select, type_coerce
+from sqlalchemy import (
+    Connection,
+    LargeBinary,
+    Row,
+    String,
+    Text,
+    cast,
+    func,
+    literal_column,
+    select,
+    type_coerce,
+)
 from sqlalchemy.orm import Session
 
 from corral import jsoncodec

@@ -18,7 +18,7 @@ from sqlalchemy import ColumnElement, Select, bindparam, exists, func, select, u
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from corral import errors
-from corral.core import deletion, folders, integrations, pagination, permissions, text_rules
+from corral.core import deletion, folders, integrations, item_parents, pagination, permissions, text_rules
 from corral.core.identity import Principal
 from corral.core.metadata import service as metadata_service
 from corral.core.pagination import Direction, Page
@@ -496,6 +496,10 @@ def move(
             assert held_in is not None
             _require(s, principal, held_in, "editor", item.id)
             checked.add(item.folder_id)
+    # items has no foreign keys (migration 0025b): the target is held as registration holds its
+    # folder, so a delete of it racing this move waits, then fails on the moved items
+    item_parents.hold(s, org_id=principal.org_id, folder_id=target.id, integration_id=None, job_id=None,
+                      created_by=None)
     for i in range(0, len(ids), 500):
         s.execute(
             update(Item)

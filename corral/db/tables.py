@@ -198,12 +198,17 @@ class Item(Base):
               postgresql_where=text("doc IS NULL")),
     )
     id: Mapped[uuid.UUID] = _id()
-    org_id: Mapped[uuid.UUID] = _org()
+    # The five references below (org_id, folder_id, integration_id, job_id, created_by) are not
+    # foreign keys: a foreign key checked every inserted row against its parent (on PostgreSQL a
+    # trigger and a locking read per row and constraint).  Whatever inserts items checks and
+    # locks the parents once, in its transaction (corral.core.item_parents.hold), and triggers do
+    # what the constraints did when a parent is deleted (migration 0025b): the organisation's
+    # items are deleted with it, a folder or an integration holding items cannot be deleted (the
+    # same error), and a deleted job or user leaves job_id / created_by NULL.
+    org_id: Mapped[uuid.UUID] = mapped_column(Uuid, index=True)
     # no index of its own: each of the composite indexes above starts with it
-    folder_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("folders.id", ondelete="RESTRICT"))
-    integration_id: Mapped[uuid.UUID | None] = mapped_column(
-        ForeignKey("integrations.id", ondelete="RESTRICT"), nullable=True, index=True
-    )
+    folder_id: Mapped[uuid.UUID] = mapped_column(Uuid)
+    integration_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, nullable=True, index=True)
     item_type: Mapped[str] = mapped_column(String(32))
     name: Mapped[str] = mapped_column(String(300))
     description: Mapped[str] = mapped_column(Text, default="", server_default="")
@@ -220,10 +225,8 @@ class Item(Base):
     # Registered by a job that must succeed as a whole: invisible until the job is DONE, and
     # deleted if it fails (so nothing half-registered stays behind).
     staged: Mapped[bool] = mapped_column(Boolean, default=False, server_default=sa_false())
-    job_id: Mapped[uuid.UUID | None] = mapped_column(
-        ForeignKey("jobs.id", ondelete="SET NULL"), nullable=True, index=True
-    )
-    created_by: Mapped[uuid.UUID | None] = _creator()
+    job_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, nullable=True, index=True)
+    created_by: Mapped[uuid.UUID | None] = mapped_column(Uuid, nullable=True)
     created_at: Mapped[datetime] = _created()
     updated_at: Mapped[datetime] = _updated()
     deleted_at: Mapped[datetime | None] = mapped_column(nullable=True)

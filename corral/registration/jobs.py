@@ -32,7 +32,7 @@ from sqlalchemy.engine import Dialect, Row
 from sqlalchemy.orm import Session, aliased
 
 from corral import errors
-from corral.core import datasets, integrations, item_docs, thumbnails
+from corral.core import datasets, integrations, item_docs, item_parents, thumbnails
 from corral.core.index import changes as index_changes
 from corral.core.index import projection
 from corral.core.index.keys import Key
@@ -519,6 +519,8 @@ def _commit_batch(s: Session, unit: ClaimedUnit, ready: _Ready,
         by_key, text_rows = meta
         meta = ([(key, column, [r for r in pairs if r[0] in kept]) for key, column, pairs in by_key],
                 [r for r in text_rows if r[0] in kept])
+    if needed:  # the rows the items point at, checked and held once (items has no foreign keys)
+        item_parents.hold(s, org_id=unit.org_id, folder_id=folder_id, **_parents(unit))
     _insert(s, unit, folder_id, ready, prepared)
     _insert(s, unit, folder_id, ready, contested, staged=True)
     if values is None:
@@ -652,6 +654,11 @@ def _job_columns(unit: ClaimedUnit) -> dict[str, Any]:
         "job_id": unit.job_id,
         "created_by": uuid.UUID(params["created_by"]) if params.get("created_by") else None,
     }
+
+
+def _parents(unit: ClaimedUnit) -> dict[str, uuid.UUID | None]:
+    columns = _job_columns(unit)
+    return {name: columns[name] for name in ("integration_id", "job_id", "created_by")}
 
 
 def _insert(

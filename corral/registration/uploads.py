@@ -26,7 +26,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from corral import errors
-from corral.core import folders, integrations, items, secrets
+from corral.core import folders, integrations, item_parents, items, secrets
 from corral.core.identity import Principal
 from corral.core.items import ItemView
 from corral.core.metadata import service as metadata_service
@@ -258,6 +258,8 @@ def _insert(
     )
     if done is not None:
         raise errors.AlreadyExists(f"upload {upload_id} is already registered, as item {done}")
+    item_parents.hold(s, org_id=principal.org_id, folder_id=folder_id, integration_id=integration_id,
+                      job_id=None, created_by=principal.user_id)
     item = Item(
         org_id=principal.org_id,
         folder_id=folder_id,
