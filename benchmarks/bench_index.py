@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import shutil
 import socket
 import statistics
 import tempfile
@@ -362,6 +363,8 @@ def main() -> None:
                 conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         if admin is not None:
             admin.dispose()
+        if not (args.keep and not args.postgres):  # a temporary data directory: 2 GB at a million
+            shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":
