@@ -38,6 +38,8 @@ _PLAIN = "corral_plain"
 #: A statement's execution option (PostgreSQL with psycopg): run it with ``pgcursor.Cursor``'s
 #: ``execute_column``, its rows read in chunks of this many as the server sends them.
 COLUMN_CHUNKS = "corral_column_chunks"
+#: With ``COLUMN_CHUNKS``: a ``text`` column read as its UTF-8 bytes (``execute_column``'s ``raw_text``).
+COLUMN_BYTES = "corral_column_bytes"
 #: Set on connections whose session runs with ``enable_sort = off`` (``Database.read_index_order``).
 SORT_OFF = "corral_sort_off"
 #: What ``Database.read_plain`` runs: SELECTs that need no transaction around them.
@@ -200,10 +202,11 @@ def _configure_postgres(engine: Engine) -> None:
 
         @event.listens_for(engine, "do_execute")
         def _in_chunks(cursor: Any, statement: str, parameters: Any, context: Any) -> bool:
-            size = context.execution_options.get(COLUMN_CHUNKS)
-            if not size:
+            options = context.execution_options
+            size = options.get(COLUMN_CHUNKS)
+            if size is None:
                 return False  # the dialect's own execute
-            cursor.execute_column(statement, parameters, size)
+            cursor.execute_column(statement, parameters, size, options.get(COLUMN_BYTES, False))
             return True
 
     @event.listens_for(engine, "before_cursor_execute")

@@ -22,6 +22,7 @@ from typing import Any, cast, overload
 import psycopg
 from psycopg import Column
 from psycopg.pq.abc import PGresult
+from psycopg.types.string import ByteaBinaryLoader
 
 
 class _Result:
@@ -85,15 +86,20 @@ class Cursor(psycopg.Cursor[Any]):
     #: The first column of the rows of the last ``execute_column``.
     column: list[Any] | None = None
 
-    def execute_column(self, query: Any, params: Any, size: int) -> None:
+    def execute_column(self, query: Any, params: Any, size: int, raw_text: bool = False) -> None:
         """Run ``query`` and keep the first column of its rows in ``column``, the rows received
-        ``size`` at a time while the server still sends the rest (or all at once where this
-        libpq cannot).  ``description`` is then the result's, as after ``execute``."""
-        if not CHUNKED_ROWS:
-            self.execute(query, params)
+        ``size`` at a time while the server still sends the rest (all at once for a ``size``
+        under 2, or where this libpq cannot).  With ``raw_text`` the result comes in binary
+        format and a ``text`` column is its UTF-8 bytes as sent (psycopg's ``bytea`` loader, in
+        C): no str made of each row to be encoded again.  ``description`` is then the
+        result's, as after ``execute``."""
+        if raw_text:
+            self.adapters.register_loader("text", ByteaBinaryLoader)  # this cursor's only
+        if size < 2 or not CHUNKED_ROWS:
+            self.execute(query, params, binary=raw_text)
             self.column = [row[0] for row in self.fetchall()]
             return
-        self.column = [row[0] for row in self.stream(query, params, size=size)]
+        self.column = [row[0] for row in self.stream(query, params, size=size, binary=raw_text)]
 
     @property
     def description(self) -> Description | list[Column] | None:  # type: ignore[override]
