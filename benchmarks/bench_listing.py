@@ -269,7 +269,9 @@ def export(http: httpx.Client, pid: int, n: int, settings: Settings) -> None:
     elapsed = time.perf_counter() - start
     print(
         f"export: {lines:,} rows ({size / 1e6:,.0f} MB) in {elapsed:.1f} s = {lines / elapsed:,.0f} rows/s; "
-        f"server peak {memory_mib(pid, 'VmHWM'):,.0f} MiB; {_cpu_used(cpu0, pid, settings, lines)}",
+        f"server peak {memory_mib(pid, 'VmHWM'):,.0f} MiB (its largest process "
+        f"{max(memory_mib(p, 'VmHWM') for p in descendants(pid)):,.0f}); "
+        f"{_cpu_used(cpu0, pid, settings, lines)}",
         flush=True,
     )
     assert lines == n, (lines, n)

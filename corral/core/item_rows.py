@@ -53,10 +53,13 @@ from corral.db.tables import Integration, Item
 from corral.settings import Settings
 from corral.storage.scope import ScopedStorage
 
-#: Rows one chunk of the NDJSON export reads, in a read transaction of its own: about 12 MB of
-#: listing JSON (two chunks at most wait to be sent, ``stream_ahead``).  Chunks of 5,000 spent a
-#: sixth of the export on each chunk's transaction, authorisation and statement (docs/performance.md).
-STREAM_CHUNK = 20_000
+#: Rows one chunk of the NDJSON export reads, in a read transaction of its own.
+STREAM_CHUNK = 5_000
+#: The same on PostgreSQL: about 12 MB of listing JSON (``stream_ahead`` keeps two chunks at
+#: most waiting to be sent).  A chunk's transaction and authorisation are round trips there, and
+#: at 5,000 rows they were about a sixth of the export's time (docs/performance.md, "Reading rows
+#: while PostgreSQL sends them"); on SQLite larger chunks measured no faster.
+STREAM_CHUNK_POSTGRES = 20_000
 #: On PostgreSQL, the rows of a page received at a time while the server sends the rest.
 COLUMN_CHUNK = 500
 
@@ -435,7 +438,7 @@ def stream(
     time, each chunk read in a short read transaction of its own (and authorised again), so memory
     stays bounded and no transaction stays open across the export.  ``open_listing(s, token)``
     checks the request and gives the listing from ``token`` on (read ``chunk`` rows at a time)."""
-    chunk = chunk or STREAM_CHUNK
+    chunk = chunk or (STREAM_CHUNK if db.is_sqlite else STREAM_CHUNK_POSTGRES)
     token: str | None = None
     while True:
         with db.read() as s:

@@ -135,6 +135,7 @@ def test_export_streams_in_chunks_and_refuses_early(client, db, make_user, monke
     f = folder(client, user, "chunks")
     add_items(db, user, f["id"], _specs())
     monkeypatch.setattr(item_rows, "STREAM_CHUNK", 4)
+    monkeypatch.setattr(item_rows, "STREAM_CHUNK_POSTGRES", 4)
     r = client.get("/api/v1/items.ndjson", params={"folder": f["id"], "type": "video"}, headers=user.bearer)
     assert r.status_code == 200
     lines = [orjson.loads(line) for line in r.content.splitlines()]
@@ -252,6 +253,7 @@ def test_export_is_the_views_with_and_without_documents(client, db, make_user, m
         assert len(views) == len(ids) and b"\\u2028" not in expected and "\u2028".encode() in expected
         for chunk, received in ((4, 2), (5, 500), (1000, 3)):
             monkeypatch.setattr(item_rows, "STREAM_CHUNK", chunk)
+            monkeypatch.setattr(item_rows, "STREAM_CHUNK_POSTGRES", chunk)
             monkeypatch.setattr(item_rows, "COLUMN_CHUNK", received)
             r = client.get("/api/v1/items.ndjson", params={"folder": f["id"], "order": order},
                            headers=user.bearer)
