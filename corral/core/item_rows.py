@@ -308,12 +308,16 @@ def _column(conn: Connection, q: Any, as_bytes: bool = False) -> list[Any]:
     The statement still goes through SQLAlchemy (its compiled cache, its parameters); the one
     column needs no result processing on either database (text, or SQLite's blob).  On
     PostgreSQL the rows are received ``COLUMN_CHUNK`` at a time while the server still sends the
-    rest, and with ``as_bytes`` the text comes as its UTF-8 bytes (``pgcursor.Cursor.execute_column``);
-    on SQLite the options do nothing (``read_bodies`` casts the column there)."""
+    rest, and with ``as_bytes`` the text comes as its UTF-8 bytes (``pgcursor.Cursor.execute_column``;
+    through psycopg2 each text is encoded).  SQLite's callers read its own bytes (``read_bodies``)."""
     result = conn.execute(q.execution_options(**{COLUMN_CHUNKS: COLUMN_CHUNK, COLUMN_BYTES: as_bytes}))
     try:
-        column = getattr(result.context.cursor, "column", None)  # (result.cursor: None for no rows)
-        return [r[0] for r in result.cursor.fetchall()] if column is None else column
+        # the driver's cursor as executed (``result.cursor`` is None once a result of no rows closed)
+        column: list[Any] | None = getattr(result.context.cursor, "column", None)
+        if column is not None:
+            return column
+        values = [r[0] for r in result.cursor.fetchall()]  # SQLite, or PostgreSQL through psycopg2
+        return [v.encode() for v in values] if as_bytes else values
     finally:
         result.close()
 

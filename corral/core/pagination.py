@@ -16,7 +16,7 @@ import base64
 import binascii
 import json
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Generic, Literal, TypeVar
@@ -165,33 +165,14 @@ def keyset(
     nullable: bool = False,
 ) -> list[R]:
     """Up to ``page_size + 1`` rows of ``query`` after ``cursor`` (one more tells there are more)."""
-    rows: list[R] = []
-    for q in segments(query, key, ident, direction=direction, cursor=cursor, nullable=nullable):
-        rows += read(q.limit(page_size + 1 - len(rows)))
-        if len(rows) > page_size:
-            break
-    return rows
-
-
-def segments(
-    query: Select[Any],
-    key: InstrumentedAttribute[Any],
-    ident: InstrumentedAttribute[uuid.UUID],
-    *,
-    direction: Direction,
-    cursor: Cursor | None,
-    nullable: bool = False,
-) -> Iterator[Select[Any]]:
-    """The ordered statements (without their ``LIMIT``) whose rows, one after the other, are
-    ``query``'s after ``cursor``: one, or two for a nullable key (its values, then its NULLs by
-    id, when ascending).  ``keyset`` reads them until it has its page."""
     desc = direction == "desc"
-    parts: list[Literal["value", "null"]] = ["value", "null"] if nullable else ["value"]
+    segments: list[Literal["value", "null"]] = ["value", "null"] if nullable else ["value"]
     if desc:
-        parts.reverse()
+        segments.reverse()
     if cursor is not None:  # skip the segments before the cursor's
-        parts = parts[parts.index("null" if cursor.value is None else "value") :]
-    for segment in parts:
+        segments = segments[segments.index("null" if cursor.value is None else "value") :]
+    rows: list[R] = []
+    for segment in segments:
         q = query
         if segment == "null":
             q = q.where(key.is_(None))
@@ -210,8 +191,11 @@ def segments(
                 # sorts them; on the key alone it uses the column's statistics and walks the index.
                 q = q.where(key <= cursor.value if desc else key >= cursor.value)
             q = q.order_by(*((key.desc(), ident.desc()) if desc else (key.asc(), ident.asc())))
-        yield q
+        rows += read(q.limit(page_size + 1 - len(rows)))
         cursor = None  # later segments start at their beginning
+        if len(rows) > page_size:
+            break
+    return rows
 
 
 def _page(
