@@ -50,6 +50,7 @@ from sqlalchemy import func, select, text
 
 from benchmarks import bench_datasets
 from benchmarks.bench_datasets import BIN, setup
+from benchmarks.bench_load import cpu_seconds, descendants
 from benchmarks.common import memory_mib, server_environment
 from corral.core import identity, items, pagination
 from corral.core.identity import Principal
@@ -225,8 +226,38 @@ def pages(http: httpx.Client, pid: int, limit: int) -> None:
     )
 
 
-def export(http: httpx.Client, pid: int, n: int) -> None:
+def _backends(settings: Settings) -> list[int]:
+    """The PostgreSQL backends serving the database (the server's pooled connections), none on SQLite."""
+    if not settings.database_url:
+        return []
+    db = create_database(settings)
+    try:
+        with db.engine.connect() as conn:
+            return list(conn.execute(text(
+                "SELECT pid FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )).scalars())
+    finally:
+        db.dispose()
+
+
+def _cpu(pid: int, settings: Settings) -> dict[int, float]:
+    """CPU seconds so far of the server's processes and of the database's backends, by pid."""
+    return {p: cpu_seconds([p]) for p in [*descendants(pid), *_backends(settings)]}
+
+
+def _cpu_used(before: dict[int, float], pid: int, settings: Settings, n: int) -> str:
+    after = _cpu(pid, settings)
+    server = set(descendants(pid))
+    used = {p: t - before.get(p, 0.0) for p, t in after.items()}
+    ours = sum(t for p, t in used.items() if p in server)
+    pg = sum(t for p, t in used.items() if p not in server)
+    return f"server CPU {ours:.2f} s ({ours / n * 1e6:.2f} us/row), PostgreSQL {pg:.2f} s"
+
+
+def export(http: httpx.Client, pid: int, n: int, settings: Settings) -> None:
     lines = size = 0
+    cpu0 = _cpu(pid, settings)
     start = time.perf_counter()
     with http.stream("GET", "/api/v1/items.ndjson", params={"folder": "bench"}) as resp:
         if resp.status_code == 404:
@@ -238,13 +269,16 @@ def export(http: httpx.Client, pid: int, n: int) -> None:
     elapsed = time.perf_counter() - start
     print(
         f"export: {lines:,} rows ({size / 1e6:,.0f} MB) in {elapsed:.1f} s = {lines / elapsed:,.0f} rows/s; "
-        f"server peak {memory_mib(pid, 'VmHWM'):,.0f} MiB",
+        f"server peak {memory_mib(pid, 'VmHWM'):,.0f} MiB (its largest process "
+        f"{max(memory_mib(p, 'VmHWM') for p in descendants(pid)):,.0f}); "
+        f"{_cpu_used(cpu0, pid, settings, lines)}",
         flush=True,
     )
     assert lines == n, (lines, n)
     curl = shutil.which("curl")
     if curl:
         url = f"{str(http.base_url).rstrip('/')}/api/v1/items.ndjson?folder=bench"
+        cpu0 = _cpu(pid, settings)
         start = time.perf_counter()
         out = subprocess.run(
             [
@@ -264,7 +298,8 @@ def export(http: httpx.Client, pid: int, n: int) -> None:
         )
         elapsed = time.perf_counter() - start
         assert int(out.stdout) == size, (out.stdout, size)
-        print(f"export read by curl: {n:,} rows in {elapsed:.1f} s = {n / elapsed:,.0f} rows/s", flush=True)
+        print(f"export read by curl: {n:,} rows in {elapsed:.1f} s = {n / elapsed:,.0f} rows/s; "
+              f"{_cpu_used(cpu0, pid, settings, n)}", flush=True)
 
 
 def sdk(http: httpx.Client, key_path: Path, limit: int) -> None:
@@ -385,7 +420,7 @@ def run_all(args: argparse.Namespace, work: Path, env: dict[str, str]) -> None:
                 if "pages" not in skip:
                     pages(http, server.pid, limit)
                 if "export" not in skip:
-                    export(http, server.pid, args.items)
+                    export(http, server.pid, args.items, settings)
                 if "sdk" not in skip:
                     sdk(http, key_path, limit)
         finally:

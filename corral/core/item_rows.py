@@ -27,7 +27,7 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, AnyStr
 
 import orjson
 from sqlalchemy import (
@@ -48,13 +48,20 @@ from corral import jsoncodec
 from corral.core import integrations, pagination
 from corral.core.items import Listing
 from corral.core.pagination import Page
-from corral.db.engine import Database
+from corral.db.engine import COLUMN_BYTES, COLUMN_CHUNKS, Database
 from corral.db.tables import Integration, Item
 from corral.settings import Settings
 from corral.storage.scope import ScopedStorage
 
 #: Rows one chunk of the NDJSON export reads, in a read transaction of its own.
 STREAM_CHUNK = 5_000
+#: The same on PostgreSQL: about 12 MB of listing JSON (``stream_ahead`` keeps two chunks at
+#: most waiting to be sent).  A chunk's transaction and authorisation are round trips there, and
+#: at 5,000 rows they were about a sixth of the export's time (docs/performance.md, "Reading rows
+#: while PostgreSQL sends them"); on SQLite larger chunks measured no faster.
+STREAM_CHUNK_POSTGRES = 20_000
+#: On PostgreSQL, the rows of a page received at a time while the server sends the rest.
+COLUMN_CHUNK = 500
 
 # The selected columns, in this order (the row tuples' positions).
 _ID, _NAME, _TYPE, _FOLDER, _INTEGRATION, _URL, _LOCATION, _SIZE, _MIME = range(9)
@@ -284,29 +291,35 @@ def read_docs(s: Session, ask: Listing) -> Page[str]:
 
 
 def read_bodies(s: Session, ask: Listing) -> Page[bytes]:
-    """``read_docs`` as UTF-8 bytes, ready to be joined into an answer (item pages, the export).
-    On SQLite the database hands over the bytes (``CAST(… AS BLOB)``): a page of 1,000 costs
-    about 0.35 ms less than making a str of every row and encoding the joined page again
-    (docs/performance.md); on PostgreSQL each text is encoded."""
+    """``read_docs`` as UTF-8 bytes, ready to be joined into an answer (item pages, the export),
+    handed over by the database with no str made of each row's text and encoded again: on
+    SQLite by ``CAST(… AS BLOB)`` (a page of 1,000 cost about 0.35 ms less, docs/performance.md),
+    on PostgreSQL as the bytes the server sends (the result in binary format, ``_column``)."""
     forms = _forms(s)
-    if forms.postgres:
-        page = read_docs(s, ask)
-        return Page([text.encode() for text in page.items], page.next_page_token)
     conn = s.connection()
+    if forms.postgres:
+        return _page_of(ask, forms.doc, lambda q: _complete(conn, forms, _column(conn, q, as_bytes=True)))
     return _page_of(ask, forms.doc_bytes, lambda q: _column(conn, q))
 
 
-def _column(conn: Connection, q: Any) -> list[Any]:
+def _column(conn: Connection, q: Any, as_bytes: bool = False) -> list[Any]:
     """The one column of ``q``'s rows, read from the driver's own row tuples: a ``Row`` made of
     each (``Result.all``) was a sixth of an export chunk's time on PostgreSQL (docs/performance.md).
     The statement still goes through SQLAlchemy (its compiled cache, its parameters); the one
-    column needs no result processing on either database (text, or SQLite's blob)."""
-    result = conn.execute(q)
+    column needs no result processing on either database (text, or SQLite's blob).  On
+    PostgreSQL the rows are received ``COLUMN_CHUNK`` at a time while the server still sends the
+    rest, and with ``as_bytes`` the text comes as its UTF-8 bytes (``pgcursor.Cursor.execute_column``;
+    through psycopg2 each text is encoded).  SQLite's callers read its own bytes (``read_bodies``)."""
+    result = conn.execute(q.execution_options(**{COLUMN_CHUNKS: COLUMN_CHUNK, COLUMN_BYTES: as_bytes}))
     try:
-        rows = result.cursor.fetchall()
+        # the driver's cursor as executed (``result.cursor`` is None once a result of no rows closed)
+        column: list[Any] | None = getattr(result.context.cursor, "column", None)
+        if column is not None:
+            return column
+        values = [r[0] for r in result.cursor.fetchall()]  # SQLite, or PostgreSQL through psycopg2
+        return [v.encode() for v in values] if as_bytes else values
     finally:
         result.close()
-    return [r[0] for r in rows]
 
 
 def _page_of(ask: Listing, column: Any, run: Callable[[Any], list[Any]]) -> Page[Any]:
@@ -325,19 +338,29 @@ def _page_of(ask: Listing, column: Any, run: Callable[[Any], list[Any]]) -> Page
     )
 
 
-def _complete(conn: Any, forms: Forms, texts: list[str]) -> list[str]:
-    """On PostgreSQL, the texts of the items with no document (read as their ids), made from
-    their rows in Python, in one query for the page."""
-    missing = [t for t in texts if not t.startswith("{")]
-    if not missing:
+def _complete(conn: Any, forms: Forms, texts: list[AnyStr]) -> list[AnyStr]:
+    """On PostgreSQL, the texts (str, or bytes) of the items with no document (read as their
+    ids), made from their rows in Python, in one query for the page."""
+    if not texts:
         return texts
-    made: dict[str, str] = {}
+    brace: Any = b"{" if isinstance(texts[0], bytes) else "{"
+    # A document starts with "{", which sorts after every character an id's text starts with:
+    # the smallest text tells whether any is missing, compared in C (a loop over the rows in
+    # Python was 4% of an export chunk).
+    if min(texts).startswith(brace):
+        return texts
+    missing = [t for t in texts if not t.startswith(brace)]
+    made: dict[Any, Any] = {}
     for start in range(0, len(missing), 1000):
-        ids = [uuid.UUID(t) for t in missing[start:start + 1000]]
+        ids = [uuid.UUID(t if isinstance(t, str) else t.decode()) for t in missing[start:start + 1000]]
         rows = conn.execute(select(*forms.columns).where(Item.id.in_(ids))).all()
         for item in native(forms, rows):
-            made[item["id"]] = orjson.dumps(item).decode()
-    return [t if t.startswith("{") else made[t] for t in texts]
+            text = orjson.dumps(item)
+            if isinstance(brace, bytes):
+                made[item["id"].encode()] = text
+            else:
+                made[item["id"]] = text.decode()
+    return [t if t.startswith(brace) else made[t] for t in texts]
 
 
 def native(forms: Forms, rows: Sequence[Sequence[Any]]) -> list[dict[str, Any]]:
@@ -419,7 +442,7 @@ def stream(
     time, each chunk read in a short read transaction of its own (and authorised again), so memory
     stays bounded and no transaction stays open across the export.  ``open_listing(s, token)``
     checks the request and gives the listing from ``token`` on (read ``chunk`` rows at a time)."""
-    chunk = chunk or STREAM_CHUNK
+    chunk = chunk or (STREAM_CHUNK if db.is_sqlite else STREAM_CHUNK_POSTGRES)
     token: str | None = None
     while True:
         with db.read() as s:

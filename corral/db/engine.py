@@ -35,6 +35,11 @@ SQLITE_MMAP_BYTES = 1 << 32  # SQLite caps it at its build's limit (2 GiB by def
 PING_AFTER_IDLE_SECONDS = 5.0
 _IDLE_SINCE = "corral_idle_since"
 _PLAIN = "corral_plain"
+#: A statement's execution option (PostgreSQL with psycopg): run it with ``pgcursor.Cursor``'s
+#: ``execute_column``, its rows read in chunks of this many as the server sends them.
+COLUMN_CHUNKS = "corral_column_chunks"
+#: With ``COLUMN_CHUNKS``: a ``text`` column read as its UTF-8 bytes (``execute_column``'s ``raw_text``).
+COLUMN_BYTES = "corral_column_bytes"
 #: Set on connections whose session runs with ``enable_sort = off`` (``Database.read_index_order``).
 SORT_OFF = "corral_sort_off"
 #: What ``Database.read_plain`` runs: SELECTs that need no transaction around them.
@@ -192,6 +197,17 @@ def _configure_postgres(engine: Engine) -> None:
             # as pool_pre_ping does: the server has likely restarted, so every older
             # connection is replaced, and the pool retries the checkout with a new one
             raise exc.InvalidatePoolError()
+
+    if engine.dialect.driver == "psycopg":
+
+        @event.listens_for(engine, "do_execute")
+        def _in_chunks(cursor: Any, statement: str, parameters: Any, context: Any) -> bool:
+            options = context.execution_options
+            size = options.get(COLUMN_CHUNKS)
+            if size is None:
+                return False  # the dialect's own execute
+            cursor.execute_column(statement, parameters, size, options.get(COLUMN_BYTES, False))
+            return True
 
     @event.listens_for(engine, "before_cursor_execute")
     def _on_execute(conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:

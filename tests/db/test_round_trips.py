@@ -172,6 +172,50 @@ def test_cursor_description_is_psycopg_s_made_when_read(pg: Database) -> None:
         assert dict(row) == {"first": 1, "second": "b"}
 
 
+@pytest.mark.parametrize("chunked", [True, False])
+@pytest.mark.parametrize("as_bytes", [True, False])
+def test_column_read_in_chunks_of_rows(
+    pg: Database, monkeypatch: pytest.MonkeyPatch, chunked: bool, as_bytes: bool
+) -> None:
+    """``COLUMN_CHUNKS``: a statement's first column read as the server sends it
+    (``pgcursor.Cursor.execute_column``), or all at once where libpq cannot, as str or as the
+    text's UTF-8 bytes (``COLUMN_BYTES``); bound parameters as SQLAlchemy binds them, no rows,
+    and an error half way that leaves the session usable."""
+    from sqlalchemy import bindparam, literal_column, select
+
+    from corral.db import pgcursor
+    from corral.db.engine import COLUMN_BYTES, COLUMN_CHUNKS
+
+    monkeypatch.setattr(pgcursor, "CHUNKED_ROWS", chunked)
+    n: Any = literal_column("n")
+    rows = select(literal_column("n::text || '\\ä\u2028'"), n).select_from(
+        text("generate_series(1, :last) AS n"))
+
+    def expect(values: range) -> list[Any]:
+        texts = [f"{i}\\ä\u2028" for i in values]
+        return [t.encode() for t in texts] if as_bytes else texts
+
+    def column(conn: Any, q: Any, **params: Any) -> list[Any]:
+        result = conn.execute(q.execution_options(**{COLUMN_CHUNKS: 3, COLUMN_BYTES: as_bytes}), params)
+        try:
+            return list(result.context.cursor.column)
+        finally:
+            result.close()
+
+    with pg.read() as s:
+        conn = s.connection()
+        assert column(conn, rows.where(n > bindparam("low")), last=10, low=2) == expect(range(3, 11))
+        assert column(conn, rows, last=0) == []
+        assert [tuple(r) for r in s.execute(rows, {"last": 2})] == [("1\\ä\u2028", 1), ("2\\ä\u2028", 2)]
+    with pg.read() as s:
+        conn = s.connection()
+        failing: Any = select(literal_column("(10 / (5 - n))::text")).select_from(text("generate_series(1, 9) AS n"))
+        with pytest.raises(exc.DBAPIError, match="division by zero"):
+            column(conn, failing)
+    with pg.read() as s:
+        assert s.execute(text("SELECT 1")).scalar() == 1
+
+
 def _backend_pid(database: Database) -> int:
     with database.read_plain() as s:
         return int(s.execute(text("SELECT pg_backend_pid()")).scalar_one())

@@ -135,6 +135,7 @@ def test_export_streams_in_chunks_and_refuses_early(client, db, make_user, monke
     f = folder(client, user, "chunks")
     add_items(db, user, f["id"], _specs())
     monkeypatch.setattr(item_rows, "STREAM_CHUNK", 4)
+    monkeypatch.setattr(item_rows, "STREAM_CHUNK_POSTGRES", 4)
     r = client.get("/api/v1/items.ndjson", params={"folder": f["id"], "type": "video"}, headers=user.bearer)
     assert r.status_code == 200
     lines = [orjson.loads(line) for line in r.content.splitlines()]
@@ -219,3 +220,42 @@ def test_lines_are_the_documents_bytes_each_ended() -> None:
     assert item_rows.encode_lines(docs) == b'{"name":"a\\u0001\xc3\xa4"}\n{"name":"b"}\n'
     assert item_rows.encode_lines(docs[:1]) == docs[0] + b"\n"
     assert item_rows.encode_lines([]) == b"\n"  # as the text version answered (never streamed)
+
+
+def test_export_is_the_views_with_and_without_documents(client, db, make_user, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """The export's bytes are the ``ItemView`` path's, chunk boundaries and PostgreSQL's chunks of
+    received rows falling anywhere, for stored documents with backslashes, quotes, U+2028,
+    escaped control characters and unicode, and for items whose document is missing."""
+    from sqlalchemy import func, select
+
+    from corral.core import item_docs
+
+    user = make_user("exportdocs@x.io")
+    f = folder(client, user, "exportdocs")
+    specs = _specs()
+    for i, spec in enumerate(specs[:6]):
+        spec["name"] = ["back\\\\slash\\", 'q"uo"te', "line\u2028sep\u2029", "tab\tnl\ndel\x7f",
+                        "ünï 日本 😀", "\\u0041"][i] + f"-{i}"
+        spec["meta"] = {"ctl": "\x01\x1f\b\f\r", "bs": "\\", "ls": "\u2028", "esc": "\\n\\t"}
+    ids = add_items(db, user, f["id"], specs)
+    with db.write() as s:
+        assert item_docs.fill_all(s.connection()) >= len(ids)
+        # a listed column changed: the trigger clears these documents (the listing builds them)
+        s.execute(update(Item).where(Item.id.in_([ids[1], ids[2], ids[20]])).values(description="d\\\u2028"))
+    with db.read() as s:
+        missing = s.scalar(select(func.count()).where(Item.folder_id == uuid.UUID(f["id"]), Item.doc.is_(None)))
+    assert missing == 3
+    p = principal(user)
+    for order in ("name", "size"):
+        with db.read() as s:
+            views = items.list_(s, p, f["id"], order=order, page_size=100).items
+        expected = b"".join(orjson.dumps(v, option=orjson.OPT_UTC_Z) + b"\n" for v in views)
+        assert len(views) == len(ids) and b"\\u2028" not in expected and "\u2028".encode() in expected
+        for chunk, received in ((4, 2), (5, 500), (1000, 3)):
+            monkeypatch.setattr(item_rows, "STREAM_CHUNK", chunk)
+            monkeypatch.setattr(item_rows, "STREAM_CHUNK_POSTGRES", chunk)
+            monkeypatch.setattr(item_rows, "COLUMN_CHUNK", received)
+            r = client.get("/api/v1/items.ndjson", params={"folder": f["id"], "order": order},
+                           headers=user.bearer)
+            assert r.status_code == 200, r.text
+            assert r.content == expected, (order, chunk, received)
