@@ -56,6 +56,7 @@ from corral.registration.entries import (
     check_url,
     check_uuid,
     describe,
+    new_entry,
     short_url,
     unknown_keys_message,
 )
@@ -340,6 +341,8 @@ def _file_type(obj: dict[str, Any], problems: list[str]) -> None:
 
 
 def _unknown(obj: dict[str, Any], accepted: frozenset[str], problems: list[str], extra: str = "") -> None:
+    if obj.keys() <= accepted:
+        return
     unknown = [k for k in obj if k not in accepted]
     if unknown:
         hints = [_HINTS[k] for k in unknown if k in _HINTS]
@@ -363,7 +366,7 @@ def _validate_single(sec: Section, obj: dict[str, Any], seq: int, where: str) ->
     _file_type(obj, problems)
     if problems or url is None or title is None or sec.data_type is None:
         return _error(seq, where, problems, raw_url)
-    return Entry(seq, where, sec.data_type, (url,), title, metadata, media, placeholder)
+    return new_entry(seq, where, sec.data_type, (url,), title, metadata, media, placeholder)
 
 
 def _capped(problems: list[str], limit: int = 10) -> list[str]:
@@ -680,6 +683,16 @@ class _Unusual(Exception):
 _WS = re.compile(r"[ \t\n\r]*")
 _INFINITE = (float("inf"), float("-inf"))
 _FAST_CHUNK = 1 << 18  # characters
+#: Where one element of a list of objects may end and the next begin (also inside a string, or
+#: between two objects nested in an entry: a run is only taken once orjson has parsed it whole).
+_BOUNDARY = re.compile(r"\}[ \t\n\r]*,[ \t\n\r]*\{")
+_CLOSE = re.compile(r"\}[ \t\n\r]*\]")
+_RUN_CHARS = 1 << 17  # the text of one run of entries decoded by one orjson call, at most
+#: A run's text with every digit made ``0`` and every other byte ``.``: 19 zeros in a row are a
+#: number that orjson may read other than ``json`` (it makes an integer beyond 64 bits a float),
+#: or a run of digits in a string; either way the run is left to the per-entry path.
+_DIGITS = bytes(0x30 if 0x30 <= b <= 0x39 else 0x2E for b in range(256))
+_LONG_DIGITS = b"0" * 19
 
 
 def _fast_float(text: str) -> float:
@@ -709,6 +722,8 @@ class _FastReader:
         self.build = build
         self.buf = ""
         self.pos = 0
+        self.base = 0  # characters of the file dropped from the front of ``buf``
+        self.plain_until = 0  # file position before which entries are decoded one at a time
         self.eof = False
         self.seq = 0
         self.flags: dict[str, tuple[bool, str]] = {}
@@ -729,6 +744,7 @@ class _FastReader:
         if not data:
             self.eof = True
             return False
+        self.base += self.pos
         self.buf = self.buf[self.pos :] + data
         self.pos = 0
         return True
@@ -771,6 +787,59 @@ class _FastReader:
                 raise _Unusual from None
         self.pos = end
         return obj
+
+    def _run(self) -> list[Any] | None:
+        """The entries from here (an entry's ``{``) up to the last boundary of the next
+        ``_RUN_CHARS`` characters before the first text that may end the list, decoded by one
+        ``orjson.loads``; ``None``: decode the next entry alone (``_value``), as every entry up
+        to the end of the text looked at (so no text is looked at twice).
+
+        A cut taken at a boundary-like text that is no boundary (inside a string, or between two
+        objects nested in an entry) leaves an unterminated string or unbalanced brackets, so
+        orjson refuses the run.  It accepts no JSON that ``json`` refuses, reads every value
+        ``json`` reads the same (floats correctly rounded, the last of duplicate keys) and
+        refuses NaN, infinities, numbers that overflow a double and lone surrogates, all of
+        which ``_value`` leaves to the event parser.  What it reads otherwise is screened here:
+        long runs of digits (an integer beyond 64 bits) and, per entry, the count of brackets
+        ``_value`` screens (an entry near the depth limit).  A run refused for any reason is
+        decoded entry by entry, so every message is the per-entry path's.
+        """
+        if self.base + self.pos < self.plain_until:
+            return None
+        if len(self.buf) - self.pos < _RUN_CHARS:
+            self._fill()
+        start = self.pos
+        text = self.buf[start : start + _RUN_CHARS]
+        close = _CLOSE.search(text)  # where the list may end (a run never reaches past it)
+        if close is not None:
+            text = text[: close.start()]
+        pieces = _BOUNDARY.split(text)
+        if len(pieces) < 3:  # no two whole entries before the end of the list or of the window
+            self.plain_until = self.base + start + len(text)
+            return None
+        # the last whole entry ends at the "}" of the last boundary; its "{" is 1 before the tail
+        cut = text.rindex("}", 0, len(text) - len(pieces[-1]) - 1) + 1
+        del pieces[-1]
+        data = ("[" + text[:cut] + "]").encode()
+        run: list[Any] | None = None
+        if data.translate(_DIGITS).find(_LONG_DIGITS) == -1:
+            try:
+                run = orjson.loads(data)
+            except orjson.JSONDecodeError:
+                pass
+        # each piece is one entry less its "{" and "}" (only when orjson found as many entries)
+        if (
+            run is None
+            or len(run) != len(pieces)
+            or max(map(str.count, pieces, itertools.repeat("{")))
+            + max(map(str.count, pieces, itertools.repeat("[")))
+            + 1
+            >= MAX_DEPTH
+        ):
+            self.plain_until = self.base + start + cut
+            return None
+        self.pos = start + cut
+        return run
 
     def _string(self) -> str:
         if self._peek() != '"':
@@ -852,11 +921,18 @@ class _FastReader:
         while True:
             if self._peek() != "{":
                 raise _Unusual
-            obj = self._value()
-            if build:
-                yield validate(sec, obj, self.seq, f"{label}[{index}]")
-            self.seq += 1
-            index += 1
+            run = self._run() if build else None
+            if run is not None:
+                for obj in run:
+                    yield validate(sec, obj, self.seq, f"{label}[{index}]")
+                    self.seq += 1
+                    index += 1
+            else:
+                obj = self._value()
+                if build:
+                    yield validate(sec, obj, self.seq, f"{label}[{index}]")
+                self.seq += 1
+                index += 1
             ch = self._peek()
             if ch == ",":
                 self.pos += 1
