@@ -26,6 +26,7 @@ the file up to the error; this happens only on the error path.
 from __future__ import annotations
 
 import codecs
+import collections
 import contextlib
 import functools
 import itertools
@@ -341,7 +342,7 @@ def _file_type(obj: dict[str, Any], problems: list[str]) -> None:
 
 
 def _unknown(obj: dict[str, Any], accepted: frozenset[str], problems: list[str], extra: str = "") -> None:
-    if obj.keys() <= accepted:
+    if type(obj) is dict and obj.keys() <= accepted:
         return
     unknown = [k for k in obj if k not in accepted]
     if unknown:
@@ -688,11 +689,13 @@ _FAST_CHUNK = 1 << 18  # characters
 _BOUNDARY = re.compile(r"\}[ \t\n\r]*,[ \t\n\r]*\{")
 _CLOSE = re.compile(r"\}[ \t\n\r]*\]")
 _RUN_CHARS = 1 << 17  # the text of one run of entries decoded by one orjson call, at most
-#: A run's text with every digit made ``0`` and every other byte ``.``: 19 zeros in a row are a
-#: number that orjson may read other than ``json`` (it makes an integer beyond 64 bits a float),
-#: or a run of digits in a string; either way the run is left to the per-entry path.
-_DIGITS = bytes(0x30 if 0x30 <= b <= 0x39 else 0x2E for b in range(256))
-_LONG_DIGITS = b"0" * 19
+#: A run's text with every digit made ``0``, ``-`` kept and every other byte ``.``: orjson makes
+#: an integer beyond 64 bits a float where ``json`` keeps it, so a run holding 20 digits in a row,
+#: or 19 after a minus sign, is left to the per-entry path (a number, or digits in a string: the
+#: screen does not tell them apart).  19 digits are below 2**64, which orjson reads exactly.
+_DIGITS = bytes(0x30 if 0x30 <= b <= 0x39 else b if b == 0x2D else 0x2E for b in range(256))
+_LONG_DIGITS = b"0" * 20
+_LONG_NEGATIVE = b"-" + b"0" * 19
 
 
 def _fast_float(text: str) -> float:
@@ -704,6 +707,40 @@ def _fast_float(text: str) -> float:
 
 def _fast_constant(name: str) -> Any:
     raise _Unusual  # NaN / Infinity are not JSON
+
+
+_OBJECTS = {dict}
+
+
+def _cut(text: str, any_boundary: bool) -> int:
+    """Where the last whole entry of ``text`` (which starts with an entry) may end: after the
+    "}" of the last boundary before a text like the first entry's start (its first key: the
+    boundaries between objects nested in entries are passed over), else (``any_boundary``) of
+    the last boundary; 0 if there is none."""
+    head = text[:16]
+    at = text.rfind(head, 1)
+    if at > 0:
+        brace = text.rfind("}", 0, at)
+        if brace > 0 and _BOUNDARY.fullmatch(text, brace, at + 1):
+            return brace + 1
+    if not any_boundary:
+        return 0
+    last = collections.deque(_BOUNDARY.finditer(text), maxlen=1)
+    return last[0].start() + 1 if last else 0
+
+
+def _shallow(entries: list[Any]) -> bool:
+    """Whether each entry nests fewer than ``MAX_DEPTH`` levels (itself the first), as the count
+    of brackets ``_FastReader._value`` screens would bound it; only containers are visited."""
+    stack = [(entry, 1) for entry in entries]
+    while stack:
+        node, depth = stack.pop()
+        if depth >= MAX_DEPTH:
+            return False
+        for child in node.values() if type(node) is dict else node:
+            if type(child) is dict or type(child) is list:
+                stack.append((child, depth + 1))
+    return True
 
 
 class _FastReader:
@@ -789,10 +826,10 @@ class _FastReader:
         return obj
 
     def _run(self) -> list[Any] | None:
-        """The entries from here (an entry's ``{``) up to the last boundary of the next
-        ``_RUN_CHARS`` characters before the first text that may end the list, decoded by one
-        ``orjson.loads``; ``None``: decode the next entry alone (``_value``), as every entry up
-        to the end of the text looked at (so no text is looked at twice).
+        """The entries from here (an entry's ``{``) up to the last boundary in the next
+        ``_RUN_CHARS`` characters, decoded by one ``orjson.loads``; ``None``: decode the next
+        entry alone (``_value``), as every entry up to the end of the text looked at (so no
+        text is decoded twice by orjson).
 
         A cut taken at a boundary-like text that is no boundary (inside a string, or between two
         objects nested in an entry) leaves an unterminated string or unbalanced brackets, so
@@ -809,32 +846,40 @@ class _FastReader:
         if len(self.buf) - self.pos < _RUN_CHARS:
             self._fill()
         start = self.pos
-        text = self.buf[start : start + _RUN_CHARS]
-        close = _CLOSE.search(text)  # where the list may end (a run never reaches past it)
-        if close is not None:
-            text = text[: close.start()]
-        pieces = _BOUNDARY.split(text)
-        if len(pieces) < 3:  # no two whole entries before the end of the list or of the window
-            self.plain_until = self.base + start + len(text)
+        end = min(len(self.buf), start + _RUN_CHARS)
+        # Up to where the list may end ("}]": the end, or a list of objects inside an entry);
+        # if that holds no two entries, the whole window (a run past the end fails to parse).
+        close = _CLOSE.search(self.buf, start, end)
+        for limit in (end,) if close is None else (close.start(), end):
+            text = self.buf[start:limit]
+            cut = _cut(text, limit == end)
+            if cut:
+                break
+        else:  # no two whole entries in the window
+            self.plain_until = self.base + end
             return None
-        # the last whole entry ends at the "}" of the last boundary; its "{" is 1 before the tail
-        cut = text.rindex("}", 0, len(text) - len(pieces[-1]) - 1) + 1
-        del pieces[-1]
-        data = ("[" + text[:cut] + "]").encode()
+        text = text[:cut]
+        pieces = _BOUNDARY.split(text)
+        data = ("[" + text + "]").encode()
         run: list[Any] | None = None
-        if data.translate(_DIGITS).find(_LONG_DIGITS) == -1:
+        digits = data.translate(_DIGITS)
+        if digits.find(_LONG_DIGITS) == -1 and digits.find(_LONG_NEGATIVE) == -1:
             try:
                 run = orjson.loads(data)
             except orjson.JSONDecodeError:
                 pass
-        # each piece is one entry less its "{" and "}" (only when orjson found as many entries)
-        if (
-            run is None
-            or len(run) != len(pieces)
-            or max(map(str.count, pieces, itertools.repeat("{")))
-            + max(map(str.count, pieces, itertools.repeat("[")))
-            + 1
-            >= MAX_DEPTH
+        # Each piece is one entry less its "{" and "}" when orjson found as many entries (else a
+        # boundary-like text inside an entry split it): then the count of brackets ``_value``
+        # screens bounds each entry's nesting; else, or past it, the decoded entries are measured.
+        if run is None or set(map(type, run)) != _OBJECTS or (  # an element not an object: _value's
+            (
+                len(run) != len(pieces)
+                or max(map(str.count, pieces, itertools.repeat("{")))
+                + max(map(str.count, pieces, itertools.repeat("[")))
+                + 1
+                >= MAX_DEPTH
+            )
+            and not _shallow(run)
         ):
             self.plain_until = self.base + start + cut
             return None

@@ -484,7 +484,8 @@ def test_runs_decode_as_the_event_parser_does(entries: list[str], sep: str) -> N
 
 def test_runs_are_taken_and_refused_where_they_must_be(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The realistic case decodes in runs (so the test above tests them), and each screen sends
-    its run to the per-entry path; the results are the event parser's either way."""
+    its run to the per-entry path, or (boundary-like text inside an entry) measures its entries;
+    the results are the event parser's either way."""
     from corral.registration import manifest_json
 
     taken: list[int] = []
@@ -499,24 +500,30 @@ def test_runs_are_taken_and_refused_where_they_must_be(tmp_path: Path, monkeypat
     monkeypatch.setattr(manifest_json._FastReader, "_run", counting)
     plain = [f'{{"objectUrl": "s3://b/{i}.jpg", "clientMetadata": {{"i": {i}}}}}' for i in range(3000)]
     cases = {
-        "plain": (plain, True),
-        "a string holds a boundary": ([*plain[:5], '{"objectUrl": "s3://b/x.jpg", "title": "a},{b"}', *plain[5:10]], False),
-        "an integer beyond 64 bits": ([*plain[:5], '{"objectUrl": "s3://b/x.jpg", "clientMetadata": {"n": 18446744073709551616}}', *plain[5:10]], False),
-        "an entry near the depth limit": ([*plain[:5], '{"objectUrl": "s3://b/x.jpg", "clientMetadata": {"d": ' + _deep(62) + "}}", *plain[5:10]], False),
-        "a lone surrogate": ([*plain[:5], '{"objectUrl": "s3://b/x.jpg", "title": "\\ud800"}', *plain[5:10]], False),
-        "a double overflowing": ([*plain[:5], '{"objectUrl": "s3://b/x.jpg", "clientMetadata": {"x": 1e400}}', *plain[5:10]], False),
-        "objects nested in a list": (['{"objectUrl": "s3://b/x.jpg", "clientMetadata": {"l": [{"a": 1},{"b": 2}]}}'] * 10, False),
+        "plain": (plain, 2999),
+        "a string holds a boundary": ([*plain[:5], '{"objectUrl": "s3://b/x.jpg", "title": "a},{b"}', *plain[5:10]], 10),
+        "an integer beyond 64 bits": ([*plain[:5], '{"objectUrl": "s3://b/x.jpg", "clientMetadata": {"n": 18446744073709551616}}', *plain[5:10]], 0),
+        "an element not an object": ([*plain[:5], '"s3://b/x.jpg"', *plain[5:10]], 0),
+        # (the entries before it make a run: the list's "}]" bounds the first cut)
+        "a list of objects as an element": ([*plain[:5], '[{"a": 1},{"b": 2},{"c": 3}]', *plain[5:10]], 4),
+        "an entry near the depth limit": ([*plain[:5], '{"objectUrl": "s3://b/x.jpg", "clientMetadata": {"d": ' + _deep(62) + "}}", *plain[5:10]], 0),
+        "a lone surrogate": ([*plain[:5], '{"objectUrl": "s3://b/x.jpg", "title": "\\ud800"}', *plain[5:10]], 0),
+        "a double overflowing": ([*plain[:5], '{"objectUrl": "s3://b/x.jpg", "clientMetadata": {"x": 1e400}}', *plain[5:10]], 0),
+        "a negative integer of 19 digits": ([*plain[:5], '{"objectUrl": "s3://b/x.jpg", "clientMetadata": {"n": -9223372036854775809}}', *plain[5:10]], 0),
+        # taken: orjson reads these as json does
+        "an integer of 19 digits": ([*plain[:5], '{"objectUrl": "s3://b/x.jpg", "clientMetadata": {"n": 9999999999999999999}}', *plain[5:10]], 10),
+        "objects nested in a list": (['{"objectUrl": "s3://b/x.jpg", "clientMetadata": {"l": [{"a": 1},{"b": 2}]}}'] * 3000, 2999),
+        "deep, but not too deep": ([*plain[:5], '{"objectUrl": "s3://b/x.jpg", "clientMetadata": {"d": ' + _deep(40) + "}}", *plain[5:10]], 10),
     }
-    for name, (texts, runs) in cases.items():
+    for name, (texts, in_runs) in cases.items():
         taken.clear()
         path = tmp_path / f"{name}.json"
         path.write_text('{"images": [' + ",".join(texts) + "]}", encoding="utf-8")
         results, error = check(path, "json")
         assert (results, error) == reference_json(path), name
         assert len(results) == len(texts), name
-        assert bool(taken) == runs, name
-        if runs:
-            assert sum(taken) == len(texts) - 1  # all but the last, whose boundary is the "]"
+        # (never the last entry of a list: its "}" is followed by the "]", not by a boundary)
+        assert sum(taken) == in_runs, name
 
 
 def test_the_printable_shortcut_is_the_character_classes() -> None:
