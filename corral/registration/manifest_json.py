@@ -744,8 +744,9 @@ def _shallow(entries: list[Any]) -> bool:
 
 
 class _FastReader:
-    """The happy path of the document grammar, with each entry decoded by the C JSON scanner
-    (``raw_decode``) instead of built from parser events in Python: about five times faster.
+    """The happy path of the document grammar, with entries decoded in runs by orjson
+    (``_run``), or one at a time by the C JSON scanner (``raw_decode``, ``_value``) where a run
+    is refused, instead of built from parser events in Python.
 
     It accepts exactly what the event parser accepts and builds equal entries, or raises
     ``_Unusual``: at any syntax error, text that is not UTF-8, a lone surrogate, NaN, a number
