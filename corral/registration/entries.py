@@ -85,6 +85,31 @@ class Entry:
     frame_info: tuple[dict[str, Any], ...] = field(default=())
 
 
+_new_object = object.__new__
+_set_attribute = object.__setattr__
+
+
+def new_entry(
+    seq: int,
+    where: str,
+    data_type: DataType,
+    urls: tuple[str, ...],
+    title: str,
+    client_metadata: dict[str, Any],
+    media: dict[str, Any],
+    placeholder_item_uuid: str | None = None,
+) -> Entry:
+    """``Entry(...)`` (no ``frame_info``) without the frozen dataclass's ``__init__``, which sets
+    each of its nine fields through ``object.__setattr__``: a manifest builds one an entry."""
+    entry = _new_object(Entry)
+    _set_attribute(entry, "__dict__", {
+        "seq": seq, "where": where, "data_type": data_type, "urls": urls, "title": title,
+        "client_metadata": client_metadata, "media": media,
+        "placeholder_item_uuid": placeholder_item_uuid, "frame_info": (),
+    })
+    return entry
+
+
 @dataclass(frozen=True)
 class EntryError:
     """One bad entry: where it is (``videos[3]``, ``line 12, column ImageUrl``) and every problem."""
@@ -185,7 +210,8 @@ def check_url(value: Any, name: str, problems: list[str], *, placeholder: bool =
     if not value:
         problems.append(f"{name} must not be empty")
         return None
-    bad = _BAD_URL_CHAR.search(value)
+    # (a printable string holds no control character, surrogate or whitespace but the space)
+    bad = None if value.isprintable() and " " not in value else _BAD_URL_CHAR.search(value)
     if bad:
         ch = bad.group()
         kind = "whitespace" if ch.isspace() else "control characters"
@@ -200,13 +226,29 @@ def check_url(value: Any, name: str, problems: list[str], *, placeholder: bool =
                 f"{name} is {size} bytes long, more than the {MAX_URL_BYTES} bytes (16 KB) allowed"
             )
             return None
-    if not placeholder and not value.startswith("/") and not _SCHEME_URL.match(value):
+    if not placeholder and not value.startswith("/") and not _has_scheme(value):
         problems.append(
             f"{name} must be a URL with a scheme (s3://, gs://, az://, https://, file://, …) "
             f"or an absolute path starting with '/', got {describe(value)}"
         )
         return None
     return value
+
+
+_SCHEMES: set[str] = set()  # schemes seen to match _SCHEME_URL (each a known prefix of it)
+
+
+def _has_scheme(value: str) -> bool:
+    """``_SCHEME_URL.match(value)``, with the few schemes a manifest uses remembered.  The
+    scheme's characters exclude ":", so the first "://" ends it."""
+    at = value.find("://")
+    if at > 0 and value[:at] in _SCHEMES and len(value) > at + 3 and value[at + 3] != "\n":
+        return True
+    if _SCHEME_URL.match(value) is None:
+        return False
+    if len(_SCHEMES) < 64:
+        _SCHEMES.add(value[:at])
+    return True
 
 
 def file_name(url: str) -> str:
@@ -253,7 +295,7 @@ def check_title(
     if len(value) > MAX_TITLE_CHARS:
         problems.append(f"{name} is {len(value)} characters long, more than the {MAX_TITLE_CHARS} allowed")
         return None
-    bad = _CONTROL.search(value)
+    bad = None if value.isprintable() else _CONTROL.search(value)  # (see check_url)
     if bad:
         problems.append(f"{name} must not contain control characters (found {_char_name(bad.group())})")
         return None
@@ -407,6 +449,9 @@ def check_media(kind: str, value: Any, name: str, problems: list[str]) -> dict[s
                 problems.append(f"{name}: {key} and {CAMEL[key]} are both given")
                 continue
             seen.add(key)
+            if type(raw) is int and key in _INT_FIELDS and 0 < raw <= MAX_INT:
+                out[key] = raw  # check_media_value's first case, without naming the field
+                continue
             checked = check_media_value(key, raw, f"{name}.{raw_key}", problems)
             if checked is not None:
                 out[key] = checked

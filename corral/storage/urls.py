@@ -61,8 +61,11 @@ def _endpoint_parts(endpoint: str) -> tuple[str, str]:
     return host, path.strip("/")
 
 
+_SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://").match  # (re.match's cache look-up: a third of the call)
+
+
 def _scheme(url: str) -> str:
-    match = re.match(r"^([A-Za-z][A-Za-z0-9+.-]*)://", url)
+    match = _SCHEME(url)
     return match.group(1).lower() if match else ""
 
 
@@ -168,7 +171,7 @@ def parse_local(url: str, options: LocalOptions) -> tuple[str, str]:
 
 def bucket_and_key(url: str, options: ProviderOptions) -> tuple[str, str]:
     """Split ``url`` into (bucket, key) for the provider of ``options`` (``OutOfScope`` if it can't)."""
-    if not isinstance(url, str) or not url.strip():
+    if not isinstance(url, str) or not url or url.isspace():  # (strip() would copy the URL)
         raise OutOfScope("the object URL is empty")
     # Not stripped: a key may legally start or end with whitespace.
     if isinstance(options, S3Options):

@@ -417,3 +417,122 @@ def test_fast_reader_hands_over_mid_stream(tmp_path: Path, odd: str) -> None:
         assert isinstance(results[3000], EntryError) or odd in ("near the limit", "lone surrogate")
         assert isinstance(results[-1], Entry) and results[-1].seq == 6000
         assert read_flags(path, "json") == ManifestFlags(skip_duplicate_urls=True)
+
+
+# -- runs of entries decoded by one orjson call (the fast reader's ``_run``) -----------------
+
+#: JSON texts where orjson and ``json`` could part ways, or a boundary-like text is no boundary.
+HOSTILE = [
+    "18446744073709551615", "18446744073709551616", "-9223372036854775808", "-9223372036854775809",
+    "123456789012345678901234567890", "9223372036854775807", "1000000000000000000", "999999999999999999",
+    "1e400", "-1e400", "1e-400", "-0", "-0.0", "0.1", "2.2250738585072014e-308", "1.7976931348623157e308",
+    "12345678901234567890.5", '"\\ud800"', '"\\udc00x"', '"\\ud83d\\ude00"', '"a\\u0000b"', '"\\u00e9"',
+    '"},{"', '"}, {"', '"} ,\\n{"', '"}]"', '"\\\\"', '"\\"},{\\""', '"\\"}"', '"{[{["', '"]]}}"',
+    '{"a":1,"a":2}', '[{"objectUrl":"s3://b/x"},{"objectUrl":"s3://b/y"}]', '{"objectUrl":1},{"x":2}',
+    "NaN", "true", "null", '"s3://b/long/' + "7" * 25 + '.jpg"',
+]
+
+
+def _deep(levels: int) -> str:
+    return "[" * levels + "1" + "]" * levels
+
+
+@st.composite
+def _hostile_entry(draw: st.DrawFn) -> str:
+    """One entry as JSON text: mostly valid, with hostile texts in its values or as extra keys."""
+    n = draw(st.integers(0, 10**6))
+    fields = [f'"objectUrl": "s3://b/{n}.jpg"']
+    where = draw(st.sampled_from(["title", "meta", "media", "extra"]))
+    value = draw(st.sampled_from(HOSTILE) | st.integers(58, 66).map(_deep))
+    if where == "title":
+        fields.append(f'"title": {value}')
+    elif where == "meta":
+        fields.append(f'"clientMetadata": {{"k": {value}, "n": {draw(st.integers(-2**70, 2**70))}}}')
+    elif where == "media":
+        fields.append(f'"imageMetadata": {{"width": {value}, "height": 1}}')
+    else:
+        fields.append(f'"extra": {value}')
+    return "{" + draw(st.sampled_from([", ", ",", ",\n  "])).join(fields) + "}"
+
+
+def _plain_entry(n: int) -> str:
+    return f'{{"objectUrl": "s3://b/{n}.jpg", "clientMetadata": {{"camera": "cam-1", "n": {n}, "ok": true}}}}'
+
+
+@st.composite
+def _entries(draw: st.DrawFn) -> list[str]:
+    """Plain entries with one or two hostile ones among them (so that the runs around them
+    are decoded, and the one holding each is refused or not as it must be)."""
+    entries = [_plain_entry(n) for n in draw(st.lists(st.integers(-(2**70), 2**70), min_size=2, max_size=30))]
+    for _ in range(draw(st.integers(1, 2))):
+        entries.insert(draw(st.integers(0, len(entries))), draw(_hostile_entry()))
+    return entries
+
+
+@FUZZ
+@given(entries=_entries(), sep=st.sampled_from([",", ", ", ",\n", " ,\n\t", "\n,"]))
+def test_runs_decode_as_the_event_parser_does(entries: list[str], sep: str) -> None:
+    """Many entries in one section, with values where orjson and json differ, strings holding
+    boundary-like text, entries near the depth limit: the results are the event parser's."""
+    text = '{"images": [' + sep.join(entries) + '], "videos": [' + sep.join(reversed(entries)) + "]}"
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "m.json"
+        path.write_text(text, encoding="utf-8")
+        results, error = check(path, "json")
+        assert (results, error) == reference_json(path)
+
+
+def test_runs_are_taken_and_refused_where_they_must_be(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The realistic case decodes in runs (so the test above tests them), and each screen sends
+    its run to the per-entry path, or (boundary-like text inside an entry) measures its entries;
+    the results are the event parser's either way."""
+    from corral.registration import manifest_json
+
+    taken: list[int] = []
+    real = manifest_json._FastReader._run
+
+    def counting(self: Any) -> list[Any] | None:
+        run = real(self)
+        if run is not None:
+            taken.append(len(run))
+        return run
+
+    monkeypatch.setattr(manifest_json._FastReader, "_run", counting)
+    plain = [f'{{"objectUrl": "s3://b/{i}.jpg", "clientMetadata": {{"i": {i}}}}}' for i in range(3000)]
+    cases = {
+        "plain": (plain, 2999),
+        "a string holds a boundary": ([*plain[:5], '{"objectUrl": "s3://b/x.jpg", "title": "a},{b"}', *plain[5:10]], 10),
+        "an integer beyond 64 bits": ([*plain[:5], '{"objectUrl": "s3://b/x.jpg", "clientMetadata": {"n": 18446744073709551616}}', *plain[5:10]], 0),
+        "an element not an object": ([*plain[:5], '"s3://b/x.jpg"', *plain[5:10]], 0),
+        # (the entries before it make a run: the list's "}]" bounds the first cut)
+        "a list of objects as an element": ([*plain[:5], '[{"a": 1},{"b": 2},{"c": 3}]', *plain[5:10]], 4),
+        "an entry near the depth limit": ([*plain[:5], '{"objectUrl": "s3://b/x.jpg", "clientMetadata": {"d": ' + _deep(62) + "}}", *plain[5:10]], 0),
+        "a lone surrogate": ([*plain[:5], '{"objectUrl": "s3://b/x.jpg", "title": "\\ud800"}', *plain[5:10]], 0),
+        "a double overflowing": ([*plain[:5], '{"objectUrl": "s3://b/x.jpg", "clientMetadata": {"x": 1e400}}', *plain[5:10]], 0),
+        "a negative integer of 19 digits": ([*plain[:5], '{"objectUrl": "s3://b/x.jpg", "clientMetadata": {"n": -9223372036854775809}}', *plain[5:10]], 0),
+        # taken: orjson reads these as json does
+        "an integer of 19 digits": ([*plain[:5], '{"objectUrl": "s3://b/x.jpg", "clientMetadata": {"n": 9999999999999999999}}', *plain[5:10]], 10),
+        "objects nested in a list": (['{"objectUrl": "s3://b/x.jpg", "clientMetadata": {"l": [{"a": 1},{"b": 2}]}}'] * 3000, 2999),
+        "deep, but not too deep": ([*plain[:5], '{"objectUrl": "s3://b/x.jpg", "clientMetadata": {"d": ' + _deep(40) + "}}", *plain[5:10]], 10),
+    }
+    for name, (texts, in_runs) in cases.items():
+        taken.clear()
+        path = tmp_path / f"{name}.json"
+        path.write_text('{"images": [' + ",".join(texts) + "]}", encoding="utf-8")
+        results, error = check(path, "json")
+        assert (results, error) == reference_json(path), name
+        assert len(results) == len(texts), name
+        # (never the last entry of a list: its "}" is followed by the "]", not by a boundary)
+        assert sum(taken) == in_runs, name
+
+
+def test_the_printable_shortcut_is_the_character_classes() -> None:
+    """check_url / check_title skip their regular expressions for a printable string (without a
+    space): no printable character is one those expressions find (this interpreter's Unicode)."""
+    import sys
+
+    from corral.registration.entries import _BAD_URL_CHAR, _CONTROL
+
+    printable = "".join(c for c in map(chr, range(sys.maxunicode + 1)) if c.isprintable())
+    assert _CONTROL.search(printable) is None
+    assert [c for c in _BAD_URL_CHAR.findall(printable)] == [" "]
