@@ -266,6 +266,8 @@ def main() -> None:
     parser.add_argument("--facet-repeat", type=int, help="runs of the facets (default: repeat / 4, "
                         "at least 3)")
     parser.add_argument("--no-all-facets", action="store_true", help="skip the unfiltered facets")
+    parser.add_argument("--sqlite-analyze", action="store_true", help="SQLite: run ANALYZE (committed) "
+                        "before measuring, to measure with statistics corral itself never gathers")
     args = parser.parse_args()
     work = Path(args.keep) if args.keep and not args.postgres else Path(
         tempfile.mkdtemp(prefix="corral-bench-index-"))
@@ -308,9 +310,18 @@ def main() -> None:
                   f"({projecting / inserting * 100:.0f}% of the item inserts)", flush=True)
             if args.fill_only:
                 return
-            # statistics and (PostgreSQL) the visibility map, as a long-lived database has them
-            with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-                conn.execute(text("VACUUM ANALYZE" if args.postgres else "ANALYZE"))
+            # PostgreSQL: statistics and the visibility map, as a long-lived database has them.
+            # SQLite: none unless --sqlite-analyze, as corral runs no ANALYZE there.  (This was an
+            # ANALYZE on SQLite too, but corral's engine begins a transaction even on an
+            # AUTOCOMMIT connection: it was rolled back at close, and that one pooled connection
+            # went on planning with statistics no other had.)
+            if args.postgres:
+                with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+                    conn.execute(text("VACUUM ANALYZE"))
+        if args.sqlite_analyze and not args.postgres:
+            with db.write() as s:
+                s.execute(text("ANALYZE"))
+            db.engine.dispose()  # every connection plans with the statistics
         sort = query.Sort(key="captured_at")
         with db.read() as s:
             tree = query.from_text(s, principal, FILTER)
