@@ -700,9 +700,9 @@ def _few_matches(s: Session, node: Node | None) -> Select[Any] | None:
         return None
     candidates = [p for p in candidates if p.key is not None and p.op in _RANGES and (
         p.key.numeric or all(len(v) < index_keys.TXT_MAX for v in (p.value if p.op == "in" else [p.value])))]
-    if not candidates:
-        return None
     compiler = Compiler(s.get_bind().dialect.name)
+    if not candidates or compiler.metadata_set(node) is None:  # not metadata-only: nothing counted
+        return None
     size, first = COLLECT_BELOW, None
     for p in candidates:  # each counted up to the smallest so far
         ids = compiler.metadata_set(p)
