@@ -266,6 +266,10 @@ def main() -> None:
     parser.add_argument("--facet-repeat", type=int, help="runs of the facets (default: repeat / 4, "
                         "at least 3)")
     parser.add_argument("--no-all-facets", action="store_true", help="skip the unfiltered facets")
+    parser.add_argument("--no-snapshot", action="store_true", help="no columnar snapshot "
+                        "(index_snapshot_mb 0): every query on its SQL path, as a cold process answers")
+    parser.add_argument("--sqlite-analyze", action="store_true", help="SQLite: run ANALYZE (committed) "
+                        "before measuring, to measure with statistics corral itself never gathers")
     args = parser.parse_args()
     work = Path(args.keep) if args.keep and not args.postgres else Path(
         tempfile.mkdtemp(prefix="corral-bench-index-"))
@@ -282,7 +286,8 @@ def main() -> None:
         url = make_url(PG_ADMIN).set(database=name).render_as_string(hide_password=False)
     else:
         filled = kept and any(work.glob("*.db"))
-    settings = Settings(data_dir=work, database_url=url, secret_key="b" * 40, log_level="warning")
+    settings = Settings(data_dir=work, database_url=url, secret_key="b" * 40, log_level="warning",
+                        **({"index_snapshot_mb": 0} if args.no_snapshot else {}))
     db = create_database(settings)
     try:
         migrate.upgrade(db)
@@ -308,9 +313,18 @@ def main() -> None:
                   f"({projecting / inserting * 100:.0f}% of the item inserts)", flush=True)
             if args.fill_only:
                 return
-            # statistics and (PostgreSQL) the visibility map, as a long-lived database has them
-            with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-                conn.execute(text("VACUUM ANALYZE" if args.postgres else "ANALYZE"))
+            # PostgreSQL: statistics and the visibility map, as a long-lived database has them.
+            # SQLite: none unless --sqlite-analyze, as corral runs no ANALYZE there.  (This was an
+            # ANALYZE on SQLite too, but corral's engine begins a transaction even on an
+            # AUTOCOMMIT connection: it was rolled back at close, and that one pooled connection
+            # went on planning with statistics no other had.)
+            if args.postgres:
+                with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+                    conn.execute(text("VACUUM ANALYZE"))
+        if args.sqlite_analyze and not args.postgres:
+            with db.write() as s:
+                s.execute(text("ANALYZE"))
+            db.engine.dispose()  # every connection plans with the statistics
         sort = query.Sort(key="captured_at")
         with db.read() as s:
             tree = query.from_text(s, principal, FILTER)
@@ -331,7 +345,7 @@ def main() -> None:
                     return query.facets(s, principal, filter_, [k for k in KEYS if k != "notes"] + ["@type"])
             return run
 
-        if hasattr(query, "snapshot"):  # the columnar snapshot (absent from a baseline before it)
+        if hasattr(query, "snapshot") and not args.no_snapshot:  # (absent from a baseline before it)
             warm_snapshot(db, principal)
         print(f"first page, in process: p50 {p50(first_page, args.repeat):.1f} ms", flush=True)
         server, base = serve(settings, db)

@@ -66,3 +66,36 @@ def test_the_organisation_index_still_serves_an_organisation(db) -> None:  # typ
             compiled = query.compile(s.get_bind(), compile_kwargs={"literal_binds": True})
             plan = "\n".join(str(r[-1]) for r in s.connection().exec_driver_sql(f"EXPLAIN QUERY PLAN {compiled}"))
             assert "ix_items_org_id" in plan, plan
+
+
+def test_the_hidden_items_are_read_through_indexes_with_statistics(db) -> None:  # type: ignore[no-untyped-def]
+    """The items a query leaves out (deleted, staged by a pending job) are found through indexes
+    even once the database has statistics: with them SQLite reckoned that ``job_id IN (the
+    pending jobs)`` matches every item (a finished import's items all share NULL) and scanned a
+    covering index of every item (77-110 ms at 1,000,000 items) on every columnar query."""
+    from corral.core.identity import Principal
+    from corral.core.index import query as index_query
+    from corral.db.tables import Job
+
+    org, _, ids = _fill(db)
+    who = Principal(user_id=uuid.uuid4(), org_id=org, email="a@x.io", role="admin", method="bearer")
+    with db.write() as s:
+        job = Job(org_id=org, kind="upload", status="PENDING")
+        s.add(job)
+        s.flush()
+        s.execute(ITEMS.update().where(Item.id.in_(ids[:3])).values(staged=True, job_id=job.id))
+        s.execute(ITEMS.update().where(Item.id == ids[5]).values(deleted_at=datetime.now(UTC)))
+        s.execute(text("ANALYZE"))
+    with db.write() as s:
+        if db.is_sqlite:
+            s.execute(text("ANALYZE sqlite_schema"))  # this connection plans with them
+        for statement in (index_query._hidden_at_once(s, who), index_query.hidden_items(s, who)):
+            assert set(s.scalars(statement)) == {*ids[:3], ids[5]}
+            compiled = statement.compile(s.get_bind(), compile_kwargs={"literal_binds": True})
+            if db.is_sqlite:
+                rows = s.connection().exec_driver_sql(f"EXPLAIN QUERY PLAN {compiled}")
+                plan = "\n".join(str(r[-1]) for r in rows)
+                assert "SCAN items" not in plan and "ix_items_job_id" in plan, plan
+            else:
+                plan = "\n".join(r[0] for r in s.execute(text(f"EXPLAIN {compiled}")))
+                assert "Seq Scan on items" not in plan, plan

@@ -304,6 +304,58 @@ def test_random_trees_agree_with_the_evaluator(world, tree, sort) -> None:  # ty
     run(db, who, rows, tree, query.Sort.parse(sort) if sort else None)
 
 
+@pytest.fixture
+def sql_world(world, request):  # type: ignore[no-untyped-def]
+    """The same world through a second engine with snapshots off: every page on its SQL path."""
+    from corral.db import create_database
+
+    db, who, rows = world
+    sql_only = create_database(request.getfixturevalue("settings").model_copy(update={"index_snapshot_mb": 0}))
+    yield World((sql_only, who, rows))
+    sql_only.dispose()
+
+
+@pytest.mark.parametrize("collect_below", [0, 1_000_000], ids=["walk", "collect"])
+@settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck))
+@given(tree=VALID_TREES, sort=st.sampled_from(["score", "-camera", "at", "-flag", "uid"]))
+def test_sql_pages_by_either_plan_agree_with_the_evaluator(  # type: ignore[no-untyped-def]
+    sql_world, monkeypatch, collect_below, tree, sort
+) -> None:
+    """A key-sorted page on the SQL path walks the sort key's index, or collects the matches
+    and sorts them when a predicate holds for few items (``query.COLLECT_BELOW``, here 0: always
+    walk, or a million: collect whenever a predicate can drive): the same pages either way."""
+    monkeypatch.setattr(query, "COLLECT_BELOW", collect_below)
+    db, who, rows = sql_world
+    run(db, who, rows, tree, query.Sort.parse(sort))
+
+
+def test_a_selective_filter_is_collected_and_a_broad_one_walked(sql_world, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Which plan a key-sorted SQL page takes: a predicate holding for fewer items than the bound
+    drives a collected page, and a filter without one is walked."""
+    db, who, rows = sql_world
+    monkeypatch.setattr(query, "COLLECT_BELOW", 50)
+    chosen: list[bool] = []
+    real = query._few_matches
+
+    def spy(s: Any, node: Any) -> Any:
+        found = real(s, node)
+        chosen.append(found is not None)
+        return found
+
+    monkeypatch.setattr(query, "_few_matches", spy)
+    few = {"and": [{"key": "weather", "op": "exists"}, {"key": "uid", "op": "eq", "value": UUIDS[0]}]}
+    broad = {"key": "weather", "op": "in", "value": ["fog", "rain", "snow", "sun"]}
+    with db.read() as s:
+        cat = query.catalog(s, who)
+        held = [sum(1 for r in rows if evaluate(parse(t, cat), r)) for t in (few["and"][1], broad)]
+    assert 0 < held[0] < 50 <= held[1], held
+    run(db, who, rows, few, query.Sort.parse("score"))
+    assert chosen and all(chosen), chosen
+    chosen.clear()
+    run(db, who, rows, broad, query.Sort.parse("score"))
+    assert chosen and not any(chosen), chosen
+
+
 def _facet_counts(db, who, tree: Any) -> dict[str, Any]:  # type: ignore[no-untyped-def]
     with db.read() as s:
         out = query.facets(s, who, tree, ["weather", "flag", "score", "@type"], top=10, buckets=3)
