@@ -675,3 +675,17 @@ def test_nul_in_metadata_is_an_entry_error_but_the_text_backslash_u0000_is_not(t
                                         "title": literal}]}).client_metadata == {"path": literal}
     big = {"n": 2**70}  # beyond 64 bits: refused like every stored value (corral.jsoncodec)
     assert "outside the 64-bit range" in error(tmp_path, {"images": [{"objectUrl": "s3://b/a.jpg", "clientMetadata": big}]}).message
+
+
+def test_new_entry_is_the_dataclass_built_as_usual() -> None:
+    """``new_entry`` fills ``Entry``'s fields without its ``__init__`` (a manifest builds one an
+    entry): a field added to ``Entry`` and not to ``new_entry`` fails here, not at a later read."""
+    from dataclasses import fields
+
+    from corral.registration.entries import Entry, new_entry
+
+    args = (3, "images[3]", "image", ("s3://b/k.jpg",), "k.jpg", {"a": 1}, {"width": 2}, "u")
+    fast, usual = new_entry(*args), Entry(*args)
+    assert fast == usual
+    assert vars(fast) == vars(usual)
+    assert list(vars(fast)) == [f.name for f in fields(Entry)]
