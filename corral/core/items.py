@@ -9,7 +9,7 @@ it for good.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Literal
@@ -216,6 +216,9 @@ class Listing:
     direction: Direction
     page_size: int
     cursor: pagination.Cursor | None
+    #: Everything ``where`` is made of, or None: the same shape always has the same conditions,
+    #: so a page's statement can be built once and kept (``pagination.keyset_prepared``).
+    shape: Hashable | None = None
 
     @property
     def key(self) -> InstrumentedAttribute[Any]:
@@ -274,7 +277,9 @@ def listing(
         where.append(Item.item_type.in_(types))
     if q:
         where.append(func.lower(Item.name).contains(q.lower(), autoescape=True))
-    return Listing(where, order, direction, page_size, cursor)
+    # a recursive listing's folders are values read now (the subtree): not kept
+    shape = None if recursive else ("items.listing", row.id, in_dataset, deleted, tuple(types or ()), q)
+    return Listing(where, order, direction, page_size, cursor, shape)
 
 
 def listing_from(ask: Listing, page_token: str) -> Listing:
