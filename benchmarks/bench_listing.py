@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import signal
 import statistics
@@ -204,8 +205,10 @@ def latency(http: httpx.Client, token: str) -> None:
     )
 
 
-def pages(http: httpx.Client, pid: int, limit: int) -> None:
+def pages(http: httpx.Client, pid: int, limit: int, settings: Settings) -> None:
     rows, token = 0, None
+    cpu0 = _cpu(pid, settings)
+    client0 = time.process_time()
     start = time.perf_counter()
     while rows < limit:
         params: dict[str, Any] = {
@@ -219,9 +222,11 @@ def pages(http: httpx.Client, pid: int, limit: int) -> None:
         if token is None:
             break
     elapsed = time.perf_counter() - start
+    client = time.process_time() - client0
     print(
         f"pages: {rows:,} rows in {elapsed:.1f} s = {rows / elapsed:,.0f} rows/s; "
-        f"server peak {memory_mib(pid, 'VmHWM'):,.0f} MiB",
+        f"server peak {memory_mib(pid, 'VmHWM'):,.0f} MiB; {_cpu_used(cpu0, pid, settings, rows)}; "
+        f"client CPU {client / rows * 1e6:.2f} us/row; load {os.getloadavg()[0]:.1f}",
         flush=True,
     )
 
@@ -418,7 +423,7 @@ def run_all(args: argparse.Namespace, work: Path, env: dict[str, str]) -> None:
             ) as http:
                 latency(http, middle)
                 if "pages" not in skip:
-                    pages(http, server.pid, limit)
+                    pages(http, server.pid, limit, settings)
                 if "export" not in skip:
                     export(http, server.pid, args.items, settings)
                 if "sdk" not in skip:

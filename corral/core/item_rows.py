@@ -427,11 +427,16 @@ def native(forms: Forms, rows: Sequence[Sequence[Any]]) -> list[dict[str, Any]]:
 
 
 def encode_page(page: Page[bytes]) -> bytes:
-    """A page of listing JSON (``read_bodies``) as the JSON ``GET /api/v1/items`` answers (``ItemPage``)."""
-    return b"".join(
-        [b'{"items":[', b",".join(page.items), b'],"next_page_token":',
-         orjson.dumps(page.next_page_token), b"}"]
-    )
+    """A page of listing JSON (``read_bodies``) as the JSON ``GET /api/v1/items`` answers (``ItemPage``),
+    in one join: the opening and the end are added to the first and last documents (two small
+    copies) rather than the page's 590 KB copied a second time."""
+    end = b'],"next_page_token":' + orjson.dumps(page.next_page_token) + b"}"
+    if not page.items:
+        return b'{"items":[' + end
+    texts = list(page.items)
+    texts[0] = b'{"items":[' + texts[0]
+    texts[-1] += end
+    return b",".join(texts)
 
 
 def encode_lines(texts: Sequence[bytes]) -> bytes:
