@@ -358,7 +358,8 @@ def _page_of(ask: Listing, forms: Forms, which: str, run: Callable[[Any, dict[st
     options = _options(as_bytes)
     return pagination.fetch_rows_prepared(
         run,
-        ("item_rows", "postgresql" if forms.postgres else "sqlite", which, as_bytes, ask.shape),
+        # the options are part of the kept statement: a statement kept with others is not reused
+        ("item_rows", "postgresql" if forms.postgres else "sqlite", which, tuple(options.items()), ask.shape),
         lambda: select(column).select_from(Item).where(*ask.where).execution_options(**options),
         ask.key,
         Item.id,

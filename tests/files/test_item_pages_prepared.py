@@ -160,3 +160,19 @@ def test_an_empty_folder_and_a_recursive_listing(client, db, make_user) -> None:
         ask = items.listing(s, p, f["id"], recursive=True)
         assert ask.shape is None and ask.filter.subtree is not None
         assert item_rows.encode_page(item_rows.read_bodies(s, ask)) == b'{"items":[],"next_page_token":null}'
+
+
+def test_a_kept_statement_carries_the_options_it_is_run_with(client, db, make_user, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """The rows received at a time (PostgreSQL's chunked rows) are an execution option of the kept
+    statement: changed, the next page is read with the new value, not the one kept."""
+    from corral.db.engine import COLUMN_CHUNKS
+
+    user = make_user("options@x.io")
+    folder_id, _ids = _fill(client, db, user, "options")
+    p = principal(user)
+    monkeypatch.setattr(pagination, "_PREPARED", type(pagination._PREPARED)())
+    first = _pages(db, p, folder_id, 7)
+    monkeypatch.setattr(item_rows, "COLUMN_CHUNK", 3)
+    assert _pages(db, p, folder_id, 7) == first
+    chunks = {stmt.get_execution_options().get(COLUMN_CHUNKS) for stmt in pagination._PREPARED.values()}
+    assert chunks == {item_rows.COLUMN_CHUNK, 500}
