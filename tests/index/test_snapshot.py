@@ -11,14 +11,19 @@ from __future__ import annotations
 
 import json
 import random
+import uuid
 from collections.abc import Iterator
+from datetime import UTC
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sqlalchemy import delete, select, update
 
+from corral.core import folders
 from corral.core.index import changes, projection, query, snapshot
+from corral.core.index import keys as index_keys
 from corral.core.index.filters import parse
 from corral.db import create_database
 from corral.db.engine import Database
@@ -196,3 +201,80 @@ def test_a_grouped_registration_commit_is_patched_into_a_snapshot_not_rebuilt() 
 
     assert changes.LOG_MAX >= jobs.GROUP_ENTRIES
     assert snapshot.DELTA_MAX >= changes.LOG_MAX
+
+
+# -- the aggregated readers against the row reader ---------------------------------------------------
+
+FLOATS = st.one_of(
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.sampled_from([0.0, -0.0, 5e-324, -5e-324, 2.2250738585072014e-308, 2.225073858507201e-308,
+                     1.7976931348623157e308, -1.7976931348623157e308, 0.1, 1 / 3, 2.0**53 + 2, -(2.0**62)]),
+    st.integers(-(2**53), 2**53),
+)
+TEXTS = st.one_of(st.text(st.characters(blacklist_characters="\x00"), max_size=12),
+                  st.sampled_from(["", "é", "😀", "cam1", "CAM1", "a\x1fb", "x" * 300, "x" * 300 + "y"]))
+METAS = st.fixed_dictionaries({}, optional={
+    "flag": st.booleans(),
+    "at": st.datetimes(timezones=st.just(UTC)).map(lambda d: d.isoformat()),
+    "score": FLOATS,
+    "uid": st.uuids().map(str),
+    "camera": TEXTS,
+    "notes": TEXTS,
+    "weather": st.sampled_from(["fog", "rain", "snow", "sun"]),
+})
+
+
+def _columns_of(snap: snapshot.Snapshot) -> dict[int, Any]:
+    """Each loaded column as plain values (numbers by their bits, strings decoded)."""
+    out: dict[int, Any] = {}
+    for key_id, column in snap.columns.items():
+        if column.numeric:
+            out[key_id] = column.values.tobytes()
+        else:
+            out[key_id] = [None if c < 0 else column.words[c] for c in column.values.tolist()]
+    return out
+
+
+_EXAMPLES = iter(range(10**6))
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=list(HealthCheck))
+@given(metas=st.lists(METAS, max_size=14), shared=st.integers(0, 5), fetch=st.integers(1, 5),
+       types=st.lists(st.sampled_from(["image", "video", "pdf"]), min_size=14, max_size=14))
+def test_the_aggregated_readers_equal_the_row_reader(  # type: ignore[no-untyped-def]
+    db, make_user, monkeypatch, metas, shared, fetch, types
+) -> None:
+    """Item ids, types and every key's values read a chunk (or a distinct string) a statement,
+    aggregated, are those read a driver row per value: floats bit for bit (extremes, subnormals,
+    signed zeros), strings exactly (unicode, empty, the separator, longer than ``txt`` keeps),
+    missing values missing; ids sharing their first 8 bytes placed right; chunks of 1 to 5 rows,
+    so that equal values straddle the chunks' ends.  The row reader is never needed (it fails
+    here if called)."""
+    monkeypatch.setattr(snapshot, "_FETCH", fetch)
+    n = next(_EXAMPLES)
+    who = principal(db, make_user(f"agg{n}@x.io", org=f"Agg {n}").user_id)
+    save_schema(db, who, SCHEMA)
+    prefix = uuid.uuid4().bytes[:8]
+    with db.write() as s:
+        folder = folders.create_path(s, who, "data")
+        for i, meta in enumerate(metas):
+            item_id = uuid.UUID(bytes=prefix + uuid.uuid4().bytes[8:]) if i < shared else uuid.uuid4()
+            s.add(Item(id=item_id, org_id=who.org_id, folder_id=folder.id, item_type=types[i], name=f"n{i}",
+                       url=f"s3://b/{item_id}", storage_location="s3", client_metadata=meta,
+                       created_at=utcnow()))
+    with db.read() as s, snapshot.consistent(s):
+        keys = index_keys.load(s, who.org_id)
+        want = snapshot.build(s, who.org_id, keys, rows=True)
+    with monkeypatch.context() as m:
+        def refuse(*_: Any) -> None:
+            raise AssertionError("read a row at a time")
+
+        m.setattr(snapshot, "_ids_rows", refuse)
+        m.setattr(snapshot, "_key_rows", refuse)
+        with db.read() as s, snapshot.consistent(s):
+            got = snapshot.build(s, who.org_id, keys)
+    assert len(want) == len(metas)
+    assert got.ids.tobytes() == want.ids.tobytes()
+    assert [got.type_names[c] for c in got.types] == [want.type_names[c] for c in want.types]
+    assert _columns_of(got) == _columns_of(want)
+    assert got.seq == want.seq
