@@ -294,15 +294,21 @@ _SEP = "\x1f"
 def _ids_fast(s: Session, org_id: uuid.UUID) -> tuple[Any, Any, list[str]] | None:
     """``_ids_rows`` read ``_FETCH`` items a statement, each chunk's ids and types as one
     aggregated value apiece (ids: 16 bytes each on PostgreSQL, 32 hex digits on SQLite), so no
-    driver object is made per item; None when a type name holds the separator."""
+    driver object is made per item; None when a type name holds the separator.  PostgreSQL
+    walks the ids in order; SQLite walks the organisation's index in rowid order (its one read
+    transaction is one snapshot), and the ids are sorted here unless they came sorted."""
     connection, mark = _raw(s)
     pg = s.get_bind().dialect.name == "postgresql"
     if pg:
-        agg = ("count(*), string_agg(uuid_send(id), ''::bytea ORDER BY id), "
-               "string_agg(item_type, chr(31) ORDER BY id)")
+        sql = ("SELECT count(*), string_agg(uuid_send(id), ''::bytea), string_agg(item_type, chr(31)) "
+               f"FROM (SELECT id, item_type FROM items WHERE org_id = %s {{after}} ORDER BY id "
+               f"LIMIT {_FETCH}) chunk")
+        after = "AND id > %s"
     else:
-        agg = "count(*), group_concat(id, ''), group_concat(item_type, char(31))"
-    inner = f"SELECT id, item_type FROM items WHERE org_id = {mark} {{after}} ORDER BY id LIMIT {_FETCH}"
+        sql = ("SELECT count(*), group_concat(id, ''), group_concat(item_type, char(31)), max(r) "
+               f"FROM (SELECT rowid AS r, id, item_type FROM items WHERE org_id = ? {{after}} "
+               f"ORDER BY rowid LIMIT {_FETCH})")
+        after = "AND rowid > ?"
     ids: list[Any] = []
     types: list[Any] = []
     type_names: dict[str, int] = {}
@@ -310,48 +316,56 @@ def _ids_fast(s: Session, org_id: uuid.UUID) -> tuple[Any, Any, list[str]] | Non
     cursor = connection.cursor()
     try:
         while True:
-            after = "" if last is None else f"AND id > {mark}"
             params = (_org(s, org_id),) if last is None else (_org(s, org_id), last)
-            sql = f"SELECT {agg} FROM ({inner.format(after=after)}) chunk"
+            statement = sql.format(after="" if last is None else after)
             if pg:
-                cursor.execute(sql, params, binary=True)
+                cursor.execute(statement, params, binary=True)
+                n, packed, names = cursor.fetchone()
             else:
-                cursor.execute(sql, params)
-            n, packed, names = cursor.fetchone()
+                cursor.execute(statement, params)
+                n, packed, names, last_rowid = cursor.fetchone()
             if not n:
                 break
             chunk = (np.frombuffer(binascii.hexlify(packed), dtype="S32") if pg
                      else np.frombuffer(packed.encode("ascii"), dtype="S32"))
             parts = names.split(_SEP)
-            if chunk.shape[0] != n or len(parts) != n or not _ascending(chunk, ids[-1][-1] if ids else None):
+            if chunk.shape[0] != n or len(parts) != n:
                 return None
             ids.append(chunk)
             types.append(np.array([type_names.setdefault(t, len(type_names)) for t in parts], dtype=np.int16))
             if n < _FETCH:
                 break
-            last = uuid.UUID(bytes=bytes(packed[-16:])) if pg else chunk[-1].decode()
+            if pg:  # the chunk's greatest id (the aggregate's order is not the statement's)
+                top = chunk[-1] if np.all(chunk[1:] > chunk[:-1]) else max(chunk.tolist())
+                last = uuid.UUID(top.decode())
+            else:
+                last = last_rowid
     finally:
         cursor.close()
-    return (np.concatenate(ids) if ids else np.zeros(0, "S32"),
-            np.concatenate(types) if types else np.zeros(0, np.int16), list(type_names))
-
-
-def _ascending(ids: Any, before: Any) -> bool:
-    if before is not None and ids.shape[0] and not ids[0] > before:
-        return False
-    return bool(np.all(ids[1:] > ids[:-1]))
+    if not ids:
+        return np.zeros(0, "S32"), np.zeros(0, np.int16), []
+    every, kinds = np.concatenate(ids), np.concatenate(types)
+    if not np.all(every[1:] > every[:-1]):
+        pairs = np.frombuffer(binascii.unhexlify(every.tobytes()), dtype=">u8").reshape(-1, 2)
+        order = np.lexsort((pairs[:, 1], pairs[:, 0]))
+        every, kinds = every[order], kinds[order]
+        if not np.all(every[1:] > every[:-1]):  # an id twice: not expected of a primary key
+            return None
+    return every, kinds, list(type_names)
 
 
 def load_key(s: Session, snap: Snapshot, key: Key, *, rows: bool = False) -> None:
     """Read one key's values into the snapshot.  ``rows``: one driver row per value (the
-    reference reader, for tests); otherwise aggregated (``_numbers_fast``, ``_words_fast``),
+    reference reader, for tests); otherwise aggregated (``_numbers_fast``, ``_grouped``),
     falling back to rows where those cannot say."""
     n = len(snap)
     column = (Column(True, np.full(n, np.nan, dtype=np.float64)) if key.numeric
               else Column(False, np.full(n, -1, dtype=np.int32)))
     done = False
     if not rows:
-        done = _numbers_fast(s, snap, key, column) if key.numeric else _words_fast(s, snap, key, column)
+        # a boolean has two values: grouped by value, like the strings
+        done = (_numbers_fast(s, snap, key, column) if key.numeric and key.kind != "boolean"
+                else _grouped(s, snap, key, column))
     if not done:
         column = _key_rows(s, snap, key)
     column.used = time.monotonic()
@@ -451,14 +465,16 @@ def _numbers_fast(s: Session, snap: Snapshot, key: Key, column: Column) -> bool:
         cursor.close()
 
 
-def _words_fast(s: Session, snap: Snapshot, key: Key, column: Column) -> bool:
-    """A string kind's values a distinct string at a time: each string once, with its items'
-    ids as one aggregated value (16 bytes each on PostgreSQL, 32 hex digits on SQLite), in one
-    statement walking the key's index in order."""
+def _grouped(s: Session, snap: Snapshot, key: Key, column: Column) -> bool:
+    """A key's values a distinct value at a time (a string kind's, or a boolean's): each value
+    once, with its items' ids as one aggregated value (16 bytes each on PostgreSQL, 32 hex
+    digits on SQLite), in one statement walking the key's index in order."""
     connection, mark = _raw(s)
     pg = s.get_bind().dialect.name == "postgresql"
+    value = "num" if key.numeric else "txt"
     ids = "string_agg(uuid_send(item_id), ''::bytea)" if pg else "group_concat(item_id, '')"
-    sql = f"SELECT txt, {ids} FROM item_meta WHERE key_id = {mark} AND txt IS NOT NULL GROUP BY txt"
+    sql = (f"SELECT {value}, {ids} FROM item_meta WHERE key_id = {mark} AND {value} IS NOT NULL "
+           f"GROUP BY {value}")
     code = column.code
     cursor = connection.cursor()
     try:
@@ -473,11 +489,14 @@ def _words_fast(s: Session, snap: Snapshot, key: Key, column: Column) -> bool:
             raw = b"".join(r[1] for r in rows) if pg else binascii.unhexlify("".join(r[1] for r in rows))
             width = 16 if pg else 32
             sizes = np.fromiter((len(r[1]) for r in rows), dtype=np.int64, count=len(rows)) // width
-            codes = np.fromiter((code(r[0]) for r in rows), dtype=np.int32, count=len(rows))
             if int(sizes.sum()) * 16 != len(raw):
                 return False
+            if key.numeric:
+                got: Any = np.fromiter((r[0] for r in rows), dtype=np.float64, count=len(rows))
+            else:
+                got = np.fromiter((code(r[0]) for r in rows), dtype=np.int32, count=len(rows))
             at, ok = snap.locate(raw)
-            column.values[at[ok]] = np.repeat(codes, sizes)[ok]
+            column.values[at[ok]] = np.repeat(got, sizes)[ok]
     finally:
         cursor.close()
 
