@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import random
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC
@@ -278,3 +279,69 @@ def test_the_aggregated_readers_equal_the_row_reader(  # type: ignore[no-untyped
     assert [got.type_names[c] for c in got.types] == [want.type_names[c] for c in want.types]
     assert _columns_of(got) == _columns_of(want)
     assert got.seq == want.seq
+
+
+def _settled(db: Database, who: Any) -> snapshot.Snapshot:
+    """The organisation's snapshot once the background build has kept it."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        with db.read() as s:
+            reg = snapshot.registry(s)
+            assert reg is not None
+            with reg.lock:
+                snap = reg.snapshots.get(who.org_id)
+                building = who.org_id in reg.building
+        if snap is not None and not building:
+            return snap
+        time.sleep(0.05)
+    raise AssertionError("no snapshot built")
+
+
+def _loadable(db: Database, who: Any) -> set[str]:
+    with db.read() as s:
+        return {k.name for k in index_keys.load(s, who.org_id) if k.ready and k.kind != "text"}
+
+
+def test_a_background_build_loads_every_key_not_only_the_query_s(processes, make_user, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """A count of one key in a cold process too large to build inside the query answers from SQL
+    and builds in the background with every (non-text) key, so that the facets or filters that
+    follow on other keys need not read those in their own time; the answers stay SQL's."""
+    first, _, sql_only = processes
+    monkeypatch.setattr(snapshot, "SYNC_ITEMS", 5)
+    who = principal(first, make_user("bg@x.io").user_id)
+    save_schema(first, who, SCHEMA)
+    rng = random.Random(7)
+    add_items(first, who, "data", [random_metadata(rng) for _ in range(30)], rng)
+    tree = {"key": "weather", "op": "eq", "value": "rain"}
+    with first.read() as s:
+        assert query.count(s, who, tree) == _answers(sql_only, who, tree)[0]  # from SQL: cold
+    snap = _settled(first, who)
+    assert {k.name for k in snap.keys.values()} == _loadable(first, who) and set(snap.columns) == set(snap.keys)
+    for t in TREES:
+        assert _answers(first, who, t) == _answers(sql_only, who, t), t
+    assert _used(first, who)
+
+
+def test_a_process_at_start_builds_the_largest_organisations(processes, make_user, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """``warm_index`` (what `corral serve` calls before serving) builds the snapshot of an
+    organisation too large to build inside a query, with every (non-text) key, before any query;
+    a smaller one is left to its first query."""
+    first, second, sql_only = processes
+    monkeypatch.setattr(snapshot, "SYNC_ITEMS", 10)
+    rng = random.Random(8)
+    big = principal(first, make_user("big@x.io", org="Big").user_id)
+    small = principal(first, make_user("small@x.io", org="Small").user_id)
+    for who, n in ((big, 25), (small, 4)):
+        save_schema(first, who, SCHEMA)
+        add_items(first, who, "data", [random_metadata(rng) for _ in range(n)], rng)
+    from corral.runtime import warm_index
+
+    warm_index(second)
+    snap = _settled(second, big)
+    assert {k.name for k in snap.keys.values()} == _loadable(second, big)
+    with second.read() as s:
+        reg = snapshot.registry(s)
+        assert reg is not None and small.org_id not in reg.snapshots
+    assert _used(second, big)
+    for t in TREES:
+        assert _answers(second, big, t) == _answers(sql_only, big, t), t

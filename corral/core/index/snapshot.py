@@ -35,12 +35,13 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
 from corral.core.index import changes
 from corral.core.index.filters import And, Node, Not, Or, Pred
 from corral.core.index.keys import TXT_MAX, Key
+from corral.core.index.keys import load as load_keys
 from corral.core.maps.area import Area
 from corral.db.tables import Item, ItemMeta
 
@@ -99,6 +100,7 @@ class Snapshot:
         self.columns: dict[int, Column] = {}
         self.lock = threading.Lock()
         self.halves_: tuple[Any, Any] | None = None  # ids as two uint64s, kept until they change
+        self.keys: dict[int, Key] = {}  # the loaded columns' keys
 
     def __len__(self) -> int:
         return int(self.ids.shape[0])
@@ -370,6 +372,7 @@ def load_key(s: Session, snap: Snapshot, key: Key, *, rows: bool = False) -> Non
         column = _key_rows(s, snap, key)
     column.used = time.monotonic()
     snap.columns[key.id] = column
+    snap.keys[key.id] = key
 
 
 def _key_rows(s: Session, snap: Snapshot, key: Key) -> Column:
@@ -605,7 +608,8 @@ class Registry:
         return True
 
     def warm(self, org_id: uuid.UUID, keys: list[Key]) -> None:
-        """Rebuild the organisation's snapshot in a thread of its own (once at a time)."""
+        """Rebuild the organisation's snapshot in a thread of its own (once at a time), with as
+        many of ``keys`` as fit, in that order."""
         with self.lock:
             if org_id in self.building:
                 return
@@ -613,11 +617,7 @@ class Registry:
 
         def run() -> None:
             try:
-                with Session(self.engine) as s, consistent(s):
-                    snap = build(s, org_id, keys)
-                if snap.nbytes() <= self.limit:
-                    with self.lock:
-                        self.snapshots[org_id] = snap
+                self.build(org_id, keys)
             except Exception:  # a cold snapshot only costs speed: the queries read SQL
                 log.exception("index snapshot of organisation %s", org_id)
             finally:
@@ -625,6 +625,54 @@ class Registry:
                     self.building.discard(org_id)
 
         threading.Thread(target=run, name=f"index-snapshot-{org_id}", daemon=True).start()
+
+    def build(self, org_id: uuid.UUID, keys: list[Key]) -> Snapshot | None:
+        """Build the organisation's snapshot now, in one consistent read, with as many of
+        ``keys`` as fit beside the other snapshots, and keep it (None: not even its ids fit)."""
+        with Session(self.engine) as s, consistent(s):
+            snap = build(s, org_id, [])
+            with self.lock:
+                others = sum(o.nbytes() for i, o in self.snapshots.items() if i != org_id)
+            for key in {k.id: k for k in keys}.values():
+                if others + snap.nbytes() + len(snap) * (8 if key.numeric else 4) > self.limit:
+                    continue
+                load_key(s, snap, key)
+        if snap.nbytes() > self.limit:
+            return None
+        with self.lock:
+            self.snapshots[org_id] = snap
+        return snap
+
+    def warm_largest(self, every: int = 0) -> None:
+        """In a thread of its own: build the snapshots of the organisations too large to be
+        built inside a query (``SYNC_ITEMS``), largest first, with each one's ready keys (text
+        keys aside), while they fit; so that a process just started answers from columns within
+        seconds instead of after its first query's background build.  ``every``: at most this
+        many organisations (0: no limit)."""
+        def run() -> None:
+            try:
+                with Session(self.engine) as s:
+                    sizes = s.execute(select(Item.org_id, func.count()).group_by(Item.org_id)
+                                      .having(func.count() > SYNC_ITEMS).order_by(func.count().desc())).all()
+                for i, (org_id, _) in enumerate(sizes):
+                    if every and i >= every:
+                        return
+                    with self.lock:
+                        if org_id in self.snapshots or org_id in self.building:
+                            continue
+                        self.building.add(org_id)
+                    try:
+                        with Session(self.engine) as s:
+                            keys = [k for k in load_keys(s, org_id) if k.ready and k.kind != "text"]
+                        if self.build(org_id, keys) is None:
+                            return
+                    finally:
+                        with self.lock:
+                            self.building.discard(org_id)
+            except Exception:
+                log.exception("index snapshots at start")
+
+        threading.Thread(target=run, name="index-snapshots-at-start", daemon=True).start()
 
 
 class consistent:
@@ -660,11 +708,21 @@ def registry(s: Session) -> Registry | None:
     return found if found.limit > 0 else None
 
 
-def current(s: Session, org_id: uuid.UUID, keys: list[Key], *, seq: int | None = None) -> Snapshot | None:
+def registry_of(engine: Engine) -> Registry | None:
+    """This engine's snapshots, if it has them (None: off, or not configured)."""
+    found = _REGISTRIES.get(engine)
+    return found if found is not None and found.limit > 0 else None
+
+
+def current(s: Session, org_id: uuid.UUID, keys: list[Key], *, seq: int | None = None,
+            every: Iterable[Key] = ()) -> Snapshot | None:
     """The organisation's snapshot, current as of this transaction's read of the change
     sequence (``seq`` when the caller has read it already), with ``keys`` loaded; None when there
     is none to use now (the query reads SQL).  Returned with its lock held: the caller releases
-    it (``snap.lock.release()``)."""
+    it (``snap.lock.release()``).  A snapshot built in the background for lack of one has ``keys``
+    and then ``every`` loaded (the organisation's other keys: later queries naming them need not
+    read them in their own time)."""
+    later = [*keys, *every]
     reg = registry(s)
     if reg is None:
         return None
@@ -682,7 +740,7 @@ def current(s: Session, org_id: uuid.UUID, keys: list[Key], *, seq: int | None =
                 reg.snapshots[org_id] = snap
         else:
             if snap is None:
-                reg.warm(org_id, keys)
+                reg.warm(org_id, later)
             return None
     snap.lock.acquire()
     try:
@@ -693,8 +751,8 @@ def current(s: Session, org_id: uuid.UUID, keys: list[Key], *, seq: int | None =
                     reg.snapshots.pop(org_id, None)
                 if len(snap) <= SYNC_ITEMS:
                     snap.lock.release()
-                    return current(s, org_id, keys, seq=seq)
-                reg.warm(org_id, keys)
+                    return current(s, org_id, keys, seq=seq, every=every)
+                reg.warm(org_id, [*later, *(snap.keys[i] for i in snap.columns if i in snap.keys)])
                 snap.lock.release()
                 return None
             _apply(s, snap, changed, seq)
