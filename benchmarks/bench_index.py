@@ -274,7 +274,8 @@ def main() -> None:
     work = Path(args.keep) if args.keep and not args.postgres else Path(
         tempfile.mkdtemp(prefix="corral-bench-index-"))
     kept = args.keep is not None
-    name = (args.keep or f"corral_bench_{uuid.uuid4().hex[:8]}") if args.postgres else None
+    prefix = os.environ.get("CORRAL_BENCH_DB_PREFIX") or "corral_bench_"  # as benchmarks.common
+    name = (args.keep or f"{prefix}{uuid.uuid4().hex[:8]}") if args.postgres else None
     admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT") if name else None
     url = None
     filled = False

@@ -209,7 +209,8 @@ def test_a_grouped_registration_commit_is_patched_into_a_snapshot_not_rebuilt() 
 FLOATS = st.one_of(
     st.floats(allow_nan=False, allow_infinity=False),
     st.sampled_from([0.0, -0.0, 5e-324, -5e-324, 2.2250738585072014e-308, 2.225073858507201e-308,
-                     1.7976931348623157e308, -1.7976931348623157e308, 0.1, 1 / 3, 2.0**53 + 2, -(2.0**62)]),
+                     1.7976931348623157e308, -1.7976931348623157e308, 0.1, 1 / 3, 2.0**53 + 2, -(2.0**62), 2.0**63, -(2.0**63), 2.0**63 - 1024,
+                     1e300, -1.5, 1700000000.0, 1700000000.25]),
     st.integers(-(2**53), 2**53),
 )
 TEXTS = st.one_of(st.text(st.characters(blacklist_characters="\x00"), max_size=12),

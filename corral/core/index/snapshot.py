@@ -403,11 +403,15 @@ def _key_rows(s: Session, snap: Snapshot, key: Key) -> Column:
 # significant bits: e = 57 - floor(log2|x|) makes |m| < 2**59 for any rounding of log2 by one,
 # and the scaling by powers of two (in two halves, so that neither overflows for subnormals) is
 # exact, so m and e, printed as hex digits, give the value back bit for bit (``np.ldexp``).
-# Infinities are marked by e = 2047; zero is m = 0.
-_EXP = ("CASE WHEN num = 0 THEN 0 WHEN abs(num) = 9e999 THEN 2047 "
+# A whole number below 2**63 (zero, booleans, datetimes to the second) is itself, e = 0 (its 53
+# bits or fewer make the int64 exact as a float64); infinities are marked by e = 2047.
+_EXP = ("CASE WHEN num = CAST(num AS INTEGER) THEN 0 WHEN abs(num) = 9e999 THEN 2047 "
         "ELSE CAST(57 - floor(log2(abs(num))) AS INTEGER) END")
-_MANT = ("CASE WHEN num = 0 THEN 0 WHEN abs(num) = 9e999 THEN (CASE WHEN num > 0 THEN 1 ELSE -1 END) "
+_MANT = ("CASE WHEN e = 0 THEN CAST(num AS INTEGER) "
+         "WHEN e = 2047 THEN (CASE WHEN num > 0 THEN 1 ELSE -1 END) "
          "ELSE CAST(num * power(2, e / 2) * power(2, e - e / 2) AS INTEGER) END")
+
+
 def _numbers_fast(s: Session, snap: Snapshot, key: Key, column: Column) -> bool:
     """A number, datetime or boolean key's values without a driver object per value:
     ``_FETCH`` values a statement in the key's index order (from the last one read), each
