@@ -611,9 +611,10 @@ class Registry:
                 return False
         return True
 
-    def warm(self, org_id: uuid.UUID, keys: list[Key]) -> None:
+    def warm(self, org_id: uuid.UUID, keys: list[Key], first: int | None = None) -> None:
         """Rebuild the organisation's snapshot in a thread of its own (once at a time), with as
-        many of ``keys`` as fit, in that order."""
+        many of ``keys`` as fit, in that order, kept once the first ``first`` are read
+        (``build``)."""
         with self.lock:
             if org_id in self.building:
                 return
@@ -621,7 +622,7 @@ class Registry:
 
         def run() -> None:
             try:
-                self.build(org_id, keys)
+                self.build(org_id, keys, first)
             except Exception:  # a cold snapshot only costs speed: the queries read SQL
                 log.exception("index snapshot of organisation %s", org_id)
             finally:
@@ -630,17 +631,44 @@ class Registry:
 
         threading.Thread(target=run, name=f"index-snapshot-{org_id}", daemon=True).start()
 
-    def build(self, org_id: uuid.UUID, keys: list[Key]) -> Snapshot | None:
+    def build(self, org_id: uuid.UUID, keys: list[Key], first: int | None = None) -> Snapshot | None:
         """Build the organisation's snapshot now, in one consistent read, with as many of
-        ``keys`` as fit beside the other snapshots, and keep it (None: not even its ids fit)."""
+        ``keys`` as fit beside the other snapshots, and keep it (None: not even its ids fit).
+        It is kept, and used by queries, once its ids and the first ``first`` keys are read
+        (None: all of them); each other key is then read in the same consistent read and added
+        if the snapshot is still at that read's sequence (a query may have brought it further
+        meanwhile: the rest is then left to the queries that name them).  Until the build is
+        done, a query naming a key not added yet reads SQL (``current``)."""
+        wanted = list({k.id: k for k in keys}.values())
+        first = len(wanted) if first is None else first
+        kept = False
         with Session(self.engine) as s, consistent(s):
             snap = build(s, org_id, [])
+            seq, ids, halves = snap.seq, snap.ids, snap.halves()
             with self.lock:
                 others = sum(o.nbytes() for i, o in self.snapshots.items() if i != org_id)
-            for key in {k.id: k for k in keys}.values():
+            for i, key in enumerate(wanted):
+                if i == first:
+                    if snap.nbytes() > self.limit:
+                        return None
+                    with self.lock:
+                        self.snapshots[org_id] = snap
+                    kept = True
                 if others + snap.nbytes() + len(snap) * (8 if key.numeric else 4) > self.limit:
                     continue
-                load_key(s, snap, key)
+                if not kept:
+                    load_key(s, snap, key)
+                    continue
+                twin = Snapshot(org_id, seq, ids, snap.types, [])  # the snapshot as read
+                twin.halves_ = halves
+                load_key(s, twin, key)
+                with snap.lock:
+                    if snap.seq != seq or snap.ids is not ids:
+                        break
+                    snap.columns[key.id] = twin.columns[key.id]
+                    snap.keys[key.id] = key
+        if kept:
+            return snap
         if snap.nbytes() > self.limit:
             return None
         with self.lock:
@@ -668,7 +696,7 @@ class Registry:
                     try:
                         with Session(self.engine) as s:
                             keys = [k for k in load_keys(s, org_id) if k.ready and k.kind != "text"]
-                        if self.build(org_id, keys) is None:
+                        if self.build(org_id, keys, 0) is None:
                             return
                     finally:
                         with self.lock:
@@ -744,7 +772,7 @@ def current(s: Session, org_id: uuid.UUID, keys: list[Key], *, seq: int | None =
                 reg.snapshots[org_id] = snap
         else:
             if snap is None:
-                reg.warm(org_id, later)
+                reg.warm(org_id, later, len(keys))
             return None
     snap.lock.acquire()
     try:
@@ -756,14 +784,14 @@ def current(s: Session, org_id: uuid.UUID, keys: list[Key], *, seq: int | None =
                 if len(snap) <= SYNC_ITEMS:
                     snap.lock.release()
                     return current(s, org_id, keys, seq=seq, every=every)
-                reg.warm(org_id, [*later, *(snap.keys[i] for i in snap.columns if i in snap.keys)])
+                reg.warm(org_id, [*later, *(snap.keys[i] for i in snap.columns if i in snap.keys)], len(keys))
                 snap.lock.release()
                 return None
             _apply(s, snap, changed, seq)
         missing = [k for k in keys if k.id not in snap.columns]
         if missing:
-            with reg.lock:
-                fits = reg._fits(snap, keys, len(snap))
+            with reg.lock:  # while a build is adding keys, those it has not added yet read SQL
+                fits = org_id not in reg.building and reg._fits(snap, keys, len(snap))
             if not fits:
                 snap.lock.release()
                 return None
