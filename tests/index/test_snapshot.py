@@ -241,19 +241,21 @@ def _columns_of(snap: snapshot.Snapshot) -> dict[int, Any]:
 _EXAMPLES = iter(range(10**6))
 
 
-@settings(max_examples=20, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck))
 @given(metas=st.lists(METAS, max_size=14), shared=st.integers(0, 5), fetch=st.integers(1, 5),
-       types=st.lists(st.sampled_from(["image", "video", "pdf"]), min_size=14, max_size=14))
+       types=st.lists(st.sampled_from(["image", "video", "pdf"]), min_size=14, max_size=14),
+       whole=st.booleans())
 def test_the_aggregated_readers_equal_the_row_reader(  # type: ignore[no-untyped-def]
-    db, make_user, monkeypatch, metas, shared, fetch, types
+    db, make_user, monkeypatch, metas, shared, fetch, types, whole
 ) -> None:
     """Item ids, types and every key's values read a chunk (or a distinct string) a statement,
     aggregated, are those read a driver row per value: floats bit for bit (extremes, subnormals,
     signed zeros), strings exactly (unicode, empty, the separator, longer than ``txt`` keeps),
     missing values missing; ids sharing their first 8 bytes placed right; chunks of 1 to 5 rows,
-    so that equal values straddle the chunks' ends.  The row reader is never needed (it fails
-    here if called)."""
+    so that equal values straddle the chunks' ends, and strings grouped in one statement or in
+    chunks.  The row reader is never needed (it fails here if called)."""
     monkeypatch.setattr(snapshot, "_FETCH", fetch)
+    monkeypatch.setattr(snapshot, "_WHOLE", 10**9 if whole else 0)
     n = next(_EXAMPLES)
     who = principal(db, make_user(f"agg{n}@x.io", org=f"Agg {n}").user_id)
     save_schema(db, who, SCHEMA)

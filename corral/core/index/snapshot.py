@@ -53,6 +53,8 @@ SYNC_ITEMS = 50_000
 #: At least one of registration's grouped commits (``changes.LOG_MAX``).
 DELTA_MAX = 20_000
 _FETCH = 65_536
+#: Up to this many items, a string or boolean key is read grouped in one statement (``_grouped``).
+_WHOLE = 2_000_000
 _CHUNK = 500
 
 Mask = npt.NDArray[np.bool_]
@@ -473,30 +475,43 @@ def _numbers_fast(s: Session, snap: Snapshot, key: Key, column: Column) -> bool:
 
 
 def _grouped(s: Session, snap: Snapshot, key: Key, column: Column) -> bool:
-    """A key's values a distinct value at a time (a string kind's, or a boolean's): each value
-    once, with its items' ids as one aggregated value (16 bytes each on PostgreSQL, 32 hex
-    digits on SQLite), in one statement walking the key's index in order."""
+    """A key's values a distinct value at a time (a string kind's, or a boolean's): ``_FETCH``
+    values a statement in the key's index order (from the last one read), grouped by value, each
+    value once a chunk with its items' ids as one aggregated value (16 bytes each on PostgreSQL,
+    32 hex digits on SQLite).  The groups come in the statement's order of the values (the
+    database's collation), so the last one is where the next chunk starts.  Up to ``_WHOLE``
+    items, one statement grouping the whole key."""
     connection, mark = _raw(s)
     pg = s.get_bind().dialect.name == "postgresql"
     value = "num" if key.numeric else "txt"
     ids = "string_agg(uuid_send(item_id), ''::bytea)" if pg else "group_concat(item_id, '')"
+    # an organisation of up to _WHOLE items in one statement (the database's own grouping walks
+    # the index in order; a chunk's needs a sort), a larger one in chunks (its strings bounded)
+    whole = len(snap) <= _WHOLE
     sql = (f"SELECT {value}, {ids} FROM item_meta WHERE key_id = {mark} AND {value} IS NOT NULL "
-           f"GROUP BY {value}")
+           f"GROUP BY {value}") if whole else (
+           f"SELECT v, {ids} FROM (SELECT {value} AS v, item_id FROM item_meta WHERE key_id = {mark} "
+           f"AND {value} IS NOT NULL {{after}} ORDER BY {value}, item_id LIMIT {_FETCH}) chunk "
+           "GROUP BY v ORDER BY v")
+    width = 16 if pg else 32
     code = column.code
+    last: tuple[Any, Any] | None = None
     cursor = connection.cursor()
     try:
-        if pg:
-            cursor.execute(sql, (key.id,), binary=True)
-        else:
-            cursor.execute(sql, (key.id,))
         while True:
-            rows = cursor.fetchmany(_FETCH)
+            after = "" if last is None else f"AND ({value}, item_id) > ({mark}, {mark})"
+            params = (key.id, *(last or ()))
+            if pg:
+                cursor.execute(sql.format(after=after), params, binary=True)
+            else:
+                cursor.execute(sql.format(after=after), params)
+            rows = cursor.fetchall()
             if not rows:
                 return True
             raw = b"".join(r[1] for r in rows) if pg else binascii.unhexlify("".join(r[1] for r in rows))
-            width = 16 if pg else 32
             sizes = np.fromiter((len(r[1]) for r in rows), dtype=np.int64, count=len(rows)) // width
-            if int(sizes.sum()) * 16 != len(raw):
+            n = int(sizes.sum())
+            if n * 16 != len(raw):
                 return False
             if key.numeric:
                 got: Any = np.fromiter((r[0] for r in rows), dtype=np.float64, count=len(rows))
@@ -504,6 +519,11 @@ def _grouped(s: Session, snap: Snapshot, key: Key, column: Column) -> bool:
                 got = np.fromiter((code(r[0]) for r in rows), dtype=np.int32, count=len(rows))
             at, ok = snap.locate(raw)
             column.values[at[ok]] = np.repeat(got, sizes)[ok]
+            if whole or n < _FETCH:
+                return True
+            # the last value's greatest id: the chunk ends there
+            top = max(raw[i : i + 16] for i in range(len(raw) - 16 * int(sizes[-1]), len(raw), 16))
+            last = (rows[-1][0], uuid.UUID(bytes=top) if pg else top.hex())
     finally:
         cursor.close()
 
