@@ -664,7 +664,7 @@ class Registry:
         kept = False
         with Session(self.engine) as s, consistent(s):
             snap = build(s, org_id, [])
-            seq, ids, halves = snap.seq, snap.ids, snap.halves()
+            seq, ids, types, halves = snap.seq, snap.ids, snap.types, snap.halves()
             with self.lock:
                 others = sum(o.nbytes() for i, o in self.snapshots.items() if i != org_id)
             for i, key in enumerate(wanted):
@@ -674,12 +674,17 @@ class Registry:
                     with self.lock:
                         self.snapshots[org_id] = snap
                     kept = True
-                if others + snap.nbytes() + len(snap) * (8 if key.numeric else 4) > self.limit:
+                if kept:
+                    with snap.lock:  # queries change its columns under its lock
+                        size = snap.nbytes()
+                else:
+                    size = snap.nbytes()
+                if others + size + len(ids) * (8 if key.numeric else 4) > self.limit:
                     continue
                 if not kept:
                     load_key(s, snap, key)
                     continue
-                twin = Snapshot(org_id, seq, ids, snap.types, [])  # the snapshot as read
+                twin = Snapshot(org_id, seq, ids, types, [])  # the snapshot as read
                 twin.halves_ = halves
                 load_key(s, twin, key)
                 with snap.lock:
