@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 from sqlalchemy import Engine, func, select
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from corral.core.index import changes
@@ -726,6 +727,8 @@ class Registry:
                     finally:
                         with self.lock:
                             self.building.discard(org_id)
+            except SQLAlchemyError as exc:  # e.g. a database not migrated yet: nothing to warm
+                log.debug("no index snapshots at start: %s", exc.__class__.__name__)
             except Exception:
                 log.exception("index snapshots at start")
 
