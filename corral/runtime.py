@@ -44,6 +44,18 @@ def tune_gc() -> None:
     gc.set_threshold(*GC_THRESHOLD)
 
 
+def warm_index(db: Database) -> None:
+    """Start building the index's columnar snapshots of the largest organisations in the
+    background (``corral.core.index.snapshot.Registry.warm_largest``), before an API process
+    serves: otherwise its first count or facets of such an organisation would start the build and
+    answer from SQL (hundreds of ms at a million items) until it is done."""
+    from corral.core.index import snapshot
+
+    reg = snapshot.registry_of(db.engine)
+    if reg is not None:
+        reg.warm_largest()
+
+
 def warm_storage(db: Database) -> list[str]:
     """Import the storage backends of the providers this database's integrations use, before an
     API process serves (``corral.storage.registry.warm``): otherwise the first request to sign with

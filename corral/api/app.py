@@ -191,12 +191,13 @@ def app_from_environment() -> FastAPI:
     settings `serve` found (it passes its flags and data directory on in the environment, and the
     same discovery reads the same configuration files); the job workers run in their own processes."""
     from corral.logs import configure_logging
-    from corral.runtime import tune_gc, warm_storage
+    from corral.runtime import tune_gc, warm_index, warm_storage
     from corral.settings import discover
 
     settings = discover().settings
     configure_logging(settings.log_level, settings.log_format)
     app = create_app(settings)
     warm_storage(app.state.corral.db)
+    warm_index(app.state.corral.db)
     tune_gc()  # the app is built: the collector need not walk it again
     return app

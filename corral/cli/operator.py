@@ -153,10 +153,11 @@ def serve(host: str | None, port: int | None, data_dir: Path | None, workers: in
         if supervisor is not None:
             supervisor.start()
         if api == 1:
-            from corral.runtime import tune_gc, warm_storage
+            from corral.runtime import tune_gc, warm_index, warm_storage
 
             one = create_app(settings, db=db)
             warm_storage(db)
+            warm_index(db)
             tune_gc()  # the app is built: the collector need not walk it again
             uvicorn.run(one, **options)
         else:

@@ -384,7 +384,8 @@ def _columnar(
     # snapshot's lock is taken
     areas = [(a, _area_items(s, a)) for a in snapshot.areas_of(prepared.node)]
     wanted = {k.id: k for k in [*snapshot.keys_of(prepared.node), *more]}
-    snap = snapshot.current(s, principal.org_id, list(wanted.values()), seq=prepared.catalog.seq)
+    every = [k for k in prepared.catalog.keys.values() if k.ready and k.kind != "text"]
+    snap = snapshot.current(s, principal.org_id, list(wanted.values()), seq=prepared.catalog.seq, every=every)
     if snap is None:
         return None
     try:

@@ -35,12 +35,14 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, func, select
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from corral.core.index import changes
 from corral.core.index.filters import And, Node, Not, Or, Pred
 from corral.core.index.keys import TXT_MAX, Key
+from corral.core.index.keys import load as load_keys
 from corral.core.maps.area import Area
 from corral.db.tables import Item, ItemMeta
 
@@ -52,6 +54,8 @@ SYNC_ITEMS = 50_000
 #: At least one of registration's grouped commits (``changes.LOG_MAX``).
 DELTA_MAX = 20_000
 _FETCH = 65_536
+#: Up to this many items, a string or boolean key is read grouped in one statement (``_grouped``).
+_WHOLE = 2_000_000
 _CHUNK = 500
 
 Mask = npt.NDArray[np.bool_]
@@ -98,12 +102,45 @@ class Snapshot:
         self.type_names = type_names
         self.columns: dict[int, Column] = {}
         self.lock = threading.Lock()
+        self.halves_: tuple[Any, Any] | None = None  # ids as two uint64s, kept until they change
+        self.keys: dict[int, Key] = {}  # the loaded columns' keys
 
     def __len__(self) -> int:
         return int(self.ids.shape[0])
 
     def nbytes(self) -> int:
         return int(self.ids.nbytes + self.types.nbytes) + sum(c.nbytes() for c in self.columns.values())
+
+    def halves(self) -> tuple[Any, Any]:
+        """The ids' first and last 8 bytes as unsigned integers (both ascending with ``ids``)."""
+        if self.halves_ is None:
+            pairs = np.frombuffer(binascii.unhexlify(self.ids.tobytes()), dtype=">u8").reshape(-1, 2)
+            self.halves_ = (pairs[:, 0].astype(np.uint64), pairs[:, 1].astype(np.uint64))
+        return self.halves_
+
+    def locate(self, raw: bytes) -> tuple[npt.NDArray[np.intp], Mask]:
+        """The rows of these ids (16 bytes each, in any order), and which of them the snapshot
+        has.  Searched by their first 8 bytes as integers, in ascending order (several times
+        faster than 32-byte strings at random), then by all 32 hex digits for the few whose first
+        8 bytes another id shares."""
+        pairs = np.frombuffer(raw, dtype=">u8").reshape(-1, 2)
+        n = len(self)
+        if not n or not pairs.shape[0]:
+            return np.zeros(pairs.shape[0], dtype=np.intp), np.zeros(pairs.shape[0], dtype=bool)
+        high, low = self.halves()
+        hi = pairs[:, 0].astype(np.uint64)
+        order = np.argsort(hi)  # searched in order: several times faster than at random
+        at = np.empty(hi.shape[0], dtype=np.intp)
+        at[order] = np.minimum(np.searchsorted(high, hi[order]), n - 1)
+        shared = high[at] == hi
+        ok: Mask = shared & (low[at] == pairs[:, 1].astype(np.uint64))
+        slow = np.flatnonzero(shared & ~ok)
+        if slow.size:
+            wanted = np.frombuffer(binascii.hexlify(pairs[slow].tobytes()), dtype="S32")
+            found = np.minimum(np.searchsorted(self.ids, wanted), n - 1)
+            at[slow] = found
+            ok[slow] = self.ids[found] == wanted
+        return at, ok
 
     def positions(self, hex_ids: Iterable[str]) -> npt.NDArray[np.intp]:
         """Rows of these ids (those the snapshot has)."""
@@ -228,10 +265,21 @@ def _read(s: Session, sql: str, params: tuple[Any, ...]) -> Iterable[list[tuple[
         cursor.close()
 
 
-def build(s: Session, org_id: uuid.UUID, keys: Iterable[Key]) -> Snapshot:
+def build(s: Session, org_id: uuid.UUID, keys: Iterable[Key], *, rows: bool = False) -> Snapshot:
     """A snapshot of the organisation at the sequence this transaction sees, with ``keys``
-    loaded.  The caller's transaction must be one consistent read (see ``consistent``)."""
+    loaded.  The caller's transaction must be one consistent read (see ``consistent``).
+    ``rows``: read one driver row per item and value (the reference reader, for tests)."""
     seq = changes.current(s, org_id)
+    got = None if rows else _ids_fast(s, org_id)
+    ids, types, type_names = got if got is not None else _ids_rows(s, org_id)
+    snap = Snapshot(org_id, seq, ids, types, type_names)
+    for key in keys:
+        load_key(s, snap, key, rows=rows)
+    return snap
+
+
+def _ids_rows(s: Session, org_id: uuid.UUID) -> tuple[Any, Any, list[str]]:
+    """The organisation's item ids (S32, ascending) and type codes, a driver row per item."""
     _, mark = _raw(s)
     ids: list[Any] = []
     types: list[Any] = []
@@ -240,15 +288,98 @@ def build(s: Session, org_id: uuid.UUID, keys: Iterable[Key]) -> Snapshot:
                       (_org(s, org_id),)):
         ids.append(np.array([r[0] for r in rows], dtype="S32"))
         types.append(np.array([type_names.setdefault(r[1], len(type_names)) for r in rows], dtype=np.int16))
-    snap = Snapshot(org_id, seq, np.concatenate(ids) if ids else np.zeros(0, "S32"),
-                    np.concatenate(types) if types else np.zeros(0, np.int16), list(type_names))
-    for key in keys:
-        load_key(s, snap, key)
-    return snap
+    return (np.concatenate(ids) if ids else np.zeros(0, "S32"),
+            np.concatenate(types) if types else np.zeros(0, np.int16), list(type_names))
 
 
-def load_key(s: Session, snap: Snapshot, key: Key) -> None:
-    """Read one key's values into the snapshot (its index range, one row per value)."""
+#: Separates item types in one aggregated string (a type naming it is read a row at a time).
+_SEP = "\x1f"
+
+
+def _ids_fast(s: Session, org_id: uuid.UUID) -> tuple[Any, Any, list[str]] | None:
+    """``_ids_rows`` read ``_FETCH`` items a statement, each chunk's ids and types as one
+    aggregated value apiece (ids: 16 bytes each on PostgreSQL, 32 hex digits on SQLite), so no
+    driver object is made per item; None when a type name holds the separator.  PostgreSQL
+    walks the ids in order; SQLite walks the organisation's index in rowid order (its one read
+    transaction is one snapshot), and the ids are sorted here unless they came sorted."""
+    connection, mark = _raw(s)
+    pg = s.get_bind().dialect.name == "postgresql"
+    if pg:
+        sql = ("SELECT count(*), string_agg(uuid_send(id), ''::bytea), string_agg(item_type, chr(31)) "
+               f"FROM (SELECT id, item_type FROM items WHERE org_id = %s {{after}} ORDER BY id "
+               f"LIMIT {_FETCH}) chunk")
+        after = "AND id > %s"
+    else:
+        sql = ("SELECT count(*), group_concat(id, ''), group_concat(item_type, char(31)), max(r) "
+               f"FROM (SELECT rowid AS r, id, item_type FROM items WHERE org_id = ? {{after}} "
+               f"ORDER BY rowid LIMIT {_FETCH})")
+        after = "AND rowid > ?"
+    ids: list[Any] = []
+    types: list[Any] = []
+    type_names: dict[str, int] = {}
+    last: Any = None
+    cursor = connection.cursor()
+    try:
+        while True:
+            params = (_org(s, org_id),) if last is None else (_org(s, org_id), last)
+            statement = sql.format(after="" if last is None else after)
+            if pg:
+                cursor.execute(statement, params, binary=True)
+                n, packed, names = cursor.fetchone()
+            else:
+                cursor.execute(statement, params)
+                n, packed, names, last_rowid = cursor.fetchone()
+            if not n:
+                break
+            chunk = (np.frombuffer(binascii.hexlify(packed), dtype="S32") if pg
+                     else np.frombuffer(packed.encode("ascii"), dtype="S32"))
+            parts = names.split(_SEP)
+            if chunk.shape[0] != n or len(parts) != n:
+                return None
+            ids.append(chunk)
+            types.append(np.array([type_names.setdefault(t, len(type_names)) for t in parts], dtype=np.int16))
+            if n < _FETCH:
+                break
+            if pg:  # the chunk's greatest id (the aggregate's order is not the statement's)
+                top = chunk[-1] if np.all(chunk[1:] > chunk[:-1]) else max(chunk.tolist())
+                last = uuid.UUID(top.decode())
+            else:
+                last = last_rowid
+    finally:
+        cursor.close()
+    if not ids:
+        return np.zeros(0, "S32"), np.zeros(0, np.int16), []
+    every, kinds = np.concatenate(ids), np.concatenate(types)
+    if not np.all(every[1:] > every[:-1]):
+        pairs = np.frombuffer(binascii.unhexlify(every.tobytes()), dtype=">u8").reshape(-1, 2)
+        order = np.lexsort((pairs[:, 1], pairs[:, 0]))
+        every, kinds = every[order], kinds[order]
+        if not np.all(every[1:] > every[:-1]):  # an id twice: not expected of a primary key
+            return None
+    return every, kinds, list(type_names)
+
+
+def load_key(s: Session, snap: Snapshot, key: Key, *, rows: bool = False) -> None:
+    """Read one key's values into the snapshot.  ``rows``: one driver row per value (the
+    reference reader, for tests); otherwise aggregated (``_numbers_fast``, ``_grouped``),
+    falling back to rows where those cannot say."""
+    n = len(snap)
+    column = (Column(True, np.full(n, np.nan, dtype=np.float64)) if key.numeric
+              else Column(False, np.full(n, -1, dtype=np.int32)))
+    done = False
+    if not rows:
+        # a boolean has two values: grouped by value, like the strings
+        done = (_numbers_fast(s, snap, key, column) if key.numeric and key.kind != "boolean"
+                else _grouped(s, snap, key, column))
+    if not done:
+        column = _key_rows(s, snap, key)
+    column.used = time.monotonic()
+    snap.columns[key.id] = column
+    snap.keys[key.id] = key
+
+
+def _key_rows(s: Session, snap: Snapshot, key: Key) -> Column:
+    """One key's column, a driver row per value (its index range)."""
     _, mark = _raw(s)
     n = len(snap)
     value = "num" if key.numeric else "txt"
@@ -267,8 +398,155 @@ def load_key(s: Session, snap: Snapshot, key: Key) -> None:
             at, ok = _rows_of(snap, rows)
             got32 = np.fromiter((code(r[1]) for r in rows), dtype=np.int32, count=len(rows))
             column.values[at[ok]] = got32[ok]
-    column.used = time.monotonic()
-    snap.columns[key.id] = column
+    return column
+
+
+# SQLite has no function giving a REAL's bytes, and its own decimal printing (before 3.43) is not
+# exact for every double.  A finite non-zero double is m * 2**-e with m an integer of at most 53
+# significant bits: e = 57 - floor(log2|x|) makes |m| < 2**59 for any rounding of log2 by one,
+# and the scaling by powers of two (in two halves, so that neither overflows for subnormals) is
+# exact, so m and e, printed as hex digits, give the value back bit for bit (``np.ldexp``).
+# A whole number below 2**63 (zero, booleans, datetimes to the second) is itself, e = 0 (its 53
+# bits or fewer make the int64 exact as a float64); infinities are marked by e = 2047.
+_EXP = ("CASE WHEN num = CAST(num AS INTEGER) THEN 0 WHEN abs(num) = 9e999 THEN 2047 "
+        "ELSE CAST(57 - floor(log2(abs(num))) AS INTEGER) END")
+_MANT = ("CASE WHEN e = 0 THEN CAST(num AS INTEGER) "
+         "WHEN e = 2047 THEN (CASE WHEN num > 0 THEN 1 ELSE -1 END) "
+         "ELSE CAST(num * power(2, e / 2) * power(2, e - e / 2) AS INTEGER) END")
+
+
+#: Whether this process's SQLite has the math functions ``_EXP`` and ``_MANT`` use (a build
+#: option, SQLITE_ENABLE_MATH_FUNCTIONS, on by default since 3.35); None until asked.
+_SQLITE_MATH: bool | None = None
+
+
+def _sqlite_math(connection: Any) -> bool:
+    global _SQLITE_MATH
+    if _SQLITE_MATH is None:
+        import sqlite3
+
+        try:
+            connection.execute("SELECT log2(8.0), power(2, 3), floor(2.5)").fetchall()
+            _SQLITE_MATH = True
+        except sqlite3.OperationalError:  # no such function: the numbers are read as rows
+            _SQLITE_MATH = False
+    return _SQLITE_MATH
+
+
+def _numbers_fast(s: Session, snap: Snapshot, key: Key, column: Column) -> bool:
+    """A number, datetime or boolean key's values without a driver object per value:
+    ``_FETCH`` values a statement in the key's index order (from the last one read), each
+    chunk's item ids and values as two aggregated values.  PostgreSQL: each id's 16 bytes and
+    each value's 8 (``float8send``), in binary results.  SQLite: 32 hex digits an id, and each
+    value exactly as ``_EXP`` and ``_MANT`` in hex digits.  False when they cannot be read so
+    (the caller reads rows)."""
+    connection, mark = _raw(s)
+    pg = s.get_bind().dialect.name == "postgresql"
+    if not pg and not _sqlite_math(connection):
+        return False
+    if pg:
+        agg = ("SELECT count(*), string_agg(uuid_send(item_id), ''::bytea), "
+               "string_agg(float8send(num), ''::bytea)")
+        chunk = (f"SELECT item_id, num FROM item_meta WHERE key_id = {mark} AND num IS NOT NULL "
+                 f"{{after}} ORDER BY num, item_id LIMIT {_FETCH}")
+    else:
+        agg = ("SELECT count(*), group_concat(item_id, ''), "
+               f"group_concat(printf('%016x%04x', {_MANT}, e + 2048), '')")
+        chunk = (f"SELECT item_id, num, {_EXP} AS e FROM item_meta WHERE key_id = {mark} "
+                 f"AND num IS NOT NULL {{after}} ORDER BY num, item_id LIMIT {_FETCH}")
+    last: tuple[float, Any] | None = None
+    cursor = connection.cursor()
+    try:
+        while True:
+            after = "" if last is None else f"AND (num, item_id) > ({mark}, {mark})"
+            sql = f"{agg} FROM ({chunk.format(after=after)}) chunk"
+            params = (key.id, *(last or ()))
+            if pg:
+                cursor.execute(sql, params, binary=True)
+            else:
+                cursor.execute(sql, params)
+            n, ids, packed = cursor.fetchone()
+            if not n:
+                return True
+            if pg:
+                raw = bytes(ids)
+                got = np.frombuffer(packed, dtype=">f8").astype(np.float64)
+            else:
+                raw = binascii.unhexlify(ids)
+                parts = np.frombuffer(bytes.fromhex(packed), dtype=[("m", ">i8"), ("e", ">u2")])
+                mant = parts["m"].astype(np.float64)  # exact: at most 53 significant bits
+                exp = parts["e"].astype(np.int64) - 2048
+                infinite = exp == 2047
+                got = np.ldexp(mant, -np.where(infinite, 0, exp))
+                got[infinite] = mant[infinite] * np.inf
+            if len(raw) != 16 * n or got.shape[0] != n:
+                return False
+            # the chunk must have come in the index's order: the next one starts after its last
+            ordered = np.frombuffer(raw, dtype="S16")
+            if not np.all((got[1:] > got[:-1]) | ((got[1:] == got[:-1]) & (ordered[1:] > ordered[:-1]))):
+                return False
+            at, ok = snap.locate(raw)
+            column.values[at[ok]] = got[ok]
+            if n < _FETCH:
+                return True
+            tail = raw[-16:]
+            last = (float(got[-1]), uuid.UUID(bytes=tail) if pg else tail.hex())
+    finally:
+        cursor.close()
+
+
+def _grouped(s: Session, snap: Snapshot, key: Key, column: Column) -> bool:
+    """A key's values a distinct value at a time (a string kind's, or a boolean's): ``_FETCH``
+    values a statement in the key's index order (from the last one read), grouped by value, each
+    value once a chunk with its items' ids as one aggregated value (16 bytes each on PostgreSQL,
+    32 hex digits on SQLite).  The groups come in the statement's order of the values (the
+    database's collation), so the last one is where the next chunk starts.  Up to ``_WHOLE``
+    items, one statement grouping the whole key."""
+    connection, mark = _raw(s)
+    pg = s.get_bind().dialect.name == "postgresql"
+    value = "num" if key.numeric else "txt"
+    ids = "string_agg(uuid_send(item_id), ''::bytea)" if pg else "group_concat(item_id, '')"
+    # an organisation of up to _WHOLE items in one statement (the database's own grouping walks
+    # the index in order; a chunk's needs a sort), a larger one in chunks (its strings bounded)
+    whole = len(snap) <= _WHOLE
+    sql = (f"SELECT {value}, {ids} FROM item_meta WHERE key_id = {mark} AND {value} IS NOT NULL "
+           f"GROUP BY {value}") if whole else (
+           f"SELECT v, {ids} FROM (SELECT {value} AS v, item_id FROM item_meta WHERE key_id = {mark} "
+           f"AND {value} IS NOT NULL {{after}} ORDER BY {value}, item_id LIMIT {_FETCH}) chunk "
+           "GROUP BY v ORDER BY v")
+    width = 16 if pg else 32
+    code = column.code
+    last: tuple[Any, Any] | None = None
+    cursor = connection.cursor()
+    try:
+        while True:
+            after = "" if last is None else f"AND ({value}, item_id) > ({mark}, {mark})"
+            params = (key.id, *(last or ()))
+            if pg:
+                cursor.execute(sql.format(after=after), params, binary=True)
+            else:
+                cursor.execute(sql.format(after=after), params)
+            rows = cursor.fetchall()
+            if not rows:
+                return True
+            raw = b"".join(r[1] for r in rows) if pg else binascii.unhexlify("".join(r[1] for r in rows))
+            sizes = np.fromiter((len(r[1]) for r in rows), dtype=np.int64, count=len(rows)) // width
+            n = int(sizes.sum())
+            if n * 16 != len(raw):
+                return False
+            if key.numeric:
+                got: Any = np.fromiter((r[0] for r in rows), dtype=np.float64, count=len(rows))
+            else:
+                got = np.fromiter((code(r[0]) for r in rows), dtype=np.int32, count=len(rows))
+            at, ok = snap.locate(raw)
+            column.values[at[ok]] = np.repeat(got, sizes)[ok]
+            if whole or n < _FETCH:
+                return True
+            # the last value's greatest id: the chunk ends there
+            top = max(raw[i : i + 16] for i in range(len(raw) - 16 * int(sizes[-1]), len(raw), 16))
+            last = (rows[-1][0], uuid.UUID(bytes=top) if pg else top.hex())
+    finally:
+        cursor.close()
 
 
 def _rows_of(snap: Snapshot, rows: list[tuple[Any, ...]]) -> tuple[Any, Mask]:
@@ -301,6 +579,7 @@ def _apply(s: Session, snap: Snapshot, changed: set[uuid.UUID], seq: int) -> Non
                 .where(ItemMeta.item_id.in_(chunk), ItemMeta.key_id.in_(key_ids))
             ):
                 values[(item_id.hex, key_id)] = (num, txt)
+    snap.halves_ = None
     gone = snap.positions(hexes)
     if gone.size:
         snap.ids = np.delete(snap.ids, gone)
@@ -373,8 +652,10 @@ class Registry:
                 return False
         return True
 
-    def warm(self, org_id: uuid.UUID, keys: list[Key]) -> None:
-        """Rebuild the organisation's snapshot in a thread of its own (once at a time)."""
+    def warm(self, org_id: uuid.UUID, keys: list[Key], first: int | None = None) -> None:
+        """Rebuild the organisation's snapshot in a thread of its own (once at a time), with as
+        many of ``keys`` as fit, in that order, kept once the first ``first`` are read
+        (``build``)."""
         with self.lock:
             if org_id in self.building:
                 return
@@ -382,11 +663,7 @@ class Registry:
 
         def run() -> None:
             try:
-                with Session(self.engine) as s, consistent(s):
-                    snap = build(s, org_id, keys)
-                if snap.nbytes() <= self.limit:
-                    with self.lock:
-                        self.snapshots[org_id] = snap
+                self.build(org_id, keys, first)
             except Exception:  # a cold snapshot only costs speed: the queries read SQL
                 log.exception("index snapshot of organisation %s", org_id)
             finally:
@@ -394,6 +671,88 @@ class Registry:
                     self.building.discard(org_id)
 
         threading.Thread(target=run, name=f"index-snapshot-{org_id}", daemon=True).start()
+
+    def build(self, org_id: uuid.UUID, keys: list[Key], first: int | None = None) -> Snapshot | None:
+        """Build the organisation's snapshot now, in one consistent read, with as many of
+        ``keys`` as fit beside the other snapshots, and keep it (None: not even its ids fit).
+        It is kept, and used by queries, once its ids and the first ``first`` keys are read
+        (None: all of them); each other key is then read in the same consistent read and added
+        if the snapshot is still at that read's sequence (a query may have brought it further
+        meanwhile: the rest is then left to the queries that name them).  Until the build is
+        done, a query naming a key not added yet reads SQL (``current``)."""
+        wanted = list({k.id: k for k in keys}.values())
+        first = len(wanted) if first is None else first
+        kept = False
+        with Session(self.engine) as s, consistent(s):
+            snap = build(s, org_id, [])
+            seq, ids, types, halves = snap.seq, snap.ids, snap.types, snap.halves()
+            with self.lock:
+                others = sum(o.nbytes() for i, o in self.snapshots.items() if i != org_id)
+            for i, key in enumerate(wanted):
+                if i == first:
+                    if snap.nbytes() > self.limit:
+                        return None
+                    with self.lock:
+                        self.snapshots[org_id] = snap
+                    kept = True
+                if kept:
+                    with snap.lock:  # queries change its columns under its lock
+                        size = snap.nbytes()
+                else:
+                    size = snap.nbytes()
+                if others + size + len(ids) * (8 if key.numeric else 4) > self.limit:
+                    continue
+                if not kept:
+                    load_key(s, snap, key)
+                    continue
+                twin = Snapshot(org_id, seq, ids, types, [])  # the snapshot as read
+                twin.halves_ = halves
+                load_key(s, twin, key)
+                with snap.lock:
+                    if snap.seq != seq or snap.ids is not ids:
+                        break
+                    snap.columns[key.id] = twin.columns[key.id]
+                    snap.keys[key.id] = key
+        if kept:
+            return snap
+        if snap.nbytes() > self.limit:
+            return None
+        with self.lock:
+            self.snapshots[org_id] = snap
+        return snap
+
+    def warm_largest(self, every: int = 0) -> None:
+        """In a thread of its own: build the snapshots of the organisations too large to be
+        built inside a query (``SYNC_ITEMS``), largest first, with each one's ready keys (text
+        keys aside), while they fit; so that a process just started answers from columns within
+        seconds instead of after its first query's background build.  ``every``: at most this
+        many organisations (0: no limit)."""
+        def run() -> None:
+            try:
+                with Session(self.engine) as s:
+                    sizes = s.execute(select(Item.org_id, func.count()).group_by(Item.org_id)
+                                      .having(func.count() > SYNC_ITEMS).order_by(func.count().desc())).all()
+                for i, (org_id, _) in enumerate(sizes):
+                    if every and i >= every:
+                        return
+                    with self.lock:
+                        if org_id in self.snapshots or org_id in self.building:
+                            continue
+                        self.building.add(org_id)
+                    try:
+                        with Session(self.engine) as s:
+                            keys = [k for k in load_keys(s, org_id) if k.ready and k.kind != "text"]
+                        if self.build(org_id, keys, 0) is None:
+                            return
+                    finally:
+                        with self.lock:
+                            self.building.discard(org_id)
+            except SQLAlchemyError as exc:  # e.g. a database not migrated yet: nothing to warm
+                log.debug("no index snapshots at start: %s", exc.__class__.__name__)
+            except Exception:
+                log.exception("index snapshots at start")
+
+        threading.Thread(target=run, name="index-snapshots-at-start", daemon=True).start()
 
 
 class consistent:
@@ -429,11 +788,21 @@ def registry(s: Session) -> Registry | None:
     return found if found.limit > 0 else None
 
 
-def current(s: Session, org_id: uuid.UUID, keys: list[Key], *, seq: int | None = None) -> Snapshot | None:
+def registry_of(engine: Engine) -> Registry | None:
+    """This engine's snapshots, if it has them (None: off, or not configured)."""
+    found = _REGISTRIES.get(engine)
+    return found if found is not None and found.limit > 0 else None
+
+
+def current(s: Session, org_id: uuid.UUID, keys: list[Key], *, seq: int | None = None,
+            every: Iterable[Key] = ()) -> Snapshot | None:
     """The organisation's snapshot, current as of this transaction's read of the change
     sequence (``seq`` when the caller has read it already), with ``keys`` loaded; None when there
     is none to use now (the query reads SQL).  Returned with its lock held: the caller releases
-    it (``snap.lock.release()``)."""
+    it (``snap.lock.release()``).  A snapshot built in the background for lack of one has ``keys``
+    and then ``every`` loaded (the organisation's other keys: later queries naming them need not
+    read them in their own time)."""
+    later = [*keys, *every]
     reg = registry(s)
     if reg is None:
         return None
@@ -451,7 +820,7 @@ def current(s: Session, org_id: uuid.UUID, keys: list[Key], *, seq: int | None =
                 reg.snapshots[org_id] = snap
         else:
             if snap is None:
-                reg.warm(org_id, keys)
+                reg.warm(org_id, later, len(keys))
             return None
     snap.lock.acquire()
     try:
@@ -462,15 +831,15 @@ def current(s: Session, org_id: uuid.UUID, keys: list[Key], *, seq: int | None =
                     reg.snapshots.pop(org_id, None)
                 if len(snap) <= SYNC_ITEMS:
                     snap.lock.release()
-                    return current(s, org_id, keys, seq=seq)
-                reg.warm(org_id, keys)
+                    return current(s, org_id, keys, seq=seq, every=every)
+                reg.warm(org_id, [*later, *(snap.keys[i] for i in snap.columns if i in snap.keys)], len(keys))
                 snap.lock.release()
                 return None
             _apply(s, snap, changed, seq)
         missing = [k for k in keys if k.id not in snap.columns]
         if missing:
-            with reg.lock:
-                fits = reg._fits(snap, keys, len(snap))
+            with reg.lock:  # while a build is adding keys, those it has not added yet read SQL
+                fits = org_id not in reg.building and reg._fits(snap, keys, len(snap))
             if not fits:
                 snap.lock.release()
                 return None
