@@ -27,7 +27,6 @@ garbage-collected, and on Linux it also gets SIGTERM when the thread that starte
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import pickle
 import signal
@@ -61,7 +60,7 @@ def iter_entries(path: Path, fmt: Format, *, min_bytes: int | None = None) -> It
     that stops the child if it still runs."""
     if min_bytes is None:
         min_bytes = int(os.environ.get("CORRAL_MANIFEST_PIPE_MIN_BYTES") or PIPE_MIN_BYTES)
-    if _cpus() < 2 or path.stat().st_size < min_bytes:
+    if os.name != "posix" or _cpus() < 2 or path.stat().st_size < min_bytes:
         return manifest.iter_entries(path, fmt)
     return PipedEntries(path, fmt)
 
@@ -75,6 +74,8 @@ def _cpus() -> int:
 
 def _start(path: Path, fmt: Format) -> tuple[subprocess.Popen[bytes], IO[bytes]]:
     """The child reading ``path``, and the pipe it writes to."""
+    import fcntl  # (POSIX)
+
     read, write = os.pipe()
     with contextlib.suppress(OSError):  # more runs in flight; the default 64 KiB works too
         fcntl.fcntl(write, _F_SETPIPE_SZ, _PIPE_BYTES)
@@ -210,7 +211,7 @@ def main(argv: list[str]) -> None:
     if os.getppid() != int(parent):  # the planner's process ended before the line above
         return
     tune_gc()  # a parse allocates a few dozen objects an entry (see corral.runtime)
-    with os.fdopen(int(fd), "wb") as out:
+    with os.fdopen(int(fd), "wb", buffering=_PIPE_BYTES) as out:  # a message in one write
         try:
             _child(Path(path), fmt, out)  # type: ignore[arg-type]
         except BrokenPipeError:  # the planner stopped reading

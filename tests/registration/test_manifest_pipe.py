@@ -224,3 +224,62 @@ def test_an_import_read_by_a_child_ends_as_one_read_by_the_planner(api, world, d
         assert (second["status"], second["registered"], second["skipped"], second["failed"]) == ("DONE", 0, 5997, 3)
     else:
         assert first["status"] == second["status"] == "ERROR" and first["registered"] == 0
+
+
+def _readers_of(pid: int) -> list[int]:
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        if ppid == pid and b"manifest_pipe" in _cmdline(int(stat.parent.name)):
+            out.append(int(stat.parent.name))
+    return out
+
+
+@pytest.mark.slow
+def test_a_worker_killed_while_its_child_reads_leaves_no_reader_and_resumes(db, settings, make_user, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """SIGKILL of the real ``corral worker`` mid-import while a child reads its manifest: the child
+    ends with it (no reader left behind), and a restarted worker's planner, reading through a
+    child of its own, skips the committed batches and registers the rest, each file once."""
+    import io
+
+    from sqlalchemy import func, select
+
+    from corral.db.tables import Item
+    from corral.jobs import queue
+    from corral.registration import service
+    from tests.jobs.test_durability import _wait
+    from tests.registration.test_durability import _run_to_the_end, _setup, _spawn
+
+    monkeypatch.setenv("CORRAL_MANIFEST_PIPE_MIN_BYTES", "1")
+    n = 30_000
+    admin, manifest_bytes = _setup(db, settings, make_user("alice@x.io"), n)
+    job_id = service.start_import(db, settings, admin, folder="f", integration="strict",
+                                  manifest=io.BytesIO(manifest_bytes), skip_duplicate_urls=True)
+    from corral.db.tables import Job
+
+    with db.write() as s:  # small batches, so the kill lands mid-job
+        job = s.get(Job, job_id)
+        job.params = {**job.params, "batch_size": 100}
+
+    def items() -> int:
+        with db.read() as s:
+            return s.scalar(select(func.count()).select_from(Item)) or 0
+
+    first = _spawn(settings)
+    try:
+        _wait(lambda: items() >= 300, 60, "the first worker to register some files")
+        readers = _readers_of(first.pid)
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.wait(10)
+    assert items() < n, "the kill came too late to test anything"
+    assert readers, "the manifest was not read by a child"
+    wait_gone(readers)
+    _run_to_the_end(db, settings, admin, job_id, signal.SIGTERM)
+    with db.read() as s:
+        assert queue.get_job(s, admin.org_id, job_id).status == "DONE"
+        assert s.scalar(select(func.count()).select_from(Item)) == n  # nothing lost
+        assert s.scalar(select(func.count(func.distinct(Item.url_hash)))) == n  # nothing twice
