@@ -172,7 +172,7 @@ def test_fuzz_the_piped_reader_is_the_planners_own(doc: Any, ascii_only: bool, d
 # -- through a job -------------------------------------------------------------------------------
 
 
-def _import(api, alice, folder: str, body: str, ignore_errors: bool) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+def _import(api, alice, folder: str, body: str, ignore_errors: bool) -> dict[str, Any]:  # type: ignore[no-untyped-def]  # noqa: F811
     r = api.post("/api/v1/imports", params={"folder": folder, "integration": "s3-strict",
                                             "ignore_errors": str(ignore_errors).lower()},
                  content=body, headers=alice.bearer)
@@ -183,7 +183,7 @@ def _import(api, alice, folder: str, body: str, ignore_errors: bool) -> dict[str
 
 
 @pytest.mark.parametrize("ignore_errors", [True, False])
-def test_an_import_read_by_a_child_ends_as_one_read_by_the_planner(api, world, db, monkeypatch, ignore_errors) -> None:  # type: ignore[no-untyped-def]
+def test_an_import_read_by_a_child_ends_as_one_read_by_the_planner(api, world, db, monkeypatch, ignore_errors) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
     """The same manifest (bad entries in its second half, a duplicate among them) imported read
     by the planner itself and read by a child: the same counts, errors, messages and status, on
     both databases, the first import and the all-duplicate second one."""
