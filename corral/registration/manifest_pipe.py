@@ -29,10 +29,12 @@ from __future__ import annotations
 import contextlib
 import os
 import pickle
+import queue
 import signal
 import struct
 import subprocess
 import sys
+import threading
 from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -45,6 +47,7 @@ from corral.registration.entries import Entry, EntryError, Format, ManifestUnrea
 #: (The environment's ``CORRAL_MANIFEST_PIPE_MIN_BYTES`` overrides it: tests pipe small ones.)
 PIPE_MIN_BYTES = 16 << 20
 _RUN_ITEMS = 1000  # entries a message holds
+_QUEUED = 64  # messages read off the pipe and waiting for the planner, at most (~8 MiB)
 _HEADER = struct.Struct("<Q")
 _PIPE_BYTES = 1 << 20
 _F_SETPIPE_SZ = 1031  # Linux
@@ -98,12 +101,23 @@ def _start(path: Path, fmt: Format) -> tuple[subprocess.Popen[bytes], IO[bytes]]
 
 
 class PipedEntries(Iterator[Entry | EntryError]):
-    """The entries of ``path`` read by a child process, started at once (see the module)."""
+    """The entries of ``path`` read by a child process, started at once (see the module).
+
+    A thread of this process (``_pump``) takes the child's messages off the pipe as they come,
+    into a queue of up to ``_QUEUED`` of them, so the child blocks only once that many wait, not
+    whenever the pipe (a few messages) is full; the planner's thread takes them from the queue.
+    (Each block is a wake-up to wait for: at ``nice 19`` on a loaded machine the two processes
+    otherwise took turns, and a million files' plan took 1.4x as long while using less CPU.)"""
 
     def __init__(self, path: Path, fmt: Format) -> None:
         child, pipe = _start(path, fmt)
         self.child: subprocess.Popen[bytes] | None = child
         self.pipe: IO[bytes] | None = pipe
+        self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=_QUEUED)
+        self._stopping = threading.Event()
+        self._pump = threading.Thread(target=self._pump_messages, args=(pipe,), name="corral-manifest-pipe",
+                                      daemon=True)
+        self._pump.start()
         self._items = self._read(path, fmt)
 
     def __iter__(self) -> Iterator[Entry | EntryError]:
@@ -123,27 +137,44 @@ class PipedEntries(Iterator[Entry | EntryError]):
     def _stop(self) -> None:
         child, pipe = self.child, self.pipe
         self.child = self.pipe = None
+        self._stopping.set()
         if child is not None:
             if child.poll() is None:
-                child.kill()
+                child.kill()  # (the pump then reads the end of the pipe)
             child.wait()
         if pipe is not None:
+            if self._pump is not threading.current_thread():
+                self._pump.join()
             pipe.close()
 
-    def _read(self, path: Path, fmt: Format) -> Generator[Entry | EntryError, None, None]:
-        pipe = self.pipe
-        assert pipe is not None
-        received = 0
-        try:
-            header = _HEADER
-            while True:
-                head = pipe.read(header.size)
-                if len(head) < header.size:
-                    break  # the child ended without saying so: it failed
+    def _pump_messages(self, pipe: IO[bytes]) -> None:
+        """Each message's body onto the queue, then ``None`` (the end of the pipe)."""
+        header = _HEADER
+        while True:
+            body: bytes | None = None
+            head = pipe.read(header.size)
+            if len(head) == header.size:
                 size = header.unpack(head)[0]
                 body = pipe.read(size)
                 if len(body) < size:
+                    body = None
+            while not self._stopping.is_set():
+                try:
+                    self._queue.put(body, timeout=0.1)
                     break
+                except queue.Full:
+                    continue
+            if body is None or self._stopping.is_set():
+                return
+
+    def _read(self, path: Path, fmt: Format) -> Generator[Entry | EntryError, None, None]:
+        received = 0
+        take = self._queue.get
+        try:
+            while True:
+                body = take()
+                if body is None:
+                    break  # the child ended without saying so: it failed
                 kind, value = pickle.loads(body)  # noqa: S301 - written by our own child
                 if kind == _ITEMS:
                     for fields in value:
