@@ -254,7 +254,7 @@ def test_a_worker_killed_while_its_child_reads_leaves_no_reader_and_resumes(db, 
     from tests.registration.test_durability import _run_to_the_end, _setup, _spawn
 
     monkeypatch.setenv("CORRAL_MANIFEST_PIPE_MIN_BYTES", "1")
-    n = 30_000
+    n = 100_000  # more than the planner's process queues (_QUEUED runs), so the child is still reading
     admin, manifest_bytes = _setup(db, settings, make_user("alice@x.io"), n)
     job_id = service.start_import(db, settings, admin, folder="f", integration="strict",
                                   manifest=io.BytesIO(manifest_bytes), skip_duplicate_urls=True)
@@ -262,7 +262,7 @@ def test_a_worker_killed_while_its_child_reads_leaves_no_reader_and_resumes(db, 
 
     with db.write() as s:  # small batches, so the kill lands mid-job
         job = s.get(Job, job_id)
-        job.params = {**job.params, "batch_size": 100}
+        job.params = {**job.params, "batch_size": 1000}
 
     def items() -> int:
         with db.read() as s:
@@ -270,7 +270,7 @@ def test_a_worker_killed_while_its_child_reads_leaves_no_reader_and_resumes(db, 
 
     first = _spawn(settings)
     try:
-        _wait(lambda: items() >= 300, 60, "the first worker to register some files")
+        _wait(lambda: items() >= 2000, 60, "the first worker to register some files")
         readers = _readers_of(first.pid)
     finally:
         first.send_signal(signal.SIGKILL)
