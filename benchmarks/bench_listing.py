@@ -33,10 +33,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import signal
 import statistics
 import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -204,8 +206,10 @@ def latency(http: httpx.Client, token: str) -> None:
     )
 
 
-def pages(http: httpx.Client, pid: int, limit: int) -> None:
+def pages(http: httpx.Client, pid: int, limit: int, settings: Settings) -> float:
     rows, token = 0, None
+    cpu0 = _cpu(pid, settings)
+    client0 = time.process_time()
     start = time.perf_counter()
     while rows < limit:
         params: dict[str, Any] = {
@@ -219,11 +223,71 @@ def pages(http: httpx.Client, pid: int, limit: int) -> None:
         if token is None:
             break
     elapsed = time.perf_counter() - start
+    client = time.process_time() - client0
     print(
         f"pages: {rows:,} rows in {elapsed:.1f} s = {rows / elapsed:,.0f} rows/s; "
-        f"server peak {memory_mib(pid, 'VmHWM'):,.0f} MiB",
+        f"server peak {memory_mib(pid, 'VmHWM'):,.0f} MiB; {_cpu_used(cpu0, pid, settings, rows)}; "
+        f"client CPU {client / rows * 1e6:.2f} us/row; load {os.getloadavg()[0]:.1f}",
         flush=True,
     )
+    return rows / elapsed
+
+
+#: A server that answers every request on a connection with the same bytes and does nothing else
+#: (asyncio, HTTP/1.1 keep-alive): what the pages' client costs by itself.
+_FIXED_SERVER = """
+import asyncio, sys
+body = sys.stdin.buffer.read()
+head = b"HTTP/1.1 200 OK\\r\\ncontent-type: application/json\\r\\n"
+whole = head + b"content-length: %d\\r\\n\\r\\n" % len(body) + body
+async def handle(reader, writer):
+    try:
+        while True:
+            await reader.readuntil(b"\\r\\n\\r\\n")
+            writer.write(whole)
+            await writer.drain()
+    except (asyncio.IncompleteReadError, ConnectionError):
+        writer.close()
+async def main(port):
+    server = await asyncio.start_server(handle, "127.0.0.1", port)
+    print("ready", flush=True)
+    async with server:
+        await server.serve_forever()
+asyncio.run(main(int(sys.argv[1])))
+"""
+
+
+def client_alone(http: httpx.Client, port: int, limit: int, pages_rate: float) -> None:
+    """The pages' loop (httpx, then orjson) against a server in another process that answers one
+    page of the folder's bytes to every request and does nothing else: the client's own ceiling,
+    and the pages' rate as a share of it."""
+    body = http.get("/api/v1/items", params={"folder": "bench", "page_size": PAGE}).content
+    server = subprocess.Popen([sys.executable, "-c", _FIXED_SERVER, str(port)],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    assert server.stdin is not None and server.stdout is not None
+    server.stdin.write(body)
+    server.stdin.close()
+    server.stdout.readline()
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", headers=http.headers, timeout=600) as fixed:
+            rows, token = 0, None
+            client0 = time.process_time()
+            start = time.perf_counter()
+            while rows < limit:
+                params: dict[str, Any] = {"folder": "bench", "page_size": PAGE,
+                                          **({"page_token": token} if token else {})}
+                page = orjson.loads(fixed.get("/api/v1/items", params=params).content)
+                rows += len(page["items"])
+                token = page["next_page_token"]
+            elapsed = time.perf_counter() - start
+            client = time.process_time() - client0
+    finally:
+        server.terminate()
+        server.wait(10)
+    rate = rows / elapsed
+    print(f"client alone (one page's bytes from a server that does nothing else): {rows:,} rows in "
+          f"{elapsed:.1f} s = {rate:,.0f} rows/s, client CPU {client / rows * 1e6:.2f} us/row; "
+          f"the pages reached {pages_rate / rate:.2f} of it; load {os.getloadavg()[0]:.1f}", flush=True)
 
 
 def _backends(settings: Settings) -> list[int]:
@@ -352,7 +416,7 @@ def main() -> None:
     parser.add_argument("--items", type=int, default=1_000_000)
     parser.add_argument("--postgres", action="store_true")
     parser.add_argument("--rows", type=int, default=0, help="stop pages and the SDK after this many rows")
-    parser.add_argument("--skip", default="", help="comma-separated phases to skip: pages,export,sdk")
+    parser.add_argument("--skip", default="", help="comma-separated phases to skip: pages,client,export,sdk")
     parser.add_argument(
         "--baseline",
         help="also serve the same database with the corral checkout in this "
@@ -418,7 +482,9 @@ def run_all(args: argparse.Namespace, work: Path, env: dict[str, str]) -> None:
             ) as http:
                 latency(http, middle)
                 if "pages" not in skip:
-                    pages(http, server.pid, limit)
+                    rate = pages(http, server.pid, limit, settings)
+                    if "client" not in skip:
+                        client_alone(http, args.port + 50, min(limit, 300_000), rate)
                 if "export" not in skip:
                     export(http, server.pid, args.items, settings)
                 if "sdk" not in skip:

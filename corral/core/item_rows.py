@@ -283,11 +283,11 @@ def read_docs(s: Session, ask: Listing) -> Page[str]:
     forms = _forms(s)
     conn = s.connection()
 
-    def run(q: Any) -> list[str]:
-        texts: list[str] = _column(conn, q)
+    def run(q: Any, params: dict[str, Any] | None) -> list[str]:
+        texts: list[str] = _column(conn, q, params=params)
         return _complete(conn, forms, texts) if forms.postgres else texts
 
-    return _page_of(ask, forms.doc, run)
+    return _page_of(ask, forms, "doc", run)
 
 
 def read_bodies(s: Session, ask: Listing) -> Page[bytes]:
@@ -298,19 +298,31 @@ def read_bodies(s: Session, ask: Listing) -> Page[bytes]:
     forms = _forms(s)
     conn = s.connection()
     if forms.postgres:
-        return _page_of(ask, forms.doc, lambda q: _complete(conn, forms, _column(conn, q, as_bytes=True)))
-    return _page_of(ask, forms.doc_bytes, lambda q: _column(conn, q))
+        return _page_of(ask, forms, "doc", lambda q, params: _complete(
+            conn, forms, _column(conn, q, as_bytes=True, params=params)), as_bytes=True)
+    return _page_of(ask, forms, "doc_bytes", lambda q, params: _column(conn, q, params=params))
 
 
-def _column(conn: Connection, q: Any, as_bytes: bool = False) -> list[Any]:
+def _options(as_bytes: bool) -> dict[str, Any]:
+    """The execution options of a listing's one-column statement (``_column``)."""
+    return {COLUMN_CHUNKS: COLUMN_CHUNK, COLUMN_BYTES: as_bytes}
+
+
+def _column(conn: Connection, q: Any, as_bytes: bool = False, params: dict[str, Any] | None = None,
+            ) -> list[Any]:
     """The one column of ``q``'s rows, read from the driver's own row tuples: a ``Row`` made of
     each (``Result.all``) was a sixth of an export chunk's time on PostgreSQL (docs/performance.md).
     The statement still goes through SQLAlchemy (its compiled cache, its parameters); the one
     column needs no result processing on either database (text, or SQLite's blob).  On
     PostgreSQL the rows are received ``COLUMN_CHUNK`` at a time while the server still sends the
     rest, and with ``as_bytes`` the text comes as its UTF-8 bytes (``pgcursor.Cursor.execute_column``;
-    through psycopg2 each text is encoded).  SQLite's callers read its own bytes (``read_bodies``)."""
-    result = conn.execute(q.execution_options(**{COLUMN_CHUNKS: COLUMN_CHUNK, COLUMN_BYTES: as_bytes}))
+    through psycopg2 each text is encoded).  SQLite's callers read its own bytes (``read_bodies``).
+    With ``params``, ``q`` is a prepared statement (``_page_of``) that already carries its
+    execution options, run with those parameters; without, the options are added here."""
+    if params is None:
+        result = conn.execute(q.execution_options(**_options(as_bytes)))
+    else:
+        result = conn.execute(q, params)
     try:
         # the driver's cursor as executed (``result.cursor`` is None once a result of no rows closed)
         column: list[Any] | None = getattr(result.context.cursor, "column", None)
@@ -322,11 +334,33 @@ def _column(conn: Connection, q: Any, as_bytes: bool = False) -> list[Any]:
         result.close()
 
 
-def _page_of(ask: Listing, column: Any, run: Callable[[Any], list[Any]]) -> Page[Any]:
-    """A keyset page of ``ask`` reading the one ``column`` a row (``run`` executes the query)."""
-    return pagination.fetch_rows(
+def _page_of(ask: Listing, forms: Forms, which: str, run: Callable[[Any, dict[str, Any] | None], list[Any]],
+             as_bytes: bool = False) -> Page[Any]:
+    """A keyset page of ``ask`` reading the one column ``forms.<which>`` a row (``run(q, params)``
+    executes the query).  A listing that names its ``shape`` (``items.listing``: one folder's
+    items, any filter and order) reads through statements built once and kept
+    (``pagination.keyset_prepared``), with ``run``'s execution options already set on them;
+    others build their statements for the page (``params`` None)."""
+    column = getattr(forms, which)
+    if ask.shape is None:
+        return pagination.fetch_rows(
+            lambda q: run(q, None),
+            select(column).select_from(Item).where(*ask.where),
+            ask.key,
+            Item.id,
+            _doc_key(ask.order),
+            order=ask.order,
+            direction=ask.direction,
+            page_size=ask.page_size,
+            cursor=ask.cursor,
+            nullable=ask.nullable,
+        )
+    options = _options(as_bytes)
+    return pagination.fetch_rows_prepared(
         run,
-        select(column).select_from(Item).where(*ask.where),
+        # the options are part of the kept statement: a statement kept with others is not reused
+        ("item_rows", "postgresql" if forms.postgres else "sqlite", which, tuple(options.items()), ask.shape),
+        lambda: select(column).select_from(Item).where(*ask.where).execution_options(**options),
         ask.key,
         Item.id,
         _doc_key(ask.order),
@@ -394,11 +428,16 @@ def native(forms: Forms, rows: Sequence[Sequence[Any]]) -> list[dict[str, Any]]:
 
 
 def encode_page(page: Page[bytes]) -> bytes:
-    """A page of listing JSON (``read_bodies``) as the JSON ``GET /api/v1/items`` answers (``ItemPage``)."""
-    return b"".join(
-        [b'{"items":[', b",".join(page.items), b'],"next_page_token":',
-         orjson.dumps(page.next_page_token), b"}"]
-    )
+    """A page of listing JSON (``read_bodies``) as the JSON ``GET /api/v1/items`` answers (``ItemPage``),
+    in one join: the opening and the end are added to the first and last documents (two small
+    copies) rather than the page's 590 KB copied a second time."""
+    end = b'],"next_page_token":' + orjson.dumps(page.next_page_token) + b"}"
+    if not page.items:
+        return b'{"items":[' + end
+    texts = list(page.items)
+    texts[0] = b'{"items":[' + texts[0]
+    texts[-1] += end
+    return b",".join(texts)
 
 
 def encode_lines(texts: Sequence[bytes]) -> bytes:

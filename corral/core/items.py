@@ -9,7 +9,7 @@ it for good.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Literal
@@ -208,14 +208,60 @@ def _choice(value: str, allowed: tuple[str, ...] | list[str], field: str) -> Non
 
 
 @dataclass(frozen=True)
+class ItemFilter:
+    """Which items of a folder a listing reads: everything its conditions (``where``) are made of.
+    Hashable, and the same filter always makes the same conditions: a page's statement is built
+    once for it and kept (``pagination.keyset_prepared``)."""
+
+    folder_id: uuid.UUID
+    #: A recursive listing's folders (the folder and every one below it, read when the listing
+    #: was made), or None for the folder's own items.
+    subtree: tuple[uuid.UUID, ...] | None
+    in_dataset: bool | None
+    deleted: Deleted
+    types: tuple[str, ...]
+    q: str
+
+    def where(self) -> list[ColumnElement[bool]]:
+        where: list[ColumnElement[bool]] = [published()]
+        if self.subtree is not None:  # whoever sees a folder sees everything below it
+            where.append(Item.folder_id.in_(list(self.subtree)))
+        else:
+            where.append(Item.folder_id == self.folder_id)
+        if self.in_dataset is not None:
+            where.append(_linked(self.in_dataset))
+        if self.deleted == "exclude":
+            where.append(Item.deleted_at.is_(None))
+        elif self.deleted == "only":
+            where.append(Item.deleted_at.is_not(None))
+        if self.types:
+            where.append(Item.item_type.in_(list(self.types)))
+        if self.q:
+            where.append(func.lower(Item.name).contains(self.q.lower(), autoescape=True))
+        return where
+
+
+@dataclass(frozen=True)
 class Listing:
     """A folder listing's request, checked: its filter, its order and where its page starts."""
 
-    where: list[ColumnElement[bool]]
+    filter: ItemFilter
     order: str
     direction: Direction
     page_size: int
     cursor: pagination.Cursor | None
+
+    @property
+    def where(self) -> list[ColumnElement[bool]]:
+        """The filter's conditions, made when asked for: a page read through a kept statement
+        (``shape``) never needs them, and making them was about a third of checking a request."""
+        return self.filter.where()
+
+    @property
+    def shape(self) -> Hashable | None:
+        """What the listing's statements are built from (its filter), or None if they are not to
+        be kept: a recursive listing's folders are values read now, and the subtree changes."""
+        return self.filter if self.filter.subtree is None else None
 
     @property
     def key(self) -> InstrumentedAttribute[Any]:
@@ -259,22 +305,9 @@ def listing(
     pagination.check_search(q)
     cursor = pagination.decode(page_token, order, direction, _PARSERS[order]) if page_token else None
     row = folders.resolve_for(s, principal, folder)
-    where: list[ColumnElement[bool]] = [published()]
-    if recursive:  # whoever sees a folder sees everything below it
-        where.append(Item.folder_id.in_(folders.subtree_ids(s, row)))
-    else:
-        where.append(Item.folder_id == row.id)
-    if in_dataset is not None:
-        where.append(_linked(in_dataset))
-    if deleted == "exclude":
-        where.append(Item.deleted_at.is_(None))
-    elif deleted == "only":
-        where.append(Item.deleted_at.is_not(None))
-    if types:
-        where.append(Item.item_type.in_(types))
-    if q:
-        where.append(func.lower(Item.name).contains(q.lower(), autoescape=True))
-    return Listing(where, order, direction, page_size, cursor)
+    subtree = tuple(folders.subtree_ids(s, row)) if recursive else None
+    found = ItemFilter(row.id, subtree, in_dataset, deleted, tuple(types or ()), q)
+    return Listing(found, order, direction, page_size, cursor)
 
 
 def listing_from(ask: Listing, page_token: str) -> Listing:

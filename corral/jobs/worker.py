@@ -19,6 +19,7 @@ from typing import Any
 
 from sqlalchemy.exc import OperationalError
 
+from corral import scratch
 from corral.core import item_docs
 from corral.db.engine import Database
 from corral.jobs import owners, queue
@@ -107,6 +108,7 @@ class Worker:
         log.info("worker started", extra={"owner": self.owner, "concurrency": s.worker_concurrency})
         self._guarded("recording this worker", lambda: queue.register_worker(
             self.db, self.owner, self.host_id, self.pid, self.started))
+        self._guarded("removing dead processes' scratch directories", scratch.sweep)
         heartbeat = threading.Thread(target=self._heartbeat, name="corral-heartbeat", daemon=True)
         heartbeat.start()
         pool = ThreadPoolExecutor(max_workers=s.worker_concurrency, thread_name_prefix="corral-unit")

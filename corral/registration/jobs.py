@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import tempfile
 import uuid
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -32,7 +31,7 @@ from sqlalchemy import cast as sql_cast
 from sqlalchemy.engine import Dialect, Row
 from sqlalchemy.orm import Session, aliased
 
-from corral import errors
+from corral import errors, scratch
 from corral.core import datasets, integrations, item_docs, item_parents, thumbnails
 from corral.core.index import changes as index_changes
 from corral.core.index import projection
@@ -182,8 +181,8 @@ def _plan(ctx: WorkerContext, unit: ClaimedUnit) -> dict[str, Any]:
     entries = parse_errors = 0
     errors_out: list[dict[str, Any]] = []
     inline: _InlineWriter | None = None
-    with tempfile.TemporaryDirectory(prefix="corral-manifest-") as tmp, contextlib.ExitStack() as stack:
-        path = _manifest_file(ctx, unit, Path(tmp))
+    with scratch.directory("corral-manifest-") as tmp, contextlib.ExitStack() as stack:
+        path = _manifest_file(ctx, unit, tmp)
         try:
             fmt = manifest.detect_format(path)
             # Read in a process of its own when large (manifest_pipe), started now so that it

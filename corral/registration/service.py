@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import random
-import tempfile
 import uuid
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, BinaryIO
 
-from corral import errors
+from corral import errors, scratch
 from corral.core import datasets, folders, integrations
 from corral.core.identity import Principal
 from corral.core.metadata import service as metadata_service
@@ -128,8 +126,8 @@ def dry_run(
     rng = random.Random(0)
     sample: list[Any] = []
     try:
-        with tempfile.TemporaryDirectory(prefix="corral-dry-run-") as tmp:
-            path = Path(tmp) / "manifest"
+        with scratch.directory("corral-dry-run-") as tmp:
+            path = tmp / "manifest"
             with path.open("wb") as out:
                 if manifest_url is not None:
                     scoped.copy_manifest(manifest_url, out)
