@@ -16,7 +16,6 @@ are *staged* (invisible) until the job is DONE; a failed or cancelled job delete
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import uuid
 from collections.abc import Sequence
@@ -175,21 +174,16 @@ def _plan(ctx: WorkerContext, unit: ClaimedUnit) -> dict[str, Any]:
     """Read the manifest; queue its batches, or register them directly when no file needs a
     request to the store (strict client-only), which spares writing every entry to the database
     as a unit payload and reading it back."""
-    from corral.registration import manifest, manifest_pipe
+    from corral.registration import manifest
 
     db: Database = ctx.services["db"]
     entries = parse_errors = 0
     errors_out: list[dict[str, Any]] = []
     inline: _InlineWriter | None = None
-    with scratch.directory("corral-manifest-") as tmp, contextlib.ExitStack() as stack:
+    with scratch.directory("corral-manifest-") as tmp:
         path = _manifest_file(ctx, unit, tmp)
         try:
             fmt = manifest.detect_format(path)
-            # Read in a process of its own when large (manifest_pipe), started now so that it
-            # reads on while the flags are found, then while this thread checks each entry;
-            # closed on the way out (before the file is removed), which stops that process.
-            items = manifest_pipe.iter_entries(path, fmt)
-            stack.callback(cast(Any, items).close)
             if unit.params.get("ignore_errors"):
                 flags = manifest.read_flags(path, fmt)  # a broken file fails before anything is written
             elif not manifest.may_hold_flags(path, fmt):
@@ -223,7 +217,7 @@ def _plan(ctx: WorkerContext, unit: ClaimedUnit) -> dict[str, Any]:
                 pending = []
 
         try:
-            for item in items:
+            for item in manifest.iter_entries(path, fmt):
                 if isinstance(item, manifest.EntryError):
                     parse_errors += 1
                     if len(errors_out) < ERROR_LIMIT:
@@ -554,10 +548,10 @@ _COPIES_SQLITE = (
 # One nested loop: OFFSET 0 keeps the lateral subquery from being flattened into a join that
 # could scan the whole folder, so each key is one probe of ix_items_folder_url (both its
 # leading columns bound), whatever the planner's statistics say.
-_COPIES_POSTGRESQL = (
-    "SELECT i.url_hash, i.staged, i.job_id FROM unnest(CAST(%s AS varchar[])) AS k(url_hash) "
+_COPIES_POSTGRESQL = text(
+    "SELECT i.url_hash, i.staged, i.job_id FROM unnest(CAST(:keys AS varchar[])) AS k(url_hash) "
     "CROSS JOIN LATERAL (SELECT url_hash, staged, job_id FROM items "
-    "WHERE folder_id = %s AND url_hash = k.url_hash AND deleted_at IS NULL OFFSET 0) AS i"
+    "WHERE folder_id = :folder AND url_hash = k.url_hash AND deleted_at IS NULL OFFSET 0) AS i"
 )
 
 
@@ -568,33 +562,24 @@ def _copies(s: Session, folder_id: uuid.UUID, keys: list[str]) -> list[tuple[str
     not depend on the table's statistics: on an un-analysed PostgreSQL table the planner once
     preferred scanning the whole folder by another index for each batch, which made a
     million-file import quadratic.  SQLite is told the index (``INDEXED BY``).
-
-    Through the driver's own cursor, in the session's transaction: a second import finds every
-    key, and SQLAlchemy's result made each row a ``Row`` in Python (fetched one at a time), the
-    larger part of the look-up's time; the driver's ``fetchall`` builds the tuples in C.
     """
     out: list[tuple[str, bool, uuid.UUID | None]] = []
     postgres = s.get_bind().dialect.name == "postgresql"
-    raw: Any = s.connection().connection.driver_connection  # in this transaction
+    conn = s.connection()
     # SQLite gives each row's job id as text; the copies of a batch come from a few jobs, so
     # each id is made a UUID once, not once a row (a second import: one a URL, twice a URL).
     job_ids: dict[str | None, uuid.UUID | None] = {None: None, "": None}
-    cursor = raw.cursor()
-    try:
-        for i in range(0, len(keys), LOOKUP_CHUNK):
-            chunk = keys[i : i + LOOKUP_CHUNK]
-            if postgres:
-                cursor.execute(_COPIES_POSTGRESQL, (chunk, folder_id))
-                out += cursor.fetchall()  # (text, boolean, uuid: psycopg gives them as such)
-            else:
-                sql = _COPIES_SQLITE.format(marks=", ".join("?" * len(chunk)))
-                cursor.execute(sql, (folder_id.hex, *chunk))
-                for h, staged, job_id in cursor.fetchall():
-                    if job_id not in job_ids:
-                        job_ids[job_id] = uuid.UUID(job_id)
-                    out.append((h, bool(staged), job_ids[job_id]))
-    finally:
-        cursor.close()
+    for i in range(0, len(keys), LOOKUP_CHUNK):
+        chunk = keys[i : i + LOOKUP_CHUNK]
+        if postgres:
+            rows = conn.execute(_COPIES_POSTGRESQL, {"keys": chunk, "folder": folder_id})
+            out += [(h, staged, job_id) for h, staged, job_id in rows]
+        else:
+            sql = _COPIES_SQLITE.format(marks=", ".join("?" * len(chunk)))
+            for h, staged, job_id in conn.exec_driver_sql(sql, (folder_id.hex, *chunk)):
+                if job_id not in job_ids:
+                    job_ids[job_id] = uuid.UUID(job_id)
+                out.append((h, bool(staged), job_ids[job_id]))
     return out
 
 
