@@ -548,10 +548,10 @@ _COPIES_SQLITE = (
 # One nested loop: OFFSET 0 keeps the lateral subquery from being flattened into a join that
 # could scan the whole folder, so each key is one probe of ix_items_folder_url (both its
 # leading columns bound), whatever the planner's statistics say.
-_COPIES_POSTGRESQL = text(
-    "SELECT i.url_hash, i.staged, i.job_id FROM unnest(CAST(:keys AS varchar[])) AS k(url_hash) "
+_COPIES_POSTGRESQL = (
+    "SELECT i.url_hash, i.staged, i.job_id FROM unnest(CAST(%s AS varchar[])) AS k(url_hash) "
     "CROSS JOIN LATERAL (SELECT url_hash, staged, job_id FROM items "
-    "WHERE folder_id = :folder AND url_hash = k.url_hash AND deleted_at IS NULL OFFSET 0) AS i"
+    "WHERE folder_id = %s AND url_hash = k.url_hash AND deleted_at IS NULL OFFSET 0) AS i"
 )
 
 
@@ -562,24 +562,33 @@ def _copies(s: Session, folder_id: uuid.UUID, keys: list[str]) -> list[tuple[str
     not depend on the table's statistics: on an un-analysed PostgreSQL table the planner once
     preferred scanning the whole folder by another index for each batch, which made a
     million-file import quadratic.  SQLite is told the index (``INDEXED BY``).
+
+    Through the driver's own cursor, in the session's transaction: a second import finds every
+    key, and SQLAlchemy's result made each row a ``Row`` in Python (fetched one at a time), the
+    larger part of the look-up's time; the driver's ``fetchall`` builds the tuples in C.
     """
     out: list[tuple[str, bool, uuid.UUID | None]] = []
     postgres = s.get_bind().dialect.name == "postgresql"
-    conn = s.connection()
+    raw: Any = s.connection().connection.driver_connection  # in this transaction
     # SQLite gives each row's job id as text; the copies of a batch come from a few jobs, so
     # each id is made a UUID once, not once a row (a second import: one a URL, twice a URL).
     job_ids: dict[str | None, uuid.UUID | None] = {None: None, "": None}
-    for i in range(0, len(keys), LOOKUP_CHUNK):
-        chunk = keys[i : i + LOOKUP_CHUNK]
-        if postgres:
-            rows = conn.execute(_COPIES_POSTGRESQL, {"keys": chunk, "folder": folder_id})
-            out += [(h, staged, job_id) for h, staged, job_id in rows]
-        else:
-            sql = _COPIES_SQLITE.format(marks=", ".join("?" * len(chunk)))
-            for h, staged, job_id in conn.exec_driver_sql(sql, (folder_id.hex, *chunk)):
-                if job_id not in job_ids:
-                    job_ids[job_id] = uuid.UUID(job_id)
-                out.append((h, bool(staged), job_ids[job_id]))
+    cursor = raw.cursor()
+    try:
+        for i in range(0, len(keys), LOOKUP_CHUNK):
+            chunk = keys[i : i + LOOKUP_CHUNK]
+            if postgres:
+                cursor.execute(_COPIES_POSTGRESQL, (chunk, folder_id))
+                out += cursor.fetchall()  # (text, boolean, uuid: psycopg gives them as such)
+            else:
+                sql = _COPIES_SQLITE.format(marks=", ".join("?" * len(chunk)))
+                cursor.execute(sql, (folder_id.hex, *chunk))
+                for h, staged, job_id in cursor.fetchall():
+                    if job_id not in job_ids:
+                        job_ids[job_id] = uuid.UUID(job_id)
+                    out.append((h, bool(staged), job_ids[job_id]))
+    finally:
+        cursor.close()
     return out
 
 

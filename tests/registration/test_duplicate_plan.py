@@ -56,10 +56,10 @@ def test_the_plan_is_one_index_only_probe_per_key(db) -> None:  # type: ignore[n
     with db.write() as s:
         if s.get_bind().dialect.name == "postgresql":
             _make_stale(s)
-            plan = "\n".join(
-                row[0] for row in s.execute(text("EXPLAIN " + jobs._COPIES_POSTGRESQL.text),
-                                            {"keys": keys[:1000], "folder": folder})
-            )
+            raw = s.connection().connection.driver_connection  # the statement as _copies runs it
+            with raw.cursor() as cursor:
+                cursor.execute("EXPLAIN " + jobs._COPIES_POSTGRESQL, (keys[:1000], folder))
+                plan = "\n".join(row[0] for row in cursor.fetchall())
             assert "Nested Loop" in plan, plan
             # an index-only scan once the visibility map says the pages are all visible (after
             # VACUUM); before, the same index with heap fetches
