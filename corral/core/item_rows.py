@@ -283,8 +283,8 @@ def read_docs(s: Session, ask: Listing) -> Page[str]:
     forms = _forms(s)
     conn = s.connection()
 
-    def run(q: Any, params: dict[str, Any] | None) -> list[str]:
-        texts: list[str] = _column(conn, q, params=params)
+    def run(q: Any, params: dict[str, Any]) -> list[str]:
+        texts: list[str] = _column(conn, q, params)
         return _complete(conn, forms, texts) if forms.postgres else texts
 
     return _page_of(ask, forms, "doc", run)
@@ -299,8 +299,8 @@ def read_bodies(s: Session, ask: Listing) -> Page[bytes]:
     conn = s.connection()
     if forms.postgres:
         return _page_of(ask, forms, "doc", lambda q, params: _complete(
-            conn, forms, _column(conn, q, as_bytes=True, params=params)), as_bytes=True)
-    return _page_of(ask, forms, "doc_bytes", lambda q, params: _column(conn, q, params=params))
+            conn, forms, _column(conn, q, params, as_bytes=True)), as_bytes=True)
+    return _page_of(ask, forms, "doc_bytes", lambda q, params: _column(conn, q, params))
 
 
 def _options(as_bytes: bool) -> dict[str, Any]:
@@ -308,8 +308,7 @@ def _options(as_bytes: bool) -> dict[str, Any]:
     return {COLUMN_CHUNKS: COLUMN_CHUNK, COLUMN_BYTES: as_bytes}
 
 
-def _column(conn: Connection, q: Any, as_bytes: bool = False, params: dict[str, Any] | None = None,
-            ) -> list[Any]:
+def _column(conn: Connection, q: Any, params: dict[str, Any], as_bytes: bool = False) -> list[Any]:
     """The one column of ``q``'s rows, read from the driver's own row tuples: a ``Row`` made of
     each (``Result.all``) was a sixth of an export chunk's time on PostgreSQL (docs/performance.md).
     The statement still goes through SQLAlchemy (its compiled cache, its parameters); the one
@@ -317,12 +316,9 @@ def _column(conn: Connection, q: Any, as_bytes: bool = False, params: dict[str, 
     PostgreSQL the rows are received ``COLUMN_CHUNK`` at a time while the server still sends the
     rest, and with ``as_bytes`` the text comes as its UTF-8 bytes (``pgcursor.Cursor.execute_column``;
     through psycopg2 each text is encoded).  SQLite's callers read its own bytes (``read_bodies``).
-    With ``params``, ``q`` is a prepared statement (``_page_of``) that already carries its
-    execution options, run with those parameters; without, the options are added here."""
-    if params is None:
-        result = conn.execute(q.execution_options(**_options(as_bytes)))
-    else:
-        result = conn.execute(q, params)
+    ``q`` carries its execution options (``_options``, set by ``_page_of``) and is run with
+    ``params`` (the keyset's bound cursor, ``pagination.keyset_prepared``)."""
+    result = conn.execute(q, params)
     try:
         # the driver's cursor as executed (``result.cursor`` is None once a result of no rows closed)
         column: list[Any] | None = getattr(result.context.cursor, "column", None)
@@ -334,32 +330,21 @@ def _column(conn: Connection, q: Any, as_bytes: bool = False, params: dict[str, 
         result.close()
 
 
-def _page_of(ask: Listing, forms: Forms, which: str, run: Callable[[Any, dict[str, Any] | None], list[Any]],
+def _page_of(ask: Listing, forms: Forms, which: str, run: Callable[[Any, dict[str, Any]], list[Any]],
              as_bytes: bool = False) -> Page[Any]:
     """A keyset page of ``ask`` reading the one column ``forms.<which>`` a row (``run(q, params)``
-    executes the query).  A listing that names its ``shape`` (``items.listing``: one folder's
-    items, any filter and order) reads through statements built once and kept
-    (``pagination.keyset_prepared``), with ``run``'s execution options already set on them;
-    others build their statements for the page (``params`` None)."""
+    executes the query, which carries ``_column``'s execution options).  A listing that names its
+    ``shape`` (``items.listing``: one folder's items, any filter and order) reads through
+    statements built once and kept (``pagination.keyset_prepared``); others (``shape`` None)
+    build the same statements for the page."""
     column = getattr(forms, which)
-    if ask.shape is None:
-        return pagination.fetch_rows(
-            lambda q: run(q, None),
-            select(column).select_from(Item).where(*ask.where),
-            ask.key,
-            Item.id,
-            _doc_key(ask.order),
-            order=ask.order,
-            direction=ask.direction,
-            page_size=ask.page_size,
-            cursor=ask.cursor,
-            nullable=ask.nullable,
-        )
     options = _options(as_bytes)
+    # the options are part of a kept statement: a statement kept with others is not reused
+    shape = None if ask.shape is None else (
+        "item_rows", "postgresql" if forms.postgres else "sqlite", which, tuple(options.items()), ask.shape)
     return pagination.fetch_rows_prepared(
         run,
-        # the options are part of the kept statement: a statement kept with others is not reused
-        ("item_rows", "postgresql" if forms.postgres else "sqlite", which, tuple(options.items()), ask.shape),
+        shape,
         lambda: select(column).select_from(Item).where(*ask.where).execution_options(**options),
         ask.key,
         Item.id,

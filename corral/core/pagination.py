@@ -234,7 +234,7 @@ _PREPARED_LOCK = threading.Lock()
 
 def keyset_prepared(
     read: Callable[[Select[Any], dict[str, Any]], Sequence[R]],
-    shape: Hashable,
+    shape: Hashable | None,
     build: Callable[[], Select[Any]],
     key: InstrumentedAttribute[Any],
     ident: InstrumentedAttribute[uuid.UUID],
@@ -253,25 +253,30 @@ def keyset_prepared(
     params)`` passes with it.  Building a page's statement and computing SQLAlchemy's cache key
     for it (a walk of the whole statement, memoized on the statement object) cost about 0.4 ms
     of every page of a folder's listing, read again with only the cursor changed
-    (docs/performance.md, "A page's statement built once")."""
+    (docs/performance.md, "A page's statement built once").  ``shape`` None: nothing is kept (the
+    statements are built for this page, the same way)."""
     desc = direction == "desc"
     rows: list[R] = []
     for segment, after in _segments(direction, cursor, nullable):
         limit = page_size + 1 - len(rows)
-        memo = (shape, key.key, ident.key, segment, after is not None, desc, nullable, limit)
-        with _PREPARED_LOCK:
-            stmt = _PREPARED.get(memo)
-            if stmt is not None:
-                _PREPARED.move_to_end(memo)
+        memo = None if shape is None else (shape, key.key, ident.key, segment, after is not None, desc,
+                                           nullable, limit)
+        stmt = None
+        if memo is not None:
+            with _PREPARED_LOCK:
+                stmt = _PREPARED.get(memo)
+                if stmt is not None:
+                    _PREPARED.move_to_end(memo)
         if stmt is None:
             bound = None
             if after is not None:
                 bound = (bindparam(AFTER_KEY, type_=key.type), bindparam(AFTER_ID, type_=ident.type))
             stmt = _segment(build(), key, ident, segment, desc, nullable, bound, prepared=True).limit(limit)
-            with _PREPARED_LOCK:
-                _PREPARED[memo] = stmt
-                while len(_PREPARED) > PREPARED_MAX:
-                    _PREPARED.popitem(last=False)
+            if memo is not None:
+                with _PREPARED_LOCK:
+                    _PREPARED[memo] = stmt
+                    while len(_PREPARED) > PREPARED_MAX:
+                        _PREPARED.popitem(last=False)
         params: dict[str, Any] = {}
         if after is not None:
             params[AFTER_ID] = after.id
@@ -285,7 +290,7 @@ def keyset_prepared(
 
 def fetch_rows_prepared(
     read: Callable[[Select[Any], dict[str, Any]], Sequence[R]],
-    shape: Hashable,
+    shape: Hashable | None,
     build: Callable[[], Select[Any]],
     key: InstrumentedAttribute[Any],
     ident: InstrumentedAttribute[uuid.UUID],
