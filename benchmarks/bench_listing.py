@@ -61,7 +61,8 @@ from corral.db.tables import Folder, Item, User
 from corral.settings import Settings
 
 PORT = 8798
-PAGE = 1000
+PAGE = 1000  # the native pages' size (--page-size)
+SDK_PAGE = 1000  # the SDK's list_items(page_size=...): Encord's largest
 
 
 def serve(env: dict[str, str]) -> subprocess.Popen[bytes]:
@@ -377,21 +378,22 @@ def sdk(http: httpx.Client, key_path: Path, limit: int) -> None:
     folder = client.get_storage_folder(uuid.UUID(folder_id))
     rows = 0
     start = time.perf_counter()
-    for _item in folder.list_items(page_size=PAGE):
+    for _item in folder.list_items(page_size=SDK_PAGE):
         rows += 1
         if rows >= limit:
             break
     elapsed = time.perf_counter() - start
     print(
-        f"SDK list_items(page_size={PAGE}): {rows:,} rows in {elapsed:.1f} s = {rows / elapsed:,.0f} rows/s",
+        f"SDK list_items(page_size={SDK_PAGE}): {rows:,} rows in {elapsed:.1f} s = "
+        f"{rows / elapsed:,.0f} rows/s",
         flush=True,
     )
 
     # The SDK's own parsing, alone: the same pages' bytes parsed by its code, no server involved.
     raw: list[bytes] = []
     token = None
-    while len(raw) * PAGE < min(limit, 50_000):
-        params: dict[str, Any] = {"pageSize": PAGE, **({"pageToken": token} if token else {})}
+    while len(raw) * SDK_PAGE < min(limit, 50_000):
+        params: dict[str, Any] = {"pageSize": SDK_PAGE, **({"pageToken": token} if token else {})}
         body = http.get(f"/v2/public/storage/folders/{folder_id}/items", params=params).content
         raw.append(body)
         token = json.loads(body)["nextPageToken"]
@@ -410,6 +412,7 @@ def sdk(http: httpx.Client, key_path: Path, limit: int) -> None:
 
 
 def main() -> None:
+    global PAGE
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -423,6 +426,8 @@ def main() -> None:
         "directory (PYTHONPATH), first: baseline and new side by side on the same data",
     )
     parser.add_argument("--port", type=int, default=PORT)
+    parser.add_argument("--page-size", type=int, default=PAGE,
+                        help="the native pages' size, up to 10,000 (the SDK's stay at 1,000)")
     parser.add_argument("--reuse", help="the kept work directory of an earlier run, its items there")
     parser.add_argument(
         "--keep",
@@ -431,6 +436,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     bench_datasets.PORT = args.port
+    PAGE = args.page_size
     # --reuse: an earlier run's directory, its items there (a kept one, or made by hand); the
     # same set-up as --keep's, which leaves it in place
     keep = Path(args.reuse or args.keep) if args.reuse or args.keep else None

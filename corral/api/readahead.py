@@ -81,6 +81,15 @@ async def stream_ahead(chunks: Iterator[T], depth: int = 2) -> AsyncIterator[T]:
         stop.set()
 
 
+def _weight(value: Any) -> int:
+    """The bytes a page read ahead holds: its bytes, or those of the tuple's parts."""
+    if isinstance(value, bytes | bytearray):
+        return len(value)
+    if isinstance(value, tuple):
+        return sum(_weight(part) for part in value)
+    return 0
+
+
 class PageAhead(Generic[T]):
     """Pages read ahead, by key; at most ``size`` kept, none older than ``ttl`` seconds.
 
@@ -90,8 +99,8 @@ class PageAhead(Generic[T]):
     with many clients it is often crowded out before it is asked for (read twice); then the
     client's next request reads its page itself."""
 
-    def __init__(self, size: int = 64, ttl: float = 30.0, threads: int = 2) -> None:
-        self.size, self.ttl = size, ttl
+    def __init__(self, size: int = 64, ttl: float = 30.0, threads: int = 2, max_bytes: int = 64 << 20) -> None:
+        self.size, self.ttl, self.max_bytes = size, ttl, max_bytes
         self.busy: Callable[[], bool] = lambda: False
         self._pages: OrderedDict[Hashable, tuple[float, Future[T]]] = OrderedDict()
         self._lock = threading.Lock()
@@ -105,7 +114,7 @@ class PageAhead(Generic[T]):
             if key in self._pages:
                 return
             self._expire()
-            while len(self._pages) >= self.size:
+            while self._pages and (len(self._pages) >= self.size or self._held() >= self.max_bytes):
                 self._pages.popitem(last=False)[1][1].cancel()
             self._pages[key] = (time.monotonic(), self._pool.submit(read))
 
@@ -122,6 +131,12 @@ class PageAhead(Generic[T]):
             return entry[1].result()
         except Exception:
             return None
+
+    def _held(self) -> int:
+        """The bytes of the pages read and not yet taken (pages of 10,000 items are megabytes:
+        ``max_bytes`` bounds them as ``size`` bounds their number)."""
+        return sum(_weight(future.result()) for _, future in self._pages.values()
+                   if future.done() and not future.cancelled() and future.exception() is None)
 
     def _expire(self) -> None:
         oldest = time.monotonic() - self.ttl

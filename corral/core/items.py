@@ -301,7 +301,7 @@ def listing(
     _choice(deleted, ("exclude", "include", "only"), "deleted")
     for t in types or []:
         _choice(t, ITEM_TYPES, "type")
-    pagination.check_page_size(page_size)
+    pagination.check_page_size(page_size, pagination.MAX_LISTING_PAGE)
     pagination.check_search(q)
     cursor = pagination.decode(page_token, order, direction, _PARSERS[order]) if page_token else None
     row = folders.resolve_for(s, principal, folder)

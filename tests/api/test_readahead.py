@@ -118,6 +118,24 @@ def test_page_ahead_forgets_failures_old_pages_and_the_oldest_beyond_its_size() 
     ahead.close()
 
 
+def test_page_ahead_holds_at_most_its_bytes() -> None:
+    """Pages of 10,000 items are megabytes: beyond ``max_bytes`` of pages read and not taken,
+    the oldest are dropped (the client then reads its page itself), however few they are."""
+    ahead: PageAhead[tuple[bytes, str | None]] = PageAhead(size=64, max_bytes=3_000)
+    for i in range(3):
+        ahead.start(i, lambda i=i: (bytes(1_000), f"token {i}"))  # type: ignore[misc]
+        time.sleep(0.05)  # read by now
+    ahead.start(3, lambda: (bytes(1_000), None))  # 3,000 held: the oldest goes
+    time.sleep(0.05)
+    assert ahead.take(0) is None
+    assert ahead.take(1) == (bytes(1_000), "token 1")
+    ahead.start(4, lambda: (b"small", None))  # 2,000 held: room, nothing dropped
+    time.sleep(0.05)
+    assert ahead.take(2) == (bytes(1_000), "token 2") and ahead.take(3) == (bytes(1_000), None)
+    assert ahead.take(4) == (b"small", None)
+    ahead.close()
+
+
 def test_a_consumer_cancelled_while_waiting_leaves_no_thread_behind() -> None:
     """A client that hangs up while the next chunk is still being read: the wait ends when the
     chunk arrives (a thread-pool call cannot be abandoned), then the producer stops and every

@@ -12,6 +12,7 @@ import orjson
 import pytest
 from sqlalchemy import update
 
+from corral import errors
 from corral.core import item_rows, items
 from corral.db.tables import Item
 from tests.files.conftest import add_items, folder, principal
@@ -259,3 +260,38 @@ def test_export_is_the_views_with_and_without_documents(client, db, make_user, m
                            headers=user.bearer)
             assert r.status_code == 200, r.text
             assert r.content == expected, (order, chunk, received)
+
+
+def test_native_pages_go_to_ten_thousand_and_no_further(client, db, make_user) -> None:  # type: ignore[no-untyped-def]
+    """``GET /api/v1/items`` pages up to 10,000 items (a tenth of the round trips for a client
+    reading a large folder); one more is a 400 naming ``page_size``; the Encord-compatible
+    listing keeps Encord's 1,000."""
+    user = make_user("bigpages@x.io")
+    f = folder(client, user, "bigpages")
+    now = datetime(2026, 1, 2, tzinfo=UTC)
+    with db.write() as s:
+        s.add_all([
+            Item(org_id=user.org_id, folder_id=uuid.UUID(f["id"]), item_type="image", name=f"{i:05d}.png",
+                 url=f"s3://bucket/{i:05d}.png", url_hash=uuid.uuid4().hex, storage_location="s3",
+                 file_size=i, mime_type="image/png", media={}, client_metadata={}, staged=False,
+                 created_by=user.user_id, created_at=now)
+            for i in range(10_003)
+        ])
+    r = client.get("/api/v1/items", params={"folder": f["id"], "page_size": 10_000}, headers=user.bearer)
+    assert r.status_code == 200, r.text
+    first = r.json()
+    assert [i["name"] for i in first["items"]] == [f"{i:05d}.png" for i in range(10_000)]
+    r = client.get("/api/v1/items", headers=user.bearer,
+                   params={"folder": f["id"], "page_size": 10_000, "page_token": first["next_page_token"]})
+    assert r.status_code == 200, r.text
+    assert [i["name"] for i in r.json()["items"]] == ["10000.png", "10001.png", "10002.png"]
+    assert r.json()["next_page_token"] is None
+    r = client.get("/api/v1/items", params={"folder": f["id"], "page_size": 10_001}, headers=user.bearer)
+    assert r.status_code == 400, r.text
+    assert r.json()["errors"][0]["field"] == "page_size", r.text
+    r = client.get(f"/v2/public/storage/folders/{f['id']}/items", params={"pageSize": 1001}, headers=user.bearer)
+    assert r.status_code == 400, r.text
+    with db.read() as s:
+        with pytest.raises(errors.ValidationFailed, match="page_size must be between 1 and 10000"):
+            items.listing(s, principal(user), f["id"], page_size=10_001)
+        assert len(items.list_(s, principal(user), f["id"], page_size=10_000).items) == 10_000

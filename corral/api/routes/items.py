@@ -23,7 +23,7 @@ from corral.api.readahead import stream_ahead
 from corral.core import item_rows, items, thumbnails
 from corral.core.identity import Principal
 from corral.core.items import ItemView
-from corral.core.pagination import MAX_PAGE_SIZE
+from corral.core.pagination import MAX_LISTING_PAGE, MAX_PAGE_SIZE
 from corral.core.vectors import search as vector_search
 from corral.registration import uploads
 
@@ -210,7 +210,7 @@ async def list_items(
     ctx: Ctx,
     principal: CurrentPrincipal,
     listed: Listed,
-    page_size: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = 100,
+    page_size: Annotated[int, Query(ge=1, le=MAX_LISTING_PAGE, description="1 to 10,000.")] = 100,
     page_token: str | None = None,
     signed_urls: Annotated[
         bool,
