@@ -363,6 +363,8 @@ def _mutations(data: bytes) -> dict[str, bytes]:
     header, start = _header_of(data)
     head = len(persist.MAGIC) + persist._HEAD.size
     newer = _with_header(data, {**header, "format": persist.FORMAT + 1})
+    huge = _with_header(data, {**header, "arrays": [{**header["arrays"][0], "shape": [10**15]},
+                                                    *header["arrays"][1:]]})
     flipped = bytearray(data)
     flipped[-5] ^= 0x40
     header_flip = bytearray(data)
@@ -376,6 +378,7 @@ def _mutations(data: bytes) -> dict[str, bytes]:
         "a value flipped": bytes(flipped),
         "the header flipped": bytes(header_flip),
         "a newer format": newer,
+        "an array larger than the file": huge,
     }
 
 
@@ -499,3 +502,16 @@ def test_files_off_saves_and_loads_nothing(db, settings, started, make_user) -> 
     assert off.resolved_index_snapshot_dir is None
     assert not _start(off, started, who).from_file
     assert not _file(settings, who).exists()
+
+
+def test_a_directory_that_cannot_be_written_only_costs_the_file(  # type: ignore[no-untyped-def]
+    db, settings, started, make_user, tmp_path, caplog
+) -> None:
+    who = _filled(db, make_user)
+    blocked = tmp_path / "not-a-directory"
+    blocked.write_text("")
+    mine = settings.model_copy(update={"index_snapshot_dir": blocked})
+    with caplog.at_level(logging.WARNING, logger="corral.core.index.persist"):
+        assert not _start(mine, started, who).from_file
+    assert "not saved" in caplog.text
+    _all_checked((started[0], started[0], _sql(settings, started)), who)

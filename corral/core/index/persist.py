@@ -232,6 +232,9 @@ def save(reg: Registry, org_id: uuid.UUID) -> bool:
                  "in %.2f s", org_id, state.seq, state.ids.shape[0], len(state.columns),
                  final.stat().st_size / 2**20, time.perf_counter() - started)
         return True
+    except OSError as exc:  # e.g. the directory not writable: the next process builds instead
+        log.warning("index snapshot of organisation %s not saved to %s: %s", org_id, directory, exc)
+        return False
     except Exception:
         log.exception("index snapshot of organisation %s not saved", org_id)
         return False
@@ -288,9 +291,11 @@ def _arrays(f: Any, header: dict[str, Any], remaining: int) -> dict[str, Any]:
         shape = spec["shape"]
         if dtype is None or not isinstance(shape, list) or len(shape) != 1 or shape[0] < 0:
             raise Refused(f"array {spec.get('name')!r}: unexpected type or shape")
+        if int(shape[0]) * dtype.itemsize > remaining:  # before allocating what the header says
+            raise Refused("truncated")
         a: Any = np.empty(int(shape[0]), dtype=dtype)
         view = memoryview(a).cast("B")
-        if view.nbytes > remaining or f.readinto(view) != view.nbytes:
+        if f.readinto(view) != view.nbytes:
             raise Refused("truncated")
         remaining -= view.nbytes
         if zlib.crc32(view) != spec["crc"]:
