@@ -89,6 +89,21 @@ def path_of(directory: Path, org_id: uuid.UUID) -> Path:
     return directory / f"{org_id}{_SUFFIX}"
 
 
+def listed(directory: Path) -> list[uuid.UUID]:
+    """The organisations with a file in ``directory``, largest file first."""
+    found: list[tuple[int, uuid.UUID]] = []
+    try:
+        entries = list(directory.glob(f"*{_SUFFIX}"))
+    except OSError:
+        return []
+    for entry in entries:
+        try:
+            found.append((entry.stat().st_size, uuid.UUID(entry.name.removesuffix(_SUFFIX))))
+        except (OSError, ValueError):  # gone meanwhile, or not one of ours
+            continue
+    return [org_id for _, org_id in sorted(found, key=lambda f: (-f[0], f[1]))]
+
+
 def _revision(s: Session) -> str | None:
     """The database's schema revision (None: not a migrated database)."""
     try:
