@@ -216,7 +216,8 @@ class Settings(BaseSettings):
         "",
         description="Directories (separated by `:`) under which organisation admins may root `local` "
         "integrations. Empty: no local integrations (except corral's own upload directory). A root "
-        "that contains or sits inside DATA_DIR or the database file's directory is always refused. "
+        "that contains or sits inside DATA_DIR, the database file's directory or "
+        "CORRAL_INDEX_SNAPSHOT_DIR is always refused. "
         "`corral demo` adds its media directory in DATA_DIR/config.toml.",
     )
     allowed_endpoints: str = Field(

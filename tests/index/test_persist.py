@@ -515,3 +515,19 @@ def test_a_directory_that_cannot_be_written_only_costs_the_file(  # type: ignore
         assert not _start(mine, started, who).from_file
     assert "not saved" in caplog.text
     _all_checked((started[0], started[0], _sql(settings, started)), who)
+
+
+def test_a_cold_process_s_first_query_loads_the_file(db, settings, started, make_user) -> None:  # type: ignore[no-untyped-def]
+    """Without ``warm_index``: the first count of an organisation too large to build inside the
+    query answers from SQL and loads the file in the background (``warm``)."""
+    who = _filled(db, make_user)
+    _start(settings, started, who)
+    process = create_database(settings)
+    started.append(process)
+    sql_only = _sql(settings, started)
+    tree = {"key": "weather", "op": "eq", "value": "rain"}
+    assert _answers(process, who, tree) == _answers(sql_only, who, tree)  # from SQL: cold
+    _quiet(process)
+    snap = _registry(process).snapshots[who.org_id]
+    assert snap.from_file
+    _all_checked((process, process, sql_only), who)

@@ -407,8 +407,9 @@ def load(reg: Registry, org_id: uuid.UUID, wanted: list[Key], first: int = 0) ->
                 snap.applied = len(changed)
                 snap.from_file = True
                 loaded = time.perf_counter() - started
-                missing = [k for k in wanted if k.id not in snap.columns]
-                reg._fill(s, org_id, snap, missing, min(first, len(missing)), others)
+                need = [k for k in wanted[:first] if k.id not in snap.columns]  # the query's
+                missing = need + [k for k in wanted[first:] if k.id not in snap.columns]
+                reg._fill(s, org_id, snap, missing, len(need), others)
     except FileNotFoundError:
         return None
     except Refused as why:

@@ -54,8 +54,9 @@ SYNC_ITEMS = 50_000
 #: A snapshot behind by at most this many changed items reads them again; more, it is rebuilt.
 #: At least one of registration's grouped commits (``changes.LOG_MAX``).
 DELTA_MAX = 20_000
-#: A snapshot kept in a file (``persist``) is saved again once this many items (or a twentieth of
-#: its items, if more) were brought current since: a process loading the file reads them again.
+#: A snapshot kept in a file (``persist``) is saved again once this many items were brought
+#: current since: a process loading the file reads them again (``_apply``: 0.6 ms an item at a
+#: million on a loaded machine, against 0.1-0.2 s of CPU to save the file; docs/performance.md).
 SAVE_AFTER = 5_000
 _FETCH = 65_536
 #: Up to this many items, a string or boolean key is read grouped in one statement (``_grouped``).
@@ -702,7 +703,7 @@ class Registry:
     def save_after(snap: Snapshot) -> int:
         """How many items brought current since a snapshot was saved call for saving it again:
         a process loading the file would read them again (``SAVE_AFTER``)."""
-        return max(SAVE_AFTER, len(snap) // 20)
+        return SAVE_AFTER
 
     def build(self, org_id: uuid.UUID, keys: list[Key], first: int | None = None) -> Snapshot | None:
         """Build the organisation's snapshot now, in one consistent read, with as many of
@@ -725,7 +726,8 @@ class Registry:
         """Read ``wanted``'s keys into a snapshot at this consistent read's sequence, and keep it
         once the first ``first`` are read (``build``); None when it does not fit."""
         kept = False
-        seq, ids, types, halves = snap.seq, snap.ids, snap.types, snap.halves()
+        seq, ids, types = snap.seq, snap.ids, snap.types
+        halves = snap.halves() if wanted else None  # not for a snapshot loaded with every key
         for i, key in enumerate(wanted):
             if i == first:
                 if snap.nbytes() > self.limit:
