@@ -13,7 +13,10 @@ the p50 of 11 counts and 5 facets.  ``--start``: call ``corral.runtime.warm_inde
 ``corral serve`` does.  Then it builds the snapshot of the ids and the 9 non-text keys in one
 consistent read and times it (wall, this process's CPU, and PostgreSQL's backend's);
 ``--rows``: also with the row reader (``rows=True``), checking that both read the same ids and
-values, bit for bit.
+values, bit for bit.  Where snapshots are kept in files (``corral.core.index.persist``), it says
+whether the process's snapshot was loaded from its file, then times saving the built snapshot to
+the file and loading it into a new registry (wall and CPU).  ``--no-files``: neither load nor
+save files (as a version without them).
 """
 
 from __future__ import annotations
@@ -48,13 +51,15 @@ def main() -> None:
     parser.add_argument("keep")
     parser.add_argument("--start", action="store_true", help="warm_index first, as corral serve does")
     parser.add_argument("--rows", action="store_true", help="also build with the row reader, and compare")
+    parser.add_argument("--no-files", action="store_true", help="no snapshot files")
     args = parser.parse_args()
+    files = {"index_snapshot_files": False} if args.no_files else {}
     if args.keep.startswith("/"):
-        settings = Settings(data_dir=Path(args.keep), secret_key="b" * 40, log_level="warning")
+        settings = Settings(data_dir=Path(args.keep), secret_key="b" * 40, log_level="warning", **files)
     else:
         url = make_url(PG_ADMIN).set(database=args.keep).render_as_string(hide_password=False)
-        settings = Settings(data_dir=Path("/tmp/corral-bench-index-cold"), database_url=url,
-                            secret_key="b" * 40, log_level="warning")
+        settings = Settings(data_dir=Path(f"/tmp/corral-bench-index-cold-{args.keep}"), database_url=url,
+                            secret_key="b" * 40, log_level="warning", **files)
     db = create_database(settings)
     with db.read() as s:
         user = identity.get_user_by_email(s, "bench@x.io")
@@ -100,6 +105,12 @@ def main() -> None:
           f"before, p50 {statistics.median(faceted) if faceted else 0:.0f} ms, at most "
           f"{max(faceted) if faceted else 0:.0f} ms); process CPU {time.process_time() - cpu:.1f} s",
           flush=True)
+    with db.read() as s:
+        reg = snapshot.registry(s)
+        assert reg is not None
+        held = reg.snapshots[who.org_id]
+    print(f"the snapshot {'loaded from its file' if getattr(held, 'from_file', False) else 'built'}, "
+          f"{len(held.columns)} keys", flush=True)
     print(f"then count p50 {statistics.median(ms(count) for _ in range(11)):.1f} ms, facets p50 "
           f"{statistics.median(ms(facets) for _ in range(5)):.0f} ms", flush=True)
     built: dict[str, Any] = {}
@@ -126,6 +137,26 @@ def main() -> None:
                 assert ([x.words[v] if v >= 0 else None for v in x.values.tolist()]
                         == [y.words[v] if v >= 0 else None for v in y.values.tolist()]), key.name
         print("the same ids and values")
+    if getattr(reg, "directory", None) is not None:
+        from corral.core.index import persist
+
+        while reg.saving:
+            time.sleep(0.05)
+        with reg.lock:
+            reg.snapshots[who.org_id] = built["aggregated"][0]
+            reg.refused.add(who.org_id)  # written whatever the record says
+        t, c = time.perf_counter(), time.process_time()
+        assert persist.save(reg, who.org_id)
+        assert reg.directory is not None
+        size = persist.path_of(reg.directory, who.org_id).stat().st_size
+        print(f"file saved: {time.perf_counter() - t:.2f} s wall, {time.process_time() - c:.2f} s CPU, "
+              f"{size / 2**20:.0f} MiB", flush=True)
+        fresh = snapshot.Registry(db.engine, reg.limit, reg.directory)
+        t, c = time.perf_counter(), time.process_time()
+        loaded = persist.load(fresh, who.org_id, [], 0)
+        assert loaded is not None and loaded.from_file
+        print(f"file loaded: {time.perf_counter() - t:.2f} s wall, {time.process_time() - c:.2f} s CPU, "
+              f"{len(loaded.columns)} keys", flush=True)
     db.dispose()
 
 

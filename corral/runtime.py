@@ -45,10 +45,11 @@ def tune_gc() -> None:
 
 
 def warm_index(db: Database) -> None:
-    """Start building the index's columnar snapshots of the largest organisations in the
-    background (``corral.core.index.snapshot.Registry.warm_largest``), before an API process
-    serves: otherwise its first count or facets of such an organisation would start the build and
-    answer from SQL (hundreds of ms at a million items) until it is done."""
+    """Start loading (from their files, ``corral.core.index.persist``) or building the index's
+    columnar snapshots of the largest organisations in the background
+    (``corral.core.index.snapshot.Registry.warm_largest``), before an API process serves:
+    otherwise its first count or facets of such an organisation would start the build and answer
+    from SQL (hundreds of ms at a million items) until it is done."""
     from corral.core.index import snapshot
 
     reg = snapshot.registry_of(db.engine)

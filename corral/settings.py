@@ -161,6 +161,22 @@ class Settings(BaseSettings):
         "item, plus 8 per item and number/datetime/boolean key and 4 per item and string key, "
         "plus each string key's distinct values). 0 turns them off: every query reads SQL.",
     )
+    index_snapshot_dir: Path | None = Field(
+        None,
+        description="Directory where API processes save the index's columnar snapshots of the "
+        "organisations too large to build inside a query (one file per organisation, written "
+        "atomically; each at most the size of its snapshot in memory, so within "
+        "CORRAL_INDEX_SNAPSHOT_MB, and a larger file is not read), and load them when they start, "
+        "so a restarted process answers counts and facets from columns within about a second. "
+        "A file is used only if this database recorded it and its change log still reaches it; any "
+        "other file is ignored and replaced. Unset: DATA_DIR/index. Operator-only: no local "
+        "integration may be rooted in or around it.",
+    )
+    index_snapshot_files: bool = Field(
+        True,
+        description="Save and load the index snapshot files (CORRAL_INDEX_SNAPSHOT_DIR). false: "
+        "every process builds its snapshots from the database after it starts.",
+    )
     db_pool_size: int | None = Field(
         None,
         ge=1,
@@ -200,7 +216,8 @@ class Settings(BaseSettings):
         "",
         description="Directories (separated by `:`) under which organisation admins may root `local` "
         "integrations. Empty: no local integrations (except corral's own upload directory). A root "
-        "that contains or sits inside DATA_DIR or the database file's directory is always refused. "
+        "that contains or sits inside DATA_DIR, the database file's directory or "
+        "CORRAL_INDEX_SNAPSHOT_DIR is always refused. "
         "`corral demo` adds its media directory in DATA_DIR/config.toml.",
     )
     allowed_endpoints: str = Field(
@@ -266,6 +283,13 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'corral.db').resolve()}"
+
+    @property
+    def resolved_index_snapshot_dir(self) -> Path | None:
+        """Where index snapshot files are kept (None: not kept)."""
+        if not self.index_snapshot_files or self.index_snapshot_mb == 0:
+            return None
+        return (self.index_snapshot_dir or self.data_dir / "index").expanduser().resolve()
 
     @property
     def resolved_public_url(self) -> str:

@@ -268,6 +268,8 @@ def endpoint_policy(settings: Settings) -> EndpointPolicy:
 def local_root_policy(settings: Settings, org_id: uuid.UUID) -> LocalRootPolicy:
     """Where the organisation's local integrations may be rooted (``CORRAL_LOCAL_ROOTS``)."""
     protected = [str(settings.data_dir)]
+    if settings.index_snapshot_dir is not None:  # the index's snapshot files: every organisation's values
+        protected.append(str(settings.index_snapshot_dir))
     if settings.is_sqlite:
         database = make_url(settings.resolved_database_url).database
         if database and database != ":memory:":

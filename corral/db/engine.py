@@ -269,7 +269,7 @@ def create_database(settings: Settings) -> Database:
         _configure_postgres(sort_off)
         from corral.core.index import snapshot  # the index's columnar snapshots, per engine
 
-        snapshot.configure(engine, settings.index_snapshot_mb)
+        snapshot.configure(engine, settings.index_snapshot_mb, settings.resolved_index_snapshot_dir)
         return Database(engine, sort_off)
     else:
         raise ConfigurationError(
@@ -277,5 +277,5 @@ def create_database(settings: Settings) -> Database:
         )
     from corral.core.index import snapshot  # the index's columnar snapshots, per engine
 
-    snapshot.configure(engine, settings.index_snapshot_mb)
+    snapshot.configure(engine, settings.index_snapshot_mb, settings.resolved_index_snapshot_dir)
     return Database(engine)

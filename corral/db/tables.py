@@ -322,6 +322,20 @@ class IndexSeq(Base):
     seq: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
+class IndexSnapshotFile(Base):
+    """The index snapshot file an API process last saved for an organisation
+    (``corral.core.index.persist``): a file is used only if its random ``token`` and ``seq`` are
+    the ones recorded here, so a file of another database, or of a history this database no longer
+    has (a backup restored from before the save), is never read as this one's."""
+
+    __tablename__ = "index_snapshot_files"
+    org_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("organisations.id", ondelete="CASCADE"), primary_key=True
+    )
+    seq: Mapped[int] = mapped_column(BigInteger)
+    token: Mapped[str] = mapped_column(String(32))
+
+
 class IndexChange(Base):
     """The items a change ``seq`` touched (``item_id`` null: every item of the organisation)."""
 

@@ -31,6 +31,7 @@ import uuid
 import weakref
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -53,6 +54,10 @@ SYNC_ITEMS = 50_000
 #: A snapshot behind by at most this many changed items reads them again; more, it is rebuilt.
 #: At least one of registration's grouped commits (``changes.LOG_MAX``).
 DELTA_MAX = 20_000
+#: A snapshot kept in a file (``persist``) is saved again once this many items were brought
+#: current since: a process loading the file reads them again (``_apply``: 0.6 ms an item at a
+#: million on a loaded machine, against 0.1-0.2 s of CPU to save the file; docs/performance.md).
+SAVE_AFTER = 5_000
 _FETCH = 65_536
 #: Up to this many items, a string or boolean key is read grouped in one statement (``_grouped``).
 _WHOLE = 2_000_000
@@ -104,6 +109,8 @@ class Snapshot:
         self.lock = threading.Lock()
         self.halves_: tuple[Any, Any] | None = None  # ids as two uint64s, kept until they change
         self.keys: dict[int, Key] = {}  # the loaded columns' keys
+        self.applied = 0  # items brought current since it was built, loaded or saved
+        self.from_file = False  # loaded from its file (``persist``), not read from the database
 
     def __len__(self) -> int:
         return int(self.ids.shape[0])
@@ -619,11 +626,14 @@ def _apply(s: Session, snap: Snapshot, changed: set[uuid.UUID], seq: int) -> Non
 class Registry:
     """The snapshots of one engine (one database, one process), within a memory limit."""
 
-    def __init__(self, engine: Engine, limit_bytes: int) -> None:
+    def __init__(self, engine: Engine, limit_bytes: int, directory: Path | None = None) -> None:
         self.engine = engine
         self.limit = limit_bytes
+        self.directory = directory  # where snapshots are saved and loaded (``persist``); None: not
         self.snapshots: dict[uuid.UUID, Snapshot] = {}
         self.building: set[uuid.UUID] = set()
+        self.saving: set[uuid.UUID] = set()
+        self.refused: set[uuid.UUID] = set()  # whose file this process found unusable (``persist``)
         self.lock = threading.Lock()
 
     def nbytes(self) -> int:
@@ -663,7 +673,7 @@ class Registry:
 
         def run() -> None:
             try:
-                self.build(org_id, keys, first)
+                self.load_or_build(org_id, keys, first)
             except Exception:  # a cold snapshot only costs speed: the queries read SQL
                 log.exception("index snapshot of organisation %s", org_id)
             finally:
@@ -671,6 +681,29 @@ class Registry:
                     self.building.discard(org_id)
 
         threading.Thread(target=run, name=f"index-snapshot-{org_id}", daemon=True).start()
+
+    def load_or_build(self, org_id: uuid.UUID, keys: list[Key], first: int | None = None) -> Snapshot | None:
+        """The organisation's snapshot from its file (``persist.load``) if there is one to use,
+        else built (``build``) and then saved to its file in a thread of its own; a snapshot
+        brought current from its file is saved again when that took many items (``SAVE_AFTER``)."""
+        from corral.core.index import persist
+
+        wanted = list({k.id: k for k in keys}.values())
+        first = len(wanted) if first is None else first
+        snap = persist.load(self, org_id, wanted, first)
+        if snap is None:
+            snap = self.build(org_id, wanted, first)
+            if snap is not None and self.directory is not None:
+                persist.save_later(self, org_id)
+        elif snap.applied > self.save_after(snap):
+            persist.save_later(self, org_id)
+        return snap
+
+    @staticmethod
+    def save_after(snap: Snapshot) -> int:
+        """How many items brought current since a snapshot was saved call for saving it again:
+        a process loading the file would read them again (``SAVE_AFTER``)."""
+        return SAVE_AFTER
 
     def build(self, org_id: uuid.UUID, keys: list[Key], first: int | None = None) -> Snapshot | None:
         """Build the organisation's snapshot now, in one consistent read, with as many of
@@ -682,37 +715,44 @@ class Registry:
         done, a query naming a key not added yet reads SQL (``current``)."""
         wanted = list({k.id: k for k in keys}.values())
         first = len(wanted) if first is None else first
-        kept = False
         with Session(self.engine) as s, consistent(s):
             snap = build(s, org_id, [])
-            seq, ids, types, halves = snap.seq, snap.ids, snap.types, snap.halves()
             with self.lock:
                 others = sum(o.nbytes() for i, o in self.snapshots.items() if i != org_id)
-            for i, key in enumerate(wanted):
-                if i == first:
-                    if snap.nbytes() > self.limit:
-                        return None
-                    with self.lock:
-                        self.snapshots[org_id] = snap
-                    kept = True
-                if kept:
-                    with snap.lock:  # queries change its columns under its lock
-                        size = snap.nbytes()
-                else:
+            return self._fill(s, org_id, snap, wanted, first, others)
+
+    def _fill(self, s: Session, org_id: uuid.UUID, snap: Snapshot, wanted: list[Key], first: int,
+              others: int) -> Snapshot | None:
+        """Read ``wanted``'s keys into a snapshot at this consistent read's sequence, and keep it
+        once the first ``first`` are read (``build``); None when it does not fit."""
+        kept = False
+        seq, ids, types = snap.seq, snap.ids, snap.types
+        halves = snap.halves() if wanted else None  # not for a snapshot loaded with every key
+        for i, key in enumerate(wanted):
+            if i == first:
+                if snap.nbytes() > self.limit:
+                    return None
+                with self.lock:
+                    self.snapshots[org_id] = snap
+                kept = True
+            if kept:
+                with snap.lock:  # queries change its columns under its lock
                     size = snap.nbytes()
-                if others + size + len(ids) * (8 if key.numeric else 4) > self.limit:
-                    continue
-                if not kept:
-                    load_key(s, snap, key)
-                    continue
-                twin = Snapshot(org_id, seq, ids, types, [])  # the snapshot as read
-                twin.halves_ = halves
-                load_key(s, twin, key)
-                with snap.lock:
-                    if snap.seq != seq or snap.ids is not ids:
-                        break
-                    snap.columns[key.id] = twin.columns[key.id]
-                    snap.keys[key.id] = key
+            else:
+                size = snap.nbytes()
+            if others + size + len(ids) * (8 if key.numeric else 4) > self.limit:
+                continue
+            if not kept:
+                load_key(s, snap, key)
+                continue
+            twin = Snapshot(org_id, seq, ids, types, [])  # the snapshot as read
+            twin.halves_ = halves
+            load_key(s, twin, key)
+            with snap.lock:
+                if snap.seq != seq or snap.ids is not ids:
+                    break
+                snap.columns[key.id] = twin.columns[key.id]
+                snap.keys[key.id] = key
         if kept:
             return snap
         if snap.nbytes() > self.limit:
@@ -721,14 +761,39 @@ class Registry:
             self.snapshots[org_id] = snap
         return snap
 
+    def _load_files(self) -> None:
+        """Load the snapshots whose files are in the directory, largest first, while they fit
+        (before the count of every organisation's items that ``warm_largest`` reads next, 1-2 s
+        at a million items); a file that is not used is left to that build."""
+        if self.directory is None:
+            return
+        from corral.core.index import persist
+
+        for org_id in persist.listed(self.directory):
+            with self.lock:
+                if org_id in self.snapshots or org_id in self.building:
+                    continue
+                self.building.add(org_id)
+            try:
+                with Session(self.engine) as s:
+                    keys = [k for k in load_keys(s, org_id) if k.ready and k.kind != "text"]
+                snap = persist.load(self, org_id, keys, 0)
+                if snap is not None and snap.applied > self.save_after(snap):
+                    persist.save_later(self, org_id)
+            finally:
+                with self.lock:
+                    self.building.discard(org_id)
+
     def warm_largest(self, every: int = 0) -> None:
-        """In a thread of its own: build the snapshots of the organisations too large to be
-        built inside a query (``SYNC_ITEMS``), largest first, with each one's ready keys (text
-        keys aside), while they fit; so that a process just started answers from columns within
-        seconds instead of after its first query's background build.  ``every``: at most this
+        """In a thread of its own: load the snapshots kept in files (``persist``), then build
+        those of the other organisations too large to be built inside a query (``SYNC_ITEMS``),
+        largest first, with each one's ready keys (text keys aside), while they fit; so that a
+        process just started answers from columns within seconds instead of after its first
+        query's background build.  ``every``: at most this
         many organisations (0: no limit)."""
         def run() -> None:
             try:
+                self._load_files()
                 with Session(self.engine) as s:
                     sizes = s.execute(select(Item.org_id, func.count()).group_by(Item.org_id)
                                       .having(func.count() > SYNC_ITEMS).order_by(func.count().desc())).all()
@@ -742,7 +807,7 @@ class Registry:
                     try:
                         with Session(self.engine) as s:
                             keys = [k for k in load_keys(s, org_id) if k.ready and k.kind != "text"]
-                        if self.build(org_id, keys, 0) is None:
+                        if self.load_or_build(org_id, keys, 0) is None:
                             return
                     finally:
                         with self.lock:
@@ -774,9 +839,10 @@ _REGISTRIES: weakref.WeakKeyDictionary[Engine, Registry] = weakref.WeakKeyDictio
 _DEFAULT_LIMIT = 1024 << 20
 
 
-def configure(engine: Engine, limit_mb: int) -> None:
-    """Give this engine's queries snapshots of at most ``limit_mb`` MiB (0: none)."""
-    _REGISTRIES[engine] = Registry(engine, limit_mb << 20)
+def configure(engine: Engine, limit_mb: int, directory: Path | None = None) -> None:
+    """Give this engine's queries snapshots of at most ``limit_mb`` MiB (0: none), saved to and
+    loaded from ``directory`` (``persist``; None: never)."""
+    _REGISTRIES[engine] = Registry(engine, limit_mb << 20, directory)
 
 
 def registry(s: Session) -> Registry | None:
@@ -836,6 +902,11 @@ def current(s: Session, org_id: uuid.UUID, keys: list[Key], *, seq: int | None =
                 snap.lock.release()
                 return None
             _apply(s, snap, changed, seq)
+            snap.applied += len(changed)
+            if reg.directory is not None and snap.applied > reg.save_after(snap) and len(snap) > SYNC_ITEMS:
+                from corral.core.index import persist
+
+                persist.save_later(reg, org_id)
         missing = [k for k in keys if k.id not in snap.columns]
         if missing:
             with reg.lock:  # while a build is adding keys, those it has not added yet read SQL
