@@ -188,7 +188,8 @@ def _plan(ctx: WorkerContext, unit: ClaimedUnit) -> dict[str, Any]:
             # Read in a process of its own when large (manifest_pipe), started now so that it
             # reads on while the flags are found, then while this thread checks each entry;
             # closed on the way out (before the file is removed), which stops that process.
-            items = manifest_pipe.iter_entries(path, fmt)
+            items = manifest_pipe.iter_entries(
+                path, fmt, min_bytes=ctx.services["settings"].manifest_pipe_min_bytes)
             stack.callback(cast(Any, items).close)
             if unit.params.get("ignore_errors"):
                 flags = manifest.read_flags(path, fmt)  # a broken file fails before anything is written

@@ -44,7 +44,7 @@ from corral.registration import manifest
 from corral.registration.entries import Entry, EntryError, Format, ManifestUnreadable, new_entry
 
 #: Manifests smaller than this are read in the planner's process: a child costs ~0.2 s to start.
-#: (The environment's ``CORRAL_MANIFEST_PIPE_MIN_BYTES`` overrides it: tests pipe small ones.)
+#: (The planner passes ``Settings.manifest_pipe_min_bytes``, ``CORRAL_MANIFEST_PIPE_MIN_BYTES``.)
 PIPE_MIN_BYTES = 16 << 20
 _RUN_ITEMS = 1000  # entries a message holds
 _QUEUED = 64  # messages read off the pipe and waiting for the planner, at most (~8 MiB)
@@ -55,14 +55,12 @@ _F_SETPIPE_SZ = 1031  # Linux
 _ITEMS, _UNREADABLE, _END = 0, 1, 2
 
 
-def iter_entries(path: Path, fmt: Format, *, min_bytes: int | None = None) -> Iterator[Entry | EntryError]:
+def iter_entries(path: Path, fmt: Format, *, min_bytes: int = PIPE_MIN_BYTES) -> Iterator[Entry | EntryError]:
     """``manifest.iter_entries(path, fmt)``, its reading in a child process when the manifest is
     large (``min_bytes``, default ``PIPE_MIN_BYTES``) and the process may use more than one CPU.
     The child starts at once, so it reads on while the caller does other things first (the
     manifest's flags).  Close the iterator when done with it (``close``, or ``contextlib.closing``):
     that stops the child if it still runs."""
-    if min_bytes is None:
-        min_bytes = int(os.environ.get("CORRAL_MANIFEST_PIPE_MIN_BYTES") or PIPE_MIN_BYTES)
     if os.name != "posix" or _cpus() < 2 or path.stat().st_size < min_bytes:
         return manifest.iter_entries(path, fmt)
     return PipedEntries(path, fmt)

@@ -183,7 +183,7 @@ def _import(api, alice, folder: str, body: str, ignore_errors: bool) -> dict[str
 
 
 @pytest.mark.parametrize("ignore_errors", [True, False])
-def test_an_import_read_by_a_child_ends_as_one_read_by_the_planner(api, world, db, monkeypatch, ignore_errors) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+def test_an_import_read_by_a_child_ends_as_one_read_by_the_planner(api, world, db, settings, monkeypatch, ignore_errors) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
     """The same manifest (bad entries in its second half, a duplicate among them) imported read
     by the planner itself and read by a child: the same counts, errors, messages and status, on
     both databases, the first import and the all-duplicate second one."""
@@ -209,7 +209,8 @@ def test_an_import_read_by_a_child_ends_as_one_read_by_the_planner(api, world, d
     for folder in ("here", "piped"):
         assert api.post("/api/v1/folders", json={"path": folder}, headers=alice.bearer).status_code == 201
         if folder == "piped":
-            monkeypatch.setenv("CORRAL_MANIFEST_PIPE_MIN_BYTES", "1")
+            # the app's worker reads this settings object at each plan (frozen: set in place)
+            monkeypatch.setitem(settings.__dict__, "manifest_pipe_min_bytes", 1)
         before = set(children())
         runs = [_import(api, alice, folder, body, ignore_errors) for _ in range(2)]
         wait_gone(list(set(children()) - before))
