@@ -19,22 +19,38 @@ entries it did not send are read here, in the planner's process, by ``manifest.i
 itself (the entries already received are read again and passed over): slower, never different.
 
 The pipe bounds memory: the child blocks once the pipe (1 MiB when the system allows) is full,
-so at most a few runs wait.  The child is stopped (``close``) when the reader is closed or
-garbage-collected, and on Linux it also gets SIGTERM when the thread that started it ends
-(``PR_SET_PDEATHSIG``); a child whose planner died gets a broken pipe at its next write.
+so at most a few runs wait.
+
+**The planner never waits on the child for good.**  It waits for a message ``_CHECK_SECONDS`` at
+a time, and between waits looks at the child: one that has ended without saying so (killed, a
+bug) leaves ``_DRAIN_SECONDS`` for what it wrote to come off the pipe; one still running that has
+sent nothing for ``STALL_SECONDS`` while the planner waited (stopped, blocked, starved for good)
+is taken for stuck and killed.  Either way the planner reads the rest itself, as above.  The
+thread that takes messages off the pipe waits for data with a timeout too, so nothing of the
+reader outlives ``close``, whoever still holds the pipe's other end.
+
+**The child never outlives its planner's process.**  On Linux it gets SIGTERM when the thread
+that started it ends (``PR_SET_PDEATHSIG``, set first thing); where that is not to be had, or
+the signal is blocked, a thread of the child sees its parent change (``os.getppid``) within
+``_PARENT_CHECK_SECONDS`` and ends the process; and a child whose planner stopped reading gets
+a broken pipe at its next write.  The reader is stopped (``close``) when the planner is done
+with it, on every way out, or when it is garbage-collected.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import pickle
 import queue
+import select
 import signal
 import struct
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -53,17 +69,30 @@ _PIPE_BYTES = 1 << 20
 _F_SETPIPE_SZ = 1031  # Linux
 #: message kinds (the first element of each message)
 _ITEMS, _UNREADABLE, _END = 0, 1, 2
+#: A child still running that has sent nothing this long while the planner waited for it is
+#: taken for stuck: killed, and the rest read in the planner's process.  (A message is 1,000
+#: entries, about 10 ms of the child's CPU; its first comes after Python's start, 0.1-1 s.)
+STALL_SECONDS = 30.0
+#: How long the planner waits for a message before it looks at the child again.
+_CHECK_SECONDS = 0.5
+#: A child that has ended: how long what it wrote may take to come off the pipe.
+_DRAIN_SECONDS = 5.0
+#: How often the child looks whether the process that started it is still its parent.
+_PARENT_CHECK_SECONDS = 1.0
+
+log = logging.getLogger("corral.registration")
 
 
-def iter_entries(path: Path, fmt: Format, *, min_bytes: int = PIPE_MIN_BYTES) -> Iterator[Entry | EntryError]:
+def iter_entries(path: Path, fmt: Format, *, min_bytes: int = PIPE_MIN_BYTES,
+                 stall_seconds: float | None = None) -> Iterator[Entry | EntryError]:
     """``manifest.iter_entries(path, fmt)``, its reading in a child process when the manifest is
     large (``min_bytes``, default ``PIPE_MIN_BYTES``) and the process may use more than one CPU.
     The child starts at once, so it reads on while the caller does other things first (the
     manifest's flags).  Close the iterator when done with it (``close``, or ``contextlib.closing``):
-    that stops the child if it still runs."""
+    that stops the child if it still runs.  ``stall_seconds``: see ``STALL_SECONDS``."""
     if os.name != "posix" or _cpus() < 2 or path.stat().st_size < min_bytes:
         return manifest.iter_entries(path, fmt)
-    return PipedEntries(path, fmt)
+    return PipedEntries(path, fmt, stall_seconds=STALL_SECONDS if stall_seconds is None else stall_seconds)
 
 
 def _cpus() -> int:
@@ -73,8 +102,8 @@ def _cpus() -> int:
         return os.cpu_count() or 1
 
 
-def _start(path: Path, fmt: Format) -> tuple[subprocess.Popen[bytes], IO[bytes]]:
-    """The child reading ``path``, and the pipe it writes to."""
+def _start(path: Path, fmt: Format) -> tuple[subprocess.Popen[bytes], int]:
+    """The child reading ``path``, and the pipe's end it writes to (a file descriptor)."""
     import fcntl  # (POSIX)
 
     read, write = os.pipe()
@@ -95,7 +124,7 @@ def _start(path: Path, fmt: Format) -> tuple[subprocess.Popen[bytes], IO[bytes]]
         raise
     finally:
         os.close(write)
-    return child, os.fdopen(read, "rb", buffering=_PIPE_BYTES)
+    return child, read
 
 
 class PipedEntries(Iterator[Entry | EntryError]):
@@ -107,14 +136,18 @@ class PipedEntries(Iterator[Entry | EntryError]):
     (Each block is a wake-up to wait for: at ``nice 19`` on a loaded machine the two processes
     otherwise took turns, and a million files' plan took 1.4x as long while using less CPU.)"""
 
-    def __init__(self, path: Path, fmt: Format) -> None:
-        child, pipe = _start(path, fmt)
+    def __init__(self, path: Path, fmt: Format, *, stall_seconds: float = STALL_SECONDS) -> None:
+        child, fd = _start(path, fmt)
         self.child: subprocess.Popen[bytes] | None = child
-        self.pipe: IO[bytes] | None = pipe
-        self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=_QUEUED)
+        self.stall_seconds = stall_seconds
+        #: why the rest was read here, if it was ("ended", "stalled"; None: the child sent it all)
+        self.fell_back: str | None = None
+        self._queue: queue.Queue[bytes | bytearray | None] = queue.Queue(maxsize=_QUEUED)
         self._stopping = threading.Event()
-        self._pump = threading.Thread(target=self._pump_messages, args=(pipe,), name="corral-manifest-pipe",
-                                      daemon=True)
+        # (the thread holds the queue, the event and the pipe, not this object: an abandoned
+        # reader is then garbage-collected, which stops it)
+        self._pump = threading.Thread(target=_pump_messages, args=(fd, self._queue, self._stopping),
+                                      name="corral-manifest-pipe", daemon=True)
         self._pump.start()
         self._items = self._read(path, fmt)
 
@@ -133,46 +166,54 @@ class PipedEntries(Iterator[Entry | EntryError]):
         self._stop()
 
     def _stop(self) -> None:
-        child, pipe = self.child, self.pipe
-        self.child = self.pipe = None
-        self._stopping.set()
+        child, self.child = self.child, None
+        self._stopping.set()  # the pump ends within _CHECK_SECONDS, and closes the pipe
         if child is not None:
             if child.poll() is None:
-                child.kill()  # (the pump then reads the end of the pipe)
-            child.wait()
-        if pipe is not None:
-            if self._pump is not threading.current_thread():
-                self._pump.join()
-            pipe.close()
+                child.kill()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                child.wait(timeout=10)  # (reaped at once unless the kernel holds it)
+        if self._pump is not threading.current_thread():
+            self._pump.join(timeout=10)
 
-    def _pump_messages(self, pipe: IO[bytes]) -> None:
-        """Each message's body onto the queue, then ``None`` (the end of the pipe)."""
-        header = _HEADER
+    def _take(self) -> bytes | bytearray | None:
+        """The child's next message; None when it ended without saying so, or sent nothing for
+        ``stall_seconds`` while still running (``fell_back`` says which)."""
+        get = self._queue.get
+        waiting = time.monotonic()
+        ended: float | None = None
         while True:
-            body: bytes | None = None
-            head = pipe.read(header.size)
-            if len(head) == header.size:
-                size = header.unpack(head)[0]
-                body = pipe.read(size)
-                if len(body) < size:
-                    body = None
-            while not self._stopping.is_set():
-                try:
-                    self._queue.put(body, timeout=0.1)
-                    break
-                except queue.Full:
-                    continue
-            if body is None or self._stopping.is_set():
-                return
+            try:
+                return get(timeout=_CHECK_SECONDS)
+            except queue.Empty:
+                pass
+            now, child = time.monotonic(), self.child
+            if child is None or not self._pump.is_alive():  # (the pump queues its end first)
+                with contextlib.suppress(queue.Empty):
+                    return self._queue.get_nowait()
+                self.fell_back = "ended"
+                return None
+            if child.poll() is not None:
+                ended = now if ended is None else ended
+                if now - ended >= _DRAIN_SECONDS:  # ended, and its pipe held open elsewhere
+                    self.fell_back = "ended"
+                    return None
+            elif now - waiting >= self.stall_seconds:
+                self.fell_back = "stalled"
+                log.warning("the manifest's reader sent nothing for %.0f s; stopping it and reading "
+                            "the rest here", now - waiting, extra={"reader": child.pid})
+                return None
 
     def _read(self, path: Path, fmt: Format) -> Generator[Entry | EntryError, None, None]:
         received = 0
-        take = self._queue.get
+        take = self._take
         try:
             while True:
                 body = take()
                 if body is None:
-                    break  # the child ended without saying so: it failed
+                    if self.fell_back is None:
+                        self.fell_back = "ended"
+                    break  # the child ended without saying so, or is stuck: it failed
                 kind, value = pickle.loads(body)  # noqa: S301 - written by our own child
                 if kind == _ITEMS:
                     for fields in value:
@@ -190,9 +231,55 @@ class PipedEntries(Iterator[Entry | EntryError]):
         finally:
             self._stop()
         # The child failed: read the rest here, past what it sent.
+        if self.fell_back == "ended":
+            log.warning("the manifest's reader ended without finishing; reading the rest here",
+                        extra={"received": received})
         for n, item in enumerate(manifest.iter_entries(path, fmt)):
             if n >= received:
                 yield item
+
+
+def _pump_messages(fd: int, out: queue.Queue[bytes | bytearray | None], stopping: threading.Event) -> None:
+    """Each message's body onto ``out`` as it comes off the pipe ``fd``, then ``None`` (the
+    pipe's end, or a message cut short); closes ``fd``.  Every wait, for the pipe or for room in
+    the queue, is of ``_CHECK_SECONDS`` at most, so ``stopping`` ends this promptly."""
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+
+    def exactly(n: int) -> bytearray | None:
+        buf = bytearray(n)
+        view, got = memoryview(buf), 0
+        while got < n:
+            if stopping.is_set():
+                return None
+            if not poller.poll(_CHECK_SECONDS * 1000):
+                continue
+            k = os.readv(fd, [view[got:]])
+            if k == 0:
+                return None  # the end of the pipe
+            got += k
+        return buf
+
+    def put(item: bytes | bytearray | None) -> bool:
+        while not stopping.is_set():
+            try:
+                out.put(item, timeout=_CHECK_SECONDS)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    try:
+        while True:
+            head = exactly(_HEADER.size)
+            body = exactly(_HEADER.unpack(head)[0]) if head is not None else None
+            if body is None or not put(body):
+                break
+    finally:
+        try:
+            put(None)
+        finally:
+            os.close(fd)
 
 
 # -- the child ----------------------------------------------------------------------------------
@@ -229,16 +316,25 @@ def _child(path: Path, fmt: Format, out: IO[bytes]) -> None:
     _send(out, (_END, None))
 
 
-def main(argv: list[str]) -> None:
-    from corral.runtime import tune_gc
+def _watch_parent(parent: int) -> None:
+    """End this process once ``parent`` is no longer its parent (it ended: the child was handed
+    to another process), whatever this process's main thread is doing or waiting for."""
+    while os.getppid() == parent:
+        time.sleep(_PARENT_CHECK_SECONDS)
+    os._exit(1)
 
+
+def main(argv: list[str]) -> None:
     path, fmt, fd, parent = argv
-    with contextlib.suppress(Exception):  # not Linux: a closed pipe stops the child
+    with contextlib.suppress(Exception):  # not Linux: _watch_parent, and a closed pipe
         import ctypes
 
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
     if os.getppid() != int(parent):  # the planner's process ended before the line above
         return
+    threading.Thread(target=_watch_parent, args=(int(parent),), name="corral-parent", daemon=True).start()
+    from corral.runtime import tune_gc
+
     tune_gc()  # a parse allocates a few dozen objects an entry (see corral.runtime)
     with os.fdopen(int(fd), "wb", buffering=_PIPE_BYTES) as out:  # a message in one write
         try:

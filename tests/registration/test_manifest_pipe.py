@@ -148,6 +148,61 @@ def test_a_reader_that_dies_is_read_on_here(tmp_path: Path) -> None:
     assert got == expected
 
 
+def test_a_reader_that_stops_answering_is_read_on_here(tmp_path: Path) -> None:
+    """The child alive but silent (stopped: as one blocked or starved for good would be): the
+    planner does not wait for it for ever. After ``stall_seconds`` of silence it is killed and the
+    rest is read in process, the same entries; nothing of the reader is left."""
+    path = tmp_path / "m.json"
+    # more entries than the queue and the pipe hold together (64 + a few messages of 1,000), so
+    # the child is still reading when it is stopped
+    path.write_text(json.dumps({"images": [entry(i) for i in range(100_000)]}))
+    expected = list(manifest.iter_entries(path, "json"))
+    items = manifest_pipe.iter_entries(path, "json", min_bytes=0, stall_seconds=1)
+    assert isinstance(items, manifest_pipe.PipedEntries)
+    got = [next(items)]
+    [pid] = children()
+    os.kill(pid, signal.SIGSTOP)
+    start = time.monotonic()
+    got += list(items)
+    assert got == expected
+    assert items.fell_back == "stalled"
+    assert time.monotonic() - start < 60
+    wait_gone([pid])
+
+
+@pytest.mark.parametrize("block_sigterm", [False, True])
+def test_the_reader_ends_with_its_planners_process(tmp_path: Path, block_sigterm: bool) -> None:
+    """SIGKILL of the process whose planner reads through a child: the child ends too, by the
+    death signal it asked for (PR_SET_PDEATHSIG), or, with SIGTERM blocked in it (a signal mask
+    is inherited), by its own check of its parent or its next write into the broken pipe."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "m.json"
+    path.write_text(json.dumps({"images": [entry(i) for i in range(100_000)]}))
+    script = (
+        "import signal, sys, time\n"
+        "from pathlib import Path\n"
+        "from corral.registration import manifest_pipe\n"
+        f"if {block_sigterm}:\n"
+        "    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})\n"
+        "items = manifest_pipe.iter_entries(Path(sys.argv[1]), 'json', min_bytes=0)\n"
+        "next(items)\n"
+        "print(items.child.pid, flush=True)\n"
+        "time.sleep(120)\n"
+    )
+    planner = subprocess.Popen([sys.executable, "-c", script, str(path)], stdout=subprocess.PIPE,
+                               cwd=Path(__file__).resolve().parents[2])
+    try:
+        assert planner.stdout is not None
+        pid = int(planner.stdout.readline())
+        assert b"manifest_pipe" in _cmdline(pid)
+    finally:
+        planner.kill()
+        planner.wait(10)
+    wait_gone([pid])
+
+
 def test_closing_the_entries_early_stops_the_reader(tmp_path: Path) -> None:
     path = tmp_path / "m.json"
     path.write_text(json.dumps({"images": [entry(i) for i in range(50_000)]}))
@@ -225,6 +280,38 @@ def test_an_import_read_by_a_child_ends_as_one_read_by_the_planner(api, world, d
         assert (second["status"], second["registered"], second["skipped"], second["failed"]) == ("DONE", 0, 5997, 3)
     else:
         assert first["status"] == second["status"] == "ERROR" and first["registered"] == 0
+
+
+def test_an_import_whose_reader_stops_answering_ends_as_one_read_by_the_planner(api, world, db, settings, monkeypatch) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    """The job's reader stopped (SIGSTOP) as soon as it starts, as one blocked for good would be:
+    the planner stops it after ``STALL_SECONDS`` and reads the manifest itself; the import ends
+    as one read by the planner (same status, counts and errors), and no reader is left."""
+    alice, bucket = world
+    entries: list[dict[str, Any]] = [
+        {"objectUrl": f"s3://{bucket}/p/{i}.png", "imageMetadata": {"width": 10, "height": 20}} for i in range(3000)]
+    entries[2500] = {"objectUrl": "no-scheme.png"}
+    body = json.dumps({"skip_duplicate_urls": True, "images": entries})
+    start = manifest_pipe._start
+    stopped: list[int] = []
+
+    def stop_at_once(*args: Any) -> Any:
+        child, fd = start(*args)
+        os.kill(child.pid, signal.SIGSTOP)
+        stopped.append(child.pid)
+        return child, fd
+
+    seen = []
+    for folder in ("here", "stalled"):
+        assert api.post("/api/v1/folders", json={"path": folder}, headers=alice.bearer).status_code == 201
+        if folder == "stalled":
+            monkeypatch.setattr(manifest_pipe, "_start", stop_at_once)
+            monkeypatch.setattr(manifest_pipe, "STALL_SECONDS", 1.0)
+            monkeypatch.setitem(settings.__dict__, "manifest_pipe_min_bytes", 1)
+        seen.append(_import(api, alice, folder, body, True))
+    assert len(stopped) == 1
+    wait_gone(stopped)
+    assert seen[0] == seen[1]
+    assert (seen[1]["status"], seen[1]["registered"], seen[1]["failed"]) == ("DONE", 2999, 1)
 
 
 def _readers_of(pid: int) -> list[int]:
