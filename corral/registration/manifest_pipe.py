@@ -163,7 +163,8 @@ class PipedEntries(Iterator[Entry | EntryError]):
         self._stop()
 
     def __del__(self) -> None:
-        self._stop()
+        if "_items" in self.__dict__:  # (not when __init__ failed)
+            self._stop()
 
     def _stop(self) -> None:
         child, self.child = self.child, None
