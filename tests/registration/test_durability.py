@@ -76,6 +76,7 @@ def _run_to_the_end(db, settings, admin: Principal, job_id: uuid.UUID, stop: int
     finally:
         if worker.poll() is None:
             worker.kill()
+            worker.wait(10)
 
 
 @pytest.mark.slow
