@@ -188,6 +188,16 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def reaped_seconds(pid: int) -> float:
+    """User + system CPU time of the children a process has waited for (the planner's manifest
+    reader, ``corral.registration.manifest_pipe``, once it has ended)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:  # the process has ended
+        return float("nan")
+    return (int(fields[13]) + int(fields[14])) / os.sysconf("SC_CLK_TCK")
+
+
 def system_seconds(pid: int) -> float:
     """System CPU time of one process so far (the kernel's share: file writes, page faults)."""
     try:
@@ -313,6 +323,7 @@ def run_import(corral: str, server: subprocess.Popen[bytes], manifest: Path, env
     pg_before = backends(env)
     cpu_before = {pid: cpu_seconds(pid) for pid in pids}
     sys_before = {pid: system_seconds(pid) for pid in pids}
+    reaped_before = {pid: reaped_seconds(pid) for pid in pids}
     threads_before = {pid: thread_cpu(pid) for pid in pids}
     seconds = int(os.environ.get("CORRAL_BENCH_PYSPY_SECONDS") or max(10, args.files // 10_000))
     spies = profile(pids, seconds, work / f"profile-{label}")
@@ -336,6 +347,7 @@ def run_import(corral: str, server: subprocess.Popen[bytes], manifest: Path, env
     )
     cpu = {pid: cpu_seconds(pid) - cpu_before[pid] for pid in pids}
     system = {pid: system_seconds(pid) - sys_before[pid] for pid in pids}
+    reaped = {pid: reaped_seconds(pid) - reaped_before[pid] for pid in pids}
     pg_used, pg_ended = backend_cpu(pg_before, backends(env))
     busiest = {pid: busiest_thread(threads_before[pid], thread_cpu(pid)) for pid in pids}
     cli_cpu = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -343,14 +355,16 @@ def run_import(corral: str, server: subprocess.Popen[bytes], manifest: Path, env
         f"[{label}] CPU seconds: "
         + ", ".join(f"{'server' if p == server.pid else 'worker'} {t:.1f} (system {system[p]:.1f}, "
                     f"busiest thread {busiest[p]:.1f})"
+                    + (f" + its manifest reader {reaped[p]:.1f}" if reaped[p] >= 0.05 else "")
                     for p, t in cpu.items() if t >= 0.05)
         + f", corral import {cli_cpu.ru_utime + cli_cpu.ru_stime:.1f} (with setup commands)"
         + (f", PostgreSQL backends {pg_used:.1f}"
            + (f" ({pg_ended} ended meanwhile, not counted)" if pg_ended else "") if pg_before else "")
     )
-    total = sum(t for t in cpu.values() if t == t)
+    total = sum(t for t in cpu.values() if t == t) + sum(t for t in reaped.values() if t == t)
     print(
-        f"[{label}] server-side CPU seconds: {total:.1f} (corral serve and its worker processes)"
+        f"[{label}] server-side CPU seconds: {total:.1f} (corral serve and its worker processes, their "
+        "manifest readers included)"
         + (f", {total + pg_used:.1f} with the PostgreSQL backends" if pg_before else ""),
         flush=True,
     )

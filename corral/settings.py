@@ -125,6 +125,13 @@ class Settings(BaseSettings):
     job_claim_batch: int = Field(
         16, ge=1, le=1000, description="Job units a worker claims in one transaction."
     )
+    manifest_pipe_min_bytes: int = Field(
+        16 << 20,
+        ge=0,
+        description="A manifest at least this large (bytes) is parsed and checked in a child process "
+        "of the job's planner, which checks the entries it is sent meanwhile (two cores for one "
+        "import; the same entries, errors and messages). 0: every manifest.",
+    )
     long_poll_cap_seconds: float = Field(
         55.0,
         gt=0,

@@ -165,7 +165,7 @@ class Worker:
         self._last_recovery = now
         stale = None if self.db.is_sqlite else 5 * self.heartbeat_seconds
         found = queue.recover_abandoned(self.db, host_id=self.host_id, is_alive=owners.is_alive,
-                                        stale_seconds=stale)
+                                        stale_seconds=stale, me=self.owner)
         if found.owners:
             log.warning("recovered the job units of workers that are gone",
                         extra={"workers": ",".join(found.owners), "units": found.units})

@@ -16,6 +16,7 @@ are *staged* (invisible) until the job is DONE; a failed or cancelled job delete
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import uuid
 from collections.abc import Sequence
@@ -174,16 +175,22 @@ def _plan(ctx: WorkerContext, unit: ClaimedUnit) -> dict[str, Any]:
     """Read the manifest; queue its batches, or register them directly when no file needs a
     request to the store (strict client-only), which spares writing every entry to the database
     as a unit payload and reading it back."""
-    from corral.registration import manifest
+    from corral.registration import manifest, manifest_pipe
 
     db: Database = ctx.services["db"]
     entries = parse_errors = 0
     errors_out: list[dict[str, Any]] = []
     inline: _InlineWriter | None = None
-    with scratch.directory("corral-manifest-") as tmp:
+    with scratch.directory("corral-manifest-") as tmp, contextlib.ExitStack() as stack:
         path = _manifest_file(ctx, unit, tmp)
         try:
             fmt = manifest.detect_format(path)
+            # Read in a process of its own when large (manifest_pipe), started now so that it
+            # reads on while the flags are found, then while this thread checks each entry;
+            # closed on the way out (before the file is removed), which stops that process.
+            items = manifest_pipe.iter_entries(
+                path, fmt, min_bytes=ctx.services["settings"].manifest_pipe_min_bytes)
+            stack.callback(cast(Any, items).close)
             if unit.params.get("ignore_errors"):
                 flags = manifest.read_flags(path, fmt)  # a broken file fails before anything is written
             elif not manifest.may_hold_flags(path, fmt):
@@ -217,7 +224,7 @@ def _plan(ctx: WorkerContext, unit: ClaimedUnit) -> dict[str, Any]:
                 pending = []
 
         try:
-            for item in manifest.iter_entries(path, fmt):
+            for item in items:
                 if isinstance(item, manifest.EntryError):
                     parse_errors += 1
                     if len(errors_out) < ERROR_LIMIT:

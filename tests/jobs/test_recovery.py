@@ -105,6 +105,23 @@ def test_a_worker_taken_for_dead_records_itself_again_and_cannot_commit_what_was
         queue.complete(s, again, "rescuer", {})
 
 
+def test_a_worker_never_takes_itself_for_gone(db, make_user) -> None:  # type: ignore[no-untyped-def]
+    """Its own heartbeat late (its thread starved of the CPU): the worker looking keeps its units'
+    leases and its record; another one past the limit is still taken for gone."""
+    alice = make_user("alice@a.org")
+    job_id = _job(db, alice, 2)
+    _record(db, "late-me", "elsewhere", 1, 1, 120.0)
+    _record(db, "late-other", "elsewhere", 2, 2, 120.0)
+    assert len(queue.claim(db, "late-me", 1, LEASE)) == 1
+    assert len(queue.claim(db, "late-other", 1, LEASE)) == 1
+    found = queue.recover_abandoned(db, host_id=None, is_alive=owners.is_alive, stale_seconds=30, me="late-me")
+    assert (found.owners, found.units) == (["late-other"], 1)
+    assert queue.claim(db, "rescuer", 10, LEASE)[0].seq == 1
+    assert _owners(db, job_id) == {0: "late-me", 1: "rescuer"}
+    with db.read() as s:
+        assert sorted(s.scalars(select(JobWorker.owner))) == ["late-me"]
+
+
 def _spawn(settings, table: str, log: Path, concurrency: int = 4) -> subprocess.Popen[bytes]:  # type: ignore[no-untyped-def]
     env = {**os.environ, "CORRAL_DATABASE_URL": settings.resolved_database_url,
            "CORRAL_DATA_DIR": str(settings.data_dir), "CORRAL_SECRET_KEY": settings.secret_key.get_secret_value(),

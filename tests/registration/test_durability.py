@@ -18,7 +18,7 @@ from sqlalchemy import func, select
 from corral.core import folders, integrations
 from corral.core.identity import Principal
 from corral.core.staging import published
-from corral.db.tables import Item, Job
+from corral.db.tables import Item, Job, JobUnit
 from corral.jobs import queue
 from corral.registration import service
 from tests.jobs.test_durability import _wait
@@ -45,11 +45,13 @@ def strict_folder(s, admin: Principal, settings) -> None:  # type: ignore[no-unt
 
 
 def _spawn(settings) -> subprocess.Popen[bytes]:  # type: ignore[no-untyped-def]
+    """A `corral worker`; its log (warnings and up) goes to ``worker.log`` in the data directory,
+    which ``_run_to_the_end`` shows if the job does not end."""
     env = {**os.environ, "CORRAL_DATABASE_URL": settings.resolved_database_url,
            "CORRAL_DATA_DIR": str(settings.data_dir), "CORRAL_SECRET_KEY": settings.secret_key.get_secret_value(),
            "CORRAL_JOB_LEASE_SECONDS": "1.5", "CORRAL_JOB_POLL_SECONDS": "0.05", "CORRAL_LOG_LEVEL": "warning"}
-    return subprocess.Popen([str(CORRAL), "worker"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    with (Path(settings.data_dir) / "worker.log").open("ab") as log:
+        return subprocess.Popen([str(CORRAL), "worker"], cwd=ROOT, env=env, stdout=log, stderr=log)
 
 
 def _run_to_the_end(db, settings, admin: Principal, job_id: uuid.UUID, stop: int) -> None:  # type: ignore[no-untyped-def]
@@ -60,12 +62,21 @@ def _run_to_the_end(db, settings, admin: Principal, job_id: uuid.UUID, stop: int
             with db.read() as s:
                 return queue.get_job(s, admin.org_id, job_id).status != "PENDING"
 
-        _wait(finished, 120, "the restarted worker to finish")
+        try:
+            _wait(finished, 120, "the restarted worker to finish")
+        except AssertionError:
+            with db.read() as s:
+                units = s.execute(select(JobUnit.seq, JobUnit.status, JobUnit.attempts, JobUnit.lease_owner,
+                                         JobUnit.error).where(JobUnit.job_id == job_id)
+                                  .order_by(JobUnit.seq).limit(20)).all()
+            log = (Path(settings.data_dir) / "worker.log").read_text(errors="replace")[-4000:]
+            raise AssertionError(f"the job did not end in 120 s; its first units {units}; the workers' log:\n{log}") from None
         worker.send_signal(stop)
         worker.wait(20)
     finally:
         if worker.poll() is None:
             worker.kill()
+            worker.wait(10)
 
 
 @pytest.mark.slow

@@ -1,0 +1,348 @@
+"""A large manifest's entries read in a process of their own, while the planner checks them.
+
+A job's planner reads the manifest (``manifest.iter_entries``: the parse and the entry's own
+checks, about 11 µs an entry on the realistic manifest) and then does its own work with each
+entry (scope and schema checks, the duplicate look-up, rows: about as much again), all on one
+thread, so a million-file import used one core.  ``iter_entries`` here yields exactly what
+``manifest.iter_entries`` yields, in the same order, but for a manifest of at least
+``PIPE_MIN_BYTES`` the reading is done by a child process (``python -m
+corral.registration.manifest_pipe``) that sends the entries back through a pipe, a run of
+``_RUN_ITEMS`` at a time: the two halves of the work then overlap on two cores, a pipeline.
+
+Nothing else changes: the planner receives the same entries and errors in the same order (an
+entry is sent as the tuple of its fields and rebuilt as an equal ``Entry``; pickle keeps every
+value exactly), so batches, their numbers, every message, the first error, a restarted
+planner's skipping of committed batches are all the planner's as before.  A
+``ManifestUnreadable`` the child meets is sent after the entries before it and raised again here,
+with the same message.  If the child fails any other way (killed, out of memory, a bug), the
+entries it did not send are read here, in the planner's process, by ``manifest.iter_entries``
+itself (the entries already received are read again and passed over): slower, never different.
+
+The pipe bounds memory: the child blocks once the pipe (1 MiB when the system allows) is full,
+so at most a few runs wait.
+
+**The planner never waits on the child for good.**  It waits for a message ``_CHECK_SECONDS`` at
+a time, and between waits looks at the child: one that has ended without saying so (killed, a
+bug) leaves ``_DRAIN_SECONDS`` for what it wrote to come off the pipe; one still running that has
+sent nothing for ``STALL_SECONDS`` while the planner waited (stopped, blocked, starved for good)
+is taken for stuck and killed.  Either way the planner reads the rest itself, as above.  The
+thread that takes messages off the pipe waits for data with a timeout too, so nothing of the
+reader outlives ``close``, whoever still holds the pipe's other end.
+
+**The child never outlives its planner's process.**  On Linux it gets SIGTERM when the thread
+that started it ends (``PR_SET_PDEATHSIG``, set first thing); where that is not to be had, or
+the signal is blocked, a thread of the child sees its parent change (``os.getppid``) within
+``_PARENT_CHECK_SECONDS`` and ends the process; and a child whose planner stopped reading gets
+a broken pipe at its next write.  The reader is stopped (``close``) when the planner is done
+with it, on every way out, or when it is garbage-collected.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import pickle
+import queue
+import select
+import signal
+import struct
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Generator, Iterator
+from pathlib import Path
+from typing import IO, Any
+
+import corral
+from corral.registration import manifest
+from corral.registration.entries import Entry, EntryError, Format, ManifestUnreadable, new_entry
+
+#: Manifests smaller than this are read in the planner's process: a child costs ~0.2 s to start.
+#: (The planner passes ``Settings.manifest_pipe_min_bytes``, ``CORRAL_MANIFEST_PIPE_MIN_BYTES``.)
+PIPE_MIN_BYTES = 16 << 20
+_RUN_ITEMS = 1000  # entries a message holds
+_QUEUED = 64  # messages read off the pipe and waiting for the planner, at most (~8 MiB)
+_HEADER = struct.Struct("<Q")
+_PIPE_BYTES = 1 << 20
+_F_SETPIPE_SZ = 1031  # Linux
+#: message kinds (the first element of each message)
+_ITEMS, _UNREADABLE, _END = 0, 1, 2
+#: A child still running that has sent nothing this long while the planner waited for it is
+#: taken for stuck: killed, and the rest read in the planner's process.  (A message is 1,000
+#: entries, about 10 ms of the child's CPU; its first comes after Python's start, 0.1-1 s.)
+STALL_SECONDS = 30.0
+#: How long the planner waits for a message before it looks at the child again.
+_CHECK_SECONDS = 0.5
+#: A child that has ended: how long what it wrote may take to come off the pipe.
+_DRAIN_SECONDS = 5.0
+#: How often the child looks whether the process that started it is still its parent.
+_PARENT_CHECK_SECONDS = 1.0
+
+log = logging.getLogger("corral.registration")
+
+
+def iter_entries(path: Path, fmt: Format, *, min_bytes: int = PIPE_MIN_BYTES,
+                 stall_seconds: float | None = None) -> Iterator[Entry | EntryError]:
+    """``manifest.iter_entries(path, fmt)``, its reading in a child process when the manifest is
+    large (``min_bytes``, default ``PIPE_MIN_BYTES``) and the process may use more than one CPU.
+    The child starts at once, so it reads on while the caller does other things first (the
+    manifest's flags).  Close the iterator when done with it (``close``, or ``contextlib.closing``):
+    that stops the child if it still runs.  ``stall_seconds``: see ``STALL_SECONDS``."""
+    if os.name != "posix" or _cpus() < 2 or path.stat().st_size < min_bytes:
+        return manifest.iter_entries(path, fmt)
+    return PipedEntries(path, fmt, stall_seconds=STALL_SECONDS if stall_seconds is None else stall_seconds)
+
+
+def _cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def _start(path: Path, fmt: Format) -> tuple[subprocess.Popen[bytes], int]:
+    """The child reading ``path``, and the pipe's end it writes to (a file descriptor)."""
+    import fcntl  # (POSIX)
+
+    read, write = os.pipe()
+    with contextlib.suppress(OSError):  # more runs in flight; the default 64 KiB works too
+        fcntl.fcntl(write, _F_SETPIPE_SZ, _PIPE_BYTES)
+    env = dict(os.environ)
+    # the child imports the same corral as this process, wherever it was imported from
+    home = str(Path(corral.__file__).resolve().parent.parent)
+    env["PYTHONPATH"] = os.pathsep.join([home, *filter(None, [env.get("PYTHONPATH")])])
+    try:
+        child = subprocess.Popen(
+            [sys.executable, "-m", "corral.registration.manifest_pipe", str(path), fmt, str(write),
+             str(os.getpid())],
+            env=env, pass_fds=(write,), stdin=subprocess.DEVNULL,
+        )
+    except BaseException:
+        os.close(read)
+        raise
+    finally:
+        os.close(write)
+    return child, read
+
+
+class PipedEntries(Iterator[Entry | EntryError]):
+    """The entries of ``path`` read by a child process, started at once (see the module).
+
+    A thread of this process (``_pump``) takes the child's messages off the pipe as they come,
+    into a queue of up to ``_QUEUED`` of them, so the child blocks only once that many wait, not
+    whenever the pipe (a few messages) is full; the planner's thread takes them from the queue.
+    (Each block is a wake-up to wait for: at ``nice 19`` on a loaded machine the two processes
+    otherwise took turns, and a million files' plan took 1.4x as long while using less CPU.)"""
+
+    def __init__(self, path: Path, fmt: Format, *, stall_seconds: float = STALL_SECONDS) -> None:
+        child, fd = _start(path, fmt)
+        self.child: subprocess.Popen[bytes] | None = child
+        self.stall_seconds = stall_seconds
+        #: why the rest was read here, if it was ("ended", "stalled"; None: the child sent it all)
+        self.fell_back: str | None = None
+        self._queue: queue.Queue[bytes | bytearray | None] = queue.Queue(maxsize=_QUEUED)
+        self._stopping = threading.Event()
+        # (the thread holds the queue, the event and the pipe, not this object: an abandoned
+        # reader is then garbage-collected, which stops it)
+        self._pump = threading.Thread(target=_pump_messages, args=(fd, self._queue, self._stopping),
+                                      name="corral-manifest-pipe", daemon=True)
+        self._pump.start()
+        self._items = self._read(path, fmt)
+
+    def __iter__(self) -> Iterator[Entry | EntryError]:
+        return self._items  # (a for loop then takes each entry from the generator itself)
+
+    def __next__(self) -> Entry | EntryError:
+        return next(self._items)
+
+    def close(self) -> None:
+        """Stop reading: the child is stopped if it still runs."""
+        self._items.close()
+        self._stop()
+
+    def __del__(self) -> None:
+        if "_items" in self.__dict__:  # (not when __init__ failed)
+            self._stop()
+
+    def _stop(self) -> None:
+        child, self.child = self.child, None
+        self._stopping.set()  # the pump ends within _CHECK_SECONDS, and closes the pipe
+        if child is not None:
+            if child.poll() is None:
+                child.kill()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                child.wait(timeout=10)  # (reaped at once unless the kernel holds it)
+        if self._pump is not threading.current_thread():
+            self._pump.join(timeout=10)
+
+    def _take(self) -> bytes | bytearray | None:
+        """The child's next message; None when it ended without saying so, or sent nothing for
+        ``stall_seconds`` while still running (``fell_back`` says which)."""
+        get = self._queue.get
+        waiting = time.monotonic()
+        ended: float | None = None
+        while True:
+            try:
+                return get(timeout=_CHECK_SECONDS)
+            except queue.Empty:
+                pass
+            now, child = time.monotonic(), self.child
+            if child is None or not self._pump.is_alive():  # (the pump queues its end first)
+                with contextlib.suppress(queue.Empty):
+                    return self._queue.get_nowait()
+                self.fell_back = "ended"
+                return None
+            if child.poll() is not None:
+                ended = now if ended is None else ended
+                if now - ended >= _DRAIN_SECONDS:  # ended, and its pipe held open elsewhere
+                    self.fell_back = "ended"
+                    return None
+            elif now - waiting >= self.stall_seconds:
+                self.fell_back = "stalled"
+                log.warning("the manifest's reader sent nothing for %.0f s; stopping it and reading "
+                            "the rest here", now - waiting, extra={"reader": child.pid})
+                return None
+
+    def _read(self, path: Path, fmt: Format) -> Generator[Entry | EntryError, None, None]:
+        received = 0
+        take = self._take
+        try:
+            while True:
+                body = take()
+                if body is None:
+                    if self.fell_back is None:
+                        self.fell_back = "ended"
+                    break  # the child ended without saying so, or is stuck: it failed
+                kind, value = pickle.loads(body)  # noqa: S301 - written by our own child
+                if kind == _ITEMS:
+                    for fields in value:
+                        if type(fields) is not tuple:
+                            yield fields  # an EntryError
+                        elif fields[8]:
+                            yield Entry(*fields)
+                        else:
+                            yield new_entry(*fields[:8])
+                    received += len(value)
+                elif kind == _UNREADABLE:
+                    raise ManifestUnreadable(value)
+                else:
+                    return
+        finally:
+            self._stop()
+        # The child failed: read the rest here, past what it sent.
+        if self.fell_back == "ended":
+            log.warning("the manifest's reader ended without finishing; reading the rest here",
+                        extra={"received": received})
+        for n, item in enumerate(manifest.iter_entries(path, fmt)):
+            if n >= received:
+                yield item
+
+
+def _pump_messages(fd: int, out: queue.Queue[bytes | bytearray | None], stopping: threading.Event) -> None:
+    """Each message's body onto ``out`` as it comes off the pipe ``fd``, then ``None`` (the
+    pipe's end, or a message cut short); closes ``fd``.  Every wait, for the pipe or for room in
+    the queue, is of ``_CHECK_SECONDS`` at most, so ``stopping`` ends this promptly."""
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+
+    def exactly(n: int) -> bytearray | None:
+        buf = bytearray(n)
+        view, got = memoryview(buf), 0
+        while got < n:
+            if stopping.is_set():
+                return None
+            if not poller.poll(_CHECK_SECONDS * 1000):
+                continue
+            k = os.readv(fd, [view[got:]])
+            if k == 0:
+                return None  # the end of the pipe
+            got += k
+        return buf
+
+    def put(item: bytes | bytearray | None) -> bool:
+        while not stopping.is_set():
+            try:
+                out.put(item, timeout=_CHECK_SECONDS)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    try:
+        while True:
+            head = exactly(_HEADER.size)
+            body = exactly(_HEADER.unpack(head)[0]) if head is not None else None
+            if body is None or not put(body):
+                break
+    finally:
+        try:
+            put(None)
+        finally:
+            os.close(fd)
+
+
+# -- the child ----------------------------------------------------------------------------------
+
+
+def _fields(item: Entry | EntryError) -> Any:
+    if type(item) is not Entry:
+        return item
+    return (item.seq, item.where, item.data_type, item.urls, item.title, item.client_metadata, item.media,
+            item.placeholder_item_uuid, item.frame_info)
+
+
+def _send(out: IO[bytes], message: tuple[int, Any]) -> None:
+    body = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+    out.write(_HEADER.pack(len(body)) + body)
+    out.flush()
+
+
+def _child(path: Path, fmt: Format, out: IO[bytes]) -> None:
+    run: list[Any] = []
+    try:
+        for item in manifest.iter_entries(path, fmt):
+            run.append(_fields(item))
+            if len(run) >= _RUN_ITEMS:
+                _send(out, (_ITEMS, run))
+                run = []
+    except ManifestUnreadable as exc:
+        if run:
+            _send(out, (_ITEMS, run))
+        _send(out, (_UNREADABLE, exc.message))
+        return
+    if run:
+        _send(out, (_ITEMS, run))
+    _send(out, (_END, None))
+
+
+def _watch_parent(parent: int) -> None:
+    """End this process once ``parent`` is no longer its parent (it ended: the child was handed
+    to another process), whatever this process's main thread is doing or waiting for."""
+    while os.getppid() == parent:
+        time.sleep(_PARENT_CHECK_SECONDS)
+    os._exit(1)
+
+
+def main(argv: list[str]) -> None:
+    path, fmt, fd, parent = argv
+    with contextlib.suppress(Exception):  # not Linux: _watch_parent, and a closed pipe
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    if os.getppid() != int(parent):  # the planner's process ended before the line above
+        return
+    threading.Thread(target=_watch_parent, args=(int(parent),), name="corral-parent", daemon=True).start()
+    from corral.runtime import tune_gc
+
+    tune_gc()  # a parse allocates a few dozen objects an entry (see corral.runtime)
+    with os.fdopen(int(fd), "wb", buffering=_PIPE_BYTES) as out:  # a message in one write
+        try:
+            _child(Path(path), fmt, out)  # type: ignore[arg-type]
+        except BrokenPipeError:  # the planner stopped reading
+            pass
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
