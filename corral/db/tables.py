@@ -181,7 +181,7 @@ class Item(Base):
     __tablename__ = "items"
     __table_args__ = (
         # duplicate checks (registration's skip_duplicate_urls) read this index alone
-        Index("ix_items_folder_url", "folder_id", "url_hash", "deleted_at", "staged", "job_id"),
+        Index("ix_items_url_folder", "url_hash", "folder_id", "deleted_at", "staged", "job_id"),
         # keyset pagination of a folder's items in each supported order (by name:
         # ix_items_folder_name_live, below)
         Index("ix_items_folder_created", "folder_id", "created_at", "id"),

@@ -542,26 +542,30 @@ def _commit_batch(s: Session, unit: ClaimedUnit, ready: _Ready,
 
 LOOKUP_CHUNK = 1000
 _COPIES_SQLITE = (
-    "SELECT url_hash, staged, job_id FROM items INDEXED BY ix_items_folder_url "
-    "WHERE folder_id = ? AND deleted_at IS NULL AND url_hash IN ({marks})"
+    "SELECT url_hash, staged, job_id FROM items INDEXED BY ix_items_url_folder "
+    "WHERE url_hash IN ({marks}) AND folder_id = ? AND deleted_at IS NULL"
 )
-# One nested loop: OFFSET 0 keeps the lateral subquery from being flattened into a join that
-# could scan the whole folder, so each key is one probe of ix_items_folder_url (both its
-# leading columns bound), whatever the planner's statistics say.
+# One nested loop: OFFSET 0 keeps the lateral subquery from being flattened into a join, and the
+# URL key is the only condition an index can answer (the folder is compared as text, on the
+# index's own entries), so each key is one probe of ix_items_url_folder whatever the planner's
+# statistics say. With `folder_id = %s`, every index leading with the folder could answer it too,
+# and on statistics taken while the folder was small PostgreSQL scanned the whole folder through
+# ix_items_folder_size for every key (migration 0026b).
 _COPIES_POSTGRESQL = (
     "SELECT i.url_hash, i.staged, i.job_id FROM unnest(CAST(%s AS varchar[])) AS k(url_hash) "
     "CROSS JOIN LATERAL (SELECT url_hash, staged, job_id FROM items "
-    "WHERE folder_id = %s AND url_hash = k.url_hash AND deleted_at IS NULL OFFSET 0) AS i"
+    "WHERE url_hash = k.url_hash AND folder_id::text = %s AND deleted_at IS NULL OFFSET 0) AS i"
 )
 
 
 def _copies(s: Session, folder_id: uuid.UUID, keys: list[str]) -> list[tuple[str, bool, uuid.UUID | None]]:
     """The live items of the folder with one of these duplicate keys: (key, staged, job id).
 
-    Read from ``ix_items_folder_url`` alone (it covers every column read), by a plan that does
-    not depend on the table's statistics: on an un-analysed PostgreSQL table the planner once
-    preferred scanning the whole folder by another index for each batch, which made a
-    million-file import quadratic.  SQLite is told the index (``INDEXED BY``).
+    Read from ``ix_items_url_folder`` alone (it covers every column read), by a plan that does
+    not depend on the table's statistics: on an un-analysed PostgreSQL table, or one analysed
+    while the folder was small, the planner once preferred scanning the whole folder by another
+    index for each key, which made a million-file import quadratic.  SQLite is told the index
+    (``INDEXED BY``).
 
     Through the driver's own cursor, in the session's transaction: a second import finds every
     key, and SQLAlchemy's result made each row a ``Row`` in Python (fetched one at a time), the
@@ -578,11 +582,11 @@ def _copies(s: Session, folder_id: uuid.UUID, keys: list[str]) -> list[tuple[str
         for i in range(0, len(keys), LOOKUP_CHUNK):
             chunk = keys[i : i + LOOKUP_CHUNK]
             if postgres:
-                cursor.execute(_COPIES_POSTGRESQL, (chunk, folder_id))
+                cursor.execute(_COPIES_POSTGRESQL, (chunk, str(folder_id)))
                 out += cursor.fetchall()  # (text, boolean, uuid: psycopg gives them as such)
             else:
                 sql = _COPIES_SQLITE.format(marks=", ".join("?" * len(chunk)))
-                cursor.execute(sql, (folder_id.hex, *chunk))
+                cursor.execute(sql, (*chunk, folder_id.hex))
                 for h, staged, job_id in cursor.fetchall():
                     if job_id not in job_ids:
                         job_ids[job_id] = uuid.UUID(job_id)
