@@ -206,7 +206,7 @@ class Item(Base):
     # items are deleted with it, a folder or an integration holding items cannot be deleted (the
     # same error), and a deleted job or user leaves job_id / created_by NULL.
     org_id: Mapped[uuid.UUID] = mapped_column(Uuid, index=True)
-    # no index of its own: each of the composite indexes above starts with it
+    # no index of its own: the composite indexes above but the URL key's start with it
     folder_id: Mapped[uuid.UUID] = mapped_column(Uuid)
     integration_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, nullable=True, index=True)
     item_type: Mapped[str] = mapped_column(String(32))
