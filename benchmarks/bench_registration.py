@@ -293,6 +293,32 @@ def make_stale(env: dict[str, str], work: Path) -> None:
         db.close()
 
 
+def trial(corral: str, manifest: Path, env: dict[str, str], work: Path, n: int) -> None:
+    """N files (the manifest's form, other URLs) into a folder "trial", then ANALYZE: the
+    statistics a small first import leaves (autovacuum analyses a table after 50 changes and a
+    tenth of its rows), with which the planner estimates any other folder at a row or two."""
+    path = work / "trial.json"
+    write_manifest(path, n, False)
+    path.write_text(path.read_text().replace("s3://media/", "s3://media/trial/"))
+    subprocess.run([corral, "folder", "create", "trial"], env=env, check=True, capture_output=True)
+    subprocess.run([corral, "import", str(path), "--folder", "trial", "--integration", "media", "--json"],
+                   env=env, check=True, capture_output=True)
+    url = env.get("CORRAL_DATABASE_URL")
+    if url:
+        engine = create_engine(url, isolation_level="AUTOCOMMIT")
+        with engine.connect() as conn:
+            conn.execute(text("ANALYZE items"))
+        engine.dispose()
+    else:
+        db = sqlite3.connect(work / "data" / "corral.db")
+        try:
+            db.execute("ANALYZE items")
+            db.commit()
+        finally:
+            db.close()
+    print(f"trial: {n:,} files into another folder, then ANALYZE items", flush=True)
+
+
 def backends(env: dict[str, str]) -> dict[int, float]:
     """PostgreSQL only: the CPU seconds so far of each backend connected to the benchmark's
     database (the server's pool), read from /proc (the database server runs on this machine)."""
@@ -402,6 +428,9 @@ def main() -> None:
                         help="import the same manifest again (every entry a duplicate) and time that")
     parser.add_argument("--stale-stats", action="store_true",
                         help="--second-import: planner statistics of a never-analysed table before it")
+    parser.add_argument("--trial", type=int, default=0, metavar="N",
+                        help="first import N files into another folder and ANALYZE (statistics of a "
+                        "small table, as a trial import and autovacuum leave them), then the import")
     args = parser.parse_args()
     with server_environment("corral-bench-", PORT, args.postgres) as (work, env):
         corral = str(BIN / "corral")
@@ -453,6 +482,8 @@ def main() -> None:
                 httpx.put(
                     f"{URL}/api/v1/metadata-schema", headers=auth, json={"keys": keys}
                 ).raise_for_status()
+            if args.trial:
+                trial(corral, manifest, cli_env, work, args.trial)
             run_import(corral, server, manifest, cli_env, work, args, "first", args.skip_duplicates)
             if args.second_import and not args.stale_stats:
                 run_import(corral, server, manifest, cli_env, work, args, "second", True)

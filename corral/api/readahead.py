@@ -99,7 +99,8 @@ class PageAhead(Generic[T]):
     with many clients it is often crowded out before it is asked for (read twice); then the
     client's next request reads its page itself."""
 
-    def __init__(self, size: int = 64, ttl: float = 30.0, threads: int = 2, max_bytes: int = 64 << 20) -> None:
+    def __init__(self, size: int = 64, ttl: float = 30.0, threads: int = 2,
+                 max_bytes: int = 64 << 20) -> None:
         self.size, self.ttl, self.max_bytes = size, ttl, max_bytes
         self.busy: Callable[[], bool] = lambda: False
         self._pages: OrderedDict[Hashable, tuple[float, Future[T]]] = OrderedDict()

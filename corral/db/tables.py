@@ -181,7 +181,7 @@ class Item(Base):
     __tablename__ = "items"
     __table_args__ = (
         # duplicate checks (registration's skip_duplicate_urls) read this index alone
-        Index("ix_items_folder_url", "folder_id", "url_hash", "deleted_at", "staged", "job_id"),
+        Index("ix_items_url_folder", "url_hash", "folder_id", "deleted_at", "staged", "job_id"),
         # keyset pagination of a folder's items in each supported order (by name:
         # ix_items_folder_name_live, below)
         Index("ix_items_folder_created", "folder_id", "created_at", "id"),
@@ -206,7 +206,7 @@ class Item(Base):
     # items are deleted with it, a folder or an integration holding items cannot be deleted (the
     # same error), and a deleted job or user leaves job_id / created_by NULL.
     org_id: Mapped[uuid.UUID] = mapped_column(Uuid, index=True)
-    # no index of its own: each of the composite indexes above starts with it
+    # no index of its own: the composite indexes above but the URL key's start with it
     folder_id: Mapped[uuid.UUID] = mapped_column(Uuid)
     integration_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, nullable=True, index=True)
     item_type: Mapped[str] = mapped_column(String(32))

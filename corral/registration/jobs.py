@@ -26,7 +26,7 @@ from operator import itemgetter
 from pathlib import Path
 from typing import Any, cast
 
-from sqlalchemy import Table, Text, bindparam, delete, func, insert, or_, select, text, update
+from sqlalchemy import Select, Table, Text, bindparam, delete, func, insert, or_, select, text, update
 from sqlalchemy import cast as sql_cast
 from sqlalchemy.engine import Dialect, Row
 from sqlalchemy.orm import Session, aliased
@@ -44,6 +44,7 @@ from corral.core.vectors import writes as vector_writes
 from corral.core.vectors.store import StoredVector
 from corral.db.bulk import convert_tuples, insert_tuples
 from corral.db.engine import Database
+from corral.db.plans import unindexed
 from corral.db.tables import Integration, Item, ItemPart, Job, JobBlob, JobUnit
 from corral.db.types import utcnow, uuid7_hex
 from corral.jobs import queue
@@ -494,7 +495,7 @@ def _commit_batch(s: Session, unit: ClaimedUnit, ready: _Ready,
                     changed = s.scalars(
                         update(Item)  # every copy of the URL in the folder
                         .where(
-                            Item.folder_id == folder_id,
+                            unindexed(Item.folder_id) == folder_id,  # by the URL key's index
                             Item.url_hash == p.url_hash,
                             Item.deleted_at.is_(None),
                         )
@@ -549,26 +550,31 @@ def _commit_batch(s: Session, unit: ClaimedUnit, ready: _Ready,
 
 LOOKUP_CHUNK = 1000
 _COPIES_SQLITE = (
-    "SELECT url_hash, staged, job_id FROM items INDEXED BY ix_items_folder_url "
-    "WHERE folder_id = ? AND deleted_at IS NULL AND url_hash IN ({marks})"
+    "SELECT url_hash, staged, job_id FROM items INDEXED BY ix_items_url_folder "
+    "WHERE url_hash IN ({marks}) AND folder_id = ? AND deleted_at IS NULL"
 )
-# One nested loop: OFFSET 0 keeps the lateral subquery from being flattened into a join that
-# could scan the whole folder, so each key is one probe of ix_items_folder_url (both its
-# leading columns bound), whatever the planner's statistics say.
+# One nested loop: OFFSET 0 keeps the lateral subquery from being flattened into a join, and the
+# URL key is the only condition an index can answer (the folder is compared through coalesce, on
+# the index's own entries: corral.db.plans), so each key is one probe of ix_items_url_folder
+# whatever the planner's statistics say. With `folder_id = %s`, every index leading with the
+# folder could answer it too, and on statistics taken while the folder was small PostgreSQL
+# scanned the whole folder through ix_items_folder_size for every key (migration 0026b).
 _COPIES_POSTGRESQL = (
     "SELECT i.url_hash, i.staged, i.job_id FROM unnest(CAST(%s AS varchar[])) AS k(url_hash) "
     "CROSS JOIN LATERAL (SELECT url_hash, staged, job_id FROM items "
-    "WHERE folder_id = %s AND url_hash = k.url_hash AND deleted_at IS NULL OFFSET 0) AS i"
+    "WHERE url_hash = k.url_hash AND coalesce(folder_id, folder_id) = %s AND deleted_at IS NULL "
+    "OFFSET 0) AS i"
 )
 
 
 def _copies(s: Session, folder_id: uuid.UUID, keys: list[str]) -> list[tuple[str, bool, uuid.UUID | None]]:
     """The live items of the folder with one of these duplicate keys: (key, staged, job id).
 
-    Read from ``ix_items_folder_url`` alone (it covers every column read), by a plan that does
-    not depend on the table's statistics: on an un-analysed PostgreSQL table the planner once
-    preferred scanning the whole folder by another index for each batch, which made a
-    million-file import quadratic.  SQLite is told the index (``INDEXED BY``).
+    Read from ``ix_items_url_folder`` alone (it covers every column read), by a plan that does
+    not depend on the table's statistics: on an un-analysed PostgreSQL table, or one analysed
+    while the folder was small, the planner once preferred scanning the whole folder by another
+    index for each key, which made a million-file import quadratic.  SQLite is told the index
+    (``INDEXED BY``).
 
     Through the driver's own cursor, in the session's transaction: a second import finds every
     key, and SQLAlchemy's result made each row a ``Row`` in Python (fetched one at a time), the
@@ -589,7 +595,7 @@ def _copies(s: Session, folder_id: uuid.UUID, keys: list[str]) -> list[tuple[str
                 out += cursor.fetchall()  # (text, boolean, uuid: psycopg gives them as such)
             else:
                 sql = _COPIES_SQLITE.format(marks=", ".join("?" * len(chunk)))
-                cursor.execute(sql, (folder_id.hex, *chunk))
+                cursor.execute(sql, (*chunk, folder_id.hex))
                 for h, staged, job_id in cursor.fetchall():
                     if job_id not in job_ids:
                         job_ids[job_id] = uuid.UUID(job_id)
@@ -597,6 +603,28 @@ def _copies(s: Session, folder_id: uuid.UUID, keys: list[str]) -> list[tuple[str
     finally:
         cursor.close()
     return out
+
+
+def _staged_with_visible_copies(job_id: uuid.UUID, folder_id: uuid.UUID) -> Select[Any]:
+    """The job's staged items of the folder whose URL key another item of the folder has, visible
+    (``_resolve_duplicates``). Each item's copies are looked up by the URL key's index: the folder
+    is compared ``unindexed`` (corral.db.plans), so no statistics make the look-up read the whole
+    folder for every item."""
+    other = aliased(Item)
+    visible_copy = (
+        select(other.id)
+        .where(
+            other.url_hash == Item.url_hash,
+            unindexed(other.folder_id) == folder_id,
+            other.deleted_at.is_(None),
+            or_(other.job_id.is_(None), other.job_id != job_id),
+            or_(other.staged.is_(False), other.job_id.not_in(select(Job.id).where(Job.status == "PENDING"))),
+        )
+        .exists()
+    )
+    return select(Item.id, Item.url_hash, Item.client_metadata).where(
+        Item.job_id == job_id, Item.staged.is_(True), Item.folder_id == folder_id, visible_copy
+    )
 
 
 def _resolve_duplicates(s: Session, job: Job) -> dict[str, int]:
@@ -611,23 +639,7 @@ def _resolve_duplicates(s: Session, job: Job) -> dict[str, int]:
     """
     folder_id = uuid.UUID(job.params["folder_id"])
     _lock_folder(s, folder_id)
-    other = aliased(Item)
-    visible_copy = (
-        select(other.id)
-        .where(
-            other.folder_id == folder_id,
-            other.url_hash == Item.url_hash,
-            other.deleted_at.is_(None),
-            or_(other.job_id.is_(None), other.job_id != job.id),
-            or_(other.staged.is_(False), other.job_id.not_in(select(Job.id).where(Job.status == "PENDING"))),
-        )
-        .exists()
-    )
-    rows = s.execute(
-        select(Item.id, Item.url_hash, Item.client_metadata).where(
-            Item.job_id == job.id, Item.staged.is_(True), Item.folder_id == folder_id, visible_copy
-        )
-    ).all()
+    rows = s.execute(_staged_with_visible_copies(job.id, folder_id)).all()
     if not rows:
         return {"skipped": 0, "updated": 0}
     if job.params.get("upsert_metadata"):
@@ -635,8 +647,8 @@ def _resolve_duplicates(s: Session, job: Job) -> dict[str, int]:
         for _, url_hash, client_metadata in rows:
             copies = s.scalars(
                 update(Item)
-                .where(Item.folder_id == folder_id, Item.url_hash == url_hash, Item.deleted_at.is_(None),
-                       or_(Item.job_id.is_(None), Item.job_id != job.id))
+                .where(unindexed(Item.folder_id) == folder_id, Item.url_hash == url_hash,
+                       Item.deleted_at.is_(None), or_(Item.job_id.is_(None), Item.job_id != job.id))
                 .values(client_metadata=client_metadata, updated_at=utcnow())
                 .returning(Item.id)
             )

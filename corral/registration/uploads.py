@@ -31,6 +31,7 @@ from corral.core.identity import Principal
 from corral.core.items import ItemView
 from corral.core.metadata import service as metadata_service
 from corral.db.engine import Database
+from corral.db.plans import unindexed
 from corral.db.tables import Integration, Item, ItemPart
 from corral.errors import ErrorDetail
 from corral.registration.entries import DataType, Entry
@@ -254,7 +255,9 @@ def _insert(
     p: Prepared,
 ) -> ItemView:
     done = s.scalar(
-        select(Item.id).where(Item.integration_id == integration_id, Item.url_hash == p.url_hash).limit(1)
+        # by the URL key's index, whatever the statistics say of the integration's (corral.db.plans)
+        select(Item.id).where(unindexed(Item.integration_id) == integration_id, Item.url_hash == p.url_hash)
+        .limit(1)
     )
     if done is not None:
         raise errors.AlreadyExists(f"upload {upload_id} is already registered, as item {done}")
