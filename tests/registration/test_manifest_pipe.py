@@ -366,16 +366,6 @@ def test_a_worker_killed_while_its_child_reads_leaves_no_reader_and_resumes(db, 
     assert items() < n, "the kill came too late to test anything"
     assert readers, "the manifest was not read by a child"
     wait_gone(readers)
-    if not db.is_sqlite:
-        # What this tests is crash recovery, not the planner's statistics: the suite's database is
-        # truncated between tests, which keeps the column statistics an earlier test's ANALYZE
-        # left (a few items in other folders). With those, PostgreSQL estimated this folder at one
-        # row and probed each key of the duplicate look-up by scanning the whole folder through
-        # ix_items_folder_size (6.9 s a batch at 20,000 items): the restarted worker then did not
-        # end the job within 120 s, which is how CI failed par21 (docs/performance.md, "The
-        # manifest pipe re-landed"). Statistics of this table as it now is keep that out of it.
-        with db.engine.begin() as conn:
-            conn.exec_driver_sql("ANALYZE items")
     _run_to_the_end(db, settings, admin, job_id, signal.SIGTERM)
     with db.read() as s:
         assert queue.get_job(s, admin.org_id, job_id).status == "DONE"

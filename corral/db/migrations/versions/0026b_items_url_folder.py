@@ -12,7 +12,7 @@ gives the folder in a form no index can take (``folder_id::text = F``, checked o
 own entries): the URL key is then the only condition an index answers, and only this one.
 
 Revision ID: 0026b
-Revises: 0025b
+Revises: 0026a
 Create Date: 2026-12-05 15:10:00
 """
 
@@ -21,7 +21,7 @@ from __future__ import annotations
 from alembic import op
 
 revision = '0026b'
-down_revision = '0025b'
+down_revision = '0026a'
 branch_labels = None
 depends_on = None
 
