@@ -683,27 +683,28 @@ class Registry:
         threading.Thread(target=run, name=f"index-snapshot-{org_id}", daemon=True).start()
 
     def load_or_build(self, org_id: uuid.UUID, keys: list[Key], first: int | None = None) -> Snapshot | None:
-        """The organisation's snapshot from its file (``persist.load``) if there is one to use,
-        else built (``build``) and then saved to its file in a thread of its own; a snapshot
-        brought current from its file is saved again when that took many items (``SAVE_AFTER``)."""
+        """The organisation's snapshot from its file (``load``) if there is one to use, else
+        built (``build``) and then saved to its file in a thread of its own."""
+        from corral.core.index import persist
+
+        snap = self.load(org_id, keys, first)
+        if snap is None:
+            snap = self.build(org_id, keys, first)
+            if snap is not None and self.directory is not None:
+                persist.save_later(self, org_id)
+        return snap
+
+    def load(self, org_id: uuid.UUID, keys: list[Key], first: int | None = None) -> Snapshot | None:
+        """The organisation's snapshot from its file (``persist.load``: None when there is none
+        to use), saved again in a thread of its own when bringing it current took more than
+        ``SAVE_AFTER`` items."""
         from corral.core.index import persist
 
         wanted = list({k.id: k for k in keys}.values())
-        first = len(wanted) if first is None else first
-        snap = persist.load(self, org_id, wanted, first)
-        if snap is None:
-            snap = self.build(org_id, wanted, first)
-            if snap is not None and self.directory is not None:
-                persist.save_later(self, org_id)
-        elif snap.applied > self.save_after(snap):
+        snap = persist.load(self, org_id, wanted, len(wanted) if first is None else first)
+        if snap is not None and snap.applied > SAVE_AFTER:
             persist.save_later(self, org_id)
         return snap
-
-    @staticmethod
-    def save_after(snap: Snapshot) -> int:
-        """How many items brought current since a snapshot was saved call for saving it again:
-        a process loading the file would read them again (``SAVE_AFTER``)."""
-        return SAVE_AFTER
 
     def build(self, org_id: uuid.UUID, keys: list[Key], first: int | None = None) -> Snapshot | None:
         """Build the organisation's snapshot now, in one consistent read, with as many of
@@ -761,57 +762,48 @@ class Registry:
             self.snapshots[org_id] = snap
         return snap
 
-    def _load_files(self) -> None:
-        """Load the snapshots whose files are in the directory, largest first, while they fit
-        (before the count of every organisation's items that ``warm_largest`` reads next, 1-2 s
-        at a million items); a file that is not used is left to that build."""
-        if self.directory is None:
-            return
-        from corral.core.index import persist
-
-        for org_id in persist.listed(self.directory):
+    def _at_start(self, org_id: uuid.UUID, *, build: bool) -> bool:
+        """The organisation's snapshot with its ready keys (text keys aside), from its file or,
+        with ``build``, built (``load_or_build``), unless it is there or being built already;
+        False when a build did not fit (a smaller organisation's may still)."""
+        with self.lock:
+            if org_id in self.snapshots or org_id in self.building:
+                return True
+            self.building.add(org_id)
+        try:
+            with Session(self.engine) as s:
+                keys = [k for k in load_keys(s, org_id) if k.ready and k.kind != "text"]
+            if not build:
+                self.load(org_id, keys, 0)
+                return True
+            return self.load_or_build(org_id, keys, 0) is not None
+        finally:
             with self.lock:
-                if org_id in self.snapshots or org_id in self.building:
-                    continue
-                self.building.add(org_id)
-            try:
-                with Session(self.engine) as s:
-                    keys = [k for k in load_keys(s, org_id) if k.ready and k.kind != "text"]
-                snap = persist.load(self, org_id, keys, 0)
-                if snap is not None and snap.applied > self.save_after(snap):
-                    persist.save_later(self, org_id)
-            finally:
-                with self.lock:
-                    self.building.discard(org_id)
+                self.building.discard(org_id)
 
     def warm_largest(self, every: int = 0) -> None:
-        """In a thread of its own: load the snapshots kept in files (``persist``), then build
-        those of the other organisations too large to be built inside a query (``SYNC_ITEMS``),
-        largest first, with each one's ready keys (text keys aside), while they fit; so that a
-        process just started answers from columns within seconds instead of after its first
-        query's background build.  ``every``: at most this
-        many organisations (0: no limit)."""
+        """In a thread of its own: load the snapshots kept in files (``persist``), largest file
+        first (before the count of every organisation's items read next, 1-2 s at a million
+        items), then build those of the other organisations too large to be built inside a query
+        (``SYNC_ITEMS``), largest first, with each one's ready keys (text keys aside), while they
+        fit; so that a process just started answers from columns within seconds instead of after
+        its first query's background build.  ``every``: at most this many organisations built
+        (0: no limit)."""
         def run() -> None:
             try:
-                self._load_files()
+                if self.directory is not None:
+                    from corral.core.index import persist
+
+                    for org_id in persist.listed(self.directory):
+                        self._at_start(org_id, build=False)  # a file not used: left to the builds
                 with Session(self.engine) as s:
                     sizes = s.execute(select(Item.org_id, func.count()).group_by(Item.org_id)
                                       .having(func.count() > SYNC_ITEMS).order_by(func.count().desc())).all()
                 for i, (org_id, _) in enumerate(sizes):
                     if every and i >= every:
                         return
-                    with self.lock:
-                        if org_id in self.snapshots or org_id in self.building:
-                            continue
-                        self.building.add(org_id)
-                    try:
-                        with Session(self.engine) as s:
-                            keys = [k for k in load_keys(s, org_id) if k.ready and k.kind != "text"]
-                        if self.load_or_build(org_id, keys, 0) is None:
-                            return
-                    finally:
-                        with self.lock:
-                            self.building.discard(org_id)
+                    if not self._at_start(org_id, build=True):
+                        return
             except SQLAlchemyError as exc:  # e.g. a database not migrated yet: nothing to warm
                 log.debug("no index snapshots at start: %s", exc.__class__.__name__)
             except Exception:
@@ -903,7 +895,7 @@ def current(s: Session, org_id: uuid.UUID, keys: list[Key], *, seq: int | None =
                 return None
             _apply(s, snap, changed, seq)
             snap.applied += len(changed)
-            if reg.directory is not None and snap.applied > reg.save_after(snap) and len(snap) > SYNC_ITEMS:
+            if reg.directory is not None and snap.applied > SAVE_AFTER and len(snap) > SYNC_ITEMS:
                 from corral.core.index import persist
 
                 persist.save_later(reg, org_id)
