@@ -82,6 +82,15 @@ def test_the_plan_is_one_index_only_probe_per_key(db) -> None:  # type: ignore[n
             assert "USING COVERING INDEX ix_items_url_folder" in plan, plan
 
 
+def _fill_after_small_table_statistics(db: Any) -> tuple[uuid.UUID, list[str]]:
+    """A folder of ``N`` items filled after ``ANALYZE`` of a table holding 20 items of another
+    folder: the statistics a trial import and autovacuum leave before a large import."""
+    _fill(db, 20, "small")
+    with db.engine.begin() as conn:
+        conn.exec_driver_sql("ANALYZE items")
+    return _fill(db, N, "big")
+
+
 def test_statistics_of_a_small_table_do_not_make_the_lookup_scan_the_folder(db) -> None:  # type: ignore[no-untyped-def]
     """Statistics taken while the table held a few items of another folder (an ANALYZE, or
     autovacuum's, before a large import) estimate the new folder at one row: with the folder as
@@ -89,10 +98,7 @@ def test_statistics_of_a_small_table_do_not_make_the_lookup_scan_the_folder(db) 
     every key (3.8 s for 1,000 keys at 20,000 items; rows removed by its filter: the folder)."""
     if db.is_sqlite:
         pytest.skip("SQLite is told its index (INDEXED BY); the plan is checked above")
-    _fill(db, 20, "small")
-    with db.engine.begin() as conn:
-        conn.exec_driver_sql("ANALYZE items")
-    folder, keys = _fill(db, N, "big")
+    folder, keys = _fill_after_small_table_statistics(db)
     with db.read() as s:
         plan = _postgresql_plan(s, folder, keys[:1000], analyze=True)
         _one_probe_a_key(plan)
@@ -108,10 +114,7 @@ def test_the_end_of_a_job_reads_each_staged_items_copies_by_its_url_key(db) -> N
     ix_items_folder_size for every staged item (a 30,000-file import: 373 s, the backends 363 CPU s)."""
     if db.is_sqlite:
         pytest.skip("the plan checked is PostgreSQL's")
-    _fill(db, 20, "small")
-    with db.engine.begin() as conn:
-        conn.exec_driver_sql("ANALYZE items")
-    folder, _ = _fill(db, N, "big")
+    folder, _ = _fill_after_small_table_statistics(db)
     job = uuid.uuid4()
     with db.write() as s:
         s.execute(text("UPDATE items SET job_id = :job WHERE folder_id = :folder AND staged"),
