@@ -176,3 +176,13 @@ def test_trace_and_wrong_methods_are_405_with_allow(client, world) -> None:  # t
         assert r.status_code == 405, r.text
         assert r.headers["allow"] and method not in r.headers["allow"].split(", ")
         assert r.json()["code"] == "method_not_allowed"
+
+
+def test_item_page_sizes_out_of_range_are_a_400_naming_the_field(client, world) -> None:  # type: ignore[no-untyped-def]
+    alice, f, _ = world
+    for value in (10**30, 2**63, -1, 0, "abc", "1e3", 10_001):
+        r = client.get("/api/v1/items", params={"folder": f["id"], "page_size": value}, headers=alice.bearer)
+        assert r.status_code == 400, (value, r.text)
+        assert r.json()["errors"][0]["field"] == "page_size", r.text
+    r = client.get("/api/v1/items", params={"folder": f["id"], "page_size": 10_000}, headers=alice.bearer)
+    assert r.status_code == 200 and len(r.json()["items"]) == 1, r.text
