@@ -5,17 +5,30 @@ write transaction starts with ``BEGIN IMMEDIATE`` so that two writers queue on t
 lock instead of failing half-way with ``database is locked``.  Reads use plain
 deferred transactions and never block writers under WAL.  Keep write transactions
 short and never hold one across network I/O.
+
+SQLite's wait for its lock is not a queue: a waiting connection sleeps and tries again (up to
+100 ms apart), and a writer that commits and begins its next transaction at once (registration's
+writer) takes the lock back nearly every time, so any other writer could wait out the whole busy
+timeout.  So within a process, write transactions take turns in the order they asked
+(``_Turnstile``); and across processes, a writer that has to wait says so (``_Waiting``: a
+shared record lock on a file beside the database) and tries again every few milliseconds, and a
+writer about to begin lets those already waiting in other processes go first.
 """
 
 from __future__ import annotations
 
+import fcntl
+import logging
+import os
 import re
 import select
 import sqlite3
+import threading
 import time
+from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import Engine, event, exc
 from sqlalchemy import create_engine as sa_create_engine
@@ -25,6 +38,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from corral import jsoncodec
 from corral.errors import ConfigurationError
 from corral.settings import Settings
+
+log = logging.getLogger(__name__)
 
 _IMMEDIATE = "corral_sqlite_immediate"
 #: SQLite's page cache per connection, in KiB (SQLite's default is 2,000 KiB).
@@ -54,12 +69,51 @@ _PLAIN_VERDICTS: dict[str, bool] = {}
 PLAIN_VERDICTS_MAX = 1024
 
 
+class _Turnstile:
+    """A lock granted in the order it was asked for, within a process.
+
+    ``acquire`` waits at most ``timeout`` seconds and then returns False: the caller goes on to
+    SQLite's own wait for its lock, and its busy timeout decides as before (so a write nested in
+    another of the same thread fails as it always did, and nothing waits for ever)."""
+
+    def __init__(self, timeout: float) -> None:
+        self.timeout = timeout
+        self._mutex = threading.Lock()
+        self._held = False
+        self._waiting: deque[threading.Event] = deque()
+
+    def acquire(self) -> bool:
+        with self._mutex:
+            if not self._held and not self._waiting:
+                self._held = True
+                return True
+            turn = threading.Event()
+            self._waiting.append(turn)
+        if turn.wait(self.timeout):
+            return True  # handed over by ``release``
+        with self._mutex:
+            if turn.is_set():  # handed over just as the wait ended
+                return True
+            self._waiting.remove(turn)
+            return False
+
+    def release(self) -> None:
+        with self._mutex:
+            if self._waiting:
+                self._waiting.popleft().set()  # stays held: the next in line has it now
+            else:
+                self._held = False
+
+
 class Database:
     """A SQLAlchemy engine plus the two kinds of transaction corral uses."""
 
-    def __init__(self, engine: Engine, sort_off: Engine | None = None) -> None:
+    def __init__(
+        self, engine: Engine, sort_off: Engine | None = None, *, busy_timeout_ms: int = 30_000
+    ) -> None:
         self.engine = engine
         self.dialect = engine.dialect.name
+        self._turnstile = _Turnstile(busy_timeout_ms / 1000) if self.is_sqlite else None
         self._sessions = sessionmaker(bind=engine, expire_on_commit=False, autoflush=False)
         # PostgreSQL: the same pool, each connection in autocommit while it is checked out
         plain = engine if self.is_sqlite else engine.execution_options(
@@ -113,21 +167,118 @@ class Database:
 
     @contextmanager
     def write(self) -> Iterator[Session]:
-        """A short write transaction, committed on success, rolled back on any error."""
-        with self._sessions() as session:
-            if self.is_sqlite:
-                session.connection(execution_options={_IMMEDIATE: True})
-            try:
-                yield session
-                session.commit()
-            except BaseException:
-                session.rollback()
-                raise
+        """A short write transaction, committed on success, rolled back on any error.  On
+        SQLite the process's write transactions take turns in the order they began waiting."""
+        turnstile = self._turnstile
+        turn = turnstile is not None and turnstile.acquire()
+        try:
+            with self._sessions() as session:
+                if self.is_sqlite:
+                    session.connection(execution_options={_IMMEDIATE: True})
+                try:
+                    yield session
+                    session.commit()
+                except BaseException:
+                    session.rollback()
+                    raise
+        finally:
+            if turn:
+                cast(_Turnstile, turnstile).release()
 
     def dispose(self) -> None:
         self.engine.dispose()
         if self.sort_off_engine is not None:
             self.sort_off_engine.dispose()
+
+
+#: A writer about to begin lets writers of other processes that are waiting go first, for at most
+#: this long (they try again every few milliseconds, so they are in well before).
+DEFER_SECONDS = 0.05
+_RETRY_FIRST, _RETRY_MOST = 0.0005, 0.004  # a waiting writer's pauses between tries
+
+
+class _Waiting:
+    """The writers of other processes waiting for one SQLite database's lock.
+
+    A writer that must wait holds a shared POSIX record lock on the first byte of
+    ``<database>-writers`` while it waits; a writer about to begin tests whether it could take
+    that byte exclusively (it cannot while another process waits).  The system drops a process's
+    record locks when it ends, so a killed waiter leaves nothing behind."""
+
+    def __init__(self, database: str) -> None:
+        flags = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC
+        self._fd = os.open(f"{os.path.abspath(database)}-writers", flags, 0o600)
+
+    def others(self) -> bool:
+        try:
+            fcntl.lockf(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, 0)
+        except OSError:
+            return True
+        fcntl.lockf(self._fd, fcntl.LOCK_UN, 1, 0)
+        return False
+
+    def defer(self) -> None:
+        """Wait (briefly) while writers of other processes wait for the lock."""
+        if self.others():
+            end = time.monotonic() + DEFER_SECONDS
+            while time.monotonic() < end:
+                time.sleep(_RETRY_FIRST)
+                if not self.others():
+                    return
+
+    def announce(self) -> bool:
+        try:
+            fcntl.lockf(self._fd, fcntl.LOCK_SH | fcntl.LOCK_NB, 1, 0)
+        except OSError:  # another process is testing this very moment: wait unannounced
+            return False
+        return True
+
+    def withdraw(self) -> None:
+        fcntl.lockf(self._fd, fcntl.LOCK_UN, 1, 0)
+
+    def close(self) -> None:
+        os.close(self._fd)
+
+
+def _busy(exc: sqlite3.OperationalError) -> bool:
+    return getattr(exc, "sqlite_errorcode", None) in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED) \
+        or "locked" in str(exc)
+
+
+def _begin_immediate(conn: Any, waiting: _Waiting | None, busy_timeout_ms: int) -> None:
+    """``BEGIN IMMEDIATE``, waiting for the lock by short tries of our own rather than SQLite's
+    busy handler (whose sleeps grow to 100 ms: a writer that begins again at once wins the lock
+    before it looks again), announced to other processes' writers, which then let it go first."""
+    if waiting is not None:
+        waiting.defer()
+    dbapi = conn.connection.driver_connection
+    dbapi.execute("PRAGMA busy_timeout = 0")
+    try:
+        try:
+            dbapi.execute("BEGIN IMMEDIATE")
+            return
+        except sqlite3.OperationalError as exc:
+            if not _busy(exc):
+                raise
+        announced = waiting is not None and waiting.announce()
+        try:
+            deadline = time.monotonic() + busy_timeout_ms / 1000
+            pause = _RETRY_FIRST
+            while time.monotonic() < deadline:
+                time.sleep(pause)
+                pause = min(pause * 2, _RETRY_MOST)
+                try:
+                    dbapi.execute("BEGIN IMMEDIATE")
+                    return
+                except sqlite3.OperationalError as exc:
+                    if not _busy(exc):
+                        raise
+            conn.exec_driver_sql("BEGIN IMMEDIATE")  # once more, to raise SQLAlchemy's own error
+        finally:
+            if announced:
+                cast(_Waiting, waiting).withdraw()
+    finally:
+        dbapi.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
 
 
 def _configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
@@ -148,10 +299,21 @@ def _configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
         cur.execute(f"PRAGMA mmap_size = {SQLITE_MMAP_BYTES}")
         cur.close()
 
+    database = engine.url.database
+    waiting: _Waiting | None = None
+    if database and database != ":memory:" and not database.startswith("file:"):
+        try:
+            waiting = _Waiting(database)
+        except OSError:  # a directory it cannot write: writers then wait as SQLite has them wait
+            log.warning("cannot open %s-writers; writers of several processes will not take turns",
+                        database, exc_info=True)
+
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
-        immediate = conn.get_execution_options().get(_IMMEDIATE, False)
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+        if conn.get_execution_options().get(_IMMEDIATE, False):
+            _begin_immediate(conn, waiting, busy_timeout_ms)
+        else:
+            conn.exec_driver_sql("BEGIN")
 
 
 def _alive(engine: Engine, dbapi_conn: Any, idle: float) -> bool:
@@ -278,4 +440,4 @@ def create_database(settings: Settings) -> Database:
     from corral.core.index import snapshot  # the index's columnar snapshots, per engine
 
     snapshot.configure(engine, settings.index_snapshot_mb, settings.resolved_index_snapshot_dir)
-    return Database(engine)
+    return Database(engine, busy_timeout_ms=settings.sqlite_busy_timeout_ms)

@@ -450,8 +450,19 @@ def complete(session: Session, unit: ClaimedUnit, owner: str, result: dict[str, 
         raise LeaseLost(unit.id)
 
 
-def holds(session: Session, unit: ClaimedUnit, owner: str) -> bool:
-    """Whether ``owner`` still holds the unit's lease (for units that commit work in steps)."""
+def holds(session: Session, unit: ClaimedUnit, owner: str, *, renew_for: float | None = None) -> bool:
+    """Whether ``owner`` still holds the unit's lease (for units that commit work in steps).
+
+    With ``renew_for`` the lease is renewed for that many seconds by the same statement: a unit
+    that commits its work in steps keeps its lease with every step, whether or not the worker's
+    heartbeat gets its turn to write meanwhile."""
+    if renew_for is not None:
+        res = session.execute(
+            update(JobUnit)
+            .where(JobUnit.id == unit.id, JobUnit.lease_owner == owner, JobUnit.status == "running")
+            .values(lease_expires_at=utcnow() + timedelta(seconds=renew_for))
+        )
+        return _rowcount(res) == 1
     found = session.scalar(
         select(JobUnit.id).where(
             JobUnit.id == unit.id, JobUnit.lease_owner == owner, JobUnit.status == "running"

@@ -309,6 +309,7 @@ class _InlineWriter:
     def __init__(self, ctx: WorkerContext, unit: ClaimedUnit, storage: ScopedStorage, validator: Validator):
         self.ctx, self.unit, self.storage, self.validator = ctx, unit, storage, validator
         self.db: Database = ctx.services["db"]
+        self.lease_seconds: float = ctx.services["settings"].job_lease_seconds
         with self.db.read() as s:
             query = select(JobUnit.seq).where(JobUnit.job_id == unit.job_id, JobUnit.seq > 0)
             self.done = set(s.scalars(query))
@@ -366,8 +367,9 @@ class _InlineWriter:
             return len(s.scalars(query.limit(SHARE_QUEUE)).all()) < SHARE_QUEUE
 
     def _write(self, batches: Sequence[tuple[int, _Ready]]) -> None:
-        """Commit these batches in one transaction, each as it would be alone: the lease and
-        the job's cancellation checked, its items, values and done unit written.  Anything
+        """Commit these batches in one transaction, each as it would be alone: the lease
+        checked (and renewed: on SQLite the heartbeat waits its turn behind this thread's
+        transactions), the job's cancellation checked, its items, values and done unit written.  Anything
         raised rolls the whole transaction back (and the writer then commits the batches one
         by one), so each batch is committed with its done unit or not at all."""
         unit = self.unit
@@ -375,7 +377,7 @@ class _InlineWriter:
         values: list[projection.Keyed] | None = [] if len(batches) > 1 else None
         with self.db.write() as s:
             for seq, ready in batches:
-                if not queue.holds(s, unit, self.ctx.owner):
+                if not queue.holds(s, unit, self.ctx.owner, renew_for=self.lease_seconds):
                     raise queue.LeaseLost(unit.id)
                 job_params = s.scalar(select(Job.params).where(Job.id == unit.job_id))
                 if job_params is None or job_params.get("cancel_requested"):

@@ -94,6 +94,26 @@ def test_renew_keeps_the_lease(db, make_user) -> None:  # type: ignore[no-untype
     assert queue.claim(db, "b", 1, 30) == []
 
 
+def test_a_step_that_checks_its_lease_renews_it(db, make_user) -> None:  # type: ignore[no-untyped-def]
+    """Registration's writer checks its lease in every commit and renews it there: its heartbeat
+    may wait behind those very commits (SQLite), but the lease never runs out while it writes."""
+    alice = make_user("alice@a.org")
+    _job(db, alice, 1)
+    [u] = queue.claim(db, "a", 1, 0.2)
+    with db.write() as s:
+        assert queue.holds(s, u, "a", renew_for=30)
+        assert not queue.holds(s, u, "b", renew_for=30)  # another's check renews nothing
+    time.sleep(0.3)
+    assert queue.claim(db, "b", 1, 30) == []  # still leased: renewed for 30 s
+    with db.write() as s:
+        assert queue.holds(s, u, "a")
+        s.execute(update(JobUnit).values(lease_expires_at=utcnow() - timedelta(seconds=1)))
+    [taken] = queue.claim(db, "b", 1, 30)  # once it ran out, another takes it...
+    with db.write() as s:
+        assert not queue.holds(s, u, "a", renew_for=30)  # ...and the old owner cannot renew it
+        assert queue.holds(s, taken, "b")
+
+
 def test_retry_waits_for_backoff(db, make_user) -> None:  # type: ignore[no-untyped-def]
     alice = make_user("alice@a.org")
     _job(db, alice, 1)
