@@ -4,6 +4,7 @@ Run on purpose (not part of the test suite):
 
     .venv/bin/python -m benchmarks.bench_registration [--files 1000000] [--postgres] [--shuffle]
         [--simple [--skip-duplicates] [--schema]] [--second-import [--stale-stats]]
+        [--trial N] [--probe-writes SECONDS]
 
 The default manifest is the realistic one: it sets ``skip_duplicate_urls``, gives a ``title``
 per entry, carries five typed metadata keys plus a datetime (``camera`` varchar, ``score`` and
@@ -19,6 +20,10 @@ stops the server and makes the database's planner statistics for ``items`` those
 never analysed (PostgreSQL: ``pg_statistic`` rows deleted, ``reltuples`` reset; SQLite: the
 ``sqlite_stat1`` rows deleted), then starts it again, so the duplicate check cannot lean on
 statistics taken after the first load.
+
+``--probe-writes SECONDS``: while each import runs, another user of the organisation creates a
+folder every SECONDS through the API; the requests' latencies and failures are reported (on
+SQLite they wait for the lock the import's writer takes transaction after transaction).
 
 CORRAL_BENCH_BIN names another directory holding the `corral` to measure (a baseline build).
 
@@ -343,6 +348,56 @@ def backend_cpu(before: dict[int, float], after: dict[int, float]) -> tuple[floa
     return used, sum(1 for pid in before if pid not in after or after[pid] != after[pid])
 
 
+class WriteProbe:
+    """Another user's writes while the import runs: a folder created every ``every`` seconds,
+    each request timed (``--probe-writes``).  On SQLite every write waits for the one lock the
+    import's writer takes transaction after transaction."""
+
+    def __init__(self, auth: dict[str, str], every: float, label: str) -> None:
+        self.auth, self.every, self.label = auth, every, label
+        self.times: list[float] = []
+        self.before: list[float] = []  # requests answered before the import began
+        self.importing = threading.Event()
+        self.failed: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        with httpx.Client(base_url=URL, headers=self.auth, timeout=120) as client:
+            n = 0
+            while not self._stop.wait(self.every):
+                n += 1
+                start = time.perf_counter()
+                try:
+                    r = client.post("/api/v1/folders", json={"path": f"probe-{self.label}-{n}"})
+                    if r.status_code >= 400:
+                        self.failed.append(f"{r.status_code} {r.text[:120]}")
+                except httpx.HTTPError as exc:
+                    self.failed.append(repr(exc))
+                (self.times if self.importing.is_set() else self.before).append(time.perf_counter() - start)
+
+    def begin(self) -> None:
+        """Let a few requests show the latency without an import first."""
+        deadline = time.monotonic() + 30
+        while len(self.before) < 5 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self.importing.set()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        first = f" (first: {self.failed[0]})" if self.failed else ""
+        for what, times in (("before the import", sorted(self.before)),
+                            ("during the import", sorted(self.times))):
+            if not times:
+                continue
+            p50, p99 = (times[min(len(times) - 1, int(q * len(times)))] * 1000 for q in (0.5, 0.99))
+            print(f"[{self.label}] another user's writes {what}: {len(times)} requests, "
+                  f"p50 {p50:.0f} ms, p99 {p99:.0f} ms, max {times[-1] * 1000:.0f} ms", flush=True)
+        print(f"[{self.label}] another user's writes: {len(self.failed)} failed{first}", flush=True)
+
+
 def run_import(corral: str, server: subprocess.Popen[bytes], manifest: Path, env: dict[str, str],
                work: Path, args: argparse.Namespace, label: str, skip: bool) -> None:
     pids = [server.pid, *children(server.pid)]
@@ -354,6 +409,10 @@ def run_import(corral: str, server: subprocess.Popen[bytes], manifest: Path, env
     seconds = int(os.environ.get("CORRAL_BENCH_PYSPY_SECONDS") or max(10, args.files // 10_000))
     spies = profile(pids, seconds, work / f"profile-{label}")
     anon = AnonPeaks(pids)
+    probe = WriteProbe({"Authorization": f"Bearer {env['CORRAL_TOKEN']}"}, args.probe_writes, label) \
+        if args.probe_writes else None
+    if probe is not None:
+        probe.begin()
     start = time.perf_counter()
     result = subprocess.run(
         [corral, "import", str(manifest), "--folder", "bench", "--integration", "media", "--json",
@@ -364,6 +423,8 @@ def run_import(corral: str, server: subprocess.Popen[bytes], manifest: Path, env
     )
     elapsed = time.perf_counter() - start
     anon.stop()
+    if probe is not None:
+        probe.stop()
     status: dict[str, Any] = json.loads(result.stdout) if result.stdout.strip().startswith("{") else {}
     print(
         f"[{label}] status {status.get('status')}, registered {status.get('registered'):,}, "
@@ -431,6 +492,9 @@ def main() -> None:
     parser.add_argument("--trial", type=int, default=0, metavar="N",
                         help="first import N files into another folder and ANALYZE (statistics of a "
                         "small table, as a trial import and autovacuum leave them), then the import")
+    parser.add_argument("--probe-writes", type=float, default=0, metavar="SECONDS",
+                        help="while importing, another user creates a folder every SECONDS; "
+                        "their latencies and failures are reported")
     args = parser.parse_args()
     with server_environment("corral-bench-", PORT, args.postgres) as (work, env):
         corral = str(BIN / "corral")
