@@ -118,7 +118,7 @@ class Cursor(psycopg.Cursor[Any]):
                     out += map(first, self._tx.load_rows(0, res.ntuples, self._make_row))
                     started = False
             except e._NO_TRACEBACK as ex:
-                raise ex.with_traceback(None)
+                raise ex.with_traceback(None) from None
             finally:
                 if self._pgconn.transaction_status == psycopg.pq.TransactionStatus.ACTIVE:
                     # as Cursor.stream: cancel, consume what was received, leave the ACTIVE state
