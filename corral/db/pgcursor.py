@@ -17,10 +17,12 @@ the time (docs/performance.md, "Reading rows while PostgreSQL sends them").
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from operator import itemgetter
 from typing import Any, cast, overload
 
 import psycopg
 from psycopg import Column
+from psycopg import errors as e
 from psycopg.pq.abc import PGresult
 from psycopg.types.string import ByteaBinaryLoader
 
@@ -99,7 +101,38 @@ class Cursor(psycopg.Cursor[Any]):
             self.execute(query, params, binary=raw_text)
             self.column = [row[0] for row in self.fetchall()]
             return
-        self.column = [row[0] for row in self.stream(query, params, size=size, binary=raw_text)]
+        self.column = self._chunks_column(query, params, size, raw_text)
+
+    def _chunks_column(self, query: Any, params: Any, size: int, binary: bool) -> list[Any]:
+        """``[row[0] for row in self.stream(query, params, size=size, binary=binary)]``, each chunk
+        of rows loaded at once (psycopg's ``load_rows``, in C) rather than a row at a time through
+        the generator: about 0.08 µs a row less (docs/performance.md, "The export in pieces").
+        The steps and the clean-up after an error are ``Cursor.stream``'s (psycopg 3.3)."""
+        out: list[Any] = []
+        first = itemgetter(0)
+        with self._conn.lock:
+            try:
+                self._conn.wait(self._stream_send_gen(query, params, binary=binary, size=size))
+                started = True
+                while res := self._conn.wait(self._stream_fetchone_gen(started)):
+                    out += map(first, self._tx.load_rows(0, res.ntuples, self._make_row))
+                    started = False
+            except e._NO_TRACEBACK as ex:
+                raise ex.with_traceback(None) from None
+            finally:
+                if self._pgconn.transaction_status == psycopg.pq.TransactionStatus.ACTIVE:
+                    # as Cursor.stream: cancel, consume what was received, leave the ACTIVE state
+                    self._conn._try_cancel()
+                    try:
+                        while self._conn.wait(self._stream_fetchone_gen(False)):
+                            pass
+                    except Exception:
+                        pass
+                    try:
+                        self._conn.wait(self._stream_fetchone_gen(False))
+                    except Exception:
+                        pass
+        return out
 
     @property
     def description(self) -> Description | list[Column] | None:  # type: ignore[override]

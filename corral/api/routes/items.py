@@ -296,8 +296,9 @@ async def export_items(
     await run_in_threadpool(check)  # errors (a folder not found, a bad option) before streaming
 
     async def body() -> AsyncIterator[bytes]:
-        async for chunk in stream_ahead(item_rows.stream(ctx.db, open_listing)):
-            yield chunk  # the next chunk is read while this one is sent
+        async for pieces in stream_ahead(item_rows.stream(ctx.db, open_listing)):
+            for piece in pieces:  # the next chunk is read while this one is sent
+                yield piece
 
     return StreamingResponse(body(), media_type="application/x-ndjson")
 
