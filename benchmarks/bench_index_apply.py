@@ -30,6 +30,7 @@ types and values (numbers by their bits, strings decoded).
 from __future__ import annotations
 
 import argparse
+import cProfile
 import os
 import random
 import statistics
@@ -63,26 +64,30 @@ class Probe:
     and of the PostgreSQL backend serving the call's session)."""
 
     def __init__(self) -> None:
-        self.calls: list[tuple[str, float, float, int]] = []
+        self.calls: list[tuple[str, float, float, int, float]] = []
         self.apply, self.since = snapshot._apply, changes.since
+        self.profile: cProfile.Profile | None = None
         probe = self
 
         def apply(s: Any, snap: Any, changed: Any, seq: int) -> None:
-            t, c = time.perf_counter(), time.process_time() + backend_cpu(s)
-            probe.apply(s, snap, changed, seq)
-            probe.calls.append(("apply", time.perf_counter() - t, time.process_time() + backend_cpu(s) - c,
-                                len(changed)))
+            t, c, b = time.perf_counter(), time.process_time(), backend_cpu(s)
+            if probe.profile is not None:
+                probe.profile.runcall(probe.apply, s, snap, changed, seq)
+            else:
+                probe.apply(s, snap, changed, seq)
+            probe.calls.append(("apply", time.perf_counter() - t, time.process_time() - c, len(changed),
+                                backend_cpu(s) - b))
 
         def since(s: Any, *args: Any, **kwargs: Any) -> Any:
             t = time.perf_counter()
             out = probe.since(s, *args, **kwargs)
-            probe.calls.append(("since", time.perf_counter() - t, 0.0, 0 if out is None else len(out)))
+            probe.calls.append(("since", time.perf_counter() - t, 0.0, 0 if out is None else len(out), 0.0))
             return out
 
         snapshot._apply = apply
         changes.since = since
 
-    def take(self) -> list[tuple[str, float, float, int]]:
+    def take(self) -> list[tuple[str, float, float, int, float]]:
         out, self.calls = self.calls, []
         return out
 
@@ -111,6 +116,7 @@ def main() -> None:
     parser.add_argument("--large", default="", help="items applied directly past DELTA_MAX, comma-separated")
     parser.add_argument("--no-check", action="store_true", help="skip the comparison with a fresh build")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--profile", help="write a cProfile of every _apply to this file")
     args = parser.parse_args()
     base: dict[str, Any] = {"secret_key": "b" * 40, "log_level": "warning", "index_snapshot_files": False}
     if args.keep.startswith("/"):
@@ -141,6 +147,8 @@ def main() -> None:
     print(f"{where}, {len(snap):,} items, {len(keys)} keys loaded; rebuild (ids and every key) "
           f"{rebuild[0]:.2f} s wall, {rebuild[1]:.2f} s CPU; load {os.getloadavg()[0]:.1f}", flush=True)
     probe = Probe()
+    if args.profile:
+        probe.profile = cProfile.Profile()
 
     def count() -> Any:
         with db.read() as s:
@@ -194,7 +202,7 @@ def main() -> None:
         then = statistics.median(ms(count) for _ in range(5))
         print(f"{n:>6,} items, {what:<7} first {'facets' if what == 'update2' else 'count'} "
               f"{first:7.0f} ms; _apply {applied[0][1] * 1000:6.0f} ms wall, "
-              f"{applied[0][2] * 1000:6.0f} ms CPU; "
+              f"CPU {applied[0][2] * 1000:4.0f} ms + backend {applied[0][4] * 1000:4.0f} ms; "
               f"changes.since {since * 1000:4.0f} ms; then count p50 {then:.1f} ms; load "
               f"{os.getloadavg()[0]:.1f}", flush=True)
 
@@ -217,9 +225,12 @@ def main() -> None:
                 assert changed is not None
                 snapshot._apply(s, snap, changed, seq)
         calls = [c for c in probe.take() if c[0] == "apply"]
-        print(f"{m:>7,} items applied directly: {calls[0][1]:.2f} s wall, {calls[0][2]:.2f} s CPU "
+        print(f"{m:>7,} items applied directly: {calls[0][1]:.2f} s wall, CPU {calls[0][2]:.2f} s + "
+              f"backend {calls[0][4]:.2f} s "
               f"(rebuild {rebuild[0]:.2f} s wall, {rebuild[1]:.2f} s CPU); load {os.getloadavg()[0]:.1f}",
               flush=True)
+    if probe.profile is not None:
+        probe.profile.dump_stats(args.profile)
     if not args.no_check:
         with db.read() as s, snapshot.consistent(s):
             fresh = snapshot.build(s, who.org_id, keys)

@@ -668,41 +668,46 @@ def _changed_values(s: Session, snap: Snapshot, now: Any) -> dict[int, tuple[npt
             for key_id, parts in groups.items():
                 out[key_id] = (np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]))
             return out
+        # each item's values one range of the primary key (``+``: not a lookup per item and key),
+        # a number key's ``num`` or a string key's ``txt`` in one column
         listed = ", ".join(str(int(k)) for k in (*numeric, *strings))
+        value = f"CASE WHEN m.key_id IN ({', '.join(str(int(k)) for k in numeric)}) THEN m.num ELSE m.txt END"
         rows: list[tuple[Any, ...]] = []
         for relation, params, first in _bound(s, now):
-            cursor.execute(f"SELECT j.at + {first}, m.key_id, m.num, m.txt FROM {relation} AS j CROSS JOIN "
-                           f"item_meta AS m ON m.item_id = j.id WHERE m.key_id IN ({listed})", params)
+            cursor.execute(f"SELECT j.at + {first}, m.key_id, {value} FROM {relation} AS j CROSS JOIN "
+                           f"item_meta AS m ON m.item_id = j.id WHERE +m.key_id IN ({listed})", params)
             rows.extend(cursor.fetchall())
     finally:
         cursor.close()
     if not rows:
         return out
-    index = np.fromiter((r[0] for r in rows), dtype=np.intp, count=len(rows))
-    keys = np.fromiter((r[1] for r in rows), dtype=np.int64, count=len(rows))
+    index_, keys_, values_ = zip(*rows, strict=True)
+    index = np.fromiter(index_, dtype=np.intp, count=len(rows))
+    keys = np.fromiter(keys_, dtype=np.int64, count=len(rows))
+    values = np.array(values_, dtype=object)
     for key_id in numeric:
         mine = np.flatnonzero(keys == key_id)
-        nums = np.fromiter((rows[i][2] for i in mine.tolist()), dtype=np.float64, count=mine.shape[0])
-        has = ~np.isnan(nums)  # (a NaN is never stored: no value)
+        nums = np.array(values[mine].tolist(), dtype=np.float64)  # None: NaN (a NaN is no value)
+        has = ~np.isnan(nums)
         if has.any():
             out[key_id] = (index[mine[has]], nums[has])
     for key_id in strings:
         mine = np.flatnonzero(keys == key_id)
-        words = [rows[i][3] for i in mine.tolist()]
-        has = np.fromiter((w is not None for w in words), dtype=bool, count=len(words))
+        words = values[mine]
+        has = words != None  # noqa: E711 (elementwise)
         if has.any():
-            present = [w for w in words if w is not None]
-            out[key_id] = (index[mine[has]], _codes(snap.columns[key_id], present))
+            out[key_id] = (index[mine[has]], _codes(snap.columns[key_id], words[has].tolist()))
     return out
 
 
-def _apply(s: Session, snap: Snapshot, changed: Iterable[uuid.UUID], seq: int) -> None:
+def _apply(s: Session, snap: Snapshot, changed: Any, seq: int) -> None:
     """Bring the snapshot to ``seq``: read the changed items (and their values) again, in one
     statement for the items and one for their values (``_changed_items``, ``_changed_values``),
     and write them into new arrays (a query may still read the old ones; ``persist`` saves them
     outside the lock): an item still there keeps its row, an item gone loses it, an item new gets
     one in id order, in one pass over each array whatever the number of items (``_Reshape``)."""
-    hexes = np.unique(np.array([i.hex for i in changed], dtype="S32"))
+    hexes = np.unique(changed if isinstance(changed, np.ndarray)  # (``changes.since``'s, or UUIDs)
+                      else np.array([i.hex for i in changed], dtype="S32"))
     if not hexes.size:
         snap.seq = seq
         return
