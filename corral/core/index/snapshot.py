@@ -52,12 +52,16 @@ log = logging.getLogger(__name__)
 #: A cold organisation of at most this many items is loaded inside the query.
 SYNC_ITEMS = 50_000
 #: A snapshot behind by at most this many changed items reads them again; more, it is rebuilt.
-#: At least one of registration's grouped commits (``changes.LOG_MAX``).
-DELTA_MAX = 20_000
+#: At least one of registration's grouped commits (``changes.LOG_MAX``).  At a million items and
+#: 9 keys, reading 50,000 again took 1.1 s of CPU on SQLite and 2.1 s on PostgreSQL (mostly the
+#: server's), against 5.3-5.9 s for a rebuild, which also leaves the queries on SQL meanwhile;
+#: 100,000 took 2.0 and 3.9 s, too long for the one query that waits for it (docs/performance.md).
+DELTA_MAX = 50_000
 #: A snapshot kept in a file (``persist``) is saved again once this many items were brought
-#: current since: a process loading the file reads them again (``_apply``: 0.6 ms an item at a
-#: million on a loaded machine, against 0.1-0.2 s of CPU to save the file; docs/performance.md).
-SAVE_AFTER = 5_000
+#: current since: a process loading the file reads them again (``_apply``: 20,000 items in
+#: 0.4-1.1 s of CPU at a million, against 0.1-0.2 s of CPU and the file's 86 MiB written to save
+#: it; docs/performance.md).  One of registration's grouped commits, well within ``DELTA_MAX``.
+SAVE_AFTER = 20_000
 _FETCH = 65_536
 #: Up to this many items, a string or boolean key is read grouped in one statement (``_grouped``).
 _WHOLE = 2_000_000
