@@ -23,6 +23,8 @@ Each line gives the first query's wall time, ``_apply``'s wall and CPU time (thi
 the PostgreSQL backend's), the change log read (``changes.since``), then the p50 of 5 counts once
 current.  ``--large``: for each M, M items updated (in transactions of ``changes.LOG_MAX``), then
 ``_apply`` called directly with the log's M items (past ``DELTA_MAX``), against the rebuild.
+``--change-only N``: only N random items updated in one commit (leaving a snapshot file that far
+behind, for ``bench_index_cold --start``).
 Last (unless ``--no-check``), a fresh build is compared with the applied snapshot: the same ids,
 types and values (numbers by their bits, strings decoded).
 """
@@ -117,6 +119,8 @@ def main() -> None:
     parser.add_argument("--no-check", action="store_true", help="skip the comparison with a fresh build")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--profile", help="write a cProfile of every _apply to this file")
+    parser.add_argument("--change-only", type=int, metavar="N", help="only update N random items in one "
+                        "commit, then stop (a snapshot file left that far behind, for bench_index_cold)")
     args = parser.parse_args()
     base: dict[str, Any] = {"secret_key": "b" * 40, "log_level": "warning", "index_snapshot_files": False}
     if args.keep.startswith("/"):
@@ -136,6 +140,18 @@ def main() -> None:
         tree = query.from_text(s, who, FILTER)
         folder_id = s.scalar(select(Item.folder_id).where(Item.org_id == who.org_id).limit(1))
     names = [k for k in KEYS if k != "notes"] + ["@type"]
+    if args.change_only:
+        with db.read() as s:
+            every = list(s.scalars(select(Item.id).where(Item.org_id == who.org_id)))
+        chosen = rng.sample(every, args.change_only)
+        metas = [metadata(rng) for _ in chosen]
+        with db.write() as s:
+            pairs = list(zip(chosen, metas, strict=True))
+            s.execute(update(Item), [{"id": i, "client_metadata": m} for i, m in pairs])
+            projection.project_again(s, who.org_id, pairs)
+        print(f"{args.change_only:,} items updated in one commit", flush=True)
+        db.dispose()
+        return
     with db.read() as s, snapshot.consistent(s):
         keys = [k for k in index_keys.load(s, who.org_id) if k.kind != "text"]
         t, c = time.perf_counter(), time.process_time() + backend_cpu(s)
