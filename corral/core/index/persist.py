@@ -391,7 +391,8 @@ def load(reg: Registry, org_id: uuid.UUID, wanted: list[Key], first: int = 0) ->
                 now = changes.current(s, org_id)
                 if seq > now:
                     raise Refused(f"at sequence {seq}, ahead of the database's {now}")
-                changed = set() if seq == now else changes.since(s, org_id, seq, now, snapshot.DELTA_MAX)
+                changed = (np.zeros(0, dtype="S32") if seq == now
+                           else changes.since(s, org_id, seq, now, snapshot.DELTA_MAX))
                 if changed is None:
                     raise Refused(f"at sequence {seq}: the change log cannot bring it to {now} "
                                   "(pruned, a change of every item, or too many items)")

@@ -45,19 +45,23 @@ from corral.core.index.filters import And, Node, Not, Or, Pred
 from corral.core.index.keys import TXT_MAX, Key
 from corral.core.index.keys import load as load_keys
 from corral.core.maps.area import Area
-from corral.db.tables import Item, ItemMeta
+from corral.db.tables import Item
 
 log = logging.getLogger(__name__)
 
 #: A cold organisation of at most this many items is loaded inside the query.
 SYNC_ITEMS = 50_000
 #: A snapshot behind by at most this many changed items reads them again; more, it is rebuilt.
-#: At least one of registration's grouped commits (``changes.LOG_MAX``).
-DELTA_MAX = 20_000
+#: At least one of registration's grouped commits (``changes.LOG_MAX``).  At a million items and
+#: 9 keys, reading 50,000 again took 1.1 s of CPU on SQLite and 2.1 s on PostgreSQL (mostly the
+#: server's), against 5.3-5.9 s for a rebuild, which also leaves the queries on SQL meanwhile;
+#: 100,000 took 2.0 and 3.9 s, too long for the one query that waits for it (docs/performance.md).
+DELTA_MAX = 50_000
 #: A snapshot kept in a file (``persist``) is saved again once this many items were brought
-#: current since: a process loading the file reads them again (``_apply``: 0.6 ms an item at a
-#: million on a loaded machine, against 0.1-0.2 s of CPU to save the file; docs/performance.md).
-SAVE_AFTER = 5_000
+#: current since: a process loading the file reads them again (``_apply``: 20,000 items in
+#: 0.4-1.1 s of CPU at a million, against 0.1-0.2 s of CPU and the file's 86 MiB written to save
+#: it; docs/performance.md).  One of registration's grouped commits, well within ``DELTA_MAX``.
+SAVE_AFTER = 20_000
 _FETCH = 65_536
 #: Up to this many items, a string or boolean key is read grouped in one statement (``_grouped``).
 _WHOLE = 2_000_000
@@ -568,56 +572,236 @@ def _rows_of(snap: Snapshot, rows: list[tuple[Any, ...]]) -> tuple[Any, Mask]:
     return at, ok
 
 
-def _apply(s: Session, snap: Snapshot, changed: set[uuid.UUID], seq: int) -> None:
-    """Bring the snapshot to ``seq``: read the changed items (and their values) again."""
-    hexes = sorted(i.hex for i in changed)
-    found: dict[str, str] = {}
-    values: dict[tuple[str, int], tuple[Any, Any]] = {}
-    key_ids = list(snap.columns)
-    for i in range(0, len(hexes), _CHUNK):
-        chunk = [uuid.UUID(h) for h in hexes[i : i + _CHUNK]]
-        for item_id, item_type in s.execute(
-            select(Item.id, Item.item_type).where(Item.org_id == snap.org_id, Item.id.in_(chunk))
-        ):
-            found[item_id.hex] = item_type
-        if key_ids:
-            for item_id, key_id, num, txt in s.execute(
-                select(ItemMeta.item_id, ItemMeta.key_id, ItemMeta.num, ItemMeta.txt)
-                .where(ItemMeta.item_id.in_(chunk), ItemMeta.key_id.in_(key_ids))
-            ):
-                values[(item_id.hex, key_id)] = (num, txt)
-    snap.halves_ = None
-    gone = snap.positions(hexes)
-    if gone.size:
-        snap.ids = np.delete(snap.ids, gone)
-        snap.types = np.delete(snap.types, gone)
-        for column in snap.columns.values():
-            column.values = np.delete(column.values, gone)
-            column.changed()
-    if found:
-        new = np.array(sorted(found), dtype="S32")
-        at = np.searchsorted(snap.ids, new)
-        names = {name: c for c, name in enumerate(snap.type_names)}
-        for name in found.values():
-            if name not in names:
-                names[name] = len(snap.type_names)
-                snap.type_names.append(name)
-        snap.ids = np.insert(snap.ids, at, new)
-        snap.types = np.insert(snap.types, at, [names[found[h.decode()]] for h in new])
-        rows = at + np.arange(new.size)  # where the new ids now are
+#: Whether this process's SQLite has ``json_each`` (built in since 3.38, a build option before);
+#: None until asked.  Without it, ``_apply`` binds its ids ``_CHUNK`` a statement.
+_SQLITE_JSON: bool | None = None
+
+
+def _sqlite_json(connection: Any) -> bool:
+    global _SQLITE_JSON
+    if _SQLITE_JSON is None:
+        import sqlite3
+
+        try:
+            connection.execute("SELECT key FROM json_each('[1]')").fetchall()
+            _SQLITE_JSON = True
+        except sqlite3.OperationalError:
+            _SQLITE_JSON = False
+    return _SQLITE_JSON
+
+
+def _bound(s: Session, hexes: Any) -> list[tuple[str, tuple[Any, ...], int]]:
+    """These ids (S32, ascending) as a relation ``j(id, at)`` of each id and its index, to join
+    with: one array bound as one parameter (PostgreSQL: ``unnest`` of a ``uuid[]``; SQLite:
+    ``json_each`` of a JSON array), not a marker per id; ``_CHUNK`` ids a relation of ``VALUES``
+    where SQLite has no JSON.  A list of (the relation's SQL, its parameters, the first index)."""
+    words = hexes.tolist()
+    if s.get_bind().dialect.name == "postgresql":
+        array = "{" + b",".join(words).decode("ascii") + "}"
+        relation = "(SELECT id, ord - 1 AS at FROM unnest(%s::uuid[]) WITH ORDINALITY AS u(id, ord))"
+        return [(relation, (array,), 0)]
+    connection, _ = _raw(s)
+    if _sqlite_json(connection):
+        array = '["' + b'","'.join(words).decode("ascii") + '"]'
+        return [("(SELECT value AS id, key AS at FROM json_each(?))", (array,), 0)]
+    out = []
+    for i in range(0, len(words), _CHUNK):
+        chunk = [w.decode("ascii") for w in words[i : i + _CHUNK]]
+        rows = ", ".join(f"(?, {k})" for k in range(len(chunk)))
+        out.append((f"(SELECT column1 AS id, column2 AS at FROM (VALUES {rows}))", tuple(chunk), i))
+    return out
+
+
+#: SQLite's CROSS JOIN keeps the ids outside (an index lookup each), not a scan of the table.
+_JOIN = {True: "JOIN", False: "CROSS JOIN"}
+
+
+def _changed_items(s: Session, org_id: uuid.UUID, hexes: Any) -> tuple[npt.NDArray[np.intp], list[str]]:
+    """Which of these ids (S32, ascending) are the organisation's items now: their indexes
+    (ascending) and item types."""
+    connection, mark = _raw(s)
+    pg = s.get_bind().dialect.name == "postgresql"
+    found: list[tuple[int, str]] = []
+    cursor = connection.cursor()
+    try:
+        for relation, params, first in _bound(s, hexes):
+            cursor.execute(f"SELECT j.at, i.item_type FROM {relation} AS j {_JOIN[pg]} items AS i "
+                           f"ON i.id = j.id WHERE i.org_id = {mark}", (*params, _org(s, org_id)))
+            found.extend((first + int(at), name) for at, name in cursor.fetchall())
+    finally:
+        cursor.close()
+    found.sort()
+    return np.array([at for at, _ in found], dtype=np.intp), [name for _, name in found]
+
+
+def _changed_values(s: Session, snap: Snapshot, now: Any) -> dict[int, tuple[npt.NDArray[np.intp], Any]]:
+    """The loaded keys' values of these items (S32, ascending): for each key with any, the
+    indexes of the items that have one, and their values (float64, or the column's int32 codes,
+    new strings coded)."""
+    connection, mark = _raw(s)
+    pg = s.get_bind().dialect.name == "postgresql"
+    numeric = [k for k, c in snap.columns.items() if c.numeric]
+    strings = [k for k, c in snap.columns.items() if not c.numeric]
+    out: dict[int, tuple[npt.NDArray[np.intp], Any]] = {}
+    cursor = connection.cursor()
+    try:
+        if pg:
+            # a number key's values grouped by key, a string key's by key and value, each group's
+            # indexes and numbers as two aggregated values (4 and 8 bytes each), in the same order
+            either = ("(m.key_id = ANY(%s) AND m.num IS NOT NULL) "
+                      "OR (m.key_id = ANY(%s) AND m.txt IS NOT NULL)")
+            sql = ("SELECT m.key_id, CASE WHEN m.key_id = ANY(%s) THEN m.txt END, count(*), "
+                   "string_agg(int4send(j.at::int4), ''::bytea), string_agg(float8send(m.num), ''::bytea) "
+                   "FROM {relation} AS j JOIN item_meta AS m ON m.item_id = j.id "
+                   f"WHERE {either} GROUP BY 1, 2")
+            groups: dict[int, list[tuple[Any, Any]]] = {}
+            for relation, params, _ in _bound(s, now):
+                params = (strings, *params, numeric, strings)
+                cursor.execute(sql.format(relation=relation), params, binary=True)
+                for key_id, word, n, at, nums in cursor.fetchall():
+                    index = np.frombuffer(at, dtype=">i4").astype(np.intp)
+                    if index.shape[0] != n:
+                        raise ValueError("index snapshot: an aggregate of the wrong length")
+                    if key_id in numeric:
+                        got: Any = np.frombuffer(nums, dtype=">f8").astype(np.float64)
+                        if got.shape[0] != n:
+                            raise ValueError("index snapshot: an aggregate of the wrong length")
+                    else:
+                        got = np.full(n, snap.columns[key_id].code(word), dtype=np.int32)
+                    groups.setdefault(key_id, []).append((index, got))
+            for key_id, parts in groups.items():
+                out[key_id] = (np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]))
+            return out
+        # each item's values one range of the primary key (``+``: not a lookup per item and key),
+        # a number key's ``num`` or a string key's ``txt`` in one column
+        listed = ", ".join(str(int(k)) for k in (*numeric, *strings))
+        value = f"CASE WHEN m.key_id IN ({', '.join(str(int(k)) for k in numeric)}) THEN m.num ELSE m.txt END"
+        rows: list[tuple[Any, ...]] = []
+        for relation, params, first in _bound(s, now):
+            cursor.execute(f"SELECT j.at + {first}, m.key_id, {value} FROM {relation} AS j CROSS JOIN "
+                           f"item_meta AS m ON m.item_id = j.id WHERE +m.key_id IN ({listed})", params)
+            rows.extend(cursor.fetchall())
+    finally:
+        cursor.close()
+    if not rows:
+        return out
+    index_, keys_, values_ = zip(*rows, strict=True)
+    index = np.fromiter(index_, dtype=np.intp, count=len(rows))
+    keys = np.fromiter(keys_, dtype=np.int64, count=len(rows))
+    values = np.array(values_, dtype=object)
+    for key_id in numeric:
+        mine = np.flatnonzero(keys == key_id)
+        nums = np.array(values[mine].tolist(), dtype=np.float64)  # None: NaN (a NaN is no value)
+        has = ~np.isnan(nums)
+        if has.any():
+            out[key_id] = (index[mine[has]], nums[has])
+    for key_id in strings:
+        mine = np.flatnonzero(keys == key_id)
+        words = values[mine]
+        has = words != None  # noqa: E711 (elementwise)
+        if has.any():
+            out[key_id] = (index[mine[has]], _codes(snap.columns[key_id], words[has].tolist()))
+    return out
+
+
+def _apply(s: Session, snap: Snapshot, changed: Any, seq: int) -> None:
+    """Bring the snapshot to ``seq``: read the changed items (and their values) again, in one
+    statement for the items and one for their values (``_changed_items``, ``_changed_values``),
+    and write them into new arrays (a query may still read the old ones; ``persist`` saves them
+    outside the lock): an item still there keeps its row, an item gone loses it, an item new gets
+    one in id order, in one pass over each array whatever the number of items (``_Reshape``)."""
+    hexes = np.unique(changed if isinstance(changed, np.ndarray)  # (``changes.since``'s, or UUIDs)
+                      else np.array([i.hex for i in changed], dtype="S32"))
+    if not hexes.size:
+        snap.seq = seq
+        return
+    where, type_of = _changed_items(s, snap.org_id, hexes)  # indexes into hexes, item types
+    now = hexes[where]  # the changed items there now, ascending
+    at = np.searchsorted(snap.ids, hexes)  # (in order: a few ms for 20,000 among a million)
+    inside = at < len(snap)
+    at = np.where(inside, at, 0)
+    had: Mask = inside & (snap.ids[at] == hexes) if len(snap) else np.zeros(hexes.shape[0], dtype=bool)
+    there = np.zeros(hexes.shape[0], dtype=bool)
+    there[where] = True
+    reshape = _Reshape(snap.ids, at[had & ~there], hexes[~had & there])
+    if reshape.changes:
+        snap.ids = reshape(snap.ids, hexes[~had & there])
+        snap.halves_ = None
+    rows = np.searchsorted(snap.ids, now)  # the rows of the items there now
+    codes = {name: c for c, name in enumerate(snap.type_names)}
+    for name in type_of:
+        if name not in codes:
+            codes[name] = len(snap.type_names)
+            snap.type_names.append(name)
+    types = np.array([codes[name] for name in type_of], dtype=snap.types.dtype)
+    if reshape.changes or np.any(snap.types[rows] != types):
+        snap.types = reshape(snap.types, 0)
+        snap.types[rows] = types
+    if snap.columns and now.size:
+        values = _changed_values(s, snap, now)
         for key_id, column in snap.columns.items():
-            fill: Any = np.nan if column.numeric else -1
-            column.values = np.insert(column.values, at, fill)
+            fresh = reshape(column.values, np.nan if column.numeric else -1)
+            fresh[rows] = np.nan if column.numeric else -1  # the items' values as they are now
+            if key_id in values:
+                index, got = values[key_id]
+                fresh[rows[index]] = got
+            column.values = fresh
             column.changed()
-            for row, h in zip(rows.tolist(), new.tolist(), strict=True):
-                got = values.get((h.decode(), key_id))
-                if got is None:
-                    continue
-                if column.numeric and got[0] is not None:
-                    column.values[row] = got[0]
-                elif not column.numeric and got[1] is not None:
-                    column.values[row] = column.code(got[1])
+    elif reshape.changes:
+        for column in snap.columns.values():
+            column.values = reshape(column.values, np.nan if column.numeric else -1)
+            column.changed()
     snap.seq = seq
+
+
+class _Reshape:
+    """The arrays of a snapshot with some rows deleted (``gone``: their indexes, ascending) and
+    rows inserted for ``added`` ids (ascending, not in it), each array in one pass: copied by
+    slices between the rows inserted when they are at a few places (registration's ids are time
+    ordered: all of them at the end), by a mask shared by every array otherwise."""
+
+    _SLICES = 256
+
+    def __init__(self, ids: Any, gone: Any, added: Any) -> None:
+        self.changes = bool(gone.size or added.size)
+        self.keep: Mask | None = None
+        if gone.size:
+            self.keep = np.ones(ids.shape[0], dtype=bool)
+            self.keep[gone] = False
+        kept = ids[self.keep] if self.keep is not None else ids
+        self.size = kept.shape[0] + added.shape[0]
+        at = np.searchsorted(kept, added)  # where each goes among the rows kept
+        self.dest = at + np.arange(added.shape[0])  # its row in the new arrays
+        self.places, self.counts = np.unique(at, return_counts=True)
+        self.slots: Mask | None = None
+        if added.size and self.places.size > self._SLICES:
+            self.slots = np.ones(self.size, dtype=bool)
+            self.slots[self.dest] = False
+
+    def __call__(self, values: Any, fill: Any) -> Any:
+        """A new array: ``values`` reshaped, ``fill`` in the rows inserted (an array: theirs)."""
+        base = values[self.keep] if self.keep is not None else values
+        if not self.dest.size:
+            return base.copy() if base is values else base
+        out = np.empty(self.size, dtype=values.dtype)
+        out[self.dest] = fill
+        if self.slots is not None:
+            out[self.slots] = base
+            return out
+        src = dst = 0
+        for place, count in zip(self.places.tolist(), self.counts.tolist(), strict=True):
+            out[dst : dst + place - src] = base[src:place]
+            dst += place - src + count
+            src = place
+        out[dst:] = base[src:]
+        return out
+
+
+def _codes(column: Column, words: list[str]) -> Any:
+    """The codes of these strings, each distinct one coded once."""
+    code = column.code
+    distinct = {w: code(w) for w in dict.fromkeys(words)}
+    return np.fromiter(map(distinct.__getitem__, words), dtype=np.int32, count=len(words))
 
 
 # -- the process's snapshots ------------------------------------------------------------------------
