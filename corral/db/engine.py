@@ -202,42 +202,55 @@ class _Waiting:
 
     A writer that must wait holds a shared POSIX record lock on the first byte of
     ``<database>-writers`` while it waits; a writer about to begin tests whether it could take
-    that byte exclusively (it cannot while another process waits).  The system drops a process's
-    record locks when it ends, so a killed waiter leaves nothing behind."""
+    that byte exclusively (it cannot while another process waits).  The file is opened for each
+    use and closed after it (closing drops the lock), so no descriptor outlives a transaction's
+    begin; the system drops a killed process's record locks too, so nothing is left behind."""
 
     def __init__(self, database: str) -> None:
-        flags = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC
-        self._fd = os.open(f"{os.path.abspath(database)}-writers", flags, 0o600)
+        self.path = f"{os.path.abspath(database)}-writers"
+        os.close(self._open())  # (a directory it cannot write fails here, once)
 
-    def others(self) -> bool:
+    def _open(self) -> int:
+        return os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+
+    @staticmethod
+    def _others(fd: int) -> bool:
         try:
-            fcntl.lockf(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, 0)
+            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, 0)
         except OSError:
             return True
-        fcntl.lockf(self._fd, fcntl.LOCK_UN, 1, 0)
+        fcntl.lockf(fd, fcntl.LOCK_UN, 1, 0)
         return False
 
     def defer(self) -> None:
         """Wait (briefly) while writers of other processes wait for the lock."""
-        if self.others():
-            end = time.monotonic() + DEFER_SECONDS
-            while time.monotonic() < end:
-                time.sleep(_RETRY_FIRST)
-                if not self.others():
-                    return
-
-    def announce(self) -> bool:
         try:
-            fcntl.lockf(self._fd, fcntl.LOCK_SH | fcntl.LOCK_NB, 1, 0)
+            fd = self._open()
+        except OSError:
+            return
+        try:
+            end = time.monotonic() + DEFER_SECONDS
+            while self._others(fd) and time.monotonic() < end:
+                time.sleep(_RETRY_FIRST)
+        finally:
+            os.close(fd)
+
+    def announce(self) -> int | None:
+        """Say this process waits; the descriptor to close (``withdraw``) once it is in."""
+        try:
+            fd = self._open()
+        except OSError:
+            return None
+        try:
+            fcntl.lockf(fd, fcntl.LOCK_SH | fcntl.LOCK_NB, 1, 0)
         except OSError:  # another process is testing this very moment: wait unannounced
-            return False
-        return True
+            os.close(fd)
+            return None
+        return fd
 
-    def withdraw(self) -> None:
-        fcntl.lockf(self._fd, fcntl.LOCK_UN, 1, 0)
-
-    def close(self) -> None:
-        os.close(self._fd)
+    @staticmethod
+    def withdraw(fd: int) -> None:
+        os.close(fd)  # (and with it the lock)
 
 
 def _busy(exc: sqlite3.OperationalError) -> bool:
@@ -260,7 +273,7 @@ def _begin_immediate(conn: Any, waiting: _Waiting | None, busy_timeout_ms: int) 
         except sqlite3.OperationalError as exc:
             if not _busy(exc):
                 raise
-        announced = waiting is not None and waiting.announce()
+        announced = waiting.announce() if waiting is not None else None
         try:
             deadline = time.monotonic() + busy_timeout_ms / 1000
             pause = _RETRY_FIRST
@@ -275,8 +288,8 @@ def _begin_immediate(conn: Any, waiting: _Waiting | None, busy_timeout_ms: int) 
                         raise
             conn.exec_driver_sql("BEGIN IMMEDIATE")  # once more, to raise SQLAlchemy's own error
         finally:
-            if announced:
-                cast(_Waiting, waiting).withdraw()
+            if announced is not None:
+                _Waiting.withdraw(announced)
     finally:
         dbapi.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
 

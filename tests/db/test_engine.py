@@ -195,3 +195,30 @@ def test_a_process_that_writes_back_to_back_does_not_starve_another(tmp_path) ->
     assert hammered > 100  # and the other process went on writing meanwhile (4 s of 20 ms turns)
     with db.read() as s:
         assert s.scalar(text("SELECT count(*) FROM t WHERE who = 'other'")) == len(waits)
+
+
+def test_taking_turns_keeps_no_descriptor_open(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The waiting writers' file is opened for each begin and closed after it: a process that
+    opens database after database (the test suite, a long-lived tool) does not run out of
+    descriptors (``select()`` refuses those past 1,024)."""
+    import os
+
+    from sqlalchemy import text
+
+    def descriptors() -> int:
+        return len(os.listdir("/proc/self/fd"))
+
+    db = _sqlite(tmp_path, busy_timeout_ms=1000)
+    with db.write() as s:
+        s.execute(text("INSERT INTO t VALUES ('warm')"))
+    before = descriptors()
+    for _ in range(50):
+        with db.write() as s:
+            s.execute(text("INSERT INTO t VALUES ('again')"))
+    assert descriptors() == before
+    db.dispose()
+    opened = descriptors()
+    for n in range(20):
+        (tmp_path / str(n)).mkdir()
+        _sqlite(tmp_path / str(n), busy_timeout_ms=1000).dispose()
+    assert descriptors() <= opened
