@@ -18,6 +18,17 @@ with the same message.  If the child fails any other way (killed, out of memory,
 entries it did not send are read here, in the planner's process, by ``manifest.iter_entries``
 itself (the entries already received are read again and passed over): slower, never different.
 
+**Batches prepared here too** (``PipedEntries.prepare``).  A strict client-only import's planner
+has nothing but Python to do with each entry before its writer thread commits it (scope and
+schema checks, rows, listing documents, projected values), and that work shared the planner's
+process, and so its interpreter lock, with the writer.  Given a preparer (``module:Class`` and
+its arguments, pickled into a file beside the manifest, whose path the planner writes on the
+child's standard input: the child waits for that line, or ``entries``, before it reads), the child
+gives it each entry and sends what it makes: the entry errors and the prepared batches, in the
+manifest's order, a message ending only where no batch is begun and saying how many manifest
+items were read up to there.  If the child then fails, the planner reads on from that point as
+above, with no batch begun, and does that work itself: the same batches, numbered on.
+
 The pipe bounds memory: the child blocks once the pipe (1 MiB when the system allows) is full,
 so at most a few runs wait.
 

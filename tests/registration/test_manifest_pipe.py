@@ -394,10 +394,10 @@ def _rich_manifest(bucket: str, n: int) -> str:
     images[7000] = {"objectUrl": f"s3://{bucket}/p/7000.png"}  # strict: no sizes
     images[7001] = {"objectUrl": "s3://elsewhere/p/7001.png", "imageMetadata": sized}  # out of scope
     images[9000] = dict(images[10])  # a duplicate URL
-    groups = [{"title": "group", "imageGroupUrls": [f"s3://{bucket}/g/{k}.png" for k in range(3)],
-               "clientMetadata": {"camera": "g"},
-               "imageGroupMetadata": {"frames": [{"width": 4, "height": 4}] * 3}}]
-    return json.dumps({"skip_duplicate_urls": True, "images": images, "image_groups": groups})
+    groups = [{"title": "group", "clientMetadata": {"camera": "g"}, "images": [
+        {"url": f"s3://{bucket}/g/{k}.png", "title": f"frame {k}", "imageMetadata": {"width": 4, "height": 4}}
+        for k in range(3)]}]
+    return json.dumps({"skip_duplicate_urls": True, "images": images, "imageGroups": groups})
 
 
 def _stored(db, folder: str) -> dict[str, Any]:  # type: ignore[no-untyped-def]
