@@ -349,7 +349,8 @@ class _InlineWriter:
             keys = load_keys(s, self.unit.org_id)
         context = (self.unit, public, self.storage.title, self.storage.ttl_seconds,
                    self.validator.schema, keys, self.db.engine.dialect.name, self.done, size)
-        if reader.prepare(f"{__name__}:_ChildPlanner", context):
+        url = self.db.engine.url.render_as_string(hide_password=False)  # (through the pipe, never a file)
+        if reader.prepare(f"{__name__}:_ChildPlanner", context, private=url):
             self._share = False
 
     def submit_prepared(self, seq: int, payload: Any) -> None:
@@ -366,7 +367,7 @@ class _InlineWriter:
             self.errors += [FileError(*e).as_dict() for e in bad[: max(0, ERROR_LIMIT - len(self.errors))]]
         if self._writing:
             assert meta is not None, "the reader stopped building rows before this planner stopped writing"
-            self._writer.submit((seq, _received(self.db.engine.dialect, results, meta, keys)))
+            self._writer.submit((seq, _received(self.db.engine.dialect, self.unit, results, meta, keys)))
 
     def finish(self) -> None:
         """Wait for the batches submitted to be committed; raises what stopped one."""
@@ -824,18 +825,25 @@ class _Built:
         self.url_hash, self.client_metadata = url_hash, client_metadata
 
 
-def _received(dialect: Dialect, encoded: list[Any], meta: projection.Keyed, keys: list[Key]) -> _Ready:
-    """The ``_Ready`` of a batch ``_ChildPlanner`` built: each entry's items (a ``_Built`` each,
-    with the rows the child built) or its ``FileError``."""
+def _received(dialect: Dialect, unit: ClaimedUnit, encoded: list[Any], meta: projection.Keyed,
+              keys: list[Key]) -> _Ready:
+    """The ``_Ready`` of a batch ``_ChildPlanner`` prepared: each entry's items or its
+    ``FileError``; an item is a ``_Built`` with the rows the child built, or, when the child's
+    look-up found its URL in the folder already, a ``Prepared`` with no rows (built under the
+    lock if ``_commit_batch`` finds it is no duplicate after all, as for ``_ready``'s look-up)."""
     results: list[list[Prepared] | FileError] = []
-    ready = _Ready(results, dialect, keys=keys, meta=meta)
+    ready = _Ready(results, dialect, keys=keys, meta=meta, docs=_docs(dialect.name == "postgresql", unit))
     rows, ids, projected = ready.rows, ready.ids, ready.projected
     for entry in encoded:
         if type(entry) is tuple:
             results.append(FileError(*entry))
             continue
         items: list[Any] = []
-        for client_metadata, row, parts in entry:
+        for item in entry:
+            if len(item) != 3:  # (seq, item_type, name, urls, media, client_metadata, parts)
+                items.append(Prepared(*item))
+                continue
+            client_metadata, row, parts = item
             p = _Built(row[4], client_metadata)  # (url_hash: _ITEM_COLUMNS)
             key = id(p)
             rows[key] = (row, parts)
@@ -863,7 +871,7 @@ class _ChildPlanner:
     ``(client_metadata, row, parts)`` with the rows converted for the driver."""
 
     def __init__(self, unit: ClaimedUnit, options: Any, title: str, ttl_seconds: int, schema: Any,
-                 keys: list[Key], dialect: str, done: set[int], size: int) -> None:
+                 keys: list[Key], dialect: str, done: set[int], size: int, database_url: str = "") -> None:
         from sqlalchemy.dialects import postgresql, sqlite
 
         from corral.storage.guard import guard
@@ -875,6 +883,15 @@ class _ChildPlanner:
                                      strict_client_only=True, ttl_seconds=ttl_seconds)
         self.validator = Validator(schema)
         self.ignore_errors = bool(unit.params.get("ignore_errors"))
+        # The look-up of duplicates before the lock, on a read connection of this process's own
+        # (so a second import of the same files builds no rows): ``database_url`` came through
+        # the pipe, not the context's file.  Without it, every item's rows are built.
+        self.engine = None
+        if database_url and unit.params.get("skip_duplicate_urls"):
+            from sqlalchemy import create_engine
+
+            waits = {"timeout": 30} if database_url.startswith("sqlite") else {}  # (a busy file's reads)
+            self.engine = create_engine(database_url, poolclass=_single_connection(), connect_args=waits)
         self.writing = True
         self.batch: list[Any] = []
         self.batch_no = 0
@@ -908,11 +925,22 @@ class _ChildPlanner:
             return seq, len(entries), (kept, None, None)
         ready = _Ready(results, self.dialect, docs=_docs(self.dialect.name == "postgresql", self.unit))
         prepared = [p for r in results if not isinstance(r, FileError) for p in r]
+        if self.engine is not None and prepared:
+            with Session(self.engine) as s, s.begin():
+                prepared = _not_copies(s, self.unit, prepared)
         meta = _projected(self.keys, ready.build(prepared))
         rows = ready.rows
         encoded = [_error_fields(r) if isinstance(r, FileError)
-                   else [(p.client_metadata, *rows[id(p)]) for p in r] for r in results]
+                   else [(p.client_metadata, *rows[id(p)]) if id(p) in rows
+                         else (p.seq, p.item_type, p.name, p.urls, p.media, p.client_metadata, p.parts)
+                         for p in r] for r in results]
         return seq, len(entries), (encoded, meta, self.keys)
+
+
+def _single_connection() -> Any:
+    from sqlalchemy.pool import SingletonThreadPool
+
+    return SingletonThreadPool
 
 
 def _error_fields(error: FileError) -> tuple[int, str, str | None, str]:
@@ -964,19 +992,24 @@ def _ready(db: Database, unit: ClaimedUnit, results: list[list[Prepared] | FileE
     with db.read() as s:
         ready.keys = load_keys(s, unit.org_id)
         if unit.params.get("skip_duplicate_urls") and prepared:
-            found = _copies(s, uuid.UUID(unit.params["folder_id"]), sorted({p.url_hash for p in prepared}))
-            # As ``_commit_batch`` decides: a copy staged by another job counts once that job is
-            # DONE (which published it), so a second import of the same files builds nothing.
-            others = {job_id for _, staged, job_id in found if staged and job_id != unit.job_id}
-            others.discard(None)
-            done = select(Job.id).where(Job.id.in_(others), Job.status == "DONE")
-            published_by = set(s.scalars(done)) if others else set()
-            there = {h for h, staged, job_id in found
-                     if not staged or job_id is None or job_id == unit.job_id or job_id in published_by}
-            prepared = [p for p in prepared if p.url_hash not in there]
+            prepared = _not_copies(s, unit, prepared)
     ready.meta = _projected(ready.keys, ready.build(prepared))
     ready.projected = {id(p) for p in prepared}
     return ready
+
+
+def _not_copies(s: Session, unit: ClaimedUnit, prepared: list[Prepared]) -> list[Prepared]:
+    """The items whose URL a look-up outside the lock does not find in the folder already."""
+    found = _copies(s, uuid.UUID(unit.params["folder_id"]), sorted({p.url_hash for p in prepared}))
+    # As ``_commit_batch`` decides: a copy staged by another job counts once that job is
+    # DONE (which published it), so a second import of the same files builds nothing.
+    others = {job_id for _, staged, job_id in found if staged and job_id != unit.job_id}
+    others.discard(None)
+    done = select(Job.id).where(Job.id.in_(others), Job.status == "DONE")
+    published_by = set(s.scalars(done)) if others else set()
+    there = {h for h, staged, job_id in found
+             if not staged or job_id is None or job_id == unit.job_id or job_id in published_by}
+    return [p for p in prepared if p.url_hash not in there]
 
 
 # -- the task kind ----------------------------------------------------------------------------

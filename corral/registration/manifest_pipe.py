@@ -86,6 +86,7 @@ _QUEUED_PREPARED = 2
 #: What the planner tells the child on its standard input before the child reads a thing: read
 #: entries, or prepare batches with the context in the file named after it.
 _MODE_ENTRIES, _MODE_PREPARE = b"entries\n", b"prepare "
+_PIPE_ATOMIC = 4096  # POSIX's PIPE_BUF at least: a write this small into an empty pipe never blocks
 #: A child still running that has sent nothing this long while the planner waited for it is
 #: taken for stuck: killed, and the rest read in the planner's process.  (A message is 1,000
 #: entries, about 10 ms of the child's CPU; its first comes after Python's start, 0.1-1 s.)
@@ -186,14 +187,16 @@ class PipedEntries(Iterator[Entry | EntryError | PreparedBatch]):
     def __next__(self) -> Entry | EntryError | PreparedBatch:
         return next(self._items)
 
-    def prepare(self, preparer: str, context: Any) -> bool:
+    def prepare(self, preparer: str, context: Any, *, private: str = "") -> bool:
         """Have the child prepare the batches as well as read the entries, before the first is
         taken: it builds ``module:Class(*context)`` (``preparer``) and gives it each entry
         (``feed``, ``finish``, ``pending``: see ``_child_prepared``).  This then yields the
         ``EntryError``s and ``PreparedBatch``es the preparer made, in the manifest's order; if the
         child fails, the entries it did not prepare, as ``manifest.iter_entries`` reads them,
         from the first entry after the last batch it sent.  False if the context cannot be
-        pickled (the child then reads entries, as it would without this)."""
+        pickled (the child then reads entries, as it would without this).  ``private`` (one line:
+        a database's URL, which may hold a password) goes to the child through its standard
+        input, never into a file, and is given to the preparer after ``context``."""
         if self._moded:
             return False
         try:
@@ -205,7 +208,11 @@ class PipedEntries(Iterator[Entry | EntryError | PreparedBatch]):
         where = self._path.with_name(self._path.name + ".prepare")
         where.write_bytes(body)  # (beside the manifest: removed with its directory)
         self._queue.maxsize = _QUEUED_PREPARED  # (nothing was sent yet: the child waits for this)
-        self._tell(_MODE_PREPARE + str(where).encode() + b"\n")
+        line = _MODE_PREPARE + str(where).encode() + b"\n"
+        secret = private.encode()
+        if b"\n" in secret or len(line) + len(secret) + 1 > _PIPE_ATOMIC:
+            secret = b""  # (the preparer then does without it)
+        self._tell(line + secret + b"\n")
         return True
 
     def _tell(self, line: bytes) -> None:
@@ -415,16 +422,17 @@ def _child_prepared(path: Path, fmt: Format, out: IO[bytes], preparer: Any) -> N
     _send(out, (_END, None))
 
 
-def _preparer(line: bytes) -> Any:
+def _preparer(line: bytes, control: IO[bytes]) -> Any:
     """The preparer the planner's line names (see ``PipedEntries.prepare``), or None: entries."""
     if not line.startswith(_MODE_PREPARE):
         return None
     where = Path(line[len(_MODE_PREPARE):].rstrip(b"\n").decode())
+    private = control.readline().rstrip(b"\n").decode()
     name, context = pickle.loads(where.read_bytes())  # noqa: S301 - written by our own planner
     module, _, qualname = name.partition(":")
     import importlib
 
-    return getattr(importlib.import_module(module), qualname)(*context)
+    return getattr(importlib.import_module(module), qualname)(*context, private)
 
 
 def _watch_parent(parent: int) -> None:
@@ -450,7 +458,7 @@ def main(argv: list[str]) -> None:
     line = sys.stdin.buffer.readline()  # what the planner wants: entries, or prepared batches
     if not line:  # the planner closed without saying (it is done with this reader)
         return
-    preparer = _preparer(line)
+    preparer = _preparer(line, sys.stdin.buffer)
     with os.fdopen(int(fd), "wb", buffering=_PIPE_BYTES) as out:  # a message in one write
         try:
             if preparer is None:
