@@ -129,8 +129,10 @@ class Settings(BaseSettings):
         16 << 20,
         ge=0,
         description="A manifest at least this large (bytes) is parsed and checked in a child process "
-        "of the job's planner, which checks the entries it is sent meanwhile (two cores for one "
-        "import; the same entries, errors and messages). 0: every manifest.",
+        "of the job's planner, which checks the entries it is sent meanwhile; for a strict "
+        "client-only integration the child also checks each entry and builds the batches' rows, and "
+        "the planner's process only writes them (two cores for one import; the same entries, "
+        "errors, messages and rows). 0: every manifest.",
     )
     long_poll_cap_seconds: float = Field(
         55.0,

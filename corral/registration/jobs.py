@@ -49,6 +49,7 @@ from corral.db.tables import Integration, Item, ItemPart, Job, JobBlob, JobUnit
 from corral.db.types import utcnow, uuid7_hex
 from corral.jobs import queue
 from corral.jobs.tasks import ClaimedUnit, TaskKind, UnitFailed, WorkerContext, registry
+from corral.registration.entries import EntryError
 from corral.registration.files import FileError, Prepared, prepare_entry
 from corral.registration.writer import Writer
 from corral.settings import Settings
@@ -205,12 +206,14 @@ def _plan(ctx: WorkerContext, unit: ClaimedUnit) -> dict[str, Any]:
             raise UnitFailed(f"the manifest cannot be read: {exc.message}") from None
         params = _merge_flags(db, unit.job_id, flags)
         storage, validator = _open(db, ctx.services["settings"], unit)
+        size = unit.params.get("batch_size", INLINE_BATCH if storage.strict_client_only else BATCH)
         if storage.strict_client_only:
             inline = _InlineWriter(ctx, replace(unit, params=params), storage, validator)
             ctx.saturated_by.add(unit.job_id)  # the batches it hands off are for other processes
+            if isinstance(items, manifest_pipe.PipedEntries):
+                inline.prepared_by(items, size)  # the reader's process builds the batches' rows too
         else:
             storage.close()
-        size = unit.params.get("batch_size", INLINE_BATCH if inline else BATCH)
         batch: list[Any] = []
         pending: list[tuple[int, list[dict[str, Any]]]] = []
         batch_no = 0
@@ -226,6 +229,12 @@ def _plan(ctx: WorkerContext, unit: ClaimedUnit) -> dict[str, Any]:
 
         try:
             for item in items:
+                if type(item) is manifest_pipe.PreparedBatch:  # checked and built by the reader
+                    assert inline is not None and not batch and item.seq == batch_no + 1, "out of step"
+                    entries += item.entries
+                    batch_no += 1
+                    inline.submit_prepared(batch_no, item.payload)
+                    continue
                 if isinstance(item, manifest.EntryError):
                     parse_errors += 1
                     if len(errors_out) < ERROR_LIMIT:
@@ -328,6 +337,38 @@ class _InlineWriter:
 
     def stop_writing(self) -> None:
         self._writing = False
+
+    def prepared_by(self, reader: Any, size: int) -> None:
+        """Have the manifest's reading process (``manifest_pipe``) do this planner's Python work
+        too (``_ChildPlanner``: each entry's checks, its rows, listing document and projected
+        values), so this process only writes; see ``submit_prepared``.  Its batches are then
+        kept here (written by this process's writer), not handed to other workers."""
+        options = self.storage.options
+        # What resolving a URL needs, not the integration's credentials: no request is made.
+        public = options.model_copy(update=dict.fromkeys(options.secret_fields))
+        with self.db.read() as s:
+            keys = load_keys(s, self.unit.org_id)
+        context = (self.unit, public, self.storage.title, self.storage.ttl_seconds,
+                   self.validator.schema, keys, self.db.engine.dialect.name, self.done, size)
+        url = self.db.engine.url.render_as_string(hide_password=False)  # (through the pipe, never a file)
+        if reader.prepare(f"{__name__}:_ChildPlanner", context, private=url):
+            self._share = False
+
+    def submit_prepared(self, seq: int, payload: Any) -> None:
+        """``submit`` of a batch ``_ChildPlanner`` prepared: the same errors kept and the same
+        rows written (the child does what ``submit`` would, in the same order of batches and
+        entry errors, so it stops building rows exactly where this planner stops writing)."""
+        if seq in self.done:
+            return
+        results, meta, keys = payload
+        bad = [r for r in results if type(r) is tuple]
+        if bad and not self.unit.params.get("ignore_errors"):
+            self._writing = False
+            self.error_count += len(bad)
+            self.errors += [FileError(*e).as_dict() for e in bad[: max(0, ERROR_LIMIT - len(self.errors))]]
+        if self._writing:
+            assert meta is not None, "the reader stopped building rows before this planner stopped writing"
+            self._writer.submit((seq, _received(self.db.engine.dialect, self.unit, results, meta, keys)))
 
     def finish(self) -> None:
         """Wait for the batches submitted to be committed; raises what stopped one."""
@@ -776,9 +817,172 @@ class _Ready:
         return list(zip(ids, prepared, strict=True))
 
 
+class _Built:
+    """An item whose rows were built in the manifest's reading process (``_ChildPlanner``): what
+    ``_commit_batch`` reads of a ``Prepared`` once its rows are there."""
+
+    __slots__ = ("client_metadata", "url_hash")
+
+    def __init__(self, url_hash: str, client_metadata: dict[str, Any]) -> None:
+        self.url_hash, self.client_metadata = url_hash, client_metadata
+
+
+def _received(dialect: Dialect, unit: ClaimedUnit, encoded: list[Any], meta: projection.Keyed,
+              keys: list[Key]) -> _Ready:
+    """The ``_Ready`` of a batch ``_ChildPlanner`` prepared: each entry's items or its
+    ``FileError``; an item is a ``_Built`` with the rows the child built, or, when the child's
+    look-up found its URL in the folder already, a ``Prepared`` with no rows (built under the
+    lock if ``_commit_batch`` finds it is no duplicate after all, as for ``_ready``'s look-up)."""
+    results: list[list[Prepared] | FileError] = []
+    ready = _Ready(results, dialect, keys=keys, meta=meta, docs=_docs(dialect.name == "postgresql", unit))
+    rows, ids, projected = ready.rows, ready.ids, ready.projected
+    for entry in encoded:
+        if type(entry) is tuple:
+            results.append(FileError(*entry))
+            continue
+        items: list[Any] = []
+        for item in entry:
+            if len(item) != 3:  # (seq, item_type, name, urls, media, client_metadata, parts)
+                items.append(Prepared(*item))
+                continue
+            client_metadata, row, parts = item
+            p = _Built(row[4], client_metadata)  # (url_hash: _ITEM_COLUMNS)
+            key = id(p)
+            rows[key] = (row, parts)
+            ids[key] = row[0]
+            projected.add(key)
+            items.append(p)
+        results.append(items)
+    return ready
+
+
+class _ChildPlanner:
+    """The planner's Python work with each batch of a strict client-only import, done in the
+    manifest's reading process (``manifest_pipe.PipedEntries.prepare``) instead of the planner's:
+    ``prepare_entry`` (scope and schema checks), then the rows, listing documents and projected
+    values ``_ready`` builds.  It batches the entries as ``_plan`` does (the same sizes and
+    numbers, entry errors in between), skips the batches ``done`` holds as ``submit`` does, and
+    stops building rows where ``submit`` stops writing (the first entry error or bad file of an
+    all-or-nothing job), so the planner's process receives what its own work would have given,
+    and only writes it (``_InlineWriter.submit_prepared``).
+
+    It has no database: no look-up of duplicates before the lock (``_commit_batch`` decides, as
+    it always did; that look-up only spared building the rows of duplicates), and the index keys
+    are the ones read when the import started (``_commit_batch`` projects again if they changed).
+    What crosses the pipe is tuples: a file error as ``(seq, where, url, error)``, an item as
+    ``(client_metadata, row, parts)`` with the rows converted for the driver."""
+
+    def __init__(self, unit: ClaimedUnit, options: Any, title: str, ttl_seconds: int, schema: Any,
+                 keys: list[Key], dialect: str, done: set[int], size: int, database_url: str = "") -> None:
+        from sqlalchemy.dialects import postgresql, sqlite
+
+        from corral.storage.guard import guard
+
+        self.unit, self.keys, self.done, self.size = unit, keys, done, size
+        self.dialect: Dialect = (postgresql.psycopg.dialect() if dialect == "postgresql"  # type: ignore[no-untyped-call]
+                                 else sqlite.dialect())
+        self.storage = ScopedStorage(guard(cast(Any, _UrlsOnly(options))), options, title=title,
+                                     strict_client_only=True, ttl_seconds=ttl_seconds)
+        self.validator = Validator(schema)
+        self.ignore_errors = bool(unit.params.get("ignore_errors"))
+        # The look-up of duplicates before the lock, on a read connection of this process's own
+        # (so a second import of the same files builds no rows): ``database_url`` came through
+        # the pipe, not the context's file.  Without it, every item's rows are built.
+        self.engine = None
+        if database_url and unit.params.get("skip_duplicate_urls"):
+            from sqlalchemy import create_engine
+
+            waits = {"timeout": 30} if database_url.startswith("sqlite") else {}  # (a busy file's reads)
+            self.engine = create_engine(database_url, poolclass=_single_connection(), connect_args=waits)
+        self.writing = True
+        self.batch: list[Any] = []
+        self.batch_no = 0
+
+    @property
+    def pending(self) -> int:
+        return len(self.batch)
+
+    def feed(self, item: Any) -> list[Any]:
+        if isinstance(item, EntryError):
+            if not self.ignore_errors:
+                self.writing = False  # as _plan's stop_writing
+            return [item]
+        self.batch.append(item)
+        return [self._prepare()] if len(self.batch) >= self.size else []
+
+    def finish(self) -> list[Any]:
+        return [self._prepare()] if self.batch else []
+
+    def _prepare(self) -> tuple[int, int, Any]:
+        entries, self.batch = self.batch, []
+        self.batch_no += 1
+        seq = self.batch_no
+        if seq in self.done:
+            return seq, len(entries), None
+        results = [prepare_entry(e, self.storage, self.validator, from_manifest=True) for e in entries]
+        if not self.ignore_errors and any(isinstance(r, FileError) for r in results):
+            self.writing = False
+        if not self.writing:  # the planner writes nothing more: its errors are all it needs
+            kept = [_error_fields(r) for r in results if isinstance(r, FileError)]
+            return seq, len(entries), (kept, None, None)
+        ready = _Ready(results, self.dialect, docs=_docs(self.dialect.name == "postgresql", self.unit))
+        prepared = [p for r in results if not isinstance(r, FileError) for p in r]
+        if self.engine is not None and prepared:
+            with Session(self.engine) as s, s.begin():
+                prepared = _not_copies(s, self.unit, prepared)
+        meta = _projected(self.keys, ready.build(prepared))
+        rows = ready.rows
+        encoded = [_error_fields(r) if isinstance(r, FileError)
+                   else [(p.client_metadata, *rows[id(p)]) if id(p) in rows
+                         else (p.seq, p.item_type, p.name, p.urls, p.media, p.client_metadata, p.parts)
+                         for p in r] for r in results]
+        return seq, len(entries), (encoded, meta, self.keys)
+
+
+def _single_connection() -> Any:
+    from sqlalchemy.pool import SingletonThreadPool
+
+    return SingletonThreadPool
+
+
+def _error_fields(error: FileError) -> tuple[int, str, str | None, str]:
+    return error.seq, error.where, error.url, error.error
+
+
+class _UrlsOnly:
+    """An integration's URLs and keys without its store (``corral.storage.urls``): what a strict
+    client-only import's checks ask of it (``ScopedStorage.resolve``), in a process that holds
+    no credentials.  Every backend answers these two from the same functions."""
+
+    def __init__(self, options: Any) -> None:
+        self.options = options
+
+    def key_for_url(self, url: str) -> str:
+        from corral.storage import urls
+
+        return urls.key_for_url(url, self.options)
+
+    def url_for(self, key: str) -> str:
+        from corral.storage import urls
+
+        return urls.url_for_key(key, self.options)
+
+
 def _projected(keys: list[Key], items: list[tuple[str, Prepared]]) -> projection.Keyed:
     projector = projection.Projector(keys)
     return projector.keyed((item_id, p.client_metadata) for item_id, p in items) if projector else ([], [])
+
+
+def _docs(postgres: bool, unit: ClaimedUnit) -> item_docs.Docs:
+    job = _job_columns(unit)
+    return item_docs.Docs(
+        postgres,
+        folder_id=str(uuid.UUID(unit.params["folder_id"])),
+        integration_id=str(job["integration_id"]),
+        storage_location=job["storage_location"],
+        job_id=str(job["job_id"]),
+        created_by=str(job["created_by"]) if job["created_by"] else None,
+    )
 
 
 def _ready(db: Database, unit: ClaimedUnit, results: list[list[Prepared] | FileError]) -> _Ready:
@@ -786,31 +990,28 @@ def _ready(db: Database, unit: ClaimedUnit, results: list[list[Prepared] | FileE
     items whose URL a look-up finds in the folder already get none: the check under the folder's
     lock decides (``_commit_batch``), and builds the rows of any it finds were not duplicates."""
     prepared = [p for r in results if not isinstance(r, FileError) for p in r]
-    job = _job_columns(unit)
-    ready = _Ready(results, db.engine.dialect, docs=item_docs.Docs(
-        db.engine.dialect.name == "postgresql",
-        folder_id=str(uuid.UUID(unit.params["folder_id"])),
-        integration_id=str(job["integration_id"]),
-        storage_location=job["storage_location"],
-        job_id=str(job["job_id"]),
-        created_by=str(job["created_by"]) if job["created_by"] else None,
-    ))
+    ready = _Ready(results, db.engine.dialect, docs=_docs(db.engine.dialect.name == "postgresql", unit))
     with db.read() as s:
         ready.keys = load_keys(s, unit.org_id)
         if unit.params.get("skip_duplicate_urls") and prepared:
-            found = _copies(s, uuid.UUID(unit.params["folder_id"]), sorted({p.url_hash for p in prepared}))
-            # As ``_commit_batch`` decides: a copy staged by another job counts once that job is
-            # DONE (which published it), so a second import of the same files builds nothing.
-            others = {job_id for _, staged, job_id in found if staged and job_id != unit.job_id}
-            others.discard(None)
-            done = select(Job.id).where(Job.id.in_(others), Job.status == "DONE")
-            published_by = set(s.scalars(done)) if others else set()
-            there = {h for h, staged, job_id in found
-                     if not staged or job_id is None or job_id == unit.job_id or job_id in published_by}
-            prepared = [p for p in prepared if p.url_hash not in there]
+            prepared = _not_copies(s, unit, prepared)
     ready.meta = _projected(ready.keys, ready.build(prepared))
     ready.projected = {id(p) for p in prepared}
     return ready
+
+
+def _not_copies(s: Session, unit: ClaimedUnit, prepared: list[Prepared]) -> list[Prepared]:
+    """The items whose URL a look-up outside the lock does not find in the folder already."""
+    found = _copies(s, uuid.UUID(unit.params["folder_id"]), sorted({p.url_hash for p in prepared}))
+    # As ``_commit_batch`` decides: a copy staged by another job counts once that job is
+    # DONE (which published it), so a second import of the same files builds nothing.
+    others = {job_id for _, staged, job_id in found if staged and job_id != unit.job_id}
+    others.discard(None)
+    done = select(Job.id).where(Job.id.in_(others), Job.status == "DONE")
+    published_by = set(s.scalars(done)) if others else set()
+    there = {h for h, staged, job_id in found
+             if not staged or job_id is None or job_id == unit.job_id or job_id in published_by}
+    return [p for p in prepared if p.url_hash not in there]
 
 
 # -- the task kind ----------------------------------------------------------------------------

@@ -18,6 +18,17 @@ with the same message.  If the child fails any other way (killed, out of memory,
 entries it did not send are read here, in the planner's process, by ``manifest.iter_entries``
 itself (the entries already received are read again and passed over): slower, never different.
 
+**Batches prepared here too** (``PipedEntries.prepare``).  A strict client-only import's planner
+has nothing but Python to do with each entry before its writer thread commits it (scope and
+schema checks, rows, listing documents, projected values), and that work shared the planner's
+process, and so its interpreter lock, with the writer.  Given a preparer (``module:Class`` and
+its arguments, pickled into a file beside the manifest, whose path the planner writes on the
+child's standard input: the child waits for that line, or ``entries``, before it reads), the child
+gives it each entry and sends what it makes: the entry errors and the prepared batches, in the
+manifest's order, a message ending only where no batch is begun and saying how many manifest
+items were read up to there.  If the child then fails, the planner reads on from that point as
+above, with no batch begun, and does that work itself: the same batches, numbered on.
+
 The pipe bounds memory: the child blocks once the pipe (1 MiB when the system allows) is full,
 so at most a few runs wait.
 
@@ -68,7 +79,14 @@ _HEADER = struct.Struct("<Q")
 _PIPE_BYTES = 1 << 20
 _F_SETPIPE_SZ = 1031  # Linux
 #: message kinds (the first element of each message)
-_ITEMS, _UNREADABLE, _END = 0, 1, 2
+_ITEMS, _UNREADABLE, _END, _PREPARED = 0, 1, 2, 3
+#: Messages waiting for the planner when the child prepares batches (``PipedEntries.prepare``):
+#: each is a whole batch's rows, a few MB, and the planner's writer is what paces them.
+_QUEUED_PREPARED = 2
+#: What the planner tells the child on its standard input before the child reads a thing: read
+#: entries, or prepare batches with the context in the file named after it.
+_MODE_ENTRIES, _MODE_PREPARE = b"entries\n", b"prepare "
+_PIPE_ATOMIC = 4096  # POSIX's PIPE_BUF at least: a write this small into an empty pipe never blocks
 #: A child still running that has sent nothing this long while the planner waited for it is
 #: taken for stuck: killed, and the rest read in the planner's process.  (A message is 1,000
 #: entries, about 10 ms of the child's CPU; its first comes after Python's start, 0.1-1 s.)
@@ -84,7 +102,7 @@ log = logging.getLogger("corral.registration")
 
 
 def iter_entries(path: Path, fmt: Format, *, min_bytes: int = PIPE_MIN_BYTES,
-                 stall_seconds: float | None = None) -> Iterator[Entry | EntryError]:
+                 stall_seconds: float | None = None) -> Iterator[Entry | EntryError | PreparedBatch]:
     """``manifest.iter_entries(path, fmt)``, its reading in a child process when the manifest is
     large (``min_bytes``, default ``PIPE_MIN_BYTES``) and the process may use more than one CPU.
     The child starts at once, so it reads on while the caller does other things first (the
@@ -117,7 +135,7 @@ def _start(path: Path, fmt: Format) -> tuple[subprocess.Popen[bytes], int]:
         child = subprocess.Popen(
             [sys.executable, "-m", "corral.registration.manifest_pipe", str(path), fmt, str(write),
              str(os.getpid())],
-            env=env, pass_fds=(write,), stdin=subprocess.DEVNULL,
+            env=env, pass_fds=(write,), stdin=subprocess.PIPE,
         )
     except BaseException:
         os.close(read)
@@ -127,7 +145,17 @@ def _start(path: Path, fmt: Format) -> tuple[subprocess.Popen[bytes], int]:
     return child, read
 
 
-class PipedEntries(Iterator[Entry | EntryError]):
+class PreparedBatch:
+    """A batch the child prepared (``PipedEntries.prepare``): its number, how many entries it
+    holds, and what the preparer made of it (``payload``, the preparer's own form)."""
+
+    __slots__ = ("entries", "payload", "seq")
+
+    def __init__(self, seq: int, entries: int, payload: Any) -> None:
+        self.seq, self.entries, self.payload = seq, entries, payload
+
+
+class PipedEntries(Iterator[Entry | EntryError | PreparedBatch]):
     """The entries of ``path`` read by a child process, started at once (see the module).
 
     A thread of this process (``_pump``) takes the child's messages off the pipe as they come,
@@ -149,13 +177,53 @@ class PipedEntries(Iterator[Entry | EntryError]):
         self._pump = threading.Thread(target=_pump_messages, args=(fd, self._queue, self._stopping),
                                       name="corral-manifest-pipe", daemon=True)
         self._pump.start()
+        self._path = path
+        self._moded = False  # whether the child was told what to do (it waits for that first)
         self._items = self._read(path, fmt)
 
-    def __iter__(self) -> Iterator[Entry | EntryError]:
+    def __iter__(self) -> Iterator[Entry | EntryError | PreparedBatch]:
         return self._items  # (a for loop then takes each entry from the generator itself)
 
-    def __next__(self) -> Entry | EntryError:
+    def __next__(self) -> Entry | EntryError | PreparedBatch:
         return next(self._items)
+
+    def prepare(self, preparer: str, context: Any, *, private: str = "") -> bool:
+        """Have the child prepare the batches as well as read the entries, before the first is
+        taken: it builds ``module:Class(*context)`` (``preparer``) and gives it each entry
+        (``feed``, ``finish``, ``pending``: see ``_child_prepared``).  This then yields the
+        ``EntryError``s and ``PreparedBatch``es the preparer made, in the manifest's order; if the
+        child fails, the entries it did not prepare, as ``manifest.iter_entries`` reads them,
+        from the first entry after the last batch it sent.  False if the context cannot be
+        pickled (the child then reads entries, as it would without this).  ``private`` (one line:
+        a database's URL, which may hold a password) goes to the child through its standard
+        input, never into a file, and is given to the preparer after ``context``."""
+        if self._moded:
+            return False
+        try:
+            body = pickle.dumps((preparer, context), protocol=pickle.HIGHEST_PROTOCOL)
+        except Exception:  # noqa: BLE001 - anything unpicklable: read entries as before
+            log.warning("the batches' context cannot go to the manifest's reader; it reads entries only",
+                        exc_info=True)
+            return False
+        where = self._path.with_name(self._path.name + ".prepare")
+        where.write_bytes(body)  # (beside the manifest: removed with its directory)
+        self._queue.maxsize = _QUEUED_PREPARED  # (nothing was sent yet: the child waits for this)
+        line = _MODE_PREPARE + str(where).encode() + b"\n"
+        secret = private.encode()
+        if b"\n" in secret or len(line) + len(secret) + 1 > _PIPE_ATOMIC:
+            secret = b""  # (the preparer then does without it)
+        self._tell(line + secret + b"\n")
+        return True
+
+    def _tell(self, line: bytes) -> None:
+        """The child's mode, in one small write into an empty pipe (it never blocks)."""
+        self._moded = True
+        child = self.child
+        if child is None or child.stdin is None:
+            return
+        with contextlib.suppress(OSError):  # a child already gone: its end is found as any other
+            child.stdin.write(line)
+            child.stdin.close()
 
     def close(self) -> None:
         """Stop reading: the child is stopped if it still runs."""
@@ -172,6 +240,9 @@ class PipedEntries(Iterator[Entry | EntryError]):
         if child is not None:
             if child.poll() is None:
                 child.kill()
+            if child.stdin is not None:
+                with contextlib.suppress(OSError):
+                    child.stdin.close()
             with contextlib.suppress(subprocess.TimeoutExpired):
                 child.wait(timeout=10)  # (reaped at once unless the kernel holds it)
         if self._pump is not threading.current_thread():
@@ -205,10 +276,12 @@ class PipedEntries(Iterator[Entry | EntryError]):
                             "the rest here", now - waiting, extra={"reader": child.pid})
                 return None
 
-    def _read(self, path: Path, fmt: Format) -> Generator[Entry | EntryError, None, None]:
+    def _read(self, path: Path, fmt: Format) -> Generator[Entry | EntryError | PreparedBatch, None, None]:
         received = 0
         take = self._take
         try:
+            if not self._moded:
+                self._tell(_MODE_ENTRIES)
             while True:
                 body = take()
                 if body is None:
@@ -225,6 +298,11 @@ class PipedEntries(Iterator[Entry | EntryError]):
                         else:
                             yield new_entry(*fields[:8])
                     received += len(value)
+                elif kind == _PREPARED:
+                    consumed, events = value
+                    for event in events:
+                        yield PreparedBatch(*event) if type(event) is tuple else event
+                    received = consumed  # (entries read by the child up to its last batch's end)
                 elif kind == _UNREADABLE:
                     raise ManifestUnreadable(value)
                 else:
@@ -317,6 +395,46 @@ def _child(path: Path, fmt: Format, out: IO[bytes]) -> None:
     _send(out, (_END, None))
 
 
+def _child_prepared(path: Path, fmt: Format, out: IO[bytes], preparer: Any) -> None:
+    """The entries given to ``preparer``, and what it makes of them sent on: ``feed(item)`` returns
+    the events an entry or ``EntryError`` completes (the error itself; a batch as a tuple ``(seq,
+    entries, payload)``), ``finish()`` those of the end (the last batch), and ``pending`` how many
+    entries wait in a batch not yet complete.  A message ends only where none wait, and says how
+    many manifest items were read up to there: if this process fails, the planner reads on from
+    that point with no batch begun (``PipedEntries._read``)."""
+    events: list[Any] = []
+    consumed = 0
+    try:
+        for item in manifest.iter_entries(path, fmt):
+            consumed += 1
+            events += preparer.feed(item)
+            if events and not preparer.pending and (type(events[-1]) is tuple or len(events) >= _RUN_ITEMS):
+                _send(out, (_PREPARED, (consumed, events)))
+                events = []
+    except ManifestUnreadable as exc:
+        if events and not preparer.pending:
+            _send(out, (_PREPARED, (consumed, events)))
+        _send(out, (_UNREADABLE, exc.message))
+        return
+    events += preparer.finish()
+    if events:
+        _send(out, (_PREPARED, (consumed, events)))
+    _send(out, (_END, None))
+
+
+def _preparer(line: bytes, control: IO[bytes]) -> Any:
+    """The preparer the planner's line names (see ``PipedEntries.prepare``), or None: entries."""
+    if not line.startswith(_MODE_PREPARE):
+        return None
+    where = Path(line[len(_MODE_PREPARE):].rstrip(b"\n").decode())
+    private = control.readline().rstrip(b"\n").decode()
+    name, context = pickle.loads(where.read_bytes())  # noqa: S301 - written by our own planner
+    module, _, qualname = name.partition(":")
+    import importlib
+
+    return getattr(importlib.import_module(module), qualname)(*context, private)
+
+
 def _watch_parent(parent: int) -> None:
     """End this process once ``parent`` is no longer its parent (it ended: the child was handed
     to another process), whatever this process's main thread is doing or waiting for."""
@@ -337,9 +455,16 @@ def main(argv: list[str]) -> None:
     from corral.runtime import tune_gc
 
     tune_gc()  # a parse allocates a few dozen objects an entry (see corral.runtime)
+    line = sys.stdin.buffer.readline()  # what the planner wants: entries, or prepared batches
+    if not line:  # the planner closed without saying (it is done with this reader)
+        return
+    preparer = _preparer(line, sys.stdin.buffer)
     with os.fdopen(int(fd), "wb", buffering=_PIPE_BYTES) as out:  # a message in one write
         try:
-            _child(Path(path), fmt, out)  # type: ignore[arg-type]
+            if preparer is None:
+                _child(Path(path), fmt, out)  # type: ignore[arg-type]
+            else:
+                _child_prepared(Path(path), fmt, out, preparer)  # type: ignore[arg-type]
         except BrokenPipeError:  # the planner stopped reading
             pass
 

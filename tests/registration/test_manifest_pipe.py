@@ -371,3 +371,152 @@ def test_a_worker_killed_while_its_child_reads_leaves_no_reader_and_resumes(db, 
         assert queue.get_job(s, admin.org_id, job_id).status == "DONE"
         assert s.scalar(select(func.count()).select_from(Item)) == n  # nothing lost
         assert s.scalar(select(func.count(func.distinct(Item.url_hash)))) == n  # nothing twice
+
+
+# -- batches prepared by the reader (jobs._ChildPlanner) ---------------------------------------------
+
+_SCHEMA = {"camera": {"type": "varchar"}, "score": {"type": "number"}, "reviewed": {"type": "boolean"},
+           "weather": {"type": "enum", "values": ["clear", "fog"]}, "captured_at": {"type": "datetime"}}
+
+
+def _rich_manifest(bucket: str, n: int) -> str:
+    """Titles, five typed keys, an image group (parts), a duplicate URL, entry errors and file
+    errors (schema, strict sizes, out of scope) in several batches."""
+    sized = {"width": 10, "height": 20}
+    images: list[dict[str, Any]] = [
+        {"objectUrl": f"s3://{bucket}/p/{i:06d}.png", "title": f"image {i}", "imageMetadata": sized,
+         "clientMetadata": {"camera": f"cam-{i % 7}", "score": i / 4, "reviewed": i % 2 == 0,
+                            "weather": ("clear", "fog")[i % 2], "captured_at": f"2026-01-{1 + i % 28:02d}T10:00:00Z",
+                            "free": {"nested": [i, "x"]}}}
+        for i in range(n)]
+    images[3] = {"objectUrl": "no-scheme.png"}  # the manifest reader refuses it
+    images[5100]["clientMetadata"] = {"score": "high"}  # the schema refuses it
+    images[7000] = {"objectUrl": f"s3://{bucket}/p/7000.png"}  # strict: no sizes
+    images[7001] = {"objectUrl": "s3://elsewhere/p/7001.png", "imageMetadata": sized}  # out of scope
+    images[9000] = dict(images[10])  # a duplicate URL
+    groups = [{"title": "group", "clientMetadata": {"camera": "g"}, "images": [
+        {"url": f"s3://{bucket}/g/{k}.png", "title": f"frame {k}", "imageMetadata": {"width": 4, "height": 4}}
+        for k in range(3)]}]
+    return json.dumps({"skip_duplicate_urls": True, "images": images, "imageGroups": groups})
+
+
+def _stored(db, folder: str) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+    """Every item of the folder, its parts, its projected values and its listing document, keyed
+    by URL (the ids, job and folder, and timestamps, which differ by construction, left out)."""
+    from sqlalchemy import select
+
+    from corral.db.tables import Folder, Item, ItemMeta, ItemPart
+
+    out: dict[str, Any] = {}
+    with db.read() as s:
+        folder_id = s.scalar(select(Folder.id).where(Folder.name == folder, Folder.parent_id.is_(None)))
+        items = s.execute(select(Item).where(Item.folder_id == folder_id)).scalars().all()
+        for item in items:
+            parts = s.execute(select(ItemPart.position, ItemPart.url, ItemPart.title, ItemPart.media)
+                              .where(ItemPart.item_id == item.id).order_by(ItemPart.position)).all()
+            values = s.execute(select(ItemMeta.key_id, ItemMeta.num, ItemMeta.txt)
+                               .where(ItemMeta.item_id == item.id).order_by(ItemMeta.key_id)).all()
+            doc = json.loads(item.doc) if isinstance(item.doc, (str, bytes)) else item.doc
+            if doc is not None:
+                for k in ("id", "folder_id", "job_id", "created_at", "updated_at"):
+                    doc.pop(k, None)
+            out[item.url_hash] = (item.item_type, item.name, item.url, item.file_size, item.mime_type, item.media,
+                                  item.client_metadata, item.staged, doc, [tuple(p) for p in parts],
+                                  [tuple(v) for v in values])
+    return out
+
+
+@pytest.mark.parametrize("ignore_errors", [True, False])
+def test_batches_prepared_by_the_reader_store_what_the_planners_own_would(api, world, db, settings, monkeypatch, ignore_errors) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    """The same manifest imported with the planner doing its own work and with the reader's
+    process preparing the batches (``_ChildPlanner``): the same items, parts, projected values,
+    listing documents, counts, errors and status, the first import and the second."""
+    from corral.registration import jobs
+
+    alice, bucket = world
+    r = api.put("/api/v1/metadata-schema", json={"keys": _SCHEMA}, headers=alice.bearer)
+    assert r.status_code == 200, r.text
+    body = _rich_manifest(bucket, 12_000)
+    prepared: list[int] = []
+    submit = jobs._InlineWriter.submit_prepared
+
+    def counted(self: Any, seq: int, payload: Any) -> None:
+        prepared.append(seq)
+        submit(self, seq, payload)
+
+    monkeypatch.setattr(jobs._InlineWriter, "submit_prepared", counted)
+    seen = []
+    for folder in ("here", "piped"):
+        assert api.post("/api/v1/folders", json={"path": folder}, headers=alice.bearer).status_code == 201
+        if folder == "piped":
+            monkeypatch.setitem(settings.__dict__, "manifest_pipe_min_bytes", 1)
+        before = set(children())
+        runs = [_import(api, alice, folder, body, ignore_errors) for _ in range(2)]
+        wait_gone(list(set(children()) - before))
+        seen.append((runs, _stored(db, folder)))
+        if folder == "here":
+            assert prepared == []
+    # (all or nothing: the child stops building at the first error, its batches still come)
+    assert prepared[:3] == [1, 2, 3] and len(prepared) == 6
+    (here, here_items), (piped, piped_items) = seen
+    assert here == piped
+    assert here_items == piped_items
+    assert [e["where"] for e in piped[0]["errors"]] == [
+        "images[3]", "images[5100]", "images[7000]", "images[7001]"]
+    if ignore_errors:
+        # 12,001 entries: 4 refused, one a duplicate of an earlier batch's
+        assert (piped[0]["status"], piped[0]["registered"], piped[0]["skipped"]) == ("DONE", 11996, 1)
+        assert (piped[1]["status"], piped[1]["registered"], piped[1]["skipped"]) == ("DONE", 0, 11997)
+        assert len(piped_items) == 11996 and any(v[9] for v in piped_items.values())
+        assert sum(len(v[10]) for v in piped_items.values()) >= 5 * 11_000  # values projected
+    else:
+        assert piped[0]["status"] == "ERROR" and piped_items == {}
+
+
+def test_a_reader_killed_while_it_prepares_is_prepared_on_here(api, world, db, settings, monkeypatch) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    """The reader's process killed once its first batch arrived: the planner reads and prepares
+    the rest itself, from the entry after that batch; the import stores what one prepared
+    wholly by the planner stores."""
+    from corral.registration import jobs
+
+    alice, bucket = world
+    assert api.put("/api/v1/metadata-schema", json={"keys": _SCHEMA}, headers=alice.bearer).status_code == 200
+    body = _rich_manifest(bucket, 16_000)
+    readers: list[Any] = []
+    prepared: list[int] = []
+    own: list[int] = []
+    start, submit, submit_own = manifest_pipe._start, jobs._InlineWriter.submit_prepared, jobs._InlineWriter.submit
+
+    def started(*args: Any) -> Any:
+        child, fd = start(*args)
+        readers.append(child)
+        return child, fd
+
+    def kill_then_submit(self: Any, seq: int, payload: Any) -> None:
+        if not prepared:
+            readers[-1].kill()
+            readers[-1].wait()
+        prepared.append(seq)
+        submit(self, seq, payload)
+
+    def submitted_here(self: Any, seq: int, entries: list[Any]) -> None:
+        own.append(seq)
+        submit_own(self, seq, entries)
+
+    monkeypatch.setattr(manifest_pipe, "_start", started)
+    monkeypatch.setattr(jobs._InlineWriter, "submit_prepared", kill_then_submit)
+    monkeypatch.setattr(jobs._InlineWriter, "submit", submitted_here)
+    seen = []
+    for folder in ("here", "killed"):
+        assert api.post("/api/v1/folders", json={"path": folder}, headers=alice.bearer).status_code == 201
+        if folder == "killed":
+            own.clear()
+            monkeypatch.setitem(settings.__dict__, "manifest_pipe_min_bytes", 1)
+        seen.append((_import(api, alice, folder, body, True), _stored(db, folder)))
+    assert len(readers) == 1 and readers[0].returncode is not None
+    # the first batch (and, at most, those the pipe held when it was killed) prepared by the reader,
+    # the rest here, numbered on
+    assert prepared[0] == 1 and own and own == list(range(len(prepared) + 1, 5))
+    (here, here_items), (killed, killed_items) = seen
+    assert here == killed and here_items == killed_items
+    assert (killed["status"], killed["registered"]) == ("DONE", len(killed_items))

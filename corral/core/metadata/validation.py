@@ -305,6 +305,7 @@ def _from_text(kind: str | None, check: Check) -> Check:
 
 class Validator:
     def __init__(self, schema: Schema, *, from_text: bool = False) -> None:
+        self.schema = schema  # (what another process rebuilds this from: closures do not pickle)
         live = schema.live()
         checks = {key: check_for(entry) for key, entry in live.items()}
         if from_text:
