@@ -28,7 +28,7 @@ import time
 from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, cast
+from typing import Any
 
 from sqlalchemy import Engine, event, exc
 from sqlalchemy import create_engine as sa_create_engine
@@ -170,7 +170,7 @@ class Database:
         """A short write transaction, committed on success, rolled back on any error.  On
         SQLite the process's write transactions take turns in the order they began waiting."""
         turnstile = self._turnstile
-        turn = turnstile is not None and turnstile.acquire()
+        held = turnstile if turnstile is not None and turnstile.acquire() else None
         try:
             with self._sessions() as session:
                 if self.is_sqlite:
@@ -182,8 +182,8 @@ class Database:
                     session.rollback()
                     raise
         finally:
-            if turn:
-                cast(_Turnstile, turnstile).release()
+            if held is not None:
+                held.release()
 
     def dispose(self) -> None:
         self.engine.dispose()
@@ -258,6 +258,17 @@ def _busy(exc: sqlite3.OperationalError) -> bool:
         or "locked" in str(exc)
 
 
+def _try_begin(dbapi: sqlite3.Connection) -> bool:
+    """``BEGIN IMMEDIATE`` at once: False if another connection holds the lock."""
+    try:
+        dbapi.execute("BEGIN IMMEDIATE")
+    except sqlite3.OperationalError as exc:
+        if not _busy(exc):
+            raise
+        return False
+    return True
+
+
 def _begin_immediate(conn: Any, waiting: _Waiting | None, busy_timeout_ms: int) -> None:
     """``BEGIN IMMEDIATE``, waiting for the lock by short tries of our own rather than SQLite's
     busy handler (whose sleeps grow to 100 ms: a writer that begins again at once wins the lock
@@ -267,12 +278,8 @@ def _begin_immediate(conn: Any, waiting: _Waiting | None, busy_timeout_ms: int) 
     dbapi = conn.connection.driver_connection
     dbapi.execute("PRAGMA busy_timeout = 0")
     try:
-        try:
-            dbapi.execute("BEGIN IMMEDIATE")
+        if _try_begin(dbapi):
             return
-        except sqlite3.OperationalError as exc:
-            if not _busy(exc):
-                raise
         announced = waiting.announce() if waiting is not None else None
         try:
             deadline = time.monotonic() + busy_timeout_ms / 1000
@@ -280,12 +287,8 @@ def _begin_immediate(conn: Any, waiting: _Waiting | None, busy_timeout_ms: int) 
             while time.monotonic() < deadline:
                 time.sleep(pause)
                 pause = min(pause * 2, _RETRY_MOST)
-                try:
-                    dbapi.execute("BEGIN IMMEDIATE")
+                if _try_begin(dbapi):
                     return
-                except sqlite3.OperationalError as exc:
-                    if not _busy(exc):
-                        raise
             conn.exec_driver_sql("BEGIN IMMEDIATE")  # once more, to raise SQLAlchemy's own error
         finally:
             if announced is not None:
