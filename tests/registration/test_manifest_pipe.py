@@ -237,6 +237,21 @@ def _import(api, alice, folder: str, body: str, ignore_errors: bool) -> dict[str
                                                           "started_at", "links")}
 
 
+def _here_then_piped(api, alice, settings, monkeypatch, body: str, ignore_errors: bool) -> Iterator[tuple[str, Any]]:  # type: ignore[no-untyped-def]  # noqa: F811
+    """``body`` imported twice into folder ``here``, read by the planner, then twice into
+    ``piped``, read by a child (the pipe taken for any manifest): each folder with its two runs'
+    results, once its readers are gone."""
+    for folder in ("here", "piped"):
+        assert api.post("/api/v1/folders", json={"path": folder}, headers=alice.bearer).status_code == 201
+        if folder == "piped":
+            # the app's worker reads this settings object at each plan (frozen: set in place)
+            monkeypatch.setitem(settings.__dict__, "manifest_pipe_min_bytes", 1)
+        before = set(children())
+        runs = [_import(api, alice, folder, body, ignore_errors) for _ in range(2)]
+        wait_gone(list(set(children()) - before))
+        yield folder, runs
+
+
 @pytest.mark.parametrize("ignore_errors", [True, False])
 def test_an_import_read_by_a_child_ends_as_one_read_by_the_planner(api, world, db, settings, monkeypatch, ignore_errors) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
     """The same manifest (bad entries in its second half, a duplicate among them) imported read
@@ -261,14 +276,7 @@ def test_an_import_read_by_a_child_ends_as_one_read_by_the_planner(api, world, d
         return start(*args)
 
     monkeypatch.setattr(manifest_pipe, "_start", counted)
-    for folder in ("here", "piped"):
-        assert api.post("/api/v1/folders", json={"path": folder}, headers=alice.bearer).status_code == 201
-        if folder == "piped":
-            # the app's worker reads this settings object at each plan (frozen: set in place)
-            monkeypatch.setitem(settings.__dict__, "manifest_pipe_min_bytes", 1)
-        before = set(children())
-        runs = [_import(api, alice, folder, body, ignore_errors) for _ in range(2)]
-        wait_gone(list(set(children()) - before))
+    for _, runs in _here_then_piped(api, alice, settings, monkeypatch, body, ignore_errors):
         seen.append(runs)
     assert len(started) == 2  # the second folder's two imports, each read by a child
     assert seen[0] == seen[1]
@@ -446,13 +454,7 @@ def test_batches_prepared_by_the_reader_store_what_the_planners_own_would(api, w
 
     monkeypatch.setattr(jobs._InlineWriter, "submit_prepared", counted)
     seen = []
-    for folder in ("here", "piped"):
-        assert api.post("/api/v1/folders", json={"path": folder}, headers=alice.bearer).status_code == 201
-        if folder == "piped":
-            monkeypatch.setitem(settings.__dict__, "manifest_pipe_min_bytes", 1)
-        before = set(children())
-        runs = [_import(api, alice, folder, body, ignore_errors) for _ in range(2)]
-        wait_gone(list(set(children()) - before))
+    for folder, runs in _here_then_piped(api, alice, settings, monkeypatch, body, ignore_errors):
         seen.append((runs, _stored(db, folder)))
         if folder == "here":
             assert prepared == []
