@@ -97,3 +97,32 @@ def test_a_file_that_is_not_an_image_is_a_failure_not_a_crash() -> None:
         thumbnails.make(b"hello, I am text")
     with Image.open(io.BytesIO(thumbnails.make(png(300, 900)))) as img:
         assert img.size == (85, 256)
+
+
+def test_a_strict_jobs_finish_does_not_read_its_items_for_thumbnails(  # type: ignore[no-untyped-def]
+    api, world, db  # noqa: F811
+) -> None:
+    """A strict client-only import's last transaction decides "no thumbnails" from its
+    integration alone: at a million files, reading the job's items one by one held SQLite's
+    write lock for most of a second."""
+    from sqlalchemy import event
+
+    alice, bucket = world
+    manifest = {"images": [{"objectUrl": f"s3://{bucket}/img/{i}.png", "imageMetadata": {"width": 8, "height": 8}}
+                           for i in range(3)]}
+    job_id = uuid.UUID(start(api, alice, manifest, integration="s3-strict"))
+    assert wait(api, alice, str(job_id))["status"] == "DONE"
+    statements: list[str] = []
+
+    def seen(conn, cursor, statement, *args) -> None:  # type: ignore[no-untyped-def]
+        statements.append(statement)
+
+    with db.read() as s:
+        job = s.get(Job, job_id)
+        assert job is not None
+        event.listen(db.engine, "before_cursor_execute", seen)
+        try:
+            assert thumbnails.enqueue_for_job(s, job) is None
+        finally:
+            event.remove(db.engine, "before_cursor_execute", seen)
+    assert statements and not [q for q in statements if "items" in q], statements
