@@ -683,6 +683,28 @@ def _staged_with_visible_copies(job_id: uuid.UUID, folder_id: uuid.UUID) -> Sele
     )
 
 
+_OTHERS_SQLITE = (
+    "SELECT EXISTS (SELECT 1 FROM items INDEXED BY ix_items_folder_name_live "
+    "WHERE folder_id = ? AND deleted_at IS NULL AND (job_id IS NULL OR job_id <> ?))"
+)
+
+
+def _others_in_folder(s: Session, job_id: uuid.UUID, folder_id: uuid.UUID) -> bool:
+    """Whether the folder may hold a live item that is not the job's: without one, none of the
+    job's staged items can have a visible copy (``_resolve_duplicates``).
+
+    SQLite answers from the folder's entries of ``ix_items_folder_name_live`` (they hold
+    ``job_id``), 0.13 s at a million items against 1.6-2.8 s for the look-up of every staged
+    item's copies, in the transaction that ends the job (and holds the write lock).  PostgreSQL
+    is not asked (True): without a usable plan for every statistics it chose a scan of the
+    whole table (0.3-1.4 s at a million items, and every organisation's items in it), so it
+    looks the copies up as before."""
+    if s.get_bind().dialect.name != "sqlite":
+        return True
+    raw: Any = s.connection().connection.driver_connection  # in this transaction
+    return bool(raw.execute(_OTHERS_SQLITE, (folder_id.hex, job_id.hex)).fetchone()[0])
+
+
 def _resolve_duplicates(s: Session, job: Job) -> dict[str, int]:
     """When a job with ``skip_duplicate_urls`` ends and keeps its items: drop each staged item of
     its whose URL is now visible in the folder from elsewhere (a job that was running when this
@@ -695,6 +717,8 @@ def _resolve_duplicates(s: Session, job: Job) -> dict[str, int]:
     """
     folder_id = uuid.UUID(job.params["folder_id"])
     _lock_folder(s, folder_id)
+    if not _others_in_folder(s, job.id, folder_id):
+        return {"skipped": 0, "updated": 0}  # no item of the folder but the job's: no copy
     rows = s.execute(_staged_with_visible_copies(job.id, folder_id)).all()
     if not rows:
         return {"skipped": 0, "updated": 0}
