@@ -127,7 +127,7 @@ def _copy_rows(copy: Any, rows: Sequence[tuple[Any, ...]], fixed_values: tuple[A
     but the constant columns formatted once a statement, not once a row, and no Python call of
     psycopg's per row.  Measured 1.2 against 6.3-7.3 µs of CPU a registered item's row (20
     columns, 10 of them the job's constants; item_meta's rows, a constant key per statement,
-    are six an item): docs/performance.md, "PostgreSQL: COPY rows formatted once".  Falls back
+    are six an item): docs/performance.md, "PostgreSQL at a million: who sets the pace".  Falls back
     to ``write_row`` where psycopg's formatter is not where 3.3 keeps it."""
     if _format_row_text is None or not rows or not rows[0]:  # (a row of no columns: the constants alone)
         for row in rows:

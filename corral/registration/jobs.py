@@ -882,7 +882,7 @@ class _ChildPlanner:
     when the folder held no items as the import started (``_duplicates_likely``), so such a
     look-up finds nothing but this import's own repeated URLs, and ``_commit_batch`` decides
     under the lock in any case (it was 6% of this process's time and a backend's 1.5 CPU s at a
-    million files: docs/performance.md, "PostgreSQL: COPY rows formatted once").  The index keys
+    million files: docs/performance.md, "PostgreSQL at a million: who sets the pace").  The index keys
     are the ones read when the import started (``_commit_batch`` projects again if they changed).
     What crosses the pipe is tuples: a file error as ``(seq, where, url, error)``, an item as
     ``(client_metadata, row, parts)`` with the rows converted for the driver."""
