@@ -363,8 +363,7 @@ class _InlineWriter:
             keys = load_keys(s, self.unit.org_id)
         context = (self.unit, public, self.storage.title, self.storage.ttl_seconds,
                    self.validator.schema, keys, self.db.engine.dialect.name, self.done, size)
-        url = self.db.engine.url.render_as_string(hide_password=False)  # (through the pipe, never a file)
-        if reader.prepare(f"{__name__}:_ChildPlanner", context, private=url):
+        if reader.prepare(f"{__name__}:_ChildPlanner", context):
             self._share = False
 
     def submit_prepared(self, seq: int, payload: Any) -> None:
@@ -903,15 +902,18 @@ class _ChildPlanner:
     all-or-nothing job), so the planner's process receives what its own work would have given,
     and only writes it (``_InlineWriter.submit_prepared``).
 
-    With ``skip_duplicate_urls`` it looks duplicates up before the lock on a read connection of
-    its own, as ``_ready`` does (``_commit_batch`` still decides under the lock; the look-up only
-    spares building the rows of duplicates); the index keys are the ones read when the import
-    started (``_commit_batch`` projects again if they changed).
+    It does not look duplicates up before the lock (``_ready`` does): the reader prepares only
+    when the folder held no items as the import started (``_duplicates_likely``), so such a
+    look-up finds nothing but this import's own repeated URLs, and ``_commit_batch`` decides
+    under the lock in any case (it was 6% of this process's time and a backend's 1.5 CPU s at a
+    million files: docs/performance.md, "PostgreSQL at a million: who sets the pace").  The index keys
+    are the ones read when the import started (``_commit_batch`` projects again if they changed).
     What crosses the pipe is tuples: a file error as ``(seq, where, url, error)``, an item as
     ``(client_metadata, row, parts)`` with the rows converted for the driver."""
 
     def __init__(self, unit: ClaimedUnit, options: Any, title: str, ttl_seconds: int, schema: Any,
-                 keys: list[Key], dialect: str, done: set[int], size: int, database_url: str = "") -> None:
+                 keys: list[Key], dialect: str, done: set[int], size: int,
+                 private: str = "") -> None:  # (``private``: manifest_pipe's line; none is sent)
         from sqlalchemy.dialects import postgresql, sqlite
 
         from corral.storage.guard import guard
@@ -923,15 +925,6 @@ class _ChildPlanner:
                                      strict_client_only=True, ttl_seconds=ttl_seconds)
         self.validator = Validator(schema)
         self.ignore_errors = bool(unit.params.get("ignore_errors"))
-        # The look-up of duplicates before the lock, on a read connection of this process's own
-        # (so a second import of the same files builds no rows): ``database_url`` came through
-        # the pipe, not the context's file.  Without it, every item's rows are built.
-        self.engine = None
-        if database_url and unit.params.get("skip_duplicate_urls"):
-            from sqlalchemy import create_engine
-
-            waits = {"timeout": 30} if database_url.startswith("sqlite") else {}  # (a busy file's reads)
-            self.engine = create_engine(database_url, poolclass=_single_connection(), connect_args=waits)
         self.writing = True
         self.batch: list[Any] = []
         self.batch_no = 0
@@ -965,9 +958,6 @@ class _ChildPlanner:
             return seq, len(entries), (kept, None, None)
         ready = _Ready(results, self.dialect, docs=_docs(self.dialect.name == "postgresql", self.unit))
         prepared = [p for r in results if not isinstance(r, FileError) for p in r]
-        if self.engine is not None and prepared:
-            with Session(self.engine) as s, s.begin():
-                prepared = _not_copies(s, self.unit, prepared)
         meta = _projected(self.keys, ready.build(prepared))
         rows = ready.rows
         encoded = [_error_fields(r) if isinstance(r, FileError)
@@ -975,12 +965,6 @@ class _ChildPlanner:
                          else (p.seq, p.item_type, p.name, p.urls, p.media, p.client_metadata, p.parts)
                          for p in r] for r in results]
         return seq, len(entries), (encoded, meta, self.keys)
-
-
-def _single_connection() -> Any:
-    from sqlalchemy.pool import SingletonThreadPool
-
-    return SingletonThreadPool
 
 
 def _error_fields(error: FileError) -> tuple[int, str, str | None, str]:

@@ -85,3 +85,45 @@ def test_many_rows_with_constants_each_stored_once(db) -> None:  # type: ignore[
     assert [g.name for g in got] == [r["name"] for r in rows]
     assert all(g.url == f"s3://b/{g.name}" and g.media == rows[0]["media"] for g in got)
     assert {(g.folder_id, g.created_at, g.staged) for g in got} == {(folder, when, True)}
+
+
+def test_postgresql_copy_rows_send_what_write_row_sends(db) -> None:  # type: ignore[no-untyped-def]
+    """``_copy_rows`` formats the constant columns once a statement and the rows without a
+    psycopg call per row: the table must hold exactly what ``write_row`` of each whole row
+    stores, for the values COPY's text format escapes (tabs, newlines, backslashes, NULLs,
+    non-ASCII), the types registration sends, and more rows than one chunk of data."""
+    import pytest
+
+    from corral.db import bulk
+
+    if db.is_sqlite:
+        pytest.skip("COPY is PostgreSQL's")
+    when = datetime(2026, 12, 5, 21, 0, 0, 123456, tzinfo=UTC)
+    fixed = (uuid.uuid4(), "cloud", None, False, True, when, 7)
+    odd = ["a\tb", "line\nnext\r", "back\\slash \\N", "", None, "ünï\u2028cödé 🙂", '{"k": "v\\\\"}']
+    rows = [(uuid.uuid4().hex, odd[i % len(odd)], i, f"s3://b/{i:06d}" * 20 if i % 5 else None)
+            for i in range(4000)]  # well over one COPY_CHUNK
+    assert sum(len(r[3] or "") for r in rows) > 2 * bulk.COPY_CHUNK
+    columns = "id uuid, t text, n bigint, u text, c_id uuid, c_loc text, c_null uuid, c_f boolean, " \
+              "c_t boolean, c_at timestamptz, c_n int"
+    raw = db.engine.raw_connection()
+    try:
+        driver: Any = raw.driver_connection
+        with driver.cursor() as cur:
+            cur.execute(f"CREATE TEMP TABLE by_row ({columns}); CREATE TEMP TABLE by_chunk ({columns})")
+            with cur.copy("COPY by_row FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row((*row, *fixed))
+            with cur.copy("COPY by_chunk FROM STDIN") as copy:
+                bulk._copy_rows(copy, rows, fixed)
+            got = [cur.execute(f"SELECT t::text FROM {name} t ORDER BY n").fetchall()
+                   for name in ("by_row", "by_chunk")]
+            with cur.copy("COPY by_chunk (c_id) FROM STDIN") as copy:  # no constants
+                bulk._copy_rows(copy, [(fixed[0],)], ())
+            assert cur.execute("SELECT count(*) FROM by_chunk WHERE c_id = %s", (fixed[0],)).fetchone() \
+                == (len(rows) + 1,)
+        driver.rollback()
+    finally:
+        raw.close()
+    assert len(got[0]) == len(rows)
+    assert got[1] == got[0]

@@ -525,3 +525,37 @@ def test_a_reader_killed_while_it_prepares_is_prepared_on_here(api, world, db, s
     (here, here_items), (killed, killed_items) = seen
     assert here == killed and here_items == killed_items
     assert (killed["status"], killed["registered"]) == ("DONE", len(killed_items))
+
+
+def test_the_reader_builds_every_items_rows_without_a_look_up(api, world, db, settings, monkeypatch) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    """The reader's process prepares only when the folder held no items as the import started
+    (``jobs._duplicates_likely``), so it makes no look-up of duplicates before the lock: every
+    item crosses with its rows, even one whose URL the folder holds by then (``_commit_batch``
+    decides under the lock; the stored result is the test above's).  Given a database URL, as
+    the planner once passed it, it still looks nothing up."""
+    from corral.registration import jobs
+
+    alice, bucket = world
+    body = json.dumps({"skip_duplicate_urls": True, "images": [
+        {"objectUrl": f"s3://{bucket}/p/{i:06d}.png", "imageMetadata": {"width": 1, "height": 1}}
+        for i in range(30)]})
+    contexts: list[tuple[str, Any, str]] = []
+
+    def kept(self: Any, preparer: str, context: Any, *, private: str = "") -> bool:
+        contexts.append((preparer, context, private))
+        return False  # the planner does its own work this time
+
+    monkeypatch.setattr(manifest_pipe.PipedEntries, "prepare", kept)
+    assert api.post("/api/v1/folders", json={"path": "f"}, headers=alice.bearer).status_code == 201
+    monkeypatch.setitem(settings.__dict__, "manifest_pipe_min_bytes", 1)
+    assert _import(api, alice, "f", body, False)["registered"] == 30
+    (preparer, context, private), = contexts
+    assert preparer.endswith(":_ChildPlanner") and private == ""  # nothing private is sent
+    url = db.engine.url.render_as_string(hide_password=False)
+    planner = jobs._ChildPlanner(*context, url)  # the folder holds all 30 URLs now
+    path = Path(tempfile.mkdtemp()) / "m.json"
+    path.write_text(body)
+    out = [o for e in manifest.iter_entries(path, "json") for o in planner.feed(e)] + planner.finish()
+    (seq, n, (encoded, meta, _)), = out
+    assert (seq, n) == (1, 30) and meta is not None
+    assert [len(item) for items in encoded for item in items] == [3] * 30  # (client_metadata, row, parts)
