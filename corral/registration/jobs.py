@@ -986,10 +986,7 @@ class _ChildPlanner:
         # the pipe, not the context's file.  Without it, every item's rows are built.
         self.engine = None
         if database_url and unit.params.get("skip_duplicate_urls"):
-            from sqlalchemy import create_engine
-
-            waits = {"timeout": 30} if database_url.startswith("sqlite") else {}  # (a busy file's reads)
-            self.engine = create_engine(database_url, poolclass=_single_connection(), connect_args=waits)
+            self.engine = _child_engine(database_url)
         self.writing = True
         self.batch: list[Any] = []
         self.batch_no = 0
@@ -1047,17 +1044,12 @@ class _ChildLookup:
     error of an all-or-nothing job), nothing is looked up."""
 
     def __init__(self, unit: ClaimedUnit, done: set[int], size: int, database_url: str = "") -> None:
-        from sqlalchemy import create_engine
-
         from corral.registration.manifest_pipe import _fields
 
         self.unit, self.done, self.size, self._fields = unit, done, size, _fields
         self.folder_id = uuid.UUID(unit.params["folder_id"])
         self.ignore_errors = bool(unit.params.get("ignore_errors"))
-        self.engine = None
-        if database_url:
-            waits = {"timeout": 30} if database_url.startswith("sqlite") else {}  # (a busy file's reads)
-            self.engine = create_engine(database_url, poolclass=_single_connection(), connect_args=waits)
+        self.engine = _child_engine(database_url) if database_url else None
         self.writing = True
         self.batch: list[Any] = []
         self.batch_no = 0
@@ -1090,6 +1082,27 @@ class _ChildLookup:
         with Session(self.engine) as s, s.begin():
             there = _there(s, self.unit, self.folder_id, sorted(set(keys)))
         return seq, len(entries), (fields, bytes(k in there for k in keys))
+
+
+def _child_engine(database_url: str) -> Any:
+    """The reading process's read connection (one).  On SQLite with the server's page cache and
+    memory map (``corral.db.engine``): with SQLite's default 2 MB cache and a ``read()`` per page,
+    a million look-ups in ``ix_items_url_folder`` cost the reading process several seconds more."""
+    from sqlalchemy import create_engine, event
+
+    if not database_url.startswith("sqlite"):
+        return create_engine(database_url, poolclass=_single_connection())
+    from corral.db.engine import SQLITE_CACHE_KIB, SQLITE_MMAP_BYTES
+
+    engine = create_engine(database_url, poolclass=_single_connection(),
+                           connect_args={"timeout": 30})  # (a busy file's reads)
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.execute(f"PRAGMA cache_size = -{SQLITE_CACHE_KIB}")
+        dbapi_conn.execute(f"PRAGMA mmap_size = {SQLITE_MMAP_BYTES}")
+
+    return engine
 
 
 def _single_connection() -> Any:
