@@ -50,7 +50,7 @@ from corral.db.types import utcnow, uuid7_hex
 from corral.jobs import queue
 from corral.jobs.tasks import ClaimedUnit, TaskKind, UnitFailed, WorkerContext, registry
 from corral.registration.entries import EntryError
-from corral.registration.files import FileError, Prepared, prepare_entry, url_key
+from corral.registration.files import FileError, Prepared, prepare_entry
 from corral.registration.writer import Writer
 from corral.settings import Settings
 from corral.storage.scope import ScopedStorage
@@ -210,11 +210,8 @@ def _plan(ctx: WorkerContext, unit: ClaimedUnit) -> dict[str, Any]:
         if storage.strict_client_only:
             inline = _InlineWriter(ctx, replace(unit, params=params), storage, validator)
             ctx.saturated_by.add(unit.job_id)  # the batches it hands off are for other processes
-            if isinstance(items, manifest_pipe.PipedEntries):
-                if not _duplicates_likely(db, params):
-                    inline.prepared_by(items, size)  # the reader's process builds the batches' rows too
-                else:
-                    inline.looked_up_by(items, size)  # it looks the URLs up before the lock too
+            if isinstance(items, manifest_pipe.PipedEntries) and not _duplicates_likely(db, params):
+                inline.prepared_by(items, size)  # the reader's process builds the batches' rows too
         else:
             storage.close()
         batch: list[Any] = []
@@ -236,10 +233,7 @@ def _plan(ctx: WorkerContext, unit: ClaimedUnit) -> dict[str, Any]:
                     assert inline is not None and not batch and item.seq == batch_no + 1, "out of step"
                     entries += item.entries
                     batch_no += 1
-                    if inline.looked_up:
-                        inline.submit_looked_up(batch_no, item.payload)
-                    else:
-                        inline.submit_prepared(batch_no, item.payload)
+                    inline.submit_prepared(batch_no, item.payload)
                     continue
                 if isinstance(item, manifest.EntryError):
                     parse_errors += 1
@@ -345,7 +339,6 @@ class _InlineWriter:
         self.error_count = 0
         self._writing = True
         self._share = not self.db.is_sqlite
-        self.looked_up = False  # the reader's process looks duplicates up (``looked_up_by``)
         # Group commit on SQLite alone: its commit rewrites each index page a transaction
         # touched, and it has one writer at a time anyway.  (PostgreSQL writes a page's changes
         # to its log record by record, and hands batches to idle workers: not measured to gain.)
@@ -374,30 +367,6 @@ class _InlineWriter:
         if reader.prepare(f"{__name__}:_ChildPlanner", context, private=url):
             self._share = False
 
-    def looked_up_by(self, reader: Any, size: int) -> None:
-        """Have the manifest's reading process (``manifest_pipe``) batch the entries and look each
-        batch's URLs up in the folder before the lock, on a read connection of its own
-        (``_ChildLookup``), while this planner checks the entries of the batch before: an
-        import that skips duplicates into a folder that holds items (``_duplicates_likely``).
-        Every entry still comes here whole and is checked here (``submit``); the look-up only
-        spares the planner's own (``_ready``), and ``_commit_batch`` decides under the lock as
-        always.  See ``submit_looked_up``."""
-        context = (self.unit, self.done, size)
-        url = self.db.engine.url.render_as_string(hide_password=False)  # (through the pipe, never a file)
-        if reader.prepare(f"{__name__}:_ChildLookup", context, private=url):
-            self.looked_up = True
-
-    def submit_looked_up(self, seq: int, payload: Any) -> None:
-        """``submit`` of a batch ``_ChildLookup`` read and looked up: its entries rebuilt, and
-        for each, whether its URL key (of the URLs as written) was found in the folder."""
-        if seq in self.done or payload is None:
-            return
-        from corral.registration.entries import Entry, new_entry
-
-        fields, found = payload
-        entries = [Entry(*f) if f[8] else new_entry(*f[:8]) for f in fields]
-        self.submit(seq, entries, found)
-
     def submit_prepared(self, seq: int, payload: Any) -> None:
         """``submit`` of a batch ``_ChildPlanner`` prepared: the same errors kept and the same
         rows written (the child does what ``submit`` would, in the same order of batches and
@@ -421,9 +390,9 @@ class _InlineWriter:
     def abandon(self) -> None:
         self._writer.abandon()
 
-    def submit(self, seq: int, entries: list[Any], found: bytes | None = None) -> None:
+    def submit(self, seq: int, entries: list[Any]) -> None:
         """Register a batch here, or queue it for another worker; ``UnitFailed`` if the job was
-        cancelled.  ``found``: the reader's look-up (``submit_looked_up``), a byte per entry."""
+        cancelled."""
         if seq in self.done:
             return
         if self._writing and self._share and self._others_idle():
@@ -439,7 +408,7 @@ class _InlineWriter:
             self.error_count += len(bad)
             self.errors += [e.as_dict() for e in bad[: max(0, ERROR_LIMIT - len(self.errors))]]
         if self._writing:
-            ready = _ready(self.db, self.unit, results, entries if found is not None else None, found)
+            ready = _ready(self.db, self.unit, results)
             # (A batch submitted before a bad file was found is written, as it was before the
             # writer thread: the failed job's report then counts the same.)
             self._writer.submit((seq, ready))
@@ -986,7 +955,10 @@ class _ChildPlanner:
         # the pipe, not the context's file.  Without it, every item's rows are built.
         self.engine = None
         if database_url and unit.params.get("skip_duplicate_urls"):
-            self.engine = _child_engine(database_url)
+            from sqlalchemy import create_engine
+
+            waits = {"timeout": 30} if database_url.startswith("sqlite") else {}  # (a busy file's reads)
+            self.engine = create_engine(database_url, poolclass=_single_connection(), connect_args=waits)
         self.writing = True
         self.batch: list[Any] = []
         self.batch_no = 0
@@ -1030,79 +1002,6 @@ class _ChildPlanner:
                          else (p.seq, p.item_type, p.name, p.urls, p.media, p.client_metadata, p.parts)
                          for p in r] for r in results]
         return seq, len(entries), (encoded, meta, self.keys)
-
-
-class _ChildLookup:
-    """The manifest's reading process (``manifest_pipe.PipedEntries.prepare``) batching the
-    entries as ``_plan`` does (``_ChildPlanner``'s sizes, numbers and entry errors) and looking
-    each batch's URL keys up in the folder before the lock, on a read connection of its own,
-    with ``_not_copies``'s decision: a second import of the same files then costs the planner's
-    process no look-up before the lock.  A batch crosses as its entries' fields and a byte per
-    entry, 1 when the key of its URLs as written was found (``_InlineWriter.submit_looked_up``);
-    entries are not checked here (``prepare_entry`` runs in the planner's process, which would
-    otherwise wait for this one).  Once the planner will write nothing more (the first entry
-    error of an all-or-nothing job), nothing is looked up."""
-
-    def __init__(self, unit: ClaimedUnit, done: set[int], size: int, database_url: str = "") -> None:
-        from corral.registration.manifest_pipe import _fields
-
-        self.unit, self.done, self.size, self._fields = unit, done, size, _fields
-        self.folder_id = uuid.UUID(unit.params["folder_id"])
-        self.ignore_errors = bool(unit.params.get("ignore_errors"))
-        self.engine = _child_engine(database_url) if database_url else None
-        self.writing = True
-        self.batch: list[Any] = []
-        self.batch_no = 0
-
-    @property
-    def pending(self) -> int:
-        return len(self.batch)
-
-    def feed(self, item: Any) -> list[Any]:
-        if isinstance(item, EntryError):
-            if not self.ignore_errors:
-                self.writing = False  # as _plan's stop_writing
-            return [item]
-        self.batch.append(item)
-        return [self._look_up()] if len(self.batch) >= self.size else []
-
-    def finish(self) -> list[Any]:
-        return [self._look_up()] if self.batch else []
-
-    def _look_up(self) -> tuple[int, int, Any]:
-        entries, self.batch = self.batch, []
-        self.batch_no += 1
-        seq = self.batch_no
-        if seq in self.done:
-            return seq, len(entries), None
-        fields = [self._fields(e) for e in entries]
-        if not self.writing or self.engine is None:
-            return seq, len(entries), (fields, None)
-        keys = [url_key(e.urls) for e in entries]
-        with Session(self.engine) as s, s.begin():
-            there = _there(s, self.unit, self.folder_id, sorted(set(keys)))
-        return seq, len(entries), (fields, bytes(k in there for k in keys))
-
-
-def _child_engine(database_url: str) -> Any:
-    """The reading process's read connection (one).  On SQLite with the server's page cache and
-    memory map (``corral.db.engine``): with SQLite's default 2 MB cache and a ``read()`` per page,
-    a million look-ups in ``ix_items_url_folder`` cost the reading process several seconds more."""
-    from sqlalchemy import create_engine, event
-
-    if not database_url.startswith("sqlite"):
-        return create_engine(database_url, poolclass=_single_connection())
-    from corral.db.engine import SQLITE_CACHE_KIB, SQLITE_MMAP_BYTES
-
-    engine = create_engine(database_url, poolclass=_single_connection(),
-                           connect_args={"timeout": 30})  # (a busy file's reads)
-
-    @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
-        dbapi_conn.execute(f"PRAGMA cache_size = -{SQLITE_CACHE_KIB}")
-        dbapi_conn.execute(f"PRAGMA mmap_size = {SQLITE_MMAP_BYTES}")
-
-    return engine
 
 
 def _single_connection() -> Any:
@@ -1151,66 +1050,33 @@ def _docs(postgres: bool, unit: ClaimedUnit) -> item_docs.Docs:
     )
 
 
-def _ready(db: Database, unit: ClaimedUnit, results: list[list[Prepared] | FileError],
-           entries: list[Any] | None = None, found: bytes | None = None) -> _Ready:
+def _ready(db: Database, unit: ClaimedUnit, results: list[list[Prepared] | FileError]) -> _Ready:
     """Build a batch's rows outside any write transaction.  With ``skip_duplicate_urls``, the
     items whose URL a look-up finds in the folder already get none: the check under the folder's
-    lock decides (``_commit_batch``), and builds the rows of any it finds were not duplicates.
-
-    ``entries`` and ``found``: the batch's entries and the reader's look-up of each one's URL key
-    (``_ChildLookup``), which decides for an entry that made one item of the URLs as written
-    (their canonical form: the same key); any other item is looked up here."""
+    lock decides (``_commit_batch``), and builds the rows of any it finds were not duplicates."""
     prepared = [p for r in results if not isinstance(r, FileError) for p in r]
     ready = _Ready(results, db.engine.dialect, docs=_docs(db.engine.dialect.name == "postgresql", unit))
     with db.read() as s:
         ready.keys = load_keys(s, unit.org_id)
         if unit.params.get("skip_duplicate_urls") and prepared:
-            if entries is None or found is None:
-                prepared = _not_copies(s, unit, prepared)
-            else:
-                prepared = _not_found(s, unit, results, entries, found)
+            prepared = _not_copies(s, unit, prepared)
     ready.meta = _projected(ready.keys, ready.build(prepared))
     ready.projected = {id(p) for p in prepared}
     return ready
 
 
-def _not_found(s: Session, unit: ClaimedUnit, results: list[list[Prepared] | FileError], entries: list[Any],
-               found: bytes) -> list[Prepared]:
-    """``_not_copies`` of a batch's items, in order, taking the reader's look-up (``found``, a
-    byte per entry of ``entries``) for each item that is its entry's only one and whose canonical
-    URLs are the URLs as written (so its key is the one the reader looked up); the others (an
-    image sequence split in two, a URL made canonical) are looked up here."""
-    decided: dict[int, bool] = {}  # id() of an item: whether the reader found its key
-    others: list[Prepared] = []
-    for entry, result, there in zip(entries, results, found, strict=True):
-        if isinstance(result, FileError):
-            continue
-        if len(result) == 1 and tuple(result[0].urls) == entry.urls:
-            decided[id(result[0])] = bool(there)
-        else:
-            others += result
-    kept = {id(p) for p in _not_copies(s, unit, others)} if others else set()
-    return [p for r in results if not isinstance(r, FileError) for p in r
-            if (not decided[id(p)] if id(p) in decided else id(p) in kept)]
-
-
 def _not_copies(s: Session, unit: ClaimedUnit, prepared: list[Prepared]) -> list[Prepared]:
     """The items whose URL a look-up outside the lock does not find in the folder already."""
-    there = _there(s, unit, uuid.UUID(unit.params["folder_id"]), sorted({p.url_hash for p in prepared}))
-    return [p for p in prepared if p.url_hash not in there]
-
-
-def _there(s: Session, unit: ClaimedUnit, folder_id: uuid.UUID, keys: list[str]) -> set[str]:
-    """Which of these URL keys a look-up outside the lock finds in the folder already."""
-    found = _copies(s, folder_id, keys)
+    found = _copies(s, uuid.UUID(unit.params["folder_id"]), sorted({p.url_hash for p in prepared}))
     # As ``_commit_batch`` decides: a copy staged by another job counts once that job is
     # DONE (which published it), so a second import of the same files builds nothing.
     others = {job_id for _, staged, job_id in found if staged and job_id != unit.job_id}
     others.discard(None)
     done = select(Job.id).where(Job.id.in_(others), Job.status == "DONE")
     published_by = set(s.scalars(done)) if others else set()
-    return {h for h, staged, job_id in found
-            if not staged or job_id is None or job_id == unit.job_id or job_id in published_by}
+    there = {h for h, staged, job_id in found
+             if not staged or job_id is None or job_id == unit.job_id or job_id in published_by}
+    return [p for p in prepared if p.url_hash not in there]
 
 
 # -- the task kind ----------------------------------------------------------------------------

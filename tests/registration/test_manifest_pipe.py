@@ -446,19 +446,13 @@ def test_batches_prepared_by_the_reader_store_what_the_planners_own_would(api, w
     assert r.status_code == 200, r.text
     body = _rich_manifest(bucket, 12_000)
     prepared: list[int] = []
-    looked_up: list[int] = []
-    submit, submit_looked_up = jobs._InlineWriter.submit_prepared, jobs._InlineWriter.submit_looked_up
+    submit = jobs._InlineWriter.submit_prepared
 
     def counted(self: Any, seq: int, payload: Any) -> None:
         prepared.append(seq)
         submit(self, seq, payload)
 
-    def counted_looked_up(self: Any, seq: int, payload: Any) -> None:
-        looked_up.append(seq)
-        submit_looked_up(self, seq, payload)
-
     monkeypatch.setattr(jobs._InlineWriter, "submit_prepared", counted)
-    monkeypatch.setattr(jobs._InlineWriter, "submit_looked_up", counted_looked_up)
     seen = []
     for folder, runs in _here_then_piped(api, alice, settings, monkeypatch, body, ignore_errors):
         seen.append((runs, _stored(db, folder)))
@@ -466,10 +460,9 @@ def test_batches_prepared_by_the_reader_store_what_the_planners_own_would(api, w
             assert prepared == []
     # (all or nothing: the child stops building at the first error, its batches still come.)
     # The second import skips duplicates into a folder that holds the first's items: the reader
-    # reads and looks the URLs up, and the planner checks (``jobs._duplicates_likely``); when the
+    # only reads, and the planner checks and looks up (``jobs._duplicates_likely``); when the
     # first failed (all or nothing), the folder is empty and the reader prepares again.
     assert prepared == ([1, 2, 3] if ignore_errors else [1, 2, 3, 1, 2, 3])
-    assert looked_up == ([1, 2, 3] if ignore_errors else [])
     (here, here_items), (piped, piped_items) = seen
     assert here == piped
     assert here_items == piped_items
@@ -532,89 +525,3 @@ def test_a_reader_killed_while_it_prepares_is_prepared_on_here(api, world, db, s
     (here, here_items), (killed, killed_items) = seen
     assert here == killed and here_items == killed_items
     assert (killed["status"], killed["registered"]) == ("DONE", len(killed_items))
-
-
-@pytest.mark.parametrize("ignore_errors", [True, False])
-def test_urls_looked_up_by_the_reader_are_still_decided_under_the_lock(api, world, db, settings, monkeypatch, ignore_errors) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
-    """A second import skipping duplicates, its URLs looked up by the reader's process
-    (``jobs._ChildLookup``): between that look-up and the batch's write, some items it found are
-    deleted and some URLs it did not find are registered by another import.  The check under
-    the lock decides, as for the planner's own look-up: the deleted ones are registered again,
-    the ones registered meanwhile skipped; the counts, errors and status are those of the same
-    import read by the planner, whose look-up sees the same changes at the same point."""
-    from sqlalchemy import select, update
-
-    from corral.db.tables import Folder, Item
-    from corral.db.types import utcnow
-    from corral.registration import jobs
-
-    alice, bucket = world
-    sized = {"width": 10, "height": 20}
-    first = [{"objectUrl": f"s3://{bucket}/p/{i:05d}.png", "imageMetadata": sized} for i in range(0, 7000, 2)]
-    everything: list[dict[str, Any]] = [
-        {"objectUrl": f"s3://{bucket}/p/{i:05d}.png", "imageMetadata": sized} for i in range(7000)]
-    everything[6001] = {"objectUrl": f"s3://{bucket}/p/06001.png"}  # strict: no sizes
-    body = json.dumps({"skip_duplicate_urls": True, "images": everything})
-    looked_up: list[int] = []
-    submit_looked_up, submit = jobs._InlineWriter.submit_looked_up, jobs._InlineWriter.submit
-    folder_ids: dict[str, Any] = {}
-
-    def meanwhile(folder: str) -> None:
-        """What happens between the look-up and the write of batch 1: the items of 0-99 (found)
-        deleted, and 1-199 odd (not found) registered with the items of 4999 by hand."""
-        with db.write() as s:
-            folder_id = folder_ids[folder]
-            s.execute(update(Item).where(Item.folder_id == folder_id, Item.url.in_(
-                [f"s3://{bucket}/p/{i:05d}.png" for i in range(0, 100, 2)])).values(deleted_at=utcnow()))
-            template = s.scalars(select(Item).where(Item.folder_id == folder_id).limit(1)).one()
-            for i in range(1, 200, 2):
-                url = f"s3://{bucket}/p/{i:05d}.png"
-                s.add(Item(org_id=template.org_id, folder_id=folder_id, integration_id=template.integration_id,
-                           item_type="image", name=url, url=url, url_hash=url, media=template.media,
-                           client_metadata={}, storage_location=template.storage_location))
-
-    second: list[str] = []  # the folder whose second import runs
-
-    def looked(self: Any, seq: int, payload: Any) -> None:
-        looked_up.append(seq)
-        if seq == 1:
-            meanwhile(second[-1])
-        submit_looked_up(self, seq, payload)
-
-    def submitted(self: Any, seq: int, entries: list[Any], found: Any = None) -> None:
-        if second and second[-1] == "here" and seq == 1:  # the planner's own reading: the same
-            meanwhile("here")  # changes, before its look-up
-        submit(self, seq, entries, found)
-
-    monkeypatch.setattr(jobs._InlineWriter, "submit_looked_up", looked)
-    monkeypatch.setattr(jobs._InlineWriter, "submit", submitted)
-    runs = {}
-    for folder in ("here", "piped"):
-        assert api.post("/api/v1/folders", json={"path": folder}, headers=alice.bearer).status_code == 201
-        with db.read() as s:
-            folder_ids[folder] = s.scalar(select(Folder.id).where(Folder.name == folder))
-        monkeypatch.setitem(settings.__dict__, "manifest_pipe_min_bytes", 10**9)
-        done = _import(api, alice, folder, json.dumps({"images": first}), True)
-        assert (done["status"], done["registered"]) == ("DONE", 3500)
-        if folder == "piped":
-            monkeypatch.setitem(settings.__dict__, "manifest_pipe_min_bytes", 1)
-        second.append(folder)
-        before = set(children())
-        runs[folder] = _import(api, alice, folder, body, ignore_errors)
-        wait_gone(list(set(children()) - before))
-        second.append("")
-    assert looked_up == [1, 2]  # the second folder's second import: looked up by the reader
-    assert runs["here"] == runs["piped"]
-    assert [e["where"] for e in runs["piped"]["errors"]] == ["images[6001]"]
-    if ignore_errors:
-        # 7,000 entries, one refused: of 3,500 even ones, 50 deleted before the write: registered;
-        # of 3,499 odd ones (one refused), 100 registered by hand meanwhile: skipped
-        assert (runs["piped"]["status"], runs["piped"]["registered"], runs["piped"]["skipped"]) == (
-            "DONE", 50 + 3399, 3450 + 100)
-    else:
-        assert runs["piped"]["status"] == "ERROR"
-    for folder in ("here", "piped"):
-        with db.read() as s:
-            live = set(s.scalars(select(Item.url).where(Item.folder_id == folder_ids[folder],
-                                                        Item.deleted_at.is_(None))))
-        assert len(live) == (7000 - 1 if ignore_errors else 3450 + 100)
