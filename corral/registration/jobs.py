@@ -527,7 +527,12 @@ def _commit_batch(s: Session, unit: ClaimedUnit, ready: _Ready,
     contested: list[Prepared] = []
     skipped = updated = 0
     upserted: list[tuple[uuid.UUID, dict[str, Any]]] = []
-    if params.get("skip_duplicate_urls"):
+    if params.get("skip_duplicate_urls") and not params.get("upsert_metadata") and prepared and _all_there(
+            s, unit.job_id, folder_id, sorted({p.url_hash for p in prepared})):
+        # Every URL is there (an all-duplicate batch): what the decision below then comes to,
+        # counted by the database rather than each copy read into Python.
+        skipped, prepared = len(prepared), []
+    elif params.get("skip_duplicate_urls"):
         # A copy of the URL counts as there if users can see it, or if this job registered it
         # (it is published with this job).  A copy staged by another job still running may yet
         # be deleted with it: this job registers the URL too, and decides when it ends
@@ -567,6 +572,8 @@ def _commit_batch(s: Session, unit: ClaimedUnit, ready: _Ready,
         prepared = fresh
     projection.project_again(s, unit.org_id, upserted)
     needed = [*prepared, *contested]
+    if not needed:  # nothing to write (every file a duplicate, or failed): no keys, rows or values
+        return _batch_result(results, 0, 0, skipped, updated)
     # What the look-up outside the lock took for a duplicate, wrongly, gets its rows now.  (This
     # may run again for the same batch after a rolled-back group commit: ``ready`` only gains
     # rows here, and its projected values are never changed, so a second run writes the same.)
@@ -592,14 +599,18 @@ def _commit_batch(s: Session, unit: ClaimedUnit, ready: _Ready,
     # Whatever else must change with a batch's items goes here: every batch, inline or a unit,
     # commits through this transaction.
     index_changes.note(s, unit.org_id, (ready.rows[id(p)][0][0] for p in needed))  # index snapshots
-    file_errors = [r.as_dict() for r in results if isinstance(r, FileError)]
+    return _batch_result(results, len(prepared) + len(contested), len(contested), skipped, updated)
+
+
+def _batch_result(results: list[list[Prepared] | FileError], registered: int, contested: int, skipped: int,
+                  updated: int) -> dict[str, Any]:
     return {
         "files": len(results),
-        "registered": len(prepared) + len(contested),
-        "contested": len(contested),
+        "registered": registered,
+        "contested": contested,
         "skipped": skipped,
         "updated": updated,
-        "errors": file_errors,
+        "errors": [r.as_dict() for r in results if isinstance(r, FileError)],
     }
 
 
@@ -620,6 +631,46 @@ _COPIES_POSTGRESQL = (
     "WHERE url_hash = k.url_hash AND coalesce(folder_id, folder_id) = %s AND deleted_at IS NULL "
     "OFFSET 0) AS i"
 )
+
+
+# How many of the keys have a copy in the folder that counts as there (``_commit_batch``: live,
+# and not staged, or staged by this job, or by a job that is DONE), by the same index-only probes.
+_THERE = ("staged = {false} OR job_id IS NULL OR job_id = {mark} "
+          "OR EXISTS (SELECT 1 FROM jobs WHERE jobs.id = items.job_id AND jobs.status = 'DONE')")
+_ALL_THERE_SQLITE = (
+    "SELECT count(DISTINCT url_hash) FROM items INDEXED BY ix_items_url_folder "
+    "WHERE url_hash IN ({marks}) AND folder_id = ? AND deleted_at IS NULL "
+    "AND (" + _THERE.format(false="0", mark="?") + ")"
+)
+_ALL_THERE_POSTGRESQL = (
+    "SELECT count(DISTINCT i.url_hash) FROM unnest(CAST(%s AS varchar[])) AS k(url_hash) "
+    "CROSS JOIN LATERAL (SELECT url_hash FROM items "
+    "WHERE url_hash = k.url_hash AND coalesce(folder_id, folder_id) = %s AND deleted_at IS NULL "
+    "AND (" + _THERE.format(false="false", mark="%s") + ") OFFSET 0) AS i"
+)
+
+
+def _all_there(s: Session, job_id: uuid.UUID, folder_id: uuid.UUID, keys: list[str]) -> bool:
+    """Whether every one of these distinct URL keys has a copy in the folder that counts as there
+    (``_commit_batch``'s decision for each), counted by the database: a batch of duplicates is
+    then decided without reading each copy into Python.  False says only that some may not be
+    (the caller decides key by key)."""
+    postgres = s.get_bind().dialect.name == "postgresql"
+    raw: Any = s.connection().connection.driver_connection  # in this transaction
+    cursor = raw.cursor()
+    try:
+        for i in range(0, len(keys), LOOKUP_CHUNK):
+            chunk = keys[i : i + LOOKUP_CHUNK]
+            if postgres:
+                cursor.execute(_ALL_THERE_POSTGRESQL, (chunk, folder_id, job_id))
+            else:
+                cursor.execute(_ALL_THERE_SQLITE.format(marks=", ".join("?" * len(chunk))),
+                               (*chunk, folder_id.hex, job_id.hex))
+            if cursor.fetchone()[0] != len(chunk):
+                return False
+    finally:
+        cursor.close()
+    return True
 
 
 def _copies(s: Session, folder_id: uuid.UUID, keys: list[str]) -> list[tuple[str, bool, uuid.UUID | None]]:

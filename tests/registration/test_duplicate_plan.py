@@ -171,3 +171,73 @@ def test_the_end_of_a_job_alone_in_its_folder_looks_up_no_copies(db) -> None:  #
     statements.clear()
     assert resolve() == {"skipped": 1, "updated": 0}
     assert [q for q in statements if "url_hash" in q], statements
+
+
+def test_a_batch_is_all_there_exactly_when_every_key_would_be_skipped(db) -> None:  # type: ignore[no-untyped-def]
+    """``_all_there`` (an all-duplicate batch decided by a count under the lock) says yes exactly
+    when ``_commit_batch``'s copy-by-copy decision finds every key there: a live copy not staged,
+    or staged by this job or by a DONE job; not a deleted copy, nor one staged by a job still
+    running, nor a key missing beside one held twice (the count is of distinct keys)."""
+    from corral.db.tables import Job
+
+    folder, keys = _fill(db, 12)  # keys[i] staged when i % 3 == 0, no job
+    me, running, done = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    with db.write() as s:
+        org = s.scalar(text("SELECT org_id FROM folders")) if db.is_sqlite else s.scalar(
+            text("SELECT org_id FROM folders LIMIT 1"))
+        for job_id, status in ((me, "PENDING"), (running, "PENDING"), (done, "DONE")):
+            s.add(Job(id=job_id, org_id=uuid.UUID(str(org)), kind="register", status=status))
+    with db.write() as s:
+        by = {1: me, 2: running, 4: done}
+        for i, job_id in by.items():
+            s.execute(text("UPDATE items SET staged = :t, job_id = :j WHERE url_hash = :k"),
+                      {"t": True, "j": job_id.hex if db.is_sqlite else job_id, "k": keys[i]})
+        s.execute(text("UPDATE items SET deleted_at = updated_at WHERE url_hash = :k"), {"k": keys[5]})
+    _fill_copy = [(uuid.uuid4(), "image", "x", keys[7], keys[7], 1, False, None)]  # keys[7] held twice
+    now = datetime.now(UTC)
+    with db.write() as s:
+        insert_tuples(s, ITEMS, ("id", "item_type", "name", "url", "url_hash", "file_size", "staged", "job_id"),
+                      _fill_copy, {"org_id": uuid.UUID(str(org)), "folder_id": folder, "storage_location": "s3",
+                                   "media": {}, "client_metadata": {}, "is_placeholder": False,
+                                   "created_at": now, "updated_at": now})
+
+    def all_there(*which: Any) -> bool:
+        wanted = sorted({keys[i] if isinstance(i, int) else i for i in which})
+        with db.read() as s:
+            return jobs._all_there(s, me, folder, wanted)
+
+    assert all_there(0, 3)  # staged with no job: there (as _commit_batch decides)
+    assert all_there(1, 4, 6, 7, 8)  # staged by this job, by a DONE one; held twice
+    assert all_there(*range(12)) is False  # keys[2] staged by a job still running, keys[5] deleted
+    assert all_there(8, 2) is False
+    assert all_there(8, 5) is False
+    assert all_there(7, "s3://b/o/missing.jpg") is False  # two copies of one key, none of the other
+    assert all_there(*[i for i in range(12) if i not in (2, 5)])
+    with db.write() as s:  # the look-ups' chunks: the count is per chunk of LOOKUP_CHUNK keys
+        s.execute(text("UPDATE items SET staged = :f WHERE folder_id = :folder"),
+                  {"f": False, "folder": folder.hex if db.is_sqlite else folder})
+    more_folder, more = _fill(db, 2500, "more")
+    with db.read() as s:
+        assert jobs._all_there(s, me, more_folder, sorted(more))
+        assert not jobs._all_there(s, me, more_folder, sorted([*more[:2400], "s3://b/zzz"]))
+
+
+def test_the_count_of_a_batch_all_there_is_one_index_only_probe_per_key(db) -> None:  # type: ignore[no-untyped-def]
+    """``_all_there``'s statement probes ``ix_items_url_folder`` once a key, on statistics of a
+    never-analysed table too, as ``_copies`` does."""
+    folder, keys = _fill(db)
+    me = uuid.uuid4()
+    with db.write() as s:
+        if s.get_bind().dialect.name == "postgresql":
+            _make_stale(s)
+            raw = s.connection().connection.driver_connection
+            with raw.cursor() as cursor:
+                cursor.execute("EXPLAIN " + jobs._ALL_THERE_POSTGRESQL, (keys[:1000], folder, me))
+                plan = "\n".join(row[0] for row in cursor.fetchall())
+            _one_probe_a_key(plan)
+        else:
+            chunk = keys[:1000]
+            sql = "EXPLAIN QUERY PLAN " + jobs._ALL_THERE_SQLITE.format(marks=", ".join("?" * len(chunk)))
+            plan = "\n".join(str(row[-1]) for row in s.connection().exec_driver_sql(sql, (*chunk, folder.hex, me.hex)))
+            assert "USING COVERING INDEX ix_items_url_folder" in plan, plan
+            assert "SCAN items" not in plan, plan

@@ -516,6 +516,9 @@ def test_flags_anywhere_in_the_file(tmp_path: Path) -> None:
         ('{"skip_duplicate_urls": 1, "images": []}', None),
         ('{"skip_duplicate_urls": true, "x": 1, "images": []}', None),  # read_flags refuses the key
         ('{"skip_duplicate_urls": true, "images": [{"title": "\\u00e9"}]}', None),  # an escape could spell one
+        # a backslash, but no \u escape: nothing can spell a flag's name
+        ('{"skip_duplicate_urls": true, "images": [{"title": "a\\nb\\\\"}]}', ManifestFlags(True, False)),
+        ('{"skip_duplicate_urls": true, "images": [{"title": "a\\\\u"}]}', None),  # "\\u": the bytes are there
         ('{"dataItems": {"skipDuplicateUrls": true, "images": []}}', None),
         ('{"skip_duplicate_urls": true, "a[": 1, "images": []}', None),  # "[" inside a string
         ('{"skip_duplicate_urls": true}', None),  # no list at all
