@@ -19,7 +19,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import uuid
-from collections.abc import Sequence
+from collections.abc import Generator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from operator import itemgetter
@@ -655,6 +655,18 @@ def _all_there(s: Session, job_id: uuid.UUID, folder_id: uuid.UUID, keys: list[s
     (``_commit_batch``'s decision for each), counted by the database: a batch of duplicates is
     then decided without reading each copy into Python.  False says only that some may not be
     (the caller decides key by key)."""
+    counts = _by_chunks(s, keys, _ALL_THERE_SQLITE, _ALL_THERE_POSTGRESQL, folder_id, job_id)
+    try:
+        return all(rows[0][0] == len(chunk) for chunk, rows in counts)
+    finally:
+        counts.close()
+
+
+def _by_chunks(s: Session, keys: list[str], sqlite_sql: str, postgresql_sql: str,
+               *ids: uuid.UUID) -> Generator[tuple[list[str], list[Any]], None, None]:
+    """Each chunk of ``LOOKUP_CHUNK`` keys and the rows its dialect's statement gives, through the
+    driver's own cursor in the session's transaction: PostgreSQL's statement takes the chunk as
+    an array then ``ids``, SQLite's one mark a key (``{marks}``) then the ids as hex digits."""
     postgres = s.get_bind().dialect.name == "postgresql"
     raw: Any = s.connection().connection.driver_connection  # in this transaction
     cursor = raw.cursor()
@@ -662,15 +674,13 @@ def _all_there(s: Session, job_id: uuid.UUID, folder_id: uuid.UUID, keys: list[s
         for i in range(0, len(keys), LOOKUP_CHUNK):
             chunk = keys[i : i + LOOKUP_CHUNK]
             if postgres:
-                cursor.execute(_ALL_THERE_POSTGRESQL, (chunk, folder_id, job_id))
+                cursor.execute(postgresql_sql, (chunk, *ids))
             else:
-                cursor.execute(_ALL_THERE_SQLITE.format(marks=", ".join("?" * len(chunk))),
-                               (*chunk, folder_id.hex, job_id.hex))
-            if cursor.fetchone()[0] != len(chunk):
-                return False
+                cursor.execute(sqlite_sql.format(marks=", ".join("?" * len(chunk))),
+                               (*chunk, *(id_.hex for id_ in ids)))
+            yield chunk, cursor.fetchall()
     finally:
         cursor.close()
-    return True
 
 
 def _copies(s: Session, folder_id: uuid.UUID, keys: list[str]) -> list[tuple[str, bool, uuid.UUID | None]]:
@@ -688,26 +698,17 @@ def _copies(s: Session, folder_id: uuid.UUID, keys: list[str]) -> list[tuple[str
     """
     out: list[tuple[str, bool, uuid.UUID | None]] = []
     postgres = s.get_bind().dialect.name == "postgresql"
-    raw: Any = s.connection().connection.driver_connection  # in this transaction
     # SQLite gives each row's job id as text; the copies of a batch come from a few jobs, so
     # each id is made a UUID once, not once a row (a second import: one a URL, twice a URL).
     job_ids: dict[str | None, uuid.UUID | None] = {None: None, "": None}
-    cursor = raw.cursor()
-    try:
-        for i in range(0, len(keys), LOOKUP_CHUNK):
-            chunk = keys[i : i + LOOKUP_CHUNK]
-            if postgres:
-                cursor.execute(_COPIES_POSTGRESQL, (chunk, folder_id))
-                out += cursor.fetchall()  # (text, boolean, uuid: psycopg gives them as such)
-            else:
-                sql = _COPIES_SQLITE.format(marks=", ".join("?" * len(chunk)))
-                cursor.execute(sql, (*chunk, folder_id.hex))
-                for h, staged, job_id in cursor.fetchall():
-                    if job_id not in job_ids:
-                        job_ids[job_id] = uuid.UUID(job_id)
-                    out.append((h, bool(staged), job_ids[job_id]))
-    finally:
-        cursor.close()
+    for _, rows in _by_chunks(s, keys, _COPIES_SQLITE, _COPIES_POSTGRESQL, folder_id):
+        if postgres:
+            out += rows  # (text, boolean, uuid: psycopg gives them as such)
+            continue
+        for h, staged, job_id in rows:
+            if job_id not in job_ids:
+                job_ids[job_id] = uuid.UUID(job_id)
+            out.append((h, bool(staged), job_ids[job_id]))
     return out
 
 
