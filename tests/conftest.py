@@ -110,6 +110,9 @@ def settings(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> Se
         local_roots=str(tmp_path),
         # The emulators run on loopback: allowing it here is what lets the suite reach them.
         allowed_endpoints=TEST_ALLOWED_ENDPOINTS,
+        # No spare manifest reader per test's worker (a Python process importing the registration
+        # code, 0.7 s of CPU each); tests/registration/test_manifest_pipe.py turns it on.
+        manifest_pipe_spare=False,
     )
 
 

@@ -87,6 +87,10 @@ class TaskKind:
     #: ``progress(session, job, error_limit)``: what every view of the job reports (see
     #: ``queue.job_state``); None for kinds whose units are all there is to count.
     progress: Progress | None = None
+    #: ``warm(ctx)``, called as a worker starts running (``Worker.run``): whatever makes this
+    #: kind's first unit start sooner (registration: a spare manifest reader); returns what undoes
+    #: it, called as the worker stops.
+    warm: Callable[[WorkerContext], Callable[[], None]] | None = None
 
 
 class TaskRegistry:
@@ -102,6 +106,9 @@ class TaskRegistry:
 
     def names(self) -> list[str]:
         return sorted(self._kinds)
+
+    def kinds(self) -> list[TaskKind]:
+        return [self._kinds[name] for name in sorted(self._kinds)]
 
 
 #: Task kinds built into corral; later modules register theirs here at import.

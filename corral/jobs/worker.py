@@ -111,6 +111,7 @@ class Worker:
         self._guarded("removing dead processes' scratch directories", scratch.sweep)
         heartbeat = threading.Thread(target=self._heartbeat, name="corral-heartbeat", daemon=True)
         heartbeat.start()
+        undo = self._warm()
         pool = ThreadPoolExecutor(max_workers=s.worker_concurrency, thread_name_prefix="corral-unit")
         try:
             while not self._stop.is_set():
@@ -136,9 +137,21 @@ class Worker:
         finally:
             pool.shutdown(wait=False)
             self._guarded("stopping gracefully", self._drain)
+            for step in undo:
+                self._guarded("undoing a task kind's warm-up", step)
             self._guarded("removing this worker's record",
                           lambda: queue.unregister_worker(self.db, self.owner))
             log.info("worker stopped", extra={"owner": self.owner})
+
+    def _warm(self) -> list[Any]:
+        """Each task kind's ``warm``; what undoes them.  A failure is logged, never raised: a
+        warm-up only makes units start sooner."""
+        undo: list[Any] = []
+        for kind in self.tasks.kinds():
+            if kind.warm is not None:
+                self._guarded(f"warming up for {kind.name} units",
+                              lambda warm=kind.warm: undo.append(warm(self.ctx)))
+        return undo
 
     def _guarded(self, what: str, action: Any) -> bool:
         """Run a bookkeeping step; log an unexpected error with an incident id instead of raising."""

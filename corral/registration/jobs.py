@@ -164,13 +164,18 @@ def _merge_flags(db: Database, job_id: uuid.UUID, flags: Any) -> dict[str, Any]:
 
 
 def _open(db: Database, settings: Settings, unit: ClaimedUnit) -> tuple[ScopedStorage, Validator]:
+    row, validator = _integration(db, unit)
+    return integrations.shared(row, settings), validator  # one client per process, not per batch
+
+
+def _integration(db: Database, unit: ClaimedUnit) -> tuple[Integration, Validator]:
+    """The job's integration (its row: nothing opened yet) and the metadata schema's validator."""
     with db.read() as s:
         row = s.get(Integration, uuid.UUID(unit.params["integration_id"]))
         if row is None:
             raise UnitFailed("the job's integration no longer exists")
-        storage = integrations.shared(row, settings)  # one client per process, not per batch
         _, validator = metadata_service.validator(s, unit.org_id)
-    return storage, validator
+    return row, validator  # (read() detaches the row without expiring it)
 
 
 def _plan(ctx: WorkerContext, unit: ClaimedUnit) -> dict[str, Any]:
@@ -205,14 +210,22 @@ def _plan(ctx: WorkerContext, unit: ClaimedUnit) -> dict[str, Any]:
         except manifest.ManifestUnreadable as exc:
             raise UnitFailed(f"the manifest cannot be read: {exc.message}") from None
         params = _merge_flags(db, unit.job_id, flags)
-        storage, validator = _open(db, ctx.services["settings"], unit)
-        size = unit.params.get("batch_size", INLINE_BATCH if storage.strict_client_only else BATCH)
-        if storage.strict_client_only:
-            inline = _InlineWriter(ctx, replace(unit, params=params), storage, validator)
+        settings: Settings = ctx.services["settings"]
+        row, validator = _integration(db, unit)
+        size = unit.params.get("batch_size", INLINE_BATCH if row.strict_client_only else BATCH)
+        if row.strict_client_only:
+            planned = replace(unit, params=params)
+            done = _done_batches(db, unit)
+            # The reader's process builds the batches' rows too.  It is told before the store's
+            # backend is opened here (the first open in a process imports its SDK: 0.3-0.5 s), so
+            # it prepares the first batch meanwhile.
+            prepared = (isinstance(items, manifest_pipe.PipedEntries) and not _duplicates_likely(db, params)
+                        and _reader_prepares(db, settings, items, planned, row, validator, done, size))
+            storage = integrations.shared(row, settings)
+            inline = _InlineWriter(ctx, planned, storage, validator, done, share=not prepared)
             ctx.saturated_by.add(unit.job_id)  # the batches it hands off are for other processes
-            if isinstance(items, manifest_pipe.PipedEntries) and not _duplicates_likely(db, params):
-                inline.prepared_by(items, size)  # the reader's process builds the batches' rows too
         else:
+            storage = integrations.shared(row, settings)
             storage.close()
         batch: list[Any] = []
         pending: list[tuple[int, list[dict[str, Any]]]] = []
@@ -303,6 +316,30 @@ def _duplicates_likely(db: Database, params: dict[str, Any]) -> bool:
         return s.scalar(held) is not None
 
 
+def _done_batches(db: Database, unit: ClaimedUnit) -> set[int]:
+    """The numbers of the job's batches committed already (a restarted planner skips them)."""
+    with db.read() as s:
+        query = select(JobUnit.seq).where(JobUnit.job_id == unit.job_id, JobUnit.seq > 0)
+        return set(s.scalars(query))
+
+
+def _reader_prepares(db: Database, settings: Settings, reader: Any, unit: ClaimedUnit, row: Integration,
+                     validator: Validator, done: set[int], size: int) -> bool:
+    """Have the manifest's reading process (``manifest_pipe``) do the planner's Python work too
+    (``_ChildPlanner``: each entry's checks, its rows, listing document and projected values), so
+    the planner's process only writes; see ``_InlineWriter.submit_prepared``.  Its batches are then
+    kept in the planner's process (written by its writer), not handed to other workers.  False if
+    the reader only reads (``PipedEntries.prepare``)."""
+    options, _ = integrations.opener(row, settings)  # (the options alone: nothing is opened)
+    # What resolving a URL needs, not the integration's credentials: no request is made.
+    public = options.model_copy(update=dict.fromkeys(options.secret_fields))
+    with db.read() as s:
+        keys = load_keys(s, unit.org_id)
+    context = (unit, public, row.title, row.signed_url_ttl_seconds, validator.schema, keys,
+               db.engine.dialect.name, done, size)
+    return bool(reader.prepare(f"{__name__}:_ChildPlanner", context))
+
+
 class _InlineWriter:
     """Prepares batches as the planner reads them, in the planner's own thread (checks, rows,
     projected values: Python work), and commits them on one writer thread
@@ -328,17 +365,18 @@ class _InlineWriter:
     group is committed again batch by batch (``corral.registration.writer``).
     """
 
-    def __init__(self, ctx: WorkerContext, unit: ClaimedUnit, storage: ScopedStorage, validator: Validator):
+    def __init__(self, ctx: WorkerContext, unit: ClaimedUnit, storage: ScopedStorage, validator: Validator,
+                 done: set[int] | None = None, *, share: bool = True):
         self.ctx, self.unit, self.storage, self.validator = ctx, unit, storage, validator
         self.db: Database = ctx.services["db"]
         self.lease_seconds: float = ctx.services["settings"].job_lease_seconds
-        with self.db.read() as s:
-            query = select(JobUnit.seq).where(JobUnit.job_id == unit.job_id, JobUnit.seq > 0)
-            self.done = set(s.scalars(query))
+        self.done = _done_batches(self.db, unit) if done is None else done  # (a restarted planner's)
         self.errors: list[dict[str, Any]] = []
         self.error_count = 0
         self._writing = True
-        self._share = not self.db.is_sqlite
+        # Batches go to idle workers on PostgreSQL, unless the reader's process prepares them
+        # (``_reader_prepares``): they are then written by this process's writer.
+        self._share = share and not self.db.is_sqlite
         # Group commit on SQLite alone: its commit rewrites each index page a transaction
         # touched, and it has one writer at a time anyway.  (PostgreSQL writes a page's changes
         # to its log record by record, and hands batches to idle workers: not measured to gain.)
@@ -350,21 +388,6 @@ class _InlineWriter:
 
     def stop_writing(self) -> None:
         self._writing = False
-
-    def prepared_by(self, reader: Any, size: int) -> None:
-        """Have the manifest's reading process (``manifest_pipe``) do this planner's Python work
-        too (``_ChildPlanner``: each entry's checks, its rows, listing document and projected
-        values), so this process only writes; see ``submit_prepared``.  Its batches are then
-        kept here (written by this process's writer), not handed to other workers."""
-        options = self.storage.options
-        # What resolving a URL needs, not the integration's credentials: no request is made.
-        public = options.model_copy(update=dict.fromkeys(options.secret_fields))
-        with self.db.read() as s:
-            keys = load_keys(s, self.unit.org_id)
-        context = (self.unit, public, self.storage.title, self.storage.ttl_seconds,
-                   self.validator.schema, keys, self.db.engine.dialect.name, self.done, size)
-        if reader.prepare(f"{__name__}:_ChildPlanner", context):
-            self._share = False
 
     def submit_prepared(self, seq: int, payload: Any) -> None:
         """``submit`` of a batch ``_ChildPlanner`` prepared: the same errors kept and the same
@@ -1175,7 +1198,18 @@ def progress(
     return counts
 
 
-TASK = registry.register(TaskKind(KIND, _prepare, _commit, _finalize, max_attempts=5, progress=progress))
+def _warm(ctx: WorkerContext) -> Any:
+    """A spare manifest reader for this worker's process (``manifest_pipe.hold``), which imports
+    this module while it waits (``_ChildPlanner`` is here), unless ``manifest_pipe_spare`` is off."""
+    from corral.registration import manifest_pipe
+
+    if not ctx.services["settings"].manifest_pipe_spare:
+        return lambda: None
+    return manifest_pipe.hold((__name__,))
+
+
+TASK = registry.register(TaskKind(KIND, _prepare, _commit, _finalize, max_attempts=5, progress=progress,
+                                  warm=_warm))
 
 
 # -- reading a job's progress --------------------------------------------------------------------

@@ -46,6 +46,22 @@ the signal is blocked, a thread of the child sees its parent change (``os.getppi
 ``_PARENT_CHECK_SECONDS`` and ends the process; and a child whose planner stopped reading gets
 a broken pipe at its next write.  The reader is stopped (``close``) when the planner is done
 with it, on every way out, or when it is garbage-collected.
+
+**A spare reader, started ahead of time** (``hold``).  Starting the child and importing what a
+preparer needs (``corral.registration.jobs``: SQLAlchemy, the tables, the checks) took 0.7-0.8 s of
+CPU, up to 3 s on a loaded machine, all of it before the first batch could be prepared.  A job
+worker process therefore holds a spare (``Worker.run``, through the task kind's ``warm``): a child
+started by a thread of this module that lives as long as the process (``PR_SET_PDEATHSIG`` fires
+when the *thread* that started the child ends, so no short-lived thread may start it), which
+imports what it is told to, then blocks on its standard input.  A reader then takes it
+(``_Keeper.take``), writes the manifest's format and path on that input, and goes on as with a
+child of its own: everything above holds for it alike (the parent checks, the stall and end
+detection, the fallback).  A spare found dead, or that cannot be told its manifest, is put aside
+and a child started as before; one that cannot be started is tried again ``_SPARE_RETRY_SECONDS``
+later, the worker reading meanwhile as without it.  The next spare is started
+``_SPARE_AFTER_SECONDS`` after this process's last reader closed (not while an import runs: its
+CPU and memory would be the import's), and once nothing holds a spare (the worker stopped) it is
+stopped.  Nothing goes into a file for it: the manifest's path and format come on its input.
 """
 
 from __future__ import annotations
@@ -62,7 +78,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Generator, Iterator
+from collections.abc import Callable, Generator, Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -97,6 +113,14 @@ _CHECK_SECONDS = 0.5
 _DRAIN_SECONDS = 5.0
 #: How often the child looks whether the process that started it is still its parent.
 _PARENT_CHECK_SECONDS = 1.0
+#: A spare (``hold``) is started this long after the holder asked, and after this process's last
+#: reader closed: not while an import's planner and reader use both cores.
+_SPARE_AFTER_SECONDS = 2.0
+#: A spare that could not be started, or that died unused: how long before the next is tried.
+_SPARE_RETRY_SECONDS = 30.0
+#: How often the keeper looks at its idle spare (one that died is put aside, and replaced).
+_SPARE_CHECK_SECONDS = 5.0
+_SPARE = "--spare"  # the child's first argument when it is a spare
 
 log = logging.getLogger("corral.registration")
 
@@ -122,6 +146,12 @@ def _cpus() -> int:
 
 def _start(path: Path, fmt: Format) -> tuple[subprocess.Popen[bytes], int]:
     """The child reading ``path``, and the pipe's end it writes to (a file descriptor)."""
+    return _launch([str(path), fmt])
+
+
+def _launch(head: list[str], tail: Sequence[str] = ()) -> tuple[subprocess.Popen[bytes], int]:
+    """``python -m corral.registration.manifest_pipe HEAD... FD PARENT TAIL...``, and the read end
+    of the pipe whose write end FD it is given."""
     import fcntl  # (POSIX)
 
     read, write = os.pipe()
@@ -133,8 +163,8 @@ def _start(path: Path, fmt: Format) -> tuple[subprocess.Popen[bytes], int]:
     env["PYTHONPATH"] = os.pathsep.join([home, *filter(None, [env.get("PYTHONPATH")])])
     try:
         child = subprocess.Popen(
-            [sys.executable, "-m", "corral.registration.manifest_pipe", str(path), fmt, str(write),
-             str(os.getpid())],
+            [sys.executable, "-m", "corral.registration.manifest_pipe", *head, str(write),
+             str(os.getpid()), *tail],
             env=env, pass_fds=(write,), stdin=subprocess.PIPE,
         )
     except BaseException:
@@ -165,8 +195,16 @@ class PipedEntries(Iterator[Entry | EntryError | PreparedBatch]):
     otherwise took turns, and a million files' plan took 1.4x as long while using less CPU.)"""
 
     def __init__(self, path: Path, fmt: Format, *, stall_seconds: float = STALL_SECONDS) -> None:
-        child, fd = _start(path, fmt)
+        spare = _keeper.begin(path, fmt)  # (counts this reader: no spare starts while one reads)
+        try:
+            child, fd = spare or _start(path, fmt)
+        except BaseException:
+            _keeper.end()
+            raise
+        self._reading = True
         self.child: subprocess.Popen[bytes] | None = child
+        #: whether the child is this process's spare (``hold``), started before this reader
+        self.spare = spare is not None
         self.stall_seconds = stall_seconds
         #: why the rest was read here, if it was ("ended", "stalled"; None: the child sent it all)
         self.fell_back: str | None = None
@@ -229,10 +267,19 @@ class PipedEntries(Iterator[Entry | EntryError | PreparedBatch]):
         """Stop reading: the child is stopped if it still runs."""
         self._items.close()
         self._stop()
+        self._done()
 
     def __del__(self) -> None:
         if "_items" in self.__dict__:  # (not when __init__ failed)
             self._stop()
+            self._done()
+
+    def _done(self) -> None:
+        """The reader is done with (closed, not only read to its end: the planner still writes
+        then), and no longer keeps a spare from being started (``_Keeper``)."""
+        reading, self._reading = self._reading, False
+        if reading:
+            _keeper.end()
 
     def _stop(self) -> None:
         child, self.child = self.child, None
@@ -361,6 +408,172 @@ def _pump_messages(fd: int, out: queue.Queue[bytes | bytearray | None], stopping
             os.close(fd)
 
 
+# -- the spare ----------------------------------------------------------------------------------
+
+
+Child = tuple[subprocess.Popen[bytes], int]  # a reader process, and the read end of its pipe
+
+
+def hold(preload: Sequence[str] = ()) -> Callable[[], None]:
+    """Keep a spare reader in this process from now on (see the module), which imports the modules
+    ``preload`` names while it waits; returns what ends the hold (the spare is stopped once no
+    hold remains).  Nothing where a reader would not be used (not POSIX, one CPU)."""
+    if os.name != "posix" or _cpus() < 2:
+        return lambda: None
+    return _keeper.hold(preload)
+
+
+def _discard(child: Child) -> None:
+    process, fd = child
+    with contextlib.suppress(OSError):
+        os.close(fd)
+    if process.poll() is None:
+        process.kill()
+    if process.stdin is not None:
+        with contextlib.suppress(OSError):
+            process.stdin.close()
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        process.wait(timeout=10)
+
+
+class _Keeper:
+    """This process's spare reader: started and stopped by a thread of its own (``_run``), which
+    lives as long as the process; taken by ``begin``."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._holds = 0
+        self._preload: set[str] = set()
+        self._readers = 0  # this process's readers not yet stopped
+        self._spare: Child | None = None
+        self._not_before = 0.0  # (time.monotonic) no spare is started before this
+        self._thread: threading.Thread | None = None
+        #: spares started, for tests and the log
+        self.started = 0
+
+    def hold(self, preload: Sequence[str]) -> Callable[[], None]:
+        with self._cond:
+            self._holds += 1
+            self._preload.update(preload)
+            self._not_before = max(self._not_before, time.monotonic() + _SPARE_AFTER_SECONDS)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="corral-manifest-spare", daemon=True)
+                self._thread.start()
+            self._cond.notify_all()
+        released = threading.Event()
+
+        def release() -> None:
+            with self._cond:
+                if released.is_set():
+                    return
+                released.set()
+                self._holds -= 1
+                spare = self._spare if not self._holds else None
+                if spare is not None:
+                    self._spare = None
+                self._cond.notify_all()
+            if spare is not None:
+                _discard(spare)
+
+        return release
+
+    def begin(self, path: Path, fmt: Format) -> Child | None:
+        """Count a reader of this process (``end`` uncounts it); the spare, told to read ``path``,
+        if one is waiting and alive."""
+        with self._cond:
+            self._readers += 1
+            spare, self._spare = self._spare, None
+        if spare is None:
+            return None
+        process, _ = spare
+        line = fmt.encode() + b" " + os.fsencode(path) + b"\n"
+        if process.poll() is None and process.stdin is not None and line.count(b"\n") == 1 \
+                and len(line) <= _PIPE_ATOMIC:
+            try:
+                process.stdin.write(line)
+                process.stdin.flush()
+                return spare
+            except OSError:  # it ended meanwhile
+                pass
+        log.warning("the spare manifest reader had ended; starting one", extra={"reader": process.pid})
+        _discard(spare)
+        with self._cond:
+            self._not_before = max(self._not_before, time.monotonic() + _SPARE_RETRY_SECONDS)
+        return None
+
+    def end(self) -> None:
+        with self._cond:
+            self._readers -= 1
+            if not self._readers:
+                self._not_before = max(self._not_before, time.monotonic() + _SPARE_AFTER_SECONDS)
+            self._cond.notify_all()
+
+    def _wanted(self) -> bool:
+        return bool(self._holds) and self._spare is None and not self._readers
+
+    def _run(self) -> None:
+        """Start a spare whenever one is wanted and due; put aside one that died waiting."""
+        while True:
+            try:
+                self._step()
+            except Exception:  # noqa: BLE001 - this thread must outlive anything (it starts the spares)
+                log.error("the spare manifest reader's keeper failed; going on", exc_info=True)
+                with self._cond:
+                    self._not_before = time.monotonic() + _SPARE_RETRY_SECONDS
+
+    def _step(self) -> None:
+        with self._cond:
+            while True:
+                now = time.monotonic()
+                dead = self._spare is not None and self._spare[0].poll() is not None
+                if dead or (self._wanted() and now >= self._not_before):
+                    break
+                if self._wanted():
+                    self._cond.wait(self._not_before - now)
+                else:
+                    self._cond.wait(_SPARE_CHECK_SECONDS if self._spare is not None else None)
+            spare = None
+            if dead:
+                spare, self._spare = self._spare, None
+                self._not_before = now + _SPARE_RETRY_SECONDS
+            preload = sorted(self._preload)
+        if spare is not None:
+            log.warning("the spare manifest reader ended while waiting", extra={"reader": spare[0].pid})
+            _discard(spare)
+            return
+        try:
+            spare = _launch([_SPARE], preload)
+        except Exception:  # noqa: BLE001 - the worker reads without a spare meanwhile
+            log.warning("a spare manifest reader could not be started; trying again in %.0f s",
+                        _SPARE_RETRY_SECONDS, exc_info=True)
+            with self._cond:
+                self._not_before = time.monotonic() + _SPARE_RETRY_SECONDS
+            return
+        with self._cond:
+            self.started += 1
+            if self._wanted():
+                self._spare, spare = spare, None
+        if spare is not None:  # no longer wanted (released, or a reader began meanwhile)
+            _discard(spare)
+
+    def spare_pid(self) -> int | None:
+        """The waiting spare's process id (tests)."""
+        with self._cond:
+            return self._spare[0].pid if self._spare is not None else None
+
+
+_keeper = _Keeper()
+
+
+def _forget_keeper() -> None:  # a forked child has neither its parent's spare nor its thread
+    global _keeper
+    _keeper = _Keeper()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_keeper)
+
+
 # -- the child ----------------------------------------------------------------------------------
 
 
@@ -444,7 +657,12 @@ def _watch_parent(parent: int) -> None:
 
 
 def main(argv: list[str]) -> None:
-    path, fmt, fd, parent = argv
+    spare = argv[0] == _SPARE
+    if spare:  # --spare FD PARENT MODULE...: the manifest's format and path come on the input
+        fd, parent, *preload = argv[1:]
+        path = fmt = ""
+    else:
+        path, fmt, fd, parent = argv
     with contextlib.suppress(Exception):  # not Linux: _watch_parent, and a closed pipe
         import ctypes
 
@@ -454,7 +672,18 @@ def main(argv: list[str]) -> None:
     threading.Thread(target=_watch_parent, args=(int(parent),), name="corral-parent", daemon=True).start()
     from corral.runtime import tune_gc
 
+    if spare:
+        import importlib
+
+        for module in preload:  # what the preparer will need, imported while nothing waits for it
+            importlib.import_module(module)
     tune_gc()  # a parse allocates a few dozen objects an entry (see corral.runtime)
+    if spare:
+        line = sys.stdin.buffer.readline()  # b"FORMAT PATH\n" once a reader takes this spare
+        if not line:  # the keeper stopped it unused
+            return
+        told, _, where = line.rstrip(b"\n").partition(b" ")
+        fmt, path = told.decode(), os.fsdecode(where)
     line = sys.stdin.buffer.readline()  # what the planner wants: entries, or prepared batches
     if not line:  # the planner closed without saying (it is done with this reader)
         return

@@ -559,3 +559,256 @@ def test_the_reader_builds_every_items_rows_without_a_look_up(api, world, db, se
     (seq, n, (encoded, meta, _)), = out
     assert (seq, n) == (1, 30) and meta is not None
     assert [len(item) for items in encoded for item in items] == [3] * 30  # (client_metadata, row, parts)
+
+
+# -- the spare reader (manifest_pipe.hold) -----------------------------------------------------------
+
+
+@pytest.fixture
+def soon(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Spares started at once when wanted (not ``_SPARE_AFTER_SECONDS`` later)."""
+    monkeypatch.setattr(manifest_pipe, "_SPARE_AFTER_SECONDS", 0.0)
+
+
+def _spare_pid(timeout: float = 60) -> int:
+    deadline = time.monotonic() + timeout
+    while (pid := manifest_pipe._keeper.spare_pid()) is None:
+        assert time.monotonic() < deadline, "no spare reader was started"
+        time.sleep(0.02)
+    return pid
+
+
+def test_a_held_spare_reads_the_next_manifest_and_another_follows(tmp_path: Path, soon: None) -> None:
+    """With a hold, a spare reader waits (started ahead of time); the next manifest is read by it,
+    the same entries as the planner's own reading; once that reader is closed, another spare
+    is started; releasing the hold stops it."""
+    path = tmp_path / "m.json"
+    path.write_text(json.dumps({"images": [entry(i) for i in range(3000)] + [{"objectUrl": "bad"}]}))
+    release = manifest_pipe.hold(("corral.registration.jobs",))
+    try:
+        pid = _spare_pid()
+        assert b"--spare" in _cmdline(pid)
+        items = manifest_pipe.iter_entries(path, "json", min_bytes=0)
+        assert isinstance(items, manifest_pipe.PipedEntries) and items.spare and items.child is not None
+        assert items.child.pid == pid
+        got = read(items)
+        items.close()
+        assert got == read(manifest.iter_entries(path, "json"))
+        assert items.fell_back is None
+        wait_gone([pid])
+        following = _spare_pid()
+        assert following != pid
+    finally:
+        release()
+    wait_gone([following])
+    assert manifest_pipe._keeper.spare_pid() is None
+
+
+def test_no_spare_is_started_while_a_reader_reads(tmp_path: Path, soon: None) -> None:
+    """A spare is started when this process reads no manifest (its CPU and memory would be the
+    import's), and not again for a reader that takes it until that reader is closed."""
+    path = tmp_path / "m.json"
+    path.write_text(json.dumps({"images": [entry(i) for i in range(50_000)]}))
+    release = manifest_pipe.hold()
+    try:
+        pid = _spare_pid()
+        items = manifest_pipe.iter_entries(path, "json", min_bytes=0)
+        next(items)
+        time.sleep(0.5)
+        assert manifest_pipe._keeper.spare_pid() is None
+        assert children() == [pid]
+        items.close()  # type: ignore[attr-defined]
+        _spare_pid()
+    finally:
+        release()
+
+
+def test_a_dead_spare_is_passed_over_and_the_reader_starts_its_own(tmp_path: Path, soon: None) -> None:
+    path = tmp_path / "m.json"
+    path.write_text(json.dumps({"images": [entry(i) for i in range(2000)]}))
+    release = manifest_pipe.hold()
+    try:
+        pid = _spare_pid()
+        os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while not Path(f"/proc/{pid}/stat").read_text().split(")")[1].split()[0] == "Z":
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        items = manifest_pipe.iter_entries(path, "json", min_bytes=0)
+        assert isinstance(items, manifest_pipe.PipedEntries) and not items.spare
+        assert read(items) == read(manifest.iter_entries(path, "json"))
+        assert items.fell_back is None
+    finally:
+        release()
+
+
+def test_a_spare_killed_while_it_reads_is_read_on_here(tmp_path: Path, soon: None) -> None:
+    path = tmp_path / "m.json"
+    path.write_text(json.dumps({"images": [entry(i) for i in range(100_000)]}))
+    expected = list(manifest.iter_entries(path, "json"))
+    release = manifest_pipe.hold()
+    try:
+        pid = _spare_pid()
+        items = manifest_pipe.iter_entries(path, "json", min_bytes=0)
+        assert isinstance(items, manifest_pipe.PipedEntries) and items.spare
+        got = [next(items)]
+        os.kill(pid, signal.SIGKILL)
+        got += list(items)
+        assert got == expected
+        assert items.fell_back == "ended"
+    finally:
+        release()
+
+
+def test_a_spare_that_cannot_start_leaves_the_reader_as_it_was(tmp_path: Path, soon: None,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    launch = manifest_pipe._launch
+    tried: list[list[str]] = []
+
+    def failing(head: list[str], tail: Any = ()) -> Any:
+        if head == [manifest_pipe._SPARE]:
+            tried.append(head)
+            raise OSError("no more processes")
+        return launch(head, tail)
+
+    monkeypatch.setattr(manifest_pipe, "_launch", failing)
+    path = tmp_path / "m.json"
+    path.write_text(json.dumps({"images": [entry(i) for i in range(2000)]}))
+    release = manifest_pipe.hold()
+    try:
+        deadline = time.monotonic() + 10
+        while not tried:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        assert manifest_pipe._keeper.spare_pid() is None
+        items = manifest_pipe.iter_entries(path, "json", min_bytes=0)
+        assert isinstance(items, manifest_pipe.PipedEntries) and not items.spare
+        assert read(items) == read(manifest.iter_entries(path, "json"))
+        time.sleep(0.3)
+        assert len(tried) == 1  # tried again _SPARE_RETRY_SECONDS later, not in a loop
+    finally:
+        release()
+
+
+@pytest.mark.parametrize("block_sigterm", [False, True])
+def test_a_spare_outlives_the_thread_that_asked_for_it_not_its_process(block_sigterm: bool) -> None:
+    """The spare is started by the keeper's thread, which lives as long as the process: the thread
+    that asked for it may end (PR_SET_PDEATHSIG fires when the *thread* that started a child ends)
+    without the spare ending; SIGKILL of the process ends it, by its death signal or, with
+    SIGTERM blocked, by its own check of its parent."""
+    import subprocess
+    import sys
+
+    script = (
+        "import signal, sys, threading, time\n"
+        "from corral.registration import manifest_pipe\n"
+        "manifest_pipe._SPARE_AFTER_SECONDS = 0\n"
+        f"if {block_sigterm}:\n"
+        "    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})\n"
+        "asker = threading.Thread(target=manifest_pipe.hold)\n"
+        "asker.start(); asker.join()\n"
+        "while manifest_pipe._keeper.spare_pid() is None:\n"
+        "    time.sleep(0.01)\n"
+        "print(manifest_pipe._keeper.spare_pid(), flush=True)\n"
+        "time.sleep(120)\n"
+    )
+    planner = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE,
+                               cwd=Path(__file__).resolve().parents[2])
+    try:
+        assert planner.stdout is not None
+        pid = int(planner.stdout.readline())
+        assert b"--spare" in _cmdline(pid)
+        time.sleep(1.0)  # (the thread that asked ended before the spare was started)
+        assert b"--spare" in _cmdline(pid), "the spare ended with the thread that asked for it"
+    finally:
+        planner.kill()
+        planner.wait(10)
+    wait_gone([pid])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stop", [signal.SIGKILL, signal.SIGTERM])
+def test_a_workers_spare_ends_with_the_worker(db, settings, stop: int) -> None:  # type: ignore[no-untyped-def]
+    """A real ``corral worker`` keeps a spare reader while it runs (``manifest_pipe_spare``, on by
+    default); killed, or stopped gracefully, it leaves none behind."""
+    from tests.jobs.test_durability import _wait
+    from tests.registration.test_durability import _spawn
+
+    worker = _spawn(settings)
+    try:
+        _wait(lambda: bool(_readers_of(worker.pid)), 60, "the worker's spare reader")
+        spares = _readers_of(worker.pid)
+        assert len(spares) == 1 and b"--spare" in _cmdline(spares[0])
+    finally:
+        worker.send_signal(stop)
+        worker.wait(30)
+    wait_gone(spares)
+
+
+@pytest.fixture
+def spare(settings, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    """The app's worker keeps a spare reader (before ``api`` starts it), started at once."""
+    monkeypatch.setitem(settings.__dict__, "manifest_pipe_spare", True)
+    monkeypatch.setattr(manifest_pipe, "_SPARE_AFTER_SECONDS", 0.0)
+
+
+def test_an_import_read_by_the_workers_spare_stores_what_the_planners_own_would(spare, api, world, db, settings, monkeypatch) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    """The worker's spare reader takes the import (no child started for it), prepares its
+    batches, and the import stores what one read by the planner stores; the worker stopped, no
+    spare is left."""
+    if not db.is_sqlite:  # (reading every item back takes minutes there)
+        pytest.skip("the reader's work is the database's alike (the tests above); the spare is the process's")
+    alice, bucket = world
+    assert api.put("/api/v1/metadata-schema", json={"keys": _SCHEMA}, headers=alice.bearer).status_code == 200
+    body = _rich_manifest(bucket, 12_000)
+    taken: list[int | None] = []
+    begin = manifest_pipe._Keeper.begin
+
+    def recorded(self: Any, path: Path, fmt: Any) -> Any:
+        child = begin(self, path, fmt)
+        taken.append(child[0].pid if child is not None else None)
+        return child
+
+    monkeypatch.setattr(manifest_pipe._Keeper, "begin", recorded)
+    seen = []
+    for folder in ("here", "spare"):
+        assert api.post("/api/v1/folders", json={"path": folder}, headers=alice.bearer).status_code == 201
+        if folder == "spare":
+            monkeypatch.setitem(settings.__dict__, "manifest_pipe_min_bytes", 1)
+            waiting = _spare_pid()
+        seen.append((_import(api, alice, folder, body, True), _stored(db, folder)))
+    assert taken == [waiting]
+    (here, here_items), (piped, piped_items) = seen
+    assert here == piped and here_items == piped_items
+    assert (piped["status"], piped["registered"]) == ("DONE", 11996)
+    following = _spare_pid()
+    api.app.state.corral.worker.stop()
+    wait_gone([following])
+
+
+def test_the_reader_is_told_its_work_before_the_store_is_opened(api, world, db, settings, monkeypatch) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    """A strict import's planner hands the reader's process its batches' context before it opens
+    the integration's backend (the first open in a process imports the provider's SDK), so the
+    two overlap; the import ends as before."""
+    from corral.core import integrations
+
+    alice, bucket = world
+    order: list[str] = []
+    prepare, shared = manifest_pipe.PipedEntries.prepare, integrations.shared
+
+    def told(self: Any, *args: Any, **kwargs: Any) -> bool:
+        order.append("reader told")
+        return prepare(self, *args, **kwargs)
+
+    def opened(*args: Any) -> Any:
+        order.append("opened")
+        return shared(*args)
+
+    monkeypatch.setattr(manifest_pipe.PipedEntries, "prepare", told)
+    monkeypatch.setattr(integrations, "shared", opened)
+    monkeypatch.setitem(settings.__dict__, "manifest_pipe_min_bytes", 1)
+    body = json.dumps({"images": [
+        {"objectUrl": f"s3://{bucket}/p/{i:06d}.png", "imageMetadata": {"width": 1, "height": 1}}
+        for i in range(30)]})
+    assert _import(api, alice, "data/cats", body, False)["registered"] == 30
+    assert order[:2] == ["reader told", "opened"]
