@@ -608,7 +608,9 @@ def test_no_spare_is_started_while_a_reader_reads(tmp_path: Path, soon: None) ->
     """A spare is started when this process reads no manifest (its CPU and memory would be the
     import's), and not again for a reader that takes it until that reader is closed."""
     path = tmp_path / "m.json"
-    path.write_text(json.dumps({"images": [entry(i) for i in range(50_000)]}))
+    # more entries than the queue and the pipe hold together (64 + a few messages of 1,000), so
+    # the spare is still reading (not done and gone) when it is looked for
+    path.write_text(json.dumps({"images": [entry(i) for i in range(150_000)]}))
     release = manifest_pipe.hold()
     try:
         pid = _spare_pid()
