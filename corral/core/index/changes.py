@@ -28,13 +28,13 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from sqlalchemy import delete, event, select
+from sqlalchemy import delete, event, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import ORMExecuteState, Session, UOWTransaction
 
 from corral.db.bulk import insert_tuples
-from corral.db.tables import IndexChange, IndexSeq, Item
+from corral.db.tables import IndexChange, IndexSeq, Item, Organisation
 
 #: A transaction touching more items than this logs "every item" (one row) instead.  As large as
 #: registration's grouped commit (``corral.registration.jobs.GROUP_ENTRIES``), so an import's
@@ -108,7 +108,15 @@ def since(s: Session, org_id: uuid.UUID, after: int, upto: int, limit: int) -> n
 
 
 def _bump(s: Session, org_id: uuid.UUID, items: set[uuid.UUID] | None) -> None:
-    insert_ = pg_insert if s.get_bind().dialect.name == "postgresql" else sqlite_insert
+    postgres = s.get_bind().dialect.name == "postgresql"
+    if postgres:
+        # ``index_changes`` has no foreign key (migration 0027a): the organisation is locked here
+        # once, as the constraint's trigger did once a row, so a concurrent delete of it waits for
+        # this commit and its trigger then deletes these rows too.  Gone: nothing is locked, and
+        # the ``index_seqs`` insert below fails on its foreign key as before.
+        s.execute(select(text("1")).select_from(Organisation).where(Organisation.id == org_id)
+                  .with_for_update(key_share=True, read=True))
+    insert_ = pg_insert if postgres else sqlite_insert
     upsert = insert_(IndexSeq).values(org_id=org_id, seq=1).on_conflict_do_update(
         index_elements=[IndexSeq.org_id], set_={"seq": IndexSeq.seq + 1}
     )
