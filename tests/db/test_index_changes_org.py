@@ -76,7 +76,7 @@ def test_an_organisation_deleted_while_changes_are_logged_postgresql(db: Databas
     deleter = threading.Thread(target=delete_org)
     deleter.start()
     with db.write() as s:
-        changes._bump(s, user.org_id, {uuid.uuid4() for _ in range(3)})
+        changes._bump(s, user.org_id, {uuid.uuid4().hex for _ in range(3)})
         holding.set()
         time.sleep(0.5)  # the delete is waiting for this transaction's lock
     deleter.join(10)
@@ -123,3 +123,22 @@ def test_0027a_up_and_down_with_rows(fresh: Database) -> None:  # noqa: F811
     with db.engine.begin() as conn:  # the trigger
         conn.execute(text("DELETE FROM organisations WHERE id = :id"), {"id": v(org)})
     assert count() == 0
+
+
+def test_an_item_noted_in_any_id_form_is_logged_once(db: Database, make_user: Any) -> None:
+    """Registration notes its items as 32 hex digits, the ORM as UUIDs: one item is one entry."""
+    user = make_user("ann@x.io")
+    a, b, c = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    with db.write() as s:
+        before = changes.current(s, user.org_id)
+    with db.write() as s:
+        changes.note(s, user.org_id, [a, a.hex, str(a)])
+        changes.note(s, user.org_id, [b.hex, c])
+        changes.note(s, user.org_id, [str(b), c.hex])
+    with db.read() as s:
+        after = changes.current(s, user.org_id)
+        got = changes.since(s, user.org_id, before, after, 100)
+        logged = s.scalar(select(func.count()).select_from(IndexChange).where(
+            IndexChange.org_id == user.org_id, IndexChange.seq == after))
+    assert after == before + 1 and logged == 3
+    assert got is not None and sorted(x.decode() for x in got) == sorted(i.hex for i in (a, b, c))
