@@ -19,6 +19,7 @@ from psycopg import postgres
 from psycopg.adapt import Dumper
 from psycopg.pq import Format
 from sqlalchemy import JSON, BigInteger, Boolean, Connection, Float, Integer, String, Table, Text, Uuid
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session
 from sqlalchemy.types import TypeEngine
@@ -117,13 +118,14 @@ def insert_tuples(
     column_list = ", ".join(quote(n) for n in [*columns, *fixed])
     raw = conn.connection.driver_connection
     assert raw is not None
-    types = _binary_types(table, [*columns, *fixed])
+    types = _binary_types(table, [*columns, *fixed], dialect)
     if types is None:
         with raw.cursor() as cur, cur.copy(f"COPY {quote(table.name)} ({column_list}) FROM STDIN") as copy:
             _copy_rows(copy, ready, fixed_values)
         return
     with raw.cursor() as cur:
         cur.adapters.register_dumper(None, _UuidBinaryDumper)  # this cursor's map only
+        cur.adapters.register_dumper(None, _JsonbBinaryDumper)
         with cur.copy(f"COPY {quote(table.name)} ({column_list}) FROM STDIN (FORMAT BINARY)") as copy:
             _copy_rows_binary(copy, ready, fixed_values, types)
 
@@ -184,10 +186,27 @@ class _UuidBinaryDumper(Dumper):
         return obj.bytes  # type: ignore[no-any-return]
 
 
-def _binary_type(type_: TypeEngine[Any]) -> str | None:
+class _JsonbBinaryDumper(Dumper):
+    """A ``jsonb`` column's value in binary ``COPY``: the JSON text ``convert_tuples`` made, after
+    the format's version byte (the server parses the same text as in the text format)."""
+
+    format = Format.BINARY
+    oid = postgres.types["jsonb"].oid
+
+    def dump(self, obj: Any) -> bytes:
+        return b"\x01" + (obj if obj.__class__ is bytes else obj.encode())
+
+
+def _binary_type(type_: TypeEngine[Any], dialect: Dialect) -> str | None:
     """The type name binary ``COPY`` sends a column's values as, or ``None``: not one it is used for."""
     if isinstance(type_, Uuid):
         return "uuid"
+    if isinstance(type_, UTCDateTime):  # timezone-aware datetimes (a naive one is refused)
+        return "timestamptz"
+    if isinstance(type_, JSON):  # JSONB on PostgreSQL (corral.db.types.JSONType); plain json: text
+        return "jsonb" if isinstance(type_.dialect_impl(dialect), JSONB) else None
+    if type(type_) is Boolean:
+        return "bool"
     if isinstance(type_, Float):  # double precision; Float(precision=…) may be real: text
         return "float8" if type_.precision is None and type(type_) is Float else None
     if isinstance(type_, (BigInteger, Integer)) and type(type_) in (BigInteger, Integer):
@@ -197,15 +216,24 @@ def _binary_type(type_: TypeEngine[Any]) -> str | None:
     return None
 
 
-def _binary_types(table: Table, names: Sequence[str]) -> list[str] | None:
-    """The types of a binary ``COPY`` into these columns, or ``None`` (text): binary only where
-    every column is a uuid, an integer, a double or a string (``item_meta``, ``item_text``,
-    ``index_changes``; ``items`` with its JSON and timestamps stays text).  The server parses
-    16 bytes, not 36 characters, for a uuid and takes a double as it is, not through
-    ``strtod``: item_meta's rows cost 0.37 instead of 0.82 backend CPU seconds per 1.2M, and
-    0.92 instead of 1.28 client seconds (docs/performance.md, "PostgreSQL: the writer's backend
-    at a million")."""
-    types = [_binary_type(table.c[n].type) for n in names]
+#: The tables whose rows go by binary ``COPY``: the million-row ones, their columns' types checked
+#: against the migrated database's (tests/db/test_bulk.py), since binary input is read as the
+#: column's type with no cast (an ``int4`` sent for a ``bigint`` is refused).
+BINARY_TABLES = frozenset({"items", "item_parts", "item_meta", "item_text", "index_changes"})
+
+
+def _binary_types(table: Table, names: Sequence[str], dialect: Dialect) -> list[str] | None:
+    """The types of a binary ``COPY`` into these columns, or ``None`` (text): binary for the
+    tables of ``BINARY_TABLES`` when every column is a uuid, an integer, a double, a string, a
+    boolean, a timestamp or JSONB.  The server then reads 16 bytes, not 36 characters, for a uuid,
+    a double as it is, not through ``strtod``, and a timestamp as microseconds, not through its
+    date parser; the job's constant columns of ``items`` (four uuids, two timestamps, two
+    booleans) were parsed again in every row.  item_meta's rows cost 0.37 instead of 0.82
+    backend CPU seconds per 1.2M, and 0.92 instead of 1.28 client seconds (docs/performance.md,
+    "PostgreSQL: the writer's backend at a million")."""
+    if table.name not in BINARY_TABLES:
+        return None
+    types = [_binary_type(table.c[n].type, dialect) for n in names]
     return None if None in types else types  # type: ignore[return-value]
 
 
