@@ -3,8 +3,9 @@
 SQLAlchemy's ``insert(table)`` with a list of rows runs every value through its column type's
 bind processor, which was a quarter of a registration batch's time.  ``insert_rows`` converts
 each column once per batch with a fast converter for the types corral uses, then hands plain
-tuples to the driver: many rows per ``INSERT`` on SQLite, ``COPY … FROM STDIN`` on PostgreSQL.  The
-stored values are exactly what the ORM would store (tests/db/test_bulk.py compares them).
+tuples to the driver: many rows per ``INSERT`` on SQLite, ``COPY … FROM STDIN`` on PostgreSQL (in
+the binary format for the million-row tables, ``BINARY_TABLES``).  The stored values are exactly
+what the ORM would store (tests/db/test_bulk.py compares them).
 It runs in the caller's session and transaction, so it commits or rolls back with it.
 """
 
