@@ -342,7 +342,10 @@ class IndexChange(Base):
     __tablename__ = "index_changes"
     __table_args__ = (Index("ix_index_changes_org_seq", "org_id", "seq"),)
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
-    org_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("organisations.id", ondelete="CASCADE"))
+    # Not a foreign key: it checked every logged row (a locking read per row on PostgreSQL).  The
+    # only writer (corral.core.index.changes._bump) reads the organisation FOR KEY SHARE once a
+    # commit, and a trigger deletes an organisation's rows with it (migration 0027a).
+    org_id: Mapped[uuid.UUID] = mapped_column(Uuid)
     seq: Mapped[int] = mapped_column(BigInteger)
     item_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, nullable=True)
 

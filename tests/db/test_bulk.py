@@ -127,3 +127,98 @@ def test_postgresql_copy_rows_send_what_write_row_sends(db) -> None:  # type: ig
         raw.close()
     assert len(got[0]) == len(rows)
     assert got[1] == got[0]
+
+
+def test_binary_copy_stores_what_the_orm_stores(db) -> None:  # type: ignore[no-untyped-def]
+    """item_meta, item_text and index_changes go by binary COPY on PostgreSQL (every column a
+    uuid, an integer, a double or a string): the same values as the ORM's insert, for floats at
+    their edges, ints given for doubles, texts with tabs, newlines, backslashes and non-ASCII,
+    NULLs, and ids given as UUIDs or as 32 hex digits; the constant columns in every row."""
+    import math
+
+    from sqlalchemy import text
+
+    from corral.db.bulk import _binary_types
+    from corral.db.tables import IndexChange, IndexKey, ItemMeta, ItemText
+
+    meta, texts, changes = (cast(Table, t.__table__) for t in (ItemMeta, ItemText, IndexChange))
+    org, folder = uuid.uuid4(), uuid.uuid4()
+    with db.write() as s:
+        s.add(Organisation(id=org, name="o"))
+        s.flush()
+        s.add(Folder(id=folder, org_id=org, name="f", parent_key=""))
+        s.flush()
+        key = IndexKey(org_id=org, name="k", definition={"type": "string"})
+        s.add(key)
+        s.flush()
+        key_id = key.id
+    when = datetime(2026, 11, 23, 12, 30, 45, 123456, tzinfo=UTC)
+    numbers: list[Any] = [0.0, -0.0, 1e308, -1e-308, 5e-324, 0.1, 1 / 3, math.inf, -math.inf, 2**53 + 1, -7,
+                          123456789.123456789]
+    strings = ["plain", "tab\there", "new\nline\r\n", "back\\slash \\N \\t", "é漢字🙂", "", " ", "\\", "'\""]
+    items = [uuid.uuid4() for _ in range(len(numbers) + len(strings))]
+    with db.write() as s:
+        s.execute(insert(ITEMS), [_row(org, folder, f"{n}.png", when, id=i) for n, i in enumerate(items)])
+    hexed = [i.hex if n % 2 else i for n, i in enumerate(items)]  # both forms the callers pass
+    orm_num = [{"item_id": items[n], "key_id": key_id, "num": v, "txt": None} for n, v in enumerate(numbers)]
+    orm_txt = [{"item_id": items[len(numbers) + n], "key_id": key_id, "num": None, "txt": v}
+               for n, v in enumerate(strings)]
+    # the ORM's rows under a second key, the bulk rows under the first
+    with db.write() as s:
+        other = IndexKey(org_id=org, name="k2", definition={"type": "string"})
+        s.add(other)
+        s.flush()
+        other_id = other.id
+        s.execute(insert(meta), [{**r, "key_id": other_id} for r in orm_num + orm_txt])
+        s.execute(insert(texts), [{"item_id": r["item_id"], "key_id": other_id, "body": r["txt"]} for r in orm_txt])
+        s.execute(insert(changes), [{"org_id": org, "seq": 2, "item_id": i} for i in items] +
+                  [{"org_id": org, "seq": 2, "item_id": None}])
+    with db.write() as s:
+        insert_tuples(s, meta, ("item_id", "num"), [(hexed[n], v) for n, v in enumerate(numbers)], {"key_id": key_id})
+        insert_tuples(s, meta, ("item_id", "txt"), [(hexed[len(numbers) + n], v) for n, v in enumerate(strings)],
+                      {"key_id": key_id})
+        insert_tuples(s, texts, ("item_id", "key_id", "body"),
+                      [(hexed[len(numbers) + n], key_id, v) for n, v in enumerate(strings)])
+        insert_tuples(s, changes, ("item_id",), [(i,) for i in hexed] + [(None,)], {"org_id": org, "seq": 1})
+    if not db.is_sqlite:
+        dialect = db.engine.dialect
+        assert _binary_types(meta, ["item_id", "num", "key_id"], dialect) == ["uuid", "float8", "int8"]
+        assert _binary_types(changes, ["item_id", "org_id", "seq"], dialect) == ["uuid", "uuid", "int8"]
+    with db.read() as s:
+        def rows(sql: str, key: int) -> list[tuple[Any, ...]]:
+            # floats compared by their bits' text (-0.0 and 0.0 differ), ids as stored
+            return sorted((tuple(repr(v) if isinstance(v, float) else v for v in r)
+                           for r in s.execute(text(sql), {"k": key})), key=repr)
+
+        for sql in ("SELECT item_id, num, txt FROM item_meta WHERE key_id = :k",
+                    "SELECT item_id, body FROM item_text WHERE key_id = :k"):
+            assert rows(sql, key_id) == rows(sql, other_id)
+        assert len(rows("SELECT item_id, num, txt FROM item_meta WHERE key_id = :k", key_id)) == len(items)
+        assert rows("SELECT org_id, item_id FROM index_changes WHERE seq = :k", 1) == \
+            rows("SELECT org_id, item_id FROM index_changes WHERE seq = :k", 2)
+        assert s.scalar(text("SELECT count(*) FROM item_meta WHERE key_id = :k AND num = 0 "
+                             "AND cast(num AS text) = '-0'"), {"k": key_id}) == 1 or db.is_sqlite
+
+
+def test_binary_copy_types_are_the_migrated_columns_types(db) -> None:  # type: ignore[no-untyped-def]
+    """Binary COPY input is read as the column's own type, with no cast: the type each column of
+    a binary table is sent as must be the migrated database's type of it."""
+    import pytest
+    from sqlalchemy import text
+
+    from corral.db.bulk import BINARY_TABLES, _binary_types
+    from corral.db.tables import Base
+
+    if db.is_sqlite:
+        pytest.skip("COPY is PostgreSQL's")
+    same = {"varchar": "text", "bpchar": "text"}
+    for name in sorted(BINARY_TABLES):
+        table = Base.metadata.tables[name]
+        columns = [c.name for c in table.c]
+        sent = _binary_types(table, columns, db.engine.dialect)
+        assert sent is not None, name
+        with db.engine.connect() as conn:
+            stored = dict(conn.execute(text(
+                "SELECT a.attname, t.typname FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid "
+                "WHERE a.attrelid = CAST(:t AS regclass) AND a.attnum > 0 AND NOT a.attisdropped"), {"t": name}).all())
+        assert {c: same.get(stored[c], stored[c]) for c in columns} == dict(zip(columns, sent, strict=True)), name

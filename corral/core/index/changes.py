@@ -28,13 +28,13 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from sqlalchemy import delete, event, select
+from sqlalchemy import delete, event, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import ORMExecuteState, Session, UOWTransaction
 
 from corral.db.bulk import insert_tuples
-from corral.db.tables import IndexChange, IndexSeq, Item
+from corral.db.tables import IndexChange, IndexSeq, Item, Organisation
 
 #: A transaction touching more items than this logs "every item" (one row) instead.  As large as
 #: registration's grouped commit (``corral.registration.jobs.GROUP_ENTRIES``), so an import's
@@ -45,11 +45,21 @@ KEEP = 2_000
 _INFO = "corral_index_changes"
 ALL: None = None
 
-Pending = dict[uuid.UUID, set[uuid.UUID] | None]
+#: Each organisation's changed items, as their ids' 32 hex digits (``None``: any of them).
+Pending = dict[uuid.UUID, set[str] | None]
 
 
 def _as_uuid(value: Any) -> uuid.UUID:
     return value if isinstance(value, uuid.UUID) else uuid.UUID(str(value))
+
+
+def _as_hex(value: Any) -> str:
+    """An item id as 32 hex digits: registration's ids are already (``uuid7_hex``), and are kept
+    as they are, not made ``uuid.UUID`` objects one by one (a second of the writer's thread at a
+    million items) to be formatted back to text for the log's ``COPY``."""
+    if value.__class__ is str and len(value) == 32:
+        return value
+    return _as_uuid(value).hex
 
 
 def note(s: Session, org_id: uuid.UUID, item_ids: Iterable[Any] | None) -> None:
@@ -64,7 +74,7 @@ def note(s: Session, org_id: uuid.UUID, item_ids: Iterable[Any] | None) -> None:
         return
     have = pending.setdefault(org_id, set())
     assert have is not None
-    have.update(_as_uuid(i) for i in item_ids)
+    have.update(map(_as_hex, item_ids))
     if len(have) > LOG_MAX:
         pending[org_id] = None
 
@@ -107,8 +117,16 @@ def since(s: Session, org_id: uuid.UUID, after: int, upto: int, limit: int) -> n
     return out
 
 
-def _bump(s: Session, org_id: uuid.UUID, items: set[uuid.UUID] | None) -> None:
-    insert_ = pg_insert if s.get_bind().dialect.name == "postgresql" else sqlite_insert
+def _bump(s: Session, org_id: uuid.UUID, items: set[str] | None) -> None:
+    postgres = s.get_bind().dialect.name == "postgresql"
+    if postgres:
+        # ``index_changes`` has no foreign key (migration 0027a): the organisation is locked here
+        # once, as the constraint's trigger did once a row, so a concurrent delete of it waits for
+        # this commit and its trigger then deletes these rows too.  Gone: nothing is locked, and
+        # the ``index_seqs`` insert below fails on its foreign key as before.
+        s.execute(select(text("1")).select_from(Organisation).where(Organisation.id == org_id)
+                  .with_for_update(key_share=True, read=True))
+    insert_ = pg_insert if postgres else sqlite_insert
     upsert = insert_(IndexSeq).values(org_id=org_id, seq=1).on_conflict_do_update(
         index_elements=[IndexSeq.org_id], set_={"seq": IndexSeq.seq + 1}
     )
