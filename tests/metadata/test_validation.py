@@ -290,3 +290,6 @@ def test_a_shape_is_compiled_once_and_only_so_many() -> None:
     assert len(v._shapes) == 64
     assert ok({"camera": "e", "k199": 1}, v) == {"camera": "e", "k199": 1}
     assert Validator(SCHEMA, from_text=True).validate({"score": "1"})[0] == {"score": 1.0}
+    wide = {f"w{n}": n for n in range(65)}
+    w = Validator(SCHEMA)
+    assert ok(wide, w) == wide and w._shapes == {tuple(wide): None}

@@ -306,6 +306,8 @@ def _from_text(kind: str | None, check: Check) -> Check:
 #: How many shapes (key tuples, in order) of metadata one ``Validator`` compiles (see ``_compile``):
 #: a manifest's entries have one or a few; any beyond these are validated as they always were.
 SHAPES = 64
+#: A shape of more keys than this is not compiled (its function's source grows with its keys).
+SHAPE_KEYS = 64
 _UNSEEN = object()
 
 
@@ -335,7 +337,8 @@ class Validator:
             return None  # (a CSV cell's checks parse text: not compiled)
         checks, required = self._checks, {k for k, _ in self._required}
         compiled: Callable[[dict[str, Any]], dict[str, Any] | None] | None = None
-        if required <= set(shape) and not (self._strict and any(k not in checks for k in shape)):
+        if len(shape) <= SHAPE_KEYS and required <= set(shape) and not (
+                self._strict and any(k not in checks for k in shape)):
             names: dict[str, Any] = {"_Bad": _Bad}
             lines = []
             for i, key in enumerate(shape):
