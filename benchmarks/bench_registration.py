@@ -235,12 +235,15 @@ def profile(pids: list[int], seconds: int, out: Path) -> list[subprocess.Popen[b
     stacks) for CORRAL_BENCH_PYSPY_SECONDS; with CORRAL_BENCH_PYSPY_IDLE=1 waiting threads too,
     with CORRAL_BENCH_PYSPY_NATIVE=1 the C frames (SQLite's own functions) too, and with
     CORRAL_BENCH_PYSPY_WORKERS=1 only the worker processes (sampling stops each sampled process
-    for a moment: on a loaded machine the API process then dropped the manifest's upload)."""
+    for a moment: on a loaded machine the API process then dropped the manifest's upload), and
+    with CORRAL_BENCH_PYSPY_SUBPROCESSES=1 their child processes too (the planner's manifest
+    reader, ``corral.registration.manifest_pipe``, started once the import begins)."""
     spy = os.environ.get("CORRAL_BENCH_PYSPY")
     if not spy:
         return []
     extra = ["--idle"] if os.environ.get("CORRAL_BENCH_PYSPY_IDLE") else []
     extra += ["--native"] if os.environ.get("CORRAL_BENCH_PYSPY_NATIVE") else []
+    extra += ["--subprocesses"] if os.environ.get("CORRAL_BENCH_PYSPY_SUBPROCESSES") else []
     if os.environ.get("CORRAL_BENCH_PYSPY_WORKERS"):
         pids = pids[1:]
     return [

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from corral import errors
 from corral.core.metadata.validation import Validator, describe
@@ -35,6 +35,7 @@ EXPECTED_KIND = {
     "image_sequence": "image",
 }
 RETRIES = 3
+_GROUPS = frozenset({"image_group", "image_sequence", "dicom_series"})
 
 
 @dataclass(frozen=True)
@@ -127,28 +128,33 @@ def prepare_entry(entry: Any, storage: ScopedStorage, validator: Validator, *,
     """Everything about one manifest entry that can be checked before writing.  ``from_manifest``:
     ``entry`` came from ``manifest.iter_entries``, which refused it already unless its metadata
     is storable, so the validator need not look again."""
-    first: str = entry.urls[0] if entry.urls else ""
+    urls = entry.urls
+    first: str = urls[0] if urls else ""
 
     def fail(message: str, url: str | None = first) -> FileError:
         return FileError(entry.seq, entry.where, url, message)
 
     canonical = []
-    for url in entry.urls:
+    for url in urls:
         try:
-            canonical.append(storage.resolve(url).url)  # stored, and compared for duplicates, canonically
+            # stored, and compared for duplicates, canonically (``resolve(url).url``)
+            canonical.append(storage.canonical_url(url))
         except errors.OutOfScope as exc:
             return fail(exc.message, url)
     metadata, problems = validator.validate(entry.client_metadata, storable=from_manifest)
     if problems:
         return fail(describe(problems))
     data_type: str = entry.data_type
-    why = strict_problem(entry, storage)
-    if why:
-        return fail(why)
+    if storage.strict_client_only:  # strict_problem's check, without its list when nothing is missing
+        given = entry.media
+        for k in STRICT_REQUIRED.get(data_type, ()):
+            if given.get(k) is None:
+                return fail(cast(str, strict_problem(entry, storage)))
     expected = EXPECTED_KIND[data_type]
     try:
-        if len(entry.urls) == 1 and data_type not in ("image_group", "image_sequence", "dicom_series"):
-            media = _media_for(storage, first, expected, entry.media)
+        if len(urls) == 1 and data_type not in _GROUPS:
+            media = dict(entry.media) if storage.strict_client_only else \
+                _media_for(storage, first, expected, entry.media)  # (strict: as _media_for does)
             return [Prepared(entry.seq, data_type, entry.title, canonical, media, metadata)]
         frames_given = entry.media.get("frames") or []
         frame_info = getattr(entry, "frame_info", ()) or ()

@@ -1054,6 +1054,11 @@ class _UrlsOnly:
     def __init__(self, options: Any) -> None:
         self.options = options
 
+    @property
+    def urls_options(self) -> Any:
+        """The options both resolve with (``ScopedStorage``'s fast path, as ``S3Storage``'s)."""
+        return self.options
+
     def key_for_url(self, url: str) -> str:
         from corral.storage import urls
 

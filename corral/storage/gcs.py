@@ -156,6 +156,11 @@ class GcsStorage:
     def bucket(self) -> str:
         return self._options.bucket
 
+    @property
+    def urls_options(self) -> GcsOptions:
+        """The options ``url_for`` and ``key_for_url`` resolve with (see ``S3Storage``)."""
+        return self._options
+
     def url_for(self, key: str) -> str:
         return urls.url_for_key(key, self._options)
 

@@ -322,6 +322,12 @@ class S3Storage:
 
     # -- objects -------------------------------------------------------------------------------
 
+    @property
+    def urls_options(self) -> S3Options:
+        """The options ``url_for`` and ``key_for_url`` resolve with (``corral.storage.urls``):
+        ``ScopedStorage`` checks this bucket's own URLs on a fast path from them."""
+        return self.options
+
     def url_for(self, key: str) -> str:
         return urls.url_for_key(key, self.options)
 

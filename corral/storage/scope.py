@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import BinaryIO, Literal
 
 from corral import errors
-from corral.storage import base
+from corral.storage import base, urls
 from corral.storage.base import ObjectInfo, Storage
 from corral.storage.netpolicy import EndpointRefused
 from corral.storage.options import ProviderOptions
@@ -80,6 +80,10 @@ class ScopedStorage:
         #: Set on a backend held by the process-wide cache (``integrations.shared``): ``close`` leaves
         #: it open for the next caller.
         self.shared = False
+        # A backend that resolves URLs with ``corral.storage.urls`` says under which options
+        # (``urls_options``); a URL that starts with their bucket's canonical prefix is then
+        # checked without going through the backend (``canonical_url``).
+        self._canonical = urls.canonical_prefix(getattr(storage, "urls_options", None))
 
     @property
     def prefix(self) -> str:
@@ -115,6 +119,19 @@ class ScopedStorage:
             raise self._refuse(url, str(exc)) from None
         self.check_key(key, url)
         return ResolvedObject(self.storage.url_for(key), key)
+
+    def canonical_url(self, url: str) -> str:
+        """``resolve(url).url``: the same URL or the same ``errors.OutOfScope``.  A URL that
+        starts with the bucket's canonical prefix (``s3://bucket/``, ``gs://bucket/``) is its own
+        canonical form, and its key is what follows that prefix (``urls.canonical_prefix``), so
+        only ``check_key`` is left to do: a registration checks every file's URL, and the
+        backend's round trip (a guarded call to parse it, another to write it back, the
+        ``ResolvedObject``) was most of that check's 5 µs."""
+        canonical = self._canonical
+        if canonical is not None and type(url) is str and url.startswith(canonical):
+            self.check_key(url[len(canonical):], url)
+            return url
+        return self.resolve(url).url
 
     # -- error mapping ---------------------------------------------------------------
 

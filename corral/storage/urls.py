@@ -195,6 +195,17 @@ def key_for_url(url: str, options: ProviderOptions) -> str:
     return key
 
 
+def canonical_prefix(options: object) -> str | None:
+    """The start every canonical URL of the integration's bucket has, when a URL that starts
+    with it is its own canonical form: ``s3://BUCKET/`` and ``gs://BUCKET/`` (``parse_s3`` and
+    ``parse_gcs`` split such a URL at its first ``/`` after the bucket, and ``url_for_key``
+    writes the key back after the same start).  None for other providers, whose canonical URLs
+    are quoted or rebuilt (Azure's ``https://``, local ``file://``)."""
+    if not isinstance(options, (S3Options, GcsOptions)) or not options.bucket or "/" in options.bucket:
+        return None  # (a bucket holds no "/": the options refuse one)
+    return f"{'s3' if isinstance(options, S3Options) else 'gs'}://{options.bucket}/"
+
+
 def url_for_key(key: str, options: ProviderOptions) -> str:
     """The canonical URL for ``key``: what corral stores and shows, and what parses back to ``key``."""
     if isinstance(options, S3Options):

@@ -218,3 +218,78 @@ def test_csv_cells_are_trimmed_for_exact_types() -> None:
               "captured_at": "2024-05-01T12:30:00Z ", "camera": " cam "}, v)
     assert out["weather"] == "rain" and out["captured_at"] == "2024-05-01T12:30:00+00:00"
     assert out["camera"] == " cam "  # free text keeps its spaces
+
+
+def _typed(value: Any) -> Any:
+    """A value with its types spelt out (``1 == 1.0 == True`` in Python; a check must keep them)."""
+    if isinstance(value, dict):
+        return ("dict", [(k, _typed(v)) for k, v in value.items()])
+    if isinstance(value, list):
+        return ("list", [_typed(v) for v in value])
+    return (type(value).__name__, repr(value))
+
+
+STRICT = from_native({"strict_metadata": True, "keys": {
+    "camera": {"type": "varchar", "max_length": 4, "required": True},
+    "score": {"type": "number"}, "ok": {"type": "boolean"}, "when": {"type": "datetime", "required": True},
+    "weather": {"type": "enum", "values": ["rain", "snow"]}, "notes": {"type": "text"},
+}})
+_KEYS = ["captured_at", "camera", "notes", "score", "ok", "sample_id", "weather", "clip", "where", "owner",
+         "old", "when", "free", ""]
+_VALUES = (st.none() | st.booleans() | st.integers(min_value=-(2**70), max_value=2**70) | st.floats()
+           | st.sampled_from(["rain", "snow", "cam", "cam-toolong", "2024-05-01T12:30:00Z", "2024-05-01T12:30:00",
+                              "2024-05-01T14:30:00+02:00", "2024-13-01T00:00:00Z", "0001-01-01T00:00:00+01:00",
+                              "123E4567-E89B-12D3-A456-426614174000", "", "x"])
+           | st.text(max_size=6) | st.lists(st.floats(width=32) | st.integers(0, 3), max_size=4)
+           | st.just({"type": "Point", "coordinates": [1, 2]}))
+
+
+class _Reference(Validator):
+    def _compile(self, shape: tuple[Any, ...]) -> None:
+        return None  # key by key, always
+
+
+@settings(max_examples=1500, deadline=None)
+@given(shapes=st.lists(st.lists(st.sampled_from(_KEYS), max_size=7, unique=True), min_size=1, max_size=4),
+       values=st.lists(_VALUES, min_size=28, max_size=28), strict=st.booleans(), storable=st.booleans())
+def test_compiled_shapes_answer_as_the_key_by_key_validation(
+        shapes: list[list[str]], values: list[Any], strict: bool, storable: bool) -> None:
+    """``validate`` compiles one check per shape of metadata (its keys, in order) and falls back to
+    ``_validate`` for anything that check refuses: the normalised values, their types, every
+    problem (and any exception) are those of the key-by-key reference, whatever the values,
+    shapes or schema."""
+    validator = Validator(STRICT if strict else SCHEMA)
+    at = 0
+    for shape in shapes * 2:  # each shape compiled once, then reused
+        meta = {}
+        for key in shape:
+            meta[key] = values[at % len(values)]
+            at += 1
+        try:  # (the reference's answer: storable, or the whole validation of a fresh validator)
+            expected: Any = _Reference(validator.schema).validate(meta, storable=storable)
+        except Exception as exc:  # noqa: BLE001 - whatever the reference raises, validate raises too
+            expected = type(exc)
+        try:
+            got: Any = validator.validate(meta, storable=storable)
+        except Exception as exc:  # noqa: BLE001
+            got = type(exc)
+        if isinstance(expected, tuple):
+            assert isinstance(got, tuple)
+            assert _typed(got[0]) == _typed(expected[0]) and got[1] == expected[1]
+        else:
+            assert got is expected
+
+
+def test_a_shape_is_compiled_once_and_only_so_many() -> None:
+    v = Validator(SCHEMA)
+    assert ok({"camera": "c", "score": 1}, v) == {"camera": "c", "score": 1.0}
+    assert ok({"camera": "d", "score": 2.5}, v) == {"camera": "d", "score": 2.5}
+    assert list(v._shapes) == [("camera", "score")] and v._shapes[("camera", "score")] is not None
+    for n in range(200):
+        ok({f"k{n}": n}, v)
+    assert len(v._shapes) == 64
+    assert ok({"camera": "e", "k199": 1}, v) == {"camera": "e", "k199": 1}
+    assert Validator(SCHEMA, from_text=True).validate({"score": "1"})[0] == {"score": 1.0}
+    wide = {f"w{n}": n for n in range(65)}
+    w = Validator(SCHEMA)
+    assert ok(wide, w) == wide and w._shapes == {tuple(wide): None}

@@ -229,3 +229,45 @@ def test_settings_parser_only_ever_raises_validation_failed(provider: str, value
         return
     assert options.provider == provider
     assert set(options.public()).isdisjoint(options.secret_fields)
+
+
+def _outcome(call: object) -> tuple[str, str]:
+    try:
+        return "url", call()  # type: ignore[operator]
+    except errors.OutOfScope as exc:
+        return "refused", exc.message
+
+
+_URL_HEADS = ["s3://media/", "s3://media/raw/", "gs://media/", "gs://media/raw/", "S3://media/raw/",
+              "s3://media-2/raw/", "s3://medi/", "s3://media", "gs://other/raw/", "https://media.s3.amazonaws.com/raw/",
+              "https://storage.googleapis.com/media/raw/", "az://media/raw/", "/srv/media/raw/", ""]
+
+
+@settings(max_examples=400, deadline=None)
+@given(provider=st.sampled_from(["s3", "s3-compatible", "gcs", "azure", "local"]),
+       head=st.sampled_from(_URL_HEADS),
+       tail=st.lists(st.sampled_from(["a", "/", ".", "..", "%2E", "\x00", "ü", " ", "?", "#", "raw/",
+                                      "é" * 300, "k" * 1030]), max_size=8).map("".join))
+def test_the_canonical_url_fast_path_answers_as_resolve(provider: str, head: str, tail: str) -> None:
+    """``canonical_url`` (a bucket's own ``s3://``/``gs://`` URLs checked without the backend's
+    round trip) gives ``resolve(url).url``, or the same refusal, for every URL."""
+    storage = scoped(CASES[provider][0])
+    url = head + tail
+    assert _outcome(lambda: storage.canonical_url(url)) == _outcome(lambda: storage.resolve(url).url)
+
+
+def test_the_canonical_url_fast_path_is_taken_for_s3_and_gcs_only() -> None:
+    assert scoped(S3)._canonical == "s3://media/"
+    assert scoped(MINIO)._canonical == "s3://media/"
+    assert scoped(GCS)._canonical == "gs://media/"
+    assert scoped(AZURE)._canonical is None and scoped(LOCAL)._canonical is None
+
+    class Own:  # a backend with URLs of its own: always asked
+        def key_for_url(self, url: str) -> str:
+            return "raw/" + url.rsplit("/", 1)[-1]
+
+        def url_for(self, key: str) -> str:
+            return f"own://{key}"
+
+    storage = ScopedStorage(Own(), S3, title="t", strict_client_only=True, ttl_seconds=60)  # type: ignore[arg-type]
+    assert storage.canonical_url("s3://media/raw/x.jpg") == "own://raw/x.jpg"

@@ -75,23 +75,49 @@ def epoch(iso: str) -> float:
 
 def projector(entry: Entry) -> Callable[[Any], Projected | None]:
     """value -> its projection under ``entry``, or None when it does not fit (or is null)."""
+    # Each kind's commonest values (a finite float, a boolean, a string the check returns as it
+    # is) are projected without the check's call and its exception; anything else goes through
+    # ``normalise`` (registration projects every value of every item: docs/performance.md,
+    # "The reader's per-entry checks").
     normalise = normaliser(entry)
     kind = entry.kind
     if kind == "number":
-        return lambda v: None if (n := normalise(v)) is None else (n, None, None)
+        def number(v: Any) -> Projected | None:
+            if type(v) is float and v - v == 0.0:  # (as _number: finite)
+                return v, None, None
+            return None if (n := normalise(v)) is None else (n, None, None)
+
+        return number
     if kind == "boolean":
-        return lambda v: None if (n := normalise(v)) is None else (1.0 if n else 0.0, None, None)
+        def boolean(v: Any) -> Projected | None:
+            if v is True:
+                return _ONE
+            if v is False:
+                return _ZERO
+            return None if (n := normalise(v)) is None else (1.0 if n else 0.0, None, None)
+
+        return boolean
     if kind == "datetime":
         return lambda v: None if (n := normalise(v)) is None else (epoch(n), None, None)
     whole = kind == "text"
+    limit = (entry.max_length if entry.max_length is not None else 8192) if kind == "varchar" else -1
+    options = frozenset(entry.values) if kind == "enum" else frozenset()
 
     def string(v: Any) -> Projected | None:
-        n = normalise(v)
-        if n is None:
-            return None
+        # (what _text, _varchar and _enum return unchanged)
+        if type(v) is str and (whole or len(v) <= limit or v in options):
+            n = v
+        else:
+            n = normalise(v)
+            if n is None:
+                return None
         return None, n[:TXT_MAX], n if whole or len(n) > TXT_MAX else None
 
     return string
+
+
+_ONE: Projected = (1.0, None, None)
+_ZERO: Projected = (0.0, None, None)
 
 
 def wanted(schema: Schema) -> dict[str, dict[str, Any]]:

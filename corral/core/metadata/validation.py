@@ -303,6 +303,14 @@ def _from_text(kind: str | None, check: Check) -> Check:
 # -- the validator -----------------------------------------------------------------------------------
 
 
+#: How many shapes (key tuples, in order) of metadata one ``Validator`` compiles (see ``_compile``):
+#: a manifest's entries have one or a few; any beyond these are validated as they always were.
+SHAPES = 64
+#: A shape of more keys than this is not compiled (its function's source grows with its keys).
+SHAPE_KEYS = 64
+_UNSEEN = object()
+
+
 class Validator:
     def __init__(self, schema: Schema, *, from_text: bool = False) -> None:
         self.schema = schema  # (what another process rebuilds this from: closures do not pickle)
@@ -311,9 +319,72 @@ class Validator:
         if from_text:
             checks = {key: _from_text(live[key].kind, c) for key, c in checks.items()}
         self._checks = checks
+        self._live = live
         self._required = tuple((k, e.describe()) for k, e in sorted(live.items()) if e.required)
         self._strict = schema.strict_metadata
         self._from_text = from_text
+        #: each shape's compiled check, or None where only ``_validate`` answers (``_compile``)
+        self._shapes: dict[tuple[Any, ...], Callable[[dict[str, Any]], dict[str, Any] | None] | None] = {}
+
+    def _compile(self, shape: tuple[Any, ...]) -> Callable[[dict[str, Any]], dict[str, Any] | None] | None:
+        """One function for metadata whose keys are ``shape``, in that order (a manifest's entries
+        all have the same few): each value checked inline (the common kinds) or by its key's check,
+        in one call with no per-key look-up, loop or ``Problem``; it returns the normalised
+        metadata ``_validate`` would, or None for anything else (a value refused, a required key
+        null), which ``_validate`` then answers with its problems.  The keys are constants of the
+        function's namespace, never part of its source text."""
+        if self._from_text or len(self._shapes) >= SHAPES:
+            return None  # (a CSV cell's checks parse text: not compiled)
+        checks, required = self._checks, {k for k, _ in self._required}
+        compiled: Callable[[dict[str, Any]], dict[str, Any] | None] | None = None
+        if len(shape) <= SHAPE_KEYS and required <= set(shape) and not (
+                self._strict and any(k not in checks for k in shape)):
+            names: dict[str, Any] = {"_Bad": _Bad}
+            lines = []
+            for i, key in enumerate(shape):
+                names[f"K{i}"] = key
+                check = checks.get(key)
+                if check is None:
+                    continue  # kept as given
+                body = self._inline(i, self._live[key], check, names)
+                if key in required:
+                    lines += [f"if a{i} is None: return None", *body]
+                else:
+                    lines += [f"if a{i} is not None:", *("    " + line for line in body)]
+            values = "".join(f"a{i}, " for i in range(len(shape)))
+            source = "\n".join([
+                "def compiled(meta):",
+                "    try:",
+                f"        {values}= meta.values()" if shape else "        pass",
+                *("        " + line for line in lines),
+                "    except (_Bad, OverflowError):",  # (_validate raises what it would raise)
+                "        return None",
+                "    return {" + ", ".join(f"K{i}: a{i}" for i in range(len(shape))) + "}",
+            ])
+            exec(compile(source, f"<metadata validator {len(self._shapes)}>", "exec"), names)  # noqa: S102
+            compiled = names["compiled"]
+        self._shapes[shape] = compiled
+        return compiled
+
+    @staticmethod
+    def _inline(i: int, entry: Entry, check: Check, names: dict[str, Any]) -> list[str]:
+        """Lines checking (and normalising) value ``a{i}`` as ``check`` does; None if refused."""
+        a, kind = f"a{i}", entry.kind
+        if kind == "number":  # as _number
+            return [f"if type({a}) is float:", f"    if {a} - {a} != 0.0: return None",
+                    f"elif type({a}) is int: {a} = float({a})", "else: return None"]
+        if kind == "boolean":  # as _boolean
+            return [f"if {a} is not True and {a} is not False: return None"]
+        if kind == "text":  # as _text
+            return [f"if type({a}) is not str: return None"]
+        if kind == "varchar":  # as _varchar
+            names[f"M{i}"] = entry.max_length if entry.max_length is not None else 8192
+            return [f"if type({a}) is not str or len({a}) > M{i}: return None"]
+        if kind == "enum":  # as _enum
+            names[f"E{i}"] = frozenset(entry.values)
+            return [f"if type({a}) is not str or {a} not in E{i}: return None"]
+        names[f"C{i}"] = check
+        return [f"{a} = C{i}({a})"]  # (raises _Bad)
 
     def _explain(self, meta: dict[str, Any], unstorable: Problem) -> Problem:
         """For a schema key holding an unstorable value (NaN, a 400-digit integer), the schema's
@@ -342,6 +413,18 @@ class Validator:
         unstorable = None if storable else _storable(meta)
         if unstorable is not None:
             return {}, [self._explain(meta, unstorable)]
+        shape = tuple(meta)
+        compiled = self._shapes.get(shape, _UNSEEN)
+        if compiled is _UNSEEN:
+            compiled = self._compile(shape)
+        if compiled is not None:
+            out = compiled(meta)  # type: ignore[operator]
+            if out is not None:
+                return out, []
+        return self._validate(meta)
+
+    def _validate(self, meta: dict[str, Any]) -> tuple[dict[str, Any], list[Problem]]:
+        """``validate`` key by key: the reference the compiled shapes must agree with."""
         checks = self._checks
         out: dict[str, Any] = {}
         problems: list[Problem] = []
