@@ -293,3 +293,14 @@ def test_a_shape_is_compiled_once_and_only_so_many() -> None:
     wide = {f"w{n}": n for n in range(65)}
     w = Validator(SCHEMA)
     assert ok(wide, w) == wide and w._shapes == {tuple(wide): None}
+
+
+@pytest.mark.parametrize("value", ["0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00"])
+def test_a_datetime_whose_utc_instant_is_out_of_range_is_a_problem(value: str) -> None:
+    """A valid ISO 8601 date-time whose instant in UTC is before year 1 or after year 9999 (it is
+    stored in UTC) is a problem naming the key and the range, not an OverflowError, for JSON
+    values and CSV cells alike."""
+    assert "from 0001-01-01T00:00:00Z to 9999-12-31T23:59:59Z" in bad({"captured_at": value})
+    assert "captured_at" in bad({"captured_at": value})
+    assert "from 0001-01-01T00:00:00Z" in bad({"captured_at": value}, Validator(SCHEMA, from_text=True))
+    assert ok({"captured_at": "0001-01-01T00:00:00-01:00"}) == {"captured_at": "0001-01-01T01:00:00+00:00"}

@@ -176,7 +176,11 @@ def _datetime(v: Any) -> str:
         if d.tzinfo is None:
             d = d.replace(tzinfo=UTC)  # no offset given: taken as UTC
         elif d.utcoffset() != _ZERO:
-            d = d.astimezone(UTC)
+            try:
+                d = d.astimezone(UTC)
+            except OverflowError:  # 0001-01-01T00:00:00+01:00 is before the first UTC instant
+                raise _Bad("an ISO 8601 date-time from 0001-01-01T00:00:00Z to "
+                           "9999-12-31T23:59:59Z") from None
         return d.isoformat()
     raise _Bad("an ISO 8601 date-time string like 2024-05-01T12:30:00Z")
 
