@@ -166,11 +166,12 @@ def _copy_rows(copy: Any, rows: Sequence[tuple[Any, ...]], fixed_values: tuple[A
 
 
 _format_row_text: Callable[[Sequence[Any], Any, bytearray], None] | None
-try:  # psycopg 3.3's row formatter (C with psycopg[binary]); pyproject pins >=3.3,<3.4
+_format_row_binary: Callable[[Sequence[Any], Any, bytearray], None] | None
+try:  # psycopg 3.3's row formatters (C with psycopg[binary]); pyproject pins >=3.3,<3.4
+    from psycopg._copy_base import format_row_binary as _format_row_binary
     from psycopg._copy_base import format_row_text as _format_row_text
-except ImportError:  # pragma: no cover - another psycopg layout: write_row
-    _format_row_text = None
-from psycopg._copy_base import format_row_binary as _format_row_binary  # noqa: E402
+except ImportError:  # pragma: no cover - another psycopg layout: text COPY by write_row
+    _format_row_text = _format_row_binary = None
 
 
 class _UuidBinaryDumper(Dumper):
@@ -232,7 +233,7 @@ def _binary_types(table: Table, names: Sequence[str], dialect: Dialect) -> list[
     booleans) were parsed again in every row.  item_meta's rows cost 0.37 instead of 0.82
     backend CPU seconds per 1.2M, and 0.92 instead of 1.28 client seconds (docs/performance.md,
     "PostgreSQL: the writer's backend at a million")."""
-    if table.name not in BINARY_TABLES:
+    if table.name not in BINARY_TABLES or _format_row_binary is None:
         return None
     types = [_binary_type(table.c[n].type, dialect) for n in names]
     return None if None in types else types  # type: ignore[return-value]
@@ -248,6 +249,7 @@ def _copy_rows_binary(copy: Any, rows: Sequence[tuple[Any, ...]], fixed_values: 
     """``rows`` and ``fixed_values`` in binary ``COPY`` format (``types``: of the rows' columns,
     then the constants'), from psycopg's row formatter (C), the constants formatted once: each
     row's field count is patched to include them."""
+    assert _format_row_binary is not None  # (_binary_types: text otherwise)
     transformer = copy.formatter.transformer
     width = len(types) - len(fixed_values)
     tail = b""

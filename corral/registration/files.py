@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import time
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any
 
 from corral import errors
 from corral.core.metadata.validation import Validator, describe
@@ -114,9 +114,13 @@ def strict_problem(entry: Any, storage: ScopedStorage) -> str | None:
     """What a strict client-only integration is missing from the manifest for this entry."""
     if not storage.strict_client_only:
         return None
-    missing = [k for k in STRICT_REQUIRED.get(entry.data_type, ()) if entry.media.get(k) is None]
-    if not missing:
+    media, required = entry.media, STRICT_REQUIRED.get(entry.data_type, ())
+    for k in required:  # (every entry of a strict import comes here: no list unless one is missing)
+        if media.get(k) is None:
+            break
+    else:
         return None
+    missing = [k for k in required if media.get(k) is None]
     return (
         f"integration {storage.title!r} is strict client-only, so corral does not read media: "
         f"give {', '.join(missing)} in the manifest's {entry.data_type}Metadata"
@@ -145,16 +149,13 @@ def prepare_entry(entry: Any, storage: ScopedStorage, validator: Validator, *,
     if problems:
         return fail(describe(problems))
     data_type: str = entry.data_type
-    if storage.strict_client_only:  # strict_problem's check, without its list when nothing is missing
-        given = entry.media
-        for k in STRICT_REQUIRED.get(data_type, ()):
-            if given.get(k) is None:
-                return fail(cast(str, strict_problem(entry, storage)))
+    why = strict_problem(entry, storage)
+    if why:
+        return fail(why)
     expected = EXPECTED_KIND[data_type]
     try:
         if len(urls) == 1 and data_type not in _GROUPS:
-            media = dict(entry.media) if storage.strict_client_only else \
-                _media_for(storage, first, expected, entry.media)  # (strict: as _media_for does)
+            media = _media_for(storage, first, expected, entry.media)
             return [Prepared(entry.seq, data_type, entry.title, canonical, media, metadata)]
         frames_given = entry.media.get("frames") or []
         frame_info = getattr(entry, "frame_info", ()) or ()

@@ -285,13 +285,7 @@ class PipedEntries(Iterator[Entry | EntryError | PreparedBatch]):
         child, self.child = self.child, None
         self._stopping.set()  # the pump ends within _CHECK_SECONDS, and closes the pipe
         if child is not None:
-            if child.poll() is None:
-                child.kill()
-            if child.stdin is not None:
-                with contextlib.suppress(OSError):
-                    child.stdin.close()
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                child.wait(timeout=10)  # (reaped at once unless the kernel holds it)
+            _end(child)
         if self._pump is not threading.current_thread():
             self._pump.join(timeout=10)
 
@@ -423,17 +417,22 @@ def hold(preload: Sequence[str] = ()) -> Callable[[], None]:
     return _keeper.hold(preload)
 
 
-def _discard(child: Child) -> None:
-    process, fd = child
-    with contextlib.suppress(OSError):
-        os.close(fd)
+def _end(process: subprocess.Popen[bytes]) -> None:
+    """Stop a reader process (killed if it still runs, its input closed) and reap it."""
     if process.poll() is None:
         process.kill()
     if process.stdin is not None:
         with contextlib.suppress(OSError):
             process.stdin.close()
     with contextlib.suppress(subprocess.TimeoutExpired):
-        process.wait(timeout=10)
+        process.wait(timeout=10)  # (reaped at once unless the kernel holds it)
+
+
+def _discard(child: Child) -> None:
+    process, fd = child
+    with contextlib.suppress(OSError):
+        os.close(fd)
+    _end(process)
 
 
 class _Keeper:
