@@ -415,6 +415,14 @@ def protocol_class(header_timeout: float) -> type[H11Protocol]:
     return type("HeadTimeoutProtocol", (HeadTimeoutProtocol,), {"header_timeout": header_timeout})
 
 
+#: How long uvicorn's process manager waits for an API process to answer its ping before it kills
+#: the process as hung and starts another (uvicorn's default: 5 s).  A process that is only slow to
+#: answer (a machine starved of CPU for a few seconds, a stalled virtual machine) is not hung, and
+#: killing it drops every request and connection it holds; a process that is really hung is still
+#: replaced, after 30 s.
+WORKER_HEALTHCHECK_SECONDS = 30
+
+
 def uvicorn_options(settings: Settings, *, processes: int = 1) -> dict[str, Any]:
     """The server options that bound what a client can hold open (``corral serve`` uses these).
     With several processes, uvicorn's workers import the protocol by name and read its timeout
@@ -428,5 +436,6 @@ def uvicorn_options(settings: Settings, *, processes: int = 1) -> dict[str, Any]
         ),
         "timeout_keep_alive": settings.keep_alive_timeout_seconds,
         "h11_max_incomplete_event_size": settings.max_header_bytes,
+        **({"timeout_worker_healthcheck": WORKER_HEALTHCHECK_SECONDS} if processes > 1 else {}),
     }
 
