@@ -8,6 +8,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from corral.closedmodel import ClosedModel
+
 
 class MePublic(BaseModel):
     user_id: uuid.UUID
@@ -69,7 +71,7 @@ class HealthPublic(BaseModel):
 # -- integrations -------------------------------------------------------------------
 
 
-class IntegrationCreate(BaseModel):
+class IntegrationCreate(ClosedModel):
     title: str = Field(
         description="1-300 characters, unique within the organisation; the SDK finds integrations by it.",
         json_schema_extra={"minLength": 1, "maxLength": 300},
@@ -88,7 +90,7 @@ class IntegrationCreate(BaseModel):
     )
 
 
-class IntegrationUpdate(BaseModel):
+class IntegrationUpdate(ClosedModel):
     title: str | None = None
     signed_url_ttl_seconds: int | None = None
     strict_client_only: bool | None = None
@@ -141,7 +143,7 @@ class CorsPublic(BaseModel):
     rules: list[CorsRulePublic]
 
 
-class SignRequest(BaseModel):
+class SignRequest(ClosedModel):
     urls: list[str] = Field(max_length=1000, description="Object URLs inside the integration.")
     ttl_seconds: int | None = Field(None, ge=1, le=7 * 24 * 3600)
 

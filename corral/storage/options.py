@@ -12,7 +12,9 @@ import re
 from typing import Annotated, Any, ClassVar, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import ConfigDict, Field, SecretStr, field_validator, model_validator
+
+from corral.closedmodel import ClosedModel
 
 Provider = Literal["s3", "azure", "gcs", "local"]
 PROVIDERS: tuple[Provider, ...] = ("s3", "azure", "gcs", "local")
@@ -43,10 +45,10 @@ def _check_endpoint(value: str | None) -> str | None:
     return value.rstrip("/")
 
 
-class ProviderOptions(BaseModel):
-    """Fields every provider shares."""
+class ProviderOptions(ClosedModel):
+    """Fields every provider shares (an unknown one is refused, naming those accepted)."""
 
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    model_config = ConfigDict(str_strip_whitespace=True)
     provider: ClassVar[Provider]
     secret_fields: ClassVar[frozenset[str]] = frozenset()
 

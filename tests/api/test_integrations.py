@@ -58,7 +58,7 @@ def test_create_list_show_update_delete(client, make_user, tmp_path) -> None:  #
     ({"title": "t", "provider": "s3", "settings": {"bucket": "b", "prefix": "a/../b"}}, "prefix", "'..'"),
     ({"title": "t", "provider": "s3", "settings": {"bucket": "b", "access_key_id": "x"}}, None, "secret_access_key"),
     ({"title": "t", "provider": "s3", "settings": {"bucket": "b", "endpoint_url": "ftp://x"}}, "endpoint_url", "http"),
-    ({"title": "t", "provider": "s3", "settings": {"bucket": "b", "colour": "red"}}, "colour", "Extra inputs"),
+    ({"title": "t", "provider": "s3", "settings": {"bucket": "b", "colour": "red"}}, "colour", "unknown field (accepted: "),
     ({"title": "t", "provider": "dropbox", "settings": {}}, "provider", "s3, azure, gcs, local"),
     ({"title": "t", "provider": "azure", "settings": {"account_name": "Bad_Name", "container": "c1c"}},
      "account_name", "lowercase"),

@@ -22,6 +22,7 @@ from corral.api.deps import Ctx, CurrentPrincipal
 from corral.api.longpoll import hold_until
 from corral.api.parsing import CorralRoute
 from corral.api.readahead import stream_ahead
+from corral.closedmodel import ClosedModel
 from corral.core import dataset_rows, datasets, verify
 from corral.core.dataset_rows import RowFilter
 from corral.core.datasets import DatasetView
@@ -37,7 +38,7 @@ DataType = Annotated[str | None, Query(description="Only rows of this data type 
 TitleFilter = Annotated[str | None, Query(description="Only rows whose title contains this (any case).")]
 
 
-class DatasetCreate(BaseModel):
+class DatasetCreate(ClosedModel):
     title: str = Field(
         description="1-300 characters; need not be unique.",
         json_schema_extra={"minLength": 1, "maxLength": 300},
@@ -61,7 +62,7 @@ class DatasetPage(BaseModel):
     next_page_token: str | None
 
 
-class LinkRequest(BaseModel):
+class LinkRequest(ClosedModel):
     item_ids: list[uuid.UUID] = Field(
         default_factory=list,
         description="Items to link (at most 100,000).",
@@ -83,7 +84,7 @@ class LinkPublic(BaseModel):
     skipped: int = Field(description="Items that were linked already.")
 
 
-class UnlinkRequest(BaseModel):
+class UnlinkRequest(ClosedModel):
     item_ids: list[uuid.UUID] = Field(default_factory=list)
     row_ids: list[uuid.UUID] = Field(default_factory=list, description="Data row ids (uid).")
 
@@ -92,7 +93,7 @@ class UnlinkPublic(BaseModel):
     unlinked: int
 
 
-class ShareRequest(BaseModel):
+class ShareRequest(ClosedModel):
     user: str = Field(description="The member's e-mail address or user id.")
     role: str = Field(description="viewer or editor.")
 

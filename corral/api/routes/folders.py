@@ -15,6 +15,7 @@ from starlette.concurrency import run_in_threadpool
 
 from corral.api.deps import Ctx, CurrentPrincipal
 from corral.api.parsing import CorralRoute
+from corral.closedmodel import ClosedModel
 from corral.core import deletion, folders, permissions, sharing
 from corral.core.identity import Principal
 from corral.core.pagination import MAX_PAGE_SIZE
@@ -23,7 +24,7 @@ from corral.db.tables import Folder
 router = APIRouter(prefix="/api/v1/folders", tags=["folders"], route_class=CorralRoute)
 
 
-class FolderCreate(BaseModel):
+class FolderCreate(ClosedModel):
     path: str = Field(description='Where to create it, e.g. "projects/cats" (parents are created too).',
                       json_schema_extra={"pattern": folders.PATH_PATTERN})
     description: str = Field("", max_length=folders.MAX_DESCRIPTION)
@@ -33,13 +34,13 @@ class FolderCreate(BaseModel):
     exist_ok: bool = Field(True, description="Answer with the folder if it exists; false: a 409.")
 
 
-class FolderUpdate(BaseModel):
+class FolderUpdate(ClosedModel):
     name: str | None = Field(None, description="A new name (unique among the folder's siblings).")
     description: str | None = None
     client_metadata: dict[str, Any] | None = Field(None, description="Replaces the folder's metadata.")
 
 
-class FolderMove(BaseModel):
+class FolderMove(ClosedModel):
     parent: str | None = Field(description="The new parent's id or path; null moves the folder to the top.")
 
 
@@ -74,7 +75,7 @@ class FolderDeleted(BaseModel):
     items: int = Field(description="Items deleted with them, soft-deleted ones included.")
 
 
-class ShareRequest(BaseModel):
+class ShareRequest(ClosedModel):
     user: str = Field(description="The member's e-mail address or user id.")
     role: str = Field(description="viewer or editor.")
 

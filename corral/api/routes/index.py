@@ -21,6 +21,7 @@ from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 from corral import errors
 from corral.api.deps import Ctx, CurrentPrincipal
 from corral.api.parsing import CorralRoute
+from corral.closedmodel import ClosedModel
 from corral.core.identity import Principal
 from corral.core.index import query
 from corral.core.integrations import endpoint_policy
@@ -37,8 +38,7 @@ _WHERE = Field(
 )
 
 
-class Filtered(BaseModel):
-    model_config = {"extra": "forbid"}
+class Filtered(ClosedModel):
     filter: dict[str, Any] | None = _FILTER
     where: str | None = _WHERE
 

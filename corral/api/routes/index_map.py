@@ -16,6 +16,7 @@ from starlette.concurrency import run_in_threadpool
 from corral import errors
 from corral.api.deps import Ctx, CurrentPrincipal
 from corral.api.parsing import CorralRoute
+from corral.closedmodel import ClosedModel
 from corral.core.index import query
 from corral.core.maps import build, projection, service
 
@@ -23,8 +24,7 @@ router = APIRouter(prefix="/api/v1/index/map", tags=["index"], route_class=Corra
 Key = Annotated[str, Path(description="The embedding key of the metadata schema.")]
 
 
-class BuildRequest(BaseModel):
-    model_config = {"extra": "forbid"}
+class BuildRequest(ClosedModel):
     method: str = Field(
         "auto",
         description="auto (UMAP when installed and there are at least "

@@ -21,6 +21,7 @@ from starlette.concurrency import run_in_threadpool
 from corral import errors
 from corral.api.deps import Ctx, CurrentPrincipal
 from corral.api.parsing import CorralRoute
+from corral.closedmodel import ClosedModel
 from corral.core.identity import Principal
 from corral.core.index import collections, presets, query
 from corral.db.tables import Collection, IndexPreset, Item
@@ -44,16 +45,14 @@ _WHERE = Field(None, description="The same filter in the text syntax.")
 # -- presets ----------------------------------------------------------------------------------------
 
 
-class PresetCreate(BaseModel):
-    model_config = {"extra": "forbid"}
+class PresetCreate(ClosedModel):
     name: str = Field(description="1-300 characters, not blank; need not be unique.", json_schema_extra=NAME)
     description: str | None = Field(None, json_schema_extra=DESCRIPTION)
     filter: dict[str, Any] | None = _FILTER
     where: str | None = _WHERE
 
 
-class PresetUpdate(BaseModel):
-    model_config = {"extra": "forbid"}
+class PresetUpdate(ClosedModel):
     name: str | None = Field(None, json_schema_extra=NAME)
     description: str | None = Field(None, json_schema_extra=DESCRIPTION)
     filter: dict[str, Any] | None = _FILTER
@@ -168,15 +167,13 @@ async def delete_preset(ctx: Ctx, principal: CurrentPrincipal, ref: PresetRef) -
 # -- collections ------------------------------------------------------------------------------------
 
 
-class CollectionCreate(BaseModel):
-    model_config = {"extra": "forbid"}
+class CollectionCreate(ClosedModel):
     name: str = Field(description="1-300 characters, not blank; need not be unique.", json_schema_extra=NAME)
     description: str | None = Field(None, json_schema_extra=DESCRIPTION)
     folder: str | None = Field(None, description="A top-level folder (path or id): only its items may join.")
 
 
-class CollectionUpdate(BaseModel):
-    model_config = {"extra": "forbid"}
+class CollectionUpdate(ClosedModel):
     name: str | None = Field(None, json_schema_extra=NAME)
     description: str | None = Field(None, json_schema_extra=DESCRIPTION)
 
@@ -197,8 +194,7 @@ class CollectionPage(BaseModel):
     next_page_token: str | None
 
 
-class ItemsChange(BaseModel):
-    model_config = {"extra": "forbid"}
+class ItemsChange(ClosedModel):
     item_ids: list[uuid.UUID] | None = Field(None, description="Items by id (at most 100,000).")
     titles: list[str] | None = Field(None, description="Items by exact title (adding only; at most 1,000).")
     filter: dict[str, Any] | None = Field(None, description="Every item matching this filter tree.")

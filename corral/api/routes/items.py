@@ -20,6 +20,7 @@ from corral.api.deps import AppContext, Ctx, CurrentPrincipal
 from corral.api.openapi import comma_separated
 from corral.api.parsing import CorralRoute
 from corral.api.readahead import stream_ahead
+from corral.closedmodel import ClosedModel
 from corral.core import item_rows, items, thumbnails
 from corral.core.identity import Principal
 from corral.core.items import ItemView
@@ -71,7 +72,7 @@ class ItemPage(BaseModel):
     next_page_token: str | None = Field(description="Pass as page_token for the next page; null on the last.")
 
 
-class SignItems(BaseModel):
+class SignItems(ClosedModel):
     ids: list[uuid.UUID] = Field(
         description=f"1 to {items.MAX_SIGN} item ids.",
         json_schema_extra={"minItems": 1, "maxItems": items.MAX_SIGN},  # checked by items.sign_many
@@ -101,7 +102,7 @@ class SignedItems(BaseModel):
     items: list[SignedItem] = Field(description="In the order of the ids asked for (duplicates once).")
 
 
-class ItemUpdate(BaseModel):
+class ItemUpdate(ClosedModel):
     name: str | None = None
     description: str | None = Field(None, description=f"At most {items.MAX_DESCRIPTION} characters.")
     client_metadata: dict[str, Any] | None = Field(
@@ -111,7 +112,7 @@ class ItemUpdate(BaseModel):
     merge_metadata: bool = False
 
 
-class ItemMove(BaseModel):
+class ItemMove(ClosedModel):
     ids: list[uuid.UUID] = Field(
         description=f"1 to {items.MAX_MOVE} item ids.",
         json_schema_extra={"minItems": 1, "maxItems": items.MAX_MOVE},
@@ -129,7 +130,7 @@ class ItemDeleted(BaseModel):
     deleted_at: datetime | None
 
 
-class UploadCreate(BaseModel):
+class UploadCreate(ClosedModel):
     filename: str = Field(description="The file's name; the object key ends with it.",
                           json_schema_extra={"pattern": uploads.FILENAME_PATTERN})
     content_type: str | None = Field(None, description="Send the same Content-Type with the PUT.")
@@ -145,7 +146,7 @@ class UploadPublic(BaseModel):
     integration_id: uuid.UUID
 
 
-class UploadRegister(BaseModel):
+class UploadRegister(ClosedModel):
     folder: str = Field(description="The folder's id or path (you need the editor role on it).")
     name: str | None = Field(None, description="Default: the file name.")
     data_type: str | None = Field(None, description="Default: what the file's bytes are.")

@@ -11,6 +11,7 @@ from starlette.concurrency import run_in_threadpool
 
 from corral.api.deps import Ctx, CurrentPrincipal
 from corral.api.parsing import CorralRoute
+from corral.closedmodel import ClosedModel
 from corral.core.integrations import endpoint_policy
 from corral.core.metadata import schema as model
 from corral.core.metadata import service
@@ -59,7 +60,7 @@ class VersionPublic(BaseModel):
     diff: dict[str, Any]
 
 
-class ValidateRequest(BaseModel):
+class ValidateRequest(ClosedModel):
     items: list[Any] = Field(max_length=MAX_VALIDATE, description="clientMetadata objects to check.")
     from_text: bool = Field(
         False,

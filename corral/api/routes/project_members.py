@@ -13,11 +13,12 @@ from datetime import datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from corral.api.deps import Ctx, CurrentPrincipal
 from corral.api.parsing import CorralRoute
+from corral.closedmodel import ClosedModel
 from corral.core.labels import projects, workflow
 
 router = APIRouter(prefix="/api/v1/projects", tags=["projects"], route_class=CorralRoute)
@@ -35,8 +36,7 @@ class MemberList(BaseModel):
     members: list[MemberPublic]
 
 
-class MembersAdd(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class MembersAdd(ClosedModel):
     emails: list[str] = Field(description=f"Members of the organisation (1 to {projects.MAX_USERS}).")
     role: Role = Field(description="The role each gets on the project (replacing any role they had).")
 
@@ -61,8 +61,7 @@ class TaskList(BaseModel):
     tasks: list[TaskPublic]
 
 
-class TaskAction(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class TaskAction(ClosedModel):
     task: uuid.UUID
     action: Literal["ASSIGN", "RELEASE", "SUBMIT", "APPROVE", "REJECT"] = Field(
         description="annotate: ASSIGN, RELEASE, SUBMIT; review: ASSIGN, RELEASE, APPROVE, REJECT."
@@ -72,14 +71,12 @@ class TaskAction(BaseModel):
     retain_assignee: bool = Field(False, description="SUBMIT/APPROVE/REJECT: keep the task's assignee.")
 
 
-class TaskActions(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class TaskActions(ClosedModel):
     stage: Stage = Field(description="The stage the tasks are in.")
     actions: list[TaskAction] = Field(description=f"1 to {workflow.MAX_TASKS}, applied all or none.")
 
 
-class TaskMove(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class TaskMove(ClosedModel):
     stage: Stage = Field(description="The stage the tasks are in.")
     to: Stage = Field(description="The stage to move them to (they arrive NEW and unassigned).")
     tasks: list[uuid.UUID] = Field(description=f"1 to {workflow.MAX_TASKS} task ids.")

@@ -18,6 +18,7 @@ from corral.api import session_auth
 from corral.api.deps import Ctx, CurrentPrincipal
 from corral.api.docs import OPEN
 from corral.api.parsing import CorralRoute
+from corral.closedmodel import ClosedModel
 from corral.core import sessions
 from corral.db.tables import Organisation, WebSession
 from corral.errors import AuthenticationFailed, ErrorDetail, NotFound, ValidationFailed
@@ -25,7 +26,7 @@ from corral.errors import AuthenticationFailed, ErrorDetail, NotFound, Validatio
 router = APIRouter(prefix="/api/v1/sessions", tags=["identity"], route_class=CorralRoute)
 
 
-class SignIn(BaseModel):
+class SignIn(ClosedModel):
     # What sign_in checks, published: e-mail and password (both non-empty) without a token, or
     # no e-mail and no password (a token, or nothing at all, which is a 401).
     model_config = ConfigDict(json_schema_extra={"anyOf": [

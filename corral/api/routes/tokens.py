@@ -12,6 +12,7 @@ from starlette.concurrency import run_in_threadpool
 
 from corral.api.deps import Ctx, CurrentPrincipal
 from corral.api.parsing import CorralRoute
+from corral.closedmodel import ClosedModel
 from corral.core import identity
 from corral.core.identity import TokenView
 
@@ -29,7 +30,7 @@ class TokenPublic(BaseModel):
     revoked_at: datetime | None
 
 
-class TokenCreate(BaseModel):
+class TokenCreate(ClosedModel):
     name: str = Field("", max_length=200, description="A label to recognise the token by.")
     expires_in_seconds: int | None = Field(
         None,
