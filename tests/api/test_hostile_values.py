@@ -186,3 +186,42 @@ def test_item_page_sizes_out_of_range_are_a_400_naming_the_field(client, world) 
         assert r.json()["errors"][0]["field"] == "page_size", r.text
     r = client.get("/api/v1/items", params={"folder": f["id"], "page_size": 10_000}, headers=alice.bearer)
     assert r.status_code == 200 and len(r.json()["items"]) == 1, r.text
+
+
+#: Keys the Encord SDK's JSON bodies carry; routes that read a body as a plain object get each.
+SDK_KEYS = ("itemUuids", "externalFiles", "dataItems", "integrationHash", "ignoreErrors", "signUrls",
+            "name", "description", "clientMetadata", "title", "folderUuid", "itemUuid", "newParentUuid",
+            "folderUuids", "itemsToUpdate", "folders", "items", "keys", "editor", "structure", "filters")
+WRONG_TYPES: tuple[Any, ...] = (5, -1, True, "x", None, [5], [[]], [None], {"a": 1}, 1e300)
+
+
+def test_every_body_field_of_a_wrong_type_is_a_4xx(client, world) -> None:  # type: ignore[no-untyped-def]
+    """Each field a route's body reads (its model's, or the SDK's keys where the body is a plain
+    object), set to values of every JSON type: never a 5xx. `POST /v2/public/storage/items/get-bulk`
+    with `{"itemUuids": 5}` was a 500 (it iterated the number)."""
+    import re
+
+    from pydantic import BaseModel
+
+    from tests.api.test_query_params import _routes
+
+    alice, f, _ = world
+    sent, bad = 0, []
+    for route in _routes(client.app.routes):
+        if route.body_field is None:
+            continue
+        model = route.body_field.field_info.annotation
+        fields = ([fi.alias or name for name, fi in model.model_fields.items()]
+                  if isinstance(model, type) and issubclass(model, BaseModel) else list(SDK_KEYS))
+        path = re.sub(r"\{[^}]+\}", "00000000-0000-0000-0000-000000000001",
+                      route.path.replace("{folder_id}", f["id"]).replace("{rest:path}", "x"))
+        for method in sorted(route.methods - {"HEAD"}):
+            for body in [*WRONG_TYPES, *({field: v} for field in fields for v in WRONG_TYPES)]:
+                r = send(client, alice, method, path, body)
+                sent += 1
+                if r.status_code >= 500 and r.status_code != 501:  # 501: an SDK call corral lacks
+                    bad.append((method, route.path, body, r.status_code))
+    assert bad == [], bad[:20]
+    assert sent > 2000
+    r = send(client, alice, "POST", "/v2/public/storage/items/get-bulk", {"itemUuids": 5})
+    assert r.status_code == 400 and r.json()["errors"][0]["field"] == "itemUuids", r.text

@@ -417,10 +417,14 @@ async def get_item(
 async def get_items(
     ctx: Ctx, principal: CurrentPrincipal, body: Annotated[dict[str, Any], Body()]
 ) -> dict[str, Any]:
+    asked = body.get("itemUuids")
+    expected = [errors.ErrorDetail("a list of item UUIDs", field="itemUuids")]
+    if asked is not None and not isinstance(asked, list):  # iterating 5 raised a TypeError (a 500)
+        raise errors.InvalidInput("itemUuids must be a list of item UUIDs", details=expected)
     try:
-        ids = [uuid.UUID(str(i)) for i in body.get("itemUuids") or []]
+        ids = [uuid.UUID(str(i)) for i in asked or []]
     except ValueError:
-        raise errors.InvalidInput("itemUuids must be UUIDs") from None
+        raise errors.InvalidInput("itemUuids must be UUIDs", details=expected) from None
     if len(ids) > pagination.MAX_PAGE_SIZE:
         raise errors.InvalidInput(f"at most {pagination.MAX_PAGE_SIZE} items per request")
     return _page(await _items_by_id(ctx, principal, ids, bool(body.get("signUrls"))), None)
