@@ -344,6 +344,30 @@ def backends(env: dict[str, str]) -> dict[int, float]:
     return {pid: cpu_seconds(pid) for pid in pids}
 
 
+_PLAN_STARTS = ("SELECT u.attempts FROM job_units u JOIN jobs j ON j.id = u.job_id WHERE u.seq = 0 "
+                "ORDER BY j.created_at DESC LIMIT 1")
+
+
+def planner_starts(env: dict[str, str], work: Path) -> int | None:
+    """How many times the last job's plan unit was claimed (``attempts``): 1 unless another
+    worker took it over, and read the manifest again."""
+    url = env.get("CORRAL_DATABASE_URL")
+    if not url:
+        db = sqlite3.connect(work / "data" / "corral.db")
+        try:
+            row = db.execute(_PLAN_STARTS).fetchone()
+        finally:
+            db.close()
+        return int(row[0]) if row else None
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            found = conn.execute(text(_PLAN_STARTS)).scalar()
+    finally:
+        engine.dispose()
+    return int(found) if found is not None else None
+
+
 def backend_cpu(before: dict[int, float], after: dict[int, float]) -> tuple[float, int]:
     """CPU the backends used between two readings, and how many backends of the first reading had
     ended by the second (their last work is not counted)."""
@@ -432,6 +456,7 @@ def run_import(corral: str, server: subprocess.Popen[bytes], manifest: Path, env
     print(
         f"[{label}] status {status.get('status')}, registered {status.get('registered'):,}, "
         f"skipped {status.get('skipped'):,}"
+        + f", planner started {planner_starts(env, work)} time(s)"
         if status
         else f"[{label}] {result.stderr}"
     )

@@ -81,7 +81,8 @@ class Settings(BaseSettings):
         description="How long a claimed job unit stays reserved for its worker without a "
         "heartbeat. A killed worker's units return to the queue after this at the latest; within "
         "seconds when another worker can tell it is gone (same host, or a silent heartbeat on "
-        "PostgreSQL).",
+        "PostgreSQL). A worker on the same host whose process still runs keeps its units past it "
+        "(a late heartbeat there means load, not death).",
     )
     job_poll_seconds: float = Field(
         0.5, gt=0, description="How often an idle worker looks for new job units."

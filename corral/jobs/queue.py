@@ -253,14 +253,21 @@ def cancel_job(db: Database, tasks: TaskRegistry | None, org_id: uuid.UUID, job_
 
 
 def claim(
-    db: Database, owner: str, limit: int, lease_seconds: float, *, skip_jobs: Collection[uuid.UUID] = ()
+    db: Database, owner: str, limit: int, lease_seconds: float, *, skip_jobs: Collection[uuid.UUID] = (),
+    alive: Collection[str] = (),
 ) -> list[ClaimedUnit]:
-    """Lease up to ``limit`` claimable units, oldest first (none of the jobs in ``skip_jobs``)."""
+    """Lease up to ``limit`` claimable units, oldest first (none of the jobs in ``skip_jobs``).
+
+    ``alive`` names workers known to be running (``Recovery.alive``: their processes, on this
+    host, checked): a unit one of them holds is not taken when its lease has run out.  Its lease
+    ran out because the worker could not renew it in time (a heartbeat starved of the CPU, or
+    waiting for a lock), not because it is gone; taking its unit would run the unit twice (a
+    registration planner, reading its whole manifest again) and the first run's work is lost."""
     now = utcnow()
-    claimable = or_(
-        and_(JobUnit.status == "pending", JobUnit.available_at <= now),
-        and_(JobUnit.status == "running", JobUnit.lease_expires_at < now),
-    )
+    expired = and_(JobUnit.status == "running", JobUnit.lease_expires_at < now)
+    if alive:
+        expired = and_(expired, JobUnit.lease_owner.not_in(list(alive)))
+    claimable = or_(and_(JobUnit.status == "pending", JobUnit.available_at <= now), expired)
     if skip_jobs:
         claimable = and_(claimable, JobUnit.job_id.not_in(list(skip_jobs)))
     if db.is_sqlite:
@@ -316,12 +323,14 @@ def renew(db: Database, owner: str, unit_ids: Sequence[int], lease_seconds: floa
         _renew(s, owner, unit_ids, lease_seconds)
 
 
-def _renew(s: Session, owner: str, unit_ids: Sequence[int], lease_seconds: float) -> None:
-    s.execute(
-        update(JobUnit)
-        .where(JobUnit.id.in_(unit_ids), JobUnit.lease_owner == owner, JobUnit.status == "running")
-        .values(lease_expires_at=utcnow() + timedelta(seconds=lease_seconds))
-    )
+def _renew(s: Session, owner: str, unit_ids: Sequence[int], lease_seconds: float,
+           *, skip_locked: bool = False) -> None:
+    """``skip_locked`` (PostgreSQL): leave the rows another transaction has locked as they are."""
+    mine = and_(JobUnit.id.in_(unit_ids), JobUnit.lease_owner == owner, JobUnit.status == "running")
+    if skip_locked:
+        mine = JobUnit.id.in_(select(JobUnit.id).where(mine).with_for_update(skip_locked=True))
+    until = utcnow() + timedelta(seconds=lease_seconds)
+    s.execute(update(JobUnit).where(mine).values(lease_expires_at=until))
 
 
 # -- workers: who holds leases, and recovering the units of workers that are gone ------------
@@ -344,15 +353,33 @@ def heartbeat(
     db: Database, owner: str, unit_ids: Sequence[int], lease_seconds: float,
     *, host_id: str | None, pid: int, started: int | None,
 ) -> None:
-    """Say this worker is alive and renew its units' leases, in one transaction.  A worker whose
-    row was removed (taken for dead after a long pause) records itself again."""
+    """Say this worker is alive and renew its units' leases.  A worker whose row was removed
+    (taken for dead after a long pause) records itself again.
+
+    On PostgreSQL the heartbeat is committed first, on its own, and the leases renewed after it
+    without waiting for a unit's row that another transaction has locked: that is this worker's
+    own write renewing the lease itself (``holds(renew_for=...)``, as registration's planner does
+    with each batch it commits).  In one transaction, the heartbeat waited for that write's row
+    lock for as long as the write lasted, uncommitted, and workers elsewhere took this one for
+    gone.  On SQLite (no heartbeat consulted, one write lock) it stays one transaction."""
+    if db.is_sqlite:
+        with db.write() as s:
+            _beat(s, db, owner, host_id, pid, started)
+            if unit_ids:
+                _renew(s, owner, unit_ids, lease_seconds)
+        return
     with db.write() as s:
-        res = s.execute(update(JobWorker).where(JobWorker.owner == owner).values(heartbeat_at=_db_now(db)))
-        if _rowcount(res) == 0:
-            s.execute(insert(JobWorker).values(owner=owner, host_id=host_id, pid=pid, started=started,
-                                               heartbeat_at=_db_now(db)))
-        if unit_ids:
-            _renew(s, owner, unit_ids, lease_seconds)
+        _beat(s, db, owner, host_id, pid, started)
+    if unit_ids:
+        with db.write() as s:
+            _renew(s, owner, unit_ids, lease_seconds, skip_locked=True)
+
+
+def _beat(s: Session, db: Database, owner: str, host_id: str | None, pid: int, started: int | None) -> None:
+    res = s.execute(update(JobWorker).where(JobWorker.owner == owner).values(heartbeat_at=_db_now(db)))
+    if _rowcount(res) == 0:
+        s.execute(insert(JobWorker).values(owner=owner, host_id=host_id, pid=pid, started=started,
+                                           heartbeat_at=_db_now(db)))
 
 
 def unregister_worker(db: Database, owner: str) -> None:
@@ -364,6 +391,8 @@ def unregister_worker(db: Database, owner: str) -> None:
 class Recovery:
     owners: list[str]
     units: int
+    #: The workers whose processes were seen running (on this host): ``claim(alive=...)``.
+    alive: frozenset[str] = frozenset()
 
 
 def recover_abandoned(
@@ -386,7 +415,9 @@ def recover_abandoned(
     ``me``, the worker looking, is never taken for gone: its own heartbeat may be late (a thread
     starved of the CPU on a loaded machine), but it is running this.  (Before: a `corral worker`
     with 1.5 s leases on PostgreSQL, paused for 4 s, took itself for gone on waking, expired its
-    own units' leases and removed its own record.)
+    own units' leases and removed its own record.)  Nor is a worker of this host whose process
+    is seen running, however late its heartbeat: the heartbeat only stands in for the process
+    check where that cannot be made (another host).  Those are returned as ``alive``.
     """
     with db.read() as s:
         workers = s.execute(
@@ -399,13 +430,16 @@ def recover_abandoned(
                 else func.now() - timedelta(seconds=stale_seconds)
             )
             stale = set(s.scalars(select(JobWorker.owner).where(JobWorker.heartbeat_at < cutoff)))
-    dead = [w.owner for w in workers
-            if host_id is not None and w.host_id == host_id and not is_alive(w.pid, w.started)]
-    stale -= set(dead)
+    here = [w for w in workers if host_id is not None and w.host_id == host_id]
+    dead = [w.owner for w in here if not is_alive(w.pid, w.started)]
+    # (A process whose start time is unknown is not counted alive for certain: its pid may be
+    # another's now.  It is not taken for dead either; its heartbeat and lease decide.)
+    alive = frozenset(w.owner for w in here if w.started is not None and w.owner not in dead)
+    stale -= set(dead) | alive
     if me is not None:
         stale.discard(me)
     if not dead and not stale:
-        return Recovery([], 0)
+        return Recovery([], 0, alive)
     now = utcnow()
     units = 0
     with db.write() as s:
@@ -430,7 +464,7 @@ def recover_abandoned(
         if stale:
             conditions.append(and_(JobWorker.owner.in_(stale), JobWorker.heartbeat_at < cutoff))
         s.execute(delete(JobWorker).where(or_(*conditions)))
-    return Recovery(sorted(set(dead) | stale), units)
+    return Recovery(sorted(set(dead) | stale), units, alive)
 
 
 def complete(session: Session, unit: ClaimedUnit, owner: str, result: dict[str, Any]) -> None:

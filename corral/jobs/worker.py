@@ -79,6 +79,9 @@ class Worker:
         self._idle = threading.Condition(self._lock)
         self._errors = 0  # the loop's consecutive unexpected errors (for its back-off)
         self._last_recovery = 0.0
+        #: Workers of this host whose processes were running at the last look (``_recover``):
+        #: their units are not taken when a lease runs out (``queue.claim(alive=...)``).
+        self._alive: frozenset[str] = frozenset()
         self._next_refill = 0.0  # when an idle moment next looks for missing listing documents
         self._refill_after: uuid.UUID | None = None  # where the refill goes on along the ids
 
@@ -179,6 +182,7 @@ class Worker:
         stale = None if self.db.is_sqlite else 5 * self.heartbeat_seconds
         found = queue.recover_abandoned(self.db, host_id=self.host_id, is_alive=owners.is_alive,
                                         stale_seconds=stale, me=self.owner)
+        self._alive = found.alive
         if found.owners:
             log.warning("recovered the job units of workers that are gone",
                         extra={"workers": ",".join(found.owners), "units": found.units})
@@ -191,7 +195,7 @@ class Worker:
         try:
             units = queue.claim(
                 self.db, self.owner, min(free, self.settings.job_claim_batch),
-                self.settings.job_lease_seconds, skip_jobs=set(self.ctx.saturated_by),
+                self.settings.job_lease_seconds, skip_jobs=set(self.ctx.saturated_by), alive=self._alive,
             )
         except OperationalError:
             log.warning("claiming job units failed; retrying", exc_info=True)

@@ -1,7 +1,9 @@
 """A real `corral worker`-style process for the durability test, with one test task kind.
 
 Its ``prepare`` kills its own process for a unit whose payload says ``crash``, logs every start (so the test can see units that were begun by a worker
-that was then killed) and sleeps; its ``commit`` writes one row per unit into the table
+that was then killed) and sleeps, or, for a unit whose payload says ``hold_write`` (seconds), holds a
+write transaction that has renewed the unit's lease for that long (as registration's planner holds
+one while it commits a batch); its ``commit`` writes one row per unit into the table
 named by TEST_EFFECTS_TABLE, in the same transaction that marks the unit done.
 """
 
@@ -16,6 +18,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from corral.db import create_database
+from corral.jobs import queue
 from corral.jobs.tasks import ClaimedUnit, TaskKind, TaskRegistry, WorkerContext
 from corral.jobs.worker import run_worker_forever
 from corral.logs import configure_logging
@@ -32,6 +35,13 @@ def prepare(ctx: WorkerContext, unit: ClaimedUnit) -> Any:
         f.write(f"{unit.seq} {os.getpid()}\n")
         f.flush()
         os.fsync(f.fileno())
+    hold = float(unit.payload.get("hold_write", 0))
+    if hold:
+        db = ctx.services["db"]
+        with db.write() as s:
+            if not queue.holds(s, unit, ctx.owner, renew_for=ctx.services["settings"].job_lease_seconds):
+                raise queue.LeaseLost(unit.id)
+            time.sleep(hold)
     time.sleep(float(unit.payload.get("sleep", 0.1)))
     return int(unit.payload["value"]) * 2
 

@@ -6,6 +6,7 @@ import io
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -14,11 +15,12 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
+from sqlalchemy.exc import OperationalError
 
 from corral.core import folders, integrations
 from corral.core.identity import Principal
 from corral.core.staging import published
-from corral.db.tables import Item, Job, JobUnit
+from corral.db.tables import Item, Job, JobUnit, JobWorker
 from corral.jobs import queue
 from corral.registration import service
 from tests.jobs.test_durability import _wait
@@ -207,3 +209,98 @@ def test_sigkill_during_grouped_commits_loses_nothing_and_registers_nothing_twic
         assert s.scalar(select(func.count(func.distinct(Item.url_hash)))) == n  # nothing twice
         assert s.scalar(select(func.count()).select_from(Item).where(published())) == n
         assert queue.unit_counts(s, job_id)["error"] == 0
+
+
+def _unlocked(db, job_id: uuid.UUID) -> bool:  # type: ignore[no-untyped-def]
+    """Whether no transaction holds the write lock (SQLite) or the plan unit's row (PostgreSQL)."""
+    if db.is_sqlite:
+        raw = sqlite3.connect(str(db.engine.url.database), timeout=0, isolation_level=None)
+        try:
+            raw.execute("BEGIN IMMEDIATE")
+            raw.execute("ROLLBACK")
+            return True
+        except sqlite3.OperationalError:
+            return False
+        finally:
+            raw.close()
+    try:
+        with db.engine.connect() as conn:
+            conn.execute(select(JobUnit.id).where(JobUnit.job_id == job_id, JobUnit.seq == 0)
+                         .with_for_update(nowait=True))
+            conn.rollback()
+        return True
+    except OperationalError:
+        return False
+
+
+@pytest.mark.slow
+def test_a_stalled_planner_is_not_started_again(db, settings, make_user) -> None:  # type: ignore[no-untyped-def]
+    """The planner's worker gets no CPU for several leases (SIGSTOP: heavy load at worst) while
+    another worker polls: the plan unit stays with it (claimed once: the manifest is read once),
+    and the import ends with every file registered once.  (On main, the second worker took the
+    plan unit over and read the whole manifest again.)"""
+    n = 20_000
+    admin, manifest = _setup(db, settings, make_user("alice@x.io"), n)
+    job_id = service.start_import(db, settings, admin, folder="f", integration="strict",
+                                  manifest=io.BytesIO(manifest))
+    with db.write() as s:  # small batches: the planner is still writing when it is stopped
+        job = s.get(Job, job_id)
+        job.params = {**job.params, "batch_size": 50}
+
+    def items() -> int:
+        with db.read() as s:
+            return s.scalar(select(func.count()).select_from(Item)) or 0
+
+    def plan() -> tuple[str, int, str | None]:
+        with db.read() as s:
+            row = s.execute(select(JobUnit.status, JobUnit.attempts, JobUnit.lease_owner)
+                            .where(JobUnit.job_id == job_id, JobUnit.seq == 0)).one()
+            return row[0], row[1], row[2]
+
+    def polling(proc: subprocess.Popen[bytes]) -> bool:
+        with db.read() as s:
+            return s.scalar(select(JobWorker.owner).where(JobWorker.pid == proc.pid)) is not None
+
+    workers = [_spawn(settings), _spawn(settings)]
+    try:
+        _wait(lambda: items() >= 300 and all(polling(w) for w in workers), 60,
+              "both workers to run and the planner to register some files")
+        status, attempts, owner = plan()
+        assert status == "running" and attempts == 1 and owner is not None and items() < n, \
+            "the planner ended before it could be stopped"
+        [planner] = [w for w in workers if owner.split(":")[1] == str(w.pid)]
+        # Stopped between its transactions: stopped inside one, the planner would keep its unit
+        # by the lock it holds (SQLite's write lock, PostgreSQL's row lock on the unit).
+        for _ in range(50):
+            os.kill(planner.pid, signal.SIGSTOP)
+            time.sleep(0.2)
+            if _unlocked(db, job_id):
+                break
+            os.kill(planner.pid, signal.SIGCONT)
+            time.sleep(0.05)
+        else:
+            raise AssertionError("the planner was never stopped outside a transaction")
+        time.sleep(6)  # four leases of 1.5 s, and twice the heartbeat limit
+        assert plan() == ("running", 1, owner), "another worker took the stalled planner's unit"
+        os.kill(planner.pid, signal.SIGCONT)
+
+        def finished() -> bool:
+            with db.read() as s:
+                return queue.get_job(s, admin.org_id, job_id).status != "PENDING"
+
+        _wait(finished, 120, "the import to end")
+    finally:
+        for proc in workers:
+            if proc.poll() is None:
+                os.kill(proc.pid, signal.SIGCONT)
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(20)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait(10)
+    assert plan()[:2] == ("done", 1)
+    with db.read() as s:
+        assert queue.get_job(s, admin.org_id, job_id).status == "DONE"
+        assert s.scalar(select(func.count()).select_from(Item)) == n
+        assert s.scalar(select(func.count(func.distinct(Item.url_hash)))) == n
