@@ -82,7 +82,8 @@ class Settings(BaseSettings):
         "heartbeat. A killed worker's units return to the queue after this at the latest; within "
         "seconds when another worker can tell it is gone (same host, or a silent heartbeat on "
         "PostgreSQL). A worker on the same host whose process still runs keeps its units past it "
-        "(a late heartbeat there means load, not death).",
+        "(a late heartbeat there means load, not death), up to ten leases (at least 5 min) without a "
+        "heartbeat, when it is taken for hung.",
     )
     job_poll_seconds: float = Field(
         0.5, gt=0, description="How often an idle worker looks for new job units."

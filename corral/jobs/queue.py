@@ -402,6 +402,7 @@ def recover_abandoned(
     is_alive: Callable[[int, int | None], bool],
     stale_seconds: float | None,
     me: str | None = None,
+    hung_seconds: float | None = None,
 ) -> Recovery:
     """Hand back at once the units leased by workers that are known to be gone, instead of
     waiting for their leases to run out (which stays the fallback for every other case).
@@ -417,7 +418,9 @@ def recover_abandoned(
     with 1.5 s leases on PostgreSQL, paused for 4 s, took itself for gone on waking, expired its
     own units' leases and removed its own record.)  Nor is a worker of this host whose process
     is seen running, however late its heartbeat: the heartbeat only stands in for the process
-    check where that cannot be made (another host).  Those are returned as ``alive``.
+    check where that cannot be made (another host).  Those are returned as ``alive``, unless
+    (``hung_seconds`` given) their heartbeat is older than that: a process that has not beaten
+    for so long is hung, not slow, and its units are handed back as a silent one's are.
     """
     with db.read() as s:
         workers = s.execute(
@@ -430,11 +433,19 @@ def recover_abandoned(
                 else func.now() - timedelta(seconds=stale_seconds)
             )
             stale = set(s.scalars(select(JobWorker.owner).where(JobWorker.heartbeat_at < cutoff)))
+        hung: set[str] = set()
+        if hung_seconds is not None:
+            since: Any = (
+                utcnow() - timedelta(seconds=hung_seconds) if db.is_sqlite
+                else func.now() - timedelta(seconds=hung_seconds)
+            )
+            hung = set(s.scalars(select(JobWorker.owner).where(JobWorker.heartbeat_at < since)))
     here = [w for w in workers if host_id is not None and w.host_id == host_id]
     dead = [w.owner for w in here if not is_alive(w.pid, w.started)]
     # (A process whose start time is unknown is not counted alive for certain: its pid may be
     # another's now.  It is not taken for dead either; its heartbeat and lease decide.)
-    alive = frozenset(w.owner for w in here if w.started is not None and w.owner not in dead)
+    alive = frozenset(w.owner for w in here
+                      if w.started is not None and w.owner not in dead and w.owner not in hung)
     stale -= set(dead) | alive
     if me is not None:
         stale.discard(me)

@@ -69,6 +69,9 @@ class Worker:
         #: SQLite does not use heartbeats (one host: the process check says it all), so there
         #: leases are renewed every third of the lease, sparing the one write lock.
         self.recovery_seconds = max(min(settings.job_lease_seconds / 3, 2.0), 0.05)
+        #: A running process of this host that has not beaten for this long is hung, not slow:
+        #: its units are handed back (``queue.recover_abandoned``).  Ten leases, at least 5 min.
+        self.hung_seconds = max(10 * settings.job_lease_seconds, 300.0)
         self.heartbeat_seconds = (
             max(settings.job_lease_seconds / 3, 0.05) if db.is_sqlite else self.recovery_seconds
         )
@@ -181,7 +184,7 @@ class Worker:
         self._last_recovery = now
         stale = None if self.db.is_sqlite else 5 * self.heartbeat_seconds
         found = queue.recover_abandoned(self.db, host_id=self.host_id, is_alive=owners.is_alive,
-                                        stale_seconds=stale, me=self.owner)
+                                        stale_seconds=stale, me=self.owner, hung_seconds=self.hung_seconds)
         self._alive = found.alive
         if found.owners:
             log.warning("recovered the job units of workers that are gone",

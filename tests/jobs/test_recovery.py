@@ -122,6 +122,40 @@ def test_a_worker_never_takes_itself_for_gone(db, make_user) -> None:  # type: i
         assert sorted(s.scalars(select(JobWorker.owner))) == ["late-me"]
 
 
+def test_a_live_local_worker_keeps_its_units_unless_it_is_hung(db, make_user) -> None:  # type: ignore[no-untyped-def]
+    """A worker of this host whose process runs keeps its expired units however late its heartbeat
+    (it is slow: starved, or waiting for a lock), but not past ``hung_seconds``: a process that
+    has not beaten for that long is hung, and its units are handed back."""
+    alice = make_user("alice@a.org")
+    job_id = _job(db, alice, 2)
+    here = owners.host_id()
+    me, start = os.getpid(), owners.process_start(os.getpid())
+    _record(db, "slow", here, me, start, 120.0)  # this very process, its heartbeat 2 minutes old
+    _record(db, "hung", here, me, start, 900.0)  # the same, 15 minutes old
+    assert len(queue.claim(db, "slow", 1, LEASE)) == 1 and len(queue.claim(db, "hung", 1, LEASE)) == 1
+    with db.write() as s:  # both leases have run out
+        s.execute(update(JobUnit).values(lease_expires_at=utcnow() - timedelta(seconds=1)))
+
+    found = queue.recover_abandoned(db, host_id=here, is_alive=owners.is_alive, stale_seconds=30,
+                                    hung_seconds=600)
+    assert (found.owners, found.units, found.alive) == (["hung"], 1, frozenset({"slow"}))
+    taken = queue.claim(db, "rescuer", 10, LEASE, alive=found.alive)
+    assert [(u.seq, u.attempts) for u in taken] == [(1, 2)] and _owners(db, job_id) == {0: "slow", 1: "rescuer"}
+    # SQLite's rule (no heartbeat limit): the hung one is not recovered, but its expired unit is
+    # not kept from a claim either
+    _record(db, "hung2", here, me, start, 900.0)
+    with db.write() as s:
+        s.execute(update(JobUnit).where(JobUnit.seq == 1).values(lease_owner="hung2",
+                                                                  lease_expires_at=utcnow() - timedelta(seconds=1)))
+    found = queue.recover_abandoned(db, host_id=here, is_alive=owners.is_alive, stale_seconds=None,
+                                    hung_seconds=600)
+    assert found.alive == frozenset({"slow"}) and "hung2" not in found.alive
+    assert [u.seq for u in queue.claim(db, "rescuer", 10, LEASE, alive=found.alive)] == [1]
+    # without the bound, the same process counts as alive whatever its heartbeat's age
+    assert "hung" not in queue.recover_abandoned(db, host_id=here, is_alive=owners.is_alive,
+                                                 stale_seconds=None).owners
+
+
 def _spawn(settings, table: str, log: Path, concurrency: int = 4) -> subprocess.Popen[bytes]:  # type: ignore[no-untyped-def]
     env = {**os.environ, "CORRAL_DATABASE_URL": settings.resolved_database_url,
            "CORRAL_DATA_DIR": str(settings.data_dir), "CORRAL_SECRET_KEY": settings.secret_key.get_secret_value(),
