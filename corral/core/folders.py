@@ -172,7 +172,8 @@ def create(
     client_metadata: dict[str, Any] | None = None,
     exist_ok: bool = False,
 ) -> Folder:
-    """One folder (no permission check: see ``create_path``)."""
+    """One folder (no permission check: see ``create_path``).  With ``exist_ok``, the folder
+    already there, or the one a concurrent create made first, instead of a 409."""
     name = _check_name(name)
     parent_row = resolve(s, principal.org_id, parent) if parent else None
     existing = _child(s, principal.org_id, parent_row, name)
@@ -190,11 +191,17 @@ def create(
         client_metadata=client_metadata or {},
         created_by=principal.user_id,
     )
-    s.add(row)
     try:
-        s.flush()
+        # A savepoint: a concurrent create that won leaves this transaction usable (PostgreSQL
+        # aborts the whole transaction on a failed statement otherwise), to read that folder.
+        with s.begin_nested():
+            s.add(row)
+            s.flush()
     except IntegrityError:  # a concurrent create won
-        raise _taken(where, name) from None
+        winner = _child(s, principal.org_id, parent_row, name) if exist_ok else None
+        if winner is None:
+            raise _taken(where, name) from None
+        return winner
     return row
 
 
@@ -231,14 +238,19 @@ def create_path(
             continue
         if folder is not None:
             require(s, principal, folder, "editor", repr("/".join(names[:i])))
-        folder = create(
+        made = create(
             s,
             principal,
             name,
             parent=folder.id if folder else None,
             description=description if last else "",
             client_metadata=metadata if last else None,
+            exist_ok=not last or exist_ok,
         )
+        hidden = made.created_by != principal.user_id and permissions.folder_role(s, principal, made) is None
+        if last and hidden:  # made concurrently by someone else, and not the caller's to see
+            raise _taken(_where(s, folder), name)
+        folder = made
     assert folder is not None
     return folder
 
@@ -267,10 +279,11 @@ def update(
     if client_metadata is not None:
         folder.client_metadata = metadata_service.validated(s, principal.org_id, client_metadata)
     folder.updated_at = utcnow()
+    taken = folder.name  # (read before the flush: a failed flush leaves the row unreadable)
     try:
         s.flush()
     except IntegrityError:  # a concurrent rename or create won
-        raise _taken(where, folder.name) from None
+        raise _taken(where, taken) from None
     return folder
 
 
@@ -311,10 +324,11 @@ def move(s: Session, principal: Principal, ref: str | uuid.UUID, parent: str | u
     folder.parent_id = target.id if target else None
     folder.parent_key = str(target.id) if target else ""
     folder.updated_at = utcnow()
+    taken = folder.name  # (read before the flush: a failed flush leaves the row unreadable)
     try:
         s.flush()
-    except IntegrityError:
-        raise _taken(where, folder.name) from None
+    except IntegrityError:  # a concurrent create or rename won
+        raise _taken(where, taken) from None
     return folder
 
 
