@@ -171,11 +171,13 @@ def create(
 ) -> Collection:
     """A new collection (in ``folder``, a top-level folder the caller can see).  With a
     ``request_key`` already used in the organisation: the collection that request made."""
-    if request_key is not None:
-        earlier = s.scalar(select(Collection).where(Collection.org_id == principal.org_id,
-                                                    Collection.request_key == request_key))
-        if earlier is not None:
-            return earlier
+    def by_request_key() -> Collection | None:
+        return None if request_key is None else s.scalar(select(Collection).where(
+            Collection.org_id == principal.org_id, Collection.request_key == request_key))
+
+    earlier = by_request_key()
+    if earlier is not None:
+        return earlier
     folder_id = None
     if folder is not None:
         row = folders.resolve_for(s, principal, folder)
@@ -185,9 +187,7 @@ def create(
     created = Collection(org_id=principal.org_id, folder_id=folder_id, name=presets.check_name(name),
                          description=presets.check_description(description), request_key=request_key,
                          created_by=principal.user_id)
-    s.add(created)
-    s.flush()
-    return created
+    return presets.insert_once(s, created, by_request_key)
 
 
 def update(s: Session, row: Collection, *, name: str | None = None, description: str | None = None) -> None:

@@ -24,11 +24,13 @@ from __future__ import annotations
 import json
 import re
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from corral import errors, jsoncodec
@@ -36,6 +38,8 @@ from corral.core import pagination, text_rules
 from corral.core.identity import Principal
 from corral.db.tables import IndexPreset
 from corral.errors import ErrorDetail
+
+T = TypeVar("T")
 
 MAX_NAME = 300
 MAX_DESCRIPTION = 10_000
@@ -268,8 +272,22 @@ def create(
     row = IndexPreset(org_id=principal.org_id, name=check_name(name),
                       description=check_description(description), filter=filter_ or None,
                       document=document, request_key=request_key, created_by=principal.user_id)
-    s.add(row)
-    s.flush()
+    return insert_once(s, row, lambda: by_request_key(s, principal, request_key))
+
+
+def insert_once(s: Session, row: T, earlier: Callable[[], T | None]) -> T:
+    """Insert ``row``, or, when a concurrent create with the same request key committed first
+    (the unique key refuses this one), answer the row that create made: two attempts of one
+    retried request, racing, make one row and both answer it."""
+    try:
+        with s.begin_nested():  # a failed insert leaves the transaction usable on PostgreSQL
+            s.add(row)
+            s.flush()
+    except IntegrityError:
+        found = earlier()
+        if found is None:
+            raise
+        return found
     return row
 
 
