@@ -20,6 +20,7 @@ from sqlalchemy.orm import InstrumentedAttribute, Session
 from corral import errors
 from corral.core import deletion, folders, integrations, item_parents, pagination, permissions, text_rules
 from corral.core.identity import Principal
+from corral.core.index import projection
 from corral.core.metadata import service as metadata_service
 from corral.core.pagination import Direction, Page
 from corral.core.permissions import Need
@@ -473,6 +474,13 @@ def update_item(
     metadata instead, and a key set to null is removed.  The result is validated against the
     organisation's schema.
     """
+    if client_metadata is not None and merge:
+        # The row lock before the read (PostgreSQL; SQLite's write transactions take turns): a
+        # merge writes back the metadata it read, and two concurrent merges must not each write
+        # theirs over a copy without the other's keys.  The index keys are locked first, the
+        # order a schema change takes them in (``projection.lock_keys``).
+        projection.lock_keys(s, principal.org_id)
+        s.execute(select(Item.id).where(Item.id == item_id).with_for_update())
     item = load(s, principal, item_id, "editor")
     if folder is not None and item.folder_id != folder:
         raise _not_found(item_id)

@@ -165,6 +165,27 @@ def project_again(s: Session, org_id: uuid.UUID, items: list[tuple[uuid.UUID, di
 # -- ORM writes ---------------------------------------------------------------------------------
 
 
+def lock_keys(s: Session, org_id: uuid.UUID) -> None:
+    """Share-lock the organisation's index keys (PostgreSQL) before an item's row is locked or
+    written.  The lock order is index keys, then items: a schema change deletes and adds keys,
+    then locks every item to project them (``reproject``), and a writer that held an item while
+    it waited for the keys would deadlock with it."""
+    if s.get_bind().dialect.name == "postgresql":
+        load(s, org_id, writing=True)
+
+
+def _metadata_written(s: Session) -> set[uuid.UUID]:
+    orgs = {obj.org_id for obj in s.new if isinstance(obj, Item) and obj.client_metadata}
+    orgs.update(obj.org_id for obj in s.dirty
+                if isinstance(obj, Item) and inspect(obj).attrs.client_metadata.history.has_changes())
+    return orgs
+
+
+def _before_flush(s: Session, _flush: UOWTransaction, _instances: object) -> None:
+    for org_id in sorted(_metadata_written(s)):  # the keys before the flush writes the items
+        lock_keys(s, org_id)
+
+
 def _after_flush(s: Session, _flush: UOWTransaction) -> None:
     changed: dict[uuid.UUID, list[tuple[uuid.UUID, dict[str, Any]]]] = {}
     fresh: dict[uuid.UUID, list[tuple[uuid.UUID, dict[str, Any]]]] = {}
@@ -180,5 +201,7 @@ def _after_flush(s: Session, _flush: UOWTransaction) -> None:
         project_again(s, org_id, items)
 
 
+if not event.contains(Session, "before_flush", _before_flush):
+    event.listen(Session, "before_flush", _before_flush)
 if not event.contains(Session, "after_flush", _after_flush):
     event.listen(Session, "after_flush", _after_flush)
