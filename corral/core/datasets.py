@@ -22,6 +22,7 @@ from typing import Any, Literal, cast
 
 from sqlalchemy import Table, Uuid, delete, exists, func, literal, literal_column, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -302,7 +303,21 @@ def _insert_from(s: Session, dataset_id: uuid.UUID, where: Sequence[ColumnElemen
     stmt = ins.from_select(["id", "dataset_id", "item_id", "created_at"], columns).on_conflict_do_nothing(
         index_elements=["dataset_id", "item_id"]
     )
-    return _rowcount(s.execute(stmt, execution_options={"preserve_rowcount": True}))
+    for attempt in range(_ATTEMPTS):
+        try:
+            with s.begin_nested():
+                return _rowcount(s.execute(stmt, execution_options={"preserve_rowcount": True}))
+        except IntegrityError:
+            # An item deleted (for good) by a transaction that committed while this statement ran
+            # (PostgreSQL): the foreign key refuses its row.  The statement again reads the items
+            # as they are now, without it.
+            if attempt == _ATTEMPTS - 1:
+                raise errors.Conflict("items were deleted while they were being linked; nothing was "
+                                      "linked: try again") from None
+    raise AssertionError("unreachable")
+
+
+_ATTEMPTS = 3
 
 
 def _linkable(org_id: uuid.UUID) -> list[ColumnElement[bool]]:
