@@ -163,13 +163,22 @@ def backing(s: Session, principal: Principal, dataset: Dataset) -> Folder:
         found = s.get(Folder, dataset.backing_folder_id)
         if found is not None:
             return found
-    name = dataset.title.replace("/", "_")
-    try:
-        with s.begin_nested():
-            folder = folders.create(s, principal, name, description=dataset.description)
-    except errors.AlreadyExists:
-        name = f"{name[: folders.MAX_NAME - 12]} ({str(dataset.id)[:8]})"
-        folder = folders.create(s, principal, name, description=dataset.description)
+    title = dataset.title.replace("/", "_")
+    # The title, else the title and the end of the dataset's id: its random part (a uuid7 begins
+    # with its time, which datasets made within a minute share, so the third dataset of one title
+    # made in that minute found its "short id" name taken too), else the whole id.
+    ident = str(dataset.id)
+    tails = (ident[-8:], ident)
+    names = [title, *(f"{title[: folders.MAX_NAME - len(tail) - 3]} ({tail})" for tail in tails)]
+    for name in names[:-1]:
+        try:
+            with s.begin_nested():
+                folder = folders.create(s, principal, name, description=dataset.description)
+            break
+        except errors.AlreadyExists:
+            continue
+    else:
+        folder = folders.create(s, principal, names[-1], description=dataset.description)
     dataset.backing_folder_id = folder.id
     s.flush()
     return folder

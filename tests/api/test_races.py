@@ -196,3 +196,20 @@ def test_deletes_race_links_and_changes(live_server, make_user, db) -> None:  # 
         linked = s.scalar(select(func.count()).select_from(DataRow).join(Item, Item.id == DataRow.item_id)
                           .where(DataRow.dataset_id == uuid.UUID(dataset)))
         assert rows == linked
+
+
+def test_datasets_of_one_title_each_get_a_backing_folder(live_server, make_user) -> None:  # type: ignore[no-untyped-def]
+    """The SDK's ``create_dataset`` of one title, many times at once: titles need not be unique,
+    so every create makes its dataset and its own backing folder (the third create of one title
+    within a minute was a 409: the "short id" added to the taken name was the start of a uuid7,
+    its time, which the datasets shared)."""
+    user = make_user("a@example.com")
+    body = json.dumps({"title": "same", "description": "", "createBackingFolder": True})
+    headers = {"content-type": "application/json"}
+    responses = _run(live_server, user, [("POST", "/v2/public/datasets", {"content": body, "headers": headers})] * 12)
+    assert _statuses(responses) == {200: 12}
+    folders = {r.json()["backingFolderUuid"] for r in responses}
+    assert len(folders) == 12 and len({r.json()["datasetUuid"] for r in responses}) == 12
+    top = httpx.get(f"{live_server}/api/v1/folders", headers=user.bearer).json()
+    assert {f["id"] for f in top} == folders
+    assert sum(1 for f in top if f["name"] == "same") == 1
