@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 from sqlalchemy import func, select
 
-from corral.db.tables import DataRow, Folder, Item
+from corral.db.tables import DataRow, Folder, Grant, Item
 from tests.datasets.helpers import add_folder, add_items
 
 CLIENTS = 30
@@ -213,3 +213,29 @@ def test_datasets_of_one_title_each_get_a_backing_folder(live_server, make_user)
     top = httpx.get(f"{live_server}/api/v1/folders", headers=user.bearer).json()
     assert {f["id"] for f in top} == folders
     assert sum(1 for f in top if f["name"] == "same") == 1
+
+
+def test_concurrent_grants_and_integration_renames(live_server, make_user, db, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """One member shared a folder and a dataset by many clients at once: one grant each, and
+    every answer 200 (a grant that lost at the unique key was a 500); integrations renamed to one
+    title, and deleted, at once: one takes the title, the others are 409 or 404, never a 500."""
+    admin = make_user("a@example.com")
+    make_user("m@example.com", role="member")
+    folder = add_folder(db, admin, "shared")
+    dataset = httpx.post(f"{live_server}/api/v1/datasets", json={"title": "d"}, headers=admin.bearer).json()["id"]
+    for resource, path in ((folder, f"/api/v1/folders/{folder}/grants"),
+                           (uuid.UUID(dataset), f"/api/v1/datasets/{dataset}/grants")):
+        responses = _run(live_server, admin, [("POST", path, {"json": {"user": "m@example.com", "role": role}})
+                                              for role in ("viewer", "editor") * (CLIENTS // 2)])
+        assert _statuses(responses) == {200: CLIENTS}
+        with db.read() as s:
+            assert s.scalar(select(func.count()).select_from(Grant).where(Grant.resource_id == resource)) == 1
+    ids = [httpx.post(f"{live_server}/api/v1/integrations", headers=admin.bearer,
+                      json={"title": f"i{n}", "provider": "local", "settings": {"root": str(tmp_path)}}).json()["id"]
+           for n in range(3)]
+    requests = [("PATCH", f"/api/v1/integrations/{ids[n % 3]}", {"json": {"title": "same"}}) for n in range(15)]
+    requests += [("DELETE", f"/api/v1/integrations/{ids[n % 3]}", {}) for n in range(6)]
+    statuses = _statuses(_run(live_server, admin, requests))
+    assert set(statuses) <= {200, 204, 404, 409}
+    titles = [i["title"] for i in httpx.get(f"{live_server}/api/v1/integrations", headers=admin.bearer).json()]
+    assert titles.count("same") <= 1
