@@ -199,6 +199,15 @@ def grant(
     user = s.get(User, user_id)
     if user is None or user.org_id != principal.org_id:
         raise errors.NotFound.of("user", user_id)
+    return put_grant(s, principal, kind, resource_id, user_id, role)
+
+
+def put_grant(
+    s: Session, principal: Principal, kind: str, resource_id: uuid.UUID, user_id: uuid.UUID, role: str
+) -> Grant:
+    """The member's grant on the resource, made or given ``role`` (no checks).  Two concurrent
+    grants to one member make one row: the insert that loses at the unique key updates the row
+    that won (PostgreSQL; a 500 before)."""
     query = select(Grant).where(
         Grant.resource_type == kind, Grant.resource_id == resource_id, Grant.user_id == user_id
     )

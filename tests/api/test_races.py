@@ -17,8 +17,11 @@ from typing import Any
 import httpx
 from sqlalchemy import func, select
 
+from corral.core.identity import Principal
+from corral.core.labels import ontologies, projects
 from corral.db.tables import DataRow, Folder, Grant, Item
 from tests.datasets.helpers import add_folder, add_items
+from tests.labels.test_validation import EDITOR
 
 CLIENTS = 30
 
@@ -239,3 +242,22 @@ def test_concurrent_grants_and_integration_renames(live_server, make_user, db, t
     assert set(statuses) <= {200, 204, 404, 409}
     titles = [i["title"] for i in httpx.get(f"{live_server}/api/v1/integrations", headers=admin.bearer).json()]
     assert titles.count("same") <= 1
+
+
+def test_concurrent_project_member_adds(live_server, make_user, db) -> None:  # type: ignore[no-untyped-def]
+    """One member added to a project by many clients at once: one role row, every answer 200
+    (the adds that lost at the unique key were 500s on PostgreSQL)."""
+    admin = make_user("a@example.com")
+    make_user("m@example.com", role="member")
+    with db.write() as s:
+        p = Principal(admin.user_id, admin.org_id, admin.email, "admin", "bearer")
+        onto = ontologies.create(s, p, "o", "", EDITOR)
+        project = projects.create(s, p, "p", "", onto.id, [])
+        project_id = project.id
+    responses = _run(live_server, admin, [
+        ("POST", f"/api/v1/projects/{project_id}/members", {"json": {"emails": ["m@example.com"], "role": role}})
+        for role in ("annotator", "reviewer") * (CLIENTS // 2)
+    ])
+    assert _statuses(responses) == {200: CLIENTS}
+    with db.read() as s:
+        assert s.scalar(select(func.count()).select_from(Grant).where(Grant.resource_id == project_id)) == 1
