@@ -233,3 +233,37 @@ def test_serve_shares_a_burst_of_connections_between_api_processes(tmp_path) -> 
         proc.send_signal(signal.SIGTERM)
         out, _ = proc.communicate(timeout=90)
     assert "Traceback" not in out, out
+
+
+@pytest.mark.slow
+def test_serve_keeps_a_slow_api_process(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """An API process that answers the supervisor's health check late (stopped here for 8 s, as
+    a busy process on a loaded machine is starved) is kept, with the requests it serves: it was
+    killed after uvicorn's 5 s default, its clients' connections closed unanswered, and on a
+    loaded machine each replacement was killed in turn while it started up."""
+    port = free_port()
+    proc = _corral("serve", "--port", str(port), "--data-dir", str(tmp_path / "d"), "--workers", "2",
+                   env={"CORRAL_WORKER_PROCESSES": "0", "CORRAL_LOG_FORMAT": "console"})
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(iter(proc.stdout.readline, "")), daemon=True)
+    reader.start()
+    try:
+        deadline = time.monotonic() + 60
+        while not _healthy(port) or len(_api_processes(proc.pid)) < 2:
+            assert proc.poll() is None and time.monotonic() < deadline, "".join(lines)
+            time.sleep(0.1)
+        time.sleep(2)  # both processes serving
+        api = _api_processes(proc.pid)
+        os.kill(api[0], signal.SIGSTOP)
+        try:
+            time.sleep(8)
+        finally:
+            os.kill(api[0], signal.SIGCONT)
+        time.sleep(2)
+        assert sorted(_api_processes(proc.pid)) == sorted(api), "".join(lines)
+        assert _healthy(port)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(90)
+        reader.join(30)
+    assert not [line for line in lines if "died" in line], "".join(lines)

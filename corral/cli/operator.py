@@ -76,6 +76,16 @@ def _database(settings: Settings):  # type: ignore[no-untyped-def]
     return create_database(settings)
 
 
+#: How long uvicorn's supervisor waits for an API process to answer its health check (a pipe
+#: ping, answered by a thread of the process) before it kills the process, and with it every
+#: request the process is serving. uvicorn's 5 s default is shorter than a busy process on a loaded
+#: machine can take: on two shared cores, 40 concurrent clients kept the API processes from
+#: answering in time, the supervisor killed them mid-request (the clients saw their connections
+#: closed) and killed each replacement as it started up, every 5 s.  A process that has died is
+#: still replaced at once; this only spares the ones that are alive but slow.
+API_PROCESS_HEALTHCHECK_SECONDS = 60
+
+
 @click.command()
 @click.option("--host", default=None, help="Interface to bind (default 127.0.0.1, or CORRAL_HOST).")
 @click.option("--port", type=int, default=None, help="Port (default 8080, or CORRAL_PORT).")
@@ -138,6 +148,8 @@ def serve(host: str | None, port: int | None, data_dir: Path | None, workers: in
     options: dict[str, Any] = {"host": settings.host, "port": settings.port, "log_config": None,
                                "timeout_graceful_shutdown": 30, "access_log": False,
                                **uvicorn_options(settings, processes=api)}
+    if api > 1:
+        options["timeout_worker_healthcheck"] = API_PROCESS_HEALTHCHECK_SECONDS
 
     def stop_then_exit(signum: int, _frame: Any) -> None:
         # One API process: uvicorn restores this handler after its graceful shutdown and raises
