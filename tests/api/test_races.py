@@ -124,7 +124,7 @@ def test_schema_changes_while_items_are_patched(live_server, make_user, db) -> N
 
     assert httpx.put(f"{base}/api/v1/metadata-schema", headers=user.bearer,
                      json={"strict_metadata": False, "keys": {"s": {"type": "number"}}}).status_code == 200
-    for round_ in range(3):
+    for round_ in range(6):
         requests: list[tuple[str, str, dict[str, Any]]] = []
         for n in range(CLIENTS):
             kind = n % 5

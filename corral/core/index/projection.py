@@ -18,14 +18,14 @@ from collections.abc import Callable, Iterable
 from operator import itemgetter
 from typing import Any, cast
 
-from sqlalchemy import Table, delete, event, inspect
+from sqlalchemy import Table, delete, event, inspect, select
 from sqlalchemy.orm import Session, UOWTransaction
 
 from corral.core.index import changes
 from corral.core.index.keys import Key, Projected, load, projector
 from corral.core.vectors import writes as vector_writes
 from corral.db.bulk import convert_tuples, insert_tuples
-from corral.db.tables import Item, ItemMeta, ItemText
+from corral.db.tables import Item, ItemMeta, ItemText, MetadataSchema
 
 META = cast(Table, ItemMeta.__table__)
 TEXT = cast(Table, ItemText.__table__)
@@ -166,11 +166,16 @@ def project_again(s: Session, org_id: uuid.UUID, items: list[tuple[uuid.UUID, di
 
 
 def lock_keys(s: Session, org_id: uuid.UUID) -> None:
-    """Share-lock the organisation's index keys (PostgreSQL) before an item's row is locked or
-    written.  The lock order is index keys, then items: a schema change deletes and adds keys,
-    then locks every item to project them (``reproject``), and a writer that held an item while
-    it waited for the keys would deadlock with it."""
+    """Lock the organisation's index keys against a schema change (PostgreSQL) before an item's
+    row is locked or written.  A schema change locks the schema row (``FOR UPDATE``), deletes and
+    adds keys, then locks every item to project them (``reproject``): a writer that held an item
+    while it waited for a key would deadlock with it.  The writer key-share-locks the schema row
+    first, so it waits for a schema change in progress before it takes any item, and a schema
+    change waits for it; locking the key rows alone was not enough, since a key added after they
+    were locked is not among them.  Then the key rows, as ``load(writing=True)`` does."""
     if s.get_bind().dialect.name == "postgresql":
+        s.execute(select(MetadataSchema.org_id).where(MetadataSchema.org_id == org_id)
+                  .with_for_update(read=True, key_share=True))
         load(s, org_id, writing=True)
 
 
