@@ -261,3 +261,26 @@ def test_concurrent_project_member_adds(live_server, make_user, db) -> None:  # 
     assert _statuses(responses) == {200: CLIENTS}
     with db.read() as s:
         assert s.scalar(select(func.count()).select_from(Grant).where(Grant.resource_id == project_id)) == 1
+
+
+def test_collections_and_presets_changed_while_deleted(live_server, make_user, db) -> None:  # type: ignore[no-untyped-def]
+    """Items added to and removed from a collection, and a preset renamed, while other clients
+    delete them: each change happens before the delete or is a 404 (a change that read the row
+    before the delete committed updated no row: a 500 on PostgreSQL)."""
+    user = make_user("a@example.com")
+    items = [str(i) for i in add_items(db, user, add_folder(db, user, "top"), 5)]
+    for round_ in range(3):
+        collection = httpx.post(f"{live_server}/api/v1/index/collections", headers=user.bearer,
+                                json={"name": f"c{round_}"}).json()["id"]
+        preset = httpx.post(f"{live_server}/api/v1/index/presets", headers=user.bearer,
+                            json={"name": f"p{round_}", "filter": {}}).json()["id"]
+        base = f"/api/v1/index/collections/{collection}"
+        requests = [("POST", f"{base}/items", {"json": {"item_ids": items}})] * 8
+        requests += [("POST", f"{base}/items/remove", {"json": {"item_ids": items}})] * 8
+        requests += [("PATCH", base, {"json": {"name": "renamed"}})] * 4 + [("DELETE", base, {})] * 3
+        requests += [("PATCH", f"/api/v1/index/presets/{preset}", {"json": {"name": "renamed"}})] * 6
+        requests += [("DELETE", f"/api/v1/index/presets/{preset}", {})] * 3
+        statuses = _statuses(_run(live_server, user, requests))
+        assert set(statuses) <= {200, 204, 404}, statuses
+    assert httpx.get(f"{live_server}/api/v1/index/collections", headers=user.bearer).json()["collections"] == []
+    assert httpx.get(f"{live_server}/api/v1/index/presets", headers=user.bearer).json()["presets"] == []

@@ -25,7 +25,7 @@ from typing import Any, cast
 
 from sqlalchemy import ColumnElement, Table, Uuid, delete, exists, func, literal, select
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, object_session
 
 from corral import errors
 from corral.core import folders, pagination, permissions
@@ -95,6 +95,13 @@ def _can_see(s: Session, principal: Principal, row: Collection) -> bool:
 def _require(principal: Principal, row: Collection, need: str) -> Collection:
     if need == "editor" and not (principal.is_admin or row.created_by == principal.user_id):
         raise errors.PermissionDenied(f"only its creator or an admin can change collection {row.id}")
+    if need == "editor":
+        # Row-locked for the change (PostgreSQL): a concurrent delete is waited for and is a 404
+        # here, not an UPDATE of no row (a 500) when the change touches the collection.
+        s = object_session(row)
+        assert s is not None
+        if s.scalar(select(Collection.id).where(Collection.id == row.id).with_for_update()) is None:
+            raise errors.NotFound.of("collection", row.id)
     return row
 
 

@@ -250,6 +250,9 @@ def resolve(s: Session, principal: Principal, ref: str | uuid.UUID, need: str = 
         row = found
     if need == "editor" and not (principal.is_admin or row.created_by == principal.user_id):
         raise errors.PermissionDenied(f"only its creator or an admin can change preset {row.id}")
+    if need == "editor" and s.scalar(  # locked for the change: a concurrent delete is a 404 here
+            select(IndexPreset.id).where(IndexPreset.id == row.id).with_for_update()) is None:
+        raise errors.NotFound.of("preset", row.id)
     return row
 
 
