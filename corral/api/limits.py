@@ -415,12 +415,14 @@ def protocol_class(header_timeout: float) -> type[H11Protocol]:
     return type("HeadTimeoutProtocol", (HeadTimeoutProtocol,), {"header_timeout": header_timeout})
 
 
-#: How long uvicorn's process manager waits for an API process to answer its ping before it kills
-#: the process as hung and starts another (uvicorn's default: 5 s).  A process that is only slow to
-#: answer (a machine starved of CPU for a few seconds, a stalled virtual machine) is not hung, and
-#: killing it drops every request and connection it holds; a process that is really hung is still
-#: replaced, after 30 s.
-WORKER_HEALTHCHECK_SECONDS = 30
+#: How long uvicorn's process manager waits for an API process to answer its ping (a pipe, read
+#: by a thread of the process) before it kills the process as hung and starts another (uvicorn's
+#: default: 5 s).  A process that is only slow to answer is not hung, and killing it drops every
+#: request and connection it holds: on two shared cores, 40 concurrent clients kept the API
+#: processes from answering in time, and the manager killed them mid-request and each
+#: replacement as it started, every 5 s; a virtual machine frozen for 5 s did the same.  A process
+#: that has died is still replaced at once, and one that is really hung after this long.
+WORKER_HEALTHCHECK_SECONDS = 60
 
 
 def uvicorn_options(settings: Settings, *, processes: int = 1) -> dict[str, Any]:

@@ -22,6 +22,7 @@ from typing import Any, Literal, cast
 
 from sqlalchemy import Table, Uuid, delete, exists, func, literal, literal_column, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -162,13 +163,22 @@ def backing(s: Session, principal: Principal, dataset: Dataset) -> Folder:
         found = s.get(Folder, dataset.backing_folder_id)
         if found is not None:
             return found
-    name = dataset.title.replace("/", "_")
-    try:
-        with s.begin_nested():
-            folder = folders.create(s, principal, name, description=dataset.description)
-    except errors.AlreadyExists:
-        name = f"{name[: folders.MAX_NAME - 12]} ({str(dataset.id)[:8]})"
-        folder = folders.create(s, principal, name, description=dataset.description)
+    title = dataset.title.replace("/", "_")
+    # The title, else the title and the end of the dataset's id: its random part (a uuid7 begins
+    # with its time, which datasets made within a minute share, so the third dataset of one title
+    # made in that minute found its "short id" name taken too), else the whole id.
+    ident = str(dataset.id)
+    tails = (ident[-8:], ident)
+    names = [title, *(f"{title[: folders.MAX_NAME - len(tail) - 3]} ({tail})" for tail in tails)]
+    for name in names[:-1]:
+        try:
+            with s.begin_nested():
+                folder = folders.create(s, principal, name, description=dataset.description)
+            break
+        except errors.AlreadyExists:
+            continue
+    else:
+        folder = folders.create(s, principal, names[-1], description=dataset.description)
     dataset.backing_folder_id = folder.id
     s.flush()
     return folder
@@ -302,7 +312,21 @@ def _insert_from(s: Session, dataset_id: uuid.UUID, where: Sequence[ColumnElemen
     stmt = ins.from_select(["id", "dataset_id", "item_id", "created_at"], columns).on_conflict_do_nothing(
         index_elements=["dataset_id", "item_id"]
     )
-    return _rowcount(s.execute(stmt, execution_options={"preserve_rowcount": True}))
+    for attempt in range(_ATTEMPTS):
+        try:
+            with s.begin_nested():
+                return _rowcount(s.execute(stmt, execution_options={"preserve_rowcount": True}))
+        except IntegrityError:
+            # An item deleted (for good) by a transaction that committed while this statement ran
+            # (PostgreSQL): the foreign key refuses its row.  The statement again reads the items
+            # as they are now, without it.
+            if attempt == _ATTEMPTS - 1:
+                raise errors.Conflict("items were deleted while they were being linked; nothing was "
+                                      "linked: try again") from None
+    raise AssertionError("unreachable")
+
+
+_ATTEMPTS = 3
 
 
 def _linkable(org_id: uuid.UUID) -> list[ColumnElement[bool]]:

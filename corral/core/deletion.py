@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Select, delete, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from corral import errors
@@ -48,15 +49,25 @@ def refuse_if_linked(s: Session, items: Select[Any], what: str) -> None:
         )
 
 
-def purge(s: Session, items: Select[Any]) -> int:
-    """Delete items (a select of their ids) and their parts, without any check."""
-    s.execute(delete(ItemPart).where(ItemPart.item_id.in_(items)))
-    result = s.execute(delete(Item).where(Item.id.in_(items)))
+def purge(s: Session, items: Select[Any], what: str = "items are") -> int:
+    """Delete items (a select of their ids) and their parts.  A dataset that linked one of them
+    after the caller's ``refuse_if_linked`` (PostgreSQL: the link committed in between) makes the
+    foreign key refuse the delete: that is the same 409, naming the dataset, not a 500."""
+    try:
+        with s.begin_nested():
+            s.execute(delete(ItemPart).where(ItemPart.item_id.in_(items)))
+            result = s.execute(delete(Item).where(Item.id.in_(items)))
+    except IntegrityError:
+        refuse_if_linked(s, items, what)
+        raise
     return int(getattr(result, "rowcount", 0) or 0)
 
 
 def _subtree(s: Session, root: Folder) -> list[list[uuid.UUID]]:
-    return folders.subtree_levels(s, root)
+    """The folders to delete, locked (PostgreSQL); none if ``root`` is gone once locked."""
+    if s.scalar(select(Folder.id).where(Folder.id == root.id).with_for_update()) is None:
+        return []
+    return folders.subtree_levels(s, root, lock=True)
 
 
 def delete_folder(
@@ -71,6 +82,8 @@ def delete_folder(
     folder = folders.resolve_for(s, principal, ref, "editor")
     path = folders.path_of(s, folder)
     levels = _subtree(s, folder)
+    if not levels:  # deleted by a concurrent delete, which this one waited for
+        raise errors.NotFound(f"folder {str(ref)!r} not found")
     ids = [fid for level in levels for fid in level]
     if not recursive:
         subfolders = len(ids) - 1
@@ -101,7 +114,8 @@ def delete_folder(
             s, select(Item.id).where(Item.folder_id.in_(chunk)), f"items below folder {path!r} are"
         )
     for i in range(0, len(ids), _CHUNK):
-        items += purge(s, select(Item.id).where(Item.folder_id.in_(ids[i : i + _CHUNK])))
+        items += purge(s, select(Item.id).where(Item.folder_id.in_(ids[i : i + _CHUNK])),
+                       f"items below folder {path!r} are")
     permissions.forget(s, "folder", ids)
     for level in reversed(levels):  # children before their parents (parent_id is RESTRICT)
         for i in range(0, len(level), _CHUNK):
@@ -113,5 +127,5 @@ def delete_folder(
 def delete_item(s: Session, item: Item) -> None:
     """Delete one item for good (the caller checked the principal may)."""
     refuse_if_linked(s, select(Item.id).where(Item.id == item.id), f"item {item.id} is")
-    purge(s, select(Item.id).where(Item.id == item.id))
+    purge(s, select(Item.id).where(Item.id == item.id), f"item {item.id} is")
     s.expunge(item)

@@ -172,7 +172,8 @@ def create(
     client_metadata: dict[str, Any] | None = None,
     exist_ok: bool = False,
 ) -> Folder:
-    """One folder (no permission check: see ``create_path``)."""
+    """One folder (no permission check: see ``create_path``).  With ``exist_ok``, the folder
+    already there, or the one a concurrent create made first, instead of a 409."""
     name = _check_name(name)
     parent_row = resolve(s, principal.org_id, parent) if parent else None
     existing = _child(s, principal.org_id, parent_row, name)
@@ -190,11 +191,20 @@ def create(
         client_metadata=client_metadata or {},
         created_by=principal.user_id,
     )
-    s.add(row)
     try:
-        s.flush()
-    except IntegrityError:  # a concurrent create won
-        raise _taken(where, name) from None
+        # A savepoint: a concurrent create that won leaves this transaction usable (PostgreSQL
+        # aborts the whole transaction on a failed statement otherwise), to read that folder.
+        with s.begin_nested():
+            s.add(row)
+            s.flush()
+    except IntegrityError:  # a concurrent create won, or a concurrent delete took the parent
+        gone = parent_gone(s, parent_row)
+        if gone is not None:
+            raise gone from None
+        winner = _child(s, principal.org_id, parent_row, name) if exist_ok else None
+        if winner is None:
+            raise _taken(where, name) from None
+        return winner
     return row
 
 
@@ -231,14 +241,20 @@ def create_path(
             continue
         if folder is not None:
             require(s, principal, folder, "editor", repr("/".join(names[:i])))
-        folder = create(
+        made = create(
             s,
             principal,
             name,
             parent=folder.id if folder else None,
             description=description if last else "",
             client_metadata=metadata if last else None,
+            exist_ok=not last or exist_ok,
         )
+        # made concurrently by someone else, and not the caller's to see
+        hidden = last and made.created_by != principal.user_id
+        if hidden and permissions.folder_role(s, principal, made) is None:
+            raise _taken(_where(s, folder), name)
+        folder = made
     assert folder is not None
     return folder
 
@@ -254,6 +270,7 @@ def update(
 ) -> Folder:
     """Rename a folder, or replace its description or metadata (editors)."""
     folder = resolve_for(s, principal, ref, "editor")
+    _lock(s, folder, ref)
     parent = s.get(Folder, folder.parent_id) if folder.parent_id else None
     where = _where(s, parent)
     if name is not None:
@@ -267,10 +284,11 @@ def update(
     if client_metadata is not None:
         folder.client_metadata = metadata_service.validated(s, principal.org_id, client_metadata)
     folder.updated_at = utcnow()
+    taken = folder.name  # (read before the flush: a failed flush leaves the row unreadable)
     try:
         s.flush()
     except IntegrityError:  # a concurrent rename or create won
-        raise _taken(where, folder.name) from None
+        raise _taken(where, taken) from None
     return folder
 
 
@@ -308,14 +326,24 @@ def move(s: Session, principal: Principal, ref: str | uuid.UUID, parent: str | u
     where = _where(s, target)
     if _child(s, principal.org_id, target, folder.name) is not None:
         raise _taken(where, folder.name)
-    folder.parent_id = target.id if target else None
-    folder.parent_key = str(target.id) if target else ""
-    folder.updated_at = utcnow()
+    _lock(s, folder, ref)
+    taken = folder.name  # (read before the flush: a failed flush leaves the row unreadable)
     try:
-        s.flush()
-    except IntegrityError:
-        raise _taken(where, folder.name) from None
+        with s.begin_nested():  # (which flushes what is pending: the change goes inside it)
+            folder.parent_id = target.id if target else None
+            folder.parent_key = str(target.id) if target else ""
+            folder.updated_at = utcnow()
+            s.flush()
+    except IntegrityError:  # a concurrent create or rename won, or a delete took the target
+        raise (parent_gone(s, target) or _taken(where, taken)) from None
     return folder
+
+
+def _lock(s: Session, folder: Folder, ref: str | uuid.UUID) -> None:
+    """Row-lock ``folder`` before changing it (PostgreSQL): a concurrent delete is waited for,
+    and is a 404 here rather than an UPDATE of no row."""
+    if s.scalar(select(Folder.id).where(Folder.id == folder.id).with_for_update()) is None:
+        raise errors.NotFound(f"folder {str(ref)!r} not found")
 
 
 @dataclass(frozen=True)
@@ -345,16 +373,32 @@ def summary(s: Session, principal: Principal, ref: str | uuid.UUID) -> Summary:
     return Summary(by_type, int(subfolders or 0), int(tombstones or 0), int(jobs or 0), int(size or 0))
 
 
-def subtree_levels(s: Session, root: Folder) -> list[list[uuid.UUID]]:
-    """The ids of ``root`` and every folder below it, level by level (``root`` alone first)."""
+def subtree_levels(s: Session, root: Folder, *, lock: bool = False) -> list[list[uuid.UUID]]:
+    """The ids of ``root`` and every folder below it, level by level (``root`` alone first).
+
+    ``lock``: row-lock each level before reading the next (PostgreSQL), for a caller about to
+    delete them.  A folder created or moved into a locked folder holds its parent's key-share lock
+    until it commits, so each level is read only once nothing can join it any more, and the
+    subtree read is the whole of it; a create that comes later fails on its parent
+    (``parent_gone``) instead of making the delete fail on the foreign key."""
     levels = [[root.id]]
     while True:
+        if lock:
+            for i in range(0, len(levels[-1]), 500):
+                s.execute(select(Folder.id).where(Folder.id.in_(levels[-1][i : i + 500])).with_for_update())
         below: list[uuid.UUID] = []
         for i in range(0, len(levels[-1]), 500):
             below += s.scalars(select(Folder.id).where(Folder.parent_id.in_(levels[-1][i : i + 500])))
         if not below:
             return levels
         levels.append(below)
+
+
+def parent_gone(s: Session, parent: Folder | None) -> errors.NotFound | None:
+    """After a failed insert or move into ``parent``: a 404 if a concurrent delete removed it."""
+    if parent is None or s.scalar(select(Folder.id).where(Folder.id == parent.id)) is not None:
+        return None
+    return errors.NotFound(f"folder {str(parent.id)!r} not found: it was deleted meanwhile")
 
 
 def subtree_ids(s: Session, root: Folder) -> list[uuid.UUID]:

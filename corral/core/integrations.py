@@ -222,7 +222,7 @@ def update(
 ) -> IntegrationView:
     """Change settings; ``settings`` replaces the provider settings (and credentials) wholesale."""
     require_admin(principal, "change")
-    row = _row(s, principal.org_id, ref)
+    row = _locked(s, _row(s, principal.org_id, ref), ref)
     new_title = _check_title_and_ttl(
         title if title is not None else row.title,
         signed_url_ttl_seconds if signed_url_ttl_seconds is not None else row.signed_url_ttl_seconds,
@@ -242,13 +242,25 @@ def update(
         check_boundaries(options, settings, principal.org_id)
         row.config = options.public()
         row.credentials = secrets.encrypt_secrets(settings.resolved_secret_key(), options.secrets())
-    s.flush()
+    try:
+        s.flush()
+    except IntegrityError:  # a concurrent create or rename took the title first (PostgreSQL)
+        raise errors.AlreadyExists(f"an integration titled {new_title!r} already exists") from None
     return _view(row)
+
+
+def _locked(s: Session, row: Integration, ref: str | uuid.UUID) -> Integration:
+    """``row``, row-locked (PostgreSQL) for a change: a concurrent change or delete is waited for,
+    and a delete is a 404 here rather than an UPDATE or DELETE of no row."""
+    if s.scalar(select(Integration.id).where(Integration.id == row.id).with_for_update()) is None:
+        raise errors.NotFound(f"integration {str(ref)!r} not found")
+    s.refresh(row)
+    return row
 
 
 def delete(s: Session, principal: Principal, ref: str | uuid.UUID) -> None:
     require_admin(principal, "delete")
-    row = _row(s, principal.org_id, ref)
+    row = _locked(s, _row(s, principal.org_id, ref), ref)
     in_use = s.scalar(select(func.count()).select_from(Item).where(Item.integration_id == row.id)) or 0
     if in_use:
         raise errors.Conflict(

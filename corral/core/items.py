@@ -20,6 +20,7 @@ from sqlalchemy.orm import InstrumentedAttribute, Session
 from corral import errors
 from corral.core import deletion, folders, integrations, item_parents, pagination, permissions, text_rules
 from corral.core.identity import Principal
+from corral.core.index import projection
 from corral.core.metadata import service as metadata_service
 from corral.core.pagination import Direction, Page
 from corral.core.permissions import Need
@@ -146,8 +147,11 @@ def _require(s: Session, principal: Principal, folder: Folder, need: Need, item_
         )
 
 
-def load(s: Session, principal: Principal, item_id: uuid.UUID, need: Need = "viewer") -> Item:
-    item = s.get(Item, item_id)
+def load(s: Session, principal: Principal, item_id: uuid.UUID, need: Need = "viewer", *,
+         lock: bool = False) -> Item:
+    """``lock``: row-lock the item (PostgreSQL) for a change, so that a concurrent change or
+    delete is waited for and seen, not written over (or, deleted, a failed UPDATE)."""
+    item = s.get(Item, item_id, with_for_update=lock or None)
     if item is None or item.org_id != principal.org_id or not is_published(s, item):
         raise _not_found(item_id)
     folder = s.get(Folder, item.folder_id)
@@ -473,7 +477,14 @@ def update_item(
     metadata instead, and a key set to null is removed.  The result is validated against the
     organisation's schema.
     """
-    item = load(s, principal, item_id, "editor")
+    if client_metadata is not None:
+        # The index keys before the item, the order a schema change takes them in
+        # (``projection.lock_keys``).
+        projection.lock_keys(s, principal.org_id)
+    # Locked for the read (PostgreSQL; SQLite's write transactions take turns): a merge writes
+    # back the metadata it read, and two concurrent merges must not each write theirs over a copy
+    # without the other's keys; an item deleted meanwhile is a 404.
+    item = load(s, principal, item_id, "editor", lock=True)
     if folder is not None and item.folder_id != folder:
         raise _not_found(item_id)
     if name is not None:
@@ -627,7 +638,7 @@ def usage(s: Session, principal: Principal, item_id: uuid.UUID, folder: uuid.UUI
 
 
 def soft_delete(s: Session, principal: Principal, item_id: uuid.UUID) -> ItemView:
-    item = load(s, principal, item_id, "editor")
+    item = load(s, principal, item_id, "editor", lock=True)
     if item.deleted_at is None:
         item.deleted_at = item.updated_at = utcnow()
     s.flush()
@@ -635,7 +646,7 @@ def soft_delete(s: Session, principal: Principal, item_id: uuid.UUID) -> ItemVie
 
 
 def restore(s: Session, principal: Principal, item_id: uuid.UUID) -> ItemView:
-    item = load(s, principal, item_id, "editor")
+    item = load(s, principal, item_id, "editor", lock=True)
     if item.deleted_at is not None:
         item.deleted_at = None
         item.updated_at = utcnow()
@@ -645,7 +656,7 @@ def restore(s: Session, principal: Principal, item_id: uuid.UUID) -> ItemView:
 
 def hard_delete(s: Session, principal: Principal, item_id: uuid.UUID) -> None:
     """Delete for good; refused (409, naming them) while datasets link the item."""
-    deletion.delete_item(s, load(s, principal, item_id, "editor"))
+    deletion.delete_item(s, load(s, principal, item_id, "editor", lock=True))
 
 
 # -- signed URLs ---------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ import uuid
 from typing import Literal
 
 from sqlalchemy import delete, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from corral import errors
@@ -198,25 +199,39 @@ def grant(
     user = s.get(User, user_id)
     if user is None or user.org_id != principal.org_id:
         raise errors.NotFound.of("user", user_id)
-    existing = s.scalar(
-        select(Grant).where(
-            Grant.resource_type == kind, Grant.resource_id == resource_id, Grant.user_id == user_id
+    return put_grant(s, principal, kind, resource_id, user_id, role)
+
+
+def put_grant(
+    s: Session, principal: Principal, kind: str, resource_id: uuid.UUID, user_id: uuid.UUID, role: str
+) -> Grant:
+    """The member's grant on the resource, made or given ``role`` (no checks).  Two concurrent
+    grants to one member make one row: the insert that loses at the unique key updates the row
+    that won (PostgreSQL; a 500 before)."""
+    query = select(Grant).where(
+        Grant.resource_type == kind, Grant.resource_id == resource_id, Grant.user_id == user_id
+    )
+    existing = s.scalar(query)
+    if existing is None:
+        g = Grant(
+            org_id=principal.org_id,
+            resource_type=kind,
+            resource_id=resource_id,
+            user_id=user_id,
+            role=role,
+            created_by=principal.user_id,
         )
-    )
-    if existing is not None:
-        existing.role = role
-        return existing
-    g = Grant(
-        org_id=principal.org_id,
-        resource_type=kind,
-        resource_id=resource_id,
-        user_id=user_id,
-        role=role,
-        created_by=principal.user_id,
-    )
-    s.add(g)
-    s.flush()
-    return g
+        try:
+            with s.begin_nested():  # a failed insert leaves the transaction usable (PostgreSQL)
+                s.add(g)
+                s.flush()
+            return g
+        except IntegrityError:  # a concurrent grant to the same member made the row first
+            existing = s.scalar(query)
+            if existing is None:
+                raise
+    existing.role = role
+    return existing
 
 
 def revoke(

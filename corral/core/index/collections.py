@@ -25,7 +25,7 @@ from typing import Any, cast
 
 from sqlalchemy import ColumnElement, Table, Uuid, delete, exists, func, literal, select
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, object_session
 
 from corral import errors
 from corral.core import folders, pagination, permissions
@@ -95,6 +95,13 @@ def _can_see(s: Session, principal: Principal, row: Collection) -> bool:
 def _require(principal: Principal, row: Collection, need: str) -> Collection:
     if need == "editor" and not (principal.is_admin or row.created_by == principal.user_id):
         raise errors.PermissionDenied(f"only its creator or an admin can change collection {row.id}")
+    if need == "editor":
+        # Row-locked for the change (PostgreSQL): a concurrent delete is waited for and is a 404
+        # here, not an UPDATE of no row (a 500) when the change touches the collection.
+        s = object_session(row)
+        assert s is not None
+        if s.scalar(select(Collection.id).where(Collection.id == row.id).with_for_update()) is None:
+            raise errors.NotFound.of("collection", row.id)
     return row
 
 
@@ -171,11 +178,13 @@ def create(
 ) -> Collection:
     """A new collection (in ``folder``, a top-level folder the caller can see).  With a
     ``request_key`` already used in the organisation: the collection that request made."""
-    if request_key is not None:
-        earlier = s.scalar(select(Collection).where(Collection.org_id == principal.org_id,
-                                                    Collection.request_key == request_key))
-        if earlier is not None:
-            return earlier
+    def by_request_key() -> Collection | None:
+        return None if request_key is None else s.scalar(select(Collection).where(
+            Collection.org_id == principal.org_id, Collection.request_key == request_key))
+
+    earlier = by_request_key()
+    if earlier is not None:
+        return earlier
     folder_id = None
     if folder is not None:
         row = folders.resolve_for(s, principal, folder)
@@ -185,9 +194,7 @@ def create(
     created = Collection(org_id=principal.org_id, folder_id=folder_id, name=presets.check_name(name),
                          description=presets.check_description(description), request_key=request_key,
                          created_by=principal.user_id)
-    s.add(created)
-    s.flush()
-    return created
+    return presets.insert_once(s, created, by_request_key)
 
 
 def update(s: Session, row: Collection, *, name: str | None = None, description: str | None = None) -> None:

@@ -24,11 +24,13 @@ from __future__ import annotations
 import json
 import re
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from corral import errors, jsoncodec
@@ -36,6 +38,8 @@ from corral.core import pagination, text_rules
 from corral.core.identity import Principal
 from corral.db.tables import IndexPreset
 from corral.errors import ErrorDetail
+
+T = TypeVar("T")
 
 MAX_NAME = 300
 MAX_DESCRIPTION = 10_000
@@ -246,6 +250,9 @@ def resolve(s: Session, principal: Principal, ref: str | uuid.UUID, need: str = 
         row = found
     if need == "editor" and not (principal.is_admin or row.created_by == principal.user_id):
         raise errors.PermissionDenied(f"only its creator or an admin can change preset {row.id}")
+    if need == "editor" and s.scalar(  # locked for the change: a concurrent delete is a 404 here
+            select(IndexPreset.id).where(IndexPreset.id == row.id).with_for_update()) is None:
+        raise errors.NotFound.of("preset", row.id)
     return row
 
 
@@ -268,8 +275,22 @@ def create(
     row = IndexPreset(org_id=principal.org_id, name=check_name(name),
                       description=check_description(description), filter=filter_ or None,
                       document=document, request_key=request_key, created_by=principal.user_id)
-    s.add(row)
-    s.flush()
+    return insert_once(s, row, lambda: by_request_key(s, principal, request_key))
+
+
+def insert_once(s: Session, row: T, earlier: Callable[[], T | None]) -> T:
+    """Insert ``row``, or, when a concurrent create with the same request key committed first
+    (the unique key refuses this one), answer the row that create made: two attempts of one
+    retried request, racing, make one row and both answer it."""
+    try:
+        with s.begin_nested():  # a failed insert leaves the transaction usable on PostgreSQL
+            s.add(row)
+            s.flush()
+    except IntegrityError:
+        found = earlier()
+        if found is None:
+            raise
+        return found
     return row
 
 

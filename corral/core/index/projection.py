@@ -18,14 +18,14 @@ from collections.abc import Callable, Iterable
 from operator import itemgetter
 from typing import Any, cast
 
-from sqlalchemy import Table, delete, event, inspect
+from sqlalchemy import Table, delete, event, inspect, select
 from sqlalchemy.orm import Session, UOWTransaction
 
 from corral.core.index import changes
 from corral.core.index.keys import Key, Projected, load, projector
 from corral.core.vectors import writes as vector_writes
 from corral.db.bulk import convert_tuples, insert_tuples
-from corral.db.tables import Item, ItemMeta, ItemText
+from corral.db.tables import Item, ItemMeta, ItemText, MetadataSchema
 
 META = cast(Table, ItemMeta.__table__)
 TEXT = cast(Table, ItemText.__table__)
@@ -165,6 +165,32 @@ def project_again(s: Session, org_id: uuid.UUID, items: list[tuple[uuid.UUID, di
 # -- ORM writes ---------------------------------------------------------------------------------
 
 
+def lock_keys(s: Session, org_id: uuid.UUID) -> None:
+    """Lock the organisation's index keys against a schema change (PostgreSQL) before an item's
+    row is locked or written.  A schema change locks the schema row (``FOR UPDATE``), deletes and
+    adds keys, then locks every item to project them (``reproject``): a writer that held an item
+    while it waited for a key would deadlock with it.  The writer key-share-locks the schema row
+    first, so it waits for a schema change in progress before it takes any item, and a schema
+    change waits for it; locking the key rows alone was not enough, since a key added after they
+    were locked is not among them.  Then the key rows, as ``load(writing=True)`` does."""
+    if s.get_bind().dialect.name == "postgresql":
+        s.execute(select(MetadataSchema.org_id).where(MetadataSchema.org_id == org_id)
+                  .with_for_update(read=True, key_share=True))
+        load(s, org_id, writing=True)
+
+
+def _metadata_written(s: Session) -> set[uuid.UUID]:
+    orgs = {obj.org_id for obj in s.new if isinstance(obj, Item) and obj.client_metadata}
+    orgs.update(obj.org_id for obj in s.dirty
+                if isinstance(obj, Item) and inspect(obj).attrs.client_metadata.history.has_changes())
+    return orgs
+
+
+def _before_flush(s: Session, _flush: UOWTransaction, _instances: object) -> None:
+    for org_id in sorted(_metadata_written(s)):  # the keys before the flush writes the items
+        lock_keys(s, org_id)
+
+
 def _after_flush(s: Session, _flush: UOWTransaction) -> None:
     changed: dict[uuid.UUID, list[tuple[uuid.UUID, dict[str, Any]]]] = {}
     fresh: dict[uuid.UUID, list[tuple[uuid.UUID, dict[str, Any]]]] = {}
@@ -180,5 +206,7 @@ def _after_flush(s: Session, _flush: UOWTransaction) -> None:
         project_again(s, org_id, items)
 
 
+if not event.contains(Session, "before_flush", _before_flush):
+    event.listen(Session, "before_flush", _before_flush)
 if not event.contains(Session, "after_flush", _after_flush):
     event.listen(Session, "after_flush", _after_flush)

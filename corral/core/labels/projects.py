@@ -16,7 +16,7 @@ from sqlalchemy import delete, or_, select
 from sqlalchemy.orm import Session
 
 from corral import errors
-from corral.core import datasets, filters, identity
+from corral.core import datasets, filters, identity, permissions
 from corral.core.identity import Principal
 from corral.core.labels import ontologies
 from corral.db.tables import DataRow, Grant, LabelRow, Ontology, Project, ProjectDataset, User
@@ -202,13 +202,7 @@ def add_users(s: Session, principal: Principal, ref: Any, emails: Any, role_: st
     out = []
     for email in dict.fromkeys(emails):
         user = identity.org_user(s, principal.org_id, str(email))
-        grant = s.scalar(select(Grant).where(
-            Grant.resource_type == "project", Grant.resource_id == project.id, Grant.user_id == user.id))
-        if grant is None:
-            s.add(Grant(org_id=principal.org_id, resource_type="project", resource_id=project.id,
-                        user_id=user.id, role=role_, created_by=principal.user_id))
-        else:
-            grant.role = role_
+        permissions.put_grant(s, principal, "project", project.id, user.id, role_)
         out.append(Member(user.email, role_))
     s.flush()
     return out
