@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -197,12 +199,10 @@ def _client_connections(pid: int, port: int) -> int:
 _PATIENT = {"CORRAL_KEEP_ALIVE_TIMEOUT_SECONDS": "120", "CORRAL_HEADER_READ_TIMEOUT_SECONDS": "120"}
 
 
-@pytest.mark.slow
-def test_serve_shares_a_burst_of_connections_between_api_processes(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    """40 clients connecting at once: with one shared accept queue the first process to wake took
-    nearly all of them (43/7, 48/2 of 50); with a socket per process each gets its share."""
-    import asyncio
-
+@contextlib.contextmanager
+def _two_api_processes(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], int, list[str]]]:
+    """`corral serve --workers 2 --no-worker` with ``_PATIENT`` timeouts, once both API processes
+    run and it answers; stopped (SIGTERM) after. Yields the server, its port and its output lines."""
     port = free_port()
     proc = _corral("serve", "--port", str(port), "--data-dir", str(tmp_path / "d"), "--workers", "2",
                    "--no-worker", env={"CORRAL_LOG_FORMAT": "console", **_PATIENT})
@@ -214,7 +214,22 @@ def test_serve_shares_a_burst_of_connections_between_api_processes(tmp_path) -> 
         while not _healthy(port) or len(_api_processes(proc.pid)) < 2:
             assert proc.poll() is None and time.monotonic() < deadline, "".join(lines)
             time.sleep(0.1)
+        yield proc, port, lines
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(90)
+        reader.join(30)
+
+
+@pytest.mark.slow
+def test_serve_shares_a_burst_of_connections_between_api_processes(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """40 clients connecting at once: with one shared accept queue the first process to wake took
+    nearly all of them (43/7, 48/2 of 50); with a socket per process each gets its share."""
+    import asyncio
+
+    with _two_api_processes(tmp_path) as (proc, port, lines):
         api = _api_processes(proc.pid)
+        deadline = time.monotonic() + 60
         while any(_client_connections(p, port) for p in api):
             assert time.monotonic() < deadline
             time.sleep(0.1)  # the health checks' connections are closed
@@ -244,10 +259,6 @@ def test_serve_shares_a_burst_of_connections_between_api_processes(tmp_path) -> 
             assert min(held) >= 8, held
             time.sleep(0.3)
         assert _api_processes(proc.pid) == api, "".join(lines)  # none was restarted meanwhile
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(90)
-        reader.join(30)
     out = "".join(lines)
     assert "Traceback" not in out, out
 
@@ -258,17 +269,7 @@ def test_a_stalled_api_process_is_not_killed_as_hung(tmp_path) -> None:  # type:
     health-check timeout (5 s by default), dropping every request the process holds. A process
     frozen for 8 s (SIGSTOP: what a starved machine or a stalled VM looks like to it) is slow, not
     hung: it is kept, and answers again once it runs."""
-    port = free_port()
-    proc = _corral("serve", "--port", str(port), "--data-dir", str(tmp_path / "d"), "--workers", "2",
-                   "--no-worker", env={"CORRAL_LOG_FORMAT": "console", **_PATIENT})
-    lines: list[str] = []
-    reader = threading.Thread(target=lambda: lines.extend(iter(proc.stdout.readline, "")), daemon=True)
-    reader.start()
-    try:
-        deadline = time.monotonic() + 60
-        while not _healthy(port) or len(_api_processes(proc.pid)) < 2:
-            assert proc.poll() is None and time.monotonic() < deadline, "".join(lines)
-            time.sleep(0.1)
+    with _two_api_processes(tmp_path) as (proc, port, lines):
         api = _api_processes(proc.pid)
         os.kill(api[0], signal.SIGSTOP)
         try:
@@ -280,8 +281,4 @@ def test_a_stalled_api_process_is_not_killed_as_hung(tmp_path) -> None:  # type:
         assert "died" not in "".join(lines), "".join(lines)
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as http:
             assert all(http.get("/healthz").status_code == 200 for _ in range(10))
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(90)
-        reader.join(30)
     assert "Traceback" not in "".join(lines), "".join(lines)

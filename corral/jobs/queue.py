@@ -395,6 +395,12 @@ class Recovery:
     alive: frozenset[str] = frozenset()
 
 
+def _heartbeat_cutoff(db: Database, seconds: float) -> Any:
+    """The time a heartbeat older than ``seconds`` is before (PostgreSQL: by the database's clock,
+    which wrote it)."""
+    return utcnow() - timedelta(seconds=seconds) if db.is_sqlite else func.now() - timedelta(seconds=seconds)
+
+
 def recover_abandoned(
     db: Database,
     *,
@@ -428,17 +434,11 @@ def recover_abandoned(
         ).all()
         stale: set[str] = set()
         if stale_seconds is not None:
-            cutoff: Any = (
-                utcnow() - timedelta(seconds=stale_seconds) if db.is_sqlite
-                else func.now() - timedelta(seconds=stale_seconds)
-            )
+            cutoff = _heartbeat_cutoff(db, stale_seconds)
             stale = set(s.scalars(select(JobWorker.owner).where(JobWorker.heartbeat_at < cutoff)))
         hung: set[str] = set()
         if hung_seconds is not None:
-            since: Any = (
-                utcnow() - timedelta(seconds=hung_seconds) if db.is_sqlite
-                else func.now() - timedelta(seconds=hung_seconds)
-            )
+            since = _heartbeat_cutoff(db, hung_seconds)
             hung = set(s.scalars(select(JobWorker.owner).where(JobWorker.heartbeat_at < since)))
     here = [w for w in workers if host_id is not None and w.host_id == host_id]
     dead = [w.owner for w in here if not is_alive(w.pid, w.started)]

@@ -8,7 +8,6 @@ from typing import Any
 
 import pytest
 
-from tests.files.conftest import add_items, folder
 from tests.hostile_json import fill
 
 
@@ -24,14 +23,6 @@ def nested(depth: int, leaf: Any = 1) -> Any:
     for _ in range(depth):
         value = {"a": value}
     return value
-
-
-@pytest.fixture
-def world(client, make_user, db):  # type: ignore[no-untyped-def]
-    alice = make_user("alice@x.io")
-    f = folder(client, alice, "f", client_metadata={"ok": 1})
-    [item_id] = add_items(db, alice, f["id"], [{"name": "a.png", "meta": {"kept": True}}])
-    return alice, f, str(item_id)
 
 
 def reads_all_answer_200(client, user, f: dict[str, Any], item_id: str) -> None:  # type: ignore[no-untyped-def]

@@ -15,7 +15,6 @@ from corral.closedmodel import ClosedModel, accepted_fields
 from corral.core.integrations import parse_options
 from corral.errors import ValidationFailed
 from tests.api.test_query_params import _routes
-from tests.files.conftest import add_items, folder
 
 #: Routes whose bodies are the Encord SDK's, read as the SDK writes them (tests/compat).
 SDK_PATHS = ("/public", "/v2/public")
@@ -46,14 +45,6 @@ def test_every_native_body_model_is_closed(app) -> None:  # type: ignore[no-unty
             assert issubclass(model, ClosedModel), (route.path, model.__name__)
             checked.append(model.__name__)
     assert len(set(checked)) >= 25, checked
-
-
-@pytest.fixture
-def world(client, make_user, db):  # type: ignore[no-untyped-def]
-    alice = make_user("alice@x.io")
-    f = folder(client, alice, "f", client_metadata={"ok": 1})
-    [item_id] = add_items(db, alice, f["id"], [{"name": "a.png", "meta": {"kept": True}}])
-    return alice, f, str(item_id)
 
 
 def _refused(r: Any, field: str, accepted: list[str]) -> None:
