@@ -339,6 +339,18 @@ def move(s: Session, principal: Principal, ref: str | uuid.UUID, parent: str | u
     return folder
 
 
+def hold(s: Session, folder: Folder, ref: str | uuid.UUID) -> None:
+    """Key-share-lock ``folder`` until the transaction ends (PostgreSQL), for a caller that is about
+    to record work that will add to it (an upload job): a delete in progress is waited for and is a
+    404 here, and a delete that comes later waits for this commit and then sees the work (409).
+    Other holders (imports into the same folder) do not wait for each other."""
+    if s.get_bind().dialect.name != "postgresql":
+        return  # SQLite's write lock serialises the writers already
+    held = select(Folder.id).where(Folder.id == folder.id).with_for_update(read=True, key_share=True)
+    if s.scalar(held) is None:
+        raise errors.NotFound(f"folder {str(ref)!r} not found")
+
+
 def _lock(s: Session, folder: Folder, ref: str | uuid.UUID) -> None:
     """Row-lock ``folder`` before changing it (PostgreSQL): a concurrent delete is waited for,
     and is a 404 here rather than an UPDATE of no row."""

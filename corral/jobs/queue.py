@@ -615,7 +615,7 @@ def _finalize_one(db: Database, tasks: TaskRegistry | None, job_id: uuid.UUID) -
             job.status = "CANCELLED"  # what stopped early stopped because it was asked to
         elif counts["error"] and not job.ignore_errors:
             job.status = "ERROR"
-            job.error = f"{counts['error']} of {job.units_total} units failed"
+            job.error = f"{counts['error']} of {job.units_total} units failed" + _first_failure(s, job_id)
         else:
             job.status = "DONE"
         job.finished_at = utcnow()
@@ -623,6 +623,22 @@ def _finalize_one(db: Database, tasks: TaskRegistry | None, job_id: uuid.UUID) -
         if kind is not None and kind.finalize is not None:
             kind.finalize(s, job)
     return 1
+
+
+def _first_failure(s: Session, job_id: uuid.UUID) -> str:
+    """``; unit N: <its error>`` for the job's first failed unit, so that the job's own error says
+    what went wrong, not only how often (its message cut to 500 characters; every unit's is in
+    the job's errors)."""
+    first = s.execute(
+        select(JobUnit.seq, JobUnit.error)
+        .where(JobUnit.job_id == job_id, JobUnit.status == "error")
+        .order_by(JobUnit.seq)
+        .limit(1)
+    ).first()
+    if first is None or not first.error:
+        return ""
+    error = first.error if len(first.error) <= 500 else first.error[:499] + "…"
+    return f"; unit {first.seq}: {error}"
 
 
 def _fail_unfinalizable(db: Database, job_id: uuid.UUID, error: str) -> int:

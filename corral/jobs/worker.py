@@ -19,7 +19,7 @@ from typing import Any
 
 from sqlalchemy.exc import OperationalError
 
-from corral import scratch
+from corral import errors, scratch
 from corral.core import item_docs
 from corral.db.engine import Database
 from corral.jobs import owners, queue
@@ -31,6 +31,18 @@ log = logging.getLogger("corral.worker")
 
 def _backoff(attempt: int) -> float:
     return float(min(2 ** max(attempt - 1, 0), 60))
+
+
+def _permanent(exc: BaseException) -> bool:
+    """A unit's error that no retry can mend: the core's own refusal of the request or of the
+    state it met (a 4xx: a folder deleted under its job, a value a schema change now refuses...).
+    A store's answers (StorageError: throttling, credentials being rotated, an object not there
+    yet) and a timeout are retried with backoff like any other error."""
+    return (
+        isinstance(exc, errors.CorralError)
+        and 400 <= exc.status < 500
+        and not isinstance(exc, errors.StorageError | errors.RequestTimeout)
+    )
 
 
 def _incident() -> str:
@@ -310,6 +322,9 @@ class Worker:
         except UnitFailed as exc:
             self._fail(unit, str(exc), details=exc.details)
         except Exception as exc:  # noqa: BLE001 - transient: retry with backoff, then give up
+            if _permanent(exc):  # the core refused the work itself: a retry would be refused the same way
+                self._fail(unit, str(exc))
+                return
             log.warning("job unit attempt failed", exc_info=True,
                         extra={"unit": unit.id, "attempt": unit.attempts})
             reason = f"{type(exc).__name__}: {exc}"

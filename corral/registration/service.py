@@ -64,6 +64,7 @@ def start_import(
     _one_manifest(manifest, manifest_url)
     with db.write() as s:
         folder_row = folders.resolve_for(s, principal, folder, "editor")
+        folders.hold(s, folder_row, folder)  # a concurrent folder delete is a 404 here, or sees this job
         if dataset is not None:
             datasets.resolve(s, principal, dataset, "editor")
         if integration is None:

@@ -89,8 +89,8 @@ def test_a_unit_that_cannot_be_loaded_fails_alone_and_the_worker_goes_on(db, set
     finally:
         worker.stop()
         thread.join(10)
-    assert state.status == "ERROR" and state.error == "1 of 3 units failed"
     [failure] = state.errors
+    assert state.status == "ERROR" and state.error == f"1 of 3 units failed; unit 1: {failure['error']}"
     assert failure["seq"] == 1 and failure["payload"] == {}  # the report reads back
     assert failure["error"].startswith("the payload stored for this unit ")
     alices = Counter(seen) - Counter([0, 1, 2, 3, 4] + [0, 1])  # what ran beyond the other jobs' units

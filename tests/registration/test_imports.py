@@ -567,8 +567,9 @@ def test_a_duplicate_entry_is_checked_as_a_new_one_would_be(api, world, db) -> N
                 "DONE", 1, 3, 2)
         else:
             assert status["status"] == "ERROR" and status["failed"] == 2 and status["registered"] == 0
-            if db.is_sqlite:  # (on PostgreSQL the batch went to a worker: "1 of 2 units failed")
-                assert status["error"].startswith("2 file(s) cannot be registered: images[1]: ")
+            # (on PostgreSQL the batch went to a worker: the job's error names its unit)
+            prefix = "" if db.is_sqlite else "1 of 2 units failed; unit 1: "
+            assert status["error"].startswith(prefix + "2 file(s) cannot be registered: images[1]")
     with db.read() as s:
         assert s.scalar(select(func.count()).select_from(Item)) == 6
 
@@ -590,3 +591,100 @@ def test_a_manifest_stored_in_many_chunks_is_read_back_whole(api, world, db, mon
     assert (status["status"], status["registered"]) == ("DONE", 12)
     with db.read() as s:
         assert sorted(s.scalars(select(Item.name))) == sorted(f"caf\u00e9 \"{i}\"" for i in range(12))
+
+
+def _admin_with_strict_integration(db, settings, make_user, moto_server):  # type: ignore[no-untyped-def]
+    from corral.core import folders, integrations
+    from corral.core.identity import Principal
+
+    alice = make_user("alice@x.io")
+    admin = Principal(alice.user_id, alice.org_id, alice.email, "admin", "bearer")
+    bucket = moto_server.new_bucket()
+    base = {"bucket": bucket, "endpoint_url": moto_server.url, "region": "us-east-1",
+            "access_key_id": "testing", "secret_access_key": "testing"}
+    with db.write() as s:
+        integrations.create(s, admin, settings, title="m", provider="s3", values=base, strict_client_only=True)
+        folders.create_path(s, admin, "f")
+    manifest = json.dumps({"images": [{"objectUrl": f"s3://{bucket}/img/{i}.png",
+                                       "imageMetadata": {"width": 1, "height": 1}} for i in range(4)]})
+    return admin, manifest.encode()
+
+
+def test_an_import_whose_folder_is_gone_fails_at_once_saying_why(  # type: ignore[no-untyped-def]
+    db, settings, make_user, moto_server: MotoServer
+) -> None:
+    """A unit the core refuses (a 4xx: here the folder its job registers into is gone) fails for
+    good on its first attempt with the core's message; no retry could mend it (it was retried
+    five times over 15 s, its message prefixed with "failed after 5 attempts: Conflict")."""
+    import threading
+    import time
+
+    from sqlalchemy import delete
+
+    from corral.db.tables import Folder, JobUnit
+    from corral.jobs import queue
+    from corral.jobs.worker import Worker
+    from corral.registration import jobs, service
+
+    admin, manifest = _admin_with_strict_integration(db, settings, make_user, moto_server)
+    job_id = service.start_import(db, settings, admin, folder="f", integration="m", manifest=io.BytesIO(manifest))
+    with db.write() as s:  # gone under the job (the start/delete race below, or an operator's SQL)
+        s.execute(delete(Folder).where(Folder.org_id == admin.org_id))
+    worker = Worker(db, settings)
+    thread = threading.Thread(target=worker.run, daemon=True)
+    thread.start()
+    try:
+        for _ in range(1200):
+            with db.read() as s:
+                job = queue.get_job(s, admin.org_id, job_id)
+            if job.status != "PENDING":
+                break
+            time.sleep(0.05)
+    finally:
+        worker.stop()
+        thread.join(30)
+    with db.read() as s:  # one unit on SQLite (the planner writes), a plan and a batch on PostgreSQL
+        attempts = s.scalars(select(JobUnit.attempts).where(JobUnit.job_id == job_id, JobUnit.status == "error"))
+        assert list(attempts) == [1]
+        counts = jobs.file_counts(s, job_id, error_limit=5)
+    [failure] = [e["error"] for e in counts["errors"]]
+    assert failure.startswith("cannot add items: the folder ") and failure.endswith(" they belong to no longer exists")
+    assert job.status == "ERROR" and job.error is not None and job.error.endswith(failure)
+    with db.read() as s:
+        assert s.scalar(select(func.count()).select_from(Item)) == 0
+
+
+def test_a_folder_delete_racing_an_import_start_never_leaves_a_job_without_its_folder(  # type: ignore[no-untyped-def]
+    db, settings, make_user, moto_server: MotoServer
+) -> None:
+    """PostgreSQL: an import started while a delete of its folder is uncommitted waits for it and
+    is a 404 (it read the folder, the delete found no job yet, and both committed: a job into a
+    folder that was gone)."""
+    import threading
+
+    from corral import errors
+    from corral.core import deletion
+    from corral.registration import service
+
+    if db.engine.dialect.name != "postgresql":
+        pytest.skip("SQLite's write lock serialises the start and the delete")
+    admin, manifest = _admin_with_strict_integration(db, settings, make_user, moto_server)
+    outcome: list[object] = []
+
+    def start() -> None:
+        try:
+            outcome.append(service.start_import(db, settings, admin, folder="f", integration="m",
+                                                manifest=io.BytesIO(manifest)))
+        except Exception as exc:  # noqa: BLE001 - the outcome is what the test checks
+            outcome.append(exc)
+
+    with db.write() as s:
+        deletion.delete_folder(s, admin, "f")
+        starter = threading.Thread(target=start)
+        starter.start()
+        starter.join(2)
+        waited = starter.is_alive()  # on the folder's row lock, until the delete commits
+    starter.join(30)
+    assert waited, f"the import did not wait for the delete: {outcome}"
+    assert len(outcome) == 1 and isinstance(outcome[0], errors.NotFound), outcome
+    assert "folder 'f' not found" in str(outcome[0])
