@@ -284,3 +284,29 @@ def test_collections_and_presets_changed_while_deleted(live_server, make_user, d
         assert set(statuses) <= {200, 204, 404}, statuses
     assert httpx.get(f"{live_server}/api/v1/index/collections", headers=user.bearer).json()["collections"] == []
     assert httpx.get(f"{live_server}/api/v1/index/presets", headers=user.bearer).json()["presets"] == []
+
+
+def test_concurrent_bundles_of_the_same_items_in_any_order(live_server, make_user, db) -> None:  # type: ignore[no-untyped-def]
+    """SDK bundles (``patch-bulk``) changing the same items' names and metadata, each listing them
+    in its own order: every one answers 200 in its own order, none a 500 (PostgreSQL ran them side
+    by side, each row-locking its items as it went: two bundles could each hold an item the other
+    waited for, a deadlock), and every item ends with one bundle's change whole."""
+    import random
+
+    user = make_user("a@example.com")
+    items = add_items(db, user, add_folder(db, user, "top"), 6)
+    rng = random.Random(7)
+    requests: list[tuple[str, str, dict[str, Any]]] = []
+    orders: list[list[uuid.UUID]] = []
+    for n in range(20):
+        order = rng.sample(items, len(items))
+        orders.append(order)
+        patches = {str(i): {"name": f"b{n}-{i}", "clientMetadata": {"bundle": n}} for i in order}
+        requests.append(("PATCH", "/v2/public/storage/items/patch-bulk", {"json": {"itemPatches": patches}}))
+    responses = _run(live_server, user, requests)
+    assert _statuses(responses) == {200: len(requests)}
+    for order, r in zip(orders, responses, strict=True):
+        assert [row["uuid"] for row in r.json()["results"]] == [str(i) for i in order]
+    with db.read() as s:
+        rows = s.execute(select(Item.name, Item.client_metadata).where(Item.id.in_(items))).all()
+    assert all(name.startswith(f"b{meta['bundle']}-") for name, meta in rows)

@@ -207,3 +207,49 @@ def test_projector_rows_come_key_by_key_in_value_order() -> None:
         values = [r[at] for r in meta if r[1] == ids[name]]
         assert values == sorted(values) and len(values) == 20
     assert {(r[0], r[1]) for r in meta} == {(f"id{n}", k.id) for n in range(20) for k in keys}
+
+
+def test_metadata_writers_of_one_organisation_do_not_queue_behind_each_other(env, db) -> None:  # type: ignore[no-untyped-def]
+    """PostgreSQL: two transactions writing different items' metadata run side by side (the index
+    keys' rows are key-share-locked, which only a key's delete waits for); they were locked FOR
+    NO KEY UPDATE, so every metadata write of an organisation, a registration batch's as well as
+    a PATCH, waited for the one before it to commit.  A schema change still waits for both."""
+    import threading
+
+    from corral.core import items as core_items
+    from corral.core.identity import Principal
+    from corral.core.metadata import service as metadata_service
+
+    if db.engine.dialect.name != "postgresql":
+        pytest.skip("SQLite's writers take turns by design")
+    client, user = env
+    register(client, user, [{"name": "a", "meta": {"score": 1}}, {"name": "b", "meta": {"score": 2}}])
+    with db.read() as s:
+        ids = dict(s.execute(select(Item.name, Item.id).where(Item.org_id == user.org_id)).tuples().all())
+    admin = Principal(user.user_id, user.org_id, user.email, "admin", "bearer")
+    done: list[str] = []
+
+    def write(name: str, score: int) -> None:
+        with db.write() as s:
+            core_items.update_item(s, admin, ids[name], client_metadata={"score": score}, merge=True)
+        done.append(name)
+
+    def change_schema() -> None:
+        with db.write() as s:
+            metadata_service.save(s, admin, metadata_service.stored(
+                {"keys": {**SCHEMA["keys"], "extra": {"type": "number"}}}))
+        done.append("schema")
+
+    with db.write() as s:
+        core_items.update_item(s, admin, ids["a"], client_metadata={"score": 10}, merge=True)
+        other = threading.Thread(target=write, args=("b", 20))
+        other.start()
+        other.join(10)
+        assert done == ["b"], "a metadata write of another item waited for this one to commit"
+        schema = threading.Thread(target=change_schema)
+        schema.start()
+        schema.join(2)
+        assert schema.is_alive(), "a schema change did not wait for a metadata write in progress"
+    schema.join(30)
+    assert done == ["b", "schema"]
+    assert find(client, user, "score >= 10") == ["a", "b"]

@@ -148,9 +148,10 @@ async def patch_folders(
     patches = _patches(body, "folderPatches")
 
     def write() -> dict[str, Any]:
-        with ctx.db.write() as s:
-            rows = [_patch_folder(s, principal, fid, p, f"folderPatches.{fid}") for fid, p in patches.items()]
-            return _page(dto.storage_folders(s, principal, rows), None)
+        with ctx.db.write() as s:  # locked in id order, as items are (patch_items)
+            done = {fid: _patch_folder(s, principal, fid, patches[fid], f"folderPatches.{fid}")
+                    for fid in sorted(patches)}
+            return _page(dto.storage_folders(s, principal, [done[fid] for fid in patches]), None)
 
     return await run_in_threadpool(write)
 
@@ -279,8 +280,13 @@ async def patch_items(
     patches = _patches(body, "itemPatches")
 
     def write() -> list[ItemView]:
+        # Each item is row-locked as it is changed: in id order, so two bundles sharing items
+        # (PostgreSQL runs them side by side) cannot each hold one the other waits for; answered
+        # in the bundle's own order.
         with ctx.db.write() as s:
-            return [_patch_item(s, principal, iid, p, f"itemPatches.{iid}") for iid, p in patches.items()]
+            done = {iid: _patch_item(s, principal, iid, patches[iid], f"itemPatches.{iid}")
+                    for iid in sorted(patches)}
+        return [done[iid] for iid in patches]
 
     views = await run_in_threadpool(write)
     return _page(await run_in_threadpool(_shaped, ctx, views), None)

@@ -131,15 +131,18 @@ def wanted(schema: Schema) -> dict[str, dict[str, Any]]:
 
 def load(s: Session, org_id: uuid.UUID, *, writing: bool = False) -> list[Key]:
     """The organisation's index keys.  ``writing``: the caller writes values of them in this
-    transaction; on PostgreSQL their rows are then share-locked until it ends, so a concurrent
+    transaction; on PostgreSQL their rows are then key-share-locked until it ends, so a concurrent
     ``sync`` cannot delete a key (and, by trigger, its values) under the write and leave values
     of a key that is gone (``item_meta`` has no foreign keys, migration 0023y; SQLite's single
-    writer already serialises the two)."""
+    writer already serialises the two).  ``FOR KEY SHARE``, the weakest lock a DELETE waits for:
+    writers do not wait for each other (``FOR NO KEY UPDATE``, SQLAlchemy's ``key_share=True``
+    alone, made every metadata write of an organisation wait for the one before it to commit),
+    nor for a re-projection marking its keys ready."""
     query = select(IndexKey.id, IndexKey.name, IndexKey.definition, IndexKey.ready, IndexKey.job_id).where(
         IndexKey.org_id == org_id
     )
     if writing and s.get_bind().dialect.name == "postgresql":
-        query = query.with_for_update(key_share=True, of=IndexKey)
+        query = query.with_for_update(read=True, key_share=True, of=IndexKey)
     rows = s.execute(query).all()
     return [Key(r.id, r.name, _entry(r.name, r.definition), r.ready, r.job_id) for r in rows]
 
