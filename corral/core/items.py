@@ -544,10 +544,11 @@ def move(
     # folder, so a delete of it racing this move waits, then fails on the moved items
     item_parents.hold(s, org_id=principal.org_id, folder_id=target.id, integration_id=None, job_id=None,
                       created_by=None)
-    for i in range(0, len(ids), 500):
+    ordered = sorted(ids)  # chunks in id order: two moves sharing items lock them in one order
+    for i in range(0, len(ordered), 500):
         s.execute(
             update(Item)
-            .where(Item.id.in_(ids[i : i + 500]))
+            .where(Item.id.in_(ordered[i : i + 500]))
             .values(folder_id=target.id, updated_at=utcnow())
             .execution_options(synchronize_session=False)
         )
@@ -595,8 +596,9 @@ def delete_many(s: Session, principal: Principal, folder: str | uuid.UUID, item_
         deletion.refuse_if_linked(s, chunk, "the items are" if len(ids) > 1 else f"item {ids[0]} is")
     for item in found.values():
         s.expunge(item)
-    for i in range(0, len(ids), 500):
-        removed += deletion.purge(s, select(Item.id).where(Item.id.in_(ids[i : i + 500])))
+    ordered = sorted(ids)  # chunks in id order, as move's
+    for i in range(0, len(ordered), 500):
+        removed += deletion.purge(s, select(Item.id).where(Item.id.in_(ordered[i : i + 500])))
     return removed
 
 
