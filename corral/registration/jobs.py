@@ -544,6 +544,12 @@ def _commit_batch(s: Session, unit: ClaimedUnit, ready: _Ready,
     params = unit.params
     results = ready.results
     folder_id = uuid.UUID(params["folder_id"])
+    # The schema row and the index keys before any item is written (PostgreSQL), as every writer
+    # of items' metadata takes them: a schema change in progress (which deletes keys, then locks
+    # every item to project the new ones) is waited for before an upsert holds an item, and
+    # one that comes later waits for this batch and then sees its items.  (The upsert's UPDATE
+    # held its items while it waited for a key the schema change had deleted: a deadlock.)
+    projection.lock_keys(s, unit.org_id)
     if params.get("skip_duplicate_urls"):
         _lock_folder(s, folder_id)  # only duplicate checks need batches into one folder serialised
     prepared = [p for r in results if not isinstance(r, FileError) for p in r]
@@ -797,6 +803,7 @@ def _resolve_duplicates(s: Session, job: Job) -> dict[str, int]:
     if not rows:
         return {"skipped": 0, "updated": 0}
     if job.params.get("upsert_metadata"):
+        projection.lock_keys(s, job.org_id)  # before the items, as in _commit_batch
         upserted: list[tuple[uuid.UUID, dict[str, Any]]] = []
         for _, url_hash, client_metadata in rows:
             copies = s.scalars(
