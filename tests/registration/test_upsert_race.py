@@ -18,6 +18,7 @@ from sqlalchemy import select, text
 
 from corral.core.metadata import service as metadata_service
 from corral.core.metadata.schema import from_native
+from corral.core.staging import published
 from corral.db.tables import IndexKey, Item, ItemMeta, Job, JobUnit
 from tests.registration.test_skip_race import _job, _run, world  # noqa: F401 - world is a fixture
 
@@ -47,27 +48,18 @@ def _wait_for_waiters(db, n: int) -> None:  # type: ignore[no-untyped-def]
         time.sleep(0.05)
 
 
-def test_an_upsert_batch_and_a_schema_change_do_not_deadlock(db, settings, world) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
-    """An upserting batch that has updated its items when a schema change re-types a key: the
-    schema change waits for the batch, which commits, and then re-projects (the batch updated its
-    items, then waited for the key the schema change had deleted, while the schema change waited
-    for its items: a deadlock, 40P01, and the batch was retried).  A third transaction holding one
-    of an item's values stands for the time a batch of many upserts spends between its first
-    UPDATE and its key lock, so that the schema change comes in just then."""
-    if db.engine.dialect.name != "postgresql":
-        pytest.skip("SQLite's write lock serialises the batch and the schema change")
-    admin = world[0]
-    _save(db, admin, "varchar")
-    first = _job(db, world, [[_entry(i, "a") for i in range(N)]])
-    _run(db, settings, first, 0)
-    upsert = _job(db, world, [[_entry(i, "b") for i in range(N)]], skip_duplicate_urls=True, upsert_metadata=True)
+def _race_a_retype(db, settings, admin, job, batch: int) -> dict[str, object]:  # type: ignore[no-untyped-def]
+    """Run ``batch`` of ``job`` while the schema re-types key ``tag``, the change coming in once
+    the batch has updated the first URL's item: a third transaction holding that item's value of
+    key ``n`` (which the batch rewrites after its UPDATE) stands for the time a batch of many
+    upserts spends between its first UPDATE and its key lock."""
     with db.read() as s:
-        item = s.scalar(select(Item.id).where(Item.url == "s3://media/img/0000.jpg"))
+        item = s.scalar(select(Item.id).where(Item.url == "s3://media/img/0000.jpg", published()))
         n_key = s.scalar(select(IndexKey.id).where(IndexKey.org_id == admin.org_id, IndexKey.name == "n"))
     outcome: dict[str, object] = {}
 
-    def batch() -> None:
-        _run(db, settings, upsert, 0)
+    def run() -> None:
+        _run(db, settings, job, batch)
         outcome["batch"] = "ran"
 
     def schema_change() -> None:
@@ -77,10 +69,10 @@ def test_an_upsert_batch_and_a_schema_change_do_not_deadlock(db, settings, world
         except Exception as exc:  # noqa: BLE001 - the outcome is what the test checks
             outcome["schema"] = exc
 
-    with db.write() as s:  # the gate: the item's value of key n, which the batch rewrites
+    with db.write() as s:  # the gate
         s.execute(select(ItemMeta.item_id).where(ItemMeta.item_id == item, ItemMeta.key_id == n_key)
                   .with_for_update())
-        batcher = threading.Thread(target=batch)
+        batcher = threading.Thread(target=run)
         batcher.start()
         _wait_for_waiters(db, 1)  # the batch, held by the gate
         changer = threading.Thread(target=schema_change)
@@ -89,18 +81,62 @@ def test_an_upsert_batch_and_a_schema_change_do_not_deadlock(db, settings, world
         time.sleep(1.5)  # past deadlock_timeout: the schema change checked and found no cycle
     batcher.join(60)
     changer.join(60)
+    return outcome
+
+
+def _tags(db, admin) -> tuple[list[str], list[str]]:  # type: ignore[no-untyped-def]
+    """The visible items' tags, and the values of key ``tag`` in the index."""
+    with db.read() as s:
+        tags = s.scalars(select(Item.client_metadata["tag"].as_string())
+                         .where(Item.org_id == admin.org_id, published()))
+        tag_key = s.scalar(select(IndexKey.id).where(IndexKey.org_id == admin.org_id, IndexKey.name == "tag"))
+        projected = s.scalars(select(ItemMeta.txt).join(Item, Item.id == ItemMeta.item_id)
+                              .where(ItemMeta.key_id == tag_key, published()))
+        return sorted(tags), sorted(projected)
+
+
+def test_an_upsert_batch_and_a_schema_change_do_not_deadlock(db, settings, world) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    """An upserting batch that has updated its items when a schema change re-types a key: the
+    schema change waits for the batch, which commits, and then re-projects (the batch updated its
+    items, then waited for the key the schema change had deleted, while the schema change waited
+    for its items: a deadlock, 40P01, and the batch was retried)."""
+    if db.engine.dialect.name != "postgresql":
+        pytest.skip("SQLite's write lock serialises the batch and the schema change")
+    admin = world[0]
+    _save(db, admin, "varchar")
+    first = _job(db, world, [[_entry(i, "a") for i in range(N)]])
+    _run(db, settings, first, 0)
+    upsert = _job(db, world, [[_entry(i, "b") for i in range(N)]], skip_duplicate_urls=True, upsert_metadata=True)
+    outcome = _race_a_retype(db, settings, admin, upsert, 0)
     assert outcome.get("schema") == "saved", outcome
     with db.read() as s:
         unit = s.execute(select(JobUnit.status, JobUnit.attempts, JobUnit.error)
                          .where(JobUnit.job_id == upsert, JobUnit.seq == 1)).one()
         assert (unit.status, unit.error) == ("done", None), unit
         assert s.scalar(select(Job.status).where(Job.id == upsert)) == "DONE"
-        tags = s.scalars(select(Item.client_metadata["tag"].as_string()).where(Item.org_id == admin.org_id))
-        assert sorted(tags) == ["b"] * N
-        tag_key = s.scalar(select(IndexKey.id).where(IndexKey.org_id == admin.org_id, IndexKey.name == "tag"))
-        projected = s.scalars(select(ItemMeta.txt).where(ItemMeta.key_id == tag_key))
-        assert sorted(projected) == ["b"] * N  # the re-typed key holds the upserted values
+    assert _tags(db, admin) == (["b"] * N, ["b"] * N)  # the re-typed key holds the upserted values
 
+
+def test_an_upsert_at_the_end_of_a_job_and_a_schema_change_do_not_deadlock(db, settings, world) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    """The same race at the end of an ``ignore_errors`` job that held its copies of URLs another
+    job had staged back: the job, ending, gives the other job's copies its metadata
+    (``_resolve_duplicates``), which took the items before the keys too (the end was rolled back
+    with 40P01 and the job left running until a sweep)."""
+    if db.engine.dialect.name != "postgresql":
+        pytest.skip("SQLite's write lock serialises the job's end and the schema change")
+    admin = world[0]
+    _save(db, admin, "varchar")
+    first = _job(db, world, [[_entry(i, "a") for i in range(N)], [_entry(N + 1, "a")]])
+    _run(db, settings, first, 0)  # staged, not yet visible
+    upsert = _job(db, world, [[_entry(i, "b") for i in range(N)], [_entry(N + 2, "b")]],
+                  ignore_errors=True, skip_duplicate_urls=True, upsert_metadata=True)
+    _run(db, settings, upsert, 0)  # meets the staged copies: holds its own back
+    _run(db, settings, first, 1)  # the first job ends: its copies are visible
+    outcome = _race_a_retype(db, settings, admin, upsert, 1)  # the upsert job's last batch, and its end
+    assert outcome.get("schema") == "saved", outcome
+    with db.read() as s:
+        assert s.scalar(select(Job.status).where(Job.id == upsert)) == "DONE"
+    assert _tags(db, admin) == (["a"] + ["b"] * (N + 1), ["a"] + ["b"] * (N + 1))
 
 
 def test_items_registered_during_a_schema_change_get_its_new_key(db, settings, world) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
