@@ -185,11 +185,18 @@ def has_users(session: Session) -> bool:
 def add_ssh_key(session: Session, email: str, public_key_text: str) -> SshKey:
     user = get_user_by_email(session, email)
     parsed = parse_ssh_public_key(public_key_text)
+    registered = AlreadyExists("this SSH key is already registered")
     if session.scalar(select(SshKey.id).where(SshKey.key_id == parsed.key_id)) is not None:
-        raise AlreadyExists("this SSH key is already registered")
+        raise registered
     key = SshKey(user_id=user.id, key_id=parsed.key_id, public_key=parsed.line, comment=parsed.comment)
-    session.add(key)
-    session.flush()
+    try:
+        with session.begin_nested():  # a concurrent registration of the key: as create_user
+            session.add(key)
+            session.flush()
+    except IntegrityError:
+        if session.scalar(select(SshKey.id).where(SshKey.key_id == parsed.key_id)) is None:
+            raise
+        raise registered from None
     return key
 
 
