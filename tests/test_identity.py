@@ -69,3 +69,67 @@ def test_users_keys_and_tokens(db, tmp_path) -> None:  # type: ignore[no-untyped
         assert identity.user_for_token(s, token).email == "alice@example.com"
         with pytest.raises(AuthenticationFailed):
             identity.user_for_token(s, token + "x")
+
+
+def test_users_created_at_once_in_a_new_organisation_share_it(db) -> None:  # type: ignore[no-untyped-def]
+    """Two users created at once in one new organisation: the second waits for the first and
+    joins the organisation it made (on PostgreSQL it failed at the organisation's unique name)."""
+    import threading
+
+    from corral.db.tables import Organisation, User
+
+    outcome: list[object] = []
+
+    def create() -> None:
+        try:
+            with db.write() as s:
+                outcome.append(identity.create_user(s, "b@example.com", org_name="New").org_id)
+        except Exception as exc:  # noqa: BLE001 - the outcome is what the test checks
+            outcome.append(exc)
+
+    with db.write() as s:
+        first = identity.create_user(s, "a@example.com", org_name="New").org_id
+        racer = threading.Thread(target=create)
+        racer.start()
+        racer.join(2)
+        waited = racer.is_alive()  # on the uncommitted row's unique key, until it commits
+    racer.join(30)
+    assert waited, outcome
+    assert outcome == [first]
+    with db.read() as s:
+        assert list(s.scalars(select(Organisation.name))) == ["New"]
+        assert sorted(s.scalars(select(User.email))) == ["a@example.com", "b@example.com"]
+
+
+def test_one_ssh_key_registered_at_once_for_two_users_is_the_existing_key_conflict(db, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """One public key added to two users at once: the second waits for the first, then is
+    refused as an already registered key (on PostgreSQL it failed at the unique key_id: an
+    IntegrityError, a traceback from ``corral user add-key``)."""
+    import threading
+
+    from tests.conftest import write_key
+
+    write_key(tmp_path / "k")
+    pub = (tmp_path / "k.pub").read_text()
+    with db.write() as s:
+        identity.create_user(s, "a@example.com", org_name="Acme")
+        identity.create_user(s, "b@example.com", org_name="Acme")
+    outcome: list[object] = []
+
+    def add() -> None:
+        try:
+            with db.write() as s:
+                outcome.append(identity.add_ssh_key(s, "b@example.com", pub).key_id)
+        except Exception as exc:  # noqa: BLE001 - the outcome is what the test checks
+            outcome.append(exc)
+
+    with db.write() as s:
+        identity.add_ssh_key(s, "a@example.com", pub)
+        racer = threading.Thread(target=add)
+        racer.start()
+        racer.join(2)
+        waited = racer.is_alive()  # on the uncommitted row's unique key, until it commits
+    racer.join(30)
+    assert waited, outcome
+    assert len(outcome) == 1 and isinstance(outcome[0], AlreadyExists), outcome
+    assert str(outcome[0].message) == "this SSH key is already registered"

@@ -354,6 +354,11 @@ def _folder_ids(s: Session, principal: Principal, ref: str, recursive: bool) -> 
     except errors.NotFound:
         raise errors.NotFound(f"folder {ref!r} not found") from None
     permissions.require_folder(s, principal, root, "viewer")
+    # Key-share-lock the folder (PostgreSQL) until the link commits: a delete in progress is
+    # waited for and is a 404 here (its items went while this read them: nothing was linked,
+    # and that answered 200), and a delete that comes later waits and sees the links (409).
+    # Other links of the folder do not wait for this one.
+    folders.hold(s, root, ref)
     if not recursive:
         return [root.id]
     children: dict[uuid.UUID, list[uuid.UUID]] = {}

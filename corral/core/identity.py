@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlalchemy import Select, event, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import ORMExecuteState, Session
 
 from corral.db.tables import ApiToken, Organisation, SshKey, User
@@ -103,8 +104,17 @@ def get_or_create_org(session: Session, name: str) -> Organisation:
     org = session.scalar(select(Organisation).where(Organisation.name == name))
     if org is None:
         org = Organisation(name=name)
-        session.add(org)
-        session.flush()
+        try:
+            # A savepoint: a concurrent create of this organisation that won (PostgreSQL) leaves
+            # this transaction usable, to read the winner and join it.
+            with session.begin_nested():
+                session.add(org)
+                session.flush()
+        except IntegrityError:
+            winner = session.scalar(select(Organisation).where(Organisation.name == name))
+            if winner is None:
+                raise
+            return winner
     return org
 
 
@@ -119,12 +129,22 @@ def create_user(
     email = email.strip().lower()
     if not _EMAIL.match(email):
         raise InvalidInput(f"email {email!r} is not an email address")
+    exists = AlreadyExists(f"user {email} already exists")
     if session.scalar(select(User.id).where(User.email == email)) is not None:
-        raise AlreadyExists(f"user {email} already exists")
+        raise exists
     org = get_or_create_org(session, org_name)
     user = User(org_id=org.id, email=email, role=role)
-    session.add(user)
-    session.flush()
+    try:
+        # A savepoint: a concurrent create of this email that committed after the check above
+        # (PostgreSQL) fails this insert at the unique key; it is the same conflict as a user
+        # that already existed, not a database error, and the transaction stays usable.
+        with session.begin_nested():
+            session.add(user)
+            session.flush()
+    except IntegrityError:
+        if session.scalar(select(User.id).where(User.email == email)) is None:
+            raise
+        raise exists from None
     if ssh_public_key is not None:
         add_ssh_key(session, email, ssh_public_key)
     return user
@@ -165,11 +185,18 @@ def has_users(session: Session) -> bool:
 def add_ssh_key(session: Session, email: str, public_key_text: str) -> SshKey:
     user = get_user_by_email(session, email)
     parsed = parse_ssh_public_key(public_key_text)
+    registered = AlreadyExists("this SSH key is already registered")
     if session.scalar(select(SshKey.id).where(SshKey.key_id == parsed.key_id)) is not None:
-        raise AlreadyExists("this SSH key is already registered")
+        raise registered
     key = SshKey(user_id=user.id, key_id=parsed.key_id, public_key=parsed.line, comment=parsed.comment)
-    session.add(key)
-    session.flush()
+    try:
+        with session.begin_nested():  # a concurrent registration of the key: as create_user
+            session.add(key)
+            session.flush()
+    except IntegrityError:
+        if session.scalar(select(SshKey.id).where(SshKey.key_id == parsed.key_id)) is None:
+            raise
+        raise registered from None
     return key
 
 

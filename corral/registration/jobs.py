@@ -571,6 +571,12 @@ def _commit_batch(s: Session, unit: ClaimedUnit, ready: _Ready,
         published_by = set(s.scalars(done)) if others else set()
         there = {h for h, job_id in copies if job_id is None or job_id in published_by}
         staged_elsewhere = {h for h, _ in copies} - there
+        if params.get("upsert_metadata") and there:
+            # The schema row and the index keys before the items (PostgreSQL), as every writer of
+            # items' metadata takes them: a schema change in progress (it deletes keys, then locks
+            # every item to project the new ones) is waited for before an item is held here.  (The
+            # UPDATE held the items while project_again waited for a key the change had deleted.)
+            projection.lock_keys(s, unit.org_id)
         fresh: list[Prepared] = []
         for p in prepared:
             if p.url_hash in there:
@@ -601,6 +607,9 @@ def _commit_batch(s: Session, unit: ClaimedUnit, ready: _Ready,
     # may run again for the same batch after a rolled-back group commit: ``ready`` only gains
     # rows here, and its projected values are never changed, so a second run writes the same.)
     ready.build([p for p in needed if id(p) not in ready.rows])
+    # The schema row first (PostgreSQL): a schema change in progress that adds a key is waited
+    # for, and the key read below then has the key; its projection had not seen these items.
+    projection.lock_schema(s, unit.org_id)
     keys = load_keys(s, unit.org_id, writing=True)
     meta = ready.meta
     if keys != ready.keys or any(id(p) not in ready.projected for p in needed):
@@ -797,6 +806,7 @@ def _resolve_duplicates(s: Session, job: Job) -> dict[str, int]:
     if not rows:
         return {"skipped": 0, "updated": 0}
     if job.params.get("upsert_metadata"):
+        projection.lock_keys(s, job.org_id)  # before the items, as in _commit_batch
         upserted: list[tuple[uuid.UUID, dict[str, Any]]] = []
         for _, url_hash, client_metadata in rows:
             copies = s.scalars(

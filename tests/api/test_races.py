@@ -310,3 +310,51 @@ def test_concurrent_bundles_of_the_same_items_in_any_order(live_server, make_use
     with db.read() as s:
         rows = s.execute(select(Item.name, Item.client_metadata).where(Item.id.in_(items))).all()
     assert all(name.startswith(f"b{meta['bundle']}-") for name, meta in rows)
+
+
+def test_a_folder_link_racing_its_delete_is_a_404(live_server, make_user, db) -> None:  # type: ignore[no-untyped-def]
+    """A folder linked into a dataset while a delete of it is uncommitted: the link waits for the
+    delete and is a 404 naming the folder, as for a folder that is not there (on PostgreSQL it
+    read the folder, its INSERT … SELECT waited for the items and then found none: a 200 with
+    nothing linked).  Two links of one folder into two datasets do not wait for each other."""
+    import threading
+
+    from corral.core import datasets, deletion
+
+    user = make_user("a@example.com")
+    principal = Principal(user.user_id, user.org_id, user.email, "admin", "bearer")
+    folder = add_folder(db, user, "top")
+    add_items(db, user, folder, 3)
+    dataset = httpx.post(f"{live_server}/api/v1/datasets", json={"title": "d"}, headers=user.bearer).json()["id"]
+    outcome: list[httpx.Response] = []
+
+    def link() -> None:
+        outcome.append(httpx.post(f"{live_server}/api/v1/datasets/{dataset}/link", headers=user.bearer,
+                                  json={"folder": str(folder)}, timeout=60))
+
+    with db.write() as s:
+        deletion.delete_folder(s, principal, folder, recursive=True)
+        linker = threading.Thread(target=link)
+        linker.start()
+        linker.join(2)
+        waited = linker.is_alive()  # on the folder's (PostgreSQL: the items') row locks
+    linker.join(60)
+    assert waited, [r.text for r in outcome]
+    [answer] = outcome
+    assert answer.status_code == 404, answer.text
+    assert answer.json()["message"] == f"folder {str(folder)!r} not found"
+
+    if db.engine.dialect.name != "postgresql":
+        return  # SQLite's write lock serialises any two links
+    folder = add_folder(db, user, "again")
+    add_items(db, user, folder, 3, prefix="again")
+    other = httpx.post(f"{live_server}/api/v1/datasets", json={"title": "e"}, headers=user.bearer).json()["id"]
+    with db.write() as s:
+        first = datasets.link_folder(s, principal, datasets.resolve(s, principal, dataset), str(folder))
+        assert first.linked == 3
+        linker = threading.Thread(target=lambda: outcome.append(httpx.post(
+            f"{live_server}/api/v1/datasets/{other}/link", headers=user.bearer, json={"folder": str(folder)})))
+        linker.start()
+        linker.join(10)
+        assert not linker.is_alive(), "a link of the folder waited for another link of it"
+    assert outcome[-1].status_code == 200 and outcome[-1].json()["linked"] == 3, outcome[-1].text

@@ -174,9 +174,18 @@ def lock_keys(s: Session, org_id: uuid.UUID) -> None:
     change waits for it; locking the key rows alone was not enough, since a key added after they
     were locked is not among them.  Then the key rows, as ``load(writing=True)`` does."""
     if s.get_bind().dialect.name == "postgresql":
+        lock_schema(s, org_id)
+        load(s, org_id, writing=True)
+
+
+def lock_schema(s: Session, org_id: uuid.UUID) -> None:
+    """Key-share-lock the organisation's schema row (PostgreSQL), for a writer that reads the
+    index keys next (``load(writing=True)``): a schema change in progress is waited for, so the
+    keys it adds are among those read, and a schema change that comes later waits for the
+    writer's commit, then projects its items."""
+    if s.get_bind().dialect.name == "postgresql":
         s.execute(select(MetadataSchema.org_id).where(MetadataSchema.org_id == org_id)
                   .with_for_update(read=True, key_share=True))
-        load(s, org_id, writing=True)
 
 
 def _metadata_written(s: Session) -> set[uuid.UUID]:
