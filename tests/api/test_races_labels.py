@@ -1,0 +1,101 @@
+"""Many clients at once on a real server, on SQLite and PostgreSQL: datasets, ontologies,
+projects, workflow tasks and label rows (the labelling side of ``test_races``).
+
+Each test sends conflicting requests from many concurrent clients and checks that every answer
+is a clear one (never a 500) and that the final state is one that one request at a time could
+leave.  PostgreSQL runs them truly concurrently (read committed); SQLite's writers take turns.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections import Counter
+from typing import Any
+
+import httpx
+from sqlalchemy import select
+
+from corral.core.identity import Principal
+from corral.core.labels import ontologies, projects, workflow
+from corral.db.tables import DataRow, WorkflowTask
+from tests.api.test_races import _run, _statuses
+from tests.datasets.helpers import add_folder, add_items
+from tests.labels.test_validation import EDITOR
+
+CLIENTS = 24
+
+
+def _principal(user: Any) -> Principal:
+    return Principal(user.user_id, user.org_id, user.email, "admin", "bearer")
+
+
+def _dataset(base: str, user: Any, db: Any, n: int, title: str = "d") -> tuple[str, list[uuid.UUID]]:
+    """A dataset with ``n`` image items linked: its id and its data row ids (in item order)."""
+    items = add_items(db, user, add_folder(db, user, f"f-{uuid.uuid4().hex[:8]}"), n)
+    dataset = httpx.post(f"{base}/api/v1/datasets", json={"title": title}, headers=user.bearer).json()["id"]
+    linked = httpx.post(f"{base}/api/v1/datasets/{dataset}/link", headers=user.bearer,
+                        json={"item_ids": [str(i) for i in items]})
+    assert linked.status_code == 200, linked.text
+    with db.read() as s:
+        rows = dict(s.execute(select(DataRow.item_id, DataRow.id)
+                              .where(DataRow.dataset_id == uuid.UUID(dataset))).tuples().all())
+    return dataset, [rows[i] for i in items]
+
+
+def _project(db: Any, user: Any, dataset: str, editor: dict[str, Any] = EDITOR) -> tuple[uuid.UUID, uuid.UUID]:
+    with db.write() as s:
+        onto = ontologies.create(s, _principal(user), "o", "", editor)
+        project = projects.create(s, _principal(user), "p", "", onto.id, [dataset])
+        return project.id, onto.id
+
+
+def _rpc(project: uuid.UUID, method: str, uid: Any, payload: Any = None) -> tuple[str, str, dict[str, Any]]:
+    body = {"query_type": "labelrow", "query_method": method, "values": {"uid": uid, "payload": payload}}
+    return ("POST", "/public", {"content": json.dumps(body),
+                                "headers": {"ResourceType": "project", "ResourceID": str(project),
+                                            "content-type": "application/json"}})
+
+
+def _label_doc(data_hash: uuid.UUID, feature: str, shape: str, n: int) -> dict[str, Any]:
+    geometry = ({"boundingBox": {"x": 0.1, "y": 0.1, "w": 0.2, "h": 0.2}} if shape == "bounding_box" else
+                {"polygon": {"0": {"x": 0, "y": 0}, "1": {"x": 1, "y": 0}, "2": {"x": 1, "y": 1}}})
+    oh = f"o{n:07d}"
+    obj = {"featureHash": feature, "shape": shape, "objectHash": oh, "createdBy": None, "name": "x",
+           "color": "#000000", "value": "x", "confidence": 1, "manualAnnotation": True, **geometry}
+    return {"data_units": {str(data_hash): {"labels": {"objects": [obj], "classifications": []}}},
+            "object_answers": {oh: {"objectHash": oh, "classifications": []}},
+            "classification_answers": {}, "object_actions": {}}
+
+
+def test_concurrent_actions_on_one_task(live_server, make_user, db) -> None:  # type: ignore[no-untyped-def]
+    """Annotators submitting, claiming and releasing the same new tasks at once: every answer is
+    200 or a 400 saying the task moved on, each task is submitted once (one SUBMIT answers 200,
+    as one at a time), and none is a 500 (the first action on a new task made its task row: two
+    at once collided on its key)."""
+    user = make_user("a@example.com")
+    make_user("ann@example.com", role="member")
+    dataset, rows = _dataset(live_server, user, db, 4)
+    project, _ = _project(db, user, dataset)
+    added = httpx.post(f"{live_server}/api/v1/projects/{project}/members", headers=user.bearer,
+                       json={"emails": ["ann@example.com"], "role": "annotator"})
+    assert added.status_code == 200, added.text
+    annotate = workflow.stage_id(project, "annotate")
+    path = f"/v2/public/projects/{project}/workflow/stages/{annotate}/actions"
+    requests: list[tuple[str, str, dict[str, Any]]] = []
+    for n in range(CLIENTS):
+        task = str(workflow.task_id(project, rows[n % len(rows)]))
+        action = ({"taskUuid": task, "action": "SUBMIT"} if n % 3 == 0 else
+                  {"taskUuid": task, "action": "ASSIGN", "assignee": "ann@example.com"} if n % 3 == 1 else
+                  {"taskUuid": task, "action": "RELEASE"})
+        requests.append(("POST", path, {"json": [action]}))
+    responses = _run(live_server, user, requests)
+    statuses = _statuses(responses)
+    assert set(statuses) <= {200, 400}, statuses
+    submits = Counter(rows[n % len(rows)] for n, r in enumerate(responses) if n % 3 == 0 and r.status_code == 200)
+    assert all(count == 1 for count in submits.values()), submits
+    with db.read() as s:
+        stages = dict(s.execute(select(WorkflowTask.data_row_id, WorkflowTask.stage)
+                                .where(WorkflowTask.project_id == project)).tuples().all())
+    assert set(stages) == set(rows)
+    assert {r for r, st in stages.items() if st == "review"} == set(submits)
