@@ -14,11 +14,11 @@ from collections import Counter
 from typing import Any
 
 import httpx
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from corral.core.identity import Principal
 from corral.core.labels import ontologies, projects, workflow
-from corral.db.tables import DataRow, WorkflowTask
+from corral.db.tables import DataRow, LabelRow, Ontology, WorkflowTask
 from tests.api.test_races import _run, _statuses
 from tests.datasets.helpers import add_folder, add_items
 from tests.labels.test_validation import EDITOR
@@ -99,3 +99,63 @@ def test_concurrent_actions_on_one_task(live_server, make_user, db) -> None:  # 
                                 .where(WorkflowTask.project_id == project)).tuples().all())
     assert set(stages) == set(rows)
     assert {r for r, st in stages.items() if st == "review"} == set(submits)
+
+
+def test_label_rows_saved_while_their_data_rows_are_unlinked(live_server, make_user, db) -> None:  # type: ignore[no-untyped-def]
+    """Label rows initialised and saved while other clients unlink their data rows from the
+    dataset: each answer is 200 (before the unlink) or 404 (after), never a 500 (a save that read
+    its label row before the unlink committed updated no row; an initialise whose insert lost to
+    the unlink read back no row), and no label row outlives its data row."""
+    user = make_user("a@example.com")
+    for round_ in range(3):
+        dataset, rows = _dataset(live_server, user, db, 4, title=f"d{round_}")
+        project, _ = _project(db, user, dataset)
+        created = httpx.post(f"{live_server}/public", headers={**user.bearer, "ResourceType": "project",
+                                                               "ResourceID": str(project)},
+                             json={"query_type": "labelrow", "query_method": "PUT",
+                                   "values": {"uid": [str(r) for r in rows[:2]], "payload": None}})
+        labels = {u["data_hash"]: u["label_hash"] for u in created.json()["response"]}
+        requests = []
+        for n in range(CLIENTS):
+            row = rows[n % 4]
+            if n % 4 < 2:
+                requests.append(_rpc(project, "POST", [labels[str(row)]],
+                                     {"labels": [_label_doc(row, "car00001", "bounding_box", n)]}))
+            else:
+                requests.append(_rpc(project, "PUT", [str(row)]))
+        requests += [("POST", f"/api/v1/datasets/{dataset}/unlink", {"json": {"row_ids": [str(r) for r in rows]}})] * 4
+        statuses = _statuses(_run(live_server, user, requests))
+        assert set(statuses) <= {200, 404}, statuses
+        with db.read() as s:
+            assert s.scalar(select(func.count()).select_from(LabelRow).where(LabelRow.project_id == project)) == 0
+
+
+def test_ontology_edits_race_label_saves(live_server, make_user, db) -> None:  # type: ignore[no-untyped-def]
+    """An ontology edit that removes a feature while other clients save labels using it: either
+    the edit comes first (the saves are 400, the feature is unknown) or the saves do (the edit is
+    a 409, labels use it); never both (the edit read the labels before the saves committed, and
+    the saves checked against the ontology before the edit did: labels of a feature that is gone)."""
+    user = make_user("a@example.com")
+    for round_ in range(3):
+        dataset, rows = _dataset(live_server, user, db, 4, title=f"d{round_}")
+        project, onto = _project(db, user, dataset)
+        created = httpx.post(f"{live_server}/public", headers={**user.bearer, "ResourceType": "project",
+                                                               "ResourceID": str(project)},
+                             json={"query_type": "labelrow", "query_method": "PUT",
+                                   "values": {"uid": [str(r) for r in rows], "payload": None}})
+        labels = {u["data_hash"]: u["label_hash"] for u in created.json()["response"]}
+        without_road = {**EDITOR, "objects": [o for o in EDITOR["objects"] if o["name"] != "road"]}
+        edit = ("PUT", f"/v2/public/ontologies/{onto}", {"json": {"title": "o", "description": "",
+                                                                  "editor": without_road}})
+        requests = [edit] * 4
+        requests += [_rpc(project, "POST", [labels[str(rows[n % 4])]],
+                          {"labels": [_label_doc(rows[n % 4], "road0001", "polygon", n)]}) for n in range(CLIENTS)]
+        responses = _run(live_server, user, requests)
+        statuses = _statuses(responses)
+        assert set(statuses) <= {200, 400, 409}, statuses
+        with db.read() as s:
+            editor = s.scalar(select(Ontology.editor).where(Ontology.id == onto))
+            docs = list(s.scalars(select(LabelRow.document).where(LabelRow.project_id == project)))
+        road_labels = sum("road0001" in json.dumps(d) for d in docs)
+        road_kept = any(o["name"] == "road" for o in editor["objects"])
+        assert road_kept or road_labels == 0, (road_labels, statuses)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from email.utils import format_datetime
 from typing import Any
@@ -330,6 +330,7 @@ def create_units(s: Session, principal: Principal, project_ref: Any, data_hashes
     missing = [str(i) for i in ids if i not in units]
     if missing:
         raise errors.NotFound(f"data unit(s) {', '.join(missing[:10])} not found in project {project.id}")
+    _hold(s, project, list(units))
     out = []
     for i in dict.fromkeys(ids):
         unit = units[i]
@@ -338,6 +339,19 @@ def create_units(s: Session, principal: Principal, project_ref: Any, data_hashes
                         _new_label(s, project, unit, principal), unit.parts)
         out.append(unit)
     return out
+
+
+def _hold(s: Session, project: Project, data_row_ids: list[uuid.UUID]) -> None:
+    """Key-share lock the data rows of units about to be labelled, in id order, so an unlink of
+    one waits for this transaction (PostgreSQL); one unlinked since it was read is a 404 (its
+    label row went with it: a save updated no row, an initialise read back no row, both 500s)."""
+    held = set(s.scalars(
+        select(DataRow.id).where(DataRow.id.in_(sorted(data_row_ids))).order_by(DataRow.id)
+        .with_for_update(read=True, key_share=True)
+    ))
+    gone = [str(i) for i in data_row_ids if i not in held]
+    if gone:
+        raise errors.NotFound(f"data unit(s) {', '.join(gone[:10])} not found in project {project.id}")
 
 
 def create(s: Session, principal: Principal, project_ref: Any, data_hashes: Any) -> list[dict[str, Any]]:
@@ -377,9 +391,16 @@ def save(s: Session, principal: Principal, project_ref: Any, label_hashes: Any, 
     if not isinstance(documents, list) or len(documents) != len(ids):
         message = "labels must be a list with one label row per uid"
         raise errors.ValidationFailed(message, details=[ErrorDetail(message, field="labels")])
-    found = _by_label(s, project, ids)
     assert project.ontology_id is not None
-    index = ontologies.index(ontologies.get(s, principal, project.ontology_id))
+    index = ontologies.index(ontologies.get(s, principal, project.ontology_id, lock="share"))
+    found = _by_label(s, project, ids)
+    _hold(s, project, [u.data_row_id for u in found.values()])
+    locked = s.scalars(  # each label row, locked and read again: concurrent saves of one take turns
+        select(LabelRow).where(LabelRow.id.in_(sorted(found))).order_by(LabelRow.id)
+        .with_for_update().execution_options(populate_existing=True)
+    )
+    for held in locked:
+        found[held.id] = replace(found[held.id], label=held)
     checked = []
     for n, (ident, doc) in enumerate(zip(ids, documents, strict=True)):
         if not isinstance(doc, dict) or doc.get("label_hash") not in (None, str(ident)):
