@@ -18,7 +18,7 @@ from sqlalchemy import func, select
 
 from corral.core.identity import Principal
 from corral.core.labels import ontologies, projects, workflow
-from corral.db.tables import DataRow, LabelRow, Ontology, WorkflowTask
+from corral.db.tables import DataRow, Dataset, LabelRow, Ontology, ProjectDataset, WorkflowTask
 from tests.api.test_races import _run, _statuses
 from tests.datasets.helpers import add_folder, add_items
 from tests.labels.test_validation import EDITOR
@@ -159,3 +159,45 @@ def test_ontology_edits_race_label_saves(live_server, make_user, db) -> None:  #
         road_labels = sum("road0001" in json.dumps(d) for d in docs)
         road_kept = any(o["name"] == "road" for o in editor["objects"])
         assert road_kept or road_labels == 0, (road_labels, statuses)
+
+
+def test_dataset_deletes_race_links_and_projects(live_server, make_user, db) -> None:  # type: ignore[no-untyped-def]
+    """A dataset deleted by several clients at once while others link and unlink its items, read
+    its rows, and add it to projects: one delete answers 200 and the others 404 (the deletes that
+    lost deleted a row that was gone: a 500), or every delete is a 409 because a project took the
+    dataset first; a link, unlink or project change after the delete is a 404, before it a 200
+    (they updated a dataset that was gone, or their row failed the foreign key: 500s); and what
+    is left is consistent: a deleted dataset has no rows and no project uses it."""
+    user = make_user("a@example.com")
+    with db.write() as s:
+        onto = ontologies.create(s, _principal(user), "o", "", EDITOR).id
+        other = projects.create(s, _principal(user), "other", "", onto, []).id
+    rpc = {"ResourceType": "project", "ResourceID": str(other), "content-type": "application/json"}
+    for round_ in range(4):
+        dataset, rows = _dataset(live_server, user, db, 6, title=f"d{round_}")
+        with db.read() as s:
+            items = [str(i) for i in s.scalars(select(DataRow.item_id).where(DataRow.id.in_(rows)))]
+        requests = [("DELETE", f"/api/v1/admin/datasets/{dataset}", {})] * 5
+        requests += [("POST", f"/api/v1/datasets/{dataset}/link", {"json": {"item_ids": items}})] * 5
+        requests += [("POST", f"/api/v1/datasets/{dataset}/unlink", {"json": {"item_ids": items[:3]}})] * 5
+        requests += [("GET", f"/api/v1/datasets/{dataset}/rows", {})] * 3
+        if round_ % 2:  # a project made with the dataset, or the dataset added to a project
+            body = {"query_type": "project", "query_method": "POST", "values": {"uid": None, "payload": {
+                "title": "p", "ontology_hash": str(onto), "dataset_hashes": [dataset]}}}
+            requests += [("POST", "/public/user", {"json": body})] * 3
+        else:
+            body = {"query_type": "projectdataset", "query_method": "POST",
+                    "values": {"uid": None, "payload": {"dataset_hashes": [dataset]}}}
+            requests += [("POST", "/public", {"content": json.dumps(body), "headers": rpc})] * 3
+        responses = _run(live_server, user, requests)
+        _statuses(responses)
+        deletes = Counter(r.status_code for r in responses[:5])
+        assert deletes in ({200: 1, 404: 4}, {409: 5}), (deletes, [r.text for r in responses[:5]])
+        assert {r.status_code for r in responses[5:]} <= {200, 404}, [r.text for r in responses[5:]]
+        with db.read() as s:
+            ident = uuid.UUID(dataset)
+            there = s.get(Dataset, ident) is not None
+            left = s.scalar(select(func.count()).select_from(DataRow).where(DataRow.dataset_id == ident))
+            used = s.scalar(select(func.count()).select_from(ProjectDataset).where(ProjectDataset.dataset_id == ident))
+        assert there == (deletes == {409: 5})
+        assert there or (left == 0 and used == 0)

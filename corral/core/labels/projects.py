@@ -88,6 +88,7 @@ def create(
         message = f"dataset_hashes is a list of at most {MAX_DATASETS} dataset ids"
         raise errors.ValidationFailed(message, details=[ErrorDetail(message, field="dataset_hashes")])
     found = [datasets.resolve(s, principal, ontologies.parse_id(d, "dataset")) for d in dataset_ids]
+    datasets.hold(s, [d.id for d in found])
     row = Project(
         org_id=principal.org_id, title=title, description=description, ontology_id=onto.id,
         project_type="workflow", status="inProgress", created_by=principal.user_id,
@@ -133,6 +134,8 @@ def add_datasets(s: Session, principal: Principal, ref: Any, dataset_refs: Any) 
     """Add datasets to a project (its editors; ``viewer`` on each dataset); returns those added."""
     project = load(s, principal, ref, "admin")
     found = _datasets(s, principal, dataset_refs)
+    _lock(s, project)
+    datasets.hold(s, found)
     have = set(dataset_ids(s, project.id))
     added = [d for d in found if d not in have]
     for d in added:
@@ -147,6 +150,7 @@ def remove_datasets(s: Session, principal: Principal, ref: Any, dataset_refs: An
     units in this project: removing the dataset would drop them silently."""
     project = load(s, principal, ref, "admin")
     ids = [ontologies.parse_id(d, "dataset") for d in _list(dataset_refs)]
+    _lock(s, project)
     labelled = s.scalar(
         select(DataRow.dataset_id)
         .join(LabelRow, LabelRow.data_row_id == DataRow.id)
@@ -166,6 +170,12 @@ def remove_datasets(s: Session, principal: Principal, ref: Any, dataset_refs: An
     project.updated_at = utcnow()
     s.flush()
     return int(getattr(result, "rowcount", 0) or 0)
+
+
+def _lock(s: Session, project: Project) -> None:
+    """Row-lock the project before reading its datasets (PostgreSQL): two adds of one dataset
+    take turns, and the second sees it there (both inserted it: a 500 on the key)."""
+    s.execute(select(Project.id).where(Project.id == project.id).with_for_update())
 
 
 def _list(refs: Any) -> list[Any]:
