@@ -18,7 +18,7 @@ from sqlalchemy import func, select
 
 from corral.core.identity import Principal
 from corral.core.labels import ontologies, projects, workflow
-from corral.db.tables import DataRow, Dataset, LabelRow, Ontology, ProjectDataset, WorkflowTask
+from corral.db.tables import DataRow, Dataset, Grant, LabelRow, Ontology, ProjectDataset, WorkflowTask
 from tests.api.test_races import _run, _statuses
 from tests.datasets.helpers import add_folder, add_items
 from tests.labels.test_validation import EDITOR
@@ -201,3 +201,57 @@ def test_dataset_deletes_race_links_and_projects(live_server, make_user, db) -> 
             used = s.scalar(select(func.count()).select_from(ProjectDataset).where(ProjectDataset.dataset_id == ident))
         assert there == (deletes == {409: 5})
         assert there or (left == 0 and used == 0)
+
+
+def test_project_members_added_and_removed_at_once(live_server, make_user, db) -> None:  # type: ignore[no-untyped-def]
+    """Members added to a project (several at once, each request listing them in its own order,
+    with its own role) while others take them away: every answer 200, never a 500 (two adds of
+    the same members in opposite orders each held a new grant the other waited for: a deadlock;
+    an add that read a member's grant before a removal committed updated no row), and each member
+    ends with one role or none."""
+    import random
+
+    admin = make_user("a@example.com")
+    emails = [f"m{i}@example.com" for i in range(4)]
+    for email in emails:
+        make_user(email, role="member")
+    rng = random.Random(3)
+    roles = ("annotator", "reviewer", "annotator_reviewer", "team_manager")
+    for round_ in range(3):
+        with db.write() as s:
+            onto = ontologies.create(s, _principal(admin), "o", "", EDITOR).id
+            project = projects.create(s, _principal(admin), f"p{round_}", "", onto, []).id
+        requests: list[tuple[str, str, dict[str, Any]]] = []
+        for n in range(CLIENTS):
+            order = rng.sample(emails, len(emails))
+            if n % 4 == 3:
+                requests.append(("POST", f"/v2/public/projects/{project}/users/bulk-delete",
+                                 {"json": {"userEmails": order[:2]}}))
+            elif n % 4 == 2:
+                requests.append(("DELETE", f"/api/v1/projects/{project}/members/{order[0]}", {}))
+            else:
+                requests.append(("POST", f"/api/v1/projects/{project}/members",
+                                 {"json": {"emails": order, "role": roles[n % 4]}}))
+        assert _statuses(_run(live_server, admin, requests)) == {200: CLIENTS}
+        with db.read() as s:
+            grants = Counter(s.scalars(select(Grant.user_id).where(Grant.resource_id == project)))
+        assert set(grants.values()) <= {1}, grants
+
+
+def test_label_rows_initialised_in_any_order(live_server, make_user, db) -> None:  # type: ignore[no-untyped-def]
+    """``initialise_labels`` of the same new data units from many clients, each listing them in
+    its own order: every answer 200 with one label row per data unit (two clients each inserted
+    a row the other then waited for: a deadlock, a 500 on PostgreSQL)."""
+    import random
+
+    user = make_user("a@example.com")
+    dataset, rows = _dataset(live_server, user, db, 8)
+    project, _ = _project(db, user, dataset)
+    rng = random.Random(5)
+    requests = [_rpc(project, "PUT", [str(r) for r in rng.sample(rows, len(rows))]) for _ in range(CLIENTS)]
+    responses = _run(live_server, user, requests)
+    assert _statuses(responses) == {200: CLIENTS}
+    labels = [{u["data_hash"]: u["label_hash"] for u in r.json()["response"]} for r in responses]
+    assert all(found == labels[0] for found in labels) and len(labels[0]) == len(rows)
+    with db.read() as s:
+        assert s.scalar(select(func.count()).select_from(LabelRow).where(LabelRow.project_id == project)) == len(rows)

@@ -331,14 +331,12 @@ def create_units(s: Session, principal: Principal, project_ref: Any, data_hashes
     if missing:
         raise errors.NotFound(f"data unit(s) {', '.join(missing[:10])} not found in project {project.id}")
     _hold(s, project, list(units))
-    out = []
-    for i in dict.fromkeys(ids):
-        unit = units[i]
+    for i in sorted(units):  # made in id order: two initialises of the same units in other
+        unit = units[i]  # orders each waited for a row the other had inserted (a deadlock)
         if unit.label is None:
-            unit = Unit(unit.data_row_id, unit.dataset_id, unit.dataset_title, unit.item,
-                        _new_label(s, project, unit, principal), unit.parts)
-        out.append(unit)
-    return out
+            units[i] = Unit(unit.data_row_id, unit.dataset_id, unit.dataset_title, unit.item,
+                            _new_label(s, project, unit, principal), unit.parts)
+    return [units[i] for i in dict.fromkeys(ids)]
 
 
 def _hold(s: Session, project: Project, data_row_ids: list[uuid.UUID]) -> None:

@@ -173,8 +173,10 @@ def remove_datasets(s: Session, principal: Principal, ref: Any, dataset_refs: An
 
 
 def _lock(s: Session, project: Project) -> None:
-    """Row-lock the project before reading its datasets (PostgreSQL): two adds of one dataset
-    take turns, and the second sees it there (both inserted it: a 500 on the key)."""
+    """Row-lock the project before changing its datasets or members (PostgreSQL): two adds of
+    one dataset take turns, and the second sees it there (both inserted it: a 500 on the key);
+    member changes take turns too (two adds of the same members in other orders deadlocked; an
+    add that read a grant before a removal committed updated no row: 500s)."""
     s.execute(select(Project.id).where(Project.id == project.id).with_for_update())
 
 
@@ -209,6 +211,7 @@ def add_users(s: Session, principal: Principal, ref: Any, emails: Any, role_: st
     if not isinstance(emails, list) or not 1 <= len(emails) <= MAX_USERS:
         message = f"give 1 to {MAX_USERS} e-mail addresses"
         raise errors.ValidationFailed(message, details=[ErrorDetail(message, field="user_emails")])
+    _lock(s, project)
     out = []
     for email in dict.fromkeys(emails):
         user = identity.org_user(s, principal.org_id, str(email))
@@ -240,6 +243,7 @@ def remove_users(s: Session, principal: Principal, ref: Any, emails: Any) -> int
     project = load(s, principal, ref, "admin")
     if not isinstance(emails, list) or len(emails) > MAX_USERS:
         raise errors.ValidationFailed(f"give at most {MAX_USERS} e-mail addresses")
+    _lock(s, project)
     removed = 0
     for email in dict.fromkeys(emails):
         user = identity.org_user(s, principal.org_id, str(email))
