@@ -255,3 +255,26 @@ def test_label_rows_initialised_in_any_order(live_server, make_user, db) -> None
     assert all(found == labels[0] for found in labels) and len(labels[0]) == len(rows)
     with db.read() as s:
         assert s.scalar(select(func.count()).select_from(LabelRow).where(LabelRow.project_id == project)) == len(rows)
+
+
+
+def test_datasets_removed_from_a_project_while_labelling_starts(live_server, make_user, db) -> None:  # type: ignore[no-untyped-def]
+    """``Project.remove_datasets`` while other clients initialise label rows on the dataset's data
+    units: either the labels come first and the removal is a 409 (labels exist), or the removal
+    does and the initialises are 404s; never both (the removal checked for labels before the
+    initialises committed theirs: label rows left on a dataset the project no longer has)."""
+    user = make_user("a@example.com")
+    for round_ in range(4):
+        dataset, rows = _dataset(live_server, user, db, 4, title=f"d{round_}")
+        project, _ = _project(db, user, dataset)
+        body = {"query_type": "projectdataset", "query_method": "DELETE", "values": {"uid": [dataset]}}
+        remove = ("POST", "/public", {"content": json.dumps(body), "headers": {
+            "ResourceType": "project", "ResourceID": str(project), "content-type": "application/json"}})
+        requests = [remove] * 3 + [_rpc(project, "PUT", [str(rows[n % 4])]) for n in range(12)]
+        statuses = _statuses(_run(live_server, user, requests))
+        assert set(statuses) <= {200, 404, 409}, statuses
+        with db.read() as s:
+            kept = s.scalar(select(func.count()).select_from(ProjectDataset)
+                            .where(ProjectDataset.project_id == project))
+            labels = s.scalar(select(func.count()).select_from(LabelRow).where(LabelRow.project_id == project))
+        assert kept == 1 or labels == 0, (kept, labels, statuses)

@@ -330,7 +330,7 @@ def create_units(s: Session, principal: Principal, project_ref: Any, data_hashes
     missing = [str(i) for i in ids if i not in units]
     if missing:
         raise errors.NotFound(f"data unit(s) {', '.join(missing[:10])} not found in project {project.id}")
-    _hold(s, project, list(units))
+    _hold(s, project, list(units.values()))
     for i in sorted(units):  # made in id order: two initialises of the same units in other
         unit = units[i]  # orders each waited for a row the other had inserted (a deadlock)
         if unit.label is None:
@@ -339,15 +339,24 @@ def create_units(s: Session, principal: Principal, project_ref: Any, data_hashes
     return [units[i] for i in dict.fromkeys(ids)]
 
 
-def _hold(s: Session, project: Project, data_row_ids: list[uuid.UUID]) -> None:
-    """Key-share lock the data rows of units about to be labelled, in id order, so an unlink of
-    one waits for this transaction (PostgreSQL); one unlinked since it was read is a 404 (its
-    label row went with it: a save updated no row, an initialise read back no row, both 500s)."""
+def _hold(s: Session, project: Project, units: list[Unit]) -> None:
+    """Key-share lock what units about to be labelled stand on (PostgreSQL): their datasets'
+    places in the project, then their data rows, each in id order.  A removal of the dataset
+    from the project, or an unlink of a data row, waits for this transaction, or has committed
+    and the unit is a 404 (its label row went with its data row: a save updated no row, an
+    initialise read back no row, both 500s; or labels were started on a dataset whose removal
+    had just checked it had none)."""
+    dataset_ids = sorted({u.dataset_id for u in units})
+    places = set(s.scalars(
+        select(ProjectDataset.dataset_id)
+        .where(ProjectDataset.project_id == project.id, ProjectDataset.dataset_id.in_(dataset_ids))
+        .order_by(ProjectDataset.dataset_id).with_for_update(read=True, key_share=True)
+    ))
     held = set(s.scalars(
-        select(DataRow.id).where(DataRow.id.in_(sorted(data_row_ids))).order_by(DataRow.id)
+        select(DataRow.id).where(DataRow.id.in_(sorted(u.data_row_id for u in units))).order_by(DataRow.id)
         .with_for_update(read=True, key_share=True)
     ))
-    gone = [str(i) for i in data_row_ids if i not in held]
+    gone = [str(u.data_row_id) for u in units if u.dataset_id not in places or u.data_row_id not in held]
     if gone:
         raise errors.NotFound(f"data unit(s) {', '.join(gone[:10])} not found in project {project.id}")
 
@@ -392,7 +401,7 @@ def save(s: Session, principal: Principal, project_ref: Any, label_hashes: Any, 
     assert project.ontology_id is not None
     index = ontologies.index(ontologies.get(s, principal, project.ontology_id, lock="share"))
     found = _by_label(s, project, ids)
-    _hold(s, project, [u.data_row_id for u in found.values()])
+    _hold(s, project, list(found.values()))
     locked = s.scalars(  # each label row, locked and read again: concurrent saves of one take turns
         select(LabelRow).where(LabelRow.id.in_(sorted(found))).order_by(LabelRow.id)
         .with_for_update().execution_options(populate_existing=True)

@@ -151,6 +151,11 @@ def remove_datasets(s: Session, principal: Principal, ref: Any, dataset_refs: An
     project = load(s, principal, ref, "admin")
     ids = [ontologies.parse_id(d, "dataset") for d in _list(dataset_refs)]
     _lock(s, project)
+    # the datasets' places locked before the check: an initialise that key-shares one (as label
+    # rows are started) commits first and is seen, or waits and then finds the dataset gone
+    s.execute(select(ProjectDataset.dataset_id).where(
+        ProjectDataset.project_id == project.id, ProjectDataset.dataset_id.in_(sorted(set(ids)))
+    ).order_by(ProjectDataset.dataset_id).with_for_update())
     labelled = s.scalar(
         select(DataRow.dataset_id)
         .join(LabelRow, LabelRow.data_row_id == DataRow.id)
