@@ -556,6 +556,7 @@ def grants(s: Session, principal: Principal, dataset: Dataset) -> list[GrantView
 def share(s: Session, principal: Principal, dataset: Dataset, user: str, role: str) -> GrantView:
     """Give a user (by e-mail or id) ``viewer`` or ``editor`` on the dataset; editors and admins only."""
     target = identity.org_user(s, principal.org_id, user)
+    _lock_grants(s, dataset)
     g = permissions.grant(s, principal, "dataset", dataset.id, target.id, role)
     return GrantView(target.id, target.email, g.role, g.created_at)
 
@@ -563,4 +564,15 @@ def share(s: Session, principal: Principal, dataset: Dataset, user: str, role: s
 def unshare(s: Session, principal: Principal, dataset: Dataset, user: str) -> bool:
     """Take a user's role on the dataset away; True if they had one."""
     target = identity.org_user(s, principal.org_id, user)
+    _lock_grants(s, dataset)
     return permissions.revoke(s, principal, "dataset", dataset.id, target.id)
+
+
+def _lock_grants(s: Session, dataset: Dataset) -> None:
+    """Row-lock the dataset (``FOR NO KEY UPDATE``) before its grants change (PostgreSQL): one
+    request sharing it with several members and another with the same members in another order
+    take turns (each held a new grant the other waited for: a deadlock), and a share after a
+    delete is a 404, not a grant on a dataset that is gone."""
+    query = select(Dataset.id).where(Dataset.id == dataset.id).with_for_update(key_share=True)
+    if s.scalar(query) is None:
+        raise errors.NotFound.of("dataset", dataset.id)

@@ -278,3 +278,33 @@ def test_datasets_removed_from_a_project_while_labelling_starts(live_server, mak
                             .where(ProjectDataset.project_id == project))
             labels = s.scalar(select(func.count()).select_from(LabelRow).where(LabelRow.project_id == project))
         assert kept == 1 or labels == 0, (kept, labels, statuses)
+
+
+def test_dataset_users_added_in_any_order(live_server, make_user, db) -> None:  # type: ignore[no-untyped-def]
+    """The SDK's ``Dataset.add_users`` of the same members from many clients, each listing them in
+    its own order, while others take a member's role away: every answer 200, never a 500 (two
+    adds each held a new grant the other then waited for: a deadlock), one grant each or none."""
+    import random
+
+    admin = make_user("a@example.com")
+    emails = [f"m{i}@example.com" for i in range(4)]
+    for email in emails:
+        make_user(email, role="member")
+    rng = random.Random(11)
+    for round_ in range(3):
+        dataset = httpx.post(f"{live_server}/api/v1/datasets", json={"title": f"d{round_}"},
+                             headers=admin.bearer).json()["id"]
+        headers = {"ResourceType": "dataset", "ResourceID": dataset, "content-type": "application/json"}
+        requests: list[tuple[str, str, dict[str, Any]]] = []
+        for n in range(CLIENTS):
+            order = rng.sample(emails, len(emails))
+            if n % 4 == 3:
+                requests.append(("DELETE", f"/api/v1/datasets/{dataset}/grants/{order[0]}", {}))
+            else:
+                body = {"query_type": "datasetusers", "query_method": "POST",
+                        "values": {"uid": dataset, "payload": {"user_emails": order, "user_role": n % 2}}}
+                requests.append(("POST", "/public", {"content": json.dumps(body), "headers": headers}))
+        assert _statuses(_run(live_server, admin, requests)) == {200: CLIENTS}
+        with db.read() as s:
+            grants = Counter(s.scalars(select(Grant.user_id).where(Grant.resource_id == uuid.UUID(dataset))))
+        assert set(grants.values()) <= {1}, grants
