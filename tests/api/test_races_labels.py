@@ -308,3 +308,32 @@ def test_dataset_users_added_in_any_order(live_server, make_user, db) -> None:  
         with db.read() as s:
             grants = Counter(s.scalars(select(Grant.user_id).where(Grant.resource_id == uuid.UUID(dataset))))
         assert set(grants.values()) <= {1}, grants
+
+
+def test_task_actions_while_data_rows_are_unlinked(live_server, make_user, db) -> None:  # type: ignore[no-untyped-def]
+    """Tasks assigned and submitted (first actions and later ones) while other clients unlink
+    their data rows: each action is 200 (before the unlink) or 404 (after), never a 500 (a first
+    action made a task row for a data row deleted meanwhile: the foreign key; a later one updated
+    a task row the unlink had taken with it), and no task row outlives its data row."""
+    user = make_user("a@example.com")
+    for round_ in range(3):
+        dataset, rows = _dataset(live_server, user, db, 6, title=f"d{round_}")
+        project, _ = _project(db, user, dataset)
+        annotate = workflow.stage_id(project, "annotate")
+        path = f"/v2/public/projects/{project}/workflow/stages/{annotate}/actions"
+        for row in rows[3:]:  # these tasks have their rows already
+            assign = [{"taskUuid": str(workflow.task_id(project, row)), "action": "ASSIGN",
+                       "assignee": "a@example.com"}]
+            assert httpx.post(f"{live_server}{path}", json=assign, headers=user.bearer).status_code == 200
+        requests: list[tuple[str, str, dict[str, Any]]] = []
+        for n in range(CLIENTS):
+            task = str(workflow.task_id(project, rows[n % 6]))
+            action = "RELEASE" if n % 2 else "ASSIGN"
+            requests.append(("POST", path, {"json": [{"taskUuid": task, "action": action,
+                                                      "assignee": "a@example.com" if n % 2 == 0 else None}]}))
+        requests += [("POST", f"/api/v1/datasets/{dataset}/unlink", {"json": {"row_ids": [str(r) for r in rows]}})] * 3
+        statuses = _statuses(_run(live_server, user, requests))
+        assert set(statuses) <= {200, 404}, statuses
+        with db.read() as s:
+            assert s.scalar(select(func.count()).select_from(WorkflowTask)
+                            .where(WorkflowTask.project_id == project)) == 0
