@@ -181,8 +181,10 @@ def _lock(s: Session, project: Project) -> None:
     """Row-lock the project before changing its datasets or members (PostgreSQL): two adds of
     one dataset take turns, and the second sees it there (both inserted it: a 500 on the key);
     member changes take turns too (two adds of the same members in other orders deadlocked; an
-    add that read a grant before a removal committed updated no row: 500s)."""
-    s.execute(select(Project.id).where(Project.id == project.id).with_for_update())
+    add that read a grant before a removal committed updated no row: 500s).  ``FOR NO KEY
+    UPDATE``: label rows and tasks being inserted key-share the project (their foreign key), and
+    a removal holding it ``FOR UPDATE`` while it waited for their datasets deadlocked with them."""
+    s.execute(select(Project.id).where(Project.id == project.id).with_for_update(key_share=True))
 
 
 def _list(refs: Any) -> list[Any]:
