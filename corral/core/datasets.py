@@ -270,6 +270,11 @@ def delete_dataset(s: Session, principal: Principal, ref: str | uuid.UUID) -> in
     if not principal.is_admin:
         raise errors.PermissionDenied("only an admin can delete a dataset")
     row = resolve(s, principal, ref)
+    # locked first (PostgreSQL): concurrent deletes take turns, and the ones after the first
+    # are a 404 (they deleted a row that was gone: a 500); links and projects adding the
+    # dataset hold it (``hold``), so the check below sees theirs
+    if s.scalar(select(Dataset.id).where(Dataset.id == row.id).with_for_update()) is None:
+        raise errors.NotFound.of("dataset", row.id)
     used = s.scalar(
         select(func.count()).select_from(ProjectDataset).where(ProjectDataset.dataset_id == row.id)
     )
@@ -282,6 +287,19 @@ def delete_dataset(s: Session, principal: Principal, ref: str | uuid.UUID) -> in
     s.delete(row)
     s.flush()
     return removed
+
+
+def hold(s: Session, dataset_ids: Iterable[uuid.UUID]) -> None:
+    """Key-share lock datasets about to get rows or projects, in id order (PostgreSQL): a delete
+    waits for this transaction, or has committed and the dataset is a 404 (a link, unlink or
+    project change that read the dataset before the delete updated a row that was gone, or
+    failed its foreign key: 500s)."""
+    ids = sorted(set(dataset_ids))
+    held = set(s.scalars(select(Dataset.id).where(Dataset.id.in_(ids)).order_by(Dataset.id)
+                         .with_for_update(read=True, key_share=True)))
+    for ident in ids:
+        if ident not in held:
+            raise errors.NotFound.of("dataset", ident)
 
 
 def _rowcount(result: object) -> int:
@@ -412,6 +430,7 @@ def link_matching(
     """Link every item matching ``where`` (an index query's conditions, which already hold the
     principal's visibility): all or nothing, like a folder."""
     permissions.require_dataset(s, principal, dataset, "editor")
+    hold(s, [dataset.id])
     where = [*_linkable(principal.org_id), *where]
     if duplicates == "fail":
         _refuse_duplicates(s, dataset.id, where)
@@ -465,6 +484,7 @@ def link_items(
 ) -> LinkResult:
     """Link the given items; all or nothing (any unknown item, or a duplicate under ``fail``)."""
     permissions.require_dataset(s, principal, dataset, "editor")
+    hold(s, [dataset.id])
     ids = list(dict.fromkeys(item_ids))
     if len(ids) > MAX_IDS:
         raise _bad("item_ids", f"at most {MAX_IDS:,} item ids per request; link a folder instead")
@@ -491,13 +511,24 @@ def unlink(
 ) -> int:
     """Remove data rows by item id or data row id; ids not linked are ignored.  Returns rows removed."""
     permissions.require_dataset(s, principal, dataset, "editor")
+    hold(s, [dataset.id])
     if len(item_ids) + len(row_ids) > MAX_IDS:
         raise _bad("item_ids", f"at most {MAX_IDS:,} ids per request")
-    removed = 0
+    found: set[uuid.UUID] = set()
     for column, ids in ((DataRow.item_id, list(item_ids)), (DataRow.id, list(row_ids))):
         for i in range(0, len(ids), _CHUNK):
-            stmt = delete(DataRow).where(DataRow.dataset_id == dataset.id, column.in_(ids[i : i + _CHUNK]))
-            removed += _rowcount(s.execute(stmt))
+            chunk = ids[i : i + _CHUNK]
+            query = select(DataRow.id).where(DataRow.dataset_id == dataset.id, column.in_(chunk))
+            found.update(s.scalars(query))
+    # locked, then deleted, in id order: a label save or task action holding some of these rows
+    # (key share, in id order) and waiting for others cannot deadlock with this (PostgreSQL)
+    rows = sorted(found)
+    removed = 0
+    for i in range(0, len(rows), _CHUNK):
+        chunk = rows[i : i + _CHUNK]
+        held = list(s.scalars(select(DataRow.id).where(DataRow.id.in_(chunk)).order_by(DataRow.id)
+                              .with_for_update()))
+        removed += _rowcount(s.execute(delete(DataRow).where(DataRow.id.in_(held))))
     if removed:
         _touch(s, dataset)
     return removed
@@ -530,6 +561,7 @@ def grants(s: Session, principal: Principal, dataset: Dataset) -> list[GrantView
 def share(s: Session, principal: Principal, dataset: Dataset, user: str, role: str) -> GrantView:
     """Give a user (by e-mail or id) ``viewer`` or ``editor`` on the dataset; editors and admins only."""
     target = identity.org_user(s, principal.org_id, user)
+    _lock_grants(s, dataset)
     g = permissions.grant(s, principal, "dataset", dataset.id, target.id, role)
     return GrantView(target.id, target.email, g.role, g.created_at)
 
@@ -537,4 +569,15 @@ def share(s: Session, principal: Principal, dataset: Dataset, user: str, role: s
 def unshare(s: Session, principal: Principal, dataset: Dataset, user: str) -> bool:
     """Take a user's role on the dataset away; True if they had one."""
     target = identity.org_user(s, principal.org_id, user)
+    _lock_grants(s, dataset)
     return permissions.revoke(s, principal, "dataset", dataset.id, target.id)
+
+
+def _lock_grants(s: Session, dataset: Dataset) -> None:
+    """Row-lock the dataset (``FOR NO KEY UPDATE``) before its grants change (PostgreSQL): one
+    request sharing it with several members and another with the same members in another order
+    take turns (each held a new grant the other waited for: a deadlock), and a share after a
+    delete is a 404, not a grant on a dataset that is gone."""
+    query = select(Dataset.id).where(Dataset.id == dataset.id).with_for_update(key_share=True)
+    if s.scalar(query) is None:
+        raise errors.NotFound.of("dataset", dataset.id)

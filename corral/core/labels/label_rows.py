@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from email.utils import format_datetime
 from typing import Any
@@ -330,14 +330,35 @@ def create_units(s: Session, principal: Principal, project_ref: Any, data_hashes
     missing = [str(i) for i in ids if i not in units]
     if missing:
         raise errors.NotFound(f"data unit(s) {', '.join(missing[:10])} not found in project {project.id}")
-    out = []
-    for i in dict.fromkeys(ids):
-        unit = units[i]
+    _hold(s, project, list(units.values()))
+    for i in sorted(units):  # made in id order: two initialises of the same units in other
+        unit = units[i]  # orders each waited for a row the other had inserted (a deadlock)
         if unit.label is None:
-            unit = Unit(unit.data_row_id, unit.dataset_id, unit.dataset_title, unit.item,
-                        _new_label(s, project, unit, principal), unit.parts)
-        out.append(unit)
-    return out
+            units[i] = Unit(unit.data_row_id, unit.dataset_id, unit.dataset_title, unit.item,
+                            _new_label(s, project, unit, principal), unit.parts)
+    return [units[i] for i in dict.fromkeys(ids)]
+
+
+def _hold(s: Session, project: Project, units: list[Unit]) -> None:
+    """Key-share lock what units about to be labelled stand on (PostgreSQL): their datasets'
+    places in the project, then their data rows, each in id order.  A removal of the dataset
+    from the project, or an unlink of a data row, waits for this transaction, or has committed
+    and the unit is a 404 (its label row went with its data row: a save updated no row, an
+    initialise read back no row, both 500s; or labels were started on a dataset whose removal
+    had just checked it had none)."""
+    dataset_ids = sorted({u.dataset_id for u in units})
+    places = set(s.scalars(
+        select(ProjectDataset.dataset_id)
+        .where(ProjectDataset.project_id == project.id, ProjectDataset.dataset_id.in_(dataset_ids))
+        .order_by(ProjectDataset.dataset_id).with_for_update(read=True, key_share=True)
+    ))
+    held = set(s.scalars(
+        select(DataRow.id).where(DataRow.id.in_(sorted(u.data_row_id for u in units))).order_by(DataRow.id)
+        .with_for_update(read=True, key_share=True)
+    ))
+    gone = [str(u.data_row_id) for u in units if u.dataset_id not in places or u.data_row_id not in held]
+    if gone:
+        raise errors.NotFound(f"data unit(s) {', '.join(gone[:10])} not found in project {project.id}")
 
 
 def create(s: Session, principal: Principal, project_ref: Any, data_hashes: Any) -> list[dict[str, Any]]:
@@ -377,9 +398,16 @@ def save(s: Session, principal: Principal, project_ref: Any, label_hashes: Any, 
     if not isinstance(documents, list) or len(documents) != len(ids):
         message = "labels must be a list with one label row per uid"
         raise errors.ValidationFailed(message, details=[ErrorDetail(message, field="labels")])
-    found = _by_label(s, project, ids)
     assert project.ontology_id is not None
-    index = ontologies.index(ontologies.get(s, principal, project.ontology_id))
+    index = ontologies.index(ontologies.get(s, principal, project.ontology_id, lock="share"))
+    found = _by_label(s, project, ids)
+    _hold(s, project, list(found.values()))
+    locked = s.scalars(  # each label row, locked and read again: concurrent saves of one take turns
+        select(LabelRow).where(LabelRow.id.in_(sorted(found))).order_by(LabelRow.id)
+        .with_for_update().execution_options(populate_existing=True)
+    )
+    for held in locked:
+        found[held.id] = replace(found[held.id], label=held)
     checked = []
     for n, (ident, doc) in enumerate(zip(ids, documents, strict=True)):
         if not isinstance(doc, dict) or doc.get("label_hash") not in (None, str(ident)):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -56,9 +56,17 @@ def parse_id(ref: Any, kind: str) -> uuid.UUID:
         raise errors.NotFound(f"{kind} {ref!r} not found") from None
 
 
-def get(s: Session, principal: Principal, ref: Any) -> Ontology:
+def get(
+    s: Session, principal: Principal, ref: Any, *, lock: Literal["share", "update"] | None = None
+) -> Ontology:
+    """An ontology of the principal's organisation; ``lock`` row-locks it and reads it again
+    (PostgreSQL): ``share`` while labels are checked against it, ``update`` to change it."""
     ident = parse_id(ref, "ontology")
-    row = s.get(Ontology, ident)
+    if lock is None:
+        row = s.get(Ontology, ident)
+    else:
+        row = s.scalar(select(Ontology).where(Ontology.id == ident)
+                       .with_for_update(read=lock == "share").execution_options(populate_existing=True))
     if row is None or row.org_id != principal.org_id:
         raise errors.NotFound.of("ontology", ident)
     return row
@@ -84,7 +92,7 @@ def update(s: Session, principal: Principal, ref: Any, title: Any, description: 
     feature (object, classification, attribute or option) that labels use cannot disappear, and
     an object in use keeps its shape.  Everything else may change.
     """
-    row = get(s, principal, ref)
+    row = get(s, principal, ref, lock="update")  # waits for label saves checked against the old one
     if not can_change(principal, row):
         raise errors.PermissionDenied(
             f"ontology {row.id} can be changed by its creator or an admin only"

@@ -88,6 +88,7 @@ def create(
         message = f"dataset_hashes is a list of at most {MAX_DATASETS} dataset ids"
         raise errors.ValidationFailed(message, details=[ErrorDetail(message, field="dataset_hashes")])
     found = [datasets.resolve(s, principal, ontologies.parse_id(d, "dataset")) for d in dataset_ids]
+    datasets.hold(s, [d.id for d in found])
     row = Project(
         org_id=principal.org_id, title=title, description=description, ontology_id=onto.id,
         project_type="workflow", status="inProgress", created_by=principal.user_id,
@@ -133,6 +134,8 @@ def add_datasets(s: Session, principal: Principal, ref: Any, dataset_refs: Any) 
     """Add datasets to a project (its editors; ``viewer`` on each dataset); returns those added."""
     project = load(s, principal, ref, "admin")
     found = _datasets(s, principal, dataset_refs)
+    _lock(s, project)
+    datasets.hold(s, found)
     have = set(dataset_ids(s, project.id))
     added = [d for d in found if d not in have]
     for d in added:
@@ -147,6 +150,12 @@ def remove_datasets(s: Session, principal: Principal, ref: Any, dataset_refs: An
     units in this project: removing the dataset would drop them silently."""
     project = load(s, principal, ref, "admin")
     ids = [ontologies.parse_id(d, "dataset") for d in _list(dataset_refs)]
+    _lock(s, project)
+    # the datasets' places locked before the check: an initialise that key-shares one (as label
+    # rows are started) commits first and is seen, or waits and then finds the dataset gone
+    s.execute(select(ProjectDataset.dataset_id).where(
+        ProjectDataset.project_id == project.id, ProjectDataset.dataset_id.in_(sorted(set(ids)))
+    ).order_by(ProjectDataset.dataset_id).with_for_update())
     labelled = s.scalar(
         select(DataRow.dataset_id)
         .join(LabelRow, LabelRow.data_row_id == DataRow.id)
@@ -166,6 +175,16 @@ def remove_datasets(s: Session, principal: Principal, ref: Any, dataset_refs: An
     project.updated_at = utcnow()
     s.flush()
     return int(getattr(result, "rowcount", 0) or 0)
+
+
+def _lock(s: Session, project: Project) -> None:
+    """Row-lock the project before changing its datasets or members (PostgreSQL): two adds of
+    one dataset take turns, and the second sees it there (both inserted it: a 500 on the key);
+    member changes take turns too (two adds of the same members in other orders deadlocked; an
+    add that read a grant before a removal committed updated no row: 500s).  ``FOR NO KEY
+    UPDATE``: label rows and tasks being inserted key-share the project (their foreign key), and
+    a removal holding it ``FOR UPDATE`` while it waited for their datasets deadlocked with them."""
+    s.execute(select(Project.id).where(Project.id == project.id).with_for_update(key_share=True))
 
 
 def _list(refs: Any) -> list[Any]:
@@ -199,6 +218,7 @@ def add_users(s: Session, principal: Principal, ref: Any, emails: Any, role_: st
     if not isinstance(emails, list) or not 1 <= len(emails) <= MAX_USERS:
         message = f"give 1 to {MAX_USERS} e-mail addresses"
         raise errors.ValidationFailed(message, details=[ErrorDetail(message, field="user_emails")])
+    _lock(s, project)
     out = []
     for email in dict.fromkeys(emails):
         user = identity.org_user(s, principal.org_id, str(email))
@@ -230,6 +250,7 @@ def remove_users(s: Session, principal: Principal, ref: Any, emails: Any) -> int
     project = load(s, principal, ref, "admin")
     if not isinstance(emails, list) or len(emails) > MAX_USERS:
         raise errors.ValidationFailed(f"give at most {MAX_USERS} e-mail addresses")
+    _lock(s, project)
     removed = 0
     for email in dict.fromkeys(emails):
         user = identity.org_user(s, principal.org_id, str(email))

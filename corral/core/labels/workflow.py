@@ -26,6 +26,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import and_, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from corral import errors
@@ -209,28 +210,40 @@ def _task(
 
 
 def _load(s: Session, project: Project, ids: list[uuid.UUID], stage: str) -> dict[uuid.UUID, WorkflowTask]:
-    """The task rows of ``ids`` (created where missing), each checked to be in ``stage``."""
-    by_id: dict[uuid.UUID, WorkflowTask] = {}
+    """The task rows of ``ids`` (created where missing), row-locked, each checked to be in ``stage``.
+
+    Concurrent actions on one task take turns (PostgreSQL): the data rows are key-share locked
+    (an unlink waits, or has happened and the task is a 404), a missing task row is inserted
+    with ``ON CONFLICT DO NOTHING`` (two first actions at once made it twice: a 500), and the
+    task rows are locked and read again before the stage check, both in id order, so a second
+    SUBMIT of one task sees it in review (a 400), as one at a time.
+    """
     wanted = set(ids)
+    units: dict[uuid.UUID, DataRow] = {}
     for row, _dataset, _item, task in _rows(s, project):
         tid = task.id if task is not None else task_id(project.id, row.id)
-        if tid not in wanted:
-            continue
-        if task is None:
-            task = WorkflowTask(
-                id=tid,
-                project_id=project.id,
-                data_row_id=row.id,
-                stage="annotate",
-                status="NEW",
-                created_at=row.created_at,
-                updated_at=row.created_at,
-            )
-            s.add(task)
-        by_id[tid] = task
-    missing = [str(i) for i in ids if i not in by_id]
+        if tid in wanted:
+            units[tid] = row
+    held = set(s.scalars(
+        select(DataRow.id).where(DataRow.id.in_(sorted(r.id for r in units.values())))
+        .order_by(DataRow.id).with_for_update(read=True, key_share=True)
+    ))
+    units = {tid: row for tid, row in units.items() if row.id in held}
+    missing = [str(i) for i in ids if i not in units]
     if missing:
         raise errors.NotFound(f"task(s) {', '.join(missing[:10])} not found in project {project.id}")
+    new = [
+        {"id": tid, "project_id": project.id, "data_row_id": row.id, "stage": "annotate", "status": "NEW",
+         "created_at": row.created_at, "updated_at": row.created_at}
+        for tid, row in sorted(units.items())
+    ]
+    insert = postgresql.insert if s.get_bind().dialect.name == "postgresql" else sqlite.insert
+    s.execute(insert(WorkflowTask).values(new).on_conflict_do_nothing())
+    query = (
+        select(WorkflowTask).where(WorkflowTask.id.in_(sorted(units))).order_by(WorkflowTask.id)
+        .with_for_update().execution_options(populate_existing=True)
+    )
+    by_id = {t.id: t for t in s.scalars(query)}
     elsewhere = [t for t in by_id.values() if t.stage != stage]
     if elsewhere:
         t = elsewhere[0]
