@@ -405,6 +405,7 @@ def link_folder(
 ) -> LinkResult:
     """Link every visible item of a folder (and, ``recursive``, of its subfolders)."""
     permissions.require_dataset(s, principal, dataset, "editor")
+    hold(s, [dataset.id])  # before the folder, the order a dataset's delete takes them in
     folder_ids = _folder_ids(s, principal, folder, recursive)
     total = linked = 0
     for i in range(0, len(folder_ids), _CHUNK):
@@ -444,9 +445,12 @@ def link_matching(
 
 def link_job_items(s: Session, dataset_id: uuid.UUID, job_id: uuid.UUID) -> int:
     """Link every item an upload job registered (the job's starter was checked when it started)."""
-    dataset = s.get(Dataset, dataset_id)
-    if dataset is None:
+    try:
+        hold(s, [dataset_id])  # a delete committed meanwhile: nothing to link into
+    except errors.NotFound:
         return 0
+    dataset = s.get(Dataset, dataset_id)
+    assert dataset is not None  # held
     linked = _insert_from(s, dataset_id, [*_linkable(dataset.org_id), Item.job_id == job_id])
     _touch(s, dataset)
     return linked

@@ -99,11 +99,14 @@ def _managed(s: Session, settings: Settings, principal: Principal) -> Integratio
             credentials=secrets.encrypt_secrets(settings.resolved_secret_key(), options.secrets()),
             created_by=principal.user_id,
         )
-        s.add(row)
         try:
+            # added inside the savepoint: ``begin_nested`` flushes what is pending first, so a row
+            # added before it was inserted outside the savepoint, and its failure was the whole
+            # transaction's
             with s.begin_nested():
+                s.add(row)
                 s.flush()
-        except IntegrityError:  # created concurrently (PostgreSQL)
+        except IntegrityError:  # created concurrently (PostgreSQL); the rollback expunged ours
             row = s.scalar(query)
             assert row is not None
     if row.provider != "local" or row.config.get("root") != str(root):

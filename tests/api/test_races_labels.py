@@ -18,7 +18,7 @@ from sqlalchemy import func, select
 
 from corral.core.identity import Principal
 from corral.core.labels import ontologies, projects, workflow
-from corral.db.tables import DataRow, Dataset, Grant, LabelRow, Ontology, ProjectDataset, WorkflowTask
+from corral.db.tables import DataRow, Dataset, Grant, Item, LabelRow, Ontology, ProjectDataset, WorkflowTask
 from tests.api.test_races import _run, _statuses
 from tests.datasets.helpers import add_folder, add_items
 from tests.labels.test_validation import EDITOR
@@ -177,8 +177,11 @@ def test_dataset_deletes_race_links_and_projects(live_server, make_user, db) -> 
         dataset, rows = _dataset(live_server, user, db, 6, title=f"d{round_}")
         with db.read() as s:
             items = [str(i) for i in s.scalars(select(DataRow.item_id).where(DataRow.id.in_(rows)))]
+            folder = str(s.scalar(select(Item.folder_id).where(Item.id == uuid.UUID(items[0]))))
         requests = [("DELETE", f"/api/v1/admin/datasets/{dataset}", {})] * 5
-        requests += [("POST", f"/api/v1/datasets/{dataset}/link", {"json": {"item_ids": items}})] * 5
+        requests += [("POST", f"/api/v1/datasets/{dataset}/link", {"json": {"item_ids": items}})] * 3
+        # a folder's link after the delete: a 404 (it was a 409 "items were deleted while linked")
+        requests += [("POST", f"/api/v1/datasets/{dataset}/link", {"json": {"folder": folder}})] * 2
         requests += [("POST", f"/api/v1/datasets/{dataset}/unlink", {"json": {"item_ids": items[:3]}})] * 5
         requests += [("GET", f"/api/v1/datasets/{dataset}/rows", {})] * 3
         if round_ % 2:  # a project made with the dataset, or the dataset added to a project
