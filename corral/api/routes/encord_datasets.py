@@ -215,7 +215,9 @@ def _as_sdk_rows(s: Session, rows: list[dict[str, Any]], metadata: bool) -> list
         by_id.update({it.id: it for it in s.scalars(select(Item).where(Item.id.in_(ids[i : i + 500])))})
     out = []
     for r in rows:
-        item = by_id[uuid.UUID(r["item_id"])]
+        item = by_id.get(uuid.UUID(r["item_id"]))
+        if item is None:  # deleted for good between the two reads (PostgreSQL's read committed)
+            continue
         first = r["parts"][0] if r["parts"] else None
         out.append(row_dict(r["uid"], r["created_at"], item, metadata=metadata, first_part=first))
     return out
