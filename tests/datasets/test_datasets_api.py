@@ -282,3 +282,31 @@ def test_other_organisations_datasets_are_not_found(client, make_user, route: st
     assert client.get("/api/v1/datasets/secret", headers=eve.bearer).status_code == 404
     assert client.get("/api/v1/datasets", headers=eve.bearer).json()["datasets"] == []
     assert client.delete(f"/api/v1/admin/datasets/{ds}", headers=eve.bearer).status_code == 404
+
+
+def test_sdk_rows_leave_out_a_row_whose_item_went_between_two_reads(db, make_user) -> None:  # type: ignore[no-untyped-def]
+    """The SDK's data rows read a page of rows, then their items (two statements: on PostgreSQL
+    each sees what committed before it): a row whose item was deleted for good in between is left
+    out (a KeyError in mid-stream, the SDK's answer cut short)."""
+    import uuid as uuid_
+
+    from corral.api.routes.encord_datasets import _as_sdk_rows
+    from corral.core import dataset_rows
+    from corral.core.identity import Principal
+    from tests.datasets.helpers import add_folder, add_items
+
+    user = make_user("rows@x.io")
+    items = add_items(db, user, add_folder(db, user, "f"), 2)
+    admin = Principal(user.user_id, user.org_id, user.email, "admin", "bearer")
+    from corral.core import datasets as core_datasets
+
+    with db.write() as s:
+        dataset = core_datasets.create(s, admin, "d")
+        core_datasets.link_items(s, admin, dataset, items)
+        dataset_id = dataset.id
+    with db.read() as s:
+        rows, _ = dataset_rows.page(s, dataset_id, limit=10)
+    gone = dict(rows[0], item_id=str(uuid_.uuid4()))  # as if its item went after the page was read
+    with db.read() as s:
+        out = _as_sdk_rows(s, [gone, rows[1]], metadata=False)
+    assert [r["data_hash"] for r in out] == [rows[1]["uid"]]
