@@ -35,9 +35,12 @@ def _backoff(attempt: int) -> float:
 
 def _permanent(exc: BaseException) -> bool:
     """A unit's error that no retry can mend: the core's own refusal of the request or of the
-    state it met (a 4xx: a folder deleted under its job, a value a schema change now refuses...).
+    state it met (a 4xx: a folder deleted under its job, a value a schema change now refuses...),
+    or something this corral does not support.
     A store's answers (StorageError: throttling, credentials being rotated, an object not there
     yet) and a timeout are retried with backoff like any other error."""
+    if isinstance(exc, errors.NotSupported):  # (a 501: what this corral cannot do at all)
+        return True
     return (
         isinstance(exc, errors.CorralError)
         and 400 <= exc.status < 500

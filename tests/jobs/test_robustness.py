@@ -315,3 +315,36 @@ def test_a_result_that_cannot_be_read_back_spoils_only_its_line_of_the_progress_
     assert body["registered"] == 2 and body["failed_batches"] == 1 and body["files_total"] == 3
     assert [e["where"] for e in body["errors"]] == ["batch 2"]
     assert body["errors"][0]["error"].startswith("the result stored for this unit cannot be read back")
+
+
+def test_the_cores_refusals_fail_at_once_and_a_stores_answers_are_retried(db, settings, make_user) -> None:  # type: ignore[no-untyped-def]
+    """A unit raising the core's 4xx (or a 501) fails on its first attempt with the error's own
+    text; a store's error (even a 404 or 403 from the store) and a timeout are retried, as any
+    other exception is."""
+    from corral import errors
+
+    alice = make_user("alice@a.org")
+    raised = {0: errors.NotFound("folder 'f' not found"), 1: errors.InvalidInput("bad value"),
+              2: errors.NotSupported("not here"), 3: errors.ObjectMissing("no such object"),
+              4: errors.AccessDenied("denied"), 5: errors.RequestTimeout("slow"), 6: ValueError("a bug")}
+    tasks = TaskRegistry()
+
+    def prepare(_ctx: Any, unit: Any) -> None:
+        raise raised[unit.payload["i"]]
+
+    tasks.register(TaskKind("refused", prepare, lambda s, u, p: {}, max_attempts=2))
+    job_id = _job(db, alice, len(raised), "refused", ignore_errors=True)
+    worker = Worker(db, settings, tasks, shutdown_grace_seconds=5)
+    thread = threading.Thread(target=worker.run, daemon=True)
+    thread.start()
+    try:
+        _until_done(db, alice, job_id, timeout=60)
+    finally:
+        worker.stop()
+        thread.join(10)
+    with db.read() as s:
+        units = s.execute(select(JobUnit.seq, JobUnit.attempts, JobUnit.error).where(JobUnit.job_id == job_id)
+                          .order_by(JobUnit.seq)).all()
+    assert [(seq, attempts) for seq, attempts, _ in units] == [(0, 1), (1, 1), (2, 1), (3, 2), (4, 2), (5, 2), (6, 2)]
+    assert [error for _, _, error in units[:3]] == ["folder 'f' not found", "bad value", "not here"]
+    assert all(error.startswith("failed after 2 attempts: ") for _, _, error in units[3:])
