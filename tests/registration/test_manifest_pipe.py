@@ -583,6 +583,15 @@ def test_the_reader_builds_every_items_rows_without_a_look_up(api, world, db, se
 def soon(monkeypatch: pytest.MonkeyPatch) -> None:
     """Spares started at once when wanted (not ``_SPARE_AFTER_SECONDS`` later)."""
     monkeypatch.setattr(manifest_pipe, "_SPARE_AFTER_SECONDS", 0.0)
+    _due_now()
+
+
+def _due_now() -> None:
+    """The process's keeper outlives each test: no spare waits for the retry time an earlier
+    test's dead or failed spare set (``_SPARE_RETRY_SECONDS``, 30 s of nothing to test)."""
+    keeper = manifest_pipe._keeper
+    with keeper._cond:
+        keeper._not_before = 0.0
 
 
 def _spare_pid(timeout: float = 60) -> int:
@@ -767,6 +776,7 @@ def spare(settings, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no
     """The app's worker keeps a spare reader (before ``api`` starts it), started at once."""
     monkeypatch.setitem(settings.__dict__, "manifest_pipe_spare", True)
     monkeypatch.setattr(manifest_pipe, "_SPARE_AFTER_SECONDS", 0.0)
+    _due_now()
 
 
 def test_an_import_read_by_the_workers_spare_stores_what_the_planners_own_would(spare, small, api, world, db, settings, monkeypatch) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
