@@ -383,6 +383,20 @@ def test_a_worker_killed_while_its_child_reads_leaves_no_reader_and_resumes(db, 
 
 # -- batches prepared by the reader (jobs._ChildPlanner) ---------------------------------------------
 
+#: Entries a strict batch holds in these tests (``jobs.INLINE_BATCH``, 5,000, set down by ``small``):
+#: the same batches, errors across them and hand-overs, from a tenth of the manifest.  The planner
+#: reads it when it plans, and hands it to the reader's process with the batches' context
+#: (``_ChildPlanner``'s ``size``), so both sides batch alike.
+_BATCH = 500
+
+
+@pytest.fixture
+def small(monkeypatch: pytest.MonkeyPatch) -> None:
+    from corral.registration import jobs
+
+    monkeypatch.setattr(jobs, "INLINE_BATCH", _BATCH)
+
+
 _SCHEMA = {"camera": {"type": "varchar"}, "score": {"type": "number"}, "reviewed": {"type": "boolean"},
            "weather": {"type": "enum", "values": ["clear", "fog"]}, "captured_at": {"type": "datetime"}}
 
@@ -397,11 +411,12 @@ def _rich_manifest(bucket: str, n: int) -> str:
                             "weather": ("clear", "fog")[i % 2], "captured_at": f"2026-01-{1 + i % 28:02d}T10:00:00Z",
                             "free": {"nested": [i, "x"]}}}
         for i in range(n)]
+    # (batches of ``_BATCH``: the first holds 3, the second the rest and a duplicate of the first's)
     images[3] = {"objectUrl": "no-scheme.png"}  # the manifest reader refuses it
-    images[5100]["clientMetadata"] = {"score": "high"}  # the schema refuses it
-    images[7000] = {"objectUrl": f"s3://{bucket}/p/7000.png"}  # strict: no sizes
-    images[7001] = {"objectUrl": "s3://elsewhere/p/7001.png", "imageMetadata": sized}  # out of scope
-    images[9000] = dict(images[10])  # a duplicate URL
+    images[510]["clientMetadata"] = {"score": "high"}  # the schema refuses it
+    images[700] = {"objectUrl": f"s3://{bucket}/p/700.png"}  # strict: no sizes
+    images[701] = {"objectUrl": "s3://elsewhere/p/701.png", "imageMetadata": sized}  # out of scope
+    images[900] = dict(images[10])  # a duplicate URL
     groups = [{"title": "group", "clientMetadata": {"camera": "g"}, "images": [
         {"url": f"s3://{bucket}/g/{k}.png", "title": f"frame {k}", "imageMetadata": {"width": 4, "height": 4}}
         for k in range(3)]}]
@@ -435,7 +450,7 @@ def _stored(db, folder: str) -> dict[str, Any]:  # type: ignore[no-untyped-def]
 
 
 @pytest.mark.parametrize("ignore_errors", [True, False])
-def test_batches_prepared_by_the_reader_store_what_the_planners_own_would(api, world, db, settings, monkeypatch, ignore_errors) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+def test_batches_prepared_by_the_reader_store_what_the_planners_own_would(small, api, world, db, settings, monkeypatch, ignore_errors) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
     """The same manifest imported with the planner doing its own work and with the reader's
     process preparing the batches (``_ChildPlanner``): the same items, parts, projected values,
     listing documents, counts, errors and status, the first import and the second."""
@@ -444,7 +459,7 @@ def test_batches_prepared_by_the_reader_store_what_the_planners_own_would(api, w
     alice, bucket = world
     r = api.put("/api/v1/metadata-schema", json={"keys": _SCHEMA}, headers=alice.bearer)
     assert r.status_code == 200, r.text
-    body = _rich_manifest(bucket, 12_000)
+    body = _rich_manifest(bucket, 1200)  # three batches
     prepared: list[int] = []
     submit = jobs._InlineWriter.submit_prepared
 
@@ -467,18 +482,18 @@ def test_batches_prepared_by_the_reader_store_what_the_planners_own_would(api, w
     assert here == piped
     assert here_items == piped_items
     assert [e["where"] for e in piped[0]["errors"]] == [
-        "images[3]", "images[5100]", "images[7000]", "images[7001]"]
+        "images[3]", "images[510]", "images[700]", "images[701]"]
     if ignore_errors:
-        # 12,001 entries: 4 refused, one a duplicate of an earlier batch's
-        assert (piped[0]["status"], piped[0]["registered"], piped[0]["skipped"]) == ("DONE", 11996, 1)
-        assert (piped[1]["status"], piped[1]["registered"], piped[1]["skipped"]) == ("DONE", 0, 11997)
-        assert len(piped_items) == 11996 and any(v[9] for v in piped_items.values())
-        assert sum(len(v[10]) for v in piped_items.values()) >= 5 * 11_000  # values projected
+        # 1,201 entries: 4 refused, one a duplicate of an earlier batch's
+        assert (piped[0]["status"], piped[0]["registered"], piped[0]["skipped"]) == ("DONE", 1196, 1)
+        assert (piped[1]["status"], piped[1]["registered"], piped[1]["skipped"]) == ("DONE", 0, 1197)
+        assert len(piped_items) == 1196 and any(v[9] for v in piped_items.values())
+        assert sum(len(v[10]) for v in piped_items.values()) >= 5 * 1100  # values projected
     else:
         assert piped[0]["status"] == "ERROR" and piped_items == {}
 
 
-def test_a_reader_killed_while_it_prepares_is_prepared_on_here(api, world, db, settings, monkeypatch) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+def test_a_reader_killed_while_it_prepares_is_prepared_on_here(small, api, world, db, settings, monkeypatch) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
     """The reader's process killed once its first batch arrived: the planner reads and prepares
     the rest itself, from the entry after that batch; the import stores what one prepared
     wholly by the planner stores."""
@@ -486,7 +501,7 @@ def test_a_reader_killed_while_it_prepares_is_prepared_on_here(api, world, db, s
 
     alice, bucket = world
     assert api.put("/api/v1/metadata-schema", json={"keys": _SCHEMA}, headers=alice.bearer).status_code == 200
-    body = _rich_manifest(bucket, 16_000)
+    body = _rich_manifest(bucket, 8 * _BATCH)  # eight batches: more than the pipe and queue hold
     readers: list[Any] = []
     prepared: list[int] = []
     own: list[int] = []
@@ -521,7 +536,7 @@ def test_a_reader_killed_while_it_prepares_is_prepared_on_here(api, world, db, s
     assert len(readers) == 1 and readers[0].returncode is not None
     # the first batch (and, at most, those the pipe held when it was killed) prepared by the reader,
     # the rest here, numbered on
-    assert prepared[0] == 1 and own and own == list(range(len(prepared) + 1, 5))
+    assert prepared[0] == 1 and own and own == list(range(len(prepared) + 1, 9))
     (here, here_items), (killed, killed_items) = seen
     assert here == killed and here_items == killed_items
     assert (killed["status"], killed["registered"]) == ("DONE", len(killed_items))
@@ -568,6 +583,15 @@ def test_the_reader_builds_every_items_rows_without_a_look_up(api, world, db, se
 def soon(monkeypatch: pytest.MonkeyPatch) -> None:
     """Spares started at once when wanted (not ``_SPARE_AFTER_SECONDS`` later)."""
     monkeypatch.setattr(manifest_pipe, "_SPARE_AFTER_SECONDS", 0.0)
+    _due_now()
+
+
+def _due_now() -> None:
+    """The process's keeper outlives each test: no spare waits for the retry time an earlier
+    test's dead or failed spare set (``_SPARE_RETRY_SECONDS``, 30 s of nothing to test)."""
+    keeper = manifest_pipe._keeper
+    with keeper._cond:
+        keeper._not_before = 0.0
 
 
 def _spare_pid(timeout: float = 60) -> int:
@@ -752,9 +776,10 @@ def spare(settings, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no
     """The app's worker keeps a spare reader (before ``api`` starts it), started at once."""
     monkeypatch.setitem(settings.__dict__, "manifest_pipe_spare", True)
     monkeypatch.setattr(manifest_pipe, "_SPARE_AFTER_SECONDS", 0.0)
+    _due_now()
 
 
-def test_an_import_read_by_the_workers_spare_stores_what_the_planners_own_would(spare, api, world, db, settings, monkeypatch) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+def test_an_import_read_by_the_workers_spare_stores_what_the_planners_own_would(spare, small, api, world, db, settings, monkeypatch) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
     """The worker's spare reader takes the import (no child started for it), prepares its
     batches, and the import stores what one read by the planner stores; the worker stopped, no
     spare is left."""
@@ -762,7 +787,7 @@ def test_an_import_read_by_the_workers_spare_stores_what_the_planners_own_would(
         pytest.skip("the reader's work is the database's alike (the tests above); the spare is the process's")
     alice, bucket = world
     assert api.put("/api/v1/metadata-schema", json={"keys": _SCHEMA}, headers=alice.bearer).status_code == 200
-    body = _rich_manifest(bucket, 12_000)
+    body = _rich_manifest(bucket, 1200)  # three batches
     taken: list[int | None] = []
     begin = manifest_pipe._Keeper.begin
 
@@ -782,7 +807,7 @@ def test_an_import_read_by_the_workers_spare_stores_what_the_planners_own_would(
     assert taken == [waiting]
     (here, here_items), (piped, piped_items) = seen
     assert here == piped and here_items == piped_items
-    assert (piped["status"], piped["registered"]) == ("DONE", 11996)
+    assert (piped["status"], piped["registered"]) == ("DONE", 1196)
     following = _spare_pid()
     api.app.state.corral.worker.stop()
     wait_gone([following])
