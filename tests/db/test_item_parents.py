@@ -311,8 +311,8 @@ def test_0025b_up_and_down_with_items(fresh: Database) -> None:
 def test_a_registration_into_a_folder_deleted_meanwhile_adds_nothing(db: Database, settings: Any,
                                                                      make_user: Any) -> None:
     """The folder goes (directly: the API refuses while the job is pending) after the job was
-    planned and before its batch commits: the batch's attempt fails (and is retried later, as
-    the foreign key's error was), and no item points at the folder."""
+    planned and before its batch commits: the batch fails for good on that attempt with the
+    core's message (no retry could bring the folder back), and no item points at the folder."""
     from tests.registration.test_skip_race import _entry, _job, _run, world
 
     made = world.__wrapped__(db, settings, make_user)  # type: ignore[attr-defined]
@@ -322,5 +322,7 @@ def test_a_registration_into_a_folder_deleted_meanwhile_adds_nothing(db: Databas
     _run(db, settings, job_id, 0)
     with db.read() as s:
         assert s.scalar(select(Item.id).where(Item.folder_id == made[1])) is None
-        error = s.scalar(select(JobUnit.error).where(JobUnit.job_id == job_id, JobUnit.seq == 1))
-    assert error == f"Conflict: cannot add items: the folder {made[1]} they belong to no longer exists"
+        status, attempts, error = s.execute(select(JobUnit.status, JobUnit.attempts, JobUnit.error)
+                                            .where(JobUnit.job_id == job_id, JobUnit.seq == 1)).one()
+    assert (status, attempts) == ("error", 1)
+    assert error == f"cannot add items: the folder {made[1]} they belong to no longer exists"
