@@ -55,29 +55,19 @@ def test_user_create_racing_one_email_is_the_existing_user_conflict(runner, sett
     """``corral user create`` of an email another create has inserted but not yet committed waits
     for it, then says the user exists, as for one created before (on PostgreSQL the loser passed
     the check, failed the insert at the unique key and died with an IntegrityError traceback)."""
-    import threading
-
     from sqlalchemy import select
 
     from corral.core import identity
     from corral.db.tables import User
-
-    outcome: list[object] = []
-
-    def create(email: str) -> None:
-        outcome.append(runner.invoke(cli, ["user", "create", email, "--org", "Ops"], env=_env(settings)))
+    from tests.racing import while_held
 
     with db.write() as s:
         identity.get_or_create_org(s, "Ops")
-    with db.write() as s:
-        identity.create_user(s, "ops@x.io", org_name="Ops")
-        racer = threading.Thread(target=create, args=("ops@x.io",))
-        racer.start()
-        racer.join(2)
-        waited = racer.is_alive()  # on the uncommitted row's unique key, until it commits
-    racer.join(30)
-    assert waited, outcome
-    [r] = outcome
+    # the racer waits on the uncommitted row's unique key, until it commits
+    race = while_held(db, lambda s: identity.create_user(s, "ops@x.io", org_name="Ops"),
+                      lambda: runner.invoke(cli, ["user", "create", "ops@x.io", "--org", "Ops"], env=_env(settings)))
+    assert race.waited, race.outcome
+    [r] = race.outcome
     assert r.exit_code == 1 and isinstance(r.exception, SystemExit), (r.output, r.exception)
     assert "user ops@x.io already exists" in r.output and "Traceback" not in r.output
     with db.read() as s:

@@ -12,6 +12,7 @@ from sqlalchemy import select
 from corral.core import identity
 from corral.db.tables import ApiToken
 from corral.errors import AlreadyExists, AuthenticationFailed, InvalidInput, NotFound
+from tests.racing import while_held
 
 
 def test_parse_openssh_line(tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -74,28 +75,16 @@ def test_users_keys_and_tokens(db, tmp_path) -> None:  # type: ignore[no-untyped
 def test_users_created_at_once_in_a_new_organisation_share_it(db) -> None:  # type: ignore[no-untyped-def]
     """Two users created at once in one new organisation: the second waits for the first and
     joins the organisation it made (on PostgreSQL it failed at the organisation's unique name)."""
-    import threading
-
     from corral.db.tables import Organisation, User
 
-    outcome: list[object] = []
+    def create() -> object:
+        with db.write() as s:
+            return identity.create_user(s, "b@example.com", org_name="New").org_id
 
-    def create() -> None:
-        try:
-            with db.write() as s:
-                outcome.append(identity.create_user(s, "b@example.com", org_name="New").org_id)
-        except Exception as exc:  # noqa: BLE001 - the outcome is what the test checks
-            outcome.append(exc)
-
-    with db.write() as s:
-        first = identity.create_user(s, "a@example.com", org_name="New").org_id
-        racer = threading.Thread(target=create)
-        racer.start()
-        racer.join(2)
-        waited = racer.is_alive()  # on the uncommitted row's unique key, until it commits
-    racer.join(30)
-    assert waited, outcome
-    assert outcome == [first]
+    # the racer waits on the uncommitted row's unique key, until it commits
+    race = while_held(db, lambda s: identity.create_user(s, "a@example.com", org_name="New").org_id, create)
+    assert race.waited, race.outcome
+    assert race.outcome == [race.held]
     with db.read() as s:
         assert list(s.scalars(select(Organisation.name))) == ["New"]
         assert sorted(s.scalars(select(User.email))) == ["a@example.com", "b@example.com"]
@@ -105,8 +94,6 @@ def test_one_ssh_key_registered_at_once_for_two_users_is_the_existing_key_confli
     """One public key added to two users at once: the second waits for the first, then is
     refused as an already registered key (on PostgreSQL it failed at the unique key_id: an
     IntegrityError, a traceback from ``corral user add-key``)."""
-    import threading
-
     from tests.conftest import write_key
 
     write_key(tmp_path / "k")
@@ -114,22 +101,14 @@ def test_one_ssh_key_registered_at_once_for_two_users_is_the_existing_key_confli
     with db.write() as s:
         identity.create_user(s, "a@example.com", org_name="Acme")
         identity.create_user(s, "b@example.com", org_name="Acme")
-    outcome: list[object] = []
 
-    def add() -> None:
-        try:
-            with db.write() as s:
-                outcome.append(identity.add_ssh_key(s, "b@example.com", pub).key_id)
-        except Exception as exc:  # noqa: BLE001 - the outcome is what the test checks
-            outcome.append(exc)
+    def add() -> object:
+        with db.write() as s:
+            return identity.add_ssh_key(s, "b@example.com", pub).key_id
 
-    with db.write() as s:
-        identity.add_ssh_key(s, "a@example.com", pub)
-        racer = threading.Thread(target=add)
-        racer.start()
-        racer.join(2)
-        waited = racer.is_alive()  # on the uncommitted row's unique key, until it commits
-    racer.join(30)
-    assert waited, outcome
+    # the racer waits on the uncommitted row's unique key, until it commits
+    race = while_held(db, lambda s: identity.add_ssh_key(s, "a@example.com", pub), add)
+    outcome = race.outcome
+    assert race.waited, outcome
     assert len(outcome) == 1 and isinstance(outcome[0], AlreadyExists), outcome
     assert str(outcome[0].message) == "this SSH key is already registered"

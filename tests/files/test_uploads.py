@@ -115,27 +115,16 @@ def test_first_uploads_at_once_share_one_managed_integration(make_user, settings
     read no integration, the second waits on the unique title): one integration, both answered
     with it (the second's session kept the row it failed to insert and tried again at its commit:
     a 500 on uq_integrations_org_id_title)."""
-    import threading
-
     from corral.core.identity import Principal
     from corral.registration import uploads
+    from tests.racing import while_held
 
     alice = make_user("alice@x.io")
     admin = Principal(alice.user_id, alice.org_id, alice.email, "admin", "bearer")
-    outcome: list[object] = []
-
-    def second() -> None:
-        try:
-            outcome.append(uploads.start(db, settings, admin, "b.png").integration_id)
-        except Exception as exc:  # noqa: BLE001 - the outcome is what the test checks
-            outcome.append(exc)
-
-    with db.write() as s:
-        first = uploads.upload_integration(s, settings, admin).id
-        other = threading.Thread(target=second)
-        other.start()
-        other.join(1)  # (on PostgreSQL it waits on the unique title until this commits)
-    other.join(30)
-    assert outcome == [first]
+    # (on PostgreSQL the second waits on the unique title until the first commits)
+    race = while_held(db, lambda s: uploads.upload_integration(s, settings, admin).id,
+                      lambda: uploads.start(db, settings, admin, "b.png").integration_id, wait=1)
+    first = race.held
+    assert race.outcome == [first]
     with db.read() as s:
         assert s.scalars(select(Integration.id).where(Integration.org_id == alice.org_id)).all() == [first]

@@ -457,20 +457,40 @@ def test_strict_import_in_many_batches_pipelined(api, world, db, monkeypatch) ->
         assert len(built) == rows_built
 
 
+def _worker_until_ended(db, settings, org_id, job_id, polls: int = 1200):  # type: ignore[no-untyped-def]
+    """Run a job worker until the job has ended; the job."""
+    import threading
+    import time
+
+    from corral.jobs import queue
+    from corral.jobs.worker import Worker
+
+    worker = Worker(db, settings)
+    thread = threading.Thread(target=worker.run, daemon=True)
+    thread.start()
+    try:
+        for _ in range(polls):
+            with db.read() as s:
+                job = queue.get_job(s, org_id, job_id)
+            if job.status != "PENDING":
+                return job
+            time.sleep(0.05)
+        raise AssertionError("the import did not finish")
+    finally:
+        worker.stop()
+        thread.join(30)
+
+
 def test_an_import_opens_its_integration_once_and_sees_a_changed_one(  # type: ignore[no-untyped-def]
     db, settings, make_user, moto_server: MotoServer, monkeypatch
 ) -> None:
     """Batches share the process's opened client (a botocore client is ~100 ms of CPU, once per
     2,000 HEADs before); a change to the integration still reaches the next batch."""
-    import threading
-    import time
 
     from corral.core import folders, integrations
     from corral.core.identity import Principal
     from corral.core.staging import published
     from corral.db.tables import Job, JobUnit
-    from corral.jobs import queue
-    from corral.jobs.worker import Worker
     from corral.registration import service
 
     alice = make_user("alice@x.io")
@@ -500,20 +520,7 @@ def test_an_import_opens_its_integration_once_and_sees_a_changed_one(  # type: i
         with db.write() as s:  # three batches of two
             job = s.get(Job, job_id)
             job.params = {**job.params, "batch_size": 2}
-        worker = Worker(db, settings)
-        thread = threading.Thread(target=worker.run, daemon=True)
-        thread.start()
-        try:
-            for _ in range(600):
-                with db.read() as s:
-                    job = queue.get_job(s, admin.org_id, job_id)
-                if job.status != "PENDING":
-                    return job
-                time.sleep(0.05)
-            raise AssertionError("the import did not finish")
-        finally:
-            worker.stop()
-            thread.join(30)
+        return _worker_until_ended(db, settings, admin.org_id, job_id, polls=600)  # type: ignore[no-any-return]
 
     first = run()
     assert first.status == "DONE", first.error
@@ -616,33 +623,17 @@ def test_an_import_whose_folder_is_gone_fails_at_once_saying_why(  # type: ignor
     """A unit the core refuses (a 4xx: here the folder its job registers into is gone) fails for
     good on its first attempt with the core's message; no retry could mend it (it was retried
     five times over 15 s, its message prefixed with "failed after 5 attempts: Conflict")."""
-    import threading
-    import time
 
     from sqlalchemy import delete
 
     from corral.db.tables import Folder, JobUnit
-    from corral.jobs import queue
-    from corral.jobs.worker import Worker
     from corral.registration import jobs, service
 
     admin, manifest = _admin_with_strict_integration(db, settings, make_user, moto_server)
     job_id = service.start_import(db, settings, admin, folder="f", integration="m", manifest=io.BytesIO(manifest))
     with db.write() as s:  # gone under the job (the start/delete race below, or an operator's SQL)
         s.execute(delete(Folder).where(Folder.org_id == admin.org_id))
-    worker = Worker(db, settings)
-    thread = threading.Thread(target=worker.run, daemon=True)
-    thread.start()
-    try:
-        for _ in range(1200):
-            with db.read() as s:
-                job = queue.get_job(s, admin.org_id, job_id)
-            if job.status != "PENDING":
-                break
-            time.sleep(0.05)
-    finally:
-        worker.stop()
-        thread.join(30)
+    job = _worker_until_ended(db, settings, admin.org_id, job_id)
     with db.read() as s:  # one unit on SQLite (the planner writes), a plan and a batch on PostgreSQL
         attempts = s.scalars(select(JobUnit.attempts).where(JobUnit.job_id == job_id, JobUnit.status == "error"))
         assert list(attempts) == [1]
@@ -660,31 +651,19 @@ def test_a_folder_delete_racing_an_import_start_never_leaves_a_job_without_its_f
     """PostgreSQL: an import started while a delete of its folder is uncommitted waits for it and
     is a 404 (it read the folder, the delete found no job yet, and both committed: a job into a
     folder that was gone)."""
-    import threading
-
     from corral import errors
     from corral.core import deletion
     from corral.registration import service
+    from tests.racing import while_held
 
     if db.engine.dialect.name != "postgresql":
         pytest.skip("SQLite's write lock serialises the start and the delete")
     admin, manifest = _admin_with_strict_integration(db, settings, make_user, moto_server)
-    outcome: list[object] = []
-
-    def start() -> None:
-        try:
-            outcome.append(service.start_import(db, settings, admin, folder="f", integration="m",
-                                                manifest=io.BytesIO(manifest)))
-        except Exception as exc:  # noqa: BLE001 - the outcome is what the test checks
-            outcome.append(exc)
-
-    with db.write() as s:
-        deletion.delete_folder(s, admin, "f")
-        starter = threading.Thread(target=start)
-        starter.start()
-        starter.join(2)
-        waited = starter.is_alive()  # on the folder's row lock, until the delete commits
-    starter.join(30)
-    assert waited, f"the import did not wait for the delete: {outcome}"
+    # the start waits on the folder's row lock, until the delete commits
+    race = while_held(db, lambda s: deletion.delete_folder(s, admin, "f"),
+                      lambda: service.start_import(db, settings, admin, folder="f", integration="m",
+                                                   manifest=io.BytesIO(manifest)))
+    outcome = race.outcome
+    assert race.waited, f"the import did not wait for the delete: {outcome}"
     assert len(outcome) == 1 and isinstance(outcome[0], errors.NotFound), outcome
     assert "folder 'f' not found" in str(outcome[0])
