@@ -377,6 +377,13 @@ class _InlineWriter:
         # Batches go to idle workers on PostgreSQL, unless the reader's process prepares them
         # (``_reader_prepares``): they are then written by this process's writer.
         self._share = share and not self.db.is_sqlite
+        # With skip_duplicate_urls a batch is kept here while the last one kept found only
+        # copies: handing it off would cost more than it saves (its entries written to
+        # ``job_units`` and read back by another process, which then only finds the same copies;
+        # an all-duplicate second import at a million files: 0.69x the CPU with the backends,
+        # docs/performance.md).  The first batch is kept, so a batch with new files starts the
+        # hand-offs again.
+        self._copies_only = bool(unit.params.get("skip_duplicate_urls"))
         # Group commit on SQLite alone: its commit rewrites each index page a transaction
         # touched, and it has one writer at a time anyway.  (PostgreSQL writes a page's changes
         # to its log record by record, and hands batches to idle workers: not measured to gain.)
@@ -417,7 +424,7 @@ class _InlineWriter:
         cancelled."""
         if seq in self.done:
             return
-        if self._writing and self._share and self._others_idle():
+        if self._writing and self._share and not self._copies_only and self._others_idle():
             # Hand this batch to whichever worker is free (another process, another host), so
             # the planner's process is not the only one registering.
             if not _add_batches(self.db, self.unit.job_id, [(seq, [_entry_payload(e) for e in entries])]):
@@ -431,6 +438,8 @@ class _InlineWriter:
             self.errors += [e.as_dict() for e in bad[: max(0, ERROR_LIMIT - len(self.errors))]]
         if self._writing:
             ready = _ready(self.db, self.unit, results)
+            if self._copies_only:
+                self._copies_only = not ready.projected and any(not isinstance(r, FileError) for r in results)
             # (A batch submitted before a bad file was found is written, as it was before the
             # writer thread: the failed job's report then counts the same.)
             self._writer.submit((seq, ready))

@@ -243,3 +243,66 @@ def test_an_import_through_the_worker_counts_every_batch_as_it_commits(db, setti
     assert batches == n // size
     if db.is_sqlite:  # fewer transactions than batches: the writer grouped them
         assert seq - seq_before < batches
+
+
+def _import_through_a_worker(db, settings, admin, urls: list[str], size: int) -> tuple[dict[str, Any], list[str]]:  # type: ignore[no-untyped-def]
+    """An import with skip_duplicate_urls of ``urls`` into folder "f", batches of ``size``, run by
+    a worker to its end: the job's counts, and each batch unit's ``op`` (``inline``: committed by
+    the planner; ``batch``: handed to the queue for any worker)."""
+    import io
+    import json
+    import threading
+
+    from corral.jobs.worker import Worker
+    from corral.registration import service
+
+    manifest = {"images": [{"objectUrl": u, "imageMetadata": {"width": 4, "height": 3}} for u in urls]}
+    job_id = service.start_import(db, settings, admin, folder="f", integration="strict",
+                                  manifest=io.BytesIO(json.dumps(manifest).encode()), skip_duplicate_urls=True)
+    with db.write() as s:
+        job = s.get(Job, job_id)
+        job.params = {**job.params, "batch_size": size}
+    worker = Worker(db, settings)
+    thread = threading.Thread(target=worker.run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            with db.read() as s:
+                job = queue.get_job(s, admin.org_id, job_id)
+                if job.status != "PENDING":
+                    counts = jobs.progress(s, job)
+                    # (a handed-off unit's payload is emptied once done)
+                    ops = ["inline" if p.get("op") == "inline" else "batch" for p in s.scalars(select(JobUnit.payload).where(
+                        JobUnit.job_id == job_id, JobUnit.seq > 0).order_by(JobUnit.seq))]
+                    break
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+    finally:
+        worker.stop()
+        thread.join(30)
+    assert job.status == "DONE", job.error
+    return counts, ops
+
+
+def test_an_all_duplicate_import_keeps_its_batches_and_new_files_are_handed_off_again(db, settings, world) -> None:  # type: ignore[no-untyped-def]
+    """With skip_duplicate_urls, a batch whose files are all in the folder already is kept by the
+    planner (handing it off wrote its entries into ``job_units`` for another process to find the
+    same copies); once a batch holds new files, batches go to the queue again (PostgreSQL; SQLite
+    never hands one off)."""
+    admin = world[0]
+    urls = [f"s3://media/d/{i:04d}.jpg" for i in range(200)]
+    counts, _ = _import_through_a_worker(db, settings, admin, urls, 20)
+    assert (counts["registered"], counts["skipped"]) == (200, 0)
+    counts, ops = _import_through_a_worker(db, settings, admin, urls, 20)
+    assert (counts["registered"], counts["skipped"]) == (0, 200)
+    assert ops == ["inline"] * 10  # every batch decided by the planner, none queued
+    more = urls + [f"s3://media/d/new-{i:04d}.jpg" for i in range(200)]
+    counts, ops = _import_through_a_worker(db, settings, admin, more, 20)
+    assert (counts["registered"], counts["skipped"]) == (200, 200)
+    assert len(ops) == 20
+    assert ops[:11] == ["inline"] * 11  # copies only, then the first batch of new files, kept
+    if not db.is_sqlite:
+        assert "batch" in ops[11:], ops  # new files: handed off again
+    else:
+        assert set(ops) == {"inline"}
