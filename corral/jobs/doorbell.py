@@ -208,12 +208,19 @@ class Doorbell:
             self.transport.stop()
 
     def dispose(self) -> None:
-        """Stop sending and listening for good."""
+        """Send what is still to be sent (a process about to exit), then stop sending and
+        listening for good."""
         self._closed.set()
         self._kick.set()
         with self._lock:
             self._listeners = 0
+            topics, self._pending = self._pending, set()
         if self.transport is not None:
+            if topics:
+                try:
+                    self.transport.send(topics)
+                except Exception:  # noqa: BLE001 - a lost ring costs only the pollers' latency
+                    log.debug("sending a wake-up failed", exc_info=True)
             self.transport.stop()
 
     def _send_loop(self) -> None:
