@@ -151,6 +151,14 @@ class Settings(BaseSettings):
         description="Longest time the server holds a long-poll request (the SDK's read timeout "
         "is 180 s).",
     )
+    long_poll_interval_seconds: float = Field(
+        0.5,
+        gt=0,
+        le=60,
+        description="Longest pause between a long-poll's reads of a job's state. A job that ends "
+        "wakes its long-polls at once (the job workers ring the API processes); this interval is "
+        "the fallback for a wake-up that is lost.",
+    )
     signature_max_age_seconds: int = Field(
         300,
         ge=1,

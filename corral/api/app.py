@@ -97,6 +97,9 @@ def create_app(
         limiter.total_tokens = settings.api_threads
         # every thread taken: requests wait for one, so pages are not read ahead (PageAhead)
         ctx.pages_ahead.busy = lambda: limiter.borrowed_tokens >= limiter.total_tokens
+        # Long-polls here wake when a job ends in any process of the deployment (the job workers
+        # ring: corral.jobs.doorbell); the embedded worker (run_worker) listens for work too.
+        database.doorbell.open()
         thread: threading.Thread | None = None
         if run_worker:
             ctx.worker = Worker(database, settings, tasks)
@@ -118,6 +121,7 @@ def create_app(
                 await run_in_threadpool(thread.join, ctx.worker.shutdown_grace_seconds + 5)
                 ctx.worker = None
             ctx.pages_ahead.close()
+            database.doorbell.close()
             if owns_db:
                 database.dispose()
 

@@ -5,21 +5,25 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from fastapi import Depends, Request
 from starlette.types import Scope
 
+from corral.api.longpoll import hold_until
 from corral.api.readahead import PageAhead
 from corral.auth.signatures import KeyLookup
 from corral.core import identity
 from corral.core.identity import Principal
 from corral.db.engine import Database
 from corral.errors import AuthenticationFailed
+from corral.jobs import doorbell
 from corral.jobs.tasks import TaskRegistry
 from corral.jobs.worker import Worker
 from corral.settings import Settings
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -35,8 +39,16 @@ class AppContext:
         self.principals.ttl = self.settings.auth_cache_seconds
 
     def wake_worker(self) -> None:
+        """Work was queued: wake this process's own worker (tests, embedded).  Workers of other
+        processes are rung by the commit that queued it (``corral.jobs.doorbell``)."""
         if self.worker is not None:
             self.worker.wake()
+
+    async def hold_for_job(self, read: Callable[[], T], done: Callable[[T], bool], seconds: float) -> T:
+        """``hold_until`` for a job's state: read again at once when a job ends anywhere in the
+        deployment (the doorbell's ``STATE`` ring), else at the long-poll interval."""
+        return await hold_until(read, done, seconds, max_interval=self.settings.long_poll_interval_seconds,
+                                chime=self.db.doorbell.chime(doorbell.STATE))
 
 
 async def get_ctx(request: Request) -> AppContext:

@@ -37,6 +37,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from corral import jsoncodec
 from corral.errors import ConfigurationError
+from corral.jobs import doorbell
 from corral.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -115,6 +116,11 @@ class Database:
         self.dialect = engine.dialect.name
         self._turnstile = _Turnstile(busy_timeout_ms / 1000) if self.is_sqlite else None
         self._sessions = sessionmaker(bind=engine, expire_on_commit=False, autoflush=False)
+        #: Rings other processes of the deployment (``corral.jobs.doorbell``); local only until
+        #: ``create_database`` gives it its transport.
+        self.doorbell = doorbell.Doorbell()
+        event.listen(self._sessions, "after_commit", self._rings_committed)
+        event.listen(self._sessions, "after_rollback", doorbell.take_rings)
         # PostgreSQL: the same pool, each connection in autocommit while it is checked out
         plain = engine if self.is_sqlite else engine.execution_options(
             isolation_level="AUTOCOMMIT", **{_PLAIN: True})
@@ -124,6 +130,11 @@ class Database:
         self._index_order = self._sessions if sort_off is None else sessionmaker(
             bind=sort_off.execution_options(isolation_level="AUTOCOMMIT", **{_PLAIN: True, SORT_OFF: True}),
             expire_on_commit=False, autoflush=False)
+
+    def _rings_committed(self, session: Session) -> None:
+        """The rings a committed transaction asked for (``doorbell.ring_after_commit``)."""
+        for topic in doorbell.take_rings(session):
+            self.doorbell.ring(topic)
 
     @property
     def is_sqlite(self) -> bool:
@@ -186,6 +197,7 @@ class Database:
                 held.release()
 
     def dispose(self) -> None:
+        self.doorbell.dispose()
         self.engine.dispose()
         if self.sort_off_engine is not None:
             self.sort_off_engine.dispose()
@@ -448,7 +460,9 @@ def create_database(settings: Settings) -> Database:
         from corral.core.index import snapshot  # the index's columnar snapshots, per engine
 
         snapshot.configure(engine, settings.index_snapshot_mb, settings.resolved_index_snapshot_dir)
-        return Database(engine, sort_off)
+        database = Database(engine, sort_off)
+        database.doorbell.transport = doorbell.transport_for(engine, settings.data_dir)
+        return database
     else:
         raise ConfigurationError(
             f"CORRAL_DATABASE_URL: unsupported database {backend!r}; use sqlite or postgresql"
@@ -456,4 +470,6 @@ def create_database(settings: Settings) -> Database:
     from corral.core.index import snapshot  # the index's columnar snapshots, per engine
 
     snapshot.configure(engine, settings.index_snapshot_mb, settings.resolved_index_snapshot_dir)
-    return Database(engine, busy_timeout_ms=settings.sqlite_busy_timeout_ms)
+    database = Database(engine, busy_timeout_ms=settings.sqlite_busy_timeout_ms)
+    database.doorbell.transport = doorbell.transport_for(engine, settings.data_dir)
+    return database

@@ -29,6 +29,7 @@ from corral.db.engine import Database
 from corral.db.tables import Job, JobUnit, JobWorker
 from corral.db.types import utcnow
 from corral.errors import InvalidInput, NotFound
+from corral.jobs import doorbell
 from corral.jobs.tasks import ClaimedUnit, TaskRegistry, registry
 
 log = logging.getLogger("corral.jobs")
@@ -137,6 +138,7 @@ def create_job(
         session.execute(insert(JobUnit), batch)
     job.units_total = total
     session.flush()
+    doorbell.ring_after_commit(session, doorbell.WORK)  # the workers of every process look at once
     return job
 
 
@@ -164,6 +166,7 @@ def add_units(db: Database, job_id: uuid.UUID, units: Sequence[tuple[int, dict[s
         if rows:
             s.execute(insert(JobUnit), rows)
             s.execute(update(Job).where(Job.id == job_id).values(units_total=Job.units_total + len(rows)))
+            doorbell.ring_after_commit(s, doorbell.WORK)
     return True
 
 
@@ -469,6 +472,8 @@ def recover_abandoned(
             .values(lease_expires_at=now - timedelta(seconds=1), updated_at=now)
         )
         units = _rowcount(res)
+        if units:
+            doorbell.ring_after_commit(s, doorbell.WORK)  # claimable again
         conditions: list[ColumnElement[bool]] = []
         if dead:
             conditions.append(JobWorker.owner.in_(dead))
@@ -568,6 +573,7 @@ def release(db: Database, owner: str, unit_ids: Sequence[int]) -> None:
             .values(status="pending", lease_owner=None, lease_expires_at=None,
                     attempts=JobUnit.attempts - 1, updated_at=utcnow())
         )
+        doorbell.ring_after_commit(s, doorbell.WORK)  # another worker may take them now
 
 
 def finalize_ready_jobs(
@@ -622,6 +628,7 @@ def _finalize_one(db: Database, tasks: TaskRegistry | None, job_id: uuid.UUID) -
         kind = tasks.get(job.kind) if tasks is not None else None
         if kind is not None and kind.finalize is not None:
             kind.finalize(s, job)
+        doorbell.ring_after_commit(s, doorbell.STATE)  # long-polls for the job answer now
     return 1
 
 
@@ -654,6 +661,7 @@ def _fail_unfinalizable(db: Database, job_id: uuid.UUID, error: str) -> int:
         if _rowcount(res) != 1:
             return 0
         discard_staged(s, job_id)
+        doorbell.ring_after_commit(s, doorbell.STATE)
     return 1
 
 

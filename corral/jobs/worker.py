@@ -22,7 +22,7 @@ from sqlalchemy.exc import OperationalError
 from corral import errors, scratch
 from corral.core import item_docs
 from corral.db.engine import Database
-from corral.jobs import owners, queue
+from corral.jobs import doorbell, owners, queue
 from corral.jobs.tasks import ClaimedUnit, TaskRegistry, UnitFailed, WorkerContext, registry
 from corral.settings import Settings
 
@@ -105,7 +105,8 @@ class Worker:
 
     # -- control ---------------------------------------------------------
     def wake(self) -> None:
-        """New work was queued in this process: look now instead of at the next poll."""
+        """New work was queued (in this process, or rung by another: ``corral.jobs.doorbell``):
+        look now instead of at the next poll."""
         self._wake.set()
 
     def stop(self) -> None:
@@ -132,6 +133,11 @@ class Worker:
         self._guarded("removing dead processes' scratch directories", scratch.sweep)
         heartbeat = threading.Thread(target=self._heartbeat, name="corral-heartbeat", daemon=True)
         heartbeat.start()
+        # Units queued by any process of the deployment end the idle wait below at once; the
+        # poll (job_poll_seconds) stays for a ring that is lost.
+        bell = self.db.doorbell
+        unsubscribe = bell.chime(doorbell.WORK).subscribe(self.wake)
+        bell.open()
         undo = self._warm()
         pool = ThreadPoolExecutor(max_workers=s.worker_concurrency, thread_name_prefix="corral-unit")
         try:
@@ -156,6 +162,8 @@ class Worker:
                 self._wake.wait(s.job_poll_seconds)
                 self._wake.clear()
         finally:
+            unsubscribe()
+            bell.close()
             pool.shutdown(wait=False)
             self._guarded("stopping gracefully", self._drain)
             for step in undo:

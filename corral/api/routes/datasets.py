@@ -19,7 +19,6 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from corral.api.deps import Ctx, CurrentPrincipal
-from corral.api.longpoll import hold_until
 from corral.api.parsing import CorralRoute
 from corral.api.readahead import stream_ahead
 from corral.closedmodel import ClosedModel
@@ -191,7 +190,7 @@ async def get_verification(
             return verify.status(s, principal, job_id, limit=limit)
 
     seconds = min(wait, ctx.settings.long_poll_cap_seconds)
-    state = await hold_until(read, lambda st: st["status"] != "PENDING", seconds)
+    state = await ctx.hold_for_job(read, lambda st: st["status"] != "PENDING", seconds)
     return VerifyStatus(**state)
 
 

@@ -36,6 +36,7 @@ from corral.core.datasets import Duplicates
 from corral.core.identity import Principal
 from corral.db.engine import Database
 from corral.db.tables import DataRow, Dataset, Item
+from corral.jobs import doorbell
 from corral.registration import service
 
 router = APIRouter(prefix="/v2/public/datasets", tags=["encord-compatible"], route_class=CorralRoute)
@@ -395,9 +396,12 @@ def poll_dataset_upload(ctx: AppContext, principal: Principal, call: RpcCall) ->
     with ctx.db.read() as s:
         datasets.resolve(s, principal, dataset_id)
     deadline = time.monotonic() + max(0.0, min(wait, ctx.settings.long_poll_cap_seconds))
+    chime = ctx.db.doorbell.chime(doorbell.STATE)  # rung when a job ends, in any process
+    seen = chime.count
     terminal, state = upload_job_state(ctx, principal, job_id, None)
     while not terminal and time.monotonic() < deadline:
-        time.sleep(min(POLL_INTERVAL, max(0.0, deadline - time.monotonic())))
+        chime.wait_blocking(seen, min(POLL_INTERVAL, max(0.0, deadline - time.monotonic())))
+        seen = chime.count
         terminal, state = upload_job_state(ctx, principal, job_id, None)
     with ctx.db.read() as s:
         hashes = _hashes(s, dataset_id, state["itemsWithNames"])

@@ -17,7 +17,6 @@ from starlette.concurrency import run_in_threadpool
 from corral import errors, jsoncodec
 from corral.api import encord_dto as dto
 from corral.api.deps import AppContext, Ctx, CurrentPrincipal
-from corral.api.longpoll import hold_until
 from corral.api.openapi import CLIENT_METADATA, OFF_VALUE, ONLY_EMPTY_LIST, ONLY_FALSE, one_of_each
 from corral.api.parsing import CorralRoute, org_access, refuse_unless_default
 from corral.api.routes.encord_rpc import SdkBody, is_off
@@ -505,7 +504,7 @@ async def get_upload_job(
     timeout_seconds: Annotated[float, Query(alias="timeoutSeconds", ge=0)] = 0,
 ) -> dict[str, Any]:
     seconds = min(timeout_seconds, ctx.settings.long_poll_cap_seconds)
-    _, state = await hold_until(
+    _, state = await ctx.hold_for_job(
         lambda: upload_job_state(ctx, principal, job_id, folder_id), lambda pair: pair[0], seconds
     )
     return state

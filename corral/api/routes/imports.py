@@ -13,7 +13,6 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from corral.api.deps import Ctx, CurrentPrincipal
-from corral.api.longpoll import hold_until
 from corral.api.parsing import CorralRoute
 from corral.jobs import queue
 from corral.jobs.queue import JobState
@@ -203,7 +202,7 @@ async def get_import(
     ] = 0,
 ) -> ImportStatus:
     seconds = min(wait, ctx.settings.long_poll_cap_seconds)
-    state_and_status = await hold_until(
+    state_and_status = await ctx.hold_for_job(
         lambda: _status(ctx, principal.org_id, job_id, limit, items_limit),
         lambda pair: pair[0].is_terminal,
         seconds,

@@ -8,7 +8,6 @@ from starlette.concurrency import run_in_threadpool
 
 from corral import errors
 from corral.api.deps import Ctx, CurrentPrincipal
-from corral.api.longpoll import hold_until
 from corral.api.models import CancelPublic, JobErrorPublic, JobFilesPublic, JobPublic
 from corral.api.parsing import CorralRoute
 from corral.errors import ErrorDetail
@@ -67,7 +66,7 @@ async def get_job(
             return queue.job_state(s, principal.org_id, job_id, tasks=ctx.tasks)
 
     seconds = min(wait, ctx.settings.long_poll_cap_seconds)
-    state = await hold_until(read, lambda st: st.is_terminal, seconds)
+    state = await ctx.hold_for_job(read, lambda st: st.is_terminal, seconds)
     return _public(state)
 
 
