@@ -1184,7 +1184,7 @@ def _finalize(s: Session, job: Job) -> None:
     s.execute(delete(JobBlob).where(JobBlob.job_id == job.id))
 
 
-ANALYZE_AFTER = 50_000  # manifest entries
+ANALYZE_AFTER = 50_000  # files registered or updated
 
 
 def _analyze_after_large_load(s: Session, job: Job) -> None:
@@ -1194,8 +1194,8 @@ def _analyze_after_large_load(s: Session, job: Job) -> None:
     second whatever the table's size.  SQLite keeps no statistics corral relies on."""
     if s.get_bind().dialect.name != "postgresql":
         return
-    result = s.scalar(select(JobUnit.result).where(JobUnit.job_id == job.id, JobUnit.seq == 0))
-    if isinstance(result, dict) and (result.get("entries") or 0) >= ANALYZE_AFTER:
+    counts = file_counts(s, job.id, error_limit=0, job_result=job.result)
+    if counts["registered"] + counts["updated"] >= ANALYZE_AFTER:  # not for a job of duplicates
         s.execute(text("ANALYZE items, item_meta, item_vectors"))
 
 
