@@ -209,6 +209,7 @@ class Worker:
         found = queue.recover_abandoned(self.db, host_id=self.host_id, is_alive=owners.is_alive,
                                         stale_seconds=stale, me=self.owner, hung_seconds=self.hung_seconds)
         self._alive = found.alive
+        queue.sweep_blobs(self.db)  # an ended job's inputs a stopped process left behind
         if found.owners:
             log.warning("recovered the job units of workers that are gone",
                         extra={"workers": ",".join(found.owners), "units": found.units})

@@ -1181,7 +1181,7 @@ def _finalize(s: Session, job: Job) -> None:
         thumbnails.enqueue_for_job(s, job)  # images outside strict client-only integrations
     elif not job.ignore_errors:
         discard_staged(s, job.id)
-    s.execute(delete(JobBlob).where(JobBlob.job_id == job.id))
+    # (its manifest's job_blobs are deleted after this transaction: queue.drop_blobs)
 
 
 ANALYZE_AFTER = 50_000  # files registered or updated

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -88,7 +89,38 @@ def test_images_are_probed_and_registered(api, world, db) -> None:  # type: igno
         row = s.scalar(select(Item))
         assert row.media["width"] == 64 and row.media["height"] == 48 and row.file_size and not row.staged
         assert row.client_metadata == {"camera": "c1"}
-        assert s.scalar(select(func.count()).select_from(JobBlob)) == 0  # the manifest is cleaned up
+    # the manifest is cleaned up, in a transaction of its own right after the one ending the job
+    deadline = time.monotonic() + 10
+    while True:
+        with db.read() as s:
+            if s.scalar(select(func.count()).select_from(JobBlob)) == 0:
+                break
+        assert time.monotonic() < deadline, "the job's manifest was not deleted"
+        time.sleep(0.02)
+
+
+def test_the_blobs_of_an_ended_job_left_by_a_stopped_process_are_swept(api, world, db) -> None:  # type: ignore[no-untyped-def]
+    """A process that stopped between a job's end and its blobs' delete leaves them: a worker's
+    sweep deletes those of ended jobs, never a pending job's (its planner may still read them)."""
+    from corral.db.tables import Job
+    from corral.jobs import queue
+    from corral.registration.service import store_manifest
+
+    alice, bucket = world
+    manifest = json.dumps({"images": [{"objectUrl": f"s3://{bucket}/img/0.png"}]}).encode()
+    with db.write() as s:
+        ended = queue.create_job(s, org_id=alice.org_id, kind="register", units=[{"op": "plan"}], params={})
+        pending = queue.create_job(s, org_id=alice.org_id, kind="register", units=[{"op": "plan"}], params={})
+        for job in (ended, pending):
+            store_manifest(s, job.id, io.BytesIO(manifest))
+        ended.status = "DONE"
+        ids = (ended.id, pending.id)
+    assert queue.sweep_blobs(db) == 1
+    with db.read() as s:
+        left = set(s.scalars(select(JobBlob.job_id).distinct()))
+        assert s.scalar(select(Job.status).where(Job.id == ids[1])) == "PENDING"
+    assert left == {ids[1]}
+    assert queue.sweep_blobs(db) == 0
 
 
 def test_one_bad_file_fails_the_whole_job_and_leaves_nothing(api, world, db) -> None:  # type: ignore[no-untyped-def]
