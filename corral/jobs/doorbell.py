@@ -185,10 +185,6 @@ class Doorbell:
         if chime is not None:
             chime.hit()
 
-    def heard_all(self) -> None:
-        for chime in self._chimes.values():
-            chime.hit()
-
     def open(self) -> None:
         """Listen for other processes' rings (counted: the last ``close`` stops)."""
         with self._lock:

@@ -649,10 +649,13 @@ def drop_blobs(db: Database, job_id: uuid.UUID) -> None:
 
 def sweep_blobs(db: Database) -> int:
     """Delete the blobs of every job that has ended (those ``drop_blobs`` did not reach); how
-    many jobs had some.  A read finds none in the usual case; only then a write."""
-    ended = select(Job.id).where(Job.status != "PENDING")
+    many jobs had some.  A read finds none in the usual case; only then a write.  The read starts
+    from the jobs that have blobs (a few: the pending imports' manifests), then looks those up by
+    id, so it never reads the whole ``jobs`` table (every worker runs it at each recovery pass)."""
     with db.read() as s:
-        found = list(s.scalars(select(JobBlob.job_id).where(JobBlob.job_id.in_(ended)).distinct().limit(100)))
+        holding = list(s.scalars(select(JobBlob.job_id).distinct()))
+        ended = select(Job.id).where(Job.id.in_(holding), Job.status != "PENDING")
+        found = list(s.scalars(ended)) if holding else []
     for job_id in found:
         drop_blobs(db, job_id)
     return len(found)

@@ -251,10 +251,9 @@ def _import_through_a_worker(db, settings, admin, urls: list[str], size: int) ->
     the planner; ``batch``: handed to the queue for any worker)."""
     import io
     import json
-    import threading
 
-    from corral.jobs.worker import Worker
     from corral.registration import service
+    from tests.registration.test_imports import _worker_until_ended
 
     manifest = {"images": [{"objectUrl": u, "imageMetadata": {"width": 4, "height": 3}} for u in urls]}
     job_id = service.start_import(db, settings, admin, folder="f", integration="strict",
@@ -262,25 +261,12 @@ def _import_through_a_worker(db, settings, admin, urls: list[str], size: int) ->
     with db.write() as s:
         job = s.get(Job, job_id)
         job.params = {**job.params, "batch_size": size}
-    worker = Worker(db, settings)
-    thread = threading.Thread(target=worker.run, daemon=True)
-    thread.start()
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            with db.read() as s:
-                job = queue.get_job(s, admin.org_id, job_id)
-                if job.status != "PENDING":
-                    counts = jobs.progress(s, job)
-                    # (a handed-off unit's payload is emptied once done)
-                    ops = ["inline" if p.get("op") == "inline" else "batch" for p in s.scalars(select(JobUnit.payload).where(
-                        JobUnit.job_id == job_id, JobUnit.seq > 0).order_by(JobUnit.seq))]
-                    break
-            assert time.monotonic() < deadline
-            time.sleep(0.02)
-    finally:
-        worker.stop()
-        thread.join(30)
+    job = _worker_until_ended(db, settings, admin.org_id, job_id)
+    with db.read() as s:
+        counts = jobs.progress(s, job)
+        # (a handed-off unit's payload is emptied once done)
+        ops = ["inline" if p.get("op") == "inline" else "batch" for p in s.scalars(select(JobUnit.payload).where(
+            JobUnit.job_id == job_id, JobUnit.seq > 0).order_by(JobUnit.seq))]
     assert job.status == "DONE", job.error
     return counts, ops
 
