@@ -515,6 +515,12 @@ def main() -> None:
     parser.add_argument("--schema", action="store_true", help="--simple: declare its two keys in the schema")
     parser.add_argument("--second-import", action="store_true",
                         help="import the same manifest again (every entry a duplicate) and time that")
+    parser.add_argument("--runs", type=int, default=1, metavar="N",
+                        help="--second-import: time it N times (each finds every entry a duplicate)")
+    parser.add_argument("--against", metavar="BIN_DIR",
+                        help="--second-import: alternate each second import between this directory's "
+                        "`corral` and the one measured, restarting the server between them (A/B pairs "
+                        "on the same data)")
     parser.add_argument("--stale-stats", action="store_true",
                         help="--second-import: planner statistics of a never-analysed table before it")
     parser.add_argument("--trial", type=int, default=0, metavar="N",
@@ -577,8 +583,15 @@ def main() -> None:
             if args.trial:
                 trial(corral, manifest, cli_env, work, args.trial)
             run_import(corral, server, manifest, cli_env, work, args, "first", args.skip_duplicates)
-            if args.second_import and not args.stale_stats:
-                run_import(corral, server, manifest, cli_env, work, args, "second", True)
+            if args.second_import and not args.stale_stats and not args.against:
+                for run in range(args.runs):
+                    run_import(corral, server, manifest, cli_env, work, args, f"second{run + 1}", True)
+        if args.second_import and args.against and not args.stale_stats:
+            for run in range(args.runs):
+                for name, binary in (("this", corral), ("against", str(Path(args.against) / "corral"))):
+                    with serving(binary, env) as server:
+                        label = f"second{run + 1}-{name}"
+                        run_import(binary, server, manifest, cli_env, work, args, label, True)
         if args.second_import and args.stale_stats:
             make_stale(env, work)
             with serving(corral, env) as server:

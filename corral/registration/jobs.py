@@ -384,6 +384,11 @@ class _InlineWriter:
         # docs/performance.md).  The first batch is kept, so a batch with new files starts the
         # hand-offs again.
         self._copies_only = bool(unit.params.get("skip_duplicate_urls"))
+        # And once a batch's look-up found only copies, the next batches are not looked up
+        # before the lock at all (``_ready``'s ``copies_likely``): the count under the lock
+        # decides alone, as it does anyway, and builds the rows of any file it finds new; the
+        # writer ends this as soon as a batch registers a file (``_write``).
+        self._copies_seen = False
         # Group commit on SQLite alone: its commit rewrites each index page a transaction
         # touched, and it has one writer at a time anyway.  (PostgreSQL writes a page's changes
         # to its log record by record, and hands batches to idle workers: not measured to gain.)
@@ -437,9 +442,11 @@ class _InlineWriter:
             self.error_count += len(bad)
             self.errors += [e.as_dict() for e in bad[: max(0, ERROR_LIMIT - len(self.errors))]]
         if self._writing:
-            ready = _ready(self.db, self.unit, results)
-            if self._copies_only:
+            hinted = self._copies_only and self._copies_seen
+            ready = _ready(self.db, self.unit, results, copies_likely=hinted)
+            if self._copies_only and not hinted:
                 self._copies_only = not ready.projected and any(not isinstance(r, FileError) for r in results)
+                self._copies_seen = True
             # (A batch submitted before a bad file was found is written, as it was before the
             # writer thread: the failed job's report then counts the same.)
             self._writer.submit((seq, ready))
@@ -468,6 +475,8 @@ class _InlineWriter:
                 if job_params is None or job_params.get("cancel_requested"):
                     raise UnitFailed(CANCELLED_WHILE_READING)  # rolls this transaction back
                 result = _commit_batch(s, unit, ready, values)
+                if result["registered"]:
+                    self._copies_only = False  # (read by the planner's thread: see ``submit``)
                 now = utcnow()
                 s.execute(
                     insert(JobUnit),
@@ -1106,12 +1115,18 @@ def _docs(postgres: bool, unit: ClaimedUnit) -> item_docs.Docs:
     )
 
 
-def _ready(db: Database, unit: ClaimedUnit, results: list[list[Prepared] | FileError]) -> _Ready:
+def _ready(db: Database, unit: ClaimedUnit, results: list[list[Prepared] | FileError], *,
+           copies_likely: bool = False) -> _Ready:
     """Build a batch's rows outside any write transaction.  With ``skip_duplicate_urls``, the
     items whose URL a look-up finds in the folder already get none: the check under the folder's
-    lock decides (``_commit_batch``), and builds the rows of any it finds were not duplicates."""
+    lock decides (``_commit_batch``), and builds the rows of any it finds were not duplicates.
+    ``copies_likely`` (the batches before held only copies): none get rows, without the look-up;
+    the check under the lock counts them as it always does, and builds rows for any it finds new
+    (without ``upsert_metadata``: an upsert reads each copy under the lock anyway)."""
     prepared = [p for r in results if not isinstance(r, FileError) for p in r]
     ready = _Ready(results, db.engine.dialect, docs=_docs(db.engine.dialect.name == "postgresql", unit))
+    if copies_likely and unit.params.get("skip_duplicate_urls") and not unit.params.get("upsert_metadata"):
+        return ready  # (no keys: ``_commit_batch`` loads them under the lock if it writes values)
     with db.read() as s:
         ready.keys = load_keys(s, unit.org_id)
         if unit.params.get("skip_duplicate_urls") and prepared:

@@ -292,3 +292,63 @@ def test_an_all_duplicate_import_keeps_its_batches_and_new_files_are_handed_off_
         assert "batch" in ops[11:], ops  # new files: handed off again
     else:
         assert set(ops) == {"inline"}
+
+
+def test_batches_after_an_all_copy_batch_are_decided_under_the_lock_alone(db, settings, world, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Once a batch's look-up outside the lock found only copies, the next batches skip that
+    look-up (the count under the folder's lock decides them anyway); a batch that then holds new
+    files gets its rows and projected values built under the lock, and ends the skipping: the
+    result is the same as with a look-up for every batch."""
+    import io
+    import json
+
+    from corral.registration import service
+    from tests.registration.test_imports import _worker_until_ended
+
+    admin, folder_id, _ = world
+    looked_up: list[int] = []
+    real = jobs._not_copies
+
+    def counted(s, unit, prepared):  # type: ignore[no-untyped-def]
+        looked_up.append(len(prepared))
+        return real(s, unit, prepared)
+
+    def manifest(n: int, first: int = 0) -> io.BytesIO:
+        return io.BytesIO(json.dumps({"images": [
+            {"objectUrl": f"s3://media/h/{i:04d}.jpg", "title": f"t{i}",
+             "imageMetadata": {"width": 4, "height": 3}, "clientMetadata": {"n": i, "cam": f"c{i % 3}"}}
+            for i in range(first, n)]}).encode())
+
+    def run(n: int, first: int = 0) -> dict[str, Any]:
+        job_id = service.start_import(db, settings, admin, folder="f", integration="strict",
+                                      manifest=manifest(n, first), skip_duplicate_urls=True)
+        with db.write() as s:
+            job = s.get(Job, job_id)
+            job.params = {**job.params, "batch_size": 20}
+        job = _worker_until_ended(db, settings, admin.org_id, job_id)
+        assert job.status == "DONE", job.error
+        with db.read() as s:
+            return jobs.progress(s, job)
+
+    counts = run(100)
+    assert (counts["registered"], counts["skipped"]) == (100, 0)
+    monkeypatch.setattr(jobs, "_not_copies", counted)
+    # 100 copies (5 batches), then 110 new files: batch 6 is half copies, half new
+    counts = run(210)
+    assert (counts["registered"], counts["skipped"]) == (110, 100)
+    # batch 1 looked up; batches 2-5 (copies) and 6 (the first with new files) decided under
+    # the lock alone; the look-ups come back once the writer has committed batch 6
+    assert looked_up[0] == 20 and len(looked_up) < 11 - 4, looked_up
+    with db.read() as s:
+        rows = s.execute(select(Item.url, Item.client_metadata).where(
+            Item.folder_id == folder_id, Item.deleted_at.is_(None))).all()
+        assert sorted(r.url for r in rows) == sorted(f"s3://media/h/{i:04d}.jpg" for i in range(210))
+        meta = s.execute(select(ItemMeta.item_id, ItemMeta.num).where(ItemMeta.num.is_not(None))).all()
+    # every item's projected value is there exactly once and equals its metadata
+    by_item = {r.url: r.client_metadata["n"] for r in rows}
+    assert len(meta) == 210 and sorted(float(m.num) for m in meta) == sorted(float(v) for v in by_item.values())
+    # a third import of them all: nothing registered, every batch after the first without a look-up
+    looked_up.clear()
+    counts = run(210)
+    assert (counts["registered"], counts["skipped"]) == (0, 210)
+    assert looked_up == [20], looked_up
