@@ -3,7 +3,8 @@
 Run on purpose (not part of the test suite):
 
     .venv/bin/python -m benchmarks.bench_registration [--files 1000000] [--postgres] [--shuffle]
-        [--simple [--skip-duplicates] [--schema]] [--second-import [--stale-stats]]
+        [--simple [--skip-duplicates] [--schema]]
+        [--second-import [--stale-stats | --runs N [--against BIN_DIR]]]
         [--trial N] [--probe-writes SECONDS]
 
 The default manifest is the realistic one: it sets ``skip_duplicate_urls``, gives a ``title``
@@ -20,6 +21,10 @@ stops the server and makes the database's planner statistics for ``items`` those
 never analysed (PostgreSQL: ``pg_statistic`` rows deleted, ``reltuples`` reset; SQLite: the
 ``sqlite_stat1`` rows deleted), then starts it again, so the duplicate check cannot lean on
 statistics taken after the first load.
+
+``--runs N`` times the second import N times (each finds every entry a duplicate again), and
+``--against BIN_DIR`` alternates each of them between this ``corral`` and BIN_DIR's (a baseline
+build), restarting the server between them: A/B pairs on the same data, after one first import.
 
 ``--probe-writes SECONDS``: while each import runs, another user of the organisation creates a
 folder every SECONDS through the API; the requests' latencies and failures are reported (on
