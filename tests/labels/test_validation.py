@@ -141,6 +141,27 @@ def test_bad_answers_are_refused() -> None:
         assert expected in message
 
 
+@pytest.mark.parametrize("bad", [[1], {"a": 1}, [None], [[]], [{}], {"": None}])
+def test_feature_hashes_and_lists_of_the_wrong_json_type_are_refused(bad: Any) -> None:
+    """A feature hash that is a list or an object (unhashable) and a frame's classifications that
+    are not a list were TypeErrors (500s at ``labelrow/POST``): each is a problem naming its field."""
+    d = doc(GOOD[0], obj(bad, "bounding_box", "o9", boundingBox={"x": 0, "y": 0, "w": 0.1, "h": 0.1}))
+    assert "data_units.du.labels.objects[1].featureHash: unknown object feature hash" in refused(d)
+    d = doc(GOOD[0])
+    d["data_units"]["du"]["labels"]["classifications"] = [{"featureHash": bad}]
+    assert "data_units.du.labels.classifications[0].featureHash: unknown classification" in refused(d)
+    d = doc(GOOD[0])
+    d["classification_answers"] = {"c1": {"featureHash": bad, "classifications": []}}
+    assert "classification_answers.c1.featureHash: unknown classification feature hash" in refused(d)
+
+
+@pytest.mark.parametrize("bad", [1, 1.5, True, "x", {"a": 1}])
+def test_a_frames_classifications_must_be_a_list(bad: Any) -> None:
+    d = doc(GOOD[0])
+    d["data_units"]["du"]["labels"]["classifications"] = bad
+    assert "data_units.du.labels.classifications: expected a list of classifications" in refused(d)
+
+
 def test_data_units_and_frames_must_belong_to_the_row() -> None:
     d = doc(GOOD[0])
     d["data_units"]["other"] = d["data_units"]["du"]
