@@ -21,7 +21,14 @@ from corral.api import encord_dto as dto
 from corral.api.deps import AppContext, Ctx, CurrentPrincipal
 from corral.api.openapi import ANY_JSON, ONLY_EMPTY_LIST, ONLY_EMPTY_TEXT
 from corral.api.parsing import CorralRoute, org_access
-from corral.api.routes.encord_rpc import RpcCall, SdkOptions, operations, payload_choice, refuse_unsupported
+from corral.api.routes.encord_rpc import (
+    RpcCall,
+    SdkOptions,
+    operations,
+    payload_choice,
+    payload_text,
+    refuse_unsupported,
+)
 from corral.core import filters, items
 from corral.core.identity import Principal
 from corral.core.labels import label_rows, ontologies, projects, workflow
@@ -289,9 +296,7 @@ def list_label_rows(ctx: AppContext, principal: Principal, call: RpcCall) -> lis
 
 
 def _text(value: Any, name: str) -> str | None:
-    if value is not None and not isinstance(value, str):
-        raise errors.InvalidInput(f"{name} must be a string")
-    return value
+    return payload_text({name: value}, name)
 
 
 def _signed_blobs(ctx: AppContext, s: Session, units: list[label_rows.Unit], sign: bool) -> Any:

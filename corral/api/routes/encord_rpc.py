@@ -22,7 +22,7 @@ from starlette.concurrency import run_in_threadpool
 
 from corral.api.deps import AppContext, Ctx, CurrentPrincipal
 from corral.api.openapi import ANY_JSON, OFF_VALUE
-from corral.api.parsing import CorralRoute
+from corral.api.parsing import MAX_QUERY_VALUE, CorralRoute
 from corral.api.readahead import stream_ahead
 from corral.core.identity import Principal
 from corral.errors import InvalidInput, NotSupported
@@ -79,10 +79,14 @@ def _shown(value: Any) -> str:
 
 
 def payload_text(payload: dict[str, Any], key: str) -> str | None:
-    """``payload[key]``: null or absent is None, else a string (a 400 naming the key otherwise)."""
+    """``payload[key]``: null or absent is None, else a string of at most ``MAX_QUERY_VALUE``
+    characters, as a query parameter (a 400 naming the key otherwise): these are the v1 calls'
+    filters, titles and LIKE patterns."""
     value = payload.get(key)
     if value is not None and not isinstance(value, str):
         raise InvalidInput(f"{key} must be a string, got {_shown(value)}")
+    if value is not None and len(value) > MAX_QUERY_VALUE:
+        raise InvalidInput(f"{key}: at most {MAX_QUERY_VALUE:,} characters")
     return value
 
 
