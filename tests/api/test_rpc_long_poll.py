@@ -81,8 +81,8 @@ def test_legacy_upload_polls_do_not_hold_the_threads(server: str, make_user, tmp
     for t in polls:
         t.join()
     assert listing.status_code == 200, listing.text
-    assert waited < 1.5, f"a folder listing waited {waited:.1f} s behind {POLLS} polls"
+    assert waited < HOLD / 2, f"a folder listing waited {waited:.1f} s behind {POLLS} polls"
     assert len(answers) == POLLS
-    for took, r in answers:  # each poll held for its own time, none queued behind another
+    for took, r in answers:  # each poll held for its own time, none queued behind another's
         assert r.status_code == 200 and r.json()["response"]["status"] == "PENDING", r.text
-        assert HOLD - 0.5 < took < HOLD + 1.5, took
+        assert HOLD - 0.5 < took < 2 * HOLD - 0.5, took
