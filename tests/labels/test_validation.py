@@ -162,6 +162,35 @@ def test_a_frames_classifications_must_be_a_list(bad: Any) -> None:
     assert "data_units.du.labels.classifications: expected a list of classifications" in refused(d)
 
 
+@pytest.mark.parametrize(("editor", "field"), [
+    ({}, "objects"), ({"a": 1}, "objects"), ({"objects": []}, "classifications"),
+    ({"classifications": []}, "objects"), ({"objects": None, "classifications": []}, "objects"),
+    ({"objects": [], "classifications": [], "skeleton_templates": [1]}, "skeleton_templates[0]"),
+    ({"objects": [], "classifications": [], "skeleton_templates": [{}]}, "skeleton_templates[0]"),
+])
+def test_a_saved_ontology_has_the_top_level_the_sdk_reads(editor: dict[str, Any], field: str) -> None:
+    """The Encord SDK reads every ontology of ``get_ontologies()`` with ``OntologyStructure.from_dict``,
+    which needs both lists: one ontology saved as ``{}`` made the call raise ``KeyError`` for every
+    member of the organisation.  A document being saved must have them (``read`` of a stored one
+    stays lenient)."""
+    from encord.objects import OntologyStructure
+
+    with pytest.raises((KeyError, TypeError)):
+        OntologyStructure.from_dict(editor)  # what the SDK would do with it
+    with pytest.raises(ValidationFailed) as info:
+        ontology.read_new(editor)
+    assert field in [d.field for d in info.value.details]
+    ontology.read(editor if isinstance(editor.get("objects", []), list) else {})  # stored ones still read
+
+
+def test_the_sdks_own_empty_and_skeleton_documents_are_saved() -> None:
+    from encord.objects import OntologyStructure
+
+    assert ontology.read_new(OntologyStructure().to_dict()).objects == {}
+    doc = {"objects": [], "classifications": [], "skeleton_templates": [{"template": {"name": "hand"}}]}
+    assert ontology.read_new(doc).classifications == {}
+
+
 def test_data_units_and_frames_must_belong_to_the_row() -> None:
     d = doc(GOOD[0])
     d["data_units"]["other"] = d["data_units"]["du"]
