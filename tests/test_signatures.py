@@ -100,6 +100,18 @@ def test_stale_and_future_timestamps() -> None:
     assert verify(prepared, now=time.time() + 290) == KEY_ID  # generous for clock skew
 
 
+@pytest.mark.parametrize(("created", "message"), [("9" * 400, "from the future"), ("-" + "9" * 400, "too old"),
+                                                  ("9" * 5000, "no valid created timestamp")])
+def test_created_timestamps_far_out_of_range_are_refused_not_an_overflow(created: str, message: str) -> None:
+    """A ``created`` of hundreds of digits parses as a Python int, and the message's ``created - now``
+    (a float) overflowed: a 500 before the request was authenticated."""
+    prepared = sdk_signed("GET", "http://h/v2/public/x")
+    head, _, tail = prepared.headers["Signature-Input"].partition("created=")
+    prepared.headers["Signature-Input"] = f"{head}created={created}{tail[tail.index(';'):]}"
+    with pytest.raises(AuthenticationFailed, match=message):
+        verify(prepared)
+
+
 def test_v1_rpc_signature_from_sdk_config() -> None:
     body = '{"query_type": "dataset", "query_method": "GET", "values": {"uid": null, "payload": {}}}'
     headers = SshConfig(KEY, domain="http://h").define_headers("ds", "dataset", body)

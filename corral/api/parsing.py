@@ -7,6 +7,8 @@
 * parses a JSON body with ``corral.jsoncodec.parse`` instead of ``json.loads``: the one set of
   rules for JSON corral accepts (no NaN or Infinity, no lone surrogate, no NUL, no integer
   beyond 64 bits, at most 64 levels of nesting), each refusal a 400 that names the field;
+* refuses a query parameter value of more than ``MAX_QUERY_VALUE`` characters (most become SQL
+  LIKE patterns, which SQLite limits);
 * refuses any query parameter the route does not declare, with a 400 naming it: FastAPI would
   otherwise ignore it silently, and an option that is ignored is worse than one refused.  A
   parameter a client (the Encord SDK) always sends but corral does not implement is declared on
@@ -90,6 +92,24 @@ def check_query_names(query: Mapping[str, Any] | Any, declared: frozenset[str]) 
         )
 
 
+#: The longest value of one query parameter, in characters: more than any name, title, description
+#: or path corral stores.  Most text parameters become SQL LIKE patterns, and SQLite refuses a
+#: pattern of more than 50,000 bytes ("LIKE or GLOB pattern too complex", a 500): 10,000
+#: characters of at most 4 bytes each, escaped, stay below it.
+MAX_QUERY_VALUE = 10_000
+
+
+def check_query_values(query: Any) -> None:
+    """Refuse (400, naming it) a query parameter whose value is longer than ``MAX_QUERY_VALUE``."""
+    long = sorted({name for name, value in query.multi_items() if len(value) > MAX_QUERY_VALUE})
+    if long:
+        raise errors.InvalidInput(
+            f"query parameter(s) {', '.join(long)}: at most {MAX_QUERY_VALUE:,} characters",
+            details=[errors.ErrorDetail(f"at most {MAX_QUERY_VALUE:,} characters", field=name)
+                     for name in long],
+        )
+
+
 def refuse_unless_default(name: str, value: Any, default: Any, meaning: str) -> None:
     """Refuse a declared-but-unimplemented option unless it carries its default value."""
     if value != default:
@@ -143,6 +163,7 @@ class CorralRoute(APIRoute):
                 check_json_content_type(request.headers)
             if self.refuse_unknown_query:
                 check_query_names(request.query_params, self.declared_query)
+            check_query_values(request.query_params)
             return await handler(CorralRequest(request.scope, request.receive))
 
         return route

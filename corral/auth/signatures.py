@@ -126,14 +126,15 @@ def verify_message_headers(
     except (KeyError, ValueError):
         raise AuthenticationFailed("Signature-Input has no valid created timestamp") from None
     now = time.time() if now is None else now
+    # In whole seconds, as ints: a created of hundreds of digits overflowed a float.
     if created < now - max_age:
         raise AuthenticationFailed(
-            f"Signature is too old: created {int(now - created)} s ago, the limit is {max_age} s "
+            f"Signature is too old: created {int(now) - created} s ago, the limit is {max_age} s "
             "(check the client's clock)"
         )
     if created > now + max_skew:
         raise AuthenticationFailed(
-            f"Signature is from the future: created {int(created - now)} s ahead, the limit is "
+            f"Signature is from the future: created {created - int(now)} s ahead, the limit is "
             f"{max_skew} s (check the client's clock)"
         )
     signature = _decode_signature(sig_value)

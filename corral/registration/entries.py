@@ -45,6 +45,7 @@ import re
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any, Literal
 from urllib.parse import unquote, urlsplit
 
@@ -146,6 +147,8 @@ def describe(value: Any) -> str:
         return int_summary(value)
     if isinstance(value, float):
         return repr(value)
+    if isinstance(value, Decimal):  # a number of the streaming reader (ijson)
+        return str(value)
     if isinstance(value, str):
         shown = value if len(value) <= 60 else value[:57] + "..."
         return f"the string {shown!r}"

@@ -160,6 +160,43 @@ def test_sizes_have_limits_and_errors_quote_only_a_prefix(client, world) -> None
     assert r.status_code == 400 and "at most 256 options" in r.json()["message"]
 
 
+def _searches(f: dict[str, Any]) -> list[tuple[str, str]]:
+    """Every route and text query parameter that becomes an SQL LIKE pattern (or an equality)."""
+    return [
+        ("/v2/public/storage/folders", "search"), ("/v2/public/storage/search/folders", "search"),
+        (f"/v2/public/storage/folders/{f['id']}/items", "search"), ("/v2/public/storage/search/items", "search"),
+        (f"/v2/public/storage/folders/{f['id']}/folders", "search"),
+        ("/api/v1/folders/search", "q"), ("/api/v1/items", "q"), ("/api/v1/datasets", "search"),
+        ("/v2/public/datasets/list", "titleLike"), ("/v2/public/datasets/list", "descriptionEq"),
+        ("/v2/public/ontologies", "titleLike"), ("/v2/public/projects", "descLike"),
+        ("/api/v1/index/presets", "search"), ("/api/v1/index/collections", "search"),
+    ]
+
+
+@pytest.mark.parametrize("text", ["x" * 50_001, "%" * 12_000, "é" * 10_001])
+def test_a_search_of_more_than_10000_characters_is_a_400_naming_it(client, world, text: str) -> None:  # type: ignore[no-untyped-def]
+    """SQLite refuses a LIKE pattern of more than 50,000 bytes ("LIKE or GLOB pattern too
+    complex"): every search of more than 50,000 characters was a 500 there."""
+    alice, f, _ = world
+    for path, name in _searches(f):
+        params = {name: text, **({"folder": f["id"]} if path == "/api/v1/items" else {})}
+        r = client.get(path, params=params, headers=alice.bearer)
+        assert r.status_code == 400, (path, name, r.text[:300])
+        assert r.json()["errors"][0]["field"] == name and "at most 10,000 characters" in r.json()["message"]
+    body = {"query_type": "projectwithuserrole", "query_method": "GET", "values": {"uid": None, "payload": {
+        "filter": {"title_like": text}}}}
+    r = send(client, alice, "POST", "/public/user", body)
+    assert r.status_code == 400 and "title_like: at most 10,000 characters" in r.json()["payload"], r.text[:300]
+
+
+def test_a_search_of_10000_characters_is_answered(client, world) -> None:  # type: ignore[no-untyped-def]
+    alice, f, _ = world
+    for path, name in _searches(f):
+        params = {name: "%é" * 5_000, **({"folder": f["id"]} if path == "/api/v1/items" else {})}
+        r = client.get(path, params=params, headers=alice.bearer)
+        assert r.status_code == 200, (path, name, r.text[:300])
+
+
 def test_trace_and_wrong_methods_are_405_with_allow(client, world) -> None:  # type: ignore[no-untyped-def]
     alice, _, item_id = world
     for method, path in (("TRACE", "/api/v1/me"), ("PUT", "/api/v1/jobs"), ("DELETE", "/api/v1/metadata-schema")):

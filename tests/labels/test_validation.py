@@ -141,6 +141,56 @@ def test_bad_answers_are_refused() -> None:
         assert expected in message
 
 
+@pytest.mark.parametrize("bad", [[1], {"a": 1}, [None], [[]], [{}], {"": None}])
+def test_feature_hashes_and_lists_of_the_wrong_json_type_are_refused(bad: Any) -> None:
+    """A feature hash that is a list or an object (unhashable) and a frame's classifications that
+    are not a list were TypeErrors (500s at ``labelrow/POST``): each is a problem naming its field."""
+    d = doc(GOOD[0], obj(bad, "bounding_box", "o9", boundingBox={"x": 0, "y": 0, "w": 0.1, "h": 0.1}))
+    assert "data_units.du.labels.objects[1].featureHash: unknown object feature hash" in refused(d)
+    d = doc(GOOD[0])
+    d["data_units"]["du"]["labels"]["classifications"] = [{"featureHash": bad}]
+    assert "data_units.du.labels.classifications[0].featureHash: unknown classification" in refused(d)
+    d = doc(GOOD[0])
+    d["classification_answers"] = {"c1": {"featureHash": bad, "classifications": []}}
+    assert "classification_answers.c1.featureHash: unknown classification feature hash" in refused(d)
+
+
+@pytest.mark.parametrize("bad", [1, 1.5, True, "x", {"a": 1}])
+def test_a_frames_classifications_must_be_a_list(bad: Any) -> None:
+    d = doc(GOOD[0])
+    d["data_units"]["du"]["labels"]["classifications"] = bad
+    assert "data_units.du.labels.classifications: expected a list of classifications" in refused(d)
+
+
+@pytest.mark.parametrize(("editor", "field"), [
+    ({}, "objects"), ({"a": 1}, "objects"), ({"objects": []}, "classifications"),
+    ({"classifications": []}, "objects"), ({"objects": None, "classifications": []}, "objects"),
+    ({"objects": [], "classifications": [], "skeleton_templates": [1]}, "skeleton_templates[0]"),
+    ({"objects": [], "classifications": [], "skeleton_templates": [{}]}, "skeleton_templates[0]"),
+])
+def test_a_saved_ontology_has_the_top_level_the_sdk_reads(editor: dict[str, Any], field: str) -> None:
+    """The Encord SDK reads every ontology of ``get_ontologies()`` with ``OntologyStructure.from_dict``,
+    which needs both lists: one ontology saved as ``{}`` made the call raise ``KeyError`` for every
+    member of the organisation.  A document being saved must have them (``read`` of a stored one
+    stays lenient)."""
+    from encord.objects import OntologyStructure
+
+    with pytest.raises((KeyError, TypeError)):
+        OntologyStructure.from_dict(editor)  # what the SDK would do with it
+    with pytest.raises(ValidationFailed) as info:
+        ontology.read_new(editor)
+    assert field in [d.field for d in info.value.details]
+    ontology.read(editor if isinstance(editor.get("objects", []), list) else {})  # stored ones still read
+
+
+def test_the_sdks_own_empty_and_skeleton_documents_are_saved() -> None:
+    from encord.objects import OntologyStructure
+
+    assert ontology.read_new(OntologyStructure().to_dict()).objects == {}
+    doc = {"objects": [], "classifications": [], "skeleton_templates": [{"template": {"name": "hand"}}]}
+    assert ontology.read_new(doc).classifications == {}
+
+
 def test_data_units_and_frames_must_belong_to_the_row() -> None:
     d = doc(GOOD[0])
     d["data_units"]["other"] = d["data_units"]["du"]

@@ -360,6 +360,13 @@ def test_one_error_per_bad_entry_with_all_problems_and_the_rest_still_parsed(tmp
                                                     "'s3://b/not-an-object.mp4'")
 
 
+@pytest.mark.parametrize(("value", "shown"), [(1.5, "1.5"), (-0.25, "-0.25"), (1e300, "1E+300"), (7, "7")])
+def test_a_number_where_an_entry_goes_is_named_as_json_names_it(tmp_path: Path, value: Any, shown: str) -> None:
+    """The streaming reader hands numbers over as Decimals: the message said "got Decimal"."""
+    [bad] = parse(tmp_path, {"images": [value]})
+    assert bad == EntryError(0, "images[0]", f"each element of images must be an object, got {shown}")
+
+
 def test_seq_runs_across_sections_in_file_order(tmp_path: Path) -> None:
     text = ('{"images": [{"objectUrl": "s3://b/1.jpg"}], "videos": [{"objectUrl": "s3://b/2.mp4"}, 5], '
             '"image_groups": [], "audio": null, "images": [{"objectUrl": "s3://b/3.jpg"}]}')

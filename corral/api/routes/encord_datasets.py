@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import io
 import re
-import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -28,6 +27,9 @@ from corral.api.routes.encord_rpc import (
     SdkOptions,
     Streamed,
     operations,
+    payload_choice,
+    payload_strings,
+    payload_text,
     refuse_unsupported,
 )
 from corral.api.routes.encord_storage import manifest_bytes, upload_job_state
@@ -36,13 +38,11 @@ from corral.core.datasets import Duplicates
 from corral.core.identity import Principal
 from corral.db.engine import Database
 from corral.db.tables import DataRow, Dataset, Item
-from corral.jobs import doorbell
 from corral.registration import service
 
 router = APIRouter(prefix="/v2/public/datasets", tags=["encord-compatible"], route_class=CorralRoute)
 
 DUPLICATES: dict[str, Duplicates] = {"SKIP": "skip", "FAIL": "fail"}
-POLL_INTERVAL = 0.25
 
 
 def _role(role: str | None) -> str | None:
@@ -303,10 +303,15 @@ def list_data_rows(ctx: AppContext, principal: Principal, call: RpcCall) -> Stre
     with ctx.db.read() as s:
         dataset_id = datasets.resolve(s, principal, _dataset_id(call)).id
     metadata = bool(_access(payload).get("fetch_client_metadata"))
-    for key in ("created_before", "created_after"):  # a 400 now, not an error in mid-stream
+    # Every filter is checked now, a 400: once the stream has begun, an error cuts the answer off.
+    for key in ("title_eq", "title_like"):
+        payload_text(payload, key)
+    for key in ("data_types", "data_hashes"):
+        payload_strings(payload, key)
+    for key in ("created_before", "created_after"):
         if payload.get(key):
             try:
-                datetime.fromisoformat(str(payload[key]))
+                datetime.fromisoformat(payload_text(payload, key) or "")
             except ValueError:
                 raise errors.InvalidInput(f"{key} is not an ISO 8601 date") from None
 
@@ -328,7 +333,7 @@ def link_items(ctx: AppContext, principal: Principal, call: RpcCall) -> list[dic
             "once (use SKIP or FAIL)"
         )
     try:
-        ids = [uuid.UUID(str(i)) for i in payload.get("item_uuids") or []]
+        ids = [uuid.UUID(i) for i in payload_strings(payload, "item_uuids") or []]
     except ValueError:
         raise errors.InvalidInput("item_uuids must be UUIDs") from None
     with ctx.db.write() as s:
@@ -384,30 +389,35 @@ def _hashes(s: Session, dataset_id: uuid.UUID, created: list[dict[str, Any]]) ->
     ]
 
 
-def poll_dataset_upload(ctx: AppContext, principal: Principal, call: RpcCall) -> dict[str, Any]:
-    """The legacy job's state, held (in this worker thread) until it ends or the time is up."""
+async def poll_dataset_upload(ctx: AppContext, principal: Principal, call: RpcCall) -> dict[str, Any]:
+    """The legacy job's state, held until it ends or the time is up.  The hold waits on the event
+    loop (``hold_for_job``, as the folder job's poll does), never in a thread: the SDK's polls
+    of many clients at once held every thread of the pool, and other requests waited for them."""
     payload = _payload(call)
     try:
         job_id = uuid.UUID(str(payload.get("process_hash")))
         wait = float(payload.get("timeout_seconds") or 0)
-    except ValueError:
+    except (TypeError, ValueError):
         raise errors.InvalidInput("process_hash must be an upload job id, timeout_seconds a number") from None
     dataset_id = _dataset_id(call)
-    with ctx.db.read() as s:
-        datasets.resolve(s, principal, dataset_id)
-    deadline = time.monotonic() + max(0.0, min(wait, ctx.settings.long_poll_cap_seconds))
-    chime = ctx.db.doorbell.chime(doorbell.STATE)  # rung when a job ends, in any process
-    seen = chime.count
-    terminal, state = upload_job_state(ctx, principal, job_id, None)
-    while not terminal and time.monotonic() < deadline:
-        chime.wait_blocking(seen, min(POLL_INTERVAL, max(0.0, deadline - time.monotonic())))
-        seen = chime.count
-        terminal, state = upload_job_state(ctx, principal, job_id, None)
-    with ctx.db.read() as s:
-        hashes = _hashes(s, dataset_id, state["itemsWithNames"])
+
+    def resolve() -> None:
+        with ctx.db.read() as s:
+            datasets.resolve(s, principal, dataset_id)
+
+    def hashes(created: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        with ctx.db.read() as s:
+            return _hashes(s, dataset_id, created)
+
+    await run_in_threadpool(resolve)
+    seconds = max(0.0, min(wait, ctx.settings.long_poll_cap_seconds))
+    _, state = await ctx.hold_for_job(
+        lambda: upload_job_state(ctx, principal, job_id, None), lambda pair: pair[0], seconds
+    )
+    data_hashes = await run_in_threadpool(hashes, state["itemsWithNames"])
     return {
         "status": state["status"],
-        "data_hashes_with_titles": hashes,
+        "data_hashes_with_titles": data_hashes,
         "errors": state["errors"],
         "data_unit_errors": [
             {
@@ -502,15 +512,14 @@ _DATASET_ROLES = {0: "editor", 1: "viewer"}
 def add_dataset_users(ctx: AppContext, principal: Principal, call: RpcCall) -> list[dict[str, Any]]:
     p = _payload(call)
     refuse_unsupported("Dataset.add_users", p, {"user_emails", "user_role"})
-    emails, role = p.get("user_emails"), p.get("user_role")
-    if not isinstance(emails, list) or not emails or not all(isinstance(e, str) for e in emails):
+    emails = payload_strings(p, "user_emails")
+    if not emails:
         raise errors.InvalidInput("user_emails must be a non-empty list of e-mail addresses")
-    if role not in _DATASET_ROLES:
-        raise errors.InvalidInput(f"user_role must be 0 (admin) or 1 (user), got {role!r}")
+    number, role = payload_choice(p, "user_role", _DATASET_ROLES)  # 0 (admin) or 1 (user)
     with ctx.db.write() as s:
         dataset = datasets.resolve(s, principal, _dataset_id(call))
-        added = [datasets.share(s, principal, dataset, e, _DATASET_ROLES[role]) for e in emails]
-        return [{"user_email": g.email, "user_role": role, "dataset_hash": str(dataset.id)} for g in added]
+        added = [datasets.share(s, principal, dataset, e, role) for e in emails]
+        return [{"user_email": g.email, "user_role": number, "dataset_hash": str(dataset.id)} for g in added]
 
 
 operations[("dataset", "GET")] = get_dataset

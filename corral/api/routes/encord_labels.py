@@ -21,7 +21,14 @@ from corral.api import encord_dto as dto
 from corral.api.deps import AppContext, Ctx, CurrentPrincipal
 from corral.api.openapi import ANY_JSON, ONLY_EMPTY_LIST, ONLY_EMPTY_TEXT
 from corral.api.parsing import CorralRoute, org_access
-from corral.api.routes.encord_rpc import RpcCall, SdkOptions, operations, refuse_unsupported
+from corral.api.routes.encord_rpc import (
+    RpcCall,
+    SdkOptions,
+    operations,
+    payload_choice,
+    payload_text,
+    refuse_unsupported,
+)
 from corral.core import filters, items
 from corral.core.identity import Principal
 from corral.core.labels import label_rows, ontologies, projects, workflow
@@ -289,9 +296,7 @@ def list_label_rows(ctx: AppContext, principal: Principal, call: RpcCall) -> lis
 
 
 def _text(value: Any, name: str) -> str | None:
-    if value is not None and not isinstance(value, str):
-        raise errors.InvalidInput(f"{name} must be a string")
-    return value
+    return payload_text({name: value}, name)
 
 
 def _signed_blobs(ctx: AppContext, s: Session, units: list[label_rows.Unit], sign: bool) -> Any:
@@ -410,12 +415,10 @@ def remove_project_datasets(ctx: AppContext, principal: Principal, call: RpcCall
 def add_project_users(ctx: AppContext, principal: Principal, call: RpcCall) -> list[dict[str, Any]]:
     p = _payload(call)
     refuse_unsupported("Project.add_users", p, {"user_emails", "user_role"})
-    number = p.get("user_role")
-    if number not in _ROLE_NAMES:
-        raise errors.InvalidInput(f"user_role must be a ProjectUserRole (0-5), got {number!r}")
+    number, role = payload_choice(p, "user_role", _ROLE_NAMES)  # a ProjectUserRole, 0-5
     with ctx.db.write() as s:
         project = _project_id(call)
-        added = projects.add_users(s, principal, project, p.get("user_emails"), _ROLE_NAMES[number])
+        added = projects.add_users(s, principal, project, p.get("user_emails"), role)
     return [{"user_email": m.email, "user_role": number, "project_hash": project} for m in added]
 
 

@@ -8,9 +8,10 @@ turned into the SDK's error envelope by ``corral.api.errors``.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterator
+import inspect
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import orjson
 from fastapi import APIRouter, Request
@@ -21,10 +22,12 @@ from starlette.concurrency import run_in_threadpool
 
 from corral.api.deps import AppContext, Ctx, CurrentPrincipal
 from corral.api.openapi import ANY_JSON, OFF_VALUE
-from corral.api.parsing import CorralRoute
+from corral.api.parsing import MAX_QUERY_VALUE, CorralRoute
 from corral.api.readahead import stream_ahead
 from corral.core.identity import Principal
 from corral.errors import InvalidInput, NotSupported
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,8 @@ class Streamed:
     chunks: Iterator[list[Any]]
 
 
+#: A plain function runs in the thread pool; a coroutine function (one that waits, such as a long
+#: poll, which would hold one of the pool's few threads for up to a minute) runs on the event loop.
 Handler = Callable[[AppContext, Principal, RpcCall], Any]
 operations: dict[tuple[str, str], Handler] = {}
 
@@ -66,6 +71,41 @@ def refuse_unsupported(where: str, options: dict[str, Any], supported: set[str])
     if unsupported:
         shown = ", ".join(f"{k}={options[k]!r}" for k in unsupported)
         raise InvalidInput(f"{where}: corral does not support the option(s) {shown}")
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else f"{text[:77]}..."
+
+
+def payload_text(payload: dict[str, Any], key: str) -> str | None:
+    """``payload[key]``: null or absent is None, else a string of at most ``MAX_QUERY_VALUE``
+    characters, as a query parameter (a 400 naming the key otherwise): these are the v1 calls'
+    filters, titles and LIKE patterns."""
+    value = payload.get(key)
+    if value is not None and not isinstance(value, str):
+        raise InvalidInput(f"{key} must be a string, got {_shown(value)}")
+    if value is not None and len(value) > MAX_QUERY_VALUE:
+        raise InvalidInput(f"{key}: at most {MAX_QUERY_VALUE:,} characters")
+    return value
+
+
+def payload_strings(payload: dict[str, Any], key: str) -> list[str] | None:
+    """``payload[key]``: null or absent is None, else a list of strings (a 400 naming the key
+    otherwise, rather than a TypeError where the list is iterated or hashed)."""
+    value = payload.get(key)
+    if value is not None and not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
+        raise InvalidInput(f"{key} must be a list of strings, got {_shown(value)}")
+    return value
+
+
+def payload_choice(payload: dict[str, Any], key: str, choices: Mapping[int, T]) -> tuple[int, T]:
+    """``payload[key]``, an integer code of the SDK's (a role), and what ``choices`` maps it to;
+    anything else is a 400 naming the key (a list was a TypeError, ``true`` passed as 1)."""
+    value = payload.get(key)
+    if isinstance(value, bool) or not isinstance(value, int) or value not in choices:
+        raise InvalidInput(f"{key} must be one of {', '.join(map(str, choices))}, got {_shown(value)}")
+    return value, choices[value]
 
 
 class RpcValues(BaseModel):
@@ -95,7 +135,10 @@ async def _dispatch(call: RpcCall, ctx: AppContext, principal: Principal) -> Any
             f"the Encord v1 operation {call.query_type}/{call.query_method} is not supported by corral "
             "(see docs/encord-compatibility.md for the Encord SDK calls corral implements)"
         )
-    result = await run_in_threadpool(handler, ctx, principal, call)
+    if inspect.iscoroutinefunction(handler):  # one that waits (a long poll) without holding a thread
+        result = await handler(ctx, principal, call)
+    else:
+        result = await run_in_threadpool(handler, ctx, principal, call)
     if isinstance(result, Streamed):
         return StreamingResponse(_envelope(result.chunks), media_type="application/json")
     return {"status": 200, "response": result}

@@ -39,7 +39,7 @@ def check_text(kind: str, title: Any, description: Any) -> tuple[str, str]:
 
 def create(s: Session, principal: Principal, title: Any, description: Any, editor: Any) -> Ontology:
     title, description = check_text("ontology", title, description)
-    ontology.read(editor)
+    ontology.read_new(editor)
     row = Ontology(
         org_id=principal.org_id, title=title, description=description, editor=editor,
         created_by=principal.user_id,
@@ -98,7 +98,7 @@ def update(s: Session, principal: Principal, ref: Any, title: Any, description: 
             f"ontology {row.id} can be changed by its creator or an admin only"
         )
     title, description = check_text("ontology", title, description)
-    new = ontology.read(editor)
+    new = ontology.read_new(editor)
     old = ontology.read(row.editor)
     gone = _hashes(old) - _hashes(new)
     reshaped = {fh for fh, spec in old.objects.items()

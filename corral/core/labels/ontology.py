@@ -109,6 +109,29 @@ class _Reader:
             self.attributes(option.get("options"), f"{at}.options", out, depth + 1)
 
 
+def read_new(editor: Any) -> OntologyIndex:
+    """``read`` for a document being saved: its top level also has what the Encord SDK needs to
+    read it back (``OntologyStructure.from_dict``), which every member's ``get_ontologies()``
+    does: both lists, and skeleton templates as objects holding a ``template``.  An ontology
+    saved as ``{}`` made that call raise ``KeyError: 'objects'`` for the whole organisation."""
+    if isinstance(editor, dict):
+        problems = [ErrorDetail(f"{key}: expected a list (the SDK's ontology structure always has one)",
+                                field=key)
+                    for key in ("objects", "classifications") if not isinstance(editor.get(key), list)]
+        templates = editor.get("skeleton_templates", [])
+        if not isinstance(templates, list):
+            problems.append(ErrorDetail("skeleton_templates: expected a list", field="skeleton_templates"))
+        else:
+            problems += [ErrorDetail(f"skeleton_templates[{i}]: expected an object with a template object",
+                                     field=f"skeleton_templates[{i}]")
+                         for i, t in enumerate(templates)
+                         if not (isinstance(t, dict) and isinstance(t.get("template"), dict))]
+        if problems:
+            shown = "; ".join(p.message for p in problems[:5])
+            raise errors.ValidationFailed(f"invalid ontology: {shown}", details=problems)
+    return read(editor)
+
+
 def read(editor: Any) -> OntologyIndex:
     """Check an ontology document and index it; ValidationFailed lists every problem found."""
     if not isinstance(editor, dict):

@@ -215,8 +215,9 @@ def add_users(s: Session, principal: Principal, ref: Any, emails: Any, role_: st
     if role_ not in ROLES:
         raise errors.ValidationFailed(f"a project role is one of {', '.join(ROLES)}, got {role_!r}",
                                       details=[ErrorDetail(f"one of {', '.join(ROLES)}", field="user_role")])
-    if not isinstance(emails, list) or not 1 <= len(emails) <= MAX_USERS:
-        message = f"give 1 to {MAX_USERS} e-mail addresses"
+    if (not isinstance(emails, list) or not 1 <= len(emails) <= MAX_USERS
+            or not all(isinstance(e, str) for e in emails)):
+        message = f"user_emails: give 1 to {MAX_USERS} e-mail addresses (strings)"
         raise errors.ValidationFailed(message, details=[ErrorDetail(message, field="user_emails")])
     _lock(s, project)
     out = []
@@ -248,8 +249,9 @@ def users(s: Session, principal: Principal, ref: Any) -> list[Member]:
 def remove_users(s: Session, principal: Principal, ref: Any, emails: Any) -> int:
     """Take users' roles on the project away (its admins and team managers); returns how many had one."""
     project = load(s, principal, ref, "admin")
-    if not isinstance(emails, list) or len(emails) > MAX_USERS:
-        raise errors.ValidationFailed(f"give at most {MAX_USERS} e-mail addresses")
+    if not isinstance(emails, list) or len(emails) > MAX_USERS or not all(isinstance(e, str) for e in emails):
+        message = f"user_emails: give at most {MAX_USERS} e-mail addresses (strings)"
+        raise errors.ValidationFailed(message, details=[ErrorDetail(message, field="user_emails")])
     _lock(s, project)
     removed = 0
     for email in dict.fromkeys(emails):

@@ -183,7 +183,8 @@ def _object(c: _Check, obj: Any, where: str) -> None:
     fh = obj.get("featureHash")
     spec = c.ontology.objects.get(fh) if isinstance(fh, str) else None
     if spec is None:
-        kind = " (a classification, not an object)" if fh in c.ontology.classifications else ""
+        known = isinstance(fh, str) and fh in c.ontology.classifications
+        kind = " (a classification, not an object)" if known else ""
         c.bad(f"{where}.featureHash", f"unknown object feature hash {fh!r}{kind} in the project's ontology")
         return
     assert spec.shape is not None
@@ -272,9 +273,13 @@ def _data_units(c: _Check, units: Any, target: Target) -> dict[str, Any]:
                 continue
             for i, obj in enumerate(objects):
                 _object(c, obj, f"{at}.objects[{i}]")
-            for i, cl in enumerate(frame.get("classifications") or []):
+            classifications = frame.get("classifications") or []
+            if not isinstance(classifications, list):
+                c.bad(f"{at}.classifications", "expected a list of classifications")
+                continue
+            for i, cl in enumerate(classifications):
                 fh = cl.get("featureHash") if isinstance(cl, dict) else None
-                if fh not in c.ontology.classifications:
+                if not isinstance(fh, str) or fh not in c.ontology.classifications:
                     message = f"unknown classification feature hash {fh!r}"
                     c.bad(f"{at}.classifications[{i}].featureHash", message)
         stored[dh] = {"labels": labels}
@@ -313,7 +318,8 @@ def _classification_answers(c: _Check, doc: dict[str, Any], stamp: str | None) -
         fh = entry.get("featureHash")
         spec = c.ontology.classifications.get(fh) if isinstance(fh, str) else None
         if spec is None:
-            kind = " (an object, not a classification)" if fh in c.ontology.objects else ""
+            known = isinstance(fh, str) and fh in c.ontology.objects
+            kind = " (an object, not a classification)" if known else ""
             message = f"unknown classification feature hash {fh!r}{kind} in the project's ontology"
             c.bad(f"{where}.featureHash", message)
             continue
