@@ -9,15 +9,12 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 
 from corral.api.app import create_app
-from tests.conftest import free_port
 
 THREADS = 2
 POLLS = 6  # three times the pool
@@ -25,21 +22,15 @@ HOLD = 4.0
 
 
 @pytest.fixture
-def server(settings, db) -> Iterator[str]:  # type: ignore[no-untyped-def]
-    """A live API process with a pool of two threads and no job worker (jobs stay pending)."""
-    settings = settings.model_copy(update={"api_threads": THREADS})
-    app = create_app(settings, db=db, run_worker=False)
-    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=free_port(), log_config=None,
-                                       access_log=False))
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not srv.started:
-        assert time.monotonic() < deadline, "the test server did not start"
-        time.sleep(0.02)
-    yield f"http://127.0.0.1:{srv.config.port}"
-    srv.should_exit = True
-    thread.join(10)
+def app(settings, db):  # type: ignore[no-untyped-def]
+    """The API with a pool of two threads and no job worker (jobs stay pending), served by
+    ``live_server``."""
+    return create_app(settings.model_copy(update={"api_threads": THREADS}), db=db, run_worker=False)
+
+
+@pytest.fixture
+def server(live_server: str) -> str:
+    return live_server
 
 
 def _rpc(base: str, user, dataset: str, method: str, payload: dict) -> httpx.Response:  # type: ignore[no-untyped-def,type-arg]
