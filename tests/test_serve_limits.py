@@ -8,7 +8,7 @@ sent without credentials stays within 50 MiB of its idle memory.  Memory is samp
 from __future__ import annotations
 
 import os
-import select
+import selectors
 import signal
 import socket
 import subprocess
@@ -107,15 +107,19 @@ def send_huge(port: int, headers: dict[str, str], size: int = 128 * MiB) -> tupl
         sock.sendall(head.encode())
         response = b""
         sock.setblocking(False)
-        try:
-            while sent < size:
-                readable, writable, _ = select.select([sock], [sock], [], 10)
-                if readable:
-                    break
-                if writable:
-                    sent += sock.send(block[: min(len(block), size - sent)])
-        except (BrokenPipeError, ConnectionResetError):
-            pass
+        # A selector (epoll), not select.select: the test process may hold descriptors past 1024.
+        with selectors.DefaultSelector() as selector:
+            selector.register(sock, selectors.EVENT_READ | selectors.EVENT_WRITE)
+            try:
+                while sent < size:
+                    events = selector.select(10)
+                    mask = events[0][1] if events else 0
+                    if mask & selectors.EVENT_READ:
+                        break
+                    if mask & selectors.EVENT_WRITE:
+                        sent += sock.send(block[: min(len(block), size - sent)])
+            except (BrokenPipeError, ConnectionResetError):
+                pass
         sock.setblocking(True)
         response = _read_response(sock)
     return response, sent
@@ -185,7 +189,8 @@ def test_a_half_sent_head_is_dropped(server: Server) -> None:
 
 def test_a_trickled_head_is_dropped_too(server: Server) -> None:
     """One byte now and then restarts uvicorn's own keep-alive timer; the head deadline holds."""
-    with socket.create_connection(("127.0.0.1", server.port)) as sock:
+    with socket.create_connection(("127.0.0.1", server.port)) as sock, selectors.DefaultSelector() as selector:
+        selector.register(sock, selectors.EVENT_READ)
         start = time.monotonic()
         closed = False
         for byte in b"GET /healthz HTTP/1.1\r\nHost: corral\r\nX-Slow: " + b"a" * 100:
@@ -194,7 +199,7 @@ def test_a_trickled_head_is_dropped_too(server: Server) -> None:
             except (BrokenPipeError, ConnectionResetError):
                 closed = True
                 break
-            ready, _, _ = select.select([sock], [], [], 0.5)
+            ready = selector.select(0.5)
             if ready and sock.recv(1024) == b"":
                 closed = True
                 break

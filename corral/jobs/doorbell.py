@@ -324,18 +324,28 @@ class SocketTransport:
                     log.warning("a wake-up's waiter failed", exc_info=True)
 
     def stop(self) -> None:
+        """Stop listening and let go of every descriptor (the directory's, the sending socket):
+        a process opens and disposes of many databases in its life (tests, the CLI), and each
+        used to keep two.  A later ``send`` or ``listen`` opens them again."""
         thread, sock, name = self._thread, self._listen_sock, self._name
-        if thread is None or sock is None or name is None:
-            return
-        self._stop.set()
-        with contextlib.suppress(OSError), socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as poke:
-            poke.setblocking(False)
-            poke.sendto(b"", self._address(name))  # wakes the blocked recv
-        thread.join(2)
-        with contextlib.suppress(OSError):
-            os.unlink(self.directory / name)
-        sock.close()
-        self._thread = self._listen_sock = self._name = None
+        if thread is not None and sock is not None and name is not None:
+            self._stop.set()
+            with contextlib.suppress(OSError), socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as poke:
+                poke.setblocking(False)
+                poke.sendto(b"", self._address(name))  # wakes the blocked recv
+            thread.join(2)
+            with contextlib.suppress(OSError):
+                os.unlink(self.directory / name)
+            sock.close()
+            self._thread = self._listen_sock = self._name = None
+        with self._send_lock:
+            send_sock, self._send_sock = self._send_sock, None
+            dir_fd, self._dir_fd = self._dir_fd, None
+        if send_sock is not None:
+            send_sock.close()
+        if dir_fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(dir_fd)
 
 
 # -- PostgreSQL: LISTEN / NOTIFY ----------------------------------------------------------------

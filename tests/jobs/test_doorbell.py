@@ -277,3 +277,36 @@ def test_a_long_data_directory_still_binds(tmp_path) -> None:  # type: ignore[no
     finally:
         receiver.dispose()
         sender.dispose()
+
+
+def _open_descriptors() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="counts descriptors in /proc/self/fd")
+def test_a_disposed_doorbell_keeps_no_descriptors(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Each database a process opens has a doorbell; disposing of it closes the directory's
+    descriptor and the sending socket as well as the listening one (they once stayed open: a
+    test run held over a thousand and select() failed on them)."""
+    directory = tmp_path / "run" / "wake"
+    receiver = doorbell.Doorbell(doorbell.SocketTransport(directory))
+    receiver.open()
+    try:
+        before = _open_descriptors()
+        for _ in range(20):
+            sender = doorbell.Doorbell(doorbell.SocketTransport(directory))
+            sender.open()
+            heard = threading.Event()
+            unsubscribe = receiver.chime(doorbell.WORK).subscribe(heard.set)
+            sender.ring(doorbell.WORK)
+            assert heard.wait(5)
+            unsubscribe()
+            sender.close()  # stops listening; the sending end stays usable
+            sender.transport.send([doorbell.WORK])  # type: ignore[union-attr]
+            sender.dispose()
+        deadline = time.monotonic() + 5
+        while _open_descriptors() > before and time.monotonic() < deadline:
+            time.sleep(0.01)  # a sender thread may still be closing
+        assert _open_descriptors() <= before
+    finally:
+        receiver.dispose()
