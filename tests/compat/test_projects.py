@@ -94,6 +94,40 @@ def test_ontology_listing_and_save_checked_against_labels(sdk: Any, s3: Bucket) 
     assert sorted(o.name for o in sdk.get_ontology(street.ontology_hash).structure.objects) == ["car", "sign"]
 
 
+def test_ontologies_saved_without_what_the_sdk_needs_are_read_back(sdk: Any, db: Any, alice: Any) -> None:
+    """A hand-written ontology (no ids, colours, ``required`` or option values) posted to the
+    SDK's route, and one stored so before saves filled them in, are both read by the SDK
+    (before: ``get_ontologies()`` raised KeyError for every member of the organisation)."""
+    from encord.orm.ontology import CreateOrUpdateOntologyPayload
+    from encord.utilities.ontology_user import OntologyWithUserRole
+
+    from corral.db.tables import Ontology
+
+    hand_written = {"objects": [{"name": "car", "shape": "bounding_box", "featureNodeHash": "car00001",
+                                 "attributes": [{"name": "colour", "type": "radio", "featureNodeHash": "colour01",
+                                                 "options": [{"label": "Dark red", "featureNodeHash": "red00001"}]}]}],
+                    "classifications": [{"featureNodeHash": "weather1", "attributes": [
+                        {"name": "weather", "type": "text", "featureNodeHash": "weathera"}]}]}
+    made = sdk._api_client.post("ontologies", params=None, result_type=OntologyWithUserRole, allow_retries=False,
+                                payload=CreateOrUpdateOntologyPayload(title="hand", description="",
+                                                                      editor=hand_written))
+    with db.write() as s:  # as an earlier release stored it: verbatim
+        s.add(Ontology(org_id=alice.org_id, title="old", description="", created_by=alice.user_id,
+                       editor={**hand_written, "objects": [{**hand_written["objects"][0], "id": "4"}]}))
+    listed = {o["ontology"].title: o["ontology"] for o in sdk.get_ontologies()}
+    assert set(listed) == {"hand", "old"}
+    car = sdk.get_ontology(made.ontology_uuid).structure.get_child_by_title("car")
+    assert (car.uid, car.color) == (1, "#D33115")
+    assert car.attributes[0].options[0].value == "dark_red"
+    assert listed["old"].structure.objects[0].uid == 4
+    with pytest.raises(InvalidArgumentsError, match=r"objects\[0\]\.name"):
+        sdk._api_client.post("ontologies", params=None, result_type=OntologyWithUserRole, allow_retries=False,
+                             payload=CreateOrUpdateOntologyPayload(
+                                 title="nameless", description="",
+                                 editor={"objects": [{"shape": "point", "featureNodeHash": "p1"}],
+                                         "classifications": []}))
+
+
 @pytest.mark.filterwarnings("ignore:get_projects is deprecated:DeprecationWarning")
 def test_projects_listing_and_datasets(sdk: Any, s3: Bucket) -> None:
     onto = sdk.create_ontology("o", structure=_structure())

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from corral.core.labels import ontology, validation
+from corral.core.labels import ontology, ontology_sdk, validation
 from corral.errors import ValidationFailed
 
 EDITOR: dict[str, Any] = {
@@ -183,12 +183,156 @@ def test_a_saved_ontology_has_the_top_level_the_sdk_reads(editor: dict[str, Any]
     ontology.read(editor if isinstance(editor.get("objects", []), list) else {})  # stored ones still read
 
 
+def _hand() -> dict[str, Any]:
+    from encord.objects.skeleton_template import SkeletonTemplate, SkeletonTemplateCoordinate
+
+    template = SkeletonTemplate(name="hand", width=1.0, height=1.0,
+                                skeleton={"0": SkeletonTemplateCoordinate(x=0.1, y=0.2, name="wrist"),
+                                          "1": SkeletonTemplateCoordinate(x=0.3, y=0.2, name="thumb")},
+                                skeleton_edges={"0": {"1": {"color": "#000000"}}})
+    return {"template": template.to_dict()}
+
+
 def test_the_sdks_own_empty_and_skeleton_documents_are_saved() -> None:
     from encord.objects import OntologyStructure
 
     assert ontology.read_new(OntologyStructure().to_dict()).objects == {}
-    doc = {"objects": [], "classifications": [], "skeleton_templates": [{"template": {"name": "hand"}}]}
-    assert ontology.read_new(doc).classifications == {}
+    doc = {"objects": [], "classifications": [], "skeleton_templates": [_hand()]}
+    stored, index = ontology.prepare_new(doc)
+    assert index.classifications == {} and stored == doc
+    assert "hand" in OntologyStructure.from_dict(stored).skeleton_templates
+    # a template the SDK cannot read (it needs the size, the points and the edges) is refused
+    with pytest.raises(ValidationFailed) as info:
+        ontology.read_new({"objects": [], "classifications": [], "skeleton_templates": [{"template": {"name": "hand"}}]})
+    assert {d.field for d in info.value.details} == {
+        f"skeleton_templates[0].template.{k}" for k in ("width", "height", "skeleton", "skeleton_edges")}
+
+
+def _rich_sdk_structure() -> Any:
+    from encord.objects import OntologyStructure, Shape
+    from encord.objects.attributes import ChecklistAttribute, NumericAttribute, RadioAttribute, TextAttribute
+
+    s = OntologyStructure()
+    car = s.add_object("car", Shape.BOUNDING_BOX)
+    colour = car.add_attribute(RadioAttribute, "colour", required=True)
+    red = colour.add_option("Dark red")
+    red.add_nested_attribute(TextAttribute, "shade")
+    colour.add_option("blue")
+    car.add_attribute(ChecklistAttribute, "parts").add_option("wheel")
+    s.add_object("road", Shape.POLYGON)
+    weather = s.add_classification()
+    weather.add_attribute(RadioAttribute, "weather").add_option("sunny")
+    s.add_classification().add_attribute(NumericAttribute, "count")
+    return s
+
+
+def test_the_sdks_own_documents_are_stored_as_sent() -> None:
+    from encord.objects import OntologyStructure
+
+    doc = _rich_sdk_structure().to_dict()
+    stored, index = ontology.prepare_new(copy.deepcopy(doc))
+    assert stored == doc
+    assert len(index.objects) == 2 and len(index.classifications) == 2
+    assert OntologyStructure.from_dict(stored).to_dict() == doc
+
+
+def _strip(node: Any, keys: tuple[str, ...]) -> Any:
+    if isinstance(node, dict):
+        return {k: _strip(v, keys) for k, v in node.items() if k not in keys}
+    if isinstance(node, list):
+        return [_strip(v, keys) for v in node]
+    return node
+
+
+def test_what_the_sdk_needs_is_filled_in_where_left_out() -> None:
+    """Ids, colours, ``required`` and option values the SDK indexes are chosen as its own builders
+    choose them; feature hashes, names, labels and shapes stay as sent.  The result is what the SDK
+    reads back (before: ``KeyError: 'color'``)."""
+    from encord.objects import OntologyStructure
+
+    sdk_doc = _rich_sdk_structure().to_dict()
+    bare = _strip(sdk_doc, ("id", "color", "required", "value", "archived", "dynamic", "level"))
+    with pytest.raises(KeyError):
+        OntologyStructure.from_dict(bare)
+    stored, index = ontology.prepare_new(bare)
+    back = OntologyStructure.from_dict(stored)
+    again = back.to_dict()
+    # the SDK numbers its own nodes the same way: ids, values and hashes all agree
+    assert _strip(again, ("color", "required", "archived", "dynamic", "level")) == \
+        _strip(sdk_doc, ("color", "required", "archived", "dynamic", "level"))
+    assert [o["color"] for o in stored["objects"]] == list(ontology_sdk.PALETTE[:2])
+    assert stored["objects"][0]["attributes"][0]["options"][0]["value"] == "dark_red"
+    assert stored["objects"][0]["attributes"][0]["required"] is False
+    assert set(index.objects) == {o["featureNodeHash"] for o in sdk_doc["objects"]}
+    assert "id" not in bare["objects"][0]  # the caller's document is not changed
+
+
+def test_assigned_ids_follow_the_siblings_ids() -> None:
+    from encord.objects import OntologyStructure
+
+    doc = {"objects": [
+        {"id": 7, "name": "a", "shape": "point", "featureNodeHash": "h1"},
+        {"name": "b", "shape": "point", "featureNodeHash": "h2", "attributes": [
+            {"id": "8.4", "name": "t", "type": "text", "featureNodeHash": "h3"},
+            {"name": "u", "type": "radio", "featureNodeHash": "h4",
+             "options": [{"label": "x", "featureNodeHash": "h5"}]}]},
+        {"name": "c", "shape": "point", "featureNodeHash": "h6"}],
+        "classifications": []}
+    stored, _ = ontology.prepare_new(doc)
+    assert [o["id"] for o in stored["objects"]] == [7, "8", "9"]
+    assert [a["id"] for a in stored["objects"][1]["attributes"]] == ["8.4", "8.5"]
+    assert stored["objects"][1]["attributes"][1]["options"][0]["id"] == "8.5.1"
+    assert [o.uid for o in OntologyStructure.from_dict(stored).objects] == [7, 8, 9]
+
+
+@pytest.mark.parametrize(("path", "value", "field"), [
+    (("objects", 0, "name"), None, "objects[0].name"),
+    (("objects", 0, "name"), 5, "objects[0].name"),
+    (("objects", 0, "color"), ["red"], "objects[0].color"),
+    (("objects", 0, "id"), "one", "objects[0].id"),
+    (("objects", 0, "id"), True, "objects[0].id"),
+    (("classifications", 0, "id"), 1.5, "classifications[0].id"),
+    (("objects", 0, "attributes", 0, "id"), 1, "objects[0].attributes[0].id"),
+    (("objects", 0, "attributes", 0, "id"), "1..1", "objects[0].attributes[0].id"),
+    (("objects", 0, "attributes", 0, "name"), None, "objects[0].attributes[0].name"),
+    (("objects", 0, "attributes", 0, "required"), "yes", "objects[0].attributes[0].required"),
+    (("objects", 0, "attributes", 0, "options", 0, "label"), None, "objects[0].attributes[0].options[0].label"),
+    (("objects", 0, "attributes", 0, "options", 0, "value"), 3, "objects[0].attributes[0].options[0].value"),
+    (("objects", 0, "attributes", 0, "options", 0, "options", 0, "name"), None,
+     "objects[0].attributes[0].options[0].options[0].name"),
+    (("classifications", 0, "attributes", 0, "name"), None, "classifications[0].attributes[0].name"),
+])
+def test_what_the_sdk_cannot_read_and_corral_cannot_choose_is_refused(
+    path: tuple[Any, ...], value: Any, field: str
+) -> None:
+    doc = copy.deepcopy(EDITOR)
+    node: Any = doc
+    for step in path[:-1]:
+        node = node[step]
+    if value is None:
+        node.pop(path[-1], None)
+    else:
+        node[path[-1]] = value
+    with pytest.raises(ValidationFailed) as info:
+        ontology.prepare_new(doc)
+    assert [d.field for d in info.value.details] == [field]
+    assert field in str(info.value)
+
+
+def test_a_stored_document_is_served_with_what_the_sdk_needs() -> None:
+    """Ontologies stored before saves filled fields in are completed when served (and refused
+    fields of the wrong kind are served as stored: the lenient form never raises)."""
+    from encord.objects import OntologyStructure
+
+    stored = _strip(_rich_sdk_structure().to_dict(), ("id", "color", "required", "value"))
+    served, problems = ontology_sdk.complete(stored, strict=False)
+    assert problems == [] and "color" not in stored["objects"][0]
+    assert len(OntologyStructure.from_dict(served).objects) == 2
+    odd = {"objects": [{"id": "x", "shape": "point", "featureNodeHash": "h"}], "classifications": []}
+    assert ontology_sdk.complete(odd, strict=False) == ({"objects": [{"id": "x", "shape": "point",
+                                                                      "featureNodeHash": "h",
+                                                                      "color": ontology_sdk.PALETTE[0]}],
+                                                         "classifications": []}, [])
 
 
 def test_data_units_and_frames_must_belong_to_the_row() -> None:

@@ -67,6 +67,8 @@ def test_normalised_values() -> None:
     ("2024-05-01T12:30:00", "2024-05-01T12:30:00+00:00"),  # no offset: taken as UTC
     ("2024-05-01", "2024-05-01T00:00:00+00:00"),
     ("20240501T123000Z", "2024-05-01T12:30:00+00:00"),
+    ("2024-05-01t12:30:00z", "2024-05-01T12:30:00+00:00"),  # RFC 3339's lower-case forms
+    ("2024-05-01T12:30:00.25z", "2024-05-01T12:30:00.250000+00:00"),
 ])
 def test_datetimes_are_stored_as_utc(given: str, stored: str) -> None:
     assert ok({"captured_at": given})["captured_at"] == stored

@@ -80,7 +80,8 @@ class DataUnitLabels(BaseModel):
 
 
 def _ontology(row: Ontology) -> OntologyPublic:
-    return OntologyPublic(id=row.id, title=row.title, description=row.description, editor=row.editor,
+    return OntologyPublic(id=row.id, title=row.title, description=row.description,
+                          editor=ontologies.public_editor(row),
                           created_by=row.created_by, created_at=row.created_at, updated_at=row.updated_at)
 
 

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from corral import errors
 from corral.core import filters, text_rules
 from corral.core.identity import Principal
-from corral.core.labels import ontology
+from corral.core.labels import ontology, ontology_sdk
 from corral.db.tables import LabelRow, Ontology, Project
 from corral.db.types import utcnow
 from corral.errors import ErrorDetail
@@ -39,7 +39,7 @@ def check_text(kind: str, title: Any, description: Any) -> tuple[str, str]:
 
 def create(s: Session, principal: Principal, title: Any, description: Any, editor: Any) -> Ontology:
     title, description = check_text("ontology", title, description)
-    ontology.read_new(editor)
+    editor, _ = ontology.prepare_new(editor)
     row = Ontology(
         org_id=principal.org_id, title=title, description=description, editor=editor,
         created_by=principal.user_id,
@@ -98,7 +98,7 @@ def update(s: Session, principal: Principal, ref: Any, title: Any, description: 
             f"ontology {row.id} can be changed by its creator or an admin only"
         )
     title, description = check_text("ontology", title, description)
-    new = ontology.read_new(editor)
+    editor, new = ontology.prepare_new(editor)
     old = ontology.read(row.editor)
     gone = _hashes(old) - _hashes(new)
     reshaped = {fh for fh, spec in old.objects.items()
@@ -163,6 +163,12 @@ def _collect(node: Any, out: set[str]) -> None:
     elif isinstance(node, list):
         for value in node:
             _collect(value, out)
+
+
+def public_editor(row: Ontology) -> Any:
+    """The document as clients get it: one stored before saves filled in what the SDK needs
+    (``ontology_sdk``) gets it filled in here, so the SDK can read every stored ontology."""
+    return ontology_sdk.complete(row.editor, strict=False)[0]
 
 
 def index(row: Ontology) -> ontology.OntologyIndex:

@@ -1,6 +1,7 @@
 """An ontology document (the Encord SDK's ``editor``) and the feature-hash index built from it.
 
-The document is stored verbatim; feature hashes are minted by the client.  Reading it checks
+The document is stored as sent, with what the SDK needs to read it back filled in where it was
+left out (``ontology_sdk``); feature hashes are minted by the client.  Reading it checks
 what label validation relies on: every object has a supported shape, every classification has
 attributes, attributes are ``radio``/``checklist``/``text``/``numeric`` (the SDK's
 ``NumericAttribute``) and options carry feature hashes, and no feature hash is used twice.
@@ -9,9 +10,10 @@ attributes, attributes are ``radio``/``checklist``/``text``/``numeric`` (the SDK
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NoReturn
 
 from corral import errors
+from corral.core.labels import ontology_sdk
 from corral.errors import ErrorDetail
 
 SHAPES = (
@@ -110,14 +112,24 @@ class _Reader:
 
 
 def read_new(editor: Any) -> OntologyIndex:
-    """``read`` for a document being saved: its top level also has what the Encord SDK needs to
-    read it back (``OntologyStructure.from_dict``), which every member's ``get_ontologies()``
-    does: both lists, and skeleton templates as objects holding a ``template``.  An ontology
-    saved as ``{}`` made that call raise ``KeyError: 'objects'`` for the whole organisation."""
+    """``prepare_new``'s index (the checks alone)."""
+    return prepare_new(editor)[1]
+
+
+def prepare_new(editor: Any) -> tuple[Any, OntologyIndex]:
+    """A document being saved, as it is to be stored, and its index.
+
+    Beyond ``read``'s checks it has what the Encord SDK needs to read it back
+    (``OntologyStructure.from_dict``), which every member's ``get_ontologies()`` does: both
+    lists, skeleton templates as objects holding a well-formed ``template``, names, labels, and
+    the ids, colours and flags ``ontology_sdk.complete`` fills in where they are left out.  An
+    ontology saved as ``{}`` made that call raise ``KeyError: 'objects'`` for the whole
+    organisation."""
+    problems: list[ErrorDetail] = []
     if isinstance(editor, dict):
-        problems = [ErrorDetail(f"{key}: expected a list (the SDK's ontology structure always has one)",
-                                field=key)
-                    for key in ("objects", "classifications") if not isinstance(editor.get(key), list)]
+        problems += [ErrorDetail(f"{key}: expected a list (the SDK's ontology structure always has one)",
+                                 field=key)
+                     for key in ("objects", "classifications") if not isinstance(editor.get(key), list)]
         templates = editor.get("skeleton_templates", [])
         if not isinstance(templates, list):
             problems.append(ErrorDetail("skeleton_templates: expected a list", field="skeleton_templates"))
@@ -126,10 +138,23 @@ def read_new(editor: Any) -> OntologyIndex:
                                      field=f"skeleton_templates[{i}]")
                          for i, t in enumerate(templates)
                          if not (isinstance(t, dict) and isinstance(t.get("template"), dict))]
-        if problems:
-            shown = "; ".join(p.message for p in problems[:5])
-            raise errors.ValidationFailed(f"invalid ontology: {shown}", details=problems)
-    return read(editor)
+    completed, missing = ontology_sdk.complete(editor)
+    problems += missing
+    try:
+        index = read(completed)
+    except errors.ValidationFailed as exc:
+        if not exc.details:
+            raise  # not a JSON object at all
+        problems += exc.details
+    if problems:
+        _refuse(problems)
+    return completed, index
+
+
+def _refuse(problems: list[ErrorDetail]) -> NoReturn:
+    shown = "; ".join(p.message for p in problems[:5])
+    more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
+    raise errors.ValidationFailed(f"invalid ontology: {shown}{more}", details=problems)
 
 
 def read(editor: Any) -> OntologyIndex:
@@ -171,7 +196,5 @@ def read(editor: Any) -> OntologyIndex:
             name = next(iter(attrs.values())).name if attrs else ""
             classifications[fh] = ElementSpec(fh, name, "classification", None, attrs)
     if r.problems:
-        shown = "; ".join(p.message for p in r.problems[:5])
-        more = f" (and {len(r.problems) - 5} more)" if len(r.problems) > 5 else ""
-        raise errors.ValidationFailed(f"invalid ontology: {shown}{more}", details=r.problems)
+        _refuse(r.problems)
     return OntologyIndex(objects, classifications)

@@ -166,6 +166,8 @@ _CANONICAL_UTC = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{6})?(Z|\+00:
 
 def _datetime(v: Any) -> str:
     if type(v) is str:
+        if v[-1:] == "z":  # RFC 3339 allows a lower-case Z as it does a lower-case T
+            v = v[:-1] + "Z"
         try:
             d = datetime.fromisoformat(v)
         except ValueError:
