@@ -164,10 +164,9 @@ def _uuid(v: Any) -> str:
 _CANONICAL_UTC = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{6})?(Z|\+00:00)\Z").match
 
 
-def _datetime(v: Any) -> str:
-    if type(v) is str:
-        if v[-1:] == "z":  # RFC 3339 allows a lower-case Z as it does a lower-case T
-            v = v[:-1] + "Z"
+def _datetime(given: Any) -> str:
+    if type(given) is str:
+        v: str = given[:-1] + "Z" if given[-1:] == "z" else given  # RFC 3339 allows z as it does t
         try:
             d = datetime.fromisoformat(v)
         except ValueError:
