@@ -30,8 +30,7 @@ _NESTING = 20
 
 
 class _Completer:
-    def __init__(self, strict: bool) -> None:
-        self.strict = strict
+    def __init__(self) -> None:
         self.problems: list[ErrorDetail] = []
 
     def bad(self, where: str, message: str) -> None:
@@ -50,47 +49,33 @@ class _Completer:
             self.bad(f"{where}.{key}", f"expected a string, got {type(node[key]).__name__}")
         return False
 
-    def top_ids(self, nodes: list[Any], where: str) -> None:
-        """Objects' or classifications' ``id``: an integer (the SDK sends it as a string)."""
+    def ids(self, nodes: list[Any], where: str, parent: str | None) -> None:
+        """Siblings' ``id``: an object's or classification's is an integer (``parent`` None; the
+        SDK sends it as a string), an attribute's or option's its parent's id and a number
+        ("1.2.1").  A missing one is the next number after the largest sibling's."""
         used: list[int] = []
         for i, node in enumerate(nodes):
             if not isinstance(node, dict) or node.get("id") is None:
                 continue
             value = node["id"]
-            text = str(value) if isinstance(value, int) and not isinstance(value, bool) else value
-            if isinstance(text, str) and _TOP_ID.fullmatch(text):
-                used.append(int(text))
-            else:
-                self.bad(f"{where}[{i}].id", "expected an integer id such as \"1\" (or none, to have one "
-                                             f"assigned), got {value!r}"[:200])
-        following = max(used, default=0) + 1
-        for node in nodes:
-            if isinstance(node, dict) and node.get("id") is None:
-                node["id"] = str(following)
-                following += 1
-
-    def nested_ids(self, nodes: list[Any], where: str, parent: str) -> None:
-        """Attributes' and options' ``id``: their parent's id and a number ("1.2.1")."""
-        used: list[int] = []
-        for i, node in enumerate(nodes):
-            if not isinstance(node, dict) or node.get("id") is None:
-                continue
-            value = node["id"]
-            if isinstance(value, str) and _NESTED_ID.fullmatch(value):
+            if parent is None and isinstance(value, int) and not isinstance(value, bool):
+                value = str(value)
+            if isinstance(value, str) and (_NESTED_ID if parent else _TOP_ID).fullmatch(value):
                 used.append(int(value.rsplit(".", 1)[-1]))
             else:
-                self.bad(f"{where}[{i}].id", "expected a nested id such as \"1.2\" (or none, to have one "
-                                             f"assigned), got {value!r}"[:200])
+                shape = "a nested id such as \"1.2\"" if parent else "an integer id such as \"1\""
+                self.bad(f"{where}[{i}].id", f"expected {shape} (or none, to have one assigned), "
+                                             f"got {node['id']!r}"[:200])
         following = max(used, default=0) + 1
         for node in nodes:
             if isinstance(node, dict) and node.get("id") is None:
-                node["id"] = f"{parent}.{following}"
+                node["id"] = f"{parent}.{following}" if parent else str(following)
                 following += 1
 
     def attributes(self, nodes: Any, where: str, parent: str, depth: int) -> None:
         if not isinstance(nodes, list) or depth > _NESTING:
             return  # the structural checks report it
-        self.nested_ids(nodes, where, parent)
+        self.ids(nodes, where, parent)
         for i, node in enumerate(nodes):
             if not isinstance(node, dict):
                 continue
@@ -108,7 +93,7 @@ class _Completer:
     def options(self, nodes: Any, where: str, parent: str, depth: int, *, nestable: bool) -> None:
         if not isinstance(nodes, list):
             return
-        self.nested_ids(nodes, where, parent)
+        self.ids(nodes, where, parent)
         for j, option in enumerate(nodes):
             if not isinstance(option, dict):
                 continue
@@ -155,12 +140,12 @@ def complete(editor: Any, *, strict: bool = True) -> tuple[Any, list[ErrorDetail
     if not isinstance(editor, dict):
         return editor, []
     doc = copy.deepcopy(editor)
-    c = _Completer(strict)
+    c = _Completer()
     for key in ("objects", "classifications"):
         nodes = doc.get(key)
         if not isinstance(nodes, list):
             continue
-        c.top_ids(nodes, key)
+        c.ids(nodes, key, None)
         for i, node in enumerate(nodes):
             if not isinstance(node, dict):
                 continue
