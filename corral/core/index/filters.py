@@ -39,6 +39,7 @@ it is (``filter.and[1].value``); an unknown key is one too, never an empty resul
 
 from __future__ import annotations
 
+import math
 import re
 import uuid
 from collections.abc import Callable
@@ -178,8 +179,8 @@ def _bad(where: str, message: str) -> errors.ValidationFailed:
 def _scalar(kind: str, key: Key | None, raw: Any, where: str) -> Any:
     """One value, checked and normalised for ``kind``."""
     if kind in ("number",) and key is None:
-        if isinstance(raw, bool) or not isinstance(raw, int | float):
-            raise _bad(where, f"expected a number, got {raw!r}")
+        if isinstance(raw, bool) or not isinstance(raw, int | float) or not math.isfinite(raw):
+            raise _bad(where, f"expected a finite number, got {raw!r}")
         return float(raw)
     if kind == "datetime" and key is None:
         from corral.core.metadata.schema import Entry
@@ -338,8 +339,14 @@ class _Parser:
         return Pred(op, value, key=key, field=field)
 
 
-def parse(raw: Any, catalog: Catalog, where: str = "filter") -> Node | None:
-    """The checked tree of a JSON filter (None for no filter: everything)."""
+def parse(
+    raw: Any, catalog: Catalog, where: str = "filter", *, within: uuid.UUID | None = None
+) -> Node | None:
+    """The checked tree of a JSON filter (None for no filter: everything).  ``within``: the
+    preset this filter is being saved into, which it may not use, directly or through others."""
     if raw is None or raw == {}:
         return None
-    return _Parser(catalog).node(raw, where, 0)
+    parser = _Parser(catalog)
+    if within is not None:
+        parser.expanding.append(within)
+    return parser.node(raw, where, 0)
