@@ -97,7 +97,8 @@ WORD = re.compile(r"\w+")
 class Pred:
     """One checked predicate.  ``key`` for a metadata key, else ``field``; ``value`` is
     normalised: floats for number, datetime (Unix seconds) and boolean (0/1) keys, strings for the
-    string kinds, a list for ``in``/``not_in``, ids for folder and dataset, words for ``match``."""
+    string kinds, a list for ``in``/``not_in``, ids for folder and dataset, words for ``match`` (as
+    typed: the database folds their case as it folds the text's)."""
 
     op: str
     value: Any
@@ -221,7 +222,9 @@ def _value(pred_op: str, kind: str, key: Key | None, raw: Any, where: str) -> An
         if pred_op == "prefix" and len(raw) > TXT_MAX:
             raise _bad(where, f"a prefix is at most {TXT_MAX} characters")
         if pred_op == "match":
-            words = [w.lower() for w in WORD.findall(raw)]
+            # as typed: each database folds a query's words as it folds the text's (Python's
+            # lower() differs from both: 'İ', a final 'Σ'), so a word always matches itself
+            words = WORD.findall(raw)
             if not words:
                 raise _bad(where, "match needs at least one word (letters or digits)")
             return words
