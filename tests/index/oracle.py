@@ -98,7 +98,7 @@ def _compare(op: str, v: Any, want: Any) -> bool:
         return bool(v.translate(_LOWER) == want.translate(_LOWER))
     if op == "match":
         words = {w.lower() for w in re.findall(r"\w+", v)}
-        return all(w in words for w in want)
+        return all(w.lower() in words for w in want)
     raise AssertionError(op)
 
 

@@ -3,6 +3,7 @@ permissions and isolation."""
 
 from __future__ import annotations
 
+import base64
 import json
 import uuid
 from typing import Any
@@ -74,6 +75,12 @@ def test_facets_and_export(client, db, make_user) -> None:  # type: ignore[no-un
     ({"where": "score = 1", "fields": ["secret"]}, "fields", "fields is a non-empty list"),
     ({"where": "score = 1", "sort": "@colour"}, "sort.field", "sort by a metadata key"),
     ({"where": "score = 1", "page_size": 0}, "page_size", "page_size is 1 to 1000"),
+    # deep text nesting: a 400 naming the limit, not a RecursionError (500)
+    ({"where": "not " * 2400 + "score = 1"}, "where", "at position 65: expected at most 16 levels of 'not'"),
+    ({"where": "(" * 400 + "score = 1" + ")" * 400}, "where", "at position 17: expected at most 16 levels"),
+    # item fields take finite numbers, as metadata keys do (the text syntax reads inf and nan)
+    ({"where": "@size < inf"}, "filter.value", "expected a finite number, got inf"),
+    ({"where": "@width > nan"}, "filter.value", "expected a finite number, got nan"),
 ])
 def test_bad_queries_are_400_never_empty(client, db, make_user, body, field, words) -> None:  # type: ignore[no-untyped-def]
     alice = make_user("a@x.io")
@@ -81,6 +88,66 @@ def test_bad_queries_are_400_never_empty(client, db, make_user, body, field, wor
     r = post(client, alice, "query", body)
     assert r.status_code == 400, r.text
     assert words in r.json()["message"] and r.json()["errors"][0]["field"] == field
+
+
+def _token(raw: str) -> dict[str, Any]:
+    return json.loads(base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)))  # type: ignore[no-any-return]
+
+
+def _forge(token: dict[str, Any]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(token).encode()).decode().rstrip("=")
+
+
+@pytest.mark.parametrize("sort, values", [
+    ("score", ["abc", None, [1], {}, True, 10**30]),
+    ("camera", [5, None, [1], "a\x00b", "\ud800"]),
+    ("@title", [5, None, [1], "a\x00b"]),
+    ("@created_at", [5, "xx", None, "2024-01-01T00:00:00", "0000-01-01"]),
+])
+def test_forged_page_token_values_are_400(client, db, make_user, sort, values) -> None:  # type: ignore[no-untyped-def]
+    """A page token's value must be one of its sort's type: a forged one (a string for a number
+    key, a number for a text key, anything but an instant for @created_at) was a 500."""
+    alice = make_user("a@x.io")
+    fill(db, alice)
+    first = post(client, alice, "query", {"sort": sort, "page_size": 2}).json()
+    token = _token(first["next_page_token"])
+    assert token["p"] == 0 and token["v"] is not None
+    for value in [*values, "missing"]:
+        forged = {k: v for k, v in token.items() if k != "v"} if value == "missing" else {**token, "v": value}
+        r = post(client, alice, "query", {"sort": sort, "page_size": 2, "page_token": _forge(forged)})
+        assert r.status_code == 400, (value, r.text)
+        assert r.json()["errors"][0]["field"] == "page_token"
+    more = post(client, alice, "query", {"sort": sort, "page_size": 2, "page_token": first["next_page_token"]})
+    assert more.status_code == 200 and len(more.json()["items"]) == 2
+
+
+def test_in_a_thousand_long_strings(client, db, make_user) -> None:  # type: ignore[no-untyped-def]
+    """``in`` with 1,000 values longer than item_meta.txt keeps (255): one flat condition, not a
+    term per value (which nested past SQLite's expression depth limit: a 500)."""
+    alice = make_user("a@x.io")
+    fill(db, alice)
+    long = [("y" * 300) + str(i) for i in range(1000)]
+    add_items(db, principal(db, alice.user_id), "data", [{"camera": long[7]}, {"camera": long[8][:255]},
+                                                         {"camera": long[9] + "z"}])
+    for op, want in (("in", 1), ("not_in", 8)):
+        r = post(client, alice, "query", {"filter": {"key": "camera", "op": op, "value": long}, "count": True})
+        assert r.status_code == 200, r.text
+        assert r.json()["count"] == want
+
+
+def test_a_word_matches_itself_on_both_databases(client, db, make_user) -> None:  # type: ignore[no-untyped-def]
+    """``match`` words go to the database as typed, which folds them as it folds the text: they
+    were lower-cased by Python first, which PostgreSQL's folding does not agree with for 'İ'
+    (Python: 'i' and a combining dot) or a final 'Σ' (Python: 'ς'), so on PostgreSQL such a word
+    did not even match the text it was copied from."""
+    alice = make_user("a@x.io")
+    who = principal(db, alice.user_id)
+    save_schema(db, who, {"keys": {"notes": {"type": "text"}}})
+    rows = add_items(db, who, "data", [{"notes": "İstanbul trip"}, {"notes": "ΟΔΟΣ map"}, {"notes": "other"}])
+    for word, row in (("İstanbul", rows[0]), ("ΟΔΟΣ", rows[1]), ("ISTANBUL TRIP", rows[0])):
+        r = post(client, alice, "query", {"filter": {"key": "notes", "op": "match", "value": word}})
+        assert r.status_code == 200, r.text
+        assert str(row.id) in [i["id"] for i in r.json()["items"]], word
 
 
 def test_unknown_options_are_refused(client, db, make_user) -> None:  # type: ignore[no-untyped-def]

@@ -68,6 +68,22 @@ def test_presets_crud_and_use_in_queries(client, db, make_user) -> None:  # type
     assert client.get(f"{P}/{preset['id']}", headers=alice.bearer).status_code == 404
 
 
+def test_a_preset_saved_to_use_itself_is_refused(client, db, make_user) -> None:  # type: ignore[no-untyped-def]
+    """Changing a preset's filter to use that preset (directly, or through another preset that
+    uses it) is a 400 and changes nothing; it was saved, and every later use was a 400."""
+    alice = make_user("a@x.io")
+    fill(db, alice)
+    p1 = client.post(P, json={"name": "p1", "where": "score > 0"}, headers=alice.bearer).json()
+    r = client.patch(f"{P}/{p1['id']}", json={"filter": {"preset": p1["id"]}}, headers=alice.bearer)
+    assert r.status_code == 400, r.text
+    assert "uses itself" in r.json()["message"] and r.json()["errors"][0]["field"] == "filter.preset"
+    p2 = client.post(P, json={"name": "p2", "where": "preset p1 and score < 5"}, headers=alice.bearer).json()
+    r = client.patch(f"{P}/p1", json={"where": "preset p2 or score = 0"}, headers=alice.bearer)
+    assert r.status_code == 400 and "uses itself" in r.json()["message"], r.text
+    assert client.get(f"{P}/p1", headers=alice.bearer).json()["filter"] == {"key": "score", "op": "gt", "value": 0}
+    assert post(client, alice, "query", {"filter": {"preset": p2["id"]}, "count": True}).json()["count"] == 4
+
+
 def test_a_retried_create_makes_no_duplicate(client, db, make_user) -> None:  # type: ignore[no-untyped-def]
     alice = make_user("a@x.io")
     key = {"Idempotency-Key": "k-1"} | alice.bearer

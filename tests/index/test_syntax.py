@@ -77,3 +77,15 @@ def test_errors_name_the_position_and_what_was_expected(source: str, position: i
         compile_text(source, kind_of)
     assert f"at position {position}:" in str(caught.value) and expected in str(caught.value)
     assert caught.value.details[0].field == "where"
+
+
+def test_nesting_is_limited_before_it_recurses() -> None:
+    """'not' and parentheses nest at most MAX_DEPTH deep, refused at the first one too many
+    (thousands of them were a RecursionError, a 500)."""
+    deepest = "not " * 8 + "(" * 8 + "score = 1" + ")" * 8
+    assert compile_text(deepest, kind_of) is not None
+    for source, position in [("not " * 17 + "score = 1", 65), ("(" * 17 + "score = 1" + ")" * 17, 17),
+                             ("not " * 2400 + "score = 1", 65), ("(" * 4900 + "x = 1" + ")" * 4900, 17)]:
+        with pytest.raises(errors.ValidationFailed) as caught:
+            compile_text(source, kind_of)
+        assert f"at position {position}: expected at most 16 levels of 'not' and parentheses" in str(caught.value)

@@ -91,11 +91,12 @@ def preset_public(s: Session, principal: Principal, row: IndexPreset) -> PresetP
 
 
 def _checked_filter(
-    s: Session, principal: Principal, filter_: Any, where: str | None
+    s: Session, principal: Principal, filter_: Any, where: str | None, preset: uuid.UUID | None = None
 ) -> dict[str, Any] | None:
-    """The tree to save: from ``filter`` or ``where``, checked against the schema now."""
+    """The tree to save: from ``filter`` or ``where``, checked against the schema now (and,
+    saved into ``preset``, not using that preset)."""
     tree = query.resolve_filter(s, principal, filter_, where)
-    query.prepare(s, principal, tree)
+    query.prepare(s, principal, tree, within=preset)
     return tree  # type: ignore[no-any-return]
 
 
@@ -146,7 +147,7 @@ async def update_preset(
         with ctx.db.write() as s:
             row = presets.resolve(s, principal, ref, "editor")
             changes_filter = "filter" in given or "where" in given
-            tree = _checked_filter(s, principal, body.filter, body.where) if changes_filter else None
+            tree = _checked_filter(s, principal, body.filter, body.where, row.id) if changes_filter else None
             presets.update(s, row, name=body.name, description=body.description, filter_=tree,
                            clear_filter=changes_filter and tree is None)
             return preset_public(s, principal, row)

@@ -156,8 +156,12 @@ class Compiler:
                 within = column.in_(v)
             else:
                 short = [x for x in v if len(x) < TXT_MAX]
+                long = [x for x in v if len(x) >= TXT_MAX]
+                # the long values as two flat lists (their stored prefixes, then in full), never
+                # one term per value: 1,000 of those nest past SQLite's expression depth limit
                 within = or_(column.in_(short) if short else false(),
-                             *(self._string_eq(x) for x in v if len(x) >= TXT_MAX))
+                             and_(column.in_({x[:TXT_MAX] for x in long}), self._full().in_(long))
+                             if long else false())
             return within if op == "in" else not_(within)
         if op == "lt":
             return column < v

@@ -39,6 +39,7 @@ it is (``filter.and[1].value``); an unknown key is one too, never an empty resul
 
 from __future__ import annotations
 
+import math
 import re
 import uuid
 from collections.abc import Callable
@@ -96,7 +97,8 @@ WORD = re.compile(r"\w+")
 class Pred:
     """One checked predicate.  ``key`` for a metadata key, else ``field``; ``value`` is
     normalised: floats for number, datetime (Unix seconds) and boolean (0/1) keys, strings for the
-    string kinds, a list for ``in``/``not_in``, ids for folder and dataset, words for ``match``."""
+    string kinds, a list for ``in``/``not_in``, ids for folder and dataset, words for ``match`` (as
+    typed: the database folds their case as it folds the text's)."""
 
     op: str
     value: Any
@@ -178,8 +180,8 @@ def _bad(where: str, message: str) -> errors.ValidationFailed:
 def _scalar(kind: str, key: Key | None, raw: Any, where: str) -> Any:
     """One value, checked and normalised for ``kind``."""
     if kind in ("number",) and key is None:
-        if isinstance(raw, bool) or not isinstance(raw, int | float):
-            raise _bad(where, f"expected a number, got {raw!r}")
+        if isinstance(raw, bool) or not isinstance(raw, int | float) or not math.isfinite(raw):
+            raise _bad(where, f"expected a finite number, got {raw!r}")
         return float(raw)
     if kind == "datetime" and key is None:
         from corral.core.metadata.schema import Entry
@@ -220,7 +222,9 @@ def _value(pred_op: str, kind: str, key: Key | None, raw: Any, where: str) -> An
         if pred_op == "prefix" and len(raw) > TXT_MAX:
             raise _bad(where, f"a prefix is at most {TXT_MAX} characters")
         if pred_op == "match":
-            words = [w.lower() for w in WORD.findall(raw)]
+            # as typed: each database folds a query's words as it folds the text's (Python's
+            # lower() differs from both: 'İ', a final 'Σ'), so a word always matches itself
+            words = WORD.findall(raw)
             if not words:
                 raise _bad(where, "match needs at least one word (letters or digits)")
             return words
@@ -338,8 +342,14 @@ class _Parser:
         return Pred(op, value, key=key, field=field)
 
 
-def parse(raw: Any, catalog: Catalog, where: str = "filter") -> Node | None:
-    """The checked tree of a JSON filter (None for no filter: everything)."""
+def parse(
+    raw: Any, catalog: Catalog, where: str = "filter", *, within: uuid.UUID | None = None
+) -> Node | None:
+    """The checked tree of a JSON filter (None for no filter: everything).  ``within``: the
+    preset this filter is being saved into, which it may not use, directly or through others."""
     if raw is None or raw == {}:
         return None
-    return _Parser(catalog).node(raw, where, 0)
+    parser = _Parser(catalog)
+    if within is not None:
+        parser.expanding.append(within)
+    return parser.node(raw, where, 0)

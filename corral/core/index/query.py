@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import bisect
 import json
+import math
 import uuid
 import weakref
 from collections.abc import Callable, Iterator
@@ -279,10 +280,11 @@ class Prepared:
 
 def prepare(
     s: Session, principal: Principal, filter_: Any, *, correlated: bool = False, row: Any = None,
-    cat: Catalog | None = None,
+    cat: Catalog | None = None, within: uuid.UUID | None = None,
 ) -> Prepared:
+    """``within``: the preset ``filter_`` is saved into (it may not use that preset)."""
     cat = cat or catalog(s, principal)
-    return _compiled(s, principal, parse(filter_, cat), cat, correlated=correlated, row=row)
+    return _compiled(s, principal, parse(filter_, cat, within=within), cat, correlated=correlated, row=row)
 
 
 def _compiled(
@@ -515,11 +517,17 @@ def _encode(token: dict[str, Any]) -> str:
     return base64.urlsafe_b64encode(json.dumps(token, separators=(",", ":")).encode()).decode().rstrip("=")
 
 
-def _decode(raw: str, sort: Sort) -> dict[str, Any]:
+def _decode(raw: str, sorter: _Sorter) -> dict[str, Any]:
+    """The page token's position, checked whole: its sort, phase, id, and (phase 0 of a sorted
+    listing) a value of the sort's type, so a forged token is a 400, never a database error."""
     try:
         token = json.loads(base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)))
-        assert isinstance(token, dict) and token["s"] == sort.signature() and token["p"] in (0, 1)
+        if not (isinstance(token, dict) and token.get("s") == sorter.sort.signature()
+                and type(token.get("p")) is int and token["p"] in (0, 1) and isinstance(token.get("i"), str)):
+            raise ValueError("not a page token of this sort")
         uuid.UUID(token["i"])
+        if sorter.value is not None and token["p"] == 0:
+            token["v"] = sorter.token_value(token["v"])
         return token
     except Exception:
         raise _bad("page_token", "invalid page token for this sort; start again without one") from None
@@ -566,6 +574,24 @@ class _Sorter:
             if sort.field not in SORT_FIELDS:
                 raise _bad("sort.field", f"sort by a metadata key or one of: {', '.join(SORT_FIELDS)}")
             self.value = _sort_column(sort.field, dialect)
+
+    def token_value(self, v: Any) -> Any:
+        """A page token's sort value, if it is one of this sort's type (ValueError if not): a
+        finite number (a 64-bit integer or a float) for number, boolean and datetime keys and the
+        number fields, text for the string keys and fields, an ISO 8601 instant for
+        ``created_at``."""
+        numeric = self.key.numeric if self.key is not None else self.sort.field not in ("title", "type",
+                                                                                        "created_at")
+        if numeric:
+            if type(v) is int and -(2**63) <= v < 2**63 or type(v) is float and math.isfinite(v):
+                return v
+            raise ValueError("not a number of this sort")
+        if not isinstance(v, str) or "\x00" in v:
+            raise ValueError("not text")
+        v.encode()  # UnicodeEncodeError on a lone surrogate
+        if self.sort.field == "created_at" and datetime.fromisoformat(v).tzinfo is None:
+            raise ValueError("not an instant")
+        return v
 
     def phase_query(self, phase: int, where: list[ColumnElement[bool]]) -> Select[Any]:
         if self.value is None:
@@ -740,7 +766,7 @@ def page(
     cat = catalog(s, principal)
     sorter = _Sorter(cat, sort, s.get_bind().dialect.name)
     node = parse(filter_, cat)  # once: the two compilations below share it
-    token = _decode(page_token, sort) if page_token else None
+    token = _decode(page_token, sorter) if page_token else None
     if sort.field is None:
         fast = _columnar_page(s, principal, node, cat, sorter, token, page_size, fields)
         if fast is not None:

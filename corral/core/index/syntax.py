@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from corral import errors
+from corral.core.index.filters import MAX_DEPTH
 from corral.errors import ErrorDetail
 
 MAX_LENGTH = 10_000
@@ -95,6 +96,7 @@ class _Parser:
         self.tokens = _tokens(source)
         self.i = 0
         self.kind_of = kind_of
+        self.depth = 0  # 'not' and '(' open around the token at hand
 
     @property
     def tok(self) -> Token:
@@ -131,14 +133,28 @@ class _Parser:
             items.append(self.unary())
         return items[0] if len(items) == 1 else {"and": items}
 
+    def nest(self, t: Token) -> None:
+        """One more level of 'not' or '(' at ``t``: at most the tree's own depth limit, checked
+        before recursing (so a deep text is a 400 naming the limit, never a RecursionError)."""
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            raise _error(t.pos, f"at most {MAX_DEPTH} levels of 'not' and parentheses (a filter nests at "
+                         f"most {MAX_DEPTH} deep)", t.describe())
+
     def unary(self) -> dict[str, Any]:
+        t = self.tok
         if self.keyword("not"):
-            return {"not": self.unary()}
+            self.nest(t)
+            inner = {"not": self.unary()}
+            self.depth -= 1
+            return inner
         if self.symbol("("):
-            inner = self.or_()
+            self.nest(t)
+            grouped = self.or_()
             if not self.symbol(")"):
                 raise _error(self.tok.pos, "')'", self.tok.describe())
-            return inner
+            self.depth -= 1
+            return grouped
         shorthand = self.shorthand()
         return shorthand if shorthand is not None else self.predicate()
 
