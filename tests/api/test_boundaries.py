@@ -125,6 +125,9 @@ def test_refused_endpoints_are_400_at_save_time(settings, db, make_user) -> None
     cases: list[tuple[str, dict[str, Any], str]] = [
         ("s3", {"bucket": "b", "endpoint_url": "http://127.0.0.1:9000"}, "endpoint_url"),
         ("s3", {"bucket": "b", "endpoint_url": "http://169.254.169.254"}, "endpoint_url"),
+        ("s3", {"bucket": "b", "endpoint_url": "http://2130706433:9000"}, "endpoint_url"),  # 127.0.0.1
+        ("azure", {"account_name": "acct", "container": "media", "account_key": "a2V5",
+                   "endpoint_url": "http://0xa9.0xfe.0xa9.0xfe"}, "endpoint_url"),  # 169.254.169.254
         ("s3", {"bucket": "b", "role_arn": "arn:aws:iam::123456789012:role/r",
                 "sts_endpoint_url": "http://[::1]:5000"}, "sts_endpoint_url"),
         ("azure", {"account_name": "acct", "container": "media", "tenant_id": "t", "client_id": "c",
