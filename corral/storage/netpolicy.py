@@ -238,12 +238,12 @@ class EndpointPolicy:
         By default only addresses and ``localhost`` names are checked here (no DNS); a name that
         does not resolve is accepted, as every connection resolves and checks it again.
         """
-        parts = urlsplit(url)
-        host = parts.hostname or ""
         try:
+            parts = urlsplit(url)
+            host = parts.hostname or ""
             port = parts.port or (443 if parts.scheme == "https" else 80)
-        except ValueError:
-            raise EndpointRefused(f"{url!r} has an invalid port") from None
+        except ValueError as exc:  # "Invalid IPv6 URL", a port out of range
+            raise EndpointRefused(f"{url[:80]!r} is not a valid URL ({exc})") from None
         try:
             self.resolve(host, port, resolver)
         except EndpointRefused:
