@@ -163,6 +163,30 @@ def _ffmpeg_may_fetch(src: Source, url: str) -> bool:
     return _ffmpeg_refuses_redirects()
 
 
+_REDIRECT = b"HTTP/1.1 302 Found\r\nLocation: /redirected\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+_NOT_FOUND = b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+
+
+def _answer(listener: socket.socket, followed: list[bool]) -> None:
+    """Answer the first request with a redirect, and note whether the redirect is followed."""
+    for _ in range(2):
+        try:
+            conn, _ = listener.accept()
+        except OSError:
+            return
+        with conn:
+            try:
+                conn.settimeout(5)
+                redirected = b"/redirected" in conn.recv(4096)
+                followed.append(redirected)
+                conn.sendall(_NOT_FOUND if redirected else _REDIRECT)
+            except OSError:
+                followed.append(True)  # unsure: count it as followed
+                return
+        if redirected:
+            return
+
+
 @functools.cache
 def _ffmpeg_refuses_redirects() -> bool:
     """Whether the FFmpeg PyAV links honours ``max_redirects=0`` (it ignores options it does not
@@ -171,29 +195,18 @@ def _ffmpeg_refuses_redirects() -> bool:
     import av
 
     followed: list[bool] = []
-    with socket.socket() as listener:
-        listener.bind(("127.0.0.1", 0))
-        listener.listen(4)
-        listener.settimeout(5)
-
-        def answer() -> None:
-            for _ in range(2):
-                try:
-                    conn, _ = listener.accept()
-                except OSError:
-                    return
-                with conn:
-                    conn.settimeout(5)
-                    redirected = b"/redirected" in conn.recv(4096)
-                    followed.append(redirected)
-                    conn.sendall(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-                                 if redirected else
-                                 b"HTTP/1.1 302 Found\r\nLocation: /redirected\r\nContent-Length: 0\r\n"
-                                 b"Connection: close\r\n\r\n")
-                if redirected:
-                    return
-
-        thread = threading.Thread(target=answer, daemon=True)
+    try:
+        listener = socket.socket()
+    except OSError:  # no socket to ask with: assume the worst, and read through the storage layer
+        return False
+    with listener:
+        try:
+            listener.bind(("127.0.0.1", 0))
+            listener.listen(4)
+            listener.settimeout(5)
+        except OSError:
+            return False
+        thread = threading.Thread(target=_answer, args=(listener, followed), daemon=True)
         thread.start()
         try:
             av.open(f"http://127.0.0.1:{listener.getsockname()[1]}/start", mode="r", format="mp4",

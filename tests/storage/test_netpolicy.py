@@ -267,3 +267,21 @@ def test_ffmpeg_that_would_follow_redirects_never_fetches_from_a_custom_endpoint
     assert not probe_av._ffmpeg_may_fetch(_probe_source("http://127.0.0.1:9000", allowed),
                                           "http://127.0.0.1:9000/media/v.mp4")
     assert probe_av._ffmpeg_may_fetch(_probe_source(None, STRICT), "https://media.s3.amazonaws.com/v.mp4")
+
+
+def test_the_redirect_self_test_notices_an_ffmpeg_that_follows(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The one-time question to FFmpeg: an FFmpeg that ignores ``max_redirects`` (here: the option
+    is taken away before it gets there) follows the listener's redirect, and is found out."""
+    import av
+
+    from corral.registration import probe_av
+
+    assert probe_av._ffmpeg_refuses_redirects.__wrapped__()  # type: ignore[attr-defined]
+    real = av.open
+
+    def without_option(url: str, **kwargs):  # type: ignore[no-untyped-def]
+        kwargs["options"] = {k: v for k, v in kwargs["options"].items() if k != "max_redirects"}
+        return real(url, **kwargs)
+
+    monkeypatch.setattr(av, "open", without_option)
+    assert not probe_av._ffmpeg_refuses_redirects.__wrapped__()  # type: ignore[attr-defined]
