@@ -79,6 +79,15 @@ def require_admin(principal: Principal, action: str) -> None:
         raise errors.PermissionDenied(f"only organisation admins may {action} integrations")
 
 
+def _details(exc: ValidationError) -> list[ErrorDetail]:
+    """One detail per bad field, naming it (never quoting its value: it may be a secret)."""
+    return [
+        ErrorDetail(str(e["msg"]).removeprefix("Value error, "),
+                    field=".".join(str(p) for p in e["loc"]) or None)
+        for e in exc.errors(include_input=False)
+    ]
+
+
 def parse_options(provider: str, values: dict[str, Any]) -> ProviderOptions:
     """Validate a provider's settings; ``ValidationFailed`` names each bad field (never its value)."""
     if provider not in OPTIONS:
@@ -89,12 +98,7 @@ def parse_options(provider: str, values: dict[str, Any]) -> ProviderOptions:
     try:
         return OPTIONS[provider].model_validate(values)
     except ValidationError as exc:
-        details = [
-            ErrorDetail(
-                str(e["msg"]).removeprefix("Value error, "), field=".".join(str(p) for p in e["loc"]) or None
-            )
-            for e in exc.errors(include_input=False)
-        ]
+        details = _details(exc)
         raise errors.ValidationFailed(
             f"invalid {provider} integration settings: "
             + "; ".join(f"{d.field or 'settings'}: {d.message}" for d in details),
@@ -330,8 +334,21 @@ def storage_context(settings: Settings, integration_id: uuid.UUID, org_id: uuid.
 
 
 def load_options(row: Integration, server_secret: bytes) -> ProviderOptions:
-    options = OPTIONS[row.provider].load(row.config, secrets.decrypt_secrets(server_secret, row.credentials))
-    return options
+    """The stored settings, validated as when they are saved.
+
+    Settings an older corral accepted and this one refuses (an endpoint URL with a space in it)
+    are a 409 naming the field, which the admin fixes by changing the integration, not a 500.
+    """
+    try:
+        return OPTIONS[row.provider].load(row.config, secrets.decrypt_secrets(server_secret, row.credentials))
+    except ValidationError as exc:
+        details = _details(exc)
+        raise errors.Conflict(
+            f"integration {row.title!r} has settings this server does not accept: "
+            + "; ".join(f"{d.field or 'settings'}: {d.message}" for d in details)
+            + "; an admin can save corrected settings (PATCH /api/v1/integrations/ID with settings)",
+            details=details,
+        ) from None
 
 
 def open_scoped(s: Session, settings: Settings, org_id: uuid.UUID, ref: str | uuid.UUID) -> ScopedStorage:

@@ -3,15 +3,21 @@
 FFmpeg reads the object itself, over HTTP with range requests, from a URL signed by the
 integration's storage.  It is never allowed to guess the container format (the demuxer is the
 one the magic bytes named) and may only speak HTTP(S), so a file cannot make the server fetch
-anything but the object it names (no playlists, no references to other URLs).  Local-directory
+anything but the object it names (no playlists, no references to other URLs).  From an endpoint
+the admin chose it follows no redirect either (``_ffmpeg_may_fetch``).  Local-directory
 integrations are the exception: FFmpeg reads those through ``ScopedStorage.read`` as a file object.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import functools
 import ipaddress
 import re
+import socket
 import struct
+import threading
 from dataclasses import replace
 from fractions import Fraction
 from typing import TYPE_CHECKING, Any, cast
@@ -86,7 +92,8 @@ def _open(src: Source, what: str) -> InputContainer:
     if src.storage.storage.provider in FILE_PROVIDERS or not _ffmpeg_may_fetch(src, url):
         # A local directory's signed URLs point at this server's public address, which the
         # server itself may not reach; a custom endpoint's host name would be resolved by FFmpeg
-        # itself, outside the endpoint policy: read through the storage layer instead.
+        # itself, and its redirects followed, outside the endpoint policy: read through the
+        # storage layer instead.
         f = src.file(budget=AV_FILE_BUDGET)
         with parsing(what, f):
             container: InputContainer = av.open(
@@ -108,6 +115,11 @@ def _open(src: Source, what: str) -> InputContainer:
         # request is "bytes=0-" and the store streams the object until FFmpeg hangs up.
         "initial_request_size": str(INITIAL_REQUEST),
     }
+    if _custom_endpoint(src):
+        # The endpoint is the admin's choice, checked by the policy; a redirect it answers could
+        # lead anywhere (the metadata service, loopback), so none is followed (_ffmpeg_may_fetch
+        # made sure this FFmpeg honours the option).
+        options["max_redirects"] = "0"
     try:
         return av.open(
             url, mode="r", format=src.sniffed.demuxer, options=options, timeout=(OPEN_TIMEOUT, READ_TIMEOUT)
@@ -116,15 +128,23 @@ def _open(src: Source, what: str) -> InputContainer:
         raise _ffmpeg_error(exc, src, what) from None
 
 
+def _custom_endpoint(src: Source) -> bool:
+    """Whether the integration's store is at an endpoint its admin chose (not the cloud's own)."""
+    return bool(getattr(src.storage.options, "endpoint_url", None))
+
+
 def _ffmpeg_may_fetch(src: Source, url: str) -> bool:
     """Whether FFmpeg may fetch the signed URL itself without escaping the endpoint policy.
 
     The clouds' own hosts (no custom endpoint) are not the admin's choice.  A custom endpoint given
     as an IP address is checked here, and FFmpeg connects to that address without resolving
-    anything.  A custom endpoint's host *name* FFmpeg would resolve on its own, where a changed DNS
-    answer would not be checked: such objects are read through the storage layer instead.
+    anything, and follows none of its redirects (``max_redirects=0``): a redirect would lead
+    FFmpeg to an address the policy never saw.  An FFmpeg too old to know that option ignores it
+    silently (``_ffmpeg_refuses_redirects``), and a custom endpoint's host *name* FFmpeg would
+    resolve on its own, where a changed DNS answer would not be checked: such objects are read
+    through the storage layer instead.
     """
-    if not getattr(src.storage.options, "endpoint_url", None):
+    if not _custom_endpoint(src):
         return True
     context = getattr(src.storage.storage, "context", None)
     parts = urlsplit(url)
@@ -140,7 +160,64 @@ def _ffmpeg_may_fetch(src: Source, url: str) -> bool:
     except ConnectionError as exc:
         raise errors.PermissionDenied(f"cannot read {src.url!r} of integration {src.storage.title!r}: {exc}"
                                       ) from None
-    return True
+    return _ffmpeg_refuses_redirects()
+
+
+_REDIRECT = b"HTTP/1.1 302 Found\r\nLocation: /redirected\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+_NOT_FOUND = b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+
+
+def _answer(listener: socket.socket, followed: list[bool]) -> None:
+    """Answer the first request with a redirect, and note whether the redirect is followed."""
+    for _ in range(2):
+        try:
+            conn, _ = listener.accept()
+        except OSError:
+            return
+        with conn:
+            try:
+                conn.settimeout(5)
+                redirected = b"/redirected" in conn.recv(4096)
+                followed.append(redirected)
+                conn.sendall(_NOT_FOUND if redirected else _REDIRECT)
+            except OSError:
+                followed.append(True)  # unsure: count it as followed
+                return
+        if redirected:
+            return
+
+
+@functools.cache
+def _ffmpeg_refuses_redirects() -> bool:
+    """Whether the FFmpeg PyAV links honours ``max_redirects=0`` (it ignores options it does not
+    know, so this asks it once: a loopback listener of its own answers a redirect, and counts
+    whether FFmpeg came back for the redirected path)."""
+    import av
+
+    followed: list[bool] = []
+    try:
+        listener = socket.socket()
+    except OSError:  # no socket to ask with: assume the worst, and read through the storage layer
+        return False
+    with listener:
+        try:
+            listener.bind(("127.0.0.1", 0))
+            listener.listen(4)
+            listener.settimeout(5)
+        except OSError:
+            return False
+        thread = threading.Thread(target=_answer, args=(listener, followed), daemon=True)
+        thread.start()
+        try:
+            av.open(f"http://127.0.0.1:{listener.getsockname()[1]}/start", mode="r", format="mp4",
+                    options={"max_redirects": "0", "protocol_whitelist": "http,tcp"},
+                    timeout=(5.0, 5.0)).close()
+        except Exception:  # noqa: BLE001 - an error is the expected outcome; only the requests matter
+            pass
+        with contextlib.suppress(OSError):  # FFmpeg is done: wake the accept waiting for a second request
+            listener.shutdown(socket.SHUT_RDWR)
+        thread.join(5)
+    return followed == [False]
 
 
 def _ffmpeg_error(exc: Exception, src: Source, what: str) -> Exception:
@@ -160,6 +237,10 @@ def _ffmpeg_error(exc: Exception, src: Source, what: str) -> Exception:
         return errors.StorageTimeout(f"{where}: the store did not answer in time ({reason})")
     if isinstance(exc, ConnectionError):
         return errors.StorageError(f"{where}: the store could not be reached ({reason})")
+    if getattr(exc, "errno", None) == errno.EIO and _custom_endpoint(src):
+        # What FFmpeg answers to a redirect it may not follow (max_redirects=0), among others.
+        return errors.StorageError(f"{where}: the store's answer to its signed URL could not be read "
+                                   f"({reason}); corral follows no redirect from a custom endpoint")
     return unreadable(what, reason)
 
 

@@ -62,10 +62,10 @@ from corral.storage.options import GcsOptions
 SCOPES = ("https://www.googleapis.com/auth/devstorage.full_control",)
 MAX_SIGNED_TTL = 7 * 24 * 3600  # V4 signed URLs last at most seven days
 _LIST_FIELDS = "items(name,size,contentType,etag,generation,updated),nextPageToken"
-_SECRETS = [
-    (re.compile(r"(?i)bearer\s+[A-Za-z0-9._~+/=-]+"), "Bearer [redacted]"),
+_SECRETS = [  # the private key first: "...jwt-bearer -----BEGIN" must not lose its BEGIN to "bearer"
     (re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?(-----END [A-Z ]*PRIVATE KEY-----|$)", re.S),
      "[redacted private key]"),
+    (re.compile(r"(?i)bearer\s+[A-Za-z0-9._~+/=-]+"), "Bearer [redacted]"),
     (re.compile(r"(?i)(x-goog-signature|access_token|assertion|private_key)([\"':= ]+)[^\s\"'&,}]+"),
      r"\1\2[redacted]"),
 ]

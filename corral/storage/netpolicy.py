@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import functools
 import ipaddress
+import re
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -50,6 +51,8 @@ _6TO4 = ipaddress.ip_network("2002::/16")
 #: Ranges Python counts as global but that hold no public services: IETF protocol assignments,
 #: where Oracle Cloud's metadata service lives (192.0.0.192).
 _ALSO_REFUSED = (ipaddress.ip_network("192.0.0.0/24"),)
+#: What inet_aton might read as an IPv4 address: one to four dotted decimal, octal or hex numbers.
+_INET_ATON = re.compile(r"(?:0x[0-9a-f]*|[0-9]+)(?:\.(?:0x[0-9a-f]*|[0-9]+)){0,3}")
 
 
 class EndpointRefused(ConnectionError):
@@ -79,7 +82,15 @@ def literal_resolver(host: str, port: int) -> list[str]:
     try:
         return [str(ipaddress.ip_address(name.strip("[]")))]
     except ValueError:
-        raise OSError(f"{host!r} is a name; it is checked when it is resolved, at connection") from None
+        pass
+    if _INET_ATON.fullmatch(name):
+        # The forms the system resolver reads as IPv4 addresses although ``ipaddress`` does not:
+        # 2130706433, 0x7f.1, 0177.0.0.1, 127.1 (inet_aton's).  They are addresses, not names.
+        try:
+            return [socket.inet_ntoa(socket.inet_aton(name))]
+        except OSError:
+            pass
+    raise OSError(f"{host!r} is a name; it is checked when it is resolved, at connection")
 
 
 def _embedded_ipv4(ip: IPAddress) -> ipaddress.IPv4Address | None:
@@ -227,12 +238,12 @@ class EndpointPolicy:
         By default only addresses and ``localhost`` names are checked here (no DNS); a name that
         does not resolve is accepted, as every connection resolves and checks it again.
         """
-        parts = urlsplit(url)
-        host = parts.hostname or ""
         try:
+            parts = urlsplit(url)
+            host = parts.hostname or ""
             port = parts.port or (443 if parts.scheme == "https" else 80)
-        except ValueError:
-            raise EndpointRefused(f"{url!r} has an invalid port") from None
+        except ValueError as exc:  # "Invalid IPv6 URL", a port out of range
+            raise EndpointRefused(f"{url[:80]!r} is not a valid URL ({exc})") from None
         try:
             self.resolve(host, port, resolver)
         except EndpointRefused:

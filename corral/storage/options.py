@@ -20,6 +20,7 @@ Provider = Literal["s3", "azure", "gcs", "local"]
 PROVIDERS: tuple[Provider, ...] = ("s3", "azure", "gcs", "local")
 
 _BUCKET_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,254}$")
+_REGION_RE = re.compile(r"^[a-zA-Z0-9](?:[a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?$")
 _AZURE_ACCOUNT_RE = re.compile(r"^[a-z0-9]{3,24}$")
 _AZURE_CONTAINER_RE = re.compile(r"^(?=.{3,63}$)[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9]))*$|^\$root$")
 
@@ -34,12 +35,31 @@ def _check_prefix(value: str) -> str:
     return value
 
 
-def _check_endpoint(value: str | None) -> str | None:
+#: The longest endpoint URL accepted (as for an embedding key's endpoint).
+MAX_ENDPOINT_URL = 2048
+
+
+def _check_endpoint(value: str | None, example: str = "https://s3.eu-central-1.example.com") -> str | None:
+    """An endpoint URL the server will connect to: http(s), a host, a valid port, nothing else.
+
+    What every SDK would read alike: no whitespace or control character (parsers drop or keep
+    them differently), no query string or fragment.
+    """
     if value is None or value == "":
         return None
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError("must be an http:// or https:// URL, e.g. https://s3.eu-central-1.example.com")
+    if len(value) > MAX_ENDPOINT_URL:
+        raise ValueError(f"must be a URL of at most {MAX_ENDPOINT_URL} characters")
+    if any(c.isspace() or not c.isprintable() for c in value):
+        raise ValueError("must not contain spaces or control characters")
+    try:
+        parts = urlsplit(value)
+        host, port = parts.hostname, parts.port
+    except ValueError as exc:  # "Invalid IPv6 URL", a port that is not a number from 0 to 65535
+        raise ValueError(f"is not a valid URL ({exc}); expected e.g. {example}") from None
+    if parts.scheme not in ("http", "https") or not host:
+        raise ValueError(f"must be an http:// or https:// URL, e.g. {example}")
+    if port == 0:
+        raise ValueError("must not name port 0")
     if parts.query or parts.fragment:
         raise ValueError("must not have a query string or fragment")
     return value.rstrip("/")
@@ -135,6 +155,15 @@ class S3Options(ProviderOptions):
     @classmethod
     def _endpoints(cls, v: str | None) -> str | None:
         return _check_endpoint(v)
+
+    @field_validator("region")
+    @classmethod
+    def _region(cls, v: str | None) -> str | None:
+        # botocore's own rule (it refuses other names only when a client is made); the region
+        # becomes part of the host name of AWS's endpoints.
+        if v and not _REGION_RE.match(v):
+            raise ValueError("a region is letters, digits and hyphens, e.g. eu-west-1")
+        return v or None
 
     @model_validator(mode="after")
     def _auth(self) -> S3Options:
@@ -305,6 +334,15 @@ class GcsOptions(ProviderOptions):
         for key in ("client_email", "private_key"):
             if not info.get(key):
                 raise ValueError(f"service_account_json has no {key}")
+        token_uri = info.get("token_uri")
+        if token_uri is not None:
+            # The server posts the signed assertion there: an endpoint like endpoint_url.
+            if not isinstance(token_uri, str):
+                raise ValueError("service_account_json's token_uri must be a string URL")
+            try:
+                _check_endpoint(token_uri, example="https://oauth2.googleapis.com/token")
+            except ValueError as exc:
+                raise ValueError(f"service_account_json's token_uri {exc}") from None
         return v
 
     @model_validator(mode="after")

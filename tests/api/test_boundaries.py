@@ -15,6 +15,7 @@ from starlette.testclient import TestClient
 
 from corral.api.app import create_app
 from corral.core import integrations
+from corral.db.tables import Integration
 from corral.settings import Settings
 from tests.storage.test_netpolicy import Listener
 
@@ -125,6 +126,9 @@ def test_refused_endpoints_are_400_at_save_time(settings, db, make_user) -> None
     cases: list[tuple[str, dict[str, Any], str]] = [
         ("s3", {"bucket": "b", "endpoint_url": "http://127.0.0.1:9000"}, "endpoint_url"),
         ("s3", {"bucket": "b", "endpoint_url": "http://169.254.169.254"}, "endpoint_url"),
+        ("s3", {"bucket": "b", "endpoint_url": "http://2130706433:9000"}, "endpoint_url"),  # 127.0.0.1
+        ("azure", {"account_name": "acct", "container": "media", "account_key": "a2V5",
+                   "endpoint_url": "http://0xa9.0xfe.0xa9.0xfe"}, "endpoint_url"),  # 169.254.169.254
         ("s3", {"bucket": "b", "role_arn": "arn:aws:iam::123456789012:role/r",
                 "sts_endpoint_url": "http://[::1]:5000"}, "sts_endpoint_url"),
         ("azure", {"account_name": "acct", "container": "media", "tenant_id": "t", "client_id": "c",
@@ -146,6 +150,45 @@ def test_refused_endpoints_are_400_at_save_time(settings, db, make_user) -> None
         assert "endpoint_url" in field_errors(r)
     with client_for(settings, db, allowed_endpoints="127.0.0.1:9000") as c:  # the operator allows it
         assert post(c, alice, "s3", cases[0][1], title="allowed").status_code == 201
+
+
+def test_malformed_endpoints_are_400_naming_the_field(settings, db, make_user) -> None:  # type: ignore[no-untyped-def]
+    """Endpoint URLs no two parsers read alike, or that cannot be parsed at all, are refused when
+    saved (a service account's token_uri that urlsplit cannot parse was a 500), and settings
+    stored by an older corral that this one refuses are a 409 naming the field when used."""
+    alice = make_user("alice@x.io")
+    key = {"type": "service_account", "client_email": "a@p.iam.gserviceaccount.com", "private_key": "k"}
+    cases: list[tuple[str, dict[str, Any], str, str]] = [
+        ("gcs", {"bucket": "b", "service_account_json": json.dumps({**key, "token_uri": "http://[::1"})},
+         "service_account_json", "not a valid URL"),
+        ("gcs", {"bucket": "b", "service_account_json": json.dumps({**key, "token_uri": "file:///etc/passwd"})},
+         "service_account_json", "http:// or https://"),
+        ("gcs", {"bucket": "b", "service_account_json": json.dumps({**key, "token_uri": 5})},
+         "service_account_json", "string URL"),
+        ("s3", {"bucket": "b", "endpoint_url": "http://s3.example.com\x01"}, "endpoint_url", "control"),
+        ("s3", {"bucket": "b", "endpoint_url": "http://s3.example.com /b"}, "endpoint_url", "spaces"),
+        ("s3", {"bucket": "b", "endpoint_url": "http://" + "a" * 3000 + ".com"}, "endpoint_url", "2048"),
+        ("s3", {"bucket": "b", "region": "127.0.0.1"}, "region", "eu-west-1"),
+        ("azure", {"account_name": "acct", "container": "media", "account_key": "a2V5",
+                   "endpoint_url": "https://acct.blob.example.com:0"}, "endpoint_url", "port 0"),
+    ]
+    with client_for(settings, db) as c:
+        for provider, values, field, says in cases:
+            r = post(c, alice, provider, values)
+            assert r.status_code == 400, (values, r.text)
+            errs = field_errors(r)
+            assert says in errs[field], (values, errs)
+            assert "BEGIN" not in r.text and '"k"' not in r.text  # the key file is never quoted
+        r = post(c, alice, "s3", {"bucket": "b", "endpoint_url": "https://s3.example.com",
+                                  "access_key_id": "AKIA1", "secret_access_key": "s"})
+        assert r.status_code == 201, r.text
+        iid = r.json()["id"]
+        with db.write() as s:  # as an older corral, which took any text, stored it
+            row = s.get(Integration, uuid.UUID(iid))
+            row.config = {**row.config, "endpoint_url": "https://s3.example.com /b"}
+        r = c.post(f"/api/v1/integrations/{iid}/check", headers=alice.bearer)
+        assert r.status_code == 409, r.text
+        assert r.json()["errors"][0]["field"] == "endpoint_url" and "spaces" in r.text
 
 
 def test_a_member_check_cannot_make_the_server_reach_a_refused_address(  # type: ignore[no-untyped-def]

@@ -437,6 +437,40 @@ def test_ffmpeg_timeout(bucket: Bucket, monkeypatch: pytest.MonkeyPatch) -> None
         silent.close()
 
 
+def test_ffmpeg_follows_no_redirect_from_a_custom_endpoint(bucket: Bucket) -> None:
+    """A custom endpoint (the admin's choice, by address) answering FFmpeg's GET with a redirect:
+    FFmpeg must not follow it, or the endpoint could send the server to any address (the metadata
+    service, loopback) past the endpoint policy. Here the target is another loopback port, which
+    counts the connections it gets."""
+    from tests.storage.test_netpolicy import Listener
+
+    url = bucket.put("vid/redirect.mp4", mp4_small())
+    target = Listener()
+
+    class Redirect(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(302)
+            self.send_header("Location", f"http://127.0.0.1:{target.port}/latest/meta-data/")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Redirect)
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    try:
+        redirecting = ResignedStorage(bucket.storage, f"http://127.0.0.1:{server.server_address[1]}/v.mp4")
+        with pytest.raises(errors.StorageError, match="follows no redirect") as exc:
+            probe(redirecting, url, "video")
+        assert "X-Amz" not in str(exc.value)
+    finally:
+        server.shutdown()
+        server.server_close()
+        target.close()
+    assert target.connections == 0
+
+
 # -- audio -------------------------------------------------------------------------------------
 
 

@@ -247,6 +247,16 @@ def test_key_not_matching_the_account_is_rejected(gcs_emulator: GcsEmulator, aut
     assert authority.refused[-1] == "Invalid JWT Signature."
 
 
+def test_a_private_key_after_bearer_is_scrubbed() -> None:
+    """A token endpoint's refusal that quotes the request ("...grant-type:jwt-bearer") and then a
+    private key: the key is redacted, not only the word after "bearer" (its BEGIN line)."""
+    from corral.storage.gcs import _scrub
+
+    pem = "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC\nBKcwggSjAgEAAoIB\n-----END PRIVATE KEY-----\n"
+    text = _scrub(f"invalid_grant: grant_type=urn:ietf:params:oauth:grant-type:jwt-bearer {pem} (echoed)")
+    assert "MIIE" not in text and "BKcw" not in text and "[redacted private key]" in text
+
+
 def test_unloadable_private_key(authority: TokenAuthority) -> None:
     info = service_account_info(new_rsa_key(), EMAIL, authority.token_uri)
     info["private_key"] = "-----BEGIN PRIVATE KEY-----\nnot a key\n-----END PRIVATE KEY-----\n"

@@ -104,6 +104,16 @@ def test_save_time_check_needs_no_dns() -> None:
     STRICT.check_url("https://s3.eu-central-1.example.com")  # a name: checked when resolved
 
 
+@pytest.mark.parametrize("host", ["2130706433", "0x7f.1", "0177.0.0.1", "127.1", "0x7f000001", "0",
+                                  "0xa9.0xfe.0xa9.0xfe", "0251.0376.0251.0376", "2852039166"])
+def test_numeric_address_forms_are_checked_at_save_time(host: str) -> None:
+    """The forms the system resolver reads as IPv4 addresses (inet_aton's decimal, octal and hex)
+    are addresses, refused when saved like the dotted form, not left for connect time as names."""
+    with pytest.raises(EndpointRefused):
+        STRICT.check_url(f"http://{host}:9000")
+    STRICT.check_url("http://0x8.8.8.8")  # 8.8.8.8, public
+
+
 # -- connect time, in every store client ----------------------------------------------------------
 
 
@@ -242,3 +252,36 @@ def test_ffmpeg_never_resolves_an_admin_chosen_host_itself() -> None:
     assert _ffmpeg_may_fetch(_probe_source("http://127.0.0.1:9000", allowed), "http://127.0.0.1:9000/media/v.mp4")
     with pytest.raises(errors.PermissionDenied, match="CORRAL_ALLOWED_ENDPOINTS"):
         _ffmpeg_may_fetch(_probe_source("http://127.0.0.1:9000", STRICT), "http://127.0.0.1:9000/media/v.mp4")
+
+
+def test_ffmpeg_that_would_follow_redirects_never_fetches_from_a_custom_endpoint(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """FFmpeg ignores options it does not know: one that cannot be told not to follow redirects
+    (``max_redirects``) would follow a custom endpoint's redirect anywhere, so corral reads instead."""
+    from corral.registration import probe_av
+
+    assert probe_av._ffmpeg_refuses_redirects()  # the FFmpeg the tests run with honours the option
+    monkeypatch.setattr(probe_av, "_ffmpeg_refuses_redirects", lambda: False)
+    allowed = EndpointPolicy.parse("127.0.0.1:9000")
+    assert not probe_av._ffmpeg_may_fetch(_probe_source("http://127.0.0.1:9000", allowed),
+                                          "http://127.0.0.1:9000/media/v.mp4")
+    assert probe_av._ffmpeg_may_fetch(_probe_source(None, STRICT), "https://media.s3.amazonaws.com/v.mp4")
+
+
+def test_the_redirect_self_test_notices_an_ffmpeg_that_follows(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The one-time question to FFmpeg: an FFmpeg that ignores ``max_redirects`` (here: the option
+    is taken away before it gets there) follows the listener's redirect, and is found out."""
+    import av
+
+    from corral.registration import probe_av
+
+    assert probe_av._ffmpeg_refuses_redirects.__wrapped__()  # type: ignore[attr-defined]
+    real = av.open
+
+    def without_option(url: str, **kwargs):  # type: ignore[no-untyped-def]
+        kwargs["options"] = {k: v for k, v in kwargs["options"].items() if k != "max_redirects"}
+        return real(url, **kwargs)
+
+    monkeypatch.setattr(av, "open", without_option)
+    assert not probe_av._ffmpeg_refuses_redirects.__wrapped__()  # type: ignore[attr-defined]

@@ -289,6 +289,8 @@ class _Problems:
 @pytest.mark.parametrize(("api", "field"), [
     ({"url": "ftp://x"}, "api.url"),
     ({"url": "http://u:p@x.io", "embed_text": True}, "api.url"),
+    ({"url": "http://[::1", "embed_text": True}, "api.url"),  # urlsplit raises: was a 500
+    ({"url": "http://x\x01.io", "embed_text": True}, "api.url"),  # a control character
     ({"url": "http://x.io", "embed_text": True, "client_only": True}, "api.client_only"),
     ({"url": "http://x.io", "embed_text": True, "service_integration": str(uuid.uuid4())},
      "api.service_integration"),

@@ -75,10 +75,15 @@ def _url(value: object, where: str, problems: Problems) -> str | None:
     if not isinstance(value, str) or not value:
         problems.add(f"{where}.url", "expected the endpoint's http:// or https:// URL")
         return None
-    if len(value) > MAX_URL or any(c.isspace() for c in value):
-        problems.add(f"{where}.url", f"expected a URL of at most {MAX_URL} characters, without spaces")
+    if len(value) > MAX_URL or any(c.isspace() or not c.isprintable() for c in value):
+        problems.add(f"{where}.url", f"expected a URL of at most {MAX_URL} characters, without spaces "
+                     "or control characters")
         return None
-    parts = urlsplit(value)
+    try:
+        parts = urlsplit(value)
+    except ValueError as exc:  # "Invalid IPv6 URL"
+        problems.add(f"{where}.url", f"expected an http:// or https:// URL, got {value[:80]!r} ({exc})")
+        return None
     try:
         parts.port  # noqa: B018 - raises on a bad port
     except ValueError:
