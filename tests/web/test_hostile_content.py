@@ -103,3 +103,37 @@ def test_markup_stays_text_and_served_files_run_no_script(chromium, ui_server: s
         assert any("sandboxed" in m for m in blocked), blocked
     finally:
         context.close()
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+def test_an_address_cannot_aim_the_pages_requests_elsewhere(chromium, ui_server: str, make_user, db) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    # A link's route parameters and ?item= are the sender's to choose; on the old UI
+    # /datasets/..%2F..%2Fv1%2Ftokens%23 made the page call GET /api/v1/tokens, and its buttons
+    # (link a folder, verify, cancel an upload) POST there with the CSRF token.
+    from playwright.sync_api import expect
+
+    admin = make_user("admin@acme.io", org="Acme")
+    with db.write() as s:
+        sessions.set_password(s, admin.email, PASSWORD)
+    with httpx.Client(base_url=ui_server, headers=admin.bearer) as http:
+        folder = http.post("/api/v1/folders", json={"path": "f"}).json()
+    context = chromium.new_context()
+    page = context.new_page()
+    page.set_default_timeout(20_000)
+    requests: list[str] = []
+    page.on("request", lambda r: requests.append(r.url))
+    try:
+        page.goto(ui_server + "/")
+        page.get_by_label("E-mail").fill(admin.email)
+        page.get_by_label("Password").fill(PASSWORD)
+        page.get_by_role("button", name="Sign in").click()
+        expect(page.get_by_role("navigation", name="Main")).to_contain_text(admin.email)
+        aim = "..%2F..%2Fv1%2Ftokens%23"
+        for path in (f"/datasets/{aim}", f"/uploads/{aim}", f"/projects/{aim}", f"/projects/{aim}/units/{aim}",
+                     f"/files/{aim}", f"/files/{folder['id']}?item={aim}"):
+            requests.clear()
+            page.goto(ui_server + path)
+            expect(page.get_by_role("alert").first).to_contain_text(re.compile("not found|no such endpoint"))
+            assert not [u for u in requests if "/api/v1/tokens" in u], (path, requests)
+    finally:
+        context.close()
