@@ -4,6 +4,7 @@ names and fills) runs no script, whether the item viewer frames it or someone op
 
 from __future__ import annotations
 
+import copy
 import re
 import uuid
 from pathlib import Path
@@ -12,8 +13,11 @@ import httpx
 import pytest
 
 from corral.core import sessions
+from corral.core.labels import ontologies, projects
 from tests.browser import record_csp_violations
+from tests.compat.labels_fixtures import principal
 from tests.files.conftest import add_items, link
+from tests.labels.test_validation import EDITOR
 from tests.web.test_label_viewer import street_png
 from tests.web.test_workflow import PASSWORD, ui_server  # noqa: F401 (a fixture)
 
@@ -45,9 +49,21 @@ def test_markup_stays_text_and_served_files_run_no_script(chromium, ui_server: s
         {"name": f"drawing {XSS}", "type": "image", "url": f"file://{root}/drawing.svg", "integration_id": integration},
         {"name": "\u202eevil\u200b 🦊 " * 20, "type": "image", "url": f"file://{root}/street.png", "integration_id": integration},
     ])
-    link(db, admin, ids, title=f"set {XSS}")
+    dataset = link(db, admin, ids, title=f"set {XSS}")
+    editor = copy.deepcopy(EDITOR)
+    editor["objects"][0]["name"] = f"car {XSS}"
+    p = principal(db, admin)
+    with db.write() as s:
+        onto = ontologies.create(s, p, f"onto {XSS}", XSS, editor)
+        project = projects.create(s, p, f"proj {XSS}", XSS, onto.id, [str(dataset)])
     with httpx.Client(base_url=ui_server, headers=admin.bearer) as http:
         html_link = http.get(f"/api/v1/items/{ids[0]}", params={"signed_urls": "true"}).json()["signed_url"]
+        for kind in ("presets", "collections"):
+            r = http.post(f"/api/v1/index/{kind}", json={"name": f"{kind} {XSS}", "description": XSS})
+            assert r.status_code == 201, r.text
+        r = http.put("/api/v1/metadata-schema", json={"keys": {"notes": {"type": "text"}, "mood": {
+            "type": "enum", "values": [XSS[:40]]}, "site": {"type": "varchar"}}})
+        assert r.status_code == 200, r.text
 
     context = chromium.new_context(viewport={"width": 1440, "height": 900})
     page = context.new_page()
@@ -80,16 +96,25 @@ def test_markup_stays_text_and_served_files_run_no_script(chromium, ui_server: s
         page.locator("button.tile", has_text="drawing").click()
         expect(viewer.locator(".media img")).to_have_attribute("alt", f"drawing {XSS}")
         page.wait_for_function("() => document.querySelector('.viewer .media img')?.complete")
-        for path in (f"/files/{folder['id']}", "/datasets", "/integrations", "/explore"):
+        for path in (f"/files/{folder['id']}", "/datasets", f"/datasets/{dataset}", "/integrations", "/explore",
+                     "/schema", "/projects", f"/projects/{project.id}"):
             page.goto(ui_server + path)
             expect(page.get_by_role("main")).not_to_contain_text("Loading")
             page.wait_for_timeout(300)
             assert page.evaluate(pwned) is None, path
+        page.goto(f"{ui_server}/files/{folder['id']}")
         expect(page.locator("button.tile", has_text="report").first).to_contain_text(XSS)
         page.goto(ui_server + "/datasets")
         expect(page.get_by_role("main")).to_contain_text(f"set {XSS}")
         page.goto(ui_server + "/integrations")
         expect(page.get_by_role("main")).to_contain_text(f"disk {XSS}")
+        page.goto(ui_server + "/projects")
+        expect(page.get_by_role("main")).to_contain_text(f"proj {XSS}")
+        expect(page.get_by_role("main")).to_contain_text(f"car {XSS}")
+        page.goto(ui_server + "/explore")
+        expect(page.get_by_role("main")).to_contain_text(f"presets {XSS}")
+        expect(page.get_by_role("complementary", name="Filters")).to_contain_text(XSS[:40])
+        assert page.evaluate(pwned) is None
         assert errors == []
 
         # opened from its link, the HTML file is shown without running its script
