@@ -42,3 +42,10 @@ def chromium() -> Iterator[Any]:
             yield browser
         finally:
             browser.close()
+
+
+def record_csp_violations(page: Any, into: list[str]) -> None:
+    """Append to ``into`` every Content-Security-Policy refusal Chromium reports on ``page``
+    (the UI's headers, corral/api/web_ui.py): a script, style, image, video, fetch or frame the
+    policy blocked would otherwise fail quietly."""
+    page.on("console", lambda m: into.append(m.text) if "Content Security Policy" in m.text else None)

@@ -1,5 +1,6 @@
 """ASGI middleware: one structured log line per request (method, path, status, duration, principal),
-and the bound on requests in flight (honest back-pressure)."""
+with the headers every response carries (:data:`COMMON_HEADERS`), and the bound on requests in
+flight (honest back-pressure)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,10 @@ log = logging.getLogger("corral.access")
 #: A whole bearer token in a path (``DELETE /api/v1/tokens/corral_…`` with the token itself) is
 #: never logged: only its first 12 characters, which listings show anyway.
 _TOKEN = re.compile(r"(corral_[A-Za-z0-9_-]{5})[A-Za-z0-9_-]{8,}")
+#: On every response: no content-type sniffing (a JSON error echoing ``<script>`` stays JSON, a
+#: local-media file stays its declared type), and no Referer from any corral document, so a
+#: signed URL's signature (in its query string) never reaches a third party that way.
+COMMON_HEADERS = ((b"x-content-type-options", b"nosniff"), (b"referrer-policy", b"no-referrer"))
 
 
 class RequestLogMiddleware:
@@ -36,7 +41,10 @@ class RequestLogMiddleware:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                message.setdefault("headers", []).append((b"x-request-id", request_id.encode()))
+                headers = message.setdefault("headers", [])
+                headers.append((b"x-request-id", request_id.encode()))
+                present = {bytes(k).lower() for k, _ in headers}
+                headers.extend(h for h in COMMON_HEADERS if h[0] not in present)
             await send(message)
 
         try:

@@ -7,6 +7,12 @@ served by ``corral serve`` at ``/``.
   such as ``/files/…`` load the app; a missing file name (``/x.js``) is a 404;
 * unknown API paths still answer the API's JSON 404.
 
+The page and its assets carry :data:`PAGE_HEADERS`:
+a Content-Security-Policy that runs only the bundle's own scripts (no inline script, no
+``eval``) and lets media, signed-URL fetches and the PDF frame reach any bucket over http(s);
+``frame-ancestors 'none'`` and ``X-Frame-Options: DENY`` (no other site frames the UI);
+``nosniff``; and ``Referrer-Policy: no-referrer`` (see :mod:`corral.api.middleware`).
+
 No Node.js is needed at run time: the built files ship inside the package.  When they are
 missing (a source checkout before ``make web``), ``/`` says how to build them.
 """
@@ -25,6 +31,29 @@ from corral.web import APP_DIR
 API_PREFIXES = ("api/", "v2/", "public/")
 API_PATHS = ("api", "v2", "public", "healthz", "readyz", "livez")
 IMMUTABLE = "public, max-age=31536000, immutable"
+NO_CACHE = "no-cache"
+# Buckets are any http(s) origin the organisation configured (S3, Azure, GCS, S3-compatible
+# endpoints), so media, the signed-URL fetches (text preview, DICOM slices, uploads) and the PDF
+# frame may reach http: and https:; scripts only come from the page's own origin.
+CSP = "; ".join((
+    "default-src 'self'",
+    "script-src 'self'",
+    "style-src 'self'",
+    "img-src 'self' data: blob: http: https:",
+    "media-src 'self' blob: http: https:",
+    "connect-src 'self' http: https:",
+    "frame-src 'self' http: https:",
+    "worker-src 'self'",
+    "font-src 'self'",
+    "object-src 'none'",
+    "base-uri 'none'",
+    "form-action 'self'",
+    "frame-ancestors 'none'",
+))
+PAGE_HEADERS = {
+    "Content-Security-Policy": CSP,
+    "X-Frame-Options": "DENY",
+}
 
 NOT_BUILT = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>corral</title></head>
 <body style="font-family: system-ui, sans-serif; max-width: 40rem; margin: 4rem auto; line-height: 1.5">
@@ -49,19 +78,21 @@ def install(app: FastAPI, app_dir: Path = APP_DIR) -> None:
         target = (assets / name).resolve()
         if not target.is_relative_to(assets) or not target.is_file():
             raise NotFound(f"asset {name!r} not found")
-        return FileResponse(target, headers={"Cache-Control": IMMUTABLE})
+        return FileResponse(target, headers={"Cache-Control": IMMUTABLE, **PAGE_HEADERS})
 
     def page(path: str) -> Response:
         index = root / "index.html"
         if not index.is_file():
-            return HTMLResponse(NOT_BUILT, headers={"Cache-Control": "no-cache"})
+            # (no user content, and its inline style would be refused by the CSP)
+            return HTMLResponse(NOT_BUILT, headers={"Cache-Control": NO_CACHE, "X-Frame-Options": "DENY"})
         top = (root / path).resolve() if path else index
         if path and "/" not in path and top.is_relative_to(root) and top.is_file():
-            return FileResponse(top, headers={"Cache-Control": "no-cache"})  # favicon and the like
+            # favicon and the like
+            return FileResponse(top, headers={"Cache-Control": NO_CACHE, **PAGE_HEADERS})
         if "." in path.rsplit("/", 1)[-1]:
             # Client routes never end in a file name: a missing file is a 404, not the page.
             raise NotFound(f"no file /{path}")
-        return FileResponse(index, headers={"Cache-Control": "no-cache"})
+        return FileResponse(index, headers={"Cache-Control": NO_CACHE, **PAGE_HEADERS})
 
     # The page is the router's fallback, not a catch-all route: a route added later still
     # matches first, and a wrong method on an API route stays a 405, never the page or a 404.

@@ -201,3 +201,33 @@ def test_concurrent_first_uses_open_the_integration_once(make_user, db, settings
 
     with ThreadPoolExecutor(16) as pool:
         assert len(set(pool.map(open_one, range(32)))) == 1
+
+
+def test_local_media_files_cannot_script_corrals_origin(make_user, db, public_server, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    # corral serves local files from the web UI's own origin, under names and bytes whoever can
+    # write the directory chose: an HTML or SVG file opened from its link must run no script
+    # there (it could read the CSRF cookie and call the API as whoever opened it).
+    alice = make_user("alice@x.io")
+    root = tmp_path / "media"
+    root.mkdir()
+    files = {"evil.html": "text/html", "evil.svg": "image/svg+xml", "evil.xhtml": "application/xhtml+xml",
+             "a.png": "image/png", "doc.pdf": "application/pdf", "noext": "application/octet-stream"}
+    for name in files:
+        (root / name).write_text("<script>parent.__pwned=1</script>")
+    with httpx.Client(base_url=public_server, headers=alice.bearer) as http:
+        r = http.post("/api/v1/integrations", json={"title": "disk", "provider": "local", "settings": {"root": str(root)}})
+        assert r.status_code == 201, r.text
+        f = http.post("/api/v1/folders", json={"path": "f"}).json()
+        ids = add_items(db, alice, f["id"], [{"name": n, "url": f"file://{root}/{n}", "integration_id": uuid.UUID(r.json()["id"])}
+                                            for n in files])
+        signed = http.post("/api/v1/items/sign", json={"ids": [str(i) for i in ids]}).json()["items"]
+    for name, item in zip(files, signed, strict=True):
+        for method in ("GET", "HEAD"):
+            got = httpx.request(method, item["signed_url"], headers={"Range": "bytes=0-3"} if method == "GET" else {})
+            assert got.status_code in (200, 206), (name, got.text)
+            assert got.headers["content-type"].split(";")[0] == files[name]
+            assert got.headers["x-content-type-options"] == "nosniff"
+            assert got.headers["referrer-policy"] == "no-referrer"
+            # a PDF viewer cannot load in a sandboxed document, and a PDF runs no script of the page's
+            expected = None if name == "doc.pdf" else "sandbox"
+            assert got.headers.get("content-security-policy") == expected, (name, method)

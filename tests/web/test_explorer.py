@@ -12,6 +12,7 @@ import re
 import httpx
 
 from corral.core import sessions
+from tests.browser import record_csp_violations
 from tests.files.conftest import add_items
 from tests.web.test_workflow import PASSWORD, shot, ui_server  # noqa: F401 (a fixture)
 
@@ -47,6 +48,7 @@ def test_the_index_explorer(chromium, ui_server: str, make_user, db) -> None:  #
     page.set_default_timeout(20_000)
     errors: list[str] = []
     page.on("pageerror", lambda e: errors.append(str(e)))
+    record_csp_violations(page, errors)
     try:
         page.goto(ui_server + "/")
         page.get_by_label("E-mail").fill(admin.email)

@@ -16,6 +16,7 @@ import pytest
 
 from corral.core import sessions
 from corral.core.labels import label_rows, ontologies, projects
+from tests.browser import record_csp_violations
 from tests.compat.labels_fixtures import principal
 from tests.files.conftest import add_items, link
 from tests.labels.test_validation import EDITOR, doc, obj
@@ -106,6 +107,7 @@ def test_the_viewer_draws_every_kind_of_label(chromium, ui_server: str, make_use
     page.set_default_timeout(20_000)
     errors: list[str] = []
     page.on("pageerror", lambda e: errors.append(str(e)))
+    record_csp_violations(page, errors)
     try:
         page.goto(ui_server + "/")
         page.get_by_label("E-mail").fill(admin.email)

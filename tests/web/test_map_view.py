@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from corral.core import sessions
+from tests.browser import record_csp_violations
 from tests.maps.data import blobs, read_points
 from tests.maps.test_map_api import DIM, build, register
 from tests.vectors.test_api import setup_org
@@ -47,6 +48,7 @@ def test_lasso_on_the_map_filters_the_grid(chromium, ui_server: str, make_user, 
     page.set_default_timeout(20_000)
     errors: list[str] = []
     page.on("pageerror", lambda e: errors.append(str(e)))
+    record_csp_violations(page, errors)  # WebGL2 works under the UI's CSP
     queries: list[dict[str, object]] = []
     page.on("request", lambda r: queries.append(json.loads(r.post_data or "{}"))
             if r.url.endswith("/api/v1/index/query") else None)

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from corral.core import sessions
+from tests.browser import record_csp_violations
 from tests.minilm import DIM, model
 from tests.vectors.data import clustered, exact_top
 from tests.vectors.test_endpoint import CAPTIONS, embedder, png  # noqa: F401 (a fixture)
@@ -49,6 +50,7 @@ def test_find_similar_in_the_explorer(chromium, ui_server: str, embedder: str, m
     page.set_default_timeout(20_000)
     errors: list[str] = []
     page.on("pageerror", lambda e: errors.append(str(e)))
+    record_csp_violations(page, errors)
     try:
         page.goto(ui_server + "/")
         page.get_by_label("E-mail").fill(admin.email)

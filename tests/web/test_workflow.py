@@ -21,6 +21,7 @@ import uvicorn
 
 from corral.api.app import create_app
 from corral.core import sessions
+from tests.browser import record_csp_violations
 from tests.conftest import free_port
 from tests.registration.test_data_types import _files, manifest
 from tests.services import Azurite
@@ -73,6 +74,7 @@ def test_reference_workflow_through_the_ui(chromium, ui_server: str, azurite: Az
     page.set_default_timeout(20_000)
     console_errors: list[str] = []
     page.on("pageerror", lambda e: console_errors.append(str(e)))
+    record_csp_violations(page, console_errors)  # every media viewer and the PDF frame work under the CSP
     try:
         # 1. Sign in (a wrong password first: the API's own message shows).
         page.goto(ui_server + "/")

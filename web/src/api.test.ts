@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it, vi } from "vitest";
-import { ApiError, readCookie, request, withQuery } from "./api";
+import { ApiError, apiPath, readCookie, request, withQuery } from "./api";
 
 afterEach(() => {
   vi.unstubAllGlobals();
@@ -10,6 +10,18 @@ describe("readCookie", () => {
   it("finds a cookie among several and decodes it", () => {
     expect(readCookie("corral_csrf", "a=1; corral_csrf=x%2By; b=2")).toBe("x+y");
     expect(readCookie("missing", "a=1")).toBeNull();
+  });
+});
+
+describe("apiPath", () => {
+  it("keeps a value from the address inside its one segment", () => {
+    const id = "../../v1/tokens#";
+    expect(apiPath`/api/v1/datasets/${id}/link`).toBe("/api/v1/datasets/..%2F..%2Fv1%2Ftokens%23/link");
+    expect(new URL(apiPath`/api/v1/imports/${"x?wait=1"}/cancel`, "http://h").pathname).toBe("/api/v1/imports/x%3Fwait%3D1/cancel");
+    for (const dots of [".", ".."]) {
+      expect(new URL(apiPath`/api/v1/items/${dots}/restore`, "http://h").pathname).toMatch(/^\/api\/v1\/items\/[^/]+\/restore$/);
+    }
+    expect(apiPath`/api/v1/projects/${"0193-ab"}/label-rows/${42}`).toBe("/api/v1/projects/0193-ab/label-rows/42");
   });
 });
 

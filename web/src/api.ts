@@ -59,6 +59,20 @@ export function withQuery(path: string, query?: Query): string {
   return s ? `${path}?${s}` : path;
 }
 
+/** A path with each interpolated value percent-encoded as one segment: `apiPath\`/api/v1/datasets/${id}/link\``.
+ * Values taken from the page's address (a route parameter, `?item=`) are the visitor's to choose,
+ * and a link such as `/datasets/..%2F..%2Fv1%2Ftokens%23` must not turn the page's requests,
+ * with their session cookie and CSRF token, towards another endpoint. A value that is a dot
+ * segment ("." or "..", which `fetch` would resolve) names nothing, and is sent escaped. */
+export function apiPath(strings: TemplateStringsArray, ...values: (string | number)[]): string {
+  let out = strings[0];
+  values.forEach((v, i) => {
+    const segment = encodeURIComponent(String(v));
+    out += (segment === "." || segment === ".." ? segment.replace(/\./g, "%252E") : segment) + strings[i + 1];
+  });
+  return out;
+}
+
 export interface RequestOptions {
   method?: string;
   query?: Query;

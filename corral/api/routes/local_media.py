@@ -3,6 +3,13 @@
 The link's HMAC signature (method, integration, key, expiry) is the only credential, as with
 an S3 presigned URL: no bearer token, and a bad or expired link is a 403.  GET honours a single
 ``Range``; PUT writes atomically (corral-managed uploads).
+
+The files are served from corral's own origin, the web UI's, and anyone who can write to the
+directory (a member uploading through corral) chooses their names and bytes.  So a GET is
+served as its declared type only (``nosniff``), and every file but a PDF (whose viewer a
+sandbox would block) with ``Content-Security-Policy: sandbox``: an HTML or SVG file opened from
+a link, or framed by the viewer, runs no script and gets an opaque origin, so it can neither read
+the session's CSRF cookie nor call the API as whoever opened it.
 """
 
 from __future__ import annotations
@@ -40,6 +47,9 @@ async def _link_query(
 router = APIRouter(prefix=local.MEDIA_ROUTE, tags=["integrations"], route_class=CorralRoute,
                    dependencies=[Depends(_link_query)])
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+# Browsers show PDFs in a viewer that a sandboxed document may not load; a PDF runs no script
+# of the page's origin.
+_UNSANDBOXED = frozenset({"application/pdf"})
 
 
 def verify_link(
@@ -107,7 +117,10 @@ async def get_file(ctx: Ctx, integration_id: uuid.UUID, key: str, request: Reque
         "Accept-Ranges": "bytes",
         "ETag": info.etag or "",
         "Cache-Control": "private, max-age=300",
+        "X-Content-Type-Options": "nosniff",
     }
+    if (info.content_type or "").split(";")[0].strip().lower() not in _UNSANDBOXED:
+        headers["Content-Security-Policy"] = "sandbox"
     if info.last_modified:
         headers["Last-Modified"] = format_datetime(info.last_modified, usegmt=True)
     try:

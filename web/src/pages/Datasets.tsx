@@ -1,6 +1,6 @@
 import { useCallback, useEffect, useState, type FormEvent } from "react";
 import { Link, useNavigate, useParams } from "react-router-dom";
-import { api } from "../api";
+import { api, apiPath } from "../api";
 import { Badge, Dialog, ErrorBanner, PageHead, formatDate } from "../components/ui";
 
 interface Dataset {
@@ -105,14 +105,14 @@ function DatasetView({ id }: { id: string }) {
   const [verifying, setVerifying] = useState(false);
 
   const load = useCallback(() => {
-    api.get<Dataset>(`/api/v1/datasets/${id}`).then(setDataset, setError);
-    api.get<{ rows: DataRow[]; next_page_token: string | null }>(`/api/v1/datasets/${id}/rows`, { page_size: 100 }).then((r) => { setRows(r.rows); setNext(r.next_page_token); }, setError);
+    api.get<Dataset>(apiPath`/api/v1/datasets/${id}`).then(setDataset, setError);
+    api.get<{ rows: DataRow[]; next_page_token: string | null }>(apiPath`/api/v1/datasets/${id}/rows`, { page_size: 100 }).then((r) => { setRows(r.rows); setNext(r.next_page_token); }, setError);
   }, [id]);
   useEffect(load, [load]);
 
   const more = async () => {
     if (!next) return;
-    const r = await api.get<{ rows: DataRow[]; next_page_token: string | null }>(`/api/v1/datasets/${id}/rows`, { page_size: 100, page_token: next });
+    const r = await api.get<{ rows: DataRow[]; next_page_token: string | null }>(apiPath`/api/v1/datasets/${id}/rows`, { page_size: 100, page_token: next });
     setRows((old) => [...old, ...r.rows]);
     setNext(r.next_page_token);
   };
@@ -121,7 +121,7 @@ function DatasetView({ id }: { id: string }) {
     e.preventDefault();
     setError(null);
     try {
-      const r = await api.post<{ linked: number; skipped: number }>(`/api/v1/datasets/${id}/link`, { folder, recursive });
+      const r = await api.post<{ linked: number; skipped: number }>(apiPath`/api/v1/datasets/${id}/link`, { folder, recursive });
       setNotice(`Linked ${r.linked.toLocaleString()} item(s); ${r.skipped.toLocaleString()} already linked.`);
       load();
     } catch (err) {
@@ -134,7 +134,7 @@ function DatasetView({ id }: { id: string }) {
     setError(null);
     setVerification(null);
     try {
-      const { job_id } = await api.post<{ job_id: string }>(`/api/v1/datasets/${id}/verify`);
+      const { job_id } = await api.post<{ job_id: string }>(apiPath`/api/v1/datasets/${id}/verify`);
       let v = await api.get<Verification>(`/api/v1/datasets/verify/${job_id}`, { wait: 0 });
       setVerification(v);
       while (v.status === "PENDING") {

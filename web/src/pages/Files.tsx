@@ -1,6 +1,6 @@
 import { useCallback, useEffect, useMemo, useRef, useState, type KeyboardEvent as ReactKeyboardEvent } from "react";
 import { useNavigate, useParams, useSearchParams } from "react-router-dom";
-import { api, type Folder, type Integration, type Item, type ItemWindow } from "../api";
+import { api, apiPath, type Folder, type Integration, type Item, type ItemWindow } from "../api";
 import { Confirm, Dialog, ErrorBanner, formatBytes } from "../components/ui";
 import { BLOCK, WindowCache, blocksFor, nextIndex, runsOf } from "./windowCache";
 import { ItemViewer } from "./ItemViewer";
@@ -132,7 +132,7 @@ function FolderView(props: { folderId: string; selectedId: string | null; onSele
   const scroller = useRef<HTMLDivElement>(null);
 
   useEffect(() => {
-    api.get<Folder>(`/api/v1/folders/${props.folderId}`).then(setFolder, setError);
+    api.get<Folder>(apiPath`/api/v1/folders/${props.folderId}`).then(setFolder, setError);
   }, [props.folderId]);
 
   // Reset on a new query, and fetch the first block at once. Unfiltered, the folder object

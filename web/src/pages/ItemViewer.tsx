@@ -1,5 +1,5 @@
 import { useEffect, useRef, useState } from "react";
-import { api, type Item } from "../api";
+import { api, apiPath, type Item } from "../api";
 import { Confirm, ErrorBanner, formatBytes, formatDate } from "../components/ui";
 import { decodeDicom } from "./dicom";
 import { PromptDialog } from "./Files";
@@ -14,7 +14,7 @@ export function ItemViewer(props: { itemId: string; onClose: () => void; onChang
   useEffect(() => {
     setItem(null);
     setError(null);
-    api.get<Item>(`/api/v1/items/${props.itemId}`, { signed_urls: true }).then(setItem, setError);
+    api.get<Item>(apiPath`/api/v1/items/${props.itemId}`, { signed_urls: true }).then(setItem, setError);
   }, [props.itemId]);
 
   return (

@@ -1,6 +1,6 @@
 import { useEffect, useMemo, useRef, useState } from "react";
 import { Link, useNavigate, useParams } from "react-router-dom";
-import { api, type Item } from "../api";
+import { api, apiPath, type Item } from "../api";
 import { ErrorBanner, PageHead, formatDate } from "../components/ui";
 import {
   colourFor,
@@ -166,11 +166,11 @@ function ProjectView({ id }: { id: string }) {
   const [error, setError] = useState<unknown>(null);
   const ontology = useOntology(project?.ontology_id);
   useEffect(() => {
-    api.get<Project>(`/api/v1/projects/${id}`).then(setProject, setError);
+    api.get<Project>(apiPath`/api/v1/projects/${id}`).then(setProject, setError);
   }, [id]);
   useEffect(() => {
     setUnits(null);
-    api.get<{ label_rows: UnitMeta[]; total: number }>(`/api/v1/projects/${id}/label-rows`, { limit: 1000, label_status: status || undefined })
+    api.get<{ label_rows: UnitMeta[]; total: number }>(apiPath`/api/v1/projects/${id}/label-rows`, { limit: 1000, label_status: status || undefined })
       .then((r) => { setUnits(r.label_rows); setTotal(r.total); }, setError);
   }, [id, status]);
   return (
@@ -222,8 +222,8 @@ function LabelViewerPage({ projectId, dataHash }: { projectId: string; dataHash:
   const [error, setError] = useState<unknown>(null);
   const ontology = useOntology(project?.ontology_id);
   useEffect(() => {
-    api.get<Project>(`/api/v1/projects/${projectId}`).then(setProject, setError);
-    api.get<UnitLabels>(`/api/v1/projects/${projectId}/label-rows/${dataHash}`).then((u) => {
+    api.get<Project>(apiPath`/api/v1/projects/${projectId}`).then(setProject, setError);
+    api.get<UnitLabels>(apiPath`/api/v1/projects/${projectId}/label-rows/${dataHash}`).then((u) => {
       setUnit(u);
       return api.get<Item>(`/api/v1/items/${u.metadata.backing_item_uuid}`, { signed_urls: true }).then(setItem);
     }).catch(setError);

@@ -1,6 +1,6 @@
 import { useCallback, useEffect, useRef, useState, type FormEvent } from "react";
 import { Link, useNavigate, useParams } from "react-router-dom";
-import { api, request, type Integration } from "../api";
+import { api, apiPath, request, type Integration } from "../api";
 import { Badge, Confirm, ErrorBanner, PageHead, formatDate } from "../components/ui";
 
 interface EntryError {
@@ -207,7 +207,7 @@ function JobView({ jobId }: { jobId: string }) {
     let wait = 0;
     while (live.on) {
       try {
-        const s = await api.get<ImportState>(`/api/v1/imports/${jobId}`, { wait, limit: 1000 });
+        const s = await api.get<ImportState>(apiPath`/api/v1/imports/${jobId}`, { wait, limit: 1000 });
         if (!live.on) return;
         const now = performance.now();
         if (last.current && now > last.current.t) setRate(((settled(s) - last.current.done) * 1000) / (now - last.current.t));
@@ -269,7 +269,7 @@ function JobView({ jobId }: { jobId: string }) {
       )}
       {cancelling && (
         <Confirm title="Cancel this upload?" message="Pending batches are cancelled; running ones finish. Without “register the good files”, nothing it staged is kept."
-          confirmLabel="Cancel upload" onConfirm={async () => { setState(await api.post<ImportState>(`/api/v1/imports/${jobId}/cancel`)); }} onClose={() => setCancelling(false)} />
+          confirmLabel="Cancel upload" onConfirm={async () => { setState(await api.post<ImportState>(apiPath`/api/v1/imports/${jobId}/cancel`)); }} onClose={() => setCancelling(false)} />
       )}
     </div>
   );
