@@ -254,6 +254,16 @@ class Settings(BaseSettings):
         "non-public (e.g. `127.0.0.1,minio.internal:9000,10.20.0.0/16`). Checked on the address a "
         "name resolves to, at every connection.",
     )
+    allow_ambient_credentials: bool = Field(
+        False,
+        description="Let organisation admins create integrations that use the server's own cloud "
+        "credentials (`auth: ambient`, or an S3 `role` assumed without access keys): the instance "
+        "role or metadata service, `~/.aws`, `GOOGLE_APPLICATION_CREDENTIALS`, a managed identity. "
+        "Off by default: those credentials are the operator's, and any organisation admin could "
+        "reach every bucket they can read (and, with a custom endpoint on Azure or GCS, hand their "
+        "bearer tokens to that endpoint). Turned off again, existing integrations of that kind "
+        "answer 403 until they are given credentials of their own.",
+    )
     max_json_body_bytes: int = Field(
         16 << 20, ge=1024, description="Largest request body of any route not listed below (413 above)."
     )

@@ -113,6 +113,8 @@ def settings(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> Se
         # No spare manifest reader per test's worker (a Python process importing the registration
         # code, 0.7 s of CPU each); tests/registration/test_manifest_pipe.py turns it on.
         manifest_pipe_spare=False,
+        # Off, as by default; tests of the server's own credentials turn it on by their marker.
+        allow_ambient_credentials=request.node.get_closest_marker("ambient_credentials") is not None,
     )
 
 

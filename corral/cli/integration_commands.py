@@ -103,7 +103,8 @@ def create_s3(bucket: str, region: str | None, endpoint_url: str | None, address
               role_arn: str | None, external_id: str | None, sts_endpoint_url: str | None, title: str,
               prefix: str, strict_client_only: bool, url_ttl: int, run_check: bool,
               profile: str | None, as_json: bool) -> None:
-    """An AWS S3 or S3-compatible bucket. Without keys or a role, the server's own credentials."""
+    """An AWS S3 or S3-compatible bucket. Without keys or a role, the server's own credentials
+    (if the operator allows them)."""
     if access_key_id and secret_access_key is None:
         secret_access_key = "-"
     settings = {"bucket": bucket, "prefix": prefix, "region": region, "endpoint_url": endpoint_url,
@@ -139,7 +140,8 @@ def create_azure(account_name: str, container: str, endpoint_url: str | None, ac
 @create.command("gcs")
 @click.option("--bucket", required=True)
 @click.option("--service-account-json", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              default=None, help="Path of a service-account JSON key (default: the server's credentials).")
+              default=None, help="Path of a service-account JSON key (default: the server's credentials, "
+              "if the operator allows them).")
 @click.option("--project", default=None)
 @click.option("--endpoint-url", default=None, help="API endpoint (default https://storage.googleapis.com).")
 @_common

@@ -122,7 +122,15 @@ def cors_snippet(options: ProviderOptions, rule: CorsRule) -> str:
 
 def _access_failure(report: CheckReport, exc: OSError, where: str, perms: dict[str, str]) -> None:
     """Record why talking to the store failed, as the step the user has to fix."""
-    if isinstance(exc, base.CredentialsMissing):
+    if isinstance(exc, base.ServerCredentialsRefused):
+        report.add(
+            "credentials",
+            "failed",
+            f"corral may not use the server's own credentials here: {exc}",
+            "Give the integration credentials of its own, or ask the server's operator to set "
+            "CORRAL_ALLOW_AMBIENT_CREDENTIALS.",
+        )
+    elif isinstance(exc, base.CredentialsMissing):
         report.add(
             "credentials",
             "failed",

@@ -30,7 +30,7 @@ from corral.db.tables import Integration, Item
 from corral.errors import ErrorDetail
 from corral.settings import Settings
 from corral.storage import pacing
-from corral.storage.base import StorageContext
+from corral.storage.base import ServerCredentialsRefused, StorageContext
 from corral.storage.guard import guard
 from corral.storage.local import LocalStorage
 from corral.storage.localroots import LocalRootPolicy, LocalRootRefused
@@ -297,14 +297,24 @@ def local_root_policy(settings: Settings, org_id: uuid.UUID) -> LocalRootPolicy:
     )
 
 
+def _server_credentials_refused(how: str) -> str:
+    return (f"{how} uses the server's own cloud credentials, which this server's operator does not "
+            "let integrations use (CORRAL_ALLOW_AMBIENT_CREDENTIALS); give the integration credentials "
+            "of its own")
+
+
 def check_boundaries(options: ProviderOptions, settings: Settings, org_id: uuid.UUID) -> None:
-    """Refuse, as a 400 naming the field, a local root or an endpoint the operator does not allow."""
+    """Refuse, as a 400 naming the field, a local root, an endpoint or the server's own
+    credentials, when the operator does not allow them."""
     details: list[ErrorDetail] = []
     if isinstance(options, LocalOptions):
         try:
             local_root_policy(settings, org_id).check(options.root, show_allowed=True)
         except LocalRootRefused as exc:
             details.append(ErrorDetail(str(exc), field="root"))
+    how = options.server_credentials()
+    if how is not None and not settings.allow_ambient_credentials:
+        details.append(ErrorDetail(_server_credentials_refused(how), field="auth"))
     policy = endpoint_policy(settings)
     for name, url in options.endpoints().items():
         try:
@@ -364,8 +374,13 @@ def opener(row: Integration, settings: Settings) -> tuple[ProviderOptions, Calla
     options = load_options(row, settings.resolved_secret_key())
     context = storage_context(settings, row.id, row.org_id)
     title, strict, ttl = row.title, row.strict_client_only, row.signed_url_ttl_seconds
+    how = options.server_credentials()
+    refused = how is not None and not settings.allow_ambient_credentials
 
     def open_() -> ScopedStorage:
+        if refused:  # saved while the operator allowed it, or by an older corral
+            assert how is not None
+            raise ServerCredentialsRefused(_server_credentials_refused(how))
         storage = guard(open_storage(options, context))  # garbage from the store: a store error
         return ScopedStorage(storage, options, title=title, strict_client_only=strict, ttl_seconds=ttl)
 
@@ -399,6 +414,7 @@ def _version(row: Integration, settings: Settings) -> Hashable:
         repr(sorted(row.config.items())), row.credentials,
         settings.resolved_secret_key(), settings.resolved_public_url,
         settings.storage_connect_timeout_seconds, settings.storage_read_timeout_seconds,
+        settings.allow_ambient_credentials, settings.allowed_endpoints, settings.local_roots,
     )
 
 

@@ -38,6 +38,11 @@ class CredentialsMissing(PermissionError):
     """No credentials were given and none could be found in the server's environment."""
 
 
+class ServerCredentialsRefused(PermissionError):
+    """The integration would use the server's own (ambient) credentials, which the operator has
+    not allowed (``allow_ambient_credentials``)."""
+
+
 class CredentialsRejected(PermissionError):
     """The store refused the credentials (wrong key, expired token, unknown account)."""
 

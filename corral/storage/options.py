@@ -103,6 +103,11 @@ class ProviderOptions(ClosedModel):
     #: Fields holding a URL the server will connect to, chosen by whoever saves the integration.
     endpoint_fields: ClassVar[tuple[str, ...]] = ()
 
+    def server_credentials(self) -> str | None:
+        """How these settings would use the server's own cloud credentials (for the message
+        refusing them), or None when they bring their own (``allow_ambient_credentials``)."""
+        return "auth ambient" if getattr(self, "auth", None) == "ambient" else None
+
     def endpoints(self) -> dict[str, str]:
         """field → URL for every endpoint set on this integration (checked by the endpoint policy)."""
         out: dict[str, str] = {}
@@ -195,6 +200,11 @@ class S3Options(ProviderOptions):
 
     def scope_label(self) -> str:
         return f"s3://{self.bucket}/{self.prefix}"
+
+    def server_credentials(self) -> str | None:
+        if self.auth == "role" and not self.access_key_id:
+            return "auth role without access keys (the role is assumed with the server's own)"
+        return super().server_credentials()
 
 
 class AzureOptions(ProviderOptions):

@@ -34,6 +34,8 @@ def translate(exc: OSError | ValueError, what: str, label: str) -> errors.Corral
         return errors.ObjectMissing(f"{what}: the bucket of {label} does not exist ({exc})")
     if isinstance(exc, FileNotFoundError):
         return errors.ObjectMissing(f"{what}: not found ({exc})")
+    if isinstance(exc, base.ServerCredentialsRefused):  # the operator's policy, not the store, said no
+        return errors.PermissionDenied(f"{what}: {exc}")
     if isinstance(exc, base.CredentialsMissing):
         return errors.AccessDenied(f"{what}: {label} has no usable credentials ({exc})")
     if isinstance(exc, base.CredentialsRejected):

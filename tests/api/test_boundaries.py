@@ -119,6 +119,7 @@ def test_a_local_root_is_checked_again_when_it_is_used(settings, db, make_user, 
 # -- endpoints -------------------------------------------------------------------------------------
 
 
+@pytest.mark.ambient_credentials  # (several cases bring no credentials of their own)
 def test_refused_endpoints_are_400_at_save_time(settings, db, make_user) -> None:  # type: ignore[no-untyped-def]
     alice = make_user("alice@x.io")
     key = {"type": "service_account", "client_email": "a@p.iam.gserviceaccount.com", "private_key": "k",

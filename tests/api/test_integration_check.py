@@ -98,6 +98,63 @@ def empty_aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
 
 
+def test_the_servers_own_credentials_are_the_operators_to_allow(client, make_user, moto_server: MotoServer,  # type: ignore[no-untyped-def]
+                                                                azurite: Azurite, gcs_emulator: GcsEmulator) -> None:
+    """An organisation admin is not the operator: integrations that would use the server's own
+    cloud credentials (auth ambient; an S3 role assumed without keys) are a 400 naming ``auth``
+    unless the operator allows them (CORRAL_ALLOW_AMBIENT_CREDENTIALS, off by default)."""
+    alice = make_user("alice@x.io")
+    s3 = {"bucket": moto_server.new_bucket(), "endpoint_url": moto_server.url, "region": "us-east-1"}
+    role = "arn:aws:iam::123456789012:role/reader"
+    for provider, settings in (
+        ("s3", s3),
+        ("s3", {**s3, "auth": "ambient"}),
+        ("s3", {**s3, "role_arn": role}),
+        ("azure", {"account_name": "devstoreaccount1", "container": "media", "endpoint_url": azurite.url.replace("http:", "https:"),
+                   "auth": "ambient"}),
+        ("gcs", {"bucket": "b1", "endpoint_url": gcs_emulator.url}),
+    ):
+        r = client.post("/api/v1/integrations", headers=alice.bearer,
+                        json={"title": "t", "provider": provider, "settings": settings})
+        assert r.status_code == 400, (provider, settings, r.text)
+        assert [e["field"] for e in r.json()["errors"]] == ["auth"], r.text
+        assert "CORRAL_ALLOW_AMBIENT_CREDENTIALS" in r.json()["message"]
+    assert client.get("/api/v1/integrations", headers=alice.bearer).json() == []
+    # credentials of its own (an S3 role assumed with the integration's keys too) are the admin's to give
+    create(client, alice, "s3", s3_settings(moto_server, s3["bucket"]), title="keys")
+    create(client, alice, "s3", s3_settings(moto_server, s3["bucket"], role_arn=role), title="role")
+
+
+@pytest.mark.ambient_credentials
+def test_an_ambient_integration_stops_when_the_operator_withdraws_it(  # type: ignore[no-untyped-def]
+    client, settings, db, make_user, moto_server: MotoServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Saved while the operator allowed it, an ambient integration is refused at every use once
+    the setting is off again: the check names the setting, signing is a 403."""
+    from fastapi.testclient import TestClient
+
+    from corral.api.app import create_app
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    alice = make_user("alice@x.io")
+    bucket = moto_server.new_bucket()
+    iid = create(client, alice, "s3", {"bucket": bucket, "endpoint_url": moto_server.url, "region": "us-east-1"})
+    assert steps(check(client, alice, iid))["credentials"][0] == "ok"
+    sign = {"urls": [f"s3://{bucket}/a.jpg"]}
+    assert client.post(f"/api/v1/integrations/{iid}/sign", headers=alice.bearer, json=sign).status_code == 200
+
+    withdrawn = settings.model_copy(update={"allow_ambient_credentials": False})
+    with TestClient(create_app(withdrawn, db=db), raise_server_exceptions=False) as other:
+        got = steps(check(other, alice, iid))
+        assert got["credentials"][0] == "failed" and "server's own credentials" in got["credentials"][1]
+        assert "CORRAL_ALLOW_AMBIENT_CREDENTIALS" in got["credentials"][2]
+        r = other.post(f"/api/v1/integrations/{iid}/sign", headers=alice.bearer, json=sign)
+        assert r.status_code == 403 and r.json()["code"] == "permission_denied", r.text
+        assert "CORRAL_ALLOW_AMBIENT_CREDENTIALS" in r.json()["message"]
+
+
+@pytest.mark.ambient_credentials
 def test_s3_missing_credentials(client, make_user, moto_server: MotoServer, empty_aws_env: None) -> None:  # type: ignore[no-untyped-def]
     alice = make_user("alice@x.io")
     bucket = moto_server.new_bucket()
@@ -186,6 +243,7 @@ def test_gcs_check_cors_apply_missing_bucket_and_rejected_key(client, make_user,
     assert got["credentials"][0] == "failed" and "rejected the credentials" in got["credentials"][1]
 
 
+@pytest.mark.ambient_credentials
 def test_gcs_ambient_without_credentials(client, make_user, gcs_emulator: GcsEmulator, monkeypatch,  # type: ignore[no-untyped-def]
                                          tmp_path) -> None:
     from tests.services import free_port
