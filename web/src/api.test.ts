@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it, vi } from "vitest";
-import { ApiError, apiPath, readCookie, request, withQuery } from "./api";
+import { ApiError, apiPath, readCookie, request, requestBytes, setUnauthorizedHandler, withQuery } from "./api";
 
 afterEach(() => {
   vi.unstubAllGlobals();
@@ -65,5 +65,24 @@ describe("request", () => {
     vi.stubGlobal("fetch", async () => new Response("<html>", { status: 502, statusText: "Bad Gateway" }));
     const err = await request("/api/v1/me").catch((e: unknown) => e);
     expect((err as ApiError).message).toContain("502");
+  });
+});
+
+describe("requestBytes", () => {
+  afterEach(() => setUnauthorizedHandler(null));
+
+  it("gives the body's bytes, and on a 401 the API's error and the sign-in handler, like request", async () => {
+    let signIn = 0;
+    setUnauthorizedHandler(() => { signIn += 1; });
+    vi.stubGlobal("fetch", async (url: string) =>
+      url.includes("gone")
+        ? new Response(JSON.stringify({ ok: false, status: 401, code: "unauthenticated", message: "session ended", errors: [] }), { status: 401 })
+        : new Response(new Uint8Array([1, 2, 3]), { status: 200 }),
+    );
+    expect(new Uint8Array(await requestBytes("/api/v1/index/map/clip/points", { query: { color: "camera" } }))).toEqual(new Uint8Array([1, 2, 3]));
+    expect(signIn).toBe(0);
+    const err = await requestBytes("/api/v1/index/map/gone/points").catch((e: unknown) => e);
+    expect((err as ApiError).message).toBe("session ended");
+    expect(signIn).toBe(1);
   });
 });

@@ -86,7 +86,9 @@ export function setUnauthorizedHandler(fn: (() => void) | null): void {
   onUnauthorized = fn;
 }
 
-export async function request<T>(path: string, opts: RequestOptions = {}): Promise<T> {
+/** The response of a request that succeeded; an ApiError otherwise (a 401 also runs the
+ * unauthorized handler, which sends the page to sign-in). */
+async function send(path: string, opts: RequestOptions): Promise<Response> {
   const method = opts.method ?? (opts.json !== undefined || opts.body !== undefined ? "POST" : "GET");
   const headers: Record<string, string> = { Accept: "application/json" };
   if (!SAFE.has(method)) {
@@ -110,8 +112,18 @@ export async function request<T>(path: string, opts: RequestOptions = {}): Promi
     if (res.status === 401 && onUnauthorized && !path.startsWith("/api/v1/sessions")) onUnauthorized();
     throw err;
   }
+  return res;
+}
+
+export async function request<T>(path: string, opts: RequestOptions = {}): Promise<T> {
+  const res = await send(path, opts);
   if (res.status === 204) return undefined as T;
   return (await res.json()) as T;
+}
+
+/** A binary answer (the map's points), with the same errors and sign-in redirect as `request`. */
+export async function requestBytes(path: string, opts: RequestOptions = {}): Promise<ArrayBuffer> {
+  return (await send(path, opts)).arrayBuffer();
 }
 
 export const api = {

@@ -3,7 +3,7 @@
 // Lasso tool, or shift-drag) that becomes an `in_map` filter clause for the grid and the facets.
 
 import { useCallback, useEffect, useMemo, useRef, useState, type PointerEvent as ReactPointerEvent } from "react";
-import { ApiError, api, toApiError, withQuery } from "../../api";
+import { ApiError, api, requestBytes } from "../../api";
 import { ErrorBanner } from "../../components/ui";
 import type { SchemaDoc } from "../schemaOps";
 import { categoryLabel, decodePoints, fitView, lassoClause, palette, selectMask, simplify, toGrid, toScreen, zoomAt, type MapPoints, type Vertex, type View } from "./mapModel";
@@ -47,8 +47,7 @@ export function MapView(props: Props) {
     const ctl = new AbortController();
     setError(null);
     const started = performance.now();
-    fetch(withQuery(`/api/v1/index/map/${encodeURIComponent(key)}/points`, { color: color || undefined, where: props.where || undefined }), { credentials: "same-origin", signal: ctl.signal })
-      .then(async (res) => { if (!res.ok) throw await toApiError(res); return res.arrayBuffer(); })
+    requestBytes(`/api/v1/index/map/${encodeURIComponent(key)}/points`, { query: { color: color || undefined, where: props.where || undefined }, signal: ctl.signal })
       .then((buf) => { const p = decodePoints(buf); (p as MapPoints & { fetchMs?: number }).fetchMs = performance.now() - started; setPoints(p); })
       .catch((e) => { if (!ctl.signal.aborted) setError(e); });
     return () => ctl.abort();
