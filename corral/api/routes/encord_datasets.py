@@ -5,7 +5,6 @@ operations ``dataset/GET``, ``datasetlinkitems/POST``, ``datarows/GET`` and the 
 from __future__ import annotations
 
 import io
-import re
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -33,7 +32,7 @@ from corral.api.routes.encord_rpc import (
     refuse_unsupported,
 )
 from corral.api.routes.encord_storage import manifest_bytes, upload_job_state
-from corral.core import dataset_rows, datasets, folders, items
+from corral.core import dataset_rows, datasets, filters, folders, items
 from corral.core.datasets import Duplicates
 from corral.core.identity import Principal
 from corral.db.engine import Database
@@ -145,20 +144,12 @@ async def list_datasets(
 # -- data rows ----------------------------------------------------------------------------------
 
 
-def _like(pattern: str) -> re.Pattern[str]:
-    """An SQL LIKE pattern as a regular expression."""
-    return re.compile(
-        "".join(".*" if c == "%" else "." if c == "_" else re.escape(c) for c in pattern), re.DOTALL
-    )
-
-
 def _keep(row: dict[str, Any], payload: dict[str, Any]) -> bool:
     """The datarows/GET filters (title_eq, title_like, data_types, created_before/after, data_hashes)."""
     if payload.get("title_eq") is not None and row["data_title"] != payload["title_eq"]:
         return False
-    if payload.get("title_like") is not None and not _like(payload["title_like"]).fullmatch(
-        row["data_title"]
-    ):
+    like = payload.get("title_like")
+    if like is not None and not filters.like_match(like, row["data_title"]):
         return False
     if payload.get("data_types") and row["data_type"] not in payload["data_types"]:
         return False
