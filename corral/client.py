@@ -86,7 +86,8 @@ def load_profiles() -> dict[str, Any]:
         raise ApiError(0, "bad_config", f"{path}: cannot be read as corral's profiles JSON "
                        f"({type(exc).__name__}): fix or delete it, then run `corral login`") from None
     if not (isinstance(data, dict) and isinstance(data.get("profiles", {}), dict)
-            and all(isinstance(v, dict) for v in data.get("profiles", {}).values())
+            and all(isinstance(v, dict) and all(isinstance(x, str) for x in v.values())
+                    for v in data.get("profiles", {}).values())
             and isinstance(data.get("current"), str | None)):
         raise ApiError(0, "bad_config", f"{path}: not corral's profiles JSON (expected "
                        '{"current": NAME, "profiles": {NAME: {...}}}): '

@@ -164,7 +164,8 @@ def test_login_token_without_the_command_line(runner, live_server, make_user, tm
     assert alice.token not in r.output
 
 
-@pytest.mark.parametrize("content", ["not json", "[]", '{"current": "x", "profiles": []}', '{"profiles": {"a": 1}}'])
+@pytest.mark.parametrize("content", ["not json", "[]", '{"current": "x", "profiles": []}', '{"profiles": {"a": 1}}',
+                                     '{"current": "a", "profiles": {"a": {"url": 5, "token": "t"}}}'])
 def test_broken_profiles_file_is_a_clear_error(runner, tmp_path, content) -> None:  # type: ignore[no-untyped-def]
     """Before: a JSON error without the file's name, or a KeyError/AttributeError traceback."""
     config = tmp_path / "config"
