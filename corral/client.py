@@ -108,9 +108,16 @@ def save_profile(name: str, profile: Profile, *, make_current: bool = True) -> P
     if make_current or not data.get("current") or data["current"] not in data["profiles"]:
         data["current"] = name
     path = config_path()
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    os.chmod(path.parent, 0o700)  # corral's own directory: an older corral made it 0755
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".profiles.", suffix=".tmp")  # 0600, O_EXCL
+    try:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # corral's own directory (an older corral made it 0755); one not ours to change (a shared
+        # CORRAL_CONFIG_DIR) stays as it is: the file itself is 0600
+        with contextlib.suppress(OSError):
+            os.chmod(path.parent, 0o700)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".profiles.", suffix=".tmp")  # 0600, O_EXCL
+    except OSError as exc:
+        message = f"cannot save profiles in {path.parent}: {exc.strerror or exc}"
+        raise ApiError(0, "bad_config", message) from None
     try:
         with os.fdopen(fd, "w") as f:
             f.write(json.dumps(data, indent=2))

@@ -206,3 +206,13 @@ def test_server_answering_html_is_a_clear_error(runner) -> None:  # type: ignore
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_unwritable_config_directory_is_a_clear_error(runner, live_server, make_user, tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Before: a PermissionError/NotADirectoryError traceback after a successful sign-in."""
+    alice = make_user("alice@a.org")
+    (tmp_path / "blocker").write_text("a file, not a directory")
+    monkeypatch.setenv("CORRAL_CONFIG_DIR", str(tmp_path / "blocker" / "corral"))
+    r = runner.invoke(cli, ["login", "--url", live_server, "--token", alice.token])
+    assert r.exit_code == 1 and isinstance(r.exception, SystemExit), r.output
+    assert "cannot save profiles in" in r.output and alice.token not in r.output
