@@ -12,9 +12,11 @@ the server's message.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import mimetypes
 import os
+import tempfile
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -73,25 +75,57 @@ def config_path() -> Path:
 
 
 def load_profiles() -> dict[str, Any]:
+    """The saved profiles; a file that is not corral's profiles JSON is an ``ApiError`` naming
+    it (not a traceback, and never its content: it holds tokens)."""
     path = config_path()
     if not path.exists():
         return {"current": None, "profiles": {}}
-    data: dict[str, Any] = json.loads(path.read_text())
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise ApiError(0, "bad_config", f"{path}: cannot be read as corral's profiles JSON "
+                       f"({type(exc).__name__}): fix or delete it, then run `corral login`") from None
+    if not (isinstance(data, dict) and isinstance(data.get("profiles", {}), dict)
+            and all(isinstance(v, dict) and all(isinstance(x, str) for x in v.values())
+                    for v in data.get("profiles", {}).values())
+            and isinstance(data.get("current"), str | None)):
+        raise ApiError(0, "bad_config", f"{path}: not corral's profiles JSON (expected "
+                       '{"current": NAME, "profiles": {NAME: {...}}}): '
+                       "fix or delete it, then run `corral login`")
+    data.setdefault("profiles", {})
+    data.setdefault("current", None)
     return data
 
 
 def save_profile(name: str, profile: Profile, *, make_current: bool = True) -> Path:
-    """Save a profile; it becomes the current one if ``make_current`` or there is none yet."""
+    """Save a profile; it becomes the current one if ``make_current`` or there is none yet.
+
+    The file holds tokens: it is written to a new private temporary file (mode 0600, created
+    exclusively, so a file or symlink already at a fixed temporary name is never followed or
+    reused) and renamed over the old one, in a directory only its owner can enter (0700)."""
     data = load_profiles()
     data["profiles"][name] = {k: v for k, v in vars(profile).items() if v is not None}
     if make_current or not data.get("current") or data["current"] not in data["profiles"]:
         data["current"] = name
     path = config_path()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.touch(mode=0o600)
-    tmp.write_text(json.dumps(data, indent=2))
-    tmp.replace(path)
+    try:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # corral's own directory (an older corral made it 0755); one not ours to change (a shared
+        # CORRAL_CONFIG_DIR) stays as it is: the file itself is 0600
+        with contextlib.suppress(OSError):
+            os.chmod(path.parent, 0o700)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".profiles.", suffix=".tmp")  # 0600, O_EXCL
+    except OSError as exc:
+        message = f"cannot save profiles in {path.parent}: {exc.strerror or exc}"
+        raise ApiError(0, "bad_config", message) from None
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(json.dumps(data, indent=2))
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
     return path
 
 
@@ -128,16 +162,24 @@ def resolve_profile(
     return Profile(url=url.rstrip("/"), token=token, ssh_key=ssh_key)
 
 
+def _not_json(resp: httpx.Response) -> str:
+    kind = resp.headers.get("content-type", "").split(";")[0].strip() or "no content type"
+    return (f"{resp.request.url.copy_with(query=None)} answered HTTP {resp.status_code} with {kind}, "
+            "not corral's JSON: is the URL a corral server (not a proxy's or another site's page)?")
+
+
 def _api_error(resp: httpx.Response) -> ApiError:
     try:
         body = resp.json()
     except ValueError:
-        body = {}
+        body = None
+    if not isinstance(body, dict):
+        return ApiError(resp.status_code, "http_error", _not_json(resp))
     return ApiError(
         resp.status_code,
-        body.get("code", "http_error"),
-        body.get("message") or resp.text[:500] or resp.reason_phrase,
-        body.get("errors"),
+        str(body.get("code") or "http_error"),
+        str(body.get("message") or resp.reason_phrase),
+        body.get("errors") if isinstance(body.get("errors"), list) else None,
     )
 
 
@@ -185,7 +227,12 @@ class Client:
             raise ApiError(0, "unreachable", f"cannot reach {self._http.base_url}: {exc}") from None
         if resp.status_code >= 400:
             raise _api_error(resp)
-        return resp.json() if resp.content else None
+        if not resp.content:
+            return None
+        try:
+            return resp.json()
+        except ValueError:
+            raise ApiError(resp.status_code, "http_error", _not_json(resp)) from None
 
     # -- API methods ---------------------------------------------------------
     def health(self) -> Any:

@@ -123,3 +123,96 @@ def test_unreachable_server_is_a_clear_error(runner) -> None:  # type: ignore[no
 
     r = runner.invoke(cli, ["whoami"], env={"CORRAL_URL": f"http://127.0.0.1:{free_port()}", "CORRAL_TOKEN": "t"})
     assert r.exit_code == 1 and "cannot reach" in r.output
+
+
+def test_saved_profile_is_private_even_over_planted_files(runner, live_server, make_user, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The profiles file holds tokens. Before, its directory was created 0755 (umask), and the
+    file was written through a fixed ``profiles.tmp``: one already there (world-readable, or a
+    symlink) kept its mode or was followed, so the token was written where others could read it."""
+    import os
+    import stat
+
+    alice = make_user("alice@a.org")
+    config = tmp_path / "config"
+    config.mkdir(mode=0o755)
+    config.chmod(0o755)
+    elsewhere = tmp_path / "elsewhere.txt"
+    elsewhere.write_text("")
+    (config / "profiles.tmp").symlink_to(elsewhere)
+    (config / "profiles.json").write_text('{"current": null, "profiles": {}}')
+    (config / "profiles.json").chmod(0o644)
+    r = runner.invoke(cli, ["login", "--url", live_server, "--token", alice.token])
+    assert r.exit_code == 0, r.output
+    assert stat.S_IMODE(os.stat(config).st_mode) == 0o700
+    saved = config / "profiles.json"
+    assert not saved.is_symlink() and stat.S_IMODE(os.stat(saved).st_mode) == 0o600
+    assert alice.token in saved.read_text()
+    assert elsewhere.read_text() == ""  # the planted symlink was not followed
+    assert sorted(p.name for p in config.iterdir()) == ["profiles.json", "profiles.tmp"]  # no temporary left
+
+
+def test_login_token_without_the_command_line(runner, live_server, make_user, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """``--token -`` asks for the token without echo, and CORRAL_TOKEN is read: before, the
+    only way to log in with a token put it in the process list and the shell's history."""
+    alice = make_user("alice@a.org")
+    r = runner.invoke(cli, ["login", "--url", live_server, "--token", "-"], input=alice.token + "\n")
+    assert r.exit_code == 0, r.output
+    assert alice.token not in r.output
+    assert alice.token in (tmp_path / "config" / "profiles.json").read_text()
+    r = runner.invoke(cli, ["login", "--url", live_server, "--profile", "env"], env={"CORRAL_TOKEN": alice.token})
+    assert r.exit_code == 0, r.output
+    assert alice.token not in r.output
+
+
+@pytest.mark.parametrize("content", ["not json", "[]", '{"current": "x", "profiles": []}', '{"profiles": {"a": 1}}',
+                                     '{"current": "a", "profiles": {"a": {"url": 5, "token": "t"}}}'])
+def test_broken_profiles_file_is_a_clear_error(runner, tmp_path, content) -> None:  # type: ignore[no-untyped-def]
+    """Before: a JSON error without the file's name, or a KeyError/AttributeError traceback."""
+    config = tmp_path / "config"
+    config.mkdir()
+    (config / "profiles.json").write_text(content)
+    for args in (["whoami"], ["login", "--url", "http://127.0.0.1:9", "--token", "t"]):
+        r = runner.invoke(cli, args)
+        assert r.exit_code == 1 and r.exception is not None and isinstance(r.exception, SystemExit), r.output
+        assert str(config / "profiles.json") in r.output and "fix or delete it" in r.output, r.output
+        assert "Traceback" not in r.output
+
+
+def test_server_answering_html_is_a_clear_error(runner) -> None:  # type: ignore[no-untyped-def]
+    """A proxy's or another site's HTML page, as a 200 or a 500: before, ``Expecting value: line 1
+    column 1 (char 0)`` or the raw HTML."""
+    import http.server
+    import threading
+
+    class Html(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(500 if self.path.startswith("/api/v1/jobs") else 200)
+            self.send_header("Content-Type", "text/html; charset=utf-8")
+            self.end_headers()
+            self.wfile.write(b"<html><body>Bad gateway</body></html>")
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Html)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        env = {"CORRAL_URL": f"http://127.0.0.1:{server.server_port}", "CORRAL_TOKEN": "corral_secret"}
+        for args, status in ((["whoami"], 200), (["job", "list"], 500), (["job", "list", "--json"], 500)):
+            r = runner.invoke(cli, args, env=env)
+            assert r.exit_code == 1, r.output
+            assert f"answered HTTP {status} with text/html, not corral's JSON" in r.output, r.output
+            assert "<html>" not in r.output and "corral_secret" not in r.output and "Traceback" not in r.output
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_unwritable_config_directory_is_a_clear_error(runner, live_server, make_user, tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Before: a PermissionError/NotADirectoryError traceback after a successful sign-in."""
+    alice = make_user("alice@a.org")
+    (tmp_path / "blocker").write_text("a file, not a directory")
+    monkeypatch.setenv("CORRAL_CONFIG_DIR", str(tmp_path / "blocker" / "corral"))
+    r = runner.invoke(cli, ["login", "--url", live_server, "--token", alice.token])
+    assert r.exit_code == 1 and isinstance(r.exception, SystemExit), r.output
+    assert "cannot save profiles in" in r.output and alice.token not in r.output

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -48,7 +49,10 @@ def _print(data: Any, as_json: bool, human: Callable[[Any], None]) -> None:
 
 @click.command()
 @click.option("--url", required=True, help="Server URL, e.g. http://127.0.0.1:8080.")
-@click.option("--token", "token_", default=None, help="A bearer token from `corral token create`.")
+@click.option("--token", "token_", default=None,
+              help="A bearer token from `corral token create`, or '-' to type it without echo "
+              "(keeps it out of shell history and the process list). Default: CORRAL_TOKEN, "
+              "unless --ssh-key is given.")
 @click.option("--ssh-key", default=None, help="Path to your Ed25519 SSH private key.")
 @click.option("--profile", "name", default=None,
               help="Profile name to save under (default: `default`, which becomes the current profile).")
@@ -58,12 +62,17 @@ def _print(data: Any, as_json: bool, human: Callable[[Any], None]) -> None:
 def login(url: str, token_: str | None, ssh_key: str | None, name: str | None, use: bool | None) -> None:
     """Check credentials against a server and save them as a profile."""
     if not (token_ or ssh_key):
-        raise click.UsageError("give --token or --ssh-key")
+        token_ = os.environ.get("CORRAL_TOKEN") or None
+    if token_ == "-":
+        token_ = str(click.prompt("Token", hide_input=True)).strip()
+    if not (token_ or ssh_key):
+        raise click.UsageError("give --token (or '-' to type it, or set CORRAL_TOKEN) or --ssh-key")
     profile = Profile(url=url.rstrip("/"), token=token_, ssh_key=ssh_key)
-    with api_errors(), Client.from_profile(profile) as c:
-        me = c.me()
-    before = current_profile()
-    path = save_profile(name or "default", profile, make_current=use if use is not None else name is None)
+    with api_errors():
+        before = current_profile()  # a broken profiles file is reported before the server is asked
+        with Client.from_profile(profile) as c:
+            me = c.me()
+        path = save_profile(name or "default", profile, make_current=use if use is not None else name is None)
     name = name or "default"
     click.echo(
         f"logged in to {profile.url} as {me['email']} ({me['org_name']}); saved profile {name!r} in {path}"

@@ -90,7 +90,9 @@ def test_data_row_filters_of_the_wrong_type_are_refused_before_the_stream(client
     _refused(r, field)
 
 
-@pytest.mark.parametrize("bad", [[1], {"a": 1}, [None], "soon"])
+@pytest.mark.parametrize("bad", [[1], {"a": 1}, [None], "soon",
+                                 # read as some wait before (`or 0`, then float()), unlike ?wait=
+                                 [], {}, True, False, "nan", "inf", "5", -5, -0.5])
 def test_legacy_upload_poll_timeout_of_the_wrong_type(client, setup, bad: Any) -> None:  # type: ignore[no-untyped-def]
     alice, dataset, _, _ = setup
     r = _rpc(client, alice, "dataset", dataset, "datasetdatalongpolling", "GET", dataset,

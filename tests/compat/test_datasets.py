@@ -113,3 +113,25 @@ def test_legacy_upload_into_a_given_folder_with_errors_ignored(sdk: Any, s3: Buc
     assert res.data_unit_errors[0].object_urls == [s3.url("img/none.png")]
     assert [r.title for r in ds.list_data_rows()] == ["a.png"]
     assert [i.name for i in folder.list_items()] == ["a.png"]
+
+
+def test_list_data_rows_title_like_is_matched_in_linear_time(sdk: Any, s3: Bucket, api: Any) -> None:
+    """``title_like`` was matched as a regular expression (``%`` as ``.*``), which backtracks
+    through every split of the title between the ``%``s: this pattern against a 60-character
+    title held the server's CPU and the GIL (every request of the process) for minutes."""
+    import time
+
+    folder = _folder_with_images(sdk, s3)
+    items = list(folder.list_items())
+    long_title = "a" * 60
+    r = api.patch(f"/api/v1/items/{items[0].uuid}", json={"name": long_title})
+    assert r.status_code == 200, r.text
+    ds = sdk.get_dataset(sdk.create_dataset("slow", StorageLocation.AWS).dataset_hash)
+    ds.link_items([i.uuid for i in items])
+    started = time.monotonic()
+    assert ds.list_data_rows(title_like="%a" * 8 + "%x") == []
+    assert time.monotonic() - started < 10
+    # LIKE's meaning is unchanged: % any run, _ one character, other characters literal
+    assert [r.title for r in ds.list_data_rows(title_like="%a" * 8 + "%")] == [long_title]
+    assert sorted(r.title for r in ds.list_data_rows(title_like="_.png")) == ["b.png", "c.png"]
+    assert ds.list_data_rows(title_like="b*png") == [] and ds.list_data_rows(title_like="b.pn") == []

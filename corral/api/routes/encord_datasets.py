@@ -5,7 +5,7 @@ operations ``dataset/GET``, ``datasetlinkitems/POST``, ``datarows/GET`` and the 
 from __future__ import annotations
 
 import io
-import re
+import math
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -33,7 +33,7 @@ from corral.api.routes.encord_rpc import (
     refuse_unsupported,
 )
 from corral.api.routes.encord_storage import manifest_bytes, upload_job_state
-from corral.core import dataset_rows, datasets, folders, items
+from corral.core import dataset_rows, datasets, filters, folders, items
 from corral.core.datasets import Duplicates
 from corral.core.identity import Principal
 from corral.db.engine import Database
@@ -145,20 +145,12 @@ async def list_datasets(
 # -- data rows ----------------------------------------------------------------------------------
 
 
-def _like(pattern: str) -> re.Pattern[str]:
-    """An SQL LIKE pattern as a regular expression."""
-    return re.compile(
-        "".join(".*" if c == "%" else "." if c == "_" else re.escape(c) for c in pattern), re.DOTALL
-    )
-
-
 def _keep(row: dict[str, Any], payload: dict[str, Any]) -> bool:
     """The datarows/GET filters (title_eq, title_like, data_types, created_before/after, data_hashes)."""
     if payload.get("title_eq") is not None and row["data_title"] != payload["title_eq"]:
         return False
-    if payload.get("title_like") is not None and not _like(payload["title_like"]).fullmatch(
-        row["data_title"]
-    ):
+    like = payload.get("title_like")
+    if like is not None and not filters.like_match(like, row["data_title"]):
         return False
     if payload.get("data_types") and row["data_type"] not in payload["data_types"]:
         return False
@@ -396,9 +388,17 @@ async def poll_dataset_upload(ctx: AppContext, principal: Principal, call: RpcCa
     payload = _payload(call)
     try:
         job_id = uuid.UUID(str(payload.get("process_hash")))
-        wait = float(payload.get("timeout_seconds") or 0)
-    except (TypeError, ValueError):
-        raise errors.InvalidInput("process_hash must be an upload job id, timeout_seconds a number") from None
+    except ValueError:
+        raise errors.InvalidInput("process_hash must be an upload job id") from None
+    wait = payload.get("timeout_seconds")
+    if wait is None:
+        wait = 0.0
+    # as the native ?wait= and the folder poll's timeoutSeconds: a number, 0 or more (before,
+    # [] {} false true "nan" "inf" "-5" were read as some wait: `or 0`, then float())
+    if isinstance(wait, bool) or not isinstance(wait, int | float) or not math.isfinite(wait) or wait < 0:
+        got = ("a list" if isinstance(wait, list) else "an object" if isinstance(wait, dict)
+               else repr(wait)[:40])
+        raise errors.InvalidInput(f"timeout_seconds: expected a number of seconds, 0 or more, got {got}")
     dataset_id = _dataset_id(call)
 
     def resolve() -> None:
@@ -410,7 +410,7 @@ async def poll_dataset_upload(ctx: AppContext, principal: Principal, call: RpcCa
             return _hashes(s, dataset_id, created)
 
     await run_in_threadpool(resolve)
-    seconds = max(0.0, min(wait, ctx.settings.long_poll_cap_seconds))
+    seconds = min(wait, ctx.settings.long_poll_cap_seconds)
     _, state = await ctx.hold_for_job(
         lambda: upload_job_state(ctx, principal, job_id, None), lambda pair: pair[0], seconds
     )

@@ -12,7 +12,6 @@ Images and videos can be labelled; other data types are listed but refused on ``
 
 from __future__ import annotations
 
-import re
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -25,7 +24,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from corral import errors
-from corral.core import items
+from corral.core import filters, items
 from corral.core.identity import Principal
 from corral.core.labels import ontologies, projects, validation
 from corral.core.staging import published
@@ -264,8 +263,9 @@ def list_metadata(
     if where.stage_title is not None:
         units = [u for u in units if stages[u.data_row_id]["title"] == where.stage_title]
     if where.stage_title_like is not None:
-        pattern = _like(where.stage_title_like)
-        units = [u for u in units if pattern.fullmatch(stages[u.data_row_id]["title"])]
+        pattern = where.stage_title_like
+        units = [u for u in units
+                 if filters.like_match(pattern, stages[u.data_row_id]["title"], ignore_case=True)]
     out = [metadata(u, client_metadata=where.client_metadata, images_data=where.images_data) for u in units]
     if where.workflow_node:
         for m, u in zip(out, units, strict=True):
@@ -280,12 +280,6 @@ def workflow_stages(s: Session, project_id: uuid.UUID, data_row_ids: list[uuid.U
 
     by_row = workflow.stage_by_row(s, project_id, data_row_ids)
     return {r: workflow.node(project_id, st) for r, st in by_row.items()}
-
-
-def _like(pattern: str) -> re.Pattern[str]:
-    """A SQL LIKE pattern as a regular expression (``%`` any run, ``_`` one character), any case."""
-    out = "".join(".*" if c == "%" else "." if c == "_" else re.escape(c) for c in pattern)
-    return re.compile(out, re.IGNORECASE | re.DOTALL)
 
 
 def _edited_within(label: LabelRow, where: Filters) -> bool:
