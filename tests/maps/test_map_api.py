@@ -213,3 +213,35 @@ def test_umap_separates_clusters_and_bad_input_is_400(client, db, make_user) -> 
     # another organisation sees no key of that name
     bob = make_user("b@y.io", org="Org B")
     assert client.get("/api/v1/index/map/clip", headers=bob.bearer).status_code == 404
+
+
+def test_numbers_near_float32s_limit_map_on_the_grid(client, db, make_user) -> None:  # type: ignore[no-untyped-def]
+    """A stored number may be anywhere in float32's range; projecting 3e38s in float32 overflowed
+    (normalising under cosine, subtracting the mean and the dot products under l2), so the build
+    failed, or wrote infinite bounds and points off the grid."""
+    alice = make_user("a@x.io")
+    setup_org(client, alice)
+    data, _ = blobs(60, DIM)
+    huge = np.array([[3e38] * DIM, [-3e38] * DIM, [1e20] + [0.0] * (DIM - 1)], dtype=np.float32)
+    register(client, alice, np.vstack([data, huge]))
+    ids = ids_by_title(db)
+
+    def check(job: dict[str, Any]) -> Points:
+        assert job["status"] == "DONE", job
+        p = points(client, alice, ids="true")
+        assert all(np.isfinite(p.header["bounds"])) and all(np.isfinite(job["result"].get("bounds", [0]))), job
+        assert len(p.x) == p.header["points_total"] == len(ids_by_title(db))
+        return p
+
+    check(build(client, alice, method="pca"))  # cosine: normalised first
+    schema = {"keys": {"clip": {"type": "embedding", "size": DIM, "metric": "l2"}, "camera": {"type": "varchar"}}}
+    assert client.put("/api/v1/metadata-schema", json=schema, headers=alice.bearer).status_code == 200
+    p = check(build(client, alice, method="pca", full=True))
+    assert p.ids is not None
+    x = {i: int(v) for i, v in zip(p.ids, p.x, strict=True)}
+    assert sorted([x[ids["f60"]], x[ids["f61"]]]) == [1260, 64275]  # opposite edges (2% inside)
+    check(build(client, alice, method="umap", full=True))
+    register(client, alice, np.array([[-3e38] * DIM], dtype=np.float32), start=63)  # mapped by the stored model
+    job = build(client, alice)
+    assert job["result"]["full"] is False and job["result"]["points_written"] == 1
+    check(job)

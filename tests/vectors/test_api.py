@@ -139,6 +139,49 @@ def test_registration_search_fetch_update_and_isolation(client, db, make_user) -
                       headers=bob.bearer).status_code == 404
 
 
+def test_values_at_float32s_edge_score_finitely_and_query_vectors_obey_the_stored_rule(  # type: ignore[no-untyped-def]
+        client, db, make_user) -> None:
+    """Stored numbers may be anywhere in float32's range (3e38 is valid), but their products and
+    norms are not: scored in float32 they overflowed to infinity or NaN, which no JSON answer
+    carries (a 500), or a norm's overflow made every cosine 0.  A query vector was checked only in
+    float64 (1e39 passed, then became infinity), and booleans and strings were taken as numbers."""
+    alice = make_user("a@x.io")
+    setup_org(client, alice)
+    data = np.array([[3e38] * DIM, [-3e38] * DIM, [1e20] + [0.0] * (DIM - 1),
+                     [0.0, 1e20, 1e20] + [0.0] * (DIM - 3), [1.0] * (DIM - 1) + [0.0]], dtype=np.float32)
+    register(client, alice, data)
+    ids = ids_by_title(db)
+    huge, far = [3e38] * DIM, [1e20] + [0.0] * (DIM - 1)
+    for indexed in (False, True):  # the delta, scored exactly; then through the store's index
+        if indexed:  # the build copies them too (pgvector's halfvec table refused 3e38: no index)
+            for _ in range(300):
+                with db.read() as s:
+                    jobs = s.execute(select(Job.status, Job.error).where(Job.kind == "vector_index")).all()
+                if jobs and all(j[0] != "PENDING" for j in jobs):
+                    break
+                time.sleep(0.1)
+            assert jobs and {j[0] for j in jobs} == {"DONE"}, jobs
+        for metric, query, order, best in [("cosine", huge, ["f0", "f4", "f3"], 1.0),
+                                           ("dot", huge, ["f0", "f3", "f2"], 3e38 * 3e38 * DIM),
+                                           ("l2", far, ["f2", "f4", "f3"], 0.0)]:
+            r = similar(client, alice, vector=query, metric=metric, k=5, fields=["title"])
+            assert r.status_code == 200, (metric, r.text)
+            items = r.json()["items"]
+            assert [i["title"] for i in items][:3] == order, (metric, items)
+            assert len(items) == 5 and all(np.isfinite(i["score"]) for i in items)
+            assert np.isclose(items[0]["score"], best, rtol=1e-5), (metric, items)
+    # like a set whose vectors' float32 norms overflow: normalised, not divided to zero
+    r = similar(client, alice, items=[ids["f2"], ids["f3"]], k=2, fields=["title"])
+    assert r.status_code == 200, r.text
+    assert [i["title"] for i in r.json()["items"]] == ["f4", "f0"] and r.json()["items"][1]["score"] > 0.5, r.json()
+
+    for vector, why in [([1e39] + [0.0] * (DIM - 1), "32-bit float"), ([True] * DIM, "not a number"),
+                        (["0.1"] * DIM, "not a number"), ([[0.1]] * DIM, "not a number")]:
+        r = similar(client, alice, vector=vector)
+        assert r.status_code == 400, (vector, r.text)
+        assert r.json()["errors"][0]["field"] == "vector" and why in r.json()["message"], r.json()
+
+
 def test_cli_similar(server, db, make_user, tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
     monkeypatch.setenv("CORRAL_CONFIG_DIR", str(tmp_path / "config"))
     alice = make_user("a@x.io")

@@ -117,7 +117,12 @@ class SimilarRequest(Filtered):
         None, description="The embedding key of the metadata schema to search (default: the only one)."
     )
     item: str | None = Field(None, description="Items like this one: an item id (its stored vector).")
-    vector: list[float] | None = Field(None, description="Items near this vector (the key's size).")
+    # Any: the core checks the numbers by the stored values' rule (no booleans or strings, float32's
+    # range), naming the field; a float list would let pydantic turn true and "0.1" into numbers
+    vector: list[Any] | None = Field(
+        None,
+        description="Items near this vector: the key's size of finite numbers within a 32-bit float's range.",
+    )
     items: list[str] | None = Field(
         None, description=f"Items like this set: 1 to {vector_search.MAX_SET} item ids (their mean vector)."
     )

@@ -70,13 +70,16 @@ class Model:
     components: Floats
     reducer: Any = None  # a fitted umap.UMAP
     _index: Any = None  # the reduced sample's neighbour index (not stored)
+    #: what the reduced vectors are multiplied by before UMAP (``_reduced``); 1 unless the
+    #: sample's reduced numbers approach float32's limit (a model stored before it has 1)
+    scale: float = 1.0
 
     def transform(self, vectors: Floats) -> Floats:
         """Float 2-D coordinates of ``vectors`` (one row each)."""
-        z = (_prepared(vectors, self.normalise) - self.mean) @ self.components.T
+        z = _reduced(_prepared(vectors, self.normalise), self.mean, self.components)
         if self.reducer is None:
             return np.ascontiguousarray(z[:, :2], dtype=np.float32)
-        return self._place(np.asarray(z, dtype=np.float32))
+        return self._place(np.asarray(z * np.float32(self.scale), dtype=np.float32))
 
     def _place(self, z: Floats) -> Floats:
         """UMAP coordinates of reduced vectors: the inverse-distance-weighted mean of the places
@@ -117,13 +120,39 @@ class Model:
         return state
 
 
+#: the reduced numbers UMAP is fitted on are scaled to at most this (``fit``): its float32
+#: distances then never overflow (a stored number may be anywhere in float32's range)
+UMAP_RANGE = 1e15
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
 def _prepared(vectors: Floats, normalise: bool) -> Floats:
     x = np.asarray(vectors, dtype=np.float32)
     if normalise:
-        norms = np.linalg.norm(x, axis=1, keepdims=True)
+        with np.errstate(over="ignore"):
+            norms = np.linalg.norm(x, axis=1, keepdims=True)
+        huge = ~np.isfinite(norms[:, 0])
+        if huge.any():  # beyond 1.8e19 a float32 norm overflows: those rows in float64
+            wide = x[huge].astype(np.float64)
+            x = x.copy()
+            x[huge] = (wide / np.linalg.norm(wide, axis=1, keepdims=True)).astype(np.float32)
+            norms[huge] = 1.0
         norms[norms == 0] = 1.0
         x = x / norms
     return x
+
+
+def _reduced(x: Floats, mean: Floats, components: Floats) -> Floats:
+    """``(x - mean) @ components.T``: in float32, and for the rows where that overflows (numbers
+    near float32's limit, under dot or l2) in float64, clipped to float32's range (such a point
+    lies at the map's edge whatever its exact place)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        z: Floats = np.asarray((x - mean) @ components.T, dtype=np.float32)
+    bad = ~np.isfinite(z).all(axis=1)
+    if bad.any():
+        wide = (x[bad].astype(np.float64) - mean) @ components.T.astype(np.float64)
+        z[bad] = np.clip(wide, -_FLOAT32_MAX, _FLOAT32_MAX).astype(np.float32)
+    return z
 
 
 def _principal(x: Floats, k: int) -> tuple[Floats, Floats]:
@@ -157,8 +186,11 @@ def fit(sample: Floats, method: Method, *, normalise: bool, seed: int = 0) -> Mo
     reducer = umap.UMAP(
         n_components=2, n_neighbors=15, min_dist=0.1, random_state=seed, low_memory=True, n_jobs=1
     )
-    reducer.fit((x - mean) @ components.T)
-    return Model("umap", normalise, mean, components, reducer)
+    z = _reduced(x, mean, components)
+    largest = float(np.abs(z).max()) if z.size else 0.0
+    scale = UMAP_RANGE / largest if largest > UMAP_RANGE else 1.0  # UMAP's places: the same shape
+    reducer.fit(z * np.float32(scale))
+    return Model("umap", normalise, mean, components, reducer, scale=scale)
 
 
 def dumps(model: Model) -> bytes:

@@ -210,24 +210,41 @@ def _embedding(size: int) -> Check:
             if (is_marker(v) or isinstance(v, StoredVector)) and v[MARKER]["dim"] == size:
                 return v  # sent back as read (the stored vector stays), or validated already
             raise _Bad(expected)
-        if len(v) != size:
-            raise _Bad(expected, f"{len(v)} numbers where the embedding has {size}")
-        if not set(map(type, v)) <= _NUMBER_TYPES:  # also rules out booleans, which array("d") takes
-            raise _Bad(expected, "it holds something that is not a number")
-        try:
-            floats = array("d", v)
-        except OverflowError:
-            raise _Bad(expected, "it holds a number too large for a 64-bit float") from None
-        total = sum(floats)
-        # A finite sum means no NaN or infinity; only an overflowing sum needs the exact check.
-        if total - total != 0.0 and not all(map(math.isfinite, floats)):
-            raise _Bad(expected, "it holds NaN or infinity")
-        if floats and max(max(floats), -min(floats)) > _FLOAT32_MAX:
-            raise _Bad(expected, "it holds a number beyond a 32-bit float's range (vectors are stored "
-                       "as 32-bit floats)")
-        return StoredVector(floats)  # its JSON is the marker; the store keeps the numbers
+        return _numbers(v, size, expected)
 
     return check
+
+
+def embedding_numbers(v: Any, size: int) -> StoredVector:
+    """``v`` as the numbers of an embedding of ``size`` (the stored values' rule: a list of
+    ``size`` finite numbers within float32's range, no booleans or strings), for a search's
+    query vector; raises ``ValueError`` saying what is wrong."""
+    expected = f"a list of {size} finite numbers"
+    if type(v) is not list:
+        raise ValueError(f"expected {expected}")
+    try:
+        return _numbers(v, size, expected)
+    except _Bad as bad:
+        raise ValueError(bad.why or f"expected {bad.expected}") from None
+
+
+def _numbers(v: list[Any], size: int, expected: str) -> StoredVector:
+    if len(v) != size:
+        raise _Bad(expected, f"{len(v)} numbers where the embedding has {size}")
+    if not set(map(type, v)) <= _NUMBER_TYPES:  # also rules out booleans, which array("d") takes
+        raise _Bad(expected, "it holds something that is not a number")
+    try:
+        floats = array("d", v)
+    except OverflowError:
+        raise _Bad(expected, "it holds a number too large for a 64-bit float") from None
+    total = sum(floats)
+    # A finite sum means no NaN or infinity; only an overflowing sum needs the exact check.
+    if total - total != 0.0 and not all(map(math.isfinite, floats)):
+        raise _Bad(expected, "it holds NaN or infinity")
+    if floats and max(max(floats), -min(floats)) > _FLOAT32_MAX:
+        raise _Bad(expected, "it holds a number beyond a 32-bit float's range (vectors are stored "
+                   "as 32-bit floats)")
+    return StoredVector(floats)  # its JSON is the marker; the store keeps the numbers
 
 
 def _geospatial(v: Any) -> dict[str, Any]:

@@ -156,6 +156,19 @@ def ef_search(size: int, fetch: int) -> int:
     return max(min(fetch, EF_MAX), min(EF_MAX, int(grown)))
 
 
+#: the largest halfvec number: a stored float32 beyond it is held at it in the key's halfvec table
+#: (and a query's numbers in a halfvec ranking), which only ranks: results are re-scored exactly
+#: from the stored float32 vectors.  Without it such a number was infinity as a float16, and
+#: pgvector refused the whole copy: the key's index was never built.
+HALF_MAX = 65504.0
+
+
+def _literal(query: Vectors, half: bool) -> str:
+    """``query`` as a pgvector literal, held within halfvec's range when ``half``."""
+    values = np.clip(query, -HALF_MAX, HALF_MAX) if half else query
+    return "[" + ",".join(repr(float(x)) for x in values) + "]"
+
+
 def _copy_rows(labels: np.ndarray, matrix: Vectors, half: bool = False) -> bytes:
     """``labels`` and ``matrix`` in PostgreSQL's binary COPY format, as (bigint, vector) rows, or
     (bigint, halfvec) rows when ``half`` (pgvector's binary form of both: int16 dim, int16 unused,
@@ -166,7 +179,8 @@ def _copy_rows(labels: np.ndarray, matrix: Vectors, half: bool = False) -> bytes
                     ("dim", ">i2"), ("unused", ">i2"), ("v", f">f{width}", (dim,))])
     out = np.empty(n, dtype=row)
     out["fields"], out["idlen"], out["id"] = 2, 8, labels.astype(np.int64)
-    out["vlen"], out["dim"], out["unused"], out["v"] = 4 + width * dim, dim, 0, matrix
+    out["vlen"], out["dim"], out["unused"] = 4 + width * dim, dim, 0
+    out["v"] = np.clip(matrix, -HALF_MAX, HALF_MAX) if half else matrix
     return out.tobytes()
 
 
@@ -193,7 +207,7 @@ class PgvectorStore(TableStore):
         self, s: Session, key: VectorKey, query: Vectors, fetch: int, metric: Metric, index_file: str
     ) -> list[int] | None:
         expr, family = _expression(key.dim)
-        literal = "[" + ",".join(repr(float(x)) for x in query) + "]"
+        literal = _literal(query, family == "halfvec")
         if family in ("vector", "halfvec"):
             q, op = f"CAST(:q AS {family}({key.dim}))", _OPERATOR[metric]
         else:
@@ -228,7 +242,7 @@ class PgvectorStore(TableStore):
         found = candidates.row_ids(limit)
         cand = select(found.c.id.label("id")).cte("cand").prefix_with("MATERIALIZED")
         rows = sql_table(table_name(key.id), column("id", Integer), column("v")).alias("c")
-        literal = "[" + ",".join(repr(float(x)) for x in query) + "]"
+        literal = _literal(query, column_type(key.dim).startswith("halfvec"))
         q = cast(bindparam("q", literal, type_=String), _VectorType(column_type(key.dim)))
         distance = select(rows.c.v.op(_OPERATOR[metric])(q)).where(rows.c.id == cand.c.id).scalar_subquery()
         best = (select(cand.c.id).where(cand.c.id <= upto)

@@ -25,6 +25,7 @@ from corral.core import items as items_core
 from corral.core.identity import Principal
 from corral.core.index import query as index_query
 from corral.core.metadata import service as metadata_service
+from corral.core.metadata import validation
 from corral.core.vectors import endpoint
 from corral.core.vectors import keys as vector_keys
 from corral.core.vectors.store import MARKER, METRICS, Few, Hit, Metric, VectorKey, Vectors, is_marker
@@ -237,7 +238,7 @@ class Query:
     k: int = 10
     metric: str | None = None
     item: uuid.UUID | None = None
-    vector: list[float] | None = None
+    vector: list[Any] | None = None  # checked by ``_query_vector`` (the stored values' rule)
     items: list[uuid.UUID] | None = None
     filter: Any = None
     include_query_items: bool = False
@@ -287,12 +288,14 @@ def resolve_input(db: Database, principal: Principal, keys: dict[str, VectorKey]
 
 def _query_vector(s: Session, principal: Principal, store: TableStore, key: VectorKey, q: Query) -> Vectors:
     if q.vector is not None:
-        if len(q.vector) != key.dim:
+        if type(q.vector) is list and len(q.vector) != key.dim:
             raise _bad("vector", f"{len(q.vector)} numbers where {key.name!r} has {key.dim}")
-        v = np.asarray(q.vector, dtype=np.float64)
-        if not np.all(np.isfinite(v)):
-            raise _bad("vector", "the vector holds NaN or infinity")
-        return v.astype(np.float32)
+        try:  # the stored values' rule: numbers (no booleans, no strings) within float32's range
+            given = validation.embedding_numbers(q.vector, key.dim)
+        except ValueError as e:
+            raise _bad("vector", f"vector: {e}") from None
+        assert given.vector is not None
+        return given.vector
     ids = [q.item] if q.item is not None else list(q.items or [])
     for item_id in ids:
         items_core.load(s, principal, item_id)  # 404 unless the caller may see it
@@ -305,7 +308,8 @@ def _query_vector(s: Session, principal: Principal, store: TableStore, key: Vect
         return found[ids[0]]
     stack = np.stack([found[i] for i in ids]).astype(np.float32)
     if (q.metric or key.metric) == "cosine":  # the mean direction: each counts the same
-        norms = np.linalg.norm(stack, axis=1, keepdims=True)
+        # in float64: a float32 norm of numbers beyond 1e19 overflows (and divides them to 0)
+        norms = np.linalg.norm(stack.astype(np.float64), axis=1, keepdims=True)
         stack = (stack / np.where(norms == 0, 1.0, norms)).astype(np.float32)
     out: Vectors = stack.mean(axis=0).astype(np.float32)
     return out

@@ -109,18 +109,37 @@ def from_bytes(raw: bytes, dim: int) -> Vectors:
     return out
 
 
-def scores(matrix: Vectors, query: Vectors, metric: Metric) -> NDArray[np.float32]:
-    """Exact scores of every row of ``matrix`` against ``query`` (higher is more similar)."""
-    out: NDArray[np.float32]
+def scores(matrix: Vectors, query: Vectors, metric: Metric) -> NDArray[np.floating[Any]]:
+    """Exact scores of every row of ``matrix`` against ``query`` (higher is more similar).
+
+    In float32, and again in float64 when a product, a norm or a distance overflows float32:
+    stored values may be anywhere in float32's range (``3e38`` is a valid number), and their
+    products are not; float64 holds them all (4,096 products of two float32 maxima are 5e80), so
+    a score is never infinity or NaN (which no JSON answer can carry) nor a norm's overflow's 0.
+    """
+    with np.errstate(over="ignore", invalid="ignore"):
+        out, finite = _scores(matrix, query, metric)
+    if not finite:
+        out, _ = _scores(matrix.astype(np.float64), query.astype(np.float64), metric)
+    return out
+
+
+def _scores(matrix: NDArray[Any], query: NDArray[Any], metric: Metric) -> tuple[NDArray[Any], bool]:
+    out: NDArray[Any]
     if metric == "dot":
         out = matrix @ query
-    elif metric == "cosine":
-        norms = np.linalg.norm(matrix, axis=1) * (np.linalg.norm(query) or 1.0)
+        return out, bool(np.isfinite(out).all())
+    if metric == "cosine":
+        dots = matrix @ query
+        row_norms, query_norm = np.linalg.norm(matrix, axis=1), np.linalg.norm(query)
+        finite = bool(np.isfinite(dots).all() and np.isfinite(row_norms).all() and np.isfinite(query_norm))
+        norms = row_norms * (query_norm or 1.0)
+        finite = finite and bool(np.isfinite(norms).all())
         norms[norms == 0] = 1.0
-        out = (matrix @ query) / norms
-    else:
-        out = -np.sqrt(np.maximum(((matrix - query) ** 2).sum(axis=1), 0.0))
-    return out
+        return dots / norms, finite
+    squared = ((matrix - query) ** 2).sum(axis=1)
+    out = -np.sqrt(np.maximum(squared, 0.0))
+    return out, bool(np.isfinite(out).all())
 
 
 @dataclass(frozen=True)
