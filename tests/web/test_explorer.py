@@ -14,7 +14,7 @@ import httpx
 from corral.core import sessions
 from tests.browser import record_csp_violations
 from tests.files.conftest import add_items
-from tests.web.test_workflow import PASSWORD, shot, ui_server  # noqa: F401 (a fixture)
+from tests.web.test_workflow import PASSWORD, shot, sign_in, ui_server  # noqa: F401 (a fixture)
 
 N = 450  # more than two result pages (200 each), so the grid reads on with keyset tokens
 WEATHER = ("rain", "snow", "sun")
@@ -50,10 +50,7 @@ def test_the_index_explorer(chromium, ui_server: str, make_user, db) -> None:  #
     page.on("pageerror", lambda e: errors.append(str(e)))
     record_csp_violations(page, errors)
     try:
-        page.goto(ui_server + "/")
-        page.get_by_label("E-mail").fill(admin.email)
-        page.get_by_label("Password").fill(PASSWORD)
-        page.get_by_role("button", name="Sign in").click()
+        sign_in(page, ui_server, admin.email)
         page.get_by_role("navigation", name="Main").get_by_role("link", name="Explore").click()
         count = page.get_by_test_id("result-count")
         expect(count).to_have_text("450 items")

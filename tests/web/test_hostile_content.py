@@ -19,7 +19,7 @@ from tests.compat.labels_fixtures import principal
 from tests.files.conftest import add_items, link
 from tests.labels.test_validation import EDITOR
 from tests.web.test_label_viewer import street_png
-from tests.web.test_workflow import PASSWORD, ui_server  # noqa: F401 (a fixture)
+from tests.web.test_workflow import PASSWORD, sign_in, ui_server  # noqa: F401 (a fixture)
 
 XSS = '<img src=x onerror="top.__pwned=1">"><svg onload="top.__pwned=2">'
 SCRIPT = "<script>top.__pwned = 3; document.title = 'pwned ' + document.cookie</script>"
@@ -73,10 +73,7 @@ def test_markup_stays_text_and_served_files_run_no_script(chromium, ui_server: s
     record_csp_violations(page, errors)
     pwned = "() => window.__pwned"
     try:
-        page.goto(ui_server + "/")
-        page.get_by_label("E-mail").fill(admin.email)
-        page.get_by_label("Password").fill(PASSWORD)
-        page.get_by_role("button", name="Sign in").click()
+        sign_in(page, ui_server, admin.email)
         expect(page.get_by_role("navigation", name="Main")).to_contain_text(admin.email)
 
         page.goto(f"{ui_server}/files/{folder['id']}")
@@ -148,10 +145,7 @@ def test_an_address_cannot_aim_the_pages_requests_elsewhere(chromium, ui_server:
     requests: list[str] = []
     page.on("request", lambda r: requests.append(r.url))
     try:
-        page.goto(ui_server + "/")
-        page.get_by_label("E-mail").fill(admin.email)
-        page.get_by_label("Password").fill(PASSWORD)
-        page.get_by_role("button", name="Sign in").click()
+        sign_in(page, ui_server, admin.email)
         expect(page.get_by_role("navigation", name="Main")).to_contain_text(admin.email)
         aim = "..%2F..%2Fv1%2Ftokens%23"
         for path in (f"/datasets/{aim}", f"/uploads/{aim}", f"/projects/{aim}", f"/projects/{aim}/units/{aim}",

@@ -20,7 +20,7 @@ from tests.browser import record_csp_violations
 from tests.compat.labels_fixtures import principal
 from tests.files.conftest import add_items, link
 from tests.labels.test_validation import EDITOR, doc, obj
-from tests.web.test_workflow import PASSWORD, shot, ui_server  # noqa: F401 (a fixture)
+from tests.web.test_workflow import PASSWORD, shot, sign_in, ui_server  # noqa: F401 (a fixture)
 
 W, H = 800, 500
 
@@ -109,10 +109,7 @@ def test_the_viewer_draws_every_kind_of_label(chromium, ui_server: str, make_use
     page.on("pageerror", lambda e: errors.append(str(e)))
     record_csp_violations(page, errors)
     try:
-        page.goto(ui_server + "/")
-        page.get_by_label("E-mail").fill(admin.email)
-        page.get_by_label("Password").fill(PASSWORD)
-        page.get_by_role("button", name="Sign in").click()
+        sign_in(page, ui_server, admin.email)
         page.get_by_role("navigation", name="Main").get_by_role("link", name="Projects").click()
         expect(page.get_by_role("table", name="Projects")).to_contain_text("Street labelling")
         expect(page.get_by_role("region", name="Ontology Street scene")).to_contain_text("rotated box")

@@ -15,7 +15,7 @@ from tests.browser import record_csp_violations
 from tests.maps.data import blobs, read_points
 from tests.maps.test_map_api import DIM, build, register
 from tests.vectors.test_api import setup_org
-from tests.web.test_workflow import PASSWORD, shot, ui_server  # noqa: F401 (a fixture)
+from tests.web.test_workflow import PASSWORD, shot, sign_in, ui_server  # noqa: F401 (a fixture)
 
 N = 90
 
@@ -53,10 +53,7 @@ def test_lasso_on_the_map_filters_the_grid(chromium, ui_server: str, make_user, 
     page.on("request", lambda r: queries.append(json.loads(r.post_data or "{}"))
             if r.url.endswith("/api/v1/index/query") else None)
     try:
-        page.goto(ui_server + "/")
-        page.get_by_label("E-mail").fill(admin.email)
-        page.get_by_label("Password").fill(PASSWORD)
-        page.get_by_role("button", name="Sign in").click()
+        sign_in(page, ui_server, admin.email)
         page.get_by_role("navigation", name="Main").get_by_role("link", name="Explore").click()
         count = page.get_by_test_id("result-count")
         expect(count).to_have_text(f"{N} items")

@@ -16,7 +16,7 @@ from tests.browser import record_csp_violations
 from tests.minilm import DIM, model
 from tests.vectors.data import clustered, exact_top
 from tests.vectors.test_endpoint import CAPTIONS, embedder, png  # noqa: F401 (a fixture)
-from tests.web.test_workflow import PASSWORD, shot, ui_server  # noqa: F401 (a fixture)
+from tests.web.test_workflow import PASSWORD, shot, sign_in, ui_server  # noqa: F401 (a fixture)
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"], indirect=True)
@@ -52,10 +52,7 @@ def test_find_similar_in_the_explorer(chromium, ui_server: str, embedder: str, m
     page.on("pageerror", lambda e: errors.append(str(e)))
     record_csp_violations(page, errors)
     try:
-        page.goto(ui_server + "/")
-        page.get_by_label("E-mail").fill(admin.email)
-        page.get_by_label("Password").fill(PASSWORD)
-        page.get_by_role("button", name="Sign in").click()
+        sign_in(page, ui_server, admin.email)
         page.get_by_role("navigation", name="Main").get_by_role("link", name="Explore").click()
         expect(page.get_by_test_id("result-count")).to_have_text("10 items")
         grid = page.get_by_role("grid", name="Results")

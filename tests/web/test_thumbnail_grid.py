@@ -12,7 +12,7 @@ import pytest
 from corral.core import sessions, thumbnails
 from tests.files.conftest import add_items
 from tests.web.test_label_viewer import street_png
-from tests.web.test_workflow import PASSWORD, shot, ui_server  # noqa: F401 (a fixture)
+from tests.web.test_workflow import PASSWORD, shot, sign_in, ui_server  # noqa: F401 (a fixture)
 
 
 @pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
@@ -49,10 +49,7 @@ def test_tiles_use_thumbnails_except_under_strict_client_only(  # type: ignore[n
     page = context.new_page()
     page.set_default_timeout(20_000)
     try:
-        page.goto(ui_server + "/")
-        page.get_by_label("E-mail").fill(admin.email)
-        page.get_by_label("Password").fill(PASSWORD)
-        page.get_by_role("button", name="Sign in").click()
+        sign_in(page, ui_server, admin.email)
         expect(page.get_by_role("navigation", name="Main")).to_contain_text(admin.email)
         page.goto(f"{ui_server}/files/{folder['id']}")
         normal = page.locator("button.tile[title='normal.png'] img")

@@ -50,6 +50,14 @@ def ui_server(settings, db) -> Iterator[str]:  # type: ignore[no-untyped-def]
     thread.join(15)
 
 
+def sign_in(page: Any, base_url: str, email: str) -> None:
+    """Open the page and sign in with ``email`` and ``PASSWORD`` (the caller waits for what follows)."""
+    page.goto(base_url + "/")
+    page.get_by_label("E-mail").fill(email)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+
+
 def shot(page: Any, name: str) -> None:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
