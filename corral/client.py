@@ -162,9 +162,17 @@ def resolve_profile(
     return Profile(url=url.rstrip("/"), token=token, ssh_key=ssh_key)
 
 
+def shown_url(url: httpx.URL | str) -> str:
+    """A server URL as messages show it: without a user name and password given in it
+    (``http://user:secret@host``), which would otherwise land in terminals and logs."""
+    url = httpx.URL(url)
+    return str(url.copy_with(username=None, password=None) if url.userinfo else url)
+
+
 def _not_json(resp: httpx.Response) -> str:
     kind = resp.headers.get("content-type", "").split(";")[0].strip() or "no content type"
-    return (f"{resp.request.url.copy_with(query=None)} answered HTTP {resp.status_code} with {kind}, "
+    where = shown_url(resp.request.url.copy_with(query=None))
+    return (f"{where} answered HTTP {resp.status_code} with {kind}, "
             "not corral's JSON: is the URL a corral server (not a proxy's or another site's page)?")
 
 
@@ -214,6 +222,9 @@ class Client:
     def close(self) -> None:
         self._http.close()
 
+    def _unreachable(self, exc: httpx.TransportError) -> ApiError:
+        return ApiError(0, "unreachable", f"cannot reach {shown_url(self._http.base_url)}: {exc}")
+
     def __enter__(self) -> Client:
         return self
 
@@ -224,7 +235,7 @@ class Client:
         try:
             resp = self._http.request(method, path, **kwargs)
         except httpx.TransportError as exc:
-            raise ApiError(0, "unreachable", f"cannot reach {self._http.base_url}: {exc}") from None
+            raise self._unreachable(exc) from None
         if resp.status_code >= 400:
             raise _api_error(resp)
         if not resp.content:
@@ -739,7 +750,7 @@ class Client:
                     if line:
                         yield json.loads(line)
         except httpx.TransportError as exc:
-            raise ApiError(0, "unreachable", f"cannot reach {self._http.base_url}: {exc}") from None
+            raise self._unreachable(exc) from None
 
     def start_verify(self, ref: str) -> Any:
         return self.request("POST", self._dataset(ref) + "/verify")

@@ -125,6 +125,18 @@ def test_unreachable_server_is_a_clear_error(runner) -> None:  # type: ignore[no
     assert r.exit_code == 1 and "cannot reach" in r.output
 
 
+def test_a_password_in_the_server_url_is_not_shown(runner) -> None:  # type: ignore[no-untyped-def]
+    """``--url http://user:secret@host`` (a proxy's credentials) was echoed whole in the error."""
+    from tests.conftest import free_port
+
+    url = f"http://bob:s3cret-pw@127.0.0.1:{free_port()}"
+    r = runner.invoke(cli, ["login", "--url", url, "--token", "t"])
+    assert r.exit_code == 1 and "cannot reach http://127.0.0.1:" in r.output
+    assert "s3cret-pw" not in r.output and "bob" not in r.output
+    r = runner.invoke(cli, ["whoami"], env={"CORRAL_URL": url, "CORRAL_TOKEN": "t"})
+    assert r.exit_code == 1 and "cannot reach" in r.output and "s3cret-pw" not in r.output
+
+
 def test_saved_profile_is_private_even_over_planted_files(runner, live_server, make_user, tmp_path) -> None:  # type: ignore[no-untyped-def]
     """The profiles file holds tokens. Before, its directory was created 0755 (umask), and the
     file was written through a fixed ``profiles.tmp``: one already there (world-readable, or a

@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from corral.client import ApiError, Client, Profile, current_profile, resolve_profile, save_profile
+from corral.client import ApiError, Client, Profile, current_profile, resolve_profile, save_profile, shown_url
 
 
 @contextmanager
@@ -75,7 +75,8 @@ def login(url: str, token_: str | None, ssh_key: str | None, name: str | None, u
         path = save_profile(name or "default", profile, make_current=use if use is not None else name is None)
     name = name or "default"
     click.echo(
-        f"logged in to {profile.url} as {me['email']} ({me['org_name']}); saved profile {name!r} in {path}"
+        f"logged in to {shown_url(profile.url)} as {me['email']} ({me['org_name']}); "
+        f"saved profile {name!r} in {path}"
     )
     now = current_profile()
     if now == name and before not in (None, name):
