@@ -6,6 +6,9 @@ refreshes them), so the page works without internet access: nothing is loaded fr
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import re
 from pathlib import Path
 from typing import Any
 
@@ -56,20 +59,41 @@ def openapi_schema(app: FastAPI) -> dict[str, Any]:
     return schema
 
 
+def page_headers(html: str) -> dict[str, str]:
+    """The docs page's headers: a Content-Security-Policy that runs the vendored bundle and the
+    page's own inline start-up script (by its hash) and nothing else, and that keeps the page
+    out of other sites' frames (a framed page with a token authorized in it could be clicked
+    into calls by the framing site)."""
+    hashes = " ".join(
+        "'sha256-" + base64.b64encode(hashlib.sha256(body.encode()).digest()).decode() + "'"
+        for body in re.findall(r"<script>(.*?)</script>", html, flags=re.DOTALL)
+    )
+    csp = (
+        f"default-src 'self'; script-src 'self' {hashes}; style-src 'self' 'unsafe-inline'; "
+        "img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; "
+        "form-action 'self'; frame-ancestors 'none'"
+    )
+    return {"Content-Security-Policy": csp, "X-Frame-Options": "DENY", "Cache-Control": "no-store"}
+
+
 def install_docs(app: FastAPI, openapi_url: str) -> None:
     """Serve Swagger UI at /api/docs, its files from the package (no authentication: it holds
-    no data; the API calls it makes are authenticated like any other)."""
+    no data; the API calls it makes are authenticated like any other).  A token given to
+    "Authorize" lives as long as the page: it is not saved in the browser's storage, where it
+    would outlive the tab (``persistAuthorization`` off)."""
     app.mount(ASSETS_URL, StaticFiles(directory=SWAGGER_DIR, check_dir=True), name="swagger-ui")
 
     async def swagger_ui() -> HTMLResponse:
-        return get_swagger_ui_html(
+        page = get_swagger_ui_html(
             openapi_url=openapi_url,
             title=f"{app.title} API",
             swagger_js_url=f"{ASSETS_URL}/swagger-ui-bundle.js",
             swagger_css_url=f"{ASSETS_URL}/swagger-ui.css",
             swagger_favicon_url=f"{ASSETS_URL}/favicon-32x32.png",
-            swagger_ui_parameters={"persistAuthorization": True, "validatorUrl": None},
+            swagger_ui_parameters={"persistAuthorization": False, "validatorUrl": None},
         )
+        html = bytes(page.body).decode()
+        return HTMLResponse(html, headers=page_headers(html))
 
     app.add_api_route(DOCS_URL, swagger_ui, methods=["GET"], include_in_schema=False)
     app.openapi = lambda: openapi_schema(app)  # type: ignore[method-assign]

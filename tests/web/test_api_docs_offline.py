@@ -9,6 +9,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from corral.api.docs import SWAGGER_DIR
+from tests.browser import record_csp_violations
 
 
 def test_the_docs_render_offline_and_authorize_works(chromium: Any, live_server: str, make_user) -> None:  # type: ignore[no-untyped-def]
@@ -26,6 +27,8 @@ def test_the_docs_render_offline_and_authorize_works(chromium: Any, live_server:
 
     context.route("**/*", only_corral)
     page = context.new_page()
+    refused: list[str] = []
+    record_csp_violations(page, refused)
     page.on("request", lambda r: requests.append(r.url))
     page.on("requestfailed", lambda r: failed.append(r.url))
     page.on("response", lambda r: bad_status.append(f"{r.status} {r.url}") if r.status >= 400 else None)
@@ -51,6 +54,12 @@ def test_the_docs_render_offline_and_authorize_works(chromium: Any, live_server:
         body = me.locator(".responses-wrapper .live-responses-table .response-col_description pre").first
         body.wait_for(timeout=15_000)
         assert '"email": "alice@a.org"' in body.inner_text()
+        # the token lives as long as the page: nothing of it is saved in the browser
+        stored = page.evaluate("() => JSON.stringify({...localStorage}) + JSON.stringify({...sessionStorage})")
+        assert alice.token not in stored, stored
+        page.reload()
+        page.wait_for_selector(".opblock", timeout=30_000)
+        assert page.locator(".btn.authorize.locked").count() == 0  # signed out again
     finally:
         context.close()
 
@@ -58,6 +67,7 @@ def test_the_docs_render_offline_and_authorize_works(chromium: Any, live_server:
     outside = [url for url in requests if urlsplit(url).netloc != urlsplit(live_server).netloc]
     assert not outside, f"the docs page reached outside corral: {outside}"
     assert not failed and not bad_status, (failed, bad_status)
+    assert not refused, f"the docs page's Content-Security-Policy refused: {refused}"
     assets = {Path(urlsplit(url).path).name for url in requests if "/api/docs/assets/" in url}
     assert {"swagger-ui-bundle.js", "swagger-ui.css"} <= assets
     assert all((SWAGGER_DIR / name).is_file() for name in assets)
@@ -76,6 +86,10 @@ def test_the_openapi_document_declares_security_and_the_import_body(client) -> N
     assert "images" in body["content"]["application/json"]["schema"]["properties"]
     page = client.get("/api/docs")
     assert page.status_code == 200 and "cdn" not in page.text.lower()
+    # no other site frames it; only the bundle and its own start-up script run
+    assert page.headers["x-frame-options"] == "DENY"
+    csp = page.headers["content-security-policy"]
+    assert "frame-ancestors 'none'" in csp and "'sha256-" in csp and "unsafe-inline' " not in csp.split("style-src")[0]
     assert "/api/docs/assets/swagger-ui-bundle.js" in page.text
     asset = client.get("/api/docs/assets/swagger-ui-bundle.js")
     assert asset.status_code == 200 and len(asset.content) > 500_000
