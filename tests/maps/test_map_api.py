@@ -245,3 +245,27 @@ def test_numbers_near_float32s_limit_map_on_the_grid(client, db, make_user) -> N
     job = build(client, alice)
     assert job["result"]["full"] is False and job["result"]["points_written"] == 1
     check(job)
+
+
+def test_a_changed_metric_makes_the_next_build_a_full_one(client, db, make_user) -> None:  # type: ignore[no-untyped-def]
+    """A map fitted under cosine (vectors normalised first) placed the key's new vectors with
+    that model after the key's metric became l2: the map no longer followed the key's
+    similarity, and nothing said so.  Now the status says so and the next build is a full one."""
+    alice = make_user("a@x.io")
+    setup_org(client, alice)
+    data, _ = blobs(N, DIM)
+    register(client, alice, data)
+    assert build(client, alice, method="pca")["result"]["full"] is True
+    status = client.get("/api/v1/index/map/clip", headers=alice.bearer).json()
+    assert status["metric"] == "cosine" and status["map"]["metric_changed"] is False
+
+    schema = {"keys": {"clip": {"type": "embedding", "size": DIM, "metric": "l2"}, "camera": {"type": "varchar"}}}
+    assert client.put("/api/v1/metadata-schema", json=schema, headers=alice.bearer).status_code == 200
+    status = client.get("/api/v1/index/map/clip", headers=alice.bearer).json()
+    assert status["metric"] == "l2" and status["map"]["metric_changed"] is True
+    more, _ = blobs(12, DIM, seed=1)
+    register(client, alice, more, start=N)
+    job = build(client, alice)  # auto, no `full`: would have been incremental
+    assert job["result"]["full"] is True and job["result"]["points"] == N + 12
+    status = client.get("/api/v1/index/map/clip", headers=alice.bearer).json()
+    assert status["map"]["metric_changed"] is False and status["unmapped"] == 0

@@ -265,11 +265,25 @@ def _full(
         "sample": int(len(chosen)),
         "fit_seconds": round(fitted, 1),
         "vectors": int(len(ids)),
+        "normalised": key.metric == "cosine",
     }
     return {"map_id": map_id, "method": method, "full": True, "points": written, "upto": upto, "info": info}
 
 
-def _incremental(db: Database, key: VectorKey, current: VectorMap, report: _Reporter) -> dict[str, Any]:
+def metric_changed(key: VectorKey, info: dict[str, Any]) -> bool:
+    """True when the map was fitted under the other kind of metric than the key has now (vectors
+    normalised for cosine, as they are or not): its places no longer follow the key's
+    similarity, so the next build is a full one.  A map built before this was recorded says
+    nothing here (its build reads it from the stored model)."""
+    normalised = info.get("normalised")
+    return normalised is not None and bool(normalised) != (key.metric == "cosine")
+
+
+def _incremental(db: Database, key: VectorKey, current: VectorMap, report: _Reporter) -> dict[str, Any] | None:
+    """New vectors placed by the current map's model; None when that model was fitted under
+    another metric (the key's metric changed since), which needs a full build."""
+    if metric_changed(key, current.info):
+        return None
     ids = _vector_ids(db, key, current.mapped_upto)
     if len(ids) == 0:
         return {
@@ -284,6 +298,8 @@ def _incremental(db: Database, key: VectorKey, current: VectorMap, report: _Repo
     if raw is None:
         raise UnitFailed(f"the map of {key.name!r} has no stored model; build it again with full")
     model = projection.loads(raw)
+    if model.normalise != (key.metric == "cosine"):
+        return None
     bounds = tuple(current.info["bounds"])
     upto, written, done = int(ids[-1]), 0, 0
     for batch_ids, batch_items, matrix in _batches(db, key, current.mapped_upto, upto):
@@ -315,7 +331,9 @@ def _prepare(ctx: WorkerContext, unit: ClaimedUnit) -> dict[str, Any]:
     current = _current(db, key.id)
     method = unit.params.get("method", "auto")
     if current is not None and not unit.params.get("full") and method in ("auto", current.method):
-        return _incremental(db, key, current, report)
+        built = _incremental(db, key, current, report)
+        if built is not None:
+            return built
     return _full(db, key, unit.params, report, unit.job_id)
 
 

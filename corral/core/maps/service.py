@@ -187,6 +187,7 @@ def status(db: Database, principal: Principal, name: str) -> dict[str, Any]:
                 "bounds": row.info.get("bounds"),
                 "sample": row.info.get("sample"),
                 "grid": projection.GRID,
+                "metric_changed": build.metric_changed(key, row.info),
             }
             out["unmapped"] = max(0, vectors - mapped)
         return out
