@@ -279,7 +279,9 @@ def metric_changed(key: VectorKey, info: dict[str, Any]) -> bool:
     return normalised is not None and bool(normalised) != (key.metric == "cosine")
 
 
-def _incremental(db: Database, key: VectorKey, current: VectorMap, report: _Reporter) -> dict[str, Any] | None:
+def _incremental(
+    db: Database, key: VectorKey, current: VectorMap, report: _Reporter
+) -> dict[str, Any] | None:
     """New vectors placed by the current map's model; None when that model was fitted under
     another metric (the key's metric changed since), which needs a full build."""
     if metric_changed(key, current.info):
