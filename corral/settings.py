@@ -260,8 +260,8 @@ class Settings(BaseSettings):
         "credentials (`auth: ambient`, or an S3 `role` assumed without access keys): the instance "
         "role or metadata service, `~/.aws`, `GOOGLE_APPLICATION_CREDENTIALS`, a managed identity. "
         "Off by default: those credentials are the operator's, and any organisation admin could "
-        "reach every bucket they can read (and, with a custom endpoint on Azure or GCS, hand their "
-        "bearer tokens to that endpoint). Turned off again, existing integrations of that kind "
+        "reach every bucket they can read. Their bearer tokens (Azure, GCS) go only to the provider's "
+        "own hosts, never to a custom endpoint. Turned off again, existing integrations of that kind "
         "answer 403 until they are given credentials of their own.",
     )
     max_json_body_bytes: int = Field(

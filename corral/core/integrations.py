@@ -303,6 +303,12 @@ def _server_credentials_refused(how: str) -> str:
             "of its own")
 
 
+def _token_refused(how: str, url: str) -> str:
+    return (f"{how} uses the server's own credentials, whose bearer tokens would be sent to {url}: "
+            "with them only the provider's own endpoint may be used (give the integration "
+            "credentials of its own to use another)")
+
+
 def check_boundaries(options: ProviderOptions, settings: Settings, org_id: uuid.UUID) -> None:
     """Refuse, as a 400 naming the field, a local root, an endpoint or the server's own
     credentials, when the operator does not allow them."""
@@ -315,6 +321,9 @@ def check_boundaries(options: ProviderOptions, settings: Settings, org_id: uuid.
     how = options.server_credentials()
     if how is not None and not settings.allow_ambient_credentials:
         details.append(ErrorDetail(_server_credentials_refused(how), field="auth"))
+    elif how is not None:
+        details += [ErrorDetail(_token_refused(how, url), field=name)
+                    for name, url in options.foreign_token_endpoints().items()]
     policy = endpoint_policy(settings)
     for name, url in options.endpoints().items():
         try:
@@ -375,12 +384,15 @@ def opener(row: Integration, settings: Settings) -> tuple[ProviderOptions, Calla
     context = storage_context(settings, row.id, row.org_id)
     title, strict, ttl = row.title, row.strict_client_only, row.signed_url_ttl_seconds
     how = options.server_credentials()
-    refused = how is not None and not settings.allow_ambient_credentials
+    refused = None
+    if how is not None and not settings.allow_ambient_credentials:
+        refused = _server_credentials_refused(how)
+    elif how is not None and (foreign := options.foreign_token_endpoints()):
+        refused = _token_refused(how, next(iter(foreign.values())))
 
     def open_() -> ScopedStorage:
-        if refused:  # saved while the operator allowed it, or by an older corral
-            assert how is not None
-            raise ServerCredentialsRefused(_server_credentials_refused(how))
+        if refused is not None:  # saved while the operator allowed it, or by an older corral
+            raise ServerCredentialsRefused(refused)
         storage = guard(open_storage(options, context))  # garbage from the store: a store error
         return ScopedStorage(storage, options, title=title, strict_client_only=strict, ttl_seconds=ttl)
 

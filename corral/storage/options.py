@@ -108,6 +108,24 @@ class ProviderOptions(ClosedModel):
         refusing them), or None when they bring their own (``allow_ambient_credentials``)."""
         return "auth ambient" if getattr(self, "auth", None) == "ambient" else None
 
+    #: Host names (or, with a leading dot, domains) of the provider's own services: the only
+    #: endpoints the server's own bearer tokens may be sent to (:meth:`foreign_token_endpoints`).
+    own_hosts: ClassVar[tuple[str, ...]] = ()
+
+    def foreign_token_endpoints(self) -> dict[str, str]:
+        """field → URL of each endpoint that would be handed the server's own bearer tokens
+        (these settings use the server's credentials) but is not one of the provider's own
+        hosts.  Empty for providers that sign requests instead of sending tokens (S3)."""
+        if not self.own_hosts or self.server_credentials() is None:
+            return {}
+        value = getattr(self, "endpoint_url", None)  # the service the token is sent to
+        if not value:
+            return {}
+        host = (urlsplit(str(value)).hostname or "").lower().rstrip(".")
+        if any(host == h or (h.startswith(".") and host.endswith(h)) for h in self.own_hosts):
+            return {}
+        return {"endpoint_url": str(value)}
+
     def endpoints(self) -> dict[str, str]:
         """field → URL for every endpoint set on this integration (checked by the endpoint policy)."""
         out: dict[str, str] = {}
@@ -231,6 +249,9 @@ class AzureOptions(ProviderOptions):
     )
 
     endpoint_fields: ClassVar[tuple[str, ...]] = ("endpoint_url", "authority_host")
+    own_hosts: ClassVar[tuple[str, ...]] = (  # the public, China and US Government clouds
+        ".blob.core.windows.net", ".blob.core.chinacloudapi.cn", ".blob.core.usgovcloudapi.net",
+    )
 
     @field_validator("account_name")
     @classmethod
@@ -309,6 +330,7 @@ class GcsOptions(ProviderOptions):
     service_account_json: SecretStr | None = Field(None, description="The service account's JSON key.")
 
     endpoint_fields: ClassVar[tuple[str, ...]] = ("endpoint_url",)
+    own_hosts: ClassVar[tuple[str, ...]] = (".googleapis.com",)
 
     def endpoints(self) -> dict[str, str]:
         out = super().endpoints()

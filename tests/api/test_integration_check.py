@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -155,6 +156,55 @@ def test_an_ambient_integration_stops_when_the_operator_withdraws_it(  # type: i
 
 
 @pytest.mark.ambient_credentials
+def test_the_servers_bearer_tokens_go_only_to_the_providers_own_endpoint(  # type: ignore[no-untyped-def]
+    client, settings, db, make_user, moto_server: MotoServer
+) -> None:
+    """With the operator's allowance, an admin's ambient Azure or GCS integration with a custom
+    endpoint handed the server's own bearer tokens (managed identity, ADC) to whatever host the
+    admin named.  Now only the provider's own hosts: a 400 naming ``endpoint_url`` at save, a
+    403 at use for one saved before.  S3 signs its requests (no token travels): unchanged."""
+    from fastapi.testclient import TestClient
+
+    from corral.api.app import create_app
+    from corral.db.tables import Integration
+
+    alice = make_user("alice@x.io")
+    azure = {"account_name": "acct", "container": "media", "auth": "ambient"}
+    for provider, values in (
+        ("azure", {**azure, "endpoint_url": "https://tokens.example.com"}),
+        ("azure", {**azure, "endpoint_url": "https://acct.blob.core.windows.net.example.com"}),
+        ("gcs", {"bucket": "b1", "endpoint_url": "https://storage.example.com"}),
+        ("gcs", {"bucket": "b1", "auth": "ambient", "endpoint_url": "https://googleapis.com.example.com"}),
+    ):
+        r = client.post("/api/v1/integrations", headers=alice.bearer,
+                        json={"title": "t", "provider": provider, "settings": values})
+        assert r.status_code == 400, (values, r.text)
+        assert [e["field"] for e in r.json()["errors"]] == ["endpoint_url"], r.text
+        assert "bearer tokens would be sent to" in r.json()["message"]
+    create(client, alice, "azure", {**azure, "endpoint_url": "https://acct.blob.core.windows.net"}, title="own")
+    create(client, alice, "azure", {**azure, "endpoint_url": "https://acct.blob.core.chinacloudapi.cn"},
+           title="china")
+    create(client, alice, "gcs", {"bucket": "b1", "endpoint_url": "https://storage.googleapis.com"}, title="g")
+    create(client, alice, "gcs", {"bucket": "b1"}, title="g-default")
+    # with credentials of its own, any allowed endpoint (it is the admin's token that travels)
+    create(client, alice, "azure", {"account_name": "acct", "container": "media", "account_key": "a2V5",
+                                    "endpoint_url": "https://tokens.example.com"}, title="keyed")
+    create(client, alice, "s3", {"bucket": moto_server.new_bucket(), "endpoint_url": moto_server.url,
+                                 "region": "us-east-1"}, title="s3-ambient")
+
+    # one saved by an older corral is refused at every use, naming the endpoint
+    gid = create(client, alice, "gcs", {"bucket": "b1"}, title="older")
+    with db.write() as s:
+        row = s.get(Integration, uuid.UUID(gid))
+        row.config = {**row.config, "endpoint_url": "https://storage.example.com"}
+    with TestClient(create_app(settings, db=db), raise_server_exceptions=False) as other:
+        r = other.post(f"/api/v1/integrations/{gid}/sign", headers=alice.bearer, json={"urls": ["gs://b1/a.jpg"]})
+        assert r.status_code == 403 and "https://storage.example.com" in r.json()["message"], r.text
+        got = steps(check(other, alice, gid))
+        assert got["credentials"][0] == "failed" and "bearer tokens" in got["credentials"][1]
+
+
+@pytest.mark.ambient_credentials
 def test_s3_missing_credentials(client, make_user, moto_server: MotoServer, empty_aws_env: None) -> None:  # type: ignore[no-untyped-def]
     alice = make_user("alice@x.io")
     bucket = moto_server.new_bucket()
@@ -252,7 +302,9 @@ def test_gcs_ambient_without_credentials(client, make_user, gcs_emulator: GcsEmu
     monkeypatch.setenv("CLOUDSDK_CONFIG", str(tmp_path))
     monkeypatch.setenv("GCE_METADATA_IP", f"127.0.0.1:{free_port()}")
     alice = make_user("alice@x.io")
-    iid = create(client, alice, "gcs", {"bucket": "b1", "endpoint_url": gcs_emulator.url})
+    # Google's own endpoint (the server's tokens may go nowhere else); no credentials are found
+    # before any connection is made
+    iid = create(client, alice, "gcs", {"bucket": "b1"})
     got = steps(check(client, alice, iid))
     assert got["credentials"][0] == "failed" and "No credentials" in got["credentials"][1]
 
