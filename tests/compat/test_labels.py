@@ -6,6 +6,8 @@ save -> read back in a fresh client; refused labels; isolation between organisat
 
 from __future__ import annotations
 
+import copy
+import re
 from typing import Any
 
 import pytest
@@ -263,3 +265,85 @@ def test_another_organisation_cannot_see_the_project(labels_world: LabelsWorld, 
         rpc.get_label_rows([row.label_hash])
     with pytest.raises(ResourceNotFoundError):
         rpc.save_label_rows([row.label_hash], [row.to_encord_dict()])
+
+
+def test_an_ontology_edit_keeps_every_used_feature_in_its_place(labels_world: LabelsWorld) -> None:
+    """Moving a used attribute to another object, turning a used object into a classification or
+    changing a used attribute's type were saved, and every later initialise_labels() of the labelled
+    rows raised in the SDK ("Attribute with id … does not exist", "Expected Object, got
+    Classification"): each is now refused (409) naming the feature, and the labels still read."""
+    from encord.exceptions import ResourceExistsError
+    from encord.objects import OntologyStructure
+
+    client, project = make_project(labels_world)
+    row = first_row(project)
+    row.initialise_labels()
+    label(row, project)
+    row.save()
+    base = client.get_ontology(project.ontology_hash).structure.to_dict()
+
+    def save_edited(edit: Any) -> None:
+        doc = copy.deepcopy(base)
+        edit(doc)
+        ontology = client.get_ontology(project.ontology_hash)
+        ontology._ontology_instance.structure = OntologyStructure.from_dict(doc)
+        ontology.save()
+
+    def named(doc: dict[str, Any], name: str) -> dict[str, Any]:
+        return next(o for o in doc["objects"] if o["name"] == name)
+
+    def move_colour(doc: dict[str, Any]) -> None:
+        named(doc, "road")["attributes"] = [named(doc, "car")["attributes"].pop(0)]
+
+    def car_as_classification(doc: dict[str, Any]) -> None:
+        car = named(doc, "car")
+        doc["objects"].remove(car)
+        doc["classifications"].append({"id": "9", "featureNodeHash": car["featureNodeHash"],
+                                       "attributes": car["attributes"]})
+
+    def tags_as_radio(doc: dict[str, Any]) -> None:
+        next(c for c in doc["classifications"] if c["attributes"][0]["name"] == "tags")["attributes"][0]["type"] = "radio"
+
+    for edit, feature in ((move_colour, "'colour'"), (car_as_classification, "'car'"), (tags_as_radio, "'tags'")):
+        with pytest.raises(ResourceExistsError, match=feature):
+            save_edited(edit)
+    save_edited(lambda doc: named(doc, "car").update(name="auto"))  # a rename is fine
+    again = first_row(labels_world.client().get_project(project.project_hash))
+    again.initialise_labels()
+    assert sorted(o.ontology_item.name for o in again.get_object_instances())[0] == "auto"
+    again.save()
+
+
+def test_labels_the_sdk_could_not_read_back_are_refused(labels_world: LabelsWorld) -> None:
+    """Each document below was stored, and every later initialise_labels() of the row raised in the
+    SDK (a date ParserError, KeyError 'objectHash' / 'classificationHash', "Cannot overwrite existing
+    data for a frame"): each is now an InvalidArgumentsError naming the field, and nothing is stored."""
+    from encord.exceptions import InvalidArgumentsError
+
+    _, project = make_project(labels_world)
+    row = first_row(project)
+    row.initialise_labels()
+    label(row, project)
+    good = row.to_encord_dict()
+
+    def objects(doc: dict[str, Any]) -> list[dict[str, Any]]:
+        return list(doc["data_units"].values())[0]["labels"]["objects"]  # type: ignore[no-any-return]
+
+    edits = [
+        (lambda d: objects(d)[0].update(createdAt="not a date"), "objects[0].createdAt"),
+        (lambda d: objects(d).append(copy.deepcopy(objects(d)[0])), "objects[5].objectHash"),
+        (lambda d: [a.pop("objectHash") for a in d["object_answers"].values()], ".objectHash: must be"),
+        (lambda d: [a.pop("classificationHash") for a in d["classification_answers"].values()],
+         ".classificationHash: must be"),
+        (lambda d: [a.update(range=[[0, 3]]) for a in d["classification_answers"].values()], ".range[0]"),
+    ]
+    for edit, field in edits:
+        doc = copy.deepcopy(good)
+        edit(doc)
+        with pytest.raises(InvalidArgumentsError, match=re.escape(field)):
+            row._project_client.save_label_rows(uids=[row.label_hash], payload=[doc])
+        assert _stored(labels_world) == [{}]
+    row.save()
+    again = first_row(labels_world.client().get_project(project.project_hash))
+    again.initialise_labels()
+    assert len(again.get_object_instances()) == 5
