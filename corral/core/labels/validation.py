@@ -95,7 +95,8 @@ def _annotation(c: _Check, entry: dict[str, Any], where: str) -> None:
     for key in ("createdAt", "lastEditedAt"):
         value = entry.get(key)
         if value is not None and not (isinstance(value, str) and _timestamp(value)):
-            c.bad(f"{where}.{key}", f"expected a time like 'Mon, 23 Nov 2026 18:58:24 UTC' or ISO 8601, got {value!r}")
+            example = "'Mon, 23 Nov 2026 18:58:24 UTC' or ISO 8601"
+            c.bad(f"{where}.{key}", f"expected a time like {example}, got {value!r}")
     for key in ("createdBy", "lastEditedBy"):
         value = entry.get(key)
         if value is not None and not isinstance(value, str):
