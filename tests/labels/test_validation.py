@@ -60,7 +60,7 @@ GOOD = [
     obj("sign0001", "rotatable_bounding_box", "o5",
         rotatableBoundingBox={"x": 0.1, "y": 0.1, "w": 0.2, "h": 0.2, "theta": 45}),
     obj("mask0001", "bitmask", "o6", bitmask={"top": 0, "left": 0, "width": 640, "height": 480, "rleString": "4"}),
-    obj("body0001", "skeleton", "o7", skeleton={"0": {"x": 0.1, "y": 0.2, "name": "head"},
+    obj("body0001", "skeleton", "o7", name="body", skeleton={"0": {"x": 0.1, "y": 0.2, "name": "head"},
                                                 "1": {"x": 0.1, "y": 0.4, "name": "neck"}}),
 ]
 
@@ -476,3 +476,20 @@ def test_a_point_is_point_0_and_a_bitmask_covers_its_image() -> None:
     validation.check(INDEX, doc(GOOD[5]), sized)  # GOOD's images are 640x480
     wrong = validation.Target(frozenset({"du"}), per_frame=False, sizes={"du": (64, 48)})
     assert "labels.objects[0].bitmask: a bitmask covers the whole image, 64x48, got 640x480" in refused(doc(GOOD[5]), wrong)
+
+
+@pytest.mark.parametrize(("change", "expected"), [
+    ({"skeleton": [{"x": 0.1, "y": 0.2, "name": "head"}]}, "skeleton: expected the skeleton's points"),
+    ({"name": None}, "objects[0].name: a skeleton object needs its name"),
+    ({"skeleton": {"0": {"x": 0.1, "y": 0.2, "name": "h", "color": 5}}}, "skeleton.0.color: must be a string"),
+    ({"skeleton": {"0": {"x": 0.1, "y": 0.2, "name": "h", "featureHash": 5}}}, "skeleton.0.featureHash: must be"),
+    ({"skeleton": {"0": {"x": 0.1, "y": 0.2, "name": "h", "visibility": "bogus"}}}, "skeleton.0.visibility: must be"),
+])
+def test_a_skeleton_is_what_the_sdks_skeleton_coordinates_read(change: dict[str, Any], expected: str) -> None:
+    """A list of points (the SDK reads skeleton.values()), no object name, or a point's colour,
+    feature hash or visibility of the wrong type were stored, and every read of the row raised."""
+    skeleton = {**GOOD[6], **change}
+    assert expected in refused(doc(skeleton))
+    fine = {**GOOD[6],
+            "skeleton": {"0": {"x": 0.1, "y": 0.2, "name": "h", "visibility": "occluded", "color": "#fff"}}}
+    validation.check(INDEX, doc(fine), IMAGE)

@@ -141,6 +141,21 @@ def _point(c: _Check, point: Any, where: str, named: bool = False) -> None:
         c.bad(f"{where}.name", "a skeleton point needs a name")
 
 
+SKELETON_VISIBILITY = ("visible", "invisible", "occluded", "selfOccluded")
+
+
+def _skeleton_point_extras(c: _Check, point: Any, where: str) -> None:
+    """The optional fields of a skeleton point, typed as the SDK's SkeletonCoordinate reads them."""
+    if not isinstance(point, dict):
+        return
+    for key in ("color", "featureHash", "value"):
+        if point.get(key) is not None and not isinstance(point[key], str):
+            c.bad(f"{where}.{key}", f"must be a string, got {point[key]!r}")
+    visibility = point.get("visibility")
+    if visibility is not None and visibility not in SKELETON_VISIBILITY:
+        c.bad(f"{where}.visibility", f"must be one of {', '.join(SKELETON_VISIBILITY)}, got {visibility!r}")
+
+
 def _points(value: Any) -> list[tuple[str, Any]] | None:
     """``{"0": p, "1": p}`` (by index) or ``[p, p]`` as (label, point) pairs in order."""
     if isinstance(value, list):
@@ -216,11 +231,14 @@ def _geometry(c: _Check, shape: str, obj: dict[str, Any], where: str) -> None:
         else:
             _point(c, points[0][1], at + points[0][0])
     elif shape == "skeleton":
-        points = _points(value)
+        points = _points(value) if isinstance(value, dict) else None  # the SDK reads .values()
         if not points:
             c.bad(at, "expected the skeleton's points {\"0\": {x, y, name}, …}")
         for label, p in points or []:
             _point(c, p, at + label, named=True)
+            _skeleton_point_extras(c, p, at + label)
+        if not isinstance(obj.get("name"), str):
+            c.bad(f"{where}.name", "a skeleton object needs its name (a string): the SDK reads it")
     else:
         _bitmask(c, value, at)
 
