@@ -493,3 +493,24 @@ def test_a_skeleton_is_what_the_sdks_skeleton_coordinates_read(change: dict[str,
     fine = {**GOOD[6],
             "skeleton": {"0": {"x": 0.1, "y": 0.2, "name": "h", "visibility": "occluded", "color": "#fff"}}}
     validation.check(INDEX, doc(fine), IMAGE)
+
+
+def test_a_dynamic_attributes_answers_carry_their_frames() -> None:
+    """The SDK reads answer["range"] of every dynamic attribute's answer (a KeyError, or a TypeError
+    for a malformed range, on every read of the row): it is required, frames of the row."""
+    index = ontology.read({"objects": [
+        {"id": "1", "name": "car", "shape": "bounding_box", "featureNodeHash": "car00001", "attributes": [
+            {"id": "1.1", "name": "note", "type": "text", "featureNodeHash": "note0001", "dynamic": True}]}],
+        "classifications": []})
+    video = _video({"1": {"objects": [GOOD[0]]}})
+    answer = {"featureHash": "note0001", "answers": "hi", "dynamic": True}
+    for given, expected in ((answer, "range: dynamic attribute 'note' needs the frames of its answer"),
+                            ({**answer, "range": None}, "range: dynamic attribute 'note' needs the frames"),
+                            ({**answer, "range": [[0, 10]]}, "range[0]: [0, 10] is not a range of frames of 0..9"),
+                            ({**answer, "range": [3]}, "range[0]: expected [first, last] frame numbers")):
+        video["object_actions"] = {"o1": {"objectHash": "o1", "actions": [given]}}
+        with pytest.raises(ValidationFailed) as info:
+            validation.check(index, video, VIDEO)
+        assert f"object_actions.o1.actions[0].{expected}" in info.value.message
+    video["object_actions"] = {"o1": {"objectHash": "o1", "actions": [{**answer, "range": [[1, 1]]}]}}
+    assert validation.check(index, video, VIDEO)["object_actions"]["o1"]["actions"][0]["range"] == [[1, 1]]

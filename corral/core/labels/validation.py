@@ -56,6 +56,7 @@ class _Check:
     problems: list[ErrorDetail] = field(default_factory=list)
     object_hashes: dict[str, ElementSpec] = field(default_factory=dict)
     size: tuple[int, int] | None = None  # the (width, height) of the data unit being checked, if known
+    frame_count: int | None = None  # the row's frames, if known
 
     def bad(self, where: str, message: str) -> None:
         self.problems.append(ErrorDetail(f"{where}: {message}", field=where))
@@ -286,6 +287,11 @@ def _answers(c: _Check, element: ElementSpec, answers: Any, where: str) -> None:
             message = f"unknown attribute feature hash {fh!r} for {element.kind} {element.name!r}"
             c.bad(f"{at}.featureHash", message)
             continue
+        if attr.dynamic:  # the SDK reads each dynamic answer's frames
+            if answer.get("range") is None:
+                c.bad(f"{at}.range", f"dynamic attribute {attr.name!r} needs the frames of its answer")
+            else:
+                _range(c, answer["range"], c.frame_count, f"{at}.range")
         value = answer.get("answers")
         if attr.type == "text":
             if not isinstance(value, str):
@@ -463,7 +469,7 @@ def check(
 
     ``stamp`` (the saver's e-mail) fills ``createdBy`` where the client left it null.
     """
-    c = _Check(ontology)
+    c = _Check(ontology, frame_count=target.frame_count)
     if not isinstance(document, dict):
         raise errors.ValidationFailed("a label row must be a JSON object")
     document = copy.deepcopy(document)  # stamped below; the caller's copy stays as sent
