@@ -304,7 +304,11 @@ def test_an_ontology_edit_keeps_every_used_feature_in_its_place(labels_world: La
     def tags_as_radio(doc: dict[str, Any]) -> None:
         next(c for c in doc["classifications"] if c["attributes"][0]["name"] == "tags")["attributes"][0]["type"] = "radio"
 
-    for edit, feature in ((move_colour, "'colour'"), (car_as_classification, "'car'"), (tags_as_radio, "'tags'")):
+    def colour_dynamic(doc: dict[str, Any]) -> None:
+        named(doc, "car")["attributes"][0]["dynamic"] = True  # its answers carry no frames
+
+    for edit, feature in ((move_colour, "'colour'"), (car_as_classification, "'car'"), (tags_as_radio, "'tags'"),
+                          (colour_dynamic, "'colour'")):
         with pytest.raises(ResourceExistsError, match=feature):
             save_edited(edit)
     save_edited(lambda doc: named(doc, "car").update(name="auto"))  # a rename is fine

@@ -110,8 +110,8 @@ def update(s: Session, principal: Principal, ref: Any, title: Any, description: 
             raise errors.Conflict(
                 f"ontology {row.id}: labels use feature(s) {shown}{more}, which this edit removes, "
                 "reshapes or moves (an object's shape, an object becoming a classification, an "
-                "attribute's type or owner, an option's attribute); remove those labels first, or "
-                "keep the features"
+                "attribute's type, owner or being dynamic, an option's attribute); remove those labels "
+                "first, or keep the features"
             )
     row.title, row.description, row.editor = title, description, editor
     row.updated_at = utcnow()
@@ -121,13 +121,14 @@ def update(s: Session, principal: Principal, ref: Any, title: Any, description: 
 
 def _places(index: ontology.OntologyIndex) -> dict[str, tuple[str | None, ...]]:
     """Each feature hash and what stored labels rely on it being: an object of its shape or a
-    classification; an attribute of its type on its object or classification; an option of its
+    classification; an attribute of its type on its object or classification, static or dynamic
+    (per-frame answers, which carry a range); an option of its
     attribute.  A used feature whose place changes leaves labels the SDK cannot read back."""
     out: dict[str, tuple[str | None, ...]] = {}
     for element in (*index.objects.values(), *index.classifications.values()):
         out[element.feature_hash] = (element.kind, element.shape)
         for attr in element.attributes.values():
-            out[attr.feature_hash] = ("attribute", element.feature_hash, attr.type)
+            out[attr.feature_hash] = ("attribute", element.feature_hash, attr.type, str(attr.dynamic))
             for option in attr.options:
                 out[option] = ("option", attr.feature_hash)
     return out
