@@ -374,11 +374,14 @@ def _video(labels: dict[str, Any]) -> dict[str, Any]:
             "object_actions": {}}
 
 
-@pytest.mark.parametrize("key", ["²", "٣", "01", "-1", " 1", "1.0", ""])
-def test_frame_keys_are_plain_decimal_numbers(key: str) -> None:
-    """'²' passed isdigit() and then int() raised (a 500); '٣' and '01' were stored beside '3' and
-    '1', two keys the SDK reads as one frame ("Cannot overwrite existing data for a frame")."""
-    message = refused(_video({key: {"objects": []}}), VIDEO)
+@pytest.mark.parametrize("key", ["²", "٣", "01", "-1", " 1", "1.0", "", "9" * 5000])
+@pytest.mark.parametrize("frames", [10, None])
+def test_frame_keys_are_plain_decimal_numbers(key: str, frames: int | None) -> None:
+    """'²' passed isdigit() and then int() raised (a 500), as did 5,000 digits (beyond int()'s
+    limit) when the video's frame count is unknown; '٣' and '01' were stored beside '3' and '1',
+    two keys the SDK reads as one frame ("Cannot overwrite existing data for a frame")."""
+    target = validation.Target(frozenset({"du"}), per_frame=True, frames=frames)
+    message = refused(_video({key: {"objects": []}}), target)
     assert f"data_units.du.labels.{key}: frame {key!r} is not a frame of this data unit" in message
 
 

@@ -318,8 +318,8 @@ def _frame_number(key: str) -> int | None:
     """A frame key as the SDK writes it (``"0"``, ``"12"``), or None: only ASCII digits, and no
     leading zero, so that no two keys name one frame (``"1"`` and ``"01"``, or ``"٣"``, which
     Python's ``int`` reads as 3)."""
-    if not key.isascii() or not key.isdigit() or (len(key) > 1 and key[0] == "0"):
-        return None
+    if not key.isascii() or not key.isdigit() or (len(key) > 1 and key[0] == "0") or len(key) > 12:
+        return None  # more than 12 digits is no frame of a real video (and int() refuses 4,300)
     return int(key)
 
 
