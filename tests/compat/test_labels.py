@@ -351,3 +351,39 @@ def test_labels_the_sdk_could_not_read_back_are_refused(labels_world: LabelsWorl
     again = first_row(labels_world.client().get_project(project.project_hash))
     again.initialise_labels()
     assert len(again.get_object_instances()) == 5
+
+
+def test_workflow_complete_and_reopen(labels_world: LabelsWorld, make_user: Any) -> None:
+    """LabelRowV2.workflow_complete() and workflow_reopen() (v1 labelworkflowgraphnode/POST) were
+    refused as unsupported: they move a label row's task to Complete, or back to Annotate
+    (REOPENED), from any stage, alone or in a bundle; admins and team managers only, as task.move()."""
+    from encord.exceptions import AuthorisationError, LabelRowError
+    from encord.utilities.project_user import ProjectUserRole
+    from encord.workflow import AnnotationStage
+
+    client, project = make_project(labels_world)
+    a, b = first_row(project), first_row(project, "b.jpg")
+    with pytest.raises(LabelRowError):
+        a.workflow_complete()  # the SDK's own rule: labelling must have started
+    a.initialise_labels()
+    a.workflow_complete()
+
+    def stages() -> dict[str, str]:
+        return {r.data_title: r.workflow_graph_node.title for r in project.list_label_rows_v2()}
+
+    assert stages() == {"a.jpg": "Complete", "b.jpg": "Annotate"}
+    b.initialise_labels()
+    with project.create_bundle() as bundle:
+        a.workflow_reopen(bundle=bundle)
+        b.workflow_complete(bundle=bundle)
+    assert stages() == {"a.jpg": "Annotate", "b.jpg": "Complete"}
+    annotate = project.workflow.get_stage(name="Annotate", type_=AnnotationStage)
+    [task] = list(annotate.get_tasks())
+    assert (task.data_title, task.status.value, task.assignee) == ("a.jpg", "REOPENED", None)
+
+    annotator = make_user("ann@a.io", role="member")
+    project.add_users(["ann@a.io"], ProjectUserRole.ANNOTATOR)
+    theirs = first_row(labels_world.client(annotator).get_project(project.project_hash))
+    with pytest.raises(AuthorisationError):
+        theirs.workflow_complete()
+    assert stages() == {"a.jpg": "Annotate", "b.jpg": "Complete"}
