@@ -517,3 +517,27 @@ def test_a_dynamic_attributes_answers_carry_their_frames() -> None:
         assert f"object_actions.o1.actions[0].{expected}" in info.value.message
     video["object_actions"] = {"o1": {"objectHash": "o1", "actions": [{**answer, "range": [[1, 1]]}]}}
     assert validation.check(index, video, VIDEO)["object_actions"]["o1"]["actions"][0]["range"] == [[1, 1]]
+
+
+def test_a_classification_is_once_per_frame() -> None:
+    """Two instances of one classification on the same frames were stored, and every read of the
+    row raised in the SDK ("A ClassificationInstance … was already added and has overlapping
+    frames"); on other frames, or other classifications on the same frames, are fine."""
+    def answer(ch: str, feature: str, attribute: str, value: Any, frames: list[list[int]]) -> dict[str, Any]:
+        return {"featureHash": feature, "classificationHash": ch, "range": frames,
+                "classifications": [{"featureHash": attribute, "answers": value}]}
+
+    d = _video({})
+    d["classification_answers"] = {
+        "c1": answer("c1", "count001", "countatt", 1, [[0, 5]]),
+        "c2": answer("c2", "count001", "countatt", 2, [[7, 8], [3, 4]]),
+        "c3": answer("c3", "tags0001", "tagsattr", [], [[0, 9]]),
+    }
+    message = refused(d, VIDEO)
+    assert "classification_answers.c2.range: classification 'count' is on frames 3-4 twice (also instance 'c1')" in message
+    d["classification_answers"]["c2"]["range"] = [[7, 8], [6, 6]]
+    validation.check(INDEX, d, VIDEO)
+    image = doc(GOOD[0])
+    image["classification_answers"] = {"c1": answer("c1", "count001", "countatt", 1, [[0, 0]]),
+                                       "c2": answer("c2", "count001", "countatt", 2, [[0, 0]])}
+    assert "classification_answers.c2.range: classification 'count' is on frames 0-0 twice" in refused(image)

@@ -409,13 +409,15 @@ def _object_answers(c: _Check, doc: dict[str, Any]) -> None:
             _answers(c, spec, entry.get(field_name), f"{where}.{field_name}")
 
 
-def _range(c: _Check, value: Any, frames: int | None, where: str) -> None:
-    """A classification's frames, ``[[first, last], …]``, each within the row's frames."""
+def _range(c: _Check, value: Any, frames: int | None, where: str) -> list[tuple[int, int]]:
+    """A classification's frames, ``[[first, last], …]``, each within the row's frames: the
+    well-formed ones."""
+    good: list[tuple[int, int]] = []
     if value is None:
-        return
+        return good
     if not isinstance(value, list):
         c.bad(where, "expected a list of [first, last] frame ranges")
-        return
+        return good
     for i, pair in enumerate(value):
         ok = (isinstance(pair, list) and len(pair) == 2
               and all(isinstance(v, int) and not isinstance(v, bool) for v in pair))
@@ -424,9 +426,13 @@ def _range(c: _Check, value: Any, frames: int | None, where: str) -> None:
         elif not 0 <= pair[0] <= pair[1] or (frames is not None and pair[1] >= frames):
             count = f" of 0..{frames - 1}" if frames is not None else ""
             c.bad(f"{where}[{i}]", f"{pair!r} is not a range of frames{count} (first <= last)")
+        else:
+            good.append((pair[0], pair[1]))
+    return good
 
 
 def _classification_answers(c: _Check, doc: dict[str, Any], target: Target, stamp: str | None) -> None:
+    placed: dict[str, list[tuple[int, int, str]]] = {}  # classification -> frames of its instances
     for ch, entry in _keyed(c, doc, "classification_answers").items():
         where = f"classification_answers.{ch}"
         if not isinstance(entry, dict):
@@ -443,7 +449,13 @@ def _classification_answers(c: _Check, doc: dict[str, Any], target: Target, stam
         _names_itself(c, entry, "classificationHash", ch, where)
         _answers(c, spec, entry.get("classifications"), f"{where}.classifications")
         _annotation(c, entry, where)
-        _range(c, entry.get("range"), target.frame_count, f"{where}.range")
+        for first, last in _range(c, entry.get("range"), target.frame_count, f"{where}.range"):
+            for other_first, other_last, other in placed.get(fh, []):
+                if other != ch and first <= other_last and other_first <= last:
+                    c.bad(f"{where}.range", f"classification {spec.name!r} is on frames {first}-{last} "
+                                            f"twice (also instance {other!r}): one instance per frame")
+                    break
+            placed.setdefault(fh, []).append((first, last, ch))
         if entry.get("spaces") not in (None, {}):
             c.bad(f"{where}.spaces", "corral's label rows have no spaces: leave it out or {}")
         if stamp and entry.get("createdBy") is None:
