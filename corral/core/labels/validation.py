@@ -450,12 +450,12 @@ def _classification_answers(c: _Check, doc: dict[str, Any], target: Target, stam
         _answers(c, spec, entry.get("classifications"), f"{where}.classifications")
         _annotation(c, entry, where)
         for first, last in _range(c, entry.get("range"), target.frame_count, f"{where}.range"):
-            for other_first, other_last, other in placed.get(fh, []):
+            for other_first, other_last, other in placed.get(spec.feature_hash, []):
                 if other != ch and first <= other_last and other_first <= last:
                     c.bad(f"{where}.range", f"classification {spec.name!r} is on frames {first}-{last} "
                                             f"twice (also instance {other!r}): one instance per frame")
                     break
-            placed.setdefault(fh, []).append((first, last, ch))
+            placed.setdefault(spec.feature_hash, []).append((first, last, ch))
         if entry.get("spaces") not in (None, {}):
             c.bad(f"{where}.spaces", "corral's label rows have no spaces: leave it out or {}")
         if stamp and entry.get("createdBy") is None:
