@@ -6,6 +6,8 @@ save -> read back in a fresh client; refused labels; isolation between organisat
 
 from __future__ import annotations
 
+import copy
+import re
 from typing import Any
 
 import pytest
@@ -263,3 +265,125 @@ def test_another_organisation_cannot_see_the_project(labels_world: LabelsWorld, 
         rpc.get_label_rows([row.label_hash])
     with pytest.raises(ResourceNotFoundError):
         rpc.save_label_rows([row.label_hash], [row.to_encord_dict()])
+
+
+def test_an_ontology_edit_keeps_every_used_feature_in_its_place(labels_world: LabelsWorld) -> None:
+    """Moving a used attribute to another object, turning a used object into a classification or
+    changing a used attribute's type were saved, and every later initialise_labels() of the labelled
+    rows raised in the SDK ("Attribute with id … does not exist", "Expected Object, got
+    Classification"): each is now refused (409) naming the feature, and the labels still read."""
+    from encord.exceptions import ResourceExistsError
+    from encord.objects import OntologyStructure
+
+    client, project = make_project(labels_world)
+    row = first_row(project)
+    row.initialise_labels()
+    label(row, project)
+    row.save()
+    base = client.get_ontology(project.ontology_hash).structure.to_dict()
+
+    def save_edited(edit: Any) -> None:
+        doc = copy.deepcopy(base)
+        edit(doc)
+        ontology = client.get_ontology(project.ontology_hash)
+        ontology._ontology_instance.structure = OntologyStructure.from_dict(doc)
+        ontology.save()
+
+    def named(doc: dict[str, Any], name: str) -> dict[str, Any]:
+        return next(o for o in doc["objects"] if o["name"] == name)
+
+    def move_colour(doc: dict[str, Any]) -> None:
+        named(doc, "road")["attributes"] = [named(doc, "car")["attributes"].pop(0)]
+
+    def car_as_classification(doc: dict[str, Any]) -> None:
+        car = named(doc, "car")
+        doc["objects"].remove(car)
+        doc["classifications"].append({"id": "9", "featureNodeHash": car["featureNodeHash"],
+                                       "attributes": car["attributes"]})
+
+    def tags_as_radio(doc: dict[str, Any]) -> None:
+        next(c for c in doc["classifications"] if c["attributes"][0]["name"] == "tags")["attributes"][0]["type"] = "radio"
+
+    def colour_dynamic(doc: dict[str, Any]) -> None:
+        named(doc, "car")["attributes"][0]["dynamic"] = True  # its answers carry no frames
+
+    for edit, feature in ((move_colour, "'colour'"), (car_as_classification, "'car'"), (tags_as_radio, "'tags'"),
+                          (colour_dynamic, "'colour'")):
+        with pytest.raises(ResourceExistsError, match=feature):
+            save_edited(edit)
+    save_edited(lambda doc: named(doc, "car").update(name="auto"))  # a rename is fine
+    again = first_row(labels_world.client().get_project(project.project_hash))
+    again.initialise_labels()
+    assert sorted(o.ontology_item.name for o in again.get_object_instances())[0] == "auto"
+    again.save()
+
+
+def test_labels_the_sdk_could_not_read_back_are_refused(labels_world: LabelsWorld) -> None:
+    """Each document below was stored, and every later initialise_labels() of the row raised in the
+    SDK (a date ParserError, KeyError 'objectHash' / 'classificationHash', "Cannot overwrite existing
+    data for a frame"): each is now an InvalidArgumentsError naming the field, and nothing is stored."""
+    from encord.exceptions import InvalidArgumentsError
+
+    _, project = make_project(labels_world)
+    row = first_row(project)
+    row.initialise_labels()
+    label(row, project)
+    good = row.to_encord_dict()
+
+    def objects(doc: dict[str, Any]) -> list[dict[str, Any]]:
+        return list(doc["data_units"].values())[0]["labels"]["objects"]  # type: ignore[no-any-return]
+
+    edits = [
+        (lambda d: objects(d)[0].update(createdAt="not a date"), "objects[0].createdAt"),
+        (lambda d: objects(d).append(copy.deepcopy(objects(d)[0])), "objects[5].objectHash"),
+        (lambda d: [a.pop("objectHash") for a in d["object_answers"].values()], ".objectHash: must be"),
+        (lambda d: [a.pop("classificationHash") for a in d["classification_answers"].values()],
+         ".classificationHash: must be"),
+        (lambda d: [a.update(range=[[0, 3]]) for a in d["classification_answers"].values()], ".range[0]"),
+    ]
+    for edit, field in edits:
+        doc = copy.deepcopy(good)
+        edit(doc)
+        with pytest.raises(InvalidArgumentsError, match=re.escape(field)):
+            row._project_client.save_label_rows(uids=[row.label_hash], payload=[doc])
+        assert _stored(labels_world) == [{}]
+    row.save()
+    again = first_row(labels_world.client().get_project(project.project_hash))
+    again.initialise_labels()
+    assert len(again.get_object_instances()) == 5
+
+
+def test_workflow_complete_and_reopen(labels_world: LabelsWorld, make_user: Any) -> None:
+    """LabelRowV2.workflow_complete() and workflow_reopen() (v1 labelworkflowgraphnode/POST) were
+    refused as unsupported: they move a label row's task to Complete, or back to Annotate
+    (REOPENED), from any stage, alone or in a bundle; admins and team managers only, as task.move()."""
+    from encord.exceptions import AuthorisationError, LabelRowError
+    from encord.utilities.project_user import ProjectUserRole
+    from encord.workflow import AnnotationStage
+
+    client, project = make_project(labels_world)
+    a, b = first_row(project), first_row(project, "b.jpg")
+    with pytest.raises(LabelRowError):
+        a.workflow_complete()  # the SDK's own rule: labelling must have started
+    a.initialise_labels()
+    a.workflow_complete()
+
+    def stages() -> dict[str, str]:
+        return {r.data_title: r.workflow_graph_node.title for r in project.list_label_rows_v2()}
+
+    assert stages() == {"a.jpg": "Complete", "b.jpg": "Annotate"}
+    b.initialise_labels()
+    with project.create_bundle() as bundle:
+        a.workflow_reopen(bundle=bundle)
+        b.workflow_complete(bundle=bundle)
+    assert stages() == {"a.jpg": "Annotate", "b.jpg": "Complete"}
+    annotate = project.workflow.get_stage(name="Annotate", type_=AnnotationStage)
+    [task] = list(annotate.get_tasks())
+    assert (task.data_title, task.status.value, task.assignee) == ("a.jpg", "REOPENED", None)
+
+    annotator = make_user("ann@a.io", role="member")
+    project.add_users(["ann@a.io"], ProjectUserRole.ANNOTATOR)
+    theirs = first_row(labels_world.client(annotator).get_project(project.project_hash))
+    with pytest.raises(AuthorisationError):
+        theirs.workflow_complete()
+    assert stages() == {"a.jpg": "Annotate", "b.jpg": "Complete"}

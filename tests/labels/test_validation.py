@@ -59,8 +59,8 @@ GOOD = [
     obj("kp000001", "point", "o4", point={"0": {"x": 0.5, "y": 0.5}}),
     obj("sign0001", "rotatable_bounding_box", "o5",
         rotatableBoundingBox={"x": 0.1, "y": 0.1, "w": 0.2, "h": 0.2, "theta": 45}),
-    obj("mask0001", "bitmask", "o6", bitmask={"top": 0, "left": 0, "width": 4, "height": 4, "rleString": "4"}),
-    obj("body0001", "skeleton", "o7", skeleton={"0": {"x": 0.1, "y": 0.2, "name": "head"},
+    obj("mask0001", "bitmask", "o6", bitmask={"top": 0, "left": 0, "width": 640, "height": 480, "rleString": "4"}),
+    obj("body0001", "skeleton", "o7", name="body", skeleton={"0": {"x": 0.1, "y": 0.2, "name": "head"},
                                                 "1": {"x": 0.1, "y": 0.4, "name": "neck"}}),
 ]
 
@@ -78,10 +78,12 @@ def test_every_shape_and_answer_kind_passes_and_is_stamped() -> None:
         {"featureHash": "shade001", "answers": "crimson"},
     ]
     d["classification_answers"] = {
-        "c1": {"featureHash": "weather1", "createdBy": None,
+        "c1": {"featureHash": "weather1", "classificationHash": "c1", "createdBy": None,
                "classifications": [{"featureHash": "weathera", "answers": [{"featureHash": "sunny001"}]}]},
-        "c2": {"featureHash": "tags0001", "classifications": [{"featureHash": "tagsattr", "answers": []}]},
-        "c3": {"featureHash": "count001", "classifications": [{"featureHash": "countatt", "answers": 3.5}]},
+        "c2": {"featureHash": "tags0001", "classificationHash": "c2",
+               "classifications": [{"featureHash": "tagsattr", "answers": []}]},
+        "c3": {"featureHash": "count001", "classificationHash": "c3",
+               "classifications": [{"featureHash": "countatt", "answers": 3.5}]},
     }
     stored = validation.check(INDEX, d, IMAGE, stamp="me@x.io")
     assert [o["createdBy"] for o in stored["data_units"]["du"]["labels"]["objects"]] == ["me@x.io"] * 7
@@ -361,3 +363,181 @@ def test_ontology_documents_are_checked() -> None:
     with pytest.raises(ValidationFailed):
         ontology.read([])
     assert set(INDEX.objects["car00001"].attributes) == {"colour01", "shade001"}
+
+
+# -- documents the SDK could not read back (found by the hlab audit) ---------------------------------
+# Each was stored, and every later initialise_labels() of the row raised in the SDK (a KeyError, a
+# date ParserError, "Cannot overwrite existing data for a frame", ...), or was a 500.
+
+def _video(labels: dict[str, Any]) -> dict[str, Any]:
+    return {"data_units": {"du": {"labels": labels}}, "object_answers": {}, "classification_answers": {},
+            "object_actions": {}}
+
+
+@pytest.mark.parametrize("key", ["²", "٣", "01", "-1", " 1", "1.0", "", "9" * 5000])
+@pytest.mark.parametrize("frames", [10, None])
+def test_frame_keys_are_plain_decimal_numbers(key: str, frames: int | None) -> None:
+    """'²' passed isdigit() and then int() raised (a 500), as did 5,000 digits (beyond int()'s
+    limit) when the video's frame count is unknown; '٣' and '01' were stored beside '3' and '1',
+    two keys the SDK reads as one frame ("Cannot overwrite existing data for a frame")."""
+    target = validation.Target(frozenset({"du"}), per_frame=True, frames=frames)
+    message = refused(_video({key: {"objects": []}}), target)
+    assert f"data_units.du.labels.{key}: frame {key!r} is not a frame of this data unit" in message
+
+
+def test_a_frame_without_its_objects_list_is_stored_with_an_empty_one() -> None:
+    """The SDK reads frame_data["objects"] of every video frame: a KeyError on every later read."""
+    stored = validation.check(INDEX, _video({"3": {"classifications": []}, "4": {}}), VIDEO)
+    assert stored["data_units"]["du"]["labels"] == {"3": {"classifications": [], "objects": []}, "4": {"objects": []}}
+
+
+def test_an_object_is_at_most_once_in_a_frame() -> None:
+    message = refused(doc(GOOD[0], GOOD[0]))
+    assert "data_units.du.labels.objects[1].objectHash: object 'o1' is twice in this frame" in message
+    video = _video({"1": {"objects": [GOOD[0]]}, "2": {"objects": [GOOD[0]]}})  # one object on two frames
+    assert validation.check(INDEX, video, VIDEO)["data_units"]["du"]["labels"]["2"]["objects"][0]["objectHash"] == "o1"
+
+
+@pytest.mark.parametrize(("field", "value", "expected"), [
+    ("createdAt", "not a date", "expected a time like"),
+    ("createdAt", 5, "expected a time like"),
+    ("lastEditedAt", "yesterday", "expected a time like"),
+    ("createdBy", {"a": 1}, "expected an e-mail address"),
+    ("lastEditedBy", 7, "expected an e-mail address"),
+    ("confidence", "high", "must be a number between 0 and 1"),
+    ("confidence", 2, "must be a number between 0 and 1"),
+    ("manualAnnotation", "yes", "must be true or false"),
+    ("event", "delete", "corral labels frames, not event-based scenes"),
+    ("interpolate", True, "corral labels frames, not event-based scenes"),
+])
+def test_who_and_when_fields_must_be_what_the_sdk_reads(field: str, value: Any, expected: str) -> None:
+    message = refused(doc({**GOOD[0], field: value}))
+    assert f"data_units.du.labels.objects[0].{field}: {expected}" in message
+    d = doc(GOOD[0])
+    d["classification_answers"] = {"c1": {
+        "featureHash": "count001", "classificationHash": "c1", field: value,
+        "classifications": [{"featureHash": "countatt", "answers": 1}]}}
+    if field not in ("event", "interpolate"):
+        assert f"classification_answers.c1.{field}: {expected}" in refused(d)
+
+
+def test_the_sdks_own_times_are_accepted() -> None:
+    for when in ("Sun, 06 Dec 2026 22:31:14 UTC", "Thu, 01 May 2025 13:53:59 GMT", "2026-12-06 22:31:14",
+                 "2026-12-06T22:31:14+00:00", "2026-12-06T22:31:14.123Z"):
+        validation.check(INDEX, doc({**GOOD[0], "createdAt": when, "lastEditedAt": when}), IMAGE)
+
+
+def test_answer_entries_repeat_their_hash_and_carry_their_lists() -> None:
+    """The SDK reads answer["objectHash"], answer["classifications"], answer["actions"] and
+    classification_answer["classificationHash"] (KeyErrors), and a mismatched objectHash hangs the
+    answers, checked against one object's attributes, on another object."""
+    d = doc(GOOD[0], GOOD[1])
+    d["object_answers"]["o1"] = {"classifications": []}
+    d["object_answers"]["o2"] = {"objectHash": "o1"}
+    d["object_actions"] = {"o1": {"actions": []}, "o2": {"objectHash": "o2"}}
+    d["classification_answers"] = {"c1": {"featureHash": "count001"}}
+    message = refused(d)
+    for expected in ("object_answers.o1.objectHash: must be 'o1', the key this entry is under, got None",
+                     "object_answers.o2.objectHash: must be 'o2', the key this entry is under, got 'o1'",
+                     "object_answers.o2.classifications: expected a list of answers",
+                     "object_actions.o1.objectHash: must be 'o1'",
+                     "object_actions.o2.actions: expected a list of answers",
+                     "classification_answers.c1.classificationHash: must be 'c1'",
+                     "classification_answers.c1.classifications: expected a list of answers"):
+        assert expected in message
+
+
+@pytest.mark.parametrize(("value", "target", "expected"), [
+    ("x", IMAGE, "expected a list of [first, last] frame ranges"),
+    ([[0]], IMAGE, "expected [first, last] frame numbers, got [0]"),
+    ([["a", "b"]], IMAGE, "expected [first, last] frame numbers"),
+    ([[0, True]], IMAGE, "expected [first, last] frame numbers"),
+    ([[0, 1]], IMAGE, "[0, 1] is not a range of frames of 0..0"),
+    ([[5, 2]], VIDEO, "[5, 2] is not a range of frames of 0..9"),
+    ([[-3, 2]], VIDEO, "[-3, 2] is not a range of frames"),
+    ([[0, 10]], VIDEO, "[0, 10] is not a range of frames of 0..9"),
+])
+def test_classification_ranges_are_frames_of_the_row(value: Any, target: validation.Target, expected: str) -> None:
+    d = _video({}) if target is VIDEO else doc(GOOD[0])
+    d["classification_answers"] = {"c1": {
+        "featureHash": "count001", "classificationHash": "c1", "range": value,
+        "classifications": [{"featureHash": "countatt", "answers": 1}]}}
+    assert "classification_answers.c1.range" in refused(d, target)
+    assert expected in refused(d, target)
+    d["classification_answers"]["c1"]["range"] = [[0, 0], [2, 9]] if target is VIDEO else [[0, 0]]
+    validation.check(INDEX, d, target)
+    d["classification_answers"]["c1"]["spaces"] = {"s": {"type": "frame"}}
+    assert "classification_answers.c1.spaces: corral's label rows have no spaces" in refused(d, target)
+
+
+def test_a_point_is_point_0_and_a_bitmask_covers_its_image() -> None:
+    """The SDK reads point["0"] (a KeyError for {"5": …}) and refuses to write back a bitmask whose
+    size is not the image's ("Bitmask dimensions don't match the media dimensions")."""
+    point = obj("kp000001", "point", "p", point={"5": {"x": 0.5, "y": 0.5}})
+    assert "point: expected exactly one point" in refused(doc(GOOD[0], point))
+    sized = validation.Target(frozenset({"du"}), per_frame=False, sizes={"du": (640, 480)})
+    validation.check(INDEX, doc(GOOD[5]), sized)  # GOOD's images are 640x480
+    wrong = validation.Target(frozenset({"du"}), per_frame=False, sizes={"du": (64, 48)})
+    assert "labels.objects[0].bitmask: a bitmask covers the whole image, 64x48, got 640x480" in refused(doc(GOOD[5]), wrong)
+
+
+@pytest.mark.parametrize(("change", "expected"), [
+    ({"skeleton": [{"x": 0.1, "y": 0.2, "name": "head"}]}, "skeleton: expected the skeleton's points"),
+    ({"name": None}, "objects[0].name: a skeleton object needs its name"),
+    ({"skeleton": {"0": {"x": 0.1, "y": 0.2, "name": "h", "color": 5}}}, "skeleton.0.color: must be a string"),
+    ({"skeleton": {"0": {"x": 0.1, "y": 0.2, "name": "h", "featureHash": 5}}}, "skeleton.0.featureHash: must be"),
+    ({"skeleton": {"0": {"x": 0.1, "y": 0.2, "name": "h", "visibility": "bogus"}}}, "skeleton.0.visibility: must be"),
+])
+def test_a_skeleton_is_what_the_sdks_skeleton_coordinates_read(change: dict[str, Any], expected: str) -> None:
+    """A list of points (the SDK reads skeleton.values()), no object name, or a point's colour,
+    feature hash or visibility of the wrong type were stored, and every read of the row raised."""
+    skeleton = {**GOOD[6], **change}
+    assert expected in refused(doc(skeleton))
+    fine = {**GOOD[6],
+            "skeleton": {"0": {"x": 0.1, "y": 0.2, "name": "h", "visibility": "occluded", "color": "#fff"}}}
+    validation.check(INDEX, doc(fine), IMAGE)
+
+
+def test_a_dynamic_attributes_answers_carry_their_frames() -> None:
+    """The SDK reads answer["range"] of every dynamic attribute's answer (a KeyError, or a TypeError
+    for a malformed range, on every read of the row): it is required, frames of the row."""
+    index = ontology.read({"objects": [
+        {"id": "1", "name": "car", "shape": "bounding_box", "featureNodeHash": "car00001", "attributes": [
+            {"id": "1.1", "name": "note", "type": "text", "featureNodeHash": "note0001", "dynamic": True}]}],
+        "classifications": []})
+    video = _video({"1": {"objects": [GOOD[0]]}})
+    answer = {"featureHash": "note0001", "answers": "hi", "dynamic": True}
+    for given, expected in ((answer, "range: dynamic attribute 'note' needs the frames of its answer"),
+                            ({**answer, "range": None}, "range: dynamic attribute 'note' needs the frames"),
+                            ({**answer, "range": [[0, 10]]}, "range[0]: [0, 10] is not a range of frames of 0..9"),
+                            ({**answer, "range": [3]}, "range[0]: expected [first, last] frame numbers")):
+        video["object_actions"] = {"o1": {"objectHash": "o1", "actions": [given]}}
+        with pytest.raises(ValidationFailed) as info:
+            validation.check(index, video, VIDEO)
+        assert f"object_actions.o1.actions[0].{expected}" in info.value.message
+    video["object_actions"] = {"o1": {"objectHash": "o1", "actions": [{**answer, "range": [[1, 1]]}]}}
+    assert validation.check(index, video, VIDEO)["object_actions"]["o1"]["actions"][0]["range"] == [[1, 1]]
+
+
+def test_a_classification_is_once_per_frame() -> None:
+    """Two instances of one classification on the same frames were stored, and every read of the
+    row raised in the SDK ("A ClassificationInstance … was already added and has overlapping
+    frames"); on other frames, or other classifications on the same frames, are fine."""
+    def answer(ch: str, feature: str, attribute: str, value: Any, frames: list[list[int]]) -> dict[str, Any]:
+        return {"featureHash": feature, "classificationHash": ch, "range": frames,
+                "classifications": [{"featureHash": attribute, "answers": value}]}
+
+    d = _video({})
+    d["classification_answers"] = {
+        "c1": answer("c1", "count001", "countatt", 1, [[0, 5]]),
+        "c2": answer("c2", "count001", "countatt", 2, [[7, 8], [3, 4]]),
+        "c3": answer("c3", "tags0001", "tagsattr", [], [[0, 9]]),
+    }
+    message = refused(d, VIDEO)
+    assert "classification_answers.c2.range: classification 'count' is on frames 3-4 twice (also instance 'c1')" in message
+    d["classification_answers"]["c2"]["range"] = [[7, 8], [6, 6]]
+    validation.check(INDEX, d, VIDEO)
+    image = doc(GOOD[0])
+    image["classification_answers"] = {"c1": answer("c1", "count001", "countatt", 1, [[0, 0]]),
+                                       "c2": answer("c2", "count001", "countatt", 2, [[0, 0]])}
+    assert "classification_answers.c2.range: classification 'count' is on frames 0-0 twice" in refused(image)

@@ -359,6 +359,15 @@ def save_label_rows(ctx: AppContext, principal: Principal, call: RpcCall) -> boo
     return True
 
 
+def finish_label_rows(ctx: AppContext, principal: Principal, call: RpcCall) -> bool:
+    """``LabelRowV2.workflow_complete()`` / ``workflow_reopen()`` (also in a bundle)."""
+    p = _payload(call)
+    refuse_unsupported("LabelRowV2.workflow_complete", p, {"action"})
+    with ctx.db.write() as s:
+        workflow.finish(s, principal, _project_id(call), call.uid, p.get("action"))
+    return True
+
+
 _LEGACY_TIME = "%Y-%m-%d %H:%M:%S"  # what the SDK's legacy Project parses
 
 
@@ -570,3 +579,4 @@ operations[("labelrowmetadata", "GET")] = list_label_rows
 operations[("labelrow", "PUT")] = create_label_rows
 operations[("labelrow", "GET")] = get_label_rows
 operations[("labelrow", "POST")] = save_label_rows
+operations[("labelworkflowgraphnode", "POST")] = finish_label_rows

@@ -378,11 +378,21 @@ def get(s: Session, principal: Principal, project_ref: Any, label_hashes: Any) -
     return [blob(u) for u in get_units(s, principal, project_ref, label_hashes)]
 
 
+def _size(media: dict[str, Any]) -> tuple[int, int] | None:
+    width, height = media.get("width"), media.get("height")
+    if isinstance(width, int) and isinstance(height, int) and width > 0 and height > 0:
+        return width, height
+    return None
+
+
 def _target(unit: Unit) -> validation.Target:
     if unit.data_type == "img_group":
-        hashes = frozenset(image_hash(unit.item.id, p.position) for p in unit.parts)
-        return validation.Target(hashes, False, None)
-    return validation.Target(frozenset({str(unit.data_row_id)}), unit.data_type != "image", unit.frames)
+        images = {image_hash(unit.item.id, p.position): _size(p.media) for p in unit.parts}
+        sizes = {h: size for h, size in images.items() if size is not None}
+        return validation.Target(frozenset(images), False, None, sizes)
+    data_hash, size = str(unit.data_row_id), _size(unit.item.media)
+    return validation.Target(frozenset({data_hash}), unit.data_type != "image", unit.frames,
+                             {data_hash: size} if size is not None else {})
 
 
 def save(s: Session, principal: Principal, project_ref: Any, label_hashes: Any, documents: Any) -> int:

@@ -99,19 +99,19 @@ def update(s: Session, principal: Principal, ref: Any, title: Any, description: 
         )
     title, description = check_text("ontology", title, description)
     editor, new = ontology.prepare_new(editor)
-    old = ontology.read(row.editor)
-    gone = _hashes(old) - _hashes(new)
-    reshaped = {fh for fh, spec in old.objects.items()
-                if fh in new.objects and new.objects[fh].shape != spec.shape}
-    if gone or reshaped:
-        used = _used(s, row.id) & (gone | reshaped)
+    before, after = _places(ontology.read(row.editor)), _places(new)
+    changed = {h for h, place in before.items() if after.get(h) != place}
+    if changed:
+        used = _used(s, row.id) & changed
         if used:
-            names = _names(old)
+            names = _names(ontology.read(row.editor))
             shown = ", ".join(f"{names.get(h, h)!r} ({h})" for h in sorted(used)[:10])
             more = f" and {len(used) - 10} more" if len(used) > 10 else ""
             raise errors.Conflict(
-                f"ontology {row.id}: labels use feature(s) {shown}{more}, which this edit removes or "
-                "reshapes; remove those labels first, or keep the features"
+                f"ontology {row.id}: labels use feature(s) {shown}{more}, which this edit removes, "
+                "reshapes or moves (an object's shape, an object becoming a classification, an "
+                "attribute's type, owner or being dynamic, an option's attribute); remove those labels "
+                "first, or keep the features"
             )
     row.title, row.description, row.editor = title, description, editor
     row.updated_at = utcnow()
@@ -119,13 +119,18 @@ def update(s: Session, principal: Principal, ref: Any, title: Any, description: 
     return row
 
 
-def _hashes(index: ontology.OntologyIndex) -> set[str]:
-    out: set[str] = set()
+def _places(index: ontology.OntologyIndex) -> dict[str, tuple[str | None, ...]]:
+    """Each feature hash and what stored labels rely on it being: an object of its shape or a
+    classification; an attribute of its type on its object or classification, static or dynamic
+    (per-frame answers, which carry a range); an option of its
+    attribute.  A used feature whose place changes leaves labels the SDK cannot read back."""
+    out: dict[str, tuple[str | None, ...]] = {}
     for element in (*index.objects.values(), *index.classifications.values()):
-        out.add(element.feature_hash)
+        out[element.feature_hash] = (element.kind, element.shape)
         for attr in element.attributes.values():
-            out.add(attr.feature_hash)
-            out.update(attr.options)
+            out[attr.feature_hash] = ("attribute", element.feature_hash, attr.type, str(attr.dynamic))
+            for option in attr.options:
+                out[option] = ("option", attr.feature_hash)
     return out
 
 

@@ -35,6 +35,7 @@ class AttributeSpec:
     name: str
     type: str
     options: dict[str, str]  # option feature hash -> label
+    dynamic: bool = False  # answered per frame range (the SDK's dynamic attributes)
 
 
 @dataclass(frozen=True)
@@ -92,7 +93,8 @@ class _Reader:
             if kind in ("radio", "checklist"):
                 self.options(node.get("options"), f"{at}.options", options, out, depth)
             if fh is not None:
-                out[fh] = AttributeSpec(fh, str(node.get("name", "")), str(kind), options)
+                out[fh] = AttributeSpec(fh, str(node.get("name", "")), str(kind), options,
+                                        node.get("dynamic") is True)
 
     def options(
         self, nodes: Any, where: str, options: dict[str, str], out: dict[str, AttributeSpec], depth: int

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 from corral import errors
@@ -40,6 +42,12 @@ class Target:
     data_units: frozenset[str]
     per_frame: bool
     frames: int | None = None  # known number of frames (per_frame only)
+    sizes: Mapping[str, tuple[int, int]] = field(default_factory=dict)  # data unit -> known (width, height)
+
+    @property
+    def frame_count(self) -> int | None:
+        """How many frames the row has, if known: a video's frames, or one per image."""
+        return self.frames if self.per_frame else len(self.data_units)
 
 
 @dataclass
@@ -47,6 +55,8 @@ class _Check:
     ontology: OntologyIndex
     problems: list[ErrorDetail] = field(default_factory=list)
     object_hashes: dict[str, ElementSpec] = field(default_factory=dict)
+    size: tuple[int, int] | None = None  # the (width, height) of the data unit being checked, if known
+    frame_count: int | None = None  # the row's frames, if known
 
     def bad(self, where: str, message: str) -> None:
         self.problems.append(ErrorDetail(f"{where}: {message}", field=where))
@@ -64,6 +74,43 @@ def _unit(c: _Check, value: Any, where: str) -> bool:
         c.bad(where, f"must be between 0 and 1 (coordinates are fractions of the image), got {value!r}")
         return False
     return True
+
+
+def _timestamp(value: str) -> bool:
+    """A time the SDK reads back: ``2026-11-23 18:58:24``, ``Mon, 23 Nov 2026 18:58:24 UTC`` or ISO 8601."""
+    for parse in (lambda v: datetime.strptime(v, "%Y-%m-%d %H:%M:%S"), parsedate_to_datetime,
+                  datetime.fromisoformat):
+        try:
+            parse(value)
+            return True
+        except (TypeError, ValueError, IndexError, OverflowError):
+            continue
+    return False
+
+
+def _annotation(c: _Check, entry: dict[str, Any], where: str) -> None:
+    """The fields the SDK reads about who made a label and when, on objects and classification answers.
+
+    Each may be absent or null; given, it must be what the SDK can read, or every later read of the
+    row fails (``initialise_labels`` raises on an unparseable time or an unknown ``event``)."""
+    for key in ("createdAt", "lastEditedAt"):
+        value = entry.get(key)
+        if value is not None and not (isinstance(value, str) and _timestamp(value)):
+            example = "'Mon, 23 Nov 2026 18:58:24 UTC' or ISO 8601"
+            c.bad(f"{where}.{key}", f"expected a time like {example}, got {value!r}")
+    for key in ("createdBy", "lastEditedBy"):
+        value = entry.get(key)
+        if value is not None and not isinstance(value, str):
+            c.bad(f"{where}.{key}", f"expected an e-mail address (a string), got {value!r}")
+    confidence = entry.get("confidence")
+    if confidence is not None and not (_number(confidence) and 0 <= confidence <= 1):
+        c.bad(f"{where}.confidence", f"must be a number between 0 and 1, got {confidence!r}")
+    manual = entry.get("manualAnnotation")
+    if manual is not None and not isinstance(manual, bool):
+        c.bad(f"{where}.manualAnnotation", f"must be true or false, got {manual!r}")
+    for key in ("event", "interpolate"):
+        if entry.get(key) is not None:
+            c.bad(f"{where}.{key}", "corral labels frames, not event-based scenes: leave it out")
 
 
 def _box(c: _Check, box: Any, where: str, rotatable: bool) -> None:
@@ -93,6 +140,21 @@ def _point(c: _Check, point: Any, where: str, named: bool = False) -> None:
     _unit(c, point["y"], f"{where}.y")
     if named and not isinstance(point.get("name"), str):
         c.bad(f"{where}.name", "a skeleton point needs a name")
+
+
+SKELETON_VISIBILITY = ("visible", "invisible", "occluded", "selfOccluded")
+
+
+def _skeleton_point_extras(c: _Check, point: Any, where: str) -> None:
+    """The optional fields of a skeleton point, typed as the SDK's SkeletonCoordinate reads them."""
+    if not isinstance(point, dict):
+        return
+    for key in ("color", "featureHash", "value"):
+        if point.get(key) is not None and not isinstance(point[key], str):
+            c.bad(f"{where}.{key}", f"must be a string, got {point[key]!r}")
+    visibility = point.get("visibility")
+    if visibility is not None and visibility not in SKELETON_VISIBILITY:
+        c.bad(f"{where}.visibility", f"must be one of {', '.join(SKELETON_VISIBILITY)}, got {visibility!r}")
 
 
 def _points(value: Any) -> list[tuple[str, Any]] | None:
@@ -146,6 +208,9 @@ def _bitmask(c: _Check, value: Any, where: str) -> None:
             c.bad(f"{where}.{k}", f"must be a non-negative integer, got {v!r}")
     if not isinstance(value.get("rleString"), str) or not value.get("rleString"):
         c.bad(f"{where}.rleString", "the run-length encoded mask is required")
+    if c.size is not None and (value.get("width"), value.get("height")) != c.size:
+        size = f"{value.get('width')!r}x{value.get('height')!r}"
+        c.bad(where, f"a bitmask covers the whole image, {c.size[0]}x{c.size[1]}, got {size}")
 
 
 def _geometry(c: _Check, shape: str, obj: dict[str, Any], where: str) -> None:
@@ -162,16 +227,19 @@ def _geometry(c: _Check, shape: str, obj: dict[str, Any], where: str) -> None:
             _polygons(c, obj.get("polygons"), f"{where}.polygons")
     elif shape == "point":
         points = _points(value)
-        if not points or len(points) != 1:
+        if not points or len(points) != 1 or points[0][0] != ".0":
             c.bad(at, "expected exactly one point {\"0\": {x, y}}")
         else:
             _point(c, points[0][1], at + points[0][0])
     elif shape == "skeleton":
-        points = _points(value)
+        points = _points(value) if isinstance(value, dict) else None  # the SDK reads .values()
         if not points:
             c.bad(at, "expected the skeleton's points {\"0\": {x, y, name}, …}")
         for label, p in points or []:
             _point(c, p, at + label, named=True)
+            _skeleton_point_extras(c, p, at + label)
+        if not isinstance(obj.get("name"), str):
+            c.bad(f"{where}.name", "a skeleton object needs its name (a string): the SDK reads it")
     else:
         _bitmask(c, value, at)
 
@@ -200,6 +268,7 @@ def _object(c: _Check, obj: Any, where: str) -> None:
     if seen is not None and seen.feature_hash != fh:
         c.bad(f"{where}.objectHash", f"objectHash {oh!r} is used by two different objects")
     c.object_hashes[oh] = spec
+    _annotation(c, obj, where)
     _geometry(c, spec.shape, obj, where)
 
 
@@ -218,6 +287,11 @@ def _answers(c: _Check, element: ElementSpec, answers: Any, where: str) -> None:
             message = f"unknown attribute feature hash {fh!r} for {element.kind} {element.name!r}"
             c.bad(f"{at}.featureHash", message)
             continue
+        if attr.dynamic:  # the SDK reads each dynamic answer's frames
+            if answer.get("range") is None:
+                c.bad(f"{at}.range", f"dynamic attribute {attr.name!r} needs the frames of its answer")
+            else:
+                _range(c, answer["range"], c.frame_count, f"{at}.range")
         value = answer.get("answers")
         if attr.type == "text":
             if not isinstance(value, str):
@@ -240,6 +314,15 @@ def _options(c: _Check, kind: str, name: str, options: dict[str, str], value: An
             c.bad(f"{where}[{j}].featureHash", f"{oh!r} is not an option of {kind} attribute {name!r}")
 
 
+def _frame_number(key: str) -> int | None:
+    """A frame key as the SDK writes it (``"0"``, ``"12"``), or None: only ASCII digits, and no
+    leading zero, so that no two keys name one frame (``"1"`` and ``"01"``, or ``"٣"``, which
+    Python's ``int`` reads as 3)."""
+    if not key.isascii() or not key.isdigit() or (len(key) > 1 and key[0] == "0") or len(key) > 12:
+        return None  # more than 12 digits is no frame of a real video (and int() refuses 4,300)
+    return int(key)
+
+
 def _frames(c: _Check, labels: Any, target: Target, where: str) -> Iterable[tuple[str, Any]]:
     if not isinstance(labels, dict):
         c.bad(where, "expected an object")
@@ -248,9 +331,12 @@ def _frames(c: _Check, labels: Any, target: Target, where: str) -> Iterable[tupl
         return [(where, labels)]
     out = []
     for frame, content in labels.items():
-        if not str(frame).isdigit() or (target.frames is not None and int(frame) >= target.frames):
+        number = _frame_number(frame)
+        if number is None or (target.frames is not None and number >= target.frames):
             c.bad(f"{where}.{frame}", f"frame {frame!r} is not a frame of this data unit")
             continue
+        if isinstance(content, dict):
+            content.setdefault("objects", [])  # the SDK reads every frame's objects list
         out.append((f"{where}.{frame}", content))
     return out
 
@@ -266,13 +352,20 @@ def _data_units(c: _Check, units: Any, target: Target) -> dict[str, Any]:
             c.bad(where, f"{dh!r} is not a data unit of this label row")
             continue
         labels = unit.get("labels", {}) if isinstance(unit, dict) else None
+        c.size = target.sizes.get(dh)
         for at, frame in _frames(c, labels, target, f"{where}.labels"):
             objects = frame.get("objects", []) if isinstance(frame, dict) else None
             if not isinstance(objects, list):
                 c.bad(f"{at}.objects", "expected a list of objects")
                 continue
+            in_frame: set[str] = set()
             for i, obj in enumerate(objects):
                 _object(c, obj, f"{at}.objects[{i}]")
+                oh = obj.get("objectHash") if isinstance(obj, dict) else None
+                if isinstance(oh, str) and oh in in_frame:
+                    c.bad(f"{at}.objects[{i}].objectHash", f"object {oh!r} is twice in this frame")
+                elif isinstance(oh, str):
+                    in_frame.add(oh)
             classifications = frame.get("classifications") or []
             if not isinstance(classifications, list):
                 c.bad(f"{at}.classifications", "expected a list of classifications")
@@ -294,6 +387,12 @@ def _keyed(c: _Check, doc: dict[str, Any], key: str) -> dict[str, Any]:
     return value
 
 
+def _names_itself(c: _Check, entry: dict[str, Any], key: str, ident: str, where: str) -> None:
+    """An answers entry repeats the hash it is filed under: the SDK reads that copy, not the key."""
+    if entry.get(key) != ident:
+        c.bad(f"{where}.{key}", f"must be {ident!r}, the key this entry is under, got {entry.get(key)!r}")
+
+
 def _object_answers(c: _Check, doc: dict[str, Any]) -> None:
     for key in ("object_answers", "object_actions"):
         for oh, entry in _keyed(c, doc, key).items():
@@ -305,11 +404,35 @@ def _object_answers(c: _Check, doc: dict[str, Any]) -> None:
             if not isinstance(entry, dict):
                 c.bad(where, "expected an object")
                 continue
+            _names_itself(c, entry, "objectHash", oh, where)
             field_name = "classifications" if key == "object_answers" else "actions"
-            _answers(c, spec, entry.get(field_name, []), f"{where}.{field_name}")
+            _answers(c, spec, entry.get(field_name), f"{where}.{field_name}")
 
 
-def _classification_answers(c: _Check, doc: dict[str, Any], stamp: str | None) -> None:
+def _range(c: _Check, value: Any, frames: int | None, where: str) -> list[tuple[int, int]]:
+    """A classification's frames, ``[[first, last], …]``, each within the row's frames: the
+    well-formed ones."""
+    good: list[tuple[int, int]] = []
+    if value is None:
+        return good
+    if not isinstance(value, list):
+        c.bad(where, "expected a list of [first, last] frame ranges")
+        return good
+    for i, pair in enumerate(value):
+        ok = (isinstance(pair, list) and len(pair) == 2
+              and all(isinstance(v, int) and not isinstance(v, bool) for v in pair))
+        if not ok:
+            c.bad(f"{where}[{i}]", f"expected [first, last] frame numbers, got {pair!r}")
+        elif not 0 <= pair[0] <= pair[1] or (frames is not None and pair[1] >= frames):
+            count = f" of 0..{frames - 1}" if frames is not None else ""
+            c.bad(f"{where}[{i}]", f"{pair!r} is not a range of frames{count} (first <= last)")
+        else:
+            good.append((pair[0], pair[1]))
+    return good
+
+
+def _classification_answers(c: _Check, doc: dict[str, Any], target: Target, stamp: str | None) -> None:
+    placed: dict[str, list[tuple[int, int, str]]] = {}  # classification -> frames of its instances
     for ch, entry in _keyed(c, doc, "classification_answers").items():
         where = f"classification_answers.{ch}"
         if not isinstance(entry, dict):
@@ -323,7 +446,18 @@ def _classification_answers(c: _Check, doc: dict[str, Any], stamp: str | None) -
             message = f"unknown classification feature hash {fh!r}{kind} in the project's ontology"
             c.bad(f"{where}.featureHash", message)
             continue
-        _answers(c, spec, entry.get("classifications", []), f"{where}.classifications")
+        _names_itself(c, entry, "classificationHash", ch, where)
+        _answers(c, spec, entry.get("classifications"), f"{where}.classifications")
+        _annotation(c, entry, where)
+        for first, last in _range(c, entry.get("range"), target.frame_count, f"{where}.range"):
+            for other_first, other_last, other in placed.get(spec.feature_hash, []):
+                if other != ch and first <= other_last and other_first <= last:
+                    c.bad(f"{where}.range", f"classification {spec.name!r} is on frames {first}-{last} "
+                                            f"twice (also instance {other!r}): one instance per frame")
+                    break
+            placed.setdefault(spec.feature_hash, []).append((first, last, ch))
+        if entry.get("spaces") not in (None, {}):
+            c.bad(f"{where}.spaces", "corral's label rows have no spaces: leave it out or {}")
         if stamp and entry.get("createdBy") is None:
             entry["createdBy"] = stamp
 
@@ -347,13 +481,13 @@ def check(
 
     ``stamp`` (the saver's e-mail) fills ``createdBy`` where the client left it null.
     """
-    c = _Check(ontology)
+    c = _Check(ontology, frame_count=target.frame_count)
     if not isinstance(document, dict):
         raise errors.ValidationFailed("a label row must be a JSON object")
     document = copy.deepcopy(document)  # stamped below; the caller's copy stays as sent
     units = _data_units(c, document.get("data_units", {}), target)
     _object_answers(c, document)
-    _classification_answers(c, document, stamp)
+    _classification_answers(c, document, target, stamp)
     if c.problems:
         shown = "; ".join(p.message for p in c.problems[:5])
         more = f" (and {len(c.problems) - 5} more)" if len(c.problems) > 5 else ""

@@ -13,7 +13,10 @@ Legal moves, and who may make them:
   ``REJECT`` -> annotate, REOPENED; reviewers, annotator-reviewers, team managers and admins;
 * complete: nothing but a move;
 * a move (``move_tasks``) takes tasks from one stage to any other, NEW and unassigned: admins
-  and team managers only.
+  and team managers only;
+* the SDK's ``LabelRowV2.workflow_complete()`` and ``workflow_reopen()`` (``finish``) take the
+  tasks of label rows, from whatever stage they are in, to complete (COMPLETED) or back to
+  annotate (REOPENED), unassigned: admins and team managers only, as a move.
 
 Any other action, or an action on a task that is not in the stage named, is refused (400).
 """
@@ -209,8 +212,11 @@ def _task(
     )
 
 
-def _load(s: Session, project: Project, ids: list[uuid.UUID], stage: str) -> dict[uuid.UUID, WorkflowTask]:
-    """The task rows of ``ids`` (created where missing), row-locked, each checked to be in ``stage``.
+def _load(
+    s: Session, project: Project, ids: list[uuid.UUID], stage: str | None
+) -> dict[uuid.UUID, WorkflowTask]:
+    """The task rows of ``ids`` (created where missing), row-locked, each checked to be in ``stage``
+    (in any stage if None).
 
     Concurrent actions on one task take turns (PostgreSQL): the data rows are key-share locked
     (an unlink waits, or has happened and the task is a 404), a missing task row is inserted
@@ -244,7 +250,7 @@ def _load(s: Session, project: Project, ids: list[uuid.UUID], stage: str) -> dic
         .with_for_update().execution_options(populate_existing=True)
     )
     by_id = {t.id: t for t in s.scalars(query)}
-    elsewhere = [t for t in by_id.values() if t.stage != stage]
+    elsewhere = [t for t in by_id.values() if stage is not None and t.stage != stage]
     if elsewhere:
         t = elsewhere[0]
         raise errors.ValidationFailed(
@@ -347,5 +353,30 @@ def move(
     for task in _load(s, project, ids, origin).values():
         task.stage, task.assignee_id, task.updated_at = destination, None, now
         task.status = "COMPLETED" if destination == "complete" else "NEW"
+    s.flush()
+    return len(ids)
+
+
+def finish(s: Session, principal: Principal, project_ref: Any, label_hashes: Any, action: Any) -> int:
+    """The SDK's ``workflow_complete`` (``action`` "complete") and ``workflow_reopen`` ("reopen"):
+    the tasks of these label rows, in whatever stage, to complete or back to annotate, all or none."""
+    from corral.core.labels import label_rows  # label rows read the workflow, as this reads them
+
+    if action not in ("complete", "reopen"):
+        raise errors.ValidationFailed(
+            f"action must be 'complete' or 'reopen', got {action!r}"[:200],
+            details=[ErrorDetail("complete or reopen", field="action")],
+        )
+    project = projects.load(s, principal, project_ref)
+    if projects.role(s, principal, project) not in MANAGERS:
+        raise errors.PermissionDenied(
+            f"completing or reopening tasks of project {project.id} needs the admin or team manager role"
+        )
+    units = label_rows.get_units(s, principal, project.id, label_hashes)
+    ids = list(dict.fromkeys(task_id(project.id, u.data_row_id) for u in units))  # 1-1,000 rows
+    stage, status = ("complete", "COMPLETED") if action == "complete" else ("annotate", "REOPENED")
+    now = utcnow()
+    for task in _load(s, project, ids, None).values():
+        task.stage, task.status, task.assignee_id, task.updated_at = stage, status, None, now
     s.flush()
     return len(ids)
