@@ -342,7 +342,13 @@ def revoke_token(session: Session, ref: str, principal: Principal | None = None)
     ):
         raise NotFound(f"token {ref} not found")
     if row.revoked_at is None:
+        from corral.core import sessions  # (sessions builds on this module)
+
         row.revoked_at = utcnow()
+        # A web session opened with the token would outlive it (and could mint new tokens).
+        # Sessions do not record which token opened them, so every session its user opened with a
+        # token since this one was made ends: signing in again is the price of a revocation.
+        sessions.end_all(session, row.user_id, method="token", since=row.created_at)
         session.flush()
     return TokenView(row.id, row.prefix, row.name, user.email, row.created_at, row.expires_at, row.revoked_at)
 

@@ -18,11 +18,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from corral.core import identity
-from corral.db.tables import User, WebSession
+from corral.db.tables import ApiToken, User, WebSession
 from corral.db.types import utcnow
 from corral.errors import AuthenticationFailed, ErrorDetail, NotFound, ValidationFailed
 
@@ -82,10 +82,25 @@ def verify_password(password: str, stored: str | None) -> bool:
 
 
 def set_password(session: Session, email: str, password: str) -> User:
+    """Set the user's password and end every web session they have: a password is changed
+    because the old one may be known, and whoever knew it may already be signed in."""
     user = identity.get_user_by_email(session, email)
     user.password_hash = hash_password(check_password_rules(password))
+    end_all(session, user.id)
     session.flush()
     return user
+
+
+def end_all(session: Session, user_id: uuid.UUID, *, method: Method | None = None,
+            since: datetime | None = None) -> None:
+    """End the user's live web sessions (only those signed in with ``method``, and only those
+    started at or after ``since``, when given)."""
+    query = update(WebSession).where(WebSession.user_id == user_id, WebSession.revoked_at.is_(None))
+    if method is not None:
+        query = query.where(WebSession.method == method)
+    if since is not None:
+        query = query.where(WebSession.created_at >= since)
+    session.execute(query.values(revoked_at=utcnow()))
 
 
 def _hash(token: str) -> str:
@@ -101,12 +116,14 @@ class NewSession:
     user: User
 
 
-def _start(session: Session, user: User, method: Method, user_agent: str, lifetime: timedelta) -> NewSession:
+def _start(session: Session, user: User, method: Method, user_agent: str, lifetime: timedelta,
+           until: datetime | None = None) -> NewSession:
     token, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
     now = utcnow()
+    expires_at = now + lifetime if until is None else min(now + lifetime, until)
     row = WebSession(
         user_id=user.id, token_hash=_hash(token), csrf_hash=_hash(csrf), method=method,
-        user_agent=user_agent[:MAX_USER_AGENT], created_at=now, last_seen_at=now, expires_at=now + lifetime,
+        user_agent=user_agent[:MAX_USER_AGENT], created_at=now, last_seen_at=now, expires_at=expires_at,
     )
     session.add(row)
     session.flush()
@@ -127,8 +144,13 @@ def sign_in_with_password(
 
 
 def sign_in_with_token(session: Session, token: str, *, user_agent: str, lifetime: timedelta) -> NewSession:
+    """A session opened with an API token ends when the token would have: it never outlives the
+    token's expiry (and revoking the token ends it: ``identity.revoke_token``)."""
     user = identity.user_for_token(session, token.strip())
-    return _start(session, user, "token", user_agent, lifetime)
+    expires_at = session.scalar(
+        select(ApiToken.expires_at).where(ApiToken.token_hash == identity.hash_token(token.strip()))
+    )
+    return _start(session, user, "token", user_agent, lifetime, until=expires_at)
 
 
 def user_for_session(session: Session, token: str) -> tuple[User, WebSession]:

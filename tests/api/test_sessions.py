@@ -3,15 +3,18 @@ CSRF protection for cookie-authenticated writes, listing, revoking and signing o
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 from click.testing import CliRunner
 from fastapi.testclient import TestClient
 
 from corral.cli import cli
-from corral.core import sessions
-from corral.db.tables import User
+from corral.core import identity, sessions
+from corral.db.tables import ApiToken, User
+from corral.db.types import utcnow
 from corral.settings import Settings
 
 PASSWORD = "correct horse battery staple"
@@ -86,8 +89,6 @@ def test_token_sign_in_and_disabled_users(client, alice, db) -> None:  # type: i
     assert client.get("/api/v1/me").json()["auth_method"] == "session"
     r = client.post("/api/v1/sessions", json={"token": "corral_nope"})
     assert r.status_code == 401 and r.json()["message"] == "Bearer token is not valid"
-    from corral.db.types import utcnow
-
     with db.write() as s:
         user = s.get(User, alice.user_id)
         assert user is not None
@@ -150,8 +151,6 @@ def test_sessions_are_listed_revoked_and_signed_out(client, app, alice, make_use
 
 
 def test_expired_sessions_end(settings: Settings, db, alice) -> None:  # type: ignore[no-untyped-def]
-    from datetime import timedelta
-
     with db.write() as s:
         new = sessions.sign_in_with_password(s, alice.email, PASSWORD, user_agent="", lifetime=timedelta(seconds=-1))
     with db.read() as s, pytest.raises(Exception, match="sign in again"):
@@ -195,3 +194,45 @@ def test_cli_sets_passwords(settings, db, client) -> None:  # type: ignore[no-un
     assert r.exit_code == 1 and "password must be" in r.output
     r = runner.invoke(cli, ["user", "list"], env=env)
     assert "weak@x.io" not in r.output  # nothing half-written
+
+
+def test_revoking_a_token_ends_the_web_sessions_opened_with_it(client, app, alice) -> None:  # type: ignore[no-untyped-def]
+    # A leaked token pasted into the sign-in page gave a session that outlived the token's
+    # revocation, and that session could mint a new token (GET /v2/public/user/bearer-token).
+    browser = TestClient(app)
+    sign_in(browser, token=alice.token)
+    by_password = TestClient(app)
+    sign_in(by_password, email=alice.email, password=PASSWORD)
+    assert browser.get("/api/v1/me").status_code == 200
+    r = TestClient(app).delete(f"/api/v1/tokens/{alice.token[:12]}", headers=alice.bearer)
+    assert r.status_code == 200 and r.json()["state"] == "revoked"
+    r = browser.get("/api/v1/me")
+    assert r.status_code == 401 and "sign in again" in r.json()["message"]
+    assert browser.get("/v2/public/user/bearer-token").status_code == 401
+    assert by_password.get("/api/v1/me").status_code == 200  # not opened with the token
+
+
+def test_a_session_opened_with_a_token_ends_when_the_token_expires(client, alice, db) -> None:  # type: ignore[no-untyped-def]
+    # It lasted CORRAL_SESSION_HOURS whatever the token's own lifetime.
+    with db.write() as s:
+        short, row = identity.create_token(s, alice.email, expires_in=timedelta(minutes=5))
+        token_expires = row.expires_at
+    r = client.post("/api/v1/sessions", json={"token": short})
+    assert r.status_code == 201, r.text
+    assert datetime.fromisoformat(r.json()["session"]["expires_at"]) <= token_expires
+    session_cookie = next(c for c in r.headers.get_list("set-cookie") if c.startswith("corral_session="))
+    assert int(session_cookie.split("Max-Age=")[1].split(";")[0]) <= 300
+
+
+def test_setting_a_password_ends_the_users_web_sessions(client, app, alice, db) -> None:  # type: ignore[no-untyped-def]
+    # Someone who knew the old password stayed signed in after it was changed.
+    sign_in(client, email=alice.email, password=PASSWORD)
+    other = TestClient(app)
+    sign_in(other, token=alice.token)
+    assert client.get("/api/v1/me").status_code == 200
+    with db.write() as s:
+        sessions.set_password(s, alice.email, "a brand new password")
+    for c in (client, other):
+        r = c.get("/api/v1/me")
+        assert r.status_code == 401 and "sign in again" in r.json()["message"]
+    assert TestClient(app).get("/api/v1/me", headers=alice.bearer).status_code == 200  # tokens stay
