@@ -66,6 +66,9 @@ OPEN_PATHS = frozenset({"/healthz", "/api/docs", "/api/docs/oauth2-redirect", "/
 OPEN_PREFIXES = ("/api/docs/assets/",)
 #: Signing in to the web UI: the password in its (capped) body is the credential.
 SIGN_IN = ("POST", "/api/v1/sessions")
+#: ...whose body is read before anyone is known, so it is kept small: an e-mail address and a
+#: password (at most 1,024 characters), or a token, fit many times over.
+SIGN_IN_BYTES = 16 << 10
 IMPORTS_PATH = "/api/v1/imports"
 _SPOOL_IN_MEMORY = 1 << 20
 _CHUNK = 64 << 10
@@ -93,6 +96,8 @@ def body_limit(settings: Settings, method: str, path: str) -> BodyLimit:
         return BodyLimit(settings.max_manifest_bytes, "CORRAL_MAX_MANIFEST_BYTES")
     if method == "PUT" and path.startswith(MEDIA_ROUTE + "/"):
         return BodyLimit(settings.max_upload_bytes, "CORRAL_MAX_UPLOAD_BYTES")
+    if (method, path.rstrip("/")) == SIGN_IN:
+        return BodyLimit(min(SIGN_IN_BYTES, settings.max_json_body_bytes), "fixed: signing in")
     return BodyLimit(settings.max_json_body_bytes, "CORRAL_MAX_JSON_BODY_BYTES")
 
 

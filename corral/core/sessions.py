@@ -12,8 +12,12 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import math
 import secrets
+import threading
+import time
 import uuid
+from collections import OrderedDict, deque
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
@@ -24,7 +28,7 @@ from sqlalchemy.orm import Session
 from corral.core import identity
 from corral.db.tables import ApiToken, User, WebSession
 from corral.db.types import utcnow
-from corral.errors import AuthenticationFailed, ErrorDetail, NotFound, ValidationFailed
+from corral.errors import AuthenticationFailed, ErrorDetail, NotFound, RateLimited, ValidationFailed
 
 # scrypt at N=2^15, r=8, p=1: 32 MiB and about 0.1 s per hash (OWASP's floor is N=2^17 at
 # r=8 for interactive logins on big servers; this keeps sign-in snappy on two cores).
@@ -131,6 +135,67 @@ def _start(session: Session, user: User, method: Method, user_agent: str, lifeti
 
 
 BAD_LOGIN = "e-mail or password is not right"
+
+
+class SignInThrottle:
+    """Failed password sign-ins, remembered for ``window`` seconds by this process.
+
+    After ``per_account`` failures for one e-mail address from one client address, or
+    ``per_email`` failures for it from any address, password sign-ins for that e-mail (from that
+    address, or from anywhere) are refused with a 429 until the oldest failure leaves the window,
+    before the password is hashed, so a refusal costs no scrypt work either.  A success clears the
+    e-mail's failures from that address.  Unknown e-mail addresses count like known ones (the
+    answer must not tell them apart).  At most ``size`` keys are kept, the least recent dropped.
+    """
+
+    def __init__(self, per_account: int = 10, per_email: int = 100, window: float = 900.0,
+                 size: int = 100_000) -> None:
+        self.per_account, self.per_email, self.window, self.size = per_account, per_email, window, size
+        self._failures: OrderedDict[tuple[str, ...], deque[float]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def _keys(address: str, email: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        email = email.strip().lower()
+        return (address, email), (email,)
+
+    def _recent(self, key: tuple[str, ...], now: float) -> deque[float]:
+        times = self._failures.get(key)
+        if times is None:
+            return deque()
+        while times and times[0] <= now - self.window:
+            times.popleft()
+        if not times:
+            del self._failures[key]
+        return times
+
+    def check(self, address: str, email: str) -> None:
+        """Raise ``RateLimited`` if password sign-ins for ``email`` from ``address`` must wait."""
+        now = time.monotonic()
+        with self._lock:
+            limits = (self.per_account, self.per_email)
+            for key, limit in zip(self._keys(address, email), limits, strict=True):
+                times = self._recent(key, now)
+                if len(times) >= limit:
+                    wait = max(1, math.ceil(times[-limit] + self.window - now))
+                    raise RateLimited(
+                        f"too many failed sign-ins for this e-mail address: try again in {wait} s",
+                        retry_after=wait,
+                    )
+
+    def failed(self, address: str, email: str) -> None:
+        now = time.monotonic()
+        with self._lock:
+            for key in self._keys(address, email):
+                self._recent(key, now)
+                self._failures.setdefault(key, deque()).append(now)
+                self._failures.move_to_end(key)
+            while len(self._failures) > self.size:
+                self._failures.popitem(last=False)
+
+    def succeeded(self, address: str, email: str) -> None:
+        with self._lock:
+            self._failures.pop(self._keys(address, email)[0], None)
 
 
 def sign_in_with_password(

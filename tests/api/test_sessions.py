@@ -3,17 +3,18 @@ CSRF protection for cookie-authenticated writes, listing, revoking and signing o
 
 from __future__ import annotations
 
+import time
 from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import select
 from click.testing import CliRunner
 from fastapi.testclient import TestClient
 
+from corral import errors
 from corral.cli import cli
 from corral.core import identity, sessions
-from corral.db.tables import ApiToken, User
+from corral.db.tables import User
 from corral.db.types import utcnow
 from corral.settings import Settings
 
@@ -236,3 +237,42 @@ def test_setting_a_password_ends_the_users_web_sessions(client, app, alice, db) 
         r = c.get("/api/v1/me")
         assert r.status_code == 401 and "sign in again" in r.json()["message"]
     assert TestClient(app).get("/api/v1/me", headers=alice.bearer).status_code == 200  # tokens stay
+
+
+def test_repeated_wrong_passwords_are_throttled(client, app, alice) -> None:  # type: ignore[no-untyped-def]
+    # Nothing limited guessing: every attempt was answered (and cost the server a scrypt hash).
+    for _ in range(10):
+        r = client.post("/api/v1/sessions", json={"email": alice.email, "password": "wrong password"})
+        assert r.status_code == 401
+    for password in ("wrong password", PASSWORD):  # refused before the password is looked at
+        r = client.post("/api/v1/sessions", json={"email": " ALICE@a.org", "password": password})
+        assert r.status_code == 429 and r.json()["code"] == "rate_limited", r.text
+        assert 0 < int(r.headers["Retry-After"]) <= 900 and "set-cookie" not in r.headers
+    # An unknown address is throttled the same way (its answers never differ from a known one's).
+    answers = [client.post("/api/v1/sessions", json={"email": "ghost@a.org", "password": "x" * 8}).status_code
+               for _ in range(11)]
+    assert answers == [401] * 10 + [429]
+    # Other accounts, and API tokens, are not held up.
+    assert client.post("/api/v1/sessions", json={"token": alice.token}).status_code == 201
+
+
+def test_a_good_password_clears_the_failures(app, alice) -> None:  # type: ignore[no-untyped-def]
+    client = TestClient(app)
+    for _ in range(3):
+        for _ in range(9):
+            assert client.post("/api/v1/sessions", json={"email": alice.email, "password": "nope nope"}).status_code == 401
+        assert client.post("/api/v1/sessions", json={"email": alice.email, "password": PASSWORD}).status_code == 201
+
+
+def test_sign_in_throttle_forgets_old_failures_and_counts_every_address() -> None:
+    throttle = sessions.SignInThrottle(per_account=2, per_email=3, window=0.2)
+    throttle.failed("10.0.0.1", "a@x.io")
+    throttle.failed("10.0.0.1", "A@x.io ")
+    with pytest.raises(errors.RateLimited):
+        throttle.check("10.0.0.1", "a@x.io")
+    throttle.check("10.0.0.2", "a@x.io")  # another address: its own count...
+    throttle.failed("10.0.0.2", "a@x.io")
+    with pytest.raises(errors.RateLimited):  # ...but the e-mail's total counts too
+        throttle.check("10.0.0.3", "a@x.io")
+    time.sleep(0.25)
+    throttle.check("10.0.0.1", "a@x.io")
