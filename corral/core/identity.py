@@ -30,6 +30,7 @@ from corral.errors import (
     NotFound,
     PermissionDenied,
 )
+from corral.jobs import doorbell
 
 Role = Literal["admin", "member"]
 AuthMethod = Literal["bearer", "signature", "rpc-signature", "session"]
@@ -379,10 +380,17 @@ def _bump() -> None:
     _epoch += 1
 
 
+def forget_cached() -> None:
+    """Empty every principal cache of this process (another process changed users, tokens, SSH
+    keys or organisations: its ``doorbell.AUTH`` ring)."""
+    _bump()
+
+
 @event.listens_for(Session, "after_flush")
 def _after_flush(session: Session, _context: Any) -> None:
     if any(isinstance(o, _AUTH_TABLES) for o in (*session.new, *session.dirty, *session.deleted)):
         _bump()
+        doorbell.ring_after_commit(session, doorbell.AUTH)  # ...and the other processes' caches
 
 
 @event.listens_for(Session, "do_orm_execute")
@@ -391,6 +399,7 @@ def _on_execute(state: ORMExecuteState) -> None:
         getattr(m, "class_", None) in _AUTH_TABLES for m in state.all_mappers
     ):
         _bump()
+        doorbell.ring_after_commit(state.session, doorbell.AUTH)
 
 
 class PrincipalCache:
@@ -399,9 +408,11 @@ class PrincipalCache:
     Authenticating costs a read transaction with two queries; a busy client sends many requests a
     second with the same credential.  An entry is dropped when it is ``ttl`` seconds old, and every
     entry as soon as this process writes a user, token, SSH key or organisation through the ORM
-    (revoking, disabling, changing a role), so a change made here applies at once and one made by
-    another process within ``ttl`` seconds.  ``ttl`` 0 turns the cache off.  Failed lookups are
-    never cached.  A signature is still verified on every request: only the key's owner is cached.
+    (revoking, disabling, changing a role), so a change made here applies at once; one made by
+    another process applies when its ``doorbell.AUTH`` ring arrives (``forget_cached``), before
+    that process answered, or within ``ttl`` seconds if the ring is lost.  ``ttl`` 0 turns the
+    cache off.  Failed lookups are never cached.  A signature is still verified on every request:
+    only the key's owner is cached.
     """
 
     def __init__(self, ttl: float, size: int = 10_000) -> None:
