@@ -263,7 +263,7 @@ def _session(ctx: AppContext, scope: Scope) -> Callable[[], Principal] | None:
     if not session_auth.has_session_cookie(request):
         return None
     token = request.cookies.get(session_auth.SESSION_COOKIE, "")
-    unsafe = request.method not in session_auth.SAFE_METHODS
+    unsafe = session_auth.needs_csrf(request.method, scope["path"])
     csrf = request.headers.get(session_auth.CSRF_HEADER, "") if unsafe else None
     return lambda: session_auth._lookup(ctx.db, token, csrf)
 

@@ -276,3 +276,15 @@ def test_sign_in_throttle_forgets_old_failures_and_counts_every_address() -> Non
         throttle.check("10.0.0.3", "a@x.io")
     time.sleep(0.25)
     throttle.check("10.0.0.1", "a@x.io")
+
+
+def test_minting_a_token_with_a_session_needs_the_csrf_token_even_by_get(client, alice) -> None:  # type: ignore[no-untyped-def]
+    # GET /v2/public/user/bearer-token mints a token: with only the cookie, any same-origin page
+    # (an <img> in an uploaded HTML file opened from its local-media link) made the browser do it.
+    csrf = sign_in(client, email=alice.email, password=PASSWORD)["csrf_token"]
+    r = client.get("/v2/public/user/bearer-token")
+    assert r.status_code == 403 and r.json()["code"] == "csrf_failed"
+    r = client.get("/v2/public/user/bearer-token", headers={"X-CSRF-Token": csrf})
+    assert r.status_code == 200 and r.json()["token"].startswith("corral_")
+    assert TestClient(client.app).get("/v2/public/user/bearer-token", headers=alice.bearer).status_code == 200
+    assert client.get("/api/v1/me").status_code == 200  # reading needs no CSRF token
