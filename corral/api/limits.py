@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import os
 import tempfile
 import uuid
@@ -47,6 +48,7 @@ from corral import errors
 from corral.api import session_auth, web_ui
 from corral.api.deps import AppContext, _by_key, _by_token, raw_request_target
 from corral.api.errors import error_response, is_rpc_path
+from corral.api.middleware import COMMON_HEADERS
 from corral.auth.signatures import (
     KeyLookup,
     SignedHead,
@@ -413,6 +415,24 @@ class HeadTimeoutProtocol(H11Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
         super().connection_lost(exc)
+
+    def send_400_response(self, msg: str) -> None:
+        """uvicorn's answer to a request h11 cannot parse (a byte outside ASCII in the target, a
+        malformed header line, a head past ``CORRAL_MAX_HEADER_BYTES``): the one error shape, as
+        JSON, instead of uvicorn's plain text.  No route is known, so it is the native shape."""
+        body = BAD_HTTP_BODY
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                   (b"connection", b"close"), *COMMON_HEADERS]
+        for event in (h11.Response(status_code=400, headers=headers, reason=b"Bad Request"),
+                      h11.Data(data=body), h11.EndOfMessage()):
+            self.transport.write(self.conn.send(event))
+        self.transport.close()
+
+
+_BAD_HTTP = ("the request is not valid HTTP/1.1: its request line or a header is malformed, holds a "
+             "byte outside ASCII, or the head is longer than CORRAL_MAX_HEADER_BYTES")
+BAD_HTTP_BODY = json.dumps({"ok": False, "status": 400, "code": "invalid_input", "message": _BAD_HTTP,
+                            "errors": [{"message": _BAD_HTTP}]}).encode()
 
 
 def protocol_class(header_timeout: float) -> type[H11Protocol]:
