@@ -315,8 +315,10 @@ def visible_tokens(session: Session, principal: Principal, *, everyone: bool = F
     return list_tokens(session, org_id=principal.org_id, user_id=None if everyone else principal.user_id)
 
 
-def _token_row(session: Session, ref: str) -> ApiToken | None:
-    """A token by id, by its 12-character prefix (as listings show it), or by the token itself."""
+def _token_row(session: Session, ref: str, org_id: uuid.UUID | None = None) -> ApiToken | None:
+    """A token by id, by its 12-character prefix (as listings show it), or by the token itself.
+    ``org_id``: prefixes are matched among that organisation's tokens only (another's sharing the
+    prefix must not make the reference ambiguous, which would tell that it exists)."""
     try:
         return session.get(ApiToken, uuid.UUID(ref))
     except ValueError:
@@ -325,7 +327,10 @@ def _token_row(session: Session, ref: str) -> ApiToken | None:
         return session.scalar(select(ApiToken).where(ApiToken.token_hash == hash_token(ref)))
     if not ref.startswith(TOKEN_PREFIX) or len(ref) != 12:
         return None
-    rows = session.scalars(select(ApiToken).where(ApiToken.prefix == ref).limit(2)).all()
+    query = select(ApiToken).where(ApiToken.prefix == ref)
+    if org_id is not None:
+        query = query.join(User, User.id == ApiToken.user_id).where(User.org_id == org_id)
+    rows = session.scalars(query.limit(2)).all()
     if len(rows) > 1:
         raise InvalidInput(f"more than one token starts with {ref}: give the token's id")
     return rows[0] if rows else None
@@ -335,7 +340,7 @@ def revoke_token(session: Session, ref: str, principal: Principal | None = None)
     """Revoke a token (by id, prefix or the token itself) at once.  ``principal``: a user may
     revoke their own, an admin any of the organisation's; others' tokens are not found.  None:
     the operator."""
-    row = _token_row(session, ref)
+    row = _token_row(session, ref, principal.org_id if principal is not None else None)
     user = session.get(User, row.user_id) if row is not None else None
     if row is None or user is None or (
         principal is not None
