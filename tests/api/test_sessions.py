@@ -288,3 +288,17 @@ def test_minting_a_token_with_a_session_needs_the_csrf_token_even_by_get(client,
     assert r.status_code == 200 and r.json()["token"].startswith("corral_")
     assert TestClient(client.app).get("/v2/public/user/bearer-token", headers=alice.bearer).status_code == 200
     assert client.get("/api/v1/me").status_code == 200  # reading needs no CSRF token
+
+
+def test_sign_in_secrets_are_never_logged_nor_listed(client, alice, caplog) -> None:  # type: ignore[no-untyped-def]
+    import logging
+
+    caplog.set_level(logging.DEBUG)
+    client.post("/api/v1/sessions", json={"email": alice.email, "password": "not it, but close"})
+    body = sign_in(client, email=alice.email, password=PASSWORD)
+    sign_in(TestClient(client.app), token=alice.token)
+    listed = TestClient(client.app).get("/api/v1/sessions", headers=alice.bearer).text
+    session_cookie = client.cookies.get("corral_session")
+    assert session_cookie and body["csrf_token"] not in listed and session_cookie not in listed
+    for secret in (PASSWORD, "not it, but close", alice.token, body["csrf_token"], session_cookie):
+        assert secret not in caplog.text
