@@ -10,6 +10,7 @@ database dump signs nobody in.  Passwords are hashed with scrypt (memory-hard).
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import hmac
 import math
@@ -138,14 +139,16 @@ BAD_LOGIN = "e-mail or password is not right"
 
 
 class SignInThrottle:
-    """Failed password sign-ins, remembered for ``window`` seconds by this process.
+    """Password sign-ins, counted for ``window`` seconds by this process.
 
-    After ``per_account`` failures for one e-mail address from one client address, or
-    ``per_email`` failures for it from any address, password sign-ins for that e-mail (from that
-    address, or from anywhere) are refused with a 429 until the oldest failure leaves the window,
-    before the password is hashed, so a refusal costs no scrypt work either.  A success clears the
-    e-mail's failures from that address.  Unknown e-mail addresses count like known ones (the
-    answer must not tell them apart).  At most ``size`` keys are kept, the least recent dropped.
+    Every attempt counts as a failure from the moment it starts (``attempt``), so concurrent
+    guesses cannot all pass before the first is known to be wrong; a success takes its own back
+    (``succeeded``) and clears the e-mail's failures from that address.  After ``per_account``
+    failures for one e-mail address from one client address, or ``per_email`` for it from any
+    address, ``attempt`` refuses with a 429 until the oldest leaves the window, before the password
+    is hashed, so a refusal costs no scrypt work either.  Unknown e-mail addresses count like
+    known ones (the answer must not tell them apart).  At most ``size`` keys are kept, the least
+    recent dropped.
     """
 
     def __init__(self, per_account: int = 10, per_email: int = 100, window: float = 900.0,
@@ -169,12 +172,13 @@ class SignInThrottle:
             del self._failures[key]
         return times
 
-    def check(self, address: str, email: str) -> None:
-        """Raise ``RateLimited`` if password sign-ins for ``email`` from ``address`` must wait."""
+    def attempt(self, address: str, email: str) -> float:
+        """Count a password sign-in for ``email`` from ``address`` as failed until it succeeds, or
+        raise ``RateLimited`` if it must wait; returns the attempt's mark for ``succeeded``."""
         now = time.monotonic()
         with self._lock:
-            limits = (self.per_account, self.per_email)
-            for key, limit in zip(self._keys(address, email), limits, strict=True):
+            keys = self._keys(address, email)
+            for key, limit in zip(keys, (self.per_account, self.per_email), strict=True):
                 times = self._recent(key, now)
                 if len(times) >= limit:
                     wait = max(1, math.ceil(times[-limit] + self.window - now))
@@ -182,20 +186,22 @@ class SignInThrottle:
                         f"too many failed sign-ins for this e-mail address: try again in {wait} s",
                         retry_after=wait,
                     )
-
-    def failed(self, address: str, email: str) -> None:
-        now = time.monotonic()
-        with self._lock:
-            for key in self._keys(address, email):
-                self._recent(key, now)
+            for key in keys:
                 self._failures.setdefault(key, deque()).append(now)
                 self._failures.move_to_end(key)
             while len(self._failures) > self.size:
                 self._failures.popitem(last=False)
+        return now
 
-    def succeeded(self, address: str, email: str) -> None:
+    def succeeded(self, address: str, email: str, mark: float) -> None:
+        """The attempt ``mark`` signed in: forget the e-mail's failures from this address."""
+        account, by_email = self._keys(address, email)
         with self._lock:
-            self._failures.pop(self._keys(address, email)[0], None)
+            self._failures.pop(account, None)
+            times = self._failures.get(by_email)
+            if times is not None:
+                with contextlib.suppress(ValueError):
+                    times.remove(mark)
 
 
 def sign_in_with_password(

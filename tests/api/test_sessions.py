@@ -266,16 +266,31 @@ def test_a_good_password_clears_the_failures(app, alice) -> None:  # type: ignor
 
 def test_sign_in_throttle_forgets_old_failures_and_counts_every_address() -> None:
     throttle = sessions.SignInThrottle(per_account=2, per_email=3, window=0.2)
-    throttle.failed("10.0.0.1", "a@x.io")
-    throttle.failed("10.0.0.1", "A@x.io ")
+    throttle.attempt("10.0.0.1", "a@x.io")
+    throttle.attempt("10.0.0.1", "A@x.io ")  # (still running, or failed: the same count)
     with pytest.raises(errors.RateLimited):
-        throttle.check("10.0.0.1", "a@x.io")
-    throttle.check("10.0.0.2", "a@x.io")  # another address: its own count...
-    throttle.failed("10.0.0.2", "a@x.io")
+        throttle.attempt("10.0.0.1", "a@x.io")
+    throttle.attempt("10.0.0.2", "a@x.io")  # another address: its own count...
     with pytest.raises(errors.RateLimited):  # ...but the e-mail's total counts too
-        throttle.check("10.0.0.3", "a@x.io")
+        throttle.attempt("10.0.0.3", "a@x.io")
     time.sleep(0.25)
-    throttle.check("10.0.0.1", "a@x.io")
+    mark = throttle.attempt("10.0.0.1", "a@x.io")
+    throttle.succeeded("10.0.0.1", "a@x.io", mark)  # a success takes its own attempt back
+    throttle.attempt("10.0.0.1", "a@x.io")
+    throttle.attempt("10.0.0.1", "a@x.io")
+
+
+def test_concurrent_guesses_are_throttled_too(settings, db, alice) -> None:  # type: ignore[no-untyped-def]
+    """Guesses sent at once each passed the check before the first was known to have failed."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from corral.api.app import create_app
+
+    app = create_app(settings.model_copy(update={"api_threads": 16}), db=db)
+    with TestClient(app) as client, ThreadPoolExecutor(30) as pool:
+        statuses = list(pool.map(lambda _: client.post(
+            "/api/v1/sessions", json={"email": alice.email, "password": "a wrong guess"}).status_code, range(30)))
+    assert statuses.count(401) == 10 and statuses.count(429) == 20, statuses
 
 
 def test_minting_a_token_with_a_session_needs_the_csrf_token_even_by_get(client, alice) -> None:  # type: ignore[no-untyped-def]

@@ -90,20 +90,16 @@ async def sign_in(ctx: Ctx, request: Request, response: Response, body: SignIn |
 
     address = request.client.host if request.client else ""
     email = body.email or ""
-    if by_password:
-        ctx.sign_ins.check(address, email)  # too many failures: a 429, before any hashing
+    # counted as failed until it succeeds; too many failures: a 429, before any hashing
+    mark = ctx.sign_ins.attempt(address, email) if by_password else 0.0
 
     def write() -> SignedIn:
         with ctx.db.write() as s:
             if by_password:
-                try:
-                    new = sessions.sign_in_with_password(
-                        s, email, body.password or "", user_agent=agent, lifetime=lifetime
-                    )
-                except AuthenticationFailed:
-                    ctx.sign_ins.failed(address, email)
-                    raise
-                ctx.sign_ins.succeeded(address, email)
+                new = sessions.sign_in_with_password(
+                    s, email, body.password or "", user_agent=agent, lifetime=lifetime
+                )
+                ctx.sign_ins.succeeded(address, email, mark)
             else:
                 new = sessions.sign_in_with_token(s, body.token or "", user_agent=agent, lifetime=lifetime)
             org = s.get(Organisation, new.user.org_id)
