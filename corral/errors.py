@@ -13,6 +13,7 @@
     │   └── AlreadyExists            409 already_exists
     ├── RequestTimeout               408 request_timeout
     ├── PayloadTooLarge              413 payload_too_large
+    ├── RateLimited                  429 rate_limited (too many attempts: retry after retry_after s)
     ├── NotSupported                 501 not_supported (a call or option corral does not implement)
     ├── Overloaded                   503 overloaded (a limit is reached: retry after a pause)
     └── StorageError                 502 storage_error
@@ -119,6 +120,17 @@ class PayloadTooLarge(CorralError):
 class RequestTimeout(CorralError):
     status = 408
     code = "request_timeout"
+
+
+class RateLimited(CorralError):
+    """Too many attempts (failed sign-ins); the answer carries ``Retry-After: retry_after``."""
+
+    status = 429
+    code = "rate_limited"
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class NotSupported(CorralError):

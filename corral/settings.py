@@ -174,8 +174,9 @@ class Settings(BaseSettings):
         ge=0,
         le=60,
         description="How long a process remembers whom a bearer token or SSH key belongs to. A change "
-        "made in the same process (revoking, disabling) applies at once; one made by another process "
-        "within this time. 0: look the credential up on every request.",
+        "made through corral (revoking, disabling) applies at once in every process, which it "
+        "rings; one whose ring is lost, or made with plain SQL, within this time. 0: look the "
+        "credential up on every request.",
     )
     sqlite_busy_timeout_ms: int = Field(
         30000, ge=0, description="How long SQLite waits for a lock before giving up."

@@ -7,6 +7,8 @@ sent without credentials stays within 50 MiB of its idle memory.  Memory is samp
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import selectors
 import signal
@@ -238,3 +240,29 @@ def test_an_oversized_head_is_refused(server: Server) -> None:
     assert response.startswith(b"HTTP/1.1 400"), response[:200]
     small = httpx.get(f"http://127.0.0.1:{server.port}/healthz", headers={"X-Small": "a" * 1000})
     assert small.status_code == 200
+
+
+@pytest.mark.parametrize("head", [
+    b"GET /api/v1/\xff\xfe HTTP/1.1\r\nHost: corral\r\n\r\n",  # a byte outside ASCII in the target
+    b"GET /api/v1/me?\xff=1 HTTP/1.1\r\nHost: corral\r\n\r\n",
+    b"GET /api/v1/me HTTP/1.1\r\nHost: corral\r\nBad Header Line\r\n\r\n",
+    b"GET /api/v1/me HTTP/1.1\r\nHost: corral\r\nX-Big: " + b"a" * (64 << 10),  # an unfinished oversized head
+])
+def test_requests_http_cannot_parse_get_the_json_error_shape(server: Server, head: bytes) -> None:
+    """uvicorn answered these in plain text ("Invalid HTTP request received."), the one answer that
+    did not have corral's error shape."""
+    with socket.create_connection(("127.0.0.1", server.port)) as sock:
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            sock.sendall(head)
+        sock.settimeout(10)
+        data = b""
+        with contextlib.suppress(ConnectionResetError, TimeoutError):
+            while chunk := sock.recv(65536):
+                data += chunk
+    status, _, rest = data.partition(b"\r\n")
+    headers, _, body = rest.partition(b"\r\n\r\n")
+    assert status == b"HTTP/1.1 400 Bad Request", data[:300]
+    assert b"content-type: application/json" in headers.lower()
+    error = json.loads(body)
+    assert error["ok"] is False and error["status"] == 400 and error["code"] == "invalid_input"
+    assert "not valid HTTP/1.1" in error["message"] and error["errors"][0]["message"] == error["message"]

@@ -49,9 +49,11 @@ from corral.api.routes import (
     tokens,
 )
 from corral.api.web_ui import install as install_web_ui
+from corral.core import identity
 from corral.db import migrate
 from corral.db.engine import Database, create_database
 from corral.errors import ConfigurationError
+from corral.jobs import doorbell
 from corral.jobs.tasks import TaskRegistry, registry
 from corral.jobs.worker import Worker
 from corral.settings import Settings
@@ -100,6 +102,8 @@ def create_app(
         # Long-polls here wake when a job ends in any process of the deployment (the job workers
         # ring: corral.jobs.doorbell); the embedded worker (run_worker) listens for work too.
         database.doorbell.open()
+        # Another process changed users or tokens (a revocation): forget what this one cached.
+        stop_forgetting = database.doorbell.chime(doorbell.AUTH).subscribe(identity.forget_cached)
         thread: threading.Thread | None = None
         if run_worker:
             ctx.worker = Worker(database, settings, tasks)
@@ -121,6 +125,7 @@ def create_app(
                 await run_in_threadpool(thread.join, ctx.worker.shutdown_grace_seconds + 5)
                 ctx.worker = None
             ctx.pages_ahead.close()
+            stop_forgetting()
             database.doorbell.close()
             if owns_db:
                 database.dispose()

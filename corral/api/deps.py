@@ -14,7 +14,7 @@ from starlette.types import Scope
 from corral.api.longpoll import hold_until
 from corral.api.readahead import PageAhead
 from corral.auth.signatures import KeyLookup
-from corral.core import identity
+from corral.core import identity, sessions
 from corral.core.identity import Principal
 from corral.db.engine import Database
 from corral.errors import AuthenticationFailed
@@ -34,6 +34,7 @@ class AppContext:
     worker: Worker | None = None
     pages_ahead: PageAhead[Any] = field(default_factory=PageAhead)
     principals: identity.PrincipalCache = field(default_factory=lambda: identity.PrincipalCache(0))
+    sign_ins: sessions.SignInThrottle = field(default_factory=lambda: sessions.SignInThrottle())
 
     def __post_init__(self) -> None:
         self.principals.ttl = self.settings.auth_cache_seconds

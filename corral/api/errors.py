@@ -23,7 +23,7 @@ from sqlalchemy.exc import StatementError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from corral.api.parsing import BodyRefused
-from corral.errors import CorralError, ErrorDetail, NotSupported
+from corral.errors import CorralError, ErrorDetail, NotSupported, RateLimited
 
 log = logging.getLogger("corral.api")
 
@@ -112,7 +112,10 @@ async def _corral_error(request: Request, exc: Exception) -> JSONResponse:
     if exc.status >= 500 and not isinstance(exc, NotSupported):
         log.error("request failed", exc_info=exc, extra={"path": request.url.path})
     details = [d.as_dict() for d in exc.details] if exc.details else None
-    return error_response(request, exc.status, exc.code, exc.message, details)
+    response = error_response(request, exc.status, exc.code, exc.message, details)
+    if isinstance(exc, RateLimited):
+        response.headers["Retry-After"] = str(exc.retry_after)
+    return response
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:

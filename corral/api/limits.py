@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import os
 import tempfile
 import uuid
@@ -47,6 +48,7 @@ from corral import errors
 from corral.api import session_auth, web_ui
 from corral.api.deps import AppContext, _by_key, _by_token, raw_request_target
 from corral.api.errors import error_response, is_rpc_path
+from corral.api.middleware import COMMON_HEADERS
 from corral.auth.signatures import (
     KeyLookup,
     SignedHead,
@@ -66,6 +68,9 @@ OPEN_PATHS = frozenset({"/healthz", "/api/docs", "/api/docs/oauth2-redirect", "/
 OPEN_PREFIXES = ("/api/docs/assets/",)
 #: Signing in to the web UI: the password in its (capped) body is the credential.
 SIGN_IN = ("POST", "/api/v1/sessions")
+#: ...whose body is read before anyone is known, so it is kept small: an e-mail address and a
+#: password (at most 1,024 characters), or a token, fit many times over.
+SIGN_IN_BYTES = 16 << 10
 IMPORTS_PATH = "/api/v1/imports"
 _SPOOL_IN_MEMORY = 1 << 20
 _CHUNK = 64 << 10
@@ -93,6 +98,8 @@ def body_limit(settings: Settings, method: str, path: str) -> BodyLimit:
         return BodyLimit(settings.max_manifest_bytes, "CORRAL_MAX_MANIFEST_BYTES")
     if method == "PUT" and path.startswith(MEDIA_ROUTE + "/"):
         return BodyLimit(settings.max_upload_bytes, "CORRAL_MAX_UPLOAD_BYTES")
+    if (method, path.rstrip("/")) == SIGN_IN:
+        return BodyLimit(min(SIGN_IN_BYTES, settings.max_json_body_bytes), "fixed: signing in")
     return BodyLimit(settings.max_json_body_bytes, "CORRAL_MAX_JSON_BODY_BYTES")
 
 
@@ -258,7 +265,7 @@ def _session(ctx: AppContext, scope: Scope) -> Callable[[], Principal] | None:
     if not session_auth.has_session_cookie(request):
         return None
     token = request.cookies.get(session_auth.SESSION_COOKIE, "")
-    unsafe = request.method not in session_auth.SAFE_METHODS
+    unsafe = session_auth.needs_csrf(request.method, scope["path"])
     csrf = request.headers.get(session_auth.CSRF_HEADER, "") if unsafe else None
     return lambda: session_auth._lookup(ctx.db, token, csrf)
 
@@ -408,6 +415,24 @@ class HeadTimeoutProtocol(H11Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
         super().connection_lost(exc)
+
+    def send_400_response(self, msg: str) -> None:
+        """uvicorn's answer to a request h11 cannot parse (a byte outside ASCII in the target, a
+        malformed header line, a head past ``CORRAL_MAX_HEADER_BYTES``): the one error shape, as
+        JSON, instead of uvicorn's plain text.  No route is known, so it is the native shape."""
+        body = BAD_HTTP_BODY
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                   (b"connection", b"close"), *COMMON_HEADERS]
+        for event in (h11.Response(status_code=400, headers=headers, reason=b"Bad Request"),
+                      h11.Data(data=body), h11.EndOfMessage()):
+            self.transport.write(self.conn.send(event))
+        self.transport.close()
+
+
+_BAD_HTTP = ("the request is not valid HTTP/1.1: its request line or a header is malformed, holds a "
+             "byte outside ASCII, or the head is longer than CORRAL_MAX_HEADER_BYTES")
+BAD_HTTP_BODY = json.dumps({"ok": False, "status": 400, "code": "invalid_input", "message": _BAD_HTTP,
+                            "errors": [{"message": _BAD_HTTP}]}).encode()
 
 
 def protocol_class(header_timeout: float) -> type[H11Protocol]:

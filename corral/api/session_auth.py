@@ -3,9 +3,10 @@
 ``authenticate`` in :mod:`corral.api.deps` calls :func:`principal_from_cookie` when a request
 carries no ``Authorization`` header and no signature but has the session cookie, so the web UI
 sees exactly what the API lets the user see.  A cookie-authenticated request that may change
-state (any method but GET, HEAD and OPTIONS) must also carry the session's CSRF token in the
-``X-CSRF-Token`` header: another site can make the browser send the cookie, but it cannot read
-the token.  Bearer-token and signed requests need no CSRF token (browsers never add them).
+state (any method but GET, HEAD and OPTIONS, and the GETs in :data:`CHANGING_GETS`) must also
+carry the session's CSRF token in the ``X-CSRF-Token`` header: another site can make the browser
+send the cookie, but it cannot read the token.  Bearer-token and signed requests need no CSRF
+token (browsers never add them).
 """
 
 from __future__ import annotations
@@ -25,6 +26,15 @@ SESSION_COOKIE = "corral_session"
 CSRF_COOKIE = "corral_csrf"  # readable by the page, which echoes it in CSRF_HEADER
 CSRF_HEADER = "x-csrf-token"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+#: GET routes that change something (the Encord SDK's token minting): the CSRF token is needed
+#: with the cookie there too, or any page of the site (an ``<img>`` in an uploaded HTML file
+#: served from the same origin) could make the browser call them.
+CHANGING_GETS = frozenset({"/v2/public/user/bearer-token"})
+
+
+def needs_csrf(method: str, path: str) -> bool:
+    """Whether a cookie-authenticated request must carry the session's CSRF token."""
+    return method not in SAFE_METHODS or path.rstrip("/") in CHANGING_GETS
 # last_seen_at is written at most this often per session, so reads stay reads
 TOUCH_SECONDS = 60
 
@@ -53,7 +63,7 @@ def _lookup(db: Database, token: str, csrf: str | None) -> Principal:
 
 async def principal_from_cookie(request: Request, db: Database) -> Principal:
     token = request.cookies.get(SESSION_COOKIE, "")
-    csrf = None if request.method in SAFE_METHODS else request.headers.get(CSRF_HEADER, "")
+    csrf = request.headers.get(CSRF_HEADER, "") if needs_csrf(request.method, request.url.path) else None
     return await run_in_threadpool(_lookup, db, token, csrf)
 
 

@@ -289,7 +289,7 @@ def _read_password(source: str) -> str:
               help="'-' reads the password from the first line of stdin; 'prompt' asks for it twice.")
 @data_dir_option
 def user_set_password(email: str, password_from: str, data_dir: Path | None) -> None:
-    """Set (or replace) a user's web UI sign-in password."""
+    """Set (or replace) a user's web UI sign-in password, and end their web sessions."""
     from corral.core import sessions
 
     with friendly_errors():

@@ -30,6 +30,7 @@ from corral.errors import (
     NotFound,
     PermissionDenied,
 )
+from corral.jobs import doorbell
 
 Role = Literal["admin", "member"]
 AuthMethod = Literal["bearer", "signature", "rpc-signature", "session"]
@@ -314,8 +315,10 @@ def visible_tokens(session: Session, principal: Principal, *, everyone: bool = F
     return list_tokens(session, org_id=principal.org_id, user_id=None if everyone else principal.user_id)
 
 
-def _token_row(session: Session, ref: str) -> ApiToken | None:
-    """A token by id, by its 12-character prefix (as listings show it), or by the token itself."""
+def _token_row(session: Session, ref: str, org_id: uuid.UUID | None = None) -> ApiToken | None:
+    """A token by id, by its 12-character prefix (as listings show it), or by the token itself.
+    ``org_id``: prefixes are matched among that organisation's tokens only (another's sharing the
+    prefix must not make the reference ambiguous, which would tell that it exists)."""
     try:
         return session.get(ApiToken, uuid.UUID(ref))
     except ValueError:
@@ -324,7 +327,10 @@ def _token_row(session: Session, ref: str) -> ApiToken | None:
         return session.scalar(select(ApiToken).where(ApiToken.token_hash == hash_token(ref)))
     if not ref.startswith(TOKEN_PREFIX) or len(ref) != 12:
         return None
-    rows = session.scalars(select(ApiToken).where(ApiToken.prefix == ref).limit(2)).all()
+    query = select(ApiToken).where(ApiToken.prefix == ref)
+    if org_id is not None:
+        query = query.join(User, User.id == ApiToken.user_id).where(User.org_id == org_id)
+    rows = session.scalars(query.limit(2)).all()
     if len(rows) > 1:
         raise InvalidInput(f"more than one token starts with {ref}: give the token's id")
     return rows[0] if rows else None
@@ -334,7 +340,7 @@ def revoke_token(session: Session, ref: str, principal: Principal | None = None)
     """Revoke a token (by id, prefix or the token itself) at once.  ``principal``: a user may
     revoke their own, an admin any of the organisation's; others' tokens are not found.  None:
     the operator."""
-    row = _token_row(session, ref)
+    row = _token_row(session, ref, principal.org_id if principal is not None else None)
     user = session.get(User, row.user_id) if row is not None else None
     if row is None or user is None or (
         principal is not None
@@ -342,7 +348,13 @@ def revoke_token(session: Session, ref: str, principal: Principal | None = None)
     ):
         raise NotFound(f"token {ref} not found")
     if row.revoked_at is None:
+        from corral.core import sessions  # (sessions builds on this module)
+
         row.revoked_at = utcnow()
+        # A web session opened with the token would outlive it (and could mint new tokens).
+        # Sessions do not record which token opened them, so every session its user opened with a
+        # token since this one was made ends: signing in again is the price of a revocation.
+        sessions.end_all(session, row.user_id, method="token", since=row.created_at)
         session.flush()
     return TokenView(row.id, row.prefix, row.name, user.email, row.created_at, row.expires_at, row.revoked_at)
 
@@ -373,10 +385,17 @@ def _bump() -> None:
     _epoch += 1
 
 
+def forget_cached() -> None:
+    """Empty every principal cache of this process (another process changed users, tokens, SSH
+    keys or organisations: its ``doorbell.AUTH`` ring)."""
+    _bump()
+
+
 @event.listens_for(Session, "after_flush")
 def _after_flush(session: Session, _context: Any) -> None:
     if any(isinstance(o, _AUTH_TABLES) for o in (*session.new, *session.dirty, *session.deleted)):
         _bump()
+        doorbell.ring_after_commit(session, doorbell.AUTH)  # ...and the other processes' caches
 
 
 @event.listens_for(Session, "do_orm_execute")
@@ -385,6 +404,7 @@ def _on_execute(state: ORMExecuteState) -> None:
         getattr(m, "class_", None) in _AUTH_TABLES for m in state.all_mappers
     ):
         _bump()
+        doorbell.ring_after_commit(state.session, doorbell.AUTH)
 
 
 class PrincipalCache:
@@ -393,9 +413,11 @@ class PrincipalCache:
     Authenticating costs a read transaction with two queries; a busy client sends many requests a
     second with the same credential.  An entry is dropped when it is ``ttl`` seconds old, and every
     entry as soon as this process writes a user, token, SSH key or organisation through the ORM
-    (revoking, disabling, changing a role), so a change made here applies at once and one made by
-    another process within ``ttl`` seconds.  ``ttl`` 0 turns the cache off.  Failed lookups are
-    never cached.  A signature is still verified on every request: only the key's owner is cached.
+    (revoking, disabling, changing a role), so a change made here applies at once; one made by
+    another process applies when its ``doorbell.AUTH`` ring arrives (``forget_cached``), before
+    that process answered, or within ``ttl`` seconds if the ring is lost.  ``ttl`` 0 turns the
+    cache off.  Failed lookups are never cached.  A signature is still verified on every request:
+    only the key's owner is cached.
     """
 
     def __init__(self, ttl: float, size: int = 10_000) -> None:

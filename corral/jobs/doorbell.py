@@ -9,6 +9,11 @@ growing intervals.  A ring says "look now" across processes:
   instead of at their next poll.
 - ``STATE``: a job ended (finalised, or cancelled): long-polls (``corral.api.longpoll``) read
   again now instead of at their next interval.
+- ``AUTH``: a user, token, SSH key or organisation changed (a token revoked, a user disabled):
+  API processes forget the credentials they cached (``identity.PrincipalCache``) instead of
+  trusting them for up to ``CORRAL_AUTH_CACHE_SECONDS``.  It is sent at once, from the committing
+  thread, not coalesced: a revocation must reach the other processes before its caller hears it
+  is done.
 
 A ring carries nothing to trust: it only means "look now".  The timers stay as the fallback, so a
 ring that is lost (no listener yet, a full socket buffer, a dropped database connection) costs
@@ -54,7 +59,10 @@ log = logging.getLogger("corral.doorbell")
 
 WORK = "work"
 STATE = "state"
-TOPICS = (WORK, STATE)
+AUTH = "auth"
+TOPICS = (WORK, STATE, AUTH)
+#: Sent from the ringing thread at once rather than by the coalescing sender thread.
+URGENT = frozenset({AUTH})
 #: At most one send per this many seconds per process (more rings meanwhile go out together).
 MIN_INTERVAL = 0.02
 _RINGS_KEY = "corral.doorbell.rings"
@@ -172,6 +180,12 @@ class Doorbell:
         self.heard(topic)
         if self.transport is None or self._closed.is_set():
             return
+        if topic in URGENT:
+            try:
+                self.transport.send({topic})
+            except Exception:  # noqa: BLE001 - a lost ring costs the cache time, as before
+                log.warning("sending a wake-up failed", exc_info=True)
+            return
         with self._lock:
             self._pending.add(topic)
             if self._sender is None:
@@ -240,7 +254,7 @@ class Doorbell:
 
 # -- SQLite: datagram sockets in the data directory ---------------------------------------------
 
-_BYTE = {WORK: b"w", STATE: b"s"}
+_BYTE = {WORK: b"w", STATE: b"s", AUTH: b"a"}
 _TOPIC = {ord(b): topic for topic, b in _BYTE.items()}
 #: Longest path bound directly; a longer one goes through /proc/self/fd (sun_path is 108 bytes).
 _MAX_PATH = 100
@@ -350,7 +364,7 @@ class SocketTransport:
 
 # -- PostgreSQL: LISTEN / NOTIFY ----------------------------------------------------------------
 
-_CHANNEL = {WORK: "corral_work", STATE: "corral_state"}
+_CHANNEL = {WORK: "corral_work", STATE: "corral_state", AUTH: "corral_auth"}
 _FROM_CHANNEL = {channel: topic for topic, channel in _CHANNEL.items()}
 #: How long the listener waits for a notification before looking whether it should stop.
 _LISTEN_TICK = 0.25

@@ -1,8 +1,12 @@
 """The principal cache: a credential is looked up at most once per CORRAL_AUTH_CACHE_SECONDS, and a
-revocation made in the same process applies at once (one made elsewhere within that time)."""
+revocation made through corral applies at once, in this process or another (one made with plain
+SQL within that time)."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 
 import requests
@@ -94,3 +98,29 @@ def test_a_cached_credential_is_not_looked_up_again(make_user, settings, db) -> 
         assert client.get("/api/v1/me", headers=alice.bearer).status_code == 200
         app.state.corral.principals.clear()
         assert client.get("/api/v1/me", headers=alice.bearer).status_code == 401
+
+
+def _corral(settings, *args: str) -> subprocess.CompletedProcess[str]:  # type: ignore[no-untyped-def]
+    """``corral ARGS`` in a process of its own (a process shares no memory with the app's)."""
+    env = {**os.environ, "CORRAL_DATA_DIR": str(settings.data_dir),
+           "CORRAL_SECRET_KEY": settings.secret_key.get_secret_value()}
+    if settings.database_url:
+        env["CORRAL_DATABASE_URL"] = settings.database_url
+    return subprocess.run([sys.executable, "-m", "corral", *args], env=env, capture_output=True, text=True,
+                          timeout=120, check=False)
+
+
+def test_a_revocation_in_another_process_applies_at_once(make_user, settings, db) -> None:  # type: ignore[no-untyped-def]
+    # Another API process (or `corral token revoke`) used to leave this one trusting a revoked
+    # token, a disabled user's key, for up to CORRAL_AUTH_CACHE_SECONDS: its cache never heard.
+    alice = make_user("alice@x.io")
+    app = create_app(settings.model_copy(update={"auth_cache_seconds": 60}), db=db)
+    with TestClient(app, raise_server_exceptions=False) as client:
+        assert client.get("/api/v1/me", headers=alice.bearer).status_code == 200
+        done = _corral(settings, "token", "revoke", alice.token[:12])
+        assert done.returncode == 0, done.stderr
+        start = time.monotonic()  # the ring is in this process's socket before the command returns
+        while (r := client.get("/api/v1/me", headers=alice.bearer)).status_code == 200:
+            assert time.monotonic() - start < 0.5, "the revocation did not reach this process's cache"
+            time.sleep(0.01)
+        assert r.status_code == 401 and r.json()["message"] == "Bearer token has been revoked"

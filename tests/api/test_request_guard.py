@@ -94,6 +94,23 @@ def test_unauthenticated_bodies_are_never_read(small_app, make_user) -> None:  #
         assert out.json()["code"] == "authentication_failed"
 
 
+def test_signing_in_reads_at_most_a_small_body(app) -> None:  # type: ignore[no-untyped-def]
+    # Signing in is the one route that reads a body from anyone: it used to take the JSON limit
+    # (16 MiB by default) from an anonymous client, read whole before the 401.
+    out = run(app, "POST", "/api/v1/sessions",
+              {"content-length": str(len(BIG) * MiB), "content-type": "application/json"}, BIG)
+    assert out.status == 413 and out.chunks_read == 0
+    assert "16 KiB" in out.json()["message"] and out.headers["connection"] == "close"
+    chunks = [b'{"email": "a@x.io", "password": "' + b"x" * (4 << 10)] + [b"x" * (4 << 10)] * 256
+    out = run(app, "POST", "/api/v1/sessions", {"transfer-encoding": "chunked", "content-type": "application/json"},
+              chunks)
+    assert out.status == 413 and out.bytes_read <= (20 << 10), out.bytes_read
+    ok = json.dumps({"email": "nobody@x.io", "password": "p" * 1024}).encode()
+    out = run(app, "POST", "/api/v1/sessions", {"content-length": str(len(ok)), "content-type": "application/json"},
+              [ok])
+    assert out.status == 401 and out.json()["message"] == "e-mail or password is not right"
+
+
 def test_v1_rpc_with_an_unknown_key_is_not_read(small_app) -> None:  # type: ignore[no-untyped-def]
     out = run(small_app, "POST", "/public", {"authorization": "ab" * 32 + ":" + "00" * 64}, BIG)
     assert out.status == 401 and out.chunks_read == 0

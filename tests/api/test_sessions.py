@@ -3,15 +3,19 @@ CSRF protection for cookie-authenticated writes, listing, revoking and signing o
 
 from __future__ import annotations
 
+import time
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
 from click.testing import CliRunner
 from fastapi.testclient import TestClient
 
+from corral import errors
 from corral.cli import cli
-from corral.core import sessions
+from corral.core import identity, sessions
 from corral.db.tables import User
+from corral.db.types import utcnow
 from corral.settings import Settings
 
 PASSWORD = "correct horse battery staple"
@@ -86,8 +90,6 @@ def test_token_sign_in_and_disabled_users(client, alice, db) -> None:  # type: i
     assert client.get("/api/v1/me").json()["auth_method"] == "session"
     r = client.post("/api/v1/sessions", json={"token": "corral_nope"})
     assert r.status_code == 401 and r.json()["message"] == "Bearer token is not valid"
-    from corral.db.types import utcnow
-
     with db.write() as s:
         user = s.get(User, alice.user_id)
         assert user is not None
@@ -150,8 +152,6 @@ def test_sessions_are_listed_revoked_and_signed_out(client, app, alice, make_use
 
 
 def test_expired_sessions_end(settings: Settings, db, alice) -> None:  # type: ignore[no-untyped-def]
-    from datetime import timedelta
-
     with db.write() as s:
         new = sessions.sign_in_with_password(s, alice.email, PASSWORD, user_agent="", lifetime=timedelta(seconds=-1))
     with db.read() as s, pytest.raises(Exception, match="sign in again"):
@@ -195,3 +195,125 @@ def test_cli_sets_passwords(settings, db, client) -> None:  # type: ignore[no-un
     assert r.exit_code == 1 and "password must be" in r.output
     r = runner.invoke(cli, ["user", "list"], env=env)
     assert "weak@x.io" not in r.output  # nothing half-written
+
+
+def test_revoking_a_token_ends_the_web_sessions_opened_with_it(client, app, alice) -> None:  # type: ignore[no-untyped-def]
+    # A leaked token pasted into the sign-in page gave a session that outlived the token's
+    # revocation, and that session could mint a new token (GET /v2/public/user/bearer-token).
+    browser = TestClient(app)
+    sign_in(browser, token=alice.token)
+    by_password = TestClient(app)
+    sign_in(by_password, email=alice.email, password=PASSWORD)
+    assert browser.get("/api/v1/me").status_code == 200
+    r = TestClient(app).delete(f"/api/v1/tokens/{alice.token[:12]}", headers=alice.bearer)
+    assert r.status_code == 200 and r.json()["state"] == "revoked"
+    r = browser.get("/api/v1/me")
+    assert r.status_code == 401 and "sign in again" in r.json()["message"]
+    assert browser.get("/v2/public/user/bearer-token").status_code == 401
+    assert by_password.get("/api/v1/me").status_code == 200  # not opened with the token
+
+
+def test_a_session_opened_with_a_token_ends_when_the_token_expires(client, alice, db) -> None:  # type: ignore[no-untyped-def]
+    # It lasted CORRAL_SESSION_HOURS whatever the token's own lifetime.
+    with db.write() as s:
+        short, row = identity.create_token(s, alice.email, expires_in=timedelta(minutes=5))
+        token_expires = row.expires_at
+    r = client.post("/api/v1/sessions", json={"token": short})
+    assert r.status_code == 201, r.text
+    assert datetime.fromisoformat(r.json()["session"]["expires_at"]) <= token_expires
+    session_cookie = next(c for c in r.headers.get_list("set-cookie") if c.startswith("corral_session="))
+    assert int(session_cookie.split("Max-Age=")[1].split(";")[0]) <= 300
+
+
+def test_setting_a_password_ends_the_users_web_sessions(client, app, alice, db) -> None:  # type: ignore[no-untyped-def]
+    # Someone who knew the old password stayed signed in after it was changed.
+    sign_in(client, email=alice.email, password=PASSWORD)
+    other = TestClient(app)
+    sign_in(other, token=alice.token)
+    assert client.get("/api/v1/me").status_code == 200
+    with db.write() as s:
+        sessions.set_password(s, alice.email, "a brand new password")
+    for c in (client, other):
+        r = c.get("/api/v1/me")
+        assert r.status_code == 401 and "sign in again" in r.json()["message"]
+    assert TestClient(app).get("/api/v1/me", headers=alice.bearer).status_code == 200  # tokens stay
+
+
+def test_repeated_wrong_passwords_are_throttled(client, app, alice) -> None:  # type: ignore[no-untyped-def]
+    # Nothing limited guessing: every attempt was answered (and cost the server a scrypt hash).
+    for _ in range(10):
+        r = client.post("/api/v1/sessions", json={"email": alice.email, "password": "wrong password"})
+        assert r.status_code == 401
+    for password in ("wrong password", PASSWORD):  # refused before the password is looked at
+        r = client.post("/api/v1/sessions", json={"email": " ALICE@a.org", "password": password})
+        assert r.status_code == 429 and r.json()["code"] == "rate_limited", r.text
+        assert 0 < int(r.headers["Retry-After"]) <= 900 and "set-cookie" not in r.headers
+    # An unknown address is throttled the same way (its answers never differ from a known one's).
+    answers = [client.post("/api/v1/sessions", json={"email": "ghost@a.org", "password": "x" * 8}).status_code
+               for _ in range(11)]
+    assert answers == [401] * 10 + [429]
+    # Other accounts, and API tokens, are not held up.
+    assert client.post("/api/v1/sessions", json={"token": alice.token}).status_code == 201
+
+
+def test_a_good_password_clears_the_failures(app, alice) -> None:  # type: ignore[no-untyped-def]
+    client = TestClient(app)
+    for _ in range(3):
+        for _ in range(9):
+            assert client.post("/api/v1/sessions", json={"email": alice.email, "password": "nope nope"}).status_code == 401
+        assert client.post("/api/v1/sessions", json={"email": alice.email, "password": PASSWORD}).status_code == 201
+
+
+def test_sign_in_throttle_forgets_old_failures_and_counts_every_address() -> None:
+    throttle = sessions.SignInThrottle(per_account=2, per_email=3, window=0.2)
+    throttle.attempt("10.0.0.1", "a@x.io")
+    throttle.attempt("10.0.0.1", "A@x.io ")  # (still running, or failed: the same count)
+    with pytest.raises(errors.RateLimited):
+        throttle.attempt("10.0.0.1", "a@x.io")
+    throttle.attempt("10.0.0.2", "a@x.io")  # another address: its own count...
+    with pytest.raises(errors.RateLimited):  # ...but the e-mail's total counts too
+        throttle.attempt("10.0.0.3", "a@x.io")
+    time.sleep(0.25)
+    mark = throttle.attempt("10.0.0.1", "a@x.io")
+    throttle.succeeded("10.0.0.1", "a@x.io", mark)  # a success takes its own attempt back
+    throttle.attempt("10.0.0.1", "a@x.io")
+    throttle.attempt("10.0.0.1", "a@x.io")
+
+
+def test_concurrent_guesses_are_throttled_too(settings, db, alice) -> None:  # type: ignore[no-untyped-def]
+    """Guesses sent at once each passed the check before the first was known to have failed."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from corral.api.app import create_app
+
+    app = create_app(settings.model_copy(update={"api_threads": 16}), db=db)
+    with TestClient(app) as client, ThreadPoolExecutor(30) as pool:
+        statuses = list(pool.map(lambda _: client.post(
+            "/api/v1/sessions", json={"email": alice.email, "password": "a wrong guess"}).status_code, range(30)))
+    assert statuses.count(401) == 10 and statuses.count(429) == 20, statuses
+
+
+def test_minting_a_token_with_a_session_needs_the_csrf_token_even_by_get(client, alice) -> None:  # type: ignore[no-untyped-def]
+    # GET /v2/public/user/bearer-token mints a token: with only the cookie, any same-origin page
+    # (an <img> in an uploaded HTML file opened from its local-media link) made the browser do it.
+    csrf = sign_in(client, email=alice.email, password=PASSWORD)["csrf_token"]
+    r = client.get("/v2/public/user/bearer-token")
+    assert r.status_code == 403 and r.json()["code"] == "csrf_failed"
+    r = client.get("/v2/public/user/bearer-token", headers={"X-CSRF-Token": csrf})
+    assert r.status_code == 200 and r.json()["token"].startswith("corral_")
+    assert TestClient(client.app).get("/v2/public/user/bearer-token", headers=alice.bearer).status_code == 200
+    assert client.get("/api/v1/me").status_code == 200  # reading needs no CSRF token
+
+
+def test_sign_in_secrets_are_never_logged_nor_listed(client, alice, caplog) -> None:  # type: ignore[no-untyped-def]
+    import logging
+
+    caplog.set_level(logging.DEBUG)
+    client.post("/api/v1/sessions", json={"email": alice.email, "password": "not it, but close"})
+    body = sign_in(client, email=alice.email, password=PASSWORD)
+    sign_in(TestClient(client.app), token=alice.token)
+    listed = TestClient(client.app).get("/api/v1/sessions", headers=alice.bearer).text
+    session_cookie = client.cookies.get("corral_session")
+    assert session_cookie and body["csrf_token"] not in listed and session_cookie not in listed
+    for secret in (PASSWORD, "not it, but close", alice.token, body["csrf_token"], session_cookie):
+        assert secret not in caplog.text

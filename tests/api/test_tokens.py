@@ -131,3 +131,16 @@ def test_revoking_by_the_token_itself_never_logs_it(client, make_user, caplog) -
     paths = [getattr(rec, "path", "") for rec in caplog.records if rec.name == "corral.access"]
     assert f"/api/v1/tokens/{token[:12]}…" in paths
     assert token not in caplog.text and token[12:] not in caplog.text
+
+
+def test_a_prefix_is_matched_among_the_organisations_own_tokens(client, make_user, db) -> None:  # type: ignore[no-untyped-def]
+    # Another organisation's token with the same 12 characters made the prefix "ambiguous" (a 400
+    # telling that it exists) instead of revoking this organisation's own.
+    alice = make_user("alice@a.io", org="Org A")
+    eve = make_user("eve@b.io", org="Org B")
+    with db.write() as s:
+        s.execute(update(ApiToken).values(prefix="corral_SAME5"))
+    r = client.delete("/api/v1/tokens/corral_SAME5", headers=eve.bearer)
+    assert r.status_code == 200, r.text
+    assert r.json()["email"] == "eve@b.io" and r.json()["state"] == "revoked"
+    assert client.get("/api/v1/me", headers=alice.bearer).status_code == 200

@@ -88,12 +88,18 @@ async def sign_in(ctx: Ctx, request: Request, response: Response, body: SignIn |
         missing = "email" if not body.email else "password"
         raise ValidationFailed(f"{missing} is required", details=[ErrorDetail("required", field=missing)])
 
+    address = request.client.host if request.client else ""
+    email = body.email or ""
+    # counted as failed until it succeeds; too many failures: a 429, before any hashing
+    mark = ctx.sign_ins.attempt(address, email) if by_password else 0.0
+
     def write() -> SignedIn:
         with ctx.db.write() as s:
             if by_password:
                 new = sessions.sign_in_with_password(
-                    s, body.email or "", body.password or "", user_agent=agent, lifetime=lifetime
+                    s, email, body.password or "", user_agent=agent, lifetime=lifetime
                 )
+                ctx.sign_ins.succeeded(address, email, mark)
             else:
                 new = sessions.sign_in_with_token(s, body.token or "", user_agent=agent, lifetime=lifetime)
             org = s.get(Organisation, new.user.org_id)
