@@ -568,6 +568,9 @@ def _commit_batch(s: Session, unit: ClaimedUnit, ready: _Ready,
     contested: list[Prepared] = []
     skipped = updated = 0
     upserted: list[tuple[uuid.UUID, dict[str, Any]]] = []
+    # With upsert_metadata, a later entry of a URL this batch registers itself: the metadata its
+    # item ends with (the last such entry's), applied once the item is inserted (``_upsert``).
+    late: dict[str, dict[str, Any]] = {}
     if params.get("skip_duplicate_urls") and not params.get("upsert_metadata") and prepared and _all_there(
             s, unit.job_id, folder_id, sorted({p.url_hash for p in prepared})):
         # Every URL is there (an all-duplicate batch): what the decision below then comes to,
@@ -596,25 +599,23 @@ def _commit_batch(s: Session, unit: ClaimedUnit, ready: _Ready,
             # UPDATE held the items while project_again waited for a key the change had deleted.)
             projection.lock_keys(s, unit.org_id)
         fresh: list[Prepared] = []
+        registering: set[str] = set()  # the URLs this batch registers
         for p in prepared:
-            if p.url_hash in there:
+            if p.url_hash in registering:  # the same URL twice in one batch: the first registers
                 if params.get("upsert_metadata"):
-                    changed = s.scalars(
-                        update(Item)  # every copy of the URL in the folder
-                        .where(
-                            unindexed(Item.folder_id) == folder_id,  # by the URL key's index
-                            Item.url_hash == p.url_hash,
-                            Item.deleted_at.is_(None),
-                        )
-                        .values(client_metadata=p.client_metadata, updated_at=utcnow())
-                        .returning(Item.id)
-                    )
-                    upserted += [(item_id, p.client_metadata) for item_id in changed]
+                    late[p.url_hash] = p.client_metadata  # its item has not been inserted yet
                     updated += 1
                 else:
                     skipped += 1
                 continue
-            there.add(p.url_hash)  # the same URL twice in one batch: keep the first
+            if p.url_hash in there:
+                if params.get("upsert_metadata"):
+                    upserted += _upsert(s, folder_id, p.url_hash, p.client_metadata)
+                    updated += 1
+                else:
+                    skipped += 1
+                continue
+            registering.add(p.url_hash)
             (contested if p.url_hash in staged_elsewhere else fresh).append(p)
         prepared = fresh
     projection.project_again(s, unit.org_id, upserted)
@@ -634,14 +635,18 @@ def _commit_batch(s: Session, unit: ClaimedUnit, ready: _Ready,
         # (the index changed since the rows were built, or items without values built)
         meta = _projected(keys, [(ready.rows[id(p)][0][0], p) for p in needed])
     elif len(needed) < len(ready.projected):  # duplicates were left out
-        kept = {ready.rows[id(p)][0][0] for p in needed}
-        by_key, text_rows = meta
-        meta = ([(key, column, [r for r in pairs if r[0] in kept]) for key, column, pairs in by_key],
-                [r for r in text_rows if r[0] in kept])
+        meta = _values_of(meta, {ready.rows[id(p)][0][0] for p in needed})
+    if late:  # their values are projected once they take their last entry's metadata (below)
+        meta = _values_of(meta, {ready.rows[id(p)][0][0] for p in needed if p.url_hash not in late})
     if needed:  # the rows the items point at, checked and held once (items has no foreign keys)
         item_parents.hold(s, org_id=unit.org_id, folder_id=folder_id, **_parents(unit))
     _insert(s, unit, folder_id, ready, prepared)
     _insert(s, unit, folder_id, ready, contested, staged=True)
+    if late:  # (their values were left out of ``meta``: projected here from the metadata they end with)
+        projection.project_again(s, unit.org_id, [
+            changed for url_hash, client_metadata in late.items()
+            for changed in _upsert(s, folder_id, url_hash, client_metadata)
+        ])
     if values is None:
         projection.write(s, meta, converted=True)  # ids from uuid7_hex (_Ready.build)
     else:
@@ -650,6 +655,30 @@ def _commit_batch(s: Session, unit: ClaimedUnit, ready: _Ready,
     # commits through this transaction.
     index_changes.note(s, unit.org_id, (ready.rows[id(p)][0][0] for p in needed))  # index snapshots
     return _batch_result(results, len(prepared) + len(contested), len(contested), skipped, updated)
+
+
+def _values_of(meta: projection.Keyed, kept: set[Any]) -> projection.Keyed:
+    """The projected values of the items ``kept`` (by their ids as the rows hold them)."""
+    by_key, text_rows = meta
+    return ([(key, column, [r for r in pairs if r[0] in kept]) for key, column, pairs in by_key],
+            [r for r in text_rows if r[0] in kept])
+
+
+def _upsert(s: Session, folder_id: uuid.UUID, url_hash: str,
+            client_metadata: dict[str, Any]) -> list[tuple[uuid.UUID, dict[str, Any]]]:
+    """``upsert_metadata``: every copy of the URL in the folder takes this metadata; the items
+    changed, for ``projection.project_again``."""
+    changed = s.scalars(
+        update(Item)
+        .where(
+            unindexed(Item.folder_id) == folder_id,  # by the URL key's index
+            Item.url_hash == url_hash,
+            Item.deleted_at.is_(None),
+        )
+        .values(client_metadata=client_metadata, updated_at=utcnow())
+        .returning(Item.id)
+    )
+    return [(item_id, client_metadata) for item_id in changed]
 
 
 def _batch_result(results: list[list[Prepared] | FileError], registered: int, contested: int, skipped: int,
