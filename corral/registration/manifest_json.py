@@ -177,10 +177,25 @@ _PAIR_START = (b"\\", b"u", b"dD", b"cdefCDEF", *[b"0123456789abcdefABCDEF"] * 2
 
 def _line_and_column(path: Path, start: int, position: int) -> tuple[int, int]:
     """The line and column (in characters, from 1) of byte ``position`` of the file."""
+    # (a chunk at a time, the column counted as it goes: the position may be far into a large
+    # file, all of it on one line)
+    line, column, decoder = 1, 0, codecs.getincrementaldecoder("utf-8")("replace")
     with open(path, "rb") as f:
         f.seek(start)
-        text = f.read(position - start)
-    return text.count(b"\n") + 1, len(text[text.rfind(b"\n") + 1 :].decode("utf-8", "replace")) + 1
+        remaining = position - start
+        while remaining > 0:
+            data = f.read(min(CHUNK, remaining))
+            if not data:
+                break
+            remaining -= len(data)
+            newlines = data.count(b"\n")
+            if newlines:
+                line += newlines
+                decoder.reset()
+                column = len(decoder.decode(data[data.rindex(b"\n") + 1 :]))
+            else:
+                column += len(decoder.decode(data))
+    return line, column + 1
 
 
 _YAJL_TEXT = re.compile(r"(?:parse|lexical) error: ([^\n\\]*)")
