@@ -571,10 +571,12 @@ def _commit_batch(s: Session, unit: ClaimedUnit, ready: _Ready,
     # With upsert_metadata, a later entry of a URL this batch registers itself: the metadata its
     # item ends with (the last such entry's), applied once the item is inserted (``_upsert``).
     late: dict[str, dict[str, Any]] = {}
+    copies_named: list[str] = []  # the URLs skipped or updated for a copy the folder has
     if params.get("skip_duplicate_urls") and not params.get("upsert_metadata") and prepared and _all_there(
             s, unit.job_id, folder_id, sorted({p.url_hash for p in prepared})):
         # Every URL is there (an all-duplicate batch): what the decision below then comes to,
         # counted by the database rather than each copy read into Python.
+        copies_named = [p.url_hash for p in prepared]
         skipped, prepared = len(prepared), []
     elif params.get("skip_duplicate_urls"):
         # A copy of the URL counts as there if users can see it, or if this job registered it
@@ -609,6 +611,7 @@ def _commit_batch(s: Session, unit: ClaimedUnit, ready: _Ready,
                     skipped += 1
                 continue
             if p.url_hash in there:
+                copies_named.append(p.url_hash)
                 if params.get("upsert_metadata"):
                     upserted += _upsert(s, folder_id, p.url_hash, p.client_metadata)
                     updated += 1
@@ -620,8 +623,10 @@ def _commit_batch(s: Session, unit: ClaimedUnit, ready: _Ready,
         prepared = fresh
     projection.project_again(s, unit.org_id, upserted)
     needed = [*prepared, *contested]
+    # A dataset upload links the copies its skipped entries name, once it is DONE (_finalize).
+    named = sorted(set(copies_named)) if params.get("dataset_id") else []
     if not needed:  # nothing to write (every file a duplicate, or failed): no keys, rows or values
-        return _batch_result(results, 0, 0, skipped, updated)
+        return _batch_result(results, 0, 0, skipped, updated, named)
     # What the look-up outside the lock took for a duplicate, wrongly, gets its rows now.  (This
     # may run again for the same batch after a rolled-back group commit: ``ready`` only gains
     # rows here, and its projected values are never changed, so a second run writes the same.)
@@ -654,7 +659,7 @@ def _commit_batch(s: Session, unit: ClaimedUnit, ready: _Ready,
     # Whatever else must change with a batch's items goes here: every batch, inline or a unit,
     # commits through this transaction.
     index_changes.note(s, unit.org_id, (ready.rows[id(p)][0][0] for p in needed))  # index snapshots
-    return _batch_result(results, len(prepared) + len(contested), len(contested), skipped, updated)
+    return _batch_result(results, len(prepared) + len(contested), len(contested), skipped, updated, named)
 
 
 def _values_of(meta: projection.Keyed, kept: set[Any]) -> projection.Keyed:
@@ -682,8 +687,8 @@ def _upsert(s: Session, folder_id: uuid.UUID, url_hash: str,
 
 
 def _batch_result(results: list[list[Prepared] | FileError], registered: int, contested: int, skipped: int,
-                  updated: int) -> dict[str, Any]:
-    return {
+                  updated: int, copies: list[str] | None = None) -> dict[str, Any]:
+    out = {
         "files": len(results),
         "registered": registered,
         "contested": contested,
@@ -691,6 +696,9 @@ def _batch_result(results: list[list[Prepared] | FileError], registered: int, co
         "updated": updated,
         "errors": [r.as_dict() for r in results if isinstance(r, FileError)],
     }
+    if copies:
+        out["copies"] = copies  # (URL keys: a dataset upload links their items when it is DONE)
+    return out
 
 
 LOOKUP_CHUNK = 1000
@@ -1221,11 +1229,28 @@ def _finalize(s: Session, job: Job) -> None:
         _analyze_after_large_load(s, job)
         if job.params.get("dataset_id"):  # a dataset upload (the SDK's add_private_data_to_dataset)
             s.flush()  # the status first: linking takes published items only
-            datasets.link_job_items(s, uuid.UUID(job.params["dataset_id"]), job.id)
+            datasets.link_job_items(s, uuid.UUID(job.params["dataset_id"]), job.id,
+                                    uuid.UUID(job.params["folder_id"]), _copies_named(s, job))
         thumbnails.enqueue_for_job(s, job)  # images outside strict client-only integrations
     elif not job.ignore_errors:
         discard_staged(s, job.id)
     # (its manifest's job_blobs are deleted after this transaction: queue.drop_blobs)
+
+
+def _copies_named(s: Session, job: Job) -> list[str]:
+    """The URL keys of the folder's items that a dataset upload's skipped (or updated) entries
+    named: the dataset links them too, as the entries' files ("skip URLs already in the dataset",
+    not in the folder: a copy the folder holds but the dataset does not is linked, not skipped)."""
+    if not job.params.get("skip_duplicate_urls"):
+        return []
+    keys: set[str] = set()
+    done = select(sql_cast(JobUnit.result, Text)).where(
+        JobUnit.job_id == job.id, JobUnit.seq > 0, JobUnit.status == "done")
+    for raw in s.scalars(done):
+        result, unreadable = queue.load_stored(raw, "result")
+        if result and not unreadable:
+            keys.update(result.get("copies", ()))
+    return sorted(keys)
 
 
 ANALYZE_AFTER = 50_000  # files registered or updated
