@@ -443,8 +443,10 @@ def link_matching(
     return LinkResult(linked, total - linked)
 
 
-def link_job_items(s: Session, dataset_id: uuid.UUID, job_id: uuid.UUID) -> int:
-    """Link every item an upload job registered (the job's starter was checked when it started)."""
+def link_job_items(s: Session, dataset_id: uuid.UUID, job_id: uuid.UUID, folder_id: uuid.UUID | None = None,
+                   url_keys: Sequence[str] = ()) -> int:
+    """Link every item an upload job registered (the job's starter was checked when it started),
+    and the items of ``folder_id`` under these URL keys (those its skipped entries named)."""
     try:
         hold(s, [dataset_id])  # a delete committed meanwhile: nothing to link into
     except errors.NotFound:
@@ -452,6 +454,9 @@ def link_job_items(s: Session, dataset_id: uuid.UUID, job_id: uuid.UUID) -> int:
     dataset = s.get(Dataset, dataset_id)
     assert dataset is not None  # held
     linked = _insert_from(s, dataset_id, [*_linkable(dataset.org_id), Item.job_id == job_id])
+    for i in range(0, len(url_keys), _CHUNK):
+        linked += _insert_from(s, dataset_id, [*_linkable(dataset.org_id), Item.folder_id == folder_id,
+                                               Item.url_hash.in_(url_keys[i : i + _CHUNK])])
     _touch(s, dataset)
     return linked
 

@@ -24,8 +24,9 @@ Limits (per field / per entry; the number of entries is not limited)
   by 8 MiB.  The JSON tokenizer holds one whole string token in memory, so a single
   multi-gigabyte string is not bounded by corral.
 * JSON integers beyond 64 bits are fine; decimals are read as floats, and one that overflows a
-  double (``1e999``) makes its entry an error.  yajl turns a lone-surrogate ``\\uD800`` escape
-  into ``?`` (or, depending on what follows, reports the string as unreadable).
+  double (``1e999``) makes its entry an error.  A lone-surrogate ``\\uD800`` escape makes the
+  manifest unreadable, named by its line and column (yajl read one followed by more text as
+  ``?``, silently changing a URL, title or key: ``manifest_json._lone_surrogate``).
 * Media properties (``*Metadata`` objects, CSV media columns): ``fps``/``duration`` positive
   numbers (floats); ``width``, ``height``, ``sample_rate``, ``bit_depth``, ``num_channels``,
   ``num_pages`` positive integers and ``file_size`` a non-negative one (integral floats such as

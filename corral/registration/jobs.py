@@ -568,10 +568,15 @@ def _commit_batch(s: Session, unit: ClaimedUnit, ready: _Ready,
     contested: list[Prepared] = []
     skipped = updated = 0
     upserted: list[tuple[uuid.UUID, dict[str, Any]]] = []
+    # With upsert_metadata, a later entry of a URL this batch registers itself: the metadata its
+    # item ends with (the last such entry's), applied once the item is inserted (``_upsert``).
+    late: dict[str, dict[str, Any]] = {}
+    copies_named: list[str] = []  # the URLs skipped or updated for a copy the folder has
     if params.get("skip_duplicate_urls") and not params.get("upsert_metadata") and prepared and _all_there(
             s, unit.job_id, folder_id, sorted({p.url_hash for p in prepared})):
         # Every URL is there (an all-duplicate batch): what the decision below then comes to,
         # counted by the database rather than each copy read into Python.
+        copies_named = [p.url_hash for p in prepared]
         skipped, prepared = len(prepared), []
     elif params.get("skip_duplicate_urls"):
         # A copy of the URL counts as there if users can see it, or if this job registered it
@@ -596,31 +601,32 @@ def _commit_batch(s: Session, unit: ClaimedUnit, ready: _Ready,
             # UPDATE held the items while project_again waited for a key the change had deleted.)
             projection.lock_keys(s, unit.org_id)
         fresh: list[Prepared] = []
+        registering: set[str] = set()  # the URLs this batch registers
         for p in prepared:
-            if p.url_hash in there:
+            if p.url_hash in registering:  # the same URL twice in one batch: the first registers
                 if params.get("upsert_metadata"):
-                    changed = s.scalars(
-                        update(Item)  # every copy of the URL in the folder
-                        .where(
-                            unindexed(Item.folder_id) == folder_id,  # by the URL key's index
-                            Item.url_hash == p.url_hash,
-                            Item.deleted_at.is_(None),
-                        )
-                        .values(client_metadata=p.client_metadata, updated_at=utcnow())
-                        .returning(Item.id)
-                    )
-                    upserted += [(item_id, p.client_metadata) for item_id in changed]
+                    late[p.url_hash] = p.client_metadata  # its item has not been inserted yet
                     updated += 1
                 else:
                     skipped += 1
                 continue
-            there.add(p.url_hash)  # the same URL twice in one batch: keep the first
+            if p.url_hash in there:
+                copies_named.append(p.url_hash)
+                if params.get("upsert_metadata"):
+                    upserted += _upsert(s, folder_id, p.url_hash, p.client_metadata)
+                    updated += 1
+                else:
+                    skipped += 1
+                continue
+            registering.add(p.url_hash)
             (contested if p.url_hash in staged_elsewhere else fresh).append(p)
         prepared = fresh
     projection.project_again(s, unit.org_id, upserted)
     needed = [*prepared, *contested]
+    # A dataset upload links the copies its skipped entries name, once it is DONE (_finalize).
+    named = sorted(set(copies_named)) if params.get("dataset_id") else []
     if not needed:  # nothing to write (every file a duplicate, or failed): no keys, rows or values
-        return _batch_result(results, 0, 0, skipped, updated)
+        return _batch_result(results, 0, 0, skipped, updated, named)
     # What the look-up outside the lock took for a duplicate, wrongly, gets its rows now.  (This
     # may run again for the same batch after a rolled-back group commit: ``ready`` only gains
     # rows here, and its projected values are never changed, so a second run writes the same.)
@@ -634,14 +640,18 @@ def _commit_batch(s: Session, unit: ClaimedUnit, ready: _Ready,
         # (the index changed since the rows were built, or items without values built)
         meta = _projected(keys, [(ready.rows[id(p)][0][0], p) for p in needed])
     elif len(needed) < len(ready.projected):  # duplicates were left out
-        kept = {ready.rows[id(p)][0][0] for p in needed}
-        by_key, text_rows = meta
-        meta = ([(key, column, [r for r in pairs if r[0] in kept]) for key, column, pairs in by_key],
-                [r for r in text_rows if r[0] in kept])
+        meta = _values_of(meta, {ready.rows[id(p)][0][0] for p in needed})
+    if late:  # their values are projected once they take their last entry's metadata (below)
+        meta = _values_of(meta, {ready.rows[id(p)][0][0] for p in needed if p.url_hash not in late})
     if needed:  # the rows the items point at, checked and held once (items has no foreign keys)
         item_parents.hold(s, org_id=unit.org_id, folder_id=folder_id, **_parents(unit))
     _insert(s, unit, folder_id, ready, prepared)
     _insert(s, unit, folder_id, ready, contested, staged=True)
+    if late:  # (their values were left out of ``meta``: projected here from the metadata they end with)
+        projection.project_again(s, unit.org_id, [
+            changed for url_hash, client_metadata in late.items()
+            for changed in _upsert(s, folder_id, url_hash, client_metadata)
+        ])
     if values is None:
         projection.write(s, meta, converted=True)  # ids from uuid7_hex (_Ready.build)
     else:
@@ -649,12 +659,36 @@ def _commit_batch(s: Session, unit: ClaimedUnit, ready: _Ready,
     # Whatever else must change with a batch's items goes here: every batch, inline or a unit,
     # commits through this transaction.
     index_changes.note(s, unit.org_id, (ready.rows[id(p)][0][0] for p in needed))  # index snapshots
-    return _batch_result(results, len(prepared) + len(contested), len(contested), skipped, updated)
+    return _batch_result(results, len(prepared) + len(contested), len(contested), skipped, updated, named)
+
+
+def _values_of(meta: projection.Keyed, kept: set[Any]) -> projection.Keyed:
+    """The projected values of the items ``kept`` (by their ids as the rows hold them)."""
+    by_key, text_rows = meta
+    return ([(key, column, [r for r in pairs if r[0] in kept]) for key, column, pairs in by_key],
+            [r for r in text_rows if r[0] in kept])
+
+
+def _upsert(s: Session, folder_id: uuid.UUID, url_hash: str,
+            client_metadata: dict[str, Any]) -> list[tuple[uuid.UUID, dict[str, Any]]]:
+    """``upsert_metadata``: every copy of the URL in the folder takes this metadata; the items
+    changed, for ``projection.project_again``."""
+    changed = s.scalars(
+        update(Item)
+        .where(
+            unindexed(Item.folder_id) == folder_id,  # by the URL key's index
+            Item.url_hash == url_hash,
+            Item.deleted_at.is_(None),
+        )
+        .values(client_metadata=client_metadata, updated_at=utcnow())
+        .returning(Item.id)
+    )
+    return [(item_id, client_metadata) for item_id in changed]
 
 
 def _batch_result(results: list[list[Prepared] | FileError], registered: int, contested: int, skipped: int,
-                  updated: int) -> dict[str, Any]:
-    return {
+                  updated: int, copies: list[str] | None = None) -> dict[str, Any]:
+    out = {
         "files": len(results),
         "registered": registered,
         "contested": contested,
@@ -662,6 +696,9 @@ def _batch_result(results: list[list[Prepared] | FileError], registered: int, co
         "updated": updated,
         "errors": [r.as_dict() for r in results if isinstance(r, FileError)],
     }
+    if copies:
+        out["copies"] = copies  # (URL keys: a dataset upload links their items when it is DONE)
+    return out
 
 
 LOOKUP_CHUNK = 1000
@@ -1192,11 +1229,28 @@ def _finalize(s: Session, job: Job) -> None:
         _analyze_after_large_load(s, job)
         if job.params.get("dataset_id"):  # a dataset upload (the SDK's add_private_data_to_dataset)
             s.flush()  # the status first: linking takes published items only
-            datasets.link_job_items(s, uuid.UUID(job.params["dataset_id"]), job.id)
+            datasets.link_job_items(s, uuid.UUID(job.params["dataset_id"]), job.id,
+                                    uuid.UUID(job.params["folder_id"]), _copies_named(s, job))
         thumbnails.enqueue_for_job(s, job)  # images outside strict client-only integrations
     elif not job.ignore_errors:
         discard_staged(s, job.id)
     # (its manifest's job_blobs are deleted after this transaction: queue.drop_blobs)
+
+
+def _copies_named(s: Session, job: Job) -> list[str]:
+    """The URL keys of the folder's items that a dataset upload's skipped (or updated) entries
+    named: the dataset links them too, as the entries' files ("skip URLs already in the dataset",
+    not in the folder: a copy the folder holds but the dataset does not is linked, not skipped)."""
+    if not job.params.get("skip_duplicate_urls"):
+        return []
+    keys: set[str] = set()
+    done = select(sql_cast(JobUnit.result, Text)).where(
+        JobUnit.job_id == job.id, JobUnit.seq > 0, JobUnit.status == "done")
+    for raw in s.scalars(done):
+        result, unreadable = queue.load_stored(raw, "result")
+        if result and not unreadable:
+            keys.update(result.get("copies", ()))
+    return sorted(keys)
 
 
 ANALYZE_AFTER = 50_000  # files registered or updated

@@ -99,7 +99,18 @@ def _event_chunks(path: Path) -> Iterator[list[tuple[str, Any]]]:
                     f"the manifest holds a number of more than {_LONG_NUMBER:,} digits (at byte offset "
                     f"{offset - len(tail) + at}); corral keeps integers of at most 64 bits"
                 )
-            tail = chunk[-_LONG_NUMBER:]
+            lone = _lone_surrogate(tail + chunk, since=max(0, len(tail) - 16), at_end=not chunk)
+            if lone is not None:  # yajl2_c would read it as '?' (and a URL, a title, a key changed)
+                with contextlib.suppress(ijson.JSONError, ValueError, StopIteration):
+                    coro.send(chunk[: max(0, lone - len(tail))])
+                yield events[:]
+                position = offset - len(tail) + lone
+                line, column = _line_and_column(path, start, position)
+                raise ManifestUnreadable(
+                    f"the manifest is not valid JSON: a string holds a \\u escape that is not a valid "
+                    f"character (a lone surrogate), at line {line}, column {column} (byte offset {position})"
+                )
+            tail = (tail + chunk)[-_LONG_NUMBER:]  # (a short last chunk keeps the one before's end)
             try:
                 if chunk:
                     coro.send(chunk)
@@ -130,6 +141,61 @@ def _long_number(data: bytes) -> int | None:
         return None
     found = _LONG_NUMBER_RUN.search(data)
     return None if found is None else found.start(1)
+
+
+#: A ``\\u`` escape of a UTF-16 surrogate that is not one half of a pair: yajl2_c reads one
+#: followed by more text as ``?`` (so ``"a.jpg\\ud800"`` named ``a.jpg?``, and a file URL's
+#: ``?`` starts its query), and one at the end of a string as text that is not UTF-8.  The
+#: escape's backslash is not itself escaped (an even run of backslashes before it).
+_HIGH, _LOW = rb"[dD][89abAB][0-9a-fA-F]{2}", rb"[dD][c-fC-F][0-9a-fA-F]{2}"
+_LONE_SURROGATE = re.compile(
+    rb"(?<!\\)(?:\\\\)*"  # (an even run of backslashes: none of them escapes the next)
+    rb"(?:(\\u" + _HIGH + rb")(?!\\u" + _LOW + rb")|(?<!\\u" + _HIGH + rb")(\\u" + _LOW + rb"))"
+)
+
+
+def _lone_surrogate(data: bytes, *, since: int = 0, at_end: bool) -> int | None:
+    """Where in ``data`` the first lone surrogate escape from ``since`` on starts, if one does
+    (what is before ``since`` was looked at with the previous chunk).  A high surrogate within
+    6 bytes of the end, unless ``at_end``, may yet be paired by the next chunk (which is
+    looked at with this one's end)."""
+    if data.find(b"\\u", since) == -1:
+        return None
+    found = _LONE_SURROGATE.search(data, since)
+    if found is None:
+        return None
+    if found.group(2) is not None:
+        return found.start(2)
+    rest = data[found.end() : found.end() + 6]  # (6 bytes: it is not followed by a low surrogate)
+    if at_end or len(rest) == 6 or any(rest[i : i + 1] not in _PAIR_START[i] for i in range(len(rest))):
+        return found.start(1)
+    return None  # the next chunk may start the low surrogate
+
+
+_PAIR_START = (b"\\", b"u", b"dD", b"cdefCDEF", *[b"0123456789abcdefABCDEF"] * 2)
+
+
+def _line_and_column(path: Path, start: int, position: int) -> tuple[int, int]:
+    """The line and column (in characters, from 1) of byte ``position`` of the file."""
+    # (a chunk at a time, the column counted as it goes: the position may be far into a large
+    # file, all of it on one line)
+    line, column, decoder = 1, 0, codecs.getincrementaldecoder("utf-8")("replace")
+    with open(path, "rb") as f:
+        f.seek(start)
+        remaining = position - start
+        while remaining > 0:
+            data = f.read(min(CHUNK, remaining))
+            if not data:
+                break
+            remaining -= len(data)
+            newlines = data.count(b"\n")
+            if newlines:
+                line += newlines
+                decoder.reset()
+                column = len(decoder.decode(data[data.rindex(b"\n") + 1 :]))
+            else:
+                column += len(decoder.decode(data))
+    return line, column + 1
 
 
 _YAJL_TEXT = re.compile(r"(?:parse|lexical) error: ([^\n\\]*)")

@@ -115,6 +115,24 @@ def test_legacy_upload_into_a_given_folder_with_errors_ignored(sdk: Any, s3: Buc
     assert [i.name for i in folder.list_items()] == ["a.png"]
 
 
+def test_legacy_upload_skipping_a_url_its_folder_has_links_that_file(sdk: Any, s3: Bucket) -> None:
+    """skip_duplicate_urls in a dataset upload skips "URLs already in the dataset": a file its
+    folder holds but the dataset does not link is linked (it was skipped, and never reached the
+    dataset), and one the dataset links already is not linked twice."""
+    folder = sdk.create_storage_folder("shared")
+    job = folder.add_private_data_to_folder_start(s3.integration_id, {"images": [{"objectUrl": s3.url("img/a.png")}]})
+    assert folder.add_private_data_to_folder_get_result(job, timeout_seconds=60).status == LongPollingStatus.DONE
+    ds = sdk.get_dataset(sdk.create_dataset("skips", StorageLocation.AWS).dataset_hash)
+    manifest = {"images": [{"objectUrl": s3.url("img/a.png")}, {"objectUrl": s3.url("img/b.png")}],
+                "skip_duplicate_urls": True}
+    for _ in range(2):  # the second time, both are in the dataset
+        job = ds.add_private_data_to_dataset_start(s3.integration_id, manifest, folder=folder)
+        res = ds.add_private_data_to_dataset_get_result(job, timeout_seconds=60)
+        assert res.status == LongPollingStatus.DONE
+        assert sorted(r.title for r in ds.list_data_rows()) == ["a.png", "b.png"]
+        assert sorted(i.name for i in folder.list_items()) == ["a.png", "b.png"]  # no second copy
+
+
 def test_list_data_rows_title_like_is_matched_in_linear_time(sdk: Any, s3: Bucket, api: Any) -> None:
     """``title_like`` was matched as a regular expression (``%`` as ``.*``), which backtracks
     through every split of the title between the ``%``s: this pattern against a 60-character

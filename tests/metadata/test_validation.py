@@ -69,9 +69,27 @@ def test_normalised_values() -> None:
     ("20240501T123000Z", "2024-05-01T12:30:00+00:00"),
     ("2024-05-01t12:30:00z", "2024-05-01T12:30:00+00:00"),  # RFC 3339's lower-case forms
     ("2024-05-01T12:30:00.25z", "2024-05-01T12:30:00.250000+00:00"),
+    # a zero fraction is left out, as isoformat() leaves it out: one instant, one stored string
+    ("2024-05-01T12:30:00.000000Z", "2024-05-01T12:30:00+00:00"),
+    ("2024-05-01T12:30:00.000000+00:00", "2024-05-01T12:30:00+00:00"),
+    ("2024-05-01T12:30:00.000Z", "2024-05-01T12:30:00+00:00"),
+    ("2024-05-01T14:30:00.000000+02:00", "2024-05-01T12:30:00+00:00"),
 ])
 def test_datetimes_are_stored_as_utc(given: str, stored: str) -> None:
     assert ok({"captured_at": given})["captured_at"] == stored
+
+
+@settings(max_examples=300)
+@given(st.datetimes(min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30)),
+       st.sampled_from(["Z", "z", "+00:00", "-00:00", "+0000", ""]),
+       st.sampled_from(["", ".0", ".000", ".000000", ".000000000"]))
+def test_every_spelling_of_one_instant_is_stored_as_one_string(moment: datetime, suffix: str,
+                                                               zeros: str) -> None:
+    """Equal instants give equal stored strings (and equal SDK reads), whether or not the spelling
+    wrote a fraction of zeros: ``.000000Z`` was kept as ``.000000+00:00`` beside ``+00:00``."""
+    base = moment.replace(microsecond=0).isoformat()
+    stored = ok({"captured_at": base + zeros + suffix})["captured_at"]
+    assert stored == moment.replace(microsecond=0, tzinfo=UTC).isoformat()
 
 
 def test_unknown_keys_are_kept_as_given() -> None:

@@ -352,3 +352,40 @@ def test_batches_after_an_all_copy_batch_are_decided_under_the_lock_alone(db, se
     counts = run(210)
     assert (counts["registered"], counts["skipped"]) == (0, 210)
     assert looked_up == [20], looked_up
+
+
+def test_a_url_upserted_again_in_its_batch_keeps_its_last_values_in_a_group(db, world, inline) -> None:  # type: ignore[no-untyped-def]
+    """A URL met twice in one batch with upsert_metadata: its item ends with the last entry's
+    metadata and values, also when its batch commits in a group (whose values are written after
+    every batch's items)."""
+    inline.unit.params.update(skip_duplicate_urls=True, upsert_metadata=True)
+
+    def twice(batch: int) -> list[jobs._Entry]:
+        again = [jobs._Entry({"seq": 10_000 + i, "where": f"images[{10_000 + i}]", "data_type": "image",
+                              "urls": [f"s3://media/img/{i:05d}.jpg"], "title": f"again{i}",
+                              "client_metadata": {"n": 1000 + i, "cam": "again"},
+                              "media": {"width": 4, "height": 3}})
+                 for i in range((batch - 1) * SIZE, batch * SIZE)]
+        return _entries(batch) + again
+
+    if not db.is_sqlite:
+        pytest.skip("group commit is SQLite's (PostgreSQL writes one batch a transaction)")
+    with db.write() as s:
+        inline.submit(1, twice(1))
+        deadline = time.monotonic() + 10
+        while inline._writer._todo.qsize():
+            assert time.monotonic() < deadline
+            time.sleep(0.005)
+        time.sleep(0.05)
+        for b in (2, 3):
+            inline.submit(b, twice(b))
+    inline.finish()
+    assert inline._writer.groups == [1, 2]
+    with db.read() as s:
+        results = s.scalars(select(JobUnit.result).where(JobUnit.job_id == inline.unit.job_id, JobUnit.seq > 0)).all()
+        metas = s.scalars(select(Item.client_metadata)).all()
+        nums = sorted(s.scalars(select(ItemMeta.num).where(ItemMeta.num.is_not(None))).all())
+    assert [(r["registered"], r["updated"]) for r in results] == [(SIZE, SIZE)] * 3
+    assert sorted(m["n"] for m in metas) == [1000.0 + i for i in range(3 * SIZE)]
+    assert {m["cam"] for m in metas} == {"again"}
+    assert nums == [1000.0 + i for i in range(3 * SIZE)]  # one value an item: the last entry's

@@ -169,6 +169,69 @@ def test_duplicates_skip_and_upsert(api, world, db) -> None:  # type: ignore[no-
         assert {tuple(m.items()) for m in s.scalars(select(Item.client_metadata))} == {(("v", 2),)}
 
 
+@pytest.mark.parametrize("integration", ["s3", "s3-strict"])
+def test_upsert_of_a_url_twice_in_one_manifest_leaves_its_last_metadata(  # type: ignore[no-untyped-def]
+        api, world, db, integration) -> None:
+    """With skip_duplicate_urls and upsert_metadata, a URL met again in the same manifest (the same
+    batch) updates the item its first entry registers, as a later batch's or a later import's entry
+    does. It was counted ``updated`` while the item kept the first entry's metadata: the UPDATE ran
+    before that item was inserted, and changed nothing."""
+    alice, bucket = world
+    api.put("/api/v1/metadata-schema", json={"keys": {"score": {"type": "number"}}}, headers=alice.bearer)
+    url = f"s3://{bucket}/img/0.png"
+    sizes = {"imageMetadata": {"width": 64, "height": 48}}
+    manifest = {"images": [
+        {"objectUrl": url, "title": "first", "clientMetadata": {"score": 1}, **sizes},
+        {"objectUrl": f"s3://{bucket}/img/1.png", "clientMetadata": {"score": 5}, **sizes},
+        {"objectUrl": url, "title": "second", "clientMetadata": {"score": 2}, **sizes},
+        {"objectUrl": url, "title": "third", "clientMetadata": {"score": 3}, **sizes},
+    ], "skip_duplicate_urls": True, "upsert_metadata": True}
+    status = wait(api, alice, start(api, alice, manifest, integration=integration))
+    assert status["status"] == "DONE", status
+    assert (status["registered"], status["updated"], status["skipped"]) == (2, 2, 0)
+    with db.read() as s:
+        rows = s.execute(select(Item.name, Item.client_metadata).where(Item.url == url)).all()
+    assert [(name, dict(meta)) for name, meta in rows] == [("first", {"score": 3.0})]  # its title, the last metadata
+    found = api.post("/api/v1/index/query", json={"where": "score >= 2", "fields": ["title"]}, headers=alice.bearer)
+    assert found.status_code == 200, found.text
+    assert sorted(i["title"] for i in found.json()["items"]) == ["1.png", "first"]  # the values follow it
+    assert api.post("/api/v1/index/query", json={"where": "score = 1"}, headers=alice.bearer).json()["items"] == []
+    # without upsert_metadata, the first entry of the URL is the one registered
+    manifest["upsert_metadata"] = False
+    api.post("/api/v1/folders", json={"path": "data/dogs"}, headers=alice.bearer)
+    r = api.post("/api/v1/imports", params={"folder": "data/dogs", "integration": integration},
+                 content=json.dumps(manifest), headers=alice.bearer)
+    status = wait(api, alice, r.json()["job_id"])
+    assert (status["registered"], status["updated"], status["skipped"]) == (2, 0, 2)
+    with db.read() as s:
+        metas = s.scalars(select(Item.client_metadata).where(Item.url == url, Item.name == "first")).all()
+    assert sorted(m["score"] for m in metas) == [1.0, 3.0]
+
+
+@pytest.mark.parametrize("integration", ["s3", "s3-strict"])
+def test_upsert_of_a_registered_url_given_twice_takes_the_last_metadata(  # type: ignore[no-untyped-def]
+        api, world, db, integration) -> None:
+    """A URL the folder holds, given twice in one manifest with upsert_metadata: its item takes the
+    last entry's metadata. Both entries' values were projected onto the item in one statement,
+    which failed the batch on the index's primary key after 5 attempts (the job ended ERROR, with
+    the SQL in its message)."""
+    alice, bucket = world
+    api.put("/api/v1/metadata-schema", json={"keys": {"cam": {"type": "varchar"}}}, headers=alice.bearer)
+    url = f"s3://{bucket}/img/0.png"
+    sizes = {"imageMetadata": {"width": 64, "height": 48}}
+    first = wait(api, alice, start(api, alice, {"images": [{"objectUrl": url, "clientMetadata": {"cam": "a"}, **sizes}]},
+                                   integration=integration))
+    assert first["registered"] == 1
+    again = {"images": [{"objectUrl": url, "clientMetadata": {"cam": cam}, **sizes} for cam in ("b", "c")],
+             "skip_duplicate_urls": True, "upsert_metadata": True}
+    status = wait(api, alice, start(api, alice, again, integration=integration))
+    assert (status["status"], status["updated"], status["failed_batches"]) == ("DONE", 2, 0), status
+    with db.read() as s:
+        assert [dict(m) for m in s.scalars(select(Item.client_metadata))] == [{"cam": "c"}]
+    found = api.post("/api/v1/index/query", json={"where": 'cam = "c"'}, headers=alice.bearer).json()["items"]
+    assert len(found) == 1
+
+
 def test_metadata_is_validated_against_the_schema(api, world) -> None:  # type: ignore[no-untyped-def]
     alice, bucket = world
     api.put("/api/v1/metadata-schema", json={"keys": {"score": {"type": "number"}}}, headers=alice.bearer)

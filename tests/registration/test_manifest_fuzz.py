@@ -521,7 +521,10 @@ def test_runs_are_taken_and_refused_where_they_must_be(tmp_path: Path, monkeypat
         path.write_text('{"images": [' + ",".join(texts) + "]}", encoding="utf-8")
         results, error = check(path, "json")
         assert (results, error) == reference_json(path), name
-        assert len(results) == len(texts), name
+        if name == "a lone surrogate":  # the manifest is refused there, after the entries before it
+            assert len(results) == 5 and error is not None and "(a lone surrogate)" in error, name
+        else:
+            assert len(results) == len(texts), name
         # (never the last entry of a list: its "}" is followed by the "]", not by a boundary)
         assert sum(taken) == in_runs, name
 

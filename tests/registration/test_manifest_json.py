@@ -627,8 +627,8 @@ def test_syntax_error_far_into_a_large_file_is_located(tmp_path: Path) -> None:
         (b"", "the file ends before the JSON text is complete, at line 1, column 1 (byte offset 0)"),
         (b'{"videos": NaN}', "invalid char in json text, at line 1, column 12 (byte offset 11)"),
         (b'{"videos": [{"objectUrl": "\\ud800\xef\xbb\xbf\\udc00"}]}',  # found by the fuzz test
-         "a string holds a \\u escape that is not a valid character (a lone surrogate?), at line 1, column 41 "
-         "(byte offset 42)"),
+         "a string holds a \\u escape that is not a valid character (a lone surrogate), at line 1, column 28 "
+         "(byte offset 27)"),
         (b'{"videos": [\n{"objectUrl": "\xc3\xa9\xc3\xa9", "x": tru}]}',
          "invalid string in json text, at line 2, column 29 (byte offset 43)"),  # columns count characters
     ],
@@ -699,3 +699,50 @@ def test_new_entry_is_the_dataclass_built_as_usual() -> None:
     assert fast == usual
     assert vars(fast) == vars(usual)
     assert list(vars(fast)) == [f.name for f in fields(Entry)]
+
+
+# -- lone surrogates ------------------------------------------------------------------------------
+
+_LONE = "the manifest is not valid JSON: a string holds a \\u escape that is not a valid character"
+
+
+@pytest.mark.parametrize("entry_text", [
+    '{"objectUrl": "s3://b/a.jpg\\ud800"}',  # read as 's3://b/a.jpg?': a file URL's query, dropped
+    '{"objectUrl": "s3://b/a.jpg", "title": "a\\uD800b"}',  # read as 'a?b'
+    '{"objectUrl": "s3://b/a.jpg", "title": "a\\udc00"}',
+    '{"objectUrl": "s3://b/a.jpg", "clientMetadata": {"k\\ud83dx": 1}}',  # a key read as 'k?x'
+    '{"objectUrl": "s3://b/a.jpg", "title": "\\ude00\\ud83d"}',  # the halves the wrong way round
+    '{"objectUrl": "s3://b/a.jpg", "title": "\\\\\\ud800x"}',  # an escaped backslash, then the escape
+])
+def test_a_lone_surrogate_makes_the_manifest_unreadable_where_it_is(tmp_path: Path, entry_text: str) -> None:
+    """yajl2_c read a lone surrogate escape followed by more text as '?': a URL, title or key was
+    silently changed (``a.jpg\\ud800`` registered ``a.jpg``). It is refused, with its place, as
+    one at the end of a string always was."""
+    text = '{"images": [\n  {"objectUrl": "s3://b/first.jpg"},\n  ' + entry_text + "\n]}"
+    message = unreadable(tmp_path, text)
+    assert message.startswith(_LONE) and ", at line 3, column " in message, message
+
+
+@pytest.mark.parametrize("title, read", [
+    ("\\ud83d\\ude00 ok", "\U0001F600 ok"),  # a pair
+    ("\\\\ud800", "\\ud800"),  # an escaped backslash and text
+    ("\\u00e9\\uFFFD", "\u00e9\uFFFD"),
+])
+def test_surrogate_pairs_and_escaped_backslashes_are_read_as_they_are(tmp_path: Path, title: str, read: str) -> None:
+    text = '{"images": [{"objectUrl": "s3://b/a.jpg", "title": "' + title + '"}]}'
+    assert entry(tmp_path, text).title == read
+
+
+def test_a_surrogate_pair_across_two_chunks_is_read_whole(tmp_path: Path) -> None:
+    """The pair's 12 bytes split anywhere by the event parser's chunks (an element that is not an
+    object first, so the event parser reads the entry)."""
+    from corral.registration import manifest_json
+
+    for cut in range(1, 12):
+        head = '{"images": [1, {"objectUrl": "s3://b/a.jpg", "clientMetadata": {"pad": "'
+        tail = '"}, "title": "\\ud83d\\ude00"}]}'
+        pad = manifest_json.CHUNK - cut - len(head) - tail.index("\\")
+        text = head + "x" * pad + tail
+        assert text.encode().index(b"\\ud83d") == manifest_json.CHUNK - cut
+        bad, good = parse(tmp_path, text)
+        assert isinstance(bad, EntryError) and isinstance(good, Entry) and good.title == "\U0001F600"

@@ -493,6 +493,42 @@ def test_batches_prepared_by_the_reader_store_what_the_planners_own_would(small,
         assert piped[0]["status"] == "ERROR" and piped_items == {}
 
 
+def test_a_url_upserted_in_its_own_batch_ends_alike_read_here_or_prepared_by_the_reader(api, world, db, settings, monkeypatch) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    """upsert_metadata with URLs met twice in one batch: each item keeps its first entry's title
+    and ends with its last entry's metadata and values, whether the planner prepared the batch or
+    the reader's process did (whose rows cross built with the first entry's metadata)."""
+    from corral.registration import jobs
+
+    alice, bucket = world
+    r = api.put("/api/v1/metadata-schema", json={"keys": _SCHEMA}, headers=alice.bearer)
+    assert r.status_code == 200, r.text
+    sized = {"width": 10, "height": 20}
+    images: list[dict[str, Any]] = [
+        {"objectUrl": f"s3://{bucket}/p/{i}.png", "title": f"image {i}", "imageMetadata": sized,
+         "clientMetadata": {"score": i, "camera": "first"}} for i in range(20)]
+    images += [{"objectUrl": f"s3://{bucket}/p/{i}.png", "title": "again", "imageMetadata": sized,
+                "clientMetadata": {"score": 100 + i, "camera": "again"}} for i in range(0, 20, 2)]
+    body = json.dumps({"skip_duplicate_urls": True, "upsert_metadata": True, "images": images})
+    prepared: list[int] = []
+    submit = jobs._InlineWriter.submit_prepared
+
+    def counted(self: Any, seq: int, payload: Any) -> None:
+        prepared.append(seq)
+        submit(self, seq, payload)
+
+    monkeypatch.setattr(jobs._InlineWriter, "submit_prepared", counted)
+    seen = [(runs, _stored(db, folder)) for folder, runs in _here_then_piped(api, alice, settings, monkeypatch,
+                                                                            body, False)]
+    assert prepared == [1]  # the piped folder's first import (into an empty folder)
+    (here, here_items), (piped, piped_items) = seen
+    assert here == piped and here_items == piped_items
+    assert [(run["status"], run["registered"], run["updated"]) for run in here] == [("DONE", 20, 10), ("DONE", 0, 30)]
+    by_name = {v[1]: (v[6], sorted(n for _, n, _ in v[10] if n is not None)) for v in piped_items.values()}
+    assert sorted(by_name) == sorted(f"image {i}" for i in range(20))
+    assert by_name["image 4"] == ({"score": 104.0, "camera": "again"}, [104.0])
+    assert by_name["image 5"] == ({"score": 5.0, "camera": "first"}, [5.0])
+
+
 def test_a_reader_killed_while_it_prepares_is_prepared_on_here(small, api, world, db, settings, monkeypatch) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
     """The reader's process killed once its first batch arrived: the planner reads and prepares
     the rest itself, from the entry after that batch; the import stores what one prepared

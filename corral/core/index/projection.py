@@ -151,9 +151,10 @@ def forget(s: Session, item_ids: list[Any]) -> None:
 
 
 def project_again(s: Session, org_id: uuid.UUID, items: list[tuple[uuid.UUID, dict[str, Any]]]) -> None:
-    """Replace the values of items whose metadata changed."""
+    """Replace the values of items whose metadata changed (an item named twice takes the last)."""
     if not items:
         return
+    items = list(dict(items).items())  # once each: two values of one key of an item cannot both be stored
     changes.note(s, org_id, (item_id for item_id, _ in items))
     forget(s, [item_id for item_id, _ in items])
     vector_writes.store(s, org_id, items, replace=True)

@@ -161,7 +161,11 @@ def _uuid(v: Any) -> str:
     raise _Bad("a UUID like 123e4567-e89b-12d3-a456-426614174000")
 
 
-_CANONICAL_UTC = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{6})?(Z|\+00:00)\Z").match
+# What isoformat() itself writes for a UTC instant: ASCII digits, and six of a fraction only when it
+# is not zero (isoformat() leaves a zero fraction out, so ``.000000`` is not kept: one instant, one
+# stored string, whichever spelling the metadata used).
+_CANONICAL_UTC = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.(?!000000)[0-9]{6})?(Z|\+00:00)\Z").match
 
 
 def _datetime(given: Any) -> str:
