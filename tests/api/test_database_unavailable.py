@@ -95,3 +95,29 @@ def test_database_errors_that_are_bugs_stay_500s(db) -> None:  # type: ignore[no
     with pytest.raises(DBAPIError) as raised, db.read() as s:
         s.execute(text("SELECT no_such_column FROM folders"))
     assert unavailable(raised.value) is None
+
+
+def test_a_database_that_refuses_connections_is_a_503_even_before_the_route(client, db, make_user) -> None:  # type: ignore[no-untyped-def]
+    """PostgreSQL stops taking connections (a restart, a fail-over: here its backends terminated
+    and the database closed to new ones): the request guard's token lookup, before any route,
+    answers 503 too (it was a 500), and once the database is back the same request works."""
+    if db.is_sqlite:
+        pytest.skip("SQLite opens its file; a refused connection is PostgreSQL's")
+    from tests.conftest import PG_ADMIN_URL
+
+    user = make_user("a@example.com")
+    name = db.engine.url.database
+    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false'))
+            conn.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :d"), {"d": name})
+        r = client.get("/api/v1/me", headers=user.bearer)  # a token no process has cached
+        assert r.status_code == 503, r.text
+        assert r.headers["Retry-After"] == "1"
+        assert r.json()["code"] == "unavailable"
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true'))
+        admin.dispose()
+    assert client.get("/api/v1/me", headers=user.bearer).status_code == 200
