@@ -42,7 +42,8 @@ _POSTGRES = {
 }
 
 
-def _reason(exc: BaseException) -> str | None:
+def reason(exc: BaseException) -> str | None:
+    """Why the database could not do it, in a few words, if ``exc`` is an error that passes."""
     if isinstance(exc, sa.TimeoutError):  # no pooled connection came free in time
         return "every connection to the database is in use"
     if not isinstance(exc, sa.DBAPIError):
@@ -66,7 +67,7 @@ def _reason(exc: BaseException) -> str | None:
 def unavailable(exc: BaseException) -> errors.Unavailable | None:
     """The ``Unavailable`` a client should hear for ``exc``, or None if it is no passing
     database error (and so a bug to report as such)."""
-    reason = _reason(exc)
-    if reason is None:
+    why = reason(exc)
+    if why is None:
         return None
-    return errors.Unavailable(f"the database could not answer this time ({reason}); try again in a moment")
+    return errors.Unavailable(f"the database could not answer this time ({why}); try again in a moment")
