@@ -16,6 +16,7 @@
     ├── RateLimited                  429 rate_limited (too many attempts: retry after retry_after s)
     ├── NotSupported                 501 not_supported (a call or option corral does not implement)
     ├── Overloaded                   503 overloaded (a limit is reached: retry after a pause)
+    ├── Unavailable                  503 unavailable (the database could not answer this time: retry)
     └── StorageError                 502 storage_error
         ├── ObjectMissing            404 object_missing
         ├── AccessDenied             403 access_denied
@@ -52,6 +53,8 @@ class ErrorDetail:
 class CorralError(Exception):
     status = 500
     code = "internal"
+    #: Seconds a client should wait before sending the request again (``Retry-After``), if any.
+    retry_after: int | None = None
 
     def __init__(self, message: str, *, details: list[ErrorDetail] | None = None) -> None:
         super().__init__(message)
@@ -145,6 +148,16 @@ class Overloaded(CorralError):
 
     status = 503
     code = "overloaded"
+
+
+class Unavailable(CorralError):
+    """The database could not do this now, for a reason that passes: a lock waited for too long,
+    a deadlock, a connection lost (a restart, a terminated backend), a full disk.  Nothing of the
+    request was committed; the client should send it again after a pause (``retry_after``)."""
+
+    status = 503
+    code = "unavailable"
+    retry_after = 1
 
 
 class StorageError(CorralError):

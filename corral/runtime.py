@@ -37,6 +37,31 @@ log = logging.getLogger(__name__)
 GC_THRESHOLD = (10_000, 10, 10)
 
 
+def die_with_parent() -> None:
+    """In one of `corral serve --workers N`'s API processes: end (SIGTERM, a graceful stop) when
+    the `corral serve` that started it ends, however it ends.  A `corral serve` killed with
+    SIGKILL (the OOM killer, a container runtime, ``kill -9``) otherwise left its API processes
+    serving on the port, unsupervised, with the old code and settings, and a new `corral serve`
+    could not listen there.  (Its job worker processes already die with it:
+    ``corral.jobs.supervisor``.)  Does nothing in a process no ``multiprocessing`` parent started."""
+    import multiprocessing
+    import os
+    import signal
+    import sys
+
+    parent = multiprocessing.parent_process()
+    if parent is None or not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except Exception:  # noqa: BLE001 - no prctl: the parent's own shutdown still stops this process
+        return
+    if os.getppid() != parent.pid:  # the parent ended before the line above
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
 def tune_gc() -> None:
     """Freeze what the process holds now and make collector passes rarer (see the module)."""
     gc.collect()

@@ -282,3 +282,24 @@ def test_a_stalled_api_process_is_not_killed_as_hung(tmp_path) -> None:  # type:
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as http:
             assert all(http.get("/healthz").status_code == 200 for _ in range(10))
     assert "Traceback" not in "".join(lines), "".join(lines)
+
+
+@pytest.mark.slow
+def test_api_processes_end_with_a_serve_killed_by_sigkill(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """`corral serve --workers 2` killed with SIGKILL (the OOM killer, ``kill -9``): its API
+    processes stop too, so the port is free for the next `corral serve`.  They kept serving,
+    unsupervised, and a new `corral serve` could not listen on the port."""
+    with _two_api_processes(tmp_path) as (proc, port, _lines):
+        api = _api_processes(proc.pid)
+        proc.kill()
+        proc.wait(10)
+        deadline = time.monotonic() + 30
+        while [p for p in api if Path(f"/proc/{p}").exists()
+               and "zombie" not in Path(f"/proc/{p}/status").read_text()]:
+            if time.monotonic() > deadline:
+                for p in api:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(p, signal.SIGKILL)
+                raise AssertionError("the API processes outlived the killed server")
+            time.sleep(0.1)
+        assert not _healthy(port)

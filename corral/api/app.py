@@ -200,9 +200,10 @@ def app_from_environment() -> FastAPI:
     settings `serve` found (it passes its flags and data directory on in the environment, and the
     same discovery reads the same configuration files); the job workers run in their own processes."""
     from corral.logs import configure_logging
-    from corral.runtime import tune_gc, warm_index, warm_storage
+    from corral.runtime import die_with_parent, tune_gc, warm_index, warm_storage
     from corral.settings import discover
 
+    die_with_parent()
     settings = discover().settings
     configure_logging(settings.log_level, settings.log_format)
     app = create_app(settings)

@@ -19,11 +19,13 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import StatementError
+from sqlalchemy.exc import DBAPIError, StatementError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from corral.api.parsing import BodyRefused
-from corral.errors import CorralError, ErrorDetail, NotSupported, RateLimited
+from corral.db.transient import unavailable
+from corral.errors import CorralError, ErrorDetail, NotSupported
 
 log = logging.getLogger("corral.api")
 
@@ -76,7 +78,8 @@ def _clip_detail(detail: dict[str, Any]) -> dict[str, Any]:
 
 
 def error_response(
-    request: Request, status: int, code: str, message: str, details: list[dict[str, Any]] | None = None
+    request: Request, status: int, code: str, message: str, details: list[dict[str, Any]] | None = None,
+    retry_after: int | None = None,
 ) -> JSONResponse:
     message = _clip(message, MAX_MESSAGE)
     if details is not None:
@@ -95,8 +98,10 @@ def error_response(
             "message": message,
             "errors": details or [{"message": message}],
         }
-    headers = {"WWW-Authenticate": 'Bearer realm="corral"'} if status == 401 else None
-    return JSONResponse(body, status_code=status, headers=headers)
+    headers = {"WWW-Authenticate": 'Bearer realm="corral"'} if status == 401 else {}
+    if retry_after is not None:
+        headers["Retry-After"] = str(retry_after)
+    return JSONResponse(body, status_code=status, headers=headers or None)
 
 
 def _field(loc: tuple[Any, ...]) -> str:
@@ -112,10 +117,7 @@ async def _corral_error(request: Request, exc: Exception) -> JSONResponse:
     if exc.status >= 500 and not isinstance(exc, NotSupported):
         log.error("request failed", exc_info=exc, extra={"path": request.url.path})
     details = [d.as_dict() for d in exc.details] if exc.details else None
-    response = error_response(request, exc.status, exc.code, exc.message, details)
-    if isinstance(exc, RateLimited):
-        response.headers["Retry-After"] = str(exc.retry_after)
-    return response
+    return error_response(request, exc.status, exc.code, exc.message, details, exc.retry_after)
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
@@ -145,6 +147,17 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     return response
 
 
+async def _database_error(request: Request, exc: Exception) -> JSONResponse:
+    """A database error that passes (a lock wait that ran out, a deadlock, a lost connection) is
+    a ``503 unavailable`` with ``Retry-After``; any other is a bug, as ``_unexpected`` says."""
+    error = unavailable(exc)
+    if error is None:
+        return await _unexpected(request, exc)
+    log.warning("database unavailable: %s", exc.__class__.__name__, exc_info=exc,
+                extra={"path": request.url.path})
+    return await _corral_error(request, error)
+
+
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     if isinstance(exc, StatementError) and isinstance(exc.orig, CorralError):
         # A JSON column's encoder (corral.jsoncodec.dumps) refused a value: the transaction
@@ -161,4 +174,6 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(CorralError, _corral_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(DBAPIError, _database_error)
+    app.add_exception_handler(PoolTimeout, _database_error)
     app.add_exception_handler(Exception, _unexpected)

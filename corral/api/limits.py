@@ -59,6 +59,7 @@ from corral.auth.signatures import (
 )
 from corral.core import identity
 from corral.core.identity import Principal
+from corral.db.transient import unavailable
 from corral.settings import Settings
 from corral.storage.local import MEDIA_ROUTE
 
@@ -326,10 +327,15 @@ class RequestGuard:
                 pending = pending.principal
             if pending is not None:
                 scope.setdefault("state", {})["principal"] = pending
-        except errors.CorralError as exc:
+        except Exception as exc:  # noqa: BLE001 - refused below, or raised again
+            # A lookup that met the database at a bad moment (a lock held too long, a lost
+            # connection) is a 503 to retry, as it is in a route (corral.db.transient).
+            refusal = exc if isinstance(exc, errors.CorralError) else unavailable(exc)
             if spool is not None:
                 spool.close()
-            await self._refuse(scope, receive, send, exc)
+            if refusal is None:
+                raise
+            await self._refuse(scope, receive, send, refusal)
             return
         try:
             await self.app(scope, route_receive, _answer_if_refused(scope, receive, send, body))
@@ -343,7 +349,7 @@ class RequestGuard:
 
 def _error(scope: Scope, exc: errors.CorralError) -> Response:
     details = [d.as_dict() for d in exc.details] if exc.details else None
-    response = error_response(Request(scope), exc.status, exc.code, exc.message, details)
+    response = error_response(Request(scope), exc.status, exc.code, exc.message, details, exc.retry_after)
     # The body (if any) is left unread: close the connection rather than drain it.
     response.headers["Connection"] = "close"
     return response

@@ -21,6 +21,7 @@ from sqlalchemy.exc import OperationalError
 
 from corral import errors, scratch
 from corral.core import item_docs
+from corral.db import transient
 from corral.db.engine import Database
 from corral.jobs import doorbell, owners, queue
 from corral.jobs.tasks import ClaimedUnit, TaskRegistry, UnitFailed, WorkerContext, registry
@@ -339,7 +340,11 @@ class Worker:
                 return
             log.warning("job unit attempt failed", exc_info=True,
                         extra={"unit": unit.id, "attempt": unit.attempts})
-            reason = f"{type(exc).__name__}: {exc}"
+            # A database error that passes says what happened in words (the disk is full, the
+            # connection was lost), not as the driver's text with SQLAlchemy's link to its docs.
+            passing = transient.reason(exc)
+            reason = f"the database could not do it ({passing})" if passing \
+                else f"{type(exc).__name__}: {exc}"
             if unit.attempts >= kind.max_attempts:
                 self._fail(unit, f"failed after {unit.attempts} attempts: {reason}")
             else:

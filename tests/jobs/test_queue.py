@@ -313,3 +313,38 @@ def test_long_poll_returns_when_the_job_ends(settings, db, make_user) -> None:  
         start = time.monotonic()
         assert client.get(f"/api/v1/jobs/{job2}", headers=alice.bearer).json()["status"] == "PENDING"
         assert time.monotonic() - start < 0.4
+
+
+def test_a_unit_that_meets_a_full_database_says_so_in_words(db, settings, make_user) -> None:  # type: ignore[no-untyped-def]
+    """The database runs out of room (SQLite: a page limit, as a full disk; PostgreSQL: the
+    backend terminated, as a restart): the unit's error names what happened, as an API error
+    does (corral.db.transient), instead of the driver's text and SQLAlchemy's link to its docs."""
+    from sqlalchemy import text
+
+    alice = make_user("alice@a.org")
+
+    def commit(s, unit, prepared) -> Any:  # type: ignore[no-untyped-def]
+        if db.is_sqlite:  # the file may not grow: as a full disk does
+            pages = s.execute(text("PRAGMA page_count")).scalar()
+            s.execute(text(f"PRAGMA max_page_count = {pages}"))
+            s.execute(text("CREATE TABLE filler (x TEXT)"))
+            s.execute(text("INSERT INTO filler VALUES (:x)"), [{"x": "x" * 4000}] * 100)
+        else:
+            s.execute(text("SELECT pg_terminate_backend(pg_backend_pid())"))
+        return {}
+
+    tasks = TaskRegistry()
+    tasks.register(TaskKind("full", lambda ctx, unit: None, commit, max_attempts=1))
+    job_id = _job(db, alice, 1, kind="full")
+    worker, thread = _run_worker(db, settings, tasks)
+    try:
+        deadline = time.monotonic() + 30
+        while _state(db, alice, job_id).status == "PENDING":
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+    finally:
+        worker.stop()
+        thread.join(10)
+    [error] = [e["error"] for e in _state(db, alice, job_id).errors]
+    why = "the database's disk is full" if db.is_sqlite else "the connection to the database was lost"
+    assert error == f"failed after 1 attempts: the database could not do it ({why})"
