@@ -52,9 +52,9 @@ def labels_document(data_hash: str, label_hash: str) -> dict[str, Any]:
         obj("kp000001", "point", "pt1", point={"0": {"x": 0.76, "y": 0.24}}),
         obj("sign0001", "rotatable_bounding_box", "rot1",
             rotatableBoundingBox={"x": 0.71, "y": 0.17, "w": 0.09, "h": 0.12, "theta": 20}),
-        # a 40 x 30 mask at (560, 60): 10 rows of 40 ones after 10 rows of zeros, then zeros
-        obj("mask0001", "bitmask", "mask1", bitmask={"top": 60, "left": 560, "width": 40, "height": 30,
-                                                     "rleString": _rle([400, 400, 400])}),
+        # a mask over the whole image (as the SDK reads them): ones on rows 70-79, columns 560-599
+        obj("mask0001", "bitmask", "mask1", bitmask={"top": 0, "left": 0, "width": W, "height": H,
+                                                     "rleString": _rle(_mask_runs(560, 70, 40, 10))}),
     ]
     d = doc(*objects, label_hash=label_hash)
     d["data_units"] = {data_hash: d["data_units"]["du"]}
@@ -65,6 +65,14 @@ def labels_document(data_hash: str, label_hash: str) -> dict[str, Any]:
         "classifications": [{"featureHash": "weathera", "name": "weather", "answers": [{"featureHash": "sunny001"}]}],
     }}
     return d
+
+
+def _mask_runs(left: int, top: int, width: int, height: int) -> list[int]:
+    """Run lengths (zeros first) of a W x H mask whose ones are the given rectangle."""
+    runs = [top * W + left]
+    for row in range(height):
+        runs += [width, W - width if row < height - 1 else W - left - width + (H - top - height) * W]
+    return runs
 
 
 def _rle(runs: list[int]) -> str:
