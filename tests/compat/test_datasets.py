@@ -184,3 +184,15 @@ def test_a_dataset_titled_dot_gets_a_backing_folder(sdk: Any) -> None:
         made = sdk.create_dataset(title, StorageLocation.CORD_STORAGE)
         folder = sdk.get_storage_folder(made.backing_folder_uuid)
         assert folder.name.startswith(f"{title} (") and sdk.get_dataset(made.dataset_hash).title == title
+
+
+def test_list_data_rows_title_like_ignores_case_as_get_datasets_does(sdk: Any, s3: Bucket) -> None:
+    """Every ``*_like`` filter is matched without regard to case (``get_datasets``, label rows):
+    ``list_data_rows(title_like="A%")`` alone matched case and missed "a.png"."""
+    folder = _folder_with_images(sdk, s3)
+    ds = sdk.get_dataset(sdk.create_dataset("Cased", StorageLocation.AWS).dataset_hash)
+    ds.link_items([i.uuid for i in folder.list_items()])
+    assert [d["dataset"].title for d in sdk.get_datasets(title_like="c%")] == ["Cased"]
+    assert [r.title for r in ds.list_data_rows(title_like="A%")] == ["a.png"]
+    assert sorted(r.title for r in ds.list_data_rows(title_like="%.PNG")) == ["a.png", "b.png", "c.png"]
+    assert ds.list_data_rows(title_eq="A.png") == []  # equality keeps matching case, as everywhere
