@@ -158,7 +158,8 @@ def create(
 
 def backing(s: Session, principal: Principal, dataset: Dataset) -> Folder:
     """The dataset's backing folder, created at the top level on first use and named after the
-    dataset (with its short id added if a top-level folder already has that name)."""
+    dataset (with its short id added if a top-level folder already has that name, or the title
+    is '.' or '..', which no folder is named)."""
     if dataset.backing_folder_id is not None:
         found = s.get(Folder, dataset.backing_folder_id)
         if found is not None:
@@ -175,7 +176,7 @@ def backing(s: Session, principal: Principal, dataset: Dataset) -> Folder:
             with s.begin_nested():
                 folder = folders.create(s, principal, name, description=dataset.description)
             break
-        except errors.AlreadyExists:
+        except (errors.AlreadyExists, errors.ValidationFailed):  # taken, or '.'/'..' (no folder's name)
             continue
     else:
         folder = folders.create(s, principal, names[-1], description=dataset.description)

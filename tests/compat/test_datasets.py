@@ -153,3 +153,64 @@ def test_list_data_rows_title_like_is_matched_in_linear_time(sdk: Any, s3: Bucke
     assert [r.title for r in ds.list_data_rows(title_like="%a" * 8 + "%")] == [long_title]
     assert sorted(r.title for r in ds.list_data_rows(title_like="_.png")) == ["b.png", "c.png"]
     assert ds.list_data_rows(title_like="b*png") == [] and ds.list_data_rows(title_like="b.pn") == []
+
+
+def _v1(server: str, user: Any, dataset: str, query_type: str, method: str, payload: Any,
+        uid: Any = None) -> Any:
+    import httpx
+
+    headers = {**user.bearer, "ResourceType": "dataset", "ResourceID": dataset}
+    body = {"query_type": query_type, "query_method": method, "values": {"uid": uid, "payload": payload}}
+    return httpx.post(server + "/public", headers=headers, json=body, timeout=60)
+
+
+def test_data_row_filters_refuse_what_they_cannot_match(sdk: Any, s3: Bucket, alice: Any, server: str) -> None:
+    """An unknown data type or a malformed data hash matched no row: the answer was a silent
+    ``[]`` (a typo read as "no such rows"); an upper-case hash missed its row too.  Flags that
+    were not booleans were read by Python's truth: ``"false"`` fetched the metadata."""
+    folder = _folder_with_images(sdk, s3)
+    ds = sdk.get_dataset(sdk.create_dataset("filters", StorageLocation.AWS).dataset_hash)
+    ds.link_items([i.uuid for i in folder.list_items()])
+    rows = ds.list_data_rows()
+    dsid = str(ds.dataset_hash)
+
+    def rows_for(payload: Any) -> Any:
+        return _v1(server, alice, dsid, "datarows", "GET", payload)
+
+    for payload, field in (({"data_types": ["IMAGES"]}, "data_types"), ({"data_hashes": ["zz"]}, "data_hashes"),
+                           ({"dataset_access_settings": "x"}, "dataset_access_settings"),
+                           ({"dataset_access_settings": {"fetch_client_metadata": "false"}},
+                            "dataset_access_settings.fetch_client_metadata")):
+        r = rows_for(payload)
+        assert r.status_code == 400 and field in r.json()["payload"], (payload, r.text)
+    r = _v1(server, alice, dsid, "dataset", "GET", {"dataset_access_settings": {"fetch_rows": "false"}})
+    assert r.status_code == 400 and "dataset_access_settings.fetch_rows" in r.json()["payload"], r.text
+    r = _v1(server, alice, dsid, "datarow", "GET", {"additional_data": {"signed_url": "no"}}, uid=rows[0].uid)
+    assert r.status_code == 400 and "additional_data.signed_url" in r.json()["payload"], r.text
+
+    # every SDK data type is a filter (corral holds no scenes: none match); hashes in either case
+    assert ds.list_data_rows(data_types=[DataType.SCENE]) == []
+    assert len(ds.list_data_rows(data_types=[DataType.IMAGE, DataType.VIDEO])) == 3
+    r = rows_for({"data_hashes": [rows[1].uid.upper()]})
+    assert r.status_code == 200 and [x["data_hash"] for x in r.json()["response"]] == [rows[1].uid], r.text
+
+
+def test_a_dataset_titled_dot_gets_a_backing_folder(sdk: Any) -> None:
+    """'.' and '..' are valid dataset titles but no folder's name: create_dataset with its backing
+    folder failed with a 400 about a folder "name" the user never gave."""
+    for title in (".", ".."):
+        made = sdk.create_dataset(title, StorageLocation.CORD_STORAGE)
+        folder = sdk.get_storage_folder(made.backing_folder_uuid)
+        assert folder.name.startswith(f"{title} (") and sdk.get_dataset(made.dataset_hash).title == title
+
+
+def test_list_data_rows_title_like_ignores_case_as_get_datasets_does(sdk: Any, s3: Bucket) -> None:
+    """Every ``*_like`` filter is matched without regard to case (``get_datasets``, label rows):
+    ``list_data_rows(title_like="A%")`` alone matched case and missed "a.png"."""
+    folder = _folder_with_images(sdk, s3)
+    ds = sdk.get_dataset(sdk.create_dataset("Cased", StorageLocation.AWS).dataset_hash)
+    ds.link_items([i.uuid for i in folder.list_items()])
+    assert [d["dataset"].title for d in sdk.get_datasets(title_like="c%")] == ["Cased"]
+    assert [r.title for r in ds.list_data_rows(title_like="A%")] == ["a.png"]
+    assert sorted(r.title for r in ds.list_data_rows(title_like="%.PNG")) == ["a.png", "b.png", "c.png"]
+    assert ds.list_data_rows(title_eq="A.png") == []  # equality keeps matching case, as everywhere

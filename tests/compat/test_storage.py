@@ -167,3 +167,16 @@ def test_upload_local_video_audio_pdf_text_and_nifti(sdk: Any, tmp_path: Path) -
             assert item.frame_count == 3  # the SDK shows a PDF's pages as frames
         assert item.file_size == len(data)
     assert sorted(i.name for i in folder.list_items()) == sorted(files)
+
+
+def test_get_storage_items_sign_flag_is_a_boolean(sdk: Any, s3: Bucket, api: httpx.Client) -> None:
+    """``signUrls`` was read by Python's truth: ``"false"`` signed every URL; now a 400 naming it."""
+    folder = sdk.create_storage_folder("bulk")
+    assert _register(folder, s3, images_manifest(s3)).status == LongPollingStatus.DONE
+    ids = [str(i.uuid) for i in folder.list_items()]
+    for bad in ("false", 0, [True]):
+        r = api.post("/v2/public/storage/items/get-bulk", json={"itemUuids": ids, "signUrls": bad})
+        assert r.status_code == 400 and "signUrls" in r.json()["message"], r.text
+    r = api.post("/v2/public/storage/items/get-bulk", json={"itemUuids": ids, "signUrls": False})
+    assert r.status_code == 200 and all(i["signedUrl"] is None for i in r.json()["results"]), r.text
+    assert all(i.get_signed_url() for i in sdk.get_storage_items(ids, sign_url=True))

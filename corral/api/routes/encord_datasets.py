@@ -28,6 +28,7 @@ from corral.api.routes.encord_rpc import (
     Streamed,
     operations,
     payload_choice,
+    payload_flag,
     payload_strings,
     payload_text,
     refuse_unsupported,
@@ -262,9 +263,27 @@ def _payload(call: RpcCall) -> dict[str, Any]:
     return call.payload
 
 
-def _access(payload: dict[str, Any]) -> dict[str, Any]:
-    settings = payload.get("dataset_access_settings") or {}
-    return settings if isinstance(settings, dict) else {}
+def _access(payload: dict[str, Any]) -> dict[str, bool]:
+    """``dataset_access_settings``: null or an object whose ``fetch_rows`` and
+    ``fetch_client_metadata`` are booleans (a 400 naming the field otherwise: the string
+    ``"false"`` was taken as true, and a non-object was ignored)."""
+    settings = payload.get("dataset_access_settings")
+    if settings is None:
+        settings = {}
+    if not isinstance(settings, dict):
+        raise errors.InvalidInput("dataset_access_settings must be a JSON object")
+    where = "dataset_access_settings."
+    return {
+        "fetch_rows": payload_flag(settings, "fetch_rows", True, where=where),
+        "fetch_client_metadata": payload_flag(settings, "fetch_client_metadata", False, where=where),
+    }
+
+
+#: the SDK's ``DataType`` names, as ``list_data_rows(data_types=…)`` sends them
+SDK_DATA_TYPES = frozenset(
+    {"VIDEO", "IMAGE", "IMG_GROUP", "DICOM", "DICOM_STUDY", "NIFTI", "AUDIO", "TIME_SERIES", "PLAIN_TEXT",
+     "PDF", "GROUP", "SCENE"}
+)
 
 
 def get_dataset(ctx: AppContext, principal: Principal, call: RpcCall) -> dict[str, Any]:
@@ -273,8 +292,8 @@ def get_dataset(ctx: AppContext, principal: Principal, call: RpcCall) -> dict[st
         row = datasets.resolve(s, principal, _dataset_id(call))
         provider = datasets.provider(s, row.id) or "local"
         rows = (
-            data_rows(s, row.id, metadata=bool(access.get("fetch_client_metadata")))
-            if access.get("fetch_rows", True)
+            data_rows(s, row.id, metadata=access["fetch_client_metadata"])
+            if access["fetch_rows"]
             else []
         )
         return {
@@ -294,12 +313,21 @@ def list_data_rows(ctx: AppContext, principal: Principal, call: RpcCall) -> Stre
     payload = _payload(call)
     with ctx.db.read() as s:
         dataset_id = datasets.resolve(s, principal, _dataset_id(call)).id
-    metadata = bool(_access(payload).get("fetch_client_metadata"))
+    metadata = _access(payload)["fetch_client_metadata"]
     # Every filter is checked now, a 400: once the stream has begun, an error cuts the answer off.
     for key in ("title_eq", "title_like"):
         payload_text(payload, key)
-    for key in ("data_types", "data_hashes"):
-        payload_strings(payload, key)
+    # An unknown type or a malformed hash matched nothing: a silent empty answer, not a 400.
+    unknown = sorted(set(payload_strings(payload, "data_types") or ()) - SDK_DATA_TYPES)
+    if unknown:
+        shown, known = ", ".join(map(repr, unknown)), ", ".join(sorted(SDK_DATA_TYPES))
+        raise errors.InvalidInput(f"data_types: unknown data type(s) {shown}: use {known}")
+    hashes = payload_strings(payload, "data_hashes")
+    if hashes:
+        try:  # as the rows spell them (lower case), so an upper-case hash matches too
+            payload = {**payload, "data_hashes": [str(uuid.UUID(h)) for h in hashes]}
+        except ValueError:
+            raise errors.InvalidInput("data_hashes must be data row UUIDs") from None
     for key in ("created_before", "created_after"):
         if payload.get(key):
             try:
@@ -448,7 +476,10 @@ def refetch_data_row(ctx: AppContext, principal: Principal, call: RpcCall) -> di
         raise errors.InvalidInput("images_data_fetch_options must be an object")
     if images is not None:
         refuse_unsupported("DataRow.refetch_data images_data_fetch_options", images, {"fetch_signed_urls"})
-    sign_file, sign_images = bool(extra.get("signed_url")), bool(images and images.get("fetch_signed_urls"))
+    sign_file = payload_flag(extra, "signed_url", False, where="additional_data.")
+    sign_images = images is not None and payload_flag(images, "fetch_signed_urls", False,
+                                                      where="additional_data.images_data_fetch_options.")
+    metadata = payload_flag(extra, "client_metadata", False, where="additional_data.")
     row_id = _row_id(call.uid)
     with ctx.db.read() as s:
         dataset = datasets.resolve(s, principal, _dataset_id(call))
@@ -463,7 +494,7 @@ def refetch_data_row(ctx: AppContext, principal: Principal, call: RpcCall) -> di
         opener = items.signer(s, ctx.settings, view) if sign_file or sign_images else None
         first = view.parts[0].url if view.parts else None
         out = row_dict(str(row.id), dto.stamp(row.created_at), item,
-                       metadata=bool(extra.get("client_metadata")), first_part=first)
+                       metadata=metadata, first_part=first)
     if opener is not None:
         view = items.signed(view, opener)
     if sign_file:

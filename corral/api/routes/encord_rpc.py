@@ -99,6 +99,17 @@ def payload_strings(payload: dict[str, Any], key: str) -> list[str] | None:
     return value
 
 
+def payload_flag(payload: dict[str, Any], key: str, default: bool, *, where: str = "") -> bool:
+    """``payload[key]``: null or absent is ``default``, else a JSON boolean (a 400 naming the key
+    otherwise: Python's truth of the string ``"false"`` is True)."""
+    value = payload.get(key)
+    if value is None:
+        return default
+    if not isinstance(value, bool):
+        raise InvalidInput(f"{where}{key} must be true or false, got {_shown(value)}")
+    return value
+
+
 def payload_choice(payload: dict[str, Any], key: str, choices: Mapping[int, T]) -> tuple[int, T]:
     """``payload[key]``, an integer code of the SDK's (a role), and what ``choices`` maps it to;
     anything else is a 400 naming the key (a list was a TypeError, ``true`` passed as 1)."""

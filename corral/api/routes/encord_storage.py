@@ -19,7 +19,7 @@ from corral.api import encord_dto as dto
 from corral.api.deps import AppContext, Ctx, CurrentPrincipal
 from corral.api.openapi import CLIENT_METADATA, OFF_VALUE, ONLY_EMPTY_LIST, ONLY_FALSE, one_of_each
 from corral.api.parsing import CorralRoute, org_access, refuse_unless_default
-from corral.api.routes.encord_rpc import SdkBody, is_off
+from corral.api.routes.encord_rpc import SdkBody, is_off, payload_flag
 from corral.core import folders, item_rows, items, pagination
 from corral.core.identity import Principal
 from corral.core.items import ItemView
@@ -426,7 +426,8 @@ async def get_items(
         raise errors.InvalidInput("itemUuids must be UUIDs", details=expected) from None
     if len(ids) > pagination.MAX_PAGE_SIZE:
         raise errors.InvalidInput(f"at most {pagination.MAX_PAGE_SIZE} items per request")
-    return _page(await _items_by_id(ctx, principal, ids, bool(body.get("signUrls"))), None)
+    sign = payload_flag(body, "signUrls", False)  # bool("false") was True
+    return _page(await _items_by_id(ctx, principal, ids, sign), None)
 
 
 # -- registration (upload jobs) and local uploads ---------------------------------------------

@@ -265,7 +265,7 @@ def list_metadata(
     if where.stage_title_like is not None:
         pattern = where.stage_title_like
         units = [u for u in units
-                 if filters.like_match(pattern, stages[u.data_row_id]["title"], ignore_case=True)]
+                 if filters.like_match(pattern, stages[u.data_row_id]["title"])]
     out = [metadata(u, client_metadata=where.client_metadata, images_data=where.images_data) for u in units]
     if where.workflow_node:
         for m, u in zip(out, units, strict=True):
