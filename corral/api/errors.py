@@ -77,6 +77,13 @@ def _clip_detail(detail: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def native_error_body(status: int, code: str, message: str,
+                      details: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """The native API's error shape (the RPC routes answer in the SDK's envelope instead)."""
+    return {"ok": False, "status": status, "code": code, "message": message,
+            "errors": details or [{"message": message}]}
+
+
 def error_response(
     request: Request, status: int, code: str, message: str, details: list[dict[str, Any]] | None = None,
     retry_after: int | None = None,
@@ -91,13 +98,7 @@ def error_response(
             "payload": message,
         }
     else:
-        body = {
-            "ok": False,
-            "status": status,
-            "code": code,
-            "message": message,
-            "errors": details or [{"message": message}],
-        }
+        body = native_error_body(status, code, message, details)
     headers = {"WWW-Authenticate": 'Bearer realm="corral"'} if status == 401 else {}
     if retry_after is not None:
         headers["Retry-After"] = str(retry_after)

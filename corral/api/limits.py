@@ -47,7 +47,7 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 from corral import errors
 from corral.api import session_auth, web_ui
 from corral.api.deps import AppContext, _by_key, _by_token, raw_request_target
-from corral.api.errors import error_response, is_rpc_path
+from corral.api.errors import error_response, is_rpc_path, native_error_body
 from corral.api.middleware import COMMON_HEADERS
 from corral.auth.signatures import (
     KeyLookup,
@@ -437,8 +437,7 @@ class HeadTimeoutProtocol(H11Protocol):
 
 _BAD_HTTP = ("the request is not valid HTTP/1.1: its request line or a header is malformed, holds a "
              "byte outside ASCII, or the head is longer than CORRAL_MAX_HEADER_BYTES")
-BAD_HTTP_BODY = json.dumps({"ok": False, "status": 400, "code": "invalid_input", "message": _BAD_HTTP,
-                            "errors": [{"message": _BAD_HTTP}]}).encode()
+BAD_HTTP_BODY = json.dumps(native_error_body(400, "invalid_input", _BAD_HTTP)).encode()
 
 
 def protocol_class(header_timeout: float) -> type[H11Protocol]:

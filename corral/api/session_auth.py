@@ -35,6 +35,8 @@ CHANGING_GETS = frozenset({"/v2/public/user/bearer-token"})
 def needs_csrf(method: str, path: str) -> bool:
     """Whether a cookie-authenticated request must carry the session's CSRF token."""
     return method not in SAFE_METHODS or path.rstrip("/") in CHANGING_GETS
+
+
 # last_seen_at is written at most this often per session, so reads stay reads
 TOUCH_SECONDS = 60
 

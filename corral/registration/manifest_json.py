@@ -90,7 +90,8 @@ def _event_chunks(path: Path) -> Iterator[list[tuple[str, Any]]]:
         tail = b""
         while True:
             chunk = f.read(CHUNK)
-            at = _long_number(tail + chunk)
+            data = tail + chunk  # (the previous chunk's end: a number or an escape may span two)
+            at = _long_number(data)
             if at is not None:  # parse what comes before it, so its entries still count
                 with contextlib.suppress(ijson.JSONError, ValueError):
                     coro.send(chunk[: max(0, at - len(tail))])
@@ -99,7 +100,7 @@ def _event_chunks(path: Path) -> Iterator[list[tuple[str, Any]]]:
                     f"the manifest holds a number of more than {_LONG_NUMBER:,} digits (at byte offset "
                     f"{offset - len(tail) + at}); corral keeps integers of at most 64 bits"
                 )
-            lone = _lone_surrogate(tail + chunk, since=max(0, len(tail) - 16), at_end=not chunk)
+            lone = _lone_surrogate(data, since=max(0, len(tail) - 16), at_end=not chunk)
             if lone is not None:  # yajl2_c would read it as '?' (and a URL, a title, a key changed)
                 with contextlib.suppress(ijson.JSONError, ValueError, StopIteration):
                     coro.send(chunk[: max(0, lone - len(tail))])
@@ -110,7 +111,7 @@ def _event_chunks(path: Path) -> Iterator[list[tuple[str, Any]]]:
                     f"the manifest is not valid JSON: a string holds a \\u escape that is not a valid "
                     f"character (a lone surrogate), at line {line}, column {column} (byte offset {position})"
                 )
-            tail = (tail + chunk)[-_LONG_NUMBER:]  # (a short last chunk keeps the one before's end)
+            tail = data[-_LONG_NUMBER:]  # (a short last chunk keeps the one before's end)
             try:
                 if chunk:
                     coro.send(chunk)
@@ -175,11 +176,27 @@ def _lone_surrogate(data: bytes, *, since: int = 0, at_end: bool) -> int | None:
 _PAIR_START = (b"\\", b"u", b"dD", b"cdefCDEF", *[b"0123456789abcdefABCDEF"] * 2)
 
 
+class _Place:
+    """The line and column (in characters, from 0) that the bytes given to ``advance`` reach,
+    counted as they come: a position may be far into a large file, all of it on one line."""
+
+    def __init__(self) -> None:
+        self.line, self.column = 1, 0
+        self._decoder = codecs.getincrementaldecoder("utf-8")("replace")
+
+    def advance(self, data: bytes) -> None:
+        newlines = data.count(b"\n")
+        if newlines:
+            self.line += newlines
+            self._decoder.reset()
+            self.column = len(self._decoder.decode(data[data.rindex(b"\n") + 1 :]))
+        else:
+            self.column += len(self._decoder.decode(data))
+
+
 def _line_and_column(path: Path, start: int, position: int) -> tuple[int, int]:
     """The line and column (in characters, from 1) of byte ``position`` of the file."""
-    # (a chunk at a time, the column counted as it goes: the position may be far into a large
-    # file, all of it on one line)
-    line, column, decoder = 1, 0, codecs.getincrementaldecoder("utf-8")("replace")
+    place = _Place()
     with open(path, "rb") as f:
         f.seek(start)
         remaining = position - start
@@ -188,14 +205,8 @@ def _line_and_column(path: Path, start: int, position: int) -> tuple[int, int]:
             if not data:
                 break
             remaining -= len(data)
-            newlines = data.count(b"\n")
-            if newlines:
-                line += newlines
-                decoder.reset()
-                column = len(decoder.decode(data[data.rindex(b"\n") + 1 :]))
-            else:
-                column += len(decoder.decode(data))
-    return line, column + 1
+            place.advance(data)
+    return place.line, place.column + 1
 
 
 _YAJL_TEXT = re.compile(r"(?:parse|lexical) error: ([^\n\\]*)")
@@ -215,19 +226,7 @@ def _syntax_error(path: Path, start: int, chunk_offset: int, exc: Exception) -> 
         reason = _FRIENDLY.get(reason, reason)
     sink = ijson.sendable_list()
     coro = ijson.basic_parse_coro(sink, use_float=False)
-    line, decoder = 1, codecs.getincrementaldecoder("utf-8")("replace")
-    column_chars = 0
-
-    def advance(data: bytes) -> None:
-        nonlocal line, column_chars
-        newlines = data.count(b"\n")
-        if newlines:
-            line += newlines
-            decoder.reset()
-            column_chars = len(decoder.decode(data[data.rindex(b"\n") + 1 :]))
-        else:
-            column_chars += len(decoder.decode(data))
-
+    place = _Place()
     position = None
     with open(path, "rb") as f:
         f.seek(start)
@@ -239,20 +238,20 @@ def _syntax_error(path: Path, start: int, chunk_offset: int, exc: Exception) -> 
                 remaining -= len(data)
                 coro.send(data)
                 del sink[:]
-                advance(data)
+                place.advance(data)
             data = f.read(CHUNK)
             for i in range(len(data)):
                 coro.send(data[i : i + 1])
                 del sink[:]
                 fed += 1
-                advance(data[i : i + 1])
+                place.advance(data[i : i + 1])
             coro.close()
         except (ijson.JSONError, ValueError):
             position = fed
     if position is None:  # not reproduced (the file changed?): name the chunk
         position = chunk_offset
     return ManifestUnreadable(
-        f"the manifest is not valid JSON: {reason}, at line {line}, column {column_chars + 1} "
+        f"the manifest is not valid JSON: {reason}, at line {place.line}, column {place.column + 1} "
         f"(byte offset {position})"
     )
 
