@@ -234,6 +234,19 @@ def _run_worker(db, settings, tasks):  # type: ignore[no-untyped-def]
     return worker, thread
 
 
+def _work_until_ended(db, settings, tasks, user, job_id) -> None:  # type: ignore[no-untyped-def]
+    """Run a worker until the job is no longer PENDING (at most 30 s), then stop it."""
+    worker, thread = _run_worker(db, settings, tasks)
+    try:
+        deadline = time.monotonic() + 30
+        while _state(db, user, job_id).status == "PENDING":
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+    finally:
+        worker.stop()
+        thread.join(10)
+
+
 def test_worker_runs_units_retries_transients_and_reports_permanent_errors(db, settings, make_user, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     alice = make_user("alice@a.org")
     attempts: dict[int, int] = {}
@@ -250,15 +263,7 @@ def test_worker_runs_units_retries_transients_and_reports_permanent_errors(db, s
     tasks.register(TaskKind("sq", prepare, lambda s, u, p: {"square": p}))
     job_id = _job(db, alice, 8, kind="sq", ignore_errors=True)
     monkeypatch.setattr("corral.jobs.worker._backoff", lambda attempt: 0.0)  # retry at once
-    worker, thread = _run_worker(db, settings, tasks)
-    try:
-        deadline = time.monotonic() + 30
-        while _state(db, alice, job_id).status == "PENDING":
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
-    finally:
-        worker.stop()
-        thread.join(10)
+    _work_until_ended(db, settings, tasks, alice, job_id)
     state = _state(db, alice, job_id)
     assert state.status == "DONE" and state.counts["done"] == 7 and state.counts["error"] == 1
     assert state.errors[0]["error"] == "unit 3 is bad"
@@ -336,15 +341,7 @@ def test_a_unit_that_meets_a_full_database_says_so_in_words(db, settings, make_u
     tasks = TaskRegistry()
     tasks.register(TaskKind("full", lambda ctx, unit: None, commit, max_attempts=1))
     job_id = _job(db, alice, 1, kind="full")
-    worker, thread = _run_worker(db, settings, tasks)
-    try:
-        deadline = time.monotonic() + 30
-        while _state(db, alice, job_id).status == "PENDING":
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
-    finally:
-        worker.stop()
-        thread.join(10)
+    _work_until_ended(db, settings, tasks, alice, job_id)
     [error] = [e["error"] for e in _state(db, alice, job_id).errors]
     why = "the database's disk is full" if db.is_sqlite else "the connection to the database was lost"
     assert error == f"failed after 1 attempts: the database could not do it ({why})"

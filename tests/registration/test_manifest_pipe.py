@@ -449,17 +449,10 @@ def _stored(db, folder: str) -> dict[str, Any]:  # type: ignore[no-untyped-def]
     return out
 
 
-@pytest.mark.parametrize("ignore_errors", [True, False])
-def test_batches_prepared_by_the_reader_store_what_the_planners_own_would(small, api, world, db, settings, monkeypatch, ignore_errors) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
-    """The same manifest imported with the planner doing its own work and with the reader's
-    process preparing the batches (``_ChildPlanner``): the same items, parts, projected values,
-    listing documents, counts, errors and status, the first import and the second."""
+def _count_prepared(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The sequence numbers of the batches the reader's process prepared, in order."""
     from corral.registration import jobs
 
-    alice, bucket = world
-    r = api.put("/api/v1/metadata-schema", json={"keys": _SCHEMA}, headers=alice.bearer)
-    assert r.status_code == 200, r.text
-    body = _rich_manifest(bucket, 1200)  # three batches
     prepared: list[int] = []
     submit = jobs._InlineWriter.submit_prepared
 
@@ -468,6 +461,19 @@ def test_batches_prepared_by_the_reader_store_what_the_planners_own_would(small,
         submit(self, seq, payload)
 
     monkeypatch.setattr(jobs._InlineWriter, "submit_prepared", counted)
+    return prepared
+
+
+@pytest.mark.parametrize("ignore_errors", [True, False])
+def test_batches_prepared_by_the_reader_store_what_the_planners_own_would(small, api, world, db, settings, monkeypatch, ignore_errors) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    """The same manifest imported with the planner doing its own work and with the reader's
+    process preparing the batches (``_ChildPlanner``): the same items, parts, projected values,
+    listing documents, counts, errors and status, the first import and the second."""
+    alice, bucket = world
+    r = api.put("/api/v1/metadata-schema", json={"keys": _SCHEMA}, headers=alice.bearer)
+    assert r.status_code == 200, r.text
+    body = _rich_manifest(bucket, 1200)  # three batches
+    prepared = _count_prepared(monkeypatch)
     seen = []
     for folder, runs in _here_then_piped(api, alice, settings, monkeypatch, body, ignore_errors):
         seen.append((runs, _stored(db, folder)))
@@ -497,7 +503,6 @@ def test_a_url_upserted_in_its_own_batch_ends_alike_read_here_or_prepared_by_the
     """upsert_metadata with URLs met twice in one batch: each item keeps its first entry's title
     and ends with its last entry's metadata and values, whether the planner prepared the batch or
     the reader's process did (whose rows cross built with the first entry's metadata)."""
-    from corral.registration import jobs
 
     alice, bucket = world
     r = api.put("/api/v1/metadata-schema", json={"keys": _SCHEMA}, headers=alice.bearer)
@@ -509,14 +514,7 @@ def test_a_url_upserted_in_its_own_batch_ends_alike_read_here_or_prepared_by_the
     images += [{"objectUrl": f"s3://{bucket}/p/{i}.png", "title": "again", "imageMetadata": sized,
                 "clientMetadata": {"score": 100 + i, "camera": "again"}} for i in range(0, 20, 2)]
     body = json.dumps({"skip_duplicate_urls": True, "upsert_metadata": True, "images": images})
-    prepared: list[int] = []
-    submit = jobs._InlineWriter.submit_prepared
-
-    def counted(self: Any, seq: int, payload: Any) -> None:
-        prepared.append(seq)
-        submit(self, seq, payload)
-
-    monkeypatch.setattr(jobs._InlineWriter, "submit_prepared", counted)
+    prepared = _count_prepared(monkeypatch)
     seen = [(runs, _stored(db, folder)) for folder, runs in _here_then_piped(api, alice, settings, monkeypatch,
                                                                             body, False)]
     assert prepared == [1]  # the piped folder's first import (into an empty folder)
