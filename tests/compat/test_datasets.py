@@ -214,3 +214,26 @@ def test_list_data_rows_title_like_ignores_case_as_get_datasets_does(sdk: Any, s
     assert [r.title for r in ds.list_data_rows(title_like="A%")] == ["a.png"]
     assert sorted(r.title for r in ds.list_data_rows(title_like="%.PNG")) == ["a.png", "b.png", "c.png"]
     assert ds.list_data_rows(title_eq="A.png") == []  # equality keeps matching case, as everywhere
+
+
+def test_like_patterns_escape_with_a_backslash_on_every_filter(sdk: Any, s3: Bucket) -> None:
+    """``\\`` escapes LIKE's wildcards in every ``*_like`` filter, on both databases: SQLite has
+    no default escape character, so ``get_datasets(title_like="x\\_1")`` found nothing there (and
+    "x_1" on PostgreSQL), and ``list_data_rows`` took the backslash literally everywhere."""
+    from encord.exceptions import InvalidArgumentsError
+
+    for title in ("x_1", "xa1", "50%", "500"):
+        sdk.create_dataset(title, StorageLocation.AWS, create_backing_folder=False)
+    assert [d["dataset"].title for d in sdk.get_datasets(title_like="x\\_1")] == ["x_1"]
+    assert [d["dataset"].title for d in sdk.get_datasets(title_like="x_1")] == ["x_1", "xa1"]
+    assert [d["dataset"].title for d in sdk.get_datasets(title_like="50\\%")] == ["50%"]
+
+    folder = _folder_with_images(sdk, s3)
+    ds = sdk.get_dataset(sdk.create_dataset("escaped", StorageLocation.AWS).dataset_hash)
+    ds.link_items([i.uuid for i in folder.list_items()])
+    assert [r.title for r in ds.list_data_rows(title_like="\\a%")] == ["a.png"]
+    assert ds.list_data_rows(title_like="a\\_png") == []  # "_" escaped is no longer any character
+
+    for refused in (lambda: sdk.get_datasets(title_like="x\\"), lambda: ds.list_data_rows(title_like="a\\")):
+        with pytest.raises(InvalidArgumentsError, match="escape"):
+            refused()

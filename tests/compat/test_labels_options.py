@@ -70,6 +70,9 @@ def test_title_like_client_metadata_and_signed_urls(sdk: Any, s3: Bucket) -> Non
     assert sorted(r.data_title for r in project.list_label_rows_v2(data_title_like="_.PNG")) == [
         "a.png", "b.png", "c.png"]  # SQL LIKE, any case
     assert project.list_label_rows_v2(data_title_like="z%") == []
+    # "\\" escapes, as PostgreSQL reads LIKE patterns (SQLite took the backslash literally)
+    assert [r.data_title for r in project.list_label_rows_v2(data_title_like="\\b%")] == ["b.png"]
+    assert project.list_label_rows_v2(data_title_like="b\\_png") == []
 
     rows = project.list_label_rows_v2(include_client_metadata=True)
     assert {r.data_title: r.client_metadata for r in rows} == {

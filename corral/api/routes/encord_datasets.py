@@ -317,6 +317,8 @@ def list_data_rows(ctx: AppContext, principal: Principal, call: RpcCall) -> Stre
     # Every filter is checked now, a 400: once the stream has begun, an error cuts the answer off.
     for key in ("title_eq", "title_like"):
         payload_text(payload, key)
+    if payload.get("title_like") is not None:
+        filters.check_like(payload["title_like"], "title_like")
     # An unknown type or a malformed hash matched nothing: a silent empty answer, not a 400.
     unknown = sorted(set(payload_strings(payload, "data_types") or ()) - SDK_DATA_TYPES)
     if unknown:

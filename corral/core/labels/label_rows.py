@@ -105,7 +105,9 @@ def _units(
     if title is not None:
         query = query.where(Item.name == title)
     if title_like is not None:
-        query = query.where(Item.name.ilike(title_like))  # SQL LIKE syntax, as the SDK documents
+        # SQL LIKE syntax, as the SDK documents, with filters' one escape character
+        query = query.where(Item.name.ilike(filters.check_like(title_like, "data_title_like"),
+                                            escape=filters.ESCAPE))
     rows = s.execute(query.order_by(DataRow.dataset_id, DataRow.item_id)).all()
     multi = [r[3].id for r in rows if r[3].item_type in MULTI_FILE]
     parts: dict[uuid.UUID, list[ItemPart]] = {}
@@ -253,6 +255,8 @@ def list_metadata(
             raise errors.ValidationFailed(
                 f"label_statuses: {bad[0]!r} is not one of {', '.join(LABEL_STATUSES)}",
                 details=[ErrorDetail(f"one of {', '.join(LABEL_STATUSES)}", field="label_statuses")])
+    if where.stage_title_like is not None:  # refused before any row is read
+        filters.check_like(where.stage_title_like, "workflow_graph_node_title_like")
     units = _units(s, project, data_row_ids=where.data_hashes, label_ids=where.label_hashes,
                    title=where.data_title, title_like=where.data_title_like)
     if where.labelled_only:
