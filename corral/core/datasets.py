@@ -568,6 +568,17 @@ def grants(s: Session, principal: Principal, dataset: Dataset) -> list[GrantView
     return out
 
 
+def users(s: Session, principal: Principal, dataset: Dataset) -> list[GrantView]:
+    """Who has a role on the dataset: its creator first (who may do what an editor may, without a
+    grant), then the grants, as ``Project.list_users`` lists a project's creator as its admin."""
+    given = grants(s, principal, dataset)
+    creator = s.get(User, dataset.created_by) if dataset.created_by else None
+    if creator is None or creator.org_id != dataset.org_id:
+        return given
+    return [GrantView(creator.id, creator.email, "editor", dataset.created_at),
+            *(g for g in given if g.user_id != creator.id)]
+
+
 def share(s: Session, principal: Principal, dataset: Dataset, user: str, role: str) -> GrantView:
     """Give a user (by e-mail or id) ``viewer`` or ``editor`` on the dataset; editors and admins only."""
     target = identity.org_user(s, principal.org_id, user)

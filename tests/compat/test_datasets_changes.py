@@ -68,8 +68,10 @@ def test_dataset_users_with_roles(sdk: Any, s3: Bucket, make_user: Any, server: 
     assert [(u.user_email, u.user_role, u.dataset_hash) for u in added] == [
         ("bob@x.io", DatasetUserRole.USER, ds.dataset_hash)]
     ds.add_users(["carol@x.io"], DatasetUserRole.ADMIN)
-    assert sorted((u.user_email, u.user_role) for u in ds.list_users()) == [
-        ("bob@x.io", DatasetUserRole.USER), ("carol@x.io", DatasetUserRole.ADMIN)]
+    # its creator first, as the admin it is (as Project.list_users lists a project's creator)
+    assert [(u.user_email, u.user_role) for u in ds.list_users()] == [
+        ("alice@x.io", DatasetUserRole.ADMIN), ("bob@x.io", DatasetUserRole.USER),
+        ("carol@x.io", DatasetUserRole.ADMIN)]
 
     as_bob = client_for(bob, server).get_dataset(ds.dataset_hash)  # a user sees the rows
     assert len(as_bob.list_data_rows()) == 3
@@ -80,7 +82,7 @@ def test_dataset_users_with_roles(sdk: Any, s3: Bucket, make_user: Any, server: 
     assert len(ds.list_data_rows()) == 2
 
     ds.remove_users(["bob@x.io"])
-    assert [u.user_email for u in ds.list_users()] == ["carol@x.io"]
+    assert [u.user_email for u in ds.list_users()] == ["alice@x.io", "carol@x.io"]
     with pytest.raises(ResourceNotFoundError):
         client_for(bob, server).get_dataset(ds.dataset_hash)
 

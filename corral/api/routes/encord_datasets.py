@@ -570,7 +570,7 @@ async def list_dataset_users(ctx: Ctx, principal: CurrentPrincipal, dataset_id: 
     def read() -> dict[str, Any]:
         with ctx.db.read() as s:
             dataset = datasets.resolve(s, principal, dataset_id)
-            grants = datasets.grants(s, principal, dataset)
+            grants = datasets.users(s, principal, dataset)
             return {
                 "results": [
                     {"userEmail": g.email, "userRole": 0 if g.role == "editor" else 1,  # DatasetUserRole
