@@ -590,6 +590,9 @@ def share(s: Session, principal: Principal, dataset: Dataset, user: str, role: s
 def unshare(s: Session, principal: Principal, dataset: Dataset, user: str) -> bool:
     """Take a user's role on the dataset away; True if they had one."""
     target = identity.org_user(s, principal.org_id, user)
+    if target.id == dataset.created_by:  # listed by ``users``: removing them would do nothing
+        raise errors.Conflict(f"{target.email} created the dataset and keeps its role on it",
+                              details=[ErrorDetail("a user other than the dataset's creator", field="user")])
     _lock_grants(s, dataset)
     return permissions.revoke(s, principal, "dataset", dataset.id, target.id)
 

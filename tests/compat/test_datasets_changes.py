@@ -8,7 +8,7 @@ from typing import Any
 
 import httpx
 import pytest
-from encord.exceptions import AuthorisationError, ResourceNotFoundError
+from encord.exceptions import AuthorisationError, EncordException, ResourceNotFoundError
 from encord.orm.dataset import DatasetUserRole, ImagesDataFetchOptions, LongPollingStatus, StorageLocation
 
 from tests.compat.conftest import IMAGES, Bucket, client_for, images_manifest, png
@@ -83,6 +83,9 @@ def test_dataset_users_with_roles(sdk: Any, s3: Bucket, make_user: Any, server: 
 
     ds.remove_users(["bob@x.io"])
     assert [u.user_email for u in ds.list_users()] == ["alice@x.io", "carol@x.io"]
+    with pytest.raises(EncordException, match="created the dataset"):  # not a silent no-op
+        ds.remove_users(["carol@x.io", "alice@x.io"])
+    assert [u.user_email for u in ds.list_users()] == ["alice@x.io", "carol@x.io"]  # nothing removed
     with pytest.raises(ResourceNotFoundError):
         client_for(bob, server).get_dataset(ds.dataset_hash)
 
