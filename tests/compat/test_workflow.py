@@ -123,8 +123,11 @@ def test_task_filters(sdk: Any, s3: Bucket) -> None:
     assert _titles(annotate.get_tasks(dataset_hash=rows[0].dataset_hash)) == ["a.png", "b.png", "c.png"]
     assert _titles(annotate.get_tasks(data_title="B.P")) == ["b.png"]  # contains, any case
     assert list(annotate.get_tasks(assignee="nobody@x.io")) == []
+    by_title["a.png"].assign("Alice@X.io")  # e-mails in any case, as assigning reads them
+    assert _titles(annotate.get_tasks(assignee="ALICE@x.io")) == ["a.png"]
+    assert _titles(annotate.get_tasks(assignee=["nobody@x.io", "alice@x.io"])) == ["a.png"]
     assert len({t.uuid for t in tasks}) == 3
-    assert [t.uuid for t in annotate.get_tasks()] == [t.uuid for t in tasks]  # stable ids before any action
+    assert [t.uuid for t in annotate.get_tasks()] == [t.uuid for t in tasks]  # stable ids
 
 
 def test_templates_are_refused(sdk: Any, s3: Bucket) -> None:

@@ -155,6 +155,8 @@ def tasks(
                 details=[ErrorDetail(", ".join(STATUSES[stage]), field="statuses")],
             )
     emails = _emails(s, project)
+    # e-mails are kept in lower case (as ASSIGN reads them): "Ann@X.io" finds ann@x.io's tasks
+    wanted = {a.strip().lower() for a in where.assignees or ()}
     out = []
     for row, dataset, item, task in _rows(s, project):
         t = _task(project, row, dataset, item, task, emails)
@@ -168,7 +170,7 @@ def tasks(
             continue
         if where.statuses is not None and t.status not in where.statuses:
             continue
-        if where.assignees is not None and t.assignee not in where.assignees:
+        if where.assignees is not None and (t.assignee or "").lower() not in wanted:
             continue
         out.append(t)
     return out
