@@ -200,3 +200,23 @@ def test_annotators_work_on_their_own_tasks_only(sdk: Any, s3: Bucket, make_user
     with pytest.raises(InvalidArgumentsError, match="cannot work in the annotate stage"):
         in_review.reject(retain_assignee=True)  # a reviewer does not annotate
     assert next(project.workflow.get_stage(name="Review", type_=ReviewStage).get_tasks()).assignee == "rev@x.io"
+
+
+def test_a_dataset_removed_and_added_again_starts_new_tasks(sdk: Any, s3: Bucket) -> None:
+    """Removing a dataset (without labels) from a project takes its tasks with it: added again,
+    its data units are new tasks in Annotate (they came back assigned, in review or complete)."""
+    project = _project(sdk, s3)
+    annotate = project.workflow.get_stage(name="Annotate", type_=AnnotationStage)
+    review = project.workflow.get_stage(name="Review", type_=ReviewStage)
+    next(annotate.get_tasks(data_title="a.png")).assign("alice@x.io")
+    next(annotate.get_tasks(data_title="b.png")).submit()
+    [dataset] = [d.dataset_hash for d in project.list_datasets()]
+    project.remove_datasets([str(dataset)])
+    assert list(annotate.get_tasks()) == [] and list(review.get_tasks()) == []
+    project.add_datasets([str(dataset)])
+    again = list(annotate.get_tasks())
+    assert sorted((t.data_title, t.status, t.assignee) for t in again) == [
+        ("a.png", AnnotationTaskStatus.NEW, None), ("b.png", AnnotationTaskStatus.NEW, None),
+        ("c.png", AnnotationTaskStatus.NEW, None)]
+    assert list(review.get_tasks()) == []
+    assert {r.workflow_graph_node.title for r in project.list_label_rows_v2()} == {"Annotate"}
