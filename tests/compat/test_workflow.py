@@ -168,19 +168,19 @@ def test_annotators_work_on_their_own_tasks_only(sdk: Any, s3: Bucket, make_user
     assert next(annotate.get_tasks(data_title="a.png")).assignee == "bob@x.io"
 
     # two annotators claiming one task at once: one gets it, the other is refused
+    def claim(task: Any, email: str, outcomes: dict[str, str]) -> None:
+        try:
+            task.assign(email)
+            outcomes[email] = "ok"
+        except AuthorisationError:
+            outcomes[email] = "refused"
+
     for _ in range(3):
         next(annotate.get_tasks(data_title="c.png")).release()
         claims = [next(ann.get_tasks(data_title="c.png")), next(bob.get_tasks(data_title="c.png"))]
         outcomes: dict[str, str] = {}
-
-        def claim(task: Any, email: str) -> None:
-            try:
-                task.assign(email)
-                outcomes[email] = "ok"
-            except AuthorisationError:
-                outcomes[email] = "refused"
-
-        threads = [threading.Thread(target=claim, args=(t, e)) for t, e in zip(claims, ("ann@x.io", "bob@x.io"))]
+        threads = [threading.Thread(target=claim, args=(t, e, outcomes))
+                   for t, e in zip(claims, ("ann@x.io", "bob@x.io"), strict=True)]
         for t in threads:
             t.start()
         for t in threads:
