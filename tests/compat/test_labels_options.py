@@ -95,6 +95,21 @@ def test_title_like_client_metadata_and_signed_urls(sdk: Any, s3: Bucket) -> Non
     assert project.list_label_rows_v2(edited_before=datetime.now(UTC) - hour) == []
 
 
+def test_label_status_filter(sdk: Any, s3: Bucket) -> None:
+    from encord.exceptions import InvalidArgumentsError
+    from encord.orm.label_row import AnnotationTaskStatus, LabelStatus
+
+    project = labelled_project(sdk, s3)
+    next(r for r in project.list_label_rows_v2() if r.data_title == "b.png").initialise_labels()
+    assert [r.data_title for r in project.list_label_rows_v2(label_statuses=[LabelStatus.LABEL_IN_PROGRESS])] == [
+        "b.png"]
+    assert sorted(r.data_title for r in project.list_label_rows_v2(label_statuses=[LabelStatus.NOT_LABELLED])) == [
+        "a.png", "c.png"]
+    assert project.list_label_rows_v2(label_statuses=[]) == []  # none wanted: none, as data_hashes=[]
+    with pytest.raises(InvalidArgumentsError, match="'QUEUED' .an annotation task status.* not a label status"):
+        project.list_label_rows_v2(label_statuses=[AnnotationTaskStatus.QUEUED])
+
+
 def test_unsupported_options_are_refused_by_name(sdk: Any, s3: Bucket) -> None:
     from encord.exceptions import InvalidArgumentsError
 

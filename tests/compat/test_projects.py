@@ -9,7 +9,12 @@ from typing import Any
 
 import httpx
 import pytest
-from encord.exceptions import AuthorisationError, InvalidArgumentsError, ResourceExistsError
+from encord.exceptions import (
+    AuthorisationError,
+    InvalidArgumentsError,
+    ResourceExistsError,
+    ResourceNotFoundError,
+)
 from encord.orm.dataset import LongPollingStatus, StorageLocation
 from encord.utilities.project_user import ProjectUserRole
 
@@ -157,6 +162,11 @@ def test_projects_listing_and_datasets(sdk: Any, s3: Bucket) -> None:
     with pytest.raises(ResourceExistsError, match="labels"):
         project.remove_datasets([labelled.dataset_hash])
     project.remove_datasets([other.dataset_hash])
+    assert [d.title for d in project.list_datasets()] == [labelled.title]
+    # a dataset the project does not have is not "removed": a typo is named, never a silent success
+    for absent in (other.dataset_hash, "00000000-0000-4000-8000-000000000001"):
+        with pytest.raises(ResourceNotFoundError, match=f"{absent}.* not in project"):
+            project.remove_datasets([absent])
     assert [d.title for d in project.list_datasets()] == [labelled.title]
     assert len(sdk.get_project(p1).list_label_rows_v2()) == 3
 

@@ -123,11 +123,100 @@ def test_task_filters(sdk: Any, s3: Bucket) -> None:
     assert _titles(annotate.get_tasks(dataset_hash=rows[0].dataset_hash)) == ["a.png", "b.png", "c.png"]
     assert _titles(annotate.get_tasks(data_title="B.P")) == ["b.png"]  # contains, any case
     assert list(annotate.get_tasks(assignee="nobody@x.io")) == []
+    by_title["a.png"].assign("Alice@X.io")  # e-mails in any case, as assigning reads them
+    assert _titles(annotate.get_tasks(assignee="ALICE@x.io")) == ["a.png"]
+    assert _titles(annotate.get_tasks(assignee=["nobody@x.io", "alice@x.io"])) == ["a.png"]
     assert len({t.uuid for t in tasks}) == 3
-    assert [t.uuid for t in annotate.get_tasks()] == [t.uuid for t in tasks]  # stable ids before any action
+    assert [t.uuid for t in annotate.get_tasks()] == [t.uuid for t in tasks]  # stable ids
 
 
 def test_templates_are_refused(sdk: Any, s3: Bucket) -> None:
     project = _project(sdk, s3)
     with pytest.raises(InvalidArgumentsError, match="workflow templates"):
         sdk.create_project("t", [], ontology_hash=project.ontology_hash, workflow_template_hash="abc")
+
+
+def test_annotators_work_on_their_own_tasks_only(sdk: Any, s3: Bucket, make_user: Any, server: str) -> None:
+    """An annotator claims a task nobody holds and acts on tasks that are hers or nobody's; giving a
+    task to someone else, or taking one from its assignee, is for admins and team managers (an
+    annotator took another's task, or assigned tasks to others, silently)."""
+    import threading
+
+    project = _project(sdk, s3)
+    users = {e: make_user(e, role="member") for e in ("ann@x.io", "bob@x.io", "rev@x.io", "tm@x.io")}
+    project.add_users(["ann@x.io", "bob@x.io"], ProjectUserRole.ANNOTATOR)
+    project.add_users(["rev@x.io"], ProjectUserRole.REVIEWER)
+    project.add_users(["tm@x.io"], ProjectUserRole.TEAM_MANAGER)
+
+    def stage(email: str, name: str = "Annotate", type_: Any = AnnotationStage) -> Any:
+        as_user = client_for(users[email], server).get_project(project.project_hash)
+        return as_user.workflow.get_stage(name=name, type_=type_)
+
+    ann, bob = stage("ann@x.io"), stage("bob@x.io")
+    next(ann.get_tasks(data_title="a.png")).assign("ann@x.io")
+    theirs = next(bob.get_tasks(data_title="a.png"))
+    for act in (lambda: theirs.assign("bob@x.io"), theirs.release, theirs.submit):
+        with pytest.raises(AuthorisationError, match="assigned to ann@x.io"):
+            act()
+    with pytest.raises(AuthorisationError, match="to yourself only"):
+        next(bob.get_tasks(data_title="b.png")).assign("ann@x.io")
+    annotate = project.workflow.get_stage(name="Annotate", type_=AnnotationStage)
+    assert {t.data_title: t.assignee for t in annotate.get_tasks()} == {
+        "a.png": "ann@x.io", "b.png": None, "c.png": None}
+    # a team manager hands tasks out and takes them back
+    next(stage("tm@x.io").get_tasks(data_title="a.png")).assign("bob@x.io")
+    assert next(annotate.get_tasks(data_title="a.png")).assignee == "bob@x.io"
+
+    # two annotators claiming one task at once: one gets it, the other is refused
+    def claim(task: Any, email: str, outcomes: dict[str, str]) -> None:
+        try:
+            task.assign(email)
+            outcomes[email] = "ok"
+        except AuthorisationError:
+            outcomes[email] = "refused"
+
+    for _ in range(3):
+        next(annotate.get_tasks(data_title="c.png")).release()
+        claims = [next(ann.get_tasks(data_title="c.png")), next(bob.get_tasks(data_title="c.png"))]
+        outcomes: dict[str, str] = {}
+        threads = [threading.Thread(target=claim, args=(t, e, outcomes))
+                   for t, e in zip(claims, ("ann@x.io", "bob@x.io"), strict=True)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert sorted(outcomes.values()) == ["ok", "refused"], outcomes
+        winner = next(e for e, o in outcomes.items() if o == "ok")
+        assert next(annotate.get_tasks(data_title="c.png")).assignee == winner
+
+    # an annotator keeping her task into review must be able to review it
+    mine = next(ann.get_tasks(data_title="b.png"))
+    mine.assign("ann@x.io")
+    with pytest.raises(InvalidArgumentsError, match="cannot work in the review stage"):
+        mine.submit(retain_assignee=True)
+    mine.submit()
+    in_review = next(stage("rev@x.io", "Review", ReviewStage).get_tasks(data_title="b.png"))
+    in_review.assign("rev@x.io")
+    with pytest.raises(InvalidArgumentsError, match="cannot work in the annotate stage"):
+        in_review.reject(retain_assignee=True)  # a reviewer does not annotate
+    assert next(project.workflow.get_stage(name="Review", type_=ReviewStage).get_tasks()).assignee == "rev@x.io"
+
+
+def test_a_dataset_removed_and_added_again_starts_new_tasks(sdk: Any, s3: Bucket) -> None:
+    """Removing a dataset (without labels) from a project takes its tasks with it: added again,
+    its data units are new tasks in Annotate (they came back assigned, in review or complete)."""
+    project = _project(sdk, s3)
+    annotate = project.workflow.get_stage(name="Annotate", type_=AnnotationStage)
+    review = project.workflow.get_stage(name="Review", type_=ReviewStage)
+    next(annotate.get_tasks(data_title="a.png")).assign("alice@x.io")
+    next(annotate.get_tasks(data_title="b.png")).submit()
+    [dataset] = [d.dataset_hash for d in project.list_datasets()]
+    project.remove_datasets([str(dataset)])
+    assert list(annotate.get_tasks()) == [] and list(review.get_tasks()) == []
+    project.add_datasets([str(dataset)])
+    again = list(annotate.get_tasks())
+    assert sorted((t.data_title, t.status, t.assignee) for t in again) == [
+        ("a.png", AnnotationTaskStatus.NEW, None), ("b.png", AnnotationTaskStatus.NEW, None),
+        ("c.png", AnnotationTaskStatus.NEW, None)]
+    assert list(review.get_tasks()) == []
+    assert {r.workflow_graph_node.title for r in project.list_label_rows_v2()} == {"Annotate"}

@@ -37,6 +37,8 @@ MAX_UIDS = 1_000
 LABEL_STATUSES = (
     "NOT_LABELLED", "LABEL_IN_PROGRESS", "LABELLED", "REVIEW_IN_PROGRESS", "REVIEWED", "REVIEWED_TWICE",
 )
+#: the SDK's AnnotationTaskStatus, which its list_label_rows_v2 types label_statuses as
+TASK_STATUSES = ("QUEUED", "ASSIGNED", "IN_REVIEW", "RETURNED", "COMPLETED")
 # item type -> the SDK's DataType value (lower case in label rows, upper case in metadata)
 DATA_TYPES = {
     "image": "image", "video": "video", "image_sequence": "video", "image_group": "img_group",
@@ -252,8 +254,10 @@ def list_metadata(
     if where.label_statuses is not None:
         bad = [v for v in where.label_statuses if v not in LABEL_STATUSES]
         if bad:
+            task = " (an annotation task status: a workflow project has none, filter on its stage " \
+                "with workflow_graph_node_title_eq)" if bad[0] in TASK_STATUSES else ""
             raise errors.ValidationFailed(
-                f"label_statuses: {bad[0]!r} is not one of {', '.join(LABEL_STATUSES)}",
+                f"label_statuses: {bad[0]!r}{task} is not a label status, one of {', '.join(LABEL_STATUSES)}",
                 details=[ErrorDetail(f"one of {', '.join(LABEL_STATUSES)}", field="label_statuses")])
     if where.stage_title_like is not None:  # refused before any row is read
         filters.check_like(where.stage_title_like, "workflow_graph_node_title_like")
@@ -274,7 +278,7 @@ def list_metadata(
     if where.workflow_node:
         for m, u in zip(out, units, strict=True):
             m["workflow_graph_node"] = stages[u.data_row_id]
-    if where.label_statuses:
+    if where.label_statuses is not None:  # an empty list matches nothing, as data_hashes=[] does
         out = [m for m in out if m["label_status"] in where.label_statuses]
     return out
 

@@ -19,7 +19,7 @@ from corral import errors
 from corral.core import datasets, filters, identity, permissions
 from corral.core.identity import Principal
 from corral.core.labels import ontologies
-from corral.db.tables import DataRow, Grant, LabelRow, Ontology, Project, ProjectDataset, User
+from corral.db.tables import DataRow, Grant, LabelRow, Ontology, Project, ProjectDataset, User, WorkflowTask
 from corral.db.types import utcnow
 from corral.errors import ErrorDetail
 
@@ -153,9 +153,12 @@ def remove_datasets(s: Session, principal: Principal, ref: Any, dataset_refs: An
     _lock(s, project)
     # the datasets' places locked before the check: an initialise that key-shares one (as label
     # rows are started) commits first and is seen, or waits and then finds the dataset gone
-    s.execute(select(ProjectDataset.dataset_id).where(
+    places = set(s.scalars(select(ProjectDataset.dataset_id).where(
         ProjectDataset.project_id == project.id, ProjectDataset.dataset_id.in_(sorted(set(ids)))
-    ).order_by(ProjectDataset.dataset_id).with_for_update())
+    ).order_by(ProjectDataset.dataset_id).with_for_update()))
+    absent = [str(d) for d in dict.fromkeys(ids) if d not in places]
+    if absent:  # a typo, or another organisation's dataset, is not "removed"
+        raise errors.NotFound(f"dataset(s) {', '.join(absent[:10])} not in project {project.id}")
     labelled = s.scalar(
         select(DataRow.dataset_id)
         .join(LabelRow, LabelRow.data_row_id == DataRow.id)
@@ -167,6 +170,12 @@ def remove_datasets(s: Session, principal: Principal, ref: Any, dataset_refs: An
             f"project {project.id} has labels on data units of dataset {labelled}: "
             "remove the labels first, or keep the dataset"
         )
+    # their tasks go with them: re-added, the data units start again as new tasks (they came
+    # back assigned, in review or complete as they were left)
+    s.execute(delete(WorkflowTask).where(
+        WorkflowTask.project_id == project.id,
+        WorkflowTask.data_row_id.in_(select(DataRow.id).where(DataRow.dataset_id.in_(ids))),
+    ))
     result = s.execute(
         delete(ProjectDataset).where(
             ProjectDataset.project_id == project.id, ProjectDataset.dataset_id.in_(ids)

@@ -155,6 +155,8 @@ def tasks(
                 details=[ErrorDetail(", ".join(STATUSES[stage]), field="statuses")],
             )
     emails = _emails(s, project)
+    # e-mails are kept in lower case (as ASSIGN reads them): "Ann@X.io" finds ann@x.io's tasks
+    wanted = {a.strip().lower() for a in where.assignees or ()}
     out = []
     for row, dataset, item, task in _rows(s, project):
         t = _task(project, row, dataset, item, task, emails)
@@ -168,7 +170,7 @@ def tasks(
             continue
         if where.statuses is not None and t.status not in where.statuses:
             continue
-        if where.assignees is not None and t.assignee not in where.assignees:
+        if where.assignees is not None and (t.assignee or "").lower() not in wanted:
             continue
         out.append(t)
     return out
@@ -277,6 +279,26 @@ def _assignee(s: Session, principal: Principal, project: Project, email: Any, st
     return user.id
 
 
+def _own(s: Session, principal: Principal, task: WorkflowTask, action: Action) -> None:
+    """An annotator or reviewer works on their own tasks: they claim a task that nobody holds
+    (``ASSIGN`` to themselves) and act on tasks that are theirs or nobody's.  Giving a task to
+    someone else, or taking one from its assignee, is for admins and team managers."""
+    if action.action == "ASSIGN" and (
+        not isinstance(action.assignee, str)
+        or identity.org_user(s, principal.org_id, action.assignee).id != principal.user_id
+    ):
+        raise errors.PermissionDenied(
+            f"you may assign task {task.id} to yourself only: assigning tasks to others needs the admin "
+            "or team manager role"
+        )
+    if task.assignee_id is not None and task.assignee_id != principal.user_id:
+        held = s.get(User, task.assignee_id)
+        raise errors.PermissionDenied(
+            f"task {task.id} is assigned to {held.email if held else 'another member'}: only they, an admin "
+            "or a team manager may act on it"
+        )
+
+
 @dataclass(frozen=True)
 class Action:
     task: uuid.UUID
@@ -307,6 +329,8 @@ def act(s: Session, principal: Principal, project_ref: Any, stage_ref: Any, acti
                 details=[ErrorDetail(", ".join(ACTIONS[stage]), field="action")],
             )
         task = rows[a.task]
+        if mine not in MANAGERS:
+            _own(s, principal, task, a)
         if a.action == "ASSIGN":
             task.assignee_id = _assignee(s, principal, project, a.assignee, stage)
             task.status = "ASSIGNED"
@@ -320,6 +344,10 @@ def act(s: Session, principal: Principal, project_ref: Any, stage_ref: Any, acti
                 who: uuid.UUID | None = _assignee(s, principal, project, a.assignee, target)
             else:
                 who = task.assignee_id if a.retain_assignee else None
+                if who is not None and target in WORKERS:  # the assignee kept must work there too
+                    held = s.get(User, who)
+                    assert held is not None
+                    _assignee(s, principal, project, held.email, target)
             task.stage, task.assignee_id = target, who
             if target == "complete":
                 task.status = "COMPLETED"
