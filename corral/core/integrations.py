@@ -29,13 +29,13 @@ from corral.core.integration_check import CheckReport
 from corral.db.tables import Integration, Item
 from corral.errors import ErrorDetail
 from corral.settings import Settings
-from corral.storage import pacing
-from corral.storage.base import ServerCredentialsRefused, StorageContext
+from corral.storage import pacing, urls
+from corral.storage.base import OutOfScope, ServerCredentialsRefused, StorageContext
 from corral.storage.guard import guard
 from corral.storage.local import LocalStorage
 from corral.storage.localroots import LocalRootPolicy, LocalRootRefused
 from corral.storage.netpolicy import EndpointPolicy, EndpointRefused
-from corral.storage.options import OPTIONS, LocalOptions, ProviderOptions
+from corral.storage.options import OPTIONS, LocalOptions, ProviderOptions, strip_userinfo
 from corral.storage.registry import open_storage
 from corral.storage.scope import ScopedStorage, translate
 
@@ -64,14 +64,23 @@ def _view(row: Integration) -> IntegrationView:
         id=row.id,
         title=row.title,
         provider=row.provider,
-        config=dict(row.config),
-        scope=options.scope_label(),
+        config=_shown_config(row),
+        scope=strip_userinfo(options.scope_label()),
         signed_url_ttl_seconds=row.signed_url_ttl_seconds,
         strict_client_only=row.strict_client_only,
         has_credentials=row.credentials is not None,
         created_at=row.created_at,
         updated_at=row.updated_at,
     )
+
+
+def _shown_config(row: Integration) -> dict[str, Any]:
+    """The stored settings, without a ``user:password@`` an older corral let into an endpoint URL."""
+    config = dict(row.config)
+    for name in OPTIONS[row.provider].endpoint_fields:
+        if isinstance(config.get(name), str):
+            config[name] = strip_userinfo(config[name])
+    return config
 
 
 def require_admin(principal: Principal, action: str) -> None:
@@ -244,6 +253,7 @@ def update(
     if values is not None:
         options = parse_options(row.provider, values)
         check_boundaries(options, settings, principal.org_id)
+        _keep_files_in_scope(s, row, options)
         row.config = options.public()
         row.credentials = secrets.encrypt_secrets(settings.resolved_secret_key(), options.secrets())
     try:
@@ -251,6 +261,40 @@ def update(
     except IntegrityError:  # a concurrent create or rename took the title first (PostgreSQL)
         raise errors.AlreadyExists(f"an integration titled {new_title!r} already exists") from None
     return _view(row)
+
+
+def _keep_files_in_scope(s: Session, row: Integration, new: ProviderOptions) -> None:
+    """Refuse new settings that would leave the integration's registered files outside it.
+
+    Files keep the canonical URL they were registered under (``s3://bucket/key``, the blob URL,
+    ``file://root/key``); under another bucket, container, account, directory or a narrower
+    prefix every one of them would be refused by the scope guard, and a folder listing with
+    signed URLs would fail as a whole.  Whether a key under the old prefix still parses to the
+    same key under the new settings says so for all of them (the bucket, container, account and
+    directory are the same for every key), with no need to read the files.
+    """
+    old = OPTIONS[row.provider].model_construct(**row.config)
+    probe = f"{old.prefix}corral-scope-probe"
+    url = urls.url_for_key(probe, old)
+    try:
+        moved = urls.key_for_url(url, new) != probe
+        why = "they would name other objects" if moved else ""
+    except OutOfScope as exc:
+        why = str(exc).replace(repr(url), "their URLs")
+    if not why and not old.prefix.startswith(new.prefix):
+        why = f"their keys start with {old.prefix!r}, outside the new prefix {new.prefix!r}"
+    if not why:
+        return
+    used = s.scalar(select(func.count()).select_from(Item).where(Item.integration_id == row.id)) or 0
+    if used:
+        raise errors.Conflict(
+            f"integration {row.title!r} is used by {used} registered file(s) under "
+            f"{old.scope_label()}, which the new settings (covering {new.scope_label()}) would leave "
+            f"outside it: {why}; change only the credentials, or create another integration for the "
+            "new place",
+            details=[ErrorDetail(f"would leave {used} registered file(s) outside the integration",
+                                 field="settings")],
+        )
 
 
 def _locked(s: Session, row: Integration, ref: str | uuid.UUID) -> Integration:

@@ -7,6 +7,7 @@ encrypted at rest and never returned (``public()`` leaves them out, ``secrets()`
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 from typing import Annotated, Any, ClassVar, Literal
@@ -58,11 +59,39 @@ def _check_endpoint(value: str | None, example: str = "https://s3.eu-central-1.e
         raise ValueError(f"is not a valid URL ({exc}); expected e.g. {example}") from None
     if parts.scheme not in ("http", "https") or not host:
         raise ValueError(f"must be an http:// or https:// URL, e.g. {example}")
+    if parts.username is not None or parts.password is not None:
+        # Settings are stored in clear, shown to every member and copied into signed URLs.
+        raise ValueError("must not contain a user name or password (user:password@): give credentials "
+                         "in the integration's credential fields")
     if port == 0:
         raise ValueError("must not name port 0")
     if parts.query or parts.fragment:
         raise ValueError("must not have a query string or fragment")
     return value.rstrip("/")
+
+
+def _check_token(value: SecretStr | None, *, spaces: bool = False) -> SecretStr | None:
+    """A credential that travels in an HTTP header or a URL: no control characters (a pasted line
+    break), and no spaces unless ``spaces`` (they would break the header or the URL)."""
+    if value is not None:
+        text = value.get_secret_value()
+        if any(not c.isprintable() or (c.isspace() and not (spaces and c == " ")) for c in text):
+            allowed = "control characters" if spaces else "spaces or control characters"
+            raise ValueError(f"must not contain {allowed} (was it pasted with a line break?)")
+    return value
+
+
+def strip_userinfo(url: str) -> str:
+    """``url`` without a ``user:password@`` part (for showing settings an older corral accepted)."""
+    if "@" not in url:
+        return url
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "***"
+    if "@" not in parts.netloc:
+        return url
+    return parts._replace(netloc="***@" + parts.netloc.rpartition("@")[2]).geturl()
 
 
 class ProviderOptions(ClosedModel):
@@ -179,6 +208,16 @@ class S3Options(ProviderOptions):
     def _endpoints(cls, v: str | None) -> str | None:
         return _check_endpoint(v)
 
+    @field_validator("access_key_id", "session_token")
+    @classmethod
+    def _header_tokens(cls, v: SecretStr | None) -> SecretStr | None:
+        return _check_token(v)
+
+    @field_validator("secret_access_key")
+    @classmethod
+    def _secret_key(cls, v: SecretStr | None) -> SecretStr | None:
+        return _check_token(v, spaces=True)
+
     @field_validator("region")
     @classmethod
     def _region(cls, v: str | None) -> str | None:
@@ -285,6 +324,20 @@ class AzureOptions(ProviderOptions):
     def _sas(cls, v: SecretStr | None) -> SecretStr | None:
         if v is not None:
             v = SecretStr(v.get_secret_value().lstrip("?"))
+        return _check_token(v)
+
+    @field_validator("account_key")
+    @classmethod
+    def _account_key(cls, v: SecretStr | None) -> SecretStr | None:
+        # Azure signs with the base64-decoded key: anything else fails only at first use, as an
+        # error that does not name the key (the SDK's "invalid base64" or a 502 from signing).
+        if v is not None:
+            try:
+                base64.b64decode(v.get_secret_value(), validate=True)
+            except ValueError:
+                raise ValueError("must be one of the storage account's access keys: "
+                                 "base64 text such as 'Eby8vd…GMGw==' (Azure portal: Security + "
+                                 "networking, Access keys)") from None
         return v
 
     @model_validator(mode="after")
