@@ -129,6 +129,17 @@ def _check_title_and_ttl(title: str, ttl: int) -> str:
     return title
 
 
+def _check_ttl_for(options: ProviderOptions, ttl: int) -> None:
+    """A lifetime the provider can sign with these settings (else every signing without its own
+    ``ttl_seconds`` would fail)."""
+    limit, why = options.max_signed_ttl()
+    if ttl > limit:
+        raise errors.ValidationFailed(
+            f"signed_url_ttl_seconds: at most {why}, not {ttl}",
+            details=[ErrorDetail(f"at most {why}", field="signed_url_ttl_seconds")],
+        )
+
+
 def _check_strict(provider: str, strict_client_only: bool) -> None:
     if strict_client_only and provider == "local":
         raise errors.ValidationFailed(
@@ -152,6 +163,7 @@ def create(
     title = _check_title_and_ttl(title, signed_url_ttl_seconds)
     options = parse_options(provider, values)
     _check_strict(provider, strict_client_only)
+    _check_ttl_for(options, signed_url_ttl_seconds)
     check_boundaries(options, settings, principal.org_id)
     server_secret = settings.resolved_secret_key()
     if s.scalar(
@@ -254,8 +266,11 @@ def update(
         options = parse_options(row.provider, values)
         check_boundaries(options, settings, principal.org_id)
         _keep_files_in_scope(s, row, options)
+        _check_ttl_for(options, row.signed_url_ttl_seconds)
         row.config = options.public()
         row.credentials = secrets.encrypt_secrets(settings.resolved_secret_key(), options.secrets())
+    elif signed_url_ttl_seconds is not None:
+        _check_ttl_for(OPTIONS[row.provider].model_construct(**row.config), signed_url_ttl_seconds)
     try:
         s.flush()
     except IntegrityError:  # a concurrent create or rename took the title first (PostgreSQL)

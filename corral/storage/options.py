@@ -36,6 +36,13 @@ def _check_prefix(value: str) -> str:
     return value
 
 
+#: The longest signed-URL lifetime of every provider (S3's and GCS's limit).
+MAX_SIGNED_TTL = 7 * 24 * 3600
+#: With token auth (service principal, server identity) Azure signs with a user delegation key,
+#: which lives at most 7 days; corral keeps 10 minutes of it in hand (``storage/azure.py``), and
+#: rounds an expiry up to the next second.
+AZURE_DELEGATION_MAX_TTL = MAX_SIGNED_TTL - 11 * 60
+
 #: The longest endpoint URL accepted (as for an embedding key's endpoint).
 MAX_ENDPOINT_URL = 2048
 
@@ -128,6 +135,10 @@ class ProviderOptions(ClosedModel):
     def scope_label(self) -> str:
         """Where the integration points, for messages (``s3://bucket/prefix/``)."""
         raise NotImplementedError
+
+    def max_signed_ttl(self) -> tuple[int, str]:
+        """The longest signed-URL lifetime these settings can sign, in seconds, and why."""
+        return MAX_SIGNED_TTL, "7 days"
 
     #: Fields holding a URL the server will connect to, chosen by whoever saves the integration.
     endpoint_fields: ClassVar[tuple[str, ...]] = ()
@@ -359,6 +370,13 @@ class AzureOptions(ProviderOptions):
         if self.auth in ("service_principal", "ambient") and (self.endpoint_url or "").startswith("http://"):
             raise ValueError(f"auth {self.auth} sends bearer tokens, which need an https:// endpoint_url")
         return self
+
+    def max_signed_ttl(self) -> tuple[int, str]:
+        if self.auth in ("service_principal", "ambient"):
+            return AZURE_DELEGATION_MAX_TTL, (f"{AZURE_DELEGATION_MAX_TTL} s (7 days less 11 minutes): auth "
+                                              f"{self.auth} signs with a user delegation key, which lives "
+                                              "at most 7 days")
+        return super().max_signed_ttl()
 
     @property
     def bucket_name(self) -> str:

@@ -327,3 +327,29 @@ def test_rotating_keys_of_a_used_bucket_is_allowed_moving_it_is_not(client, make
     r = client.post(f"/api/v1/integrations/{iid}/sign", headers=alice.bearer,
                     json={"urls": ["s3://media-bucket/raw/a.jpg"]})
     assert r.status_code == 200 and "AKIAROTATED000000001" in r.json()[0]["signed_url"]
+
+
+def test_an_azure_token_integration_cannot_keep_a_lifetime_it_cannot_sign(client, make_user) -> None:  # type: ignore[no-untyped-def]
+    """With token auth Azure signs through a user delegation key (at most 7 days, less corral's
+    margin): a 7-day integration lifetime made every signing without its own ttl_seconds fail."""
+    alice = make_user("alice@x.io")
+    principal = {"account_name": "acct", "container": "media", "tenant_id": "t", "client_id": "c",
+                 "client_secret": "s"}
+
+    def create(title: str, values: dict[str, str], ttl: int):  # type: ignore[no-untyped-def]
+        return client.post("/api/v1/integrations", headers=alice.bearer, json={
+            "title": title, "provider": "azure", "settings": values, "signed_url_ttl_seconds": ttl})
+
+    r = create("sp", principal, 7 * 24 * 3600)
+    assert r.status_code == 400, r.text
+    [error] = r.json()["errors"]
+    assert error["field"] == "signed_url_ttl_seconds" and "user delegation key" in error["message"]
+    assert create("sp", principal, 604140).status_code == 201
+    r = client.patch("/api/v1/integrations/sp", headers=alice.bearer, json={"signed_url_ttl_seconds": 604800})
+    assert r.status_code == 400 and r.json()["errors"][0]["field"] == "signed_url_ttl_seconds"
+    # an account key signs a service SAS: the full 7 days
+    keyed = create("key", {"account_name": "acct", "container": "media", "account_key": "a2V5"}, 604800)
+    assert keyed.status_code == 201, keyed.text
+    r = client.patch("/api/v1/integrations/key", headers=alice.bearer, json={"settings": principal})
+    assert r.status_code == 400 and r.json()["errors"][0]["field"] == "signed_url_ttl_seconds"
+    assert client.get("/api/v1/integrations/sp", headers=alice.bearer).json()["signed_url_ttl_seconds"] == 604140
