@@ -11,7 +11,7 @@ import base64
 import json
 import re
 from typing import Annotated, Any, ClassVar, Literal
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 from pydantic import ConfigDict, Field, SecretStr, field_validator, model_validator
 
@@ -86,6 +86,12 @@ def _check_token(value: SecretStr | None, *, spaces: bool = False) -> SecretStr 
             allowed = "control characters" if spaces else "spaces or control characters"
             raise ValueError(f"must not contain {allowed} (was it pasted with a line break?)")
     return value
+
+
+def _is_connection_string(text: str) -> bool:
+    """Whether ``text`` is an Azure Storage connection string (``Name=value;…``)."""
+    return any(f"{name}=" in text for name in ("AccountKey", "SharedAccessSignature", "AccountName",
+                                                "DefaultEndpointsProtocol", "BlobEndpoint"))
 
 
 def strip_userinfo(url: str) -> str:
@@ -333,9 +339,22 @@ class AzureOptions(ProviderOptions):
     @field_validator("sas_token")
     @classmethod
     def _sas(cls, v: SecretStr | None) -> SecretStr | None:
-        if v is not None:
-            v = SecretStr(v.get_secret_value().lstrip("?"))
-        return _check_token(v)
+        if v is None:
+            return v
+        text = v.get_secret_value().lstrip("?")
+        # The portal shows the "Blob SAS URL" and connection strings beside the token: pasted
+        # here, each was put after '?' in every signed URL, which the store then refused.
+        if _is_connection_string(text):
+            raise ValueError("is a connection string; give only its SharedAccessSignature value "
+                             "(sv=…&sig=…)")
+        if "://" in text:
+            raise ValueError("is a URL (the 'SAS URL'); give only the SAS token, the part after '?' "
+                             "(sv=…&sig=…)")
+        v = _check_token(SecretStr(text))
+        if "sig" not in parse_qs(text):
+            raise ValueError("is not a SAS token: it has no signature (sig=…); a SAS token looks like "
+                             "sv=…&sp=…&se=…&sig=…")
+        return v
 
     @field_validator("account_key")
     @classmethod
@@ -343,6 +362,9 @@ class AzureOptions(ProviderOptions):
         # Azure signs with the base64-decoded key: anything else fails only at first use, as an
         # error that does not name the key (the SDK's "invalid base64" or a 502 from signing).
         if v is not None:
+            if _is_connection_string(v.get_secret_value()):
+                raise ValueError("is a connection string; give its AccountKey value as account_key (and "
+                                 "AccountName as account_name, a BlobEndpoint as endpoint_url)")
             try:
                 base64.b64decode(v.get_secret_value(), validate=True)
             except ValueError:

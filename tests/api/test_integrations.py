@@ -84,6 +84,20 @@ def test_create_list_show_update_delete(client, make_user, tmp_path) -> None:  #
                                                       "account_key": "not-a-key!"}}, "account_key", "base64"),
     ({"title": "t", "provider": "azure", "settings": {"account_name": "acct", "container": "media",
                                                       "sas_token": "sv=2024&sig=a b"}}, "sas_token", "spaces"),
+    # what the portal shows beside the token and key: each signed URLs that the store refused
+    ({"title": "t", "provider": "azure", "settings": {
+        "account_name": "acct", "container": "media",
+        "sas_token": "https://acct.blob.core.windows.net/media?sv=2024-11-04&sp=rl&sig=c2ln"}}, "sas_token", "SAS URL"),
+    ({"title": "t", "provider": "azure", "settings": {
+        "account_name": "acct", "container": "media",
+        "sas_token": "BlobEndpoint=https://acct.blob.core.windows.net/;SharedAccessSignature=sv=2024&sig=c2ln"}},
+     "sas_token", "connection string"),
+    ({"title": "t", "provider": "azure", "settings": {"account_name": "acct", "container": "media",
+                                                      "sas_token": "sv=2024-11-04&sp=rl"}}, "sas_token", "sig="),
+    ({"title": "t", "provider": "azure", "settings": {
+        "account_name": "acct", "container": "media",
+        "account_key": "DefaultEndpointsProtocol=https;AccountName=acct;AccountKey=a2V5;EndpointSuffix=core.windows.net"}},
+     "account_key", "AccountKey value"),
 ])
 def test_bad_settings_are_400_naming_the_field(client, make_user, body, field, words) -> None:  # type: ignore[no-untyped-def]
     alice = make_user("alice@x.io")
