@@ -351,9 +351,20 @@ class AzureOptions(ProviderOptions):
             raise ValueError("is a URL (the 'SAS URL'); give only the SAS token, the part after '?' "
                              "(sv=…&sig=…)")
         v = _check_token(SecretStr(text))
-        if "sig" not in parse_qs(text):
+        query = {name: values[0] for name, values in parse_qs(text).items()}
+        if "sig" not in query:
             raise ValueError("is not a SAS token: it has no signature (sig=…); a SAS token looks like "
                              "sv=…&sp=…&se=…&sig=…")
+        # SAS tokens that cannot read the container's blobs: every URL signed with one answers 403.
+        if query.get("sr") in ("b", "bs", "bv"):
+            raise ValueError(f"is a blob SAS (sr={query['sr']}), which covers one blob; give a container "
+                             "SAS (sr=c) or an account SAS")
+        if "ss" in query and "b" not in query["ss"]:
+            raise ValueError(f"is an account SAS for other services (ss={query['ss']}); it must include "
+                             "the Blob service (ss containing b)")
+        if "srt" in query and "o" not in query["srt"]:
+            raise ValueError(f"is an account SAS without the object resource type (srt={query['srt']}), so "
+                             "it cannot read blobs; make one with srt containing o (and c to list)")
         return v
 
     @field_validator("account_key")

@@ -94,6 +94,13 @@ def test_create_list_show_update_delete(client, make_user, tmp_path) -> None:  #
      "sas_token", "connection string"),
     ({"title": "t", "provider": "azure", "settings": {"account_name": "acct", "container": "media",
                                                       "sas_token": "sv=2024-11-04&sp=rl"}}, "sas_token", "sig="),
+    # SAS tokens that cannot read the container's blobs
+    ({"title": "t", "provider": "azure", "settings": {"account_name": "acct", "container": "media", "sas_token":
+                                                      "sv=2024-11-04&sr=b&sp=r&sig=c2ln"}}, "sas_token", "blob SAS"),
+    ({"title": "t", "provider": "azure", "settings": {"account_name": "acct", "container": "media", "sas_token":
+                                                      "sv=2024-11-04&ss=q&srt=sco&sp=r&sig=c2ln"}}, "sas_token", "ss=q"),
+    ({"title": "t", "provider": "azure", "settings": {"account_name": "acct", "container": "media", "sas_token":
+                                                      "sv=2024-11-04&ss=b&srt=sc&sp=rl&sig=c2ln"}}, "sas_token", "srt=sc"),
     ({"title": "t", "provider": "azure", "settings": {
         "account_name": "acct", "container": "media",
         "account_key": "DefaultEndpointsProtocol=https;AccountName=acct;AccountKey=a2V5;EndpointSuffix=core.windows.net"}},
