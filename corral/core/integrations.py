@@ -284,29 +284,34 @@ def _keep_files_in_scope(s: Session, row: Integration, new: ProviderOptions) -> 
     Files keep the canonical URL they were registered under (``s3://bucket/key``, the blob URL,
     ``file://root/key``); under another bucket, container, account, directory or a narrower
     prefix every one of them would be refused by the scope guard, and a folder listing with
-    signed URLs would fail as a whole.  Whether a key under the old prefix still parses to the
-    same key under the new settings says so for all of them (the bucket, container, account and
-    directory are the same for every key), with no need to read the files.
+    signed URLs would fail as a whole.  How a URL of a key under the old prefix parses under the
+    new settings says so for all of them: the bucket, container, account and directory are the
+    same for every key, and a key's start is the old prefix (a local directory's key also gains
+    the path from a new, higher root), with no need to read the files.
     """
     old = OPTIONS[row.provider].model_construct(**row.config)
-    probe = f"{old.prefix}corral-scope-probe"
-    url = urls.url_for_key(probe, old)
+    tail = "corral-scope-probe"
+    url = urls.url_for_key(f"{old.prefix}{tail}", old)
+    why = ""
     try:
-        moved = urls.key_for_url(url, new) != probe
-        why = "they would name other objects" if moved else ""
+        key = urls.key_for_url(url, new)
     except OutOfScope as exc:
         why = str(exc).replace(repr(url), "their URLs")
-    if not why and not old.prefix.startswith(new.prefix):
-        why = f"their keys start with {old.prefix!r}, outside the new prefix {new.prefix!r}"
+    else:
+        start = key[: -len(tail)] if key.endswith(tail) else None
+        if start is None:
+            why = "they would name other objects"
+        elif not start.startswith(new.prefix):
+            why = f"their keys would start with {start!r}, outside the new prefix {new.prefix!r}"
     if not why:
         return
     used = s.scalar(select(func.count()).select_from(Item).where(Item.integration_id == row.id)) or 0
     if used:
         raise errors.Conflict(
             f"integration {row.title!r} is used by {used} registered file(s) under "
-            f"{old.scope_label()}, which the new settings (covering {new.scope_label()}) would leave "
-            f"outside it: {why}; change only the credentials, or create another integration for the "
-            "new place",
+            f"{strip_userinfo(old.scope_label())}, which the new settings (covering "
+            f"{strip_userinfo(new.scope_label())}) would leave outside it: {why}; change only the "
+            "credentials, or create another integration for the new place",
             details=[ErrorDetail(f"would leave {used} registered file(s) outside the integration",
                                  field="settings")],
         )

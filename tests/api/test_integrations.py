@@ -328,10 +328,16 @@ def test_settings_that_would_leave_registered_files_outside_are_409(client, make
     r = client.post(f"/api/v1/integrations/{iid}/sign", headers=alice.bearer,
                     json={"urls": [f"file://{tmp_path}/b/raw/cat%201.jpg"]})
     assert r.status_code == 200, r.text
-    # a wider prefix still covers them
+    # a higher root still covers them (their keys gain 'b/'), and so does a wider prefix
+    for values in ({"root": str(tmp_path), "prefix": "b/raw/"}, {"root": str(tmp_path), "prefix": "b/"}):
+        r = client.patch(f"/api/v1/integrations/{iid}", headers=alice.bearer, json={"settings": values})
+        assert r.status_code == 200, (values, r.text)
+        r = client.post(f"/api/v1/integrations/{iid}/sign", headers=alice.bearer,
+                        json={"urls": [f"file://{tmp_path}/b/raw/cat%201.jpg"]})
+        assert r.status_code == 200, r.text
     r = client.patch(f"/api/v1/integrations/{iid}", headers=alice.bearer,
-                     json={"settings": {"root": str(tmp_path / "b"), "prefix": ""}})
-    assert r.status_code == 200, r.text
+                     json={"settings": {"root": str(tmp_path), "prefix": "b/raw/"}})
+    assert r.status_code == 409 and "would start with 'b/'" in r.json()["message"]
 
 
 def test_rotating_keys_of_a_used_bucket_is_allowed_moving_it_is_not(client, make_user, db) -> None:  # type: ignore[no-untyped-def]
