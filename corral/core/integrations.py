@@ -29,13 +29,13 @@ from corral.core.integration_check import CheckReport
 from corral.db.tables import Integration, Item
 from corral.errors import ErrorDetail
 from corral.settings import Settings
-from corral.storage import pacing
-from corral.storage.base import ServerCredentialsRefused, StorageContext
+from corral.storage import pacing, urls
+from corral.storage.base import OutOfScope, ServerCredentialsRefused, StorageContext
 from corral.storage.guard import guard
 from corral.storage.local import LocalStorage
 from corral.storage.localroots import LocalRootPolicy, LocalRootRefused
 from corral.storage.netpolicy import EndpointPolicy, EndpointRefused
-from corral.storage.options import OPTIONS, LocalOptions, ProviderOptions
+from corral.storage.options import OPTIONS, LocalOptions, ProviderOptions, strip_userinfo
 from corral.storage.registry import open_storage
 from corral.storage.scope import ScopedStorage, translate
 
@@ -64,14 +64,23 @@ def _view(row: Integration) -> IntegrationView:
         id=row.id,
         title=row.title,
         provider=row.provider,
-        config=dict(row.config),
-        scope=options.scope_label(),
+        config=_shown_config(row),
+        scope=strip_userinfo(options.scope_label()),
         signed_url_ttl_seconds=row.signed_url_ttl_seconds,
         strict_client_only=row.strict_client_only,
         has_credentials=row.credentials is not None,
         created_at=row.created_at,
         updated_at=row.updated_at,
     )
+
+
+def _shown_config(row: Integration) -> dict[str, Any]:
+    """The stored settings, without a ``user:password@`` an older corral let into an endpoint URL."""
+    config = dict(row.config)
+    for name in OPTIONS[row.provider].endpoint_fields:
+        if isinstance(config.get(name), str):
+            config[name] = strip_userinfo(config[name])
+    return config
 
 
 def require_admin(principal: Principal, action: str) -> None:
@@ -120,6 +129,17 @@ def _check_title_and_ttl(title: str, ttl: int) -> str:
     return title
 
 
+def _check_ttl_for(options: ProviderOptions, ttl: int) -> None:
+    """A lifetime the provider can sign with these settings (else every signing without its own
+    ``ttl_seconds`` would fail)."""
+    limit, why = options.max_signed_ttl()
+    if ttl > limit:
+        raise errors.ValidationFailed(
+            f"signed_url_ttl_seconds: at most {why}, not {ttl}",
+            details=[ErrorDetail(f"at most {why}", field="signed_url_ttl_seconds")],
+        )
+
+
 def _check_strict(provider: str, strict_client_only: bool) -> None:
     if strict_client_only and provider == "local":
         raise errors.ValidationFailed(
@@ -143,6 +163,7 @@ def create(
     title = _check_title_and_ttl(title, signed_url_ttl_seconds)
     options = parse_options(provider, values)
     _check_strict(provider, strict_client_only)
+    _check_ttl_for(options, signed_url_ttl_seconds)
     check_boundaries(options, settings, principal.org_id)
     server_secret = settings.resolved_secret_key()
     if s.scalar(
@@ -244,13 +265,56 @@ def update(
     if values is not None:
         options = parse_options(row.provider, values)
         check_boundaries(options, settings, principal.org_id)
+        _keep_files_in_scope(s, row, options)
+        _check_ttl_for(options, row.signed_url_ttl_seconds)
         row.config = options.public()
         row.credentials = secrets.encrypt_secrets(settings.resolved_secret_key(), options.secrets())
+    elif signed_url_ttl_seconds is not None:
+        _check_ttl_for(OPTIONS[row.provider].model_construct(**row.config), signed_url_ttl_seconds)
     try:
         s.flush()
     except IntegrityError:  # a concurrent create or rename took the title first (PostgreSQL)
         raise errors.AlreadyExists(f"an integration titled {new_title!r} already exists") from None
     return _view(row)
+
+
+def _keep_files_in_scope(s: Session, row: Integration, new: ProviderOptions) -> None:
+    """Refuse new settings that would leave the integration's registered files outside it.
+
+    Files keep the canonical URL they were registered under (``s3://bucket/key``, the blob URL,
+    ``file://root/key``); under another bucket, container, account, directory or a narrower
+    prefix every one of them would be refused by the scope guard, and a folder listing with
+    signed URLs would fail as a whole.  How a URL of a key under the old prefix parses under the
+    new settings says so for all of them: the bucket, container, account and directory are the
+    same for every key, and a key's start is the old prefix (a local directory's key also gains
+    the path from a new, higher root), with no need to read the files.
+    """
+    old = OPTIONS[row.provider].model_construct(**row.config)
+    tail = "corral-scope-probe"
+    url = urls.url_for_key(f"{old.prefix}{tail}", old)
+    why = ""
+    try:
+        key = urls.key_for_url(url, new)
+    except OutOfScope as exc:
+        why = str(exc).replace(repr(url), "their URLs")
+    else:
+        start = key[: -len(tail)] if key.endswith(tail) else None
+        if start is None:
+            why = "they would name other objects"
+        elif not start.startswith(new.prefix):
+            why = f"their keys would start with {start!r}, outside the new prefix {new.prefix!r}"
+    if not why:
+        return
+    used = s.scalar(select(func.count()).select_from(Item).where(Item.integration_id == row.id)) or 0
+    if used:
+        raise errors.Conflict(
+            f"integration {row.title!r} is used by {used} registered file(s) under "
+            f"{strip_userinfo(old.scope_label())}, which the new settings (covering "
+            f"{strip_userinfo(new.scope_label())}) would leave outside it: {why}; change only the "
+            "credentials, or create another integration for the new place",
+            details=[ErrorDetail(f"would leave {used} registered file(s) outside the integration",
+                                 field="settings")],
+        )
 
 
 def _locked(s: Session, row: Integration, ref: str | uuid.UUID) -> Integration:

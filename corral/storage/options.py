@@ -7,10 +7,11 @@ encrypted at rest and never returned (``public()`` leaves them out, ``secrets()`
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 from typing import Annotated, Any, ClassVar, Literal
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 from pydantic import ConfigDict, Field, SecretStr, field_validator, model_validator
 
@@ -35,6 +36,13 @@ def _check_prefix(value: str) -> str:
     return value
 
 
+#: The longest signed-URL lifetime of every provider (S3's and GCS's limit).
+MAX_SIGNED_TTL = 7 * 24 * 3600
+#: With token auth (service principal, server identity) Azure signs with a user delegation key,
+#: which lives at most 7 days; corral keeps 10 minutes of it in hand (``storage/azure.py``), and
+#: rounds an expiry up to the next second.
+AZURE_DELEGATION_MAX_TTL = MAX_SIGNED_TTL - 11 * 60
+
 #: The longest endpoint URL accepted (as for an embedding key's endpoint).
 MAX_ENDPOINT_URL = 2048
 
@@ -58,11 +66,45 @@ def _check_endpoint(value: str | None, example: str = "https://s3.eu-central-1.e
         raise ValueError(f"is not a valid URL ({exc}); expected e.g. {example}") from None
     if parts.scheme not in ("http", "https") or not host:
         raise ValueError(f"must be an http:// or https:// URL, e.g. {example}")
+    if parts.username is not None or parts.password is not None:
+        # Settings are stored in clear, shown to every member and copied into signed URLs.
+        raise ValueError("must not contain a user name or password (user:password@): give credentials "
+                         "in the integration's credential fields")
     if port == 0:
         raise ValueError("must not name port 0")
     if parts.query or parts.fragment:
         raise ValueError("must not have a query string or fragment")
     return value.rstrip("/")
+
+
+def _check_token(value: SecretStr | None, *, spaces: bool = False) -> SecretStr | None:
+    """A credential that travels in an HTTP header or a URL: no control characters (a pasted line
+    break), and no spaces unless ``spaces`` (they would break the header or the URL)."""
+    if value is not None:
+        text = value.get_secret_value()
+        if any(not c.isprintable() or (c.isspace() and not (spaces and c == " ")) for c in text):
+            allowed = "control characters" if spaces else "spaces or control characters"
+            raise ValueError(f"must not contain {allowed} (was it pasted with a line break?)")
+    return value
+
+
+def _is_connection_string(text: str) -> bool:
+    """Whether ``text`` is an Azure Storage connection string (``Name=value;…``)."""
+    return any(f"{name}=" in text for name in ("AccountKey", "SharedAccessSignature", "AccountName",
+                                                "DefaultEndpointsProtocol", "BlobEndpoint"))
+
+
+def strip_userinfo(url: str) -> str:
+    """``url`` without a ``user:password@`` part (for showing settings an older corral accepted)."""
+    if "@" not in url:
+        return url
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "***"
+    if "@" not in parts.netloc:
+        return url
+    return parts._replace(netloc="***@" + parts.netloc.rpartition("@")[2]).geturl()
 
 
 class ProviderOptions(ClosedModel):
@@ -99,6 +141,10 @@ class ProviderOptions(ClosedModel):
     def scope_label(self) -> str:
         """Where the integration points, for messages (``s3://bucket/prefix/``)."""
         raise NotImplementedError
+
+    def max_signed_ttl(self) -> tuple[int, str]:
+        """The longest signed-URL lifetime these settings can sign, in seconds, and why."""
+        return MAX_SIGNED_TTL, "7 days"
 
     #: Fields holding a URL the server will connect to, chosen by whoever saves the integration.
     endpoint_fields: ClassVar[tuple[str, ...]] = ()
@@ -178,6 +224,16 @@ class S3Options(ProviderOptions):
     @classmethod
     def _endpoints(cls, v: str | None) -> str | None:
         return _check_endpoint(v)
+
+    @field_validator("access_key_id", "session_token")
+    @classmethod
+    def _header_tokens(cls, v: SecretStr | None) -> SecretStr | None:
+        return _check_token(v)
+
+    @field_validator("secret_access_key")
+    @classmethod
+    def _secret_key(cls, v: SecretStr | None) -> SecretStr | None:
+        return _check_token(v, spaces=True)
 
     @field_validator("region")
     @classmethod
@@ -283,8 +339,49 @@ class AzureOptions(ProviderOptions):
     @field_validator("sas_token")
     @classmethod
     def _sas(cls, v: SecretStr | None) -> SecretStr | None:
+        if v is None:
+            return v
+        text = v.get_secret_value().lstrip("?")
+        # The portal shows the "Blob SAS URL" and connection strings beside the token: pasted
+        # here, each was put after '?' in every signed URL, which the store then refused.
+        if _is_connection_string(text):
+            raise ValueError("is a connection string; give only its SharedAccessSignature value "
+                             "(sv=…&sig=…)")
+        if "://" in text:
+            raise ValueError("is a URL (the 'SAS URL'); give only the SAS token, the part after '?' "
+                             "(sv=…&sig=…)")
+        v = _check_token(SecretStr(text))
+        query = {name: values[0] for name, values in parse_qs(text).items()}
+        if "sig" not in query:
+            raise ValueError("is not a SAS token: it has no signature (sig=…); a SAS token looks like "
+                             "sv=…&sp=…&se=…&sig=…")
+        # SAS tokens that cannot read the container's blobs: every URL signed with one answers 403.
+        if query.get("sr") in ("b", "bs", "bv"):
+            raise ValueError(f"is a blob SAS (sr={query['sr']}), which covers one blob; give a container "
+                             "SAS (sr=c) or an account SAS")
+        if "ss" in query and "b" not in query["ss"]:
+            raise ValueError(f"is an account SAS for other services (ss={query['ss']}); it must include "
+                             "the Blob service (ss containing b)")
+        if "srt" in query and "o" not in query["srt"]:
+            raise ValueError(f"is an account SAS without the object resource type (srt={query['srt']}), so "
+                             "it cannot read blobs; make one with srt containing o (and c to list)")
+        return v
+
+    @field_validator("account_key")
+    @classmethod
+    def _account_key(cls, v: SecretStr | None) -> SecretStr | None:
+        # Azure signs with the base64-decoded key: anything else fails only at first use, as an
+        # error that does not name the key (the SDK's "invalid base64" or a 502 from signing).
         if v is not None:
-            v = SecretStr(v.get_secret_value().lstrip("?"))
+            if _is_connection_string(v.get_secret_value()):
+                raise ValueError("is a connection string; give its AccountKey value as account_key (and "
+                                 "AccountName as account_name, a BlobEndpoint as endpoint_url)")
+            try:
+                base64.b64decode(v.get_secret_value(), validate=True)
+            except ValueError:
+                raise ValueError("must be one of the storage account's access keys: "
+                                 "base64 text such as 'Eby8vd…GMGw==' (Azure portal: Security + "
+                                 "networking, Access keys)") from None
         return v
 
     @model_validator(mode="after")
@@ -306,6 +403,13 @@ class AzureOptions(ProviderOptions):
         if self.auth in ("service_principal", "ambient") and (self.endpoint_url or "").startswith("http://"):
             raise ValueError(f"auth {self.auth} sends bearer tokens, which need an https:// endpoint_url")
         return self
+
+    def max_signed_ttl(self) -> tuple[int, str]:
+        if self.auth in ("service_principal", "ambient"):
+            return AZURE_DELEGATION_MAX_TTL, (f"{AZURE_DELEGATION_MAX_TTL} s (7 days less 11 minutes): auth "
+                                              f"{self.auth} signs with a user delegation key, which lives "
+                                              "at most 7 days")
+        return super().max_signed_ttl()
 
     @property
     def bucket_name(self) -> str:

@@ -73,6 +73,38 @@ def test_create_list_show_update_delete(client, make_user, tmp_path) -> None:  #
      "signed_url_ttl_seconds", "between"),
     ({"title": "t", "provider": "local", "settings": {"root": "/tmp"}, "strict_client_only": True},
      "strict_client_only", "cannot be strict client-only"),
+    # credentials that would break a request header or a URL only at first use
+    ({"title": "t", "provider": "s3", "settings": {"bucket": "b", "access_key_id": "AKIA EXAMPLE",
+                                                   "secret_access_key": "s"}}, "access_key_id", "spaces"),
+    ({"title": "t", "provider": "s3", "settings": {"bucket": "b", "access_key_id": "AKIA", "secret_access_key":
+                                                   "wJalr\nXUtn"}}, "secret_access_key", "control characters"),
+    ({"title": "t", "provider": "s3", "settings": {"bucket": "b", "access_key_id": "AKIA", "secret_access_key": "s",
+                                                   "session_token": "FQoG\nZXIv"}}, "session_token", "line break"),
+    ({"title": "t", "provider": "azure", "settings": {"account_name": "acct", "container": "media",
+                                                      "account_key": "not-a-key!"}}, "account_key", "base64"),
+    ({"title": "t", "provider": "azure", "settings": {"account_name": "acct", "container": "media",
+                                                      "sas_token": "sv=2024&sig=a b"}}, "sas_token", "spaces"),
+    # what the portal shows beside the token and key: each signed URLs that the store refused
+    ({"title": "t", "provider": "azure", "settings": {
+        "account_name": "acct", "container": "media",
+        "sas_token": "https://acct.blob.core.windows.net/media?sv=2024-11-04&sp=rl&sig=c2ln"}}, "sas_token", "SAS URL"),
+    ({"title": "t", "provider": "azure", "settings": {
+        "account_name": "acct", "container": "media",
+        "sas_token": "BlobEndpoint=https://acct.blob.core.windows.net/;SharedAccessSignature=sv=2024&sig=c2ln"}},
+     "sas_token", "connection string"),
+    ({"title": "t", "provider": "azure", "settings": {"account_name": "acct", "container": "media",
+                                                      "sas_token": "sv=2024-11-04&sp=rl"}}, "sas_token", "sig="),
+    # SAS tokens that cannot read the container's blobs
+    ({"title": "t", "provider": "azure", "settings": {"account_name": "acct", "container": "media", "sas_token":
+                                                      "sv=2024-11-04&sr=b&sp=r&sig=c2ln"}}, "sas_token", "blob SAS"),
+    ({"title": "t", "provider": "azure", "settings": {"account_name": "acct", "container": "media", "sas_token":
+                                                      "sv=2024-11-04&ss=q&srt=sco&sp=r&sig=c2ln"}}, "sas_token", "ss=q"),
+    ({"title": "t", "provider": "azure", "settings": {"account_name": "acct", "container": "media", "sas_token":
+                                                      "sv=2024-11-04&ss=b&srt=sc&sp=rl&sig=c2ln"}}, "sas_token", "srt=sc"),
+    ({"title": "t", "provider": "azure", "settings": {
+        "account_name": "acct", "container": "media",
+        "account_key": "DefaultEndpointsProtocol=https;AccountName=acct;AccountKey=a2V5;EndpointSuffix=core.windows.net"}},
+     "account_key", "AccountKey value"),
 ])
 def test_bad_settings_are_400_naming_the_field(client, make_user, body, field, words) -> None:  # type: ignore[no-untyped-def]
     alice = make_user("alice@x.io")
@@ -219,3 +251,132 @@ def test_update_validates_like_create(client, make_user, tmp_path) -> None:  # t
         assert field in [e.get("field") for e in r.json()["errors"]], r.json()
     after = client.get(f"/api/v1/integrations/{iid}", headers=alice.bearer).json()
     assert after["signed_url_ttl_seconds"] == 3600 and after["title"] == "local"
+
+
+@pytest.mark.parametrize("provider, values, field", [
+    ("s3", {"bucket": "b", "access_key_id": "AKIA", "secret_access_key": "s",
+            "endpoint_url": "https://minio:SECRETPW@minio.example.com"}, "endpoint_url"),
+    ("s3", {"bucket": "b", "access_key_id": "AKIA", "secret_access_key": "s",
+            "sts_endpoint_url": "https://:SECRETPW@sts.example.com"}, "sts_endpoint_url"),
+    ("azure", {"account_name": "acct", "container": "media", "account_key": "a2V5",
+               "endpoint_url": "https://acct:SECRETPW@blob.example.com"}, "endpoint_url"),
+    ("gcs", {"bucket": "b", "endpoint_url": "https://SECRETPW@gcs.example.com"}, "endpoint_url"),
+])
+def test_a_password_in_an_endpoint_url_is_refused(client, make_user, provider, values, field) -> None:  # type: ignore[no-untyped-def]
+    """Endpoint URLs are stored in clear, shown to every member and copied into every signed URL,
+    so a ``user:password@`` in one would hand the password to anyone holding a link."""
+    alice = make_user("alice@x.io")
+    r = client.post("/api/v1/integrations", json={"title": "t", "provider": provider, "settings": values},
+                    headers=alice.bearer)
+    assert r.status_code == 400, r.text
+    errors = {e["field"]: e["message"] for e in r.json()["errors"]}
+    assert "user name or password" in errors[field] and "SECRETPW" not in r.text
+
+
+def test_a_password_saved_in_an_endpoint_by_an_older_corral_is_never_shown(client, make_user, db) -> None:  # type: ignore[no-untyped-def]
+    alice = make_user("alice@x.io")
+    iid = client.post("/api/v1/integrations", headers=alice.bearer,
+                      json=s3_body(endpoint_url="https://minio.example.com")).json()["id"]
+    with db.write() as s:  # as an older corral stored it
+        row = s.scalar(select(Integration))
+        row.config = {**row.config, "endpoint_url": "https://minio:SECRETPW@minio.example.com"}
+    shown = [client.get("/api/v1/integrations", headers=alice.bearer),
+             client.get(f"/api/v1/integrations/{iid}", headers=alice.bearer)]
+    assert all(r.status_code == 200 for r in shown)
+    assert shown[1].json()["config"]["endpoint_url"] == "https://***@minio.example.com"
+    r = client.post(f"/api/v1/integrations/{iid}/sign", headers=alice.bearer,
+                    json={"urls": ["s3://media-bucket/raw/a.jpg"]})
+    assert r.status_code == 409 and [e["field"] for e in r.json()["errors"]] == ["endpoint_url"]
+    assert all("SECRETPW" not in r.text for r in [*shown, r])
+
+
+def _add_item(db, url: str) -> None:  # type: ignore[no-untyped-def]
+    with db.write() as s:
+        row = s.scalar(select(Integration))
+        folder = Folder(org_id=row.org_id, name=f"f-{url[-8:]}")
+        s.add(folder)
+        s.flush()
+        s.add(Item(org_id=row.org_id, folder_id=folder.id, integration_id=row.id, item_type="image",
+                   name="a.jpg", url=url, storage_location="local"))
+
+
+def test_settings_that_would_leave_registered_files_outside_are_409(client, make_user, db, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Files keep the URL they were registered under: moving an integration that files use to
+    another bucket, directory or a narrower prefix would make every one of them out of scope (an
+    SDK folder listing with signed URLs then fails as a whole).  Changing credentials, or widening
+    the prefix, keeps them inside."""
+    alice = make_user("alice@x.io")
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    iid = client.post("/api/v1/integrations", headers=alice.bearer,
+                      json={"title": "disk", "provider": "local",
+                            "settings": {"root": str(tmp_path / "a"), "prefix": "raw/"}}).json()["id"]
+    # unused: it may point anywhere
+    r = client.patch(f"/api/v1/integrations/{iid}", headers=alice.bearer,
+                     json={"settings": {"root": str(tmp_path / "b"), "prefix": "raw/"}})
+    assert r.status_code == 200, r.text
+    _add_item(db, f"file://{tmp_path}/b/raw/cat%201.jpg")
+    for values, words in [({"root": str(tmp_path / "a"), "prefix": "raw/"}, "not under this integration's directory"),
+                          ({"root": str(tmp_path / "b"), "prefix": "raw/cats/"}, "outside the new prefix"),
+                          ({"root": str(tmp_path / "b"), "prefix": "other/"}, "outside the new prefix")]:
+        r = client.patch(f"/api/v1/integrations/{iid}", headers=alice.bearer, json={"settings": values})
+        assert r.status_code == 409, (values, r.text)
+        assert "used by 1 registered file(s)" in r.json()["message"] and words in r.json()["message"]
+        assert [e["field"] for e in r.json()["errors"]] == ["settings"]
+    after = client.get(f"/api/v1/integrations/{iid}", headers=alice.bearer).json()
+    assert after["config"] == {"root": str(tmp_path / "b"), "prefix": "raw/"}
+    r = client.post(f"/api/v1/integrations/{iid}/sign", headers=alice.bearer,
+                    json={"urls": [f"file://{tmp_path}/b/raw/cat%201.jpg"]})
+    assert r.status_code == 200, r.text
+    # a higher root still covers them (their keys gain 'b/'), and so does a wider prefix
+    for values in ({"root": str(tmp_path), "prefix": "b/raw/"}, {"root": str(tmp_path), "prefix": "b/"}):
+        r = client.patch(f"/api/v1/integrations/{iid}", headers=alice.bearer, json={"settings": values})
+        assert r.status_code == 200, (values, r.text)
+        r = client.post(f"/api/v1/integrations/{iid}/sign", headers=alice.bearer,
+                        json={"urls": [f"file://{tmp_path}/b/raw/cat%201.jpg"]})
+        assert r.status_code == 200, r.text
+    r = client.patch(f"/api/v1/integrations/{iid}", headers=alice.bearer,
+                     json={"settings": {"root": str(tmp_path), "prefix": "b/raw/"}})
+    assert r.status_code == 409 and "would start with 'b/'" in r.json()["message"]
+
+
+def test_rotating_keys_of_a_used_bucket_is_allowed_moving_it_is_not(client, make_user, db) -> None:  # type: ignore[no-untyped-def]
+    alice = make_user("alice@x.io")
+    iid = client.post("/api/v1/integrations", json=s3_body(), headers=alice.bearer).json()["id"]
+    _add_item(db, "s3://media-bucket/raw/a.jpg")
+    rotated = {**s3_body()["settings"], "access_key_id": "AKIAROTATED000000001", "secret_access_key": "new"}
+    del rotated["session_token"]
+    r = client.patch(f"/api/v1/integrations/{iid}", headers=alice.bearer, json={"settings": rotated})
+    assert r.status_code == 200, r.text
+    r = client.patch(f"/api/v1/integrations/{iid}", headers=alice.bearer,
+                     json={"settings": {**rotated, "bucket": "other-bucket"}})
+    assert r.status_code == 409 and "in bucket 'media-bucket', not in this integration's bucket" in r.json()["message"]
+    r = client.post(f"/api/v1/integrations/{iid}/sign", headers=alice.bearer,
+                    json={"urls": ["s3://media-bucket/raw/a.jpg"]})
+    assert r.status_code == 200 and "AKIAROTATED000000001" in r.json()[0]["signed_url"]
+
+
+def test_an_azure_token_integration_cannot_keep_a_lifetime_it_cannot_sign(client, make_user) -> None:  # type: ignore[no-untyped-def]
+    """With token auth Azure signs through a user delegation key (at most 7 days, less corral's
+    margin): a 7-day integration lifetime made every signing without its own ttl_seconds fail."""
+    alice = make_user("alice@x.io")
+    principal = {"account_name": "acct", "container": "media", "tenant_id": "t", "client_id": "c",
+                 "client_secret": "s"}
+
+    def create(title: str, values: dict[str, str], ttl: int):  # type: ignore[no-untyped-def]
+        return client.post("/api/v1/integrations", headers=alice.bearer, json={
+            "title": title, "provider": "azure", "settings": values, "signed_url_ttl_seconds": ttl})
+
+    r = create("sp", principal, 7 * 24 * 3600)
+    assert r.status_code == 400, r.text
+    [error] = r.json()["errors"]
+    assert error["field"] == "signed_url_ttl_seconds" and "user delegation key" in error["message"]
+    assert create("sp", principal, 604140).status_code == 201
+    r = client.patch("/api/v1/integrations/sp", headers=alice.bearer, json={"signed_url_ttl_seconds": 604800})
+    assert r.status_code == 400 and r.json()["errors"][0]["field"] == "signed_url_ttl_seconds"
+    # an account key signs a service SAS: the full 7 days
+    keyed = create("key", {"account_name": "acct", "container": "media", "account_key": "a2V5"}, 604800)
+    assert keyed.status_code == 201, keyed.text
+    r = client.patch("/api/v1/integrations/key", headers=alice.bearer, json={"settings": principal})
+    assert r.status_code == 400 and r.json()["errors"][0]["field"] == "signed_url_ttl_seconds"
+    assert client.get("/api/v1/integrations/sp", headers=alice.bearer).json()["signed_url_ttl_seconds"] == 604140

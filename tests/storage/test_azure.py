@@ -358,15 +358,40 @@ def test_container_sas_cannot_touch_account_cors(azurite: Azurite, container: st
 
 
 def test_account_sas_with_service_access_can_manage_cors(azurite: Azurite, container: str) -> None:
-    sas = generate_account_sas(azurite.account_name, azurite.account_key, ResourceTypes(service=True),
-                               AccountSasPermissions(read=True, write=True),
+    # (an integration's SAS must also reach the blobs it signs URLs for: srt with o)
+    sas = generate_account_sas(azurite.account_name, azurite.account_key,
+                               ResourceTypes(service=True, container=True, object=True),
+                               AccountSasPermissions(read=True, write=True, list=True),
                                expiry=datetime.now(UTC) + timedelta(hours=1))
     s = make(azurite, container, sas_token=sas)
     try:
         s.set_cors([recommended_cors_rule("https://sas.example.com")])
         assert s.get_cors()[0].allowed_origins == ("https://sas.example.com",)
+        assert httpx.get(s.sign_get("a.jpg", 60)).status_code == 404  # signed, readable: no such blob
     finally:
         make(azurite, container).set_cors([])
+
+
+@pytest.mark.parametrize("resource_types, readable", [("sco", True), ("co", True), ("sc", False)])
+def test_an_account_sas_signs_urls_only_if_it_reaches_objects(azurite: Azurite, storage: AzureStorage,
+                                                               container: str, resource_types: str,
+                                                               readable: bool) -> None:
+    """Azure refuses every blob URL signed with an account SAS whose resource types lack objects
+    (srt without o): such a token is refused when saved instead of signing URLs that answer 403."""
+    keys = ["raw/a b+c.jpg", "raw/ü#1?.png", "raw/p%20q.jpg"]
+    for key in keys:
+        storage.put(key, key.encode(), "image/png")
+    sas = generate_account_sas(azurite.account_name, azurite.account_key,
+                               ResourceTypes.from_string(resource_types), AccountSasPermissions(read=True, list=True),
+                               expiry=datetime.now(UTC) + timedelta(hours=1))
+    if not readable:
+        with pytest.raises(ValueError, match="srt=sc"):
+            make(azurite, container, sas_token=sas)
+        return
+    s = make(azurite, container, sas_token=sas)
+    for key in keys:
+        got = httpx.get(s.sign_get(key, 60))
+        assert (got.status_code, got.content, got.headers["content-type"]) == (200, key.encode(), "image/png")
 
 
 # -- token credentials ---------------------------------------------------------------------
