@@ -203,6 +203,23 @@ def test_project_members_and_roles(sdk: Any, s3: Bucket, make_user: Any, server:
         ann.add_users(["rev@x.io"], ProjectUserRole.ADMIN)  # an annotator does not manage members
     manager = as_("tm@x.io")
     manager.remove_users(["rev@x.io"])  # a team manager does
+    # ... of annotators, reviewers and team managers, not of admins (Encord: team managers
+    # "manage annotators and reviewers"); before, a team manager could make anyone an admin,
+    # or remove the project's admins
+    before = [(u.user_email, u.user_role) for u in project.list_users()]
+    with pytest.raises(AuthorisationError):
+        manager.add_users(["view@x.io"], ProjectUserRole.ADMIN)
+    with pytest.raises(AuthorisationError):
+        manager.remove_users(["alice@x.io"])
+    project.add_users(["rev@x.io"], ProjectUserRole.ADMIN)  # an admin makes an admin
+    with pytest.raises(AuthorisationError):
+        manager.add_users(["rev@x.io"], ProjectUserRole.VIEWER)  # demoting one neither
+    with pytest.raises(AuthorisationError):
+        manager.remove_users(["ann@x.io", "rev@x.io"])  # nor removing one, with anyone else
+    assert [(u.user_email, u.user_role) for u in project.list_users()] == [
+        *before, ("rev@x.io", ProjectUserRole.ADMIN)]
+    manager.add_users(["view@x.io"], ProjectUserRole.TEAM_MANAGER)  # other roles it manages
+    project.remove_users(["rev@x.io"])
     assert [u.user_email for u in project.list_users()] == ["alice@x.io", "ann@x.io", "tm@x.io", "view@x.io"]
 
 

@@ -229,13 +229,30 @@ def add_users(s: Session, principal: Principal, ref: Any, emails: Any, role_: st
         message = f"user_emails: give 1 to {MAX_USERS} e-mail addresses (strings)"
         raise errors.ValidationFailed(message, details=[ErrorDetail(message, field="user_emails")])
     _lock(s, project)
+    manager = role(s, principal, project) == "team_manager"
+    if manager and role_ == "admin":
+        raise errors.PermissionDenied(
+            f"a team manager of project {project.id} manages its annotators, reviewers and team "
+            "managers: making a member an admin needs the admin role")
     out = []
     for email in dict.fromkeys(emails):
         user = identity.org_user(s, principal.org_id, str(email))
+        if manager:
+            _not_an_admin(s, project, user, "change the role of")
         permissions.put_grant(s, principal, "project", project.id, user.id, role_)
         out.append(Member(user.email, role_))
     s.flush()
     return out
+
+
+def _not_an_admin(s: Session, project: Project, user: User, action: str) -> None:
+    """A team manager manages annotators, reviewers and team managers, not the project's admins
+    (its creator, the organisation's admins, members granted ``admin``)."""
+    granted = s.scalar(select(Grant.role).where(
+        Grant.resource_type == "project", Grant.resource_id == project.id, Grant.user_id == user.id))
+    if user.role == "admin" or project.created_by == user.id or granted == "admin":  # as ``role``
+        raise errors.PermissionDenied(
+            f"{user.email} is an admin of project {project.id}: a team manager cannot {action} an admin")
 
 
 def users(s: Session, principal: Principal, ref: Any) -> list[Member]:
@@ -262,9 +279,12 @@ def remove_users(s: Session, principal: Principal, ref: Any, emails: Any) -> int
         message = f"user_emails: give at most {MAX_USERS} e-mail addresses (strings)"
         raise errors.ValidationFailed(message, details=[ErrorDetail(message, field="user_emails")])
     _lock(s, project)
+    manager = role(s, principal, project) == "team_manager"
     removed = 0
     for email in dict.fromkeys(emails):
         user = identity.org_user(s, principal.org_id, str(email))
+        if manager:
+            _not_an_admin(s, project, user, "remove")
         result = s.execute(delete(Grant).where(
             Grant.resource_type == "project", Grant.resource_id == project.id, Grant.user_id == user.id))
         removed += int(getattr(result, "rowcount", 0) or 0)
