@@ -5,7 +5,9 @@ import { Confirm, Dialog, ErrorBanner, formatBytes } from "../components/ui";
 import { BLOCK, WindowCache, blocksFor, nextIndex, runsOf } from "./windowCache";
 import { ItemViewer } from "./ItemViewer";
 import { layout, scrollTopFor } from "./virtualRows";
-import { thumbnailSource } from "./thumbnails";
+import { SignBatcher, thumbnailSource } from "./thumbnails";
+
+const signer = new SignBatcher((ids) => api.post<{ items: { id: string; signed_url: string | null }[] }>("/api/v1/items/sign", { ids }).then((r) => r.items));
 
 const TILE_W = 168;
 const ROW_H = 178;
@@ -356,8 +358,16 @@ export function Tile(props: { index: number; item: TileItem | undefined; selecte
   const thumb = props.strict ? thumbnailSource(it, props.strict) : null;
   return (
     <button className="tile" id={`item-${props.index}`} role="gridcell" aria-selected={props.selected} tabIndex={-1} onClick={props.onOpen} title={it.name} data-type={it.type}>
-      <div className="thumb">{thumb ? <img src={thumb.src} alt="" loading="lazy" decoding="async"
-        onError={(e) => { const img = e.currentTarget; if (thumb.fallback && img.src !== thumb.fallback) img.src = thumb.fallback; else img.hidden = true; }} /> : <span>{it.type.replace("_", " ")}</span>}</div>
+      <div className="thumb">{thumb ? <img key={it.id} src={thumb.src} alt="" loading="lazy" decoding="async"
+        onError={(e) => {
+          const img = e.currentTarget;
+          if (thumb.fallback && img.src !== thumb.fallback) img.src = thumb.fallback;
+          else if (thumb.fallback === null && it.signed_url === null && !img.dataset.signed) {
+            // no signed URL came with the item (the explorer's index results): ask for one
+            img.dataset.signed = "1";
+            signer.url(it.id).then((url) => { if (url) img.src = url; else img.hidden = true; });
+          } else img.hidden = true;
+        }} /> : <span>{it.type.replace("_", " ")}</span>}</div>
       <div className="name">{it.name}<br /><span style={{ color: "var(--muted)" }}>{formatBytes(it.file_size)}</span></div>
     </button>
   );
