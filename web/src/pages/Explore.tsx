@@ -410,6 +410,15 @@ function Results(props: { items: IndexItem[]; count: number | null; more: boolea
     if (props.more && lastNeeded > items.length) props.loadMore(lastNeeded - items.length);
   }, [lastNeeded, items.length, props]);
 
+  // When the columns change (the viewer opening or closing), keep the cursor's item in view.
+  useEffect(() => {
+    const el = scroller.current;
+    if (!el || cursor < 0) return;
+    const top = scrollTopFor(Math.floor(cursor / cols), rows, ROW_H, el.clientHeight, el.scrollTop);
+    if (top !== el.scrollTop) { el.scrollTop = top; setScrollTop(top); }
+    // eslint-disable-next-line react-hooks/exhaustive-deps
+  }, [cols]);
+
   const goTo = (index: number, open: boolean) => {
     setCursor(index);
     const el = scroller.current;
