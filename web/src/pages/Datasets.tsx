@@ -35,7 +35,7 @@ interface Verification {
 
 export function Datasets() {
   const { datasetId } = useParams();
-  return datasetId ? <DatasetView id={datasetId} /> : <DatasetList />;
+  return datasetId ? <DatasetView key={datasetId} id={datasetId} /> : <DatasetList />;
 }
 
 function DatasetList() {
@@ -95,7 +95,7 @@ function CreateDataset({ onClose, onCreated }: { onClose: () => void; onCreated:
 
 function DatasetView({ id }: { id: string }) {
   const [dataset, setDataset] = useState<Dataset | null>(null);
-  const [rows, setRows] = useState<DataRow[]>([]);
+  const [rows, setRows] = useState<DataRow[] | null>(null);
   const [next, setNext] = useState<string | null>(null);
   const [error, setError] = useState<unknown>(null);
   const [notice, setNotice] = useState<string | null>(null);
@@ -112,9 +112,13 @@ function DatasetView({ id }: { id: string }) {
 
   const more = async () => {
     if (!next) return;
-    const r = await api.get<{ rows: DataRow[]; next_page_token: string | null }>(apiPath`/api/v1/datasets/${id}/rows`, { page_size: 100, page_token: next });
-    setRows((old) => [...old, ...r.rows]);
-    setNext(r.next_page_token);
+    try {
+      const r = await api.get<{ rows: DataRow[]; next_page_token: string | null }>(apiPath`/api/v1/datasets/${id}/rows`, { page_size: 100, page_token: next });
+      setRows((old) => [...(old ?? []), ...r.rows]);
+      setNext(r.next_page_token);
+    } catch (err) {
+      setError(err);
+    }
   };
 
   const link = async (e: FormEvent) => {
@@ -152,7 +156,7 @@ function DatasetView({ id }: { id: string }) {
     <div className="page">
       <PageHead title={dataset?.title ?? "Dataset"} subtitle={dataset ? `${dataset.rows.toLocaleString()} data rows · your role: ${dataset.role}` : undefined}>
         <Link to="/datasets" className="button">All datasets</Link>
-        <button className="primary" onClick={verify} disabled={verifying}>{verifying ? "Verifying…" : "Verify file locations"}</button>
+        <button className="primary" onClick={verify} disabled={verifying || dataset === null}>{verifying ? "Verifying…" : "Verify file locations"}</button>
       </PageHead>
       <ErrorBanner error={error} />
       {notice && <div className="alert ok" role="status">{notice}</div>}
@@ -189,7 +193,7 @@ function DatasetView({ id }: { id: string }) {
       )}
       <div className="card">
         <h2>Data rows</h2>
-        {rows.length === 0 ? <div className="empty">No data rows yet: link a folder.</div> : (
+        {rows === null ? (error ? null : <div className="empty">Loading…</div>) : rows.length === 0 ? <div className="empty">No data rows yet: link a folder.</div> : (
           <table className="list" aria-label="Data rows">
             <thead><tr><th>Title</th><th>Type</th><th>File</th><th>Linked</th></tr></thead>
             <tbody>

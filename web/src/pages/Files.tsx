@@ -5,7 +5,9 @@ import { Confirm, Dialog, ErrorBanner, formatBytes } from "../components/ui";
 import { BLOCK, WindowCache, blocksFor, nextIndex, runsOf } from "./windowCache";
 import { ItemViewer } from "./ItemViewer";
 import { layout, scrollTopFor } from "./virtualRows";
-import { thumbnailSource } from "./thumbnails";
+import { SignBatcher, thumbnailSource } from "./thumbnails";
+
+const signer = new SignBatcher((ids) => api.post<{ items: { id: string; signed_url: string | null }[] }>("/api/v1/items/sign", { ids }).then((r) => r.items));
 
 const TILE_W = 168;
 const ROW_H = 178;
@@ -32,7 +34,7 @@ export function Files() {
     <div className={itemId ? "files with-viewer" : "files"}>
       <FolderTree current={folderId} onOpen={(id) => navigate(`/files/${id}`)} tick={tick} onChanged={() => setTick((t) => t + 1)} />
       {folderId ? (
-        <FolderView key={`${folderId}-${tick}`} folderId={folderId} selectedId={itemId} onSelect={openItem} onChanged={() => setTick((t) => t + 1)} />
+        <FolderView key={folderId} folderId={folderId} reload={tick} selectedId={itemId} onSelect={openItem} onChanged={() => setTick((t) => t + 1)} />
       ) : (
         <div className="page">
           <h1>Files</h1>
@@ -112,7 +114,7 @@ function TreeNode(props: { folder: Folder; current: string | null; onOpen: (id: 
 
 // -- a folder's items: a virtual grid fetched by position ---------------------------------
 
-function FolderView(props: { folderId: string; selectedId: string | null; onSelect: (id: string | null) => void; onChanged: () => void }) {
+function FolderView(props: { folderId: string; reload: number; selectedId: string | null; onSelect: (id: string | null) => void; onChanged: () => void }) {
   const navigate = useNavigate();
   const strict = useStrictIntegrations();
   const [folder, setFolder] = useState<Folder | null>(null);
@@ -133,23 +135,35 @@ function FolderView(props: { folderId: string; selectedId: string | null; onSele
 
   useEffect(() => {
     api.get<Folder>(apiPath`/api/v1/folders/${props.folderId}`).then(setFolder, setError);
-  }, [props.folderId]);
+  }, [props.folderId, props.reload]);
 
   // Reset on a new query, and fetch the first block at once. Unfiltered, the folder object
   // holds the total (counted once, arriving in parallel; until then the first block shows);
   // with a name filter, the first block's request counts the matches.
+  // After an edit (an item renamed, moved or deleted; `reload` changes) the same query is read
+  // again in place: the grid keeps its scroll position and cursor, and the blocks on screen are
+  // fetched anew, so a change deep in a large folder shows where it was made.
   const [counted, setCounted] = useState<number | null>(null);
+  const inflight = useRef(new Map<number, AbortController>());
+  const queryKey = `${props.folderId}\n${appliedQ}\n${order}`;
+  const lastQuery = useRef("");
   useEffect(() => {
+    const fresh = lastQuery.current !== queryKey;
+    lastQuery.current = queryKey;
+    for (const ctl of inflight.current.values()) ctl.abort();
+    inflight.current.clear();
     cache.clear();
-    setCounted(null);
-    setCursor(-1);
+    if (fresh) {
+      setCounted(null);
+      setCursor(-1);
+    }
     const ctl = new AbortController();
     cache.start(0);
     api
       .get<ItemWindow>("/api/v1/items/window", { folder: props.folderId, offset: 0, limit: BLOCK, q: appliedQ, order, signed_urls: true, total: appliedQ !== "" }, ctl.signal)
-      .then((w) => { cache.put(0, w.items); setCounted(appliedQ ? w.total : w.items.length < BLOCK ? w.items.length : -1); }, (e) => { cache.fail(0); if (!ctl.signal.aborted) setError(e); });
+      .then((w) => { cache.put(0, w.items); setCounted(appliedQ ? w.total : w.items.length < BLOCK ? w.items.length : -1); setVersion((v) => v + 1); }, (e) => { cache.fail(0); if (!ctl.signal.aborted) setError(e); });
     return () => ctl.abort();
-  }, [props.folderId, appliedQ, order, cache]);
+  }, [queryKey, props.folderId, appliedQ, order, cache, props.reload]);
   useEffect(() => {
     if (counted === null) setTotal(null);
     else if (counted >= 0) setTotal(counted); // filtered, or the whole folder fits in one block
@@ -179,7 +193,6 @@ function FolderView(props: { folderId: string; selectedId: string | null; onSele
 
   // Fetch the blocks the visible rows need, once scrolling pauses; requests for blocks that
   // scrolled away are aborted, so a fast scroll through a million items queues nothing.
-  const inflight = useRef(new Map<number, AbortController>());
   useEffect(() => {
     if (total === null) return;
     const needed = blocksFor(firstRow * cols, (lastRow + 1) * cols - 1, total);
@@ -211,7 +224,7 @@ function FolderView(props: { folderId: string; selectedId: string | null; onSele
       }
     }, 80);
     return () => window.clearTimeout(timer);
-  }, [firstRow, lastRow, cols, total, cache, props.folderId, appliedQ, order]);
+  }, [firstRow, lastRow, cols, total, cache, props.folderId, appliedQ, order, props.reload]);
 
   const goTo = (index: number, open = false) => {
     setCursor(index);
@@ -239,6 +252,16 @@ function FolderView(props: { folderId: string; selectedId: string | null; onSele
     e.preventDefault();
     goTo(next, props.selectedId !== null);
   };
+
+  // When the columns change (the viewer opening or closing narrows or widens the grid), the
+  // same scroll position would show other rows: keep the cursor's item in view.
+  useEffect(() => {
+    const el = scroller.current;
+    if (!el || cursor < 0 || total === null) return;
+    const top = scrollTopFor(Math.floor(cursor / cols), Math.ceil(total / cols), ROW_H, el.clientHeight, el.scrollTop);
+    if (top !== el.scrollTop) { el.scrollTop = top; setScrollTop(top); }
+    // eslint-disable-next-line react-hooks/exhaustive-deps
+  }, [cols]);
 
   // Keep the cursor on the opened item when it is opened by a click.
   useEffect(() => {
@@ -356,8 +379,16 @@ export function Tile(props: { index: number; item: TileItem | undefined; selecte
   const thumb = props.strict ? thumbnailSource(it, props.strict) : null;
   return (
     <button className="tile" id={`item-${props.index}`} role="gridcell" aria-selected={props.selected} tabIndex={-1} onClick={props.onOpen} title={it.name} data-type={it.type}>
-      <div className="thumb">{thumb ? <img src={thumb.src} alt="" loading="lazy" decoding="async"
-        onError={(e) => { const img = e.currentTarget; if (thumb.fallback && img.src !== thumb.fallback) img.src = thumb.fallback; else img.hidden = true; }} /> : <span>{it.type.replace("_", " ")}</span>}</div>
+      <div className="thumb">{thumb ? <img key={it.id} src={thumb.src} alt="" loading="lazy" decoding="async"
+        onError={(e) => {
+          const img = e.currentTarget;
+          if (thumb.fallback && img.src !== thumb.fallback) img.src = thumb.fallback;
+          else if (thumb.fallback === null && it.signed_url === null && !img.dataset.signed) {
+            // no signed URL came with the item (the explorer's index results): ask for one
+            img.dataset.signed = "1";
+            signer.url(it.id).then((url) => { if (url) img.src = url; else img.hidden = true; });
+          } else img.hidden = true;
+        }} /> : <span>{it.type.replace("_", " ")}</span>}</div>
       <div className="name">{it.name}<br /><span style={{ color: "var(--muted)" }}>{formatBytes(it.file_size)}</span></div>
     </button>
   );

@@ -170,6 +170,7 @@ function ProjectView({ id }: { id: string }) {
   }, [id]);
   useEffect(() => {
     setUnits(null);
+    setError(null);
     api.get<{ label_rows: UnitMeta[]; total: number }>(apiPath`/api/v1/projects/${id}/label-rows`, { limit: 1000, label_status: status || undefined })
       .then((r) => { setUnits(r.label_rows); setTotal(r.total); }, setError);
   }, [id, status]);
@@ -192,7 +193,7 @@ function ProjectView({ id }: { id: string }) {
             </select>
           </label>
         </div>
-        {units === null ? <div className="empty">Loading…</div> : units.length === 0 ? <div className="empty">No data units.</div> : (
+        {units === null ? (error ? null : <div className="empty">Loading…</div>) : units.length === 0 ? <div className="empty">No data units.</div> : (
           <>
             <table className="list" aria-label="Data units">
               <thead><tr><th>Title</th><th>Type</th><th>Dataset</th><th>Status</th><th>Last edited</th></tr></thead>
