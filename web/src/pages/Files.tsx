@@ -274,7 +274,7 @@ function FolderView(props: { folderId: string; reload: number; selectedId: strin
     <section className="folder-view" aria-label="Folder">
       <div className="toolbar">
         <span className="title">{folder?.path ?? "…"}</span>
-        <span style={{ color: "var(--muted)" }} aria-live="polite">{total === null || !totalKnown ? "" : `${total.toLocaleString()} items`}</span>
+        <span style={{ color: "var(--muted)" }} aria-live="polite">{total === null || !totalKnown ? "" : `${total.toLocaleString()} item${total === 1 ? "" : "s"}`}</span>
         <form className="row" onSubmit={(e) => { e.preventDefault(); setAppliedQ(q.trim()); }} role="search">
           <label className="sr-only" htmlFor="name-filter">Filter by name</label>
           <input id="name-filter" type="text" placeholder="Filter by name" value={q} onChange={(e) => setQ(e.target.value)} style={{ width: 170 }} />
