@@ -1,6 +1,6 @@
 import { createContext, useCallback, useContext, useEffect, useState } from "react";
 import { NavLink, Navigate, Route, Routes } from "react-router-dom";
-import { api, setUnauthorizedHandler, type Me } from "./api";
+import { ApiError, api, setUnauthorizedHandler, type Me } from "./api";
 import { SignIn } from "./pages/SignIn";
 import { Integrations } from "./pages/Integrations";
 import { Schema } from "./pages/Schema";
@@ -43,9 +43,17 @@ const NAV = [
 
 export function App() {
   const [me, setMe] = useState<Me | null | undefined>(undefined);
+  // Why the first "who am I" failed other than by not being signed in (a 5xx, a 503 while the
+  // database restarts, no network): said as such, with a retry, rather than a sign-in form
+  // that could only fail too.
+  const [failure, setFailure] = useState<string | null>(null);
 
   const load = useCallback(() => {
-    api.get<Me>("/api/v1/me").then(setMe, () => setMe(null));
+    setFailure(null);
+    api.get<Me>("/api/v1/me").then(setMe, (e: unknown) => {
+      if (e instanceof ApiError && e.status === 401) setMe(null);
+      else setFailure(e instanceof Error ? e.message : String(e));
+    });
   }, []);
 
   useEffect(() => {
@@ -54,6 +62,15 @@ export function App() {
     return () => setUnauthorizedHandler(null);
   }, [load]);
 
+  if (me === undefined && failure !== null) {
+    return (
+      <div className="page">
+        <h1>corral is not answering</h1>
+        <p role="alert">Could not reach the server: {failure}</p>
+        <button className="primary" onClick={load}>Try again</button>
+      </div>
+    );
+  }
   if (me === undefined) return <div className="empty" aria-busy="true">Loading…</div>;
   if (me === null) return <SignIn onSignedIn={load} />;
 
