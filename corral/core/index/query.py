@@ -22,7 +22,7 @@ import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -1124,7 +1124,7 @@ def _histogram(
         return result
     lo, hi, total = span
     show: Callable[[float], Any] = (
-        (lambda x: datetime.fromtimestamp(x, UTC).isoformat()) if key.kind == "datetime" else (lambda x: x)
+        (lambda x: index_keys.from_epoch(x).isoformat()) if key.kind == "datetime" else (lambda x: x)
     )
     if hi == lo:
         result["buckets"].append({"from": show(lo), "to": show(hi), "count": int(total)})

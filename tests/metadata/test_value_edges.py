@@ -1,0 +1,45 @@
+"""Metadata values at the edges of what the schema accepts, followed into every reader: whatever
+a write accepts, the index's queries, facets and filters answer without an error."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.files.conftest import add_items, folder
+
+URL = "/api/v1/metadata-schema"
+
+
+def _items(client, db, user, metas: list[dict[str, Any]]) -> tuple[str, list[str]]:  # type: ignore[no-untyped-def]
+    f = folder(client, user, "f")
+    ids = add_items(db, user, f["id"], [{"name": f"i{i}.png", "meta": {}} for i in range(len(metas))])
+    for item, meta in zip(ids, metas, strict=True):
+        r = client.patch(f"/api/v1/items/{item}", json={"client_metadata": meta}, headers=user.bearer)
+        assert r.status_code == 200, r.text
+    return f["id"], [str(i) for i in ids]
+
+
+def test_the_last_datetime_there_is_faceted_and_filtered(client, db, make_user) -> None:  # type: ignore[no-untyped-def]
+    """9999-12-31T23:59:59.999999Z is a valid datetime, but as Unix seconds (a float) it rounds
+    to 253402300800.0, one microsecond past the last instant Python can show: the facets'
+    histogram edges and a ``@created_at`` bound there were 500s."""
+    alice = make_user("alice@x.io")
+    assert client.put(URL, json={"keys": {"d": {"type": "datetime"}}}, headers=alice.bearer).status_code == 200
+    last, first = "9999-12-31T23:59:59.999999+00:00", "0001-01-01T00:00:00+00:00"
+    _items(client, db, alice, [{"d": "9999-12-31T23:59:59.999999Z"}, {"d": "0001-01-01"}, {"d": "2024-05-01"}])
+
+    for buckets in (1, 3):
+        r = client.post("/api/v1/index/facets", json={"keys": ["d"], "buckets": buckets}, headers=alice.bearer)
+        assert r.status_code == 200, r.text
+        histogram = r.json()["facets"][0]
+        assert histogram["count"] == 3 and sum(b["count"] for b in histogram["buckets"]) == 3
+        assert histogram["buckets"][0]["from"] == first and histogram["buckets"][-1]["to"] == last
+
+    r = client.post("/api/v1/index/query", json={"where": "@created_at < 9999-12-31T23:59:59.999999Z",
+                                                 "count": True}, headers=alice.bearer)
+    assert r.status_code == 200, r.text
+    assert r.json()["count"] == 3
+    r = client.post("/api/v1/index/query", json={"where": "d >= 9999-12-31T23:59:59.999999Z", "count": True},
+                    headers=alice.bearer)
+    assert r.status_code == 200 and r.json()["count"] == 1
+
