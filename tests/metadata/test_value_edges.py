@@ -43,3 +43,27 @@ def test_the_last_datetime_there_is_faceted_and_filtered(client, db, make_user) 
                     headers=alice.bearer)
     assert r.status_code == 200 and r.json()["count"] == 1
 
+
+def test_a_bulk_change_names_the_entry_whose_metadata_is_refused(client, db, make_user) -> None:  # type: ignore[no-untyped-def]
+    """The SDK's bundled ``StorageItem.update`` / ``StorageFolder.update`` send up to 1,000 patches at
+    once: a refusal must say which one (it said only ``client_metadata.n``), and change nothing."""
+    alice = make_user("alice@x.io")
+    assert client.put(URL, json={"keys": {"n": {"type": "number"}}}, headers=alice.bearer).status_code == 200
+    f, ids = _items(client, db, alice, [{"n": 0}, {"n": 0}, {"n": 0}])
+    body = {"itemPatches": {ids[0]: {"clientMetadata": {"n": 1}}, ids[1]: {"clientMetadata": {"n": "x"}},
+                            ids[2]: {"clientMetadata": {"n": 2}}}}
+    r = client.patch("/v2/public/storage/items/patch-bulk", json=body, headers=alice.bearer)
+    assert r.status_code == 400, r.text
+    assert r.json()["message"] == f"invalid itemPatches.{ids[1]}.clientMetadata: 'n' = 'x' is not a number"
+    assert [e["field"] for e in r.json()["errors"]] == [f"itemPatches.{ids[1]}.clientMetadata.n"]
+    for item in ids:
+        assert client.get(f"/api/v1/items/{item}", headers=alice.bearer).json()["client_metadata"] == {"n": 0}
+
+    r = client.patch("/v2/public/storage/folders/patch-bulk", headers=alice.bearer,
+                     json={"folderPatches": {f: {"clientMetadata": {"n": 1, "m": None, "x": True}}}})
+    assert r.status_code == 200, r.text
+    r = client.patch("/v2/public/storage/folders/patch-bulk", headers=alice.bearer,
+                     json={"folderPatches": {f: {"clientMetadata": {"n": [1]}}}})
+    assert r.status_code == 400
+    assert r.json()["message"] == f"invalid folderPatches.{f}.clientMetadata: 'n' = [1] is not a number"
+    assert [e["field"] for e in r.json()["errors"]] == [f"folderPatches.{f}.clientMetadata.n"]

@@ -134,6 +134,7 @@ def _patch_folder(
         name=_text(patch, "name", where),
         description=_text(patch, "description", where),
         client_metadata=_metadata(patch.get("clientMetadata")),
+        metadata_field=f"{where}.clientMetadata",
     )
 
 
@@ -261,6 +262,7 @@ def _patch_item(
         description=_text(patch, "description", where),
         client_metadata=_metadata(patch.get("clientMetadata")),
         folder=folder,
+        metadata_field=f"{where}.clientMetadata",
     )
 
 

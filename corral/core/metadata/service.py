@@ -248,12 +248,14 @@ def _join(field: str, key: str | None) -> str:
 
 def validated(s: Session, org_id: uuid.UUID, metadata: Any, field: str = "client_metadata") -> dict[str, Any]:
     """``metadata`` checked against the organisation's schema and normalised, or ``ValidationFailed``
-    with one detail per bad key (``field`` is ``client_metadata.<key>``)."""
+    with one detail per bad key (``field`` is ``client_metadata.<key>``).  A ``field`` other than
+    ``client_metadata`` (one entry of a bulk change: ``itemPatches.<id>.clientMetadata``) is named
+    in the message too, so that it says which of many was refused."""
     _, compiled = validator(s, org_id)
     normalised, problems = compiled.validate(metadata)
     if problems:
         raise errors.ValidationFailed(
-            describe(problems),
+            describe(problems) if field == "client_metadata" else describe(problems, field),
             details=[
                 errors.ErrorDetail(p.message, field=_join(field, p.key))
                 for p in problems

@@ -101,11 +101,12 @@ def _storable(meta: dict[str, Any]) -> Problem | None:
     return Problem(found.path.lstrip("."), None, "storable JSON", found.message)
 
 
-def describe(problems: list[Problem]) -> str:
-    """One sentence for all of an item's problems (the caller puts the item's name in front)."""
+def describe(problems: list[Problem], what: str = "clientMetadata") -> str:
+    """One sentence for all of an item's problems (the caller puts the item's name in front, or
+    names the metadata as ``what``, e.g. ``itemPatches.<id>.clientMetadata``)."""
     if len(problems) == 1:
-        return f"invalid clientMetadata: {problems[0].message}"
-    return f"invalid clientMetadata ({len(problems)} problems): " + "; ".join(p.message for p in problems)
+        return f"invalid {what}: {problems[0].message}"
+    return f"invalid {what} ({len(problems)} problems): " + "; ".join(p.message for p in problems)
 
 
 # -- checks, one per kind -----------------------------------------------------------------------
