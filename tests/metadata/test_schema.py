@@ -107,6 +107,12 @@ def test_aliases_are_normalised_on_input(alias: str, kind: str) -> None:
     ({"k": {"type": "text", "required": "yes"}}, "keys.k.required", "true or false"),
     ({"k": "text"}, "keys.k", "expected an object"),
     ({"$k": {"type": "text"}}, "keys.$k", "must not start with '$'"),
+    # another kind's parameter, which the key would silently drop (`corral schema set k varchar --size 8`)
+    ({"k": {"type": "varchar", "size": 8}}, "keys.k.size", "size is a parameter of embedding keys, not of varchar"),
+    ({"k": {"type": "number", "max_length": 5}}, "keys.k.max_length", "max_length is a parameter of varchar"),
+    ({"k": {"type": "text", "values": ["a"]}}, "keys.k.values", "values is a parameter of enum keys"),
+    ({"k": {"type": "enum", "values": ["a"], "format": "F32"}}, "keys.k.format", "format is a parameter of number"),
+    ({"k": {"type": "uuid", "metric": "dot"}}, "keys.k.metric", "metric is a parameter of embedding"),
 ])
 def test_bad_native_documents_name_the_field(keys: dict[str, object], field: str, words: str) -> None:
     with pytest.raises(ValidationFailed) as info:

@@ -220,6 +220,9 @@ def _definition(kind: str, params: Mapping[str, Any], where: str, problems: _Pro
 # -- native ------------------------------------------------------------------------------------
 
 _NATIVE_FIELDS = {"type", "max_length", "values", "size", "format", "api", "metric", "required", "deleted"}
+#: The parameters of each kind (a parameter of another kind is refused, never silently dropped).
+_PARAMETERS = {"max_length": "varchar", "values": "enum", "size": "embedding", "api": "embedding",
+               "metric": "embedding", "format": "number"}
 
 
 def _native_entry(raw: object, where: str, problems: _Problems) -> Entry | None:
@@ -244,6 +247,10 @@ def _native_entry(raw: object, where: str, problems: _Problems) -> Entry | None:
     if not isinstance(required, bool):
         problems.add(f"{where}.required", f"expected true or false, got {_shown(required)}")
         required = False
+    for name in sorted(set(raw) & set(_PARAMETERS)):
+        if raw[name] is not None and _PARAMETERS[name] != kind:
+            problems.add(f"{where}.{name}", f"{name} is a parameter of {_PARAMETERS[name]} keys, not of "
+                         f"{kind} keys: leave it out, or make the key {_PARAMETERS[name]}")
     entry = _definition(kind, raw, where, problems)
     return replace(entry, required=required and deleted is None, deleted=deleted)
 
