@@ -67,3 +67,8 @@ def test_a_bulk_change_names_the_entry_whose_metadata_is_refused(client, db, mak
     assert r.status_code == 400
     assert r.json()["message"] == f"invalid folderPatches.{f}.clientMetadata: 'n' = [1] is not a number"
     assert [e["field"] for e in r.json()["errors"]] == [f"folderPatches.{f}.clientMetadata.n"]
+    r = client.patch(f"/v2/public/storage/folders/{f}/items/{ids[0]}", json={"clientMetadata": {"n": "1"}},
+                     headers=alice.bearer)  # one item (the SDK's StorageItem.update): named as it sends it
+    assert r.status_code == 400
+    assert r.json()["message"] == "invalid clientMetadata: 'n' = '1' is not a number"
+    assert [e["field"] for e in r.json()["errors"]] == ["clientMetadata.n"]
