@@ -224,3 +224,20 @@ def test_an_sdk_save_keeps_what_another_admin_saved_while_it_waited(live_server,
     assert schema["version"] == 3
     assert schema["schema"]["strict_metadata"] is True
     assert schema["schema"]["keys"] == {"camera": {"type": "varchar", "required": True}, "notes": {"type": "text"}}
+
+
+def test_a_version_that_cannot_be_checked_is_refused(client, make_user) -> None:  # type: ignore[no-untyped-def]
+    """A native document's ``version`` guards a read-modify-write; one that is not an integer (a
+    string from a script, a float from a JSON tool) was ignored, so a stale edit was saved."""
+    alice = make_user("alice@x.io")
+    put(client, alice, BASE)
+    put(client, alice, {**BASE, "keys": {**BASE["keys"], "a": {"type": "text"}}})  # version 2
+    stale = {**BASE, "keys": {**BASE["keys"], "a": {"type": "text"}, "b": {"type": "text"}}}
+    for version in ("1", 1.0, True, -1):
+        r = put(client, alice, {**stale, "version": version})
+        assert r.status_code == 400, (version, r.text)
+        assert [e["field"] for e in r.json()["errors"]] == ["version"]
+        assert "expected the version the document was read at" in r.json()["message"]
+    assert client.get(URL, headers=alice.bearer).json()["version"] == 2
+    assert put(client, alice, {**stale, "version": 1}).status_code == 409
+    assert put(client, alice, {**stale, "version": 2}).status_code == 200

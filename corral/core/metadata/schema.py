@@ -265,6 +265,11 @@ def from_native(doc: object) -> Schema:
     unknown = sorted(set(doc) - {"keys", "strict_metadata", "version"})
     if unknown:
         problems.add("schema", f"unknown field(s) {', '.join(unknown)}; expected keys, strict_metadata")
+    version = doc.get("version")
+    if version is not None and (not isinstance(version, int) or isinstance(version, bool) or version < 0):
+        # (the version a read-modify-write started from: one it cannot check must not pass unchecked)
+        problems.add("version", f"expected the version the document was read at (an integer from 0), "
+                     f"got {_shown(version)}")
     strict = doc.get("strict_metadata", False)
     if not isinstance(strict, bool):
         problems.add("strict_metadata", f"expected true or false, got {_shown(strict)}")
