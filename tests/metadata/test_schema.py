@@ -226,3 +226,15 @@ def test_sdk_forms_keep_corral_extensions() -> None:
     assert detect_form({"keys": {"ty": "variant", "hint": "text"}}) == "encord"
     assert detect_form({"keys": "string", "strict_metadata": "number"}) == "legacy"
     assert detect_form({"keys": {"a": {"type": "text"}}, "version": 3}) == "native"
+
+
+def test_sdk_forms_keep_an_embeddings_metric() -> None:
+    """An SDK save re-sends every key without the ``metric`` its form cannot carry: it used to
+    reset a ``dot`` or ``l2`` key to cosine (and rebuild its index), silently."""
+    current = from_native({"keys": {"clip": {"type": "embedding", "size": 4, "metric": "dot"},
+                                    "old": {"type": "embedding", "size": 2, "metric": "l2", "deleted": "soft"}}})
+    assert parse_any(to_encord(current), current) == current
+    assert parse_any(to_legacy(current), current).entries["clip"].metric == "dot"
+    resized = to_encord(current)
+    resized["clip"]["size"] = 8  # another size is another key: its vectors go, and so does its metric
+    assert parse_any(resized, current).entries["clip"].metric is None

@@ -462,13 +462,16 @@ def to_legacy(schema: Schema) -> dict[str, str]:
 
 
 def keep_extensions(new: Schema, current: Schema) -> Schema:
-    """The SDK's forms know nothing of ``required``, ``strict_metadata`` and an embedding endpoint's
-    ``timeout``: keep the current ones (the timeout while the endpoint's URL stays the same)."""
+    """The SDK's forms know nothing of ``required``, ``strict_metadata``, an embedding's ``metric``
+    and its endpoint's ``timeout``: keep the current ones (the metric while the embedding keeps its
+    size, the timeout while the endpoint's URL stays the same)."""
     entries = {}
     for key, entry in new.entries.items():
         old = current.entries.get(key)
         keep = old is not None and old.required and entry.live and entry.same_type(old)
         entry = replace(entry, required=True) if keep else entry
+        if old is not None and entry.kind == "embedding" and entry.metric is None and entry.same_type(old):
+            entry = replace(entry, metric=old.metric)  # (also in a tombstone, which restores with it)
         if old is not None and entry.api is not None and old.api is not None and entry.api.url == old.api.url:
             entry = replace(entry, api=replace(entry.api, timeout=old.api.timeout))
         entries[key] = entry
