@@ -72,3 +72,24 @@ def test_a_bulk_change_names_the_entry_whose_metadata_is_refused(client, db, mak
     assert r.status_code == 400
     assert r.json()["message"] == "invalid clientMetadata: 'n' = '1' is not a number"
     assert [e["field"] for e in r.json()["errors"]] == ["clientMetadata.n"]
+
+
+def test_a_schema_key_the_index_does_not_query_is_not_called_unknown(client, make_user) -> None:  # type: ignore[no-untyped-def]
+    """user, geospatial and embedding keys are in the schema but not in the index: a filter, sort or
+    facet on one said "unknown metadata key" (and listed the queryable keys), as for a typo."""
+    alice = make_user("alice@x.io")
+    keys = {"owner": {"type": "user"}, "geo": {"type": "geospatial"}, "clip": {"type": "embedding", "size": 2},
+            "camera": {"type": "varchar"}}
+    assert client.put(URL, json={"keys": keys}, headers=alice.bearer).status_code == 200
+    for path, body, field in [("query", {"where": "owner = a"}, "filter.key"),
+                              ("query", {"sort": "geo"}, "sort.key"),
+                              ("facets", {"keys": ["clip"]}, "keys[0]")]:
+        r = client.post(f"/api/v1/index/{path}", json=body, headers=alice.bearer)
+        assert r.status_code == 400, r.text
+        [error] = r.json()["errors"]
+        assert error["field"] == field and "unknown" not in error["message"], error
+        assert " key, which the index does not filter, sort or count (only boolean, datetime, number, uuid, " \
+               "varchar, text, enum keys)" in error["message"]
+    assert "'clip' is an embedding key" in r.json()["message"] and "in_map" in r.json()["message"]
+    r = client.post("/api/v1/index/query", json={"where": "camra = a"}, headers=alice.bearer)
+    assert "unknown metadata key 'camra'; the schema's queryable keys are: camera" in r.json()["message"]

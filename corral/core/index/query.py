@@ -200,8 +200,12 @@ def catalog(s: Session, principal: Principal) -> Catalog:
     def features(kind: str, ref: str) -> list[str]:
         return _features(s, principal.org_id, kind, ref)
 
+    def kind(name: str) -> str | None:
+        entry = known.schema.entries.get(name)
+        return entry.kind if entry is not None and entry.live else None
+
     return Catalog(keys, deleted=deleted, folders=folder_ids, datasets=dataset_id, collections=collection_id,
-                   presets=preset, features=features, maps=map_id, seq=known.seq)
+                   presets=preset, features=features, maps=map_id, seq=known.seq, kinds=kind)
 
 
 def _features(s: Session, org_id: uuid.UUID, kind: str, ref: str) -> list[str]:
