@@ -93,3 +93,32 @@ def test_a_schema_key_the_index_does_not_query_is_not_called_unknown(client, mak
     assert "'clip' is an embedding key" in r.json()["message"] and "in_map" in r.json()["message"]
     r = client.post("/api/v1/index/query", json={"where": "camra = a"}, headers=alice.bearer)
     assert "unknown metadata key 'camra'; the schema's queryable keys are: camera" in r.json()["message"]
+
+
+def test_metadata_read_before_an_embedding_was_resized_can_be_written_back(client, db, make_user) -> None:  # type: ignore[no-untyped-def]
+    """Re-sizing an embedding key drops its vectors, and items keep the old-size marker: every
+    write of such an item as read (the SDK's ``update(client_metadata=item.client_metadata | …)``,
+    a merge that did not touch the key) was refused with "'clip' = {"$vector": {"dim": 2}} is not
+    a list of 3 finite numbers"."""
+    alice = make_user("alice@x.io")
+    keys = {"clip": {"type": "embedding", "size": 2}, "camera": {"type": "varchar"}}
+    assert client.put(URL, json={"keys": keys}, headers=alice.bearer).status_code == 200
+    _, [item] = _items(client, db, alice, [{"clip": [1, 2], "camera": "a"}])
+    keys["clip"]["size"] = 3
+    assert client.put(URL, json={"keys": keys}, headers=alice.bearer).status_code == 200
+    read = client.get(f"/api/v1/items/{item}", headers=alice.bearer).json()["client_metadata"]
+    assert read == {"clip": {"$vector": {"dim": 2}}, "camera": "a"}
+
+    r = client.patch(f"/api/v1/items/{item}", json={"client_metadata": {"camera": "b"}, "merge_metadata": True},
+                     headers=alice.bearer)
+    assert r.status_code == 200, r.text
+    r = client.patch(f"/v2/public/storage/folders/{r.json()['folder_id']}/items/{item}",
+                     json={"clientMetadata": {**read, "camera": "c"}}, headers=alice.bearer)
+    assert r.status_code == 200, r.text
+    shown = client.get(f"/api/v1/items/{item}", params={"vectors": "true"}, headers=alice.bearer).json()
+    assert shown["client_metadata"] == {"clip": {"$vector": {"dim": 3, "missing": True}}, "camera": "c"}
+    r = client.patch(f"/api/v1/items/{item}", json={"client_metadata": {"clip": [1, 2, 3]}, "merge_metadata": True},
+                     headers=alice.bearer)
+    assert r.status_code == 200
+    shown = client.get(f"/api/v1/items/{item}", params={"vectors": "true"}, headers=alice.bearer).json()
+    assert shown["client_metadata"]["clip"] == [1.0, 2.0, 3.0]
