@@ -267,8 +267,10 @@ def update(
     name: str | None = None,
     description: str | None = None,
     client_metadata: dict[str, Any] | None = None,
+    metadata_field: str = "client_metadata",
 ) -> Folder:
-    """Rename a folder, or replace its description or metadata (editors)."""
+    """Rename a folder, or replace its description or metadata (editors); a refused metadata is
+    named as ``metadata_field``."""
     folder = resolve_for(s, principal, ref, "editor")
     _lock(s, folder, ref)
     parent = s.get(Folder, folder.parent_id) if folder.parent_id else None
@@ -282,7 +284,8 @@ def update(
     if description is not None:
         folder.description = _check_description(description)
     if client_metadata is not None:
-        folder.client_metadata = metadata_service.validated(s, principal.org_id, client_metadata)
+        folder.client_metadata = metadata_service.validated(s, principal.org_id, client_metadata,
+                                                            metadata_field)
     folder.updated_at = utcnow()
     taken = folder.name  # (read before the flush: a failed flush leaves the row unreadable)
     try:

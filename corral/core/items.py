@@ -470,12 +470,13 @@ def update_item(
     merge: bool = False,
     description: str | None = None,
     folder: uuid.UUID | None = None,
+    metadata_field: str = "client_metadata",
 ) -> ItemView:
     """Rename an item or change its metadata (editors of its folder).
 
     ``client_metadata`` replaces the metadata; with ``merge``, its keys are set on the current
     metadata instead, and a key set to null is removed.  The result is validated against the
-    organisation's schema.
+    organisation's schema; a refusal names the metadata as ``metadata_field``.
     """
     if client_metadata is not None:
         # The index keys before the item, the order a schema change takes them in
@@ -496,7 +497,7 @@ def update_item(
         if merge:
             new = {**item.client_metadata, **client_metadata}
             new = {k: v for k, v in new.items() if v is not None}
-        item.client_metadata = metadata_service.validated(s, principal.org_id, new)
+        item.client_metadata = metadata_service.validated(s, principal.org_id, new, metadata_field)
     item.updated_at = utcnow()
     s.flush()
     return view(item, parts_of(s, item_id))

@@ -182,3 +182,62 @@ def test_encord_body_on_the_native_route_keeps_extensions(client, make_user) -> 
     assert schema["strict_metadata"] is True and schema["keys"]["camera"]["required"] is True
     r = put(client, alice, {"keys": {"ty": "variant", "hint": "text"}}, format="native")
     assert r.status_code == 400  # forced native: "keys" must map keys to definitions
+
+
+def test_an_sdk_save_keeps_what_another_admin_saved_while_it_waited(live_server, make_user, db) -> None:  # type: ignore[no-untyped-def]
+    """The SDK's forms know nothing of ``required`` and ``strict_metadata``, so a save through them
+    keeps the current ones: those current when it gets the schema's lock, not those it read before
+    waiting for it (on PostgreSQL, a save by another admin committing meanwhile was undone)."""
+    import threading
+    import time
+
+    from sqlalchemy import text
+
+    from corral.core.metadata import service
+    from corral.core.metadata.schema import from_native
+    from tests.index.world import principal
+
+    alice = make_user("alice@x.io")
+    assert httpx.put(f"{live_server}{URL}", json={"keys": {"camera": {"type": "varchar"}}},
+                     headers=alice.bearer).status_code == 200
+    sdk_body = {"camera": {"ty": "variant", "hint": "varchar"}, "notes": {"ty": "variant", "hint": "text"}}
+    answers: list[httpx.Response] = []
+    with db.write() as s:  # another admin's change, saved but not yet committed: it holds the lock
+        service.save(s, principal(db, alice.user_id), from_native(
+            {"strict_metadata": True, "keys": {"camera": {"type": "varchar", "required": True}}}))
+        sdk = threading.Thread(target=lambda: answers.append(httpx.post(
+            f"{live_server}/v2/public/organisation/client-metadata-schema-v2", json=sdk_body,
+            headers=alice.bearer, timeout=60)))
+        sdk.start()
+        deadline = time.monotonic() + 10
+        while sdk.is_alive() and time.monotonic() < deadline:  # until the SDK's save waits for the lock
+            if not db.is_sqlite:
+                with db.engine.connect() as c:
+                    if c.scalar(text("SELECT count(*) FROM pg_locks WHERE NOT granted")):
+                        break
+            time.sleep(0.1 if not db.is_sqlite else 1.0)
+            if db.is_sqlite:
+                break  # (SQLite: its write waits for this transaction as a whole)
+    sdk.join(60)
+    assert answers and answers[0].status_code == 200, answers[0].text if answers else "no answer"
+    schema = httpx.get(f"{live_server}{URL}", headers=alice.bearer).json()
+    assert schema["version"] == 3
+    assert schema["schema"]["strict_metadata"] is True
+    assert schema["schema"]["keys"] == {"camera": {"type": "varchar", "required": True}, "notes": {"type": "text"}}
+
+
+def test_a_version_that_cannot_be_checked_is_refused(client, make_user) -> None:  # type: ignore[no-untyped-def]
+    """A native document's ``version`` guards a read-modify-write; one that is not an integer (a
+    string from a script, a float from a JSON tool) was ignored, so a stale edit was saved."""
+    alice = make_user("alice@x.io")
+    put(client, alice, BASE)
+    put(client, alice, {**BASE, "keys": {**BASE["keys"], "a": {"type": "text"}}})  # version 2
+    stale = {**BASE, "keys": {**BASE["keys"], "a": {"type": "text"}, "b": {"type": "text"}}}
+    for version in ("1", 1.0, True, -1):
+        r = put(client, alice, {**stale, "version": version})
+        assert r.status_code == 400, (version, r.text)
+        assert [e["field"] for e in r.json()["errors"]] == ["version"]
+        assert "expected the version the document was read at" in r.json()["message"]
+    assert client.get(URL, headers=alice.bearer).json()["version"] == 2
+    assert put(client, alice, {**stale, "version": 1}).status_code == 409
+    assert put(client, alice, {**stale, "version": 2}).status_code == 200

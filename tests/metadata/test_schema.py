@@ -107,6 +107,12 @@ def test_aliases_are_normalised_on_input(alias: str, kind: str) -> None:
     ({"k": {"type": "text", "required": "yes"}}, "keys.k.required", "true or false"),
     ({"k": "text"}, "keys.k", "expected an object"),
     ({"$k": {"type": "text"}}, "keys.$k", "must not start with '$'"),
+    # another kind's parameter, which the key would silently drop (`corral schema set k varchar --size 8`)
+    ({"k": {"type": "varchar", "size": 8}}, "keys.k.size", "size is a parameter of embedding keys, not of varchar"),
+    ({"k": {"type": "number", "max_length": 5}}, "keys.k.max_length", "max_length is a parameter of varchar"),
+    ({"k": {"type": "text", "values": ["a"]}}, "keys.k.values", "values is a parameter of enum keys"),
+    ({"k": {"type": "enum", "values": ["a"], "format": "F32"}}, "keys.k.format", "format is a parameter of number"),
+    ({"k": {"type": "uuid", "metric": "dot"}}, "keys.k.metric", "metric is a parameter of embedding"),
 ])
 def test_bad_native_documents_name_the_field(keys: dict[str, object], field: str, words: str) -> None:
     with pytest.raises(ValidationFailed) as info:
@@ -220,3 +226,15 @@ def test_sdk_forms_keep_corral_extensions() -> None:
     assert detect_form({"keys": {"ty": "variant", "hint": "text"}}) == "encord"
     assert detect_form({"keys": "string", "strict_metadata": "number"}) == "legacy"
     assert detect_form({"keys": {"a": {"type": "text"}}, "version": 3}) == "native"
+
+
+def test_sdk_forms_keep_an_embeddings_metric() -> None:
+    """An SDK save re-sends every key without the ``metric`` its form cannot carry: it used to
+    reset a ``dot`` or ``l2`` key to cosine (and rebuild its index), silently."""
+    current = from_native({"keys": {"clip": {"type": "embedding", "size": 4, "metric": "dot"},
+                                    "old": {"type": "embedding", "size": 2, "metric": "l2", "deleted": "soft"}}})
+    assert parse_any(to_encord(current), current) == current
+    assert parse_any(to_legacy(current), current).entries["clip"].metric == "dot"
+    resized = to_encord(current)
+    resized["clip"]["size"] = 8  # another size is another key: its vectors go, and so does its metric
+    assert parse_any(resized, current).entries["clip"].metric is None

@@ -17,19 +17,15 @@ from corral.core.identity import Principal
 from corral.core.integrations import endpoint_policy
 from corral.core.metadata import schema as model
 from corral.core.metadata import service
+from corral.core.metadata.schema import Form
 from corral.core.metadata.service import SchemaState
 
 router = APIRouter(prefix="/v2/public/organisation", tags=["encord-compatible"], route_class=CorralRoute)
 
 
-def _save(ctx: Ctx, principal: Principal, parse: Any) -> None:
-    def write() -> None:
-        with ctx.db.write() as s:
-            now = service.current(s, principal.org_id)
-            service.save(s, principal, model.keep_extensions(parse(now.schema), now.schema),
-                         endpoints=endpoint_policy(ctx.settings))
-
-    return write()
+def _save(ctx: Ctx, principal: Principal, document: dict[str, Any], form: Form) -> None:
+    with ctx.db.write() as s:
+        service.save_document(s, principal, document, form, endpoints=endpoint_policy(ctx.settings))
 
 
 def _read(ctx: Ctx, principal: Principal) -> SchemaState:
@@ -45,7 +41,7 @@ async def get_v2(ctx: Ctx, principal: CurrentPrincipal) -> dict[str, Any] | None
 
 @router.post("/client-metadata-schema-v2", summary="Replace the metadata schema (SDK MetadataSchema.save())")
 async def post_v2(ctx: Ctx, principal: CurrentPrincipal, document: Annotated[dict[str, Any], Body()]) -> None:
-    await run_in_threadpool(_save, ctx, principal, lambda current: model.from_encord(document))
+    await run_in_threadpool(_save, ctx, principal, document, "encord")
 
 
 @router.get("/client-metadata-schema", summary="The flat legacy schema (SDK get_client_metadata_schema())")
@@ -70,4 +66,4 @@ async def get_legacy(ctx: Ctx, principal: CurrentPrincipal) -> dict[str, Any] | 
 async def post_legacy(
     ctx: Ctx, principal: CurrentPrincipal, document: Annotated[dict[str, Any], Body()]
 ) -> None:
-    await run_in_threadpool(_save, ctx, principal, lambda current: model.from_legacy(document, current))
+    await run_in_threadpool(_save, ctx, principal, document, "legacy")

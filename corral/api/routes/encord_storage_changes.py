@@ -105,6 +105,12 @@ def _text(patch: dict[str, Any], key: str, where: str) -> str | None:
     return value
 
 
+def _metadata_field(where: str) -> str:
+    """How a refused clientMetadata is named: as the SDK sends it, and in a bulk change with the
+    id of its entry (``itemPatches.<id>.clientMetadata``)."""
+    return "clientMetadata" if where == "body" else f"{where}.clientMetadata"
+
+
 def _patches(body: dict[str, Any], key: str) -> dict[uuid.UUID, dict[str, Any]]:
     raw = body.get(key)
     if not isinstance(raw, dict) or not 1 <= len(raw) <= MAX_PATCHES:
@@ -134,6 +140,7 @@ def _patch_folder(
         name=_text(patch, "name", where),
         description=_text(patch, "description", where),
         client_metadata=_metadata(patch.get("clientMetadata")),
+        metadata_field=_metadata_field(where),
     )
 
 
@@ -261,6 +268,7 @@ def _patch_item(
         description=_text(patch, "description", where),
         client_metadata=_metadata(patch.get("clientMetadata")),
         folder=folder,
+        metadata_field=_metadata_field(where),
     )
 
 

@@ -139,10 +139,8 @@ async def put_schema(
 
     def write() -> SaveResult:
         with ctx.db.write() as s:
-            now = service.current(s, principal.org_id)
-            new = model.parse_any(document, now.schema, form)
-            return service.save(s, principal, new, base_version=base_version, dry_run=dry_run,
-                                endpoints=endpoint_policy(ctx.settings))
+            return service.save_document(s, principal, document, form, base_version=base_version,
+                                         dry_run=dry_run, endpoints=endpoint_policy(ctx.settings))
 
     result = await run_in_threadpool(write)
     return SavePublic(

@@ -30,7 +30,7 @@ from sqlalchemy import (
 from sqlalchemy.sql import util as sql_util
 
 from corral.core.index.filters import And, Node, Not, Or, Pred
-from corral.core.index.keys import TXT_MAX, Key
+from corral.core.index.keys import TXT_MAX, Key, from_epoch
 from corral.core.maps.area import Area
 from corral.core.maps.area import condition as area_condition
 from corral.db.tables import CollectionItem, DataRow, Item, ItemMeta, ItemText, LabelRow, MapPoint
@@ -252,10 +252,8 @@ class Compiler:
             return labelled if op == "exists" else not_(labelled)
         column = self._field_column(name)
         if name == "created_at":
-            from datetime import UTC, datetime
-
-            v = [datetime.fromtimestamp(x, UTC) for x in v] if isinstance(v, list) else (
-                datetime.fromtimestamp(v, UTC) if v is not None else None
+            v = [from_epoch(x) for x in v] if isinstance(v, list) else (
+                from_epoch(v) if v is not None else None
             )
         conditions: dict[str, Any] = {
             "exists": lambda: column.is_not(None),

@@ -71,6 +71,7 @@ OPS_BY_KIND: dict[str, tuple[str, ...]] = {
     "varchar": EQUALITY + PRESENCE + STRINGS,
     "text": EQUALITY + PRESENCE + STRINGS + ("match",),
 }
+QUERYABLE_KINDS = ("boolean", "datetime", "number", "uuid", "varchar", "text", "enum")
 #: Item fields: name -> (kind of its values, operators).
 FIELDS: dict[str, tuple[str, tuple[str, ...]]] = {
     "type": ("type", EQUALITY),
@@ -147,8 +148,10 @@ class Catalog:
         features: Callable[[str, str], list[str]] | None = None,
         maps: Callable[[str, str], int] | None = None,
         seq: int | None = None,
+        kinds: Callable[[str], str | None] | None = None,
     ) -> None:
         self.keys = keys
+        self.kinds = kinds  # a live schema key's kind (to say why one that is not queryable is not)
         self.seq = seq  # the index change sequence the keys were read at (None: not read)
         self.deleted = deleted
         self.folders = folders
@@ -163,6 +166,12 @@ class Catalog:
         if found is None:
             if name in self.deleted:
                 raise _bad(where, f"metadata key {name!r} is deleted from the schema")
+            kind = self.kinds(name) if self.kinds is not None else None
+            if kind is not None:
+                also = "; search it by similarity, or by a map area (in_map)" if kind == "embedding" else ""
+                article = "an" if kind[0] in "aeiou" else "a"
+                raise _bad(where, f"metadata key {name!r} is {article} {kind} key, which the index does not "
+                           f"filter, sort or count (only {', '.join(QUERYABLE_KINDS)} keys){also}")
             known = ", ".join(sorted(self.keys)[:30]) or "none"
             raise _bad(where, f"unknown metadata key {name!r}; the schema's queryable keys are: {known}")
         if not found.ready:

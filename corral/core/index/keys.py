@@ -18,7 +18,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import delete, func, select
@@ -71,6 +71,20 @@ def _entry(name: str, stored: dict[str, Any]) -> Entry:
 
 def epoch(iso: str) -> float:
     return datetime.fromisoformat(iso).timestamp()
+
+
+_FIRST = datetime.min.replace(tzinfo=UTC)
+_LAST = datetime.max.replace(tzinfo=UTC)
+
+
+def from_epoch(seconds: float) -> datetime:
+    """The UTC instant ``seconds`` after the Unix epoch, within ``datetime``'s range: ``epoch`` of
+    9999-12-31T23:59:59.999999 (an accepted value) is 253402300800.0, a float just past it, and a
+    histogram's edges or a filter's bound may be too."""
+    try:
+        return datetime.fromtimestamp(seconds, UTC)
+    except (ValueError, OverflowError, OSError):
+        return _LAST if seconds > 0 else _FIRST
 
 
 def projector(entry: Entry) -> Callable[[Any], Projected | None]:

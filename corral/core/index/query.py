@@ -22,7 +22,7 @@ import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -200,8 +200,12 @@ def catalog(s: Session, principal: Principal) -> Catalog:
     def features(kind: str, ref: str) -> list[str]:
         return _features(s, principal.org_id, kind, ref)
 
+    def kind(name: str) -> str | None:
+        entry = known.schema.entries.get(name)
+        return entry.kind if entry is not None and entry.live else None
+
     return Catalog(keys, deleted=deleted, folders=folder_ids, datasets=dataset_id, collections=collection_id,
-                   presets=preset, features=features, maps=map_id, seq=known.seq)
+                   presets=preset, features=features, maps=map_id, seq=known.seq, kinds=kind)
 
 
 def _features(s: Session, org_id: uuid.UUID, kind: str, ref: str) -> list[str]:
@@ -1124,7 +1128,7 @@ def _histogram(
         return result
     lo, hi, total = span
     show: Callable[[float], Any] = (
-        (lambda x: datetime.fromtimestamp(x, UTC).isoformat()) if key.kind == "datetime" else (lambda x: x)
+        (lambda x: index_keys.from_epoch(x).isoformat()) if key.kind == "datetime" else (lambda x: x)
     )
     if hi == lo:
         result["buckets"].append({"from": show(lo), "to": show(hi), "count": int(total)})

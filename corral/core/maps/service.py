@@ -33,7 +33,6 @@ import uuid
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -364,7 +363,7 @@ def _buckets(
     codes[have] = (which[have] + 1).astype(np.uint8)
 
     def show(x: float) -> Any:
-        return datetime.fromtimestamp(x, UTC).isoformat() if key.kind == "datetime" else x
+        return index_keys.from_epoch(x).isoformat() if key.kind == "datetime" else x
 
     used = NUMBER_BUCKETS if hi > lo else 1
     cats = [

@@ -220,6 +220,9 @@ def _definition(kind: str, params: Mapping[str, Any], where: str, problems: _Pro
 # -- native ------------------------------------------------------------------------------------
 
 _NATIVE_FIELDS = {"type", "max_length", "values", "size", "format", "api", "metric", "required", "deleted"}
+#: The parameters of each kind (a parameter of another kind is refused, never silently dropped).
+_PARAMETERS = {"max_length": "varchar", "values": "enum", "size": "embedding", "api": "embedding",
+               "metric": "embedding", "format": "number"}
 
 
 def _native_entry(raw: object, where: str, problems: _Problems) -> Entry | None:
@@ -244,6 +247,10 @@ def _native_entry(raw: object, where: str, problems: _Problems) -> Entry | None:
     if not isinstance(required, bool):
         problems.add(f"{where}.required", f"expected true or false, got {_shown(required)}")
         required = False
+    for name in sorted(set(raw) & set(_PARAMETERS)):
+        if raw[name] is not None and _PARAMETERS[name] != kind:
+            problems.add(f"{where}.{name}", f"{name} is a parameter of {_PARAMETERS[name]} keys, not of "
+                         f"{kind} keys: leave it out, or make the key {_PARAMETERS[name]}")
     entry = _definition(kind, raw, where, problems)
     return replace(entry, required=required and deleted is None, deleted=deleted)
 
@@ -258,6 +265,11 @@ def from_native(doc: object) -> Schema:
     unknown = sorted(set(doc) - {"keys", "strict_metadata", "version"})
     if unknown:
         problems.add("schema", f"unknown field(s) {', '.join(unknown)}; expected keys, strict_metadata")
+    version = doc.get("version")
+    if version is not None and (not isinstance(version, int) or isinstance(version, bool) or version < 0):
+        # (the version a read-modify-write started from: one it cannot check must not pass unchecked)
+        problems.add("version", f"expected the version the document was read at (an integer from 0), "
+                     f"got {_shown(version)}")
     strict = doc.get("strict_metadata", False)
     if not isinstance(strict, bool):
         problems.add("strict_metadata", f"expected true or false, got {_shown(strict)}")
@@ -450,13 +462,16 @@ def to_legacy(schema: Schema) -> dict[str, str]:
 
 
 def keep_extensions(new: Schema, current: Schema) -> Schema:
-    """The SDK's forms know nothing of ``required``, ``strict_metadata`` and an embedding endpoint's
-    ``timeout``: keep the current ones (the timeout while the endpoint's URL stays the same)."""
+    """The SDK's forms know nothing of ``required``, ``strict_metadata``, an embedding's ``metric``
+    and its endpoint's ``timeout``: keep the current ones (the metric while the embedding keeps its
+    size, the timeout while the endpoint's URL stays the same)."""
     entries = {}
     for key, entry in new.entries.items():
         old = current.entries.get(key)
         keep = old is not None and old.required and entry.live and entry.same_type(old)
         entry = replace(entry, required=True) if keep else entry
+        if old is not None and entry.kind == "embedding" and entry.metric is None and entry.same_type(old):
+            entry = replace(entry, metric=old.metric)  # (also in a tombstone, which restores with it)
         if old is not None and entry.api is not None and old.api is not None and entry.api.url == old.api.url:
             entry = replace(entry, api=replace(entry.api, timeout=old.api.timeout))
         entries[key] = entry

@@ -26,7 +26,7 @@ from corral.core.index import keys as index_keys
 from corral.core.index import reproject  # noqa: F401  (the index's ORM listener and job kind)
 from corral.core.metadata import embedding_api
 from corral.core.metadata.evolution import evolve
-from corral.core.metadata.schema import Schema, from_native, to_native
+from corral.core.metadata.schema import Form, Schema, from_native, parse_any, to_native
 from corral.core.metadata.validation import Validator, describe
 from corral.core.vectors import keys as vector_keys
 from corral.db.tables import MetadataSchema, MetadataSchemaVersion, User
@@ -176,6 +176,21 @@ def save(
     return SaveResult(SchemaState(version, new, updated_by=principal.email), True, diff, job)
 
 
+def save_document(
+    s: Session, principal: Principal, document: object, form: Form = "auto", *,
+    base_version: int | None = None, dry_run: bool = False, endpoints: EndpointPolicy | None = None,
+) -> SaveResult:
+    """``save`` of a document in any form (``schema.parse_any``).  The Encord and legacy forms
+    know nothing of ``required``, ``strict_metadata`` or an endpoint's timeout, and keep the
+    current ones: *current* as read under the row lock, so that a change saved meanwhile by
+    another admin (another process, on PostgreSQL) is kept rather than undone."""
+    if principal.role != "admin":
+        raise errors.PermissionDenied("only organisation admins may change the metadata schema")
+    now = current(s, principal.org_id, lock=True)
+    new = parse_any(document, now.schema, form)
+    return save(s, principal, new, base_version=base_version, dry_run=dry_run, endpoints=endpoints)
+
+
 #: The largest version the ``version`` column (a 32-bit ``INTEGER``) can hold.
 MAX_VERSION = 2**31 - 1
 
@@ -248,12 +263,14 @@ def _join(field: str, key: str | None) -> str:
 
 def validated(s: Session, org_id: uuid.UUID, metadata: Any, field: str = "client_metadata") -> dict[str, Any]:
     """``metadata`` checked against the organisation's schema and normalised, or ``ValidationFailed``
-    with one detail per bad key (``field`` is ``client_metadata.<key>``)."""
+    with one detail per bad key (``field`` is ``client_metadata.<key>``).  A ``field`` other than
+    ``client_metadata`` (one entry of a bulk change: ``itemPatches.<id>.clientMetadata``) is named
+    in the message too, so that it says which of many was refused."""
     _, compiled = validator(s, org_id)
     normalised, problems = compiled.validate(metadata)
     if problems:
         raise errors.ValidationFailed(
-            describe(problems),
+            describe(problems) if field == "client_metadata" else describe(problems, field),
             details=[
                 errors.ErrorDetail(p.message, field=_join(field, p.key))
                 for p in problems

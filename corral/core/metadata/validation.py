@@ -29,7 +29,7 @@ from typing import Any
 
 from corral import jsoncodec
 from corral.core.metadata.schema import Entry, Schema
-from corral.core.vectors.store import MARKER, StoredVector, is_marker
+from corral.core.vectors.store import MARKER, StoredVector, is_marker, marker
 
 Check = Callable[[Any], Any]
 _ZERO = timedelta(0)
@@ -101,11 +101,12 @@ def _storable(meta: dict[str, Any]) -> Problem | None:
     return Problem(found.path.lstrip("."), None, "storable JSON", found.message)
 
 
-def describe(problems: list[Problem]) -> str:
-    """One sentence for all of an item's problems (the caller puts the item's name in front)."""
+def describe(problems: list[Problem], what: str = "clientMetadata") -> str:
+    """One sentence for all of an item's problems (the caller puts the item's name in front, or
+    names the metadata as ``what``, e.g. ``itemPatches.<id>.clientMetadata``)."""
     if len(problems) == 1:
-        return f"invalid clientMetadata: {problems[0].message}"
-    return f"invalid clientMetadata ({len(problems)} problems): " + "; ".join(p.message for p in problems)
+        return f"invalid {what}: {problems[0].message}"
+    return f"invalid {what} ({len(problems)} problems): " + "; ".join(p.message for p in problems)
 
 
 # -- checks, one per kind -----------------------------------------------------------------------
@@ -213,6 +214,12 @@ def _embedding(size: int) -> Check:
         if type(v) is not list:
             if (is_marker(v) or isinstance(v, StoredVector)) and v[MARKER]["dim"] == size:
                 return v  # sent back as read (the stored vector stays), or validated already
+            if is_marker(v):
+                # Read before the key was re-sized, whose vectors went with the old size: every
+                # item written back as read (an SDK update, a merge) carries one.  Kept as the key's
+                # marker, which has no vector now and reads as missing, rather than refusing the
+                # whole write over a value its writer never chose.
+                return marker(size)
             raise _Bad(expected)
         return _numbers(v, size, expected)
 
