@@ -238,3 +238,18 @@ def test_sdk_forms_keep_an_embeddings_metric() -> None:
     resized = to_encord(current)
     resized["clip"]["size"] = 8  # another size is another key: its vectors go, and so does its metric
     assert parse_any(resized, current).entries["clip"].metric is None
+
+
+def test_no_more_keys_may_be_required_than_an_items_metadata_can_hold() -> None:
+    """A schema may hold 10,000 keys and an item's metadata 1,000: with more than 1,000 keys
+    required, every write of metadata would be refused, so the schema is refused instead."""
+    from corral.core.metadata.schema import MAX_REQUIRED
+
+    def doc(n: int) -> dict[str, object]:
+        return {"keys": {f"k{i}": {"type": "number", "required": True} for i in range(n)}
+                | {"spare": {"type": "number"}}}
+
+    assert from_native(doc(MAX_REQUIRED)).entries["k0"].required
+    with pytest.raises(ValidationFailed) as info:
+        from_native(doc(MAX_REQUIRED + 1))
+    assert {d.field for d in info.value.details} == {"keys"} and "required" in info.value.message

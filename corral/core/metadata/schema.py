@@ -33,7 +33,7 @@ from typing import Any, Literal
 from corral.core.metadata import embedding_api
 from corral.core.metadata.embedding_api import EmbeddingApi
 from corral.errors import ErrorDetail, ValidationFailed
-from corral.jsoncodec import int_summary, preview
+from corral.jsoncodec import METADATA, int_summary, preview
 
 Kind = Literal[
     "boolean", "datetime", "number", "uuid", "varchar", "text", "enum", "embedding", "geospatial", "user"
@@ -46,6 +46,8 @@ ENUM_MAX = 256
 ENUM_OPTION_MAX = 256  # characters per enum option (options can never be removed)
 EMBEDDING_MAX = 4096
 MAX_KEYS = 10_000
+#: The most keys that may be required: as many as an item's metadata may hold.
+MAX_REQUIRED = METADATA.max_keys or 1_000
 MAX_KEY_LENGTH = 256
 Deleted = Literal["soft", "hard"] | None
 
@@ -279,6 +281,10 @@ def from_native(doc: object) -> Schema:
         problems.add("keys", "expected an object mapping each key to its definition")
         keys = {}
     entries = _entries(keys, problems, _native_entry)
+    required = sum(1 for e in entries.values() if e.required)
+    if required > MAX_REQUIRED:  # every write would then be refused
+        problems.add("keys", f"at most {MAX_REQUIRED:,} keys may be required (an item's metadata holds at "
+                     f"most {MAX_REQUIRED:,} keys), not {required:,}")
     problems.raise_if_any("metadata schema")
     return Schema(entries, strict)
 
