@@ -12,7 +12,13 @@ import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from corral.cli.client_commands import _client, _print, api_errors, connection_options
+from corral.cli.client_commands import (
+    _client,
+    _print,
+    api_errors,
+    connection_options,
+    stop_waiting_on_interrupt,
+)
 
 _URL = re.compile(r"^(s3|gs|az|azure|https?|file)://", re.IGNORECASE)
 
@@ -40,7 +46,7 @@ def _wait(c: Any, job_id: str) -> dict[str, Any]:
         TimeElapsedColumn(),
     ]
     start = time.monotonic()
-    with Progress(*columns, console=console, transient=True) as progress:
+    with stop_waiting_on_interrupt(job_id), Progress(*columns, console=console, transient=True) as progress:
         task = progress.add_task("import", total=None, rate="", failed=0)
         while True:
             status: dict[str, Any] = c.get_import(job_id, wait=2, limit=0)

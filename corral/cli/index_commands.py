@@ -9,7 +9,13 @@ from typing import Any
 
 import click
 
-from corral.cli.client_commands import _client, _print, api_errors, connection_options
+from corral.cli.client_commands import (
+    _client,
+    _print,
+    api_errors,
+    connection_options,
+    stop_waiting_on_interrupt,
+)
 from corral.cli.output import table
 
 MAX_IMAGE = 8 * 1024 * 1024  # the server's limit (corral.core.vectors.endpoint.MAX_IMAGE)
@@ -296,9 +302,10 @@ def _change(ref: str, item_ids: tuple[str, ...], where: str | None, titles: tupl
     with api_errors(), _client(profile) as c:
         done = c.change_collection_items(ref, body, remove=remove)
         if wait and done.get("job_id"):
-            job = c.get_job(done["job_id"], wait=10)
-            while job["status"] == "PENDING":
+            with stop_waiting_on_interrupt(done["job_id"]):
                 job = c.get_job(done["job_id"], wait=10)
+                while job["status"] == "PENDING":
+                    job = c.get_job(done["job_id"], wait=10)
             done["job"] = job
 
     def human(r: dict[str, Any]) -> None:
