@@ -266,7 +266,7 @@ class Client:
         self.close()
 
     def request(self, method: str, path: str, **kwargs: Any) -> Any:
-        body = kwargs.get("content")
+        body: Any = kwargs.get("content")
         start = body.tell() if hasattr(body, "seek") and hasattr(body, "tell") else None
         for attempt in range(self.retries + 1):
             try:
