@@ -218,3 +218,26 @@ def test_ctrl_c_while_an_import_waits_names_the_job_that_goes_on(live_server, ma
     done = _interrupt(["job", "wait", job_id], env, lambda err: "waiting" in err, tmp_path)
     assert done.returncode == 130, (done.stdout, done.stderr)
     assert f"corral job cancel {job_id}" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_losing_the_server_while_an_import_waits_names_the_job(runner, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A server restarted in the middle of a long ``corral import`` wait ended it with ``Error:
+    cannot reach …`` alone: the job, which goes on, had never been named."""
+    job_id = "01a24e56-2555-7000-a112-73c7c5a79ca4"
+    state = {"polls": 0}
+
+    def then_gone(h: http.server.BaseHTTPRequestHandler) -> None:
+        if h.command == "POST":
+            _send(h, 202, {"job_id": job_id, "status": "PENDING"})
+            return
+        state["polls"] += 1
+        _send(h, 500, {"code": "internal", "message": "internal error (incident 1); see the server log"})
+
+    manifest = tmp_path / "m.json"
+    manifest.write_text('{"images": []}')
+    with edge_server(then_gone) as url:
+        r = runner.invoke(cli, ["import", str(manifest), "--folder", "f", "--integration", "i"],
+                          env={"CORRAL_URL": url, "CORRAL_TOKEN": "t"})
+    assert r.exit_code == 1 and isinstance(r.exception, SystemExit), (r.output, r.exception)
+    assert f"job {job_id} may still be running: follow it with `corral job wait {job_id}`" in r.output
+    assert "internal error (incident 1)" in r.output and state["polls"] == 1

@@ -33,9 +33,13 @@ def api_errors(options: dict[str, str] | None = None) -> Iterator[None]:
 @contextmanager
 def stop_waiting_on_interrupt(job_id: str) -> Iterator[None]:
     """Ctrl-C while waiting for a job stops the waiting, not the job: say so, with the job's id and
-    how to follow or stop it, and exit 130 (before: click's bare "Aborted!", the id never shown)."""
+    how to follow or stop it, and exit 130 (before: click's bare "Aborted!", the id never shown).
+    An error while waiting (the server restarting, say) names the job too."""
     try:
         yield
+    except ApiError as exc:  # the server went away (or failed) while the job may well go on
+        hint = f"; job {job_id} may still be running: follow it with `corral job wait {job_id}`"
+        raise ApiError(exc.status, exc.code, exc.message + hint, exc.errors) from None
     except KeyboardInterrupt:
         click.echo(
             f"\nStopped waiting. Job {job_id} goes on: follow it with `corral job wait {job_id}`, "
