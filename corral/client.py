@@ -17,6 +17,7 @@ import json
 import mimetypes
 import os
 import tempfile
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -191,6 +192,37 @@ def _api_error(resp: httpx.Response) -> ApiError:
     )
 
 
+#: A 503 with ``Retry-After`` is sent again this many times, pausing as it says (at most
+#: ``MAX_RETRY_PAUSE`` seconds): corral answers so when it is busy or its database briefly is
+#: (a lock, a restart), having committed nothing of the request.
+RETRIES = 5
+MAX_RETRY_PAUSE = 30.0
+_SAFE_TO_RESEND = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
+_COMMITTED_NOTHING = frozenset({"overloaded", "unavailable"})  # corral's codes for such a 503
+
+
+def _retry_pause(resp: httpx.Response, method: str) -> float | None:
+    """How long to wait before sending a request again that was answered ``resp``, or None if it
+    must not be: only a 503 with ``Retry-After`` in seconds, for an idempotent method, or for any
+    method when corral says that nothing of it was committed (not a proxy's 503 to a POST)."""
+    if resp.status_code != 503:
+        return None
+    try:
+        pause = float(resp.headers.get("retry-after", ""))
+    except ValueError:
+        return None
+    if not pause >= 0:
+        return None
+    if method.upper() not in _SAFE_TO_RESEND:
+        try:
+            body = resp.json()
+        except ValueError:
+            return None
+        if not (isinstance(body, dict) and body.get("code") in _COMMITTED_NOTHING):
+            return None
+    return min(pause, MAX_RETRY_PAUSE)
+
+
 def _present(params: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in params.items() if v is not None}
 
@@ -204,7 +236,9 @@ class Client:
         ssh_key: str | Path | None = None,
         timeout: float = 120.0,
         transport: httpx.BaseTransport | None = None,
+        retries: int = RETRIES,
     ) -> None:
+        self.retries = retries
         auth: httpx.Auth | None = None
         headers = {"User-Agent": "corral-client"}
         if token:
@@ -232,10 +266,19 @@ class Client:
         self.close()
 
     def request(self, method: str, path: str, **kwargs: Any) -> Any:
-        try:
-            resp = self._http.request(method, path, **kwargs)
-        except httpx.TransportError as exc:
-            raise self._unreachable(exc) from None
+        body: Any = kwargs.get("content")
+        start = body.tell() if hasattr(body, "seek") and hasattr(body, "tell") else None
+        for attempt in range(self.retries + 1):
+            try:
+                resp = self._http.request(method, path, **kwargs)
+            except httpx.TransportError as exc:
+                raise self._unreachable(exc) from None
+            pause = _retry_pause(resp, method) if attempt < self.retries else None
+            if pause is None or (body is not None and not isinstance(body, bytes | str) and start is None):
+                break
+            time.sleep(pause)
+            if start is not None:  # a file sent as the body: from its start again
+                body.seek(start)
         if resp.status_code >= 400:
             raise _api_error(resp)
         if not resp.content:
@@ -707,13 +750,16 @@ class Client:
     ) -> Iterator[dict[str, Any]]:
         """Every matching item, read from the NDJSON export one line at a time."""
         body = {"where": where, "sort": sort, "fields": fields}
-        with self._http.stream("POST", "/api/v1/index/export", json=body) as resp:
-            if resp.status_code >= 400:
-                resp.read()
-                raise _api_error(resp)
-            for line in resp.iter_lines():
-                if line:
-                    yield json.loads(line)
+        try:
+            with self._http.stream("POST", "/api/v1/index/export", json=body) as resp:
+                if resp.status_code >= 400:
+                    resp.read()
+                    raise _api_error(resp)
+                for line in resp.iter_lines():
+                    if line:
+                        yield json.loads(line)
+        except httpx.TransportError as exc:  # down, or gone in the middle of the export
+            raise self._unreachable(exc) from None
 
     def unlink_items(
         self, ref: str, item_ids: list[str] | None = None, row_ids: list[str] | None = None

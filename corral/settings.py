@@ -56,7 +56,7 @@ class Settings(BaseSettings):
         "DATA_DIR/secret.key when unset on SQLite; required with PostgreSQL.",
     )
     host: str = Field("127.0.0.1", description="Interface `corral serve` binds to.")
-    port: int = Field(8080, description="Port `corral serve` listens on.")
+    port: int = Field(8080, ge=1, le=65535, description="Port `corral serve` listens on.")
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         "info", description="Minimum level of log records."
     )

@@ -228,3 +228,16 @@ def test_unwritable_config_directory_is_a_clear_error(runner, live_server, make_
     r = runner.invoke(cli, ["login", "--url", live_server, "--token", alice.token])
     assert r.exit_code == 1 and isinstance(r.exception, SystemExit), r.output
     assert "cannot save profiles in" in r.output and alice.token not in r.output
+
+
+@pytest.mark.parametrize("port", ["99999", "0", "-1"])
+def test_serve_refuses_a_port_that_cannot_be(runner, tmp_path, monkeypatch, port) -> None:  # type: ignore[no-untyped-def]
+    """``corral serve --port 99999`` (or CORRAL_PORT=99999) said ``corral listening on
+    http://127.0.0.1:99999`` and started: now a usage error naming the option or the setting."""
+    r = runner.invoke(cli, ["serve", "--data-dir", str(tmp_path / "data"), "--port", port])
+    assert r.exit_code == 2 and "Invalid value for '--port'" in r.output and "1<=x<=65535" in r.output, r.output
+    assert not (tmp_path / "data").exists()
+    monkeypatch.setenv("CORRAL_PORT", port)
+    r = runner.invoke(cli, ["serve", "--data-dir", str(tmp_path / "data")])
+    assert r.exit_code == 1 and "invalid settings" in r.output and "port" in r.output, r.output
+    assert "listening" not in r.output

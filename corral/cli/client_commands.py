@@ -30,6 +30,25 @@ def api_errors(options: dict[str, str] | None = None) -> Iterator[None]:
         raise click.ClickException(str(exc)) from None
 
 
+@contextmanager
+def stop_waiting_on_interrupt(job_id: str) -> Iterator[None]:
+    """Ctrl-C while waiting for a job stops the waiting, not the job: say so, with the job's id and
+    how to follow or stop it, and exit 130 (before: click's bare "Aborted!", the id never shown).
+    An error while waiting (the server restarting, say) names the job too."""
+    try:
+        yield
+    except ApiError as exc:  # the server went away (or failed) while the job may well go on
+        hint = f"; job {job_id} may still be running: follow it with `corral job wait {job_id}`"
+        raise ApiError(exc.status, exc.code, exc.message + hint, exc.errors) from None
+    except KeyboardInterrupt:
+        click.echo(
+            f"\nStopped waiting. Job {job_id} goes on: follow it with `corral job wait {job_id}`, "
+            f"or stop it with `corral job cancel {job_id}`.",
+            err=True,
+        )
+        raise SystemExit(130) from None
+
+
 def connection_options(f: Callable[..., Any]) -> Callable[..., Any]:
     f = click.option("--profile", default=None, help="Saved profile to use (see `corral login`).")(f)
     f = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")(f)
@@ -152,7 +171,7 @@ def job_show(job_id: str, wait: bool, profile: str | None, as_json: bool) -> Non
         if wait and j["status"] == "PENDING":
             stderr = sys.stderr
             progress: Any = click.progressbar(length=j["units_total"], label="waiting", file=stderr)
-            with progress as bar:
+            with stop_waiting_on_interrupt(job_id), progress as bar:
                 seen = 0
                 while j["status"] == "PENDING":
                     j = c.get_job(job_id, wait=5)

@@ -13,7 +13,13 @@ import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from corral.cli.client_commands import _client, _print, api_errors, connection_options
+from corral.cli.client_commands import (
+    _client,
+    _print,
+    api_errors,
+    connection_options,
+    stop_waiting_on_interrupt,
+)
 from corral.cli.output import table
 from corral.client import Client
 
@@ -214,7 +220,8 @@ def _wait(c: Client, job_id: str) -> dict[str, Any]:
         TimeElapsedColumn(),
     ]
     start = time.monotonic()
-    with Progress(*columns, console=Console(stderr=True), transient=True) as progress:
+    with (stop_waiting_on_interrupt(job_id),
+          Progress(*columns, console=Console(stderr=True), transient=True) as progress):
         task = progress.add_task("verify", total=None, rate="", problems=0)
         while True:
             status: dict[str, Any] = c.get_verify(job_id, wait=2, limit=0)

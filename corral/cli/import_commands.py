@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import shutil
+import tempfile
 import time
 from contextlib import ExitStack
 from pathlib import Path
@@ -12,7 +14,13 @@ import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from corral.cli.client_commands import _client, _print, api_errors, connection_options
+from corral.cli.client_commands import (
+    _client,
+    _print,
+    api_errors,
+    connection_options,
+    stop_waiting_on_interrupt,
+)
 
 _URL = re.compile(r"^(s3|gs|az|azure|https?|file)://", re.IGNORECASE)
 
@@ -40,7 +48,7 @@ def _wait(c: Any, job_id: str) -> dict[str, Any]:
         TimeElapsedColumn(),
     ]
     start = time.monotonic()
-    with Progress(*columns, console=console, transient=True) as progress:
+    with stop_waiting_on_interrupt(job_id), Progress(*columns, console=console, transient=True) as progress:
         task = progress.add_task("import", total=None, rate="", failed=0)
         while True:
             status: dict[str, Any] = c.get_import(job_id, wait=2, limit=0)
@@ -92,15 +100,49 @@ def import_(
 ) -> None:
     """Register the files a JSON or CSV MANIFEST describes into a folder.
 
-    MANIFEST is a local file, or the URL of one inside the integration's bucket (s3://…, gs://…,
-    https://…), which the server then reads itself.
+    MANIFEST is a local file, `-` for standard input (the entries that fail then go to
+    stdin.failed.json or stdin.failed.csv, or --failed-urls), or the URL of one inside the
+    integration's bucket (s3://…, gs://…, https://…), which the server then reads itself.
     """
-    local = Path(manifest)
-    remote = not local.exists() and _URL.match(manifest) is not None
-    if not remote and not local.is_file():
-        raise click.BadParameter(f"no such file: {manifest}", param_hint="MANIFEST")
-    with api_errors(), _client(profile) as c, ExitStack() as stack:
-        body = None if remote else stack.enter_context(local.open("rb"))
+    with ExitStack() as stack:
+        local = Path(manifest)
+        if manifest == "-":  # kept in a private temporary file, to write the entries that fail from
+            spool = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="corral-import-")))
+            local = spool / "stdin"
+            with local.open("wb") as copy, click.open_file("-", "rb") as stdin:
+                shutil.copyfileobj(stdin, copy, 1 << 20)
+        remote = not local.exists() and _URL.match(manifest) is not None
+        if not remote and local.is_dir():
+            raise click.BadParameter(f"{manifest} is a directory, not a manifest file", param_hint="MANIFEST")
+        if not remote and not local.is_file():
+            raise click.BadParameter(f"no such file: {manifest}", param_hint="MANIFEST")
+        status = _import(stack, manifest, local, remote, folder, integration, ignore_errors,
+                         skip_duplicate_urls, upsert_metadata, dry_run, no_wait, profile, as_json)
+        if status is None:
+            return
+        if failed_urls is None and manifest == "-":
+            from corral.registration.manifest import detect_format
+
+            suffix = ".failed.csv" if detect_format(local) == "csv" else ".failed.json"
+            failed_urls = Path("stdin" + suffix)
+        _save_failures(status, None if remote else local, failed_urls)
+    _print(status, as_json, _summary)
+    if status["status"] != "DONE" or status["failed"]:
+        raise SystemExit(1)
+
+
+def _import(
+    stack: ExitStack, manifest: str, local: Path, remote: bool, folder: str, integration: str,
+    ignore_errors: bool, skip_duplicate_urls: bool, upsert_metadata: bool, dry_run: bool, no_wait: bool,
+    profile: str | None, as_json: bool,
+) -> dict[str, Any] | None:
+    """Start the import, and wait for it unless told not to: its final status, or None."""
+    with api_errors(), _client(profile) as c:
+        try:
+            body = None if remote else stack.enter_context(local.open("rb"))
+        except OSError as exc:
+            why = f"cannot read {manifest}: {exc.strerror or exc}"
+            raise click.BadParameter(why, param_hint="MANIFEST") from None
         started = c.start_import(
             body,
             manifest_url=manifest if remote else None,
@@ -115,16 +157,12 @@ def import_(
             _print(started, as_json, _dry_run_summary)
             if started["error_count"]:
                 raise SystemExit(1)
-            return
+            return None
         job_id = started["job_id"]
         if no_wait:
             _print(started, as_json, lambda r: click.echo(r["job_id"]))
-            return
-        status = _wait(c, job_id)
-    _save_failures(status, None if remote else local, failed_urls)
-    _print(status, as_json, _summary)
-    if status["status"] != "DONE" or status["failed"]:
-        raise SystemExit(1)
+            return None
+        return _wait(c, job_id)
 
 
 def _save_failures(status: dict[str, Any], manifest: Path | None, target: Path | None) -> None:

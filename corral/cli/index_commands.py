@@ -9,7 +9,13 @@ from typing import Any
 
 import click
 
-from corral.cli.client_commands import _client, _print, api_errors, connection_options
+from corral.cli.client_commands import (
+    _client,
+    _print,
+    api_errors,
+    connection_options,
+    stop_waiting_on_interrupt,
+)
 from corral.cli.output import table
 
 MAX_IMAGE = 8 * 1024 * 1024  # the server's limit (corral.core.vectors.endpoint.MAX_IMAGE)
@@ -23,7 +29,9 @@ MAX_IMAGE = 8 * 1024 * 1024  # the server's limit (corral.core.vectors.endpoint.
 @click.option("--page-token", default=None, help="Continue from a previous page (see --json).")
 @click.option("--ndjson", is_flag=True, help="Stream every matching item as NDJSON (no limit).")
 @connection_options
+@click.pass_context
 def find(
+    ctx: click.Context,
     where: str,
     sort: str | None,
     count_only: bool,
@@ -35,6 +43,16 @@ def find(
 ) -> None:
     """Find items by metadata and item fields, e.g.
     corral find 'camera = "cam1" and score > 0.5 and not weather in (rain, snow)'."""
+    given = {name for name in ("sort", "limit", "page_token", "count_only", "as_json")
+             if ctx.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT}
+    flags = {"sort": "--sort", "limit": "--limit", "page_token": "--page-token", "count_only": "--count",
+             "as_json": "--json"}
+    for mode, ignored in (("ndjson", {"limit", "page_token", "count_only", "as_json"}),
+                          ("count_only", {"sort", "limit", "page_token"})):
+        clash = sorted(flags[n] for n in given & ignored)
+        if (ndjson if mode == "ndjson" else count_only) and clash:
+            what = "--ndjson streams every match" if mode == "ndjson" else "--count counts every match"
+            raise click.UsageError(f"{what}: it takes no {', '.join(clash)}")
     with api_errors(), _client(profile) as c:
         if ndjson:
             for item in c.stream_index(where or None, sort=sort):
@@ -296,9 +314,10 @@ def _change(ref: str, item_ids: tuple[str, ...], where: str | None, titles: tupl
     with api_errors(), _client(profile) as c:
         done = c.change_collection_items(ref, body, remove=remove)
         if wait and done.get("job_id"):
-            job = c.get_job(done["job_id"], wait=10)
-            while job["status"] == "PENDING":
+            with stop_waiting_on_interrupt(done["job_id"]):
                 job = c.get_job(done["job_id"], wait=10)
+                while job["status"] == "PENDING":
+                    job = c.get_job(done["job_id"], wait=10)
             done["job"] = job
 
     def human(r: dict[str, Any]) -> None:

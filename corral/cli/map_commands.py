@@ -8,7 +8,13 @@ import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from corral.cli.client_commands import _client, _print, api_errors, connection_options
+from corral.cli.client_commands import (
+    _client,
+    _print,
+    api_errors,
+    connection_options,
+    stop_waiting_on_interrupt,
+)
 from corral.client import Client
 
 
@@ -19,7 +25,8 @@ def map_group() -> None:
 
 def _wait(c: Client, job_id: str) -> dict[str, Any]:
     columns = [TextColumn("{task.fields[phase]}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
-    with Progress(*columns, console=Console(stderr=True), transient=True) as progress:
+    with (stop_waiting_on_interrupt(job_id),
+          Progress(*columns, console=Console(stderr=True), transient=True) as progress):
         task = progress.add_task("map", total=None, phase="queued")
         while True:
             job: dict[str, Any] = c.get_job(job_id, wait=2)

@@ -78,7 +78,8 @@ def _database(settings: Settings):  # type: ignore[no-untyped-def]
 
 @click.command()
 @click.option("--host", default=None, help="Interface to bind (default 127.0.0.1, or CORRAL_HOST).")
-@click.option("--port", type=int, default=None, help="Port (default 8080, or CORRAL_PORT).")
+@click.option("--port", type=click.IntRange(1, 65535), default=None,
+              help="Port (default 8080, or CORRAL_PORT).")
 @data_dir_option
 @click.option("--workers", type=click.IntRange(1, 64), default=None,
               help="API processes sharing the port (default one per CPU core, or CORRAL_API_WORKERS).")

@@ -211,3 +211,35 @@ def test_cli_find_facets_and_link(server, db, make_user, tmp_path, monkeypatch) 
     r = run("dataset", "link", "Sunny", "--where", "weather = sun", "--json")
     assert json.loads(r.output) == {"linked": 3, "skipped": 0}
     assert uuid.UUID(rows[0].id.hex)
+
+
+def test_cli_find_pages_and_refuses_options_it_would_ignore(server, db, make_user, tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    """Paging with --page-token visits every match once, in any order; and options a mode ignores
+    are refused: ``find --ndjson --limit 2`` streamed every match, and ``--count --page-token``,
+    ``--ndjson --count`` or ``--ndjson --json`` were silently not what they said."""
+    monkeypatch.setenv("CORRAL_CONFIG_DIR", str(tmp_path / "config"))
+    alice = make_user("a@x.io")
+    rows = fill(db, alice)
+    run = _runner(server, alice)
+    for sort in (None, "score", "-weather", "@title"):
+        seen: list[str] = []
+        token = None
+        while True:
+            args = ["find", "--limit", "2", "--json", *(["--sort", sort] if sort else []),
+                    *(["--page-token", token] if token else [])]
+            r = run(*args)
+            assert r.exit_code == 0, r.output
+            page = json.loads(r.output)
+            seen += [i["id"] for i in page["items"]]
+            token = page["next_page_token"]
+            if not token:
+                break
+        assert sorted(seen) == sorted(str(x.id) for x in rows), sort
+    for args, said in ((["--ndjson", "--limit", "2"], "--ndjson streams every match: it takes no --limit"),
+                       (["--ndjson", "--count", "--json"], "it takes no --count, --json"),
+                       (["--count", "--page-token", "x"], "--count counts every match: it takes no --page-token"),
+                       (["--count", "--sort", "score"], "it takes no --sort")):
+        r = run("find", "score > 1", *args)
+        assert r.exit_code == 2 and said in r.output, (args, r.output)
+    r = run("find", "score > 100", "--count", "--json")
+    assert r.exit_code == 0 and json.loads(r.output) == {"count": 0}
