@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import socket
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -634,14 +635,21 @@ def test_an_import_opens_its_integration_once_and_sees_a_changed_one(  # type: i
     assert opened == ["m"]  # once for the job's three batches
     with db.read() as s:
         assert s.scalar(select(func.count()).select_from(Item)) == 6
-    with db.write() as s:  # another bucket: the next import must check against it, not the cached client
-        integrations.update(s, admin, settings, "m", values={**base, "bucket": "elsewhere"})
+    # Another endpoint, where nothing answers: the next import must check against it, not with the
+    # cached client.  (Another bucket would have shown it too, but moving a used integration's
+    # files out of its scope is refused since.)
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        nowhere = f"http://127.0.0.1:{closed.getsockname()[1]}"
+    with db.write() as s:
+        integrations.update(s, admin, settings, "m", values={**base, "endpoint_url": nowhere})
     second = run()
     assert opened == ["m", "m"]
-    assert second.status == "ERROR", second.error
     with db.read() as s:
-        failed = s.scalars(select(JobUnit.error).where(JobUnit.job_id == second.id, JobUnit.status == "error"))
-        assert [e for e in failed if e and "outside integration 'm'" in e], "the batches used the old bucket"
+        errors = [*s.scalars(select(JobUnit.error).where(JobUnit.job_id == second.id)),
+                  second.error, json.dumps(second.result)]
+        assert second.status == "ERROR" and any(e and nowhere in e for e in errors), (
+            "the batches used the old endpoint", second.status, errors)
         assert s.scalar(select(func.count()).select_from(Item).where(published())) == 6  # the first import's
 
 
