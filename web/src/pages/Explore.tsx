@@ -4,7 +4,6 @@
 // The results can be linked into a dataset. Everything goes through the public REST API.
 
 import { useCallback, useEffect, useMemo, useRef, useState, type FormEvent, type KeyboardEvent as ReactKeyboardEvent, type ReactNode } from "react";
-import { useSearchParams } from "react-router-dom";
 import { ApiError, api, request } from "../api";
 import { Confirm, Dialog, ErrorBanner } from "../components/ui";
 import { ItemViewer } from "./ItemViewer";
@@ -15,7 +14,7 @@ import { layout, scrollTopFor } from "./virtualRows";
 import { nextIndex } from "./windowCache";
 import type { SchemaDoc } from "./schemaOps";
 import {
-  compose, control, facetPlan, filterKeys, isEmpty, parseSelection, presetQuery, selectionParam, setMatch, setRange, sidebarText, sortChoices, sortParam, toggle, typedPosition, valueRows,
+  compose, control, emptySelection, facetPlan, filterKeys, isEmpty, presetQuery, setMatch, setRange, sidebarText, sortChoices, sortParam, toggle, typedPosition, valueRows,
   type Bucket, type Facet, type FilterKey, type KeyKind, type Range, type Selection, type Value,
 } from "./filterModel";
 import { MapView } from "./explore/MapView";
@@ -51,31 +50,12 @@ const asTile = (it: IndexItem): TileItem => ({ id: it.id, name: it.title, type: 
 export function Explore() {
   const [schema, setSchema] = useState<SchemaDoc | null>(null);
   const [schemaError, setSchemaError] = useState<unknown>(null);
-  // The filter, the sort and the open item live in the page's address (?q=, ?f=, ?sort=,
-  // ?item=), so a reload, a shared link and the browser's back and forward keep them.
-  const [search, setSearch] = useSearchParams();
-  const update = useCallback((changes: Record<string, string | null>, replace = false) => {
-    setSearch((old) => {
-      const next = new URLSearchParams(old);
-      for (const [k, v] of Object.entries(changes)) {
-        if (v === null || v === "") next.delete(k);
-        else next.set(k, v);
-      }
-      return next;
-    }, { replace });
-  }, [setSearch]);
-  const selRaw = search.get("f");
-  const sel = useMemo(() => parseSelection(selRaw), [selRaw]);
-  const setSel = (s: Selection) => update({ f: selectionParam(s) });
-  const typed = search.get("q") ?? "";
-  const [draft, setDraft] = useState(typed);
-  useEffect(() => setDraft(typed), [typed]);
-  const sortRaw = search.get("sort") ?? "";
-  const desc = sortRaw.startsWith("-");
-  const sortBy = desc ? sortRaw.slice(1) : sortRaw;
-  const itemId = search.get("item");
-  const setItemId = (id: string | null) => update({ item: id }, true);
-  const [refresh, setRefresh] = useState(0); // bumped after an item changes, to read the results again
+  const [sel, setSel] = useState<Selection>(emptySelection);
+  const [draft, setDraft] = useState("");
+  const [typed, setTyped] = useState("");
+  const [sortBy, setSortBy] = useState("");
+  const [desc, setDesc] = useState(false);
+  const [itemId, setItemId] = useState<string | null>(null);
   const [dialog, setDialog] = useState<null | "dataset" | "preset" | "collection">(null);
   const [notice, setNotice] = useState<string | null>(null);
   const [presets, setPresets] = useState<Preset[] | null>(null);
@@ -124,7 +104,7 @@ export function Explore() {
       (e) => { if (!ctl.signal.aborted) setQueryError(onTyped(e, composed.offset)); },
     ).finally(() => { if (loading.current === ctl) loading.current = null; });
     return () => ctl.abort();
-  }, [composed, sort, schema, schemaError, refresh]);
+  }, [composed, sort, schema, schemaError]);
 
   const loadMore = useCallback((want: number) => {
     if (!next || loading.current) return;
@@ -151,12 +131,13 @@ export function Explore() {
 
   const applyTyped = (e: FormEvent) => {
     e.preventDefault();
-    update({ q: draft.trim() });
+    setTyped(draft.trim());
   };
   const applyPreset = (p: Preset) => {
     const q = presetQuery(p, presets ?? []);
-    update({ f: null, q }); // a preset holds the whole filter it was saved with
+    setSel(emptySelection()); // a preset holds the whole filter it was saved with
     setDraft(q);
+    setTyped(q);
   };
   const done = (message: string) => { setNotice(message); setDialog(null); loadSaved(); };
   const typedError = queryError instanceof ApiError && queryError.status === 400 ? queryError : null;
@@ -166,7 +147,7 @@ export function Explore() {
       <aside className="filters" aria-label="Filters">
         <div className="row" style={{ justifyContent: "space-between" }}>
           <h2 style={{ margin: 0 }}>Filters</h2>
-          <button className="link" disabled={isEmpty(sel) && !typed} onClick={() => { update({ f: null, q: null }); setDraft(""); }}>Clear all</button>
+          <button className="link" disabled={isEmpty(sel) && !typed} onClick={() => { setSel(emptySelection()); setDraft(""); setTyped(""); }}>Clear all</button>
         </div>
         <form className="query-box" onSubmit={applyTyped} role="search">
           <label htmlFor="where" className="field-label">Query</label>
@@ -230,11 +211,11 @@ export function Explore() {
           <span className="title">Explore</span>
           <span aria-live="polite" data-testid="result-count" style={{ color: "var(--muted)" }}>{count === null ? "" : `${count.toLocaleString()} item${count === 1 ? "" : "s"}`}</span>
           <label className="sr-only" htmlFor="sort-by">Sort by</label>
-          <select id="sort-by" value={sortBy} onChange={(e) => update({ sort: sortParam(e.target.value, desc) ?? null })} style={{ width: "auto" }}>
+          <select id="sort-by" value={sortBy} onChange={(e) => setSortBy(e.target.value)} style={{ width: "auto" }}>
             <option value="">Date added (default)</option>
             {sortChoices(keys).map((c) => <option key={c.value} value={c.value}>{c.label}</option>)}
           </select>
-          <button onClick={() => update({ sort: sortParam(sortBy, !desc) ?? null })} aria-pressed={desc} aria-label={desc ? "Descending; sort ascending" : "Ascending; sort descending"} disabled={!sortBy}>
+          <button onClick={() => setDesc(!desc)} aria-pressed={desc} aria-label={desc ? "Descending; sort ascending" : "Ascending; sort descending"} disabled={!sortBy}>
             {desc ? "↓ Desc" : "↑ Asc"}
           </button>
           <button aria-pressed={showMap} onClick={() => setShowMap(!showMap)}>Map</button>
@@ -250,7 +231,7 @@ export function Explore() {
         <Results items={items} count={count} more={next !== null} loadMore={loadMore} selectedId={itemId} onSelect={setItemId} />
       </section>
 
-      {itemId && <ItemViewer itemId={itemId} onClose={() => setItemId(null)} onChanged={() => setRefresh((n) => n + 1)}
+      {itemId && <ItemViewer itemId={itemId} onClose={() => setItemId(null)} onChanged={() => setSel({ ...sel })}
         onFindSimilar={(it, vectors) => setSimilar({ source: { item: it.id, title: it.name, keys: vectors } })} />}
       {dialog === "dataset" && count !== null && (
         <LinkToDataset where={composed.where} count={count} onClose={() => setDialog(null)} onDone={done} />
