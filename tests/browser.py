@@ -34,8 +34,12 @@ CHROMIUM_ARGS = [
 def chromium() -> Iterator[Any]:
     if not Path(CHROMIUM).exists():
         pytest.fail(f"{CHROMIUM} is missing: run scripts/ensure-chromium (make test does)")
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import expect, sync_playwright
 
+    # Assertions wait up to 20 s for the page (Playwright's default is 5 s, as the tests' own
+    # page.set_default_timeout is 20 s for actions): with two pytest workers, a database, the
+    # emulators and two Chromiums on two cores, a text query's answer took longer than 5 s.
+    expect.set_options(timeout=20_000)
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         try:

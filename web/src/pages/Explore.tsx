@@ -4,6 +4,7 @@
 // The results can be linked into a dataset. Everything goes through the public REST API.
 
 import { useCallback, useEffect, useMemo, useRef, useState, type FormEvent, type KeyboardEvent as ReactKeyboardEvent, type ReactNode } from "react";
+import { useLocation, useNavigationType, useSearchParams } from "react-router-dom";
 import { ApiError, api, request } from "../api";
 import { Confirm, Dialog, ErrorBanner } from "../components/ui";
 import { ItemViewer } from "./ItemViewer";
@@ -14,7 +15,7 @@ import { layout, scrollTopFor } from "./virtualRows";
 import { nextIndex } from "./windowCache";
 import type { SchemaDoc } from "./schemaOps";
 import {
-  compose, control, emptySelection, facetPlan, filterKeys, isEmpty, presetQuery, setMatch, setRange, sidebarText, sortChoices, sortParam, toggle, typedPosition, valueRows,
+  compose, control, facetPlan, filterKeys, isEmpty, parseSelection, presetQuery, selectionParam, setMatch, setRange, sidebarText, sortChoices, sortParam, toggle, typedPosition, valueRows,
   type Bucket, type Facet, type FilterKey, type KeyKind, type Range, type Selection, type Value,
 } from "./filterModel";
 import { MapView } from "./explore/MapView";
@@ -47,15 +48,66 @@ function onTyped(e: unknown, offset: number): unknown {
 
 const asTile = (it: IndexItem): TileItem => ({ id: it.id, name: it.title, type: it.type, file_size: it.size, integration_id: null, signed_url: null });
 
+/** What the explorer keeps in its address: each parameter's text, or null when absent. */
+type Address = Record<"f" | "q" | "sort" | "item", string | null>;
+
+function readAddress(p: URLSearchParams): Address {
+  return { f: p.get("f"), q: p.get("q"), sort: p.get("sort"), item: p.get("item") };
+}
+
+function addressParams(a: Address): URLSearchParams {
+  const p = new URLSearchParams();
+  for (const k of ["q", "f", "sort", "item"] as const) {
+    const v = a[k];
+    if (v !== null && v !== "") p.set(k, v);
+  }
+  return p;
+}
+
 export function Explore() {
   const [schema, setSchema] = useState<SchemaDoc | null>(null);
   const [schemaError, setSchemaError] = useState<unknown>(null);
-  const [sel, setSel] = useState<Selection>(emptySelection);
-  const [draft, setDraft] = useState("");
-  const [typed, setTyped] = useState("");
-  const [sortBy, setSortBy] = useState("");
-  const [desc, setDesc] = useState(false);
-  const [itemId, setItemId] = useState<string | null>(null);
+  // The filter, the sort and the open item live in the page's address (?q=, ?f=, ?sort=,
+  // ?item=), so a reload, a shared link and the browser's back and forward keep them.  The page
+  // reads them from its own state, set at once, and writes the address after it: react-router
+  // applies a navigation in a transition, later than the next click or keystroke, so controls
+  // that read the address itself saw the choice before last (a range's "from" wiped its "to").
+  const [search, setSearch] = useSearchParams();
+  const location = useLocation();
+  const navigation = useNavigationType();
+  const [addr, setAddr] = useState<Address>(() => readAddress(search));
+  const latest = useRef(addr);
+  const written = useRef(new Set<string>());
+  useEffect(() => {
+    // Back and forward, or a link to this page followed from it: the address is the truth.  The
+    // page's own writes come back here too, later, and are not read back.
+    const now = new URLSearchParams(location.search);
+    if (navigation !== "POP" && written.current.has(now.toString())) return;
+    written.current.clear();
+    latest.current = readAddress(now);
+    setAddr(latest.current);
+    // eslint-disable-next-line react-hooks/exhaustive-deps
+  }, [location.key]);
+  const update = useCallback((changes: Partial<Address>, replace = false) => {
+    const next = { ...latest.current, ...changes };
+    latest.current = next;
+    setAddr(next);
+    const params = addressParams(next);
+    written.current.add(params.toString());
+    setSearch(params, { replace });
+  }, [setSearch]);
+  const selRaw = addr.f;
+  const sel = useMemo(() => parseSelection(selRaw), [selRaw]);
+  const setSel = (s: Selection) => update({ f: selectionParam(s) });
+  const typed = addr.q ?? "";
+  const [draft, setDraft] = useState(typed);
+  useEffect(() => setDraft(typed), [typed]);
+  const sortRaw = addr.sort ?? "";
+  const desc = sortRaw.startsWith("-");
+  const sortBy = desc ? sortRaw.slice(1) : sortRaw;
+  const itemId = addr.item;
+  const setItemId = (id: string | null) => update({ item: id }, true);
+  const [refresh, setRefresh] = useState(0); // bumped after an item changes, to read the results again
   const [dialog, setDialog] = useState<null | "dataset" | "preset" | "collection">(null);
   const [notice, setNotice] = useState<string | null>(null);
   const [presets, setPresets] = useState<Preset[] | null>(null);
@@ -104,7 +156,7 @@ export function Explore() {
       (e) => { if (!ctl.signal.aborted) setQueryError(onTyped(e, composed.offset)); },
     ).finally(() => { if (loading.current === ctl) loading.current = null; });
     return () => ctl.abort();
-  }, [composed, sort, schema, schemaError]);
+  }, [composed, sort, schema, schemaError, refresh]);
 
   const loadMore = useCallback((want: number) => {
     if (!next || loading.current) return;
@@ -131,13 +183,12 @@ export function Explore() {
 
   const applyTyped = (e: FormEvent) => {
     e.preventDefault();
-    setTyped(draft.trim());
+    update({ q: draft.trim() });
   };
   const applyPreset = (p: Preset) => {
     const q = presetQuery(p, presets ?? []);
-    setSel(emptySelection()); // a preset holds the whole filter it was saved with
+    update({ f: null, q }); // a preset holds the whole filter it was saved with
     setDraft(q);
-    setTyped(q);
   };
   const done = (message: string) => { setNotice(message); setDialog(null); loadSaved(); };
   const typedError = queryError instanceof ApiError && queryError.status === 400 ? queryError : null;
@@ -147,7 +198,7 @@ export function Explore() {
       <aside className="filters" aria-label="Filters">
         <div className="row" style={{ justifyContent: "space-between" }}>
           <h2 style={{ margin: 0 }}>Filters</h2>
-          <button className="link" disabled={isEmpty(sel) && !typed} onClick={() => { setSel(emptySelection()); setDraft(""); setTyped(""); }}>Clear all</button>
+          <button className="link" disabled={isEmpty(sel) && !typed} onClick={() => { update({ f: null, q: null }); setDraft(""); }}>Clear all</button>
         </div>
         <form className="query-box" onSubmit={applyTyped} role="search">
           <label htmlFor="where" className="field-label">Query</label>
@@ -211,11 +262,11 @@ export function Explore() {
           <span className="title">Explore</span>
           <span aria-live="polite" data-testid="result-count" style={{ color: "var(--muted)" }}>{count === null ? "" : `${count.toLocaleString()} item${count === 1 ? "" : "s"}`}</span>
           <label className="sr-only" htmlFor="sort-by">Sort by</label>
-          <select id="sort-by" value={sortBy} onChange={(e) => setSortBy(e.target.value)} style={{ width: "auto" }}>
+          <select id="sort-by" value={sortBy} onChange={(e) => update({ sort: sortParam(e.target.value, desc) ?? null })} style={{ width: "auto" }}>
             <option value="">Date added (default)</option>
             {sortChoices(keys).map((c) => <option key={c.value} value={c.value}>{c.label}</option>)}
           </select>
-          <button onClick={() => setDesc(!desc)} aria-pressed={desc} aria-label={desc ? "Descending; sort ascending" : "Ascending; sort descending"} disabled={!sortBy}>
+          <button onClick={() => update({ sort: sortParam(sortBy, !desc) ?? null })} aria-pressed={desc} aria-label={desc ? "Descending; sort ascending" : "Ascending; sort descending"} disabled={!sortBy}>
             {desc ? "↓ Desc" : "↑ Asc"}
           </button>
           <button aria-pressed={showMap} onClick={() => setShowMap(!showMap)}>Map</button>
@@ -231,7 +282,7 @@ export function Explore() {
         <Results items={items} count={count} more={next !== null} loadMore={loadMore} selectedId={itemId} onSelect={setItemId} />
       </section>
 
-      {itemId && <ItemViewer itemId={itemId} onClose={() => setItemId(null)} onChanged={() => setSel({ ...sel })}
+      {itemId && <ItemViewer itemId={itemId} onClose={() => setItemId(null)} onChanged={() => setRefresh((n) => n + 1)}
         onFindSimilar={(it, vectors) => setSimilar({ source: { item: it.id, title: it.name, keys: vectors } })} />}
       {dialog === "dataset" && count !== null && (
         <LinkToDataset where={composed.where} count={count} onClose={() => setDialog(null)} onDone={done} />

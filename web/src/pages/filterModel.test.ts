@@ -1,6 +1,6 @@
 import { describe as suite, expect, it } from "vitest";
 import {
-  bound, clauses, compose, emptySelection, facetPlan, filterKeys, quote, setMatch, setRange, sidebarText, presetQuery, sortChoices, sortParam, target, toggle, typedPosition, valueRows,
+  bound, clauses, compose, emptySelection, facetPlan, filterKeys, parseSelection, quote, selectionParam, setMatch, setRange, sidebarText, presetQuery, sortChoices, sortParam, target, toggle, typedPosition, valueRows,
   type FilterKey, type KeyKind,
 } from "./filterModel";
 import type { SchemaDoc } from "./schemaOps";
@@ -128,5 +128,23 @@ suite("facet requests", () => {
   it("keep chosen values and enum options in the list, at 0", () => {
     const rows = valueRows({ key: "weather", kind: "enum", values: [{ value: "sun", count: 3 }] }, ["rain"], ["rain", "snow", "sun"]);
     expect(rows).toEqual([{ value: "sun", count: 3 }, { value: "rain", count: 0 }, { value: "snow", count: 0 }]);
+  });
+});
+
+suite("the selection in the address", () => {
+  it("round-trips, and no choice is no parameter", () => {
+    let sel = toggle(emptySelection(), "weather", "rain");
+    sel = setRange(sel, "score", { min: "1", max: "" });
+    sel = setMatch(sel, "notes", "red fox");
+    sel = { ...sel, folder: "data/2024" };
+    expect(parseSelection(selectionParam(sel))).toEqual(sel);
+    expect(selectionParam(emptySelection())).toBeNull();
+    expect(parseSelection(null)).toEqual(emptySelection());
+  });
+
+  it("reads anything else as no choice", () => {
+    for (const raw of ["{", "null", "[1]", '"x"', '{"values":{"k":[1,{}]},"ranges":{"s":5},"match":{"t":3},"folder":7}'])
+      expect(parseSelection(raw)).toEqual(emptySelection());
+    expect(parseSelection('{"values":{"flag":[true,"x",2]}}').values).toEqual({ flag: [true, "x"] });
   });
 });

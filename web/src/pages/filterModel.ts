@@ -237,3 +237,37 @@ export function presetQuery(preset: { id: string; name: string }, all: { name: s
   const unique = all.filter((p) => p.name === preset.name).length === 1;
   return `preset ${quote(unique ? preset.name : preset.id)}`;
 }
+
+/** The sidebar's choices as the page's address keeps them (`?f=`): JSON, or null for none. */
+export function selectionParam(sel: Selection): string | null {
+  return isEmpty(sel) ? null : JSON.stringify(sel);
+}
+
+/** The choices an address holds; anything that is not a selection (an edited or old link)
+ * reads as no choice rather than breaking the page. */
+export function parseSelection(raw: string | null): Selection {
+  const out = emptySelection();
+  if (!raw) return out;
+  let v: unknown;
+  try {
+    v = JSON.parse(raw);
+  } catch {
+    return out;
+  }
+  if (!v || typeof v !== "object") return out;
+  const o = v as Record<string, unknown>;
+  const record = (x: unknown): Record<string, unknown> => (x && typeof x === "object" && !Array.isArray(x) ? (x as Record<string, unknown>) : {});
+  for (const [k, list] of Object.entries(record(o.values))) {
+    const vals = Array.isArray(list) ? list.filter((x): x is Value => typeof x === "string" || typeof x === "boolean") : [];
+    if (vals.length) out.values[k] = vals;
+  }
+  for (const [k, r] of Object.entries(record(o.ranges))) {
+    const rr = record(r);
+    const min = typeof rr.min === "string" ? rr.min : "";
+    const max = typeof rr.max === "string" ? rr.max : "";
+    if (min.trim() || max.trim()) out.ranges[k] = { min, max };
+  }
+  for (const [k, words] of Object.entries(record(o.match))) if (typeof words === "string" && words.trim()) out.match[k] = words;
+  if (typeof o.folder === "string") out.folder = o.folder;
+  return out;
+}
