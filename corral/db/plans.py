@@ -13,7 +13,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import func
+from sqlalchemy import func, select, text
+from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
 
@@ -21,3 +22,33 @@ def unindexed(column: Any) -> ColumnElement[Any]:
     """``column``'s value (NULL where it is NULL) as an expression no index answers:
     ``coalesce(column, column)``, which neither PostgreSQL nor SQLite reduces to the column."""
     return func.coalesce(column, column, type_=column.type)
+
+
+#: The tables an index query reads (corral.core.index.query).
+INDEX_TABLES = ("items", "item_meta", "item_text")
+
+
+def take_missing_statistics(s: Session, tables: tuple[str, ...] = INDEX_TABLES) -> None:
+    """PostgreSQL: ``ANALYZE`` those of ``tables`` that have never been analysed, before a query
+    whose plan depends on them.
+
+    Without statistics PostgreSQL estimates every ``key_id`` condition of ``item_meta`` at a row
+    or two, and an index query of several predicates sorted by a key (``planner(walk=True)``)
+    became nested loops that re-read whole tables for every row: 450 items (a new database, the
+    first minute after a first import, before autovacuum's ``ANALYZE``) took more than 14 minutes
+    and held its locks all along.  A table never analysed says so (``reltuples < 0``); ANALYZE
+    samples a fixed number of rows, and runs on a connection of its own (the query's
+    transaction may be read-only).  One ``pg_class`` read a query otherwise.
+    """
+    bind = s.get_bind()
+    if bind.dialect.name != "postgresql":
+        return
+    missing = list(s.scalars(
+        select(text("relname")).select_from(text("pg_class"))
+        .where(text("relkind = 'r' AND reltuples < 0 AND relnamespace = 'public'::regnamespace"))
+        .where(text("relname = ANY(:tables)")).params(tables=list(tables))
+    ))
+    if not missing:
+        return
+    with bind.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(text("ANALYZE " + ", ".join(f'"{t}"' for t in sorted(missing))))

@@ -67,6 +67,7 @@ from corral.core.maps.area import mask as area_mask
 from corral.core.metadata import service as metadata_service
 from corral.core.metadata.schema import Schema
 from corral.core.staging import published
+from corral.db import plans
 from corral.db.engine import Database
 from corral.db.tables import ITEMS_HIDDEN, Folder, IndexSeq, Item, ItemMeta, Job, MetadataSchema, VectorMap
 from corral.errors import ErrorDetail
@@ -296,6 +297,9 @@ def _compiled(
     row: Any = None,
 ) -> Prepared:
     compiled = Compiler(s.get_bind().dialect.name, correlated=correlated, row=row)(node)
+    # PostgreSQL without any statistics planned a query of several predicates as nested loops
+    # that re-read whole tables for every row (450 items: minutes)
+    plans.take_missing_statistics(s)
     return Prepared([*visible(s, principal), compiled], cat, node)
 
 
