@@ -750,15 +750,19 @@ class Client:
     ) -> Iterator[dict[str, Any]]:
         """Every matching item, read from the NDJSON export one line at a time."""
         body = {"where": where, "sort": sort, "fields": fields}
+        return self._ndjson("POST", "/api/v1/index/export", json=body)
+
+    def _ndjson(self, method: str, path: str, **kwargs: Any) -> Iterator[dict[str, Any]]:
+        """The NDJSON answer of a request, one line at a time (bounded memory)."""
         try:
-            with self._http.stream("POST", "/api/v1/index/export", json=body) as resp:
+            with self._http.stream(method, path, **kwargs) as resp:
                 if resp.status_code >= 400:
                     resp.read()
                     raise _api_error(resp)
                 for line in resp.iter_lines():
                     if line:
                         yield json.loads(line)
-        except httpx.TransportError as exc:  # down, or gone in the middle of the export
+        except httpx.TransportError as exc:  # down, or gone in the middle of the answer
             raise self._unreachable(exc) from None
 
     def unlink_items(
@@ -787,16 +791,7 @@ class Client:
     ) -> Iterator[dict[str, Any]]:
         """Every data row, read from the NDJSON export one line at a time (bounded memory)."""
         params = {k: v for k, v in (("data_type", data_type), ("title", title)) if v}
-        try:
-            with self._http.stream("GET", self._dataset(ref) + "/rows.ndjson", params=params) as resp:
-                if resp.status_code >= 400:
-                    resp.read()
-                    raise _api_error(resp)
-                for line in resp.iter_lines():
-                    if line:
-                        yield json.loads(line)
-        except httpx.TransportError as exc:
-            raise self._unreachable(exc) from None
+        return self._ndjson("GET", self._dataset(ref) + "/rows.ndjson", params=params)
 
     def start_verify(self, ref: str) -> Any:
         return self.request("POST", self._dataset(ref) + "/verify")

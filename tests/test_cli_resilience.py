@@ -16,18 +16,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import pytest
 from click.testing import CliRunner
 
 from corral.cli import cli
-
-
-@pytest.fixture
-def runner(monkeypatch, tmp_path) -> CliRunner:  # type: ignore[no-untyped-def]
-    monkeypatch.setenv("CORRAL_CONFIG_DIR", str(tmp_path / "config"))
-    for var in ("CORRAL_URL", "CORRAL_TOKEN", "CORRAL_SSH_KEY", "CORRAL_PROFILE"):
-        monkeypatch.delenv(var, raising=False)
-    return CliRunner()
+from tests.test_cli import runner  # noqa: F401 (a fixture)
 
 
 @contextmanager
@@ -67,7 +59,7 @@ def _send(h: http.server.BaseHTTPRequestHandler, status: int, body: Any, **heade
     h.wfile.write(data)
 
 
-def test_find_ndjson_with_the_server_down_or_gone_mid_export_is_one_line(runner) -> None:  # type: ignore[no-untyped-def]
+def test_find_ndjson_with_the_server_down_or_gone_mid_export_is_one_line(runner) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
     """``corral find --ndjson`` printed an httpx.ConnectError traceback (every other command says
     ``cannot reach``), and one for a server that died in the middle of the export."""
     from tests.conftest import free_port
@@ -95,7 +87,7 @@ def test_find_ndjson_with_the_server_down_or_gone_mid_export_is_one_line(runner)
 ME = {"email": "a@x.io", "role": "admin", "org_name": "X", "auth_method": "bearer"}
 
 
-def test_a_busy_server_is_asked_again_after_retry_after(runner) -> None:  # type: ignore[no-untyped-def]
+def test_a_busy_server_is_asked_again_after_retry_after(runner) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
     """corral answers ``503`` with ``Retry-After`` when it is busy or its database briefly is (and
     then has committed nothing): the CLI gave up at once with ``Error: … (HTTP 503)`` and exit 1,
     also in the middle of a long ``corral import`` wait, whose job went on unseen."""
@@ -129,7 +121,7 @@ def test_a_busy_server_is_asked_again_after_retry_after(runner) -> None:  # type
     assert calls == ["POST", "POST"]
 
 
-def test_retries_are_bounded_and_never_resend_what_may_have_been_done(runner) -> None:  # type: ignore[no-untyped-def]
+def test_retries_are_bounded_and_never_resend_what_may_have_been_done(runner) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
     from corral.client import RETRIES
 
     calls: list[str] = []
@@ -220,7 +212,7 @@ def test_ctrl_c_while_an_import_waits_names_the_job_that_goes_on(live_server, ma
     assert f"corral job cancel {job_id}" in done.stderr and "Traceback" not in done.stderr
 
 
-def test_losing_the_server_while_an_import_waits_names_the_job(runner, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_losing_the_server_while_an_import_waits_names_the_job(runner, tmp_path) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
     """A server restarted in the middle of a long ``corral import`` wait ended it with ``Error:
     cannot reach …`` alone: the job, which goes on, had never been named."""
     job_id = "01a24e56-2555-7000-a112-73c7c5a79ca4"

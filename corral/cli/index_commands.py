@@ -47,11 +47,12 @@ def find(
              if ctx.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT}
     flags = {"sort": "--sort", "limit": "--limit", "page_token": "--page-token", "count_only": "--count",
              "as_json": "--json"}
-    for mode, ignored in (("ndjson", {"limit", "page_token", "count_only", "as_json"}),
-                          ("count_only", {"sort", "limit", "page_token"})):
+    for active, what, ignored in (
+        (ndjson, "--ndjson streams every match", {"limit", "page_token", "count_only", "as_json"}),
+        (count_only, "--count counts every match", {"sort", "limit", "page_token"}),
+    ):
         clash = sorted(flags[n] for n in given & ignored)
-        if (ndjson if mode == "ndjson" else count_only) and clash:
-            what = "--ndjson streams every match" if mode == "ndjson" else "--count counts every match"
+        if active and clash:
             raise click.UsageError(f"{what}: it takes no {', '.join(clash)}")
     with api_errors(), _client(profile) as c:
         if ndjson:

@@ -128,9 +128,22 @@ def save(
 
     ``endpoints``: the operator's policy, which every embedding endpoint that changes must pass.
     """
+    return _save_over(s, principal, _locked_for(s, principal), new, base_version=base_version,
+                      dry_run=dry_run, endpoints=endpoints)
+
+
+def _locked_for(s: Session, principal: Principal) -> SchemaState:
+    """The current schema, row-locked for a change by ``principal`` (an admin)."""
     if principal.role != "admin":
         raise errors.PermissionDenied("only organisation admins may change the metadata schema")
-    now = current(s, principal.org_id, lock=True)
+    return current(s, principal.org_id, lock=True)
+
+
+def _save_over(
+    s: Session, principal: Principal, now: SchemaState, new: Schema, *, base_version: int | None,
+    dry_run: bool, endpoints: EndpointPolicy | None,
+) -> SaveResult:
+    """``save`` of ``new`` over ``now``, the schema as read under the row lock."""
     if endpoints is not None:
         embedding_api.check_urls({k: e.api for k, e in new.live().items() if e.api is not None
                                   and (k not in now.schema.entries or now.schema.entries[k].api != e.api)},
@@ -184,11 +197,9 @@ def save_document(
     know nothing of ``required``, ``strict_metadata`` or an endpoint's timeout, and keep the
     current ones: *current* as read under the row lock, so that a change saved meanwhile by
     another admin (another process, on PostgreSQL) is kept rather than undone."""
-    if principal.role != "admin":
-        raise errors.PermissionDenied("only organisation admins may change the metadata schema")
-    now = current(s, principal.org_id, lock=True)
+    now = _locked_for(s, principal)
     new = parse_any(document, now.schema, form)
-    return save(s, principal, new, base_version=base_version, dry_run=dry_run, endpoints=endpoints)
+    return _save_over(s, principal, now, new, base_version=base_version, dry_run=dry_run, endpoints=endpoints)
 
 
 #: The largest version the ``version`` column (a 32-bit ``INTEGER``) can hold.
