@@ -105,7 +105,11 @@ def test_explorer_tiles_fall_back_to_signed_originals(  # type: ignore[no-untype
                 f"() => document.querySelector(\"button.tile[title='strict-{i}.png'] img\")?.naturalWidth === 800")
             src = page.locator(f"button.tile[title='strict-{i}.png'] img").get_attribute("src") or ""
             assert src.startswith(f"{moto_server.url}/{bucket}/strict.png?") and "Signature=" in src
-        assert len(signs) == 1, signs  # the tiles' fallbacks share one request
+        # Failures that arrive together share one request (SignBatcher, tested in
+        # web/src/pages/thumbnails.test.ts); on a loaded machine the three thumbnails' failures
+        # can arrive more than its 30 ms apart (two requests in one CI run), never more requests
+        # than tiles.
+        assert 1 <= len(signs) <= 3, signs
         shot(page, "explorer-strict-tiles")
     finally:
         context.close()
