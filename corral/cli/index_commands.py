@@ -71,7 +71,7 @@ def find(
                 for i in p["items"]]
         table(["ID", "TYPE", "TITLE", "METADATA"], rows, "No items match.")
         if p["next_page_token"]:
-            click.echo(f"More: --page-token {p['next_page_token']}")
+            click.echo(f"More: --page-token {p['next_page_token']}", err=True)
 
     _print(page, as_json, human)
 
@@ -383,7 +383,7 @@ def collection_items(ref: str, limit: int, page_token: str | None, everything: b
         rows = [[i["id"], i.get("type", "-"), i.get("title", "(not visible to you)")] for i in p["items"]]
         table(["ID", "TYPE", "TITLE"], rows, "No items.")
         if p["next_page_token"]:
-            click.echo(f"More: --page-token {p['next_page_token']}")
+            click.echo(f"More: --page-token {p['next_page_token']}", err=True)
 
     _print(page, as_json, human)
 

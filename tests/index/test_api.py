@@ -203,6 +203,10 @@ def test_cli_find_facets_and_link(server, db, make_user, tmp_path, monkeypatch) 
     assert [line.split()[0] for line in r.output.splitlines()[1:]] == [str(x.id) for x in rows[:3]]
     r = run("find", "score > 1", "--ndjson")
     assert len(r.output.splitlines()) == 4
+    # the next page's hint goes to stderr: what a pipe reads is the table alone
+    r = run("find", "score >= 0", "--limit", "2")
+    assert r.exit_code == 0 and len(r.stdout.splitlines()) == 3 and "More:" not in r.stdout
+    assert r.stderr.startswith("More: --page-token ")
     r = run("find", "score >")
     assert r.exit_code == 1 and "at position 8" in r.output and "(HTTP 400)" in r.output
     r = run("facets", "weather", "--where", "score < 4")
