@@ -79,6 +79,12 @@ class OutOfScope(InvalidInput):
     code = "out_of_scope"
 
 
+class QueryTooSlow(InvalidInput):
+    """A query the database could not answer within the server's time limit for one query."""
+
+    code = "query_too_slow"
+
+
 class AuthenticationFailed(CorralError):
     status = 401
     code = "authentication_failed"

@@ -181,6 +181,15 @@ class Settings(BaseSettings):
     sqlite_busy_timeout_ms: int = Field(
         30000, ge=0, description="How long SQLite waits for a lock before giving up."
     )
+    query_time_limit_seconds: float = Field(
+        60.0,
+        ge=0,
+        le=86400,
+        description="Longest time one statement of a query a client composes may run in the "
+        "database: the Index's pages, counts, facets, exports, maps and similarity searches "
+        "(REST, CLI, web UI). A query over it is refused with 400 query_too_slow (nothing is "
+        "kept running after it). 0: no limit.",
+    )
     index_snapshot_mb: int = Field(
         1024,
         ge=0,

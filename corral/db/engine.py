@@ -26,7 +26,7 @@ import sqlite3
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -36,7 +36,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from corral import jsoncodec
-from corral.errors import ConfigurationError
+from corral.errors import ConfigurationError, QueryTooSlow
 from corral.jobs import doorbell
 from corral.settings import Settings
 
@@ -106,6 +106,36 @@ class _Turnstile:
                 self._held = False
 
 
+#: SQLite runs the progress handler every this many virtual-machine steps (a few microseconds).
+_PROGRESS_STEPS = 10_000
+
+
+def _limit(session: Session, seconds: float, started: float) -> Callable[[], None]:
+    """Stop the session's statements after ``seconds`` from ``started``; what undoes it."""
+    connection = session.connection()
+    if connection.dialect.name == "postgresql":
+        ms = max(1, int(seconds * 1000))
+        connection.exec_driver_sql(f"SELECT set_config('statement_timeout', '{ms}', true)")
+        return lambda: None  # a transaction's own setting: gone with the transaction
+    raw: Any = connection.connection.driver_connection
+    deadline = started + seconds
+
+    def past() -> int:
+        return 1 if time.monotonic() > deadline else 0
+
+    raw.set_progress_handler(past, _PROGRESS_STEPS)
+    return lambda: raw.set_progress_handler(None, 0)
+
+
+def _stopped_by_limit(e: exc.DBAPIError) -> bool:
+    """Whether the database stopped a statement for its time (or any cancel: the caller checks
+    the time as well)."""
+    orig = e.orig
+    if isinstance(orig, sqlite3.Error):
+        return getattr(orig, "sqlite_errorcode", None) == sqlite3.SQLITE_INTERRUPT
+    return getattr(orig, "sqlstate", None) == "57014"
+
+
 class Database:
     """A SQLAlchemy engine plus the two kinds of transaction corral uses."""
 
@@ -114,6 +144,8 @@ class Database:
     ) -> None:
         self.engine = engine
         self.dialect = engine.dialect.name
+        #: Seconds a statement of ``read_limited`` may run (``CORRAL_QUERY_TIME_LIMIT_SECONDS``).
+        self.query_time_limit: float = 60.0
         self._turnstile = _Turnstile(busy_timeout_ms / 1000) if self.is_sqlite else None
         self._sessions = sessionmaker(bind=engine, expire_on_commit=False, autoflush=False)
         #: Rings other processes of the deployment (``corral.jobs.doorbell``); local only until
@@ -146,6 +178,36 @@ class Database:
         expiring) the objects read, so callers may keep using them."""
         with self._sessions() as session:
             yield session
+
+    @contextmanager
+    def read_limited(self) -> Iterator[Session]:
+        """A read (as ``read``) whose every statement is stopped after ``query_time_limit``
+        seconds, for the queries a client composes (the Index's filters, counts, facets, maps,
+        similarity searches): one the database cannot answer in that time is a ``400
+        query_too_slow`` rather than a statement that runs on for minutes after its client has
+        gone, holding a connection and a core.  PostgreSQL stops it by ``statement_timeout`` (for
+        this transaction only); SQLite by a progress handler that interrupts the statement once
+        the deadline has passed (checked every few thousand virtual-machine steps, about 0.2% of a
+        statement's time), removed before the connection goes back to the pool.  0: no limit."""
+        limit = self.query_time_limit
+        with self._sessions() as session:
+            if limit <= 0:
+                yield session
+                return
+            started = time.monotonic()
+            undo = _limit(session, limit, started)
+            try:
+                yield session
+            except exc.DBAPIError as e:
+                if _stopped_by_limit(e) and time.monotonic() - started >= limit * 0.9:
+                    raise QueryTooSlow(
+                        f"the query took longer than {limit:g} s, this server's limit for one query "
+                        "(CORRAL_QUERY_TIME_LIMIT_SECONDS): narrow it (fewer items, a prefix rather "
+                        "than a substring, fewer 'or' branches) or ask the operator to raise the limit"
+                    ) from None
+                raise
+            finally:
+                undo()
 
     @contextmanager
     def read_plain(self) -> Iterator[Session]:
@@ -461,6 +523,7 @@ def create_database(settings: Settings) -> Database:
 
         snapshot.configure(engine, settings.index_snapshot_mb, settings.resolved_index_snapshot_dir)
         database = Database(engine, sort_off)
+        database.query_time_limit = settings.query_time_limit_seconds
         database.doorbell.transport = doorbell.transport_for(engine, settings.data_dir)
         return database
     else:
@@ -471,5 +534,6 @@ def create_database(settings: Settings) -> Database:
 
     snapshot.configure(engine, settings.index_snapshot_mb, settings.resolved_index_snapshot_dir)
     database = Database(engine, busy_timeout_ms=settings.sqlite_busy_timeout_ms)
+    database.query_time_limit = settings.query_time_limit_seconds
     database.doorbell.transport = doorbell.transport_for(engine, settings.data_dir)
     return database

@@ -155,6 +155,45 @@ def test_a_snapshot_behind_answers_from_its_columns_after_an_import_sized_change
     assert len(snap) == 370
 
 
+def test_a_read_failing_half_way_leaves_the_snapshot_as_it_was(  # type: ignore[no-untyped-def]
+    db, make_user, monkeypatch
+) -> None:
+    """The values' read failing (a query's time limit, a lost connection) after the items' read:
+    the snapshot keeps its ids, types, columns and sequence number, and the next apply brings it
+    current.  (The ids and types were reshaped before the values were read: arrays of two
+    lengths, read by every later query.)"""
+    who = principal(db, make_user("halfway@x.io").user_id)
+    save_schema(db, who, SCHEMA)
+    with db.write() as s:
+        folder_id = folders.create_path(s, who, "data").id
+    for i in range(40):
+        _add(db, who, folder_id, uuid.uuid4(), {"score": float(i), "camera": f"cam{i % 3}"}, "image")
+    with db.read() as s, snapshot.consistent(s):
+        keys = index_keys.load(s, who.org_id)
+        held = snapshot.build(s, who.org_id, keys)
+    before = _decoded(held)
+    for i in range(25):  # new items (at the end and among the others), a new type, new values
+        _add(db, who, folder_id, uuid.UUID(uuid7_hex(1)[0]) if i % 2 else uuid.uuid4(),
+             {"score": -float(i), "camera": f"new{i}"}, "pdf")
+    real = snapshot._changed_values
+
+    def failing(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise RuntimeError("the statement was cancelled")
+
+    monkeypatch.setattr(snapshot, "_changed_values", failing)
+    with db.read() as s, snapshot.consistent(s):
+        seq = changes.current(s, who.org_id)
+        changed = changes.since(s, who.org_id, held.seq, seq, 10**6)
+        with pytest.raises(RuntimeError):
+            snapshot._apply(s, held, changed, seq)
+    assert _decoded(held) == before
+    monkeypatch.setattr(snapshot, "_changed_values", real)
+    with db.read() as s, snapshot.consistent(s):
+        snapshot._apply(s, held, changed, seq)
+        fresh = snapshot.build(s, who.org_id, keys)
+    assert _decoded(held) == _decoded(fresh) and len(held) == 65
+
+
 @pytest.mark.parametrize("n", [0, 1, 5])
 def test_the_change_log_names_each_item_once(db, make_user, n) -> None:  # type: ignore[no-untyped-def]
     """``changes.since``: the ids ascending, each once (an item changed by several sequence

@@ -92,7 +92,7 @@ async def run_query(ctx: Ctx, principal: CurrentPrincipal, body: QueryRequest) -
 
     def read() -> QueryPublic:
         tree = _filter(ctx.db, principal, body)
-        with ctx.db.read() as s:
+        with ctx.db.read_limited() as s:
             page = query.page(s, principal, tree, sort=sort, page_size=body.page_size,
                               page_token=body.page_token, fields=fields)
             total = query.count(s, principal, tree) if body.count else None
@@ -105,7 +105,7 @@ async def run_query(ctx: Ctx, principal: CurrentPrincipal, body: QueryRequest) -
 async def run_facets(ctx: Ctx, principal: CurrentPrincipal, body: FacetsRequest) -> FacetsPublic:
     def read() -> FacetsPublic:
         tree = _filter(ctx.db, principal, body)
-        with ctx.db.read() as s:
+        with ctx.db.read_limited() as s:
             found = query.facets(s, principal, tree, body.keys, top=body.top, buckets=body.buckets)
             return FacetsPublic(count=query.count(s, principal, tree), facets=found)
 
@@ -200,7 +200,7 @@ async def run_similar(ctx: Ctx, principal: CurrentPrincipal, body: SimilarReques
             ctx.db, principal, keys, q, policy=endpoint_policy(ctx.settings),
             signer=endpoint.Signer(ctx.settings.resolved_secret_key()))
         store = stores.for_database(ctx.db, ctx.settings)
-        with ctx.db.read() as s:
+        with ctx.db.read_limited() as s:
             found = vector_search.similar(s, principal, store, keys, replace(resolved, filter=tree), fields)
         return SimilarPublic(key=found.key, metric=found.metric, store=found.store, items=found.items)
 
@@ -225,7 +225,7 @@ def export_lines(db: Database, principal: Principal, tree: Any, sort: query.Sort
     """Every matching item as NDJSON, read a page at a time, each in its own short transaction."""
     token: str | None = None
     while True:
-        with db.read() as s:
+        with db.read_limited() as s:
             page = query.page(s, principal, tree, sort=sort, page_size=EXPORT_CHUNK, page_token=token,
                               fields=fields)
         yield b"".join(json.dumps(item, separators=(",", ":")).encode() + b"\n" for item in page.items)

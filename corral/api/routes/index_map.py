@@ -121,7 +121,7 @@ async def map_points(
     def read() -> bytes:
         vector_key = service.key_of(ctx.db, principal.org_id, key)
         query.ensure_indexed(ctx.db, principal.org_id)
-        with ctx.db.read() as s:
+        with ctx.db.read_limited() as s:
             tree = query.resolve_filter(s, principal, _filter_param(filter), where)
             return service.points(s, principal, vector_key, color=color, filter_=tree, ids=ids)
 

@@ -717,6 +717,10 @@ def _apply(s: Session, snap: Snapshot, changed: Any, seq: int) -> None:
         return
     where, type_of = _changed_items(s, snap.org_id, hexes)  # indexes into hexes, item types
     now = hexes[where]  # the changed items there now, ascending
+    # every read before the first change to the snapshot: a statement that fails (a time limit, a
+    # lost connection) leaves it as it was, at its old ``seq``, rather than its ids reshaped and
+    # its columns not (arrays of two lengths, read by every later query)
+    values = _changed_values(s, snap, now) if snap.columns and now.size else {}
     at = np.searchsorted(snap.ids, hexes)  # (in order: a few ms for 20,000 among a million)
     inside = at < len(snap)
     at = np.where(inside, at, 0)
@@ -738,7 +742,6 @@ def _apply(s: Session, snap: Snapshot, changed: Any, seq: int) -> None:
         snap.types = reshape(snap.types, 0)
         snap.types[rows] = types
     if snap.columns and now.size:
-        values = _changed_values(s, snap, now)
         for key_id, column in snap.columns.items():
             fresh = reshape(column.values, np.nan if column.numeric else -1)
             fresh[rows] = np.nan if column.numeric else -1  # the items' values as they are now
