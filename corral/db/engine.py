@@ -18,6 +18,7 @@ writer about to begin lets those already waiting in other processes go first.
 from __future__ import annotations
 
 import fcntl
+import heapq
 import logging
 import os
 import re
@@ -106,8 +107,65 @@ class _Turnstile:
                 self._held = False
 
 
-#: SQLite runs the progress handler every this many virtual-machine steps (a few microseconds).
-_PROGRESS_STEPS = 10_000
+class _Watchdog:
+    """One thread that interrupts SQLite connections whose deadline has passed
+    (``sqlite3.Connection.interrupt``, safe from any thread).  A progress handler would do it from
+    inside the statement, but it takes the GIL every few thousand steps, and a query running beside
+    busy Python threads would wait up to the switch interval (5 ms) each time."""
+
+    AGAIN = 0.01  # seconds between interrupts once past the deadline
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._heap: list[tuple[float, int, Any]] = []
+        self._live: set[int] = set()
+        self._next = 0
+        self._thread: threading.Thread | None = None
+
+    def watch(self, deadline: float, raw: Any) -> Callable[[], None]:
+        """Interrupt ``raw`` at ``deadline``, unless the function returned is called first: once
+        it has returned, ``raw`` is not interrupted (it may go back to the pool)."""
+        with self._cond:
+            self._next += 1
+            token = self._next
+            heapq.heappush(self._heap, (deadline, token, raw))
+            self._live.add(token)
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="corral-query-deadlines", daemon=True)
+                self._thread.start()
+            self._cond.notify()
+
+        def stop() -> None:
+            with self._cond:
+                self._live.discard(token)
+
+        return stop
+
+    def _run(self) -> None:
+        with self._cond:
+            while True:
+                while self._heap and self._heap[0][1] not in self._live:
+                    heapq.heappop(self._heap)  # finished in time
+                if not self._heap:
+                    self._cond.wait()
+                    continue
+                deadline, token, raw = self._heap[0]
+                wait = deadline - time.monotonic()
+                if wait > 0:
+                    self._cond.wait(wait)
+                    continue
+                heapq.heappop(self._heap)
+                try:
+                    raw.interrupt()  # under the lock: the read's stop() cannot have returned
+                except sqlite3.ProgrammingError:  # closed meanwhile
+                    self._live.discard(token)
+                    continue
+                # again and again until the read ends: an interrupt between two statements does
+                # nothing, and the next one would run on without a limit
+                heapq.heappush(self._heap, (time.monotonic() + self.AGAIN, token, raw))
+
+
+_WATCHDOG = _Watchdog()
 
 
 def _limit(session: Session, seconds: float, started: float) -> Callable[[], None]:
@@ -117,14 +175,7 @@ def _limit(session: Session, seconds: float, started: float) -> Callable[[], Non
         ms = max(1, int(seconds * 1000))
         connection.exec_driver_sql(f"SELECT set_config('statement_timeout', '{ms}', true)")
         return lambda: None  # a transaction's own setting: gone with the transaction
-    raw: Any = connection.connection.driver_connection
-    deadline = started + seconds
-
-    def past() -> int:
-        return 1 if time.monotonic() > deadline else 0
-
-    raw.set_progress_handler(past, _PROGRESS_STEPS)
-    return lambda: raw.set_progress_handler(None, 0)
+    return _WATCHDOG.watch(started + seconds, connection.connection.driver_connection)
 
 
 def _stopped_by_limit(e: exc.DBAPIError) -> bool:
@@ -186,9 +237,9 @@ class Database:
         similarity searches): one the database cannot answer in that time is a ``400
         query_too_slow`` rather than a statement that runs on for minutes after its client has
         gone, holding a connection and a core.  PostgreSQL stops it by ``statement_timeout`` (for
-        this transaction only); SQLite by a progress handler that interrupts the statement once
-        the deadline has passed (checked every few thousand virtual-machine steps, about 0.2% of a
-        statement's time), removed before the connection goes back to the pool.  0: no limit."""
+        this transaction only); SQLite by ``interrupt`` from a watchdog thread at the deadline,
+        never after the read has ended (the connection may be another read's then).  0: no
+        limit."""
         limit = self.query_time_limit
         with self._sessions() as session:
             if limit <= 0:

@@ -14,6 +14,7 @@ from sqlalchemy import text
 
 from corral import errors
 from corral.api.app import create_app
+from corral.db import engine
 from tests.files.conftest import add_items
 
 
@@ -54,22 +55,24 @@ def test_no_limit_when_zero(db) -> None:  # type: ignore[no-untyped-def]
         assert time.monotonic() - start >= 0.45
 
 
-def test_an_index_query_over_the_limit_is_a_400(settings, db, make_user) -> None:  # type: ignore[no-untyped-def]
+def test_an_index_query_over_the_limit_is_a_400(settings, db, make_user, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     """Through the API, with the snapshot off (SQL answers): SQLite's statement is interrupted by
-    its progress handler, PostgreSQL's (held here on a lock another transaction keeps on
+    an interrupt from the watchdog thread, PostgreSQL's (held here on a lock another transaction keeps on
     ``items``) by ``statement_timeout``; either way a 400 naming the limit, then the next query
     is answered."""
     app = create_app(settings.model_copy(update={"index_snapshot_mb": 0}), db=db)
     admin = make_user("admin@acme.io", org="Acme")
     with TestClient(app, raise_server_exceptions=False) as client:
         folder = client.post("/api/v1/folders", json={"path": "shots"}, headers=admin.bearer).json()
-        add_items(db, admin, folder["id"], [{"name": f"shot-{i:04d}.png"} for i in range(3000)])
+        add_items(db, admin, folder["id"], [{"name": f"shot-{i:05d}.png"} for i in range(10_000)])
         body = {"filter": {"field": "title", "op": "contains", "value": "7"}, "count": True, "page_size": 100}
         assert client.post("/api/v1/index/query", headers=admin.bearer, json=body).status_code == 200
         release = threading.Event()
         holder: threading.Thread | None = None
         if db.is_sqlite:
-            db.query_time_limit = 1e-6  # past before the first check: any statement of size stops
+            # past at once: the watchdog interrupts every 0.2 ms, so every statement of more than that
+            db.query_time_limit = 1e-6
+            monkeypatch.setattr(engine._Watchdog, "AGAIN", 0.0002)
         else:
             db.query_time_limit = 1.0
             locked = threading.Event()
@@ -96,4 +99,4 @@ def test_an_index_query_over_the_limit_is_a_400(settings, db, make_user) -> None
         db.query_time_limit = 60
         r = client.post("/api/v1/index/query", headers=admin.bearer, json=body)
         assert r.status_code == 200, r.text
-        assert r.json()["count"] == sum("7" in f"shot-{i:04d}.png" for i in range(3000))
+        assert r.json()["count"] == sum("7" in f"shot-{i:05d}.png" for i in range(10_000))
