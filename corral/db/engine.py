@@ -133,7 +133,8 @@ class _Watchdog:
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._run, name="corral-query-deadlines", daemon=True)
                 self._thread.start()
-            self._cond.notify()
+            if self._heap[0][1] == token:  # sooner than what the thread waits for
+                self._cond.notify()
 
         def stop() -> None:
             with self._cond:
@@ -152,7 +153,9 @@ class _Watchdog:
                 deadline, token, raw = self._heap[0]
                 wait = deadline - time.monotonic()
                 if wait > 0:
-                    self._cond.wait(wait)
+                    # at least AGAIN: the reads that ended in time are dropped in batches, not one
+                    # wake-up each
+                    self._cond.wait(max(wait, self.AGAIN))
                     continue
                 heapq.heappop(self._heap)
                 try:
