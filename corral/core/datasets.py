@@ -31,7 +31,7 @@ from corral.core import filters, folders, identity, pagination, permissions, tex
 from corral.core.identity import Principal
 from corral.core.staging import published
 from corral.db.tables import DataRow, Dataset, Folder, Item, ProjectDataset, User
-from corral.db.types import UTCDateTime, utcnow
+from corral.db.types import UTCDateTime, like_folded, utcnow
 from corral.errors import ErrorDetail
 
 MAX_TITLE = 300
@@ -250,7 +250,7 @@ def list_(
     if search:
         pattern = like_pattern(search)
         query = query.where(
-            or_(Dataset.title.ilike(pattern, escape="\\"), Dataset.description.ilike(pattern, escape="\\"))
+            or_(like_folded(Dataset.title, pattern), like_folded(Dataset.description, pattern))
         )
     parse = pagination.parse_datetime
     cursor = pagination.decode(page_token, "created", "asc", parse) if page_token else None
