@@ -121,6 +121,26 @@ def backed_counts(s: Session, item_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, 
     return out
 
 
+def _audio_and_dicom(item_type: str, media: dict[str, Any]) -> dict[str, Any]:
+    """The StorageItem keys of an audio file's stream and a DICOM series' UIDs, from its media.
+
+    ``audio*`` describe an audio item's stream: a video's media holds its picture's codec
+    ("h264"), which is no audio codec (it was shown as one).  A DICOM series' UIDs are its
+    files' (the SeriesInstanceUID they share, and their StudyInstanceUID, recorded with it since
+    this release)."""
+    audio = item_type == "audio"
+    series = item_type == "dicom_series"
+    return {
+        "dicomInstanceUid": None,
+        "dicomStudyUid": media.get("study_instance_uid") if series else None,
+        "dicomSeriesUid": media.get("series_instance_uid") if series else None,
+        "audioSampleRate": media.get("sample_rate") if audio else None,
+        "audioBitDepth": media.get("bit_depth") if audio else None,
+        "audioCodec": media.get("codec") if audio else None,
+        "audioNumChannels": media.get("num_channels") if audio else None,
+    }
+
+
 def storage_item(view: ItemView, owner: str, backed: int, *, metadata: bool = True) -> dict[str, Any]:
     media = view.media
     # frames of a video, pages of a PDF (the SDK shows both as frame_count), files of a group
@@ -148,14 +168,8 @@ def storage_item(view: ItemView, owner: str, backed: int, *, metadata: bool = Tr
         "fps": media.get("fps"),
         "height": media.get("height"),
         "width": media.get("width"),
-        "dicomInstanceUid": None,
-        "dicomStudyUid": None,
-        "dicomSeriesUid": None,
         "frameCount": frames,
-        "audioSampleRate": media.get("sample_rate"),
-        "audioBitDepth": media.get("bit_depth"),
-        "audioCodec": media.get("codec"),
-        "audioNumChannels": media.get("num_channels"),
+        **_audio_and_dicom(view.type, media),
     }
 
 
@@ -208,14 +222,8 @@ def storage_item_rows(
             "fps": media.get("fps"),
             "height": media.get("height"),
             "width": media.get("width"),
-            "dicomInstanceUid": None,
-            "dicomStudyUid": None,
-            "dicomSeriesUid": None,
             "frameCount": media.get("frame_count") or media.get("num_pages") or None,
-            "audioSampleRate": media.get("sample_rate"),
-            "audioBitDepth": media.get("bit_depth"),
-            "audioCodec": media.get("codec"),
-            "audioNumChannels": media.get("num_channels"),
+            **_audio_and_dicom(r["type"], media),
         })
     return out
 
@@ -247,6 +255,11 @@ def child_items(view: ItemView, owner: str, child_type: str | None) -> list[dict
             duration=None,
             fps=None,
         )
+        if child_type == "dicomFile":  # each file's own UIDs, as its header gives them
+            tags = media.get("dicom") or {}
+            one.update(dicomInstanceUid=tags.get("SOPInstanceUID"),
+                       dicomStudyUid=tags.get("StudyInstanceUID"),
+                       dicomSeriesUid=tags.get("SeriesInstanceUID"))
         out.append(one)
     return out
 

@@ -161,8 +161,11 @@ def test_upload_local_video_audio_pdf_text_and_nifti(sdk: Any, tmp_path: Path) -
         assert httpx.get(item.get_signed_url()).content == data  # the bytes corral stored
         if kind == StorageItemType.VIDEO:
             assert (item.width, item.height, item.fps) == (64, 48, 5) and item.frame_count == 10
+            # a silent video has no audio stream: its picture's codec ("h264") was shown as one
+            assert (item.audio_codec, item.audio_sample_rate, item.audio_num_channels) == (None, None, None)
         if kind == StorageItemType.AUDIO:
             assert item.duration is not None and abs(item.duration - 1.0) < 0.05
+            assert (item.audio_codec, item.audio_sample_rate, item.audio_num_channels) == ("pcm_s16le", 22050, 2)
         if kind == StorageItemType.PDF:
             assert item.frame_count == 3  # the SDK shows a PDF's pages as frames
         assert item.file_size == len(data)

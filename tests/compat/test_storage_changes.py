@@ -189,8 +189,14 @@ def test_child_items_of_a_dicom_series(sdk: Any, s3: Bucket, moto_server: Any) -
     _register(folder, s3, {"dicom_series": [entry]})
     [item] = folder.list_items()
     assert item.item_type == StorageItemType.DICOM_SERIES
+    # the UIDs the SDK reads, from the files' headers (they were always None)
+    for shown in (item, sdk.get_storage_item(item.uuid)):
+        assert (shown.dicom_series_uid, shown.dicom_study_uid) == (series.series_uid, series.study_uid)
+        assert shown.dicom_instance_uid is None
     children = list(item.get_child_items(get_signed_urls=True))
     assert [c.item_type for c in children] == [StorageItemType.DICOM_FILE] * 3
+    assert [(c.dicom_instance_uid, c.dicom_series_uid, c.dicom_study_uid) for c in children] == [
+        (sop, series.series_uid, series.study_uid) for sop in series.sop_uids]
     assert [c.url for c in children] == [s3.url(f"ct/{i}.dcm") for i in range(3)]
     assert [httpx.get(c.get_signed_url()).content for c in children] == series.files
 
