@@ -121,6 +121,18 @@ def backed_counts(s: Session, item_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, 
     return out
 
 
+def frame_count(media: dict[str, Any]) -> int | None:
+    """An item's ``frameCount``: a video's frames, a PDF's pages (the SDK shows both as frames),
+    a group's, sequence's or DICOM series' files, as registration counted them.  A listing's
+    items have no parts loaded: counting those alone left every group's None in ``list_items``
+    while ``get_storage_item`` counted them."""
+    for key in ("frame_count", "num_pages", "frames", "slices"):
+        value = media.get(key)
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value
+    return None
+
+
 def _audio_and_dicom(item_type: str, media: dict[str, Any]) -> dict[str, Any]:
     """The StorageItem keys of an audio file's stream and a DICOM series' UIDs, from its media.
 
@@ -144,7 +156,7 @@ def _audio_and_dicom(item_type: str, media: dict[str, Any]) -> dict[str, Any]:
 def storage_item(view: ItemView, owner: str, backed: int, *, metadata: bool = True) -> dict[str, Any]:
     media = view.media
     # frames of a video, pages of a PDF (the SDK shows both as frame_count), files of a group
-    frames = media.get("frame_count") or media.get("num_pages") or (len(view.parts) if view.parts else None)
+    frames = frame_count(media) or (len(view.parts) if view.parts else None)
     return {
         "uuid": str(view.id),
         "parent": str(view.folder_id),
@@ -222,7 +234,7 @@ def storage_item_rows(
             "fps": media.get("fps"),
             "height": media.get("height"),
             "width": media.get("width"),
-            "frameCount": media.get("frame_count") or media.get("num_pages") or None,
+            "frameCount": frame_count(media),
             **_audio_and_dicom(r["type"], media),
         })
     return out

@@ -158,6 +158,8 @@ def test_child_items_of_groups_sequences_and_series(sdk: Any, s3: Bucket) -> Non
     _register(folder, s3, {"image_groups": [group]})
     [item] = folder.list_items()
     assert item.item_type == StorageItemType.IMAGE_GROUP
+    # its files, counted alike in a listing (where it was None) and alone
+    assert item.frame_count == sdk.get_storage_item(item.uuid).frame_count == 3
     children = list(item.get_child_items(get_signed_urls=True))
     assert [c.item_type for c in children] == [StorageItemType.IMAGE] * 3
     assert [c.url for c in children] == [s3.url(k) for k in keys]
@@ -172,6 +174,7 @@ def test_child_items_of_groups_sequences_and_series(sdk: Any, s3: Bucket) -> Non
     _register(folder, s3, {"image_groups": [sequence], "skip_duplicate_urls": False})
     [seq] = [i for i in folder.list_items() if i.name == "s"]
     assert seq.item_type == StorageItemType.IMAGE_SEQUENCE
+    assert seq.frame_count == sdk.get_storage_item(seq.uuid).frame_count == 2
     assert [c.url for c in seq.get_child_items()] == [s3.url(a_only[0])] * 2
     [plain] = [i for i in sdk.find_storage_folders(search="groups")]
     assert plain.uuid == folder.uuid
@@ -192,6 +195,7 @@ def test_child_items_of_a_dicom_series(sdk: Any, s3: Bucket, moto_server: Any) -
     # the UIDs the SDK reads, from the files' headers (they were always None)
     for shown in (item, sdk.get_storage_item(item.uuid)):
         assert (shown.dicom_series_uid, shown.dicom_study_uid) == (series.series_uid, series.study_uid)
+        assert shown.frame_count == 3
         assert shown.dicom_instance_uid is None
     children = list(item.get_child_items(get_signed_urls=True))
     assert [c.item_type for c in children] == [StorageItemType.DICOM_FILE] * 3
