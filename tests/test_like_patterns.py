@@ -42,3 +42,14 @@ def test_a_pattern_ending_in_a_lone_escape_is_refused_by_name(pattern: str) -> N
 @pytest.mark.parametrize("pattern", ["abc\\\\", "a\\%", "plain", ""])
 def test_other_patterns_pass(pattern: str) -> None:
     assert filters.check_like(pattern, "title_like") == pattern
+
+
+def test_fold_lowers_every_letter_on_both_databases(db) -> None:  # type: ignore[no-untyped-def]
+    """SQLite's own lower() folds A-Z alone; ``fold`` folds as PostgreSQL's lower() does."""
+    from corral.db.types import fold, like_folded
+
+    with db.engine.connect() as conn:
+        assert conn.execute(select(fold(literal("ÄrZTE École ÖL")))).scalar() == "ärzte école öl"
+        assert conn.execute(select(fold(literal(None)))).scalar() is None
+        assert conn.execute(select(like_folded(literal("Ünion_1"), "ün%\\_1"))).scalar()
+        assert not conn.execute(select(like_folded(literal("Ünion-1"), "ün%\\_1"))).scalar()

@@ -121,10 +121,42 @@ def backed_counts(s: Session, item_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, 
     return out
 
 
+def frame_count(media: dict[str, Any]) -> int | None:
+    """An item's ``frameCount``: a video's frames, a PDF's pages (the SDK shows both as frames),
+    a group's, sequence's or DICOM series' files, as registration counted them.  A listing's
+    items have no parts loaded: counting those alone left every group's None in ``list_items``
+    while ``get_storage_item`` counted them."""
+    for key in ("frame_count", "num_pages", "frames", "slices"):
+        value = media.get(key)
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value
+    return None
+
+
+def _audio_and_dicom(item_type: str, media: dict[str, Any]) -> dict[str, Any]:
+    """The StorageItem keys of an audio file's stream and a DICOM series' UIDs, from its media.
+
+    ``audio*`` describe an audio item's stream: a video's media holds its picture's codec
+    ("h264"), which is no audio codec (it was shown as one).  A DICOM series' UIDs are its
+    files' (the SeriesInstanceUID they share, and their StudyInstanceUID, recorded with it since
+    this release)."""
+    audio = item_type == "audio"
+    series = item_type == "dicom_series"
+    return {
+        "dicomInstanceUid": None,
+        "dicomStudyUid": media.get("study_instance_uid") if series else None,
+        "dicomSeriesUid": media.get("series_instance_uid") if series else None,
+        "audioSampleRate": media.get("sample_rate") if audio else None,
+        "audioBitDepth": media.get("bit_depth") if audio else None,
+        "audioCodec": media.get("codec") if audio else None,
+        "audioNumChannels": media.get("num_channels") if audio else None,
+    }
+
+
 def storage_item(view: ItemView, owner: str, backed: int, *, metadata: bool = True) -> dict[str, Any]:
     media = view.media
     # frames of a video, pages of a PDF (the SDK shows both as frame_count), files of a group
-    frames = media.get("frame_count") or media.get("num_pages") or (len(view.parts) if view.parts else None)
+    frames = frame_count(media) or (len(view.parts) if view.parts else None)
     return {
         "uuid": str(view.id),
         "parent": str(view.folder_id),
@@ -148,14 +180,8 @@ def storage_item(view: ItemView, owner: str, backed: int, *, metadata: bool = Tr
         "fps": media.get("fps"),
         "height": media.get("height"),
         "width": media.get("width"),
-        "dicomInstanceUid": None,
-        "dicomStudyUid": None,
-        "dicomSeriesUid": None,
         "frameCount": frames,
-        "audioSampleRate": media.get("sample_rate"),
-        "audioBitDepth": media.get("bit_depth"),
-        "audioCodec": media.get("codec"),
-        "audioNumChannels": media.get("num_channels"),
+        **_audio_and_dicom(view.type, media),
     }
 
 
@@ -208,14 +234,8 @@ def storage_item_rows(
             "fps": media.get("fps"),
             "height": media.get("height"),
             "width": media.get("width"),
-            "dicomInstanceUid": None,
-            "dicomStudyUid": None,
-            "dicomSeriesUid": None,
-            "frameCount": media.get("frame_count") or media.get("num_pages") or None,
-            "audioSampleRate": media.get("sample_rate"),
-            "audioBitDepth": media.get("bit_depth"),
-            "audioCodec": media.get("codec"),
-            "audioNumChannels": media.get("num_channels"),
+            "frameCount": frame_count(media),
+            **_audio_and_dicom(r["type"], media),
         })
     return out
 
@@ -247,6 +267,11 @@ def child_items(view: ItemView, owner: str, child_type: str | None) -> list[dict
             duration=None,
             fps=None,
         )
+        if child_type == "dicomFile":  # each file's own UIDs, as its header gives them
+            tags = media.get("dicom") or {}
+            one.update(dicomInstanceUid=tags.get("SOPInstanceUID"),
+                       dicomStudyUid=tags.get("StudyInstanceUID"),
+                       dicomSeriesUid=tags.get("SeriesInstanceUID"))
         out.append(one)
     return out
 

@@ -31,7 +31,7 @@ from corral.core import filters, folders, identity, pagination, permissions, tex
 from corral.core.identity import Principal
 from corral.core.staging import published
 from corral.db.tables import DataRow, Dataset, Folder, Item, ProjectDataset, User
-from corral.db.types import UTCDateTime, utcnow
+from corral.db.types import UTCDateTime, like_folded, utcnow
 from corral.errors import ErrorDetail
 
 MAX_TITLE = 300
@@ -250,7 +250,7 @@ def list_(
     if search:
         pattern = like_pattern(search)
         query = query.where(
-            or_(Dataset.title.ilike(pattern, escape="\\"), Dataset.description.ilike(pattern, escape="\\"))
+            or_(like_folded(Dataset.title, pattern), like_folded(Dataset.description, pattern))
         )
     parse = pagination.parse_datetime
     cursor = pagination.decode(page_token, "created", "asc", parse) if page_token else None
@@ -580,7 +580,11 @@ def users(s: Session, principal: Principal, dataset: Dataset) -> list[GrantView]
 
 
 def share(s: Session, principal: Principal, dataset: Dataset, user: str, role: str) -> GrantView:
-    """Give a user (by e-mail or id) ``viewer`` or ``editor`` on the dataset; editors and admins only."""
+    """Give a user (by e-mail or id) ``viewer`` or ``editor`` on the dataset; editors and admins only.
+
+    The right to share is checked first: a viewer learns nothing about the user named (whether
+    they exist, created the dataset), only that they may not share it (403)."""
+    permissions.require_dataset(s, principal, dataset, "editor")
     target = identity.org_user(s, principal.org_id, user)
     _lock_grants(s, dataset)
     g = permissions.grant(s, principal, "dataset", dataset.id, target.id, role)
@@ -588,7 +592,9 @@ def share(s: Session, principal: Principal, dataset: Dataset, user: str, role: s
 
 
 def unshare(s: Session, principal: Principal, dataset: Dataset, user: str) -> bool:
-    """Take a user's role on the dataset away; True if they had one."""
+    """Take a user's role on the dataset away; True if they had one (editors and admins only,
+    checked first, as ``share``)."""
+    permissions.require_dataset(s, principal, dataset, "editor")
     target = identity.org_user(s, principal.org_id, user)
     if target.id == dataset.created_by:  # listed by ``users``: removing them would do nothing
         raise errors.Conflict(f"{target.email} created the dataset and keeps its role on it",

@@ -19,6 +19,7 @@ from sqlalchemy import Select
 from sqlalchemy.orm import InstrumentedAttribute
 
 from corral import errors
+from corral.db.types import like_folded
 
 #: The escape character of every LIKE pattern a client gives.
 ESCAPE = "\\"
@@ -68,7 +69,7 @@ def apply(
         if eq is not None:
             query = query.where(column == eq)
         if like is not None:
-            query = query.where(column.ilike(check_like(like, field), escape=ESCAPE))
+            query = query.where(like_folded(column, check_like(like, field), ESCAPE))
     for stamp, before, after in (
         (created, where.created_before, where.created_after),
         (edited, where.edited_before, where.edited_after),

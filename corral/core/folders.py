@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, func, select, text
+from sqlalchemy import Select, bindparam, func, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -26,7 +26,7 @@ from corral.core.pagination import Direction, Page
 from corral.core.permissions import Need
 from corral.core.staging import published
 from corral.db.tables import Folder, Item, Job
-from corral.db.types import utcnow
+from corral.db.types import contains_folded, utcnow
 from corral.errors import ErrorDetail
 from corral.jsoncodec import preview
 
@@ -440,18 +440,53 @@ def children_for(s: Session, principal: Principal, parent: str | uuid.UUID | Non
     visible = permissions.visible_folder_ids(s, principal)
     if visible is None:
         return children(s, principal.org_id, None)
-    tops = [
+    tops = _tops(s, visible)
+    return list(s.scalars(select(Folder).where(Folder.id.in_(tops)).order_by(Folder.name, Folder.id)))
+
+
+def _tops(s: Session, visible: set[uuid.UUID]) -> list[uuid.UUID]:
+    """The highest of the ``visible`` folders: those whose parent is not visible."""
+    return [
         fid
         for fid, parent_id in s.execute(select(Folder.id, Folder.parent_id).where(Folder.id.in_(visible)))
         if parent_id not in visible
     ]
-    return list(s.scalars(select(Folder).where(Folder.id.in_(tops)).order_by(Folder.name, Folder.id)))
 
 
 def ancestors(s: Session, principal: Principal, ref: str | uuid.UUID) -> list[Folder]:
     """The path to the root: every folder from the top down to this one (which the principal must
     be able to see; the names above it are already part of its ``path``)."""
     return chain(s, resolve_for(s, principal, ref))
+
+
+def _check_listing(order: str, direction: str, page_size: int, q: str) -> None:
+    if order not in ORDERS:
+        raise errors.ValidationFailed(
+            f"order must be one of {', '.join(ORDERS)}, got {order!r}",
+            details=[ErrorDetail(f"one of {', '.join(ORDERS)}", field="order")],
+        )
+    if direction not in ("asc", "desc"):
+        raise errors.ValidationFailed(
+            f"direction must be asc or desc, got {direction!r}",
+            details=[ErrorDetail("asc or desc", field="direction")],
+        )
+    pagination.check_page_size(page_size)
+    pagination.check_search(q)
+
+
+def _listing_page(
+    s: Session, query: Select[tuple[Folder]], q: str, order: str, direction: Direction, page_size: int,
+    page_token: str | None,
+) -> Page[Folder]:
+    """A page of ``query`` (folders), those whose name holds ``q`` (any case), keyset-paged."""
+    key = ORDERS[order]
+    parse = pagination.parse_datetime if order == "created_at" else pagination.parse_text
+    cursor = pagination.decode(page_token, order, direction, parse) if page_token else None
+    if q:
+        query = query.where(contains_folded(Folder.name, q))
+    return pagination.fetch(
+        s, query, key, Folder.id, order=order, direction=direction, page_size=page_size, cursor=cursor
+    )
 
 
 def find(
@@ -465,30 +500,42 @@ def find(
     page_token: str | None = None,
 ) -> Page[Folder]:
     """Folders anywhere in the tree whose name contains ``q`` (case-insensitive), a page at a time."""
-    if order not in ORDERS:
-        raise errors.ValidationFailed(
-            f"order must be one of {', '.join(ORDERS)}, got {order!r}",
-            details=[ErrorDetail(f"one of {', '.join(ORDERS)}", field="order")],
-        )
-    if direction not in ("asc", "desc"):
-        raise errors.ValidationFailed(
-            f"direction must be asc or desc, got {direction!r}",
-            details=[ErrorDetail("asc or desc", field="direction")],
-        )
-    pagination.check_page_size(page_size)
-    pagination.check_search(q)
-    key = ORDERS[order]
-    parse = pagination.parse_datetime if order == "created_at" else pagination.parse_text
-    cursor = pagination.decode(page_token, order, direction, parse) if page_token else None
+    _check_listing(order, direction, page_size, q)
     query = select(Folder).where(Folder.org_id == principal.org_id)
-    if q:
-        query = query.where(func.lower(Folder.name).contains(q.lower(), autoescape=True))
     visible = permissions.visible_folder_ids(s, principal)
     if visible is not None:
         query = query.where(Folder.id.in_(visible))
-    return pagination.fetch(
-        s, query, key, Folder.id, order=order, direction=direction, page_size=page_size, cursor=cursor
-    )
+    return _listing_page(s, query, q, order, direction, page_size, page_token)
+
+
+def children_page(
+    s: Session,
+    principal: Principal,
+    parent: str | uuid.UUID | None,
+    *,
+    q: str = "",
+    order: str = "name",
+    direction: Direction = "asc",
+    page_size: int = 100,
+    page_token: str | None = None,
+) -> Page[Folder]:
+    """``children_for`` a page at a time, those whose name contains ``q`` (case-insensitive).
+
+    Keyset-paged as ``find``: a page starts after the last folder of the one before, so a client
+    that deletes (or creates, or renames) folders as it reads the pages misses none and sees none
+    twice.  Pages by position skipped a folder for each one deleted before it: deleting every
+    top-level folder while listing them two a page left half of them."""
+    _check_listing(order, direction, page_size, q)
+    query = select(Folder).where(Folder.org_id == principal.org_id)
+    if parent is not None:
+        query = query.where(Folder.parent_key == str(resolve_for(s, principal, parent).id))
+    else:
+        visible = permissions.visible_folder_ids(s, principal)
+        if visible is None:
+            query = query.where(Folder.parent_key == "")
+        else:
+            query = query.where(Folder.id.in_(_tops(s, visible)))
+    return _listing_page(s, query, q, order, direction, page_size, page_token)
 
 
 def item_count(s: Session, folder_id: uuid.UUID) -> int:

@@ -26,7 +26,7 @@ from corral.core.pagination import Direction, Page
 from corral.core.permissions import Need
 from corral.core.staging import is_published, published
 from corral.db.tables import DataRow, Dataset, Folder, Integration, Item, ItemPart
-from corral.db.types import utcnow
+from corral.db.types import contains_folded, utcnow
 from corral.errors import ErrorDetail
 from corral.settings import Settings
 from corral.storage.scope import ScopedStorage
@@ -241,7 +241,7 @@ class ItemFilter:
         if self.types:
             where.append(Item.item_type.in_(list(self.types)))
         if self.q:
-            where.append(func.lower(Item.name).contains(self.q.lower(), autoescape=True))
+            where.append(contains_folded(Item.name, self.q))
         return where
 
 
@@ -401,7 +401,7 @@ def window(
     if types:
         where.append(Item.item_type.in_(types))
     if q:
-        where.append(func.lower(Item.name).contains(q.lower(), autoescape=True))
+        where.append(contains_folded(Item.name, q))
     total = (s.scalar(select(func.count()).select_from(Item).where(*where)) or 0) if count else -1
     key = ORDERS[order]
     by = (key.desc(), Item.id.desc()) if direction == "desc" else (key.asc(), Item.id.asc())
@@ -443,7 +443,7 @@ def search(
     if types:
         query = query.where(Item.item_type.in_(types))
     if q:
-        query = query.where(func.lower(Item.name).contains(q.lower(), autoescape=True))
+        query = query.where(contains_folded(Item.name, q))
     page = pagination.fetch(
         s, query, ORDERS[order], Item.id, order=order, direction=direction, page_size=page_size,
         cursor=cursor,

@@ -53,7 +53,7 @@ def grants(s: Session, principal: Principal, ref: str | uuid.UUID) -> list[Grant
 
 def share(s: Session, principal: Principal, ref: str | uuid.UUID, user: str, role: str) -> GrantView:
     """Give a member (by e-mail or id) ``viewer`` or ``editor`` on the folder (admins and its editors)."""
-    folder = folders.resolve_for(s, principal, ref)
+    folder = folders.resolve_for(s, principal, ref, "editor")  # before the user: a viewer learns nothing
     target = identity.org_user(s, principal.org_id, user)
     grant = permissions.grant(s, principal, "folder", folder.id, target.id, role)
     return _view(s, grant, target.email)
@@ -61,6 +61,6 @@ def share(s: Session, principal: Principal, ref: str | uuid.UUID, user: str, rol
 
 def unshare(s: Session, principal: Principal, ref: str | uuid.UUID, user: str) -> bool:
     """Take away the role a member has on this folder itself; True if they had one."""
-    folder = folders.resolve_for(s, principal, ref)
+    folder = folders.resolve_for(s, principal, ref, "editor")  # before the user, as ``share``
     target = identity.org_user(s, principal.org_id, user)
     return permissions.revoke(s, principal, "folder", folder.id, target.id)

@@ -37,6 +37,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from corral import jsoncodec
+from corral.db import types
 from corral.errors import ConfigurationError, QueryTooSlow
 from corral.jobs import doorbell
 from corral.settings import Settings
@@ -442,6 +443,7 @@ def _configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
         cur.execute(f"PRAGMA cache_size = -{SQLITE_CACHE_KIB}")
         cur.execute(f"PRAGMA mmap_size = {SQLITE_MMAP_BYTES}")
         cur.close()
+        dbapi_conn.create_function(types.SQLITE_FOLD, 1, types.sqlite_fold, deterministic=True)
 
     database = engine.url.database
     waiting: _Waiting | None = None

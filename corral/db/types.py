@@ -9,9 +9,11 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime
+from sqlalchemy import JSON, ColumnElement, DateTime, String, func
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.functions import GenericFunction
 from sqlalchemy.types import TypeDecorator
 
 #: JSON everywhere, JSONB on PostgreSQL (indexable, compact).
@@ -80,3 +82,54 @@ def uuid7_hex(n: int) -> list[str]:
 def uuid7() -> uuid.UUID:
     """One time-ordered UUID (see ``uuid7_hex``)."""
     return uuid.UUID(hex=uuid7_hex(1)[0])
+
+
+class fold(GenericFunction[str]):
+    """Text folded for matching without regard to case, the same on both databases: ``lower()``
+    on PostgreSQL (Unicode, by the database's locale), Python's ``str.lower`` on SQLite
+    (``corral_fold``, registered on every connection), whose own ``lower()`` folds ASCII only:
+    a search for "ärz" found the folder "Ärzte" on PostgreSQL and nothing on SQLite.  Compare it
+    with a value lowered in Python (``like_folded``, ``contains_folded``).
+
+    SQLite's built-in ``lower()`` is not replaced: the index's ``icontains`` folds ASCII alone on
+    both databases (``corral.core.index.compile``)."""
+
+    type = String()
+    name = "fold"
+    inherit_cache = True
+
+
+@compiles(fold)
+def _fold_default(element: fold, compiler: Any, **kw: Any) -> str:
+    return f"lower({compiler.process(element.clauses, **kw)})"
+
+
+@compiles(fold, "sqlite")
+def _fold_sqlite(element: fold, compiler: Any, **kw: Any) -> str:
+    return f"{SQLITE_FOLD}({compiler.process(element.clauses, **kw)})"
+
+
+#: The SQLite function ``fold`` compiles to.
+SQLITE_FOLD = "corral_fold"
+
+
+def sqlite_fold(value: Any) -> Any:
+    """``corral_fold``: text lowered as Python lowers it; anything else as it is (NULL stays NULL)."""
+    return value.lower() if value.__class__ is str else value
+
+
+def _folded(column: Any, text: str) -> Any:
+    """``column`` folded for comparing with ``text`` lowered: an ASCII ``text`` needs only the
+    built-in ``lower()`` (on SQLite a Python function costs about 0.6 µs a row more: 3.5 times
+    the built-in's scan of a folder's names)."""
+    return func.lower(column) if text.isascii() else fold(column)
+
+
+def like_folded(column: Any, pattern: str, escape: str = "\\") -> ColumnElement[bool]:
+    """``column ILIKE pattern``, folding non-ASCII letters on SQLite as PostgreSQL does."""
+    return _folded(column, pattern).like(pattern.lower(), escape=escape)  # type: ignore[no-any-return]
+
+
+def contains_folded(column: Any, text: str) -> ColumnElement[bool]:
+    """``text`` anywhere in ``column`` without regard to case (``%`` and ``_`` literal)."""
+    return _folded(column, text).contains(text.lower(), autoescape=True)  # type: ignore[no-any-return]

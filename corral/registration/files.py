@@ -190,7 +190,9 @@ def _group(
                 entry.urls[0],
                 f"the files of a DICOM series must share one SeriesInstanceUID; found {len(series)}",
             )
-        media = {"series_instance_uid": next(iter(series), None), "slices": len(parts)}
+        studies = [p["media"].get("dicom", {}).get("StudyInstanceUID") for p in parts]
+        media = {"series_instance_uid": next(iter(series), None), "slices": len(parts),
+                 "study_instance_uid": next((u for u in studies if u is not None), None)}
         return [Prepared(entry.seq, "dicom_series", entry.title, urls, media, metadata, parts)]
     if entry.data_type == "image_sequence":
         runs: list[list[dict[str, Any]]] = []

@@ -61,7 +61,7 @@ def test_delete_data_unlinks_the_rows(sdk: Any, s3: Bucket) -> None:
     assert [r.title for r in sdk.get_dataset(ds.dataset_hash).data_rows] == ["c.png"]
 
 
-def test_dataset_users_with_roles(sdk: Any, s3: Bucket, make_user: Any, server: str) -> None:
+def test_dataset_users_with_roles(sdk: Any, s3: Bucket, make_user: Any, server: str, alice: Any) -> None:
     ds = _dataset(sdk, s3)
     bob, carol = make_user("bob@x.io", role="member"), make_user("carol@x.io", role="member")
     added = ds.add_users(["bob@x.io"], DatasetUserRole.USER)
@@ -75,6 +75,22 @@ def test_dataset_users_with_roles(sdk: Any, s3: Bucket, make_user: Any, server: 
 
     as_bob = client_for(bob, server).get_dataset(ds.dataset_hash)  # a user sees the rows
     assert len(as_bob.list_data_rows()) == 3
+    # but may not share it, and learns only that: not who is a member ("user ... not found")
+    # nor who created the dataset
+    with pytest.raises(AuthorisationError):
+        as_bob.add_users(["nobody@x.io"], DatasetUserRole.USER)
+    with pytest.raises(AuthorisationError):
+        as_bob.remove_users(["alice@x.io"])
+    # nor may a folder's viewer share the folder (the native API, the same core)
+    folder = sdk.create_storage_folder("shared")
+    with httpx.Client(base_url=server, timeout=30) as native:
+        r = native.post(f"/api/v1/folders/{folder.uuid}/grants", headers=alice.bearer,
+                        json={"user": "bob@x.io", "role": "viewer"})
+        assert r.status_code in (200, 201), r.text
+        for r in (native.post(f"/api/v1/folders/{folder.uuid}/grants", headers=bob.bearer,
+                              json={"user": "nobody@x.io", "role": "viewer"}),
+                  native.delete(f"/api/v1/folders/{folder.uuid}/grants/nobody@x.io", headers=bob.bearer)):
+            assert r.status_code == 403, r.text
     with pytest.raises(AuthorisationError):
         as_bob.delete_data([as_bob.list_data_rows()[0].uid])  # but cannot change them
     as_carol = client_for(carol, server).get_dataset(ds.dataset_hash)

@@ -161,8 +161,11 @@ def test_upload_local_video_audio_pdf_text_and_nifti(sdk: Any, tmp_path: Path) -
         assert httpx.get(item.get_signed_url()).content == data  # the bytes corral stored
         if kind == StorageItemType.VIDEO:
             assert (item.width, item.height, item.fps) == (64, 48, 5) and item.frame_count == 10
+            # a silent video has no audio stream: its picture's codec ("h264") was shown as one
+            assert (item.audio_codec, item.audio_sample_rate, item.audio_num_channels) == (None, None, None)
         if kind == StorageItemType.AUDIO:
             assert item.duration is not None and abs(item.duration - 1.0) < 0.05
+            assert (item.audio_codec, item.audio_sample_rate, item.audio_num_channels) == ("pcm_s16le", 22050, 2)
         if kind == StorageItemType.PDF:
             assert item.frame_count == 3  # the SDK shows a PDF's pages as frames
         assert item.file_size == len(data)
@@ -180,3 +183,31 @@ def test_get_storage_items_sign_flag_is_a_boolean(sdk: Any, s3: Bucket, api: htt
     r = api.post("/v2/public/storage/items/get-bulk", json={"itemUuids": ids, "signUrls": False})
     assert r.status_code == 200 and all(i["signedUrl"] is None for i in r.json()["results"]), r.text
     assert all(i.get_signed_url() for i in sdk.get_storage_items(ids, sign_url=True))
+
+
+def test_searches_fold_accented_letters_on_both_databases(sdk: Any, s3: Bucket, api: httpx.Client) -> None:
+    """Every name search and LIKE filter ignores the case of any letter, not of ASCII alone:
+    SQLite's lower() folds A-Z only, so on SQLite "ärz" found no "Ärzte" (PostgreSQL found it)
+    while list_storage_folders, which filtered in Python, did."""
+    from encord.orm.dataset import StorageLocation
+
+    top = sdk.create_storage_folder("Ärzte")
+    sdk.create_storage_folder("ÉCOLE", parent_folder=top.uuid)
+    assert [f.name for f in sdk.find_storage_folders(search="ärz")] == ["Ärzte"]
+    assert [f.name for f in sdk.find_storage_folders(search="écol")] == ["ÉCOLE"]
+    assert [f.name for f in sdk.list_storage_folders(search="ÄRZ")] == ["Ärzte"]
+    assert [f.name for f in top.list_subfolders(search="école")] == ["ÉCOLE"]
+    job = top.add_private_data_to_folder_start(
+        s3.integration_id, {"images": [{"objectUrl": s3.url("img/a.png"), "title": "Öl.png"}]})
+    assert top.add_private_data_to_folder_get_result(job, timeout_seconds=120).status == LongPollingStatus.DONE
+    assert [i.name for i in top.list_items(search="öl")] == ["Öl.png"]
+    assert [i.name for i in top.find_items(search="ÖL")] == ["Öl.png"]
+    native = api.get("/api/v1/items", params={"folder": str(top.uuid), "q": "öl"})
+    assert [i["name"] for i in native.json()["items"]] == ["Öl.png"]
+
+    created = sdk.create_dataset("Ünion", StorageLocation.AWS, "Ärger", create_backing_folder=False)
+    assert [d["dataset"].title for d in sdk.get_datasets(title_like="ün%")] == ["Ünion"]
+    assert [d["dataset"].title for d in sdk.get_datasets(desc_like="%ÄRGER")] == ["Ünion"]
+    ds = sdk.get_dataset(created.dataset_hash)
+    ds.link_items([i.uuid for i in top.list_items()])
+    assert [r.title for r in ds.list_data_rows(title_like="öl%")] == ["Öl.png"]

@@ -11,9 +11,9 @@ import pytest
 from encord.exceptions import InvalidArgumentsError, ResourceExistsError, ResourceNotFoundError
 from encord.http.bundle import Bundle
 from encord.orm.dataset import LongPollingStatus, StorageLocation
-from encord.orm.storage import StorageItemType
+from encord.orm.storage import FoldersSortBy, StorageItemType
 
-from tests.compat.conftest import IMAGES, Bucket, images_manifest, png
+from tests.compat.conftest import IMAGES, Bucket, client_for, images_manifest, png
 
 
 def _register(folder: Any, bucket: Bucket, manifest: Any) -> None:
@@ -158,6 +158,8 @@ def test_child_items_of_groups_sequences_and_series(sdk: Any, s3: Bucket) -> Non
     _register(folder, s3, {"image_groups": [group]})
     [item] = folder.list_items()
     assert item.item_type == StorageItemType.IMAGE_GROUP
+    # its files, counted alike in a listing (where it was None) and alone
+    assert item.frame_count == sdk.get_storage_item(item.uuid).frame_count == 3
     children = list(item.get_child_items(get_signed_urls=True))
     assert [c.item_type for c in children] == [StorageItemType.IMAGE] * 3
     assert [c.url for c in children] == [s3.url(k) for k in keys]
@@ -172,6 +174,7 @@ def test_child_items_of_groups_sequences_and_series(sdk: Any, s3: Bucket) -> Non
     _register(folder, s3, {"image_groups": [sequence], "skip_duplicate_urls": False})
     [seq] = [i for i in folder.list_items() if i.name == "s"]
     assert seq.item_type == StorageItemType.IMAGE_SEQUENCE
+    assert seq.frame_count == sdk.get_storage_item(seq.uuid).frame_count == 2
     assert [c.url for c in seq.get_child_items()] == [s3.url(a_only[0])] * 2
     [plain] = [i for i in sdk.find_storage_folders(search="groups")]
     assert plain.uuid == folder.uuid
@@ -189,8 +192,15 @@ def test_child_items_of_a_dicom_series(sdk: Any, s3: Bucket, moto_server: Any) -
     _register(folder, s3, {"dicom_series": [entry]})
     [item] = folder.list_items()
     assert item.item_type == StorageItemType.DICOM_SERIES
+    # the UIDs the SDK reads, from the files' headers (they were always None)
+    for shown in (item, sdk.get_storage_item(item.uuid)):
+        assert (shown.dicom_series_uid, shown.dicom_study_uid) == (series.series_uid, series.study_uid)
+        assert shown.frame_count == 3
+        assert shown.dicom_instance_uid is None
     children = list(item.get_child_items(get_signed_urls=True))
     assert [c.item_type for c in children] == [StorageItemType.DICOM_FILE] * 3
+    assert [(c.dicom_instance_uid, c.dicom_series_uid, c.dicom_study_uid) for c in children] == [
+        (sop, series.series_uid, series.study_uid) for sop in series.sop_uids]
     assert [c.url for c in children] == [s3.url(f"ct/{i}.dcm") for i in range(3)]
     assert [httpx.get(c.get_signed_url()).content for c in children] == series.files
 
@@ -217,3 +227,52 @@ def test_unsupported_patch_options_are_refused(sdk: Any, s3: Bucket) -> None:
         _patch(sdk, "storage/items/patch-bulk", {"itemPatches": {str(item.uuid): {"sceneLayout": {"a": 1}}}})
     item.update(timeseries_settings=None)  # "back to the defaults": corral has none, so nothing changes
     assert sdk.get_storage_item(item.uuid).name == "a.png"
+
+
+def test_deleting_folders_while_listing_them_deletes_every_one(sdk: Any, make_user: Any, server: str) -> None:
+    """What a clean-up script does: iterate the listing and delete each folder as it comes.  The
+    pages were by position, so each page started past as many folders as had been deleted since
+    the first: half the folders were left behind, the script none the wiser."""
+
+    for i in range(7):
+        sdk.create_storage_folder(f"old-{i}")
+    deleted = []
+    for folder in sdk.list_storage_folders(page_size=2):
+        folder.delete()
+        deleted.append(folder.name)
+    assert deleted == [f"old-{i}" for i in range(7)] and list(sdk.list_storage_folders()) == []
+
+    top = sdk.create_storage_folder("top")
+    for i in range(5):
+        sdk.create_storage_folder(f"sub-{i}", parent_folder=top.uuid)
+    seen = []
+    for folder in top.list_subfolders(order=FoldersSortBy.CREATED_AT, desc=True, page_size=2):
+        folder.delete()
+        seen.append(folder.name)
+    assert seen == [f"sub-{i}" for i in reversed(range(5))] and list(top.list_subfolders()) == []
+
+    # a member's top level (the highest folders they can see) is paged the same way
+    bob = make_user("bob@x.io", role="member")
+    as_bob = client_for(bob, server)
+    for i in range(5):
+        as_bob.create_storage_folder(f"bob-{i}")
+    for folder in as_bob.list_storage_folders(search="BOB", page_size=2):
+        folder.delete()
+    assert list(as_bob.list_storage_folders()) == [] and [f.name for f in sdk.list_storage_folders()] == ["top"]
+
+
+def test_folder_listings_page_equal_names_and_times_without_gaps(sdk: Any) -> None:
+    """Sibling names differ, but their case may not, and a folder listing's pages continue from
+    the last folder's (name or creation time, id): every folder once, in each order."""
+    parents = [sdk.create_storage_folder(f"p{i}") for i in range(3)]
+    for parent in parents:
+        for name in ("x", "X", "y"):
+            sdk.create_storage_folder(name, parent_folder=parent.uuid)
+    for order in (FoldersSortBy.NAME, FoldersSortBy.CREATED_AT):
+        for desc in (False, True):
+            whole = [f.uuid for f in sdk.find_storage_folders(search="x", order=order, desc=desc)]
+            assert len(set(whole)) == 6
+            assert [f.uuid for f in sdk.find_storage_folders(search="x", order=order, desc=desc, page_size=1)] == whole
+            subs = [f.uuid for f in parents[1].list_subfolders(order=order, desc=desc)]
+            assert len(set(subs)) == 3
+            assert [f.uuid for f in parents[1].list_subfolders(order=order, desc=desc, page_size=1)] == subs

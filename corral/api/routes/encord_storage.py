@@ -154,22 +154,15 @@ def _children_page(
     page_size: int,
     page_token: str | None,
 ) -> dict[str, Any]:
-    """A page of a folder's subfolders (or of the top level); the token is an offset."""
-    pagination.check_page_size(page_size)
-    rows = [] if synced else folders.children_for(s, principal, parent)  # no folder is dataset-synced
-    if search:
-        rows = [f for f in rows if search.lower() in f.name.lower()]
-    rows.sort(
-        key=(lambda f: (f.created_at, f.id)) if order == "createdAt" else (lambda f: (f.name, f.id)),
-        reverse=desc,
-    )
-    try:
-        start = int(page_token or 0)
-    except ValueError:
-        raise errors.InvalidInput("pageToken is not a token this listing gave out") from None
-    chunk = rows[start : start + page_size]
-    more = start + page_size < len(rows)
-    return _page(dto.storage_folders(s, principal, chunk), str(start + page_size) if more else None)
+    """A page of a folder's subfolders (or of the top level), keyset-paged (``folders.children_page``)."""
+    if synced:  # no folder is dataset-synced
+        pagination.check_page_size(page_size)
+        if parent is not None:
+            folders.resolve_for(s, principal, parent)
+        return _page([], None)
+    page = folders.children_page(s, principal, parent, q=search or "", order=_order(order),
+                                 direction=_direction(desc), page_size=page_size, page_token=page_token)
+    return _page(dto.storage_folders(s, principal, page.items), page.next_page_token)
 
 
 @router.get("/folders", summary="Top-level folders (SDK list_storage_folders)",

@@ -29,7 +29,7 @@ from corral.core.identity import Principal
 from corral.core.labels import ontologies, projects, validation
 from corral.core.staging import published
 from corral.db.tables import DataRow, Dataset, Item, ItemPart, LabelRow, Project, ProjectDataset
-from corral.db.types import utcnow
+from corral.db.types import like_folded, utcnow
 from corral.errors import ErrorDetail
 
 BRANCH = "main"
@@ -108,8 +108,8 @@ def _units(
         query = query.where(Item.name == title)
     if title_like is not None:
         # SQL LIKE syntax, as the SDK documents, with filters' one escape character
-        query = query.where(Item.name.ilike(filters.check_like(title_like, "data_title_like"),
-                                            escape=filters.ESCAPE))
+        query = query.where(like_folded(Item.name, filters.check_like(title_like, "data_title_like"),
+                                            filters.ESCAPE))
     rows = s.execute(query.order_by(DataRow.dataset_id, DataRow.item_id)).all()
     multi = [r[3].id for r in rows if r[3].item_type in MULTI_FILE]
     parts: dict[uuid.UUID, list[ItemPart]] = {}
