@@ -100,6 +100,55 @@ def test_register_typed_items_with_errors_ignored(sdk: Any, s3: Bucket) -> None:
     assert item.client_metadata == {"k": 1} and item.width == 64
 
 
+def test_an_unstorable_value_in_one_entry_is_that_entry_s_error(sdk: Any, s3: Bucket) -> None:
+    """A NUL character or an integer beyond 64 bits in one entry's metadata fails that entry, as in
+    `corral import`; it refused the whole SDK request, good entries and ignore_errors=True included."""
+    folder = sdk.create_storage_folder("odd values")
+    manifest = {"images": [
+        {"objectUrl": s3.url("img/a.png"), "title": "ok ✓", "clientMetadata": {"id": 2**63 - 1}},
+        {"objectUrl": s3.url("img/b.png"), "clientMetadata": {"note": "bad\u0000byte"}},
+        {"objectUrl": s3.url("img/c.png"), "clientMetadata": {"id": 2**70}},
+    ]}
+    res = _register(folder, s3, manifest, ignore_errors=True)
+    assert res.status == LongPollingStatus.DONE, res.errors
+    assert (res.units_done_count, res.units_error_count) == (1, 2)
+    assert [i.name for i in res.items_with_names] == ["ok ✓"]
+    errors = {e.object_urls[0]: (e.action_description, e.error) for e in res.unit_errors}
+    assert errors[s3.url("img/b.png")][0] == "Registering images[1]" and "NUL" in errors[s3.url("img/b.png")][1]
+    assert errors[s3.url("img/c.png")][0] == "Registering images[2]" and "64-bit" in errors[s3.url("img/c.png")][1]
+    [item] = folder.list_items()
+    assert item.client_metadata == {"id": 2**63 - 1}
+
+    # the same through the typed form, and a job without ignore_errors: an ERROR naming the entry
+    typed = DataUploadItems(images=[
+        DataUploadImage(object_url=s3.url("img/a.png"), client_metadata={"note": "x\u0000"}),
+        DataUploadImage(object_url=s3.url("img/b.png")),
+    ])
+    failed = _register(sdk.create_storage_folder("odd typed"), s3, typed)
+    assert failed.status == LongPollingStatus.ERROR
+    assert any(e.startswith("dataItems.images[0]:") and "NUL" in e for e in failed.errors), failed.errors
+
+
+def test_the_rest_of_an_upload_job_body_is_still_checked(sdk: Any, api: httpx.Client) -> None:
+    """Only the manifest is left to the manifest reader: the body must still be one JSON object,
+    and its other members are read under the rules of every body."""
+    folder = sdk.create_storage_folder("bodies")
+    url = f"/v2/public/storage/folders/{folder.uuid}/data-upload-jobs"
+    for body, expected in [
+        (b'{"externalFiles": {"images": []}, "integrationHash": "x\\u0000"}', "NUL"),
+        (b'{"externalFiles": {"images": [}', "not JSON"),
+        (b'[{"images": []}]', "object"),
+        (b'{"externalFiles": [], "ignoreErrors": true}', "externalFiles must be a JSON object"),
+        (b'{"externalFiles": {"images": []}} trailing', "not JSON"),
+        (b'{"externalFiles": {"images": []},}', "not JSON"),
+        (b'{"ignoreErrors": true}', "give either externalFiles or dataItems"),
+    ]:
+        r = api.post(url, content=body, headers={"Content-Type": "application/json"})
+        assert r.status_code == 400 and expected in r.text, (body, r.status_code, r.text)
+    r = api.post(url, content=b'{"externalFiles": {}}', headers={"Content-Type": "text/plain"})
+    assert r.status_code == 400 and "Content-Type" in r.text
+
+
 def test_a_failing_job_reports_error_and_registers_nothing(sdk: Any, s3: Bucket) -> None:
     folder = sdk.create_storage_folder("strict")
     manifest = {"images": [{"objectUrl": s3.url("img/a.png")}, {"objectUrl": s3.url("img/nope.png")}]}
