@@ -299,7 +299,7 @@ def upload_state(
         "unitsDoneCount": counts["registered"] + counts["skipped"] + counts["updated"],
         "unitsErrorCount": counts["failed"],
         "unitsCancelledCount": cancelled,
-        "fileName": None,
+        "fileName": counts.get("manifest_name"),
     }
 
 

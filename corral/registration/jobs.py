@@ -1272,9 +1272,10 @@ def progress(
     s: Session, job: Job, error_limit: int = 1000, units: dict[str, int] | None = None
 ) -> dict[str, Any]:
     """What every view of an upload job reports (the API, the CLI, the SDK's polling state):
-    files in the manifest, registered, skipped, updated, failed and pending, and each failed
-    file.  Once the job has ended, ``registered`` counts what is really there (a failed job's
-    staged items were removed) and nothing is pending.
+    files in the manifest, registered, skipped, updated, failed and pending, each failed
+    file, and the manifest's name when the job was given one.  Once the job has ended,
+    ``registered`` counts what is really there (a failed job's staged items were removed) and
+    nothing is pending.
 
     One statement (``TaskKind.progress``): the units' results, with the job's items counted
     alongside once it has ended; ``units``, when given, is filled with the units counted by state
@@ -1288,6 +1289,7 @@ def progress(
     if ended:
         counts["registered"] = rows[0][4] if rows else kept_items(s, job.id)
         counts["pending"] = 0
+    counts["manifest_name"] = (job.params or {}).get("manifest_name")
     return counts
 
 

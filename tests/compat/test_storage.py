@@ -84,6 +84,33 @@ def test_register_from_a_json_file_with_duplicates_skipped(sdk: Any, s3: Bucket,
     assert len(list(folder.list_items())) == 3
 
 
+def test_the_manifest_file_name_is_kept_with_the_job(sdk: Any, s3: Bucket, tmp_path: Path,
+                                                     api: httpx.Client) -> None:
+    """The guide's step 5 gives the manifest as a path: the SDK sends its name (``fileName``), and
+    the job's state answers it (``file_name``), as Encord's does; it was always None."""
+    folder = sdk.create_storage_folder("named")
+    path = tmp_path / "cloud manifest ✓.json"
+    path.write_text(json.dumps(images_manifest(s3)))
+    job = folder.add_private_data_to_folder_start(s3.integration_id, str(path), ignore_errors=True)
+    res = folder.add_private_data_to_folder_get_result(job, timeout_seconds=120)
+    assert res.status == LongPollingStatus.DONE and res.file_name == "cloud manifest ✓.json"
+    # the native API shows the same job with the same name
+    native = api.get(f"/api/v1/imports/{job}").json()
+    assert native["manifest_name"] == "cloud manifest ✓.json" and native["registered"] == 3
+    # a manifest given as a dict has no file name
+    unnamed = folder.add_private_data_to_folder_start(s3.integration_id, images_manifest(s3))
+    assert folder.add_private_data_to_folder_get_result(unnamed, timeout_seconds=120).file_name is None
+    # the native import takes it as manifest_name, and refuses a name that is not a file name
+    r = api.post("/api/v1/imports", params={"folder": folder.uuid, "integration": s3.title,
+                                            "manifest_name": "cats.json", "skip_duplicate_urls": "true"},
+                 content=json.dumps(images_manifest(s3)))
+    assert r.status_code == 202, r.text
+    assert folder.add_private_data_to_folder_get_result(r.json()["job_id"], timeout_seconds=120).file_name == "cats.json"
+    r = api.post("/api/v1/imports", params={"folder": folder.uuid, "integration": s3.title,
+                                            "manifest_name": "a\tb.json"}, content=b"{}")
+    assert r.status_code == 400 and r.json()["errors"][0]["field"] == "manifest_name", r.text
+
+
 def test_register_typed_items_with_errors_ignored(sdk: Any, s3: Bucket) -> None:
     folder = sdk.create_storage_folder("typed")
     items = DataUploadItems(images=[

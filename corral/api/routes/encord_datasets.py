@@ -372,6 +372,7 @@ def start_dataset_upload(ctx: AppContext, principal: Principal, call: RpcCall) -
     the job succeeds."""
     payload = _payload(call)
     manifest = parsed_manifest_bytes(payload.get("files"), payload.get("dataItems"))
+    name = service.check_manifest_name(payload.get("fileName"), "fileName")
     dataset_id = _dataset_id(call)
     integration = payload.get("integrationId")
     with ctx.db.write() as s:
@@ -390,6 +391,7 @@ def start_dataset_upload(ctx: AppContext, principal: Principal, call: RpcCall) -
         manifest=io.BytesIO(manifest),
         ignore_errors=bool(payload.get("ignoreErrors")),
         dataset=dataset_id,
+        manifest_name=name,
     )
     ctx.wake_worker()
     return {"process_hash": str(job_id)}

@@ -483,6 +483,7 @@ async def start_upload_job(
     # integer beyond 64 bits in one entry is that entry's error), as in the native import.
     body, kept = jsoncodec.parse_object_leaving(await request.body(), MANIFEST_MEMBERS)
     manifest = manifest_bytes(kept.get("externalFiles"), kept.get("dataItems"))
+    name = service.check_manifest_name(body.get("fileName"), "fileName")
     job_id = await run_in_threadpool(
         lambda: service.start_import(
             ctx.db,
@@ -492,6 +493,7 @@ async def start_upload_job(
             integration=_integration(body.get("integrationHash")),
             manifest=io.BytesIO(manifest),
             ignore_errors=bool(body.get("ignoreErrors")),
+            manifest_name=name,
         )
     )
     ctx.wake_worker()
