@@ -296,7 +296,7 @@ def upload_state(
             for e in counts["errors"]
         ],
         "unitsPendingCount": pending if status == "PENDING" else 0,
-        "unitsDoneCount": counts["registered"] + counts["skipped"] + counts["updated"],
+        "unitsDoneCount": counts["entries_done"],
         "unitsErrorCount": counts["failed"],
         "unitsCancelledCount": cancelled,
         "fileName": counts.get("manifest_name"),

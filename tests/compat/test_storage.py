@@ -111,6 +111,25 @@ def test_the_manifest_file_name_is_kept_with_the_job(sdk: Any, s3: Bucket, tmp_p
     assert r.status_code == 400 and r.json()["errors"][0]["field"] == "manifest_name", r.text
 
 
+def test_units_count_entries_when_a_sequence_is_split(sdk: Any, s3: Bucket, api: httpx.Client) -> None:
+    """An image sequence whose frame size changes is one entry registered as two items: the
+    units (done, error, pending) still add up to the manifest's entries.  (It counted the items:
+    3 done and 1 error of a 3-entry manifest.)"""
+    folder = sdk.create_storage_folder("split")
+    manifest = {
+        "images": [{"objectUrl": s3.url("img/c.png")}, {"objectUrl": s3.url("img/missing.png")}],
+        "image_groups": [{"title": "walk", "createVideo": True,
+                          "objectUrl_0": s3.url("img/a.png"), "objectUrl_1": s3.url("img/b.png")}],
+    }
+    job = folder.add_private_data_to_folder_start(s3.integration_id, manifest, ignore_errors=True)
+    res = folder.add_private_data_to_folder_get_result(job, timeout_seconds=120)
+    assert res.status == LongPollingStatus.DONE, res.errors
+    assert (res.units_done_count, res.units_error_count, res.units_pending_count) == (2, 1, 0)
+    assert sorted(i.name for i in res.items_with_names) == ["c.png", "walk (1)", "walk (2)"]
+    native = api.get(f"/api/v1/imports/{job}").json()  # natively: 3 entries, 3 items, 1 failed
+    assert (native["files_total"], native["registered"], native["failed"]) == (3, 3, 1)
+
+
 def test_register_typed_items_with_errors_ignored(sdk: Any, s3: Bucket) -> None:
     folder = sdk.create_storage_folder("typed")
     items = DataUploadItems(images=[
