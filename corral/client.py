@@ -562,6 +562,7 @@ class Client:
         skip_duplicate_urls: bool = False,
         upsert_metadata: bool = False,
         dry_run: bool = False,
+        manifest_name: str | None = None,
     ) -> Any:
         params = {
             "folder": folder,
@@ -571,6 +572,7 @@ class Client:
             "upsert_metadata": str(upsert_metadata).lower(),
             "dry_run": str(dry_run).lower(),
             **({"manifest_url": manifest_url} if manifest_url else {}),
+            **({"manifest_name": manifest_name} if manifest_name else {}),
         }
         return self.request(
             "POST",

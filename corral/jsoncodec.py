@@ -325,6 +325,77 @@ def _refuse_big_ints(text: bytes | str, field: str) -> None:
         raise found.refusal(field)
 
 
+def parse_object_leaving(text: bytes, verbatim: frozenset[str],
+                         limits: Limits = REQUEST) -> tuple[dict[str, Any], dict[str, bytes]]:
+    """A JSON object a client sent, with the members named in ``verbatim`` kept as their own JSON
+    text (well-formed, but not judged here) and every other member parsed under ``limits``, as
+    :func:`parse` would.
+
+    For a body that carries a document judged elsewhere, entry by entry: the Encord SDK's upload
+    job sends the whole manifest as one member (``externalFiles``), and the manifest reader
+    refuses a NUL character, an integer beyond 64 bits or ``1e999`` in one entry as that entry's
+    error, which ``ignore_errors`` then reports beside the good entries.  Parsed with the rest of
+    the body, the same value refused the whole request (the entries the native import registers).
+    A member that appears twice counts by its last value, as for :func:`parse`.
+    """
+    try:
+        doc = text.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        message = f"request body is not UTF-8 (byte offset {exc.start})"
+        raise ValidationFailed(message, details=[ErrorDetail(message, field="body")]) from None
+    # Well-formedness only: numbers and constants are not built (the manifest reader reads them).
+    lenient = json.JSONDecoder(parse_int=_ignore, parse_float=_ignore, parse_constant=_ignore)
+    kept: dict[str, bytes] = {}
+    others: list[str] = []
+    try:
+        i = _space(doc, 0)
+        if doc[i:i + 1] != "{":
+            raise json.JSONDecodeError("expected a JSON object", doc, i)
+        i = _space(doc, i + 1)
+        while doc[i:i + 1] != "}":
+            if doc[i:i + 1] != '"':
+                raise json.JSONDecodeError("expected a member name in double quotes", doc, i)
+            start = i
+            key, i = json.decoder.scanstring(doc, i + 1)  # type: ignore[attr-defined]
+            i = _space(doc, i)
+            if doc[i:i + 1] != ":":
+                raise json.JSONDecodeError("expected ':'", doc, i)
+            i = _space(doc, i + 1)
+            value_at = i
+            _, i = lenient.raw_decode(doc, i)
+            if key in verbatim:
+                kept[key] = doc[value_at:i].encode()
+            else:
+                others.append(doc[start:i])
+            i = _space(doc, i)
+            if doc[i:i + 1] == ",":
+                i = _space(doc, i + 1)
+                if doc[i:i + 1] == "}":
+                    raise json.JSONDecodeError("expected a member after ','", doc, i)
+            elif doc[i:i + 1] != "}":
+                raise json.JSONDecodeError("expected ',' or '}'", doc, i)
+        if _space(doc, i + 1) != len(doc):
+            raise json.JSONDecodeError("extra data after the JSON object", doc, _space(doc, i + 1))
+    except json.JSONDecodeError as exc:
+        message = f"request body is not JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})"
+        raise ValidationFailed(message, details=[ErrorDetail(message, field="body")]) from None
+    except RecursionError:
+        message = "request body is nested too deeply"
+        raise ValidationFailed(message, details=[ErrorDetail(message, field="body")]) from None
+    rest = parse("{" + ",".join(others) + "}", limits)
+    return rest, kept
+
+
+def _ignore(_: str) -> None:
+    return None
+
+
+def _space(doc: str, i: int) -> int:
+    while i < len(doc) and doc[i] in " \t\n\r":
+        i += 1
+    return i
+
+
 # -- storage ----------------------------------------------------------------------------------------
 
 

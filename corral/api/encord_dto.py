@@ -321,10 +321,10 @@ def upload_state(
             for e in counts["errors"]
         ],
         "unitsPendingCount": pending if status == "PENDING" else 0,
-        "unitsDoneCount": counts["registered"] + counts["skipped"] + counts["updated"],
+        "unitsDoneCount": counts["entries_done"],
         "unitsErrorCount": counts["failed"],
         "unitsCancelledCount": cancelled,
-        "fileName": None,
+        "fileName": counts.get("manifest_name"),
     }
 
 

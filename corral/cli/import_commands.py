@@ -152,6 +152,7 @@ def _import(
             skip_duplicate_urls=skip_duplicate_urls,
             upsert_metadata=upsert_metadata,
             dry_run=dry_run,
+            manifest_name=None if remote or manifest == "-" else local.name,
         )
         if dry_run:
             _print(started, as_json, _dry_run_summary)

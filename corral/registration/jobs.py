@@ -1272,9 +1272,10 @@ def progress(
     s: Session, job: Job, error_limit: int = 1000, units: dict[str, int] | None = None
 ) -> dict[str, Any]:
     """What every view of an upload job reports (the API, the CLI, the SDK's polling state):
-    files in the manifest, registered, skipped, updated, failed and pending, and each failed
-    file.  Once the job has ended, ``registered`` counts what is really there (a failed job's
-    staged items were removed) and nothing is pending.
+    files in the manifest, registered, skipped, updated, failed and pending, each failed
+    file, and the manifest's name when the job was given one.  Once the job has ended,
+    ``registered`` counts what is really there (a failed job's staged items were removed) and
+    nothing is pending.
 
     One statement (``TaskKind.progress``): the units' results, with the job's items counted
     alongside once it has ended; ``units``, when given, is filled with the units counted by state
@@ -1288,6 +1289,11 @@ def progress(
     if ended:
         counts["registered"] = rows[0][4] if rows else kept_items(s, job.id)
         counts["pending"] = 0
+    # Entries, not items: an image sequence split in two is one entry done (as files_total and
+    # failed count it); after a rolled-back job, no more than the items it left and its duplicates.
+    settled_items = counts["registered"] + counts["skipped"] + counts["updated"]
+    counts["entries_done"] = min(counts["entries_done"], settled_items)
+    counts["manifest_name"] = (job.params or {}).get("manifest_name")
     return counts
 
 
@@ -1348,6 +1354,7 @@ def _tally(rows: Sequence[Row[Any]], error_limit: int, job_result: dict[str, Any
     }
     file_errors: list[dict[str, Any]] = []
     failed_batches = 0
+    entries_done = 0  # entries of the completed batches that did not fail (registered, skipped, updated)
     for seq, status, raw_result, error, *_ in rows:
         # decoded row by row: a result that cannot be read back spoils its own line, not the report
         result, unreadable = queue.load_stored(raw_result, "result")
@@ -1368,6 +1375,7 @@ def _tally(rows: Sequence[Row[Any]], error_limit: int, job_result: dict[str, Any
             for key in ("registered", "skipped", "updated"):
                 out[key] += result.get(key, 0)
             out["failed"] += len(result.get("errors", []))
+            entries_done += result.get("files", 0) - len(result.get("errors", []))
             file_errors += result.get("errors", [])
         elif status == "error":
             failed_batches += 1
@@ -1380,9 +1388,11 @@ def _tally(rows: Sequence[Row[Any]], error_limit: int, job_result: dict[str, Any
     for key, n in resolved.get("duplicates_resolved", {}).items():  # see _resolve_duplicates
         out["registered"] -= n
         out[key] += n
+    out["entries_done"] = entries_done
     if out["files_total"] is not None:
-        settled = out["registered"] + out["skipped"] + out["updated"] + out["failed"]
-        out["pending"] = max(0, out["files_total"] - settled)
+        # counted in entries, as files_total: ``registered`` counts an image sequence split in two
+        # twice, which left its other entries out of ``pending`` while they were still to do
+        out["pending"] = max(0, out["files_total"] - entries_done - out["failed"])
     out["failed_batches"] = failed_batches
     out["errors"] = file_errors[:error_limit]
     return out

@@ -32,6 +32,22 @@ class DryRunReport:
     strict_client_only: bool = False
 
 
+#: The longest manifest name a job keeps (a file name, as the Encord SDK sends it).
+MAX_MANIFEST_NAME = 300
+
+
+def check_manifest_name(value: Any, field: str) -> str | None:
+    """The name of the manifest's file (the Encord SDK's ``fileName``, the native
+    ``manifest_name``): kept with the job and shown with its progress.  None when not given."""
+    if value is None:
+        return None
+    if (not isinstance(value, str) or not 1 <= len(value) <= MAX_MANIFEST_NAME
+            or any(ord(ch) < 32 or 127 <= ord(ch) < 160 for ch in value)):
+        expected = f"a file name of 1 to {MAX_MANIFEST_NAME} characters without control characters"
+        raise errors.InvalidInput(f"{field} must be {expected}", details=[ErrorDetail(expected, field=field)])
+    return value
+
+
 def _one_manifest(manifest: BinaryIO | None, manifest_url: str | None) -> None:
     if (manifest is None) == (manifest_url is None):
         raise errors.InvalidInput(
@@ -53,13 +69,15 @@ def start_import(
     skip_duplicate_urls: bool = False,
     upsert_metadata: bool = False,
     dataset: uuid.UUID | None = None,
+    manifest_name: str | None = None,
 ) -> uuid.UUID:
     """Store the manifest (or check the URL it is at) and create the job; workers do the rest.
     Returns the job id at once.
 
     ``integration`` None means the organisation's upload integration (files PUT to the URLs that
     ``uploads.start`` signs).  With ``dataset``, the registered items are linked into that dataset
-    (which needs the editor role) when the job succeeds.
+    (which needs the editor role) when the job succeeds.  ``manifest_name`` (checked with
+    ``check_manifest_name``) is kept with the job and shown with its progress.
     """
     _one_manifest(manifest, manifest_url)
     with db.write() as s:
@@ -86,6 +104,7 @@ def start_import(
             "created_by": str(principal.user_id),
             **({"dataset_id": str(dataset)} if dataset is not None else {}),
             **({"manifest_url": manifest_url} if manifest_url is not None else {}),
+            **({"manifest_name": manifest_name} if manifest_name is not None else {}),
         }
         job = queue.create_job(
             s,

@@ -84,6 +84,52 @@ def test_register_from_a_json_file_with_duplicates_skipped(sdk: Any, s3: Bucket,
     assert len(list(folder.list_items())) == 3
 
 
+def test_the_manifest_file_name_is_kept_with_the_job(sdk: Any, s3: Bucket, tmp_path: Path,
+                                                     api: httpx.Client) -> None:
+    """The guide's step 5 gives the manifest as a path: the SDK sends its name (``fileName``), and
+    the job's state answers it (``file_name``), as Encord's does; it was always None."""
+    folder = sdk.create_storage_folder("named")
+    path = tmp_path / "cloud manifest ✓.json"
+    path.write_text(json.dumps(images_manifest(s3)))
+    job = folder.add_private_data_to_folder_start(s3.integration_id, str(path), ignore_errors=True)
+    res = folder.add_private_data_to_folder_get_result(job, timeout_seconds=120)
+    assert res.status == LongPollingStatus.DONE and res.file_name == "cloud manifest ✓.json"
+    # the native API shows the same job with the same name
+    native = api.get(f"/api/v1/imports/{job}").json()
+    assert native["manifest_name"] == "cloud manifest ✓.json" and native["registered"] == 3
+    # a manifest given as a dict has no file name
+    unnamed = folder.add_private_data_to_folder_start(s3.integration_id, images_manifest(s3))
+    assert folder.add_private_data_to_folder_get_result(unnamed, timeout_seconds=120).file_name is None
+    # the native import takes it as manifest_name, and refuses a name that is not a file name
+    r = api.post("/api/v1/imports", params={"folder": folder.uuid, "integration": s3.title,
+                                            "manifest_name": "cats.json", "skip_duplicate_urls": "true"},
+                 content=json.dumps(images_manifest(s3)))
+    assert r.status_code == 202, r.text
+    assert folder.add_private_data_to_folder_get_result(r.json()["job_id"], timeout_seconds=120).file_name == "cats.json"
+    r = api.post("/api/v1/imports", params={"folder": folder.uuid, "integration": s3.title,
+                                            "manifest_name": "a\tb.json"}, content=b"{}")
+    assert r.status_code == 400 and r.json()["errors"][0]["field"] == "manifest_name", r.text
+
+
+def test_units_count_entries_when_a_sequence_is_split(sdk: Any, s3: Bucket, api: httpx.Client) -> None:
+    """An image sequence whose frame size changes is one entry registered as two items: the
+    units (done, error, pending) still add up to the manifest's entries.  (It counted the items:
+    3 done and 1 error of a 3-entry manifest.)"""
+    folder = sdk.create_storage_folder("split")
+    manifest = {
+        "images": [{"objectUrl": s3.url("img/c.png")}, {"objectUrl": s3.url("img/missing.png")}],
+        "image_groups": [{"title": "walk", "createVideo": True,
+                          "objectUrl_0": s3.url("img/a.png"), "objectUrl_1": s3.url("img/b.png")}],
+    }
+    job = folder.add_private_data_to_folder_start(s3.integration_id, manifest, ignore_errors=True)
+    res = folder.add_private_data_to_folder_get_result(job, timeout_seconds=120)
+    assert res.status == LongPollingStatus.DONE, res.errors
+    assert (res.units_done_count, res.units_error_count, res.units_pending_count) == (2, 1, 0)
+    assert sorted(i.name for i in res.items_with_names) == ["c.png", "walk (1)", "walk (2)"]
+    native = api.get(f"/api/v1/imports/{job}").json()  # natively: 3 entries, 3 items, 1 failed
+    assert (native["files_total"], native["registered"], native["failed"]) == (3, 3, 1)
+
+
 def test_register_typed_items_with_errors_ignored(sdk: Any, s3: Bucket) -> None:
     folder = sdk.create_storage_folder("typed")
     items = DataUploadItems(images=[
@@ -98,6 +144,55 @@ def test_register_typed_items_with_errors_ignored(sdk: Any, s3: Bucket) -> None:
     assert [i.name for i in res.items_with_names] == ["first"]
     [item] = folder.list_items()
     assert item.client_metadata == {"k": 1} and item.width == 64
+
+
+def test_an_unstorable_value_in_one_entry_is_that_entry_s_error(sdk: Any, s3: Bucket) -> None:
+    """A NUL character or an integer beyond 64 bits in one entry's metadata fails that entry, as in
+    `corral import`; it refused the whole SDK request, good entries and ignore_errors=True included."""
+    folder = sdk.create_storage_folder("odd values")
+    manifest = {"images": [
+        {"objectUrl": s3.url("img/a.png"), "title": "ok ✓", "clientMetadata": {"id": 2**63 - 1}},
+        {"objectUrl": s3.url("img/b.png"), "clientMetadata": {"note": "bad\u0000byte"}},
+        {"objectUrl": s3.url("img/c.png"), "clientMetadata": {"id": 2**70}},
+    ]}
+    res = _register(folder, s3, manifest, ignore_errors=True)
+    assert res.status == LongPollingStatus.DONE, res.errors
+    assert (res.units_done_count, res.units_error_count) == (1, 2)
+    assert [i.name for i in res.items_with_names] == ["ok ✓"]
+    errors = {e.object_urls[0]: (e.action_description, e.error) for e in res.unit_errors}
+    assert errors[s3.url("img/b.png")][0] == "Registering images[1]" and "NUL" in errors[s3.url("img/b.png")][1]
+    assert errors[s3.url("img/c.png")][0] == "Registering images[2]" and "64-bit" in errors[s3.url("img/c.png")][1]
+    [item] = folder.list_items()
+    assert item.client_metadata == {"id": 2**63 - 1}
+
+    # the same through the typed form, and a job without ignore_errors: an ERROR naming the entry
+    typed = DataUploadItems(images=[
+        DataUploadImage(object_url=s3.url("img/a.png"), client_metadata={"note": "x\u0000"}),
+        DataUploadImage(object_url=s3.url("img/b.png")),
+    ])
+    failed = _register(sdk.create_storage_folder("odd typed"), s3, typed)
+    assert failed.status == LongPollingStatus.ERROR
+    assert any(e.startswith("dataItems.images[0]:") and "NUL" in e for e in failed.errors), failed.errors
+
+
+def test_the_rest_of_an_upload_job_body_is_still_checked(sdk: Any, api: httpx.Client) -> None:
+    """Only the manifest is left to the manifest reader: the body must still be one JSON object,
+    and its other members are read under the rules of every body."""
+    folder = sdk.create_storage_folder("bodies")
+    url = f"/v2/public/storage/folders/{folder.uuid}/data-upload-jobs"
+    for body, expected in [
+        (b'{"externalFiles": {"images": []}, "integrationHash": "x\\u0000"}', "NUL"),
+        (b'{"externalFiles": {"images": [}', "not JSON"),
+        (b'[{"images": []}]', "object"),
+        (b'{"externalFiles": [], "ignoreErrors": true}', "externalFiles must be a JSON object"),
+        (b'{"externalFiles": {"images": []}} trailing', "not JSON"),
+        (b'{"externalFiles": {"images": []},}', "not JSON"),
+        (b'{"ignoreErrors": true}', "give either externalFiles or dataItems"),
+    ]:
+        r = api.post(url, content=body, headers={"Content-Type": "application/json"})
+        assert r.status_code == 400 and expected in r.text, (body, r.status_code, r.text)
+    r = api.post(url, content=b'{"externalFiles": {}}', headers={"Content-Type": "text/plain"})
+    assert r.status_code == 400 and "Content-Type" in r.text
 
 
 def test_a_failing_job_reports_error_and_registers_nothing(sdk: Any, s3: Bucket) -> None:

@@ -66,9 +66,10 @@ def test_import_command(server, make_user, moto_server: MotoServer, tmp_path, mo
 
     # Fix the cause, import the failures file: exactly the missing file is registered.
     moto_server.client().put_object(Bucket=bucket, Key="missing.png", Body=png(4, 4))
-    r = run("import", str(failed), "--folder", "cats/2024", "--integration", "m")
+    r = run("import", str(failed), "--folder", "cats/2024", "--integration", "m", "--json")
     assert r.exit_code == 0, r.output
-    assert "registered   1" in r.output
+    assert json.loads(r.output)["registered"] == 1
+    assert json.loads(r.output)["manifest_name"] == "m.json.failed.json"  # the file's name, kept with the job
     assert "cats/2024  (2 files)" in run("folder", "list", "cats").output
 
     # A manifest in the bucket, named by URL: the server reads it (the file need not exist here).

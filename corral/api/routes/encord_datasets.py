@@ -33,7 +33,7 @@ from corral.api.routes.encord_rpc import (
     payload_text,
     refuse_unsupported,
 )
-from corral.api.routes.encord_storage import manifest_bytes, upload_job_state
+from corral.api.routes.encord_storage import parsed_manifest_bytes, upload_job_state
 from corral.core import dataset_rows, datasets, filters, folders, items
 from corral.core.datasets import Duplicates
 from corral.core.identity import Principal
@@ -371,7 +371,8 @@ def start_dataset_upload(ctx: AppContext, principal: Principal, call: RpcCall) -
     """Register files into the dataset's backing folder (or ``folderUuid``), linking them when
     the job succeeds."""
     payload = _payload(call)
-    manifest = manifest_bytes(payload.get("files"), payload.get("dataItems"))
+    manifest = parsed_manifest_bytes(payload.get("files"), payload.get("dataItems"))
+    name = service.check_manifest_name(payload.get("fileName"), "fileName")
     dataset_id = _dataset_id(call)
     integration = payload.get("integrationId")
     with ctx.db.write() as s:
@@ -390,6 +391,7 @@ def start_dataset_upload(ctx: AppContext, principal: Principal, call: RpcCall) -
         manifest=io.BytesIO(manifest),
         ignore_errors=bool(payload.get("ignoreErrors")),
         dataset=dataset_id,
+        manifest_name=name,
     )
     ctx.wake_worker()
     return {"process_hash": str(job_id)}

@@ -9,7 +9,7 @@ import uuid
 from typing import Annotated, Any, Literal
 
 import orjson
-from fastapi import APIRouter, Body, Depends, Query, Response
+from fastapi import APIRouter, Body, Depends, Query, Request, Response
 from pydantic import Field
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
@@ -18,7 +18,7 @@ from corral import errors, jsoncodec
 from corral.api import encord_dto as dto
 from corral.api.deps import AppContext, Ctx, CurrentPrincipal
 from corral.api.openapi import CLIENT_METADATA, OFF_VALUE, ONLY_EMPTY_LIST, ONLY_FALSE, one_of_each
-from corral.api.parsing import CorralRoute, org_access, refuse_unless_default
+from corral.api.parsing import CorralRoute, check_json_content_type, org_access, refuse_unless_default
 from corral.api.routes.encord_rpc import SdkBody, is_off, payload_flag
 from corral.core import folders, item_rows, items, pagination
 from corral.core.identity import Principal
@@ -426,17 +426,30 @@ async def get_items(
 # -- registration (upload jobs) and local uploads ---------------------------------------------
 
 
-def manifest_bytes(external: Any, data_items: Any) -> bytes:
-    """The SDK's manifest as corral's JSON manifest: the raw form verbatim, or the typed form."""
+#: The members of an upload job's body that carry the manifest: kept as sent, for the manifest
+#: reader to judge entry by entry (``jsoncodec.parse_object_leaving``).
+MANIFEST_MEMBERS = frozenset({"externalFiles", "dataItems"})
+
+
+def manifest_bytes(external: bytes | None, data_items: bytes | None) -> bytes:
+    """The SDK's manifest (its JSON text, as sent) as corral's JSON manifest: the raw form
+    verbatim, or the typed form inside ``dataItems``."""
+    external, data_items = (None if v is None or v.strip() == b"null" else v for v in (external, data_items))
     if (external is None) == (data_items is None):
         raise errors.InvalidInput("give either externalFiles or dataItems")
     if external is not None:
-        if not isinstance(external, dict):
+        if not external.startswith(b"{"):
             raise errors.InvalidInput("externalFiles must be a JSON object")
-        return json.dumps(external).encode()
-    if not isinstance(data_items, dict):
+        return external
+    assert data_items is not None
+    if not data_items.startswith(b"{"):
         raise errors.InvalidInput("dataItems must be a JSON object")
-    return json.dumps({"dataItems": data_items}).encode()
+    return b'{"dataItems":' + data_items + b"}"
+
+
+def parsed_manifest_bytes(external: Any, data_items: Any) -> bytes:
+    """``manifest_bytes`` of the two members already parsed (the v1 dataset upload's payload)."""
+    return manifest_bytes(*(None if v is None else json.dumps(v).encode() for v in (external, data_items)))
 
 
 def _integration(value: Any) -> str | None:
@@ -451,11 +464,19 @@ def _integration(value: Any) -> str | None:
 @router.post(
     "/folders/{folder_id}/data-upload-jobs",
     summary="Register files into a folder (SDK add_private_data_to_folder_start)",
+    openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": {
+        "type": "object", "description": "The SDK's PostUploadJobParams: externalFiles (the manifest as "
+        "written) or dataItems (the typed form), integrationHash, ignoreErrors, fileName."}}}}},
 )
 async def start_upload_job(
-    ctx: Ctx, principal: CurrentPrincipal, folder_id: uuid.UUID, body: Annotated[dict[str, Any], Body()]
+    ctx: Ctx, principal: CurrentPrincipal, folder_id: uuid.UUID, request: Request
 ) -> str:
-    manifest = manifest_bytes(body.get("externalFiles"), body.get("dataItems"))
+    check_json_content_type(request.headers)
+    # The manifest's entries are judged by the manifest reader, one by one (a NUL character or an
+    # integer beyond 64 bits in one entry is that entry's error), as in the native import.
+    body, kept = jsoncodec.parse_object_leaving(await request.body(), MANIFEST_MEMBERS)
+    manifest = manifest_bytes(kept.get("externalFiles"), kept.get("dataItems"))
+    name = service.check_manifest_name(body.get("fileName"), "fileName")
     job_id = await run_in_threadpool(
         lambda: service.start_import(
             ctx.db,
@@ -465,6 +486,7 @@ async def start_upload_job(
             integration=_integration(body.get("integrationHash")),
             manifest=io.BytesIO(manifest),
             ignore_errors=bool(body.get("ignoreErrors")),
+            manifest_name=name,
         )
     )
     ctx.wake_worker()

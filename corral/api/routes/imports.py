@@ -35,6 +35,10 @@ class ImportStatus(BaseModel):
     failed: int
     failed_batches: int = Field(description="Batches that failed as a whole (without ignore_errors).")
     pending: int | None = Field(description="Files not yet settled; null until the manifest has been read.")
+    manifest_name: str | None = Field(
+        None, description="The manifest's file name, when the job was started with one (manifest_name, or "
+        "the Encord SDK's fileName)."
+    )
     error: str | None
     errors: list[dict[str, Any]] = Field(description="Per-file errors: seq, where, url, error.")
     items: list[dict[str, Any]] = Field(
@@ -151,7 +155,12 @@ async def start_import(
             max_length=2048,  # an object URL: a bucket and a key of at most 1,024 bytes
         ),
     ] = None,
+    manifest_name: Annotated[
+        str | None,
+        Query(description="The manifest's file name, kept with the job and shown with its progress."),
+    ] = None,
 ) -> JSONResponse:
+    name = service.check_manifest_name(manifest_name, "manifest_name")
     spool = await _spool(request)
     body = spool if manifest_url is None or _has_body(spool) else None
     try:
@@ -179,6 +188,7 @@ async def start_import(
                 ignore_errors=ignore_errors,
                 skip_duplicate_urls=skip_duplicate_urls,
                 upsert_metadata=upsert_metadata,
+                manifest_name=name,
             )
         )
     finally:
