@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from corral.errors import ConfigurationError
@@ -372,6 +372,20 @@ class Settings(BaseSettings):
         return True
 
     @property
+    def database_label(self) -> str:
+        """Which database, for an error: the SQLite file, or the URL without its password."""
+        if self.database_url is None:
+            return f"SQLite at {(self.data_dir / 'corral.db').resolve()}"
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError
+
+        try:
+            shown = make_url(self.database_url).render_as_string(hide_password=True)
+        except ArgumentError:
+            shown = "(not a URL)"
+        return f"CORRAL_DATABASE_URL={shown}"
+
+    @property
     def is_sqlite(self) -> bool:
         return self.resolved_database_url.startswith("sqlite")
 
@@ -402,6 +416,22 @@ class Settings(BaseSettings):
         generated = path.read_text().strip().encode()
         _SECRET_FILES[path] = generated
         return generated
+
+
+#: Settings whose value an error never repeats.
+_SECRET_SETTINGS = frozenset({"secret_key", "database_url"})
+
+
+def describe_invalid(exc: ValidationError) -> str:
+    """A settings validation error on one line, naming each setting as the operator sets it:
+    ``invalid setting CORRAL_PORT (port): Input should be a valid integer... (got 'abc')``."""
+    parts = []
+    for error in exc.errors(include_url=False):
+        name = str(error["loc"][0]) if error["loc"] else "?"
+        message = str(error["msg"]).removeprefix("Value error, ")
+        got = "" if name in _SECRET_SETTINGS or "input" not in error else f" (got {error['input']!r})"
+        parts.append(f"CORRAL_{name.upper()} ({name}): {message}{got}")
+    return "invalid setting " + "; ".join(parts)
 
 
 def settings_table() -> list[tuple[str, str, str]]:

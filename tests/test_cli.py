@@ -239,5 +239,66 @@ def test_serve_refuses_a_port_that_cannot_be(runner, tmp_path, monkeypatch, port
     assert not (tmp_path / "data").exists()
     monkeypatch.setenv("CORRAL_PORT", port)
     r = runner.invoke(cli, ["serve", "--data-dir", str(tmp_path / "data")])
-    assert r.exit_code == 1 and "invalid settings" in r.output and "port" in r.output, r.output
+    assert r.exit_code == 1 and "invalid setting CORRAL_PORT (port)" in r.output, r.output
     assert "listening" not in r.output
+
+
+def _one_line_error(r) -> str:  # type: ignore[no-untyped-def]
+    """The command stopped with one ``Error: …`` line (a ClickException), not a traceback."""
+    assert r.exit_code == 1 and isinstance(r.exception, SystemExit), (r.output, r.exception)
+    lines = [line for line in r.output.splitlines() if line.strip()]
+    assert lines[-1].startswith("Error: ") and not any(line.startswith("Error: ") for line in lines[:-1]), r.output
+    assert all(line.startswith("Created data directory") for line in lines[:-1]), r.output
+    return str(lines[-1])
+
+
+@pytest.mark.parametrize(("var", "value", "expected"), [
+    ("CORRAL_LOG_LEVEL", "loud", "CORRAL_LOG_LEVEL (log_level): Input should be 'debug', 'info', 'warning' or "
+                                 "'error' (got 'loud')"),
+    ("CORRAL_WORKER_CONCURRENCY", "0", "CORRAL_WORKER_CONCURRENCY (worker_concurrency): Input should be greater "
+                                       "than or equal to 1 (got '0')"),
+    ("CORRAL_PUBLIC_URL", "ftp://x", "CORRAL_PUBLIC_URL (public_url): CORRAL_PUBLIC_URL must start with http://"),
+])
+def test_an_invalid_setting_is_one_line_naming_it(runner, tmp_path, monkeypatch, var, value, expected) -> None:  # type: ignore[no-untyped-def]
+    """Was pydantic's four-line report (``1 validation error for Settings``, the field, the
+    message, a link to errors.pydantic.dev), naming the field but not the variable to change."""
+    monkeypatch.setenv(var, value)
+    for args in (["serve"], ["worker"], ["migrate"], ["user", "list"]):
+        line = _one_line_error(runner.invoke(cli, [*args, "--data-dir", str(tmp_path / "data")]))
+        assert line.startswith("Error: invalid setting ") and expected in line, line
+        assert "pydantic" not in line
+
+
+def test_a_database_that_does_not_answer_is_one_line_without_its_password(runner, tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Was a 60-line psycopg/SQLAlchemy traceback (and a URL that does not parse, another)."""
+    from tests.conftest import free_port
+
+    monkeypatch.setenv("CORRAL_SECRET_KEY", "k" * 40)
+    data = ["--data-dir", str(tmp_path / "data")]
+    port = free_port()  # nothing listens there
+    monkeypatch.setenv("CORRAL_DATABASE_URL", f"postgresql+psycopg://corral:hunter2@127.0.0.1:{port}/corral")
+    for args in (["serve"], ["worker"], ["migrate"], ["migrate", "--check"], ["user", "list"]):
+        line = _one_line_error(runner.invoke(cli, [*args, *data]))
+        assert line.startswith(
+            f"Error: cannot use the database CORRAL_DATABASE_URL=postgresql+psycopg://corral:***@127.0.0.1:{port}/"
+            "corral: connection failed"
+        ), line
+        assert "hunter2" not in line
+    monkeypatch.setenv("CORRAL_DATABASE_URL", "postgres-ql:/hunter2 nonsense")
+    for args in (["serve"], ["migrate"], ["user", "list"]):
+        line = _one_line_error(runner.invoke(cli, [*args, *data]))
+        assert line.startswith("Error: CORRAL_DATABASE_URL is not a database URL"), line
+        assert "hunter2" not in line
+
+
+def test_a_data_directory_that_cannot_be_made_is_one_line(runner, tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Was a NotADirectoryError / FileExistsError traceback from mkdir."""
+    (tmp_path / "afile").write_text("not a directory")
+    monkeypatch.setenv("CORRAL_DATA_DIR", str(tmp_path / "afile" / "data"))
+    for args in (["serve"], ["migrate"]):
+        line = _one_line_error(runner.invoke(cli, args))
+        assert line == (f"Error: cannot create the data directory {tmp_path / 'afile' / 'data'} (chosen by "
+                        "CORRAL_DATA_DIR): Not a directory"), line
+    monkeypatch.setenv("CORRAL_DATA_DIR", str(tmp_path / "afile"))
+    line = _one_line_error(runner.invoke(cli, ["serve"]))
+    assert line.startswith(f"Error: cannot create the data directory {tmp_path / 'afile'} "), line

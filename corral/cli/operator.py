@@ -20,12 +20,24 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 @contextmanager
 def friendly_errors() -> Iterator[None]:
+    from sqlalchemy.exc import OperationalError
+
     try:
         yield
     except CorralError as exc:
         raise click.ClickException(exc.message) from None
+    except OperationalError as exc:  # the database does not answer, or refuses us: one line
+        raise click.ClickException(database_error(exc)) from None
     except OSError as exc:
         raise click.ClickException(str(exc)) from None
+
+
+def database_error(exc: Exception, settings: Settings | None = None) -> str:
+    """The first line of what the driver said, naming the database (its password hidden)."""
+    orig = getattr(exc, "orig", None) or exc
+    said = next((line.strip() for line in str(orig).splitlines() if line.strip()), type(orig).__name__)
+    which = f" {settings.database_label}" if settings is not None else ""
+    return f"cannot use the database{which}: {said}"
 
 
 def data_dir_option(f: F) -> F:
@@ -37,12 +49,16 @@ def data_dir_option(f: F) -> F:
 
 
 def find_settings(data_dir: Path | None = None, **overrides: Any) -> Discovered:
+    from pydantic import ValidationError
+
+    from corral.settings import describe_invalid
+
     try:
         return discover(data_dir, **overrides)
     except CorralError as exc:
         raise click.ClickException(exc.message) from None
-    except Exception as exc:  # pydantic ValidationError: name the setting
-        raise click.ClickException(f"invalid settings: {exc}") from None
+    except ValidationError as exc:  # name the setting, on one line
+        raise click.ClickException(describe_invalid(exc)) from None
 
 
 def load_settings(data_dir: Path | None = None, *, create: bool = False, **overrides: Any) -> Settings:
@@ -59,7 +75,13 @@ def open_data_dir(data_dir: Path | None = None, *, create: bool = False, **overr
     settings = found.settings
     if not found.exists:
         if create:
-            found.data_dir.mkdir(parents=True, exist_ok=True)
+            try:
+                found.data_dir.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise click.ClickException(
+                    f"cannot create the data directory {found.data_dir} (chosen by {found.source}): "
+                    f"{exc.strerror or exc}"
+                ) from None
             click.echo(f"Created data directory {found.data_dir} (chosen by {found.source})", err=True)
         elif settings.database_url is None:
             raise click.ClickException(
@@ -71,9 +93,19 @@ def open_data_dir(data_dir: Path | None = None, *, create: bool = False, **overr
 
 
 def _database(settings: Settings):  # type: ignore[no-untyped-def]
+    """The database, connected once: one that does not answer is one line naming it."""
+    from sqlalchemy.exc import OperationalError
+
     from corral.db import create_database
 
-    return create_database(settings)
+    db = create_database(settings)
+    try:
+        with db.engine.connect():
+            pass
+    except OperationalError as exc:
+        db.dispose()
+        raise click.ClickException(database_error(exc, settings)) from None
+    return db
 
 
 @click.command()
