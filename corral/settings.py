@@ -434,6 +434,33 @@ def describe_invalid(exc: ValidationError) -> str:
     return "invalid setting " + "; ".join(parts)
 
 
+#: CORRAL_ variables that are not server settings: the CLI's client variables, the test suite's
+#: and the scripts' (docs/configuration.md, docs/testing.md).
+NOT_SETTINGS = frozenset({"CORRAL_URL", "CORRAL_TOKEN", "CORRAL_SSH_KEY", "CORRAL_PROFILE",
+                          "CORRAL_CONFIG_DIR", "CORRAL_CHROMIUM"})
+NOT_SETTINGS_PREFIXES = ("CORRAL_TEST_", "CORRAL_SCHEMATHESIS_")
+
+
+def unknown_variables(environ: Mapping[str, str] | None = None) -> list[str]:
+    """One warning per ``CORRAL_`` variable of the environment that no setting reads (a typo such
+    as ``CORRAL_WORKER_CONCURENCY`` would otherwise be ignored without a word), naming the
+    nearest setting."""
+    import difflib
+
+    env = os.environ if environ is None else environ
+    known = [f"CORRAL_{name.upper()}" for name in Settings.model_fields]
+    out = []
+    for name in sorted(env):
+        upper = name.upper()
+        if (not upper.startswith("CORRAL_") or upper in known or upper in NOT_SETTINGS
+                or upper.startswith(NOT_SETTINGS_PREFIXES)):
+            continue
+        near = difflib.get_close_matches(upper, known, n=1, cutoff=0.8)
+        hint = f"; did you mean {near[0]}?" if near else "; see docs/configuration.md for the names"
+        out.append(f"Warning: {name} is not a corral setting and is ignored{hint}")
+    return out
+
+
 def settings_table() -> list[tuple[str, str, str]]:
     """(environment variable, default, help) for every setting, for the docs."""
     rows = []

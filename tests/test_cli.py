@@ -302,3 +302,25 @@ def test_a_data_directory_that_cannot_be_made_is_one_line(runner, tmp_path, monk
     monkeypatch.setenv("CORRAL_DATA_DIR", str(tmp_path / "afile"))
     line = _one_line_error(runner.invoke(cli, ["serve"]))
     assert line.startswith(f"Error: cannot create the data directory {tmp_path / 'afile'} "), line
+
+
+def test_an_unknown_corral_variable_is_named_with_the_nearest_setting(runner, tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """``CORRAL_WORKER_CONCURENCY=8`` (a typo) was ignored without a word: the workers ran 4 units."""
+    import corral.cli.operator as operator
+    from corral.settings import unknown_variables
+
+    env = {"CORRAL_WORKER_CONCURENCY": "8", "CORRAL_PORTT": "9000", "CORRAL_FROBNICATE": "1",
+           "CORRAL_PORT": "9000", "corral_log_level": "debug", "CORRAL_URL": "http://x", "CORRAL_TOKEN": "t",
+           "CORRAL_TEST_SKIP_POSTGRES": "1", "CORRAL_SCHEMATHESIS_SEED": "3", "HOME": "/root"}
+    assert unknown_variables(env) == [
+        "Warning: CORRAL_FROBNICATE is not a corral setting and is ignored; see docs/configuration.md for the names",
+        "Warning: CORRAL_PORTT is not a corral setting and is ignored; did you mean CORRAL_PORT?",
+        "Warning: CORRAL_WORKER_CONCURENCY is not a corral setting and is ignored; did you mean "
+        "CORRAL_WORKER_CONCURRENCY?",
+    ]
+    monkeypatch.setattr(operator, "_warned", False)
+    monkeypatch.setenv("CORRAL_WORKER_CONCURENCY", "8")
+    r = runner.invoke(cli, ["migrate", "--data-dir", str(tmp_path / "data")])
+    assert r.exit_code == 0, r.output
+    assert r.output.count("Warning: CORRAL_WORKER_CONCURENCY is not a corral setting and is ignored; did you "
+                          "mean CORRAL_WORKER_CONCURRENCY?") == 1, r.output

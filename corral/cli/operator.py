@@ -48,11 +48,19 @@ def data_dir_option(f: F) -> F:
     )(f)
 
 
+_warned = False
+
+
 def find_settings(data_dir: Path | None = None, **overrides: Any) -> Discovered:
     from pydantic import ValidationError
 
-    from corral.settings import describe_invalid
+    from corral.settings import describe_invalid, unknown_variables
 
+    global _warned
+    if not _warned:  # once a command, which may read its settings twice (corral demo)
+        _warned = True
+        for warning in unknown_variables():
+            click.echo(warning, err=True)
     try:
         return discover(data_dir, **overrides)
     except CorralError as exc:
