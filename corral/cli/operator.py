@@ -147,14 +147,19 @@ def serve(host: str | None, port: int | None, data_dir: Path | None, workers: in
     with friendly_errors():
         settings.resolved_secret_key()
         db = _database(settings)
+        before = after = None
         if db.is_sqlite:
+            before = migrate.current_revision(db)
             migrate.upgrade(db)
+            after = migrate.current_revision(db)
         else:
             check_schema(db)
         with db.read() as s:
             no_users = not identity.has_users(s)
     if settings.database_url is None:
         click.echo(f"data directory {found.data_dir} (chosen by {found.source})", err=True)
+    if before is not None and before != after:  # an upgrade: the operator hears of it
+        click.echo(f"database upgraded from revision {before} to {after}", err=True)
     for path in found.config_files:
         click.echo(f"settings read from {path}", err=True)
     if no_users:
