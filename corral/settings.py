@@ -441,16 +441,23 @@ NOT_SETTINGS = frozenset({"CORRAL_URL", "CORRAL_TOKEN", "CORRAL_SSH_KEY", "CORRA
 NOT_SETTINGS_PREFIXES = ("CORRAL_TEST_", "CORRAL_SCHEMATHESIS_")
 
 
-def unknown_variables(environ: Mapping[str, str] | None = None) -> list[str]:
-    """One warning per ``CORRAL_`` variable of the environment that no setting reads (a typo such
-    as ``CORRAL_WORKER_CONCURENCY`` would otherwise be ignored without a word), naming the
-    nearest setting."""
+def unknown_variables(
+    environ: Mapping[str, str] | None = None, dotenv: Path | None = Path(".env")
+) -> list[str]:
+    """One warning per ``CORRAL_`` variable of the environment or the ``.env`` file that no setting
+    reads (a typo such as ``CORRAL_WORKER_CONCURENCY`` would otherwise be ignored without a word),
+    naming the nearest setting."""
     import difflib
 
     env = os.environ if environ is None else environ
+    names = set(env)
+    if dotenv is not None and dotenv.is_file():
+        from dotenv import dotenv_values
+
+        names |= set(dotenv_values(dotenv))
     known = [f"CORRAL_{name.upper()}" for name in Settings.model_fields]
     out = []
-    for name in sorted(env):
+    for name in sorted(names):
         upper = name.upper()
         if (not upper.startswith("CORRAL_") or upper in known or upper in NOT_SETTINGS
                 or upper.startswith(NOT_SETTINGS_PREFIXES)):

@@ -312,12 +312,15 @@ def test_an_unknown_corral_variable_is_named_with_the_nearest_setting(runner, tm
     env = {"CORRAL_WORKER_CONCURENCY": "8", "CORRAL_PORTT": "9000", "CORRAL_FROBNICATE": "1",
            "CORRAL_PORT": "9000", "corral_log_level": "debug", "CORRAL_URL": "http://x", "CORRAL_TOKEN": "t",
            "CORRAL_TEST_SKIP_POSTGRES": "1", "CORRAL_SCHEMATHESIS_SEED": "3", "HOME": "/root"}
-    assert unknown_variables(env) == [
+    assert unknown_variables(env, None) == [
         "Warning: CORRAL_FROBNICATE is not a corral setting and is ignored; see docs/configuration.md for the names",
         "Warning: CORRAL_PORTT is not a corral setting and is ignored; did you mean CORRAL_PORT?",
         "Warning: CORRAL_WORKER_CONCURENCY is not a corral setting and is ignored; did you mean "
         "CORRAL_WORKER_CONCURRENCY?",
     ]
+    (tmp_path / ".env").write_text("CORRAL_PORT=9000\nCORRAL_LOG_LEVL=debug\n")
+    assert unknown_variables({}, tmp_path / ".env") == [
+        "Warning: CORRAL_LOG_LEVL is not a corral setting and is ignored; did you mean CORRAL_LOG_LEVEL?"]
     monkeypatch.setattr(operator, "_warned", False)
     monkeypatch.setenv("CORRAL_WORKER_CONCURENCY", "8")
     r = runner.invoke(cli, ["migrate", "--data-dir", str(tmp_path / "data")])
