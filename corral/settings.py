@@ -422,15 +422,18 @@ class Settings(BaseSettings):
 _SECRET_SETTINGS = frozenset({"secret_key", "database_url"})
 
 
-def describe_invalid(exc: ValidationError) -> str:
+def describe_invalid(exc: ValidationError, origins: Mapping[str, Path] | None = None) -> str:
     """A settings validation error on one line, naming each setting as the operator sets it:
-    ``invalid setting CORRAL_PORT (port): Input should be a valid integer... (got 'abc')``."""
+    ``invalid setting CORRAL_PORT (port): Input should be a valid integer... (got 'abc')``, or
+    ``invalid setting port in /srv/corral.toml: …`` for a value a configuration file gave."""
     parts = []
     for error in exc.errors(include_url=False):
         name = str(error["loc"][0]) if error["loc"] else "?"
         message = str(error["msg"]).removeprefix("Value error, ")
         got = "" if name in _SECRET_SETTINGS or "input" not in error else f" (got {error['input']!r})"
-        parts.append(f"CORRAL_{name.upper()} ({name}): {message}{got}")
+        origin = (origins or {}).get(name)
+        where = f"{name} in {origin}" if origin else f"CORRAL_{name.upper()} ({name})"
+        parts.append(f"{where}: {message}{got}")
     return "invalid setting " + "; ".join(parts)
 
 
@@ -562,7 +565,10 @@ def discover(
     looked.append(f"the default ./{DEFAULT_DATA_DIR}")
     project_values = read_config_file(project) if project else {}
     user_values = read_config_file(user) if user.is_file() else {}
-    from_env = Settings(**flags)  # the environment and .env, to tell what they set
+    try:
+        from_env = Settings(**flags)  # the environment and .env, to tell what they set
+    except ValidationError as exc:
+        raise ConfigurationError(describe_invalid(exc)) from None
     if data_dir is not None:
         chosen, source = Path(data_dir), "--data-dir"
     elif "data_dir" in from_env.model_fields_set:
@@ -576,13 +582,20 @@ def discover(
     chosen = (cwd / chosen.expanduser()).resolve()
     files: list[Path] = []
     values: dict[str, Any] = {}
+    origins: dict[str, Path] = {}  # which file gave each value, to name it if it is invalid
     own = chosen / DATA_DIR_CONFIG
     for path in (user, own, project):  # lowest precedence first
         if path is not None and path.is_file():
-            values.update(user_values if path == user else project_values if path == project
-                          else read_config_file(path))
+            read = (user_values if path == user else project_values if path == project
+                    else read_config_file(path))
+            values.update(read)
+            origins.update(dict.fromkeys(read, path))
             files.append(path)
     values.pop("data_dir", None)
     values = {k: v for k, v in values.items() if k not in from_env.model_fields_set}
-    settings = Settings(**{**values, **flags, "data_dir": chosen})
+    try:
+        settings = Settings(**{**values, **flags, "data_dir": chosen})
+    except ValidationError as exc:
+        given = {k: p for k, p in origins.items() if k in values and k not in flags}
+        raise ConfigurationError(describe_invalid(exc, given)) from None
     return Discovered(settings, chosen, source, looked, files)
