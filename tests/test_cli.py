@@ -276,6 +276,7 @@ def test_a_database_that_does_not_answer_is_one_line_without_its_password(runner
     monkeypatch.setenv("CORRAL_SECRET_KEY", "k" * 40)
     data = ["--data-dir", str(tmp_path / "data")]
     port = free_port()  # nothing listens there
+    monkeypatch.setenv("CORRAL_PORT", str(free_port()))  # serve's own port: free, whatever runs here
     monkeypatch.setenv("CORRAL_DATABASE_URL", f"postgresql+psycopg://corral:hunter2@127.0.0.1:{port}/corral")
     for args in (["serve"], ["worker"], ["migrate"], ["migrate", "--check"], ["user", "list"]):
         line = _one_line_error(runner.invoke(cli, [*args, *data]))
@@ -327,3 +328,21 @@ def test_an_unknown_corral_variable_is_named_with_the_nearest_setting(runner, tm
     assert r.exit_code == 0, r.output
     assert r.output.count("Warning: CORRAL_WORKER_CONCURENCY is not a corral setting and is ignored; did you "
                           "mean CORRAL_WORKER_CONCURRENCY?") == 1, r.output
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_port_in_use_is_one_line_before_anything_starts(runner, tmp_path, monkeypatch, workers) -> None:  # type: ignore[no-untyped-def]
+    """With --workers 1, a port another program listens on gave uvicorn's log line
+    (``[Errno 98] error while attempting to bind``) and exit status 3, after ``corral listening
+    on …`` and the job workers had started; with several, the error came after them too."""
+    import socket
+
+    monkeypatch.setenv("CORRAL_WORKER_PROCESSES", "0")
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        r = runner.invoke(cli, ["serve", "--data-dir", str(tmp_path / "data"), "--port", str(port),
+                                "--workers", workers])
+    line = _one_line_error(r)
+    assert line == (f"Error: cannot listen on 127.0.0.1:{port} (--host/--port, CORRAL_HOST/CORRAL_PORT): "
+                    "Address already in use"), r.output
+    assert "listening on" not in r.output and "job worker" not in r.output

@@ -144,6 +144,13 @@ def serve(host: str | None, port: int | None, data_dir: Path | None, workers: in
     found = open_data_dir(data_dir, create=True, host=host, port=port, api_workers=workers)
     settings = found.settings
     configure_logging(settings.log_level, settings.log_format)
+    try:  # before migrating, saying it listens or starting a worker: a port in use is one line
+        listening.probe(settings.host, settings.port)
+    except OSError as exc:
+        raise click.ClickException(
+            f"cannot listen on {settings.host}:{settings.port} (--host/--port, CORRAL_HOST/CORRAL_PORT): "
+            f"{exc.strerror or exc}"
+        ) from None
     with friendly_errors():
         settings.resolved_secret_key()
         db = _database(settings)
