@@ -281,7 +281,9 @@ def migrate(data_dir: Path | None, check: bool) -> None:
             current, head = m.current_revision(db), m.head_revision()
             diffs = m.pending_differences(db) if current == head else []
             if current != head:
-                raise click.ClickException(f"database is at {current or 'none'}, code needs {head}")
+                raise click.ClickException(
+                    f"database is at {current or 'none'}, code needs {head}: run `corral migrate`"
+                )
             if diffs:
                 raise click.ClickException(f"models and migrations disagree: {diffs}")
             click.echo(f"database is at {head}; models and migrations agree")

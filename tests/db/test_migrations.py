@@ -187,3 +187,23 @@ def test_a_migration_failing_half_way_changes_nothing_and_says_which(tmp_path, b
             with admin.connect() as conn:
                 conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
             admin.dispose()
+
+
+def test_migrate_check_on_an_older_database_says_what_to_run(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """``corral migrate --check`` said only ``database is at 0020a, code needs …``."""
+    from click.testing import CliRunner
+
+    from corral.cli import cli
+
+    db = create_database(Settings(data_dir=tmp_path))
+    try:
+        migrate.upgrade(db, "0020a")
+    finally:
+        db.dispose()
+    r = CliRunner().invoke(cli, ["migrate", "--check", "--data-dir", str(tmp_path)])
+    assert r.exit_code == 1, r.output
+    assert r.output == f"Error: database is at 0020a, code needs {migrate.head_revision()}: run `corral migrate`\n"
+    r = CliRunner().invoke(cli, ["migrate", "--data-dir", str(tmp_path)])
+    assert r.exit_code == 0 and r.output == f"database migrated to {migrate.head_revision()}\n", r.output
+    r = CliRunner().invoke(cli, ["migrate", "--check", "--data-dir", str(tmp_path)])
+    assert r.exit_code == 0 and "models and migrations agree" in r.output, r.output
