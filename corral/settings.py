@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from corral.errors import ConfigurationError
@@ -381,6 +381,20 @@ class Settings(BaseSettings):
         return True
 
     @property
+    def database_label(self) -> str:
+        """Which database, for an error: the SQLite file, or the URL without its password."""
+        if self.database_url is None:
+            return f"SQLite at {(self.data_dir / 'corral.db').resolve()}"
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError
+
+        try:
+            shown = make_url(self.database_url).render_as_string(hide_password=True)
+        except ArgumentError:
+            shown = "(not a URL)"
+        return f"CORRAL_DATABASE_URL={shown}"
+
+    @property
     def is_sqlite(self) -> bool:
         return self.resolved_database_url.startswith("sqlite")
 
@@ -411,6 +425,59 @@ class Settings(BaseSettings):
         generated = path.read_text().strip().encode()
         _SECRET_FILES[path] = generated
         return generated
+
+
+#: Settings whose value an error never repeats.
+_SECRET_SETTINGS = frozenset({"secret_key", "database_url"})
+
+
+def describe_invalid(exc: ValidationError, origins: Mapping[str, Path] | None = None) -> str:
+    """A settings validation error on one line, naming each setting as the operator sets it:
+    ``invalid setting CORRAL_PORT (port): Input should be a valid integer... (got 'abc')``, or
+    ``invalid setting port in /srv/corral.toml: …`` for a value a configuration file gave."""
+    parts = []
+    for error in exc.errors(include_url=False):
+        name = str(error["loc"][0]) if error["loc"] else "?"
+        message = str(error["msg"]).removeprefix("Value error, ")
+        got = "" if name in _SECRET_SETTINGS or "input" not in error else f" (got {error['input']!r})"
+        origin = (origins or {}).get(name)
+        where = f"{name} in {origin}" if origin else f"CORRAL_{name.upper()} ({name})"
+        parts.append(f"{where}: {message}{got}")
+    return "invalid setting " + "; ".join(parts)
+
+
+#: CORRAL_ variables that are not server settings: the CLI's client variables, the test suite's
+#: and the scripts' (docs/configuration.md, docs/testing.md).
+NOT_SETTINGS = frozenset({"CORRAL_URL", "CORRAL_TOKEN", "CORRAL_SSH_KEY", "CORRAL_PROFILE",
+                          "CORRAL_CONFIG_DIR", "CORRAL_CHROMIUM"})
+NOT_SETTINGS_PREFIXES = ("CORRAL_TEST_", "CORRAL_SCHEMATHESIS_")
+
+
+def unknown_variables(
+    environ: Mapping[str, str] | None = None, dotenv: Path | None = Path(".env")
+) -> list[str]:
+    """One warning per ``CORRAL_`` variable of the environment or the ``.env`` file that no setting
+    reads (a typo such as ``CORRAL_WORKER_CONCURENCY`` would otherwise be ignored without a word),
+    naming the nearest setting."""
+    import difflib
+
+    env = os.environ if environ is None else environ
+    names = set(env)
+    if dotenv is not None and dotenv.is_file():
+        from dotenv import dotenv_values
+
+        names |= set(dotenv_values(dotenv))
+    known = [f"CORRAL_{name.upper()}" for name in Settings.model_fields]
+    out = []
+    for name in sorted(names):
+        upper = name.upper()
+        if (not upper.startswith("CORRAL_") or upper in known or upper in NOT_SETTINGS
+                or upper.startswith(NOT_SETTINGS_PREFIXES)):
+            continue
+        near = difflib.get_close_matches(upper, known, n=1, cutoff=0.8)
+        hint = f"; did you mean {near[0]}?" if near else "; see docs/configuration.md for the names"
+        out.append(f"Warning: {name} is not a corral setting and is ignored{hint}")
+    return out
 
 
 def settings_table() -> list[tuple[str, str, str]]:
@@ -507,7 +574,10 @@ def discover(
     looked.append(f"the default ./{DEFAULT_DATA_DIR}")
     project_values = read_config_file(project) if project else {}
     user_values = read_config_file(user) if user.is_file() else {}
-    from_env = Settings(**flags)  # the environment and .env, to tell what they set
+    try:
+        from_env = Settings(**flags)  # the environment and .env, to tell what they set
+    except ValidationError as exc:
+        raise ConfigurationError(describe_invalid(exc)) from None
     if data_dir is not None:
         chosen, source = Path(data_dir), "--data-dir"
     elif "data_dir" in from_env.model_fields_set:
@@ -521,13 +591,20 @@ def discover(
     chosen = (cwd / chosen.expanduser()).resolve()
     files: list[Path] = []
     values: dict[str, Any] = {}
+    origins: dict[str, Path] = {}  # which file gave each value, to name it if it is invalid
     own = chosen / DATA_DIR_CONFIG
     for path in (user, own, project):  # lowest precedence first
         if path is not None and path.is_file():
-            values.update(user_values if path == user else project_values if path == project
-                          else read_config_file(path))
+            read = (user_values if path == user else project_values if path == project
+                    else read_config_file(path))
+            values.update(read)
+            origins.update(dict.fromkeys(read, path))
             files.append(path)
     values.pop("data_dir", None)
     values = {k: v for k, v in values.items() if k not in from_env.model_fields_set}
-    settings = Settings(**{**values, **flags, "data_dir": chosen})
+    try:
+        settings = Settings(**{**values, **flags, "data_dir": chosen})
+    except ValidationError as exc:
+        given = {k: p for k, p in origins.items() if k in values and k not in flags}
+        raise ConfigurationError(describe_invalid(exc, given)) from None
     return Discovered(settings, chosen, source, looked, files)

@@ -239,5 +239,110 @@ def test_serve_refuses_a_port_that_cannot_be(runner, tmp_path, monkeypatch, port
     assert not (tmp_path / "data").exists()
     monkeypatch.setenv("CORRAL_PORT", port)
     r = runner.invoke(cli, ["serve", "--data-dir", str(tmp_path / "data")])
-    assert r.exit_code == 1 and "invalid settings" in r.output and "port" in r.output, r.output
+    assert r.exit_code == 1 and "invalid setting CORRAL_PORT (port)" in r.output, r.output
     assert "listening" not in r.output
+
+
+def _one_line_error(r) -> str:  # type: ignore[no-untyped-def]
+    """The command stopped with one ``Error: …`` line (a ClickException), not a traceback."""
+    assert r.exit_code == 1 and isinstance(r.exception, SystemExit), (r.output, r.exception)
+    lines = [line for line in r.output.splitlines() if line.strip()]
+    assert lines[-1].startswith("Error: ") and not any(line.startswith("Error: ") for line in lines[:-1]), r.output
+    assert all(line.startswith("Created data directory") for line in lines[:-1]), r.output
+    return str(lines[-1])
+
+
+@pytest.mark.parametrize(("var", "value", "expected"), [
+    ("CORRAL_LOG_LEVEL", "loud", "CORRAL_LOG_LEVEL (log_level): Input should be 'debug', 'info', 'warning' or "
+                                 "'error' (got 'loud')"),
+    ("CORRAL_WORKER_CONCURRENCY", "0", "CORRAL_WORKER_CONCURRENCY (worker_concurrency): Input should be greater "
+                                       "than or equal to 1 (got '0')"),
+    ("CORRAL_PUBLIC_URL", "ftp://x", "CORRAL_PUBLIC_URL (public_url): CORRAL_PUBLIC_URL must start with http://"),
+])
+def test_an_invalid_setting_is_one_line_naming_it(runner, tmp_path, monkeypatch, var, value, expected) -> None:  # type: ignore[no-untyped-def]
+    """Was pydantic's four-line report (``1 validation error for Settings``, the field, the
+    message, a link to errors.pydantic.dev), naming the field but not the variable to change."""
+    monkeypatch.setenv(var, value)
+    for args in (["serve"], ["worker"], ["migrate"], ["user", "list"]):
+        line = _one_line_error(runner.invoke(cli, [*args, "--data-dir", str(tmp_path / "data")]))
+        assert line.startswith("Error: invalid setting ") and expected in line, line
+        assert "pydantic" not in line
+
+
+def test_a_database_that_does_not_answer_is_one_line_without_its_password(runner, tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Was a 60-line psycopg/SQLAlchemy traceback (and a URL that does not parse, another)."""
+    from tests.conftest import free_port
+
+    monkeypatch.setenv("CORRAL_SECRET_KEY", "k" * 40)
+    data = ["--data-dir", str(tmp_path / "data")]
+    port = free_port()  # nothing listens there
+    monkeypatch.setenv("CORRAL_PORT", str(free_port()))  # serve's own port: free, whatever runs here
+    monkeypatch.setenv("CORRAL_DATABASE_URL", f"postgresql+psycopg://corral:hunter2@127.0.0.1:{port}/corral")
+    for args in (["serve"], ["worker"], ["migrate"], ["migrate", "--check"], ["user", "list"]):
+        line = _one_line_error(runner.invoke(cli, [*args, *data]))
+        assert line.startswith(
+            f"Error: cannot use the database CORRAL_DATABASE_URL=postgresql+psycopg://corral:***@127.0.0.1:{port}/"
+            "corral: connection failed"
+        ), line
+        assert "hunter2" not in line
+    monkeypatch.setenv("CORRAL_DATABASE_URL", "postgres-ql:/hunter2 nonsense")
+    for args in (["serve"], ["migrate"], ["user", "list"]):
+        line = _one_line_error(runner.invoke(cli, [*args, *data]))
+        assert line.startswith("Error: CORRAL_DATABASE_URL is not a database URL"), line
+        assert "hunter2" not in line
+
+
+def test_a_data_directory_that_cannot_be_made_is_one_line(runner, tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Was a NotADirectoryError / FileExistsError traceback from mkdir."""
+    (tmp_path / "afile").write_text("not a directory")
+    monkeypatch.setenv("CORRAL_DATA_DIR", str(tmp_path / "afile" / "data"))
+    for args in (["serve"], ["migrate"]):
+        line = _one_line_error(runner.invoke(cli, args))
+        assert line == (f"Error: cannot create the data directory {tmp_path / 'afile' / 'data'} (chosen by "
+                        "CORRAL_DATA_DIR): Not a directory"), line
+    monkeypatch.setenv("CORRAL_DATA_DIR", str(tmp_path / "afile"))
+    line = _one_line_error(runner.invoke(cli, ["serve"]))
+    assert line.startswith(f"Error: cannot create the data directory {tmp_path / 'afile'} "), line
+
+
+def test_an_unknown_corral_variable_is_named_with_the_nearest_setting(runner, tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """``CORRAL_WORKER_CONCURENCY=8`` (a typo) was ignored without a word: the workers ran 4 units."""
+    import corral.cli.operator as operator
+    from corral.settings import unknown_variables
+
+    env = {"CORRAL_WORKER_CONCURENCY": "8", "CORRAL_PORTT": "9000", "CORRAL_FROBNICATE": "1",
+           "CORRAL_PORT": "9000", "corral_log_level": "debug", "CORRAL_URL": "http://x", "CORRAL_TOKEN": "t",
+           "CORRAL_TEST_SKIP_POSTGRES": "1", "CORRAL_SCHEMATHESIS_SEED": "3", "HOME": "/root"}
+    assert unknown_variables(env, None) == [
+        "Warning: CORRAL_FROBNICATE is not a corral setting and is ignored; see docs/configuration.md for the names",
+        "Warning: CORRAL_PORTT is not a corral setting and is ignored; did you mean CORRAL_PORT?",
+        "Warning: CORRAL_WORKER_CONCURENCY is not a corral setting and is ignored; did you mean "
+        "CORRAL_WORKER_CONCURRENCY?",
+    ]
+    (tmp_path / ".env").write_text("CORRAL_PORT=9000\nCORRAL_LOG_LEVL=debug\n")
+    assert unknown_variables({}, tmp_path / ".env") == [
+        "Warning: CORRAL_LOG_LEVL is not a corral setting and is ignored; did you mean CORRAL_LOG_LEVEL?"]
+    monkeypatch.setattr(operator, "_warned", False)
+    monkeypatch.setenv("CORRAL_WORKER_CONCURENCY", "8")
+    r = runner.invoke(cli, ["migrate", "--data-dir", str(tmp_path / "data")])
+    assert r.exit_code == 0, r.output
+    assert r.output.count("Warning: CORRAL_WORKER_CONCURENCY is not a corral setting and is ignored; did you "
+                          "mean CORRAL_WORKER_CONCURRENCY?") == 1, r.output
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_port_in_use_is_one_line_before_anything_starts(runner, tmp_path, monkeypatch, workers) -> None:  # type: ignore[no-untyped-def]
+    """With --workers 1, a port another program listens on gave uvicorn's log line
+    (``[Errno 98] error while attempting to bind``) and exit status 3, after ``corral listening
+    on …`` and the job workers had started; with several, the error came after them too."""
+    import socket
+
+    monkeypatch.setenv("CORRAL_WORKER_PROCESSES", "0")
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        r = runner.invoke(cli, ["serve", "--data-dir", str(tmp_path / "data"), "--port", str(port),
+                                "--workers", workers])
+    line = _one_line_error(r)
+    assert line == (f"Error: cannot listen on 127.0.0.1:{port} (--host/--port, CORRAL_HOST/CORRAL_PORT): "
+                    "Address already in use"), r.output
+    assert "listening on" not in r.output and "job worker" not in r.output

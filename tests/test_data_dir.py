@@ -74,6 +74,26 @@ def test_a_bad_config_file_is_a_clear_error(place: Path) -> None:
     assert r.exit_code == 1 and "cannot read it as TOML" in r.output and "Traceback" not in r.output
 
 
+def test_an_invalid_value_in_a_config_file_names_the_file(place: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """``worker_concurrency = 0`` in corral.toml was reported as pydantic's report of the field,
+    which named neither the file nor where to look; a variable still wins over the file."""
+    (place / "corral.toml").write_text('worker_concurrency = 0\nlog_level = "info"\n')
+    with pytest.raises(ConfigurationError) as raised:
+        discover()
+    assert raised.value.message == (
+        f"invalid setting worker_concurrency in {place / 'corral.toml'}: Input should be greater than or "
+        "equal to 1 (got 0)"
+    )
+    r = CliRunner().invoke(cli, ["migrate"])
+    assert r.exit_code == 1 and isinstance(r.exception, SystemExit), r.output
+    assert r.output.strip().splitlines()[-1] == f"Error: {raised.value.message}", r.output
+    monkeypatch.setenv("CORRAL_WORKER_CONCURRENCY", "8")  # the environment wins: the file's value is not used
+    assert discover().settings.worker_concurrency == 8
+    monkeypatch.setenv("CORRAL_LOG_LEVEL", "loud")  # and a bad variable is named as a variable
+    with pytest.raises(ConfigurationError, match=r"^invalid setting CORRAL_LOG_LEVEL \(log_level\): "):
+        discover()
+
+
 def test_read_only_commands_refuse_to_create_a_data_directory(place: Path) -> None:
     runner = CliRunner()
     for args in (["user", "list"], ["token", "list"], ["migrate", "--check"], ["token", "revoke", "x"]):

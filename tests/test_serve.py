@@ -303,3 +303,49 @@ def test_api_processes_end_with_a_serve_killed_by_sigkill(tmp_path) -> None:  # 
                 raise AssertionError("the API processes outlived the killed server")
             time.sleep(0.1)
         assert not _healthy(port)
+
+
+@pytest.mark.slow
+def test_serve_says_when_it_upgrades_an_older_sqlite_database(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """``corral serve`` on a data directory of an older corral migrated it without a word."""
+    from corral.db import create_database, migrate
+    from corral.settings import Settings
+
+    data = tmp_path / "old"
+    db = create_database(Settings(data_dir=data))
+    try:
+        migrate.upgrade(db, "0020a")
+    finally:
+        db.dispose()
+    port = free_port()
+    proc = _corral("serve", "--port", str(port), "--data-dir", str(data), "--workers", "1", "--no-worker",
+                   env={"CORRAL_LOG_FORMAT": "console"})
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(iter(proc.stdout.readline, "")), daemon=True)
+    reader.start()
+    try:
+        deadline = time.monotonic() + 60
+        while not any("corral listening" in line for line in lines):
+            assert proc.poll() is None and time.monotonic() < deadline, "".join(lines)
+            time.sleep(0.1)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(60)
+        reader.join(30)
+    out = "".join(lines)
+    assert f"database upgraded from revision 0020a to {migrate.head_revision()}\n" in out, out
+    lines.clear()  # started again on the current schema: nothing to say
+    proc = _corral("serve", "--port", str(port), "--data-dir", str(data), "--workers", "1", "--no-worker",
+                   env={"CORRAL_LOG_FORMAT": "console"})
+    reader = threading.Thread(target=lambda: lines.extend(iter(proc.stdout.readline, "")), daemon=True)
+    reader.start()
+    try:
+        deadline = time.monotonic() + 60
+        while not any("corral listening" in line for line in lines):
+            assert proc.poll() is None and time.monotonic() < deadline, "".join(lines)
+            time.sleep(0.1)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(60)
+        reader.join(30)
+    assert "upgraded" not in "".join(lines)

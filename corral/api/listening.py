@@ -56,8 +56,15 @@ def api_socket(host: str, port: int) -> ProcessSocket:
     program listens on is refused as before, and so is a second ``corral serve`` on the same
     port: its API processes would otherwise join this one's group and take part of its clients."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        probe.bind((host, port))
-        port = probe.getsockname()[1]
-    return bind_reuseport(family, host, port)
+    return bind_reuseport(family, host, probe(host, port))
+
+
+def probe(host: str, port: int) -> int:
+    """Bind the address as uvicorn binds it (``SO_REUSEADDR`` only) and let it go: the port (port 0
+    resolved), or OSError when another program listens there or the host is not this machine's.
+    ``corral serve`` asks this before it says it listens or starts anything."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        return int(sock.getsockname()[1])

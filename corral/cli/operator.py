@@ -20,12 +20,24 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 @contextmanager
 def friendly_errors() -> Iterator[None]:
+    from sqlalchemy.exc import OperationalError
+
     try:
         yield
     except CorralError as exc:
         raise click.ClickException(exc.message) from None
+    except OperationalError as exc:  # the database does not answer, or refuses us: one line
+        raise click.ClickException(database_error(exc)) from None
     except OSError as exc:
         raise click.ClickException(str(exc)) from None
+
+
+def database_error(exc: Exception, settings: Settings | None = None) -> str:
+    """The first line of what the driver said, naming the database (its password hidden)."""
+    orig = getattr(exc, "orig", None) or exc
+    said = next((line.strip() for line in str(orig).splitlines() if line.strip()), type(orig).__name__)
+    which = f" {settings.database_label}" if settings is not None else ""
+    return f"cannot use the database{which}: {said}"
 
 
 def data_dir_option(f: F) -> F:
@@ -36,13 +48,25 @@ def data_dir_option(f: F) -> F:
     )(f)
 
 
+_warned = False
+
+
 def find_settings(data_dir: Path | None = None, **overrides: Any) -> Discovered:
+    from pydantic import ValidationError
+
+    from corral.settings import describe_invalid, unknown_variables
+
+    global _warned
+    if not _warned:  # once a command, which may read its settings twice (corral demo)
+        _warned = True
+        for warning in unknown_variables():
+            click.echo(warning, err=True)
     try:
         return discover(data_dir, **overrides)
     except CorralError as exc:
         raise click.ClickException(exc.message) from None
-    except Exception as exc:  # pydantic ValidationError: name the setting
-        raise click.ClickException(f"invalid settings: {exc}") from None
+    except ValidationError as exc:  # name the setting, on one line
+        raise click.ClickException(describe_invalid(exc)) from None
 
 
 def load_settings(data_dir: Path | None = None, *, create: bool = False, **overrides: Any) -> Settings:
@@ -59,7 +83,13 @@ def open_data_dir(data_dir: Path | None = None, *, create: bool = False, **overr
     settings = found.settings
     if not found.exists:
         if create:
-            found.data_dir.mkdir(parents=True, exist_ok=True)
+            try:
+                found.data_dir.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise click.ClickException(
+                    f"cannot create the data directory {found.data_dir} (chosen by {found.source}): "
+                    f"{exc.strerror or exc}"
+                ) from None
             click.echo(f"Created data directory {found.data_dir} (chosen by {found.source})", err=True)
         elif settings.database_url is None:
             raise click.ClickException(
@@ -71,9 +101,19 @@ def open_data_dir(data_dir: Path | None = None, *, create: bool = False, **overr
 
 
 def _database(settings: Settings):  # type: ignore[no-untyped-def]
+    """The database, connected once: one that does not answer is one line naming it."""
+    from sqlalchemy.exc import OperationalError
+
     from corral.db import create_database
 
-    return create_database(settings)
+    db = create_database(settings)
+    try:
+        with db.engine.connect():
+            pass
+    except OperationalError as exc:
+        db.dispose()
+        raise click.ClickException(database_error(exc, settings)) from None
+    return db
 
 
 @click.command()
@@ -104,17 +144,29 @@ def serve(host: str | None, port: int | None, data_dir: Path | None, workers: in
     found = open_data_dir(data_dir, create=True, host=host, port=port, api_workers=workers)
     settings = found.settings
     configure_logging(settings.log_level, settings.log_format)
+    try:  # before migrating, saying it listens or starting a worker: a port in use is one line
+        listening.probe(settings.host, settings.port)
+    except OSError as exc:
+        raise click.ClickException(
+            f"cannot listen on {settings.host}:{settings.port} (--host/--port, CORRAL_HOST/CORRAL_PORT): "
+            f"{exc.strerror or exc}"
+        ) from None
     with friendly_errors():
         settings.resolved_secret_key()
         db = _database(settings)
+        before = after = None
         if db.is_sqlite:
+            before = migrate.current_revision(db)
             migrate.upgrade(db)
+            after = migrate.current_revision(db)
         else:
             check_schema(db)
         with db.read() as s:
             no_users = not identity.has_users(s)
     if settings.database_url is None:
         click.echo(f"data directory {found.data_dir} (chosen by {found.source})", err=True)
+    if before is not None and before != after:  # an upgrade: the operator hears of it
+        click.echo(f"database upgraded from revision {before} to {after}", err=True)
     for path in found.config_files:
         click.echo(f"settings read from {path}", err=True)
     if no_users:
@@ -229,7 +281,9 @@ def migrate(data_dir: Path | None, check: bool) -> None:
             current, head = m.current_revision(db), m.head_revision()
             diffs = m.pending_differences(db) if current == head else []
             if current != head:
-                raise click.ClickException(f"database is at {current or 'none'}, code needs {head}")
+                raise click.ClickException(
+                    f"database is at {current or 'none'}, code needs {head}: run `corral migrate`"
+                )
             if diffs:
                 raise click.ClickException(f"models and migrations disagree: {diffs}")
             click.echo(f"database is at {head}; models and migrations agree")

@@ -527,7 +527,13 @@ def _configure_postgres(engine: Engine) -> None:
 
 
 def create_database(settings: Settings) -> Database:
-    url = make_url(settings.resolved_database_url)
+    try:
+        url = make_url(settings.resolved_database_url)
+    except exc.ArgumentError:  # the value is not repeated: it may hold a password
+        raise ConfigurationError(
+            "CORRAL_DATABASE_URL is not a database URL; expected e.g. "
+            "postgresql+psycopg://user:password@host:5432/dbname"
+        ) from None
     backend = url.get_backend_name()
     if backend == "sqlite":
         if url.database and url.database != ":memory:":

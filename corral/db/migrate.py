@@ -44,6 +44,33 @@ def _run(db: Database, step: Callable[[Config], None]) -> None:
     references are checked once the migration is done.
     """
     cfg = _config()
+    start = current_revision(db)
+    try:
+        _run_steps(db, cfg, step)
+    except ConfigurationError:
+        raise
+    except Exception as exc:  # the transaction was rolled back: say so, and which migration failed
+        applied = cfg.attributes.get("applied", [])
+        last = applied[-1] if applied and isinstance(applied[-1], str) else start
+        failed = _next_revision(last)
+        orig = getattr(exc, "orig", None) or exc
+        said = next((line.strip() for line in str(orig).splitlines() if line.strip()), type(orig).__name__)
+        raise ConfigurationError(
+            f"migration {failed or 'step'} failed: {said}. Nothing was changed: the database is still at "
+            f"revision {start or 'none'} (the migrations run in one transaction); remove the cause and "
+            "run `corral migrate` again"
+        ) from exc
+
+
+def _next_revision(revision: str | None) -> str | None:
+    """The migration that follows ``revision`` (None: the first)."""
+    for script in ScriptDirectory.from_config(_config()).walk_revisions():
+        if script.down_revision == revision or (revision is None and not script.down_revision):
+            return str(script.revision)
+    return None
+
+
+def _run_steps(db: Database, cfg: Config, step: Callable[[Config], None]) -> None:
     with db.engine.connect() as conn:
         raw = conn.connection.driver_connection
         if db.is_sqlite:

@@ -144,3 +144,66 @@ def test_the_vector_stores_tables_are_not_schema_drift(db) -> None:  # type: ign
         with db.engine.begin() as conn:
             conn.execute(text(f"DROP TABLE IF EXISTS {name}"))
             conn.execute(text("DROP TABLE IF EXISTS stray_table"))
+
+
+@pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgresql", marks=pytest.mark.skipif(
+    SKIP_PG, reason="CORRAL_TEST_SKIP_POSTGRES=1"))])
+def test_a_migration_failing_half_way_changes_nothing_and_says_which(tmp_path, backend) -> None:  # type: ignore[no-untyped-def]
+    """An upgrade over several migrations whose fifth fails leaves the database at the revision
+    it had (the first four rolled back with it), and the operator is told which migration failed
+    and that nothing changed; it was a traceback of the driver's error, naming neither."""
+    from corral.errors import ConfigurationError
+
+    admin = create_engine(make_url(PG_ADMIN_URL), isolation_level="AUTOCOMMIT") if backend == "postgresql" else None
+    name = f"corral_mig_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+    if admin is not None:
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+        url = make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+        db = create_database(Settings(database_url=url, secret_key="k" * 40))
+    else:
+        db = create_database(Settings(data_dir=tmp_path))
+    try:
+        migrate.upgrade(db, "0020a")
+        with db.engine.begin() as conn:  # in the way of 0023x, the fifth migration after 0020a
+            conn.execute(text("CREATE TABLE index_changes (x INTEGER)"))
+        with pytest.raises(ConfigurationError) as raised:
+            migrate.upgrade(db)
+        message = raised.value.message
+        assert message.startswith("migration 0023x failed: "), message
+        assert "index_changes" in message and "already exists" in message, message
+        assert "Nothing was changed: the database is still at revision 0020a" in message, message
+        assert migrate.current_revision(db) == "0020a"
+        tables = set(inspect(db.engine).get_table_names())
+        assert "vector_maps" not in tables  # made by 0022m, before the failure: rolled back
+        with db.engine.begin() as conn:  # the operator removes the cause: the upgrade then goes through
+            conn.execute(text("DROP TABLE index_changes"))
+        migrate.upgrade(db)
+        assert migrate.current_revision(db) == migrate.head_revision()
+        assert migrate.pending_differences(db) == []
+    finally:
+        db.dispose()
+        if admin is not None:
+            with admin.connect() as conn:
+                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            admin.dispose()
+
+
+def test_migrate_check_on_an_older_database_says_what_to_run(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """``corral migrate --check`` said only ``database is at 0020a, code needs …``."""
+    from click.testing import CliRunner
+
+    from corral.cli import cli
+
+    db = create_database(Settings(data_dir=tmp_path))
+    try:
+        migrate.upgrade(db, "0020a")
+    finally:
+        db.dispose()
+    r = CliRunner().invoke(cli, ["migrate", "--check", "--data-dir", str(tmp_path)])
+    assert r.exit_code == 1, r.output
+    assert r.output == f"Error: database is at 0020a, code needs {migrate.head_revision()}: run `corral migrate`\n"
+    r = CliRunner().invoke(cli, ["migrate", "--data-dir", str(tmp_path)])
+    assert r.exit_code == 0 and r.output == f"database migrated to {migrate.head_revision()}\n", r.output
+    r = CliRunner().invoke(cli, ["migrate", "--check", "--data-dir", str(tmp_path)])
+    assert r.exit_code == 0 and "models and migrations agree" in r.output, r.output

@@ -17,6 +17,10 @@ def _run(connection: Connection) -> None:
         target_metadata=target_metadata,
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
+        # what was applied so far, so a failure can name the migration that failed
+        on_version_apply=lambda *, step, **_kw: config.attributes.setdefault("applied", []).append(
+            step.up_revision_id if step.is_upgrade else step.down_revision_ids
+        ),
     )
     with context.begin_transaction():
         context.run_migrations()
