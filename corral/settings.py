@@ -449,8 +449,8 @@ def describe_invalid(exc: ValidationError, origins: Mapping[str, Path] | None = 
 #: CORRAL_ variables that are not server settings: the CLI's client variables, the test suite's
 #: and the scripts' (docs/configuration.md, docs/testing.md).
 NOT_SETTINGS = frozenset({"CORRAL_URL", "CORRAL_TOKEN", "CORRAL_SSH_KEY", "CORRAL_PROFILE",
-                          "CORRAL_CONFIG_DIR", "CORRAL_CHROMIUM"})
-NOT_SETTINGS_PREFIXES = ("CORRAL_TEST_", "CORRAL_SCHEMATHESIS_")
+                          "CORRAL_CONFIG_DIR", "CORRAL_CHROMIUM", "CORRAL_PG_BIN"})
+NOT_SETTINGS_PREFIXES = ("CORRAL_TEST_", "CORRAL_SCHEMATHESIS_", "CORRAL_BENCH_")
 
 
 def unknown_variables(

@@ -312,7 +312,8 @@ def test_an_unknown_corral_variable_is_named_with_the_nearest_setting(runner, tm
 
     env = {"CORRAL_WORKER_CONCURENCY": "8", "CORRAL_PORTT": "9000", "CORRAL_FROBNICATE": "1",
            "CORRAL_PORT": "9000", "corral_log_level": "debug", "CORRAL_URL": "http://x", "CORRAL_TOKEN": "t",
-           "CORRAL_TEST_SKIP_POSTGRES": "1", "CORRAL_SCHEMATHESIS_SEED": "3", "HOME": "/root"}
+           "CORRAL_TEST_SKIP_POSTGRES": "1", "CORRAL_SCHEMATHESIS_SEED": "3", "CORRAL_BENCH_BIN": "/tmp/b",
+           "CORRAL_PG_BIN": "/usr/lib/postgresql/15/bin", "HOME": "/root"}
     assert unknown_variables(env, None) == [
         "Warning: CORRAL_FROBNICATE is not a corral setting and is ignored; see docs/configuration.md for the names",
         "Warning: CORRAL_PORTT is not a corral setting and is ignored; did you mean CORRAL_PORT?",
