@@ -9,8 +9,9 @@ native API and every provider's integration settings derive from it; the Encord-
 keep the SDK's own leniency where the SDK sends fields corral has no use for.
 
 A scalar field takes only its own JSON type: pydantic's lax mode read ``"page_size": true`` as
-1, ``"2"`` and ``1.0`` as 2 and 1, and ``"exist_ok": "yes"`` or ``1`` as true.  A ``bool`` field
-takes ``true`` or ``false``; an ``int`` field an integer (not a boolean, a string or a float);
+1, ``"2"`` as 2, and ``"exist_ok": "yes"`` or ``1`` as true.  A ``bool`` field takes ``true``
+or ``false``; an ``int`` field an integer (``2.0`` is one, as in JSON Schema; not a boolean, a
+string or ``2.5``);
 a ``float`` field a number (not a boolean or a string); a ``str`` field a string.  Each other
 value is refused at the field, naming the type expected and the type sent.
 """
@@ -86,6 +87,8 @@ def _is_json_type(value: Any, kind: type) -> bool:
     t = type(value)
     if kind is float:
         return t is int or t is float
+    if kind is int and t is float:  # JSON Schema's integer: 2.0 is one, as the document says
+        return bool(value.is_integer())
     return t is kind
 
 
