@@ -13,6 +13,8 @@ checked with :func:`check` (or :func:`problem`) before it is stored.  The rules,
 * no lone surrogate (``"\\ud800"``) in a key or a string: it has no UTF-8 form;
 * no NUL character (``"\\u0000"``) in a key or a string: PostgreSQL cannot store it in text
   or JSONB, and SQLite would then hold what PostgreSQL refuses;
+* no key twice in one object (``{"path": "a", "path": "b"}``): a parser would keep one of
+  them, and not every parser the same one;
 * at most ``Limits.max_depth`` levels of nesting, and, where a ``Limits`` sets them, at most
   so many characters per string and per key, keys per object and bytes in all.
 
@@ -27,6 +29,7 @@ refuses (``Unstorable``) instead of falling back to a lossy or unreadable form.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -297,7 +300,8 @@ def parse(text: bytes | str, limits: Limits = REQUEST, field: str = "") -> Any:
 
     Invalid JSON, NaN/Infinity, a lone surrogate and nesting beyond 1,024 levels are refused by
     the parser; the rest of the rules by :func:`check`.  An integer literal beyond 64 bits is
-    refused, not read as a float.
+    refused, not read as a float; a key given twice in one object is refused, not read as its
+    last value.
     """
     try:
         value = orjson.loads(text)
@@ -312,7 +316,75 @@ def parse(text: bytes | str, limits: Limits = REQUEST, field: str = "") -> Any:
     if _has_big_float(value):
         # orjson reads an integer literal beyond 64 bits as a float; read it again exactly.
         _refuse_big_ints(text, field)
+    _refuse_duplicate_keys(text, value, field)
     return value
+
+
+#: The end of a key: a quote, blanks, a colon.  Every key in a JSON text ends so; a string value
+#: may too (``": "``), so the count is at least the number of keys written.
+_KEY_END = re.compile(rb'"[ \t\r\n]*:')
+
+
+def _key_count(value: Any) -> int:
+    count, stack = 0, [value]
+    while stack:
+        node = stack.pop()
+        if type(node) is dict:
+            count += len(node)
+            stack.extend(v for v in node.values() if type(v) is dict or type(v) is list)
+        elif type(node) is list:
+            stack.extend(v for v in node if type(v) is dict or type(v) is list)
+    return count
+
+
+class _DuplicateKey(ValueError):
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _DuplicateKey(key)
+            seen.add(key)
+    return out
+
+
+def _refuse_duplicate_keys(text: bytes | str, value: Any, field: str) -> None:
+    """Refuse a key written twice in one object (orjson, like ``json``, keeps the last).  When
+    the text holds no more key ends than ``value`` holds keys (the rule, and cheap to see) no key
+    was written twice; otherwise the text is read again, looking."""
+    raw = text.encode("utf-8") if isinstance(text, str) else text
+    ends = len(_KEY_END.findall(raw))
+    if ends == 0 or ends == _key_count(value):
+        return
+    try:
+        json.loads(raw, object_pairs_hook=_no_duplicates)
+    except _DuplicateKey as dup:
+        where = _holder_of(value, dup.key)
+        message = f"the key {preview(dup.key)} is given more than once in one object"
+        raise Problem(where, message).refusal(field) from None
+    except (ValueError, RecursionError):
+        return
+
+
+def _holder_of(value: Any, key: str) -> str:
+    """The path of the first object in ``value`` that holds ``key``, and the key: where a
+    duplicated key is."""
+    stack: list[tuple[Any, str]] = [(value, "")]
+    while stack:
+        node, path = stack.pop()
+        if type(node) is dict:
+            if key in node:
+                return path + _key_path(key)
+            stack.extend((v, path + _key_path(k)) for k, v in reversed(node.items()))
+        elif type(node) is list:
+            stack.extend((v, f"{path}[{i}]") for i, v in reversed(list(enumerate(node))))
+    return ""
 
 
 def _refuse_big_ints(text: bytes | str, field: str) -> None:

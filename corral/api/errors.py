@@ -106,9 +106,11 @@ def error_response(
 
 
 def _field(loc: tuple[Any, ...]) -> str:
-    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
+    """The field a validation error's location names, without FastAPI's first element (where in
+    the request: only that one, so a body field called ``path`` or ``query`` keeps its name)."""
+    inside = loc[1:] if loc and loc[0] in ("body", "query", "path", "header", "cookie") else loc
     out = ""
-    for p in parts:
+    for p in map(str, inside):
         out += f"[{p}]" if p.isdigit() else (f".{p}" if out else p)
     return out or ".".join(str(p) for p in loc)
 

@@ -251,6 +251,17 @@ def _authenticate_head(
     )
 
 
+def _one_credential(headers: Headers) -> None:
+    """Refuse (401) a request with more than one ``Authorization`` header (it is not a list
+    header: RFC 9110 allows it once).  Given twice (``Bearer <mine>`` and ``Bearer <yours>``), the
+    first used to decide who was asking, while a proxy or a log in front may have read the other."""
+    if len(headers.getlist("authorization")) > 1:
+        raise errors.AuthenticationFailed(
+            "the Authorization header is sent more than once: send one credential, once",
+            details=[errors.ErrorDetail("sent more than once", field="Authorization")],
+        )
+
+
 def _cached_bearer(ctx: AppContext, headers: Headers) -> Principal | None:
     """A bearer token's principal if the principal cache holds it (a hash and a dict lookup, on the
     event loop: no thread hop for the common case); None to authenticate in a thread."""
@@ -312,6 +323,7 @@ class RequestGuard:
             elif path.startswith(MEDIA_ROUTE + "/"):
                 _check_link(settings, scope)
             else:
+                _one_credential(headers)
                 pending = _cached_bearer(self.ctx, headers)
                 if pending is None:  # a lookup or a signature check: off the event loop
                     pending = await run_in_threadpool(

@@ -4,6 +4,12 @@
 
 * refuses a NUL character in the path or the query string (``%00``): PostgreSQL cannot store
   or even compare such text, so it could only ever fail later;
+* refuses a path or query parameter whose percent-encoded bytes are not UTF-8 (``%FF``,
+  ``%ED%A0%80``): the server would otherwise read each bad byte as U+FFFD and go on with a
+  name nobody sent;
+* refuses a body sent with a ``Content-Encoding`` (gzip, deflate…): corral reads bodies as
+  sent and never decompresses one, so it says so rather than read compressed bytes as JSON (or
+  plain JSON labelled gzip as if the label were not there);
 * parses a JSON body with ``corral.jsoncodec.parse`` instead of ``json.loads``: the one set of
   rules for JSON corral accepts (no NaN or Infinity, no lone surrogate, no NUL, no integer
   beyond 64 bits, at most 64 levels of nesting), each refusal a 400 that names the field;
@@ -11,6 +17,8 @@
   LIKE patterns, which SQLite limits);
 * refuses any query parameter the route does not declare, with a 400 naming it: FastAPI would
   otherwise ignore it silently, and an option that is ignored is worse than one refused.  A
+  parameter given twice is refused too, unless it is a list: FastAPI would take the last value
+  and ignore the others.  A
   parameter a client (the Encord SDK) always sends but corral does not implement is declared on
   its route and refused there only when it carries a value other than its harmless default
   (``refuse_unless_default``).
@@ -22,8 +30,10 @@ refusal travels as that error's cause, and ``corral.api.errors`` answers with it
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Coroutine, Mapping
-from typing import Any, ClassVar
+import types
+from collections.abc import Callable, Coroutine, Mapping, Sequence
+from typing import Annotated, Any, ClassVar, Union, get_args, get_origin
+from urllib.parse import unquote_to_bytes
 
 from fastapi import Request, Response
 from fastapi.dependencies.models import Dependant
@@ -60,13 +70,56 @@ def check_url(scope: Mapping[str, Any]) -> None:
             f"the {where} holds a NUL character (%00), which corral never accepts",
             details=[errors.ErrorDetail("a NUL character (%00) is never accepted", field=where)],
         )
+    _check_utf8("path", scope.get("raw_path") or scope.get("path", "").encode("utf-8", "replace"))
+    if query:
+        for part in query.split(b"&"):
+            name, _, value = part.partition(b"=")
+            _check_utf8("query", name)
+            _check_utf8(_decoded(name), value)
+
+
+def _decoded(raw: bytes) -> str:
+    return unquote_to_bytes(raw.replace(b"+", b" ")).decode("utf-8")
+
+
+def _check_utf8(field: str, raw: bytes) -> None:
+    """Refuse ``raw`` (a path, or a query parameter's name or value, as sent) unless its bytes,
+    percent-decoded, are UTF-8 text: Starlette reads each bad byte as U+FFFD."""
+    if raw.isascii() and b"%" not in raw:
+        return
+    data = unquote_to_bytes(raw.replace(b"+", b" "))
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        bad = "".join(f"%{b:02X}" for b in data[exc.start:exc.end])
+        message = (f"{field} holds percent-encoded bytes that are not UTF-8 text ({bad} at byte "
+                   f"{exc.start} once decoded): send text as UTF-8, percent-encoded")
+        raise errors.InvalidInput(message, details=[errors.ErrorDetail(
+            f"UTF-8 text, percent-encoded (not {bad})", field=field)]) from None
+
+
+def check_content_encoding(headers: Mapping[str, str]) -> None:
+    """Refuse a body sent with a ``Content-Encoding`` other than ``identity``: corral never
+    decompresses a request body (so a compression bomb costs it nothing), and neither reads the
+    compressed bytes as if they were the body nor ignores the header of a body that is not."""
+    coding = headers.get("content-encoding", "").strip().lower()
+    if coding in ("", "identity"):
+        return
+    message = (f"corral does not accept a compressed request body (Content-Encoding: "
+               f"{jsoncodec.preview(coding)[1:-1]}): send it uncompressed, without Content-Encoding")
+    raise errors.InvalidInput(message, details=[errors.ErrorDetail(
+        "not accepted on a request: send the body uncompressed", field="Content-Encoding")])
+
+
+def _has_body(headers: Mapping[str, str]) -> bool:
+    return headers.get("content-length", "0") != "0" or "transfer-encoding" in headers
 
 
 def check_json_content_type(headers: Mapping[str, str]) -> None:
     """A route that reads a JSON body reads only a body sent as JSON.  FastAPI leaves any other
     body (or one with no Content-Type, which a cross-site form can send without a preflight)
     unparsed, and the model then fails with "Input should be a valid dictionary"; this says why."""
-    if headers.get("content-length", "0") == "0" and "transfer-encoding" not in headers:
+    if not _has_body(headers):
         return
     kind = headers.get("content-type", "").split(";", 1)[0].strip().lower()
     if kind == "application/json" or (kind.startswith("application/") and kind.endswith("+json")):
@@ -76,6 +129,23 @@ def check_json_content_type(headers: Mapping[str, str]) -> None:
         f"(it came with {f'Content-Type: {kind}' if kind else 'no Content-Type'})",
         details=[errors.ErrorDetail("must be application/json", field="Content-Type")],
     )
+
+
+def check_repeated_query(query: Any, lists: frozenset[str]) -> None:
+    """Refuse a query parameter given more than once unless it is a list (in ``lists``): FastAPI
+    would read only the last of them (``?page_size=1&page_size=500``)."""
+    seen: set[str] = set()
+    repeated: list[str] = []
+    for name, _ in query.multi_items():
+        if name in seen and name not in lists and name not in repeated:
+            repeated.append(name)
+        seen.add(name)
+    if repeated:
+        raise errors.InvalidInput(
+            f"query parameter(s) given more than once: {', '.join(repeated)} (each takes one value)",
+            details=[errors.ErrorDetail("one value: give the parameter once", field=name)
+                     for name in repeated],
+        )
 
 
 def check_query_names(query: Mapping[str, Any] | Any, declared: frozenset[str]) -> None:
@@ -120,11 +190,25 @@ def refuse_unless_default(name: str, value: Any, default: Any, meaning: str) -> 
         )
 
 
-def _query_names(dependant: Dependant) -> set[str]:
-    """The query parameters a route declares, its dependencies' included."""
-    names = {param.alias for param in dependant.query_params}
+def _is_list(annotation: Any) -> bool:
+    """Whether a query parameter's type takes several values (``list[str] | None``…)."""
+    origin = get_origin(annotation)
+    if origin is Union or origin is types.UnionType:
+        return any(_is_list(arg) for arg in get_args(annotation))
+    if origin is Annotated:
+        return _is_list(get_args(annotation)[0])
+    kind = origin or annotation
+    return isinstance(kind, type) and issubclass(kind, (Sequence, set, frozenset)) and not issubclass(
+        kind, (str, bytes))
+
+
+def _query_names(dependant: Dependant, lists: bool = False) -> set[str]:
+    """The query parameters a route declares, its dependencies' included (only its lists, those
+    that may be repeated, if ``lists``)."""
+    names = {param.alias for param in dependant.query_params
+             if not lists or _is_list(param.field_info.annotation)}
     for sub in dependant.dependencies:
-        names |= _query_names(sub)
+        names |= _query_names(sub, lists)
     return names
 
 
@@ -154,15 +238,27 @@ class CorralRoute(APIRoute):
             self._declared_query = names
         return names
 
+    @property
+    def list_query(self) -> frozenset[str]:
+        """The declared query parameters that are lists, which a client may repeat."""
+        names = getattr(self, "_list_query", None)
+        if names is None:
+            names = frozenset(_query_names(self.dependant, lists=True))
+            self._list_query = names
+        return names
+
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
 
         async def route(request: Request) -> Response:
             check_url(request.scope)
+            if _has_body(request.headers):
+                check_content_encoding(request.headers)
             if self.body_field is not None:
                 check_json_content_type(request.headers)
             if self.refuse_unknown_query:
                 check_query_names(request.query_params, self.declared_query)
+                check_repeated_query(request.query_params, self.list_query)
             check_query_values(request.query_params)
             return await handler(CorralRequest(request.scope, request.receive))
 
