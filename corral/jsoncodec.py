@@ -397,69 +397,112 @@ def _refuse_big_ints(text: bytes | str, field: str) -> None:
         raise found.refusal(field)
 
 
-def parse_object_leaving(text: bytes, verbatim: frozenset[str],
-                         limits: Limits = REQUEST) -> tuple[dict[str, Any], dict[str, bytes]]:
-    """A JSON object a client sent, with the members named in ``verbatim`` kept as their own JSON
-    text (well-formed, but not judged here) and every other member parsed under ``limits``, as
-    :func:`parse` would.
+class NotJson(ValidationFailed):
+    """A request body that is not one well-formed JSON object (raised by
+    :func:`parse_object_leaving`, before any of the rules is applied)."""
+
+
+@dataclass(frozen=True)
+class Verbatim:
+    """A member of a request body kept as its JSON text (``parse_object_leaving``), for a reader
+    that judges it part by part (the manifest reader, entry by entry)."""
+
+    text: bytes
+
+
+def parse_object_leaving(text: bytes, verbatim: frozenset[str], limits: Limits = REQUEST,
+                         at: tuple[str, ...] = ()) -> tuple[dict[str, Any], dict[str, bytes]]:
+    """A JSON object a client sent, with the members named in ``verbatim`` of the object at the
+    path ``at`` (the body itself by default; ``("values", "payload")`` is the object in the body's
+    ``values`` member's ``payload`` member) kept as their own JSON text (well-formed, but not judged
+    here) and everything else parsed under ``limits``, as :func:`parse` would: the same rules, the
+    same paths in a refusal, a key given twice refused (one of the kept members included).
 
     For a body that carries a document judged elsewhere, entry by entry: the Encord SDK's upload
-    job sends the whole manifest as one member (``externalFiles``), and the manifest reader
-    refuses a NUL character, an integer beyond 64 bits or ``1e999`` in one entry as that entry's
-    error, which ``ignore_errors`` then reports beside the good entries.  Parsed with the rest of
-    the body, the same value refused the whole request (the entries the native import registers).
-    A member that appears twice counts by its last value, as for :func:`parse`.
+    jobs send the whole manifest as one member (``externalFiles``, or a v1 call's
+    ``values.payload.files``), and the manifest reader refuses a NUL character, an integer beyond
+    64 bits or ``1e999`` in one entry as that entry's error, which ``ignore_errors`` then reports
+    beside the good entries.  Parsed with the rest of the body, the same value refused the whole
+    request (the entries the native import registers).
+
+    A body that is not one well-formed JSON object is refused with :class:`NotJson`.  Where ``at``
+    does not lead to an object (null, a list), nothing is kept.
     """
     try:
         doc = text.decode("utf-8")
     except UnicodeDecodeError as exc:
         message = f"request body is not UTF-8 (byte offset {exc.start})"
-        raise ValidationFailed(message, details=[ErrorDetail(message, field="body")]) from None
-    # Well-formedness only: numbers and constants are not built (the manifest reader reads them).
-    lenient = json.JSONDecoder(parse_int=_ignore, parse_float=_ignore, parse_constant=_ignore)
-    kept: dict[str, bytes] = {}
-    others: list[str] = []
+        raise NotJson(message, details=[ErrorDetail(message, field="body")]) from None
+    spans: list[tuple[str, int, int]] = []
     try:
-        i = _space(doc, 0)
-        if doc[i:i + 1] != "{":
-            raise json.JSONDecodeError("expected a JSON object", doc, i)
-        i = _space(doc, i + 1)
-        while doc[i:i + 1] != "}":
-            if doc[i:i + 1] != '"':
-                raise json.JSONDecodeError("expected a member name in double quotes", doc, i)
-            start = i
-            key, i = json.decoder.scanstring(doc, i + 1)  # type: ignore[attr-defined]
-            i = _space(doc, i)
-            if doc[i:i + 1] != ":":
-                raise json.JSONDecodeError("expected ':'", doc, i)
-            i = _space(doc, i + 1)
-            value_at = i
-            _, i = lenient.raw_decode(doc, i)
-            if key in verbatim:
-                kept[key] = doc[value_at:i].encode()
-            else:
-                others.append(doc[start:i])
-            i = _space(doc, i)
-            if doc[i:i + 1] == ",":
-                i = _space(doc, i + 1)
-                if doc[i:i + 1] == "}":
-                    raise json.JSONDecodeError("expected a member after ','", doc, i)
-            elif doc[i:i + 1] != "}":
-                raise json.JSONDecodeError("expected ',' or '}'", doc, i)
-        if _space(doc, i + 1) != len(doc):
-            raise json.JSONDecodeError("extra data after the JSON object", doc, _space(doc, i + 1))
+        end = _object_spans(doc, _space(doc, 0), at, verbatim, spans, top=True)
+        if _space(doc, end) != len(doc):
+            raise json.JSONDecodeError("extra data after the JSON object", doc, _space(doc, end))
     except json.JSONDecodeError as exc:
         message = f"request body is not JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})"
-        raise ValidationFailed(message, details=[ErrorDetail(message, field="body")]) from None
+        raise NotJson(message, details=[ErrorDetail(message, field="body")]) from None
     except RecursionError:
         message = "request body is nested too deeply"
-        raise ValidationFailed(message, details=[ErrorDetail(message, field="body")]) from None
-    rest = parse("{" + ",".join(others) + "}", limits)
+        raise NotJson(message, details=[ErrorDetail(message, field="body")]) from None
+    # The rest is the body with each kept value blanked to "0" and spaces (line breaks kept): the
+    # same structure, so the same paths in a refusal and the same lines and columns.
+    parts, last = [], 0
+    for _, begin, stop in spans:
+        blank = "\n".join(" " * len(line) for line in doc[begin + 1:stop].split("\n"))
+        parts += [doc[last:begin], "0", blank]
+        last = stop
+    parts.append(doc[last:])
+    rest = parse("".join(parts), limits)
+    kept: dict[str, bytes] = {}
+    if spans:  # then every member on the path ``at`` is an object, and given once (or refused)
+        holder = rest
+        for key in at:
+            holder = holder[key]
+        for key, begin, stop in spans:
+            kept[key] = doc[begin:stop].encode()
+            del holder[key]
     return rest, kept
 
 
-def _ignore(_: str) -> None:
-    return None
+def _object_spans(doc: str, i: int, at: tuple[str, ...], verbatim: frozenset[str],
+                  spans: list[tuple[str, int, int]], top: bool = False) -> int:
+    """Check the object at ``doc[i]`` is well-formed JSON (numbers and constants are not built:
+    the reader of a kept member reads them) and note where each kept member's value is (its
+    name, start, end); return where the object ends."""
+    lenient = _LENIENT
+    if doc[i:i + 1] != "{":
+        if top:
+            raise json.JSONDecodeError("expected a JSON object", doc, i)
+        return int(lenient.raw_decode(doc, i)[1])
+    i = _space(doc, i + 1)
+    while doc[i:i + 1] != "}":
+        if doc[i:i + 1] != '"':
+            raise json.JSONDecodeError("expected a member name in double quotes", doc, i)
+        key, i = json.decoder.scanstring(doc, i + 1)  # type: ignore[attr-defined]
+        i = _space(doc, i)
+        if doc[i:i + 1] != ":":
+            raise json.JSONDecodeError("expected ':'", doc, i)
+        i = _space(doc, i + 1)
+        value_at = i
+        if at and key == at[0]:
+            i = _object_spans(doc, i, at[1:], verbatim, spans)
+        else:
+            _, i = lenient.raw_decode(doc, i)
+            if not at and key in verbatim:
+                spans.append((key, value_at, i))
+        i = _space(doc, i)
+        if doc[i:i + 1] == ",":
+            i = _space(doc, i + 1)
+            if doc[i:i + 1] == "}":
+                raise json.JSONDecodeError("expected a member after ','", doc, i)
+        elif doc[i:i + 1] != "}":
+            raise json.JSONDecodeError("expected ',' or '}'", doc, i)
+    return i + 1
+
+
+#: Well-formedness only: numbers and constants are not built.
+_LENIENT = json.JSONDecoder(parse_int=lambda _: None, parse_float=lambda _: None,
+                            parse_constant=lambda _: None)
 
 
 def _space(doc: str, i: int) -> int:

@@ -171,3 +171,47 @@ def test_json_columns_read_back_what_was_written(db, value: Any) -> None:  # typ
         job_id = job.id
     with db.read() as s:
         assert same_json(s.scalar(select(JobUnit.payload).where(JobUnit.job_id == job_id)), {"v": value})
+
+
+MANIFEST = frozenset({"files", "dataItems"})
+AT = ("values", "payload")
+
+
+def test_parse_object_leaving_keeps_members_at_a_path_and_parses_the_rest() -> None:
+    """The members of the object at ``at`` are kept as sent (what the manifest reader judges
+    entry by entry); everything else is what ``parse`` makes of it."""
+    body = (b'{"query_type": "q", "values": {"uid": [1, 2], "payload": {"files": {"n": 1e999,\n'
+            b'"big": 12345678901234567890123, "s": "\\u0000"}, "fileName": "m.json"}}}')
+    rest, kept = jsoncodec.parse_object_leaving(body, MANIFEST, at=AT)
+    assert rest == {"query_type": "q", "values": {"uid": [1, 2], "payload": {"fileName": "m.json"}}}
+    assert kept == {"files": b'{"n": 1e999,\n"big": 12345678901234567890123, "s": "\\u0000"}'}
+    # a member of that name elsewhere, or where the path does not lead to an object, is parsed
+    for text in (b'{"files": 1, "values": {"payload": {"x": {"files": 2}}}}', b'{"values": {"payload": null}}',
+                 b'{"values": [{"payload": {"files": 3}}]}'):
+        assert jsoncodec.parse_object_leaving(text, MANIFEST, at=AT) == (jsoncodec.parse(text), {})
+    with pytest.raises(ValidationFailed, match=r"^files: a string holds a NUL"):
+        jsoncodec.parse_object_leaving(b'{"files": "\\u0000", "values": {}}', MANIFEST, at=AT)
+
+
+def test_parse_object_leaving_refuses_the_rest_as_parse_does() -> None:
+    """The same refusal, naming the same path and the same line and column, as for the body read
+    as one, when the kept members hold nothing wrong; a kept member given twice is refused too."""
+    kept = '{"images": [\n  {"objectUrl": "s3://b/a.png"}\n], "note": "é✓"}'.encode()  # columns count characters
+    for rest in (b'"fileName": "x\\u0000"', b'"n": NaN', b'"n": 12345678901234567890123', b'"n": 1e999',
+                 b'"n": 1, "n": 2', b'"files": {}', b'"s": "\\ud800"'):
+        body = b'{"values": {"payload": {"files": ' + kept + b', ' + rest + b'}}}'
+        with pytest.raises(ValidationFailed) as whole:
+            jsoncodec.parse(body)
+        with pytest.raises(ValidationFailed) as leaving:
+            jsoncodec.parse_object_leaving(body, MANIFEST, at=AT)
+        assert leaving.value.message == whole.value.message, rest
+        assert not isinstance(leaving.value, jsoncodec.NotJson)
+
+
+@pytest.mark.parametrize("body", [b"", b"[]", b'{"values": {"payload": {"files": {]}}}', b'{"a": 1,}',
+                                  b'{"a": 1} x', b'{"a" 1}', b"\xff{}", b"[" * 10,
+                                  b'{"a": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"])
+def test_parse_object_leaving_refuses_what_is_not_one_json_object(body: bytes) -> None:
+    with pytest.raises(jsoncodec.NotJson, match=r"^request body is (not JSON|not UTF-8|nested)") as exc:
+        jsoncodec.parse_object_leaving(body, MANIFEST, at=AT)
+    assert exc.value.details[0].field == "body"
