@@ -55,10 +55,13 @@ class CorralRequest(Request):
         if not hasattr(self, "_json"):
             body = await self.body()
             try:
-                self._json = jsoncodec.parse(body)
+                self._json = self.parse_json(body)
             except errors.ValidationFailed as exc:
                 raise BodyRefused(exc) from exc
         return self._json
+
+    def parse_json(self, body: bytes) -> Any:
+        return jsoncodec.parse(body)
 
 
 def check_url(scope: Mapping[str, Any]) -> None:
@@ -229,6 +232,8 @@ class CorralRoute(APIRoute):
     #: False only for a route that answers every request the same whatever its query (the
     #: "not supported by corral" catch-all): the query of a call it refuses anyway is not its concern
     refuse_unknown_query: ClassVar[bool] = True
+    #: how the route reads its JSON body (``CorralRequest.json``)
+    request_class: ClassVar[type[CorralRequest]] = CorralRequest
 
     @property
     def declared_query(self) -> frozenset[str]:
@@ -260,7 +265,7 @@ class CorralRoute(APIRoute):
                 check_query_names(request.query_params, self.declared_query)
                 check_repeated_query(request.query_params, self.list_query)
             check_query_values(request.query_params)
-            return await handler(CorralRequest(request.scope, request.receive))
+            return await handler(self.request_class(request.scope, request.receive))
 
         return route
 

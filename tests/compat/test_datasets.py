@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import httpx
 import pytest
 from encord.constants.enums import DataType
 from encord.orm.dataset import DataLinkDuplicatesBehavior, LongPollingStatus, StorageLocation
@@ -131,6 +132,97 @@ def test_legacy_upload_skipping_a_url_its_folder_has_links_that_file(sdk: Any, s
         assert res.status == LongPollingStatus.DONE
         assert sorted(r.title for r in ds.list_data_rows()) == ["a.png", "b.png"]
         assert sorted(i.name for i in folder.list_items()) == ["a.png", "b.png"]  # no second copy
+
+
+def test_an_unstorable_value_in_one_legacy_upload_entry_is_that_entry_s_error(sdk: Any, s3: Bucket) -> None:
+    """As the folder upload job: a NUL character or an integer beyond 64 bits in one entry of
+    add_private_data_to_dataset_start's manifest fails that entry; it refused the whole request
+    (the v1 call's body was read as one), good entries and ignore_errors=True included."""
+    ds = sdk.get_dataset(sdk.create_dataset("odd values", StorageLocation.AWS).dataset_hash)
+    manifest = {"images": [
+        {"objectUrl": s3.url("img/a.png"), "title": "ok ✓", "clientMetadata": {"id": 2**63 - 1}},
+        {"objectUrl": s3.url("img/b.png"), "clientMetadata": {"note": "bad\u0000byte"}},
+        {"objectUrl": s3.url("img/c.png"), "clientMetadata": {"id": 2**70}},
+    ]}
+    job = ds.add_private_data_to_dataset_start(s3.integration_id, manifest, ignore_errors=True)
+    res = ds.add_private_data_to_dataset_get_result(job, timeout_seconds=60)
+    assert res.status == LongPollingStatus.DONE, res.errors
+    assert (res.units_done_count, res.units_error_count) == (1, 2)
+    assert [d.title for d in res.data_hashes_with_titles] == ["ok ✓"]
+    errors = {e.object_urls[0]: (e.action_description, e.error) for e in res.data_unit_errors}
+    assert errors[s3.url("img/b.png")][0] == "Registering images[1]" and "NUL" in errors[s3.url("img/b.png")][1]
+    assert errors[s3.url("img/c.png")][0] == "Registering images[2]" and "64-bit" in errors[s3.url("img/c.png")][1]
+    assert [r.title for r in ds.list_data_rows()] == ["ok ✓"]
+    backing = sdk.get_dataset(ds.dataset_hash).backing_folder_uuid
+    [item] = sdk.get_storage_folder(backing).list_items()
+    assert item.client_metadata == {"id": 2**63 - 1}
+
+    # a job without ignore_errors: an ERROR naming the entry, and nothing linked
+    strict = sdk.get_dataset(sdk.create_dataset("odd strict", StorageLocation.AWS).dataset_hash)
+    job = strict.add_private_data_to_dataset_start(s3.integration_id, {"images": manifest["images"][1:2]})
+    failed = strict.add_private_data_to_dataset_get_result(job, timeout_seconds=60)
+    assert failed.status == LongPollingStatus.ERROR
+    assert any(e.startswith("images[0]:") and "NUL" in e for e in failed.errors), failed.errors
+    assert strict.list_data_rows() == []
+
+
+def _legacy_upload_call(api: httpx.Client, dataset_hash: str, payload: bytes,
+                        query: bytes = b'"query_type": "datasetdatalongpolling", "query_method": "POST"') -> Any:
+    body = b'{' + query + b', "values": {"uid": "' + dataset_hash.encode() + b'", "payload": ' + payload + b'}}'
+    headers = {"Content-Type": "application/json", "ResourceType": "dataset", "ResourceID": dataset_hash}
+    return api.post("/public", content=body, headers=headers)
+
+
+def test_the_rest_of_a_legacy_upload_call_is_still_checked(sdk: Any, s3: Bucket, api: httpx.Client) -> None:
+    """Only the manifest (the payload's files or dataItems) is left to the manifest reader: the
+    call must still be one JSON object, its other members are read under the rules of every body,
+    and any other v1 call is refused whole, as before."""
+    ds = sdk.get_dataset(sdk.create_dataset("bodies", StorageLocation.AWS).dataset_hash)
+    integration = s3.integration_id.encode()
+    good = b'{"images": [{"objectUrl": "' + s3.url("img/a.png").encode() + b'"}]}'
+    for payload, expected in [
+        (b'{"files": {"images": [{"a": "x\\u0000"}]}, "fileName": "m\\u0000.json"}', "values.payload.fileName"),
+        (b'{"files": {"images": [{"a": 1e999}]}, "integrationId": 12345678901234567890123}',
+         "values.payload.integrationId"),
+        (b'{"files": {"images": [}}', "not JSON"),
+        (b'{"files": {"images": []},}', "not JSON"),
+        (b'{"files": {"images": []}, "files": {"images": [{"a": "\\u0000"}]}}', "more than once"),
+        (b'{"files": [1e999], "ignoreErrors": true}', "files must be a JSON object"),
+        (b'{"ignoreErrors": true}', "give either files or dataItems"),
+        (b'{"files": ' + good + b', "dataItems": {"images": [{"a": "\\u0000"}]}}', "either files or dataItems"),
+    ]:
+        r = _legacy_upload_call(api, ds.dataset_hash, payload)
+        assert r.status_code == 400 and r.json()["response"] == ["INVALID_ARGUMENTS_ERROR"], (payload, r.text)
+        assert expected in r.json()["payload"], (payload, r.text)
+    r = _legacy_upload_call(api, ds.dataset_hash, b'{"files": {}}} trailing')
+    assert r.status_code == 400 and "not JSON" in r.json()["payload"], r.text
+    # the same value in the uid, or in a "files" member of another call, refuses the call
+    r = _legacy_upload_call(api, ds.dataset_hash, b'{"files": {"images": [{"a": "\\u0000"}]}}',
+                            query=b'"query_type": "dataset", "query_method": "GET"')
+    assert r.status_code == 400 and "values.payload.files" in r.json()["payload"] and "NUL" in r.text, r.text
+    r = api.post("/public", headers={"Content-Type": "application/json", "ResourceType": "dataset",
+                                     "ResourceID": ds.dataset_hash},
+                 content=b'{"query_type": "datasetdatalongpolling", "query_method": "POST", "values": {"uid": '
+                 b'"\\u0000", "payload": {"files": {"images": [{"a": "\\u0000"}]}}}}')
+    assert r.status_code == 400 and "values.uid" in r.json()["payload"], r.text
+    assert ds.list_data_rows() == []
+
+    # what the SDK cannot send (it reads 1e999 as infinity, and sends null), and the typed form
+    # (dataItems, which Dataset.add_private_data_to_dataset_start does not use), by hand
+    for member in (b"files", b"dataItems"):
+        payload = (b'{"' + member + b'": {"images": [{"objectUrl": "' + s3.url("img/b.png").encode()
+                   + b'", "clientMetadata": {"n": 1e999}}, {"objectUrl": "' + s3.url("img/c.png").encode()
+                   + b'", "clientMetadata": {"n": 12345678901234567890123}}, {"objectUrl": "'
+                   + s3.url("img/a.png").encode() + b'"}]}, "integrationId": "' + integration
+                   + b'", "ignoreErrors": true}')
+        r = _legacy_upload_call(api, ds.dataset_hash, payload)
+        assert r.status_code == 200 and r.json()["status"] == 200, r.text
+        res = ds.add_private_data_to_dataset_get_result(r.json()["response"]["process_hash"], timeout_seconds=60)
+        assert res.status == LongPollingStatus.DONE, res.errors
+        assert (res.units_done_count, res.units_error_count) == (1, 2), (member, res.data_unit_errors)
+        found = {e.object_urls[0]: e.error for e in res.data_unit_errors}
+        assert "too large" in found[s3.url("img/b.png")] and "64-bit" in found[s3.url("img/c.png")], found
+    assert [r.title for r in ds.list_data_rows()] == ["a.png", "a.png"]  # one from each job
 
 
 def test_list_data_rows_title_like_is_matched_in_linear_time(sdk: Any, s3: Bucket, api: Any) -> None:

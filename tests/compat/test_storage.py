@@ -188,6 +188,8 @@ def test_the_rest_of_an_upload_job_body_is_still_checked(sdk: Any, api: httpx.Cl
         (b'{"externalFiles": {"images": []}} trailing', "not JSON"),
         (b'{"externalFiles": {"images": []},}', "not JSON"),
         (b'{"ignoreErrors": true}', "give either externalFiles or dataItems"),
+        # a key given twice is refused in every body, the manifest's member too (the last was taken)
+        (b'{"externalFiles": {"images": [{"a": "\\u0000"}]}, "externalFiles": {"images": []}}', "more than once"),
     ]:
         r = api.post(url, content=body, headers={"Content-Type": "application/json"})
         assert r.status_code == 400 and expected in r.text, (body, r.status_code, r.text)

@@ -32,6 +32,7 @@ from corral.api.routes.encord_rpc import (
     payload_strings,
     payload_text,
     refuse_unsupported,
+    verbatim_members,
 )
 from corral.api.routes.encord_storage import parsed_manifest_bytes, upload_job_state
 from corral.core import dataset_rows, datasets, filters, folders, items
@@ -561,6 +562,7 @@ operations[("dataset", "GET")] = get_dataset
 operations[("datarows", "GET")] = list_data_rows
 operations[("datasetlinkitems", "POST")] = link_items
 operations[("datasetdatalongpolling", "POST")] = start_dataset_upload
+verbatim_members[("datasetdatalongpolling", "POST")] = frozenset({"files", "dataItems"})  # the manifest
 operations[("datasetdatalongpolling", "GET")] = poll_dataset_upload
 operations[("datarow", "GET")] = refetch_data_row
 operations[("video", "DELETE")] = delete_data

@@ -20,12 +20,13 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 from starlette.concurrency import run_in_threadpool
 
+from corral import jsoncodec
 from corral.api.deps import AppContext, Ctx, CurrentPrincipal
 from corral.api.openapi import ANY_JSON, OFF_VALUE
-from corral.api.parsing import MAX_QUERY_VALUE, CorralRoute
+from corral.api.parsing import MAX_QUERY_VALUE, CorralRequest, CorralRoute
 from corral.api.readahead import stream_ahead
 from corral.core.identity import Principal
-from corral.errors import InvalidInput, NotSupported
+from corral.errors import InvalidInput, NotSupported, ValidationFailed
 
 T = TypeVar("T")
 
@@ -54,7 +55,44 @@ class Streamed:
 Handler = Callable[[AppContext, Principal, RpcCall], Any]
 operations: dict[tuple[str, str], Handler] = {}
 
-router = APIRouter(tags=["encord-compatible"], route_class=CorralRoute)
+#: Operations whose payload carries a document judged part by part (a manifest, entry by
+#: entry), and the payload members that hold it.  When a call's body breaks a rule of every body
+#: only inside those members (a NUL character, an integer beyond 64 bits or ``1e999`` in one
+#: manifest entry), the handler gets them as their JSON text (``jsoncodec.Verbatim``) and that
+#: entry fails alone; any other call, or any other member, is refused as a whole, as before.
+verbatim_members: dict[tuple[str, str], frozenset[str]] = {}
+
+
+class RpcRequest(CorralRequest):
+    def parse_json(self, body: bytes) -> Any:
+        try:
+            return jsoncodec.parse(body)  # nearly every call: no member to keep
+        except ValidationFailed as whole:
+            return _keeping_members(body, whole)
+
+
+def _keeping_members(body: bytes, whole: ValidationFailed) -> Any:
+    """The call, its ``verbatim_members`` (if its operation has any) kept as sent; else the
+    refusal ``whole`` of the body read as one (a body that is not JSON included)."""
+    names: frozenset[str] = frozenset().union(*verbatim_members.values())
+    try:
+        call, kept = jsoncodec.parse_object_leaving(body, names, at=("values", "payload"))
+    except jsoncodec.NotJson:
+        raise whole from None
+    query_type, method = call.get("query_type"), call.get("query_method")
+    allowed = (verbatim_members.get((query_type, method.upper()))
+               if isinstance(query_type, str) and isinstance(method, str) else None)
+    if not kept or allowed is None or not kept.keys() <= allowed:
+        raise whole
+    call["values"]["payload"].update({k: jsoncodec.Verbatim(v) for k, v in kept.items()})
+    return call
+
+
+class RpcRoute(CorralRoute):
+    request_class = RpcRequest
+
+
+router = APIRouter(tags=["encord-compatible"], route_class=RpcRoute)
 
 
 def is_off(value: Any) -> bool:

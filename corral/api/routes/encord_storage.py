@@ -431,15 +431,17 @@ async def get_items(
 MANIFEST_MEMBERS = frozenset({"externalFiles", "dataItems"})
 
 
-def manifest_bytes(external: bytes | None, data_items: bytes | None) -> bytes:
+def manifest_bytes(
+    external: bytes | None, data_items: bytes | None, raw_name: str = "externalFiles"
+) -> bytes:
     """The SDK's manifest (its JSON text, as sent) as corral's JSON manifest: the raw form
-    verbatim, or the typed form inside ``dataItems``."""
+    (the member ``raw_name``) verbatim, or the typed form inside ``dataItems``."""
     external, data_items = (None if v is None or v.strip() == b"null" else v for v in (external, data_items))
     if (external is None) == (data_items is None):
-        raise errors.InvalidInput("give either externalFiles or dataItems")
+        raise errors.InvalidInput(f"give either {raw_name} or dataItems")
     if external is not None:
         if not external.startswith(b"{"):
-            raise errors.InvalidInput("externalFiles must be a JSON object")
+            raise errors.InvalidInput(f"{raw_name} must be a JSON object")
         return external
     assert data_items is not None
     if not data_items.startswith(b"{"):
@@ -447,9 +449,15 @@ def manifest_bytes(external: bytes | None, data_items: bytes | None) -> bytes:
     return b'{"dataItems":' + data_items + b"}"
 
 
-def parsed_manifest_bytes(external: Any, data_items: Any) -> bytes:
-    """``manifest_bytes`` of the two members already parsed (the v1 dataset upload's payload)."""
-    return manifest_bytes(*(None if v is None else json.dumps(v).encode() for v in (external, data_items)))
+def parsed_manifest_bytes(files: Any, data_items: Any) -> bytes:
+    """``manifest_bytes`` of the two members of the v1 dataset upload's payload (``files``, the
+    raw form, and ``dataItems``): parsed, or kept as sent (``jsoncodec.Verbatim``: a value in them
+    broke a rule of every body)."""
+    external, typed = (
+        None if v is None else v.text if isinstance(v, jsoncodec.Verbatim) else json.dumps(v).encode()
+        for v in (files, data_items)
+    )
+    return manifest_bytes(external, typed, raw_name="files")
 
 
 def _integration(value: Any) -> str | None:
