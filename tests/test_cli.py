@@ -375,3 +375,15 @@ def test_a_port_in_use_is_one_line_before_anything_starts(runner, tmp_path, monk
     assert line == (f"Error: cannot listen on 127.0.0.1:{port} (--host/--port, CORRAL_HOST/CORRAL_PORT): "
                     "Address already in use"), r.output
     assert "listening on" not in r.output and "job worker" not in r.output
+
+
+def test_table_cells_show_control_and_bidi_characters_escaped(capsys) -> None:  # type: ignore[no-untyped-def]
+    """A folder named "a\\nb" (names may hold any character) split its row in two, an escape
+    sequence restyled the terminal, and U+202E showed "evil\\u202egpj.exe" as "evilexe.jpg"."""
+    from corral.cli.output import table
+
+    table(["NAME", "SIZE"], [["a\nb", 1], ["x\x1b[31mred", 2], ["evil\u202egpj.exe", 3], ["café 😀\u200d👍", 4]])
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 5
+    assert [line.split("  ")[0].rstrip() for line in lines[1:]] == [
+        "a\\nb", "x\\x1b[31mred", "evil\\u202egpj.exe", "café 😀\u200d👍"]
