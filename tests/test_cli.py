@@ -305,6 +305,34 @@ def test_a_data_directory_that_cannot_be_made_is_one_line(runner, tmp_path, monk
     assert line.startswith(f"Error: cannot create the data directory {tmp_path / 'afile'} "), line
 
 
+def test_an_index_snapshot_directory_that_cannot_be_made_is_one_line(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A file where the snapshot directory should be: ``serve`` started, and each background save
+    of a snapshot failed in the log.  (In a process of its own: a serve that starts is stopped by
+    the timeout, and the test fails rather than hangs.)"""
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    (tmp_path / "afile").write_text("not a directory")
+    with socket.socket() as free:  # a port nobody listens on (serve checks it first)
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    env = {**os.environ, "CORRAL_DATA_DIR": str(tmp_path / "data"), "CORRAL_PORT": str(port),
+           "CORRAL_HOST": "127.0.0.1", "CORRAL_INDEX_SNAPSHOT_DIR": str(tmp_path / "afile")}
+    try:
+        done = subprocess.run([sys.executable, "-m", "corral", "serve"], env=env, capture_output=True,
+                              text=True, timeout=60)
+    except subprocess.TimeoutExpired:
+        pytest.fail("corral serve started with a file as its index snapshot directory")
+    lines = [line for line in done.stderr.splitlines() if line.startswith("Error:")]
+    assert done.returncode == 1 and len(lines) == 1, done.stderr
+    assert lines[0].startswith(f"Error: cannot use the index snapshot directory {tmp_path / 'afile'} "
+                               "(CORRAL_INDEX_SNAPSHOT_DIR"), lines[0]
+    assert lines[0].endswith("File exists"), lines[0]
+    assert "Traceback" not in done.stderr
+
+
 def test_an_unknown_corral_variable_is_named_with_the_nearest_setting(runner, tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     """``CORRAL_WORKER_CONCURENCY=8`` (a typo) was ignored without a word: the workers ran 4 units."""
     import corral.cli.operator as operator
@@ -347,3 +375,15 @@ def test_a_port_in_use_is_one_line_before_anything_starts(runner, tmp_path, monk
     assert line == (f"Error: cannot listen on 127.0.0.1:{port} (--host/--port, CORRAL_HOST/CORRAL_PORT): "
                     "Address already in use"), r.output
     assert "listening on" not in r.output and "job worker" not in r.output
+
+
+def test_table_cells_show_control_and_bidi_characters_escaped(capsys) -> None:  # type: ignore[no-untyped-def]
+    """A folder named "a\\nb" (names may hold any character) split its row in two, an escape
+    sequence restyled the terminal, and U+202E showed "evil\\u202egpj.exe" as "evilexe.jpg"."""
+    from corral.cli.output import table
+
+    table(["NAME", "SIZE"], [["a\nb", 1], ["x\x1b[31mred", 2], ["evil\u202egpj.exe", 3], ["café 😀\u200d👍", 4]])
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 5
+    assert [line.split("  ")[0].rstrip() for line in lines[1:]] == [
+        "a\\nb", "x\\x1b[31mred", "evil\\u202egpj.exe", "café 😀\u200d👍"]

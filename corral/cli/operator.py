@@ -151,6 +151,15 @@ def serve(host: str | None, port: int | None, data_dir: Path | None, workers: in
             f"cannot listen on {settings.host}:{settings.port} (--host/--port, CORRAL_HOST/CORRAL_PORT): "
             f"{exc.strerror or exc}"
         ) from None
+    snapshots = settings.resolved_index_snapshot_dir
+    if snapshots is not None:  # saved to in the background: a file in its way would be a log line each time
+        try:
+            snapshots.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise click.ClickException(
+                f"cannot use the index snapshot directory {snapshots} (CORRAL_INDEX_SNAPSHOT_DIR, by default "
+                f"DATA_DIR/index): {exc.strerror or exc}"
+            ) from None
     with friendly_errors():
         settings.resolved_secret_key()
         db = _database(settings)
@@ -399,7 +408,7 @@ def token() -> None:
 @click.argument("email")
 @click.option("--name", default="", help="A label to recognise the token by.")
 @click.option("--expires-in", default=None, metavar="DURATION",
-              help="Lifetime, like 90d, 12h, 30m or 3600 (seconds); 1 minute to 3650 days. "
+              help="Lifetime, like 2w, 90d, 12h, 30m or 3600 (seconds); 1 minute to 3650 days. "
               "Default: until revoked.")
 @data_dir_option
 def token_create(email: str, name: str, expires_in: str | None, data_dir: Path | None) -> None:
@@ -460,8 +469,12 @@ def token_revoke(token_ref: str, data_dir: Path | None) -> None:
         db = _database(load_settings(data_dir))
         _require_schema(db)
         with db.write() as s:
-            t = identity.revoke_token(s, token_ref.rstrip("…"))
-    click.echo(f"revoked token {t.id} ({t.prefix}…) of {t.email}")
+            t, was = identity.revoke_token_telling(s, token_ref.rstrip("…"))
+    if was:  # revoking again changes nothing (exit 0), but says so rather than "revoked" anew
+        click.echo(f"token {t.id} ({t.prefix}…) of {t.email} was already revoked, "
+                   f"at {_when(t.revoked_at)} UTC")
+    else:
+        click.echo(f"revoked token {t.id} ({t.prefix}…) of {t.email}")
 
 
 def _require_schema(db: Any) -> None:

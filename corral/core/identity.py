@@ -339,7 +339,14 @@ def _token_row(session: Session, ref: str, org_id: uuid.UUID | None = None) -> A
 def revoke_token(session: Session, ref: str, principal: Principal | None = None) -> TokenView:
     """Revoke a token (by id, prefix or the token itself) at once.  ``principal``: a user may
     revoke their own, an admin any of the organisation's; others' tokens are not found.  None:
-    the operator."""
+    the operator.  A token revoked before stays as it was (its first revocation's time)."""
+    return revoke_token_telling(session, ref, principal)[0]
+
+
+def revoke_token_telling(
+    session: Session, ref: str, principal: Principal | None = None
+) -> tuple[TokenView, bool]:
+    """``revoke_token``, and whether the token had been revoked already."""
     row = _token_row(session, ref, principal.org_id if principal is not None else None)
     user = session.get(User, row.user_id) if row is not None else None
     if row is None or user is None or (
@@ -347,7 +354,8 @@ def revoke_token(session: Session, ref: str, principal: Principal | None = None)
         and (user.org_id != principal.org_id or (row.user_id != principal.user_id and not principal.is_admin))
     ):
         raise NotFound(f"token {ref} not found")
-    if row.revoked_at is None:
+    already = row.revoked_at is not None
+    if not already:
         from corral.core import sessions  # (sessions builds on this module)
 
         row.revoked_at = utcnow()
@@ -356,7 +364,8 @@ def revoke_token(session: Session, ref: str, principal: Principal | None = None)
         # token since this one was made ends: signing in again is the price of a revocation.
         sessions.end_all(session, row.user_id, method="token", since=row.created_at)
         session.flush()
-    return TokenView(row.id, row.prefix, row.name, user.email, row.created_at, row.expires_at, row.revoked_at)
+    view = TokenView(row.id, row.prefix, row.name, user.email, row.created_at, row.expires_at, row.revoked_at)
+    return view, already
 
 
 def user_for_token(session: Session, token: str) -> User:

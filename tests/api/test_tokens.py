@@ -117,6 +117,11 @@ def test_operator_token_commands(settings, db, make_user, client) -> None:  # ty
     assert _me(client, token) == 401
     r = runner.invoke(cli, ["token", "list", "ops@x.io"], env=env)
     assert "revoked" in [x for x in r.output.splitlines() if "laptop" in x][0]
+    first = json.loads(runner.invoke(cli, ["token", "list", "--json"], env=env).output)
+    # again: nothing changes (exit 0), and it says so rather than "revoked" anew
+    r = runner.invoke(cli, ["token", "revoke", token[:12]], env=env)
+    assert r.exit_code == 0 and "was already revoked, at " in r.output and "revoked token" not in r.output
+    assert json.loads(runner.invoke(cli, ["token", "list", "--json"], env=env).output) == first
     r = runner.invoke(cli, ["token", "revoke", "corral_nope"], env=env)
     assert r.exit_code == 1 and "token corral_nope not found" in r.output
 
