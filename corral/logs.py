@@ -73,4 +73,4 @@ def configure_logging(level: str = "info", fmt: str = "console") -> None:
 
 
 QUIET_LOGGERS = ("botocore", "boto3", "s3transfer", "urllib3", "azure", "google", "google.auth",
-                 "httpcore", "httpx")
+                 "httpcore", "httpx", "httpcore2", "httpx2")

@@ -212,4 +212,32 @@ def live_server(app) -> Iterator[str]:  # type: ignore[no-untyped-def]
 # -- object-store emulators (tests/services.py) and the browser (tests/browser.py) ----------
 
 from tests.browser import chromium  # noqa: E402,F401
+
+
+@pytest.fixture(autouse=True)
+def _logging_as_it_was() -> Iterator[None]:
+    """Undo what ``corral.logs.configure_logging`` does when a test runs a command in process
+    (``corral serve`` failing at its port or database configures logging first): the root logger
+    at INFO stayed so for every later test of the worker, whose own clients (the test client's
+    httpx2) then logged request URLs into another test's captured log."""
+    import logging
+
+    from corral import logs
+
+    root = logging.getLogger()
+    level, handlers = root.level, list(root.handlers)
+    names = (*logs.QUIET_LOGGERS, "alembic", "uvicorn", "uvicorn.error", "uvicorn.access")
+    saved = {n: (lg.level, list(lg.handlers), lg.propagate, lg.disabled)
+             for n in names for lg in [logging.getLogger(n)]}
+    yield
+    root.setLevel(level)
+    for handler in list(root.handlers):  # those configure_logging put there (pytest's own stay)
+        if handler not in handlers and isinstance(handler.formatter, (logs.ConsoleFormatter, logs.JsonFormatter)):
+            root.removeHandler(handler)
+    for n, (lvl, hs, propagate, disabled) in saved.items():
+        lg = logging.getLogger(n)
+        lg.setLevel(lvl)
+        lg.handlers[:] = hs
+        lg.propagate, lg.disabled = propagate, disabled
+
 from tests.services import azurite, gcs_emulator, iam_moto, moto_server  # noqa: E402,F401
