@@ -318,34 +318,25 @@ def test_serve_says_when_it_upgrades_an_older_sqlite_database(tmp_path) -> None:
     finally:
         db.dispose()
     port = free_port()
-    proc = _corral("serve", "--port", str(port), "--data-dir", str(data), "--workers", "1", "--no-worker",
-                   env={"CORRAL_LOG_FORMAT": "console"})
-    lines: list[str] = []
-    reader = threading.Thread(target=lambda: lines.extend(iter(proc.stdout.readline, "")), daemon=True)
-    reader.start()
-    try:
-        deadline = time.monotonic() + 60
-        while not any("corral listening" in line for line in lines):
-            assert proc.poll() is None and time.monotonic() < deadline, "".join(lines)
-            time.sleep(0.1)
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(60)
-        reader.join(30)
-    out = "".join(lines)
+
+    def serve_once() -> str:
+        """Start ``corral serve`` on the data directory, stop it once it listens: what it printed."""
+        proc = _corral("serve", "--port", str(port), "--data-dir", str(data), "--workers", "1", "--no-worker",
+                       env={"CORRAL_LOG_FORMAT": "console"})
+        lines: list[str] = []
+        reader = threading.Thread(target=lambda: lines.extend(iter(proc.stdout.readline, "")), daemon=True)
+        reader.start()
+        try:
+            deadline = time.monotonic() + 60
+            while not any("corral listening" in line for line in lines):
+                assert proc.poll() is None and time.monotonic() < deadline, "".join(lines)
+                time.sleep(0.1)
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(60)
+            reader.join(30)
+        return "".join(lines)
+
+    out = serve_once()
     assert f"database upgraded from revision 0020a to {migrate.head_revision()}\n" in out, out
-    lines.clear()  # started again on the current schema: nothing to say
-    proc = _corral("serve", "--port", str(port), "--data-dir", str(data), "--workers", "1", "--no-worker",
-                   env={"CORRAL_LOG_FORMAT": "console"})
-    reader = threading.Thread(target=lambda: lines.extend(iter(proc.stdout.readline, "")), daemon=True)
-    reader.start()
-    try:
-        deadline = time.monotonic() + 60
-        while not any("corral listening" in line for line in lines):
-            assert proc.poll() is None and time.monotonic() < deadline, "".join(lines)
-            time.sleep(0.1)
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(60)
-        reader.join(30)
-    assert "upgraded" not in "".join(lines)
+    assert "upgraded" not in serve_once()  # started again on the current schema: nothing to say

@@ -34,8 +34,9 @@ def friendly_errors() -> Iterator[None]:
 
 def database_error(exc: Exception, settings: Settings | None = None) -> str:
     """The first line of what the driver said, naming the database (its password hidden)."""
-    orig = getattr(exc, "orig", None) or exc
-    said = next((line.strip() for line in str(orig).splitlines() if line.strip()), type(orig).__name__)
+    from corral.db.migrate import driver_said
+
+    said = driver_said(exc)
     which = f" {settings.database_label}" if settings is not None else ""
     return f"cannot use the database{which}: {said}"
 

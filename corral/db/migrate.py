@@ -53,13 +53,18 @@ def _run(db: Database, step: Callable[[Config], None]) -> None:
         applied = cfg.attributes.get("applied", [])
         last = applied[-1] if applied and isinstance(applied[-1], str) else start
         failed = _next_revision(last)
-        orig = getattr(exc, "orig", None) or exc
-        said = next((line.strip() for line in str(orig).splitlines() if line.strip()), type(orig).__name__)
+        said = driver_said(exc)
         raise ConfigurationError(
             f"migration {failed or 'step'} failed: {said}. Nothing was changed: the database is still at "
             f"revision {start or 'none'} (the migrations run in one transaction); remove the cause and "
             "run `corral migrate` again"
         ) from exc
+
+
+def driver_said(exc: BaseException) -> str:
+    """The first line of what the database driver said (SQLAlchemy's wrapper and its SQL left out)."""
+    orig = getattr(exc, "orig", None) or exc
+    return next((line.strip() for line in str(orig).splitlines() if line.strip()), type(orig).__name__)
 
 
 def _next_revision(revision: str | None) -> str | None:
