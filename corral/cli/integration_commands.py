@@ -260,7 +260,9 @@ def cors(ref: str, origin: str | None, apply: bool, profile: str | None, as_json
 @click.option("--ttl", type=int, default=None, help="Seconds (default: the integration's).")
 @connection_options
 def sign(ref: str, urls: tuple[str, ...], ttl: int | None, profile: str | None, as_json: bool) -> None:
-    """Print signed GET URLs for objects of the integration."""
+    """Print signed GET URLs for any objects of the integration (admins).
+
+    A member signs the files of the items they can see: `corral item show ID --signed-urls`."""
     with api_errors({"ttl_seconds": "--ttl"}), _client(profile) as c:
         signed = c.sign_urls(ref, list(urls), ttl)
     def human(rows: list[dict[str, Any]]) -> None:

@@ -88,6 +88,14 @@ def require_admin(principal: Principal, action: str) -> None:
         raise errors.PermissionDenied(f"only organisation admins may {action} integrations")
 
 
+def require_signer(principal: Principal) -> None:
+    """Signing any object of an integration reads past the folders' grants: admins only."""
+    if principal.role != "admin":
+        raise errors.PermissionDenied(
+            "only organisation admins may sign URLs for any object of an integration; sign the files "
+            "of the items you can see with POST /api/v1/items/sign (`corral item show --signed-urls`)")
+
+
 def _details(exc: ValidationError) -> list[ErrorDetail]:
     """One detail per bad field, naming it (never quoting its value: it may be a secret)."""
     return [

@@ -138,6 +138,23 @@ def test_members_can_read_but_only_admins_change(client, make_user, tmp_path) ->
     assert client.post(f"/api/v1/integrations/{iid}/cors", headers=bob.bearer).status_code == 403
 
 
+def test_only_admins_sign_any_object_of_an_integration(client, make_user, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A member sees only the folders they created or were granted: signing any object of the
+    bucket would read the files of every other folder (and unregistered ones), so it is an
+    admin's; a member signs the files of the items they can see."""
+    alice = make_user("alice@x.io")
+    bob = make_user("bob@x.io", role="member")
+    (tmp_path / "secret.jpg").write_bytes(b"not bob's")
+    iid = client.post("/api/v1/integrations", json=local_body(tmp_path), headers=alice.bearer).json()["id"]
+    sign = {"urls": [f"{tmp_path}/secret.jpg"]}
+    r = client.post(f"/api/v1/integrations/{iid}/sign", json=sign, headers=bob.bearer)
+    assert r.status_code == 403, r.text
+    assert r.json()["code"] == "permission_denied" and "/api/v1/items/sign" in r.json()["message"]
+    assert "signed_url" not in r.text
+    r = client.post(f"/api/v1/integrations/{iid}/sign", json=sign, headers=alice.bearer)
+    assert r.status_code == 200 and r.json()[0]["url"].endswith("secret.jpg")
+
+
 def test_other_organisations_integrations_are_invisible(client, make_user, tmp_path) -> None:  # type: ignore[no-untyped-def]
     alice = make_user("alice@x.io", org="Org A")
     eve = make_user("eve@y.io", org="Org B")

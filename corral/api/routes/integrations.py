@@ -180,11 +180,14 @@ async def apply_cors(ctx: Ctx, principal: CurrentPrincipal, ref: str, origin: Or
 @router.post(
     "/{ref}/sign",
     response_model=list[SignedUrlPublic],
-    summary="Signed GET URLs for objects inside the integration",
+    summary="Signed GET URLs for any objects inside the integration (admins)",
 )
 async def sign_urls(
     ctx: Ctx, principal: CurrentPrincipal, ref: str, body: SignRequest
 ) -> list[SignedUrlPublic]:
+    """Any object of the bucket, registered or not, so an admin's: a member sees only the folders
+    they created or were granted, and signs their items' files with ``POST /api/v1/items/sign``."""
+    integrations.require_signer(principal)
     def sign(scoped: ScopedStorage) -> list[SignedUrlPublic]:
         ttl = body.ttl_seconds or scoped.ttl_seconds
         return [SignedUrlPublic(url=u, signed_url=scoped.sign_get(u, ttl), expires_in=ttl) for u in body.urls]
