@@ -15,6 +15,9 @@ as ``bench_datasets`` does.  Then a real `corral serve --no-worker` subprocess, 
   page parsed here with orjson;
 * **export**: ``GET /api/v1/items.ndjson`` read to the end by httpx, then by curl (skipped where
   the server has no such route, as before this benchmark's change);
+* **SDK page server time**: in this process, the work one SDK page of 1,000 does in its thread
+  (check, read, shape as StorageItems, encode), at the start and in the middle of the folder,
+  the median of 15 each, and the thread's CPU;
 * **SDK**: ``StorageFolder.list_items(page_size=1000)`` of the real encord SDK, signed with the
   user's SSH key, every item iterated; then **SDK parsing alone**: the same pages' bytes, fetched
   once, parsed by the SDK's own code (``json.loads``, ``Page[StorageItem].from_dict``, the
@@ -173,6 +176,47 @@ def page_server_time(settings: Settings) -> None:
         print(
             f"page server time ({where} of the folder): median {statistics.median(times) * 1000:.1f} ms, "
             f"min {min(times) * 1000:.1f} ms",
+            flush=True,
+        )
+    db.dispose()
+
+
+def sdk_page_server_time(settings: Settings) -> None:
+    """The route's thread work for one SDK page of 1,000 (``list_items``' answer: check, read,
+    shape, encode), with this checkout's code; the thread's CPU beside the wall time."""
+    from corral.api import encord_dto as dto
+    from corral.api.routes import encord_storage
+
+    db = create_database(settings)
+    with db.read() as s:
+        u = s.scalars(select(User).where(User.email == "bench@x.io")).one()
+        folder_id = s.scalars(select(Folder.id).where(Folder.name == "bench")).one()
+        p = Principal(u.id, u.org_id, u.email, "admin", "bearer")
+
+    def one(token: str | None) -> bytes:
+        if hasattr(encord_storage, "storage_items_page"):  # the page shaped as it is parsed
+            with db.read_plain() as s:
+                return encord_storage.storage_items_page(
+                    s, items.listing(s, p, folder_id, page_size=SDK_PAGE, page_token=token), True)[0]
+        from corral.core import item_rows  # the route before it
+
+        with db.read() as s:
+            ask = items.listing(s, p, folder_id, page_size=SDK_PAGE, page_token=token)
+            page = item_rows.read_docs(s, ask)
+            rows = [orjson.loads(text) for text in page.items]
+            results = dto.storage_item_rows(s, rows)
+        return orjson.dumps({"results": results, "nextPageToken": page.next_page_token})
+
+    for where, token in (("start", None), ("middle", _middle_token(db, p, folder_id))):
+        walls, cpus = [], []
+        for _ in range(15):
+            start, cpu = time.perf_counter(), time.thread_time()
+            assert one(token)
+            walls.append(time.perf_counter() - start)
+            cpus.append(time.thread_time() - cpu)
+        print(
+            f"SDK page server time ({where} of the folder): median {statistics.median(walls) * 1000:.1f} ms, "
+            f"min {min(walls) * 1000:.1f} ms; thread CPU median {statistics.median(cpus) * 1000:.1f} ms",
             flush=True,
         )
     db.dispose()
@@ -367,7 +411,7 @@ def export(http: httpx.Client, pid: int, n: int, settings: Settings) -> None:
               f"{_cpu_used(cpu0, pid, settings, n)}", flush=True)
 
 
-def sdk(http: httpx.Client, key_path: Path, limit: int) -> None:
+def sdk(http: httpx.Client, key_path: Path, limit: int, pid: int, settings: Settings) -> None:
     from encord import EncordUserClient
     from encord.http.v2.payloads import Page
     from encord.orm import storage as orm_storage
@@ -377,15 +421,19 @@ def sdk(http: httpx.Client, key_path: Path, limit: int) -> None:
     folder_id = http.get("/api/v1/folders/lookup", params={"path": "bench"}).json()["id"]
     folder = client.get_storage_folder(uuid.UUID(folder_id))
     rows = 0
+    cpu0 = _cpu(pid, settings)
+    client0 = time.process_time()
     start = time.perf_counter()
     for _item in folder.list_items(page_size=SDK_PAGE):
         rows += 1
         if rows >= limit:
             break
     elapsed = time.perf_counter() - start
+    client = time.process_time() - client0
     print(
         f"SDK list_items(page_size={SDK_PAGE}): {rows:,} rows in {elapsed:.1f} s = "
-        f"{rows / elapsed:,.0f} rows/s",
+        f"{rows / elapsed:,.0f} rows/s; {_cpu_used(cpu0, pid, settings, rows)}; "
+        f"client CPU {client / rows * 1e6:.2f} us/row; load {os.getloadavg()[0]:.1f}",
         flush=True,
     )
 
@@ -407,7 +455,9 @@ def sdk(http: httpx.Client, key_path: Path, limit: int) -> None:
         parsed += len([StorageItem(api_client, item) for item in page.results])
     elapsed = time.perf_counter() - start
     print(
-        f"SDK parsing alone: {parsed:,} rows in {elapsed:.2f} s = {parsed / elapsed:,.0f} rows/s", flush=True
+        f"SDK parsing alone: {parsed:,} rows in {elapsed:.2f} s = {parsed / elapsed:,.0f} rows/s; "
+        f"load {os.getloadavg()[0]:.1f}",
+        flush=True,
     )
 
 
@@ -467,7 +517,10 @@ def run_all(args: argparse.Namespace, work: Path, env: dict[str, str]) -> None:
         if args.keep:
             built.write_text(f"{args.items}\n")
     fill_documents(settings)
-    page_server_time(settings)
+    if "pages" not in skip:
+        page_server_time(settings)
+    if "sdk" not in skip:
+        sdk_page_server_time(settings)
     db = create_database(settings)
     with db.read() as s:
         u = s.scalars(select(User).where(User.email == "bench@x.io")).one()
@@ -494,7 +547,7 @@ def run_all(args: argparse.Namespace, work: Path, env: dict[str, str]) -> None:
                 if "export" not in skip:
                     export(http, server.pid, args.items, settings)
                 if "sdk" not in skip:
-                    sdk(http, key_path, limit)
+                    sdk(http, key_path, limit, server.pid, settings)
         finally:
             server.send_signal(signal.SIGTERM)
             server.wait(60)

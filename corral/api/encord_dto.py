@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import re
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -20,7 +20,7 @@ from pydantic import BeforeValidator
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from corral.core import folders, items, permissions
+from corral.core import folders, item_rows, items, permissions
 from corral.core.identity import Principal
 from corral.core.items import ItemView
 from corral.db.tables import DataRow, Folder, User
@@ -185,47 +185,79 @@ def storage_item(view: ItemView, owner: str, backed: int, *, metadata: bool = Tr
     }
 
 
-def _plus_zero(z: str | None) -> str | None:
-    """A listed timestamp (``…Z``) as ``datetime.isoformat`` writes a UTC one (``stamp``)."""
-    return None if z is None else z[:-1] + "+00:00"
+_AUDIO_OR_DICOM = ("audio", "dicom_series")
+_NO_AUDIO_OR_DICOM = (None,) * 7
+
+
+def _json_texts() -> Callable[[Any], str]:
+    """``json.dumps`` with its default arguments, as one function for many values: ``json.dumps``
+    makes a new C encoder on every call, and that was a fifth of an SDK page's time
+    (docs/performance.md, "The SDK's pages").  Made once for a page (its circular-reference
+    markers are its own), the same C encoder ``json.dumps`` would make; ``json.dumps`` itself
+    where Python has no C encoder, or where it would write anything else."""
+    make = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:
+        return json.dumps
+    try:
+        encode = make({}, json.JSONEncoder().default, json.encoder.encode_basestring_ascii, None, ": ", ", ",
+                      False, False, True)
+    except TypeError:  # another signature
+        return json.dumps
+    join = "".join
+
+    def dumps(value: Any) -> str:
+        return join(encode(value, 0))
+
+    return dumps if dumps(_PROBE) == json.dumps(_PROBE) else json.dumps
+
+
+_PROBE: dict[str, Any] = {"a": [1, 2.5, 1e16, -0.0, None, True, {}], "é\n\"": {"b": "日本 😀"}}
 
 
 def storage_item_rows(
     s: Session,
-    rows: Sequence[dict[str, Any]],
+    rows: Iterable[dict[str, Any]],
     *,
     metadata: bool = True,
 ) -> list[dict[str, Any]]:
     """StorageItem objects straight from a listing's items as ``GET /api/v1/items`` answers them
-    (``item_rows.read_docs``, parsed; or ``item_rows.native`` dicts, their JSON parsed): the
-    dicts ``storage_items`` makes of the same items' views, without the views.  A row's
-    ``signed_url``, if set (``item_rows.sign``), is its ``signedUrl``."""
-    creators = {r["created_by"] for r in rows if r["created_by"] is not None}
-    by_id = emails(s, [uuid.UUID(c) for c in creators])
-    owners = {c: by_id.get(uuid.UUID(c), "") for c in creators}
-    backed = {str(k): v for k, v in backed_counts(s, [uuid.UUID(r["id"]) for r in rows]).items()}
-    dumps, empty = json.dumps, json.dumps({})
+    (``item_rows.read_bodies``, parsed, ``map(orjson.loads, page.items)``; or ``item_rows.native``
+    dicts, their JSON parsed): the dicts ``storage_items`` makes of the same items' views, without
+    the views.  A row's ``signed_url``, if set (``item_rows.sign``), is its ``signedUrl``.
+
+    Each row is shaped as it is parsed and then dropped: a page parsed at once kept 3,000 dicts
+    alive, which the garbage collector traversed and promoted, about a fifth of the page's time
+    (docs/performance.md, "The SDK's pages").  The owners and linked counts, read for the page in
+    one query each once its ids are known, are then written into the objects (in place: a key's
+    position in the answer stays)."""
+    dumps = _json_texts()
+    empty = dumps({})
+    types, locations, frames, more = ITEM_TYPES, LOCATIONS, frame_count, _audio_and_dicom
     out = []
+    creators: set[str] = set()
     for r in rows:
         media = r["media"] or {}
-        ident = r["id"]
-        integration = r["integration_id"]
+        kind = r["type"]
         creator = r["created_by"]
+        if creator is not None:
+            creators.add(creator)
+        created, updated = r["created_at"], r["updated_at"]
+        extra = _NO_AUDIO_OR_DICOM if kind not in _AUDIO_OR_DICOM else tuple(more(kind, media).values())
         out.append({
-            "uuid": ident,
+            "uuid": r["id"],
             "parent": r["folder_id"],
-            "itemType": ITEM_TYPES.get(r["type"], r["type"]),
+            "itemType": types.get(kind, kind),
             "name": r["name"],
             "description": r["description"],
             "clientMetadata": dumps(r["client_metadata"] or {}) if metadata else empty,
-            "owner": owners[creator] if creator is not None else "",
-            "createdAt": _plus_zero(r["created_at"]),
-            "lastEditedAt": _plus_zero(r["updated_at"]),
+            "owner": creator,  # the creator's id until the owners are read (below)
+            "createdAt": None if created is None else created[:-1] + "+00:00",  # as ``stamp`` writes UTC
+            "lastEditedAt": None if updated is None else updated[:-1] + "+00:00",
             "isTombstone": r["deleted_at"] is not None,
             "isPlaceholder": False,
-            "backedDataUnitsCount": backed.get(ident, 0),
-            "storageLocation": LOCATIONS.get(r["storage_location"], "encord"),
-            "integrationHash": integration or None,
+            "backedDataUnitsCount": 0,
+            "storageLocation": locations.get(r["storage_location"], "encord"),
+            "integrationHash": r["integration_id"] or None,
             "url": r["url"],
             "signedUrl": r["signed_url"],
             "fileSize": r["file_size"],
@@ -234,9 +266,25 @@ def storage_item_rows(
             "fps": media.get("fps"),
             "height": media.get("height"),
             "width": media.get("width"),
-            "frameCount": frame_count(media),
-            **_audio_and_dicom(r["type"], media),
+            "frameCount": frames(media) if media else None,
+            "dicomInstanceUid": extra[0],
+            "dicomStudyUid": extra[1],
+            "dicomSeriesUid": extra[2],
+            "audioSampleRate": extra[3],
+            "audioBitDepth": extra[4],
+            "audioCodec": extra[5],
+            "audioNumChannels": extra[6],
         })
+    owners = item_rows.emails(s, list(creators))
+    for one in out:
+        creator = one["owner"]
+        one["owner"] = "" if creator is None else owners.get(creator, "")
+    backed = item_rows.linked_counts(s, [one["uuid"] for one in out])
+    if backed:
+        for one in out:
+            linked = backed.get(one["uuid"])
+            if linked:
+                one["backedDataUnitsCount"] = linked
     return out
 
 

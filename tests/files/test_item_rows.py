@@ -184,12 +184,13 @@ def test_read_ahead_page_is_authorised_again(client, db, make_user) -> None:  # 
     assert uuid.UUID(r.json()["items"][0]["id"])
 
 
-@pytest.mark.parametrize("metadata", [True, False])
-def test_sdk_storage_items_from_rows_are_the_views(client, db, make_user, metadata: bool) -> None:  # type: ignore[no-untyped-def]
-    from corral.api import encord_dto as dto
+def _sdk_items(db, make_user, client):  # type: ignore[no-untyped-def]
+    """A folder of the odd items, some linked once or twice, one without a creator and deleted,
+    one made by another user, audio and DICOM series among them (their own StorageItem keys)."""
     from tests.files.conftest import link
 
     user = make_user("sdk@x.io")
+    other = make_user("other-sdk@x.io")
     f = folder(client, user, "sdk")
     ids = add_items(db, user, f["id"], _specs())
     link(db, user, ids[:7])
@@ -205,14 +206,79 @@ def test_sdk_storage_items_from_rows_are_the_views(client, db, make_user, metada
             )
         )
         s.execute(update(Item).where(Item.id == ids[7]).values(media={"num_pages": 3}, description="d"))
+        s.execute(update(Item).where(Item.id == ids[8]).values(
+            item_type="audio", media={"sample_rate": 44100, "bit_depth": 16, "codec": "flac", "num_channels": 2,
+                                      "duration": 1.5}))
+        s.execute(update(Item).where(Item.id == ids[9]).values(
+            item_type="dicom_series", media={"series_instance_uid": "1.2.3", "study_instance_uid": "1.2",
+                                             "slices": 4, "width": 8, "height": 8}))
+        s.execute(update(Item).where(Item.id == ids[10]).values(created_by=other.user_id))
+    return user, f
+
+
+@pytest.mark.parametrize("metadata", [True, False])
+def test_sdk_storage_items_from_rows_are_the_views(client, db, make_user, metadata: bool) -> None:  # type: ignore[no-untyped-def]
+    from corral.api import encord_dto as dto
+    from corral.api.routes import encord_storage
+
+    user, f = _sdk_items(db, make_user, client)
     p = principal(user)
     with db.read() as s:
-        options = dict(page_size=40, deleted="include")
+        options: dict[str, Any] = dict(page_size=40, deleted="include")
         old = dto.storage_items(s, items.list_(s, p, f["id"], **options).items, metadata=metadata)
         page = item_rows.read_docs(s, items.listing(s, p, f["id"], **options))
         new = dto.storage_item_rows(s, [orjson.loads(t) for t in page.items], metadata=metadata)
-    assert new == old
-    assert orjson.dumps(new) == orjson.dumps(old)
+        bodies = item_rows.read_bodies(s, items.listing(s, p, f["id"], **options))
+        streamed = dto.storage_item_rows(s, map(orjson.loads, bodies.items), metadata=metadata)
+        body, token = encord_storage.storage_items_page(s, items.listing(s, p, f["id"], **options), metadata)
+    assert {o["owner"] for o in old} == {"sdk@x.io", "other-sdk@x.io", ""}
+    assert {o["itemType"] for o in old} >= {"audio", "dicomSeries"}
+    assert sorted(o["backedDataUnitsCount"] for o in old) == [0] * 30 + [1] * 5 + [2] * 2
+    assert new == old and streamed == old
+    assert orjson.dumps(new) == orjson.dumps(old) == orjson.dumps(streamed)
+    assert body == orjson.dumps({"results": old, "nextPageToken": None}) and token is None
+
+
+def test_sdk_pages_over_http_are_the_views(client, db, make_user) -> None:  # type: ignore[no-untyped-def]
+    """``list_items``' pages, the second one read ahead while the first was answered: together
+    the StorageItems of the views' path, byte for byte."""
+    from corral.api import encord_dto as dto
+
+    user, f = _sdk_items(db, make_user, client)
+    with db.read() as s:
+        old = dto.storage_items(s, items.list_(s, principal(user), f["id"], page_size=40).items)
+    got: list[Any] = []
+    token = None
+    while True:
+        r = client.get(f"/v2/public/storage/folders/{f['id']}/items",
+                       params={"pageSize": 15, **({"pageToken": token} if token else {})}, headers=user.bearer)
+        assert r.status_code == 200, r.text
+        got += r.json()["results"]
+        token = r.json()["nextPageToken"]
+        if token is None:
+            break
+    assert len(got) == 36 and orjson.dumps(got) == orjson.dumps(old)
+
+
+def test_sdk_read_ahead_page_is_authorised_again(client, db, make_user) -> None:  # type: ignore[no-untyped-def]
+    admin = make_user("sdk-ahead@x.io")
+    member = make_user("sdk-member@x.io", role="member")
+    f = folder(client, admin, "sdk-ahead")
+    add_items(db, admin, f["id"], _specs())
+    r = client.post(f"/api/v1/folders/{f['id']}/grants", json={"user": "sdk-member@x.io", "role": "viewer"},
+                    headers=admin.bearer)
+    assert r.status_code in (200, 201), r.text
+    url = f"/v2/public/storage/folders/{f['id']}/items"
+    first = client.get(url, params={"pageSize": 5}, headers=member.bearer)
+    assert first.status_code == 200, first.text
+    token = first.json()["nextPageToken"]
+    # the next page is being read ahead for the member; the grant goes before they ask for it
+    revoked = client.delete(f"/api/v1/folders/{f['id']}/grants/sdk-member@x.io", headers=admin.bearer)
+    assert revoked.status_code == 200
+    r = client.get(url, params={"pageSize": 5, "pageToken": token}, headers=member.bearer)
+    assert r.status_code == 404, r.text
+    r = client.get(url, params={"pageSize": 5, "pageToken": token}, headers=admin.bearer)
+    assert r.status_code == 200 and len(r.json()["results"]) == 5
 
 
 def test_lines_are_the_documents_bytes_each_ended() -> None:

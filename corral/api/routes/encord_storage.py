@@ -274,6 +274,15 @@ async def _listing(ctx: AppContext, run: Any, sign: bool, metadata: bool) -> dic
     return _page(await run_in_threadpool(shape), token)
 
 
+def storage_items_page(s: Session, ask: items.Listing, metadata: bool) -> tuple[bytes, str | None]:
+    """A page of StorageItems (``list_items``' answer, and its next page token) from the listing's
+    stored JSON as ``GET /api/v1/items`` reads it (``item_rows.read_bodies``), each item shaped as
+    it is parsed, owners and linked counts read in one query each."""
+    page = item_rows.read_bodies(s, ask)
+    results = dto.storage_item_rows(s, map(orjson.loads, page.items), metadata=metadata)
+    return orjson.dumps(_page(results, page.next_page_token)), page.next_page_token
+
+
 @router.get("/folders/{folder_id}/items", summary="A folder's items (SDK StorageFolder.list_items)",
             dependencies=[Depends(_item_options)])
 async def list_items(
@@ -307,34 +316,35 @@ async def list_items(
                              direction=_direction(desc), page_size=page_size, page_token=token,
                              recursive=is_recursive, in_dataset=is_in_dataset)
 
-    def read_page(token: str | None) -> tuple[bytes, str | None]:
-        """A page of StorageItems from the listing's Core rows, signed outside the transaction."""
-        with ctx.db.read() as s:
-            page = item_rows.read_docs(s, open_listing(s, token))
-            rows = [orjson.loads(text) for text in page.items]  # the items as GET /api/v1/items lists them
-            if not sign_urls:
-                results = dto.storage_item_rows(s, rows, metadata=include_metadata)
-            else:
-                openers = item_rows.signers(s, ctx.settings, rows)
-        if sign_urls:
-            item_rows.sign(rows, openers)
-            with ctx.db.read() as s:
-                results = dto.storage_item_rows(s, rows, metadata=include_metadata)
-        return orjson.dumps(_page(results, page.next_page_token)), page.next_page_token
+    def read_signed() -> bytes:
+        """The page with signed URLs, signed outside the read; never read ahead (they expire)."""
+        with ctx.db.read_plain() as s:
+            page = item_rows.read_bodies(s, open_listing(s, page_token))
+            rows = [orjson.loads(body) for body in page.items]
+            openers = item_rows.signers(s, ctx.settings, rows)
+        item_rows.sign(rows, openers)
+        with ctx.db.read_plain() as s:
+            results = dto.storage_item_rows(s, rows, metadata=include_metadata)
+        return orjson.dumps(_page(results, page.next_page_token))
+
+    def read_next(ask: items.Listing, token: str) -> tuple[bytes, str | None]:
+        with ctx.db.read_plain() as s:  # the folder as this request resolved it; the next checks it
+            return storage_items_page(s, items.listing_from(ask, token), include_metadata)
 
     def read() -> bytes:
-        if sign_urls:  # signed URLs expire: never read ahead
-            return read_page(page_token)[0]
+        """As ``GET /api/v1/items`` (``items._read_ahead``): every request checked and authorised,
+        the page read ahead for it taken if there is one, else read in the same plain read as the
+        check; then the next page read ahead."""
+        if sign_urls:
+            return read_signed()
         query = ("storage-items", principal.user_id, folder_id, tuple(types), search, order, desc,
                  page_size, is_recursive, is_in_dataset, include_metadata)
-        found = None
-        if page_token is not None:
-            with ctx.db.read() as s:
-                open_listing(s, page_token)  # checked and authorised again, whatever was read ahead
-            found = ctx.pages_ahead.take((*query, page_token))
-        body, next_token = found or read_page(page_token)
+        with ctx.db.read_plain() as s:
+            ask = open_listing(s, page_token)  # a 400 for a bad token, a 404 for a folder no longer visible
+            found = ctx.pages_ahead.take((*query, page_token)) if page_token is not None else None
+            body, next_token = found or storage_items_page(s, ask, include_metadata)
         if next_token is not None:
-            ctx.pages_ahead.start((*query, next_token), lambda: read_page(next_token))
+            ctx.pages_ahead.start((*query, next_token), lambda: read_next(ask, next_token))
         return body
 
     return Response(await run_in_threadpool(read), media_type="application/json")
