@@ -221,7 +221,7 @@ def _may_hold_nul(value: Any) -> bool:
 
 
 def _storable(
-    items: Iterator[Entry | EntryError], field: str, *, in_column: bool = False
+    items: Iterator[Entry | EntryError], field: str = "clientMetadata", *, in_column: bool = False
 ) -> Iterator[Entry | EntryError]:
     """PostgreSQL can store no NUL character in text or JSON: such an entry is an error, for both
     formats.  ``field`` names the metadata in a refusal; ``in_column``: a CSV's, named as the column

@@ -58,7 +58,7 @@ from corral.registration.entries import (
 )
 
 MAX_LINE_BYTES = 8 << 20
-_CHUNK = 1 << 20
+_CHUNK = 1 << 16  # at most MAX_LINE_BYTES
 
 
 @dataclass(frozen=True)
@@ -178,8 +178,9 @@ def _physical_lines(f: IO[bytes]) -> Iterator[bytes]:
     while chunk := f.read(_CHUNK):
         lines = (rest + chunk if rest else chunk).splitlines(keepends=True)  # only \n, \r, \r\n
         rest = lines.pop()  # perhaps cut short, or a \r whose \n is in the next chunk
-        if len(rest) > MAX_LINE_BYTES or any(len(line) > MAX_LINE_BYTES for line in lines):
-            long = next((i for i, line in enumerate(lines) if len(line) > MAX_LINE_BYTES), len(lines))
+        # Only the first line (which began in an earlier chunk) or the rest can be that long.
+        long = 0 if lines and len(lines[0]) > MAX_LINE_BYTES else len(lines) if len(rest) > MAX_LINE_BYTES else -1
+        if long >= 0:
             raise ManifestUnreadable(
                 f"line {lineno + long + 1} of the CSV manifest is longer than {MAX_LINE_BYTES >> 20} MiB"
             )
