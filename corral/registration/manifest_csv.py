@@ -179,8 +179,9 @@ def _physical_lines(f: IO[bytes]) -> Iterator[bytes]:
         lines = (rest + chunk if rest else chunk).splitlines(keepends=True)  # only \n, \r, \r\n
         rest = lines.pop()  # perhaps cut short, or a \r whose \n is in the next chunk
         # Only the first line (which began in an earlier chunk) or the rest can be that long.
-        long = 0 if lines and len(lines[0]) > MAX_LINE_BYTES else len(lines) if len(rest) > MAX_LINE_BYTES else -1
-        if long >= 0:
+        first_long = bool(lines) and len(lines[0]) > MAX_LINE_BYTES
+        if first_long or len(rest) > MAX_LINE_BYTES:
+            long = 0 if first_long else len(lines)
             raise ManifestUnreadable(
                 f"line {lineno + long + 1} of the CSV manifest is longer than {MAX_LINE_BYTES >> 20} MiB"
             )
