@@ -100,7 +100,7 @@ def int_summary(v: int) -> str:
     return f"an integer of about {int(v.bit_length() * 0.30103) + 1:,} digits"
 
 
-def _key_path(key: str) -> str:
+def key_path(key: str) -> str:
     if key.isidentifier() and len(key) <= _PREVIEW:
         return f".{key}"
     return f"[{preview(key)}]"
@@ -205,11 +205,11 @@ def _walk(value: Any, limits: Limits) -> Problem | None:
                     return Problem(path, bad)
                 vt = type(v)
                 if vt is dict or vt is list:
-                    stack.append((v, depth + 1, path + _key_path(k)))
+                    stack.append((v, depth + 1, path + key_path(k)))
                 else:
                     bad = _scalar_problem(v, limits)
                     if bad is not None:
-                        return Problem(path + _key_path(k), bad)
+                        return Problem(path + key_path(k), bad)
         elif t is list:
             if depth >= max_depth:
                 return Problem(path, f"nested more than {max_depth} levels deep")
@@ -282,7 +282,7 @@ def _big_int_problem(value: Any) -> Problem | None:
     while stack:
         node, path = stack.pop()
         if type(node) is dict:
-            stack.extend((v, path + _key_path(k)) for k, v in node.items())
+            stack.extend((v, path + key_path(k)) for k, v in node.items())
         elif type(node) is list:
             stack.extend((v, f"{path}[{i}]") for i, v in enumerate(node))
         elif type(node) is _BigInt:
@@ -323,18 +323,50 @@ def parse(text: bytes | str, limits: Limits = REQUEST, field: str = "") -> Any:
 #: The end of a key: a quote, blanks, a colon.  Every key in a JSON text ends so; a string value
 #: may too (``": "``), so the count is at least the number of keys written.
 _KEY_END = re.compile(rb'"[ \t\r\n]*:')
+_KEY_END_TEXT = re.compile(r'"[ \t\r\n]*:')
 
 
 def _key_count(value: Any) -> int:
-    count, stack = 0, [value]
+    """How many keys the objects in ``value`` hold, at every level."""
+    count = 0
+    stack = [value]
+    pop, push = stack.pop, stack.append
     while stack:
-        node = stack.pop()
+        node = pop()
         if type(node) is dict:
             count += len(node)
-            stack.extend(v for v in node.values() if type(v) is dict or type(v) is list)
-        elif type(node) is list:
-            stack.extend(v for v in node if type(v) is dict or type(v) is list)
+            node = node.values()
+        for child in node:
+            kind = type(child)
+            if kind is dict or kind is list:
+                push(child)
     return count
+
+
+def may_repeat_keys(text: bytes | str, value: Any, start: int = 0, end: int | None = None) -> bool:
+    """Whether the JSON text ``text[start:end]``, which decoded to ``value``, may write a key twice
+    in one object; ``False`` means it certainly does not.
+
+    Without ``\\u`` escapes, a text holds as many quotes as orjson's writing of ``value`` (each
+    string is quoted in both, a quote inside one is ``\\"`` in both), plus two for each key
+    written again and the quotes of the value it replaced: the two counts, taken at C speed,
+    tell.  With escapes, the key ends (a quote, blanks, a colon: at least one per key written)
+    are compared with the keys ``value`` holds.
+    """
+    stop = len(text) if end is None else end
+    if isinstance(text, str):
+        quote, backslash, escape, key_end = '"', "\\", "\\u", _KEY_END_TEXT
+    else:
+        quote, backslash, escape, key_end = b'"', b"\\", b"\\u", _KEY_END  # type: ignore[assignment]
+    quotes = text.count(quote, start, stop)  # type: ignore[arg-type]
+    if quotes == 0:
+        return False
+    if text.find(backslash, start, stop) == -1 or text.find(escape, start, stop) == -1:  # type: ignore[arg-type]
+        try:
+            return quotes != orjson.dumps(value).count(b'"')
+        except TypeError:  # an integer beyond 64 bits (orjson writes none): count the keys
+            pass
+    return len(key_end.findall(text, start, stop)) != _key_count(value)  # type: ignore[arg-type]
 
 
 class _DuplicateKey(ValueError):
@@ -354,22 +386,30 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def _refuse_duplicate_keys(text: bytes | str, value: Any, field: str) -> None:
-    """Refuse a key written twice in one object (orjson, like ``json``, keeps the last).  When
-    the text holds no more key ends than ``value`` holds keys (the rule, and cheap to see) no key
-    was written twice; otherwise the text is read again, looking."""
-    raw = text.encode("utf-8") if isinstance(text, str) else text
-    ends = len(_KEY_END.findall(raw))
-    if ends == 0 or ends == _key_count(value):
-        return
+def duplicate_key(text: bytes | str, value: Any) -> Problem | None:
+    """A key written twice in one object of the JSON text ``text`` (which decoded to ``value``:
+    orjson, like ``json``, keeps the last), or ``None``: cheap unless the text holds more key
+    ends than ``value`` holds keys, when it is read again, looking."""
+    if not may_repeat_keys(text, value):
+        return None
     try:
-        json.loads(raw, object_pairs_hook=_no_duplicates)
+        json.loads(text, object_pairs_hook=_no_duplicates)
     except _DuplicateKey as dup:
-        where = _holder_of(value, dup.key)
-        message = f"the key {preview(dup.key)} is given more than once in one object"
-        raise Problem(where, message).refusal(field) from None
+        return Problem(_holder_of(value, dup.key), duplicate_key_message(dup.key))
     except (ValueError, RecursionError):
-        return
+        return None
+    return None
+
+
+def duplicate_key_message(key: str) -> str:
+    return f"the key {preview(key)} is given more than once in one object"
+
+
+def _refuse_duplicate_keys(text: bytes | str, value: Any, field: str) -> None:
+    """Refuse a key written twice in one object (see :func:`duplicate_key`)."""
+    found = duplicate_key(text, value)
+    if found is not None:
+        raise found.refusal(field)
 
 
 def _holder_of(value: Any, key: str) -> str:
@@ -380,8 +420,8 @@ def _holder_of(value: Any, key: str) -> str:
         node, path = stack.pop()
         if type(node) is dict:
             if key in node:
-                return path + _key_path(key)
-            stack.extend((v, path + _key_path(k)) for k, v in reversed(node.items()))
+                return path + key_path(key)
+            stack.extend((v, path + key_path(k)) for k, v in reversed(node.items()))
         elif type(node) is list:
             stack.extend((v, f"{path}[{i}]") for i, v in reversed(list(enumerate(node))))
     return ""

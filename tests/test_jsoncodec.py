@@ -215,3 +215,33 @@ def test_parse_object_leaving_refuses_what_is_not_one_json_object(body: bytes) -
     with pytest.raises(jsoncodec.NotJson, match=r"^request body is (not JSON|not UTF-8|nested)") as exc:
         jsoncodec.parse_object_leaving(body, MANIFEST, at=AT)
     assert exc.value.details[0].field == "body"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"a": 1, "a": 2}',
+        '{"a": 1, "a" : 2}',
+        '{"a": {"b": [1, {"c": 1, "c": 1}]}}',
+        '{"q": "\\u0022:", "a": 1, "\\u0061": 2}',  # an escaped quote in a string, the key escaped
+        '{"q": "x\\": ", "a": 1, "a": "\\"\\": "}',  # quotes and key ends inside strings
+        '{"a\\"": 1, "a\\"": 2}',
+        '{"n": 123456789012345678901234567890, "a": 1, "a": 2}',  # beyond what orjson writes
+    ],
+)
+def test_a_key_given_twice_is_seen_however_the_text_spells_it(text: str) -> None:
+    value = json.loads(text)
+    assert jsoncodec.may_repeat_keys(text, value) and jsoncodec.may_repeat_keys(text.encode(), value)
+    found = jsoncodec.duplicate_key(text, value)
+    assert found is not None and found.message.endswith("is given more than once in one object")
+
+
+@pytest.mark.parametrize(
+    "text",
+    ['{"a": 1, "b": 2}', '{"a": "\\": x", "b": {"c": ["\\"", "d\\" : "]}}', '{"\\u0061": 1, "b": "\\u0022:"}', "[]",
+     '"x"', '{"k\\\\": "v"}'],
+)
+def test_no_key_given_twice_is_said_so(text: str) -> None:
+    value = json.loads(text)
+    assert jsoncodec.duplicate_key(text, value) is None
+    assert not jsoncodec.may_repeat_keys(text, value) or "\\u" in text  # escapes: a closer look, still none

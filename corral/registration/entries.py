@@ -50,6 +50,7 @@ from decimal import Decimal
 from typing import Any, Literal
 from urllib.parse import unquote, urlsplit
 
+from corral import jsoncodec
 from corral.errors import InvalidInput
 from corral.jsoncodec import int_summary
 
@@ -279,7 +280,8 @@ def check_title(
     if value is not None and not isinstance(value, str):
         problems.append(f"{name} must be a string, got {describe(value)}")
         return None
-    if value is None or not value.strip():
+    title = value.strip() if isinstance(value, str) else ""  # as every item name and CSV cell is
+    if not title:
         if required is not None:
             problems.append(f"{name} is required for {required} (a non-empty string)")
             return None
@@ -296,14 +298,14 @@ def check_title(
             )
             return None
         return derived
-    if len(value) > MAX_TITLE_CHARS:
-        problems.append(f"{name} is {len(value)} characters long, more than the {MAX_TITLE_CHARS} allowed")
+    if len(title) > MAX_TITLE_CHARS:
+        problems.append(f"{name} is {len(title)} characters long, more than the {MAX_TITLE_CHARS} allowed")
         return None
-    bad = None if value.isprintable() else _CONTROL.search(value)  # (see check_url)
+    bad = None if title.isprintable() else _CONTROL.search(title)  # (see check_url)
     if bad:
         problems.append(f"{name} must not contain control characters (found {_char_name(bad.group())})")
         return None
-    return value
+    return title
 
 
 def _no_constants(name: str) -> Any:
@@ -334,6 +336,12 @@ def check_client_metadata(value: Any, name: str, problems: list[str]) -> dict[st
             return {}
         if not isinstance(parsed, dict):
             problems.append(f"{name} must hold a JSON object, got {describe(parsed)}")
+            return {}
+        # No key twice, as in every JSON text corral reads (the rest of the rules for stored
+        # metadata are applied to every entry's metadata, whatever its form: ``manifest``).
+        found = jsoncodec.duplicate_key(value, parsed)
+        if found is not None:
+            problems.append(f"{found.at(name)}: {found.message}")
             return {}
         return parsed
     problems.append(f"{name} must be an object (or a JSON string holding one), got {describe(value)}")

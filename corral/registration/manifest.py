@@ -196,9 +196,9 @@ def _skip(text: str, pos: int) -> int:
 def iter_entries(path: Path, fmt: Format) -> Iterator[Entry | EntryError]:
     """Stream the manifest's entries in file order (see the module docstring for the contract)."""
     if fmt == "json":
-        return _storable(manifest_json.iter_entries(path))
+        return _storable(manifest_json.iter_entries(path), "clientMetadata")
     if fmt == "csv":
-        return _storable(manifest_csv.iter_entries(path))
+        return _storable(manifest_csv.iter_entries(path), "ClientMetadata", in_column=True)
     raise ValueError(f"unknown manifest format {fmt!r}")
 
 
@@ -220,8 +220,12 @@ def _may_hold_nul(value: Any) -> bool:
         return "\\u0000" in json.dumps(value)
 
 
-def _storable(items: Iterator[Entry | EntryError]) -> Iterator[Entry | EntryError]:
-    """PostgreSQL can store no NUL character in text or JSON: such an entry is an error, for both formats."""
+def _storable(
+    items: Iterator[Entry | EntryError], field: str = "clientMetadata", *, in_column: bool = False
+) -> Iterator[Entry | EntryError]:
+    """PostgreSQL can store no NUL character in text or JSON: such an entry is an error, for both
+    formats.  ``field`` names the metadata in a refusal; ``in_column``: a CSV's, named as the column
+    at fault (``line 2, column ClientMetadata``), as the CSV reader names every cell's problem."""
     for item in items:
         if not isinstance(item, Entry):
             yield item
@@ -230,9 +234,9 @@ def _storable(items: Iterator[Entry | EntryError]) -> Iterator[Entry | EntryErro
         # them is refused here, before it is written into a job's payload.
         unstorable = jsoncodec.problem(item.client_metadata, jsoncodec.METADATA)
         if unstorable is not None:
-            where = unstorable.at("clientMetadata")
-            yield EntryError(item.seq, item.where, f"{where}: {unstorable.message}",
-                             item.urls[0] if item.urls else None)
+            where = unstorable.at(field)
+            yield EntryError(item.seq, f"{item.where}, column {field}" if in_column else item.where,
+                             f"{where}: {unstorable.message}", item.urls[0] if item.urls else None)
             continue
         # (The metadata holds none now: ``problem`` refuses a NUL in any key or string; so it is
         # not serialised a second time to look.)

@@ -22,10 +22,12 @@ Header rules (the first non-blank line is the header; names are matched ignoring
   frames take ``Width``, ``Height``, ``FileSize``, ``MimeType``).
 
 Unknown or repeated columns, or a group column without its partner, make the file unreadable.
-Blank lines (also lines of empty cells) are skipped.  A UTF-8 BOM is ignored; invalid UTF-8
-is reported with its line and column.  Quoting is ``csv``'s default dialect in strict mode, so
-a malformed quoted cell makes the file unreadable (with its line).  URL cells are taken as
-written (not stripped): Object URLs cannot contain whitespace.  Other cells are stripped.
+Blank lines (also lines of empty cells) are skipped.  Lines end with ``\\n``, ``\\r\\n`` or a lone
+``\\r``.  A UTF-8 BOM is ignored; invalid UTF-8 is reported with its line and column.  Quoting
+is ``csv``'s default dialect in strict mode, so a malformed quoted cell makes the file
+unreadable (with its line; a quoted cell never closed, with the line where it opens).  URL
+cells are taken as written (not stripped): Object URLs cannot contain whitespace.  Other cells
+are stripped.
 """
 
 from __future__ import annotations
@@ -56,6 +58,7 @@ from corral.registration.entries import (
 )
 
 MAX_LINE_BYTES = 8 << 20
+_CHUNK = 1 << 16  # at most MAX_LINE_BYTES
 
 
 @dataclass(frozen=True)
@@ -166,24 +169,45 @@ def file_type(url: str) -> str | None:
 # -- lines ------------------------------------------------------------------------------------
 
 
+def _physical_lines(f: IO[bytes]) -> Iterator[bytes]:
+    """The lines as written, each with its ending: ``\\n``, ``\\r\\n`` or a lone ``\\r`` (as
+    classic Mac OS and some spreadsheet exports end lines), as ``csv`` reads a file opened with
+    ``newline=""``.  A line longer than ``MAX_LINE_BYTES`` is refused."""
+    lineno = 0
+    rest = b""
+    while chunk := f.read(_CHUNK):
+        lines = (rest + chunk if rest else chunk).splitlines(keepends=True)  # only \n, \r, \r\n
+        rest = lines.pop()  # perhaps cut short, or a \r whose \n is in the next chunk
+        # Only the first line (which began in an earlier chunk) or the rest can be that long.
+        first_long = bool(lines) and len(lines[0]) > MAX_LINE_BYTES
+        if first_long or len(rest) > MAX_LINE_BYTES:
+            long = 0 if first_long else len(lines)
+            raise ManifestUnreadable(
+                f"line {lineno + long + 1} of the CSV manifest is longer than {MAX_LINE_BYTES >> 20} MiB"
+            )
+        lineno += len(lines)
+        yield from lines
+    if rest:
+        yield rest
+
+
 def decoded_lines(f: IO[bytes]) -> Iterator[str]:
     """Physical lines, decoded strictly (invalid UTF-8 is named by line and column)."""
-    lineno = 0
-    while raw := f.readline(MAX_LINE_BYTES + 1):
-        lineno += 1
-        if len(raw) > MAX_LINE_BYTES:
-            raise ManifestUnreadable(
-                f"line {lineno} of the CSV manifest is longer than {MAX_LINE_BYTES >> 20} MiB"
-            )
+    for lineno, raw in enumerate(_physical_lines(f), 1):
         if lineno == 1 and raw.startswith(BOM):
             raw = raw[3:]
         try:
             yield raw.decode("utf-8")
         except UnicodeDecodeError as exc:
+            if lineno == 1 and raw[:2] in (b"\xff\xfe", b"\xfe\xff"):
+                raise ManifestUnreadable(
+                    "the manifest is UTF-16 text (its first bytes are a UTF-16 byte order mark): "
+                    "save it as UTF-8 (in a spreadsheet, as CSV UTF-8)"
+                ) from None
             column = len(raw[: exc.start].decode("utf-8", "replace")) + 1
             raise ManifestUnreadable(
                 f"the manifest is not valid UTF-8: line {lineno}, column {column} "
-                f"(byte 0x{raw[exc.start]:02x})"
+                f"(byte 0x{raw[exc.start]:02x}); save it as UTF-8"
             ) from None
 
 
@@ -201,8 +225,10 @@ def _records(f: IO[bytes]) -> Iterator[tuple[int, list[str]]]:
             text = str(exc)
             if "field larger than field limit" in text:
                 text = f"a cell is longer than {csv.field_size_limit()} characters"
-            elif "new-line character" in text:
-                text = "a carriage return without a line feed; save the file with \\n or \\r\\n line endings"
+            elif "unexpected end of data" in text:  # the file ends inside a quoted cell
+                line = previous + 1  # where its record starts, not the file's last line
+                text = ("a quoted cell is never closed: the file ends before its closing quote "
+                        "(double a quote inside a quoted cell: \"\")")
             elif "NUL" in text:
                 text = "the line contains a NUL byte"
             raise ManifestUnreadable(f"the CSV manifest cannot be parsed at line {line}: {text}") from None
@@ -243,7 +269,9 @@ def _header(cells: list[str]) -> Header:
         columns.append(column)
     if unknown:
         accepted = [c.canonical for c in _COLUMNS]
-        message = "the CSV header has an " + unknown_keys_message(unknown, accepted, "column")
+        message = "the CSV header has " + ("an " if len(unknown) == 1 else "") + unknown_keys_message(
+            unknown, accepted, "column"
+        )
         if any(";" in u or "\t" in u for u in unknown):
             message += " (columns must be separated by commas)"
         elif any("://" in u or u.startswith("/") for u in unknown):
@@ -261,7 +289,8 @@ def _header(cells: list[str]) -> Header:
                 else (_GROUP_TITLE[kind], _GROUP_URL[kind])
             )
             raise ManifestUnreadable(
-                f"the CSV header has a {has} column but no {needs} column; {_GROUP_NAME[kind]} rows need both"
+                f"the CSV header has {'an' if has[0] in 'AEIOU' else 'a'} {has} column but no {needs} "
+                f"column; {_GROUP_NAME[kind]} rows need both"
             )
     if "CreateVideo" in seen and "ImageGroupUrl" not in seen:
         raise ManifestUnreadable("the CSV header has a CreateVideo column but no ImageGroupUrl column")

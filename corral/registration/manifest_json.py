@@ -41,6 +41,7 @@ from typing import Any
 import ijson  # type: ignore[import-untyped]
 import orjson
 
+from corral import jsoncodec
 from corral.registration.entries import (
     BOM,
     MAX_DEPTH,
@@ -282,11 +283,14 @@ def _build_map(it: Events) -> tuple[dict[str, Any] | None, str | None]:
     key: Any = None
     size = 2
     overflow: Any = None
+    repeated: str | None = None  # where the first key given twice in one object is
     limit, decimal, infinities = MAX_ENTRY_BYTES, Decimal, (float("inf"), float("-inf"))
     for ev, val in it:
         if ev == "map_key":
             key = val
             size += len(val) + 4
+            if repeated is None and key in cur:
+                repeated = _repeated_key(root, cur, key)
             continue
         if ev == "string":
             size += len(val) + 3
@@ -312,6 +316,8 @@ def _build_map(it: Events) -> tuple[dict[str, Any] | None, str | None]:
             continue
         elif ev == "end_map" or ev == "end_array":
             if not stack:
+                if repeated is not None:
+                    return root, repeated
                 if overflow is not None:
                     return root, f"the number {overflow} is too large (it does not fit a double)"
                 return root, None
@@ -329,6 +335,27 @@ def _build_map(it: Events) -> tuple[dict[str, Any] | None, str | None]:
                 _skip(it, "start_map")
             return None, f"the entry is larger than {MAX_ENTRY_BYTES >> 20} MiB"
     raise AssertionError("unreachable: the parser ends every object")  # pragma: no cover
+
+
+def _repeated_key(root: dict[str, Any], holder: dict[str, Any], key: str) -> str:
+    """The problem of an entry that gives ``key`` twice in ``holder``, one of its objects: refused,
+    as in every JSON body corral reads (a reader keeps one of the two, not every reader the same)."""
+    where = jsoncodec.Problem(_path_to(root, holder) + jsoncodec.key_path(key), "").at("")
+    return f"{where}: {jsoncodec.duplicate_key_message(key)}"
+
+
+def _path_to(node: Any, target: dict[str, Any]) -> str:
+    """The path (``.clientMetadata.a[2]``) from an entry ``node`` to ``target``, one of its objects."""
+    stack: list[tuple[Any, str]] = [(node, "")]
+    while stack:
+        at, path = stack.pop()
+        if at is target:
+            return path
+        if type(at) is dict:
+            stack.extend((v, f"{path}.{k}") for k, v in at.items() if type(v) in (dict, list))
+        elif type(at) is list:
+            stack.extend((v, f"{path}[{i}]") for i, v in enumerate(at) if type(v) in (dict, list))
+    return ""
 
 
 # -- sections ---------------------------------------------------------------------------------
@@ -883,6 +910,8 @@ class _FastReader:
             self.buf.count("{", start, end) + self.buf.count("[", start, end) >= MAX_DEPTH
         ):
             raise _Unusual  # near a limit: the event parser measures the entry as it always has
+        if jsoncodec.may_repeat_keys(self.buf, obj, start, end):
+            raise _Unusual  # perhaps a key given twice: the event parser names it
         if self.buf.find("\\u", start, end) != -1:
             try:
                 orjson.dumps(obj, option=orjson.OPT_NON_STR_KEYS)
@@ -934,6 +963,8 @@ class _FastReader:
                 run = orjson.loads(data)
             except orjson.JSONDecodeError:
                 pass
+            if run is not None and jsoncodec.may_repeat_keys(data, run):
+                run = None  # perhaps a key given twice: the per-entry path looks
         # Each piece is one entry less its "{" and "}" when orjson found as many entries (else a
         # boundary-like text inside an entry split it): then the count of brackets ``_value``
         # screens bounds each entry's nesting; else, or past it, the decoded entries are measured.

@@ -118,6 +118,6 @@ def failed_csv_rows(manifest: Path, failed_seqs: set[int], target: Path) -> tupl
                 continue
             i = bisect.bisect_right(starts, line) - 1
             if i >= 0 and spans[i][0] <= line <= spans[i][1] and any(c.strip() for c in cells):
-                out.writelines(physical if physical[-1].endswith("\n") else [*physical, "\n"])
+                out.writelines(physical if physical[-1].endswith(("\n", "\r")) else [*physical, "\n"])
                 rows += 1
     return len(spans), rows

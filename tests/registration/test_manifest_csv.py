@@ -124,8 +124,12 @@ def test_every_single_file_type_in_one_file(tmp_path: Path) -> None:
          "Height, ImageGroupTitle, ImageGroupUrl, ImageUrl, MimeType, NiftiUrl, NumChannels, NumPages, "
          "ObjectUrl, PdfUrl, SampleRate, TextUrl, Title, VideoUrl, Width"),
         ("ImageUrl,Image URL\n", "the CSV header names the ImageUrl column twice ('ImageUrl' and 'Image URL')"),
-        ("ImageGroupUrl\n", "the CSV header has a ImageGroupUrl column but no ImageGroupTitle column; image group "
-                            "rows need both"),
+        ("ImageGroupUrl\n", "the CSV header has an ImageGroupUrl column but no ImageGroupTitle column; image "
+                            "group rows need both"),
+        ("ImageUrl,Camera,Lens\n", "the CSV header has unknown columns 'Camera', 'Lens', accepted columns: "
+         "AudioUrl, BitDepth, ClientMetadata, Codec, CreateVideo, DicomSeriesTitle, DicomUrl, Duration, FileSize, "
+         "Fps, Height, ImageGroupTitle, ImageGroupUrl, ImageUrl, MimeType, NiftiUrl, NumChannels, NumPages, "
+         "ObjectUrl, PdfUrl, SampleRate, TextUrl, Title, VideoUrl, Width"),
         ("ImageUrl,DicomSeriesTitle\n", "the CSV header has a DicomSeriesTitle column but no DicomUrl column; "
                                         "DICOM series rows need both"),
         ("VideoUrl,CreateVideo\n", "the CSV header has a CreateVideo column but no ImageGroupUrl column"),
@@ -249,6 +253,20 @@ def test_client_metadata_cell(tmp_path: Path) -> None:
     ]
 
 
+def test_client_metadata_cell_problems_name_the_line_and_the_column(tmp_path: Path) -> None:
+    """A key given twice in the cell's JSON is refused, as in a JSON manifest (it was read as the
+    last one), and so is metadata corral cannot store: each named by its line and column."""
+    results = parse(tmp_path, 'ImageUrl,ClientMetadata\ns3://b/a.jpg,"{""t"": 1, ""t"": 2}"\n'
+                              's3://b/b.jpg,"{""n"": 1' + "0" * 30 + '}"\n'
+                              's3://b/c.jpg,"{""t"": 1, ""u"": {""t"": 2}}"\n')
+    assert brief(results) == [
+        (0, "line 2, column ClientMetadata", "ClientMetadata.t: the key 't' is given more than once in one object"),
+        (1, "line 3, column ClientMetadata", "ClientMetadata.n: an integer of about 31 digits is outside the "
+                                             "64-bit range (-2**63 to 2**63-1)"),
+        (2, "line 4", "image", ("s3://b/c.jpg",), "c.jpg"),
+    ]
+
+
 # -- groups -----------------------------------------------------------------------------------
 
 
@@ -334,10 +352,10 @@ def test_bom_is_ignored(tmp_path: Path) -> None:
 
 def test_invalid_utf8_names_the_line_after_yielding_the_rows_before(tmp_path: Path) -> None:
     message, seen = unreadable(tmp_path, b"ImageUrl,Title\ns3://b/a.jpg,ok\ns3://b/b.jpg,caf\xe9\ns3://b/c.jpg,\n")
-    assert message == "the manifest is not valid UTF-8: line 3, column 17 (byte 0xe9)"
+    assert message == "the manifest is not valid UTF-8: line 3, column 17 (byte 0xe9); save it as UTF-8"
     assert [r.urls for r in seen] == [("s3://b/a.jpg",)]
     message, _ = unreadable(tmp_path, b"ImageUrl,Title\n\"s3://b/\xc3\xa9\xc3\xa9\xff\"\n")
-    assert message == "the manifest is not valid UTF-8: line 2, column 11 (byte 0xff)"
+    assert message == "the manifest is not valid UTF-8: line 2, column 11 (byte 0xff); save it as UTF-8"
 
 
 @pytest.mark.parametrize(
@@ -345,8 +363,13 @@ def test_invalid_utf8_names_the_line_after_yielding_the_rows_before(tmp_path: Pa
     [
         ('ImageUrl,Title\ns3://b/a.jpg,"bad"x\n', "the CSV manifest cannot be parsed at line 2: ',' expected "
                                                   "after '\"'"),
-        ('ImageUrl,Title\ns3://b/a.jpg,"never closed\n\n', "the CSV manifest cannot be parsed at line 3: "
-                                                          "unexpected end of data"),
+        # Named by the line where the quoted cell opens, not the file's last line (it swallows the rest).
+        ('ImageUrl,Title\ns3://b/a.jpg,"never closed\n\ns3://b/b.jpg,B\ns3://b/c.jpg,C\n',
+         "the CSV manifest cannot be parsed at line 2: a quoted cell is never closed: the file ends before its "
+         'closing quote (double a quote inside a quoted cell: "")'),
+        ('ImageUrl,Title\n\ns3://b/a.jpg,A\n\ns3://b/b.jpg,"B\ns3://b/c.jpg,C\n',
+         "the CSV manifest cannot be parsed at line 5: a quoted cell is never closed: the file ends before its "
+         'closing quote (double a quote inside a quoted cell: "")'),
         ('ImageUrl,Title\ns3://b/a.jpg,"' + "x" * 140_000 + '"\n', "the CSV manifest cannot be parsed at line 2: "
                                                                    "a cell is longer than 131072 characters"),
     ],
@@ -363,10 +386,46 @@ def test_nul_bytes_are_control_characters(tmp_path: Path) -> None:
     ]
 
 
-def test_carriage_returns_alone_are_not_line_ends(tmp_path: Path) -> None:
-    message, _ = unreadable(tmp_path, b"ImageUrl,Title\rs3://b/a.jpg,x\r")
-    assert message == ("the CSV manifest cannot be parsed at line 1: a carriage return without a line feed; save "
-                       "the file with \\n or \\r\\n line endings")
+def test_a_utf16_file_is_named_so(tmp_path: Path) -> None:
+    """A spreadsheet's "Unicode text" is UTF-16: it was "not valid UTF-8: line 1, column 1 (byte 0xff)"."""
+    for encoding in ("utf-16", "utf-16-be"):
+        data = ("\ufeff" if encoding.endswith("be") else "") + "ImageUrl\ns3://b/a.jpg\n"
+        message, _ = unreadable(tmp_path, data.encode(encoding))
+        assert message == ("the manifest is UTF-16 text (its first bytes are a UTF-16 byte order mark): save it "
+                           "as UTF-8 (in a spreadsheet, as CSV UTF-8)")
+
+
+def test_carriage_returns_alone_end_lines(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Classic Mac OS and some spreadsheet exports end lines with a lone CR: read as ``csv`` reads a
+    file opened with ``newline=""`` (it was refused), with the same line numbers, whatever the
+    endings are mixed with, and wherever a CRLF falls across the reader's chunks."""
+    text = (b"ImageUrl,Title\rs3://b/a.jpg,A\r\rs3://b/b.jpg,\"B,\rb\"\r\ns3://b/c.jpg,C\ns3://b/d.jpg,\"x\"\"y\"\r"
+            b"s3://b/e.jpg,E")
+    expected = [
+        (0, "line 2", "image", ("s3://b/a.jpg",), "A"),
+        (1, "line 4, column Title", "Title must not contain control characters (found a carriage return)"),
+        (2, "line 6", "image", ("s3://b/c.jpg",), "C"),
+        (3, "line 7", "image", ("s3://b/d.jpg",), 'x"y'),
+        (4, "line 8", "image", ("s3://b/e.jpg",), "E"),
+    ]
+    assert brief(parse(tmp_path, text)) == expected
+    from corral.registration import manifest_csv
+
+    for size in range(1, 12):  # every cut of the chunks, a CRLF's two bytes in two of them included
+        monkeypatch.setattr(manifest_csv, "_CHUNK", size)
+        assert brief(parse(tmp_path, text)) == expected
+    crlf = text.replace(b"\r", b"\n").replace(b"\n\n", b"\r\n")
+    assert [b[0] for b in brief(parse(tmp_path, crlf))] == [0, 1, 2, 3, 4]
+
+
+def test_a_line_too_long_is_named_with_either_ending(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from corral.registration import manifest_csv
+
+    monkeypatch.setattr(manifest_csv, "MAX_LINE_BYTES", 40)
+    monkeypatch.setattr(manifest_csv, "_CHUNK", 16)
+    for end in (b"\n", b"\r", b"\r\n"):
+        message, _ = unreadable(tmp_path, end.join([b"ImageUrl", b"s3://b/a.jpg", b"s3://b/" + b"x" * 60, b""]))
+        assert message == "line 3 of the CSV manifest is longer than 0 MiB"
 
 
 def test_a_quote_inside_an_unquoted_cell_is_literal(tmp_path: Path) -> None:

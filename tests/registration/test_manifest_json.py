@@ -207,6 +207,22 @@ def test_title_limits(tmp_path: Path) -> None:
     assert e.message == "title must be a string, got 5"
 
 
+def test_titles_are_stripped_as_every_item_name_is(tmp_path: Path) -> None:
+    """A title is stripped, as a CSV cell is and as renaming an item strips its name: the same
+    entry gives the same item from JSON and CSV (JSON kept the blanks)."""
+    assert entry(tmp_path, {"images": [{"objectUrl": "s3://b/a.jpg", "title": "  Cat 1\t"}]}).title == "Cat 1"
+    assert entry(tmp_path, {"images": [{"objectUrl": "s3://b/a.jpg", "title": " " + "t" * 300 + " "}]}).title == (
+        "t" * 300
+    )
+    assert entry(tmp_path, {"images": [{"objectUrl": "s3://b/a.jpg", "title": "   "}]}).title == "a.jpg"
+    group = entry(tmp_path, {"image_groups": [{"title": " walk ", "objectUrl_0": "s3://b/0.jpg"}]})
+    assert group.title == "walk"
+    typed = entry(tmp_path, {"imageGroups": [{"title": " walk ", "images": [{"url": "s3://b/0.jpg", "title": " f "}]}]})
+    assert (typed.title, typed.frame_info) == ("walk", ({"title": "f"},))
+    e = error(tmp_path, {"image_groups": [{"title": "  ", "objectUrl_0": "s3://b/0.jpg"}]})
+    assert e.message == "title is required for image groups (a non-empty string)"
+
+
 # -- object URLs ------------------------------------------------------------------------------
 
 
@@ -685,6 +701,50 @@ def test_nul_in_metadata_is_an_entry_error_but_the_text_backslash_u0000_is_not(t
                                         "title": literal}]}).client_metadata == {"path": literal}
     big = {"n": 2**70}  # beyond 64 bits: refused like every stored value (corral.jsoncodec)
     assert "outside the 64-bit range" in error(tmp_path, {"images": [{"objectUrl": "s3://b/a.jpg", "clientMetadata": big}]}).message
+
+
+@pytest.mark.parametrize(
+    ("entry_text", "message"),
+    [
+        ('{"objectUrl": "s3://b/a.jpg", "objectUrl": "s3://b/b.jpg"}',
+         "objectUrl: the key 'objectUrl' is given more than once in one object"),
+        ('{"objectUrl": "s3://b/a.jpg", "title": "A", "title" : "B"}',
+         "title: the key 'title' is given more than once in one object"),
+        ('{"objectUrl": "s3://b/a.jpg", "clientMetadata": {"t": 1, "t": 2}}',
+         "clientMetadata.t: the key 't' is given more than once in one object"),
+        ('{"objectUrl": "s3://b/a.jpg", "clientMetadata": {"a": [{"x": {"t": 1, "t": 1}}]}}',
+         "clientMetadata.a[0].x.t: the key 't' is given more than once in one object"),
+        ('{"objectUrl": "s3://b/a.jpg", "clientMetadata": "{\\"t\\": 1, \\"t\\": 2}"}',
+         "clientMetadata.t: the key 't' is given more than once in one object"),
+        ('{"objectUrl": "s3://b/a.jpg", "imageMetadata": {"width": 1, "height": 2, "width": 3}}',
+         "imageMetadata.width: the key 'width' is given more than once in one object"),
+        # an escape spelling a quote does not hide the key given again
+        ('{"objectUrl": "s3://b/a.jpg", "clientMetadata": {"q": "\\u0022:", "t": 1, "\\u0074": 2}}',
+         "clientMetadata.t: the key 't' is given more than once in one object"),
+    ],
+)
+def test_a_key_given_twice_in_an_entry_is_its_error(tmp_path: Path, entry_text: str, message: str) -> None:
+    """One JSON rule for every text corral reads: a key given twice in one object is refused (a
+    manifest kept the last: an entry naming two URLs registered the second).  Only that entry
+    fails, in a run of entries read together or alone, and the entries around it are kept."""
+    good = '{"objectUrl": "s3://b/%d.jpg", "title": "t\\": %d", "clientMetadata": {"s": "\\"x\\" : y"}}'
+    for before in (0, 1, 2000):
+        entries = [good % (i, i) for i in range(before)] + [entry_text] + [good % (i, i) for i in range(3)]
+        results = parse(tmp_path, '{"images": [' + ", ".join(entries) + "]}")
+        assert [r.seq for r in results] == list(range(before + 4))
+        bad = [(r.seq, r.where, r.message) for r in results if isinstance(r, EntryError)]
+        assert bad == [(before, f"images[{before}]", message)]
+        assert results[-1].title == 't": 2'  # type: ignore[union-attr]
+    typed = parse(tmp_path, '{"dataItems": {"images": [' + entry_text + "]}}")
+    assert [(r.where, r.message) for r in typed] == [("dataItems.images[0]", message)]  # type: ignore[union-attr]
+
+
+def test_a_key_given_twice_in_a_group_is_its_error(tmp_path: Path) -> None:
+    e = error(tmp_path, '{"image_groups": [{"title": "g", "objectUrl_0": "s3://b/0.jpg", "objectUrl_0": '
+                        '"s3://b/1.jpg"}]}')
+    assert e.message == "objectUrl_0: the key 'objectUrl_0' is given more than once in one object"
+    e = error(tmp_path, '{"imageGroups": [{"images": [{"url": "s3://b/0.jpg", "url": "s3://b/1.jpg"}]}]}')
+    assert e.message == "images[0].url: the key 'url' is given more than once in one object"
 
 
 def test_new_entry_is_the_dataclass_built_as_usual() -> None:
