@@ -437,3 +437,39 @@ def test_the_catalog_follows_a_schema_change_at_once(db, make_user) -> None:  # 
     save_schema(db, who, {"keys": {"a": {"type": "number"}, "b": {"type": "number"}}})
     with db.read() as s:
         assert query.count(s, who, {"key": "b", "op": "exists"}) == 0
+
+
+@pytest.mark.parametrize("snapshot_mb", [1024, 0], ids=["columns", "sql"])
+def test_a_histogram_wider_than_the_float_range_is_finite_and_exact(  # type: ignore[no-untyped-def]
+    db, make_user, request, snapshot_mb
+) -> None:
+    """Values from -1e308 to 1.5e308 (a sentinel like ``-sys.float_info.max`` for "unknown" is
+    common): their range is past the largest float, so the width was infinite, every bound after
+    the first null (NaN and inf) in the JSON, and the values' buckets NaN, counted in bucket 0 (the
+    columns), or a PostgreSQL "value out of range" (SQL)."""
+    from fractions import Fraction
+
+    from corral.db import create_database
+
+    who = principal(db, make_user("ix@x.io").user_id)
+    save_schema(db, who, {"keys": {"score": {"type": "number"}}})
+    values = [-1e308, -5e307, 0.0, 1.0, 1e308, 1.5e308, 1.5e308]
+    add_items(db, who, "data", [{"score": v} for v in values])
+    engine = db if snapshot_mb else create_database(
+        request.getfixturevalue("settings").model_copy(update={"index_snapshot_mb": 0}))
+    try:
+        with engine.read() as s:
+            (got,) = query.facets(s, who, None, ["score"], buckets=4)
+    finally:
+        if engine is not db:
+            engine.dispose()
+    lo, hi = Fraction(-1e308), Fraction(1.5e308)
+    want = [0] * 4
+    for v in values:
+        want[min(3, int((Fraction(v) - lo) / ((hi - lo) / 4)))] += 1
+    assert [b["count"] for b in got["buckets"]] == want == [2, 2, 0, 3]
+    bounds = [b["from"] for b in got["buckets"]] + [got["buckets"][-1]["to"]]
+    assert bounds[0] == -1e308 and bounds[-1] == 1.5e308
+    assert all(isinstance(x, float) and x == x and abs(x) < float("inf") for x in bounds)
+    assert bounds == sorted(bounds)
+    assert [b / 1e306 for b in bounds] == pytest.approx([-100, -37.5, 25, 87.5, 150])
