@@ -203,6 +203,9 @@ def test_facets_match_counts(world) -> None:  # type: ignore[no-untyped-def]
     ({"field": "colour", "op": "eq", "value": "red"}, "filter.field"),
     ({"and": []}, "filter.and"),
     ({"key": "notes", "op": "match", "value": "  !! "}, "filter.value"),
+    # an item type that is not one was an empty result, never an error
+    ({"field": "type", "op": "eq", "value": "images"}, "filter.value"),
+    ({"not": {"field": "type", "op": "in", "value": ["image", "IMAGE"]}}, "filter.not.value[1]"),
 ])
 def test_bad_filters_are_400_naming_where(world, tree, field) -> None:  # type: ignore[no-untyped-def]
     db, who, _ = world

@@ -210,7 +210,8 @@ class _Parser:
 
     def integer(self) -> int:
         t = self.tok
-        if t.kind != "word" or not t.text.isdigit():
+        # ASCII digits: str.isdigit() also holds for '²' and other digits int() refuses (a 500)
+        if t.kind != "word" or not (t.text.isascii() and t.text.isdigit()):
             raise _error(t.pos, "a grid coordinate (an integer from 0 to 65535)", t.describe())
         self.i += 1
         return int(t.text)
