@@ -476,3 +476,30 @@ def test_a_histogram_wider_than_the_float_range_is_finite_and_exact(  # type: ig
     assert all(isinstance(x, float) and x == x and abs(x) < float("inf") for x in bounds)
     assert bounds == sorted(bounds)
     assert [b / 1e306 for b in bounds] == pytest.approx([-100, -37.5, 25, 87.5, 150])
+
+
+@pytest.mark.parametrize("snapshot_mb", [1024, 0], ids=["columns", "sql"])
+def test_a_value_a_rounding_below_the_greatest_is_in_the_last_bucket(  # type: ignore[no-untyped-def]
+    db, make_user, request, snapshot_mb
+) -> None:
+    """0.3 beside 0.1 + 0.2 (0.30000000000000004) from -1: its offset, (0.3 + 1) / width, rounds
+    to 10.0 of 10 buckets, an eleventh bucket that no range showed: the value was counted in none
+    (the buckets summed to less than the count), and on the SQL path that extra bucket took one
+    of the rows kept per key, so with every bucket filled a real one could be cut."""
+    from corral.db import create_database
+
+    who = principal(db, make_user("ix@x.io").user_id)
+    save_schema(db, who, {"keys": {"score": {"type": "number"}}})
+    values = [-1.0, 0.3, 0.1 + 0.2] + [-1.0 + i * 0.13 for i in range(1, 10)]
+    add_items(db, who, "data", [{"score": v} for v in values])
+    engine = db if snapshot_mb else create_database(
+        request.getfixturevalue("settings").model_copy(update={"index_snapshot_mb": 0}))
+    try:
+        with engine.read() as s:
+            (got,) = query.facets(s, who, None, ["score"], top=1, buckets=10)
+    finally:
+        if engine is not db:
+            engine.dispose()
+    counts = [b["count"] for b in got["buckets"]]
+    assert got["count"] == len(values) == sum(counts)
+    assert counts == [1] * 9 + [3]  # 0.17, 0.3 and 0.30000000000000004 in the last

@@ -1032,7 +1032,9 @@ def _facets(
             num = values.c.num
             offset = (num - lo) / width if scale == 1.0 else (num * scale - lo * scale) / width
             floor = func.floor(offset) if pg else cast(offset, Integer)
-            whens.append((values.c.key_id == key_id, case((values.c.num >= hi, n - 1), else_=floor)))
+            # the last bucket also takes a value just below the greatest whose offset rounds up to n
+            last = or_(values.c.num >= hi, offset >= n)
+            whens.append((values.c.key_id == key_id, case((last, n - 1), else_=floor)))
         bucket = case(*whens, else_=values.c.num)
     counted_keys = [k for k in keys if k not in ranges or k in spread]
     counts: dict[int, list[tuple[Any, Any, int]]] = {k: [] for k in keys}
@@ -1105,7 +1107,7 @@ def _columnar_facets(
                 continue
             scale, width = _bucket_width(lo, hi, n)
             offset = (values - lo) / width if scale == 1.0 else (values * scale - lo * scale) / width
-            buckets = np.where(values >= hi, n - 1, np.floor(offset)).astype(np.int64)
+            buckets = np.where(values >= hi, n - 1, np.minimum(np.floor(offset), n - 1)).astype(np.int64)
             counted = np.bincount(buckets)
             rows = sorted((-int(c), b) for b, c in enumerate(counted.tolist()) if c)[:keep]
             out.append(_histogram(key, span, [(None, float(b), -c) for c, b in rows], n))
