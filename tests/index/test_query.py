@@ -443,7 +443,7 @@ def test_the_catalog_follows_a_schema_change_at_once(db, make_user) -> None:  # 
 
 
 @pytest.mark.parametrize("snapshot_mb", [1024, 0], ids=["columns", "sql"])
-def test_a_histogram_wider_than_the_float_range_is_finite_and_exact(  # type: ignore[no-untyped-def]
+def test_a_histogram_wider_or_narrower_than_floats_go_is_finite_and_exact(  # type: ignore[no-untyped-def]
     db, make_user, request, snapshot_mb
 ) -> None:
     """Values from -1e308 to 1.5e308 (a sentinel like ``-sys.float_info.max`` for "unknown" is
@@ -458,14 +458,20 @@ def test_a_histogram_wider_than_the_float_range_is_finite_and_exact(  # type: ig
     save_schema(db, who, {"keys": {"score": {"type": "number"}}})
     values = [-1e308, -5e307, 0.0, 1.0, 1e308, 1.5e308, 1.5e308]
     add_items(db, who, "data", [{"score": v} for v in values])
+    # and a key whose range is narrower than 10 of the smallest float: its width was 0, so a
+    # division by zero (PostgreSQL: a 500) or NaN buckets
+    save_schema(db, who, {"keys": {"score": {"type": "number"}, "tiny": {"type": "number"}}})
+    add_items(db, who, "data", [{"tiny": v} for v in (0.0, 0.0, 5e-324)])
     engine = db if snapshot_mb else create_database(
         request.getfixturevalue("settings").model_copy(update={"index_snapshot_mb": 0}))
     try:
         with engine.read() as s:
-            (got,) = query.facets(s, who, None, ["score"], buckets=4)
+            (got, tiny) = query.facets(s, who, None, ["score", "tiny"], buckets=4)
     finally:
         if engine is not db:
             engine.dispose()
+    assert [b["count"] for b in tiny["buckets"]] == [2, 0, 0, 1]
+    assert (tiny["buckets"][0]["from"], tiny["buckets"][-1]["to"]) == (0.0, 5e-324)
     lo, hi = Fraction(-1e308), Fraction(1.5e308)
     want = [0] * 4
     for v in values:

@@ -1156,10 +1156,14 @@ def _histogram(
 
 def _bucket_width(lo: float, hi: float, n: int) -> tuple[float, float]:
     """(scale, width): a histogram's ``n`` equal ranges from ``lo`` to ``hi`` are ``width`` wide
-    in values multiplied by ``scale``.  ``scale`` is 1 unless ``hi - lo`` is past the largest
-    float (-1e308 to 1e308): then values are halved first (exactly, as a power of two), so the
-    width and each value's offset stay finite; halving would lose the lowest bit of subnormal
-    values, so it is only done when needed."""
+    in values multiplied by ``scale``, a power of two (exact).  ``scale`` is 1 unless ``hi - lo``
+    is past the largest float (-1e308 to 1e308): then values are halved first, so the width and
+    each value's offset stay finite; or unless the width is below the smallest float (0 to
+    5e-324, in 10 buckets): then values, all that small, are multiplied by 2**600 first, so the
+    width is not 0.  Otherwise values are used as they are (halving loses subnormals' last bit)."""
     if math.isinf(hi - lo):
         return 0.5, (hi * 0.5 - lo * 0.5) / n
+    if (hi - lo) / n == 0.0:
+        scale = 2.0**600
+        return scale, (hi * scale - lo * scale) / n
     return 1.0, (hi - lo) / n
