@@ -120,3 +120,6 @@ def test_the_text_syntax_reads_areas() -> None:
 
     with pytest.raises(errors.ValidationFailed, match="grid coordinate"):
         compile_text("in_map emb box(0, -1, 2, 3)", kinds)
+    for digits in ("²", "١٢"):  # digits to str.isdigit(), not grid integers ('²' was a 500)
+        with pytest.raises(errors.ValidationFailed, match="at position 16: expected a grid coordinate"):
+            compile_text(f"in_map emb box({digits}, 0, 2, 3)", kinds)

@@ -203,6 +203,9 @@ def test_facets_match_counts(world) -> None:  # type: ignore[no-untyped-def]
     ({"field": "colour", "op": "eq", "value": "red"}, "filter.field"),
     ({"and": []}, "filter.and"),
     ({"key": "notes", "op": "match", "value": "  !! "}, "filter.value"),
+    # an item type that is not one was an empty result, never an error
+    ({"field": "type", "op": "eq", "value": "images"}, "filter.value"),
+    ({"not": {"field": "type", "op": "in", "value": ["image", "IMAGE"]}}, "filter.not.value[1]"),
 ])
 def test_bad_filters_are_400_naming_where(world, tree, field) -> None:  # type: ignore[no-untyped-def]
     db, who, _ = world
@@ -437,3 +440,72 @@ def test_the_catalog_follows_a_schema_change_at_once(db, make_user) -> None:  # 
     save_schema(db, who, {"keys": {"a": {"type": "number"}, "b": {"type": "number"}}})
     with db.read() as s:
         assert query.count(s, who, {"key": "b", "op": "exists"}) == 0
+
+
+@pytest.mark.parametrize("snapshot_mb", [1024, 0], ids=["columns", "sql"])
+def test_a_histogram_wider_or_narrower_than_floats_go_is_finite_and_exact(  # type: ignore[no-untyped-def]
+    db, make_user, request, snapshot_mb
+) -> None:
+    """Values from -1e308 to 1.5e308 (a sentinel like ``-sys.float_info.max`` for "unknown" is
+    common): their range is past the largest float, so the width was infinite, every bound after
+    the first null (NaN and inf) in the JSON, and the values' buckets NaN, counted in bucket 0 (the
+    columns), or a PostgreSQL "value out of range" (SQL)."""
+    from fractions import Fraction
+
+    from corral.db import create_database
+
+    who = principal(db, make_user("ix@x.io").user_id)
+    save_schema(db, who, {"keys": {"score": {"type": "number"}}})
+    values = [-1e308, -5e307, 0.0, 1.0, 1e308, 1.5e308, 1.5e308]
+    add_items(db, who, "data", [{"score": v} for v in values])
+    # and a key whose range is narrower than 10 of the smallest float: its width was 0, so a
+    # division by zero (PostgreSQL: a 500) or NaN buckets
+    save_schema(db, who, {"keys": {"score": {"type": "number"}, "tiny": {"type": "number"}}})
+    add_items(db, who, "data", [{"tiny": v} for v in (0.0, 0.0, 5e-324)])
+    engine = db if snapshot_mb else create_database(
+        request.getfixturevalue("settings").model_copy(update={"index_snapshot_mb": 0}))
+    try:
+        with engine.read() as s:
+            (got, tiny) = query.facets(s, who, None, ["score", "tiny"], buckets=4)
+    finally:
+        if engine is not db:
+            engine.dispose()
+    assert [b["count"] for b in tiny["buckets"]] == [2, 0, 0, 1]
+    assert (tiny["buckets"][0]["from"], tiny["buckets"][-1]["to"]) == (0.0, 5e-324)
+    lo, hi = Fraction(-1e308), Fraction(1.5e308)
+    want = [0] * 4
+    for v in values:
+        want[min(3, int((Fraction(v) - lo) / ((hi - lo) / 4)))] += 1
+    assert [b["count"] for b in got["buckets"]] == want == [2, 2, 0, 3]
+    bounds = [b["from"] for b in got["buckets"]] + [got["buckets"][-1]["to"]]
+    assert bounds[0] == -1e308 and bounds[-1] == 1.5e308
+    assert all(isinstance(x, float) and x == x and abs(x) < float("inf") for x in bounds)
+    assert bounds == sorted(bounds)
+    assert [b / 1e306 for b in bounds] == pytest.approx([-100, -37.5, 25, 87.5, 150])
+
+
+@pytest.mark.parametrize("snapshot_mb", [1024, 0], ids=["columns", "sql"])
+def test_a_value_a_rounding_below_the_greatest_is_in_the_last_bucket(  # type: ignore[no-untyped-def]
+    db, make_user, request, snapshot_mb
+) -> None:
+    """0.3 beside 0.1 + 0.2 (0.30000000000000004) from -1: its offset, (0.3 + 1) / width, rounds
+    to 10.0 of 10 buckets, an eleventh bucket that no range showed: the value was counted in none
+    (the buckets summed to less than the count), and on the SQL path that extra bucket took one
+    of the rows kept per key, so with every bucket filled a real one could be cut."""
+    from corral.db import create_database
+
+    who = principal(db, make_user("ix@x.io").user_id)
+    save_schema(db, who, {"keys": {"score": {"type": "number"}}})
+    values = [-1.0, 0.3, 0.1 + 0.2] + [-1.0 + i * 0.13 for i in range(1, 10)]
+    add_items(db, who, "data", [{"score": v} for v in values])
+    engine = db if snapshot_mb else create_database(
+        request.getfixturevalue("settings").model_copy(update={"index_snapshot_mb": 0}))
+    try:
+        with engine.read() as s:
+            (got,) = query.facets(s, who, None, ["score"], top=1, buckets=10)
+    finally:
+        if engine is not db:
+            engine.dispose()
+    counts = [b["count"] for b in got["buckets"]]
+    assert got["count"] == len(values) == sum(counts)
+    assert counts == [1] * 9 + [3]  # 0.17, 0.3 and 0.30000000000000004 in the last

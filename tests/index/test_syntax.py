@@ -71,6 +71,11 @@ def test_syntax(source: str, tree: object) -> None:
     ("a = 1 ! b", 7, "a name, a value or an operator"),
     ("a = 1 ; b", 7, "'and', 'or' or the end"),
     ("in_collection (a b)", 18, "',' or ')'"),
+    # float() reads these, so they were numbers: a typo '1_5' was 15
+    ("score > 1_5", 9, "a number for 'score'"),
+    ("score = \u0661\u0662", 9, "a number for 'score'"),
+    ("@size < 0x10", 9, "a number for 'size'"),
+    ("score < infinity", 9, "a number for 'score'"),
 ])
 def test_errors_name_the_position_and_what_was_expected(source: str, position: int, expected: str) -> None:
     with pytest.raises(errors.ValidationFailed) as caught:

@@ -199,6 +199,11 @@ def _scalar(kind: str, key: Key | None, raw: Any, where: str) -> Any:
     if kind in ("type", "folder", "dataset", "collection", "feature"):
         if not isinstance(raw, str) or not raw:
             raise _bad(where, f"expected a non-empty string, got {raw!r}")
+        if kind == "type":
+            from corral.core.items import ITEM_TYPES  # not at the top: items imports the index
+
+            if raw not in ITEM_TYPES:  # an unknown type (a typo, 'IMAGE') was an empty result
+                raise _bad(where, f"expected an item type ({', '.join(ITEM_TYPES)}), got {raw!r}")
         return raw
     if key is None:  # title
         if not isinstance(raw, str) or len(raw) > MAX_STRING:

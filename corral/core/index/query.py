@@ -1028,10 +1028,13 @@ def _facets(
     if spread:
         whens = []
         for key_id, (lo, hi, _) in spread.items():
-            width = (hi - lo) / n
-            offset = (values.c.num - lo) / width
+            scale, width = _bucket_width(lo, hi, n)
+            num = values.c.num
+            offset = (num - lo) / width if scale == 1.0 else (num * scale - lo * scale) / width
             floor = func.floor(offset) if pg else cast(offset, Integer)
-            whens.append((values.c.key_id == key_id, case((values.c.num >= hi, n - 1), else_=floor)))
+            # the last bucket also takes a value just below the greatest whose offset rounds up to n
+            last = or_(values.c.num >= hi, offset >= n)
+            whens.append((values.c.key_id == key_id, case((last, n - 1), else_=floor)))
         bucket = case(*whens, else_=values.c.num)
     counted_keys = [k for k in keys if k not in ranges or k in spread]
     counts: dict[int, list[tuple[Any, Any, int]]] = {k: [] for k in keys}
@@ -1102,8 +1105,9 @@ def _columnar_facets(
             if hi == lo:
                 out.append(_histogram(key, span, [], n))
                 continue
-            width = (hi - lo) / n
-            buckets = np.where(values >= hi, n - 1, np.floor((values - lo) / width)).astype(np.int64)
+            scale, width = _bucket_width(lo, hi, n)
+            offset = (values - lo) / width if scale == 1.0 else (values * scale - lo * scale) / width
+            buckets = np.where(values >= hi, n - 1, np.minimum(np.floor(offset), n - 1)).astype(np.int64)
             counted = np.bincount(buckets)
             rows = sorted((-int(c), b) for b, c in enumerate(counted.tolist()) if c)[:keep]
             out.append(_histogram(key, span, [(None, float(b), -c) for c, b in rows], n))
@@ -1137,10 +1141,29 @@ def _histogram(
     if hi == lo:
         result["buckets"].append({"from": show(lo), "to": show(hi), "count": int(total)})
         return result
-    width = (hi - lo) / n
+    scale, width = _bucket_width(lo, hi, n)
     counts = {int(b): c for _, b, c in counted}
+
+    def bound(b: int) -> float:
+        return lo + b * width if scale == 1.0 else min(hi, (lo * scale + b * width) / scale)
+
     for b in range(n):
-        end = hi if b == n - 1 else lo + (b + 1) * width
-        shown = {"from": show(lo + b * width), "to": show(end), "count": int(counts.get(b, 0))}
+        end = hi if b == n - 1 else bound(b + 1)
+        shown = {"from": show(bound(b)), "to": show(end), "count": int(counts.get(b, 0))}
         result["buckets"].append(shown)
     return result
+
+
+def _bucket_width(lo: float, hi: float, n: int) -> tuple[float, float]:
+    """(scale, width): a histogram's ``n`` equal ranges from ``lo`` to ``hi`` are ``width`` wide
+    in values multiplied by ``scale``, a power of two (exact).  ``scale`` is 1 unless ``hi - lo``
+    is past the largest float (-1e308 to 1e308): then values are halved first, so the width and
+    each value's offset stay finite; or unless the width is below the smallest float (0 to
+    5e-324, in 10 buckets): then values, all that small, are multiplied by 2**600 first, so the
+    width is not 0.  Otherwise values are used as they are (halving loses subnormals' last bit)."""
+    if math.isinf(hi - lo):
+        return 0.5, (hi * 0.5 - lo * 0.5) / n
+    if (hi - lo) / n == 0.0:
+        scale = 2.0**600
+        return scale, (hi * scale - lo * scale) / n
+    return 1.0, (hi - lo) / n

@@ -51,6 +51,8 @@ _TOKEN = re.compile(
 COMPARISONS = {"=": "eq", "!=": "ne", "<": "lt", "<=": "lte", ">": "gt", ">=": "gte"}
 WORD_OPS = ("prefix", "contains", "icontains", "ieq", "match", "under")
 _ESCAPE = re.compile(r"\\(.)")
+#: A number as the syntax reads it: ASCII digits, an optional fraction and exponent.
+_NUMBER = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 
 
 @dataclass(frozen=True)
@@ -210,7 +212,8 @@ class _Parser:
 
     def integer(self) -> int:
         t = self.tok
-        if t.kind != "word" or not t.text.isdigit():
+        # ASCII digits: str.isdigit() also holds for '²' and other digits int() refuses (a 500)
+        if t.kind != "word" or not (t.text.isascii() and t.text.isdigit()):
             raise _error(t.pos, "a grid coordinate (an integer from 0 to 65535)", t.describe())
         self.i += 1
         return int(t.text)
@@ -241,10 +244,11 @@ class _Parser:
         self.i += 1
         kind = self.kind_of(*target)
         if kind == "number":
-            try:
-                number = float(t.text)
-            except ValueError:
-                raise _error(t.pos, f"a number for {target[1]!r}", t.describe()) from None
+            # float() also reads '1_000' and other scripts' digits ('١٢'): a typo such as '1_5'
+            # was read as 15.  inf and nan go on to the filter's own refusal (a finite number).
+            if not (_NUMBER.fullmatch(t.text) or t.text.lower() in ("inf", "-inf", "+inf", "nan")):
+                raise _error(t.pos, f"a number for {target[1]!r}", t.describe())
+            number = float(t.text)
             return int(number) if number.is_integer() and "." not in t.text else number
         if kind == "boolean" and t.text.lower() in ("true", "false"):
             return t.text.lower() == "true"
