@@ -80,23 +80,21 @@ class AppContext:
         poll at once with a 401), and once more before a held request answers (a web session
         signed out meanwhile, which moves no epoch)."""
         credential = request_credential.get()
-        if credential is None:  # not a request the guard authenticated (none such holds)
-            return await hold_until(read, done, seconds, max_interval=self.settings.long_poll_interval_seconds,
-                                    chime=self.db.doorbell.chime(doorbell.STATE))
-        seen = [credential.epoch]
+        seen = [credential.epoch if credential is not None else 0]
         reads = [0]
 
         def checked_read() -> T:
             epoch = identity.current_epoch()
-            if epoch != seen[0]:
+            if credential is not None and epoch != seen[0]:
                 credential.check()
                 seen[0] = epoch
             reads[0] += 1
             return read()
 
-        value = await hold_until(checked_read, done, seconds, max_interval=self.settings.long_poll_interval_seconds,
+        value = await hold_until(checked_read, done, seconds,
+                                 max_interval=self.settings.long_poll_interval_seconds,
                                  chime=self.db.doorbell.chime(doorbell.STATE))
-        if reads[0] > 1:  # held: the credential may have ended without moving the epoch
+        if credential is not None and reads[0] > 1:  # held: it may have ended without moving the epoch
             await run_in_threadpool(credential.check)
         return value
 
@@ -120,7 +118,9 @@ def raw_request_target(scope: Scope) -> str:
     return raw.decode("latin-1") + ("?" + query.decode("latin-1") if query else "")
 
 
-def principal_for_key(ctx: AppContext, key_id: str, method: Literal["signature", "rpc-signature"]) -> Principal | None:
+def principal_for_key(
+    ctx: AppContext, key_id: str, method: Literal["signature", "rpc-signature"]
+) -> Principal | None:
     """The user of a registered SSH key, as a principal (cached briefly); None if no live user
     has it."""
     principal = ctx.principals.get("key", key_id)

@@ -261,7 +261,9 @@ def _authenticate_head(
     )
 
 
-def _lookup_again(ctx: AppContext, scope: Scope, headers: Headers, signed: _BodyCheck | None) -> Callable[[], Principal]:
+def _lookup_again(
+    ctx: AppContext, scope: Scope, headers: Headers, signed: _BodyCheck | None
+) -> Callable[[], Principal]:
     """How to ask again, later in the request, who its credential belongs to (``Credential``):
     the token or the web session looked up afresh, or the signing key's user (its signature,
     verified once, is not verified again)."""
