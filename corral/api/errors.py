@@ -158,7 +158,9 @@ async def _database_error(request: Request, exc: Exception) -> JSONResponse:
         return await _unexpected(request, exc)
     log.warning("database unavailable: %s", exc.__class__.__name__, exc_info=exc,
                 extra={"path": request.url.path})
-    return await _corral_error(request, error)
+    # answered here, not through ``_corral_error``, which logs a 5xx again as an ERROR: a passing
+    # database error is a warning (once, with its cause), not a bug
+    return error_response(request, error.status, error.code, error.message, None, error.retry_after)
 
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -32,6 +32,7 @@ import os
 import tempfile
 import uuid
 from collections.abc import Callable
+from contextvars import Token
 from dataclasses import dataclass
 from typing import IO, Any
 
@@ -46,7 +47,15 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from corral import errors
 from corral.api import session_auth, web_ui
-from corral.api.deps import AppContext, _by_key, _by_token, raw_request_target
+from corral.api.deps import (
+    AppContext,
+    Credential,
+    _by_key,
+    _by_token,
+    principal_for_key,
+    raw_request_target,
+    request_credential,
+)
 from corral.api.errors import error_response, is_rpc_path, native_error_body
 from corral.api.middleware import COMMON_HEADERS
 from corral.auth.signatures import (
@@ -201,6 +210,7 @@ class _BodyCheck:
 
     principal: Principal
     check: Callable[[bytes], None]
+    key_id: str
 
 
 def _authenticate_head(
@@ -224,7 +234,7 @@ def _authenticate_head(
 
         principal = _by_key(ctx, "signature", verify_v2)
         digest = heads[0].digest
-        return _BodyCheck(principal, lambda sha: check_content_digest(digest, sha))
+        return _BodyCheck(principal, lambda sha: check_content_digest(digest, sha), heads[0].key_id)
     if authz and is_rpc_path(scope["path"]):
         key_id, signature = parse_rpc_authorization(authz)
         keys: list[Ed25519PublicKey] = []
@@ -237,7 +247,7 @@ def _authenticate_head(
             return key_id
 
         principal = _by_key(ctx, "rpc-signature", find_v1)
-        return _BodyCheck(principal, lambda sha: verify_rpc_digest(keys[0], signature, sha))
+        return _BodyCheck(principal, lambda sha: verify_rpc_digest(keys[0], signature, sha), key_id)
     if authz:
         raise errors.AuthenticationFailed(
             "Authorization header is not understood: send 'Bearer <token>' or sign the request "
@@ -249,6 +259,30 @@ def _authenticate_head(
         "Missing authentication: send 'Authorization: Bearer <token>' or sign the request "
         "with your SSH key (Signature-Input, Signature and Content-Digest headers)"
     )
+
+
+def _lookup_again(
+    ctx: AppContext, scope: Scope, headers: Headers, signed: _BodyCheck | None
+) -> Callable[[], Principal]:
+    """How to ask again, later in the request, who its credential belongs to (``Credential``):
+    the token or the web session looked up afresh, or the signing key's user (its signature,
+    verified once, is not verified again)."""
+    authz = headers.get("authorization", "").strip()
+    if authz[:7].lower() == "bearer ":
+        token = authz[7:].strip()
+        return lambda: _by_token(ctx, token)
+    if signed is not None:
+        key_id, method = signed.key_id, signed.principal.method
+
+        def by_key() -> Principal:
+            principal = principal_for_key(ctx, key_id, method)  # type: ignore[arg-type]
+            if principal is None:
+                raise errors.AuthenticationFailed(f"Unknown key id {key_id}: the key is no longer registered")
+            return principal
+
+        return by_key
+    token = Request(scope).cookies.get(session_auth.SESSION_COOKIE, "")
+    return lambda: session_auth._lookup(ctx.db, token, None)
 
 
 def _one_credential(headers: Headers) -> None:
@@ -314,6 +348,8 @@ class RequestGuard:
         body = _GuardedBody(receive, limit, settings.body_read_timeout_seconds)
         spool: IO[bytes] | None = None
         route_receive: Receive = body
+        credential: Token[Credential | None] | None = None
+        epoch = identity.current_epoch()  # before the lookup: a change during it counts
         try:
             pending: Principal | _BodyCheck | None = None
             if path in OPEN_PATHS or path.startswith(OPEN_PREFIXES) or (method, path.rstrip("/")) == SIGN_IN:
@@ -329,6 +365,7 @@ class RequestGuard:
                     pending = await run_in_threadpool(
                         _authenticate_head, self.ctx, scope, headers, _session(self.ctx, scope)
                     )
+            signed = pending if isinstance(pending, _BodyCheck) else None
             declared = headers.get("content-length")
             if declared is not None and declared.strip().isdigit() and int(declared) > limit.bytes:
                 raise _too_large(limit, f"of {int(declared):,} bytes exceeds")
@@ -339,6 +376,9 @@ class RequestGuard:
                 pending = pending.principal
             if pending is not None:
                 scope.setdefault("state", {})["principal"] = pending
+                credential = request_credential.set(
+                    Credential(pending, _lookup_again(self.ctx, scope, headers, signed), epoch)
+                )
         except Exception as exc:  # noqa: BLE001 - refused below, or raised again
             # A lookup that met the database at a bad moment (a lock held too long, a lost
             # connection) is a 503 to retry, as it is in a route (corral.db.transient).
@@ -352,6 +392,8 @@ class RequestGuard:
         try:
             await self.app(scope, route_receive, _answer_if_refused(scope, receive, send, body))
         finally:
+            if credential is not None:
+                request_credential.reset(credential)
             if spool is not None:
                 spool.close()
 

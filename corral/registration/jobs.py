@@ -1201,6 +1201,12 @@ def _commit(s: Session, unit: ClaimedUnit, prepared: Any) -> dict[str, Any]:
 
 
 def _finalize(s: Session, job: Job) -> None:
+    if job.status == "DONE" and job.params.get("cancel_requested"):
+        # Cancelled while every batch was already running (several workers take a job's batches
+        # at once): nothing was left to cancel, and the queue ends such a job DONE.  The cancel
+        # was answered while the job was PENDING, so it ends CANCELLED like any other, and an
+        # all-or-nothing job's staged items are deleted below (it published them all).
+        job.status = "CANCELLED"
     plan = s.execute(
         select(JobUnit.status, JobUnit.error).where(JobUnit.job_id == job.id, JobUnit.seq == 0)
     ).first()
