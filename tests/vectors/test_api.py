@@ -202,3 +202,26 @@ def test_cli_similar(server, db, make_user, tmp_path, monkeypatch) -> None:  # t
     assert human.exit_code == 0 and "COSINE" in human.output and "f" in human.output
     bad = run("similar", ids["f5"], "--key", "nope")
     assert bad.exit_code == 1 and "not an embedding key" in bad.output
+
+
+def test_a_query_without_direction_is_refused_naming_it(client, db, make_user) -> None:  # type: ignore[no-untyped-def]
+    """All zeros ranks nothing under cosine (no direction) or dot (every product 0): the items came
+    back in an arbitrary order with a score of 0.  Under l2 it is the origin, a query like any
+    other.  A set whose unit vectors cancel out is the same."""
+    alice = make_user("a@x.io")
+    setup_org(client, alice)
+    e = [1.0] + [0.0] * (DIM - 1)
+    data = np.array([[0.0] * DIM, e, [-2 * x for x in e], [0.5] * DIM], dtype=np.float32)
+    register(client, alice, data)
+    ids = ids_by_title(db)
+    zero = [0.0] * DIM
+    for body, field in [({"vector": zero}, "vector"), ({"vector": zero, "metric": "dot"}, "vector"),
+                        ({"item": ids["f0"]}, "item"), ({"items": [ids["f1"], ids["f2"]]}, "items")]:
+        r = similar(client, alice, k=3, **body)
+        assert r.status_code == 400, (body, r.text)
+        error = r.json()
+        assert error["errors"][0]["field"] == field and ("no direction" in error["message"]), (body, error)
+    r = similar(client, alice, vector=zero, metric="l2", k=2, fields=["title"])
+    assert r.status_code == 200 and [i["title"] for i in r.json()["items"]] == ["f0", "f1"], r.text
+    r = similar(client, alice, items=[ids["f1"], ids["f3"]], k=1, fields=["title"])
+    assert r.status_code == 200 and r.json()["items"][0]["title"] in ("f0", "f2"), r.text

@@ -315,12 +315,34 @@ def _query_vector(s: Session, principal: Principal, store: TableStore, key: Vect
     return out
 
 
+#: Under cosine, a set's mean of unit vectors this short is a cancellation (``v`` and ``-v``, or
+#: three at 120 degrees), its direction the rounding's: no answer to "like these".
+CANCELLED_NORM = 1e-6
+
+
+def _has_direction(q: Query, metric: Metric, vector: Vectors) -> None:
+    """Refuse a query vector that ranks nothing: all zeros under cosine (no direction: every
+    similarity is 0) or dot (every product is 0), so the items would come in an arbitrary order.
+    Under l2 it is the origin, a point like any other."""
+    if metric == "l2":
+        return
+    norm = float(np.linalg.norm(np.asarray(vector, dtype=np.float64)))
+    if q.items is not None and metric == "cosine" and norm < CANCELLED_NORM:
+        raise _bad("items", "these items' vectors cancel out (their mean under cosine has no "
+                   "direction), so nothing is more like them than anything else; give other items")
+    if norm == 0.0:
+        where = "vector" if q.vector is not None else "item" if q.item is not None else "items"
+        raise _bad(where, f"the query vector is all zeros: it has no direction, so {metric} similarity "
+                   "ranks every item the same; give another vector or item, or use metric l2")
+
+
 def similar(s: Session, principal: Principal, store: TableStore, keys: dict[str, VectorKey], q: Query,
             fields: tuple[str, ...] = index_query.OUTPUT_FIELDS) -> Result:
     check(q)
     key = key_named(keys, q.key)
     metric: Metric = q.metric or key.metric  # type: ignore[assignment]
     vector = _query_vector(s, principal, store, key, q)
+    _has_direction(q, metric, vector)
     matches, visibility = None, None
     if q.filter is None or q.filter == {}:  # no catalog (schema, index keys) to read
         visibility = index_query.visibility(s, principal)
