@@ -13,6 +13,7 @@ SDK's envelope instead: ``{"status": 401, "response": ["AUTHENTICATION_ERROR"],
 from __future__ import annotations
 
 import logging
+import re
 import uuid
 from typing import Any
 
@@ -105,12 +106,21 @@ def error_response(
     return JSONResponse(body, status_code=status, headers=headers or None)
 
 
+#: The names pydantic gives a union's members in an error's location (``sort: str | dict`` refused
+#: as ``("sort", "str")`` and ``("sort", "dict[str,any]")``): a type, not a field of the request.
+_UNION_TAG = re.compile(r"(str|int|float|bool|bytes|none|constrained-\w+)$|[\w-]+\[.*\]$")
+
+
 def _field(loc: tuple[Any, ...]) -> str:
     """The field a validation error's location names, without FastAPI's first element (where in
-    the request: only that one, so a body field called ``path`` or ``query`` keeps its name)."""
+    the request: only that one, so a body field called ``path`` or ``query`` keeps its name), and
+    without the union members' names pydantic adds after a field (``sort.str``: the field is
+    ``sort``; only after a field, so a field called ``str`` at the top keeps its name)."""
     inside = loc[1:] if loc and loc[0] in ("body", "query", "path", "header", "cookie") else loc
     out = ""
     for p in map(str, inside):
+        if out and _UNION_TAG.match(p):
+            continue
         out += f"[{p}]" if p.isdigit() else (f".{p}" if out else p)
     return out or ".".join(str(p) for p in loc)
 

@@ -38,6 +38,17 @@ def test_validation_errors_name_the_field(client, make_user) -> None:  # type: i
     assert r.json()["message"].startswith("wait:")
 
 
+def test_a_field_of_several_types_is_named_alone(client, make_user) -> None:  # type: ignore[no-untyped-def]
+    """A field that takes one of several types (``sort``: a key or an object) is named as the
+    request spells it: pydantic adds each type's name to the error's place (``sort.str``,
+    ``sort.dict[str,any]``), which named no field the user could find."""
+    alice = make_user("alice@a.org")
+    r = client.post("/api/v1/index/query", json={"sort": ["score"]}, headers=alice.bearer)
+    assert r.status_code == 400, r.text
+    assert {e["field"] for e in r.json()["errors"]} == {"sort"}, r.json()
+    assert r.json()["message"].startswith("sort: ") and "sort." not in r.json()["message"], r.json()
+
+
 def test_rpc_errors_use_the_sdk_envelope(client, make_user) -> None:  # type: ignore[no-untyped-def]
     alice = make_user("alice@a.org")
     json_type = {"content-type": "application/json"}
