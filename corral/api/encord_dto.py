@@ -352,16 +352,17 @@ def upload_state(
     if job_error and not errors:
         errors = [job_error]
     pending = counts["pending"] or 0
-    cancelled = 0
-    if status == "CANCELLED":
-        cancelled, pending = pending, 0
+    # a unit is an entry: those a cancelled or failed job never settled are cancelled (they
+    # were counted as pending, which an ended job has none of, so they were in no count)
+    cancelled = counts.get("entries_unsettled", 0) if status in ("CANCELLED", "ERROR") else 0
     return {
         "status": status,
         "itemsWithNames": [{"itemUuid": c["id"], "name": c["name"]} for c in created],
         "errors": errors,
         "unitErrors": [
             {
-                "objectUrls": [e["url"]] if e.get("url") else [],
+                # every frame of a group or file of a series (``FileError.urls``), else the file
+                "objectUrls": list(e.get("urls") or ([e["url"]] if e.get("url") else [])),
                 "error": str(e.get("error")),
                 "subtaskUuid": subtask_uuid(job_id, str(e.get("where"))),
                 "actionDescription": f"Registering {e.get('where')}",

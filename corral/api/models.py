@@ -35,7 +35,9 @@ class JobFilesPublic(BaseModel):
     updated: int = Field(description="Duplicates whose metadata was updated (upsert_metadata).")
     failed: int
     pending: int | None = Field(description="Files not yet settled; null until the manifest has been read.")
-    errors: list[dict[str, Any]] = Field(description="Per-file errors: seq, where, url, error.")
+    errors: list[dict[str, Any]] = Field(description=(
+        "Per-file errors: seq, where, url, error; urls lists every URL of an image group, "
+        "sequence or DICOM series."))
 
 
 class JobPublic(BaseModel):

@@ -40,13 +40,22 @@ _GROUPS = frozenset({"image_group", "image_sequence", "dicom_series"})
 
 @dataclass(frozen=True)
 class FileError:
+    """One entry that cannot be registered: ``url`` is the URL at fault (the entry's first when
+    the fault is the entry's own, such as its metadata); ``urls``, for an image group, sequence or
+    DICOM series, every URL of the entry in order, as the Encord SDK's ``object_urls`` lists a
+    group's frames (empty for an entry of one file)."""
+
     seq: int
     where: str
     url: str | None
     error: str
+    urls: tuple[str, ...] | list[str] = ()
 
     def as_dict(self) -> dict[str, Any]:
-        return {"seq": self.seq, "where": self.where, "url": self.url, "error": self.error}
+        out = {"seq": self.seq, "where": self.where, "url": self.url, "error": self.error}
+        if self.urls:
+            out["urls"] = list(self.urls)
+        return out
 
 
 @dataclass
@@ -127,6 +136,11 @@ def strict_problem(entry: Any, storage: ScopedStorage) -> str | None:
     )
 
 
+def group_urls(entry: Any) -> tuple[str, ...]:
+    """``FileError.urls`` of an entry: all its URLs for a group, none for a single file."""
+    return tuple(entry.urls) if entry.data_type in _GROUPS else ()
+
+
 def prepare_entry(entry: Any, storage: ScopedStorage, validator: Validator, *,
                   from_manifest: bool = False) -> list[Prepared] | FileError:
     """Everything about one manifest entry that can be checked before writing.  ``from_manifest``:
@@ -135,8 +149,10 @@ def prepare_entry(entry: Any, storage: ScopedStorage, validator: Validator, *,
     urls = entry.urls
     first: str = urls[0] if urls else ""
 
+    every = group_urls(entry)
+
     def fail(message: str, url: str | None = first) -> FileError:
-        return FileError(entry.seq, entry.where, url, message)
+        return FileError(entry.seq, entry.where, url, message, every)
 
     canonical = []
     for url in urls:
@@ -189,6 +205,7 @@ def _group(
                 entry.where,
                 entry.urls[0],
                 f"the files of a DICOM series must share one SeriesInstanceUID; found {len(series)}",
+                tuple(entry.urls),
             )
         studies = [p["media"].get("dicom", {}).get("StudyInstanceUID") for p in parts]
         media = {"series_instance_uid": next(iter(series), None), "slices": len(parts),

@@ -1107,8 +1107,8 @@ class _ChildPlanner:
         return seq, len(entries), (encoded, meta, self.keys)
 
 
-def _error_fields(error: FileError) -> tuple[int, str, str | None, str]:
-    return error.seq, error.where, error.url, error.error
+def _error_fields(error: FileError) -> tuple[int, str, str | None, str, tuple[str, ...] | list[str]]:
+    return error.seq, error.where, error.url, error.error, error.urls
 
 
 class _UrlsOnly:
@@ -1299,6 +1299,12 @@ def progress(
     # failed count it); after a rolled-back job, no more than the items it left and its duplicates.
     settled_items = counts["registered"] + counts["skipped"] + counts["updated"]
     counts["entries_done"] = min(counts["entries_done"], settled_items)
+    # The entries an ended job never settled: those of the batches it cancelled, or, for a job
+    # failed without ignore_errors, its good entries, whose staged items were removed.  The
+    # Encord SDK's units (done, error, cancelled) add up to the manifest's entries with them.
+    total = counts["files_total"]
+    counts["entries_unsettled"] = (max(0, total - counts["entries_done"] - counts["failed"])
+                                   if ended and total is not None else 0)
     counts["manifest_name"] = (job.params or {}).get("manifest_name")
     return counts
 

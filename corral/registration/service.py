@@ -15,7 +15,7 @@ from corral.db.engine import Database
 from corral.errors import ErrorDetail
 from corral.jobs import queue
 from corral.registration import uploads
-from corral.registration.files import FileError, prepare_entry, strict_problem
+from corral.registration.files import FileError, group_urls, prepare_entry, strict_problem
 from corral.registration.jobs import KIND, store_manifest
 from corral.settings import Settings
 
@@ -196,14 +196,15 @@ def _static_problem(entry: Any, scoped: Any, validator: Any) -> FileError | None
     """The checks that need no request: scope and metadata."""
     from corral.core.metadata.validation import describe
 
+    every = group_urls(entry)
     for url in entry.urls:
         try:
             scoped.resolve(url)
         except errors.OutOfScope as exc:
-            return FileError(entry.seq, entry.where, url, exc.message)
+            return FileError(entry.seq, entry.where, url, exc.message, every)
     first = entry.urls[0] if entry.urls else None
     _, problems = validator.validate(entry.client_metadata)
     if problems:
-        return FileError(entry.seq, entry.where, first, describe(problems))
+        return FileError(entry.seq, entry.where, first, describe(problems), every)
     why = strict_problem(entry, scoped)
-    return FileError(entry.seq, entry.where, first, why) if why else None
+    return FileError(entry.seq, entry.where, first, why, every) if why else None

@@ -76,3 +76,42 @@ def test_a_cancel_that_finds_every_batch_running_still_cancels(client: TestClien
         assert items == FILES and len(listed) == FILES and status["registered"] == FILES
     else:  # staged, never published: deleted with the cancelled job
         assert items == 0 and listed == [] and status["registered"] == 0
+
+
+@pytest.mark.parametrize("ignore_errors", [False, True])
+def test_the_sdk_counts_the_entries_a_cancel_left_undone_as_cancelled(client: TestClient, db, settings,  # type: ignore[no-untyped-def]
+                                                                      make_user, tmp_path: Path,
+                                                                      ignore_errors: bool) -> None:
+    """The Encord SDK's state of a cancelled upload job (``units_cancelled_count``) counts the
+    entries of the batches the cancel stopped (it was 0: they were counted as pending, which an
+    ended job has none of), so done, error and cancelled add up to the manifest's entries."""
+    alice = make_user("alice@x.io")
+    media = tmp_path / "media"
+    media.mkdir()
+    for i in range(FILES):
+        (media / f"{i}.png").write_bytes(png(8 + i, 8))
+    client.post("/api/v1/integrations", headers=alice.bearer,
+                json={"title": "disk", "provider": "local", "settings": {"root": str(media)}})
+    folder = client.post("/api/v1/folders", headers=alice.bearer, json={"path": "f"}).json()["id"]
+    manifest = {"images": [{"objectUrl": (media / f"{i}.png").as_uri()} for i in range(FILES)]}
+    started = client.post("/api/v1/imports", headers=alice.bearer, json=manifest,
+                          params={"folder": "f", "integration": "disk", "ignore_errors": str(ignore_errors).lower()})
+    job_id = uuid.UUID(started.json()["job_id"])
+    with db.write() as s:
+        job = s.get(Job, job_id)
+        job.params = {**job.params, "batch_size": 2}
+    worker = Worker(db, settings)
+    [plan] = queue.claim(db, worker.owner, 1, 60)
+    worker._run_unit(plan)
+    [first] = queue.claim(db, worker.owner, 1, 60)
+    worker._run_unit(first)  # one batch of two done, two pending
+    assert client.post(f"/api/v1/imports/{job_id}/cancel", headers=alice.bearer).status_code == 200
+    queue.finalize_ready_jobs(db, worker.tasks, job_ids=[job_id])
+
+    state = client.get(f"/v2/public/storage/folders/{folder}/data-upload-jobs/{job_id}", headers=alice.bearer)
+    assert state.status_code == 200, state.text
+    got = state.json()
+    done = 2 if ignore_errors else 0  # without ignore_errors the cancel removed what was staged
+    assert got["status"] == "CANCELLED"
+    assert (got["unitsDoneCount"], got["unitsErrorCount"], got["unitsPendingCount"], got["unitsCancelledCount"]) == (
+        done, 0, 0, FILES - done)

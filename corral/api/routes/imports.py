@@ -40,7 +40,9 @@ class ImportStatus(BaseModel):
         "the Encord SDK's fileName)."
     )
     error: str | None
-    errors: list[dict[str, Any]] = Field(description="Per-file errors: seq, where, url, error.")
+    errors: list[dict[str, Any]] = Field(description=(
+        "Per-file errors: seq, where, url, error; urls lists every URL of an image group, "
+        "sequence or DICOM series."))
     items: list[dict[str, Any]] = Field(
         description="Registered items (id, name, url), oldest first: only with items_limit."
     )
