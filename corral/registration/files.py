@@ -136,6 +136,36 @@ def strict_problem(entry: Any, storage: ScopedStorage) -> str | None:
     )
 
 
+#: The header values a DICOM probe records, by tag, that a client's tags can give instead.
+_DICOM_TAGS = {
+    "00080018": "SOPInstanceUID", "0020000E": "SeriesInstanceUID", "0020000D": "StudyInstanceUID",
+    "00080016": "SOPClassUID", "00080060": "Modality", "00280010": "Rows", "00280011": "Columns",
+    "00280008": "NumberOfFrames", "00200013": "InstanceNumber",
+}
+
+
+def dicom_from_tags(tags: dict[str, Any]) -> dict[str, Any]:
+    """The media of a DICOM file that was not probed, from the tags the Encord SDK's
+    ``dicomMetadata`` gives in pydicom's JSON form (``{"0020000E": {"vr": "UI", "Value": ["1.2…"]}}``):
+    ``dicom`` as a probe records it (so a series' files are checked for one SeriesInstanceUID and
+    the series shows its UIDs), and ``width`` / ``height`` from Columns and Rows."""
+    upper = {k.upper(): v for k, v in tags.items()}
+    found: dict[str, Any] = {}
+    for tag, keyword in _DICOM_TAGS.items():
+        element = upper.get(tag)
+        value = element.get("Value") if isinstance(element, dict) else None
+        if isinstance(value, list) and len(value) == 1 and isinstance(value[0], (str, int, float)):
+            found[keyword] = value[0]
+    media: dict[str, Any] = {"dicom": found} if found else {}
+    for keyword, key in (("Columns", "width"), ("Rows", "height"), ("NumberOfFrames", "frame_count")):
+        number = found.get(keyword)
+        if isinstance(number, str) and number.strip().isdigit():
+            number = int(number)
+        if type(number) is int and number > 0:
+            media[key] = number
+    return media
+
+
 def group_urls(entry: Any) -> tuple[str, ...]:
     """``FileError.urls`` of an entry: all its URLs for a group, none for a single file."""
     return tuple(entry.urls) if entry.data_type in _GROUPS else ()
@@ -182,6 +212,8 @@ def prepare_entry(entry: Any, storage: ScopedStorage, validator: Validator, *,
             media = _media_for(storage, url, expected, given)
             if info.get("dicom_tags"):  # the client's DICOM tags (dicomFiles[].dicomMetadata.tags)
                 media = {**media, "dicom_tags": info["dicom_tags"]}
+                if "dicom" not in media:  # not probed (strict client-only): the tags stand for the header
+                    media = {**dicom_from_tags(info["dicom_tags"]), **media}
             parts.append({"url": url, "title": info.get("title") or url.rsplit("/", 1)[-1], "media": media})
     except errors.CorralError as exc:
         return fail(exc.message)

@@ -322,3 +322,43 @@ def test_every_data_type_on_the_gcs_emulator(sdk: Any, api: httpx.Client, gcs_em
         assert clip.url == u("v/clip.mp4") and sdk.get_storage_item(clip.uuid, sign_url=True).get_signed_url()
     finally:
         tokens.close()
+
+
+def _tags(series: str, study: str, sop: str, rows: int = 48, columns: int = 64) -> Any:
+    from encord.orm.storage import CustomerProvidedDicomSeriesDicomFileMetadata
+
+    return CustomerProvidedDicomSeriesDicomFileMetadata(tags={
+        "0020000E": {"vr": "UI", "Value": [series]}, "0020000D": {"vr": "UI", "Value": [study]},
+        "00080018": {"vr": "UI", "Value": [sop]}, "00280010": {"vr": "US", "Value": [rows]},
+        "00280011": {"vr": "US", "Value": [columns]}, "00280008": None})
+
+
+def test_strict_client_only_dicom_series_take_their_uids_from_the_sdk_s_tags(sdk: Any, api: httpx.Client,
+                                                                              moto_server: MotoServer) -> None:
+    """A strict client-only integration never reads a DICOM file, so the tags the SDK gives
+    (``dicomMetadata``) stand for its header: the series shows its UIDs and size, and a series
+    whose files name two SeriesInstanceUIDs is refused.  (The tags were kept but not read: no
+    UIDs, and the mixed series registered.)"""
+    strict = _bucket(api, moto_server, strict=True)
+    u = strict.url
+    items = DataUploadItems(dicom_series=[
+        DataUploadDicomSeries(title="ct", dicom_files=[
+            DataUploadDicomSeriesDicomFile(url=u(f"ct/{i}.dcm"), title=f"slice {i}",
+                                           dicom_metadata=_tags("1.2.3", "1.2", f"1.2.3.{i}")) for i in range(2)]),
+        DataUploadDicomSeries(title="mixed", dicom_files=[
+            DataUploadDicomSeriesDicomFile(url=u(f"mixed/{i}.dcm"), title=None,
+                                           dicom_metadata=_tags(f"9.{i}", "9", f"9.{i}.1")) for i in range(2)]),
+    ])
+    folder = sdk.create_storage_folder("strict dicom")
+    res = _run(folder, strict, items, ignore_errors=True)
+    assert res.status == LongPollingStatus.DONE, res.errors
+    assert (res.units_done_count, res.units_error_count) == (1, 1)
+    [error] = res.unit_errors
+    assert error.object_urls == [u("mixed/0.dcm"), u("mixed/1.dcm")]
+    assert error.error == "the files of a DICOM series must share one SeriesInstanceUID; found 2"
+    [ct] = folder.list_items()
+    assert (ct.name, ct.item_type, ct.dicom_series_uid, ct.dicom_study_uid, ct.frame_count) == (
+        "ct", StorageItemType.DICOM_SERIES, "1.2.3", "1.2", 2)
+    children = ct.get_child_items()
+    assert [(c.name, c.dicom_instance_uid, c.dicom_series_uid, c.width, c.height) for c in children] == [
+        ("slice 0", "1.2.3.0", "1.2.3", 64, 48), ("slice 1", "1.2.3.1", "1.2.3", 64, 48)]
