@@ -78,11 +78,11 @@ def test_every_shape_and_answer_kind_passes_and_is_stamped() -> None:
         {"featureHash": "shade001", "answers": "crimson"},
     ]
     d["classification_answers"] = {
-        "c1": {"featureHash": "weather1", "classificationHash": "c1", "createdBy": None,
+        "c1": {"featureHash": "weather1", "classificationHash": "c1", "createdBy": None, "range": [[0, 0]],
                "classifications": [{"featureHash": "weathera", "answers": [{"featureHash": "sunny001"}]}]},
-        "c2": {"featureHash": "tags0001", "classificationHash": "c2",
+        "c2": {"featureHash": "tags0001", "classificationHash": "c2", "range": [[0, 0]],
                "classifications": [{"featureHash": "tagsattr", "answers": []}]},
-        "c3": {"featureHash": "count001", "classificationHash": "c3",
+        "c3": {"featureHash": "count001", "classificationHash": "c3", "range": [[0, 0]],
                "classifications": [{"featureHash": "countatt", "answers": 3.5}]},
     }
     stored = validation.check(INDEX, d, IMAGE, stamp="me@x.io")
@@ -541,3 +541,52 @@ def test_a_classification_is_once_per_frame() -> None:
     image["classification_answers"] = {"c1": answer("c1", "count001", "countatt", 1, [[0, 0]]),
                                        "c2": answer("c2", "count001", "countatt", 2, [[0, 0]])}
     assert "classification_answers.c2.range: classification 'count' is on frames 0-0 twice" in refused(image)
+
+
+@pytest.mark.parametrize(("number", "expected"), [
+    ("7", "must be a non-negative integer, got '7'"),
+    (-1, "must be a non-negative integer, got -1"),
+    (True, "must be a non-negative integer, got True"),
+    (1.5, "must be a non-negative integer, got 1.5"),
+])
+def test_an_object_number_is_what_the_sdk_reads(number: Any, expected: str) -> None:
+    """The SDK compares objectNumber with 0 when it reads a row (a TypeError for "7", a
+    LabelRowError for -1): every read of the row failed."""
+    d = doc(*copy.deepcopy(GOOD[:2]))
+    d["object_answers"]["o1"]["objectNumber"] = number
+    assert f"object_answers.o1.objectNumber: {expected}" in refused(d)
+    d["object_answers"]["o1"]["objectNumber"] = 0
+    validation.check(INDEX, d, IMAGE)
+
+
+def test_two_objects_of_one_feature_have_two_numbers() -> None:
+    """The SDK refuses to save a row where two objects of a feature claim one number."""
+    cars = [obj("car00001", "bounding_box", oh, boundingBox={"x": 0.1, "y": 0.1, "w": 0.2, "h": 0.2})
+            for oh in ("k1", "k2")]
+    d = doc(*cars, GOOD[1])
+    for oh in ("k1", "k2", "o2"):
+        d["object_answers"][oh]["objectNumber"] = 1
+    message = refused(d)
+    assert "object_answers.k2.objectNumber: object 'car' number 1 is also the number of object 'k1'" in message
+    assert "o2.objectNumber" not in message
+    d["object_answers"]["k2"]["objectNumber"] = 2
+    validation.check(INDEX, d, IMAGE)  # the road's number 1 is its own
+
+
+def test_a_video_frame_has_no_metadata() -> None:
+    """The SDK reads a video frame's metadata as a DICOM slice's: every read of the row failed."""
+    video = _video({"1": {"objects": [GOOD[0]], "metadata": {"a": 1}}})
+    video["object_answers"] = {"o1": {"objectHash": "o1", "classifications": []}}
+    assert "labels.1.metadata: frame metadata is a DICOM slice's" in refused(video, VIDEO)
+    video["data_units"]["du"]["labels"]["1"]["metadata"] = None
+    validation.check(INDEX, video, VIDEO)
+
+
+@pytest.mark.parametrize("frames", [None, []])
+def test_a_classification_answer_has_its_frames(frames: Any) -> None:
+    """The SDK places a classification by its range alone: one without was stored, and the SDK
+    read the row without it (and its next save dropped it)."""
+    d = doc(GOOD[0])
+    d["classification_answers"] = {"c1": {"featureHash": "count001", "classificationHash": "c1", "range": frames,
+                                          "classifications": [{"featureHash": "countatt", "answers": 1}]}}
+    assert "classification_answers.c1.range: the frames of the classification" in refused(d)

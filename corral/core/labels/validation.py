@@ -337,6 +337,9 @@ def _frames(c: _Check, labels: Any, target: Target, where: str) -> Iterable[tupl
             continue
         if isinstance(content, dict):
             content.setdefault("objects", [])  # the SDK reads every frame's objects list
+            if content.get("metadata") is not None:  # read as a DICOM slice's metadata
+                c.bad(f"{where}.{frame}.metadata", "frame metadata is a DICOM slice's, and corral labels "
+                                                   "no DICOM: leave it out or null")
         out.append((f"{where}.{frame}", content))
     return out
 
@@ -393,7 +396,25 @@ def _names_itself(c: _Check, entry: dict[str, Any], key: str, ident: str, where:
         c.bad(f"{where}.{key}", f"must be {ident!r}, the key this entry is under, got {entry.get(key)!r}")
 
 
+def _object_number(
+    c: _Check, number: Any, spec: ElementSpec, oh: str, where: str, numbers: dict[tuple[str, int], str]
+) -> None:
+    """An object's ``objectNumber`` (the N of "car N" in the editor), as the SDK reads it: absent,
+    null or a non-negative integer, and no two objects of one feature with the same number (the
+    SDK refuses to save such a row)."""
+    if number is None:
+        return
+    if not isinstance(number, int) or isinstance(number, bool) or number < 0:
+        c.bad(where, f"must be a non-negative integer, got {number!r}")
+        return
+    other = numbers.setdefault((spec.feature_hash, number), oh)
+    if other != oh:
+        c.bad(where, f"object {spec.name!r} number {number} is also the number of object {other!r}: "
+                     "one number per object")
+
+
 def _object_answers(c: _Check, doc: dict[str, Any]) -> None:
+    numbers: dict[tuple[str, int], str] = {}  # (feature hash, objectNumber) -> object hash
     for key in ("object_answers", "object_actions"):
         for oh, entry in _keyed(c, doc, key).items():
             where = f"{key}.{oh}"
@@ -405,6 +426,8 @@ def _object_answers(c: _Check, doc: dict[str, Any]) -> None:
                 c.bad(where, "expected an object")
                 continue
             _names_itself(c, entry, "objectHash", oh, where)
+            if key == "object_answers":
+                _object_number(c, entry.get("objectNumber"), spec, oh, f"{where}.objectNumber", numbers)
             field_name = "classifications" if key == "object_answers" else "actions"
             _answers(c, spec, entry.get(field_name), f"{where}.{field_name}")
 
@@ -449,6 +472,9 @@ def _classification_answers(c: _Check, doc: dict[str, Any], target: Target, stam
         _names_itself(c, entry, "classificationHash", ch, where)
         _answers(c, spec, entry.get("classifications"), f"{where}.classifications")
         _annotation(c, entry, where)
+        if not entry.get("range"):  # the SDK places a classification by its range alone
+            c.bad(f"{where}.range", "the frames of the classification, [[first, last], …], are required: "
+                                    "the SDK reads an instance without them as on no frame, and drops it")
         for first, last in _range(c, entry.get("range"), target.frame_count, f"{where}.range"):
             for other_first, other_last, other in placed.get(spec.feature_hash, []):
                 if other != ch and first <= other_last and other_first <= last:
