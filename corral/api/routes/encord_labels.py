@@ -26,6 +26,7 @@ from corral.api.routes.encord_rpc import (
     SdkOptions,
     operations,
     payload_choice,
+    payload_strings,
     payload_text,
     refuse_unsupported,
 )
@@ -299,9 +300,12 @@ def _text(value: Any, name: str) -> str | None:
     return payload_text({name: value}, name)
 
 
-def _signed_blobs(ctx: AppContext, s: Session, units: list[label_rows.Unit], sign: bool) -> Any:
+def _signed_blobs(
+    ctx: AppContext, s: Session, units: list[label_rows.Unit], sign: bool,
+    only: label_rows.Only = label_rows.EVERY,
+) -> Any:
     """Inside the transaction: the label rows, and what signing their files needs (if asked)."""
-    blobs = [label_rows.blob(u) for u in units]
+    blobs = [label_rows.blob(u, only) for u in units]
     if not sign:
         return blobs, [], {}
     views = [items.view(u.item, list(u.parts) if u.parts else None) for u in units]
@@ -329,6 +333,15 @@ def _with_links(
 
 # include_archived: corral archives no label row, so there is nothing more to include
 _GET_OPTIONS = {"get_signed_url", "multi_request", "include_archived", "branch_name"}
+_FEATURE_FILTERS = ("include_object_feature_hashes", "include_classification_feature_hashes")
+
+
+def _only(p: dict[str, Any]) -> label_rows.Only:
+    """``initialise_labels``' feature-hash filters: null is every label, a list (empty too) only
+    those (an empty list is an "off" value to ``refuse_unsupported``, but here it asks for none)."""
+    objects, classifications = (payload_strings(p, k) for k in _FEATURE_FILTERS)
+    return label_rows.Only(None if objects is None else frozenset(objects),
+                           None if classifications is None else frozenset(classifications))
 
 
 def create_label_rows(ctx: AppContext, principal: Principal, call: RpcCall) -> list[dict[str, Any]]:
@@ -344,10 +357,11 @@ def create_label_rows(ctx: AppContext, principal: Principal, call: RpcCall) -> l
 
 def get_label_rows(ctx: AppContext, principal: Principal, call: RpcCall) -> list[dict[str, Any]]:
     p = _payload(call)
-    refuse_unsupported("initialise_labels", p, _GET_OPTIONS)
+    refuse_unsupported("initialise_labels", p, _GET_OPTIONS | set(_FEATURE_FILTERS))
+    only = _only(p)
     with ctx.db.read() as s:
         units = label_rows.get_units(s, principal, _project_id(call), call.uid)
-        blobs, views, openers = _signed_blobs(ctx, s, units, bool(p.get("get_signed_url")))
+        blobs, views, openers = _signed_blobs(ctx, s, units, bool(p.get("get_signed_url")), only)
     return _with_links(blobs, views, openers)
 
 

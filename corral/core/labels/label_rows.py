@@ -185,8 +185,60 @@ def _group_units(unit: Unit, stored: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def blob(unit: Unit) -> dict[str, Any]:
-    """The label row document the SDK reads (``labelrow`` GET/PUT)."""
+@dataclass(frozen=True)
+class Only:
+    """Which labels of a row to answer, by feature hash (the SDK's ``initialise_labels(
+    include_object_feature_hashes=…, include_classification_feature_hashes=…)``): None is every
+    one, an empty set none."""
+
+    objects: frozenset[str] | None = None
+    classifications: frozenset[str] | None = None
+
+
+EVERY = Only()
+
+
+def _only_frame(frame: Any, only: Only) -> Any:
+    if not isinstance(frame, dict):
+        return frame
+    out = dict(frame)
+    if only.objects is not None and isinstance(frame.get("objects"), list):
+        out["objects"] = [o for o in frame["objects"] if o.get("featureHash") in only.objects]
+    if only.classifications is not None and isinstance(frame.get("classifications"), list):
+        kept = only.classifications
+        out["classifications"] = [c for c in frame["classifications"] if c.get("featureHash") in kept]
+    return out
+
+
+def _only(doc: dict[str, Any], only: Only, per_frame: bool) -> dict[str, Any]:
+    """The document with only the objects and classifications of those feature hashes, and
+    their answers (an object's answers go with it)."""
+    if only == EVERY:
+        return doc
+    kept_objects: set[str] = set()
+    for unit in doc["data_units"].values():
+        labels = unit["labels"]
+        if per_frame:
+            unit["labels"] = {k: _only_frame(f, only) for k, f in labels.items()}
+            frames = list(unit["labels"].values())
+        else:
+            unit["labels"] = _only_frame(labels, only)
+            frames = [unit["labels"]]
+        for frame in frames:
+            for obj in frame.get("objects", []) if isinstance(frame, dict) else []:
+                kept_objects.add(obj.get("objectHash"))
+    for key in ("object_answers", "object_actions"):
+        doc[key] = {h: a for h, a in doc[key].items() if h in kept_objects}
+    if only.classifications is not None:
+        doc["classification_answers"] = {
+            h: a for h, a in doc["classification_answers"].items()
+            if isinstance(a, dict) and a.get("featureHash") in only.classifications}
+    return doc
+
+
+def blob(unit: Unit, only: Only = EVERY) -> dict[str, Any]:
+    """The label row document the SDK reads (``labelrow`` GET/PUT), with only the labels ``only``
+    names."""
     label, item, media = unit.label, unit.item, unit.item.media
     assert label is not None
     data_hash = str(unit.data_row_id)
@@ -206,7 +258,7 @@ def blob(unit: Unit) -> dict[str, Any]:
         if unit.item.item_type == "image_sequence":
             data_unit["data_type"] = "video/mp4"  # the SDK labels a sequence as a video, frame by frame
     units = _group_units(unit, stored) if unit.data_type == "img_group" else {data_hash: data_unit}
-    return {
+    return _only({
         "label_hash": str(label.id),
         "branch_name": label.branch_name,
         "created_at": _stamp(label.created_at),
@@ -223,7 +275,7 @@ def blob(unit: Unit) -> dict[str, Any]:
         "object_answers": stored.get("object_answers", {}),
         "classification_answers": stored.get("classification_answers", {}),
         "object_actions": stored.get("object_actions", {}),
-    }
+    }, only, unit.data_type == "video")
 
 
 # -- the calls ----------------------------------------------------------------------------------
