@@ -7,7 +7,8 @@ Native API and ``/v2/public`` routes::
 
 (The Encord SDK reads ``message``.)  The v1 RPC routes (``/public``…) answer with the
 SDK's envelope instead: ``{"status": 401, "response": ["AUTHENTICATION_ERROR"],
-"payload": "<message>"}``.
+"payload": "<message>"}``, and for a 413 (which the SDK reads by its status, before the
+envelope) also ``"message"``.
 """
 
 from __future__ import annotations
@@ -98,6 +99,8 @@ def error_response(
             "response": [_RPC_CODES.get(status, "UNKNOWN_ERROR")],
             "payload": message,
         }
+        if status == 413:  # the SDK reads a 413 by its status, before any envelope, and shows the
+            body["message"] = message  # body's "message" (without it: no word of which limit)
     else:
         body = native_error_body(status, code, message, details)
     headers = {"WWW-Authenticate": 'Bearer realm="corral"'} if status == 401 else {}

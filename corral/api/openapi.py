@@ -49,6 +49,7 @@ RPC_ERROR_SCHEMA: dict[str, Any] = {
         "status": {"type": "integer"},
         "response": {"type": "array", "items": {"type": "string"}},
         "payload": {"type": "string"},
+        "message": {"type": "string", "description": "A 413's: the same as payload (what the SDK shows)."},
     },
 }
 _NO_NUL = "^[^\\x00]*$"
