@@ -590,3 +590,30 @@ def test_a_classification_answer_has_its_frames(frames: Any) -> None:
     d["classification_answers"] = {"c1": {"featureHash": "count001", "classificationHash": "c1", "range": frames,
                                           "classifications": [{"featureHash": "countatt", "answers": 1}]}}
     assert "classification_answers.c1.range: the frames of the classification" in refused(d)
+
+
+def _rle(pixels: int) -> str:
+    from encord.common.bitmask_operations import serialise_bitmask
+
+    return str(serialise_bitmask(bytes([0, 1] * (pixels // 2) + [0] * (pixels % 2))))
+
+
+@pytest.mark.parametrize(("rle", "expected"), [
+    ("!!!garbage", "character 0 ('!') is not one of an RLE string's ('0' to 'o')"),
+    ("0p", "character 1 ('p') is not"),
+    ("@", "run 0 has a negative length"),
+    (_rle(640 * 480 + 1), "its runs cover 307,201 pixels, more than the mask's 307,200"),
+])
+def test_a_bitmask_is_a_mask_the_sdk_can_decode(rle: str, expected: str) -> None:
+    """A garbled rleString was stored, and the SDK's decoder raised an IndexError on the mask
+    (to_numpy_array) for good."""
+    mask = {**GOOD[5], "bitmask": {"top": 0, "left": 0, "width": 640, "height": 480, "rleString": rle}}
+    assert f"objects[0].bitmask.rleString: not a mask the SDK can decode: {expected}" in refused(doc(mask))
+    mask["bitmask"]["rleString"] = _rle(640 * 480)
+    validation.check(INDEX, doc(mask), IMAGE)
+
+
+def test_a_polygon_of_the_multi_polygon_form_has_a_contour() -> None:
+    """The SDK reads polygons[0][0]: an empty polygon raised an IndexError on every read of the row."""
+    road = {**GOOD[1], "polygons": [[]]}
+    assert "objects[0].polygons[0]: a polygon is a list of at least one contour" in refused(doc(road))

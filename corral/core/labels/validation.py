@@ -189,6 +189,8 @@ def _polygons(c: _Check, value: Any, where: str) -> None:
         c.bad(where, "expected a list of polygons")
         return
     for i, polygon in enumerate(value):
+        if polygon == []:  # the SDK reads each polygon's first contour
+            c.bad(f"{where}[{i}]", "a polygon is a list of at least one contour")
         for j, ring in enumerate(polygon if isinstance(polygon, list) else [None]):
             at = f"{where}[{i}][{j}]"
             if not isinstance(ring, list) or len(ring) % 2 or len(ring) < 6:
@@ -198,16 +200,51 @@ def _polygons(c: _Check, value: Any, where: str) -> None:
                 _unit(c, v, f"{at}[{k}]")
 
 
+def _rle_problem(rle: str, pixels: int) -> str | None:
+    """What is wrong with an Encord RLE string for a mask of ``pixels`` pixels, as the SDK
+    decodes it (``encord.common.bitmask_operations``): counts of 5-bit groups in the characters
+    '0'..'o', each from the third on relative to the one two before; none may be negative, and
+    together they may not cover more than the mask (the SDK's decoder then raised an IndexError)."""
+    counts: list[int] = []
+    p = 0
+    while p < len(rle):
+        x = k = 0
+        more = 1
+        while more and p < len(rle):
+            ch = ord(rle[p]) - 48
+            if not 0 <= ch < 64:
+                return f"character {p} ({rle[p]!r}) is not one of an RLE string's ('0' to 'o')"
+            x |= (ch & 0x1F) << (5 * k)
+            more = ch & 0x20
+            p += 1
+            k += 1
+            if not more and ch & 0x10:
+                x |= -1 << (5 * k)
+        if len(counts) > 2:
+            x += counts[-2]
+        if x < 0:
+            return f"run {len(counts)} has a negative length"
+        counts.append(x)
+    if sum(counts) > pixels:
+        return f"its runs cover {sum(counts):,} pixels, more than the mask's {pixels:,} (width x height)"
+    return None
+
+
 def _bitmask(c: _Check, value: Any, where: str) -> None:
     if not isinstance(value, dict):
         c.bad(where, "expected {top, left, width, height, rleString}")
         return
+    sizes_ok = True
     for k in ("top", "left", "width", "height"):
         v = value.get(k)
         if not isinstance(v, int) or isinstance(v, bool) or v < 0:
             c.bad(f"{where}.{k}", f"must be a non-negative integer, got {v!r}")
-    if not isinstance(value.get("rleString"), str) or not value.get("rleString"):
+            sizes_ok = False
+    rle = value.get("rleString")
+    if not isinstance(rle, str) or not rle:
         c.bad(f"{where}.rleString", "the run-length encoded mask is required")
+    elif sizes_ok and (problem := _rle_problem(rle, value["width"] * value["height"])) is not None:
+        c.bad(f"{where}.rleString", f"not a mask the SDK can decode: {problem}")
     if c.size is not None and (value.get("width"), value.get("height")) != c.size:
         size = f"{value.get('width')!r}x{value.get('height')!r}"
         c.bad(where, f"a bitmask covers the whole image, {c.size[0]}x{c.size[1]}, got {size}")
