@@ -298,16 +298,17 @@ def _big_int_problem(value: Any) -> Problem | None:
 def parse(text: bytes | str, limits: Limits = REQUEST, field: str = "") -> Any:
     """Parse JSON a client sent, under ``limits``: ``ValidationFailed`` (400) for anything else.
 
-    Invalid JSON, NaN/Infinity, a lone surrogate and nesting beyond 1,024 levels are refused by
-    the parser; the rest of the rules by :func:`check`.  An integer literal beyond 64 bits is
-    refused, not read as a float; a key given twice in one object is refused, not read as its
-    last value.
+    Invalid JSON and nesting beyond 1,024 levels are refused by the parser (NaN, Infinity and a
+    lone surrogate too, naming the field that holds them); the rest of the rules by
+    :func:`check`.  An integer literal beyond 64 bits is refused, not read as a float; a key
+    given twice in one object is refused, not read as its last value.
     """
     try:
         value = orjson.loads(text)
     except orjson.JSONDecodeError as exc:
         if "infinity" in exc.msg:  # perhaps an integer of hundreds of digits: say so
             _refuse_big_ints(text, field)
+        _refuse_where_python_reads(text, limits, field)
         where = field or "request body"
         reason = "nested more than 1,024 levels deep" if "depth limit" in exc.msg else exc.msg
         message = f"{where} is not JSON ({reason} at line {exc.lineno}, column {exc.colno})"
@@ -425,6 +426,17 @@ def _holder_of(value: Any, key: str) -> str:
         elif type(node) is list:
             stack.extend((v, f"{path}[{i}]") for i, v in reversed(list(enumerate(node))))
     return ""
+
+
+def _refuse_where_python_reads(text: bytes | str, limits: Limits, field: str) -> None:
+    """A text orjson refuses but Python's reader takes (``NaN``, ``Infinity``, ``1e999``, a lone
+    surrogate): refused naming the field that holds it.  The Encord SDK writes a NaN coordinate
+    as ``NaN`` (``json.dumps``), and "not JSON at line 1, column 1190" did not say which."""
+    try:
+        value = json.loads(text)
+    except (ValueError, RecursionError):
+        return
+    check(value, limits, field)
 
 
 def _refuse_big_ints(text: bytes | str, field: str) -> None:

@@ -96,10 +96,13 @@ def test_a_long_key_anywhere_is_found(key: str) -> None:
     ('{"a": 1%s}' % ("0" * 5000), "a", "5,001 digits"),
     ('{"a": "x\\u0000"}', "a", "NUL"),
     ('{"x\\u0000": 1}', "(the value)", "NUL"),
-    ('{"a": "\\ud800"}', "body", "surrogate"),
-    ('{"a": NaN}', "body", "not JSON"),
-    ('{"a": -Infinity}', "body", "not JSON"),
-    ('{"a": 1e999}', "body", "infinity"),
+    # refused by orjson, read by Python's parser, to name the field (they said only "not JSON at
+    # line 1, column 7": the SDK writes a NaN coordinate as NaN)
+    ('{"a": "\\ud800"}', "a", "surrogate"),
+    ('{"a": NaN}', "a", "NaN and infinite numbers are not JSON"),
+    ('{"a": [0, {"b": -Infinity}]}', "a[1].b", "NaN and infinite numbers are not JSON"),
+    ('{"a": 1e999}', "a", "NaN and infinite numbers are not JSON"),
+    ('{"a": NaN, "b": [}', "body", "not JSON"),
     ("[" * 65 + "]" * 65, "[0][0]", "more than 64 levels"),
     ("[" * 100_000 + "]" * 100_000, "body", "more than 1,024 levels"),
 ])

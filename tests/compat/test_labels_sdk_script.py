@@ -342,3 +342,21 @@ class TestBodyLimit:
         row.add_classification_instance(note)
         with pytest.raises(PayloadTooLargeError, match=r"the limit of 64 KiB \(CORRAL_MAX_JSON_BODY_BYTES\)"):
             row.save()
+
+
+def test_a_nan_coordinate_is_refused_naming_its_field(world: LabelsWorld) -> None:
+    """The SDK writes a NaN (a coordinate computed from an empty mask, say) as NaN, which is not
+    JSON: the refusal said "request body is not JSON (… line 1, column 1190)", not where."""
+    from encord.exceptions import InvalidArgumentsError
+    from encord.objects.coordinates import BoundingBoxCoordinates
+
+    project, rows = start(world)
+    image = rows["img.jpg"]
+    car = project.ontology_structure.get_child_by_title("car").create_instance()
+    car.set_for_frames(BoundingBoxCoordinates(height=0.2, width=float("nan"), top_left_x=0.1, top_left_y=0.1),
+                       frames=0)
+    image.add_object_instance(car)
+    with pytest.raises(InvalidArgumentsError, match=re.escape(
+            f"labels[0].data_units['{image.data_hash}'].labels.objects[0].boundingBox.w: "
+            "NaN and infinite numbers are not JSON")):
+        image.save()
