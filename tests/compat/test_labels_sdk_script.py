@@ -164,13 +164,14 @@ def label_everything(project: Any, rows: dict[str, Any]) -> None:
 
 
 def comparable(doc: Any, saver: str) -> Any:
-    """A row as the SDK writes it, with what the server fills in (a null ``createdBy`` becomes the
-    saver's e-mail) filled in, and lists of answers in a fixed order (the SDK reads dynamic
-    answers back grouped by attribute)."""
+    """A row as the SDK writes it, with what the server fills in (a null or absent ``createdBy``
+    and ``lastEditedBy`` become the saver's e-mail) filled in, and lists of answers in a fixed
+    order (the SDK reads dynamic answers back grouped by attribute)."""
     if isinstance(doc, dict):
         out = {k: comparable(v, saver) for k, v in doc.items()}
-        if "createdBy" in out and out["createdBy"] is None:
-            out["createdBy"] = saver
+        if "createdBy" in out:  # an object on a frame, or a classification answer
+            for key in ("createdBy", "lastEditedBy"):
+                out[key] = out.get(key) or saver
         return out
     if isinstance(doc, list):
         items = [comparable(v, saver) for v in doc]
@@ -210,6 +211,8 @@ def test_every_shape_on_every_data_type_reads_back_as_written(world: LabelsWorld
     [car] = [o for o in image.get_object_instances() if o.ontology_item.name == "car"]
     annotation = car.get_annotation(0)
     assert (annotation.confidence, annotation.manual_annotation, annotation.created_by) == (0.8, False, "bob@a.io")
+    assert annotation.last_edited_by == "labeller@a.io"  # the saver, as Encord stamps it
+    assert {c.last_edited_by for c in image.get_classification_instances()} == {"labeller@a.io"}
     s = project.ontology_structure
     [mask] = [o for o in image.get_object_instances() if o.ontology_item.name == "mask"]
     assert mask.get_annotation(0).coordinates.to_numpy_array().sum() == 200

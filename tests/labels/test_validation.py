@@ -85,9 +85,15 @@ def test_every_shape_and_answer_kind_passes_and_is_stamped() -> None:
         "c3": {"featureHash": "count001", "classificationHash": "c3", "range": [[0, 0]],
                "classifications": [{"featureHash": "countatt", "answers": 3.5}]},
     }
+    d["data_units"]["du"]["labels"]["objects"][0]["lastEditedBy"] = "bob@x.io"
+    d["classification_answers"]["c2"]["lastEditedBy"] = "bob@x.io"
     stored = validation.check(INDEX, d, IMAGE, stamp="me@x.io")
-    assert [o["createdBy"] for o in stored["data_units"]["du"]["labels"]["objects"]] == ["me@x.io"] * 7
-    assert stored["classification_answers"]["c1"]["createdBy"] == "me@x.io"
+    objects = stored["data_units"]["du"]["labels"]["objects"]
+    assert [o["createdBy"] for o in objects] == ["me@x.io"] * 7
+    assert [o["lastEditedBy"] for o in objects] == ["bob@x.io"] + ["me@x.io"] * 6
+    answers = stored["classification_answers"]
+    assert (answers["c1"]["createdBy"], answers["c1"]["lastEditedBy"], answers["c2"]["lastEditedBy"]) == (
+        "me@x.io", "me@x.io", "bob@x.io")
     assert set(stored) == {"data_units", "object_answers", "classification_answers", "object_actions"}
 
 

@@ -524,20 +524,25 @@ def _classification_answers(c: _Check, doc: dict[str, Any], target: Target, stam
             placed.setdefault(spec.feature_hash, []).append((first, last, ch))
         if entry.get("spaces") not in (None, {}):
             c.bad(f"{where}.spaces", "corral's label rows have no spaces: leave it out or {}")
-        if stamp and entry.get("createdBy") is None:
-            entry["createdBy"] = stamp
+        _stamp(entry, stamp)
+
+
+def _stamp(entry: dict[str, Any], stamp: str | None) -> None:
+    """Who made and last edited a label, where the client left it null or out: the saver (the
+    SDK's "None defaults to the user of the SDK once uploaded to the server")."""
+    if stamp:
+        for key in ("createdBy", "lastEditedBy"):
+            if entry.get(key) is None:
+                entry[key] = stamp
 
 
 def _stamp_objects(units: dict[str, Any], stamp: str | None, per_frame: bool) -> None:
-    if not stamp:
-        return
     for unit in units.values():
         labels = unit["labels"]
         frames = labels.values() if per_frame else [labels]
         for frame in frames:
             for obj in frame.get("objects", []):
-                if obj.get("createdBy") is None:
-                    obj["createdBy"] = stamp
+                _stamp(obj, stamp)
 
 
 def check(
@@ -545,7 +550,8 @@ def check(
 ) -> dict[str, Any]:
     """The part of a label row document to store, or ValidationFailed naming every bad field.
 
-    ``stamp`` (the saver's e-mail) fills ``createdBy`` where the client left it null.
+    ``stamp`` (the saver's e-mail) fills ``createdBy`` and ``lastEditedBy`` where the client
+    left them null.
     """
     c = _Check(ontology, frame_count=target.frame_count)
     if not isinstance(document, dict):
