@@ -114,3 +114,34 @@ def test_a_project_needs_an_ontology_and_visible_datasets(db: Database, world: d
         projects.create(s, p, "p2", "", theirs.id, [])
     with db.write() as s, pytest.raises(errors.NotFound):
         projects.create(s, outsider, "p2", "", theirs.id, [str(world["dataset"])])
+
+
+def test_listing_and_saving_read_no_label_document(db: Database, world: dict[str, Any]) -> None:
+    """A listing (list_label_rows_v2, the native label-rows page) read every label row's whole
+    document, megabytes for a long video, to answer its metadata; a save read the documents it
+    was about to replace, twice."""
+    from sqlalchemy import event
+
+    p, project = world["p"], world["project"]
+    a = units(db, p, project)["a.jpg"]["data_hash"]
+    with db.write() as s:
+        [row] = label_rows.create(s, p, project, [a])
+    statements: list[str] = []
+
+    def seen(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        statements.append(statement)
+
+    labels = doc(GOOD[0])
+    labels["data_units"] = {a: labels["data_units"]["du"]}
+    event.listen(db.engine, "before_cursor_execute", seen)
+    try:
+        with db.write() as s:
+            label_rows.save(s, p, project, [row["label_hash"]], [labels])
+        assert units(db, p, project)["a.jpg"]["label_status"] == "LABEL_IN_PROGRESS"
+    finally:
+        event.remove(db.engine, "before_cursor_execute", seen)
+    reads = [st for st in statements if st.lstrip().upper().startswith("SELECT")]
+    assert reads and not [st for st in reads if "label_rows.document" in st]
+    with db.read() as s:  # and what was saved is what a read answers
+        [back] = label_rows.get(s, p, project, [row["label_hash"]])
+    assert back["data_units"][a]["labels"]["objects"][0]["objectHash"] == GOOD[0]["objectHash"]

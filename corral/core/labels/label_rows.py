@@ -21,7 +21,7 @@ from typing import Any
 
 from sqlalchemy import and_, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, defer
 
 from corral import errors
 from corral.core import filters, items
@@ -87,7 +87,10 @@ def _units(
     label_ids: Sequence[uuid.UUID] | None = None,
     title: str | None = None,
     title_like: str | None = None,
+    documents: bool = True,
 ) -> list[Unit]:
+    """The data units of a project, with their label rows, and those rows' label documents only
+    if ``documents`` (a listing needs none of them: a 1,000-frame video's is megabytes)."""
     on_label = and_(
         LabelRow.project_id == project.id, LabelRow.data_row_id == DataRow.id, LabelRow.branch_name == BRANCH
     )
@@ -100,6 +103,8 @@ def _units(
         .outerjoin(LabelRow, on_label)
         .where(Item.deleted_at.is_(None), published())
     )
+    if not documents:
+        query = query.options(defer(LabelRow.document))
     if data_row_ids is not None:
         query = query.where(DataRow.id.in_(list(data_row_ids)))
     if label_ids is not None:
@@ -314,7 +319,7 @@ def list_metadata(
     if where.stage_title_like is not None:  # refused before any row is read
         filters.check_like(where.stage_title_like, "workflow_graph_node_title_like")
     units = _units(s, project, data_row_ids=where.data_hashes, label_ids=where.label_hashes,
-                   title=where.data_title, title_like=where.data_title_like)
+                   title=where.data_title, title_like=where.data_title_like, documents=False)
     if where.labelled_only:
         units = [u for u in units if u.label is not None]
     if where.edited_before is not None or where.edited_after is not None:
@@ -419,8 +424,11 @@ def create(s: Session, principal: Principal, project_ref: Any, data_hashes: Any)
     return [blob(u) for u in create_units(s, principal, project_ref, data_hashes)]
 
 
-def _by_label(s: Session, project: Project, ids: list[uuid.UUID]) -> dict[uuid.UUID, Unit]:
-    found = {u.label.id: u for u in _units(s, project, label_ids=ids) if u.label is not None}
+def _by_label(
+    s: Session, project: Project, ids: list[uuid.UUID], documents: bool = True
+) -> dict[uuid.UUID, Unit]:
+    rows = _units(s, project, label_ids=ids, documents=documents)
+    found = {u.label.id: u for u in rows if u.label is not None}
     missing = [str(i) for i in ids if i not in found]
     if missing:
         raise errors.NotFound(f"label row(s) {', '.join(missing[:10])} not found in project {project.id}")
@@ -464,10 +472,11 @@ def save(s: Session, principal: Principal, project_ref: Any, label_hashes: Any, 
         raise errors.ValidationFailed(message, details=[ErrorDetail(message, field="labels")])
     assert project.ontology_id is not None
     index = ontologies.index(ontologies.get(s, principal, project.ontology_id, lock="share"))
-    found = _by_label(s, project, ids)
+    found = _by_label(s, project, ids, documents=False)  # replaced: the stored ones are not read
     _hold(s, project, list(found.values()))
     locked = s.scalars(  # each label row, locked and read again: concurrent saves of one take turns
         select(LabelRow).where(LabelRow.id.in_(sorted(found))).order_by(LabelRow.id)
+        .options(defer(LabelRow.document))
         .with_for_update().execution_options(populate_existing=True)
     )
     for held in locked:
