@@ -435,10 +435,12 @@ def _by_label(
     return found
 
 
-def get_units(s: Session, principal: Principal, project_ref: Any, label_hashes: Any) -> list[Unit]:
+def get_units(
+    s: Session, principal: Principal, project_ref: Any, label_hashes: Any, documents: bool = True
+) -> list[Unit]:
     project = projects.load(s, principal, project_ref)
     ids = _uids(label_hashes, "label")
-    found = _by_label(s, project, ids)
+    found = _by_label(s, project, ids, documents)
     return [found[i] for i in dict.fromkeys(ids)]
 
 

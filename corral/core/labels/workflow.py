@@ -400,7 +400,7 @@ def finish(s: Session, principal: Principal, project_ref: Any, label_hashes: Any
         raise errors.PermissionDenied(
             f"completing or reopening tasks of project {project.id} needs the admin or team manager role"
         )
-    units = label_rows.get_units(s, principal, project.id, label_hashes)
+    units = label_rows.get_units(s, principal, project.id, label_hashes, documents=False)
     ids = list(dict.fromkeys(task_id(project.id, u.data_row_id) for u in units))  # 1-1,000 rows
     stage, status = ("complete", "COMPLETED") if action == "complete" else ("annotate", "REOPENED")
     now = utcnow()
