@@ -203,3 +203,52 @@ def test_ties_come_in_item_id_order_on_every_path(db, settings, make_user, kind,
         monkeypatch.undo()
         build(db, store, "e", who.org_id)
 
+
+
+@pytest.mark.parametrize("kind", ["embedded", "pgvector"])
+def test_searches_while_vectors_are_written_and_indexed(db, settings, make_user, kind) -> None:  # type: ignore[no-untyped-def]
+    """Searches run while another thread writes items with vectors (replacing and deleting some)
+    and builds the index: none fails, and every answer is ``k`` distinct items, best first."""
+    import threading
+
+    store = make_store(kind, db, settings)
+    who = principal(db, make_user("busy@x.io").user_id)
+    save_schema(db, who, {"keys": {"e": {"type": "embedding", "size": 8}}})
+    rng = np.random.default_rng(5)
+    first = [r.id for r in add_items(db, who, "root", [{"e": StoredVector(v.tolist())}
+                                                       for v in rng.standard_normal((60, 8))])]
+    stop, failures = threading.Event(), []
+
+    def write() -> None:
+        try:
+            local = np.random.default_rng(6)
+            for round_ in range(12):
+                add_items(db, who, "root", [{"e": StoredVector(v.tolist())} for v in local.standard_normal((40, 8))])
+                with db.write() as s:  # a replaced vector and a deleted item
+                    item = s.get(Item, first[round_])
+                    assert item is not None
+                    item.client_metadata = {"e": StoredVector(local.standard_normal(8).tolist())}
+                    s.delete(s.get(Item, first[30 + round_]))
+                if round_ % 3 == 2:
+                    build(db, store, "e", who.org_id)
+        except BaseException as exc:  # noqa: BLE001 - reported by the test
+            failures.append(exc)
+        finally:
+            stop.set()
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    keys = vector_search.ensure_keys(db, who.org_id)
+    searches = 0
+    local = np.random.default_rng(7)
+    while not stop.is_set() or searches < 5:
+        q = local.standard_normal(8).astype(np.float32)
+        with db.read() as s:
+            found = vector_search.similar(s, who, store, keys, vector_search.Query(key="e", vector=q.tolist(), k=10))
+        searches += 1
+        assert len(found.hits) == 10 and len({h.item_id for h in found.hits}) == 10
+        scores = [h.score for h in found.hits]
+        assert scores == sorted(scores, reverse=True)
+    writer.join(60)
+    assert not failures, failures
+    assert searches >= 5

@@ -226,22 +226,22 @@ class TableStore:
         most of a query's time outside the index (40 rows: 30% of a query at a million)."""
         first = max(RESCORE_FACTOR * k, RESCORE_MIN)
         if self.ranks_labels and first < len(labels):
-            hits = self._rescore(s, key, query, metric, labels[:first], candidates, upto)
+            hits = self._rescore(s, key, query, k, metric, labels[:first], candidates, upto)
             if len(hits) >= k:
                 return hits
-        return self._rescore(s, key, query, metric, labels, candidates, upto)
+        return self._rescore(s, key, query, k, metric, labels, candidates, upto)
 
     def _rescore(
-        self, s: Session, key: VectorKey, query: Vectors, metric: Metric, labels: Sequence[int],
+        self, s: Session, key: VectorKey, query: Vectors, k: int, metric: Metric, labels: Sequence[int],
         candidates: Candidates, upto: int,
     ) -> list[Hit]:
-        """Exact scores of the index's labels that are still stored and candidates, plus the
-        delta's (vectors newer than the index), best first."""
+        """The best ``k`` by exact score of the index's labels that are still stored and
+        candidates, and of the delta's (vectors newer than the index), best first."""
         ids, blobs = candidates.labelled(labels, upto)
         if not ids:
             return []
         matrix = np.frombuffer(b"".join(blobs), dtype="<f4").reshape(len(ids), key.dim)
-        return top_k(ids, scores(matrix, query, metric), len(ids))
+        return top_k(ids, scores(matrix, query, metric), k)
 
     def _among_candidates(
         self, s: Session, key: VectorKey, query: Vectors, k: int, metric: Metric, candidates: Candidates,
