@@ -49,6 +49,7 @@ from corral.core.vectors import search as vector_search
 from corral.core.vectors.store import VectorKey
 from corral.db.engine import Database
 from corral.db.tables import Item, ItemMeta, ItemVector, Job, MapPoint, VectorMap
+from corral.db.tables import VectorKey as VectorKeyRow
 from corral.errors import ErrorDetail
 
 MAGIC = b"CMAP"
@@ -134,6 +135,11 @@ def start(db: Database, principal: Principal, name: str, request: build.Request)
         )
     key = key_of(db, principal.org_id, name)
     with db.write() as s:
+        # The key's row locked first: two requests at once (two clicks, two CLIs) on PostgreSQL
+        # both found no build running and queued one each, whose full builds then deleted each
+        # other's unfinished map (SQLite's write transactions are one at a time already).
+        if s.scalar(select(VectorKeyRow.id).where(VectorKeyRow.id == key.id).with_for_update()) is None:
+            raise errors.NotFound(f"{name!r} is not an embedding key of the metadata schema")
         running = _running(s, key)
         if running is not None:
             return Started(running.id, False)

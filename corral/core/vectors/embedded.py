@@ -235,6 +235,7 @@ class EmbeddedStore(TableStore):
 
             meta = writer.finish(previous, coding)
         except BaseException:
+            writer.close()  # its files, before they go (else open until collected)
             ivf.remove(directory / name)
             raise
         return {"added": done, "indexed_upto": upto, "indexed_count": meta["count"],

@@ -138,19 +138,23 @@ def _coded(matrix: Vectors, metric: str) -> Vectors:
     """Vectors as the lists and codes take them: unit length for cosine."""
     out = np.ascontiguousarray(matrix, dtype=np.float32)
     if metric == "cosine":
-        norms = np.linalg.norm(out, axis=-1, keepdims=True)
+        # in float64: a float32 norm of numbers below 1e-19 underflows (to 0, or too small),
+        # which left such vectors tiny instead of unit length
+        norms = np.linalg.norm(out.astype(np.float64), axis=-1, keepdims=True)
         norms[norms == 0] = 1.0
-        out = out / norms
+        out = (out / norms).astype(np.float32)
     return out
 
 
 def quantise(matrix: Vectors) -> tuple[NDArray[np.int8], NDArray[np.float32]]:
     """int8 copies of ``matrix``'s rows (largest component at 127) and their scales."""
-    peak = np.abs(matrix).max(axis=1)
+    peak = np.abs(matrix).max(axis=1).astype(np.float64)
     peak[peak == 0] = 1.0
-    scale = (peak / 127.0).astype(np.float32)
+    # the codes from a float64 scale: a float32 one of numbers below 1e-43 is 0 (a division by
+    # zero, whose codes were undefined); the scale stored is float32's nearest, maybe 0
+    scale = peak / 127.0
     codes = np.rint(matrix / scale[:, None]).astype(np.int8)
-    return codes, scale
+    return codes, scale.astype(np.float32)
 
 
 class IvfIndex:
@@ -306,7 +310,7 @@ class Writer:
 
     def extend_from(self, old: IvfIndex) -> None:
         """Start from an existing index's copies (the files, appended to)."""
-        self._close()
+        self.close()
         for name in ("labels.i8", "copies.i1", "scales.f4"):
             if old.count:
                 shutil.copyfile(old.path / name, self.path / name)
@@ -322,7 +326,7 @@ class Writer:
         self._scales.write(scale.astype("<f4").tobytes())
         self.count += len(labels)
 
-    def _close(self) -> None:
+    def close(self) -> None:
         for f in (self._labels, self._codes, self._scales):
             f.close()
 
@@ -331,7 +335,7 @@ class Writer:
         from its count on) or into lists trained anew; write ``meta.json`` last."""
         import faiss
 
-        self._close()
+        self.close()
         meta: dict[str, Any] = {"format": 1, "metric": self.metric, "dim": self.dim, "count": self.count,
                                 "nlist": 0, "trained": 0}
         view = IvfIndex(self._stub(meta))

@@ -3,7 +3,7 @@
 Every live ``embedding`` key has one ``vector_keys`` row.  ``sync`` runs in the transaction that
 saves a schema: a key deleted (softly or for good) or whose size changed loses its row, and its
 vectors go with it by cascade; a key whose metric changed keeps its vectors (its approximate
-index is rebuilt by the next ``vector_index`` job).  ``ensure`` creates a row on first use (a
+index is rebuilt by the ``vector_index`` job queued then).  ``ensure`` creates a row on first use (a
 schema saved before the vector store existed).
 """
 
@@ -15,7 +15,9 @@ from sqlalchemy import delete, insert, select, update
 from sqlalchemy.orm import Session
 
 from corral.core.metadata.schema import Entry, Schema
+from corral.core.vectors import jobs
 from corral.core.vectors.store import VectorKey
+from corral.db.tables import ItemVector
 from corral.db.tables import VectorKey as VectorKeyRow
 from corral.db.types import utcnow
 
@@ -48,6 +50,7 @@ def sync(s: Session, org_id: uuid.UUID, schema: Schema) -> dict[str, VectorKey]:
     if stale:
         # vectors go by cascade; index files of dropped keys are swept by the next build
         s.execute(delete(VectorKeyRow).where(VectorKeyRow.id.in_(stale)))
+    changed: list[int] = []
     for name, entry in want.items():
         row = have.get(name)
         if row is None or row.id in stale:
@@ -55,7 +58,14 @@ def sync(s: Session, org_id: uuid.UUID, schema: Schema) -> dict[str, VectorKey]:
                                                   metric=_metric(entry), created_at=utcnow()))
         elif row.metric != _metric(entry):
             s.execute(update(VectorKeyRow).where(VectorKeyRow.id == row.id).values(metric=_metric(entry)))
-    return load(s, org_id)
+            changed.append(row.id)
+    keys = load(s, org_id)
+    for key in keys.values():
+        # its index is for the old metric: searches scan every vector exactly until it is rebuilt,
+        # which nothing else would queue before the key's next write
+        if key.id in changed and s.scalar(select(ItemVector.id).where(ItemVector.key_id == key.id).limit(1)):
+            jobs.schedule(s, key, delay=0)
+    return keys
 
 
 def in_step(keys: dict[str, VectorKey], schema: Schema) -> bool:

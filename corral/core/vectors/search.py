@@ -343,6 +343,10 @@ def similar(s: Session, principal: Principal, store: TableStore, keys: dict[str,
     metric: Metric = q.metric or key.metric  # type: ignore[assignment]
     vector = _query_vector(s, principal, store, key, q)
     _has_direction(q, metric, vector)
+    if metric == "cosine":
+        # unit length (in float64): the same cosines, and nothing for a ranking copy's products to
+        # underflow (numbers below 1e-19) or overflow
+        vector = (vector / np.linalg.norm(vector.astype(np.float64))).astype(np.float32)
     matches, visibility = None, None
     if q.filter is None or q.filter == {}:  # no catalog (schema, index keys) to read
         visibility = index_query.visibility(s, principal)

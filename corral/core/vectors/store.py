@@ -109,6 +109,11 @@ def from_bytes(raw: bytes, dim: int) -> Vectors:
     return out
 
 
+#: Below this a float32 norm may have lost its squares to underflow (they are below float32's
+#: smallest normal number, 1.2e-38, for numbers below 1.1e-19): recomputed in float64.
+TINY_NORM = 1e-18
+
+
 def scores(matrix: Vectors, query: Vectors, metric: Metric) -> NDArray[np.floating[Any]]:
     """Exact scores of every row of ``matrix`` against ``query`` (higher is more similar).
 
@@ -116,6 +121,10 @@ def scores(matrix: Vectors, query: Vectors, metric: Metric) -> NDArray[np.floati
     stored values may be anywhere in float32's range (``3e38`` is a valid number), and their
     products are not; float64 holds them all (4,096 products of two float32 maxima are 5e80), so
     a score is never infinity or NaN (which no JSON answer can carry) nor a norm's overflow's 0.
+    Likewise at the other end, under cosine: the norm of a vector whose numbers are all below
+    ``1e-19`` (``1e-45`` is a valid number too) underflows in float32 (its squares round to 0),
+    which made its cosine its dot product (``1e-45`` where it is ``1.0``); such norms are taken
+    in float64, where those squares are held.
     """
     with np.errstate(over="ignore", invalid="ignore"):
         out, finite = _scores(matrix, query, metric)
@@ -135,6 +144,10 @@ def _scores(matrix: NDArray[Any], query: NDArray[Any], metric: Metric) -> tuple[
         finite = bool(np.isfinite(dots).all() and np.isfinite(row_norms).all() and np.isfinite(query_norm))
         norms = row_norms * (query_norm or 1.0)
         finite = finite and bool(np.isfinite(norms).all())
+        if matrix.dtype == np.float32:  # a norm that underflowed (not a zero vector's)
+            tiny = row_norms < TINY_NORM
+            finite = finite and not (tiny.any() and matrix[tiny].any())
+            finite = finite and not (query_norm < TINY_NORM and query.any())
         norms[norms == 0] = 1.0
         return dots / norms, finite
     squared = ((matrix - query) ** 2).sum(axis=1)

@@ -79,12 +79,30 @@ def _chunks(seq: Sequence[Any], n: int = _CHUNK) -> Iterator[Sequence[Any]]:
         yield seq[i : i + n]
 
 
+def _tied_best(found: np.ndarray, k: int) -> NDArray[np.intp]:
+    """Positions of the best ``k`` scores of ``found`` and of every score equal to the ``k``-th
+    (a tie at the cut: which of them to keep is the item ids' to say, ``by_score_then_id``)."""
+    if k >= len(found):
+        return np.arange(len(found))
+    kth = np.partition(-found, k - 1)[k - 1]
+    return np.flatnonzero(-found <= kth)
+
+
+def by_score_then_id(positions: Sequence[int] | NDArray[np.intp], found: np.ndarray,
+                     ids: Sequence[uuid.UUID], k: int) -> list[int]:
+    """The best ``k`` of ``positions``, best first, equal scores in item id order (the 16 bytes,
+    as both databases order UUIDs): one order for every path and store, whatever order the rows
+    came in, and the same ``k`` kept of a tie at the cut."""
+    positions = np.asarray(positions, dtype=np.intp)
+    keys = np.array([ids[i].bytes for i in positions], dtype="S16")
+    order = np.lexsort((keys, -found[positions]))
+    return [int(positions[i]) for i in order[:k]]
+
+
 def top_k(ids: Sequence[uuid.UUID], found: np.ndarray, k: int) -> list[Hit]:
     if len(ids) == 0:
         return []
-    k = min(k, len(ids))
-    best = np.argpartition(-found, k - 1)[:k] if k < len(ids) else np.arange(len(ids))
-    best = best[np.argsort(-found[best], kind="stable")]
+    best = by_score_then_id(_tied_best(found, k), found, ids, k)
     return [Hit(ids[i], float(found[i])) for i in best]
 
 
@@ -208,22 +226,22 @@ class TableStore:
         most of a query's time outside the index (40 rows: 30% of a query at a million)."""
         first = max(RESCORE_FACTOR * k, RESCORE_MIN)
         if self.ranks_labels and first < len(labels):
-            hits = self._rescore(s, key, query, metric, labels[:first], candidates, upto)
+            hits = self._rescore(s, key, query, k, metric, labels[:first], candidates, upto)
             if len(hits) >= k:
                 return hits
-        return self._rescore(s, key, query, metric, labels, candidates, upto)
+        return self._rescore(s, key, query, k, metric, labels, candidates, upto)
 
     def _rescore(
-        self, s: Session, key: VectorKey, query: Vectors, metric: Metric, labels: Sequence[int],
+        self, s: Session, key: VectorKey, query: Vectors, k: int, metric: Metric, labels: Sequence[int],
         candidates: Candidates, upto: int,
     ) -> list[Hit]:
-        """Exact scores of the index's labels that are still stored and candidates, plus the
-        delta's (vectors newer than the index), best first."""
+        """The best ``k`` by exact score of the index's labels that are still stored and
+        candidates, and of the delta's (vectors newer than the index), best first."""
         ids, blobs = candidates.labelled(labels, upto)
         if not ids:
             return []
         matrix = np.frombuffer(b"".join(blobs), dtype="<f4").reshape(len(ids), key.dim)
-        return top_k(ids, scores(matrix, query, metric), len(ids))
+        return top_k(ids, scores(matrix, query, metric), k)
 
     def _among_candidates(
         self, s: Session, key: VectorKey, query: Vectors, k: int, metric: Metric, candidates: Candidates,
@@ -284,31 +302,35 @@ class TableStore:
         if len(few.labels) == 0:
             return []
         found = scores(few.matrix, query, metric)
-        k = min(k, len(few.labels))
-        best = np.argpartition(-found, k - 1)[:k] if k < len(few.labels) else np.arange(len(few.labels))
-        best = best[np.argsort(-found[best], kind="stable")]
+        best = _tied_best(found, k)  # with a tie at the cut: the item ids choose
         chosen = [int(label) for label in few.labels[best]]
-        labels_to_items = select(ItemVector.id, ItemVector.item_id).where(ItemVector.id.in_(chosen))
-        items: dict[int, uuid.UUID] = {row[0]: row[1] for row in s.execute(labels_to_items)}
-        return [Hit(items[label], float(found[i])) for label, i in zip(chosen, best, strict=True)]
+        items: dict[int, uuid.UUID] = {}
+        for chunk in _chunks(chosen):
+            rows = s.execute(select(ItemVector.id, ItemVector.item_id).where(ItemVector.id.in_(chunk)))
+            items.update((int(r[0]), r[1]) for r in rows)
+        ids = [items[label] for label in chosen]
+        kept = by_score_then_id(np.arange(len(best)), found[best], ids, k)
+        return [Hit(ids[i], float(found[best[i]])) for i in kept]
 
     def _exact_all(
         self, s: Session, key: VectorKey, query: Vectors, k: int, metric: Metric, candidates: Candidates
     ) -> list[Hit]:
         """Score every stored vector of the candidates, a batch at a time, keeping the best ``k``."""
-        best: list[tuple[float, str, uuid.UUID]] = []  # a min-heap of the best k so far
+        # a min-heap of the best k so far: the worst on top, a higher score better, then a lower
+        # item id (``by_score_then_id``'s order)
+        best: list[tuple[float, int, uuid.UUID]] = []
         for ids, matrix in self.iter_vectors(s, key):
             keep = candidates.accept(ids)
             rows = [i for i, item_id in enumerate(ids) if item_id in keep]
             if not rows:
                 continue
             for hit in top_k([ids[i] for i in rows], scores(matrix[rows], query, metric), k):
-                entry = (hit.score, hit.item_id.hex, hit.item_id)
+                entry = (hit.score, -hit.item_id.int, hit.item_id)
                 if len(best) < k:
                     heapq.heappush(best, entry)
                 elif entry > best[0]:
                     heapq.heapreplace(best, entry)
-        ranked = sorted(best, key=lambda b: (-b[0], b[1]))
+        ranked = sorted(best, key=lambda b: (-b[0], -b[1]))
         return [Hit(b[2], b[0]) for b in ranked]
 
     # -- the approximate index (subclasses) --------------------------------------------------------
