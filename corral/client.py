@@ -849,3 +849,10 @@ class Client:
     def move_tasks(self, project_id: str, stage: str, to: str, task_ids: list[str]) -> Any:
         return self.request("POST", self._project(project_id) + "/tasks/move",
                             json={"stage": stage, "to": to, "tasks": task_ids})
+
+    def set_task_priorities(self, project_id: str, priorities: list[tuple[str, float]]) -> Any:
+        return self.request("POST", self._project(project_id) + "/tasks/priorities",
+                            json={"priorities": [{"task": t, "priority": p} for t, p in priorities]})
+
+    def set_project_status(self, project_id: str, status: str) -> Any:
+        return self.request("PUT", self._project(project_id) + "/status", json={"status": status})

@@ -723,5 +723,7 @@ class WorkflowTask(Base):
     assignee_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("users.id", ondelete="SET NULL"), nullable=True
     )
+    # 0.0-1.0, set by the project's managers (the SDK's set_priority); None until set
+    priority: Mapped[float | None] = mapped_column(Float, nullable=True)
     created_at: Mapped[datetime] = _created()
     updated_at: Mapped[datetime] = _updated()

@@ -1,9 +1,11 @@
 """The Encord SDK's labelling calls: ontologies, projects and label rows.
 
 v2 REST: ``POST /v2/public/ontologies``, ``GET /v2/public/ontologies/{id}``,
-``GET /v2/public/projects/{id}``.  v1 RPC (registered in ``encord_rpc.operations``):
-``project/POST`` on ``/public/user``; ``labelrowmetadata/GET``, ``labelrow/PUT``,
-``labelrow/GET`` and ``labelrow/POST`` on ``/public`` with ``ResourceType: project``.
+``GET /v2/public/projects/{id}``, ``PUT /v2/public/projects/{id}/status``,
+``POST /v2/public/projects/{id}/priorities``, the workflow's stages and tasks.  v1 RPC
+(registered in ``encord_rpc.operations``): ``project/POST`` on ``/public/user``;
+``labelrowmetadata/GET``, ``labelrow/PUT``, ``labelrow/GET`` and ``labelrow/POST`` on
+``/public`` with ``ResourceType: project``.
 """
 
 from __future__ import annotations
@@ -566,6 +568,38 @@ async def move_tasks(
     def write() -> None:
         with ctx.db.write() as s:
             workflow.move(s, principal, project_id, stage_id, body.destination_stage_uuid, ids)
+
+    await run_in_threadpool(write)
+
+
+class StatusChange(SdkOptions):
+    call = "set_status"
+    status: Any = Field(json_schema_extra=ANY_JSON, description="One of the SDK's ProjectStatus values.")
+
+
+@router.put("/projects/{project_id}/status", summary="Set a project's status (SDK Project.set_status())")
+async def set_project_status(
+    ctx: Ctx, principal: CurrentPrincipal, project_id: str, body: StatusChange
+) -> None:
+    def write() -> None:
+        with ctx.db.write() as s:
+            projects.set_status(s, principal, project_id, body.status)
+
+    await run_in_threadpool(write)
+
+
+class Priorities(SdkOptions):
+    call = "set_priority"
+    priorities: Any = Field(json_schema_extra=ANY_JSON,
+                            description=f"1 to {workflow.MAX_PRIORITIES} [data hash, priority] pairs.")
+
+
+@router.post("/projects/{project_id}/priorities",
+             summary="Set tasks' priorities (SDK LabelRowV2.set_priority(), alone or in a Bundle)")
+async def set_priorities(ctx: Ctx, principal: CurrentPrincipal, project_id: str, body: Priorities) -> None:
+    def write() -> None:
+        with ctx.db.write() as s:
+            workflow.set_priorities(s, principal, project_id, body.priorities, by_data_row=True)
 
     await run_in_threadpool(write)
 
