@@ -21,7 +21,7 @@ from starlette.concurrency import run_in_threadpool
 from corral import errors
 from corral.api import encord_dto as dto
 from corral.api.deps import AppContext, Ctx, CurrentPrincipal
-from corral.api.openapi import ANY_JSON, ONLY_EMPTY_LIST, ONLY_EMPTY_TEXT
+from corral.api.openapi import ANY_JSON, ONLY_EMPTY_TEXT
 from corral.api.parsing import CorralRoute, org_access
 from corral.api.routes.encord_rpc import (
     RpcCall,
@@ -31,7 +31,7 @@ from corral.api.routes.encord_rpc import (
     payload_text,
     refuse_unsupported,
 )
-from corral.core import filters, items
+from corral.core import filters, items, tags
 from corral.core.identity import Principal
 from corral.core.labels import label_rows, ontologies, projects, workflow
 from corral.db.tables import Dataset, Ontology
@@ -159,21 +159,24 @@ async def list_projects(
     where: ListingFilter,
     include_org_access: Annotated[bool, Query(alias="includeOrgAccess")] = False,
     tags_anyof: Annotated[
-        list[str] | None, Query(alias="tagsAnyof", json_schema_extra=ONLY_EMPTY_LIST)
+        list[str] | None,
+        Query(alias="tagsAnyof", description="Only projects carrying at least one of these organisation tags "
+                                             f"(at most {tags.MAX_FILTER} names).",
+              json_schema_extra={"items": {"type": "string", "pattern": tags.NAME_PATTERN},
+                                 "maxItems": tags.MAX_FILTER}),
     ] = None,
     page_token: Annotated[str | None, Query(alias="pageToken", json_schema_extra=ONLY_EMPTY_TEXT)] = None,
 ) -> dict[str, Any]:
     """Admins see every project, as ``includeOrgAccess`` asks (refused for anyone else).  One page
     holds them all."""
     org_access(include_org_access, principal.is_admin, "project")
-    if tags_anyof:
-        raise errors.InvalidInput("tagsAnyof: corral has no organisation tags")
+    names = tags.check_filter(tags_anyof or None, "tagsAnyof")
     if page_token:
         raise errors.InvalidInput("pageToken: corral answers every project in one page")
 
     def read() -> dict[str, Any]:
         with ctx.db.read() as s:
-            views = projects.list_(s, principal, where)
+            views = projects.list_(s, principal, where, tagged_any=names)
             return {"results": [project_dto(v) for v in views], "nextPageToken": None}
 
     return await run_in_threadpool(read)
@@ -574,7 +577,8 @@ async def move_tasks(
 
 class StatusChange(SdkOptions):
     call = "set_status"
-    status: Any = Field(json_schema_extra=ANY_JSON, description="One of the SDK's ProjectStatus values.")
+    status: Literal[*projects.STATUSES] = Field(  # type: ignore[valid-type]
+        description="One of the SDK's ProjectStatus values.")
 
 
 @router.put("/projects/{project_id}/status", summary="Set a project's status (SDK Project.set_status())")

@@ -19,7 +19,18 @@ from corral import errors
 from corral.core import datasets, filters, identity, permissions
 from corral.core.identity import Principal
 from corral.core.labels import ontologies
-from corral.db.tables import DataRow, Grant, LabelRow, Ontology, Project, ProjectDataset, User, WorkflowTask
+from corral.db.tables import (
+    DataRow,
+    Grant,
+    LabelRow,
+    Ontology,
+    OrganisationTag,
+    Project,
+    ProjectDataset,
+    ProjectTag,
+    User,
+    WorkflowTask,
+)
 from corral.db.types import utcnow
 from corral.errors import ErrorDetail
 
@@ -137,11 +148,16 @@ def view(s: Session, principal: Principal, row: Project) -> ProjectView:
 
 
 def list_(
-    s: Session, principal: Principal, where: filters.Listing | None = None, statuses: list[str] | None = None
+    s: Session, principal: Principal, where: filters.Listing | None = None, statuses: list[str] | None = None,
+    tagged_any: list[str] | None = None,
 ) -> list[ProjectView]:
-    """The projects the principal can see matching ``where`` (and having one of ``statuses``),
-    oldest first (at most 10,000)."""
+    """The projects the principal can see matching ``where`` (and having one of ``statuses``, and
+    at least one of the organisation tags named ``tagged_any``), oldest first (at most 10,000)."""
     query = select(Project).where(Project.org_id == principal.org_id)
+    if tagged_any is not None:
+        query = query.where(Project.id.in_(
+            select(ProjectTag.project_id).join(OrganisationTag, OrganisationTag.id == ProjectTag.tag_id)
+            .where(OrganisationTag.org_id == principal.org_id, OrganisationTag.name.in_(tagged_any))))
     if statuses is not None:
         bad = [v for v in statuses if v not in STATUSES]
         if bad:

@@ -1,6 +1,7 @@
-"""Migration 0029t (``workflow_tasks.priority``) down and up on both databases, with a project's
-tasks in place: the tasks keep their rows, stage and status both ways (SQLite rebuilds the table
-to drop the column), and a priority is null until set again."""
+"""Migration 0029t (``workflow_tasks.priority``; organisation tags on projects and folders) down
+and up on both databases, with a project's tasks and a tag attached in place: the tasks keep their
+rows, stage and status both ways (SQLite rebuilds the table to drop the column), a priority is
+null until set again, and the tag tables go and come back empty."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from types import SimpleNamespace
 
 from sqlalchemy import inspect, select
 
-from corral.core import identity
+from corral.core import identity, tags
 from corral.core.labels import ontologies, projects, workflow
 from corral.db import Database, migrate
 from corral.db.tables import WorkflowTask
@@ -30,6 +31,8 @@ def test_0029t_down_and_up_keeps_the_tasks(fresh: Database) -> None:  # noqa: F8
         [a, b] = workflow.tasks(s, p, project.id, "annotate", workflow.TaskFilter())
         workflow.act(s, p, project.id, "annotate", [workflow.Action(a.id, "SUBMIT")])
         workflow.set_priorities(s, p, project.id, [[b.id, 0.75]])
+        tag = tags.create(s, p, "urgent")
+        tags.tag_project(s, p, project.id, tag.id, True)
 
     def tasks() -> dict[str, tuple[str, str]]:
         with db.read() as s:
@@ -40,8 +43,10 @@ def test_0029t_down_and_up_keeps_the_tasks(fresh: Database) -> None:  # noqa: F8
     migrate.downgrade(db, "0028a")
     with db.engine.connect() as conn:
         assert "priority" not in {c["name"] for c in inspect(conn).get_columns("workflow_tasks")}
+        assert not {"organisation_tags", "project_tags", "folder_tags"} & set(inspect(conn).get_table_names())
     migrate.upgrade(db)
     assert migrate.pending_differences(db) == []
     assert tasks() == before
     with db.read() as s:
         assert [t.priority for t in workflow.tasks(s, p, project.id, "annotate", workflow.TaskFilter())] == [None]
+        assert tags.list_(s, p) == [] and tags.project_tags(s, p, project.id) == []
