@@ -95,7 +95,8 @@ def test_set_priority_alone_and_in_a_bundle(sdk: Any, s3: Bucket, make_user: Any
     a, b = rows["a.png"].data_hash, rows["b.png"].data_hash
     for bad, where in (([[a, 0.5], [b, 1.5]], "priorities[1]"), ([[a, -0.1]], "priorities[0]"),
                        ([[a, "high"]], "priorities[0]"), ([[a, True]], "priorities[0]"),
-                       ([[a]], "priorities[0]"), ([["x", 0.5]], "priorities[0]"), ([], "priorities")):
+                       ([[a]], "priorities[0]"), ([["x", 0.5]], "priorities[0]"), ([], "priorities"),
+                       ([[a, 10**400]], "priorities[0]"), ([[a, 0.5]] * 1001, "priorities")):
         with pytest.raises(InvalidArgumentsError, match=re.escape(where)):
             sdk._api_client.post(f"projects/{project.project_hash}/priorities", params=None,
                                  payload=_raw({"priorities": bad}), result_type=None)

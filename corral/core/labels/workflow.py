@@ -25,7 +25,6 @@ Any other action, or an action on a task that is not in the stage named, is refu
 
 from __future__ import annotations
 
-import math
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -443,8 +442,8 @@ def set_priorities(
             ident = ref if isinstance(ref, uuid.UUID) else uuid.UUID(str(ref))
         except ValueError:
             _bad(where, f"{where}: {ref!r} is not a {kind} id")
-        if (isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)
-                or not 0.0 <= value <= 1.0):
+        # (NaN and the infinities fail the range too; compared, not converted, a huge integer fails it)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
             _bad(where, f"{where}: the priority must be a finite number from 0.0 to 1.0, got {value!r}")
         tid = task_id(project.id, ident) if by_data_row else ident
         wanted[tid] = float(value)
