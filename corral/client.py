@@ -849,3 +849,41 @@ class Client:
     def move_tasks(self, project_id: str, stage: str, to: str, task_ids: list[str]) -> Any:
         return self.request("POST", self._project(project_id) + "/tasks/move",
                             json={"stage": stage, "to": to, "tasks": task_ids})
+
+    def set_task_priorities(self, project_id: str, priorities: list[tuple[str, float]]) -> Any:
+        return self.request("POST", self._project(project_id) + "/tasks/priorities",
+                            json={"priorities": [{"task": t, "priority": p} for t, p in priorities]})
+
+    def set_project_status(self, project_id: str, status: str) -> Any:
+        return self.request("PUT", self._project(project_id) + "/status", json={"status": status})
+
+    def members(self) -> Any:
+        return self.request("GET", "/api/v1/members")
+
+    # organisation tags
+    def list_tags(self) -> Any:
+        return self.request("GET", "/api/v1/tags")
+
+    def create_tag(self, name: str, description: str | None = None) -> Any:
+        return self.request("POST", "/api/v1/tags", json={"name": name, "description": description})
+
+    def tag_id(self, ref: str) -> str:
+        """A tag's id, from its id or its name."""
+        try:
+            return str(uuid.UUID(ref))
+        except ValueError:
+            for tag in self.list_tags()["tags"]:
+                if tag["name"] == ref.strip():
+                    return str(tag["id"])
+            raise ApiError(404, "not_found", f"organisation tag {ref!r} not found") from None
+
+    def delete_tag(self, ref: str) -> Any:
+        return self.request("DELETE", f"/api/v1/tags/{self.tag_id(ref)}")
+
+    def tags_of(self, *, project: str | None = None, folder: str | None = None) -> Any:
+        owner = self._project(project) if project is not None else self._folder(str(folder))
+        return self.request("GET", owner + "/tags")
+
+    def tag(self, ref: str, *, attach: bool, project: str | None = None, folder: str | None = None) -> Any:
+        owner = self._project(project) if project is not None else self._folder(str(folder))
+        return self.request("PUT" if attach else "DELETE", owner + f"/tags/{self.tag_id(ref)}")

@@ -30,6 +30,7 @@ from corral.api.routes import (
     encord_rpc,
     encord_storage,
     encord_storage_changes,
+    encord_tags,
     encord_v2,
     folders,
     health,
@@ -46,6 +47,7 @@ from corral.api.routes import (
     metadata_schema,
     project_members,
     sessions,
+    tags,
     tokens,
 )
 from corral.api.web_ui import install as install_web_ui
@@ -151,8 +153,9 @@ def create_app(
                    metadata_schema.router, folders.router, items.router, items.upload_router,
                    imports.import_router, index.router, index_map.router, index_saved.router,
                    datasets.router, datasets.admin_router, labels.ontology_router, labels.project_router,
-                   project_members.router,
+                   project_members.router, tags.router,
                    encord_v2.router, integrations.v2_router, encord_metadata.router, encord_labels.router,
+                   encord_tags.router,
                    encord_rpc.router, encord_storage.router, encord_storage.presigned_router,
                    encord_storage_changes.router,
                    encord_datasets.router, encord_index.router,

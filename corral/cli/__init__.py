@@ -24,6 +24,7 @@ from corral.cli import (
     operator,
     project_commands,
     schema_commands,
+    tag_commands,
 )
 
 
@@ -46,6 +47,7 @@ for command in (
     *index_commands.COMMANDS,
     *map_commands.COMMANDS,
     *project_commands.COMMANDS,
+    *tag_commands.COMMANDS,
 ):
     cli.add_command(command)
 

@@ -1,4 +1,4 @@
-"""``corral project ...``: a project's members and its workflow tasks."""
+"""``corral project ...``: a project's status, its members and its workflow tasks."""
 
 from __future__ import annotations
 
@@ -12,11 +12,23 @@ from corral.cli.output import table
 ROLES = ("admin", "team_manager", "annotator", "reviewer", "annotator_reviewer", "viewer")
 STAGES = ("annotate", "review", "complete")
 ACTIONS = ("assign", "release", "submit", "approve", "reject")
+STATUSES = ("notStarted", "inProgress", "inReview", "paused", "completed", "cancelled", "archived")
 
 
 @click.group()
 def project() -> None:
-    """Projects: their members (with roles) and their workflow tasks."""
+    """Projects: their status, their members (with roles) and their workflow tasks."""
+
+
+@project.command("set-status")
+@click.argument("project_id", metavar="PROJECT")
+@click.argument("status", type=click.Choice(STATUSES))
+@connection_options
+def set_status(project_id: str, status: str, profile: str | None, as_json: bool) -> None:
+    """Set PROJECT's status (its admins)."""
+    with api_errors(), _client(profile) as c:
+        r = c.set_project_status(project_id, status)
+    _print(r, as_json, lambda r: click.echo(f"Project {r['title']} is now {r['status']}."))
 
 
 @project.command("members")
@@ -63,8 +75,9 @@ def remove_member(project_id: str, email: str, profile: str | None, as_json: boo
 
 
 def _tasks(r: dict[str, Any]) -> None:
-    table(["TASK", "STATUS", "ASSIGNEE", "TITLE", "DATA ROW"],
-          [[t["id"], t["status"], t["assignee"], t["title"], t["data_row_id"]] for t in r["tasks"]],
+    table(["TASK", "STATUS", "ASSIGNEE", "PRIORITY", "TITLE", "DATA ROW"],
+          [[t["id"], t["status"], t["assignee"], t["priority"], t["title"], t["data_row_id"]]
+           for t in r["tasks"]],
           empty="No tasks.")
 
 
@@ -123,6 +136,22 @@ def move_tasks(
     with api_errors(), _client(profile) as c:
         r = c.move_tasks(project_id, stage, to, list(task_ids))
     _print(r, as_json, lambda r: click.echo(f"Moved {r['count']} task(s) to {to}."))
+
+
+
+@project.command("set-priority")
+@click.argument("project_id", metavar="PROJECT")
+@click.argument("priority", type=click.FloatRange(0.0, 1.0))
+@click.argument("task_ids", nargs=-1, required=True, metavar="TASK...")
+@connection_options
+def set_priority(
+    project_id: str, priority: float, task_ids: tuple[str, ...], profile: str | None, as_json: bool
+) -> None:
+    """Give tasks of PROJECT a PRIORITY from 0.0 to 1.0 (1.0 the most urgent), in any stage (its
+    admins and team managers)."""
+    with api_errors(), _client(profile) as c:
+        r = c.set_task_priorities(project_id, [(t, priority) for t in task_ids])
+    _print(r, as_json, lambda r: click.echo(f"Priority {priority} set on {r['count']} task(s)."))
 
 
 COMMANDS = [project]

@@ -498,10 +498,14 @@ def find(
     direction: Direction = "asc",
     page_size: int = 100,
     page_token: str | None = None,
+    within: Select[Any] | None = None,
 ) -> Page[Folder]:
-    """Folders anywhere in the tree whose name contains ``q`` (case-insensitive), a page at a time."""
+    """Folders anywhere in the tree whose name contains ``q`` (case-insensitive), a page at a time;
+    only those whose id ``within`` selects, if given (as tags pick them)."""
     _check_listing(order, direction, page_size, q)
     query = select(Folder).where(Folder.org_id == principal.org_id)
+    if within is not None:
+        query = query.where(Folder.id.in_(within))
     visible = permissions.visible_folder_ids(s, principal)
     if visible is not None:
         query = query.where(Folder.id.in_(visible))
@@ -518,8 +522,10 @@ def children_page(
     direction: Direction = "asc",
     page_size: int = 100,
     page_token: str | None = None,
+    within: Select[Any] | None = None,
 ) -> Page[Folder]:
-    """``children_for`` a page at a time, those whose name contains ``q`` (case-insensitive).
+    """``children_for`` a page at a time, those whose name contains ``q`` (case-insensitive) and,
+    if given, whose id ``within`` selects.
 
     Keyset-paged as ``find``: a page starts after the last folder of the one before, so a client
     that deletes (or creates, or renames) folders as it reads the pages misses none and sees none
@@ -535,6 +541,8 @@ def children_page(
             query = query.where(Folder.parent_key == "")
         else:
             query = query.where(Folder.id.in_(_tops(s, visible)))
+    if within is not None:
+        query = query.where(Folder.id.in_(within))
     return _listing_page(s, query, q, order, direction, page_size, page_token)
 
 

@@ -179,6 +179,19 @@ def org_user(session: Session, org_id: uuid.UUID, ref: str) -> User:
     return user
 
 
+MAX_MEMBERS = 10_000  # members one listing answers
+
+
+def members(session: Session, principal: Principal) -> list[User]:
+    """The organisation's users who are not disabled, by e-mail (at most ``MAX_MEMBERS``): all of
+    them for an admin, only themselves for a member (corral keeps no member directory: who is in
+    the organisation is for its admins, and operators, to see)."""
+    query = select(User).where(User.org_id == principal.org_id, User.disabled_at.is_(None))
+    if not principal.is_admin:
+        query = query.where(User.id == principal.user_id)
+    return list(session.scalars(query.order_by(User.email).limit(MAX_MEMBERS)))
+
+
 def has_users(session: Session) -> bool:
     return session.scalar(select(User.id).limit(1)) is not None
 

@@ -503,6 +503,34 @@ def update_item(
     return view(item, parts_of(s, item_id))
 
 
+def update_data_row(
+    s: Session,
+    principal: Principal,
+    dataset: Dataset,
+    row_id: uuid.UUID,
+    *,
+    name: str | None = None,
+    client_metadata: dict[str, Any] | None = None,
+    metadata_field: str = "client_metadata",
+) -> tuple[DataRow, ItemView]:
+    """Rename a data row of ``dataset`` or change its metadata: a data row's title and metadata are
+    its backing item's, so this is ``update_item`` on that item, with its rules (editors of the
+    item's folder; metadata checked against the schema).  A row not in the dataset is a 404."""
+    row = s.scalar(select(DataRow).join(Item, Item.id == DataRow.item_id).where(
+        DataRow.id == row_id, DataRow.dataset_id == dataset.id, Item.deleted_at.is_(None)))
+    if row is None:
+        raise errors.NotFound(f"data row {row_id} not found in dataset {dataset.id}")
+    try:
+        view = update_item(s, principal, row.item_id, name=name, client_metadata=client_metadata,
+                           metadata_field=metadata_field)
+    except errors.NotFound:  # they see the row, not its item's folder: say what they lack
+        raise errors.PermissionDenied(
+            f"you can see data row {row_id} of dataset {dataset.id} but not change it: its title and "
+            "metadata are its item's, and changing them needs the editor role on the item's folder"
+        ) from None
+    return row, view
+
+
 def move(
     s: Session,
     principal: Principal,

@@ -677,6 +677,40 @@ class Project(Base):
     updated_at: Mapped[datetime] = _updated()
 
 
+class OrganisationTag(Base):
+    """A tag of the organisation (the Encord SDK's ``OrganisationTag``), attached to projects and
+    folders; its name is unique in the organisation."""
+
+    __tablename__ = "organisation_tags"
+    __table_args__ = (UniqueConstraint("org_id", "name"),)
+    id: Mapped[uuid.UUID] = _id()
+    org_id: Mapped[uuid.UUID] = _org()
+    name: Mapped[str] = mapped_column(String(100))
+    description: Mapped[str] = mapped_column(Text, default="")
+    created_by: Mapped[uuid.UUID | None] = _creator()
+    created_at: Mapped[datetime] = _created()
+
+
+class ProjectTag(Base):
+    __tablename__ = "project_tags"
+    project_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("projects.id", ondelete="CASCADE"), primary_key=True
+    )
+    tag_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("organisation_tags.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+
+
+class FolderTag(Base):
+    __tablename__ = "folder_tags"
+    folder_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("folders.id", ondelete="CASCADE"), primary_key=True
+    )
+    tag_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("organisation_tags.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+
+
 class ProjectDataset(Base):
     __tablename__ = "project_datasets"
     project_id: Mapped[uuid.UUID] = mapped_column(
@@ -723,5 +757,7 @@ class WorkflowTask(Base):
     assignee_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("users.id", ondelete="SET NULL"), nullable=True
     )
+    # 0.0-1.0, set by the project's managers (the SDK's set_priority); None until set
+    priority: Mapped[float | None] = mapped_column(Float, nullable=True)
     created_at: Mapped[datetime] = _created()
     updated_at: Mapped[datetime] = _updated()

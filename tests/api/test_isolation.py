@@ -68,6 +68,7 @@ def _world(client, db, make_user, root) -> dict[str, str]:  # type: ignore[no-un
         "token": client.get("/api/v1/tokens", headers=auth).json()[0]["id"],
         "user": str(member.user_id), "email": member.email, "stage_id": str(uuid.uuid4()),
         "upload_id": client.post("/api/v1/uploads", json={"filename": "z.png"}, headers=auth).json()["upload_id"],
+        "tag_id": client.post("/api/v1/tags", json={"name": "t"}, headers=auth).json()["id"],
     }
 
 

@@ -59,7 +59,7 @@ def test_a_hostile_query_parameter_on_an_sdk_route_is_refused(server: str, alice
         assert ok.status_code == 200 and [f["name"] for f in ok.json()["results"]] == ["hq-top"]
         for params, named in (({"includeArchived": "true"}, "includeArchived"),
                               ({"isRecursive": "true"}, "isRecursive"),
-                              ({"organisationTagNamesAllof": "vip"}, "organisationTagNamesAllof")):
+                              ({"organisationTagNamesAllof": "v" * 101}, "organisationTagNamesAllof")):
             r = c.get("/v2/public/storage/folders", params=params)
             assert r.status_code == 400, (params, r.text)
             assert named in r.json()["message"]

@@ -205,3 +205,42 @@ def test_the_cli_manages_members_and_walks_a_task_through_the_workflow(
     assert r.exit_code == 0 and "Removed ann@a.io's role." in r.output
     r = run(ann, "tasks", project, "--stage", "review")
     assert r.exit_code == 1 and "(HTTP 404)" in r.output
+
+
+def test_the_cli_sets_a_projects_status_and_its_tasks_priorities(
+    world: dict[str, Any], live_server: str, monkeypatch: Any, tmp_path: Any
+) -> None:
+    import json
+
+    from click.testing import CliRunner
+
+    from corral.cli import cli
+
+    monkeypatch.setenv("CORRAL_CONFIG_DIR", str(tmp_path / "config"))
+    monkeypatch.delenv("CORRAL_PROFILE", raising=False)
+    runner = CliRunner()
+    project = str(world["project"])
+
+    def run(user: Any, *args: str) -> Any:
+        return runner.invoke(cli, ["project", *args], env={"CORRAL_URL": live_server, "CORRAL_TOKEN": user.token})
+
+    admin, ann = world["admin"], world["ann"]
+    r = run(admin, "set-status", project, "paused")
+    assert r.exit_code == 0 and "Project p is now paused." in r.output, r.output
+    r = run(admin, "set-status", project, "done")
+    assert r.exit_code == 2 and "done" in r.output
+    assert run(admin, "add-member", project, "ann@a.io", "--role", "team_manager").exit_code == 0
+    r = run(ann, "set-status", project, "completed")  # a team manager is not a project admin
+    assert r.exit_code == 1 and "needs the admin role (HTTP 403)" in r.output, r.output
+    r = run(admin, "set-status", project, "completed", "--json")
+    assert json.loads(r.output)["status"] == "completed"
+
+    tasks = {t["title"]: t["id"] for t in json.loads(run(admin, "tasks", project, "--stage", "annotate",
+                                                         "--json").output)["tasks"]}
+    r = run(ann, "set-priority", project, "0.75", tasks["a.jpg"], tasks["c.jpg"])  # team managers may
+    assert r.exit_code == 0 and "Priority 0.75 set on 2 task(s)." in r.output, r.output
+    r = run(admin, "set-priority", project, "1.5", tasks["b.jpg"])
+    assert r.exit_code == 2 and "1.5" in r.output
+    listed = json.loads(run(admin, "tasks", project, "--stage", "annotate", "--json").output)["tasks"]
+    assert {t["title"]: t["priority"] for t in listed} == {"a.jpg": 0.75, "b.jpg": None, "c.jpg": 0.75}
+    assert "0.75" in run(admin, "tasks", project, "--stage", "annotate").output

@@ -1,6 +1,8 @@
 """The Encord SDK's dataset calls: v2 ``/v2/public/datasets`` (create, list) and the v1 RPC
-operations ``dataset/GET``, ``datasetlinkitems/POST``, ``datarows/GET`` and the legacy
-``datasetdatalongpolling`` POST/GET, over ``corral.core.datasets`` and the registration service."""
+operations ``dataset/GET``, ``datasetlinkitems/POST``, ``datarows/GET``, ``datarow/POST``
+(``DataRow.save``), ``video/POST`` (``update_data_item``) and the legacy
+``datasetdatalongpolling`` POST/GET, over ``corral.core.datasets``, ``corral.core.items`` and the
+registration service."""
 
 from __future__ import annotations
 
@@ -541,6 +543,88 @@ def delete_data(ctx: AppContext, principal: Principal, call: RpcCall) -> bool:
     return True
 
 
+_ROW_FIELDS = {"data_title", "client_metadata"}
+MAX_TITLE_CHANGES = 1_000  # update_data_item sends one; a list of more is refused
+
+
+def _row_title(payload: dict[str, Any], key: str, where: str) -> str | None:
+    if key not in payload:
+        return None
+    value = payload[key]
+    if not isinstance(value, str):
+        raise errors.ValidationFailed(f"{where}{key} must be a string, got {_shown(value)}",
+                                      details=[errors.ErrorDetail("a string", field=f"{where}{key}")])
+    try:
+        return items.check_name(value)  # a data row's title is its item's name
+    except errors.ValidationFailed as e:
+        raise errors.ValidationFailed(f"{where}{key}: {e.message}", details=[
+            errors.ErrorDetail(f"1-{items.MAX_NAME} characters", field=f"{where}{key}")]) from None
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else f"{text[:77]}..."
+
+
+def save_data_row(ctx: AppContext, principal: Principal, call: RpcCall) -> dict[str, Any]:
+    """``DataRow.save()`` (deprecated in the SDK, still common): the changed ``data_title`` and
+    ``client_metadata`` of one data row, which are its backing item's (``StorageItem.update``'s
+    rules).  Answers the fields changed and the row as it now is, as the SDK compares them."""
+    p = _payload(call)
+    refuse_unsupported("DataRow.save", p, _ROW_FIELDS)
+    title = _row_title(p, "data_title", "")
+    metadata = p.get("client_metadata")
+    if "client_metadata" in p and not isinstance(metadata, dict):
+        raise errors.ValidationFailed(
+            f"client_metadata must be an object ({{}} to clear it), got {_shown(metadata)}",
+            details=[errors.ErrorDetail("an object", field="client_metadata")])
+    row_id = _row_id(call.uid)
+    with ctx.db.write() as s:
+        dataset = datasets.resolve(s, principal, _dataset_id(call))
+        if p:
+            row, view = items.update_data_row(s, principal, dataset, row_id, name=title,
+                                              client_metadata=metadata)
+            item = s.get(Item, view.id)
+        else:  # nothing changed: the row as it is (a save of an unchanged row)
+            found = s.execute(select(DataRow, Item).join(Item, Item.id == DataRow.item_id).where(
+                DataRow.id == row_id, DataRow.dataset_id == dataset.id, Item.deleted_at.is_(None))).first()
+            if found is None:
+                raise errors.NotFound(f"data row {row_id} not found in dataset {dataset.id}")
+            row, item = found
+        assert item is not None
+        parts = items.parts_of(s, item.id)
+        out = row_dict(str(row.id), dto.stamp(row.created_at), item, metadata=True,
+                       first_part=parts[0].url if parts else None)
+    return {"updated_fields": [k for k in p if k in _ROW_FIELDS], "data_row": out}
+
+
+def update_data_items(ctx: AppContext, principal: Principal, call: RpcCall) -> dict[str, bool]:
+    """``Dataset.update_data_item(data_hash, new_title)`` (v1 ``video/POST``): rename data rows of
+    the dataset, all or none, as ``DataRow.save`` does."""
+    entries = call.payload if isinstance(call.payload, list) else None
+    if entries is None or not 1 <= len(entries) <= MAX_TITLE_CHANGES:
+        raise errors.ValidationFailed(
+            f"payload must be a list of 1 to {MAX_TITLE_CHANGES} {{video_hash, title}} objects",
+            details=[errors.ErrorDetail("a list of {video_hash, title}", field="payload")])
+    changes: list[tuple[uuid.UUID, str]] = []
+    for n, entry in enumerate(entries):
+        where = f"payload[{n}]."
+        if not isinstance(entry, dict):
+            raise errors.ValidationFailed(f"payload[{n}] must be an object {{video_hash, title}}",
+                                          details=[errors.ErrorDetail("an object", field=f"payload[{n}]")])
+        refuse_unsupported(f"Dataset.update_data_item (payload[{n}])", entry, {"video_hash", "title"})
+        title = _row_title(entry, "title", where)
+        if title is None:
+            raise errors.ValidationFailed(f"{where}title is required",
+                                          details=[errors.ErrorDetail("a string", field=f"{where}title")])
+        changes.append((_row_id(entry.get("video_hash")), title))
+    with ctx.db.write() as s:
+        dataset = datasets.resolve(s, principal, _dataset_id(call))
+        for row_id, title in changes:
+            items.update_data_row(s, principal, dataset, row_id, name=title)
+    return {"success": True}
+
+
 #: the SDK's DatasetUserRole (0 admin, 1 user) and corral's dataset roles
 _DATASET_ROLES = {0: "editor", 1: "viewer"}
 
@@ -566,6 +650,8 @@ verbatim_members[("datasetdatalongpolling", "POST")] = frozenset({"files", "data
 operations[("datasetdatalongpolling", "GET")] = poll_dataset_upload
 operations[("datarow", "GET")] = refetch_data_row
 operations[("video", "DELETE")] = delete_data
+operations[("video", "POST")] = update_data_items
+operations[("datarow", "POST")] = save_data_row
 operations[("datasetusers", "POST")] = add_dataset_users
 
 

@@ -1,9 +1,11 @@
 """The Encord SDK's labelling calls: ontologies, projects and label rows.
 
 v2 REST: ``POST /v2/public/ontologies``, ``GET /v2/public/ontologies/{id}``,
-``GET /v2/public/projects/{id}``.  v1 RPC (registered in ``encord_rpc.operations``):
-``project/POST`` on ``/public/user``; ``labelrowmetadata/GET``, ``labelrow/PUT``,
-``labelrow/GET`` and ``labelrow/POST`` on ``/public`` with ``ResourceType: project``.
+``GET /v2/public/projects/{id}``, ``PUT /v2/public/projects/{id}/status``,
+``POST /v2/public/projects/{id}/priorities``, the workflow's stages and tasks.  v1 RPC
+(registered in ``encord_rpc.operations``): ``project/POST`` on ``/public/user``;
+``labelrowmetadata/GET``, ``labelrow/PUT``, ``labelrow/GET`` and ``labelrow/POST`` on
+``/public`` with ``ResourceType: project``.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from starlette.concurrency import run_in_threadpool
 from corral import errors
 from corral.api import encord_dto as dto
 from corral.api.deps import AppContext, Ctx, CurrentPrincipal
-from corral.api.openapi import ANY_JSON, ONLY_EMPTY_LIST, ONLY_EMPTY_TEXT
+from corral.api.openapi import ANY_JSON, ONLY_EMPTY_TEXT
 from corral.api.parsing import CorralRoute, org_access
 from corral.api.routes.encord_rpc import (
     RpcCall,
@@ -30,7 +32,7 @@ from corral.api.routes.encord_rpc import (
     payload_text,
     refuse_unsupported,
 )
-from corral.core import filters, items
+from corral.core import filters, items, tags
 from corral.core.identity import Principal
 from corral.core.labels import label_rows, ontologies, projects, workflow
 from corral.db.tables import Dataset, Ontology
@@ -158,21 +160,24 @@ async def list_projects(
     where: ListingFilter,
     include_org_access: Annotated[bool, Query(alias="includeOrgAccess")] = False,
     tags_anyof: Annotated[
-        list[str] | None, Query(alias="tagsAnyof", json_schema_extra=ONLY_EMPTY_LIST)
+        list[str] | None,
+        Query(alias="tagsAnyof", description="Only projects carrying at least one of these organisation tags "
+                                             f"(at most {tags.MAX_FILTER} names).",
+              json_schema_extra={"items": {"type": "string", "pattern": tags.NAME_PATTERN},
+                                 "maxItems": tags.MAX_FILTER}),
     ] = None,
     page_token: Annotated[str | None, Query(alias="pageToken", json_schema_extra=ONLY_EMPTY_TEXT)] = None,
 ) -> dict[str, Any]:
     """Admins see every project, as ``includeOrgAccess`` asks (refused for anyone else).  One page
     holds them all."""
     org_access(include_org_access, principal.is_admin, "project")
-    if tags_anyof:
-        raise errors.InvalidInput("tagsAnyof: corral has no organisation tags")
+    names = tags.check_filter(tags_anyof or None, "tagsAnyof")
     if page_token:
         raise errors.InvalidInput("pageToken: corral answers every project in one page")
 
     def read() -> dict[str, Any]:
         with ctx.db.read() as s:
-            views = projects.list_(s, principal, where)
+            views = projects.list_(s, principal, where, tagged_any=names)
             return {"results": [project_dto(v) for v in views], "nextPageToken": None}
 
     return await run_in_threadpool(read)
@@ -580,6 +585,39 @@ async def move_tasks(
     def write() -> None:
         with ctx.db.write() as s:
             workflow.move(s, principal, project_id, stage_id, body.destination_stage_uuid, ids)
+
+    await run_in_threadpool(write)
+
+
+class StatusChange(SdkOptions):
+    call = "set_status"
+    status: Literal[*projects.STATUSES] = Field(  # type: ignore[valid-type]
+        description="One of the SDK's ProjectStatus values.")
+
+
+@router.put("/projects/{project_id}/status", summary="Set a project's status (SDK Project.set_status())")
+async def set_project_status(
+    ctx: Ctx, principal: CurrentPrincipal, project_id: str, body: StatusChange
+) -> None:
+    def write() -> None:
+        with ctx.db.write() as s:
+            projects.set_status(s, principal, project_id, body.status)
+
+    await run_in_threadpool(write)
+
+
+class Priorities(SdkOptions):
+    call = "set_priority"
+    priorities: Any = Field(json_schema_extra=ANY_JSON,
+                            description=f"1 to {workflow.MAX_PRIORITIES} [data hash, priority] pairs.")
+
+
+@router.post("/projects/{project_id}/priorities",
+             summary="Set tasks' priorities (SDK LabelRowV2.set_priority(), alone or in a Bundle)")
+async def set_priorities(ctx: Ctx, principal: CurrentPrincipal, project_id: str, body: Priorities) -> None:
+    def write() -> None:
+        with ctx.db.write() as s:
+            workflow.set_priorities(s, principal, project_id, body.priorities, by_data_row=True)
 
     await run_in_threadpool(write)
 

@@ -11,16 +11,18 @@ from typing import Annotated, Any, Literal
 import orjson
 from fastapi import APIRouter, Body, Depends, Query, Request, Response
 from pydantic import Field
+from sqlalchemy import Select
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from corral import errors, jsoncodec
 from corral.api import encord_dto as dto
 from corral.api.deps import AppContext, Ctx, CurrentPrincipal
-from corral.api.openapi import CLIENT_METADATA, OFF_VALUE, ONLY_EMPTY_LIST, ONLY_FALSE, one_of_each
+from corral.api.openapi import CLIENT_METADATA, OFF_VALUE, ONLY_FALSE, one_of_each
 from corral.api.parsing import CorralRoute, check_json_content_type, org_access, refuse_unless_default
 from corral.api.routes.encord_rpc import SdkBody, is_off, payload_flag
 from corral.core import folders, item_rows, items, pagination
+from corral.core import tags as tags_service
 from corral.core.identity import Principal
 from corral.core.items import ItemView
 from corral.core.metadata import service as metadata_service
@@ -51,13 +53,22 @@ async def _folder_options(
     principal: CurrentPrincipal,
     include_org_access: Annotated[Bool, Query(alias="includeOrgAccess")] = None,
     tags: Annotated[
-        list[str] | None, Query(alias="organisationTagNamesAllof", json_schema_extra=ONLY_EMPTY_LIST)
+        list[str] | None,
+        Query(alias="organisationTagNamesAllof",
+              description=f"Only folders carrying every one of these organisation tags "
+                          f"(at most {tags_service.MAX_FILTER}).",
+              json_schema_extra={"items": {"type": "string", "pattern": tags_service.NAME_PATTERN},
+                                 "maxItems": tags_service.MAX_FILTER}),
     ] = None,
-) -> None:
+) -> Select[Any] | None:
     """Options the SDK sends to every folder listing: ``org_access`` (as for items) and
-    ``organisation_tags_allof`` (corral has no organisation tags: refused unless empty)."""
+    ``organisation_tags_allof``: the ids of the folders carrying every tag named (None: no filter)."""
     org_access(include_org_access, principal.is_admin, "storage folder")
-    refuse_unless_default("organisationTagNamesAllof", tags or None, None, "corral has no organisation tags")
+    names = tags_service.check_filter(tags or None, "organisationTagNamesAllof")
+    return tags_service.folders_tagged_all(principal, names) if names else None
+
+
+FolderOptions = Annotated[Select[Any] | None, Depends(_folder_options)]
 
 
 _ONE_LEVEL = "this listing answers one level; find_storage_folders searches every level"
@@ -153,23 +164,26 @@ def _children_page(
     synced: Bool,
     page_size: int,
     page_token: str | None,
+    within: Select[Any] | None = None,
 ) -> dict[str, Any]:
-    """A page of a folder's subfolders (or of the top level), keyset-paged (``folders.children_page``)."""
+    """A page of a folder's subfolders (or of the top level), keyset-paged (``folders.children_page``),
+    only those ``within`` selects if given."""
     if synced:  # no folder is dataset-synced
         pagination.check_page_size(page_size)
         if parent is not None:
             folders.resolve_for(s, principal, parent)
         return _page([], None)
     page = folders.children_page(s, principal, parent, q=search or "", order=_order(order),
-                                 direction=_direction(desc), page_size=page_size, page_token=page_token)
+                                 direction=_direction(desc), page_size=page_size, page_token=page_token,
+                                 within=within)
     return _page(dto.storage_folders(s, principal, page.items), page.next_page_token)
 
 
-@router.get("/folders", summary="Top-level folders (SDK list_storage_folders)",
-            dependencies=[Depends(_folder_options)])
+@router.get("/folders", summary="Top-level folders (SDK list_storage_folders)")
 async def list_folders(
     ctx: Ctx,
     principal: CurrentPrincipal,
+    tagged: FolderOptions,
     search: str | None = None,
     is_recursive: Annotated[bool, Query(alias="isRecursive", json_schema_extra=ONLY_FALSE)] = False,
     dataset_synced: Annotated[Bool, Query(alias="datasetSynced")] = None,
@@ -183,7 +197,7 @@ async def list_folders(
     def read() -> dict[str, Any]:
         with ctx.db.read() as s:
             return _children_page(
-                s, principal, None, search, order, desc, dataset_synced, page_size, page_token
+                s, principal, None, search, order, desc, dataset_synced, page_size, page_token, tagged
             )
 
     return await run_in_threadpool(read)
@@ -191,11 +205,11 @@ async def list_folders(
 
 @router.get(
     "/folders/{folder_id}/folders", summary="A folder's subfolders (SDK StorageFolder.list_subfolders)",
-    dependencies=[Depends(_folder_options)],
 )
 async def list_subfolders(
     ctx: Ctx,
     principal: CurrentPrincipal,
+    tagged: FolderOptions,
     folder_id: uuid.UUID,
     search: str | None = None,
     is_recursive: Annotated[bool, Query(alias="isRecursive", json_schema_extra=ONLY_FALSE)] = False,
@@ -210,17 +224,17 @@ async def list_subfolders(
     def read() -> dict[str, Any]:
         with ctx.db.read() as s:
             return _children_page(
-                s, principal, folder_id, search, order, desc, dataset_synced, page_size, page_token
+                s, principal, folder_id, search, order, desc, dataset_synced, page_size, page_token, tagged
             )
 
     return await run_in_threadpool(read)
 
 
-@router.get("/search/folders", summary="Find folders anywhere by name (SDK find_storage_folders)",
-            dependencies=[Depends(_folder_options)])
+@router.get("/search/folders", summary="Find folders anywhere by name (SDK find_storage_folders)")
 async def find_folders(
     ctx: Ctx,
     principal: CurrentPrincipal,
+    tagged: FolderOptions,
     search: str | None = None,
     is_recursive: Annotated[bool, Query(alias="isRecursive",
                                         description="Either value: a search spans every level.")] = False,
@@ -242,6 +256,7 @@ async def find_folders(
                 direction=_direction(desc),
                 page_size=page_size,
                 page_token=page_token,
+                within=tagged,
             )
             return _page(dto.storage_folders(s, principal, page.items), page.next_page_token)
 

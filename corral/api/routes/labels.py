@@ -2,14 +2,15 @@
 
 Thin adapters over ``corral.core.labels``: the same services, permissions and documents as the
 Encord-compatible calls (``encord_labels``), in corral's own shapes.  Creating ontologies and
-projects and saving labels goes through the Encord-compatible API for now.
+projects and saving labels goes through the Encord-compatible API for now; a project's status
+is set here too.
 """
 
 from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal, get_args
 
 from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel, Field
@@ -18,6 +19,7 @@ from starlette.concurrency import run_in_threadpool
 from corral.api.deps import Ctx, CurrentPrincipal
 from corral.api.openapi import one_of_each
 from corral.api.parsing import CorralRoute
+from corral.closedmodel import ClosedModel
 from corral.core.identity import Principal
 from corral.core.labels import label_rows, ontologies, projects
 from corral.db.tables import Ontology
@@ -43,11 +45,18 @@ class OntologyList(BaseModel):
     ontologies: list[OntologyPublic]
 
 
+ProjectStatus = Literal[
+    "notStarted", "inProgress", "inReview", "paused", "completed", "cancelled", "archived"
+]
+assert get_args(ProjectStatus) == projects.STATUSES
+
+
 class ProjectPublic(BaseModel):
     id: uuid.UUID
     title: str
     description: str
-    status: str
+    status: str = Field(description="notStarted, inProgress, inReview, paused, completed, cancelled or "
+                                    "archived (set by the project's admins).")
     ontology_id: uuid.UUID
     ontology_title: str
     dataset_ids: list[uuid.UUID]
@@ -59,6 +68,10 @@ class ProjectPublic(BaseModel):
 
 class ProjectList(BaseModel):
     projects: list[ProjectPublic]
+
+
+class StatusChange(ClosedModel):
+    status: ProjectStatus = Field(description="The project's new status.")
 
 
 class LabelRowPage(BaseModel):
@@ -117,10 +130,18 @@ async def get_ontology(ctx: Ctx, principal: CurrentPrincipal, ontology_id: str) 
 
 
 @project_router.get("", response_model=ProjectList, summary="Projects you can see")
-async def list_projects(ctx: Ctx, principal: CurrentPrincipal) -> ProjectList:
+async def list_projects(
+    ctx: Ctx,
+    principal: CurrentPrincipal,
+    status: Annotated[
+        list[str] | None,
+        Query(description="Only projects with one of these statuses (repeatable).",
+              json_schema_extra=one_of_each(projects.STATUSES)),
+    ] = None,
+) -> ProjectList:
     def read() -> ProjectList:
         with ctx.db.read() as s:
-            return ProjectList(projects=[_project(v) for v in projects.list_(s, principal)])
+            return ProjectList(projects=[_project(v) for v in projects.list_(s, principal, statuses=status)])
 
     return await run_in_threadpool(read)
 
@@ -136,6 +157,19 @@ async def get_project(ctx: Ctx, principal: CurrentPrincipal, project_id: Project
             return _view(s, principal, project_id)
 
     return await run_in_threadpool(read)
+
+
+@project_router.put("/{project_id}/status", response_model=ProjectPublic,
+                    summary="Set a project's status (its admins)")
+async def set_project_status(
+    ctx: Ctx, principal: CurrentPrincipal, project_id: ProjectId, body: StatusChange
+) -> ProjectPublic:
+    def write() -> ProjectPublic:
+        with ctx.db.write() as s:
+            projects.set_status(s, principal, project_id, body.status)
+            return _view(s, principal, project_id)
+
+    return await run_in_threadpool(write)
 
 
 @project_router.get("/{project_id}/label-rows", response_model=LabelRowPage,

@@ -53,6 +53,7 @@ class TaskPublic(BaseModel):
     dataset_id: uuid.UUID
     title: str
     assignee: str | None
+    priority: float | None = Field(description="0.0 to 1.0 (1.0 the most urgent), or null until set.")
     created_at: datetime
     updated_at: datetime
 
@@ -82,6 +83,17 @@ class TaskMove(ClosedModel):
     tasks: list[uuid.UUID] = Field(description=f"1 to {workflow.MAX_TASKS} task ids.")
 
 
+class TaskPriority(ClosedModel):
+    task: uuid.UUID
+    priority: float = Field(ge=0.0, le=1.0, allow_inf_nan=False,
+                            description="0.0 to 1.0 (1.0 the most urgent).")
+
+
+class TaskPriorities(ClosedModel):
+    priorities: list[TaskPriority] = Field(
+        description=f"1 to {workflow.MAX_PRIORITIES}, set all or none (a task named twice takes the last).")
+
+
 class TasksDone(BaseModel):
     count: int
 
@@ -92,7 +104,7 @@ def _members(found: list[projects.Member]) -> MemberList:
 
 def _task(t: workflow.Task) -> TaskPublic:
     return TaskPublic(id=t.id, stage=t.stage, status=t.status, data_row_id=t.data_row_id,
-                      dataset_id=t.dataset_id, title=t.title, assignee=t.assignee,
+                      dataset_id=t.dataset_id, title=t.title, assignee=t.assignee, priority=t.priority,
                       created_at=t.created_at, updated_at=t.updated_at)
 
 
@@ -173,5 +185,19 @@ async def move_tasks(
     def write() -> int:
         with ctx.db.write() as s:
             return workflow.move(s, principal, project_id, body.stage, body.to, body.tasks)
+
+    return TasksDone(count=await run_in_threadpool(write))
+
+
+@router.post("/{project_id}/tasks/priorities", response_model=TasksDone,
+             summary="Set tasks' priorities, in any stage (admins and team managers)")
+async def set_priorities(
+    ctx: Ctx, principal: CurrentPrincipal, project_id: uuid.UUID, body: TaskPriorities
+) -> TasksDone:
+    entries = [[p.task, p.priority] for p in body.priorities]
+
+    def write() -> int:
+        with ctx.db.write() as s:
+            return workflow.set_priorities(s, principal, project_id, entries)
 
     return TasksDone(count=await run_in_threadpool(write))

@@ -324,7 +324,8 @@ def list_metadata(
         units = [u for u in units if u.label is not None]
     if where.edited_before is not None or where.edited_after is not None:
         units = [u for u in units if u.label is not None and _edited_within(u.label, where)]
-    stages = workflow_stages(s, project.id, [u.data_row_id for u in units])
+    tasks = workflow_tasks(s, project.id, [u.data_row_id for u in units])
+    stages = {r: node for r, (node, _priority) in tasks.items()}
     if where.stage_title is not None:
         units = [u for u in units if stages[u.data_row_id]["title"] == where.stage_title]
     if where.stage_title_like is not None:
@@ -332,19 +333,23 @@ def list_metadata(
         units = [u for u in units
                  if filters.like_match(pattern, stages[u.data_row_id]["title"])]
     out = [metadata(u, client_metadata=where.client_metadata, images_data=where.images_data) for u in units]
-    if where.workflow_node:
-        for m, u in zip(out, units, strict=True):
+    for m, u in zip(out, units, strict=True):
+        m["priority"] = tasks[u.data_row_id][1]
+        if where.workflow_node:
             m["workflow_graph_node"] = stages[u.data_row_id]
     if where.label_statuses is not None:  # an empty list matches nothing, as data_hashes=[] does
         out = [m for m in out if m["label_status"] in where.label_statuses]
     return out
 
 
-def workflow_stages(s: Session, project_id: uuid.UUID, data_row_ids: list[uuid.UUID]) -> dict[uuid.UUID, Any]:
+def workflow_tasks(
+    s: Session, project_id: uuid.UUID, data_row_ids: list[uuid.UUID]
+) -> dict[uuid.UUID, tuple[dict[str, str], float | None]]:
+    """Each data unit's workflow graph node and task priority."""
     from corral.core.labels import workflow  # workflow reads projects, as this module does
 
     by_row = workflow.stage_by_row(s, project_id, data_row_ids)
-    return {r: workflow.node(project_id, st) for r, st in by_row.items()}
+    return {r: (workflow.node(project_id, st), priority) for r, (st, priority) in by_row.items()}
 
 
 def _edited_within(label: LabelRow, where: Filters) -> bool:

@@ -19,7 +19,18 @@ from corral import errors
 from corral.core import datasets, filters, identity, permissions
 from corral.core.identity import Principal
 from corral.core.labels import ontologies
-from corral.db.tables import DataRow, Grant, LabelRow, Ontology, Project, ProjectDataset, User, WorkflowTask
+from corral.db.tables import (
+    DataRow,
+    Grant,
+    LabelRow,
+    Ontology,
+    OrganisationTag,
+    Project,
+    ProjectDataset,
+    ProjectTag,
+    User,
+    WorkflowTask,
+)
 from corral.db.types import utcnow
 from corral.errors import ErrorDetail
 
@@ -31,6 +42,9 @@ ROLES = ("admin", "team_manager", "annotator", "reviewer", "annotator_reviewer",
 _RANK = {"viewer": 1, "annotator": 2, "reviewer": 2, "annotator_reviewer": 2, "editor": 2,
          "team_manager": 3, "admin": 3}
 Need = Literal["viewer", "editor", "admin"]
+#: a project's lifecycle status (the SDK's ProjectStatus); it is a label for people, corral
+#: refuses no work because of it
+STATUSES = ("notStarted", "inProgress", "inReview", "paused", "completed", "cancelled", "archived")
 
 
 @dataclass(frozen=True)
@@ -101,6 +115,24 @@ def create(
     return row
 
 
+def set_status(s: Session, principal: Principal, ref: Any, status: Any) -> Project:
+    """Set a project's status (its admins: the organisation's admins, its creator, members granted
+    ``admin``; a team manager manages its people and tasks, not the project itself)."""
+    if status not in STATUSES:
+        message = f"status must be one of {', '.join(STATUSES)}, got {status!r}"[:300]
+        raise errors.ValidationFailed(message, details=[ErrorDetail(f"one of {', '.join(STATUSES)}",
+                                                                    field="status")])
+    project = load(s, principal, ref)
+    found = role(s, principal, project)
+    if found != "admin":
+        raise errors.PermissionDenied(
+            f"you are a {found} of project {project.id}: changing its status needs the admin role")
+    project.status = status
+    project.updated_at = utcnow()
+    s.flush()
+    return project
+
+
 def dataset_ids(s: Session, project_id: uuid.UUID) -> list[uuid.UUID]:
     query = select(ProjectDataset.dataset_id).where(ProjectDataset.project_id == project_id)
     return sorted(s.scalars(query))
@@ -115,9 +147,24 @@ def view(s: Session, principal: Principal, row: Project) -> ProjectView:
                        role(s, principal, row) or "viewer")
 
 
-def list_(s: Session, principal: Principal, where: filters.Listing | None = None) -> list[ProjectView]:
-    """The projects the principal can see matching ``where``, oldest first (at most 10,000)."""
+def list_(
+    s: Session, principal: Principal, where: filters.Listing | None = None, statuses: list[str] | None = None,
+    tagged_any: list[str] | None = None,
+) -> list[ProjectView]:
+    """The projects the principal can see matching ``where`` (and having one of ``statuses``, and
+    at least one of the organisation tags named ``tagged_any``), oldest first (at most 10,000)."""
     query = select(Project).where(Project.org_id == principal.org_id)
+    if tagged_any is not None:
+        query = query.where(Project.id.in_(
+            select(ProjectTag.project_id).join(OrganisationTag, OrganisationTag.id == ProjectTag.tag_id)
+            .where(OrganisationTag.org_id == principal.org_id, OrganisationTag.name.in_(tagged_any))))
+    if statuses is not None:
+        bad = [v for v in statuses if v not in STATUSES]
+        if bad:
+            raise errors.ValidationFailed(
+                f"status {bad[0]!r} is not one of {', '.join(STATUSES)}"[:300],
+                details=[ErrorDetail(f"one of {', '.join(STATUSES)}", field="status")])
+        query = query.where(Project.status.in_(statuses))
     if where is not None:
         query = filters.apply(query, where, title=Project.title, description=Project.description,
                               created=Project.created_at, edited=Project.updated_at)

@@ -17,6 +17,8 @@ Legal moves, and who may make them:
 * the SDK's ``LabelRowV2.workflow_complete()`` and ``workflow_reopen()`` (``finish``) take the
   tasks of label rows, from whatever stage they are in, to complete (COMPLETED) or back to
   annotate (REOPENED), unassigned: admins and team managers only, as a move.
+* a task's priority (0.0-1.0, ``set_priorities``; the SDK's ``LabelRowV2.set_priority``) is set
+  by admins and team managers, in any stage; it changes nothing else.
 
 Any other action, or an action on a task that is not in the stage named, is refused (400).
 """
@@ -26,7 +28,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NoReturn
 
 from sqlalchemy import and_, select
 from sqlalchemy.dialects import postgresql, sqlite
@@ -56,6 +58,7 @@ WORKERS = {
 }
 MANAGERS = ("admin", "team_manager")
 MAX_TASKS = 500  # tasks in one call (the SDK's bundles send at most 500 moves)
+MAX_PRIORITIES = 1_000  # priorities in one call (a default SDK bundle sends 1,000)
 
 
 def stage_id(project_id: uuid.UUID, stage: str) -> uuid.UUID:
@@ -96,6 +99,7 @@ class Task:
     assignee: str | None
     created_at: datetime
     updated_at: datetime
+    priority: float | None = None
 
 
 @dataclass(frozen=True)
@@ -124,21 +128,17 @@ def _rows(s: Session, project: Project) -> list[tuple[DataRow, Dataset, Item, Wo
     return [(r[0], r[1], r[2], r[3]) for r in s.execute(query)]
 
 
-def stage_by_row(s: Session, project_id: uuid.UUID, data_row_ids: list[uuid.UUID]) -> dict[uuid.UUID, str]:
-    """The stage of each data unit (those without a task row are in annotate)."""
-    found: dict[uuid.UUID, str] = {}
+def stage_by_row(
+    s: Session, project_id: uuid.UUID, data_row_ids: list[uuid.UUID]
+) -> dict[uuid.UUID, tuple[str, float | None]]:
+    """The stage and priority of each data unit's task (those without a task row are in annotate,
+    with no priority)."""
+    found: dict[uuid.UUID, tuple[str, float | None]] = {}
     for i in range(0, len(data_row_ids), 500):
-        found.update(
-            s.execute(
-                select(WorkflowTask.data_row_id, WorkflowTask.stage).where(
-                    WorkflowTask.project_id == project_id,
-                    WorkflowTask.data_row_id.in_(data_row_ids[i : i + 500]),
-                )
-            )
-            .tuples()
-            .all()
-        )
-    return {r: found.get(r, "annotate") for r in data_row_ids}
+        query = select(WorkflowTask.data_row_id, WorkflowTask.stage, WorkflowTask.priority).where(
+            WorkflowTask.project_id == project_id, WorkflowTask.data_row_id.in_(data_row_ids[i : i + 500]))
+        found.update((row, (stage, priority)) for row, stage, priority in s.execute(query).tuples())
+    return {r: found.get(r, ("annotate", None)) for r in data_row_ids}
 
 
 def tasks(
@@ -211,14 +211,16 @@ def _task(
         emails.get(task.assignee_id) if task.assignee_id else None,
         task.created_at,
         task.updated_at,
+        task.priority,
     )
 
 
 def _load(
-    s: Session, project: Project, ids: list[uuid.UUID], stage: str | None
+    s: Session, project: Project, ids: list[uuid.UUID], stage: str | None,
+    names: dict[uuid.UUID, str] | None = None,
 ) -> dict[uuid.UUID, WorkflowTask]:
     """The task rows of ``ids`` (created where missing), row-locked, each checked to be in ``stage``
-    (in any stage if None).
+    (in any stage if None).  A task not found is named as ``names`` says (by its id otherwise).
 
     Concurrent actions on one task take turns (PostgreSQL): the data rows are key-share locked
     (an unlink waits, or has happened and the task is a 404), a missing task row is inserted
@@ -237,9 +239,13 @@ def _load(
         .order_by(DataRow.id).with_for_update(read=True, key_share=True)
     ))
     units = {tid: row for tid, row in units.items() if row.id in held}
-    missing = [str(i) for i in ids if i not in units]
+    missing = [i for i in ids if i not in units]
+    if missing and names is not None:
+        raise errors.NotFound(f"{', '.join(names.get(i, str(i)) for i in missing[:10])} "
+                              f"not found in project {project.id}")
     if missing:
-        raise errors.NotFound(f"task(s) {', '.join(missing[:10])} not found in project {project.id}")
+        shown = ", ".join(map(str, missing[:10]))
+        raise errors.NotFound(f"task(s) {shown} not found in project {project.id}")
     new = [
         {"id": tid, "project_id": project.id, "data_row_id": row.id, "stage": "annotate", "status": "NEW",
          "created_at": row.created_at, "updated_at": row.created_at}
@@ -408,3 +414,47 @@ def finish(s: Session, principal: Principal, project_ref: Any, label_hashes: Any
         task.stage, task.status, task.assignee_id, task.updated_at = stage, status, None, now
     s.flush()
     return len(ids)
+
+
+def set_priorities(
+    s: Session, principal: Principal, project_ref: Any, entries: Any, *, by_data_row: bool = False,
+    field: str = "priorities",
+) -> int:
+    """Set tasks' priorities (admins and team managers), all or none.  ``entries`` is a list of
+    ``[task id, priority]`` pairs (``[data unit id, priority]`` if ``by_data_row``, as the SDK
+    sends), each priority a finite number from 0.0 to 1.0; a task named twice takes the last."""
+    project = projects.load(s, principal, project_ref)
+    if projects.role(s, principal, project) not in MANAGERS:
+        raise errors.PermissionDenied(
+            f"setting task priorities of project {project.id} needs the admin or team manager role")
+    if not isinstance(entries, list) or not 1 <= len(entries) <= MAX_PRIORITIES:
+        message = f"{field}: give 1 to {MAX_PRIORITIES} [id, priority] pairs"
+        raise errors.ValidationFailed(message, details=[ErrorDetail(message, field=field)])
+    kind = "data unit" if by_data_row else "task"
+    wanted: dict[uuid.UUID, float] = {}
+    names: dict[uuid.UUID, str] = {}
+    for n, entry in enumerate(entries):
+        where = f"{field}[{n}]"
+        if not isinstance(entry, (list, tuple)) or len(entry) != 2:
+            _bad(where, f"{where}: expected a [{kind} id, priority] pair, got {entry!r}")
+        ref, value = entry
+        try:
+            ident = ref if isinstance(ref, uuid.UUID) else uuid.UUID(str(ref))
+        except ValueError:
+            _bad(where, f"{where}: {ref!r} is not a {kind} id")
+        # (NaN and the infinities fail the range too; compared, not converted, a huge integer fails it)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+            _bad(where, f"{where}: the priority must be a finite number from 0.0 to 1.0, got {value!r}")
+        tid = task_id(project.id, ident) if by_data_row else ident
+        wanted[tid] = float(value)
+        names.setdefault(tid, f"{where}: {kind} {ident}")
+    now = utcnow()
+    for tid, task in _load(s, project, sorted(wanted), None, names).items():
+        task.priority = wanted[tid]
+        task.updated_at = now
+    s.flush()
+    return len(wanted)
+
+
+def _bad(field: str, message: str) -> NoReturn:
+    raise errors.ValidationFailed(message[:300], details=[ErrorDetail(message[:300], field=field)])
