@@ -23,6 +23,7 @@ from corral.api.limits import RequestGuard
 from corral.api.middleware import ConcurrencyLimitMiddleware, RequestLogMiddleware
 from corral.api.routes import (
     datasets,
+    encord_active,
     encord_datasets,
     encord_index,
     encord_labels,
@@ -155,7 +156,7 @@ def create_app(
                    encord_v2.router, integrations.v2_router, encord_metadata.router, encord_labels.router,
                    encord_rpc.router, encord_storage.router, encord_storage.presigned_router,
                    encord_storage_changes.router,
-                   encord_datasets.router, encord_index.router,
+                   encord_datasets.router, encord_index.router, encord_active.router,
                    encord_v2.unsupported_router):  # last: it answers whatever the others do not
         app.include_router(router)
     app.include_router(sessions.router)
