@@ -9,7 +9,7 @@ import uuid
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from corral.db.engine import Database
 from corral.db.tables import Item
@@ -200,6 +200,29 @@ def test_other_organisations_and_roles(labels_world: LabelsWorld, make_user: Any
     assert sorted(c.name for c in project.list_collections()) == ["mine", "still theirs"]
     with pytest.raises(AuthorisationError):
         project.get_collection(uuid.uuid4())
+    # another project's collection is not this project's
+    from tests.compat.labels_fixtures import image_dataset
+
+    second_data, _ = image_dataset(labels_world.db, labels_world.user, ["z.jpg"], title="second")
+    owner = labels_world.client()
+    second = owner.get_project(owner.create_project(project_title="second", dataset_hashes=[str(second_data)],
+                                                    ontology_hash=project.ontology_hash))
+    with pytest.raises(AuthorisationError):
+        second.get_collection(made.uuid)
+    with pytest.raises(EncordException):
+        second.delete_collection(made.uuid)
+    assert [c.name for c in project.list_collections(collection_uuids=[made.uuid])] == ["mine"]
+    # a viewer of the project sees them and makes none
+    from corral.core.labels import projects
+
+    watcher = make_user("wat@a.io", role="member")
+    with labels_world.db.write() as s:
+        projects.add_users(s, principal(labels_world.db, labels_world.user), project.project_hash,
+                           [watcher.email], "viewer")
+    watching = labels_world.client(watcher).get_project(project.project_hash)
+    assert sorted(c.name for c in watching.list_collections()) == ["mine", "still theirs"]
+    with pytest.raises(EncordException, match="viewer"):
+        watching.create_collection("no", collection_type=ProjectCollectionType.FRAME)
 
 
 def test_a_retried_create_makes_one_collection(labels_world: LabelsWorld) -> None:
@@ -267,3 +290,117 @@ def test_preset_items_are_a_job(labels_world: LabelsWorld) -> None:
     other = labels_world.client().get_project(project.project_hash)
     with pytest.raises(EncordException):  # a preset of no project of this one: 404
         other.get_collection(frames.uuid).add_preset_items(uuid.uuid4())
+
+
+def test_the_native_api_shares_them(labels_world: LabelsWorld, make_user: Any) -> None:
+    """What the SDK makes the native API reads and changes, by the same rules, and back."""
+    import httpx
+    from encord.orm.collection import ProjectCollectionType
+
+    _, project, row = _labelled(labels_world)
+    objects = [o.object_hash for o in row.get_object_instances()]
+    base = f"/api/v1/projects/{project.project_hash}"
+    with httpx.Client(base_url=labels_world.server, headers=labels_world.user.bearer, timeout=60) as api:
+        made = api.post(f"{base}/collections", json={"name": "cars", "collection_type": "LABEL"},
+                        headers={"Idempotency-Key": "k1"})
+        assert made.status_code == 201, made.text
+        again = api.post(f"{base}/collections", json={"name": "cars", "collection_type": "LABEL"},
+                         headers={"Idempotency-Key": "k1"})
+        assert again.json()["id"] == made.json()["id"]
+        cid = made.json()["id"]
+        added = api.post(f"{base}/collections/{cid}/items", json={"items": [
+            {"data_hash": row.data_hash, "frame": 0, "annotation_id": objects[0]},
+            {"data_hash": row.data_hash, "frame": 0, "annotation_id": "gone"}]})
+        assert added.status_code == 200, added.text
+        assert added.json()["changed"] == 1
+        assert [(f["index"], f["item"]["annotation_id"]) for f in added.json()["failed_items"]] == [(1, "gone")]
+        assert "not on frame 0" in added.json()["failed_items"][0]["reason"]
+        bad = api.post(f"{base}/collections/{cid}/items", json={"items": [{"data_hash": row.data_hash,
+                                                                          "frame": -2, "annotation_id": "x"}]})
+        assert bad.status_code == 400 and "items[0].frame" in bad.text
+        bad = api.post(f"{base}/collections", json={"name": "x", "collection_type": "BOTH"})
+        assert bad.status_code == 400 and "collection_type" in bad.text
+        listed = api.get(f"{base}/collections").json()["collections"]
+        assert [(c["name"], c["collection_type"], c["entries"]) for c in listed] == [("cars", "LABEL", 1)]
+        items = api.get(f"{base}/collections/{cid}/items").json()["data_units"]
+        assert items == [{"data_hash": row.data_hash, "data_title": "a.jpg", "frames": [],
+                          "annotations": [{"frame": 0, "annotation_id": objects[0]}]}]
+        # the SDK sees what the native API made
+        sdk_view = project.get_collection(cid)
+        assert sdk_view.collection_type == ProjectCollectionType.LABEL
+        assert [i.annotation_id for _, inst in sdk_view.list_annotations() for i in inst] == [objects[0]]
+        # presets: the document as given, its unsupported parts named
+        doc = {"globalFilters": {"filters": [{"key": "camera", "include": True, "values": ["x"], "type": "varchar"},
+                                             {"odd": 1}]}}
+        preset = api.post(f"{base}/presets", json={"name": "p", "description": "d", "document": doc})
+        assert preset.status_code == 201, preset.text
+        body = preset.json()
+        assert body["document"] == doc and body["description"] == "d"
+        assert len(body["unsupported"]) == 1 and "globalFilters.filters[1]" in body["unsupported"][0]
+        assert [p.name for p in project.list_filter_presets()] == ["p"]
+        # a project's presets and collections are not the organisation's Index ones
+        assert api.get("/api/v1/index/presets").json()["presets"] == []
+        assert api.get("/api/v1/index/collections").json()["collections"] == []
+        assert api.get(f"/api/v1/index/collections/{cid}").status_code == 404
+        assert api.get(f"/api/v1/index/presets/{body['id']}").status_code == 404
+        assert api.delete(f"{base}/presets/{body['id']}").status_code == 204
+        assert api.delete(f"{base}/collections/{cid}").status_code == 204
+        assert api.get(f"{base}/collections/{cid}").status_code == 404
+    outsider = make_user("mallory@c.io", org="Org C")
+    with httpx.Client(base_url=labels_world.server, headers=outsider.bearer, timeout=60) as theirs:
+        assert theirs.get(f"{base}/collections").status_code == 404
+        assert theirs.post(f"{base}/presets", json={"name": "p", "document": {}}).status_code == 404
+
+
+def test_the_cli_lists_and_makes_them(labels_world: LabelsWorld, monkeypatch: Any, tmp_path: Any) -> None:
+    import json
+
+    from click.testing import CliRunner
+    from encord.orm.collection import ProjectDataCollectionItemRequest as Frame
+
+    from corral.cli import cli
+
+    _, project, row = _labelled(labels_world)
+    monkeypatch.setenv("CORRAL_CONFIG_DIR", str(tmp_path / "config"))
+    monkeypatch.delenv("CORRAL_PROFILE", raising=False)
+    env = {"CORRAL_URL": labels_world.server, "CORRAL_TOKEN": labels_world.user.token}
+    runner = CliRunner()
+    r = runner.invoke(cli, ["project", "collection-create", project.project_hash, "picks", "--json"], env=env)
+    assert r.exit_code == 0, r.output
+    made = json.loads(r.output)
+    assert made["collection_type"] == "FRAME"
+    project.get_collection(made["id"]).add_items([Frame(data_uuid=row.data_hash, frame=0)])
+    r = runner.invoke(cli, ["project", "collections", project.project_hash], env=env)
+    assert r.exit_code == 0 and "picks" in r.output and "FRAME" in r.output, r.output
+    r = runner.invoke(cli, ["project", "collection-items", project.project_hash, made["id"]], env=env)
+    assert r.exit_code == 0 and "a.jpg" in r.output, r.output
+    r = runner.invoke(cli, ["project", "collection-create", project.project_hash, "x", "--type", "BOTH"], env=env)
+    assert r.exit_code == 2 and "BOTH" in r.output
+
+
+def test_a_dataset_taken_out_takes_its_entries(labels_world: LabelsWorld) -> None:
+    from encord.orm.collection import ProjectCollectionType
+    from encord.orm.collection import ProjectDataCollectionItemRequest as Frame
+
+    from corral.core.labels import projects
+    from corral.db.tables import ProjectCollectionItem
+    from tests.compat.labels_fixtures import image_dataset
+
+    _, project, row = _labelled(labels_world)
+    db = labels_world.db
+    who = principal(db, labels_world.user)
+    extra, _ = image_dataset(db, labels_world.user, ["c.jpg"], title="extra")
+    with db.write() as s:
+        projects.add_datasets(s, who, project.project_hash, [str(extra)])
+    c_hash = next(r.data_hash for r in project.list_label_rows_v2() if r.data_title == "c.jpg")
+    frames = project.create_collection("f", collection_type=ProjectCollectionType.FRAME)
+    assert frames.add_items([Frame(data_uuid=c_hash, frame=0), Frame(data_uuid=row.data_hash, frame=0)]
+                            ).failed_items == []
+    with db.write() as s:
+        projects.remove_datasets(s, who, project.project_hash, [str(extra)])
+    assert [r.data_title for r, _ in frames.list_frames()] == ["a.jpg"]
+    with db.read() as s:
+        assert s.scalar(select(func.count()).select_from(ProjectCollectionItem)) == 1
+    with db.write() as s:  # back again, it starts empty (as its tasks do)
+        projects.add_datasets(s, who, project.project_hash, [str(extra)])
+    assert [r.data_title for r, _ in frames.list_frames()] == ["a.jpg"]

@@ -25,7 +25,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -110,6 +110,15 @@ def preset(
     return row
 
 
+def counts(s: Session, ids: list[uuid.UUID]) -> dict[uuid.UUID, int]:
+    """How many frames or annotations each collection holds."""
+    if not ids:
+        return {}
+    query = (select(PCI.collection_id, func.count()).where(PCI.collection_id.in_(ids))
+             .group_by(PCI.collection_id))
+    return {c: n for c, n in s.execute(query)}
+
+
 def list_collections(
     s: Session, proj: Project, *, ids: list[uuid.UUID] | None = None, page_size: int = 100,
     page_token: str | None = None,
@@ -159,45 +168,55 @@ def delete_collection(s: Session, row: Collection) -> None:
 
 def create_preset(
     s: Session, principal: Principal, proj: Project, name: str, document: str, *,
-    request_key: str | None = None,
+    description: str | None = None, request_key: str | None = None,
 ) -> IndexPreset:
     presets.check_document(document, "filterPresetJson")
-    return presets.create(s, principal, name, None, document=document, request_key=request_key,
+    return presets.create(s, principal, name, description, document=document, request_key=request_key,
                           project_id=proj.id)
 
 
 # -- items ----------------------------------------------------------------------------------------
 
 
-def check_entries(raw: Any, collection_type: str, field_: str = "items") -> list[Entry]:
-    """The request's items, each ``{"dataUuid", "frame", "annotationId"?}``: a 400 naming the
-    first malformed one (its field), never a silent drop."""
+#: an item's members as the Encord SDK names them, and as the native API does
+SDK_KEYS = ("dataUuid", "frame", "annotationId")
+NATIVE_KEYS = ("data_hash", "frame", "annotation_id")
+
+
+def check_entries(
+    raw: Any, collection_type: str, field_: str = "items", keys: tuple[str, str, str] = SDK_KEYS
+) -> list[Entry]:
+    """The request's items, each ``{data unit, frame, annotation?}`` (named by ``keys``): a 400
+    naming the first malformed one (its field), never a silent drop."""
+    data_key, frame_key, annotation_key = keys
+    shape = "{" + ", ".join(keys) + "}"
     if not isinstance(raw, list):
-        raise bad(field_, "expected a list of {dataUuid, frame, annotationId}")
+        raise bad(field_, f"expected a list of {shape}")
     if len(raw) > MAX_ITEMS:
         raise bad(field_, f"at most {MAX_ITEMS:,} items per request, got {len(raw):,}")
     out = []
     for i, item in enumerate(raw):
         at = f"{field_}[{i}]"
         if not isinstance(item, dict):
-            raise bad(at, "expected an object {dataUuid, frame, annotationId}")
-        unknown = sorted(set(item) - {"dataUuid", "frame", "annotationId"})
+            raise bad(at, f"expected an object {shape}")
+        unknown = sorted(set(item) - set(keys))
         if unknown:
-            raise bad(f"{at}.{unknown[0]}", "not a member of an item (dataUuid, frame, annotationId)")
+            raise bad(f"{at}.{unknown[0]}", f"not a member of an item {shape}")
         try:
-            data = uuid.UUID(str(item.get("dataUuid")))
+            data = uuid.UUID(str(item.get(data_key)))
         except ValueError:
-            raise bad(f"{at}.dataUuid", "expected a data unit's uuid (its data hash)") from None
-        frame = item.get("frame")
+            raise bad(f"{at}.{data_key}", "expected a data unit's uuid (its data hash)") from None
+        frame = item.get(frame_key)
         if isinstance(frame, bool) or not isinstance(frame, int) or not 0 <= frame < 2**31:
-            raise bad(f"{at}.frame", f"expected a frame number, 0 or more, got {str(frame)[:40]}")
-        annotation = item.get("annotationId")
+            raise bad(f"{at}.{frame_key}", f"expected a frame number, 0 or more, got {str(frame)[:40]}")
+        annotation = item.get(annotation_key)
         if collection_type == "LABEL":
             if not isinstance(annotation, str) or not 0 < len(annotation) <= MAX_ANNOTATION_ID:
-                raise bad(f"{at}.annotationId", "a LABEL collection's item names an annotation (object or "
-                           f"classification hash, 1-{MAX_ANNOTATION_ID} characters)")
+                raise bad(f"{at}.{annotation_key}", "a LABEL collection's item names an annotation (object "
+                          f"or classification hash, 1-{MAX_ANNOTATION_ID} characters)")
         elif annotation is not None:
-            raise bad(f"{at}.annotationId", "a FRAME collection holds frames: leave annotationId out")
+            raise bad(f"{at}.{annotation_key}",
+                      f"a FRAME collection holds frames: leave {annotation_key} out")
         out.append(Entry(data, frame, annotation or ""))
     return out
 
