@@ -85,6 +85,9 @@ def test_label_collection_checks_annotations(labels_world: LabelsWorld) -> None:
     got = sorted((i.frame, i.annotation_id) for i in listed[0][1])
     assert got == sorted([(0, objects[0]), (0, classes[0])])
     assert listed[0][0].data_hash == row.data_hash
+    gone = made.remove_items([items[1], items[2], items[0]])
+    assert [(f.annotation_id, f.frame) for f in gone.failed_items] == [("nope", 0)]
+    assert list(made.list_annotations()) == []
 
 
 def test_presets_round_trip_byte_for_byte(labels_world: LabelsWorld) -> None:

@@ -25,7 +25,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -304,16 +304,24 @@ def _insert(s: Session, row: Collection, entries: list[Entry]) -> int:
 
 
 def remove_items(s: Session, row: Collection, entries: list[Entry]) -> Change:
-    out = Change()
-    for i, e in enumerate(entries):
-        gone = s.execute(delete(PCI).where(
-            PCI.collection_id == row.id, PCI.data_row_id == e.data_row_id,
-            PCI.frame == e.frame, PCI.annotation_id == e.annotation_id),
-            execution_options={"preserve_rowcount": True})
-        if int(getattr(gone, "rowcount", 0) or 0):
-            out.changed += 1
-        else:
-            out.failed.append((i, "not in the collection"))
+    """Remove the entries, 500 a statement; one not in the collection (or named twice: the second
+    time) comes back as failed."""
+    out, seen = Change(), set()
+    key = tuple_(PCI.data_row_id, PCI.frame, PCI.annotation_id)
+    for n in range(0, len(entries), 500):
+        chunk = entries[n:n + 500]
+        wanted = [(e.data_row_id, e.frame, e.annotation_id) for e in chunk]
+        present = {Entry(*r) for r in s.execute(select(PCI.data_row_id, PCI.frame, PCI.annotation_id).where(
+            PCI.collection_id == row.id, key.in_(wanted)))}
+        for i, e in enumerate(chunk, start=n):
+            if e in present and e not in seen:
+                seen.add(e)
+                out.changed += 1
+            else:
+                out.failed.append((i, "not in the collection"))
+        if present:
+            s.execute(delete(PCI).where(PCI.collection_id == row.id, key.in_(
+                [(e.data_row_id, e.frame, e.annotation_id) for e in present])))
     collections.touch(s, row)
     return out
 
