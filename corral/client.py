@@ -826,6 +826,21 @@ class Client:
     def remove_project_member(self, project_id: str, email: str) -> Any:
         return self.request("DELETE", self._project(project_id) + f"/members/{quote(email, safe='@')}")
 
+    def project_collections(self, project_id: str, page_token: str | None = None) -> Any:
+        return self.request("GET", self._project(project_id) + "/collections",
+                            params=_present({"page_token": page_token}))
+
+    def create_project_collection(self, project_id: str, name: str, collection_type: str,
+                                  description: str | None = None) -> Any:
+        body = {"name": name, "collection_type": collection_type, "description": description}
+        return self.request("POST", self._project(project_id) + "/collections", json=body)
+
+    def project_collection_items(
+        self, project_id: str, collection_id: str, page_token: str | None = None
+    ) -> Any:
+        path = self._project(project_id) + f"/collections/{quote(collection_id, safe='')}/items"
+        return self.request("GET", path, params=_present({"page_token": page_token}))
+
     def project_tasks(
         self,
         project_id: str,

@@ -23,6 +23,7 @@ from corral.api.limits import RequestGuard
 from corral.api.middleware import ConcurrencyLimitMiddleware, RequestLogMiddleware
 from corral.api.routes import (
     datasets,
+    encord_active,
     encord_datasets,
     encord_index,
     encord_labels,
@@ -45,6 +46,7 @@ from corral.api.routes import (
     local_media,
     me,
     metadata_schema,
+    project_collections,
     project_members,
     sessions,
     tags,
@@ -153,12 +155,12 @@ def create_app(
                    metadata_schema.router, folders.router, items.router, items.upload_router,
                    imports.import_router, index.router, index_map.router, index_saved.router,
                    datasets.router, datasets.admin_router, labels.ontology_router, labels.project_router,
-                   project_members.router, tags.router,
+                   project_members.router, tags.router, project_collections.router,
                    encord_v2.router, integrations.v2_router, encord_metadata.router, encord_labels.router,
                    encord_tags.router,
                    encord_rpc.router, encord_storage.router, encord_storage.presigned_router,
                    encord_storage_changes.router,
-                   encord_datasets.router, encord_index.router,
+                   encord_datasets.router, encord_index.router, encord_active.router,
                    encord_v2.unsupported_router):  # last: it answers whatever the others do not
         app.include_router(router)
     app.include_router(sessions.router)

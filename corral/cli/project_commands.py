@@ -1,4 +1,5 @@
-"""``corral project ...``: a project's status, its members and its workflow tasks."""
+"""``corral project ...``: a project's status, its members, its workflow tasks and its
+collections."""
 
 from __future__ import annotations
 
@@ -152,6 +153,59 @@ def set_priority(
     with api_errors(), _client(profile) as c:
         r = c.set_task_priorities(project_id, [(t, priority) for t in task_ids])
     _print(r, as_json, lambda r: click.echo(f"Priority {priority} set on {r['count']} task(s)."))
+
+
+def _pages(fetch: Any, key: str) -> list[Any]:
+    found, token = [], None
+    while True:
+        page = fetch(token)
+        found += page[key]
+        token = page["next_page_token"]
+        if token is None:
+            return found
+
+
+@project.command("collections")
+@click.argument("project_id", metavar="PROJECT")
+@connection_options
+def collections(project_id: str, profile: str | None, as_json: bool) -> None:
+    """PROJECT's collections (FRAME: frames of its data units; LABEL: annotations on them)."""
+    with api_errors(), _client(profile) as c:
+        found = _pages(lambda t: c.project_collections(project_id, t), "collections")
+    _print(found, as_json, lambda cs: table(
+        ["ID", "NAME", "TYPE", "ENTRIES"],
+        [[x["id"], x["name"], x["collection_type"], x["entries"]] for x in cs], empty="No collections."))
+
+
+@project.command("collection-create")
+@click.argument("project_id", metavar="PROJECT")
+@click.argument("name")
+@click.option("--type", "collection_type", type=click.Choice(["FRAME", "LABEL"]), default="FRAME",
+              show_default=True, help="FRAME: frames of data units; LABEL: annotations on them.")
+@click.option("--description", default=None)
+@connection_options
+def collection_create(project_id: str, name: str, collection_type: str, description: str | None,
+                      profile: str | None, as_json: bool) -> None:
+    """Create the collection NAME in PROJECT."""
+    with api_errors(), _client(profile) as c:
+        made = c.create_project_collection(project_id, name, collection_type, description)
+    _print(made, as_json,
+           lambda x: click.echo(f"Created {x['collection_type']} collection {x['name']} ({x['id']})."))
+
+
+@project.command("collection-items")
+@click.argument("project_id", metavar="PROJECT")
+@click.argument("collection_id", metavar="COLLECTION")
+@connection_options
+def collection_items(project_id: str, collection_id: str, profile: str | None, as_json: bool) -> None:
+    """The frames or annotations in one of PROJECT's collections, by data unit."""
+    with api_errors(), _client(profile) as c:
+        found = _pages(lambda t: c.project_collection_items(project_id, collection_id, t), "data_units")
+    rows = [[u["data_hash"], u["data_title"], f] for u in found for f in u["frames"]]
+    rows += [[u["data_hash"], u["data_title"], f"{a['frame']} {a['annotation_id']}"]
+             for u in found for a in u["annotations"]]
+    _print(found, as_json,
+           lambda _: table(["DATA UNIT", "TITLE", "FRAME / ANNOTATION"], rows, empty="Empty."))
 
 
 COMMANDS = [project]

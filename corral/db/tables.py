@@ -487,12 +487,17 @@ class IndexPreset(Base):
     ``filter`` is corral's filter tree (native presets); ``document`` the Encord preset JSON
     exactly as the SDK sent it (its text, so it round-trips byte for byte).  One of them is set.
     ``request_key`` makes a retried create answer the preset the first attempt made.
+    ``project_id``: a project's preset (the SDK's ProjectFilterPreset), seen through the project
+    alone; None: the organisation's Index preset.
     """
 
     __tablename__ = "index_presets"
     __table_args__ = (UniqueConstraint("org_id", "request_key"),)
     id: Mapped[uuid.UUID] = _id()
     org_id: Mapped[uuid.UUID] = _org()
+    project_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("projects.id", ondelete="CASCADE"), nullable=True, index=True
+    )
     name: Mapped[str] = mapped_column(String(300))
     description: Mapped[str | None] = mapped_column(Text, nullable=True)
     filter: Mapped[dict[str, Any] | None] = mapped_column(JSONType, nullable=True)
@@ -508,12 +513,18 @@ class Collection(Base):
 
     ``folder_id`` is its top-level folder (the SDK's ``topLevelFolderUuid``): only that folder's
     items may join it, and only those who can see the folder see it.  None: any item.
+    ``project_id``: a project's collection (the SDK's ProjectCollection, of ``collection_type``
+    FRAME or LABEL), whose members are ``ProjectCollectionItem`` rows, not items.
     """
 
     __tablename__ = "collections"
     __table_args__ = (UniqueConstraint("org_id", "request_key"),)
     id: Mapped[uuid.UUID] = _id()
     org_id: Mapped[uuid.UUID] = _org()
+    project_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("projects.id", ondelete="CASCADE"), nullable=True, index=True
+    )
+    collection_type: Mapped[str | None] = mapped_column(String(8), nullable=True)  # FRAME | LABEL
     folder_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("folders.id", ondelete="CASCADE"), nullable=True, index=True
     )
@@ -534,6 +545,22 @@ class CollectionItem(Base):
     item_id: Mapped[uuid.UUID] = mapped_column(
         ForeignKey("items.id", ondelete="CASCADE"), primary_key=True, index=True
     )
+    created_at: Mapped[datetime] = _created()
+
+
+class ProjectCollectionItem(Base):
+    """A frame of a project's data unit (FRAME collections), or an annotation (object or
+    classification hash) on one (LABEL collections: ``annotation_id`` not empty)."""
+
+    __tablename__ = "project_collection_items"
+    collection_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("collections.id", ondelete="CASCADE"), primary_key=True
+    )
+    data_row_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("data_rows.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+    frame: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    annotation_id: Mapped[str] = mapped_column(String(100), primary_key=True, default="")
     created_at: Mapped[datetime] = _created()
 
 

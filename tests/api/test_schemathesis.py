@@ -59,6 +59,9 @@ _PROVIDER = ("provider settings are checked against the operator's CORRAL_LOCAL_
 _SCHEMA_DOC = ("a metadata schema: keys of Unicode letters and digits (str.isalnum, which no pattern states) "
                "and changes the current schema allows (no key disappears, enum options only grow)")
 _ONTOLOGY = "an ontology document: feature hashes unique across it, attributes nested by reference"
+_PROJECT_ITEMS = ("exactly one of items and preset (a rule across fields); an item's annotation_id is "
+                  "required or refused by the collection's type (FRAME or LABEL, set when it was made)")
+_PROJECT_HASH = "projectHash, when given, names the path's project (a rule across query and path)"
 DATA_CHECK_GAPS: dict[str, str] = {
     "POST /api/v1/index/query": f"where/filter/sort {_METADATA_KEYS}",
     "POST /api/v1/index/facets": f"keys and where/filter {_METADATA_KEYS}",
@@ -87,6 +90,10 @@ DATA_CHECK_GAPS: dict[str, str] = {
                                                    f"preset (a rule across fields); filter/where {_METADATA_KEYS}"),
     "POST /api/v1/index/collections/{ref}/items/remove": ("exactly one of item_ids, titles, filter (or where) "
                                                           f"and preset (a rule across fields); filter/where {_METADATA_KEYS}"),
+    "POST /api/v1/projects/{project_id}/collections/{collection_id}/items": _PROJECT_ITEMS,
+    "POST /api/v1/projects/{project_id}/collections/{collection_id}/items/remove": _PROJECT_ITEMS,
+    "GET /v2/public/active/{project_id}/collections": _PROJECT_HASH,
+    "POST /v2/public/active/{project_id}/collections": _PROJECT_HASH,
 }
 #: Parameters that no schema can describe: page tokens are signed by the server and valid only as
 #: it issued them.  A case that carries one still meets every conformance check; only the two data

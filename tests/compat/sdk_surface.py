@@ -1,7 +1,12 @@
 """Every call the installed Encord SDK can send, read from its source (so the list cannot drift).
 
 * v2 REST: each ``<api_client>.get/post/put/patch/delete/get_paged_iterator(path, …)`` call whose
-  receiver names an api client; ``path`` as a template, f-string fields becoming ``{}``.
+  receiver is an api client: a name or attribute that says ``api_client``, a parameter annotated
+  ``ApiClient``, or ``self.<x>`` that a method of the class set from one of those (the SDK calls
+  ``client.post`` and ``self._client.patch`` as often as ``api_client.get``); ``path`` as a
+  template, f-string fields becoming ``{}``, a query string (``items?getLabels=true``) and a leading
+  ``{domain}/v2/public/`` left off; and each ``<api client>._request(Request(method=, url=))``
+  (the ML model calls build their request whole).
 * v1 RPC: each ``<querier>.basic_getter/get_multiple/post_multiple/put_multiple/basic_delete/
   basic_setter/basic_put(Type, …)`` call; the operation is ``(type name lower-cased, method)``
   (``query_type=`` overrides the type, as in ``Querier._route``).
@@ -79,8 +84,78 @@ def _template(node: ast.expr, assigned: dict[str, ast.expr], constants: dict[str
     return None
 
 
+def _path(template: str) -> str:
+    """The path of a template: no query string, no leading or trailing slash, and no domain before
+    ``/v2/public/`` (``f"{client._domain}/v2/public/…"`` is sent to that path: the client urljoins it)."""
+    path = re.sub(r"^\{\}/v2/public/", "", template.split("?", 1)[0])
+    return re.sub(r"/+$", "", path.lstrip("/"))
+
+
+def _prepared(
+    call: ast.Call, assigned: dict[str, ast.expr], constants: dict[str, str]
+) -> tuple[str, str] | None:
+    """(method, template) of ``client._request(Request(method="get", url=f"…").prepare(), …)``."""
+    request = call.args[0] if call.args else None
+    if isinstance(request, ast.Call) and isinstance(request.func, ast.Attribute) and request.func.attr == "prepare":
+        request = request.func.value
+    if not (isinstance(request, ast.Call) and getattr(request.func, "id", None) == "Request"):
+        return None
+    keywords = {k.arg: k.value for k in request.keywords}
+    method, url = keywords.get("method"), keywords.get("url")
+    if not (isinstance(method, ast.Constant) and isinstance(method.value, str) and url is not None):
+        return None
+    template = _template(url, assigned, constants)
+    return None if template is None else (method.value.upper(), _path(template))
+
+
 def _receiver(node: ast.expr) -> str:
     return ast.unparse(node).lower()
+
+
+def _api_client_params(func: ast.FunctionDef | ast.AsyncFunctionDef) -> set[str]:
+    args = [*func.args.posonlyargs, *func.args.args, *func.args.kwonlyargs]
+    return {a.arg for a in args if a.annotation is not None and ast.unparse(a.annotation).strip("'\"") == "ApiClient"}
+
+
+def _is_api_client(node: ast.expr, params: set[str]) -> bool:
+    """An expression that holds an api client, read from its name or from the function's annotations."""
+    return "api_client" in _receiver(node) or (isinstance(node, ast.Name) and node.id in params)
+
+
+def _api_client_attributes(cls: ast.ClassDef) -> set[str]:
+    """``self.<x>`` that a method of ``cls`` assigns an api client to (``self._client = client``)."""
+    out: set[str] = set()
+    for func in cls.body:
+        if not isinstance(func, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            continue
+        params = _api_client_params(func)
+        for node in ast.walk(func):
+            if not (isinstance(node, ast.Assign) and len(node.targets) == 1):
+                continue
+            target = node.targets[0]
+            if (
+                isinstance(target, ast.Attribute)
+                and isinstance(target.value, ast.Name)
+                and target.value.id == "self"
+                and _is_api_client(node.value, params)
+            ):
+                out.add(target.attr)
+    return out
+
+
+def _functions(tree: ast.Module) -> list[tuple[ast.FunctionDef | ast.AsyncFunctionDef, set[str]]]:
+    """Every function of a module, with the ``self`` attributes its class holds api clients in."""
+    out: list[tuple[ast.FunctionDef | ast.AsyncFunctionDef, set[str]]] = []
+    owner: dict[int, set[str]] = {}
+    for cls in ast.walk(tree):
+        if isinstance(cls, ast.ClassDef):
+            attributes = _api_client_attributes(cls)
+            for func in cls.body:
+                owner[id(func)] = attributes
+    for func in ast.walk(tree):
+        if isinstance(func, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            out.append((func, owner.get(id(func), set())))
+    return out
 
 
 def _trees(package_dir: Path) -> list[tuple[str, ast.Module]]:
@@ -130,10 +205,9 @@ def scan(package_dir: Path) -> tuple[set[V2Call], set[V1Call], list[str]]:
     forwarded: dict[str, tuple[int, str, str]] = {}  # function -> (parameter index, method, where)
     for rel, tree in trees:
         aliases = _aliases(tree)
-        for func in ast.walk(tree):
-            if not isinstance(func, (ast.FunctionDef, ast.AsyncFunctionDef)):
-                continue
+        for func, client_attributes in _functions(tree):
             params = [a.arg for a in func.args.args]
+            client_params = _api_client_params(func)
             assigned: dict[str, ast.expr] = {}
             for node in ast.walk(func):
                 if (
@@ -147,7 +221,13 @@ def scan(package_dir: Path) -> tuple[set[V2Call], set[V1Call], list[str]]:
                     continue
                 name, receiver = node.func.attr, _receiver(node.func.value)
                 where = f"{rel}:{node.lineno}"
-                if name in V2_METHODS and "api_client" in receiver:
+                target_is_client = _is_api_client(node.func.value, client_params) or (
+                    isinstance(node.func.value, ast.Attribute)
+                    and isinstance(node.func.value.value, ast.Name)
+                    and node.func.value.value.id == "self"
+                    and node.func.value.attr in client_attributes
+                )
+                if name in V2_METHODS and target_is_client:
                     arg = (
                         node.args[0]
                         if node.args
@@ -160,8 +240,14 @@ def scan(package_dir: Path) -> tuple[set[V2Call], set[V1Call], list[str]]:
                         else:
                             unread.append(where)
                         continue
-                    template = re.sub(r"/+$", "", template.lstrip("/"))
+                    template = _path(template)
                     v2.setdefault((V2_METHODS[name], template), V2Call(V2_METHODS[name], template, where))
+                elif name == "_request" and target_is_client:  # client._request(Request(method=, url=))
+                    built = _prepared(node, assigned, constants)
+                    if built is None:
+                        unread.append(where)
+                        continue
+                    v2.setdefault(built, V2Call(*built, where))
                 elif name in V1_METHODS and "querier" in receiver:
                     override = next((k.value for k in node.keywords if k.arg == "query_type"), None)
                     target = (
@@ -209,7 +295,7 @@ def scan(package_dir: Path) -> tuple[set[V2Call], set[V1Call], list[str]]:
                 if template is None:
                     unread.append(f"{rel}:{node.lineno}")
                     continue
-                template = re.sub(r"/+$", "", template.lstrip("/"))
+                template = _path(template)
                 v2.setdefault((method, template), V2Call(method, template, f"{rel}:{node.lineno}"))
                 found.discard(callee)
     unread.extend(forwarded[f][2] for f in found)

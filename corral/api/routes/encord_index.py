@@ -115,6 +115,15 @@ class SdkPresetRef(BaseModel):
     presetUuid: uuid.UUID
 
 
+async def created_document(request: Request, principal: Principal) -> tuple[str, str | None]:
+    """A preset create's ``filterPresetJson`` as sent (checked for its shape), and its request key."""
+    raw = await _raw(request)
+    document = raw_member(raw, "filterPresetJson")
+    assert document is not None  # the route's model holds it, so the raw body does
+    presets.check_document(document, "filterPresetJson")
+    return document, request_key(request, principal, raw)
+
+
 def request_key(request: Request, principal: Principal, raw: str) -> str | None:
     """What identifies one SDK call across its retries: the trace header the SDK sets once per
     call (the retries resend the prepared request), with the caller and the request itself."""
@@ -154,11 +163,7 @@ async def list_presets(ctx: Ctx, principal: CurrentPrincipal, uuids: Uuids = Non
 async def create_preset(
     ctx: Ctx, principal: CurrentPrincipal, request: Request, body: SdkPresetCreate, folder: Folder = None
 ) -> str:
-    raw = await _raw(request)
-    document = raw_member(raw, "filterPresetJson")
-    assert document is not None  # the model holds it, so the raw body does
-    presets.check_document(document, "filterPresetJson")
-    key = request_key(request, principal, raw)
+    document, key = await created_document(request, principal)
 
     def write() -> str:
         with ctx.db.write() as s:

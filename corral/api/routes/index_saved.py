@@ -108,7 +108,7 @@ async def create_preset(ctx: Ctx, principal: CurrentPrincipal, body: PresetCreat
         with ctx.db.write() as s:
             tree = _checked_filter(s, principal, body.filter, body.where)
             row = presets.create(s, principal, body.name, body.description, filter_=tree,
-                                 request_key=_key(principal, idempotency_key))
+                                 request_key=native_request_key(principal, idempotency_key))
             return preset_public(s, principal, row)
 
     return await run_in_threadpool(write)
@@ -228,7 +228,7 @@ def collection_public(s: Session, principal: Principal, row: Collection) -> Coll
                             updated_at=v.updated_at)
 
 
-def _key(principal: Principal, key: str | None) -> str | None:
+def native_request_key(principal: Principal, key: str | None) -> str | None:
     """An Idempotency-Key as stored: per user (another member's key is not yours), hashed."""
     if not key:
         return None
@@ -241,7 +241,7 @@ async def create_collection(ctx: Ctx, principal: CurrentPrincipal, body: Collect
     def write() -> CollectionPublic:
         with ctx.db.write() as s:
             row = collections.create(s, principal, body.name, body.description, folder=body.folder,
-                                     request_key=_key(principal, idempotency_key))
+                                     request_key=native_request_key(principal, idempotency_key))
             return collection_public(s, principal, row)
 
     return await run_in_threadpool(write)

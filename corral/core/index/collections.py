@@ -12,7 +12,8 @@ listing also names the others by id alone.  Items deleted for good leave their c
 soft-deleted item is hidden and comes back when restored.
 
 Adding or removing the items of a preset is a job (kind ``collection_preset``), run with the
-permissions of whoever asked.
+permissions of whoever asked; the same kind adds or removes the entries of a project's collection
+(``corral.core.labels.project_collections``).
 """
 
 from __future__ import annotations
@@ -84,7 +85,7 @@ def _bad(field_: str, message: str) -> errors.ValidationFailed:
 
 
 def _can_see(s: Session, principal: Principal, row: Collection) -> bool:
-    if row.org_id != principal.org_id:
+    if row.org_id != principal.org_id or row.project_id is not None:  # a project's is the project's
         return False
     if row.folder_id is None or principal.is_admin:
         return True
@@ -110,7 +111,8 @@ def resolve(s: Session, principal: Principal, ref: str | uuid.UUID, need: str = 
     try:
         ident = ref if isinstance(ref, uuid.UUID) else uuid.UUID(str(ref))
     except ValueError:
-        query = select(Collection).where(Collection.org_id == principal.org_id, Collection.name == str(ref))
+        query = select(Collection).where(Collection.org_id == principal.org_id,
+                                         Collection.project_id.is_(None), Collection.name == str(ref))
         rows = [r for r in s.scalars(query.limit(50)) if _can_see(s, principal, r)]
         if not rows:
             raise errors.NotFound(f"collection {str(ref)!r} not found") from None
@@ -150,7 +152,7 @@ def list_(
 ) -> pagination.Page[Collection]:
     """The collections the caller can see, oldest first; ``ids`` / ``folder``: only those."""
     pagination.check_page_size(page_size)
-    query = select(Collection).where(Collection.org_id == principal.org_id)
+    query = select(Collection).where(Collection.org_id == principal.org_id, Collection.project_id.is_(None))
     if ids:
         query = query.where(Collection.id.in_(ids))
     if folder is not None:
@@ -178,13 +180,12 @@ def create(
 ) -> Collection:
     """A new collection (in ``folder``, a top-level folder the caller can see).  With a
     ``request_key`` already used in the organisation: the collection that request made."""
-    def by_request_key() -> Collection | None:
-        return None if request_key is None else s.scalar(select(Collection).where(
-            Collection.org_id == principal.org_id, Collection.request_key == request_key))
+    def earlier() -> Collection | None:
+        return by_request_key(s, principal, request_key)
 
-    earlier = by_request_key()
-    if earlier is not None:
-        return earlier
+    found = earlier()
+    if found is not None:
+        return found
     folder_id = None
     if folder is not None:
         row = folders.resolve_for(s, principal, folder)
@@ -194,7 +195,13 @@ def create(
     created = Collection(org_id=principal.org_id, folder_id=folder_id, name=presets.check_name(name),
                          description=presets.check_description(description), request_key=request_key,
                          created_by=principal.user_id)
-    return presets.insert_once(s, created, by_request_key)
+    return presets.insert_once(s, created, earlier)
+
+
+def by_request_key(s: Session, principal: Principal, key: str | None) -> Collection | None:
+    """The collection (of a folder or a project) a create with this request key made."""
+    return None if key is None else s.scalar(select(Collection).where(
+        Collection.org_id == principal.org_id, Collection.request_key == key))
 
 
 def update(s: Session, row: Collection, *, name: str | None = None, description: str | None = None) -> None:
@@ -247,7 +254,7 @@ def _rowcount(result: object) -> int:
     return int(getattr(result, "rowcount", 0) or 0)
 
 
-def _touch(s: Session, row: Collection) -> None:
+def touch(s: Session, row: Collection) -> None:
     row.updated_at = utcnow()
     s.flush()
 
@@ -262,7 +269,7 @@ def add_items(s: Session, principal: Principal, row: Collection, item_ids: Itera
         out.failed += [x for x in chunk if x not in found]
         if found:
             out.changed += _insert(s, row.id, [Item.id.in_(found)])
-    _touch(s, row)
+    touch(s, row)
     return out
 
 
@@ -279,7 +286,7 @@ def remove_items(s: Session, row: Collection, item_ids: Iterable[uuid.UUID]) -> 
             s.execute(delete(CollectionItem).where(CollectionItem.collection_id == row.id,
                                                    CollectionItem.item_id.in_(present)))
             out.changed += len(present)
-    _touch(s, row)
+    touch(s, row)
     return out
 
 
@@ -307,7 +314,7 @@ def add_by_title(s: Session, principal: Principal, row: Collection, titles: Sequ
             chosen.append(found[0])
     for i in range(0, len(chosen), _CHUNK):
         out.items_added += _insert(s, row.id, [Item.id.in_(chosen[i:i + _CHUNK])])
-    _touch(s, row)
+    touch(s, row)
     return out
 
 
@@ -315,7 +322,7 @@ def add_matching(s: Session, principal: Principal, row: Collection, filter_: Any
     """Add every item matching a filter tree that the caller may add."""
     prepared = index_query.prepare(s, principal, filter_)
     added = _insert(s, row.id, [*prepared.where, *_in_folder(s, row)])
-    _touch(s, row)
+    touch(s, row)
     return added
 
 
@@ -326,7 +333,7 @@ def remove_matching(s: Session, principal: Principal, row: Collection, filter_: 
     result = s.execute(delete(CollectionItem).where(CollectionItem.collection_id == row.id,
                                                     CollectionItem.item_id.in_(matching)),
                        execution_options={"preserve_rowcount": True})
-    _touch(s, row)
+    touch(s, row)
     return _rowcount(result)
 
 
@@ -342,18 +349,13 @@ def items_page(
 ) -> ItemsPage:
     """The collection's items by id; inaccessible ones (by id only) when asked for."""
     pagination.check_page_size(page_size)
-    after = None
-    if page_token:
-        try:
-            after = uuid.UUID(page_token)
-        except ValueError:
-            raise _bad("page_token", "invalid page token; start again without one") from None
+    after = id_token(page_token)
     query = select(CollectionItem.item_id).where(CollectionItem.collection_id == row.id)
     if not include_inaccessible:
         visible = select(Item.id).where(*_visible_items(s, principal))
         query = query.where(CollectionItem.item_id.in_(visible))
     else:  # every item that exists (not deleted, published), seen or not
-        live = index_query.visible(s, _admin(principal))
+        live = index_query.visible(s, unrestricted(principal))
         query = query.where(CollectionItem.item_id.in_(select(Item.id).where(*live)))
     if after is not None:
         query = query.where(CollectionItem.item_id > after)
@@ -364,7 +366,18 @@ def items_page(
     return ItemsPage([rows.get(i, i) for i in ids], token)
 
 
-def _admin(principal: Principal) -> Principal:
+def id_token(page_token: str | None, field_: str = "page_token") -> uuid.UUID | None:
+    """The id a page token of an id-ordered listing holds (the last id of the previous page)."""
+    if not page_token:
+        return None
+    try:
+        return uuid.UUID(page_token)
+    except ValueError:
+        raise _bad(field_, "invalid page token; start again without one") from None
+
+
+def unrestricted(principal: Principal) -> Principal:
+    """The principal as an admin of its organisation (to read items another rule has let it at)."""
     from dataclasses import replace
 
     return replace(principal, role="admin")
@@ -395,6 +408,13 @@ def _run_preset(s: Session, unit: ClaimedUnit, _prepared: Any) -> dict[str, Any]
     if user is None or user.disabled_at is not None:
         raise UnitFailed("the user who asked for this is gone or disabled")
     principal = principal_for_user(user, "bearer")
+    if "project_id" in unit.params:  # a project's collection (imported here: it imports this module)
+        from corral.core.labels import project_collections
+
+        try:
+            return project_collections.run_preset(s, principal, unit.params)
+        except errors.CorralError as exc:
+            raise UnitFailed(str(exc)) from exc
     try:
         row = resolve(s, principal, uuid.UUID(unit.params["collection_id"]), "editor")
         preset = presets.resolve(s, principal, uuid.UUID(unit.params["preset_id"]))

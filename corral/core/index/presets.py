@@ -48,6 +48,8 @@ MAX_DOCUMENT = 1_000_000
 NAME_PATTERN = text_rules.NOT_BLANK
 ZERO = "00000000-0000-0000-0000-000000000000"
 ELEMENT_KEYS = {"key", "include", "values", "type"}
+#: a project preset's document members (camelCase), and the Index document's names for them
+CAMEL = {"globalFilters": "global_filters", "localFilters": "local_filters"}
 SCALAR_TYPES = ("boolean", "datetime", "number", "uuid", "varchar", "text", "enum")
 
 
@@ -199,14 +201,35 @@ def sdk_document(row: IndexPreset) -> str:
 def effective(
     row: IndexPreset, kinds: dict[str, str] | None = None
 ) -> tuple[dict[str, Any] | None, list[str]]:
-    """The preset's filter tree and its unsupported parts (``kinds``: key -> schema kind)."""
+    """The preset's filter tree and its unsupported parts (``kinds``: key -> schema kind).  A
+    project's preset names its members in camelCase (``globalFilters``, ``localFilters``)."""
     if row.document is None:
         return row.filter, []
     document = json.loads(row.document)
+    if row.project_id is None:
+        return _read(document, kinds)
+    return read_project_document(document, kinds)
+
+
+def _read(document: dict[str, Any], kinds: dict[str, str] | None) -> tuple[dict[str, Any] | None, list[str]]:
     tree, problems = translate(document)
     if kinds is not None:
         problems += type_problems(document, kinds)
     return tree, problems
+
+
+def read_project_document(
+    document: dict[str, Any], kinds: dict[str, str] | None = None
+) -> tuple[dict[str, Any] | None, list[str]]:
+    """A project preset's document read by the same rules, its members named as the SDK sends
+    them (a snake_case member there is not one corral understands)."""
+    snake = [k for k in document if k in CAMEL.values()]
+    renamed = {CAMEL.get(k, k): v for k, v in document.items() if k not in snake}
+    tree, problems = _read(renamed, kinds)
+    for camel, name in CAMEL.items():
+        problems = [p.replace(name, camel) for p in problems]
+    back = {v: k for k, v in CAMEL.items()}
+    return tree, [f"{k}: a project preset's members are camelCase ({back[k]})" for k in snake] + problems
 
 
 def usable_filter(row: IndexPreset, kinds: dict[str, str], field: str = "preset") -> dict[str, Any] | None:
@@ -237,7 +260,8 @@ def resolve(s: Session, principal: Principal, ref: str | uuid.UUID, need: str = 
         ident = ref if isinstance(ref, uuid.UUID) else uuid.UUID(str(ref))
     except ValueError:
         rows = list(s.scalars(select(IndexPreset).where(
-            IndexPreset.org_id == principal.org_id, IndexPreset.name == str(ref)).limit(2)))
+            IndexPreset.org_id == principal.org_id, IndexPreset.project_id.is_(None),
+            IndexPreset.name == str(ref)).limit(2)))
         if not rows:
             raise errors.NotFound(f"preset {str(ref)!r} not found") from None
         if len(rows) > 1:
@@ -245,15 +269,21 @@ def resolve(s: Session, principal: Principal, ref: str | uuid.UUID, need: str = 
         row = rows[0]
     else:
         found = s.get(IndexPreset, ident)
-        if found is None or found.org_id != principal.org_id:
-            raise errors.NotFound.of("preset", ident)
+        if found is None or found.org_id != principal.org_id or found.project_id is not None:
+            raise errors.NotFound.of("preset", ident)  # a project's preset is the project's
         row = found
     if need == "editor" and not (principal.is_admin or row.created_by == principal.user_id):
         raise errors.PermissionDenied(f"only its creator or an admin can change preset {row.id}")
-    if need == "editor" and s.scalar(  # locked for the change: a concurrent delete is a 404 here
+    if need == "editor":
+        lock(s, row)
+    return row
+
+
+def lock(s: Session, row: IndexPreset) -> None:
+    """Lock the preset for a change: a concurrent delete is a 404 here (PostgreSQL)."""
+    if s.scalar(  # locked for the change: a concurrent delete is a 404 here
             select(IndexPreset.id).where(IndexPreset.id == row.id).with_for_update()) is None:
         raise errors.NotFound.of("preset", row.id)
-    return row
 
 
 def by_request_key(s: Session, principal: Principal, key: str | None) -> IndexPreset | None:
@@ -266,15 +296,18 @@ def by_request_key(s: Session, principal: Principal, key: str | None) -> IndexPr
 def create(
     s: Session, principal: Principal, name: str, description: str | None, *,
     filter_: dict[str, Any] | None = None, document: str | None = None, request_key: str | None = None,
+    project_id: uuid.UUID | None = None,
 ) -> IndexPreset:
-    """A new preset (the caller has checked ``filter_``).  With a ``request_key`` already used
-    in the organisation, the preset that request made (a retried create makes no duplicate)."""
+    """A new preset (the caller has checked ``filter_``; ``project_id``: a project's).  With a
+    ``request_key`` already used in the organisation, the preset that request made (a retried
+    create makes no duplicate)."""
     earlier = by_request_key(s, principal, request_key)
     if earlier is not None:
         return earlier
     row = IndexPreset(org_id=principal.org_id, name=check_name(name),
                       description=check_description(description), filter=filter_ or None,
-                      document=document, request_key=request_key, created_by=principal.user_id)
+                      document=document, request_key=request_key, created_by=principal.user_id,
+                      project_id=project_id)
     return insert_once(s, row, lambda: by_request_key(s, principal, request_key))
 
 
@@ -318,11 +351,14 @@ def delete(s: Session, row: IndexPreset) -> None:
 
 def list_(
     s: Session, principal: Principal, *, ids: list[uuid.UUID] | None = None, search: str | None = None,
-    page_size: int = 100, page_token: str | None = None,
+    page_size: int = 100, page_token: str | None = None, project_id: uuid.UUID | None = None,
 ) -> pagination.Page[IndexPreset]:
-    """The organisation's presets, oldest first; ``ids``: only those (unknown ids are left out)."""
+    """The organisation's presets (``project_id``: that project's), oldest first; ``ids``: only
+    those (unknown ids are left out)."""
     pagination.check_page_size(page_size)
-    query = select(IndexPreset).where(IndexPreset.org_id == principal.org_id)
+    query = select(IndexPreset).where(IndexPreset.org_id == principal.org_id,
+                                      IndexPreset.project_id == project_id if project_id is not None
+                                      else IndexPreset.project_id.is_(None))
     if ids:
         query = query.where(IndexPreset.id.in_(ids))
     if search:

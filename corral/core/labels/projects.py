@@ -20,12 +20,14 @@ from corral.core import datasets, filters, identity, permissions
 from corral.core.identity import Principal
 from corral.core.labels import ontologies
 from corral.db.tables import (
+    Collection,
     DataRow,
     Grant,
     LabelRow,
     Ontology,
     OrganisationTag,
     Project,
+    ProjectCollectionItem,
     ProjectDataset,
     ProjectTag,
     User,
@@ -193,8 +195,9 @@ def add_datasets(s: Session, principal: Principal, ref: Any, dataset_refs: Any) 
 
 
 def remove_datasets(s: Session, principal: Principal, ref: Any, dataset_refs: Any) -> int:
-    """Take datasets out of a project (its editors).  Refused while labels exist on their data
-    units in this project: removing the dataset would drop them silently."""
+    """Take datasets out of a project (its editors), with their data units' workflow tasks and
+    their entries in the project's collections.  Refused while labels exist on their data units
+    in this project: removing the dataset would drop them silently."""
     project = load(s, principal, ref, "admin")
     ids = [ontologies.parse_id(d, "dataset") for d in _list(dataset_refs)]
     _lock(s, project)
@@ -222,6 +225,12 @@ def remove_datasets(s: Session, principal: Principal, ref: Any, dataset_refs: An
     s.execute(delete(WorkflowTask).where(
         WorkflowTask.project_id == project.id,
         WorkflowTask.data_row_id.in_(select(DataRow.id).where(DataRow.dataset_id.in_(ids))),
+    ))
+    # and so do their frames and annotations in the project's collections
+    s.execute(delete(ProjectCollectionItem).where(
+        ProjectCollectionItem.collection_id.in_(
+            select(Collection.id).where(Collection.project_id == project.id)),
+        ProjectCollectionItem.data_row_id.in_(select(DataRow.id).where(DataRow.dataset_id.in_(ids))),
     ))
     result = s.execute(
         delete(ProjectDataset).where(
