@@ -198,6 +198,8 @@ def create(
     already there, or the one a concurrent create made first, instead of a 409."""
     name = _check_name(name)
     parent_row = resolve(s, principal.org_id, parent) if parent else None
+    if parent_row is not None:
+        require_generic(parent_row, "create folders in")
     existing = _child(s, principal.org_id, parent_row, name)
     where = _where(s, parent_row)
     if existing is not None:
@@ -340,6 +342,8 @@ def move(s: Session, principal: Principal, ref: str | uuid.UUID, parent: str | u
             f"role on {path_of(s, old_parent)!r}"
         )
     target = resolve_for(s, principal, parent, "editor") if parent is not None else None
+    if target is not None:
+        require_generic(target, "move folders into")
     if target is not None and any(f.id == folder.id for f in chain(s, target)):
         raise errors.ValidationFailed(
             f"cannot move folder {path_of(s, folder)!r} into itself or one of its subfolders "

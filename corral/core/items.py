@@ -522,6 +522,7 @@ def move(
             details=[ErrorDetail(f"1 to {MAX_MOVE} ids", field="ids")],
         )
     target = folders.resolve_for(s, principal, folder, "editor")
+    folders.require_generic(target, "move items into")
     found: dict[uuid.UUID, Item] = {}
     for i in range(0, len(ids), 500):
         for item in s.scalars(
@@ -540,6 +541,7 @@ def move(
             held_in = s.get(Folder, item.folder_id)
             assert held_in is not None
             _require(s, principal, held_in, "editor", item.id)
+            folders.require_generic(held_in, "move items out of")
             checked.add(item.folder_id)
     # items has no foreign keys (migration 0025b): the target is held as registration holds its
     # folder, so a delete of it racing this move waits, then fails on the moved items
@@ -581,6 +583,7 @@ def delete_many(s: Session, principal: Principal, folder: str | uuid.UUID, item_
             details=[ErrorDetail(f"1 to {MAX_MOVE} ids", field="item_uuids")],
         )
     row = folders.resolve_for(s, principal, folder, "editor")
+    folders.require_generic(row, "delete items of")
     found: dict[uuid.UUID, Item] = {}
     for i in range(0, len(ids), 500):
         for item in s.scalars(
@@ -640,8 +643,16 @@ def usage(s: Session, principal: Principal, item_id: uuid.UUID, folder: uuid.UUI
     return Usage(len({r[0] for r in rows}), list(out.values()))
 
 
+def _require_generic(s: Session, item: Item, action: str) -> None:
+    """A cloud-synced folder's items are its sync's (``folders.require_generic``)."""
+    folder = s.get(Folder, item.folder_id)
+    if folder is not None:
+        folders.require_generic(folder, action)
+
+
 def soft_delete(s: Session, principal: Principal, item_id: uuid.UUID) -> ItemView:
     item = load(s, principal, item_id, "editor", lock=True)
+    _require_generic(s, item, "delete items of")
     if item.deleted_at is None:
         item.deleted_at = item.updated_at = utcnow()
     s.flush()
@@ -650,6 +661,7 @@ def soft_delete(s: Session, principal: Principal, item_id: uuid.UUID) -> ItemVie
 
 def restore(s: Session, principal: Principal, item_id: uuid.UUID) -> ItemView:
     item = load(s, principal, item_id, "editor", lock=True)
+    _require_generic(s, item, "restore items of")
     if item.deleted_at is not None:
         item.deleted_at = None
         item.updated_at = utcnow()
@@ -659,7 +671,9 @@ def restore(s: Session, principal: Principal, item_id: uuid.UUID) -> ItemView:
 
 def hard_delete(s: Session, principal: Principal, item_id: uuid.UUID) -> None:
     """Delete for good; refused (409, naming them) while datasets link the item."""
-    deletion.delete_item(s, load(s, principal, item_id, "editor", lock=True))
+    item = load(s, principal, item_id, "editor", lock=True)
+    _require_generic(s, item, "delete items of")
+    deletion.delete_item(s, item)
 
 
 # -- signed URLs ---------------------------------------------------------------------------------

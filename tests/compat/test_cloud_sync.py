@@ -7,6 +7,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+import httpx
 import pytest
 
 from corral.settings import Settings
@@ -84,3 +85,147 @@ def test_create_sync_and_resync_after_changes(sdk: Any, s3: Bucket, moto_server:
     assert not items["b.png"]._orm_item.is_tombstone
     assert sdk.get_storage_folder(folder.uuid).get_summary().tombstones == 0
     assert len(items) == 4  # nothing registered twice
+
+
+def test_a_second_start_joins_the_running_sync_and_a_generic_folder_is_refused(sdk: Any, s3: Bucket) -> None:
+    from encord.exceptions import InvalidArgumentsError
+
+    folder = sdk.create_storage_folder("synced", cloud_synced_folder_params=_params(s3.integration_id, s3.url("img/")))
+    first = folder.sync_private_data_with_cloud_synced_folder_start()
+    second = folder.sync_private_data_with_cloud_synced_folder_start()
+    assert second == first  # the running sync, not a duplicate
+    folder.sync_private_data_with_cloud_synced_folder_get_result(first, timeout_seconds=60)
+    third = folder.sync_private_data_with_cloud_synced_folder_start()
+    assert third != first  # once it ended, a new one
+
+    plain = sdk.create_storage_folder("plain")
+    assert not plain.is_cloud_synced and plain.remote_url is None and plain.integration_hash is None
+    with pytest.raises(InvalidArgumentsError, match="not cloud-synced"):
+        plain.sync_private_data_with_cloud_synced_folder_start()
+
+
+@pytest.mark.parametrize("url, field", [
+    ("s3://another-bucket/img/", "remoteUrl"),
+    ("gs://b/img/", "remoteUrl"),
+    ("s3://BUCKET/a/../../etc/", "remoteUrl"),
+    ("", "remoteUrl"),
+])
+def test_remote_urls_outside_the_integration_are_refused_naming_remote_url(
+    sdk: Any, s3: Bucket, api: httpx.Client, url: str, field: str
+) -> None:
+    url = url.replace("BUCKET", _moto_bucket(s3))
+    r = api.post("/v2/public/storage/folders", json={
+        "name": "x", "cloudSyncedFolderParams": {"integrationUuid": s3.integration_id, "remoteUrl": url}})
+    assert r.status_code == 400, r.text
+    assert field in r.text
+    assert not [f for f in sdk.list_storage_folders() if f.name == "x"]  # nothing half-made
+
+
+def test_an_integration_outside_the_organisation_is_not_found(
+    sdk: Any, s3: Bucket, api: httpx.Client, make_user: Any, server: str
+) -> None:
+    r = api.post("/v2/public/storage/folders", json={
+        "name": "x", "cloudSyncedFolderParams": {"integrationUuid": str(uuid.uuid4()), "remoteUrl": s3.url("img/")}})
+    assert r.status_code == 404 and "integrationUuid" in r.json()["message"]
+    # another organisation may not use alice's integration, nor see her synced folder
+    bob = make_user("bob@y.io", org="Org B")
+    with httpx.Client(base_url=server, headers=bob.bearer, timeout=60) as other:
+        r = other.post("/v2/public/storage/folders", json={
+            "name": "x", "cloudSyncedFolderParams": {"integrationUuid": s3.integration_id,
+                                                     "remoteUrl": s3.url("img/")}})
+        assert r.status_code == 404, r.text
+        folder = sdk.create_storage_folder("synced",
+                                           cloud_synced_folder_params=_params(s3.integration_id, s3.url("img/")))
+        job = folder.sync_private_data_with_cloud_synced_folder_start()
+        assert other.post(f"/v2/public/storage/folders/{folder.uuid}/cloud-synced-folder-syncs").status_code == 404
+        poll = f"/v2/public/storage/folders/{folder.uuid}/cloud-linked-folder-syncs/{job}/long-polling"
+        assert other.get(poll).status_code == 404
+        assert other.get(f"/v2/public/storage/folders/{folder.uuid}/folder-config").status_code == 404
+    folder.sync_private_data_with_cloud_synced_folder_get_result(job, timeout_seconds=60)
+
+
+def test_a_bucket_that_cannot_be_listed_ends_the_sync_in_error(
+    sdk: Any, api: httpx.Client, moto_server: MotoServer
+) -> None:
+    from encord.orm.storage import SyncPrivateDataWithCloudSyncedFolderStatus as Status
+
+    from tests.compat.conftest import add_integration
+
+    bucket = moto_server.new_bucket()
+    iid = add_integration(api, "doomed", "s3", {
+        "bucket": bucket, "endpoint_url": moto_server.url, "region": "us-east-1",
+        "access_key_id": "testing", "secret_access_key": "testing"})
+    folder = sdk.create_storage_folder("synced", cloud_synced_folder_params=_params(iid, f"s3://{bucket}/"))
+    moto_server.client().delete_bucket(Bucket=bucket)
+    res = _sync(folder)
+    assert res.status == Status.ERROR, res
+    assert res.scan_pages_processing_error == 1
+    state = api.get(f"/api/v1/folders/{folder.uuid}/syncs/{api.post(f'/api/v1/folders/{folder.uuid}/sync').json()['job_id']}",
+                    params={"wait": 30}).json()
+    assert state["status"] == "error" and "does not exist" in state["error"], state
+
+
+def test_the_sync_owns_the_folder_s_items(sdk: Any, s3: Bucket, api: httpx.Client) -> None:
+    from encord.exceptions import EncordException
+
+    from tests.compat.conftest import images_manifest
+
+    folder = sdk.create_storage_folder("synced", cloud_synced_folder_params=_params(s3.integration_id, s3.url("img/")))
+    _sync(folder)
+    item = next(iter(folder.list_items()))
+    plain = sdk.create_storage_folder("plain")
+    with pytest.raises(EncordException, match="cloud-synced"):  # registering into it
+        folder.add_private_data_to_folder_start(s3.integration_id, images_manifest(s3))
+    with pytest.raises(EncordException, match="cloud-synced"):  # moving its items out
+        sdk.move_items_to_folder(plain, [item.uuid]) if hasattr(sdk, "move_items_to_folder") else item.move_to_folder(plain)
+    with pytest.raises(EncordException, match="cloud-synced"):  # deleting them
+        item.delete()
+    with pytest.raises(EncordException, match="cloud-synced"):  # subfolders
+        sdk.create_storage_folder("sub", parent_folder=folder)
+    r = api.post(f"/api/v1/folders/{folder.uuid}/move", json={"parent": None})
+    assert r.status_code == 200  # the folder itself may move
+    r = api.delete(f"/api/v1/folders/{folder.uuid}", params={"recursive": "true"})
+    assert r.status_code == 200 and r.json()["items"] == 3  # and be deleted, with its items
+
+
+def test_folder_config_keeps_unknown_keys_and_refuses_ingestion(sdk: Any, s3: Bucket, api: httpx.Client) -> None:
+    from encord.exceptions import EncordException
+
+    folder = sdk.create_storage_folder("synced", cloud_synced_folder_params=_params(s3.integration_id, s3.url("img/")))
+    assert folder.get_folder_config().metadata_ingestion is None
+    path = f"/v2/public/storage/folders/{folder.uuid}/folder-config"
+    r = api.post(path, json={"indexSettings": {"a": [1, 2]}, "metadataIngestion": None})
+    assert r.status_code == 200, r.text
+    config = folder.get_folder_config()
+    assert config.model_extra == {"indexSettings": {"a": [1, 2]}} or config.model_dump(by_alias=True).get(
+        "indexSettings") == {"a": [1, 2]}
+    assert api.get(path).json() == {"indexSettings": {"a": [1, 2]}, "metadataIngestion": None}
+    with pytest.raises(EncordException, match="metadataIngestion"):
+        folder.enable_metadata_ingestion()
+    assert api.get(path).json()["indexSettings"] == {"a": [1, 2]}  # nothing half-written
+    r = api.post(path, json={"big": "x" * 70_000})
+    assert r.status_code == 413
+    r = api.post(path, json={"metadataIngestion": {"matcher": {"mode": "regex"}}})
+    assert r.status_code == 400 and "metadataIngestion.matcher" in r.text
+
+
+def test_local_directory_and_azure_folders_sync(sdk: Any, api: httpx.Client, azure: Bucket, tmp_path: Any) -> None:
+    from encord.orm.storage import SyncPrivateDataWithCloudSyncedFolderStatus as Status
+
+    from tests.compat.conftest import add_integration
+
+    root = tmp_path / "media"
+    (root / "cams" / "deep").mkdir(parents=True)
+    (root / "cams" / "one.png").write_bytes(png(10, 10))
+    (root / "cams" / "deep" / "two.png").write_bytes(png(12, 10))
+    (root / "elsewhere.png").write_bytes(png(4, 4))
+    local = add_integration(api, "local", "local", {"root": str(root)})
+    for name, integration, url, expected in (
+        ("local", local, f"file://{root}/cams/", ["one.png", "two.png"]),
+        ("azure", azure.integration_id, azure.url("img/"), ["a.png", "b.png", "c.png"]),
+    ):
+        folder = sdk.create_storage_folder(name, cloud_synced_folder_params=_params(integration, url))
+        assert folder.remote_url == url
+        res = _sync(folder)
+        assert res.status == Status.DONE, (name, res)
+        assert sorted(_items(folder)) == expected, name

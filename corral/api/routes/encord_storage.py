@@ -135,8 +135,6 @@ async def create_folder(ctx: Ctx, principal: CurrentPrincipal, body: SdkFolderCr
                     fields=("cloudSyncedFolderParams.integrationUuid", "cloudSyncedFolderParams.remoteUrl"),
                 )
                 return dto.storage_folders(s, principal, [row])[0]
-            if parent is not None:
-                folders.require_generic(folders.resolve(s, principal.org_id, parent), "create folders in")
             row = folders.create(
                 s,
                 principal,
