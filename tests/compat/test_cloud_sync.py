@@ -229,3 +229,50 @@ def test_local_directory_and_azure_folders_sync(sdk: Any, api: httpx.Client, azu
         res = _sync(folder)
         assert res.status == Status.DONE, (name, res)
         assert sorted(_items(folder)) == expected, name
+
+
+def test_the_native_api_and_the_cli_create_and_sync(
+    server: str, alice: Any, api: httpx.Client, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json
+
+    from click.testing import CliRunner
+
+    from corral.cli import cli
+    from tests.compat.conftest import add_integration
+
+    monkeypatch.setenv("CORRAL_CONFIG_DIR", str(tmp_path / "config"))
+    root = tmp_path / "media"
+    (root / "cams").mkdir(parents=True)
+    (root / "cams" / "one.png").write_bytes(png(10, 10))
+    add_integration(api, "disk", "local", {"root": str(root)})
+    env = {"CORRAL_URL": server, "CORRAL_TOKEN": alice.token}
+    runner = CliRunner()
+    r = runner.invoke(cli, ["folder", "create", "top/cams", "--sync-from", f"file://{root}/cams/",
+                            "--integration", "disk", "--json"], env=env)
+    assert r.exit_code == 0, r.output
+    made = json.loads(r.output)
+    assert (made["kind"], made["remote_url"], made["last_synced_at"]) == ("cloud_linked", f"file://{root}/cams/", None)
+    r = runner.invoke(cli, ["folder", "sync", "top/cams", "--wait", "--json"], env=env)
+    assert r.exit_code == 0, r.output
+    state = json.loads(r.output)
+    assert state["status"] == "done" and state["counts"]["new"] == 1 and state["files_done"] == 1, state
+    r = runner.invoke(cli, ["folder", "show", "top/cams"], env=env)
+    assert "synced from:  file://" in r.output and "last sync:    never" not in r.output
+    (root / "cams" / "one.png").unlink()
+    r = runner.invoke(cli, ["folder", "sync", "top/cams", "--wait"], env=env)
+    assert r.exit_code == 0 and "tombstoned: 1" in r.output, r.output
+    r = runner.invoke(cli, ["folder", "summary", "top/cams"], env=env)
+    assert "tombstones:   1" in r.output
+    # the same refusals as the SDK's, named by the native fields
+    r = api.post("/api/v1/folders", json={"path": "bad", "cloud_sync": {"integration": "disk",
+                                                                        "remote_url": "s3://elsewhere/"}})
+    assert r.status_code == 400 and r.json()["errors"][0]["field"] == "cloud_sync.remote_url", r.text
+    r = api.post("/api/v1/folders", json={"path": "bad", "cloud_sync": {"integration": "nope",
+                                                                        "remote_url": f"file://{root}/"}})
+    assert r.status_code == 404 and "cloud_sync.integration" in r.text
+    plain = api.post("/api/v1/folders", json={"path": "plain"}).json()
+    r = api.post(f"/api/v1/folders/{plain['id']}/sync")
+    assert r.status_code == 400 and "not cloud-synced" in r.text
+    r = runner.invoke(cli, ["folder", "sync", "plain"], env=env)
+    assert r.exit_code == 1 and "not cloud-synced" in r.output
