@@ -82,6 +82,8 @@ class ItemView:
     signed_url: str | None = None
     signed_url_expires_in: int | None = None
     description: str = ""
+    #: Its object is gone from a cloud-synced folder's bucket (``corral.core.cloudsync``): never signed.
+    tombstone: bool = False
 
 
 def view(item: Item, parts: list[ItemPart] | None = None) -> ItemView:
@@ -104,6 +106,7 @@ def view(item: Item, parts: list[ItemPart] | None = None) -> ItemView:
         item.deleted_at,
         None if parts is None else [PartView(p.position, p.url, p.title, dict(p.media)) for p in parts],
         description=item.description or "",
+        tombstone=item.tombstoned_at is not None,
     )
 
 
@@ -694,7 +697,10 @@ def signer(s: Session, settings: Settings, item: ItemView) -> Callable[[], Scope
 
 
 def signed(item: ItemView, open_: Callable[[], ScopedStorage], ttl_seconds: int | None = None) -> ItemView:
-    """Outside any transaction: ``item`` with a signed GET URL for its file, or for each of its parts."""
+    """Outside any transaction: ``item`` with a signed GET URL for its file, or for each of its parts
+    (none for a tombstone: its object is gone)."""
+    if item.tombstone:
+        return item
     storage = open_()
     try:
         ttl = ttl_seconds or storage.ttl_seconds
@@ -733,7 +739,7 @@ def signed_all(
         try:
             ttl = ttl_seconds or storage.ttl_seconds
             for i, v in enumerate(out):
-                if v.integration_id != integration_id:
+                if v.integration_id != integration_id or v.tombstone:
                     continue
                 parts = [replace(p, signed_url=storage.sign_get(p.url, ttl)) for p in v.parts or []]
                 url = storage.sign_get(v.url, ttl) if v.url else None

@@ -40,7 +40,8 @@ def _moto_bucket(s3: Bucket) -> str:
     return s3.base[len("s3://"):].rstrip("/")
 
 
-def test_create_sync_and_resync_after_changes(sdk: Any, s3: Bucket, moto_server: MotoServer) -> None:
+def test_create_sync_and_resync_after_changes(sdk: Any, s3: Bucket, moto_server: MotoServer,
+                                              api: httpx.Client) -> None:
     from encord.orm.storage import StorageFolderType
     from encord.orm.storage import SyncPrivateDataWithCloudSyncedFolderStatus as Status
 
@@ -77,6 +78,14 @@ def test_create_sync_and_resync_after_changes(sdk: Any, s3: Bucket, moto_server:
     assert sdk.get_storage_folder(folder.uuid).get_summary().tombstones == 1
     gone = sdk.get_storage_item(items["b.png"].uuid, sign_url=True)
     assert gone._orm_item.is_tombstone and gone._orm_item.signed_url is None
+    signed = {i.name: i._orm_item.signed_url for i in folder.list_items(get_signed_urls=True)}
+    assert signed["b.png"] is None and signed["a.png"]  # a tombstone is never signed: its bytes are gone
+    b_id = str(items["b.png"].uuid)
+    assert api.get(f"/api/v1/items/{b_id}", params={"signed_urls": "true"}).json()["signed_url"] is None
+    assert api.post("/api/v1/items/sign", json={"ids": [b_id]}).json()["items"][0]["signed_url"] is None
+    listed = api.get("/api/v1/items", params={"folder": str(folder.uuid), "signed_urls": "true"}).json()["items"]
+    assert {i["name"]: i["signed_url"] is None for i in listed} == {"a.png": False, "b.png": True, "c.png": False,
+                                                                     "d.png": False}
 
     client.put_object(Bucket=bucket, Key="img/b.png", Body=png(32, 32), ContentType="image/png")
     res = _sync(folder)
