@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import io
 import uuid
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -38,6 +39,8 @@ from sqlalchemy.orm import Session
 from corral import errors
 from corral.core import folders, integrations
 from corral.core.identity import Principal
+from corral.core.index import projection
+from corral.core.metadata import service as metadata_service
 from corral.db.engine import Database
 from corral.db.tables import Folder, Integration, Item, Job, JobUnit
 from corral.db.types import utcnow
@@ -62,6 +65,8 @@ SYNCED_KINDS = {"image": "images", "video": "videos", "audio": "audio", "pdf": "
 PAGE_ERRORS = 100
 #: The largest folder config document (its JSON text).
 MAX_CONFIG_BYTES = 64 * 1024
+#: The largest metadata sidecar file (``metadataIngestion``).
+MAX_SIDECAR_BYTES = 1 << 20
 #: The largest remote URL.
 MAX_REMOTE_URL = 2048
 
@@ -196,13 +201,14 @@ def state(s: Session, job: Job) -> dict[str, Any]:
                       .where(JobUnit.job_id == job.id)).all()
     scan = next((u for u in units if u.seq == 0), None)
     pages = [u for u in units if u.seq > 0]
-    counts = {"pages": len(pages), "objects": 0, "new": 0, "updated": 0, "restored": 0, "unchanged": 0,
-              "ignored": 0, "failed": 0}
+    names = ("objects", "new", "updated", "restored", "unchanged", "ignored", "sidecars", "attached",
+             "failed")
+    counts = {"pages": len(pages), **dict.fromkeys(names, 0)}
     uploads: list[uuid.UUID] = []
     errors_out: list[dict[str, Any]] = []
     for page in pages:
         r = page.result or {}
-        for k in ("objects", "new", "updated", "restored", "unchanged", "ignored", "failed"):
+        for k in names:
             counts[k] += int(r.get(k, 0))
         if r.get("upload_job"):
             uploads.append(uuid.UUID(r["upload_job"]))
@@ -228,7 +234,7 @@ def state(s: Session, job: Job) -> dict[str, Any]:
         files_cancelled = max(0, new - files_done - files_error)
     else:
         files_pending = max(0, new - files_done - files_error)
-    files_done += counts["updated"] + counts["restored"] + counts["unchanged"]
+    files_done += counts["updated"] + counts["restored"] + counts["unchanged"] + counts["attached"]
     files_error += counts["failed"]
     status = {"PENDING": "pending", "DONE": "done", "ERROR": "error", "CANCELLED": "cancelled"}[job.status]
     if status == "done" and jobs_pending:
@@ -280,10 +286,9 @@ def set_config(s: Session, principal: Principal, ref: str | uuid.UUID, document:
     ingestion = document.get("metadataIngestion")
     if ingestion is not None:
         _check_ingestion(ingestion)
-        raise errors.NotSupported(
-            "metadataIngestion (metadata sidecar files) is not supported by corral yet: a cloud-synced "
-            "folder registers every object of a supported type, and sidecars are not attached; "
-            "leave metadataIngestion null")
+        if folder.kind != folders.CLOUD_LINKED:
+            raise _remote_problem("metadataIngestion", f"folder {folder.name!r} is not cloud-synced: only a "
+                                  "cloud-synced folder's syncs ingest metadata sidecars")
     folder.config = document
     folder.updated_at = utcnow()
     s.flush()
@@ -324,7 +329,7 @@ def tombstoned_ids(s: Session, ids: list[uuid.UUID]) -> set[uuid.UUID]:
 
 def _version(obj: ObjectInfo) -> str:
     when = obj.last_modified.isoformat() if obj.last_modified is not None else ""
-    return f"{obj.etag or ''}|{obj.size}|{when}"[:400]
+    return f"{obj.etag or ''}|{obj.size}|{when}"[:190]
 
 
 def _done_pages(db: Database, job_id: uuid.UUID) -> tuple[int, str | None]:
@@ -337,19 +342,37 @@ def _done_pages(db: Database, job_id: uuid.UUID) -> tuple[int, str | None]:
     return int(row.seq), (row.result or {}).get("last_key")
 
 
+@dataclass(frozen=True)
+class Ingestion:
+    """A folder config's ``metadataIngestion``: files ending ``suffix`` are sidecars, not items."""
+
+    suffix: str
+    paused: bool
+
+    @staticmethod
+    def of(config: dict[str, Any] | None) -> Ingestion | None:
+        found = (config or {}).get("metadataIngestion")
+        if not isinstance(found, dict):
+            return None
+        matcher = found.get("matcher") or {}
+        return Ingestion(str(matcher.get("suffix", ".metadata.json")), bool(found.get("paused", False)))
+
+
 class _Page:
     """One scan page, classified against the folder's items outside any transaction."""
 
     def __init__(self) -> None:
         self.objects = 0
         self.ignored = 0
-        self.new: dict[str, list[str]] = {}  # manifest list -> URLs
+        self.new: dict[str, list[dict[str, Any]]] = {}  # manifest list -> entries
         self.seen: list[uuid.UUID] = []
         self.restored: list[uuid.UUID] = []
-        self.versions: list[dict[str, Any]] = []  # {id, version, size, media?}
+        self.changes: list[dict[str, Any]] = []  # {id, version, size?, media?, metadata?}
         self.errors: list[dict[str, Any]] = []
         self.failed = 0
         self.updated = 0
+        self.sidecars = 0
+        self.attached = 0
         self.last_key: str | None = None
 
     def error(self, url: str, message: str) -> None:
@@ -358,24 +381,54 @@ class _Page:
             self.errors.append({"url": url, "error": message})
 
 
-def _classify(db: Database, storage: ScopedStorage, folder_id: uuid.UUID, objs: list[ObjectInfo]) -> _Page:
+def _sidecar(storage: ScopedStorage, validator: Any, obj: ObjectInfo, url: str) -> dict[str, Any] | str:
+    """A sidecar's metadata, checked against the organisation's schema, or why it cannot be."""
+    if obj.size > MAX_SIDECAR_BYTES:
+        return f"metadata sidecar is {obj.size} bytes; the limit is {MAX_SIDECAR_BYTES}"
+    try:
+        data = storage.read(url, 0, obj.size, purpose="sidecar") if obj.size else b""
+    except errors.CorralError as exc:
+        return f"metadata sidecar cannot be read: {exc}"
+    try:
+        parsed = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        return f"metadata sidecar is not JSON: {exc}"
+    if not isinstance(parsed, dict):
+        return "metadata sidecar must hold a JSON object of custom metadata"
+    normalised, problems = validator.validate(parsed)
+    if problems:
+        return "metadata sidecar does not fit the metadata schema: " + "; ".join(
+            f"{p.key}: {p.message}" if p.key else p.message for p in problems[:10])
+    return dict(normalised)
+
+
+def _classify(db: Database, storage: ScopedStorage, folder_id: uuid.UUID, org_id: uuid.UUID,
+              objs: list[ObjectInfo], ingestion: Ingestion | None) -> _Page:
     page = _Page()
     page.objects = len(objs)
     page.last_key = objs[-1].key if objs else None
     wanted: dict[str, tuple[ObjectInfo, str, str]] = {}  # url key -> (object, url, kind)
+    # the data file's url key -> (sidecar, its url, the data file's url)
+    sidecars: dict[str, tuple[ObjectInfo, str, str]] = {}
     for obj in objs:
         if obj.key.endswith("/"):  # a directory marker
             page.ignored += 1
             continue
         url = storage.storage.url_for(obj.key)
+        if ingestion is not None and obj.key.endswith(ingestion.suffix):
+            page.sidecars += 1  # claimed: never an item
+            if not ingestion.paused:
+                data_url = storage.storage.url_for(obj.key[: -len(ingestion.suffix)])
+                sidecars[url_key([data_url])] = (obj, url, data_url)
+            continue
         kind = extension_kind(obj.key)
         if kind not in SYNCED_KINDS:
             page.ignored += 1
             continue
         wanted[url_key([url])] = (obj, url, kind)
-    if not wanted:
+    if not wanted and not sidecars:
         return page
-    keys = sorted(wanted)
+    keys = sorted(set(wanted) | set(sidecars))
     found: dict[str, Any] = {}
     with db.read() as s:
         for i in range(0, len(keys), 500):
@@ -385,35 +438,60 @@ def _classify(db: Database, storage: ScopedStorage, folder_id: uuid.UUID, objs: 
                                     Item.deleted_at.is_(None))).all()
             for r in rows:
                 found.setdefault(r.url_hash, r)
-    for key in keys:
+        validator = metadata_service.validator(s, org_id)[1] if sidecars else None
+    for key, (_, side_url, data_url) in sidecars.items():  # a sidecar whose data file is not listed
+        if key not in wanted:
+            page.error(side_url, f"metadata sidecar without its data file: {data_url!r} is not in the bucket "
+                                 "or is not of a type a sync registers")
+    for key in sorted(wanted):
         obj, url, kind = wanted[key]
         row = found.get(key)
+        side = sidecars.get(key)
         if row is None:
-            page.new.setdefault(SYNCED_KINDS[kind], []).append(url)
+            entry: dict[str, Any] = {"objectUrl": url}
+            if side is not None:
+                meta = _sidecar(storage, validator, side[0], side[1])
+                if isinstance(meta, str):
+                    page.error(side[1], meta)
+                else:
+                    entry["clientMetadata"] = meta
+                    page.attached += 1
+            page.new.setdefault(SYNCED_KINDS[kind], []).append(entry)
             continue
         page.seen.append(row.id)
         if row.tombstoned_at is not None:
             page.restored.append(row.id)
+        old_data, _, old_side = (row.remote_version or "").partition("\n")
         version = _version(obj)
         if row.remote_version is None:  # registered by a sync's upload job: the listing's size decides
             changed = row.file_size is not None and row.file_size != obj.size
         else:
-            changed = row.remote_version != version
-        if not changed:
-            if row.remote_version is None:
-                page.versions.append({"id": row.id, "version": version, "size": obj.size})
-            continue
-        change: dict[str, Any] = {"id": row.id, "version": version, "size": obj.size}
-        page.updated += 1
-        if not storage.strict_client_only:  # media properties again (never for strict: no bytes read)
-            from corral.registration.probe import probe
+            changed = old_data != version
+        change: dict[str, Any] = {"id": row.id}
+        new_side = old_side
+        if side is not None and _version(side[0]) != old_side:
+            meta = _sidecar(storage, validator, side[0], side[1])
+            if isinstance(meta, str):
+                page.error(side[1], meta)
+            else:
+                change["metadata"] = meta
+                new_side = _version(side[0])
+                page.attached += 1
+        full = version + (f"\n{new_side}" if new_side else "")
+        if changed:
+            page.updated += 1
+            change["size"] = obj.size
+            if not storage.strict_client_only:  # media properties again (never for strict: no bytes read)
+                from corral.registration.probe import probe
 
-            try:
-                info = probe(storage, url, registration_kind(row.item_type), size_hint=obj.size)
-                change["media"] = info.as_media()
-            except Exception as exc:  # noqa: BLE001 - the file's error; the item keeps its properties
-                page.error(url, f"changed, but its media properties could not be read again: {exc}")
-        page.versions.append(change)
+                try:
+                    info = probe(storage, url, registration_kind(row.item_type), size_hint=obj.size)
+                    change["media"] = info.as_media()
+                except Exception as exc:  # noqa: BLE001 - the file's error; the item keeps its properties
+                    page.error(url, f"changed, but its media properties could not be read again: {exc}")
+        if full != row.remote_version or len(change) > 1:
+            change["version"] = full
+            page.changes.append(change)
     return page
 
 
@@ -432,6 +510,9 @@ def _commit_page(ctx: WorkerContext, unit: ClaimedUnit, seq: int, page: _Page) -
         job_params = s.scalar(select(Job.params).where(Job.id == unit.job_id))
         if job_params is None or job_params.get("cancel_requested"):
             raise UnitFailed("the sync was cancelled")
+        metadata = [(c["id"], c["metadata"]) for c in page.changes if "metadata" in c]
+        if metadata:  # the index keys before the items, as every writer of items' metadata takes them
+            projection.lock_keys(s, unit.org_id)
         now = utcnow()
         for i in range(0, len(page.seen), 500):
             s.execute(update(Item).where(Item.id.in_(page.seen[i:i + 500])).values(seen_by=unit.job_id)
@@ -440,23 +521,25 @@ def _commit_page(ctx: WorkerContext, unit: ClaimedUnit, seq: int, page: _Page) -
             s.execute(update(Item).where(Item.id.in_(page.restored[i:i + 500]))
                       .values(tombstoned_at=None, updated_at=now)
                       .execution_options(synchronize_session=False))
-        for change in page.versions:
+        for change in page.changes:
             values: dict[str, Any] = {"remote_version": change["version"]}
-            if change["size"] is not None:
-                values["file_size"] = change["size"]
+            if "size" in change:
+                values["file_size"], values["updated_at"] = change["size"], now
             if "media" in change:
                 media = dict(change["media"])
                 values["media"] = media
                 values["mime_type"] = media.get("mime_type")
                 values["file_size"] = media.get("file_size", change["size"])
+            if "metadata" in change:
+                values["client_metadata"], values["updated_at"] = change["metadata"], now
             s.execute(update(Item).where(Item.id == change["id"]).values(**values)
                       .execution_options(synchronize_session=False))
+        projection.project_again(s, unit.org_id, metadata)
         upload: uuid.UUID | None = None
         if page.new:
             from corral.registration import service
 
-            lists = {name: [{"objectUrl": u} for u in urls] for name, urls in page.new.items()}
-            manifest = orjson.dumps({**lists, "skip_duplicate_urls": True})
+            manifest = orjson.dumps({**page.new, "skip_duplicate_urls": True})
             created_by = uuid.UUID(params["created_by"]) if params.get("created_by") else None
             child = service.create_job(
                 s, unit.org_id, folder_id, uuid.UUID(params["integration_id"]),
@@ -469,11 +552,19 @@ def _commit_page(ctx: WorkerContext, unit: ClaimedUnit, seq: int, page: _Page) -
         unchanged = max(0, len(page.seen) - page.updated - len(page.restored))
         result = {"last_key": page.last_key, "objects": page.objects, "new": sum(map(len, page.new.values())),
                   "updated": page.updated, "restored": len(page.restored), "unchanged": unchanged,
-                  "ignored": page.ignored, "failed": page.failed, "errors": page.errors,
-                  "upload_job": str(upload) if upload else None}
+                  "ignored": page.ignored, "sidecars": page.sidecars, "attached": page.attached,
+                  "failed": page.failed, "errors": page.errors, "upload_job": str(upload) if upload else None}
         s.add(JobUnit(job_id=unit.job_id, seq=seq, payload={"op": "page"}, status="done", result=result,
                       attempts=1, available_at=now, updated_at=now))
         s.execute(update(Job).where(Job.id == unit.job_id).values(units_total=Job.units_total + 1))
+
+
+def _continues(objs: list[ObjectInfo], obj: ObjectInfo, ingestion: Ingestion | None) -> bool:
+    """Whether ``obj`` may be the sidecar of a data file in ``objs`` (its key then starts with
+    that file's): the page is not cut before it, so a data file and its sidecar share a page."""
+    if ingestion is None:
+        return False
+    return any(obj.key.startswith(o.key) for o in objs if not o.key.endswith(ingestion.suffix))
 
 
 def _scan(ctx: WorkerContext, unit: ClaimedUnit) -> dict[str, Any]:
@@ -488,7 +579,12 @@ def _scan(ctx: WorkerContext, unit: ClaimedUnit) -> dict[str, Any]:
             raise UnitFailed("the folder was deleted")
         if row is None or row.org_id != unit.org_id:
             raise UnitFailed(f"the integration of {params['remote_url']} was deleted")
-    storage = integrations.open_row(row, settings)
+        ingestion = Ingestion.of(folder.config)
+    try:
+        storage = integrations.open_row(row, settings)
+    except (OSError, ValueError, errors.CorralError) as exc:  # the operator's policy refuses it, ...
+        raise UnitFailed(f"cannot open integration {row.title!r} to sync {params['remote_url']}: "
+                         f"{exc}") from None
     try:
         try:
             prefix = storage.storage.key_for_url(params["remote_url"])
@@ -506,18 +602,17 @@ def _scan(ctx: WorkerContext, unit: ClaimedUnit) -> dict[str, Any]:
                 obj = next(listing, None)
             except errors.CorralError as exc:
                 raise UnitFailed(f"cannot list {params['remote_url']}: {exc}") from None
-            if obj is not None:
-                if after is not None and obj.key <= after:
-                    continue  # committed before a restart
-                objs.append(obj)
-                if len(objs) < PAGE:
-                    continue
-            if objs:
+            if obj is not None and after is not None and obj.key <= after:
+                continue  # committed before a restart
+            full = len(objs) >= PAGE and (obj is None or not _continues(objs[-PAGE:], obj, ingestion)
+                                          or len(objs) >= 4 * PAGE)
+            if objs and (obj is None or full):
                 seq += 1
-                _commit_page(ctx, unit, seq, _classify(db, storage, folder_id, objs))
+                _commit_page(ctx, unit, seq, _classify(db, storage, folder_id, unit.org_id, objs, ingestion))
                 objs = []
             if obj is None:
                 break
+            objs.append(obj)
     finally:
         storage.close()
     return {"pages": seq}

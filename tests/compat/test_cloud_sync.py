@@ -197,25 +197,67 @@ def test_the_sync_owns_the_folder_s_items(sdk: Any, s3: Bucket, api: httpx.Clien
     assert r.status_code == 200 and r.json()["items"] == 3  # and be deleted, with its items
 
 
-def test_folder_config_keeps_unknown_keys_and_refuses_ingestion(sdk: Any, s3: Bucket, api: httpx.Client) -> None:
-    from encord.exceptions import EncordException
-
+def test_folder_config_keeps_unknown_keys_and_checks_what_corral_reads(
+    sdk: Any, s3: Bucket, api: httpx.Client
+) -> None:
     folder = sdk.create_storage_folder("synced", cloud_synced_folder_params=_params(s3.integration_id, s3.url("img/")))
     assert folder.get_folder_config().metadata_ingestion is None
     path = f"/v2/public/storage/folders/{folder.uuid}/folder-config"
     r = api.post(path, json={"indexSettings": {"a": [1, 2]}, "metadataIngestion": None})
     assert r.status_code == 200, r.text
-    config = folder.get_folder_config()
-    assert config.model_extra == {"indexSettings": {"a": [1, 2]}} or config.model_dump(by_alias=True).get(
-        "indexSettings") == {"a": [1, 2]}
-    assert api.get(path).json() == {"indexSettings": {"a": [1, 2]}, "metadataIngestion": None}
-    with pytest.raises(EncordException, match="metadataIngestion"):
-        folder.enable_metadata_ingestion()
-    assert api.get(path).json()["indexSettings"] == {"a": [1, 2]}  # nothing half-written
+    folder.enable_metadata_ingestion(paused=True)  # the SDK's read-modify-write
+    assert api.get(path).json() == {"indexSettings": {"a": [1, 2]}, "metadataIngestion": {
+        "matcher": {"mode": "suffix", "suffix": ".metadata.json"}, "paused": True}}
+    assert folder.get_folder_config().metadata_ingestion.paused is True
     r = api.post(path, json={"big": "x" * 70_000})
     assert r.status_code == 413
     r = api.post(path, json={"metadataIngestion": {"matcher": {"mode": "regex"}}})
     assert r.status_code == 400 and "metadataIngestion.matcher" in r.text
+    assert api.get(path).json()["indexSettings"] == {"a": [1, 2]}  # nothing half-written
+    plain = sdk.create_storage_folder("plain")
+    r = api.post(f"/v2/public/storage/folders/{plain.uuid}/folder-config", json={"metadataIngestion": {}})
+    assert r.status_code == 400 and "not cloud-synced" in r.text
+
+
+def test_metadata_sidecars_attach_are_checked_and_can_be_paused(
+    sdk: Any, s3: Bucket, api: httpx.Client, moto_server: MotoServer
+) -> None:
+    from encord.orm.storage import SyncPrivateDataWithCloudSyncedFolderStatus as Status
+
+    r = api.put("/api/v1/metadata-schema", json={"keys": {"camera": {"type": "varchar"}, "n": {"type": "number"}}})
+    assert r.status_code in (200, 201), r.text
+    client, bucket = moto_server.client(), _moto_bucket(s3)
+    client.put_object(Bucket=bucket, Key="img/a.png.metadata.json", Body=b'{"camera": "front", "n": 1}')
+    client.put_object(Bucket=bucket, Key="img/b.png.metadata.json", Body=b'{"n": "not a number"}')
+    client.put_object(Bucket=bucket, Key="img/zz.png.metadata.json", Body=b'{"n": 2}')  # no zz.png
+    folder = sdk.create_storage_folder("synced", cloud_synced_folder_params=_params(s3.integration_id, s3.url("img/")))
+    folder.enable_metadata_ingestion()
+    res = _sync(folder)
+    assert res.status == Status.DONE, res
+    assert res.upload_jobs_units_error == 2  # b's sidecar (the schema), zz's (no data file): each its own error
+    items = _items(folder)
+    assert sorted(items) == ["a.png", "b.png", "c.png"]  # sidecars are not items
+    assert items["a.png"].client_metadata == {"camera": "front", "n": 1}  # attached to a new item
+    assert items["b.png"].client_metadata == {}
+    job = folder.sync_private_data_with_cloud_synced_folder_start()
+    folder.sync_private_data_with_cloud_synced_folder_get_result(job, timeout_seconds=60)
+    state = api.get(f"/api/v1/folders/{folder.uuid}/syncs/{job}").json()
+    errors = {e["url"]: e["error"] for e in state["errors"]}
+    assert sorted(errors) == [s3.url("img/b.png.metadata.json"), s3.url("img/zz.png.metadata.json")], state
+    assert "n:" in errors[s3.url("img/b.png.metadata.json")]
+    assert "without its data file" in errors[s3.url("img/zz.png.metadata.json")]
+
+    # a changed sidecar of an existing item is read again; an unchanged one is not
+    client.put_object(Bucket=bucket, Key="img/b.png.metadata.json", Body=b'{"camera": "back"}')
+    _sync(folder)
+    assert _items(folder)["b.png"].client_metadata == {"camera": "back"}
+    # paused: claimed (never items) but not attached
+    folder.enable_metadata_ingestion(paused=True)
+    client.put_object(Bucket=bucket, Key="img/c.png.metadata.json", Body=b'{"camera": "side"}')
+    res = _sync(folder)
+    assert res.status == Status.DONE and res.upload_jobs_units_error == 0, res
+    items = _items(folder)
+    assert sorted(items) == ["a.png", "b.png", "c.png"] and items["c.png"].client_metadata == {}
 
 
 def test_local_directory_and_azure_folders_sync(sdk: Any, api: httpx.Client, azure: Bucket, tmp_path: Any) -> None:
