@@ -33,7 +33,7 @@ from datetime import timedelta
 from typing import Any
 
 import orjson
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 
 from corral import errors
@@ -194,6 +194,12 @@ def get_sync(s: Session, principal: Principal, folder_ref: str | uuid.UUID, job_
     return job
 
 
+#: The file counts of the upload jobs of syncs that have ended (done, failed), kept for the polls
+#: of their sync: a first sync of a million objects starts a thousand of them.
+_ENDED: dict[uuid.UUID, tuple[int, int]] = {}
+MAX_ENDED_KEPT = 100_000
+
+
 def state(s: Session, job: Job) -> dict[str, Any]:
     """A sync's progress, in the SDK's terms: its status (pending until the upload jobs it started
     end too), scan pages, upload jobs and files ("units")."""
@@ -216,16 +222,25 @@ def state(s: Session, job: Job) -> dict[str, Any]:
             errors_out += r.get("errors", [])[: 1000 - len(errors_out)]
     jobs_pending = jobs_done = jobs_error = 0
     files_pending = files_done = files_error = files_cancelled = 0
-    for child in uploads:
-        row = s.get(Job, child)
-        if row is None:
-            continue
-        files = registration.file_counts(s, child, error_limit=0)
-        files_done += sum(int(files.get(k, 0)) for k in ("registered", "skipped", "updated"))
-        files_error += int(files.get("failed", 0))
-        if row.status == "PENDING":
+    statuses: dict[uuid.UUID, str] = {}
+    for i in range(0, len(uploads), 500):
+        chunk = select(Job.id, Job.status).where(Job.id.in_(uploads[i:i + 500]))
+        statuses.update(s.execute(chunk).tuples().all())
+    for child, status in statuses.items():
+        done_and_failed = _ENDED.get(child)
+        if done_and_failed is None:
+            files = registration.file_counts(s, child, error_limit=0)
+            done_and_failed = (sum(int(files.get(k, 0)) for k in ("registered", "skipped", "updated")),
+                               int(files.get("failed", 0)))
+            if status in queue.TERMINAL:  # an ended job's counts never change: read once per process
+                if len(_ENDED) >= MAX_ENDED_KEPT:
+                    _ENDED.clear()
+                _ENDED[child] = done_and_failed
+        files_done += done_and_failed[0]
+        files_error += done_and_failed[1]
+        if status == "PENDING":
             jobs_pending += 1
-        elif row.status == "DONE":
+        elif status == "DONE":
             jobs_done += 1
         else:
             jobs_error += 1
@@ -521,7 +536,14 @@ def _commit_page(ctx: WorkerContext, unit: ClaimedUnit, seq: int, page: _Page) -
             s.execute(update(Item).where(Item.id.in_(page.restored[i:i + 500]))
                       .values(tombstoned_at=None, updated_at=now)
                       .execution_options(synchronize_session=False))
+        versions_only = [{"b_id": c["id"], "b_version": c["version"]} for c in page.changes if len(c) == 2]
+        if versions_only:  # (most changes of a sync after an import: the listed version recorded)
+            items = registration.ITEMS
+            s.execute(update(items).where(items.c.id == bindparam("b_id"))
+                      .values(remote_version=bindparam("b_version")), versions_only)
         for change in page.changes:
+            if len(change) == 2:
+                continue
             values: dict[str, Any] = {"remote_version": change["version"]}
             if "size" in change:
                 values["file_size"], values["updated_at"] = change["size"], now
