@@ -97,6 +97,9 @@ def check_remote(
     except errors.NotFound as exc:
         raise errors.NotFound(f"{integration_field}: {exc}",
                               details=[ErrorDetail(str(exc), field=integration_field)]) from None
+    if s.get_bind().dialect.name == "postgresql":  # a delete of the integration waits, then sees the folder
+        s.execute(select(Integration.id).where(Integration.id == row.id)
+                  .with_for_update(read=True, key_share=True))
     scoped = integrations.open_row(row, settings)  # makes no request
     try:
         try:

@@ -195,6 +195,12 @@ def test_the_sync_owns_the_folder_s_items(sdk: Any, s3: Bucket, api: httpx.Clien
     assert r.status_code == 200  # the folder itself may move
     r = api.delete(f"/api/v1/folders/{folder.uuid}", params={"recursive": "true"})
     assert r.status_code == 200 and r.json()["items"] == 3  # and be deleted, with its items
+    # an empty synced folder still holds its integration
+    empty = sdk.create_storage_folder("empty", cloud_synced_folder_params=_params(s3.integration_id, s3.url("none/")))
+    r = api.delete(f"/api/v1/integrations/{s3.integration_id}")
+    assert r.status_code == 409 and "'empty'" in r.json()["message"], r.text
+    assert api.delete(f"/api/v1/folders/{empty.uuid}").status_code == 200
+    assert api.delete(f"/api/v1/integrations/{s3.integration_id}").status_code in (200, 204)
 
 
 def test_folder_config_keeps_unknown_keys_and_checks_what_corral_reads(
