@@ -82,8 +82,6 @@ class ItemView:
     signed_url: str | None = None
     signed_url_expires_in: int | None = None
     description: str = ""
-    #: Its object is gone from a cloud-synced folder's bucket (``corral.core.cloudsync``): never signed.
-    tombstone: bool = False
 
 
 def view(item: Item, parts: list[ItemPart] | None = None) -> ItemView:
@@ -106,7 +104,6 @@ def view(item: Item, parts: list[ItemPart] | None = None) -> ItemView:
         item.deleted_at,
         None if parts is None else [PartView(p.position, p.url, p.title, dict(p.media)) for p in parts],
         description=item.description or "",
-        tombstone=item.tombstoned_at is not None,
     )
 
 
@@ -187,7 +184,9 @@ def _get(
     if item.org_id != principal.org_id or not is_published(s, item):  # what ``load`` checks
         raise _not_found(item_id)
     _require(s, principal, folder, "viewer", item_id)
-    return view(item, parts_of(s, item_id) if has_parts else []), row[3] if to_sign else None
+    # (a tombstone, its object gone from a cloud-synced folder's bucket, is never signed)
+    signs = to_sign and item.tombstoned_at is None
+    return view(item, parts_of(s, item_id) if has_parts else []), row[3] if signs else None
 
 
 def get(s: Session, principal: Principal, item_id: uuid.UUID) -> ItemView:
@@ -682,6 +681,25 @@ def hard_delete(s: Session, principal: Principal, item_id: uuid.UUID) -> None:
 # -- signed URLs ---------------------------------------------------------------------------------
 
 
+class Opener:
+    """What signing an integration's items needs, read inside the transaction: its shared backend,
+    and the items not to sign (tombstones: their object is gone from a cloud-synced folder's bucket)."""
+
+    def __init__(self, scoped: ScopedStorage, skip: frozenset[uuid.UUID] = frozenset()) -> None:
+        self.scoped, self.skip = scoped, skip
+
+    def __call__(self) -> ScopedStorage:
+        return self.scoped
+
+
+def _tombstones(s: Session, ids: list[uuid.UUID]) -> frozenset[uuid.UUID]:
+    found: set[uuid.UUID] = set()
+    for i in range(0, len(ids), 500):
+        chunk = ids[i:i + 500]
+        found.update(s.scalars(select(Item.id).where(Item.id.in_(chunk), Item.tombstoned_at.is_not(None))))
+    return frozenset(found)
+
+
 def signer(s: Session, settings: Settings, item: ItemView) -> Callable[[], ScopedStorage] | None:
     """Inside the read transaction: what signing ``item``'s URLs needs (None if it has no integration).
 
@@ -692,14 +710,13 @@ def signer(s: Session, settings: Settings, item: ItemView) -> Callable[[], Scope
     row = s.get(Integration, item.integration_id)
     if row is None:
         return None
-    scoped = integrations.shared(row, settings)
-    return lambda: scoped
+    return Opener(integrations.shared(row, settings), _tombstones(s, [item.id]))
 
 
 def signed(item: ItemView, open_: Callable[[], ScopedStorage], ttl_seconds: int | None = None) -> ItemView:
     """Outside any transaction: ``item`` with a signed GET URL for its file, or for each of its parts
-    (none for a tombstone: its object is gone)."""
-    if item.tombstone:
+    (none for a tombstone, which ``open_`` names: its object is gone)."""
+    if item.id in getattr(open_, "skip", ()):
         return item
     storage = open_()
     try:
@@ -718,11 +735,12 @@ def signers(
 ) -> dict[uuid.UUID, Callable[[], ScopedStorage]]:
     """Inside the read transaction: an opener per integration of ``views`` (see ``signer``)."""
     out: dict[uuid.UUID, Callable[[], ScopedStorage]] = {}
+    skip = _tombstones(s, [v.id for v in views if v.integration_id is not None])
     for v in views:
         if v.integration_id is not None and v.integration_id not in out:
-            open_ = signer(s, settings, v)
-            if open_ is not None:
-                out[v.integration_id] = open_
+            row = s.get(Integration, v.integration_id)
+            if row is not None:
+                out[v.integration_id] = Opener(integrations.shared(row, settings), skip)
     return out
 
 
@@ -735,11 +753,12 @@ def signed_all(
     part of the multi-file items whose parts are loaded, opening each integration once."""
     out = list(views)
     for integration_id, open_ in openers.items():
+        skip = getattr(open_, "skip", ())
         storage = open_()
         try:
             ttl = ttl_seconds or storage.ttl_seconds
             for i, v in enumerate(out):
-                if v.integration_id != integration_id or v.tombstone:
+                if v.integration_id != integration_id or v.id in skip:
                     continue
                 parts = [replace(p, signed_url=storage.sign_get(p.url, ttl)) for p in v.parts or []]
                 url = storage.sign_get(v.url, ttl) if v.url else None
