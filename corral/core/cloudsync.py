@@ -61,6 +61,9 @@ PAGE = 1000
 #: The kinds a sync registers (Encord's: images, videos, PDF, text and audio), by file name, and
 #: the manifest list each goes into.  Other objects are left alone (counted as ignored).
 SYNCED_KINDS = {"image": "images", "video": "videos", "audio": "audio", "pdf": "pdf", "text": "text"}
+#: Each kind's media properties in a manifest entry (the listed size goes there).
+MEDIA_KEYS = {"image": "imageMetadata", "video": "videoMetadata", "audio": "audioMetadata",
+              "pdf": "pdfMetadata", "text": "textMetadata"}
 #: Per-file errors a page keeps in its result (the count is always exact).
 PAGE_ERRORS = 100
 #: The largest folder config document (its JSON text).
@@ -466,7 +469,7 @@ def _classify(db: Database, storage: ScopedStorage, folder_id: uuid.UUID, org_id
         row = found.get(key)
         side = sidecars.get(key)
         if row is None:
-            entry: dict[str, Any] = {"objectUrl": url}
+            entry: dict[str, Any] = {"objectUrl": url, MEDIA_KEYS[kind]: {"file_size": obj.size}}
             if side is not None:
                 meta = _sidecar(storage, validator, side[0], side[1])
                 if isinstance(meta, str):
@@ -507,6 +510,8 @@ def _classify(db: Database, storage: ScopedStorage, folder_id: uuid.UUID, org_id
                     change["media"] = info.as_media()
                 except Exception as exc:  # noqa: BLE001 - the file's error; the item keeps its properties
                     page.error(url, f"changed, but its media properties could not be read again: {exc}")
+        elif row.file_size is None:  # (a strict client-only registration's: the listing knows it)
+            change["size"] = obj.size
         if full != row.remote_version or len(change) > 1:
             change["version"] = full
             page.changes.append(change)
@@ -539,13 +544,14 @@ def _commit_page(ctx: WorkerContext, unit: ClaimedUnit, seq: int, page: _Page) -
             s.execute(update(Item).where(Item.id.in_(page.restored[i:i + 500]))
                       .values(tombstoned_at=None, updated_at=now)
                       .execution_options(synchronize_session=False))
-        versions_only = [{"b_id": c["id"], "b_version": c["version"]} for c in page.changes if len(c) == 2]
+        versions_only = [{"b_id": c["id"], "b_version": c["version"]} for c in page.changes
+                         if c.keys() == {"id", "version"}]
         if versions_only:  # (most changes of a sync after an import: the listed version recorded)
             items = registration.ITEMS
             s.execute(update(items).where(items.c.id == bindparam("b_id"))
                       .values(remote_version=bindparam("b_version")), versions_only)
         for change in page.changes:
-            if len(change) == 2:
+            if change.keys() == {"id", "version"}:
                 continue
             values: dict[str, Any] = {"remote_version": change["version"]}
             if "size" in change:

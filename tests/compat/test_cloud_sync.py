@@ -333,3 +333,35 @@ def test_the_native_api_and_the_cli_create_and_sync(
     assert r.status_code == 400 and "not cloud-synced" in r.text
     r = runner.invoke(cli, ["folder", "sync", "plain"], env=env)
     assert r.exit_code == 1 and "not cloud-synced" in r.output
+
+
+def test_a_strict_client_only_folder_reads_sidecars_but_no_media(
+    sdk: Any, api: httpx.Client, moto_server: MotoServer
+) -> None:
+    from encord.orm.storage import SyncPrivateDataWithCloudSyncedFolderStatus as Status
+
+    bucket = moto_server.new_bucket()
+    client = moto_server.client()
+    client.put_object(Bucket=bucket, Key="p/a.png", Body=png(4, 4), ContentType="image/png")
+    client.put_object(Bucket=bucket, Key="p/notes.txt", Body=b"hello\n")
+    client.put_object(Bucket=bucket, Key="p/notes.txt.metadata.json", Body=b'{"camera": "desk"}')
+    r = api.put("/api/v1/metadata-schema", json={"keys": {"camera": {"type": "varchar"}}})
+    assert r.status_code in (200, 201), r.text
+    r = api.post("/api/v1/integrations", json={"title": "strict", "provider": "s3", "strict_client_only": True,
+                                               "settings": {"bucket": bucket, "endpoint_url": moto_server.url,
+                                                            "region": "us-east-1", "access_key_id": "testing",
+                                                            "secret_access_key": "testing"}})
+    assert r.status_code == 201, r.text
+    folder = sdk.create_storage_folder("strict", cloud_synced_folder_params=_params(r.json()["id"], f"s3://{bucket}/p/"))
+    folder.enable_metadata_ingestion()
+    res = _sync(folder)
+    assert res.status == Status.DONE, res
+    # the image needs width and height, which a listing has not and corral may not read: its error
+    assert res.upload_jobs_units_error == 1, res
+    items = _items(folder)
+    assert sorted(items) == ["notes.txt"]
+    assert items["notes.txt"].client_metadata == {"camera": "desk"}  # the sidecar was read: it is not media
+    client.put_object(Bucket=bucket, Key="p/notes.txt", Body=b"hello again, longer\n")
+    res = _sync(folder)
+    assert res.status == Status.DONE and res.upload_jobs_units_error == 1, res  # (the image again)
+    assert _items(folder)["notes.txt"].file_size == len(b"hello again, longer\n")  # the listed size, no probe
