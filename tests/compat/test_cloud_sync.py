@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from corral.settings import Settings
-from tests.compat.conftest import Bucket, png
+from tests.compat.conftest import Bucket, client_for, png
 from tests.services import MotoServer
 
 
@@ -365,3 +365,23 @@ def test_a_strict_client_only_folder_reads_sidecars_but_no_media(
     res = _sync(folder)
     assert res.status == Status.DONE and res.upload_jobs_units_error == 1, res  # (the image again)
     assert _items(folder)["notes.txt"].file_size == len(b"hello again, longer\n")  # the listed size, no probe
+
+
+def test_members_need_the_editor_role_to_sync_and_a_role_to_see(
+    sdk: Any, s3: Bucket, api: httpx.Client, make_user: Any, server: str
+) -> None:
+    folder = sdk.create_storage_folder("synced", cloud_synced_folder_params=_params(s3.integration_id, s3.url("img/")))
+    job = folder.sync_private_data_with_cloud_synced_folder_start()
+    folder.sync_private_data_with_cloud_synced_folder_get_result(job, timeout_seconds=60)
+    member = make_user("m@x.io", role="member")
+    member_sdk = client_for(member, server)
+    with httpx.Client(base_url=server, headers=member.bearer, timeout=60) as as_member:
+        start = f"/v2/public/storage/folders/{folder.uuid}/cloud-synced-folder-syncs"
+        assert as_member.post(start).status_code == 404  # a folder they cannot see
+        assert api.post(f"/api/v1/folders/{folder.uuid}/grants", json={"user": member.email,
+                                                                        "role": "viewer"}).status_code in (200, 201)
+        r = as_member.post(start)
+        assert r.status_code == 403 and "editor" in r.json()["message"], r.text
+        poll = f"/v2/public/storage/folders/{folder.uuid}/cloud-linked-folder-syncs/{job}/long-polling"
+        assert as_member.get(poll).json()["status"] == "done"  # a viewer may follow it
+        assert member_sdk.get_storage_folder(folder.uuid).is_cloud_synced
