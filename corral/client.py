@@ -377,11 +377,22 @@ class Client:
         *,
         client_metadata: dict[str, Any] | None = None,
         exist_ok: bool = True,
+        cloud_sync: dict[str, str] | None = None,
     ) -> Any:
-        body = {"path": path, "description": description, "exist_ok": exist_ok}
+        body: dict[str, Any] = {"path": path, "description": description, "exist_ok": exist_ok}
         if client_metadata is not None:
             body["client_metadata"] = client_metadata
+        if cloud_sync is not None:
+            body["cloud_sync"] = cloud_sync
         return self.request("POST", "/api/v1/folders", json=body)
+
+    def sync_folder(self, ref: str) -> Any:
+        """Start a sync of a cloud-synced folder (or get the one running): ``{job_id, started}``."""
+        return self.request("POST", f"{self._folder(ref)}/sync")
+
+    def folder_sync(self, ref: str, job_id: str, wait: float = 0) -> Any:
+        """A sync's progress, held up to ``wait`` seconds until it ends."""
+        return self.request("GET", f"{self._folder(ref)}/syncs/{job_id}", params={"wait": wait})
 
     def list_folders(self, path: str | None = None, counts: bool = True) -> Any:
         params = {"counts": str(counts).lower(), **({"path": path} if path else {})}

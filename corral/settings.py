@@ -144,6 +144,13 @@ class Settings(BaseSettings):
         "child's start (0.7-0.8 s of CPU, seconds on a loaded machine). It costs about 100 MB of "
         "memory per worker process while it waits. Off: each reader starts when its job does.",
     )
+    cloud_sync_interval_seconds: float = Field(
+        86400.0,
+        ge=0,
+        description="How often the job workers sync each cloud-synced folder on their own (seconds "
+        "since its last sync started; 0: only when asked). One sync per folder at a time, whatever "
+        "the number of worker processes.",
+    )
     long_poll_cap_seconds: float = Field(
         55.0,
         gt=0,

@@ -33,6 +33,9 @@ def _show(f: dict[str, Any]) -> None:
     click.echo(f"  items:        {f['items']}")
     click.echo(f"  your role:    {f['role']}")
     click.echo(f"  created:      {f['created_at']}")
+    if f.get("kind") == "cloud_linked":
+        click.echo(f"  synced from:  {f['remote_url']} (integration {f['integration_id']})")
+        click.echo(f"  last sync:    {f['last_synced_at'] or 'never'}")
     if f["client_metadata"]:
         click.echo(f"  metadata:     {json.dumps(f['client_metadata'], sort_keys=True)}")
 
@@ -48,14 +51,52 @@ def folder() -> None:
 @click.option("--metadata", default=None, help="Custom metadata, a JSON object (checked against the schema).")
 @click.option("--exist-ok/--no-exist-ok", default=True, show_default=True,
               help="Whether an existing folder at PATH is fine, or an error.")
+@click.option("--sync-from", "sync_from", default=None, metavar="URL",
+              help="Make PATH a cloud-synced folder mirroring this bucket prefix (needs --integration); "
+              "then run `corral folder sync PATH`.")
+@click.option("--integration", default=None, help="The integration (id or title) --sync-from's bucket is in.")
 @connection_options
-def folder_create(path: str, description: str, metadata: str | None, exist_ok: bool, profile: str | None,
-                  as_json: bool) -> None:
+def folder_create(path: str, description: str, metadata: str | None, exist_ok: bool, sync_from: str | None,
+                  integration: str | None, profile: str | None, as_json: bool) -> None:
     """Create PATH (like mkdir -p: missing parents are created)."""
+    if (sync_from is None) != (integration is None):
+        raise click.UsageError("--sync-from and --integration go together")
+    sync = {"integration": integration, "remote_url": sync_from} if sync_from and integration else None
     with api_errors(), _client(profile) as c:
         meta = metadata_option(metadata)
-        made = c.create_folder(path, description, client_metadata=meta, exist_ok=exist_ok)
+        made = c.create_folder(path, description, client_metadata=meta, exist_ok=exist_ok, cloud_sync=sync)
     _print(made, as_json, lambda f: click.echo(f"{f['path']}  ({f['id']})"))
+
+
+def _show_sync(state: dict[str, Any]) -> None:
+    counts = state["counts"]
+    click.echo(f"sync {state['job_id']}: {state['status']}")
+    click.echo(f"  pages: {counts['pages']}, objects: {counts['objects']}, new: {counts['new']}, "
+               f"updated: {counts['updated']}, restored: {counts['restored']}, "
+               f"tombstoned: {counts['tombstoned']}, ignored: {counts['ignored']}")
+    click.echo(f"  files: {state['files_done']} done, {state['files_pending']} pending, "
+               f"{state['files_failed']} failed")
+    if state["error"]:
+        click.echo(f"  error: {state['error']}")
+    for e in state["errors"][:20]:
+        click.echo(f"  {e.get('url')}: {e.get('error')}")
+
+
+@folder.command("sync")
+@click.argument("ref", metavar="FOLDER")
+@click.option("--wait", is_flag=True, help="Wait until the sync (and the upload jobs it starts) ends.")
+@connection_options
+def folder_sync(ref: str, wait: bool, profile: str | None, as_json: bool) -> None:
+    """Sync a cloud-synced FOLDER with its bucket: new objects become items, changed ones are updated,
+    gone ones become tombstones.  While a sync of FOLDER runs, this follows that one."""
+    with api_errors(), _client(profile) as c:
+        started = c.sync_folder(ref)
+        state = c.folder_sync(ref, str(started["job_id"]))
+        while wait and state["status"] == "pending":
+            state = c.folder_sync(ref, str(started["job_id"]), wait=30)
+    _print(state, as_json, _show_sync)
+    if wait and state["status"] in ("error", "cancelled"):
+        raise SystemExit(1)
 
 
 @folder.command("list")
@@ -97,7 +138,7 @@ def folder_summary(ref: str, profile: str | None, as_json: bool) -> None:
         types = ", ".join(f"{n} {t}" for t, n in sorted(f["by_type"].items())) or "none"
         click.echo(f"items:        {types}")
         click.echo(f"subfolders:   {f['folders']}")
-        click.echo(f"soft-deleted: {f['tombstones']}")
+        click.echo(f"tombstones:   {f['tombstones']} (soft-deleted, or gone from a synced bucket)")
         click.echo(f"upload jobs:  {f['upload_jobs']}")
         click.echo(f"total size:   {f['total_size']} bytes")
 

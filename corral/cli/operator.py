@@ -260,6 +260,7 @@ def worker(data_dir: Path | None) -> None:
     early: list[int] = []
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda signum, _frame: early.append(signum))
+    import corral.core.cloudsync  # noqa: F401  (registers the "cloud_sync" task kind)
     import corral.core.index.collections  # noqa: F401  (registers the "collection_preset" task kind)
     import corral.core.maps.build  # noqa: F401  (registers the "vector_map" task kind)
     import corral.core.verify  # noqa: F401  (registers the "verify_dataset" task kind)

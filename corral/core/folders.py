@@ -47,6 +47,10 @@ class FolderView:
     client_metadata: dict[str, Any]
     created_at: datetime
     updated_at: datetime
+    kind: str = "generic"
+    integration_id: uuid.UUID | None = None
+    remote_url: str | None = None
+    last_synced_at: datetime | None = None
 
 
 def _check_name(name: str) -> str:
@@ -92,6 +96,10 @@ def view(s: Session, folder: Folder) -> FolderView:
         dict(folder.client_metadata),
         folder.created_at,
         folder.updated_at,
+        folder.kind or GENERIC,
+        folder.integration_id,
+        folder.remote_url,
+        folder.last_synced_at,
     )
 
 
@@ -154,6 +162,20 @@ def require(s: Session, principal: Principal, folder: Folder, need: Need, shown:
     return role
 
 
+#: Folder kinds: an ordinary folder, and one whose items a sync of a bucket prefix owns
+#: (``corral.core.cloudsync``; the Encord SDK's ``folderType`` ``cloudLinked``).
+GENERIC, CLOUD_LINKED = "generic", "cloud_linked"
+
+
+def require_generic(folder: Folder, action: str) -> None:
+    """Refuse to ``action`` a cloud-synced folder: its items are the sync's (a 409 saying why)."""
+    if folder.kind == CLOUD_LINKED:
+        raise errors.Conflict(
+            f"cannot {action} folder {folder.name!r}: it is cloud-synced from {folder.remote_url}, so its "
+            "items come and go with the objects there (add or delete objects in the bucket, then sync it)"
+        )
+
+
 def resolve_for(s: Session, principal: Principal, ref: str | uuid.UUID, need: Need = "viewer") -> Folder:
     """``resolve``, then ``require``: the folder if the principal may see it (and change it, for
     ``need="editor"``)."""
@@ -176,6 +198,8 @@ def create(
     already there, or the one a concurrent create made first, instead of a 409."""
     name = _check_name(name)
     parent_row = resolve(s, principal.org_id, parent) if parent else None
+    if parent_row is not None:
+        require_generic(parent_row, "create folders in")
     existing = _child(s, principal.org_id, parent_row, name)
     where = _where(s, parent_row)
     if existing is not None:
@@ -318,6 +342,8 @@ def move(s: Session, principal: Principal, ref: str | uuid.UUID, parent: str | u
             f"role on {path_of(s, old_parent)!r}"
         )
     target = resolve_for(s, principal, parent, "editor") if parent is not None else None
+    if target is not None:
+        require_generic(target, "move folders into")
     if target is not None and any(f.id == folder.id for f in chain(s, target)):
         raise errors.ValidationFailed(
             f"cannot move folder {path_of(s, folder)!r} into itself or one of its subfolders "
@@ -381,8 +407,9 @@ def summary(s: Session, principal: Principal, ref: str | uuid.UUID) -> Summary:
         .group_by(Item.item_type))}
     size = s.scalar(select(func.coalesce(func.sum(Item.file_size), 0)).where(
         Item.folder_id == folder.id, live, published()))
-    tombstones = s.scalar(select(func.count()).where(
-        Item.folder_id == folder.id, Item.deleted_at.is_not(None), published()))
+    tombstones = s.scalar(select(func.count()).where(  # soft-deleted, or gone from a synced bucket
+        Item.folder_id == folder.id, Item.deleted_at.is_not(None) | Item.tombstoned_at.is_not(None),
+        published()))
     subfolders = s.scalar(select(func.count()).where(Folder.parent_id == folder.id))
     jobs = s.scalar(select(func.count()).where(Job.target_id == folder.id))
     return Summary(by_type, int(subfolders or 0), int(tombstones or 0), int(jobs or 0), int(size or 0))

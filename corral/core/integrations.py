@@ -26,7 +26,7 @@ from corral import errors
 from corral.core import integration_check, secrets
 from corral.core.identity import Principal
 from corral.core.integration_check import CheckReport
-from corral.db.tables import Integration, Item
+from corral.db.tables import Folder, Integration, Item
 from corral.errors import ErrorDetail
 from corral.settings import Settings
 from corral.storage import pacing, urls
@@ -341,6 +341,12 @@ def delete(s: Session, principal: Principal, ref: str | uuid.UUID) -> None:
     if in_use:
         raise errors.Conflict(
             f"integration {row.title!r} is used by {in_use} registered file(s); delete those files first"
+        )
+    synced = s.scalar(select(Folder.name).where(Folder.integration_id == row.id).limit(1))
+    if synced is not None:
+        raise errors.Conflict(
+            f"integration {row.title!r} is what cloud-synced folder {synced!r} syncs from; "
+            "delete that folder first"
         )
     s.delete(row)
 

@@ -24,7 +24,7 @@ compares them on both databases).
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, AnyStr
@@ -463,16 +463,29 @@ def signers(s: Session, settings: Settings, rows: Sequence[dict[str, Any]]) -> d
     return out
 
 
+def tombstones(s: Session, rows: Sequence[dict[str, Any]]) -> set[str]:
+    """Inside the read transaction: the ids of the rows that are tombstones (their object gone from a
+    cloud-synced folder's bucket), which ``sign`` leaves unsigned."""
+    ids = [uuid.UUID(r["id"]) for r in rows if r["url"] is not None]
+    found: set[str] = set()
+    for i in range(0, len(ids), 500):
+        found.update(str(x) for x in s.scalars(select(Item.id).where(Item.id.in_(ids[i:i + 500]),
+                                                                     Item.tombstoned_at.is_not(None))))
+    return found
+
+
 def sign(
-    rows: list[dict[str, Any]], openers: dict[str, ScopedStorage], ttl_seconds: int | None = None
+    rows: list[dict[str, Any]], openers: dict[str, ScopedStorage], ttl_seconds: int | None = None,
+    skip: Collection[str] = (),
 ) -> None:
     """Outside any transaction: a signed GET URL on each single-file row, made integration by
-    integration (``items.signed_all``'s answer for a listing, whose parts are not loaded)."""
+    integration (``items.signed_all``'s answer for a listing, whose parts are not loaded); none for
+    the rows ``skip`` names (``tombstones``)."""
     for ident, storage in openers.items():
         try:
             ttl = ttl_seconds or storage.ttl_seconds
             for r in rows:
-                if r["integration_id"] == ident and r["url"] is not None:
+                if r["integration_id"] == ident and r["url"] is not None and r["id"] not in skip:
                     r["signed_url"] = storage.sign_get(r["url"], ttl)
                     r["signed_url_expires_in"] = ttl
         finally:

@@ -184,7 +184,9 @@ def _get(
     if item.org_id != principal.org_id or not is_published(s, item):  # what ``load`` checks
         raise _not_found(item_id)
     _require(s, principal, folder, "viewer", item_id)
-    return view(item, parts_of(s, item_id) if has_parts else []), row[3] if to_sign else None
+    # (a tombstone, its object gone from a cloud-synced folder's bucket, is never signed)
+    signs = to_sign and item.tombstoned_at is None
+    return view(item, parts_of(s, item_id) if has_parts else []), row[3] if signs else None
 
 
 def get(s: Session, principal: Principal, item_id: uuid.UUID) -> ItemView:
@@ -550,6 +552,7 @@ def move(
             details=[ErrorDetail(f"1 to {MAX_MOVE} ids", field="ids")],
         )
     target = folders.resolve_for(s, principal, folder, "editor")
+    folders.require_generic(target, "move items into")
     found: dict[uuid.UUID, Item] = {}
     for i in range(0, len(ids), 500):
         for item in s.scalars(
@@ -568,6 +571,7 @@ def move(
             held_in = s.get(Folder, item.folder_id)
             assert held_in is not None
             _require(s, principal, held_in, "editor", item.id)
+            folders.require_generic(held_in, "move items out of")
             checked.add(item.folder_id)
     # items has no foreign keys (migration 0025b): the target is held as registration holds its
     # folder, so a delete of it racing this move waits, then fails on the moved items
@@ -609,6 +613,7 @@ def delete_many(s: Session, principal: Principal, folder: str | uuid.UUID, item_
             details=[ErrorDetail(f"1 to {MAX_MOVE} ids", field="item_uuids")],
         )
     row = folders.resolve_for(s, principal, folder, "editor")
+    folders.require_generic(row, "delete items of")
     found: dict[uuid.UUID, Item] = {}
     for i in range(0, len(ids), 500):
         for item in s.scalars(
@@ -668,8 +673,16 @@ def usage(s: Session, principal: Principal, item_id: uuid.UUID, folder: uuid.UUI
     return Usage(len({r[0] for r in rows}), list(out.values()))
 
 
+def _require_generic(s: Session, item: Item, action: str) -> None:
+    """A cloud-synced folder's items are its sync's (``folders.require_generic``)."""
+    folder = s.get(Folder, item.folder_id)
+    if folder is not None:
+        folders.require_generic(folder, action)
+
+
 def soft_delete(s: Session, principal: Principal, item_id: uuid.UUID) -> ItemView:
     item = load(s, principal, item_id, "editor", lock=True)
+    _require_generic(s, item, "delete items of")
     if item.deleted_at is None:
         item.deleted_at = item.updated_at = utcnow()
     s.flush()
@@ -678,6 +691,7 @@ def soft_delete(s: Session, principal: Principal, item_id: uuid.UUID) -> ItemVie
 
 def restore(s: Session, principal: Principal, item_id: uuid.UUID) -> ItemView:
     item = load(s, principal, item_id, "editor", lock=True)
+    _require_generic(s, item, "restore items of")
     if item.deleted_at is not None:
         item.deleted_at = None
         item.updated_at = utcnow()
@@ -687,10 +701,31 @@ def restore(s: Session, principal: Principal, item_id: uuid.UUID) -> ItemView:
 
 def hard_delete(s: Session, principal: Principal, item_id: uuid.UUID) -> None:
     """Delete for good; refused (409, naming them) while datasets link the item."""
-    deletion.delete_item(s, load(s, principal, item_id, "editor", lock=True))
+    item = load(s, principal, item_id, "editor", lock=True)
+    _require_generic(s, item, "delete items of")
+    deletion.delete_item(s, item)
 
 
 # -- signed URLs ---------------------------------------------------------------------------------
+
+
+class Opener:
+    """What signing an integration's items needs, read inside the transaction: its shared backend,
+    and the items not to sign (tombstones: their object is gone from a cloud-synced folder's bucket)."""
+
+    def __init__(self, scoped: ScopedStorage, skip: frozenset[uuid.UUID] = frozenset()) -> None:
+        self.scoped, self.skip = scoped, skip
+
+    def __call__(self) -> ScopedStorage:
+        return self.scoped
+
+
+def _tombstones(s: Session, ids: list[uuid.UUID]) -> frozenset[uuid.UUID]:
+    found: set[uuid.UUID] = set()
+    for i in range(0, len(ids), 500):
+        chunk = ids[i:i + 500]
+        found.update(s.scalars(select(Item.id).where(Item.id.in_(chunk), Item.tombstoned_at.is_not(None))))
+    return frozenset(found)
 
 
 def signer(s: Session, settings: Settings, item: ItemView) -> Callable[[], ScopedStorage] | None:
@@ -703,12 +738,14 @@ def signer(s: Session, settings: Settings, item: ItemView) -> Callable[[], Scope
     row = s.get(Integration, item.integration_id)
     if row is None:
         return None
-    scoped = integrations.shared(row, settings)
-    return lambda: scoped
+    return Opener(integrations.shared(row, settings), _tombstones(s, [item.id]))
 
 
 def signed(item: ItemView, open_: Callable[[], ScopedStorage], ttl_seconds: int | None = None) -> ItemView:
-    """Outside any transaction: ``item`` with a signed GET URL for its file, or for each of its parts."""
+    """Outside any transaction: ``item`` with a signed GET URL for its file, or for each of its parts
+    (none for a tombstone, which ``open_`` names: its object is gone)."""
+    if item.id in getattr(open_, "skip", ()):
+        return item
     storage = open_()
     try:
         ttl = ttl_seconds or storage.ttl_seconds
@@ -726,11 +763,12 @@ def signers(
 ) -> dict[uuid.UUID, Callable[[], ScopedStorage]]:
     """Inside the read transaction: an opener per integration of ``views`` (see ``signer``)."""
     out: dict[uuid.UUID, Callable[[], ScopedStorage]] = {}
+    skip = _tombstones(s, [v.id for v in views if v.integration_id is not None])
     for v in views:
         if v.integration_id is not None and v.integration_id not in out:
-            open_ = signer(s, settings, v)
-            if open_ is not None:
-                out[v.integration_id] = open_
+            row = s.get(Integration, v.integration_id)
+            if row is not None:
+                out[v.integration_id] = Opener(integrations.shared(row, settings), skip)
     return out
 
 
@@ -743,11 +781,12 @@ def signed_all(
     part of the multi-file items whose parts are loaded, opening each integration once."""
     out = list(views)
     for integration_id, open_ in openers.items():
+        skip = getattr(open_, "skip", ())
         storage = open_()
         try:
             ttl = ttl_seconds or storage.ttl_seconds
             for i, v in enumerate(out):
-                if v.integration_id != integration_id:
+                if v.integration_id != integration_id or v.id in skip:
                     continue
                 parts = [replace(p, signed_url=storage.sign_get(p.url, ttl)) for p in v.parts or []]
                 url = storage.sign_get(v.url, ttl) if v.url else None

@@ -171,6 +171,14 @@ class Folder(Base):
     created_by: Mapped[uuid.UUID | None] = _creator()
     created_at: Mapped[datetime] = _created()
     updated_at: Mapped[datetime] = _updated()
+    # "generic", or "cloud_linked": a folder whose items a sync of ``remote_url`` (a prefix in the
+    # bucket of ``integration_id``) owns (corral/core/cloudsync.py, migration 0029h).
+    kind: Mapped[str] = mapped_column(String(16), default="generic", server_default="generic")
+    integration_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, nullable=True, index=True)
+    remote_url: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # The folder config document (the SDK's StorageFolderConfig), kept as sent.
+    config: Mapped[dict[str, Any]] = mapped_column(default=dict, server_default="{}")
+    last_synced_at: Mapped[datetime | None] = mapped_column(nullable=True)
 
 
 #: The condition of ``ix_items_hidden`` (queries that use the index repeat it word for word).
@@ -230,6 +238,12 @@ class Item(Base):
     created_at: Mapped[datetime] = _created()
     updated_at: Mapped[datetime] = _updated()
     deleted_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    # Cloud-synced folders (corral/core/cloudsync.py): set while the item's object is gone from
+    # the bucket (a tombstone: still listed, not signed); the object's version as the last sync
+    # listed it (etag, size, modification time); the last sync that listed it.
+    tombstoned_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    remote_version: Mapped[str | None] = mapped_column(String(400), nullable=True)
+    seen_by: Mapped[uuid.UUID | None] = mapped_column(Uuid, nullable=True)
     # The item as a listing answers it (``ItemPublic``'s JSON), or NULL: written with the row by
     # registration, cleared by a trigger when a listed column changes (corral/core/item_docs.py).
     doc: Mapped[str | None] = mapped_column(Text, nullable=True, deferred=True)

@@ -101,6 +101,7 @@ class Worker:
         #: Workers of this host whose processes were running at the last look (``_recover``):
         #: their units are not taken when a lease runs out (``queue.claim(alive=...)``).
         self._alive: frozenset[str] = frozenset()
+        self._next_sync_check = 0.0  # when the loop next looks for cloud-synced folders due a sync
         self._next_refill = 0.0  # when an idle moment next looks for missing listing documents
         self._refill_after: uuid.UUID | None = None  # where the refill goes on along the ids
 
@@ -151,6 +152,7 @@ class Worker:
                             pool.submit(self._process, unit)
                         self._errors = 0
                         continue
+                    self._sync_due()  # cloud-synced folders due a sync (at most every few seconds)
                     if not self.inflight_ids():
                         self._sweep()  # idle: look for jobs whose last unit finished elsewhere
                         if self._refill_docs():
@@ -239,6 +241,22 @@ class Worker:
             queue.finalize_ready_jobs(self.db, self.tasks)
         except OperationalError:
             log.warning("finalising jobs failed; will retry", exc_info=True)
+
+    def _sync_due(self) -> None:
+        """Start the syncs of cloud-synced folders that are due (``CORRAL_CLOUD_SYNC_INTERVAL_SECONDS``),
+        looking at most every tenth of the interval (between 0.5 s and a minute)."""
+        interval = self.settings.cloud_sync_interval_seconds
+        now = time.monotonic()
+        if interval <= 0 or now < self._next_sync_check:
+            return
+        self._next_sync_check = now + min(max(interval / 10, 0.5), 60.0)
+        from corral.core import cloudsync
+
+        try:
+            if cloudsync.start_due(self.db, interval):
+                self._wake.set()
+        except OperationalError:  # busy or gone: the next look will do
+            log.warning("starting due cloud syncs failed; will retry", exc_info=True)
 
     def _refill_docs(self) -> bool:
         """Idle: write some of the listing documents a change cleared (``item_docs.refill``), at

@@ -7,11 +7,14 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
+from sqlalchemy.orm import Session
+
 from corral import errors, scratch
 from corral.core import datasets, folders, integrations
 from corral.core.identity import Principal
 from corral.core.metadata import service as metadata_service
 from corral.db.engine import Database
+from corral.db.tables import Job
 from corral.errors import ErrorDetail
 from corral.jobs import queue
 from corral.registration import uploads
@@ -83,6 +86,7 @@ def start_import(
     with db.write() as s:
         folder_row = folders.resolve_for(s, principal, folder, "editor")
         folders.hold(s, folder_row, folder)  # a concurrent folder delete is a 404 here, or sees this job
+        folders.require_generic(folder_row, "register files into")
         if dataset is not None:
             datasets.resolve(s, principal, dataset, "editor")
         if integration is None:
@@ -94,31 +98,52 @@ def start_import(
                 manifest_url = scoped.resolve(manifest_url).url  # out of scope: a 400, now
             finally:
                 scoped.close()
-        params = {
-            "folder_id": str(folder_row.id),
-            "integration_id": str(integ.id),
-            "provider": integ.provider,
-            "ignore_errors": ignore_errors,
-            "skip_duplicate_urls": skip_duplicate_urls,
-            "upsert_metadata": upsert_metadata,
-            "created_by": str(principal.user_id),
-            **({"dataset_id": str(dataset)} if dataset is not None else {}),
-            **({"manifest_url": manifest_url} if manifest_url is not None else {}),
-            **({"manifest_name": manifest_name} if manifest_name is not None else {}),
-        }
-        job = queue.create_job(
-            s,
-            org_id=principal.org_id,
-            kind=KIND,
-            units=[{"op": "plan"}],
-            params=params,
-            ignore_errors=ignore_errors,
-            created_by=principal.user_id,
-            target_id=folder_row.id,
+        job = create_job(
+            s, principal.org_id, folder_row.id, integ.id, integ.provider, created_by=principal.user_id,
+            ignore_errors=ignore_errors, skip_duplicate_urls=skip_duplicate_urls,
+            upsert_metadata=upsert_metadata,
+            extra={
+                **({"dataset_id": str(dataset)} if dataset is not None else {}),
+                **({"manifest_url": manifest_url} if manifest_url is not None else {}),
+                **({"manifest_name": manifest_name} if manifest_name is not None else {}),
+            },
         )
         if manifest is not None:
             store_manifest(s, job.id, manifest)
         return job.id
+
+
+def create_job(
+    s: Session, org_id: uuid.UUID, folder_id: uuid.UUID, integration_id: uuid.UUID, provider: str, *,
+    created_by: uuid.UUID | None, ignore_errors: bool = False, skip_duplicate_urls: bool = False,
+    upsert_metadata: bool = False, extra: dict[str, Any] | None = None, manifest: BinaryIO | None = None,
+) -> Job:
+    """An upload job into a folder already resolved and checked, in the caller's transaction (its
+    manifest stored too, when given).  ``start_import`` and cloud syncs (``corral.core.cloudsync``,
+    whose page commits start one for the new objects of each scan page) create jobs through it."""
+    params = {
+        "folder_id": str(folder_id),
+        "integration_id": str(integration_id),
+        "provider": provider,
+        "ignore_errors": ignore_errors,
+        "skip_duplicate_urls": skip_duplicate_urls,
+        "upsert_metadata": upsert_metadata,
+        "created_by": str(created_by) if created_by is not None else None,
+        **(extra or {}),
+    }
+    job = queue.create_job(
+        s,
+        org_id=org_id,
+        kind=KIND,
+        units=[{"op": "plan"}],
+        params=params,
+        ignore_errors=ignore_errors,
+        created_by=created_by,
+        target_id=folder_id,
+    )
+    if manifest is not None:
+        store_manifest(s, job.id, manifest)
+    return job
 
 
 def dry_run(

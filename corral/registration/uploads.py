@@ -214,7 +214,7 @@ def register(
 ) -> ItemView:
     """Register an uploaded file as an item of ``folder`` (which needs the editor role)."""
     with db.read() as s:
-        folders.resolve_for(s, principal, folder, "editor")
+        folders.require_generic(folders.resolve_for(s, principal, folder, "editor"), "register files into")
         row = _integration(s, settings, principal) if settings.upload_integration else _existing(s, principal)
         integration_id, provider, title = row.id, row.provider, row.title
         _, open_ = integrations.opener(row, settings)
@@ -234,6 +234,7 @@ def register(
         raise errors.InvalidInput(f"cannot register upload {upload_id}: {prepared.error}")
     with db.write() as s:
         target = folders.resolve_for(s, principal, folder, "editor")
+        folders.require_generic(target, "register files into")
         return _insert(s, principal, target.id, integration_id, provider, upload_id, prepared[0])
 
 

@@ -60,8 +60,9 @@ class ResolvedObject:
     key: str
 
 
-#: Why bytes are read: media, or a manifest named by URL (see ``ScopedStorage._media_bytes``).
-Purpose = Literal["media", "manifest"]
+#: Why bytes are read: media, a manifest named by URL, or a cloud-synced folder's metadata sidecar
+#: (see ``ScopedStorage._media_bytes``).
+Purpose = Literal["media", "manifest", "sidecar"]
 
 
 class ScopedStorage:
@@ -150,9 +151,11 @@ class ScopedStorage:
         """The one gate in front of every read of bytes.
 
         Media is never read under strict client-only.  A manifest the user named by URL is not
-        media (it describes media), so it is the one thing such an integration may be read for.
+        media (it describes media), and neither is a metadata sidecar a cloud-synced folder's
+        config names by its suffix (``corral.core.cloudsync``): those are the things such an
+        integration may be read for.
         """
-        if self.strict_client_only and purpose != "manifest":
+        if self.strict_client_only and purpose not in ("manifest", "sidecar"):
             raise errors.StrictClientOnly(
                 f"integration {self.title!r} is strict client-only: corral signs URLs for it but never "
                 f"reads its media, so it cannot read {url!r}. Give media properties in the manifest instead."

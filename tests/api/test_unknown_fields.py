@@ -59,7 +59,7 @@ def _refused(r: Any, field: str, accepted: list[str]) -> None:
 def test_a_misspelt_field_creates_nothing(client, world) -> None:  # type: ignore[no-untyped-def]
     alice, _, _ = world
     r = client.post("/api/v1/folders", json={"path": "g", "descripton": "typo"}, headers=alice.bearer)
-    _refused(r, "descripton", ["client_metadata", "description", "exist_ok", "path"])
+    _refused(r, "descripton", ["client_metadata", "cloud_sync", "description", "exist_ok", "path"])
     assert client.get("/api/v1/folders/lookup", params={"path": "g"}, headers=alice.bearer).status_code == 404
     # spelt right, the same body is accepted and kept
     r = client.post("/api/v1/folders", json={"path": "g", "description": "typo"}, headers=alice.bearer)

@@ -213,6 +213,21 @@ export interface Folder {
   description: string;
   items: number;
   role: string;
+  kind?: "generic" | "cloud_linked";
+  integration_id?: string | null;
+  remote_url?: string | null;
+  last_synced_at?: string | null;
+}
+
+/** A cloud-synced folder's sync (``GET /api/v1/folders/{id}/syncs/{job}``). */
+export interface SyncState {
+  job_id: string;
+  status: "pending" | "done" | "error" | "cancelled";
+  error: string | null;
+  counts: Record<string, number>;
+  files_pending: number;
+  files_done: number;
+  files_failed: number;
 }
 
 export interface Part {

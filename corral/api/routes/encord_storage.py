@@ -18,10 +18,10 @@ from starlette.concurrency import run_in_threadpool
 from corral import errors, jsoncodec
 from corral.api import encord_dto as dto
 from corral.api.deps import AppContext, Ctx, CurrentPrincipal
-from corral.api.openapi import CLIENT_METADATA, OFF_VALUE, ONLY_FALSE, one_of_each
+from corral.api.openapi import CLIENT_METADATA, ONLY_FALSE, one_of_each
 from corral.api.parsing import CorralRoute, check_json_content_type, org_access, refuse_unless_default
-from corral.api.routes.encord_rpc import SdkBody, is_off, payload_flag
-from corral.core import folders, item_rows, items, pagination
+from corral.api.routes.encord_rpc import SdkBody, payload_flag
+from corral.core import cloudsync, folders, item_rows, items, pagination
 from corral.core import tags as tags_service
 from corral.core.identity import Principal
 from corral.core.items import ItemView
@@ -110,28 +110,42 @@ def _page(results: list[dict[str, Any]], token: str | None) -> dict[str, Any]:
 # -- folders ----------------------------------------------------------------------------------
 
 
+class CloudSyncedFolderParams(SdkBody):
+    integration_uuid: str = Field(description="The integration whose bucket the folder mirrors.")
+    remote_url: str = Field(description="A prefix in that bucket: s3://b/p/, gs://b/p/, "
+                            "https://ACCOUNT.blob.core.windows.net/c/p/, https://ENDPOINT/b/p/ or file:///root/p/.")
+
+
 class SdkFolderCreate(SdkBody):
     name: str = Field(json_schema_extra={"pattern": folders.NAME_PATTERN})
     description: str | None = Field(None, max_length=folders.MAX_DESCRIPTION)
     parent: str | None = Field(None, description="The parent folder's id; none: at the top.")
     client_metadata: Any = Field(None, json_schema_extra=CLIENT_METADATA)
-    cloud_synced_folder_params: Any = Field(
-        None, json_schema_extra=OFF_VALUE, description="Cloud-synced folders are not supported by corral."
+    cloud_synced_folder_params: CloudSyncedFolderParams | None = Field(
+        None, description="Make a cloud-synced folder: its items mirror the objects under remoteUrl "
+        "(docs/cloud-sync.md)."
     )
 
 
 @router.post("/folders", summary="Create a folder (SDK create_storage_folder)")
 async def create_folder(ctx: Ctx, principal: CurrentPrincipal, body: SdkFolderCreate) -> dict[str, Any]:
-    if not is_off(body.cloud_synced_folder_params):
-        raise errors.InvalidInput("cloud-synced folders are not supported by corral")
     name, parent = body.name, body.parent
     metadata = _metadata(body.client_metadata)
+    synced = body.cloud_synced_folder_params
 
     def write() -> dict[str, Any]:
         with ctx.db.write() as s:
             if parent is not None:
                 folders.resolve_for(s, principal, str(parent), "editor")
             checked = metadata_service.validated(s, principal.org_id, metadata) if metadata else None
+            if synced is not None:
+                row = cloudsync.create_folder(
+                    s, ctx.settings, principal, name, parent=parent, description=body.description or "",
+                    client_metadata=checked, integration=synced.integration_uuid,
+                    remote_url=synced.remote_url,
+                    fields=("cloudSyncedFolderParams.integrationUuid", "cloudSyncedFolderParams.remoteUrl"),
+                )
+                return dto.storage_folders(s, principal, [row])[0]
             row = folders.create(
                 s,
                 principal,
@@ -263,6 +277,64 @@ async def find_folders(
     return await run_in_threadpool(read)
 
 
+# -- cloud-synced folders ---------------------------------------------------------------------
+
+
+@router.post("/folders/{folder_id}/cloud-synced-folder-syncs",
+             summary="Start a sync of a cloud-synced folder "
+                     "(SDK sync_private_data_with_cloud_synced_folder_start)")
+async def start_sync(ctx: Ctx, principal: CurrentPrincipal, folder_id: uuid.UUID) -> str:
+    """A bare job UUID; while a sync of the folder runs, that sync's."""
+    job_id, _ = await run_in_threadpool(cloudsync.start_for, ctx.db, principal, folder_id)
+    ctx.wake_worker()
+    return str(job_id)
+
+
+def _sync_view(
+    ctx: AppContext, principal: Principal, folder_id: uuid.UUID, job_id: uuid.UUID
+) -> dict[str, Any]:
+    with ctx.db.read() as s:
+        return cloudsync.state(s, cloudsync.get_sync(s, principal, folder_id, job_id))
+
+
+@router.get("/folders/{folder_id}/cloud-linked-folder-syncs/{job_id}/long-polling",
+            summary="A sync's progress, held until it ends "
+                    "(SDK sync_private_data_with_cloud_synced_folder_get_result)")
+async def poll_sync(
+    ctx: Ctx,
+    principal: CurrentPrincipal,
+    folder_id: uuid.UUID,
+    job_id: uuid.UUID,
+    timeout_seconds: Annotated[float, Query(alias="timeoutSeconds", ge=0)] = 0,
+) -> dict[str, Any]:
+    seconds = min(timeout_seconds, ctx.settings.long_poll_cap_seconds)
+    view = await ctx.hold_for_job(lambda: _sync_view(ctx, principal, folder_id, job_id), cloudsync.terminal,
+                                  seconds)
+    return {k: v for k, v in view.items() if k not in ("counts", "errors", "uploadJobs", "error")}
+
+
+@router.get("/folders/{folder_id}/folder-config",
+            summary="A folder's config (SDK StorageFolder.get_folder_config)")
+async def get_folder_config(ctx: Ctx, principal: CurrentPrincipal, folder_id: uuid.UUID) -> dict[str, Any]:
+    def read() -> dict[str, Any]:
+        with ctx.db.read() as s:
+            return cloudsync.get_config(s, principal, folder_id)
+
+    return await run_in_threadpool(read)
+
+
+@router.post("/folders/{folder_id}/folder-config",
+             summary="Replace a folder's config (SDK StorageFolder.enable_metadata_ingestion)")
+async def set_folder_config(
+    ctx: Ctx, principal: CurrentPrincipal, folder_id: uuid.UUID, body: Annotated[dict[str, Any], Body()]
+) -> dict[str, Any]:
+    def write() -> dict[str, Any]:
+        with ctx.db.write() as s:
+            return cloudsync.set_config(s, principal, folder_id, body)
+
+    return await run_in_threadpool(write)
+
+
 # -- items ------------------------------------------------------------------------------------
 
 
@@ -337,7 +409,8 @@ async def list_items(
             page = item_rows.read_bodies(s, open_listing(s, page_token))
             rows = [orjson.loads(body) for body in page.items]
             openers = item_rows.signers(s, ctx.settings, rows)
-        item_rows.sign(rows, openers)
+            gone = item_rows.tombstones(s, rows) if openers else set()
+        item_rows.sign(rows, openers, skip=gone)
         with ctx.db.read_plain() as s:
             results = dto.storage_item_rows(s, rows, metadata=include_metadata)
         return orjson.dumps(_page(results, page.next_page_token))

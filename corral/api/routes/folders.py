@@ -16,12 +16,20 @@ from starlette.concurrency import run_in_threadpool
 from corral.api.deps import Ctx, CurrentPrincipal
 from corral.api.parsing import CorralRoute
 from corral.closedmodel import ClosedModel
-from corral.core import deletion, folders, permissions, sharing
+from corral.core import cloudsync, deletion, folders, permissions, sharing
 from corral.core.identity import Principal
+from corral.core.metadata import service as metadata_service
 from corral.core.pagination import MAX_PAGE_SIZE
 from corral.db.tables import Folder
+from corral.settings import Settings
 
 router = APIRouter(prefix="/api/v1/folders", tags=["folders"], route_class=CorralRoute)
+
+
+class CloudSync(ClosedModel):
+    integration: str = Field(description="The integration (id or title) whose bucket the folder mirrors.")
+    remote_url: str = Field(description="A prefix in that bucket, e.g. s3://bucket/prefix/ or "
+                            "file:///root/dir/.", max_length=cloudsync.MAX_REMOTE_URL)
 
 
 class FolderCreate(ClosedModel):
@@ -32,6 +40,10 @@ class FolderCreate(ClosedModel):
         None, description="Custom metadata, checked against the organisation's metadata schema."
     )
     exist_ok: bool = Field(True, description="Answer with the folder if it exists; false: a 409.")
+    cloud_sync: CloudSync | None = Field(
+        None, description="Make the folder (the last of the path) cloud-synced: its items mirror the "
+        "objects under remote_url (docs/cloud-sync.md). A folder already at the path is then a 409."
+    )
 
 
 class FolderUpdate(ClosedModel):
@@ -58,6 +70,10 @@ class FolderPublic(BaseModel):
     created_at: datetime
     updated_at: datetime
     role: str = Field(description="Your role on it: admin, editor or viewer.")
+    kind: str = Field(description="generic, or cloud_linked: a cloud-synced folder.")
+    integration_id: uuid.UUID | None = Field(description="A cloud-synced folder's integration.")
+    remote_url: str | None = Field(description="The bucket prefix a cloud-synced folder mirrors.")
+    last_synced_at: datetime | None = Field(description="When its last sync's scan ended (DONE).")
 
 
 class FolderPage(BaseModel):
@@ -114,10 +130,26 @@ def _public(
     ]
 
 
+def _create_synced(s: Session, principal: Principal, settings: Settings, body: FolderCreate,
+                   sync: CloudSync) -> Folder:
+    parent_path, _, name = body.path.strip("/").rpartition("/")
+    parent = folders.create_path(s, principal, parent_path, "", exist_ok=True) if parent_path else None
+    given = body.client_metadata
+    metadata = metadata_service.validated(s, principal.org_id, given) if given else None
+    return cloudsync.create_folder(
+        s, settings, principal, name, parent=parent.id if parent else None, description=body.description,
+        client_metadata=metadata, integration=sync.integration, remote_url=sync.remote_url,
+        fields=("cloud_sync.integration", "cloud_sync.remote_url"),
+    )
+
+
 @router.post("", response_model=FolderPublic, status_code=201, summary="Create a folder (and its parents)")
 async def create_folder(ctx: Ctx, principal: CurrentPrincipal, body: FolderCreate) -> FolderPublic:
     def write() -> FolderPublic:
         with ctx.db.write() as s:
+            if body.cloud_sync is not None:
+                made = _create_synced(s, principal, ctx.settings, body, body.cloud_sync)
+                return _public(s, principal, [made])[0]
             row = folders.create_path(
                 s,
                 principal,
@@ -316,3 +348,69 @@ async def unshare_folder(
             return sharing.unshare(s, principal, folder_id, user)
 
     return RevokePublic(revoked=await run_in_threadpool(write))
+
+
+# -- cloud-synced folders ---------------------------------------------------------------------
+
+
+class SyncStarted(BaseModel):
+    job_id: uuid.UUID
+    started: bool = Field(description="False: a sync of the folder was running already, and this is it.")
+
+
+class SyncState(BaseModel):
+    job_id: uuid.UUID
+    status: str = Field(description="pending (the scan, or an upload job it started, still runs), done, "
+                        "error or cancelled.")
+    error: str | None = Field(description="Why a sync ended in error (the bucket could not be listed, ...).")
+    counts: dict[str, int] = Field(description="Scan pages, objects listed, new, updated, restored, "
+                                   "unchanged, ignored (not a synced type, directory markers), failed, "
+                                   "tombstoned.")
+    upload_jobs: list[uuid.UUID] = Field(description="The upload jobs the sync started for new objects.")
+    files_pending: int
+    files_done: int
+    files_failed: int
+    errors: list[dict[str, Any]] = Field(description="Per-file errors of the scan (the first 1,000); new "
+                                         "objects' errors are their upload jobs'.")
+
+
+def _sync_public(job_id: uuid.UUID, view: dict[str, Any]) -> SyncState:
+    return SyncState(job_id=job_id, status=view["status"], error=view["error"], counts=view["counts"],
+                     upload_jobs=view["uploadJobs"], files_pending=view["uploadJobsUnitsPending"],
+                     files_done=view["uploadJobsUnitsDone"], files_failed=view["uploadJobsUnitsError"],
+                     errors=view["errors"])
+
+
+@router.post("/{folder_id}/sync", response_model=SyncStarted, status_code=202,
+             summary="Sync a cloud-synced folder with its bucket (or join the sync running)")
+async def sync_folder(ctx: Ctx, principal: CurrentPrincipal, folder_id: uuid.UUID) -> SyncStarted:
+    job_id, started = await run_in_threadpool(cloudsync.start_for, ctx.db, principal, folder_id)
+    ctx.wake_worker()
+    return SyncStarted(job_id=job_id, started=started)
+
+
+@router.get("/{folder_id}/syncs/{job_id}", response_model=SyncState,
+            summary="A sync's progress; optionally long-poll")
+async def get_sync(
+    ctx: Ctx,
+    principal: CurrentPrincipal,
+    folder_id: uuid.UUID,
+    job_id: uuid.UUID,
+    wait: Annotated[float, Query(ge=0, description="Hold the answer until the sync ends, up to this many "
+                                 "seconds (at most CORRAL_LONG_POLL_CAP_SECONDS).")] = 0,
+) -> SyncState:
+    def read() -> dict[str, Any]:
+        with ctx.db.read() as s:
+            return cloudsync.state(s, cloudsync.get_sync(s, principal, folder_id, job_id))
+
+    seconds = min(wait, ctx.settings.long_poll_cap_seconds)
+    return _sync_public(job_id, await ctx.hold_for_job(read, cloudsync.terminal, seconds))
+
+
+@router.get("/{folder_id}/config", summary="A folder's config document (the SDK's folder-config)")
+async def get_config(ctx: Ctx, principal: CurrentPrincipal, folder_id: uuid.UUID) -> dict[str, Any]:
+    def read() -> dict[str, Any]:
+        with ctx.db.read() as s:
+            return cloudsync.get_config(s, principal, folder_id)
+
+    return await run_in_threadpool(read)

@@ -272,7 +272,8 @@ def _signed_page(
         page = item_rows.read_docs(s, open_listing(s, page_token))
         rows = [orjson.loads(text) for text in page.items]
         openers = item_rows.signers(s, ctx.settings, rows)
-    item_rows.sign(rows, openers, ttl_seconds)
+        gone = item_rows.tombstones(s, rows) if openers else set()
+    item_rows.sign(rows, openers, ttl_seconds, gone)
     return _json({"items": rows, "next_page_token": page.next_page_token})
 
 

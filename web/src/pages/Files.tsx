@@ -1,7 +1,7 @@
 import { useCallback, useEffect, useMemo, useRef, useState, type KeyboardEvent as ReactKeyboardEvent } from "react";
 import { useNavigate, useParams, useSearchParams } from "react-router-dom";
-import { api, apiPath, type Folder, type Integration, type Item, type ItemWindow } from "../api";
-import { Confirm, Dialog, ErrorBanner, formatBytes } from "../components/ui";
+import { api, apiPath, type Folder, type Integration, type Item, type ItemWindow, type SyncState } from "../api";
+import { Confirm, Dialog, ErrorBanner, formatBytes, formatDate } from "../components/ui";
 import { BLOCK, WindowCache, blocksFor, nextIndex, runsOf } from "./windowCache";
 import { ItemViewer } from "./ItemViewer";
 import { layout, scrollTopFor } from "./virtualRows";
@@ -298,6 +298,7 @@ function FolderView(props: { folderId: string; reload: number; selectedId: strin
         )}
       </div>
       <ErrorBanner error={error} />
+      {folder && folder.kind === "cloud_linked" && <SyncBar folder={folder} onSynced={props.onChanged} />}
       <div
         className="scroller"
         ref={scroller}
@@ -347,6 +348,57 @@ function FolderView(props: { folderId: string; reload: number; selectedId: strin
         />
       )}
     </section>
+  );
+}
+
+/** A cloud-synced folder's source, last sync and "Sync now" (with its progress), through
+ * ``POST /api/v1/folders/{id}/sync`` and the long-polled ``GET /api/v1/folders/{id}/syncs/{job}``. */
+function SyncBar(props: { folder: Folder; onSynced: () => void }) {
+  const { folder, onSynced } = props;
+  const [state, setState] = useState<SyncState | null>(null);
+  const [error, setError] = useState<unknown>(null);
+  const [busy, setBusy] = useState(false);
+  const alive = useRef(true);
+  useEffect(() => () => { alive.current = false; }, []);
+  useEffect(() => { setState(null); setError(null); setBusy(false); }, [folder.id]);
+
+  const syncNow = async () => {
+    setBusy(true);
+    setError(null);
+    try {
+      const started = await api.post<{ job_id: string; started: boolean }>(apiPath`/api/v1/folders/${folder.id}/sync`, {});
+      let now = await api.get<SyncState>(apiPath`/api/v1/folders/${folder.id}/syncs/${started.job_id}`);
+      while (alive.current && now.status === "pending") {
+        setState(now);
+        now = await api.get<SyncState>(apiPath`/api/v1/folders/${folder.id}/syncs/${started.job_id}`, { wait: 5 });
+      }
+      if (!alive.current) return;
+      setState(now);
+      onSynced();
+    } catch (e) {
+      if (alive.current) setError(e);
+    } finally {
+      if (alive.current) setBusy(false);
+    }
+  };
+
+  const c = state?.counts;
+  return (
+    <div className="sync-bar" role="region" aria-label="Cloud sync">
+      <span>Synced from <code>{folder.remote_url}</code></span>
+      <span style={{ color: "var(--muted)" }}>Last sync: {folder.last_synced_at ? formatDate(folder.last_synced_at) : "never"}</span>
+      {folder.role !== "viewer" && <button onClick={syncNow} disabled={busy}>{busy ? "Syncing…" : "Sync now"}</button>}
+      {state && (
+        <span aria-live="polite" className="sync-progress">
+          {state.status === "pending"
+            ? `Syncing: ${state.files_done.toLocaleString()} files done, ${state.files_pending.toLocaleString()} pending, ${state.files_failed.toLocaleString()} failed`
+            : state.status === "done"
+              ? `Sync done: ${c?.new ?? 0} new, ${c?.updated ?? 0} updated, ${c?.restored ?? 0} restored, ${c?.tombstoned ?? 0} gone, ${state.files_failed} failed`
+              : `Sync ${state.status}${state.error ? `: ${state.error}` : ""}`}
+        </span>
+      )}
+      <ErrorBanner error={error} />
+    </div>
   );
 }
 

@@ -1,0 +1,117 @@
+"""A cloud sync's scan (``corral.core.cloudsync``) interrupted, restarted and cancelled: each scan
+page is committed once, with its done unit, whatever happens between pages."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from sqlalchemy import select
+
+from corral.core import cloudsync, integrations
+from corral.core.identity import Principal
+from corral.db.tables import Folder, Job, JobBlob, JobUnit
+from corral.jobs import queue
+from corral.jobs.tasks import UnitFailed, WorkerContext, registry
+
+FILES = [f"clips/{name}.txt" for name in ("a", "b", "c", "d", "e")]
+
+
+@pytest.fixture
+def synced(db, settings, make_user, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+    """A cloud-synced folder over a local directory of five text files, scanned two to a page."""
+    monkeypatch.setattr(cloudsync, "PAGE", 2)
+    root = tmp_path / "media"
+    for key in FILES:
+        (root / key).parent.mkdir(parents=True, exist_ok=True)
+        (root / key).write_text(f"text of {key}\n")
+    user = make_user("alice@x.io")
+    admin = Principal(user.user_id, user.org_id, user.email, "admin", "bearer")
+    with db.write() as s:
+        integ = integrations.create(s, admin, settings, title="local", provider="local",
+                                    values={"root": str(root)})
+        folder = cloudsync.create_folder(s, settings, admin, "synced", parent=None, description="",
+                                         client_metadata=None, integration=str(integ.id),
+                                         remote_url=f"file://{root}/clips/")
+        job_id, started = cloudsync.start(s, folder, admin.user_id)
+        assert started
+        folder_id = folder.id
+    [unit] = queue.claim(db, "scanner", 1, 60)
+    ctx = WorkerContext("scanner", {"db": db, "settings": settings})
+    return admin, folder_id, job_id, unit, ctx
+
+
+def _pages(db, job_id: uuid.UUID) -> list[dict[str, Any]]:  # type: ignore[no-untyped-def]
+    with db.read() as s:
+        return [r for r in s.scalars(select(JobUnit.result).where(JobUnit.job_id == job_id, JobUnit.seq > 0)
+                                     .order_by(JobUnit.seq))]
+
+
+def _manifest_urls(db, job_ids: list[str]) -> list[str]:  # type: ignore[no-untyped-def]
+    urls = []
+    with db.read() as s:
+        for job_id in job_ids:
+            data = b"".join(s.scalars(select(JobBlob.data).where(JobBlob.job_id == uuid.UUID(job_id))
+                                      .order_by(JobBlob.seq)))
+            urls += [e["objectUrl"] for e in orjson.loads(data)["text"]]
+    return urls
+
+
+def test_a_scan_that_dies_between_pages_goes_on_after_the_last_committed(
+    db, synced, monkeypatch: pytest.MonkeyPatch  # type: ignore[no-untyped-def]
+) -> None:
+    _, _, job_id, unit, ctx = synced
+    commit = cloudsync._commit_page
+    calls = []
+
+    def dies_on_the_second(*args: Any) -> None:
+        calls.append(args[2])
+        if len(calls) == 2:
+            raise RuntimeError("the worker died here")
+        commit(*args)
+
+    monkeypatch.setattr(cloudsync, "_commit_page", dies_on_the_second)
+    with pytest.raises(RuntimeError):
+        cloudsync._scan(ctx, unit)
+    assert [p["objects"] for p in _pages(db, job_id)] == [2]
+    monkeypatch.setattr(cloudsync, "_commit_page", commit)
+    assert cloudsync._scan(ctx, unit) == {"pages": 3}  # the same unit again, as a worker retries it
+    pages = _pages(db, job_id)
+    assert [p["objects"] for p in pages] == [2, 2, 1]
+    urls = _manifest_urls(db, [p["upload_job"] for p in pages])
+    assert sorted(u.rsplit("/", 2)[-2] + "/" + u.rsplit("/", 1)[-1] for u in urls) == FILES  # each once
+    with db.write() as s:
+        queue.complete(s, unit, "scanner", {"pages": 3})
+    queue.finalize_ready_jobs(db, registry, job_ids=[job_id])
+    with db.read() as s:
+        job = s.get(Job, job_id)
+        assert job is not None and job.status == "DONE"
+        view = cloudsync.state(s, job)
+    assert view["status"] == "pending"  # its three upload jobs have not run yet
+    assert (view["uploadJobsPending"], view["uploadJobsUnitsPending"], view["scanPagesProcessingDone"]) == (3, 5, 3)
+
+
+def test_a_scan_cancelled_between_pages_ends_cancelled_and_tombstones_nothing(
+    db, settings, synced, monkeypatch: pytest.MonkeyPatch  # type: ignore[no-untyped-def]
+) -> None:
+    admin, folder_id, job_id, unit, ctx = synced
+    commit = cloudsync._commit_page
+
+    def cancel_after_the_first(*args: Any) -> None:
+        commit(*args)
+        queue.cancel_job(db, registry, admin.org_id, job_id)
+
+    monkeypatch.setattr(cloudsync, "_commit_page", cancel_after_the_first)
+    with pytest.raises(UnitFailed, match="cancelled"):
+        cloudsync._scan(ctx, unit)
+    queue.fail(db, unit, "scanner", "the sync was cancelled", retry_in=None)  # as the worker records it
+    queue.finalize_ready_jobs(db, registry, job_ids=[job_id])
+    with db.read() as s:
+        job = s.get(Job, job_id)
+        assert job is not None and job.status == "CANCELLED", (job.status, job.error)
+        assert cloudsync.state(s, job)["status"] == "cancelled"
+        folder = s.get(Folder, folder_id)
+        assert folder is not None and folder.last_synced_at is None
