@@ -269,3 +269,42 @@ def test_a_changed_metric_makes_the_next_build_a_full_one(client, db, make_user)
     assert job["result"]["full"] is True and job["result"]["points"] == N + 12
     status = client.get("/api/v1/index/map/clip", headers=alice.bearer).json()
     assert status["map"]["metric_changed"] is False and status["unmapped"] == 0
+
+
+def test_a_member_of_one_folder_is_told_the_totals_of_what_they_see(client, db, make_user) -> None:  # type: ignore[no-untyped-def]
+    """The status (vectors, points, unmapped) and the points header (points_total, unmapped)
+    count the items a member who sees only some folders can see, not the organisation's: they
+    told such a member how many vectors the folders they cannot see hold."""
+    alice = make_user("a@x.io")
+    setup_org(client, alice)
+    data, _ = blobs(N, DIM)
+    register(client, alice, data)  # N items in "data", which bob does not see
+    r = client.post("/api/v1/folders", json={"path": "shared"}, headers=alice.bearer)
+    assert r.status_code == 201, r.text
+    shared = r.json()["id"]
+    few = 7
+    manifest = {"images": [{"objectUrl": f"s3://media/s{i}.jpg", "title": f"s{i}",
+                            "imageMetadata": {"width": 4, "height": 3},
+                            "clientMetadata": {"clip": [float(x) for x in v], "camera": "cam0"}}
+                           for i, v in enumerate(data[:few])]}
+    r = client.post("/api/v1/imports", params={"folder": "shared", "integration": "media"},
+                    content=json.dumps(manifest), headers=alice.bearer)
+    assert r.status_code == 202, r.text
+    assert wait(client, alice, r.json()["job_id"], "/api/v1/imports/")["status"] == "DONE"
+    bob = make_user("b@x.io", role="member")
+    r = client.post(f"/api/v1/folders/{shared}/grants", json={"user": "b@x.io", "role": "viewer"},
+                    headers=alice.bearer)
+    assert r.status_code in (200, 201), r.text
+
+    r = client.get("/api/v1/index/map/clip", headers=bob.bearer)
+    assert r.status_code == 200 and r.json()["map"] is None
+    assert (r.json()["vectors"], r.json()["unmapped"]) == (few, few)
+    build(client, alice, method="pca")
+    mine = client.get("/api/v1/index/map/clip", headers=bob.bearer).json()
+    assert (mine["vectors"], mine["map"]["points"], mine["unmapped"]) == (few, few, 0)
+    every = client.get("/api/v1/index/map/clip", headers=alice.bearer).json()
+    assert (every["vectors"], every["map"]["points"], every["unmapped"]) == (N + few, N + few, 0)
+    p = points(client, bob)
+    assert len(p.x) == few and (p.header["points_total"], p.header["unmapped"]) == (few, 0)
+    p = points(client, alice)
+    assert len(p.x) == N + few and p.header["points_total"] == N + few

@@ -181,8 +181,12 @@ def status(db: Database, principal: Principal, name: str) -> dict[str, Any]:
                 "created_at": job.created_at.isoformat(),
             },
         }
+        seen = _seen_by_member(s, principal, key, row.id if row is not None else None)
+        if seen is not None:  # a member of some folders counts what they see, not the organisation's
+            vectors, seen_mapped = seen
+            out["vectors"] = out["unmapped"] = vectors
         if row is not None:
-            mapped = _mapped(s, row.id)
+            mapped = _mapped(s, row.id) if seen is None else seen_mapped
             out["map"] = {
                 "id": row.id,
                 "method": row.method,
@@ -239,7 +243,10 @@ def points(
         values = types[keep].tolist()
     n = int(np.count_nonzero(keep))
     categories, codes = _categories(colour, values, n)
-    mapped = pack.stamp.points
+    mapped, vectors = pack.stamp.points, pack.stamp.vectors
+    seen = _seen_by_member(s, principal, key, row.id)
+    if seen is not None:  # a member of some folders: the totals of what they see
+        vectors, mapped = seen
     header = {
         "key": key.name,
         "map_id": row.id,
@@ -249,11 +256,28 @@ def points(
         "other": int((codes == OTHER).sum()),
         "bounds": row.info.get("bounds"),
         "points_total": mapped,
-        "unmapped": max(0, pack.stamp.vectors - mapped),
+        "unmapped": max(0, vectors - mapped),
         "grid": projection.GRID,
         "ids": ids,
     }
     return encode(header, pack.x[keep], pack.y[keep], codes, pack.items[keep].tobytes() if ids else None)
+
+
+def _seen_by_member(
+    s: Session, principal: Principal, key: VectorKey, map_id: int | None
+) -> tuple[int, int] | None:
+    """(the key's vectors, the map's points) among the items a member who sees only some folders
+    can see (live ones in those folders), or None for a caller who sees every folder: a status or
+    a points header told such a member the organisation's totals."""
+    if permissions.visible_folder_ids(s, principal) is None:
+        return None
+    where = query.prepare(s, principal, None).where
+    vectors = s.scalar(select(func.count()).select_from(ItemVector).join(Item, Item.id == ItemVector.item_id)
+                       .where(ItemVector.key_id == key.id, *where))
+    mapped = 0 if map_id is None else s.scalar(
+        select(func.count()).select_from(MapPoint).join(Item, Item.id == MapPoint.item_id)
+        .where(MapPoint.map_id == map_id, *where))
+    return int(vectors or 0), int(mapped or 0)
 
 
 def _visible(
