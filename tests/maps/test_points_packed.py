@@ -76,6 +76,12 @@ def reference(db, user_id: uuid.UUID, color: str | None, where: str | None, ids:
         categories, codes = service._categories(colour, values, len(rows))
         mapped = len(s.scalars(select(MapPoint.vector_id).where(MapPoint.map_id == row.id)).all())
         vectors = len(s.scalars(select(ItemVector.id).where(ItemVector.key_id == key.id)).all())
+        if permissions.visible_folder_ids(s, who) is not None:  # a member: the totals of what they see
+            seen = query.prepare(s, who, None).where
+            mapped = len(s.scalars(select(MapPoint.vector_id).join(Item, Item.id == MapPoint.item_id)
+                                   .where(MapPoint.map_id == row.id, *seen)).all())
+            vectors = len(s.scalars(select(ItemVector.id).join(Item, Item.id == ItemVector.item_id)
+                                    .where(ItemVector.key_id == key.id, *seen)).all())
         header = {"key": "clip", "map_id": row.id, "method": row.method, "color": color or None,
                   "categories": categories, "other": int((codes == service.OTHER).sum()),
                   "bounds": row.info.get("bounds"), "points_total": mapped,
