@@ -72,6 +72,9 @@ MAX_CONFIG_BYTES = 64 * 1024
 MAX_SIDECAR_BYTES = 1 << 20
 #: The largest remote URL.
 MAX_REMOTE_URL = 2048
+#: What a request's integration and remote URL must match (some character other than white space),
+#: as the published schema says: a blank one is refused naming it.
+NOT_BLANK = r"\S"
 
 
 # -- creating ---------------------------------------------------------------------------------

@@ -111,9 +111,11 @@ def _page(results: list[dict[str, Any]], token: str | None) -> dict[str, Any]:
 
 
 class CloudSyncedFolderParams(SdkBody):
-    integration_uuid: str = Field(description="The integration whose bucket the folder mirrors.")
+    integration_uuid: str = Field(description="The integration whose bucket the folder mirrors.",
+                                  pattern=cloudsync.NOT_BLANK)
     remote_url: str = Field(description="A prefix in that bucket: s3://b/p/, gs://b/p/, "
-                            "https://ACCOUNT.blob.core.windows.net/c/p/, https://ENDPOINT/b/p/ or file:///root/p/.")
+                            "https://ACCOUNT.blob.core.windows.net/c/p/, https://ENDPOINT/b/p/ or file:///root/p/.",
+                            max_length=cloudsync.MAX_REMOTE_URL, pattern=cloudsync.NOT_BLANK)
 
 
 class SdkFolderCreate(SdkBody):

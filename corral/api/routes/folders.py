@@ -27,9 +27,11 @@ router = APIRouter(prefix="/api/v1/folders", tags=["folders"], route_class=Corra
 
 
 class CloudSync(ClosedModel):
-    integration: str = Field(description="The integration (id or title) whose bucket the folder mirrors.")
+    integration: str = Field(description="The integration (id or title) whose bucket the folder mirrors.",
+                             pattern=cloudsync.NOT_BLANK)
     remote_url: str = Field(description="A prefix in that bucket, e.g. s3://bucket/prefix/ or "
-                            "file:///root/dir/.", max_length=cloudsync.MAX_REMOTE_URL)
+                            "file:///root/dir/.", max_length=cloudsync.MAX_REMOTE_URL,
+                            pattern=cloudsync.NOT_BLANK)
 
 
 class FolderCreate(ClosedModel):
