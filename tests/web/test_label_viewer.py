@@ -61,7 +61,7 @@ def labels_document(data_hash: str, label_hash: str) -> dict[str, Any]:
     d["data_units"][data_hash]["labels"]["classifications"] = [
         {"featureHash": "weather1", "classificationHash": "cls1", "name": "weather"}]
     d["classification_answers"] = {"cls1": {
-        "featureHash": "weather1", "classificationHash": "cls1",
+        "featureHash": "weather1", "classificationHash": "cls1", "range": [[0, 0]],
         "classifications": [{"featureHash": "weathera", "name": "weather", "answers": [{"featureHash": "sunny001"}]}],
     }}
     return d
