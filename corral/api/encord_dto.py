@@ -20,7 +20,7 @@ from pydantic import BeforeValidator
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from corral.core import folders, item_rows, items, permissions
+from corral.core import cloudsync, folders, item_rows, items, permissions
 from corral.core.identity import Principal
 from corral.core.items import ItemView
 from corral.db.tables import DataRow, Folder, User
@@ -279,7 +279,7 @@ def storage_item_rows(
     for one in out:
         creator = one["owner"]
         one["owner"] = "" if creator is None else owners.get(creator, "")
-    gone = items.tombstoned_ids(s, [uuid.UUID(one["uuid"]) for one in out])
+    gone = cloudsync.tombstoned_ids(s, [uuid.UUID(one["uuid"]) for one in out])
     for one in out:  # a tombstone: its object is gone from the synced bucket (never signed)
         if uuid.UUID(one["uuid"]) in gone:
             one["isTombstone"], one["signedUrl"] = True, None
@@ -331,7 +331,7 @@ def child_items(view: ItemView, owner: str, child_type: str | None) -> list[dict
 def storage_items(s: Session, views: Sequence[ItemView], *, metadata: bool = True) -> list[dict[str, Any]]:
     owners = emails(s, [v.created_by for v in views])
     backed = backed_counts(s, [v.id for v in views])
-    gone = items.tombstoned_ids(s, [v.id for v in views])
+    gone = cloudsync.tombstoned_ids(s, [v.id for v in views])
     out = [
         storage_item(
             v, owners.get(v.created_by, "") if v.created_by else "", backed.get(v.id, 0), metadata=metadata

@@ -338,6 +338,15 @@ def _check_ingestion(value: Any) -> None:
 # -- tombstones -------------------------------------------------------------------------------
 
 
+def tombstoned_ids(s: Session, ids: list[uuid.UUID]) -> set[uuid.UUID]:
+    """Which of these items are tombstones (their object gone from a synced bucket)."""
+    out: set[uuid.UUID] = set()
+    for i in range(0, len(ids), 500):
+        out.update(s.scalars(select(Item.id).where(Item.id.in_(ids[i:i + 500]),
+                                                   Item.tombstoned_at.is_not(None))))
+    return out
+
+
 
 # -- the scan ---------------------------------------------------------------------------------
 

@@ -47,7 +47,7 @@ from sqlalchemy.orm import Session
 
 from corral import jsoncodec
 from corral.core import integrations, pagination
-from corral.core.items import Listing, tombstoned_ids
+from corral.core.items import Listing
 from corral.core.pagination import Page
 from corral.db.engine import COLUMN_BYTES, COLUMN_CHUNKS, Database
 from corral.db.tables import DataRow, Integration, Item, User
@@ -466,7 +466,12 @@ def signers(s: Session, settings: Settings, rows: Sequence[dict[str, Any]]) -> d
 def tombstones(s: Session, rows: Sequence[dict[str, Any]]) -> set[str]:
     """Inside the read transaction: the ids of the rows that are tombstones (their object gone from a
     cloud-synced folder's bucket), which ``sign`` leaves unsigned."""
-    return {str(x) for x in tombstoned_ids(s, [uuid.UUID(r["id"]) for r in rows if r["url"] is not None])}
+    ids = [uuid.UUID(r["id"]) for r in rows if r["url"] is not None]
+    found: set[str] = set()
+    for i in range(0, len(ids), 500):
+        found.update(str(x) for x in s.scalars(select(Item.id).where(Item.id.in_(ids[i:i + 500]),
+                                                                     Item.tombstoned_at.is_not(None))))
+    return found
 
 
 def sign(

@@ -9,7 +9,7 @@ it for good.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Hashable, Iterable, Sequence
+from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Literal
@@ -720,9 +720,7 @@ class Opener:
         return self.scoped
 
 
-def tombstoned_ids(s: Session, ids: Sequence[uuid.UUID]) -> frozenset[uuid.UUID]:
-    """Which of these items are tombstones (their object gone from a cloud-synced folder's bucket;
-    never signed)."""
+def _tombstones(s: Session, ids: list[uuid.UUID]) -> frozenset[uuid.UUID]:
     found: set[uuid.UUID] = set()
     for i in range(0, len(ids), 500):
         chunk = ids[i:i + 500]
@@ -740,7 +738,7 @@ def signer(s: Session, settings: Settings, item: ItemView) -> Callable[[], Scope
     row = s.get(Integration, item.integration_id)
     if row is None:
         return None
-    return Opener(integrations.shared(row, settings), tombstoned_ids(s, [item.id]))
+    return Opener(integrations.shared(row, settings), _tombstones(s, [item.id]))
 
 
 def signed(item: ItemView, open_: Callable[[], ScopedStorage], ttl_seconds: int | None = None) -> ItemView:
@@ -765,7 +763,7 @@ def signers(
 ) -> dict[uuid.UUID, Callable[[], ScopedStorage]]:
     """Inside the read transaction: an opener per integration of ``views`` (see ``signer``)."""
     out: dict[uuid.UUID, Callable[[], ScopedStorage]] = {}
-    skip = tombstoned_ids(s, [v.id for v in views if v.integration_id is not None])
+    skip = _tombstones(s, [v.id for v in views if v.integration_id is not None])
     for v in views:
         if v.integration_id is not None and v.integration_id not in out:
             row = s.get(Integration, v.integration_id)
