@@ -407,3 +407,31 @@ def test_a_dataset_taken_out_takes_its_entries(labels_world: LabelsWorld) -> Non
     with db.write() as s:  # back again, it starts empty (as its tasks do)
         projects.add_datasets(s, who, project.project_hash, [str(extra)])
     assert [r.data_title for r, _ in frames.list_frames()] == ["a.jpg"]
+
+
+def test_an_annotation_deleted_leaves_label_collections(labels_world: LabelsWorld) -> None:
+    from encord.orm.collection import ProjectCollectionType
+    from encord.orm.collection import ProjectDataCollectionItemRequest as Frame
+    from encord.orm.collection import ProjectLabelCollectionItemRequest as Label
+
+    from corral.db.tables import ProjectCollectionItem
+
+    _, project, row = _labelled(labels_world)
+    objects = row.get_object_instances()
+    classes = [c.classification_hash for c in row.get_classification_instances()]
+    assert objects and classes
+    made = project.create_collection("cars", collection_type=ProjectCollectionType.LABEL)
+    frames = project.create_collection("frames", collection_type=ProjectCollectionType.FRAME)
+    assert made.add_items([Label(data_uuid=row.data_hash, frame=0, annotation_id=a)
+                           for a in [o.object_hash for o in objects] + classes]).failed_items == []
+    assert frames.add_items([Frame(data_uuid=row.data_hash, frame=0)]).failed_items == []
+    row.remove_object(objects[0])
+    row.save()
+    kept = sorted(i.annotation_id for _, inst in made.list_annotations() for i in inst)
+    assert kept == sorted([o.object_hash for o in objects[1:]] + classes)
+    assert [i.frame for _, inst in frames.list_frames() for i in inst] == [0]  # frames stay
+    with labels_world.db.read() as s:  # taken out of the table, not only from the listing
+        held = set(s.scalars(select(ProjectCollectionItem.annotation_id)))
+    assert objects[0].object_hash not in held and set(kept) <= held
+    row.save()  # a save that changes nothing takes nothing out
+    assert sorted(i.annotation_id for _, inst in made.list_annotations() for i in inst) == kept

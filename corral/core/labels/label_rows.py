@@ -509,6 +509,10 @@ def save(s: Session, principal: Principal, project_ref: Any, label_hashes: Any, 
         label.updated_by = principal.user_id
         label.updated_at = now
     s.flush()
+    from corral.core.labels import project_collections  # they read label rows, as this writes them
+
+    project_collections.prune_annotations(
+        s, project, [(found[ident], stored) for ident, (_, stored, _) in zip(ids, checked, strict=True)])
     return len(checked)
 
 

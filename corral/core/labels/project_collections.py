@@ -14,6 +14,8 @@ A FRAME collection holds (data unit, frame) pairs of the project's data units; a
 (data unit, frame, annotation), the annotation an object or classification hash on that frame of
 the data unit's label row.  Adding checks each pair: a data unit not in the project, a frame out
 of its range, an annotation that is not on that frame come back as *failed*, one by one.
+An entry whose annotation a later save of the label row takes off its frame (the object or
+classification deleted) leaves the collection in that save.
 
 A preset's document is kept as the SDK sent it (camelCase ``globalFilters`` and ``localFilters``)
 and read with the Index presets' rules (``corral.core.index.presets``).
@@ -257,6 +259,28 @@ def _ranged(answers: Any, frame: int) -> set[str]:
                 and r[0] <= frame <= r[1] for r in ranges):
             out.add(key)
     return out
+
+
+def prune_annotations(s: Session, project: Project,
+                      saved: list[tuple[label_rows.Unit, dict[str, Any]]]) -> int:
+    """Take out of the project's LABEL collections the entries whose annotation the newly saved
+    label documents no longer hold on that frame (an object or classification deleted, or moved
+    off the frame), so a collection never lists an annotation its label row does not have; how
+    many were taken out.  Called in the saving transaction (``label_rows.save``)."""
+    units = {unit.data_row_id: (unit, document) for unit, document in saved}
+    if not units:
+        return 0
+    held = s.execute(
+        select(PCI.collection_id, PCI.data_row_id, PCI.frame, PCI.annotation_id)
+        .join(Collection, Collection.id == PCI.collection_id)
+        .where(Collection.project_id == project.id, PCI.data_row_id.in_(list(units)),
+               PCI.annotation_id != "")).all()
+    gone = [r for r in held if r.annotation_id not in _annotations(
+        units[r.data_row_id][1], units[r.data_row_id][0], r.frame)]
+    key = tuple_(PCI.collection_id, PCI.data_row_id, PCI.frame, PCI.annotation_id)
+    for n in range(0, len(gone), 500):
+        s.execute(delete(PCI).where(key.in_([tuple(r) for r in gone[n:n + 500]])))
+    return len(gone)
 
 
 def _why_not(unit: label_rows.Unit | None, entry: Entry) -> str | None:
