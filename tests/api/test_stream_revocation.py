@@ -226,3 +226,20 @@ def test_a_revoked_token_stops_the_sdks_data_rows(live_server, make_user, db, sl
     assert not complete, body[-200:]
     with pytest.raises(orjson.JSONDecodeError):
         orjson.loads(body)
+
+
+def test_the_cli_client_reports_a_stopped_stream(live_server, make_user, db, slow_chunks) -> None:  # type: ignore[no-untyped-def]
+    """``corral dataset rows --ndjson`` (``Client.stream_dataset_rows``) raises the stream's
+    last line as the API error it is, not the rows before it as a whole dataset."""
+    from corral.client import ApiError, Client
+
+    alice = make_user("alice@x.io")
+    ds = _dataset(live_server, alice, _folder(db, alice))
+    rows = Client(live_server, token=alice.token).stream_dataset_rows(ds)
+    seen = [next(rows)]
+    r = httpx.delete(f"{live_server}/api/v1/admin/datasets/{ds}", headers=alice.bearer)
+    assert r.status_code == 200, r.text
+    with pytest.raises(ApiError) as stopped:
+        seen.extend(rows)
+    assert stopped.value.status == 404 and stopped.value.code == "not_found", stopped.value
+    assert 0 < len(seen) < ITEMS
