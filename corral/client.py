@@ -774,7 +774,14 @@ class Client:
                     raise _api_error(resp)
                 for line in resp.iter_lines():
                     if line:
-                        yield json.loads(line)
+                        row = json.loads(line)
+                        if isinstance(row, dict) and row.get("ok") is False and "code" in row:
+                            # the server stopped the stream part-way (docs/security.md, "Long
+                            # answers"): its last line says why, before the body is cut off
+                            raise ApiError(int(row.get("status") or 500), str(row["code"]),
+                                           str(row.get("message") or "the export stopped part-way"),
+                                           row.get("errors") if isinstance(row.get("errors"), list) else None)
+                        yield row
         except httpx.TransportError as exc:  # down, or gone in the middle of the answer
             raise self._unreachable(exc) from None
 

@@ -41,10 +41,18 @@ class Credential:
     lookup: Callable[[], Principal]
     epoch: int  # ``identity.current_epoch()`` when the request was authenticated
 
-    def check(self) -> None:
-        """Raise ``AuthenticationFailed`` unless the credential still authenticates its user."""
-        if self.lookup().user_id != self.principal.user_id:
+    def check(self) -> Principal:
+        """The credential's principal as it is now; ``AuthenticationFailed`` unless the credential
+        still authenticates its user, in the same organisation and role (a request authorised as
+        an admin of one organisation is not answered as a member, or in another)."""
+        now = self.lookup()
+        if now.user_id != self.principal.user_id:
             raise AuthenticationFailed("the credential of this request no longer identifies its user")
+        if (now.org_id, now.role) != (self.principal.org_id, self.principal.role):
+            raise AuthenticationFailed(
+                "the organisation or role of this request's user changed while it was answered; send it again"
+            )
+        return now
 
 
 #: The credential of the request being served: set by the request guard (``corral.api.limits``)

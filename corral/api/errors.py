@@ -79,6 +79,27 @@ def _clip_detail(detail: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+class StreamStopped(Exception):
+    """Raised out of a streamed body (``corral.api.streams``) to close its connection before the
+    body's end: nothing in ASGI ends a chunked body short but an exception.  It is not a bug: the
+    stream logged why, and ``QuietStreamStop`` keeps the ASGI server's traceback out of the log."""
+
+
+class QuietStreamStop(logging.Filter):
+    """Drop the ASGI server's "Exception in ASGI application" record of a ``StreamStopped``."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        return not isinstance(exc, StreamStopped)
+
+
+def quiet_stopped_streams() -> None:
+    """Install ``QuietStreamStop`` on the ASGI server's error logger (once)."""
+    server = logging.getLogger("uvicorn.error")
+    if not any(isinstance(f, QuietStreamStop) for f in server.filters):
+        server.addFilter(QuietStreamStop())
+
+
 def native_error_body(status: int, code: str, message: str,
                       details: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """The native API's error shape (the RPC routes answer in the SDK's envelope instead)."""
@@ -177,6 +198,8 @@ async def _database_error(request: Request, exc: Exception) -> JSONResponse:
 
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    if isinstance(exc, StreamStopped):  # after the answer began: nothing is sent, nothing to log
+        return error_response(request, 500, "internal", "the answer was stopped part-way")
     if isinstance(exc, StatementError) and isinstance(exc.orig, CorralError):
         # A JSON column's encoder (corral.jsoncodec.dumps) refused a value: the transaction
         # was rolled back, and the client hears why.
@@ -189,6 +212,7 @@ async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
 
 
 def install_error_handlers(app: FastAPI) -> None:
+    quiet_stopped_streams()
     app.add_exception_handler(CorralError, _corral_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)

@@ -208,13 +208,14 @@ def encode_lines(rows: list[dict[str, Any]]) -> bytes:
 
 
 def stream(
-    db: Database, dataset_id: uuid.UUID, where: RowFilter | None = None, chunk: int = STREAM_CHUNK
+    db: Database, dataset_id: uuid.UUID, where: RowFilter | None = None, chunk: int | None = None
 ) -> Iterator[list[dict[str, Any]]]:
     """Every row, ``chunk`` at a time, each chunk in its own short read transaction.
 
     Memory stays bounded by the chunk, and no transaction stays open across the export (on
     SQLite a long reader would keep the write-ahead log from being checkpointed).
     """
+    chunk = chunk or STREAM_CHUNK
     after: uuid.UUID | None = None
     while True:
         with db.read() as s:

@@ -358,3 +358,34 @@ def test_a_folder_link_racing_its_delete_is_a_404(live_server, make_user, db) ->
         linker.join(10)
         assert not linker.is_alive(), "a link of the folder waited for another link of it"
     assert outcome[-1].status_code == 200 and outcome[-1].json()["linked"] == 3, outcome[-1].text
+
+
+def test_concurrent_creates_of_one_unique_name(live_server, make_user, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Twenty creates at once of one integration title, one tag name (native and SDK) and one
+    SDK storage folder name: exactly one is made, every other answer is a clear 409 in the one
+    error shape naming the name, never a 500 or a second row."""
+    user = make_user("a@example.com")
+    root = tmp_path / "media"
+    root.mkdir()
+    sdk = {"content-type": "application/json"}
+    n = 20
+    for path, body, ok, listed in (
+        ("/api/v1/integrations", {"json": {"title": "disk", "provider": "local", "settings": {"root": str(root)}}},
+         201, ("/api/v1/integrations", "disk")),
+        ("/api/v1/tags", {"json": {"name": "t"}}, 201, ("/api/v1/tags", "t")),
+        ("/v2/public/organisation/organisation-tags", {"content": json.dumps({"name": "t2"}), "headers": sdk},
+         200, ("/api/v1/tags", "t2")),
+        ("/v2/public/storage/folders", {"content": json.dumps({"name": "sf"}), "headers": sdk},
+         200, ("/api/v1/folders", "sf")),
+    ):
+        responses = _run(live_server, user, [("POST", path, body)] * n)
+        assert _statuses(responses) == {ok: 1, 409: n - 1}, (path, [r.text[:200] for r in responses])
+        name = listed[1]
+        for r in responses:
+            if r.status_code == 409:
+                e = r.json()
+                assert e["ok"] is False and e["status"] == 409 and e["code"] in ("already_exists", "conflict"), e
+                assert f"'{name}'" in e["message"] or f'"{name}"' in e["message"] or name in e["message"], e
+        got = httpx.get(f"{live_server}{listed[0]}", headers=user.bearer).json()
+        rows = got if isinstance(got, list) else next(v for v in got.values() if isinstance(v, list))
+        assert [x.get("title", x.get("name")) for x in rows].count(name) == 1, (path, rows)

@@ -18,6 +18,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
+from corral.api import streams
 from corral.api.deps import Ctx, CurrentPrincipal
 from corral.api.parsing import CorralRoute
 from corral.api.readahead import stream_ahead
@@ -25,6 +26,7 @@ from corral.closedmodel import ClosedModel
 from corral.core import dataset_rows, datasets, verify
 from corral.core.dataset_rows import RowFilter
 from corral.core.datasets import DatasetView
+from corral.core.identity import Principal
 from corral.core.index import query as index_query
 from corral.errors import ErrorDetail, ValidationFailed
 
@@ -332,7 +334,10 @@ async def stream_rows(
         async for chunk in stream_ahead(chunks()):  # the next chunk is read while this one is sent
             yield chunk
 
-    return StreamingResponse(body(), media_type="application/x-ndjson")
+    def allowed(now: Principal) -> None:  # the dataset still there, and still visible to its user
+        _dataset_id(ctx, now, str(dataset_id))
+
+    return StreamingResponse(streams.guarded(body(), allowed), media_type="application/x-ndjson")
 
 
 # -- verifying ------------------------------------------------------------------------------------

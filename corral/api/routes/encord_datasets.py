@@ -346,7 +346,11 @@ def list_data_rows(ctx: AppContext, principal: Principal, call: RpcCall) -> Stre
             if kept:
                 yield kept
 
-    return Streamed(chunks())
+    def allowed(now: Principal) -> None:  # the dataset still there, and still visible to its user
+        with ctx.db.read() as s:
+            datasets.resolve(s, now, str(dataset_id))
+
+    return Streamed(chunks(), allowed)
 
 
 def link_items(ctx: AppContext, principal: Principal, call: RpcCall) -> list[dict[str, Any]]:

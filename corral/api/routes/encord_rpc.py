@@ -21,6 +21,7 @@ from pydantic.alias_generators import to_camel
 from starlette.concurrency import run_in_threadpool
 
 from corral import jsoncodec
+from corral.api import streams
 from corral.api.deps import AppContext, Ctx, CurrentPrincipal
 from corral.api.openapi import ANY_JSON, OFF_VALUE
 from corral.api.parsing import MAX_QUERY_VALUE, CorralRequest, CorralRoute
@@ -48,6 +49,9 @@ class Streamed:
     each chunk read (in a thread, ahead of the socket) only when the previous one is on its way."""
 
     chunks: Iterator[list[Any]]
+    #: Whether the caller may still read what is streamed (``corral.api.streams.guarded``):
+    #: given the principal as it is now, raises a ``CorralError`` if not (blocking).
+    allowed: Callable[[Principal], None] | None = None
 
 
 #: A plain function runs in the thread pool; a coroutine function (one that waits, such as a long
@@ -189,7 +193,9 @@ async def _dispatch(call: RpcCall, ctx: AppContext, principal: Principal) -> Any
     else:
         result = await run_in_threadpool(handler, ctx, principal, call)
     if isinstance(result, Streamed):
-        return StreamingResponse(_envelope(result.chunks), media_type="application/json")
+        return StreamingResponse(streams.guarded(_envelope(result.chunks), result.allowed,
+                                                 error_line=streams.no_error_line),
+                                 media_type="application/json")
     return {"status": 200, "response": result}
 
 

@@ -19,6 +19,7 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 
 from corral import errors
+from corral.api import streams
 from corral.api.deps import Ctx, CurrentPrincipal
 from corral.api.parsing import CorralRoute
 from corral.closedmodel import ClosedModel
@@ -255,4 +256,5 @@ async def export(ctx: Ctx, principal: CurrentPrincipal, body: ExportRequest) -> 
         async for chunk in iterate_in_threadpool(rest):
             yield chunk
 
-    return StreamingResponse(stream(), media_type="application/x-ndjson")
+    # each page is read with the principal's visibility; the credential is checked again as it goes
+    return StreamingResponse(streams.guarded(stream()), media_type="application/x-ndjson")

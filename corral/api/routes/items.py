@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from corral import errors
+from corral.api import streams
 from corral.api.deps import AppContext, Ctx, CurrentPrincipal
 from corral.api.openapi import comma_separated
 from corral.api.parsing import CorralRoute
@@ -302,7 +303,11 @@ async def export_items(
             for piece in pieces:  # the next chunk is read while this one is sent
                 yield piece
 
-    return StreamingResponse(body(), media_type="application/x-ndjson")
+    def allowed(now: Principal) -> None:  # the folder still there, and still visible to its user
+        with ctx.db.read_plain() as s:
+            listed.open(s, now, None)
+
+    return StreamingResponse(streams.guarded(body(), allowed), media_type="application/x-ndjson")
 
 
 class ItemWindow(BaseModel):
