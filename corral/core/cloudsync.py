@@ -593,12 +593,35 @@ def _commit_page(ctx: WorkerContext, unit: ClaimedUnit, seq: int, page: _Page) -
         s.execute(update(Job).where(Job.id == unit.job_id).values(units_total=Job.units_total + 1))
 
 
-def _continues(objs: list[ObjectInfo], obj: ObjectInfo, ingestion: Ingestion | None) -> bool:
-    """Whether ``obj`` may be the sidecar of a data file in ``objs`` (its key then starts with
-    that file's): the page is not cut before it, so a data file and its sidecar share a page."""
-    if ingestion is None:
-        return False
-    return any(obj.key.startswith(o.key) for o in objs if not o.key.endswith(ingestion.suffix))
+class _Boundary:
+    """Where a scan page may be cut: never between a data file and its sidecar (its key plus the
+    suffix).  Keys come in order, so the page's data files whose sidecar may still come are each
+    a prefix of the next key and form a chain: a stack, whose top is dropped once a key no longer
+    starts with it or sorts past its sidecar's key (no later key can then be its sidecar).  Each
+    key is pushed and popped at most once: linear in the page (the former check searched the
+    page's keys for each key past the page's size)."""
+
+    def __init__(self, ingestion: Ingestion | None) -> None:
+        self.suffix = ingestion.suffix if ingestion is not None else None
+        self.pending: list[str] = []
+
+    def continues(self, key: str) -> bool:
+        """Whether the page must not be cut before ``key`` (a data file's sidecar may come)."""
+        if self.suffix is None:
+            return False
+        while self.pending:
+            top = self.pending[-1]
+            if key.startswith(top) and key <= top + self.suffix:
+                break
+            self.pending.pop()
+        return bool(self.pending)
+
+    def cut(self) -> None:
+        self.pending.clear()
+
+    def add(self, key: str) -> None:
+        if self.suffix is not None and not key.endswith("/") and not key.endswith(self.suffix):
+            self.pending.append(key)
 
 
 def _scan(ctx: WorkerContext, unit: ClaimedUnit) -> dict[str, Any]:
@@ -631,6 +654,7 @@ def _scan(ctx: WorkerContext, unit: ClaimedUnit) -> dict[str, Any]:
         seq, after = _done_pages(db, unit.job_id)
         listing = storage.iter_objects(prefix[len(storage.prefix):], page_size=PAGE)
         objs: list[ObjectInfo] = []
+        boundary = _Boundary(ingestion)
         while True:
             try:
                 obj = next(listing, None)
@@ -638,15 +662,17 @@ def _scan(ctx: WorkerContext, unit: ClaimedUnit) -> dict[str, Any]:
                 raise UnitFailed(f"cannot list {params['remote_url']}: {exc}") from None
             if obj is not None and after is not None and obj.key <= after:
                 continue  # committed before a restart
-            full = len(objs) >= PAGE and (obj is None or not _continues(objs[-PAGE:], obj, ingestion)
-                                          or len(objs) >= 4 * PAGE)
+            continues = obj is not None and boundary.continues(obj.key)
+            full = len(objs) >= PAGE and (not continues or len(objs) >= 4 * PAGE)
             if objs and (obj is None or full):
                 seq += 1
                 _commit_page(ctx, unit, seq, _classify(db, storage, folder_id, unit.org_id, objs, ingestion))
                 objs = []
+                boundary.cut()
             if obj is None:
                 break
             objs.append(obj)
+            boundary.add(obj.key)
     finally:
         storage.close()
     return {"pages": seq}

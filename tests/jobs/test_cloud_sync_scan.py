@@ -115,3 +115,48 @@ def test_a_scan_cancelled_between_pages_ends_cancelled_and_tombstones_nothing(
         assert cloudsync.state(s, job)["status"] == "cancelled"
         folder = s.get(Folder, folder_id)
         assert folder is not None and folder.last_synced_at is None
+
+
+def test_a_page_is_cut_at_its_size_except_between_a_data_file_and_its_sidecar(
+    db, synced, tmp_path: Path  # type: ignore[no-untyped-def]
+) -> None:
+    """Two to a page: b's and d's sidecars stay on their data files' pages; keys that merely start
+    with a data file's key but sort past its sidecar (d.txt.x1.txt) do not hold the page open."""
+    _, folder_id, job_id, unit, ctx = synced
+    clips = tmp_path / "media" / "clips"
+    (clips / "b.txt.metadata.json").write_text('{"camera": "b"}')
+    (clips / "d.txt.metadata.json").write_text('{"camera": "d"}')
+    (clips / "d.txt.x1.txt").write_text("x1\n")
+    (clips / "d.txt.x2.txt").write_text("x2\n")
+    with db.write() as s:
+        folder = s.get(Folder, folder_id)
+        assert folder is not None
+        folder.config = {"metadataIngestion": {"matcher": {"mode": "suffix", "suffix": ".metadata.json"},
+                                               "paused": False}}
+    assert cloudsync._scan(ctx, unit) == {"pages": 4}
+    pages = _pages(db, job_id)
+    assert [(p["objects"], p["last_key"].rsplit("/", 1)[-1]) for p in pages] == [
+        (3, "b.txt.metadata.json"), (3, "d.txt.metadata.json"), (2, "d.txt.x2.txt"), (1, "e.txt")]
+    assert [p["attached"] for p in pages] == [1, 1, 0, 0] and sum(p["failed"] for p in pages) == 0
+    with db.read() as s:
+        entries = []
+        for p in pages:
+            data = b"".join(s.scalars(select(JobBlob.data).where(JobBlob.job_id == uuid.UUID(p["upload_job"]))
+                                      .order_by(JobBlob.seq)))
+            entries += orjson.loads(data)["text"]
+    meta = {e["objectUrl"].rsplit("/", 1)[-1]: e.get("clientMetadata") for e in entries}
+    assert meta == {"a.txt": None, "b.txt": {"camera": "b"}, "c.txt": None, "d.txt": {"camera": "d"},
+                    "d.txt.x1.txt": None, "d.txt.x2.txt": None, "e.txt": None}
+
+
+def test_page_boundaries_are_found_in_linear_time() -> None:
+    """Four thousand keys under a data file's key (a directory named like a file, an S3 folder
+    marker's siblings): each is looked at a bounded number of times, not against the whole page."""
+    boundary = cloudsync._Boundary(cloudsync.Ingestion(".metadata.json", False))
+    keys = ["cams"] + [f"cams/{i:05}.png" for i in range(4000)]
+    held = 0
+    for key in keys:
+        held += boundary.continues(key)
+        boundary.add(key)
+        assert len(boundary.pending) <= 2  # a chain of prefixes of the key in hand, nothing more
+    assert held == 0  # cams/00000.png sorts past cams.metadata.json: nothing holds the page open
