@@ -430,7 +430,14 @@ def _stored(db, folder: str) -> dict[str, Any]:  # type: ignore[no-untyped-def]
 
     from corral.db.tables import Folder, Item, ItemMeta, ItemPart
 
+    from corral.core import item_docs
+
     out: dict[str, Any] = {}
+    # An upsert clears the listing documents it changes, and an idle worker writes them again
+    # later: write the missing ones now, so both sides compare what a listing reads, whenever
+    # the idle worker got to them.
+    with db.write() as s:
+        item_docs.fill_all(s.connection())
     with db.read() as s:
         folder_id = s.scalar(select(Folder.id).where(Folder.name == folder, Folder.parent_id.is_(None)))
         items = s.execute(select(Item).where(Item.folder_id == folder_id)).scalars().all()
