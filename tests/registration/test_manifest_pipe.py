@@ -428,9 +428,8 @@ def _stored(db, folder: str) -> dict[str, Any]:  # type: ignore[no-untyped-def]
     by URL (the ids, job and folder, and timestamps, which differ by construction, left out)."""
     from sqlalchemy import select
 
-    from corral.db.tables import Folder, Item, ItemMeta, ItemPart
-
     from corral.core import item_docs
+    from corral.db.tables import Folder, Item, ItemMeta, ItemPart
 
     out: dict[str, Any] = {}
     # An upsert clears the listing documents it changes, and an idle worker writes them again
