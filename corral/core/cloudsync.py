@@ -169,12 +169,10 @@ def start(s: Session, folder: Folder, created_by: uuid.UUID | None) -> tuple[uui
         raise errors.InvalidInput(
             f"folder {folder.name!r} is not cloud-synced: only a folder created with cloud sync parameters "
             "(the SDK's cloud_synced_folder_params, the native cloud_sync) can be synced")
-    if s.get_bind().dialect.name == "postgresql":
-        # Serialises starts of one folder (SQLite: the write lock), and holds it against a delete
-        # as ``folders.hold`` does. Taken exclusive at once: a key-share lock that two starts both
-        # then upgraded to FOR UPDATE deadlocked, a 503 to all but one of them.
-        if s.scalar(select(Folder.id).where(Folder.id == folder.id).with_for_update()) is None:
-            raise errors.NotFound(f"folder {str(folder.id)!r} not found")
+    # Serialises starts of one folder (SQLite: the write lock), and holds it against a delete.
+    # Taken exclusive at once: a key-share lock (``folders.hold``) that two starts both then
+    # upgraded to FOR UPDATE deadlocked on PostgreSQL, a 503 to all but one of them.
+    folders.lock(s, folder, folder.id)
     found = running(s, folder.id)
     if found is not None:
         return found.id, False

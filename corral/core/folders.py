@@ -296,7 +296,7 @@ def update(
     """Rename a folder, or replace its description or metadata (editors); a refused metadata is
     named as ``metadata_field``."""
     folder = resolve_for(s, principal, ref, "editor")
-    _lock(s, folder, ref)
+    lock(s, folder, ref)
     parent = s.get(Folder, folder.parent_id) if folder.parent_id else None
     where = _where(s, parent)
     if name is not None:
@@ -355,7 +355,7 @@ def move(s: Session, principal: Principal, ref: str | uuid.UUID, parent: str | u
     where = _where(s, target)
     if _child(s, principal.org_id, target, folder.name) is not None:
         raise _taken(where, folder.name)
-    _lock(s, folder, ref)
+    lock(s, folder, ref)
     taken = folder.name  # (read before the flush: a failed flush leaves the row unreadable)
     try:
         with s.begin_nested():  # (which flushes what is pending: the change goes inside it)
@@ -380,7 +380,7 @@ def hold(s: Session, folder: Folder, ref: str | uuid.UUID) -> None:
         raise errors.NotFound(f"folder {str(ref)!r} not found")
 
 
-def _lock(s: Session, folder: Folder, ref: str | uuid.UUID) -> None:
+def lock(s: Session, folder: Folder, ref: str | uuid.UUID) -> None:
     """Row-lock ``folder`` before changing it (PostgreSQL): a concurrent delete is waited for,
     and is a 404 here rather than an UPDATE of no row."""
     if s.scalar(select(Folder.id).where(Folder.id == folder.id).with_for_update()) is None:

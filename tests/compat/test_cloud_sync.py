@@ -27,9 +27,9 @@ def _params(integration: str, url: str) -> Any:
     return CloudSyncedFolderParams(integration_uuid=uuid.UUID(integration), remote_url=url)
 
 
-def _sync(folder: Any) -> Any:
+def _sync(folder: Any, timeout: float = 60) -> Any:
     job = folder.sync_private_data_with_cloud_synced_folder_start()
-    return folder.sync_private_data_with_cloud_synced_folder_get_result(job, timeout_seconds=60)
+    return folder.sync_private_data_with_cloud_synced_folder_get_result(job, timeout_seconds=timeout)
 
 
 def _items(folder: Any) -> dict[str, Any]:

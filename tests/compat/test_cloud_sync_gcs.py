@@ -5,7 +5,6 @@ metadata sidecars and tombstones, as the S3 test does on moto."""
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -14,6 +13,7 @@ import pytest
 
 from corral.settings import Settings
 from tests.compat.conftest import IMAGES, Bucket, add_integration, png
+from tests.compat.test_cloud_sync import _items, _params, _sync
 from tests.services import GcsEmulator
 
 
@@ -46,21 +46,6 @@ def gcs(api: httpx.Client, gcs_emulator: GcsEmulator) -> Iterator[tuple[Bucket, 
         tokens.close()
 
 
-def _params(integration: str, url: str) -> Any:
-    from encord.orm.storage import CloudSyncedFolderParams
-
-    return CloudSyncedFolderParams(integration_uuid=uuid.UUID(integration), remote_url=url)
-
-
-def _sync(folder: Any) -> Any:
-    job = folder.sync_private_data_with_cloud_synced_folder_start()
-    return folder.sync_private_data_with_cloud_synced_folder_get_result(job, timeout_seconds=120)
-
-
-def _items(folder: Any) -> dict[str, Any]:
-    return {i.name: i for i in folder.list_items()}
-
-
 def test_a_gcs_folder_syncs_changes_tombstones_and_sidecars(
     sdk: Any, api: httpx.Client, gcs: tuple[Bucket, Any, str]
 ) -> None:
@@ -79,7 +64,7 @@ def test_a_gcs_folder_syncs_changes_tombstones_and_sidecars(
     assert folder.remote_url == bucket.url("img/")  # a URL not ending in / names the directory
     folder.enable_metadata_ingestion()
 
-    res = _sync(folder)
+    res = _sync(folder, timeout=120)
     assert res.status == Status.DONE, res
     # three new files and a.png's sidecar attached (a sidecar is a file the sync handles)
     assert (res.upload_jobs_units_done, res.upload_jobs_units_error, res.upload_jobs_done) == (4, 0, 1), res
@@ -91,7 +76,7 @@ def test_a_gcs_folder_syncs_changes_tombstones_and_sidecars(
     assert items["a.png"].url == bucket.url("img/a.png")
 
     # nothing changed: nothing registered, updated or tombstoned
-    res = _sync(folder)
+    res = _sync(folder, timeout=120)
     assert res.status == Status.DONE and res.upload_jobs_done == 0 and res.upload_jobs_units_error == 0, res
     assert sorted(_items(folder)) == ["a.png", "b.png", "c.png"]
 
@@ -102,7 +87,7 @@ def test_a_gcs_folder_syncs_changes_tombstones_and_sidecars(
     blobs.blob("img/sub/broken.png").upload_from_string(b"not a png at all")
     blobs.blob("img/a.png.metadata.json").upload_from_string(b'{"camera": "back"}')
     blobs.blob("img/zz.png.metadata.json").upload_from_string(b'{"camera": "none"}')
-    res = _sync(folder)
+    res = _sync(folder, timeout=120)
     assert res.status == Status.DONE, res
     assert res.upload_jobs_units_error == 2, res  # broken.png, zz's sidecar: each its own error
     items = _items(folder)
@@ -120,7 +105,7 @@ def test_a_gcs_folder_syncs_changes_tombstones_and_sidecars(
     # re-added: the same item, restored
     b_id = items["b.png"].uuid
     blobs.blob("img/b.png").upload_from_string(png(32, 32), content_type="image/png")
-    res = _sync(folder)
+    res = _sync(folder, timeout=120)
     assert res.status == Status.DONE, res
     items = _items(folder)
     assert len(items) == 4 and items["b.png"].uuid == b_id and not items["b.png"]._orm_item.is_tombstone
