@@ -153,6 +153,30 @@ def test_a_disabled_user_stops_an_index_export(live_server, make_user, db, slow_
     assert took < BOUND + 1.0, took
 
 
+@pytest.mark.parametrize("change", ["role", "organisation"])
+def test_a_user_whose_role_or_organisation_changes_stops_an_export(live_server, make_user, db, slow_chunks,  # type: ignore[no-untyped-def]
+                                                                    change) -> None:
+    """The export was authorised for an admin of Org A: once the user is a member, or moved to
+    another organisation, its credential still identifies the user but no longer what the export
+    was authorised as (``Credential.check``), so the rest is not sent."""
+    alice = make_user("alice@x.io")
+    other = make_user("bob@y.io", org="Org B")
+    _folder(db, alice)
+
+    def move() -> None:
+        with db.write() as s:
+            user = s.get_one(User, alice.user_id)
+            if change == "role":
+                user.role = "member"
+            else:
+                user.org_id = other.org_id
+
+    lines, complete, took = _stream_then(live_server, "GET", "/api/v1/items.ndjson?folder=big", alice.bearer, move)
+    _ends_with_error(lines, complete, 401, "authentication_failed")
+    assert "organisation or role" in lines[-1]["message"], lines[-1]
+    assert took < 1.0, took  # a user written through the ORM moves the auth epoch: the next chunk
+
+
 def test_an_ended_web_session_stops_its_export_within_the_bound(live_server, make_user, db, slow_chunks) -> None:  # type: ignore[no-untyped-def]
     """Signing out moves no auth epoch: the session is looked up again every
     ``RECHECK_SECONDS``, so its export stops within that bound, not at its end."""
