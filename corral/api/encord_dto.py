@@ -20,7 +20,7 @@ from pydantic import BeforeValidator
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from corral.core import cloudsync, folders, item_rows, items, permissions
+from corral.core import folders, item_rows, items, permissions
 from corral.core.identity import Principal
 from corral.core.items import ItemView
 from corral.db.tables import DataRow, Folder, User
@@ -167,7 +167,8 @@ def storage_item(view: ItemView, owner: str, backed: int, *, metadata: bool = Tr
         "owner": owner,
         "createdAt": stamp(view.created_at),
         "lastEditedAt": stamp(view.updated_at),
-        "isTombstone": view.deleted_at is not None,
+        # soft-deleted, or a tombstone (its object gone from a synced bucket: never signed)
+        "isTombstone": view.deleted_at is not None or view.tombstoned_at is not None,
         "isPlaceholder": False,
         "backedDataUnitsCount": backed,
         "storageLocation": LOCATIONS.get(view.storage_location, "encord"),
@@ -253,7 +254,8 @@ def storage_item_rows(
             "owner": creator,  # the creator's id until the owners are read (below)
             "createdAt": None if created is None else created[:-1] + "+00:00",  # as ``stamp`` writes UTC
             "lastEditedAt": None if updated is None else updated[:-1] + "+00:00",
-            "isTombstone": r["deleted_at"] is not None,
+            # soft-deleted, or a tombstone (its object gone from a synced bucket: never signed)
+            "isTombstone": r["deleted_at"] is not None or r["tombstoned_at"] is not None,
             "isPlaceholder": False,
             "backedDataUnitsCount": 0,
             "storageLocation": locations.get(r["storage_location"], "encord"),
@@ -279,10 +281,6 @@ def storage_item_rows(
     for one in out:
         creator = one["owner"]
         one["owner"] = "" if creator is None else owners.get(creator, "")
-    gone = cloudsync.tombstoned_ids(s, [uuid.UUID(one["uuid"]) for one in out])
-    for one in out:  # a tombstone: its object is gone from the synced bucket (never signed)
-        if uuid.UUID(one["uuid"]) in gone:
-            one["isTombstone"], one["signedUrl"] = True, None
     backed = item_rows.linked_counts(s, [one["uuid"] for one in out])
     if backed:
         for one in out:
@@ -331,17 +329,12 @@ def child_items(view: ItemView, owner: str, child_type: str | None) -> list[dict
 def storage_items(s: Session, views: Sequence[ItemView], *, metadata: bool = True) -> list[dict[str, Any]]:
     owners = emails(s, [v.created_by for v in views])
     backed = backed_counts(s, [v.id for v in views])
-    gone = cloudsync.tombstoned_ids(s, [v.id for v in views])
-    out = [
+    return [
         storage_item(
             v, owners.get(v.created_by, "") if v.created_by else "", backed.get(v.id, 0), metadata=metadata
         )
         for v in views
     ]
-    for v, one in zip(views, out, strict=True):
-        if v.id in gone:  # a tombstone: its object is gone from the synced bucket (never signed)
-            one["isTombstone"], one["signedUrl"] = True, None
-    return out
 
 
 def subtask_uuid(job_id: uuid.UUID, where: str) -> str:

@@ -20,6 +20,8 @@ TYPES = ["image", "video", "image_group", "image_sequence", "dicom_series", "nif
 
 def _show(i: dict[str, Any]) -> None:
     deleted = f"  (deleted {i['deleted_at']})" if i["deleted_at"] else ""
+    if i.get("tombstoned_at"):  # its object gone from a cloud-synced folder's bucket
+        deleted += f"  (gone from the bucket since {i['tombstoned_at']})"
     click.echo(f"{i['name']}  ({i['id']}){deleted}")
     click.echo(f"  type:         {i['type']}")
     if i.get("description"):
@@ -72,8 +74,8 @@ def item_list(folder: str, types: tuple[str, ...], q: str, order: str, desc: boo
     if as_json:
         _print({"items": found, "next_page_token": page_token}, True, lambda _: None)
         return
-    rows = [[i["id"], i["type"], size(i["file_size"]), i["name"] + (" (deleted)" if i["deleted_at"] else "")]
-            for i in found]
+    rows = [[i["id"], i["type"], size(i["file_size"]), i["name"] + (" (deleted)" if i["deleted_at"] else "")
+             + (" (gone from bucket)" if i.get("tombstoned_at") else "")] for i in found]
     table(["ID", "TYPE", "SIZE", "NAME"], rows, "No items.")
     if page_token:
         click.echo(f"More: --page-token {page_token} (or --all)", err=True)

@@ -336,19 +336,6 @@ def _check_ingestion(value: Any) -> None:
         raise _remote_problem(f"{field}.paused", f"{field}.paused must be true or false")
 
 
-# -- tombstones -------------------------------------------------------------------------------
-
-
-def tombstoned_ids(s: Session, ids: list[uuid.UUID]) -> set[uuid.UUID]:
-    """Which of these items are tombstones (their object gone from a synced bucket)."""
-    out: set[uuid.UUID] = set()
-    for i in range(0, len(ids), 500):
-        out.update(s.scalars(select(Item.id).where(Item.id.in_(ids[i:i + 500]),
-                                                   Item.tombstoned_at.is_not(None))))
-    return out
-
-
-
 # -- the scan ---------------------------------------------------------------------------------
 
 

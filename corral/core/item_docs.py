@@ -20,7 +20,8 @@ row is several times faster.  The rules that keep it exact:
   keep it;
 * everything in the document is a column of ``items``: the folder's id (not its path), no
   signed URL, no parts, no dataset or metadata-index value.  Deleting, restoring and moving an
-  item are updates of ``deleted_at`` / ``folder_id``, so they clear it like any other.
+  item are updates of ``deleted_at`` / ``folder_id``, so they clear it like any other; so are a
+  cloud sync's tombstoning and restoring of an item (``tombstoned_at``, migration 0029o).
 
 On PostgreSQL the listing reads JSONB back (``jsoncodec.loads`` of its text): keys in JSONB's
 order (shorter first, then bytewise) and numbers as ``numeric`` writes them.  ``_pg_value``
@@ -46,11 +47,13 @@ from corral.db.tables import Item
 DOC_COLUMNS = (
     "id", "name", "item_type", "folder_id", "integration_id", "url", "storage_location",
     "file_size", "mime_type", "media", "client_metadata", "job_id", "created_by", "created_at",
-    "updated_at", "deleted_at", "description",
+    "updated_at", "deleted_at", "description", "tombstoned_at",
 )
 
-#: What follows ``updated_at`` in a document registration writes (never deleted, no description).
-_TAIL = ',"deleted_at":null,"parts":null,"signed_url":null,"signed_url_expires_in":null,"description":""}'
+#: What follows ``updated_at`` in a document registration writes (never deleted, no description,
+#: not a tombstone).
+_TAIL = (',"deleted_at":null,"parts":null,"signed_url":null,"signed_url_expires_in":null,"description":""'
+         ',"tombstoned_at":null}')
 #: How many rows ``fill`` reads and writes in one transaction.
 FILL_CHUNK = 5_000
 #: How many rows an idle worker's ``refill`` writes in one transaction: about 30 ms of SQLite's

@@ -24,7 +24,7 @@ compares them on both databases).
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Collection, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, AnyStr
@@ -71,7 +71,7 @@ PIECE_BYTES = 512 << 10
 
 # The selected columns, in this order (the row tuples' positions).
 _ID, _NAME, _TYPE, _FOLDER, _INTEGRATION, _URL, _LOCATION, _SIZE, _MIME = range(9)
-_MEDIA, _METADATA, _JOB, _CREATOR, _CREATED, _UPDATED, _DELETED, _DESCRIPTION = range(9, 17)
+_MEDIA, _METADATA, _JOB, _CREATOR, _CREATED, _UPDATED, _DELETED, _DESCRIPTION, _TOMBSTONED = range(9, 18)
 
 
 def _dashed(hex32: str | None) -> str | None:
@@ -147,6 +147,7 @@ class Forms:
             when(Item.updated_at),
             when(Item.deleted_at),
             Item.description,
+            when(Item.tombstoned_at),
         ]
 
     def media(self, row: Row[Any]) -> dict[str, Any]:
@@ -228,7 +229,8 @@ def _sqlite_row_json() -> Any:
     ]
     parts.append(
         '\',"parts":null,"signed_url":null,"signed_url_expires_in":null,"description":\''
-        "||json_quote(coalesce(items.description,''))||'}'"
+        "||json_quote(coalesce(items.description,''))"
+        f"||',\"tombstoned_at\":'||{when('items.tombstoned_at')}||'}}'"
     )
     return type_coerce(literal_column("||".join(parts)), String)
 
@@ -413,6 +415,7 @@ def native(forms: Forms, rows: Sequence[Sequence[Any]]) -> list[dict[str, Any]]:
             "signed_url": None,
             "signed_url_expires_in": None,
             "description": r[16] or "",
+            "tombstoned_at": z(r[17]),
         }
         for r in rows
     ]
@@ -463,29 +466,17 @@ def signers(s: Session, settings: Settings, rows: Sequence[dict[str, Any]]) -> d
     return out
 
 
-def tombstones(s: Session, rows: Sequence[dict[str, Any]]) -> set[str]:
-    """Inside the read transaction: the ids of the rows that are tombstones (their object gone from a
-    cloud-synced folder's bucket), which ``sign`` leaves unsigned."""
-    ids = [uuid.UUID(r["id"]) for r in rows if r["url"] is not None]
-    found: set[str] = set()
-    for i in range(0, len(ids), 500):
-        found.update(str(x) for x in s.scalars(select(Item.id).where(Item.id.in_(ids[i:i + 500]),
-                                                                     Item.tombstoned_at.is_not(None))))
-    return found
-
-
 def sign(
     rows: list[dict[str, Any]], openers: dict[str, ScopedStorage], ttl_seconds: int | None = None,
-    skip: Collection[str] = (),
 ) -> None:
     """Outside any transaction: a signed GET URL on each single-file row, made integration by
     integration (``items.signed_all``'s answer for a listing, whose parts are not loaded); none for
-    the rows ``skip`` names (``tombstones``)."""
+    a tombstone (its ``tombstoned_at`` set: its object is gone from a cloud-synced folder's bucket)."""
     for ident, storage in openers.items():
         try:
             ttl = ttl_seconds or storage.ttl_seconds
             for r in rows:
-                if r["integration_id"] == ident and r["url"] is not None and r["id"] not in skip:
+                if r["integration_id"] == ident and r["url"] is not None and r["tombstoned_at"] is None:
                     r["signed_url"] = storage.sign_get(r["url"], ttl)
                     r["signed_url_expires_in"] = ttl
         finally:

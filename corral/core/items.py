@@ -82,6 +82,9 @@ class ItemView:
     signed_url: str | None = None
     signed_url_expires_in: int | None = None
     description: str = ""
+    # Set while the item is a tombstone: its object gone from a cloud-synced folder's bucket
+    # (corral.core.cloudsync); never signed.
+    tombstoned_at: datetime | None = None
 
 
 def view(item: Item, parts: list[ItemPart] | None = None) -> ItemView:
@@ -104,6 +107,7 @@ def view(item: Item, parts: list[ItemPart] | None = None) -> ItemView:
         item.deleted_at,
         None if parts is None else [PartView(p.position, p.url, p.title, dict(p.media)) for p in parts],
         description=item.description or "",
+        tombstoned_at=item.tombstoned_at,
     )
 
 
@@ -710,22 +714,13 @@ def hard_delete(s: Session, principal: Principal, item_id: uuid.UUID) -> None:
 
 
 class Opener:
-    """What signing an integration's items needs, read inside the transaction: its shared backend,
-    and the items not to sign (tombstones: their object is gone from a cloud-synced folder's bucket)."""
+    """What signing an integration's items needs, read inside the transaction: its shared backend."""
 
-    def __init__(self, scoped: ScopedStorage, skip: frozenset[uuid.UUID] = frozenset()) -> None:
-        self.scoped, self.skip = scoped, skip
+    def __init__(self, scoped: ScopedStorage) -> None:
+        self.scoped = scoped
 
     def __call__(self) -> ScopedStorage:
         return self.scoped
-
-
-def _tombstones(s: Session, ids: list[uuid.UUID]) -> frozenset[uuid.UUID]:
-    found: set[uuid.UUID] = set()
-    for i in range(0, len(ids), 500):
-        chunk = ids[i:i + 500]
-        found.update(s.scalars(select(Item.id).where(Item.id.in_(chunk), Item.tombstoned_at.is_not(None))))
-    return frozenset(found)
 
 
 def signer(s: Session, settings: Settings, item: ItemView) -> Callable[[], ScopedStorage] | None:
@@ -738,13 +733,13 @@ def signer(s: Session, settings: Settings, item: ItemView) -> Callable[[], Scope
     row = s.get(Integration, item.integration_id)
     if row is None:
         return None
-    return Opener(integrations.shared(row, settings), _tombstones(s, [item.id]))
+    return Opener(integrations.shared(row, settings))
 
 
 def signed(item: ItemView, open_: Callable[[], ScopedStorage], ttl_seconds: int | None = None) -> ItemView:
     """Outside any transaction: ``item`` with a signed GET URL for its file, or for each of its parts
-    (none for a tombstone, which ``open_`` names: its object is gone)."""
-    if item.id in getattr(open_, "skip", ()):
+    (none for a tombstone: its object is gone)."""
+    if item.tombstoned_at is not None:
         return item
     storage = open_()
     try:
@@ -763,12 +758,11 @@ def signers(
 ) -> dict[uuid.UUID, Callable[[], ScopedStorage]]:
     """Inside the read transaction: an opener per integration of ``views`` (see ``signer``)."""
     out: dict[uuid.UUID, Callable[[], ScopedStorage]] = {}
-    skip = _tombstones(s, [v.id for v in views if v.integration_id is not None])
     for v in views:
         if v.integration_id is not None and v.integration_id not in out:
             row = s.get(Integration, v.integration_id)
             if row is not None:
-                out[v.integration_id] = Opener(integrations.shared(row, settings), skip)
+                out[v.integration_id] = Opener(integrations.shared(row, settings))
     return out
 
 
@@ -781,13 +775,12 @@ def signed_all(
     part of the multi-file items whose parts are loaded, opening each integration once."""
     out = list(views)
     for integration_id, open_ in openers.items():
-        skip = getattr(open_, "skip", ())
         storage = open_()
         try:
             ttl = ttl_seconds or storage.ttl_seconds
             for i, v in enumerate(out):
-                if v.integration_id != integration_id or v.id in skip:
-                    continue
+                if v.integration_id != integration_id or v.tombstoned_at is not None:
+                    continue  # (a tombstone: its object is gone from the synced bucket)
                 parts = [replace(p, signed_url=storage.sign_get(p.url, ttl)) for p in v.parts or []]
                 url = storage.sign_get(v.url, ttl) if v.url else None
                 if url is not None or parts:

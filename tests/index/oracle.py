@@ -37,6 +37,7 @@ class Row:
     objects: set[str] = field(default_factory=set)  # feature hashes of its labels' objects
     classifications: set[str] = field(default_factory=set)
     points: dict[int, tuple[int, int]] = field(default_factory=dict)  # map id -> its grid point
+    tombstoned: bool = False  # its object gone from a cloud-synced folder's bucket
 
 
 def value_of(key: Key, row: Row) -> Any:
@@ -62,6 +63,8 @@ def _field(name: str, row: Row) -> Any:
         return row.media.get("frame_count")
     if name == "created_at":
         return row.created_at.timestamp() if row.created_at else None
+    if name == "tombstoned":  # a boolean, as the query model normalises it (0/1)
+        return 1.0 if row.tombstoned else 0.0
     return {"title": row.title, "type": row.type}[name]
 
 

@@ -21,6 +21,7 @@ from tests.index.world import (
     UUIDS,
     add_collections_and_labels,
     add_items,
+    add_tombstones,
     assert_exact,
     principal,
     random_metadata,
@@ -58,6 +59,7 @@ def world(db, make_user):  # type: ignore[no-untyped-def]
     rows += add_items(db, who, "data/a/deep", [random_metadata(rng) for _ in range(20)], rng)
     rows += add_items(db, who, "other", [random_metadata(rng) for _ in range(20)], rng)
     add_collections_and_labels(db, who, rows, rng)
+    add_tombstones(db, rows, rng)
     return World((db, who, rows))
 
 
@@ -134,10 +136,42 @@ def test_every_operator_on_every_kind(world) -> None:  # type: ignore[no-untyped
     {"not": {"field": "label_object", "op": "eq", "value": "car00001"}},
     {"and": [{"in_collection": "picked"}, {"field": "label_object", "op": "eq", "value": "car"},
              {"key": "score", "op": "exists"}]},
+    {"field": "tombstoned", "op": "eq", "value": True},
+    {"field": "tombstoned", "op": "eq", "value": False},
+    {"field": "tombstoned", "op": "ne", "value": True},
+    {"field": "tombstoned", "op": "in", "value": [True, False]},
+    {"field": "tombstoned", "op": "not_in", "value": [False]},
+    {"field": "tombstoned", "op": "not_in", "value": [True, False]},
+    {"not": {"field": "tombstoned", "op": "eq", "value": True}},
+    {"and": [{"field": "tombstoned", "op": "eq", "value": True}, {"key": "score", "op": "exists"}]},
 ])
 def test_item_fields_and_combinations(world, tree) -> None:  # type: ignore[no-untyped-def]
     db, who, rows = world
     run(db, who, rows, tree)
+
+
+def test_tombstones_are_a_boolean_item_field_in_the_text_syntax_too(world) -> None:  # type: ignore[no-untyped-def]
+    db, who, rows = world
+    assert any(r.tombstoned for r in rows) and not all(r.tombstoned for r in rows)
+    with db.read() as s:
+        tree = query.from_text(s, who, "@tombstoned = true and not @type = video")
+        assert tree == {"and": [{"field": "tombstoned", "op": "eq", "value": True},
+                                {"not": {"field": "type", "op": "eq", "value": "video"}}]}
+        assert query.from_text(s, who, "@tombstoned in (false)") == {
+            "field": "tombstoned", "op": "in", "value": [False]}
+        page = query.page(s, who, {"field": "tombstoned", "op": "eq", "value": True}, page_size=1000)
+        for bad, where in (({"field": "tombstoned", "op": "eq", "value": "yes"}, "filter.value"),
+                           ({"field": "tombstoned", "op": "exists"}, "filter.op")):
+            with pytest.raises(errors.ValidationFailed) as caught:
+                query.count(s, who, bad)
+            assert caught.value.details[0].field == where
+    run(db, who, rows, tree)
+    gone = {str(r.id) for r in rows if r.tombstoned}
+    assert {i["id"] for i in page.items} == gone  # each result says so, as the item JSON does
+    assert all(i["tombstoned_at"] is not None for i in page.items)
+    with db.read() as s:
+        live = query.page(s, who, {"field": "tombstoned", "op": "eq", "value": False}, page_size=1000).items
+    assert live and all(i["tombstoned_at"] is None and i["id"] not in gone for i in live)
 
 
 def test_folder_and_subtree(world) -> None:  # type: ignore[no-untyped-def]
@@ -274,6 +308,8 @@ ITEM_LEAVES: list[dict[str, Any]] = [
     {"field": "label_object", "op": "in", "value": ["road0001", "lane0001"]},
     {"field": "label_classification", "op": "eq", "value": "weather"},
     {"field": "label_classification", "op": "in", "value": ["tags", "weather1"]},
+    {"field": "tombstoned", "op": "eq", "value": True},
+    {"field": "tombstoned", "op": "ne", "value": True},
 ]
 LEAVES = st.one_of(_leaf(), _leaf(), _leaf(), st.sampled_from(ITEM_LEAVES))
 TREES: st.SearchStrategy[dict[str, Any]] = st.deferred(

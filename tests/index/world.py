@@ -7,7 +7,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from corral.core import folders
 from corral.core.identity import Principal, principal_for_user
@@ -88,6 +88,16 @@ def add_items(db: Database, who: Principal, folder_path: str, metas: list[dict[s
             rows.append(Row(item.id, meta, item.item_type, item.name, folder.id, item.file_size,
                             dict(item.media), item.created_at))
     return rows
+
+
+def add_tombstones(db: Database, rows: list[Row], rng: random.Random) -> None:
+    """Some items made tombstones, as a cloud sync makes them (``tombstoned_at`` set), recorded on
+    the rows for the evaluator."""
+    chosen = [r for r in rows if rng.random() < 0.25]
+    with db.write() as s:
+        s.execute(update(Item).where(Item.id.in_([r.id for r in chosen])).values(tombstoned_at=utcnow()))
+    for r in chosen:
+        r.tombstoned = True
 
 
 def projected(db: Database, org_id: uuid.UUID) -> set[tuple[Any, ...]]:

@@ -56,6 +56,18 @@ def test_a_synced_folder_shows_its_source_and_syncs_now(chromium, ui_server: str
         grid = page.get_by_role("grid", name="Items")
         expect(grid.locator("button.tile[title='one.png']")).to_be_visible()
         expect(grid.locator("button.tile[title='two.png']")).to_be_visible()
+        # an object removed from the bucket: its tile says it is gone and loads no picture
+        (root / "cams" / "one.png").unlink()
+        bar.get_by_role("button", name="Sync now").click()
+        expect(bar).to_contain_text("1 gone")
+        gone = grid.locator("button.tile[title='one.png']")
+        expect(gone).to_contain_text("Gone from bucket")
+        expect(gone.locator("img")).to_have_count(0)
+        expect(grid.locator("button.tile[title='two.png'] img")).to_have_count(1)
+        gone.click()
+        viewer = page.get_by_role("complementary", name="Item viewer")
+        expect(viewer.get_by_role("status")).to_contain_text("Gone from bucket")
+        expect(viewer.locator("img")).to_have_count(0)
         assert errors == []
     finally:
         context.close()

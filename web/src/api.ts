@@ -253,6 +253,8 @@ export interface Item {
   created_at: string;
   parts: Part[] | null;
   signed_url: string | null;
+  /** Set while the item is a tombstone: its object is gone from a cloud-synced folder's bucket. */
+  tombstoned_at: string | null;
 }
 
 export interface ItemWindow {

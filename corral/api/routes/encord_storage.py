@@ -411,8 +411,7 @@ async def list_items(
             page = item_rows.read_bodies(s, open_listing(s, page_token))
             rows = [orjson.loads(body) for body in page.items]
             openers = item_rows.signers(s, ctx.settings, rows)
-            gone = item_rows.tombstones(s, rows) if openers else set()
-        item_rows.sign(rows, openers, skip=gone)
+        item_rows.sign(rows, openers)
         with ctx.db.read_plain() as s:
             results = dto.storage_item_rows(s, rows, metadata=include_metadata)
         return orjson.dumps(_page(results, page.next_page_token))

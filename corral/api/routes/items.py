@@ -66,6 +66,10 @@ class ItemPublic(BaseModel):
     signed_url: str | None = None
     signed_url_expires_in: int | None = None
     description: str = ""
+    tombstoned_at: datetime | None = Field(
+        description="Set while the item is a tombstone: its object is gone from a cloud-synced folder's "
+        "bucket (it is listed, never signed, until a sync finds the object again; docs/cloud-sync.md)."
+    )
 
 
 class ItemPage(BaseModel):
@@ -273,8 +277,7 @@ def _signed_page(
         page = item_rows.read_docs(s, open_listing(s, page_token))
         rows = [orjson.loads(text) for text in page.items]
         openers = item_rows.signers(s, ctx.settings, rows)
-        gone = item_rows.tombstones(s, rows) if openers else set()
-    item_rows.sign(rows, openers, ttl_seconds, gone)
+    item_rows.sign(rows, openers, ttl_seconds)
     return _json({"items": rows, "next_page_token": page.next_page_token})
 
 

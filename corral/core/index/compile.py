@@ -245,6 +245,15 @@ class Compiler:
             return exists().where(
                 DataRow.item_id == Item.id, LabelRow.data_row_id == DataRow.id, has_feature(self.pg, kind, v)
             )
+        if name == "tombstoned":  # its object gone from a cloud-synced folder's bucket
+            wanted = set(v) if isinstance(v, list) else {v}
+            if op in ("ne", "not_in"):
+                wanted = {1.0, 0.0} - wanted
+            if wanted == {1.0, 0.0}:
+                return true()
+            if not wanted:
+                return false()
+            return Item.tombstoned_at.is_not(None) if 1.0 in wanted else Item.tombstoned_at.is_(None)
         if name == "labels":
             labelled = exists().where(
                 DataRow.item_id == Item.id, LabelRow.data_row_id == DataRow.id, has_labels(self.pg)

@@ -23,7 +23,8 @@ under: it and its subfolders; a path or an id), ``size``, ``width``, ``height``,
 of these collections, by id or name), ``labels`` (exists / missing: has a label row with objects
 or classifications in any project) and ``label_object`` / ``label_classification`` (eq, in: a
 label row of the item has an object / a classification of these ontology features, by feature
-hash or by name).
+hash or by name), ``tombstoned`` (eq, ne, in, not_in: true for the items whose object is gone
+from a cloud-synced folder's bucket, see docs/cloud-sync.md).
 
 A map area: ``{"in_map": {"key": K, "polygon": [[x, y], ...]}}`` (or ``"box": [x0, y0, x1, y1]``)
 holds for the items whose point on embedding key K's current 2-D map is in the polygon (a lasso)
@@ -88,6 +89,7 @@ FIELDS: dict[str, tuple[str, tuple[str, ...]]] = {
     "collection": ("collection", ("in",)),
     "label_object": ("feature", ("eq", "in")),
     "label_classification": ("feature", ("eq", "in")),
+    "tombstoned": ("boolean", EQUALITY),
 }
 #: What resolves references (collections, presets, ontology features) to ids.
 Resolve = Callable[[str], uuid.UUID]
@@ -205,6 +207,10 @@ def _scalar(kind: str, key: Key | None, raw: Any, where: str) -> Any:
             if raw not in ITEM_TYPES:  # an unknown type (a typo, 'IMAGE') was an empty result
                 raise _bad(where, f"expected an item type ({', '.join(ITEM_TYPES)}), got {raw!r}")
         return raw
+    if kind == "boolean" and key is None:  # tombstoned
+        if not isinstance(raw, bool):
+            raise _bad(where, f"expected true or false, got {raw!r}")
+        return 1.0 if raw else 0.0
     if key is None:  # title
         if not isinstance(raw, str) or len(raw) > MAX_STRING:
             raise _bad(where, f"expected a string of at most {MAX_STRING} characters, got {raw!r}")

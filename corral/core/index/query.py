@@ -79,7 +79,7 @@ MAX_BUCKETS = 100
 SORT_FIELDS = ("title", "type", "size", "width", "height", "duration", "frames", "created_at")
 OUTPUT_FIELDS = (
     "id", "title", "type", "folder_id", "url", "size", "mime_type", "media", "client_metadata",
-    "created_at", "updated_at",
+    "created_at", "updated_at", "tombstoned_at",
 )
 _NO_ID = uuid.UUID(int=0)
 _HIDDEN = " ".join(  # ix_items_hidden's condition, qualified, so the planners match it to the index
@@ -544,7 +544,7 @@ def _decode(raw: str, sorter: _Sorter) -> dict[str, Any]:
 #: The columns a page reads (a Core row of them, not an ORM object: a third of a page's time).
 _OUTPUT_COLUMNS = (
     Item.id, Item.name, Item.item_type, Item.folder_id, Item.url, Item.file_size, Item.mime_type,
-    Item.media, Item.client_metadata, Item.created_at, Item.updated_at,
+    Item.media, Item.client_metadata, Item.created_at, Item.updated_at, Item.tombstoned_at,
 )
 
 
@@ -554,6 +554,8 @@ def _output(item: Any, fields: tuple[str, ...]) -> dict[str, Any]:
         "url": item.url, "size": item.file_size, "mime_type": item.mime_type, "media": item.media,
         "client_metadata": item.client_metadata, "created_at": item.created_at.isoformat(),
         "updated_at": item.updated_at.isoformat(),
+        # its object gone from a cloud-synced folder's bucket (docs/cloud-sync.md), or null
+        "tombstoned_at": None if item.tombstoned_at is None else item.tombstoned_at.isoformat(),
     }
     return {f: everything[f] for f in fields}
 

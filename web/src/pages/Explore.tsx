@@ -24,7 +24,7 @@ import { typedWithArea, withArea } from "./explore/mapModel";
 const TILE_W = 168;
 const ROW_H = 178;
 const PAGE = 200;
-const FIELDS = ["id", "title", "type", "size", "folder_id"];
+const FIELDS = ["id", "title", "type", "size", "folder_id", "tombstoned_at"];
 
 interface IndexItem {
   id: string;
@@ -32,6 +32,7 @@ interface IndexItem {
   type: string;
   size: number | null;
   folder_id: string;
+  tombstoned_at?: string | null;
 }
 
 interface QueryPage {
@@ -46,7 +47,7 @@ function onTyped(e: unknown, offset: number): unknown {
   return new ApiError(e.status, e.code, typedPosition(e.message, offset), e.errors.map((x) => ({ ...x, message: typedPosition(x.message, offset) })));
 }
 
-const asTile = (it: IndexItem): TileItem => ({ id: it.id, name: it.title, type: it.type, file_size: it.size, integration_id: null, signed_url: null });
+const asTile = (it: IndexItem): TileItem => ({ id: it.id, name: it.title, type: it.type, file_size: it.size, integration_id: null, signed_url: null, tombstoned_at: it.tombstoned_at ?? null });
 
 /** What the explorer keeps in its address: each parameter's text, or null when absent. */
 type Address = Record<"f" | "q" | "sort" | "item", string | null>;

@@ -421,17 +421,19 @@ export function useStrictIntegrations(): Set<string> | null {
 }
 
 /** What a tile shows: an item from a folder window, or an Index result mapped onto it. */
-export type TileItem = Pick<Item, "id" | "name" | "type" | "file_size" | "integration_id" | "signed_url">;
+export type TileItem = Pick<Item, "id" | "name" | "type" | "file_size" | "integration_id" | "signed_url" | "tombstoned_at">;
 
 export function Tile(props: { index: number; item: TileItem | undefined; selected: boolean; onOpen: () => void; strict: Set<string> | null }) {
   const it = props.item;
   if (!it) {
     return <div className="tile placeholder" id={`item-${props.index}`} role="gridcell" aria-busy="true"><div className="thumb" /><div className="name">#{(props.index + 1).toLocaleString()}</div></div>;
   }
-  const thumb = props.strict ? thumbnailSource(it, props.strict) : null;
+  // a tombstone's object is gone from its synced bucket: no picture to load, a badge says so
+  const gone = Boolean(it.tombstoned_at);
+  const thumb = props.strict && !gone ? thumbnailSource(it, props.strict) : null;
   return (
-    <button className="tile" id={`item-${props.index}`} role="gridcell" aria-selected={props.selected} tabIndex={-1} onClick={props.onOpen} title={it.name} data-type={it.type}>
-      <div className="thumb">{thumb ? <img key={it.id} src={thumb.src} alt="" loading="lazy" decoding="async"
+    <button className={gone ? "tile gone" : "tile"} id={`item-${props.index}`} role="gridcell" aria-selected={props.selected} tabIndex={-1} onClick={props.onOpen} title={it.name} data-type={it.type}>
+      <div className="thumb">{gone ? <span className="badge missing" title={`Gone from the bucket since ${formatDate(it.tombstoned_at)}`}>Gone from bucket</span> : thumb ? <img key={it.id} src={thumb.src} alt="" loading="lazy" decoding="async"
         onError={(e) => {
           const img = e.currentTarget;
           if (thumb.fallback && img.src !== thumb.fallback) img.src = thumb.fallback;

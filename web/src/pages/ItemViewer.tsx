@@ -26,7 +26,12 @@ export function ItemViewer(props: { itemId: string; onClose: () => void; onChang
       <ErrorBanner error={error} />
       {item && (
         <>
-          <Media item={item} />
+          {item.tombstoned_at ? (
+            <div className="media tombstone" role="status" style={{ color: "#c9d1e3", padding: 20 }}>
+              <span className="badge missing">Gone from bucket</span> Its object was removed from the synced bucket
+              (found missing {formatDate(item.tombstoned_at)}); a sync restores it if the object comes back.
+            </div>
+          ) : <Media item={item} />}
           <div className="row" style={{ marginTop: 10 }}>
             <button onClick={() => setAction("rename")}>Rename</button>
             <button onClick={() => setAction("move")}>Move</button>
@@ -42,6 +47,7 @@ export function ItemViewer(props: { itemId: string; onClose: () => void; onChang
             <dt>MIME type</dt><dd>{item.mime_type ?? "—"}</dd>
             <dt>Location</dt><dd><code>{item.url ?? `${item.parts?.length ?? 0} files`}</code></dd>
             <dt>Added</dt><dd>{formatDate(item.created_at)}</dd>
+            {item.tombstoned_at && <><dt>Gone from bucket</dt><dd>{formatDate(item.tombstoned_at)}</dd></>}
             {Object.entries(item.media).map(([k, v]) => (
               <FragmentRow key={`m-${k}`} label={k.replace(/_/g, " ")} value={v} />
             ))}
