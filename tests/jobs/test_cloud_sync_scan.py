@@ -3,19 +3,22 @@ page is committed once, with its done unit, whatever happens between pages."""
 
 from __future__ import annotations
 
+import threading
+import time
 import uuid
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select, update
 
 from corral.core import cloudsync, integrations
 from corral.core.identity import Principal
-from corral.db.tables import CloudSyncSeen, Folder, Job, JobBlob, JobUnit
+from corral.db.tables import CloudSyncSeen, Folder, Item, Job, JobBlob, JobUnit
 from corral.jobs import queue
 from corral.jobs.tasks import UnitFailed, WorkerContext, registry
+from corral.jobs.worker import Worker
 
 FILES = [f"clips/{name}.txt" for name in ("a", "b", "c", "d", "e")]
 
@@ -203,3 +206,71 @@ def test_page_boundaries_are_found_in_linear_time() -> None:
         boundary.add(key)
         assert len(boundary.pending) <= 2  # a chain of prefixes of the key in hand, nothing more
     assert held == 0  # cams/00000.png sorts past cams.metadata.json: nothing holds the page open
+
+
+def _run_until_ended(db, settings, job_id: uuid.UUID) -> None:  # type: ignore[no-untyped-def]
+    """A worker runs the sync and the upload jobs it starts until none is pending (at most 60 s)."""
+    worker = Worker(db, settings, registry, shutdown_grace_seconds=5)
+    thread = threading.Thread(target=worker.run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            with db.read() as s:
+                job = s.get(Job, job_id)
+                assert job is not None
+                if cloudsync.terminal(cloudsync.state(s, job)):
+                    return
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+    finally:
+        worker.stop()
+        thread.join(10)
+
+
+def test_an_unchanged_object_is_not_written_and_what_is_gone_is_still_found(
+    db, settings, synced, tmp_path: Path  # type: ignore[no-untyped-def]
+) -> None:
+    """A sync writes no item whose object is unchanged (what it saw goes into narrow rows of its
+    own, deleted at its end), and still makes a tombstone of the item whose object is gone."""
+    admin, folder_id, job_id, unit, _ = synced
+    with db.write() as s:  # the fixture's scan unit back to the queue, for the worker
+        s.execute(update(JobUnit).where(JobUnit.id == unit.id)
+                  .values(status="pending", lease_owner=None, lease_expires_at=None))
+    _run_until_ended(db, settings, job_id)
+    for _ in range(2):  # the second sync records the versions the first one's upload job did not
+        with db.write() as s:
+            folder = s.get(Folder, folder_id)
+            assert folder is not None
+            job_id, _started = cloudsync.start(s, folder, admin.user_id)
+        _run_until_ended(db, settings, job_id)
+    (tmp_path / "media" / "clips" / "c.txt").unlink()
+    with db.write() as s:
+        folder = s.get(Folder, folder_id)
+        assert folder is not None
+        job_id, _started = cloudsync.start(s, folder, admin.user_id)
+    writes: list[str] = []
+
+    def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if statement.lstrip().upper().startswith("UPDATE ITEMS"):
+            writes.append(statement)
+
+    event.listen(db.engine, "before_cursor_execute", record)
+    try:
+        [scan] = queue.claim(db, "scanner", 1, 60)
+        ctx = WorkerContext("scanner", {"db": db, "settings": settings})
+        cloudsync._scan(ctx, scan)
+    finally:
+        event.remove(db.engine, "before_cursor_execute", record)
+    assert writes == []  # four objects listed unchanged: not one item written
+    with db.write() as s:
+        queue.complete(s, scan, "scanner", {"pages": 2})
+    queue.finalize_ready_jobs(db, registry, job_ids=[job_id])
+    with db.read() as s:
+        job = s.get(Job, job_id)
+        assert job is not None and job.status == "DONE"
+        view = cloudsync.state(s, job)
+        assert (view["counts"]["unchanged"], view["counts"]["tombstoned"]) == (4, 1), view["counts"]
+        gone = s.scalars(select(Item.name).where(Item.folder_id == folder_id, Item.tombstoned_at.is_not(None)))
+        assert list(gone) == ["c.txt"]
+        assert s.scalar(select(func.count()).select_from(CloudSyncSeen)) == 0
