@@ -5,13 +5,15 @@ Run on purpose (not part of the test suite):
 
     .venv/bin/python -m benchmarks.bench_cloud_sync [--files 20000] [--postgres] [--strict]
 
-Three syncs of one cloud-synced folder, each timed from the start request to the sync's end
+Four syncs of one cloud-synced folder, each timed from the start request to the sync's end
 (``GET /api/v1/folders/{id}/syncs/{job}`` long-polled until it is no longer pending):
 
 * **first**: every object is new (items registered through the sync's upload jobs, each PNG's
   size read from its first bytes unless ``--strict``, where a strict client-only integration
   registers what the listing says and reads no byte of media);
-* **again**: nothing changed (every object listed, every item marked seen);
+* **again**: nothing changed (every object listed; each item registered by the first sync's upload
+  jobs takes the version the listing gives, which its registration did not record);
+* **steady**: nothing changed again (every object listed, no version to record);
 * **churn**: a tenth of the files deleted, as many new ones written, a tenth rewritten with other
   bytes (tombstones, new items, changed items).
 
@@ -127,6 +129,7 @@ def main() -> None:
             folder = r.json()["id"]
             sync(client, folder, "first")
             sync(client, folder, "again")
+            sync(client, folder, "steady")
             tenth = max(1, args.files // 10)
             for i in range(tenth):  # deleted
                 (media / f"d{i % 100:02d}" / f"f{i:07d}.png").unlink()

@@ -2,38 +2,45 @@
 under a prefix of an integration's bucket, kept so by syncs.  See docs/cloud-sync.md.
 
 A **sync** is a job of kind ``cloud_sync`` with one *scan* unit.  The scan lists the prefix in key
-order, a page of ``PAGE`` objects at a time (a "scan page"), and commits each page in one
-transaction together with a done unit of its own (``seq`` 1, 2, …, holding the page's last key
-and counts), after checking it still holds its lease and the job is not cancelled:
+order, a page of ``PAGE`` objects at a time (a "scan page"), and commits pages in one
+transaction together with a done unit each (``seq`` 1, 2, …, holding the page's last key and
+counts), after checking it still holds its lease and the job is not cancelled.  It commits its
+first page alone, then twice as many pages each time up to ``BATCH_PAGES``, or what it classified
+in ``BATCH_SECONDS``: few transactions and upload jobs, and the workers start at once:
 
 * objects new to the folder go into an upload job (``registration.service.create_job``, kind
-  ``register``, ``ignore_errors`` and ``skip_duplicate_urls``) created in that transaction: the
+  ``register``, ``ignore_errors`` and ``skip_duplicate_urls``), one for the pages committed
+  together, created in that transaction: the
   same path as an import, so the same type checks, probes, metadata and strict client-only rules
   apply, and the workers register them while the scan goes on;
-* items whose object is listed are marked seen by this sync (``items.seen_by``); a tombstone whose
+* items whose object is listed are recorded as seen by this sync, a narrow row each in
+  ``cloud_sync_seen`` (an unchanged item's row is not written); a tombstone whose
   object is back is restored; an item whose object changed (etag, size or modification time) takes
   the new size and version, and its media properties are probed again unless the integration is
   strict client-only (a probe that fails is that file's error; the item keeps its old properties).
 
 A scan that restarts (its worker died, its lease ran out) lists again from the start and skips
-every key up to the last committed page's, so each page is committed once.  When the scan ends,
+every key up to the last committed page's, so each page is committed once (pages classified but
+not committed are classified again).  When the scan ends,
 the job's ``finalize`` (in the transaction that ends it) makes every item of the folder that this
 sync did not see, and that existed before it started, a tombstone, and records the folder's
-``last_synced_at``.  A scan that cannot list the bucket fails, and the job ends ERROR with the
-reason and tombstones nothing.  Memory is bounded by a page: diffs go by URL key
+``last_synced_at``; the sync's ``cloud_sync_seen`` rows go with it, whatever its end.  A scan
+that cannot list the bucket fails, and the job ends ERROR with the reason and tombstones nothing.
+Memory is bounded by ``BATCH_PAGES`` pages: diffs go by URL key
 (``items.url_hash``), one indexed look-up per page.
 """
 
 from __future__ import annotations
 
 import io
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 import orjson
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import bindparam, delete, exists, insert, select, update
 from sqlalchemy.orm import Session
 
 from corral import errors
@@ -42,7 +49,7 @@ from corral.core.identity import Principal
 from corral.core.index import projection
 from corral.core.metadata import service as metadata_service
 from corral.db.engine import Database
-from corral.db.tables import Folder, Integration, Item, Job, JobUnit
+from corral.db.tables import CloudSyncSeen, Folder, Integration, Item, Job, JobUnit
 from corral.db.types import utcnow
 from corral.errors import ErrorDetail
 from corral.jobs import queue
@@ -58,6 +65,11 @@ from corral.storage.scope import ScopedStorage
 KIND = "cloud_sync"
 #: Objects a scan page holds (one listing request of the stores' maximum).
 PAGE = 1000
+#: Scan pages committed together (with one upload job for their new objects), at most: a scan
+#: commits its first page alone (the workers start registering at once), then twice as many
+#: each time up to this, or what it classified in ``BATCH_SECONDS``, whichever comes first.
+BATCH_PAGES = 32
+BATCH_SECONDS = 3.0
 #: The kinds a sync registers (Encord's: images, videos, PDF, text and audio), by file name, and
 #: the manifest list each goes into.  Other objects are left alone (counted as ignored).
 SYNCED_KINDS = {"image": "images", "video": "videos", "audio": "audio", "pdf": "pdf", "text": "text"}
@@ -226,8 +238,8 @@ def state(s: Session, job: Job) -> dict[str, Any]:
         r = page.result or {}
         for k in names:
             counts[k] += int(r.get(k, 0))
-        if r.get("upload_job"):
-            uploads.append(uuid.UUID(r["upload_job"]))
+        if r.get("upload_job") and (not uploads or str(uploads[-1]) != r["upload_job"]):
+            uploads.append(uuid.UUID(r["upload_job"]))  # (pages committed together share one)
         if len(errors_out) < 1000:
             errors_out += r.get("errors", [])[: 1000 - len(errors_out)]
     jobs_pending = jobs_done = jobs_error = 0
@@ -513,7 +525,9 @@ def registration_kind(item_type: str) -> str | None:
     return item_type if item_type in ("image", "video", "audio", "pdf", "text") else None
 
 
-def _commit_page(ctx: WorkerContext, unit: ClaimedUnit, seq: int, page: _Page) -> None:
+def _commit_pages(ctx: WorkerContext, unit: ClaimedUnit, seq: int, pages: list[_Page]) -> None:
+    """Commit scan pages ``seq``, ``seq + 1``, … in one transaction: their changes, the items they
+    found (``cloud_sync_seen``), one upload job for all their new objects, and a done unit each."""
     db: Database = ctx.services["db"]
     params = unit.params
     folder_id = uuid.UUID(params["folder_id"])
@@ -524,24 +538,26 @@ def _commit_page(ctx: WorkerContext, unit: ClaimedUnit, seq: int, page: _Page) -
         job_params = s.scalar(select(Job.params).where(Job.id == unit.job_id))
         if job_params is None or job_params.get("cancel_requested"):
             raise UnitFailed("the sync was cancelled")
-        metadata = [(c["id"], c["metadata"]) for c in page.changes if "metadata" in c]
+        changes = [c for page in pages for c in page.changes]
+        metadata = [(c["id"], c["metadata"]) for c in changes if "metadata" in c]
         if metadata:  # the index keys before the items, as every writer of items' metadata takes them
             projection.lock_keys(s, unit.org_id)
         now = utcnow()
-        for i in range(0, len(page.seen), 500):
-            s.execute(update(Item).where(Item.id.in_(page.seen[i:i + 500])).values(seen_by=unit.job_id)
-                      .execution_options(synchronize_session=False))
-        for i in range(0, len(page.restored), 500):
-            s.execute(update(Item).where(Item.id.in_(page.restored[i:i + 500]))
+        seen = [{"job_id": unit.job_id, "item_id": i} for page in pages for i in page.seen]
+        if seen:  # narrow rows, not a write of each listed item (most of an unchanged sync)
+            s.execute(insert(CloudSyncSeen), seen)
+        restored = [i for page in pages for i in page.restored]
+        for i in range(0, len(restored), 500):
+            s.execute(update(Item).where(Item.id.in_(restored[i:i + 500]))
                       .values(tombstoned_at=None, updated_at=now)
                       .execution_options(synchronize_session=False))
-        versions_only = [{"b_id": c["id"], "b_version": c["version"]} for c in page.changes
+        versions_only = [{"b_id": c["id"], "b_version": c["version"]} for c in changes
                          if c.keys() == {"id", "version"}]
         if versions_only:  # (most changes of a sync after an import: the listed version recorded)
             items = registration.ITEMS
             s.execute(update(items).where(items.c.id == bindparam("b_id"))
                       .values(remote_version=bindparam("b_version")), versions_only)
-        for change in page.changes:
+        for change in changes:
             if change.keys() == {"id", "version"}:
                 continue
             values: dict[str, Any] = {"remote_version": change["version"]}
@@ -558,27 +574,36 @@ def _commit_page(ctx: WorkerContext, unit: ClaimedUnit, seq: int, page: _Page) -
                       .execution_options(synchronize_session=False))
         projection.project_again(s, unit.org_id, metadata)
         upload: uuid.UUID | None = None
-        if page.new:
+        new: dict[str, list[dict[str, Any]]] = {}
+        for page in pages:
+            for name, entries in page.new.items():
+                new.setdefault(name, []).extend(entries)
+        if new:
             from corral.registration import service
 
-            manifest = orjson.dumps({**page.new, "skip_duplicate_urls": True})
+            last = seq + len(pages) - 1
+            manifest = orjson.dumps({**new, "skip_duplicate_urls": True})
             created_by = uuid.UUID(params["created_by"]) if params.get("created_by") else None
             child = service.create_job(
                 s, unit.org_id, folder_id, uuid.UUID(params["integration_id"]),
                 params.get("provider", "cloud"),
                 created_by=created_by, ignore_errors=True, skip_duplicate_urls=True,
-                extra={"sync_job_id": str(unit.job_id), "manifest_name": f"cloud sync page {seq}"},
+                extra={"sync_job_id": str(unit.job_id),
+                       "manifest_name": f"cloud sync page {seq}" + (f"-{last}" if last > seq else "")},
                 manifest=io.BytesIO(manifest),
             )
             upload = child.id
-        unchanged = max(0, len(page.seen) - page.updated - len(page.restored))
-        result = {"last_key": page.last_key, "objects": page.objects, "new": sum(map(len, page.new.values())),
-                  "updated": page.updated, "restored": len(page.restored), "unchanged": unchanged,
-                  "ignored": page.ignored, "sidecars": page.sidecars, "attached": page.attached,
-                  "failed": page.failed, "errors": page.errors, "upload_job": str(upload) if upload else None}
-        s.add(JobUnit(job_id=unit.job_id, seq=seq, payload={"op": "page"}, status="done", result=result,
-                      attempts=1, available_at=now, updated_at=now))
-        s.execute(update(Job).where(Job.id == unit.job_id).values(units_total=Job.units_total + 1))
+        for n, page in enumerate(pages, start=seq):
+            unchanged = max(0, len(page.seen) - page.updated - len(page.restored))
+            count = sum(map(len, page.new.values()))
+            result = {"last_key": page.last_key, "objects": page.objects, "new": count,
+                      "updated": page.updated, "restored": len(page.restored), "unchanged": unchanged,
+                      "ignored": page.ignored, "sidecars": page.sidecars, "attached": page.attached,
+                      "failed": page.failed, "errors": page.errors,
+                      "upload_job": str(upload) if upload and count else None}
+            s.add(JobUnit(job_id=unit.job_id, seq=n, payload={"op": "page"}, status="done", result=result,
+                          attempts=1, available_at=now, updated_at=now))
+        s.execute(update(Job).where(Job.id == unit.job_id).values(units_total=Job.units_total + len(pages)))
 
 
 class _Boundary:
@@ -643,6 +668,8 @@ def _scan(ctx: WorkerContext, unit: ClaimedUnit) -> dict[str, Any]:
         listing = storage.iter_objects(prefix[len(storage.prefix):], page_size=PAGE)
         objs: list[ObjectInfo] = []
         boundary = _Boundary(ingestion)
+        held: list[_Page] = []  # classified, not yet committed
+        batch, since = 1, time.monotonic()
         while True:
             try:
                 obj = next(listing, None)
@@ -653,10 +680,14 @@ def _scan(ctx: WorkerContext, unit: ClaimedUnit) -> dict[str, Any]:
             continues = obj is not None and boundary.continues(obj.key)
             full = len(objs) >= PAGE and (not continues or len(objs) >= 4 * PAGE)
             if objs and (obj is None or full):
-                seq += 1
-                _commit_page(ctx, unit, seq, _classify(db, storage, folder_id, unit.org_id, objs, ingestion))
+                held.append(_classify(db, storage, folder_id, unit.org_id, objs, ingestion))
                 objs = []
                 boundary.cut()
+            if held and (obj is None or len(held) >= batch or time.monotonic() - since >= BATCH_SECONDS):
+                _commit_pages(ctx, unit, seq + 1, held)
+                seq += len(held)
+                held = []
+                batch, since = min(2 * batch, BATCH_PAGES), time.monotonic()
             if obj is None:
                 break
             objs.append(obj)
@@ -682,16 +713,19 @@ def _finalize(s: Session, job: Job) -> None:
     if scan is not None and scan.status == "error" and not job.params.get("cancel_requested"):
         job.status, job.error = "ERROR", scan.error
     if job.status != "DONE":
+        s.execute(delete(CloudSyncSeen).where(CloudSyncSeen.job_id == job.id))
         return
     folder_id = uuid.UUID(job.params["folder_id"])
     now = utcnow()
+    listed = exists().where(CloudSyncSeen.job_id == job.id, CloudSyncSeen.item_id == Item.id)
     gone = s.execute(
         update(Item)
         .where(Item.folder_id == folder_id, Item.tombstoned_at.is_(None), Item.deleted_at.is_(None),
-               (Item.seen_by.is_(None)) | (Item.seen_by != job.id), Item.created_at < job.created_at)
+               ~listed, Item.created_at < job.created_at)
         .values(tombstoned_at=now, updated_at=now)
         .execution_options(synchronize_session=False)
     )
+    s.execute(delete(CloudSyncSeen).where(CloudSyncSeen.job_id == job.id))
     job.result = {**(job.result or {}), "tombstoned": int(getattr(gone, "rowcount", 0) or 0)}
     s.execute(update(Folder).where(Folder.id == folder_id).values(last_synced_at=now)
               .execution_options(synchronize_session=False))

@@ -240,7 +240,8 @@ class Item(Base):
     deleted_at: Mapped[datetime | None] = mapped_column(nullable=True)
     # Cloud-synced folders (corral/core/cloudsync.py): set while the item's object is gone from
     # the bucket (a tombstone: still listed, not signed); the object's version as the last sync
-    # listed it (etag, size, modification time); the last sync that listed it.
+    # listed it (etag, size, modification time).  ``seen_by`` is no longer written (migration
+    # 0030s: what a sync lists is in ``cloud_sync_seen``).
     tombstoned_at: Mapped[datetime | None] = mapped_column(nullable=True)
     remote_version: Mapped[str | None] = mapped_column(String(400), nullable=True)
     seen_by: Mapped[uuid.UUID | None] = mapped_column(Uuid, nullable=True)
@@ -617,6 +618,15 @@ class JobUnit(Base):
     lease_expires_at: Mapped[datetime | None] = mapped_column(nullable=True)
     available_at: Mapped[datetime] = _created()
     updated_at: Mapped[datetime] = _updated()
+
+
+class CloudSyncSeen(Base):
+    """An item a cloud sync's scan found listed (corral/core/cloudsync.py): written with the scan
+    page that found it, read by the end of the sync to find what is gone, then deleted."""
+
+    __tablename__ = "cloud_sync_seen"
+    job_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
+    item_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
 
 
 class JobWorker(Base):

@@ -3,19 +3,22 @@ page is committed once, with its done unit, whatever happens between pages."""
 
 from __future__ import annotations
 
+import threading
+import time
 import uuid
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
-from sqlalchemy import select
+from sqlalchemy import event, func, select, update
 
 from corral.core import cloudsync, integrations
 from corral.core.identity import Principal
-from corral.db.tables import Folder, Job, JobBlob, JobUnit
+from corral.db.tables import CloudSyncSeen, Folder, Item, Job, JobBlob, JobUnit
 from corral.jobs import queue
 from corral.jobs.tasks import UnitFailed, WorkerContext, registry
+from corral.jobs.worker import Worker
 
 FILES = [f"clips/{name}.txt" for name in ("a", "b", "c", "d", "e")]
 
@@ -64,7 +67,7 @@ def test_a_scan_that_dies_between_pages_goes_on_after_the_last_committed(
     db, synced, monkeypatch: pytest.MonkeyPatch  # type: ignore[no-untyped-def]
 ) -> None:
     _, _, job_id, unit, ctx = synced
-    commit = cloudsync._commit_page
+    commit = cloudsync._commit_pages
     calls = []
 
     def dies_on_the_second(*args: Any) -> None:
@@ -73,15 +76,17 @@ def test_a_scan_that_dies_between_pages_goes_on_after_the_last_committed(
             raise RuntimeError("the worker died here")
         commit(*args)
 
-    monkeypatch.setattr(cloudsync, "_commit_page", dies_on_the_second)
+    monkeypatch.setattr(cloudsync, "_commit_pages", dies_on_the_second)
     with pytest.raises(RuntimeError):
         cloudsync._scan(ctx, unit)
-    assert [p["objects"] for p in _pages(db, job_id)] == [2]
-    monkeypatch.setattr(cloudsync, "_commit_page", commit)
+    assert [p["objects"] for p in _pages(db, job_id)] == [2]  # the first page alone, the next two lost
+    monkeypatch.setattr(cloudsync, "_commit_pages", commit)
     assert cloudsync._scan(ctx, unit) == {"pages": 3}  # the same unit again, as a worker retries it
     pages = _pages(db, job_id)
     assert [p["objects"] for p in pages] == [2, 2, 1]
-    urls = _manifest_urls(db, [p["upload_job"] for p in pages])
+    uploads = list(dict.fromkeys(p["upload_job"] for p in pages))
+    assert len(uploads) == 3  # a restarted scan commits its first page alone too
+    urls = _manifest_urls(db, uploads)
     assert sorted(u.rsplit("/", 2)[-2] + "/" + u.rsplit("/", 1)[-1] for u in urls) == FILES  # each once
     with db.write() as s:
         queue.complete(s, unit, "scanner", {"pages": 3})
@@ -94,17 +99,58 @@ def test_a_scan_that_dies_between_pages_goes_on_after_the_last_committed(
     assert (view["uploadJobsPending"], view["uploadJobsUnitsPending"], view["scanPagesProcessingDone"]) == (3, 5, 3)
 
 
+def test_pages_are_committed_one_then_twice_as_many_up_to_the_batch(
+    db, synced, monkeypatch: pytest.MonkeyPatch  # type: ignore[no-untyped-def]
+) -> None:
+    """Twelve files, one to a page, at most four pages together: commits of 1, 2, 4, 4 and 1
+    pages, each with one upload job for its new objects; the end of the sync finds nothing gone
+    and leaves no seen rows behind."""
+    _, folder_id, job_id, unit, ctx = synced
+    monkeypatch.setattr(cloudsync, "PAGE", 1)
+    monkeypatch.setattr(cloudsync, "BATCH_PAGES", 4)
+    monkeypatch.setattr(cloudsync, "BATCH_SECONDS", 3600.0)
+    with db.read() as s:
+        folder = s.get(Folder, folder_id)
+        assert folder is not None and folder.remote_url is not None
+        clips = Path(folder.remote_url.removeprefix("file://"))
+    for name in "fghijkl":
+        (clips / f"{name}.txt").write_text(f"text of {name}\n")
+    sizes = []
+    commit = cloudsync._commit_pages
+
+    def counted(*args: Any) -> None:
+        sizes.append(len(args[3]))
+        commit(*args)
+
+    monkeypatch.setattr(cloudsync, "_commit_pages", counted)
+    assert cloudsync._scan(ctx, unit) == {"pages": 12}
+    assert sizes == [1, 2, 4, 4, 1]
+    pages = _pages(db, job_id)
+    assert [p["new"] for p in pages] == [1] * 12
+    uploads = list(dict.fromkeys(p["upload_job"] for p in pages))
+    assert len(uploads) == 5 and len(_manifest_urls(db, uploads)) == 12
+    with db.write() as s:
+        queue.complete(s, unit, "scanner", {"pages": 12})
+    queue.finalize_ready_jobs(db, registry, job_ids=[job_id])
+    with db.read() as s:
+        job = s.get(Job, job_id)
+        assert job is not None and job.status == "DONE"
+        view = cloudsync.state(s, job)
+        assert (view["uploadJobsPending"], view["uploadJobsUnitsPending"], view["counts"]["tombstoned"]) == (5, 12, 0)
+        assert s.scalar(select(func.count()).select_from(CloudSyncSeen)) == 0
+
+
 def test_a_scan_cancelled_between_pages_ends_cancelled_and_tombstones_nothing(
     db, settings, synced, monkeypatch: pytest.MonkeyPatch  # type: ignore[no-untyped-def]
 ) -> None:
     admin, folder_id, job_id, unit, ctx = synced
-    commit = cloudsync._commit_page
+    commit = cloudsync._commit_pages
 
     def cancel_after_the_first(*args: Any) -> None:
         commit(*args)
         queue.cancel_job(db, registry, admin.org_id, job_id)
 
-    monkeypatch.setattr(cloudsync, "_commit_page", cancel_after_the_first)
+    monkeypatch.setattr(cloudsync, "_commit_pages", cancel_after_the_first)
     with pytest.raises(UnitFailed, match="cancelled"):
         cloudsync._scan(ctx, unit)
     queue.fail(db, unit, "scanner", "the sync was cancelled", retry_in=None)  # as the worker records it
@@ -140,8 +186,8 @@ def test_a_page_is_cut_at_its_size_except_between_a_data_file_and_its_sidecar(
     assert [p["attached"] for p in pages] == [1, 1, 0, 0] and sum(p["failed"] for p in pages) == 0
     with db.read() as s:
         entries = []
-        for p in pages:
-            data = b"".join(s.scalars(select(JobBlob.data).where(JobBlob.job_id == uuid.UUID(p["upload_job"]))
+        for upload in dict.fromkeys(p["upload_job"] for p in pages):  # (pages committed together share one)
+            data = b"".join(s.scalars(select(JobBlob.data).where(JobBlob.job_id == uuid.UUID(upload))
                                       .order_by(JobBlob.seq)))
             entries += orjson.loads(data)["text"]
     meta = {e["objectUrl"].rsplit("/", 1)[-1]: e.get("clientMetadata") for e in entries}
@@ -160,3 +206,71 @@ def test_page_boundaries_are_found_in_linear_time() -> None:
         boundary.add(key)
         assert len(boundary.pending) <= 2  # a chain of prefixes of the key in hand, nothing more
     assert held == 0  # cams/00000.png sorts past cams.metadata.json: nothing holds the page open
+
+
+def _run_until_ended(db, settings, job_id: uuid.UUID) -> None:  # type: ignore[no-untyped-def]
+    """A worker runs the sync and the upload jobs it starts until none is pending (at most 60 s)."""
+    worker = Worker(db, settings, registry, shutdown_grace_seconds=5)
+    thread = threading.Thread(target=worker.run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            with db.read() as s:
+                job = s.get(Job, job_id)
+                assert job is not None
+                if cloudsync.terminal(cloudsync.state(s, job)):
+                    return
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+    finally:
+        worker.stop()
+        thread.join(10)
+
+
+def test_an_unchanged_object_is_not_written_and_what_is_gone_is_still_found(
+    db, settings, synced, tmp_path: Path  # type: ignore[no-untyped-def]
+) -> None:
+    """A sync writes no item whose object is unchanged (what it saw goes into narrow rows of its
+    own, deleted at its end), and still makes a tombstone of the item whose object is gone."""
+    admin, folder_id, job_id, unit, _ = synced
+    with db.write() as s:  # the fixture's scan unit back to the queue, for the worker
+        s.execute(update(JobUnit).where(JobUnit.id == unit.id)
+                  .values(status="pending", lease_owner=None, lease_expires_at=None))
+    _run_until_ended(db, settings, job_id)
+    for _ in range(2):  # the second sync records the versions the first one's upload job did not
+        with db.write() as s:
+            folder = s.get(Folder, folder_id)
+            assert folder is not None
+            job_id, _started = cloudsync.start(s, folder, admin.user_id)
+        _run_until_ended(db, settings, job_id)
+    (tmp_path / "media" / "clips" / "c.txt").unlink()
+    with db.write() as s:
+        folder = s.get(Folder, folder_id)
+        assert folder is not None
+        job_id, _started = cloudsync.start(s, folder, admin.user_id)
+    writes: list[str] = []
+
+    def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if statement.lstrip().upper().startswith("UPDATE ITEMS"):
+            writes.append(statement)
+
+    event.listen(db.engine, "before_cursor_execute", record)
+    try:
+        [scan] = queue.claim(db, "scanner", 1, 60)
+        ctx = WorkerContext("scanner", {"db": db, "settings": settings})
+        cloudsync._scan(ctx, scan)
+    finally:
+        event.remove(db.engine, "before_cursor_execute", record)
+    assert writes == []  # four objects listed unchanged: not one item written
+    with db.write() as s:
+        queue.complete(s, scan, "scanner", {"pages": 2})
+    queue.finalize_ready_jobs(db, registry, job_ids=[job_id])
+    with db.read() as s:
+        job = s.get(Job, job_id)
+        assert job is not None and job.status == "DONE"
+        view = cloudsync.state(s, job)
+        assert (view["counts"]["unchanged"], view["counts"]["tombstoned"]) == (4, 1), view["counts"]
+        gone = s.scalars(select(Item.name).where(Item.folder_id == folder_id, Item.tombstoned_at.is_not(None)))
+        assert list(gone) == ["c.txt"]
+        assert s.scalar(select(func.count()).select_from(CloudSyncSeen)) == 0
