@@ -36,7 +36,7 @@ def test_0030s_carries_a_running_syncs_marks_over(fresh: Database) -> None:  # n
     migrate.downgrade(db, "0029o")
     marks = ["running", "running", "running", "ended", "other", None]
     with db.write() as s:
-        for item, mark in zip(made, marks):
+        for item, mark in zip(made, marks, strict=True):
             job = ids[mark] if mark else None
             s.execute(text("UPDATE items SET seen_by = :job WHERE id = :id"),
                       {"job": (job.hex if db.is_sqlite else job) if job else None,
