@@ -101,7 +101,9 @@ def is_marker(value: Any) -> bool:
 
 
 def to_bytes(v: Vectors) -> bytes:
-    return np.ascontiguousarray(v, dtype="<f4").tobytes()
+    """``v`` as stored: little-endian float32, with ``-0.0`` as ``0.0`` (``x + 0.0``; no score
+    tells them apart), so a zero vector is all zero bytes (``keys.zero_vectors`` counts them)."""
+    return (np.ascontiguousarray(v, dtype="<f4") + np.float32(0.0)).astype("<f4", copy=False).tobytes()
 
 
 def from_bytes(raw: bytes, dim: int) -> Vectors:
