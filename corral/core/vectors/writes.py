@@ -8,6 +8,13 @@ JSON never holds the numbers.
 * a ``StoredVector``: store (or replace) the vector;
 * a marker (``{"$vector": …}`` sent back as read): keep the stored vector;
 * the key absent, or any other value, on an item whose metadata changed: delete its vector.
+
+A value is validated against the schema its writer read, and the schema may change before the
+write reaches here (an import validates its batches against the schema of when it started; an
+item update reads the schema before its transaction locks it): the key re-sized, deleted, or its
+metric changed to cosine over a zero vector.  Such a vector no longer fits the key, and is never
+dropped in silence (the item would keep a marker with no vector): ``misfit`` names why, which
+registration reports as the entry's error, and ``store`` refuses the whole write with (409).
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from corral import errors
 from corral.core.vectors import jobs
 from corral.core.vectors import keys as vector_keys
 from corral.core.vectors.store import StoredVector, VectorKey, Vectors, is_marker
@@ -36,9 +44,42 @@ def _keys(s: Session, org_id: uuid.UUID, names: set[str]) -> dict[str, VectorKey
     return known
 
 
+def keys_for(s: Session, org_id: uuid.UUID,
+             metadata: Iterable[dict[str, Any]]) -> dict[str, VectorKey] | None:
+    """The vector keys as they are now (read in the writer's transaction, after it locked the
+    schema: ``projection.lock_schema``), for ``misfit`` of the vectors ``metadata`` carries; None
+    when it carries none."""
+    names = {name for meta in metadata for name, value in (meta or {}).items()
+             if isinstance(value, StoredVector) and value.vector is not None}
+    return _keys(s, org_id, names) if names else None
+
+
+def misfit(keys: dict[str, VectorKey], metadata: dict[str, Any]) -> tuple[str, str] | None:
+    """The first vector of ``metadata`` that the key it was validated for no longer takes (the
+    schema changed since), as ``(key, why)``; None when every one fits.  ``keys``: ``keys_for``."""
+    for name, value in (metadata or {}).items():
+        if not isinstance(value, StoredVector) or value.vector is None:
+            continue
+        key, size = keys.get(name), int(value.vector.shape[0])
+        if key is None:
+            return name, (f"{name!r} is no longer an embedding key (the metadata schema changed while "
+                          f"this write was in progress): its {size} numbers were not stored")
+        if key.dim != size:
+            return name, (f"{name!r} now holds embeddings of {key.dim} numbers, and this one has {size} "
+                          "(the metadata schema changed while this write was in progress): send "
+                          f"{key.dim} numbers")
+        if key.metric == "cosine" and not value.vector.any():
+            return name, (f"{name!r} is now a cosine key (the metadata schema changed while this write "
+                          "was in progress), and this vector is all zeros: a zero vector has no "
+                          "direction, so its cosine similarity is undefined")
+    return None
+
+
 def store(s: Session, org_id: uuid.UUID, items: Items, *, replace: bool) -> None:
     """Store the vectors of ``items``; with ``replace``, also delete the vectors of keys their
-    (changed) metadata no longer carries."""
+    (changed) metadata no longer carries.  A vector its key no longer takes (``misfit``: the
+    schema changed after the value was validated) is a ``Conflict``, which rolls the write back:
+    nothing is stored without its vector."""
     found: dict[str, list[tuple[uuid.UUID, Vectors]]] = {}
     kept: dict[str, set[uuid.UUID]] = {}
     ids: list[uuid.UUID] = []
@@ -52,6 +93,14 @@ def store(s: Session, org_id: uuid.UUID, items: Items, *, replace: bool) -> None
     if not found and not replace:
         return
     known = _keys(s, org_id, set(found))
+    for name, rows in found.items():
+        key = known.get(name)
+        for _item_id, vector in rows:
+            if key is None or key.dim != vector.shape[0] or (key.metric == "cosine" and not vector.any()):
+                why = misfit(known, {name: StoredVector(vector)})
+                assert why is not None
+                raise errors.Conflict(f"invalid clientMetadata: {why[1]}; nothing was written",
+                                      details=[errors.ErrorDetail(why[1], field=f"client_metadata.{name}")])
     if not known:
         return
     for name, key in known.items():
@@ -62,6 +111,5 @@ def store(s: Session, org_id: uuid.UUID, items: Items, *, replace: bool) -> None
             gone = [i for i in ids if i not in keep and i not in written]
             _TABLE.delete(s, key, gone)
         if rows:
-            rows = [(i, v) for i, v in rows if v.shape[0] == key.dim]
             _TABLE.put(s, key, rows, fresh=not replace)
             jobs.schedule(s, key)
