@@ -902,16 +902,22 @@ def _resolve_duplicates(s: Session, job: Job) -> dict[str, int]:
     if job.params.get("upsert_metadata"):
         projection.lock_keys(s, job.org_id)  # before the items, as in _commit_batch
         upserted: list[tuple[uuid.UUID, dict[str, Any]]] = []
-        for _, url_hash, client_metadata in rows:
-            copies = s.scalars(
+        taking: list[tuple[uuid.UUID, list[uuid.UUID]]] = []  # (staged item, the copies taking its metadata)
+        for staged_id, url_hash, client_metadata in rows:
+            copies = list(s.scalars(
                 update(Item)
                 .where(unindexed(Item.folder_id) == folder_id, Item.url_hash == url_hash,
                        Item.deleted_at.is_(None), or_(Item.job_id.is_(None), Item.job_id != job.id))
                 .values(client_metadata=client_metadata, updated_at=utcnow())
                 .returning(Item.id)
-            )
+            ))
             upserted += [(item_id, client_metadata) for item_id in copies]
+            taking.append((staged_id, copies))
         projection.project_again(s, job.org_id, upserted)
+        # The staged item's JSON holds its embeddings' markers, and its vectors are rows of its
+        # own, deleted with it below: the copies take those (the marker alone kept each copy's
+        # old vector, or none).
+        vector_writes.copy_vectors(s, job.org_id, taking)
     ids = [row.id for row in rows]
     for i in range(0, len(ids), 500):
         chunk = ids[i : i + 500]

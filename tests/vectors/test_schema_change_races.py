@@ -16,6 +16,7 @@ import uuid
 from datetime import timedelta
 from typing import Any
 
+import numpy as np
 import pytest
 from sqlalchemy import func, select, update
 from starlette.testclient import TestClient
@@ -64,20 +65,32 @@ def _entry(i: int, clip: list[float] | None) -> dict[str, Any]:
             "title": f"{i}", "client_metadata": meta, "media": {"width": 4, "height": 3}}
 
 
-def _job(db, world, entries: list[dict[str, Any]], *, ignore_errors: bool) -> uuid.UUID:  # type: ignore[no-untyped-def]
-    """A registration job whose manifest was read into one batch unit, held until ``_run``."""
+def _job(db, world, *batches: list[dict[str, Any]], ignore_errors: bool, **flags: bool) -> uuid.UUID:  # type: ignore[no-untyped-def]
+    """A registration job whose manifest was read into batch units, each held until it is run."""
     _, user, folder_id, integ_id = world
     params = {"folder_id": str(folder_id), "integration_id": str(integ_id), "provider": "s3",
               "ignore_errors": ignore_errors, "skip_duplicate_urls": False, "upsert_metadata": False,
-              "created_by": str(user.user_id)}
+              "created_by": str(user.user_id), **flags}
     with db.write() as s:
         job = queue.create_job(s, org_id=user.org_id, kind=KIND, params=params, ignore_errors=ignore_errors,
-                               units=[{"op": "plan"}, {"op": "batch", "entries": entries}], target_id=folder_id)
+                               units=[{"op": "plan"}] + [{"op": "batch", "entries": b} for b in batches],
+                               target_id=folder_id)
         s.execute(update(JobUnit).where(JobUnit.job_id == job.id).values(available_at=utcnow() + timedelta(days=1)))
-        plan = {"entries": len(entries), "batches": 1, "errors": [], "error_count": 0}
+        plan = {"entries": sum(map(len, batches)), "batches": len(batches), "errors": [], "error_count": 0}
         s.execute(update(JobUnit).where(JobUnit.job_id == job.id, JobUnit.seq == 0)
                   .values(status="done", payload={}, result=plan))
         return job.id
+
+
+def _run(db, settings, job_id: uuid.UUID, batch: int) -> None:  # type: ignore[no-untyped-def]
+    """Run one batch of a job to its end, as a worker would (finalising the job if it was the last)."""
+    with db.write() as s:
+        s.execute(update(JobUnit).where(JobUnit.job_id == job_id, JobUnit.seq == batch + 1)
+                  .values(available_at=utcnow() - timedelta(seconds=1)))
+    worker = Worker(db, settings)
+    [unit] = queue.claim(db, worker.owner, 1, 60)
+    assert (unit.job_id, unit.seq) == (job_id, batch + 1)
+    worker._process(unit)
 
 
 def _run_with_a_schema_change(db, settings, world, job_id: uuid.UUID, new: dict[str, Any]) -> None:  # type: ignore[no-untyped-def]
@@ -195,3 +208,35 @@ def test_an_item_write_validated_before_a_schema_change_is_a_409_writing_nothing
     with db.read() as s:
         assert s.scalar(select(Item.client_metadata).where(Item.id == item_id)) == {"tag": "x"}
         assert s.scalar(select(func.count()).select_from(ItemVector)) == 0
+
+
+def _vectors(db) -> dict[str, list[float]]:  # type: ignore[no-untyped-def]
+    with db.read() as s:
+        rows = s.execute(select(Item.name, ItemVector.vec).join(ItemVector, ItemVector.item_id == Item.id)
+                         .where(Item.deleted_at.is_(None)))
+        return {name: np.frombuffer(vec, dtype="<f4").tolist() for name, vec in rows}
+
+
+def test_an_upsert_settled_when_the_job_ends_gives_the_copy_its_vector(db, settings, world) -> None:  # type: ignore[no-untyped-def]
+    """Job A (all or nothing, upsert_metadata) stages a URL; job B registers the same URL and is
+    published first; when A ends, B's item takes A's metadata (``_resolve_duplicates``).  It
+    took A's marker and kept B's vector (A's was deleted with A's staged item): the item said
+    A's metadata and searched as B's.  It now takes A's vector with A's metadata."""
+    client, user, _, _ = world
+    assert client.put(URL, json=schema(DIM), headers=user.bearer).status_code == 200
+    flags = {"skip_duplicate_urls": True, "upsert_metadata": True}
+    a = _job(db, world, [_entry(0, [1.0, 0.0, 0.0, 0.0])], [_entry(1, [1.0, 1.0, 0.0, 0.0])],
+             ignore_errors=False, **flags)
+    _run(db, settings, a, 0)  # A stages image 0 and waits for its last batch
+    from_b = _entry(0, [0.0, 1.0, 0.0, 0.0])
+    from_b["client_metadata"]["tag"] = "b"
+    b = _job(db, world, [from_b], ignore_errors=True, **flags)
+    _run(db, settings, b, 0)
+    with db.read() as s:
+        assert s.scalar(select(Job.status).where(Job.id == b)) == "DONE"
+    _run(db, settings, a, 1)
+    with db.read() as s:
+        assert s.scalar(select(Job.status).where(Job.id == a)) == "DONE"
+    items = _items(db)
+    assert sorted(items) == ["0", "1"] and items["0"][0]["tag"] == "t0", items  # A's metadata
+    assert _vectors(db) == {"0": [1.0, 0.0, 0.0, 0.0], "1": [1.0, 1.0, 0.0, 0.0]}

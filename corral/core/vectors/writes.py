@@ -23,6 +23,7 @@ import uuid
 from collections.abc import Iterable
 from typing import Any
 
+from sqlalchemy import delete, insert, literal, select
 from sqlalchemy.orm import Session
 
 from corral import errors
@@ -30,6 +31,7 @@ from corral.core.vectors import jobs
 from corral.core.vectors import keys as vector_keys
 from corral.core.vectors.store import StoredVector, VectorKey, Vectors, is_marker
 from corral.core.vectors.table import TableStore
+from corral.db.tables import ItemVector
 
 _TABLE = TableStore()
 Items = Iterable[tuple[uuid.UUID, dict[str, Any]]]
@@ -113,3 +115,25 @@ def store(s: Session, org_id: uuid.UUID, items: Items, *, replace: bool) -> None
         if rows:
             _TABLE.put(s, key, rows, fresh=not replace)
             jobs.schedule(s, key)
+
+
+def copy_vectors(s: Session, org_id: uuid.UUID, pairs: Iterable[tuple[uuid.UUID, list[uuid.UUID]]]) -> None:
+    """Give each of the ``(source, copies)`` pairs' copies exactly the source item's vectors (the
+    copies took the source's metadata, markers included, in this transaction): a copy's vectors
+    are replaced, new ids (so indexes and maps take them as new vectors)."""
+    touched: set[int] = set()
+    for source, copies in pairs:
+        if not copies:
+            continue
+        s.execute(delete(ItemVector).where(ItemVector.item_id.in_(copies)))
+        keys = set(s.scalars(select(ItemVector.key_id).where(ItemVector.item_id == source)))
+        for copy in copies:
+            s.execute(insert(ItemVector).from_select(
+                ["key_id", "item_id", "vec"],
+                select(ItemVector.key_id, literal(copy, ItemVector.item_id.type), ItemVector.vec)
+                .where(ItemVector.item_id == source)))
+        touched |= keys
+    if touched:
+        for key in vector_keys.load(s, org_id).values():
+            if key.id in touched:
+                jobs.schedule(s, key)
