@@ -223,8 +223,10 @@ def _embedding(size: int, metric: str | None = None) -> Check:
                 return marker(size)
             raise _Bad(expected)
         stored = _numbers(v, size, expected)
-        if cosine and stored.vector is not None and not stored.vector.any():
-            raise _Bad(expected, ZERO_UNDER_COSINE)
+        if cosine and stored.vector is not None:
+            if not stored.vector.any():
+                raise _Bad(expected, ZERO_UNDER_COSINE)
+            stored.directed = True  # (the write need not look again: vectors.writes.misfit)
         return stored
 
     return check

@@ -62,6 +62,10 @@ class StoredVector(dict[str, Any]):
     values and hand their numbers to the store in the same transaction.
     """
 
+    #: Known not to be all zeros (validated under cosine): a write to a key whose metric became
+    #: cosine since need not look at the numbers again (``corral.core.vectors.writes.misfit``).
+    directed = False
+
     def __init__(self, values: Any = ()) -> None:
         self.vector: Vectors | None
         if isinstance(values, list | tuple | array | np.ndarray):

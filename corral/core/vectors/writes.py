@@ -70,7 +70,7 @@ def misfit(keys: dict[str, VectorKey], metadata: dict[str, Any]) -> tuple[str, s
             return name, (f"{name!r} now holds embeddings of {key.dim} numbers, and this one has {size} "
                           "(the metadata schema changed while this write was in progress): send "
                           f"{key.dim} numbers")
-        if key.metric == "cosine" and not value.vector.any():
+        if key.metric == "cosine" and not value.directed and not value.vector.any():
             return name, (f"{name!r} is now a cosine key (the metadata schema changed while this write "
                           "was in progress), and this vector is all zeros: a zero vector has no "
                           "direction, so its cosine similarity is undefined")
@@ -82,31 +82,30 @@ def store(s: Session, org_id: uuid.UUID, items: Items, *, replace: bool) -> None
     (changed) metadata no longer carries.  A vector its key no longer takes (``misfit``: the
     schema changed after the value was validated) is a ``Conflict``, which rolls the write back:
     nothing is stored without its vector."""
-    found: dict[str, list[tuple[uuid.UUID, Vectors]]] = {}
+    found: dict[str, list[tuple[uuid.UUID, StoredVector]]] = {}
     kept: dict[str, set[uuid.UUID]] = {}
     ids: list[uuid.UUID] = []
     for item_id, metadata in items:
         ids.append(item_id)
         for name, value in (metadata or {}).items():
             if isinstance(value, StoredVector) and value.vector is not None:
-                found.setdefault(name, []).append((item_id, value.vector))
+                found.setdefault(name, []).append((item_id, value))
             elif replace and is_marker(value):
                 kept.setdefault(name, set()).add(item_id)
     if not found and not replace:
         return
     known = _keys(s, org_id, set(found))
-    for name, rows in found.items():
-        key = known.get(name)
-        for _item_id, vector in rows:
-            if key is None or key.dim != vector.shape[0] or (key.metric == "cosine" and not vector.any()):
-                why = misfit(known, {name: StoredVector(vector)})
-                assert why is not None
+    for name, values in found.items():
+        for _item_id, value in values:
+            why = misfit(known, {name: value})
+            if why is not None:
                 raise errors.Conflict(f"invalid clientMetadata: {why[1]}; nothing was written",
                                       details=[errors.ErrorDetail(why[1], field=f"client_metadata.{name}")])
     if not known:
         return
     for name, key in known.items():
-        rows = found.get(name, [])
+        rows: list[tuple[uuid.UUID, Vectors]] = [(i, v.vector) for i, v in found.get(name, [])
+                                                 if v.vector is not None]
         if replace:
             keep = kept.get(name, set())
             written = {item_id for item_id, _ in rows}
