@@ -69,6 +69,7 @@ class Prepared:
     media: dict[str, Any]
     client_metadata: dict[str, Any]
     parts: list[dict[str, Any]] = field(default_factory=list)  # frames / slices: url, title, media
+    where: str = field(default="", compare=False)  # the entry's place in the manifest (its errors')
     url_hash: str = field(init=False, repr=False, compare=False)
 
     @property
@@ -202,7 +203,8 @@ def prepare_entry(entry: Any, storage: ScopedStorage, validator: Validator, *,
     try:
         if len(urls) == 1 and data_type not in _GROUPS:
             media = _media_for(storage, first, expected, entry.media)
-            return [Prepared(entry.seq, data_type, entry.title, canonical, media, metadata)]
+            return [Prepared(entry.seq, data_type, entry.title, canonical, media, metadata,
+                             where=entry.where)]
         frames_given = entry.media.get("frames") or []
         frame_info = getattr(entry, "frame_info", ()) or ()
         parts = []
@@ -242,7 +244,7 @@ def _group(
         studies = [p["media"].get("dicom", {}).get("StudyInstanceUID") for p in parts]
         media = {"series_instance_uid": next(iter(series), None), "slices": len(parts),
                  "study_instance_uid": next((u for u in studies if u is not None), None)}
-        return [Prepared(entry.seq, "dicom_series", entry.title, urls, media, metadata, parts)]
+        return [Prepared(entry.seq, "dicom_series", entry.title, urls, media, metadata, parts, entry.where)]
     if entry.data_type == "image_sequence":
         runs: list[list[dict[str, Any]]] = []
         for part in parts:  # a sequence needs one frame size: split where it changes, keeping order
@@ -257,8 +259,9 @@ def _group(
             w, h = run[0]["media"].get("width"), run[0]["media"].get("height")
             media = {"width": w, "height": h, "frames": len(run)}
             out.append(
-                Prepared(entry.seq, "image_sequence", title, [p["url"] for p in run], media, metadata, run)
+                Prepared(entry.seq, "image_sequence", title, [p["url"] for p in run], media, metadata, run,
+                         entry.where)
             )
         return out
     media = {"frames": len(parts)}
-    return [Prepared(entry.seq, entry.data_type, entry.title, urls, media, metadata, parts)]
+    return [Prepared(entry.seq, entry.data_type, entry.title, urls, media, metadata, parts, entry.where)]

@@ -564,6 +564,12 @@ def _commit_batch(s: Session, unit: ClaimedUnit, ready: _Ready,
     folder_id = uuid.UUID(params["folder_id"])
     if params.get("skip_duplicate_urls"):
         _lock_folder(s, folder_id)  # only duplicate checks need batches into one folder serialised
+    # The schema row (PostgreSQL), before any item is written or locked: a schema change in
+    # progress is waited for (the keys read below then have what it adds), and one that comes
+    # later waits for this commit, then projects these items.  Then the entries whose embeddings
+    # their key no longer takes (the schema changed since they were validated) fail here.
+    projection.lock_schema(s, unit.org_id)
+    _refuse_misfits(s, unit, results)
     prepared = [p for r in results if not isinstance(r, FileError) for p in r]
     contested: list[Prepared] = []
     skipped = updated = 0
@@ -631,9 +637,8 @@ def _commit_batch(s: Session, unit: ClaimedUnit, ready: _Ready,
     # may run again for the same batch after a rolled-back group commit: ``ready`` only gains
     # rows here, and its projected values are never changed, so a second run writes the same.)
     ready.build([p for p in needed if id(p) not in ready.rows])
-    # The schema row first (PostgreSQL): a schema change in progress that adds a key is waited
-    # for, and the key read below then has the key; its projection had not seen these items.
-    projection.lock_schema(s, unit.org_id)
+    # (The schema row is locked, above: a key a schema change added is among these, and its
+    # projection had not seen these items.)
     keys = load_keys(s, unit.org_id, writing=True)
     meta = ready.meta
     if keys != ready.keys or any(id(p) not in ready.projected for p in needed):
@@ -660,6 +665,40 @@ def _commit_batch(s: Session, unit: ClaimedUnit, ready: _Ready,
     # commits through this transaction.
     index_changes.note(s, unit.org_id, (ready.rows[id(p)][0][0] for p in needed))  # index snapshots
     return _batch_result(results, len(prepared) + len(contested), len(contested), skipped, updated, named)
+
+
+def _refuse_misfits(s: Session, unit: ClaimedUnit, results: list[list[Prepared] | FileError]) -> None:
+    """Make each entry with an embedding its key no longer takes an entry error, in ``results``
+    (in place: a batch committed again after a rolled-back group meets the same errors).
+
+    The entries were validated against the schema of when the job (or its batch) started; an
+    admin may have re-sized the key since, deleted it, or changed its metric to cosine over an
+    entry's zero vector.  The item would have kept a marker without its vector
+    (``vector_writes.misfit``); the entry fails instead, naming the key and why, as an entry
+    with bad metadata does: with ``ignore_errors`` the job's error report lists it and the other
+    entries are registered, otherwise the job fails (all or nothing)."""
+    keys = vector_writes.keys_for(s, unit.org_id, (p.client_metadata for r in results
+                                                   if not isinstance(r, FileError) for p in r))
+    if keys is None:  # no embedding among them
+        return
+    bad: list[FileError] = []
+    for i, r in enumerate(results):
+        if isinstance(r, FileError):
+            continue
+        for p in r:
+            found = vector_writes.misfit(keys, p.client_metadata)
+            if found is not None:
+                urls = tuple(p.urls) if isinstance(p, Prepared) else ()
+                url = (p.urls[0] if p.urls else None) if isinstance(p, Prepared) else p.url
+                error = FileError(p.seq, p.where, url, f"invalid clientMetadata: {found[1]}",
+                                  urls if len(urls) > 1 else ())
+                results[i] = error
+                bad.append(error)
+                break
+    if bad and not unit.params.get("ignore_errors"):
+        shown = "; ".join(f"{e.where} ({e.url}): {e.error}" for e in bad[:3])
+        raise UnitFailed(f"{len(bad)} file(s) cannot be registered: {shown}",
+                         details={"files": len(results), "errors": [e.as_dict() for e in bad]})
 
 
 def _values_of(meta: projection.Keyed, kept: set[Any]) -> projection.Keyed:
@@ -863,16 +902,22 @@ def _resolve_duplicates(s: Session, job: Job) -> dict[str, int]:
     if job.params.get("upsert_metadata"):
         projection.lock_keys(s, job.org_id)  # before the items, as in _commit_batch
         upserted: list[tuple[uuid.UUID, dict[str, Any]]] = []
-        for _, url_hash, client_metadata in rows:
-            copies = s.scalars(
+        taking: list[tuple[uuid.UUID, list[uuid.UUID]]] = []  # (staged item, the copies taking its metadata)
+        for staged_id, url_hash, client_metadata in rows:
+            copies = list(s.scalars(
                 update(Item)
                 .where(unindexed(Item.folder_id) == folder_id, Item.url_hash == url_hash,
                        Item.deleted_at.is_(None), or_(Item.job_id.is_(None), Item.job_id != job.id))
                 .values(client_metadata=client_metadata, updated_at=utcnow())
                 .returning(Item.id)
-            )
+            ))
             upserted += [(item_id, client_metadata) for item_id in copies]
+            taking.append((staged_id, copies))
         projection.project_again(s, job.org_id, upserted)
+        # The staged item's JSON holds its embeddings' markers, and its vectors are rows of its
+        # own, deleted with it below: the copies take those (the marker alone kept each copy's
+        # old vector, or none).
+        vector_writes.copy_vectors(s, job.org_id, taking)
     ids = [row.id for row in rows]
     for i in range(0, len(ids), 500):
         chunk = ids[i : i + 500]
@@ -997,10 +1042,12 @@ class _Built:
     """An item whose rows were built in the manifest's reading process (``_ChildPlanner``): what
     ``_commit_batch`` reads of a ``Prepared`` once its rows are there."""
 
-    __slots__ = ("client_metadata", "url_hash")
+    __slots__ = ("client_metadata", "seq", "url", "url_hash", "urls", "where")
 
-    def __init__(self, url_hash: str, client_metadata: dict[str, Any]) -> None:
-        self.url_hash, self.client_metadata = url_hash, client_metadata
+    def __init__(self, url_hash: str, client_metadata: dict[str, Any], seq: int, where: str,
+                 url: str | None) -> None:
+        self.url_hash, self.client_metadata, self.seq, self.where = url_hash, client_metadata, seq, where
+        self.url, self.urls = url, ()  # (an entry's error names its first URL: ``_misfits``)
 
 
 def _received(dialect: Dialect, unit: ClaimedUnit, encoded: list[Any], meta: projection.Keyed,
@@ -1018,11 +1065,12 @@ def _received(dialect: Dialect, unit: ClaimedUnit, encoded: list[Any], meta: pro
             continue
         items: list[Any] = []
         for item in entry:
-            if len(item) != 3:  # (seq, item_type, name, urls, media, client_metadata, parts)
+            if len(item) != 5:  # (seq, item_type, name, urls, media, client_metadata, parts, where)
                 items.append(Prepared(*item))
                 continue
-            client_metadata, row, parts = item
-            p = _Built(row[4], client_metadata)  # (url_hash: _ITEM_COLUMNS)
+            client_metadata, row, parts, seq, where = item
+            # (url_hash, url: _ITEM_COLUMNS; a group's first URL is its first part's)
+            p = _Built(row[4], client_metadata, seq, where, row[3] or (parts[0][2] if parts else None))
             key = id(p)
             rows[key] = (row, parts)
             ids[key] = row[0]
@@ -1049,7 +1097,7 @@ class _ChildPlanner:
     million files: docs/performance.md, "PostgreSQL at a million: who sets the pace").  The index keys
     are the ones read when the import started (``_commit_batch`` projects again if they changed).
     What crosses the pipe is tuples: a file error as ``(seq, where, url, error)``, an item as
-    ``(client_metadata, row, parts)`` with the rows converted for the driver."""
+    ``(client_metadata, row, parts, seq, where)`` with the rows converted for the driver."""
 
     def __init__(self, unit: ClaimedUnit, options: Any, title: str, ttl_seconds: int, schema: Any,
                  keys: list[Key], dialect: str, done: set[int], size: int,
@@ -1101,8 +1149,9 @@ class _ChildPlanner:
         meta = _projected(self.keys, ready.build(prepared))
         rows = ready.rows
         encoded = [_error_fields(r) if isinstance(r, FileError)
-                   else [(p.client_metadata, *rows[id(p)]) if id(p) in rows
-                         else (p.seq, p.item_type, p.name, p.urls, p.media, p.client_metadata, p.parts)
+                   else [(p.client_metadata, *rows[id(p)], p.seq, p.where) if id(p) in rows
+                         else (p.seq, p.item_type, p.name, p.urls, p.media, p.client_metadata, p.parts,
+                               p.where)
                          for p in r] for r in results]
         return seq, len(entries), (encoded, meta, self.keys)
 

@@ -203,12 +203,42 @@ def test_finite_numbers_are_stored_as_float(x: float) -> None:
     assert type(stored) is float and stored == float(x)
 
 
+def _zero_as_float32(vector: list[float]) -> bool:
+    """Whether every number of ``vector`` is 0 as a 32-bit float (``|x| <= 2**-150`` rounds to 0)."""
+    return all(math.isfinite(x) and abs(x) <= 2.0**-150 for x in vector)
+
+
+DOT = Validator(from_native({"keys": {"clip": {"type": "embedding", "size": 3, "metric": "dot"}}}))
+
+
 @settings(max_examples=300)
 @given(st.lists(st.floats(), min_size=3, max_size=3))
 def test_embeddings_accept_exactly_finite_vectors(vector: list[float]) -> None:
-    out, problems = V.validate({"clip": vector})
     # vectors are stored as 32-bit floats: finite, and within a float32's range
-    assert (problems == []) == all(math.isfinite(x) and abs(x) <= 3.4028234663852886e38 for x in vector)
+    finite = all(math.isfinite(x) and abs(x) <= 3.4028234663852886e38 for x in vector)
+    out, problems = DOT.validate({"clip": vector})  # under dot (and l2) a zero vector is one too
+    assert (problems == []) == finite
+    out, problems = V.validate({"clip": vector})  # "clip" is cosine: all zeros has no direction
+    assert (problems == []) == (finite and not _zero_as_float32(vector))
+
+
+@settings(max_examples=300)
+@given(st.lists(st.floats(allow_nan=False, allow_infinity=False), min_size=3, max_size=3)
+       .filter(lambda v: not _zero_as_float32(v)))
+def test_cosine_embeddings_accept_exactly_finite_vectors_with_a_direction(vector: list[float]) -> None:
+    out, problems = V.validate({"clip": vector})
+    assert (problems == []) == all(abs(x) <= 3.4028234663852886e38 for x in vector)
+
+
+@pytest.mark.parametrize("zero", [[0.0, 0.0, 0.0], [0, 0, 0], [-0.0, 0.0, -0.0], [1e-50, -1e-46, 2.0**-150]])
+def test_a_zero_vector_under_cosine_is_refused_naming_the_key(zero: list[float]) -> None:
+    _, problems = V.validate({"clip": zero})
+    assert [p.key for p in problems] == ["clip"]
+    assert "a zero vector has no direction" in problems[0].message and "cosine" in problems[0].message
+    assert "clip" in describe(problems)
+    assert ok({"clip": zero}, DOT)["clip"].vector.tolist() == [0.0, 0.0, 0.0]
+    # the smallest float32 above 0 is a direction
+    assert ok({"clip": [0.0, 0.0, 2.0**-149]})["clip"].vector.tolist() == [0.0, 0.0, 2.0**-149]
 
 
 @settings(max_examples=300)

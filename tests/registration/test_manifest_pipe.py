@@ -613,7 +613,8 @@ def test_the_reader_builds_every_items_rows_without_a_look_up(api, world, db, se
     out = [o for e in manifest.iter_entries(path, "json") for o in planner.feed(e)] + planner.finish()
     (seq, n, (encoded, meta, _)), = out
     assert (seq, n) == (1, 30) and meta is not None
-    assert [len(item) for items in encoded for item in items] == [3] * 30  # (client_metadata, row, parts)
+    # (client_metadata, row, parts, seq, where): built rows, never a Prepared to look up (8 long)
+    assert [len(item) for items in encoded for item in items] == [5] * 30
 
 
 # -- the spare reader (manifest_pipe.hold) -----------------------------------------------------------

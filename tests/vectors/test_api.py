@@ -30,14 +30,14 @@ def client(settings, db) -> Iterator[TestClient]:  # type: ignore[no-untyped-def
         yield c
 
 
-def setup_org(client, user) -> None:  # type: ignore[no-untyped-def]
+def setup_org(client, user, schema: dict[str, Any] = SCHEMA) -> None:  # type: ignore[no-untyped-def]
     h = user.bearer
     r = client.post("/api/v1/integrations", headers=h, json={
         "title": "media", "provider": "s3", "strict_client_only": True,
         "settings": {"bucket": "media", "region": "eu-west-1", "access_key_id": "AKIA", "secret_access_key": "s"}})
     assert r.status_code == 201, r.text
     assert client.post("/api/v1/folders", json={"path": "data"}, headers=h).status_code == 201
-    assert client.put("/api/v1/metadata-schema", json=SCHEMA, headers=h).status_code == 200
+    assert client.put("/api/v1/metadata-schema", json=schema, headers=h).status_code == 200
 
 
 def register(client, user, data: np.ndarray) -> None:  # type: ignore[no-untyped-def]
@@ -207,21 +207,25 @@ def test_cli_similar(server, db, make_user, tmp_path, monkeypatch) -> None:  # t
 def test_a_query_without_direction_is_refused_naming_it(client, db, make_user) -> None:  # type: ignore[no-untyped-def]
     """All zeros ranks nothing under cosine (no direction) or dot (every product 0): the items came
     back in an arbitrary order with a score of 0.  Under l2 it is the origin, a query like any
-    other.  A set whose unit vectors cancel out is the same."""
+    other.  A set whose unit vectors cancel out is the same.  The key's metric is dot: a cosine
+    key never stores a zero vector (test_write_rules), but a dot key's item may be one, and a
+    search may ask for cosine over any key."""
     alice = make_user("a@x.io")
-    setup_org(client, alice)
+    setup_org(client, alice, {"keys": {**SCHEMA["keys"], "clip": {"type": "embedding", "size": DIM,
+                                                                  "metric": "dot"}}})
     e = [1.0] + [0.0] * (DIM - 1)
     data = np.array([[0.0] * DIM, e, [-2 * x for x in e], [0.5] * DIM], dtype=np.float32)
     register(client, alice, data)
     ids = ids_by_title(db)
     zero = [0.0] * DIM
-    for body, field in [({"vector": zero}, "vector"), ({"vector": zero, "metric": "dot"}, "vector"),
-                        ({"item": ids["f0"]}, "item"), ({"items": [ids["f1"], ids["f2"]]}, "items")]:
+    for body, field in [({"vector": zero, "metric": "cosine"}, "vector"), ({"vector": zero}, "vector"),
+                        ({"item": ids["f0"]}, "item"), ({"item": ids["f0"], "metric": "cosine"}, "item"),
+                        ({"items": [ids["f1"], ids["f2"]], "metric": "cosine"}, "items")]:
         r = similar(client, alice, k=3, **body)
         assert r.status_code == 400, (body, r.text)
         error = r.json()
         assert error["errors"][0]["field"] == field and ("no direction" in error["message"]), (body, error)
     r = similar(client, alice, vector=zero, metric="l2", k=2, fields=["title"])
     assert r.status_code == 200 and [i["title"] for i in r.json()["items"]] == ["f0", "f1"], r.text
-    r = similar(client, alice, items=[ids["f1"], ids["f3"]], k=1, fields=["title"])
+    r = similar(client, alice, items=[ids["f1"], ids["f3"]], metric="cosine", k=1, fields=["title"])
     assert r.status_code == 200 and r.json()["items"][0]["title"] in ("f0", "f2"), r.text

@@ -47,7 +47,10 @@ class BuildRequest(ClosedModel):
 
 class BuildStarted(BaseModel):
     job_id: uuid.UUID
-    started: bool = Field(description="False when a build of this key was already running: its job.")
+    started: bool = Field(
+        description="False when no job was queued: the key's build already queued or running "
+        "(one at a time), or, with nothing new to map, the current map's last build."
+    )
 
 
 class MapStatus(BaseModel):
@@ -67,7 +70,7 @@ class MapStatus(BaseModel):
     "/{key}/build",
     response_model=BuildStarted,
     status_code=202,
-    summary="Build (or update) the 2-D map of an embedding key",
+    summary="Build (or update) the 2-D map of an embedding key (fitting again: admins)",
 )
 async def build_map(ctx: Ctx, principal: CurrentPrincipal, key: Key, body: BuildRequest) -> BuildStarted:
     request = build.Request(method=body.method, full=body.full, sample=body.sample)

@@ -119,11 +119,40 @@ def _last_job(s: Session, key: VectorKey) -> Job | None:
 @dataclass(frozen=True)
 class Started:
     job_id: uuid.UUID
-    started: bool  # False: a build of the key was already running; this is its job
+    #: False: no job was queued; this is the key's build already queued or running, or (nothing
+    #: to map) the current map's last build
+    started: bool
+
+
+def _refits(request: build.Request, row: VectorMap | None, key: VectorKey) -> bool:
+    """Whether ``request`` fits the projection again over a current map that does not need it
+    (``full``, or another method than the map's, while the key's metric is the map's)."""
+    if row is None or build.metric_changed(key, row.info):
+        return False  # a first map, or the forced full build after an admin changed the metric
+    return request.full or request.method not in ("auto", row.method)
+
+
+def _up_to_date(s: Session, request: build.Request, row: VectorMap | None, key: VectorKey) -> bool:
+    """Whether an incremental build would have nothing to do: every vector of the key is on the
+    current map (vector ids only grow: a new or replaced vector's id is above ``mapped_upto``)."""
+    if row is None or row.job_id is None or _refits(request, row, key) or "normalised" not in row.info:
+        return False  # (a map from before "normalised" was recorded: its build checks the model)
+    if build.metric_changed(key, row.info) or s.get(Job, row.job_id) is None:
+        return False
+    newer = s.scalar(select(ItemVector.id).where(ItemVector.key_id == key.id, ItemVector.id > row.mapped_upto)
+                     .limit(1))
+    return newer is None
 
 
 def start(db: Database, principal: Principal, name: str, request: build.Request) -> Started:
-    """Queue a build of ``name``'s map, or answer the build already running."""
+    """Queue a build of ``name``'s map, or answer the build already queued or running (one per key,
+    whoever asked and with whatever parameters), or, when every vector is mapped already and the
+    request would only map new ones, the current map's last build.
+
+    Any member may build a key's first map and map new vectors (work in proportion to what was
+    written, like the index builds writes queue); fitting again over a current map (``full``, or
+    another method) costs a full build whatever changed, and is an admin's, like the schema
+    changes that re-project the index."""
     if request.method not in projection.METHODS:
         raise _bad("method", f"method is one of {', '.join(projection.METHODS)}, got {request.method!r}")
     if not projection.MIN_SAMPLE <= request.sample <= projection.MAX_SAMPLE:
@@ -143,6 +172,15 @@ def start(db: Database, principal: Principal, name: str, request: build.Request)
         running = _running(s, key)
         if running is not None:
             return Started(running.id, False)
+        row = current(s, key.id)
+        if _refits(request, row, key) and principal.role != "admin":
+            field = "full" if request.full else "method"
+            message = (f"only organisation admins may fit the map of {name!r} again ({field}); "
+                       "members may build a key's first map and map new vectors")
+            raise errors.PermissionDenied(message, details=[ErrorDetail(message, field=field)])
+        if row is not None and _up_to_date(s, request, row, key):
+            assert row.job_id is not None
+            return Started(row.job_id, False)
         total = int(
             s.scalar(select(func.count()).select_from(ItemVector).where(ItemVector.key_id == key.id)) or 0
         )

@@ -156,6 +156,7 @@ def _save_over(
     diff = evolve(now.schema, new)
     if not diff:
         return SaveResult(now, False, diff)
+    vector_keys.check_metric_changes(s, principal.org_id, now.schema, new)
     if dry_run:
         return SaveResult(SchemaState(now.version + 1, new), True, diff)
     version = now.version + 1

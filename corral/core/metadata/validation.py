@@ -207,8 +207,9 @@ def _enum(values: tuple[str, ...]) -> Check:
 _FLOAT32_MAX = 3.4028234663852886e38
 
 
-def _embedding(size: int) -> Check:
+def _embedding(size: int, metric: str | None = None) -> Check:
     expected = f"a list of {size} finite numbers (embedding)"
+    cosine = (metric or "cosine") == "cosine"
 
     def check(v: Any) -> Any:
         if type(v) is not list:
@@ -221,9 +222,21 @@ def _embedding(size: int) -> Check:
                 # whole write over a value its writer never chose.
                 return marker(size)
             raise _Bad(expected)
-        return _numbers(v, size, expected)
+        stored = _numbers(v, size, expected)
+        if cosine and stored.vector is not None:
+            if not stored.vector.any():
+                raise _Bad(expected, ZERO_UNDER_COSINE)
+            stored.directed = True  # (the write need not look again: vectors.writes.misfit)
+        return stored
 
     return check
+
+
+#: Why an all-zeros vector is refused under cosine (its similarity to anything is 0/0).
+ZERO_UNDER_COSINE = (
+    "all its numbers are 0 (as 32-bit floats): a zero vector has no direction, so its cosine "
+    "similarity is undefined (the key's metric is cosine; under dot or l2 it may be stored)"
+)
 
 
 def embedding_numbers(v: Any, size: int) -> StoredVector:
@@ -287,7 +300,7 @@ def check_for(entry: Entry) -> Check:
     if kind == "enum":
         return _enum(entry.values)
     if kind == "embedding":
-        return _embedding(entry.size or 0)
+        return _embedding(entry.size or 0, entry.metric)
     if kind == "geospatial":
         return _geospatial
     if kind == "user":

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
+from corral import errors
 from corral.core.metadata.schema import Entry, Schema
 from corral.core.vectors import jobs
 from corral.core.vectors.store import VectorKey
@@ -66,6 +67,37 @@ def sync(s: Session, org_id: uuid.UUID, schema: Schema) -> dict[str, VectorKey]:
         if key.id in changed and s.scalar(select(ItemVector.id).where(ItemVector.key_id == key.id).limit(1)):
             jobs.schedule(s, key, delay=0)
     return keys
+
+
+def zero_vectors(s: Session, key_id: int, dim: int) -> int:
+    """How many of the key's stored vectors are all zeros.  Stored vectors never hold ``-0.0``
+    (``store.to_bytes``), so a zero vector is ``4 * dim`` zero bytes: one comparison a row."""
+    return int(s.scalar(select(func.count()).select_from(ItemVector).where(
+        ItemVector.key_id == key_id, ItemVector.vec == bytes(4 * dim))) or 0)
+
+
+def check_metric_changes(s: Session, org_id: uuid.UUID, old: Schema, new: Schema) -> None:
+    """Refuse (409) a change of an embedding key's metric to cosine while the key stores zero
+    vectors: cosine similarity is undefined for them, and cosine keys never store one (the
+    write paths refuse it), so the change would leave stored values no cosine search can rank."""
+    before, after = wanted(old), wanted(new)
+    keys = None
+    for name, entry in after.items():
+        was = before.get(name)
+        if _metric(entry) != "cosine" or was is None or was.size != entry.size or _metric(was) == "cosine":
+            continue
+        keys = load(s, org_id) if keys is None else keys
+        key = keys.get(name)
+        if key is None or key.dim != entry.size:
+            continue
+        zeros = zero_vectors(s, key.id, key.dim)
+        if zeros:
+            message = (
+                f"{name!r} stores {zeros} zero vector{'s' if zeros != 1 else ''} (all numbers 0), "
+                "whose cosine similarity is undefined: replace or delete them before changing its "
+                "metric to cosine"
+            )
+            raise errors.Conflict(message, details=[errors.ErrorDetail(message, field=f"keys.{name}.metric")])
 
 
 def in_step(keys: dict[str, VectorKey], schema: Schema) -> bool:

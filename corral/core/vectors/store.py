@@ -62,6 +62,10 @@ class StoredVector(dict[str, Any]):
     values and hand their numbers to the store in the same transaction.
     """
 
+    #: Known not to be all zeros (validated under cosine): a write to a key whose metric became
+    #: cosine since need not look at the numbers again (``corral.core.vectors.writes.misfit``).
+    directed = False
+
     def __init__(self, values: Any = ()) -> None:
         self.vector: Vectors | None
         if isinstance(values, list | tuple | array | np.ndarray):
@@ -101,7 +105,9 @@ def is_marker(value: Any) -> bool:
 
 
 def to_bytes(v: Vectors) -> bytes:
-    return np.ascontiguousarray(v, dtype="<f4").tobytes()
+    """``v`` as stored: little-endian float32, with ``-0.0`` as ``0.0`` (``x + 0.0``; no score
+    tells them apart), so a zero vector is all zero bytes (``keys.zero_vectors`` counts them)."""
+    return (np.ascontiguousarray(v, dtype="<f4") + np.float32(0.0)).astype("<f4", copy=False).tobytes()
 
 
 def from_bytes(raw: bytes, dim: int) -> Vectors:
