@@ -69,6 +69,33 @@ def _wait(client: httpx.Client | TestClient, job_id: str, limit: float = 60) -> 
     raise AssertionError(f"job {job_id} did not end within {limit} s")
 
 
+def _stop_outside_a_write(db: Any, workers: list[int], limit: float = 30) -> None:
+    """SIGSTOP the job workers, but not in the middle of a write of their own (an idle worker's
+    claim, the documents it writes again after a job): stopped there, a worker holds SQLite's
+    write lock, and the next import is a 503 whatever the long-poll does.  Let go and try again
+    until the lock is free while they are stopped."""
+    import sqlite3
+
+    deadline = time.monotonic() + limit
+    while True:
+        for pid in workers:
+            os.kill(pid, signal.SIGSTOP)
+        if not db.is_sqlite:
+            return
+        probe = sqlite3.connect(db.engine.url.database, timeout=0, isolation_level=None)
+        try:
+            probe.execute("BEGIN IMMEDIATE")
+            probe.execute("ROLLBACK")
+            return
+        except sqlite3.OperationalError:
+            assert time.monotonic() < deadline, "the job workers held the write lock whenever stopped"
+            for pid in workers:
+                os.kill(pid, signal.SIGCONT)
+            time.sleep(0.05)
+        finally:
+            probe.close()
+
+
 @contextmanager
 def _serving(settings, tmp_path: Path, token: str) -> Iterator[tuple[httpx.Client, subprocess.Popen[bytes]]]:  # type: ignore[no-untyped-def]
     """A real `corral serve` (two API processes, one job worker process) with slow polls."""
@@ -158,8 +185,7 @@ def test_a_long_poll_answers_as_soon_as_its_job_ends(settings, tmp_path, make_us
         assert workers
         lags = []
         for run in range(1, 5):
-            for pid in workers:
-                os.kill(pid, signal.SIGSTOP)
+            _stop_outside_a_write(db, workers)
             job_id = _start(client, run)
             answered: list[tuple[datetime, str]] = []
 
