@@ -229,10 +229,14 @@ def test_serve_shares_a_burst_of_connections_between_api_processes(tmp_path) -> 
 
     with _two_api_processes(tmp_path) as (proc, port, lines):
         api = _api_processes(proc.pid)
-        deadline = time.monotonic() + 60
-        while any(_client_connections(p, port) for p in api):
-            assert time.monotonic() < deadline
-            time.sleep(0.1)  # the health checks' connections are closed
+
+        def quiet() -> None:
+            """No connection held: the health checks', or a burst's the server has not seen
+            closed yet (a loaded CI machine counted 41 of a burst of 40 after a 0.3 s pause)."""
+            deadline = time.monotonic() + 60
+            while any(_client_connections(p, port) for p in api):
+                assert time.monotonic() < deadline
+                time.sleep(0.1)
 
         async def burst() -> list[int]:
             clients = [httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30,
@@ -249,6 +253,7 @@ def test_serve_shares_a_burst_of_connections_between_api_processes(tmp_path) -> 
                     await c.aclose()
 
         for _ in range(3):
+            quiet()
             try:
                 held = asyncio.run(burst())
             except httpx.TransportError as exc:  # with what the server said (a process restarted?)
@@ -257,7 +262,6 @@ def test_serve_shares_a_burst_of_connections_between_api_processes(tmp_path) -> 
             assert sum(held) == 40, held
             # the kernel's hash: fewer than 8 of 40 on one side has a chance of about 1 in 100,000
             assert min(held) >= 8, held
-            time.sleep(0.3)
         assert _api_processes(proc.pid) == api, "".join(lines)  # none was restarted meanwhile
     out = "".join(lines)
     assert "Traceback" not in out, out
