@@ -18,6 +18,7 @@ from corral.jobs import queue
 
 ROOT = Path(__file__).resolve().parents[2]
 N_UNITS = 40
+SLOW = 2.0  # seconds a slow unit takes: the window in which the kill must land
 
 
 def _spawn(settings, table: str, log: Path) -> subprocess.Popen[bytes]:  # type: ignore[no-untyped-def]
@@ -54,16 +55,27 @@ def test_sigkill_mid_job_then_restart_processes_each_unit_exactly_once(db, setti
         with db.write() as s:
             job_id = queue.create_job(
                 s, org_id=alice.org_id, kind="test.effect",
-                units=[{"value": i, "sleep": 0.15} for i in range(N_UNITS)],
+                # every tenth unit is slow, so that the kill can land while one is surely mid-way
+                units=[{"value": i, "sleep": SLOW if i % 10 == 9 else 0.15} for i in range(N_UNITS)],
             ).id
 
         def counts() -> dict[str, int]:
             with db.read() as s:
                 return queue.unit_counts(s, job_id)
 
+        def slow_unit_mid_way() -> bool:
+            # a slow unit the start log shows begun, with no effect written yet: killed now, it
+            # is interrupted mid-way (a fast unit could end, or not yet start, before the kill)
+            if counts()["done"] < 8 or not log.exists():
+                return False
+            started = {int(line.split()[0]) for line in log.read_text().split("\n") if line}
+            with db.engine.connect() as conn:
+                done = {seq for (seq,) in conn.execute(text(f"SELECT seq FROM {table}"))}
+            return any(seq % 10 == 9 and seq not in done for seq in started)
+
         first = _spawn(settings, table, log)
         try:
-            _wait(lambda: counts()["done"] >= 8 and counts()["running"] >= 1, 60, "first worker to make progress")
+            _wait(slow_unit_mid_way, 60, "first worker to make progress and begin a slow unit")
         finally:
             first.send_signal(signal.SIGKILL)
             first.wait(10)
