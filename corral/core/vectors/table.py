@@ -302,12 +302,24 @@ class TableStore:
         if len(few.labels) == 0:
             return []
         found = scores(few.matrix, query, metric)
-        best = _tied_best(found, k)  # with a tie at the cut: the item ids choose
-        chosen = [int(label) for label in few.labels[best]]
+        # The vectors were read by an earlier statement: on PostgreSQL (read committed) a vector
+        # replaced or an item deleted since is gone from this look-up, so the best are chosen
+        # again among the rest until each has its item (a KeyError, a 500, before).
+        alive = np.ones(len(few.labels), dtype=bool)
         items: dict[int, uuid.UUID] = {}
-        for chunk in _chunks(chosen):
-            rows = s.execute(select(ItemVector.id, ItemVector.item_id).where(ItemVector.id.in_(chunk)))
-            items.update((int(r[0]), r[1]) for r in rows)
+        while True:
+            among = np.flatnonzero(alive)
+            if len(among) == 0:
+                return []
+            best = among[_tied_best(found[among], k)]  # with a tie at the cut: the item ids choose
+            chosen = [int(label) for label in few.labels[best]]
+            for chunk in _chunks([label for label in chosen if label not in items]):
+                rows = s.execute(select(ItemVector.id, ItemVector.item_id).where(ItemVector.id.in_(chunk)))
+                items.update((int(r[0]), r[1]) for r in rows)
+            gone = [position for position, label in zip(best, chosen, strict=True) if label not in items]
+            if not gone:
+                break
+            alive[gone] = False
         ids = [items[label] for label in chosen]
         kept = by_score_then_id(np.arange(len(best)), found[best], ids, k)
         return [Hit(ids[i], float(found[best[i]])) for i in kept]
