@@ -49,6 +49,7 @@ from corral.core.identity import Principal
 from corral.core.index import projection
 from corral.core.metadata import service as metadata_service
 from corral.db.engine import Database
+from corral.core.vectors.store import StoredVector
 from corral.db.tables import CloudSyncSeen, Folder, Integration, Item, Job, JobUnit
 from corral.db.types import utcnow
 from corral.errors import ErrorDetail
@@ -426,6 +427,14 @@ def _sidecar(storage: ScopedStorage, validator: Any, obj: ObjectInfo, url: str) 
     return dict(normalised)
 
 
+def _for_manifest(meta: dict[str, Any]) -> dict[str, Any]:
+    """A sidecar's checked metadata as the upload job's manifest carries it: an embedding's
+    numbers, not its marker (a ``StoredVector`` is written as its marker, which the upload job
+    took for "keep the stored vector" of an item that has none: it was registered without it)."""
+    return {k: v.vector.tolist() if isinstance(v, StoredVector) and v.vector is not None else v
+            for k, v in meta.items()}
+
+
 def _classify(db: Database, storage: ScopedStorage, folder_id: uuid.UUID, org_id: uuid.UUID,
               objs: list[ObjectInfo], ingestion: Ingestion | None) -> _Page:
     page = _Page()
@@ -478,7 +487,7 @@ def _classify(db: Database, storage: ScopedStorage, folder_id: uuid.UUID, org_id
                 if isinstance(meta, str):
                     page.error(side[1], meta)
                 else:
-                    entry["clientMetadata"] = meta
+                    entry["clientMetadata"] = _for_manifest(meta)
                     page.attached += 1
             page.new.setdefault(SYNCED_KINDS[kind], []).append(entry)
             continue

@@ -1,0 +1,81 @@
+"""Cloud-synced folders under what a demanding user does: metadata sidecars carrying embeddings,
+and syncs that race users' changes (live server with its worker, moto S3, the native API)."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+import httpx
+import pytest
+
+from corral.settings import Settings
+from tests.compat.conftest import Bucket
+from tests.services import MotoServer
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    return settings.model_copy(update={"cloud_sync_interval_seconds": 0.0})
+
+
+def _bucket(s3: Bucket) -> str:
+    return s3.base[len("s3://"):].rstrip("/")
+
+
+def _folder(api: httpx.Client, s3: Bucket, prefix: str = "img/", **extra: Any) -> str:
+    r = api.post("/api/v1/folders", json={"path": f"synced-{uuid.uuid4().hex[:6]}", "cloud_sync": {
+        "integration": s3.integration_id, "remote_url": s3.url(prefix)}, **extra})
+    assert r.status_code == 201, r.text
+    return str(r.json()["id"])
+
+
+def _sync(api: httpx.Client, folder: str) -> dict[str, Any]:
+    r = api.post(f"/api/v1/folders/{folder}/sync")
+    assert r.status_code in (200, 202), r.text
+    job = r.json()["job_id"]
+    deadline = time.monotonic() + 90
+    while True:
+        state = api.get(f"/api/v1/folders/{folder}/syncs/{job}", params={"wait": 20}).json()
+        if state["status"] in ("done", "error", "cancelled"):
+            return dict(state)
+        assert time.monotonic() < deadline, state
+
+
+def _items(api: httpx.Client, folder: str, **params: Any) -> dict[str, Any]:
+    r = api.get("/api/v1/items", params={"folder": folder, "page_size": 1000, **params})
+    assert r.status_code == 200, r.text
+    return {i["name"]: i for i in r.json()["items"]}
+
+
+def test_sidecar_embeddings_are_stored_for_new_and_existing_items(
+    api: httpx.Client, s3: Bucket, moto_server: MotoServer
+) -> None:
+    r = api.put("/api/v1/metadata-schema", json={"keys": {
+        "clip": {"type": "embedding", "size": 3, "metric": "cosine"}, "camera": {"type": "varchar"}}})
+    assert r.status_code in (200, 201), r.text
+    client, bucket = moto_server.client(), _bucket(s3)
+    client.put_object(Bucket=bucket, Key="img/a.png.metadata.json", Body=b'{"camera": "front", "clip": [1, 2, 3]}')
+    folder = _folder(api, s3)
+    r = api.post(f"/v2/public/storage/folders/{folder}/folder-config", json={"metadataIngestion": {}})
+    assert r.status_code == 200, r.text
+    state = _sync(api, folder)
+    assert state["status"] == "done" and state["files_failed"] == 0, state
+    a = _items(api, folder)["a.png"]
+    got = api.get(f"/api/v1/items/{a['id']}", params={"vectors": "true"}).json()
+    assert got["client_metadata"]["camera"] == "front"
+    assert got["client_metadata"]["clip"] == [1.0, 2.0, 3.0], got  # the numbers, not a marker without them
+
+    # an existing item's changed sidecar replaces its vector
+    client.put_object(Bucket=bucket, Key="img/a.png.metadata.json", Body=b'{"camera": "back", "clip": [3, 2, 1]}')
+    client.put_object(Bucket=bucket, Key="img/b.png.metadata.json", Body=b'{"clip": [0, 0, 1]}')
+    state = _sync(api, folder)
+    assert state["status"] == "done" and state["files_failed"] == 0, state
+    items = _items(api, folder)
+    for name, want in (("a.png", [3.0, 2.0, 1.0]), ("b.png", [0.0, 0.0, 1.0])):
+        got = api.get(f"/api/v1/items/{items[name]['id']}", params={"vectors": "true"}).json()
+        assert got["client_metadata"]["clip"] == want, (name, got)
+    r = api.post("/api/v1/index/similar", json={"key": "clip", "vector": [3, 2, 1], "k": 2})
+    assert r.status_code == 200, r.text
+    assert [h["id"] for h in r.json()["items"]][:1] == [items["a.png"]["id"]], r.json()
