@@ -59,7 +59,7 @@ from corral.registration import jobs as registration
 from corral.registration.files import url_key
 from corral.registration.probe_sniff import extension_kind
 from corral.settings import Settings
-from corral.storage import base
+from corral.storage import base, urls
 from corral.storage.base import ObjectInfo
 from corral.storage.scope import ScopedStorage
 
@@ -481,6 +481,8 @@ def _classify(db: Database, storage: ScopedStorage, folder_id: uuid.UUID, org_id
         row = found.get(key)
         side = sidecars.get(key)
         if row is None:
+            if not url.isprintable() or " " in url:  # (a key with a space: s3://, gs:// take it literally)
+                url = urls.encoded_url_for_key(obj.key, storage.options)
             entry: dict[str, Any] = {"objectUrl": url, MEDIA_KEYS[kind]: {"file_size": obj.size}}
             if side is not None:
                 meta = _sidecar(storage, validator, side[0], side[1])

@@ -12,6 +12,7 @@ import pytest
 
 from corral.settings import Settings
 from tests.compat.conftest import Bucket
+from tests.compat.test_cloud_sync_gcs import gcs  # noqa: F401 - the fixture
 from tests.services import MotoServer
 
 
@@ -79,3 +80,45 @@ def test_sidecar_embeddings_are_stored_for_new_and_existing_items(
     r = api.post("/api/v1/index/similar", json={"key": "clip", "vector": [3, 2, 1], "k": 2})
     assert r.status_code == 200, r.text
     assert [h["id"] for h in r.json()["items"]][:1] == [items["a.png"]["id"]], r.json()
+
+
+def test_keys_of_any_shape_are_seen_again_and_never_tombstoned(
+    api: httpx.Client, s3: Bucket, moto_server: MotoServer
+) -> None:
+    from tests.compat.conftest import png
+
+    client, bucket = moto_server.client(), _bucket(s3)
+    # (s3:// URIs hold a key literally: one with a space or a tab went into the upload job's
+    # manifest as such, which refuses whitespace in an objectUrl, so it was that file's error
+    # at every sync, never registered)
+    odd = ["w/a b.png", "w/tab\there.png", "w/sp ace/x.png", "w/ü.png", "w/a%20b.png", "w/a+b.png",
+           "w/q?x.png", "w/h#1.png", "w/" + "L" * 250 + ".png"]
+    for key in odd:
+        client.put_object(Bucket=bucket, Key=key, Body=png(4, 4), ContentType="image/png")
+    folder = _folder(api, s3, "w/")
+    first = _sync(api, folder)
+    assert first["status"] == "done" and first["files_failed"] == 0, [
+        (e["url"][-30:], e["error"]) for j in first["upload_jobs"] for e in api.get(f"/api/v1/imports/{j}").json()["errors"]]
+    items = _items(api, folder)
+    assert sorted(items) == sorted(k.rsplit("/", 1)[-1].replace("\t", "%09") for k in odd)  # (a title holds no tab)
+    assert sorted(i["url"] for i in items.values()) == sorted(s3.url(k) for k in odd)  # stored canonically
+    second = _sync(api, folder)
+    assert second["status"] == "done", second
+    assert second["counts"]["new"] == 0 and second["counts"]["tombstoned"] == 0, second
+    assert second["counts"]["unchanged"] == len(odd), second
+    assert not [n for n, i in _items(api, folder).items() if i["tombstoned_at"]]
+
+
+def test_a_gcs_key_with_a_space_is_registered_and_seen_again(
+    api: httpx.Client, gcs: tuple[Bucket, Any, str]
+) -> None:
+    from tests.compat.conftest import png
+
+    bucket, blobs, _ = gcs
+    blobs.blob("g/IMG 0001.png").upload_from_string(png(4, 4), content_type="image/png")
+    folder = _folder(api, bucket, "g/")
+    first = _sync(api, folder)
+    assert first["status"] == "done" and first["files_failed"] == 0 and first["counts"]["new"] == 1, first
+    assert [i["url"] for i in _items(api, folder).values()] == [bucket.url("g/IMG 0001.png")]
+    second = _sync(api, folder)
+    assert second["counts"]["unchanged"] == 1 and second["counts"]["tombstoned"] == 0, second
