@@ -749,13 +749,19 @@ TASK = registry.register(TaskKind(KIND, _prepare, _commit, _finalize, max_attemp
 # -- the schedule -----------------------------------------------------------------------------
 
 
+#: The longest interval ``start_due`` tells apart from "never again" (a thousand years).
+MAX_INTERVAL_SECONDS = 1000 * 366 * 86400.0
+
+
 def start_due(db: Database, interval_seconds: float, *, limit: int = 10) -> list[uuid.UUID]:
     """Start a sync of each cloud-synced folder whose last sync started ``interval_seconds`` ago
     or more (or never), at most ``limit`` a call; a folder with a sync running is left alone.
     Safe from any number of processes at once: ``start`` decides under the folder's lock."""
     if interval_seconds <= 0:
         return []
-    cutoff = utcnow() - timedelta(seconds=interval_seconds)
+    # (at most a thousand years: a longer interval, ``inf`` included, put the cutoff before the
+    # year 1, an OverflowError at every look; the folders never synced are due whatever it is)
+    cutoff = utcnow() - timedelta(seconds=min(interval_seconds, MAX_INTERVAL_SECONDS))
     recent = select(Job.id).where(Job.kind == KIND, Job.target_id == Folder.id, Job.created_at > cutoff)
     with db.read() as s:
         due = list(s.scalars(select(Folder.id).where(Folder.kind == folders.CLOUD_LINKED, ~recent.exists())

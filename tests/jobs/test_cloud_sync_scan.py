@@ -274,3 +274,24 @@ def test_an_unchanged_object_is_not_written_and_what_is_gone_is_still_found(
         gone = s.scalars(select(Item.name).where(Item.folder_id == folder_id, Item.tombstoned_at.is_not(None)))
         assert list(gone) == ["c.txt"]
         assert s.scalar(select(func.count()).select_from(CloudSyncSeen)) == 0
+
+
+@pytest.mark.parametrize("interval", [float("inf"), 1e12])
+def test_an_interval_longer_than_the_calendar_starts_only_folders_never_synced(
+    db, settings, synced, interval: float  # type: ignore[no-untyped-def]
+) -> None:
+    """CORRAL_CLOUD_SYNC_INTERVAL_SECONDS=inf (or 1e12: "as good as never") made every look for
+    due syncs an OverflowError (the cutoff before year 1), an incident logged every minute by each
+    worker; a folder never synced is still due, one synced since is not."""
+    admin, folder_id, job_id, unit, ctx = synced
+    with db.write() as s:
+        root = s.get(Folder, folder_id)
+        assert root is not None and root.remote_url is not None and root.integration_id is not None
+        fresh = cloudsync.create_folder(s, settings, admin, "never synced", parent=None, description="",
+                                        client_metadata=None, integration=str(root.integration_id),
+                                        remote_url=root.remote_url)
+        fresh_id = fresh.id
+    started = cloudsync.start_due(db, interval)
+    with db.read() as s:
+        assert [s.get(Job, j).target_id for j in started] == [fresh_id]  # type: ignore[union-attr]
+    assert cloudsync.start_due(db, interval) == []
