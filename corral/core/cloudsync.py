@@ -717,6 +717,21 @@ def _commit(s: Session, unit: ClaimedUnit, prepared: dict[str, Any]) -> dict[str
     return dict(prepared)
 
 
+def _cancel_uploads(s: Session, job: Job) -> None:
+    """A cancelled sync's upload jobs still running are cancelled with it, as an import is
+    (``queue.cancel_job``: their pending units, then their end): they went on registering the
+    files the sync's progress called cancelled, and kept the folder's next sync from starting
+    (a start answered the cancelled sync) until they ended."""
+    children = s.scalars(select(Job).where(Job.kind == registration.KIND, Job.target_id == job.target_id,
+                                           Job.status == "PENDING"))
+    for child in children:
+        if (child.params or {}).get("sync_job_id") != str(job.id):
+            continue
+        s.execute(update(JobUnit).where(JobUnit.job_id == child.id, JobUnit.status == "pending")
+                  .values(status="cancelled", updated_at=utcnow()))
+        child.params = {**child.params, "cancel_requested": True}
+
+
 def _finalize(s: Session, job: Job) -> None:
     if job.params.get("cancel_requested") and job.status != "ERROR":
         job.status = "CANCELLED"
@@ -725,6 +740,8 @@ def _finalize(s: Session, job: Job) -> None:
     if scan is not None and scan.status == "error" and not job.params.get("cancel_requested"):
         job.status, job.error = "ERROR", scan.error
     if job.status != "DONE":
+        if job.status == "CANCELLED":
+            _cancel_uploads(s, job)
         s.execute(delete(CloudSyncSeen).where(CloudSyncSeen.job_id == job.id))
         return
     folder_id = uuid.UUID(job.params["folder_id"])

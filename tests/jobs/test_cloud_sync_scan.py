@@ -161,6 +161,16 @@ def test_a_scan_cancelled_between_pages_ends_cancelled_and_tombstones_nothing(
         assert cloudsync.state(s, job)["status"] == "cancelled"
         folder = s.get(Folder, folder_id)
         assert folder is not None and folder.last_synced_at is None
+        [upload] = {p["upload_job"] for p in _pages(db, job_id)}
+    # its upload job is cancelled with it (it went on registering the files the sync called
+    # cancelled, and a new start answered the cancelled sync until it ended)
+    queue.finalize_ready_jobs(db, registry, job_ids=[uuid.UUID(upload)])
+    with db.read() as s:
+        child = s.get(Job, uuid.UUID(upload))
+        assert child is not None and child.status == "CANCELLED", child.status
+        assert cloudsync.running(s, folder_id) is None
+    again, started = cloudsync.start_for(db, admin, folder_id)
+    assert started and again != job_id
 
 
 def test_a_page_is_cut_at_its_size_except_between_a_data_file_and_its_sidecar(
