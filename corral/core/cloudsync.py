@@ -515,7 +515,9 @@ def _classify(db: Database, storage: ScopedStorage, folder_id: uuid.UUID, org_id
                 page.attached += 1
         full = version + (f"\n{new_side}" if new_side else "")
         if changed:
-            page.updated += 1
+            # (a tombstone back with other bytes is counted restored, once: counted updated too,
+            # the page's unchanged count, listed less updated and restored, was one short)
+            page.updated += row.tombstoned_at is None
             change["size"] = obj.size
             if not storage.strict_client_only:  # media properties again (never for strict: no bytes read)
                 from corral.registration.probe import probe

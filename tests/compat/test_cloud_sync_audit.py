@@ -125,3 +125,22 @@ def test_a_gcs_key_with_a_space_is_registered_and_seen_again(
     assert [i["url"] for i in _items(api, folder).values()] == [bucket.url("g/IMG 0001.png")]
     second = _sync(api, folder)
     assert second["counts"]["unchanged"] == 1 and second["counts"]["tombstoned"] == 0, second
+
+
+def test_an_object_deleted_and_put_back_changed_is_restored_with_its_new_properties(
+    api: httpx.Client, s3: Bucket, moto_server: MotoServer
+) -> None:
+    from tests.compat.conftest import png
+
+    client, bucket = moto_server.client(), _bucket(s3)
+    folder = _folder(api, s3)
+    assert _sync(api, folder)["counts"]["new"] == 3
+    client.delete_object(Bucket=bucket, Key="img/b.png")
+    assert _sync(api, folder)["counts"]["tombstoned"] == 1
+    client.put_object(Bucket=bucket, Key="img/b.png", Body=png(40, 30), ContentType="image/png")
+    state = _sync(api, folder)
+    counts = state["counts"]
+    assert (counts["restored"], counts["updated"], counts["unchanged"], counts["new"]) == (1, 0, 2, 0), counts
+    assert state["files_done"] == 3, state
+    b = _items(api, folder)["b.png"]
+    assert b["tombstoned_at"] is None and (b["media"]["width"], b["media"]["height"]) == (40, 30), b
