@@ -48,8 +48,8 @@ from corral.core import folders, integrations
 from corral.core.identity import Principal
 from corral.core.index import projection
 from corral.core.metadata import service as metadata_service
-from corral.db.engine import Database
 from corral.core.vectors.store import StoredVector
+from corral.db.engine import Database
 from corral.db.tables import CloudSyncSeen, Folder, Integration, Item, Job, JobUnit
 from corral.db.types import utcnow
 from corral.errors import ErrorDetail

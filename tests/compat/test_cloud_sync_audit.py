@@ -12,7 +12,6 @@ import pytest
 
 from corral.settings import Settings
 from tests.compat.conftest import Bucket
-from tests.compat.test_cloud_sync_gcs import gcs  # noqa: F401 - the fixture
 from tests.services import MotoServer
 
 
@@ -110,21 +109,6 @@ def test_keys_of_any_shape_are_seen_again_and_never_tombstoned(
     assert second["counts"]["new"] == 0 and second["counts"]["tombstoned"] == 0, second
     assert second["counts"]["unchanged"] == len(odd), second
     assert not [n for n, i in _items(api, folder).items() if i["tombstoned_at"]]
-
-
-def test_a_gcs_key_with_a_space_is_registered_and_seen_again(
-    api: httpx.Client, gcs: tuple[Bucket, Any, str]
-) -> None:
-    from tests.compat.conftest import png
-
-    bucket, blobs, _ = gcs
-    blobs.blob("g/IMG 0001.png").upload_from_string(png(4, 4), content_type="image/png")
-    folder = _folder(api, bucket, "g/")
-    first = _sync(api, folder)
-    assert first["status"] == "done" and first["files_failed"] == 0 and first["counts"]["new"] == 1, first
-    assert [i["url"] for i in _items(api, folder).values()] == [bucket.url("g/IMG 0001.png")]
-    second = _sync(api, folder)
-    assert second["counts"]["unchanged"] == 1 and second["counts"]["tombstoned"] == 0, second
 
 
 def test_an_object_deleted_and_put_back_changed_is_restored_with_its_new_properties(
