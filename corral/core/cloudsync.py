@@ -272,8 +272,7 @@ def state(s: Session, job: Job) -> dict[str, Any]:
         files_cancelled = max(0, new - files_done - files_error)
     else:
         files_pending = max(0, new - files_done - files_error)
-    # (a sidecar attached is not a file of its own: its item is new, updated or unchanged)
-    files_done += counts["updated"] + counts["restored"] + counts["unchanged"]
+    files_done += counts["updated"] + counts["restored"] + counts["unchanged"] + counts["attached"]
     files_error += counts["failed"]
     status = {"PENDING": "pending", "DONE": "done", "ERROR": "error", "CANCELLED": "cancelled"}[job.status]
     if status == "done" and jobs_pending:
