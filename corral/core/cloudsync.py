@@ -724,7 +724,7 @@ def _cancel_uploads(s: Session, job: Job) -> None:
     files the sync's progress called cancelled, and kept the folder's next sync from starting
     (a start answered the cancelled sync) until they ended."""
     children = s.scalars(select(Job).where(Job.kind == registration.KIND, Job.target_id == job.target_id,
-                                           Job.status == "PENDING"))
+                                           Job.status == "PENDING")).all()
     for child in children:
         if (child.params or {}).get("sync_job_id") != str(job.id):
             continue
