@@ -48,6 +48,7 @@ from corral.core import folders, integrations
 from corral.core.identity import Principal
 from corral.core.index import projection
 from corral.core.metadata import service as metadata_service
+from corral.core.vectors.store import StoredVector
 from corral.db.engine import Database
 from corral.db.tables import CloudSyncSeen, Folder, Integration, Item, Job, JobUnit
 from corral.db.types import utcnow
@@ -58,7 +59,7 @@ from corral.registration import jobs as registration
 from corral.registration.files import url_key
 from corral.registration.probe_sniff import extension_kind
 from corral.settings import Settings
-from corral.storage import base
+from corral.storage import base, urls
 from corral.storage.base import ObjectInfo
 from corral.storage.scope import ScopedStorage
 
@@ -426,6 +427,14 @@ def _sidecar(storage: ScopedStorage, validator: Any, obj: ObjectInfo, url: str) 
     return dict(normalised)
 
 
+def _for_manifest(meta: dict[str, Any]) -> dict[str, Any]:
+    """A sidecar's checked metadata as the upload job's manifest carries it: an embedding's
+    numbers, not its marker (a ``StoredVector`` is written as its marker, which the upload job
+    took for "keep the stored vector" of an item that has none: it was registered without it)."""
+    return {k: v.vector.tolist() if isinstance(v, StoredVector) and v.vector is not None else v
+            for k, v in meta.items()}
+
+
 def _classify(db: Database, storage: ScopedStorage, folder_id: uuid.UUID, org_id: uuid.UUID,
               objs: list[ObjectInfo], ingestion: Ingestion | None) -> _Page:
     page = _Page()
@@ -472,13 +481,15 @@ def _classify(db: Database, storage: ScopedStorage, folder_id: uuid.UUID, org_id
         row = found.get(key)
         side = sidecars.get(key)
         if row is None:
+            if not url.isprintable() or " " in url:  # (a key with a space: s3://, gs:// take it literally)
+                url = urls.encoded_url_for_key(obj.key, storage.options)
             entry: dict[str, Any] = {"objectUrl": url, MEDIA_KEYS[kind]: {"file_size": obj.size}}
             if side is not None:
                 meta = _sidecar(storage, validator, side[0], side[1])
                 if isinstance(meta, str):
                     page.error(side[1], meta)
                 else:
-                    entry["clientMetadata"] = meta
+                    entry["clientMetadata"] = _for_manifest(meta)
                     page.attached += 1
             page.new.setdefault(SYNCED_KINDS[kind], []).append(entry)
             continue
@@ -503,7 +514,9 @@ def _classify(db: Database, storage: ScopedStorage, folder_id: uuid.UUID, org_id
                 page.attached += 1
         full = version + (f"\n{new_side}" if new_side else "")
         if changed:
-            page.updated += 1
+            # (a tombstone back with other bytes is counted restored, once: counted updated too,
+            # the page's unchanged count, listed less updated and restored, was one short)
+            page.updated += row.tombstoned_at is None
             change["size"] = obj.size
             if not storage.strict_client_only:  # media properties again (never for strict: no bytes read)
                 from corral.registration.probe import probe
@@ -705,6 +718,21 @@ def _commit(s: Session, unit: ClaimedUnit, prepared: dict[str, Any]) -> dict[str
     return dict(prepared)
 
 
+def _cancel_uploads(s: Session, job: Job) -> None:
+    """A cancelled sync's upload jobs still running are cancelled with it, as an import is
+    (``queue.cancel_job``: their pending units, then their end): they went on registering the
+    files the sync's progress called cancelled, and kept the folder's next sync from starting
+    (a start answered the cancelled sync) until they ended."""
+    children = s.scalars(select(Job).where(Job.kind == registration.KIND, Job.target_id == job.target_id,
+                                           Job.status == "PENDING")).all()
+    for child in children:
+        if (child.params or {}).get("sync_job_id") != str(job.id):
+            continue
+        s.execute(update(JobUnit).where(JobUnit.job_id == child.id, JobUnit.status == "pending")
+                  .values(status="cancelled", updated_at=utcnow()))
+        child.params = {**child.params, "cancel_requested": True}
+
+
 def _finalize(s: Session, job: Job) -> None:
     if job.params.get("cancel_requested") and job.status != "ERROR":
         job.status = "CANCELLED"
@@ -713,6 +741,8 @@ def _finalize(s: Session, job: Job) -> None:
     if scan is not None and scan.status == "error" and not job.params.get("cancel_requested"):
         job.status, job.error = "ERROR", scan.error
     if job.status != "DONE":
+        if job.status == "CANCELLED":
+            _cancel_uploads(s, job)
         s.execute(delete(CloudSyncSeen).where(CloudSyncSeen.job_id == job.id))
         return
     folder_id = uuid.UUID(job.params["folder_id"])
@@ -737,13 +767,19 @@ TASK = registry.register(TaskKind(KIND, _prepare, _commit, _finalize, max_attemp
 # -- the schedule -----------------------------------------------------------------------------
 
 
+#: The longest interval ``start_due`` tells apart from "never again" (a thousand years).
+MAX_INTERVAL_SECONDS = 1000 * 366 * 86400.0
+
+
 def start_due(db: Database, interval_seconds: float, *, limit: int = 10) -> list[uuid.UUID]:
     """Start a sync of each cloud-synced folder whose last sync started ``interval_seconds`` ago
     or more (or never), at most ``limit`` a call; a folder with a sync running is left alone.
     Safe from any number of processes at once: ``start`` decides under the folder's lock."""
     if interval_seconds <= 0:
         return []
-    cutoff = utcnow() - timedelta(seconds=interval_seconds)
+    # (at most a thousand years: a longer interval, ``inf`` included, put the cutoff before the
+    # year 1, an OverflowError at every look; the folders never synced are due whatever it is)
+    cutoff = utcnow() - timedelta(seconds=min(interval_seconds, MAX_INTERVAL_SECONDS))
     recent = select(Job.id).where(Job.kind == KIND, Job.target_id == Folder.id, Job.created_at > cutoff)
     with db.read() as s:
         due = list(s.scalars(select(Folder.id).where(Folder.kind == folders.CLOUD_LINKED, ~recent.exists())

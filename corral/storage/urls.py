@@ -218,3 +218,21 @@ def url_for_key(key: str, options: ProviderOptions) -> str:
     if isinstance(options, LocalOptions):
         return "file://" + quote(f"{options.root.rstrip('/')}/{key}", safe="/")
     raise TypeError(f"unknown options {type(options).__name__}")
+
+
+def encoded_url_for_key(key: str, options: ProviderOptions) -> str:
+    """A URL for ``key`` that percent-encodes it, and parses back to it: ``url_for_key``'s
+    ``s3://`` and ``gs://`` URIs hold the key literally, so one with a space or a control
+    character in it has no such URI a manifest accepts (``registration.entries.check_url``);
+    this is the ``https://`` form (the endpoint's, for an S3-compatible or emulated store),
+    which is percent-decoded.  Other providers' canonical URLs are percent-encoded already."""
+    if isinstance(options, S3Options | GcsOptions):
+        if options.endpoint_url:
+            parts = urlsplit(options.endpoint_url)
+            base = f"{parts.scheme}://{parts.netloc}"
+            if isinstance(options, S3Options) and parts.path.strip("/"):
+                base += "/" + parts.path.strip("/")  # (an S3 endpoint's path is read before the bucket)
+        else:
+            base = "https://s3.amazonaws.com" if isinstance(options, S3Options) else "https://storage.googleapis.com"
+        return f"{base}/{options.bucket}/{quote(key, safe='/')}"
+    return url_for_key(key, options)

@@ -14,6 +14,9 @@ import pytest
 from corral.settings import Settings
 from tests.compat.conftest import IMAGES, Bucket, add_integration, png
 from tests.compat.test_cloud_sync import _items, _params, _sync
+from tests.compat.test_cloud_sync_audit import _folder
+from tests.compat.test_cloud_sync_audit import _items as _items_natively
+from tests.compat.test_cloud_sync_audit import _sync as _sync_natively
 from tests.services import GcsEmulator
 
 
@@ -110,3 +113,20 @@ def test_a_gcs_folder_syncs_changes_tombstones_and_sidecars(
     items = _items(folder)
     assert len(items) == 4 and items["b.png"].uuid == b_id and not items["b.png"]._orm_item.is_tombstone
     assert sdk.get_storage_folder(folder.uuid).get_summary().tombstones == 0
+
+
+def test_a_gcs_key_with_a_space_is_registered_and_seen_again(
+    api: httpx.Client, gcs: tuple[Bucket, Any, str]
+) -> None:
+    """An object key with a space: its gs:// URL holds it literally, which a manifest refuses;
+    the sync's upload job gets the percent-encoded https:// form (it was that file's error at
+    every sync, never registered)."""
+    bucket, blobs, _ = gcs
+    blobs.blob("g/IMG 0001.png").upload_from_string(png(4, 4), content_type="image/png")
+    folder = _folder(api, bucket, "g/")
+    first = _sync_natively(api, folder)
+    assert first["status"] == "done" and first["files_failed"] == 0 and first["counts"]["new"] == 1, first
+    assert [i["url"] for i in _items_natively(api, folder).values()] == [bucket.url("g/IMG 0001.png")]
+    second = _sync_natively(api, folder)
+    assert second["counts"]["unchanged"] == 1 and second["counts"]["tombstoned"] == 0, second
+

@@ -161,6 +161,16 @@ def test_a_scan_cancelled_between_pages_ends_cancelled_and_tombstones_nothing(
         assert cloudsync.state(s, job)["status"] == "cancelled"
         folder = s.get(Folder, folder_id)
         assert folder is not None and folder.last_synced_at is None
+        [upload] = {p["upload_job"] for p in _pages(db, job_id)}
+    # its upload job is cancelled with it (it went on registering the files the sync called
+    # cancelled, and a new start answered the cancelled sync until it ended)
+    queue.finalize_ready_jobs(db, registry, job_ids=[uuid.UUID(upload)])
+    with db.read() as s:
+        child = s.get(Job, uuid.UUID(upload))
+        assert child is not None and child.status == "CANCELLED", child.status
+        assert cloudsync.running(s, folder_id) is None
+    again, started = cloudsync.start_for(db, admin, folder_id)
+    assert started and again != job_id
 
 
 def test_a_page_is_cut_at_its_size_except_between_a_data_file_and_its_sidecar(
@@ -274,3 +284,24 @@ def test_an_unchanged_object_is_not_written_and_what_is_gone_is_still_found(
         gone = s.scalars(select(Item.name).where(Item.folder_id == folder_id, Item.tombstoned_at.is_not(None)))
         assert list(gone) == ["c.txt"]
         assert s.scalar(select(func.count()).select_from(CloudSyncSeen)) == 0
+
+
+@pytest.mark.parametrize("interval", [float("inf"), 1e12])
+def test_an_interval_longer_than_the_calendar_starts_only_folders_never_synced(
+    db, settings, synced, interval: float  # type: ignore[no-untyped-def]
+) -> None:
+    """CORRAL_CLOUD_SYNC_INTERVAL_SECONDS=inf (or 1e12: "as good as never") made every look for
+    due syncs an OverflowError (the cutoff before year 1), an incident logged every minute by each
+    worker; a folder never synced is still due, one synced since is not."""
+    admin, folder_id, job_id, unit, ctx = synced
+    with db.write() as s:
+        root = s.get(Folder, folder_id)
+        assert root is not None and root.remote_url is not None and root.integration_id is not None
+        fresh = cloudsync.create_folder(s, settings, admin, "never synced", parent=None, description="",
+                                        client_metadata=None, integration=str(root.integration_id),
+                                        remote_url=root.remote_url)
+        fresh_id = fresh.id
+    started = cloudsync.start_due(db, interval)
+    with db.read() as s:
+        assert [s.get(Job, j).target_id for j in started] == [fresh_id]  # type: ignore[union-attr]
+    assert cloudsync.start_due(db, interval) == []

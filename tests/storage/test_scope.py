@@ -271,3 +271,21 @@ def test_the_canonical_url_fast_path_is_taken_for_s3_and_gcs_only() -> None:
 
     storage = ScopedStorage(Own(), S3, title="t", strict_client_only=True, ttl_seconds=60)  # type: ignore[arg-type]
     assert storage.canonical_url("s3://media/raw/x.jpg") == "own://raw/x.jpg"
+
+
+@given(st.text(st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=40))
+@settings(max_examples=200, deadline=None)
+def test_an_encoded_url_parses_back_to_its_key(tail: str) -> None:
+    """``urls.encoded_url_for_key`` (what a cloud sync's manifest holds for a key with a space):
+    a URL of no whitespace that names the same key, for every provider, endpoint or not."""
+    from corral.storage import urls
+
+    key = "raw/" + tail
+    emulated = GcsOptions(bucket="media", prefix="raw/", service_account_json=SA_JSON,
+                          endpoint_url="http://127.0.0.1:9023")
+    pathed = S3Options(bucket="media", prefix="raw/", endpoint_url="https://example.com/s3", access_key_id="AKIA1",
+                       secret_access_key="s")
+    for options in (S3, MINIO, pathed, GCS, emulated, AZURE, LOCAL):
+        url = urls.encoded_url_for_key(key, options)
+        assert url.isprintable() and " " not in url, url
+        assert urls.key_for_url(url, options) == key, (options, url)

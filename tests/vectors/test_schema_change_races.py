@@ -240,3 +240,29 @@ def test_an_upsert_settled_when_the_job_ends_gives_the_copy_its_vector(db, setti
     items = _items(db)
     assert sorted(items) == ["0", "1"] and items["0"][0]["tag"] == "t0", items  # A's metadata
     assert _vectors(db) == {"0": [1.0, 0.0, 0.0, 0.0], "1": [1.0, 1.0, 0.0, 0.0]}
+
+
+def test_an_upsert_settled_when_the_job_ends_keeps_the_copy_s_vector_for_a_marker(
+    db, settings, world  # type: ignore[no-untyped-def]
+) -> None:
+    """As above, but A's entry sends the embedding's marker (``{"$vector": {"dim": 4}}``, as an
+    item reads and exports it): "keep the stored vector".  A's staged item has none, and the copy
+    lost its own (every vector of the copy was replaced by the staged item's, none): it now keeps
+    it, and takes A's other metadata."""
+    client, user, _, _ = world
+    assert client.put(URL, json=schema(DIM), headers=user.bearer).status_code == 200
+    flags = {"skip_duplicate_urls": True, "upsert_metadata": True}
+    from_a = _entry(0, None)
+    from_a["client_metadata"]["clip"] = {"$vector": {"dim": DIM}}
+    a = _job(db, world, [from_a], [_entry(1, [1.0, 1.0, 0.0, 0.0])], ignore_errors=False, **flags)
+    _run(db, settings, a, 0)
+    from_b = _entry(0, [0.0, 1.0, 0.0, 0.0])
+    from_b["client_metadata"]["tag"] = "b"
+    b = _job(db, world, [from_b], ignore_errors=True, **flags)
+    _run(db, settings, b, 0)
+    _run(db, settings, a, 1)
+    with db.read() as s:
+        assert s.scalar(select(Job.status).where(Job.id == a)) == "DONE"
+    items = _items(db)
+    assert items["0"][0]["tag"] == "t0", items  # A's metadata
+    assert _vectors(db) == {"0": [0.0, 1.0, 0.0, 0.0], "1": [1.0, 1.0, 0.0, 0.0]}  # B's vector kept

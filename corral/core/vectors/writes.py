@@ -117,15 +117,20 @@ def store(s: Session, org_id: uuid.UUID, items: Items, *, replace: bool) -> None
 
 
 def copy_vectors(s: Session, org_id: uuid.UUID, pairs: Iterable[tuple[uuid.UUID, list[uuid.UUID]]]) -> None:
-    """Give each of the ``(source, copies)`` pairs' copies exactly the source item's vectors (the
-    copies took the source's metadata, markers included, in this transaction): a copy's vectors
-    are replaced, new ids (so indexes and maps take them as new vectors)."""
+    """Give each of the ``(source, copies)`` pairs' copies the source item's vectors (the copies
+    took the source's metadata, markers included, in this transaction, and ``project_again``
+    deleted their vectors of the keys it no longer holds): in each key the source has a vector
+    of (its entry sent the numbers), a copy's is replaced, new ids (so indexes and maps take them
+    as new vectors).  A key the source holds a marker of without a vector (its entry sent the
+    marker, "keep the stored vector") keeps the copy's own."""
     touched: set[int] = set()
     for source, copies in pairs:
         if not copies:
             continue
-        s.execute(delete(ItemVector).where(ItemVector.item_id.in_(copies)))
         keys = set(s.scalars(select(ItemVector.key_id).where(ItemVector.item_id == source)))
+        if not keys:
+            continue
+        s.execute(delete(ItemVector).where(ItemVector.item_id.in_(copies), ItemVector.key_id.in_(keys)))
         for copy in copies:
             s.execute(insert(ItemVector).from_select(
                 ["key_id", "item_id", "vec"],
