@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import pickle
 import uuid
 from collections.abc import Generator, Sequence
@@ -74,6 +75,8 @@ ERROR_LIMIT = 10_000  # file errors kept per plan
 SHARE_QUEUE = 2  # strict jobs: batches kept waiting for other workers
 CANCELLED_WHILE_READING = "the job was cancelled while its manifest was being read"
 BLOB_CHUNK = 1 << 20
+
+log = logging.getLogger("corral.registration")
 #: An import likely to meet duplicates (``_duplicates_likely``) whose manifest a child reads: the
 #: share of its batches that child checks (``_ChildChecker``), the rest checked by the planner as
 #: read.  None: adaptive, from ``CHILD_CHECKS_START``, by which process waits for the other.
@@ -292,6 +295,10 @@ def _plan(ctx: WorkerContext, unit: ClaimedUnit) -> dict[str, Any]:
             send(force=True)
             if inline is not None:
                 inline.finish()
+            if checked:
+                assert inline is not None
+                log.info("the manifest's reader checked %d of the import's %d batches", inline.reader_checked,
+                         batch_no, extra={"job_id": str(unit.job_id)})
         except manifest.ManifestUnreadable as exc:
             raise UnitFailed(f"the manifest cannot be read: {exc.message}") from None
         finally:
@@ -402,6 +409,7 @@ class _InlineWriter:
         self.done = _done_batches(self.db, unit) if done is None else done  # (a restarted planner's)
         self.errors: list[dict[str, Any]] = []
         self.error_count = 0
+        self.reader_checked = 0  # batches the reader checked (``submit_checked``)
         self._writing = True
         # Batches go to idle workers on PostgreSQL, unless the reader's process prepares them
         # (``_reader_prepares``): they are then written by this process's writer.
@@ -458,6 +466,7 @@ class _InlineWriter:
             self.submit(seq, [entry_of(fields) for fields in payload[1]])
             return
         _, verdicts, blob, vectors = payload
+        self.reader_checked += 1
         results: list[Any] = []
         bad: list[FileError] = []
         for verdict in verdicts:
