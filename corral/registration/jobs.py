@@ -1264,9 +1264,8 @@ class _ChildPlanner:
 
 
 _ENTRIES, _CHECKED = 0, 1  # what ``_ChildChecker`` sends of a batch (the payload's first element)
-#: ``_ChildChecker``'s adaptive share: a write to the pipe that took this long waited for the
-#: planner (the pipe and its queue full); each batch's write moves the share by ``_CHECKS_STEP``.
-_WAITED_SECONDS = 0.005
+#: ``_ChildChecker``'s adaptive share: each batch's message moves it by this much, up if the
+#: planner was behind when it was ready to go, down if the planner had taken all before it.
 _CHECKS_STEP = 0.05
 
 
@@ -1281,8 +1280,12 @@ class _ChildChecker:
     checks entries it reads (``_InlineWriter.submit``).
 
     The share is ``share`` if given; otherwise it starts at ``CHILD_CHECKS_START`` and follows
-    which process waits for the other (``sent``): a write to the pipe that waited says the
-    planner is behind, so a larger share is checked here; one that did not, a smaller.
+    which process waits for the other (``behind``): when a batch is ready to go and the pipe
+    still holds what went before (the planner's queue is full), the planner is the pace, so a
+    larger share is checked here; when the planner has taken everything, a smaller.  (How long
+    the write took was tried first: a checked batch's message is larger than the pipe, so its
+    write always waited for the planner's thread that takes it off, and at nice 19 that wait
+    said "behind" for nearly every batch: the reader ended at twice the planner's CPU.)
 
     It batches the entries as ``_plan`` does (the same sizes and numbers, entry errors in
     between), skips the batches ``done`` holds (``(seq, entries, None)``), and of a batch it
@@ -1325,10 +1328,11 @@ class _ChildChecker:
     def finish(self) -> list[Any]:
         return [self._batch()] if self.batch else []
 
-    def sent(self, seconds: float) -> None:
-        """A batch's message written in ``seconds`` (``manifest_pipe._child_prepared``)."""
-        if self.adaptive:
-            step = _CHECKS_STEP if seconds >= _WAITED_SECONDS else -_CHECKS_STEP
+    def behind(self, unread: int) -> None:
+        """``unread`` bytes of the batches before are still in the pipe as the next is sent
+        (``manifest_pipe._child_prepared``; -1: not known, no change)."""
+        if self.adaptive and unread >= 0:
+            step = _CHECKS_STEP if unread else -_CHECKS_STEP
             self.share = min(1.0, max(0.0, self.share + step))
 
     def _batch(self) -> tuple[int, int, Any]:

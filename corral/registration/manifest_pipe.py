@@ -623,22 +623,22 @@ def _child_prepared(path: Path, fmt: Format, out: IO[bytes], preparer: Any) -> N
     many manifest items were read up to there: if this process fails, the planner reads on from
     that point with no batch begun (``PipedEntries._read``).
 
-    A preparer with a ``sent`` method is told, after each message, how long its write took: a
-    write that waited says the planner is behind (the pipe and the planner's queue are full),
-    one that did not, that the planner waits for this process (``jobs._ChildChecker``)."""
+    A preparer with a ``behind`` method is told, before each message, how many bytes of the
+    messages before it are still in the pipe (``_unread``; -1: not known): some, and the planner
+    is behind (its queue full, nothing taken off the pipe since); none, and it has taken all this
+    process sent, so it waits, or soon will, for this one (``jobs._ChildChecker``)."""
     events: list[Any] = []
     consumed = 0
-    sent = getattr(preparer, "sent", None)
+    behind = getattr(preparer, "behind", None)
     try:
         for item in manifest.iter_entries(path, fmt):
             consumed += 1
             events += preparer.feed(item)
             if events and not preparer.pending and (type(events[-1]) is tuple or len(events) >= _RUN_ITEMS):
-                began = time.monotonic()
+                if behind is not None:
+                    behind(_unread(out))
                 _send(out, (_PREPARED, (consumed, events)))
                 events = []
-                if sent is not None:
-                    sent(time.monotonic() - began)
     except ManifestUnreadable as exc:
         if events and not preparer.pending:
             _send(out, (_PREPARED, (consumed, events)))
@@ -648,6 +648,20 @@ def _child_prepared(path: Path, fmt: Format, out: IO[bytes], preparer: Any) -> N
     if events:
         _send(out, (_PREPARED, (consumed, events)))
     _send(out, (_END, None))
+
+
+def _unread(out: IO[bytes]) -> int:
+    """The bytes written to the pipe ``out`` that its reader has not taken yet (-1: not known)."""
+    try:
+        import array
+        import fcntl
+        import termios
+
+        count = array.array("i", [0])
+        fcntl.ioctl(out.fileno(), termios.FIONREAD, count, True)  # (Linux answers it on a write end too)
+        return count[0]
+    except (ImportError, OSError, ValueError):
+        return -1
 
 
 def _preparer(line: bytes, control: IO[bytes]) -> Any:

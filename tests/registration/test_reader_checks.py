@@ -224,12 +224,26 @@ def test_a_reader_killed_while_it_checks_is_read_on_here_and_completes_once(smal
     assert items == keys == _FIRST + _FIRST - 2 + 3000  # no item twice
 
 
+def test_the_pipe_says_how_much_its_reader_has_not_taken() -> None:
+    """What ``behind`` is told: the bytes still in the pipe, from its write end."""
+    import os
+
+    read, write = os.pipe()
+    with os.fdopen(write, "wb") as out, os.fdopen(read, "rb", buffering=0) as into:
+        assert manifest_pipe._unread(out) == 0
+        out.write(b"x" * 1000)
+        out.flush()
+        assert manifest_pipe._unread(out) == 1000
+        into.read(400)
+        assert manifest_pipe._unread(out) == 600
+
+
 def test_the_readers_share_follows_which_process_waits() -> None:
     """A fixed share checks that share of the batches, spread evenly; the adaptive one grows
     while the reader's writes wait for the planner and shrinks while they do not, within [0, 1]."""
     checker = jobs._ChildChecker.__new__(jobs._ChildChecker)
     checker.adaptive, checker.share, checker.owed = False, 0.4, 0.0
-    checker.sent(1.0)
+    checker.behind(1 << 20)
     assert checker.share == 0.4  # fixed
     picks = []
     for _ in range(10):
@@ -239,11 +253,12 @@ def test_the_readers_share_follows_which_process_waits() -> None:
     assert sum(picks) == 4 and not (picks[0] or picks[1])
     checker.adaptive, checker.share = True, jobs.CHILD_CHECKS_START
     for _ in range(3):
-        checker.sent(jobs._WAITED_SECONDS * 2)  # the planner behind: more here
+        checker.behind(1000)  # the planner behind: more here
+    checker.behind(-1)  # not known: no change
     assert checker.share == pytest.approx(jobs.CHILD_CHECKS_START + 3 * jobs._CHECKS_STEP)
     for _ in range(40):
-        checker.sent(0.0)  # the planner waiting: less here
+        checker.behind(0)  # the planner took everything: less here
     assert checker.share == 0.0
     for _ in range(40):
-        checker.sent(1.0)
+        checker.behind(1)
     assert checker.share == 1.0
