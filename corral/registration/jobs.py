@@ -79,8 +79,11 @@ BLOB_CHUNK = 1 << 20
 log = logging.getLogger("corral.registration")
 #: An import likely to meet duplicates (``_duplicates_likely``) whose manifest a child reads: the
 #: share of its batches that child checks (``_ChildChecker``), the rest checked by the planner as
-#: read.  None: adaptive, from ``CHILD_CHECKS_START``, by which process waits for the other.
-CHILD_CHECKS: float | None = None
+#: read.  0.4 balances the two processes' CPU at a million files (docs/performance.md: the reader
+#: checking every batch took 6 CPU s more, the planner 7.4 less).  None: adaptive, from
+#: ``CHILD_CHECKS_START``, by which process waits for the other; measured, not the default (the
+#: signals tried put the share at either end on a loaded machine at nice 19).
+CHILD_CHECKS: float | None = 0.4
 CHILD_CHECKS_START = 0.4
 
 # -- the manifest, stored in the database ----------------------------------------------------
@@ -1279,13 +1282,16 @@ class _ChildChecker:
     share of the batches and sends the others as their entries, for the planner to check as it
     checks entries it reads (``_InlineWriter.submit``).
 
-    The share is ``share`` if given; otherwise it starts at ``CHILD_CHECKS_START`` and follows
+    The share is ``share`` if given (``CHILD_CHECKS``, 0.4); otherwise it starts at
+    ``CHILD_CHECKS_START`` and follows
     which process waits for the other (``behind``): when a batch is ready to go and the pipe
     still holds what went before (the planner's queue is full), the planner is the pace, so a
     larger share is checked here; when the planner has taken everything, a smaller.  (How long
     the write took was tried first: a checked batch's message is larger than the pipe, so its
     write always waited for the planner's thread that takes it off, and at nice 19 that wait
-    said "behind" for nearly every batch: the reader ended at twice the planner's CPU.)
+    said "behind" for nearly every batch: the reader ended at twice the planner's CPU.  The
+    bytes left in the pipe said the opposite on the same loaded machine: the planner's queue
+    takes two messages, so the pipe was nearly always empty, and the share fell to about none.)
 
     It batches the entries as ``_plan`` does (the same sizes and numbers, entry errors in
     between), skips the batches ``done`` holds (``(seq, entries, None)``), and of a batch it
