@@ -226,6 +226,7 @@ def _plan(ctx: WorkerContext, unit: ClaimedUnit) -> dict[str, Any]:
         settings: Settings = ctx.services["settings"]
         row, validator = _integration(db, unit)
         size = unit.params.get("batch_size", INLINE_BATCH if row.strict_client_only else BATCH)
+        checked = False  # (the reader checks a share of the batches: ``_ChildChecker``)
         if row.strict_client_only:
             planned = replace(unit, params=params)
             done = _done_batches(db, unit)
