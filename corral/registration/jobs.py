@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
+import pickle
 import uuid
 from collections.abc import Generator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -51,6 +53,7 @@ from corral.jobs import queue
 from corral.jobs.tasks import ClaimedUnit, TaskKind, UnitFailed, WorkerContext, registry
 from corral.registration.entries import EntryError
 from corral.registration.files import FileError, Prepared, prepare_entry
+from corral.registration.manifest_pipe import entry_of, fields_of
 from corral.registration.writer import Writer
 from corral.settings import Settings
 from corral.storage.scope import ScopedStorage
@@ -72,6 +75,16 @@ ERROR_LIMIT = 10_000  # file errors kept per plan
 SHARE_QUEUE = 2  # strict jobs: batches kept waiting for other workers
 CANCELLED_WHILE_READING = "the job was cancelled while its manifest was being read"
 BLOB_CHUNK = 1 << 20
+
+log = logging.getLogger("corral.registration")
+#: An import likely to meet duplicates (``_duplicates_likely``) whose manifest a child reads: the
+#: share of its batches that child checks (``_ChildChecker``), the rest checked by the planner as
+#: read.  0.4 balances the two processes' CPU at a million files (docs/performance.md: the reader
+#: checking every batch took 6 CPU s more, the planner 7.4 less).  None: adaptive, from
+#: ``CHILD_CHECKS_START``, by which process waits for the other; measured, not the default (the
+#: signals tried put the share at either end on a loaded machine at nice 19).
+CHILD_CHECKS: float | None = 0.4
+CHILD_CHECKS_START = 0.4
 
 # -- the manifest, stored in the database ----------------------------------------------------
 
@@ -213,14 +226,21 @@ def _plan(ctx: WorkerContext, unit: ClaimedUnit) -> dict[str, Any]:
         settings: Settings = ctx.services["settings"]
         row, validator = _integration(db, unit)
         size = unit.params.get("batch_size", INLINE_BATCH if row.strict_client_only else BATCH)
+        checked = False  # (the reader checks a share of the batches: ``_ChildChecker``)
         if row.strict_client_only:
             planned = replace(unit, params=params)
             done = _done_batches(db, unit)
             # The reader's process builds the batches' rows too.  It is told before the store's
             # backend is opened here (the first open in a process imports its SDK: 0.3-0.5 s), so
             # it prepares the first batch meanwhile.
-            prepared = (isinstance(items, manifest_pipe.PipedEntries) and not _duplicates_likely(db, params)
+            piped = isinstance(items, manifest_pipe.PipedEntries)
+            likely = piped and _duplicates_likely(db, params)
+            prepared = (piped and not likely
                         and _reader_prepares(db, settings, items, planned, row, validator, done, size))
+            # Duplicates likely: the reader's process checks a share of the batches, and sends
+            # the rest as entries, which this thread checks (``_ChildChecker``).
+            checked = (likely and not params.get("upsert_metadata")
+                       and _reader_checks(settings, items, planned, row, validator, done, size))
             storage = integrations.shared(row, settings)
             inline = _InlineWriter(ctx, planned, storage, validator, done, share=not prepared)
             ctx.saturated_by.add(unit.job_id)  # the batches it hands off are for other processes
@@ -246,7 +266,10 @@ def _plan(ctx: WorkerContext, unit: ClaimedUnit) -> dict[str, Any]:
                     assert inline is not None and not batch and item.seq == batch_no + 1, "out of step"
                     entries += item.entries
                     batch_no += 1
-                    inline.submit_prepared(batch_no, item.payload)
+                    if checked:
+                        inline.submit_checked(batch_no, item.payload)
+                    else:
+                        inline.submit_prepared(batch_no, item.payload)
                     continue
                 if isinstance(item, manifest.EntryError):
                     parse_errors += 1
@@ -276,6 +299,10 @@ def _plan(ctx: WorkerContext, unit: ClaimedUnit) -> dict[str, Any]:
             send(force=True)
             if inline is not None:
                 inline.finish()
+            if checked:
+                assert inline is not None
+                log.info("the manifest's reader checked %d of the import's %d batches", inline.reader_checked,
+                         batch_no, extra={"job_id": str(unit.job_id)})
         except manifest.ManifestUnreadable as exc:
             raise UnitFailed(f"the manifest cannot be read: {exc.message}") from None
         finally:
@@ -305,10 +332,11 @@ def _plan(ctx: WorkerContext, unit: ClaimedUnit) -> dict[str, Any]:
 
 def _duplicates_likely(db: Database, params: dict[str, Any]) -> bool:
     """Whether this import may meet files its folder holds already (``skip_duplicate_urls`` into
-    a folder with items).  The reader's process then only reads, and the planner checks and looks
-    up: an all-duplicate import builds no rows, and parsing on one core while checking on the
-    other was measured faster for it (200,000 files on SQLite: 10.0 s against 13.0 s with the
-    reader preparing, docs/performance.md); a first import is faster with the reader preparing."""
+    a folder with items).  The reader's process then builds no rows (an all-duplicate import
+    builds none, and the reader preparing whole batches was measured slower for it: 200,000
+    files on SQLite, 10.0 s against 13.0 s, docs/performance.md); it checks a share of the
+    batches and sends the rest as entries, which the planner checks (``_ChildChecker``), so that
+    both processes are busy; a first import is faster with the reader preparing."""
     if not params.get("skip_duplicate_urls"):
         return False
     with db.read() as s:
@@ -338,6 +366,18 @@ def _reader_prepares(db: Database, settings: Settings, reader: Any, unit: Claime
     context = (unit, public, row.title, row.signed_url_ttl_seconds, validator.schema, keys,
                db.engine.dialect.name, done, size)
     return bool(reader.prepare(f"{__name__}:_ChildPlanner", context))
+
+
+def _reader_checks(settings: Settings, reader: Any, unit: ClaimedUnit, row: Integration, validator: Validator,
+                   done: set[int], size: int) -> bool:
+    """Have the manifest's reading process check a share of the batches of an import likely to
+    meet duplicates (``_ChildChecker``); see ``_InlineWriter.submit_checked``.  False if the
+    reader only reads (``PipedEntries.prepare``)."""
+    options, _ = integrations.opener(row, settings)  # (the options alone: nothing is opened)
+    public = options.model_copy(update=dict.fromkeys(options.secret_fields))
+    context = (unit, public, row.title, row.signed_url_ttl_seconds, validator.schema, done, size,
+               CHILD_CHECKS)
+    return bool(reader.prepare(f"{__name__}:_ChildChecker", context))
 
 
 class _InlineWriter:
@@ -373,6 +413,7 @@ class _InlineWriter:
         self.done = _done_batches(self.db, unit) if done is None else done  # (a restarted planner's)
         self.errors: list[dict[str, Any]] = []
         self.error_count = 0
+        self.reader_checked = 0  # batches the reader checked (``submit_checked``)
         self._writing = True
         # Batches go to idle workers on PostgreSQL, unless the reader's process prepares them
         # (``_reader_prepares``): they are then written by this process's writer.
@@ -416,6 +457,44 @@ class _InlineWriter:
         if self._writing:
             assert meta is not None, "the reader stopped building rows before this planner stopped writing"
             self._writer.submit((seq, _received(self.db.engine.dialect, self.unit, results, meta, keys)))
+
+    def submit_checked(self, seq: int, payload: Any) -> None:
+        """``submit`` of a batch ``_ChildChecker`` sent: its entries (checked here, as ``submit``
+        checks), or its verdicts (each entry's ``FileError`` or its items' URL keys) and its
+        items pickled into one ``bytes``, expanded only if the batch holds something new (its
+        look-up before the lock finds a key missing, or the count under it: ``_Ready.expand``).
+        The same errors are kept, in the same order, and the same batches written."""
+        if seq in self.done:
+            return
+        if payload[0] == _ENTRIES:
+            self.submit(seq, [entry_of(fields) for fields in payload[1]])
+            return
+        _, verdicts, blob, vectors = payload
+        self.reader_checked += 1
+        results: list[Any] = []
+        bad: list[FileError] = []
+        for verdict in verdicts:
+            kind = type(verdict)
+            if kind is str:
+                results.append([_Key(verdict)])
+            elif kind is tuple:
+                error = FileError(*verdict)
+                results.append(error)
+                bad.append(error)
+            else:
+                results.append([_Key(h) for h in verdict])
+        if bad and not self.unit.params.get("ignore_errors"):
+            self._writing = False
+            self.error_count += len(bad)
+            self.errors += [e.as_dict() for e in bad[: max(0, ERROR_LIMIT - len(self.errors))]]
+        if self._writing:
+            assert blob is not None, "the reader stopped sending items before this planner stopped writing"
+            hinted = self._copies_only and self._copies_seen
+            ready = _ready(self.db, self.unit, results, copies_likely=hinted, blob=blob, vectors=vectors)
+            if self._copies_only and not hinted:
+                self._copies_only = not ready.projected and any(not isinstance(r, FileError) for r in results)
+                self._copies_seen = True
+            self._writer.submit((seq, ready))
 
     def finish(self) -> None:
         """Wait for the batches submitted to be committed; raises what stopped one."""
@@ -569,6 +648,8 @@ def _commit_batch(s: Session, unit: ClaimedUnit, ready: _Ready,
     # later waits for this commit, then projects these items.  Then the entries whose embeddings
     # their key no longer takes (the schema changed since they were validated) fail here.
     projection.lock_schema(s, unit.org_id)
+    if ready.vectors:  # (a batch checked by the reader: its items' embeddings are checked here)
+        ready.expand()
     _refuse_misfits(s, unit, results)
     prepared = [p for r in results if not isinstance(r, FileError) for p in r]
     contested: list[Prepared] = []
@@ -585,6 +666,9 @@ def _commit_batch(s: Session, unit: ClaimedUnit, ready: _Ready,
         copies_named = [p.url_hash for p in prepared]
         skipped, prepared = len(prepared), []
     elif params.get("skip_duplicate_urls"):
+        if ready.blob is not None:  # a batch the reader checked holds something new: its items
+            ready.expand()
+            prepared = [p for r in results if not isinstance(r, FileError) for p in r]
         # A copy of the URL counts as there if users can see it, or if this job registered it
         # (it is published with this job).  A copy staged by another job still running may yet
         # be deleted with it: this job registers the URL too, and decides when it ends
@@ -1002,6 +1086,22 @@ class _Ready:
     projected: set[int] = field(default_factory=set)  # id() of each item whose values ``meta`` holds
     ids: dict[int, str] = field(default_factory=dict)  # each item's id, as given (hex)
     docs: item_docs.Docs | None = None  # the items' listing JSON (None: not written)
+    #: A batch the reader checked (``_ChildChecker``): its items, pickled, until ``expand``; its
+    #: results hold a ``_Key`` for each item meanwhile.  ``vectors``: whether one carries an embedding.
+    blob: bytes | None = None
+    vectors: bool = False
+
+    def expand(self) -> None:
+        """Put each item of a batch the reader checked in place of its ``_Key`` in ``results``
+        (the same list, changed in place), as the ``Prepared`` the planner's own check makes."""
+        blob, self.blob = self.blob, None
+        if blob is None:
+            return
+        items = iter([Prepared(*fields) for fields in pickle.loads(blob)])  # noqa: S301 - our own reader's
+        results = self.results
+        for i, r in enumerate(results):
+            if not isinstance(r, FileError):
+                results[i] = [next(items) for _ in r]
 
     def build(self, prepared: list[Prepared]) -> list[tuple[str, Prepared]]:
         """Rows for these items; returns (item id, item) pairs."""
@@ -1036,6 +1136,17 @@ class _Ready:
             at += len(part_rows)
             self.ids[id(p)] = item_id
         return list(zip(ids, prepared, strict=True))
+
+
+class _Key:
+    """An item of a batch the reader checked, until its ``Prepared`` is needed (``_Ready.expand``):
+    its URL key, which is all an all-duplicate batch's commit reads (``_commit_batch``)."""
+
+    __slots__ = ("url_hash",)
+    client_metadata: dict[str, Any] = {}  # noqa: RUF012 - never changed (an item with an embedding is expanded)
+
+    def __init__(self, url_hash: str) -> None:
+        self.url_hash = url_hash
 
 
 class _Built:
@@ -1156,6 +1267,111 @@ class _ChildPlanner:
         return seq, len(entries), (encoded, meta, self.keys)
 
 
+_ENTRIES, _CHECKED = 0, 1  # what ``_ChildChecker`` sends of a batch (the payload's first element)
+#: ``_ChildChecker``'s adaptive share: each batch's message moves it by this much, up if the
+#: planner was behind when it was ready to go, down if the planner had taken all before it.
+_CHECKS_STEP = 0.05
+
+
+class _ChildChecker:
+    """The checks of an import likely to meet duplicates (``_duplicates_likely``), shared between
+    the manifest's reading process, where this runs (``manifest_pipe.PipedEntries.prepare``), and
+    the planner's.  There the reader only read while the planner's thread checked every entry
+    (``prepare_entry``: scope, schema, strict sizes) and looked it up, so the reader idled on
+    one core while the planner set the pace on the other; checking every entry here made the
+    reader the pace instead (the same CPU in total, docs/performance.md).  So this checks a
+    share of the batches and sends the others as their entries, for the planner to check as it
+    checks entries it reads (``_InlineWriter.submit``).
+
+    The share is ``share`` if given (``CHILD_CHECKS``, 0.4); otherwise it starts at
+    ``CHILD_CHECKS_START`` and follows
+    which process waits for the other (``behind``): when a batch is ready to go and the pipe
+    still holds what went before (the planner's queue is full), the planner is the pace, so a
+    larger share is checked here; when the planner has taken everything, a smaller.  (How long
+    the write took was tried first: a checked batch's message is larger than the pipe, so its
+    write always waited for the planner's thread that takes it off, and at nice 19 that wait
+    said "behind" for nearly every batch: the reader ended at twice the planner's CPU.  The
+    bytes left in the pipe said the opposite on the same loaded machine: the planner's queue
+    takes two messages, so the pipe was nearly always empty, and the share fell to about none.)
+
+    It batches the entries as ``_plan`` does (the same sizes and numbers, entry errors in
+    between), skips the batches ``done`` holds (``(seq, entries, None)``), and of a batch it
+    checks sends its verdicts, for each entry its ``FileError``'s fields or its item's URL key (a
+    list of them for an entry of several items), and the items' ``Prepared`` fields pickled into
+    one ``bytes``, which the planner unpickles only for a batch that holds something new
+    (``_Ready.expand``), plus whether an item carries an embedding (checked again under the
+    lock, ``_refuse_misfits``).  After the first entry error or bad file of an all-or-nothing
+    job it sends no items (the planner writes nothing more)."""
+
+    def __init__(self, unit: ClaimedUnit, options: Any, title: str, ttl_seconds: int, schema: Any,
+                 done: set[int], size: int, share: float | None, private: str = "") -> None:
+        from corral.storage.guard import guard
+
+        self.done, self.size = done, size
+        self.storage = ScopedStorage(guard(cast(Any, _UrlsOnly(options))), options, title=title,
+                                     strict_client_only=True, ttl_seconds=ttl_seconds)
+        self.validator = Validator(schema)
+        self.ignore_errors = bool(unit.params.get("ignore_errors"))
+        self.adaptive = share is None
+        self.share = CHILD_CHECKS_START if share is None else share
+        self.owed = 0.0  # the share accumulated: a batch is checked here each time it reaches 1
+        self.writing = True
+        self.batch: list[Any] = []
+        self.batch_no = 0
+        self.checked = 0  # batches checked here (the log)
+
+    @property
+    def pending(self) -> int:
+        return len(self.batch)
+
+    def feed(self, item: Any) -> list[Any]:
+        if isinstance(item, EntryError):
+            if not self.ignore_errors:
+                self.writing = False  # as _plan's stop_writing
+            return [item]
+        self.batch.append(item)
+        return [self._batch()] if len(self.batch) >= self.size else []
+
+    def finish(self) -> list[Any]:
+        return [self._batch()] if self.batch else []
+
+    def behind(self, unread: int) -> None:
+        """``unread`` bytes of the batches before are still in the pipe as the next is sent
+        (``manifest_pipe._child_prepared``; -1: not known, no change)."""
+        if self.adaptive and unread >= 0:
+            step = _CHECKS_STEP if unread else -_CHECKS_STEP
+            self.share = min(1.0, max(0.0, self.share + step))
+
+    def _batch(self) -> tuple[int, int, Any]:
+        entries, self.batch = self.batch, []
+        self.batch_no += 1
+        seq = self.batch_no
+        if seq in self.done:
+            return seq, len(entries), None
+        self.owed += self.share
+        if self.owed < 1.0 - 1e-9:
+            return seq, len(entries), (_ENTRIES, [fields_of(e) for e in entries])
+        self.owed -= 1.0
+        self.checked += 1
+        results = [prepare_entry(e, self.storage, self.validator, from_manifest=True) for e in entries]
+        verdicts: list[Any] = []
+        items: list[tuple[Any, ...]] = []
+        vectors = False
+        for r in results:
+            if isinstance(r, FileError):
+                verdicts.append(_error_fields(r))
+                if not self.ignore_errors:
+                    self.writing = False
+                continue
+            verdicts.append(r[0].url_hash if len(r) == 1 else [p.url_hash for p in r])
+            for p in r:
+                items.append((p.seq, p.item_type, p.name, p.urls, p.media, p.client_metadata, p.parts,
+                              p.where))
+                vectors = vectors or any(isinstance(v, StoredVector) for v in p.client_metadata.values())
+        blob = pickle.dumps(items, protocol=pickle.HIGHEST_PROTOCOL) if self.writing else None
+        return seq, len(entries), (_CHECKED, verdicts, blob, vectors)
+
+
 def _error_fields(error: FileError) -> tuple[int, str, str | None, str, tuple[str, ...] | list[str]]:
     return error.seq, error.where, error.url, error.error, error.urls
 
@@ -1202,27 +1418,36 @@ def _docs(postgres: bool, unit: ClaimedUnit) -> item_docs.Docs:
 
 
 def _ready(db: Database, unit: ClaimedUnit, results: list[list[Prepared] | FileError], *,
-           copies_likely: bool = False) -> _Ready:
+           copies_likely: bool = False, blob: bytes | None = None, vectors: bool = False) -> _Ready:
     """Build a batch's rows outside any write transaction.  With ``skip_duplicate_urls``, the
     items whose URL a look-up finds in the folder already get none: the check under the folder's
     lock decides (``_commit_batch``), and builds the rows of any it finds were not duplicates.
     ``copies_likely`` (the batches before held only copies): none get rows, without the look-up;
     the check under the lock counts them as it always does, and builds rows for any it finds new
-    (without ``upsert_metadata``: an upsert reads each copy under the lock anyway)."""
+    (without ``upsert_metadata``: an upsert reads each copy under the lock anyway).
+
+    ``blob``: a batch the reader checked (``_InlineWriter.submit_checked``), whose results hold
+    ``_Key``s; its items are expanded only if the look-up finds one new."""
     prepared = [p for r in results if not isinstance(r, FileError) for p in r]
-    ready = _Ready(results, db.engine.dialect, docs=_docs(db.engine.dialect.name == "postgresql", unit))
+    ready = _Ready(results, db.engine.dialect, docs=_docs(db.engine.dialect.name == "postgresql", unit),
+                   blob=blob, vectors=vectors)
     if copies_likely and unit.params.get("skip_duplicate_urls") and not unit.params.get("upsert_metadata"):
         return ready  # (no keys: ``_commit_batch`` loads them under the lock if it writes values)
     with db.read() as s:
         ready.keys = load_keys(s, unit.org_id)
         if unit.params.get("skip_duplicate_urls") and prepared:
             prepared = _not_copies(s, unit, prepared)
+            if prepared and ready.blob is not None:  # something new: the items themselves
+                new = {p.url_hash for p in prepared}
+                ready.expand()
+                prepared = [p for r in results if not isinstance(r, FileError) for p in r
+                            if p.url_hash in new]
     ready.meta = _projected(ready.keys, ready.build(prepared))
     ready.projected = {id(p) for p in prepared}
     return ready
 
 
-def _not_copies(s: Session, unit: ClaimedUnit, prepared: list[Prepared]) -> list[Prepared]:
+def _not_copies(s: Session, unit: ClaimedUnit, prepared: list[Any]) -> list[Any]:
     """The items whose URL a look-up outside the lock does not find in the folder already."""
     found = _copies(s, uuid.UUID(unit.params["folder_id"]), sorted({p.url_hash for p in prepared}))
     # As ``_commit_batch`` decides: a copy staged by another job counts once that job is

@@ -334,7 +334,7 @@ class PipedEntries(Iterator[Entry | EntryError | PreparedBatch]):
                     for fields in value:
                         if type(fields) is not tuple:
                             yield fields  # an EntryError
-                        elif fields[8]:
+                        elif fields[8]:  # (``entry_of``, inline: a call an entry less)
                             yield Entry(*fields)
                         else:
                             yield new_entry(*fields[:8])
@@ -576,11 +576,19 @@ if hasattr(os, "register_at_fork"):
 # -- the child ----------------------------------------------------------------------------------
 
 
-def _fields(item: Entry | EntryError) -> Any:
+def fields_of(item: Entry | EntryError) -> Any:
+    """What crosses the pipe for an entry (the tuple of its fields; ``entry_of`` rebuilds an equal
+    ``Entry``), or an ``EntryError`` itself."""
     if type(item) is not Entry:
         return item
     return (item.seq, item.where, item.data_type, item.urls, item.title, item.client_metadata, item.media,
             item.placeholder_item_uuid, item.frame_info)
+
+
+def entry_of(fields: tuple[Any, ...]) -> Entry:
+    """The ``Entry`` whose ``fields_of`` these are."""
+    return Entry(*fields) if fields[8] else new_entry(*fields[:8])
+
 
 
 def _send(out: IO[bytes], message: tuple[int, Any]) -> None:
@@ -593,7 +601,7 @@ def _child(path: Path, fmt: Format, out: IO[bytes]) -> None:
     run: list[Any] = []
     try:
         for item in manifest.iter_entries(path, fmt):
-            run.append(_fields(item))
+            run.append(fields_of(item))
             if len(run) >= _RUN_ITEMS:
                 _send(out, (_ITEMS, run))
                 run = []
@@ -613,14 +621,22 @@ def _child_prepared(path: Path, fmt: Format, out: IO[bytes], preparer: Any) -> N
     entries, payload)``), ``finish()`` those of the end (the last batch), and ``pending`` how many
     entries wait in a batch not yet complete.  A message ends only where none wait, and says how
     many manifest items were read up to there: if this process fails, the planner reads on from
-    that point with no batch begun (``PipedEntries._read``)."""
+    that point with no batch begun (``PipedEntries._read``).
+
+    A preparer with a ``behind`` method is told, before each message, how many bytes of the
+    messages before it are still in the pipe (``_unread``; -1: not known): some, and the planner
+    is behind (its queue full, nothing taken off the pipe since); none, and it has taken all this
+    process sent, so it waits, or soon will, for this one (``jobs._ChildChecker``)."""
     events: list[Any] = []
     consumed = 0
+    behind = getattr(preparer, "behind", None)
     try:
         for item in manifest.iter_entries(path, fmt):
             consumed += 1
             events += preparer.feed(item)
             if events and not preparer.pending and (type(events[-1]) is tuple or len(events) >= _RUN_ITEMS):
+                if behind is not None:
+                    behind(_unread(out))
                 _send(out, (_PREPARED, (consumed, events)))
                 events = []
     except ManifestUnreadable as exc:
@@ -632,6 +648,20 @@ def _child_prepared(path: Path, fmt: Format, out: IO[bytes], preparer: Any) -> N
     if events:
         _send(out, (_PREPARED, (consumed, events)))
     _send(out, (_END, None))
+
+
+def _unread(out: IO[bytes]) -> int:
+    """The bytes written to the pipe ``out`` that its reader has not taken yet (-1: not known)."""
+    try:
+        import array
+        import fcntl
+        import termios
+
+        count = array.array("i", [0])
+        fcntl.ioctl(out.fileno(), termios.FIONREAD, count, True)  # (Linux answers it on a write end too)
+        return count[0]
+    except (ImportError, OSError, ValueError):
+        return -1
 
 
 def _preparer(line: bytes, control: IO[bytes]) -> Any:
