@@ -130,14 +130,15 @@ def main() -> None:
         per = args.sorted_per or n
         keyed = [kv for at in range(0, n, per) for kv in projector.keyed(items[at : at + per])[0]]
         statements = []
-        for key_id, column, pairs in keyed:
+        for key_id, column, ids, key_values in keyed:
+            pairs = list(zip(ids, key_values, strict=True))
             for at in range(0, len(pairs), ROWS_PER_STATEMENT):
                 chunk = pairs[at : at + ROWS_PER_STATEMENT]
                 target = "meta_staged (item_id, value" if args.staged else f"item_meta (item_id, {column}"
                 sql = (f"INSERT INTO {target}, key_id) SELECT column1, column2, ? "
                        f"FROM (VALUES {', '.join(['(?, ?)'] * len(chunk))})")
                 statements.append((sql, (key_id, *chain.from_iterable(chunk))))
-        values = sum(len(pairs) for _, _, pairs in keyed)
+        values = sum(len(ids) for _, _, ids, _ in keyed)
         before = cpu()
         db.execute("BEGIN IMMEDIATE")
         for sql, params in statements:

@@ -93,6 +93,61 @@ def convert_tuples(
     return data
 
 
+def convert_columns(
+    dialect: Dialect, table: Table, columns: Sequence[str], data: Sequence[Sequence[Any]]
+) -> list[Sequence[Any]]:
+    """``data``, the values of ``columns`` column by column, as the driver takes them (as
+    ``convert_tuples``): only the columns whose type needs it are copied."""
+    out: list[Sequence[Any]] = []
+    for name, values in zip(columns, data, strict=True):
+        convert = _converter(table.c[name].type, dialect)
+        out.append(values if convert is _same else [convert(v) for v in values])
+    return out
+
+
+def insert_columns(
+    s: Session,
+    table: Table,
+    columns: Sequence[str],
+    data: Sequence[Sequence[Any]],
+    constants: Mapping[str, Any] | None = None,
+    *,
+    converted: bool = False,
+) -> None:
+    """Insert rows given column by column: ``data[i]`` holds every row's value of ``columns[i]``
+    (all of one length), plus ``constants``; stored exactly as ``insert_tuples`` stores the same
+    rows as tuples (tests/db/test_bulk.py).  A caller that has its values as columns makes no
+    tuple per row: on SQLite each statement's parameters are laid out from slices of the columns
+    (the same statements as ``insert_tuples``), on PostgreSQL the columns are zipped into the same
+    ``COPY``.  (Registration's projected values: a key's item ids and values, two lists,
+    ``corral.core.index.projection.KeyValues``.)  ``converted``: as ``insert_tuples``."""
+    if not data or not data[0]:
+        return
+    n = len(data[0])
+    if len(data) != len(columns) or any(len(values) != n for values in data):
+        raise ValueError("insert_columns: one list of values per column, all of one length")
+    conn = s.connection()
+    dialect = conn.dialect
+    ready = data if converted else convert_columns(dialect, table, columns, data)
+    if dialect.name == "postgresql":
+        insert_tuples(s, table, columns, list(zip(*ready, strict=True)), constants, converted=True)
+        return
+    fixed = dict(constants or {})
+    fixed_values = [_converter(table.c[name].type, dialect)(v) for name, v in fixed.items()]
+    quote = dialect.identifier_preparer.quote
+    width, first = len(columns), len(fixed_values)
+    start = 0
+    for statement, size in _sqlite_statements(quote(table.name), [quote(c) for c in columns],
+                                              [quote(c) for c in fixed], n):
+        # (the constants' parameters come first: they are the SELECT list's, before the VALUES)
+        parameters: list[Any] = [None] * (first + width * size)
+        parameters[:first] = fixed_values
+        for i, values in enumerate(ready):
+            parameters[first + i :: width] = values[start : start + size]
+        start += size
+        conn.exec_driver_sql(statement, tuple(parameters))
+
+
 def insert_tuples(
     s: Session,
     table: Table,
@@ -294,20 +349,26 @@ def _statement_sizes(n: int, most: int) -> Iterator[int]:
         n -= size
 
 
+def _sqlite_statements(table: str, columns: list[str], fixed: list[str], n: int) -> Iterator[tuple[str, int]]:
+    """The statements inserting ``n`` rows, with how many rows each takes: many rows per
+    statement, the constant columns bound once per statement (``_insert_sqlite``)."""
+    width = len(columns)
+    most = max(1, min(ROWS_PER_STATEMENT, (MAX_PARAMETERS - len(fixed)) // width))
+    row_marks = "(" + ", ".join("?" * width) + ")"
+    select_list = ", ".join([*(f"column{i + 1}" for i in range(width)), *("?" * len(fixed))])
+    head = f"INSERT INTO {table} ({', '.join([*columns, *fixed])}) SELECT {select_list} FROM (VALUES "
+    for size in _statement_sizes(n, most):
+        yield head + ", ".join([row_marks] * size) + ")", size
+
+
 def _insert_sqlite(conn: Connection, table: str, columns: list[str], fixed: list[str],
                    fixed_values: tuple[Any, ...], rows: Sequence[tuple[Any, ...]]) -> None:
     """Many rows per statement, not ``executemany``'s one row per step: the driver gives up the
     interpreter lock for each step and must win it back afterwards, which costs up to a switch
     interval (5 ms) per row when another thread is busy (registration parses in one thread while
     another writes).  The constant columns are bound once per statement."""
-    width = len(columns)
-    most = max(1, min(ROWS_PER_STATEMENT, (MAX_PARAMETERS - len(fixed)) // width))
-    row_marks = "(" + ", ".join("?" * width) + ")"
-    select_list = ", ".join([*(f"column{i + 1}" for i in range(width)), *("?" * len(fixed))])
-    head = f"INSERT INTO {table} ({', '.join([*columns, *fixed])}) SELECT {select_list} FROM (VALUES "
     start = 0
-    for size in _statement_sizes(len(rows), most):
+    for statement, size in _sqlite_statements(table, columns, fixed, len(rows)):
         chunk = rows[start : start + size]
         start += size
-        conn.exec_driver_sql(head + ", ".join([row_marks] * size) + ")",
-                             (*fixed_values, *chain.from_iterable(chunk)))
+        conn.exec_driver_sql(statement, (*fixed_values, *chain.from_iterable(chunk)))

@@ -24,7 +24,7 @@ import uuid
 from collections.abc import Generator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from operator import itemgetter
+from itertools import compress
 from pathlib import Path
 from typing import Any, cast
 
@@ -572,14 +572,17 @@ def _write_values(s: Session, values: list[projection.Keyed]) -> None:
     them (a key's values of one batch are in value order already, ``Projector.keyed``): the value
     index's entries are then inserted in one pass along it, not one pass per batch (measured in
     docs/performance.md, "Group commit")."""
-    by_key: dict[int, tuple[str, list[tuple[Any, Any]]]] = {}
+    by_key: dict[int, tuple[str, list[Any], list[Any]]] = {}
     text_rows: list[tuple[Any, ...]] = []
     for keyed, texts in values:
-        for key_id, column, pairs in keyed:
-            by_key.setdefault(key_id, (column, []))[1].extend(pairs)
+        for key_id, column, ids, key_values in keyed:
+            merged_ids, merged_values = by_key.setdefault(key_id, (column, [], []))[1:]
+            merged_ids += ids
+            merged_values += key_values
         text_rows += texts
-    at = itemgetter(1)
-    merged = [(key_id, column, sorted(pairs, key=at)) for key_id, (column, pairs) in by_key.items()]
+    # (each key's lists in batch order, reordered once: the order sorting the pairs gave)
+    merged: list[projection.KeyValues] = [(key_id, column, *projection.in_value_order(ids, key_values))
+                                          for key_id, (column, ids, key_values) in by_key.items()]
     projection.write(s, (merged, text_rows), converted=True)  # ids from uuid7_hex (_Ready.build)
 
 
@@ -788,8 +791,11 @@ def _refuse_misfits(s: Session, unit: ClaimedUnit, results: list[list[Prepared] 
 def _values_of(meta: projection.Keyed, kept: set[Any]) -> projection.Keyed:
     """The projected values of the items ``kept`` (by their ids as the rows hold them)."""
     by_key, text_rows = meta
-    return ([(key, column, [r for r in pairs if r[0] in kept]) for key, column, pairs in by_key],
-            [r for r in text_rows if r[0] in kept])
+    out: list[projection.KeyValues] = []
+    for key, column, ids, values in by_key:
+        keep = [item_id in kept for item_id in ids]  # (the two lists stay aligned, in their order)
+        out.append((key, column, list(compress(ids, keep)), list(compress(values, keep))))
+    return out, [r for r in text_rows if r[0] in kept]
 
 
 def _upsert(s: Session, folder_id: uuid.UUID, url_hash: str,

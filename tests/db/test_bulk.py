@@ -222,3 +222,100 @@ def test_binary_copy_types_are_the_migrated_columns_types(db) -> None:  # type: 
                 "SELECT a.attname, t.typname FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid "
                 "WHERE a.attrelid = CAST(:t AS regclass) AND a.attnum > 0 AND NOT a.attisdropped"), {"t": name}).all())
         assert {c: same.get(stored[c], stored[c]) for c in columns} == dict(zip(columns, sent, strict=True)), name
+
+
+def test_rows_given_column_by_column_are_stored_as_rows_are(db) -> None:  # type: ignore[no-untyped-def]
+    """``insert_columns`` (registration's projected values: a key's item ids and values as two
+    lists) stores exactly what ``insert_tuples`` stores for the same rows as tuples: floats at
+    their edges, texts with tabs, newlines and non-ASCII, NULLs, ids as UUIDs or 32 hex digits,
+    the constant column in every row, and counts that span several statements of different sizes
+    (600 rows: 256 + 256 + 64 + 16 + 8).  On SQLite the statements and their parameters are the
+    same ones too; a column shorter than the others is refused before anything is written."""
+    import math
+
+    import pytest
+    from sqlalchemy import event, text
+
+    from corral.db.bulk import insert_columns
+    from corral.db.tables import IndexChange, IndexKey, ItemMeta, ItemText
+
+    meta, texts, changes = (cast(Table, t.__table__) for t in (ItemMeta, ItemText, IndexChange))
+    org, folder = uuid.uuid4(), uuid.uuid4()
+    with db.write() as s:
+        s.add(Organisation(id=org, name="o"))
+        s.flush()
+        s.add(Folder(id=folder, org_id=org, name="f", parent_key=""))
+        s.flush()
+        keys = [IndexKey(org_id=org, name=f"k{n}", definition={"type": "string"}) for n in range(4)]
+        s.add_all(keys)
+        s.flush()
+        by_tuples, by_columns, text_tuples, text_columns = (k.id for k in keys)
+    edges: list[Any] = [0.0, -0.0, 1e308, -1e-308, 5e-324, 0.1, 1 / 3, math.inf, -math.inf, 2**53 + 1, -7, True]
+    numbers = edges + [n * 0.5 - 100 for n in range(600 - len(edges))]
+    strings = ["plain", "tab\there", "new\nline\r\n", "back\\slash \\N \\t", "é漢字🙂", "", " ", "'\""]
+    items = [uuid.uuid4() for _ in range(len(numbers))]
+    when = datetime(2026, 11, 23, 12, 30, 45, 123456, tzinfo=UTC)
+    with db.write() as s:
+        s.execute(insert(ITEMS), [_row(org, folder, f"{n}.png", when, id=i) for n, i in enumerate(items)])
+    ids = [i.hex if n % 2 else i for n, i in enumerate(items)]  # both forms the callers pass
+    words = [strings[n % len(strings)] + str(n) if n % 7 else strings[n % len(strings)] for n in range(len(ids))]
+    bodies: list[Any] = [None if n % 5 == 0 else w for n, w in enumerate(words)]
+
+    statements: list[tuple[str, Any]] = []
+
+    def seen(_conn: Any, _cursor: Any, statement: str, parameters: Any, _context: Any, _many: bool) -> None:
+        if "item_meta" in statement or "item_text" in statement or "index_changes" in statement:
+            statements.append((statement, parameters))
+
+    event.listen(db.engine, "before_cursor_execute", seen)
+    try:
+        with db.write() as s:
+            insert_tuples(s, meta, ("item_id", "num"), list(zip(ids, numbers, strict=True)), {"key_id": by_tuples})
+            insert_tuples(s, meta, ("item_id", "txt"), list(zip(ids, words, strict=True)), {"key_id": text_tuples})
+            insert_tuples(s, texts, ("item_id", "key_id", "body"),
+                          [(i, text_tuples, b) for i, b in zip(ids, bodies, strict=True) if b is not None])
+            insert_tuples(s, changes, ("item_id", "seq"), [(i, 1) for i in ids] + [(None, 1)], {"org_id": org})
+        as_tuples, statements[:] = list(statements), []
+        with db.write() as s:
+            insert_columns(s, meta, ("item_id", "num"), (ids, numbers), {"key_id": by_columns})
+            insert_columns(s, meta, ("item_id", "txt"), (ids, words), {"key_id": text_columns})
+            kept = [n for n, b in enumerate(bodies) if b is not None]
+            insert_columns(s, texts, ("item_id", "key_id", "body"),
+                           ([ids[n] for n in kept], [text_columns] * len(kept), [bodies[n] for n in kept]))
+            insert_columns(s, changes, ("item_id", "seq"), (ids + [None], [2] * (len(ids) + 1)), {"org_id": org})
+            insert_columns(s, meta, ("item_id", "num"), ([], []), {"key_id": by_columns})  # nothing: no statement
+        as_columns = list(statements)
+    finally:
+        event.remove(db.engine, "before_cursor_execute", seen)
+    if db.is_sqlite:
+        # the same statements, the same parameters but for the keys' ids and index_changes' seq
+        # item_meta 2 x 5 statements, item_text 4 (480 rows: 256 + 128 + 64 + 32), index_changes 6 (601)
+        assert len(as_columns) == len(as_tuples) == 2 * 5 + 4 + 6
+        swap = {by_tuples: by_columns, text_tuples: text_columns}
+        for (sql_t, params_t), (sql_c, params_c) in zip(as_tuples, as_columns, strict=True):
+            assert sql_c == sql_t
+            if "index_changes" in sql_t:  # (the seq column, 1 then 2)
+                expected = [2 if type(v) is int and v == 1 else v for v in params_t]
+            else:
+                expected = [swap.get(v, v) if type(v) is int else v for v in params_t]
+            assert list(params_c) == expected
+    with db.read() as s:
+        def rows(sql: str, **bound: Any) -> list[tuple[Any, ...]]:
+            # floats compared by their bits' text (-0.0 and 0.0 differ), ids as stored
+            return sorted((tuple(repr(v) if isinstance(v, float) else v for v in r)
+                           for r in s.execute(text(sql), bound)), key=repr)
+
+        for old, new in ((by_tuples, by_columns), (text_tuples, text_columns)):
+            stored = rows("SELECT item_id, num, txt FROM item_meta WHERE key_id = :k", k=old)
+            assert len(stored) == len(items)
+            assert rows("SELECT item_id, num, txt FROM item_meta WHERE key_id = :k", k=new) == stored
+        stored = rows("SELECT item_id, body FROM item_text WHERE key_id = :k", k=text_tuples)
+        assert len(stored) == len(bodies) - bodies.count(None)
+        assert rows("SELECT item_id, body FROM item_text WHERE key_id = :k", k=text_columns) == stored
+        stored = rows("SELECT org_id, item_id FROM index_changes WHERE seq = :k", k=1)
+        assert len(stored) == len(items) + 1
+        assert rows("SELECT org_id, item_id FROM index_changes WHERE seq = :k", k=2) == stored
+    with db.write() as s, pytest.raises(ValueError, match="one length"):
+        insert_columns(s, meta, ("item_id", "num"), (ids, numbers[:-1]), {"key_id": by_columns})
+    with db.read() as s:
+        assert s.scalar(text("SELECT count(*) FROM item_meta WHERE key_id = :k"), {"k": by_columns}) == len(items)

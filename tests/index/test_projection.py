@@ -209,6 +209,61 @@ def test_projector_rows_come_key_by_key_in_value_order() -> None:
     assert {(r[0], r[1]) for r in meta} == {(f"id{n}", k.id) for n in range(20) for k in keys}
 
 
+def test_keyed_values_are_in_the_order_sorting_the_pairs_gave(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """``Projector.keyed`` gives each key's item ids and values as two lists in the order a stable
+    sort of the ``(id, value)`` pairs by value gives (equal values in the items' order), so the
+    same rows go in, in the same order, as when it gave the pairs; registration's grouped write
+    (``_write_values``) merges batches' lists into that order too, and the duplicates' filter
+    (``_values_of``) keeps each id beside its value."""
+    from operator import itemgetter
+
+    from corral.core.index.projection import Projector, in_value_order
+    from corral.core.metadata.schema import from_native
+    from corral.registration.jobs import _values_of, _write_values
+
+    schema = from_native({"keys": {"camera": {"type": "varchar"}, "score": {"type": "number"},
+                                   "notes": {"type": "text"}}})
+    keys = [index_keys.Key(i, name, entry, True, None)
+            for i, (name, entry) in enumerate(sorted(schema.entries.items()), start=1)]
+    # many equal values (ties), ids that do not sort as the items come, a value missing
+    items = [(f"id{(37 * n) % 101:03}", {"camera": f"cam{(7 * n) % 5}", "score": (3 * n) % 7 / 2,
+                                         "notes": f"n{n % 4}"} | ({} if n % 9 else {"score": None}))
+             for n in range(101)]
+    keyed, text = Projector(iter(keys)).keyed(items)
+    assert len(keyed) == 3
+    for key_id, _column, ids, values in keyed:
+        name = next(k.name for k in keys if k.id == key_id)
+        pairs = [(item_id, m[name]) for item_id, m in items if m.get(name) is not None]  # (short: stored whole)
+        assert list(zip(ids, values, strict=True)) == sorted(pairs, key=itemgetter(1))
+        assert values == sorted(values) and len(set(values)) < len(values)  # (ties were there)
+    assert in_value_order(["a", "b", "c", "d"], [2, 1, 2, 1]) == (["b", "d", "a", "c"], [1, 1, 2, 2])
+    assert in_value_order([], []) == ([], [])
+
+    # the duplicates' filter: the kept items' values, each beside its id, still in value order
+    kept = {item_id for item_id, _ in items[::3]}
+    filtered, kept_text = _values_of((keyed, text), kept)
+    for (key_id, column, ids, values), (key_id2, column2, ids2, values2) in zip(keyed, filtered, strict=True):
+        assert (key_id2, column2) == (key_id, column)
+        assert list(zip(ids2, values2, strict=True)) == [(i, v) for i, v in zip(ids, values, strict=True)
+                                                         if i in kept]
+    assert kept_text == [r for r in text if r[0] in kept]
+
+    # a group's batches: each key's values merged, in the order one sort of all its pairs gives
+    from corral.core.index import projection
+
+    written: list[Any] = []
+    first, second = (Projector(iter(keys)).keyed(part) for part in (items[:50], items[50:]))
+    monkeypatch.setattr(projection, "write", lambda s, rows, converted=False: written.append(rows))
+    _write_values(None, [first, second])  # type: ignore[arg-type]
+    (merged, merged_text), = written
+    assert merged_text == first[1] + second[1]
+    for key_id, _column, ids, values in merged:
+        pairs = [p for keyed_ in (first, second) for k, _, i, v in keyed_[0] if k == key_id
+                 for p in zip(i, v, strict=True)]
+        assert list(zip(ids, values, strict=True)) == sorted(pairs, key=itemgetter(1))
+    assert [(k, c) for k, c, _, _ in merged] == [(k, c) for k, c, _, _ in keyed]
+
+
 def test_metadata_writers_of_one_organisation_do_not_queue_behind_each_other(env, db) -> None:  # type: ignore[no-untyped-def]
     """PostgreSQL: two transactions writing different items' metadata run side by side (the index
     keys' rows are key-share-locked, which only a key's delete waits for); they were locked FOR

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterable
-from operator import itemgetter
 from typing import Any, cast
 
 from sqlalchemy import Table, delete, event, inspect, select
@@ -24,7 +23,7 @@ from sqlalchemy.orm import Session, UOWTransaction
 from corral.core.index import changes
 from corral.core.index.keys import Key, Projected, load, projector
 from corral.core.vectors import writes as vector_writes
-from corral.db.bulk import convert_tuples, insert_tuples
+from corral.db.bulk import convert_tuples, insert_columns, insert_tuples
 from corral.db.tables import Item, ItemMeta, ItemText, MetadataSchema
 
 META = cast(Table, ItemMeta.__table__)
@@ -34,9 +33,13 @@ TEXT_COLUMNS = ("item_id", "key_id", "body")
 _CHUNK = 500
 
 Rows = tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]
-#: One key's values: its id, the column they go in (``num`` or ``txt``), and ``(item id, value)``
-#: pairs in value order.
-KeyValues = tuple[int, str, list[tuple[Any, Any]]]
+#: One key's values: its id, the column they go in (``num`` or ``txt``), then the item ids and
+#: their values as two lists of one length, in value order (``in_value_order``).  Two flat lists,
+#: not a pair per value: registration sends them from the manifest's reading process to the
+#: planner's (``corral.registration.manifest_pipe``), and pickle writes and reads a list of
+#: strings and one of numbers several times faster than as many 2-tuples; SQLite's statements
+#: take their parameters from slices of them (``corral.db.bulk.insert_columns``).
+KeyValues = tuple[int, str, list[Any], list[Any]]
 #: ``item_meta`` values key by key, and ``item_text`` rows (what ``write`` inserts).
 Keyed = tuple[list[KeyValues], list[tuple[Any, ...]]]
 
@@ -62,10 +65,12 @@ class Projector:
         return bool(self._keys)
 
     def keyed(self, items: Iterable[tuple[Any, dict[str, Any]]]) -> Keyed:
-        """The values key by key, as ``write`` takes them: a pair per value, not a row with the
-        key's id and the other column's NULL repeated in it."""
+        """The values key by key, as ``write`` takes them: each key's item ids and values as two
+        lists (``KeyValues``), not a row per value with the key's id and the other column's NULL
+        repeated in it."""
         keys = self._keys
-        by_key: dict[int, list[tuple[Any, Any]]] = {key_id: [] for key_id, _, _ in keys.values()}
+        # per key: its item ids and their values, appended side by side
+        by_key: dict[int, tuple[list[Any], list[Any]]] = {key_id: ([], []) for key_id, _, _ in keys.values()}
         text: list[tuple[Any, ...]] = []
         for item_id, metadata in items:
             if not metadata:
@@ -77,28 +82,36 @@ class Projector:
                 p = found[1](value)
                 if p is None:
                     continue
-                by_key[found[0]].append((item_id, p[found[2]]))
+                ids, values = by_key[found[0]]
+                ids.append(item_id)
+                values.append(p[found[2]])
                 if p[2] is not None:
                     text.append((item_id, found[0], p[2]))
-        at = itemgetter(1)
         columns = {key_id: "num" if position == 0 else "txt" for key_id, _, position in keys.values()}
         out: list[KeyValues] = []
-        for key_id, pairs in by_key.items():
-            if pairs:
-                pairs.sort(key=at)
-                out.append((key_id, columns[key_id], pairs))
+        for key_id, (ids, values) in by_key.items():
+            if ids:
+                out.append((key_id, columns[key_id], *in_value_order(ids, values)))
         return out, text
 
     def rows(self, items: Iterable[tuple[Any, dict[str, Any]]]) -> Rows:
         """The same values as ``item_meta`` rows ``(item_id, key_id, num, txt)``."""
         keyed, text = self.keyed(items)
         meta: list[tuple[Any, ...]] = []
-        for key_id, column, pairs in keyed:
+        for key_id, column, ids, values in keyed:
             if column == "num":
-                meta += [(item_id, key_id, value, None) for item_id, value in pairs]
+                meta += [(item_id, key_id, value, None) for item_id, value in zip(ids, values, strict=True)]
             else:
-                meta += [(item_id, key_id, None, value) for item_id, value in pairs]
+                meta += [(item_id, key_id, None, value) for item_id, value in zip(ids, values, strict=True)]
         return meta, text
+
+
+def in_value_order(ids: list[Any], values: list[Any]) -> tuple[list[Any], list[Any]]:
+    """``ids`` and ``values`` (one item's id beside its value) reordered by value: the order a
+    stable sort of the ``(id, value)`` pairs by value gives (equal values keep their order), with
+    no pair made.  The order of the partial indexes, ``Projector``."""
+    order = sorted(range(len(values)), key=values.__getitem__)
+    return [ids[i] for i in order], [values[i] for i in order]
 
 
 def write(s: Session, rows: Keyed, *, converted: bool = False) -> None:
@@ -107,8 +120,8 @@ def write(s: Session, rows: Keyed, *, converted: bool = False) -> None:
     ``converted``: their item ids are hex strings already (registration's ``uuid7_hex``), which
     every column here passes to the driver as they are, so the rows are not copied through
     ``convert_tuples``."""
-    for key_id, column, pairs in rows[0]:
-        insert_tuples(s, META, ("item_id", column), pairs, {"key_id": key_id}, converted=converted)
+    for key_id, column, ids, values in rows[0]:
+        insert_columns(s, META, ("item_id", column), (ids, values), {"key_id": key_id}, converted=converted)
     insert_tuples(s, TEXT, TEXT_COLUMNS, rows[1], converted=converted)
 
 
