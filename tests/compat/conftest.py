@@ -35,16 +35,24 @@ IMAGES = {"img/a.png": (64, 48), "img/b.png": (32, 32), "img/c.png": (16, 8)}
 
 @pytest.fixture
 def server(settings, db) -> Iterator[str]:  # type: ignore[no-untyped-def]
-    port = free_port()  # the public URL is where signed local-upload URLs point
-    settings = settings.model_copy(update={"public_url": f"http://127.0.0.1:{port}"})
-    app = create_app(settings, db=db, run_worker=True)
-    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False))
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not srv.started:
-        assert time.monotonic() < deadline, "the test server did not start"
-        time.sleep(0.02)
+    # A free port may be taken by another process before the server binds it (the server's
+    # thread then ends: CI1 of 2026-12-07 waited out its 10 s); another port is tried then.
+    for _ in range(3):
+        port = free_port()  # the public URL is where signed local-upload URLs point
+        configured = settings.model_copy(update={"public_url": f"http://127.0.0.1:{port}"})
+        app = create_app(configured, db=db, run_worker=True)
+        srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False))
+        thread = threading.Thread(target=srv.run, daemon=True)
+        thread.start()
+        deadline = time.monotonic() + 30
+        while not srv.started and thread.is_alive():
+            assert time.monotonic() < deadline, "the test server did not start"
+            time.sleep(0.02)
+        if srv.started:
+            break
+        thread.join(10)
+    else:
+        raise AssertionError("the test server did not start on any of three ports")
     yield f"http://127.0.0.1:{srv.config.port}"
     srv.should_exit = True
     thread.join(10)
