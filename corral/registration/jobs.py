@@ -1197,7 +1197,36 @@ def _received(dialect: Dialect, unit: ClaimedUnit, encoded: list[Any], meta: pro
     return ready
 
 
-class _ChildPlanner:
+class _ChildBatches:
+    """What the manifest's reading process runs for ``PipedEntries.prepare``: entries batched as
+    ``_plan`` batches them (the same sizes and numbers, entry errors passed on in between; after
+    one, an all-or-nothing job writes nothing more), each full batch made by ``_batch``."""
+
+    size: int
+    ignore_errors: bool
+    writing: bool
+    batch: list[Any]
+
+    @property
+    def pending(self) -> int:
+        return len(self.batch)
+
+    def feed(self, item: Any) -> list[Any]:
+        if isinstance(item, EntryError):
+            if not self.ignore_errors:
+                self.writing = False  # as _plan's stop_writing
+            return [item]
+        self.batch.append(item)
+        return [self._batch()] if len(self.batch) >= self.size else []
+
+    def finish(self) -> list[Any]:
+        return [self._batch()] if self.batch else []
+
+    def _batch(self) -> tuple[int, int, Any]:
+        raise NotImplementedError
+
+
+class _ChildPlanner(_ChildBatches):
     """The planner's Python work with each batch of a strict client-only import, done in the
     manifest's reading process (``manifest_pipe.PipedEntries.prepare``) instead of the planner's:
     ``prepare_entry`` (scope and schema checks), then the rows, listing documents and projected
@@ -1234,22 +1263,7 @@ class _ChildPlanner:
         self.batch: list[Any] = []
         self.batch_no = 0
 
-    @property
-    def pending(self) -> int:
-        return len(self.batch)
-
-    def feed(self, item: Any) -> list[Any]:
-        if isinstance(item, EntryError):
-            if not self.ignore_errors:
-                self.writing = False  # as _plan's stop_writing
-            return [item]
-        self.batch.append(item)
-        return [self._prepare()] if len(self.batch) >= self.size else []
-
-    def finish(self) -> list[Any]:
-        return [self._prepare()] if self.batch else []
-
-    def _prepare(self) -> tuple[int, int, Any]:
+    def _batch(self) -> tuple[int, int, Any]:
         entries, self.batch = self.batch, []
         self.batch_no += 1
         seq = self.batch_no
@@ -1279,7 +1293,7 @@ _ENTRIES, _CHECKED = 0, 1  # what ``_ChildChecker`` sends of a batch (the payloa
 _CHECKS_STEP = 0.05
 
 
-class _ChildChecker:
+class _ChildChecker(_ChildBatches):
     """The checks of an import likely to meet duplicates (``_duplicates_likely``), shared between
     the manifest's reading process, where this runs (``manifest_pipe.PipedEntries.prepare``), and
     the planner's.  There the reader only read while the planner's thread checked every entry
@@ -1325,21 +1339,6 @@ class _ChildChecker:
         self.batch: list[Any] = []
         self.batch_no = 0
         self.checked = 0  # batches checked here (the log)
-
-    @property
-    def pending(self) -> int:
-        return len(self.batch)
-
-    def feed(self, item: Any) -> list[Any]:
-        if isinstance(item, EntryError):
-            if not self.ignore_errors:
-                self.writing = False  # as _plan's stop_writing
-            return [item]
-        self.batch.append(item)
-        return [self._batch()] if len(self.batch) >= self.size else []
-
-    def finish(self) -> list[Any]:
-        return [self._batch()] if self.batch else []
 
     def behind(self, unread: int) -> None:
         """``unread`` bytes of the batches before are still in the pipe as the next is sent
