@@ -186,8 +186,9 @@ class Azurite:
 
 @pytest.fixture(scope="session")
 def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Azurite]:
-    if not AZURITE.exists():
-        subprocess.run([str(ROOT / "scripts" / "ensure-test-services")], check=True)
+    # Always asked (it returns at once when installed): it also finishes an install that another
+    # process left half done, and waits for one under way (its lock).
+    subprocess.run([str(ROOT / "scripts" / "ensure-test-services")], check=True)
     port = free_port()
     work = tmp_path_factory.mktemp("azurite")
     svc = Service("azurite", [str(AZURITE), "--blobHost", "127.0.0.1", "--blobPort", str(port),
