@@ -25,6 +25,7 @@ from corral.core.metadata import service as metadata_service
 from corral.core.pagination import Direction, Page
 from corral.core.permissions import Need
 from corral.core.staging import published
+from corral.core.vectors.store import MARKER, StoredVector
 from corral.db.tables import Folder, Item, Job
 from corral.db.types import contains_folded, utcnow
 from corral.errors import ErrorDetail
@@ -184,6 +185,43 @@ def resolve_for(s: Session, principal: Principal, ref: str | uuid.UUID, need: Ne
     return folder
 
 
+def checked_metadata(
+    s: Session,
+    org_id: uuid.UUID,
+    metadata: Any,
+    field: str = "client_metadata",
+    current: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """A folder's ``client_metadata`` checked against the organisation's schema, as an item's is.
+
+    A folder has no vector store: an embedding key's value keeps its numbers in the folder's
+    JSON (as given, once checked), not the marker an item's JSON holds.  A marker sent back
+    (copied from an item, say) keeps the folder's own numbers for the key, if it has them at that
+    size; otherwise it is refused, since there is nothing for it to refer to.
+    """
+    normalised = metadata_service.validated(s, org_id, metadata, field)
+    for key, value in normalised.items():
+        if not isinstance(value, dict) or MARKER not in value:
+            continue
+        if isinstance(value, StoredVector) and value.vector is not None:
+            given = metadata.get(key) if isinstance(metadata, dict) else None
+            normalised[key] = list(given) if type(given) is list else value.vector.tolist()
+            continue
+        dim = value[MARKER]["dim"]
+        kept = (current or {}).get(key)
+        if type(kept) is list and len(kept) == dim:
+            normalised[key] = kept
+            continue
+        expected = f"a list of {dim} finite numbers (embedding)"
+        raise errors.ValidationFailed(
+            f"'{key}' is an embedding marker, but a folder keeps its embedding's numbers and this one "
+            f"has none for {key!r}: expected {expected}",
+            details=[ErrorDetail(f"expected {expected}: a folder has no stored vector for a marker "
+                                 "to keep", field=f"{field}.{key}")],
+        )
+    return normalised
+
+
 def create(
     s: Session,
     principal: Principal,
@@ -252,7 +290,7 @@ def create_path(
         raise errors.ValidationFailed(
             "the folder path is empty", details=[ErrorDetail("empty", field="path")]
         )
-    metadata = metadata_service.validated(s, principal.org_id, client_metadata) if client_metadata else {}
+    metadata = checked_metadata(s, principal.org_id, client_metadata) if client_metadata else {}
     folder: Folder | None = None
     for i, raw in enumerate(names):
         last = i == len(names) - 1
@@ -308,8 +346,8 @@ def update(
     if description is not None:
         folder.description = _check_description(description)
     if client_metadata is not None:
-        folder.client_metadata = metadata_service.validated(s, principal.org_id, client_metadata,
-                                                            metadata_field)
+        folder.client_metadata = checked_metadata(s, principal.org_id, client_metadata, metadata_field,
+                                                  current=folder.client_metadata)
     folder.updated_at = utcnow()
     taken = folder.name  # (read before the flush: a failed flush leaves the row unreadable)
     try:

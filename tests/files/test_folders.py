@@ -222,3 +222,32 @@ def test_listings_count_items_only_when_asked(client, make_user, db) -> None:  #
                       headers=alice.bearer).json()["items"] is None
     r = client.get("/api/v1/folders", params={"counts": "maybe"}, headers=alice.bearer)
     assert r.status_code == 400 and r.json()["errors"][0]["field"] == "counts"
+
+
+def test_a_folders_embedding_keeps_its_numbers(client, make_user) -> None:  # type: ignore[no-untyped-def]
+    # A folder has no vector store: its JSON holds the numbers (an item's holds a marker and the
+    # store the numbers).  They were lost before: the folder kept only {"$vector": {"dim": 3}}.
+    alice = make_user("alice@x.io")
+    schema = {"keys": {"clip": {"type": "embedding", "size": 3}, "team": {"type": "varchar"}}}
+    assert client.put("/api/v1/metadata-schema", json=schema, headers=alice.bearer).status_code == 200
+    made = folder(client, alice, "emb", client_metadata={"clip": [0.5, 1, -2.25], "team": "vision"})
+    assert made["client_metadata"] == {"clip": [0.5, 1, -2.25], "team": "vision"}
+    shown = client.get(f"/api/v1/folders/{made['id']}", headers=alice.bearer).json()
+    assert shown["client_metadata"]["clip"] == [0.5, 1, -2.25]
+    # sent back as read: unchanged; a marker (copied from an item) keeps the folder's numbers
+    marker = {"$vector": {"dim": 3}}
+    for sent in ([0.5, 1, -2.25], marker):
+        r = client.patch(f"/api/v1/folders/{made['id']}", json={"client_metadata": {"clip": sent}},
+                         headers=alice.bearer)
+        assert r.status_code == 200 and r.json()["client_metadata"] == {"clip": [0.5, 1, -2.25]}, r.text
+    # a marker with nothing to keep, or numbers of another size, are a 400 naming the key; nothing changes
+    r = client.post("/api/v1/folders", json={"path": "other", "client_metadata": {"clip": marker}},
+                    headers=alice.bearer)
+    assert r.status_code == 400 and r.json()["errors"][0]["field"] == "client_metadata.clip", r.text
+    assert "a list of 3 finite numbers" in r.json()["message"]
+    r = client.patch(f"/api/v1/folders/{made['id']}", json={"client_metadata": {"clip": [1, 2]}},
+                     headers=alice.bearer)
+    assert r.status_code == 400 and r.json()["errors"][0]["field"] == "client_metadata.clip", r.text
+    shown = client.get(f"/api/v1/folders/{made['id']}", headers=alice.bearer).json()
+    assert shown["client_metadata"] == {"clip": [0.5, 1, -2.25]}
+    assert [f["name"] for f in client.get("/api/v1/folders", headers=alice.bearer).json()] == ["emb"]

@@ -25,7 +25,6 @@ from corral.core import cloudsync, folders, item_rows, items, pagination
 from corral.core import tags as tags_service
 from corral.core.identity import Principal
 from corral.core.items import ItemView
-from corral.core.metadata import service as metadata_service
 from corral.jobs import queue
 from corral.registration import jobs as registration
 from corral.registration import service, uploads
@@ -139,7 +138,7 @@ async def create_folder(ctx: Ctx, principal: CurrentPrincipal, body: SdkFolderCr
         with ctx.db.write() as s:
             if parent is not None:
                 folders.resolve_for(s, principal, str(parent), "editor")
-            checked = metadata_service.validated(s, principal.org_id, metadata) if metadata else None
+            checked = folders.checked_metadata(s, principal.org_id, metadata) if metadata else None
             if synced is not None:
                 row = cloudsync.create_folder(
                     s, ctx.settings, principal, name, parent=parent, description=body.description or "",

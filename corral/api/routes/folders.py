@@ -18,7 +18,6 @@ from corral.api.parsing import CorralRoute
 from corral.closedmodel import ClosedModel
 from corral.core import cloudsync, deletion, folders, permissions, sharing
 from corral.core.identity import Principal
-from corral.core.metadata import service as metadata_service
 from corral.core.pagination import MAX_PAGE_SIZE
 from corral.db.tables import Folder
 from corral.settings import Settings
@@ -137,7 +136,7 @@ def _create_synced(s: Session, principal: Principal, settings: Settings, body: F
     parent_path, _, name = body.path.strip("/").rpartition("/")
     parent = folders.create_path(s, principal, parent_path, "", exist_ok=True) if parent_path else None
     given = body.client_metadata
-    metadata = metadata_service.validated(s, principal.org_id, given) if given else None
+    metadata = folders.checked_metadata(s, principal.org_id, given) if given else None
     return cloudsync.create_folder(
         s, settings, principal, name, parent=parent.id if parent else None, description=body.description,
         client_metadata=metadata, integration=sync.integration, remote_url=sync.remote_url,
