@@ -15,6 +15,8 @@
   beyond 64 bits, at most 64 levels of nesting), each refusal a 400 that names the field;
 * refuses a query parameter value of more than ``MAX_QUERY_VALUE`` characters (most become SQL
   LIKE patterns, which SQLite limits);
+* refuses a body sent to a route that reads none (other than an empty one, ``{}`` or ``null``),
+  for the same reason as an undeclared query parameter;
 * refuses any query parameter the route does not declare, with a 400 naming it: FastAPI would
   otherwise ignore it silently, and an option that is ignored is worse than one refused.  A
   parameter given twice is refused too, unless it is a list: FastAPI would take the last value
@@ -131,6 +133,23 @@ def check_json_content_type(headers: Mapping[str, str]) -> None:
         f"the request body must be JSON, sent with Content-Type: application/json "
         f"(it came with {f'Content-Type: {kind}' if kind else 'no Content-Type'})",
         details=[errors.ErrorDetail("must be application/json", field="Content-Type")],
+    )
+
+
+#: The bodies a route that takes none accepts: they carry no option (the web UI posts ``{}``).
+_EMPTY_BODIES = (b"", b"{}", b"null")
+
+
+def check_no_body(body: bytes) -> None:
+    """Refuse a body sent to a route that reads none (a job's cancel, a sync's start…): its
+    options would otherwise be ignored silently, as an undeclared query parameter would be.  An
+    empty body, ``{}`` and ``null`` carry none and pass."""
+    if b"".join(body.split()) in _EMPTY_BODIES:
+        return
+    raise errors.InvalidInput(
+        f"this route takes no request body (it came with {len(body):,} bytes): it has no options to "
+        "send; send no body (or an empty JSON object)",
+        details=[errors.ErrorDetail("no body: this route takes no options", field="body")],
     )
 
 
@@ -261,6 +280,8 @@ class CorralRoute(APIRoute):
                 check_content_encoding(request.headers)
             if self.body_field is not None:
                 check_json_content_type(request.headers)
+            elif self.dependant.request_param_name is None and _has_body(request.headers):
+                check_no_body(await request.body())
             if self.refuse_unknown_query:
                 check_query_names(request.query_params, self.declared_query)
                 check_repeated_query(request.query_params, self.list_query)

@@ -1,0 +1,41 @@
+"""A route that takes no request body refuses one that carries something (400 naming ``body``)
+instead of ignoring it: an option sent there would otherwise be dropped silently, as an
+undeclared query parameter would be.  An empty body, ``{}`` and ``null`` carry no option and
+pass (the web UI posts ``{}``)."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.files.conftest import folder
+
+
+@pytest.mark.parametrize("body", [b'{"force": true}', b'{"prefix": "a/"}', b"[]", b"1", b"not json"])
+def test_sync_start_refuses_a_body(client, make_user, body: bytes) -> None:  # type: ignore[no-untyped-def]
+    alice = make_user("alice@x.io")
+    f = folder(client, alice, "plain")
+    for path in (f"/api/v1/folders/{f['id']}/sync",
+                 f"/v2/public/storage/folders/{f['id']}/cloud-synced-folder-syncs"):
+        r = client.post(path, content=body, headers={**alice.bearer, "Content-Type": "application/json"})
+        assert r.status_code == 400, (path, r.status_code, r.text)
+        err = r.json()
+        assert err["errors"][0]["field"] == "body", err
+        assert "takes no request body" in err["message"], err
+
+
+@pytest.mark.parametrize("body", [b"", b"{}", b" { } ", b"null"])
+def test_an_empty_body_is_no_option(client, make_user, body: bytes) -> None:  # type: ignore[no-untyped-def]
+    alice = make_user("alice@x.io")
+    f = folder(client, alice, "plain")
+    r = client.post(f"/api/v1/folders/{f['id']}/sync", content=body,
+                    headers={**alice.bearer, "Content-Type": "application/json"})
+    # the folder is not cloud-synced: the route ran, and said so (the body was not the matter)
+    assert r.status_code == 400 and r.json()["errors"][0].get("field") != "body", r.text
+
+
+def test_other_bodyless_routes_refuse_a_body(client, make_user) -> None:  # type: ignore[no-untyped-def]
+    alice = make_user("alice@x.io")
+    f = folder(client, alice, "gone")
+    r = client.request("DELETE", f"/api/v1/folders/{f['id']}", json={"recursive": True}, headers=alice.bearer)
+    assert r.status_code == 400 and r.json()["errors"][0]["field"] == "body", r.text
+    assert client.get(f"/api/v1/folders/{f['id']}", headers=alice.bearer).status_code == 200  # not deleted
