@@ -373,11 +373,18 @@ def sidecar_suffix_problem(suffix: str) -> str | None:
     """Why a sidecar suffix cannot be used, or None.  A suffix that is a synced type's extension
     (or its end: ``.jpg``, ``jpg``, ``g``) would claim every file of that type as a sidecar of a
     data file without one (``a.jpg`` of ``a``): none would be an item, and a sync would tombstone
-    every item the folder had."""
+    every item the folder had.  One that ends with a media extension (``_meta.mp4``) names media
+    files, not JSON: a strict client-only integration's sync would read their bytes."""
     low = suffix.lower()
     claimed = [ext for ext in extensions(SYNCED_KINDS) if f".{ext}".endswith(low)]
     if not claimed:
-        return None
+        kind = extension_kind("sidecar" + low)
+        if kind is None or kind == "text":
+            return None
+        # (a sidecar is JSON text: files named so are media, which a strict client-only
+        # integration's sync would otherwise read as sidecars)
+        return (f"it ends with the extension of a {kind} file, but a sidecar is JSON text: give a "
+                "suffix such as '.metadata.json'")
     return (f"it ends every file name of the extension(s) {', '.join('.' + e for e in claimed)}, "
             "which a sync registers: each would be taken for a sidecar, none would be an item; give "
             "a suffix with something before the extension, such as '.metadata.json'")

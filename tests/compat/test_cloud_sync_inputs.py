@@ -146,7 +146,22 @@ def test_a_sidecar_suffix_that_is_a_synced_extension_is_refused(
     assert client.get(path, headers=alice.bearer).json() == {"metadataIngestion": None}
 
 
-@pytest.mark.parametrize("suffix", [".metadata.json", "_meta.json", ".jpg.meta", ".sidecar"])
+@pytest.mark.parametrize("suffix", ["_meta.mp4", "x.JPG", ".side.dcm", ".m.pdf"])
+def test_a_sidecar_suffix_naming_media_files_is_refused(
+    client, synced, suffix: str  # type: ignore[no-untyped-def]
+) -> None:
+    """A sidecar is JSON text: files ending ``_meta.mp4`` are media, which a strict client-only
+    integration's sync would read as sidecars (it reads sidecars, never media)."""
+    alice, folder = synced
+    path = f"/v2/public/storage/folders/{folder}/folder-config"
+    r = client.post(path, headers=alice.bearer,
+                    json={"metadataIngestion": {"matcher": {"mode": "suffix", "suffix": suffix}}})
+    assert r.status_code == 400, r.text
+    assert r.json()["errors"][0]["field"] == "metadataIngestion.matcher.suffix", r.text
+    assert "a sidecar is JSON text" in r.json()["message"], r.text
+
+
+@pytest.mark.parametrize("suffix", [".metadata.json", "_meta.json", ".jpg.meta", ".sidecar", ".meta.txt"])
 def test_a_sidecar_suffix_with_a_name_before_its_extension_is_taken(
     client, synced, suffix: str  # type: ignore[no-untyped-def]
 ) -> None:
