@@ -126,8 +126,10 @@ def check_json_content_type(headers: Mapping[str, str]) -> None:
     unparsed, and the model then fails with "Input should be a valid dictionary"; this says why."""
     if not _has_body(headers):
         return
-    kind = headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    kind, _, params = headers.get("content-type", "").partition(";")
+    kind = kind.strip().lower()
     if kind == "application/json" or (kind.startswith("application/") and kind.endswith("+json")):
+        _check_charset(params)
         return
     raise errors.InvalidInput(
         f"the request body must be JSON, sent with Content-Type: application/json "
@@ -151,6 +153,22 @@ def check_no_body(body: bytes) -> None:
         "send; send no body (or an empty JSON object)",
         details=[errors.ErrorDetail("no body: this route takes no options", field="body")],
     )
+
+
+def _check_charset(params: str) -> None:
+    """JSON is UTF-8 (RFC 8259): a body labelled with another charset (``charset=latin-1``) would
+    be read as UTF-8 all the same, so the label is refused rather than ignored."""
+    for param in params.split(";"):
+        name, _, value = param.partition("=")
+        if name.strip().lower() != "charset":
+            continue
+        charset = value.strip().strip('"').lower()
+        if charset not in ("utf-8", "utf8"):
+            raise errors.InvalidInput(
+                f"a JSON body is UTF-8 text: corral does not read one sent as charset="
+                f"{jsoncodec.preview(charset)[1:-1]} (send it as UTF-8, with charset=utf-8 or no charset)",
+                details=[errors.ErrorDetail("application/json, in UTF-8", field="Content-Type")],
+            )
 
 
 def check_repeated_query(query: Any, lists: frozenset[str]) -> None:
