@@ -140,16 +140,31 @@ def check_json_content_type(headers: Mapping[str, str]) -> None:
 
 #: The bodies a route that takes none accepts: they carry no option (the web UI posts ``{}``).
 _EMPTY_BODIES = (b"", b"{}", b"null")
+#: Methods whose body is never looked at (a GET's or a HEAD's carries no meaning; the health
+#: checks, which answer anyone, must never read one).
+_NO_BODY_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+#: A body longer than this cannot be one of ``_EMPTY_BODIES`` with some blanks: refused unread.
+_MAX_EMPTY_BODY = 1024
 
 
-def check_no_body(body: bytes) -> None:
+async def _small_body(request: Request) -> bytes | None:
+    """The body, unless its declared length is too long for an empty one (None: not read)."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > _MAX_EMPTY_BODY:
+        return None
+    return await request.body()
+
+
+def check_no_body(headers: Mapping[str, str], body: bytes | None) -> None:
     """Refuse a body sent to a route that reads none (a job's cancel, a sync's start…): its
     options would otherwise be ignored silently, as an undeclared query parameter would be.  An
-    empty body, ``{}`` and ``null`` carry none and pass."""
-    if b"".join(body.split()) in _EMPTY_BODIES:
+    empty body, ``{}`` and ``null`` carry none and pass.  ``body`` None: too long to be one of
+    those, not read."""
+    if body is not None and b"".join(body.split()) in _EMPTY_BODIES:
         return
+    size = len(body) if body is not None else int(headers.get("content-length", "0"))
     raise errors.InvalidInput(
-        f"this route takes no request body (it came with {len(body):,} bytes): it has no options to "
+        f"this route takes no request body (it came with {size:,} bytes): it has no options to "
         "send; send no body (or an empty JSON object)",
         details=[errors.ErrorDetail("no body: this route takes no options", field="body")],
     )
@@ -298,8 +313,9 @@ class CorralRoute(APIRoute):
                 check_content_encoding(request.headers)
             if self.body_field is not None:
                 check_json_content_type(request.headers)
-            elif self.dependant.request_param_name is None and _has_body(request.headers):
-                check_no_body(await request.body())
+            elif (request.method not in _NO_BODY_METHODS and self.dependant.request_param_name is None
+                  and _has_body(request.headers)):
+                check_no_body(request.headers, await _small_body(request))
             if self.refuse_unknown_query:
                 check_query_names(request.query_params, self.declared_query)
                 check_repeated_query(request.query_params, self.list_query)

@@ -39,3 +39,18 @@ def test_other_bodyless_routes_refuse_a_body(client, make_user) -> None:  # type
     r = client.request("DELETE", f"/api/v1/folders/{f['id']}", json={"recursive": True}, headers=alice.bearer)
     assert r.status_code == 400 and r.json()["errors"][0]["field"] == "body", r.text
     assert client.get(f"/api/v1/folders/{f['id']}", headers=alice.bearer).status_code == 200  # not deleted
+
+
+def test_a_long_body_is_refused_unread_and_a_get_s_body_is_never_read(app, make_user) -> None:  # type: ignore[no-untyped-def]
+    """A body too long to be an empty one is refused from its declared length, not read; a GET's
+    (a health check's, which answers anyone) is never looked at."""
+    from tests.api.test_request_guard import run
+
+    alice = make_user("alice@x.io")
+    headers = {"content-length": str(4 << 20), "content-type": "application/json",
+               "authorization": f"Bearer {alice.token}"}
+    out = run(app, "POST", "/api/v1/jobs/01a20b82-b9ef-7000-8e2b-169ac2c0626d/cancel", headers,
+              [b" " * (1 << 20)] * 4)
+    assert out.status == 400 and out.chunks_read == 0, (out.status, out.chunks_read, out.body[:200])
+    out = run(app, "GET", "/healthz", {"content-length": str(1 << 20)}, [b"x" * (1 << 20)])
+    assert out.status == 200 and out.chunks_read == 0, (out.status, out.chunks_read)
