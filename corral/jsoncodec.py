@@ -312,6 +312,9 @@ def parse(text: bytes | str, limits: Limits = REQUEST, field: str = "") -> Any:
         where = field or "request body"
         reason = "nested more than 1,024 levels deep" if "depth limit" in exc.msg else exc.msg
         message = f"{where} is not JSON ({reason} at line {exc.lineno}, column {exc.colno})"
+        if isinstance(text, bytes) and (bad := not_utf8(text)) is not None:
+            # (orjson says "str is not valid UTF-8: surrogates not allowed at line 1, column 1")
+            message = f"{where} is not JSON: it is not valid UTF-8: {bad}; send JSON as UTF-8"
         raise ValidationFailed(message, details=[ErrorDetail(message, field=field or "body")]) from None
     check(value, limits, field)
     if _has_big_float(value):
@@ -319,6 +322,18 @@ def parse(text: bytes | str, limits: Limits = REQUEST, field: str = "") -> Any:
         _refuse_big_ints(text, field)
     _refuse_duplicate_keys(text, value, field)
     return value
+
+
+def not_utf8(data: bytes) -> str | None:
+    """Where ``data`` stops being UTF-8 (``line 1, column 10 (byte 0xe9)``, as the manifest
+    reader says it), or None."""
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        column = len(data[data.rfind(b"\n", 0, exc.start) + 1:exc.start].decode("utf-8", "replace")) + 1
+        return f"line {line}, column {column} (byte 0x{data[exc.start]:02x})"
+    return None
 
 
 #: The end of a key: a quote, blanks, a colon.  Every key in a JSON text ends so; a string value

@@ -304,8 +304,8 @@ class Settings(BaseSettings):
         5.0, gt=0, description="How long an idle keep-alive connection stays open between requests."
     )
     max_header_bytes: int = Field(
-        32 << 10, ge=4096, description="Most of an unfinished request head (request line plus headers) "
-        "the server buffers; past it the request is refused."
+        32 << 10, ge=4096, description="The longest request head (request line plus headers): the server "
+        "buffers no more of an unfinished one, and a longer one is refused (400)."
     )
 
     @field_validator("public_url")

@@ -242,6 +242,28 @@ def test_an_oversized_head_is_refused(server: Server) -> None:
     assert small.status_code == 200
 
 
+@pytest.mark.parametrize("extra", [40 << 10, 60 << 10])
+def test_a_whole_head_longer_than_the_limit_is_refused(server: Server, extra: int) -> None:
+    """The server's own limit is on a head still unfinished: a whole head that came in one read,
+    up to 64 KiB past CORRAL_MAX_HEADER_BYTES, was answered (a 200 with a valid token)."""
+    with socket.create_connection(("127.0.0.1", server.port)) as sock:
+        head = (b"GET /api/v1/me HTTP/1.1\r\nHost: corral\r\nAuthorization: Bearer " + server.token.encode()
+                + b"\r\nX-Big: " + b"a" * extra + b"\r\n\r\n")
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            sock.sendall(head)
+        sock.settimeout(TIMEOUT / 2)
+        response = b""
+        with contextlib.suppress(ConnectionResetError, TimeoutError):
+            while chunk := sock.recv(65536):  # (answered with Connection: close)
+                response += chunk
+    assert response.startswith(b"HTTP/1.1 400"), response[:200]
+    body = json.loads(response.split(b"\r\n\r\n", 1)[1])
+    assert body["errors"][0]["field"] == "headers" and "CORRAL_MAX_HEADER_BYTES" in body["message"], body
+    ok = httpx.get(f"http://127.0.0.1:{server.port}/api/v1/me",
+                   headers={"Authorization": f"Bearer {server.token}", "X-Small": "a" * 20_000})
+    assert ok.status_code == 200, ok.text
+
+
 @pytest.mark.parametrize("head", [
     b"GET /api/v1/\xff\xfe HTTP/1.1\r\nHost: corral\r\n\r\n",  # a byte outside ASCII in the target
     b"GET /api/v1/me?\xff=1 HTTP/1.1\r\nHost: corral\r\n\r\n",

@@ -332,6 +332,22 @@ def _check_link(settings: Settings, scope: Scope) -> None:
 # -- the middleware ---------------------------------------------------------------------------------
 
 
+def _check_head_size(scope: Scope, limit: int) -> None:
+    """Refuse a request whose head (request line and headers) is longer than ``limit`` bytes
+    (CORRAL_MAX_HEADER_BYTES).  The HTTP server's own limit holds for a head still unfinished
+    (``h11_max_incomplete_event_size``): a whole head that came in one read (up to 64 KiB more
+    than the limit) passed it, and behind another ASGI server the limit is that server's."""
+    size = len(scope["method"]) + len(scope.get("raw_path") or b"") + len(scope.get("query_string", b"")) + 12
+    for name, value in scope["headers"]:
+        size += len(name) + len(value) + 4
+        if size > limit:
+            raise errors.InvalidInput(
+                f"the request head (request line and headers) is longer than {limit:,} bytes "
+                f"(CORRAL_MAX_HEADER_BYTES): send fewer or shorter headers",
+                details=[errors.ErrorDetail(f"at most {limit:,} bytes in all", field="headers")],
+            )
+
+
 class RequestGuard:
     def __init__(self, app: ASGIApp, ctx: AppContext) -> None:
         self.app = app
@@ -352,6 +368,7 @@ class RequestGuard:
         epoch = identity.current_epoch()  # before the lookup: a change during it counts
         try:
             pending: Principal | _BodyCheck | None = None
+            _check_head_size(scope, settings.max_header_bytes)
             if path in OPEN_PATHS or path.startswith(OPEN_PREFIXES) or (method, path.rstrip("/")) == SIGN_IN:
                 pass
             elif method in ("GET", "HEAD") and web_ui.is_web_path(path):

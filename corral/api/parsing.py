@@ -15,6 +15,8 @@
   beyond 64 bits, at most 64 levels of nesting), each refusal a 400 that names the field;
 * refuses a query parameter value of more than ``MAX_QUERY_VALUE`` characters (most become SQL
   LIKE patterns, which SQLite limits);
+* refuses a body sent to a route that reads none (other than an empty one, ``{}`` or ``null``),
+  for the same reason as an undeclared query parameter;
 * refuses any query parameter the route does not declare, with a 400 naming it: FastAPI would
   otherwise ignore it silently, and an option that is ignored is worse than one refused.  A
   parameter given twice is refused too, unless it is a list: FastAPI would take the last value
@@ -124,14 +126,64 @@ def check_json_content_type(headers: Mapping[str, str]) -> None:
     unparsed, and the model then fails with "Input should be a valid dictionary"; this says why."""
     if not _has_body(headers):
         return
-    kind = headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    kind, _, params = headers.get("content-type", "").partition(";")
+    kind = kind.strip().lower()
     if kind == "application/json" or (kind.startswith("application/") and kind.endswith("+json")):
+        _check_charset(params)
         return
     raise errors.InvalidInput(
         f"the request body must be JSON, sent with Content-Type: application/json "
         f"(it came with {f'Content-Type: {kind}' if kind else 'no Content-Type'})",
         details=[errors.ErrorDetail("must be application/json", field="Content-Type")],
     )
+
+
+#: The bodies a route that takes none accepts: they carry no option (the web UI posts ``{}``).
+_EMPTY_BODIES = (b"", b"{}", b"null")
+#: Methods whose body is never looked at (a GET's or a HEAD's carries no meaning; the health
+#: checks, which answer anyone, must never read one).
+_NO_BODY_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+#: A body longer than this cannot be one of ``_EMPTY_BODIES`` with some blanks: refused unread.
+_MAX_EMPTY_BODY = 1024
+
+
+async def _small_body(request: Request) -> bytes | None:
+    """The body, unless its declared length is too long for an empty one (None: not read)."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > _MAX_EMPTY_BODY:
+        return None
+    return await request.body()
+
+
+def check_no_body(headers: Mapping[str, str], body: bytes | None) -> None:
+    """Refuse a body sent to a route that reads none (a job's cancel, a sync's start…): its
+    options would otherwise be ignored silently, as an undeclared query parameter would be.  An
+    empty body, ``{}`` and ``null`` carry none and pass.  ``body`` None: too long to be one of
+    those, not read."""
+    if body is not None and b"".join(body.split()) in _EMPTY_BODIES:
+        return
+    size = len(body) if body is not None else int(headers.get("content-length", "0"))
+    raise errors.InvalidInput(
+        f"this route takes no request body (it came with {size:,} bytes): it has no options to "
+        "send; send no body (or an empty JSON object)",
+        details=[errors.ErrorDetail("no body: this route takes no options", field="body")],
+    )
+
+
+def _check_charset(params: str) -> None:
+    """JSON is UTF-8 (RFC 8259): a body labelled with another charset (``charset=latin-1``) would
+    be read as UTF-8 all the same, so the label is refused rather than ignored."""
+    for param in params.split(";"):
+        name, _, value = param.partition("=")
+        if name.strip().lower() != "charset":
+            continue
+        charset = value.strip().strip('"').lower()
+        if charset not in ("utf-8", "utf8"):
+            raise errors.InvalidInput(
+                f"a JSON body is UTF-8 text: corral does not read one sent as charset="
+                f"{jsoncodec.preview(charset)[1:-1]} (send it as UTF-8, with charset=utf-8 or no charset)",
+                details=[errors.ErrorDetail("application/json, in UTF-8", field="Content-Type")],
+            )
 
 
 def check_repeated_query(query: Any, lists: frozenset[str]) -> None:
@@ -261,6 +313,9 @@ class CorralRoute(APIRoute):
                 check_content_encoding(request.headers)
             if self.body_field is not None:
                 check_json_content_type(request.headers)
+            elif (request.method not in _NO_BODY_METHODS and self.dependant.request_param_name is None
+                  and _has_body(request.headers)):
+                check_no_body(request.headers, await _small_body(request))
             if self.refuse_unknown_query:
                 check_query_names(request.query_params, self.declared_query)
                 check_repeated_query(request.query_params, self.list_query)

@@ -57,7 +57,7 @@ from corral.jobs import queue
 from corral.jobs.tasks import ClaimedUnit, TaskKind, UnitFailed, WorkerContext, registry
 from corral.registration import jobs as registration
 from corral.registration.files import url_key
-from corral.registration.probe_sniff import extension_kind
+from corral.registration.probe_sniff import extension_kind, extensions
 from corral.settings import Settings
 from corral.storage import base, urls
 from corral.storage.base import ObjectInfo
@@ -234,21 +234,26 @@ def state(s: Session, job: Job) -> dict[str, Any]:
              "failed")
     counts = {"pages": len(pages), **dict.fromkeys(names, 0)}
     uploads: list[uuid.UUID] = []
+    new_of: dict[uuid.UUID, int] = {}  # each upload job's new objects (the files it registers)
     errors_out: list[dict[str, Any]] = []
     for page in pages:
         r = page.result or {}
         for k in names:
             counts[k] += int(r.get(k, 0))
-        if r.get("upload_job") and (not uploads or str(uploads[-1]) != r["upload_job"]):
-            uploads.append(uuid.UUID(r["upload_job"]))  # (pages committed together share one)
+        if r.get("upload_job"):
+            upload = uuid.UUID(r["upload_job"])
+            if upload not in new_of:  # (pages committed together share one)
+                uploads.append(upload)
+            new_of[upload] = new_of.get(upload, 0) + int(r.get("new", 0))
         if len(errors_out) < 1000:
             errors_out += r.get("errors", [])[: 1000 - len(errors_out)]
-    jobs_pending = jobs_done = jobs_error = 0
+    jobs_pending = jobs_done = jobs_error = jobs_cancelled = 0
     files_pending = files_done = files_error = files_cancelled = 0
     statuses: dict[uuid.UUID, str] = {}
     for i in range(0, len(uploads), 500):
         chunk = select(Job.id, Job.status).where(Job.id.in_(uploads[i:i + 500]))
         statuses.update(s.execute(chunk).tuples().all())
+    unaccounted = counts["new"] - sum(new_of.get(u, 0) for u in statuses)  # (an upload job deleted since)
     for child, status in statuses.items():
         done_and_failed = _ENDED.get(child)
         if done_and_failed is None:
@@ -261,17 +266,28 @@ def state(s: Session, job: Job) -> dict[str, Any]:
                 _ENDED[child] = done_and_failed
         files_done += done_and_failed[0]
         files_error += done_and_failed[1]
+        # its files neither registered nor failed: still to come, or never to come (a job that
+        # ended without them, or was cancelled: the SDK has no count of cancelled upload jobs,
+        # and one cancelled did not fail, so its files not registered are counted cancelled)
+        rest = max(0, new_of.get(child, 0) - done_and_failed[0] - done_and_failed[1])
         if status == "PENDING":
             jobs_pending += 1
+            if job.status in ("ERROR", "CANCELLED"):
+                files_cancelled += rest
+            else:
+                files_pending += rest
         elif status == "DONE":
             jobs_done += 1
+        elif status == "CANCELLED":
+            jobs_cancelled += 1
+            files_cancelled += rest
         else:
             jobs_error += 1
-    new = counts["new"]
+            files_error += rest
     if job.status in ("ERROR", "CANCELLED"):
-        files_cancelled = max(0, new - files_done - files_error)
+        files_cancelled += max(0, unaccounted)
     else:
-        files_pending = max(0, new - files_done - files_error)
+        files_pending += max(0, unaccounted)
     files_done += counts["updated"] + counts["restored"] + counts["unchanged"] + counts["attached"]
     files_error += counts["failed"]
     status = {"PENDING": "pending", "DONE": "done", "ERROR": "error", "CANCELLED": "cancelled"}[job.status]
@@ -288,6 +304,7 @@ def state(s: Session, job: Job) -> dict[str, Any]:
         "uploadJobsPending": jobs_pending,
         "uploadJobsDone": jobs_done,
         "uploadJobsError": jobs_error,
+        "uploadJobsCancelled": jobs_cancelled,
         "uploadJobsUnitsPending": files_pending,
         "uploadJobsUnitsDone": files_done,
         "uploadJobsUnitsError": files_error,
@@ -345,8 +362,32 @@ def _check_ingestion(value: Any) -> None:
     if not isinstance(suffix, str) or not 1 <= len(suffix) <= 128:
         raise _remote_problem(f"{field}.matcher.suffix", f"{field}.matcher.suffix must be 1 to 128 "
                                                          "characters")
+    problem = sidecar_suffix_problem(suffix)
+    if problem is not None:
+        raise _remote_problem(f"{field}.matcher.suffix", f"{field}.matcher.suffix {suffix!r}: {problem}")
     if not isinstance(value.get("paused", False), bool):
         raise _remote_problem(f"{field}.paused", f"{field}.paused must be true or false")
+
+
+def sidecar_suffix_problem(suffix: str) -> str | None:
+    """Why a sidecar suffix cannot be used, or None.  A suffix that is a synced type's extension
+    (or its end: ``.jpg``, ``jpg``, ``g``) would claim every file of that type as a sidecar of a
+    data file without one (``a.jpg`` of ``a``): none would be an item, and a sync would tombstone
+    every item the folder had.  One that ends with a media extension (``_meta.mp4``) names media
+    files, not JSON: a strict client-only integration's sync would read their bytes."""
+    low = suffix.lower()
+    claimed = [ext for ext in extensions(SYNCED_KINDS) if f".{ext}".endswith(low)]
+    if not claimed:
+        kind = extension_kind("sidecar" + low)
+        if kind is None or kind == "text":
+            return None
+        # (a sidecar is JSON text: files named so are media, which a strict client-only
+        # integration's sync would otherwise read as sidecars)
+        return (f"it ends with the extension of a {kind} file, but a sidecar is JSON text: give a "
+                "suffix such as '.metadata.json'")
+    return (f"it ends every file name of the extension(s) {', '.join('.' + e for e in claimed)}, "
+            "which a sync registers: each would be taken for a sidecar, none would be an item; give "
+            "a suffix with something before the extension, such as '.metadata.json'")
 
 
 # -- the scan ---------------------------------------------------------------------------------
@@ -663,6 +704,10 @@ def _scan(ctx: WorkerContext, unit: ClaimedUnit) -> dict[str, Any]:
         if row is None or row.org_id != unit.org_id:
             raise UnitFailed(f"the integration of {params['remote_url']} was deleted")
         ingestion = Ingestion.of(folder.config)
+    if ingestion is not None and (problem := sidecar_suffix_problem(ingestion.suffix)) is not None:
+        # (a config saved before corral refused such a suffix: the sync would tombstone every item)
+        raise UnitFailed(f"the folder config's metadataIngestion.matcher.suffix {ingestion.suffix!r}: "
+                         f"{problem}")
     try:
         storage = integrations.open_row(row, settings)
     except (OSError, ValueError, errors.CorralError) as exc:  # the operator's policy refuses it, ...

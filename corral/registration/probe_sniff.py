@@ -6,6 +6,7 @@ import codecs
 import mimetypes
 import struct
 import zlib
+from collections.abc import Iterable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -303,6 +304,12 @@ for _kind, _exts in {
 }.items():
     for _ext in _exts.split():
         _BY_EXTENSION[_ext] = _kind
+
+
+def extensions(kinds: Iterable[str]) -> list[str]:
+    """The file extensions (lower case, without the dot) that name a file of one of ``kinds``."""
+    wanted = set(kinds)
+    return sorted(ext for ext, kind in _BY_EXTENSION.items() if kind in wanted)
 
 
 def file_name(url: str) -> str:

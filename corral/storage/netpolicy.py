@@ -134,6 +134,18 @@ def _kind(ip: IPAddress) -> str:
     return "a reserved, non-public address"
 
 
+def host_name_problem(host: str) -> str | None:
+    """Why ``host`` (a URL's host, as ``urlsplit`` gives it) is no host name, or None.  A name
+    holds letters, digits, ``-``, ``.`` and ``_`` only: a percent-encoded one (``%31%32%37.0.0.1``)
+    or one with other marks is decoded, or not, each client its own way, so the address the
+    policy checks need not be the one a client connects to.  (An IPv6 address, which holds
+    ``:``, is judged by the policy itself.)"""
+    if ":" in host or all(c.isalnum() or c in "-._" for c in host):
+        return None
+    return (f"the host name {host[:80]!r} holds a character a host name cannot (give letters, digits, "
+            "'-' and '.' only, not percent-encoded)")
+
+
 def _split_host_port(entry: str) -> tuple[str, int | None]:
     if entry.startswith("["):
         host, sep, rest = entry[1:].partition("]")

@@ -16,6 +16,7 @@ from urllib.parse import parse_qs, urlsplit
 from pydantic import ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from corral.closedmodel import ClosedModel
+from corral.storage import netpolicy
 
 Provider = Literal["s3", "azure", "gcs", "local"]
 PROVIDERS: tuple[Provider, ...] = ("s3", "azure", "gcs", "local")
@@ -72,6 +73,8 @@ def _check_endpoint(value: str | None, example: str = "https://s3.eu-central-1.e
                          "in the integration's credential fields")
     if port == 0:
         raise ValueError("must not name port 0")
+    if (problem := netpolicy.host_name_problem(host)) is not None:
+        raise ValueError(f"is refused: {problem}; e.g. {example}")
     if parts.query or parts.fragment:
         raise ValueError("must not have a query string or fragment")
     return value.rstrip("/")

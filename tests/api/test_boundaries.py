@@ -172,6 +172,13 @@ def test_malformed_endpoints_are_400_naming_the_field(settings, db, make_user) -
         ("s3", {"bucket": "b", "region": "127.0.0.1"}, "region", "eu-west-1"),
         ("azure", {"account_name": "acct", "container": "media", "account_key": "a2V5",
                    "endpoint_url": "https://acct.blob.example.com:0"}, "endpoint_url", "port 0"),
+        # a percent-encoded host (127.0.0.1 once decoded, or not: each client its own way) was
+        # saved, and its every use failed with "ValueError in iter_prefix"
+        ("s3", {"bucket": "b", "endpoint_url": "http://%31%32%37.0.0.1:5000"}, "endpoint_url", "host name"),
+        ("s3", {"bucket": "b", "endpoint_url": "http://127.0.0.1%2f"}, "endpoint_url", "host name"),
+        ("gcs", {"bucket": "b", "endpoint_url": "http://a!b.example.com"}, "endpoint_url", "host name"),
+        ("azure", {"account_name": "acct", "container": "media", "account_key": "a2V5",
+                   "endpoint_url": "https://acct%2eblob.example.com"}, "endpoint_url", "host name"),
     ]
     with client_for(settings, db) as c:
         for provider, values, field, says in cases:

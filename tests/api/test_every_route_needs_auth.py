@@ -132,7 +132,6 @@ def _admin_routes() -> list[tuple[str, str]]:
 _ADMIN_BODIES: dict[tuple[str, str], Any] = {
     ("POST", "/api/v1/integrations"): {"title": "second", "provider": "local", "settings": {"root": "{root}"}},
     ("PATCH", "/api/v1/integrations/{ref}"): {"title": "renamed"},
-    ("POST", "/api/v1/integrations/{ref}/cors"): {"origins": ["https://ui.example"]},
     ("PUT", "/api/v1/metadata-schema"): {"keys": {}},
     ("POST", "/api/v1/tags"): {"name": "second"},
     ("POST", "/v2/public/organisation/organisation-tags"): {"name": "third"},

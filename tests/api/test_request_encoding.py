@@ -155,3 +155,33 @@ def test_the_parameters_that_may_repeat_are_the_lists_fastapi_reads(app) -> None
         seen |= lists
     assert {"type", "itemTypes", "assignee", "uuids"} <= seen
 
+
+
+@pytest.mark.parametrize("charset", ["latin-1", "ISO-8859-1", '"utf-16"', "windows-1252"])
+def test_a_json_body_labelled_with_another_charset_is_refused(client, make_user, charset) -> None:  # type: ignore[no-untyped-def]
+    """JSON is UTF-8: a body labelled ``charset=latin-1`` was read as UTF-8 all the same (its
+    label ignored, an é sent as one byte a confusing "not valid UTF-8 ... column 1")."""
+    alice = make_user("alice@x.io")
+    for path, body in (("/api/v1/folders", {"path": "labelled"}),
+                       ("/v2/public/storage/folders", {"name": "labelled"})):
+        r = client.post(path, content=json.dumps(body).encode(), headers={
+            **alice.bearer, "Content-Type": f"application/json; charset={charset}"})
+        _refused(r, "Content-Type", "UTF-8")
+    assert "labelled" not in _paths(client, alice)
+
+
+@pytest.mark.parametrize("charset", ["utf-8", "UTF-8", '"utf-8"', "utf8"])
+def test_a_json_body_labelled_utf8_is_read(client, make_user, charset) -> None:  # type: ignore[no-untyped-def]
+    alice = make_user("alice@x.io")
+    r = client.post("/api/v1/folders", content='{"path": "été"}'.encode(), headers={
+        **alice.bearer, "Content-Type": f"application/json; charset={charset}"})
+    assert r.status_code == 201 and r.json()["name"] == "été", r.text
+
+
+def test_a_body_that_is_not_utf8_says_where(client, make_user) -> None:  # type: ignore[no-untyped-def]
+    """orjson says "str is not valid UTF-8: surrogates not allowed at line 1, column 1" whatever
+    the byte and wherever it is; the refusal now names the byte and its place."""
+    alice = make_user("alice@x.io")
+    r = client.post("/api/v1/folders", content=b'{\n "path": "\xe9t\xe9"}', headers={
+        **alice.bearer, "Content-Type": "application/json"})
+    _refused(r, "body", "not valid UTF-8: line 2, column 11 (byte 0xe9)")

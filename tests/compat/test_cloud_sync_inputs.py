@@ -128,3 +128,45 @@ def test_another_organisation_s_synced_folder_and_sync_are_not_found(
                            content=None if body is None else json.dumps(body))
         assert r.status_code == 404, (method, path, r.status_code, r.text)
     assert client.get(f"/api/v1/folders/{folder}/config", headers=alice.bearer).json() == {"metadataIngestion": None}
+
+
+@pytest.mark.parametrize("suffix", [".jpg", "jpg", ".JPG", "pg", "g", ".mp4", ".txt", ".pdf"])
+def test_a_sidecar_suffix_that_is_a_synced_extension_is_refused(
+    client, synced, suffix: str  # type: ignore[no-untyped-def]
+) -> None:
+    """Every ``a.jpg`` would be the sidecar of ``a``: no image would be an item, and the next
+    sync would tombstone every one the folder had.  A 400 naming the field, nothing written."""
+    alice, folder = synced
+    path = f"/v2/public/storage/folders/{folder}/folder-config"
+    r = client.post(path, headers=alice.bearer,
+                    json={"metadataIngestion": {"matcher": {"mode": "suffix", "suffix": suffix}}})
+    assert r.status_code == 400, r.text
+    assert r.json()["errors"][0]["field"] == "metadataIngestion.matcher.suffix", r.text
+    assert "none would be an item" in r.json()["message"], r.text
+    assert client.get(path, headers=alice.bearer).json() == {"metadataIngestion": None}
+
+
+@pytest.mark.parametrize("suffix", ["_meta.mp4", "x.JPG", ".side.dcm", ".m.pdf"])
+def test_a_sidecar_suffix_naming_media_files_is_refused(
+    client, synced, suffix: str  # type: ignore[no-untyped-def]
+) -> None:
+    """A sidecar is JSON text: files ending ``_meta.mp4`` are media, which a strict client-only
+    integration's sync would read as sidecars (it reads sidecars, never media)."""
+    alice, folder = synced
+    path = f"/v2/public/storage/folders/{folder}/folder-config"
+    r = client.post(path, headers=alice.bearer,
+                    json={"metadataIngestion": {"matcher": {"mode": "suffix", "suffix": suffix}}})
+    assert r.status_code == 400, r.text
+    assert r.json()["errors"][0]["field"] == "metadataIngestion.matcher.suffix", r.text
+    assert "a sidecar is JSON text" in r.json()["message"], r.text
+
+
+@pytest.mark.parametrize("suffix", [".metadata.json", "_meta.json", ".jpg.meta", ".sidecar", ".meta.txt"])
+def test_a_sidecar_suffix_with_a_name_before_its_extension_is_taken(
+    client, synced, suffix: str  # type: ignore[no-untyped-def]
+) -> None:
+    alice, folder = synced
+    path = f"/v2/public/storage/folders/{folder}/folder-config"
+    body = {"metadataIngestion": {"matcher": {"mode": "suffix", "suffix": suffix}, "paused": False}}
+    r = client.post(path, headers=alice.bearer, json=body)
+    assert r.status_code == 200 and r.json() == body, r.text

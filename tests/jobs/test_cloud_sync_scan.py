@@ -305,3 +305,59 @@ def test_an_interval_longer_than_the_calendar_starts_only_folders_never_synced(
     with db.read() as s:
         assert [s.get(Job, j).target_id for j in started] == [fresh_id]  # type: ignore[union-attr]
     assert cloudsync.start_due(db, interval) == []
+
+
+def test_a_sync_whose_upload_job_is_cancelled_counts_its_files_cancelled_not_failed(
+    db, settings, synced  # type: ignore[no-untyped-def]
+) -> None:
+    """The SDK's sync state has no count of cancelled upload jobs: one cancelled is not one that
+    "failed during processing" (``uploadJobsError``), and its files not registered are cancelled
+    (``uploadJobsUnitsCancelled``), not pending for ever under a sync that is done."""
+    admin, _, job_id, unit, ctx = synced
+    cloudsync._scan(ctx, unit)
+    with db.write() as s:
+        queue.complete(s, unit, "scanner", {"pages": 3})
+    queue.finalize_ready_jobs(db, registry, job_ids=[job_id])
+    uploads = {uuid.UUID(p["upload_job"]) for p in _pages(db, job_id) if p.get("upload_job")}
+    assert uploads
+    for upload in uploads:  # cancelled before a worker registered any of their files
+        queue.cancel_job(db, registry, admin.org_id, upload)
+    queue.finalize_ready_jobs(db, registry, job_ids=list(uploads))
+    with db.read() as s:
+        assert {s.get(Job, u).status for u in uploads} == {"CANCELLED"}  # type: ignore[union-attr]
+        job = s.get(Job, job_id)
+        assert job is not None and job.status == "DONE"
+        view = cloudsync.state(s, job)
+    assert view["status"] == "done", view
+    assert view["uploadJobsError"] == 0 and view["uploadJobsCancelled"] == len(uploads), view
+    assert view["uploadJobsPending"] == 0 and view["uploadJobsDone"] == 0, view
+    assert view["uploadJobsUnitsPending"] == 0 and view["uploadJobsUnitsError"] == 0, view
+    assert view["uploadJobsUnitsCancelled"] == len(FILES), view
+
+
+@pytest.mark.parametrize("suffix", [".txt", "txt", ".TXT", "xt", "t"])
+def test_a_sidecar_suffix_that_is_the_data_files_extension_fails_the_sync_and_tombstones_nothing(
+    db, settings, synced, suffix: str  # type: ignore[no-untyped-def]
+) -> None:
+    """A config saved before corral refused such a suffix (each ``a.txt`` would be the sidecar of
+    ``a``, none an item): the sync ends in error saying why instead of tombstoning every item."""
+    admin, folder_id, job_id, unit, ctx = synced
+    cloudsync._scan(ctx, unit)  # a first sync registers the five files
+    with db.write() as s:
+        queue.complete(s, unit, "scanner", {"pages": 3})
+        s.add(Item(org_id=admin.org_id, folder_id=folder_id, item_type="text", name="old.txt",
+                   url="file:///nowhere/old.txt", url_hash=uuid.uuid4().hex, storage_location="local"))
+        folder = s.get(Folder, folder_id)
+        assert folder is not None
+        folder.config = {"metadataIngestion": {"matcher": {"mode": "suffix", "suffix": suffix}}}
+    queue.finalize_ready_jobs(db, registry, job_ids=[job_id])
+    with db.write() as s:
+        folder = s.get(Folder, folder_id)
+        assert folder is not None
+        second, _ = cloudsync.start(s, folder, admin.user_id)
+    [scan] = queue.claim(db, "scanner", 1, 60)
+    with pytest.raises(UnitFailed, match="metadataIngestion.matcher.suffix"):
+        cloudsync._scan(ctx, scan)
+    with db.read() as s:
+        assert s.scalar(select(func.count()).select_from(Item).where(
+            Item.folder_id == folder_id, Item.tombstoned_at.is_not(None))) == 0

@@ -291,6 +291,8 @@ class _Problems:
     ({"url": "http://u:p@x.io", "embed_text": True}, "api.url"),
     ({"url": "http://[::1", "embed_text": True}, "api.url"),  # urlsplit raises: was a 500
     ({"url": "http://x\x01.io", "embed_text": True}, "api.url"),  # a control character
+    # a percent-encoded host: the policy judged a name, the client could decode 127.0.0.1
+    ({"url": "http://%31%32%37.0.0.1:8080/embed", "embed_text": True}, "api.url"),
     ({"url": "http://x.io", "embed_text": True, "client_only": True}, "api.client_only"),
     ({"url": "http://x.io", "embed_text": True, "service_integration": str(uuid.uuid4())},
      "api.service_integration"),

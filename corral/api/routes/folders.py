@@ -371,6 +371,8 @@ class SyncState(BaseModel):
     files_pending: int
     files_done: int
     files_failed: int
+    files_cancelled: int = Field(description="New objects' files an upload job will not register: it was "
+                                 "cancelled (or the sync was) before it came to them.")
     errors: list[dict[str, Any]] = Field(description="Per-file errors of the scan (the first 1,000); new "
                                          "objects' errors are their upload jobs'.")
 
@@ -379,7 +381,7 @@ def _sync_public(job_id: uuid.UUID, view: dict[str, Any]) -> SyncState:
     return SyncState(job_id=job_id, status=view["status"], error=view["error"], counts=view["counts"],
                      upload_jobs=view["uploadJobs"], files_pending=view["uploadJobsUnitsPending"],
                      files_done=view["uploadJobsUnitsDone"], files_failed=view["uploadJobsUnitsError"],
-                     errors=view["errors"])
+                     files_cancelled=view["uploadJobsUnitsCancelled"], errors=view["errors"])
 
 
 @router.post("/{folder_id}/sync", response_model=SyncStarted, status_code=202,

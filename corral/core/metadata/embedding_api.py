@@ -14,7 +14,7 @@ from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from corral.errors import ErrorDetail, ValidationFailed
-from corral.storage.netpolicy import EndpointPolicy, EndpointRefused
+from corral.storage.netpolicy import EndpointPolicy, EndpointRefused, host_name_problem
 
 API_FIELDS = ("url", "path", "embed_text", "embed_b64_image", "client_only", "service_integration", "timeout")
 DEFAULT_TIMEOUT = 10.0
@@ -91,6 +91,9 @@ def _url(value: object, where: str, problems: Problems) -> str | None:
         return None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         problems.add(f"{where}.url", f"expected an http:// or https:// URL with a host, got {value[:80]!r}")
+        return None
+    if (problem := host_name_problem(parts.hostname)) is not None:
+        problems.add(f"{where}.url", f"expected an http:// or https:// URL: {problem}")
         return None
     if parts.username is not None or parts.password is not None:
         problems.add(f"{where}.url", "a URL with a user name or password is refused: the endpoint "
