@@ -110,14 +110,25 @@ def _retrying(call: Any, *args: Any, **kwargs: Any) -> Any:
 def _media_for(storage: ScopedStorage, url: str, expected: str, given: dict[str, Any]) -> dict[str, Any]:
     """Media properties of one file: the manifest's, or read from the store (at least a HEAD)."""
     if storage.strict_client_only:
-        return dict(given)
+        return _video_frames(expected, dict(given))
     if all(given.get(k) is not None for k in STRICT_REQUIRED.get(expected, ("__probe__",))):
         info = _retrying(storage.stat, url)  # existence and access; properties as given
-        return {"file_size": info.size, "mime_type": info.content_type, **given}
+        return _video_frames(expected, {"file_size": info.size, "mime_type": info.content_type, **given})
     from corral.registration.probe import probe
 
     found = _retrying(probe, storage, url, expected)
     return {**found.as_media(), **{k: v for k, v in given.items() if v is not None}}
+
+
+def _video_frames(expected: str, media: dict[str, Any]) -> dict[str, Any]:
+    """A video's frame count when the manifest's ``videoMetadata`` stands in for a probe: its
+    fps times its duration, as a probe counts a container that records no frame count (without
+    it the item showed no ``frameCount`` while its label rows counted those frames)."""
+    fps, duration = media.get("fps"), media.get("duration")
+    if (expected == "video" and media.get("frame_count") is None and isinstance(fps, (int, float))
+            and isinstance(duration, (int, float)) and fps > 0 and duration > 0):
+        media["frame_count"] = max(1, round(fps * duration))
+    return media
 
 
 def strict_problem(entry: Any, storage: ScopedStorage) -> str | None:

@@ -155,7 +155,7 @@ def test_every_data_type_from_typed_items_read_back_field_by_field(sdk: Any, api
         10, 1, 2, 1, 1, 1, 1, 1, 1, 1)
     native = {i["name"]: i for i in api.get("/api/v1/items", params={"folder": str(folder.uuid)}).json()["items"]}
     assert native["Clip"]["media"] == {"file_size": 123, "mime_type": "video/mp4", "fps": 5.0, "duration": 2.0,
-                                       "width": 64, "height": 48}
+                                       "width": 64, "height": 48, "frame_count": 10}  # fps x duration
 
     again = _run(folder, s3, items)  # the same items again: every one skipped (or updated)
     assert again.status == LongPollingStatus.DONE, again.errors

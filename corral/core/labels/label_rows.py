@@ -72,6 +72,12 @@ class Unit:
             return len(self.parts) or None
         if isinstance(fps, (int, float)) and isinstance(duration, (int, float)) and fps > 0:
             return max(1, round(fps * duration))
+        # what registration counted: a PDF's pages, a DICOM series' files, a video's frames
+        # (its fps or duration unknown); the storage item's frameCount reads the same keys
+        for key in ("frame_count", "num_pages", "frames", "slices"):
+            value = self.item.media.get(key)
+            if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+                return value
         return None
 
 
@@ -161,6 +167,9 @@ def metadata(unit: Unit, *, client_metadata: bool = False, images_data: bool = F
         "duration": media.get("duration"),
         "width": media.get("width"),
         "height": media.get("height"),
+        # an audio file's stream, as its storage item shows it (a video's codec is its picture's)
+        **{f"audio_{key}": media.get(key) if item.item_type == "audio" else None
+           for key in ("sample_rate", "bit_depth", "codec", "num_channels")},
         "spaces": {},
         "file_type": item.mime_type,
         "backing_item_uuid": str(item.id),
