@@ -4,7 +4,7 @@ Run on purpose (not part of the test suite):
 
     .venv/bin/python -m benchmarks.bench_registration [--files 1000000] [--postgres] [--shuffle]
         [--simple [--skip-duplicates] [--schema]]
-        [--second-import [--stale-stats | --runs N [--against BIN_DIR]]]
+        [--second-import [--stale-stats] [--runs N [--against BIN_DIR]]]
         [--trial N] [--probe-writes SECONDS]
 
 The default manifest is the realistic one: it sets ``skip_duplicate_urls``, gives a ``title``
@@ -24,7 +24,10 @@ statistics taken after the first load.
 
 ``--runs N`` times the second import N times (each finds every entry a duplicate again), and
 ``--against BIN_DIR`` alternates each of them between this ``corral`` and BIN_DIR's (a baseline
-build), restarting the server between them: A/B pairs on the same data, after one first import.
+build), restarting the server between them: A/B pairs on the same data, after one first import
+(with ``--stale-stats``, the statistics are made stale again before each of them).  Each import
+also prints its timeline: the job created (the upload received), its first and last batch
+committed, the planner done, the job finished and the CLI's exit, in seconds from the CLI's start.
 
 ``--probe-writes SECONDS``: while each import runs, another user of the organisation creates a
 folder every SECONDS through the API; the requests' latencies and failures are reported (on
@@ -55,6 +58,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -373,6 +377,49 @@ def planner_starts(env: dict[str, str], work: Path) -> int | None:
     return int(found) if found is not None else None
 
 
+_TIMELINE = (
+    "SELECT j.created_at, (SELECT min(u.updated_at) FROM job_units u WHERE u.job_id = j.id AND u.seq = 1), "
+    "(SELECT max(u.updated_at) FROM job_units u WHERE u.job_id = j.id AND u.seq > 0), "
+    "(SELECT u.updated_at FROM job_units u WHERE u.job_id = j.id AND u.seq = 0), j.finished_at "
+    "FROM jobs j ORDER BY j.created_at DESC LIMIT 1"
+)
+
+
+def timeline(env: dict[str, str], work: Path, start: float, end: float) -> str:
+    """The last job's steps against the CLI's start (wall clock, seconds): the job created (the
+    manifest's upload received, before it is stored), its first and last batch committed, its
+    plan unit's last change (the planner done), the job finished, and the CLI's exit."""
+    url = env.get("CORRAL_DATABASE_URL")
+    if url:
+        engine = create_engine(url)
+        try:
+            with engine.connect() as conn:
+                row = conn.execute(text(_TIMELINE)).first()
+        finally:
+            engine.dispose()
+    else:
+        db = sqlite3.connect(work / "data" / "corral.db")
+        try:
+            row = db.execute(_TIMELINE).fetchone()
+        finally:
+            db.close()
+    if row is None:
+        return "no job"
+
+    def at(value: Any) -> str:
+        if value is None:
+            return "-"
+        if isinstance(value, str):
+            value = datetime.fromisoformat(value)
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        return f"{value.timestamp() - start:.2f}"
+
+    names = ("job created", "first batch", "last batch", "plan done", "job finished")
+    steps = ", ".join(f"{name} {at(v)}" for name, v in zip(names, row, strict=True))
+    return f"{steps}, CLI exit {end - start:.2f}"
+
+
 def backend_cpu(before: dict[int, float], after: dict[int, float]) -> tuple[float, int]:
     """CPU the backends used between two readings, and how many backends of the first reading had
     ended by the second (their last work is not counted)."""
@@ -446,6 +493,7 @@ def run_import(corral: str, server: subprocess.Popen[bytes], manifest: Path, env
     if probe is not None:
         probe.begin()
     start = time.perf_counter()
+    wall_start = time.time()
     result = subprocess.run(
         [corral, "import", str(manifest), "--folder", "bench", "--integration", "media", "--json",
          *(["--skip-duplicate-urls"] if skip else [])],
@@ -454,6 +502,7 @@ def run_import(corral: str, server: subprocess.Popen[bytes], manifest: Path, env
         text=True,
     )
     elapsed = time.perf_counter() - start
+    wall_end = time.time()
     anon.stop()
     if probe is not None:
         probe.stop()
@@ -465,6 +514,8 @@ def run_import(corral: str, server: subprocess.Popen[bytes], manifest: Path, env
         if status
         else f"[{label}] {result.stderr}"
     )
+    print(f"[{label}] timeline (s from the CLI's start): {timeline(env, work, wall_start, wall_end)}",
+          flush=True)
     cpu = {pid: cpu_seconds(pid) - cpu_before[pid] for pid in pids}
     system = {pid: system_seconds(pid) - sys_before[pid] for pid in pids}
     reaped = {pid: reaped_seconds(pid) - reaped_before[pid] for pid in pids}
@@ -591,13 +642,15 @@ def main() -> None:
             if args.second_import and not args.stale_stats and not args.against:
                 for run in range(args.runs):
                     run_import(corral, server, manifest, cli_env, work, args, f"second{run + 1}", True)
-        if args.second_import and args.against and not args.stale_stats:
+        if args.second_import and args.against:
             for run in range(args.runs):
                 for name, binary in (("this", corral), ("against", str(Path(args.against) / "corral"))):
+                    if args.stale_stats:  # (a second import never ANALYZEs: each run finds them stale)
+                        make_stale(env, work)
                     with serving(binary, env) as server:
-                        label = f"second{run + 1}-{name}"
+                        label = f"second{run + 1}-{name}" + (", stale stats" if args.stale_stats else "")
                         run_import(binary, server, manifest, cli_env, work, args, label, True)
-        if args.second_import and args.stale_stats:
+        elif args.second_import and args.stale_stats:
             make_stale(env, work)
             with serving(corral, env) as server:
                 run_import(corral, server, manifest, cli_env, work, args, "second, stale stats", True)

@@ -268,3 +268,54 @@ def test_the_readers_share_follows_which_process_waits() -> None:
     for _ in range(40):
         checker.behind(1)
     assert checker.share == 1.0
+
+
+def _checker(keys: dict[str, Any]) -> jobs._ChildChecker:
+    """A reader's checker that checks every batch (of two entries), for a schema of ``keys``."""
+    import uuid
+
+    from corral.core.metadata.schema import from_native
+    from corral.jobs.tasks import ClaimedUnit
+    from corral.storage.options import S3Options
+
+    unit = ClaimedUnit(1, uuid.uuid4(), uuid.uuid4(), 0, "register", {"op": "plan"},
+                       {"folder_id": str(uuid.uuid4()), "skip_duplicate_urls": True}, 1)
+    return jobs._ChildChecker(unit, S3Options(bucket="media", region="eu-west-1"), "media", 3600,
+                              from_native({"keys": keys}), set(), 2, 1.0)
+
+
+def test_a_checked_batch_is_scanned_for_embeddings_only_when_the_schema_has_an_embedding_key(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Only an embedding key's check makes a ``StoredVector``: with none in the schema the reader
+    does not look through each item's metadata for one (it did, a value at a time, for every item
+    it checked), and says the batch carries none; with one, it finds the item that carries it."""
+    from corral.registration.entries import new_entry
+
+    real = jobs.StoredVector
+    looked: list[Any] = []
+
+    class Counting(type):
+        def __instancecheck__(cls, obj: Any) -> bool:
+            looked.append(obj)
+            return isinstance(obj, real)
+
+    monkeypatch.setattr(jobs, "StoredVector", Counting("StoredVector", (), {}))
+
+    def entries(second: dict[str, Any]) -> list[Any]:
+        return [new_entry(i, f"images[{i}]", "image", (f"s3://media/p/{i}.png",), f"image {i}", meta,
+                          {"width": 10, "height": 20})
+                for i, meta in enumerate([{"camera": "a"}, second])]
+
+    def batch(checker: jobs._ChildChecker, second: dict[str, Any]) -> tuple[Any, ...]:
+        events = [event for entry in entries(second) for event in checker.feed(entry)]
+        assert len(events) == 1
+        seq, count, payload = events[0]
+        assert (seq, count, payload[0]) == (1, 2, jobs._CHECKED)
+        return payload  # type: ignore[no-any-return]
+
+    _, verdicts, blob, vectors = batch(_checker({"camera": {"type": "varchar"}}), {"camera": "b"})
+    assert verdicts == ["s3://media/p/0.png", "s3://media/p/1.png"] and blob and vectors is False
+    assert looked == []
+    clip = {"camera": {"type": "varchar"}, "clip": {"type": "embedding", "size": 2, "metric": "dot"}}
+    _, verdicts, blob, vectors = batch(_checker(clip), {"camera": "b", "clip": [0.5, 1.0]})
+    assert len(verdicts) == 2 and blob and vectors is True
+    assert any(isinstance(value, real) for value in looked)
