@@ -166,7 +166,7 @@ def test_serve_runs_api_processes_beside_niced_job_workers(tmp_path, workers) ->
             assert proc.poll() is None and time.monotonic() < deadline, "".join(lines)
             time.sleep(0.1)
         [job_worker] = _job_workers(proc.pid)
-        assert _nice(job_worker) == _nice(proc.pid) + 10  # the API gets the CPU first
+        assert _nice(job_worker) == min(_nice(proc.pid) + 10, 19)  # the API gets the CPU first (19 is the most)
         api = _api_processes(proc.pid)
         assert len(api) == (workers if workers > 1 else 0)  # one API process: `serve` itself
         assert all(_nice(p) == _nice(proc.pid) for p in api)
