@@ -333,16 +333,18 @@ def _check_link(settings: Settings, scope: Scope) -> None:
 
 
 def _check_head_size(scope: Scope, limit: int) -> None:
-    """Refuse a request whose head (request line and headers) is longer than ``limit`` bytes
+    """Refuse a request whose headers are longer than ``limit`` bytes in all
     (CORRAL_MAX_HEADER_BYTES).  The HTTP server's own limit holds for a head still unfinished
     (``h11_max_incomplete_event_size``): a whole head that came in one read (up to 64 KiB more
-    than the limit) passed it, and behind another ASGI server the limit is that server's."""
-    size = len(scope["method"]) + len(scope.get("raw_path") or b"") + len(scope.get("query_string", b"")) + 12
+    than the limit) passed it, and behind another ASGI server the limit is that server's.  The
+    request line is not counted: a query may carry a search of 10,000 characters, percent-encoded
+    (up to 12 bytes each), which each route checks itself."""
+    size = 0
     for name, value in scope["headers"]:
         size += len(name) + len(value) + 4
         if size > limit:
             raise errors.InvalidInput(
-                f"the request head (request line and headers) is longer than {limit:,} bytes "
+                f"the request's headers are longer than {limit:,} bytes in all "
                 f"(CORRAL_MAX_HEADER_BYTES): send fewer or shorter headers",
                 details=[errors.ErrorDetail(f"at most {limit:,} bytes in all", field="headers")],
             )
